@@ -1,0 +1,3 @@
+from recolor_tools.cli import run
+
+run()

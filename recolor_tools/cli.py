@@ -1,0 +1,297 @@
+"""The ``recolor`` command: thin typer wrappers that parse, call one library function, report.
+
+Conventions shared by every tool (see README): inputs are files, directories, globs or ``-``;
+binary output goes to ``-o FILE|DIR`` or to stdout when it is not a terminal; one line per failed
+input on stderr; exit 0 ok, 1 some inputs failed, 2 usage, 130 Ctrl-C. Heavy modules (numba,
+torch) are imported inside the commands that need them, so the others start fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import traceback
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Annotated, BinaryIO, Optional
+
+import typer
+
+from . import __version__
+from .errors import ExitCode, RecolorError
+
+app = typer.Typer(
+    name="recolor",
+    help="Recolor images in CIELAB space: small tools that pass Lab records through pipes.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+_DEBUG = bool(os.environ.get("RECOLOR_DEBUG"))
+
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")]
+Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks of internal errors.")]
+Output = Annotated[
+    Optional[str],  # noqa: UP045 - typer needs Optional at runtime on 3.11
+    typer.Option("--output", "-o", help="Output file, or directory (existing, or ending in /)."),
+]
+Inputs = Annotated[
+    Optional[list[str]],  # noqa: UP045
+    typer.Argument(help="Files, directories, globs; '-' or nothing reads stdin.", show_default=False),
+]
+
+
+class Tool:
+    """One run of one tool: reports failed inputs and decides the exit code."""
+
+    def __init__(self, name: str, quiet: bool = False, debug: bool = False) -> None:
+        global _DEBUG
+        _DEBUG = _DEBUG or debug
+        self.name = name
+        self.quiet = quiet
+        self.failures = 0
+
+    def fail(self, err: RecolorError | str, path: str | Path | None = None) -> None:
+        """Print ``recolor <tool>: <file>: <reason>`` on stderr and count the failure."""
+        self.failures += 1
+        if isinstance(err, RecolorError):
+            path = err.path if err.path is not None else path
+            err = err.reason
+        where = f"{path}: " if path is not None else ""
+        print(f"recolor {self.name}: {where}{err}", file=sys.stderr, flush=True)
+
+    def note(self, text: str) -> None:
+        """A message for the user on stderr, unless --quiet."""
+        if not self.quiet:
+            print(text, file=sys.stderr, flush=True)
+
+    @contextlib.contextmanager
+    def guard(self, path: str | Path | None = None) -> Iterator[None]:
+        """Report an expected failure of one input and go on with the next."""
+        try:
+            yield
+        except RecolorError as e:
+            self.fail(e, path)
+        except ValueError as e:  # public numeric APIs reject bad values with ValueError
+            self.fail(str(e), path)
+        except OSError as e:
+            if isinstance(e, BrokenPipeError):
+                raise
+            self.fail(e.strerror or str(e), getattr(e, "filename", None) or path)
+
+    def progress(self, items: Iterable, total: int | None = None, unit: str = "img") -> Iterable:
+        """Wrap ``items`` in a progress bar on stderr, only when stderr is a terminal."""
+        if self.quiet or not sys.stderr.isatty():
+            return items
+        from tqdm import tqdm
+
+        return tqdm(items, total=total, unit=unit, desc=self.name, file=sys.stderr, leave=False)
+
+    def usage(self, message: str) -> None:
+        """Stop with a usage error: one line on stderr, exit 2."""
+        print(f"recolor {self.name}: {message}", file=sys.stderr, flush=True)
+        raise typer.Exit(ExitCode.USAGE)
+
+    def exit(self) -> None:
+        """End the command with 0, or 1 when some inputs failed."""
+        raise typer.Exit(ExitCode.FAILED if self.failures else ExitCode.OK)
+
+    def stdin_inputs(self, inputs: list[str] | None) -> list[str]:
+        """Inputs for a tool that reads streams: nothing means stdin, unless it is a terminal."""
+        if inputs:
+            return inputs
+        if sys.stdin.isatty():
+            self.usage("no input given and stdin is a terminal")
+        return ["-"]
+
+    def binary_stdout(self) -> BinaryIO:
+        """stdout for binary data; refused on a terminal."""
+        if sys.stdout.isatty():
+            self.usage("refusing to write binary data to a terminal; use -o or a pipe")
+        return sys.stdout.buffer
+
+
+def _is_dir_target(output: str | Path | None) -> bool:
+    """An output names a directory when it exists as one or ends with a slash."""
+    return output is not None and (Path(output).is_dir() or str(output).endswith(("/", os.sep)))
+
+
+def _check_not_input(out: Path, inputs: list[str]) -> None:
+    for i in inputs:
+        if i != "-" and Path(i).exists() and out.exists() and os.path.samefile(i, out):
+            raise RecolorError("refusing to overwrite an input", out)
+
+
+class RecordSink:
+    """Where a tool's records go: stdout, one stream file, or one file per record in a directory."""
+
+    def __init__(self, tool: Tool, output: str | None, inputs: list[str], suffix: str) -> None:
+        self.per_file = _is_dir_target(output)
+        self.tool, self.inputs, self.suffix = tool, inputs, suffix
+        self.output = None if output is None else Path(output)
+        self._stack = contextlib.ExitStack()
+        self._stream: BinaryIO | None = None
+
+    def __enter__(self) -> RecordSink:
+        if self.output is None:
+            self._stream = self.tool.binary_stdout()
+        elif self.per_file:
+            self.output.mkdir(parents=True, exist_ok=True)
+        else:
+            from .imageio import atomic_open
+
+            _check_not_input(self.output, self.inputs)
+            self._stream = self._stack.enter_context(atomic_open(self.output))
+        return self
+
+    def write(self, rec) -> None:  # rec: records.Record
+        from .imageio import atomic_open
+        from .records import write_record
+
+        if self._stream is not None:
+            write_record(self._stream, rec)
+            return
+        out = self.output / (Path(rec.name).stem + self.suffix)
+        _check_not_input(out, self.inputs)
+        with atomic_open(out) as f:
+            write_record(f, rec)
+
+    def __exit__(self, *exc) -> None:
+        if self._stream is not None and self.output is None:
+            self._stream.flush()
+        self._stack.__exit__(*exc)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"recolor {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print version.")
+    ] = False,
+) -> None:
+    """Recolor images in CIELAB space."""
+
+
+@app.command("to-lab")
+def to_lab(
+    inputs: Inputs = None,
+    output: Output = None,
+    max_size: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option("--max-size", min=1, help="Shrink so the longer side is at most this."),
+    ] = None,
+    l_only: Annotated[bool, typer.Option("--l-only", help="Keep only the L channel.")] = False,
+    quiet: Quiet = False,
+    debug: Debug = False,
+) -> None:
+    """Convert images (jpg, png, tiff, webp, bmp) to Lab records."""
+    from .imageio import expand_inputs
+    from .records import image_record
+
+    tool = Tool("to-lab", quiet, debug)
+    paths = expand_inputs(tool.stdin_inputs(inputs))
+    with RecordSink(tool, output, paths, ".lab") as sink:
+        for path in tool.progress(paths, len(paths)):
+            with tool.guard(path):
+                sink.write(image_record(path, max_size, l_only))
+    tool.exit()
+
+
+@app.command("from-lab")
+def from_lab(
+    inputs: Inputs = None,
+    output: Output = None,
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", help="Image format for stdout and directories.")
+    ] = "png",
+    depth: Annotated[int, typer.Option("--depth", help="Bits per sample: 8, or 16 (png, tiff).")] = 8,
+    quiet: Quiet = False,
+    debug: Debug = False,
+) -> None:
+    """Convert Lab records to RGB images; out-of-gamut colours are clamped."""
+    from .color import lab_to_rgb
+    from .imageio import atomic_write, encode_image
+    from .records import iter_lab_sources
+
+    tool = Tool("from-lab", quiet, debug)
+    if depth not in (8, 16):
+        tool.usage("--depth must be 8 or 16")
+    paths = tool.stdin_inputs(inputs)
+    per_file = _is_dir_target(output)
+    stream = tool.binary_stdout() if output is None else None
+    output = None if output is None else Path(output)
+    if per_file:
+        output.mkdir(parents=True, exist_ok=True)
+    written = 0
+    for rec in tool.progress(iter_lab_sources(paths, tool.fail)):
+        with tool.guard(rec.name):
+            if "lab" not in rec.arrays and "L" in rec.arrays:
+                import numpy as np
+
+                lab = np.zeros((*rec.arrays["L"].shape[:2], 3), np.float32)
+                lab[:, :, :1] = rec.arrays["L"]
+            else:
+                lab = rec.lab()
+            rgb = lab_to_rgb(lab)
+            if per_file:
+                out = output / (Path(rec.name).stem + "." + fmt.lstrip("."))
+                _check_not_input(out, paths)
+                atomic_write(out, encode_image(rgb, out.suffix, depth))
+            elif written:
+                raise RecolorError("a second record, but the output holds one image; use -o DIR/")
+            elif stream is not None:
+                stream.write(encode_image(rgb, "." + fmt.lstrip("."), depth))
+                stream.flush()
+            else:
+                _check_not_input(output, paths)
+                atomic_write(output, encode_image(rgb, output.suffix or ".png", depth))
+            written += 1
+    tool.exit()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``recolor`` command and return its exit status.
+
+    typer itself maps usage errors to 2, Ctrl-C to 130 and a closed stdout pipe to a quiet 1;
+    what reaches here is a bug, reported in one line (with a traceback under --debug).
+    """
+    try:
+        app(args=argv, prog_name="recolor")
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except KeyboardInterrupt:
+        return ExitCode.INTERRUPTED
+    except BrokenPipeError:
+        _silence_stdout()
+        return ExitCode.FAILED
+    except Exception as e:
+        if _DEBUG:
+            traceback.print_exc()
+        args = sys.argv[1:] if argv is None else argv
+        name = next((a for a in args if not a.startswith("-")), "")
+        print(
+            f"recolor {name}: internal error: {type(e).__name__}: {e} (--debug shows a traceback)",
+            file=sys.stderr,
+        )
+        return ExitCode.FAILED
+    return ExitCode.OK
+
+
+def _silence_stdout() -> None:
+    # The reader of our stdout has gone (`| head`): point stdout at /dev/null so the final flush
+    # at interpreter exit does not raise again.
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

@@ -1,0 +1,218 @@
+"""Reading and writing images, and atomic file output.
+
+This is the one place where recolor touches image files: every tool reads with :func:`read_rgb`
+and writes with :func:`write_image` or :func:`atomic_write`, so that a killed run never leaves a
+half-written file (data goes to a temporary file beside the target, then ``os.replace``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+import cv2
+import numpy as np
+
+from .color import to_uint8, to_uint16
+from .errors import RecolorError
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp")
+"""File extensions recolor reads and writes as images (case-insensitive)."""
+
+# JPEG carries EXIF orientation; OpenCV honours it unless IMREAD_UNCHANGED is given, which we
+# need for alpha. So JPEG is decoded with ANYCOLOR|ANYDEPTH, the formats with alpha unchanged.
+_DECODE_KEEP_ALPHA = cv2.IMREAD_UNCHANGED
+_DECODE_ORIENTED = cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH
+
+
+def read_bytes(path: str | Path) -> bytes:
+    """Read a whole file (``-`` is stdin), turning OS errors into one-line :class:`RecolorError`."""
+    if str(path) == "-":
+        return sys.stdin.buffer.read()
+    p = Path(path)
+    try:
+        if p.is_dir():
+            raise RecolorError("is a directory", path)
+        return p.read_bytes()
+    except FileNotFoundError:
+        raise RecolorError("no such file", path) from None
+    except PermissionError:
+        raise RecolorError("permission denied", path) from None
+    except IsADirectoryError:
+        raise RecolorError("is a directory", path) from None
+    except OSError as e:
+        raise RecolorError(e.strerror or str(e), path) from None
+
+
+def decode_rgb(data: bytes, name: str = "<data>") -> np.ndarray:
+    """Decode an encoded image (JPEG, PNG, TIFF, WebP, BMP) to float32 RGB in [0, 1].
+
+    8-bit data is divided by 255, 16-bit by 65535; gray is repeated over three channels; an alpha
+    channel is composited over white (posters are printed on white paper); JPEG EXIF orientation
+    is applied.
+
+    Parameters
+    ----------
+    data : bytes
+        The encoded file.
+    name : str
+        Used in error messages.
+
+    Returns
+    -------
+    rgb : (H, W, 3) float32 in [0, 1]
+
+    Raises
+    ------
+    RecolorError
+        Empty, truncated or undecodable data.
+    """
+    if not data:
+        raise RecolorError("empty file", name)
+    buf = np.frombuffer(data, np.uint8)
+    is_jpeg = data[:3] == b"\xff\xd8\xff"
+    if is_jpeg and b"\xff\xd9" not in data[-64:]:
+        # libjpeg decodes a truncated file to a grey-filled image with only a warning.
+        raise RecolorError("truncated JPEG (no end-of-image marker)", name)
+    img = cv2.imdecode(buf, _DECODE_ORIENTED if is_jpeg else _DECODE_KEEP_ALPHA)
+    if img is None or img.size == 0:
+        raise RecolorError("not a readable image (unknown format or corrupt data)", name)
+    if img.dtype == np.uint8:
+        img = img.astype(np.float32) * np.float32(1 / 255)
+    elif img.dtype == np.uint16:
+        img = img.astype(np.float32) * np.float32(1 / 65535)
+    else:
+        img = np.clip(img.astype(np.float32), 0.0, 1.0)
+    if img.ndim == 2:
+        return np.ascontiguousarray(np.repeat(img[:, :, None], 3, axis=2))
+    if img.shape[2] == 4:
+        alpha = img[:, :, 3:4]
+        img = img[:, :, :3] * alpha + (1.0 - alpha)
+    elif img.shape[2] == 2:  # gray + alpha
+        alpha = img[:, :, 1:2]
+        img = np.repeat(img[:, :, :1] * alpha + (1.0 - alpha), 3, axis=2)
+        return np.ascontiguousarray(img, dtype=np.float32)
+    return np.ascontiguousarray(img[:, :, 2::-1], dtype=np.float32)
+
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    """Read an image file (``-`` is stdin) as float32 RGB in [0, 1], shape (H, W, 3).
+
+    See :func:`decode_rgb` for what is accepted; every failure is a :class:`RecolorError` that
+    names the file.
+    """
+    return decode_rgb(read_bytes(path), str(path))
+
+
+def resize_max(img: np.ndarray, max_size: int | None) -> np.ndarray:
+    """Shrink ``img`` so that its longer side is at most ``max_size`` pixels (area averaging).
+
+    Images already small enough are returned unchanged; the aspect ratio is kept.
+    """
+    h, w = img.shape[:2]
+    if not max_size or max(h, w) <= max_size:
+        return img
+    s = max_size / max(h, w)
+    size = (max(1, round(w * s)), max(1, round(h * s)))
+    return cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+
+
+def encode_image(rgb: np.ndarray, ext: str = ".png", depth: int = 8) -> bytes:
+    """Encode RGB (float in [0, 1], or uint8) to a file format chosen by ``ext``.
+
+    ``depth=16`` writes 16-bit samples where the format allows it (PNG, TIFF).
+    """
+    ext = ext.lower() if ext.startswith(".") else "." + ext.lower()
+    if ext not in IMAGE_EXTS:
+        raise RecolorError(f"unknown image format {ext!r} (use one of {', '.join(IMAGE_EXTS)})")
+    if rgb.dtype == np.uint8:
+        pix = rgb
+    elif depth == 16 and ext in (".png", ".tif", ".tiff"):
+        pix = to_uint16(rgb)
+    else:
+        pix = to_uint8(rgb)
+    ok, enc = cv2.imencode(ext, np.ascontiguousarray(pix[:, :, ::-1]))
+    if not ok:
+        raise RecolorError(f"could not encode {ext} image")
+    return enc.tobytes()
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | Path) -> Iterator[BinaryIO]:
+    """Open ``path`` for binary writing so that it appears whole or not at all.
+
+    Data goes to a hidden temporary file in the same directory, which replaces ``path`` with
+    ``os.replace`` only when the block ends without an exception.
+    """
+    path = Path(path)
+    directory = path.parent
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    except FileNotFoundError:
+        raise RecolorError("no such directory", directory) from None
+    except PermissionError:
+        raise RecolorError("permission denied", directory) from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_open`)."""
+    with atomic_open(path) as f:
+        f.write(data)
+
+
+def write_image(path: str | Path, rgb: np.ndarray, depth: int = 8) -> None:
+    """Write RGB (float in [0, 1], or uint8) to ``path``, format from its extension, atomically."""
+    atomic_write(path, encode_image(rgb, Path(path).suffix or ".png", depth))
+
+
+def expand_inputs(args: list[str], exts: tuple[str, ...] = IMAGE_EXTS) -> list[str]:
+    """Turn command-line inputs into a list of files.
+
+    ``-`` stays as is (stdin); a directory is searched recursively for files whose extension is
+    in ``exts`` (sorted); a pattern with ``*``, ``?`` or ``[`` that the shell left alone is
+    expanded; a text file with extension ``.txt`` or ``.list`` is read as one path per line.
+    Anything else is kept, so that a missing file is reported by whoever opens it.
+    """
+    import glob
+
+    out: list[str] = []
+    for arg in args:
+        p = Path(arg)
+        if arg == "-":
+            out.append(arg)
+        elif p.is_dir():
+            found = [
+                str(f) for f in sorted(p.rglob("*")) if f.suffix.lower() in exts and f.is_file()
+            ]
+            out.extend(found)
+        elif not p.exists() and any(c in arg for c in "*?["):
+            out.extend(sorted(glob.glob(arg, recursive=True)) or [arg])
+        elif p.suffix.lower() in (".txt", ".list") and p.is_file():
+            base = p.parent
+            for line in p.read_text().splitlines():
+                line = line.strip()
+                if line and not line.startswith("#"):
+                    out.append(line if Path(line).is_absolute() else str(base / line))
+        else:
+            out.append(arg)
+    return out

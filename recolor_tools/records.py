@@ -1,0 +1,282 @@
+"""The Lab record stream: recolor's interchange format between tools.
+
+A stream is any number of records back to back, so it can be a file, a pipe or stdin
+(no seeking is ever needed). Version 1 of one record, all integers little-endian::
+
+    offset  size  field
+    0       4     magic b"RCLR"
+    4       2     format version (uint16) = 1
+    6       2     flags (uint16), reserved, 0
+    8       4     header length n (uint32)
+    12      n     header: UTF-8 JSON object
+                    {"name": source file name, "size": [H0, W0] original size in pixels,
+                     "meta": {...tool-specific...},
+                     "arrays": [{"name": str, "dtype": numpy dtype str, "shape": [...]}, ...]}
+    12+n    ...   the arrays' raw bytes, C order, in header order
+    end     4     CRC-32 (zlib) of the header and array bytes (uint32)
+
+Arrays by kind of record:
+
+- Lab image (``to-lab``): ``lab`` float32 (H, W, 3): L in [0, 100], a/b in about [-128, 127]
+  (OpenCV float convention); or, with ``--l-only``, ``L`` float32 (H, W, 1).
+- Soft-encoded target (``quantize``): ``idx`` int16 (H, W, k) class indices, nearest first, and
+  ``w`` float32 (H, W, k) weights summing to 1; with ``--hard``, ``idx`` int16 (H, W, 1).
+
+float32 data is stored bit for bit, so values round-trip exactly. A 182x268 poster is a 585,312-byte
+Lab record plus about 150 bytes of header (195,104 bytes with ``--l-only``). Garbage (bad magic),
+truncation (short read, bad CRC) and a newer version fail with a clear :class:`RecolorError`.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from .errors import RecolorError
+
+MAGIC = b"RCLR"
+VERSION = 1
+_PREFIX = struct.Struct("<4sHHI")
+_CRC = struct.Struct("<I")
+_MAX_HEADER = 1 << 20
+_MAX_ARRAY_BYTES = 1 << 34
+_DTYPES = {"<f4", "<f2", "<i2", "<i4", "<i8", "|u1", "<u2", "|i1"}
+
+
+@dataclass
+class Record:
+    """One image's data in the stream.
+
+    Attributes
+    ----------
+    name : str
+        Source file name (base name), used to name outputs.
+    size : (int, int)
+        Original (height, width) of the source image before any resizing.
+    arrays : dict of str to ndarray
+        Named arrays; see the module docstring for the names each tool uses.
+    meta : dict
+        Small JSON-serialisable extras (e.g. the class set's grid).
+    """
+
+    name: str
+    size: tuple[int, int]
+    arrays: dict[str, np.ndarray]
+    meta: dict = field(default_factory=dict)
+
+    def lab(self) -> np.ndarray:
+        """The (H, W, 3) Lab image, or raise if this is not a full Lab record."""
+        if "lab" not in self.arrays:
+            raise RecolorError("record holds no Lab image (an L-only or target record?)", self.name)
+        return self.arrays["lab"]
+
+    def lightness(self) -> np.ndarray:
+        """The (H, W) L channel of a Lab or L-only record."""
+        if "lab" in self.arrays:
+            return self.arrays["lab"][:, :, 0]
+        if "L" in self.arrays:
+            return self.arrays["L"][:, :, 0]
+        raise RecolorError("record holds no lightness", self.name)
+
+
+def lab_record(name: str, lab: np.ndarray, size: tuple[int, int], l_only: bool = False) -> Record:
+    """Make the record of a Lab image (``lab``: (H, W, 3) float32) of original ``size``."""
+    lab = np.ascontiguousarray(lab, dtype=np.float32)
+    arrays = {"L": lab[:, :, :1].copy()} if l_only else {"lab": lab}
+    return Record(name, (int(size[0]), int(size[1])), arrays, {"kind": "lab"})
+
+
+def write_record(stream: BinaryIO, rec: Record) -> None:
+    """Append one record to a binary stream (file, pipe or ``sys.stdout.buffer``)."""
+    arrays = {k: np.ascontiguousarray(v) for k, v in rec.arrays.items()}
+    for k, v in arrays.items():
+        if v.dtype.str not in _DTYPES:
+            v = arrays[k] = v.astype(v.dtype.newbyteorder("<"))
+    header = json.dumps(
+        {
+            "name": rec.name,
+            "size": list(rec.size),
+            "meta": rec.meta,
+            "arrays": [
+                {"name": k, "dtype": v.dtype.str, "shape": list(v.shape)} for k, v in arrays.items()
+            ],
+        },
+        ensure_ascii=False,
+        separators=(",", ":"),
+    ).encode()
+    crc = zlib.crc32(header)
+    stream.write(_PREFIX.pack(MAGIC, VERSION, 0, len(header)))
+    stream.write(header)
+    for v in arrays.values():
+        buf = memoryview(v).cast("B")
+        crc = zlib.crc32(buf, crc)
+        stream.write(buf)
+    stream.write(_CRC.pack(crc))
+
+
+def _read_exact(stream: BinaryIO, n: int, source: str, what: str) -> bytes:
+    data = stream.read(n)
+    if len(data) == n:
+        return data
+    chunks = [data]
+    got = len(data)
+    while got < n:
+        more = stream.read(n - got)
+        if not more:
+            raise RecolorError(f"truncated record stream (end of data inside {what})", source)
+        chunks.append(more)
+        got += len(more)
+    return b"".join(chunks)
+
+
+def _read_into(stream: BinaryIO, arr: np.ndarray, source: str) -> None:
+    view = memoryview(arr).cast("B")
+    got = 0
+    readinto = getattr(stream, "readinto", None)
+    while got < len(view):
+        if readinto is not None:
+            n = readinto(view[got:])
+        else:
+            chunk = stream.read(len(view) - got)
+            n = len(chunk)
+            view[got : got + n] = chunk
+        if not n:
+            raise RecolorError("truncated record stream (end of data inside an array)", source)
+        got += n
+
+
+def _parse_header(raw: bytes, source: str) -> dict:
+    try:
+        head = json.loads(raw.decode())
+        arrays = head["arrays"]
+        for a in arrays:
+            if a["dtype"] not in _DTYPES or any(int(s) < 0 for s in a["shape"]):
+                raise ValueError(a)
+            if int(np.prod(a["shape"], dtype=np.int64)) * np.dtype(a["dtype"]).itemsize > (
+                _MAX_ARRAY_BYTES
+            ):
+                raise ValueError(a)
+        head["size"] = tuple(int(s) for s in head["size"])
+        str(head["name"])
+        return head
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        raise RecolorError("corrupt record header", source) from None
+
+
+def iter_records(stream: BinaryIO, source: str = "<stdin>") -> Iterator[Record]:
+    """Read records from a binary stream until it ends.
+
+    Parameters
+    ----------
+    stream : binary file object
+        Need not be seekable.
+    source : str
+        Name used in error messages (the file name, or ``-`` for stdin).
+
+    Yields
+    ------
+    Record
+
+    Raises
+    ------
+    RecolorError
+        Bad magic (not a record stream), a newer format version, a corrupt header, truncation or
+        a CRC mismatch. An empty stream yields nothing.
+    """
+    while True:
+        first = stream.read(_PREFIX.size)
+        if not first:
+            return
+        if len(first) < _PREFIX.size:
+            first += _read_exact(stream, _PREFIX.size - len(first), source, "a record prefix")
+        magic, version, _flags, n = _PREFIX.unpack(first)
+        if magic != MAGIC:
+            raise RecolorError("not a recolor record stream (bad magic)", source)
+        if version > VERSION:
+            raise RecolorError(
+                f"record format version {version} is newer than this recolor reads ({VERSION})",
+                source,
+            )
+        if version < 1 or n > _MAX_HEADER:
+            raise RecolorError("corrupt record prefix", source)
+        raw = _read_exact(stream, n, source, "a record header")
+        head = _parse_header(raw, source)
+        crc = zlib.crc32(raw)
+        arrays = {}
+        for a in head["arrays"]:
+            arr = np.empty(a["shape"], np.dtype(a["dtype"]))
+            _read_into(stream, arr, source)
+            crc = zlib.crc32(memoryview(arr).cast("B"), crc)
+            arrays[a["name"]] = arr
+        (want,) = _CRC.unpack(_read_exact(stream, _CRC.size, source, "a record checksum"))
+        if want != crc:
+            raise RecolorError("corrupt record (checksum mismatch)", source)
+        yield Record(str(head["name"]), head["size"], arrays, dict(head.get("meta") or {}))
+
+
+def is_record_stream(prefix: bytes) -> bool:
+    """True when ``prefix`` (the first bytes of a file) starts a record stream."""
+    return prefix[:4] == MAGIC
+
+
+def image_record(path: str, max_size: int | None = None, l_only: bool = False) -> Record:
+    """Read an image file and make its Lab record (shrunk to ``max_size`` if given)."""
+    from .color import rgb_to_lab
+    from .imageio import read_rgb, resize_max
+
+    rgb = read_rgb(path)
+    size = rgb.shape[:2]
+    name = "stdin" if path == "-" else Path(path).name
+    return lab_record(name, rgb_to_lab(resize_max(rgb, max_size)), size, l_only)
+
+
+def iter_lab_sources(
+    paths: list[str], on_error: Callable[[RecolorError], None], max_size: int | None = None
+) -> Iterator[Record]:
+    """Yield records from files that are record streams or images, in order.
+
+    Each path (``-`` is stdin) is sniffed: a record stream yields all its records, an image
+    yields its Lab record. A failure is passed to ``on_error`` and the next path is tried; a
+    stream that breaks half-way keeps the records read before the break.
+    """
+    import sys
+
+    for path in paths:
+        try:
+            if path == "-":
+                stream = sys.stdin.buffer
+            else:
+                try:
+                    stream = open(path, "rb")  # noqa: SIM115 - closed below
+                except FileNotFoundError:
+                    raise RecolorError("no such file", path) from None
+                except IsADirectoryError:
+                    raise RecolorError("is a directory", path) from None
+                except PermissionError:
+                    raise RecolorError("permission denied", path) from None
+            try:
+                head = stream.peek(4)[:4] if hasattr(stream, "peek") else b""
+                if is_record_stream(head):
+                    yield from iter_records(stream, path)
+                else:
+                    from .color import rgb_to_lab
+                    from .imageio import decode_rgb, resize_max
+
+                    rgb = decode_rgb(stream.read(), path)
+                    name = "stdin" if path == "-" else Path(path).name
+                    lab = rgb_to_lab(resize_max(rgb, max_size))
+                    yield lab_record(name, lab, rgb.shape[:2])
+            finally:
+                if path != "-":
+                    stream.close()
+        except RecolorError as e:
+            if e.path is None:
+                e.path = path
+            on_error(e)

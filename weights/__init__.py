@@ -1,0 +1,1 @@
+"""Shipped model weights (package data: cls.pt, reg.pt, README.md model card)."""
