@@ -39,7 +39,9 @@ Output = Annotated[
 ]
 Inputs = Annotated[
     Optional[list[str]],  # noqa: UP045
-    typer.Argument(help="Files, directories, globs; '-' or nothing reads stdin.", show_default=False),
+    typer.Argument(
+        help="Files, directories, globs; '-' or nothing reads stdin.", show_default=False
+    ),
 ]
 
 
@@ -211,7 +213,9 @@ def from_lab(
     fmt: Annotated[
         str, typer.Option("--format", "-f", help="Image format for stdout and directories.")
     ] = "png",
-    depth: Annotated[int, typer.Option("--depth", help="Bits per sample: 8, or 16 (png, tiff).")] = 8,
+    depth: Annotated[
+        int, typer.Option("--depth", help="Bits per sample: 8, or 16 (png, tiff).")
+    ] = 8,
     quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:
@@ -254,6 +258,105 @@ def from_lab(
                 atomic_write(output, encode_image(rgb, output.suffix or ".png", depth))
             written += 1
     tool.exit()
+
+
+@app.command("compare")
+def compare(
+    pred: Annotated[Path, typer.Argument(help="Predicted image, or a directory of them.")],
+    truth: Annotated[Path, typer.Argument(help="Ground truth image, or a directory (same names).")],
+    stats: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--stats", help="Colour-class stats file: adds the class-rebalanced AuC."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Write one JSON object.")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Write CSV, a last row 'mean'.")] = False,
+    montage: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--montage", help="Also draw gray input | prediction | truth to this image."),
+    ] = None,
+    output: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--output", "-o", help="Write the report to this file, not stdout."),
+    ] = None,
+    quiet: Quiet = False,
+    debug: Debug = False,
+) -> None:
+    """Score predictions against ground truth: PSNR, SSIM, ab RMSE, AuC, colourfulness.
+
+    Directories are matched by file name without extension. PSNR and SSIM are on RGB, AuC on the
+    a/b error (thresholds 0..150, percent); the mean row averages the images. Identical images
+    have infinite PSNR (null in JSON).
+    """
+    from . import metrics
+    from .color import to_uint8
+    from .imageio import atomic_write, read_rgb
+
+    tool = Tool("compare", quiet, debug)
+    if as_json and as_csv:
+        tool.usage("--json and --csv exclude each other")
+    pairs = _compare_pairs(tool, pred, truth)
+    rebal = _load_stats(tool, stats) if stats is not None else None
+    results, rows = [], []
+    for name, p, t in tool.progress(pairs, len(pairs)):
+        with tool.guard(p):
+            p_u8, t_u8 = to_uint8(read_rgb(p)), to_uint8(read_rgb(t))
+            results.append((name, metrics.compare_pair(p_u8, t_u8, rebal)))
+            if montage is not None:
+                rows.append(metrics.montage_row(name, p_u8, t_u8))
+    if rows:
+        with tool.guard(montage):
+            metrics.montage(rows, montage)
+    fmt = metrics.format_json if as_json else metrics.format_csv if as_csv else None
+    if output is not None:
+        with tool.guard(output):
+            atomic_write(output, (fmt or metrics.format_text)(results).encode())
+    elif fmt is None and sys.stdout.isatty():
+        _print_rich_table(*metrics.report_cells(results))
+    else:
+        sys.stdout.write((fmt or metrics.format_text)(results))
+    tool.exit()
+
+
+def _compare_pairs(tool: Tool, pred: Path, truth: Path) -> list[tuple[str, Path, Path]]:
+    """(name, pred, truth) to compare: the two files, or two directories matched by name."""
+    from .imageio import expand_inputs
+    from .metrics import pair_by_stem
+
+    if pred.is_dir() != truth.is_dir():
+        tool.usage("PRED and TRUTH must both be files or both be directories")
+    if not pred.is_dir():
+        return [(truth.stem, pred, truth)]
+    files = [expand_inputs([str(d)]) for d in (pred, truth)]
+    pairs, problems = pair_by_stem(*files, pred, truth)
+    for err in problems:
+        tool.fail(err)
+    return pairs
+
+
+def _load_stats(tool: Tool, path: Path):
+    """The rebalancing stats for --stats; a bad file stops the command (exit 1)."""
+    from .rebalance import RebalanceStats
+
+    with tool.guard(path):
+        return RebalanceStats.load(path)
+    tool.exit()
+
+
+def _print_rich_table(head: list[str], rows: list[list[str]]) -> None:
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    # Two-line titles keep the table within 80 columns.
+    table = Table(*(h.replace(" ", "\n", 1) for h in head), box=box.SIMPLE_HEAD)
+    for col in table.columns[1:]:
+        col.justify = "right"
+    for row in rows[:-1]:
+        table.add_row(*row)
+    if rows:  # the mean row, set apart
+        table.add_section()
+        table.add_row(*rows[-1], style="bold")
+    Console().print(table)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -204,7 +204,7 @@ def expand_inputs(args: list[str], exts: tuple[str, ...] = IMAGE_EXTS) -> list[s
             found = [
                 str(f) for f in sorted(p.rglob("*")) if f.suffix.lower() in exts and f.is_file()
             ]
-            out.extend(found)
+            out.extend(found or [arg])  # an empty directory is reported by whoever opens it
         elif not p.exists() and any(c in arg for c in "*?["):
             out.extend(sorted(glob.glob(arg, recursive=True)) or [arg])
         elif p.suffix.lower() in (".txt", ".list") and p.is_file():

@@ -269,7 +269,15 @@ def iter_lab_sources(
                     from .color import rgb_to_lab
                     from .imageio import decode_rgb, resize_max
 
-                    rgb = decode_rgb(stream.read(), path)
+                    data = stream.read()
+                    if not data:
+                        raise RecolorError("empty input (no records)", path)
+                    try:
+                        rgb = decode_rgb(data, path)
+                    except RecolorError:
+                        raise RecolorError(
+                            "neither a recolor record stream (bad magic) nor a readable image", path
+                        ) from None
                     name = "stdin" if path == "-" else Path(path).name
                     lab = rgb_to_lab(resize_max(rgb, max_size))
                     yield lab_record(name, lab, rgb.shape[:2])

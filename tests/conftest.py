@@ -1,0 +1,100 @@
+"""Shared test helpers: run the real CLI in a subprocess, and make test images."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+RECOLOR = [sys.executable, "-m", "recolor_tools"]
+
+
+def run(args, input: bytes | None = None, cwd=None, check_rc: int | None = None, **kw):
+    """Run ``recolor ARGS`` as a subprocess; returns CompletedProcess with bytes stdout/stderr."""
+    env = {**os.environ, "NO_COLOR": "1", "PYTHONPATH": str(ROOT)}
+    p = subprocess.run(
+        [*RECOLOR, *map(str, args)],
+        input=input,
+        stdin=None if input is not None else subprocess.DEVNULL,
+        capture_output=True,
+        cwd=cwd,
+        env=env,
+        timeout=600,
+        **kw,
+    )
+    if check_rc is not None:
+        assert p.returncode == check_rc, p.stderr.decode(errors="replace")
+    return p
+
+
+def pipeline(*commands: list, input: bytes | None = None) -> list[subprocess.CompletedProcess]:
+    """Run ``recolor A | recolor B | ...`` through real OS pipes; returns each stage's result."""
+    env = {**os.environ, "NO_COLOR": "1", "PYTHONPATH": str(ROOT)}
+    procs = []
+    prev = subprocess.PIPE if input is not None else subprocess.DEVNULL
+    for args in commands:
+        stdin = procs[-1].stdout if procs else prev
+        p = subprocess.Popen(
+            [*RECOLOR, *map(str, args)],
+            stdin=stdin,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        if procs:
+            procs[-1].stdout.close()  # so the producer sees SIGPIPE if the consumer exits
+        elif input is not None:
+            p.stdin.write(input)
+            p.stdin.close()
+        procs.append(p)
+    results = []
+    for p in procs:
+        out = p.stdout.read() if p is procs[-1] else b""
+        err = p.stderr.read()
+        p.wait(timeout=600)
+        results.append(subprocess.CompletedProcess(p.args, p.returncode, out, err))
+    return results
+
+
+def smooth_image(h: int = 48, w: int = 64, seed: int = 0) -> np.ndarray:
+    """A smooth, colourful uint8 RGB test image (random low-frequency colour field)."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, size=(3, 4, 3)).astype(np.float32)
+    img = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def write_rgb(path: Path, rgb: np.ndarray) -> Path:
+    """Write an RGB (or gray, or RGBA) array with OpenCV, converting channel order."""
+    if rgb.ndim == 3 and rgb.shape[2] == 3:
+        rgb = rgb[:, :, ::-1]
+    elif rgb.ndim == 3 and rgb.shape[2] == 4:
+        rgb = rgb[:, :, [2, 1, 0, 3]]
+    assert cv2.imwrite(str(path), np.ascontiguousarray(rgb)), path
+    return path
+
+
+def read_rgb_u8(path_or_bytes) -> np.ndarray:
+    """Read an image file or encoded bytes back as uint8 RGB."""
+    if isinstance(path_or_bytes, bytes | bytearray):
+        bgr = cv2.imdecode(np.frombuffer(path_or_bytes, np.uint8), cv2.IMREAD_COLOR)
+    else:
+        bgr = cv2.imread(str(path_or_bytes), cv2.IMREAD_COLOR)
+    assert bgr is not None
+    return bgr[:, :, ::-1].copy()
+
+
+@pytest.fixture
+def images(tmp_path: Path) -> list[Path]:
+    """Three small colour images with different sizes and formats."""
+    return [
+        write_rgb(tmp_path / "a.png", smooth_image(48, 64, 1)),
+        write_rgb(tmp_path / "b.png", smooth_image(40, 30, 2)),
+        write_rgb(tmp_path / "c.bmp", smooth_image(33, 57, 3)),
+    ]

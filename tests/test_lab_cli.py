@@ -1,0 +1,241 @@
+"""to-lab and from-lab through the real command line: pipes, round trips and bad input."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from conftest import pipeline, read_rgb_u8, run, smooth_image, write_rgb
+
+from recolor_tools import records
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    return cv2.PSNR(np.ascontiguousarray(a), np.ascontiguousarray(b))
+
+
+def test_to_lab_from_lab_round_trip_through_a_pipe(tmp_path):
+    rgb = smooth_image(60, 80, 7)
+    src = write_rgb(tmp_path / "a.png", rgb)
+    lab_stage, rgb_stage = pipeline(["to-lab", src], ["from-lab"])
+    assert lab_stage.returncode == 0 and rgb_stage.returncode == 0, rgb_stage.stderr
+    assert rgb_stage.stdout[:8] == b"\x89PNG\r\n\x1a\n"
+    assert _psnr(read_rgb_u8(rgb_stage.stdout), rgb) > 48
+
+
+def test_many_images_in_one_stream_to_a_directory(tmp_path, images):
+    out = tmp_path / "out"
+    stages = pipeline(["to-lab", *images], ["from-lab", "-o", f"{out}/"])
+    assert [s.returncode for s in stages] == [0, 0], stages[1].stderr
+    for src in images:
+        back = read_rgb_u8(out / (src.stem + ".png"))
+        assert _psnr(back, read_rgb_u8(src)) > 48
+
+
+def test_stream_file_keeps_names_and_original_sizes(tmp_path, images):
+    stream = tmp_path / "all.lab"
+    run(["to-lab", "--max-size", "20", "-o", stream, *images], check_rc=0)
+    with open(stream, "rb") as f:
+        recs = list(records.iter_records(f))
+    assert [r.name for r in recs] == [p.name for p in images]
+    for r, p in zip(recs, images, strict=True):
+        h, w = read_rgb_u8(p).shape[:2]
+        assert r.size == (h, w)
+        assert max(r.lab().shape[:2]) == 20
+
+
+def test_l_only_gives_a_gray_image(tmp_path):
+    src = write_rgb(tmp_path / "a.png", smooth_image(30, 40, 3))
+    _, back = pipeline(["to-lab", "--l-only", src], ["from-lab"])
+    img = read_rgb_u8(back.stdout).astype(int)
+    assert np.abs(img[..., 0] - img[..., 1]).max() <= 1
+    assert np.abs(img[..., 1] - img[..., 2]).max() <= 1
+
+
+def test_sixteen_bit_gray_and_rgba_inputs(tmp_path):
+    rgb = smooth_image(32, 48, 5)
+    write_rgb(tmp_path / "g16.png", (rgb[..., 1].astype(np.uint16) * 257))
+    rgba = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
+    write_rgb(tmp_path / "rgba.png", rgba)
+    write_rgb(tmp_path / "rgb16.tiff", rgb.astype(np.uint16) * 257)
+    run(["to-lab", "-o", tmp_path / "s.lab", tmp_path], check_rc=0)
+    run(["from-lab", "-o", f"{tmp_path}/out/", tmp_path / "s.lab"], check_rc=0)
+    assert _psnr(read_rgb_u8(tmp_path / "out/rgba.png"), rgb) > 48
+    assert _psnr(read_rgb_u8(tmp_path / "out/rgb16.png"), rgb) > 48
+    gray = read_rgb_u8(tmp_path / "out/g16.png")
+    assert _psnr(gray[..., 0], rgb[..., 1]) > 48
+
+
+def test_transparent_pixels_become_white(tmp_path):
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    write_rgb(tmp_path / "t.png", rgba)
+    _, back = pipeline(["to-lab", tmp_path / "t.png"], ["from-lab"])
+    assert read_rgb_u8(back.stdout).min() == 255
+
+
+def test_exif_orientation_is_honoured(tmp_path):
+    rgb = smooth_image(20, 40, 9)
+    ok, jpg = cv2.imencode(".jpg", rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
+    assert ok
+    # An APP1 Exif segment (big-endian TIFF) with one IFD entry: Orientation (0x0112) = 6,
+    # "rotate 90 degrees clockwise to display".
+    tiff = (
+        b"MM\x00\x2a\x00\x00\x00\x08"
+        + b"\x00\x01"
+        + b"\x01\x12\x00\x03\x00\x00\x00\x01\x00\x06\x00\x00"
+        + b"\x00\x00\x00\x00"
+    )
+    app1 = b"Exif\x00\x00" + tiff
+    seg = b"\xff\xe1" + (len(app1) + 2).to_bytes(2, "big") + app1
+    data = jpg.tobytes()
+    (tmp_path / "rot.jpg").write_bytes(data[:2] + seg + data[2:])
+    rec_out = run(["to-lab", tmp_path / "rot.jpg"], check_rc=0).stdout
+    import io
+
+    (rec,) = records.iter_records(io.BytesIO(rec_out))
+    assert rec.lab().shape[:2] == (40, 20)
+
+
+def test_names_with_spaces_and_unicode(tmp_path):
+    src = write_rgb(tmp_path / "Le Voyage dans la Lune — 1902.png", smooth_image(20, 30, 1))
+    out = tmp_path / "ô ut"
+    stages = pipeline(["to-lab", src], ["from-lab", "-o", f"{out}/"])
+    assert [s.returncode for s in stages] == [0, 0]
+    assert (out / "Le Voyage dans la Lune — 1902.png").exists()
+
+
+def _bad_inputs(tmp_path: Path) -> dict[str, Path]:
+    good = write_rgb(tmp_path / "good.jpg", smooth_image(30, 40, 1))
+    data = good.read_bytes()
+    bad = {
+        "empty": tmp_path / "empty.jpg",
+        "truncated": tmp_path / "truncated.jpg",
+        "text": tmp_path / "text.jpg",
+        "missing": tmp_path / "missing.png",
+        "directory": tmp_path / "dir.png",
+    }
+    bad["empty"].write_bytes(b"")
+    bad["truncated"].write_bytes(data[: len(data) // 2])
+    bad["text"].write_text("this is not a picture\n")
+    bad["directory"].mkdir()
+    return bad
+
+
+def test_bad_images_each_get_one_line_and_the_rest_is_processed(tmp_path):
+    bad = _bad_inputs(tmp_path)
+    good = tmp_path / "good.jpg"
+    p = run(["to-lab", "-o", tmp_path / "s.lab", good, *bad.values(), good])
+    assert p.returncode == 1
+    lines = p.stderr.decode().splitlines()
+    assert len(lines) == len(bad), lines
+    for line, path in zip(lines, bad.values(), strict=True):
+        assert line.startswith(f"recolor to-lab: {path}: ")
+    assert "Traceback" not in p.stderr.decode()
+    with open(tmp_path / "s.lab", "rb") as f:
+        assert [r.name for r in records.iter_records(f)] == ["good.jpg", "good.jpg"]
+
+
+@pytest.mark.parametrize(
+    ("mangle", "reason"),
+    [
+        (lambda d: b"", None),
+        (lambda d: d[: len(d) // 2], "truncated"),
+        (lambda d: b"hello, world\n" * 10, "bad magic"),
+        (lambda d: d[:4] + b"\x07\x00" + d[6:], "version 7"),
+    ],
+)
+def test_from_lab_bad_streams(tmp_path, mangle, reason):
+    src = write_rgb(tmp_path / "a.png", smooth_image(20, 20, 1))
+    data = run(["to-lab", src], check_rc=0).stdout
+    p = run(["from-lab", "-o", tmp_path / "x.png"], input=mangle(data))
+    assert p.returncode == 1
+    err = p.stderr.decode()
+    assert len(err.splitlines()) == 1 and err.startswith("recolor from-lab: "), err
+    if reason:
+        assert reason in err
+    assert not (tmp_path / "x.png").exists()
+    assert not list(tmp_path.glob(".x.png*")), "a temporary file was left behind"
+
+
+def test_from_lab_bad_files_and_directory(tmp_path):
+    bad = _bad_inputs(tmp_path)
+    p = run(["from-lab", "-o", f"{tmp_path}/out/", *bad.values()])
+    assert p.returncode == 1
+    assert len(p.stderr.decode().splitlines()) == len(bad)
+
+
+def test_unreadable_file(tmp_path, monkeypatch, capsys):
+    src = write_rgb(tmp_path / "secret.png", smooth_image(10, 10, 1))
+    os.chmod(src, 0)
+    if os.geteuid() == 0:
+        # root reads any file, so make the kernel's answer for this one file EACCES by hand.
+        real = Path.read_bytes
+
+        def read_bytes(self):
+            if self == src:
+                raise PermissionError(13, "Permission denied", str(self))
+            return real(self)
+
+        monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    from recolor_tools.cli import main
+
+    assert main(["to-lab", "-o", str(tmp_path / "s.lab"), str(src)]) == 1
+    assert capsys.readouterr().err.strip() == f"recolor to-lab: {src}: permission denied"
+
+
+def test_never_overwrites_an_input(tmp_path):
+    src = write_rgb(tmp_path / "a.png", smooth_image(10, 10, 1))
+    stream = tmp_path / "a.lab"
+    run(["to-lab", "-o", stream, src], check_rc=0)
+    before = stream.read_bytes()
+    p = run(["from-lab", "-o", stream, stream])
+    assert p.returncode == 1 and "overwrite an input" in p.stderr.decode()
+    assert stream.read_bytes() == before
+
+
+def test_binary_output_is_refused_on_a_terminal_and_usage_errors_exit_2(tmp_path):
+    p = run(["to-lab", "--max-size", "0", "x.png"])
+    assert p.returncode == 2
+    p = run(["to-lab", "--no-such-flag"])
+    assert p.returncode == 2
+
+
+def test_closed_pipe_ends_quietly(tmp_path, images):
+    # `recolor to-lab many | head -c 10`: the producer must not print a traceback.
+    many = images * 30
+    prod = subprocess.Popen(
+        [sys.executable, "-m", "recolor_tools", "to-lab", *map(str, many)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+    )
+    prod.stdout.read(10)
+    prod.stdout.close()
+    err = prod.stderr.read().decode()
+    prod.wait(timeout=120)
+    assert "Traceback" not in err and err == ""
+
+
+def test_version_and_help():
+    p = run(["--version"], check_rc=0)
+    assert p.stdout.decode().startswith("recolor ")
+    p = run(["--help"], check_rc=0)
+    for tool in ("to-lab", "from-lab"):
+        assert tool in p.stdout.decode()
+
+
+def test_tools_without_a_model_do_not_import_torch(tmp_path):
+    src = write_rgb(tmp_path / "a.png", smooth_image(10, 10, 1))
+    code = (
+        "import sys; from recolor_tools.cli import main; "
+        f"rc = main(['to-lab', '-o', {str(tmp_path / 'a.lab')!r}, {str(src)!r}]); "
+        "assert rc == 0, rc; assert 'torch' not in sys.modules; assert 'numba' not in sys.modules"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parent.parent
+    )
