@@ -74,6 +74,4 @@ def to_uint8(rgb: np.ndarray) -> np.ndarray:
 
 def to_uint16(rgb: np.ndarray) -> np.ndarray:
     """Round float RGB in [0, 1] to uint16 in [0, 65535] (values outside are clipped)."""
-    return np.clip(np.rint(np.asarray(rgb, dtype=np.float32) * 65535.0), 0, 65535).astype(
-        np.uint16
-    )
+    return np.clip(np.rint(np.asarray(rgb, dtype=np.float32) * 65535.0), 0, 65535).astype(np.uint16)
