@@ -1,0 +1,159 @@
+"""Evaluate the shipped weights on a validation folder and write the model card's table.
+
+Run (from the repository root; ``make weights`` does it after training):
+
+    python weights/evaluate.py ../shared/data/posters/val --stats runs/stats.npz \
+        --work runs/eval --card weights/README.md
+
+For each method it writes full-size predictions with the real tools, then scores them with
+``recolor compare --json --stats`` twice: at full size, and at the network's working resolution
+(prediction and truth both shrunk so their shorter side is ``--size``). Methods:
+
+- gray: a = b = 0 (``recolor to-lab --l-only | recolor from-lab``);
+- mean colour: every pixel gets the training set's mean a/b (from the class prior in --stats);
+- reg, and cls at several temperatures (``recolor predict``).
+
+The table replaces the text between ``<!-- eval:start -->`` and ``<!-- eval:end -->`` in --card.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import cv2
+
+RECOLOR = [sys.executable, "-m", "recolor_tools"]
+COLUMNS = [
+    ("psnr", "PSNR dB", 2),
+    ("ssim", "SSIM", 3),
+    ("auc", "AuC %", 1),
+    ("auc_rebal", "rebal. AuC %", 1),
+    ("colourfulness_pred", "colourful.", 1),
+    ("colourfulness_diff", "Δ colourful.", 1),
+]
+
+
+def sh(*args: str | Path, stdin: bytes | None = None) -> bytes:
+    return subprocess.run([*map(str, args)], input=stdin, capture_output=True, check=True).stdout
+
+
+def mean_colour_baseline(truth: list[Path], stats: Path, out: Path) -> None:
+    from recolor_tools.color import lab_to_rgb, rgb_to_lab
+    from recolor_tools.imageio import read_rgb, write_image
+    from recolor_tools.rebalance import RebalanceStats
+
+    st = RebalanceStats.load(stats)
+    p = st.counts / st.counts.sum()
+    ab = (p[:, None] * st.classes).sum(0)
+    out.mkdir(parents=True, exist_ok=True)
+    for f in truth:
+        lab = rgb_to_lab(read_rgb(f))
+        lab[..., 1:] = ab
+        write_image(out / (f.stem + ".png"), lab_to_rgb(lab))
+
+
+def shrink_dir(src: Path, dst: Path, short: int) -> None:
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in sorted(src.iterdir()):
+        img = cv2.imread(str(f), cv2.IMREAD_COLOR)
+        if img is None:
+            continue
+        h, w = img.shape[:2]
+        s = short / min(h, w)
+        img = cv2.resize(img, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
+        cv2.imwrite(str(dst / (f.stem + ".png")), img)
+
+
+def score(pred: Path, truth: Path, stats: Path) -> dict:
+    return json.loads(sh(*RECOLOR, "compare", pred, truth, "--stats", stats, "--json", "-q"))[
+        "mean"
+    ]
+
+
+def table(rows: list[tuple[str, dict]]) -> str:
+    head = "| method | " + " | ".join(c[1] for c in COLUMNS) + " |"
+    lines = [head, "|---" * (len(COLUMNS) + 1) + "|"]
+    for name, m in rows:
+        cells = []
+        for key, _, nd in COLUMNS:
+            v = m.get(key)
+            cells.append("–" if v is None else f"{v:.{nd}f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("val", type=Path)
+    ap.add_argument("--stats", type=Path, required=True)
+    ap.add_argument("--weights", type=Path, default=Path("weights"))
+    ap.add_argument("--work", type=Path, default=None)
+    ap.add_argument("--card", type=Path, default=None)
+    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--temperatures", default="0.38,0.2,1.0")
+    ap.add_argument("--limit", type=int, default=0, help="Use only the first N images.")
+    args = ap.parse_args()
+
+    work = args.work or Path(tempfile.mkdtemp(prefix="recolor-eval-"))
+    truth_files = sorted(
+        f for f in args.val.iterdir() if f.suffix.lower() in (".jpg", ".jpeg", ".png")
+    )
+    if args.limit:
+        truth_files = truth_files[: args.limit]
+    truth = work / "truth"
+    truth.mkdir(parents=True, exist_ok=True)
+    for f in truth_files:  # PNG copies: one decoder for truth and predictions alike
+        cv2.imwrite(str(truth / (f.stem + ".png")), cv2.imread(str(f), cv2.IMREAD_COLOR))
+
+    methods: list[tuple[str, Path]] = []
+    gray = work / "gray"
+    lab = sh(*RECOLOR, "to-lab", "--l-only", "-q", truth)
+    sh(*RECOLOR, "from-lab", "-o", f"{gray}/", "-q", stdin=lab)
+    methods.append(("gray (a = b = 0)", gray))
+    mean = work / "mean"
+    mean_colour_baseline(sorted(truth.iterdir()), args.stats, mean)
+    methods.append(("training mean colour", mean))
+    if (args.weights / "reg.pt").exists():
+        out = work / "reg"
+        sh(*RECOLOR, "predict", "--head", "reg", "--weights", args.weights / "reg.pt",
+           "-o", f"{out}/", "--format", "png", "-q", truth)  # fmt: skip
+        methods.append(("reg", out))
+    if (args.weights / "cls.pt").exists():
+        for t in args.temperatures.split(","):
+            out = work / f"cls-T{t}"
+            sh(*RECOLOR, "predict", "--head", "cls", "--weights", args.weights / "cls.pt",
+               "--temperature", t, "-o", f"{out}/", "--format", "png", "-q", truth)  # fmt: skip
+            methods.append((f"cls, T = {t}", out))
+
+    full = [(name, score(d, truth, args.stats)) for name, d in methods]
+    small_truth = work / "small" / "truth"
+    shrink_dir(truth, small_truth, args.size)
+    small = []
+    for name, d in methods:
+        shrink_dir(d, work / "small" / d.name, args.size)
+        small.append((name, score(work / "small" / d.name, small_truth, args.stats)))
+
+    text = (
+        f"Validation: {len(truth_files)} images of `{args.val}`; compared with `recolor compare`"
+        f" (`--stats` {args.stats.name}).\n\n"
+        f"At full size:\n\n{table(full)}\n\n"
+        f"At the working resolution (shorter side {args.size} px):\n\n{table(small)}\n"
+    )
+    print(text)
+    (work / "eval.json").write_text(json.dumps({"full": full, "working": small}, indent=1))
+    if args.card and args.card.exists():
+        card = args.card.read_text()
+        a, b = "<!-- eval:start -->", "<!-- eval:end -->"
+        if a in card and b in card:
+            pre, rest = card.split(a, 1)
+            post = rest.split(b, 1)[1]
+            args.card.write_text(f"{pre}{a}\n{text}\n{b}{post}")
+
+
+if __name__ == "__main__":
+    main()
