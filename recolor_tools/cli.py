@@ -14,7 +14,7 @@ import sys
 import traceback
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Annotated, BinaryIO, Optional
+from typing import Annotated, BinaryIO, Literal, Optional
 
 import typer
 
@@ -266,7 +266,7 @@ def compare(
     truth: Annotated[Path, typer.Argument(help="Ground truth image, or a directory (same names).")],
     stats: Annotated[
         Optional[Path],  # noqa: UP045
-        typer.Option("--stats", help="Colour-class stats file: adds the class-rebalanced AuC."),
+        typer.Option("--stats", help="rebalance-stats.npz: adds the class-rebalanced AuC."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Write one JSON object.")] = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="Write CSV, a last row 'mean'.")] = False,
@@ -357,6 +357,237 @@ def _print_rich_table(head: list[str], rows: list[list[str]]) -> None:
         table.add_section()
         table.add_row(*rows[-1], style="bold")
     Console().print(table)
+
+
+@app.command("predict")
+def predict(
+    inputs: Inputs = None,
+    head: Annotated[
+        Optional[Literal["cls", "reg"]],  # noqa: UP045
+        typer.Option(
+            "--head",
+            help="cls: colour classes (vivid); reg: regression (muted). "
+            "Default: the --weights checkpoint's head, else cls.",
+            show_default=False,
+        ),
+    ] = None,
+    weights: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option(
+            "--weights", "-w", help="Checkpoint (default: the shipped weights for --head)."
+        ),
+    ] = None,
+    output: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            "--output",
+            "-o",
+            help="Directory (default recolored/); a file with an image extension for one input; "
+            "'-' for stdout.",
+            show_default=False,
+        ),
+    ] = None,
+    temperature: Annotated[
+        float,
+        typer.Option(
+            "--temperature",
+            "-T",
+            min=0.0,
+            help="Annealed mean (cls): lower is more vivid, 0 the mode.",
+        ),
+    ] = 0.38,
+    saturation: Annotated[
+        float, typer.Option("--saturation", min=0.0, help="Scale predicted a/b: 0 gray, >1 more.")
+    ] = 1.0,
+    batch_size: Annotated[
+        int,
+        typer.Option(
+            "--batch-size",
+            "-b",
+            min=1,
+            help="Images read at a time; those of one working size share a forward pass.",
+        ),
+    ] = 8,
+    device: Annotated[
+        Literal["auto", "cpu", "cuda"], typer.Option("--device", help="Where the network runs.")
+    ] = "auto",
+    size: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option(
+            "--size", min=8, help="Working shorter side in pixels (default: the training size)."
+        ),
+    ] = None,
+    fmt: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--format", "-f", help="Output format: png, jpg, ... (default: the input's)."),
+    ] = None,
+    quiet: Quiet = False,
+    debug: Debug = False,
+) -> None:
+    """Recolour images: predict a/b from each image's lightness, keep its L and size.
+
+    Writes recolored/<name> (or -o) and prints each written path on stdout.
+    """
+    from .imageio import expand_inputs
+
+    tool = Tool("predict", quiet, debug)
+    paths = expand_inputs(tool.stdin_inputs(inputs))
+    targets, out_dir = _image_targets(tool, paths, output, fmt)
+    predictor = None
+    with tool.guard():
+        from .predict import Predictor
+
+        predictor = Predictor.load(
+            weights, head, size=size, temperature=temperature, saturation=saturation, device=device
+        )
+    if predictor is None:
+        tool.exit()
+    if out_dir is not None:
+        with tool.guard(out_dir):
+            out_dir.mkdir(parents=True, exist_ok=True)
+        if tool.failures:
+            tool.exit()
+    written: set[Path] = set()
+    results = tool.progress(predictor.predict_files(paths, batch_size), len(paths))
+    for (path, rgb), out in zip(results, targets, strict=True):
+        with tool.guard(path):
+            if isinstance(rgb, RecolorError):
+                raise rgb
+            _write_predicted(tool, rgb, out, paths, written)
+    tool.exit()
+
+
+def _image_targets(
+    tool: Tool, paths: list[str], output: str | None, fmt: str | None
+) -> tuple[list[Path | str], Path | None]:
+    """Where each input's image goes (a Path, or the extension to write to stdout with), and the
+    output directory to create, if any."""
+    from .imageio import IMAGE_EXTS
+
+    ext = None if fmt is None else "." + fmt.lower().lstrip(".")
+    if ext is not None and ext not in IMAGE_EXTS:
+        tool.usage(f"unknown --format {fmt!r} (use one of {', '.join(IMAGE_EXTS)})")
+    if output == "-":
+        if len(paths) != 1:
+            tool.usage(f"-o - writes one image, but {len(paths)} inputs were given")
+        tool.binary_stdout()  # refused on a terminal, before any work
+        return [ext or ".png"], None
+    out = Path(output or "recolored/")
+    if not _is_dir_target(output or "recolored/") and out.suffix.lower() in IMAGE_EXTS:
+        if len(paths) != 1:
+            tool.usage(f"-o {output} names one file, but {len(paths)} inputs were given")
+        return [out], None
+
+    def name(p: str) -> str:
+        stem, suffix = ("stdin", "") if p == "-" else (Path(p).stem, Path(p).suffix.lower())
+        return stem + (ext or (suffix if suffix in IMAGE_EXTS else ".png"))
+
+    return [out / name(p) for p in paths], out
+
+
+def _write_predicted(tool: Tool, rgb, out: Path | str, inputs: list[str], written: set) -> None:
+    from .imageio import encode_image, write_image
+
+    if isinstance(out, str):  # stdout, in this format
+        stream = tool.binary_stdout()
+        stream.write(encode_image(rgb, out))
+        stream.flush()
+        return
+    if out in written:
+        raise RecolorError(f"{out} was already written for an earlier input of the same name")
+    _check_not_input(out, inputs)
+    write_image(out, rgb)
+    written.add(out)
+    print(out, flush=True)
+
+
+_PosInt = Optional[int]  # noqa: UP045 - typer needs Optional at runtime on 3.11
+
+
+@app.command("train")
+def train(
+    data: Annotated[
+        list[str], typer.Argument(help="Training images: files, directories, globs, .txt lists.")
+    ],
+    head: Annotated[
+        Literal["cls", "reg"],
+        typer.Option("--head", help="cls: colour classes, rebalanced; reg: a/b regression."),
+    ] = "cls",
+    val: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Option("--val", help="Validation images (repeatable); none: no val metrics."),
+    ] = None,
+    stats: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--stats", help="Rebalancing stats (cls); default: computed from DATA."),
+    ] = None,
+    classes: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--classes", help="Class set file (cls); default: the sRGB gamut grid."),
+    ] = None,
+    grid: Annotated[float, typer.Option("--grid", min=1, help="Gamut class grid (cls).")] = 8,
+    epochs: Annotated[_PosInt, typer.Option("--epochs", min=1, help="Default 10.")] = None,
+    steps: Annotated[_PosInt, typer.Option("--steps", min=1, help="Instead of --epochs.")] = None,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", "-b", min=1, help="Images per step and process.")
+    ] = 16,
+    lr: Annotated[float, typer.Option("--lr", min=0, help="Adam learning rate.")] = 1e-4,
+    schedule: Annotated[
+        Literal["plateau", "cosine"],
+        typer.Option("--schedule", help="plateau: halve lr after 10 flat evaluations."),
+    ] = "plateau",
+    size: Annotated[int, typer.Option("--size", min=8, help="Crop side (multiple of 8).")] = 128,
+    width: Annotated[int, typer.Option("--width", min=1, help="Model base channels.")] = 32,
+    device: Annotated[
+        Literal["auto", "cpu", "cuda"], typer.Option("--device", help="Where to train.")
+    ] = "auto",
+    precision: Annotated[
+        Literal["auto", "fp32", "bf16", "fp16"],
+        typer.Option("--precision", help="auto: bf16/fp16 mixed precision on CUDA, else fp32."),
+    ] = "auto",
+    workers: Annotated[
+        _PosInt, typer.Option("--workers", "-j", min=0, help="Loader processes (0: inline).")
+    ] = None,
+    threads: Annotated[
+        _PosInt, typer.Option("--threads", min=1, help="CPU threads (default: cores/processes).")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seeds init, order and crops.")] = 0,
+    eval_every: Annotated[
+        _PosInt, typer.Option("--eval-every", min=1, help="Steps (default: each epoch).")
+    ] = None,
+    ckpt_every: Annotated[
+        _PosInt, typer.Option("--ckpt-every", min=1, help="Steps (default: --eval-every).")
+    ] = None,
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Directory for last.pt, metrics.jsonl, HEAD.pt.")
+    ] = Path("runs/recolor"),
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/last.pt.")] = False,
+    quiet: Quiet = False,
+    debug: Debug = False,
+) -> None:
+    """Train a model; prints the path of the final weights (OUT/HEAD.pt) on stdout.
+
+    Multi-GPU or multi-node: start it with torchrun (python -m torch.distributed.run
+    --nproc_per_node N -m recolor_tools train ...); --batch-size is then per process.
+    """
+    tool = Tool("train", quiet, debug)
+    if epochs is not None and steps is not None:
+        tool.usage("give --epochs or --steps, not both")
+    with tool.guard():
+        from .train import TrainConfig
+        from .train import train as run_training
+
+        cfg = TrainConfig(
+            data=data, head=head, out=out, val=val or [], stats=stats, classes=classes,
+            grid=grid, epochs=epochs, steps=steps, batch_size=batch_size, lr=lr,
+            schedule=schedule, size=size, width=width, device=device, workers=workers,
+            threads=threads, seed=seed, eval_every=eval_every, ckpt_every=ckpt_every, resume=resume,
+            precision=precision, quiet=quiet,
+        )  # fmt: skip
+        path = run_training(cfg)
+        if os.environ.get("RANK", "0") == "0":  # one line, also under torchrun
+            print(path, flush=True)
+    tool.exit()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -82,22 +82,28 @@ def decode_rgb(data: bytes, name: str = "<data>") -> np.ndarray:
     img = cv2.imdecode(buf, _DECODE_ORIENTED if is_jpeg else _DECODE_KEEP_ALPHA)
     if img is None or img.size == 0:
         raise RecolorError("not a readable image (unknown format or corrupt data)", name)
-    if img.dtype == np.uint8:
-        img = img.astype(np.float32) * np.float32(1 / 255)
-    elif img.dtype == np.uint16:
-        img = img.astype(np.float32) * np.float32(1 / 65535)
+    # Reorder channels (BGR -> RGB, alpha composited on white) while the image is still small
+    # integers: a 24 MP poster is 72 MB as uint8 but 288 MB per float32 copy.
+    if img.ndim == 3 and img.shape[2] == 4:
+        alpha = _unit(img[:, :, 3:4])
+        rgb = _unit(img[:, :, 2::-1]) * alpha + (1.0 - alpha)
+    elif img.ndim == 3 and img.shape[2] == 2:  # gray + alpha
+        alpha = _unit(img[:, :, 1:2])
+        rgb = np.repeat(_unit(img[:, :, :1]) * alpha + (1.0 - alpha), 3, axis=2)
+    elif img.ndim == 2:
+        rgb = _unit(cv2.cvtColor(img, cv2.COLOR_GRAY2RGB))
     else:
-        img = np.clip(img.astype(np.float32), 0.0, 1.0)
-    if img.ndim == 2:
-        return np.ascontiguousarray(np.repeat(img[:, :, None], 3, axis=2))
-    if img.shape[2] == 4:
-        alpha = img[:, :, 3:4]
-        img = img[:, :, :3] * alpha + (1.0 - alpha)
-    elif img.shape[2] == 2:  # gray + alpha
-        alpha = img[:, :, 1:2]
-        img = np.repeat(img[:, :, :1] * alpha + (1.0 - alpha), 3, axis=2)
-        return np.ascontiguousarray(img, dtype=np.float32)
-    return np.ascontiguousarray(img[:, :, 2::-1], dtype=np.float32)
+        rgb = _unit(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
+    return np.ascontiguousarray(rgb, dtype=np.float32)
+
+
+def _unit(img: np.ndarray) -> np.ndarray:
+    """Scale integer samples to float32 in [0, 1] (8-bit / 255, 16-bit / 65535)."""
+    if img.dtype == np.uint8:
+        return img.astype(np.float32) * np.float32(1 / 255)
+    if img.dtype == np.uint16:
+        return img.astype(np.float32) * np.float32(1 / 65535)
+    return np.clip(img.astype(np.float32), 0.0, 1.0)
 
 
 def read_rgb(path: str | Path) -> np.ndarray:

@@ -1,0 +1,228 @@
+"""Prediction speed and memory: recolor's model against Zhang et al.'s colorization network.
+
+Two measurements:
+
+1. CPU throughput, in images per second, of the network plus the annealed-mean decode on 256x256
+   L inputs: recolor's ``Colorizer`` (cls head, the 395 in-gamut classes at grid 8) against the
+   network of Zhang, Isola and Efros, "Colorful Image Colorization", ECCV 2016 (about 32M
+   parameters: conv1-conv8 with batch norm, dilated conv5/conv6, 313 logits at 1/4 resolution),
+   rebuilt here with random weights from their deploy prototxt. Both decode with the same kernel,
+   :func:`recolor_tools.quant.annealed_mean` (softmax of logits / T, expectation of the class
+   centres), so the comparison is of the networks. Target: recolor at least 5x faster.
+2. Peak resident memory of ``recolor predict`` on a 6000x4000 photograph-sized image, read from
+   the children's ``ru_maxrss`` after running it in a subprocess (with the memory of a bare
+   ``import torch`` process for reference).
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_predict.py [--threads N] [--repeat R] [--no-memory]
+
+Random weights time exactly like trained ones; the checkpoint used for the memory run is built
+in a temporary directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+# --- Zhang et al. 2016 (colorization_deploy_v2.prototxt), random weights ------------------------
+
+
+def _block(cin: int, cout: int, n: int, stride_last: int = 1, dilation: int = 1) -> list:
+    """n 3x3 conv + ReLU layers (the last one optionally strided), then batch norm, as in Caffe."""
+    layers = []
+    for i in range(n):
+        stride = stride_last if i == n - 1 else 1
+        layers += [
+            nn.Conv2d(cin if i == 0 else cout, cout, 3, stride, dilation, dilation),
+            nn.ReLU(inplace=True),
+        ]
+    return [*layers, nn.BatchNorm2d(cout)]
+
+
+class ZhangECCV16(nn.Module):
+    """The ECCV 2016 colorization net: L (B,1,H,W) -> 313 logits (B,313,H/4,W/4)."""
+
+    def __init__(self, num_classes: int = 313) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            *_block(1, 64, 2, stride_last=2),  # conv1: 1/2
+            *_block(64, 128, 2, stride_last=2),  # conv2: 1/4
+            *_block(128, 256, 3, stride_last=2),  # conv3: 1/8
+            *_block(256, 512, 3),  # conv4
+            *_block(512, 512, 3, dilation=2),  # conv5, dilated
+            *_block(512, 512, 3, dilation=2),  # conv6, dilated
+            *_block(512, 512, 3),  # conv7
+            nn.ConvTranspose2d(512, 256, 4, 2, 1),  # conv8_1: back to 1/4
+            nn.ReLU(inplace=True),
+            nn.Conv2d(256, 256, 3, 1, 1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(256, 256, 3, 1, 1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(256, num_classes, 1),  # conv8_313
+        )
+
+    def forward(self, L: torch.Tensor) -> torch.Tensor:
+        return self.body((L - 50.0) / 50.0)  # (B, 313, H/4, W/4)
+
+
+# --- timing -------------------------------------------------------------------------------------
+
+
+def _stepper(net, classes: np.ndarray, batch: int, size: int):
+    """One timed unit of work: forward pass on a (batch, 1, size, size) L, then the decode."""
+    from recolor_tools import quant
+
+    L = torch.rand(batch, 1, size, size) * 100
+
+    def step() -> None:
+        with torch.inference_mode():
+            logits = net(L)
+            if isinstance(logits, tuple):  # Colorizer returns (out, loss)
+                logits = logits[0]
+        quant.annealed_mean(logits.numpy(), classes, 0.38, axis=1, logits=True)
+
+    for _ in range(2):  # warm-up: numba compile, allocator, oneDNN kernel selection
+        step()
+    return step
+
+
+def throughput(steppers: dict, batch: int, rounds: int, seconds: float = 2.0) -> dict[str, float]:
+    """Images per second of each stepper: best of ``rounds`` runs of about ``seconds`` each.
+
+    The nets take turns, round by round, so that load from other processes on a shared machine
+    hits both alike; the best run is the one least disturbed.
+    """
+    best = dict.fromkeys(steppers, 0.0)
+    for _ in range(rounds):
+        for name, step in steppers.items():
+            n, t0 = 0, time.perf_counter()
+            while time.perf_counter() - t0 < seconds:
+                step()
+                n += batch
+            best[name] = max(best[name], n / (time.perf_counter() - t0))
+    return best
+
+
+def params(net: nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
+
+
+# --- memory -------------------------------------------------------------------------------------
+
+
+def _child_maxrss_mib(cmd: list[str]) -> tuple[float, subprocess.CompletedProcess]:
+    """Run ``cmd`` alone and return its peak RSS in MiB (ru_maxrss of waited-for children)."""
+    # ru_maxrss of RUSAGE_CHILDREN is the max over all children so far: run each measurement in
+    # a fresh intermediate Python so earlier children do not mask it.
+    probe = (
+        "import resource, subprocess, sys;"
+        "p = subprocess.run(sys.argv[1:], capture_output=True);"
+        "sys.stderr.write(p.stderr.decode(errors='replace'));"
+        "print(p.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
+    p = subprocess.run(
+        [sys.executable, "-c", probe, *cmd], capture_output=True, text=True, cwd=ROOT
+    )
+    rc, kib = p.stdout.split()
+    return int(kib) / 1024, subprocess.CompletedProcess(cmd, int(rc), "", p.stderr)
+
+
+def peak_memory(tmp: Path) -> None:
+    import cv2
+
+    from recolor_tools.models import Colorizer, ModelConfig, make_checkpoint, save_checkpoint
+
+    h, w = 4000, 6000
+    # A smooth colour field plus noise: a realistic JPEG size, made in a few seconds.
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 256, (6, 9, 3)).astype(np.uint8)
+    img = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+    img += rng.integers(0, 8, (h, w, 1), dtype=np.uint8)
+    src = tmp / "big.jpg"
+    cv2.imwrite(str(src), img, [cv2.IMWRITE_JPEG_QUALITY, 92])
+    del img
+
+    from recolor_tools import quant
+
+    classes = np.array(quant.gamut_classes(8))
+    model = Colorizer(ModelConfig(head="cls", num_classes=len(classes)))
+    ckpt = make_checkpoint(model, classes=classes, grid=8)
+    weights = tmp / "cls.pt"
+    save_checkpoint(weights, ckpt)
+
+    env_py = [sys.executable, "-m", "recolor_tools"]
+    base, _ = _child_maxrss_mib([sys.executable, "-c", "import torch, cv2, numba"])
+    for fmt in ("jpg", "png"):
+        cmd = [*env_py, "predict", str(src), "--head", "cls", "--weights", str(weights)]
+        cmd += ["-o", str(tmp / "out") + "/", "--format", fmt, "-q", "--device", "cpu"]
+        t0 = time.perf_counter()
+        peak, p = _child_maxrss_mib(cmd)
+        dt = time.perf_counter() - t0
+        if p.returncode != 0:
+            print(f"recolor predict failed ({p.returncode}): {p.stderr.strip()}")
+            return
+        print(
+            f"recolor predict 6000x4000 jpg -> {fmt}: peak RSS {peak:.0f} MiB "
+            f"({dt:.1f} s; a bare 'import torch, cv2, numba' process: {base:.0f} MiB)"
+        )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    ap.add_argument("--repeat", type=int, default=5, help="rounds; the best counts")
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--batch", type=int, nargs="+", default=[1, 8])
+    ap.add_argument("--no-memory", action="store_true")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    from recolor_tools import quant
+    from recolor_tools.models import Colorizer, ModelConfig
+
+    ours_classes = quant.gamut_classes(8)
+    ours = Colorizer(ModelConfig(head="cls", num_classes=len(ours_classes))).eval()
+    # The decode cost depends only on the number of classes: any 313 centres will do.
+    zhang_classes = np.random.default_rng(0).uniform(-110, 110, (313, 2)).astype(np.float32)
+    zhang = ZhangECCV16(len(zhang_classes)).eval()
+
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"{os.cpu_count()} CPUs, input {args.size}x{args.size}, net + annealed-mean decode"
+    )
+    print(f"recolor cls: {params(ours) / 1e6:.2f}M parameters, Q={len(ours_classes)}")
+    print(f"Zhang 2016:  {params(zhang) / 1e6:.2f}M parameters, Q={len(zhang_classes)}")
+    for b in args.batch:
+        steppers = {
+            "recolor": _stepper(ours, ours_classes, b, args.size),
+            "zhang": _stepper(zhang, zhang_classes, b, args.size),
+        }
+        r = throughput(steppers, b, args.repeat)
+        print(
+            f"batch {b}: recolor {r['recolor']:.1f} img/s, Zhang {r['zhang']:.2f} img/s, "
+            f"ratio {r['recolor'] / r['zhang']:.1f}x"
+        )
+
+    if not args.no_memory:
+        with tempfile.TemporaryDirectory() as tmp:
+            peak_memory(Path(tmp))
+
+
+if __name__ == "__main__":
+    main()

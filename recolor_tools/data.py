@@ -1,0 +1,311 @@
+"""Training data: image files -> (L, a/b target) crops, decoded and encoded in DataLoader workers.
+
+Aspect handling. Posters are tall (typically 182x268). Each image is resized so that its
+*shorter* side is ``size`` (training: ``size`` times a random scale in [1, 1.15]), then a
+``size x size`` square is cut from it: at a random position with a random horizontal flip for
+training, from the centre for validation. No padding is added, so the network never learns
+artificial borders; the price is that one crop sees the middle ~68% of a poster's height
+(training crops move over the whole height across epochs; validation always sees the middle).
+
+Randomness. The crop, scale and flip of item ``i`` in epoch ``e`` come from
+``numpy.random.default_rng([seed, e, i])``, so a batch depends only on the seed, the epoch and
+the sampler's order: not on the number of workers, the worker that decodes it, or whether the
+run was resumed in the middle of an epoch. :class:`EpochSampler` produces that order (a seeded
+permutation per epoch, sharded over distributed ranks as ``DistributedSampler`` does, and able
+to start part-way through an epoch).
+
+Unreadable images are replaced by the next readable one (so batch shapes stay fixed); the
+training loop prints one warning per bad file (the item's ``"bad"`` field names it).
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from .color import rgb_to_lab
+from .errors import RecolorError
+from .imageio import expand_inputs, read_rgb
+from .models import AB_SCALE
+
+SCALE_JITTER = (1.0, 1.15)
+"""Range of the random extra scale applied to the shorter side before a training crop."""
+
+
+def list_images(inputs: Sequence[str | Path]) -> list[str]:
+    """Files named by ``inputs`` (files, directories, globs, .txt/.list files of paths).
+
+    Missing or unreadable files are kept: the loader skips them with a warning.
+
+    Raises
+    ------
+    RecolorError
+        ``-`` (training cannot read stdin), a directory without images, or no inputs.
+    """
+    args = [str(i) for i in inputs]
+    if "-" in args:
+        raise RecolorError("training data cannot come from stdin; give files or directories")
+    paths = expand_inputs(args)
+    for p in paths:
+        if Path(p).is_dir():
+            raise RecolorError("no image files in this directory", p)
+    if not paths:
+        raise RecolorError("no training images given")
+    return paths
+
+
+def resize_short_side(img: np.ndarray, short: float, min_side: int) -> np.ndarray:
+    """Resize so the shorter side is ``short`` pixels, keeping the aspect ratio.
+
+    Area averaging when shrinking, bilinear when enlarging. Both sides end at least
+    ``min_side`` (rounding could otherwise leave ``short - 1``).
+    """
+    h, w = img.shape[:2]
+    s = short / min(h, w)
+    size = (max(min_side, round(w * s)), max(min_side, round(h * s)))  # cv2 takes (W, H)
+    if size == (w, h):
+        return img
+    interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
+    return cv2.resize(img, size, interpolation=interp)
+
+
+class ColorDataset(Dataset):
+    """Square crops of images as network inputs and targets.
+
+    Parameters
+    ----------
+    paths : sequence of str
+        Image files (any format :func:`recolor_tools.imageio.read_rgb` reads).
+    size : int, default 128
+        Crop side in pixels; a multiple of 8 (the network's input constraint).
+    train : bool, default True
+        Random scale, crop and flip (training) or centre crop (validation).
+    head : {"reg", "cls"}
+        Which targets to produce.
+    classes : (Q, 2) float32, optional
+        ab class centres (cls head).
+    class_weights : (Q,) float32, optional
+        Rebalancing weight per class (cls head); default 1.
+    k, sigma : int, float
+        Soft-encoding neighbours and Gaussian width (a/b units), as ``quant.soft_encode``.
+    out_stride : int, default 4
+        Targets are at ``size / out_stride``.
+    seed : int
+        Seeds the augmentation (see the module notes).
+
+    Notes
+    -----
+    ``dataset[(epoch, i)]`` (or ``dataset[i]`` for epoch 0) returns a dict of tensors:
+
+    - ``"L"``: (1, size, size) float32, lightness in [0, 100];
+    - reg: ``"ab"``: (2, h, w) float32, a/b / 128 (h = w = size / out_stride, area-averaged);
+    - cls: ``"idx"``: (k, h, w) int64 class indices, nearest first; ``"w"``: (k, h, w) float32
+      soft weights summing to 1; ``"pw"``: (h, w) float32 rebalancing weight of the nearest class;
+    - validation only: ``"ab_full"``: (2, size, size) float32 a/b (full resolution, for metrics);
+    - ``"bad"``: str, the path of an unreadable image replaced by this one, or ``""``.
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[str],
+        size: int = 128,
+        *,
+        train: bool = True,
+        head: str = "cls",
+        classes: np.ndarray | None = None,
+        class_weights: np.ndarray | None = None,
+        k: int = 5,
+        sigma: float = 5.0,
+        out_stride: int = 4,
+        seed: int = 0,
+    ) -> None:
+        if size < 8 or size % 8 or size % out_stride:
+            raise ValueError(f"size must be a positive multiple of 8, got {size}")
+        if head == "cls" and classes is None:
+            raise ValueError("the cls head needs classes")
+        if not paths:
+            raise ValueError("no images")
+        self.paths = list(paths)
+        self.size, self.train, self.head = size, train, head
+        self.classes = None if classes is None else np.ascontiguousarray(classes, np.float32)
+        self.class_weights = (
+            None if class_weights is None else np.asarray(class_weights, np.float32)
+        )
+        self.k, self.sigma, self.out_stride, self.seed = k, sigma, out_stride, seed
+        self._bad: set[int] = set()  # per process: known-unreadable indices are not retried
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor | str]:
+        epoch, i = key if isinstance(key, tuple) else (0, key)
+        first_bad = ""
+        for j in range(len(self.paths)):  # the item itself, or the next readable one
+            idx = (i + j) % len(self.paths)
+            if idx in self._bad:
+                continue
+            try:
+                rgb = read_rgb(self.paths[idx])
+            except RecolorError as e:
+                self._bad.add(idx)
+                first_bad = first_bad or f"{self.paths[idx]}: {e.reason}"
+                continue
+            item = self.encode(rgb, np.random.default_rng([self.seed, epoch, idx]))
+            item["bad"] = first_bad
+            return item
+        raise RecolorError("none of the training images is readable")
+
+    def crop(self, rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """The ``size x size`` RGB crop of one image (see the module notes), float32 [0, 1]."""
+        s = self.size
+        if not self.train:
+            img = resize_short_side(rgb, s, s)
+            y0, x0 = (img.shape[0] - s) // 2, (img.shape[1] - s) // 2
+            return img[y0 : y0 + s, x0 : x0 + s]
+        img = resize_short_side(rgb, s * rng.uniform(*SCALE_JITTER), s)
+        y0 = int(rng.integers(0, img.shape[0] - s + 1))
+        x0 = int(rng.integers(0, img.shape[1] - s + 1))
+        img = img[y0 : y0 + s, x0 : x0 + s]
+        if rng.random() < 0.5:
+            img = img[:, ::-1]
+        return img
+
+    def encode(self, rgb: np.ndarray, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        """Crop, convert to Lab and build the targets of one image (see the class Notes)."""
+        from . import quant
+
+        lab = rgb_to_lab(np.ascontiguousarray(self.crop(rgb, rng)))  # (S, S, 3)
+        h = self.size // self.out_stride
+        ab = cv2.resize(lab[:, :, 1:], (h, h), interpolation=cv2.INTER_AREA)  # (h, h, 2)
+        item: dict[str, torch.Tensor] = {
+            "L": torch.from_numpy(np.ascontiguousarray(lab[None, :, :, 0]))  # (1, S, S)
+        }
+        if self.head == "reg":
+            item["ab"] = torch.from_numpy(ab.transpose(2, 0, 1) / np.float32(AB_SCALE))
+        else:
+            idx, w = quant.soft_encode(ab, self.classes, self.k, self.sigma)  # (h, h, k) each
+            idx = idx.astype(np.int64)
+            pw = (
+                np.ones((h, h), np.float32)
+                if self.class_weights is None
+                else self.class_weights[idx[:, :, 0]]
+            )
+            item["idx"] = torch.from_numpy(np.ascontiguousarray(idx.transpose(2, 0, 1)))
+            item["w"] = torch.from_numpy(np.ascontiguousarray(w.transpose(2, 0, 1)))
+            item["pw"] = torch.from_numpy(pw)
+        if not self.train:
+            item["ab_full"] = torch.from_numpy(
+                np.ascontiguousarray(lab[:, :, 1:].transpose(2, 0, 1))
+            )
+        return item
+
+
+class EpochSampler(Sampler):
+    """Yields ``(epoch, index)`` keys for :class:`ColorDataset`: this rank's share of one epoch.
+
+    Like ``torch.utils.data.DistributedSampler``: a permutation of ``range(n)`` from a
+    ``torch.Generator`` seeded with ``seed + epoch`` (or the identity without shuffling), padded
+    by repetition to a multiple of ``world`` when ``pad``, and ranks take every ``world``-th
+    item from ``rank``. Unlike it, :meth:`set_epoch` can start part-way through (``start``
+    items of this rank's share skipped), which is what an exact ``--resume`` needs.
+    """
+
+    def __init__(
+        self,
+        n: int,
+        *,
+        shuffle: bool = True,
+        seed: int = 0,
+        rank: int = 0,
+        world: int = 1,
+        pad: bool = True,
+    ) -> None:
+        self.n, self.shuffle, self.seed = n, shuffle, seed
+        self.rank, self.world, self.pad = rank, world, pad
+        self.epoch, self.start = 0, 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Use epoch ``epoch``'s order, skipping the first ``start`` items of this rank."""
+        self.epoch, self.start = epoch, start
+
+    def indices(self) -> list[int]:
+        """This rank's whole share of the current epoch, in order."""
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed + self.epoch)
+            order = torch.randperm(self.n, generator=g).tolist()
+        else:
+            order = list(range(self.n))
+        if self.pad and self.world > 1:
+            total = math.ceil(self.n / self.world) * self.world
+            order = (order * math.ceil(total / self.n))[:total]
+        return order[self.rank :: self.world]
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        for i in self.indices()[self.start :]:
+            yield (self.epoch, i)
+
+    def __len__(self) -> int:
+        return max(0, len(self.indices()) - self.start)
+
+
+def worker_init(worker_id: int) -> None:
+    """DataLoader worker setup: one thread per library (workers already run in parallel).
+
+    The worker's numpy and Python RNGs are seeded from torch's per-worker seed (itself drawn from
+    the DataLoader's seeded generator), so any randomness outside the per-item generator is
+    reproducible too.
+    """
+    import random
+
+    import numba
+
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+    numba.set_num_threads(1)
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def make_loader(
+    dataset: ColorDataset,
+    sampler: EpochSampler,
+    batch_size: int,
+    workers: int,
+    seed: int,
+    *,
+    drop_last: bool,
+    persistent: bool,
+    pin_memory: bool = False,
+) -> torch.utils.data.DataLoader:
+    """A DataLoader over ``dataset`` in ``sampler``'s order; ``workers=0`` loads in-process.
+
+    Workers start from a fork server rather than by forking this process: numba's OpenMP
+    thread pool (used by ``quant`` for rebalancing statistics or in-process encoding) does not
+    survive ``fork()`` and aborts the child. The server preloads torch and recolor, so starting
+    a worker stays cheap after the first.
+    """
+    context = None
+    if workers:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["torch", "recolor_tools.data", "recolor_tools.quant"])
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        drop_last=drop_last,
+        worker_init_fn=worker_init if workers else None,
+        generator=torch.Generator().manual_seed(seed),
+        persistent_workers=persistent and workers > 0,
+        pin_memory=pin_memory,
+        multiprocessing_context=context,
+        prefetch_factor=4 if workers else None,
+    )

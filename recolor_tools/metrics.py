@@ -1,0 +1,618 @@
+"""Image-quality and colourfulness metrics for ``recolor compare``.
+
+All functions take numpy arrays; none imports torch. RGB images use the 0..255 convention (uint8,
+or float with the same scale); Lab images use the OpenCV float convention (L in [0, 100], a/b in
+about [-127, 127]), as produced by :func:`recolor_tools.color.rgb_to_lab`.
+
+References
+----------
+.. [1] Z. Wang, A. C. Bovik, H. R. Sheikh, E. P. Simoncelli, "Image quality assessment: from error
+       visibility to structural similarity", IEEE Trans. Image Processing 13(4), 2004.
+.. [2] R. Zhang, P. Isola, A. A. Efros, "Colorful Image Colorization", ECCV 2016, section 3.1
+       ("Raw accuracy (AuC)" and its class-rebalanced variant).
+.. [3] D. Hasler, S. Süsstrunk, "Measuring colourfulness in natural images", Proc. SPIE 5007,
+       Human Vision and Electronic Imaging VIII, 2003.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+
+from recolor_tools.color import lab_to_rgb, rgb_to_lab, to_uint8
+from recolor_tools.errors import RecolorError
+from recolor_tools.imageio import write_image
+
+if TYPE_CHECKING:
+    from recolor_tools.rebalance import RebalanceStats
+
+PEAK = 255.0
+"""Peak signal value of the 0..255 RGB convention used by :func:`psnr` and :func:`ssim`."""
+
+SSIM_WINDOW = 11
+SSIM_SIGMA = 1.5
+SSIM_K1 = 0.01
+SSIM_K2 = 0.03
+
+AUC_T_MAX = 150
+"""Largest ab-error threshold of the AuC sweep, as in Zhang et al. [2]."""
+
+METRIC_KEYS = (
+    "psnr",
+    "ssim",
+    "ab_rmse",
+    "auc",
+    "auc_rebal",
+    "colourfulness_pred",
+    "colourfulness_truth",
+    "colourfulness_diff",
+)
+"""Keys of :func:`compare_pair`'s result, in display order (``auc_rebal`` only with stats)."""
+
+
+def _same_shape(pred: np.ndarray, truth: np.ndarray, channels: int) -> None:
+    if pred.shape != truth.shape or pred.ndim != 3 or pred.shape[2] != channels:
+        raise ValueError(
+            f"expected two (H, W, {channels}) arrays of the same shape, "
+            f"got {pred.shape} and {truth.shape}"
+        )
+
+
+def psnr(pred: np.ndarray, truth: np.ndarray) -> float:
+    """Peak signal-to-noise ratio of two RGB images, in dB.
+
+    Parameters
+    ----------
+    pred, truth : (H, W, 3) array_like
+        RGB images on the 0..255 scale (uint8, or float with the same scale).
+
+    Returns
+    -------
+    float
+        ``10 * log10(255**2 / MSE)``, the MSE taken over all pixels and channels. ``inf`` for
+        identical images (MSE = 0); unlike ``cv2.PSNR``, which caps that case at about 361 dB.
+
+    Raises
+    ------
+    ValueError
+        If the shapes differ or are not (H, W, 3).
+
+    Notes
+    -----
+    A constant difference ``d`` on every value gives ``20 * log10(255 / d)``.
+    """
+    _same_shape(pred, truth, 3)
+    a = np.asarray(pred, dtype=np.float64)
+    b = np.asarray(truth, dtype=np.float64)
+    mse = cv2.norm(a, b, cv2.NORM_L2SQR) / a.size
+    if mse == 0.0:
+        return math.inf
+    return 10.0 * math.log10(PEAK**2 / mse)
+
+
+def ssim(pred: np.ndarray, truth: np.ndarray) -> float:
+    """Mean structural similarity (SSIM) of two RGB images.
+
+    Parameters
+    ----------
+    pred, truth : (H, W, 3) array_like
+        RGB images on the 0..255 scale (uint8, or float with the same scale), both sides at least
+        11 pixels.
+
+    Returns
+    -------
+    float
+        Mean SSIM in [-1, 1]; 1 only for identical images.
+
+    Raises
+    ------
+    ValueError
+        If the shapes differ, are not (H, W, 3), or a side is shorter than the 11-pixel window.
+
+    Notes
+    -----
+    Wang et al. [1], per channel, with local statistics weighted by an 11x11 Gaussian window of
+    sigma 1.5 (``cv2.GaussianBlur``)::
+
+        SSIM = (2 mu_x mu_y + C1) (2 s_xy + C2) / ((mu_x^2 + mu_y^2 + C1) (s_x^2 + s_y^2 + C2))
+
+    with C1 = (0.01 L)^2, C2 = (0.03 L)^2, L = 255, and population (not sample) covariances. The
+    map is averaged over the pixels whose whole window lies inside the image (a 5-pixel border is
+    dropped, as with the "valid" filtering of the reference MATLAB code), then over the three
+    channels. Borders are mirrored without repeating the edge pixel (``cv2.BORDER_REFLECT``),
+    which matches ``skimage.metrics.structural_similarity(gaussian_weights=True, sigma=1.5,
+    use_sample_covariance=False, data_range=255, channel_axis=-1)``.
+    """
+    _same_shape(pred, truth, 3)
+    if min(pred.shape[:2]) < SSIM_WINDOW:
+        raise ValueError(f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels")
+    x = np.asarray(pred, dtype=np.float64)
+    y = np.asarray(truth, dtype=np.float64)
+    c1 = (SSIM_K1 * PEAK) ** 2
+    c2 = (SSIM_K2 * PEAK) ** 2
+
+    def blur(img: np.ndarray) -> np.ndarray:
+        k = (SSIM_WINDOW, SSIM_WINDOW)
+        return cv2.GaussianBlur(img, k, SSIM_SIGMA, borderType=cv2.BORDER_REFLECT)
+
+    mu_x, mu_y = blur(x), blur(y)
+    var_x = blur(x * x) - mu_x * mu_x
+    var_y = blur(y * y) - mu_y * mu_y
+    cov = blur(x * y) - mu_x * mu_y
+    s = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / (
+        (mu_x * mu_x + mu_y * mu_y + c1) * (var_x + var_y + c2)
+    )
+    pad = SSIM_WINDOW // 2
+    return float(s[pad:-pad, pad:-pad].mean())
+
+
+def ab_error(pred_lab: np.ndarray, truth_lab: np.ndarray) -> np.ndarray:
+    """Per-pixel Euclidean a/b error ``sqrt(da^2 + db^2)``.
+
+    Parameters
+    ----------
+    pred_lab, truth_lab : (H, W, 3) array_like
+        Lab images (OpenCV float convention); L is ignored.
+
+    Returns
+    -------
+    (H, W) float64 ndarray
+        Error in a/b units, >= 0.
+    """
+    _same_shape(pred_lab, truth_lab, 3)
+    d = np.asarray(pred_lab, np.float64)[..., 1:] - np.asarray(truth_lab, np.float64)[..., 1:]
+    return np.linalg.norm(d, axis=-1)
+
+
+def ab_rmse(pred_lab: np.ndarray, truth_lab: np.ndarray) -> float:
+    """Root mean square of the Euclidean a/b error.
+
+    Parameters
+    ----------
+    pred_lab, truth_lab : (H, W, 3) array_like
+        Lab images (OpenCV float convention); L is ignored.
+
+    Returns
+    -------
+    float
+        ``sqrt(mean(da^2 + db^2))`` in a/b units, >= 0. A constant shift ``(da, db)`` gives
+        ``hypot(da, db)``.
+    """
+    e = ab_error(pred_lab, truth_lab)
+    return float(np.sqrt(np.mean(e * e)))
+
+
+def auc(
+    pred_lab: np.ndarray,
+    truth_lab: np.ndarray,
+    weights: np.ndarray | None = None,
+    t_max: int = AUC_T_MAX,
+) -> float:
+    """Area under the cumulative ab-error curve ("raw accuracy AuC"), as a fraction.
+
+    Parameters
+    ----------
+    pred_lab, truth_lab : (H, W, 3) array_like
+        Lab images (OpenCV float convention); L is ignored.
+    weights : (H, W) array_like, optional
+        Non-negative per-pixel weights; their scale does not matter. With
+        :func:`rebalanced_pixel_weights` this is the class-rebalanced AuC of Zhang et al. [2].
+        Default: every pixel counts equally.
+    t_max : int
+        Largest threshold of the sweep.
+
+    Returns
+    -------
+    float
+        AuC in [0, 1] (multiply by 100 for the percentages of [2]).
+
+    Raises
+    ------
+    ValueError
+        If the shapes differ, or the weights have the wrong shape, a negative or NaN entry, or
+        sum to zero.
+
+    Notes
+    -----
+    With e the per-pixel a/b error (:func:`ab_error`) and w the weights::
+
+        acc(t) = sum(w * [e <= t]) / sum(w)
+        AuC    = mean(acc(t) for t in 0, 1, ..., t_max)
+
+    i.e. the mean over the ``t_max + 1`` integer thresholds. For a constant error e this is the
+    share of integer t in [0, t_max] with t >= e.
+    """
+    e = ab_error(pred_lab, truth_lab)
+    w = np.ones_like(e) if weights is None else np.asarray(weights, dtype=np.float64)
+    if w.shape != e.shape:
+        raise ValueError(f"weights must have shape {e.shape}, got {w.shape}")
+    if not np.all(w >= 0):
+        raise ValueError("weights must be non-negative numbers")
+    # A pixel counts at every integer t >= ceil(e): one weighted histogram of ceil(e) and its
+    # running sum give acc(t) for all thresholds at once. Errors above t_max land in an overflow
+    # bin that no threshold reaches.
+    first = np.minimum(np.ceil(e), t_max + 1).astype(np.int64).ravel()
+    running = np.cumsum(np.bincount(first, weights=w.ravel(), minlength=t_max + 2))
+    total = running[-1]  # summed in the same order as the running sum: acc is exactly 1 at most
+    if not total > 0:
+        raise ValueError("weights must sum to a positive number")
+    return float((running[: t_max + 1] / total).mean())
+
+
+def rebalanced_pixel_weights(truth_ab: np.ndarray, stats: RebalanceStats) -> np.ndarray:
+    """Per-pixel weights for the class-rebalanced AuC: inverse prior of the true colour class.
+
+    Parameters
+    ----------
+    truth_ab : (H, W, 2) array_like
+        Ground-truth a/b values (OpenCV float Lab convention).
+    stats : recolor_tools.rebalance.RebalanceStats
+        Colour classes (``.classes``, (Q, 2)) and their smoothed prior (``.prior``, (Q,)).
+
+    Returns
+    -------
+    (H, W) float64 ndarray
+        ``1 / p(q)``, q the class nearest to each pixel's a/b (``quant.hard_encode``). Classes
+        with zero prior are given the smallest positive prior, so weights stay finite. The scale
+        is arbitrary (AuC divides by the weight sum).
+
+    Notes
+    -----
+    Zhang et al. [2] re-weight each pixel "inversely by color class probability" so that rare
+    colours count as much as common ones (greys and browns dominate natural images).
+    """
+    from recolor_tools.quant import hard_encode
+
+    ab = np.ascontiguousarray(truth_ab, dtype=np.float32)
+    if ab.ndim != 3 or ab.shape[2] != 2:
+        raise ValueError(f"truth_ab must have shape (H, W, 2), got {ab.shape}")
+    prior = np.asarray(stats.prior, dtype=np.float64)
+    positive = prior[prior > 0]
+    if positive.size == 0:
+        raise ValueError("the colour-class prior has no positive entry")
+    prior = np.maximum(prior, positive.min())
+    idx = hard_encode(ab.reshape(-1, 2), np.asarray(stats.classes, dtype=np.float32))
+    return (1.0 / prior[np.asarray(idx, dtype=np.int64)]).reshape(ab.shape[:2])
+
+
+def colourfulness(rgb: np.ndarray) -> float:
+    """Colourfulness of an RGB image (Hasler and Süsstrunk [3]).
+
+    Parameters
+    ----------
+    rgb : (H, W, 3) array_like
+        RGB image on the 0..255 scale.
+
+    Returns
+    -------
+    float
+        ``M = sqrt(s_rg^2 + s_yb^2) + 0.3 * sqrt(m_rg^2 + m_yb^2)`` >= 0, where ``rg = R - G``,
+        ``yb = (R + G) / 2 - B`` and m, s are their mean and population standard deviation over
+        the image. 0 for grey images; the paper calls about 33 "moderately", about 59 "quite"
+        and above 82 "extremely" colourful.
+    """
+    x = np.asarray(rgb, dtype=np.float64)
+    if x.ndim != 3 or x.shape[2] != 3:
+        raise ValueError(f"expected an (H, W, 3) array, got {x.shape}")
+    r, g, b = x[..., 0], x[..., 1], x[..., 2]
+    opp = np.stack([r - g, 0.5 * (r + g) - b], axis=-1)  # (H, W, 2): rg, yb
+    mean, std = cv2.meanStdDev(opp)
+    return float(np.hypot(*std.ravel()) + 0.3 * np.hypot(*mean.ravel()))
+
+
+def _resize_to(img: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
+    h, w = size_hw
+    if img.shape[:2] == (h, w):
+        return img
+    shrink = img.shape[0] * img.shape[1] > h * w
+    return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+def compare_pair(
+    pred_rgb_u8: np.ndarray, truth_rgb_u8: np.ndarray, stats: RebalanceStats | None = None
+) -> dict[str, float]:
+    """All metrics of one predicted image against its ground truth.
+
+    Parameters
+    ----------
+    pred_rgb_u8, truth_rgb_u8 : (H, W, 3) uint8 ndarray
+        Prediction and ground truth, RGB. A prediction of another size is first resized to the
+        truth's size (``cv2.INTER_AREA`` when shrinking, ``cv2.INTER_LINEAR`` when enlarging).
+    stats : recolor_tools.rebalance.RebalanceStats, optional
+        Colour classes and prior; adds ``auc_rebal``.
+
+    Returns
+    -------
+    dict
+        ``psnr`` (dB, RGB, ``inf`` when identical), ``ssim`` (RGB), ``ab_rmse`` (a/b units),
+        ``auc`` and ``auc_rebal`` (percent, 0..100, as reported by Zhang et al. [2]),
+        ``colourfulness_pred``, ``colourfulness_truth`` and ``colourfulness_diff`` (pred minus
+        truth). Keys follow :data:`METRIC_KEYS`.
+
+    Raises
+    ------
+    RecolorError
+        If the truth is smaller than the SSIM window (11 pixels a side); the caller adds the path.
+    """
+    for name, img in (("prediction", pred_rgb_u8), ("truth", truth_rgb_u8)):
+        if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+            raise ValueError(
+                f"{name} must be an (H, W, 3) uint8 array, got {img.dtype} {img.shape}"
+            )
+    if min(truth_rgb_u8.shape[:2]) < SSIM_WINDOW:
+        raise RecolorError(f"image smaller than the {SSIM_WINDOW}x{SSIM_WINDOW} SSIM window")
+    pred = _resize_to(pred_rgb_u8, truth_rgb_u8.shape[:2])
+    truth = truth_rgb_u8
+    pred_lab = rgb_to_lab(pred.astype(np.float32) / 255.0)
+    truth_lab = rgb_to_lab(truth.astype(np.float32) / 255.0)
+    out = {
+        "psnr": psnr(pred, truth),
+        "ssim": ssim(pred, truth),
+        "ab_rmse": ab_rmse(pred_lab, truth_lab),
+        "auc": 100.0 * auc(pred_lab, truth_lab),
+    }
+    if stats is not None:
+        w = rebalanced_pixel_weights(truth_lab[..., 1:], stats)
+        out["auc_rebal"] = 100.0 * auc(pred_lab, truth_lab, weights=w)
+    c_pred, c_truth = colourfulness(pred), colourfulness(truth)
+    out.update(
+        colourfulness_pred=c_pred, colourfulness_truth=c_truth, colourfulness_diff=c_pred - c_truth
+    )
+    return out
+
+
+def mean_metrics(results: Sequence[dict[str, float]]) -> dict[str, float]:
+    """Per-key mean of :func:`compare_pair` results (each image counts once).
+
+    Keys missing from any result are left out. The mean PSNR is ``inf`` as soon as one pair is
+    identical.
+    """
+    if not results:
+        return {}
+    keys = [k for k in METRIC_KEYS if all(k in r for r in results)]
+    return {k: float(np.mean([r[k] for r in results])) for k in keys}
+
+
+def lightness_gray(rgb_u8: np.ndarray) -> np.ndarray:
+    """The L channel of an RGB image rendered as grey: Lab (L, 0, 0) back to RGB.
+
+    Parameters
+    ----------
+    rgb_u8 : (H, W, 3) uint8 ndarray
+
+    Returns
+    -------
+    (H, W, 3) uint8 ndarray
+        Grey RGB image of the same lightness: what a colouriser sees as its input.
+    """
+    lab = rgb_to_lab(rgb_u8.astype(np.float32) / 255.0)
+    lab[..., 1:] = 0.0
+    return to_uint8(lab_to_rgb(lab))
+
+
+def montage_row(
+    name: str, pred_rgb_u8: np.ndarray, truth_rgb_u8: np.ndarray, height: int = 256
+) -> tuple[str, np.ndarray, np.ndarray, np.ndarray]:
+    """One :func:`montage` row: (name, truth's L as grey, prediction, truth), shrunk to ``height``.
+
+    The prediction is resized to the truth's size first (as in :func:`compare_pair`); shrinking
+    here keeps a long list of rows small in memory.
+    """
+    h, w = truth_rgb_u8.shape[:2]
+    size = (height, max(1, round(w * height / h))) if h > height else (h, w)
+    truth = _resize_to(truth_rgb_u8, size)
+    return name, lightness_gray(truth), _resize_to(pred_rgb_u8, size), truth
+
+
+MONTAGE_TITLES = ("input (L)", "prediction", "ground truth")
+_FONT = cv2.FONT_HERSHEY_SIMPLEX
+_WHITE = (255, 255, 255)
+_BLACK = (0, 0, 0)
+
+
+def _text_strip(texts: Sequence[str], widths: Sequence[int], scale: float) -> np.ndarray:
+    """A white strip holding one black text centred over each of the given column widths."""
+    thick = max(1, round(scale * 2))
+    (_, th), base = cv2.getTextSize("Ag", _FONT, scale, thick)
+    strip_h = th + base + 2 * max(4, th // 2)
+    cells = []
+    for text, w in zip(texts, widths, strict=True):
+        cell = np.full((strip_h, w, 3), 255, np.uint8)
+        # Shrink long texts so they fit their column instead of running into the next one.
+        s = scale
+        tw = cv2.getTextSize(text, _FONT, s, thick)[0][0]
+        if tw > w - 4:
+            s *= (w - 4) / tw
+            tw = cv2.getTextSize(text, _FONT, s, thick)[0][0]
+        org = (max(2, (w - tw) // 2), strip_h - base - max(4, th // 2))
+        cv2.putText(cell, text, org, _FONT, s, _BLACK, thick, cv2.LINE_AA)
+        cells.append(cell)
+    return cv2.hconcat(cells)
+
+
+def montage(
+    rows: Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarray]],
+    path: str | Path,
+    height: int = 256,
+) -> np.ndarray:
+    """Write a side-by-side figure: grey input | prediction | ground truth, one row per image.
+
+    Parameters
+    ----------
+    rows : sequence of (name, gray_rgb, pred_rgb, truth_rgb)
+        The row's caption and its three (H, W, 3) RGB images, uint8 or float in [0, 1]; the three
+        may differ in size.
+    path : str or Path
+        Output image; format from the extension, written atomically.
+    height : int
+        Height in pixels of every image cell (widths follow each image's aspect ratio).
+
+    Returns
+    -------
+    (H, W, 3) uint8 ndarray
+        The figure as written. Column titles on top; each row has its name above it; images are
+        centred on white in columns as wide as their widest image, with a ``gap``-pixel margin.
+    """
+    if not rows:
+        raise ValueError("montage needs at least one row")
+    gap = max(4, height // 32)
+    scale = max(0.4, height / 400)
+
+    def fit(img: np.ndarray) -> np.ndarray:
+        img = img if img.dtype == np.uint8 else to_uint8(img)
+        w = max(1, round(img.shape[1] * height / img.shape[0]))
+        interp = cv2.INTER_AREA if img.shape[0] > height else cv2.INTER_LINEAR
+        return cv2.resize(img, (w, height), interpolation=interp)
+
+    cells = [[fit(img) for img in r[1:]] for r in rows]
+    widths = [max(c[j].shape[1] for c in cells) + 2 * gap for j in range(3)]
+
+    def place(img: np.ndarray, w: int) -> np.ndarray:
+        left = (w - img.shape[1]) // 2
+        right = w - img.shape[1] - left
+        return cv2.copyMakeBorder(img, 0, gap, left, right, cv2.BORDER_CONSTANT, value=_WHITE)
+
+    parts = [_text_strip(MONTAGE_TITLES, widths, scale)]
+    total_w = sum(widths)
+    for (name, *_), row in zip(rows, cells, strict=True):
+        parts.append(_text_strip([name], [total_w], 0.8 * scale))
+        parts.append(cv2.hconcat([place(img, w) for img, w in zip(row, widths, strict=True)]))
+    figure = cv2.vconcat(parts)
+    write_image(path, figure)
+    return figure
+
+
+# --- pairing files and formatting reports (the numbers; the CLI renders them) ------------------
+
+
+def pair_by_stem(
+    pred_files: Sequence[str | Path],
+    truth_files: Sequence[str | Path],
+    pred_root: str | Path,
+    truth_root: str | Path,
+) -> tuple[list[tuple[str, Path, Path]], list[RecolorError]]:
+    """Match predictions to ground truths by their path below the root, without extension.
+
+    Parameters
+    ----------
+    pred_files, truth_files : sequences of paths
+        Image files found below ``pred_root`` and ``truth_root`` (e.g. by
+        ``imageio.expand_inputs``); ``a.jpg`` matches ``a.png``, ``sub/a.png`` matches
+        ``sub/a.tif``.
+    pred_root, truth_root : path
+        The two directories.
+
+    Returns
+    -------
+    pairs : list of (name, pred_path, truth_path)
+        Sorted by name (the relative path without extension).
+    problems : list of RecolorError
+        One per file without a partner, or whose name is taken by another file of its directory
+        (``a.png`` and ``a.jpg``); those files are left out of ``pairs``.
+    """
+    problems: list[RecolorError] = []
+
+    def index(files: Sequence[str | Path], root: str | Path) -> dict[str, Path]:
+        out: dict[str, Path] = {}
+        for f in map(Path, files):
+            key = f.relative_to(root).with_suffix("").as_posix()
+            if key in out:
+                problems.append(RecolorError(f"same name as {out[key]}", f))
+            else:
+                out[key] = f
+        return out
+
+    preds, truths = index(pred_files, pred_root), index(truth_files, truth_root)
+    for key in sorted(preds.keys() - truths.keys()):
+        problems.append(RecolorError(f"no ground truth of that name in {truth_root}", preds[key]))
+    for key in sorted(truths.keys() - preds.keys()):
+        problems.append(RecolorError(f"no prediction of that name in {pred_root}", truths[key]))
+    pairs = [(k, preds[k], truths[k]) for k in sorted(preds.keys() & truths.keys())]
+    return pairs, problems
+
+
+REPORT_COLUMNS = (
+    ("psnr", "PSNR dB", "{:.2f}"),
+    ("ssim", "SSIM", "{:.4f}"),
+    ("ab_rmse", "ab RMSE", "{:.2f}"),
+    ("auc", "AuC %", "{:.2f}"),
+    ("auc_rebal", "AuC rebal %", "{:.2f}"),
+    ("colourfulness_pred", "colourful pred", "{:.1f}"),
+    ("colourfulness_truth", "colourful truth", "{:.1f}"),
+    ("colourfulness_diff", "colourful diff", "{:+.1f}"),
+)
+"""(key, column title, format) of each reported metric, in display order."""
+
+
+def report_cells(
+    results: Sequence[tuple[str, dict[str, float]]],
+) -> tuple[list[str], list[list[str]]]:
+    """Column titles and rounded cells of a report: one row per image, then a ``mean`` row.
+
+    Parameters
+    ----------
+    results : sequence of (name, metrics)
+        Names and :func:`compare_pair` results; ``auc_rebal`` is shown only if every result has
+        it. The mean row (:func:`mean_metrics`) is added when there is at least one result.
+    """
+    mean = mean_metrics([r for _, r in results])
+    cols = [c for c in REPORT_COLUMNS if all(c[0] in r for _, r in results)]
+    rows = [[name] + [fmt.format(r[k]) for k, _, fmt in cols] for name, r in results]
+    if results:
+        rows.append(["mean"] + [fmt.format(mean[k]) for k, _, fmt in cols])
+    return ["image"] + [title for _, title, _ in cols], rows
+
+
+def format_text(results: Sequence[tuple[str, dict[str, float]]]) -> str:
+    """The report as a plain table: space-aligned columns, one line per image, then ``mean``."""
+    head, rows = report_cells(results)
+    table = [head, *rows]
+    widths = [max(len(r[i]) for r in table) for i in range(len(head))]
+    lines = []
+    for r in table:
+        cells = [r[0].ljust(widths[0])]
+        cells += [c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True)]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def format_csv(results: Sequence[tuple[str, dict[str, float]]]) -> str:
+    """The report as CSV: a header (``name`` and metric keys), one row per image, a ``mean`` row.
+
+    Values are written at full precision; an infinite PSNR (identical images) is ``inf``, which
+    ``float()`` reads back.
+    """
+    import csv
+    import io
+
+    keys = [k for k in METRIC_KEYS if all(k in r for _, r in results)]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["name", *keys])
+    mean = mean_metrics([r for _, r in results])
+    for name, r in [*results, *([("mean", mean)] if results else [])]:
+        writer.writerow([name, *(repr(float(r[k])) for k in keys)])
+    return buf.getvalue()
+
+
+def format_json(results: Sequence[tuple[str, dict[str, float]]]) -> str:
+    """The report as one JSON object: ``{"images": [{"name": ..., <metrics>}], "mean": {...}}``.
+
+    ``mean`` is null when there are no images. Strict JSON has no infinity, so an infinite PSNR
+    (identical images) is written as null.
+    """
+    import json
+
+    def finite(d: dict[str, float]) -> dict[str, float | None]:
+        return {k: (v if math.isfinite(v) else None) for k, v in d.items()}
+
+    doc = {
+        "images": [{"name": name, **finite(r)} for name, r in results],
+        "mean": finite(mean_metrics([r for _, r in results])) if results else None,
+    }
+    return json.dumps(doc, indent=2, allow_nan=False) + "\n"

@@ -1,0 +1,466 @@
+"""The colorization network: predicts CIELAB a/b for a lightness image L.
+
+One small fully convolutional network with a learned global branch (Iizuka, Simo-Serra, Ishikawa
+2016) and two interchangeable heads:
+
+- ``reg``: regression of a/b / 128 through tanh, L2 loss (the seed's regression model);
+- ``cls``: Q logits over ab colour classes (``quant.gamut_classes``), soft-encoded multinomial
+  cross-entropy with class rebalancing, decoded by the annealed mean (Zhang, Isola, Efros 2016).
+
+Layout, with ``C = config.width`` and the resolution relative to the input (H, W)::
+
+    L (B,1,H,W) -> (L-50)/50
+    enc1  1/2   C      conv3x3/2, conv3x3
+    enc2  1/4   2C     conv3x3/2, conv3x3        --------------------------- skip
+    enc3  1/8   4C     conv3x3/2, conv3x3                                      |
+    glob  1/16  4C     conv3x3/2 -> global mean -> MLP 4C-8C-4C  (global vector g)
+    fuse  1/8   4C     concat(enc3, g broadcast) -> conv1x1
+    mid   1/8   4C     conv3x3 dilation 2, x2
+    dec   1/4   2C     bilinear x2, conv3x3, concat(skip), conv3x3
+    head  1/4   2 (reg, tanh) or Q (cls, conv1x1 logits)
+
+Every conv but the head is followed by BatchNorm and ReLU. The output is at 1/4 of the input
+resolution (``out_stride``); callers upsample a/b bilinearly onto the full-resolution L.
+
+Size at the default width 32, computed by :func:`param_count` and :func:`flops`: the ``cls`` head
+with the 395 sRGB gamut classes of grid 8 has 1,002,347 parameters and 1.69 GMAC per 256x256
+image (0.42 GMAC at 128x128); the ``reg`` head 977,826 parameters and 1.59 GMAC. The seed's
+models had tens of millions of parameters plus a frozen 56M-parameter Inception-ResNet-v2; this
+one trains on a CPU.
+
+The global descriptor replaces the seed's frozen ImageNet Inception-ResNet-v2 (which this
+project cannot download): it is pooled from the network's own features and learned with the
+rest, as in Iizuka et al.
+
+Checkpoints are plain dicts of tensors and primitives (loadable with
+``torch.load(weights_only=True)``); see :func:`make_checkpoint`.
+
+References
+----------
+.. [1] S. Iizuka, E. Simo-Serra, H. Ishikawa, "Let there be Color!: Joint End-to-end Learning of
+   Global and Local Image Priors for Automatic Image Colorization with Simultaneous
+   Classification", SIGGRAPH 2016.
+.. [2] R. Zhang, P. Isola, A. A. Efros, "Colorful Image Colorization", ECCV 2016.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.resources
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import RecolorError
+
+CHECKPOINT_FORMAT = "recolor-checkpoint"
+CHECKPOINT_VERSION = 1
+HEADS = ("reg", "cls")
+AB_SCALE = 128.0
+"""a/b are divided by this for the regression head (tanh output in [-1, 1])."""
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a :class:`Colorizer`; stored in every checkpoint."""
+
+    head: str = "cls"
+    # "reg": 2 channels a/b/128; "cls": Q logits over colour classes.
+    num_classes: int = 0
+    # Q, the number of ab colour classes (cls only; 0 for reg). Must match the classes array
+    # stored beside the weights.
+    width: int = 32
+    # Base channel count C; stages use C, 2C, 4C. 32 keeps the model about 1M parameters, small
+    # enough to train and run on a CPU; cost grows as width^2.
+    out_stride: int = 4
+    # Output resolution is input / out_stride. 4 as in Zhang et al.: colour varies slowly, so
+    # a/b at 1/4 upsampled onto the full-resolution L loses little and saves the costliest layers.
+
+    def __post_init__(self) -> None:
+        if self.head not in HEADS:
+            raise ValueError(f"head must be one of {HEADS}, got {self.head!r}")
+        if self.head == "cls" and self.num_classes < 2:
+            raise ValueError(f"the cls head needs num_classes >= 2, got {self.num_classes}")
+        if self.head == "reg" and self.num_classes != 0:
+            raise ValueError(f"the reg head takes num_classes=0, got {self.num_classes}")
+        if self.width < 1:
+            raise ValueError(f"width must be positive, got {self.width}")
+        if self.out_stride != 4:
+            raise ValueError(f"only out_stride=4 is implemented, got {self.out_stride}")
+
+
+# ---------------------------------------------------------------------------------------------
+# building blocks
+
+
+class ConvBNReLU(nn.Sequential):
+    """3x3 (or kxk) convolution, BatchNorm, ReLU; ``padding = dilation * (k // 2)`` keeps size."""
+
+    def __init__(self, cin: int, cout: int, k: int = 3, stride: int = 1, dilation: int = 1) -> None:
+        super().__init__(
+            nn.Conv2d(cin, cout, k, stride, dilation * (k // 2), dilation, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True),
+        )
+
+
+class GlobalBranch(nn.Module):
+    """Image-level descriptor: one more stride-2 conv, global mean, then a small MLP.
+
+    Learned end to end (Iizuka et al.) in place of a frozen classifier's 1000-d output. The
+    mean pool makes it independent of the image size.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        c = 4 * config.width
+        self.conv = ConvBNReLU(c, c, stride=2)
+        self.mlp = nn.Sequential(nn.Linear(c, 2 * c), nn.ReLU(inplace=True), nn.Linear(2 * c, c))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(x)  # (B, 4C, H/16, W/16)
+        x = x.mean(dim=(2, 3))  # (B, 4C)
+        return F.relu(self.mlp(x))  # (B, 4C)
+
+
+class Fusion(nn.Module):
+    """Broadcast the global vector to every position, concatenate, mix with a 1x1 conv."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        c = 4 * config.width
+        self.mix = ConvBNReLU(2 * c, c, k=1)
+
+    def forward(self, local: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        B, _, h, w = local.shape
+        g = g[:, :, None, None].expand(B, g.shape[1], h, w)  # (B, 4C, h, w)
+        return self.mix(torch.cat([local, g], dim=1))  # (B, 8C, h, w) -> (B, 4C, h, w)
+
+
+class Decoder(nn.Module):
+    """From 1/8 to 1/4: bilinear x2, conv, concatenate the 1/4 encoder features, conv."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        c = config.width
+        self.up_conv = ConvBNReLU(4 * c, 2 * c)
+        self.merge = ConvBNReLU(4 * c, 2 * c)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+        x = self.up_conv(x)  # (B, 2C, H/4, W/4)
+        return self.merge(torch.cat([x, skip], dim=1))  # (B, 4C, ..) -> (B, 2C, H/4, W/4)
+
+
+# ---------------------------------------------------------------------------------------------
+# the model
+
+
+class Colorizer(nn.Module):
+    """Predict a/b (``reg``) or colour-class logits (``cls``) at 1/4 resolution from L.
+
+    Parameters
+    ----------
+    config : ModelConfig
+
+    Notes
+    -----
+    ``forward(L, targets=None) -> (out, loss)``:
+
+    - ``L``: (B, 1, H, W) float, lightness in [0, 100]; H and W multiples of 8 (callers pad).
+    - ``out``: reg: (B, 2, H/4, W/4) a/b / 128 in [-1, 1]; cls: (B, Q, H/4, W/4) logits.
+    - ``targets`` (optional dict, at the output resolution):
+      reg: ``{"ab": (B, 2, h, w) float a/b / 128}``, loss = mean squared error;
+      cls: ``{"idx": (B, k, h, w) int64 class indices, "w": (B, k, h, w) float soft weights
+      summing to 1, "pw": (B, h, w) float rebalancing weight (optional, default 1)}``,
+      loss = mean over pixels of ``pw * -sum_k w_k log softmax(logits)[idx_k]``.
+    - ``loss`` is a scalar float32 tensor, or None without targets.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config.width
+        self.enc1 = nn.Sequential(ConvBNReLU(1, c, stride=2), ConvBNReLU(c, c))
+        self.enc2 = nn.Sequential(ConvBNReLU(c, 2 * c, stride=2), ConvBNReLU(2 * c, 2 * c))
+        self.enc3 = nn.Sequential(ConvBNReLU(2 * c, 4 * c, stride=2), ConvBNReLU(4 * c, 4 * c))
+        self.glob = GlobalBranch(config)
+        self.fuse = Fusion(config)
+        # Dilation widens the receptive field at 1/8 without further downsampling.
+        self.mid = nn.Sequential(
+            ConvBNReLU(4 * c, 4 * c, dilation=2), ConvBNReLU(4 * c, 4 * c, dilation=2)
+        )
+        self.dec = Decoder(config)
+        if config.head == "reg":
+            self.head = nn.Conv2d(2 * c, 2, 3, padding=1)
+        else:
+            self.head = nn.Conv2d(2 * c, config.num_classes, 1)
+
+    def forward(
+        self, L: torch.Tensor, targets: dict[str, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if L.ndim != 4 or L.shape[1] != 1:
+            raise ValueError(f"L must have shape (B, 1, H, W), got {tuple(L.shape)}")
+        if L.shape[2] % 8 or L.shape[3] % 8:
+            raise ValueError(f"H and W must be multiples of 8, got {tuple(L.shape[2:])}")
+        x = (L - 50.0) / 50.0  # L [0, 100] -> [-1, 1]
+        x = self.enc1(x)  # (B, C, H/2, W/2)
+        skip = self.enc2(x)  # (B, 2C, H/4, W/4)
+        x = self.enc3(skip)  # (B, 4C, H/8, W/8)
+        g = self.glob(x)  # (B, 4C)
+        x = self.fuse(x, g)  # (B, 4C, H/8, W/8)
+        x = self.mid(x)  # (B, 4C, H/8, W/8)
+        x = self.dec(x, skip)  # (B, 2C, H/4, W/4)
+        out = self.head(x)  # (B, 2 or Q, H/4, W/4)
+        if self.config.head == "reg":
+            out = torch.tanh(out)
+        loss = None if targets is None else self.loss(out, targets)
+        return out, loss
+
+    def loss(self, out: torch.Tensor, targets: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The training loss for ``out`` from :meth:`forward` (see the class Notes)."""
+        out = out.float()  # losses in float32 under autocast
+        if self.config.head == "reg":
+            return F.mse_loss(out, targets["ab"].float())
+        logp = F.log_softmax(out, dim=1)  # (B, Q, h, w)
+        # Gather the k target classes instead of building a dense (B, Q, h, w) target.
+        picked = logp.gather(1, targets["idx"].long())  # (B, k, h, w)
+        nll = -(targets["w"].float() * picked).sum(dim=1)  # (B, h, w)
+        if "pw" in targets:
+            nll = nll * targets["pw"].float()
+        return nll.mean()
+
+
+# ---------------------------------------------------------------------------------------------
+# size
+
+
+def param_count(model: nn.Module) -> int:
+    """Number of trainable parameters (BatchNorm running statistics not included)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def flops(config: ModelConfig, H: int = 256, W: int = 256) -> int:
+    """Multiply-accumulates of one forward pass on one (1, 1, H, W) image.
+
+    Counted with forward hooks on every Conv2d (output elements x input channels per group x
+    kernel area) and Linear layer (in x out); BatchNorm, activations, pooling, interpolation and
+    the loss are not counted (they are a few percent). H and W must be multiples of 8.
+    """
+    model = Colorizer(config).eval()
+    total = 0
+
+    def conv_hook(m: nn.Conv2d, _inp: Any, out: torch.Tensor) -> None:
+        nonlocal total
+        kh, kw = m.kernel_size
+        total += out.numel() * (m.in_channels // m.groups) * kh * kw
+
+    def linear_hook(m: nn.Linear, _inp: Any, out: torch.Tensor) -> None:
+        nonlocal total
+        total += out.numel() * m.in_features
+
+    hooks = []
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            hooks.append(m.register_forward_hook(conv_hook))
+        elif isinstance(m, nn.Linear):
+            hooks.append(m.register_forward_hook(linear_hook))
+    with torch.no_grad():
+        model(torch.zeros(1, 1, H, W))
+    for h in hooks:
+        h.remove()
+    return total
+
+
+# ---------------------------------------------------------------------------------------------
+# checkpoints
+
+
+def make_checkpoint(
+    model: nn.Module,
+    *,
+    classes: Any = None,
+    grid: int | None = None,
+    rebalance: dict[str, Any] | None = None,
+    data: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+    step: int = 0,
+    train_state: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Build the checkpoint dict for ``model`` (a :class:`Colorizer`, possibly DDP-wrapped).
+
+    Parameters
+    ----------
+    model : Colorizer
+    classes : (Q, 2) array_like float32, optional
+        ab centres of the colour classes (cls head; required there).
+    grid : int, optional
+        Spacing of the class grid in ab units.
+    rebalance : dict, optional
+        ``{"prior": (Q,) tensor, "weights": (Q,) tensor, "lam": float, "sigma": float}``.
+    data, metrics : dict, optional
+        Summaries of the training data and of the last evaluation (primitives only).
+    step : int
+        Optimiser steps taken.
+    train_state : dict, optional
+        Optimiser, scheduler, RNG and data position for ``--resume``; removed by
+        :func:`strip_checkpoint` from shipped weights.
+
+    Returns
+    -------
+    dict
+        ``{"format", "version", "head", "config", "model", "classes", "grid", "rebalance",
+        "data", "metrics", "step"[, "train_state"]}``.
+    """
+    model = getattr(model, "module", model)  # unwrap DistributedDataParallel
+    config: ModelConfig = model.config
+    if config.head == "cls":
+        if classes is None:
+            raise ValueError("a cls checkpoint needs its classes")
+        classes = torch.tensor(np.asarray(classes, dtype=np.float32))
+        if classes.shape != (config.num_classes, 2):
+            raise ValueError(f"classes must be ({config.num_classes}, 2), got {classes.shape}")
+    ckpt = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "head": config.head,
+        "config": dataclasses.asdict(config),
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "classes": classes,
+        "grid": grid,
+        "rebalance": rebalance,
+        "data": data or {},
+        "metrics": metrics or {},
+        "step": int(step),
+    }
+    if train_state is not None:
+        ckpt["train_state"] = train_state
+    return ckpt
+
+
+def strip_checkpoint(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``ckpt`` without ``train_state``: the weights to ship or predict with."""
+    return {k: v for k, v in ckpt.items() if k != "train_state"}
+
+
+def save_checkpoint(path: str | Path, ckpt: dict[str, Any]) -> None:
+    """Write ``ckpt`` with ``torch.save``, atomically (a killed run leaves the old file)."""
+    from .imageio import atomic_open
+
+    with atomic_open(path) as f:
+        torch.save(ckpt, f)
+
+
+def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
+    """Load and validate a checkpoint dict without building the model.
+
+    Raises
+    ------
+    RecolorError
+        Missing file, not a recolor checkpoint, or a newer format version.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise RecolorError("no such file" if not p.exists() else "not a file", path)
+    try:
+        ckpt = torch.load(p, map_location=map_location, weights_only=True)
+    except Exception as e:  # pickle, zip and torch errors all mean the same here
+        raise RecolorError(
+            f"not a recolor checkpoint (torch.load failed: {type(e).__name__})", path
+        ) from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise RecolorError("not a recolor checkpoint (no 'recolor-checkpoint' format tag)", path)
+    version = ckpt.get("version")
+    if not isinstance(version, int) or version > CHECKPOINT_VERSION:
+        raise RecolorError(
+            f"checkpoint version {version} is newer than this recolor reads "
+            f"({CHECKPOINT_VERSION}); upgrade recolor",
+            path,
+        )
+    return ckpt
+
+
+def load_checkpoint(
+    path: str | Path, head: str | None = None, map_location: Any = "cpu"
+) -> tuple[Colorizer, dict[str, Any]]:
+    """Rebuild the model stored in a checkpoint file.
+
+    Parameters
+    ----------
+    path : str or Path
+    head : {"reg", "cls"}, optional
+        The head the caller expects; a checkpoint of the other head is an error.
+    map_location : str or torch.device
+        Passed to ``torch.load``.
+
+    Returns
+    -------
+    model : Colorizer
+        In eval mode, on ``map_location``'s device.
+    ckpt : dict
+        The whole checkpoint (see :func:`make_checkpoint`).
+
+    Raises
+    ------
+    RecolorError
+        Missing file, not a checkpoint, newer version, wrong head, or weights that do not fit
+        the stored config; the reason is one line.
+    """
+    ckpt = read_checkpoint(path, map_location)
+    if head is not None and ckpt.get("head") != head:
+        raise RecolorError(
+            f"checkpoint is for the {ckpt.get('head')!r} head, not {head!r}; "
+            f"use --head {ckpt.get('head')} or other weights",
+            path,
+        )
+    try:
+        config = ModelConfig(**ckpt["config"])
+        model = Colorizer(config)
+        model.load_state_dict(ckpt["model"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise RecolorError(f"broken checkpoint: {reason}", path) from None
+    if config.head == "cls" and (
+        ckpt.get("classes") is None or tuple(ckpt["classes"].shape) != (config.num_classes, 2)
+    ):
+        raise RecolorError("broken checkpoint: cls weights without matching classes", path)
+    model.to(map_location if not isinstance(map_location, dict) else "cpu").eval()
+    return model, ckpt
+
+
+def default_weights(head: str) -> Path:
+    """Path of the shipped weights for ``head``: ``{head}.pt`` in package data or the checkout.
+
+    Looks in the installed package ``recolor_tools.weights`` (pyproject maps the top-level
+    ``weights/`` directory there), then in ``<checkout>/weights/``.
+
+    Raises
+    ------
+    RecolorError
+        Neither holds ``{head}.pt``.
+    """
+    if head not in HEADS:
+        raise ValueError(f"head must be one of {HEADS}, got {head!r}")
+    name = f"{head}.pt"
+    candidates: list[Path] = []
+    try:
+        res = importlib.resources.files("recolor_tools.weights") / name
+        if res.is_file():
+            return Path(str(res))
+        candidates.append(Path(str(res)))
+    except (ModuleNotFoundError, TypeError, NotADirectoryError):
+        pass
+    local = Path(__file__).resolve().parent.parent / "weights" / name
+    if local.is_file():
+        return local
+    candidates.append(local)
+    where = ", ".join(str(c) for c in dict.fromkeys(candidates))
+    raise RecolorError(
+        f"no shipped weights for the {head} head (looked in {where}); "
+        "train some with `recolor train`"
+    )

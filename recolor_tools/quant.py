@@ -1,0 +1,756 @@
+"""Colour classes on the a/b plane: class sets, soft/hard encoding and annealed-mean decoding.
+
+Colorization as classification (Zhang et al. [1]) quantises the a/b plane of CIELAB into Q
+classes, trains a network to predict a distribution over them per pixel, and decodes that
+distribution back to one a/b value. This module holds the numerical part of that scheme:
+
+- a *class set* is a (Q, 2) float32 array of a/b class centres (OpenCV float Lab convention,
+  a/b in about [-128, 127]); recolor's centres lie on a square grid (multiples of ``grid``):
+  :func:`gamut_classes` (cells the sRGB gamut reaches) and :func:`data_classes` (cells some
+  data occupies), stored with :func:`save_classes` / :func:`load_classes`;
+- :func:`soft_encode` (k nearest centres with Gaussian weights: the training target) and
+  :func:`hard_encode` (nearest centre);
+- :func:`annealed_mean` and :func:`mode` (distribution -> a/b).
+
+The nearest-centre search is exact: it returns the same classes, in the same order, as
+computing every distance and sorting stably (ties go to the lower class index). Speed comes from
+a lookup table over the a/b plane that lists, per small square cell, every class that can be
+among the k nearest to some point of that cell; only those are measured. The kernels are numba
+functions compiled on first use and cached on disk; they run over pixels in parallel.
+
+This module does not import torch: pass network output as a numpy array (``tensor.numpy()``).
+
+References
+----------
+.. [1] R. Zhang, P. Isola, A. A. Efros, "Colorful Image Colorization", ECCV 2016,
+       arXiv:1603.08511. Section 2.1 (quantisation, soft encoding) and 2.3 (annealed mean).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import threading
+from pathlib import Path
+
+import numba
+import numpy as np
+
+from .errors import RecolorError
+
+# numba picks GNU OpenMP for parallel kernels when it can, and a process forked after that
+# (a multiprocessing pool, torch DataLoader workers) is killed at once. "forksafe" picks TBB if
+# installed, else numba's own workqueue, which is fork-safe but must not be entered by two
+# threads at once: _KERNEL_LOCK serialises the (internally parallel) kernel calls.
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER = "forksafe"
+_KERNEL_LOCK = threading.Lock()
+
+MAX_CLASSES = 32767
+"""Largest class set: class indices are stored as int16."""
+
+CLASSES_FORMAT = "recolor-classes"
+CLASSES_VERSION = 1
+
+# Terms of the annealed mean below exp(-_ANNEAL_CUT) (1e-12) of the largest are dropped: their
+# total relative weight is below Q * 1e-12, far under float32 resolution, and it bounds the
+# range that the polynomial exp of the decoding kernels must cover.
+_ANNEAL_CUT = 27.6
+
+# The lookup table costs (cells x Q) work to build; this bounds it to well under a second.
+_MAX_TABLE_WORK = 40_000_000
+# Beyond this k the table would list nearly every class per cell, so all classes are measured.
+_MAX_TABLE_K = 64
+
+
+# --- validation -------------------------------------------------------------------------------
+
+
+def _check_ab(ab: np.ndarray, what: str = "ab") -> np.ndarray:
+    """The one validator of a/b input: (..., 2) finite values, returned as C-contiguous float32."""
+    arr = np.asarray(ab)
+    if arr.ndim < 1 or arr.shape[-1] != 2:
+        raise ValueError(f"{what} must have shape (..., 2), got {arr.shape}")
+    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+        raise ValueError(f"{what} must be a real number array, got dtype {arr.dtype}")
+    arr = np.ascontiguousarray(arr, dtype=np.float32)
+    if not np.isfinite(arr).all():
+        bad = int(np.count_nonzero(~np.isfinite(arr)))
+        raise ValueError(f"{what} contains {bad} NaN or infinite value(s)")
+    return arr
+
+
+def _check_classes(classes: np.ndarray) -> np.ndarray:
+    """Validate a class set: (Q, 2), 1 <= Q <= 32767, finite; C-contiguous float32."""
+    arr = _check_ab(classes, "classes")
+    if arr.ndim != 2 or not 1 <= arr.shape[0] <= MAX_CLASSES:
+        raise ValueError(
+            f"classes must have shape (Q, 2) with 1 <= Q <= {MAX_CLASSES}, got {arr.shape}"
+        )
+    return arr
+
+
+def _check_k(k: int, q: int) -> int:
+    if not isinstance(k, (int, np.integer)) or not 1 <= k <= q:
+        raise ValueError(f"k must be an integer in [1, Q={q}], got {k!r}")
+    return int(k)
+
+
+# --- class sets -------------------------------------------------------------------------------
+
+
+def _bin(ab: np.ndarray, grid: float) -> np.ndarray:
+    """Index of the nearest multiple of ``grid`` per coordinate, halves going to the lower one.
+
+    ``ceil(x / grid - 1/2)`` rather than ``round`` so that a point half-way between two centres
+    belongs to the lower one, the same choice :func:`hard_encode` makes (centres sort by a,
+    then b).
+    """
+    return np.ceil(np.asarray(ab, dtype=np.float64) / grid - 0.5).astype(np.int64)
+
+
+def _unique_centres(cells: np.ndarray, grid: float) -> np.ndarray:
+    cells = np.unique(cells.reshape(-1, 2), axis=0)  # sorted by a, then b
+    return np.ascontiguousarray(cells * grid, dtype=np.float32)
+
+
+def _check_grid(grid: float) -> float:
+    if not np.isfinite(grid) or grid <= 0:
+        raise ValueError(f"grid must be a positive number, got {grid!r}")
+    return grid
+
+
+@functools.lru_cache(maxsize=8)
+def _gamut_classes(grid: float) -> np.ndarray:
+    import cv2
+
+    # The a/b shadow of the sRGB solid is the shadow of its surface, so the six faces of the
+    # 8-bit RGB cube (6 x 256^2 colours) reach every cell that the whole cube does.
+    v = np.arange(256, dtype=np.float32) / 255.0
+    u, w = (x.ravel() for x in np.meshgrid(v, v, indexing="ij"))
+    faces = []
+    for axis in range(3):
+        others = [i for i in range(3) if i != axis]
+        for value in (0.0, 1.0):
+            face = np.empty((u.size, 3), np.float32)
+            face[:, axis] = value
+            face[:, others[0]], face[:, others[1]] = u, w
+            faces.append(face)
+    rgb = np.concatenate(faces)[:, None, :]
+    ab = cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab)[:, 0, 1:]  # = color.rgb_to_lab, without (H,W) shape
+    centres = _unique_centres(_bin(ab, grid), grid)
+    centres.flags.writeable = False
+    return centres
+
+
+def gamut_classes(grid: float = 8) -> np.ndarray:
+    """The class set of grid cells that the sRGB gamut reaches.
+
+    Parameters
+    ----------
+    grid : float, default 8
+        Spacing of the class centres in a/b units; centres are the multiples of ``grid``.
+
+    Returns
+    -------
+    classes : (Q, 2) float32, read-only
+        Centres ``(a, b)`` of every square cell ``[c - grid/2, c + grid/2)`` (per coordinate)
+        that holds the a/b of at least one 8-bit sRGB colour (any L), sorted by a, then b.
+        Q = 395 for grid 8 (the seed's setting; its posters occupy 394 of them) and 262 for
+        grid 10. Zhang et al. [1] report 313 at grid 10 with their own gamut test; the count
+        depends on how the gamut is sampled and binned.
+
+    Notes
+    -----
+    Colours are the six faces of the 8-bit RGB cube, converted with OpenCV's float
+    ``COLOR_RGB2Lab`` (D65), each binned to its nearest centre (a half-way value goes to the
+    lower centre). The result is memoised.
+    """
+    return _gamut_classes(float(_check_grid(grid)))
+
+
+def data_classes(ab: np.ndarray, grid: float = 8, min_count: int = 1) -> np.ndarray:
+    """The class set of grid cells that the given a/b data occupies.
+
+    Parameters
+    ----------
+    ab : (..., 2) array_like
+        a/b values (OpenCV float Lab), e.g. ``lab[..., 1:]`` of many images stacked.
+    grid : float, default 8
+        Spacing of the class centres.
+    min_count : int, default 1
+        Keep cells holding at least this many values.
+
+    Returns
+    -------
+    classes : (Q, 2) float32
+        Centres (multiples of ``grid``) of the occupied cells, sorted by a, then b; Q may be 0.
+    """
+    grid = _check_grid(grid)
+    cells = _bin(_check_ab(ab).reshape(-1, 2), grid)
+    uniq, counts = np.unique(cells, axis=0, return_counts=True)
+    return np.ascontiguousarray(uniq[counts >= min_count] * grid, dtype=np.float32).reshape(-1, 2)
+
+
+def save_classes(path: str | Path, classes: np.ndarray, grid: float) -> None:
+    """Write a class set to ``path`` (npz; written atomically).
+
+    The file holds ``format`` = ``"recolor-classes"``, ``version`` = 1, ``classes`` (Q, 2)
+    float32 and ``grid`` (float64 scalar).
+    """
+    from .imageio import atomic_open
+
+    classes = _check_classes(classes)
+    with atomic_open(path) as f:
+        np.savez(
+            f,
+            format=np.array(CLASSES_FORMAT),
+            version=np.array(CLASSES_VERSION),
+            classes=classes,
+            grid=np.array(float(_check_grid(grid))),
+        )
+
+
+def read_npz(path: str | Path, fmt: str, version: int, keys: tuple[str, ...]) -> dict:
+    """Load a small recolor npz file, checking its format tag and version.
+
+    Shared by the class and rebalancing files. Raises :class:`RecolorError` naming ``path``
+    for a missing, unreadable, foreign, newer or incomplete file; never unpickles.
+    """
+    import zipfile
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            data = {name: z[name] for name in z.files}
+    except FileNotFoundError:
+        raise RecolorError("no such file", path) from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise RecolorError(f"not a {fmt} file ({e.__class__.__name__})", path) from None
+    if not isinstance(data, dict) or str(data.get("format", "")) != fmt:
+        raise RecolorError(f"not a {fmt} file (format tag missing or wrong)", path)
+    try:
+        got = int(data["version"])
+    except (KeyError, TypeError, ValueError):
+        raise RecolorError(f"{fmt} file without a valid version", path) from None
+    if got != version:
+        raise RecolorError(f"{fmt} file version {got}, this recolor reads version {version}", path)
+    missing = [k for k in keys if k not in data]
+    if missing:
+        raise RecolorError(f"{fmt} file lacks {', '.join(missing)}", path)
+    return data
+
+
+def load_classes(path: str | Path) -> tuple[np.ndarray, float]:
+    """Read a class set written by :func:`save_classes`.
+
+    Returns
+    -------
+    classes : (Q, 2) float32
+    grid : float
+
+    Raises
+    ------
+    RecolorError
+        Missing file, not an npz, wrong format tag or version, or invalid contents.
+    """
+    data = read_npz(path, CLASSES_FORMAT, CLASSES_VERSION, ("classes", "grid"))
+    try:
+        return _check_classes(data["classes"]), _check_grid(float(data["grid"]))
+    except (ValueError, TypeError) as e:
+        raise RecolorError(f"invalid class set: {e}", path) from None
+
+
+# --- nearest centres --------------------------------------------------------------------------
+
+
+@numba.njit(cache=True, inline="always")
+def _cell_rect(cell, x0, y0, s, ny):
+    """Cell ``cell`` of the lookup table as (ax0, bx0, ax1, bx1), widened by a margin that covers
+    rounding in the lookup of a point on its border."""
+    eps = 1e-6 * (1.0 + s)
+    a0 = x0 + (cell // ny) * s - eps
+    b0 = y0 + (cell % ny) * s - eps
+    return a0, b0, a0 + s + 2 * eps, b0 + s + 2 * eps
+
+
+@numba.njit(cache=True, inline="always")
+def _rect_dist(ca, cb, a0, b0, a1, b1):
+    """Smallest and largest squared distance from centre (ca, cb) to the rectangle."""
+    ex = max(a0 - ca, 0.0, ca - a1)
+    ey = max(b0 - cb, 0.0, cb - b1)
+    fx = max(abs(ca - a0), abs(ca - a1))
+    fy = max(abs(cb - b0), abs(cb - b1))
+    return ex * ex + ey * ey, fx * fx + fy * fy
+
+
+@numba.njit(cache=True, parallel=True)
+def _candidate_table(cls, k, x0, y0, s, nx, ny):
+    """Per lookup cell, the classes that can be among the k nearest to some point in it.
+
+    For any point p of a cell every class c has dmin(c) <= |p - c|^2 <= dmax(c), so the k-th
+    nearest squared distance at p is at most D, the k-th smallest dmax; a class with
+    dmin(c) > D has k classes strictly nearer and is dropped.
+
+    Returns CSR arrays: ``start`` (ncell + 1,) int64, and per candidate ``cand`` (int16 class)
+    and ``low`` (float64 dmin). Each cell's candidates are sorted by dmin, then distance to the
+    cell centre, then class, so a search meets the nearest classes early and can stop at the
+    first candidate whose dmin exceeds the k-th distance found so far.
+    """
+    q = cls.shape[0]
+    ncell = nx * ny
+    keep = np.zeros((ncell, q), np.bool_)
+    counts = np.zeros(ncell + 1, np.int64)
+    for cell in numba.prange(ncell):
+        a0, b0, a1, b1 = _cell_rect(cell, x0, y0, s, ny)
+        dmax = np.empty(q)
+        for c in range(q):
+            dmax[c] = _rect_dist(cls[c, 0], cls[c, 1], a0, b0, a1, b1)[1]
+        bound = np.partition(dmax, k - 1)[k - 1] * (1.0 + 1e-9) + 1e-9
+        for c in range(q):
+            keep[cell, c] = _rect_dist(cls[c, 0], cls[c, 1], a0, b0, a1, b1)[0] <= bound
+        counts[cell + 1] = keep[cell].sum()
+    start = np.cumsum(counts)
+    cand = np.empty(start[-1], np.int16)
+    low = np.empty(start[-1])
+    for cell in numba.prange(ncell):
+        a0, b0, a1, b1 = _cell_rect(cell, x0, y0, s, ny)
+        ids = np.nonzero(keep[cell])[0]
+        dmin = np.empty(ids.size)
+        dmid = np.empty(ids.size)
+        for i in range(ids.size):
+            ca, cb = np.float64(cls[ids[i], 0]), np.float64(cls[ids[i], 1])
+            dmin[i] = _rect_dist(ca, cb, a0, b0, a1, b1)[0]
+            dmid[i] = (ca - 0.5 * (a0 + a1)) ** 2 + (cb - 0.5 * (b0 + b1)) ** 2
+        # Two stable sorts give the order (dmin, dmid, class).
+        o1 = np.argsort(dmid, kind="mergesort")
+        order = o1[np.argsort(dmin[o1], kind="mergesort")]
+        for i in range(ids.size):
+            cand[start[cell] + i] = ids[order[i]]
+            low[start[cell] + i] = dmin[order[i]]
+    return start, cand, low
+
+
+@numba.njit(cache=True, inline="always")
+def _insert(bd, bi, n, k, d, c):
+    """Insert class c at squared distance d into the k best so far, (bd, bi) of length n.
+
+    Order is by (distance, class index), so equal distances keep the lower index first whatever
+    order the candidates come in. Returns the new length.
+    """
+    if n == k and (d > bd[k - 1] or (d == bd[k - 1] and c > bi[k - 1])):
+        return n
+    j = n if n < k else k - 1
+    while j > 0 and (bd[j - 1] > d or (bd[j - 1] == d and bi[j - 1] > c)):
+        bd[j] = bd[j - 1]
+        bi[j] = bi[j - 1]
+        j -= 1
+    bd[j] = d
+    bi[j] = c
+    return n + 1 if n < k else n
+
+
+@numba.njit(cache=True, parallel=True)
+def _knn_kernel(ab, cls, k, x0, y0, inv_s, nx, ny, start, cand, cab, low, inv2s2, nchunk, oi, ow):
+    """k nearest class centres of each a/b point, and their Gaussian weights.
+
+    ab (N, 2) f32, cls (Q, 2) f32, oi (N, k) i16, ow (N, k) f32, or (0, k) for no weights;
+    ``cab`` holds the candidates' centres, ``cls[cand]``, to save an indirection. Squared
+    distances are (a - ca)^2 + (b - cb)^2 in float64. A point outside the table (every point
+    when nx = 0) is compared with every class.
+    """
+    n = ab.shape[0]
+    q = cls.shape[0]
+    want_w = ow.shape[0] == n
+    for chunk in numba.prange(nchunk):
+        bd = np.empty(k)
+        bi = np.empty(k, np.int64)
+        first = chunk * n // nchunk
+        for p in range(first, (chunk + 1) * n // nchunk):
+            a = np.float64(ab[p, 0])
+            b = np.float64(ab[p, 1])
+            if p > first and ab[p, 0] == ab[p - 1, 0] and ab[p, 1] == ab[p - 1, 1]:
+                # Flat image regions repeat a value: copy the previous answer.
+                for j in range(k):
+                    oi[p, j] = oi[p - 1, j]
+                    if want_w:
+                        ow[p, j] = ow[p - 1, j]
+                continue
+            fi = (a - x0) * inv_s
+            fj = (b - y0) * inv_s
+            m = 0
+            if 0.0 <= fi < nx and 0.0 <= fj < ny:
+                cell = int(fi) * ny + int(fj)
+                for t in range(start[cell], start[cell + 1]):
+                    if m == k and low[t] > bd[k - 1]:
+                        break  # this and all later candidates are farther than the k-th
+                    da = a - cab[t, 0]
+                    db = b - cab[t, 1]
+                    m = _insert(bd, bi, m, k, da * da + db * db, np.int64(cand[t]))
+            else:
+                for c in range(q):
+                    da = a - cls[c, 0]
+                    db = b - cls[c, 1]
+                    m = _insert(bd, bi, m, k, da * da + db * db, c)
+            for j in range(k):
+                oi[p, j] = bi[j]
+            if want_w:
+                # exp(-d/2s^2) / sum, shifted by the nearest distance so that far points do not
+                # underflow to 0/0; the shift cancels in the normalisation.
+                d0 = bd[0]
+                total = 0.0
+                for j in range(k):
+                    bd[j] = math.exp((d0 - bd[j]) * inv2s2)
+                    total += bd[j]
+                for j in range(k):
+                    ow[p, j] = bd[j] / total
+    return 0
+
+
+class _Table:
+    """Lookup table of candidate classes for one class set and k."""
+
+    def __init__(self, classes: np.ndarray, k: int) -> None:
+        q = classes.shape[0]
+        lo = np.minimum(classes.min(axis=0).astype(np.float64), -128.0)
+        hi = np.maximum(classes.max(axis=0).astype(np.float64), 128.0)
+        span = np.ptp(classes, axis=0).astype(np.float64)
+        spacing = math.sqrt(max(span[0] * span[1], span.max() ** 2 / q, 1.0) / q)
+        # A quarter of the mean centre spacing keeps the lists short (about 2k classes per
+        # cell on a regular grid); the work bound keeps building quick for large Q.
+        s = max(spacing / 4, math.sqrt(float(np.prod(hi - lo)) * q / _MAX_TABLE_WORK))
+        self.x0, self.y0 = float(lo[0] - s), float(lo[1] - s)
+        self.nx = int(math.ceil((hi[0] - lo[0]) / s)) + 2
+        self.ny = int(math.ceil((hi[1] - lo[1]) / s)) + 2
+        self.inv_s = 1.0 / s
+        if k > _MAX_TABLE_K:
+            self.nx = self.ny = 0
+            self.start, self.cand, self.low = (
+                np.zeros(1, np.int64),
+                np.zeros(0, np.int16),
+                np.zeros(0),
+            )
+        else:
+            self.start, self.cand, self.low = _candidate_table(
+                classes, k, self.x0, self.y0, s, self.nx, self.ny
+            )
+        self.cab = np.ascontiguousarray(classes[self.cand])
+
+    def args(self) -> tuple:
+        return (
+            *(self.x0, self.y0, self.inv_s, self.nx, self.ny),
+            *(self.start, self.cand, self.cab, self.low),
+        )
+
+
+@functools.lru_cache(maxsize=16)
+def _table(key: bytes, k: int) -> _Table:
+    return _Table(np.frombuffer(key, np.float32).reshape(-1, 2), k)
+
+
+def _knn(ab: np.ndarray, classes: np.ndarray, k: int, sigma: float | None):
+    ab = _check_ab(ab)
+    cls = _check_classes(classes)
+    k = _check_k(k, cls.shape[0])
+    flat = ab.reshape(-1, 2)
+    idx = np.empty((flat.shape[0], k), np.int16)
+    w = np.empty((flat.shape[0] if sigma is not None else 0, k), np.float32)
+    inv2s2 = 0.0 if sigma is None else 1.0 / (2.0 * sigma * sigma)
+    if flat.shape[0]:
+        with _KERNEL_LOCK:
+            table = _table(cls.tobytes(), k)
+            _knn_kernel(flat, cls, k, *table.args(), inv2s2, min(len(flat), 256), idx, w)
+    shape = (*ab.shape[:-1], k)
+    return idx.reshape(shape), w.reshape(shape) if sigma is not None else None
+
+
+def soft_encode(
+    ab: np.ndarray, classes: np.ndarray, k: int = 5, sigma: float = 5.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Soft-encode a/b values over the k nearest class centres (Zhang et al. [1], Sec. 2.1).
+
+    Parameters
+    ----------
+    ab : (..., 2) array_like, finite
+        a/b values (OpenCV float Lab, about [-128, 127]); any leading shape, e.g. (H, W, 2).
+    classes : (Q, 2) array_like
+        Class centres, Q <= 32767 (any positions; recolor's lie on a grid).
+    k : int, default 5
+        Neighbours per value, 1 <= k <= Q (the seed and [1] use 5).
+    sigma : float, default 5.0
+        Gaussian width in a/b units.
+
+    Returns
+    -------
+    idx : (..., k) int16
+        Indices of the k nearest centres, nearest first; equal distances in increasing index.
+    w : (..., k) float32
+        ``w_j = exp(-d_j^2 / (2 sigma^2)) / sum_i exp(-d_i^2 / (2 sigma^2))``, d_j the
+        Euclidean a/b distance to centre ``idx_j``; they sum to 1 (up to float32 rounding).
+
+    Raises
+    ------
+    ValueError
+        Bad shapes, NaN or infinite values, k out of range, sigma not positive.
+
+    Notes
+    -----
+    Exact: same classes and order as computing all Q squared distances
+    ``(a - a_c)^2 + (b - b_c)^2`` in float64 and sorting them stably. Values far outside the
+    class set are exact too (they are compared with every class). The weights are computed
+    with the distances shifted by the nearest one, which cancels in the normalisation, so a
+    far value gets weight 1 on its nearest class rather than 0/0.
+    """
+    if not (np.isfinite(sigma) and sigma > 0):
+        raise ValueError(f"sigma must be a positive number, got {sigma!r}")
+    return _knn(ab, classes, k, float(sigma))
+
+
+def hard_encode(ab: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """Index of the nearest class centre of each a/b value.
+
+    Parameters
+    ----------
+    ab : (..., 2) array_like, finite
+        a/b values (OpenCV float Lab).
+    classes : (Q, 2) array_like
+        Class centres.
+
+    Returns
+    -------
+    idx : (...) int16
+        ``argmin_c (a - a_c)^2 + (b - b_c)^2`` (float64 distances); ties go to the lower index.
+        Same as ``soft_encode(ab, classes, k=1)[0][..., 0]``.
+    """
+    idx, _ = _knn(ab, classes, 1, None)
+    return idx[..., 0]
+
+
+# --- decoding ---------------------------------------------------------------------------------
+
+
+@numba.njit(cache=True, inline="always")
+def _exp_cut(y):
+    """exp(y) for y in [-_ANNEAL_CUT, 0], and 0 below (or for y = -inf); relative error < 3e-8.
+
+    Branch-free arithmetic, so that numba vectorises the loops that call it (libm's exp is a
+    scalar call, several times slower here): exp(y) = exp(y / 128)^128, with exp(t),
+    |t| <= 0.22, from its Taylor polynomial of degree 7 (truncation < 1.3e-10 relative, times
+    128 after the seven squarings). Tested against numpy.exp.
+    """
+    t = max(y, -_ANNEAL_CUT) * (1.0 / 128.0)
+    r = 1.0 + t * (
+        1.0
+        + t * (1 / 2 + t * (1 / 6 + t * (1 / 24 + t * (1 / 120 + t * (1 / 720 + t * (1 / 5040))))))
+    )
+    for _ in range(7):
+        r = r * r
+    return r if y > -_ANNEAL_CUT else 0.0
+
+
+@numba.njit(cache=True)
+def _row_check(row):
+    """Largest value of a row of logits and whether the row is valid (no NaN or +inf, and at
+    least one value above -inf). Kept out of the fast-math kernels, which may not test NaN."""
+    top = -np.inf
+    bad = 0
+    for v in row:
+        bad += (v != v) | (v == np.inf)
+        top = max(top, np.float64(v))
+    return top, bad == 0 and top > -np.inf
+
+
+# 'reassoc' lets numba vectorise the float64 sums over classes (they are summed in another
+# order, within rounding); no 'nnan'/'contract', so NaN tests and products stay as written.
+@numba.njit(cache=True, parallel=True, fastmath={"reassoc", "nsz"})
+def _anneal_last(z, ca, cb, inv_t, out):
+    """Annealed mean of logits z (N, Q) f32, classes contiguous -> out (N, 2) f32.
+
+    ca, cb: (Q,) float64 class centres. Returns the number of invalid rows (output NaN).
+    """
+    n, q = z.shape
+    bad = np.zeros(n, np.bool_)
+    for p in numba.prange(n):
+        top, ok = _row_check(z[p])
+        if not ok:
+            bad[p] = True
+            out[p, 0] = out[p, 1] = np.nan
+            continue
+        sw = sa = sb = 0.0
+        for c in range(q):
+            e = _exp_cut((z[p, c] - top) * inv_t)
+            sw += e
+            sa += e * ca[c]
+            sb += e * cb[c]
+        out[p, 0] = sa / sw
+        out[p, 1] = sb / sw
+    return bad.sum()
+
+
+@numba.njit(cache=True)
+def _block_check(blk, top):
+    """Column maxima of a block (Q, w) of logits into top; the number of invalid columns (see
+    :func:`_row_check`), whose top is set to NaN."""
+    w = blk.shape[1]
+    nbad = np.zeros(w, np.int64)
+    top[:] = -np.inf
+    for c in range(blk.shape[0]):
+        for p in range(w):
+            v = blk[c, p]
+            nbad[p] += (v != v) | (v == np.inf)
+            top[p] = max(top[p], np.float64(v))
+    bad = 0
+    for p in range(w):
+        if nbad[p] or top[p] == -np.inf:
+            bad += 1
+            top[p] = np.nan
+    return bad
+
+
+@numba.njit(cache=True, parallel=True, fastmath={"reassoc", "nsz"})
+def _anneal_mid(z, ca, cb, inv_t, out):
+    """Annealed mean over axis 1 of logits z (M, Q, P) f32 -> out (M, P, 2) f32.
+
+    For network output (B, Q, H*W). Each task copies a block of 64 pixels x Q classes to a
+    contiguous buffer first: rows of z lie H*W*4 bytes apart, often a power of two, and reading
+    them twice in place thrashes the cache. Returns the number of invalid pixels (output NaN).
+    """
+    m, q, npix = z.shape
+    bs = 64
+    nblk = (npix + bs - 1) // bs
+    bad = np.zeros(m * nblk, np.int64)
+    for task in numba.prange(m * nblk):
+        i = task // nblk
+        lo = (task % nblk) * bs
+        w = min(npix, lo + bs) - lo
+        blk = np.empty((q, w), np.float32)
+        for c in range(q):
+            blk[c] = z[i, c, lo : lo + w]
+        top = np.empty(w)
+        bad[task] = _block_check(blk, top)
+        sw = np.zeros(w)
+        sa = np.zeros(w)
+        sb = np.zeros(w)
+        for c in range(q):
+            for p in range(w):
+                e = _exp_cut((blk[c, p] - top[p]) * inv_t)
+                sw[p] += e
+                sa[p] += e * ca[c]
+                sb[p] += e * cb[c]
+        for p in range(w):
+            out[i, lo + p, 0] = sa[p] / sw[p]
+            out[i, lo + p, 1] = sb[p] / sw[p]
+    return bad.sum()
+
+
+def _check_scores(scores: np.ndarray, classes: np.ndarray, axis: int) -> tuple[np.ndarray, int]:
+    """Validate class scores against a class set; return them as float32 and the class axis."""
+    x = np.asarray(scores)
+    if x.ndim < 1 or not np.issubdtype(x.dtype, np.number):
+        raise ValueError(
+            f"scores must be a numeric array with a class axis, got {x.dtype} {x.shape}"
+        )
+    if not -x.ndim <= axis < x.ndim:
+        raise ValueError(f"axis {axis} is out of range for scores of shape {x.shape}")
+    axis %= x.ndim
+    if x.shape[axis] != classes.shape[0]:
+        raise ValueError(
+            f"scores have {x.shape[axis]} classes on axis {axis}, "
+            f"the class set has {classes.shape[0]}"
+        )
+    return np.ascontiguousarray(x, dtype=np.float32), axis
+
+
+def annealed_mean(
+    scores: np.ndarray,
+    classes: np.ndarray,
+    T: float = 0.38,
+    *,
+    axis: int = -1,
+    logits: bool = False,
+) -> np.ndarray:
+    """Decode class distributions to a/b with the annealed mean (Zhang et al. [1], Sec. 2.3).
+
+    Parameters
+    ----------
+    scores : array_like, float
+        Per-pixel class probabilities ``p`` (>= 0, finite, need not sum to 1, at least one
+        positive per pixel), or logits ``z`` when ``logits=True`` (no NaN or +inf; -inf masks
+        a class); the class axis (length Q) is ``axis``, e.g. (H, W, Q) or (B, Q, H, W) with
+        ``axis=1``. Computed in float32 (float64 input is converted).
+    classes : (Q, 2) array_like
+        Class centres (a, b).
+    T : float, default 0.38
+        Temperature, > 0. T = 1 is the plain mean; T -> 0 tends to :func:`mode`. [1] and the
+        seed use 0.38.
+    axis : int, default -1
+        Position of the class axis in ``scores``.
+    logits : bool, default False
+        Scores are logits rather than probabilities.
+
+    Returns
+    -------
+    ab : float32, shape of ``scores`` without ``axis``, plus a trailing 2
+        ``sum_q f_q(T) c_q`` with ``f(T) = softmax(log p / T)`` (or ``softmax(z / T)``).
+
+    Raises
+    ------
+    ValueError
+        Wrong shapes, T not positive, NaN or +inf scores, negative probabilities, or a pixel
+        without a positive probability (finite logit).
+
+    Notes
+    -----
+    Computed stably as ``exp((z_q - z_max) / T)`` with ``z = log p`` for probabilities, summed
+    in float64 (``softmax(log p / T)`` is ``p^(1/T)`` normalised). Terms below ``exp(-27.6)``
+    (1e-12) of the largest are dropped; together they move the result by less than
+    ``Q * 1e-12 * max|c|``. The exponential is a branch-free polynomial (relative error
+    < 3e-8) so that the loops vectorise; the result matches the float64 formula to about 1e-5
+    a/b units. Network output in (B, Q, H, W) order is read in blocks, without a transposed
+    copy.
+    """
+    if not (np.isfinite(T) and T > 0):
+        raise ValueError(f"temperature T must be a positive number, got {T!r}")
+    cls = _check_classes(classes)
+    x, axis = _check_scores(scores, cls, axis)
+    pre = int(np.prod(x.shape[:axis], dtype=np.int64))
+    post = int(np.prod(x.shape[axis + 1 :], dtype=np.int64))
+    out = np.empty((pre, post, 2), np.float32)
+    if not logits:
+        if (x < 0).any():
+            raise ValueError("probabilities must not be negative")
+        with np.errstate(divide="ignore"):
+            x = np.log(x)  # 0 -> -inf: weight 0; softmax(log p / T) is then softmax(z / T)
+    ca, cb = (np.ascontiguousarray(cls[:, i], np.float64) for i in (0, 1))
+    if out.size:
+        with _KERNEL_LOCK:
+            if post == 1:
+                bad = _anneal_last(x.reshape(pre, -1), ca, cb, 1.0 / T, out.reshape(pre, 2))
+            else:
+                bad = _anneal_mid(x.reshape(pre, -1, post), ca, cb, 1.0 / T, out)
+        if bad:
+            what = "logits (or all -inf)" if logits else "probabilities (or all zero)"
+            raise ValueError(f"scores of {bad} pixel(s) hold NaN or infinite {what}")
+    return out.reshape(*x.shape[:axis], *x.shape[axis + 1 :], 2)
+
+
+def mode(scores: np.ndarray, classes: np.ndarray, axis: int = -1) -> np.ndarray:
+    """The centre of the most likely class per pixel (the T -> 0 limit of the annealed mean).
+
+    Parameters
+    ----------
+    scores : array_like
+        Probabilities or logits (the argmax is the same); class axis ``axis``.
+    classes : (Q, 2) array_like
+        Class centres.
+
+    Returns
+    -------
+    ab : float32, shape of ``scores`` without ``axis``, plus a trailing 2
+        ``classes[argmax_q scores]``; ties go to the lower class index.
+    """
+    cls = _check_classes(classes)
+    x, axis = _check_scores(scores, cls, axis)
+    if np.isnan(x).any() or np.isposinf(x).any():
+        raise ValueError("scores contain NaN or +inf values")
+    return cls[np.argmax(x, axis=axis)]

@@ -1,0 +1,190 @@
+"""`recolor compare` end to end: real processes on generated images."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from conftest import run as run_recolor
+from conftest import write_rgb
+
+RED = (255, 0, 0)
+
+
+def run(*args: str | Path) -> subprocess.CompletedProcess:
+    """``recolor compare ARGS`` in a subprocess, stdout and stderr as text."""
+    p = run_recolor(["compare", *args])
+    return subprocess.CompletedProcess(p.args, p.returncode, p.stdout.decode(), p.stderr.decode())
+
+
+def pattern(h: int = 40, w: int = 50) -> np.ndarray:
+    """Smooth RGB pattern with values in [28, 228], so a +-20 shift never clips."""
+    i, j, c = np.meshgrid(np.arange(h), np.arange(w), np.arange(3), indexing="ij")
+    return np.rint(128 + 100 * np.sin(i / 6 + 2 * c) * np.cos(j / 9 - c)).astype(np.uint8)
+
+
+def save(path: Path, rgb: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_rgb(path, rgb)
+
+
+def csv_rows(text: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+@pytest.fixture
+def dirs(tmp_path: Path) -> tuple[Path, Path]:
+    """pred/ and truth/: 'same' identical, 'shift' +10 on every value, each side one extra."""
+    x = pattern()
+    save(tmp_path / "truth" / "same.png", x)
+    save(tmp_path / "pred" / "same.png", x)
+    save(tmp_path / "truth" / "shift.png", x)
+    save(tmp_path / "pred" / "shift.png", x + np.uint8(10))
+    save(tmp_path / "pred" / "extra.png", x)
+    return tmp_path / "pred", tmp_path / "truth"
+
+
+def test_identical_files(tmp_path):
+    a = save(tmp_path / "a.png", pattern())
+    r = run(a, a, "--csv")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == ""
+    (row, mean) = csv_rows(r.stdout)
+    assert row["name"] == "a" and mean["name"] == "mean"
+    assert float(row["psnr"]) == math.inf
+    assert float(row["ssim"]) == pytest.approx(1.0, abs=1e-12)
+    assert float(row["ab_rmse"]) == 0.0 and float(row["auc"]) == 100.0
+
+
+def test_shifted_image(tmp_path):
+    truth = save(tmp_path / "t.png", pattern())
+    pred = save(tmp_path / "p.png", pattern() + np.uint8(10))
+    r = run(pred, truth, "--csv")
+    assert r.returncode == 0, r.stderr
+    row = csv_rows(r.stdout)[0]
+    assert float(row["psnr"]) == pytest.approx(20 * math.log10(255 / 10), abs=1e-9)
+    assert 0 < float(row["ssim"]) < 1
+    # A grey shift changes L, barely a/b (sRGB is not linear, so not exactly 0).
+    assert float(row["ab_rmse"]) < 2.0
+
+
+def test_plain_table_when_piped(dirs):
+    r = run(*dirs)
+    lines = r.stdout.splitlines()
+    assert lines[0].split()[:3] == ["image", "PSNR", "dB"]
+    assert [ln.split()[0] for ln in lines[1:]] == ["same", "shift", "mean"]
+    assert lines[1].split()[1] == "inf"
+    assert "\x1b" not in r.stdout  # no terminal colour codes in a pipe
+
+
+def test_directories_with_unmatched_name(dirs):
+    r = run(*dirs, "--csv")
+    assert r.returncode == 1
+    err = r.stderr.splitlines()
+    assert len(err) == 1
+    assert err[0].startswith("recolor compare: ") and "extra.png" in err[0]
+    assert [row["name"] for row in csv_rows(r.stdout)] == ["same", "shift", "mean"]
+
+
+def test_json_parses(dirs):
+    r = run(*dirs, "--json")
+    doc = json.loads(r.stdout)
+    same, shift = doc["images"]
+    assert (same["name"], shift["name"]) == ("same", "shift")
+    assert same["psnr"] is None  # infinite PSNR is null in strict JSON
+    assert shift["psnr"] == pytest.approx(20 * math.log10(255 / 10), abs=1e-9)
+    assert doc["mean"]["ssim"] == pytest.approx((same["ssim"] + shift["ssim"]) / 2, abs=1e-12)
+    assert "auc_rebal" not in doc["mean"]
+
+
+def test_csv_mean_row(dirs):
+    rows = csv_rows(run(*dirs, "--csv").stdout)
+    assert list(rows[0])[:4] == ["name", "psnr", "ssim", "ab_rmse"]
+    for key in ("ssim", "ab_rmse", "auc", "colourfulness_diff"):
+        expected = (float(rows[0][key]) + float(rows[1][key])) / 2
+        assert float(rows[2][key]) == pytest.approx(expected, abs=1e-12)
+
+
+def test_output_file(dirs, tmp_path):
+    out = tmp_path / "report.json"
+    r = run(*dirs, "--json", "-o", out)
+    assert r.stdout == ""
+    assert len(json.loads(out.read_text())["images"]) == 2
+
+
+def test_montage_png(tmp_path):
+    truth = save(tmp_path / "t" / "a.png", pattern(40, 50))
+    pred = save(tmp_path / "p" / "a.png", np.full((40, 50, 3), RED, np.uint8))
+    out = tmp_path / "m.png"
+    r = run(pred, truth, "--montage", out, "-q")
+    assert r.returncode == 0, r.stderr
+    fig = cv2.imread(str(out))[..., ::-1]
+    # Cells are 256 high: the 40x50 prediction becomes one 256x320 block of pure red.
+    assert np.all(fig == RED, axis=-1).sum() == 256 * 320
+    assert 3 * 320 <= fig.shape[1] < 3 * 320 + 100
+    assert 256 < fig.shape[0] < 256 + 200
+
+
+def test_missing_file(tmp_path):
+    truth = save(tmp_path / "t.png", pattern())
+    r = run(tmp_path / "nope.png", truth)
+    assert r.returncode == 1
+    assert r.stderr.splitlines() == [f"recolor compare: {tmp_path / 'nope.png'}: no such file"]
+
+
+def test_text_file_named_png(tmp_path):
+    truth = save(tmp_path / "t.png", pattern())
+    fake = tmp_path / "fake.png"
+    fake.write_text("not an image\n")
+    r = run(fake, truth)
+    assert r.returncode == 1
+    (line,) = r.stderr.splitlines()
+    assert line.startswith(f"recolor compare: {fake}: ") and "image" in line
+
+
+def test_too_small_image(tmp_path):
+    a = save(tmp_path / "a.png", pattern(8, 8))
+    r = run(a, a)
+    assert r.returncode == 1
+    assert r.stderr.splitlines() == [
+        f"recolor compare: {a}: image smaller than the 11x11 SSIM window"
+    ]
+
+
+def test_usage_errors(dirs, tmp_path):
+    pred, truth = dirs
+    r = run(pred, truth, "--json", "--csv")
+    assert r.returncode == 2 and "exclude" in r.stderr
+    r = run(pred / "same.png", truth)
+    assert r.returncode == 2 and "both" in r.stderr
+
+
+def test_rich_table_on_a_terminal(dirs):
+    import os
+    import pty
+
+    master, slave = pty.openpty()
+    env = {**os.environ, "COLUMNS": "100", "NO_COLOR": "1"}
+    cmd = [sys.executable, "-m", "recolor_tools", "compare", *map(str, dirs), "-q"]
+    p = subprocess.run(cmd, stdout=slave, stderr=subprocess.PIPE, env=env, timeout=120)
+    os.close(slave)
+    out = b""
+    with contextlib.suppress(OSError):  # reading a drained pty raises EIO on Linux
+        while chunk := os.read(master, 65536):
+            out += chunk
+    os.close(master)
+    text = re.sub(r"\x1b\[[0-9;]*m", "", out.decode())  # the mean row is bold
+    assert p.returncode == 1  # 'extra.png' has no partner
+    names = [ln.split()[0] for ln in text.splitlines() if ln.strip()]
+    assert [n for n in names if n in ("same", "shift", "mean")] == ["same", "shift", "mean"]
+    assert "───" in text  # rich's rule under the column titles: not the plain-text table

@@ -1,0 +1,186 @@
+"""models.py: shapes, losses against dense references, size counts, checkpoint files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+from recolor_tools import models
+from recolor_tools.errors import RecolorError
+
+Q = 20
+
+
+def small(head: str, width: int = 8) -> models.Colorizer:
+    torch.manual_seed(0)
+    return models.Colorizer(
+        models.ModelConfig(head=head, num_classes=Q if head == "cls" else 0, width=width)
+    )
+
+
+@pytest.mark.parametrize("head", ["reg", "cls"])
+@pytest.mark.parametrize("hw", [(32, 32), (40, 56), (8, 16), (72, 24)])
+def test_forward_shapes(head, hw):
+    model = small(head).eval()
+    H, W = hw
+    out, loss = model(torch.rand(3, 1, H, W) * 100)
+    assert out.shape == (3, 2 if head == "reg" else Q, H // 4, W // 4)
+    assert out.dtype == torch.float32
+    assert loss is None
+    if head == "reg":  # tanh range: a/b / 128 in [-1, 1]
+        assert out.abs().max() <= 1
+
+
+def test_input_checks():
+    model = small("reg")
+    with pytest.raises(ValueError, match="multiples of 8"):
+        model(torch.zeros(1, 1, 30, 32))
+    with pytest.raises(ValueError, match=r"\(B, 1, H, W\)"):
+        model(torch.zeros(1, 3, 32, 32))
+
+
+def test_config_checks():
+    with pytest.raises(ValueError, match="head"):
+        models.ModelConfig(head="gan")
+    with pytest.raises(ValueError, match="num_classes"):
+        models.ModelConfig(head="cls", num_classes=0)
+    with pytest.raises(ValueError, match="num_classes"):
+        models.ModelConfig(head="reg", num_classes=5)
+    with pytest.raises(ValueError, match="out_stride"):
+        models.ModelConfig(head="reg", out_stride=2)
+
+
+def test_cls_loss_equals_dense_cross_entropy():
+    """The gathered soft-target loss equals the cross-entropy with a dense (B, Q, h, w) target."""
+    g = torch.Generator().manual_seed(1)
+    B, k, h, w = 2, 5, 4, 6
+    logits = torch.randn(B, Q, h, w, generator=g)
+    # k distinct classes per pixel, soft weights summing to 1, a per-pixel weight
+    idx = torch.argsort(torch.rand(B, Q, h, w, generator=g), dim=1)[:, :k]
+    wts = torch.softmax(torch.randn(B, k, h, w, generator=g), dim=1)
+    pw = torch.rand(B, h, w, generator=g) * 3
+    dense = torch.zeros(B, Q, h, w).scatter_(1, idx, wts)
+    expect = (-(dense * F.log_softmax(logits, 1)).sum(1) * pw).mean()
+    got = small("cls").loss(logits, {"idx": idx, "w": wts, "pw": pw})
+    torch.testing.assert_close(got, expect)
+    unweighted = (-(dense * F.log_softmax(logits, 1)).sum(1)).mean()
+    torch.testing.assert_close(small("cls").loss(logits, {"idx": idx, "w": wts}), unweighted)
+
+
+def test_reg_loss_is_mse_on_scaled_ab():
+    out = torch.tensor([[[[0.5]], [[-0.25]]]])  # (1, 2, 1, 1)
+    target = torch.tensor([[[[0.0]], [[0.25]]]])
+    got = small("reg").loss(out, {"ab": target})
+    assert got.item() == pytest.approx((0.5**2 + 0.5**2) / 2)
+
+
+def test_forward_with_targets_returns_finite_loss_with_gradients():
+    model = small("cls")
+    L = torch.rand(2, 1, 32, 32) * 100
+    t = {
+        "idx": torch.randint(0, Q, (2, 5, 8, 8)),
+        "w": torch.full((2, 5, 8, 8), 0.2),
+        "pw": torch.ones(2, 8, 8),
+    }
+    _, loss = model(L, t)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_param_count_counts_trainable_parameters():
+    model = small("reg")
+    n = sum(p.numel() for p in model.parameters())
+    assert models.param_count(model) == n
+    model.head.weight.requires_grad_(False)
+    assert models.param_count(model) == n - model.head.weight.numel()
+
+
+@pytest.mark.parametrize("head", ["reg", "cls"])
+def test_flops_match_torch_flop_counter(head):
+    """MACs from our hooks = half the FLOPs torch's own counter finds for conv and linear."""
+    config = models.ModelConfig(head=head, num_classes=Q if head == "cls" else 0, width=8)
+    model = models.Colorizer(config).eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(torch.zeros(1, 1, 64, 96))
+    assert models.flops(config, 64, 96) * 2 == counter.get_total_flops()
+
+
+def test_default_size_is_about_a_million_parameters():
+    config = models.ModelConfig(head="cls", num_classes=395)
+    n = models.param_count(models.Colorizer(config))
+    assert 0.8e6 < n < 1.2e6
+    assert 1.2e9 < models.flops(config, 256, 256) < 2.0e9
+
+
+# -- checkpoints ------------------------------------------------------------------------------
+
+CLASSES = np.stack(np.meshgrid(np.arange(-40, 40, 20), np.arange(-20, 20, 8)), -1)
+CLASSES = CLASSES.reshape(-1, 2)[:Q].astype(np.float32)
+
+
+@pytest.mark.parametrize("head", ["reg", "cls"])
+def test_checkpoint_round_trip(tmp_path, head):
+    model = small(head).eval()
+    for m in model.modules():  # non-default BN statistics must survive too
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1)
+    classes = CLASSES if head == "cls" else None
+    ckpt = models.make_checkpoint(
+        model, classes=classes, grid=8, data={"size": 32}, step=7, train_state={"x": 1}
+    )
+    path = tmp_path / "m.pt"
+    models.save_checkpoint(path, ckpt)
+    assert torch.load(path, weights_only=True)["format"] == "recolor-checkpoint"
+    loaded, got = models.load_checkpoint(path, head)
+    assert not loaded.training
+    assert got["step"] == 7 and got["data"] == {"size": 32} and got["train_state"] == {"x": 1}
+    L = torch.rand(2, 1, 40, 48) * 100
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(L)[0], model(L)[0], rtol=0, atol=0)
+    if head == "cls":
+        np.testing.assert_array_equal(got["classes"].numpy(), CLASSES)
+    assert "train_state" not in models.strip_checkpoint(got)
+
+
+def test_make_checkpoint_needs_matching_classes():
+    with pytest.raises(ValueError, match="classes"):
+        models.make_checkpoint(small("cls"))
+    with pytest.raises(ValueError, match="classes"):
+        models.make_checkpoint(small("cls"), classes=CLASSES[:5])
+
+
+def test_load_checkpoint_errors(tmp_path):
+    path = tmp_path / "reg.pt"
+    models.save_checkpoint(path, models.make_checkpoint(small("reg")))
+    with pytest.raises(RecolorError, match="'reg' head, not 'cls'") as e:
+        models.load_checkpoint(path, "cls")
+    assert e.value.path == str(path)
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(RecolorError, match="not a recolor checkpoint"):
+        models.load_checkpoint(junk)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(RecolorError, match="format tag"):
+        models.load_checkpoint(foreign)
+    newer = tmp_path / "newer.pt"
+    torch.save({**models.make_checkpoint(small("reg")), "version": 99}, newer)
+    with pytest.raises(RecolorError, match="newer"):
+        models.load_checkpoint(newer)
+    broken = tmp_path / "broken.pt"
+    ckpt = models.make_checkpoint(small("reg"))
+    ckpt["config"]["width"] = 16  # weights no longer fit
+    torch.save(ckpt, broken)
+    with pytest.raises(RecolorError, match="broken checkpoint"):
+        models.load_checkpoint(broken)
+    with pytest.raises(RecolorError, match="no such file"):
+        models.load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_default_weights_rejects_unknown_head():
+    with pytest.raises(ValueError, match="head"):
+        models.default_weights("gan")

@@ -1,0 +1,289 @@
+"""recolor predict: sizes and lightness kept, strips and batches, and the command line.
+
+The checkpoints are tiny random-weight models saved by the tests: they check shapes, sizes, that
+L is the input's own and that chroma is the only thing predicted, not colour quality (the train
+tests overfit a model for that).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from conftest import read_rgb_u8, run, smooth_image, write_rgb
+from typer.testing import CliRunner
+
+from recolor_tools import models, predict
+from recolor_tools.cli import app
+from recolor_tools.errors import RecolorError
+
+# 25 ab classes on a grid of spacing 20: small, and all well inside the sRGB gamut near mid L.
+CLASSES = np.stack(np.meshgrid(np.arange(-40, 41, 20), np.arange(-40, 41, 20)), -1)
+CLASSES = CLASSES.reshape(-1, 2).astype(np.float32)
+
+
+def _checkpoint(path: Path, head: str, seed: int = 0, size: int = 48) -> Path:
+    import torch
+
+    torch.manual_seed(seed)
+    q = len(CLASSES) if head == "cls" else 0
+    model = models.Colorizer(models.ModelConfig(head=head, num_classes=q, width=8)).eval()
+    classes = CLASSES if head == "cls" else None
+    ckpt = models.make_checkpoint(model, classes=classes, grid=20, data={"size": size})
+    models.save_checkpoint(path, ckpt)
+    return path
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("weights")
+    return {head: _checkpoint(d / f"{head}.pt", head) for head in ("cls", "reg")}
+
+
+@pytest.fixture(scope="module")
+def predictors(weights) -> dict[str, predict.Predictor]:
+    return {head: predict.Predictor.load(path, head) for head, path in weights.items()}
+
+
+def lab_l(rgb01: np.ndarray) -> np.ndarray:
+    """Reference L of float RGB in [0, 1], straight from OpenCV."""
+    return cv2.cvtColor(np.ascontiguousarray(rgb01, np.float32), cv2.COLOR_RGB2Lab)[..., 0]
+
+
+# OpenCV's float Lab conversions use interpolated tables: an RGB -> Lab -> RGB -> Lab round trip
+# moves L by up to about 0.25 (measured over a million random colours).
+L_ROUND_TRIP = 0.3
+
+
+def unclamped(rgb: np.ndarray, lo, hi) -> np.ndarray:
+    """Pixels no channel of which sits at a gamut bound: lab_to_rgb clamped none of them."""
+    return np.all((rgb > lo) & (rgb < hi), axis=-1)
+
+
+# --- library ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("H", "W", "size", "expect"),
+    [
+        (400, 600, 128, (128, 192)),  # shrink: shorter side = size
+        (30, 20, 128, (192, 128)),  # enlarge
+        (100, 100, 64, (64, 64)),
+        (100, 10_000, 128, (10, 1024)),  # panorama: longer side capped at 8 * size
+        (1, 5000, 64, (8, 512)),  # never below 8
+    ],
+)
+def test_working_shape(H, W, size, expect):
+    assert predict.working_shape(H, W, size) == expect
+
+
+def test_upsample_matches_cv2_resize_when_aligned():
+    # With a working size that is a multiple of the stride, the mapping is exactly cv2.resize of
+    # the output grid to the full size; remap interpolates at 1/32 pixel, hence the tolerance.
+    rng = np.random.default_rng(0)
+    ab = (rng.standard_normal((12, 20, 2)) * 30).astype(np.float32)
+    H, W = 150, 250
+    want = cv2.resize(ab, (W, H), interpolation=cv2.INTER_LINEAR)
+    got = predict.upsample_ab(ab, (48, 80), 4, (H, W), (0, H))
+    step = np.abs(np.diff(ab, axis=0)).max()
+    assert np.abs(got - want).max() <= step / 32 + 1e-4
+
+
+def test_upsample_rows_are_independent_of_strips():
+    ab = np.random.default_rng(1).uniform(-50, 50, (9, 7, 2)).astype(np.float32)
+    whole = predict.upsample_ab(ab, (36, 26), 4, (101, 77), (0, 101))
+    part = predict.upsample_ab(ab, (36, 26), 4, (101, 77), (40, 73))
+    np.testing.assert_array_equal(part, whole[40:73])
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (37, 41), (300, 40), (40, 300), (17, 900)])
+@pytest.mark.parametrize("head", ["cls", "reg"])
+def test_output_keeps_size_and_range(predictors, head, shape):
+    rgb = np.random.default_rng(2).random((*shape, 3), dtype=np.float32)
+    out = predictors[head].recolorize(rgb)
+    assert out.shape == rgb.shape and out.dtype == np.float32
+    assert out.min() >= 0 and out.max() <= 1
+
+
+@pytest.mark.parametrize("head", ["cls", "reg"])
+def test_saturation_zero_is_gray_with_the_input_l(predictors, head):
+    rgb = smooth_image(70, 50, 4).astype(np.float32) / 255
+    p = predictors[head]
+    gray = predict.Predictor(p.model, p.ckpt, saturation=0).recolorize(rgb)
+    assert np.abs(gray - gray[..., :1]).max() < 1e-3
+    assert np.abs(lab_l(gray) - lab_l(rgb)).max() < L_ROUND_TRIP
+
+
+@pytest.mark.parametrize("head", ["cls", "reg"])
+def test_l_is_kept_where_no_clamping(predictors, head):
+    rgb = smooth_image(80, 60, 5).astype(np.float32) / 255
+    out = predict.Predictor(predictors[head].model, predictors[head].ckpt).recolorize(rgb)
+    ok = unclamped(out, 0.0, 1.0)
+    assert ok.mean() > 0.5  # enough pixels to make the check mean something
+    assert np.abs(lab_l(out) - lab_l(rgb))[ok].max() < L_ROUND_TRIP
+    # and the colour is not gray: a/b were really predicted
+    assert np.abs(cv2.cvtColor(out, cv2.COLOR_RGB2Lab)[..., 1:]).max() > 1
+
+
+def test_strips_do_not_change_the_result(predictors, monkeypatch):
+    rgb = smooth_image(90, 70, 6).astype(np.float32) / 255
+    whole = predictors["cls"].recolorize(rgb)
+    monkeypatch.setattr(predict, "_STRIP_PIXELS", 70 * 11)  # strips of 11 rows, last one short
+    np.testing.assert_array_equal(predictors["cls"].recolorize(rgb), whole)
+
+
+def test_batches_match_single_images(predictors):
+    # Same working shape (batched together) and another shape (its own forward pass).
+    imgs = [smooth_image(60, 90, s).astype(np.float32) / 255 for s in (7, 8)]
+    imgs.append(smooth_image(90, 50, 9).astype(np.float32) / 255)
+    p = predictors["cls"]
+    batched = p.recolorize_batch(imgs, batch_size=8)
+    for img, b in zip(imgs, batched, strict=True):
+        np.testing.assert_allclose(b, p.recolorize(img), atol=1e-5)
+
+
+def test_temperature_zero_takes_class_centres(predictors):
+    p = predictors["cls"]
+    mode = predict.Predictor(p.model, p.ckpt, temperature=0)
+    item = mode.prepare(smooth_image(40, 40, 3).astype(np.float32) / 255)
+    mode.run([item])
+    centres = {tuple(c) for c in CLASSES}
+    assert {tuple(ab) for ab in item.ab.reshape(-1, 2)} <= centres
+
+
+def test_bad_settings_raise(predictors):
+    p = predictors["cls"]
+    for kw in ({"temperature": -1}, {"saturation": float("nan")}, {"size": 4}):
+        with pytest.raises(ValueError):
+            predict.Predictor(p.model, p.ckpt, **kw)
+
+
+# --- command line -------------------------------------------------------------------------------
+
+
+def test_cli_sizes_lightness_and_printed_paths(tmp_path, weights):
+    rgb = smooth_image(50, 70, 1)
+    srcs = {
+        "gray.png": write_rgb(tmp_path / "gray.png", cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)),
+        "rgba.png": write_rgb(
+            tmp_path / "rgba.png", np.dstack([rgb, np.full(rgb.shape[:2], 128, np.uint8)])
+        ),
+        "deep.png": write_rgb(tmp_path / "deep.png", rgb.astype(np.uint16) * 256 + 77),
+        "tall.jpg": write_rgb(tmp_path / "tall.jpg", smooth_image(300, 41, 2)),
+        "wide.bmp": write_rgb(tmp_path / "wide.bmp", smooth_image(23, 400, 3)),
+    }
+    out = tmp_path / "out"
+    for sat in ("0", "1"):
+        p = run(
+            ["predict", *srcs.values(), "--weights", weights["cls"], "-o", out / sat, "-b", "2"]
+            + ["--saturation", sat],
+            check_rc=0,
+        )
+        printed = p.stdout.decode().splitlines()
+        assert printed == [str(out / sat / name) for name in srcs]
+        for path in printed:
+            src = tmp_path / Path(path).name
+            flags = cv2.IMREAD_UNCHANGED
+            ref = cv2.imread(str(src), flags if src.suffix == ".png" else cv2.IMREAD_COLOR)
+            got = read_rgb_u8(path)
+            assert got.shape[:2] == ref.shape[:2], path
+            ref = ref.astype(np.float32) / (65535 if ref.dtype == np.uint16 else 255)
+            if ref.ndim == 2:
+                ref = np.repeat(ref[..., None], 3, axis=2)
+            elif ref.shape[2] == 4:  # composited on white
+                ref = ref[..., :3] * ref[..., 3:] + 1 - ref[..., 3:]
+            ref = ref[..., ::-1]  # BGR -> RGB
+            ok = np.ones(got.shape[:2], bool) if sat == "0" else unclamped(got, 0, 255)
+            assert ok.mean() > 0.3, path
+            err = np.abs(lab_l(got.astype(np.float32) / 255) - lab_l(ref))[ok]
+            assert err.max() <= 1.0, (path, err.max())
+            if sat == "0":
+                assert np.abs(got.astype(int) - got[..., :1]).max() <= 1, path
+
+
+def test_cli_stdout_and_single_file(tmp_path, weights):
+    src = write_rgb(tmp_path / "a.jpg", smooth_image(30, 44, 4))
+    p = run(["predict", src, "--weights", weights["reg"], "-o", "-"], check_rc=0)
+    assert p.stdout[:8] == b"\x89PNG\r\n\x1a\n"
+    assert read_rgb_u8(p.stdout).shape == (30, 44, 3)
+    dst = tmp_path / "sub" / "x.webp"
+    dst.parent.mkdir()
+    p = run(["predict", src, "--weights", weights["reg"], "-o", dst], check_rc=0)
+    assert p.stdout.decode() == f"{dst}\n" and read_rgb_u8(dst).shape == (30, 44, 3)
+
+
+def test_cli_bad_image_among_good_ones(tmp_path, weights):
+    good = [write_rgb(tmp_path / f"{n}.png", smooth_image(20, 30, i)) for i, n in enumerate("ab")]
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    p = run(["predict", good[0], bad, good[1], "--weights", weights["cls"]], cwd=tmp_path)
+    assert p.returncode == 1
+    assert p.stdout.decode().splitlines() == ["recolored/a.png", "recolored/b.png"]
+    err = p.stderr.decode().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"recolor predict: {bad}: ")
+    assert (tmp_path / "recolored" / "a.png").is_file() and not (
+        tmp_path / "recolored/bad.png"
+    ).exists()
+
+
+def test_cli_refuses_to_overwrite_an_input(tmp_path, weights):
+    src = write_rgb(tmp_path / "a.png", smooth_image(20, 30, 1))
+    before = src.read_bytes()
+    r = _invoke([src, "--weights", weights["cls"], "-o", tmp_path])
+    assert r.exit_code == 1 and "refusing to overwrite an input" in r.stderr
+    assert src.read_bytes() == before
+
+
+def _invoke(args: list[str]):
+    return CliRunner().invoke(app, ["predict", *map(str, args)])
+
+
+def test_cli_missing_default_weights(tmp_path, monkeypatch):
+    def no_weights(head):
+        raise RecolorError("no shipped weights")
+
+    monkeypatch.setattr(models, "default_weights", no_weights)
+    src = write_rgb(tmp_path / "a.png", smooth_image(20, 30, 1))
+    r = _invoke([src, "--head", "reg", "-o", tmp_path / "out"])
+    assert r.exit_code == 1
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("recolor predict: ") and lines[0].endswith(
+        ": no weights for head reg (train them with `recolor train` or pass --weights)"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_wrong_head_and_not_a_checkpoint(tmp_path, weights):
+    src = write_rgb(tmp_path / "a.png", smooth_image(20, 30, 1))
+    r = _invoke([src, "--head", "reg", "--weights", weights["cls"], "-o", tmp_path / "o"])
+    assert r.exit_code == 1 and len(r.stderr.splitlines()) == 1
+    assert "'cls' head" in r.stderr
+    r = _invoke([src, "--weights", src, "-o", tmp_path / "o"])
+    assert r.exit_code == 1 and len(r.stderr.splitlines()) == 1
+    assert "not a recolor checkpoint" in r.stderr
+
+
+def test_cli_usage_errors(tmp_path, weights):
+    a = write_rgb(tmp_path / "a.png", smooth_image(20, 30, 1))
+    b = write_rgb(tmp_path / "b.png", smooth_image(20, 30, 2))
+    for args in (
+        [a, b, "-o", tmp_path / "one.png"],
+        [a, b, "-o", "-"],
+        [a, "--format", "gif"],
+        [a, "--saturation", "-1"],
+    ):
+        r = _invoke([*args, "--weights", weights["cls"]])
+        assert r.exit_code == 2, args
+
+
+def test_cli_same_name_from_two_directories(tmp_path, weights):
+    for d in ("x", "y"):
+        (tmp_path / d).mkdir()
+        write_rgb(tmp_path / d / "a.png", smooth_image(20, 30, 1))
+    r = _invoke([tmp_path / "x", tmp_path / "y", "--weights", weights["cls"], "-o", tmp_path / "o"])
+    assert r.exit_code == 1
+    assert r.stdout.splitlines() == [str(tmp_path / "o" / "a.png")]
+    assert "already written for an earlier input" in r.stderr

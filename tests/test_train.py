@@ -1,0 +1,282 @@
+"""data.py and train.py: targets, sampling, learning, exact resume, DDP, command-line errors.
+
+Everything runs on tiny generated images (64x48, tall like posters) at crop size 32, so a
+training run takes a few seconds on a CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from conftest import ROOT, smooth_image, write_rgb
+
+from recolor_tools import models, quant
+from recolor_tools.cli import main
+from recolor_tools.color import rgb_to_lab
+from recolor_tools.data import ColorDataset, EpochSampler
+from recolor_tools.imageio import read_rgb
+from recolor_tools.train import TrainConfig, param_digest, train
+
+SIZE = 32
+CLASSES = quant.gamut_classes(10)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("data")
+    (d / "train").mkdir()
+    (d / "val").mkdir()
+    for i in range(16):
+        write_rgb(d / "train" / f"{i:02d}.png", smooth_image(64, 48, i))
+    for i in range(4):
+        write_rgb(d / "val" / f"{i}.png", smooth_image(64, 48, 100 + i))
+    (d / "bad.png").write_bytes(b"this is not an image")
+    return {"train": d / "train", "val": d / "val", "bad": d / "bad.png"}
+
+
+def config(data, out: Path, **kw) -> TrainConfig:
+    base = dict(
+        data=[str(data["train"])], out=out, size=SIZE, batch_size=4, workers=0, width=8,
+        grid=10, quiet=True, lr=2e-3, threads=1,
+    )  # fmt: skip
+    return TrainConfig(**{**base, **kw})
+
+
+def metric_lines(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+# -- data -------------------------------------------------------------------------------------
+
+
+def expected_val_crop(path: Path) -> np.ndarray:
+    """Lab of the validation crop, as the data module documents it: shorter side to SIZE by area
+    averaging, centre SIZE x SIZE."""
+    rgb = read_rgb(path)
+    h, w = rgb.shape[:2]
+    s = SIZE / min(h, w)
+    rgb = cv2.resize(rgb, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
+    y0, x0 = (rgb.shape[0] - SIZE) // 2, (rgb.shape[1] - SIZE) // 2
+    return rgb_to_lab(np.ascontiguousarray(rgb[y0 : y0 + SIZE, x0 : x0 + SIZE]))
+
+
+def test_validation_items_match_documented_targets(data):
+    paths = sorted(str(p) for p in data["val"].iterdir())
+    lab = expected_val_crop(Path(paths[1]))
+    ab8 = cv2.resize(lab[:, :, 1:], (SIZE // 4, SIZE // 4), interpolation=cv2.INTER_AREA)
+
+    reg = ColorDataset(paths, SIZE, train=False, head="reg")[1]
+    assert reg["L"].shape == (1, SIZE, SIZE) and reg["L"].dtype == torch.float32
+    np.testing.assert_allclose(reg["L"][0].numpy(), lab[:, :, 0], atol=1e-4)
+    np.testing.assert_allclose(reg["ab"].numpy(), ab8.transpose(2, 0, 1) / 128, atol=1e-5)
+    np.testing.assert_allclose(reg["ab_full"].numpy(), lab[:, :, 1:].transpose(2, 0, 1), atol=1e-3)
+    assert reg["bad"] == ""
+
+    weights = np.linspace(0.5, 2.0, len(CLASSES)).astype(np.float32)
+    ds = ColorDataset(paths, SIZE, train=False, head="cls", classes=CLASSES, class_weights=weights)
+    cls = ds[1]
+    idx, w = quant.soft_encode(ab8, CLASSES, 5, 5.0)
+    assert cls["idx"].shape == (5, SIZE // 4, SIZE // 4) and cls["idx"].dtype == torch.int64
+    np.testing.assert_array_equal(cls["idx"].numpy(), idx.transpose(2, 0, 1))
+    np.testing.assert_allclose(cls["w"].numpy(), w.transpose(2, 0, 1), atol=1e-6)
+    np.testing.assert_allclose(cls["w"].sum(0).numpy(), 1, atol=1e-5)
+    np.testing.assert_array_equal(cls["pw"].numpy(), weights[idx[:, :, 0]])
+
+
+def test_training_crops_are_seeded_per_item_and_epoch(data):
+    paths = sorted(str(p) for p in data["train"].iterdir())
+    ds = ColorDataset(paths, SIZE, head="reg", seed=3)
+    a, b = ds[(0, 5)], ColorDataset(paths, SIZE, head="reg", seed=3)[(0, 5)]
+    torch.testing.assert_close(a["L"], b["L"], rtol=0, atol=0)
+    assert not torch.equal(a["L"], ds[(1, 5)]["L"])
+    assert not torch.equal(a["L"], ColorDataset(paths, SIZE, head="reg", seed=4)[(0, 5)]["L"])
+    assert a["L"].shape == (1, SIZE, SIZE) and a["L"].min() >= 0 and a["L"].max() <= 100
+
+
+def test_unreadable_image_is_replaced_by_the_next(data):
+    good = sorted(str(p) for p in data["train"].iterdir())[:2]
+    ds = ColorDataset([good[0], str(data["bad"]), good[1]], SIZE, head="reg", train=False)
+    item = ds[1]
+    assert item["bad"].startswith(str(data["bad"]))
+    torch.testing.assert_close(item["L"], ds[2]["L"], rtol=0, atol=0)
+    assert ds[1]["bad"] == ""  # known bad now: skipped silently
+
+
+def test_epoch_sampler_shards_and_resumes():
+    n, world = 10, 3
+    shards = []
+    for rank in range(world):
+        s = EpochSampler(n, seed=1, rank=rank, world=world)
+        s.set_epoch(2)
+        shards.append([i for _, i in s])
+        assert len(s) == 4 and all(e == 2 for e, _ in s)
+    assert sorted(set(sum(shards, []))) == list(range(n))  # padded to 12, covering all 10
+    s = EpochSampler(n, seed=1, rank=1, world=world)
+    s.set_epoch(2, start=3)
+    assert [i for _, i in s] == shards[1][3:] and len(s) == 1
+    one = EpochSampler(n, seed=1)
+    orders = []
+    for epoch in (0, 1, 0):
+        one.set_epoch(epoch)
+        orders.append([i for _, i in one])
+    assert sorted(orders[0]) == list(range(n)) and orders[0] == orders[2] != orders[1]
+    val = EpochSampler(n, shuffle=False, rank=2, world=world, pad=False)
+    assert [i for _, i in val] == [2, 5, 8]
+
+
+# -- training ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("head", ["reg", "cls"])
+def test_loss_falls_and_metrics_are_logged(data, tmp_path, head, capfd):
+    out = tmp_path / head
+    cfg = config(data, out, head=head, steps=24, eval_every=8, batch_size=8, val=[data["val"]])
+    cfg.data.append(str(data["bad"]))
+    path = train(cfg)
+    assert path == out / f"{head}.pt" and (out / "last.pt").is_file()
+    lines = metric_lines(out)
+    assert [m["step"] for m in lines] == [8, 16, 24]
+    assert lines[-1]["train_loss"] < 0.8 * lines[0]["train_loss"]
+    for m in lines:
+        assert 0 <= m["val_auc"] <= 1 and 5 < m["val_psnr"] < 60 and m["val_loss"] > 0
+        assert m["lr"] == pytest.approx(2e-3) and m["img_per_s"] > 0
+    warnings = [ln for ln in capfd.readouterr().err.splitlines() if "bad.png" in ln]
+    assert len(warnings) == 1 and "skipped" in warnings[0]
+    model, ckpt = models.load_checkpoint(path, head)
+    assert "train_state" not in ckpt and ckpt["step"] == 24 and ckpt["data"]["size"] == SIZE
+    if head == "cls":  # computed from the training data and saved beside the weights
+        assert ckpt["classes"].shape == (len(CLASSES), 2)
+        weights = ckpt["rebalance"]["weights"]
+        assert weights.shape == (len(CLASSES),) and torch.all(weights > 0)
+        assert (out / "rebalance-stats.npz").is_file()
+
+
+def test_overfit_one_image(data, tmp_path):
+    """Trained on one image, the model colours that image close to its true a/b."""
+    from recolor_tools.predict import Predictor
+
+    image = write_rgb(tmp_path / "one.png", smooth_image(40, 32, 5))
+    cfg = config(data, tmp_path / "run", head="reg", steps=60, batch_size=8, lr=3e-3, width=16)
+    cfg.data = [str(image)] * 8  # eight crops of it per batch
+    weights = train(cfg)
+    rgb = read_rgb(image)
+    pred = Predictor.load(weights, "reg").recolorize(rgb)
+    truth_ab, pred_ab = rgb_to_lab(rgb)[:, :, 1:], rgb_to_lab(pred)[:, :, 1:]
+    err = np.linalg.norm(pred_ab - truth_ab, axis=-1).mean()
+    gray_err = np.linalg.norm(truth_ab, axis=-1).mean()  # predicting no colour at all
+    assert gray_err > 30
+    assert err < 0.35 * gray_err
+
+
+def test_resume_reaches_the_same_weights(data, tmp_path):
+    """6 steps in one go == 3 steps, then --resume to 6 (across an epoch boundary: 4 steps per
+    epoch), even with loader workers in the second half."""
+    kw = dict(head="cls", eval_every=2, ckpt_every=100, val=[data["val"]])
+    whole = train(config(data, tmp_path / "a", steps=6, **kw)).parent
+    train(config(data, tmp_path / "b", steps=3, **kw))
+    part = train(config(data, tmp_path / "b", steps=6, resume=True, workers=2, **kw)).parent
+    a = torch.load(whole / "last.pt", weights_only=True)
+    b = torch.load(part / "last.pt", weights_only=True)
+    assert a["step"] == b["step"] == 6
+    assert a["model"].keys() == b["model"].keys()
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    sa, sb = a["train_state"]["optimizer"]["state"], b["train_state"]["optimizer"]["state"]
+    for p in sa:
+        for k in sa[p]:
+            assert torch.equal(sa[p][k], sb[p][k]), (p, k)
+    assert a["train_state"]["scheduler"] == b["train_state"]["scheduler"]
+    ma = {m["step"]: m for m in metric_lines(whole)}
+    mb = {m["step"]: m for m in metric_lines(part)}
+    assert sorted(ma) == [2, 4, 6] and sorted(mb) == [2, 3, 4, 6]  # 3: end of the first part
+    for step in ma:
+        for key in ("train_loss", "val_loss", "val_auc", "lr"):
+            assert ma[step][key] == mb[step][key], (step, key)
+
+
+def test_ddp_two_processes_keep_identical_replicas(data, tmp_path):
+    """torchrun with 2 CPU processes (gloo): both replicas end with the same parameters, and they
+    are the ones rank 0 saved."""
+    digests = tmp_path / "digests"
+    digests.mkdir()
+    out = tmp_path / "ddp"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "RECOLOR_DEBUG_DDP_DIR": str(digests),
+        "OMP_NUM_THREADS": "1",
+    }
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "recolor_tools", "train", "--head", "reg", str(data["train"]), "--steps", "4",
+        "--eval-every", "2", "--size", str(SIZE), "--batch-size", "4", "--width", "8",
+        "--workers", "0", "--threads", "1", "--device", "cpu", "--out", str(out), "-q",
+    ]  # fmt: skip
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip().splitlines() == [str(out / "reg.pt")]  # printed by rank 0 only
+    d0, d1 = ((digests / f"rank{r}.sha256").read_text().strip() for r in (0, 1))
+    assert d0 == d1
+    model, ckpt = models.load_checkpoint(out / "reg.pt", "reg")
+    assert param_digest(model) == d0
+    torch.manual_seed(0)  # the run's seed: the initial weights, which training must have moved
+    initial = models.Colorizer(models.ModelConfig(head="reg", width=8))
+    assert param_digest(initial) != d0
+    assert [m["step"] for m in metric_lines(out)] == [2, 4]  # one writer
+    assert ckpt["step"] == 4
+
+
+# -- command line -----------------------------------------------------------------------------
+
+
+def cli(args, capsys) -> tuple[int, str, str]:
+    rc = main(["train", *map(str, args)])
+    captured = capsys.readouterr()
+    return rc, captured.out, captured.err
+
+
+def test_cli_prints_the_weights_path(data, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = [data["train"], "--head", "reg", "--steps", "2", "--size", SIZE, "-b", 4]
+    rc, stdout, _ = cli([*args, "--width", 8, "-j", 0, "--threads", 1, "-q", "--out", out], capsys)
+    assert rc == 0 and stdout == f"{out / 'reg.pt'}\n"
+    assert models.load_checkpoint(out / "reg.pt", "reg")[1]["step"] == 2
+
+
+def test_cli_resume_errors_are_one_line(data, tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    base = [data["train"], "--head", "cls", "--steps", "2", "--size", SIZE, "-q", "--out", out]
+
+    rc, _, err = cli([*base, "--resume"], capsys)
+    assert rc == 1 and err == f"recolor train: {out / 'last.pt'}: no such file\n"
+
+    reg = models.Colorizer(models.ModelConfig(head="reg", width=8))
+    models.save_checkpoint(out / "last.pt", models.make_checkpoint(reg, train_state={}))
+    rc, _, err = cli([*base, "--resume"], capsys)
+    assert rc == 1 and len(err.splitlines()) == 1
+    assert "'reg' head, not 'cls'" in err and "Traceback" not in err
+
+    (out / "last.pt").write_bytes(b"\x00garbage")
+    rc, _, err = cli([*base, "--resume"], capsys)
+    assert rc == 1 and len(err.splitlines()) == 1
+    assert err.startswith(f"recolor train: {out / 'last.pt'}: not a recolor checkpoint")
+
+
+def test_cli_bad_arguments(data, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    rc, _, err = cli([empty, "--steps", "1", "-q", "--out", tmp_path / "o"], capsys)
+    assert rc == 1 and err == f"recolor train: {empty}: no image files in this directory\n"
+    rc, _, err = cli([data["train"], "--steps", "1", "--epochs", "1"], capsys)
+    assert rc == 2 and "not both" in err
+    rc, _, err = cli([data["train"], "--size", "36", "--steps", "1", "--out", tmp_path], capsys)
+    assert rc == 1 and "multiple of 8" in err
