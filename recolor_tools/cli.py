@@ -262,8 +262,12 @@ def from_lab(
 
 @app.command("compare")
 def compare(
-    pred: Annotated[Path, typer.Argument(help="Predicted image, or a directory of them.")],
-    truth: Annotated[Path, typer.Argument(help="Ground truth image, or a directory (same names).")],
+    pred: Annotated[
+        Path, typer.Argument(metavar="PRED", help="Predicted image, or a directory of them.")
+    ],
+    truth: Annotated[
+        Path, typer.Argument(metavar="TRUTH", help="Ground truth image, or a directory of them.")
+    ],
     stats: Annotated[
         Optional[Path],  # noqa: UP045
         typer.Option("--stats", help="rebalance-stats.npz: adds the class-rebalanced AuC."),
@@ -283,9 +287,11 @@ def compare(
 ) -> None:
     """Score predictions against ground truth: PSNR, SSIM, ab RMSE, AuC, colourfulness.
 
-    Directories are matched by file name without extension. PSNR and SSIM are on RGB, AuC on the
-    a/b error (thresholds 0..150, percent); the mean row averages the images. Identical images
-    have infinite PSNR (null in JSON).
+    Two directories are matched by file name without extension.
+
+    PSNR and SSIM: on RGB. AuC: a/b error within 0..150, in percent. Mean: over the images.
+
+    Identical images have infinite PSNR: inf in tables and CSV, null in JSON.
     """
     from . import metrics
     from .color import to_uint8
@@ -294,8 +300,8 @@ def compare(
     tool = Tool("compare", quiet, debug)
     if as_json and as_csv:
         tool.usage("--json and --csv exclude each other")
-    pairs = _compare_pairs(tool, pred, truth)
     rebal = _load_stats(tool, stats) if stats is not None else None
+    pairs = _compare_pairs(tool, pred, truth)
     results, rows = [], []
     for name, p, t in tool.progress(pairs, len(pairs)):
         with tool.guard(p):

@@ -21,7 +21,6 @@ training loop prints one warning per bad file (the item's ``"bad"`` field names 
 from __future__ import annotations
 
 import math
-import multiprocessing
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -287,15 +286,9 @@ def make_loader(
 ) -> torch.utils.data.DataLoader:
     """A DataLoader over ``dataset`` in ``sampler``'s order; ``workers=0`` loads in-process.
 
-    Workers start from a fork server rather than by forking this process: numba's OpenMP
-    thread pool (used by ``quant`` for rebalancing statistics or in-process encoding) does not
-    survive ``fork()`` and aborts the child. The server preloads torch and recolor, so starting
-    a worker stays cheap after the first.
+    Workers are forked: ``quant`` sets numba's fork-safe threading layer, so that encoding in a
+    worker works after numba kernels ran in this process (GNU OpenMP would abort the child).
     """
-    context = None
-    if workers:
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["torch", "recolor_tools.data", "recolor_tools.quant"])
     return torch.utils.data.DataLoader(
         dataset,
         batch_size=batch_size,
@@ -306,6 +299,5 @@ def make_loader(
         generator=torch.Generator().manual_seed(seed),
         persistent_workers=persistent and workers > 0,
         pin_memory=pin_memory,
-        multiprocessing_context=context,
         prefetch_factor=4 if workers else None,
     )

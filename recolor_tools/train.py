@@ -184,7 +184,7 @@ def precision_context(cfg: TrainConfig, device: torch.device):
     return torch.autocast("cuda", dtype=dtype), dtype
 
 
-def classes_and_stats(cfg: TrainConfig, train_paths: list[str], d: Dist):
+def classes_and_stats(cfg: TrainConfig, train_paths: list[str], d: Dist, warned: set[str]):
     """The cls head's class set and rebalancing statistics.
 
     Returns
@@ -194,7 +194,7 @@ def classes_and_stats(cfg: TrainConfig, train_paths: list[str], d: Dist):
     stats : rebalance.RebalanceStats or None
         From ``--stats``; else computed from the training images (every rank computes the same,
         which avoids a long wait at a barrier) and saved by rank 0 as
-        ``OUT/rebalance-stats.npz``.
+        ``OUT/rebalance-stats.npz``. Unreadable images are reported once and skipped.
     """
     if cfg.head != "cls":
         return None, None, None
@@ -208,15 +208,24 @@ def classes_and_stats(cfg: TrainConfig, train_paths: list[str], d: Dist):
         stats = RebalanceStats.load(cfg.stats)
         if classes is not None and not np.array_equal(classes, stats.classes):
             raise RecolorError("--classes and --stats hold different class sets", cfg.classes)
-        return np.asarray(stats.classes, np.float32), stats.grid, stats
+        return np.asarray(stats.classes, np.float32), float(stats.grid), stats
     if classes is None:
         classes, grid = quant.gamut_classes(cfg.grid), float(cfg.grid)
-    log(cfg, d, f"computing rebalancing statistics over {len(train_paths)} images")
-    stats = compute_stats(train_paths, classes, grid=grid)
+    log(cfg, d, f"computing rebalancing statistics of {len(train_paths)} images")
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", d.world))
+
+    def skipped(e: RecolorError) -> None:  # every rank sees every file here: rank 0 tells
+        if d.main:
+            _warn_unreadable([f"{e.path}: {e.reason}"], warned)
+        else:
+            warned.add(f"{e.path}: {e.reason}")
+
+    workers = max(1, available_cores() // local_world)
+    stats = compute_stats(train_paths, classes, grid, workers=workers, on_error=skipped)
     if d.main:
         cfg.out.mkdir(parents=True, exist_ok=True)
         stats.save(cfg.out / "rebalance-stats.npz")
-    return np.asarray(classes, np.float32), grid, stats
+    return np.asarray(classes, np.float32), float(grid), stats
 
 
 def log(cfg: TrainConfig, d: Dist, text: str) -> None:
@@ -369,6 +378,7 @@ def _train(cfg: TrainConfig, d: Dist) -> Path:
             )
 
     # -- data -----------------------------------------------------------------------------
+    warned: set[str] = set()  # unreadable images already reported
     train_paths = list_images(cfg.data)
     val_paths = list_images(cfg.val) if cfg.val else []
     if resume_ckpt is not None and resume_ckpt["head"] == "cls":
@@ -378,7 +388,7 @@ def _train(cfg: TrainConfig, d: Dist) -> Path:
         class_weights = None if reb is None else reb["weights"].numpy()
         rebalance = reb
     else:
-        classes, grid, stats = classes_and_stats(cfg, train_paths, d)
+        classes, grid, stats = classes_and_stats(cfg, train_paths, d, warned)
         class_weights = None if stats is None else np.asarray(stats.weights, np.float32)
         rebalance = (
             None
@@ -526,7 +536,7 @@ def _train(cfg: TrainConfig, d: Dist) -> Path:
     # -- loop -----------------------------------------------------------------------------
     bar = _progress(cfg, d, total_steps, step)
     t_start = t_interval = time.perf_counter()
-    imgs_interval, warned = 0, set()
+    imgs_interval = 0
     last_metrics = {} if resume_ckpt is None else resume_ckpt["metrics"]
 
     def report(regular: bool) -> dict[str, Any]:
@@ -639,7 +649,7 @@ def _mean_over_ranks(total: torch.Tensor, n: int, d: Dist) -> float:
 
 
 def _warn_unreadable(bad: list[str], warned: set[str]) -> None:
-    """One line per unreadable image the loader skipped (``bad`` holds ``"path: reason"``)."""
+    """One line per unreadable image skipped (``bad`` holds ``"path: reason"``) and process."""
     for b in bad:
         if b and b not in warned:
             warned.add(b)

@@ -188,3 +188,42 @@ def test_rich_table_on_a_terminal(dirs):
     names = [ln.split()[0] for ln in text.splitlines() if ln.strip()]
     assert [n for n in names if n in ("same", "shift", "mean")] == ["same", "shift", "mean"]
     assert "───" in text  # rich's rule under the column titles: not the plain-text table
+
+
+def red_strip_pair(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """Truth: grey with a red strip (a rare colour); prediction: all grey; stats of the truth."""
+    from recolor_tools import quant
+    from recolor_tools.color import rgb_to_lab
+    from recolor_tools.rebalance import PriorAccumulator
+
+    truth = np.full((40, 50, 3), 128, np.uint8)
+    truth[:4] = (220, 30, 30)
+    pred = np.full((40, 50, 3), 128, np.uint8)
+    acc = PriorAccumulator(quant.gamut_classes(8), 8)
+    acc.add(rgb_to_lab(truth / np.float32(255))[..., 1:])
+    stats = tmp_path / "rebalance-stats.npz"
+    acc.finish().save(stats)
+    return save(tmp_path / "p.png", pred), save(tmp_path / "t.png", truth), stats
+
+
+def test_stats_add_rebalanced_auc(tmp_path):
+    pred, truth, stats = red_strip_pair(tmp_path)
+    r = run(pred, truth, "--stats", stats, "--csv")
+    assert r.returncode == 0, r.stderr
+    row = csv_rows(r.stdout)[0]
+    # 10% of the pixels (the red strip) are wrong; rebalancing makes them count for more.
+    assert 80 < float(row["auc"]) < 100
+    assert float(row["auc_rebal"]) < float(row["auc"])
+    r = run(truth, truth, "--stats", stats, "--csv")
+    assert float(csv_rows(r.stdout)[0]["auc_rebal"]) == 100.0
+
+
+def test_bad_stats_file(tmp_path):
+    pred, truth, _ = red_strip_pair(tmp_path)
+    bad = tmp_path / "bad.npz"
+    bad.write_text("not an npz\n")
+    r = run(pred, truth, "--stats", bad)
+    assert r.returncode == 1
+    (line,) = r.stderr.splitlines()
+    assert line.startswith(f"recolor compare: {bad}: ")
+    assert r.stdout == ""

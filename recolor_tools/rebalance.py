@@ -1,0 +1,452 @@
+"""Colour-class statistics of a data set and class-rebalancing weights.
+
+Natural images (and posters) are dominated by low-saturation a/b values, so a network trained
+with a plain classification loss learns to predict greys and browns. Zhang et al. [1] (Sec.
+2.2) re-weight the loss of each pixel by a factor w of its true class that favours rare
+colours. This module counts the class of every pixel over many images (:class:`PriorAccumulator`,
+:func:`compute_stats`), turns the counts into a smoothed prior and weights
+(:func:`rebalance_weights`), and stores them (:class:`RebalanceStats`, an npz file that
+``recolor rebalance-stats`` writes and ``train`` / ``compare --stats`` read).
+
+References
+----------
+.. [1] R. Zhang, P. Isola, A. A. Efros, "Colorful Image Colorization", ECCV 2016,
+       arXiv:1603.08511.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import quant
+from .errors import RecolorError
+
+STATS_FORMAT = "recolor-rebalance"
+STATS_VERSION = 1
+
+
+def smooth_prior(p: np.ndarray, classes: np.ndarray, sigma: float = 5.0) -> np.ndarray:
+    """Smooth a class distribution with a Gaussian over the a/b plane.
+
+    Parameters
+    ----------
+    p : (Q,) array_like, >= 0
+        Class frequencies (any scale).
+    classes : (Q, 2) array_like
+        Class centres.
+    sigma : float, default 5.0
+        Kernel width in a/b units; 0 returns ``p`` normalised.
+
+    Returns
+    -------
+    (Q,) float64, sums to 1
+        ``p~_q = sum_j p_j K_qj / sum_i K_ij`` with ``K_qj = exp(-|c_q - c_j|^2 / (2 sigma^2))``:
+        every class spreads its mass over its neighbours (itself included) and no mass is lost
+        at the gamut's edge.
+    """
+    p = np.asarray(p, dtype=np.float64)
+    cls = quant._check_classes(classes).astype(np.float64)
+    if p.shape != (cls.shape[0],) or not np.isfinite(p).all() or (p < 0).any():
+        raise ValueError(f"p must be (Q,) = ({cls.shape[0]},) finite and >= 0, got {p.shape}")
+    if not p.sum() > 0:
+        raise ValueError("p has no positive entry")
+    if sigma > 0:
+        out = np.zeros_like(p)
+        for lo in range(0, len(cls), 1024):  # blocks of K: Q may be large
+            d2 = ((cls[lo : lo + 1024, None, :] - cls[None, :, :]) ** 2).sum(-1)
+            k = np.exp(-d2 / (2.0 * sigma * sigma))  # (block, Q), symmetric in full
+            out += (p[lo : lo + 1024] / k.sum(1)) @ k
+        p = out
+    return p / p.sum()
+
+
+def rebalance_weights(
+    p: np.ndarray, classes: np.ndarray, lam: float = 0.5, sigma: float = 5.0
+) -> np.ndarray:
+    """Class-rebalancing weights of Zhang et al. [1], Eq. 4.
+
+    Parameters
+    ----------
+    p : (Q,) array_like, >= 0
+        Empirical class distribution (counts are fine).
+    classes : (Q, 2) array_like
+        Class centres.
+    lam : float in [0, 1], default 0.5
+        Mix with the uniform distribution: 0 is pure inverse frequency, 1 no rebalancing.
+    sigma : float, default 5.0
+        Width of the Gaussian that smooths ``p`` (see :func:`smooth_prior`).
+
+    Returns
+    -------
+    w : (Q,) float32
+        ``w_q ∝ ((1 - lam) p~_q + lam / Q)^-1``, scaled so that ``sum_q p~_q w_q = 1`` (the
+        expected weight of a pixel is 1, so the loss keeps its scale). Rare classes get large
+        weights, up to ``1 / lam`` times the mean.
+    """
+    if not 0.0 <= lam <= 1.0:
+        raise ValueError(f"lam must be in [0, 1], got {lam!r}")
+    ps = smooth_prior(p, classes, sigma)
+    if lam == 0 and (ps == 0).any():
+        raise ValueError("lam = 0 needs every class to have positive smoothed prior")
+    w = 1.0 / ((1.0 - lam) * ps + lam / len(ps))
+    return (w / (ps * w).sum()).astype(np.float32)
+
+
+@dataclass
+class RebalanceStats:
+    """Colour-class counts of a data set, their smoothed prior and rebalancing weights.
+
+    Attributes
+    ----------
+    classes : (Q, 2) float32
+        Class centres (a, b).
+    grid : float
+        Spacing of the class grid the centres lie on.
+    counts : (Q,) int64
+        Pixels whose nearest centre is each class (:func:`recolor_tools.quant.hard_encode`).
+    prior : (Q,) float64
+        ``counts`` normalised and smoothed (:func:`smooth_prior`), sums to 1.
+    weights : (Q,) float32
+        :func:`rebalance_weights` of the counts; ``sum(prior * weights) == 1``.
+    lam, sigma : float
+        Parameters the weights were made with.
+    n_images, n_pixels : int
+        How much data was counted.
+    """
+
+    classes: np.ndarray
+    grid: float
+    counts: np.ndarray
+    prior: np.ndarray
+    weights: np.ndarray
+    lam: float
+    sigma: float
+    n_images: int
+    n_pixels: int
+
+    def save(self, path: str | Path) -> None:
+        """Write to ``path`` (npz, format tag ``recolor-rebalance``, version 1; atomic)."""
+        from .imageio import atomic_open
+
+        with atomic_open(path) as f:
+            np.savez(
+                f,
+                format=np.array(STATS_FORMAT),
+                version=np.array(STATS_VERSION),
+                classes=np.asarray(self.classes, np.float32),
+                grid=np.array(float(self.grid)),
+                counts=np.asarray(self.counts, np.int64),
+                prior=np.asarray(self.prior, np.float64),
+                weights=np.asarray(self.weights, np.float32),
+                lam=np.array(float(self.lam)),
+                sigma=np.array(float(self.sigma)),
+                n_images=np.array(int(self.n_images)),
+                n_pixels=np.array(int(self.n_pixels)),
+            )
+
+    @classmethod
+    def load(cls, path: str | Path) -> RebalanceStats:
+        """Read a file written by :meth:`save`.
+
+        Raises
+        ------
+        RecolorError
+            Missing file, not an npz, wrong format tag or version, or inconsistent contents.
+        """
+        keys = ("classes", "grid", "counts", "prior", "weights", "lam", "sigma")
+        d = quant.read_npz(path, STATS_FORMAT, STATS_VERSION, (*keys, "n_images", "n_pixels"))
+        try:
+            stats = cls(
+                classes=quant._check_classes(d["classes"]),
+                grid=float(d["grid"]),
+                counts=np.asarray(d["counts"], np.int64),
+                prior=np.asarray(d["prior"], np.float64),
+                weights=np.asarray(d["weights"], np.float32),
+                lam=float(d["lam"]),
+                sigma=float(d["sigma"]),
+                n_images=int(d["n_images"]),
+                n_pixels=int(d["n_pixels"]),
+            )
+        except (ValueError, TypeError) as e:
+            raise RecolorError(f"invalid rebalancing stats: {e}", path) from None
+        q = len(stats.classes)
+        if any(a.shape != (q,) for a in (stats.counts, stats.prior, stats.weights)):
+            raise RecolorError(f"invalid rebalancing stats: arrays do not match Q = {q}", path)
+        return stats
+
+    def weight_of(self, ab: np.ndarray) -> np.ndarray:
+        """Rebalancing weight of each a/b value: ``weights[hard_encode(ab)]``, shape (...)."""
+        return self.weights[quant.hard_encode(ab, self.classes)]
+
+
+class PriorAccumulator:
+    """Counts pixels per colour class, image by image, in constant memory.
+
+    Parameters
+    ----------
+    classes : (Q, 2) array_like
+        Class centres.
+    grid : float
+        Grid spacing, stored with the result.
+
+    Examples
+    --------
+    >>> acc = PriorAccumulator(quant.gamut_classes(8), 8)
+    >>> acc.add(np.zeros((4, 4, 2), np.float32))
+    >>> acc.finish().n_pixels
+    16
+    """
+
+    def __init__(self, classes: np.ndarray, grid: float) -> None:
+        self.classes = quant._check_classes(classes)
+        self.grid = float(grid)
+        self.counts = np.zeros(len(self.classes), np.int64)
+        self.n_images = 0
+
+    def add(self, ab: np.ndarray) -> None:
+        """Count one image's a/b values, (..., 2) (e.g. ``lab[..., 1:]``)."""
+        self.add_counts(class_counts(ab, self.classes))
+
+    def add_counts(self, counts: np.ndarray, n_images: int = 1) -> None:
+        """Add per-class counts made elsewhere (e.g. by a worker process)."""
+        self.counts += counts
+        self.n_images += n_images
+
+    def merge(self, other: PriorAccumulator) -> None:
+        """Add another accumulator's counts (same class set)."""
+        if other.classes.shape != self.classes.shape or (other.classes != self.classes).any():
+            raise ValueError("cannot merge counts over different class sets")
+        self.add_counts(other.counts, other.n_images)
+
+    def finish(self, lam: float = 0.5, sigma: float = 5.0) -> RebalanceStats:
+        """The statistics of everything added so far.
+
+        Raises
+        ------
+        ValueError
+            Nothing was counted.
+        """
+        if not self.counts.sum():
+            raise ValueError("no pixels were counted")
+        return RebalanceStats(
+            classes=self.classes,
+            grid=self.grid,
+            counts=self.counts.copy(),
+            prior=smooth_prior(self.counts, self.classes, sigma),
+            weights=rebalance_weights(self.counts, self.classes, lam, sigma),
+            lam=float(lam),
+            sigma=float(sigma),
+            n_images=self.n_images,
+            n_pixels=int(self.counts.sum()),
+        )
+
+
+def class_counts(ab: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """Number of a/b values (..., 2) whose nearest centre is each class: (Q,) int64."""
+    idx = quant.hard_encode(ab, classes).ravel()
+    return np.bincount(idx.astype(np.intp), minlength=len(classes)).astype(np.int64)
+
+
+# --- many images ------------------------------------------------------------------------------
+
+_worker_classes: np.ndarray | None = None
+
+
+def _worker_init(classes: np.ndarray, threads: int = 0) -> None:
+    global _worker_classes
+    _worker_classes = classes
+    if threads:  # one thread per worker process: the processes already fill the cores
+        import cv2
+        import numba
+
+        cv2.setNumThreads(threads)
+        numba.set_num_threads(threads)
+
+
+def _count_file(path: str) -> tuple[str, np.ndarray | None, str | None]:
+    """Worker: (path, class counts, None) of one image file, or (path, None, reason)."""
+    from .color import rgb_to_lab
+    from .imageio import read_rgb
+
+    try:
+        lab = rgb_to_lab(read_rgb(path))
+        return path, class_counts(lab[..., 1:], _worker_classes), None
+    except RecolorError as e:
+        return path, None, e.reason
+
+
+def compute_stats(
+    sources: Iterable,
+    classes: np.ndarray,
+    grid: float,
+    *,
+    lam: float = 0.5,
+    sigma: float = 5.0,
+    workers: int = 2,
+    on_error: Callable[[RecolorError], None] | None = None,
+) -> RebalanceStats:
+    """Class statistics of many images, streamed.
+
+    Parameters
+    ----------
+    sources : iterable of str, Path, records.Record or (..., 2) arrays
+        Image files (decoded, converted and counted in ``workers`` processes), Lab records
+        (their ``lab`` array) or a/b arrays (both counted in this process).
+    classes : (Q, 2) array_like
+        Class centres; ``grid`` their spacing.
+    lam, sigma : float
+        See :func:`rebalance_weights`.
+    workers : int, default 2
+        Processes for image files; 1 counts in this process.
+    on_error : callable, optional
+        Called with the :class:`RecolorError` of an unreadable file, which is then skipped;
+        by default the error is raised.
+
+    Returns
+    -------
+    RebalanceStats
+
+    Notes
+    -----
+    Memory stays constant: each image is reduced to Q counts where it is read. Files go to a
+    ``multiprocessing`` pool (fork) in chunks; ``quant`` makes numba use a fork-safe threading
+    layer so that this works after kernels ran in this process.
+    """
+    acc = PriorAccumulator(classes, grid)
+    it = iter(sources)
+    first = next(it, None)
+    if first is None:
+        return acc.finish(lam, sigma)  # raises: nothing counted
+    it = itertools.chain([first], it)
+    if isinstance(first, (str, Path)):
+        results = _count_files(it, acc.classes, workers)
+    else:
+        results = ((class_counts(_ab_of(src), acc.classes), None) for src in it)
+    for counts, err in results:
+        if err is None:
+            acc.add_counts(counts)
+        elif on_error is None:
+            raise err
+        else:
+            on_error(err)
+    return acc.finish(lam, sigma)
+
+
+def _ab_of(src) -> np.ndarray:
+    if isinstance(src, (str, Path)):
+        raise TypeError("sources mix file names with records or arrays")
+    return src.lab()[..., 1:] if hasattr(src, "lab") else src
+
+
+def _count_files(paths: Iterator, classes: np.ndarray, workers: int) -> Iterator:
+    """(counts, None) or (None, RecolorError) per file, in order."""
+    if workers <= 1:
+        _worker_init(classes)
+        results: Iterable = map(_count_file, paths)
+        pool = None
+    else:
+        import multiprocessing
+
+        pool = multiprocessing.get_context("fork").Pool(
+            workers, initializer=_worker_init, initargs=(classes, 1)
+        )
+        results = pool.imap(_count_file, (str(p) for p in paths), chunksize=16)
+    try:
+        for path, counts, reason in results:
+            yield (counts, None) if reason is None else (None, RecolorError(reason, path))
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+
+
+# --- reporting --------------------------------------------------------------------------------
+
+
+def summary(stats: RebalanceStats) -> str:
+    """A few lines about the stats: Q, images, pixels, classes used, weight range."""
+    used = int((stats.counts > 0).sum())
+    q = len(stats.classes)
+    return (
+        f"classes: {q} (grid {stats.grid:g}), used by the data: {used}\n"
+        f"images: {stats.n_images}, pixels: {stats.n_pixels}\n"
+        f"weights (lambda {stats.lam:g}, sigma {stats.sigma:g}): "
+        f"min {stats.weights.min():.3f}, max {stats.weights.max():.3f}, "
+        f"most common class a={stats.classes[stats.counts.argmax()][0]:g} "
+        f"b={stats.classes[stats.counts.argmax()][1]:g} "
+        f"({100.0 * stats.counts.max() / max(stats.n_pixels, 1):.1f}% of pixels)\n"
+    )
+
+
+def plot_stats(stats: RebalanceStats, path: str | Path, cell: int = 0) -> None:
+    """Draw log p(a, b) and the weights over the a/b plane, side by side, to an image file.
+
+    Each class is a square of ``cell`` pixels (default: 256 / (range / grid)) at its centre's
+    place, a right, b up, coloured with a colour map (OpenCV's viridis; black: no class,
+    dark grey: class never seen); axes and a scale are drawn with ``cv2.putText``. Written
+    with :func:`recolor_tools.imageio.write_image` (format from the extension).
+    """
+    import cv2
+
+    from .imageio import write_image
+
+    img = _plot_image(stats, cell)
+    write_image(path, cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
+
+
+def _plot_image(stats: RebalanceStats, cell: int = 0) -> np.ndarray:
+    import cv2
+
+    grid = stats.grid if stats.grid > 0 else 1.0
+    lo, hi = -128.0, 128.0
+    n = int(np.ceil((hi - lo) / grid)) + 1
+    cell = cell or max(2, 400 // n)
+    with np.errstate(divide="ignore"):
+        logp = np.log10(stats.prior)
+    panels = []
+    for title, vals, valid in (
+        ("log10 p(a,b), smoothed", logp, np.isfinite(logp)),
+        (f"weights (lambda {stats.lam:g})", stats.weights.astype(np.float64), stats.counts >= 0),
+    ):
+        panel = np.zeros((n * cell, n * cell, 3), np.uint8)
+        ok = valid & np.isfinite(vals)
+        vmin, vmax = (vals[ok].min(), vals[ok].max()) if ok.any() else (0.0, 1.0)
+        scaled = np.zeros(len(vals), np.uint8)
+        scaled[ok] = np.round(255 * (vals[ok] - vmin) / max(vmax - vmin, 1e-12)).astype(np.uint8)
+        colours = cv2.applyColorMap(scaled[:, None], cv2.COLORMAP_VIRIDIS)[:, 0]
+        ij = np.round((np.asarray(stats.classes, np.float64) - lo) / grid).astype(int)
+        for q, (i, j) in enumerate(ij):
+            if not (0 <= i < n and 0 <= j < n):
+                continue
+            colour = colours[q] if ok[q] and stats.counts[q] > 0 else (60, 60, 60)
+            y = (n - 1 - j) * cell  # b grows upwards
+            panel[y : y + cell, i * cell : (i + 1) * cell] = colour
+        panels.append(_frame(panel, title, vmin, vmax, lo, hi))
+    gap = np.full((panels[0].shape[0], 16, 3), 255, np.uint8)
+    return np.hstack([panels[0], gap, panels[1]])
+
+
+def _frame(panel: np.ndarray, title: str, vmin: float, vmax: float, lo: float, hi: float):
+    """Add a title, axis labels and a colour bar with its range around a panel."""
+    import cv2
+
+    h, w = panel.shape[:2]
+    top, left, bottom, right = 30, 44, 60, 10
+    out = np.full((h + top + bottom, w + left + right, 3), 255, np.uint8)
+    out[top : top + h, left : left + w] = panel
+    font, black = cv2.FONT_HERSHEY_SIMPLEX, (0, 0, 0)
+    cv2.putText(out, title, (left, 20), font, 0.5, black, 1, cv2.LINE_AA)
+    cv2.putText(out, f"{lo:g}", (left, top + h + 14), font, 0.4, black, 1, cv2.LINE_AA)
+    cv2.putText(out, f"a {hi:g}", (left + w - 44, top + h + 14), font, 0.4, black, 1, cv2.LINE_AA)
+    cv2.putText(out, f"b {hi:g}", (2, top + 10), font, 0.4, black, 1, cv2.LINE_AA)
+    cv2.putText(out, f"{lo:g}", (2, top + h), font, 0.4, black, 1, cv2.LINE_AA)
+    bar = cv2.applyColorMap(np.linspace(0, 255, w).astype(np.uint8)[None, :], cv2.COLORMAP_VIRIDIS)
+    out[top + h + 22 : top + h + 34, left : left + w] = np.repeat(bar, 12, axis=0)
+    for text, x in ((f"{vmin:.3g}", left), (f"{vmax:.3g}", left + w - 50)):
+        cv2.putText(out, text, (x, top + h + 52), font, 0.4, black, 1, cv2.LINE_AA)
+    return out
