@@ -260,6 +260,137 @@ def from_lab(
     tool.exit()
 
 
+ClassesOpt = Annotated[
+    Optional[Path],  # noqa: UP045
+    typer.Option("--classes", help="Class set file (npz); default: the sRGB gamut grid."),
+]
+GridOpt = Annotated[float, typer.Option("--grid", min=1, help="Gamut class grid (a/b units).")]
+SigmaOpt = Annotated[float, typer.Option("--sigma", min=0, help="Gaussian width, a/b units.")]
+
+
+def _class_set(tool: Tool, classes: Path | None, grid: float):
+    """(classes, grid) from --classes or --grid; a bad class file stops the command (exit 1)."""
+    from . import quant
+
+    if classes is None:
+        return quant.gamut_classes(grid), float(grid)
+    with tool.guard(classes):
+        return quant.load_classes(classes)
+    tool.exit()
+
+
+@app.command("quantize")
+def quantize(
+    inputs: Inputs = None,
+    output: Output = None,
+    classes: ClassesOpt = None,
+    grid: GridOpt = 8,
+    k: Annotated[int, typer.Option("-k", min=1, help="Nearest classes per pixel.")] = 5,
+    sigma: SigmaOpt = 5.0,
+    hard: Annotated[bool, typer.Option("--hard", help="Only the nearest class (k = 1).")] = False,
+    preview: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--preview", help="Also draw each image in class colours: FILE or DIR/."),
+    ] = None,
+    quiet: Quiet = False,
+    debug: Debug = False,
+) -> None:
+    """Soft-encode Lab records (or images) over colour classes: training-target records.
+
+    Each record gets arrays idx (int16, H x W x k, nearest class first) and w (float32, the
+    Gaussian weights, summing to 1); --hard writes only idx (H x W x 1). The number of classes
+    each image uses goes to stderr.
+    """
+    from . import quant
+    from .imageio import write_image
+    from .records import iter_lab_sources
+
+    tool = Tool("quantize", quiet, debug)
+    paths = tool.stdin_inputs(inputs)
+    cls, grid = _class_set(tool, classes, grid)
+    shown: set = set()
+    with RecordSink(tool, output, paths, ".target") as sink:
+        for rec in tool.progress(iter_lab_sources(paths, tool.fail)):
+            with tool.guard(rec.name):
+                target = quant.encode_record(rec, cls, grid, k, sigma, hard)
+                sink.write(target)
+                tool.note(f"{rec.name}: {target.meta['classes_used']} of {len(cls)} classes")
+                if preview is not None:
+                    out = _preview_path(preview, rec.name, shown, paths)
+                    write_image(out, quant.preview_rgb(rec.lab(), cls, target.arrays["idx"]))
+    tool.exit()
+
+
+def _preview_path(preview: str, name: str, shown: set, inputs: list[str]) -> Path:
+    """--preview FILE for the first image, or DIR/<name>.png for each."""
+    if _is_dir_target(preview):
+        Path(preview).mkdir(parents=True, exist_ok=True)
+        out = Path(preview) / (Path(name).stem + ".png")
+    else:
+        out = Path(preview)
+    if out in shown:
+        raise RecolorError(f"--preview {out} was already written; use --preview DIR/")
+    _check_not_input(out, inputs)
+    shown.add(out)
+    return out
+
+
+@app.command("rebalance-stats")
+def rebalance_stats(
+    inputs: Inputs = None,
+    output: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--output", "-o", help="Stats file (npz) to write."),
+    ] = None,
+    lam: Annotated[
+        float, typer.Option("--lambda", min=0, max=1, help="Mix with uniform (Zhang: 0.5).")
+    ] = 0.5,
+    sigma: SigmaOpt = 5.0,
+    classes: ClassesOpt = None,
+    grid: GridOpt = 8,
+    workers: Annotated[
+        int, typer.Option("--workers", "-j", min=1, help="Threads reading image files.")
+    ] = 2,
+    plot: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--plot", help="Also draw log p(a,b) and the weights to this image."),
+    ] = None,
+    quiet: Quiet = False,
+    debug: Debug = False,
+) -> None:
+    """Count colour classes over images or Lab records; write class-rebalancing stats.
+
+    The stats (counts, smoothed prior, weights w ∝ ((1-λ)p + λ/Q)^-1 with Σ p·w = 1) go to -o
+    FILE and a summary to stderr. Without -o nothing is written and the summary goes to stdout.
+    Image files are read by --workers threads; anything else is read as a record stream.
+    """
+    from .imageio import IMAGE_EXTS, expand_inputs
+    from .rebalance import PriorAccumulator, plot_stats, summary
+    from .records import iter_lab_sources
+
+    tool = Tool("rebalance-stats", quiet, debug)
+    paths = expand_inputs(tool.stdin_inputs(inputs))
+    acc = PriorAccumulator(*_class_set(tool, classes, grid))
+    images = [p for p in paths if p != "-" and Path(p).suffix.lower() in IMAGE_EXTS]
+    acc.add_files(tool.progress(images, len(images)), workers, on_error=tool.fail)
+    for rec in tool.progress(iter_lab_sources([p for p in paths if p not in images], tool.fail)):
+        with tool.guard(rec.name):
+            acc.add(rec.lab()[:, :, 1:])
+    if not acc.n_images and tool.failures:
+        tool.exit()  # every input failed and was reported: nothing to count
+    with tool.guard(output):
+        stats = acc.finish(lam, sigma)
+        if output is not None:
+            stats.save(output)
+        if plot is not None:
+            plot_stats(stats, plot)
+        if output is None:
+            sys.stdout.write(summary(stats))
+        else:
+            tool.note(summary(stats).rstrip())
+    tool.exit()
+
+
 @app.command("compare")
 def compare(
     pred: Annotated[

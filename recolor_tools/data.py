@@ -289,6 +289,10 @@ def make_loader(
     Workers are forked: ``quant`` sets numba's fork-safe threading layer, so that encoding in a
     worker works after numba kernels ran in this process (GNU OpenMP would abort the child).
     """
+    if workers:
+        # A forked child that touches OpenCV's thread pool, inherited from a parent that had
+        # used it (resizing, rebalancing stats), can deadlock; with one thread there is no pool.
+        cv2.setNumThreads(1)
     return torch.utils.data.DataLoader(
         dataset,
         batch_size=batch_size,

@@ -16,7 +16,9 @@ The nearest-centre search is exact: it returns the same classes, in the same ord
 computing every distance and sorting stably (ties go to the lower class index). Speed comes from
 a lookup table over the a/b plane that lists, per small square cell, every class that can be
 among the k nearest to some point of that cell; only those are measured. The kernels are numba
-functions compiled on first use and cached on disk; they run over pixels in parallel.
+functions compiled on first use and cached on disk; they run over pixels in parallel, release
+the GIL, and use a fork-safe numba threading layer (see below), so they work in forked workers
+(torch DataLoader, multiprocessing) and, one call at a time, from several threads.
 
 This module does not import torch: pass network output as a numpy array (``tensor.numpy()``).
 
@@ -225,8 +227,8 @@ def read_npz(path: str | Path, fmt: str, version: int, keys: tuple[str, ...]) ->
             data = {name: z[name] for name in z.files}
     except FileNotFoundError:
         raise RecolorError("no such file", path) from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        raise RecolorError(f"not a {fmt} file ({e.__class__.__name__})", path) from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        raise RecolorError(f"not a {fmt} file", path) from None
     if not isinstance(data, dict) or str(data.get("format", "")) != fmt:
         raise RecolorError(f"not a {fmt} file (format tag missing or wrong)", path)
     try:
@@ -284,7 +286,7 @@ def _rect_dist(ca, cb, a0, b0, a1, b1):
     return ex * ex + ey * ey, fx * fx + fy * fy
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, parallel=True, nogil=True)
 def _candidate_table(cls, k, x0, y0, s, nx, ny):
     """Per lookup cell, the classes that can be among the k nearest to some point in it.
 
@@ -350,7 +352,7 @@ def _insert(bd, bi, n, k, d, c):
     return n + 1 if n < k else n
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, parallel=True, nogil=True)
 def _knn_kernel(ab, cls, k, x0, y0, inv_s, nx, ny, start, cand, cab, low, inv2s2, nchunk, oi, ow):
     """k nearest class centres of each a/b point, and their Gaussian weights.
 
@@ -562,7 +564,7 @@ def _row_check(row):
 
 # 'reassoc' lets numba vectorise the float64 sums over classes (they are summed in another
 # order, within rounding); no 'nnan'/'contract', so NaN tests and products stay as written.
-@numba.njit(cache=True, parallel=True, fastmath={"reassoc", "nsz"})
+@numba.njit(cache=True, parallel=True, nogil=True, fastmath={"reassoc", "nsz"})
 def _anneal_last(z, ca, cb, inv_t, out):
     """Annealed mean of logits z (N, Q) f32, classes contiguous -> out (N, 2) f32.
 
@@ -607,7 +609,7 @@ def _block_check(blk, top):
     return bad
 
 
-@numba.njit(cache=True, parallel=True, fastmath={"reassoc", "nsz"})
+@numba.njit(cache=True, parallel=True, nogil=True, fastmath={"reassoc", "nsz"})
 def _anneal_mid(z, ca, cb, inv_t, out):
     """Annealed mean over axis 1 of logits z (M, Q, P) f32 -> out (M, P, 2) f32.
 
@@ -754,3 +756,72 @@ def mode(scores: np.ndarray, classes: np.ndarray, axis: int = -1) -> np.ndarray:
     if np.isnan(x).any() or np.isposinf(x).any():
         raise ValueError("scores contain NaN or +inf values")
     return cls[np.argmax(x, axis=axis)]
+
+
+# --- records (for ``recolor quantize``) -------------------------------------------------------
+
+
+def encode_record(rec, classes: np.ndarray, grid: float, k: int = 5, sigma: float = 5.0,
+                  hard: bool = False):  # fmt: skip
+    """The soft-encoded target record of a Lab record.
+
+    Parameters
+    ----------
+    rec : recolor_tools.records.Record
+        A Lab record (array ``lab``, (H, W, 3) float32).
+    classes : (Q, 2) array_like
+        Class centres; ``grid`` their spacing (stored in the record's meta).
+    k, sigma : int, float
+        As in :func:`soft_encode`.
+    hard : bool
+        Store only the nearest class.
+
+    Returns
+    -------
+    records.Record
+        Same name and size; arrays ``idx`` int16 (H, W, k) and ``w`` float32 (H, W, k), or with
+        ``hard`` only ``idx`` (H, W, 1); meta ``kind`` ("target"), ``grid``, ``q``, ``k``,
+        ``sigma`` and ``classes_used`` (distinct nearest classes in the image).
+    """
+    from .records import Record
+
+    ab = rec.lab()[:, :, 1:]
+    if hard:
+        idx = hard_encode(ab, classes)[:, :, None]
+        arrays = {"idx": idx}
+    else:
+        idx, w = soft_encode(ab, classes, k, sigma)
+        arrays = {"idx": idx, "w": w}
+    meta = {
+        "kind": "target", "grid": float(grid), "q": int(len(classes)), "k": int(idx.shape[2]),
+        "sigma": None if hard else float(sigma),
+        "classes_used": int(np.unique(idx[:, :, 0]).size),
+    }  # fmt: skip
+    return Record(rec.name, rec.size, arrays, meta)
+
+
+def preview_rgb(lab: np.ndarray, classes: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """An image's colours replaced by their nearest class centre, its L kept.
+
+    Parameters
+    ----------
+    lab : (H, W, 3) float32
+        The Lab image.
+    classes : (Q, 2) array_like
+        Class centres.
+    idx : (H, W) or (H, W, k) int
+        Class indices, nearest first (as from :func:`soft_encode` or :func:`hard_encode`).
+
+    Returns
+    -------
+    (H, W, 3) float32 RGB in [0, 1]
+        Shows what the quantisation keeps of the colours (out-of-gamut results are clipped).
+    """
+    from .color import lab_to_rgb
+
+    idx = np.asarray(idx)
+    if idx.ndim == 3:
+        idx = idx[:, :, 0]
+    out = np.array(lab, dtype=np.float32, copy=True)
+    out[:, :, 1:] = np.asarray(classes, np.float32)[idx]
+    return lab_to_rgb(out)

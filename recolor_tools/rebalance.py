@@ -16,6 +16,7 @@ References
 
 from __future__ import annotations
 
+import collections
 import itertools
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -213,9 +214,28 @@ class PriorAccumulator:
         self.add_counts(class_counts(ab, self.classes))
 
     def add_counts(self, counts: np.ndarray, n_images: int = 1) -> None:
-        """Add per-class counts made elsewhere (e.g. by a worker process)."""
+        """Add per-class counts made elsewhere."""
         self.counts += counts
         self.n_images += n_images
+
+    def add_files(
+        self,
+        paths: Iterable[str | Path],
+        workers: int = 2,
+        on_error: Callable[[RecolorError], None] | None = None,
+    ) -> None:
+        """Count image files, read by ``workers`` threads (see :func:`compute_stats`).
+
+        An unreadable file raises its :class:`RecolorError`, or with ``on_error`` is passed to
+        it and skipped.
+        """
+        for counts, err in _count_files(iter(paths), self.classes, workers):
+            if err is None:
+                self.add_counts(counts)
+            elif on_error is None:
+                raise err
+            else:
+                on_error(err)
 
     def merge(self, other: PriorAccumulator) -> None:
         """Add another accumulator's counts (same class set)."""
@@ -254,30 +274,13 @@ def class_counts(ab: np.ndarray, classes: np.ndarray) -> np.ndarray:
 
 # --- many images ------------------------------------------------------------------------------
 
-_worker_classes: np.ndarray | None = None
 
-
-def _worker_init(classes: np.ndarray, threads: int = 0) -> None:
-    global _worker_classes
-    _worker_classes = classes
-    if threads:  # one thread per worker process: the processes already fill the cores
-        import cv2
-        import numba
-
-        cv2.setNumThreads(threads)
-        numba.set_num_threads(threads)
-
-
-def _count_file(path: str) -> tuple[str, np.ndarray | None, str | None]:
-    """Worker: (path, class counts, None) of one image file, or (path, None, reason)."""
+def _count_file(path: str, classes: np.ndarray) -> np.ndarray:
+    """Class counts of one image file."""
     from .color import rgb_to_lab
     from .imageio import read_rgb
 
-    try:
-        lab = rgb_to_lab(read_rgb(path))
-        return path, class_counts(lab[..., 1:], _worker_classes), None
-    except RecolorError as e:
-        return path, None, e.reason
+    return class_counts(rgb_to_lab(read_rgb(path))[..., 1:], classes)
 
 
 def compute_stats(
@@ -295,14 +298,14 @@ def compute_stats(
     Parameters
     ----------
     sources : iterable of str, Path, records.Record or (..., 2) arrays
-        Image files (decoded, converted and counted in ``workers`` processes), Lab records
-        (their ``lab`` array) or a/b arrays (both counted in this process).
+        Image files (read by ``workers`` threads), Lab records (their ``lab`` array) or a/b
+        arrays; all of one kind.
     classes : (Q, 2) array_like
         Class centres; ``grid`` their spacing.
     lam, sigma : float
         See :func:`rebalance_weights`.
     workers : int, default 2
-        Processes for image files; 1 counts in this process.
+        Threads reading image files.
     on_error : callable, optional
         Called with the :class:`RecolorError` of an unreadable file, which is then skipped;
         by default the error is raised.
@@ -313,27 +316,19 @@ def compute_stats(
 
     Notes
     -----
-    Memory stays constant: each image is reduced to Q counts where it is read. Files go to a
-    ``multiprocessing`` pool (fork) in chunks; ``quant`` makes numba use a fork-safe threading
-    layer so that this works after kernels ran in this process.
+    Memory stays constant: each image is reduced to Q counts as soon as it is read. Files are
+    decoded by ``workers`` threads (OpenCV and the numba kernels release the GIL).
     """
     acc = PriorAccumulator(classes, grid)
     it = iter(sources)
     first = next(it, None)
-    if first is None:
-        return acc.finish(lam, sigma)  # raises: nothing counted
-    it = itertools.chain([first], it)
-    if isinstance(first, (str, Path)):
-        results = _count_files(it, acc.classes, workers)
-    else:
-        results = ((class_counts(_ab_of(src), acc.classes), None) for src in it)
-    for counts, err in results:
-        if err is None:
-            acc.add_counts(counts)
-        elif on_error is None:
-            raise err
+    if first is not None:
+        it = itertools.chain([first], it)
+        if isinstance(first, (str, Path)):
+            acc.add_files(it, workers, on_error)
         else:
-            on_error(err)
+            for src in it:
+                acc.add(_ab_of(src))
     return acc.finish(lam, sigma)
 
 
@@ -344,25 +339,28 @@ def _ab_of(src) -> np.ndarray:
 
 
 def _count_files(paths: Iterator, classes: np.ndarray, workers: int) -> Iterator:
-    """(counts, None) or (None, RecolorError) per file, in order."""
-    if workers <= 1:
-        _worker_init(classes)
-        results: Iterable = map(_count_file, paths)
-        pool = None
-    else:
-        import multiprocessing
+    """(counts, None) or (None, RecolorError) per file, in order, ``workers`` files at a time.
 
-        pool = multiprocessing.get_context("fork").Pool(
-            workers, initializer=_worker_init, initargs=(classes, 1)
-        )
-        results = pool.imap(_count_file, (str(p) for p in paths), chunksize=16)
-    try:
-        for path, counts, reason in results:
-            yield (counts, None) if reason is None else (None, RecolorError(reason, path))
-    finally:
-        if pool is not None:
-            pool.terminate()
-            pool.join()
+    Threads, not processes: decoding (OpenCV) and the numba kernels release the GIL, and a
+    forked process inherits OpenCV's thread pool in a state that can hang it.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(path: str) -> tuple:
+        try:
+            return _count_file(path, classes), None
+        except RecolorError as e:
+            return None, e
+
+    paths = (str(p) for p in paths)
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        window: collections.deque = collections.deque()
+        for path in paths:
+            window.append(pool.submit(one, path))
+            if len(window) >= 4 * workers:  # bounded read-ahead: constant memory
+                yield window.popleft().result()
+        while window:
+            yield window.popleft().result()
 
 
 # --- reporting --------------------------------------------------------------------------------
@@ -387,8 +385,9 @@ def plot_stats(stats: RebalanceStats, path: str | Path, cell: int = 0) -> None:
     """Draw log p(a, b) and the weights over the a/b plane, side by side, to an image file.
 
     Each class is a square of ``cell`` pixels (default: 256 / (range / grid)) at its centre's
-    place, a right, b up, coloured with a colour map (OpenCV's viridis; black: no class,
-    dark grey: class never seen); axes and a scale are drawn with ``cv2.putText``. Written
+    place, a right, b up, coloured with a colour map (OpenCV's viridis over four decades of p;
+    black: no class; dark grey: class never seen); axes and scales are drawn with
+    ``cv2.putText``. Written
     with :func:`recolor_tools.imageio.write_image` (format from the extension).
     """
     import cv2
@@ -408,24 +407,25 @@ def _plot_image(stats: RebalanceStats, cell: int = 0) -> np.ndarray:
     cell = cell or max(2, 400 // n)
     with np.errstate(divide="ignore"):
         logp = np.log10(stats.prior)
+    seen = stats.counts > 0
     panels = []
-    for title, vals, valid in (
-        ("log10 p(a,b), smoothed", logp, np.isfinite(logp)),
-        (f"weights (lambda {stats.lam:g})", stats.weights.astype(np.float64), stats.counts >= 0),
+    for title, vals, shown in (
+        ("log10 p(a,b), smoothed (grey: unseen)", logp, seen & np.isfinite(logp)),
+        (f"weights (lambda {stats.lam:g})", stats.weights.astype(np.float64), np.ones_like(seen)),
     ):
         panel = np.zeros((n * cell, n * cell, 3), np.uint8)
-        ok = valid & np.isfinite(vals)
-        vmin, vmax = (vals[ok].min(), vals[ok].max()) if ok.any() else (0.0, 1.0)
-        scaled = np.zeros(len(vals), np.uint8)
-        scaled[ok] = np.round(255 * (vals[ok] - vmin) / max(vmax - vmin, 1e-12)).astype(np.uint8)
-        colours = cv2.applyColorMap(scaled[:, None], cv2.COLORMAP_VIRIDIS)[:, 0]
+        vmin, vmax = (vals[shown].min(), vals[shown].max()) if shown.any() else (0.0, 1.0)
+        if vals is logp:
+            vmin = max(vmin, vmax - 4.0)  # four decades; rarer classes share the darkest colour
+        scaled = np.round(255 * np.clip((vals - vmin) / max(vmax - vmin, 1e-12), 0, 1))
+        colours = cv2.applyColorMap(scaled.astype(np.uint8)[:, None], cv2.COLORMAP_VIRIDIS)[:, 0]
         ij = np.round((np.asarray(stats.classes, np.float64) - lo) / grid).astype(int)
         for q, (i, j) in enumerate(ij):
-            if not (0 <= i < n and 0 <= j < n):
-                continue
-            colour = colours[q] if ok[q] and stats.counts[q] > 0 else (60, 60, 60)
-            y = (n - 1 - j) * cell  # b grows upwards
-            panel[y : y + cell, i * cell : (i + 1) * cell] = colour
+            if 0 <= i < n and 0 <= j < n:
+                y = (n - 1 - j) * cell  # b grows upwards
+                panel[y : y + cell, i * cell : (i + 1) * cell] = (
+                    colours[q] if shown[q] else (60, 60, 60)
+                )
         panels.append(_frame(panel, title, vmin, vmax, lo, hi))
     gap = np.full((panels[0].shape[0], 16, 3), 255, np.uint8)
     return np.hstack([panels[0], gap, panels[1]])

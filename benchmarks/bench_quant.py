@@ -1,0 +1,204 @@
+"""Speed of the colour-class kernels against the usual ways of doing the same.
+
+1. Soft encoding (the 5 nearest of the 395 gamut classes at grid 8, Gaussian weights,
+   sigma 5) of a few million a/b pixels with :func:`recolor_tools.quant.soft_encode`, against
+
+   a. scikit-learn ``NearestNeighbors(algorithm="ball_tree")`` plus the weights in numpy (what
+      Zhang et al.'s code does), target: recolor >= 100x faster;
+   b. ``torch.cdist`` + ``topk`` plus the weights in torch, target: >= 20x;
+   c. a plain copy of an array the size of the output (idx int16 + w float32, 30 bytes per
+      pixel), the floor that any encoder writing its output must pay.
+
+2. Annealed-mean decoding (T = 0.38) of network-like output, (B, Q, H, W) logits and
+   (B, H, W, Q) probabilities, with :func:`recolor_tools.quant.annealed_mean` against the plain
+   numpy formula (softmax(log p / T), then the expectation of the centres), target: >= 10x.
+
+Pixels are a/b values of smooth random colour images (made here; no file is needed), or of the
+images given on the command line. Every method runs on the same thread count (default 2).
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_quant.py [IMAGES...] [--pixels N] [--threads T]
+        [--repeat R] [--sklearn-pixels N]
+
+scikit-learn is a benchmark-only extra (``pip install scikit-learn``; ``make bench``); without
+it that comparison is skipped. torch is imported here only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from recolor_tools import quant  # noqa: E402
+
+K, SIGMA, T = 5, 5.0, 0.38
+
+
+def smooth_images(n_pixels: int, side: int = 512, seed: int = 0) -> np.ndarray:
+    """a/b of random smooth colour images (bicubic blow-ups of 6x6 random colours), (N, 2)."""
+    import cv2
+
+    from recolor_tools.color import rgb_to_lab
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(max(1, -(-n_pixels // (side * side)))):
+        small = rng.uniform(0, 1, (6, 6, 3)).astype(np.float32)
+        rgb = np.clip(cv2.resize(small, (side, side), interpolation=cv2.INTER_CUBIC), 0, 1)
+        out.append(rgb_to_lab(rgb)[..., 1:].reshape(-1, 2))
+    return np.ascontiguousarray(np.concatenate(out)[:n_pixels])
+
+
+def image_pixels(paths: list[str]) -> np.ndarray:
+    from recolor_tools.color import rgb_to_lab
+    from recolor_tools.imageio import expand_inputs, read_rgb
+
+    return np.ascontiguousarray(
+        np.concatenate(
+            [rgb_to_lab(read_rgb(p))[..., 1:].reshape(-1, 2) for p in expand_inputs(paths)]
+        )
+    )
+
+
+def best(fn, repeat: int) -> float:
+    """Fastest of ``repeat`` runs, in seconds (after one warm-up run)."""
+    fn()
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def sklearn_encode(ab: np.ndarray, classes: np.ndarray, threads: int):
+    from sklearn.neighbors import NearestNeighbors
+
+    nn = NearestNeighbors(n_neighbors=K, algorithm="ball_tree", n_jobs=threads).fit(classes)
+    d, idx = nn.kneighbors(ab)
+    w = np.exp(-(d**2) / (2 * SIGMA**2))
+    return idx.astype(np.int16), (w / w.sum(1, keepdims=True)).astype(np.float32)
+
+
+def torch_encode(ab: np.ndarray, classes: np.ndarray, chunk: int = 1 << 18):
+    import torch
+
+    c = torch.from_numpy(np.array(classes))
+    idx_out = torch.empty((len(ab), K), dtype=torch.int16)
+    w_out = torch.empty((len(ab), K), dtype=torch.float32)
+    x = torch.from_numpy(ab)
+    for lo in range(0, len(ab), chunk):
+        d, i = torch.topk(torch.cdist(x[lo : lo + chunk], c), K, dim=1, largest=False)
+        w = torch.exp(-(d**2) / (2 * SIGMA**2))
+        idx_out[lo : lo + chunk] = i
+        w_out[lo : lo + chunk] = w / w.sum(1, keepdim=True)
+    return idx_out.numpy(), w_out.numpy()
+
+
+def numpy_annealed_mean(scores: np.ndarray, classes: np.ndarray, axis: int, logits: bool):
+    """The formula as usually written in numpy (float32 throughout)."""
+    s = scores / T if logits else np.log(scores) / T
+    s -= s.max(axis=axis, keepdims=True)
+    e = np.exp(s)
+    e /= e.sum(axis=axis, keepdims=True)
+    return np.moveaxis(np.tensordot(e, classes, axes=([axis], [0])), -1, -1)
+
+
+def network_logits(b: int, h: int, w: int, classes: np.ndarray, seed: int = 1) -> np.ndarray:
+    """(B, Q, H, W) float32 logits peaked around a smooth a/b field, like a trained network."""
+    rng = np.random.default_rng(seed)
+    ab = smooth_images(b * h * w, side=h, seed=seed).reshape(b, h, w, 2)
+    d2 = ((ab[..., None, :] - classes) ** 2).sum(-1)  # (B, H, W, Q)
+    z = -d2 / (2 * 12.0**2) + rng.normal(0, 0.5, d2.shape)
+    return np.ascontiguousarray(np.moveaxis(z.astype(np.float32), -1, 1))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("images", nargs="*", help="Images to take a/b pixels from (default: made).")
+    ap.add_argument("--pixels", type=int, default=4_000_000, help="a/b pixels to encode.")
+    ap.add_argument("--sklearn-pixels", type=int, default=200_000, help="Subset for sklearn.")
+    ap.add_argument("--threads", type=int, default=2, help="Threads for every method.")
+    ap.add_argument("--repeat", type=int, default=3, help="Runs per measurement (best counts).")
+    args = ap.parse_args()
+
+    import numba
+    import torch
+
+    numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+    torch.set_num_threads(args.threads)
+    classes = np.asarray(quant.gamut_classes(8))
+    ab = image_pixels(args.images) if args.images else smooth_images(args.pixels)
+    n = len(ab)
+    print(f"soft encoding: {n:,} a/b pixels, Q={len(classes)}, k={K}, sigma={SIGMA}, "
+          f"{args.threads} threads, {os.cpu_count()} CPUs")  # fmt: skip
+
+    rate = {}
+    rate["recolor soft_encode"] = n / best(
+        lambda: quant.soft_encode(ab, classes, K, SIGMA), args.repeat
+    )
+    idx, w = quant.soft_encode(ab, classes, K, SIGMA)
+    out_i, out_w = np.empty_like(idx), np.empty_like(w)
+    rate["memory copy, fresh output"] = n / best(lambda: (idx.copy(), w.copy()), args.repeat)
+    rate["memory copy, reused output"] = n / best(
+        lambda: (np.copyto(out_i, idx), np.copyto(out_w, w)), args.repeat
+    )
+    t_idx, t_w = torch_encode(ab, classes)
+    rate["torch cdist+topk"] = n / best(lambda: torch_encode(ab, classes), 1)
+    agree = (t_idx == idx).all(1).mean()
+    try:
+        sub = ab[: args.sklearn_pixels]
+        s_idx, s_w = sklearn_encode(sub, classes, args.threads)
+        rate["sklearn ball tree"] = len(sub) / best(
+            lambda: sklearn_encode(sub, classes, args.threads), 1
+        )
+        agree_sk = (s_idx == idx[: len(sub)]).all(1).mean()
+        wdiff = np.abs(s_w - w[: len(sub)]).max()
+    except ImportError:
+        agree_sk = wdiff = None
+    ours = rate["recolor soft_encode"]
+    for name, r in rate.items():
+        print(f"  {name:28s} {r / 1e6:9.2f} Mpixel/s   recolor is {ours / r:7.2f}x")
+    print(f"  same classes as torch: {100 * agree:.3f}% of pixels (others: exact ties)")
+    if agree_sk is not None:
+        print(f"  same classes as sklearn: {100 * agree_sk:.3f}%, max weight diff {wdiff:.1e}")
+    checks = [("sklearn ball tree", 100), ("torch cdist+topk", 20)]
+    for name, target in checks:
+        if name in rate:
+            ratio = ours / rate[name]
+            print(f"  target vs {name}: >= {target}x: {'met' if ratio >= target else 'NOT met'}"
+                  f" ({ratio:.1f}x)")  # fmt: skip
+
+    b, h, wd = 4, 128, 128
+    z = network_logits(b, h, wd, classes)
+    p_last = np.moveaxis(z, 1, -1)
+    p_last = np.exp(p_last - p_last.max(-1, keepdims=True))
+    p_last = np.ascontiguousarray(p_last / p_last.sum(-1, keepdims=True))
+    print(f"\nannealed mean, T={T}: {b}x{len(classes)}x{h}x{wd} scores ({z.size:,} values)")
+    for label, x, axis, logits in (
+        ("(B,Q,H,W) logits", z, 1, True),
+        ("(B,H,W,Q) probabilities", p_last, -1, False),
+    ):
+        kw = {"axis": axis, "logits": logits}
+        ours_t = best(lambda x=x, kw=kw: quant.annealed_mean(x, classes, T, **kw), args.repeat)
+        with np.errstate(divide="ignore"):
+            ref = numpy_annealed_mean(x, classes, axis, logits)
+            np_t = best(lambda x=x, kw=kw: numpy_annealed_mean(x, classes, **kw), args.repeat)
+        err = np.abs(quant.annealed_mean(x, classes, T, **kw) - ref).max()
+        verdict = "met" if np_t / ours_t >= 10 else "NOT met"
+        print(f"  {label:26s} recolor {x.size / ours_t / 1e6:8.1f} Mvalue/s, numpy "
+              f"{x.size / np_t / 1e6:7.1f} Mvalue/s: {np_t / ours_t:5.1f}x (>= 10x {verdict}); "
+              f"max |diff| {err:.1e}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

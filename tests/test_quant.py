@@ -1,0 +1,396 @@
+"""Colour classes: class sets, exact k-nearest soft encoding, annealed-mean decoding, class files.
+
+The encoders are checked against a brute-force reference (every squared distance in float64,
+stable sort), which must agree exactly, ties included; the decoder against the plain numpy
+formula of Zhang et al. (softmax(log p / T) then the expectation of the centres).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from recolor_tools import quant
+from recolor_tools.errors import RecolorError
+
+C8 = np.asarray(quant.gamut_classes(8))
+
+
+def brute_knn(ab, classes, k, sigma=5.0):
+    """Reference: all squared distances in float64, stable sort, Gaussian weights."""
+    x = np.asarray(ab, np.float32).reshape(-1, 2).astype(np.float64)
+    c = np.asarray(classes, np.float32).astype(np.float64)
+    d = ((x[:, None, :] - c[None, :, :]) ** 2).sum(-1)
+    idx = np.argsort(d, axis=1, kind="stable")[:, :k]
+    dk = np.take_along_axis(d, idx, axis=1)
+    w = np.exp(-(dk - dk[:, :1]) / (2 * sigma**2))  # shifted: same after normalising
+    return idx, w / w.sum(1, keepdims=True)
+
+
+def assert_exact(ab, classes, k, sigma=5.0):
+    idx, w = quant.soft_encode(ab, classes, k=k, sigma=sigma)
+    ref_idx, ref_w = brute_knn(ab, classes, k, sigma)
+    assert idx.dtype == np.int16 and w.dtype == np.float32
+    assert idx.shape == (*np.shape(ab)[:-1], k) == w.shape
+    np.testing.assert_array_equal(idx.reshape(-1, k), ref_idx)
+    np.testing.assert_allclose(w.reshape(-1, k), ref_w, rtol=2e-6, atol=1e-7)
+    hard = quant.hard_encode(ab, classes)
+    assert hard.dtype == np.int16 and hard.shape == np.shape(ab)[:-1]
+    np.testing.assert_array_equal(hard.reshape(-1), ref_idx[:, 0])
+
+
+# --- class sets -------------------------------------------------------------------------------
+
+
+def srgb_ab() -> np.ndarray:
+    """a/b of every colour on the surface of the 8-bit RGB cube (the gamut's a/b shadow)."""
+    v = np.arange(256, dtype=np.float32) / 255
+    u, w = (x.ravel() for x in np.meshgrid(v, v))
+    faces = []
+    for axis in range(3):
+        for value in (0.0, 1.0):
+            cols = [u, w]
+            cols.insert(axis, np.full_like(u, value))
+            faces.append(np.stack(cols, 1))
+    rgb = np.concatenate(faces)[:, None, :]
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab)[:, 0, 1:]
+
+
+@pytest.mark.parametrize(("grid", "lo", "hi"), [(8, 380, 410), (10, 240, 320)])
+def test_gamut_class_counts(grid, lo, hi):
+    classes = quant.gamut_classes(grid)
+    assert classes.dtype == np.float32 and classes.shape[1] == 2
+    assert lo <= len(classes) <= hi
+    assert len(np.unique(classes, axis=0)) == len(classes)
+    np.testing.assert_array_equal(classes % grid, 0)  # centres on the grid
+    # Sorted by a, then b.
+    order = np.lexsort((classes[:, 1], classes[:, 0]))
+    np.testing.assert_array_equal(order, np.arange(len(classes)))
+
+
+@pytest.mark.parametrize("grid", [8, 10])
+def test_gamut_classes_cover_srgb_and_nothing_else(grid):
+    classes = quant.gamut_classes(grid).astype(np.float64)
+    ab = srgb_ab().astype(np.float64)
+    # Every sRGB colour lies in the cell (half-width grid/2 per coordinate) of some class ...
+    idx = quant.hard_encode(ab, classes)
+    assert np.abs(ab - classes[idx]).max() <= grid / 2 + 1e-9
+    # ... and every class is the cell of some sRGB colour (given the above, a colour's nearest
+    # centre is its own cell's centre).
+    assert np.unique(idx).size == len(classes)
+
+
+def test_gamut_classes_are_memoised_and_read_only():
+    a = quant.gamut_classes(8)
+    assert a is quant.gamut_classes(8)
+    with pytest.raises(ValueError):
+        a[0, 0] = 1.0
+
+
+def test_data_classes():
+    ab = np.array([[1, 2], [3.9, -3.9], [4, 0], [-4, 0], [12, 12], [12.5, 12]], np.float32)
+    got = quant.data_classes(ab, grid=8)
+    # Half-way values go to the lower centre: 4 -> 0, -4 -> -8, 12 -> 8, 12.5 -> 16.
+    assert got.tolist() == [[-8.0, 0.0], [0.0, 0.0], [8.0, 8.0], [16.0, 8.0]]
+    assert quant.data_classes(ab, grid=8, min_count=2).tolist() == [[0.0, 0.0]]
+
+
+def test_data_classes_agree_with_hard_encode_on_the_full_grid():
+    rng = np.random.default_rng(3)
+    ab = np.round(rng.uniform(-60, 60, (2000, 2)) * 2).astype(np.float32) / 2  # many halves
+    grid = np.stack(np.meshgrid(np.arange(-64, 65, 8), np.arange(-64, 65, 8), indexing="ij"), -1)
+    full = grid.reshape(-1, 2).astype(np.float32)
+    nearest = full[quant.hard_encode(ab, full)]
+    np.testing.assert_array_equal(np.unique(nearest, axis=0), quant.data_classes(ab, 8))
+
+
+# --- exact nearest classes --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("k", [1, 2, 5, 10])
+def test_soft_encode_matches_brute_force_random(k):
+    rng = np.random.default_rng(k)
+    ab = rng.normal(0, 40, (3000, 2)).astype(np.float32)
+    assert_exact(ab, C8, k)
+
+
+def test_soft_encode_on_ties_and_cell_borders():
+    # Centres, half-way points and quarter points of the grid: exact ties everywhere.
+    v = np.arange(-120, 121, 2, dtype=np.float32)
+    ab = np.stack(np.meshgrid(v, v), -1).reshape(-1, 2)
+    for k in (1, 4, 5, 9):
+        assert_exact(ab, C8, k)
+
+
+def test_soft_encode_on_lookup_table_borders():
+    table = quant._Table(C8, 5)
+    i = np.arange(0, table.nx + 1)
+    edges = table.x0 + i / table.inv_s
+    rng = np.random.default_rng(1)
+    a = np.concatenate([edges, np.nextafter(edges, np.inf), np.nextafter(edges, -np.inf)])
+    b = rng.uniform(-100, 100, a.size)
+    assert_exact(np.stack([a, b], 1).astype(np.float32), C8, 5)
+    assert_exact(np.stack([b, a], 1).astype(np.float32), C8, 5)
+
+
+def test_soft_encode_at_the_gamut_edge_and_far_outside():
+    rng = np.random.default_rng(2)
+    edge = srgb_ab()[::97]
+    far = np.concatenate(
+        [
+            rng.normal(0, 1, (200, 2)) * 1e3,
+            rng.normal(0, 1, (50, 2)) * 1e30,
+            [[1e38, -1e38], [-3e38, 0], [0, 129], [-129, -129], [127.9, 127.9]],
+        ]
+    ).astype(np.float32)
+    for k in (1, 5):
+        assert_exact(edge, C8, k)
+        assert_exact(far, C8, k)
+    _, w = quant.soft_encode(far, C8)
+    assert np.isfinite(w).all()
+
+
+def test_soft_encode_k_equals_q():
+    rng = np.random.default_rng(4)
+    ab = rng.normal(0, 50, (40, 2)).astype(np.float32)
+    assert_exact(ab, C8, len(C8))
+    small = np.array([[0, 0], [10, 0], [0, 10]], np.float32)
+    assert_exact(ab, small, 3)
+
+
+def test_soft_encode_on_classes_off_any_grid():
+    rng = np.random.default_rng(5)
+    classes = rng.uniform(-100, 100, (57, 2)).astype(np.float32)
+    classes[1] = classes[0]  # a duplicate centre: ties between them go to index 0
+    ab = np.concatenate([rng.uniform(-130, 130, (2000, 2)), classes[:10]]).astype(np.float32)
+    for k in (1, 3, 7):
+        assert_exact(ab, classes, k)
+
+
+def test_repeated_values_reuse_is_exact():
+    ab = np.repeat(np.array([[3.0, 4.0], [4.0, 4.0], [4.0, 4.0001]], np.float32), 50, axis=0)
+    assert_exact(ab, C8, 5)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    pts=st.lists(
+        st.tuples(
+            st.floats(-140, 140, width=32) | st.sampled_from([0.0, 4.0, -4.0, 8.0, 12.0]),
+            st.floats(-140, 140, width=32) | st.sampled_from([0.0, 4.0, -4.0, 8.0, 12.0]),
+        ),
+        min_size=1,
+        max_size=50,
+    ),
+    k=st.integers(1, 12),
+    sigma=st.floats(0.5, 20),
+)
+def test_soft_encode_property(pts, k, sigma):
+    assert_exact(np.array(pts, np.float32), C8, k, sigma)
+
+
+def test_soft_encode_shapes_and_weights():
+    rng = np.random.default_rng(6)
+    ab = rng.normal(0, 30, (4, 5, 6, 2)).astype(np.float32)
+    idx, w = quant.soft_encode(ab, C8, k=3)
+    assert idx.shape == w.shape == (4, 5, 6, 3)
+    np.testing.assert_allclose(w.sum(-1), 1.0, rtol=1e-6)
+    assert (np.diff(w, axis=-1) <= 0).all()  # nearest first, so weights do not grow
+    empty_idx, empty_w = quant.soft_encode(np.zeros((0, 2), np.float32), C8)
+    assert empty_idx.shape == empty_w.shape == (0, 5)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_soft_encode_rejects_nan_and_inf(bad):
+    ab = np.zeros((3, 3, 2), np.float32)
+    ab[1, 2, 0] = bad
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        quant.soft_encode(ab, C8)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        quant.hard_encode(ab, C8)
+
+
+@pytest.mark.parametrize(
+    ("ab", "classes", "kw", "match"),
+    [
+        (np.zeros((3, 3)), C8, {}, r"\(\.\.\., 2\)"),
+        (np.zeros((3, 2)), np.zeros((3, 3)), {}, "classes"),
+        (np.zeros((3, 2)), C8, {"k": 0}, "k must be"),
+        (np.zeros((3, 2)), C8[:3], {"k": 4}, "k must be"),
+        (np.zeros((3, 2)), C8, {"sigma": 0.0}, "sigma"),
+    ],
+)
+def test_soft_encode_rejects_bad_arguments(ab, classes, kw, match):
+    with pytest.raises(ValueError, match=match):
+        quant.soft_encode(ab, classes, **kw)
+
+
+# --- decoding ---------------------------------------------------------------------------------
+
+
+def numpy_annealed_mean(p, classes, T, axis=-1):
+    """Zhang et al.'s formula, in float64: softmax(log p / T) @ centres."""
+    p = np.moveaxis(np.asarray(p, np.float64), axis, -1)
+    with np.errstate(divide="ignore"):
+        s = np.log(p) / T
+    s -= s.max(-1, keepdims=True)
+    e = np.exp(s)
+    return (e / e.sum(-1, keepdims=True)) @ np.asarray(classes, np.float64)
+
+
+def peaky_scores(shape, classes, seed=0):
+    """Network-like class probabilities: a bump around a random colour per pixel, plus noise."""
+    rng = np.random.default_rng(seed)
+    centre = rng.normal(0, 30, (*shape, 2))
+    d2 = ((centre[..., None, :] - classes) ** 2).sum(-1)
+    logits = -d2 / (2 * 10.0**2) + rng.normal(0, 0.5, d2.shape)
+    p = np.exp(logits - logits.max(-1, keepdims=True))
+    return (p / p.sum(-1, keepdims=True)).astype(np.float32)
+
+
+@pytest.mark.parametrize("T", [1.0, 0.38, 0.1])
+def test_annealed_mean_matches_numpy_formula(T):
+    p = peaky_scores((6, 7), C8)
+    got = quant.annealed_mean(p, C8, T)
+    assert got.dtype == np.float32 and got.shape == (6, 7, 2)
+    np.testing.assert_allclose(got, numpy_annealed_mean(p, C8, T), atol=2e-4, rtol=0)
+
+
+def test_annealed_mean_of_flat_scores_and_zero_probabilities():
+    rng = np.random.default_rng(1)
+    p = rng.uniform(0, 1, (50, len(C8))).astype(np.float32)
+    p[:, ::3] = 0.0  # impossible classes
+    np.testing.assert_allclose(
+        quant.annealed_mean(p, C8), numpy_annealed_mean(p, C8, 0.38), atol=2e-4
+    )
+
+
+def test_annealed_mean_logits_and_class_axis():
+    p = peaky_scores((2, 5, 6), C8, seed=2)  # (B, H, W, Q)
+    want = numpy_annealed_mean(p, C8, 0.38)
+    with np.errstate(divide="ignore"):
+        z = np.log(p) + 3.0  # logits up to a constant
+    bq = np.ascontiguousarray(np.moveaxis(z, -1, 1))  # (B, Q, H, W) like a network
+    np.testing.assert_allclose(quant.annealed_mean(bq, C8, axis=1, logits=True), want, atol=2e-4)
+    np.testing.assert_allclose(quant.annealed_mean(z, C8, logits=True), want, atol=2e-4)
+    np.testing.assert_allclose(
+        quant.annealed_mean(np.moveaxis(p, -1, 1), C8, axis=1), want, atol=2e-4
+    )
+    # A class axis longer than one block of the kernel, and pixels not a multiple of it.
+    wide = np.moveaxis(peaky_scores((3, 150), C8, seed=3), -1, 1)
+    np.testing.assert_allclose(
+        quant.annealed_mean(wide, C8, axis=1),
+        numpy_annealed_mean(wide, C8, 0.38, axis=1),
+        atol=2e-4,
+    )
+
+
+def test_annealed_mean_at_t1_is_the_plain_mean():
+    p = peaky_scores((10,), C8, seed=4)
+    want = (p / p.sum(-1, keepdims=True)).astype(np.float64) @ C8.astype(np.float64)
+    np.testing.assert_allclose(quant.annealed_mean(p, C8, T=1.0), want, atol=2e-4)
+
+
+def test_annealed_mean_tends_to_the_mode():
+    p = peaky_scores((20, 3), C8, seed=5)
+    mode = quant.mode(p, C8)
+    np.testing.assert_array_equal(mode, C8[np.argmax(p, -1)])
+    top2 = np.sort(p, -1)[..., -2:]
+    clear = top2[..., 0] < 0.9 * top2[..., 1]  # no near-tie: 0.9^(1/T) vanishes
+    assert clear.sum() > 40
+    np.testing.assert_allclose(quant.annealed_mean(p, C8, T=1e-3)[clear], mode[clear], atol=1e-4)
+    z = np.moveaxis(np.log(np.maximum(p, 1e-30)), -1, 0)
+    np.testing.assert_array_equal(quant.mode(z, C8, axis=0), mode)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_annealed_mean_rejects_nan_and_inf(bad):
+    p = peaky_scores((4,), C8)
+    p[2, 7] = bad
+    with pytest.raises(ValueError, match="1 pixel"):
+        quant.annealed_mean(p, C8)
+    with pytest.raises(ValueError, match="1 pixel"):
+        quant.annealed_mean(np.moveaxis(p, -1, 0), C8, axis=0, logits=True)
+    with pytest.raises(ValueError, match="NaN"):
+        quant.mode(p, C8)
+
+
+def test_annealed_mean_rejects_bad_probabilities():
+    p = peaky_scores((3,), C8)
+    p[1] = 0.0
+    with pytest.raises(ValueError, match="all zero"):
+        quant.annealed_mean(p, C8)
+    p[1, 0] = -0.1
+    with pytest.raises(ValueError, match="negative"):
+        quant.annealed_mean(p, C8)
+    z = np.full((2, len(C8)), -np.inf, np.float32)
+    with pytest.raises(ValueError, match="2 pixel"):
+        quant.annealed_mean(z, C8, logits=True)
+
+
+@pytest.mark.parametrize(
+    ("shape", "kw", "match"),
+    [((4, 10), {}, "classes on axis"), ((4, len(C8)), {"axis": 2}, "out of range")],
+)
+def test_annealed_mean_rejects_bad_shapes(shape, kw, match):
+    with pytest.raises(ValueError, match=match):
+        quant.annealed_mean(np.ones(shape, np.float32), C8, **kw)
+    with pytest.raises(ValueError, match="temperature"):
+        quant.annealed_mean(np.ones((2, len(C8))), C8, T=0.0)
+
+
+def test_polynomial_exp_against_numpy():
+    import numba
+
+    f = numba.njit(lambda y: [quant._exp_cut(v) for v in y])
+    y = np.concatenate([np.linspace(-quant._ANNEAL_CUT + 1e-9, 0, 10001), [0.0, -1e-300]])
+    np.testing.assert_allclose(f(y), np.exp(y), rtol=3e-8, atol=0)
+    assert f(np.array([-quant._ANNEAL_CUT - 1e-9, -1e4, -np.inf])) == [0.0, 0.0, 0.0]
+
+
+# --- class files ------------------------------------------------------------------------------
+
+
+def test_class_file_round_trip(tmp_path):
+    path = tmp_path / "classes.npz"
+    quant.save_classes(path, C8, 8)
+    classes, grid = quant.load_classes(path)
+    np.testing.assert_array_equal(classes, C8)
+    assert grid == 8.0 and classes.dtype == np.float32
+    assert [p.name for p in tmp_path.iterdir()] == ["classes.npz"]  # no temp file left
+
+
+def test_class_file_of_wrong_version_or_kind_is_rejected(tmp_path):
+    path = tmp_path / "c.npz"
+    np.savez(path, format=np.array("recolor-classes"), version=np.array(2), classes=C8, grid=8.0)
+    with pytest.raises(RecolorError, match="version 2") as e:
+        quant.load_classes(path)
+    assert e.value.path == str(path)
+    np.savez(path, format=np.array("something-else"), version=np.array(1), classes=C8, grid=8.0)
+    with pytest.raises(RecolorError, match="format tag"):
+        quant.load_classes(path)
+    np.savez(path, format=np.array("recolor-classes"), version=np.array(1), classes=C8)
+    with pytest.raises(RecolorError, match="lacks grid"):
+        quant.load_classes(path)
+    np.savez(
+        path, format=np.array("recolor-classes"), version=np.array(1), classes=C8[:, :1], grid=8
+    )
+    with pytest.raises(RecolorError, match="invalid class set"):
+        quant.load_classes(path)
+
+
+def test_class_file_garbage_and_pickles_are_rejected(tmp_path):
+    garbage = tmp_path / "g.npz"
+    garbage.write_bytes(b"not a zip file at all")
+    with pytest.raises(RecolorError, match="not a recolor-classes file"):
+        quant.load_classes(garbage)
+    pickled = tmp_path / "p.npz"
+    np.savez(pickled, format=np.array("recolor-classes"), version=np.array(1),
+             classes=np.array([object()], dtype=object), grid=8.0)  # fmt: skip
+    with pytest.raises(RecolorError):
+        quant.load_classes(pickled)
+    with pytest.raises(RecolorError, match="no such file"):
+        quant.load_classes(tmp_path / "missing.npz")

@@ -1,0 +1,144 @@
+"""quantize and rebalance-stats through the real command line: pipes, files and bad input."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from conftest import pipeline, read_rgb_u8, run, smooth_image, write_rgb
+
+from recolor_tools import quant, records
+from recolor_tools.rebalance import PriorAccumulator, RebalanceStats
+
+C8 = np.asarray(quant.gamut_classes(8))
+
+
+def lab_stream(*labs, names=None) -> bytes:
+    buf = io.BytesIO()
+    for i, lab in enumerate(labs):
+        name = names[i] if names else f"r{i}.png"
+        records.write_record(buf, records.lab_record(name, lab, lab.shape[:2]))
+    return buf.getvalue()
+
+
+def read_stream(data: bytes) -> list[records.Record]:
+    return list(records.iter_records(io.BytesIO(data)))
+
+
+def lab_of(path: Path) -> np.ndarray:
+    (rec,) = read_stream(run(["to-lab", path], check_rc=0).stdout)
+    return rec.lab()
+
+
+def test_to_lab_into_quantize_through_a_pipe(tmp_path, images):
+    stages = pipeline(["to-lab", *images], ["quantize", "-k", "4", "--sigma", "3"])
+    assert [s.returncode for s in stages] == [0, 0], stages[1].stderr
+    targets = read_stream(stages[1].stdout)
+    assert [t.name for t in targets] == [p.name for p in images]
+    for t, src in zip(targets, images, strict=True):
+        lab = lab_of(src)
+        idx, w = quant.soft_encode(lab[..., 1:], C8, k=4, sigma=3.0)
+        assert t.arrays["idx"].dtype == np.int16 and t.arrays["w"].dtype == np.float32
+        np.testing.assert_array_equal(t.arrays["idx"], idx)
+        np.testing.assert_array_equal(t.arrays["w"], w)
+        assert t.meta["kind"] == "target" and t.meta["q"] == len(C8) and t.meta["k"] == 4
+        used = len(np.unique(idx[..., 0]))
+        assert f"{src.name}: {used} of {len(C8)} classes" in stages[1].stderr.decode()
+
+
+def test_quantize_hard_with_a_class_file_and_a_preview(tmp_path):
+    src = write_rgb(tmp_path / "a.png", smooth_image(30, 40, 5))
+    lab = lab_of(src)
+    classes = quant.data_classes(lab[..., 1:], grid=10)
+    quant.save_classes(tmp_path / "c.npz", classes, 10)
+    out, prev = tmp_path / "a.target", tmp_path / "prev.png"
+    p = run(["quantize", "--hard", "--classes", tmp_path / "c.npz", "--preview", prev, "-o", out,
+             "-q", src])  # fmt: skip
+    assert p.returncode == 0 and p.stderr == b"", p.stderr
+    (t,) = read_stream(out.read_bytes())
+    assert set(t.arrays) == {"idx"} and t.arrays["idx"].shape == (30, 40, 1)
+    np.testing.assert_array_equal(t.arrays["idx"][..., 0], quant.hard_encode(lab[..., 1:], classes))
+    assert t.meta["grid"] == 10.0
+    # The preview is the image with each pixel's a/b replaced by its class centre.
+    want = quant.preview_rgb(lab, classes, t.arrays["idx"])
+    got = read_rgb_u8(prev).astype(int)
+    assert np.abs(got - np.rint(want * 255)).max() <= 1
+    assert np.abs(got - read_rgb_u8(src).astype(int)).mean() > 0.5  # colours did change
+
+
+def test_quantize_previews_into_a_directory(tmp_path, images):
+    prev = tmp_path / "prev"
+    stages = pipeline(["to-lab", *images], ["quantize", "--preview", f"{prev}/"])
+    assert stages[1].returncode == 0, stages[1].stderr
+    assert sorted(p.name for p in prev.iterdir()) == ["a.png", "b.png", "c.png"]
+    p = run(["quantize", "--preview", tmp_path / "one.png", "-o", tmp_path / "t", *images])
+    assert p.returncode == 1 and b"already written" in p.stderr
+
+
+def test_nan_in_a_record_fails_that_record_only(tmp_path):
+    good = np.zeros((4, 5, 3), np.float32)
+    good[..., 0] = 50
+    bad = good.copy()
+    bad[1, 2, 1] = np.nan
+    data = lab_stream(good, bad, good, names=["g1.png", "bad.png", "g2.png"])
+    p = run(["quantize"], input=data)
+    assert p.returncode == 1
+    assert p.stderr.decode().count("recolor quantize: bad.png: ab contains 1 NaN") == 1
+    assert [t.name for t in read_stream(p.stdout)] == ["g1.png", "g2.png"]
+    p = run(["rebalance-stats", "-o", tmp_path / "s.npz"], input=data)
+    assert p.returncode == 1 and b"recolor rebalance-stats: bad.png: ab contains" in p.stderr
+    assert RebalanceStats.load(tmp_path / "s.npz").n_images == 2
+
+
+def test_empty_stream(tmp_path):
+    p = run(["quantize"], input=b"")
+    assert p.returncode in (0, 1) and p.stdout == b""
+    p = run(["rebalance-stats", "-o", tmp_path / "s.npz"], input=b"")
+    assert p.returncode == 1 and len(p.stderr.decode().strip().splitlines()) == 1, p.stderr
+    assert not (tmp_path / "s.npz").exists()
+
+
+def test_to_lab_into_rebalance_stats_through_a_pipe(tmp_path, images):
+    out, plot = tmp_path / "stats.npz", tmp_path / "plot.png"
+    stages = pipeline(
+        ["to-lab", *images],
+        ["rebalance-stats", "-o", out, "--lambda", "0.25", "--sigma", "4", "--plot", plot],
+    )
+    assert [s.returncode for s in stages] == [0, 0], stages[1].stderr
+    assert stages[1].stdout == b"" and b"classes: 395" in stages[1].stderr
+    stats = RebalanceStats.load(out)
+    acc = PriorAccumulator(C8, 8)
+    for src in images:
+        acc.add(lab_of(src)[..., 1:])
+    want = acc.finish(lam=0.25, sigma=4.0)
+    np.testing.assert_array_equal(stats.counts, want.counts)
+    np.testing.assert_allclose(stats.weights, want.weights, rtol=1e-6)
+    assert (stats.n_images, stats.lam, stats.sigma) == (3, 0.25, 4.0)
+    assert read_rgb_u8(plot).shape[0] > 100
+    # Reading the images directly (by threads) counts the same; no -o: summary on stdout.
+    p = run(["rebalance-stats", "--grid", "10", *images], check_rc=0)
+    assert b"classes: 262 (grid 10)" in p.stdout and b"images: 3" in p.stdout
+
+
+def test_bad_class_file_stops_with_one_line(tmp_path, images):
+    bad = tmp_path / "c.npz"
+    bad.write_bytes(b"junk")
+    for tool in ("quantize", "rebalance-stats"):
+        p = run([tool, "--classes", bad, "-o", tmp_path / "x", images[0]])
+        assert p.returncode == 1
+        assert p.stderr.decode().strip() == f"recolor {tool}: {bad}: not a recolor-classes file"
+        assert not (tmp_path / "x").exists()
+
+
+def test_commands_do_not_import_torch(tmp_path, images):
+    t, s, src = (str(x) for x in (tmp_path / "t", tmp_path / "s", images[0]))
+    code = (
+        "import sys; from recolor_tools.cli import main; "
+        f"rc = main(['quantize', '-q', '-o', {t!r}, {src!r}]); "
+        f"rc2 = main(['rebalance-stats', '-q', '-o', {s!r}, {src!r}]); "
+        "assert rc == rc2 == 0, (rc, rc2); assert 'torch' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent)

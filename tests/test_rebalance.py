@@ -1,0 +1,152 @@
+"""Class-rebalancing statistics: counting, smoothing, Zhang et al.'s weights, files, plots."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from conftest import smooth_image, write_rgb
+
+from recolor_tools import quant, rebalance
+from recolor_tools.color import rgb_to_lab
+from recolor_tools.errors import RecolorError
+
+C8 = np.asarray(quant.gamut_classes(8))
+
+
+def test_weights_satisfy_zhang_normalisation_and_favour_rare_classes():
+    rng = np.random.default_rng(0)
+    counts = rng.zipf(1.5, len(C8)).astype(np.float64)
+    counts[:50] = 0  # classes never seen
+    w = rebalance.rebalance_weights(counts, C8, lam=0.5, sigma=5.0)
+    prior = rebalance.smooth_prior(counts, C8, 5.0)
+    assert w.dtype == np.float32 and w.shape == (len(C8),)
+    assert (prior * w).sum() == pytest.approx(1.0, rel=1e-6)
+    # w is a decreasing function of the smoothed prior: rarer -> larger.
+    order = np.argsort(prior, kind="stable")
+    assert (np.diff(w[order]) <= 1e-6 * w.max()).all()
+    assert w[prior.argmin()] > w[prior.argmax()]
+    # Formula, written out: w ∝ 1 / ((1 - λ) p~ + λ / Q).
+    raw = 1.0 / (0.5 * prior + 0.5 / len(C8))
+    np.testing.assert_allclose(w, raw / (prior * raw).sum(), rtol=1e-6)
+
+
+def test_lambda_one_means_no_rebalancing():
+    counts = np.arange(1, len(C8) + 1, dtype=np.float64)
+    np.testing.assert_allclose(rebalance.rebalance_weights(counts, C8, lam=1.0), 1.0, rtol=1e-6)
+
+
+def test_smoothing_spreads_mass_to_neighbours_and_keeps_it():
+    counts = np.zeros(len(C8))
+    q = int(np.argmin(np.abs(C8).sum(1)))  # the grey class (0, 0)
+    counts[q] = 10
+    p = rebalance.smooth_prior(counts, C8, sigma=5.0)
+    assert p.sum() == pytest.approx(1.0)
+    d = np.linalg.norm(C8 - C8[q], axis=1)
+    assert p[q] == p.max() and (p[d == 8] > 0).all()
+    # Every class at distance 8 gets the same share, exp(-64/50) of the centre's.
+    np.testing.assert_allclose(p[d == 8] / p[q], np.exp(-64 / 50), rtol=1e-9)
+    np.testing.assert_allclose(rebalance.smooth_prior(counts, C8, sigma=0), counts / 10)
+
+
+def test_accumulator_counts_hard_classes_and_merges():
+    rng = np.random.default_rng(1)
+    a, b = (rng.normal(0, 30, (20, 30, 2)).astype(np.float32) for _ in range(2))
+    acc = rebalance.PriorAccumulator(C8, 8)
+    acc.add(a)
+    other = rebalance.PriorAccumulator(C8, 8)
+    other.add(b)
+    acc.merge(other)
+    want = np.bincount(
+        np.concatenate([quant.hard_encode(a, C8).ravel(), quant.hard_encode(b, C8).ravel()]),
+        minlength=len(C8),
+    )
+    np.testing.assert_array_equal(acc.counts, want)
+    stats = acc.finish(lam=0.3, sigma=4.0)
+    assert (stats.n_images, stats.n_pixels) == (2, 1200)
+    assert stats.lam == 0.3 and stats.sigma == 4.0
+    np.testing.assert_allclose(stats.weights, rebalance.rebalance_weights(want, C8, 0.3, 4.0))
+    with pytest.raises(ValueError, match="different class sets"):
+        acc.merge(rebalance.PriorAccumulator(C8[:10], 8))
+    with pytest.raises(ValueError, match="no pixels"):
+        rebalance.PriorAccumulator(C8, 8).finish()
+
+
+def images(tmp_path, n=4):
+    paths = []
+    for i in range(n):
+        rgb = smooth_image(24 + i, 32, seed=i)
+        paths.append(write_rgb(tmp_path / f"im{i}.png", rgb))
+    return paths
+
+
+def test_compute_stats_over_files_matches_counting_in_memory(tmp_path):
+    paths = images(tmp_path, 5)
+    acc = rebalance.PriorAccumulator(C8, 8)
+    for p in paths:
+        rgb = cv2.imread(str(p))[:, :, ::-1].astype(np.float32) / 255
+        acc.add(rgb_to_lab(rgb)[..., 1:])
+    for workers in (1, 2):
+        stats = rebalance.compute_stats(paths, C8, 8, workers=workers)
+        np.testing.assert_array_equal(stats.counts, acc.counts)
+        assert stats.n_images == 5
+    labs = [rgb_to_lab(cv2.imread(str(p))[:, :, ::-1].astype(np.float32) / 255) for p in paths]
+    from_arrays = rebalance.compute_stats((lab[..., 1:] for lab in labs), C8, 8)
+    np.testing.assert_array_equal(from_arrays.counts, acc.counts)
+
+
+def test_compute_stats_reports_bad_files_and_goes_on(tmp_path):
+    paths = images(tmp_path, 2)
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"garbage")
+    errors = []
+    stats = rebalance.compute_stats([paths[0], bad, paths[1]], C8, 8, on_error=errors.append)
+    assert stats.n_images == 2
+    assert len(errors) == 1 and errors[0].path == str(bad)
+    with pytest.raises(RecolorError):
+        rebalance.compute_stats([bad], C8, 8)
+
+
+def test_stats_file_round_trip_and_weight_of(tmp_path):
+    rng = np.random.default_rng(2)
+    acc = rebalance.PriorAccumulator(C8, 8)
+    acc.add(rng.normal(0, 20, (50, 50, 2)).astype(np.float32))
+    stats = acc.finish()
+    path = tmp_path / "stats.npz"
+    stats.save(path)
+    back = rebalance.RebalanceStats.load(path)
+    for field in ("classes", "counts", "prior", "weights"):
+        np.testing.assert_array_equal(getattr(back, field), getattr(stats, field))
+    assert (back.grid, back.lam, back.sigma, back.n_images, back.n_pixels) == (
+        8.0, 0.5, 5.0, 1, 2500
+    )  # fmt: skip
+    ab = np.array([[0.5, -1.0], [60, 60]], np.float32)
+    np.testing.assert_array_equal(back.weight_of(ab), stats.weights[quant.hard_encode(ab, C8)])
+
+
+def test_stats_file_of_wrong_version_or_garbage_is_rejected(tmp_path):
+    path = tmp_path / "s.npz"
+    np.savez(path, format=np.array("recolor-rebalance"), version=np.array(7))
+    with pytest.raises(RecolorError, match="version 7"):
+        rebalance.RebalanceStats.load(path)
+    quant.save_classes(path, C8, 8)  # a class file is not a stats file
+    with pytest.raises(RecolorError, match="not a recolor-rebalance file"):
+        rebalance.RebalanceStats.load(path)
+    path.write_bytes(b"\x00" * 100)
+    with pytest.raises(RecolorError, match="not a recolor-rebalance file"):
+        rebalance.RebalanceStats.load(path)
+
+
+def test_summary_and_plot(tmp_path):
+    acc = rebalance.PriorAccumulator(C8, 8)
+    acc.add(np.zeros((10, 10, 2), np.float32))
+    acc.add(np.full((2, 5, 2), 40.0, np.float32))
+    stats = acc.finish()
+    text = rebalance.summary(stats)
+    assert "classes: 395" in text and "used by the data: 2" in text and "pixels: 110" in text
+    out = tmp_path / "plot.png"
+    rebalance.plot_stats(stats, out)
+    img = cv2.imread(str(out))
+    assert img is not None and img.shape[1] > img.shape[0] > 200
+    # Two panels side by side, each with a colour map: many distinct colours.
+    assert len(np.unique(img.reshape(-1, 3), axis=0)) > 50
