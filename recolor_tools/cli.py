@@ -81,7 +81,9 @@ class Tool:
         except OSError as e:
             if isinstance(e, BrokenPipeError):
                 raise
-            self.fail(e.strerror or str(e), getattr(e, "filename", None) or path)
+            from .imageio import os_reason
+
+            self.fail(os_reason(e), getattr(e, "filename", None) or path)
 
     def progress(self, items: Iterable, total: int | None = None, unit: str = "img") -> Iterable:
         """Wrap ``items`` in a progress bar on stderr, only when stderr is a terminal."""

@@ -30,23 +30,37 @@ _DECODE_KEEP_ALPHA = cv2.IMREAD_UNCHANGED
 _DECODE_ORIENTED = cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH
 
 
+def os_reason(err: OSError) -> str:
+    """A short, lower-case reason for an OS error, as the tools print it."""
+    if isinstance(err, FileNotFoundError):
+        return "no such file"
+    if isinstance(err, PermissionError):
+        return "permission denied"
+    if isinstance(err, IsADirectoryError):
+        return "is a directory"
+    return (err.strerror or str(err)).lower()
+
+
+def open_binary(path: str | Path) -> BinaryIO:
+    """Open a file for binary reading (``-`` is stdin); OS errors become :class:`RecolorError`."""
+    if str(path) == "-":
+        return sys.stdin.buffer
+    try:
+        if Path(path).is_dir():
+            raise IsADirectoryError(21, "Is a directory", str(path))
+        return open(path, "rb")  # noqa: SIM115 - the caller closes it
+    except OSError as e:
+        raise RecolorError(os_reason(e), path) from None
+
+
 def read_bytes(path: str | Path) -> bytes:
     """Read a whole file (``-`` is stdin), turning OS errors into one-line :class:`RecolorError`."""
     if str(path) == "-":
         return sys.stdin.buffer.read()
-    p = Path(path)
     try:
-        if p.is_dir():
-            raise RecolorError("is a directory", path)
-        return p.read_bytes()
-    except FileNotFoundError:
-        raise RecolorError("no such file", path) from None
-    except PermissionError:
-        raise RecolorError("permission denied", path) from None
-    except IsADirectoryError:
-        raise RecolorError("is a directory", path) from None
+        return Path(path).read_bytes()
     except OSError as e:
-        raise RecolorError(e.strerror or str(e), path) from None
+        raise RecolorError(os_reason(e), path) from None
 
 
 def decode_rgb(data: bytes, name: str = "<data>") -> np.ndarray:

@@ -246,21 +246,11 @@ def iter_lab_sources(
     yields its Lab record. A failure is passed to ``on_error`` and the next path is tried; a
     stream that breaks half-way keeps the records read before the break.
     """
-    import sys
+    from .imageio import open_binary
 
     for path in paths:
         try:
-            if path == "-":
-                stream = sys.stdin.buffer
-            else:
-                try:
-                    stream = open(path, "rb")  # noqa: SIM115 - closed below
-                except FileNotFoundError:
-                    raise RecolorError("no such file", path) from None
-                except IsADirectoryError:
-                    raise RecolorError("is a directory", path) from None
-                except PermissionError:
-                    raise RecolorError("permission denied", path) from None
+            stream = open_binary(path)
             try:
                 head = stream.peek(4)[:4] if hasattr(stream, "peek") else b""
                 if is_record_stream(head):
