@@ -706,8 +706,9 @@ def train(
 ) -> None:
     """Train a model; prints the path of the final weights (OUT/HEAD.pt) on stdout.
 
-    Multi-GPU or multi-node: start it with torchrun (python -m torch.distributed.run
-    --nproc_per_node N -m recolor_tools train ...); --batch-size is then per process.
+    Writes OUT/last.pt (for --resume), OUT/metrics.jsonl and OUT/HEAD.pt.
+
+    Several GPUs: torchrun --nproc_per_node N -m recolor_tools train ... (-b is per GPU).
     """
     tool = Tool("train", quiet, debug)
     if epochs is not None and steps is not None:

@@ -14,9 +14,10 @@ Choices
   one at the end, when it is off the regular schedule, only reports (it does not step the
   scheduler), so that a run cut short and resumed takes the same path as an uninterrupted one.
 - ``--resume`` restores the model, optimiser, scheduler, grad scaler, RNG states, epoch and
-  position in the epoch from ``OUT/last.pt``; with the same data, seed, batch size and number
-  of processes it reaches the same weights as an uninterrupted run (the augmentation of an item
-  depends only on seed, epoch and index: see :mod:`recolor_tools.data`).
+  position in the epoch from ``OUT/last.pt`` (the model's config, classes and rebalancing
+  statistics come from there too, whatever the options say). With the same data, seed, batch
+  size and number of processes it reaches the same weights as an uninterrupted run: the
+  augmentation of an item depends only on seed, epoch and index (see :mod:`recolor_tools.data`).
 - CUDA only: mixed precision (bf16 where supported, else fp16 with a GradScaler), cudnn
   autotuning, TF32 matmuls, channels-last tensors, pinned memory.
 - Distributed: run under ``torchrun`` (env RANK, WORLD_SIZE, LOCAL_RANK); NCCL on CUDA, gloo on
@@ -162,13 +163,17 @@ def available_cores() -> int:
 def default_workers(device: torch.device, d: Dist) -> int:
     """DataLoader workers per process when not given.
 
-    On a CPU the network dominates (decoding and encoding are about a tenth of a step at size
-    128), so one worker prefetches while the cores compute. A GPU needs the data side to keep
-    up: most of the cores go to workers.
+    On a CPU the network dominates: decoding and encoding a 182x268 poster take about 2.5 ms,
+    2-3% of a training step's time per image at size 128 (benchmarks/bench_train.py). One
+    worker hides that when a core is spare (4 cores or more); on fewer cores a worker only
+    competes with the compute threads, so data is loaded inline. A GPU needs the data side to
+    keep up: most of the cores go to workers.
     """
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", d.world))
     cores = max(1, available_cores() // local_world)
-    return 1 if device.type == "cpu" else min(8, max(1, cores - 1))
+    if device.type == "cpu":
+        return 1 if cores >= 4 else 0
+    return min(8, max(1, cores - 1))
 
 
 def precision_context(cfg: TrainConfig, device: torch.device):
@@ -317,8 +322,10 @@ def evaluate(
             sums[2] += metrics.psnr(lab_to_rgb(pred) * 255.0, lab_to_rgb(truth) * 255.0)
         sums[0] += loss.item() * len(Ls)
         sums[3] += len(Ls)
-    if d.world > 1:
+    if d.world > 1:  # NCCL reduces CUDA tensors only
+        sums = sums.to(device)
         dist.all_reduce(sums)
+        sums = sums.cpu()
     model.train()
     n = sums[3].item()
     if n == 0:
@@ -569,7 +576,9 @@ def _train(cfg: TrainConfig, d: Dist) -> Path:
         if d.main:
             with metrics_path.open("a") as f:
                 f.write(json.dumps(metrics) + "\n")
-            if bar is None:
+            if bar is not None:  # above the bar
+                bar.write(f"recolor train: {_metrics_line(metrics, total_steps)}", sys.stderr)
+            else:
                 log(cfg, d, _metrics_line(metrics, total_steps))
         imgs_interval, t_interval = 0, time.perf_counter()
         return metrics

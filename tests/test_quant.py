@@ -288,6 +288,22 @@ def test_annealed_mean_logits_and_class_axis():
     )
 
 
+@pytest.mark.parametrize("slab", [1, 3 * len(C8), 1 << 20])
+def test_annealed_mean_of_probabilities_in_slabs(monkeypatch, slab):
+    # Probabilities become logits one slab at a time, into a buffer or (for a private float64 ->
+    # float32 copy) in place; the caller's array must be left as it was.
+    monkeypatch.setattr(quant, "_LOG_SLAB", slab)
+    p = peaky_scores((5, 7), C8, seed=7)
+    p[:, :, ::5] = 0.0
+    want = numpy_annealed_mean(p, C8, 0.38)
+    for scores, axis in ((p, -1), (np.moveaxis(p, -1, 1).copy(), 1)):
+        for x in (scores, scores.astype(np.float64), scores.tolist()):
+            before = np.array(x, copy=True)
+            got = quant.annealed_mean(x, C8, axis=axis)
+            np.testing.assert_allclose(got, want, atol=2e-4)
+            np.testing.assert_array_equal(np.asarray(x), before)
+
+
 def test_annealed_mean_at_t1_is_the_plain_mean():
     p = peaky_scores((10,), C8, seed=4)
     want = (p / p.sum(-1, keepdims=True)).astype(np.float64) @ C8.astype(np.float64)
