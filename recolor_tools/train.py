@@ -350,7 +350,6 @@ def train(cfg: TrainConfig) -> Path:
     RecolorError
         Unusable data, stats, classes or checkpoint, or bad options (one-line reason).
     """
-    # -- setup ----------------------------------------------------------------------------
     d = setup_distributed(cfg.device)
     try:
         return _train(cfg, d)
@@ -360,6 +359,7 @@ def train(cfg: TrainConfig) -> Path:
 
 
 def _train(cfg: TrainConfig, d: Dist) -> Path:
+    # -- setup ----------------------------------------------------------------------------
     device = resolve_device(cfg.device, d)
     autocast, amp_dtype = precision_context(cfg, device)
     if device.type == "cpu":
@@ -397,16 +397,7 @@ def _train(cfg: TrainConfig, d: Dist) -> Path:
     else:
         classes, grid, stats = classes_and_stats(cfg, train_paths, d, warned)
         class_weights = None if stats is None else np.asarray(stats.weights, np.float32)
-        rebalance = (
-            None
-            if stats is None
-            else {
-                "prior": torch.as_tensor(np.asarray(stats.prior, np.float32)),
-                "weights": torch.as_tensor(class_weights),
-                "lam": float(stats.lam),
-                "sigma": float(stats.sigma),
-            }
-        )
+        rebalance = None if stats is None else _rebalance_entry(stats)
     common = dict(head=cfg.head, classes=classes, class_weights=class_weights, seed=cfg.seed)
     train_set = ColorDataset(train_paths, cfg.size, train=True, **common)
     sampler = EpochSampler(len(train_set), seed=cfg.seed, rank=d.rank, world=d.world)
@@ -647,6 +638,16 @@ def _primitive(obj: Any) -> Any:
     if isinstance(obj, list | tuple):
         return [_primitive(v) for v in obj]
     return str(obj) if isinstance(obj, Path) else obj
+
+
+def _rebalance_entry(stats) -> dict[str, Any]:
+    """The checkpoint's ``rebalance`` entry for a ``rebalance.RebalanceStats``."""
+    return {
+        "prior": torch.tensor(np.asarray(stats.prior, np.float32)),
+        "weights": torch.tensor(np.asarray(stats.weights, np.float32)),
+        "lam": float(stats.lam),
+        "sigma": float(stats.sigma),
+    }
 
 
 def _mean_over_ranks(total: torch.Tensor, n: int, d: Dist) -> float:
