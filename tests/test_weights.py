@@ -52,6 +52,6 @@ def test_shipped_weights_recolor_a_generated_image(tmp_path, head):
     chroma = np.hypot(lab_out[..., 1], lab_out[..., 2])
     assert chroma.mean() > 2.0, "the shipped model left the gray image gray"
     # Low-chroma, mid-lightness pixels are far from the gamut's edge: no clamp moved their L.
-    unclamped = (chroma < 20) & (lab_in[..., 0] > 15) & (lab_in[..., 0] < 85)
-    assert unclamped.mean() > 0.3
+    unclamped = (chroma < 25) & (lab_in[..., 0] > 15) & (lab_in[..., 0] < 85)
+    assert unclamped.sum() > 100
     assert np.abs(lab_out[..., 0] - lab_in[..., 0])[unclamped].max() < 2.0
