@@ -28,6 +28,8 @@ bench: $(BIN)/recolor
 	$(BIN)/pip install -q -e ".[bench]"
 	$(BIN)/python benchmarks/bench_startup.py
 	$(BIN)/python benchmarks/bench_quant.py
+	$(BIN)/python benchmarks/bench_predict.py
+	$(BIN)/python benchmarks/bench_train.py --steps 10 --workers 0 1
 
 # The shipped weights, from the poster folder (see weights/README.md): statistics, both heads,
 # then the model card's validation table. About 80 minutes on 2 CPU cores; STEPS_* scale it.
