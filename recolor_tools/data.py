@@ -31,7 +31,7 @@ from torch.utils.data import Dataset, Sampler
 
 from .color import rgb_to_lab
 from .errors import RecolorError
-from .imageio import expand_inputs, read_rgb
+from .imageio import expand_inputs, read_rgb, resize_to
 from .models import AB_SCALE
 
 SCALE_JITTER = (1.0, 1.15)
@@ -68,11 +68,7 @@ def resize_short_side(img: np.ndarray, short: float, min_side: int) -> np.ndarra
     """
     h, w = img.shape[:2]
     s = short / min(h, w)
-    size = (max(min_side, round(w * s)), max(min_side, round(h * s)))  # cv2 takes (W, H)
-    if size == (w, h):
-        return img
-    interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
-    return cv2.resize(img, size, interpolation=interp)
+    return resize_to(img, max(min_side, round(h * s)), max(min_side, round(w * s)))
 
 
 class ColorDataset(Dataset):

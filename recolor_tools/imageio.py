@@ -129,6 +129,19 @@ def read_rgb(path: str | Path) -> np.ndarray:
     return decode_rgb(read_bytes(path), str(path))
 
 
+def resize_to(img: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Resize ``img`` to (h, w): area averaging when shrinking, bilinear when enlarging.
+
+    Training crops, prediction inputs and ``--max-size`` all go through here, so the network
+    sees images resampled the same way wherever they come from.
+    """
+    H, W = img.shape[:2]
+    if (h, w) == (H, W):
+        return img
+    interp = cv2.INTER_AREA if h * w < H * W else cv2.INTER_LINEAR
+    return cv2.resize(img, (w, h), interpolation=interp)  # cv2 takes (W, H)
+
+
 def resize_max(img: np.ndarray, max_size: int | None) -> np.ndarray:
     """Shrink ``img`` so that its longer side is at most ``max_size`` pixels (area averaging).
 
@@ -138,8 +151,7 @@ def resize_max(img: np.ndarray, max_size: int | None) -> np.ndarray:
     if not max_size or max(h, w) <= max_size:
         return img
     s = max_size / max(h, w)
-    size = (max(1, round(w * s)), max(1, round(h * s)))
-    return cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+    return resize_to(img, max(1, round(h * s)), max(1, round(w * s)))
 
 
 def encode_image(rgb: np.ndarray, ext: str = ".png", depth: int = 8) -> bytes:

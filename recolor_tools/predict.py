@@ -38,7 +38,7 @@ import torch
 from . import models, quant
 from .color import lab_to_rgb, rgb_to_lab, to_uint8
 from .errors import RecolorError
-from .imageio import read_rgb
+from .imageio import read_rgb, resize_to
 
 DEFAULT_SIZE = 128
 """Working shorter side when the checkpoint does not record the size it was trained at."""
@@ -262,9 +262,7 @@ class Predictor:
             raise ValueError(f"rgb must have shape (H, W, 3), got {rgb.shape}")
         H, W = rgb.shape[:2]
         h, w = working_shape(H, W, self.size, self.max_side)
-        # Shrink by area averaging, as the training images were; enlarge bilinearly.
-        interp = cv2.INTER_AREA if h * w < H * W else cv2.INTER_LINEAR
-        small = cv2.resize(np.asarray(rgb, np.float32), (w, h), interpolation=interp)
+        small = resize_to(np.asarray(rgb, np.float32), h, w)  # resampled as in training
         work = rgb_to_lab(small)[:, :, 0]  # (h, w)
         pad_h, pad_w = -h % 8, -w % 8
         # Pad bottom/right only, so that working pixel (0, 0) stays the image's corner.
