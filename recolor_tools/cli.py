@@ -238,14 +238,7 @@ def from_lab(
     written = 0
     for rec in tool.progress(iter_lab_sources(paths, tool.fail)):
         with tool.guard(rec.name):
-            if "lab" not in rec.arrays and "L" in rec.arrays:
-                import numpy as np
-
-                lab = np.zeros((*rec.arrays["L"].shape[:2], 3), np.float32)
-                lab[:, :, :1] = rec.arrays["L"]
-            else:
-                lab = rec.lab()
-            rgb = lab_to_rgb(lab)
+            rgb = lab_to_rgb(rec.lab(gray_if_l_only=True))
             if per_file:
                 out = output / (Path(rec.name).stem + "." + fmt.lstrip("."))
                 _check_not_input(out, paths)

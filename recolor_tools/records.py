@@ -71,8 +71,15 @@ class Record:
     arrays: dict[str, np.ndarray]
     meta: dict = field(default_factory=dict)
 
-    def lab(self) -> np.ndarray:
-        """The (H, W, 3) Lab image, or raise if this is not a full Lab record."""
+    def lab(self, gray_if_l_only: bool = False) -> np.ndarray:
+        """The (H, W, 3) Lab image, or raise if this is not a full Lab record.
+
+        With ``gray_if_l_only``, an L-only record gives its L with a = b = 0 (a gray image).
+        """
+        if gray_if_l_only and "lab" not in self.arrays and "L" in self.arrays:
+            lab = np.zeros((*self.arrays["L"].shape[:2], 3), np.float32)
+            lab[:, :, :1] = self.arrays["L"]
+            return lab
         if "lab" not in self.arrays:
             raise RecolorError("record holds no Lab image (an L-only or target record?)", self.name)
         return self.arrays["lab"]
