@@ -45,7 +45,7 @@ def data(tmp_path_factory) -> dict[str, Path]:
 def config(data, out: Path, **kw) -> TrainConfig:
     base = dict(
         data=[str(data["train"])], out=out, size=SIZE, batch_size=4, workers=0, width=8,
-        grid=10, quiet=True, lr=2e-3, threads=1,
+        grid=10, quiet=True, lr=2e-3, threads=1, device="cpu",
     )  # fmt: skip
     return TrainConfig(**{**base, **kw})
 

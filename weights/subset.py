@@ -1,0 +1,66 @@
+"""Shrink a poster folder into a small training subset that fits a GPU machine's upload limit.
+
+Run (from the repository root)::
+
+    python weights/subset.py ../shared/data/posters/train gpu/posters/train --keep 2 --of 3
+    python weights/subset.py ../shared/data/posters/val gpu/posters/val200 --first 200
+
+Each kept image is resized (area averaging, the resampling of ``imageio.resize_to``) so that its
+shorter side is ``--short`` pixels (128: the training size, so a random crop still has the tall
+poster's full width) and written as WebP at ``--quality``. The loss is computed at 1/4 of the
+crop, so WebP's chroma subsampling and quality 70 lose little of the target; about 4.8 KB per
+poster. ``--keep K --of N`` keeps the files whose index in name order is < K modulo N.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from recolor_tools.imageio import read_rgb, resize_to  # noqa: E402
+
+
+def shrink(src: Path, dst: Path, short: int, quality: int) -> int:
+    rgb = read_rgb(src)
+    h, w = rgb.shape[:2]
+    k = short / min(h, w)
+    small = resize_to(rgb, max(short, round(h * k)), max(short, round(w * k)))
+    bgr = np.clip(small[:, :, ::-1] * 255.0 + 0.5, 0, 255).astype(np.uint8)  # read_rgb: [0, 1]
+    ok, buf = cv2.imencode(".webp", bgr, [cv2.IMWRITE_WEBP_QUALITY, quality])
+    if not ok:
+        raise OSError(f"{src}: could not encode")
+    dst.write_bytes(buf.tobytes())
+    return len(buf)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("src", type=Path)
+    ap.add_argument("dst", type=Path)
+    ap.add_argument("--short", type=int, default=128)
+    ap.add_argument("--quality", type=int, default=70)
+    ap.add_argument("--keep", type=int, default=1)
+    ap.add_argument("--of", type=int, default=1)
+    ap.add_argument("--first", type=int, default=None, help="only the first N files")
+    args = ap.parse_args()
+    files = sorted(p for p in args.src.iterdir() if p.is_file())
+    files = [p for i, p in enumerate(files) if i % args.of < args.keep][: args.first]
+    args.dst.mkdir(parents=True, exist_ok=True)
+    with ThreadPoolExecutor() as pool:
+        sizes = list(
+            pool.map(
+                lambda p: shrink(p, args.dst / (p.stem + ".webp"), args.short, args.quality),
+                files,
+            )
+        )
+    print(f"{len(sizes)} images, {sum(sizes) / 1e6:.1f} MB, in {args.dst}")
+
+
+if __name__ == "__main__":
+    main()
