@@ -167,13 +167,15 @@ def default_workers(device: torch.device, d: Dist) -> int:
     2-3% of a training step's time per image at size 128 (benchmarks/bench_train.py). One
     worker hides that when a core is spare (4 cores or more); on fewer cores a worker only
     competes with the compute threads, so data is loaded inline. A GPU needs the data side to
-    keep up: most of the cores go to workers.
+    keep up, so every core but one goes to workers: on an H100 at size 128, batch 64, the step
+    takes an image every 0.22 ms (4,530 img/s, bf16) and a worker one every 1.6 ms, so seven
+    workers just keep up; with 14 the shipped cls run logged 3,700-4,300 img/s end to end.
     """
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", d.world))
     cores = max(1, available_cores() // local_world)
     if device.type == "cpu":
         return 1 if cores >= 4 else 0
-    return min(8, max(1, cores - 1))
+    return max(1, cores - 1)
 
 
 def precision_context(cfg: TrainConfig, device: torch.device):

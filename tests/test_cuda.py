@@ -70,12 +70,12 @@ def test_cls_head_with_rebalancing_trains_on_cuda(data, tmp_path):
     assert all(0 <= m["val_auc"] <= 1 for m in lines)
 
 
-def test_resume_on_cuda_continues_the_run(data, tmp_path):
-    """cuDNN picks kernels by timing (cudnn.benchmark), so a resumed CUDA run is not bit-exact
-    as on the CPU; it must still continue the same run: same steps, scheduler, and weights
-    within float noise of the uninterrupted run."""
+def test_resume_on_cuda_reaches_the_same_weights(data, tmp_path):
+    """As on the CPU (test_train.py): 6 steps in one go == 3 steps, then --resume to 6, bit for
+    bit, with bf16 autocast. (One process: cudnn.benchmark picks its kernels by timing, and
+    another process may pick others, which changes the last bits.)"""
     kw = dict(head="reg", size=SIZE, batch_size=4, width=8, lr=2e-3, workers=0, device="cuda",
-              quiet=True, eval_every=2, ckpt_every=100, schedule="cosine")  # fmt: skip
+              quiet=True, eval_every=2, ckpt_every=100)  # fmt: skip
     train(TrainConfig(data=[str(data)], out=tmp_path / "a", steps=6, **kw))
     train(TrainConfig(data=[str(data)], out=tmp_path / "b", steps=3, **kw))
     train(TrainConfig(data=[str(data)], out=tmp_path / "b", steps=6, resume=True, **kw))
@@ -83,13 +83,8 @@ def test_resume_on_cuda_continues_the_run(data, tmp_path):
     b = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
     assert a["step"] == b["step"] == 6
     assert a["train_state"]["scheduler"] == b["train_state"]["scheduler"]
-    worst = 0.0
-    for k, ta in a["model"].items():
-        if ta.is_floating_point():
-            tb = b["model"][k]
-            worst = max(worst, ((ta - tb).norm() / ta.norm().clamp(min=1e-12)).item())
-    print(f"largest relative difference of a parameter tensor: {worst:.2e}")
-    assert worst < 1e-2
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
 
 
 def test_predict_on_cuda_matches_cpu(tmp_path):
