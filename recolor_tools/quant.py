@@ -627,12 +627,15 @@ def _block_check(blk, top):
 def _anneal_mid(z, ca, cb, inv_t, out):
     """Annealed mean over axis 1 of logits z (M, Q, P) f32 -> out (M, P, 2) f32.
 
-    For network output (B, Q, H*W). Each task copies a block of 64 pixels x Q classes to a
+    For network output (B, Q, H*W). Each task copies a block of 256 pixels x Q classes to a
     contiguous buffer first: rows of z lie H*W*4 bytes apart, often a power of two, and reading
     them twice in place thrashes the cache. Returns the number of invalid pixels (output NaN).
     """
     m, q, npix = z.shape
-    bs = 64
+    # 256 rather than 64 pixels a task: the per-task buffers and the short inner loops cost
+    # about a quarter of the time at 64 (measured 1.3x faster at Q = 395; the block, 400 KB,
+    # still fits the L2 cache).
+    bs = 256
     nblk = (npix + bs - 1) // bs
     bad = np.zeros(m * nblk, np.int64)
     for task in numba.prange(m * nblk):
