@@ -2,8 +2,8 @@
 
 Run (from the repository root)::
 
-    python weights/subset.py ../shared/data/posters/train gpu/posters/train --keep 2 --of 3
-    python weights/subset.py ../shared/data/posters/val gpu/posters/val200 --first 200
+    python weights/subset.py ../shared/data/posters/train runs/posters/train --keep 2 --of 3
+    python weights/subset.py ../shared/data/posters/val runs/posters/val200 --first 200
 
 Each kept image is resized (area averaging, the resampling of ``imageio.resize_to``) so that its
 shorter side is ``--short`` pixels (128: the training size, so a random crop still has the tall
