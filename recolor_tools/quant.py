@@ -60,15 +60,6 @@ MAX_CLASSES = 32767
 CLASSES_FORMAT = "recolor-classes"
 CLASSES_VERSION = 1
 
-# Terms of the annealed mean below exp(-_ANNEAL_CUT) (1e-12) of the largest are dropped: their
-# total relative weight is below Q * 1e-12, far under float32 resolution, and it bounds the
-# range that the polynomial exp of the decoding kernels must cover.
-_ANNEAL_CUT = 27.6
-
-# Probabilities are turned into logits a slab of about this many values at a time (4 MiB of
-# float32, so the kernel reads them back from cache), at least one pixel row of the layout.
-_LOG_SLAB = 1 << 20
-
 # The lookup table costs (cells x Q) work to build; this bounds it to well under a second.
 _MAX_TABLE_WORK = 40_000_000
 # Beyond this k the table would list nearly every class per cell, so all classes are measured.
@@ -540,101 +531,251 @@ def hard_encode(ab: np.ndarray, classes: np.ndarray) -> np.ndarray:
 # --- decoding ---------------------------------------------------------------------------------
 
 
-@numba.njit(cache=True, inline="always")
-def _exp_cut(y):
-    """exp(y) for y in [-_ANNEAL_CUT, 0], and 0 below (or for y = -inf); relative error < 3e-8.
+# The decoding kernels work in float32 and base 2 so that LLVM vectorises their loops across
+# 8 or 16 values (a scalar libm exp or log call costs 6-8 ns a value and blocks that). numba
+# types a Python float literal as float64, which would turn float32 arithmetic into float64:
+# every constant of these loops is a float32 (or int32) global, read as a compile-time constant.
+_F1 = np.float32(1.0)
+_FHALF = np.float32(0.5)
+_FNEG_INF = np.float32(-np.inf)
+# 2^y for y below this counts as 2^-64 (5e-20): relative to the largest term (2^0) such terms
+# move the result by less than Q * 5e-20 * max|c|, and it keeps 2^n a normal float32.
+_EXP2_LO = np.float32(-64.0)
+# 2^f = 1 + f * P(f) on [-1/2, 1/2], Cephes exp2f's minimax polynomial: relative error < 2e-7.
+_E5 = np.float32(1.535336188319500e-4)
+_E4 = np.float32(1.339887440266574e-3)
+_E3 = np.float32(9.618437357674640e-3)
+_E2 = np.float32(5.550332471162809e-2)
+_E1 = np.float32(2.402264791363012e-1)
+_E0 = np.float32(6.931472028550421e-1)
+# log2(m) = (2 / ln 2) atanh(s), s = (m - 1) / (m + 1), |s| <= 0.172 for m in [1/sqrt2, sqrt2):
+# the odd series to s^9 (truncation < 4e-10).
+_L1 = np.float32(2.0 / math.log(2.0))
+_L3 = np.float32(2.0 / (3.0 * math.log(2.0)))
+_L5 = np.float32(2.0 / (5.0 * math.log(2.0)))
+_L7 = np.float32(2.0 / (7.0 * math.log(2.0)))
+_L9 = np.float32(2.0 / (9.0 * math.log(2.0)))
+_FSQRT2 = np.float32(math.sqrt(2.0))
+_EXP_BIAS = np.int32(127)
+_MANT_MASK = np.int32(0x007FFFFF)
+_ONE_BITS = np.int32(0x3F800000)  # the bits of 1.0f
 
-    Branch-free arithmetic, so that numba vectorises the loops that call it (libm's exp is a
-    scalar call, several times slower here): exp(y) = exp(y / 128)^128, with exp(t),
-    |t| <= 0.22, from its Taylor polynomial of degree 7 (truncation < 1.3e-10 relative, times
-    128 after the seven squarings). Tested against numpy.exp.
+
+@numba.njit(cache=True, inline="always")
+def _exp2_split(y, f, bits):
+    """First half of ``2^y`` for a float32 row y <= 0 (the first of two loops, so that both
+    vectorise: numba has no scalar float/int bit cast, the int32 row ``bits`` is read back as
+    float32 through a view): ``y = n + f`` with n = round(max(y, -64)), f in [-1/2, 1/2] into
+    ``f``, and the IEEE float32 bits of 2^n into ``bits``."""
+    for j in range(y.size):
+        v = max(y[j], _EXP2_LO)
+        n = np.floor(v + _FHALF)
+        f[j] = v - n
+        bits[j] = (np.int32(n) + _EXP_BIAS) << 23
+
+
+@numba.njit(cache=True, inline="always")
+def _exp2_poly(f):
+    """``2^f`` for f in [-1/2, 1/2], float32, relative error < 2e-7 (with rounding)."""
+    return _F1 + f * (_E0 + f * (_E1 + f * (_E2 + f * (_E3 + f * (_E4 + f * _E5)))))
+
+
+@numba.njit(cache=True, inline="always")
+def _log2_row(x, xbits, mbits, mant, out):
+    """``out = log2(x)`` for a float32 row x >= 0 (-inf where x = 0), absolute error < 3e-7.
+
+    ``xbits`` is x viewed as int32, ``mbits``/``mant`` an int32 scratch row and its float32 view.
+    x = m 2^e with m in [1, 2) from the IEEE bits, m halved (e + 1) above sqrt 2, and log2 m
+    from the atanh series. Float32 subnormals (x < 1.2e-38) come out as about -127: such
+    probabilities only count next to a largest one below about 1e-19 (see ``_EXP2_LO``).
     """
-    t = max(y, -_ANNEAL_CUT) * (1.0 / 128.0)
-    r = 1.0 + t * (
-        1.0
-        + t * (1 / 2 + t * (1 / 6 + t * (1 / 24 + t * (1 / 120 + t * (1 / 720 + t * (1 / 5040))))))
-    )
-    for _ in range(7):
-        r = r * r
-    return r if y > -_ANNEAL_CUT else 0.0
+    for j in range(x.size):
+        mbits[j] = (xbits[j] & _MANT_MASK) | _ONE_BITS
+    for j in range(x.size):
+        m = mant[j]
+        e = np.float32((xbits[j] >> 23) - _EXP_BIAS)
+        big = m > _FSQRT2
+        m = m * _FHALF if big else m
+        e = e + _F1 if big else e
+        s = (m - _F1) / (m + _F1)
+        s2 = s * s
+        v = e + s * (_L1 + s2 * (_L3 + s2 * (_L5 + s2 * (_L7 + s2 * _L9))))
+        out[j] = v if x[j] > 0 else _FNEG_INF
 
 
 @numba.njit(cache=True)
-def _row_check(row):
-    """Largest value of a row of logits and whether the row is valid (no NaN or +inf, and at
-    least one value above -inf). Kept out of the fast-math kernels, which may not test NaN."""
-    top = -np.inf
-    bad = 0
-    for v in row:
-        bad += (v != v) | (v == np.inf)
-        top = max(top, np.float64(v))
-    return top, bad == 0 and top > -np.inf
+def _valid(top, total, vals, probs):
+    """Whether one pixel's scores are valid: no NaN or +inf and, for probabilities, a positive
+    largest one (logits: one above -inf). ``top`` and ``total`` are the largest and the float32
+    sum of ``vals``; only a non-finite sum (a NaN, an infinity, or an overflow) costs a scan.
+    Compiled without fast math, which may drop NaN tests."""
+    if not (top > 0 if probs else top > -np.inf):
+        return False
+    if np.isfinite(total):
+        return True
+    for v in vals:  # noqa: SIM110 (a generator inside numba code)
+        if v != v or v == np.inf:
+            return False
+    return True
 
 
-# 'reassoc' lets numba vectorise the float64 sums over classes (they are summed in another
-# order, within rounding), 'contract' fuses multiply-adds (about 1.3x faster on AVX-512, results
-# within rounding); no 'nnan'/'ninf', so the NaN and infinity tests stay as written (they live
-# in _row_check/_block_check, compiled without fast math).
+# 'reassoc' lets numba vectorise the sums (in another order, within rounding), 'contract' fuses
+# multiply-adds, 'arcp' and 'afn' allow cheaper division; no 'nnan'/'ninf', so the NaN and
+# infinity tests stay as written.
 _DECODE_FASTMATH = {"reassoc", "nsz", "contract", "arcp", "afn"}
 
 
-@numba.njit(cache=True, parallel=True, nogil=True, fastmath=_DECODE_FASTMATH)
-def _anneal_last(z, ca, cb, inv_t, out):
-    """Annealed mean of logits z (N, Q) f32, classes contiguous -> out (N, 2) f32.
+@numba.njit(cache=True)
+def _row_total(row):
+    """float32 sum of a row, NaN if it holds a NaN or both infinities, else infinite if it holds
+    one (or overflows). Without fast math (a fast-math sum here lost a NaN), in eight chains so
+    that it is not bound by the latency of one."""
+    acc = np.zeros(8, np.float32)
+    n8 = row.size // 8 * 8
+    for c in range(0, n8, 8):
+        for j in range(8):
+            acc[j] += row[c + j]
+    for c in range(n8, row.size):
+        acc[0] += row[c]
+    return acc.sum()
 
-    ca, cb: (Q,) float64 class centres. Returns the number of invalid rows (output NaN).
+
+@numba.njit(cache=True, fastmath=True)
+def _row_max(row):
+    """Largest value of a float32 row, vectorised ('nnan' lets LLVM vectorise the max
+    reduction); meaningless if the row holds a NaN, which :func:`_valid` catches."""
+    top = _FNEG_INF
+    for v in row:
+        top = v if v > top else top
+    return top
+
+
+@numba.njit(cache=True, parallel=True, nogil=True, fastmath=_DECODE_FASTMATH)
+def _anneal_last(z, zbits, ca, cb, k, probs, out):
+    """Annealed mean of scores z (N, Q) float32, classes contiguous -> out (N, 2) float32.
+
+    ``zbits`` is z viewed as int32; ``probs``: z holds probabilities (else logits); k is
+    1 / T for probabilities and log2(e) / T for logits (the kernel works in base 2); ca, cb:
+    (Q,) float64 class centres. Returns the number of invalid pixels (output NaN).
     """
     n, q = z.shape
-    bad = np.zeros(n, np.bool_)
-    for p in numba.prange(n):
-        top, ok = _row_check(z[p])
-        if not ok:
-            bad[p] = True
-            out[p, 0] = out[p, 1] = np.nan
-            continue
-        sw = sa = sb = 0.0
-        for c in range(q):
-            e = _exp_cut((z[p, c] - top) * inv_t)
-            sw += e
-            sa += e * ca[c]
-            sb += e * cb[c]
-        out[p, 0] = sa / sw
-        out[p, 1] = sb / sw
+    bs = 64
+    ntask = (n + bs - 1) // bs
+    bad = np.zeros(ntask, np.int64)
+    for task in numba.prange(ntask):
+        t = np.empty(q, np.float32)
+        f = np.empty(q, np.float32)
+        bits = np.empty(q, np.int32)
+        scale = bits.view(np.float32)
+        mbits = np.empty(q, np.int32)
+        mant = mbits.view(np.float32)
+        for p in range(task * bs, min(n, task * bs + bs)):
+            row = z[p]
+            total = _row_total(row)
+            top = _row_max(row)
+            if not _valid(top, total, row, probs):
+                bad[task] += 1
+                out[p, 0] = out[p, 1] = np.nan
+                continue
+            if probs:
+                _log2_row(row, zbits[p], mbits, mant, t)
+                top = _row_max(t)
+            else:
+                t[:] = row
+            for c in range(q):
+                t[c] = (t[c] - top) * k
+            _exp2_split(t, f, bits)
+            sw = sa = sb = 0.0
+            for c in range(q):
+                e = np.float64(_exp2_poly(f[c]) * scale[c])
+                sw += e
+                sa += e * ca[c]
+                sb += e * cb[c]
+            out[p, 0] = sa / sw
+            out[p, 1] = sb / sw
     return bad.sum()
 
 
-@numba.njit(cache=True)
-def _block_check(blk, top):
-    """Column maxima of a block (Q, w) of logits into top; the number of invalid columns (see
-    :func:`_row_check`), whose top is set to NaN."""
-    w = blk.shape[1]
-    nbad = np.zeros(w, np.int64)
-    top[:] = -np.inf
-    for c in range(blk.shape[0]):
+@numba.njit(cache=True, nogil=True, fastmath=_DECODE_FASTMATH)
+def _mid_block(z, i, lo, w, ca, cb, k, probs, out):
+    """One task of :func:`_anneal_mid`: scores ``z[i, :, lo : lo + w]`` -> out (w, 2).
+
+    Copies the block to a contiguous buffer first: rows of zb lie H*W*4 bytes apart, often a
+    power of two, and reading them twice in place thrashes the cache. Per class row the loops
+    run across the block's pixels, which vectorises without reductions. Returns the number of
+    invalid pixels.
+    """
+    q = z.shape[1]
+    blkbits = np.empty((q, w), np.int32)
+    blk = blkbits.view(np.float32)
+    top = np.full(w, _FNEG_INF)
+    total = np.zeros(w, np.float32)
+    for c in range(q):
+        # A sliced row (not z[i, c, lo + p]) so that numba knows the index is not negative: its
+        # wrap-around test would keep the loop from vectorising (2.8x slower).
+        row = z[i, c, lo : lo + w]
+        dst = blk[c]
         for p in range(w):
-            v = blk[c, p]
-            nbad[p] += (v != v) | (v == np.inf)
-            top[p] = max(top[p], np.float64(v))
+            v = row[p]
+            dst[p] = v
+            top[p] = v if v > top[p] else top[p]
+            total[p] += v
+    ok = np.empty(w, np.bool_)
     bad = 0
     for p in range(w):
-        if nbad[p] or top[p] == -np.inf:
+        ok[p] = _valid(top[p], total[p], blk[:, p], probs)
+        if not ok[p]:
             bad += 1
-            top[p] = np.nan
+            top[p] = 1.0  # any finite value: the pixel's output is NaN
+    t = np.empty(w, np.float32)
+    f = np.empty(w, np.float32)
+    bits = np.empty(w, np.int32)
+    scale = bits.view(np.float32)
+    mbits = np.empty(w, np.int32)
+    mant = mbits.view(np.float32)
+    if probs:
+        top_log = np.empty(w, np.float32)
+        _log2_row(top, top.view(np.int32), mbits, mant, top_log)
+        top = top_log
+    sw = np.zeros(w)
+    sa = np.zeros(w)
+    sb = np.zeros(w)
+    for c in range(q):
+        if probs:
+            _log2_row(blk[c], blkbits[c], mbits, mant, t)
+            for p in range(w):
+                t[p] = (t[p] - top[p]) * k
+        else:
+            row = blk[c]
+            for p in range(w):
+                t[p] = (row[p] - top[p]) * k
+        _exp2_split(t, f, bits)
+        cac = ca[c]
+        cbc = cb[c]
+        for p in range(w):
+            e = np.float64(_exp2_poly(f[p]) * scale[p])
+            sw[p] += e
+            sa[p] += e * cac
+            sb[p] += e * cbc
+    for p in range(w):
+        if ok[p]:
+            out[p, 0] = sa[p] / sw[p]
+            out[p, 1] = sb[p] / sw[p]
+        else:
+            out[p, 0] = out[p, 1] = np.nan
     return bad
 
 
-@numba.njit(cache=True, parallel=True, nogil=True, fastmath=_DECODE_FASTMATH)
-def _anneal_mid(z, ca, cb, inv_t, out):
-    """Annealed mean over axis 1 of logits z (M, Q, P) f32 -> out (M, P, 2) f32.
+@numba.njit(cache=True, parallel=True, nogil=True)
+def _anneal_mid(z, ca, cb, k, probs, out):
+    """Annealed mean over axis 1 of scores z (M, Q, P) float32 -> out (M, P, 2) float32.
 
-    For network output (B, Q, H*W). Each task copies a block of 256 pixels x Q classes to a
-    contiguous buffer first: rows of z lie H*W*4 bytes apart, often a power of two, and reading
-    them twice in place thrashes the cache. Returns the number of invalid pixels (output NaN).
+    For network output (B, Q, H*W), in tasks of 256 pixels x Q classes (:func:`_mid_block`).
+    Arguments as for :func:`_anneal_last`. Returns the number of invalid pixels (output NaN).
     """
     m, q, npix = z.shape
-    # 256 rather than 64 pixels a task: the per-task buffers and the short inner loops cost
-    # about a quarter of the time at 64 (measured 1.3x faster at Q = 395; the block, 400 KB,
-    # still fits the L2 cache).
+    # 256 pixels a task: shorter rows cost more loop overhead, the block (400 KB at Q = 395)
+    # still fits the L2 cache.
     bs = 256
     nblk = (npix + bs - 1) // bs
     bad = np.zeros(m * nblk, np.int64)
@@ -642,23 +783,7 @@ def _anneal_mid(z, ca, cb, inv_t, out):
         i = task // nblk
         lo = (task % nblk) * bs
         w = min(npix, lo + bs) - lo
-        blk = np.empty((q, w), np.float32)
-        for c in range(q):
-            blk[c] = z[i, c, lo : lo + w]
-        top = np.empty(w)
-        bad[task] = _block_check(blk, top)
-        sw = np.zeros(w)
-        sa = np.zeros(w)
-        sb = np.zeros(w)
-        for c in range(q):
-            for p in range(w):
-                e = _exp_cut((blk[c, p] - top[p]) * inv_t)
-                sw[p] += e
-                sa[p] += e * ca[c]
-                sb[p] += e * cb[c]
-        for p in range(w):
-            out[i, lo + p, 0] = sa[p] / sw[p]
-            out[i, lo + p, 1] = sb[p] / sw[p]
+        bad[task] = _mid_block(z, i, lo, w, ca, cb, k, probs, out[i, lo : lo + w])
     return bad.sum()
 
 
@@ -739,28 +864,16 @@ def annealed_mean(
         raise ValueError("probabilities must not be negative")
     ca, cb = (np.ascontiguousarray(cls[:, i], np.float64) for i in (0, 1))
     if out.size:
+        # The kernels work in base 2: softmax(z / T) weights are 2^((z - z_max) log2(e) / T),
+        # softmax(log p / T) ones 2^((log2 p - log2 p_max) / T).
+        k = np.float32((1.0 / math.log(2.0) if logits else 1.0) / T)
         z = x.reshape(pre, -1, post)
-        # Probabilities are turned into logits (log p; 0 -> -inf: weight 0, softmax(log p / T)
-        # is then softmax(z / T)) a slab at a time into a reused buffer, or in place when x is
-        # already a private copy: a fresh full-size array costs more in page faults than the
-        # log itself.
-        own = x is not scores and not np.shares_memory(x, np.asarray(scores))
-        rows = max(1, _LOG_SLAB // max(1, z.shape[1] * post))
-        buf = None if logits or own else np.empty((min(rows, pre), *z.shape[1:]), np.float32)
-        bad = 0
         with _KERNEL_LOCK:
-            for lo in range(0, pre, rows):
-                zs = z[lo : lo + rows]
-                if not logits:
-                    dst = zs if own else buf[: len(zs)]
-                    with np.errstate(divide="ignore"):
-                        np.log(zs, out=dst)
-                    zs = dst
-                o = out[lo : lo + rows]
-                if post == 1:
-                    bad += _anneal_last(zs.reshape(len(zs), -1), ca, cb, 1.0 / T, o.reshape(-1, 2))
-                else:
-                    bad += _anneal_mid(zs, ca, cb, 1.0 / T, o)
+            if post == 1:
+                z2 = z.reshape(pre, -1)
+                bad = _anneal_last(z2, z2.view(np.int32), ca, cb, k, not logits, out.reshape(-1, 2))
+            else:
+                bad = _anneal_mid(z, ca, cb, k, not logits, out)
         if bad:
             what = "logits (or all -inf)" if logits else "probabilities (or all zero)"
             raise ValueError(f"scores of {bad} pixel(s) hold NaN or infinite {what}")

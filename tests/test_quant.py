@@ -288,11 +288,9 @@ def test_annealed_mean_logits_and_class_axis():
     )
 
 
-@pytest.mark.parametrize("slab", [1, 3 * len(C8), 1 << 20])
-def test_annealed_mean_of_probabilities_in_slabs(monkeypatch, slab):
-    # Probabilities become logits one slab at a time, into a buffer or (for a private float64 ->
-    # float32 copy) in place; the caller's array must be left as it was.
-    monkeypatch.setattr(quant, "_LOG_SLAB", slab)
+def test_annealed_mean_of_probabilities_leaves_the_input_alone():
+    # Probabilities are turned into logs inside the kernels; the caller's array (or a float64
+    # or list input converted to float32) must be left as it was.
     p = peaky_scores((5, 7), C8, seed=7)
     p[:, :, ::5] = 0.0
     want = numpy_annealed_mean(p, C8, 0.38)
@@ -358,13 +356,32 @@ def test_annealed_mean_rejects_bad_shapes(shape, kw, match):
         quant.annealed_mean(np.ones((2, len(C8))), C8, T=0.0)
 
 
-def test_polynomial_exp_against_numpy():
+def test_polynomial_exp2_and_log2_against_numpy():
     import numba
 
-    f = numba.njit(lambda y: [quant._exp_cut(v) for v in y])
-    y = np.concatenate([np.linspace(-quant._ANNEAL_CUT + 1e-9, 0, 10001), [0.0, -1e-300]])
-    np.testing.assert_allclose(f(y), np.exp(y), rtol=3e-8, atol=0)
-    assert f(np.array([-quant._ANNEAL_CUT - 1e-9, -1e4, -np.inf])) == [0.0, 0.0, 0.0]
+    @numba.njit
+    def exp2(y):
+        f = np.empty_like(y)
+        bits = np.empty(y.size, np.int32)
+        quant._exp2_split(y, f, bits)
+        scale = bits.view(np.float32)
+        return np.array([quant._exp2_poly(f[j]) * scale[j] for j in range(y.size)])
+
+    y = np.linspace(-64, 0, 100001).astype(np.float32)
+    np.testing.assert_allclose(exp2(y), np.exp2(y.astype(np.float64)), rtol=3e-7, atol=0)
+    assert (exp2(np.array([-70, -1e30, -np.inf], np.float32)) == np.float32(2.0**-64)).all()
+
+    @numba.njit
+    def log2(x):
+        out = np.empty_like(x)
+        mbits = np.empty(x.size, np.int32)
+        quant._log2_row(x, x.view(np.int32), mbits, mbits.view(np.float32), out)
+        return out
+
+    x = np.concatenate([np.geomspace(1e-37, 1e37, 100001), [0.5, 1, 2, np.sqrt(2)]])
+    x = x.astype(np.float32)
+    np.testing.assert_allclose(log2(x), np.log2(x.astype(np.float64)), rtol=1e-7, atol=3e-7)
+    assert log2(np.zeros(3, np.float32)).tolist() == [-np.inf] * 3
 
 
 # --- class files ------------------------------------------------------------------------------
