@@ -562,13 +562,14 @@ _ONE_BITS = np.int32(0x3F800000)  # the bits of 1.0f
 
 
 @numba.njit(cache=True, inline="always")
-def _exp2_split(y, f, bits):
-    """First half of ``2^y`` for a float32 row y <= 0 (the first of two loops, so that both
-    vectorise: numba has no scalar float/int bit cast, the int32 row ``bits`` is read back as
-    float32 through a view): ``y = n + f`` with n = round(max(y, -64)), f in [-1/2, 1/2] into
-    ``f``, and the IEEE float32 bits of 2^n into ``bits``."""
-    for j in range(y.size):
-        v = max(y[j], _EXP2_LO)
+def _exp2_split(x, top, k, f, bits):
+    """First half of ``2^y``, y = (x - top) k <= 0, for float32 rows x and top (the first of two
+    loops, so that both vectorise: numba has no scalar float/int bit cast, the int32 row
+    ``bits`` is read back as float32 through a view): ``y = n + f`` with
+    n = round(max(y, -64)), f in [-1/2, 1/2] into ``f``, and the IEEE bits of 2^n into
+    ``bits``."""
+    for j in range(f.size):
+        v = max((x[j] - top[j]) * k, _EXP2_LO)
         n = np.floor(v + _FHALF)
         f[j] = v - n
         bits[j] = (np.int32(n) + _EXP_BIAS) << 23
@@ -582,16 +583,17 @@ def _exp2_poly(f):
 
 @numba.njit(cache=True, inline="always")
 def _log2_row(x, xbits, mbits, mant, out):
-    """``out = log2(x)`` for a float32 row x >= 0 (-inf where x = 0), absolute error < 3e-7.
+    """``out = log2(x)`` for the first ``out.size`` values of a float32 row x >= 0 (-inf where
+    x = 0), absolute error < 3e-7.
 
     ``xbits`` is x viewed as int32, ``mbits``/``mant`` an int32 scratch row and its float32 view.
     x = m 2^e with m in [1, 2) from the IEEE bits, m halved (e + 1) above sqrt 2, and log2 m
     from the atanh series. Float32 subnormals (x < 1.2e-38) come out as about -127: such
     probabilities only count next to a largest one below about 1e-19 (see ``_EXP2_LO``).
     """
-    for j in range(x.size):
+    for j in range(out.size):
         mbits[j] = (xbits[j] & _MANT_MASK) | _ONE_BITS
-    for j in range(x.size):
+    for j in range(out.size):
         m = mant[j]
         e = np.float32((xbits[j] >> 23) - _EXP_BIAS)
         big = m > _FSQRT2
@@ -625,101 +627,24 @@ def _valid(top, total, vals, probs):
 _DECODE_FASTMATH = {"reassoc", "nsz", "contract", "arcp", "afn"}
 
 
-@numba.njit(cache=True)
-def _row_total(row):
-    """float32 sum of a row, NaN if it holds a NaN or both infinities, else infinite if it holds
-    one (or overflows). Without fast math (a fast-math sum here lost a NaN), in eight chains so
-    that it is not bound by the latency of one."""
-    acc = np.zeros(8, np.float32)
-    n8 = row.size // 8 * 8
-    for c in range(0, n8, 8):
-        for j in range(8):
-            acc[j] += row[c + j]
-    for c in range(n8, row.size):
-        acc[0] += row[c]
-    return acc.sum()
+# Decoding works on blocks of pixels x Q classes in a contiguous (Q, width) buffer: per class row
+# its loops run across the block's pixels, which vectorises without reductions (numba would not
+# vectorise a max over a pixel's classes without 'nnan', which the NaN tests forbid).
+_BLOCK = 256
+_CHUNK = 16
 
 
-@numba.njit(cache=True, fastmath=True)
-def _row_max(row):
-    """Largest value of a float32 row, vectorised ('nnan' lets LLVM vectorise the max
-    reduction); meaningless if the row holds a NaN, which :func:`_valid` catches."""
-    top = _FNEG_INF
-    for v in row:
-        top = v if v > top else top
-    return top
+@numba.njit(cache=True, nogil=True, fastmath=_DECODE_FASTMATH, error_model="numpy")
+def _decode_block(blkbits, w, top, total, ca, cb, k, probs, out):
+    """Annealed mean of the first w columns of a block (Q, width) -> out (w, 2); returns the
+    number of invalid pixels (output NaN).
 
-
-@numba.njit(cache=True, parallel=True, nogil=True, fastmath=_DECODE_FASTMATH)
-def _anneal_last(z, zbits, ca, cb, k, probs, out):
-    """Annealed mean of scores z (N, Q) float32, classes contiguous -> out (N, 2) float32.
-
-    ``zbits`` is z viewed as int32; ``probs``: z holds probabilities (else logits); k is
-    1 / T for probabilities and log2(e) / T for logits (the kernel works in base 2); ca, cb:
-    (Q,) float64 class centres. Returns the number of invalid pixels (output NaN).
+    ``blkbits`` is the block as int32 (its float32 view holds the scores), ``top`` and
+    ``total`` (w,) float32 the largest score and the sum per pixel; see :func:`_anneal_mid`
+    for the other arguments.
     """
-    n, q = z.shape
-    bs = 64
-    ntask = (n + bs - 1) // bs
-    bad = np.zeros(ntask, np.int64)
-    for task in numba.prange(ntask):
-        t = np.empty(q, np.float32)
-        f = np.empty(q, np.float32)
-        bits = np.empty(q, np.int32)
-        scale = bits.view(np.float32)
-        mbits = np.empty(q, np.int32)
-        mant = mbits.view(np.float32)
-        for p in range(task * bs, min(n, task * bs + bs)):
-            row = z[p]
-            total = _row_total(row)
-            top = _row_max(row)
-            if not _valid(top, total, row, probs):
-                bad[task] += 1
-                out[p, 0] = out[p, 1] = np.nan
-                continue
-            if probs:
-                _log2_row(row, zbits[p], mbits, mant, t)
-                top = _row_max(t)
-            else:
-                t[:] = row
-            for c in range(q):
-                t[c] = (t[c] - top) * k
-            _exp2_split(t, f, bits)
-            sw = sa = sb = 0.0
-            for c in range(q):
-                e = np.float64(_exp2_poly(f[c]) * scale[c])
-                sw += e
-                sa += e * ca[c]
-                sb += e * cb[c]
-            out[p, 0] = sa / sw
-            out[p, 1] = sb / sw
-    return bad.sum()
-
-
-@numba.njit(cache=True, nogil=True, fastmath=_DECODE_FASTMATH)
-def _mid_block(z, i, lo, w, ca, cb, k, probs, out):
-    """One task of :func:`_anneal_mid`: scores ``z[i, :, lo : lo + w]`` -> out (w, 2).
-
-    Copies the block to a contiguous buffer first: rows of zb lie H*W*4 bytes apart, often a
-    power of two, and reading them twice in place thrashes the cache. Per class row the loops
-    run across the block's pixels, which vectorises without reductions. Returns the number of
-    invalid pixels.
-    """
-    q = z.shape[1]
-    blkbits = np.empty((q, w), np.int32)
+    q = blkbits.shape[0]
     blk = blkbits.view(np.float32)
-    top = np.full(w, _FNEG_INF)
-    total = np.zeros(w, np.float32)
-    for c in range(q):
-        # A sliced row (not z[i, c, lo + p]) so that numba knows the index is not negative: its
-        # wrap-around test would keep the loop from vectorising (2.8x slower).
-        row = z[i, c, lo : lo + w]
-        dst = blk[c]
-        for p in range(w):
-            v = row[p]
-            dst[p] = v
-            top[p] = v if v > top[p] else top[p]
-            total[p] += v
     ok = np.empty(w, np.bool_)
     bad = 0
     for p in range(w):
@@ -740,23 +665,32 @@ def _mid_block(z, i, lo, w, ca, cb, k, probs, out):
     sw = np.zeros(w)
     sa = np.zeros(w)
     sb = np.zeros(w)
-    for c in range(q):
-        if probs:
-            _log2_row(blk[c], blkbits[c], mbits, mant, t)
+    # Sums over up to _CHUNK classes in float32 (fewer memory writes per value than float64),
+    # each added to the float64 sums: float32 sums over all Q classes could be off by Q * 6e-8.
+    aw = np.empty(w, np.float32)
+    aa = np.empty(w, np.float32)
+    ab = np.empty(w, np.float32)
+    for c0 in range(0, q, _CHUNK):
+        aw[:] = 0.0
+        aa[:] = 0.0
+        ab[:] = 0.0
+        for c in range(c0, min(q, c0 + _CHUNK)):
+            if probs:
+                _log2_row(blk[c], blkbits[c], mbits, mant, t)
+                _exp2_split(t, top, k, f, bits)
+            else:
+                _exp2_split(blk[c], top, k, f, bits)
+            cac = ca[c]
+            cbc = cb[c]
             for p in range(w):
-                t[p] = (t[p] - top[p]) * k
-        else:
-            row = blk[c]
-            for p in range(w):
-                t[p] = (row[p] - top[p]) * k
-        _exp2_split(t, f, bits)
-        cac = ca[c]
-        cbc = cb[c]
+                e = _exp2_poly(f[p]) * scale[p]
+                aw[p] += e
+                aa[p] += e * cac
+                ab[p] += e * cbc
         for p in range(w):
-            e = np.float64(_exp2_poly(f[p]) * scale[p])
-            sw[p] += e
-            sa[p] += e * cac
-            sb[p] += e * cbc
+            sw[p] += aw[p]
+            sa[p] += aa[p]
+            sb[p] += ab[p]
     for p in range(w):
         if ok[p]:
             out[p, 0] = sa[p] / sw[p]
@@ -766,23 +700,92 @@ def _mid_block(z, i, lo, w, ca, cb, k, probs, out):
     return bad
 
 
+@numba.njit(cache=True, nogil=True, fastmath=_DECODE_FASTMATH, error_model="numpy")
+def _mid_block(z, i, lo, w, ca, cb, k, probs, out):
+    """One task of :func:`_anneal_mid`: scores ``z[i, :, lo : lo + w]`` -> out (w, 2).
+
+    Copies the block to a contiguous buffer first (rows of z lie H*W*4 bytes apart, often a
+    power of two, and reading them twice in place thrashes the cache), with the largest score
+    and the sum per pixel on the way.
+    """
+    q = z.shape[1]
+    blkbits = np.empty((q, w), np.int32)
+    blk = blkbits.view(np.float32)
+    top = np.full(w, _FNEG_INF)
+    total = np.zeros(w, np.float32)
+    for c in range(q):
+        # A sliced row (not z[i, c, lo + p]) so that numba knows the index is not negative: its
+        # wrap-around test would keep the loop from vectorising (2.8x slower).
+        row = z[i, c, lo : lo + w]
+        dst = blk[c]
+        for p in range(w):
+            v = row[p]
+            dst[p] = v
+            top[p] = v if v > top[p] else top[p]
+            total[p] += v
+    return _decode_block(blkbits, w, top, total, ca, cb, k, probs, out)
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_DECODE_FASTMATH, error_model="numpy")
+def _last_block(z, lo, w, ca, cb, k, probs, out):
+    """One task of :func:`_anneal_last`: scores ``z[lo : lo + w]`` (w, Q) -> out (w, 2).
+
+    Transposes the block into a (Q, width) buffer. Its rows are padded to width = 256 + 16
+    values: a row stride of exactly 1 KiB would map the Q rows written per pixel onto a few
+    cache sets.
+    """
+    q = z.shape[1]
+    blkbits = np.empty((q, _BLOCK + 16), np.int32)
+    blk = blkbits.view(np.float32)
+    for p in range(w):
+        row = z[lo + p]
+        for c in range(q):
+            blk[c, p] = row[c]
+    top = np.full(w, _FNEG_INF)
+    total = np.zeros(w, np.float32)
+    for c in range(q):
+        row = blk[c]
+        for p in range(w):
+            v = row[p]
+            top[p] = v if v > top[p] else top[p]
+            total[p] += v
+    return _decode_block(blkbits, w, top, total, ca, cb, k, probs, out)
+
+
+@numba.njit(cache=True, parallel=True, nogil=True)
+def _anneal_last(z, ca, cb, k, probs, out):
+    """Annealed mean of scores z (N, Q) float32, classes contiguous -> out (N, 2) float32.
+
+    In tasks of 256 pixels (:func:`_last_block`); arguments as for :func:`_anneal_mid`.
+    Returns the number of invalid pixels (output NaN).
+    """
+    n = z.shape[0]
+    ntask = (n + _BLOCK - 1) // _BLOCK
+    bad = np.zeros(ntask, np.int64)
+    for task in numba.prange(ntask):
+        lo = task * _BLOCK
+        w = min(n, lo + _BLOCK) - lo
+        bad[task] = _last_block(z, lo, w, ca, cb, k, probs, out[lo : lo + w])
+    return bad.sum()
+
+
 @numba.njit(cache=True, parallel=True, nogil=True)
 def _anneal_mid(z, ca, cb, k, probs, out):
     """Annealed mean over axis 1 of scores z (M, Q, P) float32 -> out (M, P, 2) float32.
 
-    For network output (B, Q, H*W), in tasks of 256 pixels x Q classes (:func:`_mid_block`).
-    Arguments as for :func:`_anneal_last`. Returns the number of invalid pixels (output NaN).
+    For network output (B, Q, H*W), in tasks of 256 pixels x Q classes (:func:`_mid_block`;
+    shorter rows cost more loop overhead, the block, 400 KB at Q = 395, still fits the L2
+    cache). ``probs``: z holds probabilities (else logits); k is 1 / T for probabilities and
+    log2(e) / T for logits (the kernels work in base 2); ca, cb: (Q,) float64 class centres.
+    Returns the number of invalid pixels (output NaN).
     """
     m, q, npix = z.shape
-    # 256 pixels a task: shorter rows cost more loop overhead, the block (400 KB at Q = 395)
-    # still fits the L2 cache.
-    bs = 256
-    nblk = (npix + bs - 1) // bs
+    nblk = (npix + _BLOCK - 1) // _BLOCK
     bad = np.zeros(m * nblk, np.int64)
     for task in numba.prange(m * nblk):
         i = task // nblk
-        lo = (task % nblk) * bs
-        w = min(npix, lo + bs) - lo
+        lo = (task % nblk) * _BLOCK
+        w = min(npix, lo + _BLOCK) - lo
         bad[task] = _mid_block(z, i, lo, w, ca, cb, k, probs, out[i, lo : lo + w])
     return bad.sum()
 
@@ -862,7 +865,7 @@ def annealed_mean(
     out = np.empty((pre, post, 2), np.float32)
     if not logits and (x < 0).any():
         raise ValueError("probabilities must not be negative")
-    ca, cb = (np.ascontiguousarray(cls[:, i], np.float64) for i in (0, 1))
+    ca, cb = (np.ascontiguousarray(cls[:, i], np.float32) for i in (0, 1))
     if out.size:
         # The kernels work in base 2: softmax(z / T) weights are 2^((z - z_max) log2(e) / T),
         # softmax(log p / T) ones 2^((log2 p - log2 p_max) / T).
@@ -870,8 +873,7 @@ def annealed_mean(
         z = x.reshape(pre, -1, post)
         with _KERNEL_LOCK:
             if post == 1:
-                z2 = z.reshape(pre, -1)
-                bad = _anneal_last(z2, z2.view(np.int32), ca, cb, k, not logits, out.reshape(-1, 2))
+                bad = _anneal_last(z.reshape(pre, -1), ca, cb, k, not logits, out.reshape(-1, 2))
             else:
                 bad = _anneal_mid(z, ca, cb, k, not logits, out)
         if bad:

@@ -288,6 +288,20 @@ def test_annealed_mean_logits_and_class_axis():
     )
 
 
+def test_annealed_mean_over_several_blocks_of_pixels():
+    # 900 pixels: the kernels' blocks of 256 pixels, the last one partly filled, both layouts.
+    p = peaky_scores((3, 300), C8, seed=6)
+    p[0, :, ::4] = 0.0
+    want = numpy_annealed_mean(p, C8, 0.38)
+    with np.errstate(divide="ignore"):
+        z = np.log(p)
+    for axis in (-1, 1):
+        for scores, logits in ((p, False), (z, True)):
+            x = np.ascontiguousarray(np.moveaxis(scores, -1, axis))
+            got = quant.annealed_mean(x, C8, axis=axis, logits=logits)
+            np.testing.assert_allclose(got, want, atol=2e-4)
+
+
 def test_annealed_mean_of_probabilities_leaves_the_input_alone():
     # Probabilities are turned into logs inside the kernels; the caller's array (or a float64
     # or list input converted to float32) must be left as it was.
@@ -363,7 +377,7 @@ def test_polynomial_exp2_and_log2_against_numpy():
     def exp2(y):
         f = np.empty_like(y)
         bits = np.empty(y.size, np.int32)
-        quant._exp2_split(y, f, bits)
+        quant._exp2_split(y, np.zeros_like(y), np.float32(1.0), f, bits)
         scale = bits.view(np.float32)
         return np.array([quant._exp2_poly(f[j]) * scale[j] for j in range(y.size)])
 
