@@ -538,6 +538,7 @@ def hard_encode(ab: np.ndarray, classes: np.ndarray) -> np.ndarray:
 _F1 = np.float32(1.0)
 _FHALF = np.float32(0.5)
 _FNEG_INF = np.float32(-np.inf)
+_FPOS_INF = np.float32(np.inf)
 # 2^y for y below this counts as 2^-64 (5e-20): relative to the largest term (2^0) such terms
 # move the result by less than Q * 5e-20 * max|c|, and it keeps 2^n a normal float32.
 _EXP2_LO = np.float32(-64.0)
@@ -635,20 +636,21 @@ _CHUNK = 16
 
 
 @numba.njit(cache=True, nogil=True, fastmath=_DECODE_FASTMATH, error_model="numpy")
-def _decode_block(blkbits, w, top, total, ca, cb, k, probs, out):
+def _decode_block(blkbits, w, top, low, total, ca, cb, k, probs, out):
     """Annealed mean of the first w columns of a block (Q, width) -> out (w, 2); returns the
-    number of invalid pixels (output NaN).
+    numbers of invalid pixels (output NaN) and of pixels with a negative probability.
 
-    ``blkbits`` is the block as int32 (its float32 view holds the scores), ``top`` and
-    ``total`` (w,) float32 the largest score and the sum per pixel; see :func:`_anneal_mid`
-    for the other arguments.
+    ``blkbits`` is the block as int32 (its float32 view holds the scores), ``top``, ``low`` and
+    ``total`` (w,) float32 the largest and smallest score and the sum per pixel; see
+    :func:`_anneal_mid` for the other arguments.
     """
     q = blkbits.shape[0]
     blk = blkbits.view(np.float32)
     ok = np.empty(w, np.bool_)
-    bad = 0
+    bad = neg = 0
     for p in range(w):
         ok[p] = _valid(top[p], total[p], blk[:, p], probs)
+        neg += probs and low[p] < 0
         if not ok[p]:
             bad += 1
             top[p] = 1.0  # any finite value: the pixel's output is NaN
@@ -697,7 +699,7 @@ def _decode_block(blkbits, w, top, total, ca, cb, k, probs, out):
             out[p, 1] = sb[p] / sw[p]
         else:
             out[p, 0] = out[p, 1] = np.nan
-    return bad
+    return bad, neg
 
 
 @numba.njit(cache=True, nogil=True, fastmath=_DECODE_FASTMATH, error_model="numpy")
@@ -712,6 +714,7 @@ def _mid_block(z, i, lo, w, ca, cb, k, probs, out):
     blkbits = np.empty((q, w), np.int32)
     blk = blkbits.view(np.float32)
     top = np.full(w, _FNEG_INF)
+    low = np.full(w, _FPOS_INF)
     total = np.zeros(w, np.float32)
     for c in range(q):
         # A sliced row (not z[i, c, lo + p]) so that numba knows the index is not negative: its
@@ -722,8 +725,9 @@ def _mid_block(z, i, lo, w, ca, cb, k, probs, out):
             v = row[p]
             dst[p] = v
             top[p] = v if v > top[p] else top[p]
+            low[p] = v if v < low[p] else low[p]
             total[p] += v
-    return _decode_block(blkbits, w, top, total, ca, cb, k, probs, out)
+    return _decode_block(blkbits, w, top, low, total, ca, cb, k, probs, out)
 
 
 @numba.njit(cache=True, nogil=True, fastmath=_DECODE_FASTMATH, error_model="numpy")
@@ -737,19 +741,26 @@ def _last_block(z, lo, w, ca, cb, k, probs, out):
     q = z.shape[1]
     blkbits = np.empty((q, _BLOCK + 16), np.int32)
     blk = blkbits.view(np.float32)
-    for p in range(w):
-        row = z[lo + p]
+    # In tiles of 16 pixels: per class one full cache line of the buffer is written, and the 16
+    # rows read stream along the classes.
+    for p0 in range(0, w, 16):
+        rows = z[lo + p0 : lo + min(w, p0 + 16)]
+        n = rows.shape[0]
         for c in range(q):
-            blk[c, p] = row[c]
+            dst = blk[c, p0 : p0 + n]
+            for j in range(n):
+                dst[j] = rows[j, c]
     top = np.full(w, _FNEG_INF)
+    low = np.full(w, _FPOS_INF)
     total = np.zeros(w, np.float32)
     for c in range(q):
         row = blk[c]
         for p in range(w):
             v = row[p]
             top[p] = v if v > top[p] else top[p]
+            low[p] = v if v < low[p] else low[p]
             total[p] += v
-    return _decode_block(blkbits, w, top, total, ca, cb, k, probs, out)
+    return _decode_block(blkbits, w, top, low, total, ca, cb, k, probs, out)
 
 
 @numba.njit(cache=True, parallel=True, nogil=True)
@@ -757,16 +768,17 @@ def _anneal_last(z, ca, cb, k, probs, out):
     """Annealed mean of scores z (N, Q) float32, classes contiguous -> out (N, 2) float32.
 
     In tasks of 256 pixels (:func:`_last_block`); arguments as for :func:`_anneal_mid`.
-    Returns the number of invalid pixels (output NaN).
+    Returns the numbers of invalid pixels (output NaN) and of negative probabilities.
     """
     n = z.shape[0]
     ntask = (n + _BLOCK - 1) // _BLOCK
     bad = np.zeros(ntask, np.int64)
+    neg = np.zeros(ntask, np.int64)
     for task in numba.prange(ntask):
         lo = task * _BLOCK
         w = min(n, lo + _BLOCK) - lo
-        bad[task] = _last_block(z, lo, w, ca, cb, k, probs, out[lo : lo + w])
-    return bad.sum()
+        bad[task], neg[task] = _last_block(z, lo, w, ca, cb, k, probs, out[lo : lo + w])
+    return bad.sum(), neg.sum()
 
 
 @numba.njit(cache=True, parallel=True, nogil=True)
@@ -776,18 +788,19 @@ def _anneal_mid(z, ca, cb, k, probs, out):
     For network output (B, Q, H*W), in tasks of 256 pixels x Q classes (:func:`_mid_block`;
     shorter rows cost more loop overhead, the block, 400 KB at Q = 395, still fits the L2
     cache). ``probs``: z holds probabilities (else logits); k is 1 / T for probabilities and
-    log2(e) / T for logits (the kernels work in base 2); ca, cb: (Q,) float64 class centres.
-    Returns the number of invalid pixels (output NaN).
+    log2(e) / T for logits (the kernels work in base 2); ca, cb: (Q,) float32 class centres.
+    Returns the numbers of invalid pixels (output NaN) and of negative probabilities.
     """
     m, q, npix = z.shape
     nblk = (npix + _BLOCK - 1) // _BLOCK
     bad = np.zeros(m * nblk, np.int64)
+    neg = np.zeros(m * nblk, np.int64)
     for task in numba.prange(m * nblk):
         i = task // nblk
         lo = (task % nblk) * _BLOCK
         w = min(npix, lo + _BLOCK) - lo
-        bad[task] = _mid_block(z, i, lo, w, ca, cb, k, probs, out[i, lo : lo + w])
-    return bad.sum()
+        bad[task], neg[task] = _mid_block(z, i, lo, w, ca, cb, k, probs, out[i, lo : lo + w])
+    return bad.sum(), neg.sum()
 
 
 def _check_scores(scores: np.ndarray, classes: np.ndarray, axis: int) -> tuple[np.ndarray, int]:
@@ -863,8 +876,6 @@ def annealed_mean(
     pre = int(np.prod(x.shape[:axis], dtype=np.int64))
     post = int(np.prod(x.shape[axis + 1 :], dtype=np.int64))
     out = np.empty((pre, post, 2), np.float32)
-    if not logits and (x < 0).any():
-        raise ValueError("probabilities must not be negative")
     ca, cb = (np.ascontiguousarray(cls[:, i], np.float32) for i in (0, 1))
     if out.size:
         # The kernels work in base 2: softmax(z / T) weights are 2^((z - z_max) log2(e) / T),
@@ -873,9 +884,13 @@ def annealed_mean(
         z = x.reshape(pre, -1, post)
         with _KERNEL_LOCK:
             if post == 1:
-                bad = _anneal_last(z.reshape(pre, -1), ca, cb, k, not logits, out.reshape(-1, 2))
+                bad, neg = _anneal_last(
+                    z.reshape(pre, -1), ca, cb, k, not logits, out.reshape(-1, 2)
+                )
             else:
-                bad = _anneal_mid(z, ca, cb, k, not logits, out)
+                bad, neg = _anneal_mid(z, ca, cb, k, not logits, out)
+        if neg:
+            raise ValueError("probabilities must not be negative")
         if bad:
             what = "logits (or all -inf)" if logits else "probabilities (or all zero)"
             raise ValueError(f"scores of {bad} pixel(s) hold NaN or infinite {what}")
