@@ -588,6 +588,21 @@ def _exp2_poly(f):
 
 
 @numba.njit(cache=True, inline="always")
+def _log2_bits(x, xb, m):
+    """log2 x (-inf for x = 0) from x >= 0, its bits xb and its mantissa m in [1, 2)."""
+    e = np.float32((xb >> 23) - _EXP_BIAS)
+    big = m > _FSQRT2
+    m = m * _FHALF if big else m
+    e = e + _F1 if big else e
+    u = m - _F1
+    u2 = u * u
+    pu = _L4 + u * (_L3 + u * (_L2 + u * (_L1 + u * _L0)))
+    pu = _L8 + u * (_L7 + u * (_L6 + u * (_L5 + u * pu)))
+    v = e + (u + u2 * (u * pu - _FHALF)) * _FLOG2E
+    return v if x > 0 else _FNEG_INF
+
+
+@numba.njit(cache=True, inline="always")
 def _log2_row(x, xbits, mbits, mant, out):
     """``out = log2(x)`` for the first ``out.size`` values of a float32 row x >= 0 (-inf where
     x = 0), absolute error < 3e-7.
@@ -600,17 +615,20 @@ def _log2_row(x, xbits, mbits, mant, out):
     for j in range(out.size):
         mbits[j] = (xbits[j] & _MANT_MASK) | _ONE_BITS
     for j in range(out.size):
-        m = mant[j]
-        e = np.float32((xbits[j] >> 23) - _EXP_BIAS)
-        big = m > _FSQRT2
-        m = m * _FHALF if big else m
-        e = e + _F1 if big else e
-        u = m - _F1
-        u2 = u * u
-        pu = _L4 + u * (_L3 + u * (_L2 + u * (_L1 + u * _L0)))
-        pu = _L8 + u * (_L7 + u * (_L6 + u * (_L5 + u * pu)))
-        v = e + (u + u2 * (u * pu - _FHALF)) * _FLOG2E
-        out[j] = v if x[j] > 0 else _FNEG_INF
+        out[j] = _log2_bits(x[j], xbits[j], mant[j])
+
+
+@numba.njit(cache=True, inline="always")
+def _log2_split(x, xbits, mbits, mant, top, k, f, bits):
+    """:func:`_exp2_split` of ``log2(x)`` (:func:`_log2_row`) in one pass, without storing the
+    logarithms."""
+    for j in range(f.size):
+        mbits[j] = (xbits[j] & _MANT_MASK) | _ONE_BITS
+    for j in range(f.size):
+        v = max((_log2_bits(x[j], xbits[j], mant[j]) - top[j]) * k, _EXP2_LO)
+        n = np.floor(v + _FHALF)
+        f[j] = v - n
+        bits[j] = (np.int32(n) + _EXP_BIAS) << 23
 
 
 @numba.njit(cache=True)
@@ -661,7 +679,6 @@ def _decode_block(blkbits, w, top, low, total, ca, cb, k, probs, out):
         if not ok[p]:
             bad += 1
             top[p] = 1.0  # any finite value: the pixel's output is NaN
-    t = np.empty(w, np.float32)
     f = np.empty(w, np.float32)
     bits = np.empty(w, np.int32)
     scale = bits.view(np.float32)
@@ -685,8 +702,7 @@ def _decode_block(blkbits, w, top, low, total, ca, cb, k, probs, out):
         ab[:] = 0.0
         for c in range(c0, min(q, c0 + _CHUNK)):
             if probs:
-                _log2_row(blk[c], blkbits[c], mbits, mant, t)
-                _exp2_split(t, top, k, f, bits)
+                _log2_split(blk[c], blkbits[c], mbits, mant, top, k, f, bits)
             else:
                 _exp2_split(blk[c], top, k, f, bits)
             cac = ca[c]
