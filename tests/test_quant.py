@@ -354,6 +354,8 @@ def test_annealed_mean_rejects_bad_probabilities():
     p[1, 0] = -0.1
     with pytest.raises(ValueError, match="negative"):
         quant.annealed_mean(p, C8)
+    with pytest.raises(ValueError, match="negative"):
+        quant.annealed_mean(p.T[None], C8, axis=1)  # (B, Q, H*W) layout
     z = np.full((2, len(C8)), -np.inf, np.float32)
     with pytest.raises(ValueError, match="2 pixel"):
         quant.annealed_mean(z, C8, logits=True)
