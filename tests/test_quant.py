@@ -288,11 +288,23 @@ def test_annealed_mean_logits_and_class_axis():
     )
 
 
-@pytest.mark.parametrize("slab", [1, 3 * len(C8), 1 << 20])
-def test_annealed_mean_of_probabilities_in_slabs(monkeypatch, slab):
-    # Probabilities become logits one slab at a time, into a buffer or (for a private float64 ->
-    # float32 copy) in place; the caller's array must be left as it was.
-    monkeypatch.setattr(quant, "_LOG_SLAB", slab)
+def test_annealed_mean_over_several_blocks_of_pixels():
+    # 900 pixels: the kernels' blocks of 256 pixels, the last one partly filled, both layouts.
+    p = peaky_scores((3, 300), C8, seed=6)
+    p[0, :, ::4] = 0.0
+    want = numpy_annealed_mean(p, C8, 0.38)
+    with np.errstate(divide="ignore"):
+        z = np.log(p)
+    for axis in (-1, 1):
+        for scores, logits in ((p, False), (z, True)):
+            x = np.ascontiguousarray(np.moveaxis(scores, -1, axis))
+            got = quant.annealed_mean(x, C8, axis=axis, logits=logits)
+            np.testing.assert_allclose(got, want, atol=2e-4)
+
+
+def test_annealed_mean_of_probabilities_leaves_the_input_alone():
+    # Probabilities are turned into logs inside the kernels; the caller's array (or a float64
+    # or list input converted to float32) must be left as it was.
     p = peaky_scores((5, 7), C8, seed=7)
     p[:, :, ::5] = 0.0
     want = numpy_annealed_mean(p, C8, 0.38)
@@ -342,6 +354,8 @@ def test_annealed_mean_rejects_bad_probabilities():
     p[1, 0] = -0.1
     with pytest.raises(ValueError, match="negative"):
         quant.annealed_mean(p, C8)
+    with pytest.raises(ValueError, match="negative"):
+        quant.annealed_mean(p.T[None], C8, axis=1)  # (B, Q, H*W) layout
     z = np.full((2, len(C8)), -np.inf, np.float32)
     with pytest.raises(ValueError, match="2 pixel"):
         quant.annealed_mean(z, C8, logits=True)
@@ -358,13 +372,32 @@ def test_annealed_mean_rejects_bad_shapes(shape, kw, match):
         quant.annealed_mean(np.ones((2, len(C8))), C8, T=0.0)
 
 
-def test_polynomial_exp_against_numpy():
+def test_polynomial_exp2_and_log2_against_numpy():
     import numba
 
-    f = numba.njit(lambda y: [quant._exp_cut(v) for v in y])
-    y = np.concatenate([np.linspace(-quant._ANNEAL_CUT + 1e-9, 0, 10001), [0.0, -1e-300]])
-    np.testing.assert_allclose(f(y), np.exp(y), rtol=3e-8, atol=0)
-    assert f(np.array([-quant._ANNEAL_CUT - 1e-9, -1e4, -np.inf])) == [0.0, 0.0, 0.0]
+    @numba.njit
+    def exp2(y):
+        f = np.empty_like(y)
+        bits = np.empty(y.size, np.int32)
+        quant._exp2_split(y, np.zeros_like(y), np.float32(1.0), f, bits)
+        scale = bits.view(np.float32)
+        return np.array([quant._exp2_poly(f[j]) * scale[j] for j in range(y.size)])
+
+    y = np.linspace(-64, 0, 100001).astype(np.float32)
+    np.testing.assert_allclose(exp2(y), np.exp2(y.astype(np.float64)), rtol=3e-7, atol=0)
+    assert (exp2(np.array([-70, -1e30, -np.inf], np.float32)) == np.float32(2.0**-64)).all()
+
+    @numba.njit
+    def log2(x):
+        out = np.empty_like(x)
+        mbits = np.empty(x.size, np.int32)
+        quant._log2_row(x, x.view(np.int32), mbits, mbits.view(np.float32), out)
+        return out
+
+    x = np.concatenate([np.geomspace(1e-37, 1e37, 100001), [0.5, 1, 2, np.sqrt(2)]])
+    x = x.astype(np.float32)
+    np.testing.assert_allclose(log2(x), np.log2(x.astype(np.float64)), rtol=1e-7, atol=3e-7)
+    assert log2(np.zeros(3, np.float32)).tolist() == [-np.inf] * 3
 
 
 # --- class files ------------------------------------------------------------------------------
