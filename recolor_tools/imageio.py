@@ -154,10 +154,13 @@ def resize_max(img: np.ndarray, max_size: int | None) -> np.ndarray:
     return resize_to(img, max(1, round(h * s)), max(1, round(w * s)))
 
 
-def encode_image(rgb: np.ndarray, ext: str = ".png", depth: int = 8) -> bytes:
+def encode_image(
+    rgb: np.ndarray, ext: str = ".png", depth: int = 8, quality: int | None = None
+) -> bytes:
     """Encode RGB (float in [0, 1], or uint8) to a file format chosen by ``ext``.
 
-    ``depth=16`` writes 16-bit samples where the format allows it (PNG, TIFF).
+    ``depth=16`` writes 16-bit samples where the format allows it (PNG, TIFF). ``quality``
+    (1-100) applies to the lossy formats, JPEG and WebP; OpenCV's default (95) otherwise.
     """
     ext = ext.lower() if ext.startswith(".") else "." + ext.lower()
     if ext not in IMAGE_EXTS:
@@ -168,7 +171,15 @@ def encode_image(rgb: np.ndarray, ext: str = ".png", depth: int = 8) -> bytes:
         pix = to_uint16(rgb)
     else:
         pix = to_uint8(rgb)
-    ok, enc = cv2.imencode(ext, np.ascontiguousarray(pix[:, :, ::-1]))
+    params = []
+    if quality is not None:
+        if not 1 <= quality <= 100:
+            raise RecolorError(f"quality must be in 1..100, got {quality}")
+        flag = {".jpg": cv2.IMWRITE_JPEG_QUALITY, ".jpeg": cv2.IMWRITE_JPEG_QUALITY}.get(
+            ext, cv2.IMWRITE_WEBP_QUALITY if ext == ".webp" else None
+        )
+        params = [] if flag is None else [flag, int(quality)]
+    ok, enc = cv2.imencode(ext, np.ascontiguousarray(pix[:, :, ::-1]), params)
     if not ok:
         raise RecolorError(f"could not encode {ext} image")
     return enc.tobytes()
@@ -212,9 +223,12 @@ def atomic_write(path: str | Path, data: bytes) -> None:
         f.write(data)
 
 
-def write_image(path: str | Path, rgb: np.ndarray, depth: int = 8) -> None:
-    """Write RGB (float in [0, 1], or uint8) to ``path``, format from its extension, atomically."""
-    atomic_write(path, encode_image(rgb, Path(path).suffix or ".png", depth))
+def write_image(
+    path: str | Path, rgb: np.ndarray, depth: int = 8, quality: int | None = None
+) -> None:
+    """Write RGB (float in [0, 1], or uint8) to ``path``, format from its extension, atomically
+    (``depth`` and ``quality`` as for :func:`encode_image`)."""
+    atomic_write(path, encode_image(rgb, Path(path).suffix or ".png", depth, quality))
 
 
 def expand_inputs(args: list[str], exts: tuple[str, ...] = IMAGE_EXTS) -> list[str]:

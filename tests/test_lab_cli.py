@@ -239,3 +239,21 @@ def test_tools_without_a_model_do_not_import_torch(tmp_path):
     subprocess.run(
         [sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parent.parent
     )
+
+
+@pytest.mark.parametrize("ext", [".jpg", ".webp"])
+def test_write_image_quality_trades_size_for_fidelity(tmp_path, ext):
+    from recolor_tools.errors import RecolorError
+    from recolor_tools.imageio import read_rgb, write_image
+
+    rgb = smooth_image(96, 80, 4).astype(np.float32) / 255.0
+    rgb[::7] = 0.0  # hard edges, which lossy coding blurs
+    err, size = {}, {}
+    for q in (20, 95):
+        path = tmp_path / f"q{q}{ext}"
+        write_image(path, rgb, quality=q)
+        size[q] = path.stat().st_size
+        err[q] = np.abs(read_rgb(path) - rgb).mean()
+    assert size[20] < 0.6 * size[95] and err[20] > 1.2 * err[95]
+    with pytest.raises(RecolorError, match="quality"):
+        write_image(tmp_path / f"bad{ext}", rgb, quality=0)

@@ -19,11 +19,8 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import cv2
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from recolor_tools.imageio import read_rgb, resize_to  # noqa: E402
+from recolor_tools.imageio import read_rgb, resize_to, write_image  # noqa: E402
 
 
 def shrink(src: Path, dst: Path, short: int, quality: int) -> int:
@@ -31,12 +28,8 @@ def shrink(src: Path, dst: Path, short: int, quality: int) -> int:
     h, w = rgb.shape[:2]
     k = short / min(h, w)
     small = resize_to(rgb, max(short, round(h * k)), max(short, round(w * k)))
-    bgr = np.clip(small[:, :, ::-1] * 255.0 + 0.5, 0, 255).astype(np.uint8)  # read_rgb: [0, 1]
-    ok, buf = cv2.imencode(".webp", bgr, [cv2.IMWRITE_WEBP_QUALITY, quality])
-    if not ok:
-        raise OSError(f"{src}: could not encode")
-    dst.write_bytes(buf.tobytes())
-    return len(buf)
+    write_image(dst, small, quality=quality)
+    return dst.stat().st_size
 
 
 def main() -> None:
