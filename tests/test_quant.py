@@ -117,6 +117,17 @@ def test_soft_encode_matches_brute_force_random(k):
     assert_exact(ab, C8, k)
 
 
+def test_soft_encode_with_repeated_values():
+    """Repeats (as in 8-bit images) reuse an earlier answer: 20,000 draws of 300 values, far
+    more values than chunks so that the memo table sees collisions, and -0.0 beside 0.0."""
+    rng = np.random.default_rng(7)
+    values = rng.normal(0, 50, (300, 2)).astype(np.float32)
+    values[:2] = [[0.0, 5.0], [-0.0, 5.0]]
+    ab = values[rng.integers(0, len(values), 20_000)]
+    for k in (1, 5):
+        assert_exact(ab, C8, k)
+
+
 def test_soft_encode_on_ties_and_cell_borders():
     # Centres, half-way points and quarter points of the grid: exact ties everywhere.
     v = np.arange(-120, 121, 2, dtype=np.float32)
