@@ -154,6 +154,14 @@ def resize_max(img: np.ndarray, max_size: int | None) -> np.ndarray:
     return resize_to(img, max(1, round(h * s)), max(1, round(w * s)))
 
 
+_QUALITY_FLAG = {
+    ".jpg": cv2.IMWRITE_JPEG_QUALITY,
+    ".jpeg": cv2.IMWRITE_JPEG_QUALITY,
+    ".webp": cv2.IMWRITE_WEBP_QUALITY,
+}
+"""OpenCV's quality parameter of each lossy format."""
+
+
 def encode_image(
     rgb: np.ndarray, ext: str = ".png", depth: int = 8, quality: int | None = None
 ) -> bytes:
@@ -175,10 +183,8 @@ def encode_image(
     if quality is not None:
         if not 1 <= quality <= 100:
             raise RecolorError(f"quality must be in 1..100, got {quality}")
-        flag = {".jpg": cv2.IMWRITE_JPEG_QUALITY, ".jpeg": cv2.IMWRITE_JPEG_QUALITY}.get(
-            ext, cv2.IMWRITE_WEBP_QUALITY if ext == ".webp" else None
-        )
-        params = [] if flag is None else [flag, int(quality)]
+        if ext in _QUALITY_FLAG:
+            params = [_QUALITY_FLAG[ext], int(quality)]
     ok, enc = cv2.imencode(ext, np.ascontiguousarray(pix[:, :, ::-1]), params)
     if not ok:
         raise RecolorError(f"could not encode {ext} image")

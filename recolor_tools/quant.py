@@ -646,19 +646,6 @@ def _log2_row(x, xbits, mbits, mant, out):
         out[j] = _log2_bits(x[j], xbits[j], mant[j])
 
 
-@numba.njit(cache=True, inline="always")
-def _log2_split(x, xbits, mbits, mant, top, k, f, bits):
-    """:func:`_exp2_split` of ``log2(x)`` (:func:`_log2_row`) in one pass, without storing the
-    logarithms."""
-    for j in range(f.size):
-        mbits[j] = (xbits[j] & _MANT_MASK) | _ONE_BITS
-    for j in range(f.size):
-        v = max((_log2_bits(x[j], xbits[j], mant[j]) - top[j]) * k, _EXP2_LO)
-        n = np.floor(v + _FHALF)
-        f[j] = v - n
-        bits[j] = (np.int32(n) + _EXP_BIAS) << 23
-
-
 @numba.njit(cache=True)
 def _valid(top, total, vals, probs):
     """Whether one pixel's scores are valid: no NaN or +inf and, for probabilities, a positive
@@ -715,6 +702,7 @@ def _decode_block(blkbits, w, top, low, total, ca, cb, k, probs, out):
     scale2 = bits2.view(np.float32)
     mbits = np.empty(w, np.int32)
     mant = mbits.view(np.float32)
+    lg = np.empty(w, np.float32)  # log2 of a row of probabilities
     if probs:
         top_log = np.empty(w, np.float32)
         _log2_row(top, top.view(np.int32), mbits, mant, top_log)
@@ -735,8 +723,10 @@ def _decode_block(blkbits, w, top, low, total, ca, cb, k, probs, out):
         # Two classes a pass: half the loads and stores of the sums per value.
         for c in range(c0, c1 - 1, 2):
             if probs:
-                _log2_split(blk[c], blkbits[c], mbits, mant, top, k, f, bits)
-                _log2_split(blk[c + 1], blkbits[c + 1], mbits, mant, top, k, f2, bits2)
+                _log2_row(blk[c], blkbits[c], mbits, mant, lg)
+                _exp2_split(lg, top, k, f, bits)
+                _log2_row(blk[c + 1], blkbits[c + 1], mbits, mant, lg)
+                _exp2_split(lg, top, k, f2, bits2)
             else:
                 _exp2_split(blk[c], top, k, f, bits)
                 _exp2_split(blk[c + 1], top, k, f2, bits2)
@@ -750,7 +740,8 @@ def _decode_block(blkbits, w, top, low, total, ca, cb, k, probs, out):
         if (c1 - c0) % 2:
             c = c1 - 1
             if probs:
-                _log2_split(blk[c], blkbits[c], mbits, mant, top, k, f, bits)
+                _log2_row(blk[c], blkbits[c], mbits, mant, lg)
+                _exp2_split(lg, top, k, f, bits)
             else:
                 _exp2_split(blk[c], top, k, f, bits)
             cac = ca[c]
