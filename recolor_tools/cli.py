@@ -694,6 +694,10 @@ def train(
         Path, typer.Option("--out", "-o", help="Directory for last.pt, metrics.jsonl, HEAD.pt.")
     ] = Path("runs/recolor"),
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/last.pt.")] = False,
+    init: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--init", help="Fine-tune: start from these weights (their architecture)."),
+    ] = None,
     quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:
@@ -706,6 +710,8 @@ def train(
     tool = Tool("train", quiet, debug)
     if epochs is not None and steps is not None:
         tool.usage("give --epochs or --steps, not both")
+    if init is not None and resume:
+        tool.usage("give --init or --resume, not both")
     with tool.guard():
         from .train import TrainConfig
         from .train import train as run_training
@@ -715,7 +721,7 @@ def train(
             grid=grid, epochs=epochs, steps=steps, batch_size=batch_size, lr=lr,
             schedule=schedule, size=size, width=width, device=device, workers=workers,
             threads=threads, seed=seed, eval_every=eval_every, ckpt_every=ckpt_every, resume=resume,
-            precision=precision, quiet=quiet,
+            init=init, precision=precision, quiet=quiet,
         )  # fmt: skip
         path = run_training(cfg)
         if os.environ.get("RANK", "0") == "0":  # one line, also under torchrun

@@ -84,6 +84,7 @@ class TrainConfig:
     eval_every: int | None = None  # steps; None: once per epoch
     ckpt_every: int | None = None  # steps; None: as eval_every
     resume: bool = False  # continue from out/last.pt
+    init: Path | None = None  # start from these weights (fine-tune); fresh optimiser and schedule
     precision: str = "auto"  # "auto" (bf16/fp16 on CUDA, fp32 on CPU), "fp32", "bf16", "fp16"
     quiet: bool = False  # no progress bar or log lines
 
@@ -108,6 +109,8 @@ class TrainConfig:
             raise RecolorError("--precision must be auto, fp32, bf16 or fp16")
         if self.lr <= 0:
             raise RecolorError("--lr must be positive")
+        if self.init is not None and self.resume:
+            raise RecolorError("give --init or --resume, not both")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -385,21 +388,36 @@ def _train(cfg: TrainConfig, d: Dist) -> Path:
             raise RecolorError(
                 f"checkpoint is for the {resume_ckpt['head']!r} head, not {cfg.head!r}", last_path
             )
+    init_ckpt = None
+    if cfg.init is not None:
+        init_ckpt = models.read_checkpoint(cfg.init)
+        if init_ckpt["head"] != cfg.head:
+            raise RecolorError(
+                f"checkpoint is for the {init_ckpt['head']!r} head, not {cfg.head!r}", cfg.init
+            )
 
     # -- data -----------------------------------------------------------------------------
     warned: set[str] = set()  # unreadable images already reported
     train_paths = list_images(cfg.data)
     val_paths = list_images(cfg.val) if cfg.val else []
-    if resume_ckpt is not None and resume_ckpt["head"] == "cls":
-        classes = resume_ckpt["classes"].numpy()
-        grid = resume_ckpt["grid"]
-        reb = resume_ckpt["rebalance"]
+    # A resumed run keeps its classes and weights; a fine-tuned one keeps its classes (the
+    # output layer is tied to them) and its rebalancing unless --stats gives new weights.
+    carried = resume_ckpt if resume_ckpt is not None else init_ckpt
+    if carried is not None and cfg.head == "cls" and (resume_ckpt is not None or not cfg.stats):
+        if cfg.classes is not None and resume_ckpt is None:
+            raise RecolorError("--init fixes the class set; give --stats, not --classes")
+        classes = carried["classes"].numpy()
+        grid = carried["grid"]
+        reb = carried["rebalance"]
         class_weights = None if reb is None else reb["weights"].numpy()
         rebalance = reb
     else:
         classes, grid, stats = classes_and_stats(cfg, train_paths, d, warned)
         class_weights = None if stats is None else np.asarray(stats.weights, np.float32)
         rebalance = None if stats is None else _rebalance_entry(stats)
+        init_classes = None if init_ckpt is None else init_ckpt["classes"]
+        if init_classes is not None and not np.array_equal(classes, init_classes.numpy()):
+            raise RecolorError("its class set differs from the --init checkpoint's", cfg.stats)
     common = dict(head=cfg.head, classes=classes, class_weights=class_weights, seed=cfg.seed)
     train_set = ColorDataset(train_paths, cfg.size, train=True, **common)
     sampler = EpochSampler(len(train_set), seed=cfg.seed, rank=d.rank, world=d.world)
@@ -442,17 +460,18 @@ def _train(cfg: TrainConfig, d: Dist) -> Path:
         "size": cfg.size,
         "sources": [str(p) for p in cfg.data],
         "val_sources": [str(p) for p in cfg.val],
+        "init": None if cfg.init is None else str(cfg.init),
     }
 
     # -- model and optimiser --------------------------------------------------------------
-    if resume_ckpt is not None:
-        mcfg = models.ModelConfig(**resume_ckpt["config"])
+    if carried is not None:  # its architecture (--width does not apply)
+        mcfg = models.ModelConfig(**carried["config"])
     else:
         q = 0 if classes is None else len(classes)
         mcfg = models.ModelConfig(head=cfg.head, num_classes=q, width=cfg.width)
     model = models.Colorizer(mcfg)
-    if resume_ckpt is not None:
-        model.load_state_dict(resume_ckpt["model"])
+    if carried is not None:
+        model.load_state_dict(carried["model"])
     if d.world > 1 and device.type == "cuda":  # BN statistics over the global batch
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(device)

@@ -205,6 +205,35 @@ def test_resume_reaches_the_same_weights(data, tmp_path):
             assert ma[step][key] == mb[step][key], (step, key)
 
 
+def test_init_fine_tunes_from_weights_with_new_rebalancing(data, tmp_path):
+    """--init starts from a checkpoint's weights and architecture with a fresh optimiser and
+    step count; for cls its class set stays and --stats may bring new rebalancing weights."""
+    import dataclasses
+
+    from recolor_tools.rebalance import RebalanceStats, rebalance_weights
+
+    kw = dict(head="cls", val=[data["val"]], eval_every=2)
+    base = train(config(data, tmp_path / "base", steps=4, **kw))
+    stats = RebalanceStats.load(tmp_path / "base" / "rebalance-stats.npz")
+    w01 = rebalance_weights(stats.counts, stats.classes, 0.1, stats.sigma)
+    strong = tmp_path / "strong.npz"
+    dataclasses.replace(stats, weights=w01, lam=0.1).save(strong)
+    tiny = train(config(data, tmp_path / "tiny", steps=1, lr=1e-12, init=base, width=16, **kw))
+    a, b = torch.load(base, weights_only=True), torch.load(tiny, weights_only=True)
+    assert b["step"] == 1 and b["config"] == a["config"]  # its width, not --width 16
+    assert b["data"]["init"] == str(base)
+    for k, v in a["model"].items():
+        if "running" not in k and "num_batches" not in k:  # BatchNorm statistics still move
+            torch.testing.assert_close(b["model"][k], v, rtol=0, atol=1e-8)
+    assert torch.equal(b["rebalance"]["weights"], a["rebalance"]["weights"])
+
+    tuned = train(config(data, tmp_path / "tuned", steps=2, init=base, stats=strong, **kw))
+    c = torch.load(tuned, weights_only=True)
+    assert c["rebalance"]["lam"] == pytest.approx(0.1)
+    np.testing.assert_allclose(c["rebalance"]["weights"].numpy(), w01, rtol=1e-6)
+    assert not torch.equal(c["model"]["head.weight"], a["model"]["head.weight"])
+
+
 def test_ddp_two_processes_keep_identical_replicas(data, tmp_path):
     """torchrun with 2 CPU processes (gloo): both replicas end with the same parameters, and they
     are the ones rank 0 saved."""
@@ -272,6 +301,24 @@ def test_cli_resume_errors_are_one_line(data, tmp_path, capsys):
     rc, _, err = cli([*base, "--resume"], capsys)
     assert rc == 1 and len(err.splitlines()) == 1
     assert err.startswith(f"recolor train: {out / 'last.pt'}: not a recolor checkpoint")
+
+
+def test_cli_init_errors_are_one_line(data, tmp_path, capsys):
+    reg = train(config(data, tmp_path / "reg", head="reg", steps=1))
+    base = [data["train"], "--steps", "1", "--size", SIZE, "-q", "--out", tmp_path / "o"]
+    rc, _, err = cli([*base, "--head", "cls", "--init", reg], capsys)
+    assert rc == 1 and err == f"recolor train: {reg}: checkpoint is for the 'reg' head, not 'cls'\n"
+    rc, _, err = cli([*base, "--head", "reg", "--init", reg, "--resume"], capsys)
+    assert rc == 2 and "not both" in err and "Traceback" not in err
+    cls = train(config(data, tmp_path / "cls", head="cls", steps=1))  # grid 10 classes
+    other = tmp_path / "grid8.npz"
+    main(["rebalance-stats", str(data["train"]), "-o", str(other), "-q"])
+    capsys.readouterr()
+    rc, _, err = cli([*base, "--head", "cls", "--init", cls, "--stats", other], capsys)
+    assert (
+        rc == 1
+        and err == f"recolor train: {other}: its class set differs from the --init checkpoint's\n"
+    )
 
 
 def test_cli_bad_arguments(data, tmp_path, capsys):
