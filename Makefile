@@ -37,19 +37,22 @@ bench: $(BIN)/recolor
 # H100 for training (pass TORCH=... for a CUDA build of torch); on 2 CPU cores, most of a day.
 DATA ?= ../shared/data/posters
 RUNS ?= runs
-STEPS_CLS ?= 17130
+STEPS_CLS ?= 7620
 STEPS_REG ?= 5000
-TRAIN_FLAGS ?= --lr 2e-3 --schedule cosine -b 64 --size 128 --workers 14 --seed 1
+TRAIN_FLAGS ?= --lr 2e-3 --schedule cosine -b 64 --size 128 --workers 14
+CLS_FLAGS ?= --width 64 --seed 3
+REG_FLAGS ?= --seed 1
 
 weights: $(BIN)/recolor
 	$(BIN)/python weights/subset.py $(DATA)/train $(RUNS)/posters/train --keep 2 --of 3
 	$(BIN)/python weights/subset.py $(DATA)/val $(RUNS)/posters/val200 --first 200
 	$(BIN)/recolor rebalance-stats $(DATA)/train -o $(RUNS)/stats.npz --plot $(RUNS)/prior.png
 	$(BIN)/recolor train --head cls $(RUNS)/posters/train --val $(RUNS)/posters/val200 \
-		--stats $(RUNS)/stats.npz --steps $(STEPS_CLS) --eval-every $$(($(STEPS_CLS) / 10)) \
-		$(TRAIN_FLAGS) --out $(RUNS)/cls
+		--stats $(RUNS)/stats.npz --steps $(STEPS_CLS) --eval-every $$(($(STEPS_CLS) / 6)) \
+		$(TRAIN_FLAGS) $(CLS_FLAGS) --out $(RUNS)/cls
 	$(BIN)/recolor train --head reg $(RUNS)/posters/train --val $(RUNS)/posters/val200 \
-		--steps $(STEPS_REG) --eval-every $$(($(STEPS_REG) / 5)) $(TRAIN_FLAGS) --out $(RUNS)/reg
+		--steps $(STEPS_REG) --eval-every $$(($(STEPS_REG) / 5)) $(TRAIN_FLAGS) $(REG_FLAGS) \
+		--out $(RUNS)/reg
 	cp $(RUNS)/cls/cls.pt weights/cls.pt
 	cp $(RUNS)/reg/reg.pt weights/reg.pt
 	$(MAKE) weights-eval

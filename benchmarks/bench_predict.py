@@ -8,7 +8,8 @@ Two measurements:
    parameters: conv1-conv8 with batch norm, dilated conv5/conv6, 313 logits at 1/4 resolution),
    rebuilt here with random weights from their deploy prototxt. Both decode with the same kernel,
    :func:`recolor_tools.quant.annealed_mean` (softmax of logits / T, expectation of the class
-   centres), so the comparison is of the networks. Target: recolor at least 5x faster.
+   centres), so the comparison is of the networks. Target: recolor at least 5x faster. Both the
+   shipped cls network (width 64) and the default width 32 are timed.
 2. Peak resident memory of ``recolor predict`` on a 6000x4000 photograph-sized image, read from
    the children's ``ru_maxrss`` after running it in a subprocess (with the memory of a bare
    ``import torch`` process for reference).
@@ -142,6 +143,13 @@ def _child_maxrss_mib(cmd: list[str]) -> tuple[float, subprocess.CompletedProces
     return int(kib) / 1024, subprocess.CompletedProcess(cmd, int(rc), "", p.stderr)
 
 
+def shipped_width() -> int:
+    """Width of the shipped cls model: the network users actually run."""
+    from recolor_tools.models import default_weights, read_checkpoint
+
+    return int(read_checkpoint(default_weights("cls"))["config"]["width"])
+
+
 def peak_memory(tmp: Path) -> None:
     import cv2
 
@@ -160,7 +168,7 @@ def peak_memory(tmp: Path) -> None:
     from recolor_tools import quant
 
     classes = np.array(quant.gamut_classes(8))
-    model = Colorizer(ModelConfig(head="cls", num_classes=len(classes)))
+    model = Colorizer(ModelConfig(head="cls", num_classes=len(classes), width=shipped_width()))
     ckpt = make_checkpoint(model, classes=classes, grid=8)
     weights = tmp / "cls.pt"
     save_checkpoint(weights, ckpt)
@@ -197,7 +205,12 @@ def main() -> None:
     from recolor_tools.models import Colorizer, ModelConfig
 
     ours_classes = quant.gamut_classes(8)
-    ours = Colorizer(ModelConfig(head="cls", num_classes=len(ours_classes))).eval()
+    # The shipped cls network and the default width (what `recolor train` builds unless told).
+    widths = sorted({shipped_width(), ModelConfig.width})
+    ours = {
+        w: Colorizer(ModelConfig(head="cls", num_classes=len(ours_classes), width=w)).eval()
+        for w in widths
+    }
     # The decode cost depends only on the number of classes: any 313 centres will do.
     zhang_classes = np.random.default_rng(0).uniform(-110, 110, (313, 2)).astype(np.float32)
     zhang = ZhangECCV16(len(zhang_classes)).eval()
@@ -206,18 +219,17 @@ def main() -> None:
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"{os.cpu_count()} CPUs, input {args.size}x{args.size}, net + annealed-mean decode"
     )
-    print(f"recolor cls: {params(ours) / 1e6:.2f}M parameters, Q={len(ours_classes)}")
+    for w, net in ours.items():
+        shipped = " (the shipped cls)" if w == shipped_width() else ""
+        print(f"recolor width {w}{shipped}: {params(net) / 1e6:.2f}M parameters, Q=395")
     print(f"Zhang 2016:  {params(zhang) / 1e6:.2f}M parameters, Q={len(zhang_classes)}")
     for b in args.batch:
-        steppers = {
-            "recolor": _stepper(ours, ours_classes, b, args.size),
-            "zhang": _stepper(zhang, zhang_classes, b, args.size),
-        }
+        steppers = {f"w{w}": _stepper(net, ours_classes, b, args.size) for w, net in ours.items()}
+        steppers["zhang"] = _stepper(zhang, zhang_classes, b, args.size)
         r = throughput(steppers, b, args.repeat)
-        print(
-            f"batch {b}: recolor {r['recolor']:.1f} img/s, Zhang {r['zhang']:.2f} img/s, "
-            f"ratio {r['recolor'] / r['zhang']:.1f}x"
-        )
+        z = r.pop("zhang")
+        mine = ", ".join(f"recolor {k} {v:.1f} img/s ({v / z:.1f}x)" for k, v in r.items())
+        print(f"batch {b}: Zhang {z:.2f} img/s; {mine}")
 
     if not args.no_memory:
         with tempfile.TemporaryDirectory() as tmp:
