@@ -669,7 +669,9 @@ def train(
         typer.Option("--schedule", help="plateau: halve lr after 10 flat evaluations."),
     ] = "plateau",
     size: Annotated[int, typer.Option("--size", min=8, help="Crop side (multiple of 8).")] = 128,
-    width: Annotated[int, typer.Option("--width", min=1, help="Model base channels.")] = 32,
+    width: Annotated[
+        _PosInt, typer.Option("--width", min=1, help="Model base channels (default 32).")
+    ] = None,
     device: Annotated[
         Literal["auto", "cpu", "cuda"], typer.Option("--device", help="Where to train.")
     ] = "auto",

@@ -76,7 +76,7 @@ class TrainConfig:
     lr: float = 1e-4
     schedule: str = "plateau"  # "plateau" or "cosine"
     size: int = 128  # training crop side, multiple of 8
-    width: int = 32  # ModelConfig.width
+    width: int | None = None  # ModelConfig.width; None: its default, or --init's
     device: str = "auto"  # "auto", "cpu", "cuda" or "cuda:N"
     workers: int | None = None  # DataLoader workers per process; None: chosen from the cores
     threads: int | None = None  # CPU threads per process; None: the cores / local processes
@@ -90,10 +90,10 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
-        for name in ("batch_size", "size", "width"):
+        for name in ("batch_size", "size"):
             if getattr(self, name) < 1:
                 raise RecolorError(f"--{name.replace('_', '-')} must be positive")
-        for name in ("epochs", "steps", "eval_every", "ckpt_every", "threads"):
+        for name in ("width", "epochs", "steps", "eval_every", "ckpt_every", "threads"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise RecolorError(f"--{name.replace('_', '-')} must be positive")
@@ -464,11 +464,14 @@ def _train(cfg: TrainConfig, d: Dist) -> Path:
     }
 
     # -- model and optimiser --------------------------------------------------------------
-    if carried is not None:  # its architecture (--width does not apply)
+    if carried is not None:  # its architecture
         mcfg = models.ModelConfig(**carried["config"])
+        if init_ckpt is not None and cfg.width not in (None, mcfg.width):
+            raise RecolorError(f"the network has width {mcfg.width}; drop --width", cfg.init)
     else:
         q = 0 if classes is None else len(classes)
-        mcfg = models.ModelConfig(head=cfg.head, num_classes=q, width=cfg.width)
+        width = cfg.width or models.ModelConfig.width
+        mcfg = models.ModelConfig(head=cfg.head, num_classes=q, width=width)
     model = models.Colorizer(mcfg)
     if carried is not None:
         model.load_state_dict(carried["model"])
