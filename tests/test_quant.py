@@ -408,6 +408,9 @@ def test_polynomial_exp2_and_log2_against_numpy():
     x = np.concatenate([np.geomspace(1e-37, 1e37, 100001), [0.5, 1, 2, np.sqrt(2)]])
     x = x.astype(np.float32)
     np.testing.assert_allclose(log2(x), np.log2(x.astype(np.float64)), rtol=1e-7, atol=3e-7)
+    # Every float32 mantissa: the polynomial's bound on [1, 2).
+    m = (np.arange(1 << 23, dtype=np.int32) | np.int32(0x3F800000)).view(np.float32)
+    np.testing.assert_allclose(log2(m), np.log2(m.astype(np.float64)), rtol=0, atol=1.3e-7)
     assert log2(np.zeros(3, np.float32)).tolist() == [-np.inf] * 3
 
 
