@@ -563,6 +563,7 @@ def hard_encode(ab: np.ndarray, classes: np.ndarray) -> np.ndarray:
 # 8 or 16 values (a scalar libm exp or log call costs 6-8 ns a value and blocks that). numba
 # types a Python float literal as float64, which would turn float32 arithmetic into float64:
 # every constant of these loops is a float32 (or int32) global, read as a compile-time constant.
+_F0 = np.float32(0.0)
 _F1 = np.float32(1.0)
 _FHALF = np.float32(0.5)
 _FNEG_INF = np.float32(-np.inf)
@@ -594,6 +595,20 @@ _F1HALF = np.float32(1.5)
 _EXP_BIAS = np.int32(127)
 _MANT_MASK = np.int32(0x007FFFFF)
 _ONE_BITS = np.int32(0x3F800000)  # the bits of 1.0f
+_ABS_MASK = np.int32(0x7FFFFFFF)
+_INF_BITS = np.int32(0x7F800000)  # the bits of +inf, and its order key
+_NEG_INF_KEY = np.int32(-0x7F800001)  # the order key of -inf (see _order_key)
+_IMIN = np.int32(-(2**31))
+_IMAX = np.int32(2**31 - 1)
+
+
+@numba.njit(cache=True, inline="always")
+def _exp2_parts(y):
+    """``2^y = 2^f 2^n`` for y <= 0: (f in [-1/2, 1/2], the IEEE bits of 2^n as int32), with
+    n = round(max(y, -64))."""
+    v = max(y, _EXP2_LO)
+    n = np.floor(v + _FHALF)
+    return v - n, (np.int32(n) + _EXP_BIAS) << 23
 
 
 @numba.njit(cache=True, inline="always")
@@ -604,10 +619,7 @@ def _exp2_split(x, top, k, f, bits):
     n = round(max(y, -64)), f in [-1/2, 1/2] into ``f``, and the IEEE bits of 2^n into
     ``bits``."""
     for j in range(f.size):
-        v = max((x[j] - top[j]) * k, _EXP2_LO)
-        n = np.floor(v + _FHALF)
-        f[j] = v - n
-        bits[j] = (np.int32(n) + _EXP_BIAS) << 23
+        f[j], bits[j] = _exp2_parts((x[j] - top[j]) * k)
 
 
 @numba.njit(cache=True, inline="always")
@@ -642,7 +654,9 @@ def _log2_row(x, xbits, mbits, mant, out):
         out[j] = _log2_bits(x[j], xbits[j], mant[j])
 
 
-@numba.njit(cache=True)
+# fastmath=False: a callee without its own setting inherits the caller's fast math (numba
+# 0.5x+), under which the float tests of a scan over NaN were seen to pass it as valid.
+@numba.njit(cache=True, fastmath=False)
 def _valid(top, total, vals, probs):
     """Whether one pixel's scores are valid: no NaN or +inf and, for probabilities, a positive
     largest one (logits: one above -inf). ``top`` and ``total`` are the largest and the float32
@@ -664,11 +678,14 @@ def _valid(top, total, vals, probs):
 _DECODE_FASTMATH = {"reassoc", "nsz", "contract", "arcp", "afn"}
 
 
-# Decoding works on blocks of pixels x Q classes in a contiguous (Q, width) buffer: per class row
-# its loops run across the block's pixels, which vectorises without reductions (numba would not
-# vectorise a max over a pixel's classes without 'nnan', which the NaN tests forbid).
+# With the classes on a middle axis, decoding works on blocks of pixels x Q classes in a
+# contiguous (Q, width) buffer: per class row its loops run across the block's pixels, which
+# vectorises without reductions (numba would not vectorise a float max over a pixel's classes
+# without 'nnan', which the NaN tests forbid). With the classes last, :func:`_pixel_mean` runs
+# along them, its max an integer one over order keys.
 _BLOCK = 256
 _CHUNK = 16
+_LAST_SUM = 512
 
 
 @numba.njit(cache=True, nogil=True, fastmath=_DECODE_FASTMATH, error_model="numpy")
@@ -788,54 +805,107 @@ def _mid_block(z, i, lo, w, ca, cb, k, probs, out):
     return _decode_block(blkbits, w, top, low, total, ca, cb, k, probs, out)
 
 
-@numba.njit(cache=True, nogil=True, fastmath=_DECODE_FASTMATH, error_model="numpy")
-def _last_block(z, lo, w, ca, cb, k, probs, out):
-    """One task of :func:`_anneal_last`: scores ``z[lo : lo + w]`` (w, Q) -> out (w, 2).
+@numba.njit(cache=True, inline="always")
+def _order_key(b):
+    """An int32 that orders like the float32 with bits b, NaNs beyond +-inf (its own inverse)."""
+    return b ^ ((b >> 31) & _ABS_MASK)
 
-    Transposes the block into a (Q, width) buffer. Its rows are padded to width = 256 + 16
-    values: a row stride of exactly 1 KiB would map the Q rows written per pixel onto a few
-    cache sets.
+
+@numba.njit(cache=True, fastmath=False)
+def _pixel_checks(x, probs):
+    """(valid, negative) for one pixel's scores x (Q,), by float tests (see :func:`_valid`):
+    the slow path of :func:`_pixel_mean`, compiled without fast math."""
+    top = _FNEG_INF
+    low = _FPOS_INF
+    total = np.float32(0.0)
+    for v in x:
+        top = v if v > top else top
+        low = v if v < low else low
+        total += v
+    return _valid(top, total, x, probs), probs and low < 0
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_DECODE_FASTMATH, error_model="numpy")
+def _pixel_mean(x, xb, ca, cb, k, probs, mbits, f, bits, two, out):
+    """Annealed mean of one pixel's scores x (Q,) float32 -> out (2,); returns (invalid,
+    negative probability) as 0 or 1 (output NaN if either).
+
+    ``xb`` is x viewed as int32; ``mbits``, ``f``, ``bits`` (Q,) and ``two`` (2,) are scratch.
+    Every loop runs along the contiguous classes and vectorises: the largest and smallest score
+    come from integer order keys of the bits, which also show a NaN or an infinity (then the
+    float tests of :func:`_pixel_checks` decide), and the sums are float32 reductions.
     """
-    q = z.shape[1]
-    blkbits = np.empty((q, _BLOCK + 16), np.int32)
-    blk = blkbits.view(np.float32)
-    # In tiles of 16 pixels: per class one full cache line of the buffer is written, and the 16
-    # rows read stream along the classes.
-    for p0 in range(0, w, 16):
-        rows = z[lo + p0 : lo + min(w, p0 + 16)]
-        n = rows.shape[0]
-        for c in range(q):
-            dst = blk[c, p0 : p0 + n]
-            for j in range(n):
-                dst[j] = rows[j, c]
-    top = np.full(w, _FNEG_INF)
-    low = np.full(w, _FPOS_INF)
-    total = np.zeros(w, np.float32)
+    q = x.size
+    hi = _IMIN
+    lo = _IMAX
     for c in range(q):
-        row = blk[c]
-        for p in range(w):
-            v = row[p]
-            top[p] = v if v > top[p] else top[p]
-            low[p] = v if v < low[p] else low[p]
-            total[p] += v
-    return _decode_block(blkbits, w, top, low, total, ca, cb, k, probs, out)
+        key = xb[c] if probs else _order_key(xb[c])  # bits of p >= 0 order as p does
+        hi = max(hi, key)
+        lo = min(lo, key)
+    least = np.int32(0) if probs else _NEG_INF_KEY  # no sign bit; no NaN below -inf
+    if not (lo >= least and least < hi < _INF_BITS):
+        ok, neg = _pixel_checks(x, probs)
+        if not ok or neg:
+            out[0] = out[1] = np.nan
+            return int(not ok), int(neg)
+    two[0] = hi if probs else _order_key(hi)  # the bits of the largest score
+    two[1] = (two[0] & _MANT_MASK) | _ONE_BITS
+    top = two.view(np.float32)
+    if probs:
+        mant = mbits.view(np.float32)
+        for c in range(q):
+            mbits[c] = (xb[c] & _MANT_MASK) | _ONE_BITS
+        ltop = _log2_bits(top[0], two[0], top[1])
+        for c in range(q):
+            f[c], bits[c] = _exp2_parts((_log2_bits(x[c], xb[c], mant[c]) - ltop) * k)
+    else:
+        for c in range(q):
+            f[c], bits[c] = _exp2_parts((x[c] - top[0]) * k)
+    scale = bits.view(np.float32)
+    # float32 sums over up to _LAST_SUM classes, in vector lanes (a few dozen terms each), then
+    # float64: a float32 sum of many thousand classes would lose digits.
+    sw = sa = sb = 0.0
+    for c0 in range(0, q, _LAST_SUM):
+        fc = f[c0 : c0 + _LAST_SUM]
+        sc = scale[c0 : c0 + _LAST_SUM]
+        cac = ca[c0 : c0 + _LAST_SUM]
+        cbc = cb[c0 : c0 + _LAST_SUM]
+        tw = ta = tb = _F0
+        for c in range(fc.size):
+            e = _exp2_poly(fc[c]) * sc[c]
+            tw += e
+            ta += e * cac[c]
+            tb += e * cbc[c]
+        sw += tw
+        sa += ta
+        sb += tb
+    out[0] = sa / sw
+    out[1] = sb / sw
+    return 0, 0
 
 
 @numba.njit(cache=True, parallel=True, nogil=True)
 def _anneal_last(z, ca, cb, k, probs, out):
     """Annealed mean of scores z (N, Q) float32, classes contiguous -> out (N, 2) float32.
 
-    In tasks of 256 pixels (:func:`_last_block`); arguments as for :func:`_anneal_mid`.
-    Returns the numbers of invalid pixels (output NaN) and of negative probabilities.
+    Pixel by pixel (:func:`_pixel_mean`), in tasks of 256 pixels; arguments as for
+    :func:`_anneal_mid`. Returns the numbers of invalid pixels (output NaN) and of negative
+    probabilities.
     """
-    n = z.shape[0]
+    n, q = z.shape
+    zb = z.view(np.int32)
     ntask = (n + _BLOCK - 1) // _BLOCK
     bad = np.zeros(ntask, np.int64)
     neg = np.zeros(ntask, np.int64)
     for task in numba.prange(ntask):
-        lo = task * _BLOCK
-        w = min(n, lo + _BLOCK) - lo
-        bad[task], neg[task] = _last_block(z, lo, w, ca, cb, k, probs, out[lo : lo + w])
+        mbits = np.empty(q, np.int32)
+        f = np.empty(q, np.float32)
+        bits = np.empty(q, np.int32)
+        two = np.empty(2, np.int32)
+        for p in range(task * _BLOCK, min(n, (task + 1) * _BLOCK)):
+            b, g = _pixel_mean(z[p], zb[p], ca, cb, k, probs, mbits, f, bits, two, out[p])
+            bad[task] += b
+            neg[task] += g
     return bad.sum(), neg.sum()
 
 
@@ -921,14 +991,16 @@ def annealed_mean(
     -----
     Computed stably in base 2 and float32: weights ``2^((z_q - z_max) log2(e) / T)`` for
     logits, ``2^((log2 p_q - log2 p_max) / T)`` for probabilities (``softmax(log p / T)`` is
-    ``p^(1/T)`` normalised), summed in float32 over 16 classes at a time and those sums in
-    float64. The exponential and the logarithm are branch-free polynomials on the IEEE bits
-    (relative error < 2e-7, absolute < 3e-7 for log2) so that the loops vectorise. Weights
+    ``p^(1/T)`` normalised), summed in float32 (over 16 classes at a time, or in a few dozen
+    vector lanes when the classes are the last axis) and those sums in float64. The exponential
+    and the logarithm are branch-free polynomials on the IEEE bits (relative error < 2e-7,
+    absolute < 3e-7 for log2) so that the loops vectorise. Weights
     below ``2^-64`` (5e-20) of the largest, masked classes (-inf logits) and zero probabilities
     included, count as ``2^-64``: together they move the result by less than
     ``Q * 5e-20 * max|c|``. The result matches the float64 formula to about 3e-5 a/b units
     (for logits of moderate size: float32 logits of magnitude L carry an error of about
-    L * 6e-8 / T in the exponent). Both layouts are read in blocks of 256 pixels, without a
+    L * 6e-8 / T in the exponent). Scores with the classes last are decoded pixel by pixel
+    along the contiguous classes; other layouts in blocks of 256 pixels x Q classes, without a
     transposed copy of the whole array.
     """
     if not (np.isfinite(T) and T > 0):
