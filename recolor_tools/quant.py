@@ -46,6 +46,9 @@ from pathlib import Path
 
 import numba
 import numpy as np
+from llvmlite import ir
+from numba.core import types
+from numba.extending import intrinsic
 
 from .errors import RecolorError
 
@@ -602,6 +605,25 @@ _IMIN = np.int32(-(2**31))
 _IMAX = np.int32(2**31 - 1)
 
 
+@intrinsic
+def _as_float32(typingctx, bits):
+    """The float32 whose IEEE bits are ``bits`` (an integer, taken as int32; numba has no bit
+    cast of scalars)."""
+    if not isinstance(bits, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+
+    return types.float32(types.int32), codegen
+
+
+@numba.njit(cache=True, inline="always")
+def _mantissa(bits):
+    """The mantissa m in [1, 2) of the float32 with IEEE bits ``bits``."""
+    return _as_float32((bits & _MANT_MASK) | _ONE_BITS)
+
+
 @numba.njit(cache=True, inline="always")
 def _exp2_parts(y):
     """``2^y = 2^f 2^n`` for y <= 0: (f in [-1/2, 1/2], the IEEE bits of 2^n as int32), with
@@ -826,14 +848,14 @@ def _pixel_checks(x, probs):
 
 
 @numba.njit(cache=True, nogil=True, fastmath=_DECODE_FASTMATH, error_model="numpy")
-def _pixel_mean(x, xb, ca, cb, k, probs, mbits, f, bits, two, out):
+def _pixel_mean(x, xb, ca, cb, k, probs, out):
     """Annealed mean of one pixel's scores x (Q,) float32 -> out (2,); returns (invalid,
-    negative probability) as 0 or 1 (output NaN if either).
+    negative probability) as 0 or 1 (output NaN if either). ``xb`` is x viewed as int32.
 
-    ``xb`` is x viewed as int32; ``mbits``, ``f``, ``bits`` (Q,) and ``two`` (2,) are scratch.
-    Every loop runs along the contiguous classes and vectorises: the largest and smallest score
+    Both loops run along the contiguous classes and vectorise: the largest and smallest score
     come from integer order keys of the bits, which also show a NaN or an infinity (then the
-    float tests of :func:`_pixel_checks` decide), and the sums are float32 reductions.
+    float tests of :func:`_pixel_checks` decide); weights and sums follow in one loop, the sums
+    float32 reductions.
     """
     q = x.size
     hi = _IMIN
@@ -848,31 +870,25 @@ def _pixel_mean(x, xb, ca, cb, k, probs, mbits, f, bits, two, out):
         if not ok or neg:
             out[0] = out[1] = np.nan
             return int(not ok), int(neg)
-    two[0] = hi if probs else _order_key(hi)  # the bits of the largest score
-    two[1] = (two[0] & _MANT_MASK) | _ONE_BITS
-    top = two.view(np.float32)
-    if probs:
-        mant = mbits.view(np.float32)
-        for c in range(q):
-            mbits[c] = (xb[c] & _MANT_MASK) | _ONE_BITS
-        ltop = _log2_bits(top[0], two[0], top[1])
-        for c in range(q):
-            f[c], bits[c] = _exp2_parts((_log2_bits(x[c], xb[c], mant[c]) - ltop) * k)
-    else:
-        for c in range(q):
-            f[c], bits[c] = _exp2_parts((x[c] - top[0]) * k)
-    scale = bits.view(np.float32)
+    top_bits = hi if probs else _order_key(hi)
+    top = _as_float32(top_bits)
+    ltop = _log2_bits(top, top_bits, _mantissa(top_bits))
     # float32 sums over up to _LAST_SUM classes, in vector lanes (a few dozen terms each), then
     # float64: a float32 sum of many thousand classes would lose digits.
     sw = sa = sb = 0.0
     for c0 in range(0, q, _LAST_SUM):
-        fc = f[c0 : c0 + _LAST_SUM]
-        sc = scale[c0 : c0 + _LAST_SUM]
+        xc = x[c0 : c0 + _LAST_SUM]
+        xbc = xb[c0 : c0 + _LAST_SUM]
         cac = ca[c0 : c0 + _LAST_SUM]
         cbc = cb[c0 : c0 + _LAST_SUM]
         tw = ta = tb = _F0
-        for c in range(fc.size):
-            e = _exp2_poly(fc[c]) * sc[c]
+        for c in range(xc.size):
+            if probs:
+                y = (_log2_bits(xc[c], xbc[c], _mantissa(xbc[c])) - ltop) * k
+            else:
+                y = (xc[c] - top) * k
+            f, nbits = _exp2_parts(y)
+            e = _exp2_poly(f) * _as_float32(nbits)
             tw += e
             ta += e * cac[c]
             tb += e * cbc[c]
@@ -892,18 +908,14 @@ def _anneal_last(z, ca, cb, k, probs, out):
     :func:`_anneal_mid`. Returns the numbers of invalid pixels (output NaN) and of negative
     probabilities.
     """
-    n, q = z.shape
+    n = z.shape[0]
     zb = z.view(np.int32)
     ntask = (n + _BLOCK - 1) // _BLOCK
     bad = np.zeros(ntask, np.int64)
     neg = np.zeros(ntask, np.int64)
     for task in numba.prange(ntask):
-        mbits = np.empty(q, np.int32)
-        f = np.empty(q, np.float32)
-        bits = np.empty(q, np.int32)
-        two = np.empty(2, np.int32)
         for p in range(task * _BLOCK, min(n, (task + 1) * _BLOCK)):
-            b, g = _pixel_mean(z[p], zb[p], ca, cb, k, probs, mbits, f, bits, two, out[p])
+            b, g = _pixel_mean(z[p], zb[p], ca, cb, k, probs, out[p])
             bad[task] += b
             neg[task] += g
     return bad.sum(), neg.sum()
