@@ -600,6 +600,7 @@ _EXP_BIAS = np.int32(127)
 _MANT_MASK = np.int32(0x007FFFFF)
 _ONE_BITS = np.int32(0x3F800000)  # the bits of 1.0f
 _ABS_MASK = np.int32(0x7FFFFFFF)
+_SIGN_SHIFT = np.int32(31)
 _INF_BITS = np.int32(0x7F800000)  # the bits of +inf, and its order key
 _NEG_INF_KEY = np.int32(-0x7F800001)  # the order key of -inf (see _order_key)
 _IMIN = np.int32(-(2**31))
@@ -831,7 +832,7 @@ def _mid_block(z, i, lo, w, ca, cb, k, probs, out):
 @numba.njit(cache=True, inline="always")
 def _order_key(b):
     """An int32 that orders like the float32 with bits b, NaNs beyond +-inf (its own inverse)."""
-    return b ^ ((b >> 31) & _ABS_MASK)
+    return np.int32(b ^ ((b >> _SIGN_SHIFT) & _ABS_MASK))  # int32 lanes, twice as many as int64
 
 
 @numba.njit(cache=True, fastmath=False)
