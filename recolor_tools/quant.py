@@ -428,8 +428,8 @@ def _knn_kernel(
                 # exp(-d/2s^2) / sum, shifted by the nearest distance so that far points do not
                 # underflow to 0/0; the shift cancels in the normalisation.
                 d0 = bd[0]
-                total = 0.0
-                for j in range(k):
+                bd[0] = total = 1.0  # exp(0): one exp call fewer, the same value
+                for j in range(1, k):
                     bd[j] = math.exp((d0 - bd[j]) * inv2s2)
                     total += bd[j]
                 for j in range(k):
