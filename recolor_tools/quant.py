@@ -569,19 +569,19 @@ def hard_encode(ab: np.ndarray, classes: np.ndarray) -> np.ndarray:
 # every constant of these loops is a float32 (or int32) global, read as a compile-time constant.
 _F0 = np.float32(0.0)
 _F1 = np.float32(1.0)
-_FHALF = np.float32(0.5)
 _FNEG_INF = np.float32(-np.inf)
 _FPOS_INF = np.float32(np.inf)
 # 2^y for y below this counts as 2^-64 (5e-20): relative to the largest term (2^0) such terms
 # move the result by less than Q * 5e-20 * max|c|, and it keeps 2^n a normal float32.
 _EXP2_LO = np.float32(-64.0)
-# 2^f = 1 + f * P(f) on [-1/2, 1/2], Cephes exp2f's minimax polynomial: relative error < 2e-7.
-_E5 = np.float32(1.535336188319500e-4)
-_E4 = np.float32(1.339887440266574e-3)
-_E3 = np.float32(9.618437357674640e-3)
-_E2 = np.float32(5.550332471162809e-2)
-_E1 = np.float32(2.402264791363012e-1)
-_E0 = np.float32(6.931472028550421e-1)
+# 2^f = 1 + f * P(f) on [0, 1), P of degree 5 fitted for relative error (< 1e-7 evaluated in
+# float32). On [0, 1) rather than [-1/2, 1/2]: n = floor(y), one addition fewer than rounding.
+_E5 = np.float32(2.1420501302214825e-4)
+_E4 = np.float32(1.251177364504974e-3)
+_E3 = np.float32(9.672222219668037e-3)
+_E2 = np.float32(5.548596678711292e-2)
+_E1 = np.float32(2.40229399191401e-1)
+_E0 = np.float32(6.931470162262638e-1)
 # log2 m = P(m - 3/2) for m in [1, 2): a degree-8 Chebyshev fit, highest power first (absolute
 # error < 1.3e-7 evaluated in float32; the test below checks every mantissa). On the whole octave,
 # with no reduction to [1/sqrt2, sqrt2): a select and a multiply fewer per value, and no
@@ -628,10 +628,10 @@ def _mantissa(bits):
 
 @numba.njit(cache=True, inline="always")
 def _exp2_parts(y):
-    """``2^y = 2^f 2^n`` for y <= 0: (f in [-1/2, 1/2], the IEEE bits of 2^n as int32), with
-    n = round(max(y, -64))."""
+    """``2^y = 2^f 2^n`` for y <= 1: (f in [0, 1), the IEEE bits of 2^n as int32), with
+    n = floor(max(y, -64))."""
     v = max(y, _EXP2_LO)
-    n = np.floor(v + _FHALF)
+    n = np.floor(v)
     return v - n, (np.int32(n) + _EXP_BIAS) << 23
 
 
@@ -640,15 +640,14 @@ def _exp2_split(x, top, k, f, bits):
     """First half of ``2^y``, y = (x - top) k <= 0, for float32 rows x and top (the first of two
     loops, so that both vectorise: numba has no scalar float/int bit cast, the int32 row
     ``bits`` is read back as float32 through a view): ``y = n + f`` with
-    n = round(max(y, -64)), f in [-1/2, 1/2] into ``f``, and the IEEE bits of 2^n into
-    ``bits``."""
+    n = floor(max(y, -64)), f in [0, 1) into ``f``, and the IEEE bits of 2^n into ``bits``."""
     for j in range(f.size):
         f[j], bits[j] = _exp2_parts((x[j] - top[j]) * k)
 
 
 @numba.njit(cache=True, inline="always")
 def _exp2_poly(f):
-    """``2^f`` for f in [-1/2, 1/2], float32, relative error < 2e-7 (with rounding)."""
+    """``2^f`` for f in [0, 1], float32, relative error < 2e-7 (with rounding)."""
     return _F1 + f * (_E0 + f * (_E1 + f * (_E2 + f * (_E3 + f * (_E4 + f * _E5)))))
 
 
@@ -656,9 +655,18 @@ def _exp2_poly(f):
 def _log2_bits(x, xb, m):
     """log2 x (-inf for x = 0) from x >= 0, its bits xb and its mantissa m in [1, 2): the
     exponent plus ``_LOG2_P`` at m - 3/2."""
+    return _shifted_log2(x, xb, m, _LOG2_P)
+
+
+@numba.njit(cache=True, inline="always")
+def _shifted_log2(x, xb, m, lp):
+    """``log2 x + d`` (-inf for x = 0) for x >= 0 with bits xb and mantissa m, where ``lp`` is
+    ``_LOG2_P`` with d added to its constant term: the shift by log2 p_max in the annealed
+    mean's exponent costs nothing per value. (Scaling every coefficient by 1/T as well, to save
+    the multiply, was slower: nine coefficients no longer compile-time constants.)"""
     t = m - _F1HALF
-    pt = _G3 + t * (_G2 + t * (_G1 + t * _G0))
-    pt = _G8 + t * (_G7 + t * (_G6 + t * (_G5 + t * (_G4 + t * pt))))
+    pt = lp[3] + t * (lp[2] + t * (lp[1] + t * lp[0]))
+    pt = lp[8] + t * (lp[7] + t * (lp[6] + t * (lp[5] + t * (lp[4] + t * pt))))
     return np.float32((xb >> 23) - _EXP_BIAS) + pt if x > 0 else _FNEG_INF
 
 
@@ -874,7 +882,11 @@ def _pixel_mean(x, xb, ca, cb, k, probs, out):
             return int(not ok), int(neg)
     top_bits = hi if probs else _order_key(hi)
     top = _as_float32(top_bits)
+    # The exponent y = (log2 p - log2 p_max) k, log2 p_max folded into the polynomial, or
+    # z k - z_max k, one multiply-add.
     ltop = _log2_bits(top, top_bits, _mantissa(top_bits))
+    lp = (_G0, _G1, _G2, _G3, _G4, _G5, _G6, _G7, _G8 - ltop)
+    shift = -top * k
     # float32 sums over up to _LAST_SUM classes, in vector lanes (a few dozen terms each), then
     # float64: a float32 sum of many thousand classes would lose digits.
     sw = sa = sb = 0.0
@@ -886,9 +898,9 @@ def _pixel_mean(x, xb, ca, cb, k, probs, out):
         tw = ta = tb = _F0
         for c in range(xc.size):
             if probs:
-                y = (_log2_bits(xc[c], xbc[c], _mantissa(xbc[c])) - ltop) * k
+                y = _shifted_log2(xc[c], xbc[c], _mantissa(xbc[c]), lp) * k
             else:
-                y = (xc[c] - top) * k
+                y = xc[c] * k + shift
             f, nbits = _exp2_parts(y)
             e = _exp2_poly(f) * _as_float32(nbits)
             tw += e
