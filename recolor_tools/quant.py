@@ -26,8 +26,8 @@ encoding of the a/b of real 8-bit images (the 24 Kodak photographs, 6 M pixels) 
 repeated values are answered from a per-chunk memo (below). On smooth synthetic float images,
 where no value repeats, 15-16 Mpixel/s, 30-55x and 25-31x. Annealed mean about 700 Mvalue/s
 on (B, Q, H, W) logits, 10-12x the plain numpy formula; (B, H, W, Q) probabilities, decoded
-pixel by pixel along the classes, 8.5-11x numpy (about 490 Mvalue/s) while another process kept
-both cores busy, where the blocked kernel used before made 3.5-4.4x in the same runs.
+pixel by pixel along the classes, 430-870 Mvalue/s, 9.5-15x numpy while another process kept
+both cores busy (the blocked kernel used before: 4.2-5.5x in runs alternating with these).
 
 This module does not import torch: pass network output as a numpy array (``tensor.numpy()``).
 
