@@ -25,8 +25,9 @@ encoding of the a/b of real 8-bit images (the 24 Kodak photographs, 6 M pixels) 
 98-135x scikit-learn's ball tree (median of 3 runs 128x) and 56-67x torch ``cdist`` + ``topk``;
 repeated values are answered from a per-chunk memo (below). On smooth synthetic float images,
 where no value repeats, 15-16 Mpixel/s, 30-55x and 25-31x. Annealed mean about 700 Mvalue/s
-on (B, Q, H, W) logits, 10-12x the plain numpy formula, and 5-8x on (B, H, W, Q)
-probabilities.
+on (B, Q, H, W) logits, 10-12x the plain numpy formula; (B, H, W, Q) probabilities, decoded
+pixel by pixel along the classes, 430-870 Mvalue/s, 9.5-15x numpy while another process kept
+both cores busy (the blocked kernel used before: 4.2-5.5x in runs alternating with these).
 
 This module does not import torch: pass network output as a numpy array (``tensor.numpy()``).
 
@@ -46,6 +47,9 @@ from pathlib import Path
 
 import numba
 import numpy as np
+from llvmlite import ir
+from numba.core import types
+from numba.extending import intrinsic
 
 from .errors import RecolorError
 
@@ -424,8 +428,8 @@ def _knn_kernel(
                 # exp(-d/2s^2) / sum, shifted by the nearest distance so that far points do not
                 # underflow to 0/0; the shift cancels in the normalisation.
                 d0 = bd[0]
-                total = 0.0
-                for j in range(k):
+                bd[0] = total = 1.0  # exp(0): one exp call fewer, the same value
+                for j in range(1, k):
                     bd[j] = math.exp((d0 - bd[j]) * inv2s2)
                     total += bd[j]
                 for j in range(k):
@@ -563,36 +567,72 @@ def hard_encode(ab: np.ndarray, classes: np.ndarray) -> np.ndarray:
 # 8 or 16 values (a scalar libm exp or log call costs 6-8 ns a value and blocks that). numba
 # types a Python float literal as float64, which would turn float32 arithmetic into float64:
 # every constant of these loops is a float32 (or int32) global, read as a compile-time constant.
+_F0 = np.float32(0.0)
 _F1 = np.float32(1.0)
-_FHALF = np.float32(0.5)
 _FNEG_INF = np.float32(-np.inf)
 _FPOS_INF = np.float32(np.inf)
 # 2^y for y below this counts as 2^-64 (5e-20): relative to the largest term (2^0) such terms
 # move the result by less than Q * 5e-20 * max|c|, and it keeps 2^n a normal float32.
 _EXP2_LO = np.float32(-64.0)
-# 2^f = 1 + f * P(f) on [-1/2, 1/2], Cephes exp2f's minimax polynomial: relative error < 2e-7.
-_E5 = np.float32(1.535336188319500e-4)
-_E4 = np.float32(1.339887440266574e-3)
-_E3 = np.float32(9.618437357674640e-3)
-_E2 = np.float32(5.550332471162809e-2)
-_E1 = np.float32(2.402264791363012e-1)
-_E0 = np.float32(6.931472028550421e-1)
-# ln(1 + x) = x - x^2 / 2 + x^3 P(x) for x = m - 1, m in [1/sqrt2, sqrt2): Cephes logf's
-# polynomial, highest power first (relative error < 8e-8). No division: a vectorised float32
-# division costs as much as the rest of the logarithm.
-_LN_P = tuple(
+# 2^f = 1 + f * P(f) on [0, 1), P of degree 5 fitted for relative error (< 1e-7 evaluated in
+# float32). On [0, 1) rather than [-1/2, 1/2]: n = floor(y), one addition fewer than rounding.
+_E5 = np.float32(2.1420501302214825e-4)
+_E4 = np.float32(1.251177364504974e-3)
+_E3 = np.float32(9.672222219668037e-3)
+_E2 = np.float32(5.548596678711292e-2)
+_E1 = np.float32(2.40229399191401e-1)
+_E0 = np.float32(6.931470162262638e-1)
+# log2 m = P(m - 3/2) for m in [1, 2): a degree-8 Chebyshev fit, highest power first (absolute
+# error < 1.3e-7 evaluated in float32; the test below checks every mantissa). On the whole octave,
+# with no reduction to [1/sqrt2, sqrt2): a select and a multiply fewer per value, and no
+# division (a vectorised float32 division costs as much as the rest of the logarithm).
+_LOG2_P = tuple(
     np.float32(v)
     for v in (
-        7.0376836292e-2, -1.1514610310e-1, 1.1676998740e-1, -1.2420140846e-1, 1.4249322787e-1,
-        -1.6668057665e-1, 2.0000714765e-1, -2.4999993993e-1, 3.3333331174e-1,
+        -8.874718065240336e-3, 1.4778755424503019e-2, -2.0685845591851944e-2,
+        3.746292451580698e-2, -7.128301260513407e-2, 1.4252637152274533e-1,
+        -3.205976658681916e-1, 9.617959716674649e-1, 5.849624944953492e-1,
     )
 )  # fmt: skip
-_L0, _L1, _L2, _L3, _L4, _L5, _L6, _L7, _L8 = _LN_P
-_FLOG2E = np.float32(1.0 / math.log(2.0))
-_FSQRT2 = np.float32(math.sqrt(2.0))
+_G0, _G1, _G2, _G3, _G4, _G5, _G6, _G7, _G8 = _LOG2_P
+_F1HALF = np.float32(1.5)
 _EXP_BIAS = np.int32(127)
 _MANT_MASK = np.int32(0x007FFFFF)
 _ONE_BITS = np.int32(0x3F800000)  # the bits of 1.0f
+_ABS_MASK = np.int32(0x7FFFFFFF)
+_SIGN_SHIFT = np.int32(31)
+_INF_BITS = np.int32(0x7F800000)  # the bits of +inf, and its order key
+_NEG_INF_KEY = np.int32(-0x7F800001)  # the order key of -inf (see _order_key)
+_IMIN = np.int32(-(2**31))
+_IMAX = np.int32(2**31 - 1)
+
+
+@intrinsic
+def _as_float32(typingctx, bits):
+    """The float32 whose IEEE bits are ``bits`` (an integer, taken as int32; numba has no bit
+    cast of scalars)."""
+    if not isinstance(bits, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+
+    return types.float32(types.int32), codegen
+
+
+@numba.njit(cache=True, inline="always")
+def _mantissa(bits):
+    """The mantissa m in [1, 2) of the float32 with IEEE bits ``bits``."""
+    return _as_float32((bits & _MANT_MASK) | _ONE_BITS)
+
+
+@numba.njit(cache=True, inline="always")
+def _exp2_parts(y):
+    """``2^y = 2^f 2^n`` for y <= 1: (f in [0, 1), the IEEE bits of 2^n as int32), with
+    n = floor(max(y, -64))."""
+    v = max(y, _EXP2_LO)
+    n = np.floor(v)
+    return v - n, (np.int32(n) + _EXP_BIAS) << 23
 
 
 @numba.njit(cache=True, inline="always")
@@ -600,34 +640,34 @@ def _exp2_split(x, top, k, f, bits):
     """First half of ``2^y``, y = (x - top) k <= 0, for float32 rows x and top (the first of two
     loops, so that both vectorise: numba has no scalar float/int bit cast, the int32 row
     ``bits`` is read back as float32 through a view): ``y = n + f`` with
-    n = round(max(y, -64)), f in [-1/2, 1/2] into ``f``, and the IEEE bits of 2^n into
-    ``bits``."""
+    n = floor(max(y, -64)), f in [0, 1) into ``f``, and the IEEE bits of 2^n into ``bits``."""
     for j in range(f.size):
-        v = max((x[j] - top[j]) * k, _EXP2_LO)
-        n = np.floor(v + _FHALF)
-        f[j] = v - n
-        bits[j] = (np.int32(n) + _EXP_BIAS) << 23
+        f[j], bits[j] = _exp2_parts((x[j] - top[j]) * k)
 
 
 @numba.njit(cache=True, inline="always")
 def _exp2_poly(f):
-    """``2^f`` for f in [-1/2, 1/2], float32, relative error < 2e-7 (with rounding)."""
+    """``2^f`` for f in [0, 1], float32, relative error < 2e-7 (with rounding)."""
     return _F1 + f * (_E0 + f * (_E1 + f * (_E2 + f * (_E3 + f * (_E4 + f * _E5)))))
 
 
 @numba.njit(cache=True, inline="always")
 def _log2_bits(x, xb, m):
-    """log2 x (-inf for x = 0) from x >= 0, its bits xb and its mantissa m in [1, 2)."""
-    e = np.float32((xb >> 23) - _EXP_BIAS)
-    big = m > _FSQRT2
-    m = m * _FHALF if big else m
-    e = e + _F1 if big else e
-    u = m - _F1
-    u2 = u * u
-    pu = _L4 + u * (_L3 + u * (_L2 + u * (_L1 + u * _L0)))
-    pu = _L8 + u * (_L7 + u * (_L6 + u * (_L5 + u * pu)))
-    v = e + (u + u2 * (u * pu - _FHALF)) * _FLOG2E
-    return v if x > 0 else _FNEG_INF
+    """log2 x (-inf for x = 0) from x >= 0, its bits xb and its mantissa m in [1, 2): the
+    exponent plus ``_LOG2_P`` at m - 3/2."""
+    return _shifted_log2(x, xb, m, _LOG2_P)
+
+
+@numba.njit(cache=True, inline="always")
+def _shifted_log2(x, xb, m, lp):
+    """``log2 x + d`` (-inf for x = 0) for x >= 0 with bits xb and mantissa m, where ``lp`` is
+    ``_LOG2_P`` with d added to its constant term: the shift by log2 p_max in the annealed
+    mean's exponent costs nothing per value. (Scaling every coefficient by 1/T as well, to save
+    the multiply, was slower: nine coefficients no longer compile-time constants.)"""
+    t = m - _F1HALF
+    pt = lp[3] + t * (lp[2] + t * (lp[1] + t * lp[0]))
+    pt = lp[8] + t * (lp[7] + t * (lp[6] + t * (lp[5] + t * (lp[4] + t * pt))))
+    return np.float32((xb >> 23) - _EXP_BIAS) + pt if x > 0 else _FNEG_INF
 
 
 @numba.njit(cache=True, inline="always")
@@ -636,9 +676,9 @@ def _log2_row(x, xbits, mbits, mant, out):
     x = 0), absolute error < 3e-7.
 
     ``xbits`` is x viewed as int32, ``mbits``/``mant`` an int32 scratch row and its float32 view.
-    x = m 2^e with m in [1, 2) from the IEEE bits, m halved (e + 1) above sqrt 2, and log2 m
-    from Cephes' polynomial. Float32 subnormals (x < 1.2e-38) come out as about -127: such
-    probabilities only count next to a largest one below about 1e-19 (see ``_EXP2_LO``).
+    x = m 2^e with m in [1, 2) from the IEEE bits, and log2 m from a polynomial (``_LOG2_P``).
+    Float32 subnormals (x < 1.2e-38) come out as about -127: such probabilities only count
+    next to a largest one below about 1e-19 (see ``_EXP2_LO``).
     """
     for j in range(out.size):
         mbits[j] = (xbits[j] & _MANT_MASK) | _ONE_BITS
@@ -646,7 +686,9 @@ def _log2_row(x, xbits, mbits, mant, out):
         out[j] = _log2_bits(x[j], xbits[j], mant[j])
 
 
-@numba.njit(cache=True)
+# fastmath=False: a callee without its own setting inherits the caller's fast math (numba
+# 0.5x+), under which the float tests of a scan over NaN were seen to pass it as valid.
+@numba.njit(cache=True, fastmath=False)
 def _valid(top, total, vals, probs):
     """Whether one pixel's scores are valid: no NaN or +inf and, for probabilities, a positive
     largest one (logits: one above -inf). ``top`` and ``total`` are the largest and the float32
@@ -668,11 +710,14 @@ def _valid(top, total, vals, probs):
 _DECODE_FASTMATH = {"reassoc", "nsz", "contract", "arcp", "afn"}
 
 
-# Decoding works on blocks of pixels x Q classes in a contiguous (Q, width) buffer: per class row
-# its loops run across the block's pixels, which vectorises without reductions (numba would not
-# vectorise a max over a pixel's classes without 'nnan', which the NaN tests forbid).
+# With the classes on a middle axis, decoding works on blocks of pixels x Q classes in a
+# contiguous (Q, width) buffer: per class row its loops run across the block's pixels, which
+# vectorises without reductions (numba would not vectorise a float max over a pixel's classes
+# without 'nnan', which the NaN tests forbid). With the classes last, :func:`_pixel_mean` runs
+# along them, its max an integer one over order keys.
 _BLOCK = 256
 _CHUNK = 16
+_LAST_SUM = 512
 
 
 @numba.njit(cache=True, nogil=True, fastmath=_DECODE_FASTMATH, error_model="numpy")
@@ -792,54 +837,101 @@ def _mid_block(z, i, lo, w, ca, cb, k, probs, out):
     return _decode_block(blkbits, w, top, low, total, ca, cb, k, probs, out)
 
 
-@numba.njit(cache=True, nogil=True, fastmath=_DECODE_FASTMATH, error_model="numpy")
-def _last_block(z, lo, w, ca, cb, k, probs, out):
-    """One task of :func:`_anneal_last`: scores ``z[lo : lo + w]`` (w, Q) -> out (w, 2).
+@numba.njit(cache=True, inline="always")
+def _order_key(b):
+    """An int32 that orders like the float32 with bits b, NaNs beyond +-inf (its own inverse)."""
+    return np.int32(b ^ ((b >> _SIGN_SHIFT) & _ABS_MASK))  # int32 lanes, twice as many as int64
 
-    Transposes the block into a (Q, width) buffer. Its rows are padded to width = 256 + 16
-    values: a row stride of exactly 1 KiB would map the Q rows written per pixel onto a few
-    cache sets.
+
+@numba.njit(cache=True, fastmath=False)
+def _pixel_checks(x, probs):
+    """(valid, negative) for one pixel's scores x (Q,), by float tests (see :func:`_valid`):
+    the slow path of :func:`_pixel_mean`, compiled without fast math."""
+    top = _FNEG_INF
+    low = _FPOS_INF
+    total = np.float32(0.0)
+    for v in x:
+        top = v if v > top else top
+        low = v if v < low else low
+        total += v
+    return _valid(top, total, x, probs), probs and low < 0
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_DECODE_FASTMATH, error_model="numpy")
+def _pixel_mean(x, xb, ca, cb, k, probs, out):
+    """Annealed mean of one pixel's scores x (Q,) float32 -> out (2,); returns (invalid,
+    negative probability) as 0 or 1 (output NaN if either). ``xb`` is x viewed as int32.
+
+    Both loops run along the contiguous classes and vectorise: the largest and smallest score
+    come from integer order keys of the bits, which also show a NaN or an infinity (then the
+    float tests of :func:`_pixel_checks` decide); weights and sums follow in one loop, the sums
+    float32 reductions.
     """
-    q = z.shape[1]
-    blkbits = np.empty((q, _BLOCK + 16), np.int32)
-    blk = blkbits.view(np.float32)
-    # In tiles of 16 pixels: per class one full cache line of the buffer is written, and the 16
-    # rows read stream along the classes.
-    for p0 in range(0, w, 16):
-        rows = z[lo + p0 : lo + min(w, p0 + 16)]
-        n = rows.shape[0]
-        for c in range(q):
-            dst = blk[c, p0 : p0 + n]
-            for j in range(n):
-                dst[j] = rows[j, c]
-    top = np.full(w, _FNEG_INF)
-    low = np.full(w, _FPOS_INF)
-    total = np.zeros(w, np.float32)
+    q = x.size
+    hi = _IMIN
+    lo = _IMAX
     for c in range(q):
-        row = blk[c]
-        for p in range(w):
-            v = row[p]
-            top[p] = v if v > top[p] else top[p]
-            low[p] = v if v < low[p] else low[p]
-            total[p] += v
-    return _decode_block(blkbits, w, top, low, total, ca, cb, k, probs, out)
+        key = xb[c] if probs else _order_key(xb[c])  # bits of p >= 0 order as p does
+        hi = max(hi, key)
+        lo = min(lo, key)
+    least = np.int32(0) if probs else _NEG_INF_KEY  # no sign bit; no NaN below -inf
+    if not (lo >= least and least < hi < _INF_BITS):
+        ok, neg = _pixel_checks(x, probs)
+        if not ok or neg:
+            out[0] = out[1] = np.nan
+            return int(not ok), int(neg)
+    top_bits = hi if probs else _order_key(hi)
+    top = _as_float32(top_bits)
+    # The exponent y = (log2 p - log2 p_max) k, log2 p_max folded into the polynomial, or
+    # z k - z_max k, one multiply-add.
+    ltop = _log2_bits(top, top_bits, _mantissa(top_bits))
+    lp = (_G0, _G1, _G2, _G3, _G4, _G5, _G6, _G7, _G8 - ltop)
+    shift = -top * k
+    # float32 sums over up to _LAST_SUM classes, in vector lanes (a few dozen terms each), then
+    # float64: a float32 sum of many thousand classes would lose digits.
+    sw = sa = sb = 0.0
+    for c0 in range(0, q, _LAST_SUM):
+        xc = x[c0 : c0 + _LAST_SUM]
+        xbc = xb[c0 : c0 + _LAST_SUM]
+        cac = ca[c0 : c0 + _LAST_SUM]
+        cbc = cb[c0 : c0 + _LAST_SUM]
+        tw = ta = tb = _F0
+        for c in range(xc.size):
+            if probs:
+                y = _shifted_log2(xc[c], xbc[c], _mantissa(xbc[c]), lp) * k
+            else:
+                y = xc[c] * k + shift
+            f, nbits = _exp2_parts(y)
+            e = _exp2_poly(f) * _as_float32(nbits)
+            tw += e
+            ta += e * cac[c]
+            tb += e * cbc[c]
+        sw += tw
+        sa += ta
+        sb += tb
+    out[0] = sa / sw
+    out[1] = sb / sw
+    return 0, 0
 
 
 @numba.njit(cache=True, parallel=True, nogil=True)
 def _anneal_last(z, ca, cb, k, probs, out):
     """Annealed mean of scores z (N, Q) float32, classes contiguous -> out (N, 2) float32.
 
-    In tasks of 256 pixels (:func:`_last_block`); arguments as for :func:`_anneal_mid`.
-    Returns the numbers of invalid pixels (output NaN) and of negative probabilities.
+    Pixel by pixel (:func:`_pixel_mean`), in tasks of 256 pixels; arguments as for
+    :func:`_anneal_mid`. Returns the numbers of invalid pixels (output NaN) and of negative
+    probabilities.
     """
     n = z.shape[0]
+    zb = z.view(np.int32)
     ntask = (n + _BLOCK - 1) // _BLOCK
     bad = np.zeros(ntask, np.int64)
     neg = np.zeros(ntask, np.int64)
     for task in numba.prange(ntask):
-        lo = task * _BLOCK
-        w = min(n, lo + _BLOCK) - lo
-        bad[task], neg[task] = _last_block(z, lo, w, ca, cb, k, probs, out[lo : lo + w])
+        for p in range(task * _BLOCK, min(n, (task + 1) * _BLOCK)):
+            b, g = _pixel_mean(z[p], zb[p], ca, cb, k, probs, out[p])
+            bad[task] += b
+            neg[task] += g
     return bad.sum(), neg.sum()
 
 
@@ -925,14 +1017,16 @@ def annealed_mean(
     -----
     Computed stably in base 2 and float32: weights ``2^((z_q - z_max) log2(e) / T)`` for
     logits, ``2^((log2 p_q - log2 p_max) / T)`` for probabilities (``softmax(log p / T)`` is
-    ``p^(1/T)`` normalised), summed in float32 over 16 classes at a time and those sums in
-    float64. The exponential and the logarithm are branch-free polynomials on the IEEE bits
-    (relative error < 2e-7, absolute < 3e-7 for log2) so that the loops vectorise. Weights
+    ``p^(1/T)`` normalised), summed in float32 (over 16 classes at a time, or in a few dozen
+    vector lanes when the classes are the last axis) and those sums in float64. The exponential
+    and the logarithm are branch-free polynomials on the IEEE bits (relative error < 2e-7,
+    absolute < 3e-7 for log2) so that the loops vectorise. Weights
     below ``2^-64`` (5e-20) of the largest, masked classes (-inf logits) and zero probabilities
     included, count as ``2^-64``: together they move the result by less than
     ``Q * 5e-20 * max|c|``. The result matches the float64 formula to about 3e-5 a/b units
     (for logits of moderate size: float32 logits of magnitude L carry an error of about
-    L * 6e-8 / T in the exponent). Both layouts are read in blocks of 256 pixels, without a
+    L * 6e-8 / T in the exponent). Scores with the classes last are decoded pixel by pixel
+    along the contiguous classes; other layouts in blocks of 256 pixels x Q classes, without a
     transposed copy of the whole array.
     """
     if not (np.isfinite(T) and T > 0):

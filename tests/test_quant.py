@@ -313,6 +313,50 @@ def test_annealed_mean_over_several_blocks_of_pixels():
             np.testing.assert_allclose(got, want, atol=2e-4)
 
 
+def test_annealed_mean_classes_last_on_edge_values():
+    # With the classes last, the largest score comes from integer order keys of the float bits:
+    # NaNs of either sign, infinities, -0.0 and subnormals must be judged as the float tests do.
+    p = peaky_scores((8,), C8, seed=8)
+    p[0, ::2] = -0.0  # allowed, as 0
+    p[1, 1::2] = 1e-40  # subnormal: weight (1e-40 / p_max)^(1/T), nothing
+    p[2, :] = 0.0
+    p[2, 9] = 1e-40  # a subnormal largest: its class
+    want = numpy_annealed_mean(np.abs(p), C8, 0.38)
+    want[2] = C8[9]
+    for axis in (-1, 1):
+        x = np.ascontiguousarray(np.moveaxis(p, -1, axis))
+        np.testing.assert_allclose(quant.annealed_mean(x, C8, axis=axis), want, atol=2e-4)
+    neg_nan = np.array([0xFFC00000], np.uint32).view(np.float32)[0]
+    for logits in (False, True):
+        for bad in (neg_nan, np.float32(np.nan), np.float32(np.inf)):
+            x = p[3:].copy()
+            x[2, 100] = bad
+            with pytest.raises(ValueError, match="1 pixel"):
+                quant.annealed_mean(x, C8, logits=logits)
+    z = np.full((3, len(C8)), -np.inf, np.float32)
+    z[0, 5] = -1e30  # the only finite logit
+    z[1, :7] = np.arange(7)
+    z[2] = 0.0
+    got = quant.annealed_mean(z, C8, logits=True)
+    np.testing.assert_allclose(got[0], C8[5])
+    np.testing.assert_allclose(got[1], numpy_annealed_mean(np.exp(z[1]), C8, 0.38), atol=2e-4)
+    np.testing.assert_allclose(got[2], C8.astype(np.float64).mean(0), atol=2e-4)
+
+
+def test_annealed_mean_of_many_classes_and_one():
+    # More classes than one float32 sum of the classes-last kernel holds, off any grid.
+    rng = np.random.default_rng(9)
+    cls = rng.uniform(-110, 110, (1500, 2)).astype(np.float32)
+    p = peaky_scores((2, 37), cls, seed=9)
+    want = numpy_annealed_mean(p, cls, 0.38)
+    for axis in (-1, 1):
+        x = np.ascontiguousarray(np.moveaxis(p, -1, axis))
+        np.testing.assert_allclose(quant.annealed_mean(x, cls, axis=axis), want, atol=2e-4)
+    one = np.array([[3.0, -4.0]], np.float32)
+    got = quant.annealed_mean(np.full((5, 1), 0.25, np.float32), one)
+    np.testing.assert_array_equal(got, np.repeat(one, 5, 0))
+
+
 def test_annealed_mean_of_probabilities_leaves_the_input_alone():
     # Probabilities are turned into logs inside the kernels; the caller's array (or a float64
     # or list input converted to float32) must be left as it was.
@@ -408,6 +452,9 @@ def test_polynomial_exp2_and_log2_against_numpy():
     x = np.concatenate([np.geomspace(1e-37, 1e37, 100001), [0.5, 1, 2, np.sqrt(2)]])
     x = x.astype(np.float32)
     np.testing.assert_allclose(log2(x), np.log2(x.astype(np.float64)), rtol=1e-7, atol=3e-7)
+    # Every float32 mantissa: the polynomial's bound on [1, 2).
+    m = (np.arange(1 << 23, dtype=np.int32) | np.int32(0x3F800000)).view(np.float32)
+    np.testing.assert_allclose(log2(m), np.log2(m.astype(np.float64)), rtol=0, atol=1.3e-7)
     assert log2(np.zeros(3, np.float32)).tolist() == [-np.inf] * 3
 
 
