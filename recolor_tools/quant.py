@@ -393,17 +393,18 @@ def _knn_kernel(
         memo_key = np.empty(1 << bits, np.uint64)
         first = chunk * n // nchunk
         for p in range(first, (chunk + 1) * n // nchunk):
-            key = keys[p]
-            slot = (key * mult) >> shift
-            src = memo[slot]
-            if src >= 0 and memo_key[slot] == key:
-                for j in range(k):
-                    oi[p, j] = oi[src, j]
-                    if want_w:
-                        ow[p, j] = ow[src, j]
-                continue
-            memo[slot] = p
-            memo_key[slot] = key
+            if bits > 0:
+                key = keys[p]
+                slot = (key * mult) >> shift
+                src = memo[slot]
+                if src >= 0 and memo_key[slot] == key:
+                    for j in range(k):
+                        oi[p, j] = oi[src, j]
+                        if want_w:
+                            ow[p, j] = ow[src, j]
+                    continue
+                memo[slot] = p
+                memo_key[slot] = key
             a = np.float64(ab[p, 0])
             b = np.float64(ab[p, 1])
             fi = (a - x0) * inv_s
@@ -411,7 +412,12 @@ def _knn_kernel(
             m = 0
             if 0.0 <= fi < nx and 0.0 <= fj < ny:
                 cell = int(fi) * ny + int(fj)
-                for t in range(start[cell], start[cell + 1]):
+                lo_t, hi_t = start[cell], start[cell + 1]
+                if k == 1 and hi_t - lo_t == 1:
+                    bi[0] = cand[lo_t]  # the cell lies in one class's region: no distances
+                    bd[0] = 0.0
+                    hi_t = lo_t
+                for t in range(lo_t, hi_t):
                     if m == k and low[t] > bd[k - 1]:
                         break  # this and all later candidates are farther than the k-th
                     da = a - cab[t, 0]
@@ -447,8 +453,10 @@ class _Table:
         span = np.ptp(classes, axis=0).astype(np.float64)
         spacing = math.sqrt(max(span[0] * span[1], span.max() ** 2 / q, 1.0) / q)
         # A quarter of the mean centre spacing keeps the lists short (about 2k classes per
-        # cell on a regular grid); the work bound keeps building quick for large Q.
-        s = max(spacing / 4, math.sqrt(float(np.prod(hi - lo)) * q / _MAX_TABLE_WORK))
+        # cell on a regular grid); for k = 1 a sixteenth puts most cells inside one class's
+        # region, answered without a distance; the work bound keeps building quick for large Q.
+        fine = spacing / (16 if k == 1 else 4)
+        s = max(fine, math.sqrt(float(np.prod(hi - lo)) * q / _MAX_TABLE_WORK))
         self.x0, self.y0 = float(lo[0] - s), float(lo[1] - s)
         self.nx = int(math.ceil((hi[0] - lo[0]) / s)) + 2
         self.ny = int(math.ceil((hi[1] - lo[1]) / s)) + 2
@@ -493,6 +501,8 @@ def _knn(ab: np.ndarray, classes: np.ndarray, k: int, sigma: float | None):
             nchunk = min(4 * numba.get_num_threads(), max(1, len(flat) // _CHUNK_MIN))
             # A table about twice the chunk, up to 2^_MEMO_BITS: small calls clear little.
             bits = min(_MEMO_BITS, (2 * len(flat) // nchunk).bit_length())
+            if k == 1:
+                bits = 0  # the table answers most values at once: a memo costs more than it saves
             _knn_kernel(flat, keys, cls, k, *table.args(), inv2s2, nchunk, bits, idx, w)
     shape = (*ab.shape[:-1], k)
     return idx.reshape(shape), w.reshape(shape) if sigma is not None else None

@@ -136,15 +136,16 @@ def test_soft_encode_on_ties_and_cell_borders():
         assert_exact(ab, C8, k)
 
 
-def test_soft_encode_on_lookup_table_borders():
-    table = quant._Table(C8, 5)
+@pytest.mark.parametrize("k", [1, 5])  # k = 1 has its own, finer table
+def test_soft_encode_on_lookup_table_borders(k):
+    table = quant._Table(C8, k)
     i = np.arange(0, table.nx + 1)
     edges = table.x0 + i / table.inv_s
     rng = np.random.default_rng(1)
     a = np.concatenate([edges, np.nextafter(edges, np.inf), np.nextafter(edges, -np.inf)])
     b = rng.uniform(-100, 100, a.size)
-    assert_exact(np.stack([a, b], 1).astype(np.float32), C8, 5)
-    assert_exact(np.stack([b, a], 1).astype(np.float32), C8, 5)
+    assert_exact(np.stack([a, b], 1).astype(np.float32), C8, k)
+    assert_exact(np.stack([b, a], 1).astype(np.float32), C8, k)
 
 
 def test_soft_encode_at_the_gamut_edge_and_far_outside():
