@@ -59,7 +59,7 @@ from .errors import RecolorError
 # threads at once: _KERNEL_LOCK serialises the (internally parallel) kernel calls.
 if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "forksafe"
-_KERNEL_LOCK = threading.Lock()
+_KERNEL_LOCK = threading.RLock()  # re-entered: building a k = 1 table runs a k = 2 search
 
 MAX_CLASSES = 32767
 """Largest class set: class indices are stored as int16."""
@@ -370,16 +370,18 @@ _CHUNK_MIN = 512
 
 @numba.njit(cache=True, parallel=True, nogil=True)
 def _knn_kernel(
-    ab, keys, cls, k, x0, y0, inv_s, nx, ny, start, cand, cab, low, inv2s2, nchunk, bits, oi, ow
-):
+    ab, keys, cls, k, x0, y0, inv_s, nx, ny, start, cand, cab, low, one,
+    inv2s2, nchunk, bits, oi, ow,
+):  # fmt: skip
     """k nearest class centres of each a/b point, and their Gaussian weights.
 
-    ab (N, 2) f32, keys (N,) u64 the same values' bits (a and b in one word), cls (Q, 2) f32,
-    oi (N, k) i16, ow (N, k) f32, or (0, k) for no weights; ``cab`` holds the candidates'
-    centres, ``cls[cand]``, to save an indirection. Squared distances are (a - ca)^2 + (b - cb)^2
-    in float64. A point outside the table (every point when nx = 0) is compared with every
-    class. A point whose bits equal an earlier point's in the chunk copies that answer (exact:
-    same input, same output).
+    ab (N, 2) f32, keys (N,) u64 the same values' bits (a and b in one word), cls (Q, 2) f32, oi
+    (N, k) i16, ow (N, k) f32, or (0, k) for no weights; ``cab`` holds the candidates' centres,
+    ``cls[cand]``, to save an indirection; ``one`` (for k = 1) the class of each sub-cell inside
+    one class's region, else -1 (see :func:`_one_class_cells`). Squared distances are (a - ca)^2
+    + (b - cb)^2 in float64. A point outside the table (every point when nx = 0) is compared
+    with every class. With ``bits`` > 0 a point whose bits equal an earlier point's in the chunk
+    copies that answer (exact: same input, same output).
     """
     n = ab.shape[0]
     q = cls.shape[0]
@@ -412,17 +414,18 @@ def _knn_kernel(
             m = 0
             if 0.0 <= fi < nx and 0.0 <= fj < ny:
                 cell = int(fi) * ny + int(fj)
-                lo_t, hi_t = start[cell], start[cell + 1]
-                if k == 1 and hi_t - lo_t == 1:
-                    bi[0] = cand[lo_t]  # the cell lies in one class's region: no distances
-                    bd[0] = 0.0
-                    hi_t = lo_t
-                for t in range(lo_t, hi_t):
-                    if m == k and low[t] > bd[k - 1]:
-                        break  # this and all later candidates are farther than the k-th
-                    da = a - cab[t, 0]
-                    db = b - cab[t, 1]
-                    m = _insert(bd, bi, m, k, da * da + db * db, np.int64(cand[t]))
+                sub = -1
+                if k == 1:
+                    sub = one[int(fi * _FINE) * (ny * _FINE) + int(fj * _FINE)]
+                if sub >= 0:
+                    bi[0] = sub  # the value lies in one class's region: no distances
+                else:
+                    for t in range(start[cell], start[cell + 1]):
+                        if m == k and low[t] > bd[k - 1]:
+                            break  # this and all later candidates are farther than the k-th
+                        da = a - cab[t, 0]
+                        db = b - cab[t, 1]
+                        m = _insert(bd, bi, m, k, da * da + db * db, np.int64(cand[t]))
             else:
                 for c in range(q):
                     da = a - cls[c, 0]
@@ -443,6 +446,33 @@ def _knn_kernel(
     return 0
 
 
+# For k = 1, a finer grid (_FINE x _FINE sub-cells per table cell) records the class of each
+# sub-cell that lies inside one class's region, so that most values are answered by one 2-byte
+# read (the grid, ~0.5 MB for the gamut classes, stays in cache) without a distance.
+_FINE = 4
+_MARGIN = 0.1  # squared a/b units: covers float32 rounding of the corners and of the lookup
+
+
+def _one_class_cells(classes: np.ndarray, table: _Table) -> np.ndarray:
+    """Per sub-cell, the class whose region contains it, or -1 (int16, row-major).
+
+    Regions of nearest centres are convex, so a rectangle lies inside one iff its four corners
+    do; each corner must be nearer to that class than to the second nearest by _MARGIN, so no
+    point of the sub-cell (give or take rounding) is tied or nearer to another class.
+    """
+    nxf, nyf = table.nx * _FINE, table.ny * _FINE
+    s = 1.0 / (table.inv_s * _FINE)
+    ca = table.x0 + s * np.arange(nxf + 1)
+    cb = table.y0 + s * np.arange(nyf + 1)
+    corners = np.stack(np.meshgrid(ca, cb, indexing="ij"), -1).reshape(-1, 2)
+    idx, _ = _knn(corners.astype(np.float32), classes, 2, None)
+    d = ((corners[:, None, :] - classes[idx].astype(np.float64)) ** 2).sum(-1)
+    near = np.where(d[:, 1] - d[:, 0] > _MARGIN, idx[:, 0], -1).reshape(nxf + 1, nyf + 1)
+    c00, c10, c01, c11 = near[:-1, :-1], near[1:, :-1], near[:-1, 1:], near[1:, 1:]
+    same = (c00 >= 0) & (c00 == c10) & (c00 == c01) & (c00 == c11)
+    return np.ascontiguousarray(np.where(same, c00, -1).astype(np.int16).ravel())
+
+
 class _Table:
     """Lookup table of candidate classes for one class set and k."""
 
@@ -453,10 +483,8 @@ class _Table:
         span = np.ptp(classes, axis=0).astype(np.float64)
         spacing = math.sqrt(max(span[0] * span[1], span.max() ** 2 / q, 1.0) / q)
         # A quarter of the mean centre spacing keeps the lists short (about 2k classes per
-        # cell on a regular grid); for k = 1 a sixteenth puts most cells inside one class's
-        # region, answered without a distance; the work bound keeps building quick for large Q.
-        fine = spacing / (16 if k == 1 else 4)
-        s = max(fine, math.sqrt(float(np.prod(hi - lo)) * q / _MAX_TABLE_WORK))
+        # cell on a regular grid); the work bound keeps building quick for large Q.
+        s = max(spacing / 4, math.sqrt(float(np.prod(hi - lo)) * q / _MAX_TABLE_WORK))
         self.x0, self.y0 = float(lo[0] - s), float(lo[1] - s)
         self.nx = int(math.ceil((hi[0] - lo[0]) / s)) + 2
         self.ny = int(math.ceil((hi[1] - lo[1]) / s)) + 2
@@ -473,11 +501,12 @@ class _Table:
                 classes, k, self.x0, self.y0, s, self.nx, self.ny
             )
         self.cab = np.ascontiguousarray(classes[self.cand])
+        self.one = _one_class_cells(classes, self) if k == 1 and self.nx else np.zeros(0, np.int16)
 
     def args(self) -> tuple:
         return (
             *(self.x0, self.y0, self.inv_s, self.nx, self.ny),
-            *(self.start, self.cand, self.cab, self.low),
+            *(self.start, self.cand, self.cab, self.low, self.one),
         )
 
 

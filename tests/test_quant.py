@@ -136,16 +136,35 @@ def test_soft_encode_on_ties_and_cell_borders():
         assert_exact(ab, C8, k)
 
 
-@pytest.mark.parametrize("k", [1, 5])  # k = 1 has its own, finer table
+@pytest.mark.parametrize("k", [1, 5])
 def test_soft_encode_on_lookup_table_borders(k):
     table = quant._Table(C8, k)
-    i = np.arange(0, table.nx + 1)
-    edges = table.x0 + i / table.inv_s
+    fine = quant._FINE if k == 1 else 1  # k = 1 also looks values up on a finer grid
+    i = np.arange(0, table.nx * fine + 1)
+    edges = table.x0 + i / (table.inv_s * fine)
     rng = np.random.default_rng(1)
     a = np.concatenate([edges, np.nextafter(edges, np.inf), np.nextafter(edges, -np.inf)])
     b = rng.uniform(-100, 100, a.size)
     assert_exact(np.stack([a, b], 1).astype(np.float32), C8, k)
     assert_exact(np.stack([b, a], 1).astype(np.float32), C8, k)
+
+
+def test_one_class_sub_cells_hold_their_class_everywhere():
+    """Where the k = 1 fine grid names a class, brute force agrees at the sub-cell's corners,
+    centre and random points inside it; most sub-cells are named."""
+    table = quant._Table(C8, 1)
+    nyf = table.ny * quant._FINE
+    s = 1.0 / (table.inv_s * quant._FINE)
+    named = np.flatnonzero(table.one >= 0)
+    assert named.size > 0.85 * table.one.size
+    rng = np.random.default_rng(3)
+    cells = rng.choice(named, 4000, replace=False)
+    u = np.concatenate([[[0, 0], [1, 0], [0, 1], [1, 1], [0.5, 0.5]], rng.uniform(0, 1, (3, 2))])
+    x = table.x0 + s * (cells[:, None] // nyf + u[None, :, 0])
+    y = table.y0 + s * (cells[:, None] % nyf + u[None, :, 1])
+    pts = np.stack([x, y], -1).reshape(-1, 2)
+    ref, _ = brute_knn(pts, C8, 1)
+    np.testing.assert_array_equal(ref[:, 0], np.repeat(table.one[cells], len(u)))
 
 
 def test_soft_encode_at_the_gamut_edge_and_far_outside():
