@@ -367,25 +367,28 @@ def _count_files(paths: Iterator, classes: np.ndarray, workers: int) -> Iterator
         batch, pixels = [], 0
         return counts
 
+    def take(future) -> Iterator:
+        nonlocal pixels
+        ab, err = future.result()
+        if err is not None:
+            yield None, 0, err
+            return
+        batch.append(ab)
+        pixels += len(ab)
+        if pixels >= _BATCH_PIXELS:
+            yield flush()
+
     paths = (str(p) for p in paths)
     with ThreadPoolExecutor(max(1, workers)) as pool:
         window: collections.deque = collections.deque()
-        for path in itertools.chain(paths, [None]):
-            if path is not None:
-                window.append(pool.submit(one, path))
-                if len(window) < 4 * workers:
-                    continue
-            while window and (path is None or len(window) >= 4 * workers):
-                ab, err = window.popleft().result()
-                if err is not None:
-                    yield None, 0, err
-                    continue
-                batch.append(ab)
-                pixels += len(ab)
-                if pixels >= _BATCH_PIXELS:
-                    yield flush()
-        if batch:
-            yield flush()
+        for path in paths:
+            window.append(pool.submit(one, path))
+            if len(window) >= 4 * workers:  # bounded read-ahead: constant memory
+                yield from take(window.popleft())
+        while window:
+            yield from take(window.popleft())
+    if batch:
+        yield flush()
 
 
 # --- reporting --------------------------------------------------------------------------------

@@ -80,7 +80,9 @@ def images(tmp_path, n=4):
     return paths
 
 
-def test_compute_stats_over_files_matches_counting_in_memory(tmp_path):
+@pytest.mark.parametrize("batch", [1 << 20, 1])  # one batch for all; a batch per image
+def test_compute_stats_over_files_matches_counting_in_memory(tmp_path, monkeypatch, batch):
+    monkeypatch.setattr(rebalance, "_BATCH_PIXELS", batch)
     paths = images(tmp_path, 5)
     acc = rebalance.PriorAccumulator(C8, 8)
     for p in paths:
@@ -95,13 +97,16 @@ def test_compute_stats_over_files_matches_counting_in_memory(tmp_path):
     np.testing.assert_array_equal(from_arrays.counts, acc.counts)
 
 
-def test_compute_stats_reports_bad_files_and_goes_on(tmp_path):
+@pytest.mark.parametrize("batch", [1 << 20, 1])
+def test_compute_stats_reports_bad_files_and_goes_on(tmp_path, monkeypatch, batch):
+    monkeypatch.setattr(rebalance, "_BATCH_PIXELS", batch)
     paths = images(tmp_path, 2)
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"garbage")
     errors = []
     stats = rebalance.compute_stats([paths[0], bad, paths[1]], C8, 8, on_error=errors.append)
     assert stats.n_images == 2
+    np.testing.assert_array_equal(stats.counts, rebalance.compute_stats(paths, C8, 8).counts)
     assert len(errors) == 1 and errors[0].path == str(bad)
     with pytest.raises(RecolorError):
         rebalance.compute_stats([bad], C8, 8)
