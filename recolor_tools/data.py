@@ -31,7 +31,7 @@ from torch.utils.data import Dataset, Sampler
 
 from .color import rgb_to_lab
 from .errors import RecolorError
-from .imageio import expand_inputs, read_rgb, resize_to
+from .imageio import expand_inputs, read_rgb, resize_short_side
 from .models import AB_SCALE
 
 SCALE_JITTER = (1.0, 1.15)
@@ -58,17 +58,6 @@ def list_images(inputs: Sequence[str | Path]) -> list[str]:
     if not paths:
         raise RecolorError("no training images given")
     return paths
-
-
-def resize_short_side(img: np.ndarray, short: float, min_side: int) -> np.ndarray:
-    """Resize so the shorter side is ``short`` pixels, keeping the aspect ratio.
-
-    Area averaging when shrinking, bilinear when enlarging. Both sides end at least
-    ``min_side`` (rounding could otherwise leave ``short - 1``).
-    """
-    h, w = img.shape[:2]
-    s = short / min(h, w)
-    return resize_to(img, max(min_side, round(h * s)), max(min_side, round(w * s)))
 
 
 class ColorDataset(Dataset):

@@ -154,6 +154,17 @@ def resize_max(img: np.ndarray, max_size: int | None) -> np.ndarray:
     return resize_to(img, max(1, round(h * s)), max(1, round(w * s)))
 
 
+def resize_short_side(img: np.ndarray, short: float, min_side: int) -> np.ndarray:
+    """Resize so the shorter side is ``short`` pixels, keeping the aspect ratio.
+
+    Area averaging when shrinking, bilinear when enlarging. Both sides end at least
+    ``min_side`` (rounding could otherwise leave ``short - 1``).
+    """
+    h, w = img.shape[:2]
+    s = short / min(h, w)
+    return resize_to(img, max(min_side, round(h * s)), max(min_side, round(w * s)))
+
+
 _QUALITY_FLAG = {
     ".jpg": cv2.IMWRITE_JPEG_QUALITY,
     ".jpeg": cv2.IMWRITE_JPEG_QUALITY,

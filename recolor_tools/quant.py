@@ -20,14 +20,15 @@ functions compiled on first use and cached on disk; they run over pixels in para
 the GIL, and use a fork-safe numba threading layer (see below), so they work in forked workers
 (torch DataLoader, multiprocessing) and, one call at a time, from several threads.
 
-Speed (``benchmarks/bench_quant.py``, 2 threads on a shared 2-core Xeon, so +-20%): soft
-encoding of the a/b of real 8-bit images (the 24 Kodak photographs, 6 M pixels) 34-40 Mpixel/s,
-98-135x scikit-learn's ball tree (median of 3 runs 128x) and 56-67x torch ``cdist`` + ``topk``;
-repeated values are answered from a per-chunk memo (below). On smooth synthetic float images,
-where no value repeats, 15-16 Mpixel/s, 30-55x and 25-31x. Annealed mean about 700 Mvalue/s
-on (B, Q, H, W) logits, 10-12x the plain numpy formula; (B, H, W, Q) probabilities, decoded
-pixel by pixel along the classes, 430-870 Mvalue/s, 9.5-15x numpy while another process kept
-both cores busy (the blocked kernel used before: 4.2-5.5x in runs alternating with these).
+Speed (``benchmarks/bench_quant.py``, 2 threads on a shared 2-core Xeon whose speed varied by
+about 1.5x between days): soft encoding of the a/b of real 8-bit images (the 24 Kodak
+photographs, 6 M pixels) 21-40 Mpixel/s, 67-135x scikit-learn's ball tree (median about 100x)
+and 44-67x torch ``cdist`` + ``topk``; repeated values are answered from a per-chunk memo
+(below). On smooth synthetic float images, where no value repeats, 15-16 Mpixel/s, 30-55x and
+25-31x. Annealed mean 700-1000 Mvalue/s, 12.5-17.6x the plain numpy formula on (B, Q, H, W)
+logits and on (B, H, W, Q) probabilities (the latter decoded pixel by pixel along the classes).
+Hard encoding (k = 1) answers most values from a grid of one-class cells: 1.6x faster than the
+k-nearest search per poster.
 
 This module does not import torch: pass network output as a numpy array (``tensor.numpy()``).
 
@@ -677,8 +678,8 @@ def _exp2_parts(y):
 @numba.njit(cache=True, inline="always")
 def _exp2_split(x, top, k, f, bits):
     """First half of ``2^y``, y = (x - top) k <= 0, for float32 rows x and top (the first of two
-    loops, so that both vectorise: numba has no scalar float/int bit cast, the int32 row
-    ``bits`` is read back as float32 through a view): ``y = n + f`` with
+    loops; the int32 row ``bits`` is read back as float32 through a view, which in the blocked
+    kernel measured faster than one loop with the scalar cast ``_as_float32``): ``y = n + f`` with
     n = floor(max(y, -64)), f in [0, 1) into ``f``, and the IEEE bits of 2^n into ``bits``."""
     for j in range(f.size):
         f[j], bits[j] = _exp2_parts((x[j] - top[j]) * k)

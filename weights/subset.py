@@ -5,7 +5,7 @@ Run (from the repository root)::
     python weights/subset.py ../shared/data/posters/train runs/posters/train --keep 2 --of 3
     python weights/subset.py ../shared/data/posters/val runs/posters/val200 --first 200
 
-Each kept image is resized (area averaging, the resampling of ``imageio.resize_to``) so that its
+Each kept image is resized (``imageio.resize_short_side``: area averaging) so that its
 shorter side is ``--short`` pixels (128: the training size, so a random crop still has the tall
 poster's full width) and written as WebP at ``--quality``. The loss is computed at 1/4 of the
 crop, so WebP's chroma subsampling and quality 70 lose little of the target; about 4.8 KB per
@@ -20,15 +20,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from recolor_tools.imageio import read_rgb, resize_to, write_image  # noqa: E402
+from recolor_tools.imageio import read_rgb, resize_short_side, write_image  # noqa: E402
 
 
 def shrink(src: Path, dst: Path, short: int, quality: int) -> int:
-    rgb = read_rgb(src)
-    h, w = rgb.shape[:2]
-    k = short / min(h, w)
-    small = resize_to(rgb, max(short, round(h * k)), max(short, round(w * k)))
-    write_image(dst, small, quality=quality)
+    write_image(dst, resize_short_side(read_rgb(src), short, short), quality=quality)
     return dst.stat().st_size
 
 
