@@ -17,12 +17,16 @@ Pixels are a/b values of smooth random colour images (made here; no file is need
 images given on the command line. The two differ: a/b of 8-bit images repeats (87% of the Kodak
 photographs' pixels find their value in soft_encode's memo), float images made here never do.
 Run both, e.g. ``python benchmarks/bench_quant.py ../shared/data/kodak24`` for real images.
-Every method runs on the same thread count (default 2).
+Every method runs on the same thread count (default 2). The references run on evenly spaced
+subsets of the same pixels (they are slow; their rate does not depend on the count). Soft
+encoding is timed in rounds, every method once a round, and each ratio is the median of the
+rounds' ratios: on a shared machine a slow spell then slows both sides of a ratio rather than
+one.
 
 Usage::
 
     .venv/bin/python benchmarks/bench_quant.py [IMAGES...] [--pixels N] [--threads T]
-        [--repeat R] [--sklearn-pixels N]
+        [--repeat R] [--sklearn-pixels N] [--torch-pixels N]
 
 scikit-learn is a benchmark-only extra (``pip install scikit-learn``; ``make bench``); without
 it that comparison is skipped. torch is imported here only.
@@ -83,6 +87,20 @@ def best(fn, repeat: int) -> float:
     return min(times)
 
 
+def paired_rounds(methods: dict, rounds: int) -> dict[str, np.ndarray]:
+    """Pixels per second of each ``name: (fn, pixels)``, one run of every method per round
+    (after one warm-up run each), as arrays over the rounds."""
+    for fn, _ in methods.values():
+        fn()
+    rates = {name: np.empty(rounds) for name in methods}
+    for r in range(rounds):
+        for name, (fn, pixels) in methods.items():
+            t = time.perf_counter()
+            fn()
+            rates[name][r] = pixels / (time.perf_counter() - t)
+    return rates
+
+
 def sklearn_encode(ab: np.ndarray, classes: np.ndarray, threads: int):
     from sklearn.neighbors import NearestNeighbors
 
@@ -130,8 +148,11 @@ def main() -> None:
     ap.add_argument("images", nargs="*", help="Images to take a/b pixels from (default: made).")
     ap.add_argument("--pixels", type=int, default=4_000_000, help="a/b pixels to encode.")
     ap.add_argument("--sklearn-pixels", type=int, default=200_000, help="Subset for sklearn.")
+    ap.add_argument("--torch-pixels", type=int, default=1_000_000, help="Subset for torch.")
     ap.add_argument("--threads", type=int, default=2, help="Threads for every method.")
-    ap.add_argument("--repeat", type=int, default=3, help="Runs per measurement (best counts).")
+    ap.add_argument(
+        "--repeat", type=int, default=5, help="Rounds (soft encoding) or runs (decoding, best)."
+    )
     args = ap.parse_args()
 
     import numba
@@ -145,41 +166,51 @@ def main() -> None:
     print(f"soft encoding: {n:,} a/b pixels, Q={len(classes)}, k={K}, sigma={SIGMA}, "
           f"{args.threads} threads, {os.cpu_count()} CPUs")  # fmt: skip
 
-    rate = {}
-    rate["recolor soft_encode"] = n / best(
-        lambda: quant.soft_encode(ab, classes, K, SIGMA), args.repeat
-    )
+    # Subsets for the slow references, spread over all the images rather than the first one.
+    sub_sk = np.ascontiguousarray(ab[:: max(1, n // args.sklearn_pixels)][: args.sklearn_pixels])
+    sub_torch = np.ascontiguousarray(ab[:: max(1, n // args.torch_pixels)][: args.torch_pixels])
     idx, w = quant.soft_encode(ab, classes, K, SIGMA)
     out_i, out_w = np.empty_like(idx), np.empty_like(w)
-    rate["memory copy, fresh output"] = n / best(lambda: (idx.copy(), w.copy()), args.repeat)
-    rate["memory copy, reused output"] = n / best(
-        lambda: (np.copyto(out_i, idx), np.copyto(out_w, w)), args.repeat
-    )
-    t_idx, t_w = torch_encode(ab, classes)
-    rate["torch cdist+topk"] = n / best(lambda: torch_encode(ab, classes), 1)
-    agree = (t_idx == idx).all(1).mean()
+    methods = {
+        "recolor soft_encode": (lambda: quant.soft_encode(ab, classes, K, SIGMA), n),
+        "memory copy, fresh output": (lambda: (idx.copy(), w.copy()), n),
+        "memory copy, reused output": (
+            lambda: (np.copyto(out_i, idx), np.copyto(out_w, w)),
+            n,
+        ),
+        "torch cdist+topk": (lambda: torch_encode(sub_torch, classes), len(sub_torch)),
+    }
+    t_idx, _ = torch_encode(sub_torch, classes)
+    agree = (t_idx == quant.soft_encode(sub_torch, classes, K, SIGMA)[0]).all(1).mean()
+    agree_sk = wdiff = None
     try:
-        sub = ab[: args.sklearn_pixels]
-        s_idx, s_w = sklearn_encode(sub, classes, args.threads)
-        rate["sklearn ball tree"] = len(sub) / best(
-            lambda: sklearn_encode(sub, classes, args.threads), 1
+        s_idx, s_w = sklearn_encode(sub_sk, classes, args.threads)
+        r_idx, r_w = quant.soft_encode(sub_sk, classes, K, SIGMA)
+        agree_sk, wdiff = (s_idx == r_idx).all(1).mean(), np.abs(s_w - r_w).max()
+        methods["sklearn ball tree"] = (
+            lambda: sklearn_encode(sub_sk, classes, args.threads),
+            len(sub_sk),
         )
-        agree_sk = (s_idx == idx[: len(sub)]).all(1).mean()
-        wdiff = np.abs(s_w - w[: len(sub)]).max()
     except ImportError:
-        agree_sk = wdiff = None
-    ours = rate["recolor soft_encode"]
-    for name, r in rate.items():
-        print(f"  {name:28s} {r / 1e6:9.2f} Mpixel/s   recolor is {ours / r:7.2f}x")
+        pass
+    rates = paired_rounds(methods, args.repeat)
+    ours = rates["recolor soft_encode"]
+    print(f"  {args.repeat} rounds, each method once a round; rates are medians, ratios the "
+          "median of the rounds' ratios (so a slow spell hits both sides of a ratio)")  # fmt: skip
+    for name, r in rates.items():
+        ratio = np.median(ours / r)
+        print(f"  {name:28s} {np.median(r) / 1e6:9.2f} Mpixel/s   recolor is {ratio:7.2f}x")
     print(f"  same classes as torch: {100 * agree:.3f}% of pixels (others: exact ties)")
     if agree_sk is not None:
         print(f"  same classes as sklearn: {100 * agree_sk:.3f}%, max weight diff {wdiff:.1e}")
     checks = [("sklearn ball tree", 100), ("torch cdist+topk", 20)]
     for name, target in checks:
-        if name in rate:
-            ratio = ours / rate[name]
-            print(f"  target vs {name}: >= {target}x: {'met' if ratio >= target else 'NOT met'}"
-                  f" ({ratio:.1f}x)")  # fmt: skip
+        if name in rates:
+            ratio = ours / rates[name]
+            med = np.median(ratio)
+            each = ", ".join(f"{x:.0f}" for x in ratio)
+            verdict = "met" if med >= target else "NOT met"
+            print(f"  target vs {name}: >= {target}x: {verdict} (median {med:.1f}x; rounds {each})")
 
     b, h, wd = 4, 128, 128
     z = network_logits(b, h, wd, classes)
