@@ -25,7 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-import cv2
+from recolor_tools.imageio import read_rgb, resize_short_side, write_image
 
 RECOLOR = [sys.executable, "-m", "recolor_tools"]
 COLUMNS = [
@@ -44,7 +44,6 @@ def sh(*args: str | Path, stdin: bytes | None = None) -> bytes:
 
 def mean_colour_baseline(truth: list[Path], stats: Path, out: Path) -> None:
     from recolor_tools.color import lab_to_rgb, rgb_to_lab
-    from recolor_tools.imageio import read_rgb, write_image
     from recolor_tools.rebalance import RebalanceStats
 
     st = RebalanceStats.load(stats)
@@ -58,15 +57,10 @@ def mean_colour_baseline(truth: list[Path], stats: Path, out: Path) -> None:
 
 
 def shrink_dir(src: Path, dst: Path, short: int) -> None:
+    """PNG copies of ``src``'s PNGs with the shorter side ``short``, resized as predict does."""
     dst.mkdir(parents=True, exist_ok=True)
-    for f in sorted(src.iterdir()):
-        img = cv2.imread(str(f), cv2.IMREAD_COLOR)
-        if img is None:
-            continue
-        h, w = img.shape[:2]
-        s = short / min(h, w)
-        img = cv2.resize(img, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
-        cv2.imwrite(str(dst / (f.stem + ".png")), img)
+    for f in sorted(src.glob("*.png")):
+        write_image(dst / f.name, resize_short_side(read_rgb(f), short, 1))
 
 
 def score(pred: Path, truth: Path, stats: Path) -> dict:
@@ -108,7 +102,7 @@ def main() -> None:
     truth = work / "truth"
     truth.mkdir(parents=True, exist_ok=True)
     for f in truth_files:  # PNG copies: one decoder for truth and predictions alike
-        cv2.imwrite(str(truth / (f.stem + ".png")), cv2.imread(str(f), cv2.IMREAD_COLOR))
+        write_image(truth / (f.stem + ".png"), read_rgb(f))
 
     methods: list[tuple[str, Path]] = []
     gray = work / "gray"
