@@ -9,7 +9,9 @@ Each kept image is resized (``imageio.resize_short_side``: area averaging) so th
 shorter side is ``--short`` pixels (128: the training size, so a random crop still has the tall
 poster's full width) and written as WebP at ``--quality``. The loss is computed at 1/4 of the
 crop, so WebP's chroma subsampling and quality 70 lose little of the target; about 4.8 KB per
-poster. ``--keep K --of N`` keeps the files whose index in name order is < K modulo N.
+poster. ``--keep K --of N [--start S]`` keeps the files whose index in name order, modulo N, lies
+in [S, S + K): ``--keep 1 --of 2 --start 0`` and ``--start 1`` split a folder into halves that
+can travel to a GPU machine in two uploads.
 """
 
 from __future__ import annotations
@@ -36,10 +38,12 @@ def main() -> None:
     ap.add_argument("--quality", type=int, default=70)
     ap.add_argument("--keep", type=int, default=1)
     ap.add_argument("--of", type=int, default=1)
+    ap.add_argument("--start", type=int, default=0)
     ap.add_argument("--first", type=int, default=None, help="only the first N files")
     args = ap.parse_args()
     files = sorted(p for p in args.src.iterdir() if p.is_file())
-    files = [p for i, p in enumerate(files) if i % args.of < args.keep][: args.first]
+    kept = [p for i, p in enumerate(files) if 0 <= i % args.of - args.start < args.keep]
+    files = kept[: args.first]
     args.dst.mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor() as pool:
         sizes = list(
