@@ -546,7 +546,9 @@ def predict(
     size: Annotated[
         Optional[int],  # noqa: UP045
         typer.Option(
-            "--size", min=8, help="Working shorter side in pixels (default: the training size)."
+            "--size",
+            min=8,
+            help="Working shorter side in pixels (default: 1.25 x the training size).",
         ),
     ] = None,
     fmt: Annotated[

@@ -79,6 +79,18 @@ def test_working_shape(H, W, size, expect):
     assert predict.working_shape(H, W, size) == expect
 
 
+def test_default_working_size_is_a_scale_of_the_training_size(predictors, weights):
+    rgb = np.full((100, 200, 3), 0.5, np.float32)
+    for head, p in predictors.items():
+        assert p.size == round(predict.WORK_SCALE * 48) == 60  # the fixtures train at 48
+        assert p.prepare(rgb).hw == (60, 120)
+        explicit = predict.Predictor.load(weights[head], head, size=48)
+        assert explicit.prepare(rgb).hw == (48, 96)
+    model, ckpt = models.load_checkpoint(weights["reg"], "reg")
+    del ckpt["data"]  # a checkpoint that does not say: the assumed training size, scaled
+    assert predict.Predictor(model, ckpt).size == round(predict.WORK_SCALE * predict.DEFAULT_SIZE)
+
+
 def test_upsample_matches_cv2_resize_when_aligned():
     # With a working size that is a multiple of the stride, the mapping is exactly cv2.resize of
     # the output grid to the full size; remap interpolates at 1/32 pixel, hence the tolerance.

@@ -7,7 +7,8 @@ Run (from the repository root; ``make weights`` does it after training):
 
 For each method it writes full-size predictions with the real tools, then scores them with
 ``recolor compare --json --stats`` twice: at full size, and at the network's working resolution
-(prediction and truth both shrunk so their shorter side is ``--size``). Methods:
+(prediction and truth both shrunk so their shorter side is ``--size``, by default the size
+``recolor predict`` works at with cls.pt). Methods:
 
 - gray: a = b = 0 (``recolor to-lab --l-only | recolor from-lab``);
 - mean colour: every pixel gets the training set's mean a/b (from the class prior in --stats);
@@ -88,11 +89,16 @@ def main() -> None:
     ap.add_argument("--weights", type=Path, default=Path("weights"))
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--card", type=Path, default=None)
-    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--size", type=int, default=None, help="default: predict's, for cls.pt")
     ap.add_argument("--temperatures", default="0.38,0.2,1.0")
     ap.add_argument("--limit", type=int, default=0, help="Use only the first N images.")
     args = ap.parse_args()
 
+    if args.size is None:
+        from recolor_tools.models import read_checkpoint
+        from recolor_tools.predict import default_size
+
+        args.size = default_size(read_checkpoint(args.weights / "cls.pt"))
     work = args.work or Path(tempfile.mkdtemp(prefix="recolor-eval-"))
     truth_files = sorted(
         f for f in args.val.iterdir() if f.suffix.lower() in (".jpg", ".jpeg", ".png")
