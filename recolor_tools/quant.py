@@ -21,13 +21,13 @@ the GIL, and use a fork-safe numba threading layer (see below), so they work in 
 (torch DataLoader, multiprocessing) and, one call at a time, from several threads.
 
 Speed (``benchmarks/bench_quant.py``, 2 threads on a shared 2-core Xeon whose speed varies by
-up to 2x from minute to minute; ratios are medians of rounds that time every method once):
-soft encoding of the a/b of real 8-bit images (the 24 Kodak photographs, 6 M pixels) 25-50
-Mpixel/s, 76-83x scikit-learn's ball tree and 42-45x torch ``cdist`` + ``topk``; repeated values
-are answered from a per-chunk memo (below). On smooth synthetic float images, where no value
-repeats, 12-19 Mpixel/s, 29x and 21x. Annealed mean 700-1100 Mvalue/s, 12.5-17.6x the plain
-numpy formula on (B, Q, H, W) logits and on (B, H, W, Q) probabilities (the latter decoded pixel
-by pixel along the classes).
+up to 2x from minute to minute; ratios are medians of rounds that time every method once, each
+reference at its faster thread count): soft encoding of the a/b of real 8-bit images (the 24
+Kodak photographs, 6 M pixels) 25-50 Mpixel/s, 45-51x scikit-learn's ball tree (1 job) and
+45-48x torch ``cdist`` + ``topk`` (2 threads); repeated values are answered from a per-chunk memo
+(below). On smooth synthetic float images, where no value repeats, 12-19 Mpixel/s, 22x and
+20x. Annealed mean 700-1100 Mvalue/s, 12.5-17.6x the plain numpy formula on (B, Q, H, W) logits
+and on (B, H, W, Q) probabilities (the latter decoded pixel by pixel along the classes).
 Hard encoding (k = 1) answers most values from a grid of one-class cells: 1.6x faster than the
 k-nearest search per poster.
 
