@@ -3,8 +3,9 @@
 For each image, of any size, aspect ratio and kind (colour, gray, RGBA, 16-bit):
 
 1. the full-resolution lightness ``L`` is computed from the input (``color.rgb_to_lab``) and kept;
-2. a working copy is resized so that its shorter side is ``size`` pixels (the resolution the model
-   was trained at; the longer side is capped at ``max_side`` so panoramas stay cheap), padded on
+2. a working copy is resized so that its shorter side is ``size`` pixels (by default 1.25 times
+   the size the model was trained at, :data:`WORK_SCALE`; the longer side is capped at
+   ``max_side`` so panoramas stay cheap), padded on
    the bottom and right to a multiple of 8 by reflection, and passed through the network;
 3. the network's a/b at 1/4 of the working resolution (``cls``: annealed mean of the class logits,
    :func:`recolor_tools.quant.annealed_mean`; ``reg``: ``128 * tanh`` output) is upsampled
@@ -86,8 +87,8 @@ def working_shape(H: int, W: int, size: int, max_side: int | None = None) -> tup
     """The (h, w) the network sees for an (H, W) image.
 
     The shorter side becomes ``size`` (images are enlarged or shrunk: the model was trained on
-    images whose shorter side is ``size``), the longer side is capped at ``max_side`` (default
-    ``MAX_ASPECT * size``), the aspect ratio is kept, and neither side is below 8.
+    images of one scale, see :func:`default_size`), the longer side is capped at ``max_side``
+    (default ``MAX_ASPECT * size``), the aspect ratio is kept, and neither side is below 8.
     """
     if H < 1 or W < 1:
         raise ValueError(f"image must not be empty, got {H}x{W}")
