@@ -356,13 +356,25 @@ def save_checkpoint(path: str | Path, ckpt: dict[str, Any]) -> None:
         torch.save(ckpt, f)
 
 
-def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
+def _check_head(ckpt: dict[str, Any], head: str | None, path: str | Path, advice: str = "") -> None:
+    """Raise if ``head`` is given and the checkpoint is for the other head."""
+    if head is not None and ckpt.get("head") != head:
+        raise RecolorError(
+            f"checkpoint is for the {ckpt.get('head')!r} head, not {head!r}{advice}", path
+        )
+
+
+def read_checkpoint(
+    path: str | Path, map_location: Any = "cpu", head: str | None = None
+) -> dict[str, Any]:
     """Load and validate a checkpoint dict without building the model.
+
+    ``head``, if given, is the head the caller expects; a checkpoint of the other one is an error.
 
     Raises
     ------
     RecolorError
-        Missing file, not a recolor checkpoint, or a newer format version.
+        Missing file, not a recolor checkpoint, a newer format version, or the wrong head.
     """
     p = Path(path)
     if not p.is_file():
@@ -382,6 +394,7 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
             f"({CHECKPOINT_VERSION}); upgrade recolor",
             path,
         )
+    _check_head(ckpt, head, path)
     return ckpt
 
 
@@ -412,12 +425,7 @@ def load_checkpoint(
         the stored config; the reason is one line.
     """
     ckpt = read_checkpoint(path, map_location)
-    if head is not None and ckpt.get("head") != head:
-        raise RecolorError(
-            f"checkpoint is for the {ckpt.get('head')!r} head, not {head!r}; "
-            f"use --head {ckpt.get('head')} or other weights",
-            path,
-        )
+    _check_head(ckpt, head, path, f"; use --head {ckpt.get('head')} or other weights")
     try:
         config = ModelConfig(**ckpt["config"])
         model = Colorizer(config)

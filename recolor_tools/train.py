@@ -381,20 +381,10 @@ def _train(cfg: TrainConfig, d: Dist) -> Path:
     last_path = cfg.out / "last.pt"
     resume_ckpt = None
     if cfg.resume:
-        resume_ckpt = models.read_checkpoint(last_path)
+        resume_ckpt = models.read_checkpoint(last_path, head=cfg.head)
         if "train_state" not in resume_ckpt:
             raise RecolorError("checkpoint has no training state to resume from", last_path)
-        if resume_ckpt["head"] != cfg.head:
-            raise RecolorError(
-                f"checkpoint is for the {resume_ckpt['head']!r} head, not {cfg.head!r}", last_path
-            )
-    init_ckpt = None
-    if cfg.init is not None:
-        init_ckpt = models.read_checkpoint(cfg.init)
-        if init_ckpt["head"] != cfg.head:
-            raise RecolorError(
-                f"checkpoint is for the {init_ckpt['head']!r} head, not {cfg.head!r}", cfg.init
-            )
+    init_ckpt = None if cfg.init is None else models.read_checkpoint(cfg.init, head=cfg.head)
 
     # -- data -----------------------------------------------------------------------------
     warned: set[str] = set()  # unreadable images already reported
