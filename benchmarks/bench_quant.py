@@ -9,6 +9,12 @@
    c. a plain copy of an array the size of the output (idx int16 + w float32, 30 bytes per
       pixel), the floor that any encoder writing its output must pay.
 
+   Then the small calls of training: the targets of 300 crops (32 x 32 a/b values each, shrunk
+   with INTER_AREA from 128 px crops of the same images, as ``data.py`` does), one call each on
+   one thread as in a DataLoader worker: recolor (which runs small calls on a serial kernel with
+   the lattice path), recolor forced onto its threaded large-call kernel, and both references
+   per call (scikit-learn's tree fitted once). No target; it shows what a training step pays.
+
 2. Annealed-mean decoding (T = 0.38) of network-like output, (B, Q, H, W) logits and
    (B, H, W, Q) probabilities, with :func:`recolor_tools.quant.annealed_mean` against the plain
    numpy formula (softmax(log p / T), then the expectation of the centres), target: >= 10x.
@@ -76,6 +82,31 @@ def image_pixels(paths: list[str]) -> np.ndarray:
             [rgb_to_lab(read_rgb(p))[..., 1:].reshape(-1, 2) for p in expand_inputs(paths)]
         )
     )
+
+
+def crop_targets(paths: list[str], n: int = 300, size: int = 128, h: int = 32) -> list:
+    """a/b training targets as ``data.PosterCrops`` makes them: (h, h, 2) INTER_AREA shrinks of
+    ``size`` crops of the images (or of smooth made images), float values that rarely repeat."""
+    import cv2
+
+    from recolor_tools.color import rgb_to_lab
+    from recolor_tools.imageio import expand_inputs, read_rgb
+
+    rng = np.random.default_rng(2)
+    if paths:
+        images = [read_rgb(p) for p in expand_inputs(paths)]
+    else:
+        images = [
+            smooth_images(size * size, size, seed).reshape(size, size, 2) for seed in range(8)
+        ]
+    out = []
+    for i in range(n):
+        img = images[i % len(images)]
+        y, x = (int(rng.integers(0, d - size + 1)) for d in img.shape[:2])
+        crop = img[y : y + size, x : x + size]
+        ab = rgb_to_lab(crop)[..., 1:] if crop.shape[-1] == 3 else crop
+        out.append(np.ascontiguousarray(cv2.resize(ab, (h, h), interpolation=cv2.INTER_AREA)))
+    return out
 
 
 def best(fn, repeat: int) -> float:
@@ -225,6 +256,56 @@ def main() -> None:
             each = ", ".join(f"{x:.0f}" for x in ratio)
             verdict = "met" if med >= target else "NOT met"
             print(f"  target vs {name}: >= {target}x: {verdict} (median {med:.1f}x; rounds {each})")
+
+    # Training targets: one small call per crop, in a DataLoader worker (one thread everywhere).
+    crops = crop_targets(args.images)
+    numba.set_num_threads(1)
+    side = crops[0].shape[0]
+    print(f"\nsoft encoding of training targets: {len(crops)} calls of {side}x{side} a/b "
+          "values (crops shrunk with INTER_AREA, as data.py does), 1 thread")  # fmt: skip
+    threaded_max = quant._SERIAL_MAX
+
+    def ours_calls():
+        for c in crops:
+            quant.soft_encode(c, classes, K, SIGMA)
+
+    per_call = {
+        "recolor soft_encode": ours_calls,
+        "recolor, threaded kernel": ours_calls,
+        "torch cdist+topk": lambda: [
+            torch_encode(c.reshape(-1, 2), classes, threads=1) for c in crops
+        ],
+    }
+    try:
+        from sklearn.neighbors import NearestNeighbors
+
+        tree = NearestNeighbors(n_neighbors=K, algorithm="ball_tree", n_jobs=1).fit(classes)
+
+        def sk_calls():
+            for c in crops:
+                d, i = tree.kneighbors(c.reshape(-1, 2))
+                w = np.exp(-(d**2) / (2 * SIGMA**2))
+                i.astype(np.int16), (w / w.sum(1, keepdims=True)).astype(np.float32)
+
+        per_call["sklearn ball tree (fitted once)"] = sk_calls
+    except ImportError:
+        pass
+
+    def timed(name):
+        # The small-call path (serial kernel with the lattice tables) is what soft_encode picks;
+        # "threaded kernel" forces the large-call path, as before it existed.
+        quant._SERIAL_MAX = 0 if name == "recolor, threaded kernel" else threaded_max
+        return per_call[name]()
+
+    call_rates = paired_rounds(
+        {m: (lambda m=m: timed(m), len(crops)) for m in per_call}, args.repeat
+    )
+    quant._SERIAL_MAX = threaded_max
+    numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+    ours = call_rates["recolor soft_encode"]
+    for name, r in call_rates.items():
+        print(f"  {name:32s} {1e6 / np.median(r):9.1f} us a call   recolor is "
+              f"{np.median(ours / r):7.2f}x")  # fmt: skip
 
     b, h, wd = 4, 128, 128
     z = network_logits(b, h, wd, classes)

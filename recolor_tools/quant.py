@@ -15,7 +15,10 @@ distribution back to one a/b value. This module holds the numerical part of that
 The nearest-centre search is exact: it returns the same classes, in the same order, as
 computing every distance and sorting stably (ties go to the lower class index). Speed comes from
 a lookup table over the a/b plane that lists, per small square cell, every class that can be
-among the k nearest to some point of that cell; only those are measured. The kernels are numba
+among the k nearest to some point of that cell; only those are measured. Small calls (up to
+4,096 values: a training crop's targets) run a serial copy of the kernel, which also knows the
+square lattice recolor's centres lie on: there the k nearest centres follow from where in its
+lattice cell a value lies, with no distance measured (see ``_Lattice``). The kernels are numba
 functions compiled on first use and cached on disk; they run over pixels in parallel, release
 the GIL, and use a fork-safe numba threading layer (see below), so they work in forked workers
 (torch DataLoader, multiprocessing) and, one call at a time, from several threads.
@@ -26,8 +29,10 @@ reference at its faster thread count): soft encoding of the a/b of real 8-bit im
 Kodak photographs, 6 M pixels) 25-50 Mpixel/s, 45-51x scikit-learn's ball tree (1 job) and
 45-48x torch ``cdist`` + ``topk`` (2 threads); repeated values are answered from a per-chunk memo
 (below). On smooth synthetic float images, where no value repeats, 12-19 Mpixel/s, 22x and
-20x. Annealed mean 700-1100 Mvalue/s, 12.5-17.6x the plain numpy formula on (B, Q, H, W) logits
-and on (B, H, W, Q) probabilities (the latter decoded pixel by pixel along the classes).
+20x. Training targets (one call per 32 x 32 crop, one thread, as in a DataLoader worker):
+120-130 us a call, 1.9-2.0x the threaded kernel and about 21x a call of either reference.
+Annealed mean 700-1100 Mvalue/s, 12.5-17.6x the plain numpy formula on (B, Q, H, W) logits and
+on (B, H, W, Q) probabilities (the latter decoded pixel by pixel along the classes).
 Hard encoding (k = 1) answers most values from a grid of one-class cells: 1.6x faster than the
 k-nearest search per poster.
 
@@ -46,6 +51,7 @@ import math
 import os
 import threading
 from pathlib import Path
+from types import FunctionType
 
 import numba
 import numpy as np
@@ -361,6 +367,31 @@ def _insert(bd, bi, n, k, d, c):
     return n + 1 if n < k else n
 
 
+# Class sets on a square lattice (recolor's: centres at multiples of the grid) have a faster
+# path. Where every lattice point near a lattice cell is a class, the k nearest centres of a point
+# in the cell, and their order, depend only on where in the cell the point lies: a table over
+# _SUB x _SUB sub-cells of the unit cell gives, for each sub-cell in which neither the set nor the
+# order changes, the k offsets from the cell in order (the other sub-cells, 5% for k = 5, and
+# points near the gamut's edge take the candidate search). Such a point needs no distance and
+# no sort, and its weights two exp calls instead of k - 1.
+_SUB = 256
+_WIN = 4  # offsets -_WIN + 1 .. _WIN around a cell; farther lattice points are never among the k
+_LAT_MARGIN = 1e-6  # squared lattice units: covers float64 rounding of the point's position
+_LAT_MAX_K = 16
+_MAX_KAPPA = 16.0  # g^2 / 2 sigma^2 above this would overflow X^_WIN or underflow gc
+
+
+@numba.njit(cache=True, inline="always")
+def _powers(g, x):
+    """g[e] = x^(e - _WIN + 1) for e in [0, 2 _WIN), by products (x > 0)."""
+    g[_WIN - 1] = 1.0
+    for e in range(_WIN, 2 * _WIN):
+        g[e] = g[e - 1] * x
+    xi = 1.0 / x
+    for e in range(_WIN - 2, -1, -1):
+        g[e] = g[e + 1] * xi
+
+
 # Values seen in a chunk are remembered in a direct-mapped table of up to 2^_MEMO_BITS entries
 # (1 MiB with the keys): a/b from 8-bit images repeats, and with 4 chunks per thread 87% of the
 # Kodak photographs' pixels and 53% of the posters' find their value there (74% and 44% with
@@ -373,6 +404,7 @@ _CHUNK_MIN = 512
 @numba.njit(cache=True, parallel=True, nogil=True)
 def _knn_kernel(
     ab, keys, cls, k, x0, y0, inv_s, nx, ny, start, cand, cab, low, one,
+    lx0, ly0, inv_g, ncu, ncv, lnb, lat, inner, pat, pu, pv, kappa,
     inv2s2, nchunk, bits, oi, ow,
 ):  # fmt: skip
     """k nearest class centres of each a/b point, and their Gaussian weights.
@@ -380,7 +412,8 @@ def _knn_kernel(
     ab (N, 2) f32, keys (N,) u64 the same values' bits (a and b in one word), cls (Q, 2) f32, oi
     (N, k) i16, ow (N, k) f32, or (0, k) for no weights; ``cab`` holds the candidates' centres,
     ``cls[cand]``, to save an indirection; ``one`` (for k = 1) the class of each sub-cell inside
-    one class's region, else -1 (see :func:`_one_class_cells`). Squared distances are (a - ca)^2
+    one class's region, else -1 (see :func:`_one_class_cells`); ``lx0`` .. ``kappa`` the
+    lattice tables (:class:`_Lattice`; none when ncu = 0). Squared distances are (a - ca)^2
     + (b - cb)^2 in float64. A point outside the table (every point when nx = 0) is compared
     with every class. With ``bits`` > 0 a point whose bits equal an earlier point's in the chunk
     copies that answer (exact: same input, same output).
@@ -393,6 +426,12 @@ def _knn_kernel(
     for chunk in numba.prange(nchunk):
         bd = np.empty(k)
         bi = np.empty(k, np.int64)
+        # Per lattice offset d in [-_WIN + 1, _WIN]: exp(-kappa d^2), and per point X^d, Y^d.
+        gc = np.empty(2 * _WIN)
+        for e in range(2 * _WIN):
+            gc[e] = math.exp(-kappa * (e - _WIN + 1) ** 2)
+        gx = np.empty(2 * _WIN)
+        gy = np.empty(2 * _WIN)
         memo = np.full(1 << bits, -1, np.int64)
         memo_key = np.empty(1 << bits, np.uint64)
         first = chunk * n // nchunk
@@ -411,6 +450,33 @@ def _knn_kernel(
                 memo_key[slot] = key
             a = np.float64(ab[p, 0])
             b = np.float64(ab[p, 1])
+            if pat is not None:  # pruned at compile time when there are no lattice tables
+                u = (a - lx0) * inv_g
+                v = (b - ly0) * inv_g
+                if 0.0 <= u < ncu and 0.0 <= v < ncv and inner[int(u) * ncv + int(v)]:
+                    fu = u - int(u)
+                    fv = v - int(v)
+                    pid = pat[min(int(fu * _SUB), _SUB - 1) * _SUB + min(int(fv * _SUB), _SUB - 1)]
+                    if pid >= 0:
+                        # The answer is the pattern's offsets from the cell; the weights are
+                        # exp(-kappa |f - o|^2) = exp(-kappa |f|^2) X^du gc[du] Y^dv gc[dv], with
+                        # X = exp(2 kappa fu): two exp calls, and the common factor cancels.
+                        base = (int(u) + _WIN) * lnb + int(v) + _WIN
+                        if want_w:
+                            _powers(gx, math.exp(2.0 * kappa * fu))
+                            _powers(gy, math.exp(2.0 * kappa * fv))
+                        total = 0.0
+                        for j in range(k):
+                            du = pu[pid, j]
+                            dv = pv[pid, j]
+                            oi[p, j] = lat[base + (du - _WIN + 1) * lnb + dv - _WIN + 1]
+                            if want_w:
+                                bd[j] = gx[du] * gc[du] * gy[dv] * gc[dv]
+                                total += bd[j]
+                        if want_w:
+                            for j in range(k):
+                                ow[p, j] = bd[j] / total
+                        continue
             fi = (a - x0) * inv_s
             fj = (b - y0) * inv_s
             m = 0
@@ -448,6 +514,21 @@ def _knn_kernel(
     return 0
 
 
+def _serial_copy(kernel, name: str):
+    """``kernel`` compiled without threads, under its own name: numba's on-disk cache tells
+    compilations apart by name and types, not by the ``parallel`` flag (numba issue #6845)."""
+    fn = kernel.py_func
+    copy = FunctionType(fn.__code__, fn.__globals__, name, fn.__defaults__, fn.__closure__)
+    copy.__qualname__ = name
+    return numba.njit(cache=True, nogil=True)(copy)
+
+
+# Starting the threads of a parallel kernel costs ~40 us, more than encoding a training crop's
+# targets (32 x 32 values): calls up to _SERIAL_MAX values run the serial copy.
+_knn_serial = _serial_copy(_knn_kernel, "_knn_serial")
+_SERIAL_MAX = 1 << 12
+
+
 # For k = 1, a finer grid (_FINE x _FINE sub-cells per table cell) records the class of each
 # sub-cell that lies inside one class's region, so that most values are answered by one 2-byte
 # read (the grid, ~0.5 MB for the gamut classes, stays in cache) without a distance.
@@ -473,6 +554,101 @@ def _one_class_cells(classes: np.ndarray, table: _Table) -> np.ndarray:
     c00, c10, c01, c11 = near[:-1, :-1], near[1:, :-1], near[:-1, 1:], near[1:, 1:]
     same = (c00 >= 0) & (c00 == c10) & (c00 == c01) & (c00 == c11)
     return np.ascontiguousarray(np.where(same, c00, -1).astype(np.int16).ravel())
+
+
+class _Lattice:
+    """Fast-path tables for a class set on a square lattice (see above); ``ncu = 0`` if none.
+
+    A point (a, b) lies in cell (int(u), int(v)), u = (a - lx0) / g, v = (b - ly0) / g, of the
+    lattice of spacing g whose corner (lx0, ly0) is the classes' lower-left bound. ``inner``
+    marks the cells whose neighbourhood holds every lattice point a pattern can name; ``pat`` is
+    the pattern of each sub-cell (or -1), ``pu``, ``pv`` (P, k) its offsets plus _WIN - 1;
+    ``lat`` the class at each lattice point, padded by _WIN, rows of length ``lnb``.
+
+    Correctness: for a pair of lattice points s, o the difference |p - s|^2 - |p - o|^2 is
+    affine in p, so if every corner of a sub-cell has the same k nearest points in the same
+    order, each by a margin, every point of the sub-cell has them too. Points of the window
+    are compared; a lattice point outside it is >= _WIN from the cell, farther than the
+    (k + 1)-th nearest (checked).
+    """
+
+    def __init__(self, classes: np.ndarray, k: int) -> None:
+        self.ncu = self.ncv = self.lnb = 0
+        self.lx0 = self.ly0 = self.inv_g = self.g2 = 0.0
+        self.lat = self.pat = np.zeros(1, np.int16)
+        self.inner = np.zeros(1, np.bool_)
+        self.pu = self.pv = np.zeros((1, k), np.int8)
+        c = classes.astype(np.float64)
+        steps = np.concatenate([np.diff(np.unique(c[:, 0])), np.diff(np.unique(c[:, 1]))])
+        if not 2 <= k <= min(_LAT_MAX_K, len(c)) or steps.size == 0:
+            return
+        g = float(steps.min())
+        x0, y0 = c.min(axis=0)
+        i = np.rint((c[:, 0] - x0) / g).astype(np.int64)
+        j = np.rint((c[:, 1] - y0) / g).astype(np.int64)
+        na, nb = int(i.max()) + 1, int(j.max()) + 1
+        on_lattice = np.allclose(x0 + i * g, c[:, 0], rtol=0, atol=1e-9 * g) and np.allclose(
+            y0 + j * g, c[:, 1], rtol=0, atol=1e-9 * g
+        )
+        if not on_lattice or na * nb > 1 << 20 or np.unique(i * nb + j).size < len(c):
+            return  # off a lattice, too sparse a lattice, or duplicate centres
+        patterns = self._patterns(k)
+        if patterns is None:
+            return
+        self.pat, offsets = patterns
+        self.pu, self.pv = (np.ascontiguousarray(o + _WIN - 1, np.int8) for o in offsets)
+        lat = np.full((na + 2 * _WIN, nb + 2 * _WIN), -1, np.int16)
+        lat[i + _WIN, j + _WIN] = np.arange(len(c))
+        inner = np.ones((na - 1, nb - 1), bool)
+        used = np.unique(np.stack([offsets[0].ravel(), offsets[1].ravel()], 1), axis=0)
+        for du, dv in used.tolist():
+            inner &= lat[_WIN + du : _WIN + du + na - 1, _WIN + dv : _WIN + dv + nb - 1] >= 0
+        self.lat, self.inner = lat.ravel(), np.ascontiguousarray(inner.ravel())
+        self.lx0, self.ly0, self.inv_g, self.g2 = float(x0), float(y0), 1.0 / g, g * g
+        self.ncu, self.ncv, self.lnb = na - 1, nb - 1, nb + 2 * _WIN
+
+    @staticmethod
+    def _patterns(k: int) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]] | None:
+        """Per sub-cell of the unit cell, its pattern (int16, -1 if none), and the patterns'
+        lattice offsets (du, dv), each (P, k) int64, nearest first."""
+        t = np.arange(_SUB + 1) / _SUB
+        corner = np.stack(np.meshgrid(t, t, indexing="ij"), -1)  # (_SUB + 1, _SUB + 1, 2)
+        for win in range(2, _WIN + 1):  # the smallest window that holds the k + 1 nearest
+            if (2 * win) ** 2 <= k:
+                continue
+            o = np.arange(-win + 1, win + 1)
+            ou, ov = (x.ravel() for x in np.meshgrid(o, o, indexing="ij"))
+            d = (corner[..., :1] - ou) ** 2 + (corner[..., 1:] - ov) ** 2
+            near = np.argpartition(d, k, axis=-1)[..., : k + 1]  # the k + 1 nearest, unordered
+            dn = np.take_along_axis(d, near, -1)
+            order = np.take_along_axis(near, np.lexsort((near, dn), axis=-1), -1)
+            dk = np.take_along_axis(d, order, -1)
+            if dk[..., k].max() < win**2:  # lattice points outside are >= win from the cell
+                break
+        else:
+            return None
+        ok = (np.diff(dk, axis=-1) > _LAT_MARGIN).all(-1)  # k + 1 distinct, ordered distances
+        first = order[:-1, :-1, :k]
+        fixed = np.ones((_SUB, _SUB), bool)
+        for s in np.s_[:-1, :-1], np.s_[1:, :-1], np.s_[:-1, 1:], np.s_[1:, 1:]:
+            fixed &= ok[s] & (order[s][..., :k] == first).all(-1)
+        rows = first[fixed]
+        # np.unique over runs of equal rows first: neighbouring sub-cells share their pattern.
+        starts = np.flatnonzero(np.r_[True, (rows[1:] != rows[:-1]).any(1)])
+        uniq, which = np.unique(rows[starts], axis=0, return_inverse=True)
+        pat = np.full((_SUB, _SUB), -1, np.int16)
+        pat[fixed] = np.repeat(which.ravel(), np.diff(np.r_[starts, len(rows)]))
+        return pat.ravel(), (ou[uniq], ov[uniq])
+
+    def args(self, inv2s2: float, use: bool) -> tuple:
+        """The kernel's lattice arguments; ``pat`` is None (the path compiled out) unless
+        ``use`` and the tables exist and suit sigma."""
+        kappa = self.g2 * inv2s2
+        pat = self.pat if use and self.ncu and kappa <= _MAX_KAPPA else None
+        return (
+            *(self.lx0, self.ly0, self.inv_g, self.ncu, self.ncv, self.lnb),
+            *(self.lat, self.inner, pat, self.pu, self.pv, kappa),
+        )
 
 
 class _Table:
@@ -504,6 +680,7 @@ class _Table:
             )
         self.cab = np.ascontiguousarray(classes[self.cand])
         self.one = _one_class_cells(classes, self) if k == 1 and self.nx else np.zeros(0, np.int16)
+        self.lattice = _Lattice(classes, k)
 
     def args(self) -> tuple:
         return (
@@ -529,12 +706,17 @@ def _knn(ab: np.ndarray, classes: np.ndarray, k: int, sigma: float | None):
         with _KERNEL_LOCK:
             table = _table(cls.tobytes(), k)
             keys = flat.view(np.uint64)[:, 0]
-            nchunk = min(4 * numba.get_num_threads(), max(1, len(flat) // _CHUNK_MIN))
+            serial = len(flat) <= _SERIAL_MAX
+            nchunk = (
+                1 if serial else min(4 * numba.get_num_threads(), max(1, len(flat) // _CHUNK_MIN))
+            )
             # A table about twice the chunk, up to 2^_MEMO_BITS: small calls clear little.
             bits = min(_MEMO_BITS, (2 * len(flat) // nchunk).bit_length())
             if k == 1:
                 bits = 0  # the table answers most values at once: a memo costs more than it saves
-            _knn_kernel(flat, keys, cls, k, *table.args(), inv2s2, nchunk, bits, idx, w)
+            lattice = table.lattice.args(inv2s2, use=serial)
+            kernel = _knn_serial if serial else _knn_kernel
+            kernel(flat, keys, cls, k, *table.args(), *lattice, inv2s2, nchunk, bits, idx, w)
     shape = (*ab.shape[:-1], k)
     return idx.reshape(shape), w.reshape(shape) if sigma is not None else None
 

@@ -42,6 +42,14 @@ def assert_exact(ab, classes, k, sigma=5.0):
     np.testing.assert_array_equal(hard.reshape(-1), ref_idx[:, 0])
 
 
+@pytest.fixture(params=["threads", "serial"])
+def kernel(request, monkeypatch):
+    """Run a test with each kernel: the threaded one (large calls, memo only) and the serial one
+    (small calls, memo and lattice path)."""
+    monkeypatch.setattr(quant, "_SERIAL_MAX", 0 if request.param == "threads" else 1 << 40)
+    return request.param
+
+
 # --- class sets -------------------------------------------------------------------------------
 
 
@@ -111,13 +119,13 @@ def test_data_classes_agree_with_hard_encode_on_the_full_grid():
 
 
 @pytest.mark.parametrize("k", [1, 2, 5, 10])
-def test_soft_encode_matches_brute_force_random(k):
+def test_soft_encode_matches_brute_force_random(k, kernel):
     rng = np.random.default_rng(k)
     ab = rng.normal(0, 40, (3000, 2)).astype(np.float32)
     assert_exact(ab, C8, k)
 
 
-def test_soft_encode_with_repeated_values():
+def test_soft_encode_with_repeated_values(kernel):
     """Repeats (as in 8-bit images) reuse an earlier answer: 20,000 draws of 300 values, far
     more values than chunks so that the memo table sees collisions, and -0.0 beside 0.0."""
     rng = np.random.default_rng(7)
@@ -128,7 +136,7 @@ def test_soft_encode_with_repeated_values():
         assert_exact(ab, C8, k)
 
 
-def test_soft_encode_on_ties_and_cell_borders():
+def test_soft_encode_on_ties_and_cell_borders(kernel):
     # Centres, half-way points and quarter points of the grid: exact ties everywhere.
     v = np.arange(-120, 121, 2, dtype=np.float32)
     ab = np.stack(np.meshgrid(v, v), -1).reshape(-1, 2)
@@ -149,6 +157,56 @@ def test_soft_encode_on_lookup_table_borders(k):
     assert_exact(np.stack([b, a], 1).astype(np.float32), C8, k)
 
 
+@pytest.mark.parametrize("k", [2, 5, 8, 16])
+def test_lattice_path_on_sub_cell_borders(k, monkeypatch):
+    """Points on, just beside and inside the lattice path's sub-cells, all over the gamut."""
+    monkeypatch.setattr(quant, "_SERIAL_MAX", 1 << 40)
+    lattice = quant._Lattice(C8, k)
+    assert lattice.ncu > 0
+    rng = np.random.default_rng(k)
+    n = 3000
+    cell = rng.integers(0, [lattice.ncu, lattice.ncv], (n, 2))
+    sub = rng.integers(0, quant._SUB + 1, (n, 2)) / quant._SUB
+    on = (np.array([lattice.lx0, lattice.ly0]) + (cell + sub) / lattice.inv_g).astype(np.float32)
+    inside = on + rng.uniform(0, 1 / quant._SUB, (n, 2)).astype(np.float32) / lattice.inv_g
+    pts = np.concatenate([on, np.nextafter(on, np.inf), np.nextafter(on, -np.inf), inside])
+    for sigma in (5.0, 2.0, 40.0):
+        assert_exact(pts, C8, k, sigma)
+
+
+def test_lattice_path_on_a_shifted_lattice_with_holes(monkeypatch):
+    """Any square lattice takes the path (spacing 6, origin off zero, six points missing,
+    classes in random order); a small sigma (exp(-g^2 / 2 sigma^2) powers out of range) turns
+    the path off, exactly."""
+    monkeypatch.setattr(quant, "_SERIAL_MAX", 1 << 40)
+    rng = np.random.default_rng(11)
+    i, j = np.meshgrid(np.arange(-9, 10), np.arange(-9, 10), indexing="ij")
+    classes = np.stack([3.5 + 6.0 * i.ravel(), -2.0 + 6.0 * j.ravel()], 1).astype(np.float32)
+    classes = classes[rng.permutation(len(classes))[6:]]
+    assert quant._Lattice(classes, 5).inner.mean() > 0.3
+    ab = rng.uniform(-60, 60, (4000, 2)).astype(np.float32)
+    # Quarter steps of the lattice: exact ties, to be broken by class index, not by position.
+    qa, qb = np.meshgrid(3.5 + 1.5 * np.arange(-30, 31), -2.0 + 1.5 * np.arange(-30, 31))
+    ab = np.concatenate([ab, np.stack([qa.ravel(), qb.ravel()], 1).astype(np.float32)])
+    for k in (2, 5, 7):
+        for sigma in (0.5, 5.0, 30.0):
+            assert_exact(ab, classes, k, sigma)
+
+
+def test_lattice_path_covers_most_of_the_gamut():
+    """For the default classes and k = 5 the tables are built, and they answer most a/b values:
+    nearly all sub-cells have a fixed answer, and the cells around the gamut's centre qualify."""
+    lattice = quant._Lattice(C8, 5)
+    args = lattice.args(1 / (2 * 5.0**2), use=True)
+    assert args[8] is lattice.pat  # the path is on
+    assert (lattice.pat >= 0).mean() > 0.9
+    assert lattice.inner.mean() > 0.3
+    assert lattice.args(1 / (2 * 5.0**2), use=False)[8] is None
+    assert quant._Lattice(C8, 1).ncu == 0  # k = 1 has its own table
+    off_grid = np.random.default_rng(0).uniform(-50, 50, (40, 2)).astype(np.float32)
+    assert quant._Lattice(off_grid, 5).ncu == 0
+
+
 def test_one_class_sub_cells_hold_their_class_everywhere():
     """Where the k = 1 fine grid names a class, brute force agrees at the sub-cell's corners,
     centre and random points inside it; most sub-cells are named."""
@@ -167,7 +225,7 @@ def test_one_class_sub_cells_hold_their_class_everywhere():
     np.testing.assert_array_equal(ref[:, 0], np.repeat(table.one[cells], len(u)))
 
 
-def test_soft_encode_at_the_gamut_edge_and_far_outside():
+def test_soft_encode_at_the_gamut_edge_and_far_outside(kernel):
     rng = np.random.default_rng(2)
     edge = srgb_ab()[::97]
     far = np.concatenate(
@@ -192,7 +250,7 @@ def test_soft_encode_k_equals_q():
     assert_exact(ab, small, 3)
 
 
-def test_soft_encode_on_classes_off_any_grid():
+def test_soft_encode_on_classes_off_any_grid(kernel):
     rng = np.random.default_rng(5)
     classes = rng.uniform(-100, 100, (57, 2)).astype(np.float32)
     classes[1] = classes[0]  # a duplicate centre: ties between them go to index 0
