@@ -375,7 +375,7 @@ def _insert(bd, bi, n, k, d, c):
 # points near the gamut's edge take the candidate search). Such a point needs no distance and
 # no sort, and its weights two exp calls instead of k - 1.
 _SUB = 256
-_WIN = 4  # offsets -_WIN + 1 .. _WIN around a cell; farther lattice points are never among the k
+_WIN = 4  # at most offsets -_WIN + 1 .. _WIN from a cell (the layout of the kernel's arrays)
 _LAT_MARGIN = 1e-6  # squared lattice units: covers float64 rounding of the point's position
 _LAT_MAX_K = 16
 _MAX_KAPPA = 16.0  # g^2 / 2 sigma^2 above this would overflow X^_WIN or underflow gc
@@ -413,10 +413,10 @@ def _knn_kernel(
     (N, k) i16, ow (N, k) f32, or (0, k) for no weights; ``cab`` holds the candidates' centres,
     ``cls[cand]``, to save an indirection; ``one`` (for k = 1) the class of each sub-cell inside
     one class's region, else -1 (see :func:`_one_class_cells`); ``lx0`` .. ``kappa`` the
-    lattice tables (:class:`_Lattice`; none when ncu = 0). Squared distances are (a - ca)^2
-    + (b - cb)^2 in float64. A point outside the table (every point when nx = 0) is compared
-    with every class. With ``bits`` > 0 a point whose bits equal an earlier point's in the chunk
-    copies that answer (exact: same input, same output).
+    lattice tables (:class:`_Lattice`; ``pat`` None compiles that path out). Squared distances
+    are (a - ca)^2 + (b - cb)^2 in float64. A point outside the table (every point when nx = 0)
+    is compared with every class. With ``bits`` > 0 a point whose bits equal an earlier point's
+    in the chunk copies that answer (exact: same input, same output).
     """
     n = ab.shape[0]
     q = cls.shape[0]
@@ -524,7 +524,9 @@ def _serial_copy(kernel, name: str):
 
 
 # Starting the threads of a parallel kernel costs ~40 us, more than encoding a training crop's
-# targets (32 x 32 values): calls up to _SERIAL_MAX values run the serial copy.
+# targets (32 x 32 values): calls up to _SERIAL_MAX values run the serial copy. Only that copy
+# takes the lattice path: training targets are area-averaged floats that rarely repeat, while in
+# the threaded kernel the path's code made the memo hits of 8-bit images 12-15% slower.
 _knn_serial = _serial_copy(_knn_kernel, "_knn_serial")
 _SERIAL_MAX = 1 << 12
 
@@ -567,9 +569,9 @@ class _Lattice:
 
     Correctness: for a pair of lattice points s, o the difference |p - s|^2 - |p - o|^2 is
     affine in p, so if every corner of a sub-cell has the same k nearest points in the same
-    order, each by a margin, every point of the sub-cell has them too. Points of the window
-    are compared; a lattice point outside it is >= _WIN from the cell, farther than the
-    (k + 1)-th nearest (checked).
+    order, each by a margin, every point of the sub-cell has them too. The lattice points of a
+    window of half-width w are compared; one outside it is >= w from the cell, farther than the
+    (k + 1)-th nearest (checked; w grows from 2 to _WIN until it holds).
     """
 
     def __init__(self, classes: np.ndarray, k: int) -> None:
@@ -680,7 +682,12 @@ class _Table:
             )
         self.cab = np.ascontiguousarray(classes[self.cand])
         self.one = _one_class_cells(classes, self) if k == 1 and self.nx else np.zeros(0, np.int16)
-        self.lattice = _Lattice(classes, k)
+        self.classes, self.k = classes, k
+
+    @functools.cached_property
+    def lattice(self) -> _Lattice:
+        """Built on the first small call (~60 ms for k = 5); large calls never need it."""
+        return _Lattice(self.classes, self.k)
 
     def args(self) -> tuple:
         return (
