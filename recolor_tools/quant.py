@@ -84,15 +84,16 @@ _MAX_TABLE_K = 64
 # --- validation -------------------------------------------------------------------------------
 
 
-def _check_ab(ab: np.ndarray, what: str = "ab") -> np.ndarray:
-    """The one validator of a/b input: (..., 2) finite values, returned as C-contiguous float32."""
+def _check_ab(ab: np.ndarray, what: str = "ab", finite: bool = True) -> np.ndarray:
+    """The one validator of a/b input: (..., 2) finite values, returned as C-contiguous float32
+    (``finite=False`` leaves the test for NaN and infinities to the caller)."""
     arr = np.asarray(ab)
     if arr.ndim < 1 or arr.shape[-1] != 2:
         raise ValueError(f"{what} must have shape (..., 2), got {arr.shape}")
     if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
         raise ValueError(f"{what} must be a real number array, got dtype {arr.dtype}")
     arr = np.ascontiguousarray(arr, dtype=np.float32)
-    if not np.isfinite(arr).all():
+    if finite and not np.isfinite(arr).all():
         bad = int(np.count_nonzero(~np.isfinite(arr)))
         raise ValueError(f"{what} contains {bad} NaN or infinite value(s)")
     return arr
@@ -372,39 +373,110 @@ def _insert(bd, bi, n, k, d, c):
 # in the cell, and their order, depend only on where in the cell the point lies: a table over
 # _SUB x _SUB sub-cells of the unit cell gives, for each sub-cell in which neither the set nor the
 # order changes, the k offsets from the cell in order (the other sub-cells, 5% for k = 5, and
-# points near the gamut's edge take the candidate search). Such a point needs no distance and
-# no sort, and its weights two exp calls instead of k - 1.
+# points near the gamut's edge take the candidate search). Such a point needs no sort and no
+# search: k table reads, k distances to known offsets, and the weights.
 _SUB = 256
 _WIN = 4  # at most offsets -_WIN + 1 .. _WIN from a cell (the layout of the kernel's arrays)
 _LAT_MARGIN = 1e-6  # squared lattice units: covers float64 rounding of the point's position
 _LAT_MAX_K = 16
-_MAX_KAPPA = 16.0  # g^2 / 2 sigma^2 above this would overflow X^_WIN or underflow gc
+
+# exp(x) for x <= 0 without a libm call (a call costs ~5 ns and does not vectorise): x =
+# (n + f) ln 2 with n = floor, e^x = 2^n sqrt(2) e^y, y = (f - 1/2) ln 2 in [-0.347, 0.347], e^y
+# by its Taylor polynomial of degree 8 (remainder < 1.2e-10 relative); 2^n from its bits, with
+# n read off n + 1.5 * 2^52 (a float64 -> int64 conversion has no AVX2 instruction). Over a row
+# this runs ~3.5x faster than math.exp.
+_LN2 = math.log(2.0)
+_LOG2E = 1.0 / _LN2
+_SQRT2 = math.sqrt(2.0)
+_EXP_TAYLOR = tuple(1.0 / math.factorial(i) for i in range(9))
+_T0, _T1, _T2, _T3, _T4, _T5, _T6, _T7, _T8 = _EXP_TAYLOR
+_EXP_FLOOR = -1000.0  # 2^-1000: exp(x) below it is 0 to float32 next to the nearest's 1
+_ROUND_MAGIC = 6755399441055744.0  # 1.5 * 2^52: the low bits of n + this are the integer n
+
+
+@intrinsic
+def _as_float64(typingctx, bits):
+    """The float64 whose IEEE bits are ``bits`` (an integer, taken as int64)."""
+    if not isinstance(bits, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+
+    return types.float64(types.int64), codegen
+
+
+@intrinsic
+def _float64_bits(typingctx, x):
+    """The IEEE bits of the float64 ``x``, as int64."""
+    if not isinstance(x, types.Float):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+
+    return types.int64(types.float64), codegen
 
 
 @numba.njit(cache=True, inline="always")
-def _powers(g, x):
-    """g[e] = x^(e - _WIN + 1) for e in [0, 2 _WIN), by products (x > 0)."""
-    g[_WIN - 1] = 1.0
-    for e in range(_WIN, 2 * _WIN):
-        g[e] = g[e - 1] * x
-    xi = 1.0 / x
-    for e in range(_WIN - 2, -1, -1):
-        g[e] = g[e + 1] * xi
+def _exp_neg(x):
+    """``exp(x)`` for x <= 0 in float64, relative error < 3e-10; 2^-1000 (9.3e-302) for
+    x < -693, where the true value is below float64's normal range."""
+    t = max(x * _LOG2E, _EXP_FLOOR)
+    n = np.floor(t)
+    y = (t - n - 0.5) * _LN2
+    e = _T5 + y * (_T6 + y * (_T7 + y * _T8))
+    e = _T0 + y * (_T1 + y * (_T2 + y * (_T3 + y * (_T4 + y * e))))
+    return e * _SQRT2 * _as_float64((_float64_bits(n + _ROUND_MAGIC) + 1023) << 52)
 
 
 # Values seen in a chunk are remembered in a direct-mapped table of up to 2^_MEMO_BITS entries
-# (1 MiB with the keys): a/b from 8-bit images repeats, and with 4 chunks per thread 87% of the
-# Kodak photographs' pixels and 53% of the posters' find their value there (74% and 44% with
-# 256 chunks of 2^14 entries); copying a known answer costs a tenth of a search. Data without
-# repeats pays about 5% for the lookups.
+# (1 MiB with the keys): a/b from 8-bit images repeats, and with 4 chunks per thread 88% of the
+# Kodak photographs' pixels and 53% of the posters' find their value there. Data without
+# repeats pays a few percent for the lookups.
 _MEMO_BITS = 16
 _CHUNK_MIN = 512
+# Pixels are taken in blocks of _BLOCK, in passes: memo lookups for the block, then the search
+# for the values not found (the misses), their weights, and last the copies for the values
+# found. Apart, each loop is short and uniform: the lookups' cache misses overlap instead of
+# waiting behind a search, and the weights' exp runs over all the block's misses at once
+# rather than k - 1 dependent calls a pixel (one loop of everything measured ~1.5x slower).
+_BLOCK = 2048
+
+
+# Loops over the k classes of one pixel are written once for a k known when compiling: the
+# default, _K = 5, gets its own unrolled copy (a loop of run-time length 5 measured ~1.6x slower
+# for the memo's copies).
+_K = 5
+
+
+@numba.njit(cache=True, inline="always")
+def _copy_row(oi, ow, s, p, k, want_w):
+    """Row s of oi (and of ow) into row p."""
+    for j in range(k):
+        oi[p, j] = oi[s, j]
+    if want_w:
+        for j in range(k):
+            ow[p, j] = ow[s, j]
+
+
+@numba.njit(cache=True, inline="always")
+def _lattice_row(lat, poff, pou, pov, kappa, at, k, oi, p, ex, t):
+    """For a point ``at`` = (pattern, the cell's position in lat, fu, fv), the classes of the
+    pattern into row p of oi and the exponents -kappa |(fu, fv) - offset|^2 into column t of
+    ex."""
+    pid, base, fu, fv = at
+    for j in range(k):
+        oi[p, j] = lat[base + poff[pid, j]]
+        du = fu - pou[pid, j]
+        dv = fv - pov[pid, j]
+        ex[j, t] = -(du * du + dv * dv) * kappa
 
 
 @numba.njit(cache=True, parallel=True, nogil=True)
 def _knn_kernel(
     ab, keys, cls, k, x0, y0, inv_s, nx, ny, start, cand, cab, low, one,
-    lx0, ly0, inv_g, ncu, ncv, lnb, lat, inner, pat, pu, pv, kappa,
+    lx0, ly0, inv_g, ncu, ncv, lnb, lat, inner, pat, poff, pou, pov, kappa,
     inv2s2, nchunk, bits, oi, ow,
 ):  # fmt: skip
     """k nearest class centres of each a/b point, and their Gaussian weights.
@@ -417,101 +489,133 @@ def _knn_kernel(
     are (a - ca)^2 + (b - cb)^2 in float64. A point outside the table (every point when nx = 0)
     is compared with every class. With ``bits`` > 0 a point whose bits equal an earlier point's
     in the chunk copies that answer (exact: same input, same output).
+
+    Returns the number of NaN or infinite values met (their rows hold no answer); each such
+    value is counted once per chunk at least, so 0 means every value was finite.
     """
     n = ab.shape[0]
     q = cls.shape[0]
     want_w = ow.shape[0] == n
     shift = np.uint64(64 - bits)
     mult = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: 2^64 / golden ratio
+    bad = np.zeros(nchunk, np.int64)
     for chunk in numba.prange(nchunk):
         bd = np.empty(k)
         bi = np.empty(k, np.int64)
-        # Per lattice offset d in [-_WIN + 1, _WIN]: exp(-kappa d^2), and per point X^d, Y^d.
-        gc = np.empty(2 * _WIN)
-        for e in range(2 * _WIN):
-            gc[e] = math.exp(-kappa * (e - _WIN + 1) ** 2)
-        gx = np.empty(2 * _WIN)
-        gy = np.empty(2 * _WIN)
         memo = np.full(1 << bits, -1, np.int64)
-        memo_key = np.empty(1 << bits, np.uint64)
-        first = chunk * n // nchunk
-        for p in range(first, (chunk + 1) * n // nchunk):
-            if bits > 0:
-                key = keys[p]
-                slot = (key * mult) >> shift
-                src = memo[slot]
-                if src >= 0 and memo_key[slot] == key:
+        memo_key = np.zeros(1 << bits, np.uint64)
+        src = np.empty(_BLOCK, np.int64)
+        miss = np.empty(_BLOCK, np.int64)
+        rest = np.empty(_BLOCK, np.int64)
+        # Per miss, the exponents -d_j^2 / 2 sigma^2 of its k classes, then their exp.
+        ex = np.empty((k, _BLOCK))
+        total = np.empty(_BLOCK)
+        for b0 in range(chunk * n // nchunk, (chunk + 1) * n // nchunk, _BLOCK):
+            b1 = min(b0 + _BLOCK, (chunk + 1) * n // nchunk)
+            # 1. Lookups: src is the first pixel with the same value, or the pixel itself.
+            nm = 0
+            for p in range(b0, b1):
+                s = p
+                if bits > 0:
+                    key = keys[p]
+                    slot = (key * mult) >> shift
+                    m = memo[slot]
+                    if m >= 0 and memo_key[slot] == key:
+                        s = m
+                    else:
+                        memo[slot] = p
+                        memo_key[slot] = key
+                src[p - b0] = s
+                miss[nm] = p
+                nm += s == p
+            # 2. The lattice path for the misses it answers (classes into oi, exponents into
+            # ex); the others, in ``rest``, take the search in step 3.
+            nr = 0
+            for t in range(nm):
+                p = miss[t]
+                if pat is not None:  # pruned at compile time when there are no lattice tables
+                    # NaN fails every comparison and goes on to step 3 like an infinity.
+                    u = (np.float64(ab[p, 0]) - lx0) * inv_g
+                    v = (np.float64(ab[p, 1]) - ly0) * inv_g
+                    if 0.0 <= u < ncu and 0.0 <= v < ncv and inner[int(u) * ncv + int(v)]:
+                        fu = u - int(u)
+                        fv = v - int(v)
+                        pid = pat[int(fu * _SUB) * _SUB + int(fv * _SUB)]
+                        if pid >= 0:
+                            # The pattern gives the classes in order, as offsets into ``lat``
+                            # from the cell, and their lattice offsets for the distances.
+                            base = (int(u) + _WIN) * lnb + int(v) + _WIN
+                            at = (pid, base, fu, fv)
+                            if k == _K:
+                                _lattice_row(lat, poff, pou, pov, kappa, at, _K, oi, p, ex, t)
+                            else:
+                                _lattice_row(lat, poff, pou, pov, kappa, at, k, oi, p, ex, t)
+                            continue
+                rest[nr] = t
+                nr += 1
+            # 3. The candidate search, for the rest.
+            for i in range(nr):
+                t = rest[i]
+                p = miss[t]
+                a = np.float64(ab[p, 0])
+                b = np.float64(ab[p, 1])
+                if not (abs(a) < np.inf and abs(b) < np.inf):
+                    bad[chunk] += 1
                     for j in range(k):
-                        oi[p, j] = oi[src, j]
-                        if want_w:
-                            ow[p, j] = ow[src, j]
+                        oi[p, j] = 0
+                        ex[j, t] = 0.0
                     continue
-                memo[slot] = p
-                memo_key[slot] = key
-            a = np.float64(ab[p, 0])
-            b = np.float64(ab[p, 1])
-            if pat is not None:  # pruned at compile time when there are no lattice tables
-                u = (a - lx0) * inv_g
-                v = (b - ly0) * inv_g
-                if 0.0 <= u < ncu and 0.0 <= v < ncv and inner[int(u) * ncv + int(v)]:
-                    fu = u - int(u)
-                    fv = v - int(v)
-                    pid = pat[min(int(fu * _SUB), _SUB - 1) * _SUB + min(int(fv * _SUB), _SUB - 1)]
-                    if pid >= 0:
-                        # The answer is the pattern's offsets from the cell; the weights are
-                        # exp(-kappa |f - o|^2) = exp(-kappa |f|^2) X^du gc[du] Y^dv gc[dv], with
-                        # X = exp(2 kappa fu): two exp calls, and the common factor cancels.
-                        base = (int(u) + _WIN) * lnb + int(v) + _WIN
-                        if want_w:
-                            _powers(gx, math.exp(2.0 * kappa * fu))
-                            _powers(gy, math.exp(2.0 * kappa * fv))
-                        total = 0.0
-                        for j in range(k):
-                            du = pu[pid, j]
-                            dv = pv[pid, j]
-                            oi[p, j] = lat[base + (du - _WIN + 1) * lnb + dv - _WIN + 1]
-                            if want_w:
-                                bd[j] = gx[du] * gc[du] * gy[dv] * gc[dv]
-                                total += bd[j]
-                        if want_w:
-                            for j in range(k):
-                                ow[p, j] = bd[j] / total
-                        continue
-            fi = (a - x0) * inv_s
-            fj = (b - y0) * inv_s
-            m = 0
-            if 0.0 <= fi < nx and 0.0 <= fj < ny:
-                cell = int(fi) * ny + int(fj)
-                sub = -1
-                if k == 1:
-                    sub = one[int(fi * _FINE) * (ny * _FINE) + int(fj * _FINE)]
-                if sub >= 0:
-                    bi[0] = sub  # the value lies in one class's region: no distances
+                fi = (a - x0) * inv_s
+                fj = (b - y0) * inv_s
+                m = 0
+                if 0.0 <= fi < nx and 0.0 <= fj < ny:
+                    cell = int(fi) * ny + int(fj)
+                    sub = -1
+                    if k == 1:
+                        sub = one[int(fi * _FINE) * (ny * _FINE) + int(fj * _FINE)]
+                    if sub >= 0:
+                        bi[0] = sub  # the value lies in one class's region: no distances
+                        bd[0] = 0.0
+                    else:
+                        for c in range(start[cell], start[cell + 1]):
+                            if m == k and low[c] > bd[k - 1]:
+                                break  # this and all later candidates are farther than the k-th
+                            da = a - cab[c, 0]
+                            db = b - cab[c, 1]
+                            m = _insert(bd, bi, m, k, da * da + db * db, np.int64(cand[c]))
                 else:
-                    for t in range(start[cell], start[cell + 1]):
-                        if m == k and low[t] > bd[k - 1]:
-                            break  # this and all later candidates are farther than the k-th
-                        da = a - cab[t, 0]
-                        db = b - cab[t, 1]
-                        m = _insert(bd, bi, m, k, da * da + db * db, np.int64(cand[t]))
-            else:
-                for c in range(q):
-                    da = a - cls[c, 0]
-                    db = b - cls[c, 1]
-                    m = _insert(bd, bi, m, k, da * da + db * db, c)
-            for j in range(k):
-                oi[p, j] = bi[j]
-            if want_w:
-                # exp(-d/2s^2) / sum, shifted by the nearest distance so that far points do not
-                # underflow to 0/0; the shift cancels in the normalisation.
-                d0 = bd[0]
-                bd[0] = total = 1.0  # exp(0): one exp call fewer, the same value
-                for j in range(1, k):
-                    bd[j] = math.exp((d0 - bd[j]) * inv2s2)
-                    total += bd[j]
+                    for c in range(q):
+                        da = a - cls[c, 0]
+                        db = b - cls[c, 1]
+                        m = _insert(bd, bi, m, k, da * da + db * db, c)
                 for j in range(k):
-                    ow[p, j] = bd[j] / total
-    return 0
+                    oi[p, j] = bi[j]
+                    ex[j, t] = -bd[j] * inv2s2
+            # 4. Weights of the misses: exp(x_j - x_0) / sum, shifted by the nearest class's
+            # exponent so that far values do not underflow to 0/0 (the shift cancels).
+            if want_w:
+                total[:nm] = 1.0
+                for j in range(1, k):
+                    for t in range(nm):
+                        e = _exp_neg(ex[j, t] - ex[0, t])
+                        ex[j, t] = e
+                        total[t] += e
+                for t in range(nm):
+                    p = miss[t]
+                    inv = 1.0 / total[t]
+                    ow[p, 0] = inv
+                    for j in range(1, k):
+                        ow[p, j] = ex[j, t] * inv
+            # 5. Copies for the values found.
+            if bits > 0:
+                for p in range(b0, b1):
+                    s = src[p - b0]
+                    if s != p:
+                        if k == _K:
+                            _copy_row(oi, ow, s, p, _K, want_w)
+                        else:
+                            _copy_row(oi, ow, s, p, k, want_w)
+    return bad.sum()
 
 
 def _serial_copy(kernel, name: str):
@@ -524,9 +628,7 @@ def _serial_copy(kernel, name: str):
 
 
 # Starting the threads of a parallel kernel costs ~40 us, more than encoding a training crop's
-# targets (32 x 32 values): calls up to _SERIAL_MAX values run the serial copy. Only that copy
-# takes the lattice path: training targets are area-averaged floats that rarely repeat, while in
-# the threaded kernel the path's code made the memo hits of 8-bit images 12-15% slower.
+# targets (32 x 32 values): calls up to _SERIAL_MAX values run the serial copy.
 _knn_serial = _serial_copy(_knn_kernel, "_knn_serial")
 _SERIAL_MAX = 1 << 12
 
@@ -564,7 +666,9 @@ class _Lattice:
     A point (a, b) lies in cell (int(u), int(v)), u = (a - lx0) / g, v = (b - ly0) / g, of the
     lattice of spacing g whose corner (lx0, ly0) is the classes' lower-left bound. ``inner``
     marks the cells whose neighbourhood holds every lattice point a pattern can name; ``pat`` is
-    the pattern of each sub-cell (or -1), ``pu``, ``pv`` (P, k) its offsets plus _WIN - 1;
+    the pattern of each sub-cell (or -1); per pattern, ``poff`` (P, k) int64 its classes'
+    positions in ``lat`` relative to the cell's and ``pou``, ``pov`` (P, k) float64 their lattice
+    offsets (du, dv) from the cell, nearest first;
     ``lat`` the class at each lattice point, padded by _WIN, rows of length ``lnb``.
 
     Correctness: for a pair of lattice points s, o the difference |p - s|^2 - |p - o|^2 is
@@ -579,7 +683,8 @@ class _Lattice:
         self.lx0 = self.ly0 = self.inv_g = self.g2 = 0.0
         self.lat = self.pat = np.zeros(1, np.int16)
         self.inner = np.zeros(1, np.bool_)
-        self.pu = self.pv = np.zeros((1, k), np.int8)
+        self.poff = np.zeros((1, k), np.int64)
+        self.pou = self.pov = np.zeros((1, k))
         c = classes.astype(np.float64)
         steps = np.concatenate([np.diff(np.unique(c[:, 0])), np.diff(np.unique(c[:, 1]))])
         if not 2 <= k <= min(_LAT_MAX_K, len(c)) or steps.size == 0:
@@ -598,7 +703,6 @@ class _Lattice:
         if patterns is None:
             return
         self.pat, offsets = patterns
-        self.pu, self.pv = (np.ascontiguousarray(o + _WIN - 1, np.int8) for o in offsets)
         lat = np.full((na + 2 * _WIN, nb + 2 * _WIN), -1, np.int16)
         lat[i + _WIN, j + _WIN] = np.arange(len(c))
         inner = np.ones((na - 1, nb - 1), bool)
@@ -608,6 +712,8 @@ class _Lattice:
         self.lat, self.inner = lat.ravel(), np.ascontiguousarray(inner.ravel())
         self.lx0, self.ly0, self.inv_g, self.g2 = float(x0), float(y0), 1.0 / g, g * g
         self.ncu, self.ncv, self.lnb = na - 1, nb - 1, nb + 2 * _WIN
+        self.poff = np.ascontiguousarray(offsets[0] * self.lnb + offsets[1], np.int64)
+        self.pou, self.pov = (np.ascontiguousarray(o, np.float64) for o in offsets)
 
     @staticmethod
     def _patterns(k: int) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]] | None:
@@ -642,14 +748,14 @@ class _Lattice:
         pat[fixed] = np.repeat(which.ravel(), np.diff(np.r_[starts, len(rows)]))
         return pat.ravel(), (ou[uniq], ov[uniq])
 
-    def args(self, inv2s2: float, use: bool) -> tuple:
-        """The kernel's lattice arguments; ``pat`` is None (the path compiled out) unless
-        ``use`` and the tables exist and suit sigma."""
+    def args(self, inv2s2: float) -> tuple:
+        """The kernel's lattice arguments; ``pat`` is None (the path compiled out) where there
+        are no tables."""
         kappa = self.g2 * inv2s2
-        pat = self.pat if use and self.ncu and kappa <= _MAX_KAPPA else None
+        pat = self.pat if self.ncu else None
         return (
             *(self.lx0, self.ly0, self.inv_g, self.ncu, self.ncv, self.lnb),
-            *(self.lat, self.inner, pat, self.pu, self.pv, kappa),
+            *(self.lat, self.inner, pat, self.poff, self.pou, self.pov, kappa),
         )
 
 
@@ -686,7 +792,7 @@ class _Table:
 
     @functools.cached_property
     def lattice(self) -> _Lattice:
-        """Built on the first small call (~60 ms for k = 5); large calls never need it."""
+        """Built on the first call with this class set and k (~80 ms for k = 5)."""
         return _Lattice(self.classes, self.k)
 
     def args(self) -> tuple:
@@ -702,13 +808,14 @@ def _table(key: bytes, k: int) -> _Table:
 
 
 def _knn(ab: np.ndarray, classes: np.ndarray, k: int, sigma: float | None):
-    ab = _check_ab(ab)
+    ab = _check_ab(ab, finite=False)  # the kernel finds NaN and infinities (a pass fewer)
     cls = _check_classes(classes)
     k = _check_k(k, cls.shape[0])
     flat = ab.reshape(-1, 2)
     idx = np.empty((flat.shape[0], k), np.int16)
     w = np.empty((flat.shape[0] if sigma is not None else 0, k), np.float32)
     inv2s2 = 0.0 if sigma is None else 1.0 / (2.0 * sigma * sigma)
+    bad = 0
     if flat.shape[0]:
         with _KERNEL_LOCK:
             table = _table(cls.tobytes(), k)
@@ -721,9 +828,11 @@ def _knn(ab: np.ndarray, classes: np.ndarray, k: int, sigma: float | None):
             bits = min(_MEMO_BITS, (2 * len(flat) // nchunk).bit_length())
             if k == 1:
                 bits = 0  # the table answers most values at once: a memo costs more than it saves
-            lattice = table.lattice.args(inv2s2, use=serial)
             kernel = _knn_serial if serial else _knn_kernel
-            kernel(flat, keys, cls, k, *table.args(), *lattice, inv2s2, nchunk, bits, idx, w)
+            lattice = table.lattice.args(inv2s2)
+            bad = kernel(flat, keys, cls, k, *table.args(), *lattice, inv2s2, nchunk, bits, idx, w)
+        if bad:  # the kernel met a NaN or an infinity; count them all for the message
+            _check_ab(ab)
     shape = (*ab.shape[:-1], k)
     return idx.reshape(shape), w.reshape(shape) if sigma is not None else None
 

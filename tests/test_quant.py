@@ -44,8 +44,8 @@ def assert_exact(ab, classes, k, sigma=5.0):
 
 @pytest.fixture(params=["threads", "serial"])
 def kernel(request, monkeypatch):
-    """Run a test with each kernel: the threaded one (large calls, memo only) and the serial one
-    (small calls, memo and lattice path)."""
+    """Run a test with each kernel: the threaded one (large calls) and its serial copy (small
+    calls); both have the memo and the lattice path."""
     monkeypatch.setattr(quant, "_SERIAL_MAX", 0 if request.param == "threads" else 1 << 40)
     return request.param
 
@@ -158,9 +158,8 @@ def test_soft_encode_on_lookup_table_borders(k):
 
 
 @pytest.mark.parametrize("k", [2, 5, 8, 16])
-def test_lattice_path_on_sub_cell_borders(k, monkeypatch):
+def test_lattice_path_on_sub_cell_borders(k, kernel):
     """Points on, just beside and inside the lattice path's sub-cells, all over the gamut."""
-    monkeypatch.setattr(quant, "_SERIAL_MAX", 1 << 40)
     lattice = quant._Lattice(C8, k)
     assert lattice.ncu > 0
     rng = np.random.default_rng(k)
@@ -174,11 +173,10 @@ def test_lattice_path_on_sub_cell_borders(k, monkeypatch):
         assert_exact(pts, C8, k, sigma)
 
 
-def test_lattice_path_on_a_shifted_lattice_with_holes(monkeypatch):
+def test_lattice_path_on_a_shifted_lattice_with_holes(kernel):
     """Any square lattice takes the path (spacing 6, origin off zero, six points missing,
-    classes in random order); a small sigma (exp(-g^2 / 2 sigma^2) powers out of range) turns
-    the path off, exactly."""
-    monkeypatch.setattr(quant, "_SERIAL_MAX", 1 << 40)
+    classes in random order), exactly at every sigma, small ones (weights of e^-100 and
+    less beside the nearest's 1) included."""
     rng = np.random.default_rng(11)
     i, j = np.meshgrid(np.arange(-9, 10), np.arange(-9, 10), indexing="ij")
     classes = np.stack([3.5 + 6.0 * i.ravel(), -2.0 + 6.0 * j.ravel()], 1).astype(np.float32)
@@ -197,12 +195,11 @@ def test_lattice_path_covers_most_of_the_gamut():
     """For the default classes and k = 5 the tables are built, and they answer most a/b values:
     nearly all sub-cells have a fixed answer, and the cells around the gamut's centre qualify."""
     lattice = quant._Lattice(C8, 5)
-    args = lattice.args(1 / (2 * 5.0**2), use=True)
-    assert args[8] is lattice.pat  # the path is on
+    assert lattice.args(1 / (2 * 5.0**2))[8] is lattice.pat  # the path is on
     assert (lattice.pat >= 0).mean() > 0.9
     assert lattice.inner.mean() > 0.3
-    assert lattice.args(1 / (2 * 5.0**2), use=False)[8] is None
     assert quant._Lattice(C8, 1).ncu == 0  # k = 1 has its own table
+    assert quant._Lattice(C8, 1).args(0.02)[8] is None  # and the path is compiled out
     off_grid = np.random.default_rng(0).uniform(-50, 50, (40, 2)).astype(np.float32)
     assert quant._Lattice(off_grid, 5).ncu == 0
 
@@ -300,6 +297,23 @@ def test_soft_encode_rejects_nan_and_inf(bad):
         quant.soft_encode(ab, C8)
     with pytest.raises(ValueError, match="NaN or infinite"):
         quant.hard_encode(ab, C8)
+
+
+def test_nan_and_inf_found_anywhere_by_either_kernel(kernel):
+    """The kernels themselves find non-finite values (soft_encode does not scan for them first):
+    in a or b, repeated (a repeat is answered from the memo), with another NaN's bits, among
+    many finite values, in any chunk; the message counts them all."""
+    rng = np.random.default_rng(5)
+    neg_nan = np.array([0xFFC00001], np.uint32).view(np.float32)[0]
+    n = 20_000 if kernel == "threads" else 3_000
+    for bad in (np.float32(np.nan), neg_nan, np.float32(np.inf), np.float32(-np.inf)):
+        for where in (0, n // 2, n - 1):
+            ab = rng.integers(-40, 40, (n, 2)).astype(np.float32)  # repeats: memo hits
+            ab[where, where % 2] = bad
+            ab[n // 3] = ab[where]  # the same bits again
+            for fn in (quant.soft_encode, quant.hard_encode):
+                with pytest.raises(ValueError, match=r"ab contains 2 NaN or infinite value\(s\)"):
+                    fn(ab, C8)
 
 
 @pytest.mark.parametrize(
