@@ -434,7 +434,7 @@ def _exp_neg(x):
 # (1 MiB with the keys): a/b from 8-bit images repeats, and with 4 chunks per thread 88% of the
 # Kodak photographs' pixels and 53% of the posters' find their value there. Data without
 # repeats pays a few percent for the lookups.
-_MEMO_BITS = 16
+_MEMO_BITS = 15
 _CHUNK_MIN = 512
 # Pixels are taken in blocks of _BLOCK, in passes: memo lookups for the block, then the search
 # for the values not found (the misses), their weights, and last the copies for the values
@@ -444,9 +444,9 @@ _CHUNK_MIN = 512
 _BLOCK = 2048
 
 
-# Loops over the k classes of one pixel are written once for a k known when compiling: the
-# default, _K = 5, gets its own unrolled copy (a loop of run-time length 5 measured ~1.6x slower
-# for the memo's copies).
+# Loops over the k classes of one pixel are written once, in small inline functions, and called
+# twice: with k and with the literal _K = 5, the default, which LLVM unrolls (a loop of run-time
+# length 5 measured ~1.6x slower for the memo's copies and ~3x for the normalisation).
 _K = 5
 
 
@@ -471,6 +471,15 @@ def _lattice_row(lat, poff, pou, pov, kappa, at, k, oi, p, ex, t):
         du = fu - pou[pid, j]
         dv = fv - pov[pid, j]
         ex[j, t] = -(du * du + dv * dv) * kappa
+
+
+@numba.njit(cache=True, inline="always")
+def _normalise(ex, total, t, k, ow, p):
+    """Row p of ow: the k weights in column t of ex (the first is exp(0) = 1) over their sum."""
+    inv = 1.0 / total[t]
+    ow[p, 0] = inv
+    for j in range(1, k):
+        ow[p, j] = ex[j, t] * inv
 
 
 @numba.njit(cache=True, parallel=True, nogil=True)
@@ -601,11 +610,10 @@ def _knn_kernel(
                         ex[j, t] = e
                         total[t] += e
                 for t in range(nm):
-                    p = miss[t]
-                    inv = 1.0 / total[t]
-                    ow[p, 0] = inv
-                    for j in range(1, k):
-                        ow[p, j] = ex[j, t] * inv
+                    if k == _K:
+                        _normalise(ex, total, t, _K, ow, miss[t])
+                    else:
+                        _normalise(ex, total, t, k, ow, miss[t])
             # 5. Copies for the values found.
             if bits > 0:
                 for p in range(b0, b1):
