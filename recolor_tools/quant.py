@@ -14,27 +14,30 @@ distribution back to one a/b value. This module holds the numerical part of that
 
 The nearest-centre search is exact: it returns the same classes, in the same order, as
 computing every distance and sorting stably (ties go to the lower class index). Speed comes from
-a lookup table over the a/b plane that lists, per small square cell, every class that can be
-among the k nearest to some point of that cell; only those are measured. Small calls (up to
-4,096 values: a training crop's targets) run a serial copy of the kernel, which also knows the
-square lattice recolor's centres lie on: there the k nearest centres follow from where in its
-lattice cell a value lies, with no distance measured (see ``_Lattice``). The kernels are numba
-functions compiled on first use and cached on disk; they run over pixels in parallel, release
-the GIL, and use a fork-safe numba threading layer (see below), so they work in forked workers
-(torch DataLoader, multiprocessing) and, one call at a time, from several threads.
+three things. A memo: a value seen earlier in the same chunk of pixels copies that answer (the
+a/b of 8-bit images repeats: 86% of the Kodak photographs' pixels, 53% of the posters'). The
+square lattice recolor's centres lie on: there the k nearest centres, in order, follow from
+where in its lattice cell a value lies, with no distance sorted (see ``_Lattice``). Elsewhere, a
+lookup table over the a/b plane that lists, per small square cell, every class that can be among
+the k nearest to some point of that cell; only those are measured. The kernel takes pixels in
+blocks, in passes (memo lookups, the two searches for the values not found, their weights with
+a vectorised polynomial exp, the memo's copies), so that each loop stays short. Small calls (up
+to 4,096 values: a training crop's targets) run a serial copy of the kernel. The kernels are
+numba functions compiled on first use and cached on disk; they run over pixels in parallel,
+release the GIL, and use a fork-safe numba threading layer (see below), so they work in forked
+workers (torch DataLoader, multiprocessing) and, one call at a time, from several threads.
 
-Speed (``benchmarks/bench_quant.py``, 2 threads on a shared 2-core Xeon whose speed varies by
-up to 2x from minute to minute; ratios are medians of rounds that time every method once, each
-reference at its faster thread count): soft encoding of the a/b of real 8-bit images (the 24
-Kodak photographs, 6 M pixels) 25-50 Mpixel/s, 45-51x scikit-learn's ball tree (1 job) and
-45-48x torch ``cdist`` + ``topk`` (2 threads); repeated values are answered from a per-chunk memo
-(below). On smooth synthetic float images, where no value repeats, 12-19 Mpixel/s, 22x and
-20x. Training targets (one call per 32 x 32 crop, one thread, as in a DataLoader worker):
-120-130 us a call, 1.9-2.0x the threaded kernel and about 21x a call of either reference.
-Annealed mean 700-1100 Mvalue/s, 12.5-17.6x the plain numpy formula on (B, Q, H, W) logits and
-on (B, H, W, Q) probabilities (the latter decoded pixel by pixel along the classes).
-Hard encoding (k = 1) answers most values from a grid of one-class cells: 1.6x faster than the
-k-nearest search per poster.
+Speed (``benchmarks/bench_quant.py --repeat 9``, 2 threads on a shared 2-core EPYC VM whose
+speed varies by up to 2x from minute to minute; ratios are medians of rounds that time every
+method once, warm, each reference at its faster thread count): soft encoding of the a/b of real
+8-bit images (the 24 Kodak photographs, 6 M pixels) 40-45 Mpixel/s, 62-84x scikit-learn's ball
+tree and 76-83x torch ``cdist`` + ``topk``; on smooth synthetic float images, where no value
+repeats, 23 Mpixel/s, 43x and 45x. Training targets (one call per 32 x 32 crop, one thread, as
+in a DataLoader worker): 105-160 us a call, 2.2-2.9x the threaded kernel and 18-24x a call of
+either reference. Annealed mean 650-1100 Mvalue/s, 10-14x the plain numpy formula on
+(B, Q, H, W) logits and on (B, H, W, Q) probabilities (the latter decoded pixel by pixel along
+the classes). Hard encoding (k = 1) answers most values from a grid of one-class cells: 1.6x
+faster than the k-nearest search per poster.
 
 This module does not import torch: pass network output as a numpy array (``tensor.numpy()``).
 
@@ -431,16 +434,21 @@ def _exp_neg(x):
 
 
 # Values seen in a chunk are remembered in a direct-mapped table of up to 2^_MEMO_BITS entries
-# (1 MiB with the keys): a/b from 8-bit images repeats, and with 4 chunks per thread 88% of the
-# Kodak photographs' pixels and 53% of the posters' find their value there. Data without
-# repeats pays a few percent for the lookups.
+# (512 KiB with the keys, a core's L2 here): a/b from 8-bit images repeats, and with 4 chunks
+# per thread 86% of the Kodak photographs' pixels and 53% of the posters' find their value there
+# (88% and 56% with 2^16 entries, which measured 5-8% slower on both). Data without repeats
+# pays a few percent for the lookups.
 _MEMO_BITS = 15
 _CHUNK_MIN = 512
-# Pixels are taken in blocks of _BLOCK, in passes: memo lookups for the block, then the search
-# for the values not found (the misses), their weights, and last the copies for the values
-# found. Apart, each loop is short and uniform: the lookups' cache misses overlap instead of
-# waiting behind a search, and the weights' exp runs over all the block's misses at once
-# rather than k - 1 dependent calls a pixel (one loop of everything measured ~1.5x slower).
+# Pixels are taken in blocks of _BLOCK, in passes: memo lookups for the block, the lattice path
+# for the values not found (the misses), the candidate search for the misses it leaves, the
+# misses' weights, and last the copies for the values found. Apart, each loop is short and
+# uniform, and the weights' exp runs over all the block's misses at once rather than k - 1
+# dependent libm calls a pixel. With the exp and the unrolled loops below, this measured 1.45-
+# 1.5x the single loop it replaced on the Kodak pixels (2 threads), 1.17x on training targets.
+# Measured and not kept: answers stored in 64-byte memo records (one cache line a hit) instead
+# of copied from the first pixel's row, copying at lookup time when that row is ready, the
+# memo's key and pixel in one 16-byte record, the memo pointing at the latest pixel: 0.9-1.0x.
 _BLOCK = 2048
 
 
