@@ -492,20 +492,20 @@ def _normalise(ex, total, t, k, ow, p):
 
 @numba.njit(cache=True, parallel=True, nogil=True)
 def _knn_kernel(
-    ab, keys, cls, k, x0, y0, inv_s, nx, ny, start, cand, cab, low, one,
+    ab, keys, cls, k, x0, y0, inv_s, nx, ny, start, cand, cab, low,
     lx0, ly0, inv_g, ncu, ncv, lnb, lat, inner, pat, poff, pou, pov, kappa,
     inv2s2, nchunk, bits, oi, ow,
 ):  # fmt: skip
-    """k nearest class centres of each a/b point, and their Gaussian weights.
+    """k nearest class centres of each a/b point, and their Gaussian weights (k >= 2; see
+    :func:`_nearest_kernel` for k = 1).
 
     ab (N, 2) f32, keys (N,) u64 the same values' bits (a and b in one word), cls (Q, 2) f32, oi
     (N, k) i16, ow (N, k) f32, or (0, k) for no weights; ``cab`` holds the candidates' centres,
-    ``cls[cand]``, to save an indirection; ``one`` (for k = 1) the class of each sub-cell inside
-    one class's region, else -1 (see :func:`_one_class_cells`); ``lx0`` .. ``kappa`` the
-    lattice tables (:class:`_Lattice`; ``pat`` None compiles that path out). Squared distances
-    are (a - ca)^2 + (b - cb)^2 in float64. A point outside the table (every point when nx = 0)
-    is compared with every class. With ``bits`` > 0 a point whose bits equal an earlier point's
-    in the chunk copies that answer (exact: same input, same output).
+    ``cls[cand]``, to save an indirection; ``lx0`` .. ``kappa`` the lattice tables
+    (:class:`_Lattice`; ``pat`` None compiles that path out). Squared distances are
+    (a - ca)^2 + (b - cb)^2 in float64. A point outside the table (every point when nx = 0) is
+    compared with every class. A point whose bits equal an earlier point's in the chunk copies
+    that answer (exact: same input, same output); the memo has 2^bits entries, bits >= 1.
 
     Returns the number of NaN or infinite values met (their rows hold no answer); each such
     value is counted once per chunk at least, so 0 means every value was finite.
@@ -533,15 +533,14 @@ def _knn_kernel(
             nm = 0
             for p in range(b0, b1):
                 s = p
-                if bits > 0:
-                    key = keys[p]
-                    slot = (key * mult) >> shift
-                    m = memo[slot]
-                    if m >= 0 and memo_key[slot] == key:
-                        s = m
-                    else:
-                        memo[slot] = p
-                        memo_key[slot] = key
+                key = keys[p]
+                slot = (key * mult) >> shift
+                m = memo[slot]
+                if m >= 0 and memo_key[slot] == key:
+                    s = m
+                else:
+                    memo[slot] = p
+                    memo_key[slot] = key
                 src[p - b0] = s
                 miss[nm] = p
                 nm += s == p
@@ -587,19 +586,12 @@ def _knn_kernel(
                 m = 0
                 if 0.0 <= fi < nx and 0.0 <= fj < ny:
                     cell = int(fi) * ny + int(fj)
-                    sub = -1
-                    if k == 1:
-                        sub = one[int(fi * _FINE) * (ny * _FINE) + int(fj * _FINE)]
-                    if sub >= 0:
-                        bi[0] = sub  # the value lies in one class's region: no distances
-                        bd[0] = 0.0
-                    else:
-                        for c in range(start[cell], start[cell + 1]):
-                            if m == k and low[c] > bd[k - 1]:
-                                break  # this and all later candidates are farther than the k-th
-                            da = a - cab[c, 0]
-                            db = b - cab[c, 1]
-                            m = _insert(bd, bi, m, k, da * da + db * db, np.int64(cand[c]))
+                    for c in range(start[cell], start[cell + 1]):
+                        if m == k and low[c] > bd[k - 1]:
+                            break  # this and all later candidates are farther than the k-th
+                        da = a - cab[c, 0]
+                        db = b - cab[c, 1]
+                        m = _insert(bd, bi, m, k, da * da + db * db, np.int64(cand[c]))
                 else:
                     for c in range(q):
                         da = a - cls[c, 0]
@@ -607,7 +599,9 @@ def _knn_kernel(
                         m = _insert(bd, bi, m, k, da * da + db * db, c)
                 for j in range(k):
                     oi[p, j] = bi[j]
-                    ex[j, t] = -bd[j] * inv2s2
+                if want_w:
+                    for j in range(k):
+                        ex[j, t] = -bd[j] * inv2s2
             # 4. Weights of the misses: exp(x_j - x_0) / sum, shifted by the nearest class's
             # exponent so that far values do not underflow to 0/0 (the shift cancels).
             if want_w:
@@ -623,14 +617,13 @@ def _knn_kernel(
                     else:
                         _normalise(ex, total, t, k, ow, miss[t])
             # 5. Copies for the values found.
-            if bits > 0:
-                for p in range(b0, b1):
-                    s = src[p - b0]
-                    if s != p:
-                        if k == _K:
-                            _copy_row(oi, ow, s, p, _K, want_w)
-                        else:
-                            _copy_row(oi, ow, s, p, k, want_w)
+            for p in range(b0, b1):
+                s = src[p - b0]
+                if s != p:
+                    if k == _K:
+                        _copy_row(oi, ow, s, p, _K, want_w)
+                    else:
+                        _copy_row(oi, ow, s, p, k, want_w)
     return bad.sum()
 
 
@@ -645,8 +638,57 @@ def _serial_copy(kernel, name: str):
 
 # Starting the threads of a parallel kernel costs ~40 us, more than encoding a training crop's
 # targets (32 x 32 values): calls up to _SERIAL_MAX values run the serial copy.
-_knn_serial = _serial_copy(_knn_kernel, "_knn_serial")
 _SERIAL_MAX = 1 << 12
+
+
+@numba.njit(cache=True, parallel=True, nogil=True)
+def _nearest_kernel(ab, cls, x0, y0, inv_s, nx, ny, start, cand, cab, low, one, nchunk, out):
+    """The nearest class centre of each a/b point into ``out`` (N,) i16 (k = 1 of
+    :func:`_knn_kernel`, whose arguments these are, with ``one``: per sub-cell of the finer grid
+    the class whose region holds it, or -1; see :func:`_one_class_cells`). Ties go to the lower
+    class index. Returns the number of NaN or infinite values met."""
+    n = ab.shape[0]
+    q = cls.shape[0]
+    bad = np.zeros(nchunk, np.int64)
+    for chunk in numba.prange(nchunk):
+        for p in range(chunk * n // nchunk, (chunk + 1) * n // nchunk):
+            a = np.float64(ab[p, 0])
+            b = np.float64(ab[p, 1])
+            fi = (a - x0) * inv_s
+            fj = (b - y0) * inv_s
+            best = 0
+            dbest = np.inf
+            if 0.0 <= fi < nx and 0.0 <= fj < ny:  # NaN fails and goes on to the test below
+                sub = one[int(fi * _FINE) * (ny * _FINE) + int(fj * _FINE)]
+                if sub >= 0:
+                    out[p] = sub  # the value lies in one class's region: no distances
+                    continue
+                cell = int(fi) * ny + int(fj)
+                for c in range(start[cell], start[cell + 1]):
+                    if low[c] > dbest:
+                        break  # this and all later candidates are farther than the nearest
+                    da = a - cab[c, 0]
+                    db = b - cab[c, 1]
+                    d = da * da + db * db
+                    if d < dbest or (d == dbest and cand[c] < best):
+                        dbest = d
+                        best = cand[c]
+            elif abs(a) < np.inf and abs(b) < np.inf:
+                for c in range(q):
+                    da = a - cls[c, 0]
+                    db = b - cls[c, 1]
+                    d = da * da + db * db
+                    if d < dbest:  # classes in index order: the first of equals stays
+                        dbest = d
+                        best = c
+            else:
+                bad[chunk] += 1
+            out[p] = best
+    return bad.sum()
+
+
+_knn_serial = _serial_copy(_knn_kernel, "_knn_serial")
+_nearest_serial = _serial_copy(_nearest_kernel, "_nearest_serial")
 
 
 # For k = 1, a finer grid (_FINE x _FINE sub-cells per table cell) records the class of each
@@ -814,7 +856,7 @@ class _Table:
     def args(self) -> tuple:
         return (
             *(self.x0, self.y0, self.inv_s, self.nx, self.ny),
-            *(self.start, self.cand, self.cab, self.low, self.one),
+            *(self.start, self.cand, self.cab, self.low),
         )
 
 
@@ -842,11 +884,16 @@ def _knn(ab: np.ndarray, classes: np.ndarray, k: int, sigma: float | None):
             )
             # A table about twice the chunk, up to 2^_MEMO_BITS: small calls clear little.
             bits = min(_MEMO_BITS, (2 * len(flat) // nchunk).bit_length())
-            if k == 1:
-                bits = 0  # the table answers most values at once: a memo costs more than it saves
-            kernel = _knn_serial if serial else _knn_kernel
-            lattice = table.lattice.args(inv2s2)
-            bad = kernel(flat, keys, cls, k, *table.args(), *lattice, inv2s2, nchunk, bits, idx, w)
+            if k == 1:  # the table answers most values at once: no memo, no lattice
+                kernel = _nearest_serial if serial else _nearest_kernel
+                bad = kernel(flat, cls, *table.args(), table.one, nchunk, idx[:, 0])
+                w[:] = 1.0  # exp(0) / exp(0)
+            else:
+                kernel = _knn_serial if serial else _knn_kernel
+                lattice = table.lattice.args(inv2s2)
+                bad = kernel(
+                    flat, keys, cls, k, *table.args(), *lattice, inv2s2, nchunk, bits, idx, w
+                )
         if bad:  # the kernel met a NaN or an infinity; count them all for the message
             _check_ab(ab)
     shape = (*ab.shape[:-1], k)
