@@ -59,7 +59,6 @@ from types import FunctionType
 
 import numba
 import numpy as np
-from llvmlite import ir
 from numba.core import types
 from numba.extending import intrinsic
 
@@ -392,34 +391,36 @@ _LAT_MAX_K = 16
 _LN2 = math.log(2.0)
 _LOG2E = 1.0 / _LN2
 _SQRT2 = math.sqrt(2.0)
-_EXP_TAYLOR = tuple(1.0 / math.factorial(i) for i in range(9))
-_T0, _T1, _T2, _T3, _T4, _T5, _T6, _T7, _T8 = _EXP_TAYLOR
+_T0, _T1, _T2, _T3, _T4, _T5, _T6, _T7, _T8 = (1.0 / math.factorial(i) for i in range(9))
 _EXP_FLOOR = -1000.0  # 2^-1000: exp(x) below it is 0 to float32 next to the nearest's 1
 _ROUND_MAGIC = 6755399441055744.0  # 1.5 * 2^52: the low bits of n + this are the integer n
 
 
-@intrinsic
-def _as_float64(typingctx, bits):
-    """The float64 whose IEEE bits are ``bits`` (an integer, taken as int64)."""
-    if not isinstance(bits, types.Integer):
-        return None
+def _bitcast(name: str, src: types.Type, dst: types.Type, doc: str):
+    """A numba intrinsic ``name(x)``: the ``dst`` with the IEEE bits of ``x``, a ``src`` (numba
+    has no bit cast of scalars)."""
+    kind = types.Integer if isinstance(src, types.Integer) else types.Float
 
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.DoubleType())
+    def typer(typingctx, x):
+        if not isinstance(x, kind):
+            return None
 
-    return types.float64(types.int64), codegen
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], context.get_value_type(dst))
+
+        return dst(src), codegen
+
+    typer.__name__ = typer.__qualname__ = name
+    typer.__doc__ = doc
+    return intrinsic(typer)
 
 
-@intrinsic
-def _float64_bits(typingctx, x):
-    """The IEEE bits of the float64 ``x``, as int64."""
-    if not isinstance(x, types.Float):
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.IntType(64))
-
-    return types.int64(types.float64), codegen
+_as_float64 = _bitcast(
+    "_as_float64", types.int64, types.float64, "The float64 whose bits are an int64."
+)
+_float64_bits = _bitcast(
+    "_float64_bits", types.float64, types.int64, "The bits of a float64, as int64."
+)
 
 
 @numba.njit(cache=True, inline="always")
@@ -472,11 +473,9 @@ def _copy_row(oi, ow, s, p, k, want_w):
 
 
 @numba.njit(cache=True, inline="always")
-def _lattice_row(lat, poff, pou, pov, kappa, at, k, oi, p, ex, t):
-    """For a point ``at`` = (pattern, the cell's position in lat, fu, fv), the classes of the
-    pattern into row p of oi and the exponents -kappa |(fu, fv) - offset|^2 into column t of
-    ex."""
-    pid, base, fu, fv = at
+def _lattice_row(lat, poff, pou, pov, kappa, pid, base, fu, fv, k, oi, p, ex, t):
+    """For a point at (fu, fv) in the cell at ``base`` in lat, the classes of its pattern pid
+    into row p of oi and the exponents -kappa |(fu, fv) - offset|^2 into column t of ex."""
     for j in range(k):
         oi[p, j] = lat[base + poff[pid, j]]
         du = fu - pou[pid, j]
@@ -564,11 +563,14 @@ def _knn_kernel(
                             # The pattern gives the classes in order, as offsets into ``lat``
                             # from the cell, and their lattice offsets for the distances.
                             base = (int(u) + _WIN) * lnb + int(v) + _WIN
-                            at = (pid, base, fu, fv)
                             if k == _K:
-                                _lattice_row(lat, poff, pou, pov, kappa, at, _K, oi, p, ex, t)
+                                _lattice_row(
+                                    lat, poff, pou, pov, kappa, pid, base, fu, fv, _K, oi, p, ex, t
+                                )
                             else:
-                                _lattice_row(lat, poff, pou, pov, kappa, at, k, oi, p, ex, t)
+                                _lattice_row(
+                                    lat, poff, pou, pov, kappa, pid, base, fu, fv, k, oi, p, ex, t
+                                )
                             continue
                 rest[nr] = t
                 nr += 1
@@ -1012,17 +1014,9 @@ _IMIN = np.int32(-(2**31))
 _IMAX = np.int32(2**31 - 1)
 
 
-@intrinsic
-def _as_float32(typingctx, bits):
-    """The float32 whose IEEE bits are ``bits`` (an integer, taken as int32; numba has no bit
-    cast of scalars)."""
-    if not isinstance(bits, types.Integer):
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.FloatType())
-
-    return types.float32(types.int32), codegen
+_as_float32 = _bitcast(
+    "_as_float32", types.int32, types.float32, "The float32 whose bits are an int32."
+)
 
 
 @numba.njit(cache=True, inline="always")
