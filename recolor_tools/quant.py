@@ -442,6 +442,10 @@ def _exp_neg(x):
 # pays a few percent for the lookups.
 _MEMO_BITS = 15
 _CHUNK_MIN = 512
+# The threads take chunks from a shared counter as they finish (numba's default thread pool
+# would split the range evenly in advance): when another process holds one of the two cores,
+# 8 chunks a thread gave 1.22-1.26x the even split on the Kodak pixels; on idle cores the same.
+_CHUNKS_PER_THREAD = 8
 # Pixels are taken in blocks of _BLOCK, in passes: memo lookups for the block, the lattice path
 # for the values not found (the misses), the candidate search for the misses it leaves, the
 # misses' weights, and last the copies for the values found. Apart, each loop is short and
@@ -496,6 +500,21 @@ def _row_prefix_copy(n: int, name: str):
 _copy_k = _row_prefix_copy(_K, "_copy_k")
 
 
+@intrinsic
+def _fetch_add(typingctx, x, v):
+    """``x[0] += v`` as one atomic step, in a numba kernel; returns x[0] before (x a 1-D int64
+    array)."""
+    if not (isinstance(x, types.Array) and x.ndim == 1 and x.dtype == types.int64):
+        return None
+
+    def codegen(context, builder, signature, args):
+        arr = context.make_array(signature.args[0])(context, builder, args[0])
+        add = context.cast(builder, args[1], signature.args[1], types.int64)
+        return builder.atomic_rmw("add", arr.data, add, "monotonic")
+
+    return types.int64(x, v), codegen
+
+
 @numba.njit(cache=True, inline="always")
 def _copy_row(oi, ow, s, p, k, want_w):
     """Row s of oi (and of ow) into row p."""
@@ -530,7 +549,7 @@ def _normalise(ex, total, t, k, ow, p):
 def _knn_kernel(
     ab, keys, cls, k, x0, y0, inv_s, nx, ny, start, cand, cab, low,
     lx0, ly0, inv_g, ncu, ncv, lnb, lat, inner, pat, poff, pou, pov, kappa,
-    inv2s2, nchunk, bits, oi, ow,
+    inv2s2, nwork, nchunk, bits, oi, ow,
 ):  # fmt: skip
     """k nearest class centres of each a/b point, and their Gaussian weights (k >= 2; see
     :func:`_nearest_kernel` for k = 1).
@@ -540,8 +559,9 @@ def _knn_kernel(
     ``cls[cand]``, to save an indirection; ``lx0`` .. ``kappa`` the lattice tables
     (:class:`_Lattice`; ``pat`` None compiles that path out). Squared distances are
     (a - ca)^2 + (b - cb)^2 in float64. A point outside the table (every point when nx = 0) is
-    compared with every class. A point whose bits equal an earlier point's in the chunk copies
-    that answer (exact: same input, same output); the memo has 2^bits entries, bits >= 1.
+    compared with every class. The ``nwork`` threads take the ``nchunk`` chunks of the pixels
+    from a shared counter. A point whose bits equal an earlier point's in its chunk copies that
+    answer (exact: same input, same output); the memo has 2^bits entries, bits >= 1.
 
     Returns the number of NaN or infinite values met (their rows hold no answer); each such
     value is counted once per chunk at least, so 0 means every value was finite.
@@ -551,12 +571,13 @@ def _knn_kernel(
     want_w = ow.shape[0] == n
     shift = np.uint64(64 - bits)
     mult = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: 2^64 / golden ratio
-    bad = np.zeros(nchunk, np.int64)
-    for chunk in numba.prange(nchunk):
+    bad = np.zeros(nwork, np.int64)
+    taken = np.zeros(1, np.int64)
+    for worker in numba.prange(nwork):
         bd = np.empty(k)
         bi = np.empty(k, np.int64)
-        memo = np.full(1 << bits, -1, np.int64)
-        memo_key = np.zeros(1 << bits, np.uint64)
+        memo = np.empty(1 << bits, np.int64)
+        memo_key = np.empty(1 << bits, np.uint64)
         src = np.empty(_BLOCK, np.int64)  # hits: the first pixel of their value
         dst = np.empty(_BLOCK, np.int64)  # hits: the pixel
         miss = np.empty(_BLOCK, np.int64)
@@ -564,110 +585,141 @@ def _knn_kernel(
         # Per miss, the exponents -d_j^2 / 2 sigma^2 of its k classes, then their exp.
         ex = np.empty((k, _BLOCK))
         total = np.empty(_BLOCK)
-        for b0 in range(chunk * n // nchunk, (chunk + 1) * n // nchunk, _BLOCK):
-            b1 = min(b0 + _BLOCK, (chunk + 1) * n // nchunk)
-            # 1. Lookups: the misses into ``miss``, the hits into ``dst`` with the first pixel
-            # of their value in ``src`` (both lists written every time, advanced by the
-            # outcome: no branch on it).
-            nm = 0
-            nh = 0
-            for p in range(b0, b1):
-                key = keys[p]
-                slot = (key * mult) >> shift
-                m = memo[slot]
-                hit = m >= 0 and memo_key[slot] == key
-                if not hit:
-                    memo[slot] = p
-                    memo_key[slot] = key
-                src[nh] = m
-                dst[nh] = p
-                nh += hit
-                miss[nm] = p
-                nm += not hit
-            # 2. The lattice path for the misses it answers (classes into oi, exponents into
-            # ex); the others, in ``rest``, take the search in step 3.
-            nr = 0
-            for t in range(nm):
-                p = miss[t]
-                if pat is not None:  # pruned at compile time when there are no lattice tables
-                    # NaN fails every comparison and goes on to step 3 like an infinity.
-                    u = (np.float64(ab[p, 0]) - lx0) * inv_g
-                    v = (np.float64(ab[p, 1]) - ly0) * inv_g
-                    if 0.0 <= u < ncu and 0.0 <= v < ncv and inner[int(u) * ncv + int(v)]:
-                        fu = u - int(u)
-                        fv = v - int(v)
-                        pid = pat[int(fu * _SUB) * _SUB + int(fv * _SUB)]
-                        if pid >= 0:
-                            # The pattern gives the classes in order, as offsets into ``lat``
-                            # from the cell, and their lattice offsets for the distances.
-                            base = (int(u) + _WIN) * lnb + int(v) + _WIN
-                            if k == _K:
-                                _lattice_row(
-                                    lat, poff, pou, pov, kappa, pid, base, fu, fv, _K, oi, p, ex, t
-                                )
-                            else:
-                                _lattice_row(
-                                    lat, poff, pou, pov, kappa, pid, base, fu, fv, k, oi, p, ex, t
-                                )
-                            continue
-                rest[nr] = t
-                nr += 1
-            # 3. The candidate search, for the rest.
-            for i in range(nr):
-                t = rest[i]
-                p = miss[t]
-                a = np.float64(ab[p, 0])
-                b = np.float64(ab[p, 1])
-                if not (abs(a) < np.inf and abs(b) < np.inf):
-                    bad[chunk] += 1
-                    for j in range(k):
-                        oi[p, j] = 0
-                        ex[j, t] = 0.0
-                    continue
-                fi = (a - x0) * inv_s
-                fj = (b - y0) * inv_s
-                m = 0
-                if 0.0 <= fi < nx and 0.0 <= fj < ny:
-                    cell = int(fi) * ny + int(fj)
-                    for c in range(start[cell], start[cell + 1]):
-                        if m == k and low[c] > bd[k - 1]:
-                            break  # this and all later candidates are farther than the k-th
-                        da = a - cab[c, 0]
-                        db = b - cab[c, 1]
-                        m = _insert(bd, bi, m, k, da * da + db * db, np.int64(cand[c]))
-                else:
-                    for c in range(q):
-                        da = a - cls[c, 0]
-                        db = b - cls[c, 1]
-                        m = _insert(bd, bi, m, k, da * da + db * db, c)
-                for j in range(k):
-                    oi[p, j] = bi[j]
-                if want_w:
-                    for j in range(k):
-                        ex[j, t] = -bd[j] * inv2s2
-            # 4. Weights of the misses: exp(x_j - x_0) / sum, shifted by the nearest class's
-            # exponent so that far values do not underflow to 0/0 (the shift cancels).
-            if want_w:
-                total[:nm] = 1.0
-                for j in range(1, k):
-                    for t in range(nm):
-                        e = _exp_neg(ex[j, t] - ex[0, t])
-                        ex[j, t] = e
-                        total[t] += e
+        while True:
+            chunk = _fetch_add(taken, 1)
+            if chunk >= nchunk:
+                break
+            memo[:] = -1  # kept over a thread's chunks it measured 0.92x: copies from afar
+            for b0 in range(chunk * n // nchunk, (chunk + 1) * n // nchunk, _BLOCK):
+                b1 = min(b0 + _BLOCK, (chunk + 1) * n // nchunk)
+                # 1. Lookups: the misses into ``miss``, the hits into ``dst`` with the first pixel
+                # of their value in ``src`` (both lists written every time, advanced by the
+                # outcome: no branch on it).
+                nm = 0
+                nh = 0
+                for p in range(b0, b1):
+                    key = keys[p]
+                    slot = (key * mult) >> shift
+                    m = memo[slot]
+                    hit = m >= 0 and memo_key[slot] == key
+                    if not hit:
+                        memo[slot] = p
+                        memo_key[slot] = key
+                    src[nh] = m
+                    dst[nh] = p
+                    nh += hit
+                    miss[nm] = p
+                    nm += not hit
+                # 2. The lattice path for the misses it answers (classes into oi, exponents into
+                # ex); the others, in ``rest``, take the search in step 3.
+                nr = 0
                 for t in range(nm):
-                    if k == _K:
-                        _normalise(ex, total, t, _K, ow, miss[t])
+                    p = miss[t]
+                    if pat is not None:  # pruned at compile time when there are no lattice tables
+                        # NaN fails every comparison and goes on to step 3 like an infinity.
+                        u = (np.float64(ab[p, 0]) - lx0) * inv_g
+                        v = (np.float64(ab[p, 1]) - ly0) * inv_g
+                        if 0.0 <= u < ncu and 0.0 <= v < ncv and inner[int(u) * ncv + int(v)]:
+                            fu = u - int(u)
+                            fv = v - int(v)
+                            pid = pat[int(fu * _SUB) * _SUB + int(fv * _SUB)]
+                            if pid >= 0:
+                                # The pattern gives the classes in order, as offsets into ``lat``
+                                # from the cell, and their lattice offsets for the distances.
+                                base = (int(u) + _WIN) * lnb + int(v) + _WIN
+                                if k == _K:
+                                    _lattice_row(
+                                        lat,
+                                        poff,
+                                        pou,
+                                        pov,
+                                        kappa,
+                                        pid,
+                                        base,
+                                        fu,
+                                        fv,
+                                        _K,
+                                        oi,
+                                        p,
+                                        ex,
+                                        t,
+                                    )
+                                else:
+                                    _lattice_row(
+                                        lat,
+                                        poff,
+                                        pou,
+                                        pov,
+                                        kappa,
+                                        pid,
+                                        base,
+                                        fu,
+                                        fv,
+                                        k,
+                                        oi,
+                                        p,
+                                        ex,
+                                        t,
+                                    )
+                                continue
+                    rest[nr] = t
+                    nr += 1
+                # 3. The candidate search, for the rest.
+                for i in range(nr):
+                    t = rest[i]
+                    p = miss[t]
+                    a = np.float64(ab[p, 0])
+                    b = np.float64(ab[p, 1])
+                    if not (abs(a) < np.inf and abs(b) < np.inf):
+                        bad[worker] += 1
+                        for j in range(k):
+                            oi[p, j] = 0
+                            ex[j, t] = 0.0
+                        continue
+                    fi = (a - x0) * inv_s
+                    fj = (b - y0) * inv_s
+                    m = 0
+                    if 0.0 <= fi < nx and 0.0 <= fj < ny:
+                        cell = int(fi) * ny + int(fj)
+                        for c in range(start[cell], start[cell + 1]):
+                            if m == k and low[c] > bd[k - 1]:
+                                break  # this and all later candidates are farther than the k-th
+                            da = a - cab[c, 0]
+                            db = b - cab[c, 1]
+                            m = _insert(bd, bi, m, k, da * da + db * db, np.int64(cand[c]))
                     else:
-                        _normalise(ex, total, t, k, ow, miss[t])
-            # 5. Copies for the hits, from the compact list: a test of src == p here, taken at
-            # random for 13% of the Kodak pixels, cost the kernel 10% in mispredictions.
-            if k == _K and want_w:
-                for h in range(nh):
-                    _copy_k(oi, src[h], dst[h])
-                    _copy_k(ow, src[h], dst[h])
-            else:
-                for h in range(nh):
-                    _copy_row(oi, ow, src[h], dst[h], k, want_w)
+                        for c in range(q):
+                            da = a - cls[c, 0]
+                            db = b - cls[c, 1]
+                            m = _insert(bd, bi, m, k, da * da + db * db, c)
+                    for j in range(k):
+                        oi[p, j] = bi[j]
+                    if want_w:
+                        for j in range(k):
+                            ex[j, t] = -bd[j] * inv2s2
+                # 4. Weights of the misses: exp(x_j - x_0) / sum, shifted by the nearest class's
+                # exponent so that far values do not underflow to 0/0 (the shift cancels).
+                if want_w:
+                    total[:nm] = 1.0
+                    for j in range(1, k):
+                        for t in range(nm):
+                            e = _exp_neg(ex[j, t] - ex[0, t])
+                            ex[j, t] = e
+                            total[t] += e
+                    for t in range(nm):
+                        if k == _K:
+                            _normalise(ex, total, t, _K, ow, miss[t])
+                        else:
+                            _normalise(ex, total, t, k, ow, miss[t])
+                # 5. Copies for the hits, from the compact list: a test of src == p here, taken at
+                # random for 13% of the Kodak pixels, cost the kernel 10% in mispredictions.
+                if k == _K and want_w:
+                    for h in range(nh):
+                        _copy_k(oi, src[h], dst[h])
+                        _copy_k(ow, src[h], dst[h])
+                else:
+                    for h in range(nh):
+                        _copy_row(oi, ow, src[h], dst[h], k, want_w)
     return bad.sum()
 
 
@@ -686,48 +738,53 @@ _SERIAL_MAX = 1 << 12
 
 
 @numba.njit(cache=True, parallel=True, nogil=True)
-def _nearest_kernel(ab, cls, x0, y0, inv_s, nx, ny, start, cand, cab, low, one, nchunk, out):
+def _nearest_kernel(ab, cls, x0, y0, inv_s, nx, ny, start, cand, cab, low, one, nwork, nchunk, out):
     """The nearest class centre of each a/b point into ``out`` (N,) i16 (k = 1 of
     :func:`_knn_kernel`, whose arguments these are, with ``one``: per sub-cell of the finer grid
     the class whose region holds it, or -1; see :func:`_one_class_cells`). Ties go to the lower
     class index. Returns the number of NaN or infinite values met."""
     n = ab.shape[0]
     q = cls.shape[0]
-    bad = np.zeros(nchunk, np.int64)
-    for chunk in numba.prange(nchunk):
-        for p in range(chunk * n // nchunk, (chunk + 1) * n // nchunk):
-            a = np.float64(ab[p, 0])
-            b = np.float64(ab[p, 1])
-            fi = (a - x0) * inv_s
-            fj = (b - y0) * inv_s
-            best = 0
-            dbest = np.inf
-            if 0.0 <= fi < nx and 0.0 <= fj < ny:  # NaN fails and goes on to the test below
-                sub = one[int(fi * _FINE) * (ny * _FINE) + int(fj * _FINE)]
-                if sub >= 0:
-                    out[p] = sub  # the value lies in one class's region: no distances
-                    continue
-                cell = int(fi) * ny + int(fj)
-                for c in range(start[cell], start[cell + 1]):
-                    if low[c] > dbest:
-                        break  # this and all later candidates are farther than the nearest
-                    da = a - cab[c, 0]
-                    db = b - cab[c, 1]
-                    d = da * da + db * db
-                    if d < dbest or (d == dbest and cand[c] < best):
-                        dbest = d
-                        best = cand[c]
-            elif abs(a) < np.inf and abs(b) < np.inf:
-                for c in range(q):
-                    da = a - cls[c, 0]
-                    db = b - cls[c, 1]
-                    d = da * da + db * db
-                    if d < dbest:  # classes in index order: the first of equals stays
-                        dbest = d
-                        best = c
-            else:
-                bad[chunk] += 1
-            out[p] = best
+    bad = np.zeros(nwork, np.int64)
+    taken = np.zeros(1, np.int64)
+    for worker in numba.prange(nwork):
+        while True:
+            chunk = _fetch_add(taken, 1)
+            if chunk >= nchunk:
+                break
+            for p in range(chunk * n // nchunk, (chunk + 1) * n // nchunk):
+                a = np.float64(ab[p, 0])
+                b = np.float64(ab[p, 1])
+                fi = (a - x0) * inv_s
+                fj = (b - y0) * inv_s
+                best = 0
+                dbest = np.inf
+                if 0.0 <= fi < nx and 0.0 <= fj < ny:  # NaN fails and goes on to the test below
+                    sub = one[int(fi * _FINE) * (ny * _FINE) + int(fj * _FINE)]
+                    if sub >= 0:
+                        out[p] = sub  # the value lies in one class's region: no distances
+                        continue
+                    cell = int(fi) * ny + int(fj)
+                    for c in range(start[cell], start[cell + 1]):
+                        if low[c] > dbest:
+                            break  # this and all later candidates are farther than the nearest
+                        da = a - cab[c, 0]
+                        db = b - cab[c, 1]
+                        d = da * da + db * db
+                        if d < dbest or (d == dbest and cand[c] < best):
+                            dbest = d
+                            best = cand[c]
+                elif abs(a) < np.inf and abs(b) < np.inf:
+                    for c in range(q):
+                        da = a - cls[c, 0]
+                        db = b - cls[c, 1]
+                        d = da * da + db * db
+                        if d < dbest:  # classes in index order: the first of equals stays
+                            dbest = d
+                            best = c
+                else:
+                    bad[worker] += 1
+                out[p] = best
     return bad.sum()
 
 
@@ -923,21 +980,21 @@ def _knn(ab: np.ndarray, classes: np.ndarray, k: int, sigma: float | None):
             table = _table(cls.tobytes(), k)
             keys = flat.view(np.uint64)[:, 0]
             serial = len(flat) <= _SERIAL_MAX
-            nchunk = (
-                1 if serial else min(4 * numba.get_num_threads(), max(1, len(flat) // _CHUNK_MIN))
-            )
+            nwork = 1 if serial else numba.get_num_threads()
+            nchunk = min(_CHUNKS_PER_THREAD * nwork, max(1, len(flat) // _CHUNK_MIN))
             # A table about twice the chunk, up to 2^_MEMO_BITS: small calls clear little.
             bits = min(_MEMO_BITS, (2 * len(flat) // nchunk).bit_length())
             if k == 1:  # the table answers most values at once: no memo, no lattice
                 kernel = _nearest_serial if serial else _nearest_kernel
-                bad = kernel(flat, cls, *table.args(), table.one, nchunk, idx[:, 0])
+                bad = kernel(flat, cls, *table.args(), table.one, nwork, nchunk, idx[:, 0])
                 w[:] = 1.0  # exp(0) / exp(0)
             else:
                 kernel = _knn_serial if serial else _knn_kernel
                 lattice = table.lattice.args(inv2s2)
                 bad = kernel(
-                    flat, keys, cls, k, *table.args(), *lattice, inv2s2, nchunk, bits, idx, w
-                )
+                    flat, keys, cls, k, *table.args(), *lattice, inv2s2, nwork, nchunk, bits,
+                    idx, w,
+                )  # fmt: skip
         if bad:  # the kernel met a NaN or an infinity; count them all for the message
             _check_ab(ab)
     shape = (*ab.shape[:-1], k)
