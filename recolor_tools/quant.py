@@ -629,38 +629,14 @@ def _knn_kernel(
                                 base = (int(u) + _WIN) * lnb + int(v) + _WIN
                                 if k == _K:
                                     _lattice_row(
-                                        lat,
-                                        poff,
-                                        pou,
-                                        pov,
-                                        kappa,
-                                        pid,
-                                        base,
-                                        fu,
-                                        fv,
-                                        _K,
-                                        oi,
-                                        p,
-                                        ex,
-                                        t,
-                                    )
+                                        lat, poff, pou, pov, kappa, pid, base, fu, fv, _K,
+                                        oi, p, ex, t,
+                                    )  # fmt: skip
                                 else:
                                     _lattice_row(
-                                        lat,
-                                        poff,
-                                        pou,
-                                        pov,
-                                        kappa,
-                                        pid,
-                                        base,
-                                        fu,
-                                        fv,
-                                        k,
-                                        oi,
-                                        p,
-                                        ex,
-                                        t,
-                                    )
+                                        lat, poff, pou, pov, kappa, pid, base, fu, fv, k,
+                                        oi, p, ex, t,
+                                    )  # fmt: skip
                                 continue
                     rest[nr] = t
                     nr += 1
