@@ -446,18 +446,26 @@ _CHUNK_MIN = 512
 # would split the range evenly in advance): when another process holds one of the two cores,
 # 8 chunks a thread gave 1.22-1.26x the even split on the Kodak pixels; on idle cores the same.
 _CHUNKS_PER_THREAD = 8
-# Pixels are taken in blocks of _BLOCK, in passes: memo lookups for the block, the lattice path
-# for the values not found (the misses), the candidate search for the misses it leaves, the
+# Pixels are taken in blocks of _KNN_BLOCK, in passes: memo lookups for the block, the lattice
+# path for the values not found (the misses), the candidate search for the misses it leaves, the
 # misses' weights, and last the copies for the values found. Apart, each loop is short and
 # uniform, and the weights' exp runs over all the block's misses at once rather than k - 1
 # dependent libm calls a pixel. With the exp and the unrolled loops below, this measured 1.45-
 # 1.5x the single loop it replaced on the Kodak pixels (2 threads), 1.17x on training targets.
-# Measured and not kept: answers stored in 64-byte memo records (one cache line a hit) instead
-# of copied from the first pixel's row, copying at lookup time when that row is ready, the
-# memo's key and pixel in one 16-byte record, the memo pointing at the latest pixel: 0.9-1.0x;
-# the whole chunk's body instantiated for k = 5 (every test of k and want_w hoisted): 1.0-1.035x
-# for 19 s more compilation.
-_BLOCK = 2048
+# (Until the decoding's block size got a name of its own, its 256 was the one in use here, not
+# the 2,048 written; 1,024 measured 1.02-1.07x 256, 2,048 1.03x, 512 0.98-1.05x.)
+# Measured and not kept (kernel A/B on the Kodak pixels): answers stored in 64-byte memo records
+# (one cache line a hit) instead of copied from the first pixel's row, copying at lookup time
+# when that row is ready, the memo's key and pixel in one 16-byte record, the memo pointing at
+# the latest pixel: 0.9-1.0x; the whole chunk's body instantiated for k = 5 (every test of k
+# and want_w hoisted): 1.0-1.035x for 19 s more compilation; a 2-way set-associative memo (12%
+# fewer misses, but its lookups 1.8x slower: 0.8-0.86x); memo updates without a branch
+# (unconditional stores, or deferred to a pass over the misses with a test against the previous
+# pixel): 0.69-0.94x, the branch's speculation runs ahead of the memo's loads; int32 memo entries
+# 0.96-1.0x; exponents as affine functions of the position in the cell 0.95-0.98x; float32 exp
+# for the weights 0.96x; an exact search over a few lattice points in the sub-cells where the
+# order changes (instead of the candidate search) 1.01-1.02x, not worth its tables.
+_KNN_BLOCK = 1024
 
 
 # Loops over the k classes of one pixel are written once, in small inline functions, and called
@@ -578,20 +586,20 @@ def _knn_kernel(
         bi = np.empty(k, np.int64)
         memo = np.empty(1 << bits, np.int64)
         memo_key = np.empty(1 << bits, np.uint64)
-        src = np.empty(_BLOCK, np.int64)  # hits: the first pixel of their value
-        dst = np.empty(_BLOCK, np.int64)  # hits: the pixel
-        miss = np.empty(_BLOCK, np.int64)
-        rest = np.empty(_BLOCK, np.int64)
+        src = np.empty(_KNN_BLOCK, np.int64)  # hits: the first pixel of their value
+        dst = np.empty(_KNN_BLOCK, np.int64)  # hits: the pixel
+        miss = np.empty(_KNN_BLOCK, np.int64)
+        rest = np.empty(_KNN_BLOCK, np.int64)
         # Per miss, the exponents -d_j^2 / 2 sigma^2 of its k classes, then their exp.
-        ex = np.empty((k, _BLOCK))
-        total = np.empty(_BLOCK)
+        ex = np.empty((k, _KNN_BLOCK))
+        total = np.empty(_KNN_BLOCK)
         while True:
             chunk = _fetch_add(taken, 1)
             if chunk >= nchunk:
                 break
             memo[:] = -1  # kept over a thread's chunks it measured 0.92x: copies from afar
-            for b0 in range(chunk * n // nchunk, (chunk + 1) * n // nchunk, _BLOCK):
-                b1 = min(b0 + _BLOCK, (chunk + 1) * n // nchunk)
+            for b0 in range(chunk * n // nchunk, (chunk + 1) * n // nchunk, _KNN_BLOCK):
+                b1 = min(b0 + _KNN_BLOCK, (chunk + 1) * n // nchunk)
                 # 1. Lookups: the misses into ``miss``, the hits into ``dst`` with the first pixel
                 # of their value in ``src`` (both lists written every time, advanced by the
                 # outcome: no branch on it).
@@ -1186,7 +1194,7 @@ _DECODE_FASTMATH = {"reassoc", "nsz", "contract", "arcp", "afn"}
 # vectorises without reductions (numba would not vectorise a float max over a pixel's classes
 # without 'nnan', which the NaN tests forbid). With the classes last, :func:`_pixel_mean` runs
 # along them, its max an integer one over order keys.
-_BLOCK = 256
+_DECODE_BLOCK = 256
 _CHUNK = 16
 _LAST_SUM = 512
 
@@ -1395,11 +1403,11 @@ def _anneal_last(z, ca, cb, k, probs, out):
     """
     n = z.shape[0]
     zb = z.view(np.int32)
-    ntask = (n + _BLOCK - 1) // _BLOCK
+    ntask = (n + _DECODE_BLOCK - 1) // _DECODE_BLOCK
     bad = np.zeros(ntask, np.int64)
     neg = np.zeros(ntask, np.int64)
     for task in numba.prange(ntask):
-        for p in range(task * _BLOCK, min(n, (task + 1) * _BLOCK)):
+        for p in range(task * _DECODE_BLOCK, min(n, (task + 1) * _DECODE_BLOCK)):
             b, g = _pixel_mean(z[p], zb[p], ca, cb, k, probs, out[p])
             bad[task] += b
             neg[task] += g
@@ -1417,13 +1425,13 @@ def _anneal_mid(z, ca, cb, k, probs, out):
     Returns the numbers of invalid pixels (output NaN) and of negative probabilities.
     """
     m, q, npix = z.shape
-    nblk = (npix + _BLOCK - 1) // _BLOCK
+    nblk = (npix + _DECODE_BLOCK - 1) // _DECODE_BLOCK
     bad = np.zeros(m * nblk, np.int64)
     neg = np.zeros(m * nblk, np.int64)
     for task in numba.prange(m * nblk):
         i = task // nblk
-        lo = (task % nblk) * _BLOCK
-        w = min(npix, lo + _BLOCK) - lo
+        lo = (task % nblk) * _DECODE_BLOCK
+        w = min(npix, lo + _DECODE_BLOCK) - lo
         bad[task], neg[task] = _mid_block(z, i, lo, w, ca, cb, k, probs, out[i, lo : lo + w])
     return bad.sum(), neg.sum()
 
