@@ -21,8 +21,10 @@ where in its lattice cell a value lies, with no distance sorted (see ``_Lattice`
 lookup table over the a/b plane that lists, per small square cell, every class that can be among
 the k nearest to some point of that cell; only those are measured. The kernel takes pixels in
 blocks, in passes (memo lookups, the two searches for the values not found, their weights with
-a vectorised polynomial exp, the memo's copies), so that each loop stays short. Small calls (up
-to 4,096 values: a training crop's targets) run a serial copy of the kernel. The kernels are
+a vectorised polynomial exp, the memo's copies), so that each loop stays short; the threads take
+chunks of pixels from a shared counter as they finish, so a core that another process slows
+does not hold the call up. Small calls (up to 4,096 values: a training crop's targets) run a
+serial copy of the kernel. The kernels are
 numba functions compiled on first use and cached on disk; they run over pixels in parallel,
 release the GIL, and use a fork-safe numba threading layer (see below), so they work in forked
 workers (torch DataLoader, multiprocessing) and, one call at a time, from several threads.
@@ -30,15 +32,16 @@ workers (torch DataLoader, multiprocessing) and, one call at a time, from severa
 Speed (``benchmarks/bench_quant.py --repeat 9``, 2 threads on a shared 2-core EPYC VM whose
 speed varies by up to 2x from minute to minute; ratios are medians of rounds that time every
 method once, warm, each reference at its faster thread count): soft encoding of the a/b of real
-8-bit images (the 24 Kodak photographs, 6 M pixels) 40-45 Mpixel/s, 62-84x scikit-learn's ball
-tree and 76-83x torch ``cdist`` + ``topk``; on smooth synthetic float images, where no value
-repeats, 23 Mpixel/s, 43x and 45x. Training targets (one call per 32 x 32 crop, one thread, as
-in a DataLoader worker): 105-160 us a call, 2.2-2.9x the threaded kernel and 18-24x a call of
-either reference. Annealed mean 650-1100 Mvalue/s, 10-14x the plain numpy formula on
-(B, Q, H, W) logits and on (B, H, W, Q) probabilities (the latter decoded pixel by pixel along
-the classes). Hard encoding (k = 1) has a kernel of its own that answers most values from a
-grid of one-class cells: 160-200 Mpixel/s on poster pixels, 1.34-1.44x the k-nearest kernel
-it used before; ``recolor rebalance-stats`` over the 14,034 training posters takes 28 s.
+8-bit images (the 24 Kodak photographs, 6 M pixels) 51-60 Mpixel/s, 94-121x scikit-learn's ball
+tree (rounds 58-168) and 99-112x torch ``cdist`` + ``topk``; on smooth synthetic float images,
+where no value repeats, 23 Mpixel/s, 46x and 44x. Training targets (one call per 32 x 32 crop,
+one thread, as in a DataLoader worker): 92-140 us a call, 20-28x a call of either reference.
+Annealed mean 550-1100 Mvalue/s, 8-14x the plain numpy formula on (B, Q, H, W) logits (under
+10x whenever this machine's second core is slowed: numpy runs on one) and 10-15x on
+(B, H, W, Q) probabilities (decoded pixel by pixel along the classes). Hard encoding (k = 1)
+has a kernel of its own that answers most values from a grid of one-class cells: 160-200
+Mpixel/s on poster pixels, 1.34-1.44x the k-nearest kernel it used before; ``recolor
+rebalance-stats`` over the 14,034 training posters takes 28 s.
 
 This module does not import torch: pass network output as a numpy array (``tensor.numpy()``).
 
