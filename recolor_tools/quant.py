@@ -1310,12 +1310,19 @@ def _mid_block(z, i, lo, w, ca, cb, k, probs, out):
         # wrap-around test would keep the loop from vectorising (2.8x slower).
         row = z[i, c, lo : lo + w]
         dst = blk[c]
-        for p in range(w):
-            v = row[p]
-            dst[p] = v
-            top[p] = v if v > top[p] else top[p]
-            low[p] = v if v < low[p] else low[p]
-            total[p] += v
+        if probs:  # the smallest probability too (a loop of its own measured 0.96x)
+            for p in range(w):
+                v = row[p]
+                dst[p] = v
+                top[p] = v if v > top[p] else top[p]
+                low[p] = v if v < low[p] else low[p]
+                total[p] += v
+        else:  # logits have no sign to check; without ``low`` decoding ran 1.32-1.35x faster
+            for p in range(w):
+                v = row[p]
+                dst[p] = v
+                top[p] = v if v > top[p] else top[p]
+                total[p] += v
     return _decode_block(blkbits, w, top, low, total, ca, cb, k, probs, out)
 
 
