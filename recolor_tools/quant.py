@@ -32,16 +32,15 @@ workers (torch DataLoader, multiprocessing) and, one call at a time, from severa
 Speed (``benchmarks/bench_quant.py --repeat 9``, 2 threads on a shared 2-core EPYC VM whose
 speed varies by up to 2x from minute to minute; ratios are medians of rounds that time every
 method once, warm, each reference at its faster thread count): soft encoding of the a/b of real
-8-bit images (the 24 Kodak photographs, 6 M pixels) 51-60 Mpixel/s, 94-121x scikit-learn's ball
-tree (rounds 58-168) and 99-112x torch ``cdist`` + ``topk``; on smooth synthetic float images,
+8-bit images (the 24 Kodak photographs, 6 M pixels) 51-61 Mpixel/s, 87-121x scikit-learn's ball
+tree (rounds 58-168) and 99-116x torch ``cdist`` + ``topk``; on smooth synthetic float images,
 where no value repeats, 23 Mpixel/s, 46x and 44x. Training targets (one call per 32 x 32 crop,
 one thread, as in a DataLoader worker): 92-140 us a call, 20-28x a call of either reference.
-Annealed mean 550-1100 Mvalue/s, 8-14x the plain numpy formula on (B, Q, H, W) logits (under
-10x whenever this machine's second core is slowed: numpy runs on one) and 10-15x on
-(B, H, W, Q) probabilities (decoded pixel by pixel along the classes). Hard encoding (k = 1)
-has a kernel of its own that answers most values from a grid of one-class cells: 160-200
-Mpixel/s on poster pixels, 1.34-1.44x the k-nearest kernel it used before; ``recolor
-rebalance-stats`` over the 14,034 training posters takes 28 s.
+Annealed mean 950-1130 Mvalue/s: 12-15x the plain numpy formula on (B, Q, H, W) logits and
+10.4-13x on (B, H, W, Q) probabilities (decoded pixel by pixel along the classes). Hard
+encoding (k = 1) has a kernel of its own that answers most values from a grid of one-class
+cells: 160-200 Mpixel/s on poster pixels, 1.34-1.44x the k-nearest kernel it used before;
+``recolor rebalance-stats`` over the 14,034 training posters takes 28 s.
 
 This module does not import torch: pass network output as a numpy array (``tensor.numpy()``).
 
