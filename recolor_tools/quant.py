@@ -439,9 +439,9 @@ def _exp_neg(x):
 
 # Values seen in a chunk are remembered in a direct-mapped table of up to 2^_MEMO_BITS entries
 # (512 KiB with the keys, a core's L2 here): a/b from 8-bit images repeats, and with 4 chunks
-# per thread 86% of the Kodak photographs' pixels and 53% of the posters' find their value there
-# (88% and 56% with 2^16 entries, which measured 5-8% slower on both). Data without repeats
-# pays a few percent for the lookups.
+# per thread (now 8, see below) 86% of the Kodak photographs' pixels and 53% of the posters'
+# found their value there (88% and 56% with 2^16 entries, which measured 5-8% slower on both).
+# Data without repeats pays a few percent for the lookups.
 _MEMO_BITS = 15
 _CHUNK_MIN = 512
 # The threads take chunks from a shared counter as they finish (numba's default thread pool
@@ -478,36 +478,29 @@ _KNN_BLOCK = 1024
 _K = 5
 
 
-def _row_prefix_copy(n: int, name: str):
-    """A numba intrinsic ``name(x, s, p)``: the first n values of row s of x, a C-contiguous 2-D
-    array, into row p, as one fixed-size memcpy that LLVM turns into a few wide moves (10
-    bytes of int16: 8 + 2; 20 of float32: 16 + 4). Element-wise, LLVM keeps n loads and n
-    stores, as it cannot rule out that the rows overlap."""
+@intrinsic
+def _copy_k(typingctx, x, s, p):
+    """Row s of x, a C-contiguous 2-D array of _K columns or more, into row p: the first _K
+    values as one fixed-size memcpy that LLVM turns into a few wide moves (10 bytes of int16:
+    8 + 2; 20 of float32: 16 + 4). Element-wise, LLVM keeps _K loads and _K stores, as it
+    cannot rule out that the rows overlap."""
+    if not (isinstance(x, types.Array) and x.ndim == 2 and x.layout == "C"):
+        return None
 
-    def typer(typingctx, x, s, p):
-        if not (isinstance(x, types.Array) and x.ndim == 2 and x.layout == "C"):
-            return None
+    def codegen(context, builder, signature, args):
+        xty, sty, pty = signature.args
+        arr = context.make_array(xty)(context, builder, args[0])
+        row = builder.extract_value(arr.strides, 0)
+        data = builder.bitcast(arr.data, cgutils.voidptr_t)
+        src, dst = (
+            builder.gep(data, [builder.mul(context.cast(builder, v, t, types.intp), row)])
+            for v, t in ((args[1], sty), (args[2], pty))
+        )
+        size = _K * context.get_abi_sizeof(context.get_data_type(xty.dtype))
+        cgutils.raw_memcpy(builder, dst, src, context.get_constant(types.intp, size), 1)
+        return context.get_dummy_value()
 
-        def codegen(context, builder, signature, args):
-            xty, sty, pty = signature.args
-            arr = context.make_array(xty)(context, builder, args[0])
-            row = builder.extract_value(arr.strides, 0)
-            data = builder.bitcast(arr.data, cgutils.voidptr_t)
-            src, dst = (
-                builder.gep(data, [builder.mul(context.cast(builder, v, t, types.intp), row)])
-                for v, t in ((args[1], sty), (args[2], pty))
-            )
-            size = n * context.get_abi_sizeof(context.get_data_type(xty.dtype))
-            cgutils.raw_memcpy(builder, dst, src, context.get_constant(types.intp, size), 1)
-            return context.get_dummy_value()
-
-        return types.none(x, s, p), codegen
-
-    typer.__name__ = typer.__qualname__ = name
-    return intrinsic(typer)
-
-
-_copy_k = _row_prefix_copy(_K, "_copy_k")
+    return types.none(x, s, p), codegen
 
 
 @intrinsic
