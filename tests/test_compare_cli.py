@@ -96,6 +96,26 @@ def test_directories_with_unmatched_name(dirs):
     assert [row["name"] for row in csv_rows(r.stdout)] == ["same", "shift", "mean"]
 
 
+def test_prediction_folder_inside_truth_folder(tmp_path):
+    # `recolor predict -o out/ .` then `recolor compare out/ .`: the files below out/ are the
+    # predictions, not ground truths without a partner.
+    x = pattern()
+    save(tmp_path / "a.png", x)
+    save(tmp_path / "sub" / "b.png", x)
+    save(tmp_path / "out" / "a.jpg", x + np.uint8(10))
+    save(tmp_path / "out" / "sub" / "b.png", x)
+    p = run_recolor(["compare", "out", ".", "--csv"], cwd=tmp_path)
+    assert p.returncode == 0, p.stderr.decode()
+    assert p.stderr == b""
+    rows = csv_rows(p.stdout.decode())
+    assert [row["name"] for row in rows] == ["a", "sub/b", "mean"]
+    assert float(rows[0]["psnr"]) < 40 < math.inf == float(rows[1]["psnr"])
+    # The other way round: truths in a folder inside the predictions' folder.
+    p = run_recolor(["compare", ".", "out", "--csv"], cwd=tmp_path)
+    assert p.returncode == 0, p.stderr.decode()
+    assert [row["name"] for row in csv_rows(p.stdout.decode())] == ["a", "sub/b", "mean"]
+
+
 def test_json_parses(dirs):
     r = run(*dirs, "--json")
     doc = json.loads(r.stdout)
