@@ -23,7 +23,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -42,7 +41,7 @@ def truth_on_grid(rgb: np.ndarray, hw: tuple[int, int], grid: tuple[int, int], s
     (h, w), (gh, gw) = hw, grid
     ab = rgb_to_lab(resize_to(rgb, h, w))[:, :, 1:]
     ab = np.pad(ab, ((0, gh * stride - h), (0, gw * stride - w), (0, 0)), "edge")
-    return cv2.resize(ab, (gw, gh), interpolation=cv2.INTER_AREA)
+    return resize_to(ab, gh, gw)
 
 
 def variants(pred: np.ndarray, truth: np.ndarray) -> dict[str, np.ndarray]:
