@@ -32,8 +32,6 @@ from recolor_tools.imageio import expand_inputs, read_rgb, resize_to  # noqa: E4
 from recolor_tools.predict import Predictor  # noqa: E402
 from recolor_tools.rebalance import RebalanceStats  # noqa: E402
 
-METHODS = ("cls", "gray", "ceiling", "true hue", "true magnitude")
-
 
 def truth_on_grid(rgb: np.ndarray, hw: tuple[int, int], grid: tuple[int, int], stride: int):
     """The truth's a/b at the working size (h, w), averaged over each output pixel's stride x
@@ -69,8 +67,8 @@ def main() -> None:
     stats = RebalanceStats.load(args.stats)
     predictor = Predictor.load(args.weights, "cls")
     files = expand_inputs([args.truth])[: args.first]
-    scores: dict[str, list[dict[str, float]]] = {m: [] for m in METHODS}
-    chroma = []
+    scores: dict[str, list[dict[str, float]]] = {}
+    chroma: list[float] = []
     for f in files:
         rgb = read_rgb(f)
         item = predictor.prepare(rgb)
@@ -80,7 +78,7 @@ def main() -> None:
         for name, ab in variants(pred, truth).items():
             item.ab = ab.astype(np.float32)
             out = predictor.compose(item, np.uint8)
-            scores[name].append(metrics.compare_pair(out, to_uint8(rgb), stats))
+            scores.setdefault(name, []).append(metrics.compare_pair(out, to_uint8(rgb), stats))
         chroma.append(float(np.hypot(*rgb_to_lab(rgb)[:, :, 1:].transpose(2, 0, 1)).mean()))
 
     print(f"{len(files)} images of {args.truth}, full size")
@@ -99,11 +97,12 @@ def main() -> None:
     )
     pct = np.percentile(gain, [0, 5, 25, 50, 75, 95, 100])
     print("cls - gray, rebalanced AuC per image: min, 5, 25, 50, 75, 95 %, max:", pct.round(1))
-    chroma_a = np.array(chroma)
+    mean_chroma = np.array(chroma)
     for lo, hi in ((0, 15), (15, 25), (25, np.inf)):
-        m = (chroma_a >= lo) & (chroma_a < hi)
-        if m.any():
-            print(f"  truth's mean chroma in [{lo}, {hi}): {m.sum()} images, {gain[m].mean():+.1f}")
+        sel = (mean_chroma >= lo) & (mean_chroma < hi)
+        if sel.any():
+            n, g = sel.sum(), gain[sel].mean()
+            print(f"  truth's mean chroma in [{lo}, {hi}): {n} images, {g:+.1f}")
 
 
 if __name__ == "__main__":
