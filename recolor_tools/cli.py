@@ -458,22 +458,11 @@ def _compare_pairs(tool: Tool, pred: Path, truth: Path) -> list[tuple[str, Path,
         tool.usage("PRED and TRUTH must both be files or both be directories")
     if not pred.is_dir():
         return [(truth.stem, pred, truth)]
-    # A folder nested in the other (`recolor predict -o out/ .; recolor compare out/ .`) holds
-    # the other side's files, not partners to report as missing.
-    pred_files = _outside(expand_inputs([str(pred)]), pred, truth)
-    truth_files = _outside(expand_inputs([str(truth)]), truth, pred)
-    pairs, problems = pair_by_stem(pred_files, truth_files, pred, truth)
+    files = [expand_inputs([str(d)]) for d in (pred, truth)]
+    pairs, problems = pair_by_stem(*files, pred, truth)
     for err in problems:
         tool.fail(err)
     return pairs
-
-
-def _outside(files: list[str], root: Path, nested: Path) -> list[str]:
-    """``files`` found below ``root``, less those below ``nested`` if it is a folder inside it."""
-    root, nested = root.resolve(), nested.resolve()
-    if nested == root or not nested.is_relative_to(root):
-        return files
-    return [f for f in files if not Path(f).resolve().is_relative_to(nested)]
 
 
 def _load_stats(tool: Tool, path: Path):

@@ -514,8 +514,17 @@ def pair_by_stem(
     problems : list of RecolorError
         One per file without a partner, or whose name is taken by another file of its directory
         (``a.png`` and ``a.jpg``); those files are left out of ``pairs``.
+
+    Notes
+    -----
+    When one root lies inside the other (``recolor predict -o out/ .`` then ``recolor compare
+    out/ .``), the files below the inner root belong to its side only: the outer root's listing
+    holds them too, but they are the other side's files, not partners to report as missing.
     """
     problems: list[RecolorError] = []
+    pred_root, truth_root = Path(pred_root), Path(truth_root)
+    pred_files = _outside(pred_files, pred_root, truth_root)
+    truth_files = _outside(truth_files, truth_root, pred_root)
 
     def index(files: Sequence[str | Path], root: str | Path) -> dict[str, Path]:
         out: dict[str, Path] = {}
@@ -534,6 +543,14 @@ def pair_by_stem(
         problems.append(RecolorError(f"no prediction of that name in {pred_root}", truths[key]))
     pairs = [(k, preds[k], truths[k]) for k in sorted(preds.keys() & truths.keys())]
     return pairs, problems
+
+
+def _outside(files: Sequence[str | Path], root: Path, nested: Path) -> Sequence[str | Path]:
+    """``files`` found below ``root``, less those below ``nested`` if it is a folder inside it."""
+    root, nested = root.resolve(), nested.resolve()
+    if nested == root or not nested.is_relative_to(root):
+        return files
+    return [f for f in files if not Path(f).resolve().is_relative_to(nested)]
 
 
 REPORT_COLUMNS = (

@@ -75,10 +75,11 @@ def main() -> None:
         predictor.run([item])
         pred = item.ab.copy()
         truth = truth_on_grid(rgb, item.hw, pred.shape[:2], predictor.stride)
+        truth_u8 = to_uint8(rgb)
         for name, ab in variants(pred, truth).items():
             item.ab = ab.astype(np.float32)
             out = predictor.compose(item, np.uint8)
-            scores.setdefault(name, []).append(metrics.compare_pair(out, to_uint8(rgb), stats))
+            scores.setdefault(name, []).append(metrics.compare_pair(out, truth_u8, stats))
         chroma.append(float(np.hypot(*rgb_to_lab(rgb)[:, :, 1:].transpose(2, 0, 1)).mean()))
 
     print(f"{len(files)} images of {args.truth}, full size")
