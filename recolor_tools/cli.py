@@ -18,7 +18,7 @@ from typing import Annotated, BinaryIO, Literal, Optional
 
 import typer
 
-from . import __version__
+from . import __version__, defaults
 from .errors import ExitCode, RecolorError
 
 app = typer.Typer(
@@ -280,8 +280,8 @@ def quantize(
     output: Output = None,
     classes: ClassesOpt = None,
     grid: GridOpt = 8,
-    k: Annotated[int, typer.Option("-k", min=1, help="Nearest classes per pixel.")] = 5,
-    sigma: SigmaOpt = 5.0,
+    k: Annotated[int, typer.Option("-k", min=1, help="Nearest classes per pixel.")] = defaults.K,
+    sigma: SigmaOpt = defaults.SIGMA,
     hard: Annotated[bool, typer.Option("--hard", help="Only the nearest class (k = 1).")] = False,
     preview: Annotated[
         Optional[str],  # noqa: UP045
@@ -339,8 +339,8 @@ def rebalance_stats(
     ] = None,
     lam: Annotated[
         float, typer.Option("--lambda", min=0, max=1, help="Mix with uniform (Zhang: 0.5).")
-    ] = 0.5,
-    sigma: SigmaOpt = 5.0,
+    ] = defaults.LAMBDA,
+    sigma: SigmaOpt = defaults.SIGMA,
     classes: ClassesOpt = None,
     grid: GridOpt = 8,
     workers: Annotated[
@@ -527,7 +527,7 @@ def predict(
             min=0.0,
             help="Annealed mean (cls): lower is more vivid, 0 the mode.",
         ),
-    ] = 0.38,
+    ] = defaults.TEMPERATURE,
     saturation: Annotated[
         float, typer.Option("--saturation", min=0.0, help="Scale predicted a/b: 0 gray, >1 more.")
     ] = 1.0,
@@ -670,7 +670,9 @@ def train(
         Literal["plateau", "cosine"],
         typer.Option("--schedule", help="plateau: halve lr after 10 flat evaluations."),
     ] = "plateau",
-    size: Annotated[int, typer.Option("--size", min=8, help="Crop side (multiple of 8).")] = 128,
+    size: Annotated[
+        int, typer.Option("--size", min=8, help="Crop side (multiple of 8).")
+    ] = defaults.TRAIN_SIZE,
     width: Annotated[
         _PosInt, typer.Option("--width", min=1, help="Model base channels (default 32).")
     ] = None,

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from . import defaults
 from .color import rgb_to_lab
 from .errors import RecolorError
 from .imageio import expand_inputs, read_rgb, resize_short_side
@@ -99,14 +100,14 @@ class ColorDataset(Dataset):
     def __init__(
         self,
         paths: Sequence[str],
-        size: int = 128,
+        size: int = defaults.TRAIN_SIZE,
         *,
         train: bool = True,
         head: str = "cls",
         classes: np.ndarray | None = None,
         class_weights: np.ndarray | None = None,
-        k: int = 5,
-        sigma: float = 5.0,
+        k: int = defaults.K,
+        sigma: float = defaults.SIGMA,
         out_stride: int = 4,
         seed: int = 0,
     ) -> None:

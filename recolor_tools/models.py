@@ -441,6 +441,30 @@ def load_checkpoint(
     return model, ckpt
 
 
+def resolve_device(name: str = "auto", local_rank: int | None = None) -> torch.device:
+    """The torch device for ``--device``: ``auto`` (CUDA when available, else the CPU), ``cpu``,
+    ``cuda`` or ``cuda:N``.
+
+    Under torchrun, ``local_rank`` picks this process's GPU for ``auto`` and ``cuda``.
+
+    Raises
+    ------
+    RecolorError
+        CUDA was asked for but is not available, or the name is not a device.
+    """
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise RecolorError("--device cuda: CUDA is not available (use --device cpu or auto)")
+        if name == "cuda" and local_rank is not None:
+            return torch.device("cuda", local_rank)
+        return torch.device(name)
+    if name != "cpu":
+        raise RecolorError(f"unknown device {name!r} (use auto, cpu or cuda)")
+    return torch.device("cpu")
+
+
 def default_weights(head: str) -> Path:
     """Path of the shipped weights for ``head``: ``{head}.pt`` in package data or the checkout.
 

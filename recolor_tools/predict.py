@@ -36,13 +36,11 @@ import cv2
 import numpy as np
 import torch
 
-from . import models, quant
+from . import defaults, models, quant
 from .color import lab_to_rgb, rgb_to_lab, to_uint8
 from .errors import RecolorError
 from .imageio import read_rgb, resize_to
 
-DEFAULT_SIZE = 128
-"""Training size assumed when the checkpoint does not record the size it was trained at."""
 WORK_SCALE = 1.25
 """The default working shorter side is this times the training size (128 -> 160).
 
@@ -52,8 +50,6 @@ colourfulness 50.8 -> 54.3; reg PSNR 20.98 -> 21.09 dB, AuC 88.4 -> 88.5%. The s
 on the first 150 posters and held on the other 650 (cls rebalanced AuC +0.7 there). Larger
 scales traded plain AuC and PSNR for colour (cls at x1.44: rebalanced +1.0, AuC -0.3).
 """
-DEFAULT_TEMPERATURE = 0.38
-"""Annealed-mean temperature of Zhang et al. and the seed."""
 MAX_ASPECT = 8
 """The working longer side is at most ``MAX_ASPECT * size``: a panorama costs no more than this."""
 BATCH_PIXELS = 32_000_000
@@ -62,25 +58,9 @@ _STRIP_PIXELS = 1 << 20  # full-resolution pixels converted per strip: a few MB 
 _REMAP_MAX = 16384  # cv2.remap needs both sides of its maps below 32767 (SHRT_MAX)
 
 
-def resolve_device(device: str = "auto") -> torch.device:
-    """``"auto"`` (CUDA when available, else CPU), ``"cpu"`` or ``"cuda[:n]"`` as a device.
-
-    Raises
-    ------
-    RecolorError
-        CUDA was asked for but is not available.
-    """
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RecolorError("--device cuda: CUDA is not available (use --device cpu or auto)")
-    return dev
-
-
 def default_size(ckpt: dict[str, Any]) -> int:
     """The default working shorter side for a checkpoint: ``round(WORK_SCALE * training size)``."""
-    return round(WORK_SCALE * ((ckpt.get("data") or {}).get("size") or DEFAULT_SIZE))
+    return round(WORK_SCALE * ((ckpt.get("data") or {}).get("size") or defaults.TRAIN_SIZE))
 
 
 def working_shape(H: int, W: int, size: int, max_side: int | None = None) -> tuple[int, int]:
@@ -197,7 +177,7 @@ class Predictor:
         Its checkpoint (``load_checkpoint``): ``classes`` for ``cls``, ``data["size"]``.
     size : int, optional
         Working shorter side in pixels; default :data:`WORK_SCALE` times the checkpoint's
-        training size (``ckpt["data"]["size"]``, else :data:`DEFAULT_SIZE`), rounded.
+        training size (``ckpt["data"]["size"]``, else :data:`defaults.TRAIN_SIZE`), rounded.
     temperature : float, default 0.38
         Annealed-mean temperature (``cls`` only); 0 takes the most likely class (the mode),
         larger values give more muted, averaged colours.
@@ -220,7 +200,7 @@ class Predictor:
         ckpt: dict[str, Any],
         *,
         size: int | None = None,
-        temperature: float = DEFAULT_TEMPERATURE,
+        temperature: float = defaults.TEMPERATURE,
         saturation: float = 1.0,
         device: str | torch.device = "cpu",
         max_side: int | None = None,
@@ -232,7 +212,7 @@ class Predictor:
             raise ValueError(f"temperature must be >= 0, got {temperature!r}")
         if not (np.isfinite(saturation) and saturation >= 0):
             raise ValueError(f"saturation must be >= 0, got {saturation!r}")
-        self.device = resolve_device(device) if isinstance(device, str) else device
+        self.device = models.resolve_device(device) if isinstance(device, str) else device
         self.model = model.to(self.device).eval()
         self.ckpt = ckpt
         self.head = model.config.head
@@ -255,7 +235,7 @@ class Predictor:
         RecolorError
             No shipped weights, not a checkpoint, or a checkpoint for another head.
         """
-        device = resolve_device(str(kwargs.pop("device", "cpu")))
+        device = models.resolve_device(str(kwargs.pop("device", "cpu")))
         if weights is None:
             head = head or "cls"
             try:
@@ -396,7 +376,7 @@ def recolorize(
     ckpt: dict[str, Any],
     *,
     size: int | None = None,
-    temperature: float = DEFAULT_TEMPERATURE,
+    temperature: float = defaults.TEMPERATURE,
     saturation: float = 1.0,
     device: str | torch.device = "cpu",
 ) -> np.ndarray:
@@ -428,7 +408,7 @@ def recolorize_batch(
     ckpt: dict[str, Any],
     *,
     size: int | None = None,
-    temperature: float = DEFAULT_TEMPERATURE,
+    temperature: float = defaults.TEMPERATURE,
     saturation: float = 1.0,
     device: str | torch.device = "cpu",
     batch_size: int = 8,

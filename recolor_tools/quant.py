@@ -64,6 +64,7 @@ import numpy as np
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
+from . import defaults
 from .errors import RecolorError
 
 # numba picks GNU OpenMP for parallel kernels when it can, and a process forked after that
@@ -981,7 +982,7 @@ def _knn(ab: np.ndarray, classes: np.ndarray, k: int, sigma: float | None):
 
 
 def soft_encode(
-    ab: np.ndarray, classes: np.ndarray, k: int = 5, sigma: float = 5.0
+    ab: np.ndarray, classes: np.ndarray, k: int = defaults.K, sigma: float = defaults.SIGMA
 ) -> tuple[np.ndarray, np.ndarray]:
     """Soft-encode a/b values over the k nearest class centres (Zhang et al. [1], Sec. 2.1).
 
@@ -1459,7 +1460,7 @@ def _check_scores(scores: np.ndarray, classes: np.ndarray, axis: int) -> tuple[n
 def annealed_mean(
     scores: np.ndarray,
     classes: np.ndarray,
-    T: float = 0.38,
+    T: float = defaults.TEMPERATURE,
     *,
     axis: int = -1,
     logits: bool = False,
@@ -1563,8 +1564,8 @@ def mode(scores: np.ndarray, classes: np.ndarray, axis: int = -1) -> np.ndarray:
 # --- records (for ``recolor quantize``) -------------------------------------------------------
 
 
-def encode_record(rec, classes: np.ndarray, grid: float, k: int = 5, sigma: float = 5.0,
-                  hard: bool = False):  # fmt: skip
+def encode_record(rec, classes: np.ndarray, grid: float, k: int = defaults.K,
+                  sigma: float = defaults.SIGMA, hard: bool = False):  # fmt: skip
     """The soft-encoded target record of a Lab record.
 
     Parameters

@@ -24,14 +24,14 @@ from pathlib import Path
 
 import numpy as np
 
-from . import quant
+from . import defaults, quant
 from .errors import RecolorError
 
 STATS_FORMAT = "recolor-rebalance"
 STATS_VERSION = 1
 
 
-def smooth_prior(p: np.ndarray, classes: np.ndarray, sigma: float = 5.0) -> np.ndarray:
+def smooth_prior(p: np.ndarray, classes: np.ndarray, sigma: float = defaults.SIGMA) -> np.ndarray:
     """Smooth a class distribution with a Gaussian over the a/b plane.
 
     Parameters
@@ -67,7 +67,7 @@ def smooth_prior(p: np.ndarray, classes: np.ndarray, sigma: float = 5.0) -> np.n
 
 
 def rebalance_weights(
-    p: np.ndarray, classes: np.ndarray, lam: float = 0.5, sigma: float = 5.0
+    p: np.ndarray, classes: np.ndarray, lam: float = defaults.LAMBDA, sigma: float = defaults.SIGMA
 ) -> np.ndarray:
     """Class-rebalancing weights of Zhang et al. [1], Eq. 4.
 
@@ -243,7 +243,7 @@ class PriorAccumulator:
             raise ValueError("cannot merge counts over different class sets")
         self.add_counts(other.counts, other.n_images)
 
-    def finish(self, lam: float = 0.5, sigma: float = 5.0) -> RebalanceStats:
+    def finish(self, lam: float = defaults.LAMBDA, sigma: float = defaults.SIGMA) -> RebalanceStats:
         """The statistics of everything added so far.
 
         Raises
@@ -288,8 +288,8 @@ def compute_stats(
     classes: np.ndarray,
     grid: float,
     *,
-    lam: float = 0.5,
-    sigma: float = 5.0,
+    lam: float = defaults.LAMBDA,
+    sigma: float = defaults.SIGMA,
     workers: int = 2,
     on_error: Callable[[RecolorError], None] | None = None,
 ) -> RebalanceStats:

@@ -49,14 +49,12 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from . import models
+from . import defaults, models
 from .data import ColorDataset, EpochSampler, list_images, make_loader
 from .errors import RecolorError
 
 PLATEAU = {"factor": 0.5, "patience": 10, "min_lr": 1e-5}
 """ReduceLROnPlateau settings (the seed's)."""
-ANNEAL_T = 0.38
-"""Annealed-mean temperature for validation metrics of the cls head (Zhang et al.)."""
 
 
 @dataclass
@@ -75,7 +73,7 @@ class TrainConfig:
     batch_size: int = 16  # per process
     lr: float = 1e-4
     schedule: str = "plateau"  # "plateau" or "cosine"
-    size: int = 128  # training crop side, multiple of 8
+    size: int = defaults.TRAIN_SIZE  # training crop side, multiple of 8
     width: int | None = None  # ModelConfig.width; None: its default, or --init's
     device: str = "auto"  # "auto", "cpu", "cuda" or "cuda:N"
     workers: int | None = None  # DataLoader workers per process; None: chosen from the cores
@@ -141,19 +139,6 @@ def setup_distributed(device: str) -> Dist:
         torch.cuda.set_device(d.local_rank)
     dist.init_process_group("nccl" if use_cuda else "gloo")
     return d
-
-
-def resolve_device(name: str, d: Dist) -> torch.device:
-    """``auto``: this rank's GPU if CUDA is available, else the CPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise RecolorError("--device cuda, but CUDA is not available")
-        return torch.device("cuda", d.local_rank if name == "cuda" else torch.device(name).index)
-    if name != "cpu":
-        raise RecolorError(f"unknown device {name!r} (use auto, cpu or cuda)")
-    return torch.device("cpu")
 
 
 def available_cores() -> int:
@@ -315,7 +300,8 @@ def evaluate(
         if model.config.head == "reg":
             ab = out.transpose(0, 2, 3, 1) * np.float32(models.AB_SCALE)  # (B, h, w, 2)
         else:
-            ab = quant.annealed_mean(out, classes, ANNEAL_T, axis=1, logits=True)  # (B, h, w, 2)
+            T = defaults.TEMPERATURE
+            ab = quant.annealed_mean(out, classes, T, axis=1, logits=True)  # (B, h, w, 2)
         Ls = batch["L"].numpy()[:, 0]  # (B, S, S)
         truth_ab = batch["ab_full"].numpy().transpose(0, 2, 3, 1)  # (B, S, S, 2)
         S = Ls.shape[-1]
@@ -365,7 +351,7 @@ def train(cfg: TrainConfig) -> Path:
 
 def _train(cfg: TrainConfig, d: Dist) -> Path:
     # -- setup ----------------------------------------------------------------------------
-    device = resolve_device(cfg.device, d)
+    device = models.resolve_device(cfg.device, d.local_rank)
     autocast, amp_dtype = precision_context(cfg, device)
     if device.type == "cpu":
         local_world = int(os.environ.get("LOCAL_WORLD_SIZE", d.world))

@@ -15,7 +15,7 @@ import pytest
 from conftest import read_rgb_u8, run, smooth_image, write_rgb
 from typer.testing import CliRunner
 
-from recolor_tools import models, predict
+from recolor_tools import defaults, models, predict
 from recolor_tools.cli import app
 from recolor_tools.errors import RecolorError
 
@@ -88,7 +88,7 @@ def test_default_working_size_is_a_scale_of_the_training_size(predictors, weight
         assert explicit.prepare(rgb).hw == (48, 96)
     model, ckpt = models.load_checkpoint(weights["reg"], "reg")
     del ckpt["data"]  # a checkpoint that does not say: the assumed training size, scaled
-    assert predict.Predictor(model, ckpt).size == round(predict.WORK_SCALE * predict.DEFAULT_SIZE)
+    assert predict.Predictor(model, ckpt).size == round(predict.WORK_SCALE * defaults.TRAIN_SIZE)
 
 
 def test_upsample_matches_cv2_resize_when_aligned():

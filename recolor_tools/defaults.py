@@ -1,0 +1,21 @@
+"""The defaults that several tools share, in one place.
+
+The CLI, training, prediction and the colour-class kernels import these, so a default changes
+in one line. No heavy imports: every tool reads this module at start-up.
+"""
+
+TEMPERATURE = 0.38
+"""Annealed-mean temperature of the cls head (Zhang et al. 2016 and the seed): lower is more
+vivid, 0 the mode."""
+
+TRAIN_SIZE = 128
+"""Training crop side in pixels; also the size assumed for a checkpoint that records none."""
+
+K = 5
+"""Nearest colour classes per pixel in soft-encoding (Zhang et al. 2016)."""
+
+SIGMA = 5.0
+"""Gaussian width of the soft-encoding weights and of the prior's smoothing, in a/b units."""
+
+LAMBDA = 0.5
+"""Mix of the class prior with the uniform distribution in the rebalancing weights (Zhang: 0.5)."""
