@@ -1,0 +1,189 @@
+"""Colour management: embedded ICC profiles to and from recolor's sRGB working space.
+
+Every tool works in sRGB (``color.rgb_to_lab``). An image that embeds an ICC profile (Adobe RGB,
+ColorMatch, a scanner's profile) is converted to sRGB on read, and an output may be converted back
+to its input's profile (``--keep-profile``). The transforms are littleCMS's, through Pillow's
+``ImageCms`` (relative colorimetric intent, black-point compensation off); this module never
+computes colour by hand.
+
+``ImageCms`` works on 8-bit samples only, while recolor reads 16-bit masters and computes in float.
+So each profile's transform is sampled once on a regular grid of ``GRID``\\ :sup:`3` RGB nodes and
+applied as a 3-D lookup table with trilinear interpolation, in float32::
+
+    out(x) = sum over the 8 corners c of the cell holding x of  w_c(x) * T(c)
+
+where T(c) is littleCMS's 8-bit result at node c and w_c the trilinear weights. ``GRID - 1 = 51``
+divides 255, so every node is an exact 8-bit input: on 8-bit data the table reproduces ImageCms to
+within 1/255 (measured in tests/test_archive_io.py: at most 1 code value, more than 99% of samples
+equal), and on 16-bit data it interpolates smoothly between nodes (more than 256 levels survive).
+The node values carry littleCMS's 8-bit rounding (0.5/255, about 0.2 L units at most).
+
+A gray (``GRAY``) profile is sampled as a 256-entry curve instead; other colour spaces (CMYK, Lab)
+are refused. Tables are cached per profile bytes (a few per process), and a profile whose table is
+the identity to within one 8-bit step (an embedded sRGB profile) costs nothing per pixel.
+
+References
+----------
+.. [1] ICC.1:2010 (profile version 4.3) and ICC.1:2001-04 (version 2), International Color
+   Consortium.
+.. [2] M. Maria, littleCMS 2 API and tutorial, https://www.littlecms.com/.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import RecolorError
+
+GRID = 52
+"""Nodes per axis of the 3-D tables; 51 steps of 5/255, so each node is an exact 8-bit value."""
+_IDENTITY_TOL = 1.01 / 255  # a table this close to its grid is an sRGB profile's: skip it
+_INTENT = 1  # ImageCms.Intent.RELATIVE_COLORIMETRIC: media white to media white, no gamut squeeze
+
+
+@dataclass(frozen=True)
+class Transform:
+    """A profile transform, ready for 8-bit (exact) or 16-bit and float (sampled) samples.
+
+    Attributes
+    ----------
+    table : ndarray or None
+        float32 (GRID, GRID, GRID, 3) for RGB profiles, (256,) for gray ones (gray in, gray
+        out); None when the transform is the identity (nothing to do).
+    gray : bool
+        The profile describes gray images.
+    exact : object or None
+        littleCMS's own transform (``ImageCms.ImageCmsTransform``, RGB to RGB), used on 8-bit
+        samples.
+    """
+
+    table: np.ndarray | None
+    gray: bool = False
+    exact: object = None
+
+    def apply(self, rgb: np.ndarray, depth: int = 16) -> np.ndarray:
+        """Apply to float RGB in [0, 1], shape (H, W, 3); returns float32 in [0, 1].
+
+        ``depth=8`` rounds the samples to 8 bits and runs littleCMS itself (the samples came
+        from an 8-bit file, so nothing is lost); otherwise the sampled table is interpolated.
+        """
+        if self.table is None:
+            return np.asarray(rgb, np.float32)
+        if self.gray:
+            x = np.linspace(0.0, 1.0, 256, dtype=np.float32)
+            return np.interp(rgb, x, self.table).astype(np.float32)
+        if depth == 8 and self.exact is not None:
+            from PIL import Image
+
+            from .color import to_uint8
+
+            out = self.exact.apply(Image.fromarray(to_uint8(rgb)))
+            return np.asarray(out, np.float32) * np.float32(1 / 255)
+        return apply_lut(rgb, self.table)
+
+
+@functools.lru_cache(maxsize=1)
+def srgb_profile() -> bytes:
+    """The bytes of littleCMS's built-in sRGB profile, embedded in every sRGB output."""
+    from PIL import ImageCms
+
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def describe(icc: bytes) -> str:
+    """The profile's description (e.g. ``Adobe RGB (1998)``), or ``""`` if it has none."""
+    try:
+        return (_open(icc).profile.profile_description or "").strip()
+    except RecolorError:
+        return ""
+
+
+def _open(icc: bytes):
+    from PIL import ImageCms
+
+    try:
+        return ImageCms.ImageCmsProfile(_bytes_io(icc))
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError) as e:
+        raise RecolorError(f"unreadable embedded ICC profile ({e})") from None
+
+
+def _bytes_io(data: bytes):
+    import io
+
+    return io.BytesIO(data)
+
+
+def to_srgb(icc: bytes) -> Transform:
+    """The transform from an embedded profile to sRGB (cached per profile bytes).
+
+    Raises
+    ------
+    RecolorError
+        A profile littleCMS cannot read, or one for another colour space than RGB or gray.
+    """
+    return _transform(bytes(icc), True)
+
+
+def from_srgb(icc: bytes) -> Transform:
+    """The transform from sRGB back to ``icc``'s space; colours outside its gamut are clamped."""
+    return _transform(bytes(icc), False)
+
+
+@functools.lru_cache(maxsize=8)
+def _transform(icc: bytes, to_srgb: bool) -> Transform:
+    from PIL import Image, ImageCms
+
+    prof = _open(icc)
+    space = (prof.profile.xcolor_space or "").strip()
+    if space not in ("RGB", "GRAY"):
+        raise RecolorError(f"embedded ICC profile for {space or 'an unknown'} colour space")
+    gray = space == "GRAY"
+    if gray and not to_srgb:
+        return Transform(None, gray=True)  # an RGB output cannot embed a gray profile
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+    src, dst = (prof, srgb) if to_srgb else (srgb, prof)
+    try:
+        if gray:  # gray in, the G of sRGB's neutral out (R = G = B)
+            xf = ImageCms.buildTransform(src, dst, "L", "RGB", _INTENT)
+            ramp = np.arange(256, dtype=np.uint8)
+            out = np.asarray(xf.apply(Image.fromarray(ramp[None, :])), np.uint8)[0, :, 1]
+            table = out.astype(np.float32) / 255
+            identity = np.abs(table - ramp / 255).max() <= _IDENTITY_TOL
+            return Transform(None if identity else table, gray=True)
+        xf = ImageCms.buildTransform(src, dst, "RGB", "RGB", _INTENT)
+        nodes = np.rint(np.linspace(0, 255, GRID)).astype(np.uint8)
+        grid = np.stack(np.meshgrid(nodes, nodes, nodes, indexing="ij"), axis=-1)
+        flat = Image.fromarray(np.ascontiguousarray(grid.reshape(GRID, GRID * GRID, 3)))
+        out = np.asarray(xf.apply(flat), np.uint8).reshape(GRID, GRID, GRID, 3)
+    except ImageCms.PyCMSError as e:
+        raise RecolorError(f"cannot use the embedded ICC profile ({e})") from None
+    table = out.astype(np.float32) / 255
+    if np.abs(table - grid / np.float32(255)).max() <= _IDENTITY_TOL:
+        return Transform(None)
+    return Transform(np.ascontiguousarray(table), exact=xf)
+
+
+def apply_lut(rgb: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """Interpolate a regular 3-D table (tetrahedral, :func:`recolor_tools.lut3d.tetrahedral`).
+
+    Parameters
+    ----------
+    rgb : (..., 3) float array
+        Inputs in [0, 1] (values outside are clamped to the table's edge).
+    table : (N, N, N, 3) float32
+        ``table[i, j, k]`` is the output at input ``(i, j, k) / (N - 1)``.
+
+    Returns
+    -------
+    (..., 3) float32
+    """
+    from .lut3d import tetrahedral
+
+    shape = np.shape(rgb)
+    src = np.ascontiguousarray(rgb, np.float32).reshape(-1, 3)
+    out = np.empty_like(src)
+    tetrahedral(src, np.ascontiguousarray(table, np.float32), out)
+    return out.reshape(shape)
