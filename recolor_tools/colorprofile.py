@@ -31,6 +31,7 @@ References
 from __future__ import annotations
 
 import functools
+import struct
 from dataclasses import dataclass
 
 import numpy as np
@@ -87,10 +88,16 @@ class Transform:
 
 @functools.lru_cache(maxsize=1)
 def srgb_profile() -> bytes:
-    """The bytes of littleCMS's built-in sRGB profile, embedded in every sRGB output."""
+    """The bytes of littleCMS's built-in sRGB profile, embedded in every sRGB output.
+
+    littleCMS stamps the creation time into the header (bytes 24-35); it is fixed here so that
+    the same input gives the same output bytes. The profile ID (bytes 84-99) is left zero
+    ("not computed"), as littleCMS writes it.
+    """
     from PIL import ImageCms
 
-    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    return icc[:24] + struct.pack(">6H", 2026, 1, 1, 0, 0, 0) + icc[36:]
 
 
 def describe(icc: bytes) -> str:

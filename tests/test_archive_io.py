@@ -15,9 +15,10 @@ import cv2
 import numpy as np
 import pytest
 from conftest import pipeline, run, smooth_image
-from PIL import Image, ImageCms
+from PIL import Image, ImageCms, ImageOps
 
 from recolor_tools import colorprofile, records
+from recolor_tools.imagemeta import SOFTWARE, ImageMeta
 
 D50 = np.array([0.9642, 1.0, 0.8249])
 WIDE = [(0.7347, 0.2653), (0.1152, 0.8264), (0.1566, 0.0177)]  # Adobe "Wide Gamut RGB"
@@ -206,3 +207,130 @@ def test_keep_profile_converts_back_and_embeds_the_source_profile(tmp_path: Path
     (again,) = lab_records(stages[1].stdout)
     err = np.abs(again.lightness() - rec.lightness())[inside]
     assert np.percentile(err, 99) < 1.0
+
+
+# --- orientation --------------------------------------------------------------------------------
+
+FORMATS = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "TIFF": ".tif"}
+
+
+def save_pil(path: Path, rgb: np.ndarray, fmt: str, **kw) -> Path:
+    extra = {"quality": 95} if fmt == "JPEG" else {"lossless": True} if fmt == "WEBP" else {}
+    Image.fromarray(rgb).save(path, fmt, **extra, **kw)
+    return path
+
+
+def test_exif_orientation_1_to_8_on_every_format(tmp_path: Path):
+    stored = smooth_image(24, 36, seed=5)  # no symmetry: every wrong turn or mirror shows
+    paths = [
+        save_pil(tmp_path / f"o{o}{ext}", stored, fmt, exif=exif_bytes(o))
+        for fmt, ext in FORMATS.items()
+        for o in range(1, 9)
+    ]
+    recs = lab_records(run(["to-lab", *paths], check_rc=0).stdout)
+    assert len(recs) == len(paths)
+    for path, rec in zip(paths, recs, strict=True):
+        with Image.open(path) as im:  # Pillow's own reading of the tag, as viewers show it
+            want = np.asarray(ImageOps.exif_transpose(im).convert("RGB"), np.float32) / 255
+        assert rec.lab().shape == want.shape, path.name
+        err = np.abs(rec.lightness() - lightness(want)).mean()
+        assert err < 1.0, (path.name, err)  # JPEG: two decoders' rounding only
+        if rec.lab().shape == stored.shape and path.stem != "o1":
+            ignored = np.abs(lightness(stored / np.float32(255)) - lightness(want)).mean()
+            assert ignored > 5 * max(err, 0.2), path.name
+
+
+# --- metadata -----------------------------------------------------------------------------------
+
+
+def xmp_of(im: Image.Image) -> bytes | None:
+    if im.format == "TIFF":
+        return im.tag_v2.get(700)
+    return im.info.get("xmp")
+
+
+@pytest.mark.parametrize("out_ext", [".png", ".jpg", ".webp", ".tif"])
+def test_metadata_carried_through_to_lab_and_from_lab_and_stripped(tmp_path: Path, out_ext):
+    src = save_pil(
+        tmp_path / "scan.jpg", smooth_image(30, 20, 6), "JPEG", exif=exif_bytes(6), xmp=XMP
+    )
+    lab = run(["to-lab", src], check_rc=0).stdout
+    out = tmp_path / f"out{out_ext}"
+    run(["from-lab", "-o", out], input=lab, check_rc=0)
+    im = opened(out.read_bytes())
+    exif = im.getexif()
+    assert im.size == (30, 20)  # turned upright once ...
+    assert exif[274] == 1  # ... and marked so, for viewers not to turn it again
+    assert exif[305] == SOFTWARE
+    assert exif[315] == "Ann Archivist" and exif[33432] == "(c) 2026 Poster Archive"
+    assert exif.get_ifd(0x8769)[0x9003] == "2020:01:02 03:04:05"
+    xmp = xmp_of(im)
+    assert b"Archive rights 2026" in xmp and b'tiff:Orientation="1"' in xmp
+    assert im.info["icc_profile"] == colorprofile.srgb_profile()
+
+    stripped = tmp_path / f"stripped{out_ext}"
+    run(["from-lab", "--strip", "-o", stripped], input=lab, check_rc=0)
+    im = opened(stripped.read_bytes())
+    assert not im.getexif().get(315) and not im.getexif().get(305)
+    assert not xmp_of(im)
+    assert im.info["icc_profile"] == colorprofile.srgb_profile()  # still says it is sRGB
+    a = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(a, cv2.imread(str(stripped), cv2.IMREAD_UNCHANGED))
+
+
+def test_source_metadata_round_trips_in_record_headers_and_old_records_still_read():
+    src = ImageMeta(depth=16, icc=wide_gamut_icc(), exif=exif_bytes(1)[6:], xmp=XMP)
+    rec = records.lab_record("a.tif", np.zeros((2, 3, 3), np.float32), (2, 3), source=src.to_json())
+    buf = io.BytesIO()
+    records.write_record(buf, rec)
+    (back,) = lab_records(buf.getvalue())
+    assert ImageMeta.from_json(back.source) == src
+    old = records.lab_record("b.png", np.zeros((2, 3, 3), np.float32), (2, 3))  # no source
+    buf = io.BytesIO()
+    records.write_record(buf, old)
+    assert buf.getvalue()[4:6] == struct.pack("<H", 1) and b"source" not in buf.getvalue()
+    (back,) = lab_records(buf.getvalue())
+    assert back.source is None and ImageMeta.from_json(back.source) == ImageMeta()
+
+
+# --- depth --------------------------------------------------------------------------------------
+
+
+def gradient16(h: int = 16, w: int = 1200) -> np.ndarray:
+    """A 16-bit colour ramp: far more than 256 distinct levels per channel."""
+    ramp = np.linspace(0.05, 0.95, w)
+    rgb = np.stack([ramp, ramp[::-1] * 0.5 + 0.25, np.full(w, 0.4)], axis=-1)
+    return np.rint(np.broadcast_to(rgb, (h, w, 3)) * 65535).astype(np.uint16)
+
+
+@pytest.mark.parametrize("ext", [".png", ".tif"])
+def test_16bit_in_16bit_out_through_records(tmp_path: Path, ext: str):
+    src = tmp_path / f"ramp{ext}"
+    assert cv2.imwrite(str(src), gradient16()[:, :, ::-1])
+    lab = run(["to-lab", src], check_rc=0).stdout
+    for args, bits in (([], 16), (["--depth", "8"], 8)):
+        out = tmp_path / f"out{bits}{ext}"
+        run(["from-lab", *args, "-o", out], input=lab, check_rc=0)
+        pixels = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
+        assert pixels.dtype == (np.uint16 if bits == 16 else np.uint8)
+        levels = len(np.unique(pixels[0, :, 2]))  # red: the full ramp
+        assert levels > 256 if bits == 16 else levels <= 256
+
+
+def test_predict_keeps_depth_profile_and_metadata(tmp_path: Path):
+    weights = Path(__file__).resolve().parent.parent / "weights" / "reg.pt"
+    src = tmp_path / "master.png"
+    ramp = gradient16(24, 600)
+    src.write_bytes(png_with_chunks(ramp, iccp(wide_gamut_icc()), (b"eXIf", exif_bytes(1)[6:])))
+    out = tmp_path / "out"
+    run(["predict", src, "-w", weights, "-o", f"{out}/"], check_rc=0)
+    opts = ["--keep-profile", "--strip", "--depth", "8"]
+    run(["predict", src, "-w", weights, "-o", tmp_path / "k.tif", *opts], check_rc=0)
+    full = cv2.imread(str(out / "master.png"), cv2.IMREAD_UNCHANGED)
+    assert full.dtype == np.uint16 and len(np.unique(full[0, :, :].sum(-1))) > 256
+    im = opened((out / "master.png").read_bytes())
+    assert im.info["icc_profile"] == colorprofile.srgb_profile()
+    assert im.getexif()[315] == "Ann Archivist" and im.getexif()[305] == SOFTWARE
+    kept = opened((tmp_path / "k.tif").read_bytes())
+    assert cv2.imread(str(tmp_path / "k.tif"), cv2.IMREAD_UNCHANGED).dtype == np.uint8
+    assert kept.info["icc_profile"] == wide_gamut_icc() and not kept.getexif().get(315)
