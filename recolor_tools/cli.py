@@ -609,20 +609,23 @@ def predict(
         if tool.failures:
             tool.exit()
     written: set[Path] = set()
-    sources: dict[str, ImageMeta] = {}
+    sources: dict[str, list[ImageMeta]] = {}  # per path, in reading order (a path may repeat)
 
     def read(path: str):
-        return read_rgb(path, sources.setdefault(path, ImageMeta()))
+        meta = ImageMeta()
+        sources.setdefault(path, []).append(meta)
+        return read_rgb(path, meta)
 
     dtype = np.uint8 if depth == 8 else np.uint16  # 16 bits hold either; the encoder rounds
     found = predictor.predict_files(paths, batch_size, read=read, dtype=dtype)
     results = tool.progress(found, len(paths))
+    options = {"depth": depth, "keep_profile": keep_profile, "strip": strip}
     for (path, rgb), out in zip(results, targets, strict=True):
+        source = sources[path].pop(0) if sources.get(path) else None
         with tool.guard(path):
             if isinstance(rgb, RecolorError):
                 raise rgb
-            options = {"depth": depth, "keep_profile": keep_profile, "strip": strip}
-            _write_predicted(tool, rgb, out, paths, written, sources.pop(path, None), options)
+            _write_predicted(tool, rgb, out, paths, written, source, options)
     tool.exit()
 
 

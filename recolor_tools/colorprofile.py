@@ -17,9 +17,11 @@ tests/test_archive_io.py (smooth image, colours inside sRGB): 99.2% of samples w
 value, p99 1, max 9 codes, the large errors only in table cells that straddle the sRGB gamut
 boundary (littleCMS's clamped nodes bend the interpolation there); L within 0.2 units at p99.
 
-A gray (``GRAY``) profile is sampled as a 256-entry curve instead; other colour spaces (CMYK, Lab)
-are refused. Tables are cached per profile bytes (a few per process), and a profile whose table is
-the identity to within one 8-bit step (an embedded sRGB profile) costs nothing per pixel.
+A gray (``GRAY``) profile is sampled as a 256-entry curve instead. A profile of another colour
+space (a CMYK JPEG's: OpenCV has already turned its samples into RGB, without the profile) is
+not applied, and the image is read as before. Tables are cached per profile bytes (a few per
+process), and a profile whose table is the identity to within one 8-bit step (an embedded sRGB
+profile) costs nothing per pixel.
 
 References
 ----------
@@ -56,6 +58,8 @@ class Transform:
         out); None when the transform is the identity (nothing to do).
     gray : bool
         The profile describes gray images.
+    rgb : bool
+        The profile describes RGB data, so an RGB output may embed it (``--keep-profile``).
     exact : object or None
         littleCMS's own transform (``ImageCms.ImageCmsTransform``, RGB to RGB), used on 8-bit
         samples.
@@ -63,6 +67,7 @@ class Transform:
 
     table: np.ndarray | None
     gray: bool = False
+    rgb: bool = True
     exact: object = None
 
     def apply(self, rgb: np.ndarray, depth: int = 16) -> np.ndarray:
@@ -129,7 +134,7 @@ def to_srgb(icc: bytes) -> Transform:
     Raises
     ------
     RecolorError
-        A profile littleCMS cannot read, or one for another colour space than RGB or gray.
+        A profile littleCMS cannot read or use.
     """
     return _transform(bytes(icc), True)
 
@@ -146,10 +151,10 @@ def _transform(icc: bytes, to_srgb: bool) -> Transform:
     prof = _open(icc)
     space = (prof.profile.xcolor_space or "").strip()
     if space not in ("RGB", "GRAY"):
-        raise RecolorError(f"embedded ICC profile for {space or 'an unknown'} colour space")
+        return Transform(None, rgb=False)
     gray = space == "GRAY"
     if gray and not to_srgb:
-        return Transform(None, gray=True)  # an RGB output cannot embed a gray profile
+        return Transform(None, gray=True, rgb=False)  # an RGB output cannot embed it
     srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
     src, dst = (prof, srgb) if to_srgb else (srgb, prof)
     try:
@@ -159,7 +164,7 @@ def _transform(icc: bytes, to_srgb: bool) -> Transform:
             out = np.asarray(xf.apply(Image.fromarray(ramp[None, :])), np.uint8)[0, :, 1]
             table = out.astype(np.float32) / 255
             identity = np.abs(table - ramp / 255).max() <= _IDENTITY_TOL
-            return Transform(None if identity else table, gray=True)
+            return Transform(None if identity else table, gray=True, rgb=False)
         xf = ImageCms.buildTransform(src, dst, "RGB", "RGB", _INTENT)
         nodes = np.rint(np.linspace(0, 255, GRID)).astype(np.uint8)
         grid = np.stack(np.meshgrid(nodes, nodes, nodes, indexing="ij"), axis=-1)
@@ -194,3 +199,49 @@ def apply_lut(rgb: np.ndarray, table: np.ndarray) -> np.ndarray:
     out = np.empty_like(src)
     tetrahedral(src, np.ascontiguousarray(table, np.float32), out)
     return out.reshape(shape)
+
+
+def matrix_profile(primaries, gamma: float, description: str = "RGB") -> bytes:
+    """A minimal ICC v2 display profile for an RGB space given by primaries and one gamma.
+
+    The colorants are the primaries' XYZ scaled so that RGB = (1, 1, 1) is the D50 white (no
+    chromatic adaptation: the primaries are taken as already D50-relative), the tone curves one
+    ``curv`` gamma each (stored as u8Fixed8, so 2.2 becomes 563/256). For tests, benchmarks
+    and tagging images with a known space; littleCMS reads it like any matrix/TRC profile.
+
+    Parameters
+    ----------
+    primaries : three (x, y) chromaticities
+        Red, green and blue.
+    gamma : float
+        Exponent of the tone curves (linear = encoded ** gamma).
+    description : str
+        The profile's ``desc`` (ASCII).
+    """
+    d50 = np.array([0.9642, 1.0, 0.8249])
+    P = np.array([[x / y, 1.0, (1 - x - y) / y] for x, y in primaries]).T
+    M = P * np.linalg.solve(P, d50)
+
+    def s15(values) -> bytes:
+        return b"".join(struct.pack(">i", round(v * 65536)) for v in values)
+
+    curv = b"curv\0\0\0\0" + struct.pack(">IH", 1, round(gamma * 256)) + b"\0\0"
+    text = description.encode("ascii") + b"\0"
+    tags = [  # textDescriptionType: ASCII, then empty Unicode and ScriptCode parts (78 bytes)
+        (b"desc", b"desc\0\0\0\0" + struct.pack(">I", len(text)) + text + b"\0" * 78),
+        (b"cprt", b"text\0\0\0\0No copyright\0"),
+        (b"wtpt", b"XYZ \0\0\0\0" + s15(d50)),
+        *[(c + b"XYZ", b"XYZ \0\0\0\0" + s15(M[:, i])) for i, c in enumerate((b"r", b"g", b"b"))],
+        *[(c + b"TRC", curv) for c in (b"r", b"g", b"b")],
+    ]
+    offset = 128 + 4 + 12 * len(tags)
+    table, data = b"", b""
+    for sig, body in tags:
+        body += b"\0" * (-len(body) % 4)
+        table += sig + struct.pack(">II", offset + len(data), len(body))
+        data += body
+    head = struct.pack(
+        ">I4sI4s4s4s", offset + len(data), b"none", 0x02100000, b"mntr", b"RGB ", b"XYZ "
+    )
+    head += struct.pack(">6H", 2026, 1, 1, 0, 0, 0) + b"acsp" + b"\0" * 28 + s15(d50) + b"\0" * 48
+    return head + struct.pack(">I", len(tags)) + table + data

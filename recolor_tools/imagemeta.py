@@ -296,7 +296,8 @@ def encode_output(
         8 or 16; default: the source's depth (:func:`output_depth`).
     keep_profile : bool
         Convert to the source's ICC profile (colours outside its gamut clamped) and embed it;
-        without it, or for a source without one, the output is sRGB and embeds sRGB's profile.
+        without it, or for a source without an RGB profile, the output is sRGB and embeds
+        sRGB's profile.
     strip : bool
         Carry no EXIF or XMP (the colour profile is still embedded).
     quality : int, optional
@@ -314,8 +315,8 @@ def encode_output(
     ext = ext.lower() if ext.startswith(".") else "." + ext.lower()
     bits = output_depth(depth, source, ext)
     icc = srgb_profile()
-    if keep_profile and source is not None and source.icc:
-        xf = from_srgb(source.icc)
+    xf = from_srgb(source.icc) if keep_profile and source is not None and source.icc else None
+    if xf is not None and xf.rgb:  # gray and CMYK profiles cannot describe an RGB output
         rgb = xf.apply(_unit(rgb), 16 if rgb.dtype == np.uint16 or bits == 16 else 8)
         icc = source.icc
     if rgb.dtype == np.uint16:

@@ -35,48 +35,14 @@ XMP = (
 # --- generated inputs ---------------------------------------------------------------------------
 
 
-def _s15(v: float) -> bytes:
-    return struct.pack(">i", round(v * 65536))
-
-
 def primaries_matrix(xy) -> np.ndarray:
     """RGB -> XYZ (D50) of a matrix profile with these primaries and white D50."""
     P = np.array([[x / y, 1.0, (1 - x - y) / y] for x, y in xy]).T
     return P * np.linalg.solve(P, D50)
 
 
-def wide_gamut_icc(xy=WIDE, desc: str = "Test wide-gamut RGB") -> bytes:
-    """A minimal ICC v2 display profile: rXYZ/gXYZ/bXYZ colorants and gamma-2.2 curves."""
-    M = primaries_matrix(xy)
-
-    def xyz(v):
-        return b"XYZ \0\0\0\0" + b"".join(_s15(c) for c in v)
-
-    curv = b"curv\0\0\0\0" + struct.pack(">IH", 1, round(GAMMA * 256)) + b"\0\0"
-    d = desc.encode() + b"\0"
-    text_desc = b"desc\0\0\0\0" + struct.pack(">I", len(d)) + d + b"\0" * 8 + b"\0" * 70
-    tags = [
-        (b"desc", text_desc),
-        (b"cprt", b"text\0\0\0\0No copyright\0"),
-        (b"wtpt", xyz(D50)),
-        (b"rXYZ", xyz(M[:, 0])),
-        (b"gXYZ", xyz(M[:, 1])),
-        (b"bXYZ", xyz(M[:, 2])),
-        (b"rTRC", curv),
-        (b"gTRC", curv),
-        (b"bTRC", curv),
-    ]
-    offset = 128 + 4 + 12 * len(tags)
-    table, data = b"", b""
-    for sig, body in tags:
-        body += b"\0" * (-len(body) % 4)
-        table += sig + struct.pack(">II", offset + len(data), len(body))
-        data += body
-    size = offset + len(data)
-    head = struct.pack(">I4sI4s4s4s", size, b"none", 0x02100000, b"mntr", b"RGB ", b"XYZ ")
-    head += struct.pack(">6H", 2026, 1, 1, 0, 0, 0) + b"acsp" + b"\0" * 24
-    head += b"\0" * 4 + b"".join(_s15(c) for c in D50) + b"\0" * 48
-    return head + struct.pack(">I", len(tags)) + table + data
+def wide_gamut_icc() -> bytes:
+    return colorprofile.matrix_profile(WIDE, GAMMA, "Test wide-gamut RGB")
 
 
 def oracle_srgb(rgb: np.ndarray, xy=WIDE) -> np.ndarray:
