@@ -86,8 +86,8 @@ class Transform:
 
             from .color import to_uint8
 
-            out = self.exact.apply(Image.fromarray(to_uint8(rgb)))
-            return np.asarray(out, np.float32) * np.float32(1 / 255)
+            out = np.asarray(self.exact.apply(Image.fromarray(to_uint8(rgb))))
+            return np.multiply(out, np.float32(1 / 255), dtype=np.float32)
         return apply_lut(rgb, self.table)
 
 

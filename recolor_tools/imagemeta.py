@@ -120,7 +120,9 @@ def read_meta(data: bytes) -> ImageMeta:
 
     from PIL import Image
 
-    Image.MAX_IMAGE_PIXELS = None  # only headers are read here; imageio bounds decoding
+    # Only the header is read: no decompression bomb to fear here (the decoder has its bounds),
+    # and an archive scan can exceed Pillow's default pixel limit.
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
     try:
         with Image.open(io.BytesIO(data)) as im:
             info = dict(im.info)
@@ -139,8 +141,10 @@ def read_meta(data: bytes) -> ImageMeta:
                 xmp=_clean_xmp(xmp),
                 orientation=orientation if 1 <= orientation <= 8 else 1,
             )
-    except Exception:  # noqa: BLE001 - OpenCV decoded the pixels; a header Pillow rejects is
-        return ImageMeta()  # treated as carrying nothing (as every file was before)
+    except Exception:  # OpenCV decoded the pixels; a header Pillow rejects carries nothing
+        return ImageMeta()
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
 
 
 def _may_carry(data: bytes) -> bool:
@@ -188,7 +192,7 @@ def _clean_exif(exif) -> bytes | None:
     out[_ORIENTATION] = 1
     try:
         return out.tobytes()[6:]  # drop b"Exif\0\0"
-    except Exception:  # noqa: BLE001 - a tag Pillow cannot write back: carry none rather than fail
+    except Exception:  # a tag Pillow cannot write back: carry none rather than fail
         return None
 
 
@@ -350,7 +354,7 @@ def _software_exif(exif: bytes | None) -> bytes | None:
     out[_ORIENTATION] = 1
     try:
         return out.tobytes()[6:]
-    except Exception:  # noqa: BLE001 - a source tag Pillow cannot write back: recolor's own only
+    except Exception:  # a source tag Pillow cannot write back: recolor's own only
         fresh = Image.Exif()
         fresh[305], fresh[_ORIENTATION] = SOFTWARE, 1
         return fresh.tobytes()[6:]

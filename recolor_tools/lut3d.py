@@ -24,14 +24,16 @@ import numba
 import numpy as np
 
 
-@numba.njit(cache=True, parallel=True, nogil=True)
+# Serial on purpose: images are read by threads (rebalance-stats -j) and forked loader processes
+# (train), where numba's parallel layers may abort (workqueue) or hang after fork (GNU OpenMP).
+@numba.njit(cache=True, nogil=True)
 def tetrahedral(src: np.ndarray, table: np.ndarray, out: np.ndarray) -> None:
     """Interpolate ``table`` (N, N, N, C) float32 at ``src`` (P, 3) in [0, 1]; write ``out`` (P, C).
 
     Inputs outside [0, 1] are clamped to the table's edge.
     """
     n = table.shape[0] - 1
-    for p in numba.prange(src.shape[0]):
+    for p in range(src.shape[0]):
         x = min(max(src[p, 0], 0.0), 1.0) * n
         y = min(max(src[p, 1], 0.0), 1.0) * n
         z = min(max(src[p, 2], 0.0), 1.0) * n
