@@ -44,9 +44,9 @@ _IFD0_KEEP = frozenset(
 )
 _SUB_IFDS = (0x8769, 0x8825)  # Exif and GPS sub-directories, carried whole
 _ORIENTATION = 274
-_XMP_ORIENTATION = (
-    re.compile(rb"(tiff:Orientation\s*=\s*[\"'])\d([\"'])"),
-    re.compile(rb"(<tiff:Orientation>\s*)\d(\s*</tiff:Orientation>)"),
+_XMP_ORIENTATION = (  # compiled on first use (re caches them): start-up stays lean
+    rb"(tiff:Orientation\s*=\s*[\"'])\d([\"'])",
+    rb"(<tiff:Orientation>\s*)\d(\s*</tiff:Orientation>)",
 )
 _JSON_BUDGET = 900_000  # base64 bytes of metadata in a record header (records.py allows 1 MiB)
 _TIFF = (b"II*\x00", b"MM\x00*")
@@ -201,7 +201,7 @@ def _clean_xmp(xmp) -> bytes | None:
         return None
     xmp = xmp.encode() if isinstance(xmp, str) else bytes(xmp)
     for pattern in _XMP_ORIENTATION:
-        xmp = pattern.sub(rb"\g<1>1\g<2>", xmp)
+        xmp = re.sub(pattern, rb"\g<1>1\g<2>", xmp)
     return xmp
 
 
