@@ -300,3 +300,24 @@ def test_predict_keeps_depth_profile_and_metadata(tmp_path: Path):
     kept = opened((tmp_path / "k.tif").read_bytes())
     assert cv2.imread(str(tmp_path / "k.tif"), cv2.IMREAD_UNCHANGED).dtype == np.uint8
     assert kept.info["icc_profile"] == wide_gamut_icc() and not kept.getexif().get(315)
+
+
+def test_metadata_read_from_png_webp_and_tiff_sources(tmp_path: Path):
+    img = smooth_image(20, 30, 8)
+    srcs = [
+        save_pil(tmp_path / f"s{ext[1:]}{ext}", img, fmt, exif=exif_bytes(3), **extra)
+        for fmt, ext, extra in (
+            ("PNG", ".png", {}),
+            ("WEBP", ".webp", {"xmp": XMP}),
+            ("TIFF", ".tif", {}),
+        )
+    ]
+    out = tmp_path / "out"
+    pipeline(["to-lab", *srcs], ["from-lab", "-o", f"{out}/"])
+    for src in srcs:
+        im = opened((out / f"{src.stem}.png").read_bytes())
+        exif = im.getexif()
+        assert exif[315] == "Ann Archivist" and exif[274] == 1, src.name
+        assert exif.get_ifd(0x8769)[0x9003] == "2020:01:02 03:04:05", src.name
+        assert not set(exif) & {256, 257, 273, 279}, src.name  # the source's strips stay behind
+        assert (b"Archive rights" in (xmp_of(im) or b"")) == (src.suffix == ".webp")
