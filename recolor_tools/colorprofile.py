@@ -218,21 +218,40 @@ def matrix_profile(primaries, gamma: float, description: str = "RGB") -> bytes:
     description : str
         The profile's ``desc`` (ASCII).
     """
-    d50 = np.array([0.9642, 1.0, 0.8249])
     P = np.array([[x / y, 1.0, (1 - x - y) / y] for x, y in primaries]).T
-    M = P * np.linalg.solve(P, d50)
+    M = P * np.linalg.solve(P, np.array(_D50))
+    tags = [(c + b"XYZ", b"XYZ \0\0\0\0" + _s15(M[:, i])) for i, c in enumerate(_RGB)]
+    tags += [(c + b"TRC", _curv(gamma)) for c in _RGB]
+    return _icc_v2(b"RGB ", description, tags)
 
-    def s15(values) -> bytes:
-        return b"".join(struct.pack(">i", round(v * 65536)) for v in values)
 
-    curv = b"curv\0\0\0\0" + struct.pack(">IH", 1, round(gamma * 256)) + b"\0\0"
+def gray_profile(gamma: float, description: str = "Gray") -> bytes:
+    """A minimal ICC v2 gray display profile: D50 white and one gamma curve (``kTRC``)."""
+    return _icc_v2(b"GRAY", description, [(b"kTRC", _curv(gamma))])
+
+
+_D50 = (0.9642, 1.0, 0.8249)  # the ICC profile connection space's white, XYZ
+_RGB = (b"r", b"g", b"b")
+
+
+def _s15(values) -> bytes:
+    """s15Fixed16Number, big-endian (ICC.1 section 4.6)."""
+    return b"".join(struct.pack(">i", round(v * 65536)) for v in values)
+
+
+def _curv(gamma: float) -> bytes:
+    """A ``curv`` tag of one entry: a pure gamma, u8Fixed8Number."""
+    return b"curv\0\0\0\0" + struct.pack(">IH", 1, round(gamma * 256)) + b"\0\0"
+
+
+def _icc_v2(space: bytes, description: str, tags: list[tuple[bytes, bytes]]) -> bytes:
+    """Header, tag table and tag data of a version-2 display profile (PCS XYZ, D50 white)."""
     text = description.encode("ascii") + b"\0"
     tags = [  # textDescriptionType: ASCII, then empty Unicode and ScriptCode parts (78 bytes)
         (b"desc", b"desc\0\0\0\0" + struct.pack(">I", len(text)) + text + b"\0" * 78),
         (b"cprt", b"text\0\0\0\0No copyright\0"),
-        (b"wtpt", b"XYZ \0\0\0\0" + s15(d50)),
-        *[(c + b"XYZ", b"XYZ \0\0\0\0" + s15(M[:, i])) for i, c in enumerate((b"r", b"g", b"b"))],
-        *[(c + b"TRC", curv) for c in (b"r", b"g", b"b")],
+        (b"wtpt", b"XYZ \0\0\0\0" + _s15(_D50)),
+        *tags,
     ]
     offset = 128 + 4 + 12 * len(tags)
     table, data = b"", b""
@@ -241,7 +260,7 @@ def matrix_profile(primaries, gamma: float, description: str = "RGB") -> bytes:
         table += sig + struct.pack(">II", offset + len(data), len(body))
         data += body
     head = struct.pack(
-        ">I4sI4s4s4s", offset + len(data), b"none", 0x02100000, b"mntr", b"RGB ", b"XYZ "
+        ">I4sI4s4s4s", offset + len(data), b"none", 0x02100000, b"mntr", space, b"XYZ "
     )
-    head += struct.pack(">6H", 2026, 1, 1, 0, 0, 0) + b"acsp" + b"\0" * 28 + s15(d50) + b"\0" * 48
-    return head + struct.pack(">I", len(tags)) + table + data
+    head += struct.pack(">6H", 2026, 1, 1, 0, 0, 0) + b"acsp" + b"\0" * 28 + _s15(_D50)
+    return head + b"\0" * 48 + struct.pack(">I", len(tags)) + table + data

@@ -63,9 +63,11 @@ def field(h: int, w: int, seed: int, lo: float = 0.15, hi: float = 0.85) -> np.n
     return lo + (hi - lo) * smooth_image(h, w, seed).astype(np.float64) / 255
 
 
-def png_with_chunks(rgb16_or_8: np.ndarray, *chunks: tuple[bytes, bytes]) -> bytes:
-    """An OpenCV PNG with extra chunks written here by hand, right after IHDR."""
-    ok, enc = cv2.imencode(".png", np.ascontiguousarray(rgb16_or_8[:, :, ::-1]))
+def png_with_chunks(pixels: np.ndarray, *chunks: tuple[bytes, bytes]) -> bytes:
+    """An OpenCV PNG (RGB or gray, 8 or 16 bits) with extra chunks written here by hand, right
+    after IHDR."""
+    bgr = pixels[:, :, ::-1] if pixels.ndim == 3 else pixels
+    ok, enc = cv2.imencode(".png", np.ascontiguousarray(bgr))
     assert ok
     enc = enc.tobytes()
     extra = b"".join(
@@ -119,6 +121,19 @@ def test_wide_gamut_profile_keeps_lightness_within_one_unit(tmp_path: Path, bits
     naive = np.abs(lightness(stored / scale) - lightness(want))[inside]
     assert np.percentile(naive, 99) > 1.5
     assert rec.source["depth"] == bits and rec.source["icc"]
+
+
+def test_gray_profile_gives_the_lightness_its_curve_defines(tmp_path: Path):
+    ramp = np.rint(np.tile(np.linspace(0, 65535, 400), (4, 1))).astype(np.uint16)
+    path = tmp_path / "gray.png"
+    path.write_bytes(png_with_chunks(ramp, iccp(colorprofile.gray_profile(1.8))))
+    (rec,) = lab_records(run(["to-lab", path], check_rc=0).stdout)
+    y = (ramp / 65535.0) ** (461 / 256)  # the curve as stored (u8Fixed8), relative luminance
+    want = np.where(y > (6 / 29) ** 3, 116 * np.cbrt(y) - 16, y * (29 / 3) ** 3)
+    assert np.percentile(np.abs(rec.lightness() - want), 99) < 1.0
+    assert np.abs(rec.lab()[..., 1:]).max() < 1.0  # still gray
+    naive = np.abs(lightness(np.repeat(ramp[..., None] / 65535.0, 3, 2)) - want)
+    assert np.percentile(naive, 99) > 3
 
 
 def test_sampled_table_matches_littlecms_on_8bit_data():
