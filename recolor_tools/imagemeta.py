@@ -27,6 +27,8 @@ from __future__ import annotations
 import base64
 import re
 import struct
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,6 +52,7 @@ _XMP_ORIENTATION = (  # compiled on first use (re caches them): start-up stays l
 )
 _JSON_BUDGET = 900_000  # base64 bytes of metadata in a record header (records.py allows 1 MiB)
 _TIFF = (b"II*\x00", b"MM\x00*")
+_PNG = b"\x89PNG\r\n\x1a\n"
 
 
 @dataclass
@@ -124,42 +127,67 @@ def read_meta(data: bytes) -> ImageMeta:
     # and an archive scan can exceed Pillow's default pixel limit.
     limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            info = dict(im.info)
-            if im.format == "TIFF":
-                exif = im.getexif()
-                xmp = im.tag_v2.get(700)
-            else:  # not getexif(): for PNG it decodes the pixels when no eXIf comes before IDAT
-                exif = Image.Exif()
-                if info.get("exif"):
-                    exif.load(info["exif"])
-                xmp = info.get("xmp")
-            orientation = int(exif.get(_ORIENTATION, 1) or 1)
-            return ImageMeta(
-                icc=info.get("icc_profile") or None,
-                exif=_clean_exif(exif),
-                xmp=_clean_xmp(xmp),
-                orientation=orientation if 1 <= orientation <= 8 else 1,
-            )
+        exif = Image.Exif()
+        if data.startswith(_PNG):  # walked here: Pillow's lazy open stops at the first IDAT
+            icc, raw, xmp = _png_meta(data)
+            if raw:
+                exif.load(raw)
+        else:
+            with Image.open(io.BytesIO(data)) as im:
+                icc, xmp = im.info.get("icc_profile"), im.info.get("xmp")
+                if im.format == "TIFF":
+                    exif, xmp = im.getexif(), im.tag_v2.get(700)
+                elif im.info.get("exif"):
+                    exif.load(im.info["exif"])
+        orientation = int(exif.get(_ORIENTATION, 1) or 1)
+        return ImageMeta(
+            icc=icc or None,
+            exif=_clean_exif(exif),
+            xmp=_clean_xmp(xmp),
+            orientation=orientation if 1 <= orientation <= 8 else 1,
+        )
     except Exception:  # OpenCV decoded the pixels; a header Pillow rejects carries nothing
         return ImageMeta()
     finally:
         Image.MAX_IMAGE_PIXELS = limit
 
 
+def _png_chunks(data: bytes) -> Iterator[tuple[bytes, memoryview]]:
+    """(type, data) of each chunk of a PNG file, CRCs unchecked (the decoder checks them)."""
+    view, pos = memoryview(data), 8  # no copy of the pixel chunks
+    while pos + 8 <= len(data):
+        n, kind = struct.unpack(">I4s", view[pos : pos + 8])
+        yield kind, view[pos + 8 : pos + 8 + n]
+        if kind == b"IEND":
+            return
+        pos += 12 + n
+
+
+def _png_meta(data: bytes) -> tuple[bytes | None, bytes | None, bytes | None]:
+    """ICC profile, EXIF and XMP of a PNG, wherever their chunks are (eXIf may follow IDAT)."""
+    icc = exif = xmp = None
+    for kind, chunk in _png_chunks(data):
+        if kind not in (b"iCCP", b"eXIf", b"iTXt"):
+            continue
+        body = bytes(chunk)
+        if kind == b"iCCP":  # name, NUL, compression method 0, zlib stream
+            icc = zlib.decompress(body[body.index(b"\0") + 2 :])
+        elif kind == b"eXIf":
+            exif = body
+        elif kind == b"iTXt" and body.startswith(b"XML:com.adobe.xmp\0"):
+            # keyword NUL, compressed flag, method, language NUL, translated keyword NUL, text
+            head = len(b"XML:com.adobe.xmp\0")
+            compressed = body[head] == 1
+            text = body[body.index(b"\0", body.index(b"\0", head + 2) + 1) + 1 :]
+            xmp = zlib.decompress(text) if compressed else text
+    return icc, exif, xmp
+
+
 def _may_carry(data: bytes) -> bool:
     """Whether the file has a place holding a profile, EXIF or XMP, by walking its chunk or
     marker headers (cheap): files without one skip Pillow's import and header parse."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        pos = 8
-        while pos + 8 <= len(data):
-            n, kind = struct.unpack(">I4s", data[pos : pos + 8])
-            if kind in (b"iCCP", b"eXIf", b"iTXt"):
-                return True
-            if kind == b"IEND":
-                return False
-            pos += 12 + n
-        return False
+    if data.startswith(_PNG):
+        return any(kind in (b"iCCP", b"eXIf", b"iTXt") for kind, _ in _png_chunks(data))
     if data.startswith(b"\xff\xd8"):
         pos = 2
         while pos + 4 <= len(data) and data[pos] == 0xFF:

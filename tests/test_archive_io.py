@@ -221,6 +221,23 @@ def test_exif_orientation_1_to_8_on_every_format(tmp_path: Path):
             assert ignored > 5 * max(err, 0.2), path.name
 
 
+def test_png_exif_after_the_pixels_is_found(tmp_path: Path):
+    stored = smooth_image(24, 36, seed=5)
+    enc = png_with_chunks(stored)
+    exif = exif_bytes(6)[6:]
+    chunk = (
+        struct.pack(">I", len(exif))
+        + b"eXIf"
+        + exif
+        + struct.pack(">I", zlib.crc32(b"eXIf" + exif))
+    )
+    path = tmp_path / "late.png"
+    path.write_bytes(enc[:-12] + chunk + enc[-12:])  # just before IEND, after IDAT
+    (rec,) = lab_records(run(["to-lab", path], check_rc=0).stdout)
+    want = np.ascontiguousarray(np.rot90(stored, -1)) / np.float32(255)  # 6: turn clockwise
+    assert np.abs(rec.lightness() - lightness(want)).max() < 0.01
+
+
 # --- metadata -----------------------------------------------------------------------------------
 
 
