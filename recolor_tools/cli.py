@@ -714,21 +714,20 @@ def train(
     Several GPUs: torchrun --nproc_per_node N -m recolor_tools train ... (-b is per GPU).
     """
     tool = Tool("train", quiet, debug)
-    if epochs is not None and steps is not None:
-        tool.usage("give --epochs or --steps, not both")
-    if init is not None and resume:
-        tool.usage("give --init or --resume, not both")
     with tool.guard():
         from .train import TrainConfig
         from .train import train as run_training
 
-        cfg = TrainConfig(
-            data=data, head=head, out=out, val=val or [], stats=stats, classes=classes,
-            grid=grid, epochs=epochs, steps=steps, batch_size=batch_size, lr=lr,
-            schedule=schedule, size=size, width=width, device=device, workers=workers,
-            threads=threads, seed=seed, eval_every=eval_every, ckpt_every=ckpt_every, resume=resume,
-            init=init, precision=precision, quiet=quiet,
-        )  # fmt: skip
+        try:  # TrainConfig checks the options: ValueError is a usage error
+            cfg = TrainConfig(
+                data=data, head=head, out=out, val=val or [], stats=stats, classes=classes,
+                grid=grid, epochs=epochs, steps=steps, batch_size=batch_size, lr=lr,
+                schedule=schedule, size=size, width=width, device=device, workers=workers,
+                threads=threads, seed=seed, eval_every=eval_every, ckpt_every=ckpt_every,
+                resume=resume, init=init, precision=precision, quiet=quiet,
+            )  # fmt: skip
+        except ValueError as e:
+            tool.usage(str(e))
         path = run_training(cfg)
         if os.environ.get("RANK", "0") == "0":  # one line, also under torchrun
             print(path, flush=True)
