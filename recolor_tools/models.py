@@ -393,7 +393,7 @@ def previous_path(path: str | Path) -> Path:
     return path.with_name(f"{path.stem}.prev{path.suffix}")
 
 
-def _check_head(ckpt: dict[str, Any], head: str | None, path: str | Path, advice: str = "") -> None:
+def check_head(ckpt: dict[str, Any], head: str | None, path: str | Path, advice: str = "") -> None:
     """Raise if ``head`` is given and the checkpoint is for the other head."""
     if head is not None and ckpt.get("head") != head:
         raise RecolorError(
@@ -437,7 +437,7 @@ def read_checkpoint(
             path,
         )
     _complete(ckpt, path)
-    _check_head(ckpt, head, path)
+    check_head(ckpt, head, path)
     return ckpt
 
 
@@ -488,7 +488,7 @@ def load_checkpoint(
         the stored config; the reason is one line.
     """
     ckpt = read_checkpoint(path, map_location)
-    _check_head(ckpt, head, path, f"; use --head {ckpt.get('head')} or other weights")
+    check_head(ckpt, head, path, f"; use --head {ckpt.get('head')} or other weights")
     try:
         config = ModelConfig(**ckpt["config"])
         model = Colorizer(config)

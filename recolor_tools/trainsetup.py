@@ -241,22 +241,25 @@ def read_start(cfg: TrainConfig, d: Dist) -> tuple[dict | None, dict | None]:
 
     ``--resume`` reads ``OUT/last.pt``; when that cannot be read (cut short, or missing after a
     kill between the two renames of :func:`recolor_tools.models.save_checkpoint`) and
-    ``OUT/last.prev.pt`` can, that one, with a note. A checkpoint of the other head is an
+    ``OUT/last.prev.pt`` can, that one, with a warning. A checkpoint of the other head is an
     error either way.
     """
     resumed = None
     if cfg.resume:
-        last = cfg.out / "last.pt"
+        path = cfg.out / "last.pt"
         try:
-            resumed = models.read_checkpoint(last, head=cfg.head)
+            resumed = models.read_checkpoint(path)
         except RecolorError as e:
-            prev = models.previous_path(last)
-            if "head, not" in e.reason or not prev.is_file():
-                raise
-            resumed = models.read_checkpoint(prev, head=cfg.head)
-            log(cfg, d, f"{e}; resuming from {prev}, the checkpoint before it")
+            prev = models.previous_path(path)
+            try:
+                resumed, path = models.read_checkpoint(prev), prev
+            except RecolorError:
+                raise e from None  # about last.pt: the file the user knows
+            if d.main:  # a warning, shown even with --quiet
+                print(f"recolor train: {e}; resuming from {prev}", file=sys.stderr, flush=True)
+        models.check_head(resumed, cfg.head, path)
         if "train_state" not in resumed:
-            raise RecolorError("checkpoint has no training state to resume from", last)
+            raise RecolorError("checkpoint has no training state to resume from", path)
     init = None if cfg.init is None else models.read_checkpoint(cfg.init, head=cfg.head)
     return resumed, init
 
