@@ -452,7 +452,7 @@ def compare(
 def _compare_pairs(tool: Tool, pred: Path, truth: Path) -> list[tuple[str, Path, Path]]:
     """(name, pred, truth) to compare: the two files, or two directories matched by name."""
     from .imageio import expand_inputs
-    from .metrics import pair_by_stem
+    from .pairing import pair_by_stem
 
     if pred.is_dir() != truth.is_dir():
         tool.usage("PRED and TRUTH must both be files or both be directories")
