@@ -367,10 +367,9 @@ def rebalance_stats(
     paths = expand_inputs(tool.stdin_inputs(inputs))
     acc = PriorAccumulator(*_class_set(tool, classes, grid))
     images = [p for p in paths if p != "-" and Path(p).suffix.lower() in IMAGE_EXTS]
-    acc.add_files(tool.progress(images, len(images)), workers, on_error=tool.fail)
-    for rec in tool.progress(iter_lab_sources([p for p in paths if p not in images], tool.fail)):
-        with tool.guard(rec.name):
-            acc.add(rec.lab()[:, :, 1:])
+    acc.add_sources(tool.progress(images, len(images)), workers, on_error=tool.fail)
+    records = iter_lab_sources([p for p in paths if p not in images], tool.fail)
+    acc.add_sources(tool.progress(records), on_error=tool.fail)
     if not acc.n_images and tool.failures:
         tool.exit()  # every input failed and was reported: nothing to count
     with tool.guard(output):
