@@ -1,9 +1,10 @@
 """Train a :class:`~recolor_tools.models.Colorizer`: the library behind ``recolor train``.
 
-:func:`train` reads top to bottom like nanoGPT's train.py, in named steps: set up the process
-(:func:`setup_process`), read the checkpoints it starts from (:func:`read_start`), decide the
-class set and rebalancing (:func:`resolve_classes`), build the loaders (:func:`build_loaders`),
-the model and optimiser (:func:`build_model`, :func:`build_optimiser`), then loop over
+:func:`train` reads top to bottom like nanoGPT's train.py, in named steps. Building the run
+(:mod:`recolor_tools.trainsetup`): set up the process (:func:`setup_process`), read the
+checkpoints it starts from (:func:`read_start`), decide the class set and rebalancing
+(:func:`resolve_classes`), build the loaders (:func:`build_loaders`), the model and the
+optimiser (:func:`build_model`, :func:`build_optimiser`). Then, here, the loop over
 :func:`train_step`, :func:`evaluate_and_log` and :func:`save_last`. What the loop changes is one
 :class:`TrainState`; what it was built with is one :class:`Run`. It is a function of one
 :class:`TrainConfig`, so it can be imported and tested.
@@ -23,7 +24,7 @@ Choices
   size and number of processes it reaches the same weights as an uninterrupted run: the
   augmentation of an item depends only on seed, epoch and index (see :mod:`recolor_tools.data`).
   A ``last.pt`` that cannot be read (cut short) is replaced by ``last.prev.pt``, the checkpoint
-  before it, with a note on stderr.
+  before it, with a warning on stderr.
 - CUDA only: mixed precision (bf16 where supported, else fp16 with a GradScaler), cudnn
   autotuning, TF32 matmuls, channels-last tensors, pinned memory.
 - Distributed: run under ``torchrun`` (see :mod:`recolor_tools.distributed`);
