@@ -1,15 +1,16 @@
-"""This process's place in a training run: rank, processes on this machine, cores, replicas.
+"""This process's place in a training run: rank, cores, replicas.
 
 A run is one process, or several started by ``torchrun`` (env ``RANK``, ``WORLD_SIZE``,
-``LOCAL_RANK``, ``LOCAL_WORLD_SIZE``); :func:`setup_distributed` reads that once into a
-:class:`Dist`, and everything else asks the :class:`Dist`. NCCL on CUDA, gloo on the CPU.
+``LOCAL_RANK``, ``LOCAL_WORLD_SIZE``); :func:`setup_distributed` reads that, and this
+process's share of the cores, once into a :class:`Dist`; everything else asks the
+:class:`Dist`. NCCL on CUDA, gloo on the CPU.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.distributed as dist
@@ -30,17 +31,14 @@ class Dist:
     rank: int = 0
     local_rank: int = 0
     world: int = 1
-    local_world: int = 1  # processes on this machine, which share its cores
+    # This process's share of the machine's cores: all of them, or an equal part for each
+    # process torchrun started on this machine (at least 1).
+    cores: int = field(default_factory=available_cores)
 
     @property
     def main(self) -> bool:
         """Rank 0: the process that writes files and logs."""
         return self.rank == 0
-
-    @property
-    def cores(self) -> int:
-        """This process's share of the machine's cores (at least 1)."""
-        return max(1, available_cores() // self.local_world)
 
 
 def setup_distributed(device: str) -> Dist:
@@ -48,8 +46,8 @@ def setup_distributed(device: str) -> Dist:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return Dist()
-    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
-    d = Dist(int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0")), world, local_world)
+    cores = max(1, available_cores() // int(os.environ.get("LOCAL_WORLD_SIZE", world)))
+    d = Dist(int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0")), world, cores)
     use_cuda = device != "cpu" and torch.cuda.is_available()
     if use_cuda:
         torch.cuda.set_device(d.local_rank)
