@@ -9,6 +9,7 @@ and of what the steps before it built, so each can be tested on its own.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import random
 import sys
@@ -146,7 +147,7 @@ def resolve_classes(
     - ``--resume``: the checkpoint's, whatever the options say.
     - ``--init`` without ``--stats``: the checkpoint's (its output layer is tied to the classes);
       ``--classes`` is refused. With ``--stats``: the stats' weights, whose class set must be
-      the checkpoint's.
+      the checkpoint's (the soft-encoding stays the checkpoint's).
     - fresh: ``--stats``; else ``compute(classes, grid) -> RebalanceStats`` over the training
       data, for the classes of ``--classes`` or the sRGB gamut grid ``cfg.grid``.
 
@@ -187,9 +188,11 @@ def resolve_classes(
             classes, grid = quant.gamut_classes(cfg.grid), float(cfg.grid)
         stats = compute(classes, grid)
     setup = ClassSetup.of_stats(stats)
-    if init is not None and not np.array_equal(setup.classes, init["classes"].numpy()):
+    if init is None:
+        return setup
+    if not np.array_equal(setup.classes, init["classes"].numpy()):
         raise RecolorError("its class set differs from the --init checkpoint's", cfg.stats)
-    return setup
+    return dataclasses.replace(setup, **init["encoding"])  # the targets it was trained on
 
 
 # ---------------------------------------------------------------------------------------------

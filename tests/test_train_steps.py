@@ -95,7 +95,7 @@ def test_resolve_classes_init_keeps_its_classes_and_takes_new_stats(tmp_path):
     same, stats = stats_file(tmp_path / "same.npz", CLASSES, 10.0, lam=0.1)
     cs = resolve_classes(TrainConfig(data=["x"], stats=same), init=init)
     np.testing.assert_array_equal(cs.weights, stats.weights)
-    assert cs.rebalance["lam"] == pytest.approx(0.1) and cs.k == defaults.K
+    assert cs.rebalance["lam"] == pytest.approx(0.1) and (cs.k, cs.sigma) == (3, 4.0)
     other, _ = stats_file(tmp_path / "other.npz", quant.gamut_classes(20), 20.0)
     with pytest.raises(RecolorError, match="differs from the --init") as e:
         resolve_classes(TrainConfig(data=["x"], stats=other), init=init)
