@@ -238,3 +238,32 @@ def test_resume_from_a_cut_short_checkpoint_uses_the_one_before(images, tmp_path
     last.unlink()  # killed between the two renames: only last.prev.pt
     train(config(images, out, steps=5, resume=True))
     assert torch.load(last, weights_only=True)["step"] == 5
+
+
+def test_resume_after_kill_9_mid_run(images, tmp_path):
+    """A run killed at any moment (here: while it writes a checkpoint every step) resumes."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import ROOT, run
+
+    out = tmp_path / "run"
+    args = [
+        "train", images, "--head", "reg", "--steps", "12", "--ckpt-every", "1", "--eval-every",
+        "100", "--size", SIZE, "-b", "4", "--width", "4", "-j", "0", "--threads", "1",
+        "--device", "cpu", "--out", out, "-q",
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    p = subprocess.Popen([sys.executable, "-m", "recolor_tools", *map(str, args)], env=env)
+    deadline = time.monotonic() + 120
+    while not (out / "last.prev.pt").exists() and p.poll() is None:
+        assert time.monotonic() < deadline, "no second checkpoint"
+        time.sleep(0.01)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    done = run([*args, "--resume"], check_rc=0)
+    assert done.stdout.decode().strip() == str(out / "reg.pt")
+    assert models.read_checkpoint(out / "last.pt")["step"] == 12
