@@ -235,17 +235,25 @@ def is_record_stream(prefix: bytes) -> bool:
 
 def image_record(path: str, max_size: int | None = None, l_only: bool = False) -> Record:
     """Read an image file and make its Lab record (shrunk to ``max_size`` if given)."""
-    from .color import rgb_to_lab
-    from .imageio import read_rgb, resize_max
+    from .imageio import read_rgb
 
-    rgb = read_rgb(path)
-    size = rgb.shape[:2]
+    return _rgb_record(read_rgb(path), path, max_size, l_only)
+
+
+def _rgb_record(
+    rgb: np.ndarray, path: str, max_size: int | None = None, l_only: bool = False
+) -> Record:
+    """The Lab record of ``rgb`` (read from ``path``, ``-`` for stdin), named by the file name;
+    ``size`` is the image's before any shrinking to ``max_size``."""
+    from .color import rgb_to_lab
+    from .imageio import resize_max
+
     name = "stdin" if path == "-" else Path(path).name
-    return lab_record(name, rgb_to_lab(resize_max(rgb, max_size)), size, l_only)
+    return lab_record(name, rgb_to_lab(resize_max(rgb, max_size)), rgb.shape[:2], l_only)
 
 
 def iter_lab_sources(
-    paths: list[str], on_error: Callable[[RecolorError], None], max_size: int | None = None
+    paths: list[str], on_error: Callable[[RecolorError], None]
 ) -> Iterator[Record]:
     """Yield records from files that are record streams or images, in order.
 
@@ -263,8 +271,7 @@ def iter_lab_sources(
                 if is_record_stream(head):
                     yield from iter_records(stream, path)
                 else:
-                    from .color import rgb_to_lab
-                    from .imageio import decode_rgb, resize_max
+                    from .imageio import decode_rgb
 
                     data = stream.read()
                     if not data:
@@ -275,9 +282,7 @@ def iter_lab_sources(
                         raise RecolorError(
                             "neither a recolor record stream (bad magic) nor a readable image", path
                         ) from None
-                    name = "stdin" if path == "-" else Path(path).name
-                    lab = rgb_to_lab(resize_max(rgb, max_size))
-                    yield lab_record(name, lab, rgb.shape[:2])
+                    yield _rgb_record(rgb, path)
             finally:
                 if path != "-":
                     stream.close()
