@@ -384,10 +384,9 @@ def rebalance_stats(
     paths = expand_inputs(tool.stdin_inputs(inputs))
     acc = PriorAccumulator(*_class_set(tool, classes, grid))
     images = [p for p in paths if p != "-" and Path(p).suffix.lower() in IMAGE_EXTS]
-    acc.add_files(tool.progress(images, len(images)), workers, on_error=tool.fail)
-    for rec in tool.progress(iter_lab_sources([p for p in paths if p not in images], tool.fail)):
-        with tool.guard(rec.name):
-            acc.add(rec.lab()[:, :, 1:])
+    acc.add_sources(tool.progress(images, len(images)), workers, on_error=tool.fail)
+    records = iter_lab_sources([p for p in paths if p not in images], tool.fail)
+    acc.add_sources(tool.progress(records), on_error=tool.fail)
     if not acc.n_images and tool.failures:
         tool.exit()  # every input failed and was reported: nothing to count
     with tool.guard(output):
@@ -469,7 +468,7 @@ def compare(
 def _compare_pairs(tool: Tool, pred: Path, truth: Path) -> list[tuple[str, Path, Path]]:
     """(name, pred, truth) to compare: the two files, or two directories matched by name."""
     from .imageio import expand_inputs
-    from .metrics import pair_by_stem
+    from .pairing import pair_by_stem
 
     if pred.is_dir() != truth.is_dir():
         tool.usage("PRED and TRUTH must both be files or both be directories")
@@ -755,21 +754,20 @@ def train(
     Several GPUs: torchrun --nproc_per_node N -m recolor_tools train ... (-b is per GPU).
     """
     tool = Tool("train", quiet, debug)
-    if epochs is not None and steps is not None:
-        tool.usage("give --epochs or --steps, not both")
-    if init is not None and resume:
-        tool.usage("give --init or --resume, not both")
     with tool.guard():
         from .train import TrainConfig
         from .train import train as run_training
 
-        cfg = TrainConfig(
-            data=data, head=head, out=out, val=val or [], stats=stats, classes=classes,
-            grid=grid, epochs=epochs, steps=steps, batch_size=batch_size, lr=lr,
-            schedule=schedule, size=size, width=width, device=device, workers=workers,
-            threads=threads, seed=seed, eval_every=eval_every, ckpt_every=ckpt_every, resume=resume,
-            init=init, precision=precision, quiet=quiet,
-        )  # fmt: skip
+        try:  # TrainConfig checks the options: ValueError is a usage error
+            cfg = TrainConfig(
+                data=data, head=head, out=out, val=val or [], stats=stats, classes=classes,
+                grid=grid, epochs=epochs, steps=steps, batch_size=batch_size, lr=lr,
+                schedule=schedule, size=size, width=width, device=device, workers=workers,
+                threads=threads, seed=seed, eval_every=eval_every, ckpt_every=ckpt_every,
+                resume=resume, init=init, precision=precision, quiet=quiet,
+            )  # fmt: skip
+        except ValueError as e:
+            tool.usage(str(e))
         path = run_training(cfg)
         if os.environ.get("RANK", "0") == "0":  # one line, also under torchrun
             print(path, flush=True)

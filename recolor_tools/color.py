@@ -27,11 +27,31 @@ import cv2
 import numpy as np
 
 
-def _check_rgb(arr: np.ndarray, what: str) -> np.ndarray:
+def check_image(arr, what: str = "image", channels: int = 3, dtype=None) -> np.ndarray:
+    """``arr`` as an ndarray, checked to be one (H, W, ``channels``) image: the one validator
+    of image arrays.
+
+    Parameters
+    ----------
+    arr : array_like
+    what : str
+        The argument's name, for the message.
+    channels : int
+        Channels expected last (3 for RGB and Lab, 2 for a/b).
+    dtype : numpy dtype, optional
+        The dtype expected, if any.
+
+    Raises
+    ------
+    ValueError
+        Naming the shape and dtype it got, e.g. ``rgb must be an (H, W, 3) array, got float32
+        (4, 4)``.
+    """
     arr = np.asarray(arr)
-    if arr.ndim != 3 or arr.shape[-1] != 3:
-        raise ValueError(f"{what} must have shape (H, W, 3), got {arr.shape}")
-    return np.ascontiguousarray(arr, dtype=np.float32)
+    if arr.ndim != 3 or arr.shape[2] != channels or (dtype is not None and arr.dtype != dtype):
+        kind = f"(H, W, {channels})" + ("" if dtype is None else f" {np.dtype(dtype)}")
+        raise ValueError(f"{what} must be an {kind} array, got {arr.dtype} {arr.shape}")
+    return arr
 
 
 def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
@@ -47,7 +67,8 @@ def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
     lab : (H, W, 3) float32
         L in [0, 100], a and b in about [-128, 127].
     """
-    return cv2.cvtColor(_check_rgb(rgb, "rgb"), cv2.COLOR_RGB2Lab)
+    rgb = np.ascontiguousarray(check_image(rgb, "rgb"), np.float32)
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab)
 
 
 def lab_to_rgb(lab: np.ndarray) -> np.ndarray:
@@ -63,7 +84,8 @@ def lab_to_rgb(lab: np.ndarray) -> np.ndarray:
     rgb : (H, W, 3) float32 in [0, 1]
         Out-of-gamut colours are clipped per channel to [0, 1] (never wrapped).
     """
-    rgb = cv2.cvtColor(_check_rgb(lab, "lab"), cv2.COLOR_Lab2RGB)
+    lab = np.ascontiguousarray(check_image(lab, "lab"), np.float32)
+    rgb = cv2.cvtColor(lab, cv2.COLOR_Lab2RGB)
     return np.clip(rgb, 0.0, 1.0, out=rgb)
 
 

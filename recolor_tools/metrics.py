@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from recolor_tools.color import lab_to_rgb, rgb_to_lab, to_uint8
+from recolor_tools.color import check_image, lab_to_rgb, rgb_to_lab, to_uint8
 from recolor_tools.errors import RecolorError
-from recolor_tools.imageio import write_image
+from recolor_tools.imageio import resize_to, write_image
 
 if TYPE_CHECKING:
     from recolor_tools.rebalance import RebalanceStats
@@ -55,11 +55,14 @@ METRIC_KEYS = (
 """Keys of :func:`compare_pair`'s result, in display order (``auc_rebal`` only with stats)."""
 
 
-def _same_shape(pred: np.ndarray, truth: np.ndarray, channels: int) -> None:
-    if pred.shape != truth.shape or pred.ndim != 3 or pred.shape[2] != channels:
+def _check_pair(pred: np.ndarray, truth: np.ndarray, channels: int) -> None:
+    """Two (H, W, ``channels``) images of the same shape, or ValueError."""
+    check_image(pred, "prediction", channels)
+    check_image(truth, "truth", channels)
+    if np.shape(pred) != np.shape(truth):
         raise ValueError(
-            f"expected two (H, W, {channels}) arrays of the same shape, "
-            f"got {pred.shape} and {truth.shape}"
+            f"prediction and truth must have the same shape, got {np.shape(pred)} and "
+            f"{np.shape(truth)}"
         )
 
 
@@ -86,7 +89,7 @@ def psnr(pred: np.ndarray, truth: np.ndarray) -> float:
     -----
     A constant difference ``d`` on every value gives ``20 * log10(255 / d)``.
     """
-    _same_shape(pred, truth, 3)
+    _check_pair(pred, truth, 3)
     a = np.asarray(pred, dtype=np.float64)
     b = np.asarray(truth, dtype=np.float64)
     mse = cv2.norm(a, b, cv2.NORM_L2SQR) / a.size
@@ -128,7 +131,7 @@ def ssim(pred: np.ndarray, truth: np.ndarray) -> float:
     which matches ``skimage.metrics.structural_similarity(gaussian_weights=True, sigma=1.5,
     use_sample_covariance=False, data_range=255, channel_axis=-1)``.
     """
-    _same_shape(pred, truth, 3)
+    _check_pair(pred, truth, 3)
     if min(pred.shape[:2]) < SSIM_WINDOW:
         raise ValueError(f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels")
     x = np.asarray(pred, dtype=np.float64)
@@ -164,18 +167,13 @@ def ab_error(pred_lab: np.ndarray, truth_lab: np.ndarray) -> np.ndarray:
     (H, W) float64 ndarray
         Error in a/b units, >= 0.
     """
-    _same_shape(pred_lab, truth_lab, 3)
+    _check_pair(pred_lab, truth_lab, 3)
     d = np.asarray(pred_lab, np.float64)[..., 1:] - np.asarray(truth_lab, np.float64)[..., 1:]
     return np.linalg.norm(d, axis=-1)
 
 
 def ab_rmse(pred_lab: np.ndarray, truth_lab: np.ndarray) -> float:
-    """Root mean square of the Euclidean a/b error.
-
-    Parameters
-    ----------
-    pred_lab, truth_lab : (H, W, 3) array_like
-        Lab images (OpenCV float convention); L is ignored.
+    """Root mean square of the Euclidean a/b error (:func:`ab_error`; same arguments).
 
     Returns
     -------
@@ -269,8 +267,7 @@ def rebalanced_pixel_weights(truth_ab: np.ndarray, stats: RebalanceStats) -> np.
     from recolor_tools.quant import hard_encode
 
     ab = np.ascontiguousarray(truth_ab, dtype=np.float32)
-    if ab.ndim != 3 or ab.shape[2] != 2:
-        raise ValueError(f"truth_ab must have shape (H, W, 2), got {ab.shape}")
+    check_image(ab, "truth_ab", channels=2)
     prior = np.asarray(stats.prior, dtype=np.float64)
     positive = prior[prior > 0]
     if positive.size == 0:
@@ -297,20 +294,11 @@ def colourfulness(rgb: np.ndarray) -> float:
         and above 82 "extremely" colourful.
     """
     x = np.asarray(rgb, dtype=np.float64)
-    if x.ndim != 3 or x.shape[2] != 3:
-        raise ValueError(f"expected an (H, W, 3) array, got {x.shape}")
+    check_image(x, "rgb")
     r, g, b = x[..., 0], x[..., 1], x[..., 2]
     opp = np.stack([r - g, 0.5 * (r + g) - b], axis=-1)  # (H, W, 2): rg, yb
     mean, std = cv2.meanStdDev(opp)
     return float(np.hypot(*std.ravel()) + 0.3 * np.hypot(*mean.ravel()))
-
-
-def _resize_to(img: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
-    h, w = size_hw
-    if img.shape[:2] == (h, w):
-        return img
-    shrink = img.shape[0] * img.shape[1] > h * w
-    return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
 def compare_pair(
@@ -340,13 +328,10 @@ def compare_pair(
         If the truth is smaller than the SSIM window (11 pixels a side); the caller adds the path.
     """
     for name, img in (("prediction", pred_rgb_u8), ("truth", truth_rgb_u8)):
-        if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
-            raise ValueError(
-                f"{name} must be an (H, W, 3) uint8 array, got {img.dtype} {img.shape}"
-            )
+        check_image(img, name, dtype=np.uint8)
     if min(truth_rgb_u8.shape[:2]) < SSIM_WINDOW:
         raise RecolorError(f"image smaller than the {SSIM_WINDOW}x{SSIM_WINDOW} SSIM window")
-    pred = _resize_to(pred_rgb_u8, truth_rgb_u8.shape[:2])
+    pred = resize_to(pred_rgb_u8, *truth_rgb_u8.shape[:2])
     truth = truth_rgb_u8
     pred_lab = rgb_to_lab(pred.astype(np.float32) / 255.0)
     truth_lab = rgb_to_lab(truth.astype(np.float32) / 255.0)
@@ -405,8 +390,8 @@ def montage_row(
     """
     h, w = truth_rgb_u8.shape[:2]
     size = (height, max(1, round(w * height / h))) if h > height else (h, w)
-    truth = _resize_to(truth_rgb_u8, size)
-    return name, lightness_gray(truth), _resize_to(pred_rgb_u8, size), truth
+    truth = resize_to(truth_rgb_u8, *size)
+    return name, lightness_gray(truth), resize_to(pred_rgb_u8, *size), truth
 
 
 MONTAGE_TITLES = ("input (L)", "prediction", "ground truth")
@@ -487,70 +472,7 @@ def montage(
     return figure
 
 
-# --- pairing files and formatting reports (the numbers; the CLI renders them) ------------------
-
-
-def pair_by_stem(
-    pred_files: Sequence[str | Path],
-    truth_files: Sequence[str | Path],
-    pred_root: str | Path,
-    truth_root: str | Path,
-) -> tuple[list[tuple[str, Path, Path]], list[RecolorError]]:
-    """Match predictions to ground truths by their path below the root, without extension.
-
-    Parameters
-    ----------
-    pred_files, truth_files : sequences of paths
-        Image files found below ``pred_root`` and ``truth_root`` (e.g. by
-        ``imageio.expand_inputs``); ``a.jpg`` matches ``a.png``, ``sub/a.png`` matches
-        ``sub/a.tif``.
-    pred_root, truth_root : path
-        The two directories.
-
-    Returns
-    -------
-    pairs : list of (name, pred_path, truth_path)
-        Sorted by name (the relative path without extension).
-    problems : list of RecolorError
-        One per file without a partner, or whose name is taken by another file of its directory
-        (``a.png`` and ``a.jpg``); those files are left out of ``pairs``.
-
-    Notes
-    -----
-    When one root lies inside the other (``recolor predict -o out/ .`` then ``recolor compare
-    out/ .``), the files below the inner root belong to its side only: the outer root's listing
-    holds them too, but they are the other side's files, not partners to report as missing.
-    """
-    problems: list[RecolorError] = []
-    pred_root, truth_root = Path(pred_root), Path(truth_root)
-    pred_files = _outside(pred_files, pred_root, truth_root)
-    truth_files = _outside(truth_files, truth_root, pred_root)
-
-    def index(files: Sequence[str | Path], root: str | Path) -> dict[str, Path]:
-        out: dict[str, Path] = {}
-        for f in map(Path, files):
-            key = f.relative_to(root).with_suffix("").as_posix()
-            if key in out:
-                problems.append(RecolorError(f"same name as {out[key]}", f))
-            else:
-                out[key] = f
-        return out
-
-    preds, truths = index(pred_files, pred_root), index(truth_files, truth_root)
-    for key in sorted(preds.keys() - truths.keys()):
-        problems.append(RecolorError(f"no ground truth of that name in {truth_root}", preds[key]))
-    for key in sorted(truths.keys() - preds.keys()):
-        problems.append(RecolorError(f"no prediction of that name in {pred_root}", truths[key]))
-    pairs = [(k, preds[k], truths[k]) for k in sorted(preds.keys() & truths.keys())]
-    return pairs, problems
-
-
-def _outside(files: Sequence[str | Path], root: Path, nested: Path) -> Sequence[str | Path]:
-    """``files`` found below ``root``, less those below ``nested`` if it is a folder inside it."""
-    root, nested = root.resolve(), nested.resolve()
-    if nested == root or not nested.is_relative_to(root):
-        return files
-    return [f for f in files if not Path(f).resolve().is_relative_to(nested)]
+# --- formatting reports (the numbers; the CLI renders them) ---------------------------------------
 
 
 REPORT_COLUMNS = (

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.resources
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,10 +57,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import defaults
 from .errors import RecolorError
 
 CHECKPOINT_FORMAT = "recolor-checkpoint"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
+"""2: no derived fields (head, num_classes, the prior), soft-encoding recorded; 1 still reads."""
 HEADS = ("reg", "cls")
 AB_SCALE = 128.0
 """a/b are divided by this for the regression head (tanh output in [-1, 1])."""
@@ -285,8 +288,10 @@ def make_checkpoint(
     model: nn.Module,
     *,
     classes: Any = None,
-    grid: int | None = None,
+    grid: float | None = None,
     rebalance: dict[str, Any] | None = None,
+    k: int = defaults.K,
+    sigma: float = defaults.SIGMA,
     data: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
     step: int = 0,
@@ -294,17 +299,28 @@ def make_checkpoint(
 ) -> dict[str, Any]:
     """Build the checkpoint dict for ``model`` (a :class:`Colorizer`, possibly DDP-wrapped).
 
+    A checkpoint records what the model was trained with and nothing that can be derived from
+    it: the head is ``config["head"]``, and Q is the length of ``classes`` (so the stored
+    ``config`` has no ``num_classes``; :func:`read_checkpoint` puts both back).
+
     Parameters
     ----------
     model : Colorizer
     classes : (Q, 2) array_like float32, optional
-        ab centres of the colour classes (cls head; required there).
-    grid : int, optional
+        ab centres of the colour classes (cls head; required there, Q = ``config.num_classes``).
+    grid : float, optional
         Spacing of the class grid in ab units.
     rebalance : dict, optional
-        ``{"prior": (Q,) tensor, "weights": (Q,) tensor, "lam": float, "sigma": float}``.
+        The rebalancing the cls loss used: ``{"weights": (Q,) float32 tensor, "lam": float,
+        "sigma": float}`` (weights from :func:`recolor_tools.rebalance.rebalance_weights`;
+        version-1 files also hold the smoothed ``"prior"`` they came from).
+    k, sigma : int, float
+        Soft-encoding of the cls targets: ``k`` nearest classes, Gaussian width ``sigma`` in
+        a/b units (:func:`recolor_tools.quant.soft_encode`). Stored as
+        ``"encoding": {"k", "sigma"}`` for cls, None for reg.
     data, metrics : dict, optional
-        Summaries of the training data and of the last evaluation (primitives only).
+        Summaries of the training data (``"size"``: the training crop side in pixels) and of
+        the last evaluation (primitives only).
     step : int
         Optimiser steps taken.
     train_state : dict, optional
@@ -314,25 +330,29 @@ def make_checkpoint(
     Returns
     -------
     dict
-        ``{"format", "version", "head", "config", "model", "classes", "grid", "rebalance",
-        "data", "metrics", "step"[, "train_state"]}``.
+        ``{"format", "version", "config", "model", "classes", "grid", "encoding",
+        "rebalance", "data", "metrics", "step"[, "train_state"]}``.
     """
     model = getattr(model, "module", model)  # unwrap DistributedDataParallel
     config: ModelConfig = model.config
+    encoding = None
     if config.head == "cls":
         if classes is None:
             raise ValueError("a cls checkpoint needs its classes")
         classes = torch.tensor(np.asarray(classes, dtype=np.float32))
         if classes.shape != (config.num_classes, 2):
             raise ValueError(f"classes must be ({config.num_classes}, 2), got {classes.shape}")
+        encoding = {"k": int(k), "sigma": float(sigma)}
+    stored_config = dataclasses.asdict(config)
+    del stored_config["num_classes"]  # len(classes)
     ckpt = {
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
-        "head": config.head,
-        "config": dataclasses.asdict(config),
+        "config": stored_config,
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "classes": classes,
         "grid": grid,
+        "encoding": encoding,
         "rebalance": rebalance,
         "data": data or {},
         "metrics": metrics or {},
@@ -348,15 +368,32 @@ def strip_checkpoint(ckpt: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in ckpt.items() if k != "train_state"}
 
 
-def save_checkpoint(path: str | Path, ckpt: dict[str, Any]) -> None:
-    """Write ``ckpt`` with ``torch.save``, atomically (a killed run leaves the old file)."""
+def save_checkpoint(path: str | Path, ckpt: dict[str, Any], keep_previous: bool = False) -> None:
+    """Write ``ckpt`` with ``torch.save``, atomically: a killed run leaves the old file whole.
+
+    The data is flushed to disk (fsync) before the rename, so a crash of the machine cannot
+    leave a renamed but short file either. With ``keep_previous``, the file ``path`` held is
+    first renamed to :func:`previous_path` (``last.pt`` -> ``last.prev.pt``), so that a
+    checkpoint damaged later (a truncated copy) still has a good predecessor to resume from.
+    """
     from .imageio import atomic_open
 
+    path = Path(path)
     with atomic_open(path) as f:
         torch.save(ckpt, f)
+        f.flush()
+        os.fsync(f.fileno())
+        if keep_previous and path.exists():
+            os.replace(path, previous_path(path))
 
 
-def _check_head(ckpt: dict[str, Any], head: str | None, path: str | Path, advice: str = "") -> None:
+def previous_path(path: str | Path) -> Path:
+    """Where :func:`save_checkpoint` keeps the previous file: ``last.pt`` -> ``last.prev.pt``."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.prev{path.suffix}")
+
+
+def check_head(ckpt: dict[str, Any], head: str | None, path: str | Path, advice: str = "") -> None:
     """Raise if ``head`` is given and the checkpoint is for the other head."""
     if head is not None and ckpt.get("head") != head:
         raise RecolorError(
@@ -370,11 +407,16 @@ def read_checkpoint(
     """Load and validate a checkpoint dict without building the model.
 
     ``head``, if given, is the head the caller expects; a checkpoint of the other one is an error.
+    Every version reads the same: the derived ``"head"`` and ``config["num_classes"]`` are put
+    back, and a version-1 checkpoint (which stored them, and trained with the default
+    soft-encoding) gets ``"encoding"`` = ``{"k": defaults.K, "sigma": defaults.SIGMA}``.
+    ``"version"`` stays the file's.
 
     Raises
     ------
     RecolorError
-        Missing file, not a recolor checkpoint, a newer format version, or the wrong head.
+        Missing file, not a recolor checkpoint (a file cut short is one), a newer format
+        version, cls weights without matching classes, or the wrong head.
     """
     p = Path(path)
     if not p.is_file():
@@ -394,8 +436,29 @@ def read_checkpoint(
             f"({CHECKPOINT_VERSION}); upgrade recolor",
             path,
         )
-    _check_head(ckpt, head, path)
+    _complete(ckpt, path)
+    check_head(ckpt, head, path)
     return ckpt
+
+
+def _complete(ckpt: dict[str, Any], path: str | Path) -> None:
+    """Put back what a checkpoint derives (head, Q); check the copies a version 1 stored."""
+    config = ckpt.get("config")
+    classes = ckpt.get("classes")
+    if not isinstance(config, dict) or config.get("head") not in HEADS:
+        raise RecolorError("broken checkpoint: no model config", path)
+    cls = config["head"] == "cls"
+    if cls and not (
+        isinstance(classes, torch.Tensor) and classes.ndim == 2 and classes.shape[1] == 2
+    ):
+        raise RecolorError("broken checkpoint: cls weights without classes", path)
+    q = len(classes) if cls else 0
+    if config.setdefault("num_classes", q) != q:  # version 1 stored both
+        raise RecolorError("broken checkpoint: cls weights without matching classes", path)
+    if ckpt.setdefault("head", config["head"]) != config["head"]:  # version 1 stored both
+        raise RecolorError("broken checkpoint: two different heads", path)
+    default = {"k": defaults.K, "sigma": defaults.SIGMA} if cls else None
+    ckpt.setdefault("encoding", default)
 
 
 def load_checkpoint(
@@ -425,7 +488,7 @@ def load_checkpoint(
         the stored config; the reason is one line.
     """
     ckpt = read_checkpoint(path, map_location)
-    _check_head(ckpt, head, path, f"; use --head {ckpt.get('head')} or other weights")
+    check_head(ckpt, head, path, f"; use --head {ckpt.get('head')} or other weights")
     try:
         config = ModelConfig(**ckpt["config"])
         model = Colorizer(config)
@@ -433,10 +496,6 @@ def load_checkpoint(
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise RecolorError(f"broken checkpoint: {reason}", path) from None
-    if config.head == "cls" and (
-        ckpt.get("classes") is None or tuple(ckpt["classes"].shape) != (config.num_classes, 2)
-    ):
-        raise RecolorError("broken checkpoint: cls weights without matching classes", path)
     model.to(map_location if not isinstance(map_location, dict) else "cpu").eval()
     return model, ckpt
 

@@ -237,6 +237,36 @@ class PriorAccumulator:
             else:
                 on_error(err)
 
+    def add_sources(
+        self,
+        sources: Iterable,
+        workers: int = 2,
+        on_error: Callable[[RecolorError], None] | None = None,
+    ) -> None:
+        """Count image files, Lab records or a/b arrays, all of one kind (see
+        :func:`compute_stats`).
+
+        A :class:`RecolorError` (an unreadable file, a record without a/b) or ValueError (a/b
+        that are not finite) raises, or with ``on_error`` is passed to it as a RecolorError
+        naming the file or record, and the source is skipped.
+        """
+        it = iter(sources)
+        first = next(it, None)
+        if first is None:
+            return
+        it = itertools.chain([first], it)
+        if isinstance(first, (str, Path)):
+            self.add_files(it, workers, on_error)
+            return
+        for src in it:
+            try:
+                self.add(_ab_of(src))
+            except (RecolorError, ValueError) as e:  # ValueError: NaN or a bad shape in the a/b
+                if on_error is None:
+                    raise
+                path = getattr(e, "path", None) or getattr(src, "name", None)
+                on_error(RecolorError(getattr(e, "reason", str(e)), path))
+
     def merge(self, other: PriorAccumulator) -> None:
         """Add another accumulator's counts (same class set)."""
         if other.classes.shape != self.classes.shape or (other.classes != self.classes).any():
@@ -307,8 +337,8 @@ def compute_stats(
     workers : int, default 2
         Threads reading image files.
     on_error : callable, optional
-        Called with the :class:`RecolorError` of an unreadable file, which is then skipped;
-        by default the error is raised.
+        Called with the :class:`RecolorError` of an unreadable file (or a record without a/b),
+        which is then skipped; by default the error is raised.
 
     Returns
     -------
@@ -320,15 +350,7 @@ def compute_stats(
     decoded by ``workers`` threads (OpenCV and the numba kernels release the GIL).
     """
     acc = PriorAccumulator(classes, grid)
-    it = iter(sources)
-    first = next(it, None)
-    if first is not None:
-        it = itertools.chain([first], it)
-        if isinstance(first, (str, Path)):
-            acc.add_files(it, workers, on_error)
-        else:
-            for src in it:
-                acc.add(_ab_of(src))
+    acc.add_sources(sources, workers, on_error)
     return acc.finish(lam, sigma)
 
 

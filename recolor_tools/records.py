@@ -255,20 +255,33 @@ def is_record_stream(prefix: bytes) -> bool:
 
 def image_record(path: str, max_size: int | None = None, l_only: bool = False) -> Record:
     """Read an image file and make its Lab record (shrunk to ``max_size`` if given)."""
-    from .color import rgb_to_lab
-    from .imageio import read_rgb, resize_max
+    from .imageio import read_rgb
     from .imagemeta import ImageMeta
 
     meta = ImageMeta()
-    rgb = read_rgb(path, meta)
-    size = rgb.shape[:2]
+    return _rgb_record(read_rgb(path, meta), path, max_size, l_only, meta.to_json())
+
+
+def _rgb_record(
+    rgb: np.ndarray,
+    path: str,
+    max_size: int | None = None,
+    l_only: bool = False,
+    source: dict | None = None,
+) -> Record:
+    """The Lab record of ``rgb`` (read from ``path``, ``-`` for stdin), named by the file name;
+    ``size`` is the image's before any shrinking to ``max_size``; ``source`` as
+    :attr:`Record.source`."""
+    from .color import rgb_to_lab
+    from .imageio import resize_max
+
     name = "stdin" if path == "-" else Path(path).name
     lab = rgb_to_lab(resize_max(rgb, max_size))
-    return lab_record(name, lab, size, l_only, meta.to_json())
+    return lab_record(name, lab, rgb.shape[:2], l_only, source)
 
 
 def iter_lab_sources(
-    paths: list[str], on_error: Callable[[RecolorError], None], max_size: int | None = None
+    paths: list[str], on_error: Callable[[RecolorError], None]
 ) -> Iterator[Record]:
     """Yield records from files that are record streams or images, in order.
 
@@ -286,8 +299,7 @@ def iter_lab_sources(
                 if is_record_stream(head):
                     yield from iter_records(stream, path)
                 else:
-                    from .color import rgb_to_lab
-                    from .imageio import decode_rgb, resize_max
+                    from .imageio import decode_rgb
                     from .imagemeta import ImageMeta
 
                     data = stream.read()
@@ -300,9 +312,7 @@ def iter_lab_sources(
                         raise RecolorError(
                             "neither a recolor record stream (bad magic) nor a readable image", path
                         ) from None
-                    name = "stdin" if path == "-" else Path(path).name
-                    lab = rgb_to_lab(resize_max(rgb, max_size))
-                    yield lab_record(name, lab, rgb.shape[:2], source=meta.to_json())
+                    yield _rgb_record(rgb, path, source=meta.to_json())
             finally:
                 if path != "-":
                     stream.close()

@@ -1,0 +1,418 @@
+"""Building a training run, step by step: the options (:class:`TrainConfig`), the process's
+device and precision, the checkpoints it starts from, the class set and rebalancing (decided in
+one place, :func:`resolve_classes`), the loaders, the model and the optimiser.
+
+:func:`recolor_tools.train.train` calls these in order; each is a plain function of the options
+and of what the steps before it built, so each can be tested on its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import random
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import defaults, models
+from .data import ColorDataset, EpochSampler, make_loader
+from .distributed import Dist, default_workers
+from .errors import RecolorError
+
+PLATEAU = {"factor": 0.5, "patience": 10, "min_lr": 1e-5}
+"""ReduceLROnPlateau settings (the seed's)."""
+
+
+CHOICES = {
+    "head": models.HEADS,
+    "schedule": ("plateau", "cosine"),
+    "precision": ("auto", "fp32", "bf16", "fp16"),
+}
+"""The options of :class:`TrainConfig` that take one of a few names."""
+
+
+@dataclass
+class TrainConfig:
+    """Arguments of :func:`train`; the ``recolor train`` options map one to one.
+
+    The options are checked here, once (the CLI adds only typer's type and range checks).
+
+    Raises
+    ------
+    ValueError
+        Options that cannot go together, or a choice outside its list: a usage error.
+    RecolorError
+        A value of the right type that training cannot use (not positive, size not a multiple
+        of 8).
+    """
+
+    data: list[str]  # training images: files, directories, globs, .txt/.list files
+    head: str = "cls"  # "reg" or "cls"
+    out: Path = Path("runs/recolor")  # output directory (created)
+    val: list[str] = field(default_factory=list)  # validation images; none: no val metrics
+    stats: Path | None = None  # rebalance stats (cls); none: computed from the training data
+    classes: Path | None = None  # class set file (cls); none: stats' classes or gamut grid
+    grid: float = 8  # grid of the gamut classes when neither stats nor classes are given
+    epochs: int | None = None  # run length in epochs ...
+    steps: int | None = None  # ... or in optimiser steps (neither: 10 epochs)
+    batch_size: int = 16  # per process
+    lr: float = 1e-4
+    schedule: str = "plateau"  # "plateau" or "cosine"
+    size: int = defaults.TRAIN_SIZE  # training crop side, multiple of 8
+    width: int | None = None  # ModelConfig.width; None: its default, or --init's
+    device: str = "auto"  # "auto", "cpu", "cuda" or "cuda:N"
+    workers: int | None = None  # DataLoader workers per process; None: chosen from the cores
+    threads: int | None = None  # CPU threads per process; None: the cores / local processes
+    seed: int = 0
+    eval_every: int | None = None  # steps; None: once per epoch
+    ckpt_every: int | None = None  # steps; None: as eval_every
+    resume: bool = False  # continue from out/last.pt
+    init: Path | None = None  # start from these weights (fine-tune); fresh optimiser and schedule
+    precision: str = "auto"  # "auto" (bf16/fp16 on CUDA, fp32 on CPU), "fp32", "bf16", "fp16"
+    quiet: bool = False  # no progress bar or log lines
+
+    def __post_init__(self) -> None:
+        self.out = Path(self.out)
+        if self.epochs is not None and self.steps is not None:
+            raise ValueError("give --epochs or --steps, not both")
+        if self.init is not None and self.resume:
+            raise ValueError("give --init or --resume, not both")
+        for name, allowed in CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"--{name} must be one of {', '.join(allowed)}")
+        optional = ("width", "epochs", "steps", "eval_every", "ckpt_every", "threads")
+        for name in ("batch_size", "size", *optional):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise RecolorError(f"--{name.replace('_', '-')} must be positive")
+        if self.workers is not None and self.workers < 0:
+            raise RecolorError("--workers must be 0 or more")
+        if self.size % 8:
+            raise RecolorError(f"--size must be a multiple of 8, got {self.size}")
+        if not self.lr > 0:
+            raise RecolorError("--lr must be positive")
+
+
+@dataclass(frozen=True)
+class ClassSetup:
+    """The cls head's colour classes, rebalancing and soft-encoding (all None for reg).
+
+    ``rebalance`` is the checkpoint's entry (see :func:`recolor_tools.models.make_checkpoint`):
+    ``{"weights": (Q,) float32 tensor, "lam", "sigma"}``.
+    """
+
+    classes: np.ndarray | None = None  # (Q, 2) float32 a/b centres
+    grid: float | None = None  # their spacing, a/b units
+    rebalance: dict[str, Any] | None = None
+    k: int = defaults.K  # nearest classes per pixel in the soft-encoded target
+    sigma: float = defaults.SIGMA  # a/b units
+
+    @property
+    def weights(self) -> np.ndarray | None:
+        """(Q,) float32 rebalancing weight of each class, or None (no rebalancing)."""
+        return None if self.rebalance is None else self.rebalance["weights"].numpy()
+
+    @classmethod
+    def of_checkpoint(cls, ckpt: dict[str, Any]) -> ClassSetup:
+        """What a (:func:`~recolor_tools.models.read_checkpoint`) checkpoint trained with."""
+        enc = ckpt["encoding"]
+        return cls(ckpt["classes"].numpy(), ckpt["grid"], ckpt["rebalance"], **enc)
+
+    @classmethod
+    def of_stats(cls, stats) -> ClassSetup:
+        """From a :class:`recolor_tools.rebalance.RebalanceStats`, with the default encoding."""
+        entry = {
+            "weights": torch.tensor(np.asarray(stats.weights, np.float32)),
+            "lam": float(stats.lam),
+            "sigma": float(stats.sigma),
+        }
+        return cls(np.asarray(stats.classes, np.float32), float(stats.grid), entry)
+
+
+def resolve_classes(
+    cfg: TrainConfig,
+    resumed: dict[str, Any] | None = None,
+    init: dict[str, Any] | None = None,
+    compute=None,
+) -> ClassSetup:
+    """Where the class set and rebalancing come from: the one place that decides.
+
+    - reg head: none.
+    - ``--resume``: the checkpoint's, whatever the options say.
+    - ``--init`` without ``--stats``: the checkpoint's (its output layer is tied to the classes);
+      ``--classes`` is refused. With ``--stats``: the stats' weights, whose class set must be
+      the checkpoint's (the soft-encoding stays the checkpoint's).
+    - fresh: ``--stats``; else ``compute(classes, grid) -> RebalanceStats`` over the training
+      data, for the classes of ``--classes`` or the sRGB gamut grid ``cfg.grid``.
+
+    Parameters
+    ----------
+    cfg : TrainConfig
+    resumed, init : dict, optional
+        The checkpoints ``--resume`` and ``--init`` read (:func:`read_start`).
+    compute : callable, optional
+        Needed only in the fresh case without ``--stats``.
+
+    Raises
+    ------
+    RecolorError
+        ``--classes`` with ``--init``, or class sets that disagree (``--classes`` and
+        ``--stats``, ``--stats`` and ``--init``).
+    """
+    if cfg.head != "cls":
+        return ClassSetup()
+    if resumed is not None:
+        return ClassSetup.of_checkpoint(resumed)
+    if init is not None and cfg.stats is None:
+        if cfg.classes is not None:
+            raise RecolorError("--init fixes the class set; give --stats, not --classes")
+        return ClassSetup.of_checkpoint(init)
+    from . import quant
+    from .rebalance import RebalanceStats
+
+    classes = grid = None
+    if cfg.classes is not None:
+        classes, grid = quant.load_classes(cfg.classes)
+    if cfg.stats is not None:
+        stats = RebalanceStats.load(cfg.stats)
+        if classes is not None and not np.array_equal(classes, stats.classes):
+            raise RecolorError("--classes and --stats hold different class sets", cfg.classes)
+    else:
+        if classes is None:
+            classes, grid = quant.gamut_classes(cfg.grid), float(cfg.grid)
+        stats = compute(classes, grid)
+    setup = ClassSetup.of_stats(stats)
+    if init is None:
+        return setup
+    if not np.array_equal(setup.classes, init["classes"].numpy()):
+        raise RecolorError("its class set differs from the --init checkpoint's", cfg.stats)
+    return dataclasses.replace(setup, **init["encoding"])  # the targets it was trained on
+
+
+# ---------------------------------------------------------------------------------------------
+# setup
+
+
+@dataclass(frozen=True)
+class Device:
+    """Where and how this process computes."""
+
+    device: torch.device
+    autocast: Any  # a context manager: autocast on CUDA, or nothing
+    amp_dtype: torch.dtype | None  # the autocast dtype, None for fp32
+    workers: int  # DataLoader workers
+
+
+def setup_process(cfg: TrainConfig, d: Dist) -> Device:
+    """Pick the device and precision, set threads and CUDA flags, seed every RNG."""
+    device = models.resolve_device(cfg.device, d.local_rank)
+    autocast, amp_dtype = precision_context(cfg, device)
+    if device.type == "cpu":
+        torch.set_num_threads(cfg.threads or d.cores)
+    else:
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    workers = default_workers(device, d) if cfg.workers is None else cfg.workers
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    random.seed(cfg.seed)
+    return Device(device, autocast, amp_dtype, workers)
+
+
+def precision_context(cfg: TrainConfig, device: torch.device):
+    """(autocast context, dtype or None): mixed precision on CUDA only."""
+    if device.type != "cuda" or cfg.precision == "fp32":
+        if cfg.precision in ("bf16", "fp16") and device.type != "cuda":
+            raise RecolorError(f"--precision {cfg.precision} needs CUDA")
+        return contextlib.nullcontext(), None
+    if cfg.precision == "bf16" or (cfg.precision == "auto" and torch.cuda.is_bf16_supported()):
+        dtype = torch.bfloat16
+    else:
+        dtype = torch.float16
+    return torch.autocast("cuda", dtype=dtype), dtype
+
+
+def read_start(cfg: TrainConfig, d: Dist) -> tuple[dict | None, dict | None]:
+    """The checkpoints the run starts from: (``--resume``'s, ``--init``'s), each or None.
+
+    ``--resume`` reads ``OUT/last.pt``; when that cannot be read (cut short, or missing after a
+    kill between the two renames of :func:`recolor_tools.models.save_checkpoint`) and
+    ``OUT/last.prev.pt`` can, that one, with a warning. A checkpoint of the other head is an
+    error either way.
+    """
+    resumed = None
+    if cfg.resume:
+        path = cfg.out / "last.pt"
+        try:
+            resumed = models.read_checkpoint(path)
+        except RecolorError as e:
+            prev = models.previous_path(path)
+            try:
+                resumed, path = models.read_checkpoint(prev), prev
+            except RecolorError:
+                raise e from None  # about last.pt: the file the user knows
+            if d.main:  # a warning, shown even with --quiet
+                print(f"recolor train: {e}; resuming from {prev}", file=sys.stderr, flush=True)
+        models.check_head(resumed, cfg.head, path)
+        if "train_state" not in resumed:
+            raise RecolorError("checkpoint has no training state to resume from", path)
+    init = None if cfg.init is None else models.read_checkpoint(cfg.init, head=cfg.head)
+    return resumed, init
+
+
+def stats_of_data(cfg: TrainConfig, d: Dist, paths: list[str], warned: set[str]):
+    """``compute`` for :func:`resolve_classes`: rebalancing statistics of the training images.
+
+    Every rank computes the same (which avoids a long wait at a barrier); rank 0 reports
+    unreadable images once and saves the statistics as ``OUT/rebalance-stats.npz``.
+    """
+    from .rebalance import compute_stats
+
+    def skipped(e: RecolorError) -> None:  # every rank sees every file here: rank 0 tells
+        if d.main:
+            warn_unreadable([f"{e.path}: {e.reason}"], warned)
+        else:
+            warned.add(f"{e.path}: {e.reason}")
+
+    def compute(classes: np.ndarray, grid: float):
+        log(cfg, d, f"computing rebalancing statistics of {len(paths)} images")
+        stats = compute_stats(paths, classes, grid, workers=d.cores, on_error=skipped)
+        if d.main:
+            cfg.out.mkdir(parents=True, exist_ok=True)
+            stats.save(cfg.out / "rebalance-stats.npz")
+        return stats
+
+    return compute
+
+
+@dataclass(frozen=True)
+class Loaders:
+    """The training and validation loaders, and the run length they imply."""
+
+    train: torch.utils.data.DataLoader
+    sampler: EpochSampler  # the training order; set_epoch(epoch, pos) before each pass
+    val: torch.utils.data.DataLoader | None
+    per_rank: int  # training items per epoch on this rank
+    steps_per_epoch: int
+
+
+def build_loaders(
+    cfg: TrainConfig, d: Dist, dev: Device, paths: tuple[list[str], list[str]], cs: ClassSetup
+) -> Loaders:
+    """Loaders over the (training, validation) ``paths``; batches of fixed shape when the data
+    holds at least one batch per rank."""
+    train_paths, val_paths = paths
+    common = dict(
+        head=cfg.head, classes=cs.classes, class_weights=cs.weights, k=cs.k, sigma=cs.sigma,
+        seed=cfg.seed,
+    )  # fmt: skip
+    pin = dev.device.type == "cuda"
+    train_set = ColorDataset(train_paths, cfg.size, train=True, **common)
+    sampler = EpochSampler(len(train_set), seed=cfg.seed, rank=d.rank, world=d.world)
+    per_rank = len(sampler.indices())
+    drop_last = per_rank >= cfg.batch_size
+    loader = make_loader(
+        train_set, sampler, cfg.batch_size, dev.workers, cfg.seed,
+        drop_last=drop_last, persistent=True, pin_memory=pin,
+    )  # fmt: skip
+    val_loader = None
+    if val_paths:
+        val_set = ColorDataset(val_paths, cfg.size, train=False, **common)
+        val_sampler = EpochSampler(
+            len(val_set), shuffle=False, rank=d.rank, world=d.world, pad=False
+        )
+        val_loader = make_loader(
+            val_set, val_sampler, cfg.batch_size, dev.workers, cfg.seed,
+            drop_last=False, persistent=False, pin_memory=pin,
+        )  # fmt: skip
+    steps_per_epoch = max(1, per_rank // cfg.batch_size if drop_last else 1)
+    return Loaders(loader, sampler, val_loader, per_rank, steps_per_epoch)
+
+
+def build_model(
+    cfg: TrainConfig, d: Dist, dev: Device, cs: ClassSetup, carried: dict | None
+) -> models.Colorizer:
+    """A fresh model, or the architecture and weights of ``carried`` (the checkpoint resumed or
+    fine-tuned from), on the device (channels-last on CUDA, BatchNorm synchronised over GPUs)."""
+    if carried is not None:
+        mcfg = models.ModelConfig(**carried["config"])
+        if cfg.init is not None and cfg.width not in (None, mcfg.width):
+            raise RecolorError(f"the network has width {mcfg.width}; drop --width", cfg.init)
+    else:
+        q = 0 if cs.classes is None else len(cs.classes)
+        width = cfg.width or models.ModelConfig.width
+        mcfg = models.ModelConfig(head=cfg.head, num_classes=q, width=width)
+    model = models.Colorizer(mcfg)
+    if carried is not None:
+        model.load_state_dict(carried["model"])
+    if d.world > 1 and dev.device.type == "cuda":  # BN statistics over the global batch
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model.to(dev.device)
+    if dev.device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    return model
+
+
+@dataclass(frozen=True)
+class Optimiser:
+    """Adam, its learning-rate schedule and the fp16 grad scaler; saved and restored as one."""
+
+    optimizer: torch.optim.Optimizer
+    scheduler: Any  # ReduceLROnPlateau or LambdaLR
+    scaler: torch.amp.GradScaler
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+
+    @property
+    def lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+
+def build_optimiser(
+    cfg: TrainConfig, model: torch.nn.Module, total_steps: int, amp_dtype: torch.dtype | None
+) -> Optimiser:
+    """Adam with the plateau or cosine schedule (see the module's Choices)."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    if cfg.schedule == "plateau":
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, **PLATEAU)
+    else:
+        floor = PLATEAU["min_lr"] / cfg.lr
+
+        def cosine(step: int) -> float:  # lr from cfg.lr down to min_lr over the run
+            progress = min(step, total_steps) / total_steps
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+    return Optimiser(optimizer, scheduler, scaler)
+
+
+def log(cfg: TrainConfig, d: Dist, text: str) -> None:
+    """A line on stderr from rank 0, unless quiet."""
+    if d.main and not cfg.quiet:
+        print(f"recolor train: {text}", file=sys.stderr, flush=True)
+
+
+def warn_unreadable(bad: list[str], warned: set[str]) -> None:
+    """One line per unreadable image skipped (``bad`` holds ``"path: reason"``) and process."""
+    for b in bad:
+        if b and b not in warned:
+            warned.add(b)
+            print(f"recolor train: {b} (skipped)", file=sys.stderr, flush=True)

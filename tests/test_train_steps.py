@@ -1,0 +1,269 @@
+"""The named steps of training on their own: options, the class-set decision, the loop state,
+the checkpoint format (version 2 and the version 1 it still reads) and checkpoint safety (a
+last.pt cut short falls back to last.prev.pt)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import smooth_image, write_rgb
+
+from recolor_tools import defaults, models, quant
+from recolor_tools.errors import RecolorError
+from recolor_tools.rebalance import compute_stats
+from recolor_tools.train import TrainConfig, TrainState, resolve_classes, train
+
+SIZE = 32
+CLASSES = quant.gamut_classes(10)
+
+
+def stats_file(path, classes, grid, lam=0.5):
+    rng = np.random.default_rng(0)
+    ab = rng.uniform(-40, 40, size=(500, 2)).astype(np.float32)
+    stats = compute_stats([ab], classes, grid, lam=lam)
+    stats.save(path)
+    return path, stats
+
+
+def fake_checkpoint(classes, weight=2.0):
+    q = len(classes)
+    return {
+        "classes": torch.tensor(classes),
+        "grid": 10.0,
+        "rebalance": {"weights": torch.full((q,), weight), "lam": 0.5, "sigma": 5.0},
+        "encoding": {"k": 3, "sigma": 4.0},
+    }
+
+
+# -- options ----------------------------------------------------------------------------------
+
+
+def test_train_config_checks_each_option_once():
+    TrainConfig(data=["x"])  # the defaults are valid
+    for kw, match in [
+        ({"epochs": 1, "steps": 1}, "not both"),
+        ({"init": "w.pt", "resume": True}, "not both"),
+        ({"head": "gan"}, "--head must be one of reg, cls"),
+        ({"schedule": "step"}, "--schedule"),
+        ({"precision": "fp8"}, "--precision"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            TrainConfig(data=["x"], **kw)
+    for kw, match in [
+        ({"size": 36}, "multiple of 8"),
+        ({"batch_size": 0}, "--batch-size must be positive"),
+        ({"eval_every": 0}, "--eval-every must be positive"),
+        ({"workers": -1}, "--workers"),
+        ({"lr": 0.0}, "--lr must be positive"),
+    ]:
+        with pytest.raises(RecolorError, match=match):
+            TrainConfig(data=["x"], **kw)
+
+
+def test_cli_reports_conflicting_options_as_usage(tmp_path):
+    from conftest import run
+
+    p = run(["train", tmp_path, "--steps", "1", "--epochs", "1", "-q"])
+    assert p.returncode == 2
+    assert p.stderr.decode() == "recolor train: give --epochs or --steps, not both\n"
+
+
+# -- where the classes come from --------------------------------------------------------------
+
+
+def test_resolve_classes_reg_has_none():
+    cs = resolve_classes(TrainConfig(data=["x"], head="reg", stats="ignored.npz"))
+    assert cs.classes is None and cs.rebalance is None and cs.weights is None
+
+
+def test_resolve_classes_resume_keeps_the_checkpoints_whatever_the_options(tmp_path):
+    other, _ = stats_file(tmp_path / "s.npz", quant.gamut_classes(20), 20.0)
+    cfg = TrainConfig(data=["x"], stats=other, classes=tmp_path / "missing.npz", resume=True)
+    cs = resolve_classes(cfg, resumed=fake_checkpoint(CLASSES))
+    np.testing.assert_array_equal(cs.classes, CLASSES)
+    assert cs.grid == 10.0 and (cs.k, cs.sigma) == (3, 4.0)
+    np.testing.assert_array_equal(cs.weights, np.full(len(CLASSES), 2.0, np.float32))
+
+
+def test_resolve_classes_init_keeps_its_classes_and_takes_new_stats(tmp_path):
+    init = fake_checkpoint(CLASSES)
+    cs = resolve_classes(TrainConfig(data=["x"]), init=init)
+    assert cs.weights[0] == 2.0 and cs.k == 3
+    with pytest.raises(RecolorError, match="--init fixes the class set"):
+        resolve_classes(TrainConfig(data=["x"], classes=tmp_path / "c.npz"), init=init)
+    same, stats = stats_file(tmp_path / "same.npz", CLASSES, 10.0, lam=0.1)
+    cs = resolve_classes(TrainConfig(data=["x"], stats=same), init=init)
+    np.testing.assert_array_equal(cs.weights, stats.weights)
+    assert cs.rebalance["lam"] == pytest.approx(0.1) and (cs.k, cs.sigma) == (3, 4.0)
+    other, _ = stats_file(tmp_path / "other.npz", quant.gamut_classes(20), 20.0)
+    with pytest.raises(RecolorError, match="differs from the --init") as e:
+        resolve_classes(TrainConfig(data=["x"], stats=other), init=init)
+    assert e.value.path == str(other)
+
+
+def test_resolve_classes_fresh_reads_stats_or_computes_them(tmp_path):
+    path, stats = stats_file(tmp_path / "s.npz", CLASSES, 10.0)
+    cs = resolve_classes(TrainConfig(data=["x"], stats=path), compute=None)
+    np.testing.assert_array_equal(cs.classes, CLASSES)
+    np.testing.assert_array_equal(cs.weights, stats.weights)
+    assert (cs.k, cs.sigma, cs.grid) == (defaults.K, defaults.SIGMA, 10.0)
+    classes_file = tmp_path / "c.npz"
+    quant.save_classes(classes_file, quant.gamut_classes(20), 20.0)
+    with pytest.raises(RecolorError, match="--classes and --stats hold different class sets"):
+        resolve_classes(TrainConfig(data=["x"], stats=path, classes=classes_file))
+
+    asked = []
+
+    def compute(classes, grid):
+        asked.append(grid)
+        return stats_file(tmp_path / f"{len(asked)}.npz", classes, grid)[1]
+
+    cs = resolve_classes(TrainConfig(data=["x"], grid=10), compute=compute)
+    np.testing.assert_array_equal(cs.classes, CLASSES)
+    cs = resolve_classes(TrainConfig(data=["x"], classes=classes_file), compute=compute)
+    assert asked == [10.0, 20.0] and len(cs.classes) == len(quant.gamut_classes(20))
+
+
+# -- loop state -------------------------------------------------------------------------------
+
+
+def test_train_state_round_trips_through_its_state_dict():
+    a = TrainState(step=7, epoch=2, pos=12, elapsed=3.0, loss_n=4)
+    a.loss_sum += 0.1 + 1e-12  # needs a float64 to survive
+    b = TrainState()
+    b.load_state_dict(a.state_dict())
+    assert (b.step, b.epoch, b.pos, b.loss_n) == (7, 2, 12, 4)
+    assert b.loss_sum.item() == a.loss_sum.item() and b.elapsed >= 3.0
+    assert all(isinstance(v, int | float) for v in a.state_dict().values())
+
+
+# -- checkpoint format ------------------------------------------------------------------------
+
+
+def small(head):
+    q = len(CLASSES) if head == "cls" else 0
+    return models.Colorizer(models.ModelConfig(head=head, num_classes=q, width=4))
+
+
+def test_checkpoint_records_the_encoding_and_not_what_derives(tmp_path):
+    path = tmp_path / "cls.pt"
+    reb = {"weights": torch.ones(len(CLASSES)), "lam": 0.5, "sigma": 5.0}
+    ckpt = models.make_checkpoint(small("cls"), classes=CLASSES, grid=10, rebalance=reb, k=3)
+    models.save_checkpoint(path, ckpt)
+    raw = torch.load(path, weights_only=True)
+    assert raw["version"] == models.CHECKPOINT_VERSION == 2
+    assert "head" not in raw and "num_classes" not in raw["config"]
+    assert raw["encoding"] == {"k": 3, "sigma": defaults.SIGMA}
+    model, got = models.load_checkpoint(path, "cls")
+    assert got["head"] == "cls" and got["config"]["num_classes"] == len(CLASSES)
+    assert model.config.num_classes == len(CLASSES)
+    models.save_checkpoint(path, models.make_checkpoint(small("reg")))
+    assert models.read_checkpoint(path, head="reg")["encoding"] is None
+
+
+def test_version_1_checkpoints_still_load(tmp_path):
+    """Version 1 stored the head and Q twice and no encoding (it trained with the defaults)."""
+    v1 = models.make_checkpoint(small("cls"), classes=CLASSES, grid=10)
+    v1.update(version=1, head="cls")
+    v1["config"]["num_classes"] = len(CLASSES)
+    del v1["encoding"]
+    path = tmp_path / "v1.pt"
+    torch.save(v1, path)
+    _, got = models.load_checkpoint(path, "cls")
+    assert got["version"] == 1 and got["encoding"] == {"k": defaults.K, "sigma": defaults.SIGMA}
+    v1["config"]["num_classes"] = 5  # the two copies disagree
+    torch.save(v1, path)
+    with pytest.raises(RecolorError, match="broken checkpoint: cls weights without matching"):
+        models.read_checkpoint(path)
+    v1["config"]["num_classes"] = len(CLASSES)
+    v1["head"] = "reg"
+    torch.save(v1, path)
+    with pytest.raises(RecolorError, match="broken checkpoint"):
+        models.read_checkpoint(path)
+
+
+# -- checkpoint safety ------------------------------------------------------------------------
+
+
+def test_save_keeps_the_previous_and_a_failed_write_changes_nothing(tmp_path):
+    path = tmp_path / "last.pt"
+    first = models.make_checkpoint(small("reg"), step=1)
+    models.save_checkpoint(path, first, keep_previous=True)
+    assert not models.previous_path(path).exists()
+    models.save_checkpoint(path, models.make_checkpoint(small("reg"), step=2), keep_previous=True)
+    assert models.read_checkpoint(path)["step"] == 2
+    assert models.read_checkpoint(tmp_path / "last.prev.pt")["step"] == 1
+    with pytest.raises(Exception):  # noqa: B017, PT011 - torch.save fails part-way through
+        models.save_checkpoint(path, {**first, "bad": lambda: 0}, keep_previous=True)
+    assert models.read_checkpoint(path)["step"] == 2
+    assert models.read_checkpoint(tmp_path / "last.prev.pt")["step"] == 1
+    assert {p.name for p in tmp_path.iterdir()} == {"last.pt", "last.prev.pt"}  # no temp file
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    d = tmp_path_factory.mktemp("images")
+    for i in range(8):
+        write_rgb(d / f"{i}.png", smooth_image(48, 40, i))
+    return d
+
+
+def config(images, out, **kw):
+    base = dict(
+        data=[str(images)], out=out, head="reg", size=SIZE, batch_size=4, workers=0, width=4,
+        quiet=True, lr=2e-3, threads=1, device="cpu", eval_every=1, ckpt_every=1,
+    )  # fmt: skip
+    return TrainConfig(**{**base, **kw})
+
+
+def test_resume_from_a_cut_short_checkpoint_uses_the_one_before(images, tmp_path, capfd):
+    whole = train(config(images, tmp_path / "a", steps=4)).parent
+    out = tmp_path / "b"
+    train(config(images, out, steps=3))
+    last = out / "last.pt"
+    data = last.read_bytes()
+    last.write_bytes(data[: len(data) // 2])  # as a copy or a crash cut it
+    capfd.readouterr()
+    train(config(images, out, steps=4, resume=True))
+    err = capfd.readouterr().err
+    assert f"recolor train: {last}: not a recolor checkpoint" in err
+    assert f"resuming from {out / 'last.prev.pt'}" in err
+    a = torch.load(whole / "last.pt", weights_only=True)
+    b = torch.load(last, weights_only=True)
+    assert a["step"] == b["step"] == 4
+    for k in a["model"]:  # from step 2, as exact as any resume
+        assert torch.equal(a["model"][k], b["model"][k]), k
+
+    last.unlink()  # killed between the two renames: only last.prev.pt
+    train(config(images, out, steps=5, resume=True))
+    assert torch.load(last, weights_only=True)["step"] == 5
+
+
+def test_resume_after_kill_9_mid_run(images, tmp_path):
+    """A run killed at any moment (here: while it writes a checkpoint every step) resumes."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import ROOT, run
+
+    out = tmp_path / "run"
+    args = [
+        "train", images, "--head", "reg", "--steps", "12", "--ckpt-every", "1", "--eval-every",
+        "100", "--size", SIZE, "-b", "4", "--width", "4", "-j", "0", "--threads", "1",
+        "--device", "cpu", "--out", out, "-q",
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    p = subprocess.Popen([sys.executable, "-m", "recolor_tools", *map(str, args)], env=env)
+    deadline = time.monotonic() + 120
+    while not (out / "last.prev.pt").exists() and p.poll() is None:
+        assert time.monotonic() < deadline, "no second checkpoint"
+        time.sleep(0.01)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    done = run([*args, "--resume"], check_rc=0)
+    assert done.stdout.decode().strip() == str(out / "reg.pt")
+    assert models.read_checkpoint(out / "last.pt")["step"] == 12
