@@ -4,9 +4,10 @@ recolor decodes pixels with OpenCV, which ignores colour profiles and, outside J
 orientation, and writes no metadata. This module fills the gap on both sides:
 
 - on read (:func:`finish_decode`, called at the end of ``imageio.decode_rgb``): the header is
-  parsed with Pillow (``Image.open`` is lazy: no pixel is decoded twice), the EXIF orientation is
-  applied on every format (OpenCV already did it for JPEG), and an embedded ICC profile is
-  converted to the sRGB working space (:mod:`recolor_tools.colorprofile`);
+  parsed (PNG chunks here, other formats with Pillow's lazy ``Image.open``: no pixel is decoded
+  twice), the EXIF orientation is applied on every format (OpenCV already did it for JPEG and
+  TIFF), and an embedded ICC profile is converted to the sRGB working space
+  (:mod:`recolor_tools.colorprofile`);
 - on write (:func:`encode_output`): the image is encoded by OpenCV as before, then the sRGB
   profile (or, with ``keep_profile``, the source's own, the pixels converted back to it), the
   source's EXIF (orientation reset to 1, a Software tag naming recolor) and XMP are inserted into
