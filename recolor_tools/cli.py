@@ -37,6 +37,16 @@ Output = Annotated[
     Optional[str],  # noqa: UP045 - typer needs Optional at runtime on 3.11
     typer.Option("--output", "-o", help="Output file, or directory (existing, or ending in /)."),
 ]
+# -- archive I/O (issue 18): output depth, colour profile and metadata options --
+DepthOpt = Annotated[
+    Optional[int],  # noqa: UP045
+    typer.Option("--depth", help="Bits per sample, 8 or 16 (png, tiff); default: the input's."),
+]
+KeepProfile = Annotated[
+    bool,
+    typer.Option("--keep-profile", help="Convert back to the input's ICC profile (default: sRGB)."),
+]
+Strip = Annotated[bool, typer.Option("--strip", help="Drop the input's EXIF and XMP.")]
 Inputs = Annotated[
     Optional[list[str]],  # noqa: UP045
     typer.Argument(
@@ -215,20 +225,26 @@ def from_lab(
     fmt: Annotated[
         str, typer.Option("--format", "-f", help="Image format for stdout and directories.")
     ] = "png",
-    depth: Annotated[
-        int, typer.Option("--depth", help="Bits per sample: 8, or 16 (png, tiff).")
-    ] = 8,
+    depth: DepthOpt = None,
+    keep_profile: KeepProfile = False,
+    strip: Strip = False,
     quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:
-    """Convert Lab records to RGB images; out-of-gamut colours are clamped."""
+    """Convert Lab records to RGB images; out-of-gamut colours are clamped.
+
+    Images are sRGB and embed its profile, with the source's EXIF and XMP (from to-lab's
+    records), at the source's depth.
+    """
     from .color import lab_to_rgb
-    from .imageio import atomic_write, encode_image
+    from .imageio import atomic_write
+    from .imagemeta import ImageMeta, encode_output
     from .records import iter_lab_sources
 
     tool = Tool("from-lab", quiet, debug)
-    if depth not in (8, 16):
+    if depth not in (None, 8, 16):
         tool.usage("--depth must be 8 or 16")
+    options = {"depth": depth, "keep_profile": keep_profile, "strip": strip}
     paths = tool.stdin_inputs(inputs)
     per_file = _is_dir_target(output)
     stream = tool.binary_stdout() if output is None else None
@@ -239,18 +255,19 @@ def from_lab(
     for rec in tool.progress(iter_lab_sources(paths, tool.fail)):
         with tool.guard(rec.name):
             rgb = lab_to_rgb(rec.lab(gray_if_l_only=True))
+            src = ImageMeta.from_json(rec.source)
             if per_file:
                 out = output / (Path(rec.name).stem + "." + fmt.lstrip("."))
                 _check_not_input(out, paths)
-                atomic_write(out, encode_image(rgb, out.suffix, depth))
+                atomic_write(out, encode_output(rgb, out.suffix, src, **options))
             elif written:
                 raise RecolorError("a second record, but the output holds one image; use -o DIR/")
             elif stream is not None:
-                stream.write(encode_image(rgb, "." + fmt.lstrip("."), depth))
+                stream.write(encode_output(rgb, "." + fmt.lstrip("."), src, **options))
                 stream.flush()
             else:
                 _check_not_input(output, paths)
-                atomic_write(output, encode_image(rgb, output.suffix or ".png", depth))
+                atomic_write(output, encode_output(rgb, output.suffix or ".png", src, **options))
             written += 1
     tool.exit()
 
@@ -554,16 +571,26 @@ def predict(
         Optional[str],  # noqa: UP045
         typer.Option("--format", "-f", help="Output format: png, jpg, ... (default: the input's)."),
     ] = None,
+    depth: DepthOpt = None,
+    keep_profile: KeepProfile = False,
+    strip: Strip = False,
     quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:
     """Recolour images: predict a/b from each image's lightness, keep its L and size.
 
-    Writes recolored/<name> (or -o) and prints each written path on stdout.
+    Writes recolored/<name> (or -o) and prints each written path on stdout. Outputs are sRGB
+    and embed its profile (--keep-profile: the input's), keep the input's EXIF and XMP
+    (--strip drops them) and its depth (16-bit png/tiff stay 16-bit).
     """
-    from .imageio import expand_inputs
+    import numpy as np
+
+    from .imageio import expand_inputs, read_rgb
+    from .imagemeta import ImageMeta
 
     tool = Tool("predict", quiet, debug)
+    if depth not in (None, 8, 16):
+        tool.usage("--depth must be 8 or 16")
     paths = expand_inputs(tool.stdin_inputs(inputs))
     targets, out_dir = _image_targets(tool, paths, output, fmt)
     predictor = None
@@ -581,12 +608,23 @@ def predict(
         if tool.failures:
             tool.exit()
     written: set[Path] = set()
-    results = tool.progress(predictor.predict_files(paths, batch_size), len(paths))
+    sources: dict[str, list[ImageMeta]] = {}  # per path, in reading order (a path may repeat)
+
+    def read(path: str):
+        meta = ImageMeta()
+        sources.setdefault(path, []).append(meta)
+        return read_rgb(path, meta)
+
+    dtype = np.uint8 if depth == 8 else np.uint16  # 16 bits hold either; the encoder rounds
+    found = predictor.predict_files(paths, batch_size, read=read, dtype=dtype)
+    results = tool.progress(found, len(paths))
+    options = {"depth": depth, "keep_profile": keep_profile, "strip": strip}
     for (path, rgb), out in zip(results, targets, strict=True):
+        source = sources[path].pop(0) if sources.get(path) else None
         with tool.guard(path):
             if isinstance(rgb, RecolorError):
                 raise rgb
-            _write_predicted(tool, rgb, out, paths, written)
+            _write_predicted(tool, rgb, out, paths, written, source, options)
     tool.exit()
 
 
@@ -618,18 +656,21 @@ def _image_targets(
     return [out / name(p) for p in paths], out
 
 
-def _write_predicted(tool: Tool, rgb, out: Path | str, inputs: list[str], written: set) -> None:
-    from .imageio import encode_image, write_image
+def _write_predicted(
+    tool: Tool, rgb, out: Path | str, inputs: list[str], written: set, source, options: dict
+) -> None:
+    from .imageio import atomic_write
+    from .imagemeta import encode_output
 
     if isinstance(out, str):  # stdout, in this format
         stream = tool.binary_stdout()
-        stream.write(encode_image(rgb, out))
+        stream.write(encode_output(rgb, out, source, **options))
         stream.flush()
         return
     if out in written:
         raise RecolorError(f"{out} was already written for an earlier input of the same name")
     _check_not_input(out, inputs)
-    write_image(out, rgb)
+    atomic_write(out, encode_output(rgb, out.suffix or ".png", source, **options))
     written.add(out)
     print(out, flush=True)
 

@@ -13,13 +13,16 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import cv2
 import numpy as np
 
 from .color import to_uint8, to_uint16
 from .errors import RecolorError
+
+if TYPE_CHECKING:
+    from .imagemeta import ImageMeta
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp")
 """File extensions recolor reads and writes as images (case-insensitive)."""
@@ -63,12 +66,12 @@ def read_bytes(path: str | Path) -> bytes:
         raise RecolorError(os_reason(e), path) from None
 
 
-def decode_rgb(data: bytes, name: str = "<data>") -> np.ndarray:
-    """Decode an encoded image (JPEG, PNG, TIFF, WebP, BMP) to float32 RGB in [0, 1].
+def decode_rgb(data: bytes, name: str = "<data>", meta: ImageMeta | None = None) -> np.ndarray:
+    """Decode an encoded image (JPEG, PNG, TIFF, WebP, BMP) to float32 sRGB in [0, 1].
 
     8-bit data is divided by 255, 16-bit by 65535; gray is repeated over three channels; an alpha
-    channel is composited over white (posters are printed on white paper); JPEG EXIF orientation
-    is applied.
+    channel is composited over white (posters are printed on white paper); the EXIF orientation
+    is applied and an embedded ICC profile converted to sRGB (:mod:`recolor_tools.imagemeta`).
 
     Parameters
     ----------
@@ -76,6 +79,8 @@ def decode_rgb(data: bytes, name: str = "<data>") -> np.ndarray:
         The encoded file.
     name : str
         Used in error messages.
+    meta : ImageMeta, optional
+        Filled with what the file carried besides pixels (depth, profile, EXIF, XMP).
 
     Returns
     -------
@@ -108,7 +113,14 @@ def decode_rgb(data: bytes, name: str = "<data>") -> np.ndarray:
         rgb = _unit(cv2.cvtColor(img, cv2.COLOR_GRAY2RGB))
     else:
         rgb = _unit(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
-    return np.ascontiguousarray(rgb, dtype=np.float32)
+    rgb = np.ascontiguousarray(rgb, dtype=np.float32)
+    # -- archive I/O (issue 18): EXIF orientation on every format, ICC profile -> sRGB --
+    from .imagemeta import finish_decode
+
+    try:
+        return finish_decode(rgb, data, depth=8 * img.itemsize, oriented=is_jpeg, meta=meta)
+    except RecolorError as e:
+        raise RecolorError(e.reason, name) from None
 
 
 def _unit(img: np.ndarray) -> np.ndarray:
@@ -120,13 +132,13 @@ def _unit(img: np.ndarray) -> np.ndarray:
     return np.clip(img.astype(np.float32), 0.0, 1.0)
 
 
-def read_rgb(path: str | Path) -> np.ndarray:
-    """Read an image file (``-`` is stdin) as float32 RGB in [0, 1], shape (H, W, 3).
+def read_rgb(path: str | Path, meta: ImageMeta | None = None) -> np.ndarray:
+    """Read an image file (``-`` is stdin) as float32 sRGB in [0, 1], shape (H, W, 3).
 
-    See :func:`decode_rgb` for what is accepted; every failure is a :class:`RecolorError` that
-    names the file.
+    See :func:`decode_rgb` for what is accepted and for ``meta``; every failure is a
+    :class:`RecolorError` that names the file.
     """
-    return decode_rgb(read_bytes(path), str(path))
+    return decode_rgb(read_bytes(path), str(path), meta)
 
 
 def resize_to(img: np.ndarray, h: int, w: int) -> np.ndarray:

@@ -27,7 +27,7 @@ References
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from . import defaults, models, quant
-from .color import lab_to_rgb, rgb_to_lab, to_uint8
+from .color import lab_to_rgb, rgb_to_lab, to_uint8, to_uint16
 from .errors import RecolorError
 from .imageio import read_rgb, resize_to
 
@@ -304,8 +304,8 @@ class Predictor:
         ----------
         item : Prepared
             After :meth:`run`.
-        dtype : np.float32 or np.uint8
-            float32 in [0, 1], or uint8 rounded (saves 3/4 of the output's memory).
+        dtype : np.float32, np.uint8 or np.uint16
+            float32 in [0, 1], or rounded to 8 or 16 bits (saves 3/4 or 1/2 of the memory).
 
         Returns
         -------
@@ -323,7 +323,8 @@ class Predictor:
             if self.saturation != 1:
                 lab[:, :, 1:] *= np.float32(self.saturation)
             rgb = lab_to_rgb(lab)
-            out[a:b] = to_uint8(rgb) if dtype == np.uint8 else rgb
+            rounded = {np.uint8: to_uint8, np.uint16: to_uint16}.get(dtype)
+            out[a:b] = rgb if rounded is None else rounded(rgb)
         return out
 
     # -- convenience ----------------------------------------------------------------------------
@@ -341,9 +342,13 @@ class Predictor:
         return [self.compose(it, dtype) for it in items]
 
     def predict_files(
-        self, paths: Iterable[str], batch_size: int = 8
+        self,
+        paths: Iterable[str],
+        batch_size: int = 8,
+        read: Callable[[str], np.ndarray] = read_rgb,
+        dtype: type = np.uint8,
     ) -> Iterator[tuple[str, np.ndarray | RecolorError]]:
-        """Read, recolour and yield ``(path, uint8 RGB)`` per file, in order.
+        """Read (with ``read``), recolour and yield ``(path, RGB of dtype)`` per file, in order.
 
         Files are read ``batch_size`` at a time (fewer when together they exceed
         :data:`BATCH_PIXELS` pixels, to bound memory), and those of one working shape go through
@@ -355,7 +360,7 @@ class Predictor:
         for path in itertools.chain(paths, [None]):
             if path is not None:
                 try:
-                    it = self.prepare(read_rgb(path))
+                    it = self.prepare(read(path))
                     pixels += it.L.size
                 except RecolorError as e:
                     it = e
@@ -366,7 +371,7 @@ class Predictor:
             pending.reverse()
             while pending:  # popped, so each full-resolution L is freed once written
                 p, it = pending.pop()
-                yield p, it if isinstance(it, RecolorError) else self.compose(it, np.uint8)
+                yield p, it if isinstance(it, RecolorError) else self.compose(it, dtype)
             pixels = 0
 
 

@@ -11,6 +11,8 @@ A stream is any number of records back to back, so it can be a file, a pipe or s
     12      n     header: UTF-8 JSON object
                     {"name": source file name, "size": [H0, W0] original size in pixels,
                      "meta": {...tool-specific...},
+                     "source": {"depth": 8 or 16, "icc", "exif", "xmp": base64}, optional:
+                       an addition readers of version 1 ignore, so the version stays 1,
                      "arrays": [{"name": str, "dtype": numpy dtype str, "shape": [...]}, ...]}
     12+n    ...   the arrays' raw bytes, C order, in header order
     end     4     CRC-32 (zlib) of the header and array bytes (uint32)
@@ -64,12 +66,17 @@ class Record:
         Named arrays; see the module docstring for the names each tool uses.
     meta : dict
         Small JSON-serialisable extras (e.g. the class set's grid).
+    source : dict or None
+        What the source image carried besides pixels, so that ``from-lab`` writes it back:
+        ``imagemeta.ImageMeta.to_json()`` (depth, base64 ICC profile, EXIF, XMP); None in
+        records written before recolor carried it and in records not made from an image.
     """
 
     name: str
     size: tuple[int, int]
     arrays: dict[str, np.ndarray]
     meta: dict = field(default_factory=dict)
+    source: dict | None = None
 
     def lab(self, gray_if_l_only: bool = False) -> np.ndarray:
         """The (H, W, 3) Lab image, or raise if this is not a full Lab record.
@@ -93,11 +100,18 @@ class Record:
         raise RecolorError("record holds no lightness", self.name)
 
 
-def lab_record(name: str, lab: np.ndarray, size: tuple[int, int], l_only: bool = False) -> Record:
-    """Make the record of a Lab image (``lab``: (H, W, 3) float32) of original ``size``."""
+def lab_record(
+    name: str,
+    lab: np.ndarray,
+    size: tuple[int, int],
+    l_only: bool = False,
+    source: dict | None = None,
+) -> Record:
+    """Make the record of a Lab image (``lab``: (H, W, 3) float32) of original ``size``;
+    ``source`` as :attr:`Record.source`."""
     lab = np.ascontiguousarray(lab, dtype=np.float32)
     arrays = {"L": lab[:, :, :1].copy()} if l_only else {"lab": lab}
-    return Record(name, (int(size[0]), int(size[1])), arrays, {"kind": "lab"})
+    return Record(name, (int(size[0]), int(size[1])), arrays, {"kind": "lab"}, source)
 
 
 def write_record(stream: BinaryIO, rec: Record) -> None:
@@ -106,15 +120,18 @@ def write_record(stream: BinaryIO, rec: Record) -> None:
     for k, v in arrays.items():
         if v.dtype.str not in _DTYPES:
             v = arrays[k] = v.astype(v.dtype.newbyteorder("<"))
+    head = {
+        "name": rec.name,
+        "size": list(rec.size),
+        "meta": rec.meta,
+        "arrays": [
+            {"name": k, "dtype": v.dtype.str, "shape": list(v.shape)} for k, v in arrays.items()
+        ],
+    }
+    if rec.source:
+        head["source"] = rec.source
     header = json.dumps(
-        {
-            "name": rec.name,
-            "size": list(rec.size),
-            "meta": rec.meta,
-            "arrays": [
-                {"name": k, "dtype": v.dtype.str, "shape": list(v.shape)} for k, v in arrays.items()
-            ],
-        },
+        head,
         ensure_ascii=False,
         separators=(",", ":"),
     ).encode()
@@ -172,6 +189,8 @@ def _parse_header(raw: bytes, source: str) -> dict:
                 raise ValueError(a)
         head["size"] = tuple(int(s) for s in head["size"])
         str(head["name"])
+        if not isinstance(head.get("source") or {}, dict):
+            raise TypeError("source")
         return head
     except (ValueError, KeyError, TypeError, UnicodeDecodeError):
         raise RecolorError("corrupt record header", source) from None
@@ -225,7 +244,8 @@ def iter_records(stream: BinaryIO, source: str = "<stdin>") -> Iterator[Record]:
         (want,) = _CRC.unpack(_read_exact(stream, _CRC.size, source, "a record checksum"))
         if want != crc:
             raise RecolorError("corrupt record (checksum mismatch)", source)
-        yield Record(str(head["name"]), head["size"], arrays, dict(head.get("meta") or {}))
+        meta = dict(head.get("meta") or {})
+        yield Record(str(head["name"]), head["size"], arrays, meta, head.get("source") or None)
 
 
 def is_record_stream(prefix: bytes) -> bool:
@@ -236,20 +256,28 @@ def is_record_stream(prefix: bytes) -> bool:
 def image_record(path: str, max_size: int | None = None, l_only: bool = False) -> Record:
     """Read an image file and make its Lab record (shrunk to ``max_size`` if given)."""
     from .imageio import read_rgb
+    from .imagemeta import ImageMeta
 
-    return _rgb_record(read_rgb(path), path, max_size, l_only)
+    meta = ImageMeta()
+    return _rgb_record(read_rgb(path, meta), path, max_size, l_only, meta.to_json())
 
 
 def _rgb_record(
-    rgb: np.ndarray, path: str, max_size: int | None = None, l_only: bool = False
+    rgb: np.ndarray,
+    path: str,
+    max_size: int | None = None,
+    l_only: bool = False,
+    source: dict | None = None,
 ) -> Record:
     """The Lab record of ``rgb`` (read from ``path``, ``-`` for stdin), named by the file name;
-    ``size`` is the image's before any shrinking to ``max_size``."""
+    ``size`` is the image's before any shrinking to ``max_size``; ``source`` as
+    :attr:`Record.source`."""
     from .color import rgb_to_lab
     from .imageio import resize_max
 
     name = "stdin" if path == "-" else Path(path).name
-    return lab_record(name, rgb_to_lab(resize_max(rgb, max_size)), rgb.shape[:2], l_only)
+    lab = rgb_to_lab(resize_max(rgb, max_size))
+    return lab_record(name, lab, rgb.shape[:2], l_only, source)
 
 
 def iter_lab_sources(
@@ -272,17 +300,19 @@ def iter_lab_sources(
                     yield from iter_records(stream, path)
                 else:
                     from .imageio import decode_rgb
+                    from .imagemeta import ImageMeta
 
                     data = stream.read()
                     if not data:
                         raise RecolorError("empty input (no records)", path)
+                    meta = ImageMeta()
                     try:
-                        rgb = decode_rgb(data, path)
+                        rgb = decode_rgb(data, path, meta)
                     except RecolorError:
                         raise RecolorError(
                             "neither a recolor record stream (bad magic) nor a readable image", path
                         ) from None
-                    yield _rgb_record(rgb, path)
+                    yield _rgb_record(rgb, path, source=meta.to_json())
             finally:
                 if path != "-":
                     stream.close()

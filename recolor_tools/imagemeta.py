@@ -1,0 +1,389 @@
+"""What an image file says about its pixels besides the pixels: depth, ICC profile, EXIF, XMP.
+
+recolor decodes pixels with OpenCV, which ignores colour profiles and, outside JPEG, EXIF
+orientation, and writes no metadata. This module fills the gap on both sides:
+
+- on read (:func:`finish_decode`, called at the end of ``imageio.decode_rgb``): the header is
+  parsed (PNG chunks here, other formats with Pillow's lazy ``Image.open``: no pixel is decoded
+  twice), the EXIF orientation is applied on every format (OpenCV already did it for JPEG and
+  TIFF), and an embedded ICC profile is converted to the sRGB working space
+  (:mod:`recolor_tools.colorprofile`);
+- on write (:func:`encode_output`): the image is encoded by OpenCV as before, then the sRGB
+  profile (or, with ``keep_profile``, the source's own, the pixels converted back to it), the
+  source's EXIF (orientation reset to 1, a Software tag naming recolor) and XMP are inserted into
+  the encoded bytes, by :mod:`recolor_tools.metachunks`.
+
+Pillow is imported only for files that hold a place for metadata (a PNG ``iCCP``/``eXIf``/``iTXt``
+chunk, a JPEG APP1/APP2 segment, an extended WebP, any TIFF), found by walking the chunk headers:
+its import and plugins cost about 40 ms of CPU per process.
+
+References
+----------
+.. [1] JEITA CP-3451C, Exif 2.3 (tag 274 Orientation, values 1-8).
+.. [2] Adobe, XMP Specification Part 3 (storage in PNG iTXt, JPEG APP1, TIFF tag 700, WebP).
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import struct
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import __version__
+from .errors import RecolorError
+
+SOFTWARE = f"recolor {__version__}"
+"""The EXIF Software tag (305) of every output that carries EXIF."""
+
+# IFD0 tags carried from a source's EXIF: descriptive ones. Structural tags (strips, sizes,
+# compression) describe the source's encoding, not the picture, and must not reach the output.
+_IFD0_KEEP = frozenset(
+    {270, 271, 272, 282, 283, 296, 305, 306, 315, 33432, 0x9C9B, 0x9C9C, 0x9C9D, 0x9C9E, 0x9C9F}
+)
+_SUB_IFDS = (0x8769, 0x8825)  # Exif and GPS sub-directories, carried whole
+_ORIENTATION = 274
+_XMP_ORIENTATION = (  # compiled on first use (re caches them): start-up stays lean
+    rb"(tiff:Orientation\s*=\s*[\"'])\d([\"'])",
+    rb"(<tiff:Orientation>\s*)\d(\s*</tiff:Orientation>)",
+)
+_JSON_BUDGET = 900_000  # base64 bytes of metadata in a record header (records.py allows 1 MiB)
+_TIFF = (b"II*\x00", b"MM\x00*")
+_PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@dataclass
+class ImageMeta:
+    """What a source image carried besides pixels, and what its outputs need to say the same.
+
+    Attributes
+    ----------
+    depth : int
+        Bits per sample of the source: 8, or 16 (16-bit and float files).
+    icc : bytes or None
+        The embedded ICC profile as found (the pixels were converted from it to sRGB).
+    exif : bytes or None
+        The source's EXIF as a TIFF structure (no ``Exif\\0\\0`` prefix): descriptive IFD0 tags
+        and the Exif/GPS sub-IFDs, orientation reset to 1 (the pixels are already upright).
+    xmp : bytes or None
+        The source's XMP packet, ``tiff:Orientation`` reset to 1.
+    orientation : int
+        The EXIF orientation found (1-8), already applied to the pixels.
+    """
+
+    depth: int = 8
+    icc: bytes | None = None
+    exif: bytes | None = None
+    xmp: bytes | None = None
+    orientation: int = 1
+
+    def to_json(self) -> dict:
+        """A JSON-ready dict (bytes as base64) for a record header; see FORMAT.md.
+
+        A record header holds at most 1 MiB: blobs that would not fit in ``_JSON_BUDGET`` are
+        left out, the XMP first, then the EXIF (the profile, which the pixels depend on, last).
+        """
+        out: dict = {"depth": self.depth}
+        room = _JSON_BUDGET
+        for key in ("icc", "exif", "xmp"):
+            value = getattr(self, key)
+            if value and 4 * ((len(value) + 2) // 3) <= room:
+                out[key] = base64.b64encode(value).decode("ascii")
+                room -= len(out[key])
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict | None) -> ImageMeta:
+        """The inverse of :meth:`to_json`; None or ``{}`` (a version-1 record) is an 8-bit sRGB
+        image without metadata."""
+        data = data or {}
+        try:
+            blobs = {k: base64.b64decode(data[k]) for k in ("icc", "exif", "xmp") if data.get(k)}
+            depth = int(data.get("depth", 8))
+        except (ValueError, TypeError) as e:
+            raise RecolorError(f"corrupt source metadata in record header ({e})") from None
+        return cls(depth=16 if depth > 8 else 8, **blobs)
+
+
+# --- read ---------------------------------------------------------------------------------------
+
+
+def read_meta(data: bytes) -> ImageMeta:
+    """Parse the header of an encoded image for its profile, EXIF, XMP and orientation.
+
+    Only the header is read (Pillow's lazy ``Image.open``); a file Pillow cannot parse, or a BMP,
+    has no metadata. ``depth`` is left at 8: the decoder knows it.
+    """
+    if not _may_carry(data):
+        return ImageMeta()
+    import io
+
+    from PIL import Image
+
+    # Only the header is read: no decompression bomb to fear here (the decoder has its bounds),
+    # and an archive scan can exceed Pillow's default pixel limit.
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+    try:
+        exif = Image.Exif()
+        if data.startswith(_PNG):  # walked here: Pillow's lazy open stops at the first IDAT
+            icc, raw, xmp = _png_meta(data)
+            if raw:
+                exif.load(raw)
+        else:
+            with Image.open(io.BytesIO(data)) as im:
+                icc, xmp = im.info.get("icc_profile"), im.info.get("xmp")
+                if im.format == "TIFF":
+                    exif, xmp = im.getexif(), im.tag_v2.get(700)
+                elif im.info.get("exif"):
+                    exif.load(im.info["exif"])
+        orientation = int(exif.get(_ORIENTATION, 1) or 1)
+        return ImageMeta(
+            icc=icc or None,
+            exif=_clean_exif(exif),
+            xmp=_clean_xmp(xmp),
+            orientation=orientation if 1 <= orientation <= 8 else 1,
+        )
+    except Exception:  # OpenCV decoded the pixels; a header Pillow rejects carries nothing
+        return ImageMeta()
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+
+
+def _png_chunks(data: bytes) -> Iterator[tuple[bytes, memoryview]]:
+    """(type, data) of each chunk of a PNG file, CRCs unchecked (the decoder checks them)."""
+    view, pos = memoryview(data), 8  # no copy of the pixel chunks
+    while pos + 8 <= len(data):
+        n, kind = struct.unpack(">I4s", view[pos : pos + 8])
+        yield kind, view[pos + 8 : pos + 8 + n]
+        if kind == b"IEND":
+            return
+        pos += 12 + n
+
+
+def _png_meta(data: bytes) -> tuple[bytes | None, bytes | None, bytes | None]:
+    """ICC profile, EXIF and XMP of a PNG, wherever their chunks are (eXIf may follow IDAT)."""
+    icc = exif = xmp = None
+    for kind, chunk in _png_chunks(data):
+        if kind not in (b"iCCP", b"eXIf", b"iTXt"):
+            continue
+        body = bytes(chunk)
+        if kind == b"iCCP":  # name, NUL, compression method 0, zlib stream
+            icc = zlib.decompress(body[body.index(b"\0") + 2 :])
+        elif kind == b"eXIf":
+            exif = body
+        elif kind == b"iTXt" and body.startswith(b"XML:com.adobe.xmp\0"):
+            # keyword NUL, compressed flag, method, language NUL, translated keyword NUL, text
+            head = len(b"XML:com.adobe.xmp\0")
+            compressed = body[head] == 1
+            text = body[body.index(b"\0", body.index(b"\0", head + 2) + 1) + 1 :]
+            xmp = zlib.decompress(text) if compressed else text
+    return icc, exif, xmp
+
+
+def _may_carry(data: bytes) -> bool:
+    """Whether the file has a place holding a profile, EXIF or XMP, by walking its chunk or
+    marker headers (cheap): files without one skip Pillow's import and header parse."""
+    if data.startswith(_PNG):
+        return any(kind in (b"iCCP", b"eXIf", b"iTXt") for kind, _ in _png_chunks(data))
+    if data.startswith(b"\xff\xd8"):
+        pos = 2
+        while pos + 4 <= len(data) and data[pos] == 0xFF:
+            marker = data[pos + 1]
+            if marker in (0xE1, 0xE2):  # APP1 (Exif, XMP), APP2 (ICC_PROFILE)
+                return True
+            if marker == 0xDA:  # start of scan: no more headers
+                return False
+            pos += 2 + struct.unpack(">H", data[pos + 2 : pos + 4])[0]
+        return False
+    if data.startswith(b"RIFF") and data[8:12] == b"WEBP":
+        return data[12:16] == b"VP8X"  # only the extended format carries metadata
+    return data.startswith(_TIFF)
+
+
+def _clean_exif(exif) -> bytes | None:
+    """Descriptive IFD0 tags and the sub-IFDs of a Pillow ``Exif``, orientation 1, as TIFF bytes."""
+    from PIL import Image
+
+    out = Image.Exif()
+    for tag, value in exif.items():
+        if tag in _IFD0_KEEP:
+            out[tag] = value
+    for tag in _SUB_IFDS:
+        sub = exif.get_ifd(tag) if tag in exif else {}
+        if sub:
+            out.get_ifd(tag).update(sub)
+    if not len(out) and not any(out.get_ifd(t) for t in _SUB_IFDS):
+        return None
+    out[_ORIENTATION] = 1
+    try:
+        return out.tobytes()[6:]  # drop b"Exif\0\0"
+    except Exception:  # a tag Pillow cannot write back: carry none rather than fail
+        return None
+
+
+def _clean_xmp(xmp) -> bytes | None:
+    if not xmp:
+        return None
+    xmp = xmp.encode() if isinstance(xmp, str) else bytes(xmp)
+    for pattern in _XMP_ORIENTATION:
+        xmp = re.sub(pattern, rb"\g<1>1\g<2>", xmp)
+    return xmp
+
+
+def orient(img: np.ndarray, orientation: int) -> np.ndarray:
+    """Turn stored pixels upright for an EXIF orientation (1-8), as viewers show them.
+
+    2 mirrors left-right, 3 turns 180 degrees, 4 mirrors top-bottom, 5 transposes, 6 turns 90
+    degrees clockwise, 7 transposes across the other diagonal, 8 turns 90 degrees
+    counter-clockwise; 1 (or anything else) leaves the image as is.
+    """
+    t = (1, 0, 2) if img.ndim == 3 else (1, 0)
+    ops = {
+        2: lambda a: a[:, ::-1],
+        3: lambda a: a[::-1, ::-1],
+        4: lambda a: a[::-1],
+        5: lambda a: a.transpose(t),
+        6: lambda a: a[::-1].transpose(t),
+        7: lambda a: a[::-1, ::-1].transpose(t),
+        8: lambda a: a[:, ::-1].transpose(t),
+    }
+    op = ops.get(orientation)
+    return img if op is None else np.ascontiguousarray(op(img))
+
+
+def finish_decode(
+    rgb: np.ndarray, data: bytes, *, depth: int, oriented: bool, meta: ImageMeta | None = None
+) -> np.ndarray:
+    """The last step of decoding: orientation and colour management; fills ``meta`` if given.
+
+    Parameters
+    ----------
+    rgb : (H, W, 3) float32 in [0, 1]
+        The decoded pixels, as stored.
+    data : bytes
+        The encoded file (its header is parsed, see :func:`read_meta`).
+    depth : int
+        Bits per sample the decoder found (8, or 16 for 16-bit and float).
+    oriented : bool
+        The decoder already applied the EXIF orientation (OpenCV does for JPEG, and always for
+        TIFF).
+
+    Returns
+    -------
+    (H', W', 3) float32 sRGB in [0, 1], upright.
+
+    Raises
+    ------
+    RecolorError
+        An embedded profile littleCMS cannot use.
+    """
+    found = read_meta(data)
+    found.depth = 16 if depth > 8 else 8
+    # OpenCV's TIFF decoder (libtiff) applies the TIFF Orientation tag whatever the flags say.
+    if not oriented and not data.startswith(_TIFF):
+        rgb = orient(rgb, found.orientation)
+    if found.icc:
+        from .colorprofile import to_srgb
+
+        rgb = to_srgb(found.icc).apply(rgb, found.depth)
+    if meta is not None:
+        meta.__dict__.update(found.__dict__)
+    return rgb
+
+
+# --- write --------------------------------------------------------------------------------------
+
+
+def output_depth(depth: int | None, source: ImageMeta | None, ext: str) -> int:
+    """Bits per sample of an output: ``depth`` if given, else the source's; 8 where the format
+    holds no more (JPEG, WebP, BMP)."""
+    depth = depth or (source.depth if source is not None else 8)
+    return 16 if depth == 16 and ext.lower() in (".png", ".tif", ".tiff") else 8
+
+
+def encode_output(
+    rgb: np.ndarray,
+    ext: str,
+    source: ImageMeta | None = None,
+    *,
+    depth: int | None = None,
+    keep_profile: bool = False,
+    strip: bool = False,
+    quality: int | None = None,
+) -> bytes:
+    """Encode an sRGB result and say what it is: profile, and the source's EXIF and XMP.
+
+    Parameters
+    ----------
+    rgb : (H, W, 3) float32 in [0, 1], uint8 or uint16
+        sRGB pixels.
+    ext : str
+        Output format by extension (``.png``, ``.jpg``, ``.tif``, ``.webp``, ``.bmp``).
+    source : ImageMeta, optional
+        What the input carried.
+    depth : int, optional
+        8 or 16; default: the source's depth (:func:`output_depth`).
+    keep_profile : bool
+        Convert to the source's ICC profile (colours outside its gamut clamped) and embed it;
+        without it, or for a source without an RGB profile, the output is sRGB and embeds
+        sRGB's profile.
+    strip : bool
+        Carry no EXIF or XMP (the colour profile is still embedded).
+    quality : int, optional
+        JPEG/WebP quality (1-100).
+
+    Returns
+    -------
+    bytes
+        The encoded file. BMP carries no metadata.
+    """
+    from .colorprofile import from_srgb, srgb_profile
+    from .imageio import encode_image
+    from .metachunks import insert_metadata
+
+    ext = ext.lower() if ext.startswith(".") else "." + ext.lower()
+    bits = output_depth(depth, source, ext)
+    icc = srgb_profile()
+    xf = from_srgb(source.icc) if keep_profile and source is not None and source.icc else None
+    if xf is not None and xf.rgb:  # gray and CMYK profiles cannot describe an RGB output
+        rgb = xf.apply(_unit(rgb), 16 if rgb.dtype == np.uint16 or bits == 16 else 8)
+        icc = source.icc
+    if rgb.dtype == np.uint16:
+        rgb = _unit(rgb)  # encode_image rounds float to the output depth
+    enc = encode_image(rgb, ext, bits, quality)
+    exif = xmp = None
+    if source is not None and not strip:
+        exif, xmp = source.exif, source.xmp
+    if not strip:
+        exif = _software_exif(exif)
+    h, w = rgb.shape[:2]
+    return insert_metadata(enc, ext, (h, w), icc=icc, exif=exif, xmp=xmp)
+
+
+def _unit(rgb: np.ndarray) -> np.ndarray:
+    if rgb.dtype == np.uint8:
+        return rgb.astype(np.float32) * np.float32(1 / 255)
+    if rgb.dtype == np.uint16:
+        return rgb.astype(np.float32) * np.float32(1 / 65535)
+    return np.asarray(rgb, np.float32)
+
+
+def _software_exif(exif: bytes | None) -> bytes | None:
+    """The EXIF to write: the source's (orientation 1) or a new one, Software naming recolor."""
+    from PIL import Image
+
+    out = Image.Exif()
+    if exif:
+        out.load(exif)
+    out[305] = SOFTWARE
+    out[_ORIENTATION] = 1
+    try:
+        return out.tobytes()[6:]
+    except Exception:  # a source tag Pillow cannot write back: recolor's own only
+        fresh = Image.Exif()
+        fresh[305], fresh[_ORIENTATION] = SOFTWARE, 1
+        return fresh.tobytes()[6:]

@@ -1,0 +1,355 @@
+"""Archive-grade image I/O (issue 18): ICC profiles, 16-bit depth, EXIF orientation, metadata.
+
+Every image is generated here, including a wide-gamut ICC v2 matrix/TRC profile written byte by
+byte, so the tests need no file from outside the repository.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from conftest import pipeline, run, smooth_image
+from PIL import Image, ImageCms, ImageOps
+
+from recolor_tools import colorprofile, records
+from recolor_tools.imagemeta import SOFTWARE, ImageMeta
+
+D50 = np.array([0.9642, 1.0, 0.8249])
+WIDE = [(0.7347, 0.2653), (0.1152, 0.8264), (0.1566, 0.0177)]  # Adobe "Wide Gamut RGB"
+GAMMA = 563 / 256  # 2.2 as the profile's u8Fixed8 curve stores it
+XMP = (
+    b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
+    b'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description '
+    b'xmlns:dc="http://purl.org/dc/elements/1.1/" xmlns:tiff="http://ns.adobe.com/tiff/1.0/" '
+    b'tiff:Orientation="6"><dc:rights>Archive rights 2026</dc:rights>'
+    b"</rdf:Description></rdf:RDF></x:xmpmeta>"
+)
+
+
+# --- generated inputs ---------------------------------------------------------------------------
+
+
+def primaries_matrix(xy) -> np.ndarray:
+    """RGB -> XYZ (D50) of a matrix profile with these primaries and white D50."""
+    P = np.array([[x / y, 1.0, (1 - x - y) / y] for x, y in xy]).T
+    return P * np.linalg.solve(P, D50)
+
+
+def wide_gamut_icc() -> bytes:
+    return colorprofile.matrix_profile(WIDE, GAMMA, "Test wide-gamut RGB")
+
+
+def oracle_srgb(rgb: np.ndarray, xy=WIDE) -> np.ndarray:
+    """Profile RGB -> sRGB in float64, unclamped: the profile's matrix and curve, then the inverse
+    of littleCMS's D50-adapted sRGB colorants and the sRGB curve (IEC 61966-2-1)."""
+    p = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).profile
+    srgb50 = np.array([p.red_colorant[0], p.green_colorant[0], p.blue_colorant[0]]).T
+    lin = np.asarray(rgb, np.float64) ** GAMMA @ (np.linalg.solve(srgb50, primaries_matrix(xy))).T
+    return np.where(lin <= 0.0031308, 12.92 * lin, 1.055 * np.abs(lin) ** (1 / 2.4) - 0.055)
+
+
+def lightness(rgb: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(np.clip(rgb, 0, 1).astype(np.float32), cv2.COLOR_RGB2Lab)[..., 0]
+
+
+def field(h: int, w: int, seed: int, lo: float = 0.15, hi: float = 0.85) -> np.ndarray:
+    """A smooth float RGB field in [lo, hi], moderately saturated."""
+    return lo + (hi - lo) * smooth_image(h, w, seed).astype(np.float64) / 255
+
+
+def png_with_chunks(pixels: np.ndarray, *chunks: tuple[bytes, bytes]) -> bytes:
+    """An OpenCV PNG (RGB or gray, 8 or 16 bits) with extra chunks written here by hand, right
+    after IHDR."""
+    bgr = pixels[:, :, ::-1] if pixels.ndim == 3 else pixels
+    ok, enc = cv2.imencode(".png", np.ascontiguousarray(bgr))
+    assert ok
+    enc = enc.tobytes()
+    extra = b"".join(
+        struct.pack(">I", len(d)) + k + d + struct.pack(">I", zlib.crc32(k + d)) for k, d in chunks
+    )
+    return enc[:33] + extra + enc[33:]
+
+
+def iccp(icc: bytes) -> tuple[bytes, bytes]:
+    return b"iCCP", b"Wide\0\0" + zlib.compress(icc)
+
+
+def exif_bytes(orientation: int = 1) -> bytes:
+    ex = Image.Exif()
+    ex[274] = orientation
+    ex[315] = "Ann Archivist"
+    ex[33432] = "(c) 2026 Poster Archive"
+    ex.get_ifd(0x8769)[0x9003] = "2020:01:02 03:04:05"
+    return ex.tobytes()
+
+
+def lab_records(data: bytes) -> list[records.Record]:
+    return list(records.iter_records(io.BytesIO(data)))
+
+
+def opened(data: bytes) -> Image.Image:
+    im = Image.open(io.BytesIO(data))
+    im.load()  # PNG eXIf/iTXt may follow the pixels
+    return im
+
+
+# --- colour management --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_wide_gamut_profile_keeps_lightness_within_one_unit(tmp_path: Path, bits: int):
+    src = field(60, 80, seed=4)
+    icc = wide_gamut_icc()
+    scale = 255 if bits == 8 else 65535
+    dtype = np.uint8 if bits == 8 else np.uint16
+    stored = np.rint(src * scale).astype(dtype)
+    path = tmp_path / f"wide{bits}.png"
+    path.write_bytes(png_with_chunks(stored, iccp(icc)))
+    (rec,) = lab_records(run(["to-lab", path], check_rc=0).stdout)
+    want = oracle_srgb(stored / scale)
+    inside = ((want > 0.002) & (want < 0.998)).all(axis=-1)  # no clamp needed
+    assert inside.mean() > 0.5
+    err = np.abs(rec.lightness() - lightness(want))[inside]
+    assert np.percentile(err, 99) < 1.0, np.percentile(err, 99)
+    # ... where reading the same pixels as sRGB, as before, misses by several units
+    naive = np.abs(lightness(stored / scale) - lightness(want))[inside]
+    assert np.percentile(naive, 99) > 1.5
+    assert rec.source["depth"] == bits and rec.source["icc"]
+
+
+def test_gray_profile_gives_the_lightness_its_curve_defines(tmp_path: Path):
+    ramp = np.rint(np.tile(np.linspace(0, 65535, 400), (4, 1))).astype(np.uint16)
+    path = tmp_path / "gray.png"
+    path.write_bytes(png_with_chunks(ramp, iccp(colorprofile.gray_profile(1.8))))
+    (rec,) = lab_records(run(["to-lab", path], check_rc=0).stdout)
+    y = (ramp / 65535.0) ** (461 / 256)  # the curve as stored (u8Fixed8), relative luminance
+    want = np.where(y > (6 / 29) ** 3, 116 * np.cbrt(y) - 16, y * (29 / 3) ** 3)
+    assert np.percentile(np.abs(rec.lightness() - want), 99) < 1.0
+    assert np.abs(rec.lab()[..., 1:]).max() < 1.0  # still gray
+    naive = np.abs(lightness(np.repeat(ramp[..., None] / 65535.0, 3, 2)) - want)
+    assert np.percentile(naive, 99) > 3
+
+
+def test_sampled_table_matches_littlecms_on_8bit_data():
+    icc = wide_gamut_icc()
+    u8 = np.rint(field(64, 96, seed=7, lo=0.1, hi=0.9) * 255).astype(np.uint8)
+    prof = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+    xf = ImageCms.buildTransform(prof, ImageCms.createProfile("sRGB"), "RGB", "RGB", 1)
+    exact = np.asarray(xf.apply(Image.fromarray(u8))).astype(int)
+    t = colorprofile.to_srgb(icc)
+    table = np.rint(t.apply(u8 / np.float32(255), depth=16) * 255).astype(int)
+    inside = ((exact > 0) & (exact < 255)).all(axis=-1)
+    diff = np.abs(table - exact)[inside]
+    # 8-bit rounding of the nodes: one code; cells across the gamut boundary: a few more
+    assert np.percentile(diff, 99) <= 1 and (diff <= 1).mean() > 0.98, (diff <= 1).mean()
+    np.testing.assert_array_equal(np.rint(t.apply(u8 / np.float32(255), 8) * 255), exact)
+
+
+def test_srgb_profile_is_the_identity_and_bad_profiles_fail_in_one_line(tmp_path: Path):
+    assert colorprofile.to_srgb(colorprofile.srgb_profile()).table is None
+    img = smooth_image(20, 30, 2)
+    tagged = tmp_path / "srgb.png"
+    tagged.write_bytes(png_with_chunks(img, iccp(colorprofile.srgb_profile())))
+    broken = tmp_path / "broken.png"
+    bad_curves = wide_gamut_icc().replace(b"curv", b"junk")  # a sound header, unusable tags
+    broken.write_bytes(png_with_chunks(img, iccp(bad_curves)))
+    p = run(["to-lab", broken, tagged])
+    assert p.returncode == 1
+    err = p.stderr.decode().strip()
+    assert err.startswith(f"recolor to-lab: {broken}: ") and "ICC profile" in err, err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    (rec,) = lab_records(p.stdout)  # the good input still went through, unchanged
+    want = cv2.cvtColor(img.astype(np.float32) / 255, cv2.COLOR_RGB2Lab)
+    np.testing.assert_allclose(rec.lab(), want, atol=1e-4)
+
+
+def test_keep_profile_converts_back_and_embeds_the_source_profile(tmp_path: Path):
+    icc = wide_gamut_icc()
+    stored = np.rint(field(40, 50, seed=9) * 65535).astype(np.uint16)
+    path = tmp_path / "wide.png"
+    path.write_bytes(png_with_chunks(stored, iccp(icc)))
+    lab = run(["to-lab", path], check_rc=0).stdout
+    kept = run(["from-lab", "--keep-profile", "-f", "tif"], input=lab, check_rc=0)
+    assert opened(kept.stdout).info["icc_profile"] == icc
+    pixels = cv2.imdecode(np.frombuffer(kept.stdout, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert pixels.dtype == np.uint16  # the source's depth, by default
+    want = oracle_srgb(stored / 65535)
+    inside = ((want > 0.002) & (want < 0.998)).all(axis=-1)
+    back = pixels[:, :, ::-1] / 65535  # in the source's space again: near the stored values
+    assert np.percentile(np.abs(back - stored / 65535)[inside], 99) < 2 / 255
+    (rec,) = lab_records(lab)
+    stages = pipeline(["from-lab", "--keep-profile"], ["to-lab"], input=lab)
+    (again,) = lab_records(stages[1].stdout)
+    err = np.abs(again.lightness() - rec.lightness())[inside]
+    assert np.percentile(err, 99) < 1.0
+
+
+# --- orientation --------------------------------------------------------------------------------
+
+FORMATS = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "TIFF": ".tif"}
+
+
+def save_pil(path: Path, rgb: np.ndarray, fmt: str, **kw) -> Path:
+    extra = {"quality": 95} if fmt == "JPEG" else {"lossless": True} if fmt == "WEBP" else {}
+    Image.fromarray(rgb).save(path, fmt, **extra, **kw)
+    return path
+
+
+def test_exif_orientation_1_to_8_on_every_format(tmp_path: Path):
+    stored = smooth_image(24, 36, seed=5)  # no symmetry: every wrong turn or mirror shows
+    paths = [
+        save_pil(tmp_path / f"o{o}{ext}", stored, fmt, exif=exif_bytes(o))
+        for fmt, ext in FORMATS.items()
+        for o in range(1, 9)
+    ]
+    recs = lab_records(run(["to-lab", *paths], check_rc=0).stdout)
+    assert len(recs) == len(paths)
+    for path, rec in zip(paths, recs, strict=True):
+        with Image.open(path) as im:  # Pillow's own reading of the tag, as viewers show it
+            want = np.asarray(ImageOps.exif_transpose(im).convert("RGB"), np.float32) / 255
+        assert rec.lab().shape == want.shape, path.name
+        err = np.abs(rec.lightness() - lightness(want)).mean()
+        assert err < 1.0, (path.name, err)  # JPEG: two decoders' rounding only
+        if rec.lab().shape == stored.shape and path.stem != "o1":
+            ignored = np.abs(lightness(stored / np.float32(255)) - lightness(want)).mean()
+            assert ignored > 5 * max(err, 0.2), path.name
+
+
+def test_png_exif_after_the_pixels_is_found(tmp_path: Path):
+    stored = smooth_image(24, 36, seed=5)
+    enc = png_with_chunks(stored)
+    exif = exif_bytes(6)[6:]
+    chunk = (
+        struct.pack(">I", len(exif))
+        + b"eXIf"
+        + exif
+        + struct.pack(">I", zlib.crc32(b"eXIf" + exif))
+    )
+    path = tmp_path / "late.png"
+    path.write_bytes(enc[:-12] + chunk + enc[-12:])  # just before IEND, after IDAT
+    (rec,) = lab_records(run(["to-lab", path], check_rc=0).stdout)
+    want = np.ascontiguousarray(np.rot90(stored, -1)) / np.float32(255)  # 6: turn clockwise
+    assert np.abs(rec.lightness() - lightness(want)).max() < 0.01
+
+
+# --- metadata -----------------------------------------------------------------------------------
+
+
+def xmp_of(im: Image.Image) -> bytes | None:
+    if im.format == "TIFF":
+        return im.tag_v2.get(700)
+    return im.info.get("xmp")
+
+
+@pytest.mark.parametrize("out_ext", [".png", ".jpg", ".webp", ".tif"])
+def test_metadata_carried_through_to_lab_and_from_lab_and_stripped(tmp_path: Path, out_ext):
+    src = save_pil(
+        tmp_path / "scan.jpg", smooth_image(30, 20, 6), "JPEG", exif=exif_bytes(6), xmp=XMP
+    )
+    lab = run(["to-lab", src], check_rc=0).stdout
+    out = tmp_path / f"out{out_ext}"
+    run(["from-lab", "-o", out], input=lab, check_rc=0)
+    im = opened(out.read_bytes())
+    exif = im.getexif()
+    assert im.size == (30, 20)  # turned upright once ...
+    assert exif[274] == 1  # ... and marked so, for viewers not to turn it again
+    assert exif[305] == SOFTWARE
+    assert exif[315] == "Ann Archivist" and exif[33432] == "(c) 2026 Poster Archive"
+    assert exif.get_ifd(0x8769)[0x9003] == "2020:01:02 03:04:05"
+    xmp = xmp_of(im)
+    assert b"Archive rights 2026" in xmp and b'tiff:Orientation="1"' in xmp
+    assert im.info["icc_profile"] == colorprofile.srgb_profile()
+
+    stripped = tmp_path / f"stripped{out_ext}"
+    run(["from-lab", "--strip", "-o", stripped], input=lab, check_rc=0)
+    im = opened(stripped.read_bytes())
+    assert not im.getexif().get(315) and not im.getexif().get(305)
+    assert not xmp_of(im)
+    assert im.info["icc_profile"] == colorprofile.srgb_profile()  # still says it is sRGB
+    a = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(a, cv2.imread(str(stripped), cv2.IMREAD_UNCHANGED))
+
+
+def test_source_metadata_round_trips_in_record_headers_and_old_records_still_read():
+    src = ImageMeta(depth=16, icc=wide_gamut_icc(), exif=exif_bytes(1)[6:], xmp=XMP)
+    rec = records.lab_record("a.tif", np.zeros((2, 3, 3), np.float32), (2, 3), source=src.to_json())
+    buf = io.BytesIO()
+    records.write_record(buf, rec)
+    (back,) = lab_records(buf.getvalue())
+    assert ImageMeta.from_json(back.source) == src
+    old = records.lab_record("b.png", np.zeros((2, 3, 3), np.float32), (2, 3))  # no source
+    buf = io.BytesIO()
+    records.write_record(buf, old)
+    assert buf.getvalue()[4:6] == struct.pack("<H", 1) and b"source" not in buf.getvalue()
+    (back,) = lab_records(buf.getvalue())
+    assert back.source is None and ImageMeta.from_json(back.source) == ImageMeta()
+
+
+# --- depth --------------------------------------------------------------------------------------
+
+
+def gradient16(h: int = 16, w: int = 1200) -> np.ndarray:
+    """A 16-bit colour ramp: far more than 256 distinct levels per channel."""
+    ramp = np.linspace(0.05, 0.95, w)
+    rgb = np.stack([ramp, ramp[::-1] * 0.5 + 0.25, np.full(w, 0.4)], axis=-1)
+    return np.rint(np.broadcast_to(rgb, (h, w, 3)) * 65535).astype(np.uint16)
+
+
+@pytest.mark.parametrize("ext", [".png", ".tif"])
+def test_16bit_in_16bit_out_through_records(tmp_path: Path, ext: str):
+    src = tmp_path / f"ramp{ext}"
+    assert cv2.imwrite(str(src), gradient16()[:, :, ::-1])
+    lab = run(["to-lab", src], check_rc=0).stdout
+    for args, bits in (([], 16), (["--depth", "8"], 8)):
+        out = tmp_path / f"out{bits}{ext}"
+        run(["from-lab", *args, "-o", out], input=lab, check_rc=0)
+        pixels = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
+        assert pixels.dtype == (np.uint16 if bits == 16 else np.uint8)
+        levels = len(np.unique(pixels[0, :, 2]))  # red: the full ramp
+        assert levels > 256 if bits == 16 else levels <= 256
+
+
+def test_predict_keeps_depth_profile_and_metadata(tmp_path: Path):
+    weights = Path(__file__).resolve().parent.parent / "weights" / "reg.pt"
+    src = tmp_path / "master.png"
+    ramp = gradient16(24, 600)
+    src.write_bytes(png_with_chunks(ramp, iccp(wide_gamut_icc()), (b"eXIf", exif_bytes(1)[6:])))
+    out = tmp_path / "out"
+    run(["predict", src, "-w", weights, "-o", f"{out}/"], check_rc=0)
+    opts = ["--keep-profile", "--strip", "--depth", "8"]
+    run(["predict", src, "-w", weights, "-o", tmp_path / "k.tif", *opts], check_rc=0)
+    full = cv2.imread(str(out / "master.png"), cv2.IMREAD_UNCHANGED)
+    assert full.dtype == np.uint16 and len(np.unique(full[0, :, :].sum(-1))) > 256
+    im = opened((out / "master.png").read_bytes())
+    assert im.info["icc_profile"] == colorprofile.srgb_profile()
+    assert im.getexif()[315] == "Ann Archivist" and im.getexif()[305] == SOFTWARE
+    kept = opened((tmp_path / "k.tif").read_bytes())
+    assert cv2.imread(str(tmp_path / "k.tif"), cv2.IMREAD_UNCHANGED).dtype == np.uint8
+    assert kept.info["icc_profile"] == wide_gamut_icc() and not kept.getexif().get(315)
+
+
+def test_metadata_read_from_png_webp_and_tiff_sources(tmp_path: Path):
+    img = smooth_image(20, 30, 8)
+    srcs = [
+        save_pil(tmp_path / f"s{ext[1:]}{ext}", img, fmt, exif=exif_bytes(3), **extra)
+        for fmt, ext, extra in (
+            ("PNG", ".png", {}),
+            ("WEBP", ".webp", {"xmp": XMP}),
+            ("TIFF", ".tif", {}),
+        )
+    ]
+    out = tmp_path / "out"
+    pipeline(["to-lab", *srcs], ["from-lab", "-o", f"{out}/"])
+    for src in srcs:
+        im = opened((out / f"{src.stem}.png").read_bytes())
+        exif = im.getexif()
+        assert exif[315] == "Ann Archivist" and exif[274] == 1, src.name
+        assert exif.get_ifd(0x8769)[0x9003] == "2020:01:02 03:04:05", src.name
+        assert not set(exif) & {256, 257, 273, 279}, src.name  # the source's strips stay behind
+        assert (b"Archive rights" in (xmp_of(im) or b"")) == (src.suffix == ".webp")
