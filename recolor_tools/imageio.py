@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ import cv2
 import numpy as np
 
 from .color import to_uint8, to_uint16
-from .errors import RecolorError
+from .errors import NO_SPACE, DiskFull, RecolorError
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp")
 """File extensions recolor reads and writes as images (case-insensitive)."""
@@ -202,29 +203,82 @@ def encode_image(
     return enc.tobytes()
 
 
+def writes_in_place(path: str | Path) -> bool:
+    """True when ``path`` must be written in place rather than replaced by a rename.
+
+    That is every existing target that is not a regular file (a character or block device, a
+    FIFO, a socket: renaming over ``/dev/null`` as root would replace the device with a file), and
+    every name under ``/dev`` or ``/proc`` (``/dev/stdout`` may lead to a regular file the shell
+    opened: replacing it would lose what the shell appends).
+    """
+    absolute = os.path.abspath(path)
+    if absolute.startswith(("/dev/", "/proc/")):
+        return True
+    try:
+        return not stat.S_ISREG(os.stat(path).st_mode) and not os.path.isdir(path)
+    except OSError:
+        return False  # missing (or unreachable): a new file, written atomically
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | Path) -> Iterator[BinaryIO]:
     """Open ``path`` for binary writing so that it appears whole or not at all.
 
-    Data goes to a hidden temporary file in the same directory, which replaces ``path`` with
-    ``os.replace`` only when the block ends without an exception.
+    Data goes to a hidden temporary file in the directory of the file ``path`` leads to (a
+    symbolic link is followed, not replaced), which replaces it with ``os.replace`` only when the
+    block ends without an exception; the temporary file is removed on any error, Ctrl-C or
+    SIGTERM. A target for which :func:`writes_in_place` is true is opened for appending in place
+    and never created, truncated or renamed over.
+
+    Raises
+    ------
+    RecolorError
+        The directory is missing or not writable, or the in-place target cannot be opened.
+    DiskFull
+        The device is full (``ENOSPC``); the target is left as it was.
     """
     path = Path(path)
-    directory = path.parent
+    if writes_in_place(path):
+        yield from _in_place(path)
+        return
+    real = Path(os.path.realpath(path))
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+        fd, tmp = tempfile.mkstemp(prefix=f".{real.name}.", suffix=".tmp", dir=real.parent)
     except FileNotFoundError:
-        raise RecolorError("no such directory", directory) from None
-    except PermissionError:
-        raise RecolorError("permission denied", directory) from None
+        raise RecolorError("no such directory", real.parent) from None
+    except OSError as e:
+        raise RecolorError(os_reason(e), real.parent) from None
+    f = os.fdopen(fd, "wb")
     try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
+        yield f
+        f.close()  # the last buffered bytes: a full disk shows here at the latest
         os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
+        os.replace(tmp, real)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            f.close()  # flushing may fail again; the descriptor is closed all the same
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.errno in NO_SPACE:
+            raise DiskFull(path) from None
+        raise
+
+
+def _in_place(path: Path) -> Iterator[BinaryIO]:
+    try:
+        # O_APPEND, no O_CREAT, no O_TRUNC: a device or FIFO is written as it is, and a file
+        # reached through /dev/stdout keeps what the shell wrote before us.
+        f = open(os.open(path, os.O_WRONLY | os.O_APPEND), "wb")  # noqa: SIM115
+    except OSError as e:
+        raise RecolorError(os_reason(e), path) from None
+    try:
+        yield f
+        f.close()
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            f.close()
+        if isinstance(e, OSError) and e.errno in NO_SPACE:
+            raise DiskFull(path) from None
         raise
 
 
