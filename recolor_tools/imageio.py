@@ -16,11 +16,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-import cv2
-import numpy as np
+from .errors import NO_SPACE, DiskFull, RecolorError, warn
+from .imagehead import max_pixels, read_head
 
-from .color import to_uint8, to_uint16
-from .errors import NO_SPACE, DiskFull, RecolorError
+# OpenCV's own limit (2**30 pixels) would otherwise cap a raised RECOLOR_MAX_PIXELS; ours is
+# checked on the header before OpenCV sees the data.
+with contextlib.suppress(RecolorError):
+    os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(max(1 << 30, max_pixels())))
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .color import to_uint8, to_uint16  # noqa: E402
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp")
 """File extensions recolor reads and writes as images (case-insensitive)."""
@@ -85,18 +92,19 @@ def decode_rgb(data: bytes, name: str = "<data>") -> np.ndarray:
     Raises
     ------
     RecolorError
-        Empty, truncated or undecodable data.
+        Empty, truncated or undecodable data, a format recolor does not read, or an image over
+        the pixel limit (see :mod:`recolor_tools.imagehead`).
     """
-    if not data:
-        raise RecolorError("empty file", name)
+    head = read_head(data, name)  # format from the magic bytes, size limit, truncation
+    if head.pages > 1:
+        warn("multi-page TIFF: reading the first page only", name)
     buf = np.frombuffer(data, np.uint8)
-    is_jpeg = data[:3] == b"\xff\xd8\xff"
-    if is_jpeg and b"\xff\xd9" not in data[-64:]:
-        # libjpeg decodes a truncated file to a grey-filled image with only a warning.
-        raise RecolorError("truncated JPEG (no end-of-image marker)", name)
-    img = cv2.imdecode(buf, _DECODE_ORIENTED if is_jpeg else _DECODE_KEEP_ALPHA)
+    try:
+        img = cv2.imdecode(buf, _DECODE_ORIENTED if head.format == "JPEG" else _DECODE_KEEP_ALPHA)
+    except cv2.error:  # OpenCV's assertion text means nothing to the user
+        img = None
     if img is None or img.size == 0:
-        raise RecolorError("not a readable image (unknown format or corrupt data)", name)
+        raise RecolorError(f"not a readable image (corrupt {head.format} data)", name)
     # Reorder channels (BGR -> RGB, alpha composited on white) while the image is still small
     # integers: a 24 MP poster is 72 MB as uint8 but 288 MB per float32 copy.
     if img.ndim == 3 and img.shape[2] == 4:

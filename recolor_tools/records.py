@@ -29,7 +29,11 @@ truncation (short read, bad CRC) and a newer version fail with a clear :class:`R
 
 from __future__ import annotations
 
+import io
 import json
+import math
+import os
+import stat
 import struct
 import zlib
 from collections.abc import Callable, Iterator
@@ -46,7 +50,6 @@ VERSION = 1
 _PREFIX = struct.Struct("<4sHHI")
 _CRC = struct.Struct("<I")
 _MAX_HEADER = 1 << 20
-_MAX_ARRAY_BYTES = 1 << 34
 _DTYPES = {"<f4", "<f2", "<i2", "<i4", "<i8", "|u1", "<u2", "|i1"}
 
 
@@ -159,22 +162,83 @@ def _read_into(stream: BinaryIO, arr: np.ndarray, source: str) -> None:
         got += n
 
 
+_MAX_ARRAYS = 16
+_MAX_CHANNELS = 256
+"""Most values a pixel may hold per array (channels, or k classes of a soft target)."""
+
+
 def _parse_header(raw: bytes, source: str) -> dict:
+    """The header's JSON, checked against limits before any array is allocated: known dtypes,
+    at most :data:`_MAX_ARRAYS` arrays of 1 to 4 dimensions, H x W within the pixel limit of
+    :mod:`recolor_tools.imagehead` and at most :data:`_MAX_CHANNELS` values per pixel."""
+    from .imagehead import max_pixels
+
     try:
-        head = json.loads(raw.decode())
-        arrays = head["arrays"]
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RecolorError("corrupt record header (not UTF-8)", source) from None
+    try:
+        head = json.loads(text)
+    except (ValueError, RecursionError):
+        raise RecolorError("corrupt record header (not JSON)", source) from None
+    try:
+        arrays, size, name = head["arrays"], head["size"], head["name"]
+        if not (isinstance(name, str) and isinstance(arrays, list) and len(arrays) <= _MAX_ARRAYS):
+            raise ValueError
+        if not isinstance(head.get("meta") or {}, dict):
+            raise ValueError
+        head["size"] = tuple(_dims(size, 2))
+        limit = max_pixels()
         for a in arrays:
-            if a["dtype"] not in _DTYPES or any(int(s) < 0 for s in a["shape"]):
-                raise ValueError(a)
-            if int(np.prod(a["shape"], dtype=np.int64)) * np.dtype(a["dtype"]).itemsize > (
-                _MAX_ARRAY_BYTES
+            shape = _dims(a["shape"], len(a["shape"]))
+            if not (isinstance(a["name"], str) and a["dtype"] in _DTYPES and 1 <= len(shape) <= 4):
+                raise ValueError
+            if (
+                shape[0] * (shape[1] if len(shape) > 1 else 1) > limit
+                or math.prod(shape[2:]) > _MAX_CHANNELS
             ):
-                raise ValueError(a)
-        head["size"] = tuple(int(s) for s in head["size"])
-        str(head["name"])
+                raise RecolorError(
+                    f"record array {a['name']!r} of shape {shape} is larger than any image "
+                    f"recolor reads (RECOLOR_MAX_PIXELS = {limit:,})",
+                    source,
+                )
+            a["shape"] = shape
         return head
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-        raise RecolorError("corrupt record header", source) from None
+    except (ValueError, KeyError, TypeError, IndexError):
+        raise RecolorError("corrupt record header (fields missing or malformed)", source) from None
+
+
+def _dims(values, n: int) -> list[int]:
+    """``n`` non-negative JSON integers (not bools, not floats), or ValueError."""
+    if not isinstance(values, list) or len(values) != n:
+        raise ValueError
+    if not all(type(v) is int and 0 <= v < 1 << 31 for v in values):
+        raise ValueError
+    return values
+
+
+def _check_available(stream: BinaryIO, n: int, source: str) -> None:
+    """Refuse a header whose arrays need more bytes than a regular file has left, before the
+    arrays are allocated (a pipe cannot tell: truncation is found while reading)."""
+    try:
+        st = os.fstat(stream.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            return
+        left = st.st_size - stream.tell()
+    except (OSError, AttributeError, ValueError, io.UnsupportedOperation):
+        return
+    if n + _CRC.size > left:
+        raise RecolorError(
+            f"truncated record stream (the header promises {n:,} bytes of arrays, "
+            f"{max(left - _CRC.size, 0):,} are left)",
+            source,
+        )
+
+
+def _check_finite(arrays: dict[str, np.ndarray], name: str, source: str) -> None:
+    for key, arr in arrays.items():
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            raise RecolorError(f"record {name!r} holds NaN or infinite values in {key}", source)
 
 
 def iter_records(stream: BinaryIO, source: str = "<stdin>") -> Iterator[Record]:
@@ -194,13 +258,19 @@ def iter_records(stream: BinaryIO, source: str = "<stdin>") -> Iterator[Record]:
     Raises
     ------
     RecolorError
-        Bad magic (not a record stream), a newer format version, a corrupt header, truncation or
-        a CRC mismatch. An empty stream yields nothing.
+        Bad magic (not a record stream), a newer format version, a corrupt header (not UTF-8,
+        not JSON, fields missing, arrays larger than the pixel limit allows), truncation (also
+        found before allocating, in a regular file shorter than its header promises), a CRC
+        mismatch, NaN or infinite values, or trailing data after the last record. An empty stream
+        yields nothing.
     """
+    count = 0
     while True:
         first = stream.read(_PREFIX.size)
         if not first:
             return
+        if count and first[:4] != MAGIC[: len(first[:4])]:
+            raise RecolorError(f"trailing data after record {count} (bad magic)", source)
         if len(first) < _PREFIX.size:
             first += _read_exact(stream, _PREFIX.size - len(first), source, "a record prefix")
         magic, version, _flags, n = _PREFIX.unpack(first)
@@ -212,9 +282,18 @@ def iter_records(stream: BinaryIO, source: str = "<stdin>") -> Iterator[Record]:
                 source,
             )
         if version < 1 or n > _MAX_HEADER:
-            raise RecolorError("corrupt record prefix", source)
+            raise RecolorError(
+                "corrupt record prefix"
+                + (f" (header of {n:,} bytes, over {_MAX_HEADER:,})" if n > _MAX_HEADER else ""),
+                source,
+            )
         raw = _read_exact(stream, n, source, "a record header")
         head = _parse_header(raw, source)
+        _check_available(
+            stream,
+            sum(math.prod(a["shape"]) * np.dtype(a["dtype"]).itemsize for a in head["arrays"]),
+            source,
+        )
         crc = zlib.crc32(raw)
         arrays = {}
         for a in head["arrays"]:
@@ -225,6 +304,8 @@ def iter_records(stream: BinaryIO, source: str = "<stdin>") -> Iterator[Record]:
         (want,) = _CRC.unpack(_read_exact(stream, _CRC.size, source, "a record checksum"))
         if want != crc:
             raise RecolorError("corrupt record (checksum mismatch)", source)
+        _check_finite(arrays, str(head["name"]), source)
+        count += 1
         yield Record(str(head["name"]), head["size"], arrays, dict(head.get("meta") or {}))
 
 
@@ -264,17 +345,19 @@ def iter_lab_sources(
                     yield from iter_records(stream, path)
                 else:
                     from .color import rgb_to_lab
+                    from .imagehead import is_image, other_format
                     from .imageio import decode_rgb, resize_max
 
                     data = stream.read()
                     if not data:
                         raise RecolorError("empty input (no records)", path)
-                    try:
-                        rgb = decode_rgb(data, path)
-                    except RecolorError:
+                    if not is_image(data):
                         raise RecolorError(
-                            "neither a recolor record stream (bad magic) nor a readable image", path
-                        ) from None
+                            "neither a recolor record stream (bad magic) nor an image "
+                            f"recolor reads ({other_format(data)})",
+                            path,
+                        )
+                    rgb = decode_rgb(data, path)
                     name = "stdin" if path == "-" else Path(path).name
                     lab = rgb_to_lab(resize_max(rgb, max_size))
                     yield lab_record(name, lab, rgb.shape[:2])
