@@ -9,6 +9,7 @@ torch) are imported inside the commands that need them, so the others start fast
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import signal
 import sys
@@ -21,7 +22,7 @@ from typing import Annotated, BinaryIO, Literal, Optional
 import typer
 
 from . import __version__, defaults
-from .errors import DiskFull, ExitCode, RecolorError, set_tool
+from .errors import DiskFull, ExitCode, RecolorError, printable, set_tool
 from .outputs import STDOUT_NAME, silence_stdout
 
 app = typer.Typer(
@@ -69,7 +70,7 @@ class Tool:
         if isinstance(err, RecolorError):
             path = err.path if err.path is not None else path
             err = err.reason
-        where = f"{path}: " if path is not None else ""
+        where = f"{printable(str(path))}: " if path is not None else ""
         print(f"recolor {self.name}: {where}{err}", file=sys.stderr, flush=True)
 
     def note(self, text: str) -> None:
@@ -715,7 +716,8 @@ def main(argv: list[str] | None = None) -> int:
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         try:
-            app(args=argv, prog_name="recolor")
+            with _quiet_c_stderr(debug="--debug" in args):
+                app(args=argv, prog_name="recolor")
         except SystemExit as e:
             code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
         else:
@@ -737,6 +739,39 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _quiet_c_stderr(debug: bool) -> Iterator[None]:
+    """Drop what C libraries print straight to file descriptor 2 (libpng's "libpng error: IDAT:
+    invalid stored block lengths" on a corrupt file, "libpng warning: iCCP: ..." on many good
+    ones), keeping Python's ``sys.stderr`` on the real stderr: every failure is already reported
+    as one line of ours. With --debug (or when stderr is captured in-process) nothing changes."""
+    if debug or _DEBUG or sys.stderr is not sys.__stderr__:
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        real = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except (OSError, ValueError):
+        yield
+        return
+    old = sys.stderr
+    sys.stderr = io.TextIOWrapper(
+        io.FileIO(real, "w", closefd=False), encoding=old.encoding, errors=old.errors,
+        line_buffering=True,
+    )  # fmt: skip
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.flush()
+        sys.stderr = old
+        os.dup2(real, 2)
+        os.close(real)
 
 
 def _on_sigterm(signum: int, frame) -> None:

@@ -69,5 +69,13 @@ def warn(reason: str, path: str | Path | None = None) -> None:
     import sys
 
     head = f"recolor {_tool}" if _tool else "recolor"
-    where = f"{path}: " if path is not None else ""
+    where = f"{printable(str(path))}: " if path is not None else ""
     print(f"{head}: {where}{reason}", file=sys.stderr, flush=True)
+
+
+def printable(name: str) -> str:
+    """``name`` with control characters escaped (``new\\nline.png``), so that an error line
+    stays one line whatever the file is called."""
+    if name.isprintable():
+        return name
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)
