@@ -269,3 +269,17 @@ def test_train_reports_each_bad_image_once(tmp_path, hostile):
     for c in bad:
         assert err.count(c.name) == 1, err
     assert (tmp_path / "run").is_dir()
+
+
+def test_every_torch_load_is_weights_only():
+    import ast
+
+    calls = 0
+    for path in [*ROOT.glob("recolor_tools/**/*.py"), *ROOT.glob("weights/*.py"),
+                 *ROOT.glob("benchmarks/*.py")]:  # fmt: skip
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and ast.unparse(node.func).endswith("torch.load"):
+                calls += 1
+                kw = {k.arg: ast.unparse(k.value) for k in node.keywords}
+                assert kw.get("weights_only") == "True", f"{path}:{node.lineno}"
+    assert calls >= 1
