@@ -95,7 +95,7 @@ IMAGE_CASES = [
     Case("jp2-named.jpg", lambda: b"\x00\x00\x00\x0cjP  \r\n\x87\n" + bytes(40), "JPEG 2000"),
     Case("exr-named.tif", lambda: b"v/1\x01" + bytes(40), "OpenEXR"),
     Case("record-named.png", lambda: b"RCLR" + bytes(40), "record"),
-    Case("random.webp", lambda: np.random.default_rng(1).bytes(300), "not an image"),
+    Case("random.webp", lambda: np.random.default_rng(1).bytes(300), "unknown format"),
     Case("truncated-jpeg.jpg", lambda: _half(encoded(".jpg")), "truncated JPEG"),
     Case("truncated-png.png", lambda: _half(encoded(".png")), "truncated PNG"),
     Case("bomb.png", lambda: png_bytes(100_000, 100_000, zlib.compress(bytes(1000))), "bomb"),
