@@ -235,10 +235,18 @@ def _check_available(stream: BinaryIO, n: int, source: str) -> None:
         )
 
 
-def _check_finite(arrays: dict[str, np.ndarray], name: str, source: str) -> None:
-    for key, arr in arrays.items():
-        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-            raise RecolorError(f"record {name!r} holds NaN or infinite values in {key}", source)
+def check_finite(rec: Record) -> None:
+    """Raise :class:`RecolorError` (naming the record) when a float array of ``rec`` holds NaN or
+    infinity; a Lab image's L and a/b are named apart: ``ab contains 1 NaN or infinite value(s)``.
+    """
+    for key, arr in rec.arrays.items():
+        if arr.dtype.kind != "f":
+            continue
+        parts = {"L": arr[..., :1], "ab": arr[..., 1:]} if key == "lab" else {key: arr}
+        for what, part in parts.items():
+            bad = part.size - int(np.count_nonzero(np.isfinite(part)))
+            if bad:
+                raise RecolorError(f"{what} contains {bad} NaN or infinite value(s)", rec.name)
 
 
 def iter_records(stream: BinaryIO, source: str = "<stdin>") -> Iterator[Record]:
@@ -261,8 +269,8 @@ def iter_records(stream: BinaryIO, source: str = "<stdin>") -> Iterator[Record]:
         Bad magic (not a record stream), a newer format version, a corrupt header (not UTF-8,
         not JSON, fields missing, arrays larger than the pixel limit allows), truncation (also
         found before allocating, in a regular file shorter than its header promises), a CRC
-        mismatch, NaN or infinite values, or trailing data after the last record. An empty stream
-        yields nothing.
+        mismatch, or trailing data after the last record. An empty stream yields nothing. The
+        values are not looked at: see :func:`check_finite`.
     """
     count = 0
     while True:
@@ -304,7 +312,6 @@ def iter_records(stream: BinaryIO, source: str = "<stdin>") -> Iterator[Record]:
         (want,) = _CRC.unpack(_read_exact(stream, _CRC.size, source, "a record checksum"))
         if want != crc:
             raise RecolorError("corrupt record (checksum mismatch)", source)
-        _check_finite(arrays, str(head["name"]), source)
         count += 1
         yield Record(str(head["name"]), head["size"], arrays, dict(head.get("meta") or {}))
 
@@ -330,7 +337,8 @@ def iter_lab_sources(
 ) -> Iterator[Record]:
     """Yield records from files that are record streams or images, in order.
 
-    Each path (``-`` is stdin) is sniffed: a record stream yields all its records, an image
+    Each path (``-`` is stdin) is sniffed: a record stream yields all its records, except those
+    holding NaN or infinity (:func:`check_finite`: reported, and the stream goes on); an image
     yields its Lab record. A failure is passed to ``on_error`` and the next path is tried; a
     stream that breaks half-way keeps the records read before the break.
     """
@@ -342,7 +350,13 @@ def iter_lab_sources(
             try:
                 head = stream.peek(4)[:4] if hasattr(stream, "peek") else b""
                 if is_record_stream(head):
-                    yield from iter_records(stream, path)
+                    for rec in iter_records(stream, path):
+                        try:
+                            check_finite(rec)
+                        except RecolorError as e:
+                            on_error(e)  # that record only: the stream goes on
+                            continue
+                        yield rec
                 else:
                     from .color import rgb_to_lab
                     from .imagehead import is_image, other_format

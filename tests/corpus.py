@@ -27,6 +27,10 @@ class Case:
     make: object  # () -> bytes, or (Path) -> None for things that are not plain files
     reason: str
 
+    def named(self, path: Path) -> str:
+        """What the error line names: the file, or for a bad value the record inside it."""
+        return self.name.replace(".lab", "-record.png") if "contains" in self.reason else str(path)
+
 
 def png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
@@ -204,12 +208,12 @@ def _head(shape, dtype="<f4", name="x.png", **extra) -> dict:
             "arrays": [{"name": "lab", "dtype": dtype, "shape": shape}], **extra}  # fmt: skip
 
 
-def _bad_values(value: float, key: str = "lab") -> bytes:
-    lab = np.full((2, 3, 3 if key == "lab" else 1), 50, np.float32)
-    lab[1, 2, 0 if key == "L" else 1] = value
+def _bad_values(name: str, value: float, channel: int) -> bytes:
+    """A Lab record named ``name`` with one ``value`` (NaN, inf) in ``channel`` (0 is L)."""
+    lab = np.full((2, 3, 3), 50, np.float32)
+    lab[1, 2, channel] = value
     buf = io.BytesIO()
-    write_record(buf, lab_record("v.png", lab if key == "lab" else np.concatenate(
-        [lab, np.zeros((2, 3, 2), np.float32)], axis=2), (2, 3), l_only=key == "L"))  # fmt: skip
+    write_record(buf, lab_record(name, lab, (2, 3)))
     return buf.getvalue()
 
 
@@ -234,8 +238,9 @@ STREAM_CASES = [
     Case("crc.lab", lambda: _flip_crc(good_record("c.png")), "checksum"),
     Case("cut-header.lab", lambda: good_record()[:20], "truncated"),
     Case("cut-payload.lab", lambda: good_record()[:-40], "truncated"),
-    Case("nan-ab.lab", lambda: _bad_values(float("nan")), "NaN"),
-    Case("inf-l.lab", lambda: _bad_values(float("inf"), "L"), "infinite"),
+    # A bad value fails its record only (the stream goes on): the line names the record.
+    Case("nan-ab.lab", lambda: _bad_values("nan-ab-record.png", float("nan"), 1), "ab contains"),
+    Case("inf-l.lab", lambda: _bad_values("inf-l-record.png", float("inf"), 0), "L contains"),
     Case("zero-records.lab", lambda: b"", "no records"),
 ]
 """Record streams no tool may turn into output."""

@@ -45,7 +45,7 @@ def _check_lines(p, tool: str, bad: list[tuple[Case, Path]]) -> None:
     lines = p.stderr.decode().splitlines()
     assert p.returncode == 1, p.stderr.decode()
     for case, path in bad:
-        head = f"recolor {tool}: {printable(str(path))}: "
+        head = f"recolor {tool}: {printable(case.named(path))}: "
         mine = [ln for ln in lines if ln.startswith(head)]
         assert len(mine) == 1, (case.name, lines)
         assert case.reason.lower() in mine[0].lower(), (case.name, mine[0])
