@@ -9,11 +9,8 @@ torch) are imported inside the commands that need them, so the others start fast
 from __future__ import annotations
 
 import contextlib
-import io
 import os
-import signal
 import sys
-import threading
 import traceback
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -21,9 +18,8 @@ from typing import Annotated, BinaryIO, Literal, Optional
 
 import typer
 
-from . import __version__, defaults
+from . import __version__, defaults, process
 from .errors import DiskFull, ExitCode, RecolorError, printable, set_tool
-from .outputs import STDOUT_NAME, silence_stdout
 
 app = typer.Typer(
     name="recolor",
@@ -711,22 +707,20 @@ def main(argv: list[str] | None = None) -> int:
     """
     args = sys.argv[1:] if argv is None else argv
     name = next((a for a in args if not a.startswith("-")), "")
-    previous = None
-    if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        try:
-            with _quiet_c_stderr(debug="--debug" in args):
-                app(args=argv, prog_name="recolor")
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-        else:
-            code = ExitCode.OK
-        return max(code, _flush_stdout(name))
+        with process.exit_on_sigterm():
+            try:
+                with process.quiet_c_stderr(keep=_DEBUG or "--debug" in args):
+                    app(args=argv, prog_name="recolor")
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+            else:
+                code = ExitCode.OK
+            return max(code, process.flush_stdout(f"recolor {name}"))
     except KeyboardInterrupt:
         return ExitCode.INTERRUPTED
     except BrokenPipeError:
-        silence_stdout()
+        process.silence_stdout()
         return ExitCode.FAILED
     except Exception as e:
         if _DEBUG:
@@ -736,63 +730,6 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return ExitCode.FAILED
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-
-
-@contextlib.contextmanager
-def _quiet_c_stderr(debug: bool) -> Iterator[None]:
-    """Drop what C libraries print straight to file descriptor 2 (libpng's "libpng error: IDAT:
-    invalid stored block lengths" on a corrupt file, "libpng warning: iCCP: ..." on many good
-    ones), keeping Python's ``sys.stderr`` on the real stderr: every failure is already reported
-    as one line of ours. With --debug (or when stderr is captured in-process) nothing changes."""
-    if debug or _DEBUG or sys.stderr is not sys.__stderr__:
-        yield
-        return
-    try:
-        sys.stderr.flush()
-        real = os.dup(2)
-        devnull = os.open(os.devnull, os.O_WRONLY)
-    except (OSError, ValueError):
-        yield
-        return
-    old = sys.stderr
-    sys.stderr = io.TextIOWrapper(
-        io.FileIO(real, "w", closefd=False), encoding=old.encoding, errors=old.errors,
-        line_buffering=True,
-    )  # fmt: skip
-    os.dup2(devnull, 2)
-    os.close(devnull)
-    try:
-        yield
-    finally:
-        with contextlib.suppress(OSError, ValueError):
-            sys.stderr.flush()
-        sys.stderr = old
-        os.dup2(real, 2)
-        os.close(real)
-
-
-def _on_sigterm(signum: int, frame) -> None:
-    # Unwind like Ctrl-C does, so that every atomic write removes its temporary file.
-    raise SystemExit(ExitCode.TERMINATED)
-
-
-def _flush_stdout(name: str) -> int:
-    """Flush what text went to stdout; a full device is one line and exit 1, not a traceback at
-    interpreter exit."""
-    try:
-        sys.stdout.flush()
-    except OSError as e:
-        if isinstance(e, BrokenPipeError):
-            raise
-        from .imageio import os_reason
-
-        silence_stdout()
-        print(f"recolor {name}: {STDOUT_NAME}: {os_reason(e)}", file=sys.stderr)
-        return ExitCode.FAILED
-    return ExitCode.OK
 
 
 def run() -> None:

@@ -21,15 +21,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
 from .errors import NO_SPACE, DiskFull, RecolorError
-
-STDOUT_NAME = "<stdout>"
-"""How stdout is named in error messages."""
+from .process import STDOUT_NAME, silence_stdout
 
 
 class OutputUsage(RecolorError):
@@ -206,12 +203,3 @@ class Outputs:
                 raise
             silence_stdout()
             raise DiskFull(STDOUT_NAME) from None
-
-
-def silence_stdout() -> None:
-    """Point stdout at /dev/null once its reader has gone (``| head``) or its device is full: the
-    final flush at interpreter exit must not raise (and print) a second error."""
-    with contextlib.suppress(OSError, ValueError):
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
