@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 import pytest
-from conftest import run, smooth_image, write_rgb
+from conftest import read_rgb_u8, run, smooth_image, write_rgb
 from corpus import good_images, multipage_tiff, png_bytes
 
 from recolor_tools.errors import RecolorError
@@ -31,6 +31,12 @@ def test_every_awkward_image_is_read_with_its_size(good, tmp_path):
     # a gray source stays gray (a = b = 0), a colour one does not
     assert abs(recs["gray16.png"].arrays["lab"][..., 1:]).max() < 0.5
     assert abs(recs["cmyk.jpg"].arrays["lab"][..., 1:]).max() > 5
+    # predict too: every one recoloured at its own size, in its own format
+    inputs = [tmp_path / n for n in good]
+    p = run(["predict", "-q", "-o", f"{tmp_path}/out/", "--size", "32", *inputs])
+    assert p.returncode == 0, p.stderr
+    for name, (_, shape) in good.items():
+        assert read_rgb_u8(tmp_path / "out" / name).shape[:2] == shape, name
 
 
 def test_header_size_agrees_with_the_decoder(good):
