@@ -431,7 +431,8 @@ def compare(
     fmt = metrics.format_json if as_json else metrics.format_csv if as_csv else None
     if output is not None:
         report = (fmt or metrics.format_text)(results).encode()
-        router = tool.outputs(str(output), [str(pred), str(truth)], ".txt", many_per_file=False)
+        inputs = [str(f) for _, p, t in pairs for f in (p, t)]
+        router = tool.outputs(str(output), inputs, ".txt", many_per_file=False)
         with tool.opened(router) as out, tool.guard(output):
             out.write("report", lambda f: f.write(report))
     elif fmt is None and sys.stdout.isatty():
@@ -576,6 +577,8 @@ def predict(
     if router.to_stdout:
         tool.binary_stdout()  # refused on a terminal, before any work
     paths = [p for p in paths if not router.skip(_input_name(p))]
+    if not paths:
+        tool.exit()  # all done already: no model to load
     predictor = None
     with tool.guard():
         from .predict import Predictor

@@ -48,14 +48,28 @@ def safe_name(name: str) -> str:
     return "unnamed" if base in ("", ".", "..") else base
 
 
-def check_not_input(out: Path, inputs: Sequence[str]) -> None:
-    """Refuse to write ``out`` when it is one of ``inputs`` (same file: links count)."""
-    if not out.exists():
-        return
-    for i in inputs:
-        with contextlib.suppress(OSError):
-            if i != "-" and os.path.samefile(i, out):
-                raise RecolorError("refusing to overwrite an input", out)
+def file_ids(paths: Sequence[str]) -> set[tuple[int, int]]:
+    """(device, inode) of each existing path (``-`` and missing ones left out): the identity
+    that symbolic and hard links share."""
+    ids = set()
+    for p in paths:
+        with contextlib.suppress(OSError, ValueError):
+            if p != "-":
+                st = os.stat(p)
+                ids.add((st.st_dev, st.st_ino))
+    return ids
+
+
+def check_not_input(out: Path, inputs: Sequence[str] | set[tuple[int, int]]) -> None:
+    """Refuse to write ``out`` when it is one of ``inputs`` (paths, or their :func:`file_ids`):
+    the same file, also through a symbolic or hard link."""
+    try:
+        st = os.stat(out)
+    except (OSError, ValueError):
+        return  # a new file cannot be an input
+    ids = inputs if isinstance(inputs, set) else file_ids(inputs)
+    if (st.st_dev, st.st_ino) in ids:
+        raise RecolorError("refusing to overwrite an input", out)
 
 
 def make_dir(path: Path) -> None:
@@ -115,6 +129,7 @@ class Outputs:
         self.directory = None if self.to_stdout or not is_dir_target(output) else Path(output)
         self.file = None if self.to_stdout or self.directory else Path(output)
         self._written: set[Path] = set()
+        self._input_ids: set[tuple[int, int]] | None = None
         self._count = 0
         self._stack = contextlib.ExitStack()
         self._stream: BinaryIO | None = None
@@ -186,7 +201,9 @@ class Outputs:
         else:
             from .imageio import atomic_open
 
-            check_not_input(out, self.inputs)
+            if self._input_ids is None:  # stat the inputs once, not once per output
+                self._input_ids = file_ids(self.inputs)
+            check_not_input(out, self._input_ids)
             with atomic_open(out) as f:
                 write(f)
             self._written.add(out)
