@@ -73,6 +73,18 @@ def test_output_into_a_fifo_and_dev_stdout(tmp_path, png):
     assert log.read_bytes() == b"kept" + got[0]
 
 
+def test_output_onto_a_socket_is_one_line_and_the_socket_stays(tmp_path, png):
+    import socket
+
+    path = tmp_path / "sock"
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(path))
+        p = run(["to-lab", png, "-o", path])
+    assert p.returncode == 1 and len(_lines(p)) == 1
+    assert _lines(p)[0].startswith(f"recolor to-lab: {path}: ")
+    assert stat.S_ISSOCK(os.stat(path).st_mode)
+
+
 def test_output_dir_that_is_a_file_or_cannot_be_made(tmp_path, png):
     afile = tmp_path / "afile"
     afile.write_bytes(b"x")
