@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # torch 2.13.0 is pinned so pip takes the CPU wheel rather than a multi-GB CUDA build.
 TORCH ?= torch==2.13.0
 
-.PHONY: demo test lint bench weights weights-eval clean
+.PHONY: demo test lint bench fuzz weights weights-eval clean
 
 $(BIN)/recolor: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ test: $(BIN)/recolor
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest -q
+
+# The fuzz tests of the record and image readers with 100,000 cases each (CI runs 300).
+FUZZ_EXAMPLES ?= 100000
+fuzz: $(BIN)/recolor
+	RECOLOR_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q tests/test_fuzz.py
 
 bench: $(BIN)/recolor
 	$(BIN)/pip install -q -e ".[bench]"

@@ -18,8 +18,8 @@ from typing import Annotated, BinaryIO, Literal, Optional
 
 import typer
 
-from . import __version__, defaults
-from .errors import ExitCode, RecolorError
+from . import __version__, defaults, process
+from .errors import DiskFull, ExitCode, RecolorError, printable, set_tool
 
 app = typer.Typer(
     name="recolor",
@@ -47,6 +47,10 @@ KeepProfile = Annotated[
     typer.Option("--keep-profile", help="Convert back to the input's ICC profile (default: sRGB)."),
 ]
 Strip = Annotated[bool, typer.Option("--strip", help="Drop the input's EXIF and XMP.")]
+SkipExisting = Annotated[
+    bool,
+    typer.Option("--skip-existing", help="Skip inputs whose output file exists (for reruns)."),
+]
 Inputs = Annotated[
     Optional[list[str]],  # noqa: UP045
     typer.Argument(
@@ -64,6 +68,7 @@ class Tool:
         self.name = name
         self.quiet = quiet
         self.failures = 0
+        set_tool(name)
 
     def fail(self, err: RecolorError | str, path: str | Path | None = None) -> None:
         """Print ``recolor <tool>: <file>: <reason>`` on stderr and count the failure."""
@@ -71,7 +76,7 @@ class Tool:
         if isinstance(err, RecolorError):
             path = err.path if err.path is not None else path
             err = err.reason
-        where = f"{path}: " if path is not None else ""
+        where = f"{printable(str(path))}: " if path is not None else ""
         print(f"recolor {self.name}: {where}{err}", file=sys.stderr, flush=True)
 
     def note(self, text: str) -> None:
@@ -84,6 +89,9 @@ class Tool:
         """Report an expected failure of one input and go on with the next."""
         try:
             yield
+        except DiskFull as e:  # every later output would fail alike: stop here
+            self.fail(e, path)
+            self.exit()
         except RecolorError as e:
             self.fail(e, path)
         except ValueError as e:  # public numeric APIs reject bad values with ValueError
@@ -126,56 +134,36 @@ class Tool:
             self.usage("refusing to write binary data to a terminal; use -o or a pipe")
         return sys.stdout.buffer
 
+    def outputs(self, output: str | None, inputs: list[str], suffix, count: int = 0, **kw):
+        """The output router of this run (see :mod:`recolor_tools.outputs`); ``count`` inputs
+        known in advance that cannot all fit the output are a usage error (exit 2)."""
+        from .outputs import Outputs, OutputUsage
 
-def _is_dir_target(output: str | Path | None) -> bool:
-    """An output names a directory when it exists as one or ends with a slash."""
-    return output is not None and (Path(output).is_dir() or str(output).endswith(("/", os.sep)))
+        router = Outputs(output, inputs, suffix, self.binary_stdout, **kw)
+        try:
+            router.check_count(count)
+        except OutputUsage as e:
+            self.usage(e.reason)
+        return router
 
-
-def _check_not_input(out: Path, inputs: list[str]) -> None:
-    for i in inputs:
-        if i != "-" and Path(i).exists() and out.exists() and os.path.samefile(i, out):
-            raise RecolorError("refusing to overwrite an input", out)
-
-
-class RecordSink:
-    """Where a tool's records go: stdout, one stream file, or one file per record in a directory."""
-
-    def __init__(self, tool: Tool, output: str | None, inputs: list[str], suffix: str) -> None:
-        self.per_file = _is_dir_target(output)
-        self.tool, self.inputs, self.suffix = tool, inputs, suffix
-        self.output = None if output is None else Path(output)
-        self._stack = contextlib.ExitStack()
-        self._stream: BinaryIO | None = None
-
-    def __enter__(self) -> RecordSink:
-        if self.output is None:
-            self._stream = self.tool.binary_stdout()
-        elif self.per_file:
-            self.output.mkdir(parents=True, exist_ok=True)
-        else:
-            from .imageio import atomic_open
-
-            _check_not_input(self.output, self.inputs)
-            self._stream = self._stack.enter_context(atomic_open(self.output))
-        return self
-
-    def write(self, rec) -> None:  # rec: records.Record
-        from .imageio import atomic_open
-        from .records import write_record
-
-        if self._stream is not None:
-            write_record(self._stream, rec)
-            return
-        out = self.output / (Path(rec.name).stem + self.suffix)
-        _check_not_input(out, self.inputs)
-        with atomic_open(out) as f:
-            write_record(f, rec)
-
-    def __exit__(self, *exc) -> None:
-        if self._stream is not None and self.output is None:
-            self._stream.flush()
-        self._stack.__exit__(*exc)
+    @contextlib.contextmanager
+    def opened(self, router) -> Iterator:
+        """Enter an output router; a failure to open or to finish its output (a full disk when
+        a stream file is closed) is reported and ends the run."""
+        where = router.file or router.directory
+        entered = False
+        with self.guard(where):
+            router.__enter__()
+            entered = True
+        if not entered:
+            self.exit()
+        try:
+            yield router
+        except BaseException:
+            router.__exit__(*sys.exc_info())
+            raise
+        with self.guard(where):
+            router.__exit__(None, None, None)
 
 
 def _version(value: bool) -> None:
@@ -202,20 +190,40 @@ def to_lab(
         typer.Option("--max-size", min=1, help="Shrink so the longer side is at most this."),
     ] = None,
     l_only: Annotated[bool, typer.Option("--l-only", help="Keep only the L channel.")] = False,
+    skip_existing: SkipExisting = False,
     quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:
     """Convert images (jpg, png, tiff, webp, bmp) to Lab records."""
     from .imageio import expand_inputs
-    from .records import image_record
+    from .records import image_record, write_record
 
     tool = Tool("to-lab", quiet, debug)
     paths = expand_inputs(tool.stdin_inputs(inputs))
-    with RecordSink(tool, output, paths, ".lab") as sink:
+    router = tool.outputs(output, paths, ".lab", many_per_file=True, skip_existing=skip_existing)
+    with tool.opened(router) as out:
         for path in tool.progress(paths, len(paths)):
+            if out.skip(_input_name(path)):
+                continue
             with tool.guard(path):
-                sink.write(image_record(path, max_size, l_only))
+                rec = image_record(path, max_size, l_only)
+                out.write(rec.name, lambda f, rec=rec: write_record(f, rec))
     tool.exit()
+
+
+def _input_name(path: str) -> str:
+    """The name an input file's outputs are named after (``-`` is ``stdin``)."""
+    return "stdin" if path == "-" else Path(path).name
+
+
+def _image_writer(rgb, dest: Path | None, ext: str, source=None, **options):
+    """A writer of ``rgb`` encoded for ``dest`` (its extension; ``ext`` for stdout or none), with
+    the profile and metadata of ``source`` (an ImageMeta; ``options`` as for
+    :func:`recolor_tools.imagemeta.encode_output`)."""
+    from .imagemeta import encode_output
+
+    ext = dest.suffix if dest is not None and dest.suffix else ext
+    return lambda f: f.write(encode_output(rgb, ext, source, **options))
 
 
 @app.command("from-lab")
@@ -228,6 +236,7 @@ def from_lab(
     depth: DepthOpt = None,
     keep_profile: KeepProfile = False,
     strip: Strip = False,
+    skip_existing: SkipExisting = False,
     quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:
@@ -237,8 +246,7 @@ def from_lab(
     records), at the source's depth.
     """
     from .color import lab_to_rgb
-    from .imageio import atomic_write
-    from .imagemeta import ImageMeta, encode_output
+    from .imagemeta import ImageMeta
     from .records import iter_lab_sources
 
     tool = Tool("from-lab", quiet, debug)
@@ -246,29 +254,16 @@ def from_lab(
         tool.usage("--depth must be 8 or 16")
     options = {"depth": depth, "keep_profile": keep_profile, "strip": strip}
     paths = tool.stdin_inputs(inputs)
-    per_file = _is_dir_target(output)
-    stream = tool.binary_stdout() if output is None else None
-    output = None if output is None else Path(output)
-    if per_file:
-        output.mkdir(parents=True, exist_ok=True)
-    written = 0
-    for rec in tool.progress(iter_lab_sources(paths, tool.fail)):
-        with tool.guard(rec.name):
-            rgb = lab_to_rgb(rec.lab(gray_if_l_only=True))
-            src = ImageMeta.from_json(rec.source)
-            if per_file:
-                out = output / (Path(rec.name).stem + "." + fmt.lstrip("."))
-                _check_not_input(out, paths)
-                atomic_write(out, encode_output(rgb, out.suffix, src, **options))
-            elif written:
-                raise RecolorError("a second record, but the output holds one image; use -o DIR/")
-            elif stream is not None:
-                stream.write(encode_output(rgb, "." + fmt.lstrip("."), src, **options))
-                stream.flush()
-            else:
-                _check_not_input(output, paths)
-                atomic_write(output, encode_output(rgb, output.suffix or ".png", src, **options))
-            written += 1
+    ext = "." + fmt.lower().lstrip(".")
+    router = tool.outputs(output, paths, ext, many_per_file=False, skip_existing=skip_existing)
+    with tool.opened(router) as out:
+        for rec in tool.progress(iter_lab_sources(paths, tool.fail)):
+            if out.skip(rec.name):
+                continue
+            with tool.guard(rec.name):
+                rgb = lab_to_rgb(rec.lab(gray_if_l_only=True))
+                src = ImageMeta.from_json(rec.source)
+                out.write(rec.name, _image_writer(rgb, out.path(rec.name), ext, src, **options))
     tool.exit()
 
 
@@ -314,37 +309,31 @@ def quantize(
     each image uses goes to stderr.
     """
     from . import quant
-    from .imageio import write_image
-    from .records import iter_lab_sources
+    from .records import iter_lab_sources, write_record
 
     tool = Tool("quantize", quiet, debug)
     paths = tool.stdin_inputs(inputs)
+    if preview == "-":
+        tool.usage("--preview needs a FILE or DIR/, not stdout")
     cls, grid = _class_set(tool, classes, grid)
-    shown: set = set()
-    with RecordSink(tool, output, paths, ".target") as sink:
+    router = tool.outputs(output, paths, ".target", many_per_file=True)
+    shown = (
+        None
+        if preview is None
+        else tool.outputs(preview, paths, ".png", many_per_file=False, flag="--preview")
+    )
+    with tool.opened(router) as out, contextlib.ExitStack() as stack:
+        if shown is not None:
+            stack.enter_context(tool.opened(shown))
         for rec in tool.progress(iter_lab_sources(paths, tool.fail)):
             with tool.guard(rec.name):
                 target = quant.encode_record(rec, cls, grid, k, sigma, hard)
-                sink.write(target)
+                out.write(rec.name, lambda f, t=target: write_record(f, t))
                 tool.note(f"{rec.name}: {target.meta['classes_used']} of {len(cls)} classes")
-                if preview is not None:
-                    out = _preview_path(preview, rec.name, shown, paths)
-                    write_image(out, quant.preview_rgb(rec.lab(), cls, target.arrays["idx"]))
+                if shown is not None:
+                    rgb = quant.preview_rgb(rec.lab(), cls, target.arrays["idx"])
+                    shown.write(rec.name, _image_writer(rgb, shown.path(rec.name), ".png"))
     tool.exit()
-
-
-def _preview_path(preview: str, name: str, shown: set, inputs: list[str]) -> Path:
-    """--preview FILE for the first image, or DIR/<name>.png for each."""
-    if _is_dir_target(preview):
-        Path(preview).mkdir(parents=True, exist_ok=True)
-        out = Path(preview) / (Path(name).stem + ".png")
-    else:
-        out = Path(preview)
-    if out in shown:
-        raise RecolorError(f"--preview {out} was already written; use --preview DIR/")
-    _check_not_input(out, inputs)
-    shown.add(out)
-    return out
 
 
 @app.command("rebalance-stats")
@@ -392,6 +381,9 @@ def rebalance_stats(
     with tool.guard(output):
         stats = acc.finish(lam, sigma)
         if output is not None:
+            from .outputs import check_not_input
+
+            check_not_input(output, paths)
             stats.save(output)
         if plot is not None:
             plot_stats(stats, plot)
@@ -437,7 +429,7 @@ def compare(
     """
     from . import metrics
     from .color import to_uint8
-    from .imageio import atomic_write, read_rgb
+    from .imageio import read_rgb
 
     tool = Tool("compare", quiet, debug)
     if as_json and as_csv:
@@ -456,8 +448,11 @@ def compare(
             metrics.montage(rows, montage)
     fmt = metrics.format_json if as_json else metrics.format_csv if as_csv else None
     if output is not None:
-        with tool.guard(output):
-            atomic_write(output, (fmt or metrics.format_text)(results).encode())
+        report = (fmt or metrics.format_text)(results).encode()
+        inputs = [str(f) for _, p, t in pairs for f in (p, t)]
+        router = tool.outputs(str(output), inputs, ".txt", many_per_file=False)
+        with tool.opened(router) as out, tool.guard(output):
+            out.write("report", lambda f: f.write(report))
     elif fmt is None and sys.stdout.isatty():
         _print_rich_table(*metrics.report_cells(results))
     else:
@@ -574,6 +569,7 @@ def predict(
     depth: DepthOpt = None,
     keep_profile: KeepProfile = False,
     strip: Strip = False,
+    skip_existing: SkipExisting = False,
     quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:
@@ -585,14 +581,32 @@ def predict(
     """
     import numpy as np
 
-    from .imageio import expand_inputs, read_rgb
+    from .imageio import IMAGE_EXTS, expand_inputs, read_rgb
     from .imagemeta import ImageMeta
 
     tool = Tool("predict", quiet, debug)
     if depth not in (None, 8, 16):
         tool.usage("--depth must be 8 or 16")
     paths = expand_inputs(tool.stdin_inputs(inputs))
-    targets, out_dir = _image_targets(tool, paths, output, fmt)
+    ext = None if fmt is None else "." + fmt.lower().lstrip(".")
+    if ext is not None and ext not in IMAGE_EXTS:
+        tool.usage(f"unknown --format {fmt!r} (use one of {', '.join(IMAGE_EXTS)})")
+    if output not in (None, "-") and Path(output).suffix.lower() not in IMAGE_EXTS:
+        output = output.rstrip("/") + "/"  # without an image extension, -o names a directory
+
+    def suffix(name: str) -> str:  # the input's format unless --format
+        own = Path(name).suffix.lower()
+        return ext or (own if own in IMAGE_EXTS else ".png")
+
+    router = tool.outputs(
+        output, paths, suffix, count=len(paths), many_per_file=False, default="recolored/",
+        skip_existing=skip_existing,
+    )  # fmt: skip
+    if router.to_stdout:
+        tool.binary_stdout()  # refused on a terminal, before any work
+    paths = [p for p in paths if not router.skip(_input_name(p))]
+    if not paths:
+        tool.exit()  # all done already: no model to load
     predictor = None
     with tool.guard():
         from .predict import Predictor
@@ -602,12 +616,6 @@ def predict(
         )
     if predictor is None:
         tool.exit()
-    if out_dir is not None:
-        with tool.guard(out_dir):
-            out_dir.mkdir(parents=True, exist_ok=True)
-        if tool.failures:
-            tool.exit()
-    written: set[Path] = set()
     sources: dict[str, list[ImageMeta]] = {}  # per path, in reading order (a path may repeat)
 
     def read(path: str):
@@ -616,63 +624,20 @@ def predict(
         return read_rgb(path, meta)
 
     dtype = np.uint8 if depth == 8 else np.uint16  # 16 bits hold either; the encoder rounds
-    found = predictor.predict_files(paths, batch_size, read=read, dtype=dtype)
-    results = tool.progress(found, len(paths))
     options = {"depth": depth, "keep_profile": keep_profile, "strip": strip}
-    for (path, rgb), out in zip(results, targets, strict=True):
-        source = sources[path].pop(0) if sources.get(path) else None
-        with tool.guard(path):
-            if isinstance(rgb, RecolorError):
-                raise rgb
-            _write_predicted(tool, rgb, out, paths, written, source, options)
+    with tool.opened(router) as out:
+        found = predictor.predict_files(paths, batch_size, read=read, dtype=dtype)
+        for path, rgb in tool.progress(found, len(paths)):
+            source = sources[path].pop(0) if sources.get(path) else None
+            with tool.guard(path):
+                if isinstance(rgb, RecolorError):
+                    raise rgb
+                name = _input_name(path)
+                dest = out.path(name)
+                writer = _image_writer(rgb, dest, ext or ".png", source, **options)
+                if out.write(name, writer) is not None:
+                    print(dest, flush=True)
     tool.exit()
-
-
-def _image_targets(
-    tool: Tool, paths: list[str], output: str | None, fmt: str | None
-) -> tuple[list[Path | str], Path | None]:
-    """Where each input's image goes (a Path, or the extension to write to stdout with), and the
-    output directory to create, if any."""
-    from .imageio import IMAGE_EXTS
-
-    ext = None if fmt is None else "." + fmt.lower().lstrip(".")
-    if ext is not None and ext not in IMAGE_EXTS:
-        tool.usage(f"unknown --format {fmt!r} (use one of {', '.join(IMAGE_EXTS)})")
-    if output == "-":
-        if len(paths) != 1:
-            tool.usage(f"-o - writes one image, but {len(paths)} inputs were given")
-        tool.binary_stdout()  # refused on a terminal, before any work
-        return [ext or ".png"], None
-    out = Path(output or "recolored/")
-    if not _is_dir_target(output or "recolored/") and out.suffix.lower() in IMAGE_EXTS:
-        if len(paths) != 1:
-            tool.usage(f"-o {output} names one file, but {len(paths)} inputs were given")
-        return [out], None
-
-    def name(p: str) -> str:
-        stem, suffix = ("stdin", "") if p == "-" else (Path(p).stem, Path(p).suffix.lower())
-        return stem + (ext or (suffix if suffix in IMAGE_EXTS else ".png"))
-
-    return [out / name(p) for p in paths], out
-
-
-def _write_predicted(
-    tool: Tool, rgb, out: Path | str, inputs: list[str], written: set, source, options: dict
-) -> None:
-    from .imageio import atomic_write
-    from .imagemeta import encode_output
-
-    if isinstance(out, str):  # stdout, in this format
-        stream = tool.binary_stdout()
-        stream.write(encode_output(rgb, out, source, **options))
-        stream.flush()
-        return
-    if out in written:
-        raise RecolorError(f"{out} was already written for an earlier input of the same name")
-    _check_not_input(out, inputs)
-    atomic_write(out, encode_output(rgb, out.suffix or ".png", source, **options))
-    written.add(out)
-    print(out, flush=True)
 
 
 _PosInt = Optional[int]  # noqa: UP045 - typer needs Optional at runtime on 3.11
@@ -777,37 +742,35 @@ def train(
 def main(argv: list[str] | None = None) -> int:
     """Run the ``recolor`` command and return its exit status.
 
-    typer itself maps usage errors to 2, Ctrl-C to 130 and a closed stdout pipe to a quiet 1;
-    what reaches here is a bug, reported in one line (with a traceback under --debug).
+    typer itself maps usage errors to 2 and Ctrl-C to 130; SIGTERM ends with 143 (both unwind,
+    so temporary files are removed); a closed stdout pipe ends quietly with 1. What else reaches
+    here is a bug, reported in one line (with a traceback under --debug).
     """
+    args = sys.argv[1:] if argv is None else argv
+    name = next((a for a in args if not a.startswith("-")), "")
     try:
-        app(args=argv, prog_name="recolor")
-    except SystemExit as e:
-        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        with process.exit_on_sigterm():
+            try:
+                with process.quiet_c_stderr(keep=_DEBUG or "--debug" in args):
+                    app(args=argv, prog_name="recolor")
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+            else:
+                code = ExitCode.OK
+            return max(code, process.flush_stdout(f"recolor {name}"))
     except KeyboardInterrupt:
         return ExitCode.INTERRUPTED
     except BrokenPipeError:
-        _silence_stdout()
+        process.silence_stdout()
         return ExitCode.FAILED
     except Exception as e:
         if _DEBUG:
             traceback.print_exc()
-        args = sys.argv[1:] if argv is None else argv
-        name = next((a for a in args if not a.startswith("-")), "")
         print(
             f"recolor {name}: internal error: {type(e).__name__}: {e} (--debug shows a traceback)",
             file=sys.stderr,
         )
         return ExitCode.FAILED
-    return ExitCode.OK
-
-
-def _silence_stdout() -> None:
-    # The reader of our stdout has gone (`| head`): point stdout at /dev/null so the final flush
-    # at interpreter exit does not raise again.
-    with contextlib.suppress(OSError, ValueError):
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
 
 
 def run() -> None:

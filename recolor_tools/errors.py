@@ -6,6 +6,7 @@ goes on with its other inputs; anything else is a bug and shows a traceback only
 
 from __future__ import annotations
 
+import errno
 from enum import IntEnum
 from pathlib import Path
 
@@ -17,6 +18,7 @@ class ExitCode(IntEnum):
     FAILED = 1  # some inputs failed, the others were processed
     USAGE = 2  # bad command line
     INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
+    TERMINATED = 143  # kill (128 + SIGTERM)
 
 
 class RecolorError(Exception):
@@ -37,3 +39,43 @@ class RecolorError(Exception):
 
     def __str__(self) -> str:
         return f"{self.path}: {self.reason}" if self.path else self.reason
+
+
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+"""Write errors that mean the device is full: reported as :class:`DiskFull`."""
+
+
+class DiskFull(RecolorError):
+    """An output could not be written for lack of space (ENOSPC, EDQUOT, EFBIG): nothing partial
+    was left and nothing was renamed over the target. The CLI ends the run after reporting it,
+    since every later output would fail the same way."""
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        super().__init__("no space left on device", path)
+
+
+_tool = ""
+
+
+def set_tool(name: str) -> None:
+    """Name the running tool for :func:`warn` (the CLI calls this once per command)."""
+    global _tool
+    _tool = name
+
+
+def warn(reason: str, path: str | Path | None = None) -> None:
+    """Tell the user something about an input that is not a failure, in the tools' one-line form
+    ``recolor <tool>: <file>: <reason>`` on stderr (e.g. a multi-page TIFF read at page 1)."""
+    import sys
+
+    head = f"recolor {_tool}" if _tool else "recolor"
+    where = f"{printable(str(path))}: " if path is not None else ""
+    print(f"{head}: {where}{reason}", file=sys.stderr, flush=True)
+
+
+def printable(name: str) -> str:
+    """``name`` with control characters escaped (``new\\nline.png``), so that an error line
+    stays one line whatever the file is called."""
+    if name.isprintable():
+        return name
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)

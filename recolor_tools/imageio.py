@@ -9,17 +9,25 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-import cv2
-import numpy as np
+from .errors import NO_SPACE, DiskFull, RecolorError, warn
+from .imagehead import max_pixels, read_head
 
-from .color import to_uint8, to_uint16
-from .errors import RecolorError
+# OpenCV's own limit (2**30 pixels) would otherwise cap a raised RECOLOR_MAX_PIXELS; ours is
+# checked on the header before OpenCV sees the data.
+with contextlib.suppress(RecolorError):
+    os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(max(1 << 30, max_pixels())))
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .color import to_uint8, to_uint16  # noqa: E402
 
 if TYPE_CHECKING:
     from .imagemeta import ImageMeta
@@ -89,18 +97,19 @@ def decode_rgb(data: bytes, name: str = "<data>", meta: ImageMeta | None = None)
     Raises
     ------
     RecolorError
-        Empty, truncated or undecodable data.
+        Empty, truncated or undecodable data, a format recolor does not read, or an image over
+        the pixel limit (see :mod:`recolor_tools.imagehead`).
     """
-    if not data:
-        raise RecolorError("empty file", name)
+    head = read_head(data, name)  # format from the magic bytes, size limit, truncation
+    if head.pages > 1:
+        warn("multi-page TIFF: reading the first page only", name)
     buf = np.frombuffer(data, np.uint8)
-    is_jpeg = data[:3] == b"\xff\xd8\xff"
-    if is_jpeg and b"\xff\xd9" not in data[-64:]:
-        # libjpeg decodes a truncated file to a grey-filled image with only a warning.
-        raise RecolorError("truncated JPEG (no end-of-image marker)", name)
-    img = cv2.imdecode(buf, _DECODE_ORIENTED if is_jpeg else _DECODE_KEEP_ALPHA)
+    try:
+        img = cv2.imdecode(buf, _DECODE_ORIENTED if head.format == "JPEG" else _DECODE_KEEP_ALPHA)
+    except cv2.error:  # OpenCV's assertion text means nothing to the user
+        img = None
     if img is None or img.size == 0:
-        raise RecolorError("not a readable image (unknown format or corrupt data)", name)
+        raise RecolorError(f"not a readable image (corrupt {head.format} data)", name)
     # Reorder channels (BGR -> RGB, alpha composited on white) while the image is still small
     # integers: a 24 MP poster is 72 MB as uint8 but 288 MB per float32 copy.
     if img.ndim == 3 and img.shape[2] == 4:
@@ -118,7 +127,8 @@ def decode_rgb(data: bytes, name: str = "<data>", meta: ImageMeta | None = None)
     from .imagemeta import finish_decode
 
     try:
-        return finish_decode(rgb, data, depth=8 * img.itemsize, oriented=is_jpeg, meta=meta)
+        oriented = head.format == "JPEG"  # OpenCV applied JPEG's EXIF orientation itself
+        return finish_decode(rgb, data, depth=8 * img.itemsize, oriented=oriented, meta=meta)
     except RecolorError as e:
         raise RecolorError(e.reason, name) from None
 
@@ -214,29 +224,82 @@ def encode_image(
     return enc.tobytes()
 
 
+def writes_in_place(path: str | Path) -> bool:
+    """True when ``path`` must be written in place rather than replaced by a rename.
+
+    That is every existing target that is not a regular file (a character or block device, a
+    FIFO, a socket: renaming over ``/dev/null`` as root would replace the device with a file), and
+    every name under ``/dev`` or ``/proc`` (``/dev/stdout`` may lead to a regular file the shell
+    opened: replacing it would lose what the shell appends).
+    """
+    absolute = os.path.abspath(path)
+    if absolute.startswith(("/dev/", "/proc/")):
+        return True
+    try:
+        return not stat.S_ISREG(os.stat(path).st_mode) and not os.path.isdir(path)
+    except OSError:
+        return False  # missing (or unreachable): a new file, written atomically
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | Path) -> Iterator[BinaryIO]:
     """Open ``path`` for binary writing so that it appears whole or not at all.
 
-    Data goes to a hidden temporary file in the same directory, which replaces ``path`` with
-    ``os.replace`` only when the block ends without an exception.
+    Data goes to a hidden temporary file in the directory of the file ``path`` leads to (a
+    symbolic link is followed, not replaced), which replaces it with ``os.replace`` only when the
+    block ends without an exception; the temporary file is removed on any error, Ctrl-C or
+    SIGTERM. A target for which :func:`writes_in_place` is true is opened for appending in place
+    and never created, truncated or renamed over.
+
+    Raises
+    ------
+    RecolorError
+        The directory is missing or not writable, or the in-place target cannot be opened.
+    DiskFull
+        The device is full (``ENOSPC``); the target is left as it was.
     """
     path = Path(path)
-    directory = path.parent
+    if writes_in_place(path):
+        yield from _in_place(path)
+        return
+    real = Path(os.path.realpath(path))
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+        fd, tmp = tempfile.mkstemp(prefix=f".{real.name}.", suffix=".tmp", dir=real.parent)
     except FileNotFoundError:
-        raise RecolorError("no such directory", directory) from None
-    except PermissionError:
-        raise RecolorError("permission denied", directory) from None
+        raise RecolorError("no such directory", real.parent) from None
+    except OSError as e:
+        raise RecolorError(os_reason(e), real.parent) from None
+    f = os.fdopen(fd, "wb")
     try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
+        yield f
+        f.close()  # the last buffered bytes: a full disk shows here at the latest
         os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
+        os.replace(tmp, real)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            f.close()  # flushing may fail again; the descriptor is closed all the same
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.errno in NO_SPACE:
+            raise DiskFull(path) from None
+        raise
+
+
+def _in_place(path: Path) -> Iterator[BinaryIO]:
+    try:
+        # O_APPEND, no O_CREAT, no O_TRUNC: a device or FIFO is written as it is, and a file
+        # reached through /dev/stdout keeps what the shell wrote before us.
+        f = open(os.open(path, os.O_WRONLY | os.O_APPEND), "wb")  # noqa: SIM115
+    except OSError as e:
+        raise RecolorError(os_reason(e), path) from None
+    try:
+        yield f
+        f.close()
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            f.close()
+        if isinstance(e, OSError) and e.errno in NO_SPACE:
+            raise DiskFull(path) from None
         raise
 
 

@@ -31,7 +31,11 @@ truncation (short read, bad CRC) and a newer version fail with a clear :class:`R
 
 from __future__ import annotations
 
+import io
 import json
+import math
+import os
+import stat
 import struct
 import zlib
 from collections.abc import Callable, Iterator
@@ -48,7 +52,6 @@ VERSION = 1
 _PREFIX = struct.Struct("<4sHHI")
 _CRC = struct.Struct("<I")
 _MAX_HEADER = 1 << 20
-_MAX_ARRAY_BYTES = 1 << 34
 _DTYPES = {"<f4", "<f2", "<i2", "<i4", "<i8", "|u1", "<u2", "|i1"}
 
 
@@ -176,24 +179,93 @@ def _read_into(stream: BinaryIO, arr: np.ndarray, source: str) -> None:
         got += n
 
 
+_MAX_ARRAYS = 16
+_MAX_CHANNELS = 256
+"""Most values a pixel may hold per array (channels, or k classes of a soft target)."""
+
+
 def _parse_header(raw: bytes, source: str) -> dict:
+    """The header's JSON, checked against limits before any array is allocated: known dtypes,
+    at most :data:`_MAX_ARRAYS` arrays of 1 to 4 dimensions, H x W within the pixel limit of
+    :mod:`recolor_tools.imagehead` and at most :data:`_MAX_CHANNELS` values per pixel."""
+    from .imagehead import max_pixels
+
     try:
-        head = json.loads(raw.decode())
-        arrays = head["arrays"]
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RecolorError("corrupt record header (not UTF-8)", source) from None
+    try:
+        head = json.loads(text)
+    except (ValueError, RecursionError):
+        raise RecolorError("corrupt record header (not JSON)", source) from None
+    try:
+        arrays, size, name = head["arrays"], head["size"], head["name"]
+        if not (isinstance(name, str) and isinstance(arrays, list) and len(arrays) <= _MAX_ARRAYS):
+            raise ValueError
+        if not isinstance(head.get("meta") or {}, dict):
+            raise ValueError
+        head["size"] = tuple(_dims(size, 2))
+        limit = max_pixels()
         for a in arrays:
-            if a["dtype"] not in _DTYPES or any(int(s) < 0 for s in a["shape"]):
-                raise ValueError(a)
-            if int(np.prod(a["shape"], dtype=np.int64)) * np.dtype(a["dtype"]).itemsize > (
-                _MAX_ARRAY_BYTES
+            shape = _dims(a["shape"], len(a["shape"]))
+            if not (isinstance(a["name"], str) and a["dtype"] in _DTYPES and 1 <= len(shape) <= 4):
+                raise ValueError
+            if (
+                shape[0] * (shape[1] if len(shape) > 1 else 1) > limit
+                or math.prod(shape[2:]) > _MAX_CHANNELS
             ):
-                raise ValueError(a)
-        head["size"] = tuple(int(s) for s in head["size"])
-        str(head["name"])
+                raise RecolorError(
+                    f"record array {a['name']!r} of shape {shape} is larger than any image "
+                    f"recolor reads (RECOLOR_MAX_PIXELS = {limit:,})",
+                    source,
+                )
+            a["shape"] = shape
         if not isinstance(head.get("source") or {}, dict):
-            raise TypeError("source")
+            raise ValueError
         return head
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-        raise RecolorError("corrupt record header", source) from None
+    except (ValueError, KeyError, TypeError, IndexError):
+        raise RecolorError("corrupt record header (fields missing or malformed)", source) from None
+
+
+def _dims(values, n: int) -> list[int]:
+    """``n`` non-negative JSON integers (not bools, not floats), or ValueError."""
+    if not isinstance(values, list) or len(values) != n:
+        raise ValueError
+    if not all(type(v) is int and 0 <= v < 1 << 31 for v in values):
+        raise ValueError
+    return values
+
+
+def _check_available(stream: BinaryIO, n: int, source: str) -> None:
+    """Refuse a header whose arrays need more bytes than a regular file has left, before the
+    arrays are allocated (a pipe cannot tell: truncation is found while reading)."""
+    try:
+        st = os.fstat(stream.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            return
+        left = st.st_size - stream.tell()
+    except (OSError, AttributeError, ValueError, io.UnsupportedOperation):
+        return
+    if n + _CRC.size > left:
+        raise RecolorError(
+            f"truncated record stream (the header promises {n:,} bytes of arrays, "
+            f"{max(left - _CRC.size, 0):,} are left)",
+            source,
+        )
+
+
+def check_finite(rec: Record) -> None:
+    """Raise :class:`RecolorError` (naming the record) when a float array of ``rec`` holds NaN or
+    infinity; a Lab image's L and a/b are named apart: ``ab contains 1 NaN or infinite value(s)``.
+    """
+    for key, arr in rec.arrays.items():
+        if arr.dtype.kind != "f":
+            continue
+        parts = {"L": arr[..., :1], "ab": arr[..., 1:]} if key == "lab" else {key: arr}
+        for what, part in parts.items():
+            bad = part.size - int(np.count_nonzero(np.isfinite(part)))
+            if bad:
+                raise RecolorError(f"{what} contains {bad} NaN or infinite value(s)", rec.name)
 
 
 def iter_records(stream: BinaryIO, source: str = "<stdin>") -> Iterator[Record]:
@@ -213,13 +285,19 @@ def iter_records(stream: BinaryIO, source: str = "<stdin>") -> Iterator[Record]:
     Raises
     ------
     RecolorError
-        Bad magic (not a record stream), a newer format version, a corrupt header, truncation or
-        a CRC mismatch. An empty stream yields nothing.
+        Bad magic (not a record stream), a newer format version, a corrupt header (not UTF-8,
+        not JSON, fields missing, arrays larger than the pixel limit allows), truncation (also
+        found before allocating, in a regular file shorter than its header promises), a CRC
+        mismatch, or trailing data after the last record. An empty stream yields nothing. The
+        values are not looked at: see :func:`check_finite`.
     """
+    count = 0
     while True:
         first = stream.read(_PREFIX.size)
         if not first:
             return
+        if count and first[:4] != MAGIC[: len(first[:4])]:
+            raise RecolorError(f"trailing data after record {count} (bad magic)", source)
         if len(first) < _PREFIX.size:
             first += _read_exact(stream, _PREFIX.size - len(first), source, "a record prefix")
         magic, version, _flags, n = _PREFIX.unpack(first)
@@ -231,9 +309,18 @@ def iter_records(stream: BinaryIO, source: str = "<stdin>") -> Iterator[Record]:
                 source,
             )
         if version < 1 or n > _MAX_HEADER:
-            raise RecolorError("corrupt record prefix", source)
+            raise RecolorError(
+                "corrupt record prefix"
+                + (f" (header of {n:,} bytes, over {_MAX_HEADER:,})" if n > _MAX_HEADER else ""),
+                source,
+            )
         raw = _read_exact(stream, n, source, "a record header")
         head = _parse_header(raw, source)
+        _check_available(
+            stream,
+            sum(math.prod(a["shape"]) * np.dtype(a["dtype"]).itemsize for a in head["arrays"]),
+            source,
+        )
         crc = zlib.crc32(raw)
         arrays = {}
         for a in head["arrays"]:
@@ -244,6 +331,7 @@ def iter_records(stream: BinaryIO, source: str = "<stdin>") -> Iterator[Record]:
         (want,) = _CRC.unpack(_read_exact(stream, _CRC.size, source, "a record checksum"))
         if want != crc:
             raise RecolorError("corrupt record (checksum mismatch)", source)
+        count += 1
         meta = dict(head.get("meta") or {})
         yield Record(str(head["name"]), head["size"], arrays, meta, head.get("source") or None)
 
@@ -285,7 +373,8 @@ def iter_lab_sources(
 ) -> Iterator[Record]:
     """Yield records from files that are record streams or images, in order.
 
-    Each path (``-`` is stdin) is sniffed: a record stream yields all its records, an image
+    Each path (``-`` is stdin) is sniffed: a record stream yields all its records, except those
+    holding NaN or infinity (:func:`check_finite`: reported, and the stream goes on); an image
     yields its Lab record. A failure is passed to ``on_error`` and the next path is tried; a
     stream that breaks half-way keeps the records read before the break.
     """
@@ -297,21 +386,29 @@ def iter_lab_sources(
             try:
                 head = stream.peek(4)[:4] if hasattr(stream, "peek") else b""
                 if is_record_stream(head):
-                    yield from iter_records(stream, path)
+                    for rec in iter_records(stream, path):
+                        try:
+                            check_finite(rec)
+                        except RecolorError as e:
+                            on_error(e)  # that record only: the stream goes on
+                            continue
+                        yield rec
                 else:
+                    from .imagehead import is_image, other_format
                     from .imageio import decode_rgb
                     from .imagemeta import ImageMeta
 
                     data = stream.read()
                     if not data:
                         raise RecolorError("empty input (no records)", path)
-                    meta = ImageMeta()
-                    try:
-                        rgb = decode_rgb(data, path, meta)
-                    except RecolorError:
+                    if not is_image(data):
                         raise RecolorError(
-                            "neither a recolor record stream (bad magic) nor a readable image", path
-                        ) from None
+                            "neither a recolor record stream (bad magic) nor an image "
+                            f"recolor reads ({other_format(data)})",
+                            path,
+                        )
+                    meta = ImageMeta()
+                    rgb = decode_rgb(data, path, meta)
                     yield _rgb_record(rgb, path, source=meta.to_json())
             finally:
                 if path != "-":

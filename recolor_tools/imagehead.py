@@ -1,0 +1,266 @@
+"""What an image file is, read from its first bytes, before any decoder sees it.
+
+recolor trusts the magic bytes, never the extension, and reads only JPEG, PNG, TIFF, WebP and
+BMP. Everything else (GIF, PxM, SVG, JPEG 2000, OpenEXR, HDR, HEIF/AVIF, text) is refused here,
+so that OpenCV's other decoders are never reached. The width and height come from the format's
+header (PNG IHDR, JPEG SOFn, TIFF first IFD, WebP VP8/VP8L/VP8X, BMP info header) and an image
+over the pixel limit is refused before anything is allocated: a decompression bomb, whose header
+claims far more pixels than its few bytes could hold, is refused by the same limit, and a PNG
+whose header claims more than its length could hold at deflate's best ratio, by that rule.
+
+The limit is :data:`DEFAULT_MAX_PIXELS` = 178,956,970 pixels (Pillow's error threshold, twice its
+89.5 Mpx warning), changed with the environment variable ``RECOLOR_MAX_PIXELS``. Decoding costs
+about 12 bytes a pixel per float32 RGB copy, so the default admits images of about 2 GB each.
+
+No OpenCV and no numpy here: this module is plain byte parsing.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass
+
+from .errors import RecolorError
+
+DEFAULT_MAX_PIXELS = 178_956_970
+"""Default pixel limit (Pillow's ``MAX_IMAGE_PIXELS`` error threshold, 2 x 89,478,485)."""
+
+READ = ("JPEG", "PNG", "TIFF", "WebP", "BMP")
+"""The formats recolor reads."""
+
+# Formats recognised only to be refused by name: (magic prefix, name).
+_REFUSED = (
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"\x00\x00\x00\x0cjP  \r\n\x87\n", "JPEG 2000"),
+    (b"\xff\x4f\xff\x51", "JPEG 2000"),
+    (b"v/1\x01", "OpenEXR"),
+    (b"#?RADIANCE", "Radiance HDR"),
+    (b"#?RGBE", "Radiance HDR"),
+    (b"\x59\xa6\x6a\x95", "Sun raster"),
+    (b"II+\x00", "BigTIFF"),
+    (b"MM\x00+", "BigTIFF"),
+    (b"%PDF", "PDF"),
+    (b"8BPS", "Photoshop"),
+    (b"\x00\x00\x01\x00", "ICO"),
+    (b"RCLR", "a recolor record stream"),
+)
+
+_PNG_END = b"IEND\xaeB`\x82"
+_PNG_MAX_RATIO = 8 * 1032
+"""Most pixels a byte of PNG can hold: deflate expands at most 1032-fold, and a 1-bit image packs
+8 pixels in a byte; more than this is a header that lies (a decompression bomb)."""
+
+
+@dataclass(frozen=True)
+class ImageHead:
+    """What the header says: format (one of :data:`READ`), width and height in pixels, and the
+    number of pages (TIFF; 1 for the others, or 2 meaning "more than one")."""
+
+    format: str
+    width: int
+    height: int
+    pages: int = 1
+
+
+def max_pixels() -> int:
+    """The pixel limit: ``RECOLOR_MAX_PIXELS`` if set (a positive integer), else the default."""
+    raw = os.environ.get("RECOLOR_MAX_PIXELS", "").strip().replace("_", "")
+    if not raw:
+        return DEFAULT_MAX_PIXELS
+    try:
+        value = int(raw)
+    except ValueError:
+        raise RecolorError(f"RECOLOR_MAX_PIXELS must be a positive integer, not {raw!r}") from None
+    if value < 1:
+        raise RecolorError(f"RECOLOR_MAX_PIXELS must be a positive integer, not {raw!r}")
+    return value
+
+
+def sniff_format(data: bytes) -> str:
+    """The format of an encoded image from its magic bytes: one of :data:`READ`.
+
+    Raises
+    ------
+    RecolorError
+        Empty data, or a format recolor does not read (named when known).
+    """
+    if not data:
+        raise RecolorError("empty file")
+    if data[:3] == b"\xff\xd8\xff":
+        return "JPEG"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "PNG"
+    if data[:4] in (b"II*\x00", b"MM\x00*"):
+        return "TIFF"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WebP"
+    if data[:2] == b"BM":
+        return "BMP"
+    raise RecolorError(f"not an image recolor reads ({other_format(data)})")
+
+
+def is_image(data: bytes) -> bool:
+    """True when ``data`` starts like one of the formats recolor reads."""
+    try:
+        sniff_format(data)
+    except RecolorError:
+        return False
+    return True
+
+
+def other_format(data: bytes) -> str:
+    """A name for data that is none of :data:`READ`: "GIF", "PxM", "SVG/XML", "text", ..."""
+    for magic, name in _REFUSED:
+        if data.startswith(magic):
+            return name
+    if data[:1] == b"P" and data[1:2] in b"1234567f" and data[2:3].isspace():
+        return "PFM" if data[1:2] in b"Ff" else "PxM"
+    if data[4:8] == b"ftyp":
+        return "HEIF/AVIF or video"
+    head = data[:256].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if head.startswith((b"<svg", b"<?xml", b"<!doctype svg")):
+        return "SVG/XML"
+    if head.startswith((b"<!doctype html", b"<html")):
+        return "HTML"
+    try:
+        data[:4096].decode("utf-8")
+        return "text"
+    except UnicodeDecodeError:
+        return "unknown format"
+
+
+def read_head(data: bytes, name: str = "<data>") -> ImageHead:
+    """Sniff the format and read width, height and pages from the header, checking the pixel
+    limit and, for JPEG and PNG, that the file is complete.
+
+    Parameters
+    ----------
+    data : bytes
+        The whole encoded file.
+    name : str
+        Used in error messages.
+
+    Raises
+    ------
+    RecolorError
+        Not an image recolor reads, a corrupt or truncated header, a truncated JPEG (no EOI
+        marker) or PNG (no IEND chunk), or more pixels than :func:`max_pixels`.
+    """
+    try:
+        fmt = sniff_format(data)
+        head = _PARSERS[fmt](data)
+    except RecolorError as e:
+        raise RecolorError(e.reason, name) from None
+    except (struct.error, IndexError, ValueError):
+        raise RecolorError(f"corrupt {fmt} header", name) from None
+    if head.width < 1 or head.height < 1:
+        raise RecolorError(f"{fmt} header gives no size ({head.width} x {head.height})", name)
+    if fmt == "PNG" and head.width * head.height > _PNG_MAX_RATIO * len(data):
+        raise RecolorError(
+            f"decompression bomb: the header claims {head.width} x {head.height} pixels, more "
+            f"than {len(data):,} bytes of PNG can hold",
+            name,
+        )
+    limit = max_pixels()
+    if head.width * head.height > limit:
+        raise RecolorError(
+            f"image too large: {head.width} x {head.height} = {head.width * head.height:,} "
+            f"pixels, over the limit of {limit:,} (set RECOLOR_MAX_PIXELS to change it)",
+            name,
+        )
+    if fmt == "JPEG" and b"\xff\xd9" not in data[-64:]:
+        # libjpeg decodes a truncated file to a grey-filled image with only a warning.
+        raise RecolorError("truncated JPEG (no end-of-image marker)", name)
+    if fmt == "PNG" and _PNG_END not in data[-4096:]:
+        raise RecolorError("truncated PNG (no IEND chunk)", name)
+    return head
+
+
+def _png(data: bytes) -> ImageHead:
+    if data[12:16] != b"IHDR":
+        raise ValueError("no IHDR")
+    w, h = struct.unpack(">II", data[16:24])
+    return ImageHead("PNG", w, h)
+
+
+# SOFn markers carry the frame size; C4 (DHT), C8 (JPG) and CC (DAC) share the range but not.
+_SOF = {m for m in range(0xC0, 0xD0) if m not in (0xC4, 0xC8, 0xCC)}
+
+
+def _jpeg(data: bytes) -> ImageHead:
+    i = 2
+    while i + 4 <= len(data):
+        if data[i] != 0xFF:  # stray bytes between segments: libjpeg skips them too
+            i += 1
+            continue
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # no length
+            i += 2
+            continue
+        (length,) = struct.unpack(">H", data[i + 2 : i + 4])
+        if marker in _SOF:
+            h, w = struct.unpack(">HH", data[i + 5 : i + 9])
+            if h == 0:
+                raise RecolorError("JPEG height given after the scan (DNL) is not supported")
+            return ImageHead("JPEG", w, h)
+        if marker in (0xD9, 0xDA) or length < 2:
+            break
+        i += 2 + length
+    raise ValueError("no frame header")
+
+
+def _tiff(data: bytes) -> ImageHead:
+    e = "<" if data[:2] == b"II" else ">"
+    (ifd,) = struct.unpack(e + "I", data[4:8])
+    (n,) = struct.unpack(e + "H", data[ifd : ifd + 2])
+    size = {}
+    for k in range(n):
+        tag, typ, _count, value = struct.unpack(
+            e + "HHI4s", data[ifd + 2 + 12 * k : ifd + 14 + 12 * k]
+        )
+        if tag in (256, 257):  # ImageWidth, ImageLength: SHORT (3) or LONG (4)
+            short = typ == 3
+            size[tag] = struct.unpack(e + ("H" if short else "I"), value[: 2 if short else 4])[0]
+    end = ifd + 2 + 12 * n
+    (next_ifd,) = struct.unpack(e + "I", data[end : end + 4]) if end + 4 <= len(data) else (0,)
+    if 256 not in size or 257 not in size:
+        raise ValueError("no size tags")
+    return ImageHead("TIFF", size[256], size[257], 2 if next_ifd else 1)
+
+
+def _webp(data: bytes) -> ImageHead:
+    chunk = data[12:16]
+    if chunk == b"VP8X":
+        w = int.from_bytes(data[24:27], "little") + 1
+        h = int.from_bytes(data[27:30], "little") + 1
+    elif chunk == b"VP8L":
+        if data[20] != 0x2F:
+            raise ValueError("bad VP8L signature")
+        bits = int.from_bytes(data[21:25], "little")
+        w, h = (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    elif chunk == b"VP8 ":
+        if data[23:26] != b"\x9d\x01\x2a":
+            raise ValueError("bad VP8 start code")
+        w, h = (v & 0x3FFF for v in struct.unpack("<HH", data[26:30]))
+    else:
+        raise ValueError("unknown WebP chunk")
+    return ImageHead("WebP", w, h)
+
+
+def _bmp(data: bytes) -> ImageHead:
+    (dib,) = struct.unpack("<I", data[14:18])
+    if dib == 12:  # OS/2 BITMAPCOREHEADER
+        w, h = struct.unpack("<HH", data[18:22])
+    elif dib >= 40:
+        w, h = struct.unpack("<ii", data[18:26])
+    else:
+        raise ValueError("unknown BMP header")
+    return ImageHead("BMP", w, abs(h))  # negative height: rows stored top-down
+
+
+_PARSERS = {"PNG": _png, "JPEG": _jpeg, "TIFF": _tiff, "WebP": _webp, "BMP": _bmp}

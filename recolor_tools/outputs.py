@@ -1,0 +1,222 @@
+"""Where a tool's output goes: stdout, one file, or one file per input in a directory.
+
+Every tool that writes files routes them through :class:`Outputs`, so each rule is written once:
+
+- ``-o -`` (or no ``-o`` when the tool has no default) is stdout; an existing directory or a
+  name ending in ``/`` is a directory, created if missing; anything else is one file.
+- In a directory, an input named ``a/b/c.png`` (or a record whose header says ``../../c.png`` or
+  ``/etc/c.png``) gives ``DIR/c<suffix>``: only the base name is used, so no name escapes it.
+- Two inputs that map to one output, and an output that is one of the inputs (also through a
+  symbolic or hard link), are refused, each with one message.
+- ``-o FILE/`` when FILE is a regular file, and a directory that cannot be created, are refused.
+- Writes go through :func:`recolor_tools.imageio.atomic_open`: regular files atomically (temporary
+  file, then rename), existing devices, FIFOs and sockets in place, never renamed over.
+- A full disk (``ENOSPC``) is :class:`~recolor_tools.errors.DiskFull`, which ends the run.
+- ``skip_existing``: :meth:`Outputs.skip` says an input's output is already there.
+
+No torch and no OpenCV are imported here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import BinaryIO
+
+from .errors import NO_SPACE, DiskFull, RecolorError
+from .process import STDOUT_NAME, silence_stdout
+
+
+class OutputUsage(RecolorError):
+    """A command line whose outputs cannot work (the CLI exits 2)."""
+
+
+def is_dir_target(output: str | Path | None) -> bool:
+    """An output names a directory when it exists as one or ends with a slash."""
+    return output is not None and (Path(output).is_dir() or str(output).endswith(("/", os.sep)))
+
+
+def safe_name(name: str) -> str:
+    """The base name of ``name``: what an output may be called inside an output directory.
+
+    ``../../x.png``, ``/etc/x.png`` and ``a\\b\\x.png`` all give ``x.png``; names that have no
+    base name left (``..``, ``/``, empty) give ``unnamed``.
+    """
+    base = name.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+    return "unnamed" if base in ("", ".", "..") else base
+
+
+def file_ids(paths: Sequence[str]) -> set[tuple[int, int]]:
+    """(device, inode) of each existing path (``-`` and missing ones left out): the identity
+    that symbolic and hard links share."""
+    ids = set()
+    for p in paths:
+        with contextlib.suppress(OSError, ValueError):
+            if p != "-":
+                st = os.stat(p)
+                ids.add((st.st_dev, st.st_ino))
+    return ids
+
+
+def check_not_input(out: Path, inputs: Sequence[str] | set[tuple[int, int]]) -> None:
+    """Refuse to write ``out`` when it is one of ``inputs`` (paths, or their :func:`file_ids`):
+    the same file, also through a symbolic or hard link."""
+    try:
+        st = os.stat(out)
+    except (OSError, ValueError):
+        return  # a new file cannot be an input
+    ids = inputs if isinstance(inputs, set) else file_ids(inputs)
+    if (st.st_dev, st.st_ino) in ids:
+        raise RecolorError("refusing to overwrite an input", out)
+
+
+def make_dir(path: Path) -> None:
+    """Create an output directory (and its parents), or raise one clear :class:`RecolorError`."""
+    if path.exists() and not path.is_dir():
+        raise RecolorError("exists and is not a directory", path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        from .imageio import os_reason
+
+        raise RecolorError(f"cannot create the output directory ({os_reason(e)})", path) from None
+
+
+class Outputs:
+    """The outputs of one run of one tool.
+
+    Parameters
+    ----------
+    output : str or None
+        ``-o`` as given: ``-``, a file, or a directory (existing, or ending in ``/``).
+    inputs : sequence of str
+        The input paths, never to be overwritten.
+    suffix : str or callable
+        Extension of each output in a directory (``".lab"``), or a function of the input name
+        giving it (predict keeps each input's format).
+    stdout : callable
+        Returns the binary stdout (the CLI's refuses a terminal); called on first use.
+    many_per_file : bool
+        True for record streams (a file or stdout holds any number); False for images (one).
+    default : str, optional
+        The output when ``output`` is None (predict: ``recolored/``); None means stdout.
+    skip_existing : bool
+        :meth:`skip` returns True for an input whose output file exists.
+    """
+
+    def __init__(
+        self,
+        output: str | None,
+        inputs: Sequence[str],
+        suffix: str | Callable[[str], str],
+        stdout: Callable[[], BinaryIO],
+        *,
+        many_per_file: bool,
+        default: str | None = None,
+        skip_existing: bool = False,
+        flag: str = "-o",
+    ) -> None:
+        output = output if output is not None else default
+        self.inputs = list(inputs)
+        self.suffix = suffix
+        self.many_per_file = many_per_file
+        self.skip_existing = skip_existing
+        self.flag = flag
+        self._stdout = stdout
+        self.to_stdout = output is None or output == "-"
+        self.directory = None if self.to_stdout or not is_dir_target(output) else Path(output)
+        self.file = None if self.to_stdout or self.directory else Path(output)
+        self._written: set[Path] = set()
+        self._input_ids: set[tuple[int, int]] | None = None
+        self._count = 0
+        self._stack = contextlib.ExitStack()
+        self._stream: BinaryIO | None = None
+
+    def check_count(self, n: int) -> None:
+        """Refuse ``n`` inputs known in advance when the output holds one image."""
+        if n > 1 and not self.many_per_file and self.directory is None:
+            where = "-" if self.to_stdout else str(self.file)
+            raise OutputUsage(f"{self.flag} {where} holds one image, but {n} inputs were given")
+
+    def __enter__(self) -> Outputs:
+        if self.to_stdout:
+            self._stdout()  # refused on a terminal before any work
+        elif self.directory is not None:
+            make_dir(self.directory)
+        elif self.many_per_file:
+            from .imageio import atomic_open
+
+            check_not_input(self.file, self.inputs)
+            self._stream = self._stack.enter_context(atomic_open(self.file))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stack.__exit__(*exc)
+
+    def path(self, name: str) -> Path | None:
+        """The file the input (or record) ``name`` goes to; None for stdout."""
+        if self.directory is None:
+            return self.file
+        base = safe_name(name)
+        suffix = self.suffix(base) if callable(self.suffix) else self.suffix
+        return self.directory / (Path(base).stem + suffix)
+
+    def skip(self, name: str) -> bool:
+        """With ``skip_existing``: True when ``name``'s output file already exists."""
+        out = self.path(name)
+        return self.skip_existing and out is not None and out.is_file() and out not in self._written
+
+    def write(self, name: str, write: Callable[[BinaryIO], None]) -> Path | None:
+        """Write ``name``'s output with ``write(stream)``; returns the file written, or None.
+
+        Raises
+        ------
+        RecolorError
+            The output was already written in this run, or is one of the inputs.
+        DiskFull
+            The disk (or stdout) is full; nothing was renamed over the target.
+        """
+        if self._stream is not None:  # one record stream file holds them all
+            try:
+                write(self._stream)
+            except OSError as e:
+                if e.errno in NO_SPACE:
+                    raise DiskFull(self.file) from None
+                raise
+            return None
+        out = self.path(name)
+        if out is None and self.many_per_file:
+            self._write_stdout(write)
+            return None
+        if self._count and (out is None or out in self._written):
+            where = STDOUT_NAME if out is None else out
+            hint = "" if self.directory else f"; use {self.flag} DIR/"
+            raise RecolorError(
+                f"output {where} was already written for an earlier input{hint}", name
+            )
+        if out is None:
+            self._write_stdout(write)
+        else:
+            from .imageio import atomic_open
+
+            if self._input_ids is None:  # stat the inputs once, not once per output
+                self._input_ids = file_ids(self.inputs)
+            check_not_input(out, self._input_ids)
+            with atomic_open(out) as f:
+                write(f)
+            self._written.add(out)
+        self._count += 1
+        return out
+
+    def _write_stdout(self, write: Callable[[BinaryIO], None]) -> None:
+        stream = self._stdout()
+        try:
+            write(stream)
+            stream.flush()
+        except OSError as e:
+            if e.errno not in NO_SPACE:
+                raise
+            silence_stdout()
+            raise DiskFull(STDOUT_NAME) from None

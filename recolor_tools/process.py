@@ -1,0 +1,100 @@
+"""How a recolor process ends: signals, a stdout that is closed or full, C libraries' chatter.
+
+- SIGTERM unwinds like Ctrl-C (exit 143 instead of 130), so every atomic write removes its
+  temporary file (:func:`exit_on_sigterm`).
+- A stdout whose reader has gone (``| head``) or whose device is full is pointed at /dev/null, so
+  the final flush at interpreter exit cannot print a second error (:func:`silence_stdout`,
+  :func:`flush_stdout`).
+- What C libraries print straight to file descriptor 2 (libpng's "libpng error: IDAT: invalid
+  stored block lengths" on a corrupt file, "libpng warning: iCCP: ..." on many good ones) is
+  dropped, since each failure is already one line of recolor's (:func:`quiet_c_stderr`).
+
+No torch, no OpenCV.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+
+from .errors import ExitCode
+
+STDOUT_NAME = "<stdout>"
+"""How stdout is named in error messages."""
+
+
+def _terminate(signum: int, frame) -> None:
+    raise SystemExit(ExitCode.TERMINATED)
+
+
+@contextlib.contextmanager
+def exit_on_sigterm() -> Iterator[None]:
+    """Within the block, SIGTERM raises ``SystemExit(143)`` (main thread only; restored after)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def silence_stdout() -> None:
+    """Point stdout at /dev/null once its reader has gone or its device is full."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
+def flush_stdout(prefix: str) -> int:
+    """Flush the text written to stdout; a full device is one line ``<prefix>: <stdout>: ...``
+    and exit status 1, not a traceback at interpreter exit. A closed pipe is re-raised."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        silence_stdout()
+        reason = (e.strerror or str(e)).lower()
+        print(f"{prefix}: {STDOUT_NAME}: {reason}", file=sys.stderr)
+        return ExitCode.FAILED
+    return ExitCode.OK
+
+
+@contextlib.contextmanager
+def quiet_c_stderr(keep: bool = False) -> Iterator[None]:
+    """Within the block, file descriptor 2 goes to /dev/null while ``sys.stderr`` keeps writing
+    to the real stderr (through a duplicate of it). ``keep`` (--debug), or a ``sys.stderr``
+    that is not the process's own (captured in-process), changes nothing."""
+    if keep or sys.stderr is not sys.__stderr__:
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        real = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except (OSError, ValueError):
+        yield
+        return
+    old = sys.stderr
+    sys.stderr = io.TextIOWrapper(
+        io.FileIO(real, "w", closefd=False), encoding=old.encoding, errors=old.errors,
+        line_buffering=True,
+    )  # fmt: skip
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.flush()
+        sys.stderr = old
+        os.dup2(real, 2)
+        os.close(real)

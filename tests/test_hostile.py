@@ -1,0 +1,285 @@
+"""The hostile-input suite: every tool that reads a kind of input, run over every hostile case of
+that kind NEXT TO A GOOD INPUT, in one CLI call per tool. Each bad file must give exactly one line
+``recolor <tool>: <file>: <reason>`` on stderr, the run exits 1, the good input is fully processed
+and nothing is written for the bad ones. The cases are in corpus.py; RELIABILITY.md lists them."""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import signal
+import subprocess
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import RECOLOR, ROOT, read_rgb_u8, run, smooth_image, write_rgb
+from corpus import IMAGE_CASES, STREAM_CASES, Case, good_record, make
+
+from recolor_tools.errors import printable
+from recolor_tools.imageio import IMAGE_EXTS
+from recolor_tools.records import iter_records
+
+IMAGE_TOOLS = ["to-lab", "from-lab", "quantize", "rebalance-stats", "predict", "compare"]
+STREAM_TOOLS = ["from-lab", "quantize", "rebalance-stats"]
+
+
+def _plain(case: Case) -> bool:
+    """A regular file with an image extension (what compare finds in a directory)."""
+    return not case.make.__code__.co_argcount and Path(case.name).suffix in IMAGE_EXTS
+
+
+def _feed_fifos(paths: list[Path]) -> None:
+    """Write a line of text into each FIFO once a reader opens it (daemon threads: a tool that
+    never opens one leaves its writer waiting, harmlessly)."""
+    for p in paths:
+        if p.is_fifo():
+            threading.Thread(target=p.write_bytes, args=(b"not an image\n",), daemon=True).start()
+
+
+def _check_lines(p, tool: str, bad: list[tuple[Case, Path]]) -> None:
+    lines = p.stderr.decode().splitlines()
+    assert p.returncode == 1, p.stderr.decode()
+    for case, path in bad:
+        head = f"recolor {tool}: {printable(case.named(path))}: "
+        mine = [ln for ln in lines if ln.startswith(head)]
+        assert len(mine) == 1, (case.name, lines)
+        assert case.reason.lower() in mine[0].lower(), (case.name, mine[0])
+        assert "Traceback" not in mine[0] and "Assertion" not in mine[0]
+    assert len(lines) == len(bad), lines
+
+
+def _run_over(tool: str, inputs: list[Path], tmp: Path, weights: Path | None = None):
+    """Run ``tool`` over ``inputs`` writing into tmp/out; returns (process, names written)."""
+    out = tmp / f"out-{tool}"
+    _feed_fifos(inputs)
+    args = [tool, "-q", "-o", f"{out}/"] if tool != "rebalance-stats" else [
+        tool, "-q", "-o", out.with_suffix(".npz")]  # fmt: skip
+    if tool == "predict":
+        args += ["--weights", weights]
+    p = run([*args, "--", *inputs])
+    if tool == "rebalance-stats":
+        from recolor_tools.rebalance import RebalanceStats
+
+        n = RebalanceStats.load(out.with_suffix(".npz")).n_images
+        return p, [f"{n} image(s)"]
+    return p, sorted(f.name for f in out.iterdir())
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("hostile")
+    for case in IMAGE_CASES + STREAM_CASES:
+        make(case, d)
+    write_rgb(d / "good.png", smooth_image(20, 24, 3))
+    (d / "good.lab").write_bytes(good_record("good.png", 7, 9))
+    return d
+
+
+def test_the_corpus_is_big_and_unambiguous():
+    names = [c.name for c in IMAGE_CASES + STREAM_CASES]
+    assert len(names) >= 30 and len(set(names)) == len(names)
+    stems = [Path(n).stem for n in names]
+    assert len(set(stems)) == len(stems)  # compare pairs by stem
+
+
+@pytest.mark.parametrize("tool", IMAGE_TOOLS[:-1])
+def test_hostile_images(tool, hostile, tmp_path):
+    bad = [(c, hostile / c.name) for c in IMAGE_CASES]
+    weights = ROOT / "weights" / "cls.pt"
+    p, written = _run_over(tool, [hostile / "good.png", *(path for _, path in bad)], tmp_path,
+                           weights)  # fmt: skip
+    _check_lines(p, tool, bad)
+    want = {"to-lab": ["good.lab"], "from-lab": ["good.png"], "quantize": ["good.target"],
+            "predict": ["good.png"], "rebalance-stats": ["1 image(s)"]}[tool]  # fmt: skip
+    assert written == want
+
+
+def test_hostile_images_in_compare(hostile, tmp_path):
+    pred, truth = tmp_path / "pred", tmp_path / "truth"
+    pred.mkdir()
+    truth.mkdir()
+    bad = []
+    for case in filter(_plain, IMAGE_CASES):
+        bad.append((case, make(case, pred)))
+        write_rgb(truth / (Path(case.name).stem + ".png"), smooth_image(8, 8, 1))
+    good = smooth_image(20, 24, 3)
+    write_rgb(pred / "good.png", good)
+    write_rgb(truth / "good.png", good)
+    p = run(["compare", pred, truth, "--csv"])
+    _check_lines(p, "compare", bad)
+    rows = [ln.split(",")[0] for ln in p.stdout.decode().splitlines()[1:]]
+    assert rows == ["good", "mean"]
+
+
+@pytest.mark.parametrize("tool", STREAM_TOOLS)
+def test_hostile_streams(tool, hostile, tmp_path):
+    bad = [(c, hostile / c.name) for c in STREAM_CASES]
+    p, written = _run_over(tool, [hostile / "good.lab", *(path for _, path in bad)], tmp_path)
+    _check_lines(p, tool, bad)
+    want = {"from-lab": ["good.png"], "quantize": ["good.target"],
+            "rebalance-stats": ["1 image(s)"]}[tool]  # fmt: skip
+    assert written == want
+
+
+def test_trailing_garbage_keeps_the_records_before_it(tmp_path):
+    stream = tmp_path / "s.lab"
+    stream.write_bytes(good_record("a.png") + good_record("b.png") + b"junk after the end")
+    p = run(["from-lab", "-o", f"{tmp_path}/o/", stream])
+    assert p.returncode == 1 and p.stderr.decode().splitlines() == [
+        f"recolor from-lab: {stream}: trailing data after record 2 (bad magic)"
+    ]
+    assert sorted(f.name for f in (tmp_path / "o").iterdir()) == ["a.png", "b.png"]
+
+
+def test_awkward_names_are_good_inputs(tmp_path):
+    names = ["with space.png", "ünïcödé.png", "-dash.png", "new\nline.png"]
+    for n in names:
+        write_rgb(tmp_path / n, smooth_image(6, 8, 2))
+    p = run(["to-lab", "-o", f"{tmp_path}/o/", "--", *(tmp_path / n for n in names)])
+    assert p.returncode == 0, p.stderr
+    assert sorted(f.name for f in (tmp_path / "o").iterdir()) == sorted(
+        Path(n).stem + ".lab" for n in names
+    )
+
+
+# Weights --------------------------------------------------------------------------------------
+
+
+class _Boom:
+    """Unpickling this runs code: it would create the file named at pickling."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def _bad_weights(tmp: Path) -> dict[str, tuple[Path, str]]:
+    good = torch.load(ROOT / "weights" / "cls.pt", weights_only=True)
+    out = {}
+
+    def save(name: str, obj, reason: str) -> None:
+        buf = io.BytesIO()
+        torch.save(obj, buf)
+        (tmp / name).write_bytes(buf.getvalue())
+        out[name] = (tmp / name, reason)
+
+    save("pickle.pt", {"format": "recolor-checkpoint", "x": _Boom(str(tmp / "pwned"))},
+         "not a recolor checkpoint")  # fmt: skip
+    raw = (ROOT / "weights" / "cls.pt").read_bytes()
+    (tmp / "truncated.pt").write_bytes(raw[: len(raw) // 2])
+    out["truncated.pt"] = (tmp / "truncated.pt", "not a recolor checkpoint")
+    (tmp / "text.pt").write_bytes(b"not a zip file\n")
+    out["text.pt"] = (tmp / "text.pt", "not a recolor checkpoint")
+    with zipfile.ZipFile(tmp / "zip.pt", "w") as z:
+        z.writestr("a.txt", "hello")
+    out["zip.pt"] = (tmp / "zip.pt", "not a recolor checkpoint")
+    save("future.pt", {**good, "version": 99}, "newer")
+    save("no-tag.pt", {k: v for k, v in good.items() if k != "format"}, "format tag")
+    return out
+
+
+def test_hostile_weights_are_refused_and_never_run_code(tmp_path):
+    from recolor_tools.errors import RecolorError
+    from recolor_tools.models import read_checkpoint
+
+    bad = _bad_weights(tmp_path)
+    for path, reason in bad.values():  # the public API, in one process
+        with pytest.raises(RecolorError, match=reason):
+            read_checkpoint(path)
+    with pytest.raises(RecolorError, match="head"):
+        read_checkpoint(ROOT / "weights" / "cls.pt", head="reg")
+    img = write_rgb(tmp_path / "a.png", smooth_image(16, 16, 1))
+    path, reason = bad["pickle.pt"]  # and the CLI: one line, nothing written, no code run
+    p = run(["predict", "-o", f"{tmp_path}/o/", "--weights", path, img])
+    assert p.returncode == 1 and p.stderr.decode().splitlines() == [
+        f"recolor predict: {path}: not a recolor checkpoint (torch.load failed: UnpicklingError)"
+    ]
+    assert not (tmp_path / "pwned").exists() and not (tmp_path / "o").exists()
+    assert pickle.loads(pickle.dumps(_Boom(str(tmp_path / "proof")))) is not None
+    assert (tmp_path / "proof").exists(), "the payload is live: it runs when unpickled unsafely"
+
+
+# Processes ------------------------------------------------------------------------------------
+
+
+def _whole(tool: str, path: Path) -> bool:
+    if tool in ("to-lab",):
+        return len(list(iter_records(io.BytesIO(path.read_bytes())))) == 1
+    return read_rgb_u8(path).shape[:2] == (40, 48)
+
+
+@pytest.mark.parametrize("tool", ["to-lab", "from-lab", "predict"])
+def test_kill_9_mid_batch_then_skip_existing_finishes(tool, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    n = 30 if tool != "predict" else 8
+    for i in range(n):
+        write_rgb(src / f"im{i:02d}.png", smooth_image(40, 48, i))
+    inputs = sorted(src.iterdir())
+    if tool == "from-lab":
+        run(["to-lab", "-o", f"{tmp_path}/labs/", *inputs], check_rc=0)
+        inputs = sorted((tmp_path / "labs").iterdir())
+    out = tmp_path / "out"
+    extra = ["-b", "1", "--size", "32"] if tool == "predict" else []
+    # predict is slow to start and to run: it gets a stdin that never ends in the middle of its
+    # inputs, so the kill lands with half the batch done; the others are killed on the fly.
+    middle = ["-"] if tool == "predict" else []
+    args = [*inputs[: n // 2], *middle, *inputs[n // 2 :]]
+    cmd = [*RECOLOR, tool, "-q", *extra, "-o", f"{out}/", *map(str, args)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, env=env)  # fmt: skip
+    want = n // 2 if middle else 3
+    deadline = time.monotonic() + 120
+    while not (out.is_dir() and len(list(out.glob("im*"))) >= want):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    proc.stdin.close()
+    visible = sorted(out.glob("im*"))
+    assert want <= len(visible) < n, "the kill came too late to test anything"
+    assert all(_whole(tool, f) for f in visible)
+    stamps = {f.name: f.stat().st_mtime_ns for f in visible}
+    run([tool, "-q", *extra, "--skip-existing", "-o", f"{out}/", *inputs], check_rc=0)
+    done = sorted(out.glob("im*"))
+    assert len(done) == n and all(_whole(tool, f) for f in done)
+    assert all(f.stat().st_mtime_ns == stamps[f.name] for f in visible), "finished work redone"
+
+
+def test_train_reports_each_bad_image_once(tmp_path, hostile):
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(4):
+        write_rgb(data / f"good{i}.png", smooth_image(24, 24, i))
+    bad = [c for c in IMAGE_CASES if c.name in ("text.jpg", "truncated-png.png", "bomb.png")]
+    for c in bad:
+        make(c, data)
+    p = run(["train", data, "--steps", "1", "-b", "2", "--size", "16", "--width", "4",
+             "--workers", "0", "--out", tmp_path / "run", "-q"])  # fmt: skip
+    err = p.stderr.decode()
+    assert p.returncode in (0, 1), err
+    for c in bad:
+        assert err.count(c.name) == 1, err
+    assert (tmp_path / "run").is_dir()
+
+
+def test_every_torch_load_is_weights_only():
+    import ast
+
+    calls = 0
+    for path in [*ROOT.glob("recolor_tools/**/*.py"), *ROOT.glob("weights/*.py"),
+                 *ROOT.glob("benchmarks/*.py")]:  # fmt: skip
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and ast.unparse(node.func).endswith("torch.load"):
+                calls += 1
+                kw = {k.arg: ast.unparse(k.value) for k in node.keywords}
+                assert kw.get("weights_only") == "True", f"{path}:{node.lineno}"
+    assert calls >= 1

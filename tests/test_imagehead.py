@@ -1,0 +1,94 @@
+"""Reading awkward but valid images, the header parser and the pixel limit."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from conftest import read_rgb_u8, run, smooth_image, write_rgb
+from corpus import good_images, multipage_tiff, png_bytes
+
+from recolor_tools.errors import RecolorError
+from recolor_tools.imagehead import DEFAULT_MAX_PIXELS, max_pixels, read_head, sniff_format
+from recolor_tools.imageio import decode_rgb
+from recolor_tools.records import iter_records
+
+
+@pytest.fixture(scope="module")
+def good() -> dict:
+    return good_images()
+
+
+def test_every_awkward_image_is_read_with_its_size(good, tmp_path):
+    for name, (data, _) in good.items():
+        (tmp_path / name).write_bytes(data)
+    p = run(["to-lab", *(tmp_path / n for n in good)], check_rc=0)
+    assert p.stderr == b""
+    recs = {r.name: r for r in iter_records(io.BytesIO(p.stdout))}
+    assert {n: recs[n].arrays["lab"].shape[:2] for n in good} == {
+        n: s for n, (_, s) in good.items()
+    }
+    # a gray source stays gray (a = b = 0), a colour one does not
+    assert abs(recs["gray16.png"].arrays["lab"][..., 1:]).max() < 0.5
+    assert abs(recs["cmyk.jpg"].arrays["lab"][..., 1:]).max() > 5
+    # predict too: every one recoloured at its own size, in its own format
+    inputs = [tmp_path / n for n in good]
+    p = run(["predict", "-q", "-o", f"{tmp_path}/out/", "--size", "32", *inputs])
+    assert p.returncode == 0, p.stderr
+    for name, (_, shape) in good.items():
+        assert read_rgb_u8(tmp_path / "out" / name).shape[:2] == shape, name
+
+
+def test_header_size_agrees_with_the_decoder(good):
+    for name, (data, (h, w)) in good.items():
+        head = read_head(data, name)
+        decoded = decode_rgb(data, name).shape[:2]
+        if name == "exif-rotated.jpg":  # the header holds the stored size, before rotation
+            assert (head.width, head.height) == decoded and decoded == (h, w)
+        else:
+            assert (head.height, head.width) == decoded == (h, w), name
+        assert sniff_format(data) == head.format
+
+
+def test_multipage_tiff_reads_the_first_page_and_says_so_once(tmp_path):
+    path = tmp_path / "pages.tif"
+    path.write_bytes(multipage_tiff())
+    p = run(["to-lab", "-o", tmp_path / "p.lab", path], check_rc=0)
+    assert p.stderr.decode().splitlines() == [
+        f"recolor to-lab: {path}: multi-page TIFF: reading the first page only"
+    ]
+    (rec,) = iter_records(io.BytesIO((tmp_path / "p.lab").read_bytes()))
+    assert rec.arrays["lab"].shape == (20, 30, 3)
+
+
+def test_pixel_limit_from_the_environment(tmp_path, monkeypatch):
+    src = write_rgb(tmp_path / "a.png", smooth_image(20, 30, 1))
+    monkeypatch.setenv("RECOLOR_MAX_PIXELS", "599")  # run() passes the environment on
+    p = run(["to-lab", src])
+    assert p.returncode == 1 and p.stderr.decode().splitlines() == [
+        f"recolor to-lab: {src}: image too large: 30 x 20 = 600 pixels, over the limit of 599 "
+        "(set RECOLOR_MAX_PIXELS to change it)"
+    ]
+    monkeypatch.setenv("RECOLOR_MAX_PIXELS", "600")
+    run(["to-lab", src], check_rc=0)
+    # a valid image just over the default is refused, and passes once the limit is raised
+    big = png_bytes(13_400, 13_400)
+    monkeypatch.delenv("RECOLOR_MAX_PIXELS", raising=False)
+    assert max_pixels() == DEFAULT_MAX_PIXELS == 178_956_970
+    with pytest.raises(RecolorError, match="too large"):
+        read_head(big)
+    monkeypatch.setenv("RECOLOR_MAX_PIXELS", "200_000_000")
+    assert read_head(big).width == 13_400
+    for bad in ("0", "-5", "lots"):
+        monkeypatch.setenv("RECOLOR_MAX_PIXELS", bad)
+        with pytest.raises(RecolorError, match="RECOLOR_MAX_PIXELS"):
+            max_pixels()
+
+
+def test_a_png_whose_header_lies_is_a_bomb_whatever_the_limit(monkeypatch):
+    import zlib
+
+    monkeypatch.setenv("RECOLOR_MAX_PIXELS", str(10**12))
+    with pytest.raises(RecolorError, match="decompression bomb"):
+        read_head(png_bytes(100_000, 100_000, zlib.compress(bytes(1000))))
+    assert read_head(png_bytes(2000, 2000)).height == 2000  # flat, but honest
