@@ -19,10 +19,9 @@ The kernels are serial and release the GIL; a large call runs one copy per threa
 the calling thread, so each kernel compiles once. Each compiles on the first call that needs it
 and is cached on disk (:mod:`.jit`).
 
-Specialisations measured for compile time against speed (``benchmarks/bench_startup.py
---cold``, ``benchmarks/bench_quant.py``; see CHANGELOG for the figures): a copy of the kernel's
-per-pixel loops for the default k = 5 (LLVM unrolls loops of constant length) and fixed-size
-memcpy intrinsics for the memo's copies.
+Each specialisation was measured for its compile time (CPU seconds of the first call, empty
+cache) against its speed (same-process A/B rounds on the Kodak pixels, smooth float images and
+training crops); the two kept, for the default k = 5, are described at ``_K``.
 
 Speed (``benchmarks/bench_quant.py --repeat 9``, 2 threads on a shared 2-core EPYC VM whose speed
 varies by up to 2x from minute to minute): soft encoding of the a/b of the 24 Kodak photographs
@@ -143,11 +142,14 @@ _CHUNKS_PER_THREAD = 8
 _KNN_BLOCK = 1024
 
 
-# Loops over the k classes of one pixel are written once, in small inline functions, and called
-# twice: with k and with the literal _K = 5, the default, which LLVM unrolls (a loop of run-time
-# length 5 measured ~1.6x slower for the memo's copies and ~3x for the normalisation). For k = 5
-# the copies are fixed-size memcpys (_copy_k): 1.06x the unrolled loop at 1 thread, 1.12x at 2
-# (whole kernel, Kodak pixels).
+# Two loops over the k classes of one pixel have a copy for the literal _K = 5, the default: the
+# lattice path's (_lattice_row called with _K, which LLVM unrolls: 1.3x the whole kernel on
+# smooth float images, where most values take that path; 1.0x on the Kodak pixels) and the
+# memo's copies (_copy_k, one fixed-size memcpy: without it the kernel ran 0.63x on the Kodak
+# pixels, where 86% of the values are copies). Compiling the kernel takes about 3.3-3.8 s of CPU
+# with both, 2.8-3.3 s with neither. The normalisation had a copy too until it measured 1.0x
+# (1.03x without it) for 0.3-0.5 s of compilation; inline="always" stays on the helpers: as
+# plain calls they compile 0.5-1 s faster, but the kernel then ran 0.42x.
 _K = 5
 
 
@@ -344,10 +346,7 @@ def _knn_kernel(
                         ex[j, t] = e
                         total[t] += e
                 for t in range(nm):
-                    if k == _K:
-                        _normalise(ex, total, t, _K, ow, miss[t])
-                    else:
-                        _normalise(ex, total, t, k, ow, miss[t])
+                    _normalise(ex, total, t, k, ow, miss[t])
             # 5. Copies for the hits, from the compact list: a test of src == p here, taken at
             # random for 13% of the Kodak pixels, cost the kernel 10% in mispredictions.
             if k == _K and want_w:
