@@ -179,13 +179,11 @@ def _copy_k(typingctx, x, s, p):
 
 
 @njit(inline="always")
-def _copy_row(oi, ow, s, p, k, want_w):
-    """Row s of oi (and of ow) into row p."""
+def _copy_row(oi, ow, s, p, k):
+    """Row s of oi and of ow into row p."""
     for j in range(k):
         oi[p, j] = oi[s, j]
-    if want_w:
-        for j in range(k):
-            ow[p, j] = ow[s, j]
+        ow[p, j] = ow[s, j]
 
 
 @njit(inline="always")
@@ -218,22 +216,21 @@ def _knn_kernel(
     :func:`_nearest_kernel` for k = 1).
 
     ab (N, 2) f32, keys (N,) u64 the same values' bits (a and b in one word), cls (Q, 2) f32, oi
-    (N, k) i16, ow (N, k) f32, or (0, k) for no weights; ``cab`` holds the candidates' centres,
-    ``cls[cand]``, to save an indirection; ``lx0`` .. ``kappa`` the lattice tables
-    (:class:`.search._Lattice`; ``pat`` None compiles that path out). Squared distances are
-    (a - ca)^2 + (b - cb)^2 in float64. A point outside the table (every point when nx = 0) is
-    compared with every class. Each copy of the kernel running on the call takes chunks of the
-    pixels (``nchunk`` in all) from the shared counter ``taken`` (int64 (1,)) until none is
-    left. A point whose bits equal an earlier point's in its chunk copies that
-    answer (exact: same input, same output); the memo has 2^bits entries, bits >= 1.
+    (N, k) i16, ow (N, k) f32; ``start`` .. ``low`` the candidate lists (:class:`.search._Table`;
+    ``cab`` holds the candidates' centres, ``cls[cand]``, to save an indirection), ``lx0`` ..
+    ``kappa`` the lattice tables (:class:`.search._Lattice`; ``pat`` None compiles that path
+    out). Squared distances are (a - ca)^2 + (b - cb)^2 in float64. A point outside the table
+    (every point when nx = 0) takes the list after the last cell's, which holds every class.
+    Each copy of the kernel running on the call takes chunks of the pixels (``nchunk`` in all)
+    from the shared counter ``taken`` (int64 (1,)) until none is left. A point whose bits equal
+    an earlier point's in its chunk copies that answer (exact: same input, same output); the
+    memo has 2^bits entries, bits >= 1.
 
     Returns the number of NaN or infinite values this copy met (their rows hold no answer);
     each such value is counted once per chunk at least, so 0 from every copy means every value
     was finite.
     """
     n = ab.shape[0]
-    q = cls.shape[0]
-    want_w = ow.shape[0] == n
     shift = np.uint64(64 - bits)
     mult = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: 2^64 / golden ratio
     bad = 0
@@ -317,45 +314,38 @@ def _knn_kernel(
                     continue
                 fi = (a - x0) * inv_s
                 fj = (b - y0) * inv_s
-                m = 0
+                cell = nx * ny  # outside the table: the list of every class
                 if 0.0 <= fi < nx and 0.0 <= fj < ny:
                     cell = int(fi) * ny + int(fj)
-                    for c in range(start[cell], start[cell + 1]):
-                        if m == k and low[c] > bd[k - 1]:
-                            break  # this and all later candidates are farther than the k-th
-                        da = a - cab[c, 0]
-                        db = b - cab[c, 1]
-                        m = _insert(bd, bi, m, k, da * da + db * db, np.int64(cand[c]))
-                else:
-                    for c in range(q):
-                        da = a - cls[c, 0]
-                        db = b - cls[c, 1]
-                        m = _insert(bd, bi, m, k, da * da + db * db, c)
+                m = 0
+                for c in range(start[cell], start[cell + 1]):
+                    if m == k and low[c] > bd[k - 1]:
+                        break  # this and all later candidates are farther than the k-th
+                    da = a - cab[c, 0]
+                    db = b - cab[c, 1]
+                    m = _insert(bd, bi, m, k, da * da + db * db, np.int64(cand[c]))
                 for j in range(k):
                     oi[p, j] = bi[j]
-                if want_w:
-                    for j in range(k):
-                        ex[j, t] = -bd[j] * inv2s2
+                    ex[j, t] = -bd[j] * inv2s2
             # 4. Weights of the misses: exp(x_j - x_0) / sum, shifted by the nearest class's
             # exponent so that far values do not underflow to 0/0 (the shift cancels).
-            if want_w:
-                total[:nm] = 1.0
-                for j in range(1, k):
-                    for t in range(nm):
-                        e = _exp_neg(ex[j, t] - ex[0, t])
-                        ex[j, t] = e
-                        total[t] += e
+            total[:nm] = 1.0
+            for j in range(1, k):
                 for t in range(nm):
-                    _normalise(ex, total, t, k, ow, miss[t])
+                    e = _exp_neg(ex[j, t] - ex[0, t])
+                    ex[j, t] = e
+                    total[t] += e
+            for t in range(nm):
+                _normalise(ex, total, t, k, ow, miss[t])
             # 5. Copies for the hits, from the compact list: a test of src == p here, taken at
             # random for 13% of the Kodak pixels, cost the kernel 10% in mispredictions.
-            if k == _K and want_w:
+            if k == _K:
                 for h in range(nh):
                     _copy_k(oi, src[h], dst[h])
                     _copy_k(ow, src[h], dst[h])
             else:
                 for h in range(nh):
-                    _copy_row(oi, ow, src[h], dst[h], k, want_w)
+                    _copy_row(oi, ow, src[h], dst[h], k)
     return bad
 
 
@@ -371,7 +361,6 @@ def _nearest_kernel(ab, cls, x0, y0, inv_s, nx, ny, start, cand, cab, low, one, 
     the class whose region holds it, or -1; see :func:`.search._one_class_cells`). Ties go to
     the lower class index. Returns the number of NaN or infinite values this copy met."""
     n = ab.shape[0]
-    q = cls.shape[0]
     bad = 0
     while True:
         chunk = fetch_add(taken, 1)
@@ -382,33 +371,29 @@ def _nearest_kernel(ab, cls, x0, y0, inv_s, nx, ny, start, cand, cab, low, one, 
             b = np.float64(ab[p, 1])
             fi = (a - x0) * inv_s
             fj = (b - y0) * inv_s
-            best = 0
-            dbest = np.inf
             if 0.0 <= fi < nx and 0.0 <= fj < ny:  # NaN fails and goes on to the test below
                 sub = one[int(fi * _FINE) * (ny * _FINE) + int(fj * _FINE)]
                 if sub >= 0:
                     out[p] = sub  # the value lies in one class's region: no distances
                     continue
                 cell = int(fi) * ny + int(fj)
-                for c in range(start[cell], start[cell + 1]):
-                    if low[c] > dbest:
-                        break  # this and all later candidates are farther than the nearest
-                    da = a - cab[c, 0]
-                    db = b - cab[c, 1]
-                    d = da * da + db * db
-                    if d < dbest or (d == dbest and cand[c] < best):
-                        dbest = d
-                        best = cand[c]
             elif abs(a) < np.inf and abs(b) < np.inf:
-                for c in range(q):
-                    da = a - cls[c, 0]
-                    db = b - cls[c, 1]
-                    d = da * da + db * db
-                    if d < dbest:  # classes in index order: the first of equals stays
-                        dbest = d
-                        best = c
+                cell = nx * ny  # outside the table: the list of every class
             else:
                 bad += 1
+                out[p] = 0
+                continue
+            best = 0
+            dbest = np.inf
+            for c in range(start[cell], start[cell + 1]):
+                if low[c] > dbest:
+                    break  # this and all later candidates are farther than the nearest
+                da = a - cab[c, 0]
+                db = b - cab[c, 1]
+                d = da * da + db * db
+                if d < dbest or (d == dbest and cand[c] < best):
+                    dbest = d
+                    best = cand[c]
             out[p] = best
     return bad
 
@@ -419,7 +404,7 @@ def _knn(ab: np.ndarray, classes: np.ndarray, k: int, sigma: float | None):
     k = _check_k(k, cls.shape[0])
     flat = ab.reshape(-1, 2)
     idx = np.empty((flat.shape[0], k), np.int16)
-    w = np.empty((flat.shape[0] if sigma is not None else 0, k), np.float32)
+    w = np.empty((flat.shape[0] if sigma is not None else 0, k), np.float32)  # none: k = 1
     inv2s2 = 0.0 if sigma is None else 1.0 / (2.0 * sigma * sigma)
     bad = 0
     if flat.shape[0]:

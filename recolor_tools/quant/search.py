@@ -114,7 +114,7 @@ def _one_class_cells(classes: np.ndarray, table: _Table, pair: _Table | None) ->
         return np.zeros(nxf * nyf, np.int16)
     s = 1.0 / (table.inv_s * _FINE)
     c = classes.astype(np.float64)
-    count = np.diff(pair.start)
+    count = np.diff(pair.start[:-1])  # the cells, not the list of every class after them
     width = int(count.max())
     near = np.empty((nxf + 1) * (nyf + 1), np.int64)
     for lo in range(0, near.size, 16 * _TABLE_PASS):
@@ -238,7 +238,12 @@ class _Lattice:
 
 
 class _Table:
-    """Lookup table of candidate classes for one class set and k."""
+    """Lookup table of candidate classes for one class set and k.
+
+    The a/b plane from (x0, y0) in ``nx`` x ``ny`` square cells of side 1 / inv_s; cell
+    ``i * ny + j`` lists its candidates in ``cand[start[cell] : start[cell + 1]]`` (see
+    :func:`_candidate_table`), and list ``nx * ny`` holds every class, for values outside.
+    """
 
     def __init__(self, classes: np.ndarray, k: int) -> None:
         q = classes.shape[0]
@@ -255,15 +260,14 @@ class _Table:
         self.inv_s = 1.0 / s
         if k > _MAX_TABLE_K:
             self.nx = self.ny = 0
-            self.start, self.cand, self.low = (
-                np.zeros(1, np.int64),
-                np.zeros(0, np.int16),
-                np.zeros(0),
-            )
+            start, cand, low = np.zeros(1, np.int64), np.zeros(0, np.int16), np.zeros(0)
         else:
-            self.start, self.cand, self.low = _candidate_table(
-                classes, k, self.x0, self.y0, s, self.nx, self.ny
-            )
+            start, cand, low = _candidate_table(classes, k, self.x0, self.y0, s, self.nx, self.ny)
+        # After the last cell, the list for values outside the table: every class in index
+        # order, none skipped (a bound of 0), so one search loop serves both.
+        self.start = np.append(start, start[-1] + q)
+        self.cand = np.concatenate([cand, np.arange(q, dtype=np.int16)])
+        self.low = np.concatenate([low, np.zeros(q)])
         self.cab = np.ascontiguousarray(classes[self.cand])
         self.one = np.zeros(0, np.int16)
         if k == 1 and self.nx:
