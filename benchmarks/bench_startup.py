@@ -13,7 +13,9 @@ importing the CLI alone (torch is imported only when train or predict run a mode
 meets them: ``to-lab | quantize`` of a 256 x 256 image, ``rebalance-stats`` over a few
 generated images, ``predict`` of one image on the CPU. Each run of a round gets an empty kernel
 cache of its own (a temporary ``NUMBA_CACHE_DIR``) for its first (cold) run, then runs again on
-it (warm); the table shows the medians over --runs rounds and their difference.
+it (warm); the table shows, in wall-clock and in CPU seconds (user + system, all processes of
+the command), the medians over --runs rounds of the cold and the warm run and of their
+difference.
 """
 
 from __future__ import annotations
@@ -41,13 +43,20 @@ def _time(cmd: list[str], runs: int, stdin: bytes | None = None) -> float:
     return statistics.median(times)
 
 
-def _shell(cmd: str, env: dict) -> float:
-    """Seconds a shell command line takes; it must succeed."""
-    t0 = time.perf_counter()
+def _shell(cmd: str, env: dict) -> tuple[float, float]:
+    """Seconds a shell command line takes, wall and CPU (user + system of all its processes:
+    on a shared machine the CPU time, mostly compilation, varies less); it must succeed."""
+    import resource
+
+    def cpu() -> float:
+        r = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return r.ru_utime + r.ru_stime
+
+    t0, c0 = time.perf_counter(), cpu()
     p = subprocess.run(cmd, shell=True, env=env, capture_output=True, check=False)
     if p.returncode:
         raise SystemExit(f"failed: {cmd}\n{p.stderr.decode(errors='replace')}")
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, cpu() - c0
 
 
 def cold(runs: int, n_images: int) -> None:
@@ -70,15 +79,18 @@ def cold(runs: int, n_images: int) -> None:
         ),
         ("predict (cpu)", f"{recolor} predict {one} --device cpu -o {tmp}/out.png"),
     ]
-    print(f"{'command':34} {'cold s':>8} {'warm s':>8} {'cold - warm':>12}")
+    print(f"{'':34} {'wall s':^26} {'CPU s':^26}")
+    print(f"{'command':34}" + f" {'cold':>8} {'warm':>8} {'cold-warm':>9}" * 2)
     for name, cmd in cases:
-        times = []
+        rounds = []
         for r in range(runs):
             cache = tmp / f"cache-{name.split()[0]}-{r}"
             env = {**os.environ, "NUMBA_CACHE_DIR": str(cache), "PYTHONPATH": str(ROOT)}
-            times.append((_shell(cmd, env), _shell(cmd, env)))
-        c, w = (statistics.median(t[i] for t in times) for i in (0, 1))
-        print(f"{name:34} {c:8.2f} {w:8.2f} {c - w:12.2f}", flush=True)
+            (cw, cc), (ww, wc) = _shell(cmd, env), _shell(cmd, env)
+            rounds.append((cw, ww, cw - ww, cc, wc, cc - wc))
+        med = [statistics.median(x[i] for x in rounds) for i in range(6)]
+        print(f"{name:34}" + " {:8.2f} {:8.2f} {:9.2f}".format(*med[:3]), end="")
+        print(" {:8.2f} {:8.2f} {:9.2f}".format(*med[3:]), flush=True)
 
 
 def main() -> None:
