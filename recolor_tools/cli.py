@@ -562,11 +562,13 @@ def predict(
 
     Writes recolored/<name> (or -o) and prints each written path on stdout.
     """
+    from . import shard
     from .imageio import expand_inputs
 
     tool = Tool("predict", quiet, debug)
     paths = expand_inputs(tool.stdin_inputs(inputs))
     targets, out_dir = _image_targets(tool, paths, output, fmt)
+    mine, targets = shard.this_rank(paths, targets)  # under torchrun: this rank's share
     predictor = None
     with tool.guard():
         from .predict import Predictor
@@ -582,7 +584,7 @@ def predict(
         if tool.failures:
             tool.exit()
     written: set[Path] = set()
-    results = tool.progress(predictor.predict_files(paths, batch_size), len(paths))
+    results = tool.progress(predictor.predict_files(mine, batch_size), len(mine))
     for (path, rgb), out in zip(results, targets, strict=True):
         with tool.guard(path):
             if isinstance(rgb, RecolorError):
