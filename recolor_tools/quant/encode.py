@@ -24,7 +24,9 @@ cache) against its speed (same-process A/B rounds on the Kodak pixels, smooth fl
 training crops); the two kept, for the default k = 5, are described at ``_K``.
 
 Speed (``benchmarks/bench_quant.py --repeat 9``, 2 threads on a shared 2-core EPYC VM whose speed
-varies by up to 2x from minute to minute): soft encoding of the a/b of the 24 Kodak photographs
+varies by up to 2x from minute to minute; measured on the earlier numba ``parallel=True``
+kernels, which the serial ones run by the thread pool matched within noise, 0.93-1.12x, in
+same-process rounds): soft encoding of the a/b of the 24 Kodak photographs
 (6 M pixels) 51-61 Mpixel/s, 99-116x torch ``cdist`` + ``topk``; on smooth synthetic float
 images, where no value repeats, 23 Mpixel/s, 44x. Training targets (one call per 32 x 32 crop,
 one thread, as in a DataLoader worker): 92-140 us a call, 20-28x torch. Hard encoding 160-200
