@@ -268,7 +268,7 @@ def main() -> None:
     side = crops[0].shape[0]
     print(f"\nsoft encoding of training targets: {len(crops)} calls of {side}x{side} a/b "
           "values (crops shrunk with INTER_AREA, as data.py does), 1 thread")  # fmt: skip
-    threaded_max = quant._SERIAL_MAX
+    threaded_max = quant.encode._SERIAL_MAX
 
     def ours_calls():
         for c in crops:
@@ -299,13 +299,13 @@ def main() -> None:
     def timed(name):
         # The small-call path (serial kernel with the lattice tables) is what soft_encode picks;
         # "threaded kernel" forces the large-call path, as before it existed.
-        quant._SERIAL_MAX = 0 if name == "recolor, threaded kernel" else threaded_max
+        quant.encode._SERIAL_MAX = 0 if name == "recolor, threaded kernel" else threaded_max
         return per_call[name]()
 
     call_rates = paired_rounds(
         {m: (lambda m=m: timed(m), len(crops)) for m in per_call}, args.repeat
     )
-    quant._SERIAL_MAX = threaded_max
+    quant.encode._SERIAL_MAX = threaded_max
     numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
     ours = call_rates["recolor soft_encode"]
     for name, r in call_rates.items():

@@ -1,11 +1,21 @@
-"""Start-up time of each recolor tool, next to a bare Python interpreter.
+"""Start-up time of each recolor tool, next to a bare Python interpreter; with --cold, each
+tool's first run on a fresh install next to its second run.
 
 Run: python benchmarks/bench_startup.py [--runs 7]
+     python benchmarks/bench_startup.py --cold [--runs 3] [--rebalance-images 20]
 
 For each tool it times a whole process (median of --runs) and prints the time and its ratio to
 ``python -c pass``. The tools that need no model do real work on a small generated image
 (to-lab, from-lab, compare); the others are timed on ``--help``, which shows the cost of
 importing the CLI alone (torch is imported only when train or predict run a model).
+
+``--cold`` times the tools that compile numba kernels, end to end from files to files as a user
+meets them: ``to-lab | quantize`` of a 256 x 256 image, ``rebalance-stats`` over a few
+generated images, ``predict`` of one image on the CPU. Each run of a round gets an empty kernel
+cache of its own (a temporary ``NUMBA_CACHE_DIR``) for its first (cold) run, then runs again on
+it (warm); the table shows, in wall-clock and in CPU seconds (user + system, all processes of
+the command), the medians over --runs rounds of the cold and the warm run and of their
+difference.
 """
 
 from __future__ import annotations
@@ -21,6 +31,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+ROOT = Path(__file__).resolve().parent.parent
+
 
 def _time(cmd: list[str], runs: int, stdin: bytes | None = None) -> float:
     times = []
@@ -31,10 +43,66 @@ def _time(cmd: list[str], runs: int, stdin: bytes | None = None) -> float:
     return statistics.median(times)
 
 
+def _shell(cmd: str, env: dict) -> tuple[float, float]:
+    """Seconds a shell command line takes, wall and CPU (user + system of all its processes:
+    on a shared machine the CPU time, mostly compilation, varies less); it must succeed."""
+    import resource
+
+    def cpu() -> float:
+        r = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return r.ru_utime + r.ru_stime
+
+    t0, c0 = time.perf_counter(), cpu()
+    p = subprocess.run(cmd, shell=True, env=env, capture_output=True, check=False)
+    if p.returncode:
+        raise SystemExit(f"failed: {cmd}\n{p.stderr.decode(errors='replace')}")
+    return time.perf_counter() - t0, cpu() - c0
+
+
+def cold(runs: int, n_images: int) -> None:
+    """Each kernel-compiling tool's first run on an empty kernel cache, and its second run."""
+    import os
+    import shlex
+
+    tmp = Path(tempfile.mkdtemp(prefix="recolor-cold-"))
+    rng = np.random.default_rng(0)
+    for i in range(n_images):
+        small = rng.integers(0, 255, (6, 6, 3), np.uint8)
+        cv2.imwrite(str(tmp / f"img{i}.png"), cv2.resize(small, (256, 256), cv2.INTER_CUBIC))
+    recolor = " ".join(shlex.quote(x) for x in (sys.executable, "-m", "recolor_tools"))
+    one = shlex.quote(str(tmp / "img0.png"))
+    cases = [
+        ("to-lab | quantize", f"{recolor} to-lab {one} | {recolor} quantize -o {tmp}/t.target"),
+        (
+            f"rebalance-stats ({n_images} images)",
+            f"{recolor} rebalance-stats {tmp}/img*.png -o {tmp}/stats.npz",
+        ),
+        ("predict (cpu)", f"{recolor} predict {one} --device cpu -o {tmp}/out.png"),
+    ]
+    print(f"{'':34} {'wall s':^26} {'CPU s':^26}")
+    print(f"{'command':34}" + f" {'cold':>8} {'warm':>8} {'cold-warm':>9}" * 2)
+    for name, cmd in cases:
+        rounds = []
+        for r in range(runs):
+            cache = tmp / f"cache-{name.split()[0]}-{r}"
+            env = {**os.environ, "NUMBA_CACHE_DIR": str(cache), "PYTHONPATH": str(ROOT)}
+            (cw, cc), (ww, wc) = _shell(cmd, env), _shell(cmd, env)
+            rounds.append((cw, ww, cw - ww, cc, wc, cc - wc))
+        med = [statistics.median(x[i] for x in rounds) for i in range(6)]
+        print(f"{name:34}" + " {:8.2f} {:8.2f} {:9.2f}".format(*med[:3]), end="")
+        print(" {:8.2f} {:8.2f} {:9.2f}".format(*med[3:]), flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("--runs", type=int, default=None, help="Rounds (default 7; 3 with --cold).")
+    ap.add_argument("--cold", action="store_true", help="First runs on an empty kernel cache.")
+    ap.add_argument("--rebalance-images", type=int, default=20, help="Images for --cold.")
     args = ap.parse_args()
+    if args.cold:
+        cold(args.runs or 3, args.rebalance_images)
+        return
+    args.runs = args.runs or 7
 
     tmp = Path(tempfile.mkdtemp(prefix="recolor-bench-"))
     img = tmp / "small.png"

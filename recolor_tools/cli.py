@@ -581,6 +581,7 @@ def predict(
     """
     import numpy as np
 
+    from . import shard
     from .imageio import IMAGE_EXTS, expand_inputs, read_rgb
     from .imagemeta import ImageMeta
 
@@ -604,6 +605,7 @@ def predict(
     )  # fmt: skip
     if router.to_stdout:
         tool.binary_stdout()  # refused on a terminal, before any work
+    (paths,) = shard.this_rank(paths)  # under torchrun: this rank's share of the whole list
     paths = [p for p in paths if not router.skip(_input_name(p))]
     if not paths:
         tool.exit()  # all done already: no model to load

@@ -51,7 +51,7 @@ def smooth_prior(p: np.ndarray, classes: np.ndarray, sigma: float = defaults.SIG
         at the gamut's edge.
     """
     p = np.asarray(p, dtype=np.float64)
-    cls = quant._check_classes(classes).astype(np.float64)
+    cls = quant.check_classes(classes).astype(np.float64)
     if p.shape != (cls.shape[0],) or not np.isfinite(p).all() or (p < 0).any():
         raise ValueError(f"p must be (Q,) = ({cls.shape[0]},) finite and >= 0, got {p.shape}")
     if not p.sum() > 0:
@@ -163,7 +163,7 @@ class RebalanceStats:
         d = quant.read_npz(path, STATS_FORMAT, STATS_VERSION, (*keys, "n_images", "n_pixels"))
         try:
             stats = cls(
-                classes=quant._check_classes(d["classes"]),
+                classes=quant.check_classes(d["classes"]),
                 grid=float(d["grid"]),
                 counts=np.asarray(d["counts"], np.int64),
                 prior=np.asarray(d["prior"], np.float64),
@@ -204,7 +204,7 @@ class PriorAccumulator:
     """
 
     def __init__(self, classes: np.ndarray, grid: float) -> None:
-        self.classes = quant._check_classes(classes)
+        self.classes = quant.check_classes(classes)
         self.grid = float(grid)
         self.counts = np.zeros(len(self.classes), np.int64)
         self.n_images = 0

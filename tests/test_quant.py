@@ -46,7 +46,7 @@ def assert_exact(ab, classes, k, sigma=5.0):
 def kernel(request, monkeypatch):
     """Run a test with each kernel: the threaded one (large calls) and its serial copy (small
     calls); both have the memo and the lattice path."""
-    monkeypatch.setattr(quant, "_SERIAL_MAX", 0 if request.param == "threads" else 1 << 40)
+    monkeypatch.setattr(quant.encode, "_SERIAL_MAX", 0 if request.param == "threads" else 1 << 40)
     return request.param
 
 
@@ -146,8 +146,8 @@ def test_soft_encode_on_ties_and_cell_borders(kernel):
 
 @pytest.mark.parametrize("k", [1, 5])
 def test_soft_encode_on_lookup_table_borders(k):
-    table = quant._Table(C8, k)
-    fine = quant._FINE if k == 1 else 1  # k = 1 also looks values up on a finer grid
+    table = quant.search._Table(C8, k)
+    fine = quant.search._FINE if k == 1 else 1  # k = 1 also looks values up on a finer grid
     i = np.arange(0, table.nx * fine + 1)
     edges = table.x0 + i / (table.inv_s * fine)
     rng = np.random.default_rng(1)
@@ -160,14 +160,14 @@ def test_soft_encode_on_lookup_table_borders(k):
 @pytest.mark.parametrize("k", [2, 5, 8, 16])
 def test_lattice_path_on_sub_cell_borders(k, kernel):
     """Points on, just beside and inside the lattice path's sub-cells, all over the gamut."""
-    lattice = quant._Lattice(C8, k)
+    lattice = quant.search._Lattice(C8, k)
     assert lattice.ncu > 0
     rng = np.random.default_rng(k)
     n = 3000
     cell = rng.integers(0, [lattice.ncu, lattice.ncv], (n, 2))
-    sub = rng.integers(0, quant._SUB + 1, (n, 2)) / quant._SUB
+    sub = rng.integers(0, quant.search._SUB + 1, (n, 2)) / quant.search._SUB
     on = (np.array([lattice.lx0, lattice.ly0]) + (cell + sub) / lattice.inv_g).astype(np.float32)
-    inside = on + rng.uniform(0, 1 / quant._SUB, (n, 2)).astype(np.float32) / lattice.inv_g
+    inside = on + rng.uniform(0, 1 / quant.search._SUB, (n, 2)).astype(np.float32) / lattice.inv_g
     pts = np.concatenate([on, np.nextafter(on, np.inf), np.nextafter(on, -np.inf), inside])
     for sigma in (5.0, 2.0, 40.0):
         assert_exact(pts, C8, k, sigma)
@@ -181,7 +181,7 @@ def test_lattice_path_on_a_shifted_lattice_with_holes(kernel):
     i, j = np.meshgrid(np.arange(-9, 10), np.arange(-9, 10), indexing="ij")
     classes = np.stack([3.5 + 6.0 * i.ravel(), -2.0 + 6.0 * j.ravel()], 1).astype(np.float32)
     classes = classes[rng.permutation(len(classes))[6:]]
-    assert quant._Lattice(classes, 5).inner.mean() > 0.3
+    assert quant.search._Lattice(classes, 5).inner.mean() > 0.3
     ab = rng.uniform(-60, 60, (4000, 2)).astype(np.float32)
     # Quarter steps of the lattice: exact ties, to be broken by class index, not by position.
     qa, qb = np.meshgrid(3.5 + 1.5 * np.arange(-30, 31), -2.0 + 1.5 * np.arange(-30, 31))
@@ -194,22 +194,22 @@ def test_lattice_path_on_a_shifted_lattice_with_holes(kernel):
 def test_lattice_path_covers_most_of_the_gamut():
     """For the default classes and k = 5 the tables are built, and they answer most a/b values:
     nearly all sub-cells have a fixed answer, and the cells around the gamut's centre qualify."""
-    lattice = quant._Lattice(C8, 5)
+    lattice = quant.search._Lattice(C8, 5)
     assert lattice.args(1 / (2 * 5.0**2))[8] is lattice.pat  # the path is on
     assert (lattice.pat >= 0).mean() > 0.9
     assert lattice.inner.mean() > 0.3
-    assert quant._Lattice(C8, 1).ncu == 0  # k = 1 has its own table
-    assert quant._Lattice(C8, 1).args(0.02)[8] is None  # and the path is compiled out
+    assert quant.search._Lattice(C8, 1).ncu == 0  # k = 1 has its own table
+    assert quant.search._Lattice(C8, 1).args(0.02)[8] is None  # and the path is compiled out
     off_grid = np.random.default_rng(0).uniform(-50, 50, (40, 2)).astype(np.float32)
-    assert quant._Lattice(off_grid, 5).ncu == 0
+    assert quant.search._Lattice(off_grid, 5).ncu == 0
 
 
 def test_one_class_sub_cells_hold_their_class_everywhere():
     """Where the k = 1 fine grid names a class, brute force agrees at the sub-cell's corners,
     centre and random points inside it; most sub-cells are named."""
-    table = quant._Table(C8, 1)
-    nyf = table.ny * quant._FINE
-    s = 1.0 / (table.inv_s * quant._FINE)
+    table = quant.search._Table(C8, 1)
+    nyf = table.ny * quant.search._FINE
+    s = 1.0 / (table.inv_s * quant.search._FINE)
     named = np.flatnonzero(table.one >= 0)
     assert named.size > 0.85 * table.one.size
     rng = np.random.default_rng(3)
@@ -526,9 +526,9 @@ def test_polynomial_exp2_and_log2_against_numpy():
     def exp2(y):
         f = np.empty_like(y)
         bits = np.empty(y.size, np.int32)
-        quant._exp2_split(y, np.zeros_like(y), np.float32(1.0), f, bits)
+        quant.decode._exp2_split(y, np.zeros_like(y), np.float32(1.0), f, bits)
         scale = bits.view(np.float32)
-        return np.array([quant._exp2_poly(f[j]) * scale[j] for j in range(y.size)])
+        return np.array([quant.decode._exp2_poly(f[j]) * scale[j] for j in range(y.size)])
 
     y = np.linspace(-64, 0, 100001).astype(np.float32)
     np.testing.assert_allclose(exp2(y), np.exp2(y.astype(np.float64)), rtol=3e-7, atol=0)
@@ -538,7 +538,7 @@ def test_polynomial_exp2_and_log2_against_numpy():
     def log2(x):
         out = np.empty_like(x)
         mbits = np.empty(x.size, np.int32)
-        quant._log2_row(x, x.view(np.int32), mbits, mbits.view(np.float32), out)
+        quant.decode._log2_row(x, x.view(np.int32), mbits, mbits.view(np.float32), out)
         return out
 
     x = np.concatenate([np.geomspace(1e-37, 1e37, 100001), [0.5, 1, 2, np.sqrt(2)]])
@@ -557,7 +557,7 @@ def test_polynomial_exp_of_the_weights_against_numpy():
 
     @numba.njit
     def exp(x):
-        return np.array([quant._exp_neg(v) for v in x])
+        return np.array([quant.encode._exp_neg(v) for v in x])
 
     x = -np.concatenate([np.linspace(0, 50, 200001), np.geomspace(1e-12, 693, 10001)])
     np.testing.assert_allclose(exp(x), np.exp(x), rtol=3e-10, atol=0)

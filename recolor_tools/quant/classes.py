@@ -1,0 +1,219 @@
+"""Class sets: validation of a/b input and of class sets, the gamut and data class sets, and
+their files.
+
+A *class set* is a (Q, 2) float32 array of a/b class centres (OpenCV float Lab convention, a/b
+in about [-128, 127]); recolor's centres lie on a square grid (multiples of ``grid``):
+:func:`gamut_classes` (cells the sRGB gamut reaches) and :func:`data_classes` (cells some data
+occupies), stored with :func:`save_classes` / :func:`load_classes`. :func:`check_classes` is the
+one validator of a class set, :func:`read_npz` the reader of recolor's small npz files.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import RecolorError
+
+MAX_CLASSES = 32767
+"""Largest class set: class indices are stored as int16."""
+
+CLASSES_FORMAT = "recolor-classes"
+CLASSES_VERSION = 1
+
+
+# --- validation -------------------------------------------------------------------------------
+
+
+def check_ab(ab: np.ndarray, what: str = "ab", finite: bool = True) -> np.ndarray:
+    """The one validator of a/b input: (..., 2) finite values, returned as C-contiguous float32
+    (``finite=False`` leaves the test for NaN and infinities to the caller)."""
+    arr = np.asarray(ab)
+    if arr.ndim < 1 or arr.shape[-1] != 2:
+        raise ValueError(f"{what} must have shape (..., 2), got {arr.shape}")
+    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+        raise ValueError(f"{what} must be a real number array, got dtype {arr.dtype}")
+    arr = np.ascontiguousarray(arr, dtype=np.float32)
+    if finite and not np.isfinite(arr).all():
+        bad = int(np.count_nonzero(~np.isfinite(arr)))
+        raise ValueError(f"{what} contains {bad} NaN or infinite value(s)")
+    return arr
+
+
+def check_classes(classes: np.ndarray) -> np.ndarray:
+    """A valid class set as C-contiguous float32: (Q, 2), 1 <= Q <= 32767, finite values.
+
+    Raises ValueError naming what is wrong (shape, dtype, Q out of range, NaN or infinity).
+    """
+    arr = check_ab(classes, "classes")
+    if arr.ndim != 2 or not 1 <= arr.shape[0] <= MAX_CLASSES:
+        raise ValueError(
+            f"classes must have shape (Q, 2) with 1 <= Q <= {MAX_CLASSES}, got {arr.shape}"
+        )
+    return arr
+
+
+# --- class sets -------------------------------------------------------------------------------
+
+
+def _bin(ab: np.ndarray, grid: float) -> np.ndarray:
+    """Index of the nearest multiple of ``grid`` per coordinate, halves going to the lower one.
+
+    ``ceil(x / grid - 1/2)`` rather than ``round`` so that a point half-way between two centres
+    belongs to the lower one, the same choice :func:`hard_encode` makes (centres sort by a,
+    then b).
+    """
+    return np.ceil(np.asarray(ab, dtype=np.float64) / grid - 0.5).astype(np.int64)
+
+
+def _unique_centres(cells: np.ndarray, grid: float) -> np.ndarray:
+    cells = np.unique(cells.reshape(-1, 2), axis=0)  # sorted by a, then b
+    return np.ascontiguousarray(cells * grid, dtype=np.float32)
+
+
+def _check_grid(grid: float) -> float:
+    if not np.isfinite(grid) or grid <= 0:
+        raise ValueError(f"grid must be a positive number, got {grid!r}")
+    return grid
+
+
+@functools.lru_cache(maxsize=8)
+def _gamut_classes(grid: float) -> np.ndarray:
+    import cv2
+
+    # The a/b shadow of the sRGB solid is the shadow of its surface, so the six faces of the
+    # 8-bit RGB cube (6 x 256^2 colours) reach every cell that the whole cube does.
+    v = np.arange(256, dtype=np.float32) / 255.0
+    u, w = (x.ravel() for x in np.meshgrid(v, v, indexing="ij"))
+    faces = []
+    for axis in range(3):
+        others = [i for i in range(3) if i != axis]
+        for value in (0.0, 1.0):
+            face = np.empty((u.size, 3), np.float32)
+            face[:, axis] = value
+            face[:, others[0]], face[:, others[1]] = u, w
+            faces.append(face)
+    rgb = np.concatenate(faces)[:, None, :]
+    ab = cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab)[:, 0, 1:]  # = color.rgb_to_lab, without (H,W) shape
+    centres = _unique_centres(_bin(ab, grid), grid)
+    centres.flags.writeable = False
+    return centres
+
+
+def gamut_classes(grid: float = 8) -> np.ndarray:
+    """The class set of grid cells that the sRGB gamut reaches.
+
+    Parameters
+    ----------
+    grid : float, default 8
+        Spacing of the class centres in a/b units; centres are the multiples of ``grid``.
+
+    Returns
+    -------
+    classes : (Q, 2) float32, read-only
+        Centres ``(a, b)`` of every square cell ``[c - grid/2, c + grid/2)`` (per coordinate)
+        that holds the a/b of at least one 8-bit sRGB colour (any L), sorted by a, then b.
+        Q = 395 for grid 8 (the seed's setting; its posters occupy 394 of them) and 262 for
+        grid 10. Zhang et al. [1] report 313 at grid 10 with their own gamut test; the count
+        depends on how the gamut is sampled and binned.
+
+    Notes
+    -----
+    Colours are the six faces of the 8-bit RGB cube, converted with OpenCV's float
+    ``COLOR_RGB2Lab`` (D65), each binned to its nearest centre (a half-way value goes to the
+    lower centre). The result is memoised.
+    """
+    return _gamut_classes(float(_check_grid(grid)))
+
+
+def data_classes(ab: np.ndarray, grid: float = 8, min_count: int = 1) -> np.ndarray:
+    """The class set of grid cells that the given a/b data occupies.
+
+    Parameters
+    ----------
+    ab : (..., 2) array_like
+        a/b values (OpenCV float Lab), e.g. ``lab[..., 1:]`` of many images stacked.
+    grid : float, default 8
+        Spacing of the class centres.
+    min_count : int, default 1
+        Keep cells holding at least this many values.
+
+    Returns
+    -------
+    classes : (Q, 2) float32
+        Centres (multiples of ``grid``) of the occupied cells, sorted by a, then b; Q may be 0.
+    """
+    grid = _check_grid(grid)
+    cells = _bin(check_ab(ab).reshape(-1, 2), grid)
+    uniq, counts = np.unique(cells, axis=0, return_counts=True)
+    return np.ascontiguousarray(uniq[counts >= min_count] * grid, dtype=np.float32).reshape(-1, 2)
+
+
+def save_classes(path: str | Path, classes: np.ndarray, grid: float) -> None:
+    """Write a class set to ``path`` (npz; written atomically).
+
+    The file holds ``format`` = ``"recolor-classes"``, ``version`` = 1, ``classes`` (Q, 2)
+    float32 and ``grid`` (float64 scalar).
+    """
+    from ..imageio import atomic_open
+
+    classes = check_classes(classes)
+    with atomic_open(path) as f:
+        np.savez(
+            f,
+            format=np.array(CLASSES_FORMAT),
+            version=np.array(CLASSES_VERSION),
+            classes=classes,
+            grid=np.array(float(_check_grid(grid))),
+        )
+
+
+def read_npz(path: str | Path, fmt: str, version: int, keys: tuple[str, ...]) -> dict:
+    """Load a small recolor npz file, checking its format tag and version.
+
+    Shared by the class and rebalancing files. Raises :class:`RecolorError` naming ``path``
+    for a missing, unreadable, foreign, newer or incomplete file; never unpickles.
+    """
+    import zipfile
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            data = {name: z[name] for name in z.files}
+    except FileNotFoundError:
+        raise RecolorError("no such file", path) from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        raise RecolorError(f"not a {fmt} file", path) from None
+    if not isinstance(data, dict) or str(data.get("format", "")) != fmt:
+        raise RecolorError(f"not a {fmt} file (format tag missing or wrong)", path)
+    try:
+        got = int(data["version"])
+    except (KeyError, TypeError, ValueError):
+        raise RecolorError(f"{fmt} file without a valid version", path) from None
+    if got != version:
+        raise RecolorError(f"{fmt} file version {got}, this recolor reads version {version}", path)
+    missing = [k for k in keys if k not in data]
+    if missing:
+        raise RecolorError(f"{fmt} file lacks {', '.join(missing)}", path)
+    return data
+
+
+def load_classes(path: str | Path) -> tuple[np.ndarray, float]:
+    """Read a class set written by :func:`save_classes`.
+
+    Returns
+    -------
+    classes : (Q, 2) float32
+    grid : float
+
+    Raises
+    ------
+    RecolorError
+        Missing file, not an npz, wrong format tag or version, or invalid contents.
+    """
+    data = read_npz(path, CLASSES_FORMAT, CLASSES_VERSION, ("classes", "grid"))
+    try:
+        return check_classes(data["classes"]), _check_grid(float(data["grid"]))
+    except (ValueError, TypeError) as e:
+        raise RecolorError(f"invalid class set: {e}", path) from None

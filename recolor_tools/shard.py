@@ -1,0 +1,47 @@
+"""Splitting a tool's inputs across the processes of a torchrun launch (or any launcher that
+sets ``RANK`` and ``WORLD_SIZE``), with no process group: each rank takes every WORLD_SIZE-th
+input of the whole list, starting at its RANK.
+
+The whole list is built (and its output names checked for clashes) in every rank before the
+split, so the ranks together write exactly what one process would, each output once; each rank
+prints the paths it wrote, so every written path is printed once.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import TypeVar
+
+from .errors import RecolorError
+
+T = TypeVar("T")
+
+
+def rank_and_size(env: Mapping[str, str] | None = None) -> tuple[int, int]:
+    """(RANK, WORLD_SIZE) from the environment; (0, 1) outside a distributed launch.
+
+    Raises RecolorError for values that are not integers with 0 <= RANK < WORLD_SIZE.
+    """
+    env = os.environ if env is None else env
+    try:
+        rank, size = int(env.get("RANK", "0")), int(env.get("WORLD_SIZE", "1"))
+    except ValueError:
+        raise RecolorError("RANK and WORLD_SIZE must be integers") from None
+    if not 0 <= rank < size:
+        raise RecolorError(f"RANK {rank} is not in [0, WORLD_SIZE={size})")
+    return rank, size
+
+
+def this_rank(*lists: Sequence[T], env: Mapping[str, str] | None = None) -> tuple[list[T], ...]:
+    """This rank's share of each list (the same positions in each): items ``RANK``,
+    ``RANK + WORLD_SIZE``, ... Under torchrun with CUDA, also makes this process's GPU
+    (``LOCAL_RANK``) the current one, so that ``--device cuda`` means it."""
+    env = os.environ if env is None else env
+    rank, size = rank_and_size(env)
+    if size > 1 and "LOCAL_RANK" in env:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(env["LOCAL_RANK"]) % torch.cuda.device_count())
+    return tuple(list(items[rank::size]) for items in lists)

@@ -1,0 +1,101 @@
+"""Where compiled kernels go: a writable cache directory even when the package's own directory
+cannot be written (an install owned by root or another user), and no failure when nothing can.
+
+The package is copied to a temporary directory whose ``__pycache__`` folders are plain files, so
+that nothing can be written beside the sources even by root (which ignores permission bits);
+the tool then runs through the real CLI with HOME and XDG_CACHE_HOME pointing into tmp_path.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from conftest import ROOT, run, smooth_image, write_rgb
+
+from recolor_tools import quant, records
+
+
+def _unwritable_copy(tmp_path: Path) -> Path:
+    """A copy of recolor_tools in which no ``__pycache__`` directory can be made; returns the
+    directory to put on PYTHONPATH."""
+    site = tmp_path / "site"
+    pkg = site / "recolor_tools"
+    shutil.copytree(ROOT / "recolor_tools", pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    for d in (pkg, pkg / "quant"):
+        (d / "__pycache__").write_text("a file, so that no directory of that name can be made\n")
+    return site
+
+
+def _quantize(site: Path, src: Path, out: Path, home: Path, xdg: Path):
+    """``recolor quantize --hard`` from the copy at ``site``, without NUMBA_CACHE_DIR."""
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env.update(PYTHONPATH=str(site), NO_COLOR="1", HOME=str(home), XDG_CACHE_HOME=str(xdg))
+    return subprocess.run(
+        [sys.executable, "-m", "recolor_tools", "quantize", "--hard", "-o", str(out), str(src)],
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        timeout=600,
+        check=False,
+    )
+
+
+def _kernel_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.suffix in (".nbi", ".nbc"))
+
+
+def _expected_idx(src: Path) -> np.ndarray:
+    (rec,) = records.iter_records(io.BytesIO(run(["to-lab", src], check_rc=0).stdout))
+    return quant.hard_encode(rec.lab()[..., 1:], quant.gamut_classes(8))
+
+
+def _idx_of(path: Path) -> np.ndarray:
+    (rec,) = records.iter_records(io.BytesIO(path.read_bytes()))
+    return rec.arrays["idx"][..., 0]
+
+
+def test_kernels_cache_under_xdg_cache_home_when_the_package_is_read_only(tmp_path):
+    site = _unwritable_copy(tmp_path)
+    src = write_rgb(tmp_path / "a.png", smooth_image(24, 32, 4))
+    xdg = tmp_path / "xdg"
+    p = _quantize(site, src, tmp_path / "a.target", tmp_path / "home", xdg)
+    assert p.returncode == 0, p.stderr.decode()
+    np.testing.assert_array_equal(_idx_of(tmp_path / "a.target"), _expected_idx(src))
+    cached = _kernel_files(xdg / "recolor" / "numba")
+    assert cached, "no compiled kernel was cached"
+    assert not _kernel_files(site) and not (tmp_path / "home").exists()
+    # A second run loads them (the cache index is not rewritten) and gives the same output.
+    stamps = {p: p.stat().st_mtime_ns for p in cached if p.suffix == ".nbi"}
+    p = _quantize(site, src, tmp_path / "b.target", tmp_path / "home", xdg)
+    assert p.returncode == 0, p.stderr.decode()
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    np.testing.assert_array_equal(_idx_of(tmp_path / "b.target"), _idx_of(tmp_path / "a.target"))
+
+
+def test_kernels_compile_without_a_cache_when_nothing_is_writable(tmp_path):
+    site = _unwritable_copy(tmp_path)
+    src = write_rgb(tmp_path / "a.png", smooth_image(24, 32, 5))
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file: no directory can be made below it\n")
+    p = _quantize(site, src, tmp_path / "a.target", blocker / "home", blocker / "xdg")
+    assert p.returncode == 0, p.stderr.decode()
+    assert p.stderr.decode().count("\n") == 1  # the one line of class counts, no warning
+    np.testing.assert_array_equal(_idx_of(tmp_path / "a.target"), _expected_idx(src))
+    assert not _kernel_files(tmp_path)
+
+
+def test_cache_dir_follows_xdg_cache_home_then_home(tmp_path):
+    assert quant.jit.cache_dir({"XDG_CACHE_HOME": str(tmp_path / "x")}) == (
+        tmp_path / "x" / "recolor" / "numba"
+    )
+    assert quant.jit.cache_dir({"HOME": str(tmp_path / "h")}) == (
+        tmp_path / "h" / ".cache" / "recolor" / "numba"
+    )
+    (tmp_path / "f").write_text("")
+    assert quant.jit.cache_dir({"XDG_CACHE_HOME": str(tmp_path / "f" / "x")}) is None

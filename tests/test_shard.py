@@ -1,0 +1,54 @@
+"""predict across processes: each rank of a torchrun launch takes its share of the inputs, and
+together they write what one process writes, each output once."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT, run, smooth_image, write_rgb
+
+from recolor_tools.errors import RecolorError
+from recolor_tools.shard import rank_and_size, this_rank
+
+
+@pytest.mark.parametrize("n", [0, 1, 5, 8])
+@pytest.mark.parametrize("size", [1, 2, 3])
+def test_ranks_share_the_inputs_once_each(n, size):
+    items = [f"img{i}.png" for i in range(n)]
+    outs = [f"out/{i}.png" for i in range(n)]
+    shares = [this_rank(items, outs, env={"RANK": str(r), "WORLD_SIZE": str(size)})
+              for r in range(size)]  # fmt: skip
+    taken = [x for mine, _ in shares for x in mine]
+    assert sorted(taken) == sorted(items) and len(taken) == n  # nothing twice, nothing skipped
+    for mine, theirs in shares:  # each input keeps its own output name
+        assert [outs[items.index(x)] for x in mine] == theirs
+
+
+def test_rank_outside_a_launch_and_bad_values():
+    assert rank_and_size({}) == (0, 1)
+    assert this_rank([1, 2, 3], env={}) == ([1, 2, 3],)
+    for env in ({"RANK": "2", "WORLD_SIZE": "2"}, {"RANK": "x", "WORLD_SIZE": "2"}):
+        with pytest.raises(RecolorError):
+            rank_and_size(env)
+
+
+def test_predict_under_torchrun_writes_what_one_process_writes(tmp_path):
+    sizes = [(40, 56), (48, 48), (36, 60), (50, 40), (44, 44)]
+    imgs = [write_rgb(tmp_path / f"im{i}.png", smooth_image(h, w, i))
+            for i, (h, w) in enumerate(sizes)]  # fmt: skip
+    args = ["predict", *imgs, "--device", "cpu", "--batch-size", "1"]
+    one = run([*args, "-o", tmp_path / "one/"], check_rc=0)
+    env = {**os.environ, "NO_COLOR": "1", "PYTHONPATH": str(ROOT)}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    launch = [*torchrun, "--nproc_per_node", "2", "-m", "recolor_tools", *map(str, args)]
+    launch += ["-o", str(tmp_path / "two/")]
+    two = subprocess.run(launch, capture_output=True, env=env, timeout=600, check=False)
+    assert two.returncode == 0, two.stderr.decode(errors="replace")
+    printed = two.stdout.decode().split()
+    assert sorted(printed) == sorted(str(tmp_path / "two" / p.name) for p in imgs)  # once each
+    assert len(one.stdout.decode().split()) == len(imgs)
+    for p in imgs:
+        assert (tmp_path / "two" / p.name).read_bytes() == (tmp_path / "one" / p.name).read_bytes()
