@@ -301,3 +301,93 @@ def read_hints(path: str | Path) -> Hints:
     except (ValueError, KeyError, TypeError) as e:
         reason = f"missing key {e}" if isinstance(e, KeyError) else str(e).splitlines()[0]
         raise RecolorError(f"bad hint file: {reason}", path) from None
+
+
+HINT_EXTS = (".json", ".png")
+
+
+def match_hint_files(
+    hint_dir: str | Path, inputs: list[str], paths: list[str]
+) -> tuple[dict[str, Path], list[RecolorError]]:
+    """Pair each input file with its hint file in ``hint_dir``, as ``recolor compare`` pairs
+    files: by the path below the directory, without extension.
+
+    An input found in an input directory ``posters/`` as ``posters/a/b.jpg`` takes
+    ``hint_dir/a/b.json`` or ``hint_dir/a/b.png``; an input named on its own, ``x/c.jpg``,
+    takes ``hint_dir/c.*``.
+
+    Returns
+    -------
+    pairs : dict
+        Input path -> its hint file (inputs without one are absent: they are predicted
+        automatically).
+    problems : list of RecolorError
+        A hint file for no input, or two hint files for one input.
+    """
+    hint_dir = Path(hint_dir)
+    roots = [Path(a) for a in inputs if a != "-" and Path(a).is_dir()]
+
+    def key(p: str) -> str:
+        for r in roots:
+            if Path(p).is_relative_to(r):
+                return Path(p).relative_to(r).with_suffix("").as_posix()
+        return Path(p).stem
+
+    by_key = {key(p): p for p in paths if p != "-"}
+    pairs: dict[str, Path] = {}
+    problems: list[RecolorError] = []
+    for f in sorted(hint_dir.rglob("*")):
+        if not (f.is_file() and f.suffix.lower() in HINT_EXTS):
+            continue
+        k = f.relative_to(hint_dir).with_suffix("").as_posix()
+        if k not in by_key:
+            problems.append(RecolorError("hint file for no input", f))
+        elif by_key[k] in pairs:
+            problems.append(RecolorError(f"second hint file for {by_key[k]}", f))
+        else:
+            pairs[by_key[k]] = f
+    return pairs, problems
+
+
+class HintSource:
+    """The hints of each input: those common to all, plus its own hint file, read when needed.
+
+    Call it with an input path; it returns that input's :class:`Hints` (None without any).
+    """
+
+    def __init__(self, common: Hints, own: dict[str, Path] | None = None) -> None:
+        self.common, self.own = common, own or {}
+
+    def __call__(self, path: str) -> Hints | None:
+        h = self.common
+        if path in self.own:
+            h = h + read_hints(self.own[path])
+        return None if h.empty else h
+
+
+def hint_source(
+    points: list[str], hints: str | None, palette: str | None, inputs: list[str], paths: list[str]
+) -> tuple[HintSource, list[RecolorError]]:
+    """The :class:`HintSource` of ``recolor predict --hint ... --hints ... --palette ...``.
+
+    Returns the source and the problems of a ``--hints`` directory (see
+    :func:`match_hint_files`).
+
+    Raises
+    ------
+    ValueError
+        A ``--hint`` that does not parse (a usage error).
+    RecolorError
+        An unreadable or bad ``--hints`` file or ``--palette``.
+    """
+    common = Hints()
+    for spec in points:
+        common = common + parse_hint(spec)
+    if palette is not None:
+        common = common + parse_palette(palette)
+    if hints is not None and Path(hints).is_dir():
+        own, problems = match_hint_files(hints, inputs, paths)
+        return HintSource(common, own), problems
+    if hints is not None:
+        common = common + read_hints(hints)
+    return HintSource(common), []

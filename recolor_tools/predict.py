@@ -375,9 +375,9 @@ class Predictor:
         model, ckpt = models.load_checkpoint(weights, head, map_location=device)
         return cls(model, ckpt, device=device, **kwargs)
 
-    def check_hints(self, hints: Hints | None) -> None:
-        """Raise :class:`RecolorError` if ``hints`` are given to a model that cannot take them."""
-        if hints is not None and not hints.empty and self.model.config.head != "cls":
+    def check_hints(self, given: bool) -> None:
+        """Raise :class:`RecolorError` if hints are ``given`` to a model that cannot take them."""
+        if given and self.model.config.head != "cls":
             raise RecolorError(
                 "colour hints and palettes need the cls head (its class distribution is what "
                 "they steer); the reg head predicts one colour per pixel: use --head cls"
@@ -385,7 +385,7 @@ class Predictor:
 
     def prepare(self, rgb: np.ndarray, hints: Hints | None = None) -> Prepared:
         """:func:`prepare` with this predictor's settings."""
-        self.check_hints(hints)
+        self.check_hints(hints is not None and not hints.empty)
         return prepare(rgb, self.settings, hints)
 
     def run(self, items: Sequence[Prepared], batch_size: int = 8) -> list[Predicted]:
@@ -425,7 +425,6 @@ class Predictor:
         """
         from .guide import class_probabilities
 
-        self.check_hints(hints)
         if self.model.config.head != "cls":
             raise RecolorError("--suggest needs the cls head (reg has no class distribution)")
         item = self.prepare(rgb, hints)
