@@ -605,16 +605,16 @@ def predict(
     if suggest is None:
         targets, out_dir = _image_targets(tool, paths, output, fmt)
     predictor = source = None
+    problems: list[RecolorError] = []  # hint files for no input: reported, the inputs still done
     with tool.guard():
         from .hints import hint_source
-        from .predict import Predictor
 
         try:
             source, problems = hint_source(hint or [], hints, palette, args, paths)
         except ValueError as e:
             tool.usage(str(e))
-        for problem in problems:
-            tool.fail(problem)
+        from .predict import Predictor
+
         loaded = Predictor.load(
             weights, head, size=size, temperature=temperature, saturation=saturation, device=device
         )
@@ -630,6 +630,8 @@ def predict(
             out_dir.mkdir(parents=True, exist_ok=True)
         if tool.failures:
             tool.exit()
+    for problem in problems:
+        tool.fail(problem)
     written: set[Path] = set()
     results = tool.progress(predictor.predict_files(paths, batch_size, source), len(paths))
     for (path, rgb), out in zip(results, targets, strict=True):
