@@ -7,10 +7,24 @@ For each image, of any size, aspect ratio and kind (colour, gray, RGBA, 16-bit):
    the size the model was trained at, :data:`WORK_SCALE`; the longer side is capped at
    ``max_side`` so panoramas stay cheap), padded on
    the bottom and right to a multiple of 8 by reflection, and passed through the network;
-3. the network's a/b at 1/4 of the working resolution (``cls``: annealed mean of the class logits,
-   :func:`recolor_tools.quant.annealed_mean`; ``reg``: ``128 * tanh`` output) is upsampled
-   bilinearly to the full resolution, scaled by ``saturation``, joined to the input's own ``L``
-   and converted back to sRGB (``color.lab_to_rgb``: out-of-gamut colours are clamped).
+3. the network's a/b at 1/4 of the working resolution (``cls``: annealed mean of the class logits;
+   ``reg``: ``128 * tanh`` output; both :func:`recolor_tools.models.decode`, on the network's
+   device) is upsampled bilinearly to the full resolution, scaled by ``saturation``, joined to
+   the input's own ``L`` and converted back to sRGB (``color.lab_to_rgb``: out-of-gamut colours
+   are clamped).
+
+The three steps are plain functions over frozen data: :func:`prepare` (read, L, working image;
+``Prepared``), :func:`infer` (the network and its decode; ``Predicted``), :func:`compose`
+(upsample, join, convert). :class:`Predictor` holds a model and its settings and drives files
+through them under a memory budget. Colour hints (:mod:`recolor_tools.hints`) ride on
+``Prepared``; :mod:`recolor_tools.guide` steers the class distribution with them in step 2, and
+step 3 writes each hint point's a/b over its own pixels.
+
+Why the decode is torch, not the numba kernel (:func:`recolor_tools.quant.annealed_mean`), on
+the CPU too: it costs about 6 ms more per image at the default working size (torch 52 ms, numba
+6.6 ms for 8 images of 160x240, 2 busy cores), but ``recolor predict`` then compiles no numba
+kernel: a first run with an empty numba cache took 15.6 s and now takes 3.5 s (one Kodak image,
+``NUMBA_CACHE_DIR`` emptied), and a warm one 3.9 s -> 3.4 s (numba is not imported at all).
 
 So the output has exactly the input's size and, wherever the predicted colour is inside the sRGB
 gamut, exactly its lightness (up to the output's 8-bit rounding); only chroma is predicted.

@@ -15,7 +15,8 @@ with ``metrics.compare_pair`` against the truth:
 - the truth's own palette: 8-colour k-means of its a/b, weighted by cluster size;
 - another poster's palette: the same for a random other image of the folder.
 
-"fidelity" is the median a/b distance, at the hinted pixels, between the output and the hint.
+"fidelity" is the median a/b distance, at the hinted pixels, between the output and the hint
+(the median over images of each image's median).
 ``--skip 100`` leaves out the first 100 images, on which the settings were chosen
 (``--beta``, ``--power``, ``--alpha`` try others).
 """
@@ -149,8 +150,9 @@ def main() -> None:
             rows.setdefault(name, []).append(m)
     means = {}
     for name, ms in rows.items():
-        means[name] = metrics.mean_metrics([{k: v for k, v in m.items() if v is not None}
-                                            for m in ms])  # fmt: skip
+        means[name] = metrics.mean_metrics(ms)
+        fid = [m["fidelity"] for m in ms if m["fidelity"] is not None]
+        means[name]["fidelity"] = float(np.median(fid)) if fid else None
     text = (
         f"{len(files)} images of {args.truth} (skipping the first {args.skip}), full size; "
         f"beta {args.beta}, power {args.power}, alpha {args.alpha}\n\n{table(means)}"
