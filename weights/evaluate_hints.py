@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 from pathlib import Path
 
@@ -125,8 +126,18 @@ def main() -> None:
     ap.add_argument("--alpha", type=float, default=guide.ALPHA)
     ap.add_argument("--no-palettes", action="store_true")
     ap.add_argument("--card", type=Path, help="model card to write the table into")
+    ap.add_argument("--dump", type=Path, help="append each image's scores here (JSON lines)")
+    ap.add_argument("--from-dump", type=Path, nargs="*", help="only tabulate these dumps")
     args = ap.parse_args()
     guide.BETA, guide.POWER, guide.ALPHA = args.beta, args.power, args.alpha
+    if args.from_dump:
+        rows: dict[str, list[dict]] = {}
+        for line in (ln for d in args.from_dump for ln in d.read_text().splitlines()):
+            for name, m in json.loads(line)["scores"].items():
+                rows.setdefault(name, []).append(m)
+        n = len(rows["automatic"])
+        report(rows, f"{n} images of {args.truth} (from {len(args.from_dump)} dumps)", args.card)
+        return
 
     stats = RebalanceStats.load(args.stats)
     predictor = Predictor.load(args.weights, "cls")
@@ -146,25 +157,35 @@ def main() -> None:
             guidance["own 8-colour palette"] = palette_of(rgb)
             other = every[rng.integers(len(every))]
             guidance["another poster's palette"] = palette_of(read_rgb(other))
-        for name, m in evaluate_image(predictor, rgb, guidance, stats).items():
+        scores = evaluate_image(predictor, rgb, guidance, stats)
+        for name, m in scores.items():
             rows.setdefault(name, []).append(m)
+        if args.dump:
+            with args.dump.open("a") as fh:
+                print(json.dumps({"file": str(f), "scores": scores}), file=fh, flush=True)
+    what = f"{len(files)} images of {args.truth} (skipping the first {args.skip})"
+    report(rows, what, args.card)
+
+
+def report(rows: dict[str, list[dict]], what: str, card: Path | None) -> None:
+    """Print the table of mean scores (and write it into ``card``)."""
     means = {}
     for name, ms in rows.items():
         means[name] = metrics.mean_metrics(ms)
         fid = [m["fidelity"] for m in ms if m["fidelity"] is not None]
         means[name]["fidelity"] = float(np.median(fid)) if fid else None
     text = (
-        f"{len(files)} images of {args.truth} (skipping the first {args.skip}), full size; "
-        f"beta {args.beta}, power {args.power}, alpha {args.alpha}\n\n{table(means)}"
+        f"{what}, full size; beta {guide.BETA}, power {guide.POWER}, alpha {guide.ALPHA}\n\n"
+        f"{table(means)}\n"
     )
     print(text)
-    if args.card:
-        card = args.card.read_text()
+    if card:
+        doc = card.read_text()
         a, b = "<!-- hints:start -->", "<!-- hints:end -->"
-        if a not in card:
-            raise SystemExit(f"{args.card} has no {a} ... {b} section")
-        head, rest = card.split(a)
-        args.card.write_text(f"{head}{a}\n{text}\n{b}{rest.split(b, 1)[1]}")
+        if a not in doc:
+            raise SystemExit(f"{card} has no {a} ... {b} section")
+        head, rest = doc.split(a)
+        card.write_text(f"{head}{a}\n{text}{b}{rest.split(b, 1)[1]}")
 
 
 if __name__ == "__main__":
