@@ -124,12 +124,14 @@ def main() -> None:
     ap.add_argument("--beta", type=float, default=guide.BETA)
     ap.add_argument("--power", type=float, default=guide.POWER)
     ap.add_argument("--alpha", type=float, default=guide.ALPHA)
+    ap.add_argument("--radius", type=float, default=guide.RADIUS)
     ap.add_argument("--no-palettes", action="store_true")
     ap.add_argument("--card", type=Path, help="model card to write the table into")
     ap.add_argument("--dump", type=Path, help="append each image's scores here (JSON lines)")
     ap.add_argument("--from-dump", type=Path, nargs="*", help="only tabulate these dumps")
     args = ap.parse_args()
     guide.BETA, guide.POWER, guide.ALPHA = args.beta, args.power, args.alpha
+    guide.RADIUS = args.radius
     if args.from_dump:
         rows: dict[str, list[dict]] = {}
         for line in (ln for d in args.from_dump for ln in d.read_text().splitlines()):
