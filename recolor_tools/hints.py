@@ -147,7 +147,14 @@ class Hints:
         if self.shape is not None and self.shape != (H, W):
             h, w = self.shape
             raise RecolorError(f"the hint layer is {w}x{h}, the image {W}x{H}")
-        return replace(self, xy=resolve_points(self.xy, H, W), shape=(H, W))
+        xy = np.asarray(self.xy).reshape(-1, 2)
+        if xy.dtype.kind not in "iu":  # percent strings or fractions: one by one
+            return replace(self, xy=resolve_points(self.xy, H, W), shape=(H, W))
+        # pixels already (a painted layer: maybe a million points), checked at once
+        bad = (xy[:, 0] < 0) | (xy[:, 0] >= W) | (xy[:, 1] < 0) | (xy[:, 1] >= H)
+        if bad.any():
+            resolve_points([tuple(xy[np.argmax(bad)])], H, W)  # raises, naming the point
+        return replace(self, shape=(H, W))
 
     def squares(self) -> np.ndarray:
         """(N, 4) int [x0, y0, x1, y1) of each point's square, clipped to the image."""
