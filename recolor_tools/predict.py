@@ -53,6 +53,7 @@ import torch
 from . import defaults, models
 from .color import lab_to_rgb, rgb_to_lab, to_uint8
 from .errors import RecolorError
+from .guide import class_probabilities, steer
 from .hints import Hints, resolve_points
 from .imageio import read_rgb, resize_to
 
@@ -254,7 +255,7 @@ def infer(
     it). Items with hints have their class log-distribution steered first
     (:func:`recolor_tools.guide.steer`, ``prior`` the checkpoint's class prior).
     """
-    device = next(model.parameters()).device
+    device, stride = next(model.parameters()).device, model.config.out_stride
     out: dict[int, Predicted] = {}
     groups: dict[tuple[int, int], list[int]] = {}
     for i, it in enumerate(items):
@@ -268,9 +269,7 @@ def infer(
                 z = model.head_out(feats)  # (B, 2 or Q, h', w')
                 for j, i in enumerate(chunk):
                     if items[i].hints is not None:
-                        from .guide import steer
-
-                        z[j] = steer(z[j], feats[j], items[i], model.classes, prior)
+                        z[j] = steer(z[j], feats[j], items[i], model.classes, prior, stride)
                 ab = model.decode(z, temperature).permute(0, 2, 3, 1).cpu().numpy()
             for j, i in enumerate(chunk):
                 out[i] = Predicted(items[i], np.ascontiguousarray(ab[j]))
@@ -437,8 +436,6 @@ class Predictor:
         the network's output cell holding the pixel, at T = 1; each class centre is shown with
         the pixel's own L (out-of-gamut colours clamped).
         """
-        from .guide import class_probabilities
-
         if self.model.config.head != "cls":
             raise RecolorError("--suggest needs the cls head (reg has no class distribution)")
         item = self.prepare(rgb, hints)
