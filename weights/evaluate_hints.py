@@ -177,7 +177,8 @@ def report(rows: dict[str, list[dict]], what: str, card: Path | None) -> None:
         fid = [m["fidelity"] for m in ms if m["fidelity"] is not None]
         means[name]["fidelity"] = float(np.median(fid)) if fid else None
     text = (
-        f"{what}, full size; beta {guide.BETA}, power {guide.POWER}, alpha {guide.ALPHA}\n\n"
+        f"{what}, full size; beta {guide.BETA}, power {guide.POWER}, radius {guide.RADIUS}, "
+        f"alpha {guide.ALPHA}\n\n"
         f"{table(means)}\n"
     )
     print(text)
