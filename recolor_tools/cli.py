@@ -570,25 +570,93 @@ def predict(
     keep_profile: KeepProfile = False,
     strip: Strip = False,
     skip_existing: SkipExisting = False,
+    hint: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Option(
+            "--hint",
+            help="X,Y=#RRGGBB: the colour at pixel X,Y (or 50%,20%); repeatable. cls only.",
+            show_default=False,
+        ),
+    ] = None,
+    hints: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            "--hints",
+            help="Hint file (JSON points/palette, or PNG layer: alpha > 0 pixels are hints), "
+            "or a directory of them matched to the inputs by path without extension.",
+            show_default=False,
+        ),
+    ] = None,
+    palette: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            "--palette",
+            help="Colour scheme to follow: an image, or '#hex,#hex:weight,...'.",
+            show_default=False,
+        ),
+    ] = None,
+    suggest: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            "--suggest",
+            help="X,Y: print the model's 5 likeliest colours there (hex, probability); "
+            "write nothing.",
+            show_default=False,
+        ),
+    ] = None,
     quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:
     """Recolour images: predict a/b from each image's lightness, keep its L and size.
 
-    Writes recolored/<name> (or -o) and prints each written path on stdout. Outputs are sRGB
-    and embed its profile (--keep-profile: the input's), keep the input's EXIF and XMP
-    (--strip drops them) and its depth (16-bit png/tiff stay 16-bit).
+    Writes recolored/<name> (or -o) and prints each written path on stdout. Hints and a
+    palette steer the colours (see README, "Guided recolouring"). Outputs are sRGB and embed its
+    profile (--keep-profile: the input's), keep the input's EXIF and XMP (--strip drops them)
+    and its depth (16-bit png/tiff stay 16-bit).
     """
-    import numpy as np
-
-    from . import shard
-    from .imageio import IMAGE_EXTS, expand_inputs, read_rgb
-    from .imagemeta import ImageMeta
+    from .imageio import expand_inputs
 
     tool = Tool("predict", quiet, debug)
     if depth not in (None, 8, 16):
         tool.usage("--depth must be 8 or 16")
-    paths = expand_inputs(tool.stdin_inputs(inputs))
+    args = tool.stdin_inputs(inputs)
+    everything = expand_inputs(args)
+    router, ext, paths = None, None, everything
+    if suggest is None:
+        router, ext, paths = _predict_outputs(tool, everything, output, fmt, skip_existing)
+    predictor = source = None
+    problems: list[RecolorError] = []  # hint files for no input: reported, the inputs still done
+    with tool.guard():
+        from .hints import hint_source
+
+        try:
+            source, problems = hint_source(hint or [], hints, palette, args, everything)
+        except ValueError as e:
+            tool.usage(str(e))
+        from .predict import Predictor
+
+        loaded = Predictor.load(
+            weights, head, size=size, temperature=temperature, saturation=saturation, device=device
+        )
+        loaded.check_hints(bool(hint or hints or palette))
+        predictor = loaded
+    if predictor is None or source is None:
+        tool.exit()
+    if suggest is not None:
+        _print_suggestions(tool, predictor, paths, suggest, source)
+        tool.exit()
+    for problem in problems:
+        tool.fail(problem)
+    options = {"depth": depth, "keep_profile": keep_profile, "strip": strip}
+    _predict_all(tool, predictor, router, paths, batch_size, source, ext, options)
+    tool.exit()
+
+
+def _predict_outputs(tool: Tool, paths: list[str], output, fmt, skip_existing: bool):
+    """(router, --format's extension or None, this process's inputs still to do) for predict."""
+    from . import shard
+    from .imageio import IMAGE_EXTS
+
     ext = None if fmt is None else "." + fmt.lower().lstrip(".")
     if ext is not None and ext not in IMAGE_EXTS:
         tool.usage(f"unknown --format {fmt!r} (use one of {', '.join(IMAGE_EXTS)})")
@@ -609,15 +677,17 @@ def predict(
     paths = [p for p in paths if not router.skip(_input_name(p))]
     if not paths:
         tool.exit()  # all done already: no model to load
-    predictor = None
-    with tool.guard():
-        from .predict import Predictor
+    return router, ext, paths
 
-        predictor = Predictor.load(
-            weights, head, size=size, temperature=temperature, saturation=saturation, device=device
-        )
-    if predictor is None:
-        tool.exit()
+
+def _predict_all(tool: Tool, predictor, router, paths, batch_size, hints, ext, options) -> None:
+    """Recolour ``paths`` and write each through ``router`` with its source's profile, depth and
+    metadata; print each written path."""
+    import numpy as np
+
+    from .imageio import read_rgb
+    from .imagemeta import ImageMeta
+
     sources: dict[str, list[ImageMeta]] = {}  # per path, in reading order (a path may repeat)
 
     def read(path: str):
@@ -625,10 +695,9 @@ def predict(
         sources.setdefault(path, []).append(meta)
         return read_rgb(path, meta)
 
-    dtype = np.uint8 if depth == 8 else np.uint16  # 16 bits hold either; the encoder rounds
-    options = {"depth": depth, "keep_profile": keep_profile, "strip": strip}
+    dtype = np.uint8 if options["depth"] == 8 else np.uint16  # the encoder rounds to the depth
     with tool.opened(router) as out:
-        found = predictor.predict_files(paths, batch_size, read=read, dtype=dtype)
+        found = predictor.predict_files(paths, batch_size, hints, read=read, dtype=dtype)
         for path, rgb in tool.progress(found, len(paths)):
             source = sources[path].pop(0) if sources.get(path) else None
             with tool.guard(path):
@@ -639,7 +708,19 @@ def predict(
                 writer = _image_writer(rgb, dest, ext or ".png", source, **options)
                 if out.write(name, writer) is not None:
                     print(dest, flush=True)
-    tool.exit()
+
+
+def _print_suggestions(tool: Tool, predictor, paths: list[str], where: str, source) -> None:
+    """``--suggest X,Y``: one line ``PATH<TAB>X,Y<TAB>#rrggbb<TAB>probability`` per colour."""
+    from .imageio import read_rgb
+
+    x, sep, y = where.partition(",")
+    if not sep:
+        tool.usage(f"--suggest {where!r} is not X,Y")
+    for path in paths:
+        with tool.guard(path):
+            for hexc, p in predictor.suggest(read_rgb(path), x, y, hints=source(path)):
+                print(f"{path}\t{x},{y}\t{hexc}\t{p:.4f}", flush=True)
 
 
 _PosInt = Optional[int]  # noqa: UP045 - typer needs Optional at runtime on 3.11

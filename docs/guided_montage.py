@@ -1,0 +1,78 @@
+"""Make docs/guided.jpg: the bundled Kodak examples, automatic | a few hints | another's palette.
+
+Run from the repository root: ``python docs/guided_montage.py`` (shipped cls weights, CPU,
+a few seconds). The hints are the truth's own colours (5 x 5 means) at its four most
+colourful places, drawn as dots ringed in white; the palette is the 8-colour k-means palette
+of the next example.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "weights"))
+from evaluate_hints import palette_of  # noqa: E402
+
+from recolor_tools.color import rgb_to_lab  # noqa: E402
+from recolor_tools.hints import Hints  # noqa: E402
+from recolor_tools.imageio import read_rgb, write_image  # noqa: E402
+from recolor_tools.predict import Predictor  # noqa: E402
+
+
+def hints_from_truth(rgb: np.ndarray, n: int = 4) -> Hints:
+    """n hints where the truth is most colourful (one per cell of a 3x3 grid, the n most
+    chromatic cells), each the truth's mean a/b over 5 x 5: what a user would hint first."""
+    H, W = rgb.shape[:2]
+    ab = cv2.blur(rgb_to_lab(rgb)[:, :, 1:], (5, 5))
+    chroma = np.hypot(ab[..., 0], ab[..., 1])
+    found = []
+    for i in range(3):
+        for j in range(3):
+            ys, xs = (
+                slice(i * H // 3 + 8, (i + 1) * H // 3 - 8),
+                slice(j * W // 3 + 8, (j + 1) * W // 3 - 8),
+            )
+            y, x = np.unravel_index(np.argmax(chroma[ys, xs]), chroma[ys, xs].shape)
+            found.append((chroma[ys, xs][y, x], x + xs.start, y + ys.start))
+    found.sort(reverse=True)
+    xy = [(int(x), int(y)) for _, x, y in found[:n]]
+    return Hints(xy, np.array([ab[y, x] for x, y in xy], np.float32), np.full(n, 5, np.int32))
+
+
+def dots(img_u8: np.ndarray, rgb: np.ndarray, hints: Hints) -> np.ndarray:
+    out = img_u8.copy()
+    for x, y in hints.xy:
+        colour = tuple(int(c) for c in (rgb[y, x] * 255).round())
+        cv2.circle(out, (x, y), 6, (255, 255, 255), -1, cv2.LINE_AA)
+        cv2.circle(out, (x, y), 4, colour, -1, cv2.LINE_AA)
+    return out
+
+
+def main() -> None:
+    predictor = Predictor.load(None, "cls")
+    files = sorted((ROOT / "examples").glob("*.jpg"))
+    rows = []
+    for i, f in enumerate(files):
+        rgb = read_rgb(f)
+        h = hints_from_truth(rgb)
+        other = read_rgb(files[(i + 1) % len(files)])
+        auto = predictor.recolorize(rgb, np.uint8)
+        hinted = dots(predictor.recolorize(rgb, np.uint8, hints=h), rgb, h)
+        pal = predictor.recolorize(rgb, np.uint8, hints=palette_of(other))
+        thumb = cv2.resize((other * 255).round().astype(np.uint8), (64, 64), cv2.INTER_AREA)
+        pal[-68:-2, -68:-2] = 255
+        pal[-67:-3, -67:-3] = thumb  # the palette's source, inset
+        gap = np.full((rgb.shape[0], 6, 3), 255, np.uint8)
+        rows.append(np.hstack([auto, gap, hinted, gap, pal]))
+    grid = np.vstack([np.vstack([r, np.full((6, r.shape[1], 3), 255, np.uint8)]) for r in rows])
+    write_image(ROOT / "docs" / "guided.jpg", grid[:-6], quality=80)
+
+
+if __name__ == "__main__":
+    main()

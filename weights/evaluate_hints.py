@@ -1,0 +1,195 @@
+"""Guided recolouring with the shipped cls weights: hints and palettes simulated from the truth.
+
+Run (from the repository root; the model card's "Guided recolouring" table)::
+
+    python weights/evaluate_hints.py ../shared/data/posters/val --stats runs/stats.npz \
+        --skip 100 --first 200 --card weights/README.md
+
+For each image (full size, as ``recolor predict`` works), the network runs once; then each
+guidance is applied to its class distribution (:func:`recolor_tools.guide.steer`) and scored
+with ``metrics.compare_pair`` against the truth:
+
+- n points (n = 0, 1, 2, 5, 10, 20, 50) as Zhang et al. 2017 measured theirs (their Fig. 6):
+  positions uniform over the image, each hint the mean a/b of the truth over the 5 x 5 patch
+  around it (covering that patch); the sets are nested (the 10 points hold the 5);
+- the truth's own palette: 8-colour k-means of its a/b, weighted by cluster size;
+- another poster's palette: the same for a random other image of the folder.
+
+"fidelity" is the median a/b distance, at the hinted pixels, between the output and the hint
+(the median over images of each image's median).
+``--skip 100`` leaves out the first 100 images, on which the settings were chosen
+(``--beta``, ``--power``, ``--alpha`` try others).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from recolor_tools import guide, metrics  # noqa: E402
+from recolor_tools.color import rgb_to_lab, to_uint8  # noqa: E402
+from recolor_tools.hints import Hints  # noqa: E402
+from recolor_tools.imageio import expand_inputs, read_rgb, resize_short_side  # noqa: E402
+from recolor_tools.predict import Predicted, Predictor  # noqa: E402
+from recolor_tools.rebalance import RebalanceStats  # noqa: E402
+
+POINTS = (1, 2, 5, 10, 20, 50)
+PATCH = 5
+COLUMNS = [
+    ("psnr", "PSNR dB", 2),
+    ("auc", "AuC %", 1),
+    ("auc_rebal", "rebal. AuC %", 1),
+    ("colourfulness_pred", "colourful.", 1),
+    ("fidelity", "fidelity ab", 1),
+]
+
+
+def simulate_points(ab: np.ndarray, n: int, rng: np.random.Generator) -> Hints:
+    """n hints at uniform positions, each the truth's mean a/b over its PATCH x PATCH square."""
+    H, W = ab.shape[:2]
+    xs, ys = rng.integers(0, W, n), rng.integers(0, H, n)
+    r = (PATCH - 1) // 2
+    cols = [ab[max(y - r, 0) : y + r + 1, max(x - r, 0) : x + r + 1].reshape(-1, 2).mean(0)
+            for x, y in zip(xs, ys, strict=True)]  # fmt: skip
+    xy = list(zip(xs.tolist(), ys.tolist(), strict=True))
+    return Hints(xy, np.array(cols, np.float32).reshape(-1, 2), np.full(n, PATCH, np.int32))
+
+
+def palette_of(rgb: np.ndarray, k: int = 8) -> Hints:
+    """The k-means palette (k colours of a/b, weighted by cluster size) of an image."""
+    ab = rgb_to_lab(resize_short_side(rgb, 64, 1))[:, :, 1:].reshape(-1, 2)
+    crit = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 50, 0.1)
+    cv2.setRNGSeed(0)
+    _, label, centres = cv2.kmeans(ab, k, None, crit, 3, cv2.KMEANS_PP_CENTERS)
+    w = np.bincount(label.ravel(), minlength=k).astype(np.float32)
+    return Hints(palette_ab=centres.astype(np.float32), palette_w=w)
+
+
+def fidelity(out: np.ndarray, hints: Hints) -> float | None:
+    if not hints.xy:
+        return None
+    lab = rgb_to_lab(out.astype(np.float32) / 255)
+    xy = np.asarray(hints.xy)
+    return float(np.median(np.linalg.norm(lab[xy[:, 1], xy[:, 0], 1:] - hints.ab, axis=1)))
+
+
+def evaluate_image(predictor: Predictor, rgb: np.ndarray, guidance: dict, stats) -> dict:
+    """Scores of one image under each guidance (None: automatic), the network run once."""
+    model, (H, W) = predictor.model, rgb.shape[:2]
+    item0 = predictor.prepare(rgb)
+    with torch.inference_mode():
+        feats = model.features(torch.from_numpy(item0.work[None, None]))
+        z = model.head_out(feats)
+        truth = to_uint8(rgb)
+        scores = {}
+        for name, h in guidance.items():
+            item = item0 if h is None else dataclasses.replace(item0, hints=h.resolve(H, W))
+            zz = z if h is None else guide.steer(z[0], feats[0], item, model.classes,
+                                                 predictor.prior)[None]  # fmt: skip
+            ab = model.decode(zz, predictor.settings.temperature)[0].permute(1, 2, 0).numpy()
+            out = predictor.compose(Predicted(item, ab), np.uint8)
+            m = metrics.compare_pair(out, truth, stats)
+            m["fidelity"] = None if h is None else fidelity(out, item.hints)
+            scores[name] = m
+    return scores
+
+
+def table(rows: dict[str, dict]) -> str:
+    auto = rows["automatic"]
+    head = "| guidance | " + " | ".join(c[1] for c in COLUMNS) + " | Δ PSNR | Δ rebal. |"
+    lines = [head, "|---" * (len(COLUMNS) + 3) + "|"]
+    for name, m in rows.items():
+        cells = ["–" if m.get(k) is None else f"{m[k]:.{nd}f}" for k, _, nd in COLUMNS]
+        cells += [f"{m['psnr'] - auto['psnr']:+.2f}", f"{m['auc_rebal'] - auto['auc_rebal']:+.1f}"]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("truth", help="folder of colour images")
+    ap.add_argument("--stats", type=Path, required=True, help="rebalance-stats .npz of train")
+    ap.add_argument("--weights", type=Path, help="cls checkpoint (default: the shipped one)")
+    ap.add_argument("--skip", type=int, default=0, help="leave out the first N images")
+    ap.add_argument("--first", type=int, help="then only N images in name order")
+    ap.add_argument("--points", type=int, nargs="*", default=list(POINTS))
+    ap.add_argument("--beta", type=float, default=guide.BETA)
+    ap.add_argument("--power", type=float, default=guide.POWER)
+    ap.add_argument("--alpha", type=float, default=guide.ALPHA)
+    ap.add_argument("--radius", type=float, default=guide.RADIUS)
+    ap.add_argument("--no-palettes", action="store_true")
+    ap.add_argument("--card", type=Path, help="model card to write the table into")
+    ap.add_argument("--dump", type=Path, help="append each image's scores here (JSON lines)")
+    ap.add_argument("--from-dump", type=Path, nargs="*", help="only tabulate these dumps")
+    args = ap.parse_args()
+    guide.BETA, guide.POWER, guide.ALPHA = args.beta, args.power, args.alpha
+    guide.RADIUS = args.radius
+    if args.from_dump:
+        rows: dict[str, list[dict]] = {}
+        for line in (ln for d in args.from_dump for ln in d.read_text().splitlines()):
+            for name, m in json.loads(line)["scores"].items():
+                rows.setdefault(name, []).append(m)
+        n = len(rows["automatic"])
+        report(rows, f"{n} images of {args.truth} (from {len(args.from_dump)} dumps)", args.card)
+        return
+
+    stats = RebalanceStats.load(args.stats)
+    predictor = Predictor.load(args.weights, "cls")
+    every = expand_inputs([args.truth])
+    files = every[args.skip :][: args.first]
+    rng = np.random.default_rng(0)
+    rows: dict[str, list[dict]] = {}
+    for f in files:
+        rgb = read_rgb(f)
+        pts = simulate_points(rgb_to_lab(rgb)[:, :, 1:], max(args.points, default=0), rng)
+        guidance = {"automatic": None}
+        for n in args.points:
+            guidance[f"{n} point{'s' * (n > 1)}"] = dataclasses.replace(
+                pts, xy=pts.xy[:n], ab=pts.ab[:n], size=pts.size[:n]
+            )
+        if not args.no_palettes:
+            guidance["own 8-colour palette"] = palette_of(rgb)
+            other = every[rng.integers(len(every))]
+            guidance["another poster's palette"] = palette_of(read_rgb(other))
+        scores = evaluate_image(predictor, rgb, guidance, stats)
+        for name, m in scores.items():
+            rows.setdefault(name, []).append(m)
+        if args.dump:
+            with args.dump.open("a") as fh:
+                print(json.dumps({"file": str(f), "scores": scores}), file=fh, flush=True)
+    what = f"{len(files)} images of {args.truth} (skipping the first {args.skip})"
+    report(rows, what, args.card)
+
+
+def report(rows: dict[str, list[dict]], what: str, card: Path | None) -> None:
+    """Print the table of mean scores (and write it into ``card``)."""
+    means = {}
+    for name, ms in rows.items():
+        means[name] = metrics.mean_metrics(ms)
+        fid = [m["fidelity"] for m in ms if m["fidelity"] is not None]
+        means[name]["fidelity"] = float(np.median(fid)) if fid else None
+    text = (
+        f"{what}, full size; beta {guide.BETA}, power {guide.POWER}, radius {guide.RADIUS}, "
+        f"alpha {guide.ALPHA}\n\n"
+        f"{table(means)}\n"
+    )
+    print(text)
+    if card:
+        doc = card.read_text()
+        a, b = "<!-- hints:start -->", "<!-- hints:end -->"
+        if a not in doc:
+            raise SystemExit(f"{card} has no {a} ... {b} section")
+        head, rest = doc.split(a)
+        card.write_text(f"{head}{a}\n{text}{b}{rest.split(b, 1)[1]}")
+
+
+if __name__ == "__main__":
+    main()
