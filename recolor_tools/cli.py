@@ -554,40 +554,104 @@ def predict(
         Optional[str],  # noqa: UP045
         typer.Option("--format", "-f", help="Output format: png, jpg, ... (default: the input's)."),
     ] = None,
+    hint: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Option(
+            "--hint",
+            help="X,Y=#RRGGBB: the colour at pixel X,Y (or 50%,20%); repeatable. cls only.",
+            show_default=False,
+        ),
+    ] = None,
+    hints: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            "--hints",
+            help="Hint file (JSON points/palette, or PNG layer: alpha > 0 pixels are hints), "
+            "or a directory of them matched to the inputs by path without extension.",
+            show_default=False,
+        ),
+    ] = None,
+    palette: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            "--palette",
+            help="Colour scheme to follow: an image, or '#hex,#hex:weight,...'.",
+            show_default=False,
+        ),
+    ] = None,
+    suggest: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            "--suggest",
+            help="X,Y: print the model's 5 likeliest colours there (hex, probability); "
+            "write nothing.",
+            show_default=False,
+        ),
+    ] = None,
     quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:
     """Recolour images: predict a/b from each image's lightness, keep its L and size.
 
-    Writes recolored/<name> (or -o) and prints each written path on stdout.
+    Writes recolored/<name> (or -o) and prints each written path on stdout. Hints and a
+    palette steer the colours (see README, "Guided recolouring").
     """
     from .imageio import expand_inputs
 
     tool = Tool("predict", quiet, debug)
-    paths = expand_inputs(tool.stdin_inputs(inputs))
-    targets, out_dir = _image_targets(tool, paths, output, fmt)
-    predictor = None
+    args = tool.stdin_inputs(inputs)
+    paths = expand_inputs(args)
+    if suggest is None:
+        targets, out_dir = _image_targets(tool, paths, output, fmt)
+    predictor = source = None
+    problems: list[RecolorError] = []  # hint files for no input: reported, the inputs still done
     with tool.guard():
+        from .hints import hint_source
+
+        try:
+            source, problems = hint_source(hint or [], hints, palette, args, paths)
+        except ValueError as e:
+            tool.usage(str(e))
         from .predict import Predictor
 
-        predictor = Predictor.load(
+        loaded = Predictor.load(
             weights, head, size=size, temperature=temperature, saturation=saturation, device=device
         )
-    if predictor is None:
+        loaded.check_hints(bool(hint or hints or palette))
+        predictor = loaded
+    if predictor is None or source is None:
+        tool.exit()
+    if suggest is not None:
+        _print_suggestions(tool, predictor, paths, suggest, source)
         tool.exit()
     if out_dir is not None:
         with tool.guard(out_dir):
             out_dir.mkdir(parents=True, exist_ok=True)
         if tool.failures:
             tool.exit()
+    for problem in problems:
+        tool.fail(problem)
     written: set[Path] = set()
-    results = tool.progress(predictor.predict_files(paths, batch_size), len(paths))
+    results = tool.progress(predictor.predict_files(paths, batch_size, source), len(paths))
     for (path, rgb), out in zip(results, targets, strict=True):
         with tool.guard(path):
             if isinstance(rgb, RecolorError):
                 raise rgb
             _write_predicted(tool, rgb, out, paths, written)
     tool.exit()
+
+
+def _print_suggestions(tool: Tool, predictor, paths: list[str], where: str, source) -> None:
+    """``--suggest X,Y``: one line ``PATH<TAB>X,Y<TAB>#rrggbb<TAB>probability`` per colour."""
+    from .imageio import read_rgb
+
+    x, sep, y = where.partition(",")
+    if not sep:
+        tool.usage(f"--suggest {where!r} is not X,Y")
+    for path in paths:
+        with tool.guard(path):
+            for hexc, p in predictor.suggest(read_rgb(path), x, y, hints=source(path)):
+                print(f"{path}\t{x},{y}\t{hexc}\t{p:.4f}", flush=True)
 
 
 def _image_targets(

@@ -203,27 +203,39 @@ class Colorizer(nn.Module):
             self.head = nn.Conv2d(2 * c, 2, 3, padding=1)
         else:
             self.head = nn.Conv2d(2 * c, config.num_classes, 1)
+        # The class centres decode the cls head (:meth:`decode`). Not persistent: checkpoints
+        # keep them beside the weights (``ckpt["classes"]``), where load_checkpoint reads them.
+        self.register_buffer("classes", torch.zeros(config.num_classes, 2), persistent=False)
 
     def forward(
         self, L: torch.Tensor, targets: dict[str, torch.Tensor] | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        if L.ndim != 4 or L.shape[1] != 1:
-            raise ValueError(f"L must have shape (B, 1, H, W), got {tuple(L.shape)}")
-        if L.shape[2] % 8 or L.shape[3] % 8:
-            raise ValueError(f"H and W must be multiples of 8, got {tuple(L.shape[2:])}")
-        x = (L - 50.0) / 50.0  # L [0, 100] -> [-1, 1]
+        out = self.head_out(self.features(L))  # (B, 2 or Q, H/4, W/4)
+        loss = None if targets is None else self.loss(out, targets)
+        return out, loss
+
+    def features(self, L: torch.Tensor) -> torch.Tensor:
+        """The decoder's (B, 2C, H/4, W/4) features, from which the head reads its output.
+
+        Training-free guidance (:mod:`recolor_tools.guide`) compares them between pixels.
+        """
+        x = network_input(L)  # (B, 1, H, W)
         x = self.enc1(x)  # (B, C, H/2, W/2)
         skip = self.enc2(x)  # (B, 2C, H/4, W/4)
         x = self.enc3(skip)  # (B, 4C, H/8, W/8)
         g = self.glob(x)  # (B, 4C)
         x = self.fuse(x, g)  # (B, 4C, H/8, W/8)
         x = self.mid(x)  # (B, 4C, H/8, W/8)
-        x = self.dec(x, skip)  # (B, 2C, H/4, W/4)
-        out = self.head(x)  # (B, 2 or Q, H/4, W/4)
-        if self.config.head == "reg":
-            out = torch.tanh(out)
-        loss = None if targets is None else self.loss(out, targets)
-        return out, loss
+        return self.dec(x, skip)  # (B, 2C, H/4, W/4)
+
+    def head_out(self, feats: torch.Tensor) -> torch.Tensor:
+        """The head on decoder features: reg a/b / 128 (tanh), or cls logits."""
+        out = self.head(feats)
+        return torch.tanh(out) if self.config.head == "reg" else out
+
+    def decode(self, out: torch.Tensor, temperature: float = defaults.TEMPERATURE) -> torch.Tensor:
+        """a/b of this model's output, with the classes it holds (see :func:`decode`)."""
+        return decode(out, self.classes if self.config.head == "cls" else None, temperature)
 
     def loss(self, out: torch.Tensor, targets: dict[str, torch.Tensor]) -> torch.Tensor:
         """The training loss for ``out`` from :meth:`forward` (see the class Notes)."""
@@ -237,6 +249,63 @@ class Colorizer(nn.Module):
         if "pw" in targets:
             nll = nll * targets["pw"].float()
         return nll.mean()
+
+
+# ---------------------------------------------------------------------------------------------
+# the way in and the way out
+
+
+def network_input(L: torch.Tensor) -> torch.Tensor:
+    """The network's input, built in this one place for training and prediction alike.
+
+    Parameters
+    ----------
+    L : (B, 1, H, W) float
+        Lightness in [0, 100]; H and W multiples of 8 (callers pad).
+
+    Returns
+    -------
+    (B, 1, H, W) float
+        ``(L - 50) / 50``, in [-1, 1]. Colour hints do not enter here: the shipped models see L
+        alone, and :mod:`recolor_tools.guide` steers their class distribution instead.
+    """
+    if L.ndim != 4 or L.shape[1] != 1:
+        raise ValueError(f"L must have shape (B, 1, H, W), got {tuple(L.shape)}")
+    if L.shape[2] % 8 or L.shape[3] % 8:
+        raise ValueError(f"H and W must be multiples of 8, got {tuple(L.shape[2:])}")
+    return (L - 50.0) / 50.0
+
+
+def decode(
+    out: torch.Tensor, classes: torch.Tensor | None, temperature: float = defaults.TEMPERATURE
+) -> torch.Tensor:
+    """a/b from the network's output, for either head: the one decoder of recolor.
+
+    Parameters
+    ----------
+    out : (B, 2, h, w) or (B, Q, h, w) float tensor
+        reg: a/b / 128 (tanh output); cls: class logits ``z`` (or any log-distribution).
+    classes : (Q, 2) float tensor or None
+        Class centres (a, b) of the cls head; None for reg.
+    temperature : float, default 0.38
+        Annealed-mean temperature T >= 0 (cls only).
+
+    Returns
+    -------
+    (B, 2, h, w) float32 tensor of a/b (about [-128, 127]), on ``out``'s device
+        reg: ``128 * out``; cls: the annealed mean ``sum_q softmax(z / T)_q c_q`` (Zhang et al.
+        2016, Sec. 2.3), or for T = 0 the centre of the most likely class (ties: lower index).
+        Equal to :func:`recolor_tools.quant.annealed_mean` (numba, float32) within float32
+        rounding, so training's validation and prediction decode alike on any device.
+    """
+    out = out.float()
+    if classes is None:
+        return out * AB_SCALE
+    classes = classes.to(out.device, torch.float32)
+    if temperature == 0:
+        return classes[out.argmax(dim=1)].permute(0, 3, 1, 2)
+    p = torch.softmax(out / temperature, dim=1)  # (B, Q, h, w)
+    return torch.einsum("bqhw,qc->bchw", p, classes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -459,6 +528,23 @@ def _complete(ckpt: dict[str, Any], path: str | Path) -> None:
         raise RecolorError("broken checkpoint: two different heads", path)
     default = {"k": defaults.K, "sigma": defaults.SIGMA} if cls else None
     ckpt.setdefault("encoding", default)
+    rebalance = ckpt.get("rebalance")
+    if cls and isinstance(rebalance, dict) and rebalance.get("prior") is None:
+        rebalance["prior"] = prior_from_weights(rebalance["weights"], float(rebalance["lam"]))
+
+
+def prior_from_weights(weights: torch.Tensor, lam: float) -> torch.Tensor | None:
+    """The smoothed class prior p that rebalancing weights were made from, or None for lam = 1.
+
+    Inverts :func:`recolor_tools.rebalance.rebalance_weights`: ``w = s / ((1 - lam) p + lam / Q)``
+    with ``sum p w = 1`` gives ``s = 1 / sum(1 / w)`` and ``p = (s / w - lam / Q) / (1 - lam)``.
+    Version 2 checkpoints store only the weights; palettes (:mod:`recolor_tools.guide`) need p.
+    """
+    if lam >= 1:
+        return None
+    w = weights.double()
+    s = 1.0 / (1.0 / w).sum()
+    return ((s / w - lam / len(w)) / (1.0 - lam)).clamp(min=0).float()
 
 
 def load_checkpoint(
@@ -496,6 +582,8 @@ def load_checkpoint(
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise RecolorError(f"broken checkpoint: {reason}", path) from None
+    if config.head == "cls":
+        model.classes.copy_(ckpt["classes"].float())
     model.to(map_location if not isinstance(map_location, dict) else "cpu").eval()
     return model, ckpt
 

@@ -27,7 +27,7 @@ References
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,9 +36,10 @@ import cv2
 import numpy as np
 import torch
 
-from . import defaults, models, quant
+from . import defaults, models
 from .color import lab_to_rgb, rgb_to_lab, to_uint8
 from .errors import RecolorError
+from .hints import Hints, resolve_points
 from .imageio import read_rgb, resize_to
 
 WORK_SCALE = 1.25
@@ -102,9 +103,9 @@ def lightness(rgb: np.ndarray) -> np.ndarray:
     return L
 
 
-@dataclass
+@dataclass(frozen=True)
 class Prepared:
-    """One input, ready for the network.
+    """One input, ready for the network (step 1 of 3).
 
     Attributes
     ----------
@@ -114,15 +115,52 @@ class Prepared:
         Working-resolution L, padded to multiples of 8.
     hw : (int, int)
         Working size (h, w) before padding.
-    ab : (hp / s, wp / s, 2) float32 or None
-        Predicted a/b at the network's output resolution (stride s), once :meth:`Predictor.run`
-        has seen it.
+    hints : Hints or None
+        Colour hints and palette for this image, in its pixels (:mod:`recolor_tools.hints`);
+        None for the automatic prediction (empty hints are dropped).
     """
 
     L: np.ndarray
     work: np.ndarray
     hw: tuple[int, int]
-    ab: np.ndarray | None = None
+    hints: Hints | None = None
+
+
+@dataclass(frozen=True)
+class Predicted:
+    """One input and the network's a/b for it (step 2 of 3), ready to :func:`compose`.
+
+    Attributes
+    ----------
+    prepared : Prepared
+    ab : (hp / s, wp / s, 2) float32
+        a/b at the network's output resolution (stride s), padding included.
+    """
+
+    prepared: Prepared
+    ab: np.ndarray
+
+    @property
+    def hw(self) -> tuple[int, int]:
+        return self.prepared.hw
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How to predict: working size and decoding (see :class:`Predictor` for each field)."""
+
+    size: int
+    max_side: int | None = None
+    temperature: float = defaults.TEMPERATURE
+    saturation: float = 1.0
+
+    def __post_init__(self) -> None:
+        if int(self.size) != self.size or self.size < 8:
+            raise ValueError(f"size must be an integer >= 8, got {self.size!r}")
+        if not (np.isfinite(self.temperature) and self.temperature >= 0):
+            raise ValueError(f"temperature must be >= 0, got {self.temperature!r}")
+        if not (np.isfinite(self.saturation) and self.saturation >= 0):
+            raise ValueError(f"saturation must be >= 0, got {self.saturation!r}")
 
 
 def upsample_ab(
@@ -166,8 +204,98 @@ def upsample_ab(
     return out
 
 
+# -- the three steps, as plain functions --------------------------------------------------------
+
+
+def prepare(rgb: np.ndarray, settings: Settings, hints: Hints | None = None) -> Prepared:
+    """Step 1: full-resolution L and the padded working L of one (H, W, 3) float32 RGB image.
+
+    ``hints`` (in pixels or percent of this image) are resolved to its pixels here, so a point
+    outside it raises :class:`RecolorError` before any network work.
+    """
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"rgb must have shape (H, W, 3), got {rgb.shape}")
+    H, W = rgb.shape[:2]
+    if hints is not None:
+        hints = hints.resolve(H, W)
+    h, w = working_shape(H, W, settings.size, settings.max_side)
+    small = resize_to(np.asarray(rgb, np.float32), h, w)  # resampled as in training
+    work = rgb_to_lab(small)[:, :, 0]  # (h, w)
+    pad_h, pad_w = -h % 8, -w % 8
+    # Pad bottom/right only, so that working pixel (0, 0) stays the image's corner.
+    work = cv2.copyMakeBorder(work, 0, pad_h, 0, pad_w, cv2.BORDER_REFLECT_101)
+    return Prepared(lightness(rgb), work, (h, w), hints if hints and not hints.empty else None)
+
+
+def infer(
+    model: models.Colorizer,
+    items: Sequence[Prepared],
+    temperature: float = defaults.TEMPERATURE,
+    batch_size: int = 8,
+    prior: torch.Tensor | None = None,
+) -> list[Predicted]:
+    """Step 2: the network's a/b for every item; items of one working shape share a pass.
+
+    Decoded on the network's device by :meth:`Colorizer.decode` (only the 2-channel a/b leaves
+    it). Items with hints have their class log-distribution steered first
+    (:func:`recolor_tools.guide.steer`, ``prior`` the checkpoint's class prior).
+    """
+    device = next(model.parameters()).device
+    out: dict[int, Predicted] = {}
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, it in enumerate(items):
+        groups.setdefault(it.work.shape, []).append(i)
+    for group in groups.values():
+        for s in range(0, len(group), batch_size):
+            chunk = group[s : s + batch_size]
+            x = torch.from_numpy(np.stack([items[i].work for i in chunk])[:, None]).to(device)
+            with torch.inference_mode():
+                feats = model.features(x)  # (B, 2C, h', w')
+                z = model.head_out(feats)  # (B, 2 or Q, h', w')
+                for j, i in enumerate(chunk):
+                    if items[i].hints is not None:
+                        from .guide import steer
+
+                        z[j] = steer(z[j], feats[j], items[i], model.classes, prior)
+                ab = model.decode(z, temperature).permute(0, 2, 3, 1).cpu().numpy()
+            for j, i in enumerate(chunk):
+                out[i] = Predicted(items[i], np.ascontiguousarray(ab[j]))
+    return [out[i] for i in range(len(items))]
+
+
+def compose(
+    pred: Predicted, stride: int = 4, saturation: float = 1.0, dtype: type = np.float32
+) -> np.ndarray:
+    """Step 3: join the a/b to the full-resolution L and convert to sRGB, in strips.
+
+    a/b are upsampled (:func:`upsample_ab`), scaled by ``saturation``, and every hint point's
+    own square gets the hint's a/b exactly (so a hint holds whatever the model chose).
+
+    Returns
+    -------
+    (H, W, 3) RGB of ``dtype``: float32 in [0, 1], or uint8 rounded (3/4 less memory).
+    """
+    L, hints = pred.prepared.L, pred.prepared.hints
+    H, W = L.shape
+    out = np.empty((H, W, 3), dtype)
+    for a, b in _strips(H, W):
+        lab = np.empty((b - a, W, 3), np.float32)
+        lab[:, :, 0] = L[a:b]
+        lab[:, :, 1:] = upsample_ab(pred.ab, pred.hw, stride, (H, W), (a, b))
+        if saturation != 1:
+            lab[:, :, 1:] *= np.float32(saturation)
+        if hints is not None:
+            hints.paste(lab[:, :, 1:], a)
+        rgb = lab_to_rgb(lab)
+        out[a:b] = to_uint8(rgb) if dtype == np.uint8 else rgb
+    return out
+
+
 class Predictor:
-    """A model, its checkpoint and the decoding settings: turns RGB images into recoloured ones.
+    """A model, its checkpoint and the settings: turns RGB images into recoloured ones.
+
+    A thin holder over :func:`prepare`, :func:`infer` and :func:`compose`, with a file driver
+    (:meth:`predict_files`) that batches under a memory budget.
 
     Parameters
     ----------
@@ -196,7 +324,7 @@ class Predictor:
 
     def __init__(
         self,
-        model: torch.nn.Module,
+        model: models.Colorizer,
         ckpt: dict[str, Any],
         *,
         size: int | None = None,
@@ -206,22 +334,20 @@ class Predictor:
         max_side: int | None = None,
     ) -> None:
         size = size or default_size(ckpt)
-        if int(size) != size or size < 8:
-            raise ValueError(f"size must be an integer >= 8, got {size!r}")
-        if not (np.isfinite(temperature) and temperature >= 0):
-            raise ValueError(f"temperature must be >= 0, got {temperature!r}")
-        if not (np.isfinite(saturation) and saturation >= 0):
-            raise ValueError(f"saturation must be >= 0, got {saturation!r}")
+        self.settings = Settings(size, max_side, float(temperature), float(saturation))
         self.device = models.resolve_device(device) if isinstance(device, str) else device
         self.model = model.to(self.device).eval()
         self.ckpt = ckpt
-        self.head = model.config.head
-        self.stride = model.config.out_stride
-        self.size, self.max_side = int(size), max_side
-        self.temperature, self.saturation = float(temperature), float(saturation)
-        self.classes = None
-        if self.head == "cls":
-            self.classes = np.ascontiguousarray(ckpt["classes"].cpu().numpy(), np.float32)
+        rebalance = ckpt.get("rebalance") or {}
+        self.prior = rebalance.get("prior") if model.config.head == "cls" else None
+
+    @property
+    def size(self) -> int:
+        return int(self.settings.size)
+
+    @property
+    def stride(self) -> int:
+        return self.model.config.out_stride
 
     @classmethod
     def load(
@@ -249,172 +375,101 @@ class Predictor:
         model, ckpt = models.load_checkpoint(weights, head, map_location=device)
         return cls(model, ckpt, device=device, **kwargs)
 
-    # -- the three steps ------------------------------------------------------------------------
+    def check_hints(self, given: bool) -> None:
+        """Raise :class:`RecolorError` if hints are ``given`` to a model that cannot take them."""
+        if given and self.model.config.head != "cls":
+            raise RecolorError(
+                "colour hints and palettes need the cls head (its class distribution is what "
+                "they steer); the reg head predicts one colour per pixel: use --head cls"
+            )
 
-    def prepare(self, rgb: np.ndarray) -> Prepared:
-        """Full-resolution L and the padded working L of one (H, W, 3) float32 RGB image."""
-        if rgb.ndim != 3 or rgb.shape[2] != 3:
-            raise ValueError(f"rgb must have shape (H, W, 3), got {rgb.shape}")
-        H, W = rgb.shape[:2]
-        h, w = working_shape(H, W, self.size, self.max_side)
-        small = resize_to(np.asarray(rgb, np.float32), h, w)  # resampled as in training
-        work = rgb_to_lab(small)[:, :, 0]  # (h, w)
-        pad_h, pad_w = -h % 8, -w % 8
-        # Pad bottom/right only, so that working pixel (0, 0) stays the image's corner.
-        work = cv2.copyMakeBorder(work, 0, pad_h, 0, pad_w, cv2.BORDER_REFLECT_101)
-        return Prepared(lightness(rgb), work, (h, w))
+    def prepare(self, rgb: np.ndarray, hints: Hints | None = None) -> Prepared:
+        """:func:`prepare` with this predictor's settings."""
+        self.check_hints(hints is not None and not hints.empty)
+        return prepare(rgb, self.settings, hints)
 
-    def run(self, items: list[Prepared], batch_size: int = 8) -> None:
-        """Predict ``item.ab`` for every item; items of one working shape share a forward pass.
+    def run(self, items: Sequence[Prepared], batch_size: int = 8) -> list[Predicted]:
+        """:func:`infer` with this predictor's model and temperature."""
+        return infer(self.model, items, self.settings.temperature, batch_size, self.prior)
 
-        Parameters
-        ----------
-        items : list of Prepared
-        batch_size : int
-            Most images per forward pass.
-        """
-        groups: dict[tuple[int, int], list[Prepared]] = {}
-        for it in items:
-            groups.setdefault(it.work.shape, []).append(it)
-        for group in groups.values():
-            for i in range(0, len(group), batch_size):
-                chunk = group[i : i + batch_size]
-                ab = self._chroma(np.stack([it.work for it in chunk]))  # (B, h', w', 2)
-                for it, ab_i in zip(chunk, ab, strict=True):
-                    it.ab = ab_i
+    def compose(self, pred: Predicted, dtype: type = np.float32) -> np.ndarray:
+        """:func:`compose` with this predictor's stride and saturation."""
+        return compose(pred, self.stride, self.settings.saturation, dtype)
 
-    def _chroma(self, work: np.ndarray) -> np.ndarray:
-        """(B, hp, wp) working L -> (B, hp / s, wp / s, 2) float32 a/b."""
-        x = torch.from_numpy(work[:, None]).to(self.device)  # (B, 1, hp, wp)
-        with torch.inference_mode():
-            out, _ = self.model(x)
-        out = out.float().cpu().numpy()  # (B, 2 or Q, h', w')
-        if self.head == "reg":
-            return np.ascontiguousarray(out.transpose(0, 2, 3, 1)) * np.float32(models.AB_SCALE)
-        # The decode is the numba kernel: a (B, Q, h', w') softmax in torch would cost as much
-        # memory traffic again as the network's last layers.
-        if self.temperature == 0:
-            return quant.mode(out, self.classes, axis=1)
-        return quant.annealed_mean(out, self.classes, self.temperature, axis=1, logits=True)
-
-    def compose(self, item: Prepared, dtype: type = np.float32) -> np.ndarray:
-        """Join the predicted a/b to the full-resolution L and convert to sRGB, in strips.
-
-        Parameters
-        ----------
-        item : Prepared
-            After :meth:`run`.
-        dtype : np.float32 or np.uint8
-            float32 in [0, 1], or uint8 rounded (saves 3/4 of the output's memory).
-
-        Returns
-        -------
-        (H, W, 3) RGB of ``dtype``
-        """
-        if item.ab is None:
-            raise ValueError("compose() needs run() first")
-        L = item.L
-        H, W = L.shape
-        out = np.empty((H, W, 3), dtype)
-        for a, b in _strips(H, W):
-            lab = np.empty((b - a, W, 3), np.float32)
-            lab[:, :, 0] = L[a:b]
-            lab[:, :, 1:] = upsample_ab(item.ab, item.hw, self.stride, (H, W), (a, b))
-            if self.saturation != 1:
-                lab[:, :, 1:] *= np.float32(self.saturation)
-            rgb = lab_to_rgb(lab)
-            out[a:b] = to_uint8(rgb) if dtype == np.uint8 else rgb
-        return out
-
-    # -- convenience ----------------------------------------------------------------------------
-
-    def recolorize(self, rgb: np.ndarray, dtype: type = np.float32) -> np.ndarray:
+    def recolorize(
+        self, rgb: np.ndarray, dtype: type = np.float32, hints: Hints | None = None
+    ) -> np.ndarray:
         """Recolour one (H, W, 3) float32 sRGB image in [0, 1]; see the module docstring."""
-        return self.recolorize_batch([rgb], dtype=dtype)[0]
+        return self.compose(self.run([self.prepare(rgb, hints)])[0], dtype)
 
     def recolorize_batch(
         self, rgbs: Iterable[np.ndarray], batch_size: int = 8, dtype: type = np.float32
     ) -> list[np.ndarray]:
         """Recolour several images; those of one working shape share forward passes."""
-        items = [self.prepare(rgb) for rgb in rgbs]
-        self.run(items, batch_size)
-        return [self.compose(it, dtype) for it in items]
+        preds = self.run([self.prepare(rgb) for rgb in rgbs], batch_size)
+        return [self.compose(p, dtype) for p in preds]
+
+    def suggest(
+        self,
+        rgb: np.ndarray,
+        x: float | str,
+        y: float | str,
+        k: int = 5,
+        hints: Hints | None = None,
+    ) -> list[tuple[str, float]]:
+        """The model's ``k`` likeliest colours at pixel (x, y): ``[("#rrggbb", probability)]``.
+
+        The probabilities are the (steered, when ``hints`` are given) class distribution at
+        the network's output cell holding the pixel, at T = 1; each class centre is shown with
+        the pixel's own L (out-of-gamut colours clamped).
+        """
+        from .guide import class_probabilities
+
+        if self.model.config.head != "cls":
+            raise RecolorError("--suggest needs the cls head (reg has no class distribution)")
+        item = self.prepare(rgb, hints)
+        ((px, py),) = resolve_points([(x, y)], *item.L.shape)
+        p = class_probabilities(self.model, item, self.prior, py, px)  # (Q,)
+        top = np.argsort(-p, kind="stable")[:k]
+        classes = self.model.classes.cpu().numpy()
+        lab = np.zeros((1, len(top), 3), np.float32)
+        lab[0, :, 0] = item.L[py, px]
+        lab[0, :, 1:] = classes[top]
+        rgb8 = to_uint8(lab_to_rgb(lab))[0]
+        return [("#" + bytes(c).hex(), float(p[q])) for c, q in zip(rgb8, top, strict=True)]
 
     def predict_files(
-        self, paths: Iterable[str], batch_size: int = 8
+        self,
+        paths: Iterable[str],
+        batch_size: int = 8,
+        hints: Callable[[str], Hints | None] | None = None,
     ) -> Iterator[tuple[str, np.ndarray | RecolorError]]:
         """Read, recolour and yield ``(path, uint8 RGB)`` per file, in order.
 
         Files are read ``batch_size`` at a time (fewer when together they exceed
         :data:`BATCH_PIXELS` pixels, to bound memory), and those of one working shape go through
-        the network together. An unreadable file yields ``(path, RecolorError)`` and the rest go
-        on; ``-`` reads stdin.
+        the network together. ``hints(path)`` gives each file's hints (or None). An unreadable
+        file or bad hints yield ``(path, RecolorError)`` and the rest go on; ``-`` reads stdin.
         """
         pending: list[tuple[str, Prepared | RecolorError]] = []
         pixels = 0
         for path in itertools.chain(paths, [None]):
             if path is not None:
                 try:
-                    it = self.prepare(read_rgb(path))
+                    it = self.prepare(read_rgb(path), hints(path) if hints else None)
                     pixels += it.L.size
                 except RecolorError as e:
                     it = e
                 pending.append((path, it))
                 if len(pending) < batch_size and pixels < BATCH_PIXELS:
                     continue
-            self.run([it for _, it in pending if isinstance(it, Prepared)], batch_size)
-            pending.reverse()
-            while pending:  # popped, so each full-resolution L is freed once written
-                p, it = pending.pop()
+            preds = iter(
+                self.run([it for _, it in pending if isinstance(it, Prepared)], batch_size)
+            )
+            done = [(p, it if isinstance(it, RecolorError) else next(preds)) for p, it in pending]
+            pending, preds = [], None
+            done.reverse()
+            while done:  # popped, so each full-resolution L is freed once written
+                p, it = done.pop()
                 yield p, it if isinstance(it, RecolorError) else self.compose(it, np.uint8)
             pixels = 0
-
-
-def recolorize(
-    rgb: np.ndarray,
-    model: torch.nn.Module,
-    ckpt: dict[str, Any],
-    *,
-    size: int | None = None,
-    temperature: float = defaults.TEMPERATURE,
-    saturation: float = 1.0,
-    device: str | torch.device = "cpu",
-) -> np.ndarray:
-    """Recolour one image with ``model``: predict a/b from its lightness, keep its L.
-
-    Parameters
-    ----------
-    rgb : (H, W, 3) float32 in [0, 1]
-        sRGB input, colour or gray (only its L is used).
-    model, ckpt
-        From :func:`recolor_tools.models.load_checkpoint`.
-    size, temperature, saturation, device
-        See :class:`Predictor`.
-
-    Returns
-    -------
-    (H, W, 3) float32 in [0, 1]
-        sRGB with the input's L and the predicted a/b; out-of-gamut colours clamped.
-    """
-    p = Predictor(
-        model, ckpt, size=size, temperature=temperature, saturation=saturation, device=device
-    )
-    return p.recolorize(rgb)
-
-
-def recolorize_batch(
-    rgbs: Iterable[np.ndarray],
-    model: torch.nn.Module,
-    ckpt: dict[str, Any],
-    *,
-    size: int | None = None,
-    temperature: float = defaults.TEMPERATURE,
-    saturation: float = 1.0,
-    device: str | torch.device = "cpu",
-    batch_size: int = 8,
-) -> list[np.ndarray]:
-    """:func:`recolorize` for several images; those of one working shape share forward passes."""
-    p = Predictor(
-        model, ckpt, size=size, temperature=temperature, saturation=saturation, device=device
-    )
-    return p.recolorize_batch(rgbs, batch_size)

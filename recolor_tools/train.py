@@ -56,7 +56,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from . import defaults, models
+from . import models
 from .data import list_images
 from .distributed import Dist, broadcast_buffers, mean_over_ranks, param_digest, setup_distributed
 from .trainsetup import (
@@ -174,7 +174,7 @@ def evaluate(
     """
     import cv2
 
-    from . import metrics, quant
+    from . import metrics
     from .color import lab_to_rgb
 
     model.eval()
@@ -184,12 +184,8 @@ def evaluate(
         targets = {k: v.to(device) for k, v in batch.items() if k not in ("L", "ab_full", "bad")}
         with autocast:
             out, loss = model(L, targets)
-        out = out.float().cpu().numpy()
-        if model.config.head == "reg":
-            ab = out.transpose(0, 2, 3, 1) * np.float32(models.AB_SCALE)  # (B, h, w, 2)
-        else:
-            T = defaults.TEMPERATURE
-            ab = quant.annealed_mean(out, classes, T, axis=1, logits=True)  # (B, h, w, 2)
+        cls_t = None if classes is None else torch.from_numpy(np.asarray(classes, np.float32))
+        ab = models.decode(out, cls_t).permute(0, 2, 3, 1).cpu().numpy()  # (B, h, w, 2)
         Ls = batch["L"].numpy()[:, 0]  # (B, S, S)
         truth_ab = batch["ab_full"].numpy().transpose(0, 2, 3, 1)  # (B, S, S, 2)
         S = Ls.shape[-1]

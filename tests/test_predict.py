@@ -160,7 +160,7 @@ def test_temperature_zero_takes_class_centres(predictors):
     p = predictors["cls"]
     mode = predict.Predictor(p.model, p.ckpt, temperature=0)
     item = mode.prepare(smooth_image(40, 40, 3).astype(np.float32) / 255)
-    mode.run([item])
+    item = mode.run([item])[0]
     centres = {tuple(c) for c in CLASSES}
     assert {tuple(ab) for ab in item.ab.reshape(-1, 2)} <= centres
 

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from recolor_tools import metrics  # noqa: E402
 from recolor_tools.color import rgb_to_lab, to_uint8  # noqa: E402
 from recolor_tools.imageio import expand_inputs, read_rgb, resize_to  # noqa: E402
-from recolor_tools.predict import Predictor  # noqa: E402
+from recolor_tools.predict import Predicted, Predictor  # noqa: E402
 from recolor_tools.rebalance import RebalanceStats  # noqa: E402
 
 
@@ -72,13 +72,11 @@ def main() -> None:
     for f in files:
         rgb = read_rgb(f)
         item = predictor.prepare(rgb)
-        predictor.run([item])
-        pred = item.ab.copy()
+        pred = predictor.run([item])[0].ab
         truth = truth_on_grid(rgb, item.hw, pred.shape[:2], predictor.stride)
         truth_u8 = to_uint8(rgb)
         for name, ab in variants(pred, truth).items():
-            item.ab = ab.astype(np.float32)
-            out = predictor.compose(item, np.uint8)
+            out = predictor.compose(Predicted(item, ab.astype(np.float32)), np.uint8)
             scores.setdefault(name, []).append(metrics.compare_pair(out, truth_u8, stats))
         chroma.append(float(np.hypot(*rgb_to_lab(rgb)[:, :, 1:].transpose(2, 0, 1)).mean()))
 

@@ -1,0 +1,308 @@
+"""Guided recolouring: hints and palettes through the real CLI, their parsing, and the decode.
+
+Most CLI checks use a tiny random-weight cls model (form, fidelity, errors: what does not depend
+on colour quality); one uses the shipped cls weights to see a hint spread over its region.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from conftest import ROOT, read_rgb_u8, run, smooth_image, write_rgb
+
+from recolor_tools import hints, models, quant
+from recolor_tools.errors import RecolorError
+
+CLASSES = np.stack(np.meshgrid(np.arange(-40, 41, 20), np.arange(-40, 41, 20)), -1)
+CLASSES = CLASSES.reshape(-1, 2).astype(np.float32)
+SHIPPED = ROOT / "weights" / "cls.pt"
+
+
+def _checkpoint(path: Path, head: str) -> Path:
+    torch.manual_seed(0)
+    q = len(CLASSES) if head == "cls" else 0
+    model = models.Colorizer(models.ModelConfig(head=head, num_classes=q, width=8)).eval()
+    prior = torch.linspace(1, 2, q) if head == "cls" else None
+    ckpt = models.make_checkpoint(
+        model,
+        classes=CLASSES if head == "cls" else None,
+        grid=20,
+        rebalance=None if prior is None else {"prior": prior / prior.sum()},
+        data={"size": 48},
+    )
+    models.save_checkpoint(path, ckpt)
+    return path
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("weights")
+    return {head: _checkpoint(d / f"{head}.pt", head) for head in ("cls", "reg")}
+
+
+def lab(rgb_u8: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(rgb_u8.astype(np.float32) / 255, cv2.COLOR_RGB2Lab)
+
+
+def hex_of(rgb_u8: np.ndarray, x: int, y: int) -> str:
+    return "#" + bytes(rgb_u8[y, x].tolist()).hex()
+
+
+def hint_error(out: np.ndarray, truth: np.ndarray, xy: list[tuple[int, int]]) -> float:
+    """Median a/b distance between output and truth at the hinted pixels (the hints are the
+    truth's own colours there, so this is the distance to the hint)."""
+    a, b = lab(out), lab(truth)
+    return float(np.median([np.linalg.norm(a[y, x, 1:] - b[y, x, 1:]) for x, y in xy]))
+
+
+# --- the decode ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("T", [0.38, 1.0, 0.05])
+def test_torch_decode_equals_the_numba_kernel(T):
+    g = torch.Generator().manual_seed(3)
+    classes = torch.from_numpy(quant.gamut_classes(8).copy())
+    z = torch.randn(2, len(classes), 5, 7, generator=g) * 4
+    got = models.decode(z, classes, T).permute(0, 2, 3, 1).numpy()
+    want = quant.annealed_mean(z.numpy(), classes.numpy(), T, axis=1, logits=True)
+    np.testing.assert_allclose(got, want, atol=2e-3, rtol=0)
+    mode = models.decode(z, classes, 0).permute(0, 2, 3, 1).numpy()
+    np.testing.assert_array_equal(mode, quant.mode(z.numpy(), classes.numpy(), axis=1))
+    reg = torch.rand(1, 2, 3, 4) * 2 - 1
+    np.testing.assert_array_equal(models.decode(reg, None).numpy(), reg.numpy() * 128)
+
+
+def test_shipped_checkpoint_loads_with_its_classes():
+    model, ckpt = models.load_checkpoint(SHIPPED, "cls")
+    np.testing.assert_array_equal(model.classes.numpy(), ckpt["classes"].numpy())
+    assert "classes" not in model.state_dict()  # kept beside the weights, as before
+    x = torch.rand(1, 1, 32, 40) * 100
+    with torch.inference_mode():
+        out, _ = model(x)
+        np.testing.assert_array_equal(model.head_out(model.features(x)).numpy(), out.numpy())
+
+
+# --- parsing -------------------------------------------------------------------------------------
+
+
+def test_colours_points_and_palettes_parse():
+    np.testing.assert_allclose(hints.parse_color("#808080"), [0, 0], atol=0.01)
+    np.testing.assert_allclose(hints.parse_color("f00"), hints.parse_color("#ff0000"))
+    assert hints.parse_color("#ff0000")[0] > 50  # red: large positive a
+    h = hints.parse_hint("10,50%=#00ff00")
+    assert h.resolve(40, 30).xy == [(10, 20)]
+    assert hints.parse_hint("100%,100%=#00ff00").resolve(40, 30).xy == [(29, 39)]
+    pal = hints.palette_from_list("#e63946, #f1faee:0.5,#1d3557")
+    np.testing.assert_array_equal(pal.palette_w, [1, 0.5, 1])
+    for bad in ("10,20", "10=#fff", "a,b=#fff", "1,2=#ggg", "1,2=red"):
+        with pytest.raises(ValueError):
+            hints.parse_hint(bad)
+    for bad in ("#fff:0", "#fff:-1", ",", "#12345"):
+        with pytest.raises(ValueError):
+            hints.palette_from_list(bad)
+    with pytest.raises(RecolorError, match="outside"):
+        hints.parse_hint("30,0=#fff").resolve(40, 30)
+
+
+def test_points_gather_per_output_cell_and_paste_their_squares():
+    h = hints.point(0, 0, "#ff0000") + hints.point(1, 1, "#0000ff", size=3)
+    h = h + hints.point(39, 19, "#00ff00")
+    h = h.resolve(20, 40)
+    cell, ab = h.cells((20, 40), 4, (5, 10))
+    assert cell.tolist() == [0, 49]
+    # red (area 1) and blue (area 9) share cell 0: their area-weighted mean
+    want = (hints.parse_color("#ff0000") + 9 * hints.parse_color("#0000ff")) / 10
+    np.testing.assert_allclose(ab[0], want, atol=1e-4)
+    canvas = np.zeros((20, 40, 2), np.float32)
+    h.paste(canvas[3:10], 3)  # a strip that holds none of them
+    assert not canvas.any()
+    h.paste(canvas, 0)
+    assert (np.abs(canvas).sum(-1) > 0).sum() == 9 + 1  # blue's 3x3 covers red at (0, 0)
+    np.testing.assert_array_equal(canvas[2, 2], hints.parse_color("#0000ff"))
+
+
+# --- the command line ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def image(tmp_path) -> tuple[Path, np.ndarray]:
+    rgb = smooth_image(60, 80, 11)
+    return write_rgb(tmp_path / "a.png", rgb), rgb
+
+
+POINTS = [(5, 7), (40, 30), (70, 50), (20, 55)]
+
+
+def test_every_hint_form_holds_at_its_pixels(tmp_path, weights, image):
+    src, rgb = image
+    w = ["--weights", weights["cls"]]
+    auto = run(["predict", src, *w, "-o", tmp_path / "auto.png"], check_rc=0)
+    assert auto.stdout.decode() == f"{tmp_path / 'auto.png'}\n"
+    auto = read_rgb_u8(tmp_path / "auto.png")
+    flags = [f"--hint={x},{y}={hex_of(rgb, x, y)}" for x, y in POINTS[:3]]
+    flags.append(f"--hint={100 * POINTS[3][0] / 80}%,{100 * POINTS[3][1] / 60}%="
+                 f"{hex_of(rgb, *POINTS[3])}")  # fmt: skip
+    doc = {"points": [{"x": x, "y": y, "color": hex_of(rgb, x, y)} for x, y in POINTS]}
+    (tmp_path / "h.json").write_text(json.dumps(doc))
+    layer = np.zeros((60, 80, 4), np.uint8)
+    for x, y in POINTS:
+        layer[y, x] = [*rgb[y, x], 255]
+    write_rgb(tmp_path / "h.png", layer)
+    for name, args in {
+        "flag": flags,
+        "json": ["--hints", tmp_path / "h.json"],
+        "layer": ["--hints", tmp_path / "h.png"],
+    }.items():
+        out = tmp_path / f"{name}.png"
+        run(["predict", src, *w, *args, "-o", out], check_rc=0)
+        got = read_rgb_u8(out)
+        assert got.shape == rgb.shape
+        assert hint_error(got, rgb, POINTS) < 6, name
+        assert hint_error(got, rgb, POINTS) < hint_error(auto, rgb, POINTS), name
+
+
+def test_palettes_move_the_colours(tmp_path, weights, image):
+    src, rgb = image
+    w = ["--weights", weights["cls"]]
+    run(["predict", src, *w, "-o", tmp_path / "auto.png"], check_rc=0)
+    auto = lab(read_rgb_u8(tmp_path / "auto.png"))[..., 1:].reshape(-1, 2).mean(0)
+    ref = write_rgb(tmp_path / "ref.png", np.full((30, 30, 3), (40, 60, 220), np.uint8))
+    blue = hints.parse_color("#283cdc")
+    for spec in (ref, "#283cdc:2,#808080:0.5"):
+        out = tmp_path / "pal.png"
+        run(["predict", src, *w, "--palette", spec, "-o", out], check_rc=0)
+        mean = lab(read_rgb_u8(out))[..., 1:].reshape(-1, 2).mean(0)
+        # the mean colour moves toward the palette's blue
+        assert np.linalg.norm(mean - blue) < np.linalg.norm(auto - blue) - 5, spec
+
+
+def test_hint_directory_matches_inputs_by_path(tmp_path, weights):
+    posters, hdir = tmp_path / "posters", tmp_path / "hints"
+    rgbs = {}
+    for rel in ("a", "sub/b", "c"):
+        (posters / rel).parent.mkdir(parents=True, exist_ok=True)
+        rgbs[rel] = smooth_image(40, 50, len(rel) + ord(rel[-1]))
+        write_rgb(posters / f"{rel}.png", rgbs[rel])
+    (hdir / "sub").mkdir(parents=True)
+    (hdir / "a.json").write_text(json.dumps({"points": [{"x": 3, "y": 4, "color": "#fff"}]}))
+    pts = [{"x": 10, "y": 20, "color": hex_of(rgbs["sub/b"], 10, 20), "size": 5}]
+    (hdir / "sub" / "b.json").write_text(json.dumps({"points": pts}))
+    out = tmp_path / "out"
+    run(["predict", posters, "--weights", weights["cls"], "--hints", hdir, "-o", out], check_rc=0)
+    got = read_rgb_u8(out / "b.png")
+    square = [(x, y) for x in range(8, 13) for y in range(18, 23)]
+    assert hint_error(got, rgbs["sub/b"], square) < 6
+    assert np.abs(lab(read_rgb_u8(out / "a.png"))[4, 3, 1:]).max() < 3  # white: a = b = 0
+    # a hint file for no input: one line naming it, the inputs still done
+    (hdir / "zzz.json").write_text("{}")
+    p = run(["predict", posters, "--weights", weights["cls"], "--hints", hdir, "-o", out])
+    assert p.returncode == 1 and len(p.stdout.splitlines()) == 3
+    assert p.stderr.decode().splitlines() == [
+        f"recolor predict: {hdir / 'zzz.json'}: hint file for no input"
+    ]
+
+
+def test_empty_hints_are_bit_identical_to_none(tmp_path, weights, image):
+    src, rgb = image
+    posters, hdir = tmp_path / "posters", tmp_path / "hints"
+    posters.mkdir(), hdir.mkdir()
+    for name in ("empty", "none", "clear"):
+        write_rgb(posters / f"{name}.png", rgb)
+    (hdir / "empty.json").write_text("{}")
+    (hdir / "none.json").write_text('{"points": [], "palette": []}')
+    write_rgb(hdir / "clear.png", np.zeros((60, 80, 4), np.uint8))
+    run(["predict", src, "-w", weights["cls"], "-o", tmp_path / "auto.png"], check_rc=0)
+    out = tmp_path / "out"
+    run(["predict", posters, "-w", weights["cls"], "--hints", hdir, "-o", out], check_rc=0)
+    want = (tmp_path / "auto.png").read_bytes()
+    for name in ("empty", "none", "clear"):
+        assert (out / f"{name}.png").read_bytes() == want, name
+
+
+def test_suggest_prints_five_likeliest_colours(tmp_path, image):
+    src, rgb = image
+    p = run(["predict", src, "-w", SHIPPED, "--suggest", "40,30"], check_rc=0, cwd=tmp_path)
+    rows = [ln.split("\t") for ln in p.stdout.decode().splitlines()]
+    assert len(rows) == 5 and not list(tmp_path.glob("recolored*"))
+    probs = [float(r[3]) for r in rows]
+    assert all(r[0] == str(src) and r[1] == "40,30" for r in rows)
+    assert all(re.fullmatch(r"#[0-9a-f]{6}", r[2]) for r in rows)
+    assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0001
+    # a hint there (the pixel's own colour, so in gamut at its L) becomes the likeliest colour
+    want = hex_of(rgb, 40, 30)
+    hinted = run(["predict", src, "-w", SHIPPED, "--suggest", "40,30", "--hint", f"40,30={want}"],
+                 check_rc=0)  # fmt: skip
+    top = hinted.stdout.decode().splitlines()[0].split("\t")
+    assert np.linalg.norm(hints.parse_color(top[2]) - hints.parse_color(want)) < 12
+    assert float(top[3]) > 0.3
+
+
+def test_a_hint_spreads_over_its_region_with_the_shipped_model(tmp_path):
+    # Two flat regions split by a sharp edge, with some texture; one blue hint on the left.
+    rng = np.random.default_rng(0)
+    gray = np.where(np.arange(160)[None, :] < 80, 90, 200).astype(np.float32)
+    gray = np.repeat(gray, 120, axis=0) + rng.normal(0, 4, (120, 160))
+    src = write_rgb(tmp_path / "two.png", np.clip(gray, 0, 255).astype(np.uint8))
+    run(["predict", src, "-w", SHIPPED, "-o", tmp_path / "auto.png"], check_rc=0)
+    run(["predict", src, "-w", SHIPPED, "--hint", "40,60=#1d4e89", "-o", tmp_path / "h.png"],
+        check_rc=0)  # fmt: skip
+    want = hints.parse_color("#1d4e89")
+    auto, hinted = (
+        lab(read_rgb_u8(tmp_path / f))[10:110, 10:70, 1:] for f in ("auto.png", "h.png")
+    )
+    d_auto = np.linalg.norm(auto - want, axis=-1).mean()
+    d_hint = np.linalg.norm(hinted - want, axis=-1).mean()
+    assert d_hint < 0.5 * d_auto  # far from the hint's own pixel, most of the region follows
+
+
+def test_bad_hint_files_give_one_line_each_and_the_rest_is_done(tmp_path, weights):
+    posters, hdir = tmp_path / "posters", tmp_path / "hints"
+    posters.mkdir(), hdir.mkdir()
+    for name in ("good", "outside", "bad_json", "no_alpha", "small_layer"):
+        write_rgb(posters / f"{name}.png", smooth_image(60, 80, 1))
+    doc = {"points": [{"x": 1, "y": 1, "color": "blue"}]}
+    (hdir / "bad_json.json").write_text(json.dumps(doc))
+    (hdir / "outside.json").write_text(json.dumps({"points": [{"x": 80, "y": 1, "color": "#f00"}]}))
+    write_rgb(hdir / "no_alpha.png", smooth_image(60, 80, 1))
+    write_rgb(hdir / "small_layer.png", np.full((8, 8, 4), 200, np.uint8))
+    (hdir / "good.json").write_text(json.dumps({"points": [{"x": 1, "y": 1, "color": "#f00"}]}))
+    out = tmp_path / "out"
+    p = run(["predict", posters, "-w", weights["cls"], "--hints", hdir, "-o", out])
+    assert p.returncode == 1 and p.stdout.decode() == f"{out / 'good.png'}\n"
+    assert sorted(p.stderr.decode().splitlines()) == [
+        f"recolor predict: {hdir / 'bad_json.json'}: bad hint file: colour 'blue' is not "
+        "#rrggbb or #rgb",
+        f"recolor predict: {hdir / 'no_alpha.png'}: bad hint file: a hint layer must be an "
+        "image with an alpha channel",
+        f"recolor predict: {posters / 'outside.png'}: hint point (80, 1) is outside the 80x60 "
+        "image",
+        f"recolor predict: {posters / 'small_layer.png'}: the hint layer is 8x8, the image 80x60",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "rc", "match"),
+    [
+        (["--hint", "5,5=#nothex"], 2, "colour '#nothex' is not #rrggbb or #rgb"),
+        (["--palette", "{broken}"], 1, "{broken}: "),
+        (["--palette", "#fff,,#zz"], 1, "#fff,,#zz: --palette is no image file"),
+        (["--head", "reg", "--hint", "1,1=#fff"], 1, "colour hints and palettes need the cls"),
+    ],
+)
+def test_bad_hint_options_give_one_line(tmp_path, weights, image, args, rc, match):
+    src, _ = image
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not an image")
+    args = [a.format(broken=broken) for a in args]
+    w = weights["reg"] if "reg" in args else weights["cls"]
+    p = run(["predict", src, "-w", w, *args, "-o", tmp_path / "out.png"])
+    lines = p.stderr.decode().splitlines()
+    assert p.returncode == rc and len(lines) == 1, lines
+    assert lines[0].startswith("recolor predict: " + match.format(broken=broken)), lines
+    assert not (tmp_path / "out.png").exists()
