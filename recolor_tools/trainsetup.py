@@ -108,8 +108,9 @@ class TrainConfig:
             raise RecolorError("--workers must be 0 or more")
         if self.size % 8:
             raise RecolorError(f"--size must be a multiple of 8, got {self.size}")
-        if not self.lr > 0 or not self.hint_lr > 0:
-            raise RecolorError("--lr and --hint-lr must be positive")
+        for name in ("lr", "hint_lr"):
+            if not getattr(self, name) > 0:
+                raise RecolorError(f"--{name.replace('_', '-')} must be positive")
 
 
 @dataclass(frozen=True)
