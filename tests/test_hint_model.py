@@ -202,6 +202,17 @@ def test_init_with_hints_starts_exactly_as_the_automatic_model(squares, automati
     assert not any(m.training for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
 
 
+def test_fine_tune_settings_survive_a_resume(tmp_path):
+    resumed = {"train_state": {"args": {"freeze_bn": True, "hints": True}}}
+    cfg = TrainConfig(data=["x"], out=tmp_path, resume=True)  # --resume takes no --init
+    assert resolve_freeze_bn(cfg, resumed).freeze_bn is True
+    assert resolve_freeze_bn(cfg, {"train_state": {"args": {}}}).freeze_bn is False
+    given = TrainConfig(data=["x"], out=tmp_path, resume=True, freeze_bn=False)
+    assert resolve_freeze_bn(given, resumed).freeze_bn is False  # what the user says wins
+    assert TrainConfig(data=["x"], hints=True).lr == 1e-4  # no --init: not a fine-tune
+    assert TrainConfig(data=["x"], hints=True, init="w.pt", lr=1e-3).lr == 1e-3
+
+
 def test_fine_tuned_hint_model_follows_a_hint(squares, automatic, tmp_path):
     out = tmp_path / "hint"
     # Learning rates far above the defaults: a toy set that must be learnt in seconds.
