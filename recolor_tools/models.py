@@ -19,6 +19,11 @@ Layout, with ``C = config.width`` and the resolution relative to the input (H, W
     dec   1/4   2C     bilinear x2, conv3x3, concat(skip), conv3x3
     head  1/4   2 (reg, tanh) or Q (cls, conv1x1 logits)
 
+A model with ``config.hints`` also takes colour hints (hint a/b, a hint mask, a palette): they
+enter at the input, at 1/8 after the fusion, at 1/4 before the head and in the global vector,
+each through a zero-initialised layer (:class:`Colorizer`'s Notes; :func:`network_input` builds
+them).
+
 Every conv but the head is followed by BatchNorm and ReLU. The output is at 1/4 of the input
 resolution (``out_stride``); callers upsample a/b bilinearly onto the full-resolution L.
 
