@@ -13,7 +13,7 @@ import pytest
 import torch
 from conftest import run, write_rgb
 
-from recolor_tools import hints, models, quant
+from recolor_tools import hintinput, hints, models, quant
 from recolor_tools.color import lab_to_rgb, rgb_to_lab, to_uint8
 from recolor_tools.data import ColorDataset
 from recolor_tools.distributed import Dist
@@ -213,7 +213,8 @@ def test_fine_tune_settings_survive_a_resume(tmp_path):
     assert TrainConfig(data=["x"], hints=True, init="w.pt", lr=1e-3).lr == 1e-3
 
 
-def test_fine_tuned_hint_model_follows_a_hint(squares, automatic, tmp_path):
+def test_fine_tuned_hint_model_follows_a_hint(squares, automatic, tmp_path, monkeypatch):
+    monkeypatch.setattr(hintinput, "STEER_LEARNED", False)  # the learned path alone
     out = tmp_path / "hint"
     # Learning rates far above the defaults: a toy set that must be learnt in seconds.
     extra = ("--hints", "--init", automatic, "--steps", 300, "--lr", 3e-3, "--hint-lr", 0.1)
