@@ -237,9 +237,9 @@ def infer(
     """Step 2: the network's a/b for every item; items of one working shape share a pass.
 
     Decoded on the network's device by :meth:`Colorizer.decode` (only the 2-channel a/b leaves
-    it). A model that takes hints gets them as input (:mod:`recolor_tools.hintinput`); for the
-    others, items with hints have their class log-distribution steered first
-    (:func:`recolor_tools.guide.steer`, ``prior`` the checkpoint's class prior).
+    it). A model that takes hints gets them as input (:mod:`recolor_tools.hintinput`). Items
+    with hints have their class log-distribution steered first (:func:`recolor_tools.guide.steer`,
+    ``prior`` the checkpoint's class prior); for a hint model, as ``hintinput.STEER_LEARNED`` says.
     """
     from . import hintinput
 

@@ -17,6 +17,7 @@ from recolor_tools import hintinput, hints, models, quant
 from recolor_tools.color import lab_to_rgb, rgb_to_lab, to_uint8
 from recolor_tools.data import ColorDataset
 from recolor_tools.distributed import Dist
+from recolor_tools.imageio import read_rgb
 from recolor_tools.predict import Predictor
 from recolor_tools.trainsetup import (
     ClassSetup,
@@ -222,17 +223,26 @@ def test_fine_tuned_hint_model_follows_a_hint(squares, automatic, tmp_path, monk
     predictor = Predictor.load(out / "cls.pt")
     assert predictor.model.config.hints is True
     gray = square_image(None).astype(np.float32) / 255
-    # The square without the hinted pixels (compose pastes those): the hint must spread.
+    for hue in HINT_HUES:
+        color = hex_of(hue)
+        without = square_error(predictor.recolorize(gray), color)
+        hinted = predictor.recolorize(gray, hints=hints.point(15, 15, color, size=3))
+        with_hint = square_error(hinted, color)
+        assert with_hint < 0.5 * without, (hue, with_hint, without)
+    # The same through the command line (steered as well, as predict does by default).
+    write_rgb(tmp_path / "gray.png", square_image(None))
+    color = hex_of(HINT_HUES[0])
+    args = ["predict", tmp_path / "gray.png", "-w", out / "cls.pt", "-o", tmp_path / "o.png"]
+    run([*args, "--hint", f"15,15={color}"], check_rc=0)
+    hinted = read_rgb(tmp_path / "o.png")
+    assert square_error(hinted, color) < 0.5 * square_error(predictor.recolorize(gray), color)
+
+
+def square_error(rgb: np.ndarray, color: str) -> float:
+    """Median a/b distance to ``color`` over the square, less the hinted pixels (which compose
+    pastes): what the hint must have spread to."""
     region = np.zeros((SIDE, SIDE), bool)
     region[8:24, 8:24] = True
     region[14:17, 14:17] = False
-    for hue in HINT_HUES:
-        color = hex_of(hue)
-        target = hints.parse_color(color)
-
-        def error(h, target=target) -> float:
-            ab = rgb_to_lab(predictor.recolorize(gray, hints=h))[:, :, 1:]
-            return float(np.median(np.linalg.norm(ab[region] - target, axis=1)))
-
-        without, with_hint = error(None), error(hints.point(15, 15, color, size=3))
-        assert with_hint < 0.5 * without, (hue, with_hint, without)
+    ab = rgb_to_lab(np.asarray(rgb, np.float32))[:, :, 1:]
+    return float(np.median(np.linalg.norm(ab[region] - hints.parse_color(color), axis=1)))
