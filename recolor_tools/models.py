@@ -208,8 +208,8 @@ class Colorizer(nn.Module):
       or the simulated colour hints. A hint model without them predicts automatically.
 
     With ``config.hints`` (Zhang et al. 2017's local hints, plus a global one), the hints enter
-    at three depths, each through a layer that starts at zero, so that a model expanded from
-    one without hints (:func:`load_expanded`) computes exactly what it did:
+    in four places, each through a layer that starts at zero, so that a model expanded from one
+    without hints (:func:`recolor_tools.trainsetup.load_expanded`) computes exactly what it did:
 
     - ``hint_in``: conv3x3/2 of (a/128, b/128, mask) added to enc1's first conv, before its BN;
     - ``hint8``: conv3x3 of the hints area-averaged to 1/8, added after the fusion;
@@ -709,24 +709,6 @@ def load_checkpoint(
         model.classes.copy_(ckpt["classes"].float())
     model.to(map_location if not isinstance(map_location, dict) else "cpu").eval()
     return model, ckpt
-
-
-def load_expanded(model: Colorizer, state: dict[str, torch.Tensor]) -> None:
-    """Load the weights of a model without hints into ``model``, which takes them.
-
-    The hint layers (:data:`HINT_MODULES`) keep their zeros, so ``model`` computes exactly
-    what the model of ``state`` did, with or without hints: the start of a hint fine-tune
-    (``recolor train --init weights/cls.pt --hints``).
-
-    Raises
-    ------
-    RuntimeError
-        ``state`` lacks anything else, or holds what ``model`` has no place for.
-    """
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    other = [k for k in missing if k.split(".")[0] not in HINT_MODULES]
-    if other or unexpected:
-        raise RuntimeError(f"weights do not fit: missing {other}, unexpected {unexpected}")
 
 
 def resolve_device(name: str = "auto", local_rank: int | None = None) -> torch.device:

@@ -373,7 +373,7 @@ def build_model(
     mcfg = dataclasses.replace(mcfg, hints=takes_hints(cfg, carried))
     model = models.Colorizer(mcfg)
     if carried is not None:
-        load = models.load_expanded if expand else models.Colorizer.load_state_dict
+        load = load_expanded if expand else models.Colorizer.load_state_dict
         load(model, carried["model"])
     model.frozen_bn = bool(cfg.freeze_bn)
     if d.world > 1 and dev.device.type == "cuda":  # BN statistics over the global batch
@@ -382,6 +382,24 @@ def build_model(
     if dev.device.type == "cuda":
         model.to(memory_format=torch.channels_last)
     return model
+
+
+def load_expanded(model: models.Colorizer, state: dict[str, torch.Tensor]) -> None:
+    """Load the weights of a model without hints into ``model``, which takes them.
+
+    The hint layers (:data:`~recolor_tools.models.HINT_MODULES`) keep their zeros, so
+    ``model`` computes exactly what the model of ``state`` did, with or without hints: the start
+    of a hint fine-tune (``recolor train --init weights/cls.pt --hints``).
+
+    Raises
+    ------
+    RuntimeError
+        ``state`` lacks anything else, or holds what ``model`` has no place for.
+    """
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    other = [k for k in missing if k.split(".")[0] not in models.HINT_MODULES]
+    if other or unexpected:
+        raise RuntimeError(f"weights do not fit: missing {other}, unexpected {unexpected}")
 
 
 def takes_hints(cfg: TrainConfig, carried: dict | None) -> bool:
