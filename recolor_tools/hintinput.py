@@ -47,10 +47,10 @@ STEER_LEARNED = True
 """Whether a hint model's output is also steered by :mod:`recolor_tools.guide`.
 
 Measured on the first 100 validation posters at full size, 10 simulated truth points (6x6
-patches), with the shipped cls weights fine-tuned with hints on a CPU (80 steps of 16 crops,
-the fine-tune defaults): the learned input alone +0.12 dB PSNR over the same model's automatic
-prediction, steered as well +2.42 dB (steering the shipped model: +2.52 dB). So both, until a
-longer fine-tune says otherwise."""
+patches), with the shipped cls weights fine-tuned with hints on a CPU (300 steps of 16 crops,
+the fine-tune defaults): the learned input alone +0.25 dB PSNR over the same model's automatic
+prediction, steered as well +2.14 dB (steering the shipped model: +2.52 dB). So both, until a
+longer fine-tune makes the learned input the stronger."""
 
 
 def simulate_points(ab: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
