@@ -753,7 +753,12 @@ def train(
     batch_size: Annotated[
         int, typer.Option("--batch-size", "-b", min=1, help="Images per step and process.")
     ] = 16,
-    lr: Annotated[float, typer.Option("--lr", min=0, help="Adam learning rate.")] = 1e-4,
+    lr: Annotated[
+        Optional[float],  # noqa: UP045
+        typer.Option(
+            "--lr", min=0, help="Adam learning rate [default: 1e-4; 3e-5 with --hints --init]."
+        ),
+    ] = None,
     schedule: Annotated[
         Literal["plateau", "cosine"],
         typer.Option("--schedule", help="plateau: halve lr after 10 flat evaluations."),
@@ -792,6 +797,25 @@ def train(
         Optional[Path],  # noqa: UP045
         typer.Option("--init", help="Fine-tune: start from these weights (their architecture)."),
     ] = None,
+    hints: Annotated[
+        bool,
+        typer.Option(
+            "--hints",
+            help="The model takes colour hints, simulated from the truth; with --init of a "
+            "model without them, it starts as that model.",
+        ),
+    ] = False,
+    hint_lr: Annotated[
+        float, typer.Option("--hint-lr", min=0, help="Learning rate of the hint layers.")
+    ] = defaults.HINT_LR,
+    freeze_bn: Annotated[
+        Optional[bool],  # noqa: UP045
+        typer.Option(
+            "--freeze-bn/--no-freeze-bn",
+            help="Keep BatchNorm statistics [default: on with --hints --init].",
+            show_default=False,
+        ),
+    ] = None,
     quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:
@@ -812,7 +836,8 @@ def train(
                 grid=grid, epochs=epochs, steps=steps, batch_size=batch_size, lr=lr,
                 schedule=schedule, size=size, width=width, device=device, workers=workers,
                 threads=threads, seed=seed, eval_every=eval_every, ckpt_every=ckpt_every,
-                resume=resume, init=init, precision=precision, quiet=quiet,
+                resume=resume, init=init, precision=precision, quiet=quiet, hints=hints,
+                hint_lr=hint_lr, freeze_bn=freeze_bn,
             )  # fmt: skip
         except ValueError as e:
             tool.usage(str(e))

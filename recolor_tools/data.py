@@ -84,6 +84,9 @@ class ColorDataset(Dataset):
         Targets are at ``size / out_stride``.
     seed : int
         Seeds the augmentation (see the module notes).
+    hints : bool, default False
+        Also simulate colour hints from the truth, for a model that takes them
+        (:mod:`recolor_tools.hintinput`).
 
     Notes
     -----
@@ -93,6 +96,8 @@ class ColorDataset(Dataset):
     - reg: ``"ab"``: (2, h, w) float32, a/b / 128 (h = w = size / out_stride, area-averaged);
     - cls: ``"idx"``: (k, h, w) int64 class indices, nearest first; ``"w"``: (k, h, w) float32
       soft weights summing to 1; ``"pw"``: (h, w) float32 rebalancing weight of the nearest class;
+    - with ``hints``: ``"hint_ab"`` (2, size, size) float32 a/b, ``"hint_mask"`` (1, size, size)
+      float32 in {0, 1}, and for cls ``"palette"`` (Q,) float32 class histogram or zeros;
     - validation only: ``"ab_full"``: (2, size, size) float32 a/b (full resolution, for metrics);
     - ``"bad"``: str, the path of an unreadable image replaced by this one, or ``""``.
     """
@@ -110,6 +115,7 @@ class ColorDataset(Dataset):
         sigma: float = defaults.SIGMA,
         out_stride: int = 4,
         seed: int = 0,
+        hints: bool = False,
     ) -> None:
         if size < 8 or size % 8 or size % out_stride:
             raise ValueError(f"size must be a positive multiple of 8, got {size}")
@@ -124,6 +130,7 @@ class ColorDataset(Dataset):
             None if class_weights is None else np.asarray(class_weights, np.float32)
         )
         self.k, self.sigma, self.out_stride, self.seed = k, sigma, out_stride, seed
+        self.hints = hints
         self._bad: set[int] = set()  # per process: known-unreadable indices are not retried
 
     def __len__(self) -> int:
@@ -185,11 +192,25 @@ class ColorDataset(Dataset):
             item["idx"] = torch.from_numpy(np.ascontiguousarray(idx.transpose(2, 0, 1)))
             item["w"] = torch.from_numpy(np.ascontiguousarray(w.transpose(2, 0, 1)))
             item["pw"] = torch.from_numpy(pw)
+        if self.hints:
+            self.add_hints(item, lab[:, :, 1:], rng)
         if not self.train:
             item["ab_full"] = torch.from_numpy(
                 np.ascontiguousarray(lab[:, :, 1:].transpose(2, 0, 1))
             )
         return item
+
+    def add_hints(self, item: dict[str, torch.Tensor], ab: np.ndarray, rng) -> None:
+        """Simulated hints of a crop with true a/b ``ab`` (S, S, 2), after its targets."""
+        from .hintinput import simulate_palette, simulate_points
+
+        for key, value in simulate_points(ab, rng).items():
+            item[key] = torch.from_numpy(value)
+        if self.head == "cls":
+            q = len(self.classes)
+            item["palette"] = torch.from_numpy(
+                simulate_palette(item["idx"].numpy(), item["w"].numpy(), q, rng)
+            )
 
 
 class EpochSampler(Sampler):

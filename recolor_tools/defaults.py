@@ -19,3 +19,6 @@ SIGMA = 5.0
 
 LAMBDA = 0.5
 """Mix of the class prior with the uniform distribution in the rebalancing weights (Zhang: 0.5)."""
+
+HINT_LR = 1e-3
+"""Learning rate of the hint layers of a model that takes hints (``recolor train --hints``)."""

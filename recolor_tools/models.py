@@ -19,6 +19,11 @@ Layout, with ``C = config.width`` and the resolution relative to the input (H, W
     dec   1/4   2C     bilinear x2, conv3x3, concat(skip), conv3x3
     head  1/4   2 (reg, tanh) or Q (cls, conv1x1 logits)
 
+A model with ``config.hints`` also takes colour hints (hint a/b, a hint mask, a palette): they
+enter at the input, at 1/8 after the fusion, at 1/4 before the head and in the global vector,
+each through a zero-initialised layer (:class:`Colorizer`'s Notes; :func:`network_input` builds
+them).
+
 Every conv but the head is followed by BatchNorm and ReLU. The output is at 1/4 of the input
 resolution (``out_stride``); callers upsample a/b bilinearly onto the full-resolution L.
 
@@ -66,6 +71,12 @@ CHECKPOINT_VERSION = 2
 HEADS = ("reg", "cls")
 AB_SCALE = 128.0
 """a/b are divided by this for the regression head (tanh output in [-1, 1])."""
+HINT_KEYS = ("hint_ab", "hint_mask", "palette")
+"""The entries of a hints dict (:func:`network_input`), in batches and in prediction."""
+HINT_CHANNELS = 3
+"""Hint input channels next to L: mask * a / 128, mask * b / 128, mask."""
+HINT_MODULES = ("hint_in", "hint8", "hint4", "palette_in")
+"""The layers a hint model adds (all zero-initialised); see :class:`Colorizer`."""
 
 
 @dataclass
@@ -83,6 +94,9 @@ class ModelConfig:
     out_stride: int = 4
     # Output resolution is input / out_stride. 4 as in Zhang et al.: colour varies slowly, so
     # a/b at 1/4 upsampled onto the full-resolution L loses little and saves the costliest layers.
+    hints: bool = False
+    # Takes colour hints as input (see :func:`network_input` and :class:`Colorizer`'s Notes).
+    # Old checkpoints have no such field and load with False: the same network as before.
 
     def __post_init__(self) -> None:
         if self.head not in HEADS:
@@ -160,6 +174,13 @@ class Decoder(nn.Module):
         return self.merge(torch.cat([x, skip], dim=1))  # (B, 4C, ..) -> (B, 2C, H/4, W/4)
 
 
+def _zero(layer: nn.Module) -> nn.Module:
+    """``layer`` with every parameter set to 0: it adds nothing until training moves it."""
+    for p in layer.parameters():
+        nn.init.zeros_(p)
+    return layer
+
+
 # ---------------------------------------------------------------------------------------------
 # the model
 
@@ -183,6 +204,21 @@ class Colorizer(nn.Module):
       summing to 1, "pw": (B, h, w) float rebalancing weight (optional, default 1)}``,
       loss = mean over pixels of ``pw * -sum_k w_k log softmax(logits)[idx_k]``.
     - ``loss`` is a scalar float32 tensor, or None without targets.
+    - ``hints`` (optional dict, only for ``config.hints``; see :func:`network_input`): the user's
+      or the simulated colour hints. A hint model without them predicts automatically.
+
+    With ``config.hints`` (Zhang et al. 2017's local hints, plus a global one), the hints enter
+    in four places, each through a layer that starts at zero, so that a model expanded from one
+    without hints (:func:`recolor_tools.trainsetup.load_expanded`) computes exactly what it did:
+
+    - ``hint_in``: conv3x3/2 of (a/128, b/128, mask) added to enc1's first conv, before its BN;
+    - ``hint8``: conv3x3 of the hints area-averaged to 1/8, added after the fusion;
+    - ``hint4``: conv3x3 of the hints area-averaged to 1/4, added to the decoder's output
+      (the head reads it: a hinted cell can take the hint's colour at once);
+    - ``palette_in`` (cls): linear map of (class histogram, flag) added to the global vector.
+
+    Issue 15's calibration: hints at the input alone did not move in 40 minutes of CPU
+    fine-tuning; with the 1/8 and 1/4 paths they did.
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -206,27 +242,70 @@ class Colorizer(nn.Module):
         # The class centres decode the cls head (:meth:`decode`). Not persistent: checkpoints
         # keep them beside the weights (``ckpt["classes"]``), where load_checkpoint reads them.
         self.register_buffer("classes", torch.zeros(config.num_classes, 2), persistent=False)
+        self.frozen_bn = False  # fine-tuning: BatchNorm keeps its statistics (see :meth:`train`)
+        if config.hints:
+            self.hint_in = _zero(nn.Conv2d(HINT_CHANNELS, c, 3, 2, 1, bias=False))
+            self.hint8 = _zero(nn.Conv2d(HINT_CHANNELS, 4 * c, 3, padding=1))
+            self.hint4 = _zero(nn.Conv2d(HINT_CHANNELS, 2 * c, 3, padding=1))
+            if config.head == "cls":
+                self.palette_in = _zero(nn.Linear(config.num_classes + 1, 4 * c))
 
     def forward(
-        self, L: torch.Tensor, targets: dict[str, torch.Tensor] | None = None
+        self,
+        L: torch.Tensor,
+        targets: dict[str, torch.Tensor] | None = None,
+        hints: dict[str, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        out = self.head_out(self.features(L))  # (B, 2 or Q, H/4, W/4)
+        out = self.head_out(self.features(L, hints))  # (B, 2 or Q, H/4, W/4)
         loss = None if targets is None else self.loss(out, targets)
         return out, loss
 
-    def features(self, L: torch.Tensor) -> torch.Tensor:
+    def features(
+        self, L: torch.Tensor, hints: dict[str, torch.Tensor] | None = None
+    ) -> torch.Tensor:
         """The decoder's (B, 2C, H/4, W/4) features, from which the head reads its output.
 
         Training-free guidance (:mod:`recolor_tools.guide`) compares them between pixels.
         """
-        x = network_input(L)  # (B, 1, H, W)
-        x = self.enc1(x)  # (B, C, H/2, W/2)
+        x, palette = network_input(L, hints, self.config)  # (B, 1 or 4, H, W), (B, Q+1) or None
+        if not self.config.hints:
+            x = self.enc1(x)  # (B, C, H/2, W/2)
+        else:
+            x, h = x[:, :1], x[:, 1:]  # L; hint a/b and mask
+            conv, bn, relu = self.enc1[0]
+            x = self.enc1[1](relu(bn(conv(x) + self.hint_in(h))))
         skip = self.enc2(x)  # (B, 2C, H/4, W/4)
         x = self.enc3(skip)  # (B, 4C, H/8, W/8)
         g = self.glob(x)  # (B, 4C)
+        if palette is not None:
+            g = g + self.palette_in(palette)
         x = self.fuse(x, g)  # (B, 4C, H/8, W/8)
+        if self.config.hints:
+            x = x + self.hint8(F.avg_pool2d(h, 8))
         x = self.mid(x)  # (B, 4C, H/8, W/8)
-        return self.dec(x, skip)  # (B, 2C, H/4, W/4)
+        x = self.dec(x, skip)  # (B, 2C, H/4, W/4)
+        if self.config.hints:
+            x = x + self.hint4(F.avg_pool2d(h, self.config.out_stride))
+        return x
+
+    def train(self, mode: bool = True) -> Colorizer:
+        """As ``nn.Module.train``; with ``frozen_bn`` BatchNorm stays in eval mode (it keeps and
+        uses its running statistics): fine-tuning on few crops must not move them."""
+        super().train(mode)
+        if mode and self.frozen_bn:
+            for m in self.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+        return self
+
+    def hint_parameters(self) -> list[nn.Parameter]:
+        """The parameters of the hint layers (none without ``config.hints``)."""
+        return [
+            p
+            for name in HINT_MODULES
+            if hasattr(self, name)
+            for p in getattr(self, name).parameters()
+        ]
 
     def head_out(self, feats: torch.Tensor) -> torch.Tensor:
         """The head on decoder features: reg a/b / 128 (tanh), or cls logits."""
@@ -255,25 +334,69 @@ class Colorizer(nn.Module):
 # the way in and the way out
 
 
-def network_input(L: torch.Tensor) -> torch.Tensor:
+def network_input(
+    L: torch.Tensor,
+    hints: dict[str, torch.Tensor] | None = None,
+    config: ModelConfig | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The network's input, built in this one place for training and prediction alike.
+
+    This is where colour hints enter the network (Zhang et al. 2017): as extra channels next to
+    L, and as a class histogram for the global branch.
 
     Parameters
     ----------
     L : (B, 1, H, W) float
         Lightness in [0, 100]; H and W multiples of 8 (callers pad).
+    hints : dict, optional
+        Only read when ``config.hints``; every key optional (missing: no such hint):
+
+        - ``"hint_ab"``: (B, 2, H, W) float, a/b of the hints (about [-128, 127]; any value
+          where the mask is 0);
+        - ``"hint_mask"``: (B, 1, H, W) float in [0, 1], the share of each pixel a hint covers;
+        - ``"palette"``: (B, Q) float, the soft-encoded class histogram of a palette (sums to
+          1), or all zeros for none.
+    config : ModelConfig, optional
+        The model's; None is a model without hints.
 
     Returns
     -------
-    (B, 1, H, W) float
-        ``(L - 50) / 50``, in [-1, 1]. Colour hints do not enter here: the shipped models see L
-        alone, and :mod:`recolor_tools.guide` steers their class distribution instead.
+    x : (B, 1, H, W) or, with ``config.hints``, (B, 4, H, W) float
+        ``(L - 50) / 50`` in [-1, 1]; then ``mask * a / 128``, ``mask * b / 128`` (the
+        regression targets' scale) and ``mask``. Without hints the last three are 0.
+    palette : (B, Q + 1) float or None
+        ``(histogram, flag)``, flag 1 where a palette is given; None unless a cls hint model.
     """
     if L.ndim != 4 or L.shape[1] != 1:
         raise ValueError(f"L must have shape (B, 1, H, W), got {tuple(L.shape)}")
     if L.shape[2] % 8 or L.shape[3] % 8:
         raise ValueError(f"H and W must be multiples of 8, got {tuple(L.shape[2:])}")
-    return (L - 50.0) / 50.0
+    x = (L - 50.0) / 50.0
+    if config is None or not config.hints:
+        return x, None
+    hints = hints or {}
+    B, _, H, W = L.shape
+    mask = hints.get("hint_mask")
+    if mask is None:
+        local = x.new_zeros(B, HINT_CHANNELS, H, W)
+    else:
+        mask = mask.to(x.dtype)
+        local = torch.cat([hints["hint_ab"].to(x.dtype) * (mask / AB_SCALE), mask], dim=1)
+    palette = None
+    if config.head == "cls":
+        hist = hints.get("palette")
+        if hist is None:
+            hist = x.new_zeros(B, config.num_classes)
+        hist = hist.to(x.dtype)
+        flag = (hist.sum(dim=1, keepdim=True) > 0).to(x.dtype)
+        palette = torch.cat([hist, flag], dim=1)
+    return torch.cat([x, local], dim=1), palette
+
+
+def pop_hints(batch: dict[str, Any]) -> dict[str, torch.Tensor] | None:
+    """Remove and return the hint entries (:data:`HINT_KEYS`) of a batch, or None if none."""
+    hints = {k: batch.pop(k) for k in HINT_KEYS if k in batch}
+    return hints or None
 
 
 def decode(

@@ -252,9 +252,12 @@ def infer(
     """Step 2: the network's a/b for every item; items of one working shape share a pass.
 
     Decoded on the network's device by :meth:`Colorizer.decode` (only the 2-channel a/b leaves
-    it). Items with hints have their class log-distribution steered first
-    (:func:`recolor_tools.guide.steer`, ``prior`` the checkpoint's class prior).
+    it). A model that takes hints gets them as input (:mod:`recolor_tools.hintinput`). Items
+    with hints have their class log-distribution steered first (:func:`recolor_tools.guide.steer`,
+    ``prior`` the checkpoint's class prior); for a hint model, as ``hintinput.STEER_LEARNED`` says.
     """
+    from . import hintinput
+
     device, stride = next(model.parameters()).device, model.config.out_stride
     out: dict[int, Predicted] = {}
     groups: dict[tuple[int, int], list[int]] = {}
@@ -264,11 +267,15 @@ def infer(
         for s in range(0, len(group), batch_size):
             chunk = group[s : s + batch_size]
             x = torch.from_numpy(np.stack([items[i].work for i in chunk])[:, None]).to(device)
+            given = None
+            if model.config.hints:
+                given = hintinput.batch_hints([items[i] for i in chunk], model.classes, device)
             with torch.inference_mode():
-                feats = model.features(x)  # (B, 2C, h', w')
+                feats = model.features(x, given)  # (B, 2C, h', w')
                 z = model.head_out(feats)  # (B, 2 or Q, h', w')
                 for j, i in enumerate(chunk):
-                    if items[i].hints is not None:
+                    steered = not model.config.hints or hintinput.STEER_LEARNED
+                    if items[i].hints is not None and steered:
                         z[j] = steer(z[j], feats[j], items[i], model.classes, prior, stride)
                 ab = model.decode(z, temperature).permute(0, 2, 3, 1).cpu().numpy()
             for j, i in enumerate(chunk):
@@ -392,7 +399,7 @@ class Predictor:
 
     def check_hints(self, given: bool) -> None:
         """Raise :class:`RecolorError` if hints are ``given`` to a model that cannot take them."""
-        if given and self.model.config.head != "cls":
+        if given and self.model.config.head != "cls" and not self.model.config.hints:
             raise RecolorError(
                 "colour hints and palettes need the cls head (its class distribution is what "
                 "they steer); the reg head predicts one colour per pixel: use --head cls"

@@ -71,8 +71,10 @@ from .trainsetup import (
     log,
     read_start,
     resolve_classes,
+    resolve_freeze_bn,
     setup_process,
     stats_of_data,
+    takes_hints,
     warn_unreadable,
 )
 
@@ -241,10 +243,11 @@ def train_step(run: Run, state: TrainState, batch: dict[str, Any]) -> torch.Tens
     dev = run.dev
     targets = {k: v.to(dev.device, non_blocking=True) for k, v in batch.items() if k != "bad"}
     L = targets.pop("L")  # (B, 1, S, S)
+    hints = models.pop_hints(targets)  # simulated from the truth, for a model that takes them
     if dev.device.type == "cuda":
         L = L.contiguous(memory_format=torch.channels_last)
     with dev.autocast:
-        _, loss = run.model(L, targets)
+        _, loss = run.model(L, targets, hints)
     opt = run.opt
     opt.optimizer.zero_grad(set_to_none=True)
     opt.scaler.scale(loss).backward()
@@ -362,13 +365,14 @@ def _train(cfg: TrainConfig, d: Dist) -> Path:
     dev = setup_process(cfg, d)
     resumed, init = read_start(cfg, d)
     carried = resumed if resumed is not None else init
+    cfg = resolve_freeze_bn(cfg, resumed)
 
     # -- data -----------------------------------------------------------------------------
     warned: set[str] = set()  # unreadable images already reported
     train_paths = list_images(cfg.data)
     val_paths = list_images(cfg.val) if cfg.val else []
     cs = resolve_classes(cfg, resumed, init, stats_of_data(cfg, d, train_paths, warned))
-    loaders = build_loaders(cfg, d, dev, (train_paths, val_paths), cs)
+    loaders = build_loaders(cfg, d, dev, (train_paths, val_paths), cs, takes_hints(cfg, carried))
     total_steps = cfg.steps or (cfg.epochs or 10) * loaders.steps_per_epoch
     eval_every = cfg.eval_every or loaders.steps_per_epoch
     data_info = {
@@ -394,7 +398,8 @@ def _train(cfg: TrainConfig, d: Dist) -> Path:
         _trim_metrics(cfg.out / "metrics.jsonl", state.step)
     log(
         cfg, d,
-        f"{cfg.head} head, {models.param_count(raw):,} parameters, "
+        f"{cfg.head} head{' with hints' if raw.config.hints else ''}, "
+        f"{models.param_count(raw):,} parameters, "
         f"{len(train_paths)} training / {len(val_paths)} validation images, "
         f"{total_steps} steps of {cfg.batch_size} x {d.world} on {dev.device}, "
         f"{dev.workers} loader workers",

@@ -1,0 +1,248 @@
+"""The learned hint model: checkpoints without hints load unchanged, hints are simulated per crop
+deterministically, ``recolor train --hints --init`` starts exactly from the automatic model, and
+a model fine-tuned on a tiny synthetic set follows a hint that lightness cannot tell.
+
+The synthetic set: gray images holding one square of lightness 55 whose hue is random per image,
+so only a hint can say the square's colour.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import run, write_rgb
+
+from recolor_tools import hintinput, hints, models, quant
+from recolor_tools.color import lab_to_rgb, rgb_to_lab, to_uint8
+from recolor_tools.data import ColorDataset
+from recolor_tools.distributed import Dist
+from recolor_tools.imageio import read_rgb
+from recolor_tools.predict import Predictor
+from recolor_tools.trainsetup import (
+    ClassSetup,
+    Device,
+    TrainConfig,
+    build_model,
+    build_optimiser,
+    resolve_freeze_bn,
+)
+
+SIDE = 32
+CHROMA = 45.0
+HINT_HUES = (2.2, 4.0)  # radians: hint colours (any hue is one the square can take)
+
+
+def square_image(hue: float | None, x0: int = 8, y0: int = 8, side: int = 16) -> np.ndarray:
+    """uint8 RGB: gray (L 40) with a square of L 55, coloured at ``hue`` (None: gray too)."""
+    lab = np.zeros((SIDE, SIDE, 3), np.float32)
+    lab[:, :, 0] = 40
+    lab[y0 : y0 + side, x0 : x0 + side, 0] = 55
+    if hue is not None:
+        lab[y0 : y0 + side, x0 : x0 + side, 1] = CHROMA * np.cos(hue)
+        lab[y0 : y0 + side, x0 : x0 + side, 2] = CHROMA * np.sin(hue)
+    return to_uint8(lab_to_rgb(lab))
+
+
+def hex_of(hue: float) -> str:
+    lab = np.array([[[55, CHROMA * np.cos(hue), CHROMA * np.sin(hue)]]], np.float32)
+    return "#" + bytes(to_uint8(lab_to_rgb(lab))[0, 0]).hex()
+
+
+@pytest.fixture(scope="module")
+def squares(tmp_path_factory):
+    d = tmp_path_factory.mktemp("squares")
+    rng = np.random.default_rng(0)
+    for i in range(32):
+        x0, y0 = rng.integers(2, SIDE - 18, size=2)
+        write_rgb(d / f"{i:02d}.png", square_image(rng.uniform(0, 2 * np.pi), x0, y0))
+    return d
+
+
+def tiny_model(hints: bool = False, seed: int = 0) -> models.Colorizer:
+    torch.manual_seed(seed)
+    q = len(quant.gamut_classes(10))
+    model = models.Colorizer(models.ModelConfig(num_classes=q, width=8, hints=hints))
+    for m in model.modules():  # statistics that are not the identity, as a trained model has
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2)
+    model.classes.copy_(torch.tensor(quant.gamut_classes(10)))
+    return model.eval()
+
+
+def save(model: models.Colorizer, path, drop_hints: bool = False):
+    ckpt = models.make_checkpoint(model, classes=model.classes.numpy(), grid=10.0)
+    if drop_hints:  # as written before models took hints
+        del ckpt["config"]["hints"]
+    models.save_checkpoint(path, ckpt)
+    return path
+
+
+def some_hints(L: torch.Tensor, q: int) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    B, _, H, W = L.shape
+    return {
+        "hint_ab": torch.randn(B, 2, H, W, generator=g) * 40,
+        "hint_mask": (torch.rand(B, 1, H, W, generator=g) > 0.95).float(),
+        "palette": torch.softmax(torch.randn(B, q, generator=g), dim=1),
+    }
+
+
+# -- the model and its checkpoints --------------------------------------------------------------
+
+
+def test_old_checkpoint_loads_without_hints_and_gives_identical_output(tmp_path):
+    model = tiny_model()
+    loaded, _ = models.load_checkpoint(save(model, tmp_path / "old.pt", drop_hints=True))
+    assert loaded.config.hints is False
+    assert not any(name in dict(loaded.named_children()) for name in models.HINT_MODULES)
+    L = torch.rand(2, 1, 32, 40) * 100
+    with torch.no_grad():
+        assert torch.equal(loaded(L)[0], model(L)[0])
+        x, palette = models.network_input(L, some_hints(L, 5), loaded.config)
+    assert x.shape == (2, 1, 32, 40) and palette is None  # hints do not enter such a model
+
+
+def test_hint_model_round_trips_and_its_input_holds_the_hints(tmp_path):
+    model = tiny_model(hints=True)
+    for name in models.HINT_MODULES:  # trained hint layers, not the zeros they start at
+        for p in getattr(model, name).parameters():
+            torch.nn.init.normal_(p, std=0.1)
+    loaded, ckpt = models.load_checkpoint(save(model, tmp_path / "hint.pt"))
+    assert ckpt["config"]["hints"] is True and loaded.config.hints is True
+    L = torch.rand(2, 1, 32, 40) * 100
+    h = some_hints(L, loaded.config.num_classes)
+    with torch.no_grad():
+        out = loaded(L, hints=h)[0]
+        assert torch.equal(out, model(L, hints=h)[0])
+        assert not torch.equal(out, loaded(L)[0])  # the hints change the output
+        x, palette = models.network_input(L, h, loaded.config)
+    mask = h["hint_mask"]
+    assert x.shape == (2, 4, 32, 40)
+    np.testing.assert_allclose(x[:, 1:3], h["hint_ab"] * mask / models.AB_SCALE, atol=1e-6)
+    assert torch.equal(x[:, 3:], mask)
+    assert torch.equal(palette[:, -1], torch.ones(2))  # the flag: a palette is given
+    np.testing.assert_allclose(palette[:, :-1].sum(1), 1, rtol=1e-5)
+
+
+# -- simulated hints ----------------------------------------------------------------------------
+
+
+def test_simulated_hints_follow_the_truth_and_the_seed(squares):
+    classes = quant.gamut_classes(10)
+    paths = sorted(str(p) for p in squares.iterdir())
+    ds = ColorDataset(paths, SIDE, head="cls", classes=classes, seed=3, hints=True)
+    items = [ds[(e, i)] for e in range(4) for i in range(len(paths))]
+    again = ds[(2, 5)]
+    for key in models.HINT_KEYS:
+        assert torch.equal(again[key], items[2 * len(paths) + 5][key])  # fixed by seed/epoch/item
+    no_points = np.mean([it["hint_mask"].sum().item() == 0 for it in items])
+    with_palette = np.mean([it["palette"].sum().item() > 0 for it in items])
+    assert 0.1 < no_points < 0.45 and 0.3 < with_palette < 0.7  # 1/4 and 1/2 by design
+    counts = [it["hint_mask"].sum().item() for it in items]
+    assert max(counts) > 81  # several patches in some crops
+    for it in items:
+        assert set(it["hint_mask"].unique().tolist()) <= {0.0, 1.0}
+        assert (it["hint_ab"][:, ~it["hint_mask"][0].bool()] == 0).all()
+        if it["palette"].sum() > 0:
+            np.testing.assert_allclose(it["palette"].sum().item(), 1, rtol=1e-5)
+    # With the full-resolution truth (validation items): a hint is the mean of the truth over
+    # its patch, so between the truth's extremes, and equal to it inside one flat area.
+    val = ColorDataset(paths, SIDE, train=False, head="cls", classes=classes, hints=True)
+    diffs = []
+    for i in range(len(paths)):
+        it = val[i]
+        m = it["hint_mask"][0].bool()
+        truth, hint = it["ab_full"][:, m], it["hint_ab"][:, m]
+        lo, hi = it["ab_full"].amin(dim=(1, 2)), it["ab_full"].amax(dim=(1, 2))
+        assert ((hint >= lo[:, None] - 1e-3) & (hint <= hi[:, None] + 1e-3)).all()
+        diffs.append((hint - truth).abs().flatten())
+    diffs = torch.cat(diffs)
+    assert len(diffs) > 0 and diffs.median() < 1.0  # most patches lie in one flat area
+    plain = ColorDataset(paths, SIDE, head="cls", classes=classes, seed=3)
+    assert torch.equal(plain[(2, 5)]["idx"], again["idx"])  # the crop does not change
+
+
+# -- training ------------------------------------------------------------------------------------
+
+
+def train_args(data, out, *extra):
+    return [
+        "train", data, "--size", SIDE, "-b", 8, "--width", 8, "--grid", 10, "-j", 0,
+        "--threads", 1, "--device", "cpu", "-o", out, "--quiet", *extra,
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def automatic(squares, tmp_path_factory):
+    out = tmp_path_factory.mktemp("auto")
+    run(train_args(squares, out, "--steps", 40, "--lr", 3e-3), check_rc=0)
+    return out / "cls.pt"
+
+
+def test_init_with_hints_starts_exactly_as_the_automatic_model(squares, automatic, tmp_path):
+    auto, ckpt = models.load_checkpoint(automatic)
+    assert auto.config.hints is False
+    cfg = resolve_freeze_bn(
+        TrainConfig(data=[str(squares)], out=tmp_path, hints=True, init=automatic), None
+    )
+    assert cfg.freeze_bn is True and cfg.lr == 3e-5  # the fine-tune defaults
+    dev = Device(torch.device("cpu"), torch.autocast("cpu", enabled=False), None, 0)
+    model = build_model(cfg, Dist(), dev, ClassSetup.of_checkpoint(ckpt), ckpt).eval()
+    model.classes.copy_(auto.classes)
+    assert model.config.hints is True
+    L = torch.rand(3, 1, 32, 32) * 100
+    with torch.no_grad():
+        expected = auto(L)[0]
+        assert torch.equal(model(L)[0], expected)
+        assert torch.equal(model(L, hints=some_hints(L, model.config.num_classes))[0], expected)
+    opt = build_optimiser(cfg, model, 10, None)
+    assert [g["lr"] for g in opt.optimizer.param_groups] == [3e-5, 1e-3]
+    model.train()
+    assert not any(m.training for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+
+
+def test_fine_tune_settings_survive_a_resume(tmp_path):
+    resumed = {"train_state": {"args": {"freeze_bn": True, "hints": True}}}
+    cfg = TrainConfig(data=["x"], out=tmp_path, resume=True)  # --resume takes no --init
+    assert resolve_freeze_bn(cfg, resumed).freeze_bn is True
+    assert resolve_freeze_bn(cfg, {"train_state": {"args": {}}}).freeze_bn is False
+    given = TrainConfig(data=["x"], out=tmp_path, resume=True, freeze_bn=False)
+    assert resolve_freeze_bn(given, resumed).freeze_bn is False  # what the user says wins
+    assert TrainConfig(data=["x"], hints=True).lr == 1e-4  # no --init: not a fine-tune
+    assert TrainConfig(data=["x"], hints=True, init="w.pt", lr=1e-3).lr == 1e-3
+
+
+def test_fine_tuned_hint_model_follows_a_hint(squares, automatic, tmp_path, monkeypatch):
+    monkeypatch.setattr(hintinput, "STEER_LEARNED", False)  # the learned path alone
+    out = tmp_path / "hint"
+    # Learning rates far above the defaults: a toy set that must be learnt in seconds.
+    extra = ("--hints", "--init", automatic, "--steps", 300, "--lr", 3e-3, "--hint-lr", 0.1)
+    run(train_args(squares, out, *extra), check_rc=0)
+    predictor = Predictor.load(out / "cls.pt")
+    assert predictor.model.config.hints is True
+    gray = square_image(None).astype(np.float32) / 255
+    for hue in HINT_HUES:
+        color = hex_of(hue)
+        without = square_error(predictor.recolorize(gray), color)
+        hinted = predictor.recolorize(gray, hints=hints.point(15, 15, color, size=3))
+        with_hint = square_error(hinted, color)
+        assert with_hint < 0.5 * without, (hue, with_hint, without)
+    # The same through the command line (steered as well, as predict does by default).
+    write_rgb(tmp_path / "gray.png", square_image(None))
+    color = hex_of(HINT_HUES[0])
+    args = ["predict", tmp_path / "gray.png", "-w", out / "cls.pt", "-o", tmp_path / "o.png"]
+    run([*args, "--hint", f"15,15={color}"], check_rc=0)
+    hinted = read_rgb(tmp_path / "o.png")
+    assert square_error(hinted, color) < 0.5 * square_error(predictor.recolorize(gray), color)
+
+
+def square_error(rgb: np.ndarray, color: str) -> float:
+    """Median a/b distance to ``color`` over the square, less the hinted pixels (which compose
+    pastes): what the hint must have spread to."""
+    region = np.zeros((SIDE, SIDE), bool)
+    region[8:24, 8:24] = True
+    region[14:17, 14:17] = False
+    ab = rgb_to_lab(np.asarray(rgb, np.float32))[:, :, 1:]
+    return float(np.median(np.linalg.norm(ab[region] - hints.parse_color(color), axis=1)))
