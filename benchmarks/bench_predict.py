@@ -145,7 +145,7 @@ def _child_maxrss_mib(cmd: list[str]) -> tuple[float, subprocess.CompletedProces
 
 def shipped_width() -> int:
     """Width of the shipped cls model: the network users actually run."""
-    from recolor_tools.models import default_weights, read_checkpoint
+    from recolor_tools.checkpoints import default_weights, read_checkpoint
 
     return int(read_checkpoint(default_weights("cls"))["config"]["width"])
 
@@ -153,7 +153,8 @@ def shipped_width() -> int:
 def peak_memory(tmp: Path) -> None:
     import cv2
 
-    from recolor_tools.models import Colorizer, ModelConfig, make_checkpoint, save_checkpoint
+    from recolor_tools.checkpoints import make_checkpoint, save_checkpoint
+    from recolor_tools.models import Colorizer, ModelConfig
 
     h, w = 4000, 6000
     # A smooth colour field plus noise: a realistic JPEG size, made in a few seconds.

@@ -37,8 +37,8 @@ The global descriptor replaces the seed's frozen ImageNet Inception-ResNet-v2 (w
 project cannot download): it is pooled from the network's own features and learned with the
 rest, as in Iizuka et al.
 
-Checkpoints are plain dicts of tensors and primitives (loadable with
-``torch.load(weights_only=True)``); see :func:`make_checkpoint`.
+Checkpoints (the model's config and weights with what it was trained with) are written and read
+by :mod:`recolor_tools.checkpoints`.
 
 References
 ----------
@@ -50,14 +50,9 @@ References
 
 from __future__ import annotations
 
-import dataclasses
-import importlib.resources
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -65,9 +60,6 @@ from torch import nn
 from . import defaults
 from .errors import RecolorError
 
-CHECKPOINT_FORMAT = "recolor-checkpoint"
-CHECKPOINT_VERSION = 2
-"""2: no derived fields (head, num_classes, the prior), soft-encoding recorded; 1 still reads."""
 HEADS = ("reg", "cls")
 AB_SCALE = 128.0
 """a/b are divided by this for the regression head (tanh output in [-1, 1])."""
@@ -240,7 +232,7 @@ class Colorizer(nn.Module):
         else:
             self.head = nn.Conv2d(2 * c, config.num_classes, 1)
         # The class centres decode the cls head (:meth:`decode`). Not persistent: checkpoints
-        # keep them beside the weights (``ckpt["classes"]``), where load_checkpoint reads them.
+        # keep them beside the weights (``ckpt["classes"]``); load_checkpoint fills them.
         self.register_buffer("classes", torch.zeros(config.num_classes, 2), persistent=False)
         self.frozen_bn = False  # fine-tuning: BatchNorm keeps its statistics (see :meth:`train`)
         if config.hints:
@@ -473,242 +465,7 @@ def flops(config: ModelConfig, H: int = 256, W: int = 256) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
-# checkpoints
-
-
-def make_checkpoint(
-    model: nn.Module,
-    *,
-    classes: Any = None,
-    grid: float | None = None,
-    rebalance: dict[str, Any] | None = None,
-    k: int = defaults.K,
-    sigma: float = defaults.SIGMA,
-    data: dict[str, Any] | None = None,
-    metrics: dict[str, Any] | None = None,
-    step: int = 0,
-    train_state: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Build the checkpoint dict for ``model`` (a :class:`Colorizer`, possibly DDP-wrapped).
-
-    A checkpoint records what the model was trained with and nothing that can be derived from
-    it: the head is ``config["head"]``, and Q is the length of ``classes`` (so the stored
-    ``config`` has no ``num_classes``; :func:`read_checkpoint` puts both back).
-
-    Parameters
-    ----------
-    model : Colorizer
-    classes : (Q, 2) array_like float32, optional
-        ab centres of the colour classes (cls head; required there, Q = ``config.num_classes``).
-    grid : float, optional
-        Spacing of the class grid in ab units.
-    rebalance : dict, optional
-        The rebalancing the cls loss used: ``{"weights": (Q,) float32 tensor, "lam": float,
-        "sigma": float}`` (weights from :func:`recolor_tools.rebalance.rebalance_weights`;
-        version-1 files also hold the smoothed ``"prior"`` they came from).
-    k, sigma : int, float
-        Soft-encoding of the cls targets: ``k`` nearest classes, Gaussian width ``sigma`` in
-        a/b units (:func:`recolor_tools.quant.soft_encode`). Stored as
-        ``"encoding": {"k", "sigma"}`` for cls, None for reg.
-    data, metrics : dict, optional
-        Summaries of the training data (``"size"``: the training crop side in pixels) and of
-        the last evaluation (primitives only).
-    step : int
-        Optimiser steps taken.
-    train_state : dict, optional
-        Optimiser, scheduler, RNG and data position for ``--resume``; removed by
-        :func:`strip_checkpoint` from shipped weights.
-
-    Returns
-    -------
-    dict
-        ``{"format", "version", "config", "model", "classes", "grid", "encoding",
-        "rebalance", "data", "metrics", "step"[, "train_state"]}``.
-    """
-    model = getattr(model, "module", model)  # unwrap DistributedDataParallel
-    config: ModelConfig = model.config
-    encoding = None
-    if config.head == "cls":
-        if classes is None:
-            raise ValueError("a cls checkpoint needs its classes")
-        classes = torch.tensor(np.asarray(classes, dtype=np.float32))
-        if classes.shape != (config.num_classes, 2):
-            raise ValueError(f"classes must be ({config.num_classes}, 2), got {classes.shape}")
-        encoding = {"k": int(k), "sigma": float(sigma)}
-    stored_config = dataclasses.asdict(config)
-    del stored_config["num_classes"]  # len(classes)
-    ckpt = {
-        "format": CHECKPOINT_FORMAT,
-        "version": CHECKPOINT_VERSION,
-        "config": stored_config,
-        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "classes": classes,
-        "grid": grid,
-        "encoding": encoding,
-        "rebalance": rebalance,
-        "data": data or {},
-        "metrics": metrics or {},
-        "step": int(step),
-    }
-    if train_state is not None:
-        ckpt["train_state"] = train_state
-    return ckpt
-
-
-def strip_checkpoint(ckpt: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``ckpt`` without ``train_state``: the weights to ship or predict with."""
-    return {k: v for k, v in ckpt.items() if k != "train_state"}
-
-
-def save_checkpoint(path: str | Path, ckpt: dict[str, Any], keep_previous: bool = False) -> None:
-    """Write ``ckpt`` with ``torch.save``, atomically: a killed run leaves the old file whole.
-
-    The data is flushed to disk (fsync) before the rename, so a crash of the machine cannot
-    leave a renamed but short file either. With ``keep_previous``, the file ``path`` held is
-    first renamed to :func:`previous_path` (``last.pt`` -> ``last.prev.pt``), so that a
-    checkpoint damaged later (a truncated copy) still has a good predecessor to resume from.
-    """
-    from .imageio import atomic_open
-
-    path = Path(path)
-    with atomic_open(path) as f:
-        torch.save(ckpt, f)
-        f.flush()
-        os.fsync(f.fileno())
-        if keep_previous and path.exists():
-            os.replace(path, previous_path(path))
-
-
-def previous_path(path: str | Path) -> Path:
-    """Where :func:`save_checkpoint` keeps the previous file: ``last.pt`` -> ``last.prev.pt``."""
-    path = Path(path)
-    return path.with_name(f"{path.stem}.prev{path.suffix}")
-
-
-def check_head(ckpt: dict[str, Any], head: str | None, path: str | Path, advice: str = "") -> None:
-    """Raise if ``head`` is given and the checkpoint is for the other head."""
-    if head is not None and ckpt.get("head") != head:
-        raise RecolorError(
-            f"checkpoint is for the {ckpt.get('head')!r} head, not {head!r}{advice}", path
-        )
-
-
-def read_checkpoint(
-    path: str | Path, map_location: Any = "cpu", head: str | None = None
-) -> dict[str, Any]:
-    """Load and validate a checkpoint dict without building the model.
-
-    ``head``, if given, is the head the caller expects; a checkpoint of the other one is an error.
-    Every version reads the same: the derived ``"head"`` and ``config["num_classes"]`` are put
-    back, and a version-1 checkpoint (which stored them, and trained with the default
-    soft-encoding) gets ``"encoding"`` = ``{"k": defaults.K, "sigma": defaults.SIGMA}``.
-    ``"version"`` stays the file's.
-
-    Raises
-    ------
-    RecolorError
-        Missing file, not a recolor checkpoint (a file cut short is one), a newer format
-        version, cls weights without matching classes, or the wrong head.
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise RecolorError("no such file" if not p.exists() else "not a file", path)
-    try:
-        ckpt = torch.load(p, map_location=map_location, weights_only=True)
-    except Exception as e:  # pickle, zip and torch errors all mean the same here
-        raise RecolorError(
-            f"not a recolor checkpoint (torch.load failed: {type(e).__name__})", path
-        ) from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise RecolorError("not a recolor checkpoint (no 'recolor-checkpoint' format tag)", path)
-    version = ckpt.get("version")
-    if not isinstance(version, int) or version > CHECKPOINT_VERSION:
-        raise RecolorError(
-            f"checkpoint version {version} is newer than this recolor reads "
-            f"({CHECKPOINT_VERSION}); upgrade recolor",
-            path,
-        )
-    _complete(ckpt, path)
-    check_head(ckpt, head, path)
-    return ckpt
-
-
-def _complete(ckpt: dict[str, Any], path: str | Path) -> None:
-    """Put back what a checkpoint derives (head, Q); check the copies a version 1 stored."""
-    config = ckpt.get("config")
-    classes = ckpt.get("classes")
-    if not isinstance(config, dict) or config.get("head") not in HEADS:
-        raise RecolorError("broken checkpoint: no model config", path)
-    cls = config["head"] == "cls"
-    if cls and not (
-        isinstance(classes, torch.Tensor) and classes.ndim == 2 and classes.shape[1] == 2
-    ):
-        raise RecolorError("broken checkpoint: cls weights without classes", path)
-    q = len(classes) if cls else 0
-    if config.setdefault("num_classes", q) != q:  # version 1 stored both
-        raise RecolorError("broken checkpoint: cls weights without matching classes", path)
-    if ckpt.setdefault("head", config["head"]) != config["head"]:  # version 1 stored both
-        raise RecolorError("broken checkpoint: two different heads", path)
-    default = {"k": defaults.K, "sigma": defaults.SIGMA} if cls else None
-    ckpt.setdefault("encoding", default)
-    rebalance = ckpt.get("rebalance")
-    if cls and isinstance(rebalance, dict) and rebalance.get("prior") is None:
-        rebalance["prior"] = prior_from_weights(rebalance["weights"], float(rebalance["lam"]))
-
-
-def prior_from_weights(weights: torch.Tensor, lam: float) -> torch.Tensor | None:
-    """The smoothed class prior p that rebalancing weights were made from, or None for lam = 1.
-
-    Inverts :func:`recolor_tools.rebalance.rebalance_weights`: ``w = s / ((1 - lam) p + lam / Q)``
-    with ``sum p w = 1`` gives ``s = 1 / sum(1 / w)`` and ``p = (s / w - lam / Q) / (1 - lam)``.
-    Version 2 checkpoints store only the weights; palettes (:mod:`recolor_tools.guide`) need p.
-    """
-    if lam >= 1:
-        return None
-    w = weights.double()
-    s = 1.0 / (1.0 / w).sum()
-    return ((s / w - lam / len(w)) / (1.0 - lam)).clamp(min=0).float()
-
-
-def load_checkpoint(
-    path: str | Path, head: str | None = None, map_location: Any = "cpu"
-) -> tuple[Colorizer, dict[str, Any]]:
-    """Rebuild the model stored in a checkpoint file.
-
-    Parameters
-    ----------
-    path : str or Path
-    head : {"reg", "cls"}, optional
-        The head the caller expects; a checkpoint of the other head is an error.
-    map_location : str or torch.device
-        Passed to ``torch.load``.
-
-    Returns
-    -------
-    model : Colorizer
-        In eval mode, on ``map_location``'s device.
-    ckpt : dict
-        The whole checkpoint (see :func:`make_checkpoint`).
-
-    Raises
-    ------
-    RecolorError
-        Missing file, not a checkpoint, newer version, wrong head, or weights that do not fit
-        the stored config; the reason is one line.
-    """
-    ckpt = read_checkpoint(path, map_location)
-    check_head(ckpt, head, path, f"; use --head {ckpt.get('head')} or other weights")
-    try:
-        config = ModelConfig(**ckpt["config"])
-        model = Colorizer(config)
-        model.load_state_dict(ckpt["model"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as e:
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise RecolorError(f"broken checkpoint: {reason}", path) from None
-    if config.head == "cls":
-        model.classes.copy_(ckpt["classes"].float())
-    model.to(map_location if not isinstance(map_location, dict) else "cpu").eval()
-    return model, ckpt
+# where the network runs
 
 
 def resolve_device(name: str = "auto", local_rank: int | None = None) -> torch.device:
@@ -733,36 +490,3 @@ def resolve_device(name: str = "auto", local_rank: int | None = None) -> torch.d
     if name != "cpu":
         raise RecolorError(f"unknown device {name!r} (use auto, cpu or cuda)")
     return torch.device("cpu")
-
-
-def default_weights(head: str) -> Path:
-    """Path of the shipped weights for ``head``: ``{head}.pt`` in package data or the checkout.
-
-    Looks in the installed package ``recolor_tools.weights`` (pyproject maps the top-level
-    ``weights/`` directory there), then in ``<checkout>/weights/``.
-
-    Raises
-    ------
-    RecolorError
-        Neither holds ``{head}.pt``.
-    """
-    if head not in HEADS:
-        raise ValueError(f"head must be one of {HEADS}, got {head!r}")
-    name = f"{head}.pt"
-    candidates: list[Path] = []
-    try:
-        res = importlib.resources.files("recolor_tools.weights") / name
-        if res.is_file():
-            return Path(str(res))
-        candidates.append(Path(str(res)))
-    except (ModuleNotFoundError, TypeError, NotADirectoryError):
-        pass
-    local = Path(__file__).resolve().parent.parent / "weights" / name
-    if local.is_file():
-        return local
-    candidates.append(local)
-    where = ", ".join(str(c) for c in dict.fromkeys(candidates))
-    raise RecolorError(
-        f"no shipped weights for the {head} head (looked in {where}); "
-        "train some with `recolor train`"
-    )

@@ -50,7 +50,7 @@ import cv2
 import numpy as np
 import torch
 
-from . import defaults, models
+from . import checkpoints, defaults, models
 from .color import lab_to_rgb, rgb_to_lab, to_uint8, to_uint16
 from .errors import RecolorError
 from .guide import class_probabilities, steer
@@ -387,14 +387,14 @@ class Predictor:
         if weights is None:
             head = head or "cls"
             try:
-                weights = models.default_weights(head)
+                weights = checkpoints.default_weights(head)
             except RecolorError:
                 raise RecolorError(
                     f"no weights for head {head} "
                     "(train them with `recolor train` or pass --weights)",
                     Path(models.__file__).resolve().parent.parent / "weights" / f"{head}.pt",
                 ) from None
-        model, ckpt = models.load_checkpoint(weights, head, map_location=device)
+        model, ckpt = checkpoints.load_checkpoint(weights, head, map_location=device)
         return cls(model, ckpt, device=device, **kwargs)
 
     def check_hints(self, given: bool) -> None:

@@ -56,7 +56,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from . import models
+from . import checkpoints, models
 from .data import list_images
 from .distributed import Dist, broadcast_buffers, mean_over_ranks, param_digest, setup_distributed
 from .trainsetup import (
@@ -314,7 +314,7 @@ def checkpoint(run: Run, state: TrainState, metrics: dict[str, Any]) -> dict[str
         "args": _primitive(dataclasses.asdict(run.cfg)),
     }
     cs = run.cs
-    return models.make_checkpoint(
+    return checkpoints.make_checkpoint(
         run.raw, classes=cs.classes, grid=cs.grid, rebalance=cs.rebalance, k=cs.k,
         sigma=cs.sigma, data=run.data_info, metrics=metrics, step=state.step,
         train_state=train_state,
@@ -325,7 +325,7 @@ def save_last(run: Run, state: TrainState, metrics: dict[str, Any]) -> None:
     """Write ``OUT/last.pt`` (rank 0), keeping the one before as ``OUT/last.prev.pt``."""
     if run.d.main:
         ckpt = checkpoint(run, state, metrics)
-        models.save_checkpoint(run.cfg.out / "last.pt", ckpt, keep_previous=True)
+        checkpoints.save_checkpoint(run.cfg.out / "last.pt", ckpt, keep_previous=True)
 
 
 def restore(
@@ -436,7 +436,9 @@ def _train(cfg: TrainConfig, d: Dist) -> Path:
     if debug_dir:  # each rank records its parameters' digest (tests check replicas agree)
         Path(debug_dir, f"rank{d.rank}.sha256").write_text(param_digest(raw) + "\n")
     if d.main:
-        models.save_checkpoint(final, models.strip_checkpoint(checkpoint(run, state, last_metrics)))
+        checkpoints.save_checkpoint(
+            final, checkpoints.strip_checkpoint(checkpoint(run, state, last_metrics))
+        )
         log(cfg, d, f"wrote {final}")
     if d.world > 1:
         dist.barrier()

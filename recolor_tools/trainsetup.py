@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import defaults, models
+from . import checkpoints, defaults, models
 from .data import ColorDataset, EpochSampler, make_loader
 from .distributed import Dist, default_workers
 from .errors import RecolorError
@@ -117,7 +117,7 @@ class TrainConfig:
 class ClassSetup:
     """The cls head's colour classes, rebalancing and soft-encoding (all None for reg).
 
-    ``rebalance`` is the checkpoint's entry (see :func:`recolor_tools.models.make_checkpoint`):
+    ``rebalance`` is the checkpoint's entry (see :func:`recolor_tools.checkpoints.make_checkpoint`):
     ``{"weights": (Q,) float32 tensor, "lam", "sigma"}``.
     """
 
@@ -134,7 +134,7 @@ class ClassSetup:
 
     @classmethod
     def of_checkpoint(cls, ckpt: dict[str, Any]) -> ClassSetup:
-        """What a (:func:`~recolor_tools.models.read_checkpoint`) checkpoint trained with."""
+        """What a (:func:`~recolor_tools.checkpoints.read_checkpoint`) checkpoint trained with."""
         enc = ckpt["encoding"]
         return cls(ckpt["classes"].numpy(), ckpt["grid"], ckpt["rebalance"], **enc)
 
@@ -257,7 +257,7 @@ def read_start(cfg: TrainConfig, d: Dist) -> tuple[dict | None, dict | None]:
     """The checkpoints the run starts from: (``--resume``'s, ``--init``'s), each or None.
 
     ``--resume`` reads ``OUT/last.pt``; when that cannot be read (cut short, or missing after a
-    kill between the two renames of :func:`recolor_tools.models.save_checkpoint`) and
+    kill between the two renames of :func:`recolor_tools.checkpoints.save_checkpoint`) and
     ``OUT/last.prev.pt`` can, that one, with a warning. A checkpoint of the other head is an
     error either way.
     """
@@ -265,19 +265,19 @@ def read_start(cfg: TrainConfig, d: Dist) -> tuple[dict | None, dict | None]:
     if cfg.resume:
         path = cfg.out / "last.pt"
         try:
-            resumed = models.read_checkpoint(path)
+            resumed = checkpoints.read_checkpoint(path)
         except RecolorError as e:
-            prev = models.previous_path(path)
+            prev = checkpoints.previous_path(path)
             try:
-                resumed, path = models.read_checkpoint(prev), prev
+                resumed, path = checkpoints.read_checkpoint(prev), prev
             except RecolorError:
                 raise e from None  # about last.pt: the file the user knows
             if d.main:  # a warning, shown even with --quiet
                 print(f"recolor train: {e}; resuming from {prev}", file=sys.stderr, flush=True)
-        models.check_head(resumed, cfg.head, path)
+        checkpoints.check_head(resumed, cfg.head, path)
         if "train_state" not in resumed:
             raise RecolorError("checkpoint has no training state to resume from", path)
-    init = None if cfg.init is None else models.read_checkpoint(cfg.init, head=cfg.head)
+    init = None if cfg.init is None else checkpoints.read_checkpoint(cfg.init, head=cfg.head)
     return resumed, init
 
 

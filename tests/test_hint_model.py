@@ -13,7 +13,7 @@ import pytest
 import torch
 from conftest import run, write_rgb
 
-from recolor_tools import hintinput, hints, models, quant
+from recolor_tools import checkpoints, hintinput, hints, models, quant
 from recolor_tools.color import lab_to_rgb, rgb_to_lab, to_uint8
 from recolor_tools.data import ColorDataset
 from recolor_tools.distributed import Dist
@@ -72,10 +72,10 @@ def tiny_model(hints: bool = False, seed: int = 0) -> models.Colorizer:
 
 
 def save(model: models.Colorizer, path, drop_hints: bool = False):
-    ckpt = models.make_checkpoint(model, classes=model.classes.numpy(), grid=10.0)
+    ckpt = checkpoints.make_checkpoint(model, classes=model.classes.numpy(), grid=10.0)
     if drop_hints:  # as written before models took hints
         del ckpt["config"]["hints"]
-    models.save_checkpoint(path, ckpt)
+    checkpoints.save_checkpoint(path, ckpt)
     return path
 
 
@@ -94,7 +94,7 @@ def some_hints(L: torch.Tensor, q: int) -> dict[str, torch.Tensor]:
 
 def test_old_checkpoint_loads_without_hints_and_gives_identical_output(tmp_path):
     model = tiny_model()
-    loaded, _ = models.load_checkpoint(save(model, tmp_path / "old.pt", drop_hints=True))
+    loaded, _ = checkpoints.load_checkpoint(save(model, tmp_path / "old.pt", drop_hints=True))
     assert loaded.config.hints is False
     assert not any(name in dict(loaded.named_children()) for name in models.HINT_MODULES)
     L = torch.rand(2, 1, 32, 40) * 100
@@ -109,7 +109,7 @@ def test_hint_model_round_trips_and_its_input_holds_the_hints(tmp_path):
     for name in models.HINT_MODULES:  # trained hint layers, not the zeros they start at
         for p in getattr(model, name).parameters():
             torch.nn.init.normal_(p, std=0.1)
-    loaded, ckpt = models.load_checkpoint(save(model, tmp_path / "hint.pt"))
+    loaded, ckpt = checkpoints.load_checkpoint(save(model, tmp_path / "hint.pt"))
     assert ckpt["config"]["hints"] is True and loaded.config.hints is True
     L = torch.rand(2, 1, 32, 40) * 100
     h = some_hints(L, loaded.config.num_classes)
@@ -182,7 +182,7 @@ def automatic(squares, tmp_path_factory):
 
 
 def test_init_with_hints_starts_exactly_as_the_automatic_model(squares, automatic, tmp_path):
-    auto, ckpt = models.load_checkpoint(automatic)
+    auto, ckpt = checkpoints.load_checkpoint(automatic)
     assert auto.config.hints is False
     cfg = resolve_freeze_bn(
         TrainConfig(data=[str(squares)], out=tmp_path, hints=True, init=automatic), None

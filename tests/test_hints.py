@@ -16,7 +16,7 @@ import pytest
 import torch
 from conftest import ROOT, read_rgb_u8, run, smooth_image, write_rgb
 
-from recolor_tools import hints, models, quant
+from recolor_tools import checkpoints, hints, models, quant
 from recolor_tools.errors import RecolorError
 
 CLASSES = np.stack(np.meshgrid(np.arange(-40, 41, 20), np.arange(-40, 41, 20)), -1)
@@ -29,14 +29,14 @@ def _checkpoint(path: Path, head: str) -> Path:
     q = len(CLASSES) if head == "cls" else 0
     model = models.Colorizer(models.ModelConfig(head=head, num_classes=q, width=8)).eval()
     prior = torch.linspace(1, 2, q) if head == "cls" else None
-    ckpt = models.make_checkpoint(
+    ckpt = checkpoints.make_checkpoint(
         model,
         classes=CLASSES if head == "cls" else None,
         grid=20,
         rebalance=None if prior is None else {"prior": prior / prior.sum()},
         data={"size": 48},
     )
-    models.save_checkpoint(path, ckpt)
+    checkpoints.save_checkpoint(path, ckpt)
     return path
 
 
@@ -79,7 +79,7 @@ def test_torch_decode_equals_the_numba_kernel(T):
 
 
 def test_shipped_checkpoint_loads_with_its_classes():
-    model, ckpt = models.load_checkpoint(SHIPPED, "cls")
+    model, ckpt = checkpoints.load_checkpoint(SHIPPED, "cls")
     np.testing.assert_array_equal(model.classes.numpy(), ckpt["classes"].numpy())
     assert "classes" not in model.state_dict()  # kept beside the weights, as before
     x = torch.rand(1, 1, 32, 40) * 100

@@ -186,8 +186,8 @@ def _bad_weights(tmp: Path) -> dict[str, tuple[Path, str]]:
 
 
 def test_hostile_weights_are_refused_and_never_run_code(tmp_path):
+    from recolor_tools.checkpoints import read_checkpoint
     from recolor_tools.errors import RecolorError
-    from recolor_tools.models import read_checkpoint
 
     bad = _bad_weights(tmp_path)
     for path, reason in bad.values():  # the public API, in one process
@@ -204,6 +204,29 @@ def test_hostile_weights_are_refused_and_never_run_code(tmp_path):
     assert not (tmp_path / "pwned").exists() and not (tmp_path / "o").exists()
     assert pickle.loads(pickle.dumps(_Boom(str(tmp_path / "proof")))) is not None
     assert (tmp_path / "proof").exists(), "the payload is live: it runs when unpickled unsafely"
+
+
+def test_nan_weights_and_a_foreign_class_set_are_refused(tmp_path):
+    import torch
+
+    from recolor_tools.checkpoints import load_checkpoint, make_checkpoint, save_checkpoint
+    from recolor_tools.errors import RecolorError
+    from recolor_tools.models import Colorizer, ModelConfig
+    from recolor_tools.quant import gamut_classes
+
+    model = Colorizer(ModelConfig(head="cls", num_classes=len(gamut_classes(8)), width=4))
+    good = make_checkpoint(model, classes=gamut_classes(8), grid=8.0)
+    nan = {**good, "model": {k: v.clone() for k, v in good["model"].items()}}
+    nan["model"]["head.weight"][0, 0] = float("nan")
+    foreign = {**good, "classes": torch.from_numpy(gamut_classes(10))}  # 262 classes, 395 logits
+    for name, ckpt, reason in [("nan", nan, "NaN or infinite"), ("foreign", foreign, "broken")]:
+        save_checkpoint(tmp_path / f"{name}.pt", ckpt)
+        with pytest.raises(RecolorError, match=reason):
+            load_checkpoint(tmp_path / f"{name}.pt", "cls")
+    img = write_rgb(tmp_path / "a.png", smooth_image(16, 16, 1))
+    p = run(["predict", "-o", f"{tmp_path}/o/", "--weights", tmp_path / "nan.pt", img])
+    assert p.returncode == 1 and len(p.stderr.splitlines()) == 1, p.stderr
+    assert "NaN or infinite weights" in p.stderr.decode() and not (tmp_path / "o").exists()
 
 
 # Processes ------------------------------------------------------------------------------------

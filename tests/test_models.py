@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from recolor_tools import models
+from recolor_tools import checkpoints, models
 from recolor_tools.errors import RecolorError
 
 Q = 20
@@ -129,13 +129,13 @@ def test_checkpoint_round_trip(tmp_path, head):
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean.uniform_(-1, 1)
     classes = CLASSES if head == "cls" else None
-    ckpt = models.make_checkpoint(
+    ckpt = checkpoints.make_checkpoint(
         model, classes=classes, grid=8, data={"size": 32}, step=7, train_state={"x": 1}
     )
     path = tmp_path / "m.pt"
-    models.save_checkpoint(path, ckpt)
+    checkpoints.save_checkpoint(path, ckpt)
     assert torch.load(path, weights_only=True)["format"] == "recolor-checkpoint"
-    loaded, got = models.load_checkpoint(path, head)
+    loaded, got = checkpoints.load_checkpoint(path, head)
     assert not loaded.training
     assert got["step"] == 7 and got["data"] == {"size": 32} and got["train_state"] == {"x": 1}
     L = torch.rand(2, 1, 40, 48) * 100
@@ -143,44 +143,44 @@ def test_checkpoint_round_trip(tmp_path, head):
         torch.testing.assert_close(loaded(L)[0], model(L)[0], rtol=0, atol=0)
     if head == "cls":
         np.testing.assert_array_equal(got["classes"].numpy(), CLASSES)
-    assert "train_state" not in models.strip_checkpoint(got)
+    assert "train_state" not in checkpoints.strip_checkpoint(got)
 
 
 def test_make_checkpoint_needs_matching_classes():
     with pytest.raises(ValueError, match="classes"):
-        models.make_checkpoint(small("cls"))
+        checkpoints.make_checkpoint(small("cls"))
     with pytest.raises(ValueError, match="classes"):
-        models.make_checkpoint(small("cls"), classes=CLASSES[:5])
+        checkpoints.make_checkpoint(small("cls"), classes=CLASSES[:5])
 
 
 def test_load_checkpoint_errors(tmp_path):
     path = tmp_path / "reg.pt"
-    models.save_checkpoint(path, models.make_checkpoint(small("reg")))
+    checkpoints.save_checkpoint(path, checkpoints.make_checkpoint(small("reg")))
     with pytest.raises(RecolorError, match="'reg' head, not 'cls'") as e:
-        models.load_checkpoint(path, "cls")
+        checkpoints.load_checkpoint(path, "cls")
     assert e.value.path == str(path)
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint at all")
     with pytest.raises(RecolorError, match="not a recolor checkpoint"):
-        models.load_checkpoint(junk)
+        checkpoints.load_checkpoint(junk)
     foreign = tmp_path / "foreign.pt"
     torch.save({"state_dict": {}}, foreign)
     with pytest.raises(RecolorError, match="format tag"):
-        models.load_checkpoint(foreign)
+        checkpoints.load_checkpoint(foreign)
     newer = tmp_path / "newer.pt"
-    torch.save({**models.make_checkpoint(small("reg")), "version": 99}, newer)
+    torch.save({**checkpoints.make_checkpoint(small("reg")), "version": 99}, newer)
     with pytest.raises(RecolorError, match="newer"):
-        models.load_checkpoint(newer)
+        checkpoints.load_checkpoint(newer)
     broken = tmp_path / "broken.pt"
-    ckpt = models.make_checkpoint(small("reg"))
+    ckpt = checkpoints.make_checkpoint(small("reg"))
     ckpt["config"]["width"] = 16  # weights no longer fit
     torch.save(ckpt, broken)
     with pytest.raises(RecolorError, match="broken checkpoint"):
-        models.load_checkpoint(broken)
+        checkpoints.load_checkpoint(broken)
     with pytest.raises(RecolorError, match="no such file"):
-        models.load_checkpoint(tmp_path / "missing.pt")
+        checkpoints.load_checkpoint(tmp_path / "missing.pt")
 
 
 def test_default_weights_rejects_unknown_head():
     with pytest.raises(ValueError, match="head"):
-        models.default_weights("gan")
+        checkpoints.default_weights("gan")

@@ -15,7 +15,7 @@ import pytest
 from conftest import read_rgb_u8, run, smooth_image, write_rgb
 from typer.testing import CliRunner
 
-from recolor_tools import defaults, models, predict
+from recolor_tools import checkpoints, defaults, models, predict
 from recolor_tools.cli import app
 from recolor_tools.errors import RecolorError
 
@@ -31,8 +31,8 @@ def _checkpoint(path: Path, head: str, seed: int = 0, size: int = 48) -> Path:
     q = len(CLASSES) if head == "cls" else 0
     model = models.Colorizer(models.ModelConfig(head=head, num_classes=q, width=8)).eval()
     classes = CLASSES if head == "cls" else None
-    ckpt = models.make_checkpoint(model, classes=classes, grid=20, data={"size": size})
-    models.save_checkpoint(path, ckpt)
+    ckpt = checkpoints.make_checkpoint(model, classes=classes, grid=20, data={"size": size})
+    checkpoints.save_checkpoint(path, ckpt)
     return path
 
 
@@ -86,7 +86,7 @@ def test_default_working_size_is_a_scale_of_the_training_size(predictors, weight
         assert p.prepare(rgb).hw == (60, 120)
         explicit = predict.Predictor.load(weights[head], head, size=48)
         assert explicit.prepare(rgb).hw == (48, 96)
-    model, ckpt = models.load_checkpoint(weights["reg"], "reg")
+    model, ckpt = checkpoints.load_checkpoint(weights["reg"], "reg")
     del ckpt["data"]  # a checkpoint that does not say: the assumed training size, scaled
     assert predict.Predictor(model, ckpt).size == round(predict.WORK_SCALE * defaults.TRAIN_SIZE)
 
@@ -256,7 +256,7 @@ def test_cli_missing_default_weights(tmp_path, monkeypatch):
     def no_weights(head):
         raise RecolorError("no shipped weights")
 
-    monkeypatch.setattr(models, "default_weights", no_weights)
+    monkeypatch.setattr(checkpoints, "default_weights", no_weights)
     src = write_rgb(tmp_path / "a.png", smooth_image(20, 30, 1))
     r = _invoke([src, "--head", "reg", "-o", tmp_path / "out"])
     assert r.exit_code == 1

@@ -18,7 +18,7 @@ import pytest
 import torch
 from conftest import ROOT, smooth_image, write_rgb
 
-from recolor_tools import models, quant
+from recolor_tools import checkpoints, models, quant
 from recolor_tools.cli import main
 from recolor_tools.color import rgb_to_lab
 from recolor_tools.data import ColorDataset, EpochSampler
@@ -154,7 +154,7 @@ def test_loss_falls_and_metrics_are_logged(data, tmp_path, head, lr, ratio, capf
         assert m["lr"] == pytest.approx(lr) and m["img_per_s"] > 0
     warnings = [ln for ln in capfd.readouterr().err.splitlines() if "bad.png" in ln]
     assert len(warnings) == 1 and "skipped" in warnings[0]
-    model, ckpt = models.load_checkpoint(path, head)
+    model, ckpt = checkpoints.load_checkpoint(path, head)
     assert "train_state" not in ckpt and ckpt["step"] == 24 and ckpt["data"]["size"] == SIZE
     if head == "cls":  # computed from the training data and saved beside the weights
         assert ckpt["classes"].shape == (len(CLASSES), 2)
@@ -260,7 +260,7 @@ def test_ddp_two_processes_keep_identical_replicas(data, tmp_path):
     assert p.stdout.strip().splitlines() == [str(out / "reg.pt")]  # printed by rank 0 only
     d0, d1 = ((digests / f"rank{r}.sha256").read_text().strip() for r in (0, 1))
     assert d0 == d1
-    model, ckpt = models.load_checkpoint(out / "reg.pt", "reg")
+    model, ckpt = checkpoints.load_checkpoint(out / "reg.pt", "reg")
     assert param_digest(model) == d0
     torch.manual_seed(0)  # the run's seed: the initial weights, which training must have moved
     initial = models.Colorizer(models.ModelConfig(head="reg", width=8))
@@ -283,7 +283,7 @@ def test_cli_prints_the_weights_path(data, tmp_path, capsys):
     args = [data["train"], "--head", "reg", "--steps", "2", "--size", SIZE, "-b", 4]
     rc, stdout, _ = cli([*args, "--width", 8, "-j", 0, "--threads", 1, "-q", "--out", out], capsys)
     assert rc == 0 and stdout == f"{out / 'reg.pt'}\n"
-    assert models.load_checkpoint(out / "reg.pt", "reg")[1]["step"] == 2
+    assert checkpoints.load_checkpoint(out / "reg.pt", "reg")[1]["step"] == 2
 
 
 def test_cli_resume_errors_are_one_line(data, tmp_path, capsys):
@@ -295,7 +295,7 @@ def test_cli_resume_errors_are_one_line(data, tmp_path, capsys):
     assert rc == 1 and err == f"recolor train: {out / 'last.pt'}: no such file\n"
 
     reg = models.Colorizer(models.ModelConfig(head="reg", width=8))
-    models.save_checkpoint(out / "last.pt", models.make_checkpoint(reg, train_state={}))
+    checkpoints.save_checkpoint(out / "last.pt", checkpoints.make_checkpoint(reg, train_state={}))
     rc, _, err = cli([*base, "--resume"], capsys)
     assert rc == 1 and len(err.splitlines()) == 1
     assert "'reg' head, not 'cls'" in err and "Traceback" not in err

@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import smooth_image, write_rgb
 
-from recolor_tools import defaults, models, quant
+from recolor_tools import checkpoints, defaults, models, quant
 from recolor_tools.errors import RecolorError
 from recolor_tools.rebalance import compute_stats
 from recolor_tools.train import TrainConfig, TrainState, resolve_classes, train
@@ -149,38 +149,38 @@ def small(head):
 def test_checkpoint_records_the_encoding_and_not_what_derives(tmp_path):
     path = tmp_path / "cls.pt"
     reb = {"weights": torch.ones(len(CLASSES)), "lam": 0.5, "sigma": 5.0}
-    ckpt = models.make_checkpoint(small("cls"), classes=CLASSES, grid=10, rebalance=reb, k=3)
-    models.save_checkpoint(path, ckpt)
+    ckpt = checkpoints.make_checkpoint(small("cls"), classes=CLASSES, grid=10, rebalance=reb, k=3)
+    checkpoints.save_checkpoint(path, ckpt)
     raw = torch.load(path, weights_only=True)
-    assert raw["version"] == models.CHECKPOINT_VERSION == 2
+    assert raw["version"] == checkpoints.CHECKPOINT_VERSION == 2
     assert "head" not in raw and "num_classes" not in raw["config"]
     assert raw["encoding"] == {"k": 3, "sigma": defaults.SIGMA}
-    model, got = models.load_checkpoint(path, "cls")
+    model, got = checkpoints.load_checkpoint(path, "cls")
     assert got["head"] == "cls" and got["config"]["num_classes"] == len(CLASSES)
     assert model.config.num_classes == len(CLASSES)
-    models.save_checkpoint(path, models.make_checkpoint(small("reg")))
-    assert models.read_checkpoint(path, head="reg")["encoding"] is None
+    checkpoints.save_checkpoint(path, checkpoints.make_checkpoint(small("reg")))
+    assert checkpoints.read_checkpoint(path, head="reg")["encoding"] is None
 
 
 def test_version_1_checkpoints_still_load(tmp_path):
     """Version 1 stored the head and Q twice and no encoding (it trained with the defaults)."""
-    v1 = models.make_checkpoint(small("cls"), classes=CLASSES, grid=10)
+    v1 = checkpoints.make_checkpoint(small("cls"), classes=CLASSES, grid=10)
     v1.update(version=1, head="cls")
     v1["config"]["num_classes"] = len(CLASSES)
     del v1["encoding"]
     path = tmp_path / "v1.pt"
     torch.save(v1, path)
-    _, got = models.load_checkpoint(path, "cls")
+    _, got = checkpoints.load_checkpoint(path, "cls")
     assert got["version"] == 1 and got["encoding"] == {"k": defaults.K, "sigma": defaults.SIGMA}
     v1["config"]["num_classes"] = 5  # the two copies disagree
     torch.save(v1, path)
     with pytest.raises(RecolorError, match="broken checkpoint: cls weights without matching"):
-        models.read_checkpoint(path)
+        checkpoints.read_checkpoint(path)
     v1["config"]["num_classes"] = len(CLASSES)
     v1["head"] = "reg"
     torch.save(v1, path)
     with pytest.raises(RecolorError, match="broken checkpoint"):
-        models.read_checkpoint(path)
+        checkpoints.read_checkpoint(path)
 
 
 # -- checkpoint safety ------------------------------------------------------------------------
@@ -188,16 +188,18 @@ def test_version_1_checkpoints_still_load(tmp_path):
 
 def test_save_keeps_the_previous_and_a_failed_write_changes_nothing(tmp_path):
     path = tmp_path / "last.pt"
-    first = models.make_checkpoint(small("reg"), step=1)
-    models.save_checkpoint(path, first, keep_previous=True)
-    assert not models.previous_path(path).exists()
-    models.save_checkpoint(path, models.make_checkpoint(small("reg"), step=2), keep_previous=True)
-    assert models.read_checkpoint(path)["step"] == 2
-    assert models.read_checkpoint(tmp_path / "last.prev.pt")["step"] == 1
+    first = checkpoints.make_checkpoint(small("reg"), step=1)
+    checkpoints.save_checkpoint(path, first, keep_previous=True)
+    assert not checkpoints.previous_path(path).exists()
+    checkpoints.save_checkpoint(
+        path, checkpoints.make_checkpoint(small("reg"), step=2), keep_previous=True
+    )
+    assert checkpoints.read_checkpoint(path)["step"] == 2
+    assert checkpoints.read_checkpoint(tmp_path / "last.prev.pt")["step"] == 1
     with pytest.raises(Exception):  # noqa: B017, PT011 - torch.save fails part-way through
-        models.save_checkpoint(path, {**first, "bad": lambda: 0}, keep_previous=True)
-    assert models.read_checkpoint(path)["step"] == 2
-    assert models.read_checkpoint(tmp_path / "last.prev.pt")["step"] == 1
+        checkpoints.save_checkpoint(path, {**first, "bad": lambda: 0}, keep_previous=True)
+    assert checkpoints.read_checkpoint(path)["step"] == 2
+    assert checkpoints.read_checkpoint(tmp_path / "last.prev.pt")["step"] == 1
     assert {p.name for p in tmp_path.iterdir()} == {"last.pt", "last.prev.pt"}  # no temp file
 
 
@@ -266,4 +268,4 @@ def test_resume_after_kill_9_mid_run(images, tmp_path):
     p.wait()
     done = run([*args, "--resume"], check_rc=0)
     assert done.stdout.decode().strip() == str(out / "reg.pt")
-    assert models.read_checkpoint(out / "last.pt")["step"] == 12
+    assert checkpoints.read_checkpoint(out / "last.pt")["step"] == 12

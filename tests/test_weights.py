@@ -8,8 +8,8 @@ import torch
 from conftest import ROOT, read_rgb_u8, run, smooth_image, write_rgb
 
 from recolor_tools import quant
+from recolor_tools.checkpoints import CHECKPOINT_FORMAT, default_weights, read_checkpoint
 from recolor_tools.color import rgb_to_lab
-from recolor_tools.models import CHECKPOINT_FORMAT, default_weights, read_checkpoint
 
 HEADS = ("cls", "reg")
 

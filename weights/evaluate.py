@@ -95,7 +95,7 @@ def main() -> None:
     args = ap.parse_args()
 
     if args.size is None:
-        from recolor_tools.models import read_checkpoint
+        from recolor_tools.checkpoints import read_checkpoint
         from recolor_tools.predict import default_size
 
         args.size = default_size(read_checkpoint(args.weights / "cls.pt"))

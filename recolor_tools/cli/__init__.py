@@ -1,0 +1,58 @@
+"""The ``recolor`` command: thin typer wrappers that parse, call one library function, report.
+
+Conventions shared by every tool (see README): inputs are files, directories, globs or ``-``;
+binary output goes to ``-o FILE|DIR`` or to stdout when it is not a terminal; one line per failed
+input on stderr; exit 0 ok, 1 some inputs failed, 2 usage, 130 Ctrl-C. Heavy modules (numba,
+torch) are imported inside the commands that need them, so the others start fast."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+from .. import process
+from ..errors import ExitCode
+from . import common
+
+# Importing the command modules registers their commands, in the order help lists them.
+from . import lab, score, model  # noqa: F401, I001  # isort: skip
+from .common import app  # noqa: F401 - the typer app, for tests and completion
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``recolor`` command and return its exit status.
+
+    typer itself maps usage errors to 2 and Ctrl-C to 130; SIGTERM ends with 143 (both unwind,
+    so temporary files are removed); a closed stdout pipe ends quietly with 1. What else reaches
+    here is a bug, reported in one line (with a traceback under --debug).
+    """
+    args = sys.argv[1:] if argv is None else argv
+    name = next((a for a in args if not a.startswith("-")), "")
+    try:
+        with process.exit_on_sigterm():
+            try:
+                with process.quiet_c_stderr(keep=common._DEBUG or "--debug" in args):
+                    app(args=argv, prog_name="recolor")
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+            else:
+                code = ExitCode.OK
+            return max(code, process.flush_stdout(f"recolor {name}"))
+    except KeyboardInterrupt:
+        return ExitCode.INTERRUPTED
+    except BrokenPipeError:
+        process.silence_stdout()
+        return ExitCode.FAILED
+    except Exception as e:
+        if common._DEBUG:
+            traceback.print_exc()
+        print(
+            f"recolor {name}: internal error: {type(e).__name__}: {e} (--debug shows a traceback)",
+            file=sys.stderr,
+        )
+        return ExitCode.FAILED
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

@@ -1,0 +1,206 @@
+"""What every tool shares: the typer app, the common options, and :class:`Tool`, one run of
+one tool (failures, exit status, progress, outputs)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Annotated, BinaryIO, Optional
+
+import typer
+
+from .. import __version__
+from ..errors import DiskFull, ExitCode, RecolorError, printable, set_tool
+
+app = typer.Typer(
+    name="recolor",
+    help="Recolor images in CIELAB space: small tools that pass Lab records through pipes.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+_DEBUG = bool(os.environ.get("RECOLOR_DEBUG"))
+
+
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")]
+
+
+Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks of internal errors.")]
+
+
+Output = Annotated[
+    Optional[str],  # noqa: UP045 - typer needs Optional at runtime on 3.11
+    typer.Option("--output", "-o", help="Output file, or directory (existing, or ending in /)."),
+]
+
+
+# -- archive I/O (issue 18): output depth, colour profile and metadata options --
+DepthOpt = Annotated[
+    Optional[int],  # noqa: UP045
+    typer.Option("--depth", help="Bits per sample, 8 or 16 (png, tiff); default: the input's."),
+]
+
+
+KeepProfile = Annotated[
+    bool,
+    typer.Option("--keep-profile", help="Convert back to the input's ICC profile (default: sRGB)."),
+]
+
+
+Strip = Annotated[bool, typer.Option("--strip", help="Drop the input's EXIF and XMP.")]
+
+
+SkipExisting = Annotated[
+    bool,
+    typer.Option("--skip-existing", help="Skip inputs whose output file exists (for reruns)."),
+]
+
+
+Inputs = Annotated[
+    Optional[list[str]],  # noqa: UP045
+    typer.Argument(
+        help="Files, directories, globs; '-' or nothing reads stdin.", show_default=False
+    ),
+]
+
+
+class Tool:
+    """One run of one tool: reports failed inputs and decides the exit code."""
+
+    def __init__(self, name: str, quiet: bool = False, debug: bool = False) -> None:
+        global _DEBUG
+        _DEBUG = _DEBUG or debug
+        self.name = name
+        self.quiet = quiet
+        self.failures = 0
+        set_tool(name)
+
+    def fail(self, err: RecolorError | str, path: str | Path | None = None) -> None:
+        """Print ``recolor <tool>: <file>: <reason>`` on stderr and count the failure."""
+        self.failures += 1
+        if isinstance(err, RecolorError):
+            path = err.path if err.path is not None else path
+            err = err.reason
+        where = f"{printable(str(path))}: " if path is not None else ""
+        print(f"recolor {self.name}: {where}{err}", file=sys.stderr, flush=True)
+
+    def note(self, text: str) -> None:
+        """A message for the user on stderr, unless --quiet."""
+        if not self.quiet:
+            print(text, file=sys.stderr, flush=True)
+
+    @contextlib.contextmanager
+    def guard(self, path: str | Path | None = None) -> Iterator[None]:
+        """Report an expected failure of one input and go on with the next."""
+        try:
+            yield
+        except DiskFull as e:  # every later output would fail alike: stop here
+            self.fail(e, path)
+            self.exit()
+        except RecolorError as e:
+            self.fail(e, path)
+        except ValueError as e:  # public numeric APIs reject bad values with ValueError
+            self.fail(str(e), path)
+        except OSError as e:
+            if isinstance(e, BrokenPipeError):
+                raise
+            from ..imageio import os_reason
+
+            self.fail(os_reason(e), getattr(e, "filename", None) or path)
+
+    def progress(self, items: Iterable, total: int | None = None, unit: str = "img") -> Iterable:
+        """Wrap ``items`` in a progress bar on stderr, only when stderr is a terminal."""
+        if self.quiet or not sys.stderr.isatty():
+            return items
+        from tqdm import tqdm
+
+        return tqdm(items, total=total, unit=unit, desc=self.name, file=sys.stderr, leave=False)
+
+    def usage(self, message: str) -> None:
+        """Stop with a usage error: one line on stderr, exit 2."""
+        print(f"recolor {self.name}: {message}", file=sys.stderr, flush=True)
+        raise typer.Exit(ExitCode.USAGE)
+
+    def exit(self) -> None:
+        """End the command with 0, or 1 when some inputs failed."""
+        raise typer.Exit(ExitCode.FAILED if self.failures else ExitCode.OK)
+
+    def stdin_inputs(self, inputs: list[str] | None) -> list[str]:
+        """Inputs for a tool that reads streams: nothing means stdin, unless it is a terminal."""
+        if inputs:
+            return inputs
+        if sys.stdin.isatty():
+            self.usage("no input given and stdin is a terminal")
+        return ["-"]
+
+    def binary_stdout(self) -> BinaryIO:
+        """stdout for binary data; refused on a terminal."""
+        if sys.stdout.isatty():
+            self.usage("refusing to write binary data to a terminal; use -o or a pipe")
+        return sys.stdout.buffer
+
+    def outputs(self, output: str | None, inputs: list[str], suffix, count: int = 0, **kw):
+        """The output router of this run (see :mod:`recolor_tools.outputs`); ``count`` inputs
+        known in advance that cannot all fit the output are a usage error (exit 2)."""
+        from ..outputs import Outputs, OutputUsage
+
+        router = Outputs(output, inputs, suffix, self.binary_stdout, **kw)
+        try:
+            router.check_count(count)
+        except OutputUsage as e:
+            self.usage(e.reason)
+        return router
+
+    @contextlib.contextmanager
+    def opened(self, router) -> Iterator:
+        """Enter an output router; a failure to open or to finish its output (a full disk when
+        a stream file is closed) is reported and ends the run."""
+        where = router.file or router.directory
+        entered = False
+        with self.guard(where):
+            router.__enter__()
+            entered = True
+        if not entered:
+            self.exit()
+        try:
+            yield router
+        except BaseException:
+            router.__exit__(*sys.exc_info())
+            raise
+        with self.guard(where):
+            router.__exit__(None, None, None)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"recolor {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print version.")
+    ] = False,
+) -> None:
+    """Recolor images in CIELAB space."""
+
+
+def _input_name(path: str) -> str:
+    """The name an input file's outputs are named after (``-`` is ``stdin``)."""
+    return "stdin" if path == "-" else Path(path).name
+
+
+def _image_writer(rgb, dest: Path | None, ext: str, source=None, **options):
+    """A writer of ``rgb`` encoded for ``dest`` (its extension; ``ext`` for stdout or none), with
+    the profile and metadata of ``source`` (an ImageMeta; ``options`` as for
+    :func:`recolor_tools.imagemeta.encode_output`)."""
+    from ..imagemeta import encode_output
+
+    ext = dest.suffix if dest is not None and dest.suffix else ext
+    return lambda f: f.write(encode_output(rgb, ext, source, **options))

@@ -1,0 +1,228 @@
+"""The tools that pass Lab records: to-lab, from-lab, quantize, rebalance-stats."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .. import defaults
+from .common import (
+    Debug,
+    DepthOpt,
+    Inputs,
+    KeepProfile,
+    Output,
+    Quiet,
+    SkipExisting,
+    Strip,
+    Tool,
+    _image_writer,
+    _input_name,
+    app,
+)
+
+
+@app.command("to-lab")
+def to_lab(
+    inputs: Inputs = None,
+    output: Output = None,
+    max_size: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option("--max-size", min=1, help="Shrink so the longer side is at most this."),
+    ] = None,
+    l_only: Annotated[bool, typer.Option("--l-only", help="Keep only the L channel.")] = False,
+    skip_existing: SkipExisting = False,
+    quiet: Quiet = False,
+    debug: Debug = False,
+) -> None:
+    """Convert images (jpg, png, tiff, webp, bmp) to Lab records."""
+    from ..imageio import expand_inputs
+    from ..records import image_record, write_record
+
+    tool = Tool("to-lab", quiet, debug)
+    paths = expand_inputs(tool.stdin_inputs(inputs))
+    router = tool.outputs(output, paths, ".lab", many_per_file=True, skip_existing=skip_existing)
+    with tool.opened(router) as out:
+        for path in tool.progress(paths, len(paths)):
+            if out.skip(_input_name(path)):
+                continue
+            with tool.guard(path):
+                rec = image_record(path, max_size, l_only)
+                out.write(rec.name, lambda f, rec=rec: write_record(f, rec))
+    tool.exit()
+
+
+@app.command("from-lab")
+def from_lab(
+    inputs: Inputs = None,
+    output: Output = None,
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", help="Image format for stdout and directories.")
+    ] = "png",
+    depth: DepthOpt = None,
+    keep_profile: KeepProfile = False,
+    strip: Strip = False,
+    skip_existing: SkipExisting = False,
+    quiet: Quiet = False,
+    debug: Debug = False,
+) -> None:
+    """Convert Lab records to RGB images; out-of-gamut colours are clamped.
+
+    Images are sRGB and embed its profile, with the source's EXIF and XMP (from to-lab's
+    records), at the source's depth.
+    """
+    from ..color import lab_to_rgb
+    from ..imagemeta import ImageMeta
+    from ..records import iter_lab_sources
+
+    tool = Tool("from-lab", quiet, debug)
+    if depth not in (None, 8, 16):
+        tool.usage("--depth must be 8 or 16")
+    options = {"depth": depth, "keep_profile": keep_profile, "strip": strip}
+    paths = tool.stdin_inputs(inputs)
+    ext = "." + fmt.lower().lstrip(".")
+    router = tool.outputs(output, paths, ext, many_per_file=False, skip_existing=skip_existing)
+    with tool.opened(router) as out:
+        for rec in tool.progress(iter_lab_sources(paths, tool.fail)):
+            if out.skip(rec.name):
+                continue
+            with tool.guard(rec.name):
+                rgb = lab_to_rgb(rec.lab(gray_if_l_only=True))
+                src = ImageMeta.from_json(rec.source)
+                out.write(rec.name, _image_writer(rgb, out.path(rec.name), ext, src, **options))
+    tool.exit()
+
+
+ClassesOpt = Annotated[
+    Optional[Path],  # noqa: UP045
+    typer.Option("--classes", help="Class set file (npz); default: the sRGB gamut grid."),
+]
+
+
+GridOpt = Annotated[float, typer.Option("--grid", min=1, help="Gamut class grid (a/b units).")]
+
+
+SigmaOpt = Annotated[float, typer.Option("--sigma", min=0, help="Gaussian width, a/b units.")]
+
+
+def _class_set(tool: Tool, classes: Path | None, grid: float):
+    """(classes, grid) from --classes or --grid; a bad class file stops the command (exit 1)."""
+    from .. import quant
+
+    if classes is None:
+        return quant.gamut_classes(grid), float(grid)
+    with tool.guard(classes):
+        return quant.load_classes(classes)
+    tool.exit()
+
+
+@app.command("quantize")
+def quantize(
+    inputs: Inputs = None,
+    output: Output = None,
+    classes: ClassesOpt = None,
+    grid: GridOpt = 8,
+    k: Annotated[int, typer.Option("-k", min=1, help="Nearest classes per pixel.")] = defaults.K,
+    sigma: SigmaOpt = defaults.SIGMA,
+    hard: Annotated[bool, typer.Option("--hard", help="Only the nearest class (k = 1).")] = False,
+    preview: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--preview", help="Also draw each image in class colours: FILE or DIR/."),
+    ] = None,
+    quiet: Quiet = False,
+    debug: Debug = False,
+) -> None:
+    """Soft-encode Lab records (or images) over colour classes: training-target records.
+
+    Each record gets arrays idx (int16, H x W x k, nearest class first) and w (float32, the
+    Gaussian weights, summing to 1); --hard writes only idx (H x W x 1). The number of classes
+    each image uses goes to stderr.
+    """
+    from .. import quant
+    from ..records import iter_lab_sources, write_record
+
+    tool = Tool("quantize", quiet, debug)
+    paths = tool.stdin_inputs(inputs)
+    if preview == "-":
+        tool.usage("--preview needs a FILE or DIR/, not stdout")
+    cls, grid = _class_set(tool, classes, grid)
+    router = tool.outputs(output, paths, ".target", many_per_file=True)
+    shown = (
+        None
+        if preview is None
+        else tool.outputs(preview, paths, ".png", many_per_file=False, flag="--preview")
+    )
+    with tool.opened(router) as out, contextlib.ExitStack() as stack:
+        if shown is not None:
+            stack.enter_context(tool.opened(shown))
+        for rec in tool.progress(iter_lab_sources(paths, tool.fail)):
+            with tool.guard(rec.name):
+                target = quant.encode_record(rec, cls, grid, k, sigma, hard)
+                out.write(rec.name, lambda f, t=target: write_record(f, t))
+                tool.note(f"{rec.name}: {target.meta['classes_used']} of {len(cls)} classes")
+                if shown is not None:
+                    rgb = quant.preview_rgb(rec.lab(), cls, target.arrays["idx"])
+                    shown.write(rec.name, _image_writer(rgb, shown.path(rec.name), ".png"))
+    tool.exit()
+
+
+@app.command("rebalance-stats")
+def rebalance_stats(
+    inputs: Inputs = None,
+    output: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--output", "-o", help="Stats file (npz) to write."),
+    ] = None,
+    lam: Annotated[
+        float, typer.Option("--lambda", min=0, max=1, help="Mix with uniform (Zhang: 0.5).")
+    ] = defaults.LAMBDA,
+    sigma: SigmaOpt = defaults.SIGMA,
+    classes: ClassesOpt = None,
+    grid: GridOpt = 8,
+    workers: Annotated[
+        int, typer.Option("--workers", "-j", min=1, help="Threads reading image files.")
+    ] = 2,
+    plot: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--plot", help="Also draw log p(a,b) and the weights to this image."),
+    ] = None,
+    quiet: Quiet = False,
+    debug: Debug = False,
+) -> None:
+    """Count colour classes over images or Lab records; write class-rebalancing stats.
+
+    The stats (counts, smoothed prior, weights w ∝ ((1-λ)p + λ/Q)^-1 with Σ p·w = 1) go to -o
+    FILE and a summary to stderr. Without -o nothing is written and the summary goes to stdout.
+    Image files are read by --workers threads; anything else is read as a record stream.
+    """
+    from ..imageio import IMAGE_EXTS, expand_inputs
+    from ..rebalance import PriorAccumulator, plot_stats, summary
+    from ..records import iter_lab_sources
+
+    tool = Tool("rebalance-stats", quiet, debug)
+    paths = expand_inputs(tool.stdin_inputs(inputs))
+    acc = PriorAccumulator(*_class_set(tool, classes, grid))
+    images = [p for p in paths if p != "-" and Path(p).suffix.lower() in IMAGE_EXTS]
+    acc.add_sources(tool.progress(images, len(images)), workers, on_error=tool.fail)
+    records = iter_lab_sources([p for p in paths if p not in images], tool.fail)
+    acc.add_sources(tool.progress(records), on_error=tool.fail)
+    if not acc.n_images and tool.failures:
+        tool.exit()  # every input failed and was reported: nothing to count
+    with tool.guard(output):
+        stats = acc.finish(lam, sigma)
+        if output is not None:
+            from ..outputs import check_not_input
+
+            check_not_input(output, paths)
+            stats.save(output)
+        if plot is not None:
+            plot_stats(stats, plot)
+        if output is None:
+            sys.stdout.write(summary(stats))
+        else:
+            tool.note(summary(stats).rstrip())
+    tool.exit()

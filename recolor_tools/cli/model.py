@@ -1,0 +1,409 @@
+"""The tools that need a network: predict and train (torch is imported inside them)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal, Optional
+
+import typer
+
+from .. import defaults
+from ..errors import RecolorError
+from .common import (
+    Debug,
+    DepthOpt,
+    Inputs,
+    KeepProfile,
+    Quiet,
+    SkipExisting,
+    Strip,
+    Tool,
+    _image_writer,
+    _input_name,
+    app,
+)
+
+# -- predict's options --
+PredictHead = Annotated[
+    Optional[Literal["cls", "reg"]],  # noqa: UP045
+    typer.Option(
+        "--head",
+        help="cls: colour classes (vivid); reg: regression (muted). "
+        "Default: the --weights checkpoint's head, else cls.",
+        show_default=False,
+    ),
+]
+PredictWeights = Annotated[
+    Optional[Path],  # noqa: UP045
+    typer.Option("--weights", "-w", help="Checkpoint (default: the shipped weights for --head)."),
+]
+PredictOutput = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option(
+        "--output",
+        "-o",
+        help="Directory (default recolored/); a file with an image extension for one input; "
+        "'-' for stdout.",
+        show_default=False,
+    ),
+]
+PredictTemperature = Annotated[
+    float,
+    typer.Option(
+        "--temperature",
+        "-T",
+        min=0.0,
+        help="Annealed mean (cls): lower is more vivid, 0 the mode.",
+    ),
+]
+PredictSaturation = Annotated[
+    float, typer.Option("--saturation", min=0.0, help="Scale predicted a/b: 0 gray, >1 more.")
+]
+PredictBatchSize = Annotated[
+    int,
+    typer.Option(
+        "--batch-size",
+        "-b",
+        min=1,
+        help="Images read at a time; those of one working size share a forward pass.",
+    ),
+]
+PredictDevice = Annotated[
+    Literal["auto", "cpu", "cuda"], typer.Option("--device", help="Where the network runs.")
+]
+PredictSize = Annotated[
+    Optional[int],  # noqa: UP045
+    typer.Option(
+        "--size",
+        min=8,
+        help="Working shorter side in pixels (default: 1.25 x the training size).",
+    ),
+]
+PredictFmt = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option("--format", "-f", help="Output format: png, jpg, ... (default: the input's)."),
+]
+PredictHint = Annotated[
+    Optional[list[str]],  # noqa: UP045
+    typer.Option(
+        "--hint",
+        help="X,Y=#RRGGBB: the colour at pixel X,Y (or 50%,20%); repeatable. cls only.",
+        show_default=False,
+    ),
+]
+PredictHints = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option(
+        "--hints",
+        help="Hint file (JSON points/palette, or PNG layer: alpha > 0 pixels are hints), "
+        "or a directory of them matched to the inputs by path without extension.",
+        show_default=False,
+    ),
+]
+PredictPalette = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option(
+        "--palette",
+        help="Colour scheme to follow: an image, or '#hex,#hex:weight,...'.",
+        show_default=False,
+    ),
+]
+PredictSuggest = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option(
+        "--suggest",
+        help="X,Y: print the model's 5 likeliest colours there (hex, probability); write nothing.",
+        show_default=False,
+    ),
+]
+
+
+@app.command("predict")
+def predict(
+    inputs: Inputs = None,
+    head: PredictHead = None,
+    weights: PredictWeights = None,
+    output: PredictOutput = None,
+    temperature: PredictTemperature = defaults.TEMPERATURE,
+    saturation: PredictSaturation = 1.0,
+    batch_size: PredictBatchSize = 8,
+    device: PredictDevice = "auto",
+    size: PredictSize = None,
+    fmt: PredictFmt = None,
+    depth: DepthOpt = None,
+    keep_profile: KeepProfile = False,
+    strip: Strip = False,
+    skip_existing: SkipExisting = False,
+    hint: PredictHint = None,
+    hints: PredictHints = None,
+    palette: PredictPalette = None,
+    suggest: PredictSuggest = None,
+    quiet: Quiet = False,
+    debug: Debug = False,
+) -> None:
+    """Recolour images: predict a/b from each image's lightness, keep its L and size.
+
+    Writes recolored/<name> (or -o) and prints each written path on stdout. Hints and a
+    palette steer the colours (see README, "Guided recolouring"). Outputs are sRGB and embed its
+    profile (--keep-profile: the input's), keep the input's EXIF and XMP (--strip drops them)
+    and its depth (16-bit png/tiff stay 16-bit).
+    """
+    from ..imageio import expand_inputs
+
+    tool = Tool("predict", quiet, debug)
+    if depth not in (None, 8, 16):
+        tool.usage("--depth must be 8 or 16")
+    args = tool.stdin_inputs(inputs)
+    everything = expand_inputs(args)
+    router, ext, paths = None, None, everything
+    if suggest is None:
+        router, ext, paths = _predict_outputs(tool, everything, output, fmt, skip_existing)
+    predictor = source = None
+    problems: list[RecolorError] = []  # hint files for no input: reported, the inputs still done
+    with tool.guard():
+        from ..hints import hint_source
+
+        try:
+            source, problems = hint_source(hint or [], hints, palette, args, everything)
+        except ValueError as e:
+            tool.usage(str(e))
+        from ..predict import Predictor
+
+        loaded = Predictor.load(
+            weights, head, size=size, temperature=temperature, saturation=saturation, device=device
+        )
+        loaded.check_hints(bool(hint or hints or palette))
+        predictor = loaded
+    if predictor is None or source is None:
+        tool.exit()
+    if suggest is not None:
+        _print_suggestions(tool, predictor, paths, suggest, source)
+        tool.exit()
+    for problem in problems:
+        tool.fail(problem)
+    options = {"depth": depth, "keep_profile": keep_profile, "strip": strip}
+    _predict_all(tool, predictor, router, paths, batch_size, source, ext, options)
+    tool.exit()
+
+
+def _predict_outputs(tool: Tool, paths: list[str], output, fmt, skip_existing: bool):
+    """(router, --format's extension or None, this process's inputs still to do) for predict."""
+    from .. import shard
+    from ..imageio import IMAGE_EXTS
+
+    ext = None if fmt is None else "." + fmt.lower().lstrip(".")
+    if ext is not None and ext not in IMAGE_EXTS:
+        tool.usage(f"unknown --format {fmt!r} (use one of {', '.join(IMAGE_EXTS)})")
+    if output not in (None, "-") and Path(output).suffix.lower() not in IMAGE_EXTS:
+        output = output.rstrip("/") + "/"  # without an image extension, -o names a directory
+
+    def suffix(name: str) -> str:  # the input's format unless --format
+        own = Path(name).suffix.lower()
+        return ext or (own if own in IMAGE_EXTS else ".png")
+
+    router = tool.outputs(
+        output, paths, suffix, count=len(paths), many_per_file=False, default="recolored/",
+        skip_existing=skip_existing,
+    )  # fmt: skip
+    if router.to_stdout:
+        tool.binary_stdout()  # refused on a terminal, before any work
+    (paths,) = shard.this_rank(paths)  # under torchrun: this rank's share of the whole list
+    paths = [p for p in paths if not router.skip(_input_name(p))]
+    if not paths:
+        tool.exit()  # all done already: no model to load
+    return router, ext, paths
+
+
+def _predict_all(tool: Tool, predictor, router, paths, batch_size, hints, ext, options) -> None:
+    """Recolour ``paths`` and write each through ``router`` with its source's profile, depth and
+    metadata; print each written path."""
+    import numpy as np
+
+    from ..imageio import read_rgb
+    from ..imagemeta import ImageMeta
+
+    sources: dict[str, list[ImageMeta]] = {}  # per path, in reading order (a path may repeat)
+
+    def read(path: str):
+        meta = ImageMeta()
+        sources.setdefault(path, []).append(meta)
+        return read_rgb(path, meta)
+
+    dtype = np.uint8 if options["depth"] == 8 else np.uint16  # the encoder rounds to the depth
+    with tool.opened(router) as out:
+        found = predictor.predict_files(paths, batch_size, hints, read=read, dtype=dtype)
+        for path, rgb in tool.progress(found, len(paths)):
+            source = sources[path].pop(0) if sources.get(path) else None
+            with tool.guard(path):
+                if isinstance(rgb, RecolorError):
+                    raise rgb
+                name = _input_name(path)
+                dest = out.path(name)
+                writer = _image_writer(rgb, dest, ext or ".png", source, **options)
+                if out.write(name, writer) is not None:
+                    print(dest, flush=True)
+
+
+def _print_suggestions(tool: Tool, predictor, paths: list[str], where: str, source) -> None:
+    """``--suggest X,Y``: one line ``PATH<TAB>X,Y<TAB>#rrggbb<TAB>probability`` per colour."""
+    from ..imageio import read_rgb
+
+    x, sep, y = where.partition(",")
+    if not sep:
+        tool.usage(f"--suggest {where!r} is not X,Y")
+    for path in paths:
+        with tool.guard(path):
+            for hexc, p in predictor.suggest(read_rgb(path), x, y, hints=source(path)):
+                print(f"{path}\t{x},{y}\t{hexc}\t{p:.4f}", flush=True)
+
+
+_PosInt = Optional[int]  # noqa: UP045 - typer needs Optional at runtime on 3.11
+
+
+# -- train's options --
+TrainData = Annotated[
+    list[str], typer.Argument(help="Training images: files, directories, globs, .txt lists.")
+]
+TrainHead = Annotated[
+    Literal["cls", "reg"],
+    typer.Option("--head", help="cls: colour classes, rebalanced; reg: a/b regression."),
+]
+TrainVal = Annotated[
+    Optional[list[str]],  # noqa: UP045
+    typer.Option("--val", help="Validation images (repeatable); none: no val metrics."),
+]
+TrainStats = Annotated[
+    Optional[Path],  # noqa: UP045
+    typer.Option("--stats", help="Rebalancing stats (cls); default: computed from DATA."),
+]
+TrainClasses = Annotated[
+    Optional[Path],  # noqa: UP045
+    typer.Option("--classes", help="Class set file (cls); default: the sRGB gamut grid."),
+]
+TrainGrid = Annotated[float, typer.Option("--grid", min=1, help="Gamut class grid (cls).")]
+TrainEpochs = Annotated[_PosInt, typer.Option("--epochs", min=1, help="Default 10.")]
+TrainSteps = Annotated[_PosInt, typer.Option("--steps", min=1, help="Instead of --epochs.")]
+TrainBatchSize = Annotated[
+    int, typer.Option("--batch-size", "-b", min=1, help="Images per step and process.")
+]
+TrainLr = Annotated[
+    Optional[float],  # noqa: UP045
+    typer.Option(
+        "--lr", min=0, help="Adam learning rate [default: 1e-4; 3e-5 with --hints --init]."
+    ),
+]
+TrainSchedule = Annotated[
+    Literal["plateau", "cosine"],
+    typer.Option("--schedule", help="plateau: halve lr after 10 flat evaluations."),
+]
+TrainSize = Annotated[int, typer.Option("--size", min=8, help="Crop side (multiple of 8).")]
+TrainWidth = Annotated[
+    _PosInt, typer.Option("--width", min=1, help="Model base channels (default 32).")
+]
+TrainDevice = Annotated[
+    Literal["auto", "cpu", "cuda"], typer.Option("--device", help="Where to train.")
+]
+TrainPrecision = Annotated[
+    Literal["auto", "fp32", "bf16", "fp16"],
+    typer.Option("--precision", help="auto: bf16/fp16 mixed precision on CUDA, else fp32."),
+]
+TrainWorkers = Annotated[
+    _PosInt, typer.Option("--workers", "-j", min=0, help="Loader processes (0: inline).")
+]
+TrainThreads = Annotated[
+    _PosInt, typer.Option("--threads", min=1, help="CPU threads (default: cores/processes).")
+]
+TrainSeed = Annotated[int, typer.Option("--seed", help="Seeds init, order and crops.")]
+TrainEvalEvery = Annotated[
+    _PosInt, typer.Option("--eval-every", min=1, help="Steps (default: each epoch).")
+]
+TrainCkptEvery = Annotated[
+    _PosInt, typer.Option("--ckpt-every", min=1, help="Steps (default: --eval-every).")
+]
+TrainOut = Annotated[
+    Path, typer.Option("--out", "-o", help="Directory for last.pt, metrics.jsonl, HEAD.pt.")
+]
+TrainResume = Annotated[bool, typer.Option("--resume", help="Continue from OUT/last.pt.")]
+TrainInit = Annotated[
+    Optional[Path],  # noqa: UP045
+    typer.Option("--init", help="Fine-tune: start from these weights (their architecture)."),
+]
+TrainHints = Annotated[
+    bool,
+    typer.Option(
+        "--hints",
+        help="The model takes colour hints, simulated from the truth; with --init of a "
+        "model without them, it starts as that model.",
+    ),
+]
+TrainHintLr = Annotated[
+    float, typer.Option("--hint-lr", min=0, help="Learning rate of the hint layers.")
+]
+TrainFreezeBn = Annotated[
+    Optional[bool],  # noqa: UP045
+    typer.Option(
+        "--freeze-bn/--no-freeze-bn",
+        help="Keep BatchNorm statistics [default: on with --hints --init].",
+        show_default=False,
+    ),
+]
+
+
+@app.command("train")
+def train(
+    data: TrainData,
+    head: TrainHead = "cls",
+    val: TrainVal = None,
+    stats: TrainStats = None,
+    classes: TrainClasses = None,
+    grid: TrainGrid = 8,
+    epochs: TrainEpochs = None,
+    steps: TrainSteps = None,
+    batch_size: TrainBatchSize = 16,
+    lr: TrainLr = None,
+    schedule: TrainSchedule = "plateau",
+    size: TrainSize = defaults.TRAIN_SIZE,
+    width: TrainWidth = None,
+    device: TrainDevice = "auto",
+    precision: TrainPrecision = "auto",
+    workers: TrainWorkers = None,
+    threads: TrainThreads = None,
+    seed: TrainSeed = 0,
+    eval_every: TrainEvalEvery = None,
+    ckpt_every: TrainCkptEvery = None,
+    out: TrainOut = Path("runs/recolor"),
+    resume: TrainResume = False,
+    init: TrainInit = None,
+    hints: TrainHints = False,
+    hint_lr: TrainHintLr = defaults.HINT_LR,
+    freeze_bn: TrainFreezeBn = None,
+    quiet: Quiet = False,
+    debug: Debug = False,
+) -> None:
+    """Train a model; prints the path of the final weights (OUT/HEAD.pt) on stdout.
+
+    Writes OUT/last.pt (for --resume), OUT/metrics.jsonl and OUT/HEAD.pt.
+
+    Several GPUs: torchrun --nproc_per_node N -m recolor_tools train ... (-b is per GPU).
+    """
+    tool = Tool("train", quiet, debug)
+    with tool.guard():
+        from ..train import TrainConfig
+        from ..train import train as run_training
+
+        try:  # TrainConfig checks the options: ValueError is a usage error
+            cfg = TrainConfig(
+                data=data, head=head, out=out, val=val or [], stats=stats, classes=classes,
+                grid=grid, epochs=epochs, steps=steps, batch_size=batch_size, lr=lr,
+                schedule=schedule, size=size, width=width, device=device, workers=workers,
+                threads=threads, seed=seed, eval_every=eval_every, ckpt_every=ckpt_every,
+                resume=resume, init=init, precision=precision, quiet=quiet, hints=hints,
+                hint_lr=hint_lr, freeze_bn=freeze_bn,
+            )  # fmt: skip
+        except ValueError as e:
+            tool.usage(str(e))
+        path = run_training(cfg)
+        if os.environ.get("RANK", "0") == "0":  # one line, also under torchrun
+            print(path, flush=True)
+    tool.exit()

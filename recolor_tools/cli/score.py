@@ -1,0 +1,124 @@
+"""compare: score predictions against ground truth."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .common import (
+    Debug,
+    Quiet,
+    Tool,
+    app,
+)
+
+
+@app.command("compare")
+def compare(
+    pred: Annotated[
+        Path, typer.Argument(metavar="PRED", help="Predicted image, or a directory of them.")
+    ],
+    truth: Annotated[
+        Path, typer.Argument(metavar="TRUTH", help="Ground truth image, or a directory of them.")
+    ],
+    stats: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--stats", help="rebalance-stats.npz: adds the class-rebalanced AuC."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Write one JSON object.")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Write CSV, a last row 'mean'.")] = False,
+    montage: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--montage", help="Also draw gray input | prediction | truth to this image."),
+    ] = None,
+    output: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--output", "-o", help="Write the report to this file, not stdout."),
+    ] = None,
+    quiet: Quiet = False,
+    debug: Debug = False,
+) -> None:
+    """Score predictions against ground truth: PSNR, SSIM, ab RMSE, AuC, colourfulness.
+
+    Two directories are matched by file name without extension.
+
+    PSNR and SSIM: on RGB. AuC: a/b error within 0..150, in percent. Mean: over the images.
+
+    Identical images have infinite PSNR: inf in tables and CSV, null in JSON.
+    """
+    from .. import metrics
+    from ..color import to_uint8
+    from ..imageio import read_rgb
+
+    tool = Tool("compare", quiet, debug)
+    if as_json and as_csv:
+        tool.usage("--json and --csv exclude each other")
+    rebal = _load_stats(tool, stats) if stats is not None else None
+    pairs = _compare_pairs(tool, pred, truth)
+    results, rows = [], []
+    for name, p, t in tool.progress(pairs, len(pairs)):
+        with tool.guard(p):
+            p_u8, t_u8 = to_uint8(read_rgb(p)), to_uint8(read_rgb(t))
+            results.append((name, metrics.compare_pair(p_u8, t_u8, rebal)))
+            if montage is not None:
+                rows.append(metrics.montage_row(name, p_u8, t_u8))
+    if rows:
+        with tool.guard(montage):
+            metrics.montage(rows, montage)
+    fmt = metrics.format_json if as_json else metrics.format_csv if as_csv else None
+    if output is not None:
+        report = (fmt or metrics.format_text)(results).encode()
+        inputs = [str(f) for _, p, t in pairs for f in (p, t)]
+        router = tool.outputs(str(output), inputs, ".txt", many_per_file=False)
+        with tool.opened(router) as out, tool.guard(output):
+            out.write("report", lambda f: f.write(report))
+    elif fmt is None and sys.stdout.isatty():
+        _print_rich_table(*metrics.report_cells(results))
+    else:
+        sys.stdout.write((fmt or metrics.format_text)(results))
+    tool.exit()
+
+
+def _compare_pairs(tool: Tool, pred: Path, truth: Path) -> list[tuple[str, Path, Path]]:
+    """(name, pred, truth) to compare: the two files, or two directories matched by name."""
+    from ..imageio import expand_inputs
+    from ..pairing import pair_by_stem
+
+    if pred.is_dir() != truth.is_dir():
+        tool.usage("PRED and TRUTH must both be files or both be directories")
+    if not pred.is_dir():
+        return [(truth.stem, pred, truth)]
+    files = [expand_inputs([str(d)]) for d in (pred, truth)]
+    pairs, problems = pair_by_stem(*files, pred, truth)
+    for err in problems:
+        tool.fail(err)
+    return pairs
+
+
+def _load_stats(tool: Tool, path: Path):
+    """The rebalancing stats for --stats; a bad file stops the command (exit 1)."""
+    from ..rebalance import RebalanceStats
+
+    with tool.guard(path):
+        return RebalanceStats.load(path)
+    tool.exit()
+
+
+def _print_rich_table(head: list[str], rows: list[list[str]]) -> None:
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    # Two-line titles keep the table within 80 columns.
+    table = Table(*(h.replace(" ", "\n", 1) for h in head), box=box.SIMPLE_HEAD)
+    for col in table.columns[1:]:
+        col.justify = "right"
+    for row in rows[:-1]:
+        table.add_row(*row)
+    if rows:  # the mean row, set apart
+        table.add_section()
+        table.add_row(*rows[-1], style="bold")
+    Console().print(table)
