@@ -191,12 +191,12 @@ def _main(
     """Recolor images in CIELAB space."""
 
 
-def _input_name(path: str) -> str:
+def input_name(path: str) -> str:
     """The name an input file's outputs are named after (``-`` is ``stdin``)."""
     return "stdin" if path == "-" else Path(path).name
 
 
-def _image_writer(rgb, dest: Path | None, ext: str, source=None, **options):
+def image_writer(rgb, dest: Path | None, ext: str, source=None, **options):
     """A writer of ``rgb`` encoded for ``dest`` (its extension; ``ext`` for stdout or none), with
     the profile and metadata of ``source`` (an ImageMeta; ``options`` as for
     :func:`recolor_tools.imagemeta.encode_output`)."""

@@ -20,9 +20,9 @@ from .common import (
     SkipExisting,
     Strip,
     Tool,
-    _image_writer,
-    _input_name,
     app,
+    image_writer,
+    input_name,
 )
 
 
@@ -48,7 +48,7 @@ def to_lab(
     router = tool.outputs(output, paths, ".lab", many_per_file=True, skip_existing=skip_existing)
     with tool.opened(router) as out:
         for path in tool.progress(paths, len(paths)):
-            if out.skip(_input_name(path)):
+            if out.skip(input_name(path)):
                 continue
             with tool.guard(path):
                 rec = image_record(path, max_size, l_only)
@@ -60,12 +60,12 @@ def to_lab(
 def from_lab(
     inputs: Inputs = None,
     output: Output = None,
-    fmt: Annotated[
-        str, typer.Option("--format", "-f", help="Image format for stdout and directories.")
-    ] = "png",
     depth: DepthOpt = None,
     keep_profile: KeepProfile = False,
     strip: Strip = False,
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", help="Image format for stdout and directories.")
+    ] = "png",
     skip_existing: SkipExisting = False,
     quiet: Quiet = False,
     debug: Debug = False,
@@ -93,7 +93,7 @@ def from_lab(
             with tool.guard(rec.name):
                 rgb = lab_to_rgb(rec.lab(gray_if_l_only=True))
                 src = ImageMeta.from_json(rec.source)
-                out.write(rec.name, _image_writer(rgb, out.path(rec.name), ext, src, **options))
+                out.write(rec.name, image_writer(rgb, out.path(rec.name), ext, src, **options))
     tool.exit()
 
 
@@ -166,7 +166,7 @@ def quantize(
                 tool.note(f"{rec.name}: {target.meta['classes_used']} of {len(cls)} classes")
                 if shown is not None:
                     rgb = quant.preview_rgb(rec.lab(), cls, target.arrays["idx"])
-                    shown.write(rec.name, _image_writer(rgb, shown.path(rec.name), ".png"))
+                    shown.write(rec.name, image_writer(rgb, shown.path(rec.name), ".png"))
     tool.exit()
 
 
@@ -183,13 +183,13 @@ def rebalance_stats(
     sigma: SigmaOpt = defaults.SIGMA,
     classes: ClassesOpt = None,
     grid: GridOpt = 8,
-    workers: Annotated[
-        int, typer.Option("--workers", "-j", min=1, help="Threads reading image files.")
-    ] = 2,
     plot: Annotated[
         Optional[Path],  # noqa: UP045
         typer.Option("--plot", help="Also draw log p(a,b) and the weights to this image."),
     ] = None,
+    workers: Annotated[
+        int, typer.Option("--workers", "-j", min=1, help="Threads reading image files.")
+    ] = 2,
     quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:

@@ -10,19 +10,8 @@ import typer
 
 from .. import defaults
 from ..errors import RecolorError
-from .common import (
-    Debug,
-    DepthOpt,
-    Inputs,
-    KeepProfile,
-    Quiet,
-    SkipExisting,
-    Strip,
-    Tool,
-    _image_writer,
-    _input_name,
-    app,
-)
+from . import common
+from .common import Debug, Inputs, Quiet, Tool, app
 
 # -- predict's options --
 PredictHead = Annotated[
@@ -84,39 +73,29 @@ PredictFmt = Annotated[
     Optional[str],  # noqa: UP045
     typer.Option("--format", "-f", help="Output format: png, jpg, ... (default: the input's)."),
 ]
-PredictHint = Annotated[
-    Optional[list[str]],  # noqa: UP045
-    typer.Option(
-        "--hint",
-        help="X,Y=#RRGGBB: the colour at pixel X,Y (or 50%,20%); repeatable. cls only.",
-        show_default=False,
-    ),
-]
-PredictHints = Annotated[
-    Optional[str],  # noqa: UP045
-    typer.Option(
-        "--hints",
-        help="Hint file (JSON points/palette, or PNG layer: alpha > 0 pixels are hints), "
-        "or a directory of them matched to the inputs by path without extension.",
-        show_default=False,
-    ),
-]
-PredictPalette = Annotated[
-    Optional[str],  # noqa: UP045
-    typer.Option(
-        "--palette",
-        help="Colour scheme to follow: an image, or '#hex,#hex:weight,...'.",
-        show_default=False,
-    ),
-]
-PredictSuggest = Annotated[
-    Optional[str],  # noqa: UP045
-    typer.Option(
-        "--suggest",
-        help="X,Y: print the model's 5 likeliest colours there (hex, probability); write nothing.",
-        show_default=False,
-    ),
-]
+
+
+def _unshown(flag: str, help: str, many: bool = False):
+    """An optional text option (repeatable with ``many``) whose help shows no default."""
+    kind = Optional[list[str]] if many else Optional[str]  # noqa: UP045
+    return Annotated[kind, typer.Option(flag, help=help, show_default=False)]
+
+
+PredictHint = _unshown(
+    "--hint", "X,Y=#RRGGBB: the colour at pixel X,Y (or 50%,20%); repeatable. cls only.", many=True
+)
+PredictHints = _unshown(
+    "--hints",
+    "Hint file (JSON points/palette, or PNG layer: alpha > 0 pixels are hints), "
+    "or a directory of them matched to the inputs by path without extension.",
+)
+PredictPalette = _unshown(
+    "--palette", "Colour scheme to follow: an image, or '#hex,#hex:weight,...'."
+)
+PredictSuggest = _unshown(
+    "--suggest",
+    "X,Y: print the model's 5 likeliest colours there (hex, probability); write nothing.",
+)
 
 
 @app.command("predict")
@@ -131,10 +110,10 @@ def predict(
     device: PredictDevice = "auto",
     size: PredictSize = None,
     fmt: PredictFmt = None,
-    depth: DepthOpt = None,
-    keep_profile: KeepProfile = False,
-    strip: Strip = False,
-    skip_existing: SkipExisting = False,
+    depth: common.DepthOpt = None,
+    keep_profile: common.KeepProfile = False,
+    strip: common.Strip = False,
+    skip_existing: common.SkipExisting = False,
     hint: PredictHint = None,
     hints: PredictHints = None,
     palette: PredictPalette = None,
@@ -209,7 +188,7 @@ def _predict_outputs(tool: Tool, paths: list[str], output, fmt, skip_existing: b
     if router.to_stdout:
         tool.binary_stdout()  # refused on a terminal, before any work
     (paths,) = shard.this_rank(paths)  # under torchrun: this rank's share of the whole list
-    paths = [p for p in paths if not router.skip(_input_name(p))]
+    paths = [p for p in paths if not router.skip(common.input_name(p))]
     if not paths:
         tool.exit()  # all done already: no model to load
     return router, ext, paths
@@ -238,9 +217,9 @@ def _predict_all(tool: Tool, predictor, router, paths, batch_size, hints, ext, o
             with tool.guard(path):
                 if isinstance(rgb, RecolorError):
                     raise rgb
-                name = _input_name(path)
+                name = common.input_name(path)
                 dest = out.path(name)
-                writer = _image_writer(rgb, dest, ext or ".png", source, **options)
+                writer = common.image_writer(rgb, dest, ext or ".png", source, **options)
                 if out.write(name, writer) is not None:
                     print(dest, flush=True)
 
@@ -337,9 +316,6 @@ TrainHints = Annotated[
         "model without them, it starts as that model.",
     ),
 ]
-TrainHintLr = Annotated[
-    float, typer.Option("--hint-lr", min=0, help="Learning rate of the hint layers.")
-]
 TrainFreezeBn = Annotated[
     Optional[bool],  # noqa: UP045
     typer.Option(
@@ -347,6 +323,9 @@ TrainFreezeBn = Annotated[
         help="Keep BatchNorm statistics [default: on with --hints --init].",
         show_default=False,
     ),
+]
+TrainHintLr = Annotated[
+    float, typer.Option("--hint-lr", min=0, help="Learning rate of the hint layers.")
 ]
 
 
