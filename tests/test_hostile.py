@@ -218,7 +218,7 @@ def test_nan_weights_and_a_foreign_class_set_are_refused(tmp_path):
     good = make_checkpoint(model, classes=gamut_classes(8), grid=8.0)
     nan = {**good, "model": {k: v.clone() for k, v in good["model"].items()}}
     nan["model"]["head.weight"][0, 0] = float("nan")
-    foreign = {**good, "classes": torch.from_numpy(gamut_classes(10))}  # 262 classes, 395 logits
+    foreign = {**good, "classes": torch.tensor(gamut_classes(10))}  # 262 classes, 395 logits
     for name, ckpt, reason in [("nan", nan, "NaN or infinite"), ("foreign", foreign, "broken")]:
         save_checkpoint(tmp_path / f"{name}.pt", ckpt)
         with pytest.raises(RecolorError, match=reason):
