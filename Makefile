@@ -24,10 +24,13 @@ test: $(BIN)/recolor
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest -q
 
-# The fuzz tests of the record and image readers with 100,000 cases each (CI runs 300).
+# The fuzz tests of the record and image readers with 100,000 cases each (CI runs 300), then
+# coverage-guided fuzzing of both with atheris (libFuzzer) for as many runs.
 FUZZ_EXAMPLES ?= 100000
 fuzz: $(BIN)/recolor
 	RECOLOR_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q tests/test_fuzz.py
+	$(BIN)/pip install -q atheris
+	OPENCV_LOG_LEVEL=SILENT $(BIN)/python tests/fuzz_atheris.py -runs=$(FUZZ_EXAMPLES)
 
 bench: $(BIN)/recolor
 	$(BIN)/pip install -q -e ".[bench]"
