@@ -14,11 +14,10 @@ Two measurements:
    the children's ``ru_maxrss`` after running it in a subprocess (with the memory of a bare
    ``import torch`` process for reference).
 3. With ``--device cpu|cuda`` (instead of 1 and 2): end-to-end images per second of
-   ``recolor predict``'s path, JPEG files to JPEG files, in this process (the
-   :class:`~recolor_tools.predict.Predictor` file driver, then the CLI's encoder and atomic
-   write), on generated images at 256x256 and at poster size (1000 wide, 1500 high), with serial
+   ``recolor predict``, JPEG files to JPEG files, run in this process (imports done), on
+   generated images at 256x256 and at poster size (1000 wide, 1500 high), with serial
    I/O (``--io-workers 0``) and background I/O side by side, and their ratio. The network is
-   the shipped cls architecture with random weights; the model load is not timed.
+   the shipped cls architecture with random weights.
 
 Usage::
 
@@ -217,30 +216,27 @@ def _write_jpegs(folder: Path, n: int, h: int, w: int) -> list[str]:
     return paths
 
 
-def _files_per_second(predictor, paths: list[str], out: Path, io_workers: int) -> float:
-    """Images per second of ``recolor predict paths -o out/`` as the CLI does it, in process."""
-    from recolor_tools.imageio import atomic_write, read_rgb
-    from recolor_tools.imagemeta import ImageMeta, encode_output
+def _files_per_second(weights: Path, paths: list[str], out: Path, io_workers: int, device: str):
+    """Images per second of ``recolor predict PATHS -o OUT/``, run in this process (imports
+    done; the timed run includes loading the small checkpoint, about 0.1 s)."""
+    import contextlib
+    import io
 
-    metas: dict[str, ImageMeta] = {}
+    from recolor_tools.cli import main
 
-    def read(path: str) -> np.ndarray:
-        metas[path] = ImageMeta()
-        return read_rgb(path, metas[path])
-
-    out.mkdir(exist_ok=True)
+    args = ["predict", *paths, "-w", str(weights), "-o", f"{out}/", "--device", device, "-q"]
     t0 = time.perf_counter()
-    for path, rgb in predictor.predict_files(paths, 8, read=read, io_workers=io_workers):
-        if isinstance(rgb, Exception):
-            raise rgb
-        atomic_write(out / Path(path).name, encode_output(rgb, ".jpg", metas.pop(path)))
+    with contextlib.redirect_stdout(io.StringIO()):  # the printed paths
+        rc = main([*args, "--io-workers", str(io_workers)])
+    if rc != 0:
+        raise SystemExit(f"bench_predict: recolor predict failed with {rc}")
     return len(paths) / (time.perf_counter() - t0)
 
 
 def end_to_end(device: str, io_workers: int, rounds: int, counts: tuple[int, int]) -> None:
     """Print serial and background-I/O images per second at 256x256 and poster size."""
     from recolor_tools import quant
-    from recolor_tools.checkpoints import make_checkpoint
+    from recolor_tools.checkpoints import make_checkpoint, save_checkpoint
     from recolor_tools.models import Colorizer, ModelConfig
     from recolor_tools.predict import Predictor
 
@@ -255,13 +251,15 @@ def end_to_end(device: str, io_workers: int, rounds: int, counts: tuple[int, int
         f"JPEG, batch 8, best of {rounds}"
     )
     with tempfile.TemporaryDirectory() as tmp:
+        weights = Path(tmp) / "cls.pt"
+        save_checkpoint(weights, make_checkpoint(model, classes=classes, grid=8))
         for n, (h, w) in zip(counts, [(256, 256), (1500, 1000)], strict=True):
             paths = _write_jpegs(Path(tmp) / f"in{h}x{w}", n, h, w)
-            _files_per_second(predictor, paths[:2], Path(tmp) / "warm", 0)  # allocator, kernels
+            _files_per_second(weights, paths[:2], Path(tmp) / "warm", 0, device)  # warm-up
             best = {0: 0.0, io_workers: 0.0}
             for _ in range(rounds):  # in turns, so that load from elsewhere hits both alike
                 for k in best:
-                    rate = _files_per_second(predictor, paths, Path(tmp) / f"out{k}", k)
+                    rate = _files_per_second(weights, paths, Path(tmp) / f"out{k}", k, device)
                     best[k] = max(best[k], rate)
             print(
                 f"{n} images {w}x{h}: serial I/O {best[0]:.1f} img/s, --io-workers {io_workers} "
