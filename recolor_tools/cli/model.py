@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
 from typing import Annotated, Literal, Optional
@@ -222,79 +221,21 @@ def _predict_all(tool: Tool, predictor, router, paths, batching, hints, ext, opt
         return read_rgb(path, meta)
 
     dtype = np.uint8 if options["depth"] == 8 else np.uint16  # the encoder rounds to the depth
-    batch_size, io_workers = batching
-    with tool.opened(router) as out, _Encoders(io_workers) as encoders:
+    with tool.opened(router) as out:
+        batch_size, io_workers = batching
         found = predictor.predict_files(
             paths, batch_size, hints, read=read, dtype=dtype, io_workers=io_workers
         )
         for path, rgb in tool.progress(found, len(paths)):
             source = sources[path].pop(0) if sources.get(path) else None
-            try:  # an error is queued too, so stderr and stdout keep the input order
+            with tool.guard(path):
                 if isinstance(rgb, RecolorError):
                     raise rgb
                 name = common.input_name(path)
                 dest = out.path(name)
                 writer = common.image_writer(rgb, dest, ext or ".png", source, **options)
-                encoders.then(path, encoders.encode(writer), name, dest)
-            except RecolorError as e:
-                encoders.then(path, e)
-            for job in encoders.ready():
-                _write_one(tool, out, *job)
-        for job in encoders.ready(flush=True):
-            _write_one(tool, out, *job)
-
-
-def _write_one(tool: Tool, out, path: str, writer, name=None, dest=None) -> None:
-    """Write one output (``writer``: a RecolorError for a failed input) and print its path."""
-    with tool.guard(path):
-        if isinstance(writer, RecolorError):
-            raise writer
-        if out.write(name, writer) is not None:
-            print(dest, flush=True)
-
-
-class _Encoders:
-    """Encode outputs on ``workers`` threads while later images are composed; written in order.
-
-    At most ``2 * workers`` encoded outputs wait for their turn (the memory bound); with 0
-    workers, each output is encoded while it is written, in the calling thread.
-    """
-
-    def __init__(self, workers: int) -> None:
-        from collections import deque
-        from concurrent.futures import ThreadPoolExecutor
-
-        self.pool = ThreadPoolExecutor(workers, "recolor-encode") if workers > 0 else None
-        self.queue: deque[tuple] = deque()
-        self.depth = 2 * workers
-
-    def encode(self, writer):
-        """``writer`` (called with a binary file), or one that writes bytes encoded ahead."""
-        if self.pool is None:
-            return writer
-
-        def encoded() -> bytes:
-            buf = io.BytesIO()
-            writer(buf)
-            return buf.getvalue()
-
-        job = self.pool.submit(encoded)  # its RecolorError is raised on writing, as without
-        return lambda f: f.write(job.result())
-
-    def then(self, *job) -> None:
-        self.queue.append(job)
-
-    def ready(self, flush: bool = False):
-        """The queued jobs to write now, oldest first: all when ``flush``."""
-        while self.queue and (flush or len(self.queue) > self.depth):
-            yield self.queue.popleft()
-
-    def __enter__(self) -> _Encoders:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
+                if out.write(name, writer) is not None:
+                    print(dest, flush=True)
 
 
 def _print_suggestions(tool: Tool, predictor, paths: list[str], where: str, source) -> None:
