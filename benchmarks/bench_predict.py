@@ -13,10 +13,16 @@ Two measurements:
 2. Peak resident memory of ``recolor predict`` on a 6000x4000 photograph-sized image, read from
    the children's ``ru_maxrss`` after running it in a subprocess (with the memory of a bare
    ``import torch`` process for reference).
+3. With ``--device cpu|cuda`` (instead of 1 and 2): end-to-end images per second of
+   ``recolor predict``, JPEG files to JPEG files, run in this process (imports done), on
+   generated images at 256x256 and at poster size (1000 wide, 1500 high), with serial
+   I/O (``--io-workers 0``) and background I/O side by side, and their ratio. The network is
+   the shipped cls architecture with random weights.
 
 Usage::
 
     .venv/bin/python benchmarks/bench_predict.py [--threads N] [--repeat R] [--no-memory]
+    .venv/bin/python benchmarks/bench_predict.py --device cpu [--io-workers 2] [--repeat 2]
 
 Random weights time exactly like trained ones; the checkpoint used for the memory run is built
 in a temporary directory.
@@ -191,16 +197,104 @@ def peak_memory(tmp: Path) -> None:
         )
 
 
+# --- end to end: JPEG files in, JPEG files out -----------------------------------------------
+
+
+def _write_jpegs(folder: Path, n: int, h: int, w: int) -> list[str]:
+    """``n`` generated h x w JPEGs: smooth colour fields with a little noise (realistic sizes)."""
+    import cv2
+
+    folder.mkdir()
+    rng = np.random.default_rng(n * h + w)
+    paths = []
+    for i in range(n):
+        small = rng.integers(0, 256, (5, 4, 3)).astype(np.uint8)
+        img = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+        img += rng.integers(0, 8, (h, w, 1), dtype=np.uint8)
+        paths.append(str(folder / f"im{i:03d}.jpg"))
+        cv2.imwrite(paths[-1], img, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    return paths
+
+
+def _files_per_second(weights: Path, paths: list[str], out: Path, io_workers: int, device: str):
+    """Images per second of ``recolor predict PATHS -o OUT/``, run in this process (imports
+    done; the timed run includes loading the small checkpoint, about 0.1 s)."""
+    import contextlib
+    import io
+
+    from recolor_tools.cli import main
+
+    args = ["predict", *paths, "-w", str(weights), "-o", f"{out}/", "--device", device, "-q"]
+    t0 = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()):  # the printed paths
+        rc = main([*args, "--io-workers", str(io_workers)])
+    if rc != 0:
+        raise SystemExit(f"bench_predict: recolor predict failed with {rc}")
+    return len(paths) / (time.perf_counter() - t0)
+
+
+def end_to_end(device: str, io_workers: int, rounds: int, counts: tuple[int, int]) -> None:
+    """Print serial and background-I/O images per second at 256x256 and poster size."""
+    from recolor_tools import quant
+    from recolor_tools.checkpoints import make_checkpoint, save_checkpoint
+    from recolor_tools.models import Colorizer, ModelConfig
+    from recolor_tools.predict import Predictor
+
+    classes = np.array(quant.gamut_classes(8))
+    model = Colorizer(ModelConfig(head="cls", num_classes=len(classes), width=shipped_width()))
+    predictor = Predictor(
+        model.eval(), make_checkpoint(model, classes=classes, grid=8), device=device
+    )
+    print(
+        f"end to end on {predictor.device} (torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, {os.cpu_count()} CPUs): JPEG -> recolor predict -> "
+        f"JPEG, batch 8, best of {rounds}"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        weights = Path(tmp) / "cls.pt"
+        save_checkpoint(weights, make_checkpoint(model, classes=classes, grid=8))
+        for n, (h, w) in zip(counts, [(256, 256), (1500, 1000)], strict=True):
+            paths = _write_jpegs(Path(tmp) / f"in{h}x{w}", n, h, w)
+            _files_per_second(weights, paths[:2], Path(tmp) / "warm", 0, device)  # warm-up
+            best = {0: 0.0, io_workers: 0.0}
+            for _ in range(rounds):  # in turns, so that load from elsewhere hits both alike
+                for k in best:
+                    rate = _files_per_second(weights, paths, Path(tmp) / f"out{k}", k, device)
+                    best[k] = max(best[k], rate)
+            print(
+                f"{n} images {w}x{h}: serial I/O {best[0]:.1f} img/s, --io-workers {io_workers} "
+                f"{best[io_workers]:.1f} img/s ({best[io_workers] / best[0]:.2f}x)"
+            )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument(
+        "--device", choices=["cpu", "cuda"], help="end to end, JPEG files to JPEG files, only"
+    )
+    ap.add_argument("--io-workers", type=int, default=2, help="end to end: background threads")
+    ap.add_argument(
+        "--images", type=int, nargs=2, default=[64, 16], metavar=("SMALL", "POSTER"),
+        help="end to end: how many 256x256 and 1000x1500 images",
+    )  # fmt: skip
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    ap.add_argument("--repeat", type=int, default=5, help="rounds; the best counts")
+    ap.add_argument(
+        "--repeat", type=int, default=None, help="rounds; the best counts (5; end to end 2)"
+    )
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--batch", type=int, nargs="+", default=[1, 8])
     ap.add_argument("--no-memory", action="store_true")
     args = ap.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("bench_predict: --device cuda: CUDA is not available here", file=sys.stderr)
+        sys.exit(2)
+    if args.io_workers < 1:
+        ap.error("--io-workers must be at least 1 (0 is the serial run it is compared with)")
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.device:
+        end_to_end(args.device, args.io_workers, args.repeat or 2, tuple(args.images))
+        return
 
     from recolor_tools import quant
     from recolor_tools.models import Colorizer, ModelConfig
@@ -227,7 +321,7 @@ def main() -> None:
     for b in args.batch:
         steppers = {f"w{w}": _stepper(net, ours_classes, b, args.size) for w, net in ours.items()}
         steppers["zhang"] = _stepper(zhang, zhang_classes, b, args.size)
-        r = throughput(steppers, b, args.repeat)
+        r = throughput(steppers, b, args.repeat or 5)
         z = r.pop("zhang")
         mine = ", ".join(f"recolor {k} {v:.1f} img/s ({v / z:.1f}x)" for k, v in r.items())
         print(f"batch {b}: Zhang {z:.2f} img/s; {mine}")

@@ -41,7 +41,9 @@ References
 from __future__ import annotations
 
 import itertools
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -465,6 +467,7 @@ class Predictor:
         hints: Callable[[str], Hints | None] | None = None,
         read: Callable[[str], np.ndarray] = read_rgb,
         dtype: type = np.uint8,
+        io_workers: int = 0,
     ) -> Iterator[tuple[str, np.ndarray | RecolorError]]:
         """Read (with ``read``), recolour and yield ``(path, RGB of dtype)`` per file, in order.
 
@@ -472,17 +475,54 @@ class Predictor:
         :data:`BATCH_PIXELS` pixels, to bound memory), and those of one working shape go through
         the network together. ``hints(path)`` gives each file's hints (or None). An unreadable
         file or bad hints yield ``(path, RecolorError)`` and the rest go on; ``-`` reads stdin.
+
+        With ``io_workers`` > 0, ``io_workers`` threads read and prepare up to ``batch_size``
+        files ahead while the network runs on the current batch, and as many more compose its
+        results while the caller consumes (encodes, writes) earlier ones; OpenCV and numpy
+        release the GIL. At most about two batches of full-resolution images are alive, and the
+        results are the serial path's (0), byte for byte and in the same order. ``read`` and
+        ``hints`` are then called from worker threads, in input order of submission.
         """
+        if io_workers <= 0:
+            items = ((p, self._prepared(p, read, hints)) for p in paths)
+            yield from self._predict_batches(items, batch_size, dtype, None)
+            return
+        with (
+            ThreadPoolExecutor(io_workers, thread_name_prefix="recolor-read") as readers,
+            ThreadPoolExecutor(io_workers, thread_name_prefix="recolor-compose") as composers,
+        ):
+            try:
+                items = _ahead(lambda p: self._prepared(p, read, hints), paths, readers, batch_size)
+                yield from self._predict_batches(items, batch_size, dtype, composers)
+            finally:  # closed early (an error downstream): drop the queued work
+                readers.shutdown(wait=True, cancel_futures=True)
+                composers.shutdown(wait=True, cancel_futures=True)
+
+    def _prepared(
+        self, path: str, read: Callable[[str], np.ndarray], hints: Callable | None
+    ) -> Prepared | RecolorError:
+        """Step 1 for one file; a RecolorError is returned, not raised, so the rest go on."""
+        try:
+            return self.prepare(read(path), hints(path) if hints else None)
+        except RecolorError as e:
+            return e
+
+    def _predict_batches(
+        self,
+        items: Iterable[tuple[str, Prepared | RecolorError]],
+        batch_size: int,
+        dtype: type,
+        composers: ThreadPoolExecutor | None,
+    ) -> Iterator[tuple[str, np.ndarray | RecolorError]]:
+        """The batching loop of :meth:`predict_files` over prepared ``(path, item)`` pairs;
+        composed in the calling thread, or on ``composers``."""
         pending: list[tuple[str, Prepared | RecolorError]] = []
         pixels = 0
-        for path in itertools.chain(paths, [None]):
-            if path is not None:
-                try:
-                    it = self.prepare(read(path), hints(path) if hints else None)
-                    pixels += it.L.size
-                except RecolorError as e:
-                    it = e
-                pending.append((path, it))
+        for entry in itertools.chain(items, [None]):
+            if entry is not None:
+                pending.append(entry)
+                if isinstance(entry[1], Prepared):
+                    pixels += entry[1].L.size
                 if len(pending) < batch_size and pixels < BATCH_PIXELS:
                     continue
             preds = iter(
@@ -490,8 +530,32 @@ class Predictor:
             )
             done = [(p, it if isinstance(it, RecolorError) else next(preds)) for p, it in pending]
             pending, preds = [], None
+            if composers is not None:  # composed in the background, handed out in order
+                bg = composers.submit
+                done = [(p, it if isinstance(it, Exception) else bg(self.compose, it, dtype))
+                        for p, it in done]  # fmt: skip
             done.reverse()
             while done:  # popped, so each full-resolution L is freed once written
                 p, it = done.pop()
-                yield p, it if isinstance(it, RecolorError) else self.compose(it, dtype)
+                if isinstance(it, Future):
+                    yield p, it.result()
+                else:
+                    yield p, it if isinstance(it, RecolorError) else self.compose(it, dtype)
             pixels = 0
+
+
+def _ahead(
+    fn: Callable[[str], Any], paths: Iterable[str], pool: ThreadPoolExecutor, depth: int
+) -> Iterator[tuple[str, Any]]:
+    """``(path, fn(path))`` in order, with ``fn`` running on ``pool`` up to ``depth`` paths ahead
+    of the consumer (so while it works on one batch, the next one is being read)."""
+    todo = iter(paths)
+    queue: deque[tuple[str, Future]] = deque(
+        (p, pool.submit(fn, p)) for p in itertools.islice(todo, max(1, depth))
+    )
+    while queue:
+        path, future = queue.popleft()
+        result = future.result()
+        for nxt in itertools.islice(todo, 1):
+            queue.append((nxt, pool.submit(fn, nxt)))
+        yield path, result

@@ -58,6 +58,15 @@ PredictBatchSize = Annotated[
         help="Images read at a time; those of one working size share a forward pass.",
     ),
 ]
+PredictIoWorkers = Annotated[
+    int,
+    typer.Option(
+        "--io-workers",
+        min=0,
+        help="Threads that read the next batch and compose results while the network runs "
+        "(0: all in turn, in one thread).",
+    ),
+]
 PredictDevice = Annotated[
     Literal["auto", "cpu", "cuda"], typer.Option("--device", help="Where the network runs.")
 ]
@@ -107,6 +116,7 @@ def predict(
     temperature: PredictTemperature = defaults.TEMPERATURE,
     saturation: PredictSaturation = 1.0,
     batch_size: PredictBatchSize = 8,
+    io_workers: PredictIoWorkers = 2,
     device: PredictDevice = "auto",
     size: PredictSize = None,
     fmt: PredictFmt = None,
@@ -162,7 +172,7 @@ def predict(
     for problem in problems:
         tool.fail(problem)
     options = {"depth": depth, "keep_profile": keep_profile, "strip": strip}
-    _predict_all(tool, predictor, router, paths, batch_size, source, ext, options)
+    _predict_all(tool, predictor, router, paths, (batch_size, io_workers), source, ext, options)
     tool.exit()
 
 
@@ -194,9 +204,9 @@ def _predict_outputs(tool: Tool, paths: list[str], output, fmt, skip_existing: b
     return router, ext, paths
 
 
-def _predict_all(tool: Tool, predictor, router, paths, batch_size, hints, ext, options) -> None:
-    """Recolour ``paths`` and write each through ``router`` with its source's profile, depth and
-    metadata; print each written path."""
+def _predict_all(tool: Tool, predictor, router, paths, batching, hints, ext, options) -> None:
+    """Recolour ``paths`` (``batching``: batch size, I/O threads) and write each through
+    ``router`` with its source's profile, depth and metadata; print each written path."""
     import numpy as np
 
     from ..imageio import read_rgb
@@ -206,12 +216,16 @@ def _predict_all(tool: Tool, predictor, router, paths, batch_size, hints, ext, o
 
     def read(path: str):
         meta = ImageMeta()
+        # From a reader thread with --io-workers; a repeated path's metas are alike, any order.
         sources.setdefault(path, []).append(meta)
         return read_rgb(path, meta)
 
     dtype = np.uint8 if options["depth"] == 8 else np.uint16  # the encoder rounds to the depth
     with tool.opened(router) as out:
-        found = predictor.predict_files(paths, batch_size, hints, read=read, dtype=dtype)
+        batch_size, io_workers = batching
+        found = predictor.predict_files(
+            paths, batch_size, hints, read=read, dtype=dtype, io_workers=io_workers
+        )
         for path, rgb in tool.progress(found, len(paths)):
             source = sources[path].pop(0) if sources.get(path) else None
             with tool.guard(path):
