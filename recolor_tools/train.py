@@ -186,7 +186,7 @@ def evaluate(
         targets = {k: v.to(device) for k, v in batch.items() if k not in ("L", "ab_full", "bad")}
         with autocast:
             out, loss = model(L, targets)
-        cls_t = None if classes is None else torch.from_numpy(np.asarray(classes, np.float32))
+        cls_t = None if classes is None else torch.tensor(np.asarray(classes, np.float32))
         ab = models.decode(out, cls_t).permute(0, 2, 3, 1).cpu().numpy()  # (B, h, w, 2)
         Ls = batch["L"].numpy()[:, 0]  # (B, S, S)
         truth_ab = batch["ab_full"].numpy().transpose(0, 2, 3, 1)  # (B, S, S, 2)
