@@ -28,12 +28,11 @@ import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from .color import rgb_to_lab
 from .errors import RecolorError
-from .imageio import read_bytes, read_rgb, resize_short_side
+from .imageio import decode_stored, read_bytes, read_rgb, resize_short_side
 
 PALETTE_IMAGE_SIDE = 64
 """A palette image is shrunk to this shorter side first: its colour histogram barely changes
@@ -279,10 +278,10 @@ def _from_json(data: bytes) -> Hints:
     return out
 
 
-def _from_layer(data: bytes) -> Hints:
+def _from_layer(data: bytes, name: str) -> Hints:
     # imageio.read_rgb composites alpha on white; a hint layer needs the alpha itself.
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if img is None or img.ndim != 3 or img.shape[2] != 4:
+    _, img = decode_stored(data, name)
+    if img.ndim != 3 or img.shape[2] != 4:
         raise ValueError("a hint layer must be an image with an alpha channel")
     scale = 65535.0 if img.dtype == np.uint16 else 255.0
     ys, xs = np.nonzero(img[:, :, 3])
@@ -304,7 +303,7 @@ def read_hints(path: str | Path) -> Hints:
     try:
         if Path(path).suffix.lower() == ".json":
             return _from_json(data)
-        return _from_layer(data)
+        return _from_layer(data, str(path))
     except (ValueError, KeyError, TypeError) as e:
         reason = f"missing key {e}" if isinstance(e, KeyError) else str(e).splitlines()[0]
         raise RecolorError(f"bad hint file: {reason}", path) from None

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from .errors import NO_SPACE, DiskFull, RecolorError, warn
-from .imagehead import max_pixels, read_head
+from .imagehead import ImageHead, max_pixels, read_head
 
 # OpenCV's own limit (2**30 pixels) would otherwise cap a raised RECOLOR_MAX_PIXELS; ours is
 # checked on the header before OpenCV sees the data.
@@ -74,6 +74,29 @@ def read_bytes(path: str | Path) -> bytes:
         raise RecolorError(os_reason(e), path) from None
 
 
+def decode_stored(data: bytes, name: str = "<data>") -> tuple[ImageHead, np.ndarray]:
+    """The header and the samples as the file stores them (OpenCV's BGR/BGRA/gray order, uint8
+    or uint16, alpha kept; JPEG with its EXIF orientation applied), after the checks of
+    :func:`recolor_tools.imagehead.read_head` (format, pixel limit, truncation).
+
+    Raises
+    ------
+    RecolorError
+        A format recolor does not read, an image over the limit, or corrupt data.
+    """
+    head = read_head(data, name)  # format from the magic bytes, size limit, truncation
+    if head.pages > 1:
+        warn("multi-page TIFF: reading the first page only", name)
+    buf = np.frombuffer(data, np.uint8)
+    try:
+        img = cv2.imdecode(buf, _DECODE_ORIENTED if head.format == "JPEG" else _DECODE_KEEP_ALPHA)
+    except cv2.error:  # OpenCV's assertion text means nothing to the user
+        img = None
+    if img is None or img.size == 0:
+        raise RecolorError(f"not a readable image (corrupt {head.format} data)", name)
+    return head, img
+
+
 def decode_rgb(data: bytes, name: str = "<data>", meta: ImageMeta | None = None) -> np.ndarray:
     """Decode an encoded image (JPEG, PNG, TIFF, WebP, BMP) to float32 sRGB in [0, 1].
 
@@ -100,16 +123,7 @@ def decode_rgb(data: bytes, name: str = "<data>", meta: ImageMeta | None = None)
         Empty, truncated or undecodable data, a format recolor does not read, or an image over
         the pixel limit (see :mod:`recolor_tools.imagehead`).
     """
-    head = read_head(data, name)  # format from the magic bytes, size limit, truncation
-    if head.pages > 1:
-        warn("multi-page TIFF: reading the first page only", name)
-    buf = np.frombuffer(data, np.uint8)
-    try:
-        img = cv2.imdecode(buf, _DECODE_ORIENTED if head.format == "JPEG" else _DECODE_KEEP_ALPHA)
-    except cv2.error:  # OpenCV's assertion text means nothing to the user
-        img = None
-    if img is None or img.size == 0:
-        raise RecolorError(f"not a readable image (corrupt {head.format} data)", name)
+    head, img = decode_stored(data, name)
     # Reorder channels (BGR -> RGB, alpha composited on white) while the image is still small
     # integers: a 24 MP poster is 72 MB as uint8 but 288 MB per float32 copy.
     if img.ndim == 3 and img.shape[2] == 4:

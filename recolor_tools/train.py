@@ -162,7 +162,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
 def evaluate(
     model: models.Colorizer,
     loader: torch.utils.data.DataLoader,
-    classes: np.ndarray | None,
     device: torch.device,
     autocast,
     d: Dist,
@@ -186,8 +185,7 @@ def evaluate(
         targets = {k: v.to(device) for k, v in batch.items() if k not in ("L", "ab_full", "bad")}
         with autocast:
             out, loss = model(L, targets)
-        cls_t = None if classes is None else torch.tensor(np.asarray(classes, np.float32))
-        ab = models.decode(out, cls_t).permute(0, 2, 3, 1).cpu().numpy()  # (B, h, w, 2)
+        ab = model.decode(out).permute(0, 2, 3, 1).cpu().numpy()  # (B, h, w, 2)
         Ls = batch["L"].numpy()[:, 0]  # (B, S, S)
         truth_ab = batch["ab_full"].numpy().transpose(0, 2, 3, 1)  # (B, S, S, 2)
         S = Ls.shape[-1]
@@ -275,9 +273,7 @@ def evaluate_and_log(run: Run, state: TrainState, regular: bool) -> dict[str, An
     broadcast_buffers(run.raw, d)  # evaluate every replica with rank 0's BatchNorm statistics
     val = {"val_loss": None, "val_auc": None, "val_psnr": None}
     if run.loaders.val is not None:
-        val = evaluate(
-            run.raw, run.loaders.val, run.cs.classes, run.dev.device, run.dev.autocast, d
-        )
+        val = evaluate(run.raw, run.loaders.val, run.dev.device, run.dev.autocast, d)
     if regular:
         if cfg.schedule == "plateau":
             run.opt.scheduler.step(train_loss if val["val_loss"] is None else val["val_loss"])

@@ -375,6 +375,8 @@ def build_model(
     if carried is not None:
         load = load_expanded if expand else models.Colorizer.load_state_dict
         load(model, carried["model"])
+    if cs.classes is not None:  # the model decodes its own output (models.Colorizer.decode)
+        model.classes.copy_(torch.from_numpy(np.array(cs.classes, np.float32)))
     model.frozen_bn = bool(cfg.freeze_bn)
     if d.world > 1 and dev.device.type == "cuda":  # BN statistics over the global batch
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)

@@ -306,3 +306,16 @@ def test_bad_hint_options_give_one_line(tmp_path, weights, image, args, rc, matc
     assert p.returncode == rc and len(lines) == 1, lines
     assert lines[0].startswith("recolor predict: " + match.format(broken=broken)), lines
     assert not (tmp_path / "out.png").exists()
+
+
+def test_a_hint_layer_is_read_with_the_image_checks(tmp_path):
+    # A hint layer is an image from the user: it passes the format and pixel-limit checks of
+    # every image read (a decompression bomb is refused before decoding), named in one line.
+    import zlib
+
+    from corpus import png_bytes
+
+    (tmp_path / "bomb.png").write_bytes(png_bytes(100_000, 100_000, zlib.compress(bytes(1000))))
+    with pytest.raises(RecolorError, match="bomb|pixel") as e:
+        hints.read_hints(tmp_path / "bomb.png")
+    assert e.value.path == str(tmp_path / "bomb.png")
