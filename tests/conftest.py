@@ -90,6 +90,38 @@ def read_rgb_u8(path_or_bytes) -> np.ndarray:
     return bgr[:, :, ::-1].copy()
 
 
+# 25 ab classes on a grid of spacing 20: small, and all well inside the sRGB gamut near mid L.
+CLASSES = np.stack(np.meshgrid(np.arange(-40, 41, 20), np.arange(-40, 41, 20)), -1)
+CLASSES = CLASSES.reshape(-1, 2).astype(np.float32)
+
+
+def tiny_checkpoint(
+    path: Path, head: str, seed: int = 0, size: int = 48, prior: bool = False
+) -> Path:
+    """Save a width-8 random-weight model of ``head`` over :data:`CLASSES` (``prior``: with a
+    made-up rebalancing prior, which palettes need) trained, says its record, at ``size``."""
+    import torch
+
+    from recolor_tools import checkpoints, models
+
+    torch.manual_seed(seed)
+    q = len(CLASSES) if head == "cls" else 0
+    model = models.Colorizer(models.ModelConfig(head=head, num_classes=q, width=8)).eval()
+    rebalance = None
+    if prior and head == "cls":
+        p = torch.linspace(1, 2, q)
+        rebalance = {"prior": p / p.sum()}
+    ckpt = checkpoints.make_checkpoint(
+        model,
+        classes=CLASSES if head == "cls" else None,
+        grid=20,
+        rebalance=rebalance,
+        data={"size": size},
+    )
+    checkpoints.save_checkpoint(path, ckpt)
+    return path
+
+
 @pytest.fixture
 def images(tmp_path: Path) -> list[Path]:
     """Three small colour images with different sizes and formats."""

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run, smooth_image, write_rgb
-from test_predict import _checkpoint
+from conftest import run, smooth_image, tiny_checkpoint, write_rgb
 
 from recolor_tools import predict
 from recolor_tools.errors import RecolorError
@@ -22,7 +21,7 @@ SIZES = [(40, 56), (64, 48), (33, 71), (48, 48), (90, 30), (56, 40), (40, 56)]
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory) -> Path:
-    return _checkpoint(tmp_path_factory.mktemp("weights") / "cls.pt", "cls")
+    return tiny_checkpoint(tmp_path_factory.mktemp("weights") / "cls.pt", "cls")
 
 
 def _inputs(tmp_path: Path, bad_at: int) -> list[Path]:

@@ -14,36 +14,18 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, read_rgb_u8, run, smooth_image, write_rgb
+from conftest import ROOT, read_rgb_u8, run, smooth_image, tiny_checkpoint, write_rgb
 
 from recolor_tools import checkpoints, hints, models, quant
 from recolor_tools.errors import RecolorError
 
-CLASSES = np.stack(np.meshgrid(np.arange(-40, 41, 20), np.arange(-40, 41, 20)), -1)
-CLASSES = CLASSES.reshape(-1, 2).astype(np.float32)
 SHIPPED = ROOT / "weights" / "cls.pt"
-
-
-def _checkpoint(path: Path, head: str) -> Path:
-    torch.manual_seed(0)
-    q = len(CLASSES) if head == "cls" else 0
-    model = models.Colorizer(models.ModelConfig(head=head, num_classes=q, width=8)).eval()
-    prior = torch.linspace(1, 2, q) if head == "cls" else None
-    ckpt = checkpoints.make_checkpoint(
-        model,
-        classes=CLASSES if head == "cls" else None,
-        grid=20,
-        rebalance=None if prior is None else {"prior": prior / prior.sum()},
-        data={"size": 48},
-    )
-    checkpoints.save_checkpoint(path, ckpt)
-    return path
 
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("weights")
-    return {head: _checkpoint(d / f"{head}.pt", head) for head in ("cls", "reg")}
+    return {head: tiny_checkpoint(d / f"{head}.pt", head, prior=True) for head in ("cls", "reg")}
 
 
 def lab(rgb_u8: np.ndarray) -> np.ndarray:

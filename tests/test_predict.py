@@ -12,34 +12,18 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import read_rgb_u8, run, smooth_image, write_rgb
+from conftest import CLASSES, read_rgb_u8, run, smooth_image, tiny_checkpoint, write_rgb
 from typer.testing import CliRunner
 
-from recolor_tools import checkpoints, defaults, models, predict
+from recolor_tools import checkpoints, defaults, predict
 from recolor_tools.cli import app
 from recolor_tools.errors import RecolorError
-
-# 25 ab classes on a grid of spacing 20: small, and all well inside the sRGB gamut near mid L.
-CLASSES = np.stack(np.meshgrid(np.arange(-40, 41, 20), np.arange(-40, 41, 20)), -1)
-CLASSES = CLASSES.reshape(-1, 2).astype(np.float32)
-
-
-def _checkpoint(path: Path, head: str, seed: int = 0, size: int = 48) -> Path:
-    import torch
-
-    torch.manual_seed(seed)
-    q = len(CLASSES) if head == "cls" else 0
-    model = models.Colorizer(models.ModelConfig(head=head, num_classes=q, width=8)).eval()
-    classes = CLASSES if head == "cls" else None
-    ckpt = checkpoints.make_checkpoint(model, classes=classes, grid=20, data={"size": size})
-    checkpoints.save_checkpoint(path, ckpt)
-    return path
 
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("weights")
-    return {head: _checkpoint(d / f"{head}.pt", head) for head in ("cls", "reg")}
+    return {head: tiny_checkpoint(d / f"{head}.pt", head) for head in ("cls", "reg")}
 
 
 @pytest.fixture(scope="module")
