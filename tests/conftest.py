@@ -15,9 +15,10 @@ ROOT = Path(__file__).resolve().parent.parent
 RECOLOR = [sys.executable, "-m", "recolor_tools"]
 
 
-def run(args, input: bytes | None = None, cwd=None, check_rc: int | None = None, **kw):
-    """Run ``recolor ARGS`` as a subprocess; returns CompletedProcess with bytes stdout/stderr."""
-    env = {**os.environ, "NO_COLOR": "1", "PYTHONPATH": str(ROOT)}
+def run(args, input: bytes | None = None, cwd=None, check_rc: int | None = None, env=None, **kw):
+    """Run ``recolor ARGS`` as a subprocess (``env``: variables added to this one's); returns
+    CompletedProcess with bytes stdout/stderr."""
+    env = {**os.environ, "NO_COLOR": "1", "PYTHONPATH": str(ROOT), **(env or {})}
     p = subprocess.run(
         [*RECOLOR, *map(str, args)],
         input=input,

@@ -52,3 +52,18 @@ def test_predict_under_torchrun_writes_what_one_process_writes(tmp_path):
     assert len(one.stdout.decode().split()) == len(imgs)
     for p in imgs:
         assert (tmp_path / "two" / p.name).read_bytes() == (tmp_path / "one" / p.name).read_bytes()
+
+
+def test_a_hint_file_for_no_input_is_reported_by_rank_0_only(tmp_path):
+    imgs = [write_rgb(tmp_path / f"im{i}.png", smooth_image(40, 48, i)) for i in range(2)]
+    hints = tmp_path / "hints"
+    hints.mkdir()
+    (hints / "im0.json").write_text('{"points": [{"x": 3, "y": 4, "color": "#c0392b"}]}')
+    (hints / "stray.json").write_text('{"points": []}')
+    for rank in (0, 1):
+        out = tmp_path / f"rank{rank}"
+        p = run(["predict", *imgs, "--hints", hints, "-o", f"{out}/"],
+                env={"RANK": str(rank), "WORLD_SIZE": "2"})  # fmt: skip
+        err = p.stderr.decode()
+        assert err.count("stray.json") == (rank == 0) and p.returncode == (rank == 0), err
+        assert sorted(f.name for f in out.iterdir()) == [imgs[rank].name]  # its share, done

@@ -169,8 +169,11 @@ def predict(
     if suggest is not None:
         _print_suggestions(tool, predictor, paths, suggest, source)
         tool.exit()
-    for problem in problems:
-        tool.fail(problem)
+    from .. import shard
+
+    if shard.rank_and_size()[0] == 0:  # about the whole list: once, not once per rank
+        for problem in problems:
+            tool.fail(problem)
     options = {"depth": depth, "keep_profile": keep_profile, "strip": strip}
     _predict_all(tool, predictor, router, paths, (batch_size, io_workers), source, ext, options)
     tool.exit()
