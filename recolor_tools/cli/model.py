@@ -64,8 +64,8 @@ PredictIoWorkers = Annotated[
     typer.Option(
         "--io-workers",
         min=0,
-        help="Threads that read the next batch and compose results while the network runs "
-        "(0: all in turn, in one thread).",
+        help="Threads that read the next batch, compose and encode results while the network "
+        "runs; one more writes them in order (0: all in turn, in one thread).",
     ),
 ]
 PredictDevice = Annotated[
