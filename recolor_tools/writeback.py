@@ -1,11 +1,11 @@
 """Ordered write-back: encode results on worker threads, write and report them in order on one.
 
 recolor predict hands each finished image to a :class:`Writeback`. ``work`` (the costly part:
-PNG deflate, JPEG DCT and entropy coding, 16-bit and ICC conversion, which OpenCV and numpy do
+PNG deflate, JPEG DCT and entropy coding, 16-bit and ICC conversion, mostly in OpenCV and numpy
 without the GIL) runs on a pool of threads; ``then`` (the atomic write and the report of the
 output: its path on stdout, or one error line) runs on ONE writer thread, in the order of
-submission. So the caller (the network's thread) never waits for encoding, and what a user sees
-is the serial path's, line for line.
+submission. So the caller (the network's thread) waits for encoding only when a batch of
+outputs is already waiting, and what a user sees is the serial path's, line for line.
 
 - One writer thread, not one per output: the output router's bookkeeping (outputs written so
   far, duplicate names refused) is not thread safe, and stdout and stderr lines must keep the

@@ -237,14 +237,14 @@ def _predict_all(tool: Tool, predictor, router, paths, batching, hints, ext, opt
             name = common.input_name(path)
             dest = out.path(name)
             if isinstance(rgb, RecolorError):
-                writes.submit(None, functools.partial(_write_one, tool, out, path, rgb))
+                writes.submit(None, functools.partial(_write_one, tool, out, path, rgb, None, None))
                 continue
             encode = common.image_encoder(rgb, dest, ext or ".png", source, **options)
             write = functools.partial(_write_one, tool, out, path, None, name, dest)
             writes.submit(encode, write, weight=rgb.shape[0] * rgb.shape[1])
 
 
-def _write_one(tool: Tool, out, path: str, error, name=None, dest=None, encoded=None) -> None:
+def _write_one(tool: Tool, out, path: str, error, name, dest, encoded) -> None:
     """Write one output (``encoded()``: its bytes) and print its path; or report ``error``,
     the input's failure. On the writer thread of :class:`Writeback`, in input order."""
     with tool.guard(path):
