@@ -244,12 +244,14 @@ def test_cli_background_signal_leaves_whole_outputs_only(tmp_path, weights, sig,
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env=env)  # fmt: skip
-    deadline = time.monotonic() + 120
-    while not (out.is_dir() and len(list(out.glob("im*"))) >= 3):  # written before stdin ends
-        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
-        time.sleep(0.01)
-    proc.send_signal(sig)
-    proc.stdin.close()  # the stdin reader's thread ends too
+    try:
+        deadline = time.monotonic() + 120
+        while not (out.is_dir() and len(list(out.glob("im*"))) >= 3):  # before stdin ends
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
+        proc.send_signal(sig)
+    finally:
+        proc.stdin.close()  # the stdin reader's thread ends too (and a failed test's process)
     assert proc.wait(timeout=120) == code
     printed = proc.stdout.read().decode().splitlines()
     assert "Traceback" not in proc.stderr.read().decode()
