@@ -1,20 +1,28 @@
 """recolor predict's background I/O (--io-workers): the serial path's outputs, byte for byte.
 
-Reading the next batch and composing finished images on threads must change nothing a user can
-see: the files written, the paths printed and their order, one error line for a bad file while
-the others go on.
+Reading the next batch, composing finished images, encoding and writing them on threads must
+change nothing a user can see: the files written, the paths printed and their order, one error
+line for a bad file while the others go on, a full disk and signals ending the run as before.
 """
 
 from __future__ import annotations
 
+import errno
+import io
+import os
+import signal
+import subprocess
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run, smooth_image, tiny_checkpoint, write_rgb
+from conftest import RECOLOR, ROOT, read_rgb_u8, run, smooth_image, tiny_checkpoint, write_rgb
 
 from recolor_tools import predict
 from recolor_tools.errors import RecolorError
+from recolor_tools.writeback import Writeback
 
 SIZES = [(40, 56), (64, 48), (33, 71), (48, 48), (90, 30), (56, 40), (40, 56)]
 
@@ -76,3 +84,190 @@ def test_api_background_io_stops_early(tmp_path, weights):
     path, rgb = next(found)
     found.close()
     assert path == paths[0] and rgb.shape[:2] == SIZES[0]
+
+
+# -- encoding and writing in the background (recolor_tools.writeback) --------------------------
+
+
+def test_writeback_keeps_order_and_bound():
+    """Encodes finishing in any order are written in submission order, with at most ``depth``
+    submissions waiting at any time."""
+    rng = np.random.default_rng(0)
+    delays = rng.uniform(0, 0.01, 40)
+    written: list[int] = []
+    submitted = 0
+
+    def work(i: int) -> int:
+        time.sleep(delays[i])  # shuffles the order in which the encodes finish
+        return i
+
+    with Writeback(4, depth=5) as writes:
+        for i in range(40):
+            writes.submit(lambda i=i: work(i), lambda result: written.append(result()))
+            submitted += 1
+            assert submitted - len(written) <= 5
+    assert written == list(range(40))
+
+
+def test_writeback_budget_and_errors_of_work():
+    """A heavy job waits for the queue to empty; an exception of ``work`` reaches ``then``."""
+    seen: list = []
+
+    def then(result):
+        try:
+            seen.append(result())
+        except ValueError as e:
+            seen.append(str(e))
+
+    def bad():
+        raise ValueError("bad input")
+
+    with Writeback(2, depth=10, budget=10) as writes:
+        writes.submit(lambda: "a", then, weight=6)
+        writes.submit(bad, then, weight=6)  # over the budget: waits until "a" is written
+        assert seen[0] == "a"
+        writes.submit(None, then)
+    assert seen == ["a", "bad input", None]
+
+
+def test_writeback_writes_while_the_caller_waits():
+    """An output is written without a later submission or the end of the block (the caller
+    may be blocked on an input that never ends: the kill -9 case of test_hostile)."""
+    done = threading.Event()
+    with Writeback(2, depth=8) as writes:
+        writes.submit(lambda: b"x", lambda result: result() and done.set())
+        assert done.wait(timeout=60)
+
+
+def test_writeback_stops_on_an_escaping_error():
+    """An exception escaping ``then`` (a full disk) stops the writer and is raised in the
+    caller; nothing after it is written."""
+    written: list[int] = []
+
+    def then(i):
+        if i == 2:
+            raise OSError("disk full")
+        written.append(i)
+
+    with pytest.raises(OSError, match="disk full"), Writeback(2, depth=3) as writes:
+        for i in range(50):
+            writes.submit(None, lambda result, i=i: then(i))
+    assert written == [0, 1]
+
+
+def test_writeback_interrupted_finishes_what_it_began():
+    """Ctrl-C in the caller: the block is left with the caller's exception, the queued outputs
+    are dropped, and each ``then`` that began also ended."""
+    began: list[int] = []
+    ended: list[int] = []
+    first = threading.Event()
+
+    def then(i):
+        began.append(i)
+        first.set()
+        ended.append(i)
+
+    with pytest.raises(KeyboardInterrupt), Writeback(2, depth=64) as writes:
+        for i in range(64):
+            writes.submit(lambda: time.sleep(0.001), lambda result, i=i: then(i))
+        assert first.wait(timeout=60)
+        raise KeyboardInterrupt
+    assert began == ended == list(range(len(began)))
+
+
+def test_cli_background_writes_refuse_duplicate_names_like_serial(tmp_path, weights):
+    """Two inputs that map to one output, and a missing input: the same lines, in the same
+    order, on stdout and stderr as the serial path, and the same bytes written."""
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+    a = write_rgb(tmp_path / "a" / "x.png", smooth_image(40, 48, 1))
+    b = write_rgb(tmp_path / "b" / "x.png", smooth_image(48, 40, 2))
+    c = write_rgb(tmp_path / "c.png", smooth_image(32, 32, 3))
+    inputs = [a, tmp_path / "missing.png", b, c]
+    got = {}
+    for n in (0, 2):
+        out = tmp_path / f"out{n}"
+        p = run(["predict", *inputs, "-w", weights, "-b", "1", "--io-workers", str(n), "-o",
+                 f"{out}/", "--device", "cpu"], check_rc=1)  # fmt: skip
+        err = p.stderr.decode().replace(str(out), "OUT")
+        printed = p.stdout.decode().replace(str(out), "OUT")
+        got[n] = (printed, err, {f.name: f.read_bytes() for f in out.iterdir()})
+    printed, err, files = got[0]
+    assert printed.splitlines() == ["OUT/x.png", "OUT/c.png"]
+    assert len(err.splitlines()) == 2 and "already written" in err.splitlines()[1], err
+    assert got[2] == got[0]
+
+
+def test_cli_background_disk_full_stops_the_run(tmp_path, weights, monkeypatch, capsys):
+    """ENOSPC on the writer thread: one line, exit 1, no output and no temporary file left,
+    and the run stops there (the other outputs are not tried)."""
+    import recolor_tools.imageio as imageio
+    from recolor_tools.cli import main
+
+    inputs = [str(write_rgb(tmp_path / f"in{i}.png", smooth_image(32, 40, i))) for i in range(4)]
+    real_fdopen = os.fdopen
+
+    class Full(io.RawIOBase):
+        def writable(self):
+            return True
+
+        def write(self, b):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    def fdopen(fd, *a, **kw):
+        f = real_fdopen(fd, *a, **kw)
+        f.close()
+        return io.BufferedWriter(Full())
+
+    monkeypatch.setattr(imageio.os, "fdopen", fdopen)
+    out = tmp_path / "out"
+    args = ["predict", *inputs, "-w", str(weights), "-b", "1", "--io-workers", "2"]
+    assert main([*args, "--device", "cpu", "-o", f"{out}/"]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [
+        f"recolor predict: {out / 'in0.png'}: no space left on device"
+    ]
+    assert captured.out == "" and list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_cli_background_signal_leaves_whole_outputs_only(tmp_path, weights, sig, code):
+    """Signalled while it waits on a stdin that has not ended, with earlier outputs written by
+    the writer thread: each printed path is a whole image, nothing else is in the output
+    directory (no temporary file), and the exit status is the signal's."""
+    src = [write_rgb(tmp_path / f"im{i}.png", smooth_image(40, 48, i)) for i in range(6)]
+    out = tmp_path / "out"
+    args = [*src[:3], "-", *src[3:]]
+    cmd = [*RECOLOR, "predict", "-q", "-w", str(weights), "-b", "1", "--io-workers", "2",
+           "--device", "cpu", "-o", f"{out}/", *map(str, args)]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not (out.is_dir() and len(list(out.glob("im*"))) >= 3):  # before stdin ends
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
+        proc.send_signal(sig)
+    finally:
+        proc.stdin.close()  # the stdin reader's thread ends too (and a failed test's process)
+    assert proc.wait(timeout=120) == code
+    printed = proc.stdout.read().decode().splitlines()
+    assert "Traceback" not in proc.stderr.read().decode()
+    assert printed == [str(out / f"im{i}.png") for i in range(3)]
+    assert sorted(f.name for f in out.iterdir()) == [f"im{i}.png" for i in range(3)]
+    assert all(read_rgb_u8(out / f"im{i}.png").shape[:2] == (40, 48) for i in range(3))
+
+
+def test_cli_background_closed_stdout_is_quiet(tmp_path, weights):
+    """``recolor predict many | head -n 1``: the writer thread's closed pipe ends the run
+    without a message."""
+    src = [write_rgb(tmp_path / f"im{i}.png", smooth_image(24, 24, i)) for i in range(12)]
+    cmd = [*RECOLOR, "predict", "-w", str(weights), "-b", "1", "--io-workers", "2",
+           "--device", "cpu", "-o", f"{tmp_path}/out/", *map(str, src)]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert proc.stdout.readline()
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) in (0, 1) and err == ""

@@ -4,6 +4,7 @@ one tool (failures, exit status, progress, outputs)."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
 from collections.abc import Iterable, Iterator
@@ -196,11 +197,17 @@ def input_name(path: str) -> str:
     return "stdin" if path == "-" else Path(path).name
 
 
-def image_writer(rgb, dest: Path | None, ext: str, source=None, **options):
-    """A writer of ``rgb`` encoded for ``dest`` (its extension; ``ext`` for stdout or none), with
-    the profile and metadata of ``source`` (an ImageMeta; ``options`` as for
+def image_encoder(rgb, dest: Path | None, ext: str, source=None, **options):
+    """A function returning ``rgb`` encoded for ``dest`` (its extension; ``ext`` for stdout or
+    none), with the profile and metadata of ``source`` (an ImageMeta; ``options`` as for
     :func:`recolor_tools.imagemeta.encode_output`)."""
     from ..imagemeta import encode_output
 
     ext = dest.suffix if dest is not None and dest.suffix else ext
-    return lambda f: f.write(encode_output(rgb, ext, source, **options))
+    return functools.partial(encode_output, rgb, ext, source, **options)
+
+
+def image_writer(rgb, dest: Path | None, ext: str, source=None, **options):
+    """A writer of ``rgb`` encoded for ``dest`` (see :func:`image_encoder`) to a binary file."""
+    encode = image_encoder(rgb, dest, ext, source, **options)
+    return lambda f: f.write(encode())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Annotated, Literal, Optional
@@ -63,8 +64,8 @@ PredictIoWorkers = Annotated[
     typer.Option(
         "--io-workers",
         min=0,
-        help="Threads that read the next batch and compose results while the network runs "
-        "(0: all in turn, in one thread).",
+        help="Threads that read the next batch, compose and encode results while the network "
+        "runs; one more writes them in order (0: all in turn, in one thread).",
     ),
 ]
 PredictDevice = Annotated[
@@ -214,6 +215,8 @@ def _predict_all(tool: Tool, predictor, router, paths, batching, hints, ext, opt
 
     from ..imageio import read_rgb
     from ..imagemeta import ImageMeta
+    from ..predict import BATCH_PIXELS
+    from ..writeback import Writeback
 
     sources: dict[str, list[ImageMeta]] = {}  # per path, in reading order (a path may repeat)
 
@@ -224,21 +227,34 @@ def _predict_all(tool: Tool, predictor, router, paths, batching, hints, ext, opt
         return read_rgb(path, meta)
 
     dtype = np.uint8 if options["depth"] == 8 else np.uint16  # the encoder rounds to the depth
-    with tool.opened(router) as out:
-        batch_size, io_workers = batching
+    batch_size, io_workers = batching
+    # Encoded on io_workers threads and written, in order, by one writer thread; stdout (one
+    # image) is written in turn. About one batch's outputs wait there, to bound memory.
+    writers = 0 if router.to_stdout else io_workers
+    with tool.opened(router) as out, Writeback(writers, batch_size, BATCH_PIXELS) as writes:
         found = predictor.predict_files(
             paths, batch_size, hints, read=read, dtype=dtype, io_workers=io_workers
         )
         for path, rgb in tool.progress(found, len(paths)):
             source = sources[path].pop(0) if sources.get(path) else None
-            with tool.guard(path):
-                if isinstance(rgb, RecolorError):
-                    raise rgb
-                name = common.input_name(path)
-                dest = out.path(name)
-                writer = common.image_writer(rgb, dest, ext or ".png", source, **options)
-                if out.write(name, writer) is not None:
-                    print(dest, flush=True)
+            name = common.input_name(path)
+            dest = out.path(name)
+            if isinstance(rgb, RecolorError):
+                writes.submit(None, functools.partial(_write_one, tool, out, path, rgb, None, None))
+                continue
+            encode = common.image_encoder(rgb, dest, ext or ".png", source, **options)
+            write = functools.partial(_write_one, tool, out, path, None, name, dest)
+            writes.submit(encode, write, weight=rgb.shape[0] * rgb.shape[1])
+
+
+def _write_one(tool: Tool, out, path: str, error, name, dest, encoded) -> None:
+    """Write one output (``encoded()``: its bytes) and print its path; or report ``error``,
+    the input's failure. On the writer thread of :class:`Writeback`, in input order."""
+    with tool.guard(path):
+        if error is not None:
+            raise error
+        if out.write(name, lambda f: f.write(encoded())) is not None:
+            print(dest, flush=True)
 
 
 def _print_suggestions(tool: Tool, predictor, paths: list[str], where: str, source) -> None:
