@@ -41,6 +41,8 @@ References
 from __future__ import annotations
 
 import itertools
+import os
+import stat
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -548,14 +550,34 @@ def _ahead(
     fn: Callable[[str], Any], paths: Iterable[str], pool: ThreadPoolExecutor, depth: int
 ) -> Iterator[tuple[str, Any]]:
     """``(path, fn(path))`` in order, with ``fn`` running on ``pool`` up to ``depth`` paths ahead
-    of the consumer (so while it works on one batch, the next one is being read)."""
+    of the consumer (so while it works on one batch, the next one is being read).
+
+    An input that may block for good (stdin ``-``, a FIFO, a device: not a regular file) is read
+    in the consumer's thread at its turn: a signal reaches only the main thread, and a worker
+    blocked on a pipe would hold Ctrl-C and SIGTERM until the pipe ended.
+    """
     todo = iter(paths)
-    queue: deque[tuple[str, Future]] = deque(
-        (p, pool.submit(fn, p)) for p in itertools.islice(todo, max(1, depth))
+
+    def start(path: str) -> tuple[str, Future | None]:
+        return path, None if _may_block(path) else pool.submit(fn, path)
+
+    queue: deque[tuple[str, Future | None]] = deque(
+        start(p) for p in itertools.islice(todo, max(1, depth))
     )
     while queue:
         path, future = queue.popleft()
-        result = future.result()
+        result = fn(path) if future is None else future.result()
         for nxt in itertools.islice(todo, 1):
-            queue.append((nxt, pool.submit(fn, nxt)))
+            queue.append(start(nxt))
         yield path, result
+
+
+def _may_block(path: str) -> bool:
+    """True for stdin and for an existing input that is not a regular file or a folder."""
+    if path == "-":
+        return True
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False  # missing: reading it fails at once, with its own message
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
