@@ -19,6 +19,10 @@ with ``metrics.compare_pair`` against the truth:
 (the median over images of each image's median).
 ``--skip 100`` leaves out the first 100 images, on which the settings were chosen
 (``--beta``, ``--power``, ``--alpha`` try others).
+
+``--oracle SIGMA`` measures what the hints' propagation could give at best: each point's
+similarity is taken from the truth's own colours (the cosine of the soft encodings, width SIGMA
+a/b units, of the truth's a/b on the output grid) instead of the decoder's features.
 """
 
 from __future__ import annotations
@@ -37,7 +41,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from recolor_tools import guide, metrics  # noqa: E402
 from recolor_tools.color import rgb_to_lab, to_uint8  # noqa: E402
 from recolor_tools.hints import Hints  # noqa: E402
-from recolor_tools.imageio import expand_inputs, read_rgb, resize_short_side  # noqa: E402
+from recolor_tools.imageio import (  # noqa: E402
+    expand_inputs,
+    read_rgb,
+    resize_short_side,
+    resize_to,
+)
 from recolor_tools.predict import Predicted, Predictor  # noqa: E402
 from recolor_tools.rebalance import RebalanceStats  # noqa: E402
 
@@ -81,13 +90,29 @@ def fidelity(out: np.ndarray, hints: Hints) -> float | None:
     return float(np.median(np.linalg.norm(lab[xy[:, 1], xy[:, 0], 1:] - hints.ab, axis=1)))
 
 
-def evaluate_image(predictor: Predictor, rgb: np.ndarray, guidance: dict, stats) -> dict:
+def truth_features(rgb: np.ndarray, item, grid: tuple[int, int], classes, sigma: float, s: int):
+    """(Q, h', w') soft encodings of the truth's a/b on the output grid (the oracle's features)."""
+    h, w = item.hw
+    ab = resize_to(rgb_to_lab(rgb)[:, :, 1:].copy(), h // s, w // s)
+    padded = np.zeros((*grid, 2), np.float32)
+    padded[: ab.shape[0], : ab.shape[1]] = ab
+    flat = torch.from_numpy(padded.reshape(-1, 2))
+    q = guide.soft_histogram(flat, torch.ones(len(flat)), classes, sigma=sigma)
+    return q.T.reshape(-1, *grid).float()
+
+
+def evaluate_image(
+    predictor: Predictor, rgb: np.ndarray, guidance: dict, stats, oracle: float | None = None
+) -> dict:
     """Scores of one image under each guidance (None: automatic), the network run once."""
     model, (H, W) = predictor.model, rgb.shape[:2]
     item0 = predictor.prepare(rgb)
     with torch.inference_mode():
         feats = model.features(torch.from_numpy(item0.work[None, None]))
         z = model.head_out(feats)
+        if oracle:
+            grid, s = z.shape[2:], model.config.out_stride
+            feats = truth_features(rgb, item0, grid, model.classes, oracle, s)[None]
         truth = to_uint8(rgb)
         scores = {}
         for name, h in guidance.items():
@@ -125,6 +150,7 @@ def main() -> None:
     ap.add_argument("--power", type=float, default=guide.POWER)
     ap.add_argument("--alpha", type=float, default=guide.ALPHA)
     ap.add_argument("--radius", type=float, default=guide.RADIUS)
+    ap.add_argument("--oracle", type=float, metavar="SIGMA", help="similarity from the truth")
     ap.add_argument("--no-palettes", action="store_true")
     ap.add_argument("--card", type=Path, help="model card to write the table into")
     ap.add_argument("--dump", type=Path, help="append each image's scores here (JSON lines)")
@@ -159,7 +185,7 @@ def main() -> None:
             guidance["own 8-colour palette"] = palette_of(rgb)
             other = every[rng.integers(len(every))]
             guidance["another poster's palette"] = palette_of(read_rgb(other))
-        scores = evaluate_image(predictor, rgb, guidance, stats)
+        scores = evaluate_image(predictor, rgb, guidance, stats, args.oracle)
         for name, m in scores.items():
             rows.setdefault(name, []).append(m)
         if args.dump:
