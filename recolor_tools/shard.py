@@ -4,18 +4,24 @@ input of the whole list, starting at its RANK.
 
 The whole list is built (and its output names checked for clashes) in every rank before the
 split, so the ranks together write exactly what one process would, each output once; each rank
-prints the paths it wrote, so every written path is printed once.
+prints the paths it wrote, so every written path is printed once. No rank leaves before the
+others are done (:func:`together`): torchrun would stop them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import timedelta
 from typing import TypeVar
 
-from .errors import RecolorError
+from .errors import ExitCode, RecolorError
 
 T = TypeVar("T")
+
+BARRIER_TIMEOUT = timedelta(days=7)
+"""How long a rank that has finished waits for the others (:func:`together`)."""
 
 
 def rank_and_size(env: Mapping[str, str] | None = None) -> tuple[int, int]:
@@ -45,3 +51,42 @@ def this_rank(*lists: Sequence[T], env: Mapping[str, str] | None = None) -> tupl
         if torch.cuda.is_available():
             torch.cuda.set_device(int(env["LOCAL_RANK"]) % torch.cuda.device_count())
     return tuple(list(items[rank::size]) for items in lists)
+
+
+@contextlib.contextmanager
+def together(env: Mapping[str, str] | None = None) -> Iterator[None]:
+    """Within a torchrun launch, leave the block only once every rank has reached its end.
+
+    torchrun stops every worker as soon as one exits with a nonzero status, so a rank whose
+    share held one bad input (exit 1) would cut the other ranks' work short. Each rank waits
+    for the others (a gloo barrier over torchrun's rendezvous: ``MASTER_ADDR``,
+    ``MASTER_PORT``) and then exits with its own status. Ctrl-C and SIGTERM leave at once.
+    Outside a launch (no ``MASTER_ADDR``, or one process) this does nothing.
+    """
+    env = os.environ if env is None else env
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise
+    except SystemExit as e:
+        if e.code not in (ExitCode.INTERRUPTED, ExitCode.TERMINATED):
+            _barrier(env)
+        raise
+    except BaseException:
+        _barrier(env)
+        raise
+    _barrier(env)
+
+
+def _barrier(env: Mapping[str, str]) -> None:
+    rank, size = rank_and_size(env)
+    if size == 1 or not {"MASTER_ADDR", "MASTER_PORT"} <= env.keys():
+        return
+    import torch.distributed as dist
+
+    # A rank may finish hours before the slowest one on an uneven share: wait that long.
+    dist.init_process_group("gloo", rank=rank, world_size=size, timeout=BARRIER_TIMEOUT)
+    try:
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()

@@ -67,3 +67,24 @@ def test_a_hint_file_for_no_input_is_reported_by_rank_0_only(tmp_path):
         err = p.stderr.decode()
         assert err.count("stray.json") == (rank == 0) and p.returncode == (rank == 0), err
         assert sorted(f.name for f in out.iterdir()) == [imgs[rank].name]  # its share, done
+
+
+def test_a_failing_rank_does_not_cut_the_others_short(tmp_path):
+    """torchrun stops every worker once one exits nonzero: rank 0's share is a broken file and
+    small images, rank 1's larger ones; rank 1 must still write all of them."""
+    small = [write_rgb(tmp_path / f"s{i}.jpg", smooth_image(24, 32, i)) for i in range(3)]
+    large = [write_rgb(tmp_path / f"l{i}.jpg", smooth_image(1200, 1600, i)) for i in range(4)]
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8 not a jpeg")
+    args = [bad, large[0]]
+    for s, big in zip(small, large[1:], strict=True):
+        args += [s, big]  # rank 0: bad and the small ones; rank 1: the large ones
+    env = {**os.environ, "NO_COLOR": "1", "PYTHONPATH": str(ROOT)}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    launch = [*torchrun, "--nproc_per_node", "2", "-m", "recolor_tools", "predict", "-b", "1"]
+    launch += ["--device", "cpu", "-o", f"{tmp_path / 'out'}/", *map(str, args)]
+    p = subprocess.run(launch, capture_output=True, env=env, timeout=600, check=False)
+    err = p.stderr.decode(errors="replace")
+    assert p.returncode != 0 and err.count(f"{bad}: ") == 1, err
+    written = sorted(f.name for f in (tmp_path / "out").iterdir())
+    assert written == sorted(f.name for f in small + large), err

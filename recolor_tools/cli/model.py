@@ -139,45 +139,51 @@ def predict(
     profile (--keep-profile: the input's), keep the input's EXIF and XMP (--strip drops them)
     and its depth (16-bit png/tiff stay 16-bit).
     """
+    from .. import shard
     from ..imageio import expand_inputs
 
     tool = Tool("predict", quiet, debug)
-    if depth not in (None, 8, 16):
-        tool.usage("--depth must be 8 or 16")
-    args = tool.stdin_inputs(inputs)
-    everything = expand_inputs(args)
-    router, ext, paths = None, None, everything
-    if suggest is None:
-        router, ext, paths = _predict_outputs(tool, everything, output, fmt, skip_existing)
-    predictor = source = None
-    problems: list[RecolorError] = []  # hint files for no input: reported, the inputs still done
-    with tool.guard():
-        from ..hints import hint_source
+    with shard.together():  # under torchrun, no rank's exit cuts the others short
+        if depth not in (None, 8, 16):
+            tool.usage("--depth must be 8 or 16")
+        args = tool.stdin_inputs(inputs)
+        everything = expand_inputs(args)
+        router, ext, paths = None, None, everything
+        if suggest is None:
+            router, ext, paths = _predict_outputs(tool, everything, output, fmt, skip_existing)
+        predictor = source = None
+        # Hint files for no input: reported, the inputs still done.
+        problems: list[RecolorError] = []
+        with tool.guard():
+            from ..hints import hint_source
 
-        try:
-            source, problems = hint_source(hint or [], hints, palette, args, everything)
-        except ValueError as e:
-            tool.usage(str(e))
-        from ..predict import Predictor
+            try:
+                source, problems = hint_source(hint or [], hints, palette, args, everything)
+            except ValueError as e:
+                tool.usage(str(e))
+            from ..predict import Predictor
 
-        loaded = Predictor.load(
-            weights, head, size=size, temperature=temperature, saturation=saturation, device=device
-        )
-        loaded.check_hints(bool(hint or hints or palette))
-        predictor = loaded
-    if predictor is None or source is None:
+            loaded = Predictor.load(
+                weights,
+                head,
+                size=size,
+                temperature=temperature,
+                saturation=saturation,
+                device=device,
+            )
+            loaded.check_hints(bool(hint or hints or palette))
+            predictor = loaded
+        if predictor is None or source is None:
+            tool.exit()
+        if suggest is not None:
+            _print_suggestions(tool, predictor, paths, suggest, source)
+            tool.exit()
+        if shard.rank_and_size()[0] == 0:  # about the whole list: once, not once per rank
+            for problem in problems:
+                tool.fail(problem)
+        options = {"depth": depth, "keep_profile": keep_profile, "strip": strip}
+        _predict_all(tool, predictor, router, paths, (batch_size, io_workers), source, ext, options)
         tool.exit()
-    if suggest is not None:
-        _print_suggestions(tool, predictor, paths, suggest, source)
-        tool.exit()
-    from .. import shard
-
-    if shard.rank_and_size()[0] == 0:  # about the whole list: once, not once per rank
-        for problem in problems:
-            tool.fail(problem)
-    options = {"depth": depth, "keep_profile": keep_profile, "strip": strip}
-    _predict_all(tool, predictor, router, paths, (batch_size, io_workers), source, ext, options)
-    tool.exit()
 
 
 def _predict_outputs(tool: Tool, paths: list[str], output, fmt, skip_existing: bool):
