@@ -104,7 +104,9 @@ def truth_features(rgb: np.ndarray, item, grid: tuple[int, int], classes, sigma:
 def evaluate_image(
     predictor: Predictor, rgb: np.ndarray, guidance: dict, stats, oracle: float | None = None
 ) -> dict:
-    """Scores of one image under each guidance (None: automatic), the network run once."""
+    """Scores of one image under each guidance (None: automatic), the network run once (and
+    once more for each guidance when the model takes hints as input: ``recolor train --hints``;
+    the steering then applies as ``hintinput.STEER_LEARNED`` says, as in ``recolor predict``)."""
     model, (H, W) = predictor.model, rgb.shape[:2]
     item0 = predictor.prepare(rgb)
     with torch.inference_mode():
@@ -117,10 +119,14 @@ def evaluate_image(
         scores = {}
         for name, h in guidance.items():
             item = item0 if h is None else dataclasses.replace(item0, hints=h.resolve(H, W))
-            zz = z if h is None else guide.steer(z[0], feats[0], item, model.classes,
-                                                 predictor.prior)[None]  # fmt: skip
-            ab = model.decode(zz, predictor.settings.temperature)[0].permute(1, 2, 0).numpy()
-            out = predictor.compose(Predicted(item, ab), np.uint8)
+            if h is not None and model.config.hints and not oracle:
+                (pred,) = predictor.run([item])  # the hints are the network's input too
+            else:
+                zz = z if h is None else guide.steer(z[0], feats[0], item, model.classes,
+                                                     predictor.prior)[None]  # fmt: skip
+                ab = model.decode(zz, predictor.settings.temperature)[0].permute(1, 2, 0)
+                pred = Predicted(item, ab.numpy())
+            out = predictor.compose(pred, np.uint8)
             m = metrics.compare_pair(out, truth, stats)
             m["fidelity"] = None if h is None else fidelity(out, item.hints)
             scores[name] = m
