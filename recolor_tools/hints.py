@@ -258,6 +258,8 @@ def parse_palette(spec: str) -> Hints:
     """
     if Path(spec).exists():
         return palette_from_image(spec)
+    if "#" not in spec:  # every listed colour starts with '#': this was meant as a file
+        raise RecolorError("no such file (--palette takes an image or #rrggbb colours)", spec)
     try:
         return palette_from_list(spec)
     except ValueError as e:

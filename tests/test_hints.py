@@ -274,6 +274,7 @@ def test_bad_hint_files_give_one_line_each_and_the_rest_is_done(tmp_path, weight
         (["--hint", "5,5=#nothex"], 2, "colour '#nothex' is not #rrggbb or #rgb"),
         (["--palette", "{broken}"], 1, "{broken}: "),
         (["--palette", "#fff,,#zz"], 1, "#fff,,#zz: --palette is no image file"),
+        (["--palette", "missing.jpg"], 1, "missing.jpg: no such file (--palette takes"),
         (["--head", "reg", "--hint", "1,1=#fff"], 1, "colour hints and palettes need the cls"),
     ],
 )
