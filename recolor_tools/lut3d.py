@@ -23,6 +23,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from .quant import jit as _jit  # noqa: F401 - the kernel cache goes where recolor's others go
+
 
 # Serial on purpose: images are read by threads (rebalance-stats -j) and forked loader processes
 # (train), where numba's parallel layers may abort (workqueue) or hang after fork (GNU OpenMP).

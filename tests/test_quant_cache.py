@@ -78,6 +78,26 @@ def test_kernels_cache_under_xdg_cache_home_when_the_package_is_read_only(tmp_pa
     np.testing.assert_array_equal(_idx_of(tmp_path / "b.target"), _idx_of(tmp_path / "a.target"))
 
 
+def test_the_colour_table_kernel_caches_with_the_others(tmp_path):
+    # lut3d's kernel (16-bit and float images with an ICC profile) is outside quant/: its cache
+    # must follow the same rule, not numba's own default ($XDG_CACHE_HOME/numba).
+    site = _unwritable_copy(tmp_path)
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    xdg = tmp_path / "xdg"
+    env.update(PYTHONPATH=str(site), HOME=str(tmp_path / "home"), XDG_CACHE_HOME=str(xdg))
+    code = (
+        "import numpy as np; from recolor_tools import colorprofile as c; "
+        "t = np.stack(np.meshgrid(*[np.linspace(0, 1, 3)] * 3, indexing='ij'), -1); "
+        "x = np.random.default_rng(0).random((50, 3)); "
+        "assert np.abs(c.apply_lut(x, t.astype(np.float32)) - x).max() < 1e-6"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, env=env, check=False)
+    assert p.returncode == 0, p.stderr.decode()
+    cached = _kernel_files(tmp_path)
+    assert cached and all(f.is_relative_to(xdg / "recolor" / "numba") for f in cached), cached
+    assert any("tetrahedral" in f.name for f in cached)
+
+
 def test_kernels_compile_without_a_cache_when_nothing_is_writable(tmp_path):
     site = _unwritable_copy(tmp_path)
     src = write_rgb(tmp_path / "a.png", smooth_image(24, 32, 5))
