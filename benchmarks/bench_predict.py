@@ -17,12 +17,16 @@ Two measurements:
    ``recolor predict``, JPEG files to JPEG files, run in this process (imports done), on
    generated images at 256x256 and at poster size (1000 wide, 1500 high), with serial
    I/O (``--io-workers 0``) and background I/O side by side, and their ratio. The network is
-   the shipped cls architecture with random weights.
+   the shipped cls architecture with random weights; the batch is ``--batch``'s last value,
+   the precision predict's own ``--precision`` (auto: bf16 on a GPU that has it). Issue 16's
+   target: 2,000 images/s at 256x256 on one H100-class GPU in bf16
+   (``--device cuda --batch 64 --io-workers 8``).
 
 Usage::
 
     .venv/bin/python benchmarks/bench_predict.py [--threads N] [--repeat R] [--no-memory]
     .venv/bin/python benchmarks/bench_predict.py --device cpu [--io-workers 2] [--repeat 2]
+    .venv/bin/python benchmarks/bench_predict.py --device cuda --batch 64 --io-workers 8
 
 Random weights time exactly like trained ones; the checkpoint used for the memory run is built
 in a temporary directory.
@@ -216,15 +220,15 @@ def _write_jpegs(folder: Path, n: int, h: int, w: int) -> list[str]:
     return paths
 
 
-def _files_per_second(weights: Path, paths: list[str], out: Path, io_workers: int, device: str):
-    """Images per second of ``recolor predict PATHS -o OUT/``, run in this process (imports
+def _files_per_second(weights: Path, paths: list[str], out: Path, io_workers: int, opts: list):
+    """Images per second of ``recolor predict PATHS -o OUT/ OPTS``, run in this process (imports
     done; the timed run includes loading the small checkpoint, about 0.1 s)."""
     import contextlib
     import io
 
     from recolor_tools.cli import main
 
-    args = ["predict", *paths, "-w", str(weights), "-o", f"{out}/", "--device", device, "-q"]
+    args = ["predict", *paths, "-w", str(weights), "-o", f"{out}/", *opts, "-q"]
     t0 = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):  # the printed paths
         rc = main([*args, "--io-workers", str(io_workers)])
@@ -233,7 +237,9 @@ def _files_per_second(weights: Path, paths: list[str], out: Path, io_workers: in
     return len(paths) / (time.perf_counter() - t0)
 
 
-def end_to_end(device: str, io_workers: int, rounds: int, counts: tuple[int, int]) -> None:
+def end_to_end(
+    device: str, io_workers: int, rounds: int, counts: tuple[int, int], batch: int, precision: str
+) -> None:
     """Print serial and background-I/O images per second at 256x256 and poster size."""
     from recolor_tools import quant
     from recolor_tools.checkpoints import make_checkpoint, save_checkpoint
@@ -242,24 +248,25 @@ def end_to_end(device: str, io_workers: int, rounds: int, counts: tuple[int, int
 
     classes = np.array(quant.gamut_classes(8))
     model = Colorizer(ModelConfig(head="cls", num_classes=len(classes), width=shipped_width()))
-    predictor = Predictor(
-        model.eval(), make_checkpoint(model, classes=classes, grid=8), device=device
-    )
+    ckpt = make_checkpoint(model, classes=classes, grid=8)
+    predictor = Predictor(model.eval(), ckpt, device=device, precision=precision)
+    amp = str(predictor.amp_dtype or torch.float32).removeprefix("torch.")
     print(
         f"end to end on {predictor.device} (torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads, {os.cpu_count()} CPUs): JPEG -> recolor predict -> "
-        f"JPEG, batch 8, best of {rounds}"
+        f"JPEG, batch {batch}, {amp} (--precision {precision}), best of {rounds}"
     )
+    opts = ["--device", device, "-b", str(batch), "--precision", precision]
     with tempfile.TemporaryDirectory() as tmp:
         weights = Path(tmp) / "cls.pt"
         save_checkpoint(weights, make_checkpoint(model, classes=classes, grid=8))
         for n, (h, w) in zip(counts, [(256, 256), (1500, 1000)], strict=True):
             paths = _write_jpegs(Path(tmp) / f"in{h}x{w}", n, h, w)
-            _files_per_second(weights, paths[:2], Path(tmp) / "warm", 0, device)  # warm-up
+            _files_per_second(weights, paths[:2], Path(tmp) / "warm", 0, opts)  # warm-up
             best = {0: 0.0, io_workers: 0.0}
             for _ in range(rounds):  # in turns, so that load from elsewhere hits both alike
                 for k in best:
-                    rate = _files_per_second(weights, paths, Path(tmp) / f"out{k}", k, device)
+                    rate = _files_per_second(weights, paths, Path(tmp) / f"out{k}", k, opts)
                     best[k] = max(best[k], rate)
             print(
                 f"{n} images {w}x{h}: serial I/O {best[0]:.1f} img/s, --io-workers {io_workers} "
@@ -282,7 +289,8 @@ def main() -> None:
         "--repeat", type=int, default=None, help="rounds; the best counts (5; end to end 2)"
     )
     ap.add_argument("--size", type=int, default=256)
-    ap.add_argument("--batch", type=int, nargs="+", default=[1, 8])
+    ap.add_argument("--batch", type=int, nargs="+", default=[1, 8], help="end to end: the last")
+    ap.add_argument("--precision", default="auto", help="end to end: predict's --precision")
     ap.add_argument("--no-memory", action="store_true")
     args = ap.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -293,7 +301,9 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.device:
-        end_to_end(args.device, args.io_workers, args.repeat or 2, tuple(args.images))
+        counts = tuple(args.images)
+        end_to_end(args.device, args.io_workers, args.repeat or 2, counts, args.batch[-1],
+                   args.precision)  # fmt: skip
         return
 
     from recolor_tools import quant

@@ -490,3 +490,25 @@ def resolve_device(name: str = "auto", local_rank: int | None = None) -> torch.d
     if name != "cpu":
         raise RecolorError(f"unknown device {name!r} (use auto, cpu or cuda)")
     return torch.device("cpu")
+
+
+def amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``--precision`` on ``device``; None runs in float32.
+
+    ``auto``: bf16 on a CUDA GPU that has it, else fp16; float32 on the CPU. ``bf16`` and
+    ``fp16`` need CUDA. Losses, guidance and the decode stay in float32 either way.
+
+    Raises
+    ------
+    RecolorError
+        bf16 or fp16 asked for off CUDA, or an unknown name.
+    """
+    if precision not in ("auto", "fp32", "bf16", "fp16"):
+        raise RecolorError(f"unknown precision {precision!r} (use auto, fp32, bf16 or fp16)")
+    if device.type != "cuda" or precision == "fp32":
+        if precision in ("bf16", "fp16") and device.type != "cuda":
+            raise RecolorError(f"--precision {precision} needs CUDA")
+        return None
+    if precision == "bf16" or (precision == "auto" and torch.cuda.is_bf16_supported()):
+        return torch.bfloat16
+    return torch.float16

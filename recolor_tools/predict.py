@@ -252,13 +252,16 @@ def infer(
     temperature: float = defaults.TEMPERATURE,
     batch_size: int = 8,
     prior: torch.Tensor | None = None,
+    amp_dtype: torch.dtype | None = None,
 ) -> list[Predicted]:
     """Step 2: the network's a/b for every item; items of one working shape share a pass.
 
-    Decoded on the network's device by :meth:`Colorizer.decode` (only the 2-channel a/b leaves
-    it). A model that takes hints gets them as input (:mod:`recolor_tools.hintinput`). Items
-    with hints have their class log-distribution steered first (:func:`recolor_tools.guide.steer`,
-    ``prior`` the checkpoint's class prior); for a hint model, as ``hintinput.STEER_LEARNED`` says.
+    The network runs under autocast to ``amp_dtype`` when given (:func:`models.amp_dtype`);
+    its output is decoded in float32 on the network's device by :meth:`Colorizer.decode` (only
+    the 2-channel a/b leaves it). A model that takes hints gets them as input
+    (:mod:`recolor_tools.hintinput`). Items with hints have their class log-distribution steered
+    first (:func:`recolor_tools.guide.steer`, ``prior`` the checkpoint's class prior); for a hint
+    model, as ``hintinput.STEER_LEARNED`` says.
     """
     from . import hintinput
 
@@ -275,8 +278,10 @@ def infer(
             if model.config.hints:
                 given = hintinput.batch_hints([items[i] for i in chunk], model.classes, device)
             with torch.inference_mode():
-                feats = model.features(x, given)  # (B, 2C, h', w')
-                z = model.head_out(feats)  # (B, 2 or Q, h', w')
+                with torch.autocast(device.type, amp_dtype, enabled=amp_dtype is not None):
+                    feats = model.features(x, given)  # (B, 2C, h', w')
+                    z = model.head_out(feats)  # (B, 2 or Q, h', w')
+                feats, z = feats.float(), z.float()  # guidance and decode in float32
                 for j, i in enumerate(chunk):
                     steered = not model.config.hints or hintinput.STEER_LEARNED
                     if items[i].hints is not None and steered:
@@ -341,6 +346,9 @@ class Predictor:
         "auto", "cpu", "cuda", ...
     max_side : int, optional
         Cap on the working longer side (default ``MAX_ASPECT * size``).
+    precision : {"auto", "fp32", "bf16", "fp16"}, default "auto"
+        The network's arithmetic (:func:`models.amp_dtype`): auto is bf16 mixed precision on a
+        GPU that has it (else fp16), float32 on the CPU.
 
     Examples
     --------
@@ -358,11 +366,13 @@ class Predictor:
         saturation: float = 1.0,
         device: str | torch.device = "cpu",
         max_side: int | None = None,
+        precision: str = "auto",
     ) -> None:
         size = size or default_size(ckpt)
         self.settings = Settings(size, max_side, float(temperature), float(saturation))
         self.device = models.resolve_device(device) if isinstance(device, str) else device
         self.model = model.to(self.device).eval()
+        self.amp_dtype = models.amp_dtype(precision, self.device)
         self.ckpt = ckpt
         rebalance = ckpt.get("rebalance") or {}
         self.prior = rebalance.get("prior") if model.config.head == "cls" else None
@@ -415,8 +425,9 @@ class Predictor:
         return prepare(rgb, self.settings, hints)
 
     def run(self, items: Sequence[Prepared], batch_size: int = 8) -> list[Predicted]:
-        """:func:`infer` with this predictor's model and temperature."""
-        return infer(self.model, items, self.settings.temperature, batch_size, self.prior)
+        """:func:`infer` with this predictor's model, temperature and precision."""
+        T = self.settings.temperature
+        return infer(self.model, items, T, batch_size, self.prior, self.amp_dtype)
 
     def compose(self, pred: Predicted, dtype: type = np.float32) -> np.ndarray:
         """:func:`compose` with this predictor's stride and saturation."""

@@ -241,15 +241,11 @@ def setup_process(cfg: TrainConfig, d: Dist) -> Device:
 
 
 def precision_context(cfg: TrainConfig, device: torch.device):
-    """(autocast context, dtype or None): mixed precision on CUDA only."""
-    if device.type != "cuda" or cfg.precision == "fp32":
-        if cfg.precision in ("bf16", "fp16") and device.type != "cuda":
-            raise RecolorError(f"--precision {cfg.precision} needs CUDA")
+    """(autocast context, dtype or None): mixed precision on CUDA only (see
+    :func:`recolor_tools.models.amp_dtype`)."""
+    dtype = models.amp_dtype(cfg.precision, device)
+    if dtype is None:
         return contextlib.nullcontext(), None
-    if cfg.precision == "bf16" or (cfg.precision == "auto" and torch.cuda.is_bf16_supported()):
-        dtype = torch.bfloat16
-    else:
-        dtype = torch.float16
     return torch.autocast("cuda", dtype=dtype), dtype
 
 

@@ -95,9 +95,24 @@ def test_predict_on_cuda_matches_cpu(tmp_path):
         outs = {}
         for device in ("cpu", "cuda"):
             outs[device] = tmp_path / f"{head}-{device}.png"
-            run(["predict", "--head", head, "--device", device, "-o", outs[device], image],
-                check_rc=0)  # fmt: skip
+            run(["predict", "--head", head, "--device", device, "--precision", "fp32",
+                 "-o", outs[device], image], check_rc=0)  # fmt: skip
         a, b = (read_rgb_u8(outs[d]).astype(np.int16) for d in ("cpu", "cuda"))
         diff = np.abs(a - b)
         print(f"{head}: mean |cpu - cuda| {diff.mean():.3f}, 99.9% {np.quantile(diff, 0.999)}")
         assert diff.mean() < 0.5 and np.quantile(diff, 0.999) <= 6, head
+
+
+def test_predict_in_bf16_stays_close_to_float32(tmp_path):
+    """predict's default on a GPU (--precision auto: bf16 autocast for the network, guidance and
+    decode in float32) gives nearly the float32 picture: within a few 8-bit levels on average."""
+    image = write_rgb(tmp_path / "in.png", smooth_image(160, 120, 8))
+    outs = {}
+    for precision in ("fp32", "auto"):
+        outs[precision] = tmp_path / f"{precision}.png"
+        run(["predict", "--device", "cuda", "--precision", precision, "--hint", "5,5=#c0392b",
+             "-o", outs[precision], image], check_rc=0)  # fmt: skip
+    a, b = (read_rgb_u8(outs[p]).astype(np.int16) for p in ("fp32", "auto"))
+    diff = np.abs(a - b)
+    print(f"mean |fp32 - bf16| {diff.mean():.3f}, 99.9% {np.quantile(diff, 0.999)}")
+    assert diff.mean() < 1.5 and np.quantile(diff, 0.999) <= 16

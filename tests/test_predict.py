@@ -262,6 +262,22 @@ def test_cli_wrong_head_and_not_a_checkpoint(tmp_path, weights):
     assert "not a recolor checkpoint" in r.stderr
 
 
+def test_cli_precision(tmp_path, weights):
+    # On the CPU, auto is float32 (the same bytes as fp32); bf16 and fp16 need CUDA: one line.
+    src = write_rgb(tmp_path / "a.png", smooth_image(30, 40, 1))
+    outs = {}
+    for precision in ("auto", "fp32"):
+        outs[precision] = tmp_path / f"{precision}.png"
+        r = _invoke([src, "-w", weights["cls"], "--device", "cpu", "--precision", precision,
+                     "-o", outs[precision]])  # fmt: skip
+        assert r.exit_code == 0, r.stderr
+    assert outs["auto"].read_bytes() == outs["fp32"].read_bytes()
+    r = _invoke([src, "-w", weights["cls"], "--device", "cpu", "--precision", "bf16",
+                 "-o", tmp_path / "bf16.png"])  # fmt: skip
+    assert r.exit_code == 1 and r.stderr == "recolor predict: --precision bf16 needs CUDA\n"
+    assert not (tmp_path / "bf16.png").exists()
+
+
 def test_cli_usage_errors(tmp_path, weights):
     a = write_rgb(tmp_path / "a.png", smooth_image(20, 30, 1))
     b = write_rgb(tmp_path / "b.png", smooth_image(20, 30, 2))

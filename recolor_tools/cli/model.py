@@ -68,6 +68,10 @@ PredictIoWorkers = Annotated[
         "runs; one more writes them in order (0: all in turn, in one thread).",
     ),
 ]
+Precision = Annotated[
+    Literal["auto", "fp32", "bf16", "fp16"],
+    typer.Option("--precision", help="auto: bf16/fp16 mixed precision on CUDA, else fp32."),
+]
 PredictDevice = Annotated[
     Literal["auto", "cpu", "cuda"], typer.Option("--device", help="Where the network runs.")
 ]
@@ -119,6 +123,7 @@ def predict(
     batch_size: PredictBatchSize = 8,
     io_workers: PredictIoWorkers = 2,
     device: PredictDevice = "auto",
+    precision: Precision = "auto",
     size: PredictSize = None,
     fmt: PredictFmt = None,
     depth: common.DepthOpt = None,
@@ -170,6 +175,7 @@ def predict(
                 temperature=temperature,
                 saturation=saturation,
                 device=device,
+                precision=precision,
             )
             loaded.check_hints(bool(hint or hints or palette))
             predictor = loaded
@@ -322,10 +328,6 @@ TrainWidth = Annotated[
 TrainDevice = Annotated[
     Literal["auto", "cpu", "cuda"], typer.Option("--device", help="Where to train.")
 ]
-TrainPrecision = Annotated[
-    Literal["auto", "fp32", "bf16", "fp16"],
-    typer.Option("--precision", help="auto: bf16/fp16 mixed precision on CUDA, else fp32."),
-]
 TrainWorkers = Annotated[
     _PosInt, typer.Option("--workers", "-j", min=0, help="Loader processes (0: inline).")
 ]
@@ -384,7 +386,7 @@ def train(
     size: TrainSize = defaults.TRAIN_SIZE,
     width: TrainWidth = None,
     device: TrainDevice = "auto",
-    precision: TrainPrecision = "auto",
+    precision: Precision = "auto",
     workers: TrainWorkers = None,
     threads: TrainThreads = None,
     seed: TrainSeed = 0,
