@@ -63,6 +63,14 @@ def pipeline(*commands: list, input: bytes | None = None) -> list[subprocess.Com
     return results
 
 
+def sigint_default() -> None:
+    """``preexec_fn`` of a child that must see Ctrl-C: a run of the tests started in the
+    background by a shell (``make test &``) has SIGINT ignored, and children inherit that."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def smooth_image(h: int = 48, w: int = 64, seed: int = 0) -> np.ndarray:
     """A smooth, colourful uint8 RGB test image (random low-frequency colour field)."""
     rng = np.random.default_rng(seed)

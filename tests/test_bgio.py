@@ -18,7 +18,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import RECOLOR, ROOT, read_rgb_u8, run, smooth_image, tiny_checkpoint, write_rgb
+from conftest import (
+    RECOLOR,
+    ROOT,
+    read_rgb_u8,
+    run,
+    sigint_default,
+    smooth_image,
+    tiny_checkpoint,
+    write_rgb,
+)
 
 from recolor_tools import predict
 from recolor_tools.errors import RecolorError
@@ -243,7 +252,7 @@ def test_cli_background_signal_leaves_whole_outputs_only(tmp_path, weights, sig,
            "--device", "cpu", "-o", f"{out}/", *map(str, args)]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=env)  # fmt: skip
+                            stderr=subprocess.PIPE, env=env, preexec_fn=sigint_default)  # fmt: skip
     try:
         deadline = time.monotonic() + 120
         while not (out.is_dir() and len(list(out.glob("im*"))) >= 3):  # before stdin ends

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import RECOLOR, ROOT, run, smooth_image, write_rgb
+from conftest import RECOLOR, ROOT, run, sigint_default, smooth_image, write_rgb
 
 from recolor_tools.records import iter_records, lab_record, write_record
 
@@ -213,7 +213,8 @@ def test_signals_remove_temporary_files(tmp_path, png, sig, code):
     # After a.png the tool blocks reading stdin, with its output's temporary file open.
     out = tmp_path / "out.lab"
     p = subprocess.Popen([*RECOLOR, "to-lab", str(png), "-", "-o", str(out)],
-                         stdin=subprocess.PIPE, stderr=subprocess.PIPE, env=_env())  # fmt: skip
+                         stdin=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(),
+                         preexec_fn=sigint_default)  # fmt: skip
     deadline = time.monotonic() + 60
     while not [f for f in tmp_path.iterdir() if f.name.endswith(".tmp")]:
         assert time.monotonic() < deadline and p.poll() is None

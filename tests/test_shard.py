@@ -54,7 +54,8 @@ def test_predict_under_torchrun_writes_what_one_process_writes(tmp_path):
         assert (tmp_path / "two" / p.name).read_bytes() == (tmp_path / "one" / p.name).read_bytes()
 
 
-def test_a_hint_file_for_no_input_is_reported_by_rank_0_only(tmp_path):
+def test_what_is_about_the_whole_list_is_said_by_rank_0_only(tmp_path):
+    # a hint file for no input, and --suggest's lines (5 per image)
     imgs = [write_rgb(tmp_path / f"im{i}.png", smooth_image(40, 48, i)) for i in range(2)]
     hints = tmp_path / "hints"
     hints.mkdir()
@@ -67,6 +68,8 @@ def test_a_hint_file_for_no_input_is_reported_by_rank_0_only(tmp_path):
         err = p.stderr.decode()
         assert err.count("stray.json") == (rank == 0) and p.returncode == (rank == 0), err
         assert sorted(f.name for f in out.iterdir()) == [imgs[rank].name]  # its share, done
+        p = run(["predict", *imgs, "--suggest", "5,5"], env={"RANK": str(rank), "WORLD_SIZE": "2"})
+        assert p.returncode == 0 and len(p.stdout.splitlines()) == (10 if rank == 0 else 0)
 
 
 def test_a_failing_rank_does_not_cut_the_others_short(tmp_path):

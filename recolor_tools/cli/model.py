@@ -181,10 +181,12 @@ def predict(
             predictor = loaded
         if predictor is None or source is None:
             tool.exit()
+        first_rank = shard.rank_and_size()[0] == 0  # says what is about the whole list, once
         if suggest is not None:
-            _print_suggestions(tool, predictor, paths, suggest, source)
+            if first_rank:
+                _print_suggestions(tool, predictor, paths, suggest, source)
             tool.exit()
-        if shard.rank_and_size()[0] == 0:  # about the whole list: once, not once per rank
+        if first_rank:
             for problem in problems:
                 tool.fail(problem)
         options = {"depth": depth, "keep_profile": keep_profile, "strip": strip}
