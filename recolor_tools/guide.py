@@ -73,12 +73,15 @@ distance term +1.30 dB / +3.9 and +3.25 / +7.7; radius 0.2 +0.98 / +3.5 and +3.2
 0.35 +1.29 / +4.0 and +3.49 / +8.2.
 
 Tried on the first 100 validation posters with 10 truth points (+3.25 dB / +6.1 with these
-settings), not adopted: the hint colours also as a palette (strength 0.25 to 1): +3.27 / +6.1
-at best; a lightness term exp(-dL^2 / (2 s^2)) on the similarity (s = 5, 10, 20 L units):
-+2.73 / +5.4 to +3.22 / +6.2; eps 1e-3 or 1e-6 for the hint colours; beta 1.5 / 3, radius
-0.25 / 0.5, power 3 / 6: all within 0.3 of these. The propagation is not what holds the
-rebalanced AuC back: with the truth's own colour similarity in place of the features (an
-oracle), posters 101-800 gain +5.77 dB / +7.4 against +4.21 / +6.1 (weights/README.md)."""
+settings; a one-off sweep that ran the network once per poster and drew its points apart from
+weights/evaluate_hints.py, whose figures differ by a few tenths), not adopted: the hint colours
+also as a palette (strength 0.25 to 1): +3.27 / +6.1 at best; a lightness term
+exp(-dL^2 / (2 s^2)) on the similarity (s = 5, 10, 20 L units): +2.73 / +5.4 to +3.22 / +6.2;
+eps 1e-3 or 1e-6 for the hint colours; beta 1.5 / 3, radius 0.25 / 0.5, power 3 / 6; a lower
+temperature (0.3, 0.25, 0.2) for hinted images: all within 0.3 of these. The propagation is not
+what holds the rebalanced AuC back: with the truth's own colour similarity in place of the
+features (an oracle, ``evaluate_hints.py --oracle``), posters 101-800 gain +5.82 dB / +7.5
+against +4.26 / +6.2 (weights/README.md)."""
 
 
 def soft_histogram(
