@@ -236,11 +236,14 @@ class Colorizer(nn.Module):
         self.register_buffer("classes", torch.zeros(config.num_classes, 2), persistent=False)
         self.frozen_bn = False  # fine-tuning: BatchNorm keeps its statistics (see :meth:`train`)
         if config.hints:
+            # No biases: with no hints their input is all zeros, so whatever training makes of
+            # these layers, the automatic path stays the base model's (a bias learned here had
+            # shifted every automatic prediction of a CPU fine-tune, weights/README.md).
             self.hint_in = _zero(nn.Conv2d(HINT_CHANNELS, c, 3, 2, 1, bias=False))
-            self.hint8 = _zero(nn.Conv2d(HINT_CHANNELS, 4 * c, 3, padding=1))
-            self.hint4 = _zero(nn.Conv2d(HINT_CHANNELS, 2 * c, 3, padding=1))
+            self.hint8 = _zero(nn.Conv2d(HINT_CHANNELS, 4 * c, 3, padding=1, bias=False))
+            self.hint4 = _zero(nn.Conv2d(HINT_CHANNELS, 2 * c, 3, padding=1, bias=False))
             if config.head == "cls":
-                self.palette_in = _zero(nn.Linear(config.num_classes + 1, 4 * c))
+                self.palette_in = _zero(nn.Linear(config.num_classes + 1, 4 * c, bias=False))
 
     def forward(
         self,

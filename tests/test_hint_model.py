@@ -203,6 +203,24 @@ def test_init_with_hints_starts_exactly_as_the_automatic_model(squares, automati
     assert not any(m.training for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
 
 
+def test_without_hints_the_hint_layers_add_nothing_whatever_their_weights():
+    # Trained hint layers must leave the automatic path alone: no hints is all-zero input to
+    # them, and they hold no bias (a learned bias moved every automatic prediction).
+    torch.manual_seed(1)
+    config = models.ModelConfig(head="cls", num_classes=25, width=8, hints=True)
+    model = models.Colorizer(config).eval()
+    base = models.Colorizer(config).eval()
+    base.load_state_dict(model.state_dict())
+    for name in models.HINT_MODULES:
+        for p in getattr(model, name).parameters():
+            torch.nn.init.normal_(p)
+    L = torch.rand(2, 1, 32, 40) * 100
+    with torch.no_grad():
+        assert torch.equal(model(L)[0], base(L)[0])
+        hinted = some_hints(L, config.num_classes)
+        assert not torch.equal(model(L, hints=hinted)[0], base(L, hints=hinted)[0])
+
+
 def test_fine_tune_settings_survive_a_resume(tmp_path):
     resumed = {"train_state": {"args": {"freeze_bn": True, "hints": True}}}
     cfg = TrainConfig(data=["x"], out=tmp_path, resume=True)  # --resume takes no --init
