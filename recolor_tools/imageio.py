@@ -246,13 +246,18 @@ def writes_in_place(path: str | Path) -> bool:
     every name under ``/dev`` or ``/proc`` (``/dev/stdout`` may lead to a regular file the shell
     opened: replacing it would lose what the shell appends).
     """
-    absolute = os.path.abspath(path)
-    if absolute.startswith(("/dev/", "/proc/")):
-        return True
+    return os.path.abspath(path).startswith(("/dev/", "/proc/")) or is_special(path)
+
+
+def is_special(path: str | Path) -> bool:
+    """True for an existing path that is neither a regular file nor a folder: a character or
+    block device, a FIFO, a socket (reading it may block for good; writing must not rename over
+    it). False for a missing or unreachable path."""
     try:
-        return not stat.S_ISREG(os.stat(path).st_mode) and not os.path.isdir(path)
+        mode = os.stat(path).st_mode
     except OSError:
-        return False  # missing (or unreachable): a new file, written atomically
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
 @contextlib.contextmanager

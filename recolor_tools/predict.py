@@ -41,8 +41,6 @@ References
 from __future__ import annotations
 
 import itertools
-import os
-import stat
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -59,7 +57,7 @@ from .color import lab_to_rgb, rgb_to_lab, to_uint8, to_uint16
 from .errors import RecolorError
 from .guide import class_probabilities, steer
 from .hints import Hints, resolve_points
-from .imageio import read_rgb, resize_to
+from .imageio import is_special, read_rgb, resize_to
 
 WORK_SCALE = 1.25
 """The default working shorter side is this times the training size (128 -> 160).
@@ -584,11 +582,5 @@ def _ahead(
 
 
 def _may_block(path: str) -> bool:
-    """True for stdin and for an existing input that is not a regular file or a folder."""
-    if path == "-":
-        return True
-    try:
-        mode = os.stat(path).st_mode
-    except OSError:
-        return False  # missing: reading it fails at once, with its own message
-    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+    """True for stdin and for a device, FIFO or socket (:func:`imageio.is_special`)."""
+    return path == "-" or is_special(path)
