@@ -64,6 +64,8 @@ power 8 (the issue's calibration) +2.40 dB / +5.5; 2 / 8 +2.86 / +7.1; 1 / 4 +3.
 2 / 4 +3.25 / +7.7; 3 / 4 +3.19 / +7.6; 2 / 2 +3.00 / +6.3; 3 / 16 +2.30 / +5.8."""
 POWER = 4.0
 """Power of the feature similarity: higher keeps a hint to more similar regions (see BETA)."""
+TRAIN_POINTS = 20
+"""Most points drawn per crop by :func:`affinity_loss` (uniformly 1 to this many)."""
 RADIUS = 0.35
 """Width of the Gaussian of the distance that multiplies a point hint's similarity, as a
 fraction of the output grid's diagonal. Without it a hint leaks to every region whose features
@@ -137,7 +139,8 @@ def steer(
     z : (Q, h', w') tensor
         The cls head's logits.
     feats : (C, h', w') tensor
-        The decoder's features (:meth:`Colorizer.features`).
+        The features compared between cells: the decoder's (:meth:`Colorizer.features`) through
+        :meth:`Colorizer.affinity_features`.
     item : Prepared
         With resolved ``hints`` (:class:`recolor_tools.hints.Hints`).
     classes : (Q, 2) tensor
@@ -152,28 +155,72 @@ def steer(
     """
     hints = item.hints
     logp = F.log_softmax(z.float(), dim=0)  # (Q, h', w')
-    Q, gh, gw = logp.shape
+    gh, gw = logp.shape[1:]
     if len(hints.palette_w):
         shift = palette_shift(hints.palette_ab, hints.palette_w, classes, prior)
         logp = logp + ALPHA * shift[:, None, None]
     cell, ab = hints.cells(item.hw, stride, (gh, gw))
     if len(cell):
-        f = F.normalize(feats.float().reshape(feats.shape[0], -1), dim=0)  # (C, h'w')
-        idx = torch.from_numpy(cell).to(f.device)
-        sim = (f[:, idx].T @ f).clamp_min(0) ** POWER  # (K, h'w')
-        if RADIUS:
-            ys, xs = torch.arange(gh, device=f.device), torch.arange(gw, device=f.device)
-            yy, xx = torch.meshgrid(ys, xs, indexing="ij")
-            d2 = (yy.reshape(1, -1) - idx[:, None] // gw) ** 2 + (
-                xx.reshape(1, -1) - idx[:, None] % gw
-            ) ** 2
-            r2 = (RADIUS**2) * (gh**2 + gw**2)
-            sim = sim * torch.exp(-d2 / (2 * r2))
-        q = soft_histogram(torch.from_numpy(ab).to(f.device), torch.ones(len(ab)), classes)
-        lq = torch.log(q + EPS)
-        lq = lq - lq.mean(dim=1, keepdim=True)  # (K, Q)
-        logp = logp + BETA * (lq.T @ sim).reshape(Q, gh, gw)
+        idx = torch.from_numpy(cell).to(feats.device)[None]
+        logp = logp + point_shift(feats.float()[None], idx, torch.from_numpy(ab)[None], classes)[0]
     return logp
+
+
+def point_shift(
+    feats: torch.Tensor, cells: torch.Tensor, ab: torch.Tensor, classes: torch.Tensor
+) -> torch.Tensor:
+    """(B, Q, h', w') what K point hints per image add to the log-distribution (the module
+    docstring's sum).
+
+    ``feats`` (B, C, h', w') are the features compared between cells
+    (:meth:`Colorizer.affinity_features`), ``cells`` (B, K) the hints' flat cell indices, ``ab``
+    (B, K, 2) their colours.
+    """
+    (B, C, gh, gw), K = feats.shape, cells.shape[1]
+    f = F.normalize(feats.reshape(B, C, -1), dim=1)  # (B, C, h'w')
+    at = f.gather(2, cells[:, None, :].expand(B, C, K))  # (B, C, K)
+    sim = (at.transpose(1, 2) @ f).clamp_min(0) ** POWER  # (B, K, h'w')
+    if RADIUS:
+        n = torch.arange(gh * gw, device=f.device)
+        d2 = (n // gw - cells[..., None] // gw) ** 2 + (n % gw - cells[..., None] % gw) ** 2
+        sim = sim * torch.exp(-d2 / (2 * RADIUS**2 * (gh**2 + gw**2)))
+    ones = torch.ones(B * K, device=f.device)
+    q = soft_histogram(ab.reshape(-1, 2).to(f.device), ones, classes).reshape(B, K, -1)
+    lq = torch.log(q.float() + EPS)
+    lq = lq - lq.mean(dim=2, keepdim=True)  # (B, K, Q)
+    return BETA * (lq.transpose(1, 2) @ sim).reshape(B, -1, gh, gw)
+
+
+def affinity_loss(
+    z: torch.Tensor, feats: torch.Tensor, targets: dict[str, torch.Tensor], classes: torch.Tensor
+) -> torch.Tensor:
+    """The loss that teaches a model's affinity features (``recolor train --affinity``).
+
+    For each batch, K (1 to :data:`TRAIN_POINTS`) cells of each crop are drawn at random and
+    hinted with the truth's colour there; the logits ``z`` (B, Q, h', w') are steered by them as
+    :func:`point_shift` does with ``feats`` (B, D, h', w') and decoded by the annealed mean
+    (T = 0.38). The loss is, averaged over the crops, the mean a/b distance to the truth (capped
+    at 150, as the AuC's thresholds), once weighted by the rebalancing weights ``pw`` and once
+    plain: so it is 150 (1 - AuC / 100) for the rebalanced and the raw AuC together (Zhang et al.
+    2016's AuC is linear in the capped distance), and it has a gradient.
+
+    The truth's a/b per cell is the mean of its soft encoding (``targets["idx"]``,
+    ``targets["w"]``, as :class:`Colorizer`'s Notes). Nothing reaches ``z``: only the features
+    learn, so the automatic prediction is untouched.
+    """
+    B, Q, gh, gw = z.shape
+    truth = (targets["w"].float()[..., None] * classes[targets["idx"].long()]).sum(1)  # (B,h,w,2)
+    truth = truth.reshape(B, -1, 2)
+    pw = targets.get("pw")
+    pw = torch.ones(B, gh * gw, device=z.device) if pw is None else pw.float().reshape(B, -1)
+    k = int(torch.randint(1, TRAIN_POINTS + 1, ()))
+    cells = torch.randint(0, gh * gw, (B, k), device=z.device)
+    hint_ab = truth.gather(1, cells[..., None].expand(B, k, 2))
+    steered = F.log_softmax(z.detach().float(), dim=1)
+    steered = steered + point_shift(feats.float(), cells, hint_ab, classes)
+    p = F.softmax(steered.reshape(B, Q, -1) / defaults.TEMPERATURE, dim=1)  # (B, Q, h'w')
+    err = (p.transpose(1, 2) @ classes - truth).norm(dim=2).clamp_max(150)  # (B, h'w')
+    return ((pw * err).sum(1) / pw.sum(1) + err.mean(1)).mean()
 
 
 def class_probabilities(
@@ -183,10 +230,11 @@ def class_probabilities(
     cell holding full-resolution pixel (x, y)."""
     device = next(model.parameters()).device
     with torch.inference_mode():
-        feats = model.features(torch.from_numpy(item.work[None, None]).to(device))[0]
-        z = model.head_out(feats[None])[0]
+        feats = model.features(torch.from_numpy(item.work[None, None]).to(device))
+        z = model.head_out(feats)[0]
         if item.hints is not None:
-            z = steer(z, feats, item, model.classes, prior, model.config.out_stride)
+            f = model.affinity_features(feats)[0]
+            z = steer(z, f, item, model.classes, prior, model.config.out_stride)
     (H, W), (h, w), s = item.L.shape, item.hw, model.config.out_stride
     cy = min(int((y + 0.5) * h / (H * s)), z.shape[1] - 1)
     cx = min(int((x + 0.5) * w / (W * s)), z.shape[2] - 1)

@@ -59,6 +59,7 @@ from torch import nn
 
 from . import defaults
 from .errors import RecolorError
+from .guide import affinity_loss
 
 HEADS = ("reg", "cls")
 AB_SCALE = 128.0
@@ -69,6 +70,9 @@ HINT_CHANNELS = 3
 """Hint input channels next to L: mask * a / 128, mask * b / 128, mask."""
 HINT_MODULES = ("hint_in", "hint8", "hint4", "palette_in")
 """The layers a hint model adds (all zero-initialised); see :class:`Colorizer`."""
+NEW_MODULES = (*HINT_MODULES, "affinity")
+"""The layers that a fine-tune may add to a model (``--init`` with ``--hints`` or
+``--affinity``), trained at ``--hint-lr``."""
 
 
 @dataclass
@@ -89,6 +93,9 @@ class ModelConfig:
     hints: bool = False
     # Takes colour hints as input (see :func:`network_input` and :class:`Colorizer`'s Notes).
     # Old checkpoints have no such field and load with False: the same network as before.
+    affinity: int = 0
+    # Channels of the learned affinity features that spread point hints (cls; see
+    # :meth:`Colorizer.affinity_features`); 0: the decoder's features as they are.
 
     def __post_init__(self) -> None:
         if self.head not in HEADS:
@@ -99,6 +106,10 @@ class ModelConfig:
             raise ValueError(f"the reg head takes num_classes=0, got {self.num_classes}")
         if self.width < 1:
             raise ValueError(f"width must be positive, got {self.width}")
+        if self.affinity and self.head != "cls":
+            raise ValueError("affinity features steer the cls head only")
+        if self.affinity < 0:
+            raise ValueError(f"affinity must be 0 or positive, got {self.affinity}")
         if self.out_stride != 4:
             raise ValueError(f"only out_stride=4 is implemented, got {self.out_stride}")
 
@@ -244,6 +255,10 @@ class Colorizer(nn.Module):
             self.hint4 = _zero(nn.Conv2d(HINT_CHANNELS, 2 * c, 3, padding=1, bias=False))
             if config.head == "cls":
                 self.palette_in = _zero(nn.Linear(config.num_classes + 1, 4 * c, bias=False))
+        if config.affinity:
+            self.affinity = nn.Conv2d(2 * c, config.affinity, 1, bias=False)
+            if config.affinity == 2 * c:  # start from the decoder's features as they are
+                nn.init.eye_(self.affinity.weight[:, :, 0, 0])
 
     def forward(
         self,
@@ -251,8 +266,9 @@ class Colorizer(nn.Module):
         targets: dict[str, torch.Tensor] | None = None,
         hints: dict[str, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        out = self.head_out(self.features(L, hints))  # (B, 2 or Q, H/4, W/4)
-        loss = None if targets is None else self.loss(out, targets)
+        feats = self.features(L, hints)
+        out = self.head_out(feats)  # (B, 2 or Q, H/4, W/4)
+        loss = None if targets is None else self.loss(out, targets, feats)
         return out, loss
 
     def features(
@@ -293,11 +309,11 @@ class Colorizer(nn.Module):
                     m.eval()
         return self
 
-    def hint_parameters(self) -> list[nn.Parameter]:
-        """The parameters of the hint layers (none without ``config.hints``)."""
+    def new_parameters(self) -> list[nn.Parameter]:
+        """The parameters of the hint and affinity layers (:data:`NEW_MODULES`), if any."""
         return [
             p
-            for name in HINT_MODULES
+            for name in NEW_MODULES
             if hasattr(self, name)
             for p in getattr(self, name).parameters()
         ]
@@ -311,18 +327,35 @@ class Colorizer(nn.Module):
         """a/b of this model's output, with the classes it holds (see :func:`decode`)."""
         return decode(out, self.classes if self.config.head == "cls" else None, temperature)
 
-    def loss(self, out: torch.Tensor, targets: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The training loss for ``out`` from :meth:`forward` (see the class Notes)."""
+    def affinity_features(self, feats: torch.Tensor) -> torch.Tensor:
+        """The (B, D, H/4, W/4) features whose cosine similarity spreads a point hint
+        (:func:`recolor_tools.guide.point_shift`): the decoder's ``feats`` through the learned
+        1x1 ``affinity`` layer, or ``feats`` themselves for a model without one."""
+        return self.affinity(feats) if self.config.affinity else feats
+
+    def loss(
+        self,
+        out: torch.Tensor,
+        targets: dict[str, torch.Tensor],
+        feats: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The training loss for ``out`` from :meth:`forward` (see the class Notes), plus, for a
+        model with ``config.affinity``, :func:`recolor_tools.guide.affinity_loss` of the
+        decoder's ``feats`` (which trains the ``affinity`` layer alone: it sees them detached)."""
         out = out.float()  # losses in float32 under autocast
         if self.config.head == "reg":
             return F.mse_loss(out, targets["ab"].float())
+        extra = 0.0
+        if self.config.affinity and feats is not None:
+            emb = self.affinity_features(feats.detach())
+            extra = affinity_loss(out.detach(), emb, targets, self.classes)
         logp = F.log_softmax(out, dim=1)  # (B, Q, h, w)
         # Gather the k target classes instead of building a dense (B, Q, h, w) target.
         picked = logp.gather(1, targets["idx"].long())  # (B, k, h, w)
         nll = -(targets["w"].float() * picked).sum(dim=1)  # (B, h, w)
         if "pw" in targets:
             nll = nll * targets["pw"].float()
-        return nll.mean()
+        return nll.mean() + extra
 
 
 # ---------------------------------------------------------------------------------------------

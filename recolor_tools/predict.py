@@ -279,9 +279,11 @@ def infer(
                 with torch.autocast(device.type, amp_dtype, enabled=amp_dtype is not None):
                     feats = model.features(x, given)  # (B, 2C, h', w')
                     z = model.head_out(feats)  # (B, 2 or Q, h', w')
+                    steered = not model.config.hints or hintinput.STEER_LEARNED
+                    if steered and any(items[i].hints is not None for i in chunk):
+                        feats = model.affinity_features(feats)
                 feats, z = feats.float(), z.float()  # guidance and decode in float32
                 for j, i in enumerate(chunk):
-                    steered = not model.config.hints or hintinput.STEER_LEARNED
                     if items[i].hints is not None and steered:
                         z[j] = steer(z[j], feats[j], items[i], model.classes, prior, stride)
                 ab = model.decode(z, temperature).permute(0, 2, 3, 1).cpu().numpy()

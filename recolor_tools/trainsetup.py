@@ -70,7 +70,7 @@ class TrainConfig:
     epochs: int | None = None  # run length in epochs ...
     steps: int | None = None  # ... or in optimiser steps (neither: 10 epochs)
     batch_size: int = 16  # per process
-    lr: float | None = None  # Adam; None: 1e-4, or FINETUNE_LR when fine-tuning with hints
+    lr: float | None = None  # Adam; None: 1e-4; with --init, FINETUNE_LR (hints) or 0 (affinity)
     schedule: str = "plateau"  # "plateau" or "cosine"
     size: int = defaults.TRAIN_SIZE  # training crop side, multiple of 8
     width: int | None = None  # ModelConfig.width; None: its default, or --init's
@@ -85,13 +85,15 @@ class TrainConfig:
     precision: str = "auto"  # "auto" (bf16/fp16 on CUDA, fp32 on CPU), "fp32", "bf16", "fp16"
     quiet: bool = False  # no progress bar or log lines
     hints: bool = False  # the model takes colour hints (simulated from the truth in training)
-    hint_lr: float = defaults.HINT_LR  # learning rate of the hint layers (models.HINT_MODULES)
+    hint_lr: float = defaults.HINT_LR  # learning rate of the new layers (models.NEW_MODULES)
     freeze_bn: bool | None = None  # BatchNorm keeps its statistics; None: when fine-tuning hints
+    affinity: int | None = None  # ModelConfig.affinity; None: 0, or --init's / the resumed one's
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
-        if self.lr is None:
-            self.lr = FINETUNE_LR if self.hints and self.init is not None else LR
+        if self.lr is None:  # a fine-tune that only adds affinity features keeps the network
+            tune = self.init is not None
+            self.lr = FINETUNE_LR if tune and self.hints else 0.0 if tune and self.affinity else LR
         if self.epochs is not None and self.steps is not None:
             raise ValueError("give --epochs or --steps, not both")
         if self.init is not None and self.resume:
@@ -108,9 +110,13 @@ class TrainConfig:
             raise RecolorError("--workers must be 0 or more")
         if self.size % 8:
             raise RecolorError(f"--size must be a multiple of 8, got {self.size}")
-        for name in ("lr", "hint_lr"):
-            if not getattr(self, name) > 0:
-                raise RecolorError(f"--{name.replace('_', '-')} must be positive")
+        if not self.hint_lr > 0:
+            raise RecolorError("--hint-lr must be positive")
+        if not (self.lr > 0 or self.lr == 0 and (self.hints or self.affinity or self.resume)):
+            raise RecolorError("--lr must be positive (0, the network kept, needs new layers to "
+                               "train: --hints or --affinity)")  # fmt: skip
+        if self.affinity is not None and self.affinity < 0:
+            raise RecolorError("--affinity must be 0 or more")
 
 
 @dataclass(frozen=True)
@@ -365,11 +371,18 @@ def build_model(
         q = 0 if cs.classes is None else len(cs.classes)
         width = cfg.width or models.ModelConfig.width
         mcfg = models.ModelConfig(head=cfg.head, num_classes=q, width=width)
-    expand = takes_hints(cfg, carried) and not mcfg.hints  # --init of a model without hints
-    mcfg = dataclasses.replace(mcfg, hints=takes_hints(cfg, carried))
+    old = mcfg
+    affinity = mcfg.affinity if cfg.affinity is None or cfg.resume else cfg.affinity
+    if carried is not None and mcfg.affinity not in (0, affinity):
+        raise RecolorError(f"the network has {mcfg.affinity} affinity channels: drop --affinity",
+                           cfg.init)  # fmt: skip
+    try:
+        mcfg = dataclasses.replace(mcfg, hints=takes_hints(cfg, carried), affinity=affinity)
+    except ValueError as e:
+        raise RecolorError(str(e)) from None
     model = models.Colorizer(mcfg)
-    if carried is not None:
-        load = load_expanded if expand else models.Colorizer.load_state_dict
+    if carried is not None:  # --init of a model without the new layers: they start as built
+        load = load_expanded if mcfg != old else models.Colorizer.load_state_dict
         load(model, carried["model"])
     if cs.classes is not None:  # the model decodes its own output (models.Colorizer.decode)
         model.classes.copy_(torch.from_numpy(np.array(cs.classes, np.float32)))
@@ -383,11 +396,13 @@ def build_model(
 
 
 def load_expanded(model: models.Colorizer, state: dict[str, torch.Tensor]) -> None:
-    """Load the weights of a model without hints into ``model``, which takes them.
+    """Load the weights of a model without hint or affinity layers into ``model``, which has
+    them.
 
-    The hint layers (:data:`~recolor_tools.models.HINT_MODULES`) keep their zeros, so
-    ``model`` computes exactly what the model of ``state`` did, with or without hints: the start
-    of a hint fine-tune (``recolor train --init weights/cls.pt --hints``).
+    The new layers (:data:`~recolor_tools.models.NEW_MODULES`) keep their initial values (the
+    hint layers zeros, affinity features of the decoder's width the identity), so ``model``
+    computes exactly what the model of ``state`` did, with or without hints: the start of a
+    fine-tune (``recolor train --init weights/cls.pt --hints`` or ``--affinity 128``).
 
     Raises
     ------
@@ -395,7 +410,7 @@ def load_expanded(model: models.Colorizer, state: dict[str, torch.Tensor]) -> No
         ``state`` lacks anything else, or holds what ``model`` has no place for.
     """
     missing, unexpected = model.load_state_dict(state, strict=False)
-    other = [k for k in missing if k.split(".")[0] not in models.HINT_MODULES]
+    other = [k for k in missing if k.split(".")[0] not in models.NEW_MODULES]
     if other or unexpected:
         raise RuntimeError(f"weights do not fit: missing {other}, unexpected {unexpected}")
 
@@ -409,13 +424,14 @@ def takes_hints(cfg: TrainConfig, carried: dict | None) -> bool:
 
 def resolve_freeze_bn(cfg: TrainConfig, resumed: dict | None) -> TrainConfig:
     """``cfg`` with ``freeze_bn`` decided: as given; else as the resumed run had it; else on
-    for a hint fine-tune (``--hints --init``), off otherwise."""
+    for a fine-tune that adds layers (``--init`` with ``--hints`` or ``--affinity``), off
+    otherwise."""
     if cfg.freeze_bn is not None:
         return cfg
     if resumed is not None:
         frozen = bool(resumed["train_state"].get("args", {}).get("freeze_bn"))
     else:
-        frozen = cfg.hints and cfg.init is not None
+        frozen = bool(cfg.hints or cfg.affinity) and cfg.init is not None
     return dataclasses.replace(cfg, freeze_bn=frozen)
 
 
@@ -447,18 +463,24 @@ class Optimiser:
 def build_optimiser(
     cfg: TrainConfig, model: torch.nn.Module, total_steps: int, amp_dtype: torch.dtype | None
 ) -> Optimiser:
-    """Adam with the plateau or cosine schedule (see the module's Choices); the hint layers,
-    if any, in a second group at ``cfg.hint_lr``."""
-    new = model.hint_parameters()
+    """Adam with the plateau or cosine schedule (see the module's Choices); the new layers
+    (hint and affinity), if any, in a second group at ``cfg.hint_lr``. At ``lr`` 0 the rest of
+    the network is not trained at all (no gradients: a fine-tune that adds layers to a network
+    it keeps costs a forward pass and the new layers' backward)."""
+    new = model.new_parameters()
     ids = {id(p) for p in new}
-    groups = [{"params": [p for p in model.parameters() if id(p) not in ids], "lr": cfg.lr}]
+    old = [p for p in model.parameters() if id(p) not in ids]
+    groups = [{"params": old, "lr": cfg.lr}] if cfg.lr else []
+    if not cfg.lr:
+        for p in old:
+            p.requires_grad_(False)
     if new:
         groups.append({"params": new, "lr": cfg.hint_lr})
     optimizer = torch.optim.Adam(groups, lr=cfg.lr)
     if cfg.schedule == "plateau":
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, **PLATEAU)
     else:
-        floor = PLATEAU["min_lr"] / cfg.lr
+        floor = PLATEAU["min_lr"] / (cfg.lr or cfg.hint_lr)
 
         def cosine(step: int) -> float:  # lr from cfg.lr down to min_lr over the run
             progress = min(step, total_steps) / total_steps

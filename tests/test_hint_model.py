@@ -1,6 +1,8 @@
 """The learned hint model: checkpoints without hints load unchanged, hints are simulated per crop
 deterministically, ``recolor train --hints --init`` starts exactly from the automatic model, and
-a model fine-tuned on a tiny synthetic set follows a hint that lightness cannot tell.
+a model fine-tuned on a tiny synthetic set follows a hint that lightness cannot tell. Learned
+affinity features (``recolor train --affinity``, what spreads a point hint over the class
+distribution, :func:`recolor_tools.guide.point_shift`) learn while the network stays as it is.
 
 The synthetic set: gray images holding one square of lightness 55 whose hue is random per image,
 so only a hint can say the square's colour.
@@ -13,7 +15,7 @@ import pytest
 import torch
 from conftest import run, write_rgb
 
-from recolor_tools import checkpoints, hintinput, hints, models, quant
+from recolor_tools import checkpoints, guide, hintinput, hints, models, quant
 from recolor_tools.color import lab_to_rgb, rgb_to_lab, to_uint8
 from recolor_tools.data import ColorDataset
 from recolor_tools.distributed import Dist
@@ -264,3 +266,82 @@ def square_error(rgb: np.ndarray, color: str) -> float:
     region[14:17, 14:17] = False
     ab = rgb_to_lab(np.asarray(rgb, np.float32))[:, :, 1:]
     return float(np.median(np.linalg.norm(ab[region] - hints.parse_color(color), axis=1)))
+
+
+# -- learned affinity features ---------------------------------------------------------------
+
+
+def test_affinity_starts_as_the_decoder_features_and_only_it_learns():
+    base = tiny_model()
+    model = models.Colorizer(models.ModelConfig(num_classes=base.config.num_classes, width=8,
+                                                affinity=16))  # fmt: skip
+    missing, unexpected = model.load_state_dict(base.state_dict(), strict=False)
+    assert missing == ["affinity.weight"] and not unexpected
+    model.classes.copy_(base.classes)
+    L = torch.rand(2, 1, 32, 32) * 100
+    feats = model.features(L)
+    assert torch.equal(model.affinity_features(feats), feats)  # identity at twice the width
+    idx = torch.randint(0, base.config.num_classes, (2, 5, 8, 8))
+    targets = {"idx": idx, "w": torch.full((2, 5, 8, 8), 0.2), "pw": torch.ones(2, 8, 8)}
+    torch.manual_seed(0)
+    _, loss = model(L, targets)
+    with torch.no_grad():
+        assert loss > base(L, targets)[1]  # the cls loss plus the affinity's
+    loss.backward()
+    learned = {n for n, p in model.named_parameters() if p.grad is not None and p.grad.any()}
+    assert "affinity.weight" in learned and len(learned) > 1  # the cls loss reaches the rest
+    model.zero_grad(set_to_none=True)
+    emb = model.affinity_features(feats.detach())
+    guide.affinity_loss(model.head_out(feats), emb, targets, model.classes).backward()
+    learned = {n for n, p in model.named_parameters() if p.grad is not None and p.grad.any()}
+    assert learned == {"affinity.weight"}  # the affinity loss never moves the network
+
+
+def test_affinity_needs_the_cls_head(tmp_path):
+    with pytest.raises(ValueError, match="cls"):
+        models.ModelConfig(head="reg", affinity=8)
+    write_rgb(tmp_path / "a.png", square_image(1.0))
+    r = run(train_args(tmp_path, tmp_path / "o", "--head", "reg", "--affinity", 16, "--steps", 1))
+    err = r.stderr.decode()
+    assert r.returncode != 0 and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1 and "cls" in err, err
+
+
+def hinted_error(predictor: Predictor, hue: float) -> float:
+    """Mean a/b distance to the truth (the square at ``hue``, gray around it) of a gray image
+    recoloured with one hint in the square's corner."""
+    truth = rgb_to_lab(square_image(hue).astype(np.float32) / 255)[:, :, 1:]
+    gray = square_image(None).astype(np.float32) / 255
+    out = predictor.recolorize(gray, hints=hints.point(10, 10, hex_of(hue), size=1))
+    return float(np.linalg.norm(rgb_to_lab(out)[:, :, 1:] - truth, axis=2).mean())
+
+
+def test_affinity_fine_tune_keeps_the_network_and_spreads_hints_better(
+    squares, automatic, tmp_path
+):
+    out = tmp_path / "aff"
+    # A learning rate far above the default: a toy set that must be learnt in seconds.
+    run(train_args(squares, out, "--init", automatic, "--affinity", 16, "--steps", 60,
+                   "--hint-lr", 0.03), check_rc=0)  # fmt: skip
+    auto, _ = checkpoints.load_checkpoint(automatic)
+    tuned, _ = checkpoints.load_checkpoint(out / "cls.pt")
+    assert tuned.config.affinity == 16 and not tuned.config.hints
+    old = auto.state_dict()
+    for name, value in tuned.state_dict().items():  # --lr defaults to 0: the network is kept
+        if name.startswith("affinity."):
+            assert not torch.equal(value[:, :, 0, 0], torch.eye(16)), "affinity did not learn"
+        else:
+            assert torch.equal(value, old[name]), name
+    # Without hints, bit-identical outputs through the command line.
+    write_rgb(tmp_path / "g.png", square_image(None))
+    for name, w in (("a.png", automatic), ("b.png", out / "cls.pt")):
+        run(["predict", tmp_path / "g.png", "-w", w, "-o", tmp_path / name], check_rc=0)
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+    # With a hint, the learned features keep it to the square better than the decoder's own.
+    before, after = Predictor.load(automatic), Predictor.load(out / "cls.pt")
+    for hue in HINT_HUES:
+        assert hinted_error(after, hue) < hinted_error(before, hue), hue
+    color = hex_of(HINT_HUES[0])
+    run(["predict", tmp_path / "g.png", "-w", out / "cls.pt", "-o", tmp_path / "h.png",
+         "--hint", f"10,10={color}"], check_rc=0)  # fmt: skip
+    assert not np.array_equal(read_rgb(tmp_path / "h.png"), read_rgb(tmp_path / "b.png"))

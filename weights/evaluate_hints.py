@@ -112,6 +112,7 @@ def evaluate_image(
     with torch.inference_mode():
         feats = model.features(torch.from_numpy(item0.work[None, None]))
         z = model.head_out(feats)
+        feats = model.affinity_features(feats)  # what spreads a point hint
         if oracle:
             grid, s = z.shape[2:], model.config.out_stride
             feats = truth_features(rgb, item0, grid, model.classes, oracle, s)[None]

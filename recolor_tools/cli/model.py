@@ -316,7 +316,10 @@ TrainBatchSize = Annotated[
 TrainLr = Annotated[
     Optional[float],  # noqa: UP045
     typer.Option(
-        "--lr", min=0, help="Adam learning rate [default: 1e-4; 3e-5 with --hints --init]."
+        "--lr",
+        min=0,
+        help="Adam learning rate; 0 keeps the network (only new layers learn) "
+        "[default: 1e-4; 3e-5 with --init --hints; 0 with --init --affinity alone].",
     ),
 ]
 TrainSchedule = Annotated[
@@ -363,12 +366,21 @@ TrainFreezeBn = Annotated[
     Optional[bool],  # noqa: UP045
     typer.Option(
         "--freeze-bn/--no-freeze-bn",
-        help="Keep BatchNorm statistics [default: on with --hints --init].",
+        help="Keep BatchNorm statistics [default: on with --init and --hints or --affinity].",
         show_default=False,
     ),
 ]
 TrainHintLr = Annotated[
-    float, typer.Option("--hint-lr", min=0, help="Learning rate of the hint layers.")
+    float, typer.Option("--hint-lr", min=0, help="Learning rate of the hint and affinity layers.")
+]
+TrainAffinity = Annotated[
+    _PosInt,
+    typer.Option(
+        "--affinity",
+        min=0,
+        help="cls: learn the features that spread point hints (this many channels; twice "
+        "the width starts from the decoder's own); with --init it trains them alone.",
+    ),
 ]
 
 
@@ -400,6 +412,7 @@ def train(
     hints: TrainHints = False,
     hint_lr: TrainHintLr = defaults.HINT_LR,
     freeze_bn: TrainFreezeBn = None,
+    affinity: TrainAffinity = None,
     quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:
@@ -421,7 +434,7 @@ def train(
                 schedule=schedule, size=size, width=width, device=device, workers=workers,
                 threads=threads, seed=seed, eval_every=eval_every, ckpt_every=ckpt_every,
                 resume=resume, init=init, precision=precision, quiet=quiet, hints=hints,
-                hint_lr=hint_lr, freeze_bn=freeze_bn,
+                hint_lr=hint_lr, freeze_bn=freeze_bn, affinity=affinity,
             )  # fmt: skip
         except ValueError as e:
             tool.usage(str(e))
