@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # torch 2.13.0 is pinned so pip takes the CPU wheel rather than a multi-GB CUDA build.
 TORCH ?= torch==2.13.0
 
-.PHONY: demo test lint bench fuzz weights weights-eval hint-weights clean
+.PHONY: demo test lint bench fuzz weights weights-eval hint-weights affinity-weights clean
 
 $(BIN)/recolor: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -79,6 +79,19 @@ hint-weights: $(BIN)/recolor
 		$(TRAIN_FLAGS) $(CLS_FLAGS) --out $(RUNS)/cls-hints
 	$(BIN)/python weights/evaluate_hints.py $(DATA)/val --stats $(RUNS)/stats.npz \
 		--weights $(RUNS)/cls-hints/cls.pt --skip 100 --dump $(RUNS)/cls-hints/hints.jsonl
+
+# The shipped cls weights' learned affinity (issue 15; weights/README.md, "Guided recolouring"):
+# the network kept exactly (--init without --hints: --lr 0), only the 1x1 layer that spreads point
+# hints learns, on all of train. About 15 minutes on 2 CPU cores; then the guided table.
+AFFINITY_STEPS ?= 1500
+affinity-weights: $(BIN)/recolor
+	test -f $(RUNS)/stats.npz || $(BIN)/recolor rebalance-stats $(DATA)/train -o $(RUNS)/stats.npz
+	$(BIN)/recolor train --head cls --init weights/cls.pt --affinity 128 $(DATA)/train \
+		--stats $(RUNS)/stats.npz --steps $(AFFINITY_STEPS) -b 16 --size 128 --workers 1 \
+		--out $(RUNS)/cls-affinity
+	cp $(RUNS)/cls-affinity/cls.pt weights/cls.pt
+	$(BIN)/python weights/evaluate_hints.py $(DATA)/val --stats $(RUNS)/stats.npz \
+		--dump $(RUNS)/cls-affinity/hints.jsonl --card weights/README.md
 
 clean:
 	rm -rf recolored/ .pytest_cache .ruff_cache

@@ -1,4 +1,5 @@
-"""Training-free guidance: steer the cls head's class distribution with hints and a palette.
+"""Guidance: steer the cls head's class distribution with hints and a palette (the network
+that predicts it is left as it is; at most a small learned layer decides where hints spread).
 
 The cls head predicts, per output cell x, a distribution p(c | x) over the Q colour classes.
 Guidance adds to its log-distribution, before the annealed mean decodes it
@@ -10,7 +11,9 @@ Guidance adds to its log-distribution, before the annealed mean decodes it
   checkpoint's class prior, :data:`ALPHA` = 1, :data:`EPS` = 1e-4;
 - each point hint i, at output cell x_i with colour q_i (soft-encoded over the classes):
   ``+ beta sim_i(x)^pow (log(q_i(c) + eps) - mean_c log(q_i(c) + eps))``, with ``sim_i(x)`` the
-  cosine similarity of the decoder's 1/4-resolution features at x and at x_i, clamped at 0,
+  cosine similarity of the affinity features at x and at x_i (the decoder's 1/4-resolution
+  features, through a learned 1x1 layer where the model has one: ``recolor train --affinity``,
+  trained by :func:`affinity_loss`), clamped at 0,
   times ``exp(-d^2 / (2 (RADIUS D)^2))`` of the distance d between x and x_i (D the grid's
   diagonal), :data:`BETA` = 2, :data:`POWER` = 4, :data:`RADIUS` = 0.35 (tuned on the first 40
   validation posters), ``eps`` = :data:`EPS`. The hint spreads to what the network sees as

@@ -8,7 +8,12 @@ import torch
 from conftest import ROOT, read_rgb_u8, run, smooth_image, write_rgb
 
 from recolor_tools import quant
-from recolor_tools.checkpoints import CHECKPOINT_FORMAT, default_weights, read_checkpoint
+from recolor_tools.checkpoints import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_VERSION,
+    default_weights,
+    read_checkpoint,
+)
 from recolor_tools.color import rgb_to_lab
 
 HEADS = ("cls", "reg")
@@ -22,7 +27,7 @@ def test_shipped_file_is_small_and_self_describing(head):
     raw = torch.load(path, weights_only=True, map_location="cpu")
     ckpt = read_checkpoint(path)
     assert raw["format"] == ckpt["format"] == CHECKPOINT_FORMAT
-    assert ckpt["version"] == 1
+    assert ckpt["version"] in (1, CHECKPOINT_VERSION)  # reg.pt predates version 2
     assert ckpt["head"] == head
     assert "train_state" not in ckpt or not ckpt["train_state"], "optimizer state shipped"
     assert ckpt["data"]["n_train"] > 1000 and ckpt["data"]["size"] >= 64
@@ -33,6 +38,7 @@ def test_shipped_file_is_small_and_self_describing(head):
         prior, weights = reb["prior"].double(), reb["weights"].double()
         assert len(prior) == len(weights) == len(classes)
         assert abs(float((prior * weights).sum()) - 1.0) < 1e-3
+        assert ckpt["config"].get("affinity", 0) > 0, "no learned affinity (make affinity-weights)"
     else:
         assert ckpt["classes"] is None
 
