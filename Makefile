@@ -48,7 +48,7 @@ RUNS ?= runs
 STEPS_CLS ?= 7620
 STEPS_REG ?= 5000
 TRAIN_FLAGS ?= --lr 2e-3 --schedule cosine -b 64 --size 128 --workers 14
-CLS_FLAGS ?= --width 64 --seed 3
+CLS_FLAGS ?= --width 64 --seed 3 --affinity 128
 REG_FLAGS ?= --seed 1
 
 weights: $(BIN)/recolor
