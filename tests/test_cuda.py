@@ -16,7 +16,7 @@ import pytest
 import torch
 from conftest import read_rgb_u8, run, smooth_image, write_rgb
 
-from recolor_tools import models
+from recolor_tools import checkpoints, models
 from recolor_tools.train import TrainConfig, train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -68,6 +68,17 @@ def test_cls_head_with_rebalancing_trains_on_cuda(data, tmp_path):
     lines = metric_lines(cfg.out)
     assert lines[-1]["train_loss"] < 0.95 * lines[0]["train_loss"], lines
     assert all(0 <= m["val_auc"] <= 1 for m in lines)
+
+
+def test_affinity_trains_on_cuda_beside_the_network(data, tmp_path):
+    # The affinity loss (guide.affinity_loss) under bf16 autocast: the layer sees bf16 features.
+    cfg = TrainConfig(
+        data=[str(data)], head="cls", out=tmp_path / "aff", size=SIZE, batch_size=8, width=8,
+        grid=10, steps=12, lr=1e-2, workers=0, device="cuda", quiet=True, affinity=16,
+    )  # fmt: skip
+    model, _ = checkpoints.load_checkpoint(train(cfg))  # on the CPU
+    w = model.affinity.weight[:, :, 0, 0]
+    assert torch.isfinite(w).all() and not torch.equal(w, torch.eye(16))
 
 
 def test_resume_on_cuda_reaches_the_same_weights(data, tmp_path):
