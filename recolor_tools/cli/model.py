@@ -319,7 +319,7 @@ TrainLr = Annotated[
         "--lr",
         min=0,
         help="Adam learning rate; 0 keeps the network (only new layers learn) "
-        "[default: 1e-4; 3e-5 with --init --hints; 0 with --init --affinity alone].",
+        "(default 1e-4; with --init, 3e-5 for --hints, 0 for --affinity alone).",
     ),
 ]
 TrainSchedule = Annotated[
@@ -366,7 +366,7 @@ TrainFreezeBn = Annotated[
     Optional[bool],  # noqa: UP045
     typer.Option(
         "--freeze-bn/--no-freeze-bn",
-        help="Keep BatchNorm statistics [default: on with --init and --hints or --affinity].",
+        help="Keep BatchNorm statistics (default: on with --init and --hints or --affinity).",
         show_default=False,
     ),
 ]
