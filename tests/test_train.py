@@ -333,3 +333,15 @@ def test_cli_bad_arguments(data, tmp_path, capsys):
     assert rc == 2 and "not both" in err
     rc, _, err = cli([data["train"], "--size", "36", "--steps", "1", "--out", tmp_path], capsys)
     assert rc == 1 and "multiple of 8" in err
+
+
+def test_help_shows_the_fine_tune_defaults():
+    # Square brackets in a help text are rich markup: "[default: ...]" once vanished from it.
+    p = subprocess.run(
+        [sys.executable, "-m", "recolor_tools", "train", "--help"],
+        capture_output=True, text=True, env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1"},
+        cwd=ROOT, check=True,
+    )  # fmt: skip
+    help_text = " ".join(p.stdout.replace("│", " ").split())  # one line, without the box
+    assert "default 1e-4; with --init, 3e-5 for --hints, 0 for --affinity alone" in help_text
+    assert "default: on with --init and --hints or --affinity" in help_text
