@@ -24,6 +24,10 @@ enter at the input, at 1/8 after the fusion, at 1/4 before the head and in the g
 each through a zero-initialised layer (:class:`Colorizer`'s Notes; :func:`network_input` builds
 them).
 
+A cls model with ``config.affinity`` also holds a 1x1 layer that maps the decoder's features to
+those that decide where a point hint spreads (:meth:`Colorizer.affinity_features`); it does not
+take part in the automatic prediction.
+
 Every conv but the head is followed by BatchNorm and ReLU. The output is at 1/4 of the input
 resolution (``out_stride``); callers upsample a/b bilinearly onto the full-resolution L.
 
@@ -205,7 +209,9 @@ class Colorizer(nn.Module):
       reg: ``{"ab": (B, 2, h, w) float a/b / 128}``, loss = mean squared error;
       cls: ``{"idx": (B, k, h, w) int64 class indices, "w": (B, k, h, w) float soft weights
       summing to 1, "pw": (B, h, w) float rebalancing weight (optional, default 1)}``,
-      loss = mean over pixels of ``pw * -sum_k w_k log softmax(logits)[idx_k]``.
+      loss = mean over pixels of ``pw * -sum_k w_k log softmax(logits)[idx_k]``; with
+      ``config.affinity``, plus :func:`recolor_tools.guide.affinity_loss` (which reaches only the
+      ``affinity`` layer: see :meth:`loss`).
     - ``loss`` is a scalar float32 tensor, or None without targets.
     - ``hints`` (optional dict, only for ``config.hints``; see :func:`network_input`): the user's
       or the simulated colour hints. A hint model without them predicts automatically.
