@@ -82,7 +82,8 @@ hint-weights: $(BIN)/recolor
 
 # The shipped cls weights' learned affinity (issue 15; weights/README.md, "Guided recolouring"):
 # the network kept exactly (--init without --hints: --lr 0), only the 1x1 layer that spreads point
-# hints learns, on all of train. About 15 minutes on 2 CPU cores; then the guided table.
+# hints learns, on all of train (on weights that have one already, it trains that one further).
+# About 15 minutes on 2 CPU cores; then the guided table.
 AFFINITY_STEPS ?= 1500
 affinity-weights: $(BIN)/recolor
 	test -f $(RUNS)/stats.npz || $(BIN)/recolor rebalance-stats $(DATA)/train -o $(RUNS)/stats.npz
