@@ -282,7 +282,8 @@ class Colorizer(nn.Module):
     ) -> torch.Tensor:
         """The decoder's (B, 2C, H/4, W/4) features, from which the head reads its output.
 
-        Training-free guidance (:mod:`recolor_tools.guide`) compares them between pixels.
+        Guidance (:mod:`recolor_tools.guide`) compares them between cells, through
+        :meth:`affinity_features`.
         """
         x, palette = network_input(L, hints, self.config)  # (B, 1 or 4, H, W), (B, Q+1) or None
         if not self.config.hints:
