@@ -259,7 +259,7 @@ def end_to_end(
     opts = ["--device", device, "-b", str(batch), "--precision", precision]
     with tempfile.TemporaryDirectory() as tmp:
         weights = Path(tmp) / "cls.pt"
-        save_checkpoint(weights, make_checkpoint(model, classes=classes, grid=8))
+        save_checkpoint(weights, ckpt)
         for n, (h, w) in zip(counts, [(256, 256), (1500, 1000)], strict=True):
             paths = _write_jpegs(Path(tmp) / f"in{h}x{w}", n, h, w)
             _files_per_second(weights, paths[:2], Path(tmp) / "warm", 0, opts)  # warm-up

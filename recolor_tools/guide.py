@@ -44,9 +44,9 @@ import torch
 import torch.nn.functional as F
 
 from . import defaults
+from .models import Colorizer, decode
 
 if TYPE_CHECKING:
-    from .models import Colorizer
     from .predict import Prepared
 
 ALPHA = 1.0
@@ -221,8 +221,8 @@ def affinity_loss(
     hint_ab = truth.gather(1, cells[..., None].expand(B, k, 2))
     steered = F.log_softmax(z.detach().float(), dim=1)
     steered = steered + point_shift(feats.float(), cells, hint_ab, classes)
-    p = F.softmax(steered.reshape(B, Q, -1) / defaults.TEMPERATURE, dim=1)  # (B, Q, h'w')
-    err = (p.transpose(1, 2) @ classes - truth).norm(dim=2).clamp_max(150)  # (B, h'w')
+    pred = decode(steered, classes).reshape(B, 2, -1).transpose(1, 2)  # (B, h'w', 2)
+    err = (pred - truth).norm(dim=2).clamp_max(150)  # (B, h'w')
     return ((pw * err).sum(1) / pw.sum(1) + err.mean(1)).mean()
 
 

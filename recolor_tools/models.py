@@ -63,7 +63,6 @@ from torch import nn
 
 from . import defaults
 from .errors import RecolorError
-from .guide import affinity_loss
 
 HEADS = ("reg", "cls")
 AB_SCALE = 128.0
@@ -354,6 +353,8 @@ class Colorizer(nn.Module):
             return F.mse_loss(out, targets["ab"].float())
         extra = 0.0
         if self.config.affinity and feats is not None:
+            from .guide import affinity_loss  # guide decodes with this module's decode
+
             emb = self.affinity_features(feats.detach())
             extra = affinity_loss(out.detach(), emb, targets, self.classes)
         logp = F.log_softmax(out, dim=1)  # (B, Q, h, w)

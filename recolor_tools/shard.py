@@ -64,18 +64,18 @@ def together(env: Mapping[str, str] | None = None) -> Iterator[None]:
     Outside a launch (no ``MASTER_ADDR``, or one process) this does nothing.
     """
     env = os.environ if env is None else env
+    interrupted = False
     try:
         yield
     except KeyboardInterrupt:
+        interrupted = True
         raise
     except SystemExit as e:
-        if e.code not in (ExitCode.INTERRUPTED, ExitCode.TERMINATED):
+        interrupted = e.code in (ExitCode.INTERRUPTED, ExitCode.TERMINATED)
+        raise
+    finally:
+        if not interrupted:
             _barrier(env)
-        raise
-    except BaseException:
-        _barrier(env)
-        raise
-    _barrier(env)
 
 
 def _barrier(env: Mapping[str, str]) -> None:

@@ -91,9 +91,12 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
-        if self.lr is None:  # a fine-tune that only adds affinity features keeps the network
-            tune = self.init is not None
-            self.lr = FINETUNE_LR if tune and self.hints else 0.0 if tune and self.affinity else LR
+        if self.lr is None:
+            self.lr = LR
+            if self.init is not None and self.hints:
+                self.lr = FINETUNE_LR
+            elif self.init is not None and self.affinity:  # adds affinity features only: the
+                self.lr = 0.0  # network is kept
         if self.epochs is not None and self.steps is not None:
             raise ValueError("give --epochs or --steps, not both")
         if self.init is not None and self.resume:
@@ -470,8 +473,9 @@ def build_optimiser(
     new = model.new_parameters()
     ids = {id(p) for p in new}
     old = [p for p in model.parameters() if id(p) not in ids]
-    groups = [{"params": old, "lr": cfg.lr}] if cfg.lr else []
-    if not cfg.lr:
+    groups = [{"params": old, "lr": cfg.lr}]
+    if not cfg.lr:  # the network is kept: no gradients through it
+        groups = []
         for p in old:
             p.requires_grad_(False)
     if new:
