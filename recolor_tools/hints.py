@@ -67,8 +67,11 @@ def _coord(text: str) -> tuple[float, bool]:
     return v, pct
 
 
-def resolve_points(xy: list[tuple], H: int, W: int) -> list[tuple[int, int]]:
-    """Pixel (x, y) of each coordinate pair in an (H, W) image.
+def resolve_points(
+    xy: list[tuple], H: int, W: int, what: str = "hint point"
+) -> list[tuple[int, int]]:
+    """Pixel (x, y) of each coordinate pair in an (H, W) image (``what`` names a point in the
+    error).
 
     Each coordinate is a number of pixels from the top-left, or a string (``"120"``,
     ``"50%"`` of the width or height); fractions are floored.
@@ -88,7 +91,7 @@ def resolve_points(xy: list[tuple], H: int, W: int) -> list[tuple[int, int]]:
         if py and vy == 100:
             iy = H - 1
         if not (0 <= ix < W and 0 <= iy < H):
-            raise RecolorError(f"hint point ({x}, {y}) is outside the {W}x{H} image")
+            raise RecolorError(f"{what} ({x}, {y}) is outside the {W}x{H} image")
         out.append((ix, iy))
     return out
 

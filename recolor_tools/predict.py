@@ -463,7 +463,7 @@ class Predictor:
         if self.model.config.head != "cls":
             raise RecolorError("--suggest needs the cls head (reg has no class distribution)")
         item = self.prepare(rgb, hints)
-        ((px, py),) = resolve_points([(x, y)], *item.L.shape)
+        ((px, py),) = resolve_points([(x, y)], *item.L.shape, "--suggest point")
         p = class_probabilities(self.model, item, self.prior, py, px)  # (Q,)
         top = np.argsort(-p, kind="stable")[:k]
         classes = self.model.classes.cpu().numpy()

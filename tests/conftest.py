@@ -99,6 +99,29 @@ def read_rgb_u8(path_or_bytes) -> np.ndarray:
     return bgr[:, :, ::-1].copy()
 
 
+def disk_full(monkeypatch) -> None:
+    """Make every atomic write's temporary file fail with ENOSPC (a full disk), in-process."""
+    import errno
+    import io
+
+    import recolor_tools.imageio as imageio
+
+    real_fdopen = os.fdopen
+
+    class Full(io.RawIOBase):
+        def writable(self):
+            return True
+
+        def write(self, b):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    def fdopen(fd, *a, **kw):
+        real_fdopen(fd, *a, **kw).close()
+        return io.BufferedWriter(Full())
+
+    monkeypatch.setattr(imageio.os, "fdopen", fdopen)
+
+
 # 25 ab classes on a grid of spacing 20: small, and all well inside the sRGB gamut near mid L.
 CLASSES = np.stack(np.meshgrid(np.arange(-40, 41, 20), np.arange(-40, 41, 20)), -1)
 CLASSES = CLASSES.reshape(-1, 2).astype(np.float32)
@@ -139,3 +162,14 @@ def images(tmp_path: Path) -> list[Path]:
         write_rgb(tmp_path / "b.png", smooth_image(40, 30, 2)),
         write_rgb(tmp_path / "c.bmp", smooth_image(33, 57, 3)),
     ]
+
+
+@pytest.fixture
+def val_folder(tmp_path: Path) -> Path:
+    """A folder ``val`` of three colour images, and its rebalance-stats in ``tmp_path/s.npz``."""
+    data = tmp_path / "val"
+    data.mkdir()
+    for i, (h, w) in enumerate([(72, 96), (90, 60), (64, 64)]):
+        write_rgb(data / f"im{i}.png", smooth_image(h, w, seed=i))
+    run(["rebalance-stats", data, "-o", tmp_path / "s.npz", "-q"], check_rc=0)
+    return data

@@ -7,8 +7,6 @@ line for a bad file while the others go on, a full disk and signals ending the r
 
 from __future__ import annotations
 
-import errno
-import io
 import os
 import signal
 import subprocess
@@ -21,6 +19,7 @@ import pytest
 from conftest import (
     RECOLOR,
     ROOT,
+    disk_full,
     read_rgb_u8,
     run,
     sigint_default,
@@ -210,25 +209,10 @@ def test_cli_background_writes_refuse_duplicate_names_like_serial(tmp_path, weig
 def test_cli_background_disk_full_stops_the_run(tmp_path, weights, monkeypatch, capsys):
     """ENOSPC on the writer thread: one line, exit 1, no output and no temporary file left,
     and the run stops there (the other outputs are not tried)."""
-    import recolor_tools.imageio as imageio
     from recolor_tools.cli import main
 
     inputs = [str(write_rgb(tmp_path / f"in{i}.png", smooth_image(32, 40, i))) for i in range(4)]
-    real_fdopen = os.fdopen
-
-    class Full(io.RawIOBase):
-        def writable(self):
-            return True
-
-        def write(self, b):
-            raise OSError(errno.ENOSPC, "No space left on device")
-
-    def fdopen(fd, *a, **kw):
-        f = real_fdopen(fd, *a, **kw)
-        f.close()
-        return io.BufferedWriter(Full())
-
-    monkeypatch.setattr(imageio.os, "fdopen", fdopen)
+    disk_full(monkeypatch)
     out = tmp_path / "out"
     args = ["predict", *inputs, "-w", str(weights), "-b", "1", "--io-workers", "2"]
     assert main([*args, "--device", "cpu", "-o", f"{out}/"]) == 1

@@ -223,6 +223,13 @@ def test_suggest_prints_five_likeliest_colours(tmp_path, image):
     top = hinted.stdout.decode().splitlines()[0].split("\t")
     assert np.linalg.norm(hints.parse_color(top[2]) - hints.parse_color(want)) < 12
     assert float(top[3]) > 0.3
+    # a point outside one image: one line naming it; the next image is still answered
+    small = write_rgb(tmp_path / "small.png", rgb[:20, :30])
+    p = run(["predict", small, src, "-w", SHIPPED, "--suggest", "40,30"], check_rc=1)
+    assert p.stderr.decode().splitlines() == [
+        f"recolor predict: {small}: --suggest point (40, 30) is outside the 30x20 image"
+    ]
+    assert len(p.stdout.decode().splitlines()) == 5
 
 
 def test_a_hint_spreads_over_its_region_with_the_shipped_model(tmp_path):

@@ -3,7 +3,6 @@ from record headers, full disks, --skip-existing, signals."""
 
 from __future__ import annotations
 
-import errno
 import io
 import os
 import signal
@@ -14,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import RECOLOR, ROOT, run, sigint_default, smooth_image, write_rgb
+from conftest import RECOLOR, ROOT, disk_full, run, sigint_default, smooth_image, write_rgb
 
 from recolor_tools.records import iter_records, lab_record, write_record
 
@@ -164,26 +163,11 @@ def test_stdout_on_a_full_device(tmp_path, png):
 
 
 def test_injected_enospc_leaves_the_target_and_no_temporary(tmp_path, png, monkeypatch, capsys):
-    import recolor_tools.imageio as imageio
     from recolor_tools.cli import main
 
     target = tmp_path / "out.lab"
     target.write_bytes(b"old")
-    real_fdopen = os.fdopen
-
-    class Full(io.RawIOBase):
-        def writable(self):
-            return True
-
-        def write(self, b):
-            raise OSError(errno.ENOSPC, "No space left on device")
-
-    def fdopen(fd, *a, **kw):
-        f = real_fdopen(fd, *a, **kw)
-        f.close()
-        return io.BufferedWriter(Full())
-
-    monkeypatch.setattr(imageio.os, "fdopen", fdopen)
+    disk_full(monkeypatch)
     assert main(["to-lab", str(png), str(png), "-o", str(target)]) == 1
     assert capsys.readouterr().err.splitlines() == [
         f"recolor to-lab: {target}: no space left on device"

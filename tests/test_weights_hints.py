@@ -6,21 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import run, smooth_image, write_rgb
-
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_truth_hints_raise_the_scores_and_hold(tmp_path):
-    data = tmp_path / "val"
-    data.mkdir()
-    for i, (h, w) in enumerate([(72, 96), (90, 60), (64, 64)]):
-        write_rgb(data / f"im{i}.png", smooth_image(h, w, seed=i))
-    run(["rebalance-stats", data, "-o", tmp_path / "s.npz", "-q"], check_rc=0)
-    card = tmp_path / "card.md"
-    card.write_text("before\n<!-- hints:start -->\nold\n<!-- hints:end -->\nafter\n")
-    cmd = [sys.executable, ROOT / "weights" / "evaluate_hints.py", data, "--stats"]
-    cmd += [tmp_path / "s.npz", "--points", "2", "50", "--card", card]
+def evaluate(data: Path, stats: Path, *args) -> dict[str, list[str]]:
+    """Run evaluate_hints.py; its table's cells by row name."""
+    cmd = [sys.executable, ROOT / "weights" / "evaluate_hints.py", data, "--stats", stats, *args]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr
     rows = {}
@@ -28,6 +19,14 @@ def test_truth_hints_raise_the_scores_and_hold(tmp_path):
         if line.startswith("| ") and not line.startswith("| guidance"):
             cells = [c.strip() for c in line.strip("|").split("|")]
             rows[cells[0]] = cells[1:]
+    return rows
+
+
+def test_truth_hints_raise_the_scores_and_hold(tmp_path, val_folder):
+    data = val_folder
+    card = tmp_path / "card.md"
+    card.write_text("before\n<!-- hints:start -->\nold\n<!-- hints:end -->\nafter\n")
+    rows = evaluate(data, tmp_path / "s.npz", "--points", "2", "50", "--card", card)
     assert list(rows) == [
         "automatic",
         "2 points",
@@ -43,3 +42,17 @@ def test_truth_hints_raise_the_scores_and_hold(tmp_path):
     text = card.read_text()
     assert text.startswith("before\n<!-- hints:start -->\n3 images") and "old" not in text
     assert text.endswith("<!-- hints:end -->\nafter\n") and "| 50 points |" in text
+
+
+def test_the_oracle_spreads_hints_by_the_truth_colours(tmp_path, val_folder):
+    """--oracle: each hint reaches the cells of its own true colour, so forced (beta 30) a few
+    hints beat what the model's features make of the same hints."""
+    args = ["--points", "5", "--no-palettes", "--radius", "0", "--beta", "30"]
+    model = evaluate(val_folder, tmp_path / "s.npz", *args)
+    oracle = evaluate(val_folder, tmp_path / "s.npz", *args, "--oracle", "10")
+    assert list(oracle) == ["automatic", "5 points"]
+    assert oracle["automatic"] == model["automatic"]  # the same network, unguided
+    psnr = {k: float(v[0]) for k, v in oracle.items()}
+    assert psnr["5 points"] > psnr["automatic"] + 0.5
+    # forced by look-alike features, hints paint over other colours (about -0.6 dB here)
+    assert psnr["5 points"] > float(model["5 points"][0]) + 1

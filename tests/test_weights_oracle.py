@@ -6,17 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import run, smooth_image, write_rgb
-
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_oracle_rows_order_as_their_information(tmp_path):
-    data = tmp_path / "val"
-    data.mkdir()
-    for i, (h, w) in enumerate([(72, 96), (90, 60), (64, 64)]):
-        write_rgb(data / f"im{i}.png", smooth_image(h, w, seed=i))
-    run(["rebalance-stats", data, "-o", tmp_path / "s.npz", "-q"], check_rc=0)
+def test_oracle_rows_order_as_their_information(tmp_path, val_folder):
+    data = val_folder
     p = subprocess.run(
         [sys.executable, ROOT / "weights" / "oracle.py", data, "--stats", tmp_path / "s.npz"],
         capture_output=True,

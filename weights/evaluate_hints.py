@@ -45,10 +45,10 @@ from recolor_tools.imageio import (  # noqa: E402
     expand_inputs,
     read_rgb,
     resize_short_side,
-    resize_to,
 )
 from recolor_tools.predict import Predicted, Predictor  # noqa: E402
 from recolor_tools.rebalance import RebalanceStats  # noqa: E402
+from weights.oracle import truth_on_grid  # noqa: E402
 
 POINTS = (1, 2, 5, 10, 20, 50)
 PATCH = 5
@@ -91,13 +91,10 @@ def fidelity(out: np.ndarray, hints: Hints) -> float | None:
 
 
 def truth_features(rgb: np.ndarray, item, grid: tuple[int, int], classes, sigma: float, s: int):
-    """(Q, h', w') soft encodings of the truth's a/b on the output grid (the oracle's features)."""
-    h, w = item.hw
-    ab = resize_to(rgb_to_lab(rgb)[:, :, 1:].copy(), h // s, w // s)
-    padded = np.zeros((*grid, 2), np.float32)
-    padded[: ab.shape[0], : ab.shape[1]] = ab
-    flat = torch.from_numpy(padded.reshape(-1, 2))
-    q = guide.soft_histogram(flat, torch.ones(len(flat)), classes, sigma=sigma)
+    """(Q, h', w') soft encodings of the truth's a/b on the output grid (the oracle's features;
+    the grid as :func:`weights.oracle.truth_on_grid` builds it)."""
+    ab = torch.from_numpy(truth_on_grid(rgb, item.hw, grid, s).reshape(-1, 2))
+    q = guide.soft_histogram(ab, torch.ones(len(ab)), classes, sigma=sigma)
     return q.T.reshape(-1, *grid).float()
 
 
