@@ -83,10 +83,11 @@ weights/evaluate_hints.py, whose figures differ by a few tenths), not adopted: t
 also as a palette (strength 0.25 to 1): +3.27 / +6.1 at best; a lightness term
 exp(-dL^2 / (2 s^2)) on the similarity (s = 5, 10, 20 L units): +2.73 / +5.4 to +3.22 / +6.2;
 eps 1e-3 or 1e-6 for the hint colours; beta 1.5 / 3, radius 0.25 / 0.5, power 3 / 6; a lower
-temperature (0.3, 0.25, 0.2) for hinted images: all within 0.3 of these. The propagation is not
-what holds the rebalanced AuC back: with the truth's own colour similarity in place of the
-features (an oracle, ``evaluate_hints.py --oracle``), posters 101-800 gain +5.82 dB / +7.5
-against +4.26 / +6.2 (weights/README.md)."""
+temperature (0.3, 0.25, 0.2) for hinted images: all within 0.3 of these. With the truth's own
+colour similarity in place of the features (an oracle, ``evaluate_hints.py --oracle``), all 800
+posters, 10 points, gain +5.74 dB / +7.3 at this beta and +6.73 / +8.7 with the hint's colour
+forced wherever the truth matches it (beta 30), against +4.30 / +6.8 for the shipped features
+(weights/README.md, "Why 10 points stop at +6.8")."""
 
 
 def soft_histogram(
