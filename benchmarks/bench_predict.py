@@ -12,7 +12,8 @@ Two measurements:
    shipped cls network (width 64) and the default width 32 are timed.
 2. Peak resident memory of ``recolor predict`` on a 6000x4000 photograph-sized image, read from
    the children's ``ru_maxrss`` after running it in a subprocess (with the memory of a bare
-   ``import torch`` process for reference).
+   ``import torch`` process for reference); also with a hint layer (``--hints``) painted over
+   every pixel, the most points a hint file can hold, and its time against the automatic run's.
 3. With ``--device cpu|cuda`` (instead of 1 and 2): end-to-end images per second of
    ``recolor predict``, JPEG files to JPEG files, run in this process (imports done), on
    generated images at 256x256 and at poster size (1000 wide, 1500 high), with serial
@@ -174,6 +175,9 @@ def peak_memory(tmp: Path) -> None:
     img += rng.integers(0, 8, (h, w, 1), dtype=np.uint8)
     src = tmp / "big.jpg"
     cv2.imwrite(str(src), img, [cv2.IMWRITE_JPEG_QUALITY, 92])
+    # The worst hint layer (issue 15's --hints): every pixel painted, 24 million one-pixel hints.
+    layer = tmp / "big.hints.png"
+    cv2.imwrite(str(layer), np.dstack([img, np.full((h, w), 255, np.uint8)]))
     del img
 
     from recolor_tools import quant
@@ -186,19 +190,22 @@ def peak_memory(tmp: Path) -> None:
 
     env_py = [sys.executable, "-m", "recolor_tools"]
     base, _ = _child_maxrss_mib([sys.executable, "-c", "import torch, cv2, numba"])
-    for fmt in ("jpg", "png"):
-        cmd = [*env_py, "predict", str(src), "--head", "cls", "--weights", str(weights)]
+    seconds = {}
+    for fmt, extra in (("jpg", []), ("png", []), ("jpg", ["--hints", str(layer)])):
+        cmd = [*env_py, "predict", str(src), "--head", "cls", "--weights", str(weights), *extra]
         cmd += ["-o", str(tmp / "out") + "/", "--format", fmt, "-q", "--device", "cpu"]
         t0 = time.perf_counter()
         peak, p = _child_maxrss_mib(cmd)
-        dt = time.perf_counter() - t0
+        dt = seconds[fmt, bool(extra)] = time.perf_counter() - t0
         if p.returncode != 0:
             print(f"recolor predict failed ({p.returncode}): {p.stderr.strip()}")
             return
+        what = ", a hint layer painted everywhere" if extra else ""
         print(
-            f"recolor predict 6000x4000 jpg -> {fmt}: peak RSS {peak:.0f} MiB "
+            f"recolor predict 6000x4000 jpg -> {fmt}{what}: peak RSS {peak:.0f} MiB "
             f"({dt:.1f} s; a bare 'import torch, cv2, numba' process: {base:.0f} MiB)"
         )
+    print(f"  the painted layer's time / automatic: {dt / seconds['jpg', False]:.1f}x")
 
 
 # --- end to end: JPEG files in, JPEG files out -----------------------------------------------

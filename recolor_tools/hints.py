@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -67,33 +68,66 @@ def _coord(text: str) -> tuple[float, bool]:
     return v, pct
 
 
-def resolve_points(
-    xy: list[tuple], H: int, W: int, what: str = "hint point"
-) -> list[tuple[int, int]]:
-    """Pixel (x, y) of each coordinate pair in an (H, W) image (``what`` names a point in the
-    error).
+def parse_points(xy) -> tuple[np.ndarray, np.ndarray]:
+    """Points as given -> ``(values, percent)``, two (N, 2) arrays: the coordinates (float64, or
+    int64 for an integer array) and whether each is a percentage (of the width for x, the height
+    for y) rather than pixels.
 
-    Each coordinate is a number of pixels from the top-left, or a string (``"120"``,
-    ``"50%"`` of the width or height); fractions are floored.
+    ``xy`` is an (N, 2) array of pixels, or pairs of numbers or strings (``"120"``, ``"50%"``).
+
+    Raises
+    ------
+    ValueError
+        A coordinate that is not a number.
+    """
+    if isinstance(xy, np.ndarray) and xy.dtype.kind in "iuf":  # pixels (a painted layer)
+        values = xy.reshape(-1, 2).astype(np.int64 if xy.dtype.kind in "iu" else np.float64)
+        return values, np.zeros(values.shape, bool)
+    parsed = [_coord(str(c)) for pair in xy for c in pair]
+    values = np.array([v for v, _ in parsed], np.float64).reshape(-1, 2)
+    return values, np.array([pc for _, pc in parsed], bool).reshape(-1, 2)
+
+
+def to_pixels(
+    values: np.ndarray, percent: np.ndarray, H: int, W: int, what: str = "hint point"
+) -> np.ndarray:
+    """(N, 2) int64 pixel (x, y) of points (:func:`parse_points`) in an (H, W) image.
+
+    Percentages are of the width (x) and height (y), ``100%`` the last pixel; fractions are
+    floored.
 
     Raises
     ------
     RecolorError
-        A point outside the image.
+        A point outside the image (``what`` names it in the message).
     """
-    out = []
-    for x, y in xy:
-        (vx, px), (vy, py) = (_coord(str(c)) for c in (x, y))
-        ix = int(np.floor(vx * W / 100 if px else vx))
-        iy = int(np.floor(vy * H / 100 if py else vy))
-        if px and vx == 100:  # 100% is the last pixel, not one past it
-            ix = W - 1
-        if py and vy == 100:
-            iy = H - 1
-        if not (0 <= ix < W and 0 <= iy < H):
-            raise RecolorError(f"{what} ({x}, {y}) is outside the {W}x{H} image")
-        out.append((ix, iy))
-    return out
+    if values.dtype.kind in "iu":  # pixels already (a painted layer: maybe millions)
+        bad = ((values < 0) | (values >= [W, H])).any(axis=1)
+        if not bad.any():
+            return values.astype(np.int64, copy=False)
+        values = values.astype(np.float64)
+    size = np.array([W, H], np.float64)
+    px = np.floor(np.where(percent, values * size / 100, values))
+    px = np.where(percent & (values == 100), size - 1, px)  # not one past the last pixel
+    bad = ((px < 0) | (px >= size)).any(axis=1)
+    if bad.any():
+        i = int(np.argmax(bad))
+        x, y = (_given(values[i, c], percent[i, c]) for c in (0, 1))
+        raise RecolorError(f"{what} ({x}, {y}) is outside the {W}x{H} image")
+    return px.astype(np.int64)
+
+
+def resolve_points(
+    xy: list[tuple], H: int, W: int, what: str = "hint point"
+) -> list[tuple[int, int]]:
+    """Pixel (x, y) of each coordinate pair in an (H, W) image (see :func:`to_pixels`)."""
+    return [(int(x), int(y)) for x, y in to_pixels(*parse_points(xy), H, W, what)]
+
+
+def _given(v: float, percent: bool) -> str:
+    """A coordinate as the user wrote it: ``120``, ``12.5`` or ``50%``."""
+    text = str(int(v)) if float(v).is_integer() else str(float(v))
+    return text + "%" * bool(percent)
 
 
 @dataclass(frozen=True)
@@ -102,9 +136,11 @@ class Hints:
 
     Attributes
     ----------
-    xy : list of (x, y)
-        Point positions as given (pixels or percent strings; see :func:`resolve_points`), or
-        pixel ints once :meth:`resolve`-d.
+    xy : (N, 2) ndarray
+        Point positions as given (pixels, or percentages where ``percent`` says so; pairs of
+        numbers or strings such as ``"50%"`` are parsed on construction, see
+        :func:`parse_points`; float64, or int64 as a layer's pixels), int64 pixels once
+        :meth:`resolve`-d.
     ab : (N, 2) float32
         a/b of each point.
     size : (N,) int
@@ -113,14 +149,27 @@ class Hints:
         Palette colours (a/b) and their weights (> 0).
     shape : (H, W) or None
         The image size the points were resolved for (or a hint layer was painted at).
+    percent : (N, 2) bool ndarray
+        Which coordinates of ``xy`` are percentages (none once resolved).
+
+    Points are arrays, not lists of pairs: a painted layer can hold millions.
     """
 
-    xy: list = field(default_factory=list)
+    xy: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
     ab: np.ndarray = field(default_factory=lambda: _EMPTY2)
     size: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     palette_ab: np.ndarray = field(default_factory=lambda: _EMPTY2)
     palette_w: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     shape: tuple[int, int] | None = None
+    percent: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.percent is None:  # frozen: the normalised fields are set once, here
+            xy, percent = parse_points(self.xy)
+            object.__setattr__(self, "xy", xy)
+            object.__setattr__(self, "percent", percent)
+        if not (len(self.xy) == len(self.percent) == len(self.ab) == len(self.size)):
+            raise ValueError("Hints: xy, percent, ab and size must have one row per point")
 
     @property
     def empty(self) -> bool:
@@ -129,13 +178,22 @@ class Hints:
     def __add__(self, other: Hints) -> Hints:
         if self.shape and other.shape and self.shape != other.shape:
             raise RecolorError(f"hint layers of two sizes ({self.shape} and {other.shape})")
-        return Hints(
-            self.xy + other.xy,
-            np.concatenate([self.ab, other.ab]),
-            np.concatenate([self.size, other.size]),
-            np.concatenate([self.palette_ab, other.palette_ab]),
-            np.concatenate([self.palette_w, other.palette_w]),
-            self.shape or other.shape,
+        if not len(other.xy):  # no copy of a layer's millions of points
+            points = self
+        elif not len(self.xy):
+            points = other
+        else:
+            points = Hints(
+                np.concatenate([self.xy, other.xy]),
+                np.concatenate([self.ab, other.ab]),
+                np.concatenate([self.size, other.size]),
+                percent=np.concatenate([self.percent, other.percent]),
+            )
+        return replace(
+            points,
+            palette_ab=np.concatenate([self.palette_ab, other.palette_ab]),
+            palette_w=np.concatenate([self.palette_w, other.palette_w]),
+            shape=self.shape or other.shape,
         )
 
     def resolve(self, H: int, W: int) -> Hints:
@@ -149,20 +207,15 @@ class Hints:
         if self.shape is not None and self.shape != (H, W):
             h, w = self.shape
             raise RecolorError(f"the hint layer is {w}x{h}, the image {W}x{H}")
-        xy = np.asarray(self.xy).reshape(-1, 2)
-        if xy.dtype.kind not in "iu":  # percent strings or fractions: one by one
-            return replace(self, xy=resolve_points(self.xy, H, W), shape=(H, W))
-        # pixels already (a painted layer: maybe a million points), checked at once
-        bad = (xy[:, 0] < 0) | (xy[:, 0] >= W) | (xy[:, 1] < 0) | (xy[:, 1] >= H)
-        if bad.any():
-            resolve_points([tuple(xy[np.argmax(bad)])], H, W)  # raises, naming the point
-        return replace(self, shape=(H, W))
+        xy = to_pixels(self.xy, self.percent, H, W)
+        return replace(self, xy=xy, percent=np.zeros(xy.shape, bool), shape=(H, W))
 
+    @cached_property
     def squares(self) -> np.ndarray:
-        """(N, 4) int [x0, y0, x1, y1) of each point's square, clipped to the image."""
+        """(N, 4) int [x0, y0, x1, y1) of each point's square, clipped to the image (resolved
+        hints; computed once, as :meth:`paste` runs per strip of rows)."""
         H, W = self.shape
-        xy = np.asarray(self.xy, np.int64).reshape(-1, 2)
-        lo = xy - ((self.size - 1) // 2)[:, None]
+        lo = self.xy.astype(np.int64) - ((self.size - 1) // 2)[:, None]
         hi = lo + self.size[:, None]
         return np.concatenate([np.maximum(lo, 0), np.minimum(hi, [W, H])], axis=1)
 
@@ -171,15 +224,24 @@ class Hints:
 
         This is what makes a hint hold at its own pixels whatever the model chose.
         """
-        if not self.xy:
+        if not len(self.xy):
             return
-        sq = self.squares()
+        sq, (order, rows, big) = self.squares, self._by_row
         row1 = row0 + ab.shape[0]
-        one = (self.size == 1) & (sq[:, 1] >= row0) & (sq[:, 1] < row1)
+        one = order[np.searchsorted(rows, row0) : np.searchsorted(rows, row1)]
         ab[sq[one, 1] - row0, sq[one, 0]] = self.ab[one]  # a painted layer: many 1-px points
-        for i in np.flatnonzero((self.size > 1) & (sq[:, 1] < row1) & (sq[:, 3] > row0)):
+        for i in big[(sq[big, 1] < row1) & (sq[big, 3] > row0)]:
             x0, y0, x1, y1 = sq[i]
             ab[max(y0, row0) - row0 : min(y1, row1) - row0, x0:x1] = self.ab[i]
+
+    @cached_property
+    def _by_row(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The one-pixel points in order of their row (stable: a later point still wins), those
+        rows, and the indices of the larger squares: so that each strip :meth:`paste` writes
+        finds its points without scanning them all."""
+        one = np.flatnonzero(self.size == 1)
+        order = one[np.argsort(self.squares[one, 1], kind="stable")]
+        return order, self.squares[order, 1], np.flatnonzero(self.size > 1)
 
     def cells(
         self, hw: tuple[int, int], stride: int, grid: tuple[int, int]
@@ -197,17 +259,18 @@ class Hints:
         ab : (K, 2) float32
             Its mean hint a/b.
         """
-        if not self.xy:
+        if not len(self.xy):
             return np.zeros(0, np.int64), _EMPTY2
         (H, W), (h, w) = self.shape, hw
-        xy = np.asarray(self.xy, np.float64).reshape(-1, 2)
+        xy = self.xy.astype(np.float64)
         cx = np.clip(((xy[:, 0] + 0.5) * w / (W * stride)).astype(np.int64), 0, grid[1] - 1)
         cy = np.clip(((xy[:, 1] + 0.5) * h / (H * stride)).astype(np.int64), 0, grid[0] - 1)
-        cell, inv = np.unique(cy * grid[1] + cx, return_inverse=True)
+        flat, n = cy * grid[1] + cx, grid[0] * grid[1]
         area = self.size.astype(np.float64) ** 2
-        wsum = np.bincount(inv, area, len(cell))
-        ab = np.stack([np.bincount(inv, area * self.ab[:, c], len(cell)) for c in (0, 1)], 1)
-        return cell, (ab / wsum[:, None]).astype(np.float32)
+        wsum = np.bincount(flat, area, n)
+        cell = np.flatnonzero(wsum)
+        ab = np.stack([np.bincount(flat, area * self.ab[:, c], n)[cell] for c in (0, 1)], 1)
+        return cell, (ab / wsum[cell, None]).astype(np.float32)
 
 
 def point(x: float | str, y: float | str, color: str, size: int = 1) -> Hints:
@@ -292,7 +355,7 @@ def _from_layer(data: bytes, name: str) -> Hints:
     ys, xs = np.nonzero(img[:, :, 3])
     rgb = img[ys, xs, 2::-1].astype(np.float32)[None] / np.float32(scale)  # BGR -> RGB
     ab = rgb_to_lab(rgb)[0, :, 1:] if len(xs) else _EMPTY2
-    xy = list(zip(xs.tolist(), ys.tolist(), strict=True))
+    xy = np.stack([xs, ys], axis=1)
     return Hints(xy, ab, np.ones(len(xs), np.int32), shape=img.shape[:2])
 
 

@@ -352,8 +352,6 @@ def encode_output(
     if xf is not None and xf.rgb:  # gray and CMYK profiles cannot describe an RGB output
         rgb = xf.apply(_unit(rgb), 16 if rgb.dtype == np.uint16 or bits == 16 else 8)
         icc = source.icc
-    if rgb.dtype == np.uint16:
-        rgb = _unit(rgb)  # encode_image rounds float to the output depth
     enc = encode_image(rgb, ext, bits, quality)
     exif = xmp = None
     if source is not None and not strip:

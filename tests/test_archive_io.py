@@ -315,6 +315,25 @@ def test_16bit_in_16bit_out_through_records(tmp_path: Path, ext: str):
         assert levels > 256 if bits == 16 else levels <= 256
 
 
+@pytest.mark.parametrize("ext", [".png", ".jpg"])
+def test_16bit_results_encode_as_their_float_values_would(ext: str):
+    """predict composes 16-bit results; written at 8 bits they round as the same values in
+    float would (every one of the 65,536 levels), and 16-bit PNG keeps them exactly."""
+    from recolor_tools.color import to_uint8
+    from recolor_tools.imageio import encode_image
+
+    levels = np.arange(65536, dtype=np.uint16).reshape(256, 256, 1).repeat(3, axis=2)
+    unit = levels.astype(np.float32) / np.float32(65535)
+    for depth in (8, 16):
+        got = encode_image(levels, ext, depth, quality=100)
+        assert got == encode_image(unit, ext, depth, quality=100), depth
+    if ext == ".png":
+        png8 = cv2.imdecode(np.frombuffer(encode_image(levels, ext, 8), np.uint8), -1)
+        np.testing.assert_array_equal(png8[:, :, ::-1], to_uint8(unit))
+        png16 = cv2.imdecode(np.frombuffer(encode_image(levels, ext, 16), np.uint8), -1)
+        np.testing.assert_array_equal(png16[:, :, ::-1], levels)
+
+
 def test_predict_keeps_depth_profile_and_metadata(tmp_path: Path):
     weights = Path(__file__).resolve().parent.parent / "weights" / "reg.pt"
     src = tmp_path / "master.png"

@@ -78,8 +78,8 @@ def test_colours_points_and_palettes_parse():
     np.testing.assert_allclose(hints.parse_color("f00"), hints.parse_color("#ff0000"))
     assert hints.parse_color("#ff0000")[0] > 50  # red: large positive a
     h = hints.parse_hint("10,50%=#00ff00")
-    assert h.resolve(40, 30).xy == [(10, 20)]
-    assert hints.parse_hint("100%,100%=#00ff00").resolve(40, 30).xy == [(29, 39)]
+    assert h.resolve(40, 30).xy.tolist() == [[10, 20]]
+    assert hints.parse_hint("100%,100%=#00ff00").resolve(40, 30).xy.tolist() == [[29, 39]]
     pal = hints.palette_from_list("#e63946, #f1faee:0.5,#1d3557")
     np.testing.assert_array_equal(pal.palette_w, [1, 0.5, 1])
     for bad in ("10,20", "10=#fff", "a,b=#fff", "1,2=#ggg", "1,2=red"):
@@ -107,6 +107,29 @@ def test_points_gather_per_output_cell_and_paste_their_squares():
     h.paste(canvas, 0)
     assert (np.abs(canvas).sum(-1) > 0).sum() == 9 + 1  # blue's 3x3 covers red at (0, 0)
     np.testing.assert_array_equal(canvas[2, 2], hints.parse_color("#0000ff"))
+
+
+def test_a_painted_layer_joins_points_given_in_percent():
+    """A layer's integer pixels and a --hint in percent are one set of points, resolved
+    together; pasted strip by strip, of two points on one pixel the later wins."""
+    red, blue = hints.parse_color("#ff0000"), hints.parse_color("#0000ff")
+    layer = hints.Hints(
+        np.array([[3, 4], [0, 9], [3, 4]]), np.stack([red, red, blue]), np.ones(3, int)
+    )
+    h = (hints.Hints() + layer + hints.parse_hint("50%,100%=#00ff00")).resolve(10, 8)
+    assert h.xy.dtype == np.int64 and h.xy.tolist() == [[3, 4], [0, 9], [3, 4], [4, 9]]
+    strip = np.zeros((2, 8, 2), np.float32)  # rows 8 and 9
+    h.paste(strip, 8)
+    np.testing.assert_array_equal(strip[1, 0], red)
+    np.testing.assert_allclose(strip[1, 4], hints.parse_color("#00ff00"))
+    assert (np.abs(strip).sum(-1) > 0).sum() == 2
+    canvas = np.zeros((10, 8, 2), np.float32)
+    h.paste(canvas, 0)
+    np.testing.assert_array_equal(canvas[4, 3], blue)  # the later of two points at (3, 4)
+    with pytest.raises(RecolorError, match=r"hint point \(8, 0\) is outside the 8x10 image"):
+        hints.Hints(np.array([[1, 1], [8, 0]]), np.zeros((2, 2)), np.ones(2, int)).resolve(10, 8)
+    with pytest.raises(RecolorError, match=r"hint point \(12.5%, 100.5\) is outside"):
+        hints.Hints([("12.5%", "100.5")], np.zeros((1, 2)), np.ones(1, int)).resolve(10, 8)
 
 
 # --- the command line ----------------------------------------------------------------------------

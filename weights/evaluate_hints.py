@@ -83,7 +83,7 @@ def palette_of(rgb: np.ndarray, k: int = 8) -> Hints:
 
 
 def fidelity(out: np.ndarray, hints: Hints) -> float | None:
-    if not hints.xy:
+    if not len(hints.xy):
         return None
     lab = rgb_to_lab(out.astype(np.float32) / 255)
     xy = np.asarray(hints.xy)
@@ -183,7 +183,7 @@ def main() -> None:
         guidance = {"automatic": None}
         for n in args.points:
             guidance[f"{n} point{'s' * (n > 1)}"] = dataclasses.replace(
-                pts, xy=pts.xy[:n], ab=pts.ab[:n], size=pts.size[:n]
+                pts, xy=pts.xy[:n], ab=pts.ab[:n], size=pts.size[:n], percent=pts.percent[:n]
             )
         if not args.no_palettes:
             guidance["own 8-colour palette"] = palette_of(rgb)
