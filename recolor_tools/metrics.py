@@ -39,6 +39,10 @@ SSIM_SIGMA = 1.5
 SSIM_K1 = 0.01
 SSIM_K2 = 0.03
 
+STRIP_PIXELS = 1 << 20
+"""Pixels per strip of rows in which :func:`psnr` and :func:`ssim` work (bounds their memory,
+whatever the image size)."""
+
 AUC_T_MAX = 150
 """Largest ab-error threshold of the AuC sweep, as in Zhang et al. [2]."""
 
@@ -90,9 +94,14 @@ def psnr(pred: np.ndarray, truth: np.ndarray) -> float:
     A constant difference ``d`` on every value gives ``20 * log10(255 / d)``.
     """
     _check_pair(pred, truth, 3)
-    a = np.asarray(pred, dtype=np.float64)
-    b = np.asarray(truth, dtype=np.float64)
-    mse = cv2.norm(a, b, cv2.NORM_L2SQR) / a.size
+    a, b = np.asarray(pred), np.asarray(truth)
+    step = max(1, STRIP_PIXELS // a.shape[1])  # float64 copies of a strip, not of the image
+    sse = sum(
+        cv2.norm(a[r : r + step].astype(np.float64), b[r : r + step].astype(np.float64),
+                 cv2.NORM_L2SQR)
+        for r in range(0, a.shape[0], step)
+    )  # fmt: skip
+    mse = sse / a.size
     if mse == 0.0:
         return math.inf
     return 10.0 * math.log10(PEAK**2 / mse)
@@ -134,24 +143,32 @@ def ssim(pred: np.ndarray, truth: np.ndarray) -> float:
     _check_pair(pred, truth, 3)
     if min(pred.shape[:2]) < SSIM_WINDOW:
         raise ValueError(f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels")
-    x = np.asarray(pred, dtype=np.float64)
-    y = np.asarray(truth, dtype=np.float64)
     c1 = (SSIM_K1 * PEAK) ** 2
     c2 = (SSIM_K2 * PEAK) ** 2
+    k, pad = (SSIM_WINDOW, SSIM_WINDOW), SSIM_WINDOW // 2
 
     def blur(img: np.ndarray) -> np.ndarray:
-        k = (SSIM_WINDOW, SSIM_WINDOW)
         return cv2.GaussianBlur(img, k, SSIM_SIGMA, borderType=cv2.BORDER_REFLECT)
 
-    mu_x, mu_y = blur(x), blur(y)
-    var_x = blur(x * x) - mu_x * mu_x
-    var_y = blur(y * y) - mu_y * mu_y
-    cov = blur(x * y) - mu_x * mu_y
-    s = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / (
-        (mu_x * mu_x + mu_y * mu_y + c1) * (var_x + var_y + c2)
-    )
-    pad = SSIM_WINDOW // 2
-    return float(s[pad:-pad, pad:-pad].mean())
+    # In strips of rows, each read with the pad rows around it: a kept row's window lies inside
+    # the strip, so the map is the whole image's, without ten float64 copies of the image (6 GB
+    # for a 6000x4000 pair).
+    H, W = pred.shape[:2]
+    step = max(1, STRIP_PIXELS // W)
+    total = 0.0
+    for a in range(pad, H - pad, step):
+        b = min(a + step, H - pad)
+        x = np.asarray(pred[a - pad : b + pad], dtype=np.float64)
+        y = np.asarray(truth[a - pad : b + pad], dtype=np.float64)
+        mu_x, mu_y = blur(x), blur(y)
+        var_x = blur(x * x) - mu_x * mu_x
+        var_y = blur(y * y) - mu_y * mu_y
+        cov = blur(x * y) - mu_x * mu_y
+        s = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / (
+            (mu_x * mu_x + mu_y * mu_y + c1) * (var_x + var_y + c2)
+        )
+        total += float(s[pad:-pad, pad:-pad].sum())
+    return total / ((H - 2 * pad) * (W - 2 * pad) * 3)
 
 
 def ab_error(pred_lab: np.ndarray, truth_lab: np.ndarray) -> np.ndarray:
@@ -168,8 +185,14 @@ def ab_error(pred_lab: np.ndarray, truth_lab: np.ndarray) -> np.ndarray:
         Error in a/b units, >= 0.
     """
     _check_pair(pred_lab, truth_lab, 3)
-    d = np.asarray(pred_lab, np.float64)[..., 1:] - np.asarray(truth_lab, np.float64)[..., 1:]
-    return np.linalg.norm(d, axis=-1)
+    pred_lab, truth_lab = np.asarray(pred_lab), np.asarray(truth_lab)
+    e = np.zeros(pred_lab.shape[:2])
+    for c in (1, 2):  # per channel, in place: float64 planes, not copies of whole images
+        d = pred_lab[..., c].astype(np.float64)
+        d -= truth_lab[..., c]
+        d *= d
+        e += d
+    return np.sqrt(e, out=e)
 
 
 def ab_rmse(pred_lab: np.ndarray, truth_lab: np.ndarray) -> float:
@@ -293,10 +316,11 @@ def colourfulness(rgb: np.ndarray) -> float:
         the image. 0 for grey images; the paper calls about 33 "moderately", about 59 "quite"
         and above 82 "extremely" colourful.
     """
-    x = np.asarray(rgb, dtype=np.float64)
+    x = np.asarray(rgb)
     check_image(x, "rgb")
-    r, g, b = x[..., 0], x[..., 1], x[..., 2]
-    opp = np.stack([r - g, 0.5 * (r + g) - b], axis=-1)  # (H, W, 2): rg, yb
+    # float32 holds rg and yb of 0..255 integers exactly; meanStdDev sums in float64
+    x = x if x.dtype == np.float64 else x.astype(np.float32)
+    opp = cv2.transform(x, np.array([[1, -1, 0], [0.5, 0.5, -1]]))  # (H, W, 2): rg, yb
     mean, std = cv2.meanStdDev(opp)
     return float(np.hypot(*std.ravel()) + 0.3 * np.hypot(*mean.ravel()))
 

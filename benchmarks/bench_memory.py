@@ -1,0 +1,64 @@
+"""Peak memory of the tools that need no model, on a 6000x4000 image, next to the image itself.
+
+Run: python benchmarks/bench_memory.py [--size 6000 4000]
+
+Each tool runs alone in a subprocess on generated files (an 8-bit JPEG photograph-sized image,
+its Lab record, a second JPEG to compare it with), and its peak resident memory is read from
+``ru_maxrss`` (as in bench_predict.py, whose memory part covers ``predict``). Printed: the peak
+in MiB, its ratio to the decoded image (H x W x 3 bytes), and the same for a bare
+``import cv2, numpy`` process, the floor every tool starts from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_predict import _child_maxrss_mib  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--size", type=int, nargs=2, default=[6000, 4000], metavar=("W", "H"))
+    args = ap.parse_args()
+    w, h = args.size
+    recolor = [sys.executable, "-m", "recolor_tools"]
+    with tempfile.TemporaryDirectory() as tmp:
+        t = Path(tmp)
+        rng = np.random.default_rng(0)
+        for name, seed in (("a.jpg", 0), ("b.jpg", 1)):
+            small = np.random.default_rng(seed).integers(0, 256, (6, 9, 3)).astype(np.uint8)
+            img = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+            img += rng.integers(0, 8, (h, w, 1), dtype=np.uint8)
+            cv2.imwrite(str(t / name), img, [cv2.IMWRITE_JPEG_QUALITY, 92])
+            del img
+        image_mib = h * w * 3 / 2**20
+        runs = {
+            "import cv2, numpy": [sys.executable, "-c", "import cv2, numpy"],
+            "to-lab": [*recolor, "to-lab", t / "a.jpg", "-o", t / "a.lab"],
+            "from-lab -> png": [*recolor, "from-lab", t / "a.lab", "-o", t / "a.png"],
+            "from-lab -> jpg": [*recolor, "from-lab", t / "a.lab", "-o", t / "a2.jpg"],
+            "quantize": [*recolor, "quantize", t / "a.lab", "-o", t / "a.targets"],
+            "compare": [*recolor, "compare", t / "a.jpg", t / "b.jpg"],
+        }
+        print(f"{w}x{h} 8-bit RGB: {image_mib:.0f} MiB decoded")
+        print(f"{'command':20s} {'peak MiB':>9s} {'x image':>8s} {'seconds':>8s}")
+        for name, cmd in runs.items():
+            t0 = time.perf_counter()
+            peak, p = _child_maxrss_mib([str(c) for c in cmd])
+            dt = time.perf_counter() - t0
+            if p.returncode != 0:
+                print(f"{name}: failed ({p.returncode}): {p.stderr.strip()}")
+                continue
+            print(f"{name:20s} {peak:9.0f} {peak / image_mib:8.1f} {dt:8.1f}")
+
+
+if __name__ == "__main__":
+    main()
