@@ -173,6 +173,33 @@ def evaluate(
     fraction, thresholds 0..150); ``val_psnr`` is :func:`metrics.psnr` of the RGB images on
     0..255, both averaged over images.
     """
+    # Its own random draws (the affinity loss's points; the loader's seed), the same at every
+    # evaluation, so that validating leaves the training run's draws as they were.
+    gpus = []
+    if device.type == "cuda":
+        gpus = [torch.cuda.current_device() if device.index is None else device.index]
+    with torch.random.fork_rng(devices=gpus):
+        torch.manual_seed(0)
+        sums = _evaluate_sums(model, loader, device, autocast)
+    if d.world > 1:  # NCCL reduces CUDA tensors only
+        sums = sums.to(device)
+        dist.all_reduce(sums)
+        sums = sums.cpu()
+    n = sums[3].item()
+    if n == 0:
+        return {"val_loss": None, "val_auc": None, "val_psnr": None}
+    vals = (sums[:3] / n).tolist()
+    return {
+        "val_loss": vals[0],
+        "val_auc": vals[1],
+        "val_psnr": vals[2] if math.isfinite(vals[2]) else None,
+    }
+
+
+def _evaluate_sums(
+    model: models.Colorizer, loader: torch.utils.data.DataLoader, device: torch.device, autocast
+) -> torch.Tensor:
+    """(4,) float64: loss x images, AuC and PSNR summed over images, images (see evaluate)."""
     import cv2
 
     from . import metrics
@@ -197,20 +224,8 @@ def evaluate(
             sums[2] += metrics.psnr(lab_to_rgb(pred) * 255.0, lab_to_rgb(truth) * 255.0)
         sums[0] += loss.item() * len(Ls)
         sums[3] += len(Ls)
-    if d.world > 1:  # NCCL reduces CUDA tensors only
-        sums = sums.to(device)
-        dist.all_reduce(sums)
-        sums = sums.cpu()
     model.train()
-    n = sums[3].item()
-    if n == 0:
-        return {"val_loss": None, "val_auc": None, "val_psnr": None}
-    vals = (sums[:3] / n).tolist()
-    return {
-        "val_loss": vals[0],
-        "val_auc": vals[1],
-        "val_psnr": vals[2] if math.isfinite(vals[2]) else None,
-    }
+    return sums
 
 
 # ---------------------------------------------------------------------------------------------

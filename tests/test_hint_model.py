@@ -10,6 +10,8 @@ so only a hint can say the square's colour.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -345,3 +347,19 @@ def test_affinity_fine_tune_keeps_the_network_and_spreads_hints_better(
     run(["predict", tmp_path / "g.png", "-w", out / "cls.pt", "-o", tmp_path / "h.png",
          "--hint", f"10,10={color}"], check_rc=0)  # fmt: skip
     assert not np.array_equal(read_rgb(tmp_path / "h.png"), read_rgb(tmp_path / "b.png"))
+
+
+def test_validation_does_not_change_the_affinity_training(squares, automatic, tmp_path):
+    """The affinity loss draws its points at random: evaluating in between (--val, here every
+    step) must not move those draws, so a run with validation learns exactly what one without
+    does."""
+    common = ["--init", automatic, "--affinity", 16, "--steps", 6, "--hint-lr", 0.03]
+    run(train_args(squares, tmp_path / "plain", *common), check_rc=0)
+    run(train_args(squares, tmp_path / "val", *common, "--val", squares, "--eval-every", 1),
+        check_rc=0)  # fmt: skip
+    plain, _ = checkpoints.load_checkpoint(tmp_path / "plain" / "cls.pt")
+    val, _ = checkpoints.load_checkpoint(tmp_path / "val" / "cls.pt")
+    assert torch.equal(plain.affinity.weight, val.affinity.weight)
+    lines = (tmp_path / "val" / "metrics.jsonl").read_text().splitlines()
+    losses = [json.loads(line)["val_loss"] for line in lines]
+    assert len(losses) >= 6 and all(v is not None for v in losses)
