@@ -115,7 +115,7 @@ def rasterise(item: Prepared) -> tuple[np.ndarray, np.ndarray]:
     hints = item.hints
     if hints is not None and len(hints.xy):
         (H, W), (h, w) = item.L.shape, item.hw
-        sq = hints.squares.astype(np.float64)  # (N, 4) [x0, y0, x1, y1)
+        sq = hints.squares().astype(np.float64)  # (N, 4) [x0, y0, x1, y1)
         jx0 = np.floor(sq[:, 0] * w / W).astype(np.int64)
         jy0 = np.floor(sq[:, 1] * h / H).astype(np.int64)
         jx1 = np.maximum(jx0 + 1, np.ceil(sq[:, 2] * w / W).astype(np.int64))

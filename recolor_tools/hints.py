@@ -210,13 +210,13 @@ class Hints:
         xy = to_pixels(self.xy, self.percent, H, W)
         return replace(self, xy=xy, percent=np.zeros(xy.shape, bool), shape=(H, W))
 
-    @cached_property
-    def squares(self) -> np.ndarray:
-        """(N, 4) int [x0, y0, x1, y1) of each point's square, clipped to the image (resolved
-        hints; computed once, as :meth:`paste` runs per strip of rows)."""
+    def squares(self, which: np.ndarray | slice = slice(None)) -> np.ndarray:
+        """(N, 4) int [x0, y0, x1, y1) of each point's square (or of the points ``which``
+        picks), clipped to the image (resolved hints)."""
         H, W = self.shape
-        lo = self.xy.astype(np.int64) - ((self.size - 1) // 2)[:, None]
-        hi = lo + self.size[:, None]
+        size = self.size[which]
+        lo = self.xy[which].astype(np.int64) - ((size - 1) // 2)[:, None]
+        hi = lo + size[:, None]
         return np.concatenate([np.maximum(lo, 0), np.minimum(hi, [W, H])], axis=1)
 
     def paste(self, ab: np.ndarray, row0: int) -> None:
@@ -226,22 +226,23 @@ class Hints:
         """
         if not len(self.xy):
             return
-        sq, (order, rows, big) = self.squares, self._by_row
+        order, rows, big, big_sq = self._by_row
         row1 = row0 + ab.shape[0]
         one = order[np.searchsorted(rows, row0) : np.searchsorted(rows, row1)]
-        ab[sq[one, 1] - row0, sq[one, 0]] = self.ab[one]  # a painted layer: many 1-px points
-        for i in big[(sq[big, 1] < row1) & (sq[big, 3] > row0)]:
-            x0, y0, x1, y1 = sq[i]
-            ab[max(y0, row0) - row0 : min(y1, row1) - row0, x0:x1] = self.ab[i]
+        ab[self.xy[one, 1] - row0, self.xy[one, 0]] = self.ab[one]  # a painted layer's pixels
+        for i, (x0, y0, x1, y1) in zip(big, big_sq, strict=True):
+            if y0 < row1 and y1 > row0:
+                ab[max(y0, row0) - row0 : min(y1, row1) - row0, x0:x1] = self.ab[i]
 
     @cached_property
-    def _by_row(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _by_row(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The one-pixel points in order of their row (stable: a later point still wins), those
-        rows, and the indices of the larger squares: so that each strip :meth:`paste` writes
-        finds its points without scanning them all."""
+        rows, the larger squares' indices and squares: so that each strip :meth:`paste` writes
+        finds its points without scanning them all (a painted layer: millions)."""
         one = np.flatnonzero(self.size == 1)
-        order = one[np.argsort(self.squares[one, 1], kind="stable")]
-        return order, self.squares[order, 1], np.flatnonzero(self.size > 1)
+        order = one[np.argsort(self.xy[one, 1], kind="stable")]
+        big = np.flatnonzero(self.size > 1)
+        return order, self.xy[order, 1], big, self.squares(big)
 
     def cells(
         self, hw: tuple[int, int], stride: int, grid: tuple[int, int]
@@ -354,7 +355,7 @@ def _from_layer(data: bytes, name: str) -> Hints:
     scale = 65535.0 if img.dtype == np.uint16 else 255.0
     ys, xs = np.nonzero(img[:, :, 3])
     rgb = img[ys, xs, 2::-1].astype(np.float32)[None] / np.float32(scale)  # BGR -> RGB
-    ab = rgb_to_lab(rgb)[0, :, 1:] if len(xs) else _EMPTY2
+    ab = np.ascontiguousarray(rgb_to_lab(rgb)[0, :, 1:]) if len(xs) else _EMPTY2  # not L
     xy = np.stack([xs, ys], axis=1)
     return Hints(xy, ab, np.ones(len(xs), np.int32), shape=img.shape[:2])
 
