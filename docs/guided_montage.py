@@ -47,7 +47,7 @@ def hints_from_truth(rgb: np.ndarray, n: int = 4) -> Hints:
 
 def dots(img_u8: np.ndarray, rgb: np.ndarray, hints: Hints) -> np.ndarray:
     out = img_u8.copy()
-    for x, y in hints.xy:
+    for x, y in hints.xy.tolist():
         colour = tuple(int(c) for c in (rgb[y, x] * 255).round())
         cv2.circle(out, (x, y), 6, (255, 255, 255), -1, cv2.LINE_AA)
         cv2.circle(out, (x, y), 4, colour, -1, cv2.LINE_AA)

@@ -69,9 +69,9 @@ def _coord(text: str) -> tuple[float, bool]:
 
 
 def parse_points(xy) -> tuple[np.ndarray, np.ndarray]:
-    """Points as given -> ``(values, percent)``, two (N, 2) arrays: the coordinates (float64, or
-    int64 for an integer array) and whether each is a percentage (of the width for x, the height
-    for y) rather than pixels.
+    """Points as given -> ``(values, percent)``, two (N, 2) arrays: the coordinates (int64 when
+    all are whole pixels, else float64) and whether each is a percentage (of the width for x,
+    the height for y) rather than pixels.
 
     ``xy`` is an (N, 2) array of pixels, or pairs of numbers or strings (``"120"``, ``"50%"``).
 
@@ -85,7 +85,10 @@ def parse_points(xy) -> tuple[np.ndarray, np.ndarray]:
         return values, np.zeros(values.shape, bool)
     parsed = [_coord(str(c)) for pair in xy for c in pair]
     values = np.array([v for v, _ in parsed], np.float64).reshape(-1, 2)
-    return values, np.array([pc for _, pc in parsed], bool).reshape(-1, 2)
+    percent = np.array([pc for _, pc in parsed], bool).reshape(-1, 2)
+    if not percent.any() and np.all(values == np.floor(values)):  # whole pixels: keep them so
+        values = values.astype(np.int64)
+    return values, percent
 
 
 def to_pixels(
