@@ -61,7 +61,9 @@ automatic, rebalanced AuC gain): eps 1e-2 +1.81 dB / +3.8; 1e-3 +2.50 / +6.6; 1e
 (1e-5). 1e-4 takes most of the gain and is the hint colours' floor too. ALPHA 1.5 / 2 with
 1e-3: +2.32 / +7.2 and +2.04 / +7.4 (more rebalanced AuC, less PSNR)."""
 BETA = 2.0
-"""Strength of a point hint at its own cell (sim = 1). Chosen with :data:`POWER` on the first 40
+"""Strength of a point hint at its own cell (sim = 1), unless the hints say another
+(``predict --hint-strength``, :attr:`recolor_tools.hints.Hints.strength`; weights/README.md has
+2, 4 and 8 on the held-out posters). Chosen with :data:`POWER` on the first 40
 validation posters, 10 truth points (PSNR gain over automatic, rebalanced AuC gain): beta 1 /
 power 8 (the issue's calibration) +2.40 dB / +5.5; 2 / 8 +2.86 / +7.1; 1 / 4 +3.22 / +7.5;
 2 / 4 +3.25 / +7.7; 3 / 4 +3.19 / +7.6; 2 / 2 +3.00 / +6.3; 3 / 16 +2.30 / +5.8."""
@@ -166,19 +168,24 @@ def steer(
     cell, ab = hints.cells(item.hw, stride, (gh, gw))
     if len(cell):
         idx = torch.from_numpy(cell).to(feats.device)[None]
-        logp = logp + point_shift(feats.float()[None], idx, torch.from_numpy(ab)[None], classes)[0]
+        ab_t = torch.from_numpy(ab)[None]
+        logp = logp + point_shift(feats.float()[None], idx, ab_t, classes, hints.strength)[0]
     return logp
 
 
 def point_shift(
-    feats: torch.Tensor, cells: torch.Tensor, ab: torch.Tensor, classes: torch.Tensor
+    feats: torch.Tensor,
+    cells: torch.Tensor,
+    ab: torch.Tensor,
+    classes: torch.Tensor,
+    beta: float | None = None,
 ) -> torch.Tensor:
     """(B, Q, h', w') what K point hints per image add to the log-distribution (the module
     docstring's sum).
 
     ``feats`` (B, C, h', w') are the features compared between cells
     (:meth:`Colorizer.affinity_features`), ``cells`` (B, K) the hints' flat cell indices, ``ab``
-    (B, K, 2) their colours.
+    (B, K, 2) their colours, ``beta`` their strength (default :data:`BETA`).
     """
     (B, C, gh, gw), K = feats.shape, cells.shape[1]
     f = F.normalize(feats.reshape(B, C, -1), dim=1)  # (B, C, h'w')
@@ -192,7 +199,8 @@ def point_shift(
     q = soft_histogram(ab.reshape(-1, 2).to(f.device), ones, classes).reshape(B, K, -1)
     lq = torch.log(q.float() + EPS)
     lq = lq - lq.mean(dim=2, keepdim=True)  # (B, K, Q)
-    return BETA * (lq.transpose(1, 2) @ sim).reshape(B, -1, gh, gw)
+    beta = BETA if beta is None else beta
+    return beta * (lq.transpose(1, 2) @ sim).reshape(B, -1, gh, gw)
 
 
 def affinity_loss(

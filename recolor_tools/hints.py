@@ -154,6 +154,9 @@ class Hints:
         The image size the points were resolved for (or a hint layer was painted at).
     percent : (N, 2) bool ndarray
         Which coordinates of ``xy`` are percentages (none once resolved).
+    strength : float or None
+        How strongly and how far the points spread (``predict --hint-strength``; the beta of
+        :mod:`recolor_tools.guide`); None: :data:`recolor_tools.guide.BETA`.
 
     Points are arrays, not lists of pairs: a painted layer can hold millions.
     """
@@ -165,6 +168,7 @@ class Hints:
     palette_w: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     shape: tuple[int, int] | None = None
     percent: np.ndarray | None = None
+    strength: float | None = None
 
     def __post_init__(self) -> None:
         if self.percent is None:  # frozen: the normalised fields are set once, here
@@ -197,6 +201,7 @@ class Hints:
             palette_ab=np.concatenate([self.palette_ab, other.palette_ab]),
             palette_w=np.concatenate([self.palette_w, other.palette_w]),
             shape=self.shape or other.shape,
+            strength=self.strength if other.strength is None else other.strength,
         )
 
     def resolve(self, H: int, W: int) -> Hints:
@@ -444,9 +449,15 @@ class HintSource:
 
 
 def hint_source(
-    points: list[str], hints: str | None, palette: str | None, inputs: list[str], paths: list[str]
+    points: list[str],
+    hints: str | None,
+    palette: str | None,
+    inputs: list[str],
+    paths: list[str],
+    strength: float | None = None,
 ) -> tuple[HintSource, list[RecolorError]]:
-    """The :class:`HintSource` of ``recolor predict --hint ... --hints ... --palette ...``.
+    """The :class:`HintSource` of ``recolor predict --hint ... --hints ... --palette ...
+    --hint-strength``.
 
     Returns the source and the problems of a ``--hints`` directory (see
     :func:`match_hint_files`).
@@ -458,7 +469,9 @@ def hint_source(
     RecolorError
         An unreadable or bad ``--hints`` file or ``--palette``.
     """
-    common = Hints()
+    if strength is not None and not (np.isfinite(strength) and strength >= 0):
+        raise ValueError(f"--hint-strength must be a number >= 0, got {strength!r}")
+    common = Hints(strength=strength)
     for spec in points:
         common = common + parse_hint(spec)
     if palette is not None:

@@ -126,6 +126,8 @@ def test_a_painted_layer_joins_points_given_in_percent():
     canvas = np.zeros((10, 8, 2), np.float32)
     h.paste(canvas, 0)
     np.testing.assert_array_equal(canvas[4, 3], blue)  # the later of two points at (3, 4)
+    strong = hints.Hints(strength=8.0) + h
+    assert strong.strength == 8.0 and (strong + hints.Hints(strength=1.0)).strength == 1.0
     with pytest.raises(RecolorError, match=r"hint point \(8, 0\) is outside the 8x10 image"):
         hints.Hints(np.array([[1, 1], [8, 0]]), np.zeros((2, 2)), np.ones(2, int)).resolve(10, 8)
     with pytest.raises(RecolorError, match=r"hint point \(12.5%, 100.5\) is outside"):
@@ -271,6 +273,28 @@ def test_a_hint_spreads_over_its_region_with_the_shipped_model(tmp_path):
     d_auto = np.linalg.norm(auto - want, axis=-1).mean()
     d_hint = np.linalg.norm(hinted - want, axis=-1).mean()
     assert d_hint < 0.5 * d_auto  # far from the hint's own pixel, most of the region follows
+
+
+def test_hint_strength_sets_how_far_a_hint_reaches(tmp_path):
+    """--hint-strength 0 holds a hint to its own pixel (the rest is the automatic output, bit for
+    bit); more reaches more of a smoothly varying image than the default, less reaches less."""
+    src = write_rgb(tmp_path / "smooth.png", smooth_image(120, 160, 5))
+    run(["predict", src, "-w", SHIPPED, "-o", tmp_path / "auto.png"], check_rc=0)
+    reach = {}
+    for strength in (None, "0", "0.5", "8"):
+        out = tmp_path / f"s{strength}.png"
+        opts = [] if strength is None else ["--hint-strength", strength]
+        run(["predict", src, "-w", SHIPPED, "--hint", "80,60=#1d4e89", *opts, "-o", out],
+            check_rc=0)  # fmt: skip
+        d = np.linalg.norm(lab(read_rgb_u8(out))[:, :, 1:] - hints.parse_color("#1d4e89"), axis=-1)
+        reach[strength] = (d < 10).mean()
+    s0, auto = read_rgb_u8(tmp_path / "s0.png"), read_rgb_u8(tmp_path / "auto.png")
+    assert not np.array_equal(s0[60, 80], auto[60, 80])  # the hinted pixel holds the hint
+    s0[60, 80] = auto[60, 80]
+    assert np.array_equal(s0, auto)
+    assert reach["0"] < reach["0.5"] < reach[None] < reach["8"]
+    bad = run(["predict", src, "-w", SHIPPED, "--hint", "1,1=#fff", "--hint-strength", "nan"])
+    assert bad.returncode == 2 and "--hint-strength" in bad.stderr.decode()
 
 
 def test_bad_hint_files_give_one_line_each_and_the_rest_is_done(tmp_path, weights):

@@ -106,6 +106,16 @@ PredictHints = _unshown(
 PredictPalette = _unshown(
     "--palette", "Colour scheme to follow: an image, or '#hex,#hex:weight,...'."
 )
+PredictHintStrength = Annotated[
+    Optional[float],  # noqa: UP045
+    typer.Option(
+        "--hint-strength",
+        min=0,
+        help="How far point hints spread into look-alike regions (default 2; more suits flat "
+        "posters, less photographs; 0 holds them to their own pixels).",
+        show_default=False,
+    ),
+]
 PredictSuggest = _unshown(
     "--suggest",
     "X,Y: print the model's 5 likeliest colours there (hex, probability); write nothing.",
@@ -133,6 +143,7 @@ def predict(
     hint: PredictHint = None,
     hints: PredictHints = None,
     palette: PredictPalette = None,
+    hint_strength: PredictHintStrength = None,
     suggest: PredictSuggest = None,
     quiet: Quiet = False,
     debug: Debug = False,
@@ -163,7 +174,9 @@ def predict(
             from ..hints import hint_source
 
             try:
-                source, problems = hint_source(hint or [], hints, palette, args, everything)
+                source, problems = hint_source(
+                    hint or [], hints, palette, args, everything, hint_strength
+                )
             except ValueError as e:
                 tool.usage(str(e))
             from ..predict import Predictor
