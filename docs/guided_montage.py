@@ -1,9 +1,9 @@
 """Make docs/guided.jpg: the bundled Kodak examples, automatic | a few hints | another's palette.
 
-Run from the repository root: ``python docs/guided_montage.py`` (shipped cls weights, CPU,
-a few seconds). The hints are the truth's own colours (5 x 5 means) at its four most
-colourful places, drawn as dots ringed in white; the palette is the 8-colour k-means palette
-of the next example.
+Run from the repository root: ``python docs/guided_montage.py [OUT]`` (shipped cls weights,
+CPU, a few seconds; OUT defaults to docs/guided.jpg). The hints are the truth's own colours
+(5 x 5 means) at its four most colourful places, drawn as dots ringed in white; the palette is
+the 8-colour k-means palette of the next example.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def dots(img_u8: np.ndarray, rgb: np.ndarray, hints: Hints) -> np.ndarray:
     return out
 
 
-def main() -> None:
+def main(out: Path = ROOT / "docs" / "guided.jpg") -> None:
     predictor = Predictor.load(None, "cls")
     files = sorted((ROOT / "examples").glob("*.jpg"))
     rows = []
@@ -71,8 +71,8 @@ def main() -> None:
         gap = np.full((rgb.shape[0], 6, 3), 255, np.uint8)
         rows.append(np.hstack([auto, gap, hinted, gap, pal]))
     grid = np.vstack([np.vstack([r, np.full((6, r.shape[1], 3), 255, np.uint8)]) for r in rows])
-    write_image(ROOT / "docs" / "guided.jpg", grid[:-6], quality=80)
+    write_image(out, grid[:-6], quality=80)
 
 
 if __name__ == "__main__":
-    main()
+    main(*(Path(a) for a in sys.argv[1:2]))

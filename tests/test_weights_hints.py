@@ -6,6 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
+import numpy as np
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -56,3 +59,18 @@ def test_the_oracle_spreads_hints_by_the_truth_colours(tmp_path, val_folder):
     assert psnr["5 points"] > psnr["automatic"] + 0.5
     # forced by look-alike features, hints paint over other colours (about -0.6 dB here)
     assert psnr["5 points"] > float(model["5 points"][0]) + 1
+
+
+def test_the_readme_montage_builds(tmp_path):
+    """docs/guided_montage.py (the README's guided picture) still runs on the public API: one row
+    per bundled example, automatic | hints | palette, hints drawn as dots."""
+    out = tmp_path / "guided.jpg"
+    p = subprocess.run([sys.executable, ROOT / "docs" / "guided_montage.py", out],
+                       capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    grid = cv2.imread(str(out))
+    examples = [cv2.imread(str(f)) for f in sorted((ROOT / "examples").glob("*.jpg"))]
+    h, w = examples[0].shape[:2]
+    assert grid.shape == (len(examples) * (h + 6) - 6, 3 * w + 12, 3)
+    auto, hinted = grid[:h, :w].astype(int), grid[:h, w + 6 : 2 * w + 6].astype(int)
+    assert np.abs(auto - hinted).mean() > 2  # the hints changed the first example
