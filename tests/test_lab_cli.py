@@ -199,10 +199,16 @@ def test_never_overwrites_an_input(tmp_path):
 
 
 def test_binary_output_is_refused_on_a_terminal_and_usage_errors_exit_2(tmp_path):
-    p = run(["to-lab", "--max-size", "0", "x.png"])
-    assert p.returncode == 2
-    p = run(["to-lab", "--no-such-flag"])
-    assert p.returncode == 2
+    # usage errors, the parser's as the tools' own: one line naming the tool, exit 2
+    for args, says in (
+        (["to-lab", "--max-size", "0", "x.png"], "recolor to-lab: Invalid value for '--max-size'"),
+        (["to-lab", "--no-such-flag"], "recolor to-lab: No such option '--no-such-flag'"),
+        (["frobnicate"], "recolor: No such command 'frobnicate'"),
+        (["compare", "a", "b", "--json", "--csv"], "recolor compare: --json and --csv exclude"),
+    ):
+        p = run(args)
+        err = p.stderr.decode().splitlines()
+        assert p.returncode == 2 and len(err) == 1 and err[0].startswith(says), (args, err)
 
 
 def test_closed_pipe_ends_quietly(tmp_path, images):

@@ -10,6 +10,8 @@ from __future__ import annotations
 import sys
 import traceback
 
+import click
+
 from .. import process
 from ..errors import ExitCode
 from . import common
@@ -22,8 +24,9 @@ from .common import app  # noqa: F401 - the typer app, for tests and completion
 def main(argv: list[str] | None = None) -> int:
     """Run the ``recolor`` command and return its exit status.
 
-    typer itself maps usage errors to 2 and Ctrl-C to 130; SIGTERM ends with 143 (both unwind,
-    so temporary files are removed); a closed stdout pipe ends quietly with 1. What else reaches
+    A usage error (an unknown flag, a value out of range) is one line, exit 2; Ctrl-C ends with
+    130 and SIGTERM with 143 (both unwind, so temporary files are removed); a closed stdout
+    pipe ends quietly with 1. What else reaches
     here is a bug, reported in one line (with a traceback under --debug).
     """
     args = sys.argv[1:] if argv is None else argv
@@ -32,13 +35,19 @@ def main(argv: list[str] | None = None) -> int:
         with process.exit_on_sigterm():
             try:
                 with process.quiet_c_stderr(keep=common._DEBUG or "--debug" in args):
-                    app(args=argv, prog_name="recolor")
+                    rv = app(args=argv, prog_name="recolor", standalone_mode=False)
             except SystemExit as e:
                 code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+            except click.ClickException as e:  # a bad flag or value: one line, as tool.usage
+                where = e.ctx.command_path if getattr(e, "ctx", None) else "recolor"
+                message = e.format_message().rstrip(".")
+                if message:  # none after the help that a bare `recolor` shows
+                    print(f"{where}: {message} (see {where} -h)", file=sys.stderr)
+                code = e.exit_code
             else:
-                code = ExitCode.OK
+                code = rv if isinstance(rv, int) else ExitCode.OK  # typer.Exit's code
             return max(code, process.flush_stdout(f"recolor {name}"))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, click.exceptions.Abort):
         return ExitCode.INTERRUPTED
     except BrokenPipeError:
         process.silence_stdout()
