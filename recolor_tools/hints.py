@@ -128,7 +128,7 @@ def resolve_points(
 
 
 def _given(v: float, percent: bool) -> str:
-    """A coordinate as the user wrote it: ``120``, ``12.5`` or ``50%``."""
+    """A coordinate for a message: ``120``, ``12.5`` or ``50%`` (``52.0`` prints as ``52``)."""
     text = str(int(v)) if float(v).is_integer() else str(float(v))
     return text + "%" * bool(percent)
 
