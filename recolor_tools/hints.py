@@ -142,8 +142,8 @@ class Hints:
     xy : (N, 2) ndarray
         Point positions as given (pixels, or percentages where ``percent`` says so; pairs of
         numbers or strings such as ``"50%"`` are parsed on construction, see
-        :func:`parse_points`; float64, or int64 as a layer's pixels), int64 pixels once
-        :meth:`resolve`-d.
+        :func:`parse_points`; int64 when all are whole pixels, else float64), int64 pixels
+        once :meth:`resolve`-d.
     ab : (N, 2) float32
         a/b of each point.
     size : (N,) int
