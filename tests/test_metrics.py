@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from recolor_tools import metrics
+from recolor_tools import metrics, report
 from recolor_tools.color import rgb_to_lab
 from recolor_tools.errors import RecolorError
 
@@ -302,7 +302,7 @@ def test_mean_metrics_per_key():
 
 def test_lightness_gray_keeps_l_and_drops_colour():
     x, _ = pattern_pair()
-    g = metrics.lightness_gray(x)
+    g = report.lightness_gray(x)
     assert g.dtype == np.uint8 and g.shape == x.shape
     assert np.array_equal(g[..., 0], g[..., 1]) and np.array_equal(g[..., 0], g[..., 2])
     lab_x = rgb_to_lab(x / np.float32(255))
@@ -323,7 +323,7 @@ def test_montage_layout_and_file(tmp_path):
         ),
     ]
     out = tmp_path / "m.png"
-    fig = metrics.montage(rows, out, height=80)
+    fig = report.montage(rows, out, height=80)
     back = cv2.cvtColor(cv2.imread(str(out)), cv2.COLOR_BGR2RGB)
     assert np.array_equal(back, fig)
     # Cells are 80 pixels high: 60 and 160 wide. Red appears only in the prediction cells.
@@ -337,7 +337,7 @@ def test_montage_layout_and_file(tmp_path):
 
 def test_montage_rejects_no_rows(tmp_path):
     with pytest.raises(ValueError, match="at least one row"):
-        metrics.montage([], tmp_path / "m.png")
+        report.montage([], tmp_path / "m.png")
 
 
 def test_metrics_does_not_import_torch():

@@ -49,7 +49,7 @@ def compare(
 
     Identical images have infinite PSNR: inf in tables and CSV, null in JSON.
     """
-    from .. import metrics
+    from .. import metrics, report
     from ..color import to_uint8
     from ..imageio import read_rgb
 
@@ -64,21 +64,21 @@ def compare(
             p_u8, t_u8 = to_uint8(read_rgb(p)), to_uint8(read_rgb(t))
             results.append((name, metrics.compare_pair(p_u8, t_u8, rebal)))
             if montage is not None:
-                rows.append(metrics.montage_row(name, p_u8, t_u8))
+                rows.append(report.montage_row(name, p_u8, t_u8))
     if rows:
         with tool.guard(montage):
-            metrics.montage(rows, montage)
-    fmt = metrics.format_json if as_json else metrics.format_csv if as_csv else None
+            report.montage(rows, montage)
+    fmt = report.format_json if as_json else report.format_csv if as_csv else None
     if output is not None:
-        report = (fmt or metrics.format_text)(results).encode()
+        text = (fmt or report.format_text)(results).encode()
         inputs = [str(f) for _, p, t in pairs for f in (p, t)]
         router = tool.outputs(str(output), inputs, ".txt", many_per_file=False)
         with tool.opened(router) as out, tool.guard(output):
-            out.write("report", lambda f: f.write(report))
+            out.write("report", lambda f: f.write(text))
     elif fmt is None and sys.stdout.isatty():
-        _print_rich_table(*metrics.report_cells(results))
+        _print_rich_table(*report.report_cells(results))
     else:
-        sys.stdout.write((fmt or metrics.format_text)(results))
+        sys.stdout.write((fmt or report.format_text)(results))
     tool.exit()
 
 

@@ -1,0 +1,212 @@
+"""What ``recolor compare`` shows besides the numbers' computation: the montage figure and the
+text, CSV and JSON reports of :func:`recolor_tools.metrics.compare_pair` results (no torch).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from recolor_tools.color import lab_to_rgb, rgb_to_lab, to_uint8
+from recolor_tools.imageio import resize_to, write_image
+from recolor_tools.metrics import METRIC_KEYS, mean_metrics
+
+
+def lightness_gray(rgb_u8: np.ndarray) -> np.ndarray:
+    """The L channel of an RGB image rendered as grey: Lab (L, 0, 0) back to RGB.
+
+    Parameters
+    ----------
+    rgb_u8 : (H, W, 3) uint8 ndarray
+
+    Returns
+    -------
+    (H, W, 3) uint8 ndarray
+        Grey RGB image of the same lightness: what a colouriser sees as its input.
+    """
+    lab = rgb_to_lab(rgb_u8.astype(np.float32) / 255.0)
+    lab[..., 1:] = 0.0
+    return to_uint8(lab_to_rgb(lab))
+
+
+def montage_row(
+    name: str, pred_rgb_u8: np.ndarray, truth_rgb_u8: np.ndarray, height: int = 256
+) -> tuple[str, np.ndarray, np.ndarray, np.ndarray]:
+    """One :func:`montage` row: (name, truth's L as grey, prediction, truth), shrunk to ``height``.
+
+    The prediction is resized to the truth's size first (as in
+    :func:`recolor_tools.metrics.compare_pair`); shrinking here keeps a long list of rows small
+    in memory.
+    """
+    h, w = truth_rgb_u8.shape[:2]
+    size = (height, max(1, round(w * height / h))) if h > height else (h, w)
+    truth = resize_to(truth_rgb_u8, *size)
+    return name, lightness_gray(truth), resize_to(pred_rgb_u8, *size), truth
+
+
+MONTAGE_TITLES = ("input (L)", "prediction", "ground truth")
+_FONT = cv2.FONT_HERSHEY_SIMPLEX
+_WHITE = (255, 255, 255)
+_BLACK = (0, 0, 0)
+
+
+def _text_strip(texts: Sequence[str], widths: Sequence[int], scale: float) -> np.ndarray:
+    """A white strip holding one black text centred over each of the given column widths."""
+    thick = max(1, round(scale * 2))
+    (_, th), base = cv2.getTextSize("Ag", _FONT, scale, thick)
+    strip_h = th + base + 2 * max(4, th // 2)
+    cells = []
+    for text, w in zip(texts, widths, strict=True):
+        cell = np.full((strip_h, w, 3), 255, np.uint8)
+        # Shrink long texts so they fit their column instead of running into the next one.
+        s = scale
+        tw = cv2.getTextSize(text, _FONT, s, thick)[0][0]
+        if tw > w - 4:
+            s *= (w - 4) / tw
+            tw = cv2.getTextSize(text, _FONT, s, thick)[0][0]
+        org = (max(2, (w - tw) // 2), strip_h - base - max(4, th // 2))
+        cv2.putText(cell, text, org, _FONT, s, _BLACK, thick, cv2.LINE_AA)
+        cells.append(cell)
+    return cv2.hconcat(cells)
+
+
+def montage(
+    rows: Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarray]],
+    path: str | Path,
+    height: int = 256,
+) -> np.ndarray:
+    """Write a side-by-side figure: grey input | prediction | ground truth, one row per image.
+
+    Parameters
+    ----------
+    rows : sequence of (name, gray_rgb, pred_rgb, truth_rgb)
+        The row's caption and its three (H, W, 3) RGB images, uint8 or float in [0, 1]; the three
+        may differ in size.
+    path : str or Path
+        Output image; format from the extension, written atomically.
+    height : int
+        Height in pixels of every image cell (widths follow each image's aspect ratio).
+
+    Returns
+    -------
+    (H, W, 3) uint8 ndarray
+        The figure as written. Column titles on top; each row has its name above it; images are
+        centred on white in columns as wide as their widest image, with a ``gap``-pixel margin.
+    """
+    if not rows:
+        raise ValueError("montage needs at least one row")
+    gap = max(4, height // 32)
+    scale = max(0.4, height / 400)
+
+    def fit(img: np.ndarray) -> np.ndarray:
+        img = img if img.dtype == np.uint8 else to_uint8(img)
+        w = max(1, round(img.shape[1] * height / img.shape[0]))
+        interp = cv2.INTER_AREA if img.shape[0] > height else cv2.INTER_LINEAR
+        return cv2.resize(img, (w, height), interpolation=interp)
+
+    cells = [[fit(img) for img in r[1:]] for r in rows]
+    widths = [max(c[j].shape[1] for c in cells) + 2 * gap for j in range(3)]
+
+    def place(img: np.ndarray, w: int) -> np.ndarray:
+        left = (w - img.shape[1]) // 2
+        right = w - img.shape[1] - left
+        return cv2.copyMakeBorder(img, 0, gap, left, right, cv2.BORDER_CONSTANT, value=_WHITE)
+
+    parts = [_text_strip(MONTAGE_TITLES, widths, scale)]
+    total_w = sum(widths)
+    for (name, *_), row in zip(rows, cells, strict=True):
+        parts.append(_text_strip([name], [total_w], 0.8 * scale))
+        parts.append(cv2.hconcat([place(img, w) for img, w in zip(row, widths, strict=True)]))
+    figure = cv2.vconcat(parts)
+    write_image(path, figure)
+    return figure
+
+
+# --- formatting reports (the numbers; the CLI renders them) ---------------------------------------
+
+
+REPORT_COLUMNS = (
+    ("psnr", "PSNR dB", "{:.2f}"),
+    ("ssim", "SSIM", "{:.4f}"),
+    ("ab_rmse", "ab RMSE", "{:.2f}"),
+    ("auc", "AuC %", "{:.2f}"),
+    ("auc_rebal", "AuC rebal %", "{:.2f}"),
+    ("colourfulness_pred", "colourful pred", "{:.1f}"),
+    ("colourfulness_truth", "colourful truth", "{:.1f}"),
+    ("colourfulness_diff", "colourful diff", "{:+.1f}"),
+)
+"""(key, column title, format) of each reported metric, in display order."""
+
+
+def report_cells(
+    results: Sequence[tuple[str, dict[str, float]]],
+) -> tuple[list[str], list[list[str]]]:
+    """Column titles and rounded cells of a report: one row per image, then a ``mean`` row.
+
+    Parameters
+    ----------
+    results : sequence of (name, metrics)
+        Names and :func:`recolor_tools.metrics.compare_pair` results; ``auc_rebal`` is shown
+        only if every result has it. The mean row (:func:`recolor_tools.metrics.mean_metrics`)
+        is added when there is at least one result.
+    """
+    mean = mean_metrics([r for _, r in results])
+    cols = [c for c in REPORT_COLUMNS if all(c[0] in r for _, r in results)]
+    rows = [[name] + [fmt.format(r[k]) for k, _, fmt in cols] for name, r in results]
+    if results:
+        rows.append(["mean"] + [fmt.format(mean[k]) for k, _, fmt in cols])
+    return ["image"] + [title for _, title, _ in cols], rows
+
+
+def format_text(results: Sequence[tuple[str, dict[str, float]]]) -> str:
+    """The report as a plain table: space-aligned columns, one line per image, then ``mean``."""
+    head, rows = report_cells(results)
+    table = [head, *rows]
+    widths = [max(len(r[i]) for r in table) for i in range(len(head))]
+    lines = []
+    for r in table:
+        cells = [r[0].ljust(widths[0])]
+        cells += [c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True)]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def format_csv(results: Sequence[tuple[str, dict[str, float]]]) -> str:
+    """The report as CSV: a header (``name`` and metric keys), one row per image, a ``mean`` row.
+
+    Values are written at full precision; an infinite PSNR (identical images) is ``inf``, which
+    ``float()`` reads back.
+    """
+    import csv
+    import io
+
+    keys = [k for k in METRIC_KEYS if all(k in r for _, r in results)]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["name", *keys])
+    mean = mean_metrics([r for _, r in results])
+    for name, r in [*results, *([("mean", mean)] if results else [])]:
+        writer.writerow([name, *(repr(float(r[k])) for k in keys)])
+    return buf.getvalue()
+
+
+def format_json(results: Sequence[tuple[str, dict[str, float]]]) -> str:
+    """The report as one JSON object: ``{"images": [{"name": ..., <metrics>}], "mean": {...}}``.
+
+    ``mean`` is null when there are no images. Strict JSON has no infinity, so an infinite PSNR
+    (identical images) is written as null.
+    """
+    import json
+
+    def finite(d: dict[str, float]) -> dict[str, float | None]:
+        return {k: (v if math.isfinite(v) else None) for k, v in d.items()}
+
+    doc = {
+        "images": [{"name": name, **finite(r)} for name, r in results],
+        "mean": finite(mean_metrics([r for _, r in results])) if results else None,
+    }
+    return json.dumps(doc, indent=2, allow_nan=False) + "\n"
