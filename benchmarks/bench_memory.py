@@ -12,6 +12,7 @@ in MiB, its ratio to the decoded image (H x W x 3 bytes), and the same for a bar
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 import tempfile
 import time
@@ -20,8 +21,24 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_predict import _child_maxrss_mib  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def child_maxrss_mib(cmd: list[str]) -> tuple[float, subprocess.CompletedProcess]:
+    """Run ``cmd`` alone and return its peak RSS in MiB (ru_maxrss of waited-for children)."""
+    # ru_maxrss of RUSAGE_CHILDREN is the max over all children so far: run each measurement in
+    # a fresh intermediate Python so earlier children do not mask it.
+    probe = (
+        "import resource, subprocess, sys;"
+        "p = subprocess.run(sys.argv[1:], capture_output=True);"
+        "sys.stderr.write(p.stderr.decode(errors='replace'));"
+        "print(p.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
+    p = subprocess.run(
+        [sys.executable, "-c", probe, *cmd], capture_output=True, text=True, cwd=ROOT
+    )
+    rc, kib = p.stdout.split()
+    return int(kib) / 1024, subprocess.CompletedProcess(cmd, int(rc), "", p.stderr)
 
 
 def main() -> None:
@@ -52,7 +69,7 @@ def main() -> None:
         print(f"{'command':20s} {'peak MiB':>9s} {'x image':>8s} {'seconds':>8s}")
         for name, cmd in runs.items():
             t0 = time.perf_counter()
-            peak, p = _child_maxrss_mib([str(c) for c in cmd])
+            peak, p = child_maxrss_mib([str(c) for c in cmd])
             dt = time.perf_counter() - t0
             if p.returncode != 0:
                 print(f"{name}: failed ({p.returncode}): {p.stderr.strip()}")

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -49,7 +48,8 @@ from torch import nn
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from bench_memory import child_maxrss_mib  # noqa: E402
 
 # --- Zhang et al. 2016 (colorization_deploy_v2.prototxt), random weights ------------------------
 
@@ -137,23 +137,6 @@ def params(net: nn.Module) -> int:
 # --- memory -------------------------------------------------------------------------------------
 
 
-def _child_maxrss_mib(cmd: list[str]) -> tuple[float, subprocess.CompletedProcess]:
-    """Run ``cmd`` alone and return its peak RSS in MiB (ru_maxrss of waited-for children)."""
-    # ru_maxrss of RUSAGE_CHILDREN is the max over all children so far: run each measurement in
-    # a fresh intermediate Python so earlier children do not mask it.
-    probe = (
-        "import resource, subprocess, sys;"
-        "p = subprocess.run(sys.argv[1:], capture_output=True);"
-        "sys.stderr.write(p.stderr.decode(errors='replace'));"
-        "print(p.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
-    )
-    p = subprocess.run(
-        [sys.executable, "-c", probe, *cmd], capture_output=True, text=True, cwd=ROOT
-    )
-    rc, kib = p.stdout.split()
-    return int(kib) / 1024, subprocess.CompletedProcess(cmd, int(rc), "", p.stderr)
-
-
 def shipped_width() -> int:
     """Width of the shipped cls model: the network users actually run."""
     from recolor_tools.checkpoints import default_weights, read_checkpoint
@@ -189,13 +172,13 @@ def peak_memory(tmp: Path) -> None:
     save_checkpoint(weights, ckpt)
 
     env_py = [sys.executable, "-m", "recolor_tools"]
-    base, _ = _child_maxrss_mib([sys.executable, "-c", "import torch, cv2, numba"])
+    base, _ = child_maxrss_mib([sys.executable, "-c", "import torch, cv2, numba"])
     seconds = {}
     for fmt, extra in (("jpg", []), ("png", []), ("jpg", ["--hints", str(layer)])):
         cmd = [*env_py, "predict", str(src), "--head", "cls", "--weights", str(weights), *extra]
         cmd += ["-o", str(tmp / "out") + "/", "--format", fmt, "-q", "--device", "cpu"]
         t0 = time.perf_counter()
-        peak, p = _child_maxrss_mib(cmd)
+        peak, p = child_maxrss_mib(cmd)
         dt = seconds[fmt, bool(extra)] = time.perf_counter() - t0
         if p.returncode != 0:
             print(f"recolor predict failed ({p.returncode}): {p.stderr.strip()}")

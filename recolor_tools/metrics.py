@@ -203,7 +203,10 @@ def ab_rmse(pred_lab: np.ndarray, truth_lab: np.ndarray) -> float:
         ``sqrt(mean(da^2 + db^2))`` in a/b units, >= 0. A constant shift ``(da, db)`` gives
         ``hypot(da, db)``.
     """
-    e = ab_error(pred_lab, truth_lab)
+    return _rms(ab_error(pred_lab, truth_lab))
+
+
+def _rms(e: np.ndarray) -> float:
     return float(np.sqrt(np.mean(e * e)))
 
 
@@ -247,7 +250,14 @@ def auc(
     i.e. the mean over the ``t_max + 1`` integer thresholds. For a constant error e this is the
     share of integer t in [0, t_max] with t >= e.
     """
-    e = ab_error(pred_lab, truth_lab)
+    return auc_of_errors(ab_error(pred_lab, truth_lab), weights, t_max)
+
+
+def auc_of_errors(
+    e: np.ndarray, weights: np.ndarray | None = None, t_max: int = AUC_T_MAX
+) -> float:
+    """:func:`auc` of per-pixel a/b errors ``e`` (:func:`ab_error`, (H, W) >= 0) that are
+    already computed: the same curve, the same errors raised for bad ``weights``."""
     w = np.ones_like(e) if weights is None else np.asarray(weights, dtype=np.float64)
     if w.shape != e.shape:
         raise ValueError(f"weights must have shape {e.shape}, got {w.shape}")
@@ -358,15 +368,16 @@ def compare_pair(
     truth = truth_rgb_u8
     pred_lab = rgb_to_lab(pred.astype(np.float32) / 255.0)
     truth_lab = rgb_to_lab(truth.astype(np.float32) / 255.0)
+    e = ab_error(pred_lab, truth_lab)  # once, for the three measures that read it
     out = {
         "psnr": psnr(pred, truth),
         "ssim": ssim(pred, truth),
-        "ab_rmse": ab_rmse(pred_lab, truth_lab),
-        "auc": 100.0 * auc(pred_lab, truth_lab),
+        "ab_rmse": _rms(e),
+        "auc": 100.0 * auc_of_errors(e),
     }
     if stats is not None:
         w = rebalanced_pixel_weights(truth_lab[..., 1:], stats)
-        out["auc_rebal"] = 100.0 * auc(pred_lab, truth_lab, weights=w)
+        out["auc_rebal"] = 100.0 * auc_of_errors(e, weights=w)
     c_pred, c_truth = colourfulness(pred), colourfulness(truth)
     out.update(
         colourfulness_pred=c_pred, colourfulness_truth=c_truth, colourfulness_diff=c_pred - c_truth
