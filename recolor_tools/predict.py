@@ -40,6 +40,7 @@ References
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -58,6 +59,7 @@ from .errors import RecolorError
 from .guide import class_probabilities, steer
 from .hints import Hints, resolve_points
 from .imageio import is_special, read_rgb, resize_to
+from .imagemeta import ImageMeta
 
 WORK_SCALE = 1.25
 """The default working shorter side is this times the training size (128 -> 160).
@@ -135,12 +137,16 @@ class Prepared:
     hints : Hints or None
         Colour hints and palette for this image, in its pixels (:mod:`recolor_tools.hints`);
         None for the automatic prediction (empty hints are dropped).
+    meta : ImageMeta or None
+        What the source file carried besides pixels (profile, depth, EXIF, XMP), for the output
+        to keep; None for an image given as an array.
     """
 
     L: np.ndarray
     work: np.ndarray
     hw: tuple[int, int]
     hints: Hints | None = None
+    meta: ImageMeta | None = None
 
 
 @dataclass(frozen=True)
@@ -478,26 +484,27 @@ class Predictor:
         paths: Iterable[str],
         batch_size: int = 8,
         hints: Callable[[str], Hints | None] | None = None,
-        read: Callable[[str], np.ndarray] = read_rgb,
         dtype: type = np.uint8,
         io_workers: int = 0,
-    ) -> Iterator[tuple[str, np.ndarray | RecolorError]]:
-        """Read (with ``read``), recolour and yield ``(path, RGB of dtype)`` per file, in order.
+    ) -> Iterator[tuple[str, np.ndarray | RecolorError, ImageMeta | None]]:
+        """Read, recolour and yield ``(path, RGB of dtype, meta)`` per file, in input order;
+        ``meta`` is what the file carried besides pixels (:class:`Prepared`), for the output.
 
         Files are read ``batch_size`` at a time (fewer when together they exceed
         :data:`BATCH_PIXELS` pixels, to bound memory), and those of one working shape go through
         the network together. ``hints(path)`` gives each file's hints (or None). An unreadable
-        file or bad hints yield ``(path, RecolorError)`` and the rest go on; ``-`` reads stdin.
+        file or bad hints yield ``(path, RecolorError, None)`` and the rest go on; ``-`` reads
+        stdin.
 
         With ``io_workers`` > 0, ``io_workers`` threads read and prepare up to ``batch_size``
         files ahead while the network runs on the current batch, and as many more compose its
         results while the caller consumes (encodes, writes) earlier ones; OpenCV and numpy
         release the GIL. At most about two batches of full-resolution images are alive, and the
-        results are the serial path's (0), byte for byte and in the same order. ``read`` and
-        ``hints`` are then called from worker threads, in input order of submission.
+        results are the serial path's (0), byte for byte and in the same order. ``hints`` is
+        then called from worker threads, in input order of submission.
         """
         if io_workers <= 0:
-            items = ((p, self._prepared(p, read, hints)) for p in paths)
+            items = ((p, self._prepared(p, hints)) for p in paths)
             yield from self._predict_batches(items, batch_size, dtype, None)
             return
         with (
@@ -505,18 +512,18 @@ class Predictor:
             ThreadPoolExecutor(io_workers, thread_name_prefix="recolor-compose") as composers,
         ):
             try:
-                items = _ahead(lambda p: self._prepared(p, read, hints), paths, readers, batch_size)
+                items = _ahead(lambda p: self._prepared(p, hints), paths, readers, batch_size)
                 yield from self._predict_batches(items, batch_size, dtype, composers)
             finally:  # closed early (an error downstream): drop the queued work
                 readers.shutdown(wait=True, cancel_futures=True)
                 composers.shutdown(wait=True, cancel_futures=True)
 
-    def _prepared(
-        self, path: str, read: Callable[[str], np.ndarray], hints: Callable | None
-    ) -> Prepared | RecolorError:
+    def _prepared(self, path: str, hints: Callable | None) -> Prepared | RecolorError:
         """Step 1 for one file; a RecolorError is returned, not raised, so the rest go on."""
         try:
-            return self.prepare(read(path), hints(path) if hints else None)
+            meta = ImageMeta()
+            item = self.prepare(read_rgb(path, meta), hints(path) if hints else None)
+            return dataclasses.replace(item, meta=meta)
         except RecolorError as e:
             return e
 
@@ -526,7 +533,7 @@ class Predictor:
         batch_size: int,
         dtype: type,
         composers: ThreadPoolExecutor | None,
-    ) -> Iterator[tuple[str, np.ndarray | RecolorError]]:
+    ) -> Iterator[tuple[str, np.ndarray | RecolorError, ImageMeta | None]]:
         """The batching loop of :meth:`predict_files` over prepared ``(path, item)`` pairs;
         composed in the calling thread, or on ``composers``."""
         pending: list[tuple[str, Prepared | RecolorError]] = []
@@ -545,15 +552,18 @@ class Predictor:
             pending, preds = [], None
             if composers is not None:  # composed in the background, handed out in order
                 bg = composers.submit
-                done = [(p, it if isinstance(it, Exception) else bg(self.compose, it, dtype))
+                done = [(p, it if isinstance(it, Exception)
+                         else (bg(self.compose, it, dtype), it.prepared.meta))
                         for p, it in done]  # fmt: skip
             done.reverse()
             while done:  # popped, so each full-resolution L is freed once written
                 p, it = done.pop()
-                if isinstance(it, Future):
-                    yield p, it.result()
+                if isinstance(it, RecolorError):
+                    yield p, it, None
+                elif isinstance(it, tuple):
+                    yield p, it[0].result(), it[1]
                 else:
-                    yield p, it if isinstance(it, RecolorError) else self.compose(it, dtype)
+                    yield p, self.compose(it, dtype), it.prepared.meta
             pixels = 0
 
 

@@ -76,10 +76,12 @@ def test_api_background_io_same_results_and_order(tmp_path, weights, monkeypatch
     predictor = predict.Predictor.load(weights, "cls")
     runs = {n: list(predictor.predict_files(paths, 3, io_workers=n)) for n in (0, 1, 4)}
     for n, got in runs.items():
-        assert [p for p, _ in got] == paths, n
-        kinds = [isinstance(r, RecolorError) for _, r in got]
+        assert [p for p, _, _ in got] == paths, n
+        kinds = [isinstance(r, RecolorError) for _, r, _ in got]
         assert kinds == [True] + [False] * len(SIZES) + [True], n
-        for (_, a), (_, b) in zip(runs[0], got, strict=True):
+        depths = [m.depth if m else None for _, _, m in got]  # each file's own metadata
+        assert depths == [None] + [8] * len(SIZES) + [None], n
+        for (_, a, _), (_, b, _) in zip(runs[0], got, strict=True):
             if not isinstance(a, RecolorError):
                 assert a.dtype == b.dtype and np.array_equal(a, b), n
 
@@ -89,9 +91,9 @@ def test_api_background_io_stops_early(tmp_path, weights):
     paths = [str(p) for p in _inputs(tmp_path, bad_at=len(SIZES))]
     predictor = predict.Predictor.load(weights, "cls")
     found = predictor.predict_files(paths, 2, io_workers=2)
-    path, rgb = next(found)
+    path, rgb, meta = next(found)
     found.close()
-    assert path == paths[0] and rgb.shape[:2] == SIZES[0]
+    assert path == paths[0] and rgb.shape[:2] == SIZES[0] and meta.depth == 8
 
 
 # -- encoding and writing in the background (recolor_tools.writeback) --------------------------

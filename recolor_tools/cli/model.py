@@ -240,18 +240,8 @@ def _predict_all(tool: Tool, predictor, router, paths, batching, hints, ext, opt
     ``router`` with its source's profile, depth and metadata; print each written path."""
     import numpy as np
 
-    from ..imageio import read_rgb
-    from ..imagemeta import ImageMeta
     from ..predict import BATCH_PIXELS
     from ..writeback import Writeback
-
-    sources: dict[str, list[ImageMeta]] = {}  # per path, in reading order (a path may repeat)
-
-    def read(path: str):
-        meta = ImageMeta()
-        # From a reader thread with --io-workers; a repeated path's metas are alike, any order.
-        sources.setdefault(path, []).append(meta)
-        return read_rgb(path, meta)
 
     dtype = np.uint8 if options["depth"] == 8 else np.uint16  # the encoder rounds to the depth
     batch_size, io_workers = batching
@@ -259,11 +249,8 @@ def _predict_all(tool: Tool, predictor, router, paths, batching, hints, ext, opt
     # image) is written in turn. About one batch's outputs wait there, to bound memory.
     writers = 0 if router.to_stdout else io_workers
     with tool.opened(router) as out, Writeback(writers, batch_size, BATCH_PIXELS) as writes:
-        found = predictor.predict_files(
-            paths, batch_size, hints, read=read, dtype=dtype, io_workers=io_workers
-        )
-        for path, rgb in tool.progress(found, len(paths)):
-            source = sources[path].pop(0) if sources.get(path) else None
+        found = predictor.predict_files(paths, batch_size, hints, dtype, io_workers)
+        for path, rgb, source in tool.progress(found, len(paths)):
             name = common.input_name(path)
             dest = out.path(name)
             if isinstance(rgb, RecolorError):
