@@ -75,7 +75,9 @@ def warn(reason: str, path: str | Path | None = None) -> None:
 
 def printable(name: str) -> str:
     """``name`` with control characters escaped (``new\\nline.png``), so that an error line
-    stays one line whatever the file is called."""
+    stays one line whatever the file is called; an empty name is shown as ``''``."""
+    if not name:
+        return "''"
     if name.isprintable():
         return name
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)

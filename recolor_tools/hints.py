@@ -331,6 +331,8 @@ def parse_palette(spec: str) -> Hints:
     RecolorError
         An unreadable palette image, or text that is neither a file nor a colour list.
     """
+    if not spec.strip():  # Path("") is the current directory
+        raise RecolorError("--palette is empty (it takes an image or #rrggbb colours)")
     if Path(spec).exists():
         return palette_from_image(spec)
     if "#" not in spec:  # every listed colour starts with '#': this was meant as a file
@@ -476,6 +478,8 @@ def hint_source(
         common = common + parse_hint(spec)
     if palette is not None:
         common = common + parse_palette(palette)
+    if hints is not None and not hints.strip():  # Path("") would be the current directory
+        raise RecolorError("--hints is empty (it takes a hint file or a directory of them)")
     if hints is not None and Path(hints).is_dir():
         own, problems = match_hint_files(hints, inputs, paths)
         return HintSource(common, own), problems

@@ -56,6 +56,8 @@ def open_binary(path: str | Path) -> BinaryIO:
     """Open a file for binary reading (``-`` is stdin); OS errors become :class:`RecolorError`."""
     if str(path) == "-":
         return sys.stdin.buffer
+    if str(path) == "":  # Path("") would open the current directory
+        raise RecolorError("no such file", path)
     try:
         if Path(path).is_dir():
             raise IsADirectoryError(21, "Is a directory", str(path))
@@ -68,6 +70,8 @@ def read_bytes(path: str | Path) -> bytes:
     """Read a whole file (``-`` is stdin), turning OS errors into one-line :class:`RecolorError`."""
     if str(path) == "-":
         return sys.stdin.buffer.read()
+    if str(path) == "":  # Path("") would read the current directory
+        raise RecolorError("no such file", path)
     try:
         return Path(path).read_bytes()
     except OSError as e:
@@ -359,7 +363,7 @@ def expand_inputs(args: list[str], exts: tuple[str, ...] = IMAGE_EXTS) -> list[s
     out: list[str] = []
     for arg in args:
         p = Path(arg)
-        if arg == "-":
+        if arg in ("-", ""):  # stdin; an empty name is no file (Path("") is the current folder)
             out.append(arg)
         elif p.is_dir():
             found = [

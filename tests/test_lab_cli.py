@@ -211,6 +211,42 @@ def test_binary_output_is_refused_on_a_terminal_and_usage_errors_exit_2(tmp_path
         assert p.returncode == 2 and len(err) == 1 and err[0].startswith(says), (args, err)
 
 
+def test_an_empty_argument_is_a_usage_error_not_the_current_folder(tmp_path):
+    # `recolor predict "$unset"`: Path("") is ".", which would recolour every image here.
+    write_rgb(tmp_path / "a.png", smooth_image(10, 10, 1))
+    for args in (
+        ["predict", ""],
+        ["predict", "a.png", "-o", ""],
+        ["predict", "a.png", "--palette="],
+        ["to-lab", "a.png", ""],
+        ["compare", "a.png", ""],
+        ["rebalance-stats", ""],
+    ):
+        p = run(args, cwd=tmp_path)
+        err = p.stderr.decode().splitlines()
+        assert p.returncode == 2 and p.stdout == b"", (args, err)
+        assert err == [f"recolor {args[0]}: an empty argument names no file, folder or value "
+                       f"(see recolor {args[0]} -h)"]  # fmt: skip
+        assert sorted(f.name for f in tmp_path.iterdir()) == ["a.png"], args
+
+
+def test_an_empty_file_name_is_no_file_in_the_library(tmp_path, monkeypatch):
+    from recolor_tools import hints
+    from recolor_tools.errors import RecolorError, printable
+    from recolor_tools.imageio import expand_inputs, read_rgb
+
+    monkeypatch.chdir(tmp_path)
+    write_rgb(tmp_path / "a.png", smooth_image(10, 10, 1))
+    assert expand_inputs([""]) == [""] and expand_inputs(["."]) == ["a.png"]
+    with pytest.raises(RecolorError, match="no such file") as e:
+        read_rgb("")
+    assert printable(e.value.path) == "''"
+    with pytest.raises(RecolorError, match="--palette is empty"):
+        hints.parse_palette("")
+    with pytest.raises(RecolorError, match="--hints is empty"):
+        hints.hint_source([], "", None, ["a.png"], ["a.png"])
+
+
 def test_closed_pipe_ends_quietly(tmp_path, images):
     # `recolor to-lab many | head -c 10`: the producer must not print a traceback.
     many = images * 30

@@ -24,13 +24,21 @@ from .common import app  # noqa: F401 - the typer app, for tests and completion
 def main(argv: list[str] | None = None) -> int:
     """Run the ``recolor`` command and return its exit status.
 
-    A usage error (an unknown flag, a value out of range) is one line, exit 2; Ctrl-C ends with
+    A usage error (an unknown flag, a value out of range, an empty argument) is one line, exit 2;
+    Ctrl-C ends with
     130 and SIGTERM with 143 (both unwind, so temporary files are removed); a closed stdout
     pipe ends quietly with 1. What else reaches
     here is a bug, reported in one line (with a traceback under --debug).
     """
     args = sys.argv[1:] if argv is None else argv
     name = next((a for a in args if not a.startswith("-")), "")
+    if any(a == "" or a.startswith("--") and a.endswith("=") for a in args):
+        # `recolor predict "$unset"`: Path("") is the current directory, which every tool would
+        # take for a folder of inputs (or an output) without a word.
+        where = f"recolor {name}".rstrip()
+        print(f"{where}: an empty argument names no file, folder or value (see {where} -h)",
+              file=sys.stderr)  # fmt: skip
+        return ExitCode.USAGE
     try:
         with process.exit_on_sigterm():
             try:
