@@ -161,6 +161,8 @@ def peak_memory(tmp: Path) -> None:
     # The worst hint layer (issue 15's --hints): every pixel painted, 24 million one-pixel hints.
     layer = tmp / "big.hints.png"
     cv2.imwrite(str(layer), np.dstack([img, np.full((h, w), 255, np.uint8)]))
+    src16 = tmp / "big16.png"  # an archive master: 16-bit PNG in, 16-bit PNG out
+    cv2.imwrite(str(src16), img.astype(np.uint16) * 257)
     del img
 
     from recolor_tools import quant
@@ -174,21 +176,24 @@ def peak_memory(tmp: Path) -> None:
     env_py = [sys.executable, "-m", "recolor_tools"]
     base, _ = child_maxrss_mib([sys.executable, "-c", "import torch, cv2, numba"])
     seconds = {}
-    for fmt, extra in (("jpg", []), ("png", []), ("jpg", ["--hints", str(layer)])):
-        cmd = [*env_py, "predict", str(src), "--head", "cls", "--weights", str(weights), *extra]
-        cmd += ["-o", str(tmp / "out") + "/", "--format", fmt, "-q", "--device", "cpu"]
+    cases = [(src, "jpg", []), (src, "png", []), (src16, "png", []),
+             (src, "jpg", ["--hints", str(layer)])]  # fmt: skip
+    for source, fmt, extra in cases:
+        cmd = [*env_py, "predict", str(source), "--head", "cls", "--weights", str(weights)]
+        cmd += [*extra, "-o", str(tmp / "out") + "/", "--format", fmt, "-q", "--device", "cpu"]
         t0 = time.perf_counter()
         peak, p = child_maxrss_mib(cmd)
-        dt = seconds[fmt, bool(extra)] = time.perf_counter() - t0
+        dt = seconds[source, bool(extra)] = time.perf_counter() - t0
         if p.returncode != 0:
             print(f"recolor predict failed ({p.returncode}): {p.stderr.strip()}")
             return
         what = ", a hint layer painted everywhere" if extra else ""
+        kind = "16-bit png" if source == src16 else "jpg"
         print(
-            f"recolor predict 6000x4000 jpg -> {fmt}{what}: peak RSS {peak:.0f} MiB "
+            f"recolor predict 6000x4000 {kind} -> {fmt}{what}: peak RSS {peak:.0f} MiB "
             f"({dt:.1f} s; a bare 'import torch, cv2, numba' process: {base:.0f} MiB)"
         )
-    print(f"  the painted layer's time / automatic: {dt / seconds['jpg', False]:.1f}x")
+    print(f"  the painted layer's time / automatic: {dt / seconds[src, False]:.1f}x")
 
 
 # --- end to end: JPEG files in, JPEG files out -----------------------------------------------

@@ -136,17 +136,19 @@ def decode_rgb(data: bytes, name: str = "<data>", meta: ImageMeta | None = None)
     elif img.ndim == 3 and img.shape[2] == 2:  # gray + alpha
         alpha = _unit(img[:, :, 1:2])
         rgb = np.repeat(_unit(img[:, :, :1]) * alpha + (1.0 - alpha), 3, axis=2)
-    elif img.ndim == 2:
-        rgb = _unit(cv2.cvtColor(img, cv2.COLOR_GRAY2RGB))
-    else:
-        rgb = _unit(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
+    elif img.ndim == 2:  # gray: read through a broadcast view, so no integer RGB copy is made
+        rgb = _unit(np.broadcast_to(img[:, :, None], (*img.shape, 3)))
+    else:  # swapped in place (the stored samples are ours): no second integer copy either
+        rgb = _unit(cv2.cvtColor(img, cv2.COLOR_BGR2RGB, dst=img))
     rgb = np.ascontiguousarray(rgb, dtype=np.float32)
+    depth = 8 * img.itemsize
+    del img  # freed before the colour management, which may copy the float image again
     # -- archive I/O (issue 18): EXIF orientation on every format, ICC profile -> sRGB --
     from .imagemeta import finish_decode
 
     try:
         oriented = head.format == "JPEG"  # OpenCV applied JPEG's EXIF orientation itself
-        return finish_decode(rgb, data, depth=8 * img.itemsize, oriented=oriented, meta=meta)
+        return finish_decode(rgb, data, depth=depth, oriented=oriented, meta=meta)
     except RecolorError as e:
         raise RecolorError(e.reason, name) from None
 

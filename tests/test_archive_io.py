@@ -372,3 +372,21 @@ def test_metadata_read_from_png_webp_and_tiff_sources(tmp_path: Path):
         assert exif.get_ifd(0x8769)[0x9003] == "2020:01:02 03:04:05", src.name
         assert not set(exif) & {256, 257, 273, 279}, src.name  # the source's strips stay behind
         assert (b"Archive rights" in (xmp_of(im) or b"")) == (src.suffix == ".webp")
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_decoded_samples_are_the_stored_ones_scaled(tmp_path: Path, dtype):
+    # decode_rgb swaps colour channels in place and reads gray through a view (one integer copy
+    # of a poster, not two): the floats must still be exactly stored / max, in RGB order.
+    from recolor_tools.imageio import read_rgb
+
+    top = np.iinfo(dtype).max
+    rgb = np.random.default_rng(3).integers(0, top + 1, (17, 23, 3)).astype(dtype)
+    cv2.imwrite(str(tmp_path / "c.png"), np.ascontiguousarray(rgb[:, :, ::-1]))  # OpenCV: BGR
+    cv2.imwrite(str(tmp_path / "g.png"), rgb[:, :, 1])
+    want = rgb.astype(np.float32) * np.float32(1 / top)
+    got = read_rgb(tmp_path / "c.png")
+    assert got.dtype == np.float32 and got.flags.c_contiguous and np.array_equal(got, want)
+    gray = read_rgb(tmp_path / "g.png")
+    assert gray.flags.c_contiguous and gray.flags.writeable
+    assert np.array_equal(gray, np.repeat(want[:, :, 1:2], 3, axis=2))
