@@ -236,10 +236,14 @@ def affinity_loss(
 
 
 def class_probabilities(
-    model: Colorizer, item: Prepared, prior: torch.Tensor | None, y: int, x: int
+    model: Colorizer,
+    item: Prepared,
+    prior: torch.Tensor | None,
+    y: int | np.ndarray,
+    x: int | np.ndarray,
 ) -> np.ndarray:
     """(Q,) float64 class distribution (T = 1, steered by ``item.hints`` if any) at the output
-    cell holding full-resolution pixel (x, y)."""
+    cell holding full-resolution pixel (x, y); (N, Q) for arrays of N pixels (one network run)."""
     device = next(model.parameters()).device
     with torch.inference_mode():
         feats = model.features(torch.from_numpy(item.work[None, None]).to(device))
@@ -248,6 +252,7 @@ def class_probabilities(
             f = model.affinity_features(feats)[0]
             z = steer(z, f, item, model.classes, prior, model.config.out_stride)
     (H, W), (h, w), s = item.L.shape, item.hw, model.config.out_stride
-    cy = min(int((y + 0.5) * h / (H * s)), z.shape[1] - 1)
-    cx = min(int((x + 0.5) * w / (W * s)), z.shape[2] - 1)
-    return torch.softmax(z[:, cy, cx].double(), dim=0).cpu().numpy()
+    cy = np.minimum(((np.asarray(y) + 0.5) * h / (H * s)).astype(np.int64), z.shape[1] - 1)
+    cx = np.minimum(((np.asarray(x) + 0.5) * w / (W * s)).astype(np.int64), z.shape[2] - 1)
+    p = torch.softmax(z[:, torch.from_numpy(cy), torch.from_numpy(cx)].double(), dim=0)
+    return p.T.cpu().numpy() if p.ndim == 2 else p.cpu().numpy()

@@ -466,18 +466,29 @@ class Predictor:
         the network's output cell holding the pixel, at T = 1; each class centre is shown with
         the pixel's own L (out-of-gamut colours clamped).
         """
+        return self.suggest_points(rgb, [(x, y)], k, hints)[0]
+
+    def suggest_points(
+        self,
+        rgb: np.ndarray,
+        points: Sequence[tuple[float | str, float | str]],
+        k: int = 5,
+        hints: Hints | None = None,
+    ) -> list[list[tuple[str, float]]]:
+        """:meth:`suggest` at each (x, y) of ``points`` (pixels or ``"50%"``), the network run
+        once; a point outside the image raises :class:`RecolorError` before it runs."""
         if self.model.config.head != "cls":
             raise RecolorError("--suggest needs the cls head (reg has no class distribution)")
         item = self.prepare(rgb, hints)
-        ((px, py),) = resolve_points([(x, y)], *item.L.shape, "--suggest point")
-        p = class_probabilities(self.model, item, self.prior, py, px)  # (Q,)
-        top = np.argsort(-p, kind="stable")[:k]
-        classes = self.model.classes.cpu().numpy()
-        lab = np.zeros((1, len(top), 3), np.float32)
-        lab[0, :, 0] = item.L[py, px]
-        lab[0, :, 1:] = classes[top]
-        rgb8 = to_uint8(lab_to_rgb(lab))[0]
-        return [("#" + bytes(c).hex(), float(p[q])) for c, q in zip(rgb8, top, strict=True)]
+        xy = np.array(resolve_points(list(points), *item.L.shape, "--suggest point"))
+        p = class_probabilities(self.model, item, self.prior, xy[:, 1], xy[:, 0])  # (N, Q)
+        top = np.argsort(-p, axis=1, kind="stable")[:, :k]  # (N, k)
+        lab = np.zeros((len(xy), top.shape[1], 3), np.float32)
+        lab[:, :, 0] = item.L[xy[:, 1], xy[:, 0]][:, None]
+        lab[:, :, 1:] = self.model.classes.cpu().numpy()[top]
+        rgb8 = to_uint8(lab_to_rgb(lab))
+        return [[("#" + bytes(c).hex(), float(pi[q])) for c, q in zip(row, t, strict=True)]
+                for row, t, pi in zip(rgb8, top, p, strict=True)]  # fmt: skip
 
     def predict_files(
         self,

@@ -255,6 +255,11 @@ def test_suggest_prints_five_likeliest_colours(tmp_path, image):
         f"recolor predict: {small}: --suggest point (40, 30) is outside the 30x20 image"
     ]
     assert len(p.stdout.decode().splitlines()) == 5
+    # repeated: each point's five lines in the order given, as one point alone gives them
+    corner = run(["predict", src, "-w", SHIPPED, "--suggest", "0,0"], check_rc=0).stdout
+    both = run(["predict", src, "-w", SHIPPED, "--suggest", "0,0", "--suggest", "40,30"],
+               check_rc=0).stdout  # fmt: skip
+    assert both == corner + "".join("\t".join(r) + "\n" for r in rows).encode()
 
 
 def test_a_hint_spreads_over_its_region_with_the_shipped_model(tmp_path):

@@ -118,7 +118,9 @@ PredictHintStrength = Annotated[
 ]
 PredictSuggest = _unshown(
     "--suggest",
-    "X,Y: print the model's 5 likeliest colours there (hex, probability); write nothing.",
+    "X,Y: print the model's 5 likeliest colours there (hex, probability); repeatable; write "
+    "nothing.",
+    many=True,
 )
 
 
@@ -165,7 +167,7 @@ def predict(
         args = tool.stdin_inputs(inputs)
         everything = expand_inputs(args)
         router, ext, paths = None, None, everything
-        if suggest is None:
+        if not suggest:
             router, ext, paths = _predict_outputs(tool, everything, output, fmt, skip_existing)
         predictor = source = None
         # Hint files for no input: reported, the inputs still done.
@@ -195,7 +197,7 @@ def predict(
         if predictor is None or source is None:
             tool.exit()
         first_rank = shard.rank_and_size()[0] == 0  # says what is about the whole list, once
-        if suggest is not None:
+        if suggest:
             if first_rank:
                 _print_suggestions(tool, predictor, paths, suggest, source)
             tool.exit()
@@ -271,17 +273,23 @@ def _write_one(tool: Tool, out, path: str, error, name, dest, encoded) -> None:
             print(dest, flush=True)
 
 
-def _print_suggestions(tool: Tool, predictor, paths: list[str], where: str, source) -> None:
-    """``--suggest X,Y``: one line ``PATH<TAB>X,Y<TAB>#rrggbb<TAB>probability`` per colour."""
+def _print_suggestions(tool: Tool, predictor, paths: list[str], where: list[str], source) -> None:
+    """``--suggest X,Y`` (repeatable): one line ``PATH<TAB>X,Y<TAB>#rrggbb<TAB>probability`` per
+    colour, for each point in the order given; the network runs once per image."""
     from ..imageio import read_rgb
 
-    x, sep, y = where.partition(",")
-    if not sep:
-        tool.usage(f"--suggest {where!r} is not X,Y")
+    points = []
+    for w in where:
+        x, sep, y = w.partition(",")
+        if not sep:
+            tool.usage(f"--suggest {w!r} is not X,Y")
+        points.append((x, y))
     for path in paths:
         with tool.guard(path):
-            for hexc, p in predictor.suggest(read_rgb(path), x, y, hints=source(path)):
-                print(f"{path}\t{x},{y}\t{hexc}\t{p:.4f}", flush=True)
+            found = predictor.suggest_points(read_rgb(path), points, hints=source(path))
+            for (x, y), colours in zip(points, found, strict=True):
+                for hexc, p in colours:
+                    print(f"{path}\t{x},{y}\t{hexc}\t{p:.4f}", flush=True)
 
 
 _PosInt = Optional[int]  # noqa: UP045 - typer needs Optional at runtime on 3.11
