@@ -89,6 +89,16 @@ def lab_to_rgb(lab: np.ndarray) -> np.ndarray:
     return np.clip(rgb, 0.0, 1.0, out=rgb)
 
 
+def to_float(img: np.ndarray) -> np.ndarray:
+    """Integer samples as float32 in [0, 1]: uint8 / 255, uint16 / 65535; floats clipped to
+    [0, 1]. The inverse of :func:`to_uint8` and :func:`to_uint16` up to rounding."""
+    if img.dtype == np.uint8:
+        return img.astype(np.float32) * np.float32(1 / 255)
+    if img.dtype == np.uint16:
+        return img.astype(np.float32) * np.float32(1 / 65535)
+    return np.clip(img.astype(np.float32), 0.0, 1.0)
+
+
 def to_uint8(rgb: np.ndarray) -> np.ndarray:
     """Round float RGB in [0, 1] to uint8 in [0, 255] (values outside are clipped)."""
     return _rounded(rgb, 255, np.uint8)

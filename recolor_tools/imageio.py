@@ -27,7 +27,7 @@ with contextlib.suppress(RecolorError):
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .color import to_uint8, to_uint16  # noqa: E402
+from .color import to_float, to_uint8, to_uint16  # noqa: E402
 
 if TYPE_CHECKING:
     from .imagemeta import ImageMeta
@@ -131,15 +131,15 @@ def decode_rgb(data: bytes, name: str = "<data>", meta: ImageMeta | None = None)
     # Reorder channels (BGR -> RGB, alpha composited on white) while the image is still small
     # integers: a 24 MP poster is 72 MB as uint8 but 288 MB per float32 copy.
     if img.ndim == 3 and img.shape[2] == 4:
-        alpha = _unit(img[:, :, 3:4])
-        rgb = _unit(img[:, :, 2::-1]) * alpha + (1.0 - alpha)
+        alpha = to_float(img[:, :, 3:4])
+        rgb = to_float(img[:, :, 2::-1]) * alpha + (1.0 - alpha)
     elif img.ndim == 3 and img.shape[2] == 2:  # gray + alpha
-        alpha = _unit(img[:, :, 1:2])
-        rgb = np.repeat(_unit(img[:, :, :1]) * alpha + (1.0 - alpha), 3, axis=2)
+        alpha = to_float(img[:, :, 1:2])
+        rgb = np.repeat(to_float(img[:, :, :1]) * alpha + (1.0 - alpha), 3, axis=2)
     elif img.ndim == 2:  # gray: read through a broadcast view, so no integer RGB copy is made
-        rgb = _unit(np.broadcast_to(img[:, :, None], (*img.shape, 3)))
+        rgb = to_float(np.broadcast_to(img[:, :, None], (*img.shape, 3)))
     else:  # swapped in place (the stored samples are ours): no second integer copy either
-        rgb = _unit(cv2.cvtColor(img, cv2.COLOR_BGR2RGB, dst=img))
+        rgb = to_float(cv2.cvtColor(img, cv2.COLOR_BGR2RGB, dst=img))
     rgb = np.ascontiguousarray(rgb, dtype=np.float32)
     depth = 8 * img.itemsize
     del img  # freed before the colour management, which may copy the float image again
@@ -151,15 +151,6 @@ def decode_rgb(data: bytes, name: str = "<data>", meta: ImageMeta | None = None)
         return finish_decode(rgb, data, depth=depth, oriented=oriented, meta=meta)
     except RecolorError as e:
         raise RecolorError(e.reason, name) from None
-
-
-def _unit(img: np.ndarray) -> np.ndarray:
-    """Scale integer samples to float32 in [0, 1] (8-bit / 255, 16-bit / 65535)."""
-    if img.dtype == np.uint8:
-        return img.astype(np.float32) * np.float32(1 / 255)
-    if img.dtype == np.uint16:
-        return img.astype(np.float32) * np.float32(1 / 65535)
-    return np.clip(img.astype(np.float32), 0.0, 1.0)
 
 
 def read_rgb(path: str | Path, meta: ImageMeta | None = None) -> np.ndarray:

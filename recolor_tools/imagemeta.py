@@ -341,6 +341,7 @@ def encode_output(
     bytes
         The encoded file. BMP carries no metadata.
     """
+    from .color import to_float
     from .colorprofile import from_srgb, srgb_profile
     from .imageio import encode_image
     from .metachunks import insert_metadata
@@ -350,7 +351,7 @@ def encode_output(
     icc = srgb_profile()
     xf = from_srgb(source.icc) if keep_profile and source is not None and source.icc else None
     if xf is not None and xf.rgb:  # gray and CMYK profiles cannot describe an RGB output
-        rgb = xf.apply(_unit(rgb), 16 if rgb.dtype == np.uint16 or bits == 16 else 8)
+        rgb = xf.apply(to_float(rgb), 16 if rgb.dtype == np.uint16 or bits == 16 else 8)
         icc = source.icc
     enc = encode_image(rgb, ext, bits, quality)
     exif = xmp = None
@@ -360,14 +361,6 @@ def encode_output(
         exif = _software_exif(exif)
     h, w = rgb.shape[:2]
     return insert_metadata(enc, ext, (h, w), icc=icc, exif=exif, xmp=xmp)
-
-
-def _unit(rgb: np.ndarray) -> np.ndarray:
-    if rgb.dtype == np.uint8:
-        return rgb.astype(np.float32) * np.float32(1 / 255)
-    if rgb.dtype == np.uint16:
-        return rgb.astype(np.float32) * np.float32(1 / 65535)
-    return np.asarray(rgb, np.float32)
 
 
 def _software_exif(exif: bytes | None) -> bytes | None:
