@@ -25,10 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run the ``recolor`` command and return its exit status.
 
     A usage error (an unknown flag, a value out of range, an empty argument) is one line, exit 2;
-    Ctrl-C ends with
-    130 and SIGTERM with 143 (both unwind, so temporary files are removed); a closed stdout
-    pipe ends quietly with 1. What else reaches
-    here is a bug, reported in one line (with a traceback under --debug).
+    Ctrl-C ends with 130 and SIGTERM with 143 (both unwind, so temporary files are removed); a
+    closed stdout pipe ends quietly with 1. What else reaches here is a bug, reported in one line
+    (with a traceback under --debug).
     """
     args = sys.argv[1:] if argv is None else argv
     name = next((a for a in args if not a.startswith("-")), "")
