@@ -39,8 +39,8 @@ SSIM_K1 = 0.01
 SSIM_K2 = 0.03
 
 STRIP_PIXELS = 1 << 20
-"""Pixels per strip of rows in which :func:`psnr` and :func:`ssim` work (bounds their memory,
-whatever the image size)."""
+"""Pixels per strip of rows in which :func:`psnr`, :func:`ssim`, :func:`colourfulness` and
+:func:`compare_pair` work (bounds their memory, whatever the image size)."""
 
 AUC_T_MAX = 150
 """Largest ab-error threshold of the AuC sweep, as in Zhang et al. [2]."""
@@ -94,12 +94,10 @@ def psnr(pred: np.ndarray, truth: np.ndarray) -> float:
     """
     _check_pair(pred, truth, 3)
     a, b = np.asarray(pred), np.asarray(truth)
-    step = max(1, STRIP_PIXELS // a.shape[1])  # float64 copies of a strip, not of the image
-    sse = sum(
-        cv2.norm(a[r : r + step].astype(np.float64), b[r : r + step].astype(np.float64),
-                 cv2.NORM_L2SQR)
-        for r in range(0, a.shape[0], step)
-    )  # fmt: skip
+    sse = sum(  # float64 copies of a strip, not of the image
+        cv2.norm(a[rows].astype(np.float64), b[rows].astype(np.float64), cv2.NORM_L2SQR)
+        for rows in _row_strips(*a.shape[:2])
+    )
     mse = sse / a.size
     if mse == 0.0:
         return math.inf
@@ -203,10 +201,7 @@ def ab_rmse(pred_lab: np.ndarray, truth_lab: np.ndarray) -> float:
         ``sqrt(mean(da^2 + db^2))`` in a/b units, >= 0. A constant shift ``(da, db)`` gives
         ``hypot(da, db)``.
     """
-    return _rms(ab_error(pred_lab, truth_lab))
-
-
-def _rms(e: np.ndarray) -> float:
+    e = ab_error(pred_lab, truth_lab)
     return float(np.sqrt(np.mean(e * e)))
 
 
@@ -258,20 +253,32 @@ def auc_of_errors(
 ) -> float:
     """:func:`auc` of per-pixel a/b errors ``e`` (:func:`ab_error`, (H, W) >= 0) that are
     already computed: the same curve, the same errors raised for bad ``weights``."""
+    return auc_of_histogram(error_histogram(e, weights, t_max))
+
+
+def error_histogram(
+    e: np.ndarray, weights: np.ndarray | None = None, t_max: int = AUC_T_MAX
+) -> np.ndarray:
+    """(t_max + 2,) float64: the summed weights of the errors ``e`` by ``ceil(e)``, the last bin
+    holding those above ``t_max``. Histograms of parts of an image add up to the image's."""
     w = np.ones_like(e) if weights is None else np.asarray(weights, dtype=np.float64)
     if w.shape != e.shape:
         raise ValueError(f"weights must have shape {e.shape}, got {w.shape}")
     if not np.all(w >= 0):
         raise ValueError("weights must be non-negative numbers")
-    # A pixel counts at every integer t >= ceil(e): one weighted histogram of ceil(e) and its
-    # running sum give acc(t) for all thresholds at once. Errors above t_max land in an overflow
-    # bin that no threshold reaches.
+    # A pixel counts at every integer t >= ceil(e): the running sum of this histogram gives
+    # acc(t) for all thresholds at once. Errors above t_max land in the overflow bin.
     first = np.minimum(np.ceil(e), t_max + 1).astype(np.int64).ravel()
-    running = np.cumsum(np.bincount(first, weights=w.ravel(), minlength=t_max + 2))
+    return np.bincount(first, weights=w.ravel(), minlength=t_max + 2)
+
+
+def auc_of_histogram(hist: np.ndarray) -> float:
+    """The AuC (a fraction, see :func:`auc`) of an :func:`error_histogram`."""
+    running = np.cumsum(hist)
     total = running[-1]  # summed in the same order as the running sum: acc is exactly 1 at most
     if not total > 0:
         raise ValueError("weights must sum to a positive number")
-    return float((running[: t_max + 1] / total).mean())
+    return float((running[:-1] / total).mean())
 
 
 def rebalanced_pixel_weights(truth_ab: np.ndarray, stats: RebalanceStats) -> np.ndarray:
@@ -327,11 +334,25 @@ def colourfulness(rgb: np.ndarray) -> float:
     """
     x = np.asarray(rgb)
     check_image(x, "rgb")
-    # float32 holds rg and yb of 0..255 integers exactly; meanStdDev sums in float64
-    x = x if x.dtype == np.float64 else x.astype(np.float32)
-    opp = cv2.transform(x, np.array([[1, -1, 0], [0.5, 0.5, -1]]))  # (H, W, 2): rg, yb
-    mean, std = cv2.meanStdDev(opp)
-    return float(np.hypot(*std.ravel()) + 0.3 * np.hypot(*mean.ravel()))
+    # Strip by strip: float32 holds rg and yb of 0..255 integers exactly, meanStdDev sums in
+    # float64, and the strips' moments add up (n m and n (s^2 + m^2)) to the image's.
+    first, second = np.zeros(2), np.zeros(2)
+    for rows in _row_strips(*x.shape[:2]):
+        part = x[rows] if x.dtype == np.float64 else x[rows].astype(np.float32)
+        opp = cv2.transform(part, np.array([[1, -1, 0], [0.5, 0.5, -1]]))  # rg, yb
+        m, sd = (v.ravel() for v in cv2.meanStdDev(opp))
+        n = opp.shape[0] * opp.shape[1]
+        first += n * m
+        second += n * (sd * sd + m * m)
+    mean = first / (x.shape[0] * x.shape[1])
+    std = np.sqrt(np.maximum(second / (x.shape[0] * x.shape[1]) - mean * mean, 0.0))
+    return float(np.hypot(*std) + 0.3 * np.hypot(*mean))
+
+
+def _row_strips(H: int, W: int) -> list[slice]:
+    """Slices of rows holding about :data:`STRIP_PIXELS` pixels each, covering H rows."""
+    step = max(1, STRIP_PIXELS // max(W, 1))
+    return [slice(r, r + step) for r in range(0, H, step)]
 
 
 def compare_pair(
@@ -366,18 +387,26 @@ def compare_pair(
         raise RecolorError(f"image smaller than the {SSIM_WINDOW}x{SSIM_WINDOW} SSIM window")
     pred = resize_to(pred_rgb_u8, *truth_rgb_u8.shape[:2])
     truth = truth_rgb_u8
-    pred_lab = rgb_to_lab(pred.astype(np.float32) / 255.0)
-    truth_lab = rgb_to_lab(truth.astype(np.float32) / 255.0)
-    e = ab_error(pred_lab, truth_lab)  # once, for the three measures that read it
+    # The a/b measures strip by strip (two Lab images and the errors of a 6000x4000 pair would
+    # be 1.3 GB): squared errors and error histograms add up over the strips.
+    squares, plain = 0.0, np.zeros(AUC_T_MAX + 2)
+    rebal = np.zeros(AUC_T_MAX + 2) if stats is not None else None
+    for rows in _row_strips(*truth.shape[:2]):
+        pred_lab = rgb_to_lab(pred[rows].astype(np.float32) / 255.0)
+        truth_lab = rgb_to_lab(truth[rows].astype(np.float32) / 255.0)
+        e = ab_error(pred_lab, truth_lab)
+        squares += float(np.dot(e.ravel(), e.ravel()))
+        plain += error_histogram(e)
+        if rebal is not None:
+            rebal += error_histogram(e, rebalanced_pixel_weights(truth_lab[..., 1:], stats))
     out = {
         "psnr": psnr(pred, truth),
         "ssim": ssim(pred, truth),
-        "ab_rmse": _rms(e),
-        "auc": 100.0 * auc_of_errors(e),
+        "ab_rmse": math.sqrt(squares / (truth.shape[0] * truth.shape[1])),
+        "auc": 100.0 * auc_of_histogram(plain),
     }
-    if stats is not None:
-        w = rebalanced_pixel_weights(truth_lab[..., 1:], stats)
-        out["auc_rebal"] = 100.0 * auc_of_errors(e, weights=w)
+    if rebal is not None:
+        out["auc_rebal"] = 100.0 * auc_of_histogram(rebal)
     c_pred, c_truth = colourfulness(pred), colourfulness(truth)
     out.update(
         colourfulness_pred=c_pred, colourfulness_truth=c_truth, colourfulness_diff=c_pred - c_truth

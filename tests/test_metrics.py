@@ -289,6 +289,29 @@ def test_compare_pair_with_stats_adds_rebalanced_auc():
     assert r["auc_rebal"] == 100.0
 
 
+def test_compare_pair_in_strips_is_the_whole_image(monkeypatch):
+    # compare works in strips of rows (a 6000x4000 pair would need 1.3 GB of Lab and errors):
+    # strips of 7 rows, the last one short, give the whole image's figures, and the a/b ones
+    # are those of the whole-image functions.
+    rng = np.random.default_rng(5)
+    truth = cv2.resize(rng.integers(0, 256, (4, 5, 3), dtype=np.uint8), (40, 33))
+    pred = np.clip(truth.astype(int) + rng.integers(-60, 60, truth.shape), 0, 255).astype(np.uint8)
+    stats = toy_stats()
+    whole = metrics.compare_pair(pred, truth, stats)
+    monkeypatch.setattr(metrics, "STRIP_PIXELS", 40 * 7)
+    strips = metrics.compare_pair(pred, truth, stats)
+    assert strips.keys() == whole.keys()
+    for key, value in whole.items():
+        assert strips[key] == pytest.approx(value, rel=1e-12, abs=1e-12), key
+    lab_p, lab_t = rgb_to_lab(pred / 255.0), rgb_to_lab(truth / 255.0)
+    w = metrics.rebalanced_pixel_weights(lab_t[..., 1:], stats)
+    assert strips["ab_rmse"] == pytest.approx(metrics.ab_rmse(lab_p, lab_t), rel=1e-6)
+    assert strips["auc"] == pytest.approx(100 * metrics.auc(lab_p, lab_t), rel=1e-6)
+    assert strips["auc_rebal"] == pytest.approx(100 * metrics.auc(lab_p, lab_t, w), rel=1e-6)
+    assert strips["colourfulness_pred"] == pytest.approx(metrics.colourfulness(pred), rel=1e-12)
+    assert 0 < strips["auc_rebal"] < 100 and strips["ab_rmse"] > 0
+
+
 def test_compare_pair_rejects_tiny_image():
     with pytest.raises(RecolorError, match="SSIM window"):
         metrics.compare_pair(const_rgb(8, 40, (1, 2, 3)), const_rgb(8, 40, (1, 2, 3)))
