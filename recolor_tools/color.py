@@ -89,6 +89,26 @@ def lab_to_rgb(lab: np.ndarray) -> np.ndarray:
     return np.clip(rgb, 0.0, 1.0, out=rgb)
 
 
+STRIP_PIXELS = 1 << 20
+"""Pixels converted at a time by :func:`lab_to_rgb_as` (a few MB of float temporaries)."""
+
+
+def lab_to_rgb_as(lab: np.ndarray, dtype: type = np.uint8) -> np.ndarray:
+    """:func:`lab_to_rgb` rounded to ``dtype`` (uint8: :func:`to_uint8`, uint16:
+    :func:`to_uint16`; a float type as it is), converted in strips of rows: a 6000x4000 image needs
+    no float copy of the whole (275 MB per copy), and every pixel is what the whole-image
+    functions give."""
+    lab = check_image(lab, "lab")
+    H, W = lab.shape[:2]
+    out = np.empty((H, W, 3), dtype)
+    rounded = {np.dtype(np.uint8): to_uint8, np.dtype(np.uint16): to_uint16}.get(np.dtype(dtype))
+    step = max(1, STRIP_PIXELS // max(W, 1))
+    for a in range(0, H, step):
+        rgb = lab_to_rgb(lab[a : a + step])
+        out[a : a + step] = rgb if rounded is None else rounded(rgb)
+    return out
+
+
 def to_float(img: np.ndarray) -> np.ndarray:
     """Integer samples as float32 in [0, 1]: uint8 / 255, uint16 / 65535; floats clipped to
     [0, 1]. The inverse of :func:`to_uint8` and :func:`to_uint16` up to rounding."""

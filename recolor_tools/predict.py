@@ -54,7 +54,7 @@ import numpy as np
 import torch
 
 from . import checkpoints, defaults, models
-from .color import lab_to_rgb, rgb_to_lab, to_uint8, to_uint16
+from .color import lab_to_rgb_as, rgb_to_lab
 from .errors import RecolorError
 from .guide import class_probabilities, steer
 from .hints import Hints, resolve_points
@@ -322,9 +322,7 @@ def compose(
             lab[:, :, 1:] *= np.float32(saturation)
         if hints is not None:
             hints.paste(lab[:, :, 1:], a)
-        rgb = lab_to_rgb(lab)
-        rounded = {np.uint8: to_uint8, np.uint16: to_uint16}.get(dtype)
-        out[a:b] = rgb if rounded is None else rounded(rgb)
+        out[a:b] = lab_to_rgb_as(lab, dtype)
     return out
 
 
@@ -486,7 +484,7 @@ class Predictor:
         lab = np.zeros((len(xy), top.shape[1], 3), np.float32)
         lab[:, :, 0] = item.L[xy[:, 1], xy[:, 0]][:, None]
         lab[:, :, 1:] = self.model.classes.cpu().numpy()[top]
-        rgb8 = to_uint8(lab_to_rgb(lab))
+        rgb8 = lab_to_rgb_as(lab, np.uint8)
         return [[("#" + bytes(c).hex(), float(pi[q])) for c, q in zip(row, t, strict=True)]
                 for row, t, pi in zip(rgb8, top, p, strict=True)]  # fmt: skip
 

@@ -203,8 +203,24 @@ def image_encoder(rgb, dest: Path | None, ext: str, source=None, **options):
     :func:`recolor_tools.imagemeta.encode_output`)."""
     from ..imagemeta import encode_output
 
-    ext = dest.suffix if dest is not None and dest.suffix else ext
-    return functools.partial(encode_output, rgb, ext, source, **options)
+    return functools.partial(encode_output, rgb, _output_ext(dest, ext), source, **options)
+
+
+def output_dtype(dest: Path | None, ext: str, source=None, depth=None, keep_profile=False):
+    """The sample type to compute an output for ``dest`` in (as :func:`image_encoder` names its
+    format): the file's own (uint8 or uint16, so it is rounded once and no float copy of the
+    whole image is kept), or float32 where ``keep_profile`` converts it first."""
+    import numpy as np
+
+    from ..imagemeta import output_depth
+
+    if keep_profile:
+        return np.float32
+    return np.uint16 if output_depth(depth, source, _output_ext(dest, ext)) == 16 else np.uint8
+
+
+def _output_ext(dest: Path | None, ext: str) -> str:
+    return dest.suffix if dest is not None and dest.suffix else ext
 
 
 def image_writer(rgb, dest: Path | None, ext: str, source=None, **options):

@@ -23,6 +23,7 @@ from .common import (
     app,
     image_writer,
     input_name,
+    output_dtype,
 )
 
 
@@ -75,7 +76,7 @@ def from_lab(
     Images are sRGB and embed its profile, with the source's EXIF and XMP (from to-lab's
     records), at the source's depth.
     """
-    from ..color import lab_to_rgb
+    from ..color import lab_to_rgb_as
     from ..imagemeta import ImageMeta
     from ..records import iter_lab_sources
 
@@ -91,9 +92,10 @@ def from_lab(
             if out.skip(rec.name):
                 continue
             with tool.guard(rec.name):
-                rgb = lab_to_rgb(rec.lab(gray_if_l_only=True))
-                src = ImageMeta.from_json(rec.source)
-                out.write(rec.name, image_writer(rgb, out.path(rec.name), ext, src, **options))
+                src, dest = ImageMeta.from_json(rec.source), out.path(rec.name)
+                dtype = output_dtype(dest, ext, src, depth, keep_profile)
+                rgb = lab_to_rgb_as(rec.lab(gray_if_l_only=True), dtype)
+                out.write(rec.name, image_writer(rgb, dest, ext, src, **options))
     tool.exit()
 
 
