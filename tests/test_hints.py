@@ -335,6 +335,7 @@ def test_bad_hint_files_give_one_line_each_and_the_rest_is_done(tmp_path, weight
         (["--palette", "#fff,,#zz"], 1, "#fff,,#zz: --palette is no image file"),
         (["--palette", "missing.jpg"], 1, "missing.jpg: no such file (--palette takes"),
         (["--head", "reg", "--hint", "1,1=#fff"], 1, "colour hints and palettes need the cls"),
+        (["--suggest", "1,1"], 2, "--suggest prints colours and writes no image: drop -o"),
     ],
 )
 def test_bad_hint_options_give_one_line(tmp_path, weights, image, args, rc, match):

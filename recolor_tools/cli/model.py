@@ -167,6 +167,8 @@ def predict(
         args = tool.stdin_inputs(inputs)
         everything = expand_inputs(args)
         router, ext, paths = None, None, everything
+        if suggest and output is not None:
+            tool.usage("--suggest prints colours and writes no image: drop -o")
         if not suggest:
             router, ext, paths = _predict_outputs(tool, everything, output, fmt, skip_existing)
         predictor = source = None
