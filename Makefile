@@ -6,7 +6,8 @@ BIN := $(VENV)/bin
 # torch 2.13.0 is pinned so pip takes the CPU wheel rather than a multi-GB CUDA build.
 TORCH ?= torch==2.13.0
 
-.PHONY: demo test lint bench fuzz weights weights-eval hint-weights affinity-weights clean
+.PHONY: demo test lint bench fuzz weights weights-eval hint-weights hint-train hint-eval affinity-weights \
+	clean
 
 $(BIN)/recolor: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -73,11 +74,19 @@ weights-eval: $(BIN)/recolor
 # A cls model that takes colour hints (issue 15), trained from scratch like the shipped one with
 # hints simulated from the truth (after `make weights`: it reuses its subset and statistics).
 # Not copied into weights/: its table is to be set against the steered shipped model's in the
-# model card ("Guided recolouring") first. About 4 minutes of one H100.
+# model card ("Guided recolouring") first. About 4 minutes of one H100. On a GPU machine that
+# has not the posters, `make hint-train` there (carry runs/posters and runs/stats.npz), then
+# `make hint-eval` where they are.
 hint-weights: $(BIN)/recolor
+	$(MAKE) hint-train
+	$(MAKE) hint-eval
+
+hint-train: $(BIN)/recolor
 	$(BIN)/recolor train --head cls --hints $(RUNS)/posters/train --val $(RUNS)/posters/val200 \
 		--stats $(RUNS)/stats.npz --steps $(STEPS_CLS) --eval-every $$(($(STEPS_CLS) / 6)) \
 		$(TRAIN_FLAGS) $(CLS_FLAGS) --out $(RUNS)/cls-hints
+
+hint-eval: $(BIN)/recolor
 	$(BIN)/python weights/evaluate_hints.py $(DATA)/val --stats $(RUNS)/stats.npz \
 		--weights $(RUNS)/cls-hints/cls.pt --skip 100 --dump $(RUNS)/cls-hints/hints.jsonl
 
