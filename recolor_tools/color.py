@@ -1,7 +1,8 @@
 """sRGB <-> CIELAB conversion, as OpenCV defines it for float input.
 
-All functions take and return float32 arrays of shape (..., H, W, 3) with channels last and RGB
-order (not OpenCV's BGR).
+The conversions take and return float32 arrays of shape (..., H, W, 3) with channels last and
+RGB order (not OpenCV's BGR); :func:`to_float`, :func:`to_uint8`, :func:`to_uint16` and
+:func:`lab_to_rgb_as` move between float samples in [0, 1] and 8- or 16-bit ones.
 
 Notes
 -----
