@@ -94,6 +94,14 @@ STRIP_PIXELS = 1 << 20
 """Pixels converted at a time by :func:`lab_to_rgb_as` (a few MB of float temporaries)."""
 
 
+def row_strips(H: int, W: int, pixels: int | None = None) -> list[slice]:
+    """Slices of rows of an (H, W) image, about ``pixels`` (default :data:`STRIP_PIXELS`) pixels
+    each and at least one row, covering all H rows: the unit in which whole-image work is done
+    without whole-image temporaries."""
+    step = max(1, (STRIP_PIXELS if pixels is None else pixels) // max(W, 1))
+    return [slice(r, r + step) for r in range(0, H, step)]
+
+
 def lab_to_rgb_as(lab: np.ndarray, dtype: type = np.uint8) -> np.ndarray:
     """:func:`lab_to_rgb` rounded to ``dtype`` (uint8: :func:`to_uint8`, uint16:
     :func:`to_uint16`; a float type as it is), converted in strips of rows: a 6000x4000 image needs
@@ -103,10 +111,9 @@ def lab_to_rgb_as(lab: np.ndarray, dtype: type = np.uint8) -> np.ndarray:
     H, W = lab.shape[:2]
     out = np.empty((H, W, 3), dtype)
     rounded = {np.dtype(np.uint8): to_uint8, np.dtype(np.uint16): to_uint16}.get(np.dtype(dtype))
-    step = max(1, STRIP_PIXELS // max(W, 1))
-    for a in range(0, H, step):
-        rgb = lab_to_rgb(lab[a : a + step])
-        out[a : a + step] = rgb if rounded is None else rounded(rgb)
+    for rows in row_strips(H, W):
+        rgb = lab_to_rgb(lab[rows])
+        out[rows] = rgb if rounded is None else rounded(rgb)
     return out
 
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from recolor_tools.color import check_image, rgb_to_lab
+from recolor_tools.color import check_image, rgb_to_lab, row_strips
 from recolor_tools.errors import RecolorError
 from recolor_tools.imageio import resize_to
 
@@ -96,7 +96,7 @@ def psnr(pred: np.ndarray, truth: np.ndarray) -> float:
     a, b = np.asarray(pred), np.asarray(truth)
     sse = sum(  # float64 copies of a strip, not of the image
         cv2.norm(a[rows].astype(np.float64), b[rows].astype(np.float64), cv2.NORM_L2SQR)
-        for rows in _row_strips(*a.shape[:2])
+        for rows in row_strips(*a.shape[:2], STRIP_PIXELS)
     )
     mse = sse / a.size
     if mse == 0.0:
@@ -337,7 +337,7 @@ def colourfulness(rgb: np.ndarray) -> float:
     # Strip by strip: float32 holds rg and yb of 0..255 integers exactly, meanStdDev sums in
     # float64, and the strips' moments add up (n m and n (s^2 + m^2)) to the image's.
     first, second = np.zeros(2), np.zeros(2)
-    for rows in _row_strips(*x.shape[:2]):
+    for rows in row_strips(*x.shape[:2], STRIP_PIXELS):
         part = x[rows] if x.dtype == np.float64 else x[rows].astype(np.float32)
         opp = cv2.transform(part, np.array([[1, -1, 0], [0.5, 0.5, -1]]))  # rg, yb
         m, sd = (v.ravel() for v in cv2.meanStdDev(opp))
@@ -347,12 +347,6 @@ def colourfulness(rgb: np.ndarray) -> float:
     mean = first / (x.shape[0] * x.shape[1])
     std = np.sqrt(np.maximum(second / (x.shape[0] * x.shape[1]) - mean * mean, 0.0))
     return float(np.hypot(*std) + 0.3 * np.hypot(*mean))
-
-
-def _row_strips(H: int, W: int) -> list[slice]:
-    """Slices of rows holding about :data:`STRIP_PIXELS` pixels each, covering H rows."""
-    step = max(1, STRIP_PIXELS // max(W, 1))
-    return [slice(r, r + step) for r in range(0, H, step)]
 
 
 def compare_pair(
@@ -391,7 +385,7 @@ def compare_pair(
     # be 1.3 GB): squared errors and error histograms add up over the strips.
     squares, plain = 0.0, np.zeros(AUC_T_MAX + 2)
     rebal = np.zeros(AUC_T_MAX + 2) if stats is not None else None
-    for rows in _row_strips(*truth.shape[:2]):
+    for rows in row_strips(*truth.shape[:2], STRIP_PIXELS):
         pred_lab = rgb_to_lab(pred[rows].astype(np.float32) / 255.0)
         truth_lab = rgb_to_lab(truth[rows].astype(np.float32) / 255.0)
         e = ab_error(pred_lab, truth_lab)
