@@ -2,22 +2,26 @@
 that predicts it is left as it is; at most a small learned layer decides where hints spread).
 
 The cls head predicts, per output cell x, a distribution p(c | x) over the Q colour classes.
-Guidance adds to its log-distribution, before the annealed mean decodes it
+Guidance changes it, before the annealed mean decodes it
 (:func:`recolor_tools.models.decode`):
 
 - a palette, as a change of prior (the model's prior is the training set's class frequency):
   ``log p'(c|x) = log p(c|x) + alpha (log(h(c) + eps) - log(prior(c) + eps))``, with ``h`` the
   soft-encoded class histogram of the palette colours (weighted, summing to 1), ``prior`` the
   checkpoint's class prior, :data:`ALPHA` = 1, :data:`EPS` = 1e-4;
-- each point hint i, at output cell x_i with colour q_i (soft-encoded over the classes):
-  ``+ beta sim_i(x)^pow (log(q_i(c) + eps) - mean_c log(q_i(c) + eps))``, with ``sim_i(x)`` the
-  cosine similarity of the affinity features at x and at x_i (the decoder's 1/4-resolution
-  features, through a learned 1x1 layer where the model has one: ``recolor train --affinity``,
-  trained by :func:`affinity_loss`), clamped at 0,
-  times ``exp(-d^2 / (2 (RADIUS D)^2))`` of the distance d between x and x_i (D the grid's
-  diagonal), :data:`BETA` = 2, :data:`POWER` = 4, :data:`RADIUS` = 0.35 (tuned on the first 40
-  validation posters), ``eps`` = :data:`EPS`. The hint spreads to what the network sees as
-  the same kind of region nearby, and fades across edges.
+- each point hint i, at output cell x_i with colour q_i (soft-encoded over the classes), is
+  mixed in: ``p'(c|x) = (1 - sum_i m_i(x)) p(c|x) + sum_i m_i(x) q_i(c)`` with
+  ``m_i(x) = gamma sim_i(x)^pow min(1, odds_i(x))^0.5``, divided by their sum where that passes
+  1 (hints that fully reach a cell share it and leave nothing of the network's guess).
+  ``odds_i(x) = sum_c q_i(c) p(c|x) / sum_c q_i(c) prior(c)``: a hint reaches less where the
+  network finds its colour less likely than the training set does (:data:`ODDS_POWER`).
+  ``sim_i(x)`` is the cosine similarity of the affinity features at x and at x_i (the
+  decoder's 1/4-resolution features, through a learned 1x1 layer where the model has one:
+  ``recolor train --affinity``, trained by :func:`affinity_loss`), clamped at 0, times
+  ``exp(-d^2 / (2 (RADIUS D)^2))`` of the distance d between x and x_i (D the grid's diagonal);
+  :data:`GAMMA` = 4, :data:`POWER` = 4, :data:`RADIUS` = 0.35. A hint spreads to what the
+  network sees as the same kind of region nearby and fades across edges; the cells that no
+  hint reaches keep p exactly (``predict`` gives the hint's own pixels its colour exactly).
 
 Issue 15's calibration (shipped cls, first 100 of a held-out set of old posters, full size, beta
 1, power 8) measured: the truth's 8-colour palette +3.45 dB PSNR and +7.8 rebalanced AuC; 10
@@ -52,35 +56,59 @@ if TYPE_CHECKING:
 ALPHA = 1.0
 """Strength of the palette's change of prior (1: replace the training prior by the palette)."""
 EPS = 1e-4
-"""Floor of a soft-encoded histogram (palette, prior, hint colour) before its log: the classes
+"""Floor of a soft-encoded histogram (palette, prior) before its log: the classes
 a palette lacks are damped by at most log(1e-4) = -9.2 against the prior, not forbidden. For the
 palette, on the first 100 validation posters, the truth's 8-colour palette (PSNR gain over
 automatic, rebalanced AuC gain): eps 1e-2 +1.81 dB / +3.8; 1e-3 +2.50 / +6.6; 1e-4 +2.60 / +7.7;
 1e-5 +2.72 / +8.0 (1e-6 the same); on posters 101-800, 1e-3 +3.23 / +7.2, 1e-4 +3.72 / +8.3,
 1e-5 +3.82 / +8.5, while another poster's palette moved PSNR by -0.86 dB (1e-3) and -1.24
-(1e-5). 1e-4 takes most of the gain and is the hint colours' floor too. ALPHA 1.5 / 2 with
+(1e-5). 1e-4 takes most of the gain. ALPHA 1.5 / 2 with
 1e-3: +2.32 / +7.2 and +2.04 / +7.4 (more rebalanced AuC, less PSNR)."""
-BETA = 2.0
-"""Strength of a point hint at its own cell (sim = 1), unless the hints say another
-(``predict --hint-strength``, :attr:`recolor_tools.hints.Hints.strength`; weights/README.md has
-2, 4 and 8 on the held-out posters). Chosen with :data:`POWER` on the first 40
-validation posters, 10 truth points (PSNR gain over automatic, rebalanced AuC gain): beta 1 /
-power 8 (the issue's calibration) +2.40 dB / +5.5; 2 / 8 +2.86 / +7.1; 1 / 4 +3.22 / +7.5;
-2 / 4 +3.25 / +7.7; 3 / 4 +3.19 / +7.6; 2 / 2 +3.00 / +6.3; 3 / 16 +2.30 / +5.8."""
+GAMMA = 4.0
+"""Strength of a point hint: its share of a cell is ``GAMMA sim^POWER`` (times the odds term,
+at most 1), unless the hints say another (``predict --hint-strength``,
+:attr:`recolor_tools.hints.Hints.strength`).
+
+A mixture, not the product of experts used before (``log p + beta sim^pow (log q - mean log
+q)``, beta 2, power 4; the figures of RADIUS were measured with it): where the network was sure
+of another colour, the product settled between the two. All 800 validation posters
+(weights/evaluate_hints.py, the same draws), gain over automatic, PSNR / rebalanced AuC: 2
+points +1.53 dB / +2.9 (product), +1.86 / +3.3 (mixture, gamma 4, power 5), +1.77 / +3.5
+(these settings); 10 points +4.30 / +6.8, +4.54 / +7.2, +4.54 / +7.5.
+
+Chosen on the first 200, 10 points. Without the odds term, on one set of draws (the product:
++4.07 / +7.5), gamma / power 1 / 3 +4.67 / +8.0; 2 / 4 +4.67 / +8.1; 4 / 4 +4.70 / +8.1; 4 / 5
++4.63 / +8.2; 4 / 6 +4.51 / +8.2; 10 / 6 +4.60 / +8.2; 30 / 8 +4.52 / +8.2; 0.3 / 4 +2.98 /
++5.8. With it, on evaluate_hints.py's draws (4 / 5 without it: +4.63 / +8.8; 2 points +1.89 /
++4.2): ODDS_POWER 0.25 +4.58 / +9.1; 0.5 +4.42 / +9.2 (4 / 5), +4.57 / +9.2 (4 / 4; 2 points
++1.87 / +4.4), +4.57 / +9.2 (10 / 5), +4.60 / +9.1 (10 / 4), +4.62 / +9.1 (4 / 3); 1 +4.11 to
++4.34 / +9.3 (4 / 4, 10 / 4, 10 / 5: colour for PSNR). Retraining the affinity layer for the
+mixture (1,500 steps, ``make affinity-weights``) moved nothing (+4.59 / +8.8 against
++4.63 / +8.8), so the layer trained for the product is kept; nor did adding the product's
+shift at beta 0.5 or 1 to the mixture (+4.64 / +8.8), or sharpening the hints' shares toward
+the strongest one (+4.53 / +8.9).
+
+Before, for the product, on the first 40 validation posters, 10 truth points: beta 1 / power 8
+(the issue's calibration) +2.40 dB / +5.5; 2 / 8 +2.86 / +7.1; 1 / 4 +3.22 / +7.5; 2 / 4
++3.25 / +7.7; 3 / 4 +3.19 / +7.6; 2 / 2 +3.00 / +6.3; 3 / 16 +2.30 / +5.8."""
 POWER = 4.0
-"""Power of the feature similarity: higher keeps a hint to more similar regions (see BETA)."""
+"""Power of the feature similarity: higher keeps a hint to more similar regions (see GAMMA)."""
+ODDS_POWER = 0.5
+"""How much a hint's share of a cell shrinks where the network finds the hint's colour less
+likely than the training set does: ``m_i(x)`` is multiplied by ``min(1, odds)^ODDS_POWER``,
+``odds = sum_c q_i(c) p(c|x) / sum_c q_i(c) prior(c)`` (0: not at all). See GAMMA."""
 TRAIN_POINTS = 20
 """Most points drawn per crop by :func:`affinity_loss` (uniformly 1 to this many)."""
 RADIUS = 0.35
 """Width of the Gaussian of the distance that multiplies a point hint's similarity, as a
 fraction of the output grid's diagonal. Without it a hint leaks to every region whose features
-look alike (a red fender turned a whole background red on the Kodak examples). With beta 2 and
-power 4, first 40 validation posters, 2 / 10 truth points (PSNR, rebalanced AuC gains): no
-distance term +1.30 dB / +3.9 and +3.25 / +7.7; radius 0.2 +0.98 / +3.5 and +3.26 / +7.5;
-0.35 +1.29 / +4.0 and +3.49 / +8.2.
+look alike (a red fender turned a whole background red on the Kodak examples). With the
+product rule (see GAMMA), beta 2 and power 4, first 40 validation posters, 2 / 10 truth points
+(PSNR, rebalanced AuC gains): no distance term +1.30 dB / +3.9 and +3.25 / +7.7; radius 0.2
++0.98 / +3.5 and +3.26 / +7.5; 0.35 +1.29 / +4.0 and +3.49 / +8.2.
 
-Tried on the first 100 validation posters with 10 truth points (+3.25 dB / +6.1 with these
-settings; a one-off sweep that ran the network once per poster and drew its points apart from
+Tried on the first 100 validation posters with 10 truth points (+3.25 dB / +6.1 with the
+product rule; a one-off sweep that ran the network once per poster and drew its points apart from
 weights/evaluate_hints.py, whose figures differ by a few tenths), not adopted: the hint colours
 also as a palette (strength 0.25 to 1): +3.27 / +6.1 at best; a lightness term
 exp(-dL^2 / (2 s^2)) on the similarity (s = 5, 10, 20 L units): +2.73 / +5.4 to +3.22 / +6.2;
@@ -89,7 +117,7 @@ temperature (0.3, 0.25, 0.2) for hinted images: all within 0.3 of these. With th
 colour similarity in place of the features (an oracle, ``evaluate_hints.py --oracle``), all 800
 posters, 10 points, gain +5.74 dB / +7.3 at this beta and +6.73 / +8.7 with the hint's colour
 forced wherever the truth matches it (beta 30), against +4.30 / +6.8 for the shipped features
-(weights/README.md, "Why 10 points stop at +6.8")."""
+(+4.54 / +7.2 with the mixture; weights/README.md, "Why 10 points stop at +6.8")."""
 
 
 def soft_histogram(
@@ -169,23 +197,29 @@ def steer(
     if len(cell):
         idx = torch.from_numpy(cell).to(feats.device)[None]
         ab_t = torch.from_numpy(ab)[None]
-        logp = logp + point_shift(feats.float()[None], idx, ab_t, classes, hints.strength)[0]
+        logp = point_mix(logp[None], feats.float()[None], idx, ab_t, classes, hints.strength,
+                         prior)[0]  # fmt: skip
     return logp
 
 
-def point_shift(
+def point_mix(
+    logp: torch.Tensor,
     feats: torch.Tensor,
     cells: torch.Tensor,
     ab: torch.Tensor,
     classes: torch.Tensor,
-    beta: float | None = None,
+    gamma: float | None = None,
+    prior: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """(B, Q, h', w') what K point hints per image add to the log-distribution (the module
-    docstring's sum).
+    """(B, Q, h', w') the log-distribution ``logp`` with K point hints per image mixed in (the
+    module docstring's mixture).
 
     ``feats`` (B, C, h', w') are the features compared between cells
     (:meth:`Colorizer.affinity_features`), ``cells`` (B, K) the hints' flat cell indices, ``ab``
-    (B, K, 2) their colours, ``beta`` their strength (default :data:`BETA`).
+    (B, K, 2) their colours, ``gamma`` their strength (default :data:`GAMMA`), ``prior`` (Q,) the
+    class prior that the network's odds for a hint's colour are taken against (None: shares
+    are not damped by those odds). Cells that no hint reaches keep ``logp`` as it is, bit for
+    bit.
     """
     (B, C, gh, gw), K = feats.shape, cells.shape[1]
     f = F.normalize(feats.reshape(B, C, -1), dim=1)  # (B, C, h'w')
@@ -196,11 +230,17 @@ def point_shift(
         d2 = (n // gw - cells[..., None] // gw) ** 2 + (n % gw - cells[..., None] % gw) ** 2
         sim = sim * torch.exp(-d2 / (2 * RADIUS**2 * (gh**2 + gw**2)))
     ones = torch.ones(B * K, device=f.device)
-    q = soft_histogram(ab.reshape(-1, 2).to(f.device), ones, classes).reshape(B, K, -1)
-    lq = torch.log(q.float() + EPS)
-    lq = lq - lq.mean(dim=2, keepdim=True)  # (B, K, Q)
-    beta = BETA if beta is None else beta
-    return beta * (lq.transpose(1, 2) @ sim).reshape(B, -1, gh, gw)
+    q = soft_histogram(ab.reshape(-1, 2).to(f.device), ones, classes).reshape(B, K, -1).float()
+    p = torch.softmax(logp.reshape(B, -1, gh * gw), dim=1)  # (B, Q, h'w')
+    m = (GAMMA if gamma is None else gamma) * sim
+    if prior is not None:
+        prior = prior.to(p.device, p.dtype)
+        odds = (q @ p) / (q @ (prior / prior.sum()))[..., None]  # (B, K, h'w')
+        m = m * odds.clamp_max(1) ** ODDS_POWER
+    m = m / m.sum(1, keepdim=True).clamp_min(1)  # shares of the hints, summing to at most 1
+    mixed = (1 - m.sum(1, keepdim=True)) * p + q.transpose(1, 2) @ m
+    mixed = torch.log(mixed.clamp_min(1e-30)).reshape(logp.shape)
+    return torch.where((m.sum(1) > 0).reshape(B, 1, gh, gw), mixed, logp)
 
 
 def affinity_loss(
@@ -210,7 +250,7 @@ def affinity_loss(
 
     For each batch, K (1 to :data:`TRAIN_POINTS`) cells of each crop are drawn at random and
     hinted with the truth's colour there; the logits ``z`` (B, Q, h', w') are steered by them as
-    :func:`point_shift` does with ``feats`` (B, D, h', w') and decoded by the annealed mean
+    :func:`point_mix` does with ``feats`` (B, D, h', w') and decoded by the annealed mean
     (T = 0.38). The loss is, averaged over the crops, the mean a/b distance to the truth (capped
     at 150, as the AuC's thresholds), once weighted by the rebalancing weights ``pw`` and once
     plain: so it is 150 (1 - AuC / 100) for the rebalanced and the raw AuC together (Zhang et al.
@@ -229,7 +269,7 @@ def affinity_loss(
     cells = torch.randint(0, gh * gw, (B, k), device=z.device)
     hint_ab = truth.gather(1, cells[..., None].expand(B, k, 2))
     steered = F.log_softmax(z.detach().float(), dim=1)
-    steered = steered + point_shift(feats.float(), cells, hint_ab, classes)
+    steered = point_mix(steered, feats.float(), cells, hint_ab, classes)
     pred = decode(steered, classes).reshape(B, 2, -1).transpose(1, 2)  # (B, h'w', 2)
     err = (pred - truth).norm(dim=2).clamp_max(150)  # (B, h'w')
     return ((pw * err).sum(1) / pw.sum(1) + err.mean(1)).mean()

@@ -155,8 +155,8 @@ class Hints:
     percent : (N, 2) bool ndarray
         Which coordinates of ``xy`` are percentages (none once resolved).
     strength : float or None
-        How strongly and how far the points spread (``predict --hint-strength``; the beta of
-        :mod:`recolor_tools.guide`); None: :data:`recolor_tools.guide.BETA`.
+        How strongly and how far the points spread (``predict --hint-strength``; the gamma of
+        :mod:`recolor_tools.guide`); None: :data:`recolor_tools.guide.GAMMA`.
 
     Points are arrays, not lists of pairs: a painted layer can hold millions.
     """

@@ -335,7 +335,7 @@ class Colorizer(nn.Module):
 
     def affinity_features(self, feats: torch.Tensor) -> torch.Tensor:
         """The (B, D, H/4, W/4) features whose cosine similarity spreads a point hint
-        (:func:`recolor_tools.guide.point_shift`): the decoder's ``feats`` through the learned
+        (:func:`recolor_tools.guide.point_mix`): the decoder's ``feats`` through the learned
         1x1 ``affinity`` layer, or ``feats`` themselves for a model without one."""
         return self.affinity(feats) if self.config.affinity else feats
 

@@ -2,7 +2,7 @@
 deterministically, ``recolor train --hints --init`` starts exactly from the automatic model, and
 a model fine-tuned on a tiny synthetic set follows a hint that lightness cannot tell. Learned
 affinity features (``recolor train --affinity``, what spreads a point hint over the class
-distribution, :func:`recolor_tools.guide.point_shift`) learn while the network stays as it is.
+distribution, :func:`recolor_tools.guide.point_mix`) learn while the network stays as it is.
 
 The synthetic set: gray images holding one square of lightness 55 whose hue is random per image,
 so only a hint can say the square's colour.

@@ -7,6 +7,7 @@ on colour quality); one uses the shipped cls weights to see a hint spread over i
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
@@ -58,6 +59,44 @@ def test_torch_decode_equals_the_numba_kernel(T):
     np.testing.assert_array_equal(mode, quant.mode(z.numpy(), classes.numpy(), axis=1))
     reg = torch.rand(1, 2, 3, 4) * 2 - 1
     np.testing.assert_array_equal(models.decode(reg, None).numpy(), reg.numpy() * 128)
+
+
+def test_point_hints_mix_into_the_distribution_where_they_reach():
+    """At its own cell a hint's share is 1 (the cell decodes to the hint's colour, whatever the
+    network said); a cell no hint reaches keeps its log-distribution bit for bit; two hints
+    that reach a cell fully share it and leave none of the network's distribution."""
+    from recolor_tools import guide
+
+    classes = torch.from_numpy(quant.gamut_classes(10).copy())
+    logp = torch.log_softmax(torch.randn(1, len(classes), 2, 3) * 3, dim=1)
+    feats = torch.zeros(1, 2, 2, 3)
+    feats[0, 0, 0, :2] = 1  # cells 0 and 1 look alike; the rest are orthogonal to them
+    feats[0, 1, 0, 2] = feats[0, 1, 1, :] = 1
+    red = torch.tensor([[[60.0, 40.0]]])
+    out = guide.point_mix(logp, feats, torch.tensor([[0]]), red, classes, gamma=4.0)
+    ab = models.decode(out, classes)[0, :, 0, :2].T
+    assert (ab - red[0]).norm(dim=1).max() < 3  # its cell and the look-alike one, forced
+    torch.testing.assert_close(out[..., 0, 2:], logp[..., 0, 2:], rtol=0, atol=0)
+    torch.testing.assert_close(out[..., 1, :], logp[..., 1, :], rtol=0, atol=0)
+    two = torch.tensor([[[60.0, 40.0], [-40.0, 50.0]]])
+    out = guide.point_mix(logp, feats, torch.tensor([[0, 1]]), two, classes, gamma=4.0)
+    p = out[0, :, 0, 0].exp()
+    q = guide.soft_histogram(two[0], torch.ones(2), classes)
+    near = math.exp(-1 / (2 * guide.RADIUS**2 * (2**2 + 3**2)))  # the other hint, 1 cell away
+    torch.testing.assert_close(p, (q[0] + near * q[1]) / (1 + near), rtol=0, atol=1e-6)
+    assert torch.equal(guide.point_mix(logp, feats, torch.tensor([[0]]), red, classes, 0.0), logp)
+    # With a prior: where the network is sure of another colour, the hint takes a smaller share.
+    sure = logp.clone()
+    sure[0, :, 0, 1] = -50
+    sure[0, int(torch.cdist(torch.tensor([[-40.0, 50.0]]), classes).argmin()), 0, 1] = 0
+    flat = torch.ones(len(classes))
+    plain, damped = (
+        guide.point_mix(sure, feats, torch.tensor([[0]]), red, classes, 1.0, prior)
+        for prior in (None, flat)
+    )
+    on_red = guide.soft_histogram(red[0], torch.ones(1), classes)[0] > 0
+    share = [o[0, on_red, 0, 1].exp().sum() for o in (plain, damped)]  # the hint's share there
+    assert share[0] > 0.5 and share[1] < 0.01
 
 
 def test_shipped_checkpoint_loads_with_its_classes():

@@ -150,7 +150,7 @@ def main() -> None:
     ap.add_argument("--skip", type=int, default=0, help="leave out the first N images")
     ap.add_argument("--first", type=int, help="then only N images in name order")
     ap.add_argument("--points", type=int, nargs="*", default=list(POINTS))
-    ap.add_argument("--beta", type=float, default=guide.BETA)
+    ap.add_argument("--gamma", type=float, default=guide.GAMMA)
     ap.add_argument("--power", type=float, default=guide.POWER)
     ap.add_argument("--alpha", type=float, default=guide.ALPHA)
     ap.add_argument("--radius", type=float, default=guide.RADIUS)
@@ -160,7 +160,7 @@ def main() -> None:
     ap.add_argument("--dump", type=Path, help="append each image's scores here (JSON lines)")
     ap.add_argument("--from-dump", type=Path, nargs="*", help="only tabulate these dumps")
     args = ap.parse_args()
-    guide.BETA, guide.POWER, guide.ALPHA = args.beta, args.power, args.alpha
+    guide.GAMMA, guide.POWER, guide.ALPHA = args.gamma, args.power, args.alpha
     guide.RADIUS = args.radius
     if args.from_dump:
         rows: dict[str, list[dict]] = {}
@@ -207,7 +207,7 @@ def report(rows: dict[str, list[dict]], what: str, card: Path | None) -> None:
         fid = [m["fidelity"] for m in ms if m["fidelity"] is not None]
         means[name]["fidelity"] = float(np.median(fid)) if fid else None
     text = (
-        f"{what}, full size; beta {guide.BETA}, power {guide.POWER}, radius {guide.RADIUS}, "
+        f"{what}, full size; gamma {guide.GAMMA}, power {guide.POWER}, radius {guide.RADIUS}, "
         f"alpha {guide.ALPHA}\n\n"
         f"{table(means)}\n"
     )
