@@ -48,9 +48,9 @@ def test_truth_hints_raise_the_scores_and_hold(tmp_path, val_folder):
 
 
 def test_the_oracle_spreads_hints_by_the_truth_colours(tmp_path, val_folder):
-    """--oracle: each hint reaches the cells of its own true colour, so forced (beta 30) a few
+    """--oracle: each hint reaches the cells of its own true colour, so forced (gamma 30) a few
     hints beat what the model's features make of the same hints."""
-    args = ["--points", "5", "--no-palettes", "--radius", "0", "--beta", "30"]
+    args = ["--points", "5", "--no-palettes", "--radius", "0", "--gamma", "30"]
     model = evaluate(val_folder, tmp_path / "s.npz", *args)
     oracle = evaluate(val_folder, tmp_path / "s.npz", *args, "--oracle", "10")
     assert list(oracle) == ["automatic", "5 points"]

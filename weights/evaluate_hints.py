@@ -17,8 +17,8 @@ with ``metrics.compare_pair`` against the truth:
 
 "fidelity" is the median a/b distance, at the hinted pixels, between the output and the hint
 (the median over images of each image's median).
-``--skip 100`` leaves out the first 100 images, on which the settings were chosen
-(``--beta``, ``--power``, ``--alpha`` try others).
+``--skip 200`` leaves out the first 200 images, on which the settings were chosen
+(``--gamma``, ``--power``, ``--alpha`` try others).
 
 ``--oracle SIGMA`` measures what the hints' propagation could give at best: each point's
 similarity is taken from the truth's own colours (the cosine of the soft encodings, width SIGMA

@@ -111,7 +111,7 @@ PredictHintStrength = Annotated[
     typer.Option(
         "--hint-strength",
         min=0,
-        help="How far point hints spread into look-alike regions (default 4; more suits flat "
+        help="How far point hints spread into look-alike regions (default 2; more suits flat "
         "posters, less photographs; 0 holds them to their own pixels).",
         show_default=False,
     ),
