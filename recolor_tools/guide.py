@@ -89,7 +89,8 @@ mixture (1,500 steps, ``make affinity-weights``) moved nothing (+4.59 / +8.8 aga
 shift at beta 0.5 or 1 to the mixture (+4.64 / +8.8), or sharpening the hints' shares toward
 the strongest one (+4.53 / +8.9). The odds uncapped up to 4 (a hint reaching further where the
 network agrees; 4 / 4) +4.48 / +9.4, taken against the image's mean distribution instead of the
-prior +4.64 / +9.1: the same trade of PSNR for colour.
+prior +4.64 / +9.1, ODDS_POWER 0.75 or 1 uncapped (up to 4 or 10) with gamma 4 or 8 +3.90 to
++4.30 / +9.5: the same trade of PSNR for colour.
 
 Mixing the annealed distributions (``softmax(log p / T)`` and ``q^(1/T)``, so that a share is a
 share of the decoded mean) leaks less but spreads less colour: 10 points, 4 / 4 / 0.5 +4.33 /
@@ -261,11 +262,12 @@ def affinity_loss(
 
     For each batch, K (1 to :data:`TRAIN_POINTS`) cells of each crop are drawn at random and
     hinted with the truth's colour there; the logits ``z`` (B, Q, h', w') are steered by them as
-    :func:`point_mix` does with ``feats`` (B, D, h', w') and decoded by the annealed mean
-    (T = 0.38). The loss is, averaged over the crops, the mean a/b distance to the truth (capped
-    at 150, as the AuC's thresholds), once weighted by the rebalancing weights ``pw`` and once
-    plain: so it is 150 (1 - AuC / 100) for the rebalanced and the raw AuC together (Zhang et al.
-    2016's AuC is linear in the capped distance), and it has a gradient.
+    :func:`point_mix` does with ``feats`` (B, D, h', w'), without the odds term (a model holds
+    no prior), and decoded by the annealed mean (T = 0.38). The loss is, averaged over the
+    crops, the mean a/b distance to the truth (capped at 150, as the AuC's thresholds), once
+    weighted by the rebalancing weights ``pw`` and once plain: so it is 150 (1 - AuC / 100) for
+    the rebalanced and the raw AuC together (Zhang et al. 2016's AuC is linear in the capped
+    distance), and it has a gradient.
 
     The truth's a/b per cell is the mean of its soft encoding (``targets["idx"]``,
     ``targets["w"]``, as :class:`Colorizer`'s Notes). Nothing reaches ``z``: only the features
