@@ -56,14 +56,14 @@ if TYPE_CHECKING:
 ALPHA = 1.0
 """Strength of the palette's change of prior (1: replace the training prior by the palette)."""
 EPS = 1e-4
-"""Floor of a soft-encoded histogram (palette, prior) before its log: the classes
-a palette lacks are damped by at most log(1e-4) = -9.2 against the prior, not forbidden. For the
-palette, on the first 100 validation posters, the truth's 8-colour palette (PSNR gain over
-automatic, rebalanced AuC gain): eps 1e-2 +1.81 dB / +3.8; 1e-3 +2.50 / +6.6; 1e-4 +2.60 / +7.7;
-1e-5 +2.72 / +8.0 (1e-6 the same); on posters 101-800, 1e-3 +3.23 / +7.2, 1e-4 +3.72 / +8.3,
-1e-5 +3.82 / +8.5, while another poster's palette moved PSNR by -0.86 dB (1e-3) and -1.24
-(1e-5). 1e-4 takes most of the gain. ALPHA 1.5 / 2 with
-1e-3: +2.32 / +7.2 and +2.04 / +7.4 (more rebalanced AuC, less PSNR)."""
+"""Floor of a soft-encoded histogram (palette, prior) before its log: the classes a palette
+lacks are damped by at most log(1e-4) = -9.2 against the prior, not forbidden. For the palette,
+on the first 100 validation posters, the truth's 8-colour palette (PSNR gain over automatic,
+rebalanced AuC gain): eps 1e-2 +1.81 dB / +3.8; 1e-3 +2.50 / +6.6; 1e-4 +2.60 / +7.7; 1e-5
++2.72 / +8.0 (1e-6 the same); on posters 101-800, 1e-3 +3.23 / +7.2, 1e-4 +3.72 / +8.3, 1e-5
++3.82 / +8.5, while another poster's palette moved PSNR by -0.86 dB (1e-3) and -1.24 (1e-5).
+1e-4 takes most of the gain. ALPHA 1.5 / 2 with 1e-3: +2.32 / +7.2 and +2.04 / +7.4 (more
+rebalanced AuC, less PSNR)."""
 GAMMA = 2.0
 """Strength of a point hint: its share of a cell is ``GAMMA sim^POWER`` (times the odds term,
 at most 1), unless the hints say another (``predict --hint-strength``,
@@ -129,7 +129,8 @@ temperature (0.3, 0.25, 0.2) for hinted images: all within 0.3 of these. With th
 colour similarity in place of the features (an oracle, ``evaluate_hints.py --oracle``), all 800
 posters, 10 points, gain +5.74 dB / +7.3 at this beta and +6.73 / +8.7 with the hint's colour
 forced wherever the truth matches it (beta 30), against +4.30 / +6.8 for the shipped features
-(+4.54 / +7.2 with the mixture; weights/README.md, "Why 10 points stop at +6.8")."""
+(+4.36 / +7.4 with the mixture, gamma 2; weights/README.md, "Why 10 points stop short of
++8")."""
 
 
 def soft_histogram(
