@@ -64,7 +64,8 @@ def test_torch_decode_equals_the_numba_kernel(T):
 def test_point_hints_mix_into_the_distribution_where_they_reach():
     """At its own cell a hint's share is 1 (the cell decodes to the hint's colour, whatever the
     network said); a cell no hint reaches keeps its log-distribution bit for bit; two hints
-    that reach a cell fully share it and leave none of the network's distribution."""
+    that reach a cell fully share it and leave none of the network's distribution; given the
+    prior, a hint takes almost no share of a cell where the network is sure of another colour."""
     from recolor_tools import guide
 
     classes = torch.from_numpy(quant.gamut_classes(10).copy())
