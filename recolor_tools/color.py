@@ -94,12 +94,15 @@ STRIP_PIXELS = 1 << 20
 """Pixels converted at a time by :func:`lab_to_rgb_as` (a few MB of float temporaries)."""
 
 
-def row_strips(H: int, W: int, pixels: int | None = None) -> list[slice]:
+def row_strips(
+    H: int, W: int, pixels: int | None = None, max_rows: int | None = None
+) -> list[slice]:
     """Slices of rows of an (H, W) image, about ``pixels`` (default :data:`STRIP_PIXELS`) pixels
-    each and at least one row, covering all H rows: the unit in which whole-image work is done
-    without whole-image temporaries."""
+    each, at least one row and at most ``max_rows``, covering all H rows (the last slice stops at
+    H): the unit in which whole-image work is done without whole-image temporaries."""
     step = max(1, (STRIP_PIXELS if pixels is None else pixels) // max(W, 1))
-    return [slice(r, r + step) for r in range(0, H, step)]
+    step = step if max_rows is None else min(step, max_rows)
+    return [slice(r, min(r + step, H)) for r in range(0, H, step)]
 
 
 def lab_to_rgb_as(lab: np.ndarray, dtype: type = np.uint8) -> np.ndarray:

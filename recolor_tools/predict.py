@@ -54,7 +54,7 @@ import numpy as np
 import torch
 
 from . import checkpoints, defaults, models
-from .color import lab_to_rgb_as, rgb_to_lab
+from .color import lab_to_rgb_as, rgb_to_lab, row_strips
 from .errors import RecolorError
 from .guide import class_probabilities, steer
 from .hints import Hints, resolve_points
@@ -74,7 +74,6 @@ MAX_ASPECT = 8
 """The working longer side is at most ``MAX_ASPECT * size``: a panorama costs no more than this."""
 BATCH_PIXELS = 32_000_000
 """A batch of inputs holds at most about this many full-resolution pixels at once (float32 L)."""
-_STRIP_PIXELS = 1 << 20  # full-resolution pixels converted per strip: a few MB of temporaries
 _REMAP_MAX = 16384  # cv2.remap needs both sides of its maps below 32767 (SHRT_MAX)
 
 
@@ -98,10 +97,10 @@ def working_shape(H: int, W: int, size: int, max_side: int | None = None) -> tup
 
 
 def _strips(H: int, W: int) -> Iterator[tuple[int, int]]:
-    """Row ranges [a, b) of about ``_STRIP_PIXELS`` pixels covering H rows of width W."""
-    rows = max(1, min(_STRIP_PIXELS // max(W, 1), _REMAP_MAX))
-    for a in range(0, H, rows):
-        yield a, min(a + rows, H)
+    """Row ranges [a, b) of :func:`recolor_tools.color.row_strips`, at most ``_REMAP_MAX`` rows
+    (the maps of :func:`upsample_ab`'s ``cv2.remap``)."""
+    for rows in row_strips(H, W, max_rows=_REMAP_MAX):
+        yield rows.start, rows.stop
 
 
 def lightness(rgb: np.ndarray) -> np.ndarray:

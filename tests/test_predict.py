@@ -15,7 +15,7 @@ import pytest
 from conftest import CLASSES, read_rgb_u8, run, smooth_image, tiny_checkpoint, write_rgb
 from typer.testing import CliRunner
 
-from recolor_tools import checkpoints, defaults, predict
+from recolor_tools import checkpoints, color, defaults, predict
 from recolor_tools.cli import app
 from recolor_tools.errors import RecolorError
 
@@ -126,7 +126,7 @@ def test_l_is_kept_where_no_clamping(predictors, head):
 def test_strips_do_not_change_the_result(predictors, monkeypatch):
     rgb = smooth_image(90, 70, 6).astype(np.float32) / 255
     whole = predictors["cls"].recolorize(rgb)
-    monkeypatch.setattr(predict, "_STRIP_PIXELS", 70 * 11)  # strips of 11 rows, last one short
+    monkeypatch.setattr(color, "STRIP_PIXELS", 70 * 11)  # strips of 11 rows, last one short
     np.testing.assert_array_equal(predictors["cls"].recolorize(rgb), whole)
 
 
