@@ -125,7 +125,15 @@ weights/evaluate_hints.py, whose figures differ by a few tenths), not adopted: t
 also as a palette (strength 0.25 to 1): +3.27 / +6.1 at best; a lightness term
 exp(-dL^2 / (2 s^2)) on the similarity (s = 5, 10, 20 L units): +2.73 / +5.4 to +3.22 / +6.2;
 eps 1e-3 or 1e-6 for the hint colours; beta 1.5 / 3, radius 0.25 / 0.5, power 3 / 6; a lower
-temperature (0.3, 0.25, 0.2) for hinted images: all within 0.3 of these. With the truth's own
+temperature (0.3, 0.25, 0.2) for hinted images: all within 0.3 of these. With the mixture, a
+geodesic distance in place of the straight one (the least sum of ``1 - cos`` of neighbouring
+cells' features along a path over the grid, exact by alternating row and column min-plus sweeps;
+``exp(-G / tau)``), posters 201-400, 2 / 10 points (these settings +1.93 dB / +3.8 and +5.10 /
++7.6): gamma 8, tau 1 +2.34 / +4.3 and +5.30 / +7.8; gamma 16 +2.57 / +4.4 and +5.41 / +7.7;
+gamma 4 +2.06 / +4.0 and +5.07 / +7.7; but on the README's photographs it carries the hints'
+red across the whole river and sky (nothing holds a hint near its point). Both terms (the
+radius and tau 1): gamma 2 +1.44 / +3.2 and +4.38 / +7.3, gamma 4 +1.83 / +3.7 and +4.89 / +7.6,
+gamma 8 with tau 0.5 +1.78 / +3.7 and +4.69 / +7.5: less leak, and no gain. With the truth's own
 colour similarity in place of the features (an oracle, ``evaluate_hints.py --oracle``), all 800
 posters, 10 points, gain +5.74 dB / +7.3 at this beta and +6.73 / +8.7 with the hint's colour
 forced wherever the truth matches it (beta 30), against +4.30 / +6.8 for the shipped features
