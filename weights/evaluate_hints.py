@@ -18,7 +18,8 @@ with ``metrics.compare_pair`` against the truth:
 "fidelity" is the median a/b distance, at the hinted pixels, between the output and the hint
 (the median over images of each image's median).
 ``--skip 200`` leaves out the first 200 images, on which the settings were chosen
-(``--gamma``, ``--power``, ``--alpha`` try others).
+(``--gamma``, ``--power``, ``--alpha`` try others); ``--seed`` draws other points and other
+palette posters.
 
 ``--oracle SIGMA`` measures what the hints' propagation could give at best: each point's
 similarity is taken from the truth's own colours (the cosine of the soft encodings, width SIGMA
@@ -154,6 +155,7 @@ def main() -> None:
     ap.add_argument("--power", type=float, default=guide.POWER)
     ap.add_argument("--alpha", type=float, default=guide.ALPHA)
     ap.add_argument("--radius", type=float, default=guide.RADIUS)
+    ap.add_argument("--seed", type=int, default=0, help="of the simulated hints' draws")
     ap.add_argument("--oracle", type=float, metavar="SIGMA", help="similarity from the truth")
     ap.add_argument("--no-palettes", action="store_true")
     ap.add_argument("--card", type=Path, help="model card to write the table into")
@@ -175,7 +177,7 @@ def main() -> None:
     predictor = Predictor.load(args.weights, "cls")
     every = expand_inputs([args.truth])
     files = every[args.skip :][: args.first]
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(args.seed)
     rows: dict[str, list[dict]] = {}
     for f in files:
         rgb = read_rgb(f)
