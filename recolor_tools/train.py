@@ -48,6 +48,7 @@ import os
 import random
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,7 @@ from .trainsetup import (
     Loaders,
     Optimiser,
     TrainConfig,
+    Unreadable,
     build_loaders,
     build_model,
     build_optimiser,
@@ -75,7 +77,6 @@ from .trainsetup import (
     setup_process,
     stats_of_data,
     takes_hints,
-    warn_unreadable,
 )
 
 __all__ = ["TrainConfig", "TrainState", "param_digest", "resolve_classes", "train"]
@@ -356,8 +357,12 @@ def restore(
 # training
 
 
-def train(cfg: TrainConfig) -> Path:
+def train(cfg: TrainConfig, report: Callable[[str], None] | None = None) -> Path:
     """Train a model as ``cfg`` says; returns the path of the final weights, ``OUT/{head}.pt``.
+
+    An unreadable training image is skipped (another takes its place in the batch) and told
+    once per process through ``report("path: reason (skipped)")``, by default a line on stderr
+    (``recolor train`` counts them as failed inputs: it exits 1 after writing the weights).
 
     Raises
     ------
@@ -366,23 +371,23 @@ def train(cfg: TrainConfig) -> Path:
     """
     d = setup_distributed(cfg.device)
     try:
-        return _train(cfg, d)
+        return _train(cfg, d, report)
     finally:
         if d.world > 1:
             dist.destroy_process_group()
 
 
-def _train(cfg: TrainConfig, d: Dist) -> Path:
+def _train(cfg: TrainConfig, d: Dist, report: Callable[[str], None] | None) -> Path:
     dev = setup_process(cfg, d)
     resumed, init = read_start(cfg, d)
     carried = resumed if resumed is not None else init
     cfg = resolve_freeze_bn(cfg, resumed)
 
     # -- data -----------------------------------------------------------------------------
-    warned: set[str] = set()  # unreadable images already reported
+    unreadable = Unreadable(report)  # each unreadable image told once
     train_paths = list_images(cfg.data)
     val_paths = list_images(cfg.val) if cfg.val else []
-    cs = resolve_classes(cfg, resumed, init, stats_of_data(cfg, d, train_paths, warned))
+    cs = resolve_classes(cfg, resumed, init, stats_of_data(cfg, d, train_paths, unreadable))
     loaders = build_loaders(cfg, d, dev, (train_paths, val_paths), cs, takes_hints(cfg, carried))
     total_steps = cfg.steps or (cfg.epochs or 10) * loaders.steps_per_epoch
     eval_every = cfg.eval_every or loaders.steps_per_epoch
@@ -426,7 +431,7 @@ def _train(cfg: TrainConfig, d: Dist) -> Path:
     while state.step < total_steps:
         loaders.sampler.set_epoch(state.epoch, state.pos)
         for batch in loaders.train:
-            warn_unreadable(batch["bad"], warned)
+            unreadable(batch["bad"])
             loss = train_step(run, state, batch)
             _show_progress(run, state, loss)
             if state.step % run.eval_every == 0 or state.step == total_steps:

@@ -13,6 +13,7 @@ import dataclasses
 import math
 import random
 import sys
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -286,7 +287,7 @@ def read_start(cfg: TrainConfig, d: Dist) -> tuple[dict | None, dict | None]:
     return resumed, init
 
 
-def stats_of_data(cfg: TrainConfig, d: Dist, paths: list[str], warned: set[str]):
+def stats_of_data(cfg: TrainConfig, d: Dist, paths: list[str], unreadable: Unreadable):
     """``compute`` for :func:`resolve_classes`: rebalancing statistics of the training images.
 
     Every rank computes the same (which avoids a long wait at a barrier); rank 0 reports
@@ -295,10 +296,7 @@ def stats_of_data(cfg: TrainConfig, d: Dist, paths: list[str], warned: set[str])
     from .rebalance import compute_stats
 
     def skipped(e: RecolorError) -> None:  # every rank sees every file here: rank 0 tells
-        if d.main:
-            warn_unreadable([f"{e.path}: {e.reason}"], warned)
-        else:
-            warned.add(f"{e.path}: {e.reason}")
+        unreadable([f"{e.path}: {e.reason}"], tell=d.main)
 
     def compute(classes: np.ndarray, grid: float):
         log(cfg, d, f"computing rebalancing statistics of {len(paths)} images")
@@ -501,9 +499,18 @@ def log(cfg: TrainConfig, d: Dist, text: str) -> None:
         print(f"recolor train: {text}", file=sys.stderr, flush=True)
 
 
-def warn_unreadable(bad: list[str], warned: set[str]) -> None:
-    """One line per unreadable image skipped (``bad`` holds ``"path: reason"``) and process."""
-    for b in bad:
-        if b and b not in warned:
-            warned.add(b)
-            print(f"recolor train: {b} (skipped)", file=sys.stderr, flush=True)
+class Unreadable:
+    """The unreadable images a run skipped, each told once per process: ``report("path:
+    reason (skipped)")`` (default: that line on stderr, after ``recolor train:``)."""
+
+    def __init__(self, report: Callable[[str], None] | None = None) -> None:
+        self.seen: set[str] = set()
+        self.report = report or (lambda line: print(f"recolor train: {line}", file=sys.stderr))
+
+    def __call__(self, bad: Iterable[str], tell: bool = True) -> None:
+        """Note each ``"path: reason"`` of ``bad`` (empty strings: none); tell the new ones."""
+        for b in bad:
+            if b and b not in self.seen:
+                self.seen.add(b)
+                if tell:
+                    self.report(f"{b} (skipped)")

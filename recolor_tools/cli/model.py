@@ -448,7 +448,7 @@ def train(
             )  # fmt: skip
         except ValueError as e:
             tool.usage(str(e))
-        path = run_training(cfg)
+        path = run_training(cfg, report=tool.fail)  # a skipped image: exit 1 at the end
         if os.environ.get("RANK", "0") == "0":  # one line, also under torchrun
             print(path, flush=True)
     tool.exit()
