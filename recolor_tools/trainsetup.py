@@ -505,7 +505,9 @@ class Unreadable:
 
     def __init__(self, report: Callable[[str], None] | None = None) -> None:
         self.seen: set[str] = set()
-        self.report = report or (lambda line: print(f"recolor train: {line}", file=sys.stderr))
+        self.report = report or (
+            lambda line: print(f"recolor train: {line}", file=sys.stderr, flush=True)
+        )
 
     def __call__(self, bad: Iterable[str], tell: bool = True) -> None:
         """Note each ``"path: reason"`` of ``bad`` (empty strings: none); tell the new ones."""
