@@ -38,6 +38,8 @@ from .imageio import decode_stored, read_bytes, read_rgb, resize_short_side
 PALETTE_IMAGE_SIDE = 64
 """A palette image is shrunk to this shorter side first: its colour histogram barely changes
 and the soft encoding then costs a few thousand pixels, not millions."""
+_MAX_SIZE = 2**31 - 1
+"""Largest side of a hint's square, in pixels (it is stored as int32; the image clips it)."""
 _HEX = re.compile(r"#?([0-9a-fA-F]{6}|[0-9a-fA-F]{3})")
 _EMPTY2 = np.zeros((0, 2), np.float32)
 
@@ -50,7 +52,7 @@ def parse_color(text: str) -> np.ndarray:
     ValueError
         Not a hex colour.
     """
-    m = _HEX.fullmatch(text.strip())
+    m = _HEX.fullmatch(text.strip()) if isinstance(text, str) else None  # JSON: any type
     if not m:
         raise ValueError(f"colour {text!r} is not #rrggbb or #rgb")
     h = m.group(1) if len(m.group(1)) == 6 else "".join(c * 2 for c in m.group(1))
@@ -285,8 +287,9 @@ class Hints:
 def point(x: float | str, y: float | str, color: str, size: int = 1) -> Hints:
     """One point hint; see :class:`Hints`. Raises ValueError on a bad colour or size."""
     _coord(str(x)), _coord(str(y))  # noqa: B018 - validate now, resolve per image later
-    if int(size) != size or size < 1:
-        raise ValueError(f"hint size must be a positive integer, got {size!r}")
+    whole = isinstance(size, int | float | np.integer) and float(size).is_integer()
+    if isinstance(size, bool) or not whole or not 1 <= size <= _MAX_SIZE:
+        raise ValueError(f"hint size must be a whole number of pixels, 1 to {_MAX_SIZE}: {size!r}")
     return Hints([(x, y)], parse_color(color)[None], np.array([int(size)], np.int32))
 
 
@@ -344,7 +347,10 @@ def parse_palette(spec: str) -> Hints:
 
 
 def _from_json(data: bytes) -> Hints:
-    doc = json.loads(data)
+    try:
+        doc = json.loads(data)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
     if not isinstance(doc, dict) or set(doc) - {"points", "palette"}:
         raise ValueError('expected an object with "points" and/or "palette"')
     out = Hints()

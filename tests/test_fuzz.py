@@ -1,5 +1,5 @@
-"""Fuzzing the two readers of untrusted bytes, the record reader and the image-reading path:
-whatever the bytes, nothing escapes but RecolorError.
+"""Fuzzing the readers of untrusted bytes, the record reader, the image-reading path and the
+JSON hint-file reader: whatever the bytes, nothing escapes but RecolorError.
 
 Derandomized and bounded in CI (RECOLOR_FUZZ_EXAMPLES, default 300 per target); ``make fuzz``
 runs 100,000. Inputs that once found a bug are kept as ``@example``s (the regression corpus)."""
@@ -7,6 +7,7 @@ runs 100,000. Inputs that once found a bug are kept as ``@example``s (the regres
 from __future__ import annotations
 
 import io
+import json
 import os
 import struct
 
@@ -18,6 +19,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from recolor_tools.errors import RecolorError
+from recolor_tools.hints import read_hints
 from recolor_tools.imageio import decode_rgb
 from recolor_tools.records import check_finite, iter_records
 
@@ -96,3 +98,50 @@ def test_image_reader_raises_only_recolor_errors(data):
     assert rgb.ndim == 3 and rgb.shape[2] == 3 and rgb.dtype == np.float32
     assert rgb.shape[0] * rgb.shape[1] <= 1 << 16
     assert np.isfinite(rgb).all() and rgb.min() >= 0 and rgb.max() <= 1
+
+
+_KEYS = st.sampled_from(["points", "palette", "x", "y", "color", "size", "weight"]) | st.text(
+    max_size=3
+)
+_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.sampled_from(["#c0392b", "#fff", "50%", "100%", "1", "-3", "1e400", "nan", "#ff"])
+    | st.text(max_size=6)
+)
+_JSON = st.recursive(
+    _SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_KEYS, inner, max_size=5),
+    max_leaves=20,
+)
+HINT_SEED = json.dumps(
+    {
+        "points": [{"x": 3, "y": "50%", "color": "#c0392b", "size": 3}],
+        "palette": [{"color": "#1d4e89", "weight": 0.5}],
+    }  # fmt: skip
+).encode()
+
+
+@FUZZ
+@given(st.one_of(_JSON.map(lambda doc: json.dumps(doc).encode()), _any_bytes([HINT_SEED])))
+@example(b'{"points": [{"x": 1, "y": 1, "color": 5}]}')  # once AttributeError
+@example(b'{"points": [{"x": 1, "y": 1, "color": "#fff", "size": 1e400}]}')  # once OverflowError
+@example(b'{"points": [{"x": 1, "y": 1, "color": "#fff", "size": 1e20}]}')  # once OverflowError
+@example(b"[" * 100_000)  # once RecursionError
+def test_hint_file_reader_raises_only_recolor_errors(tmp_path, data):
+    """Whatever a JSON hint file holds, reading it and placing it on an image gives hints or
+    one RecolorError line naming the file."""
+    path = tmp_path / "fuzz.json"
+    path.write_bytes(data)
+    try:
+        hints = read_hints(path)
+        resolved = hints.resolve(10, 12)
+    except RecolorError as e:
+        assert str(e.path) == str(path) or e.path is None
+        assert "\n" not in e.reason
+        return
+    squares = resolved.squares()
+    assert ((squares[:, :2] >= 0) & (squares[:, 2:] <= [12, 10])).all()
+    assert np.isfinite(resolved.ab).all() and np.isfinite(resolved.palette_w).all()
