@@ -64,7 +64,10 @@ def _coord(text: str) -> tuple[float, bool]:
     """``"120"`` -> (120, False) pixels; ``"50%"`` -> (50, True) percent."""
     t = text.strip()
     pct = t.endswith("%")
-    v = float(t[:-1] if pct else t)
+    try:
+        v = float(t[:-1] if pct else t)
+    except ValueError:
+        v = np.nan
     if not np.isfinite(v):
         raise ValueError(f"coordinate {text!r} is not a number")
     return v, pct

@@ -371,6 +371,7 @@ def test_bad_hint_files_give_one_line_each_and_the_rest_is_done(tmp_path, weight
     ("args", "rc", "match"),
     [
         (["--hint", "5,5=#nothex"], 2, "colour '#nothex' is not #rrggbb or #rgb"),
+        (["--hint", "a,5=#fff"], 2, "coordinate 'a' is not a number"),
         (["--palette", "{broken}"], 1, "{broken}: "),
         (["--palette", "#fff,,#zz"], 1, "#fff,,#zz: --palette is no image file"),
         (["--palette", "missing.jpg"], 1, "missing.jpg: no such file (--palette takes"),
@@ -389,6 +390,22 @@ def test_bad_hint_options_give_one_line(tmp_path, weights, image, args, rc, matc
     assert p.returncode == rc and len(lines) == 1, lines
     assert lines[0].startswith("recolor predict: " + match.format(broken=broken)), lines
     assert not (tmp_path / "out.png").exists()
+
+
+@pytest.mark.parametrize(
+    ("where", "match"),
+    [
+        ("nan,1", "coordinate 'nan' is not a number"),
+        (",", "coordinate '' is not a number"),
+        ("1,2,3", "coordinate '2,3' is not a number"),
+        ("7", "not X,Y"),
+    ],
+)
+def test_bad_suggest_points_are_usage_errors(tmp_path, weights, where, match):
+    """Checked before any image is read (the input does not even exist): exit 2, one line."""
+    p = run(["predict", tmp_path / "none.jpg", "-w", weights["cls"], "--suggest", where])
+    assert p.returncode == 2 and p.stdout == b""
+    assert p.stderr.decode() == f"recolor predict: --suggest {where!r}: {match}\n"
 
 
 def test_a_hint_layer_is_read_with_the_image_checks(tmp_path):

@@ -278,13 +278,18 @@ def _write_one(tool: Tool, out, path: str, error, name, dest, encoded) -> None:
 def _print_suggestions(tool: Tool, predictor, paths: list[str], where: list[str], source) -> None:
     """``--suggest X,Y`` (repeatable): one line ``PATH<TAB>X,Y<TAB>#rrggbb<TAB>probability`` per
     colour, for each point in the order given; the network runs once per image."""
+    from ..hints import parse_points
     from ..imageio import read_rgb
 
     points = []
     for w in where:
         x, sep, y = w.partition(",")
-        if not sep:
-            tool.usage(f"--suggest {w!r} is not X,Y")
+        try:  # before any work, as other option values
+            if not sep:
+                raise ValueError("not X,Y")
+            parse_points([(x, y)])
+        except ValueError as e:
+            tool.usage(f"--suggest {w!r}: {e}")
         points.append((x, y))
     for path in paths:
         with tool.guard(path):
