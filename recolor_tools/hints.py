@@ -40,6 +40,8 @@ PALETTE_IMAGE_SIDE = 64
 and the soft encoding then costs a few thousand pixels, not millions."""
 _MAX_SIZE = 2**31 - 1
 """Largest side of a hint's square, in pixels (it is stored as int32; the image clips it)."""
+_W_MIN, _W_MAX = 1e-30, 1e30
+"""Range of a palette weight (float32, and summed over a few thousand colours)."""
 _HEX = re.compile(r"#?([0-9a-fA-F]{6}|[0-9a-fA-F]{3})")
 _EMPTY2 = np.zeros((0, 2), np.float32)
 
@@ -313,8 +315,8 @@ def palette_from_list(text: str) -> Hints:
         color, _, weight = item.partition(":")
         ab.append(parse_color(color))
         wt = float(weight) if weight else 1.0
-        if not (np.isfinite(wt) and wt > 0):
-            raise ValueError(f"palette weight {weight!r} is not a positive number")
+        if not _W_MIN <= wt <= _W_MAX:  # held as float32: 1e-300 would be 0, 1e39 infinite
+            raise ValueError(f"palette weight {weight!r} is not a number from 1e-30 to 1e30")
         w.append(wt)
     if not ab:
         raise ValueError(f"palette {text!r} holds no colour")

@@ -130,6 +130,7 @@ HINT_SEED = json.dumps(
 @example(b'{"points": [{"x": 1, "y": 1, "color": "#fff", "size": 1e400}]}')  # once OverflowError
 @example(b'{"points": [{"x": 1, "y": 1, "color": "#fff", "size": 1e20}]}')  # once OverflowError
 @example(b"[" * 100_000)  # once RecursionError
+@example(b'{"palette": [{"color": "#fff", "weight": 1e-300}]}')  # once a white image
 def test_hint_file_reader_raises_only_recolor_errors(tmp_path, data):
     """Whatever a JSON hint file holds, reading it and placing it on an image gives hints or
     one RecolorError line naming the file."""
@@ -145,3 +146,4 @@ def test_hint_file_reader_raises_only_recolor_errors(tmp_path, data):
     squares = resolved.squares()
     assert ((squares[:, :2] >= 0) & (squares[:, 2:] <= [12, 10])).all()
     assert np.isfinite(resolved.ab).all() and np.isfinite(resolved.palette_w).all()
+    assert (resolved.palette_w > 0).all()  # a weight that is 0 as float32 made NaN colours

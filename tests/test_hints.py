@@ -125,7 +125,7 @@ def test_colours_points_and_palettes_parse():
     for bad in ("10,20", "10=#fff", "a,b=#fff", "1,2=#ggg", "1,2=red"):
         with pytest.raises(ValueError):
             hints.parse_hint(bad)
-    for bad in ("#fff:0", "#fff:-1", ",", "#12345"):
+    for bad in ("#fff:0", "#fff:-1", ",", "#12345", "#fff:nan", "#fff:1e-300", "#fff:1e39"):
         with pytest.raises(ValueError):
             hints.palette_from_list(bad)
     with pytest.raises(RecolorError, match="outside"):
