@@ -8,6 +8,14 @@ TEMPERATURE = 0.38
 """Annealed-mean temperature of the cls head (Zhang et al. 2016 and the seed): lower is more
 vivid, 0 the mode."""
 
+MAX_SIZE = 8192
+"""Largest working shorter side of prediction: the network's activations grow with its square (a
+2048 working side took 1.7 GB on the CPU, so 8192 about 26 GB)."""
+
+MAX_SATURATION = 10.0
+"""Largest saturation of prediction: a/b scaled 10 times leave the sRGB gamut almost everywhere
+already (and a float32 scale of 1e39 would be infinite)."""
+
 TRAIN_SIZE = 128
 """Training crop side in pixels; also the size assumed for a checkpoint that records none."""
 

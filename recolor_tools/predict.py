@@ -177,12 +177,15 @@ class Settings:
     saturation: float = 1.0
 
     def __post_init__(self) -> None:
-        if int(self.size) != self.size or self.size < 8:
-            raise ValueError(f"size must be an integer >= 8, got {self.size!r}")
+        top = defaults.MAX_SIZE
+        if int(self.size) != self.size or not 8 <= self.size <= top:
+            raise ValueError(f"size must be an integer from 8 to {top}, got {self.size!r}")
         if not (np.isfinite(self.temperature) and self.temperature >= 0):
-            raise ValueError(f"temperature must be >= 0, got {self.temperature!r}")
-        if not (np.isfinite(self.saturation) and self.saturation >= 0):
-            raise ValueError(f"saturation must be >= 0, got {self.saturation!r}")
+            raise ValueError(f"temperature must be a finite number >= 0, got {self.temperature!r}")
+        if not 0 <= self.saturation <= defaults.MAX_SATURATION:  # NaN fails too
+            raise ValueError(
+                f"saturation must be from 0 to {defaults.MAX_SATURATION:g}, got {self.saturation!r}"
+            )
 
 
 def upsample_ab(

@@ -57,6 +57,12 @@ def test_torch_decode_equals_the_numba_kernel(T):
     np.testing.assert_allclose(got, want, atol=2e-3, rtol=0)
     mode = models.decode(z, classes, 0).permute(0, 2, 3, 1).numpy()
     np.testing.assert_array_equal(mode, quant.mode(z.numpy(), classes.numpy(), axis=1))
+    tiny = models.decode(z, classes, 1e-300).permute(0, 2, 3, 1).numpy()  # z / T: inf, once NaN
+    np.testing.assert_array_equal(tiny, mode)
+    np.testing.assert_allclose(quant.annealed_mean(z.numpy(), classes.numpy(), 1e-30, axis=1,
+                                                   logits=True), mode, atol=1e-4)  # fmt: skip
+    with pytest.raises(ValueError, match="1e-30"):
+        quant.annealed_mean(z.numpy(), classes.numpy(), 1e-31, axis=1, logits=True)
     reg = torch.rand(1, 2, 3, 4) * 2 - 1
     np.testing.assert_array_equal(models.decode(reg, None).numpy(), reg.numpy() * 128)
 

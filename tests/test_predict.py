@@ -151,7 +151,9 @@ def test_temperature_zero_takes_class_centres(predictors):
 
 def test_bad_settings_raise(predictors):
     p = predictors["cls"]
-    for kw in ({"temperature": -1}, {"saturation": float("nan")}, {"size": 4}):
+    bad = ({"temperature": -1}, {"temperature": float("inf")}, {"saturation": float("nan")},
+           {"saturation": 1e300}, {"size": 4}, {"size": 100_000})  # fmt: skip
+    for kw in bad:
         with pytest.raises(ValueError):
             predict.Predictor(p.model, p.ckpt, **kw)
 
@@ -286,9 +288,13 @@ def test_cli_usage_errors(tmp_path, weights):
         [a, b, "-o", "-"],
         [a, "--format", "gif"],
         [a, "--saturation", "-1"],
+        [a, "--saturation", "1e300"],  # once infinite in float32, and a RuntimeWarning
+        [a, "--saturation", "nan"],
+        [a, "-T", "inf"],  # NaN and inf pass typer's ranges
+        [a, "--size", "100000"],  # once OpenCV's "Failed to allocate 120000000000 bytes"
     ):
         r = _invoke([*args, "--weights", weights["cls"]])
-        assert r.exit_code == 2, args
+        assert r.exit_code == 2, (args, r.stderr)
 
 
 def test_cli_same_name_from_two_directories(tmp_path, weights):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import os
 from pathlib import Path
 from typing import Annotated, Literal, Optional
@@ -48,7 +49,13 @@ PredictTemperature = Annotated[
     ),
 ]
 PredictSaturation = Annotated[
-    float, typer.Option("--saturation", min=0.0, help="Scale predicted a/b: 0 gray, >1 more.")
+    float,
+    typer.Option(
+        "--saturation",
+        min=0.0,
+        max=defaults.MAX_SATURATION,
+        help="Scale predicted a/b: 0 gray, >1 more.",
+    ),
 ]
 PredictBatchSize = Annotated[
     int,
@@ -80,6 +87,7 @@ PredictSize = Annotated[
     typer.Option(
         "--size",
         min=8,
+        max=defaults.MAX_SIZE,
         help="Working shorter side in pixels (default: 1.25 x the training size).",
     ),
 ]
@@ -164,6 +172,9 @@ def predict(
     with shard.together():  # under torchrun, no rank's exit cuts the others short
         if depth not in (None, 8, 16):
             tool.usage("--depth must be 8 or 16")
+        for flag, value in (("--temperature", temperature), ("--saturation", saturation)):
+            if not math.isfinite(value):  # typer's ranges let NaN and inf through
+                tool.usage(f"{flag} must be a finite number, got {value}")
         args = tool.stdin_inputs(inputs)
         everything = expand_inputs(args)
         router, ext, paths = None, None, everything
