@@ -25,6 +25,11 @@ K = 5
 SIGMA = 5.0
 """Gaussian width of the soft-encoding weights and of the prior's smoothing, in a/b units."""
 
+SIGMA_MIN = 0.01
+"""Smallest Gaussian width (a/b units) of soft-encoding and smoothing: narrower is the hard
+encoding (or no smoothing) to float64 precision on a class grid of 1 unit or more, and near 1e-154
+``2 sigma^2`` underflows to 0 (a division by zero)."""
+
 LAMBDA = 0.5
 """Mix of the class prior with the uniform distribution in the rebalancing weights (Zhang: 0.5)."""
 

@@ -41,7 +41,7 @@ def smooth_prior(p: np.ndarray, classes: np.ndarray, sigma: float = defaults.SIG
     classes : (Q, 2) array_like
         Class centres.
     sigma : float, default 5.0
-        Kernel width in a/b units; 0 returns ``p`` normalised.
+        Kernel width in a/b units, 0 or at least ``defaults.SIGMA_MIN``; 0 returns ``p`` normalised.
 
     Returns
     -------
@@ -56,6 +56,8 @@ def smooth_prior(p: np.ndarray, classes: np.ndarray, sigma: float = defaults.SIG
         raise ValueError(f"p must be (Q,) = ({cls.shape[0]},) finite and >= 0, got {p.shape}")
     if not p.sum() > 0:
         raise ValueError("p has no positive entry")
+    if not (sigma == 0 or defaults.SIGMA_MIN <= sigma < np.inf):
+        raise ValueError(f"sigma must be 0 or a number >= {defaults.SIGMA_MIN}, got {sigma!r}")
     if sigma > 0:
         out = np.zeros_like(p)
         for lo in range(0, len(cls), 1024):  # blocks of K: Q may be large

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from conftest import pipeline, read_rgb_u8, run, smooth_image, write_rgb
 
 from recolor_tools import quant, records
@@ -142,3 +143,24 @@ def test_commands_do_not_import_torch(tmp_path, images):
         "assert rc == rc2 == 0, (rc, rc2); assert 'torch' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent)
+
+
+@pytest.mark.parametrize(
+    ("tool", "args", "match"),
+    [
+        ("quantize", ["--sigma", "nan"], "--sigma must be a finite number, got nan"),
+        ("quantize", ["--sigma", "1e-300"], "--sigma must be at least 0.01 (or --hard)"),
+        ("quantize", ["-k", "1000"], "-k 1000 is more than the {Q} classes"),
+        ("quantize", ["--grid", "nan"], "--grid must be a finite number, got nan"),
+        ("rebalance-stats", ["--sigma", "1e-300"], "--sigma must be 0 (no smoothing) or at"),
+        ("rebalance-stats", ["--lambda", "nan"], "--lambda must be a finite number, got nan"),
+    ],
+)
+def test_bad_numbers_are_usage_errors(tmp_path, images, tool, args, match):
+    """NaN, inf and values that once divided by zero or named the input as the culprit: exit 2,
+    one line, before any input is read, nothing written."""
+    out = tmp_path / "out"
+    p = run([tool, images[0], *args, "-o", out])
+    match = match.format(Q=len(quant.gamut_classes(8)))  # --grid's default
+    assert p.returncode == 2 and p.stderr.decode().startswith(f"recolor {tool}: {match}")
+    assert len(p.stderr.splitlines()) == 1 and not out.exists()

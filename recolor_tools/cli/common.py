@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import os
 import sys
 from collections.abc import Iterable, Iterator
@@ -130,6 +131,13 @@ class Tool:
     def exit(self) -> None:
         """End the command with 0, or 1 when some inputs failed."""
         raise typer.Exit(ExitCode.FAILED if self.failures else ExitCode.OK)
+
+    def finite(self, **flags: float) -> None:
+        """A usage error for each option value that is NaN or infinite (typer's ranges let them
+        through): ``finite(sigma=s)`` checks ``--sigma``."""
+        for name, value in flags.items():
+            if not math.isfinite(value):
+                self.usage(f"--{name} must be a finite number, got {value}")
 
     def stdin_inputs(self, inputs: list[str] | None) -> list[str]:
         """Inputs for a tool that reads streams: nothing means stdin, unless it is a terminal."""

@@ -116,6 +116,7 @@ def _class_set(tool: Tool, classes: Path | None, grid: float):
     from .. import quant
 
     if classes is None:
+        tool.finite(grid=grid)
         return quant.gamut_classes(grid), float(grid)
     with tool.guard(classes):
         return quant.load_classes(classes)
@@ -151,7 +152,12 @@ def quantize(
     paths = tool.stdin_inputs(inputs)
     if preview == "-":
         tool.usage("--preview needs a FILE or DIR/, not stdout")
+    tool.finite(sigma=sigma)
+    if not hard and sigma < defaults.SIGMA_MIN:
+        tool.usage(f"--sigma must be at least {defaults.SIGMA_MIN} (or --hard)")
     cls, grid = _class_set(tool, classes, grid)
+    if not hard and k > len(cls):
+        tool.usage(f"-k {k} is more than the {len(cls)} classes")
     router = tool.outputs(output, paths, ".target", many_per_file=True)
     shown = (
         None
@@ -206,6 +212,9 @@ def rebalance_stats(
     from ..records import iter_lab_sources
 
     tool = Tool("rebalance-stats", quiet, debug)
+    tool.finite(sigma=sigma, **{"lambda": lam})
+    if 0 < sigma < defaults.SIGMA_MIN:
+        tool.usage(f"--sigma must be 0 (no smoothing) or at least {defaults.SIGMA_MIN}")
     paths = expand_inputs(tool.stdin_inputs(inputs))
     acc = PriorAccumulator(*_class_set(tool, classes, grid))
     images = [p for p in paths if p != "-" and Path(p).suffix.lower() in IMAGE_EXTS]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import math
 import os
 from pathlib import Path
 from typing import Annotated, Literal, Optional
@@ -172,9 +171,7 @@ def predict(
     with shard.together():  # under torchrun, no rank's exit cuts the others short
         if depth not in (None, 8, 16):
             tool.usage("--depth must be 8 or 16")
-        for flag, value in (("--temperature", temperature), ("--saturation", saturation)):
-            if not math.isfinite(value):  # typer's ranges let NaN and inf through
-                tool.usage(f"{flag} must be a finite number, got {value}")
+        tool.finite(temperature=temperature, saturation=saturation)
         args = tool.stdin_inputs(inputs)
         everything = expand_inputs(args)
         router, ext, paths = None, None, everything

@@ -473,8 +473,8 @@ def soft_encode(
     with the distances shifted by the nearest one, which cancels in the normalisation, so a
     far value gets weight 1 on its nearest class rather than 0/0.
     """
-    if not (np.isfinite(sigma) and sigma > 0):
-        raise ValueError(f"sigma must be a positive number, got {sigma!r}")
+    if not (np.isfinite(sigma) and sigma >= defaults.SIGMA_MIN):
+        raise ValueError(f"sigma must be a number >= {defaults.SIGMA_MIN}, got {sigma!r}")
     return _knn(ab, classes, k, float(sigma))
 
 
