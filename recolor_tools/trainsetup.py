@@ -105,6 +105,10 @@ class TrainConfig:
         for name, allowed in CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"--{name} must be one of {', '.join(allowed)}")
+        for name in ("lr", "hint_lr", "grid"):  # typer's ranges let NaN and inf through
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise ValueError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
         optional = ("width", "epochs", "steps", "eval_every", "ckpt_every", "threads")
         for name in ("batch_size", "size", *optional):
             value = getattr(self, name)

@@ -333,6 +333,36 @@ def test_cli_bad_arguments(data, tmp_path, capsys):
     assert rc == 2 and "not both" in err
     rc, _, err = cli([data["train"], "--size", "36", "--steps", "1", "--out", tmp_path], capsys)
     assert rc == 1 and "multiple of 8" in err
+    for flag in ("--lr", "--hint-lr"):  # inf once trained to NaN weights with exit 0
+        for value in ("inf", "nan"):
+            rc, _, err = cli([data["train"], flag, value, "--steps", "1"], capsys)
+            assert (
+                rc == 2 and err == f"recolor train: {flag} must be a finite number, got {value}\n"
+            )
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        MemoryError(),
+        RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 36 GB"),
+        RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB"),
+    ],
+)
+def test_out_of_memory_is_one_line_not_an_internal_error(
+    data, tmp_path, capsys, monkeypatch, error
+):
+    """What the allocators raise for a --size or --width the machine cannot hold (not made for
+    real here: on an overcommitting kernel the allocation itself could succeed)."""
+    import recolor_tools.train
+
+    def too_big(cfg, report=None):
+        raise error
+
+    monkeypatch.setattr(recolor_tools.train, "train", too_big)
+    rc, out, err = cli([data["train"], "--steps", "1", "-q", "--out", tmp_path / "o"], capsys)
+    assert rc == 1 and out == ""
+    assert err == "recolor train: out of memory (smaller sizes or batches need less)\n"
 
 
 def test_help_shows_the_fine_tune_defaults():
