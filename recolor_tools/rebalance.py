@@ -94,10 +94,13 @@ def rebalance_weights(
     if not 0.0 <= lam <= 1.0:
         raise ValueError(f"lam must be in [0, 1], got {lam!r}")
     ps = smooth_prior(p, classes, sigma)
-    if lam == 0 and (ps == 0).any():
-        raise ValueError("lam = 0 needs every class to have positive smoothed prior")
-    w = 1.0 / ((1.0 - lam) * ps + lam / len(ps))
-    return (w / (ps * w).sum()).astype(np.float32)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # checked just below
+        w = 1.0 / ((1.0 - lam) * ps + lam / len(ps))
+        w = w / (ps * w).sum()
+    if not (np.isfinite(w) & (w < np.finfo(np.float32).max)).all():  # lam = 0, a class unseen
+        raise ValueError("lam = 0 needs every class to have a smoothed prior above ~1e-38 "
+                         "(its weight is the inverse); use a lam above 0")  # fmt: skip
+    return w.astype(np.float32)
 
 
 @dataclass
@@ -180,6 +183,16 @@ class RebalanceStats:
         q = len(stats.classes)
         if any(a.shape != (q,) for a in (stats.counts, stats.prior, stats.weights)):
             raise RecolorError(f"invalid rebalancing stats: arrays do not match Q = {q}", path)
+        p, w = stats.prior, stats.weights  # else NaN losses in train, NaN scores in compare
+        for bad, what in (
+            ((stats.counts < 0).any(), "negative counts"),
+            (not (np.isfinite(p).all() and (p >= 0).all() and p.sum() > 0), "a prior that is not "
+             "a distribution"),
+            (not (np.isfinite(w).all() and (w > 0).all()), "weights not finite and positive"),
+            (not 0 <= stats.lam <= 1, "lambda outside [0, 1]"),
+        ):  # fmt: skip
+            if bad:
+                raise RecolorError(f"invalid rebalancing stats: {what}", path)
         return stats
 
     def weight_of(self, ab: np.ndarray) -> np.ndarray:

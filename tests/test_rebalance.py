@@ -142,6 +142,40 @@ def test_stats_file_of_wrong_version_or_garbage_is_rejected(tmp_path):
         rebalance.RebalanceStats.load(path)
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "match"),
+    [
+        ("weights", np.nan, "weights not finite and positive"),
+        ("weights", 0.0, "weights not finite and positive"),
+        ("prior", np.nan, "a prior that is not a distribution"),
+        ("prior", -1.0, "a prior that is not a distribution"),
+        ("counts", -5, "negative counts"),
+        ("lam", 2.0, "lambda outside"),
+    ],
+)
+def test_stats_file_with_values_that_would_give_nan_is_rejected(tmp_path, field, value, match):
+    """Once trained a model on NaN weights with exit 0 and blamed compare's inputs."""
+    acc = rebalance.PriorAccumulator(C8, 8)
+    acc.add(np.random.default_rng(3).normal(0, 20, (20, 20, 2)).astype(np.float32))
+    path = tmp_path / "stats.npz"
+    acc.finish().save(path)
+    d = dict(np.load(path))
+    d[field] = np.full_like(d[field], value)
+    np.savez(path, **d)
+    with pytest.raises(RecolorError, match=match) as e:
+        rebalance.RebalanceStats.load(path)
+    assert str(e.value.path) == str(path)
+
+
+def test_lambda_zero_with_an_unseen_class_is_refused_not_infinite():
+    counts = np.zeros(len(C8))
+    counts[0] = 1  # the far classes' smoothed prior underflows: weight 1 / 0
+    with pytest.raises(ValueError, match="lam = 0"):
+        rebalance.rebalance_weights(counts, C8, lam=0.0, sigma=5.0)
+    w = rebalance.rebalance_weights(counts, C8, lam=0.01, sigma=5.0)
+    assert np.isfinite(w).all() and (w > 0).all()
+
+
 def test_summary_and_plot(tmp_path):
     acc = rebalance.PriorAccumulator(C8, 8)
     acc.add(np.zeros((10, 10, 2), np.float32))
