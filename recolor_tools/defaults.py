@@ -16,6 +16,10 @@ MAX_SATURATION = 10.0
 """Largest saturation of prediction: a/b scaled 10 times leave the sRGB gamut almost everywhere
 already (and a float32 scale of 1e39 would be infinite)."""
 
+T_MODE = 1e-30
+"""Annealed-mean temperatures below this are the mode (T = 0): logits over about 1e8 / T overflow
+float32 (inf - inf = NaN), and the annealed mean is the mode to within float32 long before."""
+
 TRAIN_SIZE = 128
 """Training crop side in pixels; also the size assumed for a checkpoint that records none."""
 

@@ -38,7 +38,7 @@ from .imageio import decode_stored, read_bytes, read_rgb, resize_short_side
 PALETTE_IMAGE_SIDE = 64
 """A palette image is shrunk to this shorter side first: its colour histogram barely changes
 and the soft encoding then costs a few thousand pixels, not millions."""
-_MAX_SIZE = 2**31 - 1
+_MAX_SQUARE = 2**31 - 1
 """Largest side of a hint's square, in pixels (it is stored as int32; the image clips it)."""
 _W_MIN, _W_MAX = 1e-30, 1e30
 """Range of a palette weight (float32, and summed over a few thousand colours)."""
@@ -293,8 +293,10 @@ def point(x: float | str, y: float | str, color: str, size: int = 1) -> Hints:
     """One point hint; see :class:`Hints`. Raises ValueError on a bad colour or size."""
     _coord(str(x)), _coord(str(y))  # noqa: B018 - validate now, resolve per image later
     whole = isinstance(size, int | float | np.integer) and float(size).is_integer()
-    if isinstance(size, bool) or not whole or not 1 <= size <= _MAX_SIZE:
-        raise ValueError(f"hint size must be a whole number of pixels, 1 to {_MAX_SIZE}: {size!r}")
+    if isinstance(size, bool) or not whole or not 1 <= size <= _MAX_SQUARE:
+        raise ValueError(
+            f"hint size must be a whole number of pixels, 1 to {_MAX_SQUARE}: {size!r}"
+        )
     return Hints([(x, y)], parse_color(color)[None], np.array([int(size)], np.int32))
 
 

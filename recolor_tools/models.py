@@ -435,11 +435,6 @@ def pop_hints(batch: dict[str, Any]) -> dict[str, torch.Tensor] | None:
     return hints or None
 
 
-T_MODE = 1e-30
-"""Temperatures below this decode as T = 0, the mode: logits over about 1e8 / T overflow float32
-(inf - inf = NaN), and the annealed mean is the mode to within float32 long before."""
-
-
 def decode(
     out: torch.Tensor, classes: torch.Tensor | None, temperature: float = defaults.TEMPERATURE
 ) -> torch.Tensor:
@@ -459,7 +454,7 @@ def decode(
     (B, 2, h, w) float32 tensor of a/b (about [-128, 127]), on ``out``'s device
         reg: ``128 * out``; cls: the annealed mean ``sum_q softmax(z / T)_q c_q`` (Zhang et al.
         2016, Sec. 2.3), or for T = 0 the centre of the most likely class (ties: lower index);
-        for 0 < T < :data:`T_MODE` too, its limit (``z / T`` would overflow float32 there).
+        for 0 < T < ``defaults.T_MODE`` too, its limit (``z / T`` would overflow float32 there).
         Equal to :func:`recolor_tools.quant.annealed_mean` (numba, float32) within float32
         rounding, so training's validation and prediction decode alike on any device.
     """
@@ -467,7 +462,7 @@ def decode(
     if classes is None:
         return out * AB_SCALE
     classes = classes.to(out.device, torch.float32)
-    if temperature < T_MODE:
+    if temperature < defaults.T_MODE:
         return classes[out.argmax(dim=1)].permute(0, 3, 1, 2)
     p = torch.softmax(out / temperature, dim=1)  # (B, Q, h, w)
     return torch.einsum("bqhw,qc->bchw", p, classes)

@@ -502,8 +502,8 @@ def annealed_mean(
     along the contiguous classes; other layouts in blocks of 256 pixels x Q classes, without a
     transposed copy of the whole array.
     """
-    if not (np.isfinite(T) and T >= 1e-30):  # smaller overflows 1 / T in float32: use mode()
-        raise ValueError(f"temperature T must be a number >= 1e-30, got {T!r}")
+    if not (np.isfinite(T) and T >= defaults.T_MODE):  # 1 / T overflows float32: use mode()
+        raise ValueError(f"temperature T must be a number >= {defaults.T_MODE}, got {T!r}")
     cls = check_classes(classes)
     x, axis = _check_scores(scores, cls, axis)
     pre = int(np.prod(x.shape[:axis], dtype=np.int64))
