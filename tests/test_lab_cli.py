@@ -169,6 +169,24 @@ def test_from_lab_bad_files_and_directory(tmp_path):
     assert len(p.stderr.decode().splitlines()) == len(bad)
 
 
+def test_from_lab_refuses_a_format_it_cannot_write_before_reading(tmp_path, images):
+    """As predict does: `-f xyz`, or an `-o` FILE named .xyz, is a usage error (once one line
+    per record, naming the record as if it were at fault)."""
+    run(["to-lab", images[0], "-o", tmp_path / "a.lab"], check_rc=0)
+    for args, match in (
+        (["-f", "xyz", "-o", f"{tmp_path}/out/"], "unknown --format 'xyz'"),
+        (["-o", tmp_path / "x.xyz"], f"-o {tmp_path / 'x.xyz'}: unknown image format '.xyz'"),
+    ):
+        p = run(["from-lab", tmp_path / "a.lab", *args])
+        err = p.stderr.decode()
+        assert p.returncode == 2 and err.startswith(f"recolor from-lab: {match}"), err
+        assert len(err.splitlines()) == 1
+    assert not (tmp_path / "out").exists() and not (tmp_path / "x.xyz").exists()
+    (tmp_path / "d.v2").mkdir()  # a directory with a dot in its name stays a directory
+    run(["from-lab", tmp_path / "a.lab", "-o", tmp_path / "d.v2"], check_rc=0)
+    assert [f.suffix for f in (tmp_path / "d.v2").iterdir()] == [".png"]
+
+
 def test_unreadable_file(tmp_path, monkeypatch, capsys):
     src = write_rgb(tmp_path / "secret.png", smooth_image(10, 10, 1))
     os.chmod(src, 0)
@@ -193,8 +211,11 @@ def test_never_overwrites_an_input(tmp_path):
     stream = tmp_path / "a.lab"
     run(["to-lab", "-o", stream, src], check_rc=0)
     before = stream.read_bytes()
-    p = run(["from-lab", "-o", stream, stream])
+    p = run(["to-lab", "-o", stream, src, stream])
     assert p.returncode == 1 and "overwrite an input" in p.stderr.decode()
+    assert stream.read_bytes() == before
+    p = run(["from-lab", "-o", stream, stream])  # and from-lab writes no .lab name at all
+    assert p.returncode == 2 and "unknown image format '.lab'" in p.stderr.decode()
     assert stream.read_bytes() == before
 
 

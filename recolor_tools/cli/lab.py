@@ -21,6 +21,7 @@ from .common import (
     Strip,
     Tool,
     app,
+    format_ext,
     image_writer,
     input_name,
     output_dtype,
@@ -85,7 +86,7 @@ def from_lab(
         tool.usage("--depth must be 8 or 16")
     options = {"depth": depth, "keep_profile": keep_profile, "strip": strip}
     paths = tool.stdin_inputs(inputs)
-    ext = "." + fmt.lower().lstrip(".")
+    ext = format_ext(tool, fmt, output)
     router = tool.outputs(output, paths, ext, many_per_file=False, skip_existing=skip_existing)
     with tool.opened(router) as out:
         for rec in tool.progress(iter_lab_sources(paths, tool.fail)):

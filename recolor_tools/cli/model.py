@@ -224,9 +224,7 @@ def _predict_outputs(tool: Tool, paths: list[str], output, fmt, skip_existing: b
     from .. import shard
     from ..imageio import IMAGE_EXTS
 
-    ext = None if fmt is None else "." + fmt.lower().lstrip(".")
-    if ext is not None and ext not in IMAGE_EXTS:
-        tool.usage(f"unknown --format {fmt!r} (use one of {', '.join(IMAGE_EXTS)})")
+    ext = common.format_ext(tool, fmt)
     if output not in (None, "-") and Path(output).suffix.lower() not in IMAGE_EXTS:
         output = output.rstrip("/") + "/"  # without an image extension, -o names a directory
 
