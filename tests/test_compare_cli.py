@@ -155,6 +155,20 @@ def test_montage_png(tmp_path):
     assert 256 < fig.shape[0] < 256 + 200
 
 
+def test_a_montage_that_cannot_be_written_is_a_usage_error(tmp_path):
+    """Before any image is scored: a directory (once a file named like it, the "/" dropped) or
+    an unknown image format (once an error after all the scoring)."""
+    truth = save(tmp_path / "t.png", pattern())
+    for montage, says in (
+        (f"{tmp_path}/figs/", "names an image file (montage.png), not a directory"),
+        (str(tmp_path / "m.xyz"), "unknown image format '.xyz'"),
+    ):
+        r = run(truth, truth, "--montage", montage)
+        assert r.returncode == 2 and r.stdout == "", r.stderr
+        assert r.stderr.startswith(f"recolor compare: --montage {montage}: {says}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.png"]
+
+
 def test_missing_file(tmp_path):
     truth = save(tmp_path / "t.png", pattern())
     r = run(tmp_path / "nope.png", truth)

@@ -227,7 +227,9 @@ def output_dtype(dest: Path | None, ext: str, source=None, depth=None, keep_prof
     return np.uint16 if output_depth(depth, source, _output_ext(dest, ext)) == 16 else np.uint8
 
 
-def format_ext(tool: Tool, fmt: str | None, output: str | None = None) -> str | None:
+def format_ext(
+    tool: Tool, fmt: str | None, output: str | None = None, flag: str = "-o"
+) -> str | None:
     """``--format`` as an extension (``"PNG"`` -> ``".png"``; None stays None). A format recolor
     does not write, there or in the name of an ``output`` FILE, is a usage error, before any
     input is read."""
@@ -239,7 +241,7 @@ def format_ext(tool: Tool, fmt: str | None, output: str | None = None) -> str | 
         tool.usage(f"unknown --format {fmt!r} (use one of {known})")
     own = "" if output in (None, "-") or output.endswith("/") else Path(output).suffix.lower()
     if own and own not in IMAGE_EXTS and not Path(output).is_dir():
-        tool.usage(f"-o {output}: unknown image format {own!r} (use one of {known})")
+        tool.usage(f"{flag} {output}: unknown image format {own!r} (use one of {known})")
     return ext
 
 

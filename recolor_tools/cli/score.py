@@ -13,6 +13,7 @@ from .common import (
     Quiet,
     Tool,
     app,
+    format_ext,
 )
 
 
@@ -31,7 +32,7 @@ def compare(
     as_json: Annotated[bool, typer.Option("--json", help="Write one JSON object.")] = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="Write CSV, a last row 'mean'.")] = False,
     montage: Annotated[
-        Optional[Path],  # noqa: UP045
+        Optional[str],  # noqa: UP045 - a str: Path would drop the "/" of a directory
         typer.Option("--montage", help="Also draw gray input | prediction | truth to this image."),
     ] = None,
     output: Annotated[
@@ -56,6 +57,10 @@ def compare(
     tool = Tool("compare", quiet, debug)
     if as_json and as_csv:
         tool.usage("--json and --csv exclude each other")
+    if montage is not None:  # before any image is read
+        if montage.endswith("/") or Path(montage).is_dir():
+            tool.usage(f"--montage {montage}: names an image file (montage.png), not a directory")
+        format_ext(tool, None, montage, "--montage")
     rebal = _load_stats(tool, stats) if stats is not None else None
     pairs = _compare_pairs(tool, pred, truth)
     results, rows = [], []
