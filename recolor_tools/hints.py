@@ -40,6 +40,9 @@ PALETTE_IMAGE_SIDE = 64
 and the soft encoding then costs a few thousand pixels, not millions."""
 _MAX_SQUARE = 2**31 - 1
 """Largest side of a hint's square, in pixels (it is stored as int32; the image clips it)."""
+_MAX_STRENGTH = 1e6
+"""Largest ``--hint-strength``: a reached cell is the hint's long before, and gamma * similarity
+in float32 overflows near 3e38 (inf / inf: NaN shares, which left cells automatic)."""
 _W_MIN, _W_MAX = 1e-30, 1e30
 """Range of a palette weight (float32, and summed over a few thousand colours)."""
 _HEX = re.compile(r"#?([0-9a-fA-F]{6}|[0-9a-fA-F]{3})")
@@ -484,8 +487,9 @@ def hint_source(
     RecolorError
         An unreadable or bad ``--hints`` file or ``--palette``.
     """
-    if strength is not None and not (np.isfinite(strength) and strength >= 0):
-        raise ValueError(f"--hint-strength must be a number >= 0, got {strength!r}")
+    if strength is not None and not 0 <= strength <= _MAX_STRENGTH:  # NaN fails too
+        raise ValueError(f"--hint-strength must be a number from 0 to {_MAX_STRENGTH:g}, got "
+                         f"{strength!r}")  # fmt: skip
     common = Hints(strength=strength)
     for spec in points:
         common = common + parse_hint(spec)
