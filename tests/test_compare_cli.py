@@ -160,7 +160,7 @@ def test_a_montage_that_cannot_be_written_is_a_usage_error(tmp_path):
     an unknown image format (once an error after all the scoring)."""
     truth = save(tmp_path / "t.png", pattern())
     for montage, says in (
-        (f"{tmp_path}/figs/", "names an image file (montage.png), not a directory"),
+        (f"{tmp_path}/figs/", "names an image file, not a directory"),
         (str(tmp_path / "m.xyz"), "unknown image format '.xyz'"),
     ):
         r = run(truth, truth, "--montage", montage)

@@ -154,11 +154,16 @@ def test_commands_do_not_import_torch(tmp_path, images):
         ("quantize", ["--grid", "nan"], "--grid must be a finite number, got nan"),
         ("rebalance-stats", ["--sigma", "1e-300"], "--sigma must be 0 (no smoothing) or at"),
         ("rebalance-stats", ["--lambda", "nan"], "--lambda must be a finite number, got nan"),
+        # an image FILE option naming a folder once wrote a file of its name (typer dropped "/")
+        ("rebalance-stats", ["--plot", "figs/"], "--plot figs/: names an image file, not a dir"),
+        ("rebalance-stats", ["--plot", "p.xyz"], "--plot p.xyz: unknown image format '.xyz'"),
+        ("quantize", ["--preview", "p.xyz"], "--preview p.xyz: unknown image format '.xyz'"),
     ],
 )
 def test_bad_numbers_are_usage_errors(tmp_path, images, tool, args, match):
-    """NaN, inf and values that once divided by zero or named the input as the culprit: exit 2,
-    one line, before any input is read, nothing written."""
+    """NaN, inf and values that once divided by zero or named the input as the culprit, and
+    image files that cannot be written: exit 2, one line, before any input is read, nothing
+    written."""
     out = tmp_path / "out"
     p = run([tool, images[0], *args, "-o", out])
     match = match.format(Q=len(quant.gamut_classes(8)))  # --grid's default

@@ -245,6 +245,15 @@ def format_ext(
     return ext
 
 
+def image_file(tool: Tool, path: str | None, flag: str) -> None:
+    """An option that names one image FILE (``--montage``, ``--plot``): a directory (typer's
+    Path would drop its "/" and write a file of that name) or a format recolor does not write
+    is a usage error, before any input is read."""
+    if path is not None and (path.endswith("/") or Path(path).is_dir()):
+        tool.usage(f"{flag} {path}: names an image file, not a directory")
+    format_ext(tool, None, path, flag)
+
+
 def _output_ext(dest: Path | None, ext: str) -> str:
     return dest.suffix if dest is not None and dest.suffix else ext
 

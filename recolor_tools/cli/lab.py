@@ -22,6 +22,7 @@ from .common import (
     Tool,
     app,
     format_ext,
+    image_file,
     image_writer,
     input_name,
     output_dtype,
@@ -153,6 +154,7 @@ def quantize(
     paths = tool.stdin_inputs(inputs)
     if preview == "-":
         tool.usage("--preview needs a FILE or DIR/, not stdout")
+    format_ext(tool, None, preview, "--preview")
     tool.finite(sigma=sigma)
     if not hard and sigma < defaults.SIGMA_MIN:
         tool.usage(f"--sigma must be at least {defaults.SIGMA_MIN} (or --hard)")
@@ -193,7 +195,7 @@ def rebalance_stats(
     classes: ClassesOpt = None,
     grid: GridOpt = 8,
     plot: Annotated[
-        Optional[Path],  # noqa: UP045
+        Optional[str],  # noqa: UP045 - a str: Path would drop the "/" of a directory
         typer.Option("--plot", help="Also draw log p(a,b) and the weights to this image."),
     ] = None,
     workers: Annotated[
@@ -216,6 +218,7 @@ def rebalance_stats(
     tool.finite(sigma=sigma, **{"lambda": lam})
     if 0 < sigma < defaults.SIGMA_MIN:
         tool.usage(f"--sigma must be 0 (no smoothing) or at least {defaults.SIGMA_MIN}")
+    image_file(tool, plot, "--plot")
     paths = expand_inputs(tool.stdin_inputs(inputs))
     acc = PriorAccumulator(*_class_set(tool, classes, grid))
     images = [p for p in paths if p != "-" and Path(p).suffix.lower() in IMAGE_EXTS]

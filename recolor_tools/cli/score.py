@@ -13,7 +13,7 @@ from .common import (
     Quiet,
     Tool,
     app,
-    format_ext,
+    image_file,
 )
 
 
@@ -57,10 +57,7 @@ def compare(
     tool = Tool("compare", quiet, debug)
     if as_json and as_csv:
         tool.usage("--json and --csv exclude each other")
-    if montage is not None:  # before any image is read
-        if montage.endswith("/") or Path(montage).is_dir():
-            tool.usage(f"--montage {montage}: names an image file (montage.png), not a directory")
-        format_ext(tool, None, montage, "--montage")
+    image_file(tool, montage, "--montage")
     rebal = _load_stats(tool, stats) if stats is not None else None
     pairs = _compare_pairs(tool, pred, truth)
     results, rows = [], []
