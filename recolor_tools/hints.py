@@ -38,7 +38,7 @@ from .imageio import decode_stored, read_bytes, read_rgb, resize_short_side
 PALETTE_IMAGE_SIDE = 64
 """A palette image is shrunk to this shorter side first: its colour histogram barely changes
 and the soft encoding then costs a few thousand pixels, not millions."""
-_MAX_SQUARE = 2**31 - 1
+_MAX_SQUARE = int(np.iinfo(np.int32).max)
 """Largest side of a hint's square, in pixels (it is stored as int32; the image clips it)."""
 _MAX_STRENGTH = 1e6
 """Largest ``--hint-strength``: a reached cell is the hint's long before, and gamma * similarity
@@ -321,7 +321,9 @@ def palette_from_list(text: str) -> Hints:
         ab.append(parse_color(color))
         wt = float(weight) if weight else 1.0
         if not _W_MIN <= wt <= _W_MAX:  # held as float32: 1e-300 would be 0, 1e39 infinite
-            raise ValueError(f"palette weight {weight!r} is not a number from 1e-30 to 1e30")
+            raise ValueError(
+                f"palette weight {weight!r} is not a number from {_W_MIN:g} to {_W_MAX:g}"
+            )
         w.append(wt)
     if not ab:
         raise ValueError(f"palette {text!r} holds no colour")
