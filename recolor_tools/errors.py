@@ -54,6 +54,24 @@ class DiskFull(RecolorError):
         super().__init__("no space left on device", path)
 
 
+class OutOfMemory(RecolorError):
+    """One input needed more memory than the machine could give (a huge scan): reported, and
+    the other inputs go on (those that fit)."""
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        super().__init__("out of memory (too large for the memory free)", path)
+
+
+_OOM_TEXT = ("can't allocate memory", "Insufficient memory", "out of memory")
+"""What torch's CPU and CUDA allocators and OpenCV's say when an allocation fails."""
+
+
+def out_of_memory(e: BaseException) -> bool:
+    """Whether ``e`` is an allocation failure: MemoryError, or torch's or OpenCV's error for one
+    (``torch.OutOfMemoryError`` on CUDA, a RuntimeError on the CPU, ``cv2.error``)."""
+    return isinstance(e, MemoryError) or any(t in str(e) for t in _OOM_TEXT)
+
+
 _tool = ""
 
 

@@ -55,7 +55,7 @@ import torch
 
 from . import checkpoints, defaults, models
 from .color import lab_to_rgb_as, rgb_to_lab, row_strips
-from .errors import RecolorError
+from .errors import OutOfMemory, RecolorError, out_of_memory
 from .guide import class_probabilities, steer
 from .hints import Hints, resolve_points
 from .imageio import is_special, read_rgb, resize_to
@@ -504,8 +504,9 @@ class Predictor:
         Files are read ``batch_size`` at a time (fewer when together they exceed
         :data:`BATCH_PIXELS` pixels, to bound memory), and those of one working shape go through
         the network together. ``hints(path)`` gives each file's hints (or None). An unreadable
-        file or bad hints yield ``(path, RecolorError, None)`` and the rest go on; ``-`` reads
-        stdin.
+        file, bad hints or an image too large for the memory free (:class:`OutOfMemory`; a batch
+        that runs out is run again image by image) yield ``(path, RecolorError, meta or None)``
+        and the rest go on; ``-`` reads stdin.
 
         With ``io_workers`` > 0, ``io_workers`` threads read and prepare up to ``batch_size``
         files ahead while the network runs on the current batch, and as many more compose its
@@ -537,6 +538,31 @@ class Predictor:
             return dataclasses.replace(item, meta=meta)
         except RecolorError as e:
             return e
+        except Exception as e:
+            if not out_of_memory(e):
+                raise
+        return OutOfMemory()  # out of the except clause, whose traceback holds the arrays
+
+    def _run_each(self, items: list[Prepared], batch_size: int) -> list[Predicted | RecolorError]:
+        """:meth:`run`; a batch that runs out of memory is run again one image at a time, and
+        an image that does not fit alone is :class:`OutOfMemory` while the others go on."""
+        try:
+            return self.run(items, batch_size)
+        except Exception as e:
+            if not out_of_memory(e):
+                raise
+        if len(items) == 1:  # retried out of the except clause, which holds the batch's tensors
+            return [OutOfMemory()]
+        return [r for it in items for r in self._run_each([it], 1)]
+
+    def _composed(self, pred: Predicted, dtype: type) -> np.ndarray | RecolorError:
+        """:meth:`compose`, or :class:`OutOfMemory` where the full-resolution image does not fit."""
+        try:
+            return self.compose(pred, dtype)
+        except Exception as e:
+            if not out_of_memory(e):
+                raise
+        return OutOfMemory()
 
     def _predict_batches(
         self,
@@ -557,14 +583,14 @@ class Predictor:
                 if len(pending) < batch_size and pixels < BATCH_PIXELS:
                     continue
             preds = iter(
-                self.run([it for _, it in pending if isinstance(it, Prepared)], batch_size)
+                self._run_each([it for _, it in pending if isinstance(it, Prepared)], batch_size)
             )
             done = [(p, it if isinstance(it, RecolorError) else next(preds)) for p, it in pending]
             pending, preds = [], None
             if composers is not None:  # composed in the background, handed out in order
                 bg = composers.submit
                 done = [(p, it if isinstance(it, Exception)
-                         else (bg(self.compose, it, dtype), it.prepared.meta))
+                         else (bg(self._composed, it, dtype), it.prepared.meta))
                         for p, it in done]  # fmt: skip
             done.reverse()
             while done:  # popped, so each full-resolution L is freed once written
@@ -574,7 +600,7 @@ class Predictor:
                 elif isinstance(it, tuple):
                     yield p, it[0].result(), it[1]
                 else:
-                    yield p, self.compose(it, dtype), it.prepared.meta
+                    yield p, self._composed(it, dtype), it.prepared.meta
             pixels = 0
 
 

@@ -269,3 +269,51 @@ def test_cli_background_closed_stdout_is_quiet(tmp_path, weights):
     proc.stdout.close()
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) in (0, 1) and err == ""
+
+
+@pytest.mark.parametrize("io_workers", [0, 2])
+def test_cli_out_of_memory_fails_that_image_only(
+    tmp_path, weights, monkeypatch, capsys, io_workers
+):
+    """An image too large for the memory free, wherever it runs out (reading, the network with
+    its batch, composing the full-resolution output): one line naming it, exit 1, and the other
+    images of its batch and after it are written as in a run without it."""
+    from recolor_tools.cli import main
+
+    shapes = [(40, 56), (64, 48), (33, 71), (48, 48), (90, 30), (56, 40)]
+    inputs = [str(write_rgb(tmp_path / f"in{i}.png", smooth_image(h, w, i)))
+              for i, (h, w) in enumerate(shapes)]  # fmt: skip
+    args = ["predict", "-w", str(weights), "-b", "3", "--io-workers", str(io_workers)]
+    assert main([*args, *inputs, "--device", "cpu", "-o", f"{tmp_path / 'all'}/"]) == 0
+    capsys.readouterr()
+    # in1 fails on reading, in2 in the network (in a batch with in0), in4 on composing
+    real_read, real_infer, real_compose = predict.read_rgb, predict.infer, predict.compose
+
+    def read(path, meta=None):
+        if path.endswith("in1.png"):
+            raise MemoryError
+        return real_read(path, meta)
+
+    def infer(model, items, *a, **kw):
+        if any(it.L.shape == (33, 71) for it in items):
+            raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return real_infer(model, items, *a, **kw)
+
+    def compose(pred, *a, **kw):
+        if pred.prepared.L.shape == (90, 30):
+            raise RuntimeError("OpenCV(4.11.0) error: (-4:Insufficient memory) Failed to allocate")
+        return real_compose(pred, *a, **kw)
+
+    monkeypatch.setattr(predict, "read_rgb", read)
+    monkeypatch.setattr(predict, "infer", infer)
+    monkeypatch.setattr(predict, "compose", compose)
+    out = tmp_path / "out"
+    assert main([*args, *inputs, "--device", "cpu", "-o", f"{out}/"]) == 1
+    captured = capsys.readouterr()
+    oom = "out of memory (too large for the memory free)"
+    assert captured.err.splitlines() == [f"recolor predict: {inputs[i]}: {oom}" for i in (1, 2, 4)]
+    written = [f"in{i}.png" for i in (0, 3, 5)]
+    assert captured.out.splitlines() == [f"{out}/{n}" for n in written]
+    assert sorted(p.name for p in out.iterdir()) == written
+    for n in written:
+        assert (out / n).read_bytes() == (tmp_path / "all" / n).read_bytes()

@@ -320,3 +320,26 @@ def test_write_image_quality_trades_size_for_fidelity(tmp_path, ext):
     assert size[20] < 0.6 * size[95] and err[20] > 1.2 * err[95]
     with pytest.raises(RecolorError, match="quality"):
         write_image(tmp_path / f"bad{ext}", rgb, quality=0)
+
+
+def test_to_lab_out_of_memory_fails_that_image_only(tmp_path, monkeypatch, capsys):
+    """MemoryError (or an allocator's error) for one input: its one line, exit 1, the others
+    converted; not "internal error" for the whole run."""
+    import recolor_tools.imageio as imageio
+    from recolor_tools.cli import main
+
+    paths = [str(write_rgb(tmp_path / f"{n}.png", smooth_image(24, 32, i)))
+             for i, n in enumerate(["a", "huge", "c"])]  # fmt: skip
+    real = imageio.read_rgb
+
+    def read(path, meta=None):
+        if "huge" in str(path):
+            raise MemoryError
+        return real(path, meta)
+
+    monkeypatch.setattr(imageio, "read_rgb", read)
+    out = tmp_path / "out"
+    assert main(["to-lab", *paths, "-o", f"{out}/"]) == 1
+    err = capsys.readouterr().err
+    assert err == f"recolor to-lab: {paths[1]}: out of memory (too large for the memory free)\n"
+    assert sorted(p.name for p in out.iterdir()) == ["a.lab", "c.lab"]

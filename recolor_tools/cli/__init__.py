@@ -13,7 +13,7 @@ import traceback
 import click
 
 from .. import process
-from ..errors import ExitCode
+from ..errors import ExitCode, out_of_memory
 from . import common
 
 # Importing the command modules registers their commands, in the order help lists them.
@@ -62,20 +62,12 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:
         if common._DEBUG:
             traceback.print_exc()
-        if _out_of_memory(e):  # a size the machine cannot hold: the user's to change
+        if out_of_memory(e):  # a size the machine cannot hold: the user's to change
             what = "out of memory (smaller sizes or batches need less)"
         else:
             what = f"internal error: {type(e).__name__}: {e} (--debug shows a traceback)"
         print(f"recolor {name}: {what}", file=sys.stderr)
         return ExitCode.FAILED
-
-
-_OOM_TEXT = ("can't allocate memory", "Insufficient memory", "out of memory")
-"""What torch's CPU and CUDA allocators and OpenCV's say when an allocation fails."""
-
-
-def _out_of_memory(e: Exception) -> bool:
-    return isinstance(e, MemoryError) or any(t in str(e) for t in _OOM_TEXT)
 
 
 def run() -> None:

@@ -15,7 +15,15 @@ from typing import Annotated, BinaryIO, Optional
 import typer
 
 from .. import __version__
-from ..errors import DiskFull, ExitCode, RecolorError, printable, set_tool
+from ..errors import (
+    DiskFull,
+    ExitCode,
+    OutOfMemory,
+    RecolorError,
+    out_of_memory,
+    printable,
+    set_tool,
+)
 
 app = typer.Typer(
     name="recolor",
@@ -114,6 +122,10 @@ class Tool:
             from ..imageio import os_reason
 
             self.fail(os_reason(e), getattr(e, "filename", None) or path)
+        except Exception as e:  # one input too large for the machine: the next may fit
+            if path is None or not out_of_memory(e):
+                raise  # a whole run's, main's one line
+            self.fail(OutOfMemory(), path)
 
     def progress(self, items: Iterable, total: int | None = None, unit: str = "img") -> Iterable:
         """Wrap ``items`` in a progress bar on stderr, only when stderr is a terminal."""
