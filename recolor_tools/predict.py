@@ -15,10 +15,10 @@ For each image, of any size, aspect ratio and kind (colour, gray, RGBA, 16-bit):
 
 The three steps are plain functions over frozen data: :func:`prepare` (read, L, working image;
 ``Prepared``), :func:`infer` (the network and its decode; ``Predicted``), :func:`compose`
-(upsample, join, convert). :class:`Predictor` holds a model and its settings and drives files
-through them under a memory budget. Colour hints (:mod:`recolor_tools.hints`) ride on
-``Prepared``; :mod:`recolor_tools.guide` steers the class distribution with them in step 2, and
-step 3 writes each hint point's a/b over its own pixels.
+(upsample, join, convert). :class:`Predictor` holds a model and its settings;
+:mod:`recolor_tools.batching` drives files through them under a memory budget. Colour hints
+(:mod:`recolor_tools.hints`) ride on ``Prepared``; :mod:`recolor_tools.guide` steers the class
+distribution with them in step 2, and step 3 writes each hint point's a/b over its own pixels.
 
 Why the decode is torch, not the numba kernel (:func:`recolor_tools.quant.annealed_mean`), on
 the CPU too: it costs about 6 ms more per image at the default working size (torch 52 ms, numba
@@ -40,11 +40,7 @@ References
 
 from __future__ import annotations
 
-import dataclasses
-import itertools
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,10 +51,10 @@ import torch
 
 from . import checkpoints, defaults, models
 from .color import lab_to_rgb_as, rgb_to_lab, row_strips
-from .errors import OutOfMemory, RecolorError, out_of_memory
+from .errors import RecolorError
 from .guide import class_probabilities, steer
 from .hints import Hints, resolve_points
-from .imageio import is_special, read_rgb, resize_to
+from .imageio import resize_to
 from .imagemeta import ImageMeta
 
 WORK_SCALE = 1.25
@@ -332,7 +328,7 @@ class Predictor:
     """A model, its checkpoint and the settings: turns RGB images into recoloured ones.
 
     A thin holder over :func:`prepare`, :func:`infer` and :func:`compose`, with a file driver
-    (:meth:`predict_files`) that batches under a memory budget.
+    (:meth:`predict_files`, :mod:`recolor_tools.batching`) that batches under a memory budget.
 
     Parameters
     ----------
@@ -515,121 +511,6 @@ class Predictor:
         results are the serial path's (0), byte for byte and in the same order. ``hints`` is
         then called from worker threads, in input order of submission.
         """
-        if io_workers <= 0:
-            items = ((p, self._prepared(p, hints)) for p in paths)
-            yield from self._predict_batches(items, batch_size, dtype, None)
-            return
-        with (
-            ThreadPoolExecutor(io_workers, thread_name_prefix="recolor-read") as readers,
-            ThreadPoolExecutor(io_workers, thread_name_prefix="recolor-compose") as composers,
-        ):
-            try:
-                items = _ahead(lambda p: self._prepared(p, hints), paths, readers, batch_size)
-                yield from self._predict_batches(items, batch_size, dtype, composers)
-            finally:  # closed early (an error downstream): drop the queued work
-                readers.shutdown(wait=True, cancel_futures=True)
-                composers.shutdown(wait=True, cancel_futures=True)
+        from .batching import predict_files
 
-    def _prepared(self, path: str, hints: Callable | None) -> Prepared | RecolorError:
-        """Step 1 for one file; a RecolorError is returned, not raised, so the rest go on."""
-        try:
-            meta = ImageMeta()
-            item = self.prepare(read_rgb(path, meta), hints(path) if hints else None)
-            return dataclasses.replace(item, meta=meta)
-        except RecolorError as e:
-            return e
-        except Exception as e:
-            if not out_of_memory(e):
-                raise
-        return OutOfMemory()  # out of the except clause, whose traceback holds the arrays
-
-    def _run_each(self, items: list[Prepared], batch_size: int) -> list[Predicted | RecolorError]:
-        """:meth:`run`; a batch that runs out of memory is run again one image at a time, and
-        an image that does not fit alone is :class:`OutOfMemory` while the others go on."""
-        try:
-            return self.run(items, batch_size)
-        except Exception as e:
-            if not out_of_memory(e):
-                raise
-        if len(items) == 1:  # retried out of the except clause, which holds the batch's tensors
-            return [OutOfMemory()]
-        return [r for it in items for r in self._run_each([it], 1)]
-
-    def _composed(self, pred: Predicted, dtype: type) -> np.ndarray | RecolorError:
-        """:meth:`compose`, or :class:`OutOfMemory` where the full-resolution image does not fit."""
-        try:
-            return self.compose(pred, dtype)
-        except Exception as e:
-            if not out_of_memory(e):
-                raise
-        return OutOfMemory()
-
-    def _predict_batches(
-        self,
-        items: Iterable[tuple[str, Prepared | RecolorError]],
-        batch_size: int,
-        dtype: type,
-        composers: ThreadPoolExecutor | None,
-    ) -> Iterator[tuple[str, np.ndarray | RecolorError, ImageMeta | None]]:
-        """The batching loop of :meth:`predict_files` over prepared ``(path, item)`` pairs;
-        composed in the calling thread, or on ``composers``."""
-        pending: list[tuple[str, Prepared | RecolorError]] = []
-        pixels = 0
-        for entry in itertools.chain(items, [None]):
-            if entry is not None:
-                pending.append(entry)
-                if isinstance(entry[1], Prepared):
-                    pixels += entry[1].L.size
-                if len(pending) < batch_size and pixels < BATCH_PIXELS:
-                    continue
-            preds = iter(
-                self._run_each([it for _, it in pending if isinstance(it, Prepared)], batch_size)
-            )
-            done = [(p, it if isinstance(it, RecolorError) else next(preds)) for p, it in pending]
-            pending, preds = [], None
-            if composers is not None:  # composed in the background, handed out in order
-                bg = composers.submit
-                done = [(p, it if isinstance(it, Exception)
-                         else (bg(self._composed, it, dtype), it.prepared.meta))
-                        for p, it in done]  # fmt: skip
-            done.reverse()
-            while done:  # popped, so each full-resolution L is freed once written
-                p, it = done.pop()
-                if isinstance(it, RecolorError):
-                    yield p, it, None
-                elif isinstance(it, tuple):
-                    yield p, it[0].result(), it[1]
-                else:
-                    yield p, self._composed(it, dtype), it.prepared.meta
-            pixels = 0
-
-
-def _ahead(
-    fn: Callable[[str], Any], paths: Iterable[str], pool: ThreadPoolExecutor, depth: int
-) -> Iterator[tuple[str, Any]]:
-    """``(path, fn(path))`` in order, with ``fn`` running on ``pool`` up to ``depth`` paths ahead
-    of the consumer (so while it works on one batch, the next one is being read).
-
-    An input that may block for good (stdin ``-``, a FIFO, a device: not a regular file) is read
-    in the consumer's thread at its turn: a signal reaches only the main thread, and a worker
-    blocked on a pipe would hold Ctrl-C and SIGTERM until the pipe ended.
-    """
-    todo = iter(paths)
-
-    def start(path: str) -> tuple[str, Future | None]:
-        return path, None if _may_block(path) else pool.submit(fn, path)
-
-    queue: deque[tuple[str, Future | None]] = deque(
-        start(p) for p in itertools.islice(todo, max(1, depth))
-    )
-    while queue:
-        path, future = queue.popleft()
-        result = fn(path) if future is None else future.result()
-        for nxt in itertools.islice(todo, 1):
-            queue.append(start(nxt))
-        yield path, result
-
-
-def _may_block(path: str) -> bool:
-    """True for stdin and for a device, FIFO or socket (:func:`imageio.is_special`)."""
-    return path == "-" or is_special(path)
+        return predict_files(self, paths, batch_size, hints, dtype, io_workers)

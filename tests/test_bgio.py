@@ -28,7 +28,7 @@ from conftest import (
     write_rgb,
 )
 
-from recolor_tools import predict
+from recolor_tools import batching, predict
 from recolor_tools.errors import RecolorError
 from recolor_tools.writeback import Writeback
 
@@ -287,7 +287,7 @@ def test_cli_out_of_memory_fails_that_image_only(
     assert main([*args, *inputs, "--device", "cpu", "-o", f"{tmp_path / 'all'}/"]) == 0
     capsys.readouterr()
     # in1 fails on reading, in2 in the network (in a batch with in0), in4 on composing
-    real_read, real_infer, real_compose = predict.read_rgb, predict.infer, predict.compose
+    real_read, real_infer, real_compose = batching.read_rgb, predict.infer, predict.compose
 
     def read(path, meta=None):
         if path.endswith("in1.png"):
@@ -304,7 +304,7 @@ def test_cli_out_of_memory_fails_that_image_only(
             raise RuntimeError("OpenCV(4.11.0) error: (-4:Insufficient memory) Failed to allocate")
         return real_compose(pred, *a, **kw)
 
-    monkeypatch.setattr(predict, "read_rgb", read)
+    monkeypatch.setattr(batching, "read_rgb", read)
     monkeypatch.setattr(predict, "infer", infer)
     monkeypatch.setattr(predict, "compose", compose)
     out = tmp_path / "out"
