@@ -465,7 +465,8 @@ class HintSource:
         h = self.common
         if path in self.own:
             h = h + read_hints(self.own[path])
-        return None if h.empty else h
+        # An empty layer is still checked against the image's size: a wrong file, not "none".
+        return None if h.empty and h.shape is None else h
 
 
 def hint_source(
