@@ -363,16 +363,27 @@ def _from_json(data: bytes) -> Hints:
         doc = json.loads(data)
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
-    if not isinstance(doc, dict) or set(doc) - {"points", "palette"}:
+    if not isinstance(doc, dict):
         raise ValueError('expected an object with "points" and/or "palette"')
+    extra = sorted(doc.keys() - {"points", "palette"})
+    if extra:  # a typo ("point") would otherwise drop its hints without a word
+        raise ValueError(f'unknown key {extra[0]!r} (a hint file holds "points" and/or "palette")')
     out = Hints()
-    for p in doc.get("points") or []:
+    for p in _objects(doc, "points", '"x", "y" and "color"'):
         out = out + point(p["x"], p["y"], p["color"], p.get("size", 1))
-    pal = doc.get("palette") or []
+    pal = _objects(doc, "palette", '"color" and an optional "weight"')
     if pal:
         text = ",".join(f"{c['color']}:{c.get('weight', 1)}" for c in pal)
         out = out + palette_from_list(text)
     return out
+
+
+def _objects(doc: dict, key: str, holding: str) -> list[dict]:
+    """``doc[key]``, checked to be a list of JSON objects (absent or null: none)."""
+    items = doc.get(key) or []
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise ValueError(f'"{key}" must be a list of objects with {holding}')
+    return items
 
 
 def _from_layer(data: bytes, name: str) -> Hints:

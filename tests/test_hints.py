@@ -429,3 +429,22 @@ def test_a_hint_layer_is_read_with_the_image_checks(tmp_path):
     with pytest.raises(RecolorError, match="bomb|pixel") as e:
         hints.read_hints(tmp_path / "bomb.png")
     assert e.value.path == str(tmp_path / "bomb.png")
+
+
+@pytest.mark.parametrize(
+    ("doc", "reason"),
+    [
+        ('{"points": {"x": 1}}', '"points" must be a list of objects with "x", "y" and "color"'),
+        ('{"points": [[1, 2, "#f00"]]}', '"points" must be a list of objects with "x", "y"'),
+        ('{"palette": "#fff"}', '"palette" must be a list of objects with "color" and an'),
+        ('{"points": [], "point": []}', "unknown key 'point' (a hint file holds \"points\""),
+        ('{"points": [{"x": 1, "y": 1, "colour": "#f00"}]}', "missing key 'color'"),
+        ("[]", 'expected an object with "points" and/or "palette"'),
+    ],
+)
+def test_a_malformed_hint_file_says_what_is_wrong(tmp_path, doc, reason):
+    # Python's own words ("string indices must be integers") once stood for a wrong shape.
+    (tmp_path / "h.json").write_text(doc)
+    with pytest.raises(RecolorError) as e:
+        hints.read_hints(tmp_path / "h.json")
+    assert e.value.reason.startswith(f"bad hint file: {reason}"), e.value.reason
