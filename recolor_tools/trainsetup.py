@@ -55,10 +55,8 @@ class TrainConfig:
     Raises
     ------
     ValueError
-        Options that cannot go together, or a choice outside its list: a usage error.
-    RecolorError
-        A value of the right type that training cannot use (not positive, size not a multiple
-        of 8).
+        Options that cannot go together, a choice outside its list, or a value that training
+        cannot use (not positive, not finite, size not a multiple of 8): a usage error.
     """
 
     data: list[str]  # training images: files, directories, globs, .txt/.list files
@@ -113,18 +111,18 @@ class TrainConfig:
         for name in ("batch_size", "size", *optional):
             value = getattr(self, name)
             if value is not None and value < 1:
-                raise RecolorError(f"--{name.replace('_', '-')} must be positive")
+                raise ValueError(f"--{name.replace('_', '-')} must be positive")
         if self.workers is not None and self.workers < 0:
-            raise RecolorError("--workers must be 0 or more")
+            raise ValueError("--workers must be 0 or more")
         if self.size % 8:
-            raise RecolorError(f"--size must be a multiple of 8, got {self.size}")
+            raise ValueError(f"--size must be a multiple of 8, got {self.size}")
         if not self.hint_lr > 0:
-            raise RecolorError("--hint-lr must be positive")
+            raise ValueError("--hint-lr must be positive")
         if not (self.lr > 0 or self.lr == 0 and (self.hints or self.affinity or self.resume)):
-            raise RecolorError("--lr must be positive (0, the network kept, needs new layers to "
-                               "train: --hints or --affinity)")  # fmt: skip
+            raise ValueError("--lr must be positive (0, the network kept, needs new layers to "
+                             "train: --hints or --affinity)")  # fmt: skip
         if self.affinity is not None and self.affinity < 0:
-            raise RecolorError("--affinity must be 0 or more")
+            raise ValueError("--affinity must be 0 or more")
 
 
 @dataclass(frozen=True)

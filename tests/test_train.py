@@ -332,7 +332,7 @@ def test_cli_bad_arguments(data, tmp_path, capsys):
     rc, _, err = cli([data["train"], "--steps", "1", "--epochs", "1"], capsys)
     assert rc == 2 and "not both" in err
     rc, _, err = cli([data["train"], "--size", "36", "--steps", "1", "--out", tmp_path], capsys)
-    assert rc == 1 and "multiple of 8" in err
+    assert rc == 2 and err == "recolor train: --size must be a multiple of 8, got 36\n"
     for flag in ("--lr", "--hint-lr"):  # inf once trained to NaN weights with exit 0
         for value in ("inf", "nan"):
             rc, _, err = cli([data["train"], flag, value, "--steps", "1"], capsys)

@@ -47,17 +47,15 @@ def test_train_config_checks_each_option_once():
         ({"head": "gan"}, "--head must be one of reg, cls"),
         ({"schedule": "step"}, "--schedule"),
         ({"precision": "fp8"}, "--precision"),
-    ]:
-        with pytest.raises(ValueError, match=match):
-            TrainConfig(data=["x"], **kw)
-    for kw, match in [
         ({"size": 36}, "multiple of 8"),
         ({"batch_size": 0}, "--batch-size must be positive"),
         ({"eval_every": 0}, "--eval-every must be positive"),
         ({"workers": -1}, "--workers"),
         ({"lr": 0.0}, "--lr must be positive"),
-    ]:
-        with pytest.raises(RecolorError, match=match):
+        ({"hint_lr": 0.0}, "--hint-lr must be positive"),
+        ({"affinity": -1}, "--affinity must be 0 or more"),
+    ]:  # all bad option values: ValueError, which the CLI makes a usage error (exit 2)
+        with pytest.raises(ValueError, match=match):
             TrainConfig(data=["x"], **kw)
 
 
