@@ -528,12 +528,16 @@ def resolve_device(name: str = "auto", local_rank: int | None = None) -> torch.d
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise RecolorError("--device cuda: CUDA is not available (use --device cpu or auto)")
+            raise RecolorError(f"--device {name}: CUDA is not available (use --device cpu or auto)")
         if name == "cuda" and local_rank is not None:
             return torch.device("cuda", local_rank)
-        return torch.device(name)
+        device, n = torch.device(name), torch.cuda.device_count()
+        if device.index is not None and device.index >= n:  # else a CUDA error at first use
+            raise RecolorError(f"--device {name}: no such GPU (this machine has {n}: cuda:0 "
+                               f"to cuda:{n - 1})")  # fmt: skip
+        return device
     if name != "cpu":
-        raise RecolorError(f"unknown device {name!r} (use auto, cpu or cuda)")
+        raise RecolorError(f"unknown device {name!r} (use auto, cpu, cuda or cuda:N)")
     return torch.device("cpu")
 
 

@@ -237,6 +237,9 @@ class Device:
 
 def setup_process(cfg: TrainConfig, d: Dist) -> Device:
     """Pick the device and precision, set threads and CUDA flags, seed every RNG."""
+    if d.world > 1 and cfg.device.startswith("cuda:"):  # every rank on one GPU breaks DDP
+        raise RecolorError(f"--device {cfg.device} names one GPU; under torchrun each process "
+                           "takes its own: --device cuda")  # fmt: skip
     device = models.resolve_device(cfg.device, d.local_rank)
     autocast, amp_dtype = precision_context(cfg, device)
     if device.type == "cpu":

@@ -184,3 +184,17 @@ def test_load_checkpoint_errors(tmp_path):
 def test_default_weights_rejects_unknown_head():
     with pytest.raises(ValueError, match="head"):
         checkpoints.default_weights("gan")
+
+
+def test_resolve_device_names_one_gpu_and_checks_it_exists(monkeypatch):
+    # Two GPUs pretended (no CUDA call is made for a torch.device): cuda:N is that GPU, and a
+    # GPU the machine lacks is one clear line, not a CUDA error at the first tensor.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert models.resolve_device("cuda:1") == torch.device("cuda", 1)
+    assert models.resolve_device("cuda", local_rank=1) == torch.device("cuda", 1)
+    with pytest.raises(RecolorError, match=r"--device cuda:2: no such GPU \(this machine has 2"):
+        models.resolve_device("cuda:2")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RecolorError, match="--device cuda:1: CUDA is not available"):
+        models.resolve_device("cuda:1")

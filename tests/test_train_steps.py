@@ -67,6 +67,19 @@ def test_cli_reports_conflicting_options_as_usage(tmp_path):
     assert p.stderr.decode() == "recolor train: give --epochs or --steps, not both\n"
 
 
+@pytest.mark.parametrize("tool", ["train", "predict"])
+@pytest.mark.parametrize("device", ["gpu", "cuda:x", "cuda:", "cuda:-1"])
+def test_a_device_that_is_no_device_name_is_a_usage_error(tmp_path, tool, device):
+    from conftest import run
+
+    p = run([tool, tmp_path, "--device", device, "-q"])
+    assert p.returncode == 2
+    assert p.stderr.decode() == (
+        f"recolor {tool}: Invalid value for '--device': {device!r} is not auto, cpu, cuda or "
+        f"cuda:N (see recolor {tool} -h)\n"
+    )
+
+
 # -- where the classes come from --------------------------------------------------------------
 
 
@@ -267,3 +280,12 @@ def test_resume_after_kill_9_mid_run(images, tmp_path):
     done = run([*args, "--resume"], check_rc=0)
     assert done.stdout.decode().strip() == str(out / "reg.pt")
     assert checkpoints.read_checkpoint(out / "last.pt")["step"] == 12
+
+
+def test_one_named_gpu_for_every_torchrun_rank_is_refused():
+    """``--device cuda:1`` would put every rank on GPU 1 while DDP and NCCL give each its own."""
+    from recolor_tools.distributed import Dist
+    from recolor_tools.trainsetup import setup_process
+
+    with pytest.raises(RecolorError, match="--device cuda:1 names one GPU; under torchrun"):
+        setup_process(TrainConfig(data=["x"], device="cuda:1"), Dist(1, 1, 2, 1))

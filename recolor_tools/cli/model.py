@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Literal, Optional
 
@@ -78,9 +79,21 @@ Precision = Annotated[
     Literal["auto", "fp32", "bf16", "fp16"],
     typer.Option("--precision", help="auto: bf16/fp16 mixed precision on CUDA, else fp32."),
 ]
-PredictDevice = Annotated[
-    Literal["auto", "cpu", "cuda"], typer.Option("--device", help="Where the network runs.")
-]
+
+
+def _device(value: str) -> str:
+    """``--device``: auto, cpu, cuda or cuda:N; anything else is a usage error."""
+    if value in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:[0-9]+", value):
+        return value
+    raise typer.BadParameter(f"{value!r} is not auto, cpu, cuda or cuda:N")
+
+
+def _device_option(help: str):
+    option = typer.Option("--device", help=help, callback=_device, metavar="auto|cpu|cuda[:N]")
+    return Annotated[str, option]
+
+
+PredictDevice = _device_option("Where the network runs (cuda:N: that GPU).")
 PredictSize = Annotated[
     Optional[int],  # noqa: UP045
     typer.Option(
@@ -351,9 +364,7 @@ TrainSize = Annotated[int, typer.Option("--size", min=8, help="Crop side (multip
 TrainWidth = Annotated[
     _PosInt, typer.Option("--width", min=1, help="Model base channels (default 32).")
 ]
-TrainDevice = Annotated[
-    Literal["auto", "cpu", "cuda"], typer.Option("--device", help="Where to train.")
-]
+TrainDevice = _device_option("Where to train (cuda:N: that GPU; under torchrun, cuda).")
 TrainWorkers = Annotated[
     _PosInt, typer.Option("--workers", "-j", min=0, help="Loader processes (0: inline).")
 ]
