@@ -13,6 +13,7 @@ import dataclasses
 import math
 import random
 import sys
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +24,8 @@ import torch
 
 from . import checkpoints, defaults, models
 from .data import ColorDataset, EpochSampler, make_loader
-from .distributed import Dist, default_workers
-from .errors import RecolorError
+from .distributed import Dist, available_cores, default_workers
+from .errors import RecolorError, warn
 
 PLATEAU = {"factor": 0.5, "patience": 10, "min_lr": 1e-5}
 """ReduceLROnPlateau settings (the seed's)."""
@@ -249,6 +250,11 @@ def setup_process(cfg: TrainConfig, d: Dist) -> Device:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     workers = default_workers(device, d) if cfg.workers is None else cfg.workers
+    if workers > available_cores():  # said once, in the tools' form, not torch's warning
+        warnings.filterwarnings("ignore", "This DataLoader will create", UserWarning)
+        if d.main:
+            warn(f"--workers {workers} is more than the {available_cores()} cores this process "
+                 "may use (slower, and more memory)")  # fmt: skip
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     random.seed(cfg.seed)

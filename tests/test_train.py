@@ -286,6 +286,23 @@ def test_cli_prints_the_weights_path(data, tmp_path, capsys):
     assert checkpoints.load_checkpoint(out / "reg.pt", "reg")[1]["step"] == 2
 
 
+def test_cli_more_workers_than_cores_is_one_line_not_torchs_warning(data, tmp_path):
+    """Run on one core (its affinity), with 2 loader workers: the tools' one line on stderr and
+    not torch's two-line UserWarning (with its source path)."""
+    from conftest import run
+
+    core = min(os.sched_getaffinity(0))
+    out = tmp_path / "run"
+    args = [data["train"], "--head", "reg", "--steps", "1", "--size", SIZE, "-b", 2, "-q"]
+    p = run(["train", *args, "--width", 8, "-j", 2, "--out", out],
+            preexec_fn=lambda: os.sched_setaffinity(0, {core}))  # fmt: skip
+    assert p.returncode == 0 and p.stdout.decode() == f"{out / 'reg.pt'}\n"
+    assert p.stderr.decode() == (
+        "recolor train: --workers 2 is more than the 1 cores this process may use (slower, and "
+        "more memory)\n"
+    )
+
+
 def test_cli_resume_errors_are_one_line(data, tmp_path, capsys):
     out = tmp_path / "run"
     out.mkdir()
