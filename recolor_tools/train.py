@@ -166,8 +166,12 @@ def evaluate(
     device: torch.device,
     autocast,
     d: Dist,
+    on_bad: Callable[[list[str]], None] | None = None,
 ) -> dict[str, float | None]:
     """Loss, AuC and PSNR on a validation loader (this rank's share; summed over ranks).
+
+    An unreadable validation image is replaced by the next readable one, as in training, and
+    passed to ``on_bad`` (``"path: reason"``; an :class:`Unreadable`) to be told.
 
     a/b predictions (reg: output x 128; cls: annealed mean, T = 0.38) are upsampled bilinearly
     to the crop size and joined to the true L. ``val_auc`` is :func:`metrics.auc` on a/b (a
@@ -181,7 +185,7 @@ def evaluate(
         gpus = [torch.cuda.current_device() if device.index is None else device.index]
     with torch.random.fork_rng(devices=gpus):
         torch.manual_seed(0)
-        sums = _evaluate_sums(model, loader, device, autocast)
+        sums = _evaluate_sums(model, loader, device, autocast, on_bad)
     if d.world > 1:  # NCCL reduces CUDA tensors only
         sums = sums.to(device)
         dist.all_reduce(sums)
@@ -198,7 +202,11 @@ def evaluate(
 
 
 def _evaluate_sums(
-    model: models.Colorizer, loader: torch.utils.data.DataLoader, device: torch.device, autocast
+    model: models.Colorizer,
+    loader: torch.utils.data.DataLoader,
+    device: torch.device,
+    autocast,
+    on_bad: Callable[[list[str]], None] | None,
 ) -> torch.Tensor:
     """(4,) float64: loss x images, AuC and PSNR summed over images, images (see evaluate)."""
     import cv2
@@ -209,6 +217,8 @@ def _evaluate_sums(
     model.eval()
     sums = torch.zeros(4, dtype=torch.float64)  # loss x n, auc, psnr, n
     for batch in loader:
+        if on_bad is not None:
+            on_bad(batch["bad"])
         L = batch["L"].to(device)
         targets = {k: v.to(device) for k, v in batch.items() if k not in ("L", "ab_full", "bad")}
         with autocast:
@@ -250,6 +260,7 @@ class Run:
     ckpt_every: int
     data_info: dict[str, Any]  # the checkpoint's "data" entry
     bar: Any  # a tqdm bar on rank 0 at a terminal, else None
+    unreadable: Unreadable  # tells each skipped image once, training or validation
 
 
 def train_step(run: Run, state: TrainState, batch: dict[str, Any]) -> torch.Tensor:
@@ -289,7 +300,8 @@ def evaluate_and_log(run: Run, state: TrainState, regular: bool) -> dict[str, An
     broadcast_buffers(run.raw, d)  # evaluate every replica with rank 0's BatchNorm statistics
     val = {"val_loss": None, "val_auc": None, "val_psnr": None}
     if run.loaders.val is not None:
-        val = evaluate(run.raw, run.loaders.val, run.dev.device, run.dev.autocast, d)
+        val = evaluate(run.raw, run.loaders.val, run.dev.device, run.dev.autocast, d,
+                       run.unreadable)  # fmt: skip
     if regular:
         if cfg.schedule == "plateau":
             run.opt.scheduler.step(train_loss if val["val_loss"] is None else val["val_loss"])
@@ -423,6 +435,7 @@ def _train(cfg: TrainConfig, d: Dist, report: Callable[[str], None] | None) -> P
     run = Run(
         cfg, d, dev, cs, loaders, raw, model, opt, total_steps, eval_every,
         cfg.ckpt_every or eval_every, data_info, _progress(cfg, d, total_steps, state.step),
+        unreadable,
     )  # fmt: skip
 
     # -- loop -----------------------------------------------------------------------------

@@ -278,22 +278,27 @@ def test_kill_9_mid_batch_then_skip_existing_finishes(tool, tmp_path):
 
 
 def test_train_reports_each_bad_image_once(tmp_path, hostile):
-    """Each unreadable image: one line; training goes on with the others, writes its weights,
-    prints their path and exits 1."""
-    data = tmp_path / "data"
-    data.mkdir()
+    """Each unreadable image, training or validation: one line; training goes on with the
+    others, writes its weights, prints their path and exits 1. (A bad validation image was
+    once replaced by the next one without a word, in every evaluation.)"""
+    data, val = tmp_path / "data", tmp_path / "val"
+    data.mkdir(), val.mkdir()
     for i in range(4):
         write_rgb(data / f"good{i}.png", smooth_image(24, 24, i))
+    write_rgb(val / "good.png", smooth_image(24, 24, 9))
     bad = [c for c in IMAGE_CASES if c.name in ("text.jpg", "truncated-png.png", "bomb.png")]
     for c in bad:
         make(c, data)
-    p = run(["train", data, "--steps", "1", "-b", "2", "--size", "16", "--width", "4",
-             "--workers", "0", "--out", tmp_path / "run", "-q"])  # fmt: skip
+    bad_val = [c for c in IMAGE_CASES if c.name == "empty.png"]
+    make(bad_val[0], val)
+    p = run(["train", data, "--val", val, "--steps", "2", "--eval-every", "1", "-b", "2",
+             "--size", "16", "--width", "4", "--workers", "0", "--out", tmp_path / "run",
+             "-q"])  # fmt: skip
     err = p.stderr.decode()
     assert p.returncode == 1, err  # some inputs failed, as every tool says it
-    for c in bad:
+    for c in [*bad, *bad_val]:
         assert err.count(c.name) == 1, err
-    assert len(err.splitlines()) == len(bad) and "Traceback" not in err
+    assert len(err.splitlines()) == len(bad) + 1 and "Traceback" not in err
     weights = tmp_path / "run" / "cls.pt"  # trained on the others: the product is whole
     assert p.stdout.decode() == f"{weights}\n" and weights.is_file()
 
