@@ -357,8 +357,9 @@ def compare_pair(
     Parameters
     ----------
     pred_rgb_u8, truth_rgb_u8 : (H, W, 3) uint8 ndarray
-        Prediction and ground truth, RGB. A prediction of another size is first resized to the
-        truth's size (``cv2.INTER_AREA`` when shrinking, ``cv2.INTER_LINEAR`` when enlarging).
+        Prediction and ground truth, RGB. A prediction of another size but the same aspect ratio
+        (within one of its pixels) is first resized to the truth's size (``cv2.INTER_AREA``
+        when shrinking, ``cv2.INTER_LINEAR`` when enlarging).
     stats : recolor_tools.rebalance.RebalanceStats, optional
         Colour classes and prior; adds ``auc_rebal``.
 
@@ -373,12 +374,17 @@ def compare_pair(
     Raises
     ------
     RecolorError
-        If the truth is smaller than the SSIM window (11 pixels a side); the caller adds the path.
+        If the truth is smaller than the SSIM window (11 pixels a side), or the two differ in
+        aspect ratio (a prediction of another picture); the caller adds the path.
     """
     for name, img in (("prediction", pred_rgb_u8), ("truth", truth_rgb_u8)):
         check_image(img, name, dtype=np.uint8)
     if min(truth_rgb_u8.shape[:2]) < SSIM_WINDOW:
         raise RecolorError(f"image smaller than the {SSIM_WINDOW}x{SSIM_WINDOW} SSIM window")
+    (ph, pw), (th, tw) = pred_rgb_u8.shape[:2], truth_rgb_u8.shape[:2]
+    if abs(pw * th - tw * ph) > max(ph, th):  # widths at one height: a pixel's rounding apart
+        raise RecolorError(f"the prediction is {pw}x{ph} and the truth {tw}x{th}: not the same "
+                           "shape of picture")  # fmt: skip
     pred = resize_to(pred_rgb_u8, *truth_rgb_u8.shape[:2])
     truth = truth_rgb_u8
     # The a/b measures strip by strip (two Lab images and the errors of a 6000x4000 pair would

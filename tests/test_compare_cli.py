@@ -195,6 +195,21 @@ def test_too_small_image(tmp_path):
     ]
 
 
+def test_a_prediction_of_another_shape_is_one_line_the_others_compared(tmp_path):
+    x = pattern(40, 50)
+    for name in ("half", "other"):
+        save(tmp_path / "truth" / f"{name}.png", x)
+    save(tmp_path / "pred" / "half.png", cv2.resize(x, (25, 20), interpolation=cv2.INTER_AREA))
+    save(tmp_path / "pred" / "other.png", pattern(50, 40))  # stretched to fit, once
+    r = run(tmp_path / "pred", tmp_path / "truth", "--csv")
+    assert r.returncode == 1
+    assert r.stderr.splitlines() == [
+        f"recolor compare: {tmp_path / 'pred' / 'other.png'}: the prediction is 40x50 and the "
+        "truth 50x40: not the same shape of picture"
+    ]
+    assert [row["name"] for row in csv_rows(r.stdout)] == ["half", "mean"]
+
+
 def test_usage_errors(dirs, tmp_path):
     pred, truth = dirs
     r = run(pred, truth, "--json", "--csv")

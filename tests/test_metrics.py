@@ -280,6 +280,18 @@ def test_compare_pair_resizes_prediction_to_truth():
     assert r["psnr"] == math.inf and r["ab_rmse"] == 0.0
     r = metrics.compare_pair(const_rgb(10, 15, (30, 140, 200)), truth)
     assert r["psnr"] == math.inf
+    # a side rounded by a resize (31 for 30 at this height) is the same picture ...
+    assert metrics.compare_pair(const_rgb(20, 31, (30, 140, 200)), truth)["psnr"] == math.inf
+    assert metrics.compare_pair(const_rgb(41, 60, (30, 140, 200)), truth)["psnr"] == math.inf
+
+
+@pytest.mark.parametrize(("h", "w"), [(20, 32), (30, 30), (60, 40), (22, 30)])
+def test_compare_pair_refuses_another_shape_of_picture(h, w):
+    # ... while another aspect ratio is a prediction of another picture: once stretched to fit
+    # and scored without a word.
+    truth = const_rgb(20, 30, (30, 140, 200))
+    with pytest.raises(RecolorError, match=f"the prediction is {w}x{h} and the truth 30x20"):
+        metrics.compare_pair(const_rgb(h, w, (30, 140, 200)), truth)
 
 
 def test_compare_pair_with_stats_adds_rebalanced_auc():
