@@ -311,6 +311,28 @@ class PriorAccumulator:
         )
 
 
+def load_class_set(path: str | Path) -> tuple[np.ndarray, float]:
+    """(classes (Q, 2) float32, grid) of ``--classes FILE``: a class-set file
+    (:func:`recolor_tools.quant.save_classes`) or a rebalance-stats file, whose classes they are
+    (no tool writes a class-set file; the statistics name the classes they were counted over, so
+    targets quantized over them match their weights).
+
+    Raises
+    ------
+    RecolorError
+        Neither kind of file, or an invalid one.
+    """
+    try:
+        return quant.load_classes(path)
+    except quant.WrongFormat:
+        pass
+    try:
+        stats = RebalanceStats.load(path)
+    except quant.WrongFormat:
+        raise RecolorError("not a class-set or rebalance-stats file", path) from None
+    return stats.classes, stats.grid
+
+
 def class_counts(ab: np.ndarray, classes: np.ndarray) -> np.ndarray:
     """Number of a/b values (..., 2) whose nearest centre is each class: (Q,) int64."""
     idx = quant.hard_encode(ab, classes).ravel()

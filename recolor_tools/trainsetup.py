@@ -201,11 +201,11 @@ def resolve_classes(
             raise RecolorError("--init fixes the class set; give --stats, not --classes")
         return ClassSetup.of_checkpoint(init)
     from . import quant
-    from .rebalance import RebalanceStats
+    from .rebalance import RebalanceStats, load_class_set
 
     classes = grid = None
     if cfg.classes is not None:
-        classes, grid = quant.load_classes(cfg.classes)
+        classes, grid = load_class_set(cfg.classes)
     if cfg.stats is not None:
         stats = RebalanceStats.load(cfg.stats)
         if classes is not None and not np.array_equal(classes, stats.classes):

@@ -130,8 +130,22 @@ def test_bad_class_file_stops_with_one_line(tmp_path, images):
     for tool in ("quantize", "rebalance-stats"):
         p = run([tool, "--classes", bad, "-o", tmp_path / "x", images[0]])
         assert p.returncode == 1
-        assert p.stderr.decode().strip() == f"recolor {tool}: {bad}: not a recolor-classes file"
+        assert p.stderr.decode().strip() == (
+            f"recolor {tool}: {bad}: not a class-set or rebalance-stats file"
+        )
         assert not (tmp_path / "x").exists()
+
+
+def test_classes_from_a_rebalance_stats_file(tmp_path, images):
+    """No tool writes a class-set file: --classes takes the statistics' own classes, so the
+    targets are quantized over the classes the weights were counted on."""
+    stats = tmp_path / "s.npz"
+    run(["rebalance-stats", "--grid", "10", "-o", stats, *images], check_rc=0)
+    for tool, out in (("quantize", "t"), ("rebalance-stats", "npz")):
+        by_grid, by_file = tmp_path / f"grid.{out}", tmp_path / f"file.{out}"
+        run([tool, "--grid", "10", "-o", by_grid, images[0]], check_rc=0)
+        run([tool, "--classes", stats, "-o", by_file, images[0]], check_rc=0)
+        assert by_file.read_bytes() == by_grid.read_bytes(), tool
 
 
 def test_commands_do_not_import_torch(tmp_path, images):

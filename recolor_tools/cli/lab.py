@@ -103,7 +103,11 @@ def from_lab(
 
 ClassesOpt = Annotated[
     Optional[Path],  # noqa: UP045
-    typer.Option("--classes", help="Class set file (npz); default: the sRGB gamut grid."),
+    typer.Option(
+        "--classes",
+        help="Class set file, or a rebalance-stats file (its classes); default: the sRGB gamut "
+        "grid.",
+    ),
 ]
 
 
@@ -114,14 +118,16 @@ SigmaOpt = Annotated[float, typer.Option("--sigma", min=0, help="Gaussian width,
 
 
 def _class_set(tool: Tool, classes: Path | None, grid: float):
-    """(classes, grid) from --classes or --grid; a bad class file stops the command (exit 1)."""
+    """(classes, grid) from --classes (a class-set or rebalance-stats file) or --grid; a bad
+    file stops the command (exit 1)."""
     from .. import quant
+    from ..rebalance import load_class_set
 
     if classes is None:
         tool.finite(grid=grid)
         return quant.gamut_classes(grid), float(grid)
     with tool.guard(classes):
-        return quant.load_classes(classes)
+        return load_class_set(classes)
     tool.exit()
 
 

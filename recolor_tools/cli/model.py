@@ -339,7 +339,11 @@ TrainStats = Annotated[
 ]
 TrainClasses = Annotated[
     Optional[Path],  # noqa: UP045
-    typer.Option("--classes", help="Class set file (cls); default: the sRGB gamut grid."),
+    typer.Option(
+        "--classes",
+        help="Class set file, or a rebalance-stats file (its classes) (cls); default: the sRGB "
+        "gamut grid.",
+    ),
 ]
 TrainGrid = Annotated[float, typer.Option("--grid", min=1, help="Gamut class grid (cls).")]
 TrainEpochs = Annotated[_PosInt, typer.Option("--epochs", min=1, help="Default 10.")]

@@ -170,11 +170,16 @@ def save_classes(path: str | Path, classes: np.ndarray, grid: float) -> None:
         )
 
 
+class WrongFormat(RecolorError):
+    """A file that is not the kind of recolor npz file asked for (not an npz, or another tag)."""
+
+
 def read_npz(path: str | Path, fmt: str, version: int, keys: tuple[str, ...]) -> dict:
     """Load a small recolor npz file, checking its format tag and version.
 
     Shared by the class and rebalancing files. Raises :class:`RecolorError` naming ``path``
-    for a missing, unreadable, foreign, newer or incomplete file; never unpickles.
+    for a missing, unreadable, foreign (:class:`WrongFormat`), newer or incomplete file; never
+    unpickles.
     """
     import zipfile
 
@@ -184,9 +189,9 @@ def read_npz(path: str | Path, fmt: str, version: int, keys: tuple[str, ...]) ->
     except FileNotFoundError:
         raise RecolorError("no such file", path) from None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile):
-        raise RecolorError(f"not a {fmt} file", path) from None
+        raise WrongFormat(f"not a {fmt} file", path) from None
     if not isinstance(data, dict) or str(data.get("format", "")) != fmt:
-        raise RecolorError(f"not a {fmt} file (format tag missing or wrong)", path)
+        raise WrongFormat(f"not a {fmt} file (format tag missing or wrong)", path)
     try:
         got = int(data["version"])
     except (KeyError, TypeError, ValueError):
