@@ -33,7 +33,14 @@ import numpy as np
 
 from .color import rgb_to_lab
 from .errors import RecolorError
-from .imageio import decode_stored, read_bytes, read_rgb, resize_short_side
+from .imageio import (
+    decode_stored,
+    input_name,
+    input_roots,
+    read_bytes,
+    read_rgb,
+    resize_short_side,
+)
 
 PALETTE_IMAGE_SIDE = 64
 """A palette image is shrunk to this shorter side first: its colour histogram barely changes
@@ -438,16 +445,8 @@ def match_hint_files(
     problems : list of RecolorError
         A hint file for no input, or two hint files for one input.
     """
-    hint_dir = Path(hint_dir)
-    roots = [Path(a) for a in inputs if a != "-" and Path(a).is_dir()]
-
-    def key(p: str) -> str:
-        for r in roots:
-            if Path(p).is_relative_to(r):
-                return Path(p).relative_to(r).with_suffix("").as_posix()
-        return Path(p).stem
-
-    by_key = {key(p): p for p in paths if p != "-"}
+    hint_dir, roots = Path(hint_dir), input_roots(inputs)
+    by_key = {Path(input_name(p, roots)).with_suffix("").as_posix(): p for p in paths if p != "-"}
     pairs: dict[str, Path] = {}
     problems: list[RecolorError] = []
     for f in sorted(hint_dir.rglob("*")):

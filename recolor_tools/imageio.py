@@ -12,7 +12,7 @@ import os
 import stat
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -341,6 +341,24 @@ def write_image(
     """Write RGB (float in [0, 1], or uint8) to ``path``, format from its extension, atomically
     (``depth`` and ``quality`` as for :func:`encode_image`)."""
     atomic_write(path, encode_image(rgb, Path(path).suffix or ".png", depth, quality))
+
+
+def input_roots(args: Sequence[str]) -> list[Path]:
+    """The input directories among command-line inputs (what :func:`input_name` names below)."""
+    return [Path(a) for a in args if a not in ("-", "") and Path(a).is_dir()]
+
+
+def input_name(path: str, roots: Sequence[str | Path] = ()) -> str:
+    """The name an input's outputs and partners are named after: its path below the first of
+    ``roots`` (:func:`input_roots`) that holds it, as ``a/b.jpg``, so that outputs mirror an
+    input directory's tree and two ``b.jpg`` in two subfolders stay apart; else its base name
+    (a file named on its own); ``-`` is ``stdin``."""
+    if path == "-":
+        return "stdin"
+    for r in map(Path, roots):
+        if Path(path).is_relative_to(r):
+            return Path(path).relative_to(r).as_posix()
+    return Path(path).name
 
 
 def expand_inputs(args: list[str], exts: tuple[str, ...] = IMAGE_EXTS) -> list[str]:

@@ -4,8 +4,10 @@ Every tool that writes files routes them through :class:`Outputs`, so each rule 
 
 - ``-o -`` (or no ``-o`` when the tool has no default) is stdout; an existing directory or a
   name ending in ``/`` is a directory, created if missing; anything else is one file.
-- In a directory, an input named ``a/b/c.png`` (or a record whose header says ``../../c.png`` or
-  ``/etc/c.png``) gives ``DIR/c<suffix>``: only the base name is used, so no name escapes it.
+- In a directory, each output is named after its input (:func:`recolor_tools.imageio.input_name`:
+  the path below the input directory it was found in, ``a/c.png``, else the base name) or its
+  record's header: ``DIR/a/c<suffix>``, so the outputs mirror the inputs' tree. A name that could
+  leave the directory (``../../c.png``, ``/etc/c.png``, a backslash) keeps its base name only.
 - Two inputs that map to one output, and an output that is one of the inputs (also through a
   symbolic or hard link), are refused, each with one message.
 - ``-o FILE/`` when FILE is a regular file, and a directory that cannot be created, are refused.
@@ -39,13 +41,18 @@ def is_dir_target(output: str | Path | None) -> bool:
 
 
 def safe_name(name: str) -> str:
-    """The base name of ``name``: what an output may be called inside an output directory.
+    """What an output named ``name`` may be called inside an output directory: ``name`` itself
+    where it is a relative path that stays inside (``a/b/x.png``, ``./x.png`` as ``x.png``), else
+    its base name.
 
-    ``../../x.png``, ``/etc/x.png`` and ``a\\b\\x.png`` all give ``x.png``; names that have no
-    base name left (``..``, ``/``, empty) give ``unnamed``.
+    ``../../x.png``, ``a/../x.png``, ``/etc/x.png`` and ``a\\b\\x.png`` all give ``x.png``;
+    names that have no base name left (``..``, ``/``, empty) give ``unnamed``.
     """
-    base = name.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
-    return "unnamed" if base in ("", ".", "..") else base
+    parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
+    if "\\" not in name and not name.startswith("/") and ".." not in parts and parts:
+        return "/".join(parts)
+    base = parts[-1] if parts else ""
+    return "unnamed" if base in ("", "..") else base
 
 
 def file_ids(paths: Sequence[str]) -> set[tuple[int, int]]:
@@ -155,13 +162,26 @@ class Outputs:
     def __exit__(self, *exc) -> None:
         self._stack.__exit__(*exc)
 
+    def without_own(self, paths: list[str], roots: Sequence[Path]) -> list[str]:
+        """``paths`` less those in this run's output directory when an input directory (of
+        ``roots``) holds it, and no longer inputs here: a rerun of ``recolor predict -o out/ .``
+        must not take the first run's outputs for inputs (they would go to ``out/out/``)."""
+        if self.directory is None:
+            return paths
+        d = self.directory.resolve()
+        if not any(d != r.resolve() and d.is_relative_to(r.resolve()) for r in roots):
+            return paths
+        kept = [p for p in paths if p == "-" or not Path(p).resolve().is_relative_to(d)]
+        self.inputs, self._input_ids = kept, None
+        return kept
+
     def path(self, name: str) -> Path | None:
         """The file the input (or record) ``name`` goes to; None for stdout."""
         if self.directory is None:
             return self.file
-        base = safe_name(name)
-        suffix = self.suffix(base) if callable(self.suffix) else self.suffix
-        return self.directory / (Path(base).stem + suffix)
+        rel = Path(safe_name(name))
+        suffix = self.suffix(rel.name) if callable(self.suffix) else self.suffix
+        return self.directory / rel.with_name(rel.stem + suffix)
 
     def skip(self, name: str) -> bool:
         """With ``skip_existing``: True when ``name``'s output file already exists."""
@@ -204,6 +224,8 @@ class Outputs:
             if self._input_ids is None:  # stat the inputs once, not once per output
                 self._input_ids = file_ids(self.inputs)
             check_not_input(out, self._input_ids)
+            if out.parent != self.directory and self.directory is not None:
+                make_dir(out.parent)  # a subfolder of the inputs' tree
             with atomic_open(out) as f:
                 write(f)
             self._written.add(out)

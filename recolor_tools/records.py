@@ -38,7 +38,7 @@ import os
 import stat
 import struct
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -48,6 +48,9 @@ import numpy as np
 from .errors import RecolorError
 
 MAGIC = b"RCLR"
+LAB_EXT = ".lab"
+"""Extension of a file of Lab records (what to-lab writes; what the record tools take from a
+folder)."""
 VERSION = 1
 _PREFIX = struct.Struct("<4sHHI")
 _CRC = struct.Struct("<I")
@@ -341,13 +344,16 @@ def is_record_stream(prefix: bytes) -> bool:
     return prefix[:4] == MAGIC
 
 
-def image_record(path: str, max_size: int | None = None, l_only: bool = False) -> Record:
-    """Read an image file and make its Lab record (shrunk to ``max_size`` if given)."""
+def image_record(
+    path: str, max_size: int | None = None, l_only: bool = False, name: str | None = None
+) -> Record:
+    """Read an image file and make its Lab record (shrunk to ``max_size`` if given), named
+    ``name`` (default: the file's base name, ``stdin`` for ``-``)."""
     from .imageio import read_rgb
     from .imagemeta import ImageMeta
 
     meta = ImageMeta()
-    return _rgb_record(read_rgb(path, meta), path, max_size, l_only, meta.to_json())
+    return _rgb_record(read_rgb(path, meta), path, max_size, l_only, meta.to_json(), name)
 
 
 def _rgb_record(
@@ -356,29 +362,31 @@ def _rgb_record(
     max_size: int | None = None,
     l_only: bool = False,
     source: dict | None = None,
+    name: str | None = None,
 ) -> Record:
-    """The Lab record of ``rgb`` (read from ``path``, ``-`` for stdin), named by the file name;
-    ``size`` is the image's before any shrinking to ``max_size``; ``source`` as
-    :attr:`Record.source`."""
+    """The Lab record of ``rgb`` (read from ``path``, ``-`` for stdin), named ``name`` (default
+    the file's base name); ``size`` is the image's before any shrinking to ``max_size``;
+    ``source`` as :attr:`Record.source`."""
     from .color import rgb_to_lab
-    from .imageio import resize_max
+    from .imageio import input_name, resize_max
 
-    name = "stdin" if path == "-" else Path(path).name
+    name = input_name(path) if name is None else name
     lab = rgb_to_lab(resize_max(rgb, max_size))
     return lab_record(name, lab, rgb.shape[:2], l_only, source)
 
 
 def iter_lab_sources(
-    paths: list[str], on_error: Callable[[RecolorError], None]
+    paths: list[str], on_error: Callable[[RecolorError], None], roots: Sequence[Path] = ()
 ) -> Iterator[Record]:
     """Yield records from files that are record streams or images, in order.
 
     Each path (``-`` is stdin) is sniffed: a record stream yields all its records, except those
     holding NaN or infinity (:func:`check_finite`: reported, and the stream goes on); an image
-    yields its Lab record. A failure is passed to ``on_error`` and the next path is tried; a
-    stream that breaks half-way keeps the records read before the break.
+    yields its Lab record, named :func:`~recolor_tools.imageio.input_name` below ``roots``. A
+    failure is passed to ``on_error`` and the next path is tried; a stream that breaks half-way
+    keeps the records read before the break.
     """
-    from .imageio import open_binary
+    from .imageio import input_name, open_binary
 
     for path in paths:
         try:
@@ -409,7 +417,8 @@ def iter_lab_sources(
                         )
                     meta = ImageMeta()
                     rgb = decode_rgb(data, path, meta)
-                    yield _rgb_record(rgb, path, source=meta.to_json())
+                    name = input_name(path, roots)
+                    yield _rgb_record(rgb, path, source=meta.to_json(), name=name)
             finally:
                 if path != "-":
                     stream.close()

@@ -248,7 +248,7 @@ def test_hint_directory_matches_inputs_by_path(tmp_path, weights):
     (hdir / "sub" / "b.json").write_text(json.dumps({"points": pts}))
     out = tmp_path / "out"
     run(["predict", posters, "--weights", weights["cls"], "--hints", hdir, "-o", out], check_rc=0)
-    got = read_rgb_u8(out / "b.png")
+    got = read_rgb_u8(out / "sub" / "b.png")  # the output mirrors the inputs' tree, as hints
     square = [(x, y) for x in range(8, 13) for y in range(18, 23)]
     assert hint_error(got, rgbs["sub/b"], square) < 6
     assert np.abs(lab(read_rgb_u8(out / "a.png"))[4, 3, 1:]).max() < 3  # white: a = b = 0

@@ -137,15 +137,64 @@ def test_two_inputs_mapping_to_one_output(tmp_path):
 def test_record_names_never_escape_the_output_dir(tmp_path):
     buf = io.BytesIO()
     lab = smooth_image(4, 4, 1).astype("float32") / 2.55
-    for name in ("../../evil.png", "/tmp/abs.png", "..", "sub\\win.png"):
+    for name in ("../../evil.png", "/tmp/abs.png", "..", "sub\\win.png", "ok/../../up.png"):
         write_record(buf, lab_record(name, lab, (4, 4)))
     out = tmp_path / "deep" / "out"
     p = run(["from-lab", "-", "-o", f"{out}/"], input=buf.getvalue(), check_rc=0)
-    names = ["abs.png", "evil.png", "unnamed.png", "win.png"]
+    names = ["abs.png", "evil.png", "unnamed.png", "up.png", "win.png"]
     assert sorted(f.name for f in out.iterdir()) == names
     assert sorted(f.name for f in tmp_path.rglob("*") if f.is_file()) == sorted(
         f.name for f in out.iterdir()
     ), p.stderr
+
+
+def test_outputs_mirror_an_input_folders_tree(tmp_path):
+    """Two x.png in two subfolders of an input folder: each tool's outputs keep their paths
+    below it (they were flattened, and the second was refused as already written), so predict
+    is followed by compare, and to-lab by from-lab and quantize, folder to folder."""
+    from conftest import tiny_checkpoint
+
+    src = tmp_path / "src"
+    for i, sub in enumerate(("a", "b/c")):
+        (src / sub).mkdir(parents=True)
+        write_rgb(src / sub / "x.png", smooth_image(24, 32, i))
+    write_rgb(tmp_path / "y.png", smooth_image(24, 32, 5))  # named on its own: its base name
+    tree = ["a/x", "b/c/x"]
+
+    def files(d: Path) -> list[str]:
+        return sorted(f.relative_to(d).as_posix() for f in d.rglob("*") if f.is_file())
+
+    w = tiny_checkpoint(tmp_path / "cls.pt", "cls")
+    p = run(["predict", "-w", w, src, tmp_path / "y.png", "-o", f"{tmp_path}/out/"], check_rc=0)
+    want = [*(f"{t}.png" for t in tree), "y.png"]
+    assert p.stdout.decode().splitlines() == [f"{tmp_path}/out/{n}" for n in want]
+    assert files(tmp_path / "out") == want
+    r = run(["compare", tmp_path / "out" / "b", src / "b", "--csv"], check_rc=0)
+    assert [line.split(",")[0] for line in r.stdout.decode().splitlines()] == [
+        "name",
+        "c/x",
+        "mean",
+    ]
+    again = run(["predict", "-w", w, src, "-o", f"{tmp_path}/out/", "--skip-existing"], check_rc=0)
+    assert again.stdout == b""
+    # an output folder inside the input folder: a rerun does not take its outputs for inputs
+    # (they would go to src/out/out/, or be refused as inputs)
+    for _ in range(2):
+        p = run(["predict", "-w", w, src, "-o", f"{src}/out/"], check_rc=0)
+        assert p.stdout.decode().splitlines() == [f"{src}/out/{t}.png" for t in tree]
+    assert files(src / "out") == [f"{t}.png" for t in tree]
+    (src / "out").rename(tmp_path / "moved")  # for the tools below
+
+    run(["to-lab", src, "-o", f"{tmp_path}/labs/"], check_rc=0)
+    assert files(tmp_path / "labs") == [f"{t}.lab" for t in tree]
+    run(["from-lab", tmp_path / "labs", "-o", f"{tmp_path}/back/"], check_rc=0)
+    assert files(tmp_path / "back") == [f"{t}.png" for t in tree]
+    for inputs, out in ((tmp_path / "labs", "t1"), (src, "t2")):  # records or images
+        run(["quantize", inputs, "-o", f"{tmp_path}/{out}/", "-q"], check_rc=0)
+        assert files(tmp_path / out) == [f"{t}.target" for t in tree]
+    for inputs, out in ((tmp_path / "labs", "s1.npz"), (src, "s2.npz")):
+        run(["rebalance-stats", inputs, "-o", tmp_path / out, "-q"], check_rc=0)
+    assert (tmp_path / "s1.npz").read_bytes() == (tmp_path / "s2.npz").read_bytes()
 
 
 def test_stdout_on_a_full_device(tmp_path, png):

@@ -212,11 +212,6 @@ def _main(
     """Recolor images in CIELAB space."""
 
 
-def input_name(path: str) -> str:
-    """The name an input file's outputs are named after (``-`` is ``stdin``)."""
-    return "stdin" if path == "-" else Path(path).name
-
-
 def image_encoder(rgb, dest: Path | None, ext: str, source=None, **options):
     """A function returning ``rgb`` encoded for ``dest`` (its extension; ``ext`` for stdout or
     none), with the profile and metadata of ``source`` (an ImageMeta; ``options`` as for

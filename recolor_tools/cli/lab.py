@@ -24,7 +24,6 @@ from .common import (
     format_ext,
     image_file,
     image_writer,
-    input_name,
     output_dtype,
 )
 
@@ -43,18 +42,21 @@ def to_lab(
     debug: Debug = False,
 ) -> None:
     """Convert images (jpg, png, tiff, webp, bmp) to Lab records."""
-    from ..imageio import expand_inputs
-    from ..records import image_record, write_record
+    from ..imageio import expand_inputs, input_name, input_roots
+    from ..records import LAB_EXT, image_record, write_record
 
     tool = Tool("to-lab", quiet, debug)
-    paths = expand_inputs(tool.stdin_inputs(inputs))
-    router = tool.outputs(output, paths, ".lab", many_per_file=True, skip_existing=skip_existing)
+    args = tool.stdin_inputs(inputs)
+    paths, roots = expand_inputs(args), input_roots(args)
+    router = tool.outputs(output, paths, LAB_EXT, many_per_file=True, skip_existing=skip_existing)
+    paths = router.without_own(paths, roots)
     with tool.opened(router) as out:
         for path in tool.progress(paths, len(paths)):
-            if out.skip(input_name(path)):
+            name = input_name(path, roots)  # a/b.jpg below an input folder: a/b.lab
+            if out.skip(name):
                 continue
             with tool.guard(path):
-                rec = image_record(path, max_size, l_only)
+                rec = image_record(path, max_size, l_only, name)
                 out.write(rec.name, lambda f, rec=rec: write_record(f, rec))
     tool.exit()
 
@@ -79,18 +81,20 @@ def from_lab(
     records), at the source's depth.
     """
     from ..color import lab_to_rgb_as
+    from ..imageio import expand_inputs, input_roots
     from ..imagemeta import ImageMeta
-    from ..records import iter_lab_sources
+    from ..records import LAB_EXT, iter_lab_sources
 
     tool = Tool("from-lab", quiet, debug)
     if depth not in (None, 8, 16):
         tool.usage("--depth must be 8 or 16")
     options = {"depth": depth, "keep_profile": keep_profile, "strip": strip}
-    paths = tool.stdin_inputs(inputs)
+    args = tool.stdin_inputs(inputs)
+    paths, roots = expand_inputs(args, (LAB_EXT,)), input_roots(args)  # a folder: its .lab
     ext = format_ext(tool, fmt, output)
     router = tool.outputs(output, paths, ext, many_per_file=False, skip_existing=skip_existing)
     with tool.opened(router) as out:
-        for rec in tool.progress(iter_lab_sources(paths, tool.fail)):
+        for rec in tool.progress(iter_lab_sources(paths, tool.fail, roots)):
             if out.skip(rec.name):
                 continue
             with tool.guard(rec.name):
@@ -154,10 +158,12 @@ def quantize(
     each image uses goes to stderr.
     """
     from .. import quant
-    from ..records import iter_lab_sources, write_record
+    from ..imageio import IMAGE_EXTS, expand_inputs, input_roots
+    from ..records import LAB_EXT, iter_lab_sources, write_record
 
     tool = Tool("quantize", quiet, debug)
-    paths = tool.stdin_inputs(inputs)
+    args = tool.stdin_inputs(inputs)
+    paths, roots = expand_inputs(args, (LAB_EXT, *IMAGE_EXTS)), input_roots(args)
     if preview == "-":
         tool.usage("--preview needs a FILE or DIR/, not stdout")
     format_ext(tool, None, preview, "--preview")
@@ -173,10 +179,12 @@ def quantize(
         if preview is None
         else tool.outputs(preview, paths, ".png", many_per_file=False, flag="--preview")
     )
+    if shown is not None:  # previews in a folder of the inputs are no inputs on a rerun
+        paths = shown.without_own(paths, roots)
     with tool.opened(router) as out, contextlib.ExitStack() as stack:
         if shown is not None:
             stack.enter_context(tool.opened(shown))
-        for rec in tool.progress(iter_lab_sources(paths, tool.fail)):
+        for rec in tool.progress(iter_lab_sources(paths, tool.fail, roots)):
             with tool.guard(rec.name):
                 target = quant.encode_record(rec, cls, grid, k, sigma, hard)
                 out.write(rec.name, lambda f, t=target: write_record(f, t))
@@ -218,14 +226,14 @@ def rebalance_stats(
     """
     from ..imageio import IMAGE_EXTS, expand_inputs
     from ..rebalance import PriorAccumulator, plot_stats, summary
-    from ..records import iter_lab_sources
+    from ..records import LAB_EXT, iter_lab_sources
 
     tool = Tool("rebalance-stats", quiet, debug)
     tool.finite(sigma=sigma, **{"lambda": lam})
     if 0 < sigma < defaults.SIGMA_MIN:
         tool.usage(f"--sigma must be 0 (no smoothing) or at least {defaults.SIGMA_MIN}")
     image_file(tool, plot, "--plot")
-    paths = expand_inputs(tool.stdin_inputs(inputs))
+    paths = expand_inputs(tool.stdin_inputs(inputs), (LAB_EXT, *IMAGE_EXTS))
     acc = PriorAccumulator(*_class_set(tool, classes, grid))
     images = [p for p in paths if p != "-" and Path(p).suffix.lower() in IMAGE_EXTS]
     acc.add_sources(tool.progress(images, len(images)), workers, on_error=tool.fail)

@@ -178,7 +178,7 @@ def predict(
     and its depth (16-bit png/tiff stay 16-bit).
     """
     from .. import shard
-    from ..imageio import expand_inputs
+    from ..imageio import expand_inputs, input_name, input_roots
 
     tool = Tool("predict", quiet, debug)
     with shard.together():  # under torchrun, no rank's exit cuts the others short
@@ -187,11 +187,16 @@ def predict(
         tool.finite(temperature=temperature, saturation=saturation)
         args = tool.stdin_inputs(inputs)
         everything = expand_inputs(args)
+        # an input found below an input folder keeps its path there: out/a/b.jpg
+        roots = input_roots(args)
+        name_of = functools.partial(input_name, roots=roots)
         router, ext, paths = None, None, everything
         if suggest and output is not None:
             tool.usage("--suggest prints colours and writes no image: drop -o")
         if not suggest:
-            router, ext, paths = _predict_outputs(tool, everything, output, fmt, skip_existing)
+            router, ext, paths = _predict_outputs(
+                tool, everything, output, fmt, skip_existing, roots
+            )
         predictor = source = None
         # Hint files for no input: reported, the inputs still done.
         problems: list[RecolorError] = []
@@ -228,14 +233,15 @@ def predict(
             for problem in problems:
                 tool.fail(problem)
         options = {"depth": depth, "keep_profile": keep_profile, "strip": strip}
-        _predict_all(tool, predictor, router, paths, (batch_size, io_workers), source, ext, options)
+        batching = (batch_size, io_workers)
+        _predict_all(tool, predictor, router, paths, name_of, batching, source, ext, options)
         tool.exit()
 
 
-def _predict_outputs(tool: Tool, paths: list[str], output, fmt, skip_existing: bool):
+def _predict_outputs(tool: Tool, paths: list[str], output, fmt, skip_existing: bool, roots):
     """(router, --format's extension or None, this process's inputs still to do) for predict."""
     from .. import shard
-    from ..imageio import IMAGE_EXTS
+    from ..imageio import IMAGE_EXTS, input_name
 
     ext = common.format_ext(tool, fmt)
     if output not in (None, "-") and Path(output).suffix.lower() not in IMAGE_EXTS:
@@ -252,15 +258,17 @@ def _predict_outputs(tool: Tool, paths: list[str], output, fmt, skip_existing: b
     if router.to_stdout:
         tool.binary_stdout()  # refused on a terminal, before any work
     (paths,) = shard.this_rank(paths)  # under torchrun: this rank's share of the whole list
-    paths = [p for p in paths if not router.skip(common.input_name(p))]
+    paths = router.without_own(paths, roots)
+    paths = [p for p in paths if not router.skip(input_name(p, roots))]
     if not paths:
         tool.exit()  # all done already: no model to load
     return router, ext, paths
 
 
-def _predict_all(tool: Tool, predictor, router, paths, batching, hints, ext, options) -> None:
+def _predict_all(tool: Tool, predictor, router, paths, name_of, batching, hints, ext, options):
     """Recolour ``paths`` (``batching``: batch size, I/O threads) and write each through
-    ``router`` with its source's profile, depth and metadata; print each written path."""
+    ``router``, named ``name_of(path)``, with its source's profile, depth and metadata; print
+    each written path."""
     import numpy as np
 
     from ..predict import BATCH_PIXELS
@@ -274,7 +282,7 @@ def _predict_all(tool: Tool, predictor, router, paths, batching, hints, ext, opt
     with tool.opened(router) as out, Writeback(writers, batch_size, BATCH_PIXELS) as writes:
         found = predictor.predict_files(paths, batch_size, hints, dtype, io_workers)
         for path, rgb, source in tool.progress(found, len(paths)):
-            name = common.input_name(path)
+            name = name_of(path)
             dest = out.path(name)
             if isinstance(rgb, RecolorError):
                 writes.submit(None, functools.partial(_write_one, tool, out, path, rgb, None, None))
