@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
+from recolor_tools import color
 from recolor_tools.color import check_image, rgb_to_lab, row_strips
 from recolor_tools.errors import RecolorError
 from recolor_tools.imageio import resize_to
@@ -38,9 +39,10 @@ SSIM_SIGMA = 1.5
 SSIM_K1 = 0.01
 SSIM_K2 = 0.03
 
-STRIP_PIXELS = 1 << 20
+STRIP_PIXELS = color.STRIP_PIXELS
 """Pixels per strip of rows in which :func:`psnr`, :func:`ssim`, :func:`colourfulness` and
-:func:`compare_pair` work (bounds their memory, whatever the image size)."""
+:func:`compare_pair` work (bounds their memory, whatever the image size); the colour
+conversions' (:data:`recolor_tools.color.STRIP_PIXELS`), set apart here for the tests."""
 
 AUC_T_MAX = 150
 """Largest ab-error threshold of the AuC sweep, as in Zhang et al. [2]."""
