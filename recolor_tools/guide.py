@@ -143,7 +143,17 @@ colour similarity in place of the features (an oracle, ``evaluate_hints.py --ora
 posters, 10 points, gain +5.74 dB / +7.3 at this beta and +6.73 / +8.7 with the hint's colour
 forced wherever the truth matches it (beta 30), against +4.30 / +6.8 for the shipped features
 (+4.36 / +7.4 with the mixture, gamma 2; weights/README.md, "Why 10 points stop short of
-+8")."""
++8").
+
+Also with the mixture, posters 201-400 (evaluate_hints.py's draws, seed 0; these settings +1.72
+dB / +3.1 and +4.96 / +7.4), not adopted: the similarity centred on each hint's median cosine
+over the image (``(cos - median) / (1 - median)``, to stop the leaks on photographs) at gamma 2,
+4, 8: +0.93 / +2.1 and +3.67 / +6.5, +1.16 / +2.4 and +4.21 / +6.9, +1.38 / +2.7 and +4.56 /
++7.1 (it cuts the reach that posters need); a lower temperature for hinted images (0.3, 0.25):
++1.53 / +3.0 and +4.89 / +7.3, +1.39 / +2.9 and +4.82 / +7.3; the hint colours also as a palette
+(ALPHA 0.25, 0.5): +2.36 / +3.7 and +5.34 / +7.3, +2.79 / +3.7 and +5.43 / +7.1, a large PSNR
+gain with few points because random truth points sample the poster's own colours, but a user's
+one red hint on a title would redden the whole image."""
 
 
 def soft_histogram(
