@@ -365,7 +365,8 @@ def expand_inputs(args: list[str], exts: tuple[str, ...] = IMAGE_EXTS) -> list[s
     """Turn command-line inputs into a list of files.
 
     ``-`` stays as is (stdin); a directory is searched recursively for files whose extension is
-    in ``exts`` (sorted); a pattern with ``*``, ``?`` or ``[`` that the shell left alone is
+    in ``exts`` (sorted; broken links among them, so that they are reported, but no FIFO or
+    device); a pattern with ``*``, ``?`` or ``[`` that the shell left alone is
     expanded; a text file with extension ``.txt`` or ``.list`` is read as one path per line.
     Anything else is kept, so that a missing file is reported by whoever opens it.
     """
@@ -377,9 +378,10 @@ def expand_inputs(args: list[str], exts: tuple[str, ...] = IMAGE_EXTS) -> list[s
         if arg in ("-", ""):  # stdin; an empty name is no file (Path("") is the current folder)
             out.append(arg)
         elif p.is_dir():
-            found = [
-                str(f) for f in sorted(p.rglob("*")) if f.suffix.lower() in exts and f.is_file()
-            ]
+            # Regular files, and broken links to be reported as such; not FIFOs or devices,
+            # which could block the run waiting for a writer (name one to read it).
+            found = [str(f) for f in sorted(p.rglob("*")) if f.suffix.lower() in exts
+                     and (f.is_file() or f.is_symlink() and not f.exists())]  # fmt: skip
             out.extend(found or [arg])  # an empty directory is reported by whoever opens it
         elif not p.exists() and any(c in arg for c in "*?["):
             out.extend(sorted(glob.glob(arg, recursive=True)) or [arg])

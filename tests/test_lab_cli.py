@@ -343,3 +343,17 @@ def test_to_lab_out_of_memory_fails_that_image_only(tmp_path, monkeypatch, capsy
     err = capsys.readouterr().err
     assert err == f"recolor to-lab: {paths[1]}: out of memory (too large for the memory free)\n"
     assert sorted(p.name for p in out.iterdir()) == ["a.lab", "c.lab"]
+
+
+def test_a_broken_link_in_an_input_folder_is_reported_not_skipped(tmp_path):
+    """A folder's dangling x.png is named (it was left out without a word); a FIFO there is
+    still left out, since reading it would wait for a writer."""
+    d = tmp_path / "in"
+    d.mkdir()
+    write_rgb(d / "a.png", smooth_image(16, 16, 1))
+    (d / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    os.mkfifo(d / "pipe.png")
+    p = run(["to-lab", d, "-o", f"{tmp_path}/out/"])
+    assert p.returncode == 1
+    assert p.stderr.decode() == f"recolor to-lab: {d / 'gone.png'}: no such file\n"
+    assert sorted(f.name for f in (tmp_path / "out").iterdir()) == ["a.lab"]
