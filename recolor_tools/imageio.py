@@ -361,6 +361,16 @@ def input_name(path: str, roots: Sequence[str | Path] = ()) -> str:
     return Path(path).name
 
 
+def leave_out(paths: list[str], roots: Sequence[str | Path], folder: str | Path) -> list[str]:
+    """``paths`` less those in ``folder`` when an input directory of ``roots`` holds it: an
+    output or hint folder kept inside the input folder holds no inputs (``recolor predict . -o
+    out/ --hints hints/`` run twice)."""
+    d = Path(folder).resolve()
+    if not any(d != r and d.is_relative_to(r) for r in (Path(r).resolve() for r in roots)):
+        return paths
+    return [p for p in paths if p == "-" or not Path(p).resolve().is_relative_to(d)]
+
+
 def expand_inputs(args: list[str], exts: tuple[str, ...] = IMAGE_EXTS) -> list[str]:
     """Turn command-line inputs into a list of files.
 

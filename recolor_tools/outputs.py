@@ -168,10 +168,9 @@ class Outputs:
         must not take the first run's outputs for inputs (they would go to ``out/out/``)."""
         if self.directory is None:
             return paths
-        d = self.directory.resolve()
-        if not any(d != r.resolve() and d.is_relative_to(r.resolve()) for r in roots):
-            return paths
-        kept = [p for p in paths if p == "-" or not Path(p).resolve().is_relative_to(d)]
+        from .imageio import leave_out
+
+        kept = leave_out(paths, roots, self.directory)
         self.inputs, self._input_ids = kept, None
         return kept
 

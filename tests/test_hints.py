@@ -448,3 +448,21 @@ def test_a_malformed_hint_file_says_what_is_wrong(tmp_path, doc, reason):
     with pytest.raises(RecolorError) as e:
         hints.read_hints(tmp_path / "h.json")
     assert e.value.reason.startswith(f"bad hint file: {reason}"), e.value.reason
+
+
+def test_a_hint_folder_inside_the_input_folder_holds_no_inputs(tmp_path, weights):
+    """posters/hints/b.png is b.png's hint layer, not an image to recolour (and output)."""
+    posters = tmp_path / "posters"
+    (posters / "hints").mkdir(parents=True)
+    rgb = smooth_image(40, 50, 3)
+    write_rgb(posters / "b.png", rgb)
+    layer = np.zeros((40, 50, 4), np.uint8)
+    layer[10:15, 10:15] = (40, 60, 220, 255)  # RGBA: a blue square
+    write_rgb(posters / "hints" / "b.png", layer)
+    out = tmp_path / "out"
+    p = run(["predict", posters, "-w", weights["cls"], "--hints", posters / "hints", "-o", out],
+            check_rc=0)  # fmt: skip
+    assert p.stdout.decode().splitlines() == [str(out / "b.png")]
+    square = [(x, y) for x in range(10, 15) for y in range(10, 15)]
+    blue = np.broadcast_to(np.array([40, 60, 220], np.uint8), rgb.shape)
+    assert hint_error(read_rgb_u8(out / "b.png"), blue, square) < 6

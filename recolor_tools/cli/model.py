@@ -178,7 +178,7 @@ def predict(
     and its depth (16-bit png/tiff stay 16-bit).
     """
     from .. import shard
-    from ..imageio import expand_inputs, input_name, input_roots
+    from ..imageio import expand_inputs, input_name, input_roots, leave_out
 
     tool = Tool("predict", quiet, debug)
     with shard.together():  # under torchrun, no rank's exit cuts the others short
@@ -186,9 +186,10 @@ def predict(
             tool.usage("--depth must be 8 or 16")
         tool.finite(temperature=temperature, saturation=saturation)
         args = tool.stdin_inputs(inputs)
-        everything = expand_inputs(args)
         # an input found below an input folder keeps its path there: out/a/b.jpg
-        roots = input_roots(args)
+        everything, roots = expand_inputs(args), input_roots(args)
+        if hints is not None and hints.strip() and Path(hints).is_dir():
+            everything = leave_out(everything, roots, hints)  # hint layers are no inputs
         name_of = functools.partial(input_name, roots=roots)
         router, ext, paths = None, None, everything
         if suggest and output is not None:
