@@ -367,7 +367,8 @@ def palette_from_image(path: str | Path) -> Hints:
 
 
 def parse_palette(spec: str) -> Hints:
-    """``--palette``: an image file if one exists at ``spec``, else a list of colours.
+    """``--palette``: an image file if one exists at ``spec`` (``-``: an image on stdin), else
+    a list of colours.
 
     Raises
     ------
@@ -376,7 +377,7 @@ def parse_palette(spec: str) -> Hints:
     """
     if not spec.strip():  # Path("") is the current directory
         raise RecolorError("--palette is empty (it takes an image or #rrggbb colours)")
-    if Path(spec).exists():
+    if spec == "-" or Path(spec).exists():
         return palette_from_image(spec)
     if "#" not in spec:  # every listed colour starts with '#': this was meant as a file
         raise RecolorError("no such file (--palette takes an image or #rrggbb colours)", spec)

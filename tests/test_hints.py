@@ -233,6 +233,13 @@ def test_palettes_move_the_colours(tmp_path, weights, image):
         mean = lab(read_rgb_u8(out))[..., 1:].reshape(-1, 2).mean(0)
         # the mean colour moves toward the palette's blue
         assert np.linalg.norm(mean - blue) < np.linalg.norm(auto - blue) - 5, spec
+    # the palette image from stdin (`... | recolor predict a.png --palette -`): the same output
+    run(["predict", src, *w, "--palette", ref, "-o", tmp_path / "file.png"], check_rc=0)
+    run(["predict", src, *w, "--palette", "-", "-o", tmp_path / "stdin.png"],
+        input=ref.read_bytes(), check_rc=0)  # fmt: skip
+    assert (tmp_path / "stdin.png").read_bytes() == (tmp_path / "file.png").read_bytes()
+    p = run(["predict", "-", *w, "--palette", "-", "-o", tmp_path / "x.png"], input=b"")
+    assert p.returncode == 2 and b"--palette - reads an image from stdin" in p.stderr
 
 
 def test_hint_directory_matches_inputs_by_path(tmp_path, weights):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Annotated, Literal, Optional
 
@@ -124,7 +125,7 @@ PredictHints = _unshown(
     "or a directory of them matched to the inputs by path without extension.",
 )
 PredictPalette = _unshown(
-    "--palette", "Colour scheme to follow: an image, or '#hex,#hex:weight,...'."
+    "--palette", "Colour scheme to follow: an image ('-': stdin), or '#hex,#hex:weight,...'."
 )
 PredictHintStrength = Annotated[
     Optional[float],  # noqa: UP045
@@ -192,6 +193,8 @@ def predict(
             everything = leave_out(everything, roots, hints)  # hint layers are no inputs
         name_of = functools.partial(input_name, roots=roots)
         router, ext, paths = None, None, everything
+        if palette == "-" and ("-" in args or sys.stdin.isatty()):
+            tool.usage("--palette - reads an image from stdin: not a terminal, and not an input")
         if suggest and output is not None:
             tool.usage("--suggest prints colours and writes no image: drop -o")
         if not suggest:
