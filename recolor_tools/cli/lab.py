@@ -141,7 +141,15 @@ def quantize(
     output: Output = None,
     classes: ClassesOpt = None,
     grid: GridOpt = 8,
-    k: Annotated[int, typer.Option("-k", min=1, help="Nearest classes per pixel.")] = defaults.K,
+    k: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option(
+            "-k",
+            min=1,
+            help=f"Nearest classes per pixel (default {defaults.K}).",
+            show_default=False,
+        ),  # fmt: skip
+    ] = None,
     sigma: SigmaOpt = defaults.SIGMA,
     hard: Annotated[bool, typer.Option("--hard", help="Only the nearest class (k = 1).")] = False,
     preview: Annotated[
@@ -168,6 +176,9 @@ def quantize(
         tool.usage("--preview needs a FILE or DIR/, not stdout")
     format_ext(tool, None, preview, "--preview")
     tool.finite(sigma=sigma)
+    if hard and k not in (None, 1):  # it would be ignored without a word
+        tool.usage(f"-k {k} and --hard exclude each other (--hard keeps the nearest class only)")
+    k = defaults.K if k is None else k
     if not hard and sigma < defaults.SIGMA_MIN:
         tool.usage(f"--sigma must be at least {defaults.SIGMA_MIN} (or --hard)")
     cls, grid = _class_set(tool, classes, grid)
