@@ -384,7 +384,9 @@ def compare_pair(
     if min(truth_rgb_u8.shape[:2]) < SSIM_WINDOW:
         raise RecolorError(f"image smaller than the {SSIM_WINDOW}x{SSIM_WINDOW} SSIM window")
     (ph, pw), (th, tw) = pred_rgb_u8.shape[:2], truth_rgb_u8.shape[:2]
-    if abs(pw * th - tw * ph) > max(ph, th):  # widths at one height: a pixel's rounding apart
+    # A shrunk or enlarged copy rounds one side: scaled to either of its sides, the truth's
+    # other side is within a pixel of its own.
+    if abs(tw * ph / th - pw) > 1 and abs(th * pw / tw - ph) > 1:
         raise RecolorError(f"the prediction is {pw}x{ph} and the truth {tw}x{th}: not the same "
                            "shape of picture")  # fmt: skip
     pred = resize_to(pred_rgb_u8, *truth_rgb_u8.shape[:2])

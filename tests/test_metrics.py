@@ -283,6 +283,9 @@ def test_compare_pair_resizes_prediction_to_truth():
     # a side rounded by a resize (31 for 30 at this height) is the same picture ...
     assert metrics.compare_pair(const_rgb(20, 31, (30, 140, 200)), truth)["psnr"] == math.inf
     assert metrics.compare_pair(const_rgb(41, 60, (30, 140, 200)), truth)["psnr"] == math.inf
+    # a wide picture shrunk to 16 px wide: its height 2.496 rounds to 2, which is 3 px of width
+    wide = const_rgb(78, 500, (30, 140, 200))
+    assert metrics.compare_pair(const_rgb(2, 16, (30, 140, 200)), wide)["psnr"] == math.inf
 
 
 @pytest.mark.parametrize(("h", "w"), [(20, 32), (30, 30), (60, 40), (22, 30)])
