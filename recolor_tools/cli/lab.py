@@ -148,7 +148,7 @@ def quantize(
             min=1,
             help=f"Nearest classes per pixel (default {defaults.K}).",
             show_default=False,
-        ),  # fmt: skip
+        ),
     ] = None,
     sigma: SigmaOpt = defaults.SIGMA,
     hard: Annotated[bool, typer.Option("--hard", help="Only the nearest class (k = 1).")] = False,
