@@ -56,18 +56,29 @@ def predict_files(
             composers.shutdown(wait=True, cancel_futures=True)
 
 
-def _prepared(predictor: Predictor, path: str, hints: Callable | None) -> Prepared | RecolorError:
-    """Step 1 for one file; a RecolorError is returned, not raised, so the rest go on."""
+def _fits(fn: Callable, *args: Any) -> Any:
+    """``fn(*args)``, or :class:`OutOfMemory` where it ran out of memory (other errors go on up).
+    Returned out of the except clause, whose traceback still holds ``fn``'s arrays."""
     try:
-        meta = ImageMeta()
-        item = predictor.prepare(read_rgb(path, meta), hints(path) if hints else None)
-        return dataclasses.replace(item, meta=meta)
-    except RecolorError as e:
-        return e
+        return fn(*args)
     except Exception as e:
         if not out_of_memory(e):
             raise
-    return OutOfMemory()  # out of the except clause, whose traceback holds the arrays
+    return OutOfMemory()
+
+
+def _prepared(predictor: Predictor, path: str, hints: Callable | None) -> Prepared | RecolorError:
+    """Step 1 for one file; a RecolorError is returned, not raised, so the rest go on."""
+
+    def read() -> Prepared:
+        meta = ImageMeta()
+        item = predictor.prepare(read_rgb(path, meta), hints(path) if hints else None)
+        return dataclasses.replace(item, meta=meta)
+
+    try:
+        return _fits(read)
+    except RecolorError as e:
+        return e
 
 
 def _run_each(
@@ -75,24 +86,12 @@ def _run_each(
 ) -> list[Predicted | RecolorError]:
     """``predictor.run``; a batch that runs out of memory is run again one image at a time, and
     an image that does not fit alone is :class:`OutOfMemory` while the others go on."""
-    try:
-        return predictor.run(items, batch_size)
-    except Exception as e:
-        if not out_of_memory(e):
-            raise
-    if len(items) == 1:  # retried out of the except clause, which holds the batch's tensors
-        return [OutOfMemory()]
+    out = _fits(predictor.run, items, batch_size)
+    if not isinstance(out, OutOfMemory):
+        return out
+    if len(items) == 1:
+        return [out]
     return [r for it in items for r in _run_each(predictor, [it], 1)]
-
-
-def _composed(predictor: Predictor, pred: Predicted, dtype: type) -> np.ndarray | RecolorError:
-    """``predictor.compose``, or :class:`OutOfMemory` where the full-size image does not fit."""
-    try:
-        return predictor.compose(pred, dtype)
-    except Exception as e:
-        if not out_of_memory(e):
-            raise
-    return OutOfMemory()
 
 
 def _batches(
@@ -120,7 +119,7 @@ def _batches(
         if composers is not None:  # composed in the background, handed out in order
             bg = composers.submit
             done = [(p, it if isinstance(it, Exception)
-                     else (bg(_composed, predictor, it, dtype), it.prepared.meta))
+                     else (bg(_fits, predictor.compose, it, dtype), it.prepared.meta))
                     for p, it in done]  # fmt: skip
         done.reverse()
         while done:  # popped, so each full-resolution L is freed once written
@@ -130,7 +129,7 @@ def _batches(
             elif isinstance(it, tuple):
                 yield p, it[0].result(), it[1]
             else:
-                yield p, _composed(predictor, it, dtype), it.prepared.meta
+                yield p, _fits(predictor.compose, it, dtype), it.prepared.meta
         pixels = 0
 
 

@@ -250,11 +250,12 @@ def setup_process(cfg: TrainConfig, d: Dist) -> Device:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     workers = default_workers(device, d) if cfg.workers is None else cfg.workers
-    if workers > available_cores():  # said once, in the tools' form, not torch's warning
+    cores = available_cores()
+    if workers > cores:  # said once, in the tools' form, not torch's warning
         warnings.filterwarnings("ignore", "This DataLoader will create", UserWarning)
         if d.main:
-            warn(f"--workers {workers} is more than the {available_cores()} cores this process "
-                 "may use (slower, and more memory)")  # fmt: skip
+            warn(f"--workers {workers} is more than the {cores} cores this process may use "
+                 "(slower, and more memory)")  # fmt: skip
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     random.seed(cfg.seed)

@@ -49,7 +49,6 @@ def to_lab(
     args = tool.stdin_inputs(inputs)
     paths, roots = expand_inputs(args), input_roots(args)
     router = tool.outputs(output, paths, LAB_EXT, many_per_file=True, skip_existing=skip_existing)
-    paths = router.without_own(paths, roots)
     with tool.opened(router) as out:
         for path in tool.progress(paths, len(paths)):
             name = input_name(path, roots)  # a/b.jpg below an input folder: a/b.lab

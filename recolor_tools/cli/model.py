@@ -179,7 +179,7 @@ def predict(
     and its depth (16-bit png/tiff stay 16-bit).
     """
     from .. import shard
-    from ..imageio import expand_inputs, input_name, input_roots, leave_out
+    from ..imageio import expand_inputs, input_roots, leave_out
 
     tool = Tool("predict", quiet, debug)
     with shard.together():  # under torchrun, no rank's exit cuts the others short
@@ -191,7 +191,6 @@ def predict(
         everything, roots = expand_inputs(args), input_roots(args)
         if hints is not None and hints.strip() and Path(hints).is_dir():
             everything = leave_out(everything, roots, hints)  # hint layers are no inputs
-        name_of = functools.partial(input_name, roots=roots)
         router, ext, paths = None, None, everything
         if palette == "-" and ("-" in args or sys.stdin.isatty()):
             tool.usage("--palette - reads an image from stdin: not a terminal, and not an input")
@@ -238,7 +237,7 @@ def predict(
                 tool.fail(problem)
         options = {"depth": depth, "keep_profile": keep_profile, "strip": strip}
         batching = (batch_size, io_workers)
-        _predict_all(tool, predictor, router, paths, name_of, batching, source, ext, options)
+        _predict_all(tool, predictor, router, paths, roots, batching, source, ext, options)
         tool.exit()
 
 
@@ -269,12 +268,13 @@ def _predict_outputs(tool: Tool, paths: list[str], output, fmt, skip_existing: b
     return router, ext, paths
 
 
-def _predict_all(tool: Tool, predictor, router, paths, name_of, batching, hints, ext, options):
+def _predict_all(tool: Tool, predictor, router, paths, roots, batching, hints, ext, options):
     """Recolour ``paths`` (``batching``: batch size, I/O threads) and write each through
-    ``router``, named ``name_of(path)``, with its source's profile, depth and metadata; print
-    each written path."""
+    ``router``, named by its path below the input folders ``roots``, with its source's profile,
+    depth and metadata; print each written path."""
     import numpy as np
 
+    from ..imageio import input_name
     from ..predict import BATCH_PIXELS
     from ..writeback import Writeback
 
@@ -286,7 +286,7 @@ def _predict_all(tool: Tool, predictor, router, paths, name_of, batching, hints,
     with tool.opened(router) as out, Writeback(writers, batch_size, BATCH_PIXELS) as writes:
         found = predictor.predict_files(paths, batch_size, hints, dtype, io_workers)
         for path, rgb, source in tool.progress(found, len(paths)):
-            name = name_of(path)
+            name = input_name(path, roots)
             dest = out.path(name)
             if isinstance(rgb, RecolorError):
                 writes.submit(None, functools.partial(_write_one, tool, out, path, rgb, None, None))
