@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -290,6 +291,24 @@ def test_version_and_help():
     p = run(["--help"], check_rc=0)
     for tool in ("to-lab", "from-lab"):
         assert tool in p.stdout.decode()
+
+
+@pytest.mark.parametrize("tool", ["quantize", "rebalance-stats", "predict"])
+def test_help_wraps_each_paragraph_to_the_terminal(tool):
+    # Typer kept the docstrings' own line breaks after the first paragraph: at 80 columns
+    # every other line was a stub of a word or two.
+    from recolor_tools.cli import app
+
+    doc = next(c.callback.__doc__ for c in app.registered_commands if c.name == tool)
+    paragraphs = [" ".join(p.split()) for p in doc.split("\n\n")[1:]]
+    assert any(len(p) > 120 for p in paragraphs)  # so the source's lines had to be rewrapped
+    wide = run([tool, "-h"], check_rc=0, env={"COLUMNS": "1000"}).stdout.decode().splitlines()
+    for p in paragraphs:
+        assert any(p in " ".join(line.split()) for line in wide), (p, wide)
+    narrow = run([tool, "-h"], check_rc=0, env={"COLUMNS": "60"}).stdout.decode()
+    lines = [" ".join(line.split()) for line in narrow.split("╭")[0].splitlines()]
+    for a, b in itertools.pairwise(lines):  # a line short of the width ends its paragraph
+        assert not (a and b) or len(a) + 1 + len(b.split()[0]) > 58, (a, b)
 
 
 def test_tools_without_a_model_do_not_import_torch(tmp_path):
