@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from .imagemeta import ImageMeta
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp")
+DEEP_EXTS = (".png", ".tif", ".tiff")
+"""The formats written with 16 bits per sample when asked; the others hold 8."""
 """File extensions recolor reads and writes as images (case-insensitive)."""
 
 # JPEG carries EXIF orientation; OpenCV honours it unless IMREAD_UNCHANGED is given, which we
@@ -218,7 +220,7 @@ def encode_image(
     ext = ext.lower() if ext.startswith(".") else "." + ext.lower()
     if ext not in IMAGE_EXTS:
         raise RecolorError(f"unknown image format {ext!r} (use one of {', '.join(IMAGE_EXTS)})")
-    sixteen = depth == 16 and ext in (".png", ".tif", ".tiff")
+    sixteen = depth == 16 and ext in DEEP_EXTS
     if rgb.dtype == np.uint8 or (rgb.dtype == np.uint16 and sixteen):
         pix = rgb
     elif rgb.dtype == np.uint16:  # a 6000x4000 result: 70 MB here, 1 GB of float temporaries

@@ -390,3 +390,32 @@ def test_decoded_samples_are_the_stored_ones_scaled(tmp_path: Path, dtype):
     gray = read_rgb(tmp_path / "g.png")
     assert gray.flags.c_contiguous and gray.flags.writeable
     assert np.array_equal(gray, np.repeat(want[:, :, 1:2], 3, axis=2))
+
+
+def test_depth_16_where_the_format_holds_8_bits(tmp_path: Path):
+    """--depth 16 with a format of 8 bits per sample: a usage error when the user chose it (-o
+    FILE, --format), before any input is read; one line when the inputs' formats decide."""
+    ramp = tmp_path / "ramp.png"
+    assert cv2.imwrite(str(ramp), gradient16()[:, :, ::-1])
+    photo = tmp_path / "photo.jpg"
+    assert cv2.imwrite(str(photo), smooth_image(32, 48, 3)[:, :, ::-1])
+    lab = run(["to-lab", ramp], check_rc=0).stdout
+    for tool, args in (
+        ("from-lab", ["-o", tmp_path / "a.jpg"]),
+        ("from-lab", ["--format", "webp", "-o", f"{tmp_path}/x/"]),
+        ("predict", [ramp, "-o", tmp_path / "b.bmp"]),
+        ("predict", [ramp, "-f", "jpg", "-o", f"{tmp_path}/y/"]),
+    ):
+        p = run([tool, "--depth", "16", *args], input=lab if tool == "from-lab" else None)
+        err = p.stderr.decode()
+        assert p.returncode == 2 and err.count("\n") == 1, err
+        assert "--depth 16" in err and "holds 8 bits" in err
+    assert sorted(q.name for q in tmp_path.iterdir()) == ["photo.jpg", "ramp.png"]
+    out = tmp_path / "out"
+    p = run(["predict", "--depth", "16", ramp, photo, "-o", f"{out}/"], check_rc=0)
+    err = p.stderr.decode()
+    assert err.count("\n") == 1 and "jpg holds 8 bits" in err and "--format png" in err, err
+    assert cv2.imread(str(out / "ramp.png"), cv2.IMREAD_UNCHANGED).dtype == np.uint16
+    assert cv2.imread(str(out / "photo.jpg"), cv2.IMREAD_UNCHANGED).dtype == np.uint8
+    p = run(["predict", "--depth", "16", ramp, "-o", "-"], check_rc=0)  # stdout: png
+    assert p.stderr == b"" and cv2.imdecode(np.frombuffer(p.stdout, np.uint8), -1).itemsize == 2

@@ -23,6 +23,7 @@ from ..errors import (
     out_of_memory,
     printable,
     set_tool,
+    warn,
 )
 
 app = typer.Typer(
@@ -250,6 +251,20 @@ def format_ext(
     if own and own not in IMAGE_EXTS and not Path(output).is_dir():
         tool.usage(f"{flag} {output}: unknown image format {own!r} (use one of {known})")
     return ext
+
+
+def check_depth(tool: Tool, depth: int | None, exts: Iterable[str], chosen: bool) -> None:
+    """``--depth 16`` where outputs hold 8 bits (jpg, webp, bmp): a usage error when the user
+    chose that format (``--format``, ``-o FILE``), else one line, as inputs' formats decide."""
+    from ..imageio import DEEP_EXTS
+
+    shallow = sorted({e.lower().lstrip(".") for e in exts if e.lower() not in DEEP_EXTS})
+    if depth != 16 or not shallow:
+        return
+    what = f"--depth 16: {', '.join(shallow)} holds 8 bits per sample (png and tiff hold 16)"
+    if chosen:
+        tool.usage(what)
+    warn(f"{what}; those outputs are written with 8 (--format png for 16)")
 
 
 def image_file(tool: Tool, path: str | None, flag: str) -> None:

@@ -21,6 +21,7 @@ from .common import (
     Strip,
     Tool,
     app,
+    check_depth,
     format_ext,
     image_file,
     image_writer,
@@ -91,6 +92,8 @@ def from_lab(
     args = tool.stdin_inputs(inputs)
     paths, roots = expand_inputs(args, (LAB_EXT,)), input_roots(args)  # a folder: its .lab
     ext = format_ext(tool, fmt, output)
+    own = Path(output).suffix if output not in (None, "-") and not output.endswith("/") else ""
+    check_depth(tool, depth, [own or ext or ".png"], chosen=True)
     router = tool.outputs(output, paths, ext, many_per_file=False, skip_existing=skip_existing)
     with tool.opened(router) as out:
         for rec in tool.progress(iter_lab_sources(paths, tool.fail, roots)):

@@ -198,7 +198,7 @@ def predict(
             tool.usage("--suggest prints colours and writes no image: drop -o")
         if not suggest:
             router, ext, paths = _predict_outputs(
-                tool, everything, output, fmt, skip_existing, roots
+                tool, everything, output, fmt, skip_existing, roots, depth
             )
         predictor = source = None
         # Hint files for no input: reported, the inputs still done.
@@ -241,7 +241,9 @@ def predict(
         tool.exit()
 
 
-def _predict_outputs(tool: Tool, paths: list[str], output, fmt, skip_existing: bool, roots):
+def _predict_outputs(
+    tool: Tool, paths: list[str], output, fmt, skip_existing: bool, roots, depth: int | None
+):
     """(router, --format's extension or None, this process's inputs still to do) for predict."""
     from .. import shard
     from ..imageio import IMAGE_EXTS, input_name
@@ -254,6 +256,14 @@ def _predict_outputs(tool: Tool, paths: list[str], output, fmt, skip_existing: b
         own = Path(name).suffix.lower()
         return ext or (own if own in IMAGE_EXTS else ".png")
 
+    one_file = output is not None and not output.endswith("/")  # or stdout, png unless -f
+    exts = [suffix(input_name(p, roots)) for p in paths]
+    if one_file:
+        exts = [ext or ".png"] if output == "-" else [Path(output).suffix]
+    chosen = ext is not None or one_file
+    if not chosen and shard.rank_and_size()[0] != 0:
+        exts = []  # under torchrun, the note about the whole list comes once
+    common.check_depth(tool, depth, exts, chosen)
     router = tool.outputs(
         output, paths, suffix, count=len(paths), many_per_file=False, default="recolored/",
         skip_existing=skip_existing,
