@@ -1,0 +1,57 @@
+"""What `pip install` puts on a machine: every module, the shipped weights, a command that runs."""
+
+from __future__ import annotations
+
+import configparser
+import os
+import subprocess
+import sys
+import zipfile
+
+from conftest import ROOT, read_rgb_u8, smooth_image, write_rgb
+
+
+def test_an_installed_copy_holds_every_module_and_runs_alone(tmp_path):
+    # A wheel is what pip installs from PyPI or from `pip install .`; the editable install
+    # that `make` and CI use maps the source folder and hid a wheel without the subpackages.
+    wheels = tmp_path / "wheels"
+    build = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"]
+    p = subprocess.run([*build, "-w", wheels, ROOT], capture_output=True, timeout=600)
+    assert p.returncode == 0, p.stderr.decode()
+    (wheel,) = wheels.glob("*.whl")
+    site = tmp_path / "site"
+    with zipfile.ZipFile(wheel) as z:
+        z.extractall(site)
+    source = {p.relative_to(ROOT).as_posix() for p in (ROOT / "recolor_tools").rglob("*.py")}
+    installed = {p.relative_to(site).as_posix() for p in (site / "recolor_tools").rglob("*.py")}
+    assert source <= installed, sorted(source - installed)
+    for head in ("cls", "reg"):
+        shipped = (ROOT / "weights" / f"{head}.pt").read_bytes()
+        assert (site / "recolor_tools" / "weights" / f"{head}.pt").read_bytes() == shipped
+
+    # The console script names a function the installed copy has.
+    (info,) = site.glob("*.dist-info")
+    scripts = configparser.ConfigParser()
+    scripts.read(info / "entry_points.txt")
+    module, _, func = scripts["console_scripts"]["recolor"].partition(":")
+    env = {**os.environ, "PYTHONPATH": str(site), "NO_COLOR": "1"}
+    code = (
+        f"import recolor_tools, {module} as m; assert callable(m.{func}); "
+        "print(recolor_tools.__file__)"
+    )
+    p = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True)
+    assert p.returncode == 0, p.stderr.decode()
+    assert p.stdout.decode().startswith(str(site)), p.stdout  # not the checkout
+
+    # A tool with numba kernels and one with the shipped model, from that copy alone.
+    img = write_rgb(tmp_path / "a.png", smooth_image(40, 56, 2))
+    for args in (
+        ["quantize", img, "-o", tmp_path / "a.targets"],
+        ["predict", img, "-o", tmp_path / "out/"],
+    ):
+        p = subprocess.run(
+            [sys.executable, "-m", "recolor_tools", *map(str, args)],
+            cwd=tmp_path, env=env, capture_output=True, timeout=600,
+        )  # fmt: skip
+        assert p.returncode == 0, p.stderr.decode()
+    assert read_rgb_u8(tmp_path / "out" / "a.png").shape == (40, 56, 3)
