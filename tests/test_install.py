@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import configparser
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -14,9 +15,15 @@ from conftest import ROOT, read_rgb_u8, smooth_image, write_rgb
 def test_an_installed_copy_holds_every_module_and_runs_alone(tmp_path):
     # A wheel is what pip installs from PyPI or from `pip install .`; the editable install
     # that `make` and CI use maps the source folder and hid a wheel without the subpackages.
+    tree = tmp_path / "tree"  # setuptools writes build/ and egg-info beside the sources
+    junk = shutil.ignore_patterns("__pycache__", "*.egg-info")
+    for folder in ("recolor_tools", "weights"):
+        shutil.copytree(ROOT / folder, tree / folder, ignore=junk)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, tree / name)
     wheels = tmp_path / "wheels"
     build = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"]
-    p = subprocess.run([*build, "-w", wheels, ROOT], capture_output=True, timeout=600)
+    p = subprocess.run([*build, "-w", wheels, tree], capture_output=True, timeout=600)
     assert p.returncode == 0, p.stderr.decode()
     (wheel,) = wheels.glob("*.whl")
     site = tmp_path / "site"
