@@ -33,6 +33,9 @@ if TYPE_CHECKING:
     from .imagemeta import ImageMeta
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp")
+MAX_SIDE = {".jpg": 65500, ".jpeg": 65500, ".webp": 16383, ".png": 1_000_000}
+"""The longest side each format's encoder writes (libjpeg-turbo; libwebp; libpng's default
+limit); BMP and TIFF hold more than recolor reads."""
 DEEP_EXTS = (".png", ".tif", ".tiff")
 """The formats written with 16 bits per sample when asked; the others hold 8."""
 """File extensions recolor reads and writes as images (case-insensitive)."""
@@ -235,6 +238,10 @@ def encode_image(
             raise RecolorError(f"quality must be in 1..100, got {quality}")
         if ext in _QUALITY_FLAG:
             params = [_QUALITY_FLAG[ext], int(quality)]
+    h, w = rgb.shape[:2]
+    if max(h, w) > MAX_SIDE.get(ext, max(h, w)):  # the encoder's own message says no more
+        raise RecolorError(f"{w}x{h} pixels: {ext[1:]} holds at most {MAX_SIDE[ext]} a side "
+                           "(tiff holds more)")  # fmt: skip
     ok, enc = cv2.imencode(ext, np.ascontiguousarray(pix[:, :, ::-1]), params)
     if not ok:
         raise RecolorError(f"could not encode {ext} image")

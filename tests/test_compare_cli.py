@@ -169,6 +169,21 @@ def test_a_montage_that_cannot_be_written_is_a_usage_error(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.png"]
 
 
+def test_a_montage_taller_than_its_format_holds(tmp_path):
+    """64 rows of 256 px pass WebP's 16,383 px a side: one line that says so, no file (it said
+    "could not encode .webp image"); PNG holds it."""
+    for i in range(64):
+        save(tmp_path / "t" / f"{i:02d}.png", pattern(16, 20))
+    webp, png = tmp_path / "m.webp", tmp_path / "m.png"
+    r = run(tmp_path / "t", tmp_path / "t", "--montage", webp, "-q")
+    assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
+    assert re.fullmatch(r"recolor compare: \S+m\.webp: \d+x\d+ pixels: webp holds at most "
+                        r"16383 a side \(tiff holds more\)\n", r.stderr)  # fmt: skip
+    assert not webp.exists() and len(r.stdout.splitlines()) == 66  # the scores still printed
+    assert run(tmp_path / "t", tmp_path / "t", "--montage", png, "-q").returncode == 0
+    assert cv2.imread(str(png)).shape[0] > 16383
+
+
 def test_missing_file(tmp_path):
     truth = save(tmp_path / "t.png", pattern())
     r = run(tmp_path / "nope.png", truth)
