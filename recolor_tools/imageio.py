@@ -33,12 +33,12 @@ if TYPE_CHECKING:
     from .imagemeta import ImageMeta
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp")
+"""File extensions recolor reads and writes as images (case-insensitive)."""
+DEEP_EXTS = (".png", ".tif", ".tiff")
+"""The formats written with 16 bits per sample when asked; the others hold 8."""
 MAX_SIDE = {".jpg": 65500, ".jpeg": 65500, ".webp": 16383, ".png": 1_000_000}
 """The longest side each format's encoder writes (libjpeg-turbo; libwebp; libpng's default
 limit); BMP and TIFF hold more than recolor reads."""
-DEEP_EXTS = (".png", ".tif", ".tiff")
-"""The formats written with 16 bits per sample when asked; the others hold 8."""
-"""File extensions recolor reads and writes as images (case-insensitive)."""
 
 # JPEG carries EXIF orientation; OpenCV honours it unless IMREAD_UNCHANGED is given, which we
 # need for alpha. So JPEG is decoded with ANYCOLOR|ANYDEPTH, the formats with alpha unchanged.
@@ -223,6 +223,10 @@ def encode_image(
     ext = ext.lower() if ext.startswith(".") else "." + ext.lower()
     if ext not in IMAGE_EXTS:
         raise RecolorError(f"unknown image format {ext!r} (use one of {', '.join(IMAGE_EXTS)})")
+    h, w = rgb.shape[:2]
+    if max(h, w) > MAX_SIDE.get(ext, max(h, w)):  # the encoder's own message says no more
+        raise RecolorError(f"{w}x{h} pixels: {ext[1:]} holds at most {MAX_SIDE[ext]} a side "
+                           "(tiff holds more)")  # fmt: skip
     sixteen = depth == 16 and ext in DEEP_EXTS
     if rgb.dtype == np.uint8 or (rgb.dtype == np.uint16 and sixteen):
         pix = rgb
@@ -238,10 +242,6 @@ def encode_image(
             raise RecolorError(f"quality must be in 1..100, got {quality}")
         if ext in _QUALITY_FLAG:
             params = [_QUALITY_FLAG[ext], int(quality)]
-    h, w = rgb.shape[:2]
-    if max(h, w) > MAX_SIDE.get(ext, max(h, w)):  # the encoder's own message says no more
-        raise RecolorError(f"{w}x{h} pixels: {ext[1:]} holds at most {MAX_SIDE[ext]} a side "
-                           "(tiff holds more)")  # fmt: skip
     ok, enc = cv2.imencode(ext, np.ascontiguousarray(pix[:, :, ::-1]), params)
     if not ok:
         raise RecolorError(f"could not encode {ext} image")
