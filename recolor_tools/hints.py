@@ -35,11 +35,11 @@ import numpy as np
 from .color import rgb_to_lab
 from .errors import RecolorError
 from .imageio import (
+    decode_rgb,
     decode_stored,
     input_name,
     input_roots,
     read_bytes,
-    read_rgb,
     resize_short_side,
 )
 
@@ -360,10 +360,20 @@ def palette_from_list(text: str) -> Hints:
 
 def palette_from_image(path: str | Path) -> Hints:
     """The colour distribution of an image (all its pixels, shrunk first; see
-    :data:`PALETTE_IMAGE_SIDE`). Raises RecolorError if it cannot be read."""
-    rgb = resize_short_side(read_rgb(path), PALETTE_IMAGE_SIDE, 1)
+    :data:`PALETTE_IMAGE_SIDE`), each pixel weighted by its opacity: the transparent part of a
+    logo or a cut-out is no colour of the scheme (composited on white, it was). Raises
+    RecolorError if it cannot be read or is transparent all over."""
+    img = decode_rgb(read_bytes(path), str(path), keep_alpha=True)
+    if img.shape[2] == 3:
+        img = np.concatenate([img, np.ones_like(img[:, :, :1])], 2)
+    img[:, :, :3] *= img[:, :, 3:]  # premultiplied: shrinking lends transparent pixels no colour
+    img = resize_short_side(img, PALETTE_IMAGE_SIDE, 1)
+    w = img[:, :, 3].reshape(-1)
+    if not w.any():
+        raise RecolorError("the palette image is transparent all over", path)
+    rgb = np.clip(img[:, :, :3] / np.maximum(img[:, :, 3:], np.float32(1e-6)), 0, 1)
     ab = rgb_to_lab(rgb)[:, :, 1:].reshape(-1, 2)
-    return Hints(palette_ab=ab, palette_w=np.ones(len(ab), np.float32))
+    return Hints(palette_ab=ab[w > 0], palette_w=w[w > 0])
 
 
 def parse_palette(spec: str) -> Hints:

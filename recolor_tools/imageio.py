@@ -106,11 +106,14 @@ def decode_stored(data: bytes, name: str = "<data>") -> tuple[ImageHead, np.ndar
     return head, img
 
 
-def decode_rgb(data: bytes, name: str = "<data>", meta: ImageMeta | None = None) -> np.ndarray:
+def decode_rgb(
+    data: bytes, name: str = "<data>", meta: ImageMeta | None = None, *, keep_alpha: bool = False
+) -> np.ndarray:
     """Decode an encoded image (JPEG, PNG, TIFF, WebP, BMP) to float32 sRGB in [0, 1].
 
     8-bit data is divided by 255, 16-bit by 65535; gray is repeated over three channels; an alpha
-    channel is composited over white (posters are printed on white paper); the EXIF orientation
+    channel is composited over white (posters are printed on white paper), or with
+    ``keep_alpha`` kept as a fourth channel beside the colours as stored; the EXIF orientation
     is applied and an embedded ICC profile converted to sRGB (:mod:`recolor_tools.imagemeta`).
 
     Parameters
@@ -125,6 +128,7 @@ def decode_rgb(data: bytes, name: str = "<data>", meta: ImageMeta | None = None)
     Returns
     -------
     rgb : (H, W, 3) float32 in [0, 1]
+        (H, W, 4) with ``keep_alpha`` for an image that has an alpha channel (the fourth).
 
     Raises
     ------
@@ -135,12 +139,14 @@ def decode_rgb(data: bytes, name: str = "<data>", meta: ImageMeta | None = None)
     head, img = decode_stored(data, name)
     # Reorder channels (BGR -> RGB, alpha composited on white) while the image is still small
     # integers: a 24 MP poster is 72 MB as uint8 but 288 MB per float32 copy.
-    if img.ndim == 3 and img.shape[2] == 4:
-        alpha = to_float(img[:, :, 3:4])
-        rgb = to_float(img[:, :, 2::-1]) * alpha + (1.0 - alpha)
-    elif img.ndim == 3 and img.shape[2] == 2:  # gray + alpha
-        alpha = to_float(img[:, :, 1:2])
-        rgb = np.repeat(to_float(img[:, :, :1]) * alpha + (1.0 - alpha), 3, axis=2)
+    if img.ndim == 3 and img.shape[2] in (2, 4):  # colour or gray, and alpha
+        alpha = to_float(img[:, :, -1:])
+        colour = to_float(img[:, :, 2::-1] if img.shape[2] == 4 else img[:, :, :1])
+        if not keep_alpha:
+            colour = colour * alpha + (1.0 - alpha)
+        rgb = colour if colour.shape[2] == 3 else np.repeat(colour, 3, axis=2)
+        if keep_alpha:
+            rgb = np.concatenate([rgb, alpha], 2)
     elif img.ndim == 2:  # gray: read through a broadcast view, so no integer RGB copy is made
         rgb = to_float(np.broadcast_to(img[:, :, None], (*img.shape, 3)))
     else:  # swapped in place (the stored samples are ours): no second integer copy either

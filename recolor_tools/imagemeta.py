@@ -263,7 +263,8 @@ def finish_decode(
     Parameters
     ----------
     rgb : (H, W, 3) float32 in [0, 1]
-        The decoded pixels, as stored.
+        The decoded pixels, as stored (a fourth channel, alpha, is turned with them and left
+        as it is).
     data : bytes
         The encoded file (its header is parsed, see :func:`read_meta`).
     depth : int
@@ -274,7 +275,7 @@ def finish_decode(
 
     Returns
     -------
-    (H', W', 3) float32 sRGB in [0, 1], upright.
+    (H', W', 3) float32 sRGB in [0, 1], upright (and the alpha channel, if given).
 
     Raises
     ------
@@ -289,7 +290,8 @@ def finish_decode(
     if found.icc:
         from .colorprofile import to_srgb
 
-        rgb = to_srgb(found.icc).apply(rgb, found.depth)
+        colour = to_srgb(found.icc).apply(rgb[:, :, :3], found.depth)
+        rgb = colour if rgb.shape[2] == 3 else np.concatenate([colour, rgb[:, :, 3:]], 2)
     if meta is not None:
         meta.__dict__.update(found.__dict__)
     return rgb

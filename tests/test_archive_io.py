@@ -221,6 +221,26 @@ def test_exif_orientation_1_to_8_on_every_format(tmp_path: Path):
             assert ignored > 5 * max(err, 0.2), path.name
 
 
+def test_alpha_kept_beside_the_colours_turns_and_converts_with_them(tmp_path: Path):
+    """decode_rgb(keep_alpha=True) (palette images): the alpha channel is turned upright with
+    the colours, which alone go through the profile; without it, composited on white."""
+    from recolor_tools.imageio import decode_rgb
+
+    stored = smooth_image(24, 36, seed=5)
+    alpha = np.linspace(0, 255, 24 * 36).reshape(24, 36).astype(np.uint8)
+    rgba = np.concatenate([stored, alpha[:, :, None]], 2)
+    buf = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buf, "PNG", exif=exif_bytes(6), icc_profile=wide_gamut_icc())
+    got = decode_rgb(buf.getvalue(), keep_alpha=True)
+    turn = lambda x: np.ascontiguousarray(np.rot90(x, -1))  # noqa: E731 - 6: clockwise
+    assert got.shape == (36, 24, 4)
+    np.testing.assert_allclose(got[:, :, 3], turn(alpha) / np.float32(255), atol=1e-6)
+    want = oracle_srgb(turn(stored) / np.float32(255))
+    assert np.abs(lightness(got[:, :, :3]) - lightness(want)).max() < 1.0
+    flat = decode_rgb(buf.getvalue())
+    assert flat.shape == (36, 24, 3) and flat[0, -1].min() > 0.99  # alpha 0 there: white
+
+
 def test_png_exif_after_the_pixels_is_found(tmp_path: Path):
     stored = smooth_image(24, 36, seed=5)
     enc = png_with_chunks(stored)

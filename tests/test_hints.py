@@ -242,6 +242,39 @@ def test_palettes_move_the_colours(tmp_path, weights, image):
     assert p.returncode == 2 and b"--palette - reads an image from stdin" in p.stderr
 
 
+def test_a_palette_image_counts_its_pixels_by_opacity(tmp_path, weights, image):
+    """A cut-out's transparent part is no colour of the scheme: composited on white, half this
+    image's palette was white, pulling the result toward gray."""
+    src, _ = image
+    bgra = np.zeros((40, 60, 4), np.uint8)
+    bgra[:, :30] = (220, 60, 40, 255)  # opaque blue on the left
+    bgra[:, 30:] = (255, 255, 255, 0)  # transparent white on the right
+    bgra[:, 29, 3] = 128  # a soft edge
+    cutout, flat = tmp_path / "cutout.png", tmp_path / "flat.png"
+    assert cv2.imwrite(str(cutout), bgra)
+    a = bgra[:, :, 3:].astype(np.float32) / 255
+    assert cv2.imwrite(str(flat), np.rint(bgra[:, :, :3] * a + 255 * (1 - a)).astype(np.uint8))
+    pal = hints.palette_from_image(cutout)
+    blue = hints.parse_color("#283cdc")
+    assert pal.palette_w.sum() == pytest.approx(0.5 * len(hints.palette_from_image(flat).palette_w),
+                                                rel=0.05)  # fmt: skip
+    assert np.abs(pal.palette_ab - blue).max() < 1.5  # the edge is blue at half weight
+    w = ["--weights", weights["cls"]]
+    chroma = {}
+    for ref in (cutout, flat):
+        out = tmp_path / f"out-{ref.stem}.png"
+        run(["predict", src, *w, "--palette", ref, "-o", out], check_rc=0)
+        ab = lab(read_rgb_u8(out))[..., 1:].reshape(-1, 2).mean(0)
+        chroma[ref.stem] = np.linalg.norm(ab - blue)
+    assert chroma["cutout"] < chroma["flat"] - 3, chroma
+    bgra[:, :, 3] = 0
+    assert cv2.imwrite(str(cutout), bgra)
+    p = run(["predict", src, *w, "--palette", cutout, "-o", tmp_path / "x.png"])
+    assert p.returncode == 1 and p.stderr.decode().endswith(
+        "cutout.png: the palette image is transparent all over\n"
+    )
+
+
 def test_hint_directory_matches_inputs_by_path(tmp_path, weights):
     posters, hdir = tmp_path / "posters", tmp_path / "hints"
     rgbs = {}
