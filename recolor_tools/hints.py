@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .color import rgb_to_lab
+from .color import rgb_to_lab, to_float
 from .errors import RecolorError
 from .imageio import (
     decode_rgb,
@@ -42,6 +42,7 @@ from .imageio import (
     read_bytes,
     resize_short_side,
 )
+from .imagemeta import in_srgb, read_meta, upright
 
 PALETTE_IMAGE_SIDE = 64
 """A palette image is shrunk to this shorter side first: its colour histogram barely changes
@@ -425,13 +426,17 @@ def _objects(doc: dict, key: str, holding: str) -> list[dict]:
 
 
 def _from_layer(data: bytes, name: str) -> Hints:
-    # imageio.read_rgb composites alpha on white; a hint layer needs the alpha itself.
-    _, img = decode_stored(data, name)
+    # Upright by its EXIF orientation and its colours in sRGB (an editor working in Adobe RGB
+    # embeds that), as images are read; but only the hinted pixels are made float, and the
+    # alpha is kept, not composited.
+    head, img = decode_stored(data, name)
     if img.ndim != 3 or img.shape[2] != 4:
         raise ValueError("a hint layer must be an image with an alpha channel")
-    scale = 65535.0 if img.dtype == np.uint16 else 255.0
+    found = read_meta(data)
+    found.depth = 8 * img.itemsize
+    img = upright(img, data, found, oriented=head.format == "JPEG")
     ys, xs = np.nonzero(img[:, :, 3])
-    rgb = img[ys, xs, 2::-1].astype(np.float32)[None] / np.float32(scale)  # BGR -> RGB
+    rgb = in_srgb(to_float(img[ys, xs, 2::-1])[None], found)  # BGR -> RGB
     ab = np.ascontiguousarray(rgb_to_lab(rgb)[0, :, 1:]) if len(xs) else _EMPTY2  # not L
     xy = np.stack([xs, ys], axis=1)
     return Hints(xy, ab, np.ones(len(xs), np.int32), shape=img.shape[:2])

@@ -284,17 +284,30 @@ def finish_decode(
     """
     found = read_meta(data)
     found.depth = 16 if depth > 8 else 8
-    # OpenCV's TIFF decoder (libtiff) applies the TIFF Orientation tag whatever the flags say.
-    if not oriented and not data.startswith(_TIFF):
-        rgb = orient(rgb, found.orientation)
-    if found.icc:
-        from .colorprofile import to_srgb
-
-        colour = to_srgb(found.icc).apply(rgb[:, :, :3], found.depth)
-        rgb = colour if rgb.shape[2] == 3 else np.concatenate([colour, rgb[:, :, 3:]], 2)
+    rgb = in_srgb(upright(rgb, data, found, oriented=oriented), found)
     if meta is not None:
         meta.__dict__.update(found.__dict__)
     return rgb
+
+
+def upright(img: np.ndarray, data: bytes, found: ImageMeta, *, oriented: bool) -> np.ndarray:
+    """``img`` (any samples and channels) turned by ``found.orientation`` (:func:`read_meta` of
+    ``data``) unless the decoder did (``oriented``; see :func:`finish_decode`)."""
+    # OpenCV's TIFF decoder (libtiff) applies the TIFF Orientation tag whatever the flags say.
+    if oriented or data.startswith(_TIFF):
+        return img
+    return orient(img, found.orientation)
+
+
+def in_srgb(rgb: np.ndarray, found: ImageMeta) -> np.ndarray:
+    """Float RGB in [0, 1] (..., H, W, 3 or 4: a fourth channel is left as it is) in the profile
+    ``found.icc`` at ``found.depth`` bits, converted to sRGB; without a profile, as it is."""
+    if not found.icc:
+        return rgb
+    from .colorprofile import to_srgb
+
+    colour = to_srgb(found.icc).apply(rgb[..., :3], found.depth)
+    return colour if rgb.shape[-1] == 3 else np.concatenate([colour, rgb[..., 3:]], -1)
 
 
 # --- write --------------------------------------------------------------------------------------

@@ -241,6 +241,26 @@ def test_alpha_kept_beside_the_colours_turns_and_converts_with_them(tmp_path: Pa
     assert flat.shape == (36, 24, 3) and flat[0, -1].min() > 0.99  # alpha 0 there: white
 
 
+def test_a_hint_layer_is_read_upright_and_in_srgb(tmp_path: Path):
+    """A hint layer painted in a wide-gamut working space, with an EXIF orientation, gives its
+    hints where the upright image has them and in the colours its profile means."""
+    from recolor_tools.color import rgb_to_lab
+    from recolor_tools.hints import read_hints
+
+    H, W, (r, c) = 10, 16, (3, 2)
+    layer = np.zeros((H, W, 4), np.uint8)
+    layer[r, c] = (170, 90, 80, 255)
+    path = tmp_path / "a.hints.png"
+    Image.fromarray(layer, "RGBA").save(path, exif=exif_bytes(6), icc_profile=wide_gamut_icc())
+    got = read_hints(path)
+    assert got.shape == (W, H)  # turned a quarter clockwise, as the image would be
+    np.testing.assert_array_equal(got.xy, [[H - 1 - r, c]])  # (x, y) upright
+    want = rgb_to_lab(oracle_srgb(layer[None, None, r, c, :3] / np.float32(255)))[0, 0, 1:]
+    assert np.abs(got.ab[0] - want).max() < 1.0, (got.ab, want)
+    plain = rgb_to_lab(layer[None, None, r, c, :3] / np.float32(255))[0, 0, 1:]
+    assert np.abs(plain - want).max() > 5  # the profile matters for this colour
+
+
 def test_png_exif_after_the_pixels_is_found(tmp_path: Path):
     stored = smooth_image(24, 36, seed=5)
     enc = png_with_chunks(stored)
