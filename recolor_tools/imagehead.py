@@ -56,7 +56,8 @@ _PNG_MAX_RATIO = 8 * 1032
 @dataclass(frozen=True)
 class ImageHead:
     """What the header says: format (one of :data:`READ`), width and height in pixels, and the
-    number of pages (TIFF; 1 for the others, or 2 meaning "more than one")."""
+    number of pages or frames (a TIFF's pages, an animated PNG's or WebP's frames): 1, or 2
+    meaning "more than one"."""
 
     format: str
     width: int
@@ -182,7 +183,21 @@ def _png(data: bytes) -> ImageHead:
     if data[12:16] != b"IHDR":
         raise ValueError("no IHDR")
     w, h = struct.unpack(">II", data[16:24])
-    return ImageHead("PNG", w, h)
+    return ImageHead("PNG", w, h, 2 if _png_frames(data) > 1 else 1)
+
+
+def _png_frames(data: bytes) -> int:
+    """The frame count of an animated PNG (its acTL chunk, which comes before the first IDAT);
+    1 for a still one, or when the chunks end early (the decoder reports that)."""
+    i = 8
+    while i + 16 <= len(data):
+        (length,), kind = struct.unpack(">I", data[i : i + 4]), data[i + 4 : i + 8]
+        if kind == b"acTL":
+            return struct.unpack(">I", data[i + 8 : i + 12])[0]
+        if kind == b"IDAT":
+            break
+        i += 12 + length
+    return 1
 
 
 # SOFn markers carry the frame size; C4 (DHT), C8 (JPG) and CC (DAC) share the range but not.
@@ -234,10 +249,11 @@ def _tiff(data: bytes) -> ImageHead:
 
 
 def _webp(data: bytes) -> ImageHead:
-    chunk = data[12:16]
+    chunk, frames = data[12:16], 1
     if chunk == b"VP8X":
         w = int.from_bytes(data[24:27], "little") + 1
         h = int.from_bytes(data[27:30], "little") + 1
+        frames = 2 if data[20] & 0x02 else 1  # the animation flag
     elif chunk == b"VP8L":
         if data[20] != 0x2F:
             raise ValueError("bad VP8L signature")
@@ -249,7 +265,7 @@ def _webp(data: bytes) -> ImageHead:
         w, h = (v & 0x3FFF for v in struct.unpack("<HH", data[26:30]))
     else:
         raise ValueError("unknown WebP chunk")
-    return ImageHead("WebP", w, h)
+    return ImageHead("WebP", w, h, frames)
 
 
 def _bmp(data: bytes) -> ImageHead:

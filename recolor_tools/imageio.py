@@ -94,8 +94,10 @@ def decode_stored(data: bytes, name: str = "<data>") -> tuple[ImageHead, np.ndar
         A format recolor does not read, an image over the limit, or corrupt data.
     """
     head = read_head(data, name)  # format from the magic bytes, size limit, truncation
-    if head.pages > 1:
+    if head.pages > 1 and head.format == "TIFF":
         warn("multi-page TIFF: reading the first page only", name)
+    elif head.pages > 1:
+        warn(f"animated {head.format}: reading the first frame only", name)
     buf = np.frombuffer(data, np.uint8)
     try:
         img = cv2.imdecode(buf, _DECODE_ORIENTED if head.format == "JPEG" else _DECODE_KEEP_ALPHA)

@@ -61,6 +61,25 @@ def test_multipage_tiff_reads_the_first_page_and_says_so_once(tmp_path):
     assert rec.arrays["lab"].shape == (20, 30, 3)
 
 
+@pytest.mark.parametrize("fmt", ["PNG", "WebP"])
+def test_an_animation_reads_its_first_frame_and_says_so_once(tmp_path, fmt):
+    from PIL import Image
+
+    frames = [Image.fromarray(smooth_image(20, 30, seed)) for seed in (1, 2, 3)]
+    ext = {"PNG": ".png", "WebP": ".webp"}[fmt]
+    anim, still = tmp_path / f"anim{ext}", tmp_path / f"still{ext}"
+    frames[0].save(anim, save_all=True, append_images=frames[1:], duration=100, lossless=True)
+    frames[0].save(still, lossless=True)
+    assert read_head(anim.read_bytes()).pages == 2 and read_head(still.read_bytes()).pages == 1
+    p = run(["to-lab", "-o", f"{tmp_path}/out/", anim, still], check_rc=0)
+    assert p.stderr.decode().splitlines() == [
+        f"recolor to-lab: {anim}: animated {fmt}: reading the first frame only"
+    ]
+    first, only = (next(iter_records(io.BytesIO((tmp_path / "out" / n).read_bytes())))
+                   for n in ("anim.lab", "still.lab"))  # fmt: skip
+    assert abs(first.arrays["lab"] - only.arrays["lab"]).max() < 1e-4
+
+
 def test_pixel_limit_from_the_environment(tmp_path, monkeypatch):
     src = write_rgb(tmp_path / "a.png", smooth_image(20, 30, 1))
     monkeypatch.setenv("RECOLOR_MAX_PIXELS", "599")  # run() passes the environment on
