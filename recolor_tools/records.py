@@ -136,11 +136,11 @@ def write_record(stream: BinaryIO, rec: Record) -> None:
     }
     if rec.source:
         head["source"] = rec.source
-    header = json.dumps(
-        head,
-        ensure_ascii=False,
-        separators=(",", ":"),
-    ).encode()
+    text = json.dumps(head, ensure_ascii=False, separators=(",", ":"))
+    try:
+        header = text.encode()
+    except UnicodeEncodeError:  # a name from a file name that is not UTF-8: \udcXX escapes
+        header = json.dumps(head, separators=(",", ":")).encode()
     crc = zlib.crc32(header)
     stream.write(_PREFIX.pack(MAGIC, VERSION, 0, len(header)))
     stream.write(header)

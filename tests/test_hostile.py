@@ -147,6 +147,23 @@ def test_awkward_names_are_good_inputs(tmp_path):
     )
 
 
+def test_a_name_that_is_not_utf8_goes_through_every_tool_as_its_bytes(tmp_path):
+    """Linux file names are bytes: b"caf\xe9.png" (Latin-1) is a good name. With a strict UTF-8
+    stdout (a desktop's en_US.UTF-8) predict wrote the file but failed printing its path, and
+    to-lab failed to write the record's header ("surrogates not allowed")."""
+    raw = b"caf\xe9"
+    src = tmp_path / os.fsdecode(raw + b".png")  # (OpenCV's imwrite crashes on such a name)
+    write_rgb(tmp_path / "a.png", smooth_image(16, 24, 2)).rename(src)
+    strict = {"PYTHONIOENCODING": "utf-8:strict"}
+    p = run(["predict", src, "-o", f"{tmp_path}/p/", "--size", "16"], env=strict)
+    assert p.returncode == 0 and p.stdout == os.fsencode(tmp_path) + b"/p/" + raw + b".png\n"
+    p = run(["to-lab", src], env=strict, check_rc=0)
+    p = run(["from-lab", "-o", f"{tmp_path}/back/"], input=p.stdout, env=strict, check_rc=0)
+    assert os.listdir(os.fsencode(tmp_path / "back")) == [raw + b".png"]
+    p = run(["compare", tmp_path / "back", tmp_path / "p", "--csv"], env=strict, check_rc=0)
+    assert raw in p.stdout
+
+
 # Weights --------------------------------------------------------------------------------------
 
 

@@ -7,6 +7,7 @@ torch) are imported inside the commands that need them, so the others start fast
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import sys
 import traceback
@@ -39,6 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     """
     args = sys.argv[1:] if argv is None else argv
     name = next((a for a in args if not a.startswith("-")), "")
+    # A file name is bytes, not always UTF-8 (b"caf\xe9.jpg"); printed paths must be that name
+    # for the next tool in a pipe, whatever the locale's strictness.
+    with contextlib.suppress(AttributeError, ValueError):  # a captured, non-file stdout
+        sys.stdout.reconfigure(errors="surrogateescape")
     if any(a == "" or a.startswith("--") and a.endswith("=") for a in args):
         # `recolor predict "$unset"`: Path("") is the current directory, which every tool would
         # take for a folder of inputs (or an output) without a word.
