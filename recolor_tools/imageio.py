@@ -414,7 +414,8 @@ def expand_inputs(args: list[str], exts: tuple[str, ...] = IMAGE_EXTS) -> list[s
             out.extend(sorted(glob.glob(arg, recursive=True)) or [arg])
         elif p.suffix.lower() in (".txt", ".list") and p.is_file():
             base = p.parent
-            for line in p.read_text().splitlines():
+            # As bytes: `find ... > list.txt` writes names as they are, UTF-8 or not.
+            for line in os.fsdecode(p.read_bytes()).splitlines():
                 line = line.strip()
                 if line and not line.startswith("#"):
                     out.append(line if Path(line).is_absolute() else str(base / line))
