@@ -300,8 +300,11 @@ def atomic_open(path: str | Path) -> Iterator[BinaryIO]:
         yield from _in_place(path)
         return
     real = Path(os.path.realpath(path))
+    # The name's first 128 bytes: a 250-byte name is good (NAME_MAX is 255), its temporary one
+    # (".NAME.XXXXXXXX.tmp") would not be.
+    stem = os.fsdecode(os.fsencode(real.name)[:128])
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{real.name}.", suffix=".tmp", dir=real.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=".tmp", dir=real.parent)
     except FileNotFoundError:
         raise RecolorError("no such directory", real.parent) from None
     except OSError as e:

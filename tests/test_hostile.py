@@ -147,6 +147,18 @@ def test_awkward_names_are_good_inputs(tmp_path):
     )
 
 
+def test_a_name_near_the_length_limit_is_written(tmp_path):
+    """250 bytes and an extension: a good name (NAME_MAX is 255); the temporary file beside the
+    output was named after all of it and failed ("file name too long", naming the folder)."""
+    name = "a" + "é" * 100 + "a" * 45  # 246 bytes of UTF-8; byte 128 is inside an é
+    src = tmp_path / f"{name}.png"
+    write_rgb(tmp_path / "a.png", smooth_image(16, 24, 2)).rename(src)
+    run(["predict", src, "-o", f"{tmp_path}/p/", "--size", "16"], check_rc=0)
+    run(["to-lab", src, "-o", f"{tmp_path}/lab/"], check_rc=0)
+    assert [p.name for p in (tmp_path / "p").iterdir()] == [src.name]
+    assert [p.name for p in (tmp_path / "lab").iterdir()] == [f"{name}.lab"]
+
+
 def test_a_name_that_is_not_utf8_goes_through_every_tool_as_its_bytes(tmp_path):
     """Linux file names are bytes: b"caf\xe9.png" (Latin-1) is a good name. With a strict UTF-8
     stdout (a desktop's en_US.UTF-8) predict wrote the file but failed printing its path, and
