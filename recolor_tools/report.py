@@ -61,6 +61,9 @@ def _text_strip(texts: Sequence[str], widths: Sequence[int], scale: float) -> np
     strip_h = th + base + 2 * max(4, th // 2)
     cells = []
     for text, w in zip(texts, widths, strict=True):
+        # Hershey fonts draw ASCII alone, and OpenCV crashes on a str it cannot encode as
+        # UTF-8 (a file name that is not UTF-8): the rest becomes "?".
+        text = text.encode("ascii", "replace").decode()
         cell = np.full((strip_h, w, 3), 255, np.uint8)
         # Shrink long texts so they fit their column instead of running into the next one.
         s = scale
