@@ -80,6 +80,17 @@ def test_an_animation_reads_its_first_frame_and_says_so_once(tmp_path, fmt):
     assert abs(first.arrays["lab"] - only.arrays["lab"]).max() < 1e-4
 
 
+def test_a_bad_pixel_limit_is_one_usage_line(tmp_path, monkeypatch):
+    srcs = [write_rgb(tmp_path / f"{i}.png", smooth_image(20, 30, i)) for i in range(3)]
+    monkeypatch.setenv("RECOLOR_MAX_PIXELS", "abc")
+    for tool in ("to-lab", "compare", "predict"):  # said once per input before, exit 1
+        p = run([tool, *srcs[: 2 if tool == "compare" else 3]])
+        assert p.returncode == 2 and p.stdout == b"", p.stderr
+        assert p.stderr.decode() == (
+            f"recolor {tool}: RECOLOR_MAX_PIXELS must be a positive integer, not 'abc'\n"
+        )
+
+
 def test_pixel_limit_from_the_environment(tmp_path, monkeypatch):
     src = write_rgb(tmp_path / "a.png", smooth_image(20, 30, 1))
     monkeypatch.setenv("RECOLOR_MAX_PIXELS", "599")  # run() passes the environment on

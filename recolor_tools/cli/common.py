@@ -90,6 +90,12 @@ class Tool:
         self.quiet = quiet
         self.failures = 0
         set_tool(name)
+        from ..imagehead import max_pixels
+
+        try:  # a bad limit is the whole run's mistake, not each input's
+            max_pixels()
+        except RecolorError as e:
+            self.usage(e.reason)
 
     def fail(self, err: RecolorError | str, path: str | Path | None = None) -> None:
         """Print ``recolor <tool>: <file>: <reason>`` on stderr and count the failure."""
