@@ -421,6 +421,11 @@ class Predictor:
                 "they steer); the reg head predicts one colour per pixel: use --head cls"
             )
 
+    def check_suggest(self) -> None:
+        """Raise :class:`RecolorError` if this model has no class distribution to suggest from."""
+        if self.model.config.head != "cls":
+            raise RecolorError("--suggest needs the cls head (reg has no class distribution)")
+
     def prepare(self, rgb: np.ndarray, hints: Hints | None = None) -> Prepared:
         """:func:`prepare` with this predictor's settings."""
         self.check_hints(hints is not None and not hints.empty)
@@ -473,8 +478,7 @@ class Predictor:
     ) -> list[list[tuple[str, float]]]:
         """:meth:`suggest` at each (x, y) of ``points`` (pixels or ``"50%"``), the network run
         once; a point outside the image raises :class:`RecolorError` before it runs."""
-        if self.model.config.head != "cls":
-            raise RecolorError("--suggest needs the cls head (reg has no class distribution)")
+        self.check_suggest()
         item = self.prepare(rgb, hints)
         xy = np.array(resolve_points(list(points), *item.L.shape, "--suggest point"))
         p = class_probabilities(self.model, item, self.prior, xy[:, 1], xy[:, 0])  # (N, Q)

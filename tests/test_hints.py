@@ -425,7 +425,7 @@ def test_bad_hint_files_give_one_line_each_and_the_rest_is_done(tmp_path, weight
         (["--palette", "{broken}"], 1, "{broken}: "),
         (["--palette", "#fff,,#zz"], 1, "#fff,,#zz: --palette is no image file"),
         (["--palette", "missing.jpg"], 1, "missing.jpg: no such file (--palette takes"),
-        (["--head", "reg", "--hint", "1,1=#fff"], 1, "colour hints and palettes need the cls"),
+        (["--head", "reg", "--hint", "1,1=#fff"], 2, "colour hints and palettes need the cls"),
         (["--suggest", "1,1"], 2, "--suggest prints colours and writes no image: drop -o"),
     ],
 )
@@ -506,3 +506,12 @@ def test_a_hint_folder_inside_the_input_folder_holds_no_inputs(tmp_path, weights
     square = [(x, y) for x in range(10, 15) for y in range(10, 15)]
     blue = np.broadcast_to(np.array([40, 60, 220], np.uint8), rgb.shape)
     assert hint_error(read_rgb_u8(out / "b.png"), blue, square) < 6
+
+
+def test_suggest_needs_the_cls_head_a_usage_error(weights, image):
+    src, _ = image
+    p = run(["predict", src, src, "-w", weights["reg"], "--suggest", "1,1"])  # said per image
+    assert p.returncode == 2 and p.stdout == b"", p.stderr
+    assert p.stderr.decode() == (
+        "recolor predict: --suggest needs the cls head (reg has no class distribution)\n"
+    )

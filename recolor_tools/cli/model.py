@@ -223,7 +223,12 @@ def predict(
                 device=device,
                 precision=precision,
             )
-            loaded.check_hints(bool(hint or hints or palette))
+            try:  # options this model cannot follow: the user's to change, as other usage
+                loaded.check_hints(bool(hint or hints or palette))
+                if suggest:
+                    loaded.check_suggest()
+            except RecolorError as e:
+                tool.usage(e.reason)
             predictor = loaded
         if predictor is None or source is None:
             tool.exit()
