@@ -212,6 +212,19 @@ def test_cli_stdout_and_single_file(tmp_path, weights):
     assert p.stdout.decode() == f"{dst}\n" and read_rgb_u8(dst).shape == (30, 44, 3)
 
 
+def test_cli_outputs_keep_the_inputs_spelling(tmp_path, weights):
+    """A camera's IMG_0001.JPG is written as IMG_0001.JPG (it was IMG_0001.jpg), and a rerun
+    with --skip-existing finds it."""
+    srcs = [write_rgb(tmp_path / n, smooth_image(30, 44, 4)) for n in ("IMG_0001.JPG", "b.Png")]
+    out = tmp_path / "out"
+    p = run(["predict", *srcs, "-w", weights["reg"], "-o", f"{out}/"], check_rc=0)
+    assert p.stdout.decode().splitlines() == [str(out / "IMG_0001.JPG"), str(out / "b.Png")]
+    assert read_rgb_u8(out / "IMG_0001.JPG").shape == (30, 44, 3)
+    assert (out / "b.Png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    again = run(["predict", *srcs, "-w", weights["reg"], "-o", f"{out}/", "--skip-existing"])
+    assert again.returncode == 0 and again.stdout == b"", again.stderr
+
+
 def test_cli_bad_image_among_good_ones(tmp_path, weights):
     good = [write_rgb(tmp_path / f"{n}.png", smooth_image(20, 30, i)) for i, n in enumerate("ab")]
     bad = tmp_path / "bad.png"

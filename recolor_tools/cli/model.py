@@ -257,9 +257,9 @@ def _predict_outputs(
     if output not in (None, "-") and Path(output).suffix.lower() not in IMAGE_EXTS:
         output = output.rstrip("/") + "/"  # without an image extension, -o names a directory
 
-    def suffix(name: str) -> str:  # the input's format unless --format
-        own = Path(name).suffix.lower()
-        return ext or (own if own in IMAGE_EXTS else ".png")
+    def suffix(name: str) -> str:  # the input's format (and spelling: .JPG) unless --format
+        own = Path(name).suffix
+        return ext or (own if own.lower() in IMAGE_EXTS else ".png")
 
     one_file = output is not None and not output.endswith("/")  # or stdout, png unless -f
     exts = [suffix(input_name(p, roots)) for p in paths]
