@@ -365,10 +365,11 @@ def palette_from_image(path: str | Path) -> Hints:
     logo or a cut-out is no colour of the scheme (composited on white, it was). Raises
     RecolorError if it cannot be read or is transparent all over."""
     img = decode_rgb(read_bytes(path), str(path), keep_alpha=True)
-    if img.shape[2] == 3:
-        img = np.concatenate([img, np.ones_like(img[:, :, :1])], 2)
-    img[:, :, :3] *= img[:, :, 3:]  # premultiplied: shrinking lends transparent pixels no colour
+    if img.shape[2] == 4:  # premultiplied: shrinking lends transparent pixels no colour
+        img[:, :, :3] *= img[:, :, 3:]
     img = resize_short_side(img, PALETTE_IMAGE_SIDE, 1)
+    if img.shape[2] == 3:  # opaque: weight 1 each (added once shrunk, not to the full image)
+        img = np.concatenate([img, np.ones_like(img[:, :, :1])], 2)
     w = img[:, :, 3].reshape(-1)
     if not w.any():
         raise RecolorError("the palette image is transparent all over", path)

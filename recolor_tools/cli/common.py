@@ -253,10 +253,15 @@ def format_ext(
     ext = None if fmt is None else "." + fmt.lower().lstrip(".")
     if ext is not None and ext not in IMAGE_EXTS:
         tool.usage(f"unknown --format {fmt!r} (use one of {known})")
-    own = "" if output in (None, "-") or output.endswith("/") else Path(output).suffix.lower()
+    own = file_suffix(output).lower()
     if own and own not in IMAGE_EXTS and not Path(output).is_dir():
         tool.usage(f"{flag} {output}: unknown image format {own!r} (use one of {known})")
     return ext
+
+
+def file_suffix(output: str | None) -> str:
+    """The extension of ``-o FILE`` as given (``.JPG``); "" for no ``-o``, stdout or ``DIR/``."""
+    return "" if output in (None, "-") or output.endswith("/") else Path(output).suffix
 
 
 def check_depth(tool: Tool, depth: int | None, exts: Iterable[str], chosen: bool) -> None:

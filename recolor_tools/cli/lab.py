@@ -22,6 +22,7 @@ from .common import (
     Tool,
     app,
     check_depth,
+    file_suffix,
     format_ext,
     image_file,
     image_writer,
@@ -92,8 +93,7 @@ def from_lab(
     args = tool.stdin_inputs(inputs)
     paths, roots = expand_inputs(args, (LAB_EXT,)), input_roots(args)  # a folder: its .lab
     ext = format_ext(tool, fmt, output)
-    own = Path(output).suffix if output not in (None, "-") and not output.endswith("/") else ""
-    check_depth(tool, depth, [own or ext or ".png"], chosen=True)
+    check_depth(tool, depth, [file_suffix(output) or ext or ".png"], chosen=True)
     router = tool.outputs(output, paths, ext, many_per_file=False, skip_existing=skip_existing)
     with tool.opened(router) as out:
         for rec in tool.progress(iter_lab_sources(paths, tool.fail, roots)):

@@ -261,14 +261,16 @@ def _predict_outputs(
         own = Path(name).suffix
         return ext or (own if own.lower() in IMAGE_EXTS else ".png")
 
-    one_file = output is not None and not output.endswith("/")  # or stdout, png unless -f
-    exts = [suffix(input_name(p, roots)) for p in paths]
-    if one_file:
-        exts = [ext or ".png"] if output == "-" else [Path(output).suffix]
-    chosen = ext is not None or one_file
-    if not chosen and shard.rank_and_size()[0] != 0:
-        exts = []  # under torchrun, the note about the whole list comes once
-    common.check_depth(tool, depth, exts, chosen)
+    if depth == 16:  # one format the user chose (-o FILE, stdout, --format), or the inputs'
+        chosen = ext is not None or output is not None and not output.endswith("/")
+        exts = (
+            [common.file_suffix(output) or ext or ".png"]
+            if chosen
+            else [suffix(input_name(p, roots)) for p in paths]
+        )
+        if not chosen and shard.rank_and_size()[0] != 0:
+            exts = []  # under torchrun, the note about the whole list comes once
+        common.check_depth(tool, depth, exts, chosen)
     router = tool.outputs(
         output, paths, suffix, count=len(paths), many_per_file=False, default="recolored/",
         skip_existing=skip_existing,
