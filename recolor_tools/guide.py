@@ -312,6 +312,45 @@ def affinity_loss(
     return ((pw * err).sum(1) / pw.sum(1) + err.mean(1)).mean()
 
 
+SUGGEST_SEPARATION = 20.0
+"""Least a/b distance between the seeds of :func:`colour_modes` (two classes of the 10-unit
+grid apart), so that five suggestions are five colours, not one colour's neighbouring shades."""
+SUGGEST_FLOOR = 0.005
+"""Least mass of a colour that :func:`colour_modes` returns (half a percent: a colour the model
+all but excludes is no suggestion)."""
+
+
+def colour_modes(p: np.ndarray, classes: np.ndarray, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """The k main colours of a class distribution: ((k', 2) a/b, (k',) masses), heaviest first.
+
+    A k-means of the class centres (Q, 2) weighted by ``p`` (Q,): each cluster's colour is the
+    p-weighted mean a/b of its classes, its mass the sum of their probabilities (every class
+    belongs to one cluster). Zhang et al. 2017's interface suggests colours the same way [2]_,
+    by k-means over samples drawn from the distribution (ideepcolor's ``get_ab_reccs``); here
+    the weights stand for the samples, and the seeds are the likeliest classes at least
+    :data:`SUGGEST_SEPARATION` a/b units apart, so the result is deterministic. Clusters with
+    less than :data:`SUGGEST_FLOOR` of the mass are dropped (k' <= k: a sure cell has one
+    colour).
+    """
+    p = np.asarray(p, np.float64)
+    ab = np.asarray(classes, np.float64)
+    seeds: list[int] = []
+    for c in np.argsort(-p, kind="stable"):
+        if len(seeds) == k or p[c] <= 0:
+            break
+        if all(np.hypot(*(ab[c] - ab[s])) >= SUGGEST_SEPARATION for s in seeds):
+            seeds.append(int(c))
+    centres = ab[seeds]
+    for _ in range(10):  # Lloyd's steps; a few settle 394 weighted points
+        near = np.argmin(((ab[:, None] - centres[None]) ** 2).sum(2), axis=1)
+        member = (near[:, None] == np.arange(len(centres))).astype(np.float64)  # (Q, k)
+        mass = p @ member
+        sums = member.T @ (p[:, None] * ab)
+        centres = np.where(mass[:, None] > 0, sums / np.maximum(mass, 1e-300)[:, None], centres)
+    keep = np.argsort(-mass, kind="stable")[: np.count_nonzero(mass >= SUGGEST_FLOOR)]
+    return centres[keep], mass[keep]
+
+
 def class_probabilities(
     model: Colorizer,
     item: Prepared,

@@ -52,7 +52,7 @@ import torch
 from . import checkpoints, defaults, models
 from .color import lab_to_rgb_as, rgb_to_lab, row_strips
 from .errors import RecolorError
-from .guide import class_probabilities, steer
+from .guide import class_probabilities, colour_modes, steer
 from .hints import Hints, resolve_points
 from .imageio import resize_to
 from .imagemeta import ImageMeta
@@ -461,11 +461,13 @@ class Predictor:
         k: int = 5,
         hints: Hints | None = None,
     ) -> list[tuple[str, float]]:
-        """The model's ``k`` likeliest colours at pixel (x, y): ``[("#rrggbb", probability)]``.
+        """The model's ``k`` main colours at pixel (x, y): ``[("#rrggbb", probability)]``,
+        likeliest first.
 
-        The probabilities are the (steered, when ``hints`` are given) class distribution at
-        the network's output cell holding the pixel, at T = 1; each class centre is shown with
-        the pixel's own L (out-of-gamut colours clamped).
+        The class distribution (steered, when ``hints`` are given) at the network's output
+        cell holding the pixel, at T = 1, is split into at most ``k`` colours by
+        :func:`recolor_tools.guide.colour_modes`; each probability is its cluster's share, and
+        its a/b is shown with the pixel's own L (out-of-gamut colours clamped).
         """
         return self.suggest_points(rgb, [(x, y)], k, hints)[0]
 
@@ -482,13 +484,15 @@ class Predictor:
         item = self.prepare(rgb, hints)
         xy = np.array(resolve_points(list(points), *item.L.shape, "--suggest point"))
         p = class_probabilities(self.model, item, self.prior, xy[:, 1], xy[:, 0])  # (N, Q)
-        top = np.argsort(-p, axis=1, kind="stable")[:, :k]  # (N, k)
-        lab = np.zeros((len(xy), top.shape[1], 3), np.float32)
-        lab[:, :, 0] = item.L[xy[:, 1], xy[:, 0]][:, None]
-        lab[:, :, 1:] = self.model.classes.cpu().numpy()[top]
-        rgb8 = lab_to_rgb_as(lab, np.uint8)
-        return [[("#" + bytes(c).hex(), float(pi[q])) for c, q in zip(row, t, strict=True)]
-                for row, t, pi in zip(rgb8, top, p, strict=True)]  # fmt: skip
+        classes = self.model.classes.cpu().numpy()
+        found = []
+        for (x, y), pi in zip(xy, p, strict=True):
+            ab, mass = colour_modes(pi, classes, k)
+            lab = np.concatenate([np.full((len(ab), 1), item.L[y, x]), ab], 1)[None]
+            rgb8 = lab_to_rgb_as(lab.astype(np.float32), np.uint8)[0]
+            hexes = ["#" + bytes(c).hex() for c in rgb8]
+            found.append(list(zip(hexes, mass.tolist(), strict=True)))
+        return found
 
     def predict_files(
         self,

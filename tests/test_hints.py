@@ -17,7 +17,7 @@ import pytest
 import torch
 from conftest import ROOT, read_rgb_u8, run, smooth_image, tiny_checkpoint, write_rgb
 
-from recolor_tools import checkpoints, hints, models, quant
+from recolor_tools import checkpoints, guide, hints, models, quant
 from recolor_tools.errors import RecolorError
 
 SHIPPED = ROOT / "weights" / "cls.pt"
@@ -318,15 +318,45 @@ def test_empty_hints_are_bit_identical_to_none(tmp_path, weights, image):
         assert (out / f"{name}.png").read_bytes() == want, name
 
 
-def test_suggest_prints_five_likeliest_colours(tmp_path, image):
+def test_colour_modes_splits_a_distribution_into_its_colours():
+    classes = quant.gamut_classes(10).astype(np.float64)  # the 10-unit grid of a/b in gamut
+    # two colours: 0.6 over three neighbouring classes, 0.4 over two others far away
+    near = lambda a, b: int(np.argmin(np.hypot(*(classes - (a, b)).T)))  # noqa: E731
+    red = [near(50, 30), near(60, 30), near(50, 40)]
+    blue = [near(0, -50), near(10, -50)]
+    p = np.zeros(len(classes))
+    p[red] = [0.3, 0.2, 0.1]
+    p[blue] = [0.25, 0.15]
+    ab, mass = guide.colour_modes(p, classes)
+    np.testing.assert_allclose(mass, [0.6, 0.4])
+    np.testing.assert_allclose(ab[0], (p[red] @ classes[red]) / 0.6)
+    np.testing.assert_allclose(ab[1], (p[blue] @ classes[blue]) / 0.4)
+    # a broad distribution gives k distinct colours that account for all of it
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.ones(len(classes)))
+    ab, mass = guide.colour_modes(p, classes, k=5)
+    assert len(ab) == 5 and list(mass) == sorted(mass, reverse=True)
+    assert mass.sum() == pytest.approx(1)
+    assert min(np.hypot(*(ab[i] - ab[j])) for i in range(5) for j in range(i)) > 20
+    # a sure cell is one colour; the classes it all but excludes are no suggestion
+    p = np.full(len(classes), 1e-6)
+    p[red[0]] = 1 - p.sum() + 1e-6
+    ab, mass = guide.colour_modes(p, classes)
+    assert len(ab) == 1 and np.hypot(*(ab[0] - classes[red[0]])) < 1
+
+
+def test_suggest_prints_the_main_colours(tmp_path, image):
     src, rgb = image
     p = run(["predict", src, "-w", SHIPPED, "--suggest", "40,30"], check_rc=0, cwd=tmp_path)
     rows = [ln.split("\t") for ln in p.stdout.decode().splitlines()]
-    assert len(rows) == 5 and not list(tmp_path.glob("recolored*"))
+    assert 2 <= len(rows) <= 5 and not list(tmp_path.glob("recolored*"))
     probs = [float(r[3]) for r in rows]
     assert all(r[0] == str(src) and r[1] == "40,30" for r in rows)
     assert all(re.fullmatch(r"#[0-9a-f]{6}", r[2]) for r in rows)
-    assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0001
+    # distinct colours (not one colour's neighbouring classes) that hold the whole distribution
+    assert probs == sorted(probs, reverse=True) and 0.97 <= sum(probs) <= 1.0001
+    shown = hints.parse_colors([r[2] for r in rows])
+    assert min(np.hypot(*(a - b)) for i, a in enumerate(shown) for b in shown[:i]) > 10
     # a hint there (the pixel's own colour, so in gamut at its L) becomes the likeliest colour
     want = hex_of(rgb, 40, 30)
     hinted = run(["predict", src, "-w", SHIPPED, "--suggest", "40,30", "--hint", f"40,30={want}"],

@@ -139,7 +139,7 @@ PredictHintStrength = Annotated[
 ]
 PredictSuggest = _unshown(
     "--suggest",
-    "X,Y: print the model's 5 likeliest colours there (hex, probability); repeatable; write "
+    "X,Y: print the model's main colours there (up to 5: hex, probability); repeatable; write "
     "nothing.",
     many=True,
 )
