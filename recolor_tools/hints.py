@@ -114,7 +114,8 @@ def parse_points(xy) -> tuple[np.ndarray, np.ndarray]:
     parsed = [_coord(str(c)) for pair in xy for c in pair]
     values = np.array([v for v, _ in parsed], np.float64).reshape(-1, 2)
     percent = np.array([pc for _, pc in parsed], bool).reshape(-1, 2)
-    if not percent.any() and np.all(values == np.floor(values)):  # whole pixels: keep them so
+    whole = np.all(values == np.floor(values)) and np.all(np.abs(values) < 2**53)
+    if not percent.any() and whole:  # whole pixels (that int64 holds): keep them so
         values = values.astype(np.int64)
     return values, percent
 
@@ -156,8 +157,9 @@ def resolve_points(
 
 
 def _given(v: float, percent: bool) -> str:
-    """A coordinate for a message: ``120``, ``12.5`` or ``50%`` (``52.0`` prints as ``52``)."""
-    text = str(int(v)) if float(v).is_integer() else str(float(v))
+    """A coordinate for a message: ``120``, ``12.5``, ``50%`` or ``1e+20`` (``52.0`` prints as
+    ``52``)."""
+    text = str(int(v)) if float(v).is_integer() and abs(v) < 1e15 else str(float(v))
     return text + "%" * bool(percent)
 
 

@@ -422,11 +422,13 @@ def test_hint_strength_sets_how_far_a_hint_reaches(tmp_path):
 def test_bad_hint_files_give_one_line_each_and_the_rest_is_done(tmp_path, weights):
     posters, hdir = tmp_path / "posters", tmp_path / "hints"
     posters.mkdir(), hdir.mkdir()
-    for name in ("good", "outside", "bad_json", "no_alpha", "small_layer", "clear_small"):
+    names = ("good", "outside", "far", "bad_json", "no_alpha", "small_layer", "clear_small")
+    for name in names:
         write_rgb(posters / f"{name}.png", smooth_image(60, 80, 1))
     doc = {"points": [{"x": 1, "y": 1, "color": "blue"}]}
     (hdir / "bad_json.json").write_text(json.dumps(doc))
     (hdir / "outside.json").write_text(json.dumps({"points": [{"x": 80, "y": 1, "color": "#f00"}]}))
+    (hdir / "far.json").write_text('{"points": [{"x": 1e20, "y": 1, "color": "#f00"}]}')
     write_rgb(hdir / "no_alpha.png", smooth_image(60, 80, 1))
     write_rgb(hdir / "small_layer.png", np.full((8, 8, 4), 200, np.uint8))
     # a layer of another size is the wrong file even when nothing is painted on it
@@ -441,6 +443,7 @@ def test_bad_hint_files_give_one_line_each_and_the_rest_is_done(tmp_path, weight
         f"recolor predict: {hdir / 'no_alpha.png'}: bad hint file: a hint layer must be an "
         "image with an alpha channel",
         f"recolor predict: {posters / 'clear_small.png'}: the hint layer is 8x8, the image 80x60",
+        f"recolor predict: {posters / 'far.png'}: hint point (1e+20, 1) is outside the 80x60 image",
         f"recolor predict: {posters / 'outside.png'}: hint point (80, 1) is outside the 80x60 "
         "image",
         f"recolor predict: {posters / 'small_layer.png'}: the hint layer is 8x8, the image 80x60",
