@@ -59,10 +59,10 @@ weights: $(BIN)/recolor
 	$(BIN)/recolor rebalance-stats $(DATA)/train -o $(RUNS)/stats.npz --plot $(RUNS)/prior.png
 	$(BIN)/recolor train --head cls $(RUNS)/posters/train --val $(RUNS)/posters/val200 \
 		--stats $(RUNS)/stats.npz --steps $(STEPS_CLS) --eval-every $$(($(STEPS_CLS) / 6)) \
-		$(TRAIN_FLAGS) $(CLS_FLAGS) --out $(RUNS)/cls
+		$(TRAIN_FLAGS) $(CLS_FLAGS) --out $(RUNS)/cls --overwrite
 	$(BIN)/recolor train --head reg $(RUNS)/posters/train --val $(RUNS)/posters/val200 \
 		--steps $(STEPS_REG) --eval-every $$(($(STEPS_REG) / 5)) $(TRAIN_FLAGS) $(REG_FLAGS) \
-		--out $(RUNS)/reg
+		--out $(RUNS)/reg --overwrite
 	cp $(RUNS)/cls/cls.pt weights/cls.pt
 	cp $(RUNS)/reg/reg.pt weights/reg.pt
 	$(MAKE) weights-eval
@@ -84,7 +84,7 @@ hint-weights: $(BIN)/recolor
 hint-train: $(BIN)/recolor
 	$(BIN)/recolor train --head cls --hints $(RUNS)/posters/train --val $(RUNS)/posters/val200 \
 		--stats $(RUNS)/stats.npz --steps $(STEPS_CLS) --eval-every $$(($(STEPS_CLS) / 6)) \
-		$(TRAIN_FLAGS) $(CLS_FLAGS) --out $(RUNS)/cls-hints
+		$(TRAIN_FLAGS) $(CLS_FLAGS) --out $(RUNS)/cls-hints --overwrite
 
 hint-eval: $(BIN)/recolor
 	$(BIN)/python weights/evaluate_hints.py $(DATA)/val --stats $(RUNS)/stats.npz \
@@ -99,7 +99,7 @@ affinity-weights: $(BIN)/recolor
 	test -f $(RUNS)/stats.npz || $(BIN)/recolor rebalance-stats $(DATA)/train -o $(RUNS)/stats.npz
 	$(BIN)/recolor train --head cls --init weights/cls.pt --affinity 128 $(DATA)/train \
 		--stats $(RUNS)/stats.npz --steps $(AFFINITY_STEPS) -b 16 --size 128 --workers 1 \
-		--out $(RUNS)/cls-affinity
+		--out $(RUNS)/cls-affinity --overwrite
 	cp $(RUNS)/cls-affinity/cls.pt weights/cls.pt
 	$(BIN)/python weights/evaluate_hints.py $(DATA)/val --stats $(RUNS)/stats.npz \
 		--dump $(RUNS)/cls-affinity/hints.jsonl --card weights/README.md

@@ -81,6 +81,7 @@ class TrainConfig:
     eval_every: int | None = None  # steps; None: once per epoch
     ckpt_every: int | None = None  # steps; None: as eval_every
     resume: bool = False  # continue from out/last.pt
+    overwrite: bool = False  # start afresh in an out that holds a run
     init: Path | None = None  # start from these weights (fine-tune); fresh optimiser and schedule
     precision: str = "auto"  # "auto" (bf16/fp16 on CUDA, fp32 on CPU), "fp32", "bf16", "fp16"
     quiet: bool = False  # no progress bar or log lines
@@ -101,6 +102,8 @@ class TrainConfig:
             raise ValueError("give --epochs or --steps, not both")
         if self.init is not None and self.resume:
             raise ValueError("give --init or --resume, not both")
+        if self.overwrite and self.resume:
+            raise ValueError("give --resume or --overwrite, not both")
         for name, allowed in CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"--{name} must be one of {', '.join(allowed)}")
@@ -124,6 +127,14 @@ class TrainConfig:
                              "train: --hints or --affinity)")  # fmt: skip
         if self.affinity is not None and self.affinity < 0:
             raise ValueError("--affinity must be 0 or more")
+
+    def check_out(self) -> None:
+        """Raise ValueError if OUT holds a run (``last.pt``) that neither ``resume`` nor
+        ``overwrite`` asks for: starting afresh would replace hours of training."""
+        held = [n for n in ("last.pt", "last.prev.pt") if (self.out / n).exists()]
+        if held and not (self.resume or self.overwrite):
+            raise ValueError(f"{self.out} holds a run ({held[0]}): --resume continues it, "
+                             "--overwrite starts afresh")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -272,13 +283,18 @@ def precision_context(cfg: TrainConfig, device: torch.device):
 
 
 def read_start(cfg: TrainConfig, d: Dist) -> tuple[dict | None, dict | None]:
-    """The checkpoints the run starts from: (``--resume``'s, ``--init``'s), each or None.
+    """The checkpoints the run starts from: (``--resume``'s, ``--init``'s), each or None; a
+    RecolorError where OUT holds a run that is neither resumed nor overwritten.
 
     ``--resume`` reads ``OUT/last.pt``; when that cannot be read (cut short, or missing after a
     kill between the two renames of :func:`recolor_tools.checkpoints.save_checkpoint`) and
     ``OUT/last.prev.pt`` can, that one, with a warning. A checkpoint of the other head is an
     error either way.
     """
+    try:
+        cfg.check_out()  # the CLI has said it as a usage error
+    except ValueError as e:
+        raise RecolorError(str(e)) from None
     resumed = None
     if cfg.resume:
         path = cfg.out / "last.pt"

@@ -286,6 +286,26 @@ def test_cli_prints_the_weights_path(data, tmp_path, capsys):
     assert checkpoints.load_checkpoint(out / "reg.pt", "reg")[1]["step"] == 2
 
 
+def test_a_run_is_not_replaced_without_overwrite(data, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = [data["train"], "--head", "reg", "--size", SIZE, "-b", 4, "--width", 8, "-j", 0, "-q"]
+    assert cli([*args, "--steps", "2", "--out", out], capsys)[0] == 0
+    kept = {f.name: f.read_bytes() for f in out.iterdir()}
+    rc, stdout, err = cli([*args, "--steps", "1", "--out", out], capsys)  # --resume forgotten
+    assert (rc, stdout) == (2, "") and err == (
+        f"recolor train: {out} holds a run (last.pt): --resume continues it, --overwrite starts "
+        "afresh\n"
+    )
+    assert {f.name: f.read_bytes() for f in out.iterdir()} == kept  # nothing touched
+    with pytest.raises(RecolorError, match="holds a run"):  # the API says it too
+        train(config(data, out, head="reg", steps=1))
+    rc, _, err = cli([*args, "--steps", "1", "--out", out, "--resume", "--overwrite"], capsys)
+    assert rc == 2 and err == "recolor train: give --resume or --overwrite, not both\n"
+    assert cli([*args, "--steps", "1", "--out", out, "--overwrite"], capsys)[0] == 0
+    assert checkpoints.load_checkpoint(out / "reg.pt", "reg")[1]["step"] == 1  # afresh
+    assert [m["step"] for m in metric_lines(out)] == [1]
+
+
 def test_cli_more_workers_than_cores_is_one_line_not_torchs_warning(data, tmp_path):
     """Run on one core (its affinity), with 2 loader workers: the tools' one line on stderr and
     not torch's two-line UserWarning (with its source path)."""

@@ -415,6 +415,10 @@ TrainOut = Annotated[
     Path, typer.Option("--out", "-o", help="Directory for last.pt, metrics.jsonl, HEAD.pt.")
 ]
 TrainResume = Annotated[bool, typer.Option("--resume", help="Continue from OUT/last.pt.")]
+TrainOverwrite = Annotated[
+    bool,
+    typer.Option("--overwrite", help="Start afresh in an OUT that holds a run (else refused)."),
+]
 TrainInit = Annotated[
     Optional[Path],  # noqa: UP045
     typer.Option("--init", help="Fine-tune: start from these weights (their architecture)."),
@@ -473,6 +477,7 @@ def train(
     ckpt_every: TrainCkptEvery = None,
     out: TrainOut = Path("runs/recolor"),
     resume: TrainResume = False,
+    overwrite: TrainOverwrite = False,
     init: TrainInit = None,
     hints: TrainHints = False,
     hint_lr: TrainHintLr = defaults.HINT_LR,
@@ -498,9 +503,10 @@ def train(
                 grid=grid, epochs=epochs, steps=steps, batch_size=batch_size, lr=lr,
                 schedule=schedule, size=size, width=width, device=device, workers=workers,
                 threads=threads, seed=seed, eval_every=eval_every, ckpt_every=ckpt_every,
-                resume=resume, init=init, precision=precision, quiet=quiet, hints=hints,
-                hint_lr=hint_lr, freeze_bn=freeze_bn, affinity=affinity,
+                resume=resume, overwrite=overwrite, init=init, precision=precision, quiet=quiet,
+                hints=hints, hint_lr=hint_lr, freeze_bn=freeze_bn, affinity=affinity,
             )  # fmt: skip
+            cfg.check_out()
         except ValueError as e:
             tool.usage(str(e))
         path = run_training(cfg, report=tool.fail)  # a skipped image: exit 1 at the end
