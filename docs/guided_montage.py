@@ -2,8 +2,8 @@
 
 Run from the repository root: ``python docs/guided_montage.py [OUT]`` (shipped cls weights,
 CPU, a few seconds; OUT defaults to docs/guided.jpg). The hints are the truth's own colours
-(5 x 5 means) at its four most colourful places, drawn as dots ringed in white; the palette is
-the 8-colour k-means palette of the next example.
+(5 x 5 means) at its four most colourful places (``evaluate_hints.colourful_points``), drawn
+as dots ringed in white; the palette is the 8-colour k-means palette of the next example.
 """
 
 from __future__ import annotations
@@ -17,32 +17,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "weights"))
-from evaluate_hints import palette_of  # noqa: E402
+from evaluate_hints import colourful_points, palette_of  # noqa: E402
 
-from recolor_tools.color import rgb_to_lab  # noqa: E402
 from recolor_tools.hints import Hints  # noqa: E402
 from recolor_tools.imageio import read_rgb, write_image  # noqa: E402
 from recolor_tools.predict import Predictor  # noqa: E402
-
-
-def hints_from_truth(rgb: np.ndarray, n: int = 4) -> Hints:
-    """n hints where the truth is most colourful (one per cell of a 3x3 grid, the n most
-    chromatic cells), each the truth's mean a/b over 5 x 5: what a user would hint first."""
-    H, W = rgb.shape[:2]
-    ab = cv2.blur(rgb_to_lab(rgb)[:, :, 1:], (5, 5))
-    chroma = np.hypot(ab[..., 0], ab[..., 1])
-    found = []
-    for i in range(3):
-        for j in range(3):
-            ys, xs = (
-                slice(i * H // 3 + 8, (i + 1) * H // 3 - 8),
-                slice(j * W // 3 + 8, (j + 1) * W // 3 - 8),
-            )
-            y, x = np.unravel_index(np.argmax(chroma[ys, xs]), chroma[ys, xs].shape)
-            found.append((chroma[ys, xs][y, x], x + xs.start, y + ys.start))
-    found.sort(reverse=True)
-    xy = [(int(x), int(y)) for _, x, y in found[:n]]
-    return Hints(xy, np.array([ab[y, x] for x, y in xy], np.float32), np.full(n, 5, np.int32))
 
 
 def dots(img_u8: np.ndarray, rgb: np.ndarray, hints: Hints) -> np.ndarray:
@@ -60,7 +39,7 @@ def main(out: Path = ROOT / "docs" / "guided.jpg") -> None:
     rows = []
     for i, f in enumerate(files):
         rgb = read_rgb(f)
-        h = hints_from_truth(rgb)
+        h = colourful_points(rgb)
         other = read_rgb(files[(i + 1) % len(files)])
         auto = predictor.recolorize(rgb, np.uint8)
         hinted = dots(predictor.recolorize(rgb, np.uint8, hints=h), rgb, h)

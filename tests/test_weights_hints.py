@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -10,11 +11,12 @@ import cv2
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+EVALUATE = ROOT / "weights" / "evaluate_hints.py"
 
 
 def evaluate(data: Path, stats: Path, *args) -> dict[str, list[str]]:
     """Run evaluate_hints.py; its table's cells by row name."""
-    cmd = [sys.executable, ROOT / "weights" / "evaluate_hints.py", data, "--stats", stats, *args]
+    cmd = [sys.executable, EVALUATE, data, "--stats", stats, *args]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr
     rows = {}
@@ -34,6 +36,7 @@ def test_truth_hints_raise_the_scores_and_hold(tmp_path, val_folder):
         "automatic",
         "2 points",
         "50 points",
+        "4 colourful points",
         "own 8-colour palette",
         "another poster's palette",
     ]
@@ -41,16 +44,36 @@ def test_truth_hints_raise_the_scores_and_hold(tmp_path, val_folder):
     # 50 patches of the truth on these small smooth images: far closer to it than automatic
     assert psnr["50 points"] > psnr["automatic"] + 3
     assert float(rows["50 points"][4]) < 6  # fidelity: hinted pixels hold the hint
+    assert float(rows["4 colourful points"][4]) < 6
     assert rows["automatic"][4] == "–" and rows["automatic"][5] == "+0.00"
     text = card.read_text()
     assert text.startswith("before\n<!-- hints:start -->\n3 images") and "old" not in text
     assert text.endswith("<!-- hints:end -->\nafter\n") and "| 50 points |" in text
 
 
+def test_colourful_points_find_the_most_chromatic_places():
+    from recolor_tools.color import rgb_to_lab
+
+    spec = importlib.util.spec_from_file_location("evaluate_hints", EVALUATE)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    colourful_points = script.colourful_points
+
+    rgb = np.full((90, 120, 3), 0.5, np.float32)  # gray, a red square right, a pale blue top left
+    rgb[40:52, 90:102] = (0.9, 0.1, 0.1)
+    rgb[10:22, 12:24] = (0.45, 0.5, 0.65)
+    h = colourful_points(rgb, 2)
+    (x0, y0), (x1, y1) = h.xy.tolist()
+    assert 90 <= x0 < 102 and 40 <= y0 < 52 and 12 <= x1 < 24 and 10 <= y1 < 22
+    truth = rgb_to_lab(rgb)[:, :, 1:]
+    np.testing.assert_allclose(h.ab, [truth[45, 95], truth[15, 17]], atol=0.5)  # inside: exact
+    assert len(colourful_points(rgb, 4).xy) == 4  # the most chromatic of the gray cells too
+
+
 def test_the_oracle_spreads_hints_by_the_truth_colours(tmp_path, val_folder):
     """--oracle: each hint reaches the cells of its own true colour, so forced (gamma 30) a few
     hints beat what the model's features make of the same hints."""
-    args = ["--points", "5", "--no-palettes", "--radius", "0", "--gamma", "30"]
+    args = ["--points", "5", "--colourful", "0", "--no-palettes", "--radius", "0", "--gamma", "30"]
     model = evaluate(val_folder, tmp_path / "s.npz", *args)
     oracle = evaluate(val_folder, tmp_path / "s.npz", *args, "--oracle", "10")
     assert list(oracle) == ["automatic", "5 points"]

@@ -12,6 +12,9 @@ with ``metrics.compare_pair`` against the truth:
 - n points (n = 0, 1, 2, 5, 10, 20, 50) as Zhang et al. 2017 measured theirs (their Fig. 6):
   positions uniform over the image, each hint the mean a/b of the truth over the 5 x 5 patch
   around it (covering that patch); the sets are nested (the 10 points hold the 5);
+- n colourful points (``--colourful``, default 4): the truth's most colourful places, as a
+  user hints the objects whose colour matters (README's ``docs/guided.jpg``); unlike random
+  points they leave the image's large plain areas unhinted, so they show how far hints leak;
 - the truth's own palette: 8-colour k-means of its a/b, weighted by cluster size;
 - another poster's palette: the same for a random other image of the folder.
 
@@ -71,6 +74,27 @@ def simulate_points(ab: np.ndarray, n: int, rng: np.random.Generator) -> Hints:
             for x, y in zip(xs, ys, strict=True)]  # fmt: skip
     xy = list(zip(xs.tolist(), ys.tolist(), strict=True))
     return Hints(xy, np.array(cols, np.float32).reshape(-1, 2), np.full(n, PATCH, np.int32))
+
+
+def colourful_points(rgb: np.ndarray, n: int = 4) -> Hints:
+    """n hints where the truth is most colourful, as a user hints the objects whose colour
+    matters: the image cut into 3 x 3 cells (8 px in from their edges), the most chromatic pixel
+    of each (the truth's a/b blurred over PATCH x PATCH), the n most chromatic of those nine,
+    each the truth's mean a/b over its PATCH x PATCH square."""
+    H, W = rgb.shape[:2]
+    ab = cv2.blur(rgb_to_lab(rgb)[:, :, 1:], (PATCH, PATCH))
+    chroma = np.hypot(ab[..., 0], ab[..., 1])
+    found = []
+    for i in range(3):
+        for j in range(3):
+            ys = slice(i * H // 3 + 8, (i + 1) * H // 3 - 8)
+            xs = slice(j * W // 3 + 8, (j + 1) * W // 3 - 8)
+            y, x = np.unravel_index(np.argmax(chroma[ys, xs]), chroma[ys, xs].shape)
+            found.append((chroma[ys, xs][y, x], x + xs.start, y + ys.start))
+    found.sort(reverse=True)
+    xy = [(int(x), int(y)) for _, x, y in found[:n]]
+    cols = np.array([ab[y, x] for x, y in xy], np.float32).reshape(-1, 2)
+    return Hints(xy, cols, np.full(len(xy), PATCH, np.int32))
 
 
 def palette_of(rgb: np.ndarray, k: int = 8) -> Hints:
@@ -157,6 +181,8 @@ def main() -> None:
     ap.add_argument("--radius", type=float, default=guide.RADIUS)
     ap.add_argument("--seed", type=int, default=0, help="of the simulated hints' draws")
     ap.add_argument("--oracle", type=float, metavar="SIGMA", help="similarity from the truth")
+    ap.add_argument("--colourful", type=int, default=4, metavar="N",
+                    help="N hints at the truth's most colourful places (0: none)")  # fmt: skip
     ap.add_argument("--no-palettes", action="store_true")
     ap.add_argument("--card", type=Path, help="model card to write the table into")
     ap.add_argument("--dump", type=Path, help="append each image's scores here (JSON lines)")
@@ -187,6 +213,8 @@ def main() -> None:
             guidance[f"{n} point{'s' * (n > 1)}"] = dataclasses.replace(
                 pts, xy=pts.xy[:n], ab=pts.ab[:n], size=pts.size[:n], percent=pts.percent[:n]
             )
+        if args.colourful:
+            guidance[f"{args.colourful} colourful points"] = colourful_points(rgb, args.colourful)
         if not args.no_palettes:
             guidance["own 8-colour palette"] = palette_of(rgb)
             other = every[rng.integers(len(every))]
