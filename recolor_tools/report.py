@@ -143,6 +143,14 @@ REPORT_COLUMNS = (
     ("colourfulness_diff", "colourful diff", "{:+.1f}"),
 )
 """(key, column title, format) of each reported metric, in display order."""
+OPTIONAL_KEYS = frozenset({"auc_rebal"})
+"""Metrics that only some runs compute (``auc_rebal`` needs ``--stats``)."""
+
+
+def _reported(key: str, results: Sequence[tuple[str, dict[str, float]]]) -> bool:
+    """Whether a report has a column for ``key``: every result has it, and an optional metric
+    needs at least one result to have it (a report of no images shows the usual columns)."""
+    return all(key in r for _, r in results) and (bool(results) or key not in OPTIONAL_KEYS)
 
 
 def report_cells(
@@ -158,7 +166,7 @@ def report_cells(
         is added when there is at least one result.
     """
     mean = mean_metrics([r for _, r in results])
-    cols = [c for c in REPORT_COLUMNS if all(c[0] in r for _, r in results)]
+    cols = [c for c in REPORT_COLUMNS if _reported(c[0], results)]
     rows = [[name] + [fmt.format(r[k]) for k, _, fmt in cols] for name, r in results]
     if results:
         rows.append(["mean"] + [fmt.format(mean[k]) for k, _, fmt in cols])
@@ -187,7 +195,7 @@ def format_csv(results: Sequence[tuple[str, dict[str, float]]]) -> str:
     import csv
     import io
 
-    keys = [k for k in METRIC_KEYS if all(k in r for _, r in results)]
+    keys = [k for k in METRIC_KEYS if _reported(k, results)]
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["name", *keys])
