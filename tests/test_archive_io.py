@@ -459,3 +459,31 @@ def test_depth_16_where_the_format_holds_8_bits(tmp_path: Path):
     assert cv2.imread(str(out / "photo.jpg"), cv2.IMREAD_UNCHANGED).dtype == np.uint8
     p = run(["predict", "--depth", "16", ramp, "-o", "-"], check_rc=0)  # stdout: png
     assert p.stderr == b"" and cv2.imdecode(np.frombuffer(p.stdout, np.uint8), -1).itemsize == 2
+
+
+def test_quality_sets_the_lossy_formats_and_leaves_the_others(tmp_path: Path):
+    """--quality (predict, from-lab): JPEG and WebP at that quality (JPEG 95 by default, WebP
+    lossless); PNG as without it. The pixels differ only by the encoding."""
+    photo = tmp_path / "photo.png"
+    grain = np.random.default_rng(0).normal(0, 12, (64, 96, 1))  # detail that quality keeps
+    assert cv2.imwrite(
+        str(photo), np.clip(smooth_image(64, 96, 3) + grain, 0, 255).astype(np.uint8)
+    )
+    lab = run(["to-lab", photo], check_rc=0).stdout
+    made, pixels = {}, {}
+    for tool in ("predict", "from-lab"):
+        for ext in ("jpg", "webp", "png"):
+            for q in (None, "95", "20"):
+                out = tmp_path / f"{tool}-{q}.{ext}"
+                args = [tool, *([photo] if tool == "predict" else []), "-o", out]
+                run([*args, *(["--quality", q] if q else [])], input=lab, check_rc=0)
+                made[ext, q] = out.read_bytes()
+                pixels[ext, q] = cv2.imdecode(np.frombuffer(made[ext, q], np.uint8), 1).astype(int)
+        assert made["jpg", None] == made["jpg", "95"], tool
+        np.testing.assert_array_equal(pixels["webp", None], pixels["png", None])  # lossless
+        assert made["png", "20"] == made["png", None] == made["png", "95"]
+        for ext in ("jpg", "webp"):
+            assert len(made[ext, "20"]) < len(made[ext, "95"]) / 2, (tool, ext)
+            assert 0 < np.abs(pixels[ext, "20"] - pixels["png", None]).mean() < 20  # the picture
+    p = run(["from-lab", "--quality", "0", "-o", tmp_path / "x.jpg"], input=lab)
+    assert p.returncode == 2 and b"--quality" in p.stderr and not (tmp_path / "x.jpg").exists()

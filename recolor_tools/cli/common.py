@@ -55,6 +55,17 @@ DepthOpt = Annotated[
     Optional[int],  # noqa: UP045
     typer.Option("--depth", help="Bits per sample, 8 or 16 (png, tiff); default: the input's."),
 ]
+QualityOpt = Annotated[
+    Optional[int],  # noqa: UP045
+    typer.Option(
+        "--quality",
+        min=1,
+        max=100,
+        help="JPEG and WebP quality, 1-100 (default: JPEG 95, WebP lossless); png, tiff and "
+        "bmp ignore it.",
+        show_default=False,
+    ),
+]
 
 
 KeepProfile = Annotated[

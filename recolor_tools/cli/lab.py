@@ -16,6 +16,7 @@ from .common import (
     Inputs,
     KeepProfile,
     Output,
+    QualityOpt,
     Quiet,
     SkipExisting,
     Strip,
@@ -67,6 +68,7 @@ def from_lab(
     inputs: Inputs = None,
     output: Output = None,
     depth: DepthOpt = None,
+    quality: QualityOpt = None,
     keep_profile: KeepProfile = False,
     strip: Strip = False,
     fmt: Annotated[
@@ -89,7 +91,7 @@ def from_lab(
     tool = Tool("from-lab", quiet, debug)
     if depth not in (None, 8, 16):
         tool.usage("--depth must be 8 or 16")
-    options = {"depth": depth, "keep_profile": keep_profile, "strip": strip}
+    options = {"depth": depth, "quality": quality, "keep_profile": keep_profile, "strip": strip}
     args = tool.stdin_inputs(inputs)
     paths, roots = expand_inputs(args, (LAB_EXT,)), input_roots(args)  # a folder: its .lab
     ext = format_ext(tool, fmt, output)

@@ -161,6 +161,7 @@ def predict(
     size: PredictSize = None,
     fmt: PredictFmt = None,
     depth: common.DepthOpt = None,
+    quality: common.QualityOpt = None,
     keep_profile: common.KeepProfile = False,
     strip: common.Strip = False,
     skip_existing: common.SkipExisting = False,
@@ -241,7 +242,7 @@ def predict(
         if first_rank:
             for problem in problems:
                 tool.fail(problem)
-        options = {"depth": depth, "keep_profile": keep_profile, "strip": strip}
+        options = {"depth": depth, "quality": quality, "keep_profile": keep_profile, "strip": strip}
         batching = (batch_size, io_workers)
         _predict_all(tool, predictor, router, paths, roots, batching, source, ext, options)
         tool.exit()
