@@ -340,6 +340,8 @@ def colour_modes(p: np.ndarray, classes: np.ndarray, k: int = 5) -> tuple[np.nda
             break
         if all(np.hypot(*(ab[c] - ab[s])) >= SUGGEST_SEPARATION for s in seeds):
             seeds.append(int(c))
+    if not seeds:  # k = 0, or no mass at all
+        return np.zeros((0, 2)), np.zeros(0)
     centres = ab[seeds]
     for _ in range(10):  # Lloyd's steps; a few settle 394 weighted points
         near = np.argmin(((ab[:, None] - centres[None]) ** 2).sum(2), axis=1)

@@ -343,6 +343,7 @@ def test_colour_modes_splits_a_distribution_into_its_colours():
     p[red[0]] = 1 - p.sum() + 1e-6
     ab, mass = guide.colour_modes(p, classes)
     assert len(ab) == 1 and np.hypot(*(ab[0] - classes[red[0]])) < 1
+    assert [len(x) for x in guide.colour_modes(p, classes, k=0)] == [0, 0]
 
 
 def test_suggest_prints_the_main_colours(tmp_path, image):
