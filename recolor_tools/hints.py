@@ -35,11 +35,12 @@ import numpy as np
 from .color import rgb_to_lab, to_float
 from .errors import RecolorError
 from .imageio import (
-    decode_rgb,
     decode_stored,
+    decoder_oriented,
     input_name,
     input_roots,
     read_bytes,
+    read_rgb,
     resize_short_side,
 )
 from .imagemeta import in_srgb, read_meta, upright
@@ -366,7 +367,7 @@ def palette_from_image(path: str | Path) -> Hints:
     :data:`PALETTE_IMAGE_SIDE`), each pixel weighted by its opacity: the transparent part of a
     logo or a cut-out is no colour of the scheme (composited on white, it was). Raises
     RecolorError if it cannot be read or is transparent all over."""
-    img = decode_rgb(read_bytes(path), str(path), keep_alpha=True)
+    img = read_rgb(path, keep_alpha=True)
     if img.shape[2] == 4:  # premultiplied: shrinking lends transparent pixels no colour
         img[:, :, :3] *= img[:, :, 3:]
     img = resize_short_side(img, PALETTE_IMAGE_SIDE, 1)
@@ -437,7 +438,7 @@ def _from_layer(data: bytes, name: str) -> Hints:
         raise ValueError("a hint layer must be an image with an alpha channel")
     found = read_meta(data)
     found.depth = 8 * img.itemsize
-    img = upright(img, data, found, oriented=head.format == "JPEG")
+    img = upright(img, data, found, oriented=decoder_oriented(head))
     ys, xs = np.nonzero(img[:, :, 3])
     rgb = in_srgb(to_float(img[ys, xs, 2::-1])[None], found)  # BGR -> RGB
     ab = np.ascontiguousarray(rgb_to_lab(rgb)[0, :, 1:]) if len(xs) else _EMPTY2  # not L

@@ -83,6 +83,13 @@ def read_bytes(path: str | Path) -> bytes:
         raise RecolorError(os_reason(e), path) from None
 
 
+def decoder_oriented(head: ImageHead) -> bool:
+    """Whether :func:`decode_stored` gives this image upright already: OpenCV applies a JPEG's
+    EXIF orientation (the flags it is decoded with); the rest are turned by
+    :func:`recolor_tools.imagemeta.upright`."""
+    return head.format == "JPEG"
+
+
 def decode_stored(data: bytes, name: str = "<data>") -> tuple[ImageHead, np.ndarray]:
     """The header and the samples as the file stores them (OpenCV's BGR/BGRA/gray order, uint8
     or uint16, alpha kept; JPEG with its EXIF orientation applied), after the checks of
@@ -100,7 +107,7 @@ def decode_stored(data: bytes, name: str = "<data>") -> tuple[ImageHead, np.ndar
         warn(f"animated {head.format}: reading the first frame only", name)
     buf = np.frombuffer(data, np.uint8)
     try:
-        img = cv2.imdecode(buf, _DECODE_ORIENTED if head.format == "JPEG" else _DECODE_KEEP_ALPHA)
+        img = cv2.imdecode(buf, _DECODE_ORIENTED if decoder_oriented(head) else _DECODE_KEEP_ALPHA)
     except cv2.error:  # OpenCV's assertion text means nothing to the user
         img = None
     if img is None or img.size == 0:
@@ -160,19 +167,21 @@ def decode_rgb(
     from .imagemeta import finish_decode
 
     try:
-        oriented = head.format == "JPEG"  # OpenCV applied JPEG's EXIF orientation itself
+        oriented = decoder_oriented(head)
         return finish_decode(rgb, data, depth=depth, oriented=oriented, meta=meta)
     except RecolorError as e:
         raise RecolorError(e.reason, name) from None
 
 
-def read_rgb(path: str | Path, meta: ImageMeta | None = None) -> np.ndarray:
+def read_rgb(
+    path: str | Path, meta: ImageMeta | None = None, *, keep_alpha: bool = False
+) -> np.ndarray:
     """Read an image file (``-`` is stdin) as float32 sRGB in [0, 1], shape (H, W, 3).
 
-    See :func:`decode_rgb` for what is accepted and for ``meta``; every failure is a
-    :class:`RecolorError` that names the file.
+    See :func:`decode_rgb` for what is accepted, for ``meta`` and for ``keep_alpha``; every
+    failure is a :class:`RecolorError` that names the file.
     """
-    return decode_rgb(read_bytes(path), str(path), meta)
+    return decode_rgb(read_bytes(path), str(path), meta, keep_alpha=keep_alpha)
 
 
 def resize_to(img: np.ndarray, h: int, w: int) -> np.ndarray:
