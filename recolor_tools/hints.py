@@ -388,10 +388,12 @@ def parse_palette(spec: str) -> Hints:
     Raises
     ------
     RecolorError
-        An unreadable palette image, or text that is neither a file nor a colour list.
+        A palette image that is missing or cannot be read (an input's problem, exit 1).
+    ValueError
+        Text that is no colour list (the option's, as a bad ``--hint`` colour: a usage error).
     """
     if not spec.strip():  # Path("") is the current directory
-        raise RecolorError("--palette is empty (it takes an image or #rrggbb colours)")
+        raise ValueError("--palette is empty (it takes an image or #rrggbb colours)")
     if spec == "-" or Path(spec).exists():
         return palette_from_image(spec)
     if "#" not in spec:  # every listed colour starts with '#': this was meant as a file
@@ -399,7 +401,7 @@ def parse_palette(spec: str) -> Hints:
     try:
         return palette_from_list(spec)
     except ValueError as e:
-        raise RecolorError(f"--palette is no image file and no colour list ({e})", spec) from None
+        raise ValueError(f"--palette {spec!r} is no image file and no colour list ({e})") from None
 
 
 def _from_json(data: bytes) -> Hints:
@@ -536,9 +538,10 @@ def hint_source(
     Raises
     ------
     ValueError
-        A ``--hint`` that does not parse (a usage error).
+        A ``--hint``, ``--palette`` colour list or ``--hint-strength`` that does not parse, or
+        an empty ``--hints`` (usage errors).
     RecolorError
-        An unreadable or bad ``--hints`` file or ``--palette``.
+        An unreadable or bad ``--hints`` file or ``--palette`` image.
     """
     if strength is not None and not 0 <= strength <= _MAX_STRENGTH:  # NaN fails too
         raise ValueError(f"--hint-strength must be a number from 0 to {_MAX_STRENGTH:g}, got "
@@ -549,7 +552,7 @@ def hint_source(
     if palette is not None:
         common = common + parse_palette(palette)
     if hints is not None and not hints.strip():  # Path("") would be the current directory
-        raise RecolorError("--hints is empty (it takes a hint file or a directory of them)")
+        raise ValueError("--hints is empty (it takes a hint file or a directory of them)")
     if hints is not None and Path(hints).is_dir():
         own, problems = match_hint_files(hints, inputs, paths)
         return HintSource(common, own), problems

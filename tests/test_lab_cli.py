@@ -263,9 +263,9 @@ def test_an_empty_file_name_is_no_file_in_the_library(tmp_path, monkeypatch):
     with pytest.raises(RecolorError, match="no such file") as e:
         read_rgb("")
     assert printable(e.value.path) == "''"
-    with pytest.raises(RecolorError, match="--palette is empty"):
+    with pytest.raises(ValueError, match="--palette is empty"):
         hints.parse_palette("")
-    with pytest.raises(RecolorError, match="--hints is empty"):
+    with pytest.raises(ValueError, match="--hints is empty"):
         hints.hint_source([], "", None, ["a.png"], ["a.png"])
 
 
