@@ -2,13 +2,15 @@
 
 Run from the repository root: ``python docs/guided_montage.py [OUT]`` (shipped cls weights,
 CPU, a few seconds; OUT defaults to docs/guided.jpg). The hints are the truth's own colours
-(5 x 5 means) at its four most colourful places (``evaluate_hints.colourful_points``), drawn
-as dots ringed in white; the palette is the 8-colour k-means palette of the next example.
+(5 x 5 means) at its four most colourful places (``evaluate_hints.colourful_points``), spread
+as ``--hint-spread region`` spreads them (hints on objects in photographs), drawn as dots ringed
+in white; the palette is the 8-colour k-means palette of the next example.
 """
 
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -39,7 +41,7 @@ def main(out: Path = ROOT / "docs" / "guided.jpg") -> None:
     rows = []
     for i, f in enumerate(files):
         rgb = read_rgb(f)
-        h = colourful_points(rgb)
+        h = replace(colourful_points(rgb), spread="region")
         other = read_rgb(files[(i + 1) % len(files)])
         auto = predictor.recolorize(rgb, np.uint8)
         hinted = dots(predictor.recolorize(rgb, np.uint8, hints=h), rgb, h)

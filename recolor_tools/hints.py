@@ -41,18 +41,22 @@ from .imageio import (
     input_roots,
     read_bytes,
     read_rgb,
-    resize_short_side,
+    resize_to,
 )
 from .imagemeta import in_srgb, read_meta, upright
 
 PALETTE_IMAGE_SIDE = 64
-"""A palette image is shrunk to this shorter side first: its colour histogram barely changes
-and the soft encoding then costs a few thousand pixels, not millions."""
+"""A palette image is shrunk to this shorter side first (and its longer side to at most 16
+times that; never enlarged): its colour histogram barely changes and the soft encoding then
+costs a few thousand pixels, not millions. Enlarged, a 1 x 1000 image became 64 x 64,000
+pixels and took 24 GB."""
 _MAX_SQUARE = int(np.iinfo(np.int32).max)
 """Largest side of a hint's square, in pixels (it is stored as int32; the image clips it)."""
 _MAX_STRENGTH = 1e6
 """Largest ``--hint-strength``: a reached cell is the hint's long before, and gamma * similarity
 in float32 overflows near 3e38 (inf / inf: NaN shares, which left cells automatic)."""
+SPREADS = ("alike", "region")
+"""Where point hints spread (:attr:`Hints.spread`; ``predict --hint-spread``)."""
 _W_MIN, _W_MAX = 1e-30, 1e30
 """Range of a palette weight (float32, and summed over a few thousand colours)."""
 _HEX = re.compile(r"#?([0-9a-fA-F]{6}|[0-9a-fA-F]{3})")
@@ -188,6 +192,10 @@ class Hints:
     strength : float or None
         How strongly and how far the points spread (``predict --hint-strength``; the gamma of
         :mod:`recolor_tools.guide`); None: :data:`recolor_tools.guide.GAMMA`.
+    spread : str
+        Where the points spread (``predict --hint-spread``, :data:`SPREADS`): ``"alike"`` to the
+        regions that look like theirs nearby, across edges; ``"region"`` through the region
+        each is in, stopping at edges (:func:`recolor_tools.guide.region_shares`).
 
     Points are arrays, not lists of pairs: a painted layer can hold millions.
     """
@@ -200,8 +208,11 @@ class Hints:
     shape: tuple[int, int] | None = None
     percent: np.ndarray | None = None
     strength: float | None = None
+    spread: str = "alike"
 
     def __post_init__(self) -> None:
+        if self.spread not in SPREADS:
+            raise ValueError(f"hint spread {self.spread!r} is not one of {', '.join(SPREADS)}")
         if self.percent is None:  # frozen: the normalised fields are set once, here
             xy, percent = parse_points(self.xy)
             object.__setattr__(self, "xy", xy)
@@ -233,6 +244,7 @@ class Hints:
             palette_w=np.concatenate([self.palette_w, other.palette_w]),
             shape=self.shape or other.shape,
             strength=self.strength if other.strength is None else other.strength,
+            spread=self.spread if other.spread == "alike" else other.spread,
         )
 
     def resolve(self, H: int, W: int) -> Hints:
@@ -261,7 +273,8 @@ class Hints:
     def paste(self, ab: np.ndarray, row0: int) -> None:
         """Write each point's a/b over its square, in place, in rows [row0, row0 + len(ab)).
 
-        This is what makes a hint hold at its own pixels whatever the model chose.
+        This is what makes a hint hold at its own pixels whatever the model chose. Where squares
+        overlap, the point given later wins (a detail inside a larger square holds).
         """
         if not len(self.xy):
             return
@@ -272,6 +285,9 @@ class Hints:
         for i, (x0, y0, x1, y1) in zip(big, big_sq, strict=True):
             if y0 < row1 and y1 > row0:
                 ab[max(y0, row0) - row0 : min(y1, row1) - row0, x0:x1] = self.ab[i]
+                x, y = self.xy[one, 0], self.xy[one, 1]  # one-pixel points given after it win
+                on = one[(one > i) & (x >= x0) & (x < x1) & (y >= y0) & (y < y1)]
+                ab[self.xy[on, 1] - row0, self.xy[on, 0]] = self.ab[on]
 
     @cached_property
     def _by_row(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -347,19 +363,28 @@ def parse_hint(spec: str) -> Hints:
 
 def palette_from_list(text: str) -> Hints:
     """``'#e63946,#f1faee:0.5,#1d3557'`` (optional ``:weight``, default 1). Raises ValueError."""
-    ab, w = [], []
-    for item in filter(None, (t.strip() for t in text.split(","))):
-        color, _, weight = item.partition(":")
-        ab.append(parse_color(color))
-        wt = float(weight) if weight else 1.0
+    items = [t.partition(":") for t in filter(None, (t.strip() for t in text.split(",")))]
+    if not items:
+        raise ValueError(f"palette {text!r} holds no colour")
+    return palette([(color, weight or 1.0) for color, _, weight in items])
+
+
+def palette(colours: Sequence[tuple[str, float | str]]) -> Hints:
+    """A palette of ``(colour, weight)`` pairs: hex colours (:func:`parse_color`), weights from
+    :data:`_W_MIN` to :data:`_W_MAX` (numbers, or their text). Raises ValueError."""
+    w = []
+    for _, weight in colours:
+        try:
+            wt = float(weight) if not isinstance(weight, bool) else np.nan
+        except (TypeError, ValueError):
+            wt = np.nan
         if not _W_MIN <= wt <= _W_MAX:  # held as float32: 1e-300 would be 0, 1e39 infinite
             raise ValueError(
                 f"palette weight {weight!r} is not a number from {_W_MIN:g} to {_W_MAX:g}"
             )
         w.append(wt)
-    if not ab:
-        raise ValueError(f"palette {text!r} holds no colour")
-    return Hints(palette_ab=np.array(ab, np.float32), palette_w=np.array(w, np.float32))
+    ab = parse_colors([color for color, _ in colours])
+    return Hints(palette_ab=ab, palette_w=np.array(w, np.float32))
 
 
 def palette_from_image(path: str | Path) -> Hints:
@@ -370,7 +395,9 @@ def palette_from_image(path: str | Path) -> Hints:
     img = read_rgb(path, keep_alpha=True)
     if img.shape[2] == 4:  # premultiplied: shrinking lends transparent pixels no colour
         img[:, :, :3] *= img[:, :, 3:]
-    img = resize_short_side(img, PALETTE_IMAGE_SIDE, 1)
+    h, w = img.shape[:2]
+    scale = min(1.0, PALETTE_IMAGE_SIDE / min(h, w), 16 * PALETTE_IMAGE_SIDE / max(h, w))
+    img = resize_to(img, max(1, round(h * scale)), max(1, round(w * scale)))
     if img.shape[2] == 3:  # opaque: weight 1 each (added once shrunk, not to the full image)
         img = np.concatenate([img, np.ones_like(img[:, :, :1])], 2)
     w = img[:, :, 3].reshape(-1)
@@ -414,20 +441,26 @@ def _from_json(data: bytes) -> Hints:
     extra = sorted(doc.keys() - {"points", "palette"})
     if extra:  # a typo ("point") would otherwise drop its hints without a word
         raise ValueError(f'unknown key {extra[0]!r} (a hint file holds "points" and/or "palette")')
-    given = _objects(doc, "points", '"x", "y" and "color"')
+    given = _objects(doc, "points", '"x", "y", "color" and an optional "size"')
     out = points([(p["x"], p["y"], p["color"], p.get("size", 1)) for p in given])
     pal = _objects(doc, "palette", '"color" and an optional "weight"')
     if pal:
-        text = ",".join(f"{c['color']}:{c.get('weight', 1)}" for c in pal)
-        out = out + palette_from_list(text)
+        out = out + palette([(c["color"], c.get("weight", 1.0)) for c in pal])
     return out
 
 
 def _objects(doc: dict, key: str, holding: str) -> list[dict]:
-    """``doc[key]``, checked to be a list of JSON objects (absent or null: none)."""
-    items = doc.get(key) or []
+    """``doc[key]``, checked to be a list of JSON objects with no keys but the quoted words of
+    ``holding`` (absent or null: none)."""
+    items = doc.get(key)
+    items = [] if items is None else items
     if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
         raise ValueError(f'"{key}" must be a list of objects with {holding}')
+    known = set(holding.split('"')[1::2])
+    for item in items:
+        extra = sorted(item.keys() - known)
+        if extra:  # "sise" or "colour" would otherwise drop what it says without a word
+            raise ValueError(f'unknown key {extra[0]!r} in "{key}" (each holds {holding})')
     return items
 
 
@@ -477,7 +510,7 @@ def match_hint_files(
 
     An input found in an input directory ``posters/`` as ``posters/a/b.jpg`` takes
     ``hint_dir/a/b.json`` or ``hint_dir/a/b.png``; an input named on its own, ``x/c.jpg``,
-    takes ``hint_dir/c.*``.
+    takes ``hint_dir/c.*``. Inputs of one name (``b.jpg`` and ``b.png``) all take its file.
 
     Returns
     -------
@@ -488,7 +521,10 @@ def match_hint_files(
         A hint file for no input, or two hint files for one input.
     """
     hint_dir, roots = Path(hint_dir), input_roots(inputs)
-    by_key = {Path(input_name(p, roots)).with_suffix("").as_posix(): p for p in paths if p != "-"}
+    by_key: dict[str, list[str]] = {}
+    for p in paths:
+        if p != "-":
+            by_key.setdefault(Path(input_name(p, roots)).with_suffix("").as_posix(), []).append(p)
     pairs: dict[str, Path] = {}
     problems: list[RecolorError] = []
     for f in sorted(hint_dir.rglob("*")):
@@ -497,10 +533,10 @@ def match_hint_files(
         k = f.relative_to(hint_dir).with_suffix("").as_posix()
         if k not in by_key:
             problems.append(RecolorError("hint file for no input", f))
-        elif by_key[k] in pairs:
-            problems.append(RecolorError(f"second hint file for {by_key[k]}", f))
+        elif by_key[k][0] in pairs:
+            problems.append(RecolorError(f"second hint file for {by_key[k][0]}", f))
         else:
-            pairs[by_key[k]] = f
+            pairs.update(dict.fromkeys(by_key[k], f))
     return pairs, problems
 
 
@@ -528,9 +564,10 @@ def hint_source(
     inputs: list[str],
     paths: list[str],
     strength: float | None = None,
+    spread: str = "alike",
 ) -> tuple[HintSource, list[RecolorError]]:
     """The :class:`HintSource` of ``recolor predict --hint ... --hints ... --palette ...
-    --hint-strength``.
+    --hint-strength ... --hint-spread``.
 
     Returns the source and the problems of a ``--hints`` directory (see
     :func:`match_hint_files`).
@@ -546,7 +583,7 @@ def hint_source(
     if strength is not None and not 0 <= strength <= _MAX_STRENGTH:  # NaN fails too
         raise ValueError(f"--hint-strength must be a number from 0 to {_MAX_STRENGTH:g}, got "
                          f"{strength!r}")  # fmt: skip
-    common = Hints(strength=strength)
+    common = Hints(strength=strength, spread=spread)
     for spec in points:
         common = common + parse_hint(spec)
     if palette is not None:

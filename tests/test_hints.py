@@ -153,6 +153,14 @@ def test_points_gather_per_output_cell_and_paste_their_squares():
     h.paste(canvas, 0)
     assert (np.abs(canvas).sum(-1) > 0).sum() == 9 + 1  # blue's 3x3 covers red at (0, 0)
     np.testing.assert_array_equal(canvas[2, 2], hints.parse_color("#0000ff"))
+    # given later, a one-pixel point inside a square wins there, in whole or in strips
+    detail = (hints.point(5, 5, "#0000ff", size=3) + hints.point(5, 5, "#ff0000")).resolve(20, 40)
+    for strips in ([(0, 20)], [(0, 5), (5, 6), (6, 20)]):
+        canvas = np.zeros((20, 40, 2), np.float32)
+        for a, b in strips:
+            detail.paste(canvas[a:b], a)
+        np.testing.assert_array_equal(canvas[5, 5], hints.parse_color("#ff0000"))
+        np.testing.assert_array_equal(canvas[4, 4], hints.parse_color("#0000ff"))
 
 
 def test_a_painted_layer_joins_points_given_in_percent():
@@ -273,6 +281,38 @@ def test_a_palette_image_counts_its_pixels_by_opacity(tmp_path, weights, image):
     assert p.returncode == 1 and p.stderr.decode().endswith(
         "cutout.png: the palette image is transparent all over\n"
     )
+
+
+def test_a_palette_image_is_shrunk_never_enlarged(tmp_path):
+    """A thin palette image (1 x 1000) was enlarged to 64 pixels across, 64 x 64,000 pixels, and
+    took 24 GB to soft-encode; a small one gave interpolated colours it does not hold."""
+    thin = write_rgb(tmp_path / "thin.png", np.full((1000, 1, 3), (0, 0, 255), np.uint8))
+    long = write_rgb(tmp_path / "long.png", np.full((3, 5000, 3), (255, 0, 0), np.uint8))
+    small = np.zeros((20, 30, 3), np.uint8)
+    small[:, 15:] = 255
+    small = write_rgb(tmp_path / "small.png", small)
+    blue = hints.parse_color("#0000ff")
+    h = hints.palette_from_image(thin)
+    assert len(h.palette_w) == 1000 and np.allclose(h.palette_ab, blue, atol=0.5)
+    assert len(hints.palette_from_image(long).palette_w) == 16 * hints.PALETTE_IMAGE_SIDE
+    h = hints.palette_from_image(small)
+    assert len(h.palette_w) == 600 and np.abs(h.palette_ab).max() < 0.5  # black and white only
+
+
+def test_a_hint_file_is_for_every_input_of_its_name(tmp_path, weights):
+    """posters/x.png and posters/x.jpg both take hints/x.json (the second was left automatic
+    without a word)."""
+    posters, hdir = tmp_path / "posters", tmp_path / "hints"
+    posters.mkdir(), hdir.mkdir()
+    for ext in ("png", "jpg"):
+        write_rgb(posters / f"x.{ext}", smooth_image(40, 50, 7))
+    (hdir / "x.json").write_text(json.dumps({"points": [{"x": 8, "y": 8, "color": "#1d4e89",
+                                                         "size": 9}]}))  # fmt: skip
+    out = tmp_path / "out"
+    run(["predict", posters, "-w", weights["cls"], "--hints", hdir, "-o", out], check_rc=0)
+    want = hints.parse_color("#1d4e89")
+    for ext in ("png", "jpg"):
+        assert np.linalg.norm(lab(read_rgb_u8(out / f"x.{ext}"))[8, 8, 1:] - want) < 6, ext
 
 
 def test_hint_directory_matches_inputs_by_path(tmp_path, weights):
@@ -397,6 +437,73 @@ def test_a_hint_spreads_over_its_region_with_the_shipped_model(tmp_path):
     assert d_hint < 0.5 * d_auto  # far from the hint's own pixel, most of the region follows
 
 
+def test_hint_spread_region_stops_at_edges_and_alike_crosses_them(tmp_path):
+    """Two look-alike squares on a darker ground, one blue hint in the left one: both spreads
+    fill the left square; alike also reaches the right one (it looks the same), region leaves
+    it as the automatic output has it (no path inside one region joins them)."""
+    rng = np.random.default_rng(0)
+    gray = np.full((120, 200), 60, np.float32)
+    gray[20:100, 15:85] = gray[20:100, 115:185] = 190
+    gray = np.clip(gray + rng.normal(0, 4, gray.shape), 0, 255).astype(np.uint8)
+    src = write_rgb(tmp_path / "squares.png", gray)
+    run(["predict", src, "-w", SHIPPED, "-o", tmp_path / "auto.png"], check_rc=0)
+    auto = lab(read_rgb_u8(tmp_path / "auto.png"))[:, :, 1:]
+    want = hints.parse_color("#1d4e89")
+    left, right = np.s_[25:95, 20:80], np.s_[25:95, 120:180]
+    for spread in ("alike", "region"):
+        out = tmp_path / f"{spread}.png"
+        run(["predict", src, "-w", SHIPPED, "--hint", "50,60=#1d4e89", "--hint-spread", spread,
+             "-o", out], check_rc=0)  # fmt: skip
+        got = lab(read_rgb_u8(out))[:, :, 1:]
+        to_hint = {k: np.linalg.norm(got[s] - want, axis=-1).mean() for k, s in
+                   (("left", left), ("right", right))}  # fmt: skip
+        d_auto = np.linalg.norm(auto[left] - want, axis=-1).mean()
+        assert to_hint["left"] < 0.2 * d_auto, spread
+        moved = np.linalg.norm(got[right] - auto[right], axis=-1).mean()
+        if spread == "alike":
+            assert to_hint["right"] < 0.5 * d_auto
+        else:
+            assert moved < 1.0, moved
+
+
+def test_region_shares_solve_the_random_walker_with_a_sink():
+    """guide.region_shares against a dense solve of its equations on a small grid (random
+    features and lightness): (D + sink - W) u = 0 off the hinted cells, u = 1 at a colour's own
+    cells, 0 at the other colours'. Two hints of one colour count as one; a column of
+    unlike features cuts the grid in two."""
+    g = torch.Generator().manual_seed(1)
+    C, gh, gw = 4, 5, 7
+    feats = torch.rand(C, gh, gw, generator=g) + 0.5
+    light = torch.rand(gh, gw, generator=g) * 10
+    cells, label = torch.tensor([3, 30, 17]), torch.tensor([0, 1, 0])
+    got = guide.region_shares(feats, light, cells, label, tau=0.2, sigma=4.0, sink=0.01)
+
+    f = torch.nn.functional.normalize(feats.double(), dim=0).reshape(C, -1)
+    L = light.double().reshape(-1)
+    W = torch.zeros(gh * gw, gh * gw, dtype=torch.float64)
+    for i in range(gh * gw):
+        for j in (i + 1, i + gw):
+            if j < gh * gw and (j == i + gw or j % gw):
+                cos = f[:, i] @ f[:, j]
+                W[i, j] = W[j, i] = torch.exp(-(1 - cos) / 0.2 - (L[i] - L[j]) ** 2 / 32)
+    A = torch.diag(W.sum(1) + 0.01) - W
+    free = torch.ones(gh * gw, dtype=torch.bool)
+    free[cells] = False
+    seeded = torch.zeros(2, gh * gw, dtype=torch.float64)
+    seeded[label, cells] = 1
+    want = seeded.clone()
+    want[:, free] = torch.linalg.solve(A[free][:, free], W[free][:, ~free] @ seeded[:, ~free].T).T
+    np.testing.assert_allclose(got.numpy(), want.numpy(), atol=1e-5)
+    assert (got.sum(0) <= 1 + 1e-6).all() and (got[:, free.nonzero()[:, 0]] > 0).all()
+
+    wall = torch.zeros(2, 4, 9)
+    wall[0] = 1.0
+    wall[:, :, 4] = torch.tensor([0.0, 1.0])[:, None]  # the middle column: orthogonal features
+    shares = guide.region_shares(wall, torch.zeros(4, 9), torch.tensor([0]), torch.tensor([0]))
+    left, right = shares[0].reshape(4, 9)[:, :4], shares[0].reshape(4, 9)[:, 5:]
+    assert left.min() > 0.5 and right.max() < 1e-3
+
+
 def test_hint_strength_sets_how_far_a_hint_reaches(tmp_path):
     """--hint-strength 0 holds a hint to its own pixel (the rest is the automatic output, bit for
     bit); more reaches more of a smoothly varying image than the default, less reaches less."""
@@ -462,6 +569,7 @@ def test_bad_hint_files_give_one_line_each_and_the_rest_is_done(tmp_path, weight
         (["--palette", "missing.jpg"], 1, "missing.jpg: no such file (--palette takes"),
         (["--head", "reg", "--hint", "1,1=#fff"], 2, "colour hints and palettes need the cls"),
         (["--suggest", "1,1"], 2, "--suggest prints colours and writes no image: drop -o"),
+        (["--hint-spread", "far"], 2, "Invalid value for '--hint-spread': 'far' is not one of"),
     ],
 )
 def test_bad_hint_options_give_one_line(tmp_path, weights, image, args, rc, match):
@@ -509,11 +617,20 @@ def test_a_hint_layer_is_read_with_the_image_checks(tmp_path):
 @pytest.mark.parametrize(
     ("doc", "reason"),
     [
-        ('{"points": {"x": 1}}', '"points" must be a list of objects with "x", "y" and "color"'),
+        ('{"points": {"x": 1}}', '"points" must be a list of objects with "x", "y", "color"'),
         ('{"points": [[1, 2, "#f00"]]}', '"points" must be a list of objects with "x", "y"'),
+        ('{"points": ""}', '"points" must be a list of objects'),  # not "no points"
+        ('{"points": false}', '"points" must be a list of objects'),
         ('{"palette": "#fff"}', '"palette" must be a list of objects with "color" and an'),
         ('{"points": [], "point": []}', "unknown key 'point' (a hint file holds \"points\""),
-        ('{"points": [{"x": 1, "y": 1, "colour": "#f00"}]}', "missing key 'color'"),
+        ('{"points": [{"x": 1, "y": 1, "colour": "#f00"}]}', "unknown key 'colour' in \"points\""),
+        ('{"points": [{"x": 1, "y": 1, "color": "#f00", "sise": 9}]}', "unknown key 'sise'"),
+        ('{"points": [{"x": 1, "color": "#f00"}]}', "missing key 'y'"),
+        ('{"palette": [{"color": "#f00", "wieght": 9}]}', "unknown key 'wieght' in \"palette\""),
+        ('{"palette": [{"color": "#e63946,#1d3557"}]}', "colour '#e63946,#1d3557' is not"),
+        ('{"palette": [{"color": "#e63946:5"}]}', "colour '#e63946:5' is not #rrggbb"),
+        ('{"palette": [{"color": "#e63946", "weight": "x"}]}', "palette weight 'x' is not a"),
+        ('{"palette": [{"color": "#e63946", "weight": true}]}', "palette weight True is not a"),
         ("[]", 'expected an object with "points" and/or "palette"'),
     ],
 )

@@ -44,7 +44,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from recolor_tools import guide, metrics  # noqa: E402
 from recolor_tools.color import rgb_to_lab, to_uint8  # noqa: E402
-from recolor_tools.hints import Hints  # noqa: E402
+from recolor_tools.hints import SPREADS, Hints  # noqa: E402
 from recolor_tools.imageio import (  # noqa: E402
     expand_inputs,
     read_rgb,
@@ -180,6 +180,7 @@ def main() -> None:
     ap.add_argument("--alpha", type=float, default=guide.ALPHA)
     ap.add_argument("--radius", type=float, default=guide.RADIUS)
     ap.add_argument("--seed", type=int, default=0, help="of the simulated hints' draws")
+    ap.add_argument("--spread", choices=SPREADS, default="alike", help="predict --hint-spread")
     ap.add_argument("--oracle", type=float, metavar="SIGMA", help="similarity from the truth")
     ap.add_argument("--colourful", type=int, default=4, metavar="N",
                     help="N hints at the truth's most colourful places (0: none)")  # fmt: skip
@@ -219,6 +220,8 @@ def main() -> None:
             guidance["own 8-colour palette"] = palette_of(rgb)
             other = every[rng.integers(len(every))]
             guidance["another poster's palette"] = palette_of(read_rgb(other))
+        guidance = {k: h if h is None else dataclasses.replace(h, spread=args.spread)
+                    for k, h in guidance.items()}  # fmt: skip
         scores = evaluate_image(predictor, rgb, guidance, stats, args.oracle)
         for name, m in scores.items():
             rows.setdefault(name, []).append(m)
@@ -226,6 +229,7 @@ def main() -> None:
             with args.dump.open("a") as fh:
                 print(json.dumps({"file": str(f), "scores": scores}), file=fh, flush=True)
     what = f"{len(files)} images of {args.truth} (skipping the first {args.skip})"
+    what += f", --hint-spread {args.spread}" * (args.spread != "alike")
     report(rows, what, args.card)
 
 

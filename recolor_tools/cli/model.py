@@ -138,6 +138,15 @@ PredictHintStrength = Annotated[
         show_default=False,
     ),
 ]
+PredictHintSpread = Annotated[
+    Literal["alike", "region"],
+    typer.Option(
+        "--hint-spread",
+        help="alike: point hints reach look-alike regions nearby, across edges (posters: a "
+        "title's letters); region: each fills the region it is in and stops at edges "
+        "(objects in photographs).",
+    ),
+]
 PredictSuggest = _unshown(
     "--suggest",
     "X,Y: print the model's main colours there (up to 5: hex, probability); repeatable; write "
@@ -169,6 +178,7 @@ def predict(
     hints: PredictHints = None,
     palette: PredictPalette = None,
     hint_strength: PredictHintStrength = None,
+    hint_spread: PredictHintSpread = "alike",
     suggest: PredictSuggest = None,
     quiet: Quiet = False,
     debug: Debug = False,
@@ -210,7 +220,7 @@ def predict(
 
             try:
                 source, problems = hint_source(
-                    hint or [], hints, palette, args, everything, hint_strength
+                    hint or [], hints, palette, args, everything, hint_strength, hint_spread
                 )
             except ValueError as e:
                 tool.usage(str(e))
