@@ -132,6 +132,7 @@ class ColorDataset(Dataset):
         self.k, self.sigma, self.out_stride, self.seed = k, sigma, out_stride, seed
         self.hints = hints
         self._bad: set[int] = set()  # per process: known-unreadable indices are not retried
+        self._why = ""  # the first of them, "path: reason"
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -148,11 +149,13 @@ class ColorDataset(Dataset):
             except RecolorError as e:
                 self._bad.add(idx)
                 first_bad = first_bad or f"{self.paths[idx]}: {e.reason}"
+                self._why = self._why or first_bad
                 continue
             item = self.encode(rgb, np.random.default_rng([self.seed, epoch, idx]))
             item["bad"] = first_bad
             return item
-        raise RecolorError("none of the training images is readable")
+        which = "training" if self.train else "validation"
+        raise RecolorError(f"none of the {which} images is readable ({self._why})")
 
     def crop(self, rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """The ``size x size`` RGB crop of one image (see the module notes), float32 [0, 1]."""

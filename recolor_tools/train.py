@@ -60,6 +60,7 @@ import torch.distributed as dist
 from . import checkpoints, models
 from .data import list_images
 from .distributed import Dist, broadcast_buffers, mean_over_ranks, param_digest, setup_distributed
+from .errors import RecolorError
 from .trainsetup import (
     ClassSetup,
     Device,
@@ -346,7 +347,16 @@ def checkpoint(run: Run, state: TrainState, metrics: dict[str, Any]) -> dict[str
 
 
 def save_last(run: Run, state: TrainState, metrics: dict[str, Any]) -> None:
-    """Write ``OUT/last.pt`` (rank 0), keeping the one before as ``OUT/last.prev.pt``."""
+    """Write ``OUT/last.pt`` (rank 0), keeping the one before as ``OUT/last.prev.pt``.
+
+    Raises RecolorError, on every rank, if the weights are no longer finite (a run that
+    diverged): its weights would load nowhere, and the last good ``last.pt`` is kept.
+    """
+    if not all(bool(torch.isfinite(p).all()) for p in run.raw.parameters()):
+        raise RecolorError(
+            f"training diverged by step {state.step}: NaN or infinite weights (try a lower "
+            "--lr); nothing written from it"
+        )
     if run.d.main:
         ckpt = checkpoint(run, state, metrics)
         checkpoints.save_checkpoint(run.cfg.out / "last.pt", ckpt, keep_previous=True)
@@ -384,6 +394,11 @@ def train(cfg: TrainConfig, report: Callable[[str], None] | None = None) -> Path
     d = setup_distributed(cfg.device)
     try:
         return _train(cfg, d, report)
+    except RecolorError as e:
+        if "Original Traceback" not in e.reason:
+            raise
+        # raised in a loader worker: torch raises it again with the traceback as its text
+        raise RecolorError(e.reason.rstrip().rsplit("RecolorError: ", 1)[-1]) from None
     finally:
         if d.world > 1:
             dist.destroy_process_group()

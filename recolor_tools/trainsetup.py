@@ -118,6 +118,8 @@ class TrainConfig:
                 raise ValueError(f"--{name.replace('_', '-')} must be positive")
         if self.workers is not None and self.workers < 0:
             raise ValueError("--workers must be 0 or more")
+        if not 0 <= self.seed < 2**32:  # numpy's and torch's seeds are 32-bit unsigned
+            raise ValueError(f"--seed must be from 0 to {2**32 - 1}, got {self.seed}")
         if self.size % 8:
             raise ValueError(f"--size must be a multiple of 8, got {self.size}")
         if not self.hint_lr > 0:

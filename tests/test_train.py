@@ -376,6 +376,43 @@ def test_cli_bad_arguments(data, tmp_path, capsys):
             assert (
                 rc == 2 and err == f"recolor train: {flag} must be a finite number, got {value}\n"
             )
+    for seed in ("-1", str(2**32), "99999999999999999999"):  # numpy's own words, exit 1, before
+        rc, _, err = cli([data["train"], "--seed", seed, "--steps", "1"], capsys)
+        want = f"recolor train: --seed must be from 0 to {2**32 - 1}, got {seed}\n"
+        assert (rc, err) == (2, want)
+
+
+def test_a_run_that_diverges_writes_no_weights(data, tmp_path, capsys):
+    """A finite but absurd --lr turns the weights to NaN: once written as reg.pt (which predict
+    then refused) with exit 0; now one line, exit 1, and no weights from it."""
+    out = tmp_path / "run"
+    args = [data["train"], "--head", "reg", "--steps", "2", "--size", SIZE, "-b", 4, "-q"]
+    rc, stdout, err = cli([*args, "--width", 8, "-j", 0, "--lr", "1e308", "--out", out], capsys)
+    assert (rc, stdout) == (1, "") and err == (
+        "recolor train: training diverged by step 2: NaN or infinite weights (try a lower --lr); "
+        "nothing written from it\n"
+    )
+    assert not list(out.glob("*.pt"))
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_unreadable_validation_images_are_named_not_blamed_on_training(
+    data, tmp_path, workers, capsys
+):
+    """All validation images unreadable: one line that says so and names the first (it said "none
+    of the training images is readable"; with loader workers, torch's traceback came with it)."""
+    out = tmp_path / "run"
+    args = [data["train"], "--head", "reg", "--steps", "1", "--size", SIZE, "-b", 4, "-q"]
+    rc, _, err = cli([*args, "--val", data["bad"], "--width", 8, "-j", workers, "--out", out],
+                     capsys)  # fmt: skip
+    assert rc == 1 and err == (
+        f"recolor train: none of the validation images is readable ({data['bad']}: "
+        f"{err.split(': ')[-1]}"
+    )
+    assert len(err.splitlines()) == 1 and "cannot identify" not in err
+    rc, _, err = cli([tmp_path / "none.png", *args[1:], "-j", workers, "--out", out], capsys)
+    assert rc == 1 and err.startswith(f"recolor train: none of the training images is readable "
+                                      f"({tmp_path / 'none.png'}: no such file")  # fmt: skip
 
 
 @pytest.mark.parametrize(
