@@ -17,7 +17,7 @@ import pytest
 from conftest import pipeline, run, smooth_image
 from PIL import Image, ImageCms, ImageOps
 
-from recolor_tools import colorprofile, records
+from recolor_tools import color, colorprofile, records
 from recolor_tools.imagemeta import SOFTWARE, ImageMeta
 
 D50 = np.array([0.9642, 1.0, 0.8249])
@@ -55,7 +55,7 @@ def oracle_srgb(rgb: np.ndarray, xy=WIDE) -> np.ndarray:
 
 
 def lightness(rgb: np.ndarray) -> np.ndarray:
-    return cv2.cvtColor(np.clip(rgb, 0, 1).astype(np.float32), cv2.COLOR_RGB2Lab)[..., 0]
+    return color.rgb_to_lab(np.clip(rgb, 0, 1).astype(np.float32))[..., 0]
 
 
 def field(h: int, w: int, seed: int, lo: float = 0.15, hi: float = 0.85) -> np.ndarray:
@@ -165,7 +165,7 @@ def test_srgb_profile_is_the_identity_and_bad_profiles_fail_in_one_line(tmp_path
     assert err.startswith(f"recolor to-lab: {broken}: ") and "ICC profile" in err, err
     assert len(err.splitlines()) == 1 and "Traceback" not in err
     (rec,) = lab_records(p.stdout)  # the good input still went through, unchanged
-    want = cv2.cvtColor(img.astype(np.float32) / 255, cv2.COLOR_RGB2Lab)
+    want = color.rgb_to_lab(img.astype(np.float32) / 255)
     np.testing.assert_allclose(rec.lab(), want, atol=1e-4)
 
 

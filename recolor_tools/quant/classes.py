@@ -96,7 +96,9 @@ def _gamut_classes(grid: float) -> np.ndarray:
             face[:, others[0]], face[:, others[1]] = u, w
             faces.append(face)
     rgb = np.concatenate(faces)[:, None, :]
-    ab = cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab)[:, 0, 1:]  # = color.rgb_to_lab, without (H,W) shape
+    # OpenCV's own conversion (color.rgb_to_lab's, up to its table's 0.4 a/b units): the class
+    # sets stay those that every shipped and trained model holds
+    ab = cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab)[:, 0, 1:]
     centres = _unique_centres(_bin(ab, grid), grid)
     centres.flags.writeable = False
     return centres
