@@ -300,7 +300,8 @@ def atomic_open(path: str | Path) -> Iterator[BinaryIO]:
     Raises
     ------
     RecolorError
-        The directory is missing or not writable, or the in-place target cannot be opened.
+        The directory is missing or not writable, the in-place target cannot be opened, or
+        the target cannot be replaced (a folder): named as ``path``, never the temporary file.
     DiskFull
         The device is full (``ENOSPC``); the target is left as it was.
     """
@@ -331,6 +332,8 @@ def atomic_open(path: str | Path) -> Iterator[BinaryIO]:
             os.unlink(tmp)
         if isinstance(e, OSError) and e.errno in NO_SPACE:
             raise DiskFull(path) from None
+        if isinstance(e, OSError) and e.filename == tmp:  # the rename onto a folder: name it
+            raise RecolorError(os_reason(e), path) from None
         raise
 
 

@@ -12,7 +12,8 @@ Every tool that writes files routes them through :class:`Outputs`, so each rule 
   symbolic or hard link), are refused, each with one message.
 - ``-o FILE/`` when FILE is a regular file, and a directory that cannot be created, are refused.
 - Writes go through :func:`recolor_tools.imageio.atomic_open`: regular files atomically (temporary
-  file, then rename), existing devices, FIFOs and sockets in place, never renamed over.
+  file, then rename), existing devices, FIFOs and sockets in place, never renamed over. A record
+  stream file that no record was written to (every input failed) is not created.
 - A full disk (``ENOSPC``) is :class:`~recolor_tools.errors.DiskFull`, which ends the run.
 - ``skip_existing``: :meth:`Outputs.skip` says an input's output is already there.
 
@@ -25,7 +26,7 @@ import contextlib
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from .errors import NO_SPACE, DiskFull, RecolorError
 from .process import STDOUT_NAME, silence_stdout
@@ -33,6 +34,11 @@ from .process import STDOUT_NAME, silence_stdout
 
 class OutputUsage(RecolorError):
     """A command line whose outputs cannot work (the CLI exits 2)."""
+
+
+class _NothingWritten(Exception):
+    """Ends a record stream file's :func:`~recolor_tools.imageio.atomic_open` that holds no
+    record: its temporary file is removed, as on any error, and nothing is renamed."""
 
 
 def is_dir_target(output: str | Path | None) -> bool:
@@ -160,6 +166,10 @@ class Outputs:
         return self
 
     def __exit__(self, *exc) -> None:
+        if exc[0] is None and self._stream is not None and not self._count:
+            # Not one record written (every input failed): the stream file's temporary file is
+            # dropped, not renamed into an empty output that --skip-existing would then skip.
+            exc = (_NothingWritten, _NothingWritten(), None)
         self._stack.__exit__(*exc)
 
     def without_own(self, paths: list[str], roots: Sequence[Path]) -> list[str]:
@@ -193,7 +203,8 @@ class Outputs:
         Raises
         ------
         RecolorError
-            The output was already written in this run, or is one of the inputs.
+            The output was already written in this run (without a path: the caller names the
+            input), or is one of the inputs.
         DiskFull
             The disk (or stdout) is full; nothing was renamed over the target.
         """
@@ -204,6 +215,7 @@ class Outputs:
                 if e.errno in NO_SPACE:
                     raise DiskFull(self.file) from None
                 raise
+            self._count += 1
             return None
         out = self.path(name)
         if out is None and self.many_per_file:
@@ -212,9 +224,8 @@ class Outputs:
         if self._count and (out is None or out in self._written):
             where = STDOUT_NAME if out is None else out
             hint = "" if self.directory else f"; use {self.flag} DIR/"
-            raise RecolorError(
-                f"output {where} was already written for an earlier input{hint}", name
-            )
+            # no path: the caller's guard names the input (y/a.png), not its name here (a.png)
+            raise RecolorError(f"output {where} was already written for an earlier input{hint}")
         if out is None:
             self._write_stdout(write)
         else:
@@ -232,12 +243,24 @@ class Outputs:
         return out
 
     def _write_stdout(self, write: Callable[[BinaryIO], None]) -> None:
-        stream = self._stdout()
-        try:
-            write(stream)
-            stream.flush()
-        except OSError as e:
-            if e.errno not in NO_SPACE:
-                raise
-            silence_stdout()
-            raise DiskFull(STDOUT_NAME) from None
+        write_stdout(self._stdout(), write)
+
+
+def write_stdout(stream: IO, write: Callable[[IO], object]) -> None:
+    """``write(stream)`` to stdout (``stream``: its binary buffer or the text stream) and flush
+    it. A full device is :class:`DiskFull` naming ``<stdout>``, and stdout is pointed at
+    /dev/null so that the flush at exit prints no second error.
+
+    Raises
+    ------
+    DiskFull
+        stdout's device is full.
+    """
+    try:
+        write(stream)
+        stream.flush()
+    except OSError as e:
+        if e.errno not in NO_SPACE:
+            raise
+        silence_stdout()
+        raise DiskFull(STDOUT_NAME) from None

@@ -21,6 +21,7 @@ import itertools
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -140,20 +141,24 @@ class RebalanceStats:
         from .imageio import atomic_open
 
         with atomic_open(path) as f:
-            np.savez(
-                f,
-                format=np.array(STATS_FORMAT),
-                version=np.array(STATS_VERSION),
-                classes=np.asarray(self.classes, np.float32),
-                grid=np.array(float(self.grid)),
-                counts=np.asarray(self.counts, np.int64),
-                prior=np.asarray(self.prior, np.float64),
-                weights=np.asarray(self.weights, np.float32),
-                lam=np.array(float(self.lam)),
-                sigma=np.array(float(self.sigma)),
-                n_images=np.array(int(self.n_images)),
-                n_pixels=np.array(int(self.n_pixels)),
-            )
+            self.write(f)
+
+    def write(self, f: BinaryIO) -> None:
+        """Write the file :meth:`save` writes to a binary stream (a pipe too: stdout)."""
+        np.savez(
+            f,
+            format=np.array(STATS_FORMAT),
+            version=np.array(STATS_VERSION),
+            classes=np.asarray(self.classes, np.float32),
+            grid=np.array(float(self.grid)),
+            counts=np.asarray(self.counts, np.int64),
+            prior=np.asarray(self.prior, np.float64),
+            weights=np.asarray(self.weights, np.float32),
+            lam=np.array(float(self.lam)),
+            sigma=np.array(float(self.sigma)),
+            n_images=np.array(int(self.n_images)),
+            n_pixels=np.array(int(self.n_pixels)),
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> RebalanceStats:

@@ -76,6 +76,10 @@ class Record:
         What the source image carried besides pixels, so that ``from-lab`` writes it back:
         ``imagemeta.ImageMeta.to_json()`` (depth, base64 ICC profile, EXIF, XMP); None in
         records written before recolor carried it and in records not made from an image.
+    origin : str or None
+        The image file :func:`iter_lab_sources` made this record from (``y/a.png``), which a
+        tool's error about the record names; None for a record read from a stream (named by
+        its name). Not written to streams.
     """
 
     name: str
@@ -83,6 +87,7 @@ class Record:
     arrays: dict[str, np.ndarray]
     meta: dict = field(default_factory=dict)
     source: dict | None = None
+    origin: str | None = field(default=None, compare=False, repr=False)
 
     def lab(self, gray_if_l_only: bool = False) -> np.ndarray:
         """The (H, W, 3) Lab image, or raise if this is not a full Lab record.
@@ -418,7 +423,9 @@ def iter_lab_sources(
                     meta = ImageMeta()
                     rgb = decode_rgb(data, path, meta)
                     name = input_name(path, roots)
-                    yield _rgb_record(rgb, path, source=meta.to_json(), name=name)
+                    rec = _rgb_record(rgb, path, source=meta.to_json(), name=name)
+                    rec.origin = None if path == "-" else path
+                    yield rec
             finally:
                 if path != "-":
                     stream.close()

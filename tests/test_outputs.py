@@ -3,6 +3,7 @@ from record headers, full disks, --skip-existing, signals."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import signal
@@ -123,15 +124,25 @@ def test_a_symlinked_output_is_followed_not_replaced(tmp_path, png):
 
 
 def test_two_inputs_mapping_to_one_output(tmp_path):
+    """The line names the second input as given (y/a.png), not its base name (a.png)."""
+    from conftest import tiny_checkpoint
+
     for d in ("x", "y"):
         (tmp_path / d).mkdir()
         write_rgb(tmp_path / d / "a.png", smooth_image(8, 8, 1))
-    for tool, out in (("to-lab", "o/a.lab"), ("from-lab", "o/a.png")):
-        p = run([tool, tmp_path / "x/a.png", tmp_path / "y/a.png", "-o", f"{tmp_path}/o/"])
+    w = tiny_checkpoint(tmp_path / "cls.pt", "cls")
+    for tool, out in (
+        (["to-lab"], "o/a.lab"),
+        (["from-lab"], "o/a.png"),
+        (["quantize", "-q"], "o/a.target"),
+        (["predict", "-w", w], "o/a.png"),
+    ):
+        p = run([*tool, "x/a.png", "y/a.png", "-o", "o/"], cwd=tmp_path)
         assert p.returncode == 1 and _lines(p) == [
-            f"recolor {tool}: a.png: output {tmp_path / out} was already written for an "
-            "earlier input"
+            f"recolor {tool[0]}: y/a.png: output {out} was already written for an earlier input"
         ]
+        for f in (tmp_path / "o").iterdir():
+            f.unlink()
 
 
 def test_record_names_never_escape_the_output_dir(tmp_path):
@@ -261,3 +272,121 @@ def test_signals_remove_temporary_files(tmp_path, png, sig, code):
     assert "Traceback" not in p.stderr.read().decode()
     p.stdin.close()
     assert sorted(f.name for f in tmp_path.iterdir()) == ["a.png"]
+
+
+@pytest.mark.parametrize("link", [False, True])
+def test_plot_and_montage_never_overwrite_an_input(tmp_path, png, link):
+    """rebalance-stats --plot and compare --montage refuse an input, also through a symbolic
+    link, as -o does (they replaced it and exited 0); nothing else is written then."""
+    before = png.read_bytes()
+    target = tmp_path / "link.png" if link else png
+    if link:
+        target.symlink_to(png)
+    p = run(["rebalance-stats", png, "-o", tmp_path / "s.npz", "--plot", target, "-q"])
+    assert p.returncode == 1 and _lines(p) == [
+        f"recolor rebalance-stats: {target}: refusing to overwrite an input"
+    ]
+    assert not (tmp_path / "s.npz").exists()
+    p = run(["compare", png, png, "--montage", target, "-q"])
+    assert p.returncode == 1 and _lines(p) == [
+        f"recolor compare: {target}: refusing to overwrite an input"
+    ]
+    assert png.read_bytes() == before
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["a.png", *(["link.png"] * link)]
+
+
+def test_a_stream_file_that_no_input_reached_is_not_created(tmp_path, png):
+    """to-lab and quantize -o FILE with every input failing left an empty FILE, which a rerun
+    with --skip-existing then skipped; now no file, and a rerun writes it."""
+    bad = tmp_path / "b.png"
+    bad.write_bytes(png.read_bytes()[:50])
+    empty = tmp_path / "z.png"
+    empty.write_bytes(b"")
+    out = tmp_path / "b.lab"
+    assert run(["to-lab", bad, "-o", out]).returncode == 1
+    assert run(["quantize", empty, "-o", tmp_path / "q.target", "-q"]).returncode == 1
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["a.png", "b.png", "z.png"]
+    bad.write_bytes(png.read_bytes())  # fixed: the rerun does it
+    run(["to-lab", bad, "-o", out, "--skip-existing"], check_rc=0)
+    (rec,) = iter_records(io.BytesIO(out.read_bytes()))
+    assert rec.name == "b.png"
+
+
+def test_predict_writes_a_fifo_in_place(tmp_path):
+    """predict -o FIFO (as -o /dev/null or /dev/stdout) was refused as "exists and is not a
+    directory": with one input it is written in place, in --format or the input's format."""
+    from conftest import tiny_checkpoint
+
+    w = tiny_checkpoint(tmp_path / "cls.pt", "cls")
+    jpg = write_rgb(tmp_path / "a.jpg", smooth_image(12, 16, 1))
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for fmt, magic in (([], b"\xff\xd8\xff"), (["--format", "png"], b"\x89PNG\r\n\x1a\n")):
+        got: list[bytes] = []
+        reader = threading.Thread(target=lambda g=got: g.append(fifo.read_bytes()), daemon=True)
+        reader.start()
+        p = run(["predict", "-w", w, jpg, "-o", fifo, *fmt])
+        if p.returncode:  # nothing opened the FIFO: end the reader's wait (a daemon anyway)
+            with contextlib.suppress(OSError):
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        reader.join(timeout=60)
+        assert p.returncode == 0, p.stderr.decode()
+        assert p.stdout == b""  # no path printed: it would follow the image on -o /dev/stdout
+        assert got and got[0].startswith(magic)
+        assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["a.jpg", "cls.pt", "fifo"]
+
+
+def test_dash_is_stdout_for_rebalance_stats_and_no_file_for_plot_or_montage(tmp_path, png):
+    """-o - wrote a file named "-": rebalance-stats -o - now writes the stats to stdout (refused
+    on a terminal, as all binary data), and --plot - or --montage - is a usage error, as
+    quantize --preview - is."""
+    import pty
+
+    from recolor_tools.rebalance import RebalanceStats
+
+    p = run(["rebalance-stats", png, "-o", "-", "-q"], cwd=tmp_path, check_rc=0)
+    (tmp_path / "s.npz").write_bytes(p.stdout)
+    assert RebalanceStats.load(tmp_path / "s.npz").n_images == 1
+    for args, flag in (
+        (["rebalance-stats", png, "--plot", "-"], "--plot"),
+        (["compare", png, png, "--montage", "-"], "--montage"),
+    ):
+        p = run(args, cwd=tmp_path)
+        assert p.returncode == 2 and _lines(p) == [
+            f"recolor {args[0]}: {flag} needs a FILE, not stdout"
+        ]
+    leader, follower = pty.openpty()
+    try:
+        p = subprocess.run([*RECOLOR, "rebalance-stats", str(png), "-o", "-"], cwd=tmp_path,
+                           stdout=follower, stderr=subprocess.PIPE, env=_env())  # fmt: skip
+    finally:
+        os.close(follower)
+        os.close(leader)
+    assert p.returncode == 2 and _lines(p) == [
+        "recolor rebalance-stats: refusing to write binary data to a terminal; use -o or a pipe"
+    ]
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["a.png", "s.npz"]
+
+
+def test_an_output_file_that_is_a_folder_is_named_not_its_temporary(tmp_path, png):
+    """rebalance-stats -o FOLDER named its own temporary file (.FOLDER.xxxxxxxx.tmp: is a
+    directory); the line names the folder, which is left empty."""
+    (tmp_path / "outdir").mkdir()
+    p = run(["rebalance-stats", png, "-o", "outdir", "-q"], cwd=tmp_path)
+    assert p.returncode == 1 and _lines(p) == ["recolor rebalance-stats: outdir: is a directory"]
+    assert list((tmp_path / "outdir").iterdir()) == []
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["a.png", "outdir"]
+
+
+@pytest.mark.parametrize("unbuffered", ["", "1"])
+def test_a_report_on_a_full_stdout_is_one_line(tmp_path, png, unbuffered):
+    """compare's report (and rebalance-stats' summary) on a full stdout: the line every tool
+    gives, not "internal error: OSError" (stdout unbuffered, or a report over its buffer)."""
+    full = _char_device(tmp_path / "full", 7)
+    for args in (["compare", png, png], ["rebalance-stats", png]):
+        with open(full, "wb") as out:
+            p = subprocess.run([*RECOLOR, *map(str, args)], stdout=out, stderr=subprocess.PIPE,
+                               env={**_env(), "PYTHONUNBUFFERED": unbuffered})  # fmt: skip
+        assert p.returncode == 1
+        assert _lines(p) == [f"recolor {args[0]}: <stdout>: no space left on device"]

@@ -292,7 +292,9 @@ def check_depth(tool: Tool, depth: int | None, exts: Iterable[str], chosen: bool
 def image_file(tool: Tool, path: str | None, flag: str) -> None:
     """An option that names one image FILE (``--montage``, ``--plot``): a directory (typer's
     Path would drop its "/" and write a file of that name) or a format recolor does not write
-    is a usage error, before any input is read."""
+    is a usage error, before any input is read; so is ``-`` (stdout), as for quantize --preview."""
+    if path == "-":
+        tool.usage(f"{flag} needs a FILE, not stdout")
     if path is not None and (path.endswith("/") or Path(path).is_dir()):
         tool.usage(f"{flag} {path}: names an image file, not a directory")
     format_ext(tool, None, path, flag)

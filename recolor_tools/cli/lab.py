@@ -101,7 +101,7 @@ def from_lab(
         for rec in tool.progress(iter_lab_sources(paths, tool.fail, roots)):
             if out.skip(rec.name):
                 continue
-            with tool.guard(rec.name):
+            with tool.guard(rec.origin or rec.name):  # an image: its path
                 src, dest = ImageMeta.from_json(rec.source), out.path(rec.name)
                 dtype = output_dtype(dest, ext, src, depth, keep_profile)
                 rgb = lab_to_rgb_as(rec.lab(gray_if_l_only=True), dtype)
@@ -200,7 +200,7 @@ def quantize(
         if shown is not None:
             stack.enter_context(tool.opened(shown))
         for rec in tool.progress(iter_lab_sources(paths, tool.fail, roots)):
-            with tool.guard(rec.name):
+            with tool.guard(rec.origin or rec.name):
                 target = quant.encode_record(rec, cls, grid, k, sigma, hard)
                 out.write(rec.name, lambda f, t=target: write_record(f, t))
                 tool.note(f"{rec.name}: {target.meta['classes_used']} of {len(cls)} classes")
@@ -215,7 +215,7 @@ def rebalance_stats(
     inputs: Inputs = None,
     output: Annotated[
         Optional[Path],  # noqa: UP045
-        typer.Option("--output", "-o", help="Stats file (npz) to write."),
+        typer.Option("--output", "-o", help="Stats file (npz) to write; - for stdout."),
     ] = None,
     lam: Annotated[
         float, typer.Option("--lambda", min=0, max=1, help="Mix with uniform (Zhang: 0.5).")
@@ -248,6 +248,9 @@ def rebalance_stats(
     if 0 < sigma < defaults.SIGMA_MIN:
         tool.usage(f"--sigma must be 0 (no smoothing) or at least {defaults.SIGMA_MIN}")
     image_file(tool, plot, "--plot")
+    to_stdout = output is not None and str(output) == "-"
+    if to_stdout:
+        tool.binary_stdout()  # refused on a terminal, before any work
     paths = expand_inputs(tool.stdin_inputs(inputs), (LAB_EXT, *IMAGE_EXTS))
     acc = PriorAccumulator(*_class_set(tool, classes, grid))
     images = [p for p in paths if p != "-" and Path(p).suffix.lower() in IMAGE_EXTS]
@@ -257,16 +260,20 @@ def rebalance_stats(
     if not acc.n_images and tool.failures:
         tool.exit()  # every input failed and was reported: nothing to count
     with tool.guard(output):
-        stats = acc.finish(lam, sigma)
-        if output is not None:
-            from ..outputs import check_not_input
+        from ..outputs import check_not_input, write_stdout
 
-            check_not_input(output, paths)
+        stats = acc.finish(lam, sigma)
+        for target in (output, plot):  # neither is an input: checked before either is written
+            if target is not None and str(target) != "-":
+                check_not_input(Path(target), paths)
+        if to_stdout:
+            write_stdout(tool.binary_stdout(), stats.write)
+        elif output is not None:
             stats.save(output)
         if plot is not None:
             plot_stats(stats, plot)
         if output is None:
-            sys.stdout.write(summary(stats))
+            write_stdout(sys.stdout, lambda f: f.write(summary(stats)))
         else:
             tool.note(summary(stats).rstrip())
     tool.exit()

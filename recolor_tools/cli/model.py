@@ -263,10 +263,13 @@ def _predict_outputs(
 ):
     """(router, --format's extension or None, this process's inputs still to do) for predict."""
     from .. import shard
-    from ..imageio import IMAGE_EXTS, input_name
+    from ..imageio import IMAGE_EXTS, input_name, writes_in_place
 
     ext = common.format_ext(tool, fmt)
-    if output not in (None, "-") and Path(output).suffix.lower() not in IMAGE_EXTS:
+    # an existing device or FIFO (/dev/null, /dev/stdout) is one file, written in place
+    in_place = output not in (None, "-") and os.path.exists(output)
+    in_place = in_place and not os.path.isdir(output) and writes_in_place(output)
+    if not in_place and output not in (None, "-") and Path(output).suffix.lower() not in IMAGE_EXTS:
         output = output.rstrip("/") + "/"  # without an image extension, -o names a directory
 
     def suffix(name: str) -> str:  # the input's format (and spelling: .JPG) unless --format
@@ -275,6 +278,7 @@ def _predict_outputs(
 
     if depth == 16:  # one format the user chose (-o FILE, stdout, --format), or the inputs'
         chosen = ext is not None or output is not None and not output.endswith("/")
+        chosen = chosen and not (in_place and ext is None)  # in place: the input's format
         exts = (
             [common.file_suffix(output) or ext or ".png"]
             if chosen
@@ -320,18 +324,22 @@ def _predict_all(tool: Tool, predictor, router, paths, roots, batching, hints, e
             if isinstance(rgb, RecolorError):
                 writes.submit(None, functools.partial(_write_one, tool, out, path, rgb, None, None))
                 continue
-            encode = common.image_encoder(rgb, dest, ext or ".png", source, **options)
+            own = ".png" if dest is None else out.suffix(name)  # stdout: png; in place: input's
+            encode = common.image_encoder(rgb, dest, ext or own, source, **options)
             write = functools.partial(_write_one, tool, out, path, None, name, dest)
             writes.submit(encode, write, weight=rgb.shape[0] * rgb.shape[1])
 
 
 def _write_one(tool: Tool, out, path: str, error, name, dest, encoded) -> None:
-    """Write one output (``encoded()``: its bytes) and print its path; or report ``error``,
-    the input's failure. On the writer thread of :class:`Writeback`, in input order."""
+    """Write one output (``encoded()``: its bytes) and print its path, unless it is a device or
+    FIFO (``-o /dev/stdout``: the path would follow the image); or report ``error``, the input's
+    failure. On the writer thread of :class:`Writeback`, in input order."""
+    from ..imageio import writes_in_place
+
     with tool.guard(path):
         if error is not None:
             raise error
-        if out.write(name, lambda f: f.write(encoded())) is not None:
+        if out.write(name, lambda f: f.write(encoded())) is not None and not writes_in_place(dest):
             print(dest, flush=True)
 
 

@@ -67,20 +67,27 @@ def compare(
             results.append((name, metrics.compare_pair(p_u8, t_u8, rebal)))
             if montage is not None:
                 rows.append(report.montage_row(name, p_u8, t_u8))
+    inputs = [str(f) for _, p, t in pairs for f in (p, t)]
     if rows:
+        from ..outputs import check_not_input
+
         with tool.guard(montage):
+            check_not_input(Path(montage), inputs)
             report.montage(rows, montage)
     fmt = report.format_json if as_json else report.format_csv if as_csv else None
     if output is not None:
         text = (fmt or report.format_text)(results).encode()
-        inputs = [str(f) for _, p, t in pairs for f in (p, t)]
         router = tool.outputs(str(output), inputs, ".txt", many_per_file=False)
         with tool.opened(router) as out, tool.guard(output):
             out.write("report", lambda f: f.write(text))
     elif fmt is None and sys.stdout.isatty():
         _print_rich_table(*report.report_cells(results))
     else:
-        sys.stdout.write((fmt or report.format_text)(results))
+        from ..outputs import write_stdout
+
+        text = (fmt or report.format_text)(results)
+        with tool.guard():  # a full device: one line naming <stdout>
+            write_stdout(sys.stdout, lambda f: f.write(text))
     tool.exit()
 
 
