@@ -432,6 +432,8 @@ def parse_palette(spec: str) -> Hints:
 
 
 def _from_json(data: bytes) -> Hints:
+    if not data.strip():  # an empty file (touch a.json): no hints, as {} is
+        return Hints()
     try:
         doc = json.loads(data)
     except RecursionError:

@@ -345,16 +345,17 @@ def test_empty_hints_are_bit_identical_to_none(tmp_path, weights, image):
     src, rgb = image
     posters, hdir = tmp_path / "posters", tmp_path / "hints"
     posters.mkdir(), hdir.mkdir()
-    for name in ("empty", "none", "clear"):
+    for name in ("empty", "none", "clear", "blank"):
         write_rgb(posters / f"{name}.png", rgb)
     (hdir / "empty.json").write_text("{}")
+    (hdir / "blank.json").write_text(" \n")  # a file made and never written
     (hdir / "none.json").write_text('{"points": [], "palette": []}')
     write_rgb(hdir / "clear.png", np.zeros((60, 80, 4), np.uint8))
     run(["predict", src, "-w", weights["cls"], "-o", tmp_path / "auto.png"], check_rc=0)
     out = tmp_path / "out"
     run(["predict", posters, "-w", weights["cls"], "--hints", hdir, "-o", out], check_rc=0)
     want = (tmp_path / "auto.png").read_bytes()
-    for name in ("empty", "none", "clear"):
+    for name in ("empty", "none", "clear", "blank"):
         assert (out / f"{name}.png").read_bytes() == want, name
 
 
