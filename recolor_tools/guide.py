@@ -346,9 +346,9 @@ def region_shares(
     cells (D the degrees), u_j = 1 at colour j's cells and 0 at the others' (Dirichlet, as Levin
     et al. 2004 hold their scribbles). Solved by conjugate gradients, preconditioned by the
     diagonal, all colours at once (float64; the grid of a 160-pixel working size has about 2,000
-    cells). A hint fills the region it is in and stops at edges: it never reaches a look-alike
-    region that does not touch it (:data:`REGION_TAU`, :data:`REGION_SIGMA`,
-    :data:`REGION_SINK`).
+    cells). A hint fills the region it is in and stops at edges: a look-alike region that
+    does not touch it gets next to nothing (each edge of unlike features, cosine 0, passes
+    e^-10 of a walk; :data:`REGION_TAU`, :data:`REGION_SIGMA`, :data:`REGION_SINK`).
     """
     tau = REGION_TAU if tau is None else tau
     sigma = REGION_SIGMA if sigma is None else sigma

@@ -371,10 +371,19 @@ def test_dash_is_stdout_for_rebalance_stats_and_no_file_for_plot_or_montage(tmp_
 
 def test_an_output_file_that_is_a_folder_is_named_not_its_temporary(tmp_path, png):
     """rebalance-stats -o FOLDER named its own temporary file (.FOLDER.xxxxxxxx.tmp: is a
-    directory); the line names the folder, which is left empty."""
+    directory), after all the counting; it is now a usage error before any, and an atomic write
+    that cannot replace its target names the target, the folder left empty."""
+    from recolor_tools.errors import RecolorError
+    from recolor_tools.imageio import atomic_open
+
     (tmp_path / "outdir").mkdir()
     p = run(["rebalance-stats", png, "-o", "outdir", "-q"], cwd=tmp_path)
-    assert p.returncode == 1 and _lines(p) == ["recolor rebalance-stats: outdir: is a directory"]
+    assert p.returncode == 2 and _lines(p) == [
+        "recolor rebalance-stats: -o outdir: names a stats file, not a directory"
+    ]
+    with pytest.raises(RecolorError) as e, atomic_open(tmp_path / "outdir") as f:
+        f.write(b"stats")
+    assert (e.value.path, e.value.reason) == (str(tmp_path / "outdir"), "is a directory")
     assert list((tmp_path / "outdir").iterdir()) == []
     assert sorted(f.name for f in tmp_path.iterdir()) == ["a.png", "outdir"]
 

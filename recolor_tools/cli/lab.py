@@ -252,6 +252,16 @@ def rebalance_stats(
     if to_stdout:
         tool.binary_stdout()  # refused on a terminal, before any work
     paths = expand_inputs(tool.stdin_inputs(inputs), (LAB_EXT, *IMAGE_EXTS))
+    if output is not None and not to_stdout and Path(output).is_dir():
+        tool.usage(f"-o {output}: names a stats file, not a directory")
+    from ..outputs import check_not_input, write_stdout
+
+    with tool.guard():  # neither is an input: checked before the counting, not after it
+        for target in (output, plot):
+            if target is not None and str(target) != "-":
+                check_not_input(Path(target), paths)
+    if tool.failures:
+        tool.exit()
     acc = PriorAccumulator(*_class_set(tool, classes, grid))
     images = [p for p in paths if p != "-" and Path(p).suffix.lower() in IMAGE_EXTS]
     acc.add_sources(tool.progress(images, len(images)), workers, on_error=tool.fail)
@@ -260,12 +270,7 @@ def rebalance_stats(
     if not acc.n_images and tool.failures:
         tool.exit()  # every input failed and was reported: nothing to count
     with tool.guard(output):
-        from ..outputs import check_not_input, write_stdout
-
         stats = acc.finish(lam, sigma)
-        for target in (output, plot):  # neither is an input: checked before either is written
-            if target is not None and str(target) != "-":
-                check_not_input(Path(target), paths)
         if to_stdout:
             write_stdout(tool.binary_stdout(), stats.write)
         elif output is not None:
