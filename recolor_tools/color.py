@@ -108,6 +108,8 @@ def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
         L in [0, 100], a and b in about [-128, 127].
     """
     rgb = check_image(rgb, "rgb")
+    if not np.issubdtype(rgb.dtype, np.floating):  # 255 would be L = 9,342
+        raise ValueError(f"rgb must be float in [0, 1] (to_float scales integers), got {rgb.dtype}")
     out = np.empty(rgb.shape, np.float32)
     for rows in row_strips(*rgb.shape[:2]):  # temporaries of a strip, not of a 24 MP scan
         out[rows] = _rgb_to_lab(np.asarray(rgb[rows], np.float32))

@@ -454,6 +454,8 @@ def colour_modes(p: np.ndarray, classes: np.ndarray, k: int = 5) -> tuple[np.nda
     less than :data:`SUGGEST_FLOOR` of the mass are dropped (k' <= k: a sure cell has one
     colour).
     """
+    if not (isinstance(k, int | np.integer) and k >= 0):  # -1 once gave every colour
+        raise ValueError(f"k must be a whole number >= 0, got {k!r}")
     p = np.asarray(p, np.float64)
     ab = np.asarray(classes, np.float64)
     seeds: list[int] = []

@@ -115,6 +115,8 @@ def parse_points(xy) -> tuple[np.ndarray, np.ndarray]:
     """
     if isinstance(xy, np.ndarray) and xy.dtype.kind in "iuf":  # pixels (a painted layer)
         values = xy.reshape(-1, 2).astype(np.int64 if xy.dtype.kind in "iu" else np.float64)
+        if values.dtype.kind == "f" and not np.isfinite(values).all():  # NaN: int64's minimum
+            raise ValueError(f"coordinate {values[~np.isfinite(values)][0]} is not a number")
         return values, np.zeros(values.shape, bool)
     parsed = [_coord(str(c)) for pair in xy for c in pair]
     values = np.array([v for v, _ in parsed], np.float64).reshape(-1, 2)
@@ -213,6 +215,10 @@ class Hints:
     def __post_init__(self) -> None:
         if self.spread not in SPREADS:
             raise ValueError(f"hint spread {self.spread!r} is not one of {', '.join(SPREADS)}")
+        if self.strength is not None and not 0 <= self.strength <= _MAX_STRENGTH:  # NaN too
+            raise ValueError(
+                f"hint strength must be a number from 0 to {_MAX_STRENGTH:g}, got {self.strength!r}"
+            )
         if self.percent is None:  # frozen: the normalised fields are set once, here
             xy, percent = parse_points(self.xy)
             object.__setattr__(self, "xy", xy)

@@ -69,6 +69,8 @@ def _check_pair(pred: np.ndarray, truth: np.ndarray, channels: int) -> None:
             f"prediction and truth must have the same shape, got {np.shape(pred)} and "
             f"{np.shape(truth)}"
         )
+    if not np.size(pred):  # 0 pixels: an MSE of 0 / 0
+        raise ValueError(f"prediction and truth hold no pixel, shape {np.shape(pred)}")
 
 
 def psnr(pred: np.ndarray, truth: np.ndarray) -> float:
@@ -140,6 +142,7 @@ def ssim(pred: np.ndarray, truth: np.ndarray) -> float:
     use_sample_covariance=False, data_range=255, channel_axis=-1)``.
     """
     _check_pair(pred, truth, 3)
+    pred, truth = np.asarray(pred), np.asarray(truth)
     if min(pred.shape[:2]) < SSIM_WINDOW:
         raise ValueError(f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels")
     c1 = (SSIM_K1 * PEAK) ** 2
@@ -266,8 +269,12 @@ def error_histogram(
     w = np.ones_like(e) if weights is None else np.asarray(weights, dtype=np.float64)
     if w.shape != e.shape:
         raise ValueError(f"weights must have shape {e.shape}, got {w.shape}")
-    if not np.all(w >= 0):
-        raise ValueError("weights must be non-negative numbers")
+    if not np.all((w >= 0) & (w < np.inf)):
+        raise ValueError("weights must be non-negative finite numbers")
+    if not (isinstance(t_max, int | np.integer) and t_max >= 0):
+        raise ValueError(f"t_max must be a whole number >= 0, got {t_max!r}")
+    if not np.all(e >= 0):  # NaN too: a Lab image with NaN in it
+        raise ValueError("a/b errors must be non-negative numbers (NaN in a Lab image?)")
     # A pixel counts at every integer t >= ceil(e): the running sum of this histogram gives
     # acc(t) for all thresholds at once. Errors above t_max land in the overflow bin.
     first = np.minimum(np.ceil(e), t_max + 1).astype(np.int64).ravel()

@@ -50,7 +50,7 @@ import numpy as np
 import torch
 
 from . import checkpoints, defaults, models
-from .color import lab_to_rgb_as, rgb_to_lab, row_strips
+from .color import lab_to_rgb_as, rgb_to_lab, row_strips, to_float
 from .errors import RecolorError
 from .guide import class_probabilities, colour_modes, steer
 from .hints import Hints, resolve_points
@@ -174,8 +174,13 @@ class Settings:
 
     def __post_init__(self) -> None:
         top = defaults.MAX_SIZE
-        if int(self.size) != self.size or not 8 <= self.size <= top:
-            raise ValueError(f"size must be an integer from 8 to {top}, got {self.size!r}")
+        for name, hi in (("size", top), ("max_side", np.inf)):  # NaN, inf, None: this line
+            v = getattr(self, name)
+            if v is None and name == "max_side":
+                continue
+            if not (isinstance(v, int | float | np.number) and np.isfinite(v) and int(v) == v
+                    and 8 <= v <= hi):  # fmt: skip
+                raise ValueError(f"{name} must be an integer from 8 to {hi:g}, got {v!r}")
         if not (np.isfinite(self.temperature) and self.temperature >= 0):
             raise ValueError(f"temperature must be a finite number >= 0, got {self.temperature!r}")
         if not 0 <= self.saturation <= defaults.MAX_SATURATION:  # NaN fails too
@@ -229,13 +234,27 @@ def upsample_ab(
 
 
 def prepare(rgb: np.ndarray, settings: Settings, hints: Hints | None = None) -> Prepared:
-    """Step 1: full-resolution L and the padded working L of one (H, W, 3) float32 RGB image.
+    """Step 1: full-resolution L and the padded working L of one (H, W, 3) sRGB image: float
+    in [0, 1], or uint8 / uint16 samples (scaled by 1/255, 1/65535).
 
     ``hints`` (in pixels or percent of this image) are resolved to its pixels here, so a point
     outside it raises :class:`RecolorError` before any network work.
+
+    Raises
+    ------
+    ValueError
+        Another shape or dtype, or a NaN or infinite sample (one would turn every output pixel
+        NaN: the network mixes it into all of them).
     """
+    rgb = np.asarray(rgb)
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"rgb must have shape (H, W, 3), got {rgb.shape}")
+    if rgb.dtype in (np.uint8, np.uint16):
+        rgb = to_float(rgb)  # read as 0..1 floats, 0..255 was a white image
+    elif not np.issubdtype(rgb.dtype, np.floating):
+        raise ValueError(f"rgb must be float in [0, 1], uint8 or uint16, got {rgb.dtype}")
+    elif not np.isfinite(rgb).all():
+        raise ValueError("rgb holds NaN or infinite samples")
     H, W = rgb.shape[:2]
     if hints is not None:
         hints = hints.resolve(H, W)
@@ -267,6 +286,8 @@ def infer(
     """
     from . import hintinput
 
+    if not (isinstance(batch_size, int | np.integer) and batch_size >= 1):
+        raise ValueError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
     device, stride = next(model.parameters()).device, model.config.out_stride
     out: dict[int, Predicted] = {}
     groups: dict[tuple[int, int], list[int]] = {}
@@ -370,7 +391,7 @@ class Predictor:
         max_side: int | None = None,
         precision: str = "auto",
     ) -> None:
-        size = size or default_size(ckpt)
+        size = default_size(ckpt) if size is None else size  # 0 is an error, not the default
         self.settings = Settings(size, max_side, float(temperature), float(saturation))
         self.device = models.resolve_device(device) if isinstance(device, str) else device
         self.model = model.to(self.device).eval()
@@ -443,7 +464,8 @@ class Predictor:
     def recolorize(
         self, rgb: np.ndarray, dtype: type = np.float32, hints: Hints | None = None
     ) -> np.ndarray:
-        """Recolour one (H, W, 3) float32 sRGB image in [0, 1]; see the module docstring."""
+        """Recolour one (H, W, 3) sRGB image (float in [0, 1], uint8 or uint16; see
+        :func:`prepare`); see the module docstring."""
         return self.compose(self.run([self.prepare(rgb, hints)])[0], dtype)
 
     def recolorize_batch(

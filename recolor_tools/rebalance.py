@@ -234,8 +234,13 @@ class PriorAccumulator:
         self.add_counts(class_counts(ab, self.classes))
 
     def add_counts(self, counts: np.ndarray, n_images: int = 1) -> None:
-        """Add per-class counts made elsewhere."""
-        self.counts += counts
+        """Add per-class counts made elsewhere: (Q,) whole numbers >= 0 (ValueError else)."""
+        c = np.asarray(counts)
+        if c.shape != self.counts.shape or c.dtype.kind not in "iu" or (c < 0).any():
+            raise ValueError(
+                f"counts must be {self.counts.shape} whole numbers >= 0, got {c.dtype} {c.shape}"
+            )
+        self.counts += c
         self.n_images += n_images
 
     def add_files(

@@ -138,6 +138,18 @@ def test_colours_points_and_palettes_parse():
         hints.parse_hint("30,0=#fff").resolve(40, 30)
 
 
+def test_hints_refuse_nan_points_and_bad_strengths():
+    """A NaN pixel coordinate became int64's minimum, and a strength of -1, NaN or inf gave the
+    strength-0 output: the library refuses them, as the CLI does."""
+    ab, size = np.zeros((1, 2), np.float32), np.ones(1, np.int32)
+    with pytest.raises(ValueError, match="coordinate nan is not a number"):
+        hints.Hints(np.array([[np.nan, 1.0]]), ab, size)
+    for strength in (-1.0, math.nan, math.inf):
+        with pytest.raises(ValueError, match="hint strength must be a number from 0"):
+            hints.Hints(strength=strength)
+    assert hints.Hints(np.array([[2.5, 1.0]]), ab, size).resolve(4, 4).xy.tolist() == [[2, 1]]
+
+
 def test_points_gather_per_output_cell_and_paste_their_squares():
     h = hints.point(0, 0, "#ff0000") + hints.point(1, 1, "#0000ff", size=3)
     h = h + hints.point(39, 19, "#00ff00")

@@ -181,6 +181,26 @@ def test_auc_rejects_bad_weights():
     w[0, 0] = -1.0
     with pytest.raises(ValueError, match="non-negative"):
         metrics.auc(pred, truth, weights=w)
+    w[0, 0] = np.inf  # once a NaN AuC
+    with pytest.raises(ValueError, match="non-negative finite"):
+        metrics.auc(pred, truth, weights=w)
+    with pytest.raises(ValueError, match="t_max must be a whole number"):
+        metrics.auc(pred, truth, t_max=-1)
+    nan = pred.copy()
+    nan[0, 0, 1] = np.nan  # once numpy's "'list' argument must have no negative elements"
+    with pytest.raises(ValueError, match="NaN in a Lab image"):
+        metrics.auc(nan, truth)
+
+
+def test_metrics_take_lists_and_refuse_empty_images():
+    """ssim took no list (AttributeError), though its docstring says array_like; psnr of 0
+    pixels was a ZeroDivisionError."""
+    a = np.random.default_rng(0).integers(0, 256, (12, 12, 3)).astype(np.float64)
+    assert metrics.ssim(a.tolist(), a.tolist()) == pytest.approx(1.0)
+    empty = np.zeros((0, 0, 3))
+    for f in (metrics.psnr, metrics.auc):
+        with pytest.raises(ValueError, match="hold no pixel"):
+            f(empty, empty)
 
 
 # --- class-rebalanced weights -----------------------------------------------------------------

@@ -156,6 +156,34 @@ def test_bad_settings_raise(predictors):
     for kw in bad:
         with pytest.raises(ValueError):
             predict.Predictor(p.model, p.ckpt, **kw)
+    # once: size 0 the default, max_side 3 an 8x8 working size, NaN int()'s own words
+    for kw in ({"size": 0}, {"max_side": 3}, {"max_side": -5}, {"size": float("nan")}):
+        name = next(iter(kw))
+        with pytest.raises(ValueError, match=f"{name} must be an integer from 8"):
+            predict.Predictor(p.model, p.ckpt, **kw)
+    rgb = color.to_float(smooth_image(16, 16, 1))
+    with pytest.raises(ValueError, match="batch_size must be a whole number >= 1"):
+        p.recolorize_batch([rgb], batch_size=0)
+    with pytest.raises(ValueError, match="k must be a whole number >= 0"):
+        p.suggest(rgb, 1, 1, k=-1)
+
+
+def test_integer_images_are_scaled_and_bad_samples_refused(predictors):
+    """uint8 / uint16 arrays are samples (an 8-bit 255 once read as 255.0 made a white image);
+    other dtypes and a NaN sample (which turned every output pixel NaN) are a ValueError."""
+    p = predictors["cls"]
+    rgb8 = smooth_image(24, 32, 5)
+    want = p.recolorize(color.to_float(rgb8))
+    np.testing.assert_array_equal(p.recolorize(rgb8), want)
+    np.testing.assert_allclose(p.recolorize(rgb8.astype(np.uint16) * 257), want, atol=1e-5)
+    nan = color.to_float(rgb8)
+    nan[3, 4, 0] = np.nan
+    for bad, match in ((rgb8.astype(np.int32), "float in \\[0, 1\\], uint8 or uint16, got int32"),
+                       (nan, "NaN or infinite")):  # fmt: skip
+        with pytest.raises(ValueError, match=match):
+            p.recolorize(bad)
+    with pytest.raises(ValueError, match="must be float"):
+        color.rgb_to_lab(rgb8)
 
 
 # --- command line -------------------------------------------------------------------------------

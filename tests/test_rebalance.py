@@ -70,6 +70,12 @@ def test_accumulator_counts_hard_classes_and_merges():
         acc.merge(rebalance.PriorAccumulator(C8[:10], 8))
     with pytest.raises(ValueError, match="no pixels"):
         rebalance.PriorAccumulator(C8, 8).finish()
+    # counts made elsewhere: a scalar once added itself to every class, a negative one was
+    # blamed on the prior's shape at finish(), floats and other lengths were numpy's errors
+    for bad in (5, -np.ones(len(C8), np.int64), np.ones(len(C8)), np.ones(3, np.int64)):
+        with pytest.raises(ValueError, match="counts must be"):
+            acc.add_counts(bad)
+    np.testing.assert_array_equal(acc.counts, want)
 
 
 def images(tmp_path, n=4):
