@@ -1,6 +1,6 @@
 """sRGB <-> CIELAB conversion, as OpenCV defines it for float input, computed exactly.
 
-The conversions take and return float32 arrays of shape (..., H, W, 3) with channels last and
+The conversions take and return float32 arrays of shape (H, W, 3) with channels last and
 RGB order (not OpenCV's BGR); :func:`to_float`, :func:`to_uint8`, :func:`to_uint16` and
 :func:`lab_to_rgb_as` move between float samples in [0, 1] and 8- or 16-bit ones.
 
@@ -183,6 +183,8 @@ def lab_to_rgb_as(lab: np.ndarray, dtype: type = np.uint8) -> np.ndarray:
     no float copy of the whole (275 MB per copy), and every pixel is what the whole-image
     functions give."""
     lab = check_image(lab, "lab")
+    if np.dtype(dtype) not in (np.uint8, np.uint16) and np.dtype(dtype).kind != "f":
+        raise ValueError(f"dtype must be uint8, uint16 or a float type, got {np.dtype(dtype)}")
     H, W = lab.shape[:2]
     out = np.empty((H, W, 3), dtype)
     rounded = {np.dtype(np.uint8): to_uint8, np.dtype(np.uint16): to_uint16}.get(np.dtype(dtype))

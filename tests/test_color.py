@@ -41,6 +41,12 @@ def test_lab_round_trips_8_and_16_bit_samples():
     )
 
 
+def test_lab_to_rgb_as_refuses_a_type_it_cannot_round_to():
+    lab = np.full((2, 2, 3), 50, np.float32)
+    with pytest.raises(ValueError, match="dtype must be uint8, uint16 or a float type"):
+        color.lab_to_rgb_as(lab, np.int32)  # once every sample truncated to 0
+
+
 def test_integer_scaling_round_trips_every_level():
     for dtype, to_int in ((np.uint8, color.to_uint8), (np.uint16, color.to_uint16)):
         levels = np.arange(np.iinfo(dtype).max + 1, dtype=dtype).reshape(1, -1, 1)
