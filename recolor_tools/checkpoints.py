@@ -10,6 +10,7 @@ back, so version 1 files, the shipped weights among them, read the same.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.resources
 import os
@@ -60,7 +61,9 @@ def make_checkpoint(
     rebalance : dict, optional
         The rebalancing the cls loss used: ``{"weights": (Q,) float32 tensor, "lam": float,
         "sigma": float}`` (weights from :func:`recolor_tools.rebalance.rebalance_weights`;
-        version-1 files also hold the smoothed ``"prior"`` they came from).
+        version-1 files also hold the smoothed ``"prior"`` they came from). Weights and prior
+        given as arrays are stored as float32 tensors (``torch.load(weights_only=True)``
+        reads no numpy array back); the dict given is not changed.
     k, sigma : int, float
         Soft-encoding of the cls targets: ``k`` nearest classes, Gaussian width ``sigma`` in
         a/b units (:func:`recolor_tools.quant.soft_encode`). Stored as
@@ -79,6 +82,12 @@ def make_checkpoint(
     dict
         ``{"format", "version", "config", "model", "classes", "grid", "encoding",
         "rebalance", "data", "metrics", "step"[, "train_state"]}``.
+
+    Raises
+    ------
+    ValueError
+        cls classes missing, not (Q, 2) or not finite; a ``rebalance`` that
+        :func:`read_checkpoint` would refuse (see there).
     """
     model = getattr(model, "module", model)  # unwrap DistributedDataParallel
     config: ModelConfig = model.config
@@ -89,7 +98,14 @@ def make_checkpoint(
         classes = torch.tensor(np.asarray(classes, dtype=np.float32))
         if classes.shape != (config.num_classes, 2):
             raise ValueError(f"classes must be ({config.num_classes}, 2), got {classes.shape}")
+        if not classes.isfinite().all():
+            raise ValueError("classes hold NaN or infinity")
         encoding = {"k": int(k), "sigma": float(sigma)}
+        if rebalance is not None:
+            rebalance = _as_tensors(rebalance)
+            reason = _rebalance_problem(rebalance, config.num_classes)
+            if reason:
+                raise ValueError(reason)
     stored_config = dataclasses.asdict(config)
     del stored_config["num_classes"]  # len(classes)
     ckpt = {
@@ -110,6 +126,82 @@ def make_checkpoint(
     return ckpt
 
 
+def _as_tensors(rebalance: Any) -> Any:
+    """A copy of a rebalance dict with array weights and prior as float32 tensors, numpy
+    scalars as Python floats."""
+    if not isinstance(rebalance, dict):
+        return rebalance
+    out = dict(rebalance)
+    for key, v in out.items():
+        if isinstance(v, (np.floating, np.integer)):
+            out[key] = float(v)
+    for key in ("weights", "prior"):
+        v = out.get(key)
+        if v is not None and not isinstance(v, torch.Tensor) and not isinstance(v, (str, bytes)):
+            with contextlib.suppress(TypeError, ValueError):  # else _rebalance_problem names it
+                out[key] = torch.tensor(np.asarray(v, dtype=np.float32))
+    return out
+
+
+def _rebalance_problem(rebalance: Any, q: int) -> str | None:
+    """What is wrong with a cls checkpoint's ``rebalance`` entry, or None: a dict whose
+    ``weights`` (> 0) and ``prior`` (>= 0), where present, are finite (Q,) float tensors, whose
+    ``lam`` is a number in [0, 1], and which holds a prior or the weights and lam to derive it
+    from (:func:`prior_from_weights`)."""
+    if rebalance is None:
+        return None
+    if not isinstance(rebalance, dict):
+        return f"rebalance must be a dict, got {type(rebalance).__name__}"
+    for key in ("weights", "prior"):
+        v = rebalance.get(key)
+        if v is None:
+            continue
+        if not (isinstance(v, torch.Tensor) and v.is_floating_point() and v.shape == (q,)):
+            got = tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
+            return f"rebalance {key} must be a ({q},) float tensor, got {got}"
+        if not v.isfinite().all():
+            return f"NaN or infinite rebalance {key}"
+        if key == "weights" and not (v > 0).all():
+            return "rebalance weights not all > 0"
+        if key == "prior" and not (v >= 0).all():
+            return "negative rebalance prior"
+    lam = rebalance.get("lam")
+    if lam is not None and (
+        isinstance(lam, bool) or not isinstance(lam, (int, float)) or not 0 <= lam <= 1
+    ):
+        return f"rebalance lam must be a number in [0, 1], got {lam!r}"
+    if rebalance.get("prior") is None:
+        missing = [key for key in ("weights", "lam") if rebalance.get(key) is None]
+        if missing:
+            return f"rebalance without {' or '.join(missing)} (nor a prior)"
+    return None
+
+
+_LEAVES = (torch.Tensor, str, bytes, int, float, complex, bool, type(None), torch.Size,
+           torch.dtype, torch.device)  # fmt: skip
+"""What ``torch.load(weights_only=True)`` reads back, besides dicts, lists, tuples and sets."""
+
+
+def _unloadable(obj: Any, where: str) -> str | None:
+    """The first value in ``obj`` that ``torch.load(weights_only=True)`` cannot read back
+    (a numpy array or scalar, any other object), as ``where.key: type``; None if all can be."""
+    if isinstance(obj, np.generic) or not isinstance(obj, (*_LEAVES, dict, list, tuple, set)):
+        return f"{where}: {type(obj).__module__}.{type(obj).__name__}"
+    if isinstance(obj, torch.Tensor):
+        return None
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            bad = _unloadable(k, f"{where}[{k!r}]") or _unloadable(v, f"{where}.{k}")
+            if bad:
+                return bad
+    elif isinstance(obj, (list, tuple, set)):
+        for i, v in enumerate(obj):
+            bad = _unloadable(v, f"{where}[{i}]")
+            if bad:
+                return bad
+    return None
+
+
 def strip_checkpoint(ckpt: dict[str, Any]) -> dict[str, Any]:
     """A copy of ``ckpt`` without ``train_state``: the weights to ship or predict with."""
     return {k: v for k, v in ckpt.items() if k != "train_state"}
@@ -122,9 +214,22 @@ def save_checkpoint(path: str | Path, ckpt: dict[str, Any], keep_previous: bool 
     leave a renamed but short file either. With ``keep_previous``, the file ``path`` held is
     first renamed to :func:`previous_path` (``last.pt`` -> ``last.prev.pt``), so that a
     checkpoint damaged later (a truncated copy) still has a good predecessor to resume from.
+
+    Raises
+    ------
+    ValueError
+        ``ckpt`` holds a value ``torch.load(weights_only=True)`` would not read back (a numpy
+        array or scalar, any other object), named by its place (``ckpt.rebalance.weights``);
+        nothing is written.
     """
     from .imageio import atomic_open
 
+    bad = _unloadable(ckpt, "ckpt")
+    if bad:
+        raise ValueError(
+            f"checkpoint value {bad} would not load back (store torch tensors, Python numbers, "
+            "strings, lists and dicts)"
+        )
     path = Path(path)
     with atomic_open(path) as f:
         torch.save(ckpt, f)
@@ -163,7 +268,9 @@ def read_checkpoint(
     ------
     RecolorError
         Missing file, not a recolor checkpoint (a file cut short is one), a newer format
-        version, cls weights without matching classes, or the wrong head.
+        version or one that is not an integer >= 1, cls weights without matching classes,
+        classes or a rebalancing prior or weights holding NaN or infinity, a rebalance entry
+        missing what it needs (see :func:`make_checkpoint`), or the wrong head.
     """
     p = Path(path)
     if not p.is_file():
@@ -177,7 +284,9 @@ def read_checkpoint(
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise RecolorError("not a recolor checkpoint (no 'recolor-checkpoint' format tag)", path)
     version = ckpt.get("version")
-    if not isinstance(version, int) or version > CHECKPOINT_VERSION:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise RecolorError(f"broken checkpoint: version {version!r} is not an integer >= 1", path)
+    if version > CHECKPOINT_VERSION:
         raise RecolorError(
             f"checkpoint version {version} is newer than this recolor reads "
             f"({CHECKPOINT_VERSION}); upgrade recolor",
@@ -199,6 +308,8 @@ def _complete(ckpt: dict[str, Any], path: str | Path) -> None:
         isinstance(classes, torch.Tensor) and classes.ndim == 2 and classes.shape[1] == 2
     ):
         raise RecolorError("broken checkpoint: cls weights without classes", path)
+    if cls and not classes.isfinite().all():  # every output pixel would be NaN
+        raise RecolorError("broken checkpoint: NaN or infinite classes", path)
     q = len(classes) if cls else 0
     if config.setdefault("num_classes", q) != q:  # version 1 stored both
         raise RecolorError("broken checkpoint: cls weights without matching classes", path)
@@ -207,7 +318,10 @@ def _complete(ckpt: dict[str, Any], path: str | Path) -> None:
     default = {"k": defaults.K, "sigma": defaults.SIGMA} if cls else None
     ckpt.setdefault("encoding", default)
     rebalance = ckpt.get("rebalance")
-    if cls and isinstance(rebalance, dict) and rebalance.get("prior") is None:
+    reason = _rebalance_problem(rebalance, q) if cls else None
+    if reason:
+        raise RecolorError(f"broken checkpoint: {reason}", path)
+    if cls and rebalance is not None and rebalance.get("prior") is None:
         rebalance["prior"] = prior_from_weights(rebalance["weights"], float(rebalance["lam"]))
 
 

@@ -27,7 +27,7 @@ with contextlib.suppress(RecolorError):
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .color import to_float, to_uint8, to_uint16  # noqa: E402
+from .color import check_image, to_float, to_uint8, to_uint16  # noqa: E402
 
 if TYPE_CHECKING:
     from .imagemeta import ImageMeta
@@ -226,6 +226,9 @@ _QUALITY_FLAG = {
     ".webp": cv2.IMWRITE_WEBP_QUALITY,
 }
 """OpenCV's quality parameter of each lossy format."""
+_ALPHA_EXTS = (".png", ".webp")
+"""The formats :func:`encode_image` writes an alpha channel to (OpenCV's TIFF encoder leaves
+out the ExtraSamples tag readers need; JPEG has none; BMP's is ignored by most readers)."""
 
 
 def encode_image(
@@ -233,13 +236,47 @@ def encode_image(
 ) -> bytes:
     """Encode RGB (float in [0, 1], uint8 or uint16) to a file format chosen by ``ext``.
 
-    ``depth=16`` writes 16-bit samples where the format allows it (PNG, TIFF); uint16 written
-    at 8 bits is rounded, ``round(x / 257)``, as float would be, without a float copy. ``quality``
-    (1-100) applies to the lossy formats, JPEG and WebP; OpenCV's default (95) otherwise.
+    ``rgb`` is (H, W, 3), channels in R, G, B order, or (H, W, 4) with straight (not
+    premultiplied) alpha fourth for the formats that carry alpha, PNG and WebP (the inverse of
+    :func:`decode_rgb` with ``keep_alpha``). Float samples are clipped to [0, 1] and rounded
+    (``round(255 x)``; ``round(65535 x)`` at 16 bits); uint8 is 0-255, uint16 0-65535.
+    ``depth`` is 8 or 16: 16 writes 16-bit samples where the format allows it (PNG, TIFF; the
+    others are written at 8); uint16 written at 8 bits is rounded, ``round(x / 257)``, as float
+    would be, without a float copy. ``quality`` (an integer 1-100) applies to the lossy formats,
+    JPEG and WebP; OpenCV's default (95) otherwise.
+
+    Raises
+    ------
+    ValueError
+        ``rgb`` not an (H, W, 3) or (H, W, 4) array of at least one pixel, of uint8, uint16 or
+        float (NaN or infinity included), alpha for a format without it, or ``depth`` not 8
+        or 16.
+    RecolorError
+        An unknown format, an image over the format's size limit, or ``quality`` not an integer
+        in 1..100.
     """
     ext = ext.lower() if ext.startswith(".") else "." + ext.lower()
     if ext not in IMAGE_EXTS:
         raise RecolorError(f"unknown image format {ext!r} (use one of {', '.join(IMAGE_EXTS)})")
+    rgb = np.asarray(rgb)
+    alpha = rgb.ndim == 3 and rgb.shape[2] == 4
+    rgb = check_image(rgb, "rgb", 4 if alpha else 3)
+    if not (rgb.dtype in (np.uint8, np.uint16) or rgb.dtype.kind == "f"):
+        raise ValueError(f"rgb must be uint8, uint16 or float, got {rgb.dtype}")
+    if rgb.size == 0:
+        raise ValueError(f"rgb must hold at least one pixel, got shape {rgb.shape}")
+    if rgb.dtype.kind == "f" and not (np.isfinite(rgb.min()) and np.isfinite(rgb.max())):
+        raise ValueError("rgb holds NaN or infinity")
+    if alpha and ext not in _ALPHA_EXTS:
+        raise ValueError(f"{ext[1:]} holds no alpha channel: write RGBA as png or webp")
+    if isinstance(depth, bool) or depth not in (8, 16):
+        raise ValueError(f"depth must be 8 or 16, got {depth!r}")
+    if quality is not None and (
+        isinstance(quality, bool)
+        or not isinstance(quality, (int, np.integer))
+        or not 1 <= quality <= 100
+    ):
+        raise RecolorError(f"quality must be an integer in 1..100, got {quality!r}")
     h, w = rgb.shape[:2]
     if max(h, w) > MAX_SIDE.get(ext, max(h, w)):  # the encoder's own message says no more
         raise RecolorError(f"{w}x{h} pixels: {ext[1:]} holds at most {MAX_SIDE[ext]} a side "
@@ -254,12 +291,11 @@ def encode_image(
     else:
         pix = to_uint8(rgb)
     params = []
-    if quality is not None:
-        if not 1 <= quality <= 100:
-            raise RecolorError(f"quality must be in 1..100, got {quality}")
-        if ext in _QUALITY_FLAG:
-            params = [_QUALITY_FLAG[ext], int(quality)]
-    ok, enc = cv2.imencode(ext, np.ascontiguousarray(pix[:, :, ::-1]), params)
+    if quality is not None and ext in _QUALITY_FLAG:
+        params = [_QUALITY_FLAG[ext], int(quality)]
+    # OpenCV's order is BGR(A): the colours reversed, alpha kept last.
+    order = [2, 1, 0, 3] if alpha else [2, 1, 0]
+    ok, enc = cv2.imencode(ext, np.ascontiguousarray(pix[:, :, order]), params)
     if not ok:
         raise RecolorError(f"could not encode {ext} image")
     return enc.tobytes()
@@ -370,8 +406,9 @@ def atomic_write(path: str | Path, data: bytes) -> None:
 def write_image(
     path: str | Path, rgb: np.ndarray, depth: int = 8, quality: int | None = None
 ) -> None:
-    """Write RGB (float in [0, 1], or uint8) to ``path``, format from its extension, atomically
-    (``depth`` and ``quality`` as for :func:`encode_image`)."""
+    """Write RGB (float in [0, 1], uint8 or uint16; RGBA to PNG and WebP) to ``path``, format
+    from its extension, atomically (``rgb``, ``depth``, ``quality`` and the errors as for
+    :func:`encode_image`)."""
     atomic_write(path, encode_image(rgb, Path(path).suffix or ".png", depth, quality))
 
 

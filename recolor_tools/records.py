@@ -58,9 +58,13 @@ _MAX_HEADER = 1 << 20
 _DTYPES = {"<f4", "<f2", "<i2", "<i4", "<i8", "|u1", "<u2", "|i1"}
 
 
-@dataclass
+@dataclass(eq=False)
 class Record:
     """One image's data in the stream.
+
+    Two records are equal (``==``) when their name, size, meta, source and arrays are: the
+    same array names, each of the same dtype, shape and values (NaN equal to NaN); ``origin``
+    is not compared.
 
     Attributes
     ----------
@@ -88,6 +92,23 @@ class Record:
     meta: dict = field(default_factory=dict)
     source: dict | None = None
     origin: str | None = field(default=None, compare=False, repr=False)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Record):
+            return NotImplemented
+        if (self.name, tuple(self.size), self.meta, self.source) != (
+            other.name, tuple(other.size), other.meta, other.source
+        ) or self.arrays.keys() != other.arrays.keys():  # fmt: skip
+            return False
+        for k, a in self.arrays.items():
+            a, b = np.asarray(a), np.asarray(other.arrays[k])
+            if a.dtype != b.dtype or a.shape != b.shape:
+                return False
+            if not np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"):
+                return False
+        return True
+
+    __hash__ = None  # mutable, compared by value
 
     def lab(self, gray_if_l_only: bool = False) -> np.ndarray:
         """The (H, W, 3) Lab image, or raise if this is not a full Lab record.
@@ -118,22 +139,96 @@ def lab_record(
     l_only: bool = False,
     source: dict | None = None,
 ) -> Record:
-    """Make the record of a Lab image (``lab``: (H, W, 3) float32) of original ``size``;
-    ``source`` as :attr:`Record.source`."""
+    """Make the record of a Lab image of original ``size`` (height, width in pixels, before any
+    resizing); ``source`` as :attr:`Record.source`.
+
+    ``lab`` is (H, W, 3), L in [0, 100] and a/b in about [-128, 127], stored as float32 (array
+    ``lab``; with ``l_only`` its L alone, ``L`` (H, W, 1)).
+
+    Raises
+    ------
+    ValueError
+        ``lab`` not an (H, W, 3) array of real numbers, or ``size`` not two integers >= 0.
+    """
+    from .color import check_image
+
+    lab = check_image(lab, "lab", 3)
+    if lab.dtype.kind not in "fiu":
+        raise ValueError(f"lab must hold real numbers, got {lab.dtype}")
     lab = np.ascontiguousarray(lab, dtype=np.float32)
     arrays = {"L": lab[:, :, :1].copy()} if l_only else {"lab": lab}
-    return Record(name, (int(size[0]), int(size[1])), arrays, {"kind": "lab"}, source)
+    return Record(name, _check_size(size), arrays, {"kind": "lab"}, source)
+
+
+def _check_size(size) -> tuple[int, int]:
+    """``size`` as (height, width): two integers in [0, 2**31), or ValueError."""
+    try:
+        dims = tuple(size)
+    except TypeError:
+        dims = ()
+    if len(dims) != 2 or not all(
+        isinstance(v, (int, np.integer)) and not isinstance(v, bool) and 0 <= v < 1 << 31
+        for v in dims
+    ):
+        raise ValueError(f"record size must be (height, width), two integers >= 0, got {size!r}")
+    return int(dims[0]), int(dims[1])
 
 
 def write_record(stream: BinaryIO, rec: Record) -> None:
-    """Append one record to a binary stream (file, pipe or ``sys.stdout.buffer``)."""
-    arrays = {k: np.ascontiguousarray(v) for k, v in rec.arrays.items()}
-    for k, v in arrays.items():
+    """Append one record to a binary stream (file, pipe or ``sys.stdout.buffer``).
+
+    Everything is checked before a byte is written, so that what is written
+    :func:`iter_records` reads back: big-endian arrays are stored little-endian.
+
+    Raises
+    ------
+    ValueError
+        Naming the field the format cannot carry: a ``name`` that is not a string, a ``size``
+        that is not two integers >= 0, ``meta`` not a dict or ``source`` not a dict or None
+        (either not JSON-serialisable), more than 16 arrays, an array name that is not a
+        string, an array of a dtype other than float32, float16, int8, int16, int32, int64,
+        uint8 or uint16 (float64 is not converted: say ``astype(np.float32)``), of other than
+        1 to 4 dimensions, H x W over the pixel limit or over 256 values a pixel, or a header
+        over 1 MiB.
+    """
+    from .imagehead import max_pixels
+
+    if not isinstance(rec.name, str):
+        raise ValueError(f"record name must be a string, got {type(rec.name).__name__}")
+    size = _check_size(rec.size)
+    if not isinstance(rec.meta, dict):
+        raise ValueError(f"record meta must be a dict, got {type(rec.meta).__name__}")
+    if rec.source is not None and not isinstance(rec.source, dict):
+        raise ValueError(f"record source must be a dict or None, got {type(rec.source).__name__}")
+    if len(rec.arrays) > _MAX_ARRAYS:
+        raise ValueError(f"a record holds at most {_MAX_ARRAYS} arrays, got {len(rec.arrays)}")
+    arrays = {}
+    for k, v in rec.arrays.items():
+        if not isinstance(k, str):
+            raise ValueError(f"record array names must be strings, got {k!r}")
+        v = np.asarray(v)
+        if v.dtype.str not in _DTYPES and v.dtype.kind in "fiu":
+            v = v.astype(v.dtype.newbyteorder("<"))  # big-endian: stored little-endian
         if v.dtype.str not in _DTYPES:
-            v = arrays[k] = v.astype(v.dtype.newbyteorder("<"))
+            raise ValueError(
+                f"record array {k!r} is {v.dtype}: the format holds float32, float16, int8, "
+                "int16, int32, int64, uint8 and uint16"
+            )
+        if not 1 <= v.ndim <= 4:
+            raise ValueError(f"record array {k!r} must have 1 to 4 dimensions, got shape {v.shape}")
+        limit = max_pixels()
+        if v.shape[0] * (v.shape[1] if v.ndim > 1 else 1) > limit:
+            raise ValueError(
+                f"record array {k!r} of shape {v.shape} is over the pixel limit ({limit:,})"
+            )
+        if math.prod(v.shape[2:]) > _MAX_CHANNELS:
+            raise ValueError(
+                f"record array {k!r} of shape {v.shape} holds over {_MAX_CHANNELS} values a pixel"
+            )
+        arrays[k] = np.ascontiguousarray(v)
     head = {
         "name": rec.name,
-        "size": list(rec.size),
+        "size": list(size),
         "meta": rec.meta,
         "arrays": [
             {"name": k, "dtype": v.dtype.str, "shape": list(v.shape)} for k, v in arrays.items()
@@ -141,11 +236,18 @@ def write_record(stream: BinaryIO, rec: Record) -> None:
     }
     if rec.source:
         head["source"] = rec.source
-    text = json.dumps(head, ensure_ascii=False, separators=(",", ":"))
+    try:
+        text = json.dumps(head, ensure_ascii=False, separators=(",", ":"))
+    except (TypeError, ValueError) as e:  # only meta and source can hold other values
+        raise ValueError(f"record meta or source is not JSON-serialisable ({e})") from None
     try:
         header = text.encode()
     except UnicodeEncodeError:  # a name from a file name that is not UTF-8: \udcXX escapes
         header = json.dumps(head, separators=(",", ":")).encode()
+    if len(header) > _MAX_HEADER:
+        raise ValueError(
+            f"record header of {len(header):,} bytes is over {_MAX_HEADER:,} (meta or source)"
+        )
     crc = zlib.crc32(header)
     stream.write(_PREFIX.pack(MAGIC, VERSION, 0, len(header)))
     stream.write(header)
@@ -304,8 +406,10 @@ def iter_records(stream: BinaryIO, source: str = "<stdin>") -> Iterator[Record]:
         first = stream.read(_PREFIX.size)
         if not first:
             return
-        if count and first[:4] != MAGIC[: len(first[:4])]:
-            raise RecolorError(f"trailing data after record {count} (bad magic)", source)
+        if first[:4] != MAGIC[: len(first[:4])]:  # on what was read, however short
+            if count:
+                raise RecolorError(f"trailing data after record {count} (bad magic)", source)
+            raise RecolorError("not a recolor record stream (bad magic)", source)
         if len(first) < _PREFIX.size:
             first += _read_exact(stream, _PREFIX.size - len(first), source, "a record prefix")
         magic, version, _flags, n = _PREFIX.unpack(first)

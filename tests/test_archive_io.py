@@ -487,3 +487,52 @@ def test_quality_sets_the_lossy_formats_and_leaves_the_others(tmp_path: Path):
             assert 0 < np.abs(pixels[ext, "20"] - pixels["png", None]).mean() < 20  # the picture
     p = run(["from-lab", "--quality", "0", "-o", tmp_path / "x.jpg"], input=lab)
     assert p.returncode == 2 and b"--quality" in p.stderr and not (tmp_path / "x.jpg").exists()
+
+
+@pytest.mark.parametrize("ext", [".png", ".webp"])
+@pytest.mark.parametrize("dtype", ["float32", "uint8", "uint16"])
+def test_encode_image_writes_rgba_in_rgba_order(ext: str, dtype: str):
+    """RGBA input keeps R, G, B, A in place (it once came back blue, the colours reversed with
+    the alpha), at 8 and 16 bits."""
+    from recolor_tools.imageio import decode_rgb, encode_image
+
+    rgba = np.zeros((4, 5, 4), np.float32)
+    rgba[..., 0], rgba[..., 1], rgba[..., 3] = 1.0, 0.2, 0.6
+    peak = {"float32": 1, "uint8": 255, "uint16": 65535}[dtype]
+    img = rgba if dtype == "float32" else np.rint(rgba * peak).astype(dtype)
+    for depth in (8, 16):
+        got = decode_rgb(encode_image(img, ext, depth), keep_alpha=True)
+        np.testing.assert_allclose(got, rgba, atol=1 / 255)
+
+
+@pytest.mark.parametrize(
+    ("img", "ext", "kwargs", "match"),
+    [
+        (np.ones((2, 2, 4), np.float32), ".jpg", {}, "jpg holds no alpha"),
+        (np.ones((2, 2, 4), np.float32), ".tif", {}, "tif holds no alpha"),
+        (np.array([[[100, 50, 0]]], np.int32), ".png", {}, "uint8, uint16 or float, got int32"),
+        (np.ones((2, 2, 3), bool), ".png", {}, "got bool"),
+        (np.ones((2, 2), np.float32), ".png", {}, r"\(H, W, 3\) array, got float32 \(2, 2\)"),
+        (np.ones((2, 2, 2), np.uint8), ".png", {}, r"\(H, W, 3\) array"),
+        (np.ones((0, 0, 3), np.float32), ".png", {}, "at least one pixel"),
+        (np.full((2, 2, 3), np.nan, np.float32), ".png", {}, "NaN or infinity"),
+        (np.ones((2, 2, 3), np.float32), ".png", {"depth": 12}, "depth must be 8 or 16, got 12"),
+    ],
+)
+def test_encode_image_refuses_what_it_cannot_write(img, ext, kwargs, match):
+    """Bad arrays and depths are one ValueError naming the problem, not an IndexError, an
+    OpenCV assertion or a silently wrong file (int32 was read as float, depth 12 written at 8)."""
+    from recolor_tools.imageio import encode_image
+
+    with pytest.raises(ValueError, match=match):
+        encode_image(img, ext, **kwargs)
+
+
+@pytest.mark.parametrize("quality", [0, 101, 50.5, "50", True])
+def test_encode_image_quality_must_be_an_integer_in_1_to_100(quality):
+    from recolor_tools.errors import RecolorError
+    from recolor_tools.imageio import encode_image
+
+    with pytest.raises(RecolorError, match="quality must be an integer in 1..100"):
+        encode_image(np.ones((2, 2, 3), np.float32), ".jpg", quality=quality)
+    assert encode_image(np.ones((2, 2, 3), np.float32), ".jpg", quality=np.int64(50))

@@ -198,3 +198,108 @@ def test_resolve_device_names_one_gpu_and_checks_it_exists(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(RecolorError, match="--device cuda:1: CUDA is not available"):
         models.resolve_device("cuda:1")
+
+
+def _saved(tmp_path, name, ckpt):
+    """``ckpt`` written as is with torch.save (no checks), as a damaged or foreign file is."""
+    path = tmp_path / name
+    torch.save(ckpt, path)
+    return path
+
+
+def _cls_ckpt(**kw):
+    return checkpoints.make_checkpoint(small("cls"), classes=CLASSES, grid=8, **kw)
+
+
+W = torch.linspace(0.5, 2.0, Q)
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"classes": torch.full((Q, 2), float("nan"))}, "NaN or infinite classes"),
+        (
+            {"classes": torch.tensor(CLASSES).index_fill_(0, torch.tensor([3]), float("inf"))},
+            "NaN or infinite classes",
+        ),  # fmt: skip
+        (
+            {"rebalance": {"weights": W.clone().fill_(float("nan")), "lam": 0.5}},
+            "NaN or infinite rebalance weights",
+        ),  # fmt: skip
+        (
+            {"rebalance": {"prior": torch.full((Q,), float("inf"))}},
+            "NaN or infinite rebalance prior",
+        ),
+        ({"rebalance": {"weights": W}}, "rebalance without lam"),
+        ({"rebalance": {"lam": 0.5}}, "rebalance without weights"),
+        ({"rebalance": {"sigma": 5.0}}, "rebalance without weights or lam"),
+        (
+            {"rebalance": {"weights": W, "lam": "x"}},
+            "rebalance lam must be a number in \\[0, 1\\], got 'x'",
+        ),
+        ({"rebalance": {"weights": W, "lam": 2.0}}, "rebalance lam must be a number"),
+        (
+            {"rebalance": {"weights": W[:3], "lam": 0.5}},
+            r"rebalance weights must be a \(20,\) float tensor",
+        ),
+        ({"rebalance": {"weights": -W, "lam": 0.5}}, "rebalance weights not all > 0"),
+        ({"rebalance": [W]}, "rebalance must be a dict"),
+        ({"version": "2"}, "version '2' is not an integer >= 1"),
+        ({"version": 0}, "version 0 is not an integer"),
+        ({"version": True}, "version True is not an integer"),
+    ],
+)
+def test_checkpoint_fields_that_cannot_work_are_refused_at_load(tmp_path, change, match):
+    """NaN classes made every output pixel NaN; a rebalance without lam or weights, or a lam
+    that is no number, let a KeyError or a float ValueError out; version "2" was "newer"."""
+    path = _saved(tmp_path, "bad.pt", {**_cls_ckpt(), **change})
+    for read in (checkpoints.read_checkpoint, checkpoints.load_checkpoint):
+        with pytest.raises(RecolorError, match="broken checkpoint: " + match) as e:
+            read(path)
+        assert e.value.path == str(path)
+
+
+def test_checkpoint_prior_from_weights_still_derived_and_a_prior_alone_still_reads(tmp_path):
+    got = checkpoints.read_checkpoint(
+        _saved(tmp_path, "w.pt", _cls_ckpt(rebalance={"weights": W, "lam": 0.5, "sigma": 5.0}))
+    )
+    p = got["rebalance"]["prior"].double()
+    assert (
+        abs(float((p * 0.5 + 0.5 / Q) @ W.double()) / float(1 / (1 / W.double()).sum()) - Q) < 1e-3
+    )
+    prior = torch.full((Q,), 1 / Q)
+    got = checkpoints.read_checkpoint(
+        _saved(tmp_path, "p.pt", _cls_ckpt(rebalance={"prior": prior}))
+    )
+    assert torch.equal(got["rebalance"]["prior"], prior)
+
+
+def test_make_checkpoint_refuses_nan_classes_and_stores_array_weights_as_tensors(tmp_path):
+    with pytest.raises(ValueError, match="classes hold NaN or infinity"):
+        checkpoints.make_checkpoint(small("cls"), classes=np.full((Q, 2), np.nan))
+    with pytest.raises(ValueError, match="rebalance without lam"):
+        _cls_ckpt(rebalance={"weights": W})
+    given = {"weights": W.numpy().astype(np.float64), "lam": np.float64(0.5), "sigma": 5.0}
+    ckpt = _cls_ckpt(rebalance=given)
+    assert isinstance(given["weights"], np.ndarray)  # the caller's dict is left alone
+    path = tmp_path / "np.pt"
+    checkpoints.save_checkpoint(path, ckpt)  # numpy weights once saved, then failed to load
+    got = checkpoints.read_checkpoint(path)["rebalance"]
+    assert got["weights"].dtype == torch.float32 and torch.equal(got["weights"], W)
+    assert type(got["lam"]) is float
+
+
+@pytest.mark.parametrize(
+    ("value", "where"),
+    [
+        (np.ones(3), "ckpt.metrics.a"),
+        (np.float64(1.0), "ckpt.metrics.a"),
+        ([1, object()], r"ckpt.metrics.a\[1\]"),
+    ],  # fmt: skip
+)
+def test_save_checkpoint_refuses_what_would_not_load_back(tmp_path, value, where):
+    ckpt = checkpoints.make_checkpoint(small("reg"), metrics={"a": value})
+    path = tmp_path / "m.pt"
+    with pytest.raises(ValueError, match=f"checkpoint value {where}: .* would not load back"):
+        checkpoints.save_checkpoint(path, ckpt)
+    assert not path.exists()

@@ -612,3 +612,59 @@ def test_class_file_garbage_and_pickles_are_rejected(tmp_path):
         quant.load_classes(pickled)
     with pytest.raises(RecolorError, match="no such file"):
         quant.load_classes(tmp_path / "missing.npz")
+
+
+@pytest.mark.parametrize(
+    ("fill", "logits", "match"),
+    [
+        (-np.inf, True, "all -inf|NaN or infinite logits"),
+        (-np.inf, None, "all -inf|must not be negative"),
+        (-1.0, False, "must not be negative"),
+        (0.0, False, "all zero"),
+    ],
+)
+def test_mode_refuses_what_annealed_mean_refuses(fill, logits, match):
+    """A pixel with no possible class (all -inf logits), negative probabilities or all-zero
+    probabilities: mode once gave class 0 where annealed_mean raised."""
+    z = peaky_scores((3, 4), C8)
+    z[1, 2] = fill
+    with pytest.raises(ValueError, match=match):
+        quant.mode(np.moveaxis(z, -1, 0), C8, axis=0, logits=logits)
+    with pytest.raises(ValueError, match=match):
+        quant.annealed_mean(z, C8, logits=bool(logits))
+    ok = peaky_scores((3, 4), C8)  # valid scores still decode, with either flag
+    for flag in (None, True, False):
+        np.testing.assert_array_equal(quant.mode(ok, C8, logits=flag), C8[np.argmax(ok, -1)])
+
+
+def test_mode_takes_masked_and_negative_logits():
+    z = np.log(peaky_scores((5,), C8, seed=2) + np.float32(1e-30))
+    z[:, ::3] = -np.inf  # masked classes, as annealed_mean(logits=True) allows
+    want = C8[np.argmax(z, -1)]
+    np.testing.assert_array_equal(quant.mode(z, C8, logits=True), want)
+    np.testing.assert_array_equal(quant.mode(z, C8), want)
+
+
+def test_half_way_values_go_to_the_lower_centre_as_documented():
+    """gamut_classes' cells are (c - g/2, c + g/2]: binning and hard_encode both send a value
+    half-way between two centres to the lower one."""
+    from recolor_tools.quant.classes import _bin
+
+    np.testing.assert_array_equal(
+        _bin(np.array([[4.0, -4.0], [12.0, 3.999]]), 8), [[0, -1], [1, 0]]
+    )
+    two = np.array([[0.0, 0.0], [8.0, 0.0]], np.float32)
+    assert quant.hard_encode(np.array([[4.0, 0.0]]), two)[0] == 0
+    assert "(c - grid/2, c + grid/2]" in quant.gamut_classes.__doc__
+
+
+def test_hard_encode_rounds_float64_input_to_float32_as_documented():
+    """Documented: ab is rounded to float32 before the float64 distances, so a float64 value
+    just above half-way (4 + 1e-12) goes where its float32 rounding (4.0) does."""
+    two = np.array([[0.0, 0.0], [8.0, 0.0]], np.float32)
+    ab = np.array([[4.0 + 1e-12, 0.0], [4.0 + 1e-3, 0.0]])
+    np.testing.assert_array_equal(quant.hard_encode(ab, two), [0, 1])
+    np.testing.assert_array_equal(
+        quant.hard_encode(ab, two), quant.hard_encode(ab.astype(np.float32), two)
+    )
+    assert "rounded to float32" in quant.hard_encode.__doc__

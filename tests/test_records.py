@@ -112,3 +112,81 @@ def test_good_records_before_a_break_are_still_delivered():
     assert next(it).name == "a.png"
     with pytest.raises(RecolorError, match="truncated"):
         next(it)
+
+
+@pytest.mark.parametrize(
+    ("rec", "match"),
+    [
+        (records.Record("a", (2, 2), {"lab": np.zeros((2, 2, 3))}), "'lab' is float64"),
+        (records.Record("a", (2, 2), {"m": np.zeros((2, 2), bool)}), "'m' is bool"),
+        (records.Record("a", (2, 2), {"m": np.zeros(2, np.uint32)}), "'m' is uint32"),
+        (records.Record("a", (2, 2), {"m": np.zeros(2, np.uint64)}), "'m' is uint64"),
+        (records.Record("a", (2, 2), {"m": np.zeros(2, np.complex64)}), "'m' is complex64"),
+        (records.Record("a", (2, 2), {"m": np.zeros((1,) * 5, np.float32)}), "1 to 4 dim"),
+        (records.Record("a", (2, 2), {"m": np.float32(1)}), r"1 to 4 dimensions, got shape \(\)"),
+        (records.Record("a", (2, 2), {"m": np.zeros((1, 1, 257), np.uint8)}), "values a pixel"),
+        (records.Record("a", (2, 2), {1: np.zeros(2, np.float32)}), "array names"),
+        (records.Record("a", (-1, 2), {}), "record size"),
+        (records.Record("a", (2.0, 2), {}), "record size"),
+        (records.Record("a", (2,), {}), "record size"),
+        (records.Record(b"a", (2, 2), {}), "record name must be a string"),
+        (records.Record("a", (2, 2), {}, [1]), "record meta must be a dict"),
+        (records.Record("a", (2, 2), {}, {"x": object()}), "JSON-serialisable"),
+        (records.Record("a", (2, 2), {}, {}, ["s"]), "record source must be a dict"),
+        (records.Record("a", (2, 2), {}, {"x": "y" * (1 << 20)}), "header of"),
+    ],
+)
+def test_write_record_refuses_what_the_format_cannot_carry_before_writing(rec, match):
+    """What iter_records would refuse as a "corrupt record header" (or read back changed: a
+    0-d array came back (1,)) is a ValueError naming the field, and nothing is written."""
+    buf = io.BytesIO()
+    with pytest.raises(ValueError, match=match):
+        records.write_record(buf, rec)
+    assert buf.getvalue() == b""
+
+
+def test_write_record_stores_big_endian_and_numpy_sizes_readably():
+    rec = records.Record(
+        "a", (np.int64(2), 3), {"m": np.arange(3, dtype=">f4"), "k": np.ones((2, 2), ">u2")}
+    )
+    (back,) = records.iter_records(io.BytesIO(_stream(rec)))
+    assert back.size == (2, 3) and back.arrays["m"].dtype == np.dtype("<f4")
+    np.testing.assert_array_equal(back.arrays["m"], [0, 1, 2])
+    assert back == records.Record("a", (2, 3), {k: v.astype(v.dtype.newbyteorder("<"))
+                                                for k, v in rec.arrays.items()})  # fmt: skip
+
+
+@pytest.mark.parametrize("l_only", [False, True])
+@pytest.mark.parametrize("shape", [(4, 4), (4, 4, 1), (4, 4, 4), (4,)])
+def test_lab_record_refuses_what_is_not_an_h_w_3_image(shape, l_only):
+    with pytest.raises(ValueError, match=r"lab must be an \(H, W, 3\) array"):
+        records.lab_record("x", np.zeros(shape, np.float32), (4, 4), l_only=l_only)
+
+
+def test_lab_record_refuses_complex_values_and_a_bad_size():
+    with pytest.raises(ValueError, match="real numbers"):
+        records.lab_record("x", np.zeros((4, 4, 3), np.complex64), (4, 4))
+    with pytest.raises(ValueError, match="record size"):
+        records.lab_record("x", np.zeros((4, 4, 3), np.float32), (4.5, 4))
+
+
+@pytest.mark.parametrize("data", [b"hello world", b"x", b"RCLX", b"GIF89a"])
+def test_short_garbage_is_bad_magic_not_truncation(data):
+    with pytest.raises(RecolorError, match="bad magic"):
+        list(records.iter_records(io.BytesIO(data), "s"))
+    with pytest.raises(RecolorError, match="truncated"):  # a real record's start, cut short
+        list(records.iter_records(io.BytesIO(b"RCL"), "s"))
+
+
+def test_records_compare_by_value():
+    lab = _lab(2, 3)
+    lab[0, 0, 1] = np.nan
+    a = records.lab_record("x", lab, (2, 3))
+    assert a == records.lab_record("x", lab.copy(), (2, 3))
+    assert a == next(records.iter_records(io.BytesIO(_stream(a))))
+    assert a != records.lab_record("y", lab, (2, 3))
+    assert a != records.lab_record("x", lab + 1, (2, 3))
+    assert a != records.lab_record("x", lab, (2, 3), l_only=True)
+    b = records.lab_record("x", lab, (2, 3))
+    b.arrays["lab"] = b.arrays["lab"].astype(np.float16)
+    assert a != b and a != "x"

@@ -531,23 +531,48 @@ def annealed_mean(
     return out.reshape(*x.shape[:axis], *x.shape[axis + 1 :], 2)
 
 
-def mode(scores: np.ndarray, classes: np.ndarray, axis: int = -1) -> np.ndarray:
+def mode(
+    scores: np.ndarray, classes: np.ndarray, axis: int = -1, *, logits: bool | None = None
+) -> np.ndarray:
     """The centre of the most likely class per pixel (the T -> 0 limit of the annealed mean).
 
     Parameters
     ----------
     scores : array_like
-        Probabilities or logits (the argmax is the same); class axis ``axis``.
+        Probabilities or logits (the argmax is the same); class axis ``axis``. What
+        :func:`annealed_mean` refuses is refused here too: NaN or +inf anywhere, and a pixel
+        whose scores are all -inf (no class: masked logits, or negative probabilities).
     classes : (Q, 2) array_like
         Class centres.
+    axis : int, default -1
+        Position of the class axis in ``scores``.
+    logits : bool, optional
+        What the scores are, as for :func:`annealed_mean`: False (probabilities) also refuses
+        negative values and a pixel without a positive probability (all zero), as
+        :func:`annealed_mean` does; True or None (either, the default) accepts any finite
+        values.
 
     Returns
     -------
     ab : float32, shape of ``scores`` without ``axis``, plus a trailing 2
         ``classes[argmax_q scores]``; ties go to the lower class index.
+
+    Raises
+    ------
+    ValueError
+        Wrong shapes, or scores :func:`annealed_mean` would refuse (above).
     """
     cls = check_classes(classes)
     x, axis = _check_scores(scores, cls, axis)
     if np.isnan(x).any() or np.isposinf(x).any():
         raise ValueError("scores contain NaN or +inf values")
-    return cls[np.argmax(x, axis=axis)]
+    if logits is False and (x < 0).any():
+        raise ValueError("probabilities must not be negative")
+    best = np.argmax(x, axis=axis)
+    if x.size:
+        top = np.take_along_axis(x, np.expand_dims(best, axis), axis)
+        if (n := int(np.count_nonzero(top == -np.inf))) > 0:
+            raise ValueError(f"scores of {n} pixel(s) are all -inf (no class)")
+        if logits is False and (n := int(np.count_nonzero(top == 0))) > 0:
+            raise ValueError(f"scores of {n} pixel(s) hold no positive probability (all zero)")
+    return cls[best]

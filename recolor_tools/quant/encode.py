@@ -468,7 +468,8 @@ def soft_encode(
     Notes
     -----
     Exact: same classes and order as computing all Q squared distances
-    ``(a - a_c)^2 + (b - b_c)^2`` in float64 and sorting them stably. Values far outside the
+    ``(a - a_c)^2 + (b - b_c)^2`` in float64, of ``ab`` and ``classes`` rounded to float32
+    first, and sorting them stably. Values far outside the
     class set are exact too (they are compared with every class). The weights are computed
     with the distances shifted by the nearest one, which cancels in the normalisation, so a
     far value gets weight 1 on its nearest class rather than 0/0.
@@ -491,8 +492,17 @@ def hard_encode(ab: np.ndarray, classes: np.ndarray) -> np.ndarray:
     Returns
     -------
     idx : (...) int16
-        ``argmin_c (a - a_c)^2 + (b - b_c)^2`` (float64 distances); ties go to the lower index.
-        Same as ``soft_encode(ab, classes, k=1)[0][..., 0]``.
+        ``argmin_c (a - a_c)^2 + (b - b_c)^2`` over ``ab`` and ``classes`` rounded to float32
+        first (as every recolor a/b is), the squared distances of those float32 values
+        computed in float64; ties go to the lower index. float64 input is thus encoded as
+        its float32 rounding: a value within float32 rounding of half-way between two centres
+        may go to the other one than float64 distances would choose. Same as
+        ``soft_encode(ab, classes, k=1)[0][..., 0]``.
+
+    Raises
+    ------
+    ValueError
+        Bad shapes, NaN or infinite values.
     """
     idx, _ = _knn(ab, classes, 1, None)
     return idx[..., 0]
