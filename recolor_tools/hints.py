@@ -12,8 +12,7 @@ Two kinds of guidance steer a prediction (:mod:`recolor_tools.guide` does the st
 Only the a/b (CIELAB chroma, about [-128, 127]) of a hint colour is used: the image keeps its
 own lightness L in [0, 100], as in Zhang et al. 2017, whose hints are a/b too.
 
-JSON hint files hold ``{"points": [{"x": 120, "y": 340, "color": "#c0392b", "size": 3}, ...],
-"palette": [{"color": "#e63946", "weight": 0.5}, ...]}``; either key may be absent.
+Hint files (JSON, PNG layers, directories of them) are read by :mod:`recolor_tools.hintfiles`.
 
 References
 ----------
@@ -23,7 +22,6 @@ References
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -32,18 +30,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .color import rgb_to_lab, to_float
+from .color import rgb_to_lab
 from .errors import RecolorError
 from .imageio import (
-    decode_stored,
-    decoder_oriented,
-    input_name,
-    input_roots,
-    read_bytes,
     read_rgb,
     resize_to,
 )
-from .imagemeta import in_srgb, read_meta, upright
 
 PALETTE_IMAGE_SIDE = 64
 """A palette image is shrunk to this shorter side first (and its longer side to at most 16
@@ -52,7 +44,7 @@ costs a few thousand pixels, not millions. Enlarged, a 1 x 1000 image became 64 
 pixels and took 24 GB."""
 _MAX_SQUARE = int(np.iinfo(np.int32).max)
 """Largest side of a hint's square, in pixels (it is stored as int32; the image clips it)."""
-_MAX_STRENGTH = 1e6
+MAX_STRENGTH = 1e6
 """Largest ``--hint-strength``: a reached cell is the hint's long before, and gamma * similarity
 in float32 overflows near 3e38 (inf / inf: NaN shares, which left cells automatic)."""
 SPREADS = ("alike", "region")
@@ -215,9 +207,9 @@ class Hints:
     def __post_init__(self) -> None:
         if self.spread not in SPREADS:
             raise ValueError(f"hint spread {self.spread!r} is not one of {', '.join(SPREADS)}")
-        if self.strength is not None and not 0 <= self.strength <= _MAX_STRENGTH:  # NaN too
+        if self.strength is not None and not 0 <= self.strength <= MAX_STRENGTH:  # NaN too
             raise ValueError(
-                f"hint strength must be a number from 0 to {_MAX_STRENGTH:g}, got {self.strength!r}"
+                f"hint strength must be a number from 0 to {MAX_STRENGTH:g}, got {self.strength!r}"
             )
         if self.percent is None:  # frozen: the normalised fields are set once, here
             xy, percent = parse_points(self.xy)
@@ -435,172 +427,3 @@ def parse_palette(spec: str) -> Hints:
         return palette_from_list(spec)
     except ValueError as e:
         raise ValueError(f"--palette {spec!r} is no image file and no colour list ({e})") from None
-
-
-def _from_json(data: bytes) -> Hints:
-    if not data.strip():  # an empty file (touch a.json): no hints, as {} is
-        return Hints()
-    try:
-        doc = json.loads(data)
-    except RecursionError:
-        raise ValueError("JSON nested too deeply") from None
-    if not isinstance(doc, dict):
-        raise ValueError('expected an object with "points" and/or "palette"')
-    extra = sorted(doc.keys() - {"points", "palette"})
-    if extra:  # a typo ("point") would otherwise drop its hints without a word
-        raise ValueError(f'unknown key {extra[0]!r} (a hint file holds "points" and/or "palette")')
-    given = _objects(doc, "points", '"x", "y", "color" and an optional "size"')
-    out = points([(p["x"], p["y"], p["color"], p.get("size", 1)) for p in given])
-    pal = _objects(doc, "palette", '"color" and an optional "weight"')
-    if pal:
-        out = out + palette([(c["color"], c.get("weight", 1.0)) for c in pal])
-    return out
-
-
-def _objects(doc: dict, key: str, holding: str) -> list[dict]:
-    """``doc[key]``, checked to be a list of JSON objects with no keys but the quoted words of
-    ``holding`` (absent or null: none)."""
-    items = doc.get(key)
-    items = [] if items is None else items
-    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
-        raise ValueError(f'"{key}" must be a list of objects with {holding}')
-    known = set(holding.split('"')[1::2])
-    for item in items:
-        extra = sorted(item.keys() - known)
-        if extra:  # "sise" or "colour" would otherwise drop what it says without a word
-            raise ValueError(f'unknown key {extra[0]!r} in "{key}" (each holds {holding})')
-    return items
-
-
-def _from_layer(data: bytes, name: str) -> Hints:
-    # Upright by its EXIF orientation and its colours in sRGB (an editor working in Adobe RGB
-    # embeds that), as images are read; but only the hinted pixels are made float, and the
-    # alpha is kept, not composited.
-    head, img = decode_stored(data, name)
-    if img.ndim != 3 or img.shape[2] != 4:
-        raise ValueError("a hint layer must be an image with an alpha channel")
-    found = read_meta(data)
-    found.depth = 8 * img.itemsize
-    img = upright(img, data, found, oriented=decoder_oriented(head))
-    ys, xs = np.nonzero(img[:, :, 3])
-    rgb = in_srgb(to_float(img[ys, xs, 2::-1])[None], found)  # BGR -> RGB
-    ab = np.ascontiguousarray(rgb_to_lab(rgb)[0, :, 1:]) if len(xs) else _EMPTY2  # not L
-    xy = np.stack([xs, ys], axis=1)
-    return Hints(xy, ab, np.ones(len(xs), np.int32), shape=img.shape[:2])
-
-
-def read_hints(path: str | Path) -> Hints:
-    """A hint file: JSON (``.json``) or a PNG hint layer (pixels with alpha > 0).
-
-    Raises
-    ------
-    RecolorError
-        Unreadable file, bad JSON, a colour that does not parse, an image without alpha.
-    """
-    data = read_bytes(path)
-    try:
-        if Path(path).suffix.lower() == ".json":
-            return _from_json(data)
-        return _from_layer(data, str(path))
-    except (ValueError, KeyError, TypeError) as e:
-        reason = f"missing key {e}" if isinstance(e, KeyError) else str(e).splitlines()[0]
-        raise RecolorError(f"bad hint file: {reason}", path) from None
-
-
-HINT_EXTS = (".json", ".png")
-
-
-def match_hint_files(
-    hint_dir: str | Path, inputs: list[str], paths: list[str]
-) -> tuple[dict[str, Path], list[RecolorError]]:
-    """Pair each input file with its hint file in ``hint_dir``, as ``recolor compare`` pairs
-    files: by the path below the directory, without extension.
-
-    An input found in an input directory ``posters/`` as ``posters/a/b.jpg`` takes
-    ``hint_dir/a/b.json`` or ``hint_dir/a/b.png``; an input named on its own, ``x/c.jpg``,
-    takes ``hint_dir/c.*``. Inputs of one name (``b.jpg`` and ``b.png``) all take its file.
-
-    Returns
-    -------
-    pairs : dict
-        Input path -> its hint file (inputs without one are absent: they are predicted
-        automatically).
-    problems : list of RecolorError
-        A hint file for no input, or two hint files for one input.
-    """
-    hint_dir, roots = Path(hint_dir), input_roots(inputs)
-    by_key: dict[str, list[str]] = {}
-    for p in paths:
-        if p != "-":
-            by_key.setdefault(Path(input_name(p, roots)).with_suffix("").as_posix(), []).append(p)
-    pairs: dict[str, Path] = {}
-    problems: list[RecolorError] = []
-    for f in sorted(hint_dir.rglob("*")):
-        if not (f.is_file() and f.suffix.lower() in HINT_EXTS):
-            continue
-        k = f.relative_to(hint_dir).with_suffix("").as_posix()
-        if k not in by_key:
-            problems.append(RecolorError("hint file for no input", f))
-        elif by_key[k][0] in pairs:
-            problems.append(RecolorError(f"second hint file for {by_key[k][0]}", f))
-        else:
-            pairs.update(dict.fromkeys(by_key[k], f))
-    return pairs, problems
-
-
-class HintSource:
-    """The hints of each input: those common to all, plus its own hint file, read when needed.
-
-    Call it with an input path; it returns that input's :class:`Hints` (None without any).
-    """
-
-    def __init__(self, common: Hints, own: dict[str, Path] | None = None) -> None:
-        self.common, self.own = common, own or {}
-
-    def __call__(self, path: str) -> Hints | None:
-        h = self.common
-        if path in self.own:
-            h = h + read_hints(self.own[path])
-        # An empty layer is still checked against the image's size: a wrong file, not "none".
-        return None if h.empty and h.shape is None else h
-
-
-def hint_source(
-    points: list[str],
-    hints: str | None,
-    palette: str | None,
-    inputs: list[str],
-    paths: list[str],
-    strength: float | None = None,
-    spread: str = "alike",
-) -> tuple[HintSource, list[RecolorError]]:
-    """The :class:`HintSource` of ``recolor predict --hint ... --hints ... --palette ...
-    --hint-strength ... --hint-spread``.
-
-    Returns the source and the problems of a ``--hints`` directory (see
-    :func:`match_hint_files`).
-
-    Raises
-    ------
-    ValueError
-        A ``--hint``, ``--palette`` colour list or ``--hint-strength`` that does not parse, or
-        an empty ``--hints`` (usage errors).
-    RecolorError
-        An unreadable or bad ``--hints`` file or ``--palette`` image.
-    """
-    if strength is not None and not 0 <= strength <= _MAX_STRENGTH:  # NaN fails too
-        raise ValueError(f"--hint-strength must be a number from 0 to {_MAX_STRENGTH:g}, got "
-                         f"{strength!r}")  # fmt: skip
-    common = Hints(strength=strength, spread=spread)
-    for spec in points:
-        common = common + parse_hint(spec)
-    if palette is not None:
-        common = common + parse_palette(palette)
-    if hints is not None and not hints.strip():  # Path("") would be the current directory
-        raise ValueError("--hints is empty (it takes a hint file or a directory of them)")
-    if hints is not None and Path(hints).is_dir():
-        own, problems = match_hint_files(hints, inputs, paths)
-        return HintSource(common, own), problems
-    if hints is not None:
-        common = common + read_hints(hints)
-    return HintSource(common), []

@@ -245,7 +245,7 @@ def test_a_hint_layer_is_read_upright_and_in_srgb(tmp_path: Path):
     """A hint layer painted in a wide-gamut working space, with an EXIF orientation, gives its
     hints where the upright image has them and in the colours its profile means."""
     from recolor_tools.color import rgb_to_lab
-    from recolor_tools.hints import read_hints
+    from recolor_tools.hintfiles import read_hints
 
     H, W, (r, c) = 10, 16, (3, 2)
     layer = np.zeros((H, W, 4), np.uint8)

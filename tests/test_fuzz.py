@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from recolor_tools.errors import RecolorError
-from recolor_tools.hints import read_hints
+from recolor_tools.hintfiles import read_hints
 from recolor_tools.imageio import decode_rgb
 from recolor_tools.records import check_finite, iter_records
 

@@ -17,7 +17,7 @@ import pytest
 import torch
 from conftest import ROOT, read_rgb_u8, run, smooth_image, tiny_checkpoint, write_rgb
 
-from recolor_tools import checkpoints, guide, hints, models, quant
+from recolor_tools import checkpoints, guide, hintfiles, hints, models, quant
 from recolor_tools.errors import RecolorError
 
 SHIPPED = ROOT / "weights" / "cls.pt"
@@ -623,7 +623,7 @@ def test_a_hint_layer_is_read_with_the_image_checks(tmp_path):
 
     (tmp_path / "bomb.png").write_bytes(png_bytes(100_000, 100_000, zlib.compress(bytes(1000))))
     with pytest.raises(RecolorError, match="bomb|pixel") as e:
-        hints.read_hints(tmp_path / "bomb.png")
+        hintfiles.read_hints(tmp_path / "bomb.png")
     assert e.value.path == str(tmp_path / "bomb.png")
 
 
@@ -651,7 +651,7 @@ def test_a_malformed_hint_file_says_what_is_wrong(tmp_path, doc, reason):
     # Python's own words ("string indices must be integers") once stood for a wrong shape.
     (tmp_path / "h.json").write_text(doc)
     with pytest.raises(RecolorError) as e:
-        hints.read_hints(tmp_path / "h.json")
+        hintfiles.read_hints(tmp_path / "h.json")
     assert e.value.reason.startswith(f"bad hint file: {reason}"), e.value.reason
 
 

@@ -266,7 +266,7 @@ def test_an_empty_argument_is_a_usage_error_not_the_current_folder(tmp_path):
 
 
 def test_an_empty_file_name_is_no_file_in_the_library(tmp_path, monkeypatch):
-    from recolor_tools import hints
+    from recolor_tools import hintfiles, hints
     from recolor_tools.errors import RecolorError, printable
     from recolor_tools.imageio import expand_inputs, read_rgb
 
@@ -279,7 +279,7 @@ def test_an_empty_file_name_is_no_file_in_the_library(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="--palette is empty"):
         hints.parse_palette("")
     with pytest.raises(ValueError, match="--hints is empty"):
-        hints.hint_source([], "", None, ["a.png"], ["a.png"])
+        hintfiles.hint_source([], "", None, ["a.png"], ["a.png"])
 
 
 def test_closed_pipe_ends_quietly(tmp_path, images):

@@ -216,7 +216,7 @@ def predict(
         # Hint files for no input: reported, the inputs still done.
         problems: list[RecolorError] = []
         with tool.guard():
-            from ..hints import hint_source
+            from ..hintfiles import hint_source
 
             try:
                 source, problems = hint_source(
