@@ -24,7 +24,7 @@ up to 150 of 65,535 off (mean 54) and 8-bit ones one step off in a few pixels in
 16-bit round trip is within 1 of 65,535 and an 8-bit one exact. L = 116 f(Y/Yn) - 16 is used
 below the threshold too, where OpenCV writes 903.3 Y/Yn: the same to 1e-5 (116 x 7.787 =
 903.29). Time per megapixel, one core: about 40 ms each way, against OpenCV's 17 ms to Lab and
-5 ms back (``np.where`` and a float32 power per sample, not a table).
+5 ms back (a float32 power per sample, not a table).
 
 References
 ----------
