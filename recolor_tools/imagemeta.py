@@ -26,6 +26,7 @@ References
 from __future__ import annotations
 
 import base64
+import contextlib
 import re
 import struct
 import zlib
@@ -132,7 +133,8 @@ def read_meta(data: bytes) -> ImageMeta:
         if data.startswith(_PNG):  # walked here: Pillow's lazy open stops at the first IDAT
             icc, raw, xmp = _png_meta(data)
             if raw:
-                exif.load(raw)
+                with contextlib.suppress(Exception):  # broken EXIF: none, the rest kept
+                    exif.load(raw)
         else:
             with Image.open(io.BytesIO(data)) as im:
                 icc, xmp = im.info.get("icc_profile"), im.info.get("xmp")
@@ -147,6 +149,8 @@ def read_meta(data: bytes) -> ImageMeta:
             xmp=_clean_xmp(xmp),
             orientation=orientation if 1 <= orientation <= 8 else 1,
         )
+    except RecolorError:
+        raise
     except Exception:  # OpenCV decoded the pixels; a header Pillow rejects carries nothing
         return ImageMeta()
     finally:
@@ -172,15 +176,21 @@ def _png_meta(data: bytes) -> tuple[bytes | None, bytes | None, bytes | None]:
             continue
         body = bytes(chunk)
         if kind == b"iCCP":  # name, NUL, compression method 0, zlib stream
-            icc = zlib.decompress(body[body.index(b"\0") + 2 :])
+            try:
+                icc = zlib.decompress(body[body.index(b"\0") + 2 :])
+            except (ValueError, zlib.error):  # a profile that cannot be used: the file's error
+                raise RecolorError("unreadable embedded ICC profile (corrupt iCCP chunk)") from None
         elif kind == b"eXIf":
             exif = body
         elif kind == b"iTXt" and body.startswith(b"XML:com.adobe.xmp\0"):
             # keyword NUL, compressed flag, method, language NUL, translated keyword NUL, text
             head = len(b"XML:com.adobe.xmp\0")
-            compressed = body[head] == 1
-            text = body[body.index(b"\0", body.index(b"\0", head + 2) + 1) + 1 :]
-            xmp = zlib.decompress(text) if compressed else text
+            try:
+                compressed = body[head] == 1
+                text = body[body.index(b"\0", body.index(b"\0", head + 2) + 1) + 1 :]
+                xmp = zlib.decompress(text) if compressed else text
+            except (IndexError, ValueError, zlib.error):
+                continue  # a broken XMP chunk is dropped, not the EXIF and profile with it
     return icc, exif, xmp
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import pipeline, run, smooth_image
+from conftest import ROOT, pipeline, run, smooth_image
 from PIL import Image, ImageCms, ImageOps
 
 from recolor_tools import color, colorprofile, records
@@ -276,6 +276,33 @@ def test_png_exif_after_the_pixels_is_found(tmp_path: Path):
     (rec,) = lab_records(run(["to-lab", path], check_rc=0).stdout)
     want = np.ascontiguousarray(np.rot90(stored, -1)) / np.float32(255)  # 6: turn clockwise
     assert np.abs(rec.lightness() - lightness(want)).max() < 0.01
+
+
+def test_one_broken_chunk_drops_itself_not_the_orientation_and_a_corrupt_profile_is_an_error(
+    tmp_path: Path,
+):
+    """A malformed XMP chunk threw away the EXIF orientation and tags with it (one blanket
+    except for the whole header), and so did a profile chunk that is no zlib stream, silently;
+    now the bad XMP alone is dropped, and the unusable profile is the file's one-line error."""
+    stored = smooth_image(20, 30, seed=2)
+    broken_xmp = (b"iTXt", b"XML:com.adobe.xmp\0\0\0junk")  # no language / keyword NULs
+    good = tmp_path / "xmp.png"
+    good.write_bytes(png_with_chunks(stored, (b"eXIf", exif_bytes(6)[6:]), broken_xmp))
+    out = tmp_path / "out.png"
+    run(["predict", good, "-w", ROOT / "weights" / "reg.pt", "-o", out, "--device", "cpu"],
+        check_rc=0)  # fmt: skip
+    im = opened(out.read_bytes())
+    assert im.size == (20, 30) and im.getexif().get(315) == "Ann Archivist"  # upright, kept
+    bad = tmp_path / "icc.png"
+    bad.write_bytes(
+        png_with_chunks(stored, (b"iCCP", b"Wide\0\0notzlib"), (b"eXIf", exif_bytes(6)[6:]))
+    )
+    p = run(["to-lab", bad, good, "-o", tmp_path / "all.lab"])
+    assert p.returncode == 1 and p.stderr.decode() == (
+        f"recolor to-lab: {bad}: unreadable embedded ICC profile (corrupt iCCP chunk)\n"
+    )
+    (rec,) = records.iter_records(io.BytesIO((tmp_path / "all.lab").read_bytes()))
+    assert rec.size == (30, 20)  # the good one, turned upright
 
 
 # --- metadata -----------------------------------------------------------------------------------
