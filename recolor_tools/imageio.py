@@ -112,6 +112,13 @@ def decode_stored(data: bytes, name: str = "<data>") -> tuple[ImageHead, np.ndar
         img = None
     if img is None or img.size == 0:
         raise RecolorError(f"not a readable image (corrupt {head.format} data)", name)
+    if img.dtype not in (np.uint8, np.uint16) and img.dtype.kind != "f":
+        # a 32-bit integer TIFF has no agreed range: clipped as floats it came out white
+        raise RecolorError(
+            f"{img.dtype.itemsize * 8}-bit {'signed ' * (img.dtype.kind == 'i')}integer samples "
+            "(recolor reads 8- and 16-bit images and float TIFFs)",
+            name,
+        )
     return head, img
 
 

@@ -305,6 +305,22 @@ def test_one_broken_chunk_drops_itself_not_the_orientation_and_a_corrupt_profile
     assert rec.size == (30, 20)  # the good one, turned upright
 
 
+def test_integer_tiff_samples_other_than_8_and_16_bits_are_refused(tmp_path: Path):
+    """A 32-bit integer TIFF decoded as int32 and was clipped as floats to a white image, exit 0;
+    now one line naming the file. A float TIFF is still read."""
+    i32 = tmp_path / "i32.tif"
+    Image.fromarray((np.arange(48 * 64).reshape(48, 64) * 1000).astype(np.int32), "I").save(i32)
+    f32 = tmp_path / "f32.tif"
+    Image.fromarray(np.linspace(0, 1, 48 * 64, dtype=np.float32).reshape(48, 64), "F").save(f32)
+    p = run(["to-lab", i32, f32, "-o", tmp_path / "all.lab"])
+    assert p.returncode == 1 and p.stderr.decode() == (
+        f"recolor to-lab: {i32}: 32-bit signed integer samples (recolor reads 8- and 16-bit "
+        "images and float TIFFs)\n"
+    )
+    (rec,) = records.iter_records(io.BytesIO((tmp_path / "all.lab").read_bytes()))
+    assert rec.size == (48, 64) and 0 <= rec.lightness().min() < rec.lightness().max() <= 100
+
+
 # --- metadata -----------------------------------------------------------------------------------
 
 
