@@ -307,20 +307,24 @@ def point_mix(
     ones = torch.ones(B * K, device=f.device)
     q = soft_histogram(ab.reshape(-1, 2).to(f.device), ones, classes).reshape(B, K, -1).float()
     m = (GAMMA if gamma is None else gamma) * sim
+    p = torch.softmax(logp.reshape(B, -1, gh * gw), dim=1)  # (B, Q, h'w')
     if prior is not None:
-        p = torch.softmax(logp.reshape(B, -1, gh * gw), dim=1)  # (B, Q, h'w')
         prior = prior.to(p.device, p.dtype)
         odds = (q @ p) / (q @ (prior / prior.sum()))[..., None]  # (B, K, h'w')
         m = m * odds.clamp_max(1) ** ODDS_POWER
-    return mix(logp, m, q)
+    return mix(logp, m, q, p)
 
 
-def mix(logp: torch.Tensor, m: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+def mix(
+    logp: torch.Tensor, m: torch.Tensor, q: torch.Tensor, p: torch.Tensor | None = None
+) -> torch.Tensor:
     """(B, Q, h', w') ``log((1 - sum_i m_i) p + sum_i m_i q_i)``: K hint colours ``q`` (B, K,
-    Q) mixed into ``p = softmax(logp)`` with shares ``m`` (B, K, h'w' ; >= 0), divided by their
-    sum where that passes 1. Cells with no share keep ``logp`` bit for bit."""
+    Q) mixed into ``p = softmax(logp)`` (B, Q, h'w'; computed here unless the caller has it)
+    with shares ``m`` (B, K, h'w' ; >= 0), divided by their sum where that passes 1. Cells with
+    no share keep ``logp`` bit for bit."""
     B, _, gh, gw = logp.shape
-    p = torch.softmax(logp.reshape(B, -1, gh * gw), dim=1)  # (B, Q, h'w')
+    if p is None:
+        p = torch.softmax(logp.reshape(B, -1, gh * gw), dim=1)
     m = m / m.sum(1, keepdim=True).clamp_min(1)  # shares of the hints, summing to at most 1
     mixed = (1 - m.sum(1, keepdim=True)) * p + q.transpose(1, 2) @ m
     mixed = torch.log(mixed.clamp_min(1e-30)).reshape(logp.shape)

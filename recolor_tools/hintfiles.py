@@ -16,7 +16,7 @@ import numpy as np
 
 from .color import rgb_to_lab, to_float
 from .errors import RecolorError
-from .hints import MAX_STRENGTH, Hints, palette, parse_hint, parse_palette, points
+from .hints import Hints, check_strength, palette, parse_hint, parse_palette, points
 from .imageio import decode_stored, decoder_oriented, input_name, input_roots, read_bytes
 from .imagemeta import in_srgb, read_meta, upright
 
@@ -174,9 +174,7 @@ def hint_source(
     RecolorError
         An unreadable or bad ``--hints`` file or ``--palette`` image.
     """
-    if strength is not None and not 0 <= strength <= MAX_STRENGTH:  # NaN fails too
-        raise ValueError(f"--hint-strength must be a number from 0 to {MAX_STRENGTH:g}, got "
-                         f"{strength!r}")  # fmt: skip
+    check_strength(strength, "--hint-strength")
     common = Hints(strength=strength, spread=spread)
     for spec in points:
         common = common + parse_hint(spec)

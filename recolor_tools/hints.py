@@ -47,6 +47,15 @@ _MAX_SQUARE = int(np.iinfo(np.int32).max)
 MAX_STRENGTH = 1e6
 """Largest ``--hint-strength``: a reached cell is the hint's long before, and gamma * similarity
 in float32 overflows near 3e38 (inf / inf: NaN shares, which left cells automatic)."""
+
+
+def check_strength(strength: float | None, what: str = "hint strength") -> None:
+    """ValueError unless ``strength`` (named ``what``) is None or a number from 0 to
+    :data:`MAX_STRENGTH` (NaN fails too)."""
+    if strength is not None and not 0 <= strength <= MAX_STRENGTH:
+        raise ValueError(f"{what} must be a number from 0 to {MAX_STRENGTH:g}, got {strength!r}")
+
+
 SPREADS = ("alike", "region")
 """Where point hints spread (:attr:`Hints.spread`; ``predict --hint-spread``)."""
 _W_MIN, _W_MAX = 1e-30, 1e30
@@ -207,10 +216,7 @@ class Hints:
     def __post_init__(self) -> None:
         if self.spread not in SPREADS:
             raise ValueError(f"hint spread {self.spread!r} is not one of {', '.join(SPREADS)}")
-        if self.strength is not None and not 0 <= self.strength <= MAX_STRENGTH:  # NaN too
-            raise ValueError(
-                f"hint strength must be a number from 0 to {MAX_STRENGTH:g}, got {self.strength!r}"
-            )
+        check_strength(self.strength)
         if self.percent is None:  # frozen: the normalised fields are set once, here
             xy, percent = parse_points(self.xy)
             object.__setattr__(self, "xy", xy)
@@ -279,11 +285,12 @@ class Hints:
         order, rows, big, big_sq = self._by_row
         row1 = row0 + ab.shape[0]
         one = order[np.searchsorted(rows, row0) : np.searchsorted(rows, row1)]
-        ab[self.xy[one, 1] - row0, self.xy[one, 0]] = self.ab[one]  # a painted layer's pixels
+        x, y = self.xy[one, 0], self.xy[one, 1]
+        ab[y - row0, x] = self.ab[one]  # a painted layer's pixels
         for i, (x0, y0, x1, y1) in zip(big, big_sq, strict=True):
             if y0 < row1 and y1 > row0:
                 ab[max(y0, row0) - row0 : min(y1, row1) - row0, x0:x1] = self.ab[i]
-                x, y = self.xy[one, 0], self.xy[one, 1]  # one-pixel points given after it win
+                # the one-pixel points given after it win
                 on = one[(one > i) & (x >= x0) & (x < x1) & (y >= y0) & (y < y1)]
                 ab[self.xy[on, 1] - row0, self.xy[on, 0]] = self.ab[on]
 

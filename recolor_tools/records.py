@@ -202,6 +202,7 @@ def write_record(stream: BinaryIO, rec: Record) -> None:
         raise ValueError(f"record source must be a dict or None, got {type(rec.source).__name__}")
     if len(rec.arrays) > _MAX_ARRAYS:
         raise ValueError(f"a record holds at most {_MAX_ARRAYS} arrays, got {len(rec.arrays)}")
+    limit = max_pixels()
     arrays = {}
     for k, v in rec.arrays.items():
         if not isinstance(k, str):
@@ -216,12 +217,12 @@ def write_record(stream: BinaryIO, rec: Record) -> None:
             )
         if not 1 <= v.ndim <= 4:
             raise ValueError(f"record array {k!r} must have 1 to 4 dimensions, got shape {v.shape}")
-        limit = max_pixels()
-        if v.shape[0] * (v.shape[1] if v.ndim > 1 else 1) > limit:
+        pixels, values = _footprint(v.shape)
+        if pixels > limit:
             raise ValueError(
                 f"record array {k!r} of shape {v.shape} is over the pixel limit ({limit:,})"
             )
-        if math.prod(v.shape[2:]) > _MAX_CHANNELS:
+        if values > _MAX_CHANNELS:
             raise ValueError(
                 f"record array {k!r} of shape {v.shape} holds over {_MAX_CHANNELS} values a pixel"
             )
@@ -320,10 +321,8 @@ def _parse_header(raw: bytes, source: str) -> dict:
             shape = _dims(a["shape"], len(a["shape"]))
             if not (isinstance(a["name"], str) and a["dtype"] in _DTYPES and 1 <= len(shape) <= 4):
                 raise ValueError
-            if (
-                shape[0] * (shape[1] if len(shape) > 1 else 1) > limit
-                or math.prod(shape[2:]) > _MAX_CHANNELS
-            ):
+            pixels, values = _footprint(shape)
+            if pixels > limit or values > _MAX_CHANNELS:
                 raise RecolorError(
                     f"record array {a['name']!r} of shape {shape} is larger than any image "
                     f"recolor reads (RECOLOR_MAX_PIXELS = {limit:,})",
@@ -335,6 +334,12 @@ def _parse_header(raw: bytes, source: str) -> dict:
         return head
     except (ValueError, KeyError, TypeError, IndexError):
         raise RecolorError("corrupt record header (fields missing or malformed)", source) from None
+
+
+def _footprint(shape: Sequence[int]) -> tuple[int, int]:
+    """(pixels, values a pixel) of an array of ``shape``: H x W (H for 1-D) and the product of
+    the rest; the writer and the reader check both against the same limits."""
+    return shape[0] * (shape[1] if len(shape) > 1 else 1), math.prod(shape[2:])
 
 
 def _dims(values, n: int) -> list[int]:
