@@ -3,12 +3,8 @@ together they write what one process writes, each output once."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
-from conftest import ROOT, run, smooth_image, write_rgb
+from conftest import run, smooth_image, torchrun, write_rgb
 
 from recolor_tools.errors import RecolorError
 from recolor_tools.shard import rank_and_size, this_rank
@@ -41,11 +37,7 @@ def test_predict_under_torchrun_writes_what_one_process_writes(tmp_path):
             for i, (h, w) in enumerate(sizes)]  # fmt: skip
     args = ["predict", *imgs, "--device", "cpu", "--batch-size", "1"]
     one = run([*args, "-o", tmp_path / "one/"], check_rc=0)
-    env = {**os.environ, "NO_COLOR": "1", "PYTHONPATH": str(ROOT)}
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-    launch = [*torchrun, "--nproc_per_node", "2", "-m", "recolor_tools", *map(str, args)]
-    launch += ["-o", str(tmp_path / "two/")]
-    two = subprocess.run(launch, capture_output=True, env=env, timeout=600, check=False)
+    two = torchrun([*args, "-o", f"{tmp_path / 'two'}/"], fresh=(tmp_path / "two",))
     assert two.returncode == 0, two.stderr.decode(errors="replace")
     printed = two.stdout.decode().split()
     assert sorted(printed) == sorted(str(tmp_path / "two" / p.name) for p in imgs)  # once each
@@ -83,11 +75,8 @@ def test_a_failing_rank_does_not_cut_the_others_short(tmp_path):
     args = [bad, large[0]]
     for s, big in zip(small, large[1:], strict=True):
         args += [s, big]  # rank 0: bad and the small ones; rank 1: the large ones
-    env = {**os.environ, "NO_COLOR": "1", "PYTHONPATH": str(ROOT)}
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-    launch = [*torchrun, "--nproc_per_node", "2", "-m", "recolor_tools", "predict", "-b", "1"]
-    launch += ["--device", "cpu", "-o", f"{tmp_path / 'out'}/", *map(str, args)]
-    p = subprocess.run(launch, capture_output=True, env=env, timeout=600, check=False)
+    out = tmp_path / "out"
+    p = torchrun(["predict", "-b", "1", "--device", "cpu", "-o", f"{out}/", *args], fresh=(out,))
     err = p.stderr.decode(errors="replace")
     assert p.returncode != 0 and err.count(f"{bad}: ") == 1, err
     written = sorted(f.name for f in (tmp_path / "out").iterdir())

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, smooth_image, write_rgb
+from conftest import ROOT, smooth_image, torchrun, write_rgb
 
 from recolor_tools import checkpoints, models, quant
 from recolor_tools.cli import main
@@ -243,19 +243,14 @@ def test_ddp_two_processes_keep_identical_replicas(data, tmp_path):
     digests = tmp_path / "digests"
     digests.mkdir()
     out = tmp_path / "ddp"
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "RECOLOR_DEBUG_DDP_DIR": str(digests),
-        "OMP_NUM_THREADS": "1",
-    }
-    cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-        "-m", "recolor_tools", "train", "--head", "reg", str(data["train"]), "--steps", "4",
-        "--eval-every", "2", "--size", str(SIZE), "--batch-size", "4", "--width", "8",
-        "--workers", "0", "--threads", "1", "--device", "cpu", "--out", str(out), "-q",
+    env = {"RECOLOR_DEBUG_DDP_DIR": str(digests), "OMP_NUM_THREADS": "1"}
+    args = [
+        "train", "--head", "reg", data["train"], "--steps", "4", "--eval-every", "2",
+        "--size", SIZE, "--batch-size", "4", "--width", "8", "--workers", "0", "--threads", "1",
+        "--device", "cpu", "--out", out, "-q",
     ]  # fmt: skip
-    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    p = torchrun(args, fresh=(digests, out), env=env)
+    p.stdout, p.stderr = p.stdout.decode(), p.stderr.decode(errors="replace")
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip().splitlines() == [str(out / "reg.pt")]  # printed by rank 0 only
     d0, d1 = ((digests / f"rank{r}.sha256").read_text().strip() for r in (0, 1))
