@@ -196,11 +196,20 @@ def lab_to_rgb_as(lab: np.ndarray, dtype: type = np.uint8) -> np.ndarray:
 
 def to_float(img: np.ndarray) -> np.ndarray:
     """Integer samples as float32 in [0, 1]: uint8 / 255, uint16 / 65535; floats clipped to
-    [0, 1]. The inverse of :func:`to_uint8` and :func:`to_uint16` up to rounding."""
+    [0, 1]. The inverse of :func:`to_uint8` and :func:`to_uint16` up to rounding.
+
+    Raises
+    ------
+    ValueError
+        Any other dtype: an int32 sample has no full scale to divide by (clipped as a float,
+        every level above 0 would be white).
+    """
     if img.dtype == np.uint8:
         return img.astype(np.float32) * np.float32(1 / 255)
     if img.dtype == np.uint16:
         return img.astype(np.float32) * np.float32(1 / 65535)
+    if not np.issubdtype(img.dtype, np.floating):
+        raise ValueError(f"samples must be uint8, uint16 or a float type, got {img.dtype}")
     return np.clip(img.astype(np.float32), 0.0, 1.0)
 
 

@@ -55,6 +55,13 @@ def test_integer_scaling_round_trips_every_level():
         assert np.array_equal(to_int(f), levels)
 
 
+@pytest.mark.parametrize("dtype", [np.int32, np.int16, np.uint32, np.bool_, np.complex64])
+def test_to_float_refuses_samples_it_cannot_scale(dtype):
+    # int32 samples 0..255 were clipped as floats: every sample above 0 became 1, a white image
+    with pytest.raises(ValueError, match="samples must be uint8, uint16 or a float type"):
+        color.to_float(np.full((2, 2, 3), 128, dtype))
+
+
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
 def test_lab_to_rgb_as_in_strips_is_the_whole_conversion(monkeypatch, dtype):
     rng = np.random.default_rng(0)
