@@ -254,7 +254,10 @@ def steer(
         ``log p'(c|x)`` up to a constant per cell (decode takes any log-distribution).
     """
     hints = item.hints
-    logp = F.log_softmax(z.float(), dim=0)  # (Q, h', w')
+    # The logits are log p up to a constant per cell, all that decoding needs; their
+    # log-softmax would round differently, so cells no hint reaches (all of them at strength
+    # 0) would not decode to the automatic output bit for bit.
+    logp = z.float()  # (Q, h', w')
     gh, gw = logp.shape[1:]
     if len(hints.palette_w):
         shift = palette_shift(hints.palette_ab, hints.palette_w, classes, prior)

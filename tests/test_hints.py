@@ -540,6 +540,21 @@ def test_hint_strength_sets_how_far_a_hint_reaches(tmp_path):
         assert bad.returncode == 2 and "--hint-strength" in bad.stderr.decode()
 
 
+def test_hint_strength_0_leaves_every_other_pixel_as_the_automatic_output(tmp_path):
+    # Cells that no hint reaches must decode from the logits themselves: their log-softmax is
+    # the same distribution but rounds differently, one 8-bit level off here and there.
+    rng = np.random.default_rng(1)
+    noise = (rng.random((12, 20, 3)) * 255).astype(np.uint8)
+    src = tmp_path / "b.png"
+    cv2.imwrite(str(src), cv2.resize(noise, (200, 120), interpolation=cv2.INTER_CUBIC))
+    run(["predict", src, "-w", SHIPPED, "-o", tmp_path / "auto.png"], check_rc=0)
+    opts = ["--hint", "30,30=#00ff00", "--hint-strength", "0"]
+    run(["predict", src, "-w", SHIPPED, *opts, "-o", tmp_path / "s0.png"], check_rc=0)
+    s0, auto = read_rgb_u8(tmp_path / "s0.png"), read_rgb_u8(tmp_path / "auto.png")
+    differ = np.argwhere((s0 != auto).any(axis=2)).tolist()
+    assert differ == [[30, 30]]
+
+
 def test_bad_hint_files_give_one_line_each_and_the_rest_is_done(tmp_path, weights):
     posters, hdir = tmp_path / "posters", tmp_path / "hints"
     posters.mkdir(), hdir.mkdir()
