@@ -62,3 +62,18 @@ def test_an_installed_copy_holds_every_module_and_runs_alone(tmp_path):
         )  # fmt: skip
         assert p.returncode == 0, p.stderr.decode()
     assert read_rgb_u8(tmp_path / "out" / "a.png").shape == (40, 56, 3)
+
+
+def test_help_names_what_the_arguments_take():
+    # Click 8.5 with the pinned typer printed the arguments' names without their help: the
+    # only place where --help says that '-' reads stdin.
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "PYTHONPATH": str(ROOT)}
+    wanted = {
+        "to-lab": "'-' or nothing reads stdin",
+        "compare": "Ground truth image, or a directory of them",
+        "train": "Training images: files, directories, globs, .txt lists",
+    }
+    for tool, text in wanted.items():
+        cmd = [sys.executable, "-m", "recolor_tools", tool, "--help"]
+        p = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
+        assert text in p.stdout, (tool, p.stdout)
