@@ -137,7 +137,12 @@ def lab_to_rgb(lab: np.ndarray) -> np.ndarray:
     Parameters
     ----------
     lab : (H, W, 3) array_like, float
-        L in [0, 100], a and b in about [-128, 127].
+        L in [0, 100], a and b in [-128, 127] (:data:`LAB_MIN`, :data:`LAB_MAX`); values outside
+        are clipped into these ranges first. No sRGB colour lies outside them (sRGB spans L
+        [0, 100], a about [-86, 98], b about [-108, 95]), so this changes only colours that are
+        clamped anyway, and it makes every finite value a defined colour: L = 1e30 overflowed
+        f^3 and came out as NaN, cast to arbitrary pixels. NaN has no colour (records refuse it:
+        :func:`recolor_tools.records.check_finite`).
 
     Returns
     -------
@@ -147,8 +152,15 @@ def lab_to_rgb(lab: np.ndarray) -> np.ndarray:
     lab = check_image(lab, "lab")
     out = np.empty(lab.shape, np.float32)
     for rows in row_strips(*lab.shape[:2]):
-        out[rows] = _lab_to_rgb(np.asarray(lab[rows], np.float32))
+        # np.clip makes the strip's own copy: the caller's array is never changed
+        out[rows] = _lab_to_rgb(np.clip(np.asarray(lab[rows], np.float32), LAB_MIN, LAB_MAX))
     return out
+
+
+LAB_MIN = np.array([0, -128, -128], np.float32)
+"""Least L, a, b that :func:`lab_to_rgb` converts as they are (smaller values are clipped)."""
+LAB_MAX = np.array([100, 127, 127], np.float32)
+"""Greatest L, a, b that :func:`lab_to_rgb` converts as they are (larger values are clipped)."""
 
 
 def _lab_to_rgb(lab: np.ndarray) -> np.ndarray:

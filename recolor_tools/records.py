@@ -24,6 +24,9 @@ Arrays by kind of record:
 - Soft-encoded target (``quantize``): ``idx`` int16 (H, W, k) class indices, nearest first, and
   ``w`` float32 (H, W, k) weights summing to 1; with ``--hard``, ``idx`` int16 (H, W, 1).
 
+An array may have a 0 among its dimensions (no values); the tools refuse an image array that is
+not a non-empty (H, W, C) image as that record's error (:meth:`Record.lab`).
+
 float32 data is stored bit for bit, so values round-trip exactly. A 182x268 poster is a 585,312-byte
 Lab record plus about 150 bytes of header (195,104 bytes with ``--l-only``). Garbage (bad magic),
 truncation (short read, bad CRC) and a newer version fail with a clear :class:`RecolorError`.
@@ -81,9 +84,11 @@ class Record:
         ``imagemeta.ImageMeta.to_json()`` (depth, base64 ICC profile, EXIF, XMP); None in
         records written before recolor carried it and in records not made from an image.
     origin : str or None
-        The image file :func:`iter_lab_sources` made this record from (``y/a.png``), which a
-        tool's error about the record names; None for a record read from a stream (named by
-        its name). Not written to streams.
+        Where :func:`iter_lab_sources` found this record, as a tool's error about it names it:
+        the image file it was made from (``y/a.png``), or the stream file and the record's name
+        (``l.lab: a.png``), so that an error never blames the image the record was made from
+        for the record file the user gave; None for stdin and for records not from a file
+        (named by their name, :attr:`where`). Not written to streams.
     """
 
     name: str
@@ -110,26 +115,68 @@ class Record:
 
     __hash__ = None  # mutable, compared by value
 
+    @property
+    def where(self) -> str:
+        """What an error about this record names: :attr:`origin`, else :attr:`name`."""
+        return self.origin or self.name
+
     def lab(self, gray_if_l_only: bool = False) -> np.ndarray:
-        """The (H, W, 3) Lab image, or raise if this is not a full Lab record.
+        """The (H, W, 3) Lab image, H and W >= 1, or raise if this is not a full Lab record.
 
         With ``gray_if_l_only``, an L-only record gives its L with a = b = 0 (a gray image).
+
+        Raises
+        ------
+        RecolorError
+            Naming :attr:`where`: no ``lab`` array (nor ``L`` with ``gray_if_l_only``), or one
+            that is not a non-empty image (:meth:`image`). Every tool takes its Lab data here,
+            so each refuses such a record alike, as that record's error.
         """
         if gray_if_l_only and "lab" not in self.arrays and "L" in self.arrays:
-            lab = np.zeros((*self.arrays["L"].shape[:2], 3), np.float32)
-            lab[:, :, :1] = self.arrays["L"]
+            light = self.image("L")
+            lab = np.zeros((*light.shape[:2], 3), np.float32)
+            lab[:, :, :1] = light
             return lab
         if "lab" not in self.arrays:
-            raise RecolorError("record holds no Lab image (an L-only or target record?)", self.name)
-        return self.arrays["lab"]
+            why = "record holds no Lab image (an L-only or target record?)"
+            raise RecolorError(why, self.where)
+        return self.image("lab")
 
     def lightness(self) -> np.ndarray:
-        """The (H, W) L channel of a Lab or L-only record."""
-        if "lab" in self.arrays:
-            return self.arrays["lab"][:, :, 0]
-        if "L" in self.arrays:
-            return self.arrays["L"][:, :, 0]
-        raise RecolorError("record holds no lightness", self.name)
+        """The (H, W) L channel of a Lab or L-only record (checked as :meth:`lab` checks)."""
+        for key in ("lab", "L"):
+            if key in self.arrays:
+                return self.image(key)[:, :, 0]
+        raise RecolorError("record holds no lightness", self.where)
+
+    def image(self, key: str) -> np.ndarray:
+        """Array ``key`` checked to be an image: (H, W, C) with H, W >= 1 and C the array's
+        channels in the format (``lab`` 3, ``L`` 1).
+
+        The format carries arrays of any shape, empty ones too (a hand-made or foreign record
+        may hold them), so the image tools check the shape here, in one place, before indexing.
+
+        Raises
+        ------
+        RecolorError
+            Naming :attr:`where` and the shape, e.g. ``record array 'lab' has shape (4,), not
+            (H, W, 3)`` or ``record array 'lab' is an empty image (0 x 5 pixels)``.
+        """
+        arr, channels = self.arrays[key], _CHANNELS[key]
+        if arr.ndim != 3 or arr.shape[2] != channels:
+            raise RecolorError(
+                f"record array {key!r} has shape {arr.shape}, not (H, W, {channels})", self.where
+            )
+        if not arr.size:
+            raise RecolorError(
+                f"record array {key!r} is an empty image ({arr.shape[0]} x {arr.shape[1]} pixels)",
+                self.where,
+            )
+        return arr
+
+
+_CHANNELS = {"lab": 3, "L": 1}
+"""Channels of the image arrays of Lab records (see the module docstring)."""
 
 
 def lab_record(
@@ -253,7 +300,7 @@ def write_record(stream: BinaryIO, rec: Record) -> None:
     stream.write(_PREFIX.pack(MAGIC, VERSION, 0, len(header)))
     stream.write(header)
     for v in arrays.values():
-        buf = memoryview(v).cast("B")
+        buf = _bytes_of(v)
         crc = zlib.crc32(buf, crc)
         stream.write(buf)
     stream.write(_CRC.pack(crc))
@@ -274,8 +321,14 @@ def _read_exact(stream: BinaryIO, n: int, source: str, what: str) -> bytes:
     return b"".join(chunks)
 
 
+def _bytes_of(arr: np.ndarray) -> memoryview:
+    """The bytes of a C-contiguous array, as a writable view of its memory. Through a flat uint8
+    view, as ``memoryview(arr).cast("B")`` refuses an array with a 0 in its shape."""
+    return memoryview(arr.reshape(-1).view(np.uint8))
+
+
 def _read_into(stream: BinaryIO, arr: np.ndarray, source: str) -> None:
-    view = memoryview(arr).cast("B")
+    view = _bytes_of(arr)
     got = 0
     readinto = getattr(stream, "readinto", None)
     while got < len(view):
@@ -370,9 +423,9 @@ def _check_available(stream: BinaryIO, n: int, source: str) -> None:
 
 
 def check_finite(rec: Record) -> None:
-    """Raise :class:`RecolorError` (naming the record) when a float array of ``rec`` holds NaN or
-    infinity; a Lab image's L and a/b are named apart: ``ab contains 1 NaN or infinite value(s)``.
-    """
+    """Raise :class:`RecolorError` (naming :attr:`Record.where`) when a float array of ``rec``
+    holds NaN or infinity; a Lab image's L and a/b are named apart: ``ab contains 1 NaN or
+    infinite value(s)``."""
     for key, arr in rec.arrays.items():
         if arr.dtype.kind != "f":
             continue
@@ -380,7 +433,7 @@ def check_finite(rec: Record) -> None:
         for what, part in parts.items():
             bad = part.size - int(np.count_nonzero(np.isfinite(part)))
             if bad:
-                raise RecolorError(f"{what} contains {bad} NaN or infinite value(s)", rec.name)
+                raise RecolorError(f"{what} contains {bad} NaN or infinite value(s)", rec.where)
 
 
 def iter_records(stream: BinaryIO, source: str = "<stdin>") -> Iterator[Record]:
@@ -443,7 +496,7 @@ def iter_records(stream: BinaryIO, source: str = "<stdin>") -> Iterator[Record]:
         for a in head["arrays"]:
             arr = np.empty(a["shape"], np.dtype(a["dtype"]))
             _read_into(stream, arr, source)
-            crc = zlib.crc32(memoryview(arr).cast("B"), crc)
+            crc = zlib.crc32(_bytes_of(arr), crc)
             arrays[a["name"]] = arr
         (want,) = _CRC.unpack(_read_exact(stream, _CRC.size, source, "a record checksum"))
         if want != crc:
@@ -496,7 +549,9 @@ def iter_lab_sources(
 
     Each path (``-`` is stdin) is sniffed: a record stream yields all its records, except those
     holding NaN or infinity (:func:`check_finite`: reported, and the stream goes on); an image
-    yields its Lab record, named :func:`~recolor_tools.imageio.input_name` below ``roots``. A
+    yields its Lab record, named :func:`~recolor_tools.imageio.input_name` below ``roots``. Each
+    record's :attr:`~Record.origin` is set for the errors about it: ``path: name`` for a record
+    of a stream file, ``path`` for an image file (None for stdin). A
     failure is passed to ``on_error`` and the next path is tried; a stream that breaks half-way
     keeps the records read before the break.
     """
@@ -509,6 +564,7 @@ def iter_lab_sources(
                 head = stream.peek(4)[:4] if hasattr(stream, "peek") else b""
                 if is_record_stream(head):
                     for rec in iter_records(stream, path):
+                        rec.origin = None if path == "-" else f"{path}: {rec.name}"
                         try:
                             check_finite(rec)
                         except RecolorError as e:

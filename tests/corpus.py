@@ -28,8 +28,10 @@ class Case:
     reason: str
 
     def named(self, path: Path) -> str:
-        """What the error line names: the file, or for a bad value the record inside it."""
-        return self.name.replace(".lab", "-record.png") if "contains" in self.reason else str(path)
+        """What the error line names: the file, and for a bad value the record inside it."""
+        if "contains" in self.reason:
+            return f"{path}: {self.name.replace('.lab', '-record.png')}"
+        return str(path)
 
 
 def png_chunk(kind: bytes, data: bytes) -> bytes:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -73,3 +75,22 @@ def test_lab_to_rgb_as_in_strips_is_the_whole_conversion(monkeypatch, dtype):
     monkeypatch.setattr(color, "STRIP_PIXELS", 23 * 5)  # strips of 5 rows, the last one short
     got = color.lab_to_rgb_as(lab, dtype)
     assert got.dtype == dtype and np.array_equal(got, want)
+
+
+def test_lab_to_rgb_clips_out_of_range_lab_into_range_first():
+    # L = 1e30 overflowed f^3 (RuntimeWarnings) and gave NaN, cast to arbitrary pixels
+    lab = np.array([[[1e30, 1e30, -1e30], [-1e30, 3e38, 0], [50, -1e25, 1e25], [101, 130, -129]]],
+                   np.float32)  # fmt: skip
+    before = lab.copy()
+    clipped = np.clip(lab, [0, -128, -128], [100, 127, 127]).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rgb = color.lab_to_rgb(lab)
+        u8 = color.lab_to_rgb_as(lab.astype(np.float64), np.uint8)
+    np.testing.assert_array_equal(rgb, color.lab_to_rgb(clipped))
+    np.testing.assert_array_equal(u8, color.to_uint8(rgb))
+    assert ((rgb >= 0) & (rgb <= 1)).all()
+    np.testing.assert_array_equal(lab, before)  # the caller's array is left as it was
+    srgb = np.random.default_rng(0).uniform(0, 1, (9, 11, 3)).astype(np.float32)
+    inside = color.rgb_to_lab(srgb)  # every sRGB colour is in range: converted as it was
+    np.testing.assert_allclose(color.lab_to_rgb(inside), srgb, atol=1e-5)

@@ -30,6 +30,12 @@ def encode_record(rec, classes: np.ndarray, grid: float, k: int = defaults.K,
         Same name and size; arrays ``idx`` int16 (H, W, k) and ``w`` float32 (H, W, k), or with
         ``hard`` only ``idx`` (H, W, 1); meta ``kind`` ("target"), ``grid``, ``q``, ``k``,
         ``sigma`` and ``classes_used`` (distinct nearest classes in the image).
+
+    Raises
+    ------
+    RecolorError
+        ``rec`` holds no non-empty (H, W, 3) ``lab`` array (:meth:`Record.lab
+        <recolor_tools.records.Record.lab>`, which names the record's file and name).
     """
     from ..records import Record
 
