@@ -163,6 +163,8 @@ class Outputs:
 
             check_not_input(self.file, self.inputs)
             self._stream = self._stack.enter_context(atomic_open(self.file))
+        else:  # refused before any work, not after the first input's
+            check_not_input(self.file, self.inputs)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -197,6 +199,32 @@ class Outputs:
         out = self.path(name)
         return self.skip_existing and out is not None and out.is_file() and out not in self._written
 
+    def check(self, name: str) -> Path | None:
+        """Raise what :meth:`write` would refuse ``name``'s output for, writing nothing, so a
+        tool with two outputs per input (quantize --preview) can refuse both before either is
+        written; returns the file it goes to, or None.
+
+        Raises
+        ------
+        RecolorError
+            As :meth:`write`: already written in this run, or one of the inputs.
+        """
+        if self._stream is not None:
+            return None
+        out = self.path(name)
+        if out is None and self.many_per_file:
+            return None
+        if self._count and (out is None or out in self._written):
+            where = STDOUT_NAME if out is None else out
+            hint = "" if self.directory else f"; use {self.flag} DIR/"
+            # no path: the caller's guard names the input (y/a.png), not its name here (a.png)
+            raise RecolorError(f"output {where} was already written for an earlier input{hint}")
+        if out is not None:
+            if self._input_ids is None:  # stat the inputs once, not once per output
+                self._input_ids = file_ids(self.inputs)
+            check_not_input(out, self._input_ids)
+        return out
+
     def write(self, name: str, write: Callable[[BinaryIO], None]) -> Path | None:
         """Write ``name``'s output with ``write(stream)``; returns the file written, or None.
 
@@ -217,23 +245,14 @@ class Outputs:
                 raise
             self._count += 1
             return None
-        out = self.path(name)
-        if out is None and self.many_per_file:
-            self._write_stdout(write)
-            return None
-        if self._count and (out is None or out in self._written):
-            where = STDOUT_NAME if out is None else out
-            hint = "" if self.directory else f"; use {self.flag} DIR/"
-            # no path: the caller's guard names the input (y/a.png), not its name here (a.png)
-            raise RecolorError(f"output {where} was already written for an earlier input{hint}")
+        out = self.check(name)
         if out is None:
             self._write_stdout(write)
+            if self.many_per_file:  # stdout holds any number: nothing to count
+                return None
         else:
             from .imageio import atomic_open
 
-            if self._input_ids is None:  # stat the inputs once, not once per output
-                self._input_ids = file_ids(self.inputs)
-            check_not_input(out, self._input_ids)
             if out.parent != self.directory and self.directory is not None:
                 make_dir(out.parent)  # a subfolder of the inputs' tree
             with atomic_open(out) as f:

@@ -5,6 +5,10 @@
 - A stdout whose reader has gone (``| head``) or whose device is full is pointed at /dev/null, so
   the final flush at interpreter exit cannot print a second error (:func:`silence_stdout`,
   :func:`flush_stdout`).
+- A standard stream closed at start (``>&-``, ``2>&-``) is given /dev/null's descriptor, so no
+  file the run opens takes its number and the C libraries' chatter cannot land in an output;
+  a closed stderr is written to /dev/null (the exit status alone tells), a closed stdout stays
+  ``None`` for the tools to refuse writing to (:func:`fill_closed_stdio`).
 - What C libraries print straight to file descriptor 2 (libpng's "libpng error: IDAT: invalid
   stored block lengths" on a corrupt file, "libpng warning: iCCP: ..." on many good ones) is
   dropped, since each failure is already one line of recolor's (:func:`quiet_c_stderr`).
@@ -45,8 +49,31 @@ def exit_on_sigterm() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def fill_closed_stdio() -> None:
+    """Give each of file descriptors 0-2 that is closed /dev/null, and a closed ``sys.stderr``
+    (or ``sys.stdin``) a stream on it; a closed ``sys.stdout`` stays ``None``."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            with contextlib.suppress(OSError):
+                devnull = os.open(os.devnull, os.O_RDWR)
+                if devnull != fd:  # the lowest free number: fd itself, unless a lower one is
+                    os.dup2(devnull, fd)
+                    os.close(devnull)
+    # print(file=None) writes to stdout: every diagnostic would land in the record stream.
+    if sys.stderr is None:
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115 - the process's own
+    if sys.stdin is None:  # reads as empty, as a closed stdin does to a C program
+        with contextlib.suppress(OSError, ValueError):
+            sys.stdin = open(0, closefd=False)  # noqa: SIM115
+
+
 def silence_stdout() -> None:
     """Point stdout at /dev/null once its reader has gone or its device is full."""
+    if sys.stdout is None:
+        return
     with contextlib.suppress(OSError, ValueError):
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
@@ -56,6 +83,8 @@ def silence_stdout() -> None:
 def flush_stdout(prefix: str) -> int:
     """Flush the text written to stdout; a full device is one line ``<prefix>: <stdout>: ...``
     and exit status 1, not a traceback at interpreter exit. A closed pipe is re-raised."""
+    if sys.stdout is None:  # closed: nothing was written to it
+        return ExitCode.OK
     try:
         sys.stdout.flush()
     except BrokenPipeError:

@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     closed stdout pipe ends quietly with 1. What else reaches here is a bug, reported in one line
     (with a traceback under --debug).
     """
+    process.fill_closed_stdio()
     args = sys.argv[1:] if argv is None else argv
     name = next((a for a in args if not a.startswith("-")), "")
     # A file name is bytes, not always UTF-8 (b"caf\xe9.jpg"); printed paths must be that name

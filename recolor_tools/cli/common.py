@@ -178,10 +178,20 @@ class Tool:
         return ["-"]
 
     def binary_stdout(self) -> BinaryIO:
-        """stdout for binary data; refused on a terminal."""
-        if sys.stdout.isatty():
+        """stdout for binary data; refused on a terminal, and when closed (exit 1)."""
+        if self.text_stdout().isatty():
             self.usage("refusing to write binary data to a terminal; use -o or a pipe")
         return sys.stdout.buffer
+
+    def text_stdout(self):
+        """stdout; when it is closed (``>&-``), one line and exit 1, before any work where the
+        tool asks first."""
+        if sys.stdout is None:
+            from ..process import STDOUT_NAME
+
+            self.fail("is closed, nothing can be written to it (use -o FILE)", STDOUT_NAME)
+            self.exit()
+        return sys.stdout
 
     def outputs(self, output: str | None, inputs: list[str], suffix, count: int = 0, **kw):
         """The output router of this run (see :mod:`recolor_tools.outputs`); ``count`` inputs
@@ -295,9 +305,18 @@ def image_file(tool: Tool, path: str | None, flag: str) -> None:
     is a usage error, before any input is read; so is ``-`` (stdout), as for quantize --preview."""
     if path == "-":
         tool.usage(f"{flag} needs a FILE, not stdout")
-    if path is not None and (path.endswith("/") or Path(path).is_dir()):
-        tool.usage(f"{flag} {path}: names an image file, not a directory")
+    one_file(tool, path, flag, "an image file")
     format_ext(tool, None, path, flag)
+
+
+def one_file(tool: Tool, path: str | None, flag: str, what: str) -> None:
+    """An option that names one FILE or ``-`` (``what``: "a stats file"): a directory, existing
+    or ending in "/", is a usage error before any input is read. Such options are str, not
+    Path: typer's Path drops the "/", and a file of the directory's name would be written."""
+    from ..outputs import is_dir_target
+
+    if path not in (None, "-") and is_dir_target(path):
+        tool.usage(f"{flag} {path}: names {what}, not a directory")
 
 
 def _output_ext(dest: Path | None, ext: str) -> str:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from .. import defaults
+from ..errors import printable
 from .common import (
     Debug,
     DepthOpt,
@@ -25,8 +25,10 @@ from .common import (
     check_depth,
     file_suffix,
     format_ext,
+    image_encoder,
     image_file,
     image_writer,
+    one_file,
     output_dtype,
 )
 
@@ -119,19 +121,29 @@ ClassesOpt = Annotated[
 ]
 
 
-GridOpt = Annotated[float, typer.Option("--grid", min=1, help="Gamut class grid (a/b units).")]
+DEFAULT_GRID = 8.0
+"""--grid when neither it nor --classes is given: the 395 classes the README describes."""
+
+
+GridOpt = Annotated[
+    Optional[float],  # noqa: UP045 - None: not given, which --classes needs to know
+    typer.Option("--grid", min=1, help="Gamut class grid, a/b units (default 8)."),
+]
 
 
 SigmaOpt = Annotated[float, typer.Option("--sigma", min=0, help="Gaussian width, a/b units.")]
 
 
-def _class_set(tool: Tool, classes: Path | None, grid: float):
-    """(classes, grid) from --classes (a class-set or rebalance-stats file) or --grid; a bad
-    file stops the command (exit 1)."""
+def _class_set(tool: Tool, classes: Path | None, grid: float | None):
+    """(classes, grid) from --classes (a class-set or rebalance-stats file) or --grid (default
+    8); both is a usage error, a bad file stops the command (exit 1)."""
     from .. import quant
     from ..rebalance import load_class_set
 
+    if classes is not None and grid is not None:  # it would be ignored without a word
+        tool.usage(f"--grid {grid:g} and --classes exclude each other (the file holds its grid)")
     if classes is None:
+        grid = DEFAULT_GRID if grid is None else grid
         tool.finite(grid=grid)
         return quant.gamut_classes(grid), float(grid)
     with tool.guard(classes):
@@ -144,7 +156,7 @@ def quantize(
     inputs: Inputs = None,
     output: Output = None,
     classes: ClassesOpt = None,
-    grid: GridOpt = 8,
+    grid: GridOpt = None,
     k: Annotated[
         Optional[int],  # noqa: UP045
         typer.Option(
@@ -202,11 +214,18 @@ def quantize(
         for rec in tool.progress(iter_lab_sources(paths, tool.fail, roots)):
             with tool.guard(rec.origin or rec.name):
                 target = quant.encode_record(rec, cls, grid, k, sigma, hard)
-                out.write(rec.name, lambda f, t=target: write_record(f, t))
-                tool.note(f"{rec.name}: {target.meta['classes_used']} of {len(cls)} classes")
+                # All that can fail comes before the first write: an input that fails leaves
+                # neither its target nor its preview behind.
                 if shown is not None:
                     rgb = quant.preview_rgb(rec.lab(), cls, target.arrays["idx"])
-                    shown.write(rec.name, image_writer(rgb, shown.path(rec.name), ".png"))
+                    png = image_encoder(rgb, shown.path(rec.name), ".png")()
+                    shown.check(rec.name)
+                out.check(rec.name)
+                out.write(rec.name, lambda f, t=target: write_record(f, t))
+                if shown is not None:
+                    shown.write(rec.name, lambda f, png=png: f.write(png))
+                used = target.meta["classes_used"]
+                tool.note(f"{printable(rec.name)}: {used} of {len(cls)} classes")
     tool.exit()
 
 
@@ -214,7 +233,7 @@ def quantize(
 def rebalance_stats(
     inputs: Inputs = None,
     output: Annotated[
-        Optional[Path],  # noqa: UP045
+        Optional[str],  # noqa: UP045 - a str: Path would drop the "/" of a directory
         typer.Option("--output", "-o", help="Stats file (npz) to write; - for stdout."),
     ] = None,
     lam: Annotated[
@@ -222,7 +241,7 @@ def rebalance_stats(
     ] = defaults.LAMBDA,
     sigma: SigmaOpt = defaults.SIGMA,
     classes: ClassesOpt = None,
-    grid: GridOpt = 8,
+    grid: GridOpt = None,
     plot: Annotated[
         Optional[str],  # noqa: UP045 - a str: Path would drop the "/" of a directory
         typer.Option("--plot", help="Also draw log p(a,b) and the weights to this image."),
@@ -237,7 +256,8 @@ def rebalance_stats(
 
     The stats (counts, smoothed prior, weights w ∝ ((1-λ)p + λ/Q)^-1 with Σ p·w = 1) go to -o
     FILE and a summary to stderr. Without -o nothing is written and the summary goes to stdout.
-    Image files are read by --workers threads; anything else is read as a record stream.
+    Files whose bytes are an image are read by --workers threads; the others (and stdin, pipes)
+    as record streams or images, one at a time.
     """
     from ..imageio import IMAGE_EXTS, expand_inputs
     from ..rebalance import PriorAccumulator, plot_stats, summary
@@ -248,23 +268,25 @@ def rebalance_stats(
     if 0 < sigma < defaults.SIGMA_MIN:
         tool.usage(f"--sigma must be 0 (no smoothing) or at least {defaults.SIGMA_MIN}")
     image_file(tool, plot, "--plot")
-    to_stdout = output is not None and str(output) == "-"
+    one_file(tool, output, "-o", "a stats file")
+    to_stdout = output == "-"
     if to_stdout:
         tool.binary_stdout()  # refused on a terminal, before any work
+    elif output is None:
+        tool.text_stdout()  # the summary's; closed: refused before any work
     paths = expand_inputs(tool.stdin_inputs(inputs), (LAB_EXT, *IMAGE_EXTS))
-    if output is not None and not to_stdout and Path(output).is_dir():
-        tool.usage(f"-o {output}: names a stats file, not a directory")
     from ..outputs import check_not_input, write_stdout
 
     with tool.guard():  # neither is an input: checked before the counting, not after it
         for target in (output, plot):
-            if target is not None and str(target) != "-":
+            if target is not None and target != "-":
                 check_not_input(Path(target), paths)
     if tool.failures:
         tool.exit()
     acc = PriorAccumulator(*_class_set(tool, classes, grid))
-    images = [p for p in paths if p != "-" and Path(p).suffix.lower() in IMAGE_EXTS]
+    images = _image_files(paths)
     acc.add_sources(tool.progress(images, len(images)), workers, on_error=tool.fail)
+    images = set(images)
     records = iter_lab_sources([p for p in paths if p not in images], tool.fail)
     acc.add_sources(tool.progress(records), on_error=tool.fail)
     if not acc.n_images and tool.failures:
@@ -278,7 +300,24 @@ def rebalance_stats(
         if plot is not None:
             plot_stats(stats, plot)
         if output is None:
-            write_stdout(sys.stdout, lambda f: f.write(summary(stats)))
+            write_stdout(tool.text_stdout(), lambda f: f.write(summary(stats)))
         else:
             tool.note(summary(stats).rstrip())
     tool.exit()
+
+
+def _image_files(paths: list[str]) -> list[str]:
+    """The regular files of ``paths`` whose first bytes are an image's, told apart from record
+    streams as :func:`~recolor_tools.records.iter_lab_sources` does, by the bytes and not the
+    name. Stdin, pipes and devices are left out: what a peek here read would be lost to the
+    record reader, which takes images too."""
+    from ..imagehead import is_image
+
+    found = []
+    for p in paths:
+        with contextlib.suppress(OSError, ValueError):  # unreadable: the record reader says why
+            if p != "-" and Path(p).is_file():
+                with open(p, "rb") as f:
+                    if is_image(f.read(16)):
+                        found.append(p)
+    return found

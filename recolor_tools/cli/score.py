@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -14,6 +13,7 @@ from .common import (
     Tool,
     app,
     image_file,
+    one_file,
 )
 
 
@@ -36,7 +36,7 @@ def compare(
         typer.Option("--montage", help="Also draw gray input | prediction | truth to this image."),
     ] = None,
     output: Annotated[
-        Optional[Path],  # noqa: UP045
+        Optional[str],  # noqa: UP045 - a str: Path would drop the "/" of a directory
         typer.Option("--output", "-o", help="Write the report to this file, not stdout."),
     ] = None,
     quiet: Quiet = False,
@@ -58,6 +58,9 @@ def compare(
     if as_json and as_csv:
         tool.usage("--json and --csv exclude each other")
     image_file(tool, montage, "--montage")
+    one_file(tool, output, "-o", "a report file")
+    if output is None:
+        tool.text_stdout()  # closed: refused before any work
     rebal = _load_stats(tool, stats) if stats is not None else None
     pairs = _compare_pairs(tool, pred, truth)
     results, rows = [], []
@@ -77,23 +80,23 @@ def compare(
     fmt = report.format_json if as_json else report.format_csv if as_csv else None
     if output is not None:
         text = (fmt or report.format_text)(results).encode()
-        router = tool.outputs(str(output), inputs, ".txt", many_per_file=False)
+        router = tool.outputs(output, inputs, ".txt", many_per_file=False)
         with tool.opened(router) as out, tool.guard(output):
             out.write("report", lambda f: f.write(text))
-    elif fmt is None and sys.stdout.isatty():
+    elif fmt is None and tool.text_stdout().isatty():
         _print_rich_table(*report.report_cells(results))
     else:
         from ..outputs import write_stdout
 
         text = (fmt or report.format_text)(results)
         with tool.guard():  # a full device: one line naming <stdout>
-            write_stdout(sys.stdout, lambda f: f.write(text))
+            write_stdout(tool.text_stdout(), lambda f: f.write(text))
     tool.exit()
 
 
 def _compare_pairs(tool: Tool, pred: Path, truth: Path) -> list[tuple[str, Path, Path]]:
     """(name, pred, truth) to compare: the two files, or two directories matched by name."""
-    from ..imageio import expand_inputs
+    from ..imageio import expand_inputs, open_binary
     from ..pairing import pair_by_stem
 
     if pred.is_dir() != truth.is_dir():
@@ -101,6 +104,12 @@ def _compare_pairs(tool: Tool, pred: Path, truth: Path) -> list[tuple[str, Path,
     if not pred.is_dir():
         return [(truth.stem, pred, truth)]
     files = [expand_inputs([str(d)]) for d in (pred, truth)]
+    empty = [d for d, found in zip((pred, truth), files, strict=True) if found == [str(d)]]
+    for d in empty:  # kept by expand_inputs for its reader to report, as every tool does
+        with tool.guard(d):
+            open_binary(d).close()
+    if empty:  # the other folder's files would each be reported as having no partner
+        tool.exit()
     pairs, problems = pair_by_stem(*files, pred, truth)
     for err in problems:
         tool.fail(err)

@@ -1,0 +1,151 @@
+"""The command line at its edges: closed standard streams, folders without images, options that
+name one file given a folder, two outputs per input, and flags that would be ignored."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import RECOLOR, ROOT, run, smooth_image, write_rgb
+
+from recolor_tools import records
+from recolor_tools.rebalance import RebalanceStats
+
+
+def run_closed(args, close: str, cwd: Path) -> subprocess.CompletedProcess:
+    """``recolor ARGS`` with a standard stream closed (``close``: ``>&-`` or ``2>&-``), as a
+    shell leaves it: the process starts without that file descriptor."""
+    env = {**os.environ, "NO_COLOR": "1", "PYTHONPATH": str(ROOT)}
+    cmd = ["sh", "-c", f'exec "$@" {close}', "sh", *RECOLOR, *map(str, args)]
+    return subprocess.run(
+        cmd, capture_output=True, stdin=subprocess.DEVNULL, cwd=cwd, env=env, timeout=600
+    )
+
+
+def names(data: bytes) -> list[str]:
+    return [rec.name for rec in records.iter_records(io.BytesIO(data))]
+
+
+@pytest.fixture
+def pics(tmp_path: Path) -> Path:
+    """A colour image, a gray one, and a prediction/truth pair, in ``tmp_path``."""
+    write_rgb(tmp_path / "rand.png", smooth_image(40, 60, 1))
+    write_rgb(tmp_path / "gray.png", smooth_image(40, 60, 2)[:, :, 0].copy())
+    truth = smooth_image(50, 70, 3)
+    write_rgb(tmp_path / "t.png", truth)
+    write_rgb(tmp_path / "p.png", 255 - truth)
+    return tmp_path
+
+
+@pytest.mark.parametrize("content", [None, "notes.txt"])
+def test_compare_a_folder_without_images_is_one_line(pics, content):
+    (pics / "empty").mkdir()
+    if content:
+        (pics / "empty" / content).write_text("no image here\n")
+    (pics / "truth").mkdir()
+    write_rgb(pics / "truth" / "a.png", smooth_image(20, 20, 4))
+    p = run(["compare", "empty", "truth"], cwd=pics)
+    assert p.returncode == 1
+    assert p.stdout == b""
+    # what every other tool says of a folder without images
+    other = run(["to-lab", "empty"], cwd=pics).stderr.decode()
+    assert other == "recolor to-lab: empty: is a directory\n"
+    assert p.stderr.decode() == "recolor compare: empty: is a directory\n"
+
+
+def test_a_closed_stdout_with_o_writes_the_file(pics):
+    p = run_closed(["to-lab", "rand.png", "-o", "cl.lab"], ">&-", pics)
+    assert (p.returncode, p.stderr) == (0, b"")
+    assert names((pics / "cl.lab").read_bytes()) == ["rand.png"]
+    p = run_closed(["compare", "p.png", "t.png", "-o", "rep.txt"], ">&-", pics)
+    assert (p.returncode, p.stderr) == (0, b"")
+    assert (pics / "rep.txt").read_text().startswith("image")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["to-lab", "rand.png"], ["compare", "p.png", "t.png"], ["rebalance-stats", "-q", "rand.png"],
+     ["rebalance-stats", "-q", "rand.png", "-o", "-"]],
+)  # fmt: skip
+def test_writing_to_a_closed_stdout_is_one_line(pics, args):
+    p = run_closed(args, ">&-", pics)
+    assert p.returncode == 1
+    why = "is closed, nothing can be written to it (use -o FILE)"
+    assert p.stderr.decode() == f"recolor {args[0]}: <stdout>: {why}\n"
+
+
+def test_a_closed_stderr_leaves_stdout_and_outputs_alone(pics):
+    p = run_closed(["to-lab", "rand.png", "-o", "cl.lab"], "2>&-", pics)
+    assert (p.returncode, p.stdout) == (0, b"")
+    assert names((pics / "cl.lab").read_bytes()) == ["rand.png"]
+    # a failed input: the exit status says it; no diagnostic lands in the record stream
+    p = run_closed(["to-lab", "missing.png", "rand.png"], "2>&-", pics)
+    assert p.returncode == 1
+    assert names(p.stdout) == ["rand.png"]
+
+
+def test_an_option_naming_one_file_refuses_a_folder(pics):
+    p = run(["rebalance-stats", "-q", "rand.png", "-o", "newstats/"], cwd=pics)
+    assert p.returncode == 2
+    why = b"-o newstats/: names a stats file, not a directory"
+    assert p.stderr == b"recolor rebalance-stats: " + why + b"\n"
+    assert not (pics / "newstats").exists()
+    p = run(["compare", "p.png", "t.png", "-o", "rep/"], cwd=pics)
+    assert p.returncode == 2
+    assert p.stderr == b"recolor compare: -o rep/: names a report file, not a directory\n"
+    assert not (pics / "rep").exists()
+    (pics / "made").mkdir()
+    p = run(["compare", "p.png", "t.png", "-o", "made", "--json"], cwd=pics)
+    assert p.returncode == 2
+    assert list((pics / "made").iterdir()) == []
+
+
+def test_quantize_an_input_whose_preview_fails_leaves_no_target(pics):
+    p = run(["quantize", "rand.png", "gray.png", "--preview", "pp.png"], cwd=pics)
+    assert p.returncode == 1
+    assert b"gray.png: output pp.png was already written" in p.stderr
+    assert names(p.stdout) == ["rand.png"]
+
+
+def test_quantize_refuses_a_preview_naming_an_input_before_any_work(pics):
+    before = (pics / "rand.png").read_bytes()
+    p = run(["quantize", "rand.png", "--preview", "rand.png"], cwd=pics)
+    assert p.returncode == 1
+    assert p.stderr == b"recolor quantize: rand.png: refusing to overwrite an input\n"
+    assert p.stdout == b""
+    assert (pics / "rand.png").read_bytes() == before
+
+
+@pytest.mark.parametrize("tool", ["quantize", "rebalance-stats"])
+def test_grid_with_classes_is_a_usage_error(pics, tool):
+    run(["rebalance-stats", "-q", "rand.png", "-o", "st.npz"], cwd=pics, check_rc=0)
+    p = run([tool, "--classes", "st.npz", "--grid", "10", "rand.png"], cwd=pics)
+    assert p.returncode == 2
+    assert p.stdout == b""
+    why = "--grid 10 and --classes exclude each other (the file holds its grid)"
+    assert p.stderr.decode() == f"recolor {tool}: {why}\n"
+
+
+def test_rebalance_stats_tells_images_from_records_by_their_bytes(pics):
+    lab = run(["to-lab", "rand.png"], cwd=pics, check_rc=0).stdout
+    (pics / "rec.lab").write_bytes(lab)
+    (pics / "rec_named.png").write_bytes(lab)
+    (pics / "img_named.lab").write_bytes((pics / "gray.png").read_bytes())
+    run(["rebalance-stats", "-q", "rec.lab", "gray.png", "-o", "want.npz"], cwd=pics, check_rc=0)
+    run(["rebalance-stats", "-q", "rec_named.png", "img_named.lab", "-o", "got.npz"], cwd=pics,
+        check_rc=0)  # fmt: skip
+    want, got = (RebalanceStats.load(pics / n) for n in ("want.npz", "got.npz"))
+    assert got.n_images == 2
+    np.testing.assert_array_equal(got.counts, want.counts)
+
+
+def test_quantize_escapes_a_name_in_its_note(pics):
+    name = "a\nb.png"
+    write_rgb(pics / name, smooth_image(20, 30, 5))
+    p = run(["quantize", name], cwd=pics, check_rc=0)
+    (line,) = p.stderr.decode().splitlines()  # one line, the name escaped as errors are
+    assert line.startswith("a\\nb.png: ") and line.endswith(" classes")
