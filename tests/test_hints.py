@@ -353,6 +353,31 @@ def test_hint_directory_matches_inputs_by_path(tmp_path, weights):
     ]
 
 
+def test_suggest_and_skip_existing_still_check_the_hints(tmp_path, weights, image):
+    """--suggest reported no hint file for no input (exit 0), and with every output there
+    already, --skip-existing passed hints that do not parse or that the model cannot take."""
+    src, _ = image
+    hdir = tmp_path / "hints"
+    hdir.mkdir()
+    (hdir / "typo.json").write_text('{"points": [{"x": 5, "y": 5, "color": "#ff0000"}]}')
+    cls = ["--weights", weights["cls"]]
+    p = run(["predict", src, *cls, "--hints", hdir, "--suggest", "5,5"])
+    assert p.returncode == 1 and p.stdout.count(b"\t5,5\t") >= 1  # the suggestions still come
+    assert p.stderr.decode() == f"recolor predict: {hdir / 'typo.json'}: hint file for no input\n"
+    out = tmp_path / "out"
+    run(["predict", src, *cls, "-o", f"{out}/"], check_rc=0)
+    done = [src, "-o", f"{out}/", "--skip-existing"]
+    assert run(["predict", *done, *cls]).returncode == 0  # nothing to do, nothing said
+    p = run(["predict", *done, *cls, "--hint", "nonsense"])
+    assert p.returncode == 2 and "'nonsense' is not X,Y=#RRGGBB" in p.stderr.decode()
+    p = run(["predict", *done, "--weights", weights["reg"], "--hint", "1,1=#fff"])
+    assert p.returncode == 2 and "need the cls head" in p.stderr.decode()
+    p = run(["predict", *done, *cls, "--hints", hdir])
+    assert (p.returncode, p.stdout) == (1, b"") and "typo.json: hint file for no input" in str(
+        p.stderr
+    )
+
+
 def test_empty_hints_are_bit_identical_to_none(tmp_path, weights, image):
     src, rgb = image
     posters, hdir = tmp_path / "posters", tmp_path / "hints"

@@ -215,6 +215,7 @@ def predict(
         predictor = source = None
         # Hint files for no input: reported, the inputs still done.
         problems: list[RecolorError] = []
+        guided = bool(hint or hints or palette)
         with tool.guard():
             from ..hintfiles import hint_source
 
@@ -224,6 +225,10 @@ def predict(
                 )
             except ValueError as e:
                 tool.usage(str(e))
+            # All outputs there already (--skip-existing): no model to load, unless hints
+            # must be checked against it (a rerun must not pass what the first run refused).
+            if not (paths or suggest or guided):
+                tool.exit()
             from ..predict import Predictor
 
             loaded = Predictor.load(
@@ -236,7 +241,7 @@ def predict(
                 precision=precision,
             )
             try:  # options this model cannot follow: the user's to change, as other usage
-                loaded.check_hints(bool(hint or hints or palette))
+                loaded.check_hints(guided)
                 if suggest:
                     loaded.check_suggest()
             except RecolorError as e:
@@ -245,13 +250,15 @@ def predict(
         if predictor is None or source is None:
             tool.exit()
         first_rank = shard.rank_and_size()[0] == 0  # says what is about the whole list, once
+        if first_rank:
+            for problem in problems:
+                tool.fail(problem)
         if suggest:
             if first_rank:
                 _print_suggestions(tool, predictor, paths, suggest, source)
             tool.exit()
-        if first_rank:
-            for problem in problems:
-                tool.fail(problem)
+        if not paths:  # all done already
+            tool.exit()
         options = {"depth": depth, "quality": quality, "keep_profile": keep_profile, "strip": strip}
         batching = (batch_size, io_workers)
         _predict_all(tool, predictor, router, paths, roots, batching, source, ext, options)
@@ -296,8 +303,6 @@ def _predict_outputs(
     (paths,) = shard.this_rank(paths)  # under torchrun: this rank's share of the whole list
     paths = router.without_own(paths, roots)
     paths = [p for p in paths if not router.skip(input_name(p, roots))]
-    if not paths:
-        tool.exit()  # all done already: no model to load
     return router, ext, paths
 
 
