@@ -68,7 +68,7 @@ def open_binary(path: str | Path) -> BinaryIO:
             raise IsADirectoryError(21, "Is a directory", str(path))
         return open(path, "rb")  # noqa: SIM115 - the caller closes it
     except OSError as e:
-        raise RecolorError(os_reason(e), path) from None
+        raise _read_error(e, path) from None
 
 
 def read_bytes(path: str | Path) -> bytes:
@@ -80,7 +80,14 @@ def read_bytes(path: str | Path) -> bytes:
     try:
         return Path(path).read_bytes()
     except OSError as e:
-        raise RecolorError(os_reason(e), path) from None
+        raise _read_error(e, path) from None
+
+
+def _read_error(err: OSError, path: str | Path) -> RecolorError:
+    # expand_inputs passes on a folder where it found no input, for its reader to report
+    if isinstance(err, IsADirectoryError):
+        return RecolorError("is a directory, and no input was found in it", path)
+    return RecolorError(os_reason(err), path)
 
 
 def decoder_oriented(head: ImageHead) -> bool:
