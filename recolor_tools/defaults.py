@@ -23,6 +23,10 @@ float32 (inf - inf = NaN), and the annealed mean is the mode to within float32 l
 TRAIN_SIZE = 128
 """Training crop side in pixels; also the size assumed for a checkpoint that records none."""
 
+GRID = 8.0
+"""Spacing of the sRGB gamut classes in a/b units when no class set is given (``--grid``): the
+395 classes the README describes (Zhang et al. 2016: 10, 313 classes)."""
+
 K = 5
 """Nearest colour classes per pixel in soft-encoding (Zhang et al. 2016)."""
 

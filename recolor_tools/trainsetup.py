@@ -66,7 +66,7 @@ class TrainConfig:
     val: list[str] = field(default_factory=list)  # validation images; none: no val metrics
     stats: Path | None = None  # rebalance stats (cls); none: computed from the training data
     classes: Path | None = None  # class set file (cls); none: stats' classes or gamut grid
-    grid: float = 8  # grid of the gamut classes when neither stats nor classes are given
+    grid: float | None = None  # gamut class grid when no class set is given (defaults.GRID)
     epochs: int | None = None  # run length in epochs ...
     steps: int | None = None  # ... or in optimiser steps (neither: 10 epochs)
     batch_size: int = 16  # per process
@@ -102,6 +102,12 @@ class TrainConfig:
             raise ValueError("give --epochs or --steps, not both")
         if self.init is not None and self.resume:
             raise ValueError("give --init or --resume, not both")
+        brought = {"--classes": self.classes, "--stats": self.stats, "--init": self.init}
+        brought["--resume"] = self.resume or None
+        given = [flag for flag, v in brought.items() if v is not None]
+        if self.grid is not None and given:  # it would be ignored without a word
+            raise ValueError(f"--grid and {given[0]} exclude each other ({given[0]} brings the "
+                             "class set)")  # fmt: skip
         if self.overwrite and self.resume:
             raise ValueError("give --resume or --overwrite, not both")
         for name, allowed in CHOICES.items():
@@ -225,7 +231,8 @@ def resolve_classes(
             raise RecolorError("--classes and --stats hold different class sets", cfg.classes)
     else:
         if classes is None:
-            classes, grid = quant.gamut_classes(cfg.grid), float(cfg.grid)
+            grid = defaults.GRID if cfg.grid is None else float(cfg.grid)
+            classes = quant.gamut_classes(grid)
         stats = compute(classes, grid)
     setup = ClassSetup.of_stats(stats)
     if init is None:

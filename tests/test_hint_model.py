@@ -172,8 +172,9 @@ def test_simulated_hints_follow_the_truth_and_the_seed(squares):
 
 
 def train_args(data, out, *extra):
+    grid = [] if "--init" in extra else ["--grid", 10]  # --init brings its class set
     return [
-        "train", data, "--size", SIDE, "-b", 8, "--width", 8, "--grid", 10, "-j", 0,
+        "train", data, "--size", SIDE, "-b", 8, "--width", 8, *grid, "-j", 0,
         "--threads", 1, "--device", "cpu", "-o", out, "--quiet", *extra,
     ]  # fmt: skip
 

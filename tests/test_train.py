@@ -48,6 +48,8 @@ def config(data, out: Path, **kw) -> TrainConfig:
         data=[str(data["train"])], out=out, size=SIZE, batch_size=4, workers=0, width=8,
         grid=10, quiet=True, lr=2e-3, threads=1, device="cpu",
     )  # fmt: skip
+    if any(kw.get(k) for k in ("init", "stats", "classes", "resume")):
+        del base["grid"]  # they bring the class set: --grid with them is refused
     return TrainConfig(**{**base, **kw})
 
 

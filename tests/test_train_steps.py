@@ -54,6 +54,10 @@ def test_train_config_checks_each_option_once():
         ({"lr": 0.0}, "--lr must be positive"),
         ({"hint_lr": 0.0}, "--hint-lr must be positive"),
         ({"affinity": -1}, "--affinity must be 0 or more"),
+        ({"grid": 10, "classes": "c.npz"}, "--grid and --classes exclude each other"),
+        ({"grid": 10, "stats": "s.npz"}, "--grid and --stats exclude each other"),
+        ({"grid": 10, "init": "w.pt"}, "--grid and --init exclude each other"),
+        ({"grid": 10, "resume": True}, "--grid and --resume exclude each other"),
     ]:  # all bad option values: ValueError, which the CLI makes a usage error (exit 2)
         with pytest.raises(ValueError, match=match):
             TrainConfig(data=["x"], **kw)
@@ -65,6 +69,10 @@ def test_cli_reports_conflicting_options_as_usage(tmp_path):
     p = run(["train", tmp_path, "--steps", "1", "--epochs", "1", "-q"])
     assert p.returncode == 2
     assert p.stderr.decode() == "recolor train: give --epochs or --steps, not both\n"
+    p = run(["train", tmp_path, "--grid", "10", "--stats", tmp_path / "s.npz", "-q"])
+    assert (p.returncode, p.stderr.decode()) == (2, (
+        "recolor train: --grid and --stats exclude each other (--stats brings the class set)\n"
+    ))  # fmt: skip
 
 
 @pytest.mark.parametrize("tool", ["train", "predict"])

@@ -121,10 +121,6 @@ ClassesOpt = Annotated[
 ]
 
 
-DEFAULT_GRID = 8.0
-"""--grid when neither it nor --classes is given: the 395 classes the README describes."""
-
-
 GridOpt = Annotated[
     Optional[float],  # noqa: UP045 - None: not given, which --classes needs to know
     typer.Option("--grid", min=1, help="Gamut class grid, a/b units (default 8)."),
@@ -143,7 +139,7 @@ def _class_set(tool: Tool, classes: Path | None, grid: float | None):
     if classes is not None and grid is not None:  # it would be ignored without a word
         tool.usage(f"--grid {grid:g} and --classes exclude each other (the file holds its grid)")
     if classes is None:
-        grid = DEFAULT_GRID if grid is None else grid
+        grid = defaults.GRID if grid is None else grid
         tool.finite(grid=grid)
         return quant.gamut_classes(grid), float(grid)
     with tool.guard(classes):

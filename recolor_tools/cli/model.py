@@ -399,7 +399,10 @@ TrainClasses = Annotated[
         "gamut grid.",
     ),
 ]
-TrainGrid = Annotated[float, typer.Option("--grid", min=1, help="Gamut class grid (cls).")]
+TrainGrid = Annotated[
+    Optional[float],  # noqa: UP045 - None: not given, which --classes, --stats, --init need
+    typer.Option("--grid", min=1, help="Gamut class grid, a/b units (cls; default 8)."),
+]
 TrainEpochs = Annotated[_PosInt, typer.Option("--epochs", min=1, help="Default 10.")]
 TrainSteps = Annotated[_PosInt, typer.Option("--steps", min=1, help="Instead of --epochs.")]
 TrainBatchSize = Annotated[
@@ -485,7 +488,7 @@ def train(
     val: TrainVal = None,
     stats: TrainStats = None,
     classes: TrainClasses = None,
-    grid: TrainGrid = 8,
+    grid: TrainGrid = None,
     epochs: TrainEpochs = None,
     steps: TrainSteps = None,
     batch_size: TrainBatchSize = 16,
