@@ -376,7 +376,13 @@ def palette_from_list(text: str) -> Hints:
 
 def palette(colours: Sequence[tuple[str, float | str]]) -> Hints:
     """A palette of ``(colour, weight)`` pairs: hex colours (:func:`parse_color`), weights from
-    :data:`_W_MIN` to :data:`_W_MAX` (numbers, or their text). Raises ValueError."""
+    :data:`_W_MIN` to :data:`_W_MAX` (numbers, or their text), held divided by their sum. Raises
+    ValueError.
+
+    Every palette's weights sum to 1 (:func:`palette_from_image`'s too), so palettes from
+    several sources (``--palette`` and a hint file's ``"palette"``) count alike when added: an
+    image's 4,000 pixels would otherwise outweigh a listed colour 4,000 to 1.
+    """
     w = []
     for _, weight in colours:
         try:
@@ -389,12 +395,14 @@ def palette(colours: Sequence[tuple[str, float | str]]) -> Hints:
             )
         w.append(wt)
     ab = parse_colors([color for color, _ in colours])
-    return Hints(palette_ab=ab, palette_w=np.array(w, np.float32))
+    w = np.array(w, np.float64)  # summed in float64: weights reach 1e30
+    return Hints(palette_ab=ab, palette_w=(w / w.sum()).astype(np.float32))
 
 
 def palette_from_image(path: str | Path) -> Hints:
     """The colour distribution of an image (all its pixels, shrunk first; see
-    :data:`PALETTE_IMAGE_SIDE`), each pixel weighted by its opacity: the transparent part of a
+    :data:`PALETTE_IMAGE_SIDE`), each pixel weighted by its opacity (the weights sum to 1, as
+    :func:`palette`'s do): the transparent part of a
     logo or a cut-out is no colour of the scheme (composited on white, it was). Raises
     RecolorError if it cannot be read or is transparent all over."""
     img = read_rgb(path, keep_alpha=True)
@@ -410,7 +418,10 @@ def palette_from_image(path: str | Path) -> Hints:
         raise RecolorError("the palette image is transparent all over", path)
     rgb = np.clip(img[:, :, :3] / np.maximum(img[:, :, 3:], np.float32(1e-6)), 0, 1)
     ab = rgb_to_lab(rgb)[:, :, 1:].reshape(-1, 2)
-    return Hints(palette_ab=ab[w > 0], palette_w=w[w > 0])
+    keep = w > 0
+    return Hints(
+        palette_ab=ab[keep], palette_w=(w[keep] / w.sum(dtype=np.float64)).astype(np.float32)
+    )
 
 
 def parse_palette(spec: str) -> Hints:

@@ -127,7 +127,7 @@ def test_colours_points_and_palettes_parse():
     assert h.resolve(40, 30).xy.tolist() == [[10, 20]]
     assert hints.parse_hint("100%,100%=#00ff00").resolve(40, 30).xy.tolist() == [[29, 39]]
     pal = hints.palette_from_list("#e63946, #f1faee:0.5,#1d3557")
-    np.testing.assert_array_equal(pal.palette_w, [1, 0.5, 1])
+    np.testing.assert_allclose(pal.palette_w, [0.4, 0.2, 0.4])  # relative, summing to 1
     for bad in ("10,20", "10=#fff", "a,b=#fff", "1,2=#ggg", "1,2=red"):
         with pytest.raises(ValueError):
             hints.parse_hint(bad)
@@ -274,10 +274,10 @@ def test_a_palette_image_counts_its_pixels_by_opacity(tmp_path, weights, image):
     assert cv2.imwrite(str(cutout), bgra)
     a = bgra[:, :, 3:].astype(np.float32) / 255
     assert cv2.imwrite(str(flat), np.rint(bgra[:, :, :3] * a + 255 * (1 - a)).astype(np.uint8))
-    pal = hints.palette_from_image(cutout)
+    pal, opaque = hints.palette_from_image(cutout), hints.palette_from_image(flat)
     blue = hints.parse_color("#283cdc")
-    assert pal.palette_w.sum() == pytest.approx(0.5 * len(hints.palette_from_image(flat).palette_w),
-                                                rel=0.05)  # fmt: skip
+    assert len(pal.palette_w) == pytest.approx(0.5 * len(opaque.palette_w), rel=0.05)
+    assert pal.palette_w.min() == pytest.approx(0.5 * pal.palette_w.max(), rel=0.05)  # the edge
     assert np.abs(pal.palette_ab - blue).max() < 1.5  # the edge is blue at half weight
     w = ["--weights", weights["cls"]]
     chroma = {}
@@ -293,6 +293,18 @@ def test_a_palette_image_counts_its_pixels_by_opacity(tmp_path, weights, image):
     assert p.returncode == 1 and p.stderr.decode().endswith(
         "cutout.png: the palette image is transparent all over\n"
     )
+
+
+def test_palettes_from_several_sources_count_alike(tmp_path):
+    """--palette IMAGE with a hint file's palette: the image's 600 pixels outweighed a listed
+    colour 600 to 1; each palette's weights now sum to 1."""
+    ref = write_rgb(tmp_path / "blue.png", np.full((20, 30, 3), (0, 0, 255), np.uint8))
+    (tmp_path / "red.json").write_text('{"palette": [{"color": "#ff0000", "weight": 3}]}')
+    both = hints.palette_from_image(ref) + hintfiles.read_hints(tmp_path / "red.json")
+    red = np.abs(both.palette_ab - hints.parse_color("#ff0000")).max(axis=1) < 0.5
+    assert red.sum() == 1 and both.palette_w[red].sum() / both.palette_w.sum() == pytest.approx(0.5)
+    listed = hints.palette_from_list("#ff0000:1e30,#0000ff:1e30")  # float32 would overflow
+    np.testing.assert_allclose(listed.palette_w, [0.5, 0.5])
 
 
 def test_a_palette_image_is_shrunk_never_enlarged(tmp_path):
