@@ -479,6 +479,13 @@ def test_annealed_mean_tends_to_the_mode():
     np.testing.assert_allclose(quant.annealed_mean(p, C8, T=1e-3)[clear], mode[clear], atol=1e-4)
     z = np.moveaxis(np.log(np.maximum(p, 1e-30)), -1, 0)
     np.testing.assert_array_equal(quant.mode(z, C8, axis=0), mode)
+    # Down to T_MODE, in both layouts: with the classes last, a rounding of the largest
+    # probability's exponent, times 1/T, gave the plain mean or garbage from T = 1e-8 down.
+    mid = np.ascontiguousarray(np.moveaxis(p, -1, 1))  # (20, Q, 3)
+    for T in (1e-6, 1e-10, 1e-20, 1e-30):
+        last = quant.annealed_mean(p, C8, T=T)
+        np.testing.assert_allclose(last[clear], mode[clear], atol=1e-4, err_msg=f"T={T}")
+        np.testing.assert_allclose(last, quant.annealed_mean(mid, C8, T=T, axis=1), atol=1e-4)
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])

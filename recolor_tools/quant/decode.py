@@ -84,9 +84,11 @@ def _mantissa(bits):
 
 @njit(inline="always")
 def _exp2_parts(y):
-    """``2^y = 2^f 2^n`` for y <= 1: (f in [0, 1), the IEEE bits of 2^n as int32), with
-    n = floor(max(y, -64))."""
-    v = max(y, _EXP2_LO)
+    """``2^y = 2^f 2^n`` for y <= 0: (f in [0, 1), the IEEE bits of 2^n as int32), with
+    n = floor(max(y, -64)). A y above 0 is taken as 0: the exponents are scores less the
+    largest, times 1/T, and a probability within rounding of the largest can come out above
+    it through the log2 polynomial, which 1/T = 1e10 made 2^1000 (garbage exponent bits)."""
+    v = min(max(y, _EXP2_LO), _F0)
     n = np.floor(v)
     return v - n, (np.int32(n) + _EXP_BIAS) << 23
 
@@ -111,18 +113,9 @@ def _exp2_poly(f):
 def _log2_bits(x, xb, m):
     """log2 x (-inf for x = 0) from x >= 0, its bits xb and its mantissa m in [1, 2): the
     exponent plus ``_LOG2_P`` at m - 3/2."""
-    return _shifted_log2(x, xb, m, _LOG2_P)
-
-
-@njit(inline="always")
-def _shifted_log2(x, xb, m, lp):
-    """``log2 x + d`` (-inf for x = 0) for x >= 0 with bits xb and mantissa m, where ``lp`` is
-    ``_LOG2_P`` with d added to its constant term: the shift by log2 p_max in the annealed
-    mean's exponent costs nothing per value. (Scaling every coefficient by 1/T as well, to save
-    the multiply, was slower: nine coefficients no longer compile-time constants.)"""
     t = m - _F1HALF
-    pt = lp[3] + t * (lp[2] + t * (lp[1] + t * lp[0]))
-    pt = lp[8] + t * (lp[7] + t * (lp[6] + t * (lp[5] + t * (lp[4] + t * pt))))
+    pt = _G3 + t * (_G2 + t * (_G1 + t * _G0))
+    pt = _G8 + t * (_G7 + t * (_G6 + t * (_G5 + t * (_G4 + t * pt))))
     return np.float32((xb >> 23) - _EXP_BIAS) + pt if x > 0 else _FNEG_INF
 
 
@@ -348,11 +341,11 @@ def _pixel_mean(x, xb, ca, cb, k, probs, out):
             return int(not ok), int(neg)
     top_bits = hi if probs else _order_key(hi)
     top = _as_float32(top_bits)
-    # The exponent y = (log2 p - log2 p_max) k, log2 p_max folded into the polynomial, or
-    # z k - z_max k, one multiply-add.
-    ltop = _log2_bits(top, top_bits, _mantissa(top_bits))
-    lp = (_G0, _G1, _G2, _G3, _G4, _G5, _G6, _G7, _G8 - ltop)
-    shift = -top * k
+    # The exponent y = (log2 p - log2 p_max) k or (z - z_max) k, the difference taken before
+    # the multiply, as in _decode_block: the largest score's is then exactly 0. Folded into the
+    # polynomial's constant (or z k - z_max k) it was off by a rounding, times 1/T: at T = 1e-10
+    # every pixel decoded to the plain mean of the classes, or to garbage.
+    ltop = _log2_bits(top, top_bits, _mantissa(top_bits)) if probs else top
     # float32 sums over up to _LAST_SUM classes, in vector lanes (a few dozen terms each), then
     # float64: a float32 sum of many thousand classes would lose digits.
     sw = sa = sb = 0.0
@@ -363,11 +356,8 @@ def _pixel_mean(x, xb, ca, cb, k, probs, out):
         cbc = cb[c0 : c0 + _LAST_SUM]
         tw = ta = tb = _F0
         for c in range(xc.size):
-            if probs:
-                y = _shifted_log2(xc[c], xbc[c], _mantissa(xbc[c]), lp) * k
-            else:
-                y = xc[c] * k + shift
-            f, nbits = _exp2_parts(y)
+            lx = _log2_bits(xc[c], xbc[c], _mantissa(xbc[c])) if probs else xc[c]
+            f, nbits = _exp2_parts((lx - ltop) * k)
             e = _exp2_poly(f) * _as_float32(nbits)
             tw += e
             ta += e * cac[c]
