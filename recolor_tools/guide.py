@@ -11,14 +11,16 @@ Guidance changes it, before the annealed mean decodes it
   checkpoint's class prior, :data:`ALPHA` = 1, :data:`EPS` = 1e-4;
 - each point hint i, at output cell x_i with colour q_i (soft-encoded over the classes), is
   mixed in: ``p'(c|x) = (1 - sum_i m_i(x)) p(c|x) + sum_i m_i(x) q_i(c)`` with
-  ``m_i(x) = gamma sim_i(x)^pow min(1, odds_i(x))^0.5``, divided by their sum where that passes
-  1 (hints that fully reach a cell share it and leave nothing of the network's guess).
+  ``m_i(x) = gamma sim_i(x)^pow G_i(x) min(1, odds_i(x))^0.5``, divided by their sum where
+  that passes 1 (hints that fully reach a cell share it and leave nothing of the network's
+  guess).
   ``odds_i(x) = sum_c q_i(c) p(c|x) / sum_c q_i(c) prior(c)``: a hint reaches less where the
   network finds its colour less likely than the training set does (:data:`ODDS_POWER`).
   ``sim_i(x)`` is the cosine similarity of the affinity features at x and at x_i (the
   decoder's 1/4-resolution features, through a learned 1x1 layer where the model has one:
-  ``recolor train --affinity``, trained by :func:`affinity_loss`), clamped at 0, times
-  ``exp(-d^2 / (2 (RADIUS D)^2))`` of the distance d between x and x_i (D the grid's diagonal);
+  ``recolor train --affinity``, trained by :func:`affinity_loss`), clamped at 0, and
+  ``G_i(x) = exp(-d^2 / (2 (RADIUS D)^2))`` of the distance d between x and x_i (D the grid's
+  diagonal), not raised to the power;
   :data:`GAMMA` = 2, :data:`POWER` = 4, :data:`RADIUS` = 0.35. A hint spreads to what the
   network sees as the same kind of region nearby and fades across edges; the cells that no
   hint reaches keep p exactly (``predict`` gives the hint's own pixels its colour exactly).
@@ -72,7 +74,7 @@ rebalanced AuC gain): eps 1e-2 +1.81 dB / +3.8; 1e-3 +2.50 / +6.6; 1e-4 +2.60 / 
 1e-4 takes most of the gain. ALPHA 1.5 / 2 with 1e-3: +2.32 / +7.2 and +2.04 / +7.4 (more
 rebalanced AuC, less PSNR)."""
 GAMMA = 2.0
-"""Strength of a point hint: its share of a cell is ``GAMMA sim^POWER`` (times the odds term,
+"""Strength of a point hint: its share of a cell is ``GAMMA sim^POWER G`` (times the odds term,
 at most 1), unless the hints say another (``predict --hint-strength``,
 :attr:`recolor_tools.hints.Hints.strength`).
 

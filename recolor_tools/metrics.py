@@ -137,8 +137,9 @@ def ssim(pred: np.ndarray, truth: np.ndarray) -> float:
     with C1 = (0.01 L)^2, C2 = (0.03 L)^2, L = 255, and population (not sample) covariances. The
     map is averaged over the pixels whose whole window lies inside the image (a 5-pixel border is
     dropped, as with the "valid" filtering of the reference MATLAB code), then over the three
-    channels. Borders are mirrored without repeating the edge pixel (``cv2.BORDER_REFLECT``),
-    which matches ``skimage.metrics.structural_similarity(gaussian_weights=True, sigma=1.5,
+    channels. Borders are mirrored with the edge pixel repeated (``cv2.BORDER_REFLECT``; the
+    dropped border makes the choice moot), which matches
+    ``skimage.metrics.structural_similarity(gaussian_weights=True, sigma=1.5,
     use_sample_covariance=False, data_range=255, channel_axis=-1)``.
     """
     _check_pair(pred, truth, 3)
@@ -340,9 +341,16 @@ def colourfulness(rgb: np.ndarray) -> float:
         ``yb = (R + G) / 2 - B`` and m, s are their mean and population standard deviation over
         the image. 0 for grey images; the paper calls about 33 "moderately", about 59 "quite"
         and above 82 "extremely" colourful.
+
+    Raises
+    ------
+    ValueError
+        Not an (H, W, 3) image, or no pixel.
     """
     x = np.asarray(rgb)
     check_image(x, "rgb")
+    if not x.size:  # moments of no pixel: 0 / 0
+        raise ValueError(f"rgb holds no pixel, shape {x.shape}")
     # Strip by strip: float32 holds rg and yb of 0..255 integers exactly, meanStdDev sums in
     # float64, and the strips' moments add up (n m and n (s^2 + m^2)) to the image's.
     first, second = np.zeros(2), np.zeros(2)

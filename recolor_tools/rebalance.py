@@ -236,11 +236,14 @@ class PriorAccumulator:
     def add_counts(self, counts: np.ndarray, n_images: int = 1) -> None:
         """Add per-class counts made elsewhere: (Q,) whole numbers >= 0 (ValueError else)."""
         c = np.asarray(counts)
-        if c.shape != self.counts.shape or c.dtype.kind not in "iu" or (c < 0).any():
+        top = np.iinfo(self.counts.dtype).max
+        whole = c.dtype.kind in "iu" and c.shape == self.counts.shape
+        if not whole or (c < 0).any() or (c > top).any():
             raise ValueError(
-                f"counts must be {self.counts.shape} whole numbers >= 0, got {c.dtype} {c.shape}"
+                f"counts must be {self.counts.shape} whole numbers from 0 to {top}, got "
+                f"{c.dtype} {c.shape}"
             )
-        self.counts += c
+        self.counts += c.astype(self.counts.dtype)  # uint64 does not add to int64 in place
         self.n_images += n_images
 
     def add_files(

@@ -251,6 +251,12 @@ def test_colourfulness_of_grey_is_zero():
     assert metrics.colourfulness(const_rgb(5, 5, (90, 90, 90))) == pytest.approx(0.0, abs=1e-12)
 
 
+def test_colourfulness_of_no_pixel_is_refused():
+    # the moments of no pixel were 0 / 0: NaN with RuntimeWarnings, where the docs promise >= 0
+    with pytest.raises(ValueError, match="no pixel"):
+        metrics.colourfulness(np.zeros((0, 4, 3), np.uint8))
+
+
 def test_colourfulness_of_constant_colour():
     # rg = 200 - 100 = 100, yb = (200 + 100) / 2 - 50 = 100, no spread.
     got = metrics.colourfulness(const_rgb(5, 7, (200, 100, 50)))

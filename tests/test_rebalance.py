@@ -72,10 +72,13 @@ def test_accumulator_counts_hard_classes_and_merges():
         rebalance.PriorAccumulator(C8, 8).finish()
     # counts made elsewhere: a scalar once added itself to every class, a negative one was
     # blamed on the prior's shape at finish(), floats and other lengths were numpy's errors
-    for bad in (5, -np.ones(len(C8), np.int64), np.ones(len(C8)), np.ones(3, np.int64)):
+    huge = np.full(len(C8), 2**63, np.uint64)  # past int64: would wrap to negative counts
+    for bad in (5, -np.ones(len(C8), np.int64), np.ones(len(C8)), np.ones(3, np.int64), huge):
         with pytest.raises(ValueError, match="counts must be"):
             acc.add_counts(bad)
     np.testing.assert_array_equal(acc.counts, want)
+    acc.add_counts(np.ones(len(C8), np.uint64))  # whole numbers, as documented: numpy refused
+    np.testing.assert_array_equal(acc.counts, want + 1)  # to add uint64 to int64 in place
 
 
 def images(tmp_path, n=4):

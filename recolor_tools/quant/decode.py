@@ -454,7 +454,9 @@ def annealed_mean(
         Per-pixel class probabilities ``p`` (>= 0, finite, need not sum to 1, at least one
         positive per pixel), or logits ``z`` when ``logits=True`` (no NaN or +inf; -inf masks
         a class); the class axis (length Q) is ``axis``, e.g. (H, W, Q) or (B, Q, H, W) with
-        ``axis=1``. Computed in float32 (float64 input is converted).
+        ``axis=1``. Computed in float32 (float64 input is converted): probabilities below
+        1.2e-38 (float32 subnormals) count as about 2^-127, so scale a pixel whose largest
+        probability is that small (softmax output never is).
     classes : (Q, 2) array_like
         Class centres (a, b).
     T : float, default 0.38
@@ -473,7 +475,8 @@ def annealed_mean(
     Raises
     ------
     ValueError
-        Wrong shapes, T not positive, NaN or +inf scores, negative probabilities, or a pixel
+        Wrong shapes, T below :data:`~recolor_tools.defaults.T_MODE` (1e-30: use :func:`mode`),
+        NaN or +inf scores, negative probabilities, or a pixel
         without a positive probability (finite logit).
 
     Notes

@@ -463,7 +463,8 @@ def soft_encode(
     Raises
     ------
     ValueError
-        Bad shapes, NaN or infinite values, k out of range, sigma not positive.
+        Bad shapes, NaN or infinite values, k out of range, sigma below
+        :data:`~recolor_tools.defaults.SIGMA_MIN` (0.01: narrower is the hard encoding).
 
     Notes
     -----
