@@ -135,6 +135,8 @@ class TrainConfig:
                              "train: --hints or --affinity)")  # fmt: skip
         if self.affinity is not None and self.affinity < 0:
             raise ValueError("--affinity must be 0 or more")
+        if self.affinity and self.head != "cls":  # caught before torch starts, as usage
+            raise ValueError("--affinity features steer the cls head only (--head cls)")
 
     def check_out(self) -> None:
         """Raise ValueError if OUT holds a run (``last.pt``) that neither ``resume`` nor

@@ -149,3 +149,15 @@ def test_quantize_escapes_a_name_in_its_note(pics):
     p = run(["quantize", name], cwd=pics, check_rc=0)
     (line,) = p.stderr.decode().splitlines()  # one line, the name escaped as errors are
     assert line.startswith("a\\nb.png: ") and line.endswith(" classes")
+
+
+def test_predict_o_with_a_format_it_does_not_write_is_a_usage_error(tmp_path):
+    """-o x.gif made a folder named x.gif (a name without an image extension is a folder for
+    predict); from-lab refused it as an unknown format, as predict now does."""
+    src = write_rgb(tmp_path / "a.png", smooth_image(24, 32, 1))
+    for tool in ("predict", "from-lab"):
+        p = run([tool, src, "-o", tmp_path / "x.gif"])
+        assert p.returncode == 2 and "unknown image format '.gif'" in p.stderr.decode()
+    assert not (tmp_path / "x.gif").exists()
+    p = run(["predict", src, "--size", "16", "-o", tmp_path / "noext"], check_rc=0)
+    assert p.stdout.decode() == f"{tmp_path / 'noext' / 'a.png'}\n"

@@ -54,6 +54,7 @@ def test_train_config_checks_each_option_once():
         ({"lr": 0.0}, "--lr must be positive"),
         ({"hint_lr": 0.0}, "--hint-lr must be positive"),
         ({"affinity": -1}, "--affinity must be 0 or more"),
+        ({"affinity": 16, "head": "reg"}, "steer the cls head only"),
         ({"grid": 10, "classes": "c.npz"}, "--grid and --classes exclude each other"),
         ({"grid": 10, "stats": "s.npz"}, "--grid and --stats exclude each other"),
         ({"grid": 10, "init": "w.pt"}, "--grid and --init exclude each other"),

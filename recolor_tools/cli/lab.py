@@ -127,7 +127,20 @@ GridOpt = Annotated[
 ]
 
 
-SigmaOpt = Annotated[float, typer.Option("--sigma", min=0, help="Gaussian width, a/b units.")]
+# One flag, two Gaussians (the README's): quantize's soft-encoding kernel, rebalance-stats'
+# smoothing of the prior; the default width is the same, each help says which it sets.
+EncodeSigma = Annotated[
+    float,
+    typer.Option(
+        "--sigma", min=0, help="Width of the soft-encoding Gaussian, a/b units (at least 0.01)."
+    ),
+]
+SmoothSigma = Annotated[
+    float,
+    typer.Option(
+        "--sigma", min=0, help="Width of the Gaussian that smooths the prior, a/b units (0: none)."
+    ),
+]
 
 
 def _class_set(tool: Tool, classes: Path | None, grid: float | None):
@@ -162,7 +175,7 @@ def quantize(
             show_default=False,
         ),
     ] = None,
-    sigma: SigmaOpt = defaults.SIGMA,
+    sigma: EncodeSigma = defaults.SIGMA,
     hard: Annotated[bool, typer.Option("--hard", help="Only the nearest class (k = 1).")] = False,
     preview: Annotated[
         Optional[str],  # noqa: UP045
@@ -235,7 +248,7 @@ def rebalance_stats(
     lam: Annotated[
         float, typer.Option("--lambda", min=0, max=1, help="Mix with uniform (Zhang: 0.5).")
     ] = defaults.LAMBDA,
-    sigma: SigmaOpt = defaults.SIGMA,
+    sigma: SmoothSigma = defaults.SIGMA,
     classes: ClassesOpt = None,
     grid: GridOpt = None,
     plot: Annotated[

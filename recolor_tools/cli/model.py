@@ -272,10 +272,11 @@ def _predict_outputs(
     from .. import shard
     from ..imageio import IMAGE_EXTS, input_name, writes_in_place
 
-    ext = common.format_ext(tool, fmt)
     # an existing device or FIFO (/dev/null, /dev/stdout) is one file, written in place
     in_place = output not in (None, "-") and os.path.exists(output)
     in_place = in_place and not os.path.isdir(output) and writes_in_place(output)
+    # -o x.gif made a folder x.gif/: an extension names a format, as in from-lab
+    ext = common.format_ext(tool, fmt, None if in_place else output)
     if not in_place and output not in (None, "-") and Path(output).suffix.lower() not in IMAGE_EXTS:
         output = output.rstrip("/") + "/"  # without an image extension, -o names a directory
 
