@@ -379,7 +379,7 @@ def _parse_header(raw: bytes, source: str) -> dict:
                 raise RecolorError(
                     f"record array {a['name']!r} of shape {shape} is larger than any image "
                     f"recolor reads (RECOLOR_MAX_PIXELS = {limit:,})",
-                    source,
+                    f"{source}: {name}",
                 )
             a["shape"] = shape
         if not isinstance(head.get("source") or {}, dict):

@@ -28,9 +28,12 @@ class Case:
     reason: str
 
     def named(self, path: Path) -> str:
-        """What the error line names: the file, and for a bad value the record inside it."""
+        """What the error line names: the file, and for a bad value or a record over the
+        limits the record inside it."""
         if "contains" in self.reason:
             return f"{path}: {self.name.replace('.lab', '-record.png')}"
+        if "larger than" in self.reason:
+            return f"{path}: x.png"  # _head's name
         return str(path)
 
 
