@@ -99,13 +99,15 @@ def decoder_oriented(head: ImageHead) -> bool:
 
 def decode_stored(data: bytes, name: str = "<data>") -> tuple[ImageHead, np.ndarray]:
     """The header and the samples as the file stores them (OpenCV's BGR/BGRA/gray order, uint8
-    or uint16, alpha kept; JPEG with its EXIF orientation applied), after the checks of
-    :func:`recolor_tools.imagehead.read_head` (format, pixel limit, truncation).
+    or uint16, or float32 for a float TIFF; alpha kept; JPEG with its EXIF orientation applied),
+    after the checks of :func:`recolor_tools.imagehead.read_head` (format, pixel limit,
+    truncation).
 
     Raises
     ------
     RecolorError
-        A format recolor does not read, an image over the limit, or corrupt data.
+        A format recolor does not read, an image over the limit, corrupt data, integer samples
+        other than 8 and 16 bits, or NaN or infinite float samples.
     """
     head = read_head(data, name)  # format from the magic bytes, size limit, truncation
     if head.pages > 1 and head.format == "TIFF":
@@ -126,6 +128,11 @@ def decode_stored(data: bytes, name: str = "<data>") -> tuple[ImageHead, np.ndar
             "(recolor reads 8- and 16-bit images and float TIFFs)",
             name,
         )
+    if img.dtype.kind == "f":  # a float TIFF
+        if img.dtype != np.float32:  # float64: OpenCV's colour conversions take float32 only
+            img = img.astype(np.float32)  # out of float32's range: inf, refused below
+        if not np.isfinite(img).all():  # one NaN would spread through the whole prediction
+            raise RecolorError("NaN or infinite samples in a float image", name)
     return head, img
 
 

@@ -124,8 +124,19 @@ IMAGE_CASES = [
     Case("-dash ünï cödé.gif", lambda: b"GIF87a" + bytes(40), "GIF"),
     Case("new\nline.png", lambda: b"", "empty"),
     Case("fifo.png", lambda p: os.mkfifo(p), "text"),  # the test writes text into it
+    Case("nan.tif", lambda: _float_tiff(np.float32, nan=True), "NaN"),
 ]
 """Files no tool may read as an image: each must give one line and no output."""
+
+
+def _float_tiff(dtype, nan: bool = False) -> bytes:
+    # a float TIFF, one NaN sample in it with ``nan`` (it escaped as an internal error)
+    img = smooth_image(20, 30, 3).astype(dtype) / 255
+    if nan:
+        img[3, 4, 1] = np.nan
+    ok, buf = cv2.imencode(".tif", img)
+    assert ok
+    return buf.tobytes()
 
 
 def _jpeg_garbage_scan() -> bytes:
@@ -166,6 +177,7 @@ def good_images() -> dict[str, tuple[bytes, tuple[int, int]]]:
     save("plain.bmp", pil)
     save("plain.tif", pil, format="TIFF")
     out["bmp-named.jpg"] = (out["plain.bmp"][0], (20, 30))  # trust the bytes
+    out["float64.tif"] = (_float_tiff(np.float64), (20, 30))  # OpenCV converts float32 only
     return out
 
 
