@@ -57,12 +57,14 @@ _PNG_MAX_RATIO = 8 * 1032
 class ImageHead:
     """What the header says: format (one of :data:`READ`), width and height in pixels, and the
     number of pages or frames (a TIFF's pages, an animated PNG's or WebP's frames): 1, or 2
-    meaning "more than one"."""
+    meaning "more than one"; for a TIFF, its first ExtraSamples value (0 unspecified, 1 alpha
+    premultiplied into the colours, 2 straight alpha), None without the tag."""
 
     format: str
     width: int
     height: int
     pages: int = 1
+    extra_samples: int | None = None
 
 
 def max_pixels() -> int:
@@ -233,19 +235,21 @@ def _tiff(data: bytes) -> ImageHead:
     e = "<" if data[:2] == b"II" else ">"
     (ifd,) = struct.unpack(e + "I", data[4:8])
     (n,) = struct.unpack(e + "H", data[ifd : ifd + 2])
-    size = {}
+    size, extra = {}, None
     for k in range(n):
-        tag, typ, _count, value = struct.unpack(
+        tag, typ, count, value = struct.unpack(
             e + "HHI4s", data[ifd + 2 + 12 * k : ifd + 14 + 12 * k]
         )
         if tag in (256, 257):  # ImageWidth, ImageLength: SHORT (3) or LONG (4)
             short = typ == 3
             size[tag] = struct.unpack(e + ("H" if short else "I"), value[: 2 if short else 4])[0]
+        elif tag == 338 and typ == 3 and 1 <= count <= 2:  # ExtraSamples, held in the entry
+            (extra,) = struct.unpack(e + "H", value[:2])
     end = ifd + 2 + 12 * n
     (next_ifd,) = struct.unpack(e + "I", data[end : end + 4]) if end + 4 <= len(data) else (0,)
     if 256 not in size or 257 not in size:
         raise ValueError("no size tags")
-    return ImageHead("TIFF", size[256], size[257], 2 if next_ifd else 1)
+    return ImageHead("TIFF", size[256], size[257], 2 if next_ifd else 1, extra)
 
 
 def _webp(data: bytes) -> ImageHead:

@@ -99,7 +99,8 @@ def decoder_oriented(head: ImageHead) -> bool:
 
 def decode_stored(data: bytes, name: str = "<data>") -> tuple[ImageHead, np.ndarray]:
     """The header and the samples as the file stores them (OpenCV's BGR/BGRA/gray order, uint8
-    or uint16, or float32 for a float TIFF; alpha kept; JPEG with its EXIF orientation applied),
+    or uint16, or float32 for a float TIFF; alpha kept, straight: a TIFF's premultiplied colours
+    are divided by it; JPEG with its EXIF orientation applied),
     after the checks of :func:`recolor_tools.imagehead.read_head` (format, pixel limit,
     truncation).
 
@@ -128,12 +129,33 @@ def decode_stored(data: bytes, name: str = "<data>") -> tuple[ImageHead, np.ndar
             "(recolor reads 8- and 16-bit images and float TIFFs)",
             name,
         )
+    if img.ndim == 3 and img.shape[2] == 4 and _premultiplied(head, img.dtype):
+        img = _unpremultiply(img)
     if img.dtype.kind == "f":  # a float TIFF
         if img.dtype != np.float32:  # float64: OpenCV's colour conversions take float32 only
             img = img.astype(np.float32)  # out of float32's range: inf, refused below
         if not np.isfinite(img).all():  # one NaN would spread through the whole prediction
             raise RecolorError("NaN or infinite samples in a float image", name)
     return head, img
+
+
+def _premultiplied(head: ImageHead, dtype: np.dtype) -> bool:
+    # OpenCV reads an 8-bit TIFF with alpha through libtiff's RGBA interface, which multiplies
+    # straight alpha (ExtraSamples 2) into the colours and leaves premultiplied data (1) as it
+    # is; other depths come as stored. Composited as straight alpha, half-transparent areas
+    # came out dark (177 for 227).
+    extra = head.extra_samples if head.format == "TIFF" else None
+    return extra == 1 or extra == 2 and dtype == np.uint8
+
+
+def _unpremultiply(img: np.ndarray) -> np.ndarray:
+    """Straight colours ``c max / a`` from premultiplied ones ``c`` (BGRA integers, in place;
+    0 where a = 0, as the colour there is)."""
+    peak = np.iinfo(img.dtype).max
+    alpha = np.maximum(img[:, :, 3:].astype(np.float32), 1)
+    colour = img[:, :, :3].astype(np.float32) * (np.float32(peak) / alpha)
+    img[:, :, :3] = np.clip(np.rint(colour), 0, peak)
+    return img
 
 
 def decode_rgb(

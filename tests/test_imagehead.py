@@ -122,3 +122,48 @@ def test_a_png_whose_header_lies_is_a_bomb_whatever_the_limit(monkeypatch):
     with pytest.raises(RecolorError, match="decompression bomb"):
         read_head(png_bytes(100_000, 100_000, zlib.compress(bytes(1000))))
     assert read_head(png_bytes(2000, 2000)).height == 2000  # flat, but honest
+
+
+def _extra_samples(tiff: bytes, value: int) -> bytes:
+    """``tiff`` (little-endian, one IFD) with its ExtraSamples entry set to ``value``."""
+    import struct
+
+    data = bytearray(tiff)
+    (ifd,) = struct.unpack("<I", data[4:8])
+    (n,) = struct.unpack("<H", data[ifd : ifd + 2])
+    for k in range(n):
+        entry = ifd + 2 + 12 * k
+        if struct.unpack("<H", data[entry : entry + 2])[0] == 338:
+            data[entry + 8 : entry + 10] = struct.pack("<H", value)
+            return bytes(data)
+    raise AssertionError("no ExtraSamples tag")
+
+
+def test_tiff_alpha_is_composited_as_the_file_says(tmp_path):
+    """OpenCV multiplies a straight alpha (ExtraSamples 2) into an 8-bit TIFF's colours, so a
+    half-transparent 200 came out 177 on white, not 227; premultiplied data (1) is divided back."""
+    import numpy as np
+    from PIL import Image
+
+    rgba = np.zeros((6, 8, 4), np.uint8)
+    rgba[..., :3] = (200, 120, 40)
+    rgba[..., 3] = 128
+    buf = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buf, format="TIFF")  # straight alpha: ExtraSamples 2
+    straight = buf.getvalue()
+    pre = rgba.copy()
+    pre[..., :3] = np.rint(rgba[..., :3] * (128 / 255))
+    buf = io.BytesIO()
+    Image.fromarray(pre, "RGBA").save(buf, format="TIFF")
+    premultiplied = _extra_samples(buf.getvalue(), 1)
+    want = rgba[..., :3] / 255 * (128 / 255) + (1 - 128 / 255)  # over white
+    for data in (straight, premultiplied):
+        np.testing.assert_allclose(decode_rgb(data, "a.tif"), want, atol=1.5 / 255)
+        kept = decode_rgb(data, "a.tif", keep_alpha=True)
+        np.testing.assert_allclose(kept[..., :3], rgba[..., :3] / 255, atol=2.5 / 255)
+    (tmp_path / "a.tif").write_bytes(straight)
+    write_rgb(tmp_path / "a.png", rgba)
+    lab = [next(iter_records(io.BytesIO(run(["to-lab", tmp_path / n], check_rc=0).stdout))).lab()
+           for n in ("a.tif", "a.png")]  # fmt: skip
+    np.testing.assert_allclose(lab[0], lab[1], atol=0.5)
+    assert [read_head(d).extra_samples for d in (straight, premultiplied)] == [2, 1]
