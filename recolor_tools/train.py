@@ -20,7 +20,8 @@ Choices
   scheduler), so that a run cut short and resumed takes the same path as an uninterrupted one.
 - ``--resume`` restores the model, optimiser, scheduler, grad scaler, RNG states, epoch and
   position in the epoch from ``OUT/last.pt`` (the model's config, classes and rebalancing
-  statistics come from there too, whatever the options say). With the same data, seed, batch
+  statistics come from there too; ``--stats``, ``--classes`` or ``--grid`` with it are usage
+  errors). With the same data, seed, batch
   size and number of processes it reaches the same weights as an uninterrupted run: the
   augmentation of an item depends only on seed, epoch and index (see :mod:`recolor_tools.data`).
   A ``last.pt`` that cannot be read (cut short) is replaced by ``last.prev.pt``, the checkpoint
@@ -74,7 +75,7 @@ from .trainsetup import (
     log,
     read_start,
     resolve_classes,
-    resolve_freeze_bn,
+    resolve_defaults,
     setup_process,
     stats_of_data,
     takes_hints,
@@ -408,7 +409,7 @@ def _train(cfg: TrainConfig, d: Dist, report: Callable[[str], None] | None) -> P
     dev = setup_process(cfg, d)
     resumed, init = read_start(cfg, d)
     carried = resumed if resumed is not None else init
-    cfg = resolve_freeze_bn(cfg, resumed)
+    cfg = resolve_defaults(cfg, resumed)
 
     # -- data -----------------------------------------------------------------------------
     unreadable = Unreadable(report)  # each unreadable image told once

@@ -92,7 +92,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
-        if self.lr is None:
+        if self.lr is None and not self.resume:  # resumed: the run's own (resolve_defaults)
             self.lr = LR
             if self.init is not None and self.hints:
                 self.lr = FINETUNE_LR
@@ -108,6 +108,9 @@ class TrainConfig:
         if self.grid is not None and given:  # it would be ignored without a word
             raise ValueError(f"--grid and {given[0]} exclude each other ({given[0]} brings the "
                              "class set)")  # fmt: skip
+        if self.resume and given[:-1]:  # a resumed run keeps its classes and rebalancing
+            raise ValueError(f"{given[0]} and --resume exclude each other (the run keeps its "
+                             "class set and rebalancing)")  # fmt: skip
         if self.overwrite and self.resume:
             raise ValueError("give --resume or --overwrite, not both")
         for name, allowed in CHOICES.items():
@@ -130,7 +133,8 @@ class TrainConfig:
             raise ValueError(f"--size must be a multiple of 8, got {self.size}")
         if not self.hint_lr > 0:
             raise ValueError("--hint-lr must be positive")
-        if not (self.lr > 0 or self.lr == 0 and (self.hints or self.affinity or self.resume)):
+        lr_ok = self.lr is None or self.lr > 0
+        if not (lr_ok or self.lr == 0 and (self.hints or self.affinity or self.resume)):
             raise ValueError("--lr must be positive (0, the network kept, needs new layers to "
                              "train: --hints or --affinity)")  # fmt: skip
         if self.affinity is not None and self.affinity < 0:
@@ -192,7 +196,8 @@ def resolve_classes(
     """Where the class set and rebalancing come from: the one place that decides.
 
     - reg head: none.
-    - ``--resume``: the checkpoint's, whatever the options say.
+    - ``--resume``: the checkpoint's (``--stats``, ``--classes`` and ``--grid`` with it are
+      refused by :class:`TrainConfig`).
     - ``--init`` without ``--stats``: the checkpoint's (its output layer is tied to the classes);
       ``--classes`` is refused. With ``--stats``: the stats' weights, whose class set must be
       the checkpoint's (the soft-encoding stays the checkpoint's).
@@ -462,14 +467,19 @@ def takes_hints(cfg: TrainConfig, carried: dict | None) -> bool:
     return saved if cfg.resume else cfg.hints or saved
 
 
-def resolve_freeze_bn(cfg: TrainConfig, resumed: dict | None) -> TrainConfig:
-    """``cfg`` with ``freeze_bn`` decided: as given; else as the resumed run had it; else on
-    for a fine-tune that adds layers (``--init`` with ``--hints`` or ``--affinity``), off
-    otherwise."""
+def resolve_defaults(cfg: TrainConfig, resumed: dict | None) -> TrainConfig:
+    """``cfg`` with ``freeze_bn`` and ``lr`` decided: as given; else as the resumed run had
+    them (a run started with ``--init`` chose its defaults from it, which ``--resume`` does
+    not repeat: an ``--init --affinity`` run, lr 0, resumed at 1e-4 with an optimiser of
+    another shape); else ``freeze_bn`` on for a fine-tune that adds layers (``--init`` with
+    ``--hints`` or ``--affinity``), off otherwise."""
+    args = {} if resumed is None else resumed["train_state"].get("args", {})
+    if cfg.lr is None:  # resumed without --lr (TrainConfig leaves it open then)
+        cfg = dataclasses.replace(cfg, lr=args.get("lr", LR))
     if cfg.freeze_bn is not None:
         return cfg
     if resumed is not None:
-        frozen = bool(resumed["train_state"].get("args", {}).get("freeze_bn"))
+        frozen = bool(args.get("freeze_bn"))
     else:
         frozen = bool(cfg.hints or cfg.affinity) and cfg.init is not None
     return dataclasses.replace(cfg, freeze_bn=frozen)

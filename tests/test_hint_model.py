@@ -29,7 +29,7 @@ from recolor_tools.trainsetup import (
     TrainConfig,
     build_model,
     build_optimiser,
-    resolve_freeze_bn,
+    resolve_defaults,
 )
 
 SIDE = 32
@@ -172,7 +172,7 @@ def test_simulated_hints_follow_the_truth_and_the_seed(squares):
 
 
 def train_args(data, out, *extra):
-    grid = [] if "--init" in extra else ["--grid", 10]  # --init brings its class set
+    grid = [] if {"--init", "--resume"} & set(extra) else ["--grid", 10]  # they bring theirs
     return [
         "train", data, "--size", SIDE, "-b", 8, "--width", 8, *grid, "-j", 0,
         "--threads", 1, "--device", "cpu", "-o", out, "--quiet", *extra,
@@ -189,7 +189,7 @@ def automatic(squares, tmp_path_factory):
 def test_init_with_hints_starts_exactly_as_the_automatic_model(squares, automatic, tmp_path):
     auto, ckpt = checkpoints.load_checkpoint(automatic)
     assert auto.config.hints is False
-    cfg = resolve_freeze_bn(
+    cfg = resolve_defaults(
         TrainConfig(data=[str(squares)], out=tmp_path, hints=True, init=automatic), None
     )
     assert cfg.freeze_bn is True and cfg.lr == 3e-5  # the fine-tune defaults
@@ -229,11 +229,17 @@ def test_without_hints_the_hint_layers_add_nothing_whatever_their_weights():
 def test_fine_tune_settings_survive_a_resume(tmp_path):
     resumed = {"train_state": {"args": {"freeze_bn": True, "hints": True}}}
     cfg = TrainConfig(data=["x"], out=tmp_path, resume=True)  # --resume takes no --init
-    assert resolve_freeze_bn(cfg, resumed).freeze_bn is True
-    assert resolve_freeze_bn(cfg, {"train_state": {"args": {}}}).freeze_bn is False
+    assert resolve_defaults(cfg, resumed).freeze_bn is True
+    assert resolve_defaults(cfg, {"train_state": {"args": {}}}).freeze_bn is False
     given = TrainConfig(data=["x"], out=tmp_path, resume=True, freeze_bn=False)
-    assert resolve_freeze_bn(given, resumed).freeze_bn is False  # what the user says wins
+    assert resolve_defaults(given, resumed).freeze_bn is False  # what the user says wins
     assert TrainConfig(data=["x"], hints=True).lr == 1e-4  # no --init: not a fine-tune
+    # the learning rate too: an --init --affinity run (lr 0) resumed at 1e-4 with an optimiser
+    # of two parameter groups, which its checkpoint's one could not load into
+    assert resolve_defaults(cfg, {"train_state": {"args": {"lr": 0.0}}}).lr == 0.0
+    assert resolve_defaults(cfg, {"train_state": {"args": {}}}).lr == 1e-4
+    given = TrainConfig(data=["x"], out=tmp_path, resume=True, lr=3e-4)
+    assert resolve_defaults(given, {"train_state": {"args": {"lr": 0.0}}}).lr == 3e-4
     assert TrainConfig(data=["x"], hints=True, init="w.pt", lr=1e-3).lr == 1e-3
 
 
@@ -348,6 +354,21 @@ def test_affinity_fine_tune_keeps_the_network_and_spreads_hints_better(
     run(["predict", tmp_path / "g.png", "-w", out / "cls.pt", "-o", tmp_path / "h.png",
          "--hint", f"10,10={color}"], check_rc=0)  # fmt: skip
     assert not np.array_equal(read_rgb(tmp_path / "h.png"), read_rgb(tmp_path / "b.png"))
+
+
+def test_an_affinity_fine_tune_resumes(squares, automatic, tmp_path):
+    """--resume of an --init --affinity run failed ("a different number of parameter groups"):
+    the lr default (0: the network kept) came from --init, which a resume does not repeat."""
+    out = tmp_path / "aff"
+    common = ["--affinity", 16, "--hint-lr", 0.03, "--ckpt-every", 2]
+    run(train_args(squares, out, "--init", automatic, *common, "--steps", 2), check_rc=0)
+    r = run(train_args(squares, out, *common, "--steps", 4, "--resume"))
+    assert r.returncode == 0, r.stderr.decode()
+    tuned, _ = checkpoints.load_checkpoint(out / "cls.pt")
+    auto, _ = checkpoints.load_checkpoint(automatic)
+    for k, v in auto.state_dict().items():  # lr 0 still: the network itself is kept
+        if "running" not in k and "num_batches" not in k:
+            assert torch.equal(tuned.state_dict()[k], v), k
 
 
 def test_validation_does_not_change_the_affinity_training(squares, automatic, tmp_path):

@@ -97,9 +97,12 @@ def test_resolve_classes_reg_has_none():
     assert cs.classes is None and cs.rebalance is None and cs.weights is None
 
 
-def test_resolve_classes_resume_keeps_the_checkpoints_whatever_the_options(tmp_path):
+def test_resolve_classes_resume_keeps_the_checkpoints(tmp_path):
     other, _ = stats_file(tmp_path / "s.npz", quant.gamut_classes(20), 20.0)
-    cfg = TrainConfig(data=["x"], stats=other, classes=tmp_path / "missing.npz", resume=True)
+    for kw in ({"stats": other}, {"classes": tmp_path / "missing.npz"}):  # were ignored
+        with pytest.raises(ValueError, match="and --resume exclude each other"):
+            TrainConfig(data=["x"], resume=True, **kw)
+    cfg = TrainConfig(data=["x"], resume=True)
     cs = resolve_classes(cfg, resumed=fake_checkpoint(CLASSES))
     np.testing.assert_array_equal(cs.classes, CLASSES)
     assert cs.grid == 10.0 and (cs.k, cs.sigma) == (3, 4.0)
