@@ -303,6 +303,22 @@ def test_a_run_is_not_replaced_without_overwrite(data, tmp_path, capsys):
     assert [m["step"] for m in metric_lines(out)] == [1]
 
 
+def test_overwrite_replaces_the_old_run_when_it_starts(data, tmp_path, capsys, monkeypatch):
+    """Cut short before its first checkpoint, an --overwrite left the old last.pt (which
+    --resume then continued, with its metrics gone) and the other head's weights."""
+    out = tmp_path / "run"
+    args = [data["train"], "--size", SIZE, "-b", 4, "--width", 8, "-j", 0, "-q", "--out", out]
+    assert cli([*args, "--head", "reg", "--steps", "2"], capsys)[0] == 0
+
+    def ctrl_c(*_):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("recolor_tools.train.train_step", ctrl_c)  # Ctrl-C at the first step
+    rc = cli([*args, "--head", "cls", "--grid", "10", "--steps", "4", "--overwrite"], capsys)[0]
+    assert rc == 130
+    assert sorted(f.name for f in out.iterdir()) == ["metrics.jsonl", "rebalance-stats.npz"]
+
+
 def test_cli_more_workers_than_cores_is_one_line_not_torchs_warning(data, tmp_path):
     """Run on one core (its affinity), with 2 loader workers: the tools' one line on stderr and
     not torch's two-line UserWarning (with its source path)."""
