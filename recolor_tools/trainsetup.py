@@ -143,8 +143,11 @@ class TrainConfig:
             raise ValueError("--affinity features steer the cls head only (--head cls)")
 
     def check_out(self) -> None:
-        """Raise ValueError if OUT holds a run (``last.pt``) that neither ``resume`` nor
-        ``overwrite`` asks for: starting afresh would replace hours of training."""
+        """Raise ValueError if OUT is no directory, or holds a run (``last.pt``) that neither
+        ``resume`` nor ``overwrite`` asks for: starting afresh would replace hours of
+        training."""
+        if self.out.exists() and not self.out.is_dir():  # found after the stats, before
+            raise ValueError(f"--out {self.out}: exists and is not a directory")
         held = [n for n in ("last.pt", "last.prev.pt") if (self.out / n).exists()]
         if held and not (self.resume or self.overwrite):
             raise ValueError(f"{self.out} holds a run ({held[0]}): --resume continues it, "
