@@ -415,6 +415,11 @@ def _train(cfg: TrainConfig, d: Dist, report: Callable[[str], None] | None) -> P
     unreadable = Unreadable(report)  # each unreadable image told once
     train_paths = list_images(cfg.data)
     val_paths = list_images(cfg.val) if cfg.val else []
+    if cfg.size <= 16 and min(cfg.batch_size, len(train_paths)) < 2:
+        # the global branch sees a 1 x 1 map: BatchNorm then has one value per channel
+        raise RecolorError(f"a batch of one image at --size {cfg.size} cannot be trained (its "
+                           "global features are one value): give 2 images or more a batch, or "
+                           "--size 24 or more")  # fmt: skip
     cs = resolve_classes(cfg, resumed, init, stats_of_data(cfg, d, train_paths, unreadable))
     loaders = build_loaders(cfg, d, dev, (train_paths, val_paths), cs, takes_hints(cfg, carried))
     total_steps = cfg.steps or (cfg.epochs or 10) * loaders.steps_per_epoch

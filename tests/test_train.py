@@ -466,3 +466,13 @@ def test_help_shows_the_fine_tune_defaults():
     help_text = " ".join(p.stdout.replace("│", " ").split())  # one line, without the box
     assert "default 1e-4; with --init, 3e-5 for --hints, 0 for --affinity alone" in help_text
     assert "default: on with --init and --hints or --affinity" in help_text
+
+
+def test_a_batch_of_one_at_a_tiny_size_is_one_plain_line(data, tmp_path, capsys):
+    # torch's own text came out: "Expected more than 1 value per channel when training"
+    args = [data["train"], "--size", "16", "-b", "1", "--width", "8", "-j", "0", "-q"]
+    rc, stdout, err = cli([*args, "--steps", "1", "--out", tmp_path / "r"], capsys)
+    assert (rc, stdout) == (1, "") and err.startswith(
+        "recolor train: a batch of one image at --size 16 cannot be trained"
+    )
+    assert len(err.splitlines()) == 1
