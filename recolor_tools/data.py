@@ -61,6 +61,22 @@ def list_images(inputs: Sequence[str | Path]) -> list[str]:
     return paths
 
 
+def check_some_readable(paths: Sequence[str], which: str) -> None:
+    """Raise :class:`RecolorError` naming the files (the first three) if none of ``paths`` can
+    be read, before
+    a run that would find it out at its first evaluation, an epoch later (one decode when the
+    first file is good)."""
+    reasons = []
+    for p in paths:
+        try:
+            read_rgb(p)
+            return
+        except RecolorError as e:
+            reasons.append(f"{p}: {e.reason}")
+    more = f"; and {len(reasons) - 3} more" if len(reasons) > 3 else ""
+    raise RecolorError(f"none of the {which} images is readable ({'; '.join(reasons[:3])}{more})")
+
+
 class ColorDataset(Dataset):
     """Square crops of images as network inputs and targets.
 

@@ -59,7 +59,7 @@ import torch
 import torch.distributed as dist
 
 from . import checkpoints, models
-from .data import list_images
+from .data import check_some_readable, list_images
 from .distributed import Dist, broadcast_buffers, mean_over_ranks, param_digest, setup_distributed
 from .errors import RecolorError
 from .trainsetup import (
@@ -415,6 +415,8 @@ def _train(cfg: TrainConfig, d: Dist, report: Callable[[str], None] | None) -> P
     unreadable = Unreadable(report)  # each unreadable image told once
     train_paths = list_images(cfg.data)
     val_paths = list_images(cfg.val) if cfg.val else []
+    if val_paths:
+        check_some_readable(val_paths, "validation")
     if cfg.size <= 16 and min(cfg.batch_size, len(train_paths)) < 2:
         # the global branch sees a 1 x 1 map: BatchNorm then has one value per channel
         raise RecolorError(f"a batch of one image at --size {cfg.size} cannot be trained (its "

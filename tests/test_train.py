@@ -476,3 +476,19 @@ def test_a_batch_of_one_at_a_tiny_size_is_one_plain_line(data, tmp_path, capsys)
         "recolor train: a batch of one image at --size 16 cannot be trained"
     )
     assert len(err.splitlines()) == 1
+
+
+def test_a_validation_set_with_no_readable_image_stops_before_training(data, tmp_path, capsys):
+    """It was found at the first evaluation (an epoch lost), naming one file of them."""
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "a.png").write_bytes(b"")
+    (bad / "b.jpg").write_text("x")
+    out = tmp_path / "r"
+    args = [data["train"], "--val", bad, "--size", SIZE, "-b", "4", "--width", "8", "-j", "0"]
+    rc, stdout, err = cli([*args, "--steps", "4", "--eval-every", "3", "-q", "--out", out], capsys)
+    assert (rc, stdout) == (1, "") and err == (
+        f"recolor train: none of the validation images is readable ({bad / 'a.png'}: empty file;"
+        f" {bad / 'b.jpg'}: not an image recolor reads (text))\n"
+    )
+    assert not out.exists()  # no step was taken
