@@ -489,7 +489,8 @@ def expand_inputs(args: list[str], exts: tuple[str, ...] = IMAGE_EXTS) -> list[s
     ``-`` stays as is (stdin); a directory is searched recursively for files whose extension is
     in ``exts`` (sorted; broken links among them, so that they are reported, but no FIFO or
     device); a pattern with ``*``, ``?`` or ``[`` that the shell left alone is
-    expanded; a text file with extension ``.txt`` or ``.list`` is read as one path per line.
+    expanded; a text file with extension ``.txt`` or ``.list`` is read as one path per line (a
+    folder among them searched as above).
     Anything else is kept, so that a missing file is reported by whoever opens it.
     """
     import glob
@@ -513,7 +514,9 @@ def expand_inputs(args: list[str], exts: tuple[str, ...] = IMAGE_EXTS) -> list[s
             for line in os.fsdecode(p.read_bytes()).splitlines():
                 line = line.strip()
                 if line and not line.startswith("#"):
-                    out.append(line if Path(line).is_absolute() else str(base / line))
+                    entry = line if Path(line).is_absolute() else str(base / line)
+                    # a folder listed is searched as one given on the command line
+                    out.extend(expand_inputs([entry], exts) if Path(entry).is_dir() else [entry])
         else:
             out.append(arg)
     return out

@@ -161,3 +161,18 @@ def test_predict_o_with_a_format_it_does_not_write_is_a_usage_error(tmp_path):
     assert not (tmp_path / "x.gif").exists()
     p = run(["predict", src, "--size", "16", "-o", tmp_path / "noext"], check_rc=0)
     assert p.stdout.decode() == f"{tmp_path / 'noext' / 'a.png'}\n"
+
+
+def test_a_folder_in_a_list_file_is_searched_as_on_the_command_line(tmp_path):
+    """A folder line in a .txt list was opened as a file: "is a directory, and no input was
+    found in it", though it held images."""
+    (tmp_path / "k" / "sub").mkdir(parents=True)
+    write_rgb(tmp_path / "k" / "a.png", smooth_image(8, 10, 1))
+    write_rgb(tmp_path / "k" / "sub" / "b.png", smooth_image(8, 10, 2))
+    write_rgb(tmp_path / "c.png", smooth_image(8, 10, 3))
+    (tmp_path / "lists").mkdir()
+    (tmp_path / "lists" / "in.txt").write_text("# posters\n../k\n  ../c.png\n")
+    out = tmp_path / "out"
+    p = run(["to-lab", tmp_path / "lists" / "in.txt", "-o", f"{out}/"], check_rc=0)
+    assert p.stderr == b""
+    assert sorted(f.name for f in out.rglob("*.lab")) == ["a.lab", "b.lab", "c.lab"]
