@@ -142,6 +142,7 @@ class Outputs:
         self.directory = None if self.to_stdout or not is_dir_target(output) else Path(output)
         self.file = None if self.to_stdout or self.directory else Path(output)
         self._written: set[Path] = set()
+        self._skipped: set[Path] = set()  # outputs of inputs skipped as done (skip_existing)
         self._input_ids: set[tuple[int, int]] | None = None
         self._count = 0
         self._stack = contextlib.ExitStack()
@@ -195,9 +196,16 @@ class Outputs:
         return self.directory / rel.with_name(rel.stem + suffix)
 
     def skip(self, name: str) -> bool:
-        """With ``skip_existing``: True when ``name``'s output file already exists."""
+        """With ``skip_existing``: True when ``name``'s output file already exists, and no
+        input skipped before this one has it (a second input of that output is not skipped:
+        :meth:`write` refuses it, as it does without ``skip_existing``)."""
         out = self.path(name)
-        return self.skip_existing and out is not None and out.is_file() and out not in self._written
+        if not (self.skip_existing and out is not None and out.is_file()):
+            return False
+        if out in self._written or out in self._skipped:
+            return False
+        self._skipped.add(out)
+        return True
 
     def check(self, name: str) -> Path | None:
         """Raise what :meth:`write` would refuse ``name``'s output for, writing nothing, so a
@@ -214,7 +222,7 @@ class Outputs:
         out = self.path(name)
         if out is None and self.many_per_file:
             return None
-        if self._count and (out is None or out in self._written):
+        if self._count and (out is None or out in self._written) or out in self._skipped:
             where = STDOUT_NAME if out is None else out
             hint = "" if self.directory else f"; use {self.flag} DIR/"
             # no path: the caller's guard names the input (y/a.png), not its name here (a.png)

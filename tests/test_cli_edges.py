@@ -176,3 +176,20 @@ def test_a_folder_in_a_list_file_is_searched_as_on_the_command_line(tmp_path):
     p = run(["to-lab", tmp_path / "lists" / "in.txt", "-o", f"{out}/"], check_rc=0)
     assert p.stderr == b""
     assert sorted(f.name for f in out.rglob("*.lab")) == ["a.lab", "b.lab", "c.lab"]
+
+
+def test_skip_existing_still_refuses_a_second_input_of_one_output(tmp_path):
+    """d/a/x.png and d/b/x.png given as files both make out/x.*: the second is refused; a rerun
+    with --skip-existing skipped both and exited 0, as if d/b/x.png had been done."""
+    for sub, seed in (("a", 1), ("b", 2)):
+        (tmp_path / sub).mkdir()
+        write_rgb(tmp_path / sub / "x.png", smooth_image(8, 10, seed))
+    srcs = [tmp_path / "a" / "x.png", tmp_path / "b" / "x.png"]
+    for tool, extra in (("to-lab", []), ("predict", ["--size", "16"])):
+        out = tmp_path / f"out-{tool}"
+        first = run([tool, *srcs, *extra, "-o", f"{out}/"])
+        again = run([tool, *srcs, *extra, "-o", f"{out}/", "--skip-existing"])
+        for p in (first, again):
+            err = p.stderr.decode()
+            assert p.returncode == 1 and err.count("was already written for an earlier") == 1, err
+            assert err.startswith(f"recolor {tool}: {srcs[1]}: ")
