@@ -447,7 +447,7 @@ def _train(cfg: TrainConfig, d: Dist, report: Callable[[str], None] | None) -> P
     if d.main:
         cfg.out.mkdir(parents=True, exist_ok=True)
         _trim_metrics(cfg.out / "metrics.jsonl", state.step)
-        if cfg.overwrite:  # the old run goes now: cut short, the new one left it resumable
+        if cfg.overwrite:  # the old run goes now: a new one cut short left it for --resume
             for name in ("last.pt", "last.prev.pt", "cls.pt", "reg.pt"):
                 (cfg.out / name).unlink(missing_ok=True)
     log(
