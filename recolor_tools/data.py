@@ -39,8 +39,9 @@ SCALE_JITTER = (1.0, 1.15)
 """Range of the random extra scale applied to the shorter side before a training crop."""
 
 
-def list_images(inputs: Sequence[str | Path]) -> list[str]:
-    """Files named by ``inputs`` (files, directories, globs, .txt/.list files of paths).
+def list_images(inputs: Sequence[str | Path], which: str = "training") -> list[str]:
+    """Files named by ``inputs`` (files, directories, globs, .txt/.list files of paths), the
+    ``which`` ("training", "validation") images.
 
     Missing or unreadable files are kept: the loader skips them with a warning.
 
@@ -51,13 +52,13 @@ def list_images(inputs: Sequence[str | Path]) -> list[str]:
     """
     args = [str(i) for i in inputs]
     if "-" in args:
-        raise RecolorError("training data cannot come from stdin; give files or directories")
+        raise RecolorError(f"{which} data cannot come from stdin; give files or directories")
     paths = expand_inputs(args)
     for p in paths:
         if Path(p).is_dir():
             raise RecolorError("no image files in this directory", p)
     if not paths:
-        raise RecolorError("no training images given")
+        raise RecolorError(f"no {which} images given")
     return paths
 
 

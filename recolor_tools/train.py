@@ -414,7 +414,7 @@ def _train(cfg: TrainConfig, d: Dist, report: Callable[[str], None] | None) -> P
     # -- data -----------------------------------------------------------------------------
     unreadable = Unreadable(report)  # each unreadable image told once
     train_paths = list_images(cfg.data)
-    val_paths = list_images(cfg.val) if cfg.val else []
+    val_paths = list_images(cfg.val, "validation") if cfg.val else []
     if val_paths:
         check_some_readable(val_paths, "validation")
     if cfg.size <= 16 and min(cfg.batch_size, len(train_paths)) < 2:

@@ -492,3 +492,7 @@ def test_a_validation_set_with_no_readable_image_stops_before_training(data, tmp
         f" {bad / 'b.jpg'}: not an image recolor reads (text))\n"
     )
     assert not out.exists()  # no step was taken
+    rc, _, err = cli([*args[:1], "--val", "-", *args[3:], "-q", "--out", out], capsys)
+    assert rc == 1 and err == (  # it said "training data"
+        "recolor train: validation data cannot come from stdin; give files or directories\n"
+    )
