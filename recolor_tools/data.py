@@ -64,9 +64,8 @@ def list_images(inputs: Sequence[str | Path], which: str = "training") -> list[s
 
 def check_some_readable(paths: Sequence[str], which: str) -> None:
     """Raise :class:`RecolorError` naming the files (the first three) if none of ``paths`` can
-    be read, before
-    a run that would find it out at its first evaluation, an epoch later (one decode when the
-    first file is good)."""
+    be read: before a run that would find it out at its first evaluation, an epoch later (one
+    decode when the first file is good)."""
     reasons = []
     for p in paths:
         try:

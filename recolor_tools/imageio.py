@@ -144,8 +144,9 @@ def _premultiplied(head: ImageHead, dtype: np.dtype) -> bool:
     # straight alpha (ExtraSamples 2) into the colours and leaves premultiplied data (1) as it
     # is; other depths come as stored. Composited as straight alpha, half-transparent areas
     # came out dark (177 for 227).
+    # Float samples are left as stored (their alpha has no integer full scale to divide by).
     extra = head.extra_samples if head.format == "TIFF" else None
-    return extra == 1 or extra == 2 and dtype == np.uint8
+    return dtype.kind == "u" and (extra == 1 or extra == 2 and dtype == np.uint8)
 
 
 def _unpremultiply(img: np.ndarray) -> np.ndarray:

@@ -103,7 +103,7 @@ def from_lab(
         for rec in tool.progress(iter_lab_sources(paths, tool.fail, roots)):
             if out.skip(rec.name):
                 continue
-            with tool.guard(rec.origin or rec.name):  # an image: its path
+            with tool.guard(rec.where):  # an image: its path; a record: its file and name
                 src, dest = ImageMeta.from_json(rec.source), out.path(rec.name)
                 dtype = output_dtype(dest, ext, src, depth, keep_profile)
                 rgb = lab_to_rgb_as(rec.lab(gray_if_l_only=True), dtype)
@@ -221,7 +221,7 @@ def quantize(
         if shown is not None:
             stack.enter_context(tool.opened(shown))
         for rec in tool.progress(iter_lab_sources(paths, tool.fail, roots)):
-            with tool.guard(rec.origin or rec.name):
+            with tool.guard(rec.where):
                 target = quant.encode_record(rec, cls, grid, k, sigma, hard)
                 # All that can fail comes before the first write: an input that fails leaves
                 # neither its target nor its preview behind.
