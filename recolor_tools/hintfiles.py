@@ -169,12 +169,16 @@ def hint_source(
     Raises
     ------
     ValueError
-        A ``--hint``, ``--palette`` colour list or ``--hint-strength`` that does not parse, or
-        an empty ``--hints`` (usage errors).
+        A ``--hint``, ``--palette`` colour list or ``--hint-strength`` that does not parse, an
+        empty ``--hints``, or ``--hint-strength`` / ``--hint-spread`` without point hints
+        (usage errors).
     RecolorError
         An unreadable or bad ``--hints`` file or ``--palette`` image.
     """
     check_strength(strength, "--hint-strength")
+    if (strength is not None or spread != "alike") and not points and hints is None:
+        flag = "--hint-strength" if strength is not None else "--hint-spread"
+        raise ValueError(f"{flag} acts on point hints: give --hint or --hints")  # not ignored
     common = Hints(strength=strength, spread=spread)
     for spec in points:
         common = common + parse_hint(spec)

@@ -111,6 +111,10 @@ class TrainConfig:
         if self.resume and given[:-1]:  # a resumed run keeps its classes and rebalancing
             raise ValueError(f"{given[0]} and --resume exclude each other (the run keeps its "
                              "class set and rebalancing)")  # fmt: skip
+        if self.head == "reg" and (self.stats, self.classes, self.grid) != (None, None, None):
+            flag = "--stats" if self.stats else "--classes" if self.classes else "--grid"
+            raise ValueError(f"{flag} sets the colour classes of --head cls; the reg head has "
+                             "none")  # fmt: skip
         if self.overwrite and self.resume:
             raise ValueError("give --resume or --overwrite, not both")
         for name, allowed in CHOICES.items():

@@ -575,6 +575,13 @@ def test_hint_strength_sets_how_far_a_hint_reaches(tmp_path):
     for value in ("nan", "1e300"):  # 1e300: inf in float32, NaN shares: once the automatic output
         bad = run(["predict", src, "-w", SHIPPED, "--hint", "1,1=#fff", "--hint-strength", value])
         assert bad.returncode == 2 and "--hint-strength" in bad.stderr.decode()
+    for opts in (["--hint-strength", "4"], ["--palette", "#f00", "--hint-spread", "region"]):
+        bad = run(["predict", src, "-w", SHIPPED, *opts, "-o", tmp_path / "x.png"])
+        flag = opts[-2]
+        assert (bad.returncode, bad.stderr.decode()) == (2, (  # was ignored without a word
+            f"recolor predict: {flag} acts on point hints: give --hint or --hints\n"
+        ))  # fmt: skip
+        assert not (tmp_path / "x.png").exists()
 
 
 def test_hint_strength_0_leaves_every_other_pixel_as_the_automatic_output(tmp_path):

@@ -59,6 +59,9 @@ def test_train_config_checks_each_option_once():
         ({"grid": 10, "stats": "s.npz"}, "--grid and --stats exclude each other"),
         ({"grid": 10, "init": "w.pt"}, "--grid and --init exclude each other"),
         ({"grid": 10, "resume": True}, "--grid and --resume exclude each other"),
+        ({"head": "reg", "stats": "s.npz"}, "--stats sets the colour classes of --head cls"),
+        ({"head": "reg", "classes": "c.npz"}, "--classes sets the colour classes"),
+        ({"head": "reg", "grid": 10}, "--grid sets the colour classes"),
     ]:  # all bad option values: ValueError, which the CLI makes a usage error (exit 2)
         with pytest.raises(ValueError, match=match):
             TrainConfig(data=["x"], **kw)
@@ -73,6 +76,10 @@ def test_cli_reports_conflicting_options_as_usage(tmp_path):
     p = run(["train", tmp_path, "--grid", "10", "--stats", tmp_path / "s.npz", "-q"])
     assert (p.returncode, p.stderr.decode()) == (2, (
         "recolor train: --grid and --stats exclude each other (--stats brings the class set)\n"
+    ))  # fmt: skip
+    p = run(["train", tmp_path, "--head", "reg", "--stats", tmp_path / "s.npz", "-q"])
+    assert (p.returncode, p.stderr.decode()) == (2, (  # was ignored without a word
+        "recolor train: --stats sets the colour classes of --head cls; the reg head has none\n"
     ))  # fmt: skip
 
 
@@ -93,7 +100,7 @@ def test_a_device_that_is_no_device_name_is_a_usage_error(tmp_path, tool, device
 
 
 def test_resolve_classes_reg_has_none():
-    cs = resolve_classes(TrainConfig(data=["x"], head="reg", stats="ignored.npz"))
+    cs = resolve_classes(TrainConfig(data=["x"], head="reg"))
     assert cs.classes is None and cs.rebalance is None and cs.weights is None
 
 
