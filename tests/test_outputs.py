@@ -287,10 +287,12 @@ def test_plot_and_montage_never_overwrite_an_input(tmp_path, png, link):
         f"recolor rebalance-stats: {target}: refusing to overwrite an input"
     ]
     assert not (tmp_path / "s.npz").exists()
-    p = run(["compare", png, png, "--montage", target, "-q"])
-    assert p.returncode == 1 and _lines(p) == [
-        f"recolor compare: {target}: refusing to overwrite an input"
-    ]
+    for flag in ("--montage", "-o"):  # refused before comparing: no report on stdout either
+        p = run(["compare", png, png, flag, target, "-q"])
+        assert p.returncode == 1 and _lines(p) == [
+            f"recolor compare: {target}: refusing to overwrite an input"
+        ]
+        assert p.stdout == b""
     assert png.read_bytes() == before
     assert sorted(f.name for f in tmp_path.iterdir()) == ["a.png", *(["link.png"] * link)]
 

@@ -63,6 +63,8 @@ def compare(
         tool.text_stdout()  # closed: refused before any work
     rebal = _load_stats(tool, stats) if stats is not None else None
     pairs = _compare_pairs(tool, pred, truth)
+    inputs = [str(f) for _, p, t in pairs for f in (p, t)]
+    _check_not_inputs(tool, (montage, output), inputs)
     results, rows = [], []
     for name, p, t in tool.progress(pairs, len(pairs)):
         with tool.guard(p):
@@ -70,12 +72,8 @@ def compare(
             results.append((name, metrics.compare_pair(p_u8, t_u8, rebal)))
             if montage is not None:
                 rows.append(report.montage_row(name, p_u8, t_u8))
-    inputs = [str(f) for _, p, t in pairs for f in (p, t)]
     if rows:
-        from ..outputs import check_not_input
-
         with tool.guard(montage):
-            check_not_input(Path(montage), inputs)
             report.montage(rows, montage)
     fmt = report.format_json if as_json else report.format_csv if as_csv else None
     if output is not None:
@@ -114,6 +112,19 @@ def _compare_pairs(tool: Tool, pred: Path, truth: Path) -> list[tuple[str, Path,
     for err in problems:
         tool.fail(err)
     return pairs
+
+
+def _check_not_inputs(tool: Tool, outputs: tuple[str | None, ...], inputs: list[str]) -> None:
+    """Stop (exit 1) before any comparing when --montage or -o is one of the inputs."""
+    from ..outputs import check_not_input
+
+    failures = tool.failures
+    for path in outputs:
+        if path is not None:
+            with tool.guard(path):
+                check_not_input(Path(path), inputs)
+    if tool.failures > failures:
+        tool.exit()
 
 
 def _load_stats(tool: Tool, path: Path):
