@@ -58,13 +58,16 @@ class ImageHead:
     """What the header says: format (one of :data:`READ`), width and height in pixels, and the
     number of pages or frames (a TIFF's pages, an animated PNG's or WebP's frames): 1, or 2
     meaning "more than one"; for a TIFF, its first ExtraSamples value (0 unspecified, 1 alpha
-    premultiplied into the colours, 2 straight alpha), None without the tag."""
+    premultiplied into the colours, 2 straight alpha), None without the tag; for a gray PNG
+    with a tRNS chunk, the one gray value that is transparent, scaled to 8 bits below that depth
+    (as the decoder scales the samples), None otherwise."""
 
     format: str
     width: int
     height: int
     pages: int = 1
     extra_samples: int | None = None
+    transparent_gray: int | None = None
 
 
 def max_pixels() -> int:
@@ -185,21 +188,22 @@ def _png(data: bytes) -> ImageHead:
     if data[12:16] != b"IHDR":
         raise ValueError("no IHDR")
     w, h = struct.unpack(">II", data[16:24])
-    return ImageHead("PNG", w, h, 2 if _png_frames(data) > 1 else 1)
-
-
-def _png_frames(data: bytes) -> int:
-    """The frame count of an animated PNG (its acTL chunk, which comes before the first IDAT);
-    1 for a still one, or when the chunks end early (the decoder reports that)."""
+    depth, colour_type = data[24], data[25]
+    frames, gray = 1, None
+    # Both chunks come before the first IDAT; where the chunks end early the decoder reports it.
     i = 8
     while i + 16 <= len(data):
         (length,), kind = struct.unpack(">I", data[i : i + 4]), data[i + 4 : i + 8]
-        if kind == b"acTL":
-            return struct.unpack(">I", data[i + 8 : i + 12])[0]
-        if kind == b"IDAT":
+        if kind == b"acTL":  # an animated PNG: its frame count
+            frames = struct.unpack(">I", data[i + 8 : i + 12])[0]
+        elif kind == b"tRNS" and colour_type == 0 and length >= 2 and depth in (1, 2, 4, 8, 16):
+            gray = struct.unpack(">H", data[i + 8 : i + 10])[0]
+            if depth < 8:  # libpng scales 1-, 2- and 4-bit gray to 8 bits: 1 -> 255 at 1 bit
+                gray = gray * 255 // ((1 << depth) - 1)
+        elif kind == b"IDAT":
             break
         i += 12 + length
-    return 1
+    return ImageHead("PNG", w, h, 2 if frames > 1 else 1, transparent_gray=gray)
 
 
 # SOFn markers carry the frame size; C4 (DHT), C8 (JPG) and CC (DAC) share the range but not.

@@ -100,7 +100,8 @@ def decoder_oriented(head: ImageHead) -> bool:
 def decode_stored(data: bytes, name: str = "<data>") -> tuple[ImageHead, np.ndarray]:
     """The header and the samples as the file stores them (OpenCV's BGR/BGRA/gray order, uint8
     or uint16, or float32 for a float TIFF; alpha kept, straight: a TIFF's premultiplied colours
-    are divided by it; JPEG with its EXIF orientation applied),
+    are divided by it, a gray PNG's tRNS made an alpha channel; JPEG with its EXIF orientation
+    applied),
     after the checks of :func:`recolor_tools.imagehead.read_head` (format, pixel limit,
     truncation).
 
@@ -129,6 +130,12 @@ def decode_stored(data: bytes, name: str = "<data>") -> tuple[ImageHead, np.ndar
             "(recolor reads 8- and 16-bit images and float TIFFs)",
             name,
         )
+    if img.ndim == 2 and head.transparent_gray is not None:
+        # OpenCV drops a gray PNG's tRNS (its one transparent gray): made BGRA, as OpenCV
+        # gives a gray+alpha PNG
+        peak = np.iinfo(img.dtype).max
+        alpha = np.where(img == head.transparent_gray, 0, peak).astype(img.dtype)
+        img = cv2.merge([img, img, img, alpha])
     if img.ndim == 3 and img.shape[2] == 4 and _premultiplied(head, img.dtype):
         img = _unpremultiply(img)
     if img.dtype.kind == "f":  # a float TIFF

@@ -241,6 +241,56 @@ def test_alpha_kept_beside_the_colours_turns_and_converts_with_them(tmp_path: Pa
     assert flat.shape == (36, 24, 3) and flat[0, -1].min() > 0.99  # alpha 0 there: white
 
 
+def gray_png_with_trns(samples: np.ndarray, depth: int, transparent: int) -> bytes:
+    """A gray PNG (colour type 0) of ``depth`` bits whose tRNS chunk makes one value clear."""
+    from corpus import png_chunk
+
+    h, w = samples.shape
+    if depth == 16:
+        rows = [samples[y].astype(">u2").tobytes() for y in range(h)]
+    else:  # packed, most significant bits first
+        bits = np.unpackbits(samples.astype(np.uint8)[:, :, None], axis=2)[:, :, 8 - depth :]
+        rows = [np.packbits(bits[y].ravel()).tobytes() for y in range(h)]
+    raw = b"".join(b"\0" + r for r in rows)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, depth, 0, 0, 0, 0))
+        + png_chunk(b"tRNS", struct.pack(">H", transparent))
+        + png_chunk(b"IDAT", zlib.compress(raw))
+        + png_chunk(b"IEND", b"")
+    )
+
+
+@pytest.mark.parametrize("depth", [1, 4, 8, 16])
+def test_a_gray_pngs_transparent_value_is_alpha(tmp_path: Path, depth: int):
+    """A gray PNG's tRNS chunk (one gray value clear), which OpenCV drops: its pixels are
+    transparent, so composited on white by every tool, and kept as alpha where alpha counts."""
+    from recolor_tools.imageio import decode_rgb
+
+    top = (1 << depth) - 1
+    samples = np.array([[0, top, 0, top], [top, 0, 0, top]]) if depth == 1 else (
+        np.array([[0, top // 3, top, 1], [top // 3, 0, 2, top]]))  # fmt: skip
+    data = gray_png_with_trns(samples, depth, transparent=0)
+    got = decode_rgb(data, keep_alpha=True)
+    clear = samples == 0
+    assert got.shape == (2, 4, 4)
+    np.testing.assert_array_equal(got[:, :, 3], np.where(clear, 0.0, 1.0))
+    np.testing.assert_allclose(got[:, :, 0], samples / top, atol=1e-6)  # the gray as stored
+    src = tmp_path / "gray.png"
+    src.write_bytes(data)
+    lab, back = pipeline(["to-lab", src], ["from-lab", "-", "-o", "-"])
+    assert lab.returncode == back.returncode == 0, lab.stderr + back.stderr
+    rgb = np.asarray(Image.open(io.BytesIO(back.stdout)).convert("RGB"))
+    assert (rgb[clear] == 255).all()  # transparent black: white paper, as RGBA is composited
+    assert (rgb[samples == top] == 255).all() and (rgb[~clear & (samples < top)] < 255).all()
+    from recolor_tools.hintfiles import read_hints  # as a hint layer: the opaque pixels, gray
+
+    layer = read_hints(src)
+    ys, xs = np.nonzero(~clear)
+    assert sorted(map(tuple, layer.xy.tolist())) == sorted(zip(xs, ys, strict=True))
+    assert np.abs(layer.ab).max() < 1e-3
+
+
 def test_a_hint_layer_is_read_upright_and_in_srgb(tmp_path: Path):
     """A hint layer painted in a wide-gamut working space, with an EXIF orientation, gives its
     hints where the upright image has them and in the colours its profile means."""
