@@ -464,8 +464,31 @@ def write_image(
 
 
 def input_roots(args: Sequence[str]) -> list[Path]:
-    """The input directories among command-line inputs (what :func:`input_name` names below)."""
-    return [Path(a) for a in args if a not in ("-", "") and Path(a).is_dir()]
+    """The input directories among command-line inputs and the folders named in their
+    ``.txt`` / ``.list`` files (what :func:`input_name` names below)."""
+    roots = []
+    for a in args:
+        if a in ("-", ""):
+            continue
+        named = _list_entries(Path(a)) if _is_list(Path(a)) else [a]
+        roots += [Path(e) for e in named if Path(e).is_dir()]
+    return roots
+
+
+def _is_list(p: Path) -> bool:
+    return p.suffix.lower() in (".txt", ".list") and p.is_file()
+
+
+def _list_entries(p: Path) -> list[str]:
+    """The paths a ``.txt`` / ``.list`` file names, one per line (relative ones to its folder;
+    blank lines and ``#`` comments skipped)."""
+    entries = []
+    # As bytes: `find ... > list.txt` writes names as they are, UTF-8 or not.
+    for line in os.fsdecode(p.read_bytes()).splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            entries.append(line if Path(line).is_absolute() else str(p.parent / line))
+    return entries
 
 
 def input_name(path: str, roots: Sequence[str | Path] = ()) -> str:
@@ -516,15 +539,10 @@ def expand_inputs(args: list[str], exts: tuple[str, ...] = IMAGE_EXTS) -> list[s
             out.extend(found or [arg])  # an empty directory is reported by whoever opens it
         elif not p.exists() and any(c in arg for c in "*?["):
             out.extend(sorted(glob.glob(arg, recursive=True)) or [arg])
-        elif p.suffix.lower() in (".txt", ".list") and p.is_file():
-            base = p.parent
-            # As bytes: `find ... > list.txt` writes names as they are, UTF-8 or not.
-            for line in os.fsdecode(p.read_bytes()).splitlines():
-                line = line.strip()
-                if line and not line.startswith("#"):
-                    entry = line if Path(line).is_absolute() else str(base / line)
-                    # a folder listed is searched as one given on the command line
-                    out.extend(expand_inputs([entry], exts) if Path(entry).is_dir() else [entry])
+        elif _is_list(p):
+            for entry in _list_entries(p):
+                # a folder listed is searched as one given on the command line
+                out.extend(expand_inputs([entry], exts) if Path(entry).is_dir() else [entry])
         else:
             out.append(arg)
     return out

@@ -169,13 +169,21 @@ def test_a_folder_in_a_list_file_is_searched_as_on_the_command_line(tmp_path):
     (tmp_path / "k" / "sub").mkdir(parents=True)
     write_rgb(tmp_path / "k" / "a.png", smooth_image(8, 10, 1))
     write_rgb(tmp_path / "k" / "sub" / "b.png", smooth_image(8, 10, 2))
+    write_rgb(tmp_path / "k" / "sub" / "a.png", smooth_image(8, 10, 4))
     write_rgb(tmp_path / "c.png", smooth_image(8, 10, 3))
     (tmp_path / "lists").mkdir()
     (tmp_path / "lists" / "in.txt").write_text("# posters\n../k\n  ../c.png\n")
     out = tmp_path / "out"
     p = run(["to-lab", tmp_path / "lists" / "in.txt", "-o", f"{out}/"], check_rc=0)
     assert p.stderr == b""
-    assert sorted(f.name for f in out.rglob("*.lab")) == ["a.lab", "b.lab", "c.lab"]
+    # and its tree is mirrored, as for a folder on the command line (the two a.png collided)
+    found = sorted(f.relative_to(out).as_posix() for f in out.rglob("*.lab"))
+    assert found == ["a.lab", "c.lab", "sub/a.lab", "sub/b.lab"]
+    # an output folder inside a listed folder holds no inputs on a rerun (it was read back)
+    (tmp_path / "k.txt").write_text("k\n")
+    for _ in range(2):
+        p = run(["predict", tmp_path / "k.txt", "-o", f"{tmp_path}/k/rec/", "-q"], check_rc=0)
+        assert p.stderr == b"" and len(p.stdout.splitlines()) == 3
 
 
 def test_skip_existing_still_refuses_a_second_input_of_one_output(tmp_path):
