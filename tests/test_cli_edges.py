@@ -69,13 +69,16 @@ def test_a_closed_stdout_with_o_writes_the_file(pics):
 @pytest.mark.parametrize(
     "args",
     [["to-lab", "rand.png"], ["compare", "p.png", "t.png"], ["rebalance-stats", "-q", "rand.png"],
-     ["rebalance-stats", "-q", "rand.png", "-o", "-"]],
+     ["rebalance-stats", "-q", "rand.png", "-o", "-"], ["predict", "rand.png", "-o", "out/"],
+     ["train", "rand.png", "--steps", "1", "--out", "run"]],
 )  # fmt: skip
 def test_writing_to_a_closed_stdout_is_one_line(pics, args):
+    """predict and train print the paths they write: they exited 0 with the list lost."""
     p = run_closed(args, ">&-", pics)
     assert p.returncode == 1
     why = "is closed, nothing can be written to it (use -o FILE)"
     assert p.stderr.decode() == f"recolor {args[0]}: <stdout>: {why}\n"
+    assert not (pics / "out").exists() and not (pics / "run").exists()  # before any work
 
 
 def test_a_closed_stderr_leaves_stdout_and_outputs_alone(pics):

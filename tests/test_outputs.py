@@ -395,7 +395,11 @@ def test_a_report_on_a_full_stdout_is_one_line(tmp_path, png, unbuffered):
     """compare's report (and rebalance-stats' summary) on a full stdout: the line every tool
     gives, not "internal error: OSError" (stdout unbuffered, or a report over its buffer)."""
     full = _char_device(tmp_path / "full", 7)
-    for args in (["compare", png, png], ["rebalance-stats", png]):
+    train = ["train", png, "--steps", "1", "--size", "24", "-b", "1", "--workers", "0", "-q"]
+    for args in (["compare", png, png], ["rebalance-stats", png],
+                 ["predict", png, "-o", tmp_path / "out/"], ["predict", png, "--suggest", "1,1"],
+                 [*train, "--out", tmp_path / f"run{unbuffered}"]):  # fmt: skip
+        # predict's and train's paths: it blamed the input (predict), or exited 0 (train)
         with open(full, "wb") as out:
             p = subprocess.run([*RECOLOR, *map(str, args)], stdout=out, stderr=subprocess.PIPE,
                                env={**_env(), "PYTHONUNBUFFERED": unbuffered})  # fmt: skip

@@ -195,6 +195,7 @@ def predict(
 
     tool = Tool("predict", quiet, debug)
     with shard.together():  # under torchrun, no rank's exit cuts the others short
+        tool.text_stdout()  # the written paths' (or --suggest's): closed, refused before any work
         if depth not in (None, 8, 16):
             tool.usage("--depth must be 8 or 16")
         tool.finite(temperature=temperature, saturation=saturation)
@@ -341,12 +342,13 @@ def _write_one(tool: Tool, out, path: str, error, name, dest, encoded) -> None:
     FIFO (``-o /dev/stdout``: the path would follow the image); or report ``error``, the input's
     failure. On the writer thread of :class:`Writeback`, in input order."""
     from ..imageio import writes_in_place
+    from ..outputs import write_stdout
 
-    with tool.guard(path):
+    with tool.guard(path):  # a full stdout: DiskFull naming <stdout>, not the input
         if error is not None:
             raise error
         if out.write(name, lambda f: f.write(encoded())) is not None and not writes_in_place(dest):
-            print(dest, flush=True)
+            write_stdout(tool.text_stdout(), lambda f: print(dest, file=f))
 
 
 def _print_suggestions(tool: Tool, predictor, paths: list[str], where: list[str], source) -> None:
@@ -354,6 +356,7 @@ def _print_suggestions(tool: Tool, predictor, paths: list[str], where: list[str]
     colour, for each point in the order given; the network runs once per image."""
     from ..hints import parse_points
     from ..imageio import read_rgb
+    from ..outputs import write_stdout
 
     points = []
     for w in where:
@@ -368,9 +371,12 @@ def _print_suggestions(tool: Tool, predictor, paths: list[str], where: list[str]
     for path in paths:
         with tool.guard(path):
             found = predictor.suggest_points(read_rgb(path), points, hints=source(path))
-            for (x, y), colours in zip(points, found, strict=True):
-                for hexc, p in colours:
-                    print(f"{path}\t{x},{y}\t{hexc}\t{p:.4f}", flush=True)
+            text = "".join(
+                f"{path}\t{x},{y}\t{hexc}\t{p:.4f}\n"
+                for (x, y), colours in zip(points, found, strict=True)
+                for hexc, p in colours
+            )
+            write_stdout(tool.text_stdout(), lambda f, text=text: f.write(text))
 
 
 _PosInt = Optional[int]  # noqa: UP045 - typer needs Optional at runtime on 3.11
@@ -522,6 +528,7 @@ def train(
     Several GPUs: torchrun --nproc_per_node N -m recolor_tools train ... (-b is per GPU).
     """
     tool = Tool("train", quiet, debug)
+    tool.text_stdout()  # the final weights' path: closed, refused before any work
     with tool.guard():
         from ..train import TrainConfig
         from ..train import train as run_training
@@ -540,5 +547,7 @@ def train(
             tool.usage(str(e))
         path = run_training(cfg, report=tool.fail)  # a skipped image: exit 1 at the end
         if os.environ.get("RANK", "0") == "0":  # one line, also under torchrun
-            print(path, flush=True)
+            from ..outputs import write_stdout
+
+            write_stdout(tool.text_stdout(), lambda f: print(path, file=f))
     tool.exit()
