@@ -358,9 +358,12 @@ def writes_in_place(path: str | Path) -> bool:
     That is every existing target that is not a regular file (a character or block device, a
     FIFO, a socket: renaming over ``/dev/null`` as root would replace the device with a file), and
     every name under ``/dev`` or ``/proc`` (``/dev/stdout`` may lead to a regular file the shell
-    opened: replacing it would lose what the shell appends).
+    opened: replacing it would lose what the shell appends) but ``/dev/shm``, a folder of
+    ordinary files in memory.
     """
-    return os.path.abspath(path).startswith(("/dev/", "/proc/")) or is_special(path)
+    where = os.path.abspath(path)
+    system = where.startswith(("/dev/", "/proc/")) and not where.startswith("/dev/shm/")
+    return system or is_special(path)
 
 
 def is_special(path: str | Path) -> bool:

@@ -73,6 +73,26 @@ def test_output_into_a_fifo_and_dev_stdout(tmp_path, png):
     assert log.read_bytes() == b"kept" + got[0]
 
 
+def test_dev_shm_holds_ordinary_files(png):
+    """/dev/shm is a folder of files in memory: new files and folders there are written as
+    anywhere (any name under /dev was refused as a device never created: "no such file")."""
+    import shutil
+    import tempfile
+
+    if not os.path.isdir("/dev/shm") or not os.access("/dev/shm", os.W_OK):
+        pytest.skip("no writable /dev/shm")
+    shm = Path(tempfile.mkdtemp(dir="/dev/shm"))  # this test's own folder there
+    try:
+        run(["to-lab", png, "-o", shm / "a.lab"], check_rc=0)
+        run(["to-lab", png, "-o", f"{shm}/dir/"], check_rc=0)
+        assert sorted(f.relative_to(shm).as_posix() for f in shm.rglob("*.lab")) == [
+            "a.lab", "dir/a.lab"
+        ]  # fmt: skip
+        assert stat.S_ISREG(os.stat(shm / "a.lab").st_mode)
+    finally:
+        shutil.rmtree(shm)
+
+
 def test_output_onto_a_socket_is_one_line_and_the_socket_stays(tmp_path, png):
     import socket
 
