@@ -273,6 +273,10 @@ def test_skip_existing_finishes_what_is_missing(tmp_path, png):
     (out / "b.png").write_bytes(b"done")
     run(["from-lab", out / "b.lab", "-o", f"{out}/", "--skip-existing"], check_rc=0)
     assert (out / "b.png").read_bytes() == b"done"
+    # predict with every output there loads no model, but a missing --weights is still named
+    p = run(["predict", b, "-o", f"{out}/", "--skip-existing", "-w", tmp_path / "no.pt"])
+    assert (p.returncode, _lines(p)) == (1, [f"recolor predict: {tmp_path}/no.pt: no such file"])
+    assert (out / "b.png").read_bytes() == b"done"
 
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])

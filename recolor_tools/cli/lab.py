@@ -132,7 +132,9 @@ GridOpt = Annotated[
 EncodeSigma = Annotated[
     float,
     typer.Option(
-        "--sigma", min=0, help="Width of the soft-encoding Gaussian, a/b units (at least 0.01)."
+        "--sigma",
+        min=0,
+        help="Width of the soft-encoding Gaussian, a/b units (at least 0.01 unless --hard).",
     ),
 ]
 SmoothSigma = Annotated[

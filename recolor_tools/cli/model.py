@@ -229,6 +229,10 @@ def predict(
             # All outputs there already (--skip-existing): no model to load, unless hints
             # must be checked against it (a rerun must not pass what the first run refused).
             if not (paths or suggest or guided):
+                if weights is not None:  # no model loaded, but a missing file is still named
+                    from ..imageio import open_binary
+
+                    open_binary(weights).close()
                 tool.exit()
             from ..predict import Predictor
 
@@ -523,7 +527,8 @@ def train(
 ) -> None:
     """Train a model; prints the path of the final weights (OUT/HEAD.pt) on stdout.
 
-    Writes OUT/last.pt (for --resume), OUT/metrics.jsonl and OUT/HEAD.pt.
+    Writes OUT/last.pt (for --resume), OUT/metrics.jsonl and OUT/HEAD.pt (and, for cls
+    without --stats, OUT/rebalance-stats.npz).
 
     Several GPUs: torchrun --nproc_per_node N -m recolor_tools train ... (-b is per GPU).
     """

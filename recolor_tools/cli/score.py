@@ -44,7 +44,7 @@ def compare(
 ) -> None:
     """Score predictions against ground truth: PSNR, SSIM, ab RMSE, AuC, colourfulness.
 
-    Two directories are matched by file name without extension.
+    Two directories are matched by path below each, without extension (a/b.png to a/b.jpg).
 
     PSNR and SSIM: on RGB. AuC: a/b error within 0..150, in percent. Mean: over the images.
 
