@@ -117,6 +117,9 @@ class Outputs:
         The output when ``output`` is None (predict: ``recolored/``); None means stdout.
     skip_existing : bool
         :meth:`skip` returns True for an input whose output file exists.
+    keep : sequence of str
+        Other files the run reads (a palette image, hint files, class statistics), never to be
+        overwritten either.
     """
 
     def __init__(
@@ -130,9 +133,11 @@ class Outputs:
         default: str | None = None,
         skip_existing: bool = False,
         flag: str = "-o",
+        keep: Sequence[str] = (),
     ) -> None:
         output = output if output is not None else default
         self.inputs = list(inputs)
+        self.keep = list(keep)
         self.suffix = suffix
         self.many_per_file = many_per_file
         self.skip_existing = skip_existing
@@ -162,10 +167,10 @@ class Outputs:
         elif self.many_per_file:
             from .imageio import atomic_open
 
-            check_not_input(self.file, self.inputs)
+            check_not_input(self.file, [*self.inputs, *self.keep])
             self._stream = self._stack.enter_context(atomic_open(self.file))
         else:  # refused before any work, not after the first input's
-            check_not_input(self.file, self.inputs)
+            check_not_input(self.file, [*self.inputs, *self.keep])
         return self
 
     def __exit__(self, *exc) -> None:
@@ -229,7 +234,7 @@ class Outputs:
             raise RecolorError(f"output {where} was already written for an earlier input{hint}")
         if out is not None:
             if self._input_ids is None:  # stat the inputs once, not once per output
-                self._input_ids = file_ids(self.inputs)
+                self._input_ids = file_ids([*self.inputs, *self.keep])
             check_not_input(out, self._input_ids)
         return out
 

@@ -13,6 +13,8 @@ import threading
 import time
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 from conftest import RECOLOR, ROOT, disk_full, run, sigint_default, smooth_image, write_rgb
 
@@ -319,6 +321,51 @@ def test_plot_and_montage_never_overwrite_an_input(tmp_path, png, link):
         assert p.stdout == b""
     assert png.read_bytes() == before
     assert sorted(f.name for f in tmp_path.iterdir()) == ["a.png", *(["link.png"] * link)]
+
+
+def test_files_a_run_reads_are_never_written_over(tmp_path, png):
+    """--palette, --hints (a file, or a folder's), --stats and --classes are read like inputs:
+    -o naming one replaced it and exited 0 (a painted hint layer, a stats file lost)."""
+    rgba = np.dstack([smooth_image(12, 16, 3), np.full((12, 16), 255, np.uint8)])
+    layer, ref = tmp_path / "layer.png", write_rgb(tmp_path / "ref.png", smooth_image(12, 16, 2))
+    cv2.imwrite(str(layer), rgba)
+    (tmp_path / "hints").mkdir()
+    cv2.imwrite(str(tmp_path / "hints" / "a.png"), rgba)
+    stats = tmp_path / "st.npz"
+    run(["rebalance-stats", png, "-o", stats, "-q"], check_rc=0)
+    before = {f: f.read_bytes() for f in (layer, ref, stats, tmp_path / "hints" / "a.png")}
+    for args, target in [
+        (["predict", png, "--palette", ref, "-o", ref], ref),
+        (["predict", png, "--hints", layer, "-o", layer], layer),
+        (["predict", png, "--hints", tmp_path / "hints", "-o", f"{tmp_path}/hints/"],
+         tmp_path / "hints" / "a.png"),
+        (["compare", png, png, "--stats", stats, "-o", stats], stats),
+        (["quantize", png, "--classes", stats, "-o", stats], stats),
+        (["rebalance-stats", png, "--classes", stats, "-o", stats], stats),
+    ]:  # fmt: skip
+        p = run([*args, "-q"])
+        assert (p.returncode, _lines(p)) == (1, [
+            f"recolor {args[0]}: {target}: refusing to overwrite an input"
+        ]), args  # fmt: skip
+    assert {f: f.read_bytes() for f in before} == before
+
+
+def test_two_outputs_of_one_run_naming_one_file_is_a_usage_error(tmp_path, png):
+    """compare -o and --montage, rebalance-stats -o and --plot, quantize -o and --preview on one
+    file: the second replaced the first, exit 0; now refused before any work."""
+    out = tmp_path / "x.png"
+    for args, flags in [
+        (["compare", png, png, "--montage", out, "-o", out], "--montage and -o"),
+        (["rebalance-stats", png, "-o", out, "--plot", out], "-o and --plot"),
+        (["quantize", png, "-o", out, "--preview", out], "-o and --preview"),
+    ]:
+        p = run([*args, "-q"])
+        assert (p.returncode, _lines(p)) == (2, [
+            f"recolor {args[0]}: {flags} name one file, {out}: give each its own"
+        ])  # fmt: skip
+        assert not out.exists()
+    null = _char_device(tmp_path / "null", 3)  # a device takes both, as before
+    run(["rebalance-stats", png, "-o", null, "--plot", null, "-q"], check_rc=0)
 
 
 def test_a_stream_file_that_no_input_reached_is_not_created(tmp_path, png):

@@ -319,6 +319,35 @@ def one_file(tool: Tool, path: str | None, flag: str, what: str) -> None:
         tool.usage(f"{flag} {path}: names {what}, not a directory")
 
 
+def given(*paths: str | Path | None) -> list[str]:
+    """The options among ``paths`` that were given (not None), as str: files a run reads."""
+    return [str(p) for p in paths if p is not None]
+
+
+def single_outputs(tool: Tool, files: dict[str, str | None], reads: list[str]) -> None:
+    """Options that each name one output file (``{"-o": ..., "--plot": ...}``), before any work:
+    two naming one file (one would be lost) are a usage error; one that is among the files the
+    run ``reads`` (inputs, ``--stats``, ``--classes``) stops it, exit 1 (as ``-o`` an input).
+    ``-``, directories and devices written in place (``/dev/null``, for both) are left out."""
+    from ..imageio import writes_in_place
+    from ..outputs import check_not_input, is_dir_target
+
+    named = {f: p for f, p in files.items() if p not in (None, "-") and not is_dir_target(p)}
+    seen: dict[str, str] = {}
+    for flag, path in named.items():
+        if writes_in_place(path):
+            continue
+        first = seen.setdefault(os.path.realpath(path), flag)
+        if first != flag:
+            tool.usage(f"{first} and {flag} name one file, {path}: give each its own")
+    failures = tool.failures
+    for path in named.values():
+        with tool.guard(path):
+            check_not_input(Path(path), reads)
+    if tool.failures > failures:
+        tool.exit()
+
+
 def _output_ext(dest: Path | None, ext: str) -> str:
     return dest.suffix if dest is not None and dest.suffix else ext
 

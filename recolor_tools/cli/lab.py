@@ -25,11 +25,13 @@ from .common import (
     check_depth,
     file_suffix,
     format_ext,
+    given,
     image_encoder,
     image_file,
     image_writer,
     one_file,
     output_dtype,
+    single_outputs,
 )
 
 
@@ -211,11 +213,14 @@ def quantize(
     cls, grid = _class_set(tool, classes, grid)
     if not hard and k > len(cls):
         tool.usage(f"-k {k} is more than the {len(cls)} classes")
-    router = tool.outputs(output, paths, ".target", many_per_file=True)
+    single_outputs(tool, {"-o": output, "--preview": preview}, [*paths, *given(classes)])
+    router = tool.outputs(output, paths, ".target", many_per_file=True, keep=given(classes))
     shown = (
         None
         if preview is None
-        else tool.outputs(preview, paths, ".png", many_per_file=False, flag="--preview")
+        else tool.outputs(
+            preview, paths, ".png", many_per_file=False, flag="--preview", keep=given(classes)
+        )
     )
     if shown is not None:  # previews in a folder of the inputs are no inputs on a rerun
         paths = shown.without_own(paths, roots)
@@ -286,14 +291,10 @@ def rebalance_stats(
     elif output is None:
         tool.text_stdout()  # the summary's; closed: refused before any work
     paths = expand_inputs(tool.stdin_inputs(inputs), (LAB_EXT, *IMAGE_EXTS))
-    from ..outputs import check_not_input, write_stdout
+    from ..outputs import write_stdout
 
-    with tool.guard():  # neither is an input: checked before the counting, not after it
-        for target in (output, plot):
-            if target is not None and target != "-":
-                check_not_input(Path(target), paths)
-    if tool.failures:
-        tool.exit()
+    # checked before the counting, not after it
+    single_outputs(tool, {"-o": output, "--plot": plot}, [*paths, *given(classes)])
     acc = PriorAccumulator(*_class_set(tool, classes, grid))
     images = _image_files(paths)
     acc.add_sources(tool.progress(images, len(images)), workers, on_error=tool.fail)

@@ -210,8 +210,11 @@ def predict(
         if suggest and output is not None:
             tool.usage("--suggest prints colours and writes no image: drop -o")
         if not suggest:
+            guides = common.given(palette, hints)  # read, so never written over either
+            if hints is not None and Path(hints).is_dir():
+                guides = [str(f) for f in Path(hints).rglob("*") if f.is_file()]
             router, ext, paths = _predict_outputs(
-                tool, everything, output, fmt, skip_existing, roots, depth
+                tool, everything, output, fmt, skip_existing, roots, depth, guides
             )
         predictor = source = None
         # Hint files for no input: reported, the inputs still done.
@@ -271,9 +274,17 @@ def predict(
 
 
 def _predict_outputs(
-    tool: Tool, paths: list[str], output, fmt, skip_existing: bool, roots, depth: int | None
+    tool: Tool,
+    paths: list[str],
+    output,
+    fmt,
+    skip_existing: bool,
+    roots,
+    depth: int | None,
+    keep: list[str],
 ):
-    """(router, --format's extension or None, this process's inputs still to do) for predict."""
+    """(router, --format's extension or None, this process's inputs still to do) for predict;
+    ``keep``: the files guidance reads (palette, hints), never written over either."""
     from .. import shard
     from ..imageio import IMAGE_EXTS, input_name, writes_in_place
 
@@ -302,7 +313,7 @@ def _predict_outputs(
         common.check_depth(tool, depth, exts, chosen)
     router = tool.outputs(
         output, paths, suffix, count=len(paths), many_per_file=False, default="recolored/",
-        skip_existing=skip_existing,
+        skip_existing=skip_existing, keep=keep,
     )  # fmt: skip
     if router.to_stdout:
         tool.binary_stdout()  # refused on a terminal, before any work

@@ -12,8 +12,10 @@ from .common import (
     Quiet,
     Tool,
     app,
+    given,
     image_file,
     one_file,
+    single_outputs,
 )
 
 
@@ -64,7 +66,7 @@ def compare(
     rebal = _load_stats(tool, stats) if stats is not None else None
     pairs = _compare_pairs(tool, pred, truth)
     inputs = [str(f) for _, p, t in pairs for f in (p, t)]
-    _check_not_inputs(tool, (montage, output), inputs)
+    single_outputs(tool, {"--montage": montage, "-o": output}, [*inputs, *given(stats)])
     results, rows = [], []
     for name, p, t in tool.progress(pairs, len(pairs)):
         with tool.guard(p):
@@ -112,19 +114,6 @@ def _compare_pairs(tool: Tool, pred: Path, truth: Path) -> list[tuple[str, Path,
     for err in problems:
         tool.fail(err)
     return pairs
-
-
-def _check_not_inputs(tool: Tool, outputs: tuple[str | None, ...], inputs: list[str]) -> None:
-    """Stop (exit 1) before any comparing when --montage or -o is one of the inputs."""
-    from ..outputs import check_not_input
-
-    failures = tool.failures
-    for path in outputs:
-        if path is not None:
-            with tool.guard(path):
-                check_not_input(Path(path), inputs)
-    if tool.failures > failures:
-        tool.exit()
 
 
 def _load_stats(tool: Tool, path: Path):
