@@ -21,11 +21,22 @@ from .imageio import decode_stored, decoder_oriented, input_name, input_roots, r
 from .imagemeta import in_srgb, read_meta, upright
 
 
+def _no_repeated_keys(pairs: list[tuple[str, object]]) -> dict:
+    """A JSON object; a key given twice is refused (the last one would drop the first's hints
+    without a word, as a typo would)."""
+    doc = dict(pairs)
+    if len(doc) < len(pairs):
+        seen = set()
+        key = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise ValueError(f"key {key!r} given twice in one object")
+    return doc
+
+
 def _from_json(data: bytes) -> Hints:
     if not data.strip():  # an empty file (touch a.json): no hints, as {} is
         return Hints()
     try:
-        doc = json.loads(data)
+        doc = json.loads(data, object_pairs_hook=_no_repeated_keys)
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
     if not isinstance(doc, dict):

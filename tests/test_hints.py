@@ -608,7 +608,8 @@ def test_bad_hint_files_give_one_line_each_and_the_rest_is_done(tmp_path, weight
     doc = {"points": [{"x": 1, "y": 1, "color": "blue"}]}
     (hdir / "bad_json.json").write_text(json.dumps(doc))
     (hdir / "outside.json").write_text(json.dumps({"points": [{"x": 80, "y": 1, "color": "#f00"}]}))
-    (hdir / "far.json").write_text('{"points": [{"x": 1e20, "y": 1, "color": "#f00"}]}')
+    # 1e308 pixels times the width overflowed: numpy's warning on stderr before the line
+    (hdir / "far.json").write_text('{"points": [{"x": 1e308, "y": 1, "color": "#f00"}]}')
     write_rgb(hdir / "no_alpha.png", smooth_image(60, 80, 1))
     write_rgb(hdir / "small_layer.png", np.full((8, 8, 4), 200, np.uint8))
     # a layer of another size is the wrong file even when nothing is painted on it
@@ -623,7 +624,8 @@ def test_bad_hint_files_give_one_line_each_and_the_rest_is_done(tmp_path, weight
         f"recolor predict: {hdir / 'no_alpha.png'}: bad hint file: a hint layer must be an "
         "image with an alpha channel",
         f"recolor predict: {posters / 'clear_small.png'}: the hint layer is 8x8, the image 80x60",
-        f"recolor predict: {posters / 'far.png'}: hint point (1e+20, 1) is outside the 80x60 image",
+        f"recolor predict: {posters / 'far.png'}: hint point (1e+308, 1) is outside the 80x60 "
+        "image",
         f"recolor predict: {posters / 'outside.png'}: hint point (80, 1) is outside the 80x60 "
         "image",
         f"recolor predict: {posters / 'small_layer.png'}: the hint layer is 8x8, the image 80x60",
@@ -704,8 +706,12 @@ def test_a_hint_layer_is_read_with_the_image_checks(tmp_path):
         ('{"palette": [{"color": "#e63946", "weight": "x"}]}', "palette weight 'x' is not a"),
         ('{"palette": [{"color": "#e63946", "weight": true}]}', "palette weight True is not a"),
         ("[]", 'expected an object with "points" and/or "palette"'),
+        # the second "points" dropped the first's hints without a word
+        ('{"points": [{"x": 1, "y": 1, "color": "#f00"}], "points": []}',
+         "key 'points' given twice in one object"),
+        ('{"points": [{"x": 1, "y": 1, "x": 2, "color": "#f00"}]}', "key 'x' given twice"),
     ],
-)
+)  # fmt: skip
 def test_a_malformed_hint_file_says_what_is_wrong(tmp_path, doc, reason):
     # Python's own words ("string indices must be integers") once stood for a wrong shape.
     (tmp_path / "h.json").write_text(doc)
