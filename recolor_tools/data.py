@@ -31,7 +31,7 @@ from torch.utils.data import Dataset, Sampler
 
 from . import defaults
 from .color import rgb_to_lab
-from .errors import RecolorError
+from .errors import RecolorError, printable
 from .imageio import expand_inputs, read_rgb, resize_short_side
 from .models import AB_SCALE
 
@@ -72,7 +72,7 @@ def check_some_readable(paths: Sequence[str], which: str) -> None:
             read_rgb(p)
             return
         except RecolorError as e:
-            reasons.append(f"{p}: {e.reason}")
+            reasons.append(f"{printable(p)}: {e.reason}")
     more = f"; and {len(reasons) - 3} more" if len(reasons) > 3 else ""
     raise RecolorError(f"none of the {which} images is readable ({'; '.join(reasons[:3])}{more})")
 
@@ -164,7 +164,7 @@ class ColorDataset(Dataset):
                 rgb = read_rgb(self.paths[idx])
             except RecolorError as e:
                 self._bad.add(idx)
-                first_bad = first_bad or f"{self.paths[idx]}: {e.reason}"
+                first_bad = first_bad or f"{printable(self.paths[idx])}: {e.reason}"
                 self._why = self._why or first_bad
                 continue
             item = self.encode(rgb, np.random.default_rng([self.seed, epoch, idx]))

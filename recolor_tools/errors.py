@@ -38,7 +38,7 @@ class RecolorError(Exception):
         self.path = None if path is None else str(path)
 
     def __str__(self) -> str:
-        return f"{self.path}: {self.reason}" if self.path else self.reason
+        return f"{printable(self.path)}: {self.reason}" if self.path else self.reason
 
 
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)

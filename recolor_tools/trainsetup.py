@@ -347,7 +347,7 @@ def stats_of_data(cfg: TrainConfig, d: Dist, paths: list[str], unreadable: Unrea
     from .rebalance import compute_stats
 
     def skipped(e: RecolorError) -> None:  # every rank sees every file here: rank 0 tells
-        unreadable([f"{e.path}: {e.reason}"], tell=d.main)
+        unreadable([str(e)], tell=d.main)  # "path: reason", the path's control characters escaped
 
     def compute(classes: np.ndarray, grid: float):
         log(cfg, d, f"computing rebalancing statistics of {len(paths)} images")

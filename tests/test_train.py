@@ -275,6 +275,25 @@ def cli(args, capsys) -> tuple[int, str, str]:
     return rc, captured.out, captured.err
 
 
+@pytest.mark.parametrize("head", ["reg", "cls"])  # cls: the class statistics name it first
+def test_an_unreadable_files_name_is_escaped_in_its_line(data, tmp_path, capsys, head):
+    """A file name with a newline and an escape sequence was printed raw by train (two lines,
+    a cleared terminal); every other tool escapes it."""
+    evil = tmp_path / "e\nvil\x1b[2J.png"
+    evil.write_bytes(b"not an image")
+    shown = str(evil).replace("\n", "\\n").replace("\x1b", "\\x1b")
+    args = ["--head", head, "--steps", "1", "--size", SIZE, "-b", 4, "--width", 8, "-j", 0, "-q"]
+    rc, _, err = cli([data["train"], evil, *args, "--out", tmp_path / "r1"], capsys)
+    assert rc == 1 and err.splitlines() == [
+        f"recolor train: {shown}: not an image recolor reads (text) (skipped)"
+    ]
+    rc, _, err = cli([data["train"], *args, "--val", evil, "--out", tmp_path / "r2"], capsys)
+    assert rc == 1 and err.splitlines() == [
+        f"recolor train: none of the validation images is readable ({shown}: not an image "
+        "recolor reads (text))"
+    ]
+
+
 def test_cli_prints_the_weights_path(data, tmp_path, capsys):
     out = tmp_path / "run"
     args = [data["train"], "--head", "reg", "--steps", "2", "--size", SIZE, "-b", 4]
