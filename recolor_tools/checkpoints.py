@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib.resources
+import io
 import os
 from pathlib import Path
 from typing import Any
@@ -231,8 +232,10 @@ def save_checkpoint(path: str | Path, ckpt: dict[str, Any], keep_previous: bool 
             "strings, lists and dicts)"
         )
     path = Path(path)
+    buf = io.BytesIO()
+    torch.save(ckpt, buf)  # into memory: torch's zip writer turns ENOSPC into a RuntimeError
     with atomic_open(path) as f:
-        torch.save(ckpt, f)
+        f.write(buf.getbuffer())
         f.flush()
         os.fsync(f.fileno())
         if keep_previous and path.exists():

@@ -294,6 +294,20 @@ def test_an_unreadable_files_name_is_escaped_in_its_line(data, tmp_path, capsys,
     ]
 
 
+def test_a_full_disk_is_one_line_naming_the_checkpoint(data, tmp_path, capsys, monkeypatch):
+    """torch.save turned ENOSPC into "internal error: RuntimeError: [enforce fail at
+    inline_container.cc...]"; now the line every tool gives for a full disk, and no file left."""
+    from conftest import disk_full
+
+    disk_full(monkeypatch)
+    out = tmp_path / "run"
+    args = [data["train"], "--head", "reg", "--steps", "1", "--size", SIZE, "-b", 4, "-q"]
+    rc, stdout, err = cli([*args, "--width", 8, "-j", 0, "--out", out], capsys)
+    full = f"recolor train: {out / 'last.pt'}: no space left on device\n"
+    assert (rc, stdout, err) == (1, "", full)
+    assert [f.name for f in out.iterdir()] == ["metrics.jsonl"]  # no checkpoint, no temporary
+
+
 def test_cli_prints_the_weights_path(data, tmp_path, capsys):
     out = tmp_path / "run"
     args = [data["train"], "--head", "reg", "--steps", "2", "--size", SIZE, "-b", 4]
