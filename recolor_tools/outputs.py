@@ -212,10 +212,11 @@ class Outputs:
         self._skipped.add(out)
         return True
 
-    def check(self, name: str) -> Path | None:
+    def check(self, name: str, source: tuple[int, int] | None = None) -> Path | None:
         """Raise what :meth:`write` would refuse ``name``'s output for, writing nothing, so a
         tool with two outputs per input (quantize --preview) can refuse both before either is
-        written; returns the file it goes to, or None.
+        written; returns the file it goes to, or None. ``source``: the (device, inode) of the
+        image a record was made from (:attr:`recolor_tools.records.Record.file`), refused too.
 
         Raises
         ------
@@ -235,11 +236,14 @@ class Outputs:
         if out is not None:
             if self._input_ids is None:  # stat the inputs once, not once per output
                 self._input_ids = file_ids([*self.inputs, *self.keep])
-            check_not_input(out, self._input_ids)
+            check_not_input(out, self._input_ids | ({source} if source else set()))
         return out
 
-    def write(self, name: str, write: Callable[[BinaryIO], None]) -> Path | None:
+    def write(
+        self, name: str, write: Callable[[BinaryIO], None], source: tuple[int, int] | None = None
+    ) -> Path | None:
         """Write ``name``'s output with ``write(stream)``; returns the file written, or None.
+        ``source`` as for :meth:`check`.
 
         Raises
         ------
@@ -258,7 +262,7 @@ class Outputs:
                 raise
             self._count += 1
             return None
-        out = self.check(name)
+        out = self.check(name, source)
         if out is None:
             self._write_stdout(write)
             if self.many_per_file:  # stdout holds any number: nothing to count

@@ -89,6 +89,10 @@ class Record:
         (``l.lab: a.png``), so that an error never blames the image the record was made from
         for the record file the user gave; None for stdin and for records not from a file
         (named by their name, :attr:`where`). Not written to streams.
+    file : (int, int) or None
+        (device, inode) of the image file ``to-lab`` made this record from, so that no output
+        made from the record (``from-lab -o .``) replaces that image; None for stdin and for
+        records made otherwise. Not compared.
     """
 
     name: str
@@ -97,6 +101,7 @@ class Record:
     meta: dict = field(default_factory=dict)
     source: dict | None = None
     origin: str | None = field(default=None, compare=False, repr=False)
+    file: tuple[int, int] | None = field(default=None, compare=False, repr=False)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Record):
@@ -284,6 +289,8 @@ def write_record(stream: BinaryIO, rec: Record) -> None:
     }
     if rec.source:
         head["source"] = rec.source
+    if rec.file is not None:
+        head["file"] = list(rec.file)
     try:
         text = json.dumps(head, ensure_ascii=False, separators=(",", ":"))
     except (TypeError, ValueError) as e:  # only meta and source can hold other values
@@ -384,6 +391,13 @@ def _parse_header(raw: bytes, source: str) -> dict:
             a["shape"] = shape
         if not isinstance(head.get("source") or {}, dict):
             raise ValueError
+        if "file" in head:  # (device, inode): 64-bit numbers
+            dev_ino = head["file"]
+            if not (isinstance(dev_ino, list) and len(dev_ino) == 2):
+                raise ValueError
+            if not all(type(v) is int and 0 <= v < 1 << 64 for v in dev_ino):
+                raise ValueError
+            head["file"] = tuple(dev_ino)
         return head
     except (ValueError, KeyError, TypeError, IndexError):
         raise RecolorError("corrupt record header (fields missing or malformed)", source) from None
@@ -503,7 +517,8 @@ def iter_records(stream: BinaryIO, source: str = "<stdin>") -> Iterator[Record]:
             raise RecolorError("corrupt record (checksum mismatch)", source)
         count += 1
         meta = dict(head.get("meta") or {})
-        yield Record(str(head["name"]), head["size"], arrays, meta, head.get("source") or None)
+        carried = head.get("source") or None
+        yield Record(str(head["name"]), head["size"], arrays, meta, carried, file=head.get("file"))
 
 
 def is_record_stream(prefix: bytes) -> bool:
@@ -520,7 +535,11 @@ def image_record(
     from .imagemeta import ImageMeta
 
     meta = ImageMeta()
-    return _rgb_record(read_rgb(path, meta), path, max_size, l_only, meta.to_json(), name)
+    rec = _rgb_record(read_rgb(path, meta), path, max_size, l_only, meta.to_json(), name)
+    if path != "-":  # what outputs made from the record must not replace
+        st = os.stat(path)
+        rec.file = (st.st_dev, st.st_ino)
+    return rec
 
 
 def _rgb_record(

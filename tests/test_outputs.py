@@ -16,7 +16,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import RECOLOR, ROOT, disk_full, run, sigint_default, smooth_image, write_rgb
+from conftest import (
+    RECOLOR,
+    ROOT,
+    disk_full,
+    pipeline,
+    run,
+    sigint_default,
+    smooth_image,
+    write_rgb,
+)
 
 from recolor_tools.records import iter_records, lab_record, write_record
 
@@ -348,6 +357,28 @@ def test_files_a_run_reads_are_never_written_over(tmp_path, png):
             f"recolor {args[0]}: {target}: refusing to overwrite an input"
         ]), args  # fmt: skip
     assert {f: f.read_bytes() for f in before} == before
+
+
+def test_an_output_made_from_a_record_never_replaces_its_source_image(tmp_path, png):
+    """`to-lab a.png | from-lab -o .` named its output after the record, a.png, and replaced the
+    image it was made from (shrunk by --max-size, say) with exit 0; quantize --preview DIR/ too.
+    The record carries its image's (device, inode), and outputs are checked against it."""
+    before = png.read_bytes()
+    to_lab = ["to-lab", "--max-size", "8", png]
+    lab, back = pipeline(to_lab, ["from-lab", "-", "-o", f"{tmp_path}/"])
+    assert lab.returncode == 0 and back.returncode == 1
+    assert _lines(back) == [f"recolor from-lab: {png}: refusing to overwrite an input"]
+    run(["to-lab", png, "-o", tmp_path / "a.lab"], check_rc=0)  # through a record file too
+    p = run(["quantize", tmp_path / "a.lab", "--preview", f"{tmp_path}/", "-o", tmp_path / "t"])
+    assert p.returncode == 1 and _lines(p) == [
+        f"recolor quantize: {png}: refusing to overwrite an input"
+    ]
+    assert png.read_bytes() == before
+    other = tmp_path / "other"  # another file of that name is an output like any
+    other.mkdir()
+    (other / "a.png").write_bytes(b"old")
+    run(["from-lab", tmp_path / "a.lab", "-o", f"{other}/"], check_rc=0)
+    assert (other / "a.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_two_outputs_of_one_run_naming_one_file_is_a_usage_error(tmp_path, png):

@@ -109,7 +109,7 @@ def from_lab(
                 src, dest = ImageMeta.from_json(rec.source), out.path(rec.name)
                 dtype = output_dtype(dest, ext, src, depth, keep_profile)
                 rgb = lab_to_rgb_as(rec.lab(gray_if_l_only=True), dtype)
-                out.write(rec.name, image_writer(rgb, dest, ext, src, **options))
+                out.write(rec.name, image_writer(rgb, dest, ext, src, **options), rec.file)
     tool.exit()
 
 
@@ -235,11 +235,11 @@ def quantize(
                 if shown is not None:
                     rgb = quant.preview_rgb(rec.lab(), cls, target.arrays["idx"])
                     png = image_encoder(rgb, shown.path(rec.name), ".png")()
-                    shown.check(rec.name)
+                    shown.check(rec.name, rec.file)
                 out.check(rec.name)
                 out.write(rec.name, lambda f, t=target: write_record(f, t))
                 if shown is not None:
-                    shown.write(rec.name, lambda f, png=png: f.write(png))
+                    shown.write(rec.name, lambda f, png=png: f.write(png), rec.file)
                 used = target.meta["classes_used"]
                 tool.note(f"{printable(rec.name)}: {used} of {len(cls)} classes")
     tool.exit()
