@@ -41,6 +41,11 @@ class RecolorError(Exception):
         return f"{printable(self.path)}: {self.reason}" if self.path else self.reason
 
 
+class UsageError(RecolorError):
+    """Options that cannot work together, found only once a file they depend on was read (a
+    checkpoint to resume): the CLI exits 2, as for any other usage error."""
+
+
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 """Write errors that mean the device is full: reported as :class:`DiskFull`."""
 

@@ -28,11 +28,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, BinaryIO
 
-from .errors import NO_SPACE, DiskFull, RecolorError
+from .errors import NO_SPACE, DiskFull, RecolorError, UsageError
 from .process import STDOUT_NAME, silence_stdout
 
 
-class OutputUsage(RecolorError):
+class OutputUsage(UsageError):
     """A command line whose outputs cannot work (the CLI exits 2)."""
 
 

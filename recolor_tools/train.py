@@ -61,7 +61,7 @@ import torch.distributed as dist
 from . import checkpoints, models
 from .data import check_some_readable, list_images
 from .distributed import Dist, broadcast_buffers, mean_over_ranks, param_digest, setup_distributed
-from .errors import RecolorError
+from .errors import RecolorError, UsageError
 from .trainsetup import (
     ClassSetup,
     Device,
@@ -319,8 +319,10 @@ def evaluate_and_log(run: Run, state: TrainState, regular: bool) -> dict[str, An
         "elapsed": state.seconds(),
     }
     if d.main:
-        with (cfg.out / "metrics.jsonl").open("a") as f:
-            f.write(json.dumps(metrics) + "\n")
+        with (cfg.out / "metrics.jsonl").open("a") as f:  # NaN is no JSON (jq refuses it): null
+            line = {k: v if not isinstance(v, float) or math.isfinite(v) else None
+                    for k, v in metrics.items()}  # fmt: skip
+            f.write(json.dumps(line, allow_nan=False) + "\n")
         if run.bar is not None:  # above the bar
             run.bar.write(f"recolor train: {_metrics_line(metrics, run.total_steps)}", sys.stderr)
         else:
@@ -415,11 +417,12 @@ def _train(cfg: TrainConfig, d: Dist, report: Callable[[str], None] | None) -> P
     unreadable = Unreadable(report)  # each unreadable image told once
     train_paths = list_images(cfg.data)
     val_paths = list_images(cfg.val, "validation") if cfg.val else []
+    check_some_readable(train_paths, "training")  # before --overwrite removes the old run
     if val_paths:
         check_some_readable(val_paths, "validation")
     if cfg.size <= 16 and min(cfg.batch_size, len(train_paths)) < 2:
         # the global branch sees a 1 x 1 map: BatchNorm then has one value per channel
-        raise RecolorError(f"a batch of one image at --size {cfg.size} cannot be trained (its "
+        raise UsageError(f"a batch of one image at --size {cfg.size} cannot be trained (its "
                            "global features are one value): give 2 images or more a batch, or "
                            "--size 24 or more")  # fmt: skip
     cs = resolve_classes(cfg, resumed, init, stats_of_data(cfg, d, train_paths, unreadable))

@@ -25,7 +25,7 @@ import torch
 from . import checkpoints, defaults, models
 from .data import ColorDataset, EpochSampler, make_loader
 from .distributed import Dist, available_cores, default_workers
-from .errors import RecolorError, warn
+from .errors import RecolorError, UsageError, warn
 
 PLATEAU = {"factor": 0.5, "patience": 10, "min_lr": 1e-5}
 """ReduceLROnPlateau settings (the seed's)."""
@@ -71,7 +71,7 @@ class TrainConfig:
     steps: int | None = None  # ... or in optimiser steps (neither: 10 epochs)
     batch_size: int = 16  # per process
     lr: float | None = None  # Adam; None: 1e-4; with --init, FINETUNE_LR (hints) or 0 (affinity)
-    schedule: str = "plateau"  # "plateau" or "cosine"
+    schedule: str | None = None  # "plateau" or "cosine"; None: plateau, or the resumed run's
     size: int = defaults.TRAIN_SIZE  # training crop side, multiple of 8
     width: int | None = None  # ModelConfig.width; None: its default, or --init's
     device: str = "auto"  # "auto", "cpu", "cuda" or "cuda:N"
@@ -86,7 +86,8 @@ class TrainConfig:
     precision: str = "auto"  # "auto" (bf16/fp16 on CUDA, fp32 on CPU), "fp32", "bf16", "fp16"
     quiet: bool = False  # no progress bar or log lines
     hints: bool = False  # the model takes colour hints (simulated from the truth in training)
-    hint_lr: float = defaults.HINT_LR  # learning rate of the new layers (models.NEW_MODULES)
+    hint_lr: float | None = None  # of the new layers (models.NEW_MODULES); None: HINT_LR, or the
+    # resumed run's
     freeze_bn: bool | None = None  # BatchNorm keeps its statistics; None: when fine-tuning hints
     affinity: int | None = None  # ModelConfig.affinity; None: 0, or --init's / the resumed one's
 
@@ -118,7 +119,7 @@ class TrainConfig:
         if self.overwrite and self.resume:
             raise ValueError("give --resume or --overwrite, not both")
         for name, allowed in CHOICES.items():
-            if getattr(self, name) not in allowed:
+            if getattr(self, name) not in (None, *allowed):
                 raise ValueError(f"--{name} must be one of {', '.join(allowed)}")
         for name in ("lr", "hint_lr", "grid"):  # typer's ranges let NaN and inf through
             value = getattr(self, name)
@@ -135,7 +136,7 @@ class TrainConfig:
             raise ValueError(f"--seed must be from 0 to {2**32 - 1}, got {self.seed}")
         if self.size % 8:
             raise ValueError(f"--size must be a multiple of 8, got {self.size}")
-        if not self.hint_lr > 0:
+        if self.hint_lr is not None and not self.hint_lr > 0:
             raise ValueError("--hint-lr must be positive")
         lr_ok = self.lr is None or self.lr > 0
         if not (lr_ok or self.lr == 0 and (self.hints or self.affinity or self.resume)):
@@ -321,6 +322,8 @@ def read_start(cfg: TrainConfig, d: Dist) -> tuple[dict | None, dict | None]:
     resumed = None
     if cfg.resume:
         path = cfg.out / "last.pt"
+        if not path.exists() and not checkpoints.previous_path(path).exists():
+            raise UsageError(f"--resume: {cfg.out} holds no run to continue (no last.pt)")
         try:
             resumed = checkpoints.read_checkpoint(path)
         except RecolorError as e:
@@ -474,15 +477,38 @@ def takes_hints(cfg: TrainConfig, carried: dict | None) -> bool:
     return saved if cfg.resume else cfg.hints or saved
 
 
+KEPT_ON_RESUME = {"lr": LR, "schedule": "plateau", "hint_lr": defaults.HINT_LR, "width": None}
+"""What a resumed run keeps, with the defaults of a fresh run (None: the model's): the options
+it was started with (its network's width), which its optimiser, schedule and model follow."""
+
+
 def resolve_defaults(cfg: TrainConfig, resumed: dict | None) -> TrainConfig:
-    """``cfg`` with ``freeze_bn`` and ``lr`` decided: as given; else as the resumed run had
-    them (a run started with ``--init`` chose its defaults from it, which ``--resume`` does
-    not repeat: an ``--init --affinity`` run, lr 0, resumed at 1e-4 with an optimiser of
-    another shape); else ``freeze_bn`` on for a fine-tune that adds layers (``--init`` with
-    ``--hints`` or ``--affinity``), off otherwise."""
+    """``cfg`` with the options of :data:`KEPT_ON_RESUME` and ``freeze_bn`` decided.
+
+    Resumed: as the run was started (a run started with ``--init`` chose its defaults from it,
+    which ``--resume`` does not repeat: an ``--init --affinity`` run, lr 0, resumed at 1e-4
+    with an optimiser of another shape); one given again with another value, or ``--hints`` /
+    ``--affinity`` the run had not, is a :class:`UsageError` (the saved optimiser and schedule
+    would silently overrule it, or not fit: start another run with ``--init``). Fresh: the
+    defaults. ``freeze_bn`` as given, else as the resumed run had it, else on for a fine-tune
+    that adds layers (``--init`` with ``--hints`` or ``--affinity``), off otherwise.
+    """
     args = {} if resumed is None else resumed["train_state"].get("args", {})
-    if cfg.lr is None:  # resumed without --lr (TrainConfig leaves it open then)
-        cfg = dataclasses.replace(cfg, lr=args.get("lr", LR))
+    model_cfg = {} if resumed is None else resumed.get("config", {})
+    for name, default in KEPT_ON_RESUME.items():
+        kept = default if resumed is None else args.get(name, default)
+        if name == "width" and resumed is not None:  # the network's, also when not given
+            kept = model_cfg.get("width")
+        given = getattr(cfg, name)
+        if given is None:
+            cfg = dataclasses.replace(cfg, **{name: kept})
+        elif resumed is not None and kept is not None and given != kept:
+            _kept_on_resume(name, given, kept)
+    if resumed is not None:
+        for name, has in (("hints", model_cfg.get("hints", False)),
+                          ("affinity", model_cfg.get("affinity", 0))):  # fmt: skip
+            if getattr(cfg, name) and getattr(cfg, name) != has:
+                _kept_on_resume(name, getattr(cfg, name), has)
     if cfg.freeze_bn is not None:
         return cfg
     if resumed is not None:
@@ -490,6 +516,15 @@ def resolve_defaults(cfg: TrainConfig, resumed: dict | None) -> TrainConfig:
     else:
         frozen = bool(cfg.hints or cfg.affinity) and cfg.init is not None
     return dataclasses.replace(cfg, freeze_bn=frozen)
+
+
+def _kept_on_resume(name: str, given, kept) -> None:
+    def show(v) -> str:
+        return f"{v:g}" if isinstance(v, float) else "none" if v is False else str(v)
+
+    given = "" if given is True else f" {show(given)}"
+    raise UsageError(f"--{name.replace('_', '-')}{given} and --resume: the run has {show(kept)} "
+                     "(a resumed run keeps its settings; start another with --init)")  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from recolor_tools import checkpoints, guide, hintinput, hints, models, quant
 from recolor_tools.color import lab_to_rgb, rgb_to_lab, to_uint8
 from recolor_tools.data import ColorDataset
 from recolor_tools.distributed import Dist
+from recolor_tools.errors import UsageError
 from recolor_tools.imageio import read_rgb
 from recolor_tools.predict import Predictor
 from recolor_tools.trainsetup import (
@@ -238,8 +239,11 @@ def test_fine_tune_settings_survive_a_resume(tmp_path):
     # of two parameter groups, which its checkpoint's one could not load into
     assert resolve_defaults(cfg, {"train_state": {"args": {"lr": 0.0}}}).lr == 0.0
     assert resolve_defaults(cfg, {"train_state": {"args": {}}}).lr == 1e-4
-    given = TrainConfig(data=["x"], out=tmp_path, resume=True, lr=3e-4)
-    assert resolve_defaults(given, {"train_state": {"args": {"lr": 0.0}}}).lr == 3e-4
+    given = TrainConfig(data=["x"], out=tmp_path, resume=True, lr=3e-4)  # the optimiser and
+    # schedule restored would overrule it (or not fit: lr 0 has one parameter group)
+    with pytest.raises(UsageError, match="--lr 0.0003 and --resume: the run has 0 "):
+        resolve_defaults(given, {"train_state": {"args": {"lr": 0.0}}})
+    assert resolve_defaults(given, {"train_state": {"args": {"lr": 3e-4}}}).lr == 3e-4
     assert TrainConfig(data=["x"], hints=True, init="w.pt", lr=1e-3).lr == 1e-3
 
 

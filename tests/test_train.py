@@ -48,8 +48,8 @@ def config(data, out: Path, **kw) -> TrainConfig:
         data=[str(data["train"])], out=out, size=SIZE, batch_size=4, workers=0, width=8,
         grid=10, quiet=True, lr=2e-3, threads=1, device="cpu",
     )  # fmt: skip
-    if any(kw.get(k) for k in ("init", "stats", "classes", "resume")):
-        del base["grid"]  # they bring the class set: --grid with them is refused
+    if any(kw.get(k) for k in ("init", "stats", "classes", "resume")) or kw.get("head") == "reg":
+        del base["grid"]  # they bring the class set, or reg has none: --grid is refused
     return TrainConfig(**{**base, **kw})
 
 
@@ -208,6 +208,37 @@ def test_resume_reaches_the_same_weights(data, tmp_path):
             assert ma[step][key] == mb[step][key], (step, key)
 
 
+def test_a_resumed_run_keeps_its_settings(data, tmp_path, capsys):
+    """A cosine run resumed without --schedule went on as plateau (another result, no word);
+    with --schedule cosine on a plateau run, "internal error: KeyError: 'lr_lambdas'"; --lr
+    given again was overruled by the restored optimiser. Now kept, or refused before any work."""
+    out = tmp_path / "run"
+    base = [data["train"], "--head", "cls", "--size", SIZE, "-b", 4, "--width", 8, "-j", 0]
+    base += ["--lr", "2e-3", "--threads", 1, "-q", "--out", out]
+    assert cli([*base, "--steps", 2, "--schedule", "cosine"], capsys)[0] == 0
+    for again, has in [(["--schedule", "plateau"], "cosine"), (["--lr", "0.005"], "0.002"),
+                       (["--hint-lr", "0.0005"], "0.001"), (["--width", "16"], "8"),
+                       (["--hints"], "none"), (["--affinity", "16"], "0")]:  # fmt: skip
+        rc, _, err = cli([*base, "--steps", 4, "--resume", *again], capsys)
+        given = " ".join(again)
+        assert (rc, err) == (
+            2,
+            f"recolor train: {given} and --resume: the run has {has} (a "
+            "resumed run keeps its settings; start another with --init)\n",
+        )
+    assert torch.load(out / "last.pt", weights_only=True)["step"] == 2  # nothing was done
+    rc, _, err = cli([*base, "--steps", 4, "--resume", "--schedule", "cosine"], capsys)  # the same
+    assert (rc, err) == (0, "")
+    args = torch.load(out / "last.pt", weights_only=True)["train_state"]["args"]
+    assert args["schedule"] == "cosine" and args["lr"] == 2e-3
+    rc, _, err = cli([*base, "--steps", 6, "--resume"], capsys)  # not given: the run's
+    assert (rc, err) == (0, "")
+    ckpt = torch.load(out / "last.pt", weights_only=True)
+    assert ckpt["step"] == 6 and ckpt["train_state"]["args"]["schedule"] == "cosine"
+    lrs = [m["lr"] for m in metric_lines(out)]
+    assert lrs == sorted(lrs, reverse=True) and lrs[-1] < 1e-4  # cosine all the way down
+
+
 def test_init_fine_tunes_from_weights_with_new_rebalancing(data, tmp_path):
     """--init starts from a checkpoint's weights and architecture with a fresh optimiser and
     step count; for cls its class set stays and --stats may bring new rebalancing weights."""
@@ -308,6 +339,19 @@ def test_a_full_disk_is_one_line_naming_the_checkpoint(data, tmp_path, capsys, m
     assert [f.name for f in out.iterdir()] == ["metrics.jsonl"]  # no checkpoint, no temporary
 
 
+def test_overwrite_keeps_the_old_run_when_no_training_image_is_readable(data, tmp_path, capsys):
+    """A reg run (no class statistics to read the images first) with no readable image failed
+    at its first batch, after --overwrite had removed the old run; now it stops before."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "last.pt").write_bytes(b"the old run")
+    args = [data["bad"], "--head", "reg", "--steps", "1", "--size", SIZE, "-b", 4, "-q"]
+    rc, _, err = cli([*args, "--width", 8, "-j", 0, "--overwrite", "--out", out], capsys)
+    assert (rc, err) == (1, "recolor train: none of the training images is readable "
+                            f"({data['bad']}: not an image recolor reads (text))\n")  # fmt: skip
+    assert (out / "last.pt").read_bytes() == b"the old run"
+
+
 def test_cli_prints_the_weights_path(data, tmp_path, capsys):
     out = tmp_path / "run"
     args = [data["train"], "--head", "reg", "--steps", "2", "--size", SIZE, "-b", 4]
@@ -378,8 +422,9 @@ def test_cli_resume_errors_are_one_line(data, tmp_path, capsys):
     out.mkdir()
     base = [data["train"], "--head", "cls", "--steps", "2", "--size", SIZE, "-q", "--out", out]
 
-    rc, _, err = cli([*base, "--resume"], capsys)
-    assert rc == 1 and err == f"recolor train: {out / 'last.pt'}: no such file\n"
+    rc, _, err = cli([*base, "--resume"], capsys)  # was "OUT/last.pt: no such file", exit 1
+    none = f"recolor train: --resume: {out} holds no run to continue (no last.pt)\n"
+    assert (rc, err) == (2, none)
 
     reg = models.Colorizer(models.ModelConfig(head="reg", width=8))
     checkpoints.save_checkpoint(out / "last.pt", checkpoints.make_checkpoint(reg, train_state={}))
@@ -443,6 +488,8 @@ def test_a_run_that_diverges_writes_no_weights(data, tmp_path, capsys):
         "nothing written from it\n"
     )
     assert not list(out.glob("*.pt"))
+    (line,) = (out / "metrics.jsonl").read_text().splitlines()  # strict JSON: NaN was written
+    assert json.loads(line, parse_constant=pytest.fail)["train_loss"] is None
 
 
 @pytest.mark.parametrize("workers", [0, 2])
@@ -505,7 +552,7 @@ def test_a_batch_of_one_at_a_tiny_size_is_one_plain_line(data, tmp_path, capsys)
     # torch's own text came out: "Expected more than 1 value per channel when training"
     args = [data["train"], "--size", "16", "-b", "1", "--width", "8", "-j", "0", "-q"]
     rc, stdout, err = cli([*args, "--steps", "1", "--out", tmp_path / "r"], capsys)
-    assert (rc, stdout) == (1, "") and err.startswith(
+    assert (rc, stdout) == (2, "") and err.startswith(  # options: a usage error
         "recolor train: a batch of one image at --size 16 cannot be trained"
     )
     assert len(err.splitlines()) == 1

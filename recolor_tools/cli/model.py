@@ -12,7 +12,7 @@ from typing import Annotated, Literal, Optional
 import typer
 
 from .. import defaults
-from ..errors import RecolorError
+from ..errors import RecolorError, UsageError
 from . import common
 from .common import Debug, Inputs, Quiet, Tool, app
 
@@ -440,8 +440,12 @@ TrainLr = Annotated[
     ),
 ]
 TrainSchedule = Annotated[
-    Literal["plateau", "cosine"],
-    typer.Option("--schedule", help="plateau: halve lr after 10 flat evaluations."),
+    Optional[Literal["plateau", "cosine"]],  # noqa: UP045 - None: not given (--resume keeps it)
+    typer.Option(
+        "--schedule",
+        help="plateau (default): halve lr after 10 flat evaluations; cosine: to 1e-5 by the end.",
+        show_default=False,
+    ),
 ]
 TrainSize = Annotated[int, typer.Option("--size", min=8, help="Crop side (multiple of 8).")]
 TrainWidth = Annotated[
@@ -490,7 +494,13 @@ TrainFreezeBn = Annotated[
     ),
 ]
 TrainHintLr = Annotated[
-    float, typer.Option("--hint-lr", min=0, help="Learning rate of the hint and affinity layers.")
+    Optional[float],  # noqa: UP045 - None: not given (--resume keeps it)
+    typer.Option(
+        "--hint-lr",
+        min=0,
+        help="Learning rate of the hint and affinity layers (default 1e-3).",
+        show_default=False,
+    ),
 ]
 TrainAffinity = Annotated[
     _PosInt,
@@ -515,7 +525,7 @@ def train(
     steps: TrainSteps = None,
     batch_size: TrainBatchSize = 16,
     lr: TrainLr = None,
-    schedule: TrainSchedule = "plateau",
+    schedule: TrainSchedule = None,
     size: TrainSize = defaults.TRAIN_SIZE,
     width: TrainWidth = None,
     device: TrainDevice = "auto",
@@ -530,7 +540,7 @@ def train(
     overwrite: TrainOverwrite = False,
     init: TrainInit = None,
     hints: TrainHints = False,
-    hint_lr: TrainHintLr = defaults.HINT_LR,
+    hint_lr: TrainHintLr = None,
     freeze_bn: TrainFreezeBn = None,
     affinity: TrainAffinity = None,
     quiet: Quiet = False,
@@ -561,7 +571,10 @@ def train(
             cfg.check_out()
         except ValueError as e:
             tool.usage(str(e))
-        path = run_training(cfg, report=tool.fail)  # a skipped image: exit 1 at the end
+        try:
+            path = run_training(cfg, report=tool.fail)  # a skipped image: exit 1 at the end
+        except UsageError as e:  # options the checkpoint to resume does not allow
+            tool.usage(e.reason)
         if os.environ.get("RANK", "0") == "0":  # one line, also under torchrun
             from ..outputs import write_stdout
 
