@@ -295,6 +295,13 @@ def test_ddp_two_processes_keep_identical_replicas(data, tmp_path):
     assert param_digest(initial) != d0
     assert [m["step"] for m in metric_lines(out)] == [2, 4]  # one writer
     assert ckpt["step"] == 4
+    # an error about the whole run is said once, not once per process
+    again = torchrun(args, env=env)
+    ours = [ln for ln in again.stderr.decode().splitlines() if ln.startswith("recolor train:")]
+    assert again.returncode != 0 and ours == [
+        f"recolor train: {out} holds a run (last.pt): --resume continues it, --overwrite "
+        "starts afresh"
+    ]
 
 
 # -- command line -----------------------------------------------------------------------------

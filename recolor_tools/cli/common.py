@@ -100,6 +100,7 @@ class Tool:
         self.name = name
         self.quiet = quiet
         self.failures = 0
+        self.echo = True  # False: failures and usage errors counted, not printed (torchrun ranks)
         set_tool(name)
         from ..imagehead import max_pixels
 
@@ -108,9 +109,14 @@ class Tool:
         except RecolorError as e:
             self.usage(e.reason)
 
-    def fail(self, err: RecolorError | str, path: str | Path | None = None) -> None:
-        """Print ``recolor <tool>: <file>: <reason>`` on stderr and count the failure."""
+    def fail(
+        self, err: RecolorError | str, path: str | Path | None = None, always: bool = False
+    ) -> None:
+        """Print ``recolor <tool>: <file>: <reason>`` on stderr (where :attr:`echo`, or
+        ``always``) and count the failure."""
         self.failures += 1
+        if not (self.echo or always):
+            return
         if isinstance(err, RecolorError):
             path = err.path if err.path is not None else path
             err = err.reason
@@ -154,8 +160,9 @@ class Tool:
         return tqdm(items, total=total, unit=unit, desc=self.name, file=sys.stderr, leave=False)
 
     def usage(self, message: str) -> None:
-        """Stop with a usage error: one line on stderr, exit 2."""
-        print(f"recolor {self.name}: {message}", file=sys.stderr, flush=True)
+        """Stop with a usage error: one line on stderr (where :attr:`echo`), exit 2."""
+        if self.echo:
+            print(f"recolor {self.name}: {message}", file=sys.stderr, flush=True)
         raise typer.Exit(ExitCode.USAGE)
 
     def exit(self) -> None:
@@ -183,13 +190,13 @@ class Tool:
             self.usage("refusing to write binary data to a terminal; use -o or a pipe")
         return sys.stdout.buffer
 
-    def text_stdout(self):
-        """stdout; when it is closed (``>&-``), one line and exit 1, before any work where the
-        tool asks first."""
+    def text_stdout(self, advice: str = "use -o FILE"):
+        """stdout; when it is closed (``>&-``), one line (ending in ``(advice)``) and exit 1,
+        before any work where the tool asks first."""
         if sys.stdout is None:
             from ..process import STDOUT_NAME
 
-            self.fail("is closed, nothing can be written to it (use -o FILE)", STDOUT_NAME)
+            self.fail(f"is closed, nothing can be written to it ({advice})", STDOUT_NAME)
             self.exit()
         return sys.stdout
 

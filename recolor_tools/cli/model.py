@@ -155,6 +155,9 @@ PredictSuggest = _unshown(
 )
 
 
+PATHS_GO_THERE = "the paths written go there; > /dev/null drops them"
+
+
 @app.command("predict")
 def predict(
     inputs: Inputs = None,
@@ -195,7 +198,8 @@ def predict(
 
     tool = Tool("predict", quiet, debug)
     with shard.together():  # under torchrun, no rank's exit cuts the others short
-        tool.text_stdout()  # the written paths' (or --suggest's): closed, refused before any work
+        tool.text_stdout(PATHS_GO_THERE)  # the paths written (or --suggest's colours), refused
+        # before any work when closed
         if depth not in (None, 8, 16):
             tool.usage("--depth must be 8 or 16")
         tool.finite(temperature=temperature, saturation=saturation)
@@ -554,7 +558,9 @@ def train(
     Several GPUs: torchrun --nproc_per_node N -m recolor_tools train ... (-b is per GPU).
     """
     tool = Tool("train", quiet, debug)
-    tool.text_stdout()  # the final weights' path: closed, refused before any work
+    tool.echo = os.environ.get("RANK", "0") == "0"  # under torchrun, what is about the whole
+    # run is said once (every rank exits alike); a skipped image by the rank that met it
+    tool.text_stdout(PATHS_GO_THERE)  # the final weights' path: closed, refused before any work
     with tool.guard():
         from ..train import TrainConfig
         from ..train import train as run_training
@@ -572,7 +578,8 @@ def train(
         except ValueError as e:
             tool.usage(str(e))
         try:
-            path = run_training(cfg, report=tool.fail)  # a skipped image: exit 1 at the end
+            skipped = functools.partial(tool.fail, always=True)
+            path = run_training(cfg, report=skipped)  # a skipped image: exit 1 at the end
         except UsageError as e:  # options the checkpoint to resume does not allow
             tool.usage(e.reason)
         if os.environ.get("RANK", "0") == "0":  # one line, also under torchrun
