@@ -435,7 +435,8 @@ def _train(cfg: TrainConfig, d: Dist, report: Callable[[str], None] | None) -> P
         "size": cfg.size,
         "sources": [str(p) for p in cfg.data],
         "val_sources": [str(p) for p in cfg.val],
-        "init": None if cfg.init is None else str(cfg.init),
+        # where the weights came from, also for a resumed fine-tune (whose --init is not given)
+        "init": str(cfg.init) if cfg.init else (resumed or {}).get("data", {}).get("init"),
     }
 
     # -- model and optimiser --------------------------------------------------------------

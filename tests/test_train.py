@@ -258,6 +258,8 @@ def test_init_fine_tunes_from_weights_with_new_rebalancing(data, tmp_path):
     a, b = torch.load(base, weights_only=True), torch.load(tiny, weights_only=True)
     assert b["step"] == 1 and b["config"] == a["config"]
     assert b["data"]["init"] == str(base)
+    again = train(config(data, tmp_path / "tiny", steps=2, lr=1e-12, resume=True, **kw))
+    assert torch.load(again, weights_only=True)["data"]["init"] == str(base)  # was None
     for k, v in a["model"].items():
         if "running" not in k and "num_batches" not in k:  # BatchNorm statistics still move
             torch.testing.assert_close(b["model"][k], v, rtol=0, atol=1e-8)
