@@ -132,9 +132,7 @@ def match_hint_files(
             by_key.setdefault(Path(input_name(p, roots)).with_suffix("").as_posix(), []).append(p)
     pairs: dict[str, Path] = {}
     problems: list[RecolorError] = []
-    for f in sorted(hint_dir.rglob("*")):
-        if not (f.is_file() and f.suffix.lower() in HINT_EXTS):
-            continue
+    for f in _hint_files(hint_dir):
         k = f.relative_to(hint_dir).with_suffix("").as_posix()
         if k not in by_key:
             problems.append(RecolorError("hint file for no input", f))
@@ -143,6 +141,20 @@ def match_hint_files(
         else:
             pairs.update(dict.fromkeys(by_key[k], f))
     return pairs, problems
+
+
+def _hint_files(hint_dir: Path) -> list[Path]:
+    """The hint files of a ``--hints`` directory (JSON and PNG layers), sorted."""
+    return [f for f in sorted(hint_dir.rglob("*")) if f.is_file() and f.suffix.lower() in HINT_EXTS]
+
+
+def files_read(palette: str | None, hints: str | None) -> list[str]:
+    """The files ``--palette`` and ``--hints`` read (a palette image, a hint file, a hint
+    directory's files; a colour list is no file), which no output may replace."""
+    read = [palette] if palette not in (None, "-") else []
+    if hints is not None and Path(hints).is_dir():
+        return read + [str(f) for f in _hint_files(Path(hints))]
+    return read + ([hints] if hints not in (None, "-") else [])
 
 
 class HintSource:

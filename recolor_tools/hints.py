@@ -147,7 +147,8 @@ def to_pixels(
             return values.astype(np.int64, copy=False)
         values = values.astype(np.float64)
     size = np.array([W, H], np.float64)
-    px = np.floor(np.where(percent, values / 100 * size, values))  # 1e308 px: no overflow
+    with np.errstate(over="ignore", invalid="ignore"):  # 1e308 px: outside, said below
+        px = np.floor(np.where(percent, values * size / 100, values))
     px = np.where(percent & (values == 100), size - 1, px)  # not one past the last pixel
     bad = ((px < 0) | (px >= size)).any(axis=1)
     if bad.any():

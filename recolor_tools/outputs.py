@@ -31,6 +31,8 @@ from typing import IO, BinaryIO
 from .errors import NO_SPACE, DiskFull, RecolorError, UsageError
 from .process import STDOUT_NAME, silence_stdout
 
+SOURCE_REFUSED = "refusing to overwrite the image the record was made from"
+
 
 class OutputUsage(UsageError):
     """A command line whose outputs cannot work (the CLI exits 2)."""
@@ -149,6 +151,8 @@ class Outputs:
         self._written: set[Path] = set()
         self._skipped: set[Path] = set()  # outputs of inputs skipped as done (skip_existing)
         self._input_ids: set[tuple[int, int]] | None = None
+        self._stream_id: tuple[int, int] | None = None  # what a stream file replaces
+        self._refused = False  # a record's own image: the stream file is not renamed over it
         self._count = 0
         self._stack = contextlib.ExitStack()
         self._stream: BinaryIO | None = None
@@ -168,15 +172,17 @@ class Outputs:
             from .imageio import atomic_open
 
             check_not_input(self.file, [*self.inputs, *self.keep])
+            self._stream_id = next(iter(file_ids([str(self.file)])), None)
             self._stream = self._stack.enter_context(atomic_open(self.file))
         else:  # refused before any work, not after the first input's
             check_not_input(self.file, [*self.inputs, *self.keep])
         return self
 
     def __exit__(self, *exc) -> None:
-        if exc[0] is None and self._stream is not None and not self._count:
+        if exc[0] is None and self._stream is not None and (self._refused or not self._count):
             # Not one record written (every input failed): the stream file's temporary file is
-            # dropped, not renamed into an empty output that --skip-existing would then skip.
+            # dropped, not renamed into an empty output that --skip-existing would then skip;
+            # nor over the image a record was made from.
             exc = (_NothingWritten, _NothingWritten(), None)
         self._stack.__exit__(*exc)
 
@@ -236,7 +242,9 @@ class Outputs:
         if out is not None:
             if self._input_ids is None:  # stat the inputs once, not once per output
                 self._input_ids = file_ids([*self.inputs, *self.keep])
-            check_not_input(out, self._input_ids | ({source} if source else set()))
+            check_not_input(out, self._input_ids)
+            if source is not None and source in file_ids([str(out)]):
+                raise RecolorError(SOURCE_REFUSED, out)
         return out
 
     def write(
@@ -254,6 +262,9 @@ class Outputs:
             The disk (or stdout) is full; nothing was renamed over the target.
         """
         if self._stream is not None:  # one record stream file holds them all
+            if source is not None and source == self._stream_id:
+                self._refused = True
+                raise RecolorError(SOURCE_REFUSED, self.file)
             try:
                 write(self._stream)
             except OSError as e:

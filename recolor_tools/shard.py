@@ -39,6 +39,17 @@ def rank_and_size(env: Mapping[str, str] | None = None) -> tuple[int, int]:
     return rank, size
 
 
+def first_process(env: Mapping[str, str] | None = None) -> bool:
+    """Whether this process says what is about the whole run: all but ranks 1 and up of a
+    launch of several processes (WORLD_SIZE > 1, as :func:`recolor_tools.distributed.
+    setup_distributed` decides; a stray RANK alone is one process)."""
+    try:
+        rank, size = rank_and_size(env)
+    except RecolorError:
+        return True  # told where the values are used
+    return rank == 0 or size <= 1
+
+
 def this_rank(*lists: Sequence[T], env: Mapping[str, str] | None = None) -> tuple[list[T], ...]:
     """This rank's share of each list (the same positions in each): items ``RANK``,
     ``RANK + WORLD_SIZE``, ... Under torchrun with CUDA, also makes this process's GPU

@@ -47,6 +47,11 @@ CHOICES = {
 """The options of :class:`TrainConfig` that take one of a few names."""
 
 
+KEPT_ON_RESUME = {"lr": LR, "schedule": "plateau", "hint_lr": defaults.HINT_LR, "width": None}
+"""What a resumed run keeps, with the defaults of a fresh run (None: the model's): the options
+it was started with (its network's width), which its optimiser, schedule and model follow."""
+
+
 @dataclass
 class TrainConfig:
     """Arguments of :func:`train`; the ``recolor train`` options map one to one.
@@ -93,6 +98,9 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
+        if not self.resume:  # resumed: the run's own (resolve_defaults)
+            self.schedule = self.schedule or KEPT_ON_RESUME["schedule"]
+            self.hint_lr = KEPT_ON_RESUME["hint_lr"] if self.hint_lr is None else self.hint_lr
         if self.lr is None and not self.resume:  # resumed: the run's own (resolve_defaults)
             self.lr = LR
             if self.init is not None and self.hints:
@@ -119,7 +127,7 @@ class TrainConfig:
         if self.overwrite and self.resume:
             raise ValueError("give --resume or --overwrite, not both")
         for name, allowed in CHOICES.items():
-            if getattr(self, name) not in (None, *allowed):
+            if getattr(self, name) not in ((None, *allowed) if name == "schedule" else allowed):
                 raise ValueError(f"--{name} must be one of {', '.join(allowed)}")
         for name in ("lr", "hint_lr", "grid"):  # typer's ranges let NaN and inf through
             value = getattr(self, name)
@@ -477,11 +485,6 @@ def takes_hints(cfg: TrainConfig, carried: dict | None) -> bool:
     return saved if cfg.resume else cfg.hints or saved
 
 
-KEPT_ON_RESUME = {"lr": LR, "schedule": "plateau", "hint_lr": defaults.HINT_LR, "width": None}
-"""What a resumed run keeps, with the defaults of a fresh run (None: the model's): the options
-it was started with (its network's width), which its optimiser, schedule and model follow."""
-
-
 def resolve_defaults(cfg: TrainConfig, resumed: dict | None) -> TrainConfig:
     """``cfg`` with the options of :data:`KEPT_ON_RESUME` and ``freeze_bn`` decided.
 
@@ -495,6 +498,7 @@ def resolve_defaults(cfg: TrainConfig, resumed: dict | None) -> TrainConfig:
     """
     args = {} if resumed is None else resumed["train_state"].get("args", {})
     model_cfg = {} if resumed is None else resumed.get("config", {})
+    new_layers = bool(model_cfg.get("hints") or model_cfg.get("affinity"))
     for name, default in KEPT_ON_RESUME.items():
         kept = default if resumed is None else args.get(name, default)
         if name == "width" and resumed is not None:  # the network's, also when not given
@@ -502,13 +506,15 @@ def resolve_defaults(cfg: TrainConfig, resumed: dict | None) -> TrainConfig:
         given = getattr(cfg, name)
         if given is None:
             cfg = dataclasses.replace(cfg, **{name: kept})
-        elif resumed is not None and kept is not None and given != kept:
+        elif resumed is None or kept is None or given == kept:
+            continue
+        elif name != "hint_lr" or new_layers:  # without new layers --hint-lr has no effect
             _kept_on_resume(name, given, kept)
     if resumed is not None:
-        for name, has in (("hints", model_cfg.get("hints", False)),
-                          ("affinity", model_cfg.get("affinity", 0))):  # fmt: skip
-            if getattr(cfg, name) and getattr(cfg, name) != has:
-                _kept_on_resume(name, getattr(cfg, name), has)
+        if cfg.hints and not model_cfg.get("hints", False):
+            _kept_on_resume("hints", True, False)
+        if cfg.affinity is not None and cfg.affinity != model_cfg.get("affinity", 0):
+            _kept_on_resume("affinity", cfg.affinity, model_cfg.get("affinity", 0))
     if cfg.freeze_bn is not None:
         return cfg
     if resumed is not None:

@@ -244,6 +244,18 @@ def test_fine_tune_settings_survive_a_resume(tmp_path):
     with pytest.raises(UsageError, match="--lr 0.0003 and --resume: the run has 0 "):
         resolve_defaults(given, {"train_state": {"args": {"lr": 0.0}}})
     assert resolve_defaults(given, {"train_state": {"args": {"lr": 3e-4}}}).lr == 3e-4
+    affine = {"train_state": {"args": {}}, "config": {"affinity": 16}}
+    with pytest.raises(UsageError, match="--affinity 0 and --resume: the run has 16"):
+        resolve_defaults(TrainConfig(data=["x"], out=tmp_path, resume=True, affinity=0), affine)
+    # --hint-lr means nothing to a run without new layers: not refused there
+    hint_lr = TrainConfig(data=["x"], out=tmp_path, resume=True, hint_lr=5e-4)
+    assert resolve_defaults(hint_lr, {"train_state": {"args": {}}, "config": {}}).hint_lr == 5e-4
+    with pytest.raises(UsageError, match="--hint-lr 0.0005 and --resume: the run has 0.001"):
+        resolve_defaults(hint_lr, affine)
+    with pytest.raises(ValueError, match="--head must be one of"):  # None only for --schedule
+        TrainConfig(data=["x"], head=None)
+    fresh = TrainConfig(data=["x"])  # a fresh run's defaults without resolve_defaults
+    assert (fresh.schedule, fresh.hint_lr) == ("plateau", 1e-3)
     assert TrainConfig(data=["x"], hints=True, init="w.pt", lr=1e-3).lr == 1e-3
 
 

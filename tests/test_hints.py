@@ -126,6 +126,8 @@ def test_colours_points_and_palettes_parse():
     h = hints.parse_hint("10,50%=#00ff00")
     assert h.resolve(40, 30).xy.tolist() == [[10, 20]]
     assert hints.parse_hint("100%,100%=#00ff00").resolve(40, 30).xy.tolist() == [[29, 39]]
+    # floor(p W / 100) exactly: (p / 100) W rounds 29% of 100 to 28.999... (28), one pixel low
+    assert hints.resolve_points([("29%", "57%")], 100, 100) == [(29, 57)]
     pal = hints.palette_from_list("#e63946, #f1faee:0.5,#1d3557")
     np.testing.assert_allclose(pal.palette_w, [0.4, 0.2, 0.4])  # relative, summing to 1
     for bad in ("10,20", "10=#fff", "a,b=#fff", "1,2=#ggg", "1,2=red"):

@@ -345,6 +345,7 @@ def test_files_a_run_reads_are_never_written_over(tmp_path, png):
     before = {f: f.read_bytes() for f in (layer, ref, stats, tmp_path / "hints" / "a.png")}
     for args, target in [
         (["predict", png, "--palette", ref, "-o", ref], ref),
+        (["predict", png, "--palette", ref, "--hints", tmp_path / "hints", "-o", ref], ref),
         (["predict", png, "--hints", layer, "-o", layer], layer),
         (["predict", png, "--hints", tmp_path / "hints", "-o", f"{tmp_path}/hints/"],
          tmp_path / "hints" / "a.png"),
@@ -367,12 +368,14 @@ def test_an_output_made_from_a_record_never_replaces_its_source_image(tmp_path, 
     to_lab = ["to-lab", "--max-size", "8", png]
     lab, back = pipeline(to_lab, ["from-lab", "-", "-o", f"{tmp_path}/"])
     assert lab.returncode == 0 and back.returncode == 1
-    assert _lines(back) == [f"recolor from-lab: {png}: refusing to overwrite an input"]
+    why = "refusing to overwrite the image the record was made from"
+    assert _lines(back) == [f"recolor from-lab: {png}: {why}"]
     run(["to-lab", png, "-o", tmp_path / "a.lab"], check_rc=0)  # through a record file too
     p = run(["quantize", tmp_path / "a.lab", "--preview", f"{tmp_path}/", "-o", tmp_path / "t"])
-    assert p.returncode == 1 and _lines(p) == [
-        f"recolor quantize: {png}: refusing to overwrite an input"
-    ]
+    assert p.returncode == 1 and _lines(p) == [f"recolor quantize: {png}: {why}"]
+    # a stream file named as the image: no record goes in, and it is not renamed over it
+    lab, quant = pipeline(["to-lab", png], ["quantize", "-", "-o", png])
+    assert quant.returncode == 1 and _lines(quant) == [f"recolor quantize: {png}: {why}"]
     assert png.read_bytes() == before
     other = tmp_path / "other"  # another file of that name is an output like any
     other.mkdir()

@@ -217,7 +217,7 @@ def test_a_resumed_run_keeps_its_settings(data, tmp_path, capsys):
     base += ["--lr", "2e-3", "--threads", 1, "-q", "--out", out]
     assert cli([*base, "--steps", 2, "--schedule", "cosine"], capsys)[0] == 0
     for again, has in [(["--schedule", "plateau"], "cosine"), (["--lr", "0.005"], "0.002"),
-                       (["--hint-lr", "0.0005"], "0.001"), (["--width", "16"], "8"),
+                       (["--width", "16"], "8"),
                        (["--hints"], "none"), (["--affinity", "16"], "0")]:  # fmt: skip
         rc, _, err = cli([*base, "--steps", 4, "--resume", *again], capsys)
         given = " ".join(again)

@@ -77,6 +77,10 @@ def test_cli_reports_conflicting_options_as_usage(tmp_path):
     assert (p.returncode, p.stderr.decode()) == (2, (
         "recolor train: --grid and --stats exclude each other (--stats brings the class set)\n"
     ))  # fmt: skip
+    # a stray RANK without a launch of several processes is one process: it says its errors
+    p = run(["train", tmp_path, "--steps", "1", "--epochs", "1", "-q"], env={"RANK": "1"})
+    assert (p.returncode, p.stderr.decode()) == (2, "recolor train: give --epochs or --steps, "
+                                                    "not both\n")  # fmt: skip
     p = run(["train", tmp_path, "--head", "reg", "--stats", tmp_path / "s.npz", "-q"])
     assert (p.returncode, p.stderr.decode()) == (2, (  # was ignored without a word
         "recolor train: --stats sets the colour classes of --head cls; the reg head has none\n"

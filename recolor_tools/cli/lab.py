@@ -236,8 +236,8 @@ def quantize(
                     rgb = quant.preview_rgb(rec.lab(), cls, target.arrays["idx"])
                     png = image_encoder(rgb, shown.path(rec.name), ".png")()
                     shown.check(rec.name, rec.file)
-                out.check(rec.name)
-                out.write(rec.name, lambda f, t=target: write_record(f, t))
+                out.check(rec.name, rec.file)
+                out.write(rec.name, lambda f, t=target: write_record(f, t), rec.file)
                 if shown is not None:
                     shown.write(rec.name, lambda f, png=png: f.write(png), rec.file)
                 used = target.meta["classes_used"]

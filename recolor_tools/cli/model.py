@@ -198,8 +198,8 @@ def predict(
 
     tool = Tool("predict", quiet, debug)
     with shard.together():  # under torchrun, no rank's exit cuts the others short
-        tool.text_stdout(PATHS_GO_THERE)  # the paths written (or --suggest's colours), refused
-        # before any work when closed
+        # closed: refused before any work; -o - writes the image there, --suggest its colours
+        tool.text_stdout("use -o FILE" if output == "-" or suggest else PATHS_GO_THERE)
         if depth not in (None, 8, 16):
             tool.usage("--depth must be 8 or 16")
         tool.finite(temperature=temperature, saturation=saturation)
@@ -214,12 +214,12 @@ def predict(
         if suggest and output is not None:
             tool.usage("--suggest prints colours and writes no image: drop -o")
         if not suggest:
-            guides = common.given(palette, hints)  # read, so never written over either
-            if hints is not None and Path(hints).is_dir():
-                guides = [str(f) for f in Path(hints).rglob("*") if f.is_file()]
+            from ..hintfiles import files_read
+
             router, ext, paths = _predict_outputs(
-                tool, everything, output, fmt, skip_existing, roots, depth, guides
-            )
+                tool, everything, output, fmt, skip_existing, roots, depth,
+                files_read(palette, hints),
+            )  # fmt: skip
         predictor = source = None
         # Hint files for no input: reported, the inputs still done.
         problems: list[RecolorError] = []
@@ -261,7 +261,7 @@ def predict(
             predictor = loaded
         if predictor is None or source is None:
             tool.exit()
-        first_rank = shard.rank_and_size()[0] == 0  # says what is about the whole list, once
+        first_rank = shard.first_process()  # says what is about the whole list, once
         if first_rank:
             for problem in problems:
                 tool.fail(problem)
@@ -312,7 +312,7 @@ def _predict_outputs(
             if chosen
             else [suffix(input_name(p, roots)) for p in paths]
         )
-        if not chosen and shard.rank_and_size()[0] != 0:
+        if not chosen and not shard.first_process():
             exts = []  # under torchrun, the note about the whole list comes once
         common.check_depth(tool, depth, exts, chosen)
     router = tool.outputs(
@@ -558,8 +558,11 @@ def train(
     Several GPUs: torchrun --nproc_per_node N -m recolor_tools train ... (-b is per GPU).
     """
     tool = Tool("train", quiet, debug)
-    tool.echo = os.environ.get("RANK", "0") == "0"  # under torchrun, what is about the whole
-    # run is said once (every rank exits alike); a skipped image by the rank that met it
+    from .. import shard
+
+    # under torchrun, what is about the whole run is said once (every rank exits alike); a
+    # skipped image by the rank that met it
+    tool.echo = shard.first_process()
     tool.text_stdout(PATHS_GO_THERE)  # the final weights' path: closed, refused before any work
     with tool.guard():
         from ..train import TrainConfig
@@ -582,7 +585,7 @@ def train(
             path = run_training(cfg, report=skipped)  # a skipped image: exit 1 at the end
         except UsageError as e:  # options the checkpoint to resume does not allow
             tool.usage(e.reason)
-        if os.environ.get("RANK", "0") == "0":  # one line, also under torchrun
+        if tool.echo:  # one line, also under torchrun
             from ..outputs import write_stdout
 
             write_stdout(tool.text_stdout(), lambda f: print(path, file=f))
