@@ -87,6 +87,13 @@ def check_not_input(out: Path, inputs: Sequence[str] | set[tuple[int, int]]) -> 
         raise RecolorError("refusing to overwrite an input", out)
 
 
+def check_not_source(out: Path, sources: set[tuple[int, int]]) -> None:
+    """Refuse to write ``out`` when it is the image one of the records was made from (their
+    :attr:`~recolor_tools.records.Record.file`, (device, inode))."""
+    if sources and sources & file_ids([str(out)]):
+        raise RecolorError(SOURCE_REFUSED, out)
+
+
 def make_dir(path: Path) -> None:
     """Create an output directory (and its parents), or raise one clear :class:`RecolorError`."""
     if path.exists() and not path.is_dir():
@@ -243,8 +250,7 @@ class Outputs:
             if self._input_ids is None:  # stat the inputs once, not once per output
                 self._input_ids = file_ids([*self.inputs, *self.keep])
             check_not_input(out, self._input_ids)
-            if source is not None and source in file_ids([str(out)]):
-                raise RecolorError(SOURCE_REFUSED, out)
+            check_not_source(out, {source} if source else set())
         return out
 
     def write(

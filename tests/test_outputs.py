@@ -376,6 +376,9 @@ def test_an_output_made_from_a_record_never_replaces_its_source_image(tmp_path, 
     # a stream file named as the image: no record goes in, and it is not renamed over it
     lab, quant = pipeline(["to-lab", png], ["quantize", "-", "-o", png])
     assert quant.returncode == 1 and _lines(quant) == [f"recolor quantize: {png}: {why}"]
+    for flag in ("--plot", "-o"):  # rebalance-stats' outputs too, after counting
+        lab, stats = pipeline(["to-lab", png], ["rebalance-stats", "-", "-q", flag, png])
+        assert stats.returncode == 1 and _lines(stats) == [f"recolor rebalance-stats: {png}: {why}"]
     assert png.read_bytes() == before
     other = tmp_path / "other"  # another file of that name is an output like any
     other.mkdir()

@@ -291,7 +291,7 @@ def rebalance_stats(
     elif output is None:
         tool.text_stdout()  # the summary's; closed: refused before any work
     paths = expand_inputs(tool.stdin_inputs(inputs), (LAB_EXT, *IMAGE_EXTS))
-    from ..outputs import write_stdout
+    from ..outputs import check_not_source, write_stdout
 
     # checked before the counting, not after it
     single_outputs(tool, {"-o": output, "--plot": plot}, [*paths, *given(classes)])
@@ -300,10 +300,14 @@ def rebalance_stats(
     acc.add_sources(tool.progress(images, len(images)), workers, on_error=tool.fail)
     images = set(images)
     records = iter_lab_sources([p for p in paths if p not in images], tool.fail)
-    acc.add_sources(tool.progress(records), on_error=tool.fail)
+    sources: set[tuple[int, int]] = set()  # the images the records were made from
+    acc.add_sources(tool.progress(_noting_sources(records, sources)), on_error=tool.fail)
     if not acc.n_images and tool.failures:
         tool.exit()  # every input failed and was reported: nothing to count
     with tool.guard(output):
+        for target in (output, plot):
+            if target not in (None, "-"):
+                check_not_source(Path(target), sources)
         stats = acc.finish(lam, sigma)
         if to_stdout:
             write_stdout(tool.binary_stdout(), stats.write)
@@ -316,6 +320,14 @@ def rebalance_stats(
         else:
             tool.note(summary(stats).rstrip())
     tool.exit()
+
+
+def _noting_sources(records, sources: set[tuple[int, int]]):
+    """``records`` as they come, adding each one's source image (device, inode) to ``sources``."""
+    for rec in records:
+        if rec.file is not None:
+            sources.add(rec.file)
+        yield rec
 
 
 def _image_files(paths: list[str]) -> list[str]:
