@@ -200,9 +200,12 @@ def soft_histogram(
     Each value spreads over its k nearest class centres with weights ``exp(-d^2 / (2 sigma^2))``
     normalised to 1 (Zhang et al. 2016, Sec. 2.1; as :func:`recolor_tools.quant.soft_encode`).
     """
-    d2 = torch.cdist(ab.double(), classes.double()) ** 2  # (N, Q)
+    # exact differences (not cdist's matrix-product shortcut) and a stable sort: equidistant
+    # classes go to the lower index, as in soft_encode (topk broke such ties another way)
+    a, c = ab.double(), classes.double()
+    d2 = (a[:, :1] - c[:, 0]) ** 2 + (a[:, 1:] - c[:, 1]) ** 2  # (N, Q)
     k = min(k, classes.shape[0])
-    dk, idx = d2.topk(k, dim=1, largest=False)
+    dk, idx = (t[:, :k] for t in d2.sort(dim=1, stable=True))
     w = torch.softmax(-(dk - dk[:, :1]) / (2 * sigma**2), dim=1) * weights.double()[:, None]
     out = torch.zeros_like(d2).scatter_(1, idx, w)
     return out.to(classes.dtype)
@@ -423,9 +426,10 @@ def affinity_loss(
     :func:`point_mix` does with ``feats`` (B, D, h', w'), without the odds term (a model holds
     no prior), and decoded by the annealed mean (T = 0.38). The loss is, averaged over the
     crops, the mean a/b distance to the truth (capped at 150, as the AuC's thresholds), once
-    weighted by the rebalancing weights ``pw`` and once plain: so it is 150 (1 - AuC / 100) for
-    the rebalanced and the raw AuC together (Zhang et al. 2016's AuC is linear in the capped
-    distance), and it has a gradient.
+    weighted by the rebalancing weights ``pw`` and once plain: so it is about 150 (1 - AuC /
+    100) for the rebalanced and the raw AuC together (Zhang et al. 2016's AuC counts the pixels
+    within each of the 151 integer thresholds 0..150: ``1 - AuC = min(ceil(e), 151) / 151``
+    per pixel, a step function of the capped distance ``e``), and it has a gradient.
 
     The truth's a/b per cell is the mean of its soft encoding (``targets["idx"]``,
     ``targets["w"]``, as :class:`Colorizer`'s Notes). Nothing reaches ``z``: only the features
@@ -447,8 +451,9 @@ def affinity_loss(
 
 
 SUGGEST_SEPARATION = 20.0
-"""Least a/b distance between the seeds of :func:`colour_modes` (two classes of the 10-unit
-grid apart), so that five suggestions are five colours, not one colour's neighbouring shades."""
+"""Least a/b distance between the seeds of :func:`colour_modes` (two and a half classes of the
+default 8-unit grid apart), so that five suggestions are five colours, not one colour's
+neighbouring shades."""
 SUGGEST_FLOOR = 0.005
 """Least mass of a colour that :func:`colour_modes` returns (half a percent: a colour the model
 all but excludes is no suggestion)."""

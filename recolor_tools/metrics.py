@@ -339,8 +339,8 @@ def colourfulness(rgb: np.ndarray) -> float:
     float
         ``M = sqrt(s_rg^2 + s_yb^2) + 0.3 * sqrt(m_rg^2 + m_yb^2)`` >= 0, where ``rg = R - G``,
         ``yb = (R + G) / 2 - B`` and m, s are their mean and population standard deviation over
-        the image. 0 for grey images; the paper calls about 33 "moderately", about 59 "quite"
-        and above 82 "extremely" colourful.
+        the image. 0 for grey images; the paper calls about 15 "slightly", 33 "moderately",
+        45 "averagely", 59 "quite", 82 "highly" and 109 "extremely" colourful.
 
     Raises
     ------

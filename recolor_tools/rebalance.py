@@ -89,8 +89,10 @@ def rebalance_weights(
     -------
     w : (Q,) float32
         ``w_q ∝ ((1 - lam) p~_q + lam / Q)^-1``, scaled so that ``sum_q p~_q w_q = 1`` (the
-        expected weight of a pixel is 1, so the loss keeps its scale). Rare classes get large
-        weights, up to ``1 / lam`` times the mean.
+        expected weight of a pixel under the smoothed prior p~ is 1, so the loss keeps its
+        scale; under the unsmoothed counts it is a little less: 0.90 on the training posters).
+        Rare classes get large weights, up to ``1 / lam`` times the weight of a class of
+        frequency ``1 / Q``.
     """
     if not 0.0 <= lam <= 1.0:
         raise ValueError(f"lam must be in [0, 1], got {lam!r}")

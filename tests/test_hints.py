@@ -119,6 +119,20 @@ def test_shipped_checkpoint_loads_with_its_classes():
 # --- parsing -------------------------------------------------------------------------------------
 
 
+def test_soft_histogram_is_the_soft_encoding_of_the_training_targets():
+    """guide.soft_histogram (torch, for hints and palettes) gives each value the classes and
+    weights quant.soft_encode gives it, also where the 5th and 6th nearest centres are equally
+    far (integer a/b on the 8-unit grid: topk broke those ties another way, 0.08 off)."""
+    classes = quant.gamut_classes(8)
+    a, b = np.meshgrid(np.arange(-40, 41, 2), np.arange(-40, 41, 2))
+    ab = np.stack([a.ravel(), b.ravel()], 1).astype(np.float32)
+    idx, w = quant.soft_encode(ab, classes)
+    want = np.zeros((len(ab), len(classes)))
+    np.put_along_axis(want, idx.astype(np.int64), w, axis=1)
+    got = guide.soft_histogram(torch.from_numpy(ab), torch.ones(len(ab)), torch.tensor(classes))
+    np.testing.assert_allclose(got.numpy(), want, atol=1e-6)
+
+
 def test_colours_points_and_palettes_parse():
     np.testing.assert_allclose(hints.parse_color("#808080"), [0, 0], atol=0.01)
     np.testing.assert_allclose(hints.parse_color("f00"), hints.parse_color("#ff0000"))
