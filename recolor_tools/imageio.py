@@ -34,6 +34,11 @@ if TYPE_CHECKING:
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp")
 """File extensions recolor reads and writes as images (case-insensitive)."""
+OTHER_IMAGE_EXTS = (".gif", ".jp2", ".j2k", ".jpx", ".jxl", ".heic", ".heif", ".avif", ".exr",
+                    ".hdr", ".pnm", ".pbm", ".pgm", ".ppm", ".pfm", ".ico", ".psd", ".tga",
+                    ".svg", ".dng", ".ras", ".sr")  # fmt: skip
+"""Extensions of image formats recolor does not write: ``predict -o x.gif`` asks for one (a
+usage error), while ``-o results.v2`` names a folder."""
 DEEP_EXTS = (".png", ".tif", ".tiff")
 """The formats written with 16 bits per sample when asked; the others hold 8."""
 MAX_SIDE = {".jpg": 65500, ".jpeg": 65500, ".webp": 16383, ".png": 1_000_000}

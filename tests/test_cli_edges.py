@@ -168,6 +168,15 @@ def test_predict_o_with_a_format_it_does_not_write_is_a_usage_error(tmp_path):
     assert not (tmp_path / "x.gif").exists()
     p = run(["predict", src, "--size", "16", "-o", tmp_path / "noext"], check_rc=0)
     assert p.stdout.decode() == f"{tmp_path / 'noext' / 'a.png'}\n"
+    for tool in ("predict", "from-lab"):  # --format was ignored without a word
+        p = run([tool, src, "-o", tmp_path / "x.png", "--format", "jpg"])
+        assert (p.returncode, p.stderr.decode()) == (2, (
+            f"recolor {tool}: --format jpg and -o {tmp_path / 'x.png'} name two formats: give one\n"
+        ))  # fmt: skip
+    run(["from-lab", src, "-o", tmp_path / "y.jpeg", "--format", "JPG"], check_rc=0)  # alike
+    # an extension that is no image format's is a folder's name too (it was "unknown format")
+    p = run(["predict", src, "--size", "16", "-o", tmp_path / "results.v2"], check_rc=0)
+    assert p.stdout.decode() == f"{tmp_path / 'results.v2' / 'a.png'}\n"
 
 
 def test_a_folder_in_a_list_file_is_searched_as_on_the_command_line(tmp_path):

@@ -284,6 +284,9 @@ def format_ext(
     own = file_suffix(output).lower()
     if own and own not in IMAGE_EXTS and not Path(output).is_dir():
         tool.usage(f"{flag} {output}: unknown image format {own!r} (use one of {known})")
+    same = {".jpeg": ".jpg", ".tiff": ".tif"}
+    if ext and own and same.get(ext, ext) != same.get(own, own) and not Path(output).is_dir():
+        tool.usage(f"--format {fmt} and {flag} {output} name two formats: give one")  # one lost
     return ext
 
 

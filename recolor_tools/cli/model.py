@@ -290,13 +290,17 @@ def _predict_outputs(
     """(router, --format's extension or None, this process's inputs still to do) for predict;
     ``keep``: the files guidance reads (palette, hints), never written over either."""
     from .. import shard
-    from ..imageio import IMAGE_EXTS, input_name, writes_in_place
+    from ..imageio import IMAGE_EXTS, OTHER_IMAGE_EXTS, input_name, writes_in_place
 
     # an existing device or FIFO (/dev/null, /dev/stdout) is one file, written in place
     in_place = output not in (None, "-") and os.path.exists(output)
     in_place = in_place and not os.path.isdir(output) and writes_in_place(output)
-    # -o x.gif made a folder x.gif/: an extension names a format, as in from-lab
-    ext = common.format_ext(tool, fmt, None if in_place else output)
+    # -o x.gif made a folder x.gif/: an image format's extension names it (a usage error);
+    # another (-o results.v2) is a folder's name
+    named = None if in_place or output is None else output
+    if named and common.file_suffix(named).lower() not in (*IMAGE_EXTS, *OTHER_IMAGE_EXTS):
+        named = None
+    ext = common.format_ext(tool, fmt, named)
     if not in_place and output not in (None, "-") and Path(output).suffix.lower() not in IMAGE_EXTS:
         output = output.rstrip("/") + "/"  # without an image extension, -o names a directory
 
