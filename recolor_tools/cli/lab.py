@@ -76,8 +76,9 @@ def from_lab(
     keep_profile: KeepProfile = False,
     strip: Strip = False,
     fmt: Annotated[
-        str, typer.Option("--format", "-f", help="Image format for stdout and directories.")
-    ] = "png",
+        Optional[str],  # noqa: UP045 - None: not given (-o FILE's extension decides)
+        typer.Option("--format", "-f", help="Image format for stdout and directories (png)."),
+    ] = None,
     skip_existing: SkipExisting = False,
     quiet: Quiet = False,
     debug: Debug = False,
@@ -98,7 +99,7 @@ def from_lab(
     options = {"depth": depth, "quality": quality, "keep_profile": keep_profile, "strip": strip}
     args = tool.stdin_inputs(inputs)
     paths, roots = expand_inputs(args, (LAB_EXT,)), input_roots(args)  # a folder: its .lab
-    ext = format_ext(tool, fmt, output)
+    ext = format_ext(tool, fmt, output) or ".png"
     check_depth(tool, depth, [file_suffix(output) or ext or ".png"], chosen=True)
     router = tool.outputs(output, paths, ext, many_per_file=False, skip_existing=skip_existing)
     with tool.opened(router) as out:
