@@ -216,10 +216,13 @@ class Outputs:
     def skip(self, name: str) -> bool:
         """With ``skip_existing``: True when ``name``'s output file already exists, and no
         input skipped before this one has it (a second input of that output is not skipped:
-        :meth:`write` refuses it, as it does without ``skip_existing``)."""
+        :meth:`write` refuses it, as it does without ``skip_existing``). A stream file
+        (``to-lab -o all.lab``) that exists holds every input's record: all are skipped."""
         out = self.path(name)
         if not (self.skip_existing and out is not None and out.is_file()):
             return False
+        if self.many_per_file and self.directory is None:  # it was written whole (atomically)
+            return True
         if out in self._written or out in self._skipped:
             return False
         self._skipped.add(out)

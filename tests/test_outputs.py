@@ -278,6 +278,12 @@ def test_skip_existing_finishes_what_is_missing(tmp_path, png):
     (out / "b.lab").unlink()
     run(["to-lab", png, b, "-o", f"{out}/", "--skip-existing"], check_rc=0)
     assert (out / "a.lab").read_bytes() == b"done"
+    # one stream file: there, it holds every input (a rerun skipped the first input only and
+    # wrote the file again without it)
+    for _ in range(2):
+        run(["to-lab", png, b, "-o", tmp_path / "all.lab", "--skip-existing"], check_rc=0)
+        names = [r.name for r in iter_records(io.BytesIO((tmp_path / "all.lab").read_bytes()))]
+        assert names == ["a.png", "b.png"]
     (rec,) = iter_records(io.BytesIO((out / "b.lab").read_bytes()))
     assert rec.name == "b.png"
     run(["from-lab", out / "b.lab", "-o", f"{out}/"], check_rc=0)
