@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from recolor_tools.color import lab_to_rgb, rgb_to_lab, to_uint8
+from recolor_tools.errors import printable
 from recolor_tools.imageio import resize_to, write_image
 from recolor_tools.metrics import METRIC_KEYS, mean_metrics
 
@@ -167,7 +168,8 @@ def report_cells(
     """
     mean = mean_metrics([r for _, r in results])
     cols = [c for c in REPORT_COLUMNS if _reported(c[0], results)]
-    rows = [[name] + [fmt.format(r[k]) for k, _, fmt in cols] for name, r in results]
+    # a name's control characters escaped, so that its row stays one line
+    rows = [[printable(name)] + [fmt.format(r[k]) for k, _, fmt in cols] for name, r in results]
     if results:
         rows.append(["mean"] + [fmt.format(mean[k]) for k, _, fmt in cols])
     return ["image"] + [title for _, title, _ in cols], rows

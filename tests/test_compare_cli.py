@@ -243,6 +243,9 @@ def test_rich_table_on_a_terminal(dirs):
     import os
     import pty
 
+    for name in ("[red]x", "[/red]"):  # names, not rich markup (the second: internal error)
+        for d in dirs:
+            save(d / f"{name}.png", pattern())
     master, slave = pty.openpty()
     env = {**os.environ, "COLUMNS": "100", "NO_COLOR": "1"}
     cmd = [sys.executable, "-m", "recolor_tools", "compare", *map(str, dirs), "-q"]
@@ -257,7 +260,17 @@ def test_rich_table_on_a_terminal(dirs):
     assert p.returncode == 1  # 'extra.png' has no partner
     names = [ln.split()[0] for ln in text.splitlines() if ln.strip()]
     assert [n for n in names if n in ("same", "shift", "mean")] == ["same", "shift", "mean"]
+    assert "[red]x" in names and "[/red]" in names
     assert "───" in text  # rich's rule under the column titles: not the plain-text table
+
+
+def test_a_name_with_a_newline_keeps_its_row_one_line(tmp_path):
+    for d in ("p", "t"):
+        save(tmp_path / d / "a\nb.png", pattern())
+    r = run(tmp_path / "p", tmp_path / "t")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) == 3 and lines[1].startswith("a\\nb ")  # head, the image, mean
 
 
 def red_strip_pair(tmp_path: Path) -> tuple[Path, Path, Path]:

@@ -128,14 +128,15 @@ def _load_stats(tool: Tool, path: Path):
 def _print_rich_table(head: list[str], rows: list[list[str]]) -> None:
     from rich import box
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     # Two-line titles keep the table within 80 columns.
     table = Table(*(h.replace(" ", "\n", 1) for h in head), box=box.SIMPLE_HEAD)
     for col in table.columns[1:]:
         col.justify = "right"
-    for row in rows[:-1]:
-        table.add_row(*row)
+    for name, *cells in rows[:-1]:
+        table.add_row(escape(name), *cells)  # a name is text, not markup: "[red]x.png"
     if rows:  # the mean row, set apart
         table.add_section()
         table.add_row(*rows[-1], style="bold")
