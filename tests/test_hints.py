@@ -754,6 +754,27 @@ def test_a_hint_folder_inside_the_input_folder_holds_no_inputs(tmp_path, weights
     assert hint_error(read_rgb_u8(out / "b.png"), blue, square) < 6
 
 
+def test_a_palette_image_or_hint_layer_in_the_input_folder_is_no_input(tmp_path, weights):
+    """`recolor predict . --palette ref.png` recoloured ref.png too (and took the palette's
+    pixels for a hint layer of another size); named on the command line, it is an input."""
+    posters = tmp_path / "posters"
+    posters.mkdir()
+    write_rgb(posters / "b.png", smooth_image(40, 50, 3))
+    write_rgb(posters / "ref.png", smooth_image(40, 50, 4))  # a layer fits every input
+    layer = np.zeros((40, 50, 4), np.uint8)
+    layer[10:15, 10:15] = (40, 60, 220, 255)
+    write_rgb(posters / "b.hints.png", layer)
+    out = tmp_path / "out"
+    args = ["predict", posters, "-w", weights["cls"], "-o", out, "-q"]
+    for given in (["--palette", posters / "ref.png"], ["--hints", posters / "b.hints.png"]):
+        p = run([*args, *given], check_rc=0)
+        written = {Path(x).name for x in p.stdout.decode().splitlines()}
+        assert written == {"b.png", "ref.png" if given[0] == "--hints" else "b.hints.png"}
+    alone = ["predict", posters / "ref.png", "-w", weights["cls"], "-o", tmp_path / "own", "-q"]
+    p = run([*alone, "--palette", posters / "ref.png"], check_rc=0)
+    assert p.stdout.decode() == f"{tmp_path / 'own' / 'ref.png'}\n"
+
+
 def test_suggest_needs_the_cls_head_a_usage_error(weights, image):
     src, _ = image
     p = run(["predict", src, src, "-w", weights["reg"], "--suggest", "1,1"])  # said per image

@@ -208,18 +208,21 @@ def predict(
         everything, roots = expand_inputs(args), input_roots(args)
         if hints is not None and hints.strip() and Path(hints).is_dir():
             everything = leave_out(everything, roots, hints)  # hint layers are no inputs
+        from ..hintfiles import files_read
+
+        guides = files_read(palette, hints)
+        # nor a palette image or hint layer found in an input folder (named, it is one)
+        own = {os.path.realpath(g) for g in guides}
+        everything = [p for p in everything if p in args or os.path.realpath(p) not in own]
         router, ext, paths = None, None, everything
         if palette == "-" and ("-" in args or sys.stdin.isatty()):
             tool.usage("--palette - reads an image from stdin: not a terminal, and not an input")
         if suggest and output is not None:
             tool.usage("--suggest prints colours and writes no image: drop -o")
         if not suggest:
-            from ..hintfiles import files_read
-
             router, ext, paths = _predict_outputs(
-                tool, everything, output, fmt, skip_existing, roots, depth,
-                files_read(palette, hints),
-            )  # fmt: skip
+                tool, everything, output, fmt, skip_existing, roots, depth, guides
+            )
         predictor = source = None
         # Hint files for no input: reported, the inputs still done.
         problems: list[RecolorError] = []
