@@ -9,6 +9,7 @@ a one-pixel hint of its own colour. :mod:`recolor_tools.hints` holds what the hi
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -97,8 +98,10 @@ def read_hints(path: str | Path) -> Hints:
     data = read_bytes(path)
     try:
         if Path(path).suffix.lower() == ".json":
-            return _from_json(data)
-        return _from_layer(data, str(path))
+            found = _from_json(data)
+        else:
+            found = _from_layer(data, str(path))
+        return dataclasses.replace(found, origin=str(path))  # named in errors about its points
     except (ValueError, KeyError, TypeError) as e:
         reason = f"missing key {e}" if isinstance(e, KeyError) else str(e).splitlines()[0]
         raise RecolorError(f"bad hint file: {reason}", path) from None

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from .color import rgb_to_lab
-from .errors import RecolorError
+from .errors import RecolorError, printable
 from .imageio import (
     read_rgb,
     resize_to,
@@ -129,7 +129,12 @@ def parse_points(xy) -> tuple[np.ndarray, np.ndarray]:
 
 
 def to_pixels(
-    values: np.ndarray, percent: np.ndarray, H: int, W: int, what: str = "hint point"
+    values: np.ndarray,
+    percent: np.ndarray,
+    H: int,
+    W: int,
+    what: str = "hint point",
+    of: str = "",
 ) -> np.ndarray:
     """(N, 2) int64 pixel (x, y) of points (:func:`parse_points`) in an (H, W) image.
 
@@ -154,7 +159,7 @@ def to_pixels(
     if bad.any():
         i = int(np.argmax(bad))
         x, y = (_given(values[i, c], percent[i, c]) for c in (0, 1))
-        raise RecolorError(f"{what} ({x}, {y}) is outside the {W}x{H} image")
+        raise RecolorError(f"{what} ({x}, {y}){of} is outside the {W}x{H} image")
     return px.astype(np.int64)
 
 
@@ -170,6 +175,14 @@ def _given(v: float, percent: bool) -> str:
     ``52``)."""
     text = str(int(v)) if float(v).is_integer() and abs(v) < 1e15 else str(float(v))
     return text + "%" * bool(percent)
+
+
+def _origin(a: Hints, b: Hints) -> str | None:
+    """The file the points of ``a + b`` came from: the one side's that holds points (or, where
+    neither does, a layer's size); None where both hold points."""
+    if len(a.xy) and len(b.xy):
+        return None
+    return b.origin if len(b.xy) or (not len(a.xy) and b.shape) else a.origin
 
 
 @dataclass(frozen=True)
@@ -200,6 +213,10 @@ class Hints:
         Where the points spread (``predict --hint-spread``, :data:`SPREADS`): ``"alike"`` to the
         regions that look like theirs nearby, across edges; ``"region"`` through the region
         each is in, stopping at edges (:func:`recolor_tools.guide.region_shares`).
+    origin : str or None
+        The hint file the points (or the layer) came from, named in the errors about them
+        (:func:`recolor_tools.hintfiles.read_hints`); None for points from the command line,
+        or from there and a file together.
 
     Points are arrays, not lists of pairs: a painted layer can hold millions.
     """
@@ -213,6 +230,7 @@ class Hints:
     percent: np.ndarray | None = None
     strength: float | None = None
     spread: str = "alike"
+    origin: str | None = None
 
     def __post_init__(self) -> None:
         if self.spread not in SPREADS:
@@ -250,6 +268,7 @@ class Hints:
             shape=self.shape or other.shape,
             strength=self.strength if other.strength is None else other.strength,
             spread=self.spread if other.spread == "alike" else other.spread,
+            origin=_origin(self, other),
         )
 
     def resolve(self, H: int, W: int) -> Hints:
@@ -260,10 +279,11 @@ class Hints:
         RecolorError
             A point outside the image, or a hint layer of another size.
         """
+        of = "" if self.origin is None else f" of {printable(self.origin)}"  # which file
         if self.shape is not None and self.shape != (H, W):
             h, w = self.shape
-            raise RecolorError(f"the hint layer is {w}x{h}, the image {W}x{H}")
-        xy = to_pixels(self.xy, self.percent, H, W)
+            raise RecolorError(f"the hint layer{of} is {w}x{h}, the image {W}x{H}")
+        xy = to_pixels(self.xy, self.percent, H, W, of=of)
         return replace(self, xy=xy, percent=np.zeros(xy.shape, bool), shape=(H, W))
 
     def squares(self, which: np.ndarray | slice = slice(None)) -> np.ndarray:

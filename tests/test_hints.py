@@ -639,12 +639,15 @@ def test_bad_hint_files_give_one_line_each_and_the_rest_is_done(tmp_path, weight
         "#rrggbb or #rgb",
         f"recolor predict: {hdir / 'no_alpha.png'}: bad hint file: a hint layer must be an "
         "image with an alpha channel",
-        f"recolor predict: {posters / 'clear_small.png'}: the hint layer is 8x8, the image 80x60",
-        f"recolor predict: {posters / 'far.png'}: hint point (1e+308, 1) is outside the 80x60 "
-        "image",
-        f"recolor predict: {posters / 'outside.png'}: hint point (80, 1) is outside the 80x60 "
-        "image",
-        f"recolor predict: {posters / 'small_layer.png'}: the hint layer is 8x8, the image 80x60",
+        # the input, and the hint file the bad points came from (it said only the input)
+        f"recolor predict: {posters / 'clear_small.png'}: the hint layer of "
+        f"{hdir / 'clear_small.png'} is 8x8, the image 80x60",
+        f"recolor predict: {posters / 'far.png'}: hint point (1e+308, 1) of {hdir / 'far.json'} "
+        "is outside the 80x60 image",
+        f"recolor predict: {posters / 'outside.png'}: hint point (80, 1) of "
+        f"{hdir / 'outside.json'} is outside the 80x60 image",
+        f"recolor predict: {posters / 'small_layer.png'}: the hint layer of "
+        f"{hdir / 'small_layer.png'} is 8x8, the image 80x60",
     ]
 
 
