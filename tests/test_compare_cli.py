@@ -310,3 +310,22 @@ def test_bad_stats_file(tmp_path):
     (line,) = r.stderr.splitlines()
     assert line.startswith(f"recolor compare: {bad}: ")
     assert r.stdout == ""
+    r = run(pred, truth, "--stats", tmp_path)  # its own reason, not "not a ... file"
+    assert (r.returncode, r.stderr) == (1, f"recolor compare: {tmp_path}: is a directory\n")
+
+
+def test_stats_from_a_pipe(tmp_path):
+    """`--stats <(recolor rebalance-stats ... -o -)`: np.load seeks, which a pipe cannot, and
+    the stats were called "not a recolor-rebalance file"."""
+    import os
+    import threading
+
+    pred, truth, stats = red_strip_pair(tmp_path)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_bytes(stats.read_bytes()), daemon=True)
+    writer.start()
+    r = run(pred, truth, "--stats", fifo, "--json")
+    writer.join(timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == json.loads(run(pred, truth, "--stats", stats, "--json").stdout)

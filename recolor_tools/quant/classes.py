@@ -184,13 +184,21 @@ def read_npz(path: str | Path, fmt: str, version: int, keys: tuple[str, ...]) ->
     for a missing, unreadable, foreign (:class:`WrongFormat`), newer or incomplete file; never
     unpickles.
     """
+    import io
     import zipfile
 
+    from ..imageio import read_bytes
+
+    if str(path) == "-":  # stdin holds the inputs
+        raise RecolorError("no such file", path)
+    if Path(path).is_dir():
+        raise RecolorError("is a directory", path)
+    # Read whole first: np.load seeks, which a pipe (`--stats <(...)`) cannot; and a folder or
+    # an unreadable file gets its own reason, not "not a ... file".
+    raw = read_bytes(path)
     try:
-        with np.load(path, allow_pickle=False) as z:
+        with np.load(io.BytesIO(raw), allow_pickle=False) as z:
             data = {name: z[name] for name in z.files}
-    except FileNotFoundError:
-        raise RecolorError("no such file", path) from None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile):
         raise WrongFormat(f"not a {fmt} file", path) from None
     if not isinstance(data, dict) or str(data.get("format", "")) != fmt:
