@@ -282,6 +282,11 @@ _QUALITY_FLAG = {
     ".webp": cv2.IMWRITE_WEBP_QUALITY,
 }
 """OpenCV's quality parameter of each lossy format."""
+FULL_CHROMA_QUALITY = 90
+"""JPEG quality from which the chroma is kept at full resolution (4:4:4), as ImageMagick does:
+recolor's product is the chroma, and 4:2:0 halves it each way, smearing a one-pixel hint and
+colour edges (OpenCV's default quality is 95, so its outputs are 4:4:4 unless ``quality`` is
+lower)."""
 _ALPHA_EXTS = (".png", ".webp")
 """The formats :func:`encode_image` writes an alpha channel to (OpenCV's TIFF encoder leaves
 out the ExtraSamples tag readers need; JPEG has none; BMP's is ignored by most readers)."""
@@ -349,6 +354,8 @@ def encode_image(
     params = []
     if quality is not None and ext in _QUALITY_FLAG:
         params = [_QUALITY_FLAG[ext], int(quality)]
+    if ext in (".jpg", ".jpeg") and (quality is None or quality >= FULL_CHROMA_QUALITY):
+        params += [cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]
     # OpenCV's order is BGR(A): the colours reversed, alpha kept last.
     order = [2, 1, 0, 3] if alpha else [2, 1, 0]
     ok, enc = cv2.imencode(ext, np.ascontiguousarray(pix[:, :, order]), params)

@@ -61,8 +61,8 @@ QualityOpt = Annotated[
         "--quality",
         min=1,
         max=100,
-        help="JPEG and WebP quality, 1-100 (default: JPEG 95, WebP lossless); png, tiff and "
-        "bmp ignore it.",
+        help="JPEG and WebP quality, 1-100 (default: JPEG 95, WebP lossless); JPEG keeps full "
+        "chroma (4:4:4) from 90; png, tiff and bmp ignore it.",
         show_default=False,
     ),
 ]
