@@ -265,7 +265,7 @@ def test_a_one_pixel_hint_holds_in_jpeg_output(tmp_path, weights, image):
     from PIL import Image, JpegImagePlugin
 
     hues = ["#e01020", "#10c030", "#2040e0", "#f0d000"]  # unlike the image's own colours
-    flags = [f"--hint={x},{y}={c}" for (x, y), c in zip(POINTS, hues)]
+    flags = [f"--hint={x},{y}={c}" for (x, y), c in zip(POINTS, hues, strict=True)]
     w = ["--weights", weights["cls"], *flags]
     run(["predict", src, *w, "-o", tmp_path / "ref.png"], check_rc=0)
     ref = read_rgb_u8(tmp_path / "ref.png")
