@@ -198,7 +198,7 @@ def evaluate(
     vals = (sums[:3] / n).tolist()
     return {
         "val_loss": vals[0],
-        "val_auc": vals[1],
+        "val_auc": vals[1] if math.isfinite(vals[1]) else None,
         "val_psnr": vals[2] if math.isfinite(vals[2]) else None,
     }
 
@@ -230,6 +230,9 @@ def _evaluate_sums(
         truth_ab = batch["ab_full"].numpy().transpose(0, 2, 3, 1)  # (B, S, S, 2)
         S = Ls.shape[-1]
         for i in range(len(Ls)):
+            if not np.isfinite(ab[i]).all():  # diverged: logged as null, save_last says why
+                sums[1:3] += math.nan
+                continue
             up = cv2.resize(ab[i], (S, S), interpolation=cv2.INTER_LINEAR)
             pred = np.dstack([Ls[i], up]).astype(np.float32)
             truth = np.dstack([Ls[i], truth_ab[i]]).astype(np.float32)

@@ -174,6 +174,9 @@ def test_a_name_that_is_not_utf8_goes_through_every_tool_as_its_bytes(tmp_path):
     assert os.listdir(os.fsencode(tmp_path / "back")) == [raw + b".png"]
     p = run(["compare", tmp_path / "back", tmp_path / "p", "--csv"], env=strict, check_rc=0)
     assert raw in p.stdout
+    report = tmp_path / "r.csv"  # to a file: "internal error: UnicodeEncodeError"
+    run(["compare", tmp_path / "back", tmp_path / "p", "--csv", "-o", report], check_rc=0)
+    assert report.read_bytes() == p.stdout
     montage = tmp_path / "m.png"  # the name as a caption: OpenCV crashed (SIGSEGV) on it
     run(["compare", tmp_path / "back", tmp_path / "p", "--montage", montage, "-q"], check_rc=0)
     assert montage.stat().st_size > 0

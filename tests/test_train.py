@@ -486,11 +486,15 @@ def test_cli_bad_arguments(data, tmp_path, capsys):
         assert (rc, err) == (2, want)
 
 
-def test_a_run_that_diverges_writes_no_weights(data, tmp_path, capsys):
+@pytest.mark.parametrize("head, val", [("reg", False), ("reg", True), ("cls", True)])
+def test_a_run_that_diverges_writes_no_weights(data, tmp_path, capsys, head, val):
     """A finite but absurd --lr turns the weights to NaN: once written as reg.pt (which predict
-    then refused) with exit 0; now one line, exit 1, and no weights from it."""
+    then refused) with exit 0; now one line, exit 1, and no weights from it. With --val the
+    validation of NaN predictions ended the run first ("a/b errors must be non-negative numbers")
+    and logged nothing; now its measures are null too."""
     out = tmp_path / "run"
-    args = [data["train"], "--head", "reg", "--steps", "2", "--size", SIZE, "-b", 4, "-q"]
+    args = [data["train"], "--head", head, "--steps", "2", "--size", SIZE, "-b", 4, "-q"]
+    args += ["--val", data["val"]] * val
     rc, stdout, err = cli([*args, "--width", 8, "-j", 0, "--lr", "1e308", "--out", out], capsys)
     assert (rc, stdout) == (1, "") and err == (
         "recolor train: training diverged by step 2: NaN or infinite weights (try a lower --lr); "
@@ -498,7 +502,10 @@ def test_a_run_that_diverges_writes_no_weights(data, tmp_path, capsys):
     )
     assert not list(out.glob("*.pt"))
     (line,) = (out / "metrics.jsonl").read_text().splitlines()  # strict JSON: NaN was written
-    assert json.loads(line, parse_constant=pytest.fail)["train_loss"] is None
+    logged = json.loads(line, parse_constant=pytest.fail)
+    assert logged["train_loss"] is None
+    if val:
+        assert logged["val_auc"] is None and logged["val_psnr"] is None
 
 
 @pytest.mark.parametrize("workers", [0, 2])

@@ -79,7 +79,8 @@ def compare(
             report.montage(rows, montage)
     fmt = report.format_json if as_json else report.format_csv if as_csv else None
     if output is not None:
-        text = (fmt or report.format_text)(results).encode()
+        # a name that is no UTF-8 is its own bytes, as on stdout
+        text = (fmt or report.format_text)(results).encode(errors="surrogateescape")
         router = tool.outputs(output, inputs, ".txt", many_per_file=False)
         with tool.opened(router) as out, tool.guard(output):
             out.write("report", lambda f: f.write(text))
