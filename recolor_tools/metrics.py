@@ -46,6 +46,10 @@ conversions' (:data:`recolor_tools.color.STRIP_PIXELS`), set apart here for the 
 
 AUC_T_MAX = 150
 """Largest ab-error threshold of the AuC sweep, as in Zhang et al. [2]."""
+AB_TOLERANCE = 1e-3
+"""a/b error (units) that the AuC takes as none: float32 CIELAB gives a neutral gray |a|, |b| up
+to 3e-5 (22 of the 256 gray levels), which missed the threshold t = 0, so two gray images scored
+150/151 instead of 1."""
 
 METRIC_KEYS = (
     "psnr",
@@ -245,7 +249,7 @@ def auc(
     -----
     With e the per-pixel a/b error (:func:`ab_error`) and w the weights::
 
-        acc(t) = sum(w * [e <= t]) / sum(w)
+        acc(t) = sum(w * [e <= t + 0.001]) / sum(w)   (AB_TOLERANCE: float rounding)
         AuC    = mean(acc(t) for t in 0, 1, ..., t_max)
 
     i.e. the mean over the ``t_max + 1`` integer thresholds. For a constant error e this is the
@@ -265,8 +269,9 @@ def auc_of_errors(
 def error_histogram(
     e: np.ndarray, weights: np.ndarray | None = None, t_max: int = AUC_T_MAX
 ) -> np.ndarray:
-    """(t_max + 2,) float64: the summed weights of the errors ``e`` by ``ceil(e)``, the last bin
-    holding those above ``t_max``. Histograms of parts of an image add up to the image's."""
+    """(t_max + 2,) float64: the summed weights of the errors ``e`` by ``ceil(e - AB_TOLERANCE)``,
+    the last bin holding those above ``t_max``. Histograms of parts of an image add up to the
+    image's."""
     w = np.ones_like(e) if weights is None else np.asarray(weights, dtype=np.float64)
     if w.shape != e.shape:
         raise ValueError(f"weights must have shape {e.shape}, got {w.shape}")
@@ -278,7 +283,7 @@ def error_histogram(
         raise ValueError("a/b errors must be non-negative numbers (NaN in a Lab image?)")
     # A pixel counts at every integer t >= ceil(e): the running sum of this histogram gives
     # acc(t) for all thresholds at once. Errors above t_max land in the overflow bin.
-    first = np.minimum(np.ceil(e), t_max + 1).astype(np.int64).ravel()
+    first = np.clip(np.ceil(e - AB_TOLERANCE), 0, t_max + 1).astype(np.int64).ravel()
     return np.bincount(first, weights=w.ravel(), minlength=t_max + 2)
 
 

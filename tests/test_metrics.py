@@ -144,6 +144,14 @@ def test_auc_constant_error_hand_values():
     assert metrics.auc(*lab_pair((151.0, 0.0))) == 0.0
 
 
+def test_auc_of_two_grays_is_one():
+    """Every gray level against every other: no colour error at all (float32 Lab gives some
+    gray levels a/b of 3e-5, which scored 150/151)."""
+    levels = np.arange(256, dtype=np.float32).reshape(16, 16, 1).repeat(3, 2) / 255
+    pred, truth = rgb_to_lab(levels), rgb_to_lab(levels[::-1, ::-1])
+    assert metrics.auc(pred, truth) == 1.0
+
+
 def test_auc_t_max():
     assert metrics.auc(*lab_pair((5.0, 0.0)), t_max=9) == pytest.approx(5 / 10, abs=1e-12)
 
@@ -154,8 +162,9 @@ def test_auc_matches_plain_threshold_sweep():
     pred[..., 1:] += rng.normal(0, 40, pred[..., 1:].shape)
     w = rng.uniform(0, 3, truth.shape[:2])
     e = np.hypot(*(pred[..., 1:] - truth[..., 1:]).transpose(2, 0, 1))
-    plain = np.mean([np.mean(e <= t) for t in range(151)])
-    weighted = np.mean([np.sum(w * (e <= t)) / w.sum() for t in range(151)])
+    ok = [e <= t + metrics.AB_TOLERANCE for t in range(151)]
+    plain = np.mean([np.mean(hit) for hit in ok])
+    weighted = np.mean([np.sum(w * hit) / w.sum() for hit in ok])
     assert metrics.auc(pred, truth) == pytest.approx(plain, abs=1e-12)
     assert metrics.auc(pred, truth, weights=w) == pytest.approx(weighted, abs=1e-12)
 
