@@ -141,6 +141,8 @@ def decode_stored(data: bytes, name: str = "<data>") -> tuple[ImageHead, np.ndar
         peak = np.iinfo(img.dtype).max
         alpha = np.where(img == head.transparent_gray, 0, peak).astype(img.dtype)
         img = cv2.merge([img, img, img, alpha])
+    if img.ndim == 3 and img.shape[2] == 4 and head.format == "TIFF" and head.extra_samples == 0:
+        img = np.ascontiguousarray(img[:, :, :3])  # TIFF 6.0: ExtraSamples 0 is "unspecified data"
     if img.ndim == 3 and img.shape[2] == 4 and _premultiplied(head, img.dtype):
         img = _unpremultiply(img)
     if img.dtype.kind == "f":  # a float TIFF

@@ -48,6 +48,7 @@ _IFD0_KEEP = frozenset(
 )
 _SUB_IFDS = (0x8769, 0x8825)  # Exif and GPS sub-directories, carried whole
 _ORIENTATION = 274
+_INTEROP = 0xA005  # the Interoperability IFD, inside the Exif IFD
 _XMP_ORIENTATION = (  # compiled on first use (re caches them): start-up stays lean
     rb"(tiff:Orientation\s*=\s*[\"'])\d([\"'])",
     rb"(<tiff:Orientation>\s*)\d(\s*</tiff:Orientation>)",
@@ -141,7 +142,8 @@ def read_meta(data: bytes) -> ImageMeta:
                 if im.format == "TIFF":
                     exif, xmp = im.getexif(), im.tag_v2.get(700)
                 elif im.info.get("exif"):
-                    exif.load(im.info["exif"])
+                    with contextlib.suppress(Exception):  # broken EXIF: none, the rest kept
+                        exif.load(im.info["exif"])
         orientation = int(exif.get(_ORIENTATION, 1) or 1)
         return ImageMeta(
             icc=icc or None,
@@ -222,10 +224,8 @@ def _clean_exif(exif) -> bytes | None:
     for tag, value in exif.items():
         if tag in _IFD0_KEEP:
             out[tag] = value
-    for tag in _SUB_IFDS:
-        sub = exif.get_ifd(tag) if tag in exif else {}
-        if sub:
-            out.get_ifd(tag).update(sub)
+    for tag, sub in sub_ifds(exif).items():
+        out.get_ifd(tag).update(sub)
     if not len(out) and not any(out.get_ifd(t) for t in _SUB_IFDS):
         return None
     out[_ORIENTATION] = 1
@@ -233,6 +233,24 @@ def _clean_exif(exif) -> bytes | None:
         return out.tobytes()[6:]  # drop b"Exif\0\0"
     except Exception:  # a tag Pillow cannot write back: carry none rather than fail
         return None
+
+
+def sub_ifds(exif) -> dict[int, dict]:
+    """The Exif and GPS sub-IFDs of a Pillow ``Exif`` as dicts, ready to be written anew; the
+    Exif IFD's Interoperability IFD (0xA005: R98 sRGB or R03 Adobe RGB) nested in it as a dict,
+    since copied as the number it is read as, it was an offset into the source file."""
+    subs = {}
+    for tag in _SUB_IFDS:
+        sub = dict(exif.get_ifd(tag)) if tag in exif else {}
+        if _INTEROP in sub:
+            interop = dict(exif.get_ifd(_INTEROP))
+            if interop:
+                sub[_INTEROP] = interop
+            else:
+                del sub[_INTEROP]
+        if sub:
+            subs[tag] = sub
+    return subs
 
 
 def _clean_xmp(xmp) -> bytes | None:
@@ -376,7 +394,9 @@ def encode_output(
     ext = ext.lower() if ext.startswith(".") else "." + ext.lower()
     bits = output_depth(depth, source, ext)
     icc = srgb_profile()
-    xf = from_srgb(source.icc) if keep_profile and source is not None and source.icc else None
+    xf = None
+    if keep_profile and source is not None and source.icc and ext != ".bmp":
+        xf = from_srgb(source.icc)  # (BMP has no place for a profile: it stays sRGB)
     if xf is not None and xf.rgb:  # gray and CMYK profiles cannot describe an RGB output
         rgb = xf.apply(to_float(rgb), 16 if rgb.dtype == np.uint16 or bits == 16 else 8)
         icc = source.icc
@@ -395,13 +415,13 @@ def _software_exif(exif: bytes | None) -> bytes | None:
     from PIL import Image
 
     out = Image.Exif()
-    if exif:
-        out.load(exif)
-    out[305] = SOFTWARE
-    out[_ORIENTATION] = 1
     try:
+        if exif:
+            out.load(exif)  # a record's EXIF is whatever its header held
+        out[305] = SOFTWARE
+        out[_ORIENTATION] = 1
         return out.tobytes()[6:]
-    except Exception:  # a source tag Pillow cannot write back: recolor's own only
+    except Exception:  # a source EXIF Pillow cannot read or write back: recolor's own only
         fresh = Image.Exif()
         fresh[305], fresh[_ORIENTATION] = SOFTWARE, 1
         return fresh.tobytes()[6:]

@@ -152,6 +152,8 @@ def _tiff(enc: bytes, icc: bytes | None, exif: bytes | None, xmp: bytes | None) 
     """
     from PIL import Image, TiffImagePlugin
 
+    from .imagemeta import sub_ifds
+
     if not (icc or exif or xmp):
         return enc
     order = "<" if enc[:2] == b"II" else ">"
@@ -171,11 +173,9 @@ def _tiff(enc: bytes, icc: bytes | None, exif: bytes | None, xmp: bytes | None) 
         for tag, value in ex.items():
             if tag not in (0x8769, 0x8825):
                 extra[tag] = value
-        for tag in (0x8769, 0x8825):
-            sub = ex.get_ifd(tag) if tag in ex else {}
-            if sub:
-                extra.tagtype[tag] = TiffImagePlugin.TiffTags.LONG
-                extra[tag] = dict(sub)
+        for tag, sub in sub_ifds(ex).items():
+            extra.tagtype[tag] = TiffImagePlugin.TiffTags.LONG
+            extra[tag] = sub
     if icc:
         extra[34675] = icc
     if xmp:

@@ -7,6 +7,7 @@ byte, so the tests need no file from outside the repository.
 from __future__ import annotations
 
 import io
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -86,6 +87,7 @@ def exif_bytes(orientation: int = 1) -> bytes:
     ex[315] = "Ann Archivist"
     ex[33432] = "(c) 2026 Poster Archive"
     ex.get_ifd(0x8769)[0x9003] = "2020:01:02 03:04:05"
+    ex.get_ifd(0x8769)[0xA005] = {1: "R03"}  # Interoperability IFD: "Adobe RGB" per DCF
     return ex.tobytes()
 
 
@@ -355,6 +357,60 @@ def test_one_broken_chunk_drops_itself_not_the_orientation_and_a_corrupt_profile
     assert rec.size == (30, 20)  # the good one, turned upright
 
 
+@pytest.mark.parametrize("fmt", ["JPEG", "WEBP"])
+def test_a_broken_exif_block_drops_itself_not_the_profile(tmp_path: Path, fmt: str):
+    """An EXIF block Pillow cannot parse threw away the JPEG's or WebP's ICC profile and XMP
+    with it (the colours then read as sRGB, silently), and one it can half parse printed
+    Pillow's two-line "Corrupt EXIF data" warning; now the EXIF alone is dropped, quietly."""
+    stored = smooth_image(16, 24, seed=4)
+    icc = wide_gamut_icc()
+    want = run(["to-lab", save_pil(tmp_path / "good", stored, fmt, icc_profile=icc)],
+               check_rc=0).stdout  # fmt: skip
+    cut = b"Exif\0\0II*\0"  # ends after the byte order
+    half = cut + b"\xff\xff\xff\x7f" + b"\0" * 20  # an IFD offset beyond the block
+    for name, exif in {"cut": cut, "half": half, "junk": b"Exif\0\0garbage!"}.items():
+        src = save_pil(tmp_path / name, stored, fmt, icc_profile=icc, exif=exif, xmp=XMP)
+        assert Image.open(src).info["exif"].endswith(exif[6:])
+        p = run(["to-lab", src], check_rc=0)
+        assert p.stderr == b"", name
+        (rec,) = lab_records(p.stdout)
+        meta = ImageMeta.from_json(rec.source)
+        assert meta.icc == icc and b"Archive rights" in meta.xmp, name
+        np.testing.assert_array_equal(rec.lab(), lab_records(want)[0].lab())
+
+
+def test_keep_profile_to_bmp_stays_srgb(tmp_path: Path):
+    """BMP has no place for a profile: --keep-profile converted the pixels to the source's
+    space all the same, and every reader took them for sRGB (21.8 dB off)."""
+    src = tmp_path / "wide.png"
+    src.write_bytes(png_with_chunks(smooth_image(16, 24, seed=5), iccp(wide_gamut_icc())))
+    lab = run(["to-lab", src], check_rc=0).stdout
+    for args in (["--keep-profile"], []):
+        run(["from-lab", *args, "-o", tmp_path / f"out{len(args)}.bmp"], input=lab, check_rc=0)
+    kept, plain = (cv2.imread(str(tmp_path / f"out{n}.bmp")) for n in (1, 0))
+    np.testing.assert_array_equal(kept, plain)
+
+
+def test_a_tiff_extra_sample_of_unspecified_meaning_is_no_alpha(tmp_path: Path):
+    """TIFF 6.0: ExtraSamples 0 is "unspecified data"; it was composited as straight alpha."""
+    rgba = np.dstack([smooth_image(16, 24, seed=6), np.full((16, 24), 40, np.uint8)])
+    buf = io.BytesIO()
+    Image.fromarray(rgba).save(buf, "TIFF")  # uncompressed, ExtraSamples (338) = 2
+    data = bytearray(buf.getvalue())
+    (ifd,) = struct.unpack("<I", data[4:8])
+    (n,) = struct.unpack("<H", data[ifd : ifd + 2])
+    for i in range(n):
+        at = ifd + 2 + 12 * i
+        if struct.unpack("<H", data[at : at + 2])[0] == 338:
+            data[at + 8 : at + 10] = struct.pack("<H", 0)
+    src = tmp_path / "extra.tif"
+    src.write_bytes(bytes(data))
+    assert Image.open(src).tag_v2[338] == (0,)
+    out = tmp_path / "out.png"
+    run(["from-lab", "-o", out], input=run(["to-lab", src], check_rc=0).stdout, check_rc=0)
+    np.testing.assert_array_equal(cv2.imread(str(out))[:, :, ::-1], rgba[:, :, :3])
+
+
 def test_integer_tiff_samples_other_than_8_and_16_bits_are_refused(tmp_path: Path):
     """A 32-bit integer TIFF decoded as int32 and was clipped as floats to a white image, exit 0;
     now one line naming the file. A float TIFF is still read."""
@@ -395,6 +451,7 @@ def test_metadata_carried_through_to_lab_and_from_lab_and_stripped(tmp_path: Pat
     assert exif[305] == SOFTWARE
     assert exif[315] == "Ann Archivist" and exif[33432] == "(c) 2026 Poster Archive"
     assert exif.get_ifd(0x8769)[0x9003] == "2020:01:02 03:04:05"
+    assert exif.get_ifd(0xA005) == {1: "R03"}  # was carried as an offset into the source
     xmp = xmp_of(im)
     assert b"Archive rights 2026" in xmp and b'tiff:Orientation="1"' in xmp
     assert im.info["icc_profile"] == colorprofile.srgb_profile()
@@ -422,6 +479,19 @@ def test_source_metadata_round_trips_in_record_headers_and_old_records_still_rea
     assert buf.getvalue()[4:6] == struct.pack("<H", 1) and b"source" not in buf.getvalue()
     (back,) = lab_records(buf.getvalue())
     assert back.source is None and ImageMeta.from_json(back.source) == ImageMeta()
+
+
+def test_a_record_with_exif_that_is_no_tiff_is_still_written(tmp_path: Path):
+    """A record's EXIF is whatever its header holds: one that is no TIFF data ended the whole
+    run with "internal error: SyntaxError"; it is dropped as a broken block in a file is."""
+    lab = color.rgb_to_lab(smooth_image(8, 8, seed=1).astype(np.float32) / 255)
+    buf = io.BytesIO()
+    for name, exif in (("c.png", "aGVsbG8="), ("g.png", None)):  # base64 of b"hello"
+        source = {"depth": 8, **({"exif": exif} if exif else {})}
+        records.write_record(buf, records.lab_record(name, lab, (8, 8), source=source))
+    p = run(["from-lab", "-o", f"{tmp_path}/out/"], input=buf.getvalue(), check_rc=0)
+    assert sorted(os.listdir(tmp_path / "out")) == ["c.png", "g.png"] and p.stderr == b""
+    assert opened((tmp_path / "out" / "c.png").read_bytes()).getexif()[305] == SOFTWARE
 
 
 # --- depth --------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import contextlib
 import inspect
 import sys
 import traceback
+import warnings
 
 import click
 
@@ -45,6 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     # for the next tool in a pipe, whatever the locale's strictness.
     with contextlib.suppress(AttributeError, ValueError):  # a captured, non-file stdout
         sys.stdout.reconfigure(errors="surrogateescape")
+    if not (common._DEBUG or "--debug" in args):
+        # Pillow warns of a corrupt EXIF block in two lines of its own; the block is dropped
+        # alone (README), as what C libraries print is (quiet_c_stderr below)
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
     if any(a == "" or a.startswith("--") and a.endswith("=") for a in args):
         # `recolor predict "$unset"`: Path("") is the current directory, which every tool would
         # take for a folder of inputs (or an output) without a word.
