@@ -48,7 +48,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from .errors import RecolorError
+from .errors import OutOfMemory, RecolorError
 
 MAGIC = b"RCLR"
 LAB_EXT = ".lab"
@@ -274,9 +274,9 @@ def write_record(stream: BinaryIO, rec: Record) -> None:
             raise ValueError(
                 f"record array {k!r} of shape {v.shape} is over the pixel limit ({limit:,})"
             )
-        if values > _MAX_CHANNELS:
+        if values > MAX_CHANNELS:
             raise ValueError(
-                f"record array {k!r} of shape {v.shape} holds over {_MAX_CHANNELS} values a pixel"
+                f"record array {k!r} of shape {v.shape} holds over {MAX_CHANNELS} values a pixel"
             )
         arrays[k] = np.ascontiguousarray(v)
     head = {
@@ -351,14 +351,14 @@ def _read_into(stream: BinaryIO, arr: np.ndarray, source: str) -> None:
 
 
 _MAX_ARRAYS = 16
-_MAX_CHANNELS = 256
+MAX_CHANNELS = 256
 """Most values a pixel may hold per array (channels, or k classes of a soft target)."""
 
 
 def _parse_header(raw: bytes, source: str) -> dict:
     """The header's JSON, checked against limits before any array is allocated: known dtypes,
     at most :data:`_MAX_ARRAYS` arrays of 1 to 4 dimensions, H x W within the pixel limit of
-    :mod:`recolor_tools.imagehead` and at most :data:`_MAX_CHANNELS` values per pixel."""
+    :mod:`recolor_tools.imagehead` and at most :data:`MAX_CHANNELS` values per pixel."""
     from .imagehead import max_pixels
 
     try:
@@ -382,7 +382,7 @@ def _parse_header(raw: bytes, source: str) -> dict:
             if not (isinstance(a["name"], str) and a["dtype"] in _DTYPES and 1 <= len(shape) <= 4):
                 raise ValueError
             pixels, values = _footprint(shape)
-            if pixels > limit or values > _MAX_CHANNELS:
+            if pixels > limit or values > MAX_CHANNELS:
                 raise RecolorError(
                     f"record array {a['name']!r} of shape {shape} is larger than any image "
                     f"recolor reads (RECOLOR_MAX_PIXELS = {limit:,})",
@@ -450,7 +450,7 @@ def check_finite(rec: Record) -> None:
                 raise RecolorError(f"{what} contains {bad} NaN or infinite value(s)", rec.where)
 
 
-def iter_records(stream: BinaryIO, source: str = "<stdin>") -> Iterator[Record]:
+def iter_records(stream: BinaryIO, source: str = "<stdin>", start: bytes = b"") -> Iterator[Record]:
     """Read records from a binary stream until it ends.
 
     Parameters
@@ -459,6 +459,8 @@ def iter_records(stream: BinaryIO, source: str = "<stdin>") -> Iterator[Record]:
         Need not be seekable.
     source : str
         Name used in error messages (the file name, or ``-`` for stdin).
+    start : bytes
+        The stream's first bytes, already read from it (to tell a stream from an image).
 
     Yields
     ------
@@ -475,7 +477,8 @@ def iter_records(stream: BinaryIO, source: str = "<stdin>") -> Iterator[Record]:
     """
     count = 0
     while True:
-        first = stream.read(_PREFIX.size)
+        first = start + stream.read(_PREFIX.size - len(start))
+        start = b""
         if not first:
             return
         if first[:4] != MAGIC[: len(first[:4])]:  # on what was read, however short
@@ -580,9 +583,11 @@ def iter_lab_sources(
         try:
             stream = open_binary(path)
             try:
-                head = stream.peek(4)[:4] if hasattr(stream, "peek") else b""
-                if is_record_stream(head):
-                    for rec in iter_records(stream, path):
+                # read, not peeked: a pipe's first read may hold fewer than 4 bytes; a stream
+                # cut inside its magic is a truncated one
+                head = stream.read(len(MAGIC))
+                if is_record_stream(head) or 0 < len(head) < len(MAGIC) and MAGIC.startswith(head):
+                    for rec in iter_records(stream, path, head):
                         rec.origin = None if path == "-" else f"{path}: {rec.name}"
                         try:
                             check_finite(rec)
@@ -595,7 +600,7 @@ def iter_lab_sources(
                     from .imageio import decode_rgb
                     from .imagemeta import ImageMeta
 
-                    data = stream.read()
+                    data = head + stream.read()
                     if not data:
                         raise RecolorError("empty input (no records)", path)
                     if not is_image(data):
@@ -617,3 +622,5 @@ def iter_lab_sources(
             if e.path is None:
                 e.path = path
             on_error(e)
+        except MemoryError:  # a header may promise arrays of any size that a pipe cannot check
+            on_error(OutOfMemory(path))

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import json
 import os
+import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -294,8 +297,59 @@ def test_closed_pipe_ends_quietly(tmp_path, images):
     prod.stdout.read(10)
     prod.stdout.close()
     err = prod.stderr.read().decode()
-    prod.wait(timeout=120)
+    assert prod.wait(timeout=120) == 1
     assert "Traceback" not in err and err == ""
+
+
+def test_closed_pipe_ends_from_lab_with_1(tmp_path):
+    """`from-lab big.lab | head -c 10`: the image's one write met the closed pipe after 64 KiB,
+    which Python's buffered write returns as a short count, and the run ended 0."""
+    noise = np.random.default_rng(0).integers(0, 256, (300, 400, 3), np.uint8)  # 360 KB as PNG
+    lab = run(["to-lab", write_rgb(tmp_path / "big.png", noise)], check_rc=0).stdout
+    (tmp_path / "big.lab").write_bytes(lab)
+    prod = subprocess.Popen(
+        [sys.executable, "-m", "recolor_tools", "from-lab", tmp_path / "big.lab"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+    )
+    assert len(prod.stdout.read(10)) == 10
+    prod.stdout.close()
+    err = prod.stderr.read().decode()
+    assert (prod.wait(timeout=120), err) == (1, "")
+
+
+def test_a_record_stream_from_a_pipe_is_read_however_it_arrives(tmp_path, images):
+    """A pipe whose first read held fewer than 4 bytes (`(head -c 2 a.lab; sleep 1; tail -c
+    +3 a.lab) |`) was refused as "neither a recolor record stream nor an image"; a stream cut
+    inside its magic was called text; both are read as record streams now."""
+    lab = run(["to-lab", images[0]], check_rc=0).stdout
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    out = tmp_path / "split.png"
+    cons = subprocess.Popen([sys.executable, "-m", "recolor_tools", "from-lab", "-o", out],
+                            stdin=subprocess.PIPE, stderr=subprocess.PIPE, env=env)  # fmt: skip
+    cons.stdin.write(lab[:2])
+    cons.stdin.flush()
+    time.sleep(3)  # the tool starts and reads what is there
+    cons.stdin.write(lab[2:])
+    cons.stdin.close()
+    assert (cons.wait(timeout=120), cons.stderr.read()) == (0, b"")
+    np.testing.assert_array_equal(read_rgb_u8(out), read_rgb_u8(images[0]))
+    p = run(["from-lab", "-o", tmp_path / "cut.png"], input=b"RCL")
+    want = "recolor from-lab: -: truncated record stream (end of data inside a record prefix)\n"
+    assert (p.returncode, p.stderr.decode()) == (1, want)
+
+
+def test_a_record_too_large_for_memory_fails_alone(tmp_path, images):
+    """A header from a pipe may promise arrays of any size within the limits (here 346 GB):
+    the allocation's failure ended the whole run, the inputs after it unread."""
+    header = json.dumps({"name": "c.png", "size": [1, 1], "meta": {}, "arrays": [
+        {"name": "lab", "dtype": "<i8", "shape": [13000, 13000, 16, 16]}]}).encode()  # fmt: skip
+    huge = b"RCLR" + struct.pack("<HHI", 1, 0, len(header)) + header
+    p = run(["from-lab", "-o", f"{tmp_path}/out/", "-", images[0]], input=huge)
+    assert p.returncode == 1 and p.stderr.decode().startswith("recolor from-lab: -: ")
+    assert len(p.stderr.splitlines()) == 1
+    assert os.listdir(tmp_path / "out") == [images[0].name]
 
 
 def test_version_and_help():

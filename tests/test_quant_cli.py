@@ -165,6 +165,7 @@ def test_commands_do_not_import_torch(tmp_path, images):
         ("quantize", ["--sigma", "nan"], "--sigma must be a finite number, got nan"),
         ("quantize", ["--sigma", "1e-300"], "--sigma must be at least 0.01 (or --hard)"),
         ("quantize", ["-k", "1000"], "-k 1000 is more than the {Q} classes"),
+        ("quantize", ["-k", "257"], "-k 257: a target record holds at most 256 classes a pixel"),
         ("quantize", ["-k", "3", "--hard"], "-k 3 and --hard exclude each other"),
         ("quantize", ["--grid", "nan"], "--grid must be a finite number, got nan"),
         ("rebalance-stats", ["--sigma", "1e-300"], "--sigma must be 0 (no smoothing) or at"),

@@ -197,7 +197,7 @@ def quantize(
     """
     from .. import quant
     from ..imageio import IMAGE_EXTS, expand_inputs, input_roots
-    from ..records import LAB_EXT, iter_lab_sources, write_record
+    from ..records import LAB_EXT, MAX_CHANNELS, iter_lab_sources, write_record
 
     tool = Tool("quantize", quiet, debug)
     args = tool.stdin_inputs(inputs)
@@ -214,6 +214,8 @@ def quantize(
     cls, grid = _class_set(tool, classes, grid)
     if not hard and k > len(cls):
         tool.usage(f"-k {k} is more than the {len(cls)} classes")
+    if not hard and k > MAX_CHANNELS:  # every input would fail alike
+        tool.usage(f"-k {k}: a target record holds at most {MAX_CHANNELS} classes a pixel")
     single_outputs(tool, {"-o": output, "--preview": preview}, [*paths, *given(classes)])
     router = tool.outputs(output, paths, ".target", many_per_file=True, keep=given(classes))
     shown = (

@@ -368,12 +368,13 @@ def _write_one(tool: Tool, out, path: str, error, name, dest, encoded) -> None:
     FIFO (``-o /dev/stdout``: the path would follow the image); or report ``error``, the input's
     failure. On the writer thread of :class:`Writeback`, in input order."""
     from ..imageio import writes_in_place
-    from ..outputs import write_stdout
+    from ..outputs import write_all, write_stdout
 
     with tool.guard(path):  # a full stdout: DiskFull naming <stdout>, not the input
         if error is not None:
             raise error
-        if out.write(name, lambda f: f.write(encoded())) is not None and not writes_in_place(dest):
+        written = out.write(name, lambda f: write_all(f, encoded()))
+        if written is not None and not writes_in_place(dest):
             write_stdout(tool.text_stdout(), lambda f: print(dest, file=f))
 
 

@@ -81,9 +81,11 @@ def compare(
     if output is not None:
         # a name that is no UTF-8 is its own bytes, as on stdout
         text = (fmt or report.format_text)(results).encode(errors="surrogateescape")
+        from ..outputs import write_all
+
         router = tool.outputs(output, inputs, ".txt", many_per_file=False)
         with tool.opened(router) as out, tool.guard(output):
-            out.write("report", lambda f: f.write(text))
+            out.write("report", lambda f: write_all(f, text))
     elif fmt is None and tool.text_stdout().isatty():
         _print_rich_table(*report.report_cells(results))
     else:
