@@ -384,9 +384,9 @@ def _parse_header(raw: bytes, source: str) -> dict:
             pixels, values = _footprint(shape)
             if pixels > limit or values > MAX_CHANNELS:
                 raise RecolorError(
-                    f"record array {a['name']!r} of shape {shape} is larger than any image "
+                    f"record array {a['name']!r} of shape {tuple(shape)} is larger than any image "
                     f"recolor reads (RECOLOR_MAX_PIXELS = {limit:,})",
-                    f"{source}: {name}",
+                    name if source == "-" else f"{source}: {name}",  # stdin: the record alone
                 )
             a["shape"] = shape
         if not isinstance(head.get("source") or {}, dict):

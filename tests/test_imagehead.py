@@ -100,7 +100,15 @@ def test_pixel_limit_from_the_environment(tmp_path, monkeypatch):
         "(set RECOLOR_MAX_PIXELS to change it)"
     ]
     monkeypatch.setenv("RECOLOR_MAX_PIXELS", "600")
-    run(["to-lab", src], check_rc=0)
+    lab = run(["to-lab", src], check_rc=0).stdout
+    monkeypatch.setenv("RECOLOR_MAX_PIXELS", "599")  # the record is refused from its header,
+    for where, args, stdin in ((f"{src}.lab: ", [f"{src}.lab"], None), ("", [], lab)):
+        (tmp_path / "a.png.lab").write_bytes(lab)  # named by its file and name; from stdin,
+        p = run(["from-lab", *args, "-o", tmp_path / "b.png"], input=stdin)  # by its name
+        assert p.returncode == 1 and p.stderr.decode() == (
+            f"recolor from-lab: {where}a.png: record array 'lab' of shape (20, 30, 3) is larger "
+            "than any image recolor reads (RECOLOR_MAX_PIXELS = 599)\n"
+        )
     # a valid image just over the default is refused, and passes once the limit is raised
     big = png_bytes(13_400, 13_400)
     monkeypatch.delenv("RECOLOR_MAX_PIXELS", raising=False)
