@@ -161,6 +161,9 @@ class TrainConfig:
         training."""
         if self.out.exists() and not self.out.is_dir():  # found after the stats, before
             raise ValueError(f"--out {self.out}: exists and is not a directory")
+        above = next((p for p in self.out.absolute().parents if p.exists()), None)
+        if above is not None and not self.out.exists() and not above.is_dir():
+            raise ValueError(f"--out {self.out}: {above} is not a directory")
         held = [n for n in ("last.pt", "last.prev.pt") if (self.out / n).exists()]
         if held and not (self.resume or self.overwrite):
             raise ValueError(f"{self.out} holds a run ({held[0]}): --resume continues it, "

@@ -386,6 +386,8 @@ def test_a_run_is_not_replaced_without_overwrite(data, tmp_path, capsys):
     afile.write_text("x")
     rc, _, err = cli([*args, "--steps", "1", "--out", afile], capsys)  # was found after stats
     assert rc == 2 and err == f"recolor train: --out {afile}: exists and is not a directory\n"
+    rc, _, err = cli([*args, "--steps", "1", "--out", afile / "run"], capsys)  # also below
+    assert rc == 2 and err == f"recolor train: --out {afile / 'run'}: {afile} is not a directory\n"
     rc, _, err = cli([*args, "--steps", "1", "--out", out, "--resume", "--overwrite"], capsys)
     assert rc == 2 and err == "recolor train: give --resume or --overwrite, not both\n"
     assert cli([*args, "--steps", "1", "--out", out, "--overwrite"], capsys)[0] == 0
