@@ -21,6 +21,7 @@ training loop prints one warning per bad file (the item's ``"bad"`` field names 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -55,7 +56,7 @@ def list_images(inputs: Sequence[str | Path], which: str = "training") -> list[s
         raise RecolorError(f"{which} data cannot come from stdin; give files or directories")
     paths = expand_inputs(args)
     for p in paths:
-        if Path(p).is_dir():
+        if os.path.isdir(p):
             raise RecolorError("no image files in this directory", p)
     if not paths:
         raise RecolorError(f"no {which} images given")

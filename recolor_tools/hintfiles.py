@@ -9,8 +9,10 @@ a one-pixel hint of its own colour. :mod:`recolor_tools.hints` holds what the hi
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +36,7 @@ def _no_repeated_keys(pairs: list[tuple[str, object]]) -> dict:
 
 
 def _from_json(data: bytes) -> Hints:
-    if not data.strip():  # an empty file (touch a.json): no hints, as {} is
+    if not data.removeprefix(codecs.BOM_UTF8).strip():  # empty (touch a.json): no hints, as {}
         return Hints()
     try:
         doc = json.loads(data, object_pairs_hook=_no_repeated_keys)
@@ -97,14 +99,21 @@ def read_hints(path: str | Path) -> Hints:
     """
     data = read_bytes(path)
     try:
-        if Path(path).suffix.lower() == ".json":
+        if Path(path).suffix.lower() == ".json" or str(path) == "-" and _is_json(data):
             found = _from_json(data)
         else:
             found = _from_layer(data, str(path))
         return dataclasses.replace(found, origin=str(path))  # named in errors about its points
-    except (ValueError, KeyError, TypeError) as e:
+    except (ValueError, KeyError, TypeError, OverflowError) as e:
         reason = f"missing key {e}" if isinstance(e, KeyError) else str(e).splitlines()[0]
         raise RecolorError(f"bad hint file: {reason}", path) from None
+
+
+def _is_json(data: bytes) -> bool:
+    """Whether hint data from stdin (no name to tell) is JSON: empty, or an object; a hint
+    layer is an image, which starts with its format's magic bytes."""
+    start = data.removeprefix(codecs.BOM_UTF8).lstrip()
+    return not start or start.startswith(b"{")
 
 
 HINT_EXTS = (".json", ".png")
@@ -148,14 +157,17 @@ def match_hint_files(
 
 def _hint_files(hint_dir: Path) -> list[Path]:
     """The hint files of a ``--hints`` directory (JSON and PNG layers), sorted."""
-    return [f for f in sorted(hint_dir.rglob("*")) if f.is_file() and f.suffix.lower() in HINT_EXTS]
+    # broken links too, reported when read: they were passed over, and their inputs coloured
+    # automatically without a word
+    return [f for f in sorted(hint_dir.rglob("*")) if f.suffix.lower() in HINT_EXTS
+            and (f.is_file() or f.is_symlink() and not f.exists())]  # fmt: skip
 
 
 def files_read(palette: str | None, hints: str | None) -> list[str]:
     """The files ``--palette`` and ``--hints`` read (a palette image, a hint file, a hint
     directory's files; a colour list is no file), which no output may replace."""
     read = [palette] if palette not in (None, "-") else []
-    if hints is not None and Path(hints).is_dir():
+    if hints is not None and os.path.isdir(hints):
         return read + [str(f) for f in _hint_files(Path(hints))]
     return read + ([hints] if hints not in (None, "-") else [])
 
@@ -212,7 +224,7 @@ def hint_source(
         common = common + parse_palette(palette)
     if hints is not None and not hints.strip():  # Path("") would be the current directory
         raise ValueError("--hints is empty (it takes a hint file or a directory of them)")
-    if hints is not None and Path(hints).is_dir():
+    if hints is not None and os.path.isdir(hints):
         own, problems = match_hint_files(hints, inputs, paths)
         return HintSource(common, own), problems
     if hints is not None:

@@ -22,6 +22,7 @@ References
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -365,8 +366,9 @@ def points(specs: Sequence[tuple[float | str, float | str, str, int]]) -> Hints:
     200,000 points took 38 s point by point (each joined to the others), 6 s so."""
     for x, y, _, size in specs:
         _coord(str(x)), _coord(str(y))  # noqa: B018 - validate now, resolve per image later
-        whole = isinstance(size, int | float | np.integer) and float(size).is_integer()
-        if isinstance(size, bool) or not whole or not 1 <= size <= _MAX_SQUARE:
+        number = isinstance(size, int | float | np.integer) and not isinstance(size, bool)
+        # the range first: float() of a 400-digit JSON integer overflows
+        if not (number and 1 <= size <= _MAX_SQUARE and float(size).is_integer()):
             raise ValueError(
                 f"hint size must be a whole number of pixels, 1 to {_MAX_SQUARE}: {size!r}"
             )
@@ -408,7 +410,7 @@ def palette(colours: Sequence[tuple[str, float | str]]) -> Hints:
     for _, weight in colours:
         try:
             wt = float(weight) if not isinstance(weight, bool) else np.nan
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # a 400-digit JSON integer overflows
             wt = np.nan
         if not _W_MIN <= wt <= _W_MAX:  # held as float32: 1e-300 would be 0, 1e39 infinite
             raise ValueError(
@@ -458,7 +460,7 @@ def parse_palette(spec: str) -> Hints:
     """
     if not spec.strip():  # Path("") is the current directory
         raise ValueError("--palette is empty (it takes an image or #rrggbb colours)")
-    if spec == "-" or Path(spec).exists():
+    if spec == "-" or os.path.exists(spec):  # (a long list is no file name: False)
         return palette_from_image(spec)
     if "#" not in spec:  # every listed colour starts with '#': this was meant as a file
         raise RecolorError("no such file (--palette takes an image or #rrggbb colours)", spec)

@@ -69,7 +69,7 @@ def open_binary(path: str | Path) -> BinaryIO:
     if str(path) == "":  # Path("") would open the current directory
         raise RecolorError("no such file", path)
     try:
-        if Path(path).is_dir():
+        if os.path.isdir(path):
             raise IsADirectoryError(21, "Is a directory", str(path))
         return open(path, "rb")  # noqa: SIM115 - the caller closes it
     except OSError as e:
@@ -488,12 +488,12 @@ def input_roots(args: Sequence[str]) -> list[Path]:
         if a in ("-", ""):
             continue
         named = _list_entries(Path(a)) if _is_list(Path(a)) else [a]
-        roots += [Path(e) for e in named if Path(e).is_dir()]
+        roots += [Path(e) for e in named if os.path.isdir(e)]
     return roots
 
 
 def _is_list(p: Path) -> bool:
-    return p.suffix.lower() in (".txt", ".list") and p.is_file()
+    return p.suffix.lower() in (".txt", ".list") and os.path.isfile(p)
 
 
 def _list_entries(p: Path) -> list[str]:
@@ -548,18 +548,18 @@ def expand_inputs(args: list[str], exts: tuple[str, ...] = IMAGE_EXTS) -> list[s
         p = Path(arg)
         if arg in ("-", ""):  # stdin; an empty name is no file (Path("") is the current folder)
             out.append(arg)
-        elif p.is_dir():
+        elif os.path.isdir(p):  # os.path's: a name too long is no folder, not an error
             # Regular files, and broken links to be reported as such; not FIFOs or devices,
             # which could block the run waiting for a writer (name one to read it).
             found = [str(f) for f in sorted(p.rglob("*")) if f.suffix.lower() in exts
                      and (f.is_file() or f.is_symlink() and not f.exists())]  # fmt: skip
             out.extend(found or [arg])  # an empty directory is reported by whoever opens it
-        elif not p.exists() and any(c in arg for c in "*?["):
+        elif not os.path.lexists(p) and any(c in arg for c in "*?["):
             out.extend(sorted(glob.glob(arg, recursive=True)) or [arg])
         elif _is_list(p):
             for entry in _list_entries(p):
                 # a folder listed is searched as one given on the command line
-                out.extend(expand_inputs([entry], exts) if Path(entry).is_dir() else [entry])
+                out.extend(expand_inputs([entry], exts) if os.path.isdir(entry) else [entry])
         else:
             out.append(arg)
     return out

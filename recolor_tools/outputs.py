@@ -45,7 +45,7 @@ class _NothingWritten(Exception):
 
 def is_dir_target(output: str | Path | None) -> bool:
     """An output names a directory when it exists as one or ends with a slash."""
-    return output is not None and (Path(output).is_dir() or str(output).endswith(("/", os.sep)))
+    return output is not None and (os.path.isdir(output) or str(output).endswith(("/", os.sep)))
 
 
 def safe_name(name: str) -> str:

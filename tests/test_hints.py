@@ -254,6 +254,13 @@ def test_every_hint_form_holds_at_its_pixels(tmp_path, weights, image):
         assert got.shape == rgb.shape
         assert hint_error(got, rgb, POINTS) < 6, name
         assert hint_error(got, rgb, POINTS) < hint_error(auto, rgb, POINTS), name
+    for name in ("json", "layer"):  # `--hints -`: from stdin, JSON or a layer by its bytes
+        h = tmp_path / f"h.{'png' if name == 'layer' else 'json'}"
+        run(["predict", src, *w, "--hints", "-", "-o", tmp_path / "stdin.png"],
+            input=h.read_bytes(), check_rc=0)  # fmt: skip
+        assert (tmp_path / "stdin.png").read_bytes() == (tmp_path / f"{name}.png").read_bytes()
+    p = run(["predict", "-", *w, "--hints", "-", "-o", tmp_path / "x.png"], input=b"")
+    assert p.returncode == 2 and b"--hints - reads a hint file from stdin" in p.stderr
 
 
 def test_a_one_pixel_hint_holds_in_jpeg_output(tmp_path, weights, image):
@@ -434,17 +441,18 @@ def test_empty_hints_are_bit_identical_to_none(tmp_path, weights, image):
     src, rgb = image
     posters, hdir = tmp_path / "posters", tmp_path / "hints"
     posters.mkdir(), hdir.mkdir()
-    for name in ("empty", "none", "clear", "blank"):
+    for name in ("empty", "none", "clear", "blank", "bom"):
         write_rgb(posters / f"{name}.png", rgb)
     (hdir / "empty.json").write_text("{}")
     (hdir / "blank.json").write_text(" \n")  # a file made and never written
+    (hdir / "bom.json").write_bytes(b"\xef\xbb\xbf\n")  # an editor's empty UTF-8 file
     (hdir / "none.json").write_text('{"points": [], "palette": []}')
     write_rgb(hdir / "clear.png", np.zeros((60, 80, 4), np.uint8))
     run(["predict", src, "-w", weights["cls"], "-o", tmp_path / "auto.png"], check_rc=0)
     out = tmp_path / "out"
     run(["predict", posters, "-w", weights["cls"], "--hints", hdir, "-o", out], check_rc=0)
     want = (tmp_path / "auto.png").read_bytes()
-    for name in ("empty", "none", "clear", "blank"):
+    for name in ("empty", "none", "clear", "blank", "bom"):
         assert (out / f"{name}.png").read_bytes() == want, name
 
 
@@ -642,7 +650,8 @@ def test_hint_strength_0_leaves_every_other_pixel_as_the_automatic_output(tmp_pa
 def test_bad_hint_files_give_one_line_each_and_the_rest_is_done(tmp_path, weights):
     posters, hdir = tmp_path / "posters", tmp_path / "hints"
     posters.mkdir(), hdir.mkdir()
-    names = ("good", "outside", "far", "bad_json", "no_alpha", "small_layer", "clear_small")
+    names = ("good", "outside", "far", "bad_json", "no_alpha", "small_layer", "clear_small",
+             "huge", "heavy", "link")  # fmt: skip
     for name in names:
         write_rgb(posters / f"{name}.png", smooth_image(60, 80, 1))
     doc = {"points": [{"x": 1, "y": 1, "color": "blue"}]}
@@ -655,10 +664,16 @@ def test_bad_hint_files_give_one_line_each_and_the_rest_is_done(tmp_path, weight
     # a layer of another size is the wrong file even when nothing is painted on it
     write_rgb(hdir / "clear_small.png", np.zeros((8, 8, 4), np.uint8))
     (hdir / "good.json").write_text(json.dumps({"points": [{"x": 1, "y": 1, "color": "#f00"}]}))
+    # a 400-digit integer: "internal error: OverflowError", and no input done
+    huge = {"points": [{"x": 1, "y": 1, "color": "#f00", "size": 10**400}]}
+    (hdir / "huge.json").write_text(json.dumps(huge))
+    heavy = {"palette": [{"color": "#f00", "weight": 10**400}]}
+    (hdir / "heavy.json").write_text(json.dumps(heavy))
+    (hdir / "link.json").symlink_to(tmp_path / "nowhere.json")  # was passed over, no word
     out = tmp_path / "out"
     p = run(["predict", posters, "-w", weights["cls"], "--hints", hdir, "-o", out])
     assert p.returncode == 1 and p.stdout.decode() == f"{out / 'good.png'}\n"
-    assert sorted(p.stderr.decode().splitlines()) == [
+    assert sorted(p.stderr.decode().splitlines()) == sorted([
         f"recolor predict: {hdir / 'bad_json.json'}: bad hint file: colour 'blue' is not "
         "#rrggbb or #rgb",
         f"recolor predict: {hdir / 'no_alpha.png'}: bad hint file: a hint layer must be an "
@@ -672,7 +687,12 @@ def test_bad_hint_files_give_one_line_each_and_the_rest_is_done(tmp_path, weight
         f"{hdir / 'outside.json'} is outside the 80x60 image",
         f"recolor predict: {posters / 'small_layer.png'}: the hint layer of "
         f"{hdir / 'small_layer.png'} is 8x8, the image 80x60",
-    ]
+        f"recolor predict: {hdir / 'heavy.json'}: bad hint file: palette weight 1{'0' * 400} is "
+        "not a number from 1e-30 to 1e+30",
+        f"recolor predict: {hdir / 'huge.json'}: bad hint file: hint size must be a whole number "
+        f"of pixels, 1 to {2**31 - 1}: 1{'0' * 400}",
+        f"recolor predict: {hdir / 'link.json'}: no such file",
+    ])  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -159,6 +159,28 @@ def test_a_name_near_the_length_limit_is_written(tmp_path):
     assert [p.name for p in (tmp_path / "lab").iterdir()] == [f"{name}.lab"]
 
 
+def test_a_name_too_long_is_one_line_and_the_others_are_done(tmp_path):
+    """A name over NAME_MAX: pathlib's is_dir/exists raise ENAMETOOLONG, and every tool that
+    looked at its inputs so ended with "internal error: OSError"; a --palette colour list
+    longer than 255 characters was taken for a file name and refused."""
+    good = write_rgb(tmp_path / "a.png", smooth_image(16, 24, 2))
+    long = str(tmp_path / ("x" * 300))
+    want = f"{long}.png: file name too long"
+    for tool, args in {
+        "to-lab": [f"{long}.png", good, "-o", f"{tmp_path}/lab/"],
+        "predict": [f"{long}.png", good, "-o", f"{tmp_path}/p/", "--size", "16"],
+        "compare": [f"{long}.png", good],
+    }.items():
+        p = run([tool, *args])
+        assert p.returncode == 1 and p.stderr.decode() == f"recolor {tool}: {want}\n", tool
+    assert os.listdir(tmp_path / "lab") == ["a.lab"] and os.listdir(tmp_path / "p") == ["a.png"]
+    p = run(["predict", good, "-o", tmp_path / "h.png", "--hints", f"{long}.json"])
+    assert p.returncode == 1 and p.stderr.decode().endswith(".json: file name too long\n")
+    colours = ",".join(f"#{i:02x}{255 - i:02x}80" for i in range(0, 240, 6))  # 319 characters
+    run(["predict", good, "-o", tmp_path / "pal.png", "--palette", colours, "--size", "16"],
+        check_rc=0)  # fmt: skip
+
+
 def test_a_name_that_is_not_utf8_goes_through_every_tool_as_its_bytes(tmp_path):
     """Linux file names are bytes: b"caf\xe9.png" (Latin-1) is a good name. With a strict UTF-8
     stdout (a desktop's en_US.UTF-8) predict wrote the file but failed printing its path, and

@@ -282,10 +282,10 @@ def format_ext(
     if ext is not None and ext not in IMAGE_EXTS:
         tool.usage(f"unknown --format {fmt!r} (use one of {known})")
     own = file_suffix(output).lower()
-    if own and own not in IMAGE_EXTS and not Path(output).is_dir():
+    if own and own not in IMAGE_EXTS and not os.path.isdir(output):
         tool.usage(f"{flag} {output}: unknown image format {own!r} (use one of {known})")
     same = {".jpeg": ".jpg", ".tiff": ".tif"}
-    if ext and own and same.get(ext, ext) != same.get(own, own) and not Path(output).is_dir():
+    if ext and own and same.get(ext, ext) != same.get(own, own) and not os.path.isdir(output):
         tool.usage(f"--format {fmt} and {flag} {output} name two formats: give one")  # one lost
     return ext
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -343,7 +344,7 @@ def _image_files(paths: list[str]) -> list[str]:
     found = []
     for p in paths:
         with contextlib.suppress(OSError, ValueError):  # unreadable: the record reader says why
-            if p != "-" and Path(p).is_file():
+            if p != "-" and os.path.isfile(p):
                 with open(p, "rb") as f:
                     if is_image(f.read(16)):
                         found.append(p)

@@ -206,7 +206,7 @@ def predict(
         args = tool.stdin_inputs(inputs)
         # an input found below an input folder keeps its path there: out/a/b.jpg
         everything, roots = expand_inputs(args), input_roots(args)
-        if hints is not None and hints.strip() and Path(hints).is_dir():
+        if hints is not None and hints.strip() and os.path.isdir(hints):
             everything = leave_out(everything, roots, hints)  # hint layers are no inputs
         from ..hintfiles import files_read
 
@@ -217,6 +217,9 @@ def predict(
         router, ext, paths = None, None, everything
         if palette == "-" and ("-" in args or sys.stdin.isatty()):
             tool.usage("--palette - reads an image from stdin: not a terminal, and not an input")
+        if hints == "-" and ("-" in args or palette == "-" or sys.stdin.isatty()):
+            tool.usage("--hints - reads a hint file from stdin: not a terminal, not an input, "
+                       "and not --palette -")  # fmt: skip
         if suggest and output is not None:
             tool.usage("--suggest prints colours and writes no image: drop -o")
         if not suggest:

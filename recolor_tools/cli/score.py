@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -102,9 +103,9 @@ def _compare_pairs(tool: Tool, pred: Path, truth: Path) -> list[tuple[str, Path,
     from ..imageio import expand_inputs, open_binary
     from ..pairing import pair_by_stem
 
-    if pred.is_dir() != truth.is_dir():
+    if os.path.isdir(pred) != os.path.isdir(truth):  # (a name too long is no folder)
         tool.usage("PRED and TRUTH must both be files or both be directories")
-    if not pred.is_dir():
+    if not os.path.isdir(pred):
         return [(truth.stem, pred, truth)]
     files = [expand_inputs([str(d)]) for d in (pred, truth)]
     empty = [d for d, found in zip((pred, truth), files, strict=True) if found == [str(d)]]
