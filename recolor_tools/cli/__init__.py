@@ -20,7 +20,7 @@ from ..errors import ExitCode, out_of_memory
 from . import common
 
 # Importing the command modules registers their commands, in the order help lists them.
-from . import lab, score, model  # noqa: F401, I001  # isort: skip
+from . import lab, score, predict, train  # noqa: F401, I001  # isort: skip
 from .common import app  # noqa: F401 - the typer app, for tests and completion
 
 # typer's rich help keeps a docstring's single line breaks after its first paragraph, which

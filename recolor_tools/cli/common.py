@@ -7,10 +7,11 @@ import contextlib
 import functools
 import math
 import os
+import re
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Annotated, BinaryIO, Optional
+from typing import Annotated, BinaryIO, Literal, Optional
 
 import typer
 
@@ -368,3 +369,24 @@ def image_writer(rgb, dest: Path | None, ext: str, source=None, **options):
 
     encode = image_encoder(rgb, dest, ext, source, **options)
     return lambda f: write_all(f, encode())
+
+
+# -- options of the tools that run a network --
+def device(value: str) -> str:
+    """``--device``: auto, cpu, cuda or cuda:N; anything else is a usage error."""
+    if value in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:[0-9]+", value):
+        return value
+    raise typer.BadParameter(f"{value!r} is not auto, cpu, cuda or cuda:N")
+
+
+def device_option(help: str):
+    option = typer.Option("--device", help=help, callback=device, metavar="auto|cpu|cuda[:N]")
+    return Annotated[str, option]
+
+
+Precision = Annotated[
+    Literal["auto", "fp32", "bf16", "fp16"],
+    typer.Option("--precision", help="auto: bf16/fp16 mixed precision on CUDA, else fp32."),
+]
+
+PATHS_GO_THERE = "the paths written go there; > /dev/null drops them"

@@ -1,10 +1,10 @@
-"""The tools that need a network: predict and train (torch is imported inside them)."""
+"""recolor predict: the network recolours images, steered by hints and palettes (torch is
+imported inside)."""
 
 from __future__ import annotations
 
 import functools
 import os
-import re
 import sys
 from pathlib import Path
 from typing import Annotated, Literal, Optional
@@ -12,9 +12,9 @@ from typing import Annotated, Literal, Optional
 import typer
 
 from .. import defaults
-from ..errors import RecolorError, UsageError
+from ..errors import RecolorError
 from . import common
-from .common import Debug, Inputs, Quiet, Tool, app
+from .common import PATHS_GO_THERE, Debug, Inputs, Precision, Quiet, Tool, app, device_option
 
 # -- predict's options --
 PredictHead = Annotated[
@@ -76,25 +76,7 @@ PredictIoWorkers = Annotated[
         "runs; one more writes them in order (0: all in turn, in one thread).",
     ),
 ]
-Precision = Annotated[
-    Literal["auto", "fp32", "bf16", "fp16"],
-    typer.Option("--precision", help="auto: bf16/fp16 mixed precision on CUDA, else fp32."),
-]
-
-
-def _device(value: str) -> str:
-    """``--device``: auto, cpu, cuda or cuda:N; anything else is a usage error."""
-    if value in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:[0-9]+", value):
-        return value
-    raise typer.BadParameter(f"{value!r} is not auto, cpu, cuda or cuda:N")
-
-
-def _device_option(help: str):
-    option = typer.Option("--device", help=help, callback=_device, metavar="auto|cpu|cuda[:N]")
-    return Annotated[str, option]
-
-
-PredictDevice = _device_option("Where the network runs (cuda:N: that GPU).")
+PredictDevice = device_option("Where the network runs (cuda:N: that GPU).")
 PredictSize = Annotated[
     Optional[int],  # noqa: UP045
     typer.Option(
@@ -155,9 +137,6 @@ PredictSuggest = _unshown(
 )
 
 
-PATHS_GO_THERE = "the paths written go there; > /dev/null drops them"
-
-
 @app.command("predict")
 def predict(
     inputs: Inputs = None,
@@ -194,7 +173,6 @@ def predict(
     and its depth (16-bit png/tiff stay 16-bit).
     """
     from .. import shard
-    from ..imageio import expand_inputs, input_roots, leave_out
 
     tool = Tool("predict", quiet, debug)
     with shard.together():  # under torchrun, no rank's exit cuts the others short
@@ -203,23 +181,8 @@ def predict(
         if depth not in (None, 8, 16):
             tool.usage("--depth must be 8 or 16")
         tool.finite(temperature=temperature, saturation=saturation)
-        args = tool.stdin_inputs(inputs)
-        # an input found below an input folder keeps its path there: out/a/b.jpg
-        everything, roots = expand_inputs(args), input_roots(args)
-        if hints is not None and hints.strip() and os.path.isdir(hints):
-            everything = leave_out(everything, roots, hints)  # hint layers are no inputs
-        from ..hintfiles import files_read
-
-        guides = files_read(palette, hints)
-        # nor a palette image or hint layer found in an input folder (named, it is one)
-        own = {os.path.realpath(g) for g in guides}
-        everything = [p for p in everything if p in args or os.path.realpath(p) not in own]
+        args, everything, roots, guides = _predict_inputs(tool, inputs, hints, palette)
         router, ext, paths = None, None, everything
-        if palette == "-" and ("-" in args or sys.stdin.isatty()):
-            tool.usage("--palette - reads an image from stdin: not a terminal, and not an input")
-        if hints == "-" and ("-" in args or palette == "-" or sys.stdin.isatty()):
-            tool.usage("--hints - reads a hint file from stdin: not a terminal, not an input, "
-                       "and not --palette -")  # fmt: skip
         if suggest and output is not None:
             tool.usage("--suggest prints colours and writes no image: drop -o")
         if not suggest:
@@ -281,6 +244,29 @@ def predict(
         batching = (batch_size, io_workers)
         _predict_all(tool, predictor, router, paths, roots, batching, source, ext, options)
         tool.exit()
+
+
+def _predict_inputs(tool: Tool, inputs, hints: str | None, palette: str | None):
+    """(args, inputs, input roots, files the guidance reads) of a predict run: the command
+    line's inputs expanded, less the hint layers and palette image found among them."""
+    from ..hintfiles import files_read
+    from ..imageio import expand_inputs, input_roots, leave_out
+
+    args = tool.stdin_inputs(inputs)
+    # an input found below an input folder keeps its path there: out/a/b.jpg
+    everything, roots = expand_inputs(args), input_roots(args)
+    if hints is not None and hints.strip() and os.path.isdir(hints):
+        everything = leave_out(everything, roots, hints)  # hint layers are no inputs
+    guides = files_read(palette, hints)
+    # nor a palette image or hint layer found in an input folder (named, it is one)
+    own = {os.path.realpath(g) for g in guides}
+    everything = [p for p in everything if p in args or os.path.realpath(p) not in own]
+    if palette == "-" and ("-" in args or sys.stdin.isatty()):
+        tool.usage("--palette - reads an image from stdin: not a terminal, and not an input")
+    if hints == "-" and ("-" in args or palette == "-" or sys.stdin.isatty()):
+        tool.usage("--hints - reads a hint file from stdin: not a terminal, not an input, "
+                   "and not --palette -")  # fmt: skip
+    return args, everything, roots, guides
 
 
 def _predict_outputs(
@@ -407,197 +393,3 @@ def _print_suggestions(tool: Tool, predictor, paths: list[str], where: list[str]
                 for hexc, p in colours
             )
             write_stdout(tool.text_stdout(), lambda f, text=text: f.write(text))
-
-
-_PosInt = Optional[int]  # noqa: UP045 - typer needs Optional at runtime on 3.11
-
-
-# -- train's options --
-TrainData = Annotated[
-    list[str], typer.Argument(help="Training images: files, directories, globs, .txt lists.")
-]
-TrainHead = Annotated[
-    Literal["cls", "reg"],
-    typer.Option("--head", help="cls: colour classes, rebalanced; reg: a/b regression."),
-]
-TrainVal = Annotated[
-    Optional[list[str]],  # noqa: UP045
-    typer.Option("--val", help="Validation images (repeatable); none: no val metrics."),
-]
-TrainStats = Annotated[
-    Optional[Path],  # noqa: UP045
-    typer.Option("--stats", help="Rebalancing stats (cls); default: computed from DATA."),
-]
-TrainClasses = Annotated[
-    Optional[Path],  # noqa: UP045
-    typer.Option(
-        "--classes",
-        help="Class set file, or a rebalance-stats file (its classes) (cls); default: the sRGB "
-        "gamut grid.",
-    ),
-]
-TrainGrid = Annotated[
-    Optional[float],  # noqa: UP045 - None: not given, which --classes, --stats, --init need
-    typer.Option("--grid", min=1, help="Gamut class grid, a/b units (cls; default 8)."),
-]
-TrainEpochs = Annotated[_PosInt, typer.Option("--epochs", min=1, help="Default 10.")]
-TrainSteps = Annotated[_PosInt, typer.Option("--steps", min=1, help="Instead of --epochs.")]
-TrainBatchSize = Annotated[
-    int, typer.Option("--batch-size", "-b", min=1, help="Images per step and process.")
-]
-TrainLr = Annotated[
-    Optional[float],  # noqa: UP045
-    typer.Option(
-        "--lr",
-        min=0,
-        help="Adam learning rate; 0 keeps the network (only new layers learn) "
-        "(default 1e-4; with --init, 3e-5 for --hints, 0 for --affinity alone).",
-    ),
-]
-TrainSchedule = Annotated[
-    Optional[Literal["plateau", "cosine"]],  # noqa: UP045 - None: not given (--resume keeps it)
-    typer.Option(
-        "--schedule",
-        help="plateau (default): halve lr after 10 flat evaluations; cosine: to 1e-5 by the end.",
-        show_default=False,
-    ),
-]
-TrainSize = Annotated[int, typer.Option("--size", min=8, help="Crop side (multiple of 8).")]
-TrainWidth = Annotated[
-    _PosInt, typer.Option("--width", min=1, help="Model base channels (default 32).")
-]
-TrainDevice = _device_option("Where to train (cuda:N: that GPU; under torchrun, cuda).")
-TrainWorkers = Annotated[
-    _PosInt, typer.Option("--workers", "-j", min=0, help="Loader processes (0: inline).")
-]
-TrainThreads = Annotated[
-    _PosInt, typer.Option("--threads", min=1, help="CPU threads (default: cores/processes).")
-]
-TrainSeed = Annotated[int, typer.Option("--seed", help="Seeds init, order and crops.")]
-TrainEvalEvery = Annotated[
-    _PosInt, typer.Option("--eval-every", min=1, help="Steps (default: each epoch).")
-]
-TrainCkptEvery = Annotated[
-    _PosInt, typer.Option("--ckpt-every", min=1, help="Steps (default: --eval-every).")
-]
-TrainOut = Annotated[
-    Path, typer.Option("--out", "-o", help="Directory for last.pt, metrics.jsonl, HEAD.pt.")
-]
-TrainResume = Annotated[bool, typer.Option("--resume", help="Continue from OUT/last.pt.")]
-TrainOverwrite = Annotated[
-    bool,
-    typer.Option("--overwrite", help="Start afresh in an OUT that holds a run (else refused)."),
-]
-TrainInit = Annotated[
-    Optional[Path],  # noqa: UP045
-    typer.Option("--init", help="Fine-tune: start from these weights (their architecture)."),
-]
-TrainHints = Annotated[
-    bool,
-    typer.Option(
-        "--hints",
-        help="The model takes colour hints, simulated from the truth; with --init of a "
-        "model without them, it starts as that model.",
-    ),
-]
-TrainFreezeBn = Annotated[
-    Optional[bool],  # noqa: UP045
-    typer.Option(
-        "--freeze-bn/--no-freeze-bn",
-        help="Keep BatchNorm statistics (default: on with --init and --hints or --affinity).",
-        show_default=False,
-    ),
-]
-TrainHintLr = Annotated[
-    Optional[float],  # noqa: UP045 - None: not given (--resume keeps it)
-    typer.Option(
-        "--hint-lr",
-        min=0,
-        help="Learning rate of the hint and affinity layers (default 1e-3).",
-        show_default=False,
-    ),
-]
-TrainAffinity = Annotated[
-    _PosInt,
-    typer.Option(
-        "--affinity",
-        min=0,
-        help="cls: learn the features that spread point hints (this many channels; twice "
-        "the width starts from the decoder's own); with --init it trains them alone.",
-    ),
-]
-
-
-@app.command("train")
-def train(
-    data: TrainData,
-    head: TrainHead = "cls",
-    val: TrainVal = None,
-    stats: TrainStats = None,
-    classes: TrainClasses = None,
-    grid: TrainGrid = None,
-    epochs: TrainEpochs = None,
-    steps: TrainSteps = None,
-    batch_size: TrainBatchSize = 16,
-    lr: TrainLr = None,
-    schedule: TrainSchedule = None,
-    size: TrainSize = defaults.TRAIN_SIZE,
-    width: TrainWidth = None,
-    device: TrainDevice = "auto",
-    precision: Precision = "auto",
-    workers: TrainWorkers = None,
-    threads: TrainThreads = None,
-    seed: TrainSeed = 0,
-    eval_every: TrainEvalEvery = None,
-    ckpt_every: TrainCkptEvery = None,
-    out: TrainOut = Path("runs/recolor"),
-    resume: TrainResume = False,
-    overwrite: TrainOverwrite = False,
-    init: TrainInit = None,
-    hints: TrainHints = False,
-    hint_lr: TrainHintLr = None,
-    freeze_bn: TrainFreezeBn = None,
-    affinity: TrainAffinity = None,
-    quiet: Quiet = False,
-    debug: Debug = False,
-) -> None:
-    """Train a model; prints the path of the final weights (OUT/HEAD.pt) on stdout.
-
-    Writes OUT/last.pt (for --resume), OUT/metrics.jsonl and OUT/HEAD.pt (and, for cls
-    without --stats, OUT/rebalance-stats.npz).
-
-    Several GPUs: torchrun --nproc_per_node N -m recolor_tools train ... (-b is per GPU).
-    """
-    tool = Tool("train", quiet, debug)
-    from .. import shard
-
-    # under torchrun, what is about the whole run is said once (every rank exits alike); a
-    # skipped image by the rank that met it
-    tool.echo = shard.first_process()
-    tool.text_stdout(PATHS_GO_THERE)  # the final weights' path: closed, refused before any work
-    with tool.guard():
-        from ..train import TrainConfig
-        from ..train import train as run_training
-
-        try:  # TrainConfig checks the options: ValueError is a usage error
-            cfg = TrainConfig(
-                data=data, head=head, out=out, val=val or [], stats=stats, classes=classes,
-                grid=grid, epochs=epochs, steps=steps, batch_size=batch_size, lr=lr,
-                schedule=schedule, size=size, width=width, device=device, workers=workers,
-                threads=threads, seed=seed, eval_every=eval_every, ckpt_every=ckpt_every,
-                resume=resume, overwrite=overwrite, init=init, precision=precision, quiet=quiet,
-                hints=hints, hint_lr=hint_lr, freeze_bn=freeze_bn, affinity=affinity,
-            )  # fmt: skip
-            cfg.check_out()
-        except ValueError as e:
-            tool.usage(str(e))
-        try:
-            skipped = functools.partial(tool.fail, always=True)
-            path = run_training(cfg, report=skipped)  # a skipped image: exit 1 at the end
-        except UsageError as e:  # options the checkpoint to resume does not allow
-            tool.usage(e.reason)
-        if tool.echo:  # one line, also under torchrun
-            from ..outputs import write_stdout
-
-            write_stdout(tool.text_stdout(), lambda f: print(path, file=f))
-    tool.exit()

@@ -1,0 +1,206 @@
+"""recolor train: a network from images (torch is imported inside)."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Annotated, Literal, Optional
+
+import typer
+
+from .. import defaults
+from ..errors import UsageError
+from .common import PATHS_GO_THERE, Debug, Precision, Quiet, Tool, app, device_option
+
+_PosInt = Optional[int]  # noqa: UP045 - typer needs Optional at runtime on 3.11
+
+
+# -- train's options --
+TrainData = Annotated[
+    list[str], typer.Argument(help="Training images: files, directories, globs, .txt lists.")
+]
+TrainHead = Annotated[
+    Literal["cls", "reg"],
+    typer.Option("--head", help="cls: colour classes, rebalanced; reg: a/b regression."),
+]
+TrainVal = Annotated[
+    Optional[list[str]],  # noqa: UP045
+    typer.Option("--val", help="Validation images (repeatable); none: no val metrics."),
+]
+TrainStats = Annotated[
+    Optional[Path],  # noqa: UP045
+    typer.Option("--stats", help="Rebalancing stats (cls); default: computed from DATA."),
+]
+TrainClasses = Annotated[
+    Optional[Path],  # noqa: UP045
+    typer.Option(
+        "--classes",
+        help="Class set file, or a rebalance-stats file (its classes) (cls); default: the sRGB "
+        "gamut grid.",
+    ),
+]
+TrainGrid = Annotated[
+    Optional[float],  # noqa: UP045 - None: not given, which --classes, --stats, --init need
+    typer.Option("--grid", min=1, help="Gamut class grid, a/b units (cls; default 8)."),
+]
+TrainEpochs = Annotated[_PosInt, typer.Option("--epochs", min=1, help="Default 10.")]
+TrainSteps = Annotated[_PosInt, typer.Option("--steps", min=1, help="Instead of --epochs.")]
+TrainBatchSize = Annotated[
+    int, typer.Option("--batch-size", "-b", min=1, help="Images per step and process.")
+]
+TrainLr = Annotated[
+    Optional[float],  # noqa: UP045
+    typer.Option(
+        "--lr",
+        min=0,
+        help="Adam learning rate; 0 keeps the network (only new layers learn) "
+        "(default 1e-4; with --init, 3e-5 for --hints, 0 for --affinity alone).",
+    ),
+]
+TrainSchedule = Annotated[
+    Optional[Literal["plateau", "cosine"]],  # noqa: UP045 - None: not given (--resume keeps it)
+    typer.Option(
+        "--schedule",
+        help="plateau (default): halve lr after 10 flat evaluations; cosine: to 1e-5 by the end.",
+        show_default=False,
+    ),
+]
+TrainSize = Annotated[int, typer.Option("--size", min=8, help="Crop side (multiple of 8).")]
+TrainWidth = Annotated[
+    _PosInt, typer.Option("--width", min=1, help="Model base channels (default 32).")
+]
+TrainDevice = device_option("Where to train (cuda:N: that GPU; under torchrun, cuda).")
+TrainWorkers = Annotated[
+    _PosInt, typer.Option("--workers", "-j", min=0, help="Loader processes (0: inline).")
+]
+TrainThreads = Annotated[
+    _PosInt, typer.Option("--threads", min=1, help="CPU threads (default: cores/processes).")
+]
+TrainSeed = Annotated[int, typer.Option("--seed", help="Seeds init, order and crops.")]
+TrainEvalEvery = Annotated[
+    _PosInt, typer.Option("--eval-every", min=1, help="Steps (default: each epoch).")
+]
+TrainCkptEvery = Annotated[
+    _PosInt, typer.Option("--ckpt-every", min=1, help="Steps (default: --eval-every).")
+]
+TrainOut = Annotated[
+    Path, typer.Option("--out", "-o", help="Directory for last.pt, metrics.jsonl, HEAD.pt.")
+]
+TrainResume = Annotated[bool, typer.Option("--resume", help="Continue from OUT/last.pt.")]
+TrainOverwrite = Annotated[
+    bool,
+    typer.Option("--overwrite", help="Start afresh in an OUT that holds a run (else refused)."),
+]
+TrainInit = Annotated[
+    Optional[Path],  # noqa: UP045
+    typer.Option("--init", help="Fine-tune: start from these weights (their architecture)."),
+]
+TrainHints = Annotated[
+    bool,
+    typer.Option(
+        "--hints",
+        help="The model takes colour hints, simulated from the truth; with --init of a "
+        "model without them, it starts as that model.",
+    ),
+]
+TrainFreezeBn = Annotated[
+    Optional[bool],  # noqa: UP045
+    typer.Option(
+        "--freeze-bn/--no-freeze-bn",
+        help="Keep BatchNorm statistics (default: on with --init and --hints or --affinity).",
+        show_default=False,
+    ),
+]
+TrainHintLr = Annotated[
+    Optional[float],  # noqa: UP045 - None: not given (--resume keeps it)
+    typer.Option(
+        "--hint-lr",
+        min=0,
+        help="Learning rate of the hint and affinity layers (default 1e-3).",
+        show_default=False,
+    ),
+]
+TrainAffinity = Annotated[
+    _PosInt,
+    typer.Option(
+        "--affinity",
+        min=0,
+        help="cls: learn the features that spread point hints (this many channels; twice "
+        "the width starts from the decoder's own); with --init it trains them alone.",
+    ),
+]
+
+
+@app.command("train")
+def train(
+    data: TrainData,
+    head: TrainHead = "cls",
+    val: TrainVal = None,
+    stats: TrainStats = None,
+    classes: TrainClasses = None,
+    grid: TrainGrid = None,
+    epochs: TrainEpochs = None,
+    steps: TrainSteps = None,
+    batch_size: TrainBatchSize = 16,
+    lr: TrainLr = None,
+    schedule: TrainSchedule = None,
+    size: TrainSize = defaults.TRAIN_SIZE,
+    width: TrainWidth = None,
+    device: TrainDevice = "auto",
+    precision: Precision = "auto",
+    workers: TrainWorkers = None,
+    threads: TrainThreads = None,
+    seed: TrainSeed = 0,
+    eval_every: TrainEvalEvery = None,
+    ckpt_every: TrainCkptEvery = None,
+    out: TrainOut = Path("runs/recolor"),
+    resume: TrainResume = False,
+    overwrite: TrainOverwrite = False,
+    init: TrainInit = None,
+    hints: TrainHints = False,
+    hint_lr: TrainHintLr = None,
+    freeze_bn: TrainFreezeBn = None,
+    affinity: TrainAffinity = None,
+    quiet: Quiet = False,
+    debug: Debug = False,
+) -> None:
+    """Train a model; prints the path of the final weights (OUT/HEAD.pt) on stdout.
+
+    Writes OUT/last.pt (for --resume), OUT/metrics.jsonl and OUT/HEAD.pt (and, for cls
+    without --stats, OUT/rebalance-stats.npz).
+
+    Several GPUs: torchrun --nproc_per_node N -m recolor_tools train ... (-b is per GPU).
+    """
+    tool = Tool("train", quiet, debug)
+    from .. import shard
+
+    # under torchrun, what is about the whole run is said once (every rank exits alike); a
+    # skipped image by the rank that met it
+    tool.echo = shard.first_process()
+    tool.text_stdout(PATHS_GO_THERE)  # the final weights' path: closed, refused before any work
+    with tool.guard():
+        from ..train import TrainConfig
+        from ..train import train as run_training
+
+        try:  # TrainConfig checks the options: ValueError is a usage error
+            cfg = TrainConfig(
+                data=data, head=head, out=out, val=val or [], stats=stats, classes=classes,
+                grid=grid, epochs=epochs, steps=steps, batch_size=batch_size, lr=lr,
+                schedule=schedule, size=size, width=width, device=device, workers=workers,
+                threads=threads, seed=seed, eval_every=eval_every, ckpt_every=ckpt_every,
+                resume=resume, overwrite=overwrite, init=init, precision=precision, quiet=quiet,
+                hints=hints, hint_lr=hint_lr, freeze_bn=freeze_bn, affinity=affinity,
+            )  # fmt: skip
+            cfg.check_out()
+        except ValueError as e:
+            tool.usage(str(e))
+        try:
+            skipped = functools.partial(tool.fail, always=True)
+            path = run_training(cfg, report=skipped)  # a skipped image: exit 1 at the end
+        except UsageError as e:  # options the checkpoint to resume does not allow
+            tool.usage(e.reason)
+        if tool.echo:  # one line, also under torchrun
+            from ..outputs import write_stdout
+
+            write_stdout(tool.text_stdout(), lambda f: print(path, file=f))
+    tool.exit()
