@@ -38,7 +38,7 @@ def _median_time(fn, runs: int) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--mp", type=float, default=3.0, help="Megapixels of the test image.")
     ap.add_argument("--runs", type=int, default=5)
     args = ap.parse_args()

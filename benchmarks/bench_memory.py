@@ -42,7 +42,7 @@ def child_maxrss_mib(cmd: list[str]) -> tuple[float, subprocess.CompletedProcess
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size", type=int, nargs=2, default=[6000, 4000], metavar=("W", "H"))
     args = ap.parse_args()
     w, h = args.size
@@ -63,6 +63,7 @@ def main() -> None:
             "from-lab -> png": [*recolor, "from-lab", t / "a.lab", "-o", t / "a.png"],
             "from-lab -> jpg": [*recolor, "from-lab", t / "a.lab", "-o", t / "a2.jpg"],
             "quantize": [*recolor, "quantize", t / "a.lab", "-o", t / "a.targets"],
+            "rebalance-stats": [*recolor, "rebalance-stats", t / "a.lab", "-o", t / "s.npz"],
             "compare": [*recolor, "compare", t / "a.jpg", t / "b.jpg"],
         }
         print(f"{w}x{h} 8-bit RGB: {image_mib:.0f} MiB decoded")

@@ -270,7 +270,7 @@ def end_to_end(
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument(
         "--device", choices=["cpu", "cuda"], help="end to end, JPEG files to JPEG files, only"
     )

@@ -94,7 +94,7 @@ def cold(runs: int, n_images: int) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=None, help="Rounds (default 7; 3 with --cold).")
     ap.add_argument("--cold", action="store_true", help="First runs on an empty kernel cache.")
     ap.add_argument("--rebalance-images", type=int, default=20, help="Images for --cold.")

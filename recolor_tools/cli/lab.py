@@ -144,7 +144,10 @@ EncodeSigma = Annotated[
 SmoothSigma = Annotated[
     float,
     typer.Option(
-        "--sigma", min=0, help="Width of the Gaussian that smooths the prior, a/b units (0: none)."
+        "--sigma",
+        min=0,
+        help="Width of the Gaussian that smooths the prior, a/b units (0: none; else at least "
+        "0.01).",
     ),
 ]
 
