@@ -103,7 +103,8 @@ def read_hints(path: str | Path) -> Hints:
             found = _from_json(data)
         else:
             found = _from_layer(data, str(path))
-        return dataclasses.replace(found, origin=str(path))  # named in errors about its points
+        layer = str(path) if found.shape else None  # named in errors about its size
+        return dataclasses.replace(found, origin=str(path), layer=layer)  # and its points
     except (ValueError, KeyError, TypeError, OverflowError) as e:
         reason = f"missing key {e}" if isinstance(e, KeyError) else str(e).splitlines()[0]
         raise RecolorError(f"bad hint file: {reason}", path) from None

@@ -218,6 +218,9 @@ class Hints:
         The hint file the points (or the layer) came from, named in the errors about them
         (:func:`recolor_tools.hintfiles.read_hints`); None for points from the command line,
         or from there and a file together.
+    layer : str or None
+        The hint layer file ``shape`` came from (named when it is not the image's size, also
+        beside points from elsewhere).
 
     Points are arrays, not lists of pairs: a painted layer can hold millions.
     """
@@ -232,6 +235,7 @@ class Hints:
     strength: float | None = None
     spread: str = "alike"
     origin: str | None = None
+    layer: str | None = None
 
     def __post_init__(self) -> None:
         if self.spread not in SPREADS:
@@ -270,6 +274,7 @@ class Hints:
             strength=self.strength if other.strength is None else other.strength,
             spread=self.spread if other.spread == "alike" else other.spread,
             origin=_origin(self, other),
+            layer=self.layer or other.layer,
         )
 
     def resolve(self, H: int, W: int) -> Hints:
@@ -283,7 +288,9 @@ class Hints:
         of = "" if self.origin is None else f" of {printable(self.origin)}"  # which file
         if self.shape is not None and self.shape != (H, W):
             h, w = self.shape
-            raise RecolorError(f"the hint layer{of} is {w}x{h}, the image {W}x{H}")
+            layer = self.layer or self.origin
+            of_layer = "" if layer is None else f" of {printable(layer)}"
+            raise RecolorError(f"the hint layer{of_layer} is {w}x{h}, the image {W}x{H}")
         xy = to_pixels(self.xy, self.percent, H, W, of=of)
         return replace(self, xy=xy, percent=np.zeros(xy.shape, bool), shape=(H, W))
 

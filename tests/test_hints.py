@@ -695,6 +695,18 @@ def test_bad_hint_files_give_one_line_each_and_the_rest_is_done(tmp_path, weight
     ])  # fmt: skip
 
 
+def test_a_layer_of_another_size_is_named_beside_point_hints(tmp_path, weights, image):
+    """With --hint as well, "the hint layer is 8x8, ..." named no file (the points came from
+    two places); the layer is named whatever else gives points."""
+    src, _ = image
+    layer = write_rgb(tmp_path / "small.png", np.full((8, 8, 4), 200, np.uint8))
+    p = run(["predict", src, "-w", weights["cls"], "--hints", layer, "--hint", "1,1=#f00",
+             "-o", tmp_path / "out.png"])  # fmt: skip
+    assert p.returncode == 1 and p.stderr.decode() == (
+        f"recolor predict: {src}: the hint layer of {layer} is 8x8, the image 80x60\n"
+    )
+
+
 @pytest.mark.parametrize(
     ("args", "rc", "match"),
     [
