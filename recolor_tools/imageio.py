@@ -74,6 +74,8 @@ def open_binary(path: str | Path) -> BinaryIO:
         return open(path, "rb")  # noqa: SIM115 - the caller closes it
     except OSError as e:
         raise _read_error(e, path) from None
+    except ValueError:  # a NUL in a name from a list: no file has it
+        raise RecolorError("embedded null byte", path) from None
 
 
 def read_bytes(path: str | Path) -> bytes:
@@ -86,6 +88,8 @@ def read_bytes(path: str | Path) -> bytes:
         return Path(path).read_bytes()
     except OSError as e:
         raise _read_error(e, path) from None
+    except ValueError:  # a NUL in a name from a list: no file has it
+        raise RecolorError("embedded null byte", path) from None
 
 
 def _read_error(err: OSError, path: str | Path) -> RecolorError:
@@ -386,7 +390,7 @@ def is_special(path: str | Path) -> bool:
     it). False for a missing or unreachable path."""
     try:
         mode = os.stat(path).st_mode
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL in the name (from a list)
         return False
     return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 

@@ -228,6 +228,26 @@ class Outputs:
         self._skipped.add(out)
         return True
 
+    def _written_before(self, out: Path | None) -> RecolorError:
+        where = STDOUT_NAME if out is None else out
+        hint = "" if self.directory else f"; use {self.flag} DIR/"
+        # no path: the caller's guard names the input (y/a.png), not its name here (a.png)
+        return RecolorError(f"output {where} was already written for an earlier input{hint}")
+
+    def clashes(self, names: Sequence[str]) -> dict[int, RecolorError]:
+        """The positions in ``names`` whose output file an earlier name's is, with what
+        :meth:`write` would raise for them. Under torchrun each process writes its share of the
+        inputs and sees only its own writes: two inputs of one output in two shares were both
+        written, so the whole list is looked at before it is split."""
+        first: set[Path] = set()
+        found = {}
+        for i, name in enumerate(names):
+            out = self.path(name)
+            if out is not None and out in first:
+                found[i] = self._written_before(out)
+            first.add(out)
+        return found
+
     def check(self, name: str, source: tuple[int, int] | None = None) -> Path | None:
         """Raise what :meth:`write` would refuse ``name``'s output for, writing nothing, so a
         tool with two outputs per input (quantize --preview) can refuse both before either is
@@ -245,10 +265,7 @@ class Outputs:
         if out is None and self.many_per_file:
             return None
         if self._count and (out is None or out in self._written) or out in self._skipped:
-            where = STDOUT_NAME if out is None else out
-            hint = "" if self.directory else f"; use {self.flag} DIR/"
-            # no path: the caller's guard names the input (y/a.png), not its name here (a.png)
-            raise RecolorError(f"output {where} was already written for an earlier input{hint}")
+            raise self._written_before(out)
         if out is not None:
             if self._input_ids is None:  # stat the inputs once, not once per output
                 self._input_ids = file_ids([*self.inputs, *self.keep])

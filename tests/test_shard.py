@@ -65,6 +65,35 @@ def test_what_is_about_the_whole_list_is_said_by_rank_0_only(tmp_path):
         assert p.returncode == 0 and named == ({str(i) for i in imgs} if rank == 0 else set())
 
 
+def test_two_inputs_of_one_output_in_two_shares_and_usage_said_once(tmp_path):
+    """Each rank saw only its own writes: x/a.png and y/a.png, one per rank, were both written
+    to out/a.png (and printed twice). Usage and weights errors were said by every rank."""
+    for d in ("x", "y"):
+        (tmp_path / d).mkdir()
+    imgs = [write_rgb(tmp_path / d / "a.png", smooth_image(40, 48, i)) for i, d in enumerate("xy")]
+    for rank in (0, 1):
+        env = {"RANK": str(rank), "WORLD_SIZE": "2"}
+        out = tmp_path / f"rank{rank}"
+        p = run(["predict", *imgs, "-o", f"{out}/", "--size", "16"], env=env)
+        if rank == 0:
+            assert p.returncode == 0 and p.stdout.decode() == f"{out / 'a.png'}\n"
+        else:
+            assert (
+                p.returncode == 1
+                and not out.exists()
+                and p.stderr.decode()
+                == (
+                    f"recolor predict: {imgs[1]}: output {out / 'a.png'} was already written for "
+                    "an earlier input\n"
+                )
+            )
+        for bad, rc in ((["-T", "nan"], 2), (["-w", tmp_path / "none.pt"], 1)):
+            p = run(["predict", imgs[0], tmp_path / "b.png", "-o", f"{out}/", *bad], env=env)
+            assert p.returncode == rc and len(p.stderr.splitlines()) == (rank == 0), bad
+        p = run(["predict", *imgs, "-o", f"{out}/"], env={**env, "RECOLOR_MAX_PIXELS": "x"})
+        assert p.returncode == 2 and len(p.stderr.splitlines()) == (rank == 0)
+
+
 def test_a_failing_rank_does_not_cut_the_others_short(tmp_path):
     """torchrun stops every worker once one exits nonzero: rank 0's share is a broken file and
     small images, rank 1's larger ones; rank 1 must still write all of them."""

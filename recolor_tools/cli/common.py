@@ -108,6 +108,9 @@ class Tool:
         try:  # a bad limit is the whole run's mistake, not each input's
             max_pixels()
         except RecolorError as e:
+            from ..shard import first_process
+
+            self.echo = first_process()  # said once under torchrun
             self.usage(e.reason)
 
     def fail(

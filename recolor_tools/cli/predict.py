@@ -175,6 +175,9 @@ def predict(
     from .. import shard
 
     tool = Tool("predict", quiet, debug)
+    # under torchrun, what is about the whole run (usage, weights) is said once; an input's
+    # failure by the rank that meets it (echo again once the model is loaded)
+    tool.echo = shard.first_process()
     with shard.together():  # under torchrun, no rank's exit cuts the others short
         # closed: refused before any work; -o - writes the image there, --suggest its colours
         tool.text_stdout("use -o FILE" if output == "-" or suggest else PATHS_GO_THERE)
@@ -230,6 +233,7 @@ def predict(
             predictor = loaded
         if predictor is None or source is None:
             tool.exit()
+        tool.echo = True
         first_rank = shard.first_process()  # says what is about the whole list, once
         if first_rank:
             for problem in problems:
@@ -260,7 +264,9 @@ def _predict_inputs(tool: Tool, inputs, hints: str | None, palette: str | None):
     guides = files_read(palette, hints)
     # nor a palette image or hint layer found in an input folder (named, it is one)
     own = {os.path.realpath(g) for g in guides}
-    everything = [p for p in everything if p in args or os.path.realpath(p) not in own]
+    if own:  # (a NUL in a name from a list: realpath's ValueError; that input's own line later)
+        everything = [p for p in everything
+                      if p in args or "\0" in p or os.path.realpath(p) not in own]  # fmt: skip
     if palette == "-" and ("-" in args or sys.stdin.isatty()):
         tool.usage("--palette - reads an image from stdin: not a terminal, and not an input")
     if hints == "-" and ("-" in args or palette == "-" or sys.stdin.isatty()):
@@ -317,7 +323,13 @@ def _predict_outputs(
     )  # fmt: skip
     if router.to_stdout:
         tool.binary_stdout()  # refused on a terminal, before any work
-    (paths,) = shard.this_rank(paths)  # under torchrun: this rank's share of the whole list
+    clashes = router.clashes([input_name(p, roots) for p in paths])
+    # under torchrun: this rank's share of the whole list
+    (paths, at) = shard.this_rank(paths, range(len(paths)))
+    for i, p in zip(at, paths, strict=True):
+        if i in clashes:
+            tool.fail(clashes[i], p, always=True)  # by the rank that holds it
+    paths = [p for i, p in zip(at, paths, strict=True) if i not in clashes]
     paths = router.without_own(paths, roots)
     paths = [p for p in paths if not router.skip(input_name(p, roots))]
     return router, ext, paths
