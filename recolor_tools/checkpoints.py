@@ -15,6 +15,7 @@ import dataclasses
 import importlib.resources
 import io
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from torch import nn
 
 from . import defaults
 from .errors import RecolorError
+from .imageio import read_bytes
 from .models import HEADS, Colorizer, ModelConfig
 
 CHECKPOINT_FORMAT = "recolor-checkpoint"
@@ -278,8 +280,12 @@ def read_checkpoint(
     p = Path(path)
     if not p.is_file():
         raise RecolorError("no such file" if not p.exists() else "not a file", path)
+    data = read_bytes(p)
+    damaged = _damaged_entry(data)
+    if damaged:
+        raise RecolorError(f"corrupt checkpoint (CRC-32 mismatch in {damaged})", path)
     try:
-        ckpt = torch.load(p, map_location=map_location, weights_only=True)
+        ckpt = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except Exception as e:  # pickle, zip and torch errors all mean the same here
         raise RecolorError(
             f"not a recolor checkpoint (torch.load failed: {type(e).__name__})", path
@@ -298,6 +304,18 @@ def read_checkpoint(
     _complete(ckpt, path)
     check_head(ckpt, head, path)
     return ckpt
+
+
+def _damaged_entry(data: bytes) -> str | None:
+    """The first entry of a checkpoint (a zip archive, as torch.save writes it) whose CRC-32
+    does not match its bytes: torch.load does not check them, so a flipped bit in a tensor
+    loaded as a different model, silently (12 ms for the 16 MB cls weights). None for a file
+    that is no zip archive: torch.load says what it is."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            return z.testzip()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError):
+        return None
 
 
 def _complete(ckpt: dict[str, Any], path: str | Path) -> None:

@@ -9,6 +9,7 @@ import io
 import os
 import pickle
 import signal
+import struct
 import subprocess
 import threading
 import time
@@ -248,6 +249,19 @@ def _bad_weights(tmp: Path) -> dict[str, tuple[Path, str]]:
     with zipfile.ZipFile(tmp / "zip.pt", "w") as z:
         z.writestr("a.txt", "hello")
     out["zip.pt"] = (tmp / "zip.pt", "not a recolor checkpoint")
+    flipped = bytearray(raw)  # a bit flipped in a tensor: loaded as another model, silently
+    with zipfile.ZipFile(io.BytesIO(raw)) as z:
+        info = max(z.infolist(), key=lambda i: i.file_size)  # the largest tensor, stored
+        name_len, extra_len = struct.unpack(
+            "<HH", raw[info.header_offset + 26 : info.header_offset + 30]
+        )
+        at = info.header_offset + 30 + name_len + extra_len  # the local header's own lengths
+    flipped[at + info.file_size // 2] ^= 0x10
+    (tmp / "flipped.pt").write_bytes(bytes(flipped))
+    out["flipped.pt"] = (
+        tmp / "flipped.pt",
+        f"corrupt checkpoint \\(CRC-32 mismatch in {info.filename}",
+    )
     save("future.pt", {**good, "version": 99}, "newer")
     save("no-tag.pt", {k: v for k, v in good.items() if k != "format"}, "format tag")
     return out
