@@ -25,7 +25,7 @@ from torch import nn
 
 from . import defaults
 from .errors import RecolorError
-from .imageio import read_bytes
+from .imageio import os_reason
 from .models import HEADS, Colorizer, ModelConfig
 
 CHECKPOINT_FORMAT = "recolor-checkpoint"
@@ -272,7 +272,8 @@ def read_checkpoint(
     Raises
     ------
     RecolorError
-        Missing file, not a recolor checkpoint (a file cut short is one), a newer format
+        Missing file, a zip entry whose CRC-32 does not match (a flipped bit), not a recolor
+        checkpoint (a file cut short is one), a newer format
         version or one that is not an integer >= 1, cls weights without matching classes,
         classes or a rebalancing prior or weights holding NaN or infinity, a rebalance entry
         missing what it needs (see :func:`make_checkpoint`), or the wrong head.
@@ -280,7 +281,10 @@ def read_checkpoint(
     p = Path(path)
     if not p.is_file():
         raise RecolorError("no such file" if not p.exists() else "not a file", path)
-    data = read_bytes(p)
+    try:  # the file itself: read_bytes would take a file named "-" for stdin
+        data = p.read_bytes()
+    except OSError as e:
+        raise RecolorError(os_reason(e), path) from None
     damaged = _damaged_entry(data)
     if damaged:
         raise RecolorError(f"corrupt checkpoint (CRC-32 mismatch in {damaged})", path)

@@ -429,6 +429,7 @@ def affinity_loss(
     weighted by the rebalancing weights ``pw`` and once plain: so it is about 150 (1 - AuC /
     100) for the rebalanced and the raw AuC together (Zhang et al. 2016's AuC counts the pixels
     within each of the 151 integer thresholds 0..150: ``1 - AuC = min(ceil(e), 151) / 151``
+    up to ``metrics.AB_TOLERANCE``
     per pixel, a step function of the capped distance ``e``), and it has a gradient.
 
     The truth's a/b per cell is the mean of its soft encoding (``targets["idx"]``,

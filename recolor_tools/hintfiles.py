@@ -111,10 +111,11 @@ def read_hints(path: str | Path) -> Hints:
 
 
 def _is_json(data: bytes) -> bool:
-    """Whether hint data from stdin (no name to tell) is JSON: empty, or an object; a hint
-    layer is an image, which starts with its format's magic bytes."""
-    start = data.removeprefix(codecs.BOM_UTF8).lstrip()
-    return not start or start.startswith(b"{")
+    """Whether hint data from stdin (no name to tell) is JSON: whatever is no image (a hint
+    layer starts with its format's magic bytes), so that bad JSON is said to be that."""
+    from .imagehead import is_image
+
+    return not is_image(data)
 
 
 HINT_EXTS = (".json", ".png")

@@ -46,7 +46,7 @@ SOFTWARE = f"recolor {__version__}"
 _IFD0_KEEP = frozenset(
     {270, 271, 272, 282, 283, 296, 305, 306, 315, 33432, 0x9C9B, 0x9C9C, 0x9C9D, 0x9C9E, 0x9C9F}
 )
-_SUB_IFDS = (0x8769, 0x8825)  # Exif and GPS sub-directories, carried whole
+SUB_IFDS = (0x8769, 0x8825)  # Exif and GPS sub-directories, carried whole
 _ORIENTATION = 274
 _INTEROP = 0xA005  # the Interoperability IFD, inside the Exif IFD
 _XMP_ORIENTATION = (  # compiled on first use (re caches them): start-up stays lean
@@ -226,7 +226,7 @@ def _clean_exif(exif) -> bytes | None:
             out[tag] = value
     for tag, sub in sub_ifds(exif).items():
         out.get_ifd(tag).update(sub)
-    if not len(out) and not any(out.get_ifd(t) for t in _SUB_IFDS):
+    if not len(out) and not any(out.get_ifd(t) for t in SUB_IFDS):
         return None
     out[_ORIENTATION] = 1
     try:
@@ -240,7 +240,7 @@ def sub_ifds(exif) -> dict[int, dict]:
     Exif IFD's Interoperability IFD (0xA005: R98 sRGB or R03 Adobe RGB) nested in it as a dict,
     since copied as the number it is read as, it was an offset into the source file."""
     subs = {}
-    for tag in _SUB_IFDS:
+    for tag in SUB_IFDS:
         sub = dict(exif.get_ifd(tag)) if tag in exif else {}
         if _INTEROP in sub:
             interop = dict(exif.get_ifd(_INTEROP))

@@ -152,7 +152,7 @@ def _tiff(enc: bytes, icc: bytes | None, exif: bytes | None, xmp: bytes | None) 
     """
     from PIL import Image, TiffImagePlugin
 
-    from .imagemeta import sub_ifds
+    from .imagemeta import SUB_IFDS, sub_ifds
 
     if not (icc or exif or xmp):
         return enc
@@ -170,10 +170,11 @@ def _tiff(enc: bytes, icc: bytes | None, exif: bytes | None, xmp: bytes | None) 
     if exif:
         ex = Image.Exif()
         ex.load(exif)
+        subs = sub_ifds(ex)
         for tag, value in ex.items():
-            if tag not in (0x8769, 0x8825):
+            if tag not in SUB_IFDS:
                 extra[tag] = value
-        for tag, sub in sub_ifds(ex).items():
+        for tag, sub in subs.items():
             extra.tagtype[tag] = TiffImagePlugin.TiffTags.LONG
             extra[tag] = sub
     if icc:

@@ -249,11 +249,12 @@ def auc(
     -----
     With e the per-pixel a/b error (:func:`ab_error`) and w the weights::
 
-        acc(t) = sum(w * [e <= t + 0.001]) / sum(w)   (AB_TOLERANCE: float rounding)
+        acc(t) = sum(w * [e <= t + tol]) / sum(w)
         AuC    = mean(acc(t) for t in 0, 1, ..., t_max)
 
-    i.e. the mean over the ``t_max + 1`` integer thresholds. For a constant error e this is the
-    share of integer t in [0, t_max] with t >= e.
+    i.e. the mean over the ``t_max + 1`` integer thresholds; tol is :data:`AB_TOLERANCE`
+    (1e-3 a/b units, float rounding). For a constant error e this is the share of integer t in
+    [0, t_max] with t >= e - tol.
     """
     return auc_of_errors(ab_error(pred_lab, truth_lab), weights, t_max)
 
@@ -281,7 +282,7 @@ def error_histogram(
         raise ValueError(f"t_max must be a whole number >= 0, got {t_max!r}")
     if not np.all(e >= 0):  # NaN too: a Lab image with NaN in it
         raise ValueError("a/b errors must be non-negative numbers (NaN in a Lab image?)")
-    # A pixel counts at every integer t >= ceil(e): the running sum of this histogram gives
+    # A pixel counts at every integer t >= ceil(e - tol): the running sum of this histogram gives
     # acc(t) for all thresholds at once. Errors above t_max land in the overflow bin.
     first = np.clip(np.ceil(e - AB_TOLERANCE), 0, t_max + 1).astype(np.int64).ravel()
     return np.bincount(first, weights=w.ravel(), minlength=t_max + 2)

@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, BinaryIO
 
-from .errors import NO_SPACE, DiskFull, RecolorError, UsageError
+from .errors import NO_SPACE, DiskFull, RecolorError, UsageError, printable
 from .process import STDOUT_NAME, silence_stdout
 
 SOURCE_REFUSED = "refusing to overwrite the image the record was made from"
@@ -234,18 +234,20 @@ class Outputs:
         # no path: the caller's guard names the input (y/a.png), not its name here (a.png)
         return RecolorError(f"output {where} was already written for an earlier input{hint}")
 
-    def clashes(self, names: Sequence[str]) -> dict[int, RecolorError]:
-        """The positions in ``names`` whose output file an earlier name's is, with what
-        :meth:`write` would raise for them. Under torchrun each process writes its share of the
-        inputs and sees only its own writes: two inputs of one output in two shares were both
-        written, so the whole list is looked at before it is split."""
-        first: set[Path] = set()
+    def clashes(self, inputs: Sequence[str], names: Sequence[str]) -> dict[int, RecolorError]:
+        """The positions in ``inputs`` (named ``names``) whose output file is an earlier
+        input's too, with the error to say. Under torchrun each process writes its share of the
+        inputs and sees only its own writes (two inputs of one output in two shares were both
+        written), so the whole list is looked at before it is split; one process refuses them
+        as it writes (:meth:`write`: only once the first was written)."""
+        first: dict[Path, str] = {}
         found = {}
-        for i, name in enumerate(names):
+        for i, (path, name) in enumerate(zip(inputs, names, strict=True)):
             out = self.path(name)
             if out is not None and out in first:
-                found[i] = self._written_before(out)
-            first.add(out)
+                found[i] = RecolorError(f"output {out} is also that of an earlier input, "
+                                        f"{printable(first[out])}")  # fmt: skip
+            first.setdefault(out, path)
         return found
 
     def check(self, name: str, source: tuple[int, int] | None = None) -> Path | None:

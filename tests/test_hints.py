@@ -261,6 +261,10 @@ def test_every_hint_form_holds_at_its_pixels(tmp_path, weights, image):
         assert (tmp_path / "stdin.png").read_bytes() == (tmp_path / f"{name}.png").read_bytes()
     p = run(["predict", "-", *w, "--hints", "-", "-o", tmp_path / "x.png"], input=b"")
     assert p.returncode == 2 and b"--hints - reads a hint file from stdin" in p.stderr
+    p = run(["predict", src, *w, "--hints", "-", "-o", tmp_path / "x.png"], input=b"null\n")
+    assert p.returncode == 1 and p.stderr.decode() == (  # JSON, not "an image (text)"
+        'recolor predict: -: bad hint file: expected an object with "points" and/or "palette"\n'
+    )
 
 
 def test_a_one_pixel_hint_holds_in_jpeg_output(tmp_path, weights, image):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import shutil
 import signal
 import struct
 import subprocess
@@ -284,6 +285,9 @@ def test_hostile_weights_are_refused_and_never_run_code(tmp_path):
         f"recolor predict: {path}: not a recolor checkpoint (torch.load failed: UnpicklingError)"
     ]
     assert not (tmp_path / "pwned").exists() and not (tmp_path / "o").exists()
+    shutil.copy(ROOT / "weights" / "cls.pt", tmp_path / "-")  # a file named "-", not stdin
+    run(["predict", "a.png", "-w", "./-", "-o", "b.png", "--size", "16"], cwd=tmp_path,
+        check_rc=0)  # fmt: skip
     assert pickle.loads(pickle.dumps(_Boom(str(tmp_path / "proof")))) is not None
     assert (tmp_path / "proof").exists(), "the payload is live: it runs when unpickled unsafely"
 

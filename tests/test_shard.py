@@ -78,20 +78,21 @@ def test_two_inputs_of_one_output_in_two_shares_and_usage_said_once(tmp_path):
         if rank == 0:
             assert p.returncode == 0 and p.stdout.decode() == f"{out / 'a.png'}\n"
         else:
-            assert (
-                p.returncode == 1
-                and not out.exists()
-                and p.stderr.decode()
-                == (
-                    f"recolor predict: {imgs[1]}: output {out / 'a.png'} was already written for "
-                    "an earlier input\n"
-                )
-            )
+            want = f"output {out / 'a.png'} is also that of an earlier input, {imgs[0]}"
+            assert p.returncode == 1 and not out.exists()
+            assert p.stderr.decode() == f"recolor predict: {imgs[1]}: {want}\n"
         for bad, rc in ((["-T", "nan"], 2), (["-w", tmp_path / "none.pt"], 1)):
             p = run(["predict", imgs[0], tmp_path / "b.png", "-o", f"{out}/", *bad], env=env)
             assert p.returncode == rc and len(p.stderr.splitlines()) == (rank == 0), bad
         p = run(["predict", *imgs, "-o", f"{out}/"], env={**env, "RECOLOR_MAX_PIXELS": "x"})
         assert p.returncode == 2 and len(p.stderr.splitlines()) == (rank == 0)
+    # one process refuses the second only once the first is written: a first input that fails
+    # leaves the output to the second
+    (tmp_path / "z").mkdir()
+    (tmp_path / "z" / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    p = run(["predict", tmp_path / "z" / "a.png", imgs[1], "-o", f"{tmp_path}/one/"])
+    assert p.returncode == 1 and p.stdout.decode() == f"{tmp_path / 'one' / 'a.png'}\n"
+    assert len(p.stderr.splitlines()) == 1 and str(tmp_path / "z" / "a.png") in p.stderr.decode()
 
 
 def test_a_failing_rank_does_not_cut_the_others_short(tmp_path):

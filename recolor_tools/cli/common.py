@@ -95,22 +95,27 @@ Inputs = Annotated[
 class Tool:
     """One run of one tool: reports failed inputs and decides the exit code."""
 
-    def __init__(self, name: str, quiet: bool = False, debug: bool = False) -> None:
+    def __init__(
+        self, name: str, quiet: bool = False, debug: bool = False, ranked: bool = False
+    ) -> None:
+        """``ranked``: a tool that torchrun may launch several times (predict, train): what is
+        about the whole run is said by rank 0 only until :attr:`echo` is set again."""
         global _DEBUG
         _DEBUG = _DEBUG or debug
         self.name = name
         self.quiet = quiet
         self.failures = 0
         self.echo = True  # False: failures and usage errors counted, not printed (torchrun ranks)
+        if ranked:
+            from ..shard import first_process
+
+            self.echo = first_process()
         set_tool(name)
         from ..imagehead import max_pixels
 
         try:  # a bad limit is the whole run's mistake, not each input's
             max_pixels()
         except RecolorError as e:
-            from ..shard import first_process
-
-            self.echo = first_process()  # said once under torchrun
             self.usage(e.reason)
 
     def fail(

@@ -174,10 +174,9 @@ def predict(
     """
     from .. import shard
 
-    tool = Tool("predict", quiet, debug)
     # under torchrun, what is about the whole run (usage, weights) is said once; an input's
     # failure by the rank that meets it (echo again once the model is loaded)
-    tool.echo = shard.first_process()
+    tool = Tool("predict", quiet, debug, ranked=True)
     with shard.together():  # under torchrun, no rank's exit cuts the others short
         # closed: refused before any work; -o - writes the image there, --suggest its colours
         tool.text_stdout("use -o FILE" if output == "-" or suggest else PATHS_GO_THERE)
@@ -185,11 +184,11 @@ def predict(
             tool.usage("--depth must be 8 or 16")
         tool.finite(temperature=temperature, saturation=saturation)
         args, everything, roots, guides = _predict_inputs(tool, inputs, hints, palette)
-        router, ext, paths = None, None, everything
+        router, ext, paths, refused = None, None, everything, []
         if suggest and output is not None:
             tool.usage("--suggest prints colours and writes no image: drop -o")
         if not suggest:
-            router, ext, paths = _predict_outputs(
+            router, ext, paths, refused = _predict_outputs(
                 tool, everything, output, fmt, skip_existing, roots, depth, guides
             )
         predictor = source = None
@@ -212,6 +211,7 @@ def predict(
                     from ..imageio import open_binary
 
                     open_binary(weights).close()
+                _refuse(tool, refused)
                 tool.exit()
             from ..predict import Predictor
 
@@ -234,6 +234,7 @@ def predict(
         if predictor is None or source is None:
             tool.exit()
         tool.echo = True
+        _refuse(tool, refused)
         first_rank = shard.first_process()  # says what is about the whole list, once
         if first_rank:
             for problem in problems:
@@ -248,6 +249,13 @@ def predict(
         batching = (batch_size, io_workers)
         _predict_all(tool, predictor, router, paths, roots, batching, source, ext, options)
         tool.exit()
+
+
+def _refuse(tool: Tool, refused: list[tuple[str, RecolorError]]) -> None:
+    """Say why this rank's inputs whose output is another's too are not done (once the run is
+    sure to go on: after usage errors and the model's loading)."""
+    for path, clash in refused:
+        tool.fail(clash, path, always=True)
 
 
 def _predict_inputs(tool: Tool, inputs, hints: str | None, palette: str | None):
@@ -285,8 +293,9 @@ def _predict_outputs(
     depth: int | None,
     keep: list[str],
 ):
-    """(router, --format's extension or None, this process's inputs still to do) for predict;
-    ``keep``: the files guidance reads (palette, hints), never written over either."""
+    """(router, --format's extension or None, this process's inputs still to do, its inputs
+    refused with the error to say, once the run is sure to go on) for predict; ``keep``: the
+    files guidance reads (palette, hints), never written over either."""
     from .. import shard
     from ..imageio import IMAGE_EXTS, OTHER_IMAGE_EXTS, input_name, writes_in_place
 
@@ -323,16 +332,15 @@ def _predict_outputs(
     )  # fmt: skip
     if router.to_stdout:
         tool.binary_stdout()  # refused on a terminal, before any work
-    clashes = router.clashes([input_name(p, roots) for p in paths])
+    clashes = {}
+    if shard.rank_and_size()[1] > 1:  # one process refuses them as it writes (Outputs.write)
+        clashes = router.clashes(paths, [input_name(p, roots) for p in paths])
     # under torchrun: this rank's share of the whole list
-    (paths, at) = shard.this_rank(paths, range(len(paths)))
-    for i, p in zip(at, paths, strict=True):
-        if i in clashes:
-            tool.fail(clashes[i], p, always=True)  # by the rank that holds it
-    paths = [p for i, p in zip(at, paths, strict=True) if i not in clashes]
-    paths = router.without_own(paths, roots)
+    mine = list(zip(*shard.this_rank(range(len(paths)), paths), strict=True))
+    refused = [(p, clashes[i]) for i, p in mine if i in clashes]
+    paths = router.without_own([p for i, p in mine if i not in clashes], roots)
     paths = [p for p in paths if not router.skip(input_name(p, roots))]
-    return router, ext, paths
+    return router, ext, paths, refused
 
 
 def _predict_all(tool: Tool, predictor, router, paths, roots, batching, hints, ext, options):

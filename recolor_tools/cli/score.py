@@ -56,6 +56,7 @@ def compare(
     from .. import metrics, report
     from ..color import to_uint8
     from ..imageio import read_rgb
+    from ..outputs import write_all, write_stdout
 
     tool = Tool("compare", quiet, debug)
     if as_json and as_csv:
@@ -82,16 +83,12 @@ def compare(
     if output is not None:
         # a name that is no UTF-8 is its own bytes, as on stdout
         text = (fmt or report.format_text)(results).encode(errors="surrogateescape")
-        from ..outputs import write_all
-
         router = tool.outputs(output, inputs, ".txt", many_per_file=False)
         with tool.opened(router) as out, tool.guard(output):
             out.write("report", lambda f: write_all(f, text))
     elif fmt is None and tool.text_stdout().isatty():
         _print_rich_table(*report.report_cells(results))
     else:
-        from ..outputs import write_stdout
-
         text = (fmt or report.format_text)(results)
         with tool.guard():  # a full device: one line naming <stdout>
             write_stdout(tool.text_stdout(), lambda f: f.write(text))

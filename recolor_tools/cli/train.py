@@ -171,12 +171,10 @@ def train(
 
     Several GPUs: torchrun --nproc_per_node N -m recolor_tools train ... (-b is per GPU).
     """
-    tool = Tool("train", quiet, debug)
-    from .. import shard
-
     # under torchrun, what is about the whole run is said once (every rank exits alike); a
     # skipped image by the rank that met it
-    tool.echo = shard.first_process()
+    tool = Tool("train", quiet, debug, ranked=True)
+
     tool.text_stdout(PATHS_GO_THERE)  # the final weights' path: closed, refused before any work
     with tool.guard():
         from ..train import TrainConfig
