@@ -56,4 +56,8 @@ def main(out: Path = ROOT / "docs" / "guided.jpg") -> None:
 
 
 if __name__ == "__main__":
-    main(*(Path(a) for a in sys.argv[1:2]))
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("out", nargs="?", type=Path, default=ROOT / "docs" / "guided.jpg")
+    main(ap.parse_args().out)

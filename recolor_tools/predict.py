@@ -304,7 +304,10 @@ def infer(
                 with torch.autocast(device.type, amp_dtype, enabled=amp_dtype is not None):
                     feats = model.features(x, given)  # (B, 2C, h', w')
                     z = model.head_out(feats)  # (B, 2 or Q, h', w')
-                    steered = not model.config.hints or hintinput.STEER_LEARNED
+                    # the cls head's distribution is steered (reg takes points as input only)
+                    steered = model.config.head == "cls" and (
+                        not model.config.hints or hintinput.STEER_LEARNED
+                    )
                     if steered and any(items[i].hints is not None for i in chunk):
                         feats = model.affinity_features(feats)
                 feats, z = feats.float(), z.float()  # guidance and decode in float32
@@ -434,12 +437,20 @@ class Predictor:
         model, ckpt = checkpoints.load_checkpoint(weights, head, map_location=device)
         return cls(model, ckpt, device=device, **kwargs)
 
-    def check_hints(self, given: bool) -> None:
-        """Raise :class:`RecolorError` if hints are ``given`` to a model that cannot take them."""
-        if given and self.model.config.head != "cls" and not self.model.config.hints:
+    def check_hints(self, given: bool, palette: bool = False) -> None:
+        """Raise :class:`RecolorError` if hints are ``given`` (a ``palette`` among them) to a
+        model that cannot take them: a reg model takes point hints only as input (trained with
+        ``--hints``), never a palette (a colour-class histogram)."""
+        config = self.model.config
+        if given and config.head != "cls" and not config.hints:
             raise RecolorError(
                 "colour hints and palettes need the cls head (its class distribution is what "
                 "they steer); the reg head predicts one colour per pixel: use --head cls"
+            )
+        if palette and config.head != "cls":
+            raise RecolorError(
+                "a palette needs the cls head (a colour-class histogram steers its class "
+                "distribution); this reg model takes point hints only: use --head cls"
             )
 
     def check_suggest(self) -> None:
@@ -449,7 +460,8 @@ class Predictor:
 
     def prepare(self, rgb: np.ndarray, hints: Hints | None = None) -> Prepared:
         """:func:`prepare` with this predictor's settings."""
-        self.check_hints(hints is not None and not hints.empty)
+        self.check_hints(hints is not None and not hints.empty,
+                         hints is not None and len(hints.palette_w) > 0)  # fmt: skip
         return prepare(rgb, self.settings, hints)
 
     def run(self, items: Sequence[Prepared], batch_size: int = 8) -> list[Predicted]:

@@ -332,6 +332,25 @@ def test_affinity_needs_the_cls_head(tmp_path):
     assert len(err.strip().splitlines()) == 1 and "cls" in err, err
 
 
+def test_a_reg_model_with_hint_inputs_takes_points_not_a_palette(squares, tmp_path):
+    """predict steered a reg model trained with --hints as if it had classes: "internal error:
+    RuntimeError" with a point hint, ZeroDivisionError with a palette. Points go in as its
+    input; a palette is a usage error (one line), and in a hint file that input's error."""
+    args = train_args(squares, tmp_path / "r", "--head", "reg", "--hints", "--steps", 2)
+    at = args.index("--grid")
+    del args[at : at + 2]  # (reg has no classes)
+    run(args, check_rc=0)
+    img = write_rgb(tmp_path / "a.png", square_image(None))
+    w = ["--head", "reg", "-w", tmp_path / "r" / "reg.pt", "--size", SIDE]
+    run(["predict", img, *w, "--hint", "10,10=#ff0000", "-o", tmp_path / "p.png"], check_rc=0)
+    p = run(["predict", img, *w, "--palette", "#ff0000", "-o", tmp_path / "q.png"])
+    assert p.returncode == 2 and p.stderr.decode().startswith("recolor predict: a palette needs")
+    (tmp_path / "h.json").write_text('{"palette": [{"color": "#ff0000"}]}')
+    p = run(["predict", img, *w, "--hints", tmp_path / "h.json", "-o", tmp_path / "q.png"])
+    assert p.returncode == 1 and len(p.stderr.splitlines()) == 1
+    assert "a palette needs the cls head" in p.stderr.decode() and not (tmp_path / "q.png").exists()
+
+
 def hinted_error(predictor: Predictor, hue: float) -> float:
     """Mean a/b distance to the truth (the square at ``hue``, gray around it) of a gray image
     recoloured with one hint in the square's corner."""

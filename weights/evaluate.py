@@ -86,7 +86,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("val", type=Path)
     ap.add_argument("--stats", type=Path, required=True)
-    ap.add_argument("--weights", type=Path, default=Path("weights"))
+    ap.add_argument("--weights", type=Path, default=Path("weights"),
+                    help="folder holding cls.pt and reg.pt")  # fmt: skip
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--card", type=Path, default=None)
     ap.add_argument("--size", type=int, default=None, help="default: predict's, for cls.pt")

@@ -22,7 +22,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from recolor_tools.imageio import read_rgb, resize_short_side, write_image  # noqa: E402
+from recolor_tools.imageio import (  # noqa: E402
+    expand_inputs,
+    read_rgb,
+    resize_short_side,
+    write_image,
+)
 
 
 def shrink(src: Path, dst: Path, short: int, quality: int) -> int:
@@ -41,7 +46,12 @@ def main() -> None:
     ap.add_argument("--start", type=int, default=0)
     ap.add_argument("--first", type=int, default=None, help="only the first N files")
     args = ap.parse_args()
-    files = sorted(p for p in args.src.iterdir() if p.is_file())
+    if args.of < 1 or args.short < 1 or not 1 <= args.quality <= 100:
+        ap.error("--of and --short must be at least 1, --quality 1 to 100")
+    if args.src.resolve() == args.dst.resolve():
+        ap.error("dst must not be src: the subset would be written among the posters")
+    # the images the tools read (a README or .DS_Store beside them aborted the run)
+    files = sorted(Path(p) for p in expand_inputs([str(args.src)]))
     kept = [p for i, p in enumerate(files) if 0 <= i % args.of - args.start < args.keep]
     files = kept[: args.first]
     args.dst.mkdir(parents=True, exist_ok=True)

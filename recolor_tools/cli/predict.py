@@ -225,7 +225,7 @@ def predict(
                 precision=precision,
             )
             try:  # options this model cannot follow: the user's to change, as other usage
-                loaded.check_hints(guided)
+                loaded.check_hints(guided, palette=bool(palette))
                 if suggest:
                     loaded.check_suggest()
             except RecolorError as e:
