@@ -204,6 +204,8 @@ def main() -> None:
     predictor = Predictor.load(args.weights, "cls")
     every = expand_inputs([args.truth])
     files = every[args.skip :][: args.first]
+    if not files:
+        ap.error(f"no images to evaluate ({len(every)} in {args.truth}, --skip {args.skip})")
     rng = np.random.default_rng(args.seed)
     rows: dict[str, list[dict]] = {}
     for f in files:

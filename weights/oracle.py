@@ -67,6 +67,8 @@ def main() -> None:
     stats = RebalanceStats.load(args.stats)
     predictor = Predictor.load(args.weights, "cls")
     files = expand_inputs([args.truth])[: args.first]
+    if not files:
+        ap.error("no images to evaluate")
     scores: dict[str, list[dict[str, float]]] = {}
     chroma: list[float] = []
     for f in files:
