@@ -183,6 +183,10 @@ class Outputs:
             self._stream = self._stack.enter_context(atomic_open(self.file))
         else:  # refused before any work, not after the first input's
             check_not_input(self.file, [*self.inputs, *self.keep])
+            folder = self.file.parent  # named as given (it was the real path, after the work)
+            if not os.path.isdir(os.path.realpath(self.file.parent)):
+                what = "not a directory" if os.path.lexists(folder) else "no such directory"
+                raise RecolorError(what, folder)
         return self
 
     def __exit__(self, *exc) -> None:

@@ -128,6 +128,11 @@ def test_output_dir_that_is_a_file_or_cannot_be_made(tmp_path, png):
         f"recolor from-lab: {afile}/sub: cannot create the output directory (not a directory)"
     ]
     assert afile.read_bytes() == b"x"
+    # -o FILE in a folder that is missing, or a file: named as given, before the image is
+    # predicted (it was the real path, after the work)
+    for folder, why in (("missing", "no such directory"), ("afile", "not a directory")):
+        p = run(["predict", png, "-o", f"{folder}/x.png", "--size", "16"], cwd=tmp_path)
+        assert p.returncode == 1 and _lines(p) == [f"recolor predict: {folder}: {why}"]
 
 
 @pytest.mark.parametrize("link", ["symlink", "hardlink"])
