@@ -432,7 +432,7 @@ def build_model(
     if carried is not None:
         mcfg = models.ModelConfig(**carried["config"])
         if cfg.init is not None and cfg.width not in (None, mcfg.width):
-            raise RecolorError(f"the network has width {mcfg.width}; drop --width", cfg.init)
+            raise UsageError(f"--init {cfg.init}: the network has width {mcfg.width}; drop --width")
     else:
         q = 0 if cs.classes is None else len(cs.classes)
         width = cfg.width or models.ModelConfig.width
@@ -440,8 +440,8 @@ def build_model(
     old = mcfg
     affinity = mcfg.affinity if cfg.affinity is None or cfg.resume else cfg.affinity
     if carried is not None and mcfg.affinity not in (0, affinity):
-        raise RecolorError(f"the network has {mcfg.affinity} affinity channels: drop --affinity",
-                           cfg.init)  # fmt: skip
+        raise UsageError(f"--init {cfg.init}: the network has {mcfg.affinity} affinity "
+                         "channels: drop --affinity")  # fmt: skip
     try:
         mcfg = dataclasses.replace(mcfg, hints=takes_hints(cfg, carried), affinity=affinity)
     except ValueError as e:

@@ -22,7 +22,7 @@ from recolor_tools import checkpoints, models, quant
 from recolor_tools.cli import main
 from recolor_tools.color import rgb_to_lab
 from recolor_tools.data import ColorDataset, EpochSampler
-from recolor_tools.errors import RecolorError
+from recolor_tools.errors import RecolorError, UsageError
 from recolor_tools.imageio import read_rgb
 from recolor_tools.train import TrainConfig, param_digest, train
 
@@ -252,7 +252,7 @@ def test_init_fine_tunes_from_weights_with_new_rebalancing(data, tmp_path):
     w01 = rebalance_weights(stats.counts, stats.classes, 0.1, stats.sigma)
     strong = tmp_path / "strong.npz"
     dataclasses.replace(stats, weights=w01, lam=0.1).save(strong)
-    with pytest.raises(RecolorError, match="width 8; drop --width"):
+    with pytest.raises(UsageError, match="width 8; drop --width"):  # the user's to change: 2
         train(config(data, tmp_path / "tiny", steps=1, init=base, width=16, **kw))
     tiny = train(config(data, tmp_path / "tiny", steps=1, lr=1e-12, init=base, width=None, **kw))
     a, b = torch.load(base, weights_only=True), torch.load(tiny, weights_only=True)
