@@ -35,9 +35,12 @@ References
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 
-def check_image(arr, what: str = "image", channels: int = 3, dtype=None) -> np.ndarray:
+def check_image(
+    arr: npt.ArrayLike, what: str = "image", channels: int = 3, dtype: npt.DTypeLike = None
+) -> np.ndarray:
     """``arr`` as an ndarray, checked to be one (H, W, ``channels``) image: the one validator
     of image arrays.
 

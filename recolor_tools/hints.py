@@ -30,6 +30,7 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from .color import rgb_to_lab
 from .errors import RecolorError, printable
@@ -103,7 +104,7 @@ def _coord(text: str) -> tuple[float, bool]:
     return v, pct
 
 
-def parse_points(xy) -> tuple[np.ndarray, np.ndarray]:
+def parse_points(xy: npt.ArrayLike | Sequence) -> tuple[np.ndarray, np.ndarray]:
     """Points as given -> ``(values, percent)``, two (N, 2) arrays: the coordinates (int64 when
     all are whole pixels, else float64) and whether each is a percentage (of the width for x,
     the height for y) rather than pixels.

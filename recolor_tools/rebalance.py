@@ -228,6 +228,8 @@ class PriorAccumulator:
     def __init__(self, classes: np.ndarray, grid: float) -> None:
         self.classes = quant.check_classes(classes)
         self.grid = float(grid)
+        if not (np.isfinite(self.grid) and self.grid > 0):  # saved with the stats, read back
+            raise ValueError(f"grid must be a positive number, got {grid!r}")
         self.counts = np.zeros(len(self.classes), np.int64)
         self.n_images = 0
 

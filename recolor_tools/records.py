@@ -269,6 +269,8 @@ def write_record(stream: BinaryIO, rec: Record) -> None:
             )
         if not 1 <= v.ndim <= 4:
             raise ValueError(f"record array {k!r} must have 1 to 4 dimensions, got shape {v.shape}")
+        if any(n >= 1 << 31 for n in v.shape):  # as the reader's header check (an empty array)
+            raise ValueError(f"record array {k!r} of shape {v.shape} has a side of 2**31 or more")
         pixels, values = _footprint(v.shape)
         if pixels > limit:
             raise ValueError(

@@ -185,6 +185,13 @@ def test_lambda_zero_with_an_unseen_class_is_refused_not_infinite():
     assert np.isfinite(w).all() and (w > 0).all()
 
 
+@pytest.mark.parametrize("grid", [-1, 0, float("nan")])
+def test_a_bad_grid_is_refused_not_saved_with_the_stats(grid):
+    """It was saved and read back as the stats' grid (load_class_set then gave -1)."""
+    with pytest.raises(ValueError, match="grid must be a positive number"):
+        rebalance.PriorAccumulator(C8, grid)
+
+
 def test_summary_and_plot(tmp_path):
     acc = rebalance.PriorAccumulator(C8, 8)
     acc.add(np.zeros((10, 10, 2), np.float32))

@@ -126,6 +126,7 @@ def test_good_records_before_a_break_are_still_delivered():
         (records.Record("a", (2, 2), {"m": np.float32(1)}), r"1 to 4 dimensions, got shape \(\)"),
         (records.Record("a", (2, 2), {"m": np.zeros((1, 1, 257), np.uint8)}), "values a pixel"),
         (records.Record("a", (2, 2), {1: np.zeros(2, np.float32)}), "array names"),
+        (records.Record("a", (1, 1), {"m": np.zeros((0, 1 << 31), np.uint8)}), "2\\*\\*31"),
         (records.Record("a", (-1, 2), {}), "record size"),
         (records.Record("a", (2.0, 2), {}), "record size"),
         (records.Record("a", (2,), {}), "record size"),

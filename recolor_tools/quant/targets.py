@@ -3,14 +3,19 @@ of an image drawn in its class colours."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from .. import defaults
 from .encode import hard_encode, soft_encode
 
+if TYPE_CHECKING:  # records imports quant
+    from ..records import Record
 
-def encode_record(rec, classes: np.ndarray, grid: float, k: int = defaults.K,
-                  sigma: float = defaults.SIGMA, hard: bool = False):  # fmt: skip
+
+def encode_record(rec: Record, classes: np.ndarray, grid: float, k: int = defaults.K,
+                  sigma: float = defaults.SIGMA, hard: bool = False) -> Record:  # fmt: skip
     """The soft-encoded target record of a Lab record.
 
     Parameters
