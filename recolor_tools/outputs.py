@@ -129,6 +129,10 @@ class Outputs:
     keep : sequence of str
         Other files the run reads (a palette image, hint files, class statistics), never to be
         overwritten either.
+    hold : bool
+        An image file (``-o FILE``) made from a record stream: it replaces the file only when
+        the run ends, and not at all if a record of the stream was made from that file (a later
+        record may be: ``to-lab b.png a.png | from-lab -o a.png`` wrote b over a).
     """
 
     def __init__(
@@ -143,6 +147,7 @@ class Outputs:
         skip_existing: bool = False,
         flag: str = "-o",
         keep: Sequence[str] = (),
+        hold: bool = False,
     ) -> None:
         output = output if output is not None else default
         self.inputs = list(inputs)
@@ -155,6 +160,7 @@ class Outputs:
         self.to_stdout = output is None or output == "-"
         self.directory = None if self.to_stdout or not is_dir_target(output) else Path(output)
         self.file = None if self.to_stdout or self.directory else Path(output)
+        self.hold = hold and self.file is not None and not many_per_file
         self._written: set[Path] = set()
         self._skipped: set[Path] = set()  # outputs of inputs skipped as done (skip_existing)
         self._input_ids: set[tuple[int, int]] | None = None
@@ -190,6 +196,8 @@ class Outputs:
         return self
 
     def __exit__(self, *exc) -> None:
+        if exc[0] is None and self.hold and self._refused:  # the held image is a source's
+            exc = (_NothingWritten, _NothingWritten(), None)
         if exc[0] is None and self._stream is not None and (self._refused or not self._count):
             # Not one record written (every input failed): the stream file's temporary file is
             # dropped, not renamed into an empty output that --skip-existing would then skip;
@@ -270,6 +278,12 @@ class Outputs:
         out = self.path(name)
         if out is None and self.many_per_file:
             return None
+        if self.hold and source:  # before "already written": that one's must not land either
+            try:
+                check_not_source(out, {source})
+            except RecolorError:
+                self._refused = True
+                raise
         if self._count and (out is None or out in self._written) or out in self._skipped:
             raise self._written_before(out)
         if out is not None:
@@ -311,12 +325,15 @@ class Outputs:
             if self.many_per_file:  # stdout holds any number: nothing to count
                 return None
         else:
-            from .imageio import atomic_open
+            from .imageio import atomic_open, writes_in_place
 
             if out.parent != self.directory and self.directory is not None:
                 make_dir(out.parent)  # a subfolder of the inputs' tree
-            with atomic_open(out) as f:
-                write(f)
+            if self.hold and not writes_in_place(out):  # renamed when the run ends
+                write(self._stack.enter_context(atomic_open(out)))
+            else:
+                with atomic_open(out) as f:
+                    write(f)
             self._written.add(out)
         self._count += 1
         return out

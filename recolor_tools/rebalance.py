@@ -197,6 +197,7 @@ class RebalanceStats:
              "a distribution"),
             (not (np.isfinite(w).all() and (w > 0).all()), "weights not finite and positive"),
             (not 0 <= stats.lam <= 1, "lambda outside [0, 1]"),
+            (not (np.isfinite(stats.grid) and stats.grid > 0), "a grid that is no positive number"),
         ):  # fmt: skip
             if bad:
                 raise RecolorError(f"invalid rebalancing stats: {what}", path)

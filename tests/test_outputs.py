@@ -390,6 +390,18 @@ def test_an_output_made_from_a_record_never_replaces_its_source_image(tmp_path, 
     for flag in ("--plot", "-o"):  # rebalance-stats' outputs too, after counting
         lab, stats = pipeline(["to-lab", png], ["rebalance-stats", "-", "-q", flag, png])
         assert stats.returncode == 1 and _lines(stats) == [f"recolor rebalance-stats: {png}: {why}"]
+    # -o FILE / --preview FILE is the source of one record of several, whatever its place:
+    # the other record's image was written over it
+    second = write_rgb(tmp_path / "b.png", smooth_image(6, 8, 4))
+    tools = (
+        ["from-lab", "-", "-o", png],
+        ["quantize", "-", "--preview", png, "-o", tmp_path / "t"],
+    )
+    for order in ([png, second], [second, png]):
+        for tool in tools:
+            lab, out = pipeline(["to-lab", *order], [*tool, "-q"])
+            assert out.returncode == 1 and f"{png}: {why}" in out.stderr.decode(), tool
+            assert png.read_bytes() == before, (order, tool)
     assert png.read_bytes() == before
     other = tmp_path / "other"  # another file of that name is an output like any
     other.mkdir()

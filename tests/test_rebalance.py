@@ -160,6 +160,8 @@ def test_stats_file_of_wrong_version_or_garbage_is_rejected(tmp_path):
         ("prior", -1.0, "a prior that is not a distribution"),
         ("counts", -5, "negative counts"),
         ("lam", 2.0, "lambda outside"),
+        ("grid", np.nan, "a grid that is no positive number"),  # "grid":NaN in targets' JSON
+        ("grid", -8.0, "a grid that is no positive number"),
     ],
 )
 def test_stats_file_with_values_that_would_give_nan_is_rejected(tmp_path, field, value, match):

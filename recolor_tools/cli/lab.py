@@ -102,7 +102,9 @@ def from_lab(
     paths, roots = expand_inputs(args, (LAB_EXT,)), input_roots(args)  # a folder: its .lab
     ext = format_ext(tool, fmt, output) or ".png"
     check_depth(tool, depth, [file_suffix(output) or ext or ".png"], chosen=True)
-    router = tool.outputs(output, paths, ext, many_per_file=False, skip_existing=skip_existing)
+    router = tool.outputs(
+        output, paths, ext, many_per_file=False, skip_existing=skip_existing, hold=True
+    )
     with tool.opened(router) as out:
         for rec in tool.progress(iter_lab_sources(paths, tool.fail, roots)):
             if out.skip(rec.name):
@@ -226,7 +228,13 @@ def quantize(
         None
         if preview is None
         else tool.outputs(
-            preview, paths, ".png", many_per_file=False, flag="--preview", keep=given(classes)
+            preview,
+            paths,
+            ".png",
+            many_per_file=False,
+            flag="--preview",
+            keep=given(classes),
+            hold=True,
         )
     )
     if shown is not None:  # previews in a folder of the inputs are no inputs on a rerun
