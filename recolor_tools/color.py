@@ -103,12 +103,14 @@ def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
     Parameters
     ----------
     rgb : (H, W, 3) array_like, float in [0, 1]
-        sRGB values, channels in R, G, B order.
+        sRGB values, channels in R, G, B order. Values outside [0, 1] (colours outside sRGB,
+        from a wider profile's conversion) follow the same formulas and are not clipped, so
+        0-255 floats give L up to 9,342: scale them first (:func:`to_float`).
 
     Returns
     -------
     lab : (H, W, 3) float32
-        L in [0, 100], a and b in about [-128, 127].
+        L in [0, 100], a and b in about [-128, 127] for ``rgb`` in [0, 1].
     """
     rgb = check_image(rgb, "rgb")
     if not np.issubdtype(rgb.dtype, np.floating):  # 255 would be L = 9,342

@@ -94,6 +94,15 @@ def check_not_source(out: Path, sources: set[tuple[int, int]]) -> None:
         raise RecolorError(SOURCE_REFUSED, out)
 
 
+def check_folder(file: Path) -> None:
+    """Raise :class:`RecolorError` naming the folder of an output ``file`` as given when it is
+    missing or no folder: said before the work (it was said after it, with the real path)."""
+    folder = file.parent
+    if not os.path.isdir(os.path.realpath(folder)):
+        raise RecolorError("not a directory" if os.path.lexists(folder) else "no such directory",
+                           folder)  # fmt: skip
+
+
 def make_dir(path: Path) -> None:
     """Create an output directory (and its parents), or raise one clear :class:`RecolorError`."""
     if path.exists() and not path.is_dir():
@@ -189,10 +198,7 @@ class Outputs:
             self._stream = self._stack.enter_context(atomic_open(self.file))
         else:  # refused before any work, not after the first input's
             check_not_input(self.file, [*self.inputs, *self.keep])
-            folder = self.file.parent  # named as given (it was the real path, after the work)
-            if not os.path.isdir(os.path.realpath(self.file.parent)):
-                what = "not a directory" if os.path.lexists(folder) else "no such directory"
-                raise RecolorError(what, folder)
+            check_folder(self.file)
         return self
 
     def __exit__(self, *exc) -> None:

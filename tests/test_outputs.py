@@ -133,6 +133,15 @@ def test_output_dir_that_is_a_file_or_cannot_be_made(tmp_path, png):
     for folder, why in (("missing", "no such directory"), ("afile", "not a directory")):
         p = run(["predict", png, "-o", f"{folder}/x.png", "--size", "16"], cwd=tmp_path)
         assert p.returncode == 1 and _lines(p) == [f"recolor predict: {folder}: {why}"]
+    # the single files of rebalance-stats and compare too: found before the counting, and
+    # nothing else written (stats.npz and the montage were, the folder said after them)
+    for tool, args in (
+        ("rebalance-stats", [png, "-o", "s.npz", "--plot", "missing/p.png"]),
+        ("compare", [png, png, "--montage", "m.png", "-o", "missing/r.txt"]),
+    ):
+        p = run([tool, *args, "-q"], cwd=tmp_path)
+        assert p.returncode == 1 and _lines(p) == [f"recolor {tool}: missing: no such directory"]
+    assert not (tmp_path / "s.npz").exists() and not (tmp_path / "m.png").exists()
 
 
 @pytest.mark.parametrize("link", ["symlink", "hardlink"])

@@ -346,10 +346,11 @@ def given(*paths: str | Path | None) -> list[str]:
 def single_outputs(tool: Tool, files: dict[str, str | None], reads: list[str]) -> None:
     """Options that each name one output file (``{"-o": ..., "--plot": ...}``), before any work:
     two naming one file (one would be lost) are a usage error; one that is among the files the
-    run ``reads`` (inputs, ``--stats``, ``--classes``) stops it, exit 1 (as ``-o`` an input).
+    run ``reads`` (inputs, ``--stats``, ``--classes``) stops it, exit 1 (as ``-o`` an input), and
+    so does one in a folder that is missing.
     ``-``, directories and devices written in place (``/dev/null``, for both) are left out."""
     from ..imageio import writes_in_place
-    from ..outputs import check_not_input, is_dir_target
+    from ..outputs import check_folder, check_not_input, is_dir_target
 
     named = {f: p for f, p in files.items() if p not in (None, "-") and not is_dir_target(p)}
     seen: dict[str, str] = {}
@@ -363,6 +364,8 @@ def single_outputs(tool: Tool, files: dict[str, str | None], reads: list[str]) -
     for path in named.values():
         with tool.guard(path):
             check_not_input(Path(path), reads)
+            if not writes_in_place(path):
+                check_folder(Path(path))
     if tool.failures > failures:
         tool.exit()
 
