@@ -158,11 +158,11 @@ def match_hint_files(
 
 
 def _hint_files(hint_dir: Path) -> list[Path]:
-    """The hint files of a ``--hints`` directory (JSON and PNG layers), sorted."""
-    # broken links too, reported when read: they were passed over, and their inputs coloured
-    # automatically without a word
-    return [f for f in sorted(hint_dir.rglob("*")) if f.suffix.lower() in HINT_EXTS
-            and (f.is_file() or f.is_symlink() and not f.exists())]  # fmt: skip
+    """The hint files of a ``--hints`` directory (JSON and PNG layers), sorted; broken links
+    too, reported when read (they were passed over, their inputs coloured automatically)."""
+    from .imageio import files_below
+
+    return files_below(hint_dir, HINT_EXTS)
 
 
 def files_read(palette: str | None, hints: str | None) -> list[str]:

@@ -535,6 +535,14 @@ def leave_out(paths: list[str], roots: Sequence[str | Path], folder: str | Path)
     return [p for p in paths if p == "-" or not Path(p).resolve().is_relative_to(d)]
 
 
+def files_below(folder: Path, exts: Sequence[str]) -> list[Path]:
+    """The files below ``folder`` (recursively, sorted) whose extension is in ``exts``: regular
+    files, and broken links so that whoever reads them reports them; not FIFOs or devices,
+    which could block the run waiting for a writer (name one to read it)."""
+    return [f for f in sorted(folder.rglob("*")) if f.suffix.lower() in exts
+            and (f.is_file() or f.is_symlink() and not f.exists())]  # fmt: skip
+
+
 def expand_inputs(args: list[str], exts: tuple[str, ...] = IMAGE_EXTS) -> list[str]:
     """Turn command-line inputs into a list of files.
 
@@ -553,10 +561,7 @@ def expand_inputs(args: list[str], exts: tuple[str, ...] = IMAGE_EXTS) -> list[s
         if arg in ("-", ""):  # stdin; an empty name is no file (Path("") is the current folder)
             out.append(arg)
         elif os.path.isdir(p):  # os.path's: a name too long is no folder, not an error
-            # Regular files, and broken links to be reported as such; not FIFOs or devices,
-            # which could block the run waiting for a writer (name one to read it).
-            found = [str(f) for f in sorted(p.rglob("*")) if f.suffix.lower() in exts
-                     and (f.is_file() or f.is_symlink() and not f.exists())]  # fmt: skip
+            found = [str(f) for f in files_below(p, exts)]
             out.extend(found or [arg])  # an empty directory is reported by whoever opens it
         elif not os.path.lexists(p) and any(c in arg for c in "*?["):
             out.extend(sorted(glob.glob(arg, recursive=True)) or [arg])

@@ -246,12 +246,6 @@ class Outputs:
         self._skipped.add(out)
         return True
 
-    def _written_before(self, out: Path | None) -> RecolorError:
-        where = STDOUT_NAME if out is None else out
-        hint = "" if self.directory else f"; use {self.flag} DIR/"
-        # no path: the caller's guard names the input (y/a.png), not its name here (a.png)
-        return RecolorError(f"output {where} was already written for an earlier input{hint}")
-
     def clashes(self, inputs: Sequence[str], names: Sequence[str]) -> dict[int, RecolorError]:
         """The positions in ``inputs`` (named ``names``) whose output file is an earlier
         input's too, with the error to say. Under torchrun each process writes its share of the
@@ -284,19 +278,21 @@ class Outputs:
         out = self.path(name)
         if out is None and self.many_per_file:
             return None
-        if self.hold and source:  # before "already written": that one's must not land either
+        if out is not None and source:  # before "already written": a held image must not land
             try:
                 check_not_source(out, {source})
             except RecolorError:
-                self._refused = True
+                self._refused = True  # (acted on for a held image only: see __exit__)
                 raise
         if self._count and (out is None or out in self._written) or out in self._skipped:
-            raise self._written_before(out)
+            where = STDOUT_NAME if out is None else out
+            hint = "" if self.directory else f"; use {self.flag} DIR/"
+            # no path: the caller's guard names the input (y/a.png), not its name here (a.png)
+            raise RecolorError(f"output {where} was already written for an earlier input{hint}")
         if out is not None:
             if self._input_ids is None:  # stat the inputs once, not once per output
                 self._input_ids = file_ids([*self.inputs, *self.keep])
             check_not_input(out, self._input_ids)
-            check_not_source(out, {source} if source else set())
         return out
 
     def write(

@@ -405,6 +405,7 @@ def test_an_output_made_from_a_record_never_replaces_its_source_image(tmp_path, 
     tools = (
         ["from-lab", "-", "-o", png],
         ["quantize", "-", "--preview", png, "-o", tmp_path / "t"],
+        ["quantize", "-", "-o", png],  # the stream file too, with a record of another image
     )
     for order in ([png, second], [second, png]):
         for tool in tools:
