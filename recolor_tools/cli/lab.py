@@ -51,7 +51,8 @@ def to_lab(
 ) -> None:
     """Convert images (jpg, png, tiff, webp, bmp) to Lab records."""
     from ..imageio import expand_inputs, input_name, input_roots
-    from ..records import LAB_EXT, image_record, write_record
+    from ..labsources import image_record
+    from ..records import LAB_EXT, write_record
 
     tool = Tool("to-lab", quiet, debug)
     args = tool.stdin_inputs(inputs)
@@ -92,7 +93,8 @@ def from_lab(
     from ..color import lab_to_rgb_as
     from ..imageio import expand_inputs, input_roots
     from ..imagemeta import ImageMeta
-    from ..records import LAB_EXT, iter_lab_sources
+    from ..labsources import iter_lab_sources
+    from ..records import LAB_EXT
 
     tool = Tool("from-lab", quiet, debug)
     if depth not in (None, 8, 16):
@@ -203,7 +205,8 @@ def quantize(
     """
     from .. import quant
     from ..imageio import IMAGE_EXTS, expand_inputs, input_roots
-    from ..records import LAB_EXT, MAX_CHANNELS, iter_lab_sources, write_record
+    from ..labsources import iter_lab_sources
+    from ..records import LAB_EXT, MAX_CHANNELS, write_record
 
     tool = Tool("quantize", quiet, debug)
     args = tool.stdin_inputs(inputs)
@@ -291,8 +294,9 @@ def rebalance_stats(
     as record streams or images, one at a time.
     """
     from ..imageio import IMAGE_EXTS, expand_inputs
+    from ..labsources import iter_lab_sources
     from ..rebalance import PriorAccumulator, plot_stats, summary
-    from ..records import LAB_EXT, iter_lab_sources
+    from ..records import LAB_EXT
 
     tool = Tool("rebalance-stats", quiet, debug)
     tool.finite(sigma=sigma, **{"lambda": lam})
@@ -347,7 +351,7 @@ def _noting_sources(records, sources: set[tuple[int, int]]):
 
 def _image_files(paths: list[str]) -> list[str]:
     """The regular files of ``paths`` whose first bytes are an image's, told apart from record
-    streams as :func:`~recolor_tools.records.iter_lab_sources` does, by the bytes and not the
+    streams as :func:`~recolor_tools.labsources.iter_lab_sources` does, by the bytes and not the
     name. Stdin, pipes and devices are left out: what a peek here read would be lost to the
     record reader, which takes images too."""
     from ..imagehead import is_image
