@@ -231,16 +231,20 @@ def to_float(img: np.ndarray) -> np.ndarray:
 
 
 def to_uint8(rgb: np.ndarray) -> np.ndarray:
-    """Round float RGB in [0, 1] to uint8 in [0, 255] (values outside are clipped)."""
+    """Round float RGB in [0, 1] to uint8 in [0, 255] (values outside are clipped; ValueError
+    for samples that are not floats)."""
     return _rounded(rgb, 255, np.uint8)
 
 
 def to_uint16(rgb: np.ndarray) -> np.ndarray:
-    """Round float RGB in [0, 1] to uint16 in [0, 65535] (values outside are clipped)."""
+    """Round float RGB in [0, 1] to uint16 in [0, 65535] (values outside are clipped; ValueError
+    for samples that are not floats)."""
     return _rounded(rgb, 65535, np.uint16)
 
 
 def _rounded(rgb: np.ndarray, peak: int, dtype: type) -> np.ndarray:
+    if not np.issubdtype(np.asarray(rgb).dtype, np.floating):  # uint8 128 became 255
+        raise ValueError(f"rgb must be float in [0, 1], got {np.asarray(rgb).dtype}")
     # One float32 temporary, rounded and clipped in place (a 6000x4000 image: 275 MB, not 1 GB).
     x = np.multiply(rgb, np.float32(peak), dtype=np.float32)
     np.rint(x, out=x)

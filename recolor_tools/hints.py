@@ -116,7 +116,11 @@ def parse_points(xy: npt.ArrayLike | Sequence) -> tuple[np.ndarray, np.ndarray]:
     ValueError
         A coordinate that is not a number.
     """
+    if isinstance(xy, str | bytes):  # iterated, "12" was the point (1, 2)
+        raise ValueError(f"points must be pairs of coordinates, not the text {xy!r}")
     if isinstance(xy, np.ndarray) and xy.dtype.kind in "iuf":  # pixels (a painted layer)
+        if xy.size and (xy.ndim != 2 or xy.shape[1] != 2):  # (N, 3) was read as pairs
+            raise ValueError(f"points must be an (N, 2) array, got {xy.shape}")
         values = xy.reshape(-1, 2).astype(np.int64 if xy.dtype.kind in "iu" else np.float64)
         if values.dtype.kind == "f" and not np.isfinite(values).all():  # NaN: int64's minimum
             raise ValueError(f"coordinate {values[~np.isfinite(values)][0]} is not a number")
@@ -177,6 +181,36 @@ def _given(v: float, percent: bool) -> str:
     ``52``)."""
     text = str(int(v)) if float(v).is_integer() and abs(v) < 1e15 else str(float(v))
     return text + "%" * bool(percent)
+
+
+_FIELDS = (
+    ("ab", (2,), np.float32),
+    ("size", (), np.int32),
+    ("palette_ab", (2,), np.float32),
+    ("palette_w", (), np.float32),
+)
+"""The array fields of :class:`Hints` checked on construction: their row shapes and dtypes."""
+
+
+def _field(name: str, value: npt.ArrayLike, row: tuple[int, ...], dtype: type) -> np.ndarray:
+    """``value`` as a finite ``dtype`` array of rows of shape ``row`` (no copy if it is one);
+    ValueError naming the field ``name`` otherwise."""
+    arr = np.asarray(value)
+    if arr.size == 0:
+        arr = arr.reshape((0, *row))
+    if arr.ndim != 1 + len(row) or arr.shape[1:] != row or arr.dtype.kind not in "iuf":
+        want = f"(N, {row[0]})" if row else "(N,)"
+        raise ValueError(f"Hints: {name} must be a {want} array of numbers, got {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"Hints: {name} holds NaN or infinity")
+    if np.dtype(dtype).kind == "i" and arr.dtype != dtype and not _whole(arr):
+        raise ValueError(f"Hints: {name} must be whole numbers of pixels")
+    return arr.astype(dtype, copy=False)
+
+
+def _whole(arr: np.ndarray) -> bool:
+    """True when every value of ``arr`` is a whole number that int32 holds."""
+    return bool((arr == np.round(arr)).all() and (np.abs(arr) <= np.iinfo(np.int32).max).all())
 
 
 def _origin(a: Hints, b: Hints) -> str | None:
@@ -248,6 +282,16 @@ class Hints:
             object.__setattr__(self, "percent", percent)
         if not (len(self.xy) == len(self.percent) == len(self.ab) == len(self.size)):
             raise ValueError("Hints: xy, percent, ab and size must have one row per point")
+        # checked here, not where they are used: a zero palette weight made every output pixel
+        # NaN (black), a NaN a/b a NaN pixel, a size of 0 dropped its point unsaid
+        for name, shape, dtype in _FIELDS:
+            object.__setattr__(self, name, _field(name, getattr(self, name), shape, dtype))
+        if len(self.size) and not (self.size >= 1).all():
+            raise ValueError(f"Hints: size must be 1 or more pixels, got {self.size.min()}")
+        if len(self.palette_w) != len(self.palette_ab):
+            raise ValueError("Hints: palette_ab and palette_w must have one row per colour")
+        if len(self.palette_w) and not (self.palette_w > 0).all():
+            raise ValueError("Hints: palette_w must be positive")
 
     @property
     def empty(self) -> bool:

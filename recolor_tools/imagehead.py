@@ -137,6 +137,16 @@ def other_format(data: bytes) -> str:
         return "unknown format"
 
 
+def as_bytes(data: bytes | bytearray | memoryview) -> bytes:
+    """``data`` (any bytes-like object: a memoryview, a uint8 array) as bytes; TypeError
+    otherwise. A memoryview was refused as a truncated PNG, an array ended in UnboundLocalError."""
+    if isinstance(data, bytes):
+        return data
+    if isinstance(data, str):
+        raise TypeError("encoded image data must be bytes, not str")
+    return memoryview(data).cast("B").tobytes()
+
+
 def read_head(data: bytes, name: str = "<data>") -> ImageHead:
     """Sniff the format and read width, height and pages from the header, checking the pixel
     limit and, for JPEG and PNG, that the file is complete.
@@ -154,6 +164,7 @@ def read_head(data: bytes, name: str = "<data>") -> ImageHead:
         Not an image recolor reads, a corrupt or truncated header, a truncated JPEG (no EOI
         marker) or PNG (no IEND chunk), or more pixels than :func:`max_pixels`.
     """
+    data = as_bytes(data)
     try:
         fmt = sniff_format(data)
         head = _PARSERS[fmt](data)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from .errors import NO_SPACE, DiskFull, RecolorError, warn
-from .imagehead import ImageHead, max_pixels, read_head
+from .imagehead import ImageHead, as_bytes, max_pixels, read_head
 
 # OpenCV's own limit (2**30 pixels) would otherwise cap a raised RECOLOR_MAX_PIXELS; ours is
 # checked on the header before OpenCV sees the data.
@@ -207,6 +207,7 @@ def decode_rgb(
         Empty, truncated or undecodable data, a format recolor does not read, or an image over
         the pixel limit (see :mod:`recolor_tools.imagehead`).
     """
+    data = as_bytes(data)
     head, img = decode_stored(data, name)
     # Reorder channels (BGR -> RGB, alpha composited on white) while the image is still small
     # integers: a 24 MP poster is 72 MB as uint8 but 288 MB per float32 copy.
@@ -349,7 +350,9 @@ def encode_image(
         raise RecolorError(f"{w}x{h} pixels: {ext[1:]} holds at most {MAX_SIDE[ext]} a side "
                            "(tiff holds more)")  # fmt: skip
     sixteen = depth == 16 and ext in DEEP_EXTS
-    if rgb.dtype == np.uint8 or (rgb.dtype == np.uint16 and sixteen):
+    if rgb.dtype == np.uint8 and sixteen:  # was written with 8 bits, unsaid
+        pix = rgb.astype(np.uint16) * np.uint16(257)
+    elif rgb.dtype == np.uint8 or (rgb.dtype == np.uint16 and sixteen):
         pix = rgb
     elif rgb.dtype == np.uint16:  # a 6000x4000 result: 70 MB here, 1 GB of float temporaries
         pix = cv2.convertScaleAbs(rgb, alpha=1 / 257)

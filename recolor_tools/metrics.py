@@ -77,6 +77,15 @@ def _check_pair(pred: np.ndarray, truth: np.ndarray, channels: int) -> None:
         raise ValueError(f"prediction and truth hold no pixel, shape {np.shape(pred)}")
 
 
+def _check_255(*images: tuple[str, np.ndarray]) -> None:
+    """ValueError unless each ``(name, image)`` holds uint8 or float samples (the 0..255
+    scale): uint16 scored -0.05 dB for two images 1/255 apart, a colourfulness of 36,000."""
+    for what, img in images:
+        kind = np.asarray(img).dtype
+        if kind != np.uint8 and not np.issubdtype(kind, np.floating):
+            raise ValueError(f"{what} must be uint8 or float on the 0..255 scale, got {kind}")
+
+
 def psnr(pred: np.ndarray, truth: np.ndarray) -> float:
     """Peak signal-to-noise ratio of two RGB images, in dB.
 
@@ -94,13 +103,14 @@ def psnr(pred: np.ndarray, truth: np.ndarray) -> float:
     Raises
     ------
     ValueError
-        If the shapes differ or are not (H, W, 3).
+        If the shapes differ or are not (H, W, 3), or the samples are not uint8 or float.
 
     Notes
     -----
     A constant difference ``d`` on every value gives ``20 * log10(255 / d)``.
     """
     _check_pair(pred, truth, 3)
+    _check_255(("prediction", pred), ("truth", truth))
     a, b = np.asarray(pred), np.asarray(truth)
     sse = sum(  # float64 copies of a strip, not of the image
         cv2.norm(a[rows].astype(np.float64), b[rows].astype(np.float64), cv2.NORM_L2SQR)
@@ -129,7 +139,8 @@ def ssim(pred: np.ndarray, truth: np.ndarray) -> float:
     Raises
     ------
     ValueError
-        If the shapes differ, are not (H, W, 3), or a side is shorter than the 11-pixel window.
+        If the shapes differ, are not (H, W, 3), the samples are not uint8 or float, or a side
+        is shorter than the 11-pixel window.
 
     Notes
     -----
@@ -147,6 +158,7 @@ def ssim(pred: np.ndarray, truth: np.ndarray) -> float:
     use_sample_covariance=False, data_range=255, channel_axis=-1)``.
     """
     _check_pair(pred, truth, 3)
+    _check_255(("prediction", pred), ("truth", truth))
     pred, truth = np.asarray(pred), np.asarray(truth)
     if min(pred.shape[:2]) < SSIM_WINDOW:
         raise ValueError(f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels")
@@ -351,10 +363,11 @@ def colourfulness(rgb: np.ndarray) -> float:
     Raises
     ------
     ValueError
-        Not an (H, W, 3) image, or no pixel.
+        Not an (H, W, 3) image of uint8 or float samples, or no pixel.
     """
     x = np.asarray(rgb)
     check_image(x, "rgb")
+    _check_255(("rgb", x))
     if not x.size:  # moments of no pixel: 0 / 0
         raise ValueError(f"rgb holds no pixel, shape {x.shape}")
     # Strip by strip: float32 holds rg and yb of 0..255 integers exactly, meanStdDev sums in
@@ -398,10 +411,13 @@ def compare_pair(
     ------
     RecolorError
         If the truth is smaller than the SSIM window (11 pixels a side), or the two differ in
-        aspect ratio (a prediction of another picture); the caller adds the path.
+        aspect ratio (a prediction of another picture), or the prediction holds no pixel; the
+        caller adds the path.
     """
     for name, img in (("prediction", pred_rgb_u8), ("truth", truth_rgb_u8)):
         check_image(img, name, dtype=np.uint8)
+    if not pred_rgb_u8.size:  # resized to the truth, it ended in OpenCV's assertion
+        raise RecolorError("the prediction holds no pixel")
     if min(truth_rgb_u8.shape[:2]) < SSIM_WINDOW:
         raise RecolorError(f"image smaller than the {SSIM_WINDOW}x{SSIM_WINDOW} SSIM window")
     (ph, pw), (th, tw) = pred_rgb_u8.shape[:2], truth_rgb_u8.shape[:2]

@@ -70,6 +70,8 @@ MAX_ASPECT = 8
 """The working longer side is at most ``MAX_ASPECT * size``: a panorama costs no more than this."""
 BATCH_PIXELS = 32_000_000
 """A batch of inputs holds at most about this many full-resolution pixels at once (float32 L)."""
+_FLOAT_SLACK = 1e-3
+"""How far float RGB may stray outside [0, 1] (rounding in a caller's own conversions)."""
 _REMAP_MAX = 16384  # cv2.remap needs both sides of its maps below 32767 (SHRT_MAX)
 
 
@@ -183,10 +185,16 @@ class Settings:
                 raise ValueError(f"{name} must be an integer from 8 to {hi:g}, got {v!r}")
         if not (np.isfinite(self.temperature) and self.temperature >= 0):
             raise ValueError(f"temperature must be a finite number >= 0, got {self.temperature!r}")
-        if not 0 <= self.saturation <= defaults.MAX_SATURATION:  # NaN fails too
-            raise ValueError(
-                f"saturation must be from 0 to {defaults.MAX_SATURATION:g}, got {self.saturation!r}"
-            )
+        check_saturation(self.saturation)
+
+
+def check_saturation(saturation: float) -> None:
+    """ValueError unless ``saturation`` is from 0 to :data:`~recolor_tools.defaults.MAX_SATURATION`
+    (NaN fails too; a negative one turned every hue to its opposite)."""
+    if not 0 <= saturation <= defaults.MAX_SATURATION:
+        raise ValueError(
+            f"saturation must be from 0 to {defaults.MAX_SATURATION:g}, got {saturation!r}"
+        )
 
 
 def upsample_ab(
@@ -243,8 +251,8 @@ def prepare(rgb: np.ndarray, settings: Settings, hints: Hints | None = None) -> 
     Raises
     ------
     ValueError
-        Another shape or dtype, or a NaN or infinite sample (one would turn every output pixel
-        NaN: the network mixes it into all of them).
+        Another shape or dtype, a NaN or infinite sample (one would turn every output pixel
+        NaN: the network mixes it into all of them), or float samples outside [0, 1].
     """
     rgb = np.asarray(rgb)
     if rgb.ndim != 3 or rgb.shape[2] != 3:
@@ -255,6 +263,12 @@ def prepare(rgb: np.ndarray, settings: Settings, hints: Hints | None = None) -> 
         raise ValueError(f"rgb must be float in [0, 1], uint8 or uint16, got {rgb.dtype}")
     elif not np.isfinite(rgb).all():
         raise ValueError("rgb holds NaN or infinite samples")
+    elif rgb.size and not -_FLOAT_SLACK <= rgb.min() <= rgb.max() <= 1 + _FLOAT_SLACK:
+        # floats on the 0..255 scale came out white, with no word
+        raise ValueError(
+            f"float rgb must be in [0, 1], got [{rgb.min():g}, {rgb.max():g}] (for 0..255 "
+            "samples pass uint8, or divide by 255)"
+        )
     H, W = rgb.shape[:2]
     if hints is not None:
         hints = hints.resolve(H, W)
@@ -333,6 +347,7 @@ def compose(
     (H, W, 3) RGB of ``dtype``: float32 in [0, 1], or uint8 / uint16 rounded (3/4 or 1/2 less
     memory; 16 bits keep a 16-bit master's tonal depth).
     """
+    check_saturation(saturation)
     L, hints = pred.prepared.L, pred.prepared.hints
     H, W = L.shape
     out = np.empty((H, W, 3), dtype)
@@ -515,6 +530,8 @@ class Predictor:
         """:meth:`suggest` at each (x, y) of ``points`` (pixels or ``"50%"``), the network run
         once; a point outside the image raises :class:`RecolorError` before it runs."""
         self.check_suggest()
+        if not len(points):  # no point: nothing to run the network for
+            return []
         item = self.prepare(rgb, hints)
         xy = np.array(resolve_points(list(points), *item.L.shape, "--suggest point"))
         p = class_probabilities(self.model, item, self.prior, xy[:, 1], xy[:, 0])  # (N, Q)

@@ -1,0 +1,130 @@
+"""The Python API refuses arguments it would misread, with a ValueError (or TypeError) that names
+them, where it used to return a wrong result without a word: NaN or black images from unchecked
+hints, 16-bit images scored on the 8-bit scale, floats on the 0..255 scale recoloured white.
+"""
+
+from __future__ import annotations
+
+import re
+
+import cv2
+import numpy as np
+import pytest
+from conftest import smooth_image, tiny_checkpoint
+
+from recolor_tools import color, imageio, metrics, predict
+from recolor_tools.hints import Hints, parse_points
+
+
+@pytest.fixture(scope="module")
+def predictor(tmp_path_factory) -> predict.Predictor:
+    path = tiny_checkpoint(tmp_path_factory.mktemp("weights") / "cls.pt", "cls")
+    return predict.Predictor.load(path, "cls")
+
+
+@pytest.mark.parametrize(
+    ("fields", "says"),
+    [
+        ({"palette_ab": [[10, 20]], "palette_w": [0]}, "palette_w must be positive"),
+        ({"palette_ab": [[10, 20]], "palette_w": [-1]}, "palette_w must be positive"),
+        ({"palette_ab": [[10, 20], [5, 5]], "palette_w": [1]}, "one row per colour"),
+        ({"palette_ab": [[np.inf, 20]], "palette_w": [1]}, "palette_ab holds NaN"),
+        ({"xy": [[5, 5]], "ab": [[np.nan, 20]], "size": [1]}, "ab holds NaN"),
+        ({"xy": [[5, 5]], "ab": [[1, 2]], "size": [0]}, "size must be 1 or more"),
+        ({"xy": [[5, 5]], "ab": [[1, 2]], "size": [1.5]}, "size must be whole"),
+        ({"xy": [[5, 5]], "ab": [[1, 2, 3]], "size": [1]}, "ab must be a (N, 2) array"),
+    ],
+)
+def test_hints_refuse_values_that_broke_the_output(fields, says):
+    with pytest.raises(ValueError, match=re.escape(says)):
+        Hints(**fields)
+
+
+def test_hints_of_lists_are_arrays_of_the_documented_dtypes(predictor):
+    """Lists were kept as lists (AttributeError when used); a zero palette weight made every
+    output pixel NaN."""
+    h = Hints(xy=[[5, 5]], ab=[[10, 20]], size=[3], palette_ab=[[0, 40]], palette_w=[2])
+    assert (h.ab.dtype, h.size.dtype, h.palette_ab.dtype, h.palette_w.dtype) == (
+        np.float32, np.int32, np.float32, np.float32,
+    )  # fmt: skip
+    out = predictor.recolorize(smooth_image(24, 32, seed=1), hints=h)
+    assert np.isfinite(out).all() and out.shape == (24, 32, 3)
+
+
+def test_points_are_pairs_not_reshaped_rows_or_characters():
+    """An (N, 3) array became 3N/2 points; the text "12" the point (1, 2)."""
+    with pytest.raises(ValueError, match=r"\(N, 2\) array, got \(2, 3\)"):
+        parse_points(np.array([[1, 2, 3], [4, 5, 6]]))
+    with pytest.raises(ValueError, match="not the text '12'"):
+        parse_points("12")
+    values, _ = parse_points(np.array([[1, 2], [3, 4]]))
+    np.testing.assert_array_equal(values, [[1, 2], [3, 4]])
+
+
+def test_rgb_metrics_refuse_samples_off_the_8_bit_scale():
+    """uint16 was read on the 0..255 scale: two images 1/255 apart scored -0.05 dB."""
+    a = smooth_image(16, 16, seed=2).astype(np.uint16) * np.uint16(257)
+    b = a + np.uint16(257)
+    for call in (lambda: metrics.psnr(a, b), lambda: metrics.ssim(a, b)):
+        with pytest.raises(ValueError, match="uint8 or float on the 0..255 scale, got uint16"):
+            call()
+    with pytest.raises(ValueError, match="got bool"):
+        metrics.colourfulness(a > 30000)
+    u8 = smooth_image(16, 16, seed=2)
+    assert metrics.psnr(u8, u8.astype(np.float32) + 1) == pytest.approx(20 * np.log10(255))
+
+
+def test_to_uint8_refuses_integer_samples():
+    """uint8 128 came back as 255 (taken for a float in [0, 1] and clipped)."""
+    with pytest.raises(ValueError, match="float in \\[0, 1\\], got uint8"):
+        color.to_uint8(np.array([0, 128, 255], np.uint8))
+    with pytest.raises(ValueError, match="got int64"):
+        color.to_uint16(np.array([1]))
+
+
+def test_float_images_on_the_255_scale_are_refused_not_whitened(predictor):
+    u8 = smooth_image(24, 32, seed=3)
+    with pytest.raises(ValueError, match=r"float rgb must be in \[0, 1\].*pass uint8"):
+        predictor.recolorize(u8.astype(np.float32))
+    # a hair outside [0, 1] (a caller's rounding) is no error
+    nudged = u8 * np.float32(1.0005 / 255) - np.float32(0.0002)
+    assert np.isfinite(predictor.recolorize(nudged)).all()
+
+
+def test_compose_refuses_the_saturations_that_settings_refuse(predictor):
+    """A NaN saturation gave a black image, -1 every hue's opposite."""
+    pred = predictor.run([predictor.prepare(smooth_image(24, 32, seed=4))])[0]
+    for bad in (float("nan"), -1.0):
+        with pytest.raises(ValueError, match="saturation must be from 0"):
+            predict.compose(pred, predictor.stride, bad)
+    assert np.isfinite(predict.compose(pred, predictor.stride, 0.5)).all()
+
+
+def test_decode_rgb_reads_any_bytes_like_object():
+    """A memoryview was "truncated PNG (no IEND chunk)", a uint8 array an UnboundLocalError."""
+    img = smooth_image(12, 20, seed=5)
+    png = cv2.imencode(".png", img[:, :, ::-1])[1]
+    want = imageio.decode_rgb(png.tobytes())
+    for data in (png, memoryview(png.tobytes()), bytearray(png.tobytes())):
+        np.testing.assert_array_equal(imageio.decode_rgb(data), want)
+    np.testing.assert_array_equal(np.rint(want * 255), img)
+    with pytest.raises(TypeError, match="bytes, not str"):
+        imageio.decode_rgb("not bytes")
+
+
+def test_encode_image_depth_16_of_uint8_writes_16_bits():
+    img = smooth_image(12, 20, seed=6)
+    data = imageio.encode_image(img, ".png", depth=16)
+    back = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)[:, :, ::-1]
+    assert back.dtype == np.uint16
+    np.testing.assert_array_equal(back, img.astype(np.uint16) * 257)
+
+
+def test_compare_pair_of_an_empty_prediction_is_one_error():
+    truth = smooth_image(16, 16, seed=7)
+    with pytest.raises(Exception, match="the prediction holds no pixel"):
+        metrics.compare_pair(np.zeros((0, 0, 3), np.uint8), truth)
+
+
+def test_suggest_at_no_point_is_no_suggestion(predictor):
+    assert predictor.suggest_points(smooth_image(24, 32, seed=8), []) == []
