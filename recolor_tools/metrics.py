@@ -2,7 +2,7 @@
 
 All functions take numpy arrays; none imports torch. RGB images use the 0..255 convention (uint8,
 or float with the same scale); Lab images use the OpenCV float convention (L in [0, 100], a/b in
-about [-127, 127]), as produced by :func:`recolor_tools.color.rgb_to_lab`.
+about [-128, 127]), as produced by :func:`recolor_tools.color.rgb_to_lab`.
 
 References
 ----------

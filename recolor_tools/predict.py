@@ -452,10 +452,11 @@ class Predictor:
         model, ckpt = checkpoints.load_checkpoint(weights, head, map_location=device)
         return cls(model, ckpt, device=device, **kwargs)
 
-    def check_hints(self, given: bool, palette: bool = False) -> None:
-        """Raise :class:`RecolorError` if hints are ``given`` (a ``palette`` among them) to a
-        model that cannot take them: a reg model takes point hints only as input (trained with
-        ``--hints``), never a palette (a colour-class histogram)."""
+    def check_hints(self, given: bool, palette: bool = False, steered: bool = False) -> None:
+        """Raise :class:`RecolorError` if hints are ``given`` (a ``palette`` among them, or a
+        strength or spread that ``steered`` them) to a model that cannot take them: a reg model
+        takes point hints only as input (trained with ``--hints``), never a palette (a
+        colour-class histogram), and nothing spreads them but the network."""
         config = self.model.config
         if given and config.head != "cls" and not config.hints:
             raise RecolorError(
@@ -467,6 +468,11 @@ class Predictor:
                 "a palette needs the cls head (a colour-class histogram steers its class "
                 "distribution); this reg model takes point hints only: use --head cls"
             )
+        if steered and given and config.head != "cls":  # they were ignored, unsaid
+            raise RecolorError(
+                "--hint-strength and --hint-spread steer the cls head's class distribution; "
+                "this reg model takes point hints as its input: drop them or use --head cls"
+            )
 
     def check_suggest(self) -> None:
         """Raise :class:`RecolorError` if this model has no class distribution to suggest from."""
@@ -475,8 +481,10 @@ class Predictor:
 
     def prepare(self, rgb: np.ndarray, hints: Hints | None = None) -> Prepared:
         """:func:`prepare` with this predictor's settings."""
-        self.check_hints(hints is not None and not hints.empty,
-                         hints is not None and len(hints.palette_w) > 0)  # fmt: skip
+        given = hints is not None and not hints.empty
+        palette = given and len(hints.palette_w) > 0
+        steered = given and (hints.strength is not None or hints.spread != "alike")
+        self.check_hints(given, palette, steered)
         return prepare(rgb, self.settings, hints)
 
     def run(self, items: Sequence[Prepared], batch_size: int = 8) -> list[Predicted]:

@@ -13,6 +13,8 @@ A stream is any number of records back to back, so it can be a file, a pipe or s
                      "meta": {...tool-specific...},
                      "source": {"depth": 8 or 16, "icc", "exif", "xmp": base64}, optional:
                        an addition readers of version 1 ignore, so the version stays 1,
+                     "file": [device, inode] of the image it was made from, optional (the
+                       same),
                      "arrays": [{"name": str, "dtype": numpy dtype str, "shape": [...]}, ...]}
     12+n    ...   the arrays' raw bytes, C order, in header order
     end     4     CRC-32 (zlib) of the header and array bytes (uint32)
@@ -27,9 +29,10 @@ Arrays by kind of record:
 An array may have a 0 among its dimensions (no values); the tools refuse an image array that is
 not a non-empty (H, W, C) image as that record's error (:meth:`Record.lab`).
 
-float32 data is stored bit for bit, so values round-trip exactly. A 182x268 poster is a 585,312-byte
-Lab record plus about 150 bytes of header (195,104 bytes with ``--l-only``). Garbage (bad magic),
-truncation (short read, bad CRC) and a newer version fail with a clear :class:`RecolorError`.
+float32 data is stored bit for bit, so values round-trip exactly. A 182x268 poster is a
+585,312-byte Lab record plus about 180 bytes of header, framing and checksum (195,104 bytes with
+``--l-only``). Garbage (bad magic), truncation (short read, bad CRC) and a newer version fail
+with a clear :class:`RecolorError`.
 """
 
 from __future__ import annotations
@@ -71,7 +74,8 @@ class Record:
     Attributes
     ----------
     name : str
-        Source file name (base name), used to name outputs.
+        The source file's name: its path below the input directory it was found in
+        (``1942/a.jpg``), else its base name; used to name outputs.
     size : (int, int)
         Original (height, width) of the source image before any resizing.
     arrays : dict of str to ndarray

@@ -62,12 +62,12 @@ from . import checkpoints, models
 from .data import check_some_readable, list_images
 from .distributed import Dist, broadcast_buffers, mean_over_ranks, param_digest, setup_distributed
 from .errors import RecolorError, UsageError
+from .trainconfig import TrainConfig, resolve_defaults
 from .trainsetup import (
     ClassSetup,
     Device,
     Loaders,
     Optimiser,
-    TrainConfig,
     Unreadable,
     build_loaders,
     build_model,
@@ -75,7 +75,6 @@ from .trainsetup import (
     log,
     read_start,
     resolve_classes,
-    resolve_defaults,
     setup_process,
     stats_of_data,
     takes_hints,
@@ -317,7 +316,8 @@ def evaluate_and_log(run: Run, state: TrainState, regular: bool) -> dict[str, An
         "epoch": state.epoch + state.pos / max(run.loaders.per_rank, 1),
         "train_loss": train_loss,
         **val,
-        "lr": run.opt.lr,
+        "lr": run.opt.lr,  # the network's; 0 where it is kept (the log showed --hint-lr)
+        **({} if run.opt.hint_lr is None else {"hint_lr": run.opt.hint_lr}),
         "img_per_s": img_rate,
         "elapsed": state.seconds(),
     }

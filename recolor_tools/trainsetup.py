@@ -1,6 +1,7 @@
-"""Building a training run, step by step: the options (:class:`TrainConfig`), the process's
-device and precision, the checkpoints it starts from, the class set and rebalancing (decided in
-one place, :func:`resolve_classes`), the loaders, the model and the optimiser.
+"""Building a training run, step by step, from its options
+(:class:`~recolor_tools.trainconfig.TrainConfig`): the process's device and precision, the
+checkpoints it starts from, the class set and rebalancing (decided in one place,
+:func:`resolve_classes`), the loaders, the model and the optimiser.
 
 :func:`recolor_tools.train.train` calls these in order; each is a plain function of the options
 and of what the steps before it built, so each can be tested on its own.
@@ -15,8 +16,7 @@ import random
 import sys
 import warnings
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,148 +26,10 @@ from . import checkpoints, defaults, models
 from .data import ColorDataset, EpochSampler, make_loader
 from .distributed import Dist, available_cores, default_workers
 from .errors import RecolorError, UsageError, warn
+from .trainconfig import TrainConfig
 
 PLATEAU = {"factor": 0.5, "patience": 10, "min_lr": 1e-5}
 """ReduceLROnPlateau settings (the seed's)."""
-LR = 1e-4
-"""Adam's learning rate (the seed's)."""
-FINETUNE_LR = 3e-5
-"""Fine-tuning a model into one that takes hints (``--init`` of a model without them,
-``--hints``): the old weights move at FINETUNE_LR, the new zero-initialised hint layers at
-``defaults.HINT_LR``, and BatchNorm keeps its statistics. Issue 15's calibration on the shipped
-cls model: all weights at 1e-4 with BatchNorm training gave +0.00 dB in 40 minutes and moved
-the automatic prediction; these settings gave +0.18 dB with 10 points in 20 minutes and kept it."""
-
-
-CHOICES = {
-    "head": models.HEADS,
-    "schedule": ("plateau", "cosine"),
-    "precision": ("auto", "fp32", "bf16", "fp16"),
-}
-"""The options of :class:`TrainConfig` that take one of a few names."""
-
-
-KEPT_ON_RESUME = {"lr": LR, "schedule": "plateau", "hint_lr": defaults.HINT_LR, "width": None}
-"""What a resumed run keeps, with the defaults of a fresh run (None: the model's): the options
-it was started with (its network's width), which its optimiser, schedule and model follow."""
-
-
-@dataclass
-class TrainConfig:
-    """Arguments of :func:`train`; the ``recolor train`` options map one to one.
-
-    The options are checked here, once (the CLI adds only typer's type and range checks).
-
-    Raises
-    ------
-    ValueError
-        Options that cannot go together, a choice outside its list, or a value that training
-        cannot use (not positive, not finite, size not a multiple of 8): a usage error.
-    """
-
-    data: list[str]  # training images: files, directories, globs, .txt/.list files
-    head: str = "cls"  # "reg" or "cls"
-    out: Path = Path("runs/recolor")  # output directory (created)
-    val: list[str] = field(default_factory=list)  # validation images; none: no val metrics
-    stats: Path | None = None  # rebalance stats (cls); none: computed from the training data
-    classes: Path | None = None  # class set file (cls); none: stats' classes or gamut grid
-    grid: float | None = None  # gamut class grid when no class set is given (defaults.GRID)
-    epochs: int | None = None  # run length in epochs ...
-    steps: int | None = None  # ... or in optimiser steps (neither: 10 epochs)
-    batch_size: int = 16  # per process
-    lr: float | None = None  # Adam; None: 1e-4; with --init, FINETUNE_LR (hints) or 0 (affinity)
-    schedule: str | None = None  # "plateau" or "cosine"; None: plateau, or the resumed run's
-    size: int = defaults.TRAIN_SIZE  # training crop side, multiple of 8
-    width: int | None = None  # ModelConfig.width; None: its default, or --init's
-    device: str = "auto"  # "auto", "cpu", "cuda" or "cuda:N"
-    workers: int | None = None  # DataLoader workers per process; None: chosen from the cores
-    threads: int | None = None  # CPU threads per process; None: the cores / local processes
-    seed: int = 0
-    eval_every: int | None = None  # steps; None: once per epoch
-    ckpt_every: int | None = None  # steps; None: as eval_every
-    resume: bool = False  # continue from out/last.pt
-    overwrite: bool = False  # start afresh in an out that holds a run
-    init: Path | None = None  # start from these weights (fine-tune); fresh optimiser and schedule
-    precision: str = "auto"  # "auto" (bf16/fp16 on CUDA, fp32 on CPU), "fp32", "bf16", "fp16"
-    quiet: bool = False  # no progress bar or log lines
-    hints: bool = False  # the model takes colour hints (simulated from the truth in training)
-    hint_lr: float | None = None  # of the new layers (models.NEW_MODULES); None: HINT_LR, or the
-    # resumed run's
-    freeze_bn: bool | None = None  # BatchNorm keeps its statistics; None: when fine-tuning hints
-    affinity: int | None = None  # ModelConfig.affinity; None: 0, or --init's / the resumed one's
-
-    def __post_init__(self) -> None:
-        self.out = Path(self.out)
-        if not self.resume:  # resumed: the run's own (resolve_defaults)
-            self.schedule = self.schedule or KEPT_ON_RESUME["schedule"]
-            self.hint_lr = KEPT_ON_RESUME["hint_lr"] if self.hint_lr is None else self.hint_lr
-        if self.lr is None and not self.resume:  # resumed: the run's own (resolve_defaults)
-            self.lr = LR
-            if self.init is not None and self.hints:
-                self.lr = FINETUNE_LR
-            elif self.init is not None and self.affinity:  # adds affinity features only: the
-                self.lr = 0.0  # network is kept
-        if self.epochs is not None and self.steps is not None:
-            raise ValueError("give --epochs or --steps, not both")
-        if self.init is not None and self.resume:
-            raise ValueError("give --init or --resume, not both")
-        brought = {"--classes": self.classes, "--stats": self.stats, "--init": self.init}
-        brought["--resume"] = self.resume or None
-        given = [flag for flag, v in brought.items() if v is not None]
-        if self.grid is not None and given:  # it would be ignored without a word
-            raise ValueError(f"--grid and {given[0]} exclude each other ({given[0]} brings the "
-                             "class set)")  # fmt: skip
-        if self.resume and given[:-1]:  # a resumed run keeps its classes and rebalancing
-            raise ValueError(f"{given[0]} and --resume exclude each other (the run keeps its "
-                             "class set and rebalancing)")  # fmt: skip
-        if self.head == "reg" and (self.stats, self.classes, self.grid) != (None, None, None):
-            flag = "--stats" if self.stats else "--classes" if self.classes else "--grid"
-            raise ValueError(f"{flag} sets the colour classes of --head cls; the reg head has "
-                             "none")  # fmt: skip
-        if self.overwrite and self.resume:
-            raise ValueError("give --resume or --overwrite, not both")
-        for name, allowed in CHOICES.items():
-            if getattr(self, name) not in ((None, *allowed) if name == "schedule" else allowed):
-                raise ValueError(f"--{name} must be one of {', '.join(allowed)}")
-        for name in ("lr", "hint_lr", "grid"):  # typer's ranges let NaN and inf through
-            value = getattr(self, name)
-            if value is not None and not math.isfinite(value):
-                raise ValueError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
-        optional = ("width", "epochs", "steps", "eval_every", "ckpt_every", "threads")
-        for name in ("batch_size", "size", *optional):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be positive")
-        if self.workers is not None and self.workers < 0:
-            raise ValueError("--workers must be 0 or more")
-        if not 0 <= self.seed < 2**32:  # numpy's and torch's seeds are 32-bit unsigned
-            raise ValueError(f"--seed must be from 0 to {2**32 - 1}, got {self.seed}")
-        if self.size % 8:
-            raise ValueError(f"--size must be a multiple of 8, got {self.size}")
-        if self.hint_lr is not None and not self.hint_lr > 0:
-            raise ValueError("--hint-lr must be positive")
-        lr_ok = self.lr is None or self.lr > 0
-        if not (lr_ok or self.lr == 0 and (self.hints or self.affinity or self.resume)):
-            raise ValueError("--lr must be positive (0, the network kept, needs new layers to "
-                             "train: --hints or --affinity)")  # fmt: skip
-        if self.affinity is not None and self.affinity < 0:
-            raise ValueError("--affinity must be 0 or more")
-        if self.affinity and self.head != "cls":  # caught before torch starts, as usage
-            raise ValueError("--affinity features steer the cls head only (--head cls)")
-
-    def check_out(self) -> None:
-        """Raise ValueError if OUT is no directory, or holds a run (``last.pt``) that neither
-        ``resume`` nor ``overwrite`` asks for: starting afresh would replace hours of
-        training."""
-        if self.out.exists() and not self.out.is_dir():  # found after the stats, before
-            raise ValueError(f"--out {self.out}: exists and is not a directory")
-        above = next((p for p in self.out.absolute().parents if p.exists()), None)
-        if above is not None and not self.out.exists() and not above.is_dir():
-            raise ValueError(f"--out {self.out}: {above} is not a directory")
-        held = [n for n in ("last.pt", "last.prev.pt") if (self.out / n).exists()]
-        if held and not (self.resume or self.overwrite):
-            raise ValueError(f"{self.out} holds a run ({held[0]}): --resume continues it, "
-                             "--overwrite starts afresh")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -243,7 +105,7 @@ def resolve_classes(
         return ClassSetup.of_checkpoint(resumed)
     if init is not None and cfg.stats is None:
         if cfg.classes is not None:
-            raise RecolorError("--init fixes the class set; give --stats, not --classes")
+            raise UsageError("--init fixes the class set; give --stats, not --classes")
         return ClassSetup.of_checkpoint(init)
     from . import quant
     from .rebalance import RebalanceStats, load_class_set
@@ -488,54 +350,6 @@ def takes_hints(cfg: TrainConfig, carried: dict | None) -> bool:
     return saved if cfg.resume else cfg.hints or saved
 
 
-def resolve_defaults(cfg: TrainConfig, resumed: dict | None) -> TrainConfig:
-    """``cfg`` with the options of :data:`KEPT_ON_RESUME` and ``freeze_bn`` decided.
-
-    Resumed: as the run was started (a run started with ``--init`` chose its defaults from it,
-    which ``--resume`` does not repeat: an ``--init --affinity`` run, lr 0, resumed at 1e-4
-    with an optimiser of another shape); one given again with another value, or ``--hints`` /
-    ``--affinity`` the run had not, is a :class:`UsageError` (the saved optimiser and schedule
-    would silently overrule it, or not fit: start another run with ``--init``). Fresh: the
-    defaults. ``freeze_bn`` as given, else as the resumed run had it, else on for a fine-tune
-    that adds layers (``--init`` with ``--hints`` or ``--affinity``), off otherwise.
-    """
-    args = {} if resumed is None else resumed["train_state"].get("args", {})
-    model_cfg = {} if resumed is None else resumed.get("config", {})
-    new_layers = bool(model_cfg.get("hints") or model_cfg.get("affinity"))
-    for name, default in KEPT_ON_RESUME.items():
-        kept = default if resumed is None else args.get(name, default)
-        if name == "width" and resumed is not None:  # the network's, also when not given
-            kept = model_cfg.get("width")
-        given = getattr(cfg, name)
-        if given is None:
-            cfg = dataclasses.replace(cfg, **{name: kept})
-        elif resumed is None or kept is None or given == kept:
-            continue
-        elif name != "hint_lr" or new_layers:  # without new layers --hint-lr has no effect
-            _kept_on_resume(name, given, kept)
-    if resumed is not None:
-        if cfg.hints and not model_cfg.get("hints", False):
-            _kept_on_resume("hints", True, False)
-        if cfg.affinity is not None and cfg.affinity != model_cfg.get("affinity", 0):
-            _kept_on_resume("affinity", cfg.affinity, model_cfg.get("affinity", 0))
-    if cfg.freeze_bn is not None:
-        return cfg
-    if resumed is not None:
-        frozen = bool(args.get("freeze_bn"))
-    else:
-        frozen = bool(cfg.hints or cfg.affinity) and cfg.init is not None
-    return dataclasses.replace(cfg, freeze_bn=frozen)
-
-
-def _kept_on_resume(name: str, given, kept) -> None:
-    def show(v) -> str:
-        return f"{v:g}" if isinstance(v, float) else "none" if v is False else str(v)
-
-    given = "" if given is True else f" {show(given)}"
-    raise UsageError(f"--{name.replace('_', '-')}{given} and --resume: the run has {show(kept)} "
-                     "(a resumed run keeps its settings; start another with --init)")  # fmt: skip
-
-
 @dataclass(frozen=True)
 class Optimiser:
     """Adam, its learning-rate schedule and the fp16 grad scaler; saved and restored as one."""
@@ -543,6 +357,8 @@ class Optimiser:
     optimizer: torch.optim.Optimizer
     scheduler: Any  # ReduceLROnPlateau or LambdaLR
     scaler: torch.amp.GradScaler
+    groups: tuple[str, ...] = ("network",)
+    """What each parameter group holds: ``"network"`` and/or ``"new"`` (hint, affinity)."""
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -558,7 +374,18 @@ class Optimiser:
 
     @property
     def lr(self) -> float:
-        return self.optimizer.param_groups[0]["lr"]
+        """The network's learning rate now (0 where it is kept: ``--lr 0``)."""
+        return self._lr("network") or 0.0
+
+    @property
+    def hint_lr(self) -> float | None:
+        """The new layers' learning rate now (None where the model has none)."""
+        return self._lr("new")
+
+    def _lr(self, group: str) -> float | None:
+        if group not in self.groups:
+            return None
+        return self.optimizer.param_groups[self.groups.index(group)]["lr"]
 
 
 def build_optimiser(
@@ -590,7 +417,8 @@ def build_optimiser(
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-    return Optimiser(optimizer, scheduler, scaler)
+    names = ("network",) * bool(cfg.lr) + ("new",) * bool(new)
+    return Optimiser(optimizer, scheduler, scaler, names)
 
 
 def log(cfg: TrainConfig, d: Dist, text: str) -> None:

@@ -24,14 +24,8 @@ from recolor_tools.distributed import Dist
 from recolor_tools.errors import UsageError
 from recolor_tools.imageio import read_rgb
 from recolor_tools.predict import Predictor
-from recolor_tools.trainsetup import (
-    ClassSetup,
-    Device,
-    TrainConfig,
-    build_model,
-    build_optimiser,
-    resolve_defaults,
-)
+from recolor_tools.trainconfig import TrainConfig, resolve_defaults
+from recolor_tools.trainsetup import ClassSetup, Device, build_model, build_optimiser
 
 SIDE = 32
 CHROMA = 45.0
@@ -349,6 +343,11 @@ def test_a_reg_model_with_hint_inputs_takes_points_not_a_palette(squares, tmp_pa
     p = run(["predict", img, *w, "--hints", tmp_path / "h.json", "-o", tmp_path / "q.png"])
     assert p.returncode == 1 and len(p.stderr.splitlines()) == 1
     assert "a palette needs the cls head" in p.stderr.decode() and not (tmp_path / "q.png").exists()
+    # nothing spreads its hints but the network: a strength or spread was ignored, unsaid
+    for steer in (["--hint-strength", "3"], ["--hint-spread", "region"]):
+        p = run(["predict", img, *w, "--hint", "10,10=#ff0000", *steer, "-o", tmp_path / "s.png"])
+        assert p.returncode == 2 and "steer the cls head's" in p.stderr.decode()
+        assert len(p.stderr.splitlines()) == 1 and not (tmp_path / "s.png").exists()
 
 
 def hinted_error(predictor: Predictor, hue: float) -> float:
@@ -420,3 +419,7 @@ def test_validation_does_not_change_the_affinity_training(squares, automatic, tm
     lines = (tmp_path / "val" / "metrics.jsonl").read_text().splitlines()
     losses = [json.loads(line)["val_loss"] for line in lines]
     assert len(losses) >= 6 and all(v is not None for v in losses)
+    # the network is kept (--lr 0 with --init and --affinity): its lr is 0, the new layer's
+    # its own (the log showed the layer's as "lr")
+    first = json.loads(lines[0])
+    assert first["lr"] == 0 and 0 < first["hint_lr"] <= 0.03

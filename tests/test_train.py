@@ -465,6 +465,12 @@ def test_cli_init_errors_are_one_line(data, tmp_path, capsys):
         rc == 1
         and err == f"recolor train: {other}: its class set differs from the --init checkpoint's\n"
     )
+    # options that cannot go together whatever the files hold: usage (2), as --grid with --init
+    rc, _, err = cli([*base, "--head", "cls", "--init", cls, "--classes", other], capsys)
+    assert (rc, err) == (
+        2,
+        "recolor train: --init fixes the class set; give --stats, not --classes\n",
+    )
 
 
 def test_cli_bad_arguments(data, tmp_path, capsys):

@@ -10,7 +10,7 @@ import torch
 from conftest import smooth_image, write_rgb
 
 from recolor_tools import checkpoints, defaults, models, quant
-from recolor_tools.errors import RecolorError
+from recolor_tools.errors import RecolorError, UsageError
 from recolor_tools.rebalance import compute_stats
 from recolor_tools.train import TrainConfig, TrainState, resolve_classes, train
 
@@ -124,7 +124,7 @@ def test_resolve_classes_init_keeps_its_classes_and_takes_new_stats(tmp_path):
     init = fake_checkpoint(CLASSES)
     cs = resolve_classes(TrainConfig(data=["x"]), init=init)
     assert cs.weights[0] == 2.0 and cs.k == 3
-    with pytest.raises(RecolorError, match="--init fixes the class set"):
+    with pytest.raises(UsageError, match="--init fixes the class set"):
         resolve_classes(TrainConfig(data=["x"], classes=tmp_path / "c.npz"), init=init)
     same, stats = stats_file(tmp_path / "same.npz", CLASSES, 10.0, lam=0.1)
     cs = resolve_classes(TrainConfig(data=["x"], stats=same), init=init)

@@ -99,7 +99,7 @@ def _unshown(flag: str, help: str, many: bool = False):
 
 
 PredictHint = _unshown(
-    "--hint", "X,Y=#RRGGBB: the colour at pixel X,Y (or 50%,20%); repeatable. cls only.", many=True
+    "--hint", "X,Y=#RRGGBB: the colour at pixel X,Y (or 50%,20%); repeatable.", many=True
 )
 PredictHints = _unshown(
     "--hints",
@@ -225,7 +225,8 @@ def predict(
                 precision=precision,
             )
             try:  # options this model cannot follow: the user's to change, as other usage
-                loaded.check_hints(guided, palette=bool(palette))
+                steered = hint_strength is not None or hint_spread != "alike"
+                loaded.check_hints(guided, palette=bool(palette), steered=steered)
                 if suggest:
                     loaded.check_suggest()
             except RecolorError as e:

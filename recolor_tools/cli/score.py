@@ -33,7 +33,9 @@ def compare(
         typer.Option("--stats", help="rebalance-stats.npz: adds the class-rebalanced AuC."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Write one JSON object.")] = False,
-    as_csv: Annotated[bool, typer.Option("--csv", help="Write CSV, a last row 'mean'.")] = False,
+    as_csv: Annotated[
+        bool, typer.Option("--csv", help="Write CSV, a last row 'mean' if a pair was scored.")
+    ] = False,
     montage: Annotated[
         Optional[str],  # noqa: UP045 - a str: Path would drop the "/" of a directory
         typer.Option("--montage", help="Also draw gray input | prediction | truth to this image."),

@@ -71,7 +71,14 @@ TrainWidth = Annotated[
 ]
 TrainDevice = device_option("Where to train (cuda:N: that GPU; under torchrun, cuda).")
 TrainWorkers = Annotated[
-    _PosInt, typer.Option("--workers", "-j", min=0, help="Loader processes (0: inline).")
+    _PosInt,
+    typer.Option(
+        "--workers",
+        "-j",
+        min=0,
+        help="Loader processes (0: inline; default: on a CPU 1 from 4 cores, else 0; on a GPU "
+        "every core but one).",
+    ),
 ]
 TrainThreads = Annotated[
     _PosInt, typer.Option("--threads", min=1, help="CPU threads (default: cores/processes).")
@@ -166,8 +173,8 @@ def train(
 ) -> None:
     """Train a model; prints the path of the final weights (OUT/HEAD.pt) on stdout.
 
-    Writes OUT/last.pt (for --resume), OUT/metrics.jsonl and OUT/HEAD.pt (and, for cls
-    without --stats, OUT/rebalance-stats.npz).
+    Writes OUT/last.pt (for --resume), OUT/metrics.jsonl and OUT/HEAD.pt (and, for a cls run
+    that computed its class statistics, OUT/rebalance-stats.npz).
 
     Several GPUs: torchrun --nproc_per_node N -m recolor_tools train ... (-b is per GPU).
     """
