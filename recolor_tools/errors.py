@@ -59,6 +59,25 @@ class DiskFull(RecolorError):
         super().__init__("no space left on device", path)
 
 
+class ReaderGone(DiskFull):
+    """An output FIFO or socket whose reader has gone (EPIPE, ``-o fifo`` read by ``head``):
+    every later write would fail alike, so the run ends after reporting it, as for a full disk.
+    (A closed stdout pipe, ``| head``, ends quietly instead, as Unix tools do.)"""
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        RecolorError.__init__(self, "broken pipe (its reader has gone)", path)
+
+
+def write_failure(e: OSError, path: str | Path | None) -> RecolorError | None:
+    """What an output's write error ``e`` means for the run: :class:`DiskFull` or
+    :class:`ReaderGone` naming ``path`` (both end it), else None (that output's own error)."""
+    if e.errno in NO_SPACE:
+        return DiskFull(path)
+    if e.errno == errno.EPIPE:
+        return ReaderGone(path)
+    return None
+
+
 class OutOfMemory(RecolorError):
     """One input needed more memory than the machine could give (a huge scan): reported, and
     the other inputs go on (those that fit)."""

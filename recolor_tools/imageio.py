@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from .errors import NO_SPACE, DiskFull, RecolorError, warn
+from .errors import RecolorError, warn, write_failure
 from .imagehead import ImageHead, as_bytes, max_pixels, read_head
 
 # OpenCV's own limit (2**30 pixels) would otherwise cap a raised RECOLOR_MAX_PIXELS; ours is
@@ -414,7 +414,8 @@ def atomic_open(path: str | Path) -> Iterator[BinaryIO]:
         The directory is missing or not writable, the in-place target cannot be opened, or
         the target cannot be replaced (a folder): named as ``path``, never the temporary file.
     DiskFull
-        The device is full (``ENOSPC``); the target is left as it was.
+        The device is full (``ENOSPC``), or the target is a FIFO whose reader has gone
+        (:class:`~recolor_tools.errors.ReaderGone`); the target is left as it was.
     """
     path = Path(path)
     if writes_in_place(path):
@@ -434,15 +435,15 @@ def atomic_open(path: str | Path) -> Iterator[BinaryIO]:
     try:
         yield f
         f.close()  # the last buffered bytes: a full disk shows here at the latest
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, _mode_of(real))
         os.replace(tmp, real)
     except BaseException as e:
         with contextlib.suppress(OSError):
             f.close()  # flushing may fail again; the descriptor is closed all the same
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        if isinstance(e, OSError) and e.errno in NO_SPACE:
-            raise DiskFull(path) from None
+        if isinstance(e, OSError) and write_failure(e, path):
+            raise write_failure(e, path) from None
         if isinstance(e, OSError) and e.filename == tmp:  # the rename onto a folder: name it
             raise RecolorError(os_reason(e), path) from None
         raise
@@ -461,12 +462,26 @@ def _in_place(path: Path) -> Iterator[BinaryIO]:
     except BaseException as e:
         with contextlib.suppress(OSError):
             f.close()
-        if isinstance(e, OSError) and e.errno in NO_SPACE:
-            raise DiskFull(path) from None
+        if isinstance(e, OSError) and write_failure(e, path):
+            raise write_failure(e, path) from None
         raise
 
 
+def _mode_of(path: Path) -> int:
+    """The permissions a new version of ``path`` gets: those of the file it replaces (a private
+    0600 output stays private, as with ``>`` or ``sed -i``), else ``0666 & ~umask``."""
+    with contextlib.suppress(OSError):
+        st = os.stat(path)
+        if stat.S_ISREG(st.st_mode):
+            return stat.S_IMODE(st.st_mode)
+    return 0o666 & ~_umask()
+
+
 def _umask() -> int:
+    """The process's umask, from /proc where Linux shows it: setting it to read it is
+    process-wide, so a thread creating a file meanwhile (the write-back threads) got 0666."""
+    with contextlib.suppress(OSError, ValueError, StopIteration), open("/proc/self/status") as f:
+        return int(next(line for line in f if line.startswith("Umask:")).split()[1], 8)
     mask = os.umask(0)
     os.umask(mask)
     return mask

@@ -14,7 +14,8 @@ Every tool that writes files routes them through :class:`Outputs`, so each rule 
 - Writes go through :func:`recolor_tools.imageio.atomic_open`: regular files atomically (temporary
   file, then rename), existing devices, FIFOs and sockets in place, never renamed over. A record
   stream file that no record was written to (every input failed) is not created.
-- A full disk (``ENOSPC``) is :class:`~recolor_tools.errors.DiskFull`, which ends the run.
+- A full disk (``ENOSPC``) is :class:`~recolor_tools.errors.DiskFull`, which ends the run, and
+  so is an output FIFO whose reader has gone (:class:`~recolor_tools.errors.ReaderGone`).
 - ``skip_existing``: :meth:`Outputs.skip` says an input's output is already there.
 
 No torch and no OpenCV are imported here.
@@ -24,11 +25,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, BinaryIO
 
-from .errors import NO_SPACE, DiskFull, RecolorError, UsageError, printable
+from .errors import NO_SPACE, DiskFull, RecolorError, UsageError, printable, write_failure
 from .process import STDOUT_NAME, silence_stdout
 
 SOURCE_REFUSED = "refusing to overwrite the image the record was made from"
@@ -113,6 +115,15 @@ def make_dir(path: Path) -> None:
         from .imageio import os_reason
 
         raise RecolorError(f"cannot create the output directory ({os_reason(e)})", path) from None
+
+
+def _written_before(out: Path) -> bool:
+    """True when ``out`` is a regular file that is not empty."""
+    try:
+        st = os.stat(out)
+    except (OSError, ValueError):
+        return False
+    return stat.S_ISREG(st.st_mode) and st.st_size > 0
 
 
 class Outputs:
@@ -232,12 +243,14 @@ class Outputs:
         return self.directory / rel.with_name(rel.stem + suffix)
 
     def skip(self, name: str) -> bool:
-        """With ``skip_existing``: True when ``name``'s output file already exists, and no
+        """With ``skip_existing``: True when ``name``'s output file already exists (and is not
+        empty: recolor never leaves an empty output, so a 0-byte one is someone else's, a
+        ``touch`` or a ``>`` that failed, and was skipped as done), and no
         input skipped before this one has it (a second input of that output is not skipped:
         :meth:`write` refuses it, as it does without ``skip_existing``). A stream file
         (``to-lab -o all.lab``) that exists holds every input's record: all are skipped."""
         out = self.path(name)
-        if not (self.skip_existing and out is not None and out.is_file()):
+        if not (self.skip_existing and out is not None and _written_before(out)):
             return False
         if self.many_per_file and self.directory is None:  # it was written whole (atomically)
             return True
@@ -316,8 +329,8 @@ class Outputs:
             try:
                 write(self._stream)
             except OSError as e:
-                if e.errno in NO_SPACE:
-                    raise DiskFull(self.file) from None
+                if write_failure(e, self.file):
+                    raise write_failure(e, self.file) from None
                 raise
             self._count += 1
             return None

@@ -9,6 +9,8 @@
   file the run opens takes its number and the C libraries' chatter cannot land in an output;
   a closed stderr is written to /dev/null (the exit status alone tells), a closed stdout stays
   ``None`` for the tools to refuse writing to (:func:`fill_closed_stdio`).
+- A stderr that cannot be written (a log pipe whose reader has gone, a terminal hung up, a full
+  device) drops the lines: a diagnostic never ends the run it reports on (:class:`LossyStream`).
 - What C libraries print straight to file descriptor 2 (libpng's "libpng error: IDAT: invalid
   stored block lengths" on a corrupt file, "libpng warning: iCCP: ..." on many good ones) is
   dropped, since each failure is already one line of recolor's (:func:`quiet_c_stderr`).
@@ -30,6 +32,43 @@ from .errors import ExitCode
 
 STDOUT_NAME = "<stdout>"
 """How stdout is named in error messages."""
+
+
+class LossyStream:
+    """A text stream (stderr) that drops what it cannot write: the first failed line of a log
+    pipe whose reader had gone ended the run, its outputs unwritten (EPIPE, EIO of a hung-up
+    terminal, ENOSPC). Everything else is the wrapped stream's."""
+
+    def __init__(self, stream) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self.stream.write(text)
+        except (OSError, ValueError):  # ValueError: closed
+            return len(text)
+
+    def flush(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self.stream.flush()
+
+    def __getattr__(self, name: str):
+        return getattr(self.stream, name)
+
+
+@contextlib.contextmanager
+def lossy_stderr() -> Iterator[None]:
+    """Within the block, the process's own ``sys.stderr`` is a :class:`LossyStream`; a stderr
+    captured in-process is left as it is."""
+    own = sys.stderr is sys.__stderr__ or sys.__stderr__ is None  # (None: closed at start)
+    if not own or sys.stderr is None:
+        yield
+        return
+    sys.stderr = LossyStream(sys.stderr)
+    try:
+        yield
+    finally:
+        sys.stderr = sys.stderr.stream if isinstance(sys.stderr, LossyStream) else sys.stderr
 
 
 def _terminate(signum: int, frame) -> None:
@@ -102,7 +141,7 @@ def quiet_c_stderr(keep: bool = False) -> Iterator[None]:
     """Within the block, file descriptor 2 goes to /dev/null while ``sys.stderr`` keeps writing
     to the real stderr (through a duplicate of it). ``keep`` (--debug), or a ``sys.stderr``
     that is not the process's own (captured in-process), changes nothing."""
-    if keep or sys.stderr is not sys.__stderr__:
+    if keep or not isinstance(sys.stderr, LossyStream):  # (the own one is, in main)
         yield
         return
     try:
@@ -113,10 +152,10 @@ def quiet_c_stderr(keep: bool = False) -> Iterator[None]:
         yield
         return
     old = sys.stderr
-    sys.stderr = io.TextIOWrapper(
+    sys.stderr = LossyStream(io.TextIOWrapper(
         io.FileIO(real, "w", closefd=False), encoding=old.encoding, errors=old.errors,
         line_buffering=True,
-    )  # fmt: skip
+    ))  # fmt: skip
     os.dup2(devnull, 2)
     os.close(devnull)
     try:

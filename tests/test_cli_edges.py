@@ -95,6 +95,28 @@ def test_a_closed_stderr_leaves_stdout_and_outputs_alone(pics):
     assert names(p.stdout) == ["rand.png"]
 
 
+def run_dead_stderr(args, cwd: Path) -> subprocess.CompletedProcess:
+    """``recolor ARGS`` with stderr a pipe whose reader has gone (a dead log pipe)."""
+    r, w = os.pipe()
+    os.close(r)
+    env = {**os.environ, "NO_COLOR": "1", "PYTHONPATH": str(ROOT)}
+    try:
+        return subprocess.run([*RECOLOR, *map(str, args)], stdout=subprocess.PIPE, stderr=w,
+                              stdin=subprocess.DEVNULL, cwd=cwd, env=env, timeout=600)  # fmt: skip
+    finally:
+        os.close(w)
+
+
+def test_a_stderr_that_cannot_be_written_ends_nothing(pics):
+    """The first line to a dead stderr pipe ended the run: the good input before or after a
+    bad one unwritten, quantize's note line lost its output, a bad flag exited 1."""
+    p = run_dead_stderr(["to-lab", "missing.png", "rand.png", "-o", "d.lab"], pics)
+    assert p.returncode == 1 and names((pics / "d.lab").read_bytes()) == ["rand.png"]
+    p = run_dead_stderr(["quantize", "d.lab", "-o", "d.t"], pics)  # prints a line per input
+    assert p.returncode == 0 and names((pics / "d.t").read_bytes()) == ["rand.png"]
+    assert run_dead_stderr(["to-lab", "--nope"], pics).returncode == 2
+
+
 def test_an_option_naming_one_file_refuses_a_folder(pics):
     p = run(["rebalance-stats", "-q", "rand.png", "-o", "newstats/"], cwd=pics)
     assert p.returncode == 2

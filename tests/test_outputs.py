@@ -84,6 +84,47 @@ def test_output_into_a_fifo_and_dev_stdout(tmp_path, png):
     assert log.read_bytes() == b"kept" + got[0]
 
 
+def test_a_fifo_whose_reader_has_gone_is_one_line_and_ends_the_run(tmp_path):
+    """`-o fifo` read by `head -c 10`: exit 1 with nothing said (a closed stdout's quiet end,
+    which a named output is not)."""
+    imgs = [write_rgb(tmp_path / f"{i}.png", smooth_image(100, 100, i)) for i in range(3)]
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+
+    def head() -> None:  # reads 10 bytes, closes: 3 records of 120 kB overflow the pipe
+        with open(fifo, "rb") as f:
+            got.append(f.read(10))
+
+    reader = threading.Thread(target=head, daemon=True)
+    reader.start()
+    p = run(["to-lab", *imgs, "-o", fifo])
+    reader.join(timeout=60)
+    assert got and got[0].startswith(b"RCLR")
+    assert (p.returncode, p.stderr.decode()) == (
+        1, f"recolor to-lab: {fifo}: broken pipe (its reader has gone)\n"
+    )  # fmt: skip
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+
+def test_a_rewritten_output_keeps_its_permissions_and_a_new_one_follows_the_umask(tmp_path, png):
+    """A private (0600) output came back 0644 when written again; `>`, `cp` and `sed -i` keep
+    it. New outputs get 0666 & ~umask, as from any Unix tool."""
+    out = tmp_path / "b.lab"
+
+    def mode(umask: int, *args) -> int:
+        run(["to-lab", png, *args, "-o", out], check_rc=0, preexec_fn=lambda: os.umask(umask))
+        return stat.S_IMODE(os.stat(out).st_mode)
+
+    assert mode(0o022) == 0o644
+    out.chmod(0o600)
+    assert mode(0o022) == 0o600
+    out.unlink()
+    assert mode(0o077) == 0o600
+    out.unlink()
+    assert mode(0o002, "--l-only") == 0o664
+
+
 def test_dev_shm_holds_ordinary_files(png):
     """/dev/shm is a folder of files in memory: new files and folders there are written as
     anywhere (any name under /dev was refused as a device never created: "no such file")."""
@@ -308,6 +349,13 @@ def test_skip_existing_finishes_what_is_missing(tmp_path, png):
     p = run(["predict", b, "-o", f"{out}/", "--skip-existing", "-w", tmp_path / "no.pt"])
     assert (p.returncode, _lines(p)) == (1, [f"recolor predict: {tmp_path}/no.pt: no such file"])
     assert (out / "b.png").read_bytes() == b"done"
+    # an empty file is no output of recolor's (a touch, a `>` that failed): written over
+    (out / "b.png").write_bytes(b"")
+    (tmp_path / "all.lab").write_bytes(b"")
+    run(["from-lab", out / "b.lab", "-o", f"{out}/", "--skip-existing"], check_rc=0)
+    run(["to-lab", png, b, "-o", tmp_path / "all.lab", "--skip-existing"], check_rc=0)
+    assert (out / "b.png").read_bytes().startswith(b"\x89PNG")
+    assert len(list(iter_records(io.BytesIO((tmp_path / "all.lab").read_bytes())))) == 2
 
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])

@@ -40,6 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     (with a traceback under --debug).
     """
     process.fill_closed_stdio()
+    with process.lossy_stderr():  # a line it cannot write never ends the run
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     args = sys.argv[1:] if argv is None else argv
     name = next((a for a in args if not a.startswith("-")), "")
     # A file name is bytes, not always UTF-8 (b"caf\xe9.jpg"); printed paths must be that name
