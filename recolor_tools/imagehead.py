@@ -27,6 +27,9 @@ DEFAULT_MAX_PIXELS = 178_956_970
 """Default pixel limit (Pillow's ``MAX_IMAGE_PIXELS`` error threshold, 2 x 89,478,485)."""
 
 READ = ("JPEG", "PNG", "TIFF", "WebP", "BMP")
+SNIFF_BYTES = 4096
+"""What :func:`sniff_format` and :func:`other_format` look at, at most: the first bytes of a
+stream decide, before the rest is read (``yes | recolor to-lab -`` grew to 24 GB)."""
 """The formats recolor reads."""
 
 # Formats recognised only to be refused by name: (magic prefix, name).

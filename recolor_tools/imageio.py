@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from .errors import RecolorError, warn, write_failure
-from .imagehead import ImageHead, as_bytes, max_pixels, read_head
+from .imagehead import SNIFF_BYTES, ImageHead, as_bytes, max_pixels, read_head, sniff_format
 
 # OpenCV's own limit (2**30 pixels) would otherwise cap a raised RECOLOR_MAX_PIXELS; ours is
 # checked on the header before OpenCV sees the data.
@@ -78,10 +78,17 @@ def open_binary(path: str | Path) -> BinaryIO:
         raise RecolorError("embedded null byte", path) from None
 
 
-def read_bytes(path: str | Path) -> bytes:
-    """Read a whole file (``-`` is stdin), turning OS errors into one-line :class:`RecolorError`."""
+def read_bytes(path: str | Path, image: bool = False) -> bytes:
+    """Read a whole file (``-`` is stdin), turning OS errors into one-line :class:`RecolorError`.
+
+    Stdin is read a MiB at a time (:func:`read_rest`); with ``image``, data that does not start
+    like an image is refused from its first bytes, before the rest is read."""
     if str(path) == "-":
-        return sys.stdin.buffer.read()
+        stream = sys.stdin.buffer
+        start = stream.read(SNIFF_BYTES) if image else b""
+        if len(start) == SNIFF_BYTES:  # (shorter: all there is, decoded as it is)
+            check_image_start(start, path)
+        return read_rest(stream, start)
     if str(path) == "":  # Path("") would read the current directory
         raise RecolorError("no such file", path)
     try:
@@ -90,6 +97,25 @@ def read_bytes(path: str | Path) -> bytes:
         raise _read_error(e, path) from None
     except ValueError:  # a NUL in a name from a list: no file has it
         raise RecolorError("embedded null byte", path) from None
+
+
+def check_image_start(start: bytes, path: str | Path) -> None:
+    """Raise the error the whole data would get if ``start``, its first bytes, is no image's
+    start (:func:`~recolor_tools.imagehead.sniff_format` looks at :data:`SNIFF_BYTES` at most)."""
+    try:
+        sniff_format(start)
+    except RecolorError as e:
+        raise RecolorError(e.reason, path) from None
+
+
+def read_rest(stream: BinaryIO, start: bytes = b"") -> bytes:
+    """``start`` and the rest of ``stream``, read a MiB at a time: one ``read()`` of a pipe that
+    never ends (``yes |``) ran no signal handler, so Ctrl-C and SIGTERM went unheard while the
+    memory grew."""
+    chunks = [start]
+    while chunk := stream.read(1 << 20):
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _read_error(err: OSError, path: str | Path) -> RecolorError:
@@ -244,7 +270,7 @@ def read_rgb(
     See :func:`decode_rgb` for what is accepted, for ``meta`` and for ``keep_alpha``; every
     failure is a :class:`RecolorError` that names the file.
     """
-    return decode_rgb(read_bytes(path), str(path), meta, keep_alpha=keep_alpha)
+    return decode_rgb(read_bytes(path, image=True), str(path), meta, keep_alpha=keep_alpha)
 
 
 def resize_to(img: np.ndarray, h: int, w: int) -> np.ndarray:

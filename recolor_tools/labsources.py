@@ -84,19 +84,21 @@ def iter_lab_sources(
                             continue
                         yield rec
                 else:
-                    from .imagehead import is_image, other_format
-                    from .imageio import decode_rgb
+                    from .imagehead import SNIFF_BYTES, is_image, other_format
+                    from .imageio import decode_rgb, read_rest
                     from .imagemeta import ImageMeta
 
-                    data = head + stream.read()
-                    if not data:
+                    # the start decides, before the rest is read (`yes |` grew without end)
+                    start = head + stream.read(SNIFF_BYTES - len(head))
+                    if not start:
                         raise RecolorError("empty input (no records)", path)
-                    if not is_image(data):
+                    if not is_image(start):
                         raise RecolorError(
                             "neither a recolor record stream (bad magic) nor an image "
-                            f"recolor reads ({other_format(data)})",
+                            f"recolor reads ({other_format(start)})",
                             path,
                         )
+                    data = read_rest(stream, start)
                     meta = ImageMeta()
                     rgb = decode_rgb(data, path, meta)
                     name = input_name(path, roots)

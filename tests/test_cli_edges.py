@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -115,6 +116,39 @@ def test_a_stderr_that_cannot_be_written_ends_nothing(pics):
     p = run_dead_stderr(["quantize", "d.lab", "-o", "d.t"], pics)  # prints a line per input
     assert p.returncode == 0 and names((pics / "d.t").read_bytes()) == ["rand.png"]
     assert run_dead_stderr(["to-lab", "--nope"], pics).returncode == 2
+
+
+def test_ctrl_c_while_the_tools_load_is_exit_130_not_a_traceback(tmp_path):
+    """The console script imported the CLI (typer, numpy, OpenCV) before main() set anything
+    up: Ctrl-C in those tenths of a second printed a KeyboardInterrupt traceback. Here the
+    import itself raises it, as a Ctrl-C there does."""
+    code = (
+        "import sys\n"
+        "class CtrlC:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'recolor_tools.cli':\n"
+        "            raise KeyboardInterrupt\n"
+        "sys.meta_path.insert(0, CtrlC())\n"
+        "from recolor_tools import run\n"
+        "run()\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    p = subprocess.run([sys.executable, "-c", code, "to-lab"], capture_output=True, env=env,
+                       cwd=tmp_path, timeout=120)  # fmt: skip
+    assert (p.returncode, p.stderr) == (130, b"")
+
+
+def test_a_current_directory_that_was_removed_is_one_line(pics):
+    """predict and train exited 2 without a word (torch's libraries cannot load), predict
+    without -o ended in "internal error: FileNotFoundError"."""
+    env = {**os.environ, "NO_COLOR": "1", "PYTHONPATH": str(ROOT)}
+    for args in (["predict", pics / "rand.png", "-o", pics / "out/"], ["to-lab", "-q"]):
+        cmd = ["sh", "-c", 'cd gone && rmdir ../gone && exec "$@"', "sh", *RECOLOR, *map(str, args)]
+        (pics / "gone").mkdir()
+        p = subprocess.run(cmd, capture_output=True, cwd=pics, env=env, timeout=600)
+        want = f"recolor {args[0]}: the current directory no longer exists\n"
+        assert (p.returncode, p.stderr.decode()) == (1, want)
+    assert not (pics / "out").exists()
 
 
 def test_an_option_naming_one_file_refuses_a_folder(pics):

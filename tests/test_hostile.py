@@ -215,6 +215,13 @@ def test_a_name_that_is_not_utf8_goes_through_every_tool_as_its_bytes(tmp_path):
     (tmp_path / "list.txt").write_bytes(raw + b".png\n")  # as `find -name '*.png' >` writes it
     run(["to-lab", tmp_path / "list.txt", "-o", f"{tmp_path}/lab/"], env=strict, check_rc=0)
     assert os.listdir(os.fsencode(tmp_path / "lab")) == [raw + b".lab"]
+    # a stdout encoding that cannot hold the name (PYTHONIOENCODING=ascii): the image was
+    # written and reported failed, exit 1; the path goes out as the name's bytes
+    uni = tmp_path / "日本.png"
+    src.rename(uni)
+    p = run(["predict", uni, "-o", f"{tmp_path}/u/", "--size", "16"],
+            env={"PYTHONIOENCODING": "ascii:strict"})  # fmt: skip
+    assert (p.returncode, p.stdout) == (0, os.fsencode(tmp_path / "u" / "日本.png") + b"\n")
 
 
 # Weights --------------------------------------------------------------------------------------
@@ -266,6 +273,40 @@ def _bad_weights(tmp: Path) -> dict[str, tuple[Path, str]]:
     save("future.pt", {**good, "version": 99}, "newer")
     save("no-tag.pt", {k: v for k, v in good.items() if k != "format"}, "format tag")
     return out
+
+
+@pytest.mark.parametrize(
+    "tool", [["to-lab"], ["from-lab", "-o", "x.png"], ["predict", "-o", "x.png"]]
+)
+def test_an_endless_stdin_is_refused_from_its_start_or_stopped_by_a_signal(tool, tmp_path):
+    """`yes | recolor to-lab -` read stdin whole before looking at it (24 GB, until the kernel
+    killed it), and SIGTERM and Ctrl-C went unheard meanwhile: one read() of a pipe that never
+    ends runs no signal handler. Text is refused from its first bytes now; data that starts
+    like an image is read a MiB at a time, so a signal ends it as it ends any run."""
+    env = {**os.environ, "NO_COLOR": "1", "PYTHONPATH": str(ROOT)}
+    cmd = [*RECOLOR, *tool, "-"]
+    for start, stop in ((b"y\n", False), (b"\x89PNG\r\n\x1a\n", True)):
+        p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, cwd=tmp_path, env=env)  # fmt: skip
+        sent = 0
+        try:
+            p.stdin.write(start)
+            while p.poll() is None:
+                p.stdin.write(b"y\n" * 32768)
+                sent += 65536
+                if stop and sent > 32 << 20:  # the tool is reading: its handlers are set
+                    p.send_signal(signal.SIGTERM)
+                    stop = False
+                assert sent < 512 << 20, "read on without end"
+        except BrokenPipeError:
+            pass
+        rc, err = p.wait(timeout=120), p.stderr.read().decode()
+        if start == b"y\n":
+            assert rc == 1 and err.endswith(" recolor reads (text)\n") and err.count("\n") == 1
+            assert sent < 32 << 20
+        else:
+            assert (rc, err) == (143, "")
+    assert not (tmp_path / "x.png").exists()
 
 
 def test_hostile_weights_are_refused_and_never_run_code(tmp_path):

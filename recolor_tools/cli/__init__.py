@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import os
 import sys
 import traceback
 import warnings
@@ -48,13 +49,20 @@ def _main(argv: list[str] | None) -> int:
     args = sys.argv[1:] if argv is None else argv
     name = next((a for a in args if not a.startswith("-")), "")
     # A file name is bytes, not always UTF-8 (b"caf\xe9.jpg"); printed paths must be that name
-    # for the next tool in a pipe, whatever the locale's strictness.
-    with contextlib.suppress(AttributeError, ValueError):  # a captured, non-file stdout
-        sys.stdout.reconfigure(errors="surrogateescape")
+    # for the next tool in a pipe, whatever the locale's strictness, in the encoding names
+    # are decoded with (PYTHONIOENCODING=ascii: a written image was reported as failed).
+    with contextlib.suppress(AttributeError, ValueError, LookupError):  # captured, not a file
+        sys.stdout.reconfigure(encoding=sys.getfilesystemencoding(), errors="surrogateescape")
     if not (common._DEBUG or "--debug" in args):
         # Pillow warns of a corrupt EXIF block in two lines of its own; the block is dropped
         # alone (README), as what C libraries print is (quiet_c_stderr below)
         warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
+    try:
+        os.getcwd()
+    except FileNotFoundError:  # torch's libraries then fail to load, and exit 2 unsaid
+        where = f"recolor {name}".rstrip()
+        print(f"{where}: the current directory no longer exists", file=sys.stderr)
+        return ExitCode.FAILED
     if any(a == "" or a.startswith("--") and a.endswith("=") for a in args):
         # `recolor predict "$unset"`: Path("") is the current directory, which every tool would
         # take for a folder of inputs (or an output) without a word.
