@@ -451,12 +451,14 @@ def atomic_open(path: str | Path) -> Iterator[BinaryIO]:
     # The name's first 128 bytes: a 250-byte name is good (NAME_MAX is 255), its temporary one
     # (".NAME.XXXXXXXX.tmp") would not be.
     stem = os.fsdecode(os.fsencode(real.name)[:128])
+    # the folder as the user named it, unless a link led elsewhere (/tmp/x/ro, not ro)
+    folder = path.parent if os.path.realpath(path.parent) == str(real.parent) else real.parent
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=".tmp", dir=real.parent)
     except FileNotFoundError:
-        raise RecolorError("no such directory", real.parent) from None
+        raise RecolorError("no such directory", folder) from None
     except OSError as e:
-        raise RecolorError(os_reason(e), real.parent) from None
+        raise RecolorError(os_reason(e), folder) from None
     f = os.fdopen(fd, "wb")
     try:
         yield f

@@ -579,6 +579,31 @@ def test_an_output_file_that_is_a_folder_is_named_not_its_temporary(tmp_path, pn
     assert sorted(f.name for f in tmp_path.iterdir()) == ["a.png", "outdir"]
 
 
+def test_an_unwritable_output_folder_is_named_as_given(tmp_path, monkeypatch):
+    """The folder was named by its real path (/tmp/.../ro for ro/a.lab); an output that is a
+    link into another folder names that folder, where the file is written."""
+    import tempfile
+
+    from recolor_tools.errors import RecolorError
+    from recolor_tools.imageio import atomic_open
+
+    def refuse(*args, dir=None, **kw):  # root writes anywhere: the kernel's EACCES by hand
+        raise PermissionError(13, "Permission denied", dir)
+
+    (tmp_path / "ro").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "elsewhere")
+    (tmp_path / "ro" / "b.lab").symlink_to(tmp_path / "elsewhere" / "b.lab")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    for given, named in (("ro/a.lab", "ro"), ("./ro/../ro/a.lab", "ro/../ro"),
+                         ("link/a.lab", "link"),
+                         ("ro/b.lab", str(tmp_path / "elsewhere"))):  # fmt: skip
+        with pytest.raises(RecolorError) as e, atomic_open(given):
+            pass
+        assert (e.value.path, e.value.reason) == (named, "permission denied")
+
+
 @pytest.mark.parametrize("unbuffered", ["", "1"])
 def test_a_report_on_a_full_stdout_is_one_line(tmp_path, png, unbuffered):
     """compare's report (and rebalance-stats' summary) on a full stdout: the line every tool
