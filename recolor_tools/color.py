@@ -221,6 +221,7 @@ def to_float(img: np.ndarray) -> np.ndarray:
         Any other dtype: an int32 sample has no full scale to divide by (clipped as a float,
         every level above 0 would be white).
     """
+    img = np.asarray(img)  # (a list had no dtype: AttributeError)
     if img.dtype == np.uint8:
         return img.astype(np.float32) * np.float32(1 / 255)
     if img.dtype == np.uint16:

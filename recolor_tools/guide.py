@@ -476,6 +476,9 @@ def colour_modes(p: np.ndarray, classes: np.ndarray, k: int = 5) -> tuple[np.nda
         raise ValueError(f"k must be a whole number >= 0, got {k!r}")
     p = np.asarray(p, np.float64)
     ab = np.asarray(classes, np.float64)
+    if p.shape != ab.shape[:1] or not (np.isfinite(p).all() and (p >= 0).all()):
+        # NaN or negative gave no colour at all, unsaid; another length failed in a matmul
+        raise ValueError(f"p must be {len(ab)} probabilities (finite, >= 0), got {p.shape}")
     seeds: list[int] = []
     for c in np.argsort(-p, kind="stable"):
         if len(seeds) == k or p[c] <= 0:

@@ -277,20 +277,34 @@ def resize_to(img: np.ndarray, h: int, w: int) -> np.ndarray:
     """Resize ``img`` to (h, w): area averaging when shrinking, bilinear when enlarging.
 
     Training crops, prediction inputs and ``--max-size`` all go through here, so the network
-    sees images resampled the same way wherever they come from.
+    sees images resampled the same way wherever they come from. An (H, W, 1) image stays
+    (h, w, 1) (OpenCV drops the axis).
+
+    Raises
+    ------
+    ValueError
+        A side that is not a positive whole number.
     """
+    if not all(
+        isinstance(s, int | np.integer) and not isinstance(s, bool) and s > 0 for s in (h, w)
+    ):
+        raise ValueError(f"sides must be positive whole numbers, got {h!r} x {w!r}")
     H, W = img.shape[:2]
     if (h, w) == (H, W):
         return img
     interp = cv2.INTER_AREA if h * w < H * W else cv2.INTER_LINEAR
-    return cv2.resize(img, (w, h), interpolation=interp)  # cv2 takes (W, H)
+    out = cv2.resize(img, (int(w), int(h)), interpolation=interp)  # cv2 takes (W, H)
+    return out[:, :, None] if img.ndim == 3 and out.ndim == 2 else out
 
 
 def resize_max(img: np.ndarray, max_size: int | None) -> np.ndarray:
     """Shrink ``img`` so that its longer side is at most ``max_size`` pixels (area averaging).
 
-    Images already small enough are returned unchanged; the aspect ratio is kept.
+    Images already small enough are returned unchanged; the aspect ratio is kept. None or 0:
+    no limit; a negative size is a ValueError (it gave a 1 x 1 image).
     """
+    if max_size is not None and max_size < 0:
+        raise ValueError(f"max_size must be 0 (no limit) or more, got {max_size}")
     h, w = img.shape[:2]
     if not max_size or max(h, w) <= max_size:
         return img
@@ -597,9 +611,13 @@ def expand_inputs(args: list[str], exts: tuple[str, ...] = IMAGE_EXTS) -> list[s
     device); a pattern with ``*``, ``?`` or ``[`` that the shell left alone is
     expanded; a text file with extension ``.txt`` or ``.list`` is read as one path per line (a
     folder among them searched as above).
-    Anything else is kept, so that a missing file is reported by whoever opens it.
+    Anything else is kept, so that a missing file is reported by whoever opens it. One path
+    given as a string is a TypeError (it was taken for a list of one-letter names).
     """
     import glob
+
+    if isinstance(args, str | bytes | os.PathLike):
+        raise TypeError(f"args must be a list of paths, not one path: [{args!r}]")
 
     out: list[str] = []
     for arg in args:

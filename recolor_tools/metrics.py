@@ -285,6 +285,7 @@ def error_histogram(
     """(t_max + 2,) float64: the summed weights of the errors ``e`` by ``ceil(e - AB_TOLERANCE)``,
     the last bin holding those above ``t_max``. Histograms of parts of an image add up to the
     image's."""
+    e = np.asarray(e, dtype=np.float64)  # (a list: AttributeError)
     w = np.ones_like(e) if weights is None else np.asarray(weights, dtype=np.float64)
     if w.shape != e.shape:
         raise ValueError(f"weights must have shape {e.shape}, got {w.shape}")
@@ -302,6 +303,9 @@ def error_histogram(
 
 def auc_of_histogram(hist: np.ndarray) -> float:
     """The AuC (a fraction, see :func:`auc`) of an :func:`error_histogram`."""
+    hist = np.asarray(hist, dtype=np.float64)
+    if hist.ndim != 1 or len(hist) < 2:  # ([] was an IndexError)
+        raise ValueError(f"hist must be an error_histogram, (t_max + 2,), got {hist.shape}")
     running = np.cumsum(hist)
     total = running[-1]  # summed in the same order as the running sum: acc is exactly 1 at most
     if not total > 0:

@@ -239,7 +239,11 @@ class PriorAccumulator:
         self.add_counts(class_counts(ab, self.classes))
 
     def add_counts(self, counts: np.ndarray, n_images: int = 1) -> None:
-        """Add per-class counts made elsewhere: (Q,) whole numbers >= 0 (ValueError else)."""
+        """Add per-class counts made elsewhere: (Q,) whole numbers >= 0, and the number of
+        images they came from, a whole number >= 0 (ValueError else)."""
+        if not (isinstance(n_images, int | np.integer) and not isinstance(n_images, bool)
+                and n_images >= 0):  # fmt: skip
+            raise ValueError(f"n_images must be a whole number >= 0, got {n_images!r}")
         c = np.asarray(counts)
         top = np.iinfo(self.counts.dtype).max
         whole = c.dtype.kind in "iu" and c.shape == self.counts.shape

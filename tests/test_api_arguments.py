@@ -128,3 +128,50 @@ def test_compare_pair_of_an_empty_prediction_is_one_error():
 
 def test_suggest_at_no_point_is_no_suggestion(predictor):
     assert predictor.suggest_points(smooth_image(24, 32, seed=8), []) == []
+
+
+def test_resizing_refuses_sizes_it_misread_and_keeps_a_channel_axis():
+    img = smooth_image(12, 20, seed=9)
+    with pytest.raises(ValueError, match="max_size must be 0"):
+        imageio.resize_max(img, -5)  # a 1 x 1 image
+    assert imageio.resize_max(img, 0) is img
+    with pytest.raises(ValueError, match="positive whole numbers"):
+        imageio.resize_to(img, 0, 5)  # cv2.error
+    with pytest.raises(ValueError, match="positive whole numbers"):
+        imageio.resize_to(img, 6.5, 10)
+    assert imageio.resize_to(img[:, :, :1], 6, 10).shape == (6, 10, 1)  # was (6, 10)
+
+
+def test_class_indices_and_distributions_are_checked():
+    from recolor_tools import guide, quant
+
+    classes = quant.gamut_classes(10)
+    lab = color.rgb_to_lab(smooth_image(4, 4, seed=10).astype(np.float32) / 255)
+    with pytest.raises(ValueError, match="class indices from 0"):
+        quant.preview_rgb(lab, classes, np.full((4, 4), -1))  # took the last class
+    with pytest.raises(ValueError, match="class indices from 0"):
+        quant.preview_rgb(lab, classes, np.zeros((4, 4)))  # floats
+    p = np.full(len(classes), 1 / len(classes))
+    assert len(guide.colour_modes(p, classes)[0]) > 0
+    for bad in (np.full(len(classes), np.nan), -p, p[:-1]):
+        with pytest.raises(ValueError, match="probabilities"):
+            guide.colour_modes(bad, classes)  # no colour at all, unsaid
+
+
+def test_counts_and_inputs_of_the_wrong_kind_are_refused():
+    from recolor_tools import quant
+    from recolor_tools.rebalance import PriorAccumulator
+
+    acc = PriorAccumulator(quant.gamut_classes(10), 10.0)
+    for n in (-1, 2.5, True):
+        with pytest.raises(ValueError, match="n_images must be a whole number"):
+            acc.add_counts(np.zeros(len(acc.classes), np.int64), n)
+    with pytest.raises(TypeError, match="not one path"):
+        imageio.expand_inputs("abc")  # ['a', 'b', 'c']
+    with pytest.raises(ValueError, match="got int64"):  # a list: AttributeError
+        color.to_float([[[0, 255, 0]]])
+    np.testing.assert_array_equal(color.to_float([[[0.0, 1.5, 0.5]]]), [[[0, 1, 0.5]]])
+    errors = [[0.0, 200.0]]  # one pixel right at every threshold, one never
+    assert metrics.auc_of_errors(errors) == metrics.auc_of_errors(np.array(errors)) == 0.5
+    with pytest.raises(ValueError, match="error_histogram"):
+        metrics.auc_of_histogram([])

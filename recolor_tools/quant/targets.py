@@ -81,6 +81,10 @@ def preview_rgb(lab: np.ndarray, classes: np.ndarray, idx: np.ndarray) -> np.nda
     idx = np.asarray(idx)
     if idx.ndim == 3:
         idx = idx[:, :, 0]
+    centres = np.asarray(classes, np.float32)
+    # -1 took the last class without a word, 2.0 failed deep in numpy
+    if idx.dtype.kind not in "iu" or idx.size and not 0 <= idx.min() <= idx.max() < len(centres):
+        raise ValueError(f"idx must be class indices from 0 to {len(centres) - 1}")
     out = np.array(lab, dtype=np.float32, copy=True)
-    out[:, :, 1:] = np.asarray(classes, np.float32)[idx]
+    out[:, :, 1:] = centres[idx]
     return lab_to_rgb(out)
