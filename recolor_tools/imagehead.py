@@ -253,7 +253,7 @@ def _tiff(data: bytes) -> ImageHead:
     e = "<" if data[:2] == b"II" else ">"
     (ifd,) = struct.unpack(e + "I", data[4:8])
     (n,) = struct.unpack(e + "H", data[ifd : ifd + 2])
-    size, extra = {}, None
+    size, extra, bits, planar = {}, None, 8, 1
     for k in range(n):
         tag, typ, count, value = struct.unpack(
             e + "HHI4s", data[ifd + 2 + 12 * k : ifd + 14 + 12 * k]
@@ -263,6 +263,16 @@ def _tiff(data: bytes) -> ImageHead:
             size[tag] = struct.unpack(e + ("H" if short else "I"), value[: 2 if short else 4])[0]
         elif tag == 338 and typ == 3 and 1 <= count <= 2:  # ExtraSamples, held in the entry
             (extra,) = struct.unpack(e + "H", value[:2])
+        elif tag == 258 and typ == 3:  # BitsPerSample, one per sample: the first
+            at = 0 if count <= 2 else struct.unpack(e + "I", value)[0]
+            (bits,) = struct.unpack(e + "H", value[:2] if count <= 2 else data[at : at + 2])
+        elif tag == 284 and typ == 3:  # PlanarConfiguration: 2, each channel a plane
+            (planar,) = struct.unpack(e + "H", value[:2])
+    if planar == 2 and bits > 8:  # OpenCV 4.12 reads stale memory: garbage, another each run
+        raise RecolorError(
+            f"planar {bits}-bit TIFF (each channel stored apart), which OpenCV decodes "
+            "wrongly: store it contiguous (tiffcp -p contig)"
+        )
     end = ifd + 2 + 12 * n
     (next_ifd,) = struct.unpack(e + "I", data[end : end + 4]) if end + 4 <= len(data) else (0,)
     if 256 not in size or 257 not in size:

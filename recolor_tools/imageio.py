@@ -132,6 +132,30 @@ def decoder_oriented(head: ImageHead) -> bool:
     return head.format == "JPEG"
 
 
+_PILLOW_TIFF = {"RGB": slice(None, None, -1), "RGBA": [2, 1, 0, 3], "L": None, "I;16": None}
+"""Pillow's modes that :func:`_tiff_by_pillow` takes, and how to reorder them as OpenCV would."""
+
+
+def _tiff_by_pillow(data: bytes) -> np.ndarray | None:
+    """A TIFF that OpenCV cannot decode, by Pillow (libtiff), in OpenCV's channel order; None
+    if Pillow cannot either, or gives a mode whose samples OpenCV would give otherwise.
+    OpenCV 4.12 refuses uncompressed tiled 8-bit RGB ("Invalid tile byte count"), which
+    scanners write."""
+    import io
+
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            if im.mode not in _PILLOW_TIFF:
+                return None
+            img = np.asarray(im)
+            order = _PILLOW_TIFF[im.mode]
+    except Exception:  # Pillow's errors are many and untyped: OpenCV's verdict stands
+        return None
+    return np.ascontiguousarray(img if order is None else img[:, :, order])
+
+
 def decode_stored(data: bytes, name: str = "<data>") -> tuple[ImageHead, np.ndarray]:
     """The header and the samples as the file stores them (OpenCV's BGR/BGRA/gray order, uint8
     or uint16, or float32 for a float TIFF; alpha kept, straight: a TIFF's premultiplied colours
@@ -156,6 +180,8 @@ def decode_stored(data: bytes, name: str = "<data>") -> tuple[ImageHead, np.ndar
         img = cv2.imdecode(buf, _DECODE_ORIENTED if decoder_oriented(head) else _DECODE_KEEP_ALPHA)
     except cv2.error:  # OpenCV's assertion text means nothing to the user
         img = None
+    if (img is None or img.size == 0) and head.format == "TIFF":
+        img = _tiff_by_pillow(data)
     if img is None or img.size == 0:
         raise RecolorError(f"not a readable image (corrupt {head.format} data)", name)
     if img.dtype not in (np.uint8, np.uint16) and img.dtype.kind != "f":

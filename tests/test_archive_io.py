@@ -428,6 +428,66 @@ def test_integer_tiff_samples_other_than_8_and_16_bits_are_refused(tmp_path: Pat
     assert rec.size == (48, 64) and 0 <= rec.lightness().min() < rec.lightness().max() <= 100
 
 
+def raw_tiff(rgb: np.ndarray, planar: bool = False, tile: int | None = None) -> bytes:
+    """An uncompressed little-endian RGB TIFF of ``rgb`` (uint8 or uint16): one strip, one
+    plane per channel (PlanarConfiguration 2), or square tiles of side ``tile``."""
+    h, w, _ = rgb.shape
+    if planar:
+        blocks = [np.ascontiguousarray(rgb[:, :, c]).tobytes() for c in range(3)]
+    elif tile:
+        padded = np.zeros((-(-h // tile) * tile, -(-w // tile) * tile, 3), rgb.dtype)
+        padded[:h, :w] = rgb
+        blocks = [padded[y : y + tile, x : x + tile].tobytes()
+                  for y in range(0, h, tile) for x in range(0, w, tile)]  # fmt: skip
+    else:
+        blocks = [rgb.tobytes()]
+    offsets = np.cumsum([8] + [len(b) for b in blocks])
+    ifd = int(offsets[-1])
+    bits = 8 * rgb.dtype.itemsize
+    where = (324, 325) if tile else (273, 279)  # TileOffsets/ByteCounts, or the strips'
+    tags = [(256, 4, [w]), (257, 4, [h]), (258, 3, [bits] * 3), (259, 3, [1]), (262, 3, [2]),
+            (277, 3, [3]), (278, 4, [h]), (284, 3, [2 if planar else 1]),
+            (where[0], 4, offsets[:-1].tolist()),
+            (where[1], 4, [len(b) for b in blocks])]  # fmt: skip
+    if tile:
+        tags += [(322, 4, [tile]), (323, 4, [tile])]
+    tags.sort()
+    extra_at, extra, entries = ifd + 2 + 12 * len(tags) + 4, b"", b""
+    for tag, typ, values in tags:
+        raw = b"".join(struct.pack("<H" if typ == 3 else "<I", v) for v in values)
+        if len(raw) > 4:
+            raw, extra = struct.pack("<I", extra_at + len(extra)), extra + raw
+        entries += struct.pack("<HHI", tag, typ, len(values)) + raw.ljust(4, b"\0")
+    head = b"II*\0" + struct.pack("<I", ifd)
+    return head + b"".join(blocks) + struct.pack("<H", len(tags)) + entries + bytes(4) + extra
+
+
+def test_tiffs_that_opencv_misreads_are_read_by_pillow_or_refused(tmp_path: Path):
+    """A planar 16-bit TIFF came back as garbage, another each run (OpenCV reads stale memory),
+    exit 0; it is refused now. An uncompressed tiled 8-bit one, which scanners write, was
+    "corrupt TIFF data" (OpenCV refuses its tiles); Pillow reads it now."""
+    rgb8 = smooth_image(40, 56, seed=7)
+    rgb16 = rgb8.astype(np.uint16) * 257 + 3
+    cases = {"strip16.tif": raw_tiff(rgb16), "planar8.tif": raw_tiff(rgb8, planar=True),
+             "tiled8.tif": raw_tiff(rgb8, tile=16), "tiled16.tif": raw_tiff(rgb16, tile=16),
+             "planar16.tif": raw_tiff(rgb16, planar=True)}  # fmt: skip
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+        if "8" in name:  # what was written is what Pillow (libtiff) reads
+            np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / name)), rgb8)
+    p = run(["to-lab", *cases, "-o", "all.lab"], cwd=tmp_path)
+    assert p.returncode == 1 and p.stderr.decode() == (
+        "recolor to-lab: planar16.tif: planar 16-bit TIFF (each channel stored apart), which "
+        "OpenCV decodes wrongly: store it contiguous (tiffcp -p contig)\n"
+    )
+    recs = list(records.iter_records(io.BytesIO((tmp_path / "all.lab").read_bytes())))
+    assert [r.name for r in recs] == ["strip16.tif", "planar8.tif", "tiled8.tif", "tiled16.tif"]
+    for rec in recs:
+        want = rgb16 / 65535 if "16" in rec.name else rgb8 / 255
+        got = color.lab_to_rgb(rec.lab())
+        assert np.abs(got - want).max() < 1e-3, rec.name
+
+
 # --- metadata -----------------------------------------------------------------------------------
 
 
