@@ -72,7 +72,8 @@ class ImageMeta:
         The source's EXIF as a TIFF structure (no ``Exif\\0\\0`` prefix): descriptive IFD0 tags
         and the Exif/GPS sub-IFDs, orientation reset to 1 (the pixels are already upright).
     xmp : bytes or None
-        The source's XMP packet, ``tiff:Orientation`` reset to 1.
+        The source's XMP packet, ``tiff:Orientation`` reset to 1 where the EXIF orientation
+        turned the pixels.
     orientation : int
         The EXIF orientation found (1-8), already applied to the pixels.
     """
@@ -145,11 +146,12 @@ def read_meta(data: bytes) -> ImageMeta:
                     with contextlib.suppress(Exception):  # broken EXIF: none, the rest kept
                         exif.load(im.info["exif"])
         orientation = int(exif.get(_ORIENTATION, 1) or 1)
+        orientation = orientation if 1 <= orientation <= 8 else 1
         return ImageMeta(
             icc=icc or None,
             exif=_clean_exif(exif),
-            xmp=_clean_xmp(xmp),
-            orientation=orientation if 1 <= orientation <= 8 else 1,
+            xmp=_clean_xmp(xmp, upright=orientation != 1),
+            orientation=orientation,
         )
     except RecolorError:
         raise
@@ -253,10 +255,16 @@ def sub_ifds(exif) -> dict[int, dict]:
     return subs
 
 
-def _clean_xmp(xmp) -> bytes | None:
+def _clean_xmp(xmp, upright: bool) -> bytes | None:
+    """The XMP packet to carry; its ``tiff:Orientation`` reset to 1 where the pixels were turned
+    ``upright`` (by the EXIF orientation). Without one, pixels and packet stay as the source
+    had them (reset, an XMP orientation of 6 was lost: viewers that follow it turned the source
+    and not the output)."""
     if not xmp:
         return None
     xmp = xmp.encode() if isinstance(xmp, str) else bytes(xmp)
+    if not upright:
+        return xmp
     for pattern in _XMP_ORIENTATION:
         xmp = re.sub(pattern, rb"\g<1>1\g<2>", xmp)
     return xmp

@@ -516,6 +516,13 @@ def test_metadata_carried_through_to_lab_and_from_lab_and_stripped(tmp_path: Pat
     xmp = xmp_of(im)
     assert b"Archive rights 2026" in xmp and b'tiff:Orientation="1"' in xmp
     assert im.info["icc_profile"] == colorprofile.srgb_profile()
+    # no EXIF orientation: the pixels stay as stored, so the XMP's 6 is kept, not reset to 1
+    # (viewers that follow it turned the source and not the output)
+    bare = save_pil(tmp_path / "bare.jpg", smooth_image(30, 20, 6), "JPEG", xmp=XMP)
+    out6 = tmp_path / f"xmp6{out_ext}"
+    run(["from-lab", "-o", out6], input=run(["to-lab", bare], check_rc=0).stdout, check_rc=0)
+    im6 = opened(out6.read_bytes())
+    assert im6.size == (20, 30) and b'tiff:Orientation="6"' in xmp_of(im6)
 
     stripped = tmp_path / f"stripped{out_ext}"
     run(["from-lab", "--strip", "-o", stripped], input=lab, check_rc=0)
