@@ -140,11 +140,13 @@ def _tiff_by_pillow(data: bytes) -> np.ndarray | None:
     """A TIFF that OpenCV cannot decode, by Pillow (libtiff), in OpenCV's channel order; None
     if Pillow cannot either, or gives a mode whose samples OpenCV would give otherwise.
     OpenCV 4.12 refuses uncompressed tiled 8-bit RGB ("Invalid tile byte count"), which
-    scanners write."""
+    scanners write. Pillow turns it by its orientation tag, as OpenCV's TIFF decoder does."""
     import io
 
     from PIL import Image
 
+    # the pixel limit is recolor's, checked on the header already (Pillow's would warn)
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
     try:
         with Image.open(io.BytesIO(data)) as im:
             if im.mode not in _PILLOW_TIFF:
@@ -153,6 +155,8 @@ def _tiff_by_pillow(data: bytes) -> np.ndarray | None:
             order = _PILLOW_TIFF[im.mode]
     except Exception:  # Pillow's errors are many and untyped: OpenCV's verdict stands
         return None
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
     return np.ascontiguousarray(img if order is None else img[:, :, order])
 
 

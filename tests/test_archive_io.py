@@ -428,7 +428,9 @@ def test_integer_tiff_samples_other_than_8_and_16_bits_are_refused(tmp_path: Pat
     assert rec.size == (48, 64) and 0 <= rec.lightness().min() < rec.lightness().max() <= 100
 
 
-def raw_tiff(rgb: np.ndarray, planar: bool = False, tile: int | None = None) -> bytes:
+def raw_tiff(
+    rgb: np.ndarray, planar: bool = False, tile: int | None = None, orientation: int = 1
+) -> bytes:
     """An uncompressed little-endian RGB TIFF of ``rgb`` (uint8 or uint16): one strip, one
     plane per channel (PlanarConfiguration 2), or square tiles of side ``tile``."""
     h, w, _ = rgb.shape
@@ -451,6 +453,7 @@ def raw_tiff(rgb: np.ndarray, planar: bool = False, tile: int | None = None) -> 
             (where[1], 4, [len(b) for b in blocks])]  # fmt: skip
     if tile:
         tags += [(322, 4, [tile]), (323, 4, [tile])]
+    tags += [(274, 3, [orientation])]
     tags.sort()
     extra_at, extra, entries = ifd + 2 + 12 * len(tags) + 4, b"", b""
     for tag, typ, values in tags:
@@ -470,10 +473,11 @@ def test_tiffs_that_opencv_misreads_are_read_by_pillow_or_refused(tmp_path: Path
     rgb16 = rgb8.astype(np.uint16) * 257 + 3
     cases = {"strip16.tif": raw_tiff(rgb16), "planar8.tif": raw_tiff(rgb8, planar=True),
              "tiled8.tif": raw_tiff(rgb8, tile=16), "tiled16.tif": raw_tiff(rgb16, tile=16),
+             "tiled8_turned.tif": raw_tiff(rgb8, tile=16, orientation=6),
              "planar16.tif": raw_tiff(rgb16, planar=True)}  # fmt: skip
     for name, data in cases.items():
         (tmp_path / name).write_bytes(data)
-        if "8" in name:  # what was written is what Pillow (libtiff) reads
+        if name in ("planar8.tif", "tiled8.tif"):  # written as Pillow (libtiff) reads it
             np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / name)), rgb8)
     p = run(["to-lab", *cases, "-o", "all.lab"], cwd=tmp_path)
     assert p.returncode == 1 and p.stderr.decode() == (
@@ -481,9 +485,12 @@ def test_tiffs_that_opencv_misreads_are_read_by_pillow_or_refused(tmp_path: Path
         "OpenCV decodes wrongly: store it contiguous (tiffcp -p contig)\n"
     )
     recs = list(records.iter_records(io.BytesIO((tmp_path / "all.lab").read_bytes())))
-    assert [r.name for r in recs] == ["strip16.tif", "planar8.tif", "tiled8.tif", "tiled16.tif"]
+    assert [r.name for r in recs] == ["strip16.tif", "planar8.tif", "tiled8.tif", "tiled16.tif",
+                                      "tiled8_turned.tif"]  # fmt: skip
     for rec in recs:
         want = rgb16 / 65535 if "16" in rec.name else rgb8 / 255
+        if "turned" in rec.name:  # orientation 6: turned 90 degrees clockwise, as OpenCV does
+            want = np.rot90(want, -1)
         got = color.lab_to_rgb(rec.lab())
         assert np.abs(got - want).max() < 1e-3, rec.name
 
