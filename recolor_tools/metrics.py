@@ -51,6 +51,11 @@ AB_TOLERANCE = 1e-3
 to 3e-5 (22 of the 256 gray levels), which missed the threshold t = 0, so two gray images scored
 150/151 instead of 1."""
 
+PRIOR_FLOOR = 1e-12
+"""Least prior a class counts with in the rebalanced AuC. A prior smoothed from a narrow palette
+holds a Gaussian's far tail, down to denormals (2.5e-323): their inverse overflowed, and the
+AuC of two identical images came out NaN. Below a pixel in a trillion a prior says nothing."""
+
 METRIC_KEYS = (
     "psnr",
     "ssim",
@@ -308,8 +313,8 @@ def auc_of_histogram(hist: np.ndarray) -> float:
         raise ValueError(f"hist must be an error_histogram, (t_max + 2,), got {hist.shape}")
     running = np.cumsum(hist)
     total = running[-1]  # summed in the same order as the running sum: acc is exactly 1 at most
-    if not total > 0:
-        raise ValueError("weights must sum to a positive number")
+    if not 0 < total < np.inf:  # (inf / inf: NaN)
+        raise ValueError("weights must sum to a positive finite number")
     return float((running[:-1] / total).mean())
 
 
@@ -327,8 +332,9 @@ def rebalanced_pixel_weights(truth_ab: np.ndarray, stats: RebalanceStats) -> np.
     -------
     (H, W) float64 ndarray
         ``1 / p(q)``, q the class nearest to each pixel's a/b (``quant.hard_encode``). Classes
-        with zero prior are given the smallest positive prior, so weights stay finite. The scale
-        is arbitrary (AuC divides by the weight sum).
+        with zero prior are given the smallest positive prior, and none counts as less than
+        :data:`PRIOR_FLOOR`, so weights and their sums stay finite. The scale is arbitrary (AuC
+        divides by the weight sum).
 
     Notes
     -----
@@ -343,7 +349,7 @@ def rebalanced_pixel_weights(truth_ab: np.ndarray, stats: RebalanceStats) -> np.
     positive = prior[prior > 0]
     if positive.size == 0:
         raise ValueError("the colour-class prior has no positive entry")
-    prior = np.maximum(prior, positive.min())
+    prior = np.maximum(prior, max(positive.min(), PRIOR_FLOOR))
     idx = hard_encode(ab.reshape(-1, 2), np.asarray(stats.classes, dtype=np.float32))
     return (1.0 / prior[np.asarray(idx, dtype=np.int64)]).reshape(ab.shape[:2])
 

@@ -163,8 +163,8 @@ class RebalanceStats:
         )
 
     @classmethod
-    def load(cls, path: str | Path) -> RebalanceStats:
-        """Read a file written by :meth:`save`.
+    def load(cls, path: str | Path, raw: bytes | None = None) -> RebalanceStats:
+        """Read a file written by :meth:`save` (``raw``: its bytes, read already).
 
         Raises
         ------
@@ -172,7 +172,7 @@ class RebalanceStats:
             Missing file, not an npz, wrong format tag or version, or inconsistent contents.
         """
         keys = ("classes", "grid", "counts", "prior", "weights", "lam", "sigma")
-        d = quant.read_npz(path, STATS_FORMAT, STATS_VERSION, (*keys, "n_images", "n_pixels"))
+        d = quant.read_npz(path, STATS_FORMAT, STATS_VERSION, (*keys, "n_images", "n_pixels"), raw)
         try:
             stats = cls(
                 classes=quant.check_classes(d["classes"]),
@@ -344,12 +344,13 @@ def load_class_set(path: str | Path) -> tuple[np.ndarray, float]:
     RecolorError
         Neither kind of file, or an invalid one.
     """
+    raw = quant.read_npz_bytes(path)  # once: a pipe (`--classes <(...)`) is read once
     try:
-        return quant.load_classes(path)
+        return quant.load_classes(path, raw)
     except quant.WrongFormat:
         pass
     try:
-        stats = RebalanceStats.load(path)
+        stats = RebalanceStats.load(path, raw)
     except quant.WrongFormat:
         raise RecolorError("not a class-set or rebalance-stats file", path) from None
     return stats.classes, stats.grid

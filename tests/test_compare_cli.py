@@ -66,6 +66,21 @@ def test_identical_files(tmp_path):
     assert float(row["ab_rmse"]) == 0.0 and float(row["auc"]) == 100.0
 
 
+def test_rebalanced_auc_with_statistics_of_a_narrow_palette(tmp_path):
+    """Statistics counted on one green: the smoothed prior's far tail holds denormals, whose
+    inverse overflowed. Two identical navy images scored a rebalanced AuC of NaN, exit 0; two
+    blue ones failed, "weights must be non-negative finite numbers", blaming the image."""
+    green = write_rgb(tmp_path / "green.png", np.full((16, 16, 3), (0, 255, 0), np.uint8))
+    stats = tmp_path / "g.npz"
+    run_recolor(["rebalance-stats", green, "-o", stats, "-q"], check_rc=0)
+    for colour in ((0, 33, 140), (0, 0, 255)):
+        img = write_rgb(tmp_path / "img.png", np.full((64, 64, 3), colour, np.uint8))
+        r = run(img, img, "--csv", "--stats", stats)
+        assert (r.returncode, r.stderr) == (0, "")
+        row, _ = csv_rows(r.stdout)
+        assert float(row["auc_rebal"]) == 100.0
+
+
 def test_shifted_image(tmp_path):
     truth = save(tmp_path / "t.png", pattern())
     pred = save(tmp_path / "p.png", pattern() + np.uint8(10))

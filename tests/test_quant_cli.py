@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -146,6 +148,31 @@ def test_classes_from_a_rebalance_stats_file(tmp_path, images):
         run([tool, "--grid", "10", "-o", by_grid, images[0]], check_rc=0)
         run([tool, "--classes", stats, "-o", by_file, images[0]], check_rc=0)
         assert by_file.read_bytes() == by_grid.read_bytes(), tool
+        # from a pipe (`--classes <(...)`, a FIFO): read once. It was read as a class-set
+        # file first and then as statistics, which found the pipe empty or waited for ever.
+        fifo = tmp_path / f"fifo.{out}.npz"
+        os.mkfifo(fifo)
+        writer = threading.Thread(target=fifo.write_bytes, args=(stats.read_bytes(),))
+        writer.start()
+        by_pipe = tmp_path / f"pipe.{out}"
+        run([tool, "--classes", fifo, "-o", by_pipe, images[0]], check_rc=0)
+        writer.join(timeout=60)
+        assert by_pipe.read_bytes() == by_grid.read_bytes(), tool
+
+
+def test_numpy_warnings_do_not_reach_stderr(tmp_path, images):
+    """A class file holding 1e300 (float64): numpy's "overflow encountered in cast" came in two
+    lines before the one that says what is wrong (--debug still shows them)."""
+    bad = tmp_path / "big.npz"
+    np.savez(bad, format=np.array(quant.CLASSES_FORMAT), version=np.array(quant.CLASSES_VERSION),
+             classes=np.array([[1e300, 0.0], [0.0, 0.0]]), grid=np.array(10.0))  # fmt: skip
+    p = run(["quantize", images[0], "--classes", bad, "-o", tmp_path / "q.t"])
+    assert p.returncode == 1
+    assert p.stderr.decode().splitlines() == [
+        f"recolor quantize: {bad}: invalid class set: classes contains 1 NaN or infinite value(s)"
+    ]
+    p = run(["quantize", images[0], "--classes", bad, "-o", tmp_path / "q.t", "--debug"])
+    assert "RuntimeWarning" in p.stderr.decode()
 
 
 def test_commands_do_not_import_torch(tmp_path, images):

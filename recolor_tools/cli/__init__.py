@@ -57,6 +57,9 @@ def _main(argv: list[str] | None) -> int:
         # Pillow warns of a corrupt EXIF block in two lines of its own; the block is dropped
         # alone (README), as what C libraries print is (quiet_c_stderr below)
         warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
+        # numpy's "overflow encountered in cast" and the like, two lines each before the one
+        # line that says what was wrong with the input (--debug shows them)
+        warnings.filterwarnings("ignore", category=RuntimeWarning)
     try:
         os.getcwd()
     except FileNotFoundError:  # torch's libraries then fail to load, and exit 2 unsaid

@@ -40,6 +40,7 @@ from .classes import (
     gamut_classes,
     load_classes,
     read_npz,
+    read_npz_bytes,
     save_classes,
 )
 from .decode import annealed_mean, mode
@@ -62,6 +63,7 @@ __all__ = [
     "preview_rgb",
     "WrongFormat",
     "read_npz",
+    "read_npz_bytes",
     "save_classes",
     "soft_encode",
 ]

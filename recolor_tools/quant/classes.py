@@ -11,6 +11,7 @@ one validator of a class set, :func:`read_npz` the reader of recolor's small npz
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 
 import numpy as np
@@ -177,25 +178,33 @@ class WrongFormat(RecolorError):
     """A file that is not the kind of recolor npz file asked for (not an npz, or another tag)."""
 
 
-def read_npz(path: str | Path, fmt: str, version: int, keys: tuple[str, ...]) -> dict:
-    """Load a small recolor npz file, checking its format tag and version.
-
-    Shared by the class and rebalancing files. Raises :class:`RecolorError` naming ``path``
-    for a missing, unreadable, foreign (:class:`WrongFormat`), newer or incomplete file; never
-    unpickles.
-    """
-    import io
-    import zipfile
-
+def read_npz_bytes(path: str | Path) -> bytes:
+    """The bytes of an npz file named as an option (``--stats``, ``--classes``). Read whole
+    first: np.load seeks, which a pipe (``--stats <(...)``) cannot; and a folder or an
+    unreadable file gets its own reason, not "not a ... file"."""
     from ..imageio import read_bytes
 
     if str(path) == "-":  # stdin holds the inputs
         raise RecolorError("no such file", path)
-    if Path(path).is_dir():
+    if os.path.isdir(path):
         raise RecolorError("is a directory", path)
-    # Read whole first: np.load seeks, which a pipe (`--stats <(...)`) cannot; and a folder or
-    # an unreadable file gets its own reason, not "not a ... file".
-    raw = read_bytes(path)
+    return read_bytes(path)
+
+
+def read_npz(
+    path: str | Path, fmt: str, version: int, keys: tuple[str, ...], raw: bytes | None = None
+) -> dict:
+    """Load a small recolor npz file, checking its format tag and version.
+
+    Shared by the class and rebalancing files. Raises :class:`RecolorError` naming ``path``
+    for a missing, unreadable, foreign (:class:`WrongFormat`), newer or incomplete file; never
+    unpickles. ``raw``: the file's bytes, read already (a pipe cannot be read twice).
+    """
+    import io
+    import zipfile
+
+    if raw is None:
+        raw = read_npz_bytes(path)
     try:
         with np.load(io.BytesIO(raw), allow_pickle=False) as z:
             data = {name: z[name] for name in z.files}
@@ -215,8 +224,8 @@ def read_npz(path: str | Path, fmt: str, version: int, keys: tuple[str, ...]) ->
     return data
 
 
-def load_classes(path: str | Path) -> tuple[np.ndarray, float]:
-    """Read a class set written by :func:`save_classes`.
+def load_classes(path: str | Path, raw: bytes | None = None) -> tuple[np.ndarray, float]:
+    """Read a class set written by :func:`save_classes` (``raw``: its bytes, read already).
 
     Returns
     -------
@@ -228,7 +237,7 @@ def load_classes(path: str | Path) -> tuple[np.ndarray, float]:
     RecolorError
         Missing file, not an npz, wrong format tag or version, or invalid contents.
     """
-    data = read_npz(path, CLASSES_FORMAT, CLASSES_VERSION, ("classes", "grid"))
+    data = read_npz(path, CLASSES_FORMAT, CLASSES_VERSION, ("classes", "grid"), raw)
     try:
         return check_classes(data["classes"]), _check_grid(float(data["grid"]))
     except (ValueError, TypeError) as e:
