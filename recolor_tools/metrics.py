@@ -428,8 +428,11 @@ def compare_pair(
         check_image(img, name, dtype=np.uint8)
     if not pred_rgb_u8.size:  # resized to the truth, it ended in OpenCV's assertion
         raise RecolorError("the prediction holds no pixel")
-    if min(truth_rgb_u8.shape[:2]) < SSIM_WINDOW:
-        raise RecolorError(f"image smaller than the {SSIM_WINDOW}x{SSIM_WINDOW} SSIM window")
+    if min(truth_rgb_u8.shape[:2]) < SSIM_WINDOW:  # (a small prediction is resized to it)
+        h, w = truth_rgb_u8.shape[:2]
+        raise RecolorError(
+            f"the truth ({w}x{h}) is smaller than the {SSIM_WINDOW}x{SSIM_WINDOW} SSIM window"
+        )
     (ph, pw), (th, tw) = pred_rgb_u8.shape[:2], truth_rgb_u8.shape[:2]
     # A shrunk or enlarged copy rounds one side: scaled to either of its sides, the truth's
     # other side is within a pixel of its own.

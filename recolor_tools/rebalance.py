@@ -101,8 +101,9 @@ def rebalance_weights(
         w = 1.0 / ((1.0 - lam) * ps + lam / len(ps))
         w = w / (ps * w).sum()
     if not (np.isfinite(w) & (w < np.finfo(np.float32).max)).all():  # lam = 0, a class unseen
-        raise ValueError("lam = 0 needs every class to have a smoothed prior above ~1e-38 "
-                         "(its weight is the inverse); use a lam above 0")  # fmt: skip
+        raise ValueError(f"lambda {lam:g} gives a class whose smoothed prior is about 0 a weight "
+                         "past float32's range (the weight is the inverse); use a larger "
+                         "lambda")  # fmt: skip
     return w.astype(np.float32)
 
 

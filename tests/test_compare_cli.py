@@ -223,12 +223,25 @@ def test_text_file_named_png(tmp_path):
 
 
 def test_too_small_image(tmp_path):
+    """The truth is said to be the small one (the line names the prediction's file, and blamed
+    it)."""
     a = save(tmp_path / "a.png", pattern(8, 8))
     r = run(a, a)
     assert r.returncode == 1
     assert r.stderr.splitlines() == [
-        f"recolor compare: {a}: image smaller than the 11x11 SSIM window"
+        f"recolor compare: {a}: the truth (8x8) is smaller than the 11x11 SSIM window"
     ]
+
+
+def test_a_missing_folder_is_no_such_file_not_usage(tmp_path):
+    """`compare nodir/ truth/` with nodir mistyped: "PRED and TRUTH must both be files or both
+    be directories", exit 2."""
+    (tmp_path / "truth").mkdir()
+    save(tmp_path / "truth" / "a.png", pattern())
+    r = run(tmp_path / "nodir", tmp_path / "truth")
+    assert (r.returncode, r.stderr) == (1, f"recolor compare: {tmp_path / 'nodir'}: no such file\n")
+    r = run(tmp_path / "truth" / "a.png", tmp_path / "truth")  # both there: usage, as before
+    assert r.returncode == 2 and "must both be files or both be directories" in r.stderr
 
 
 def test_a_prediction_of_another_shape_is_one_line_the_others_compared(tmp_path):

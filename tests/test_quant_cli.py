@@ -175,6 +175,16 @@ def test_numpy_warnings_do_not_reach_stderr(tmp_path, images):
     assert "RuntimeWarning" in p.stderr.decode()
 
 
+def test_a_lambda_too_small_names_no_output_file(tmp_path):
+    """It blamed the output file ("s.npz: lam = 0 needs ...") for a lambda of 1e-300."""
+    out = tmp_path / "s.npz"
+    green = write_rgb(tmp_path / "green.png", np.full((16, 16, 3), (0, 255, 0), np.uint8))
+    p = run(["rebalance-stats", green, "--lambda", "1e-300", "-o", out])
+    assert p.returncode == 1 and not out.exists()
+    assert p.stderr.decode().startswith("recolor rebalance-stats: lambda 1e-300 gives a class ")
+    assert len(p.stderr.splitlines()) == 1
+
+
 def test_commands_do_not_import_torch(tmp_path, images):
     t, s, src = (str(x) for x in (tmp_path / "t", tmp_path / "s", images[0]))
     code = (
@@ -190,8 +200,12 @@ def test_commands_do_not_import_torch(tmp_path, images):
     ("tool", "args", "match"),
     [
         ("quantize", ["--sigma", "nan"], "--sigma must be a finite number, got nan"),
-        ("quantize", ["--sigma", "1e-300"], "--sigma must be at least 0.01 (or --hard)"),
-        ("quantize", ["-k", "1000"], "-k 1000 is more than the {Q} classes"),
+        ("quantize", ["--sigma", "1e-300"], "--sigma must be at least 0.01\n"),
+        ("quantize", ["-k", "1000"], "-k 1000 is more than the {Q} classes; give a smaller -k"),
+        # -k not given: its default named as such (it read as a -k the user never gave)
+        ("quantize", ["--grid", "200"], "-k 5 (the default) is more than the 2 classes"),
+        # --hard weighs no neighbours: --sigma was ignored without a word
+        ("quantize", ["--sigma", "3", "--hard"], "--sigma and --hard exclude each other"),
         ("quantize", ["-k", "257"], "-k 257: a target record holds at most 256 classes a pixel"),
         ("quantize", ["-k", "3", "--hard"], "-k 3 and --hard exclude each other"),
         ("quantize", ["--grid", "nan"], "--grid must be a finite number, got nan"),

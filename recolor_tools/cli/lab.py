@@ -138,11 +138,13 @@ GridOpt = Annotated[
 # One flag, two Gaussians (the README's): quantize's soft-encoding kernel, rebalance-stats'
 # smoothing of the prior; the default width is the same, each help says which it sets.
 EncodeSigma = Annotated[
-    float,
+    Optional[float],  # noqa: UP045 - None: not given (--hard refuses it)
     typer.Option(
         "--sigma",
         min=0,
-        help="Width of the soft-encoding Gaussian, a/b units (at least 0.01 unless --hard).",
+        help=f"Width of the soft-encoding Gaussian, a/b units (default {defaults.SIGMA:g}; at "
+        "least 0.01).",
+        show_default=False,
     ),
 ]
 SmoothSigma = Annotated[
@@ -188,7 +190,7 @@ def quantize(
             show_default=False,
         ),
     ] = None,
-    sigma: EncodeSigma = defaults.SIGMA,
+    sigma: EncodeSigma = None,
     hard: Annotated[bool, typer.Option("--hard", help="Only the nearest class (k = 1).")] = False,
     preview: Annotated[
         Optional[str],  # noqa: UP045
@@ -214,15 +216,19 @@ def quantize(
     if preview == "-":
         tool.usage("--preview needs a FILE or DIR/, not stdout")
     format_ext(tool, None, preview, "--preview")
-    tool.finite(sigma=sigma)
     if hard and k not in (None, 1):  # it would be ignored without a word
         tool.usage(f"-k {k} and --hard exclude each other (--hard keeps the nearest class only)")
-    k = defaults.K if k is None else k
+    if hard and sigma is not None:  # the same
+        tool.usage("--sigma and --hard exclude each other (--hard weighs no neighbours)")
+    given_k, k = k, defaults.K if k is None else k
+    sigma = defaults.SIGMA if sigma is None else sigma
+    tool.finite(sigma=sigma)
     if not hard and sigma < defaults.SIGMA_MIN:
-        tool.usage(f"--sigma must be at least {defaults.SIGMA_MIN} (or --hard)")
+        tool.usage(f"--sigma must be at least {defaults.SIGMA_MIN}")
     cls, grid = _class_set(tool, classes, grid)
     if not hard and k > len(cls):
-        tool.usage(f"-k {k} is more than the {len(cls)} classes")
+        default = " (the default)" if given_k is None else ""
+        tool.usage(f"-k {k}{default} is more than the {len(cls)} classes; give a smaller -k")
     if not hard and k > MAX_CHANNELS:  # every input would fail alike
         tool.usage(f"-k {k}: a target record holds at most {MAX_CHANNELS} classes a pixel")
     single_outputs(tool, {"-o": output, "--preview": preview}, [*paths, *given(classes)])
@@ -323,11 +329,15 @@ def rebalance_stats(
     acc.add_sources(tool.progress(_noting_sources(records, sources)), on_error=tool.fail)
     if not acc.n_images and tool.failures:
         tool.exit()  # every input failed and was reported: nothing to count
+    try:
+        stats = acc.finish(lam, sigma)
+    except ValueError as e:  # the statistics' own (a lambda too small), not the output file's
+        tool.fail(str(e))
+        tool.exit()
     with tool.guard(output):
         for target in (output, plot):
             if target not in (None, "-"):
                 check_not_source(Path(target), sources)
-        stats = acc.finish(lam, sigma)
         if to_stdout:
             write_stdout(tool.binary_stdout(), stats.write)
         elif output is not None:

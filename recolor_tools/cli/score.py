@@ -103,6 +103,11 @@ def _compare_pairs(tool: Tool, pred: Path, truth: Path) -> list[tuple[str, Path,
     from ..pairing import pair_by_stem
 
     if os.path.isdir(pred) != os.path.isdir(truth):  # (a name too long is no folder)
+        missing = [p for p in (pred, truth) if not os.path.lexists(p)]
+        for p in missing:  # a mistyped name: that, not a usage error
+            tool.fail("no such file", p)
+        if missing:
+            tool.exit()
         tool.usage("PRED and TRUTH must both be files or both be directories")
     if not os.path.isdir(pred):
         return [(truth.stem, pred, truth)]
