@@ -35,7 +35,8 @@ def pair_by_stem(
         Sorted by name (the relative path without extension).
     problems : list of RecolorError
         One per file without a partner, or whose name is taken by another file of its directory
-        (``a.png`` and ``a.jpg``); those files are left out of ``pairs``.
+        (``a.png`` after ``a.jpg``: the first in the sorted listing is paired, the others are
+        reported and left out of ``pairs``).
 
     Notes
     -----

@@ -176,7 +176,7 @@ class RebalanceStats:
         d = quant.read_npz(path, STATS_FORMAT, STATS_VERSION, (*keys, "n_images", "n_pixels"), raw)
         try:
             stats = cls(
-                classes=quant.check_classes(d["classes"]),
+                classes=quant.check_class_file(d["classes"]),
                 grid=float(d["grid"]),
                 counts=np.asarray(d["counts"], np.int64),
                 prior=np.asarray(d["prior"], np.float64),
@@ -192,8 +192,12 @@ class RebalanceStats:
         if any(a.shape != (q,) for a in (stats.counts, stats.prior, stats.weights)):
             raise RecolorError(f"invalid rebalancing stats: arrays do not match Q = {q}", path)
         p, w = stats.prior, stats.weights  # else NaN losses in train, NaN scores in compare
+        counts = np.asarray(d["counts"])
         for bad, what in (
-            ((stats.counts < 0).any(), "negative counts"),
+            (counts.dtype.kind not in "iu" or (stats.counts < 0).any(), "counts that are not "
+             "whole numbers >= 0"),
+            (not (np.isfinite(stats.sigma) and stats.sigma >= 0), "a sigma that is no number "
+             ">= 0"),
             (not (np.isfinite(p).all() and (p >= 0).all() and p.sum() > 0), "a prior that is not "
              "a distribution"),
             (not (np.isfinite(w).all() and (w > 0).all()), "weights not finite and positive"),

@@ -151,6 +151,15 @@ def test_stats_file_of_wrong_version_or_garbage_is_rejected(tmp_path):
         rebalance.RebalanceStats.load(path)
 
 
+def test_a_class_set_with_a_centre_twice_is_refused(tmp_path):
+    """Ten copies of (0, 0) made a class set of ten, which split one colour's prior evenly."""
+    path = tmp_path / "twice.npz"
+    quant.save_classes(path, np.zeros((10, 2), np.float32), 8.0)
+    with pytest.raises(RecolorError, match="classes holds a centre twice"):
+        rebalance.load_class_set(path)
+    assert len(quant.check_class_file(C8)) == len(C8)
+
+
 @pytest.mark.parametrize(
     ("field", "value", "match"),
     [
@@ -158,7 +167,9 @@ def test_stats_file_of_wrong_version_or_garbage_is_rejected(tmp_path):
         ("weights", 0.0, "weights not finite and positive"),
         ("prior", np.nan, "a prior that is not a distribution"),
         ("prior", -1.0, "a prior that is not a distribution"),
-        ("counts", -5, "negative counts"),
+        ("counts", -5, "counts that are not whole numbers >= 0"),
+        ("counts", 2.5, "counts that are not whole numbers >= 0"),  # read as 2, unsaid
+        ("sigma", np.nan, "a sigma that is no number >= 0"),
         ("lam", 2.0, "lambda outside"),
         ("grid", np.nan, "a grid that is no positive number"),  # "grid":NaN in targets' JSON
         ("grid", -8.0, "a grid that is no positive number"),
@@ -171,7 +182,7 @@ def test_stats_file_with_values_that_would_give_nan_is_rejected(tmp_path, field,
     path = tmp_path / "stats.npz"
     acc.finish().save(path)
     d = dict(np.load(path))
-    d[field] = np.full_like(d[field], value)
+    d[field] = np.full(d[field].shape, value, type(value) if field == "counts" else d[field].dtype)
     np.savez(path, **d)
     with pytest.raises(RecolorError, match=match) as e:
         rebalance.RebalanceStats.load(path)

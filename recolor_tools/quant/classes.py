@@ -56,6 +56,16 @@ def check_classes(classes: np.ndarray) -> np.ndarray:
     return arr
 
 
+def check_class_file(classes: np.ndarray) -> np.ndarray:
+    """:func:`check_classes` of a class set read from a file, which also holds no centre twice
+    (ten copies of (0, 0) made ten classes that split one colour's prior; the kernels break such
+    ties to the lower index, so an array given to them may hold them)."""
+    arr = check_classes(classes)
+    if len(np.unique(arr, axis=0)) < len(arr):
+        raise ValueError("classes holds a centre twice")
+    return arr
+
+
 # --- class sets -------------------------------------------------------------------------------
 
 
@@ -239,6 +249,6 @@ def load_classes(path: str | Path, raw: bytes | None = None) -> tuple[np.ndarray
     """
     data = read_npz(path, CLASSES_FORMAT, CLASSES_VERSION, ("classes", "grid"), raw)
     try:
-        return check_classes(data["classes"]), _check_grid(float(data["grid"]))
+        return check_class_file(data["classes"]), _check_grid(float(data["grid"]))
     except (ValueError, TypeError) as e:
         raise RecolorError(f"invalid class set: {e}", path) from None
