@@ -27,10 +27,10 @@ DEFAULT_MAX_PIXELS = 178_956_970
 """Default pixel limit (Pillow's ``MAX_IMAGE_PIXELS`` error threshold, 2 x 89,478,485)."""
 
 READ = ("JPEG", "PNG", "TIFF", "WebP", "BMP")
+"""The formats recolor reads."""
 SNIFF_BYTES = 4096
 """What :func:`sniff_format` and :func:`other_format` look at, at most: the first bytes of a
 stream decide, before the rest is read (``yes | recolor to-lab -`` grew to 24 GB)."""
-"""The formats recolor reads."""
 
 # Formats recognised only to be refused by name: (magic prefix, name).
 _REFUSED = (
@@ -253,7 +253,7 @@ def _tiff(data: bytes) -> ImageHead:
     e = "<" if data[:2] == b"II" else ">"
     (ifd,) = struct.unpack(e + "I", data[4:8])
     (n,) = struct.unpack(e + "H", data[ifd : ifd + 2])
-    size, extra, bits, planar = {}, None, 8, 1
+    size, extra, bits, planar, samples = {}, None, 8, 1, 1
     for k in range(n):
         tag, typ, count, value = struct.unpack(
             e + "HHI4s", data[ifd + 2 + 12 * k : ifd + 14 + 12 * k]
@@ -268,7 +268,11 @@ def _tiff(data: bytes) -> ImageHead:
             (bits,) = struct.unpack(e + "H", value[:2] if count <= 2 else data[at : at + 2])
         elif tag == 284 and typ == 3:  # PlanarConfiguration: 2, each channel a plane
             (planar,) = struct.unpack(e + "H", value[:2])
-    if planar == 2 and bits > 8:  # OpenCV 4.12 reads stale memory: garbage, another each run
+        elif tag == 277 and typ == 3:  # SamplesPerPixel
+            (samples,) = struct.unpack(e + "H", value[:2])
+    # OpenCV reads stale memory there: garbage, another each run (one plane of gray is read
+    # right: it is stored as contiguous gray is)
+    if planar == 2 and bits > 8 and samples > 1:
         raise RecolorError(
             f"planar {bits}-bit TIFF (each channel stored apart), which OpenCV decodes "
             "wrongly: store it contiguous (tiffcp -p contig)"

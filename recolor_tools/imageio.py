@@ -149,7 +149,9 @@ def _tiff_by_pillow(data: bytes) -> np.ndarray | None:
     limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
     try:
         with Image.open(io.BytesIO(data)) as im:
-            if im.mode not in _PILLOW_TIFF:
+            # (Pillow opens 16-bit RGB as 8-bit "RGB": the depth would be lost unsaid)
+            deep = max(getattr(im, "tag_v2", {}).get(258, (8,)) or (8,)) > 8
+            if im.mode not in _PILLOW_TIFF or deep and im.mode != "I;16":
                 return None
             img = np.asarray(im)
             order = _PILLOW_TIFF[im.mode]

@@ -50,8 +50,8 @@ SUB_IFDS = (0x8769, 0x8825)  # Exif and GPS sub-directories, carried whole
 _ORIENTATION = 274
 _INTEROP = 0xA005  # the Interoperability IFD, inside the Exif IFD
 _XMP_ORIENTATION = (  # compiled on first use (re caches them): start-up stays lean
-    rb"(tiff:Orientation\s*=\s*[\"'])\d([\"'])",
-    rb"(<tiff:Orientation>\s*)\d(\s*</tiff:Orientation>)",
+    rb"(tiff:Orientation\s*=\s*[\"'])(\d)([\"'])",
+    rb"(<tiff:Orientation>\s*)(\d)(\s*</tiff:Orientation>)",
 )
 _JSON_BUDGET = 900_000  # base64 bytes of metadata in a record header (records.py allows 1 MiB)
 _TIFF = (b"II*\x00", b"MM\x00*")
@@ -72,10 +72,13 @@ class ImageMeta:
         The source's EXIF as a TIFF structure (no ``Exif\\0\\0`` prefix): descriptive IFD0 tags
         and the Exif/GPS sub-IFDs, orientation reset to 1 (the pixels are already upright).
     xmp : bytes or None
-        The source's XMP packet, ``tiff:Orientation`` reset to 1 where the EXIF orientation
-        turned the pixels.
+        The source's XMP packet, ``tiff:Orientation`` reset to 1 (the pixels are upright).
     orientation : int
-        The EXIF orientation found (1-8), already applied to the pixels.
+        The orientation found (1-8), already applied to the pixels: the EXIF one, or without
+        it the XMP packet's ``tiff:Orientation`` (``from_xmp``), as Pillow and Adobe's tools
+        read it.
+    from_xmp : bool
+        The orientation came from the XMP packet: no decoder applied it (OpenCV reads EXIF's).
     """
 
     depth: int = 8
@@ -83,6 +86,7 @@ class ImageMeta:
     exif: bytes | None = None
     xmp: bytes | None = None
     orientation: int = 1
+    from_xmp: bool = False
 
     def to_json(self) -> dict:
         """A JSON-ready dict (bytes as base64) for a record header; see FORMAT.md.
@@ -145,13 +149,15 @@ def read_meta(data: bytes) -> ImageMeta:
                 elif im.info.get("exif"):
                     with contextlib.suppress(Exception):  # broken EXIF: none, the rest kept
                         exif.load(im.info["exif"])
-        orientation = int(exif.get(_ORIENTATION, 1) or 1)
+        from_xmp = _ORIENTATION not in exif and _xmp_orientation(xmp) is not None
+        orientation = int(_xmp_orientation(xmp) if from_xmp else exif.get(_ORIENTATION, 1) or 1)
         orientation = orientation if 1 <= orientation <= 8 else 1
         return ImageMeta(
             icc=icc or None,
             exif=_clean_exif(exif),
-            xmp=_clean_xmp(xmp, upright=orientation != 1),
+            xmp=_clean_xmp(xmp),
             orientation=orientation,
+            from_xmp=from_xmp,
         )
     except RecolorError:
         raise
@@ -255,18 +261,26 @@ def sub_ifds(exif) -> dict[int, dict]:
     return subs
 
 
-def _clean_xmp(xmp, upright: bool) -> bytes | None:
-    """The XMP packet to carry; its ``tiff:Orientation`` reset to 1 where the pixels were turned
-    ``upright`` (by the EXIF orientation). Without one, pixels and packet stay as the source
-    had them (reset, an XMP orientation of 6 was lost: viewers that follow it turned the source
-    and not the output)."""
+def _xmp_orientation(xmp) -> int | None:
+    """The ``tiff:Orientation`` of an XMP packet (1-8), None without one."""
     if not xmp:
         return None
     xmp = xmp.encode() if isinstance(xmp, str) else bytes(xmp)
-    if not upright:
-        return xmp
     for pattern in _XMP_ORIENTATION:
-        xmp = re.sub(pattern, rb"\g<1>1\g<2>", xmp)
+        found = re.search(pattern, xmp)
+        if found and 1 <= int(found.group(2)) <= 8:
+            return int(found.group(2))
+    return None
+
+
+def _clean_xmp(xmp) -> bytes | None:
+    """The XMP packet to carry, its ``tiff:Orientation`` reset to 1: the pixels were turned by
+    the orientation (the EXIF one, or without it the XMP's, which then was applied too)."""
+    if not xmp:
+        return None
+    xmp = xmp.encode() if isinstance(xmp, str) else bytes(xmp)
+    for pattern in _XMP_ORIENTATION:
+        xmp = re.sub(pattern, rb"\g<1>1\g<3>", xmp)
     return xmp
 
 
@@ -329,8 +343,9 @@ def finish_decode(
 def upright(img: np.ndarray, data: bytes, found: ImageMeta, *, oriented: bool) -> np.ndarray:
     """``img`` (any samples and channels) turned by ``found.orientation`` (:func:`read_meta` of
     ``data``) unless the decoder did (``oriented``; see :func:`finish_decode`)."""
-    # OpenCV's TIFF decoder (libtiff) applies the TIFF Orientation tag whatever the flags say.
-    if oriented or data.startswith(_TIFF):
+    # OpenCV's TIFF decoder (libtiff) applies the TIFF Orientation tag whatever the flags say;
+    # neither it nor the JPEG decoder reads XMP's
+    if (oriented or data.startswith(_TIFF)) and not found.from_xmp:
         return img
     return orient(img, found.orientation)
 

@@ -365,7 +365,8 @@ def test_a_broken_exif_block_drops_itself_not_the_profile(tmp_path: Path, fmt: s
     Pillow's two-line "Corrupt EXIF data" warning; now the EXIF alone is dropped, quietly."""
     stored = smooth_image(16, 24, seed=4)
     icc = wide_gamut_icc()
-    want = run(["to-lab", save_pil(tmp_path / "good", stored, fmt, icc_profile=icc)],
+    # (the XMP's orientation counts, no EXIF one being there: the same without the EXIF)
+    want = run(["to-lab", save_pil(tmp_path / "good", stored, fmt, icc_profile=icc, xmp=XMP)],
                check_rc=0).stdout  # fmt: skip
     cut = b"Exif\0\0II*\0"  # ends after the byte order
     half = cut + b"\xff\xff\xff\x7f" + b"\0" * 20  # an IFD offset beyond the block
@@ -433,11 +434,11 @@ def raw_tiff(
 ) -> bytes:
     """An uncompressed little-endian RGB TIFF of ``rgb`` (uint8 or uint16): one strip, one
     plane per channel (PlanarConfiguration 2), or square tiles of side ``tile``."""
-    h, w, _ = rgb.shape
+    h, w, c = rgb.shape  # 3 samples, or 1 (gray)
     if planar:
-        blocks = [np.ascontiguousarray(rgb[:, :, c]).tobytes() for c in range(3)]
+        blocks = [np.ascontiguousarray(rgb[:, :, i]).tobytes() for i in range(c)]
     elif tile:
-        padded = np.zeros((-(-h // tile) * tile, -(-w // tile) * tile, 3), rgb.dtype)
+        padded = np.zeros((-(-h // tile) * tile, -(-w // tile) * tile, c), rgb.dtype)
         padded[:h, :w] = rgb
         blocks = [padded[y : y + tile, x : x + tile].tobytes()
                   for y in range(0, h, tile) for x in range(0, w, tile)]  # fmt: skip
@@ -447,8 +448,9 @@ def raw_tiff(
     ifd = int(offsets[-1])
     bits = 8 * rgb.dtype.itemsize
     where = (324, 325) if tile else (273, 279)  # TileOffsets/ByteCounts, or the strips'
-    tags = [(256, 4, [w]), (257, 4, [h]), (258, 3, [bits] * 3), (259, 3, [1]), (262, 3, [2]),
-            (277, 3, [3]), (278, 4, [h]), (284, 3, [2 if planar else 1]),
+    tags = [(256, 4, [w]), (257, 4, [h]), (258, 3, [bits] * c), (259, 3, [1]),
+            (262, 3, [2 if c == 3 else 1]), (277, 3, [c]), (278, 4, [h]),
+            (284, 3, [2 if planar else 1]),
             (where[0], 4, offsets[:-1].tolist()),
             (where[1], 4, [len(b) for b in blocks])]  # fmt: skip
     if tile:
@@ -474,6 +476,8 @@ def test_tiffs_that_opencv_misreads_are_read_by_pillow_or_refused(tmp_path: Path
     cases = {"strip16.tif": raw_tiff(rgb16), "planar8.tif": raw_tiff(rgb8, planar=True),
              "tiled8.tif": raw_tiff(rgb8, tile=16), "tiled16.tif": raw_tiff(rgb16, tile=16),
              "tiled8_turned.tif": raw_tiff(rgb8, tile=16, orientation=6),
+             # one plane of gray is stored as contiguous gray is: OpenCV reads it right
+             "planar16gray.tif": raw_tiff(rgb16[:, :, 1:2], planar=True),
              "planar16.tif": raw_tiff(rgb16, planar=True)}  # fmt: skip
     for name, data in cases.items():
         (tmp_path / name).write_bytes(data)
@@ -486,9 +490,11 @@ def test_tiffs_that_opencv_misreads_are_read_by_pillow_or_refused(tmp_path: Path
     )
     recs = list(records.iter_records(io.BytesIO((tmp_path / "all.lab").read_bytes())))
     assert [r.name for r in recs] == ["strip16.tif", "planar8.tif", "tiled8.tif", "tiled16.tif",
-                                      "tiled8_turned.tif"]  # fmt: skip
+                                      "tiled8_turned.tif", "planar16gray.tif"]  # fmt: skip
     for rec in recs:
         want = rgb16 / 65535 if "16" in rec.name else rgb8 / 255
+        if "gray" in rec.name:
+            want = np.repeat(want[:, :, 1:2], 3, axis=2)
         if "turned" in rec.name:  # orientation 6: turned 90 degrees clockwise, as OpenCV does
             want = np.rot90(want, -1)
         got = color.lab_to_rgb(rec.lab())
@@ -523,13 +529,14 @@ def test_metadata_carried_through_to_lab_and_from_lab_and_stripped(tmp_path: Pat
     xmp = xmp_of(im)
     assert b"Archive rights 2026" in xmp and b'tiff:Orientation="1"' in xmp
     assert im.info["icc_profile"] == colorprofile.srgb_profile()
-    # no EXIF orientation: the pixels stay as stored, so the XMP's 6 is kept, not reset to 1
-    # (viewers that follow it turned the source and not the output)
+    # no EXIF orientation: the XMP's counts, as in Pillow and Adobe's tools (its 6 was reset
+    # to 1 with the pixels left as stored: viewers turned the source and not the output)
     bare = save_pil(tmp_path / "bare.jpg", smooth_image(30, 20, 6), "JPEG", xmp=XMP)
     out6 = tmp_path / f"xmp6{out_ext}"
     run(["from-lab", "-o", out6], input=run(["to-lab", bare], check_rc=0).stdout, check_rc=0)
     im6 = opened(out6.read_bytes())
-    assert im6.size == (20, 30) and b'tiff:Orientation="6"' in xmp_of(im6)
+    assert im6.size == (30, 20) and b'tiff:Orientation="1"' in xmp_of(im6)
+    assert ImageOps.exif_transpose(Image.open(bare)).size == im6.size  # as a viewer shows both
 
     stripped = tmp_path / f"stripped{out_ext}"
     run(["from-lab", "--strip", "-o", stripped], input=lab, check_rc=0)
