@@ -83,12 +83,15 @@ def _check_pair(pred: np.ndarray, truth: np.ndarray, channels: int) -> None:
 
 
 def _check_255(*images: tuple[str, np.ndarray]) -> None:
-    """ValueError unless each ``(name, image)`` holds uint8 or float samples (the 0..255
-    scale): uint16 scored -0.05 dB for two images 1/255 apart, a colourfulness of 36,000."""
+    """ValueError unless each ``(name, image)`` holds uint8 or finite float samples (the 0..255
+    scale): uint16 scored -0.05 dB for two images 1/255 apart, a colourfulness of 36,000; NaN
+    scored NaN."""
     for what, img in images:
         kind = np.asarray(img).dtype
         if kind != np.uint8 and not np.issubdtype(kind, np.floating):
             raise ValueError(f"{what} must be uint8 or float on the 0..255 scale, got {kind}")
+        if kind != np.uint8 and not np.isfinite(img).all():  # a NaN score, unsaid
+            raise ValueError(f"{what} holds NaN or infinity")
 
 
 def psnr(pred: np.ndarray, truth: np.ndarray) -> float:

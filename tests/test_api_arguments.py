@@ -70,6 +70,11 @@ def test_rgb_metrics_refuse_samples_off_the_8_bit_scale():
             call()
     with pytest.raises(ValueError, match="got bool"):
         metrics.colourfulness(a > 30000)
+    nan = smooth_image(16, 16, seed=2).astype(np.float32)
+    nan[3, 4, 1] = np.nan
+    for call in (lambda: metrics.psnr(nan, nan), lambda: metrics.colourfulness(nan)):
+        with pytest.raises(ValueError, match="holds NaN or infinity"):  # scored NaN
+            call()
     u8 = smooth_image(16, 16, seed=2)
     assert metrics.psnr(u8, u8.astype(np.float32) + 1) == pytest.approx(20 * np.log10(255))
 
