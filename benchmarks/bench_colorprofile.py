@@ -82,4 +82,6 @@ def _accuracy(rgb8: np.ndarray, xf: colorprofile.Transform) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from recolor_tools.errors import run_script
+
+    run_script(main)

@@ -171,6 +171,13 @@ def main() -> None:
     )  # fmt: skip
     p.add_argument("--no-train", action="store_true", help="skip the end-to-end train() run")
     args = p.parse_args()
+    for name in ("size", "batch_size", "steps", "images", "threads"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be 1 or more")
+    if min(args.workers) < 0:
+        p.error("--workers must be 0 or more")
+    if args.images is not None and args.images < args.batch_size:  # no full batch: no step
+        p.error(f"--images {args.images} holds no batch of {args.batch_size}")
     device = torch.device(
         "cuda" if args.device == "auto" and torch.cuda.is_available() else
         "cpu" if args.device == "auto" else args.device
@@ -208,4 +215,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from recolor_tools.errors import run_script
+
+    run_script(main)

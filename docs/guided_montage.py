@@ -58,6 +58,8 @@ def main(out: Path = ROOT / "docs" / "guided.jpg") -> None:
 if __name__ == "__main__":
     import argparse
 
+    from recolor_tools.errors import run_script
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("out", nargs="?", type=Path, default=ROOT / "docs" / "guided.jpg")
-    main(ap.parse_args().out)
+    run_script(lambda: main(ap.parse_args().out))

@@ -7,6 +7,9 @@ goes on with its other inputs; anything else is a bug and shows a traceback only
 from __future__ import annotations
 
 import errno
+import os
+import sys
+from collections.abc import Callable
 from enum import IntEnum
 from pathlib import Path
 
@@ -84,6 +87,20 @@ class OutOfMemory(RecolorError):
 
     def __init__(self, path: str | Path | None = None) -> None:
         super().__init__("out of memory (too large for the memory free)", path)
+
+
+def run_script(main: Callable[[], object]) -> None:
+    """Run a repository script's ``main`` (weights/, docs/, benchmarks/) as the tools run: a
+    :class:`RecolorError` (a missing file, a folder without images, bad weights) is one line
+    ``script: file: reason`` and exit 1, not a traceback; Ctrl-C is exit 130."""
+    prog = os.path.basename(sys.argv[0])
+    try:
+        main()
+    except RecolorError as e:
+        print(f"{prog}: {e}", file=sys.stderr)
+        raise SystemExit(ExitCode.FAILED) from None
+    except KeyboardInterrupt:
+        raise SystemExit(ExitCode.INTERRUPTED) from None
 
 
 _OOM_TEXT = ("can't allocate memory", "Insufficient memory", "out of memory")

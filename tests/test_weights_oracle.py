@@ -31,3 +31,27 @@ def test_oracle_rows_order_as_their_information(tmp_path, val_folder):
     assert rows["true hue"]["auc"] > rows["cls"]["auc"], rows
     assert "3 images" in p.stdout.splitlines()[0]
     assert "cls - gray" in p.stdout
+
+
+def test_the_repository_scripts_say_a_bad_input_in_one_line(tmp_path):
+    """weights/, docs/ and benchmarks/ scripts ended a missing file or a folder without images
+    in a traceback around recolor's own one-line message; evaluate.py scored an earlier run's
+    images left in --work."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    nowhere = tmp_path / "nowhere"
+    for script, args in (
+        ("weights/oracle.py", [empty, "--stats", nowhere]),
+        ("weights/evaluate_hints.py", [nowhere, "--stats", nowhere]),
+        ("benchmarks/bench_quant.py", [nowhere]),
+    ):
+        p = subprocess.run([sys.executable, ROOT / script, *args], capture_output=True, text=True,
+                           timeout=600)  # fmt: skip
+        assert p.returncode == 1 and len(p.stderr.splitlines()) == 1, p.stderr
+        assert p.stderr.startswith(f"{Path(script).name}: {tmp_path}/"), p.stderr
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "old.png").write_bytes(b"")
+    p = subprocess.run([sys.executable, ROOT / "weights" / "evaluate.py", empty, "--stats",
+                        tmp_path / "s.npz", "--work", tmp_path / "work", "--size", "64"],
+                       capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert p.returncode == 2 and "is not empty" in p.stderr and "Traceback" not in p.stderr

@@ -100,7 +100,13 @@ def main() -> None:
         from recolor_tools.predict import default_size
 
         args.size = default_size(read_checkpoint(args.weights / "cls.pt"))
+    if args.work is not None and args.work.exists() and any(args.work.iterdir()):
+        # its truth/, gray/ and predictions would be scored with the new ones
+        ap.error(f"--work {args.work} is not empty (an earlier run's images would be scored)")
+    if args.limit < 0:
+        ap.error("--limit must be 0 (all) or more")
     work = args.work or Path(tempfile.mkdtemp(prefix="recolor-eval-"))
+    print(f"work folder: {work}", file=sys.stderr)
     truth_files = sorted(
         f for f in args.val.iterdir() if f.suffix.lower() in (".jpg", ".jpeg", ".png")
     )
@@ -157,4 +163,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from recolor_tools.errors import run_script
+
+    run_script(main)

@@ -258,4 +258,6 @@ def report(rows: dict[str, list[dict]], what: str, card: Path | None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from recolor_tools.errors import run_script
+
+    run_script(main)

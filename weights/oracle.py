@@ -107,4 +107,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from recolor_tools.errors import run_script
+
+    run_script(main)
