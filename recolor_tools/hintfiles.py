@@ -97,7 +97,7 @@ def read_hints(path: str | Path) -> Hints:
     RecolorError
         Unreadable file, bad JSON, a colour that does not parse, an image without alpha.
     """
-    data = read_bytes(path)
+    data = read_bytes(path, _check_hint_start)
     try:
         if Path(path).suffix.lower() == ".json" or str(path) == "-" and _is_json(data):
             found = _from_json(data)
@@ -108,6 +108,15 @@ def read_hints(path: str | Path) -> Hints:
     except (ValueError, KeyError, TypeError, OverflowError) as e:
         reason = f"missing key {e}" if isinstance(e, KeyError) else str(e).splitlines()[0]
         raise RecolorError(f"bad hint file: {reason}", path) from None
+
+
+def _check_hint_start(start: bytes, path: str | Path) -> None:
+    """Refuse hint data from stdin whose first bytes are neither an image's nor a JSON object's
+    (`yes |` was read without end)."""
+    from .imagehead import is_image
+
+    if not (is_image(start) or start.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{")):
+        raise RecolorError("bad hint file: neither a JSON object nor an image", path)
 
 
 def _is_json(data: bytes) -> bool:

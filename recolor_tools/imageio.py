@@ -12,7 +12,7 @@ import os
 import stat
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -78,16 +78,19 @@ def open_binary(path: str | Path) -> BinaryIO:
         raise RecolorError("embedded null byte", path) from None
 
 
-def read_bytes(path: str | Path, image: bool = False) -> bytes:
+def read_bytes(
+    path: str | Path, check_start: Callable[[bytes, str | Path], None] | None = None
+) -> bytes:
     """Read a whole file (``-`` is stdin), turning OS errors into one-line :class:`RecolorError`.
 
-    Stdin is read a MiB at a time (:func:`read_rest`); with ``image``, data that does not start
-    like an image is refused from its first bytes, before the rest is read."""
+    Stdin is read a MiB at a time (:func:`read_rest`); ``check_start(start, path)`` (e.g.
+    :func:`check_image_start`) may refuse its first :data:`SNIFF_BYTES` before the rest is read.
+    """
     if str(path) == "-":
         stream = sys.stdin.buffer
-        start = stream.read(SNIFF_BYTES) if image else b""
-        if len(start) == SNIFF_BYTES:  # (shorter: all there is, decoded as it is)
-            check_image_start(start, path)
+        start = stream.read(SNIFF_BYTES) if check_start else b""
+        if check_start and len(start) == SNIFF_BYTES:  # (shorter: all there is, read as it is)
+            check_start(start, path)
         return read_rest(stream, start)
     if str(path) == "":  # Path("") would read the current directory
         raise RecolorError("no such file", path)
@@ -302,7 +305,7 @@ def read_rgb(
     See :func:`decode_rgb` for what is accepted, for ``meta`` and for ``keep_alpha``; every
     failure is a :class:`RecolorError` that names the file.
     """
-    return decode_rgb(read_bytes(path, image=True), str(path), meta, keep_alpha=keep_alpha)
+    return decode_rgb(read_bytes(path, check_image_start), str(path), meta, keep_alpha=keep_alpha)
 
 
 def resize_to(img: np.ndarray, h: int, w: int) -> np.ndarray:
@@ -471,14 +474,16 @@ def is_special(path: str | Path) -> bool:
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | Path) -> Iterator[BinaryIO]:
+def atomic_open(path: str | Path, mode: int | None = None) -> Iterator[BinaryIO]:
     """Open ``path`` for binary writing so that it appears whole or not at all.
 
     Data goes to a hidden temporary file in the directory of the file ``path`` leads to (a
     symbolic link is followed, not replaced), which replaces it with ``os.replace`` only when the
     block ends without an exception; the temporary file is removed on any error, Ctrl-C or
     SIGTERM. A target for which :func:`writes_in_place` is true is opened for appending in place
-    and never created, truncated or renamed over.
+    and never created, truncated or renamed over. The new file gets ``mode`` as permissions, by
+    default those of the file it replaces (a private 0600 output stays private), else
+    ``0666 & ~umask``.
 
     Raises
     ------
@@ -509,7 +514,7 @@ def atomic_open(path: str | Path) -> Iterator[BinaryIO]:
     try:
         yield f
         f.close()  # the last buffered bytes: a full disk shows here at the latest
-        os.chmod(tmp, _mode_of(real))
+        os.chmod(tmp, _mode_of(real) if mode is None else mode)
         os.replace(tmp, real)
     except BaseException as e:
         with contextlib.suppress(OSError):

@@ -276,14 +276,17 @@ def _bad_weights(tmp: Path) -> dict[str, tuple[Path, str]]:
 
 
 @pytest.mark.parametrize(
-    "tool", [["to-lab"], ["from-lab", "-o", "x.png"], ["predict", "-o", "x.png"]]
-)
+    "tool",
+    [["to-lab"], ["from-lab", "-o", "x.png"], ["predict", "-o", "x.png"],
+     ["predict", "a.png", "-o", "x.png", "--hints"]],  # a hint file from stdin
+)  # fmt: skip
 def test_an_endless_stdin_is_refused_from_its_start_or_stopped_by_a_signal(tool, tmp_path):
     """`yes | recolor to-lab -` read stdin whole before looking at it (24 GB, until the kernel
     killed it), and SIGTERM and Ctrl-C went unheard meanwhile: one read() of a pipe that never
     ends runs no signal handler. Text is refused from its first bytes now; data that starts
     like an image is read a MiB at a time, so a signal ends it as it ends any run."""
     env = {**os.environ, "NO_COLOR": "1", "PYTHONPATH": str(ROOT)}
+    write_rgb(tmp_path / "a.png", smooth_image(16, 16, 1))
     cmd = [*RECOLOR, *tool, "-"]
     for start, stop in ((b"y\n", False), (b"\x89PNG\r\n\x1a\n", True)):
         p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
@@ -302,7 +305,8 @@ def test_an_endless_stdin_is_refused_from_its_start_or_stopped_by_a_signal(tool,
             pass
         rc, err = p.wait(timeout=120), p.stderr.read().decode()
         if start == b"y\n":
-            assert rc == 1 and err.endswith(" recolor reads (text)\n") and err.count("\n") == 1
+            said = "neither a JSON object nor an image" if "--hints" in tool else "reads (text)"
+            assert rc == 1 and err.endswith(f"{said}\n") and err.count("\n") == 1, err
             assert sent < 32 << 20
         else:
             assert (rc, err) == (143, "")

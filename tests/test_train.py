@@ -208,6 +208,17 @@ def test_resume_reaches_the_same_weights(data, tmp_path):
             assert ma[step][key] == mb[step][key], (step, key)
 
 
+def test_a_resumed_run_keeps_the_checkpoints_permissions(data, tmp_path):
+    """A private run (chmod 600) resumed: last.pt came back 0644, since the file it replaced
+    had moved to last.prev.pt before the new one took its mode."""
+    out = train(config(data, tmp_path / "r", steps=2, ckpt_every=1)).parent
+    for f in out.iterdir():
+        f.chmod(0o600)
+    train(config(data, out, steps=4, ckpt_every=1, resume=True))
+    modes = {f.name: oct(f.stat().st_mode & 0o777) for f in out.iterdir()}
+    assert set(modes.values()) == {"0o600"}, modes
+
+
 def test_a_resumed_run_keeps_its_settings(data, tmp_path, capsys):
     """A cosine run resumed without --schedule went on as plateau (another result, no word);
     with --schedule cosine on a plateau run, "internal error: KeyError: 'lr_lambdas'"; --lr
