@@ -49,6 +49,10 @@ def test_the_repository_scripts_say_a_bad_input_in_one_line(tmp_path):
                            timeout=600)  # fmt: skip
         assert p.returncode == 1 and len(p.stderr.splitlines()) == 1, p.stderr
         assert p.stderr.startswith(f"{Path(script).name}: {tmp_path}/"), p.stderr
+    for script in ("weights/oracle.py", "weights/evaluate_hints.py"):  # (slices: -2 kept some)
+        p = subprocess.run([sys.executable, ROOT / script, empty, "--stats", nowhere, "--first",
+                            "-2"], capture_output=True, text=True, timeout=600)  # fmt: skip
+        assert p.returncode == 2 and "--first must be 0 or more" in p.stderr
     (tmp_path / "work").mkdir()
     (tmp_path / "work" / "old.png").write_bytes(b"")
     p = subprocess.run([sys.executable, ROOT / "weights" / "evaluate.py", empty, "--stats",

@@ -189,6 +189,9 @@ def main() -> None:
     ap.add_argument("--dump", type=Path, help="append each image's scores here (JSON lines)")
     ap.add_argument("--from-dump", type=Path, nargs="*", help="only tabulate these dumps")
     args = ap.parse_args()
+    for name in ("skip", "first"):  # (slices: --first -22 kept 2 images)
+        if (getattr(args, name) or 0) < 0:
+            ap.error(f"--{name} must be 0 or more")
     guide.GAMMA, guide.POWER, guide.ALPHA = args.gamma, args.power, args.alpha
     guide.RADIUS = args.radius
     if args.from_dump:

@@ -63,6 +63,8 @@ def main() -> None:
     ap.add_argument("--weights", type=Path, help="cls checkpoint (default: the shipped one)")
     ap.add_argument("--first", type=int, help="only the first N images in name order")
     args = ap.parse_args()
+    if args.first is not None and args.first < 0:  # (a slice: -23 kept 1 image of 24)
+        ap.error("--first must be 0 or more")
 
     stats = RebalanceStats.load(args.stats)
     predictor = Predictor.load(args.weights, "cls")

@@ -46,6 +46,8 @@ def main() -> None:
     ap.add_argument("--start", type=int, default=0)
     ap.add_argument("--first", type=int, default=None, help="only the first N files")
     args = ap.parse_args()
+    if args.first is not None and args.first < 0:  # (a slice)
+        ap.error("--first must be 0 or more")
     if args.of < 1 or args.short < 1 or not 1 <= args.quality <= 100:
         ap.error("--of and --short must be at least 1, --quality 1 to 100")
     if args.src.resolve() == args.dst.resolve():
