@@ -53,6 +53,17 @@ def test_the_repository_scripts_say_a_bad_input_in_one_line(tmp_path):
         p = subprocess.run([sys.executable, ROOT / script, empty, "--stats", nowhere, "--first",
                             "-2"], capture_output=True, text=True, timeout=600)  # fmt: skip
         assert p.returncode == 2 and "--first must be 0 or more" in p.stderr
+    # a card without the table's section was skipped without a word, after all the work; an
+    # empty --from-dump ran the whole evaluation
+    (tmp_path / "card.md").write_text("no section\n")
+    for script, extra in (("weights/evaluate.py", ["--card", tmp_path / "card.md"]),
+                          ("weights/evaluate_hints.py", ["--card", tmp_path / "card.md"]),
+                          ("weights/evaluate_hints.py", ["--from-dump"])):  # fmt: skip
+        p = subprocess.run([sys.executable, ROOT / script, empty, "--stats", nowhere, *extra,
+                            "--size" if "hints" not in script else "--seed", "64"],
+                           capture_output=True, text=True, timeout=600)  # fmt: skip
+        assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
+        assert "section" in p.stderr or "needs the dump files" in p.stderr, p.stderr
     (tmp_path / "work").mkdir()
     (tmp_path / "work" / "old.png").write_bytes(b"")
     p = subprocess.run([sys.executable, ROOT / "weights" / "evaluate.py", empty, "--stats",

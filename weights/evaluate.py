@@ -26,7 +26,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from recolor_tools.imageio import read_rgb, resize_short_side, write_image
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from recolor_tools.imageio import read_rgb, resize_short_side, write_image  # noqa: E402
+from weights.card import has_section, write_section  # noqa: E402
 
 RECOLOR = [sys.executable, "-m", "recolor_tools"]
 COLUMNS = [
@@ -105,6 +107,8 @@ def main() -> None:
         ap.error(f"--work {args.work} is not empty (an earlier run's images would be scored)")
     if args.limit < 0:
         ap.error("--limit must be 0 (all) or more")
+    if args.card is not None and not has_section(args.card, *CARD_MARKS):  # (skipped, unsaid)
+        ap.error(f"--card {args.card}: no readable {CARD_MARKS[0]} ... {CARD_MARKS[1]} section")
     work = args.work or Path(tempfile.mkdtemp(prefix="recolor-eval-"))
     print(f"work folder: {work}", file=sys.stderr)
     truth_files = sorted(
@@ -153,13 +157,12 @@ def main() -> None:
     )
     print(text)
     (work / "eval.json").write_text(json.dumps({"full": full, "working": small}, indent=1))
-    if args.card and args.card.exists():
-        card = args.card.read_text()
-        a, b = "<!-- eval:start -->", "<!-- eval:end -->"
-        if a in card and b in card:
-            pre, rest = card.split(a, 1)
-            post = rest.split(b, 1)[1]
-            args.card.write_text(f"{pre}{a}\n{text}\n{b}{post}")
+    if args.card:
+        write_section(args.card, *CARD_MARKS, f"{text}\n")
+
+
+CARD_MARKS = ("<!-- eval:start -->", "<!-- eval:end -->")
+"""Where the table goes in the model card."""
 
 
 if __name__ == "__main__":

@@ -52,6 +52,7 @@ from recolor_tools.imageio import (  # noqa: E402
 )
 from recolor_tools.predict import Predicted, Predictor  # noqa: E402
 from recolor_tools.rebalance import RebalanceStats  # noqa: E402
+from weights.card import has_section, write_section  # noqa: E402
 from weights.oracle import truth_on_grid  # noqa: E402
 
 POINTS = (1, 2, 5, 10, 20, 50)
@@ -192,6 +193,10 @@ def main() -> None:
     for name in ("skip", "first"):  # (slices: --first -22 kept 2 images)
         if (getattr(args, name) or 0) < 0:
             ap.error(f"--{name} must be 0 or more")
+    if args.from_dump == []:  # (empty: the whole evaluation ran instead)
+        ap.error("--from-dump needs the dump files")
+    if args.card and not has_section(args.card, *CARD_MARKS):  # said before the work, not after
+        ap.error(f"--card {args.card}: no readable {CARD_MARKS[0]} ... {CARD_MARKS[1]} section")
     guide.GAMMA, guide.POWER, guide.ALPHA = args.gamma, args.power, args.alpha
     guide.RADIUS = args.radius
     if args.from_dump:
@@ -238,6 +243,10 @@ def main() -> None:
     report(rows, what, args.card)
 
 
+CARD_MARKS = ("<!-- hints:start -->", "<!-- hints:end -->")
+"""Where the table goes in the model card."""
+
+
 def report(rows: dict[str, list[dict]], what: str, card: Path | None) -> None:
     """Print the table of mean scores (and write it into ``card``)."""
     means = {}
@@ -252,12 +261,7 @@ def report(rows: dict[str, list[dict]], what: str, card: Path | None) -> None:
     )
     print(text)
     if card:
-        doc = card.read_text()
-        a, b = "<!-- hints:start -->", "<!-- hints:end -->"
-        if a not in doc:
-            raise SystemExit(f"{card} has no {a} ... {b} section")
-        head, rest = doc.split(a)
-        card.write_text(f"{head}{a}\n{text}{b}{rest.split(b, 1)[1]}")
+        write_section(card, *CARD_MARKS, text)
 
 
 if __name__ == "__main__":
