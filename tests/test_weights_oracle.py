@@ -6,6 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
+import numpy as np
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -64,6 +67,17 @@ def test_the_repository_scripts_say_a_bad_input_in_one_line(tmp_path):
                            capture_output=True, text=True, timeout=600)  # fmt: skip
         assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
         assert "section" in p.stderr or "needs the dump files" in p.stderr, p.stderr
+    # a tool's failure: its own line, not a CalledProcessError traceback that hid it
+    (tmp_path / "val").mkdir()
+    cv2.imwrite(str(tmp_path / "val" / "a.png"), np.full((32, 32, 3), 90, np.uint8))
+    stats = tmp_path / "s.npz"
+    subprocess.run([sys.executable, "-m", "recolor_tools", "rebalance-stats", "-q", "-o", stats,
+                    tmp_path / "val"], check=True, cwd=ROOT)  # fmt: skip
+    p = subprocess.run([sys.executable, ROOT / "weights" / "evaluate.py", tmp_path / "val",
+                        "--stats", stats, "--size", "64", "--temperatures", "abc", "--work",
+                        tmp_path / "w"], capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert p.returncode == 2 and "recolor predict: Invalid value for '--temperature'" in p.stderr
+    assert "Traceback" not in p.stderr
     (tmp_path / "work").mkdir()
     (tmp_path / "work" / "old.png").write_bytes(b"")
     p = subprocess.run([sys.executable, ROOT / "weights" / "evaluate.py", empty, "--stats",

@@ -42,7 +42,13 @@ COLUMNS = [
 
 
 def sh(*args: str | Path, stdin: bytes | None = None) -> bytes:
-    return subprocess.run([*map(str, args)], input=stdin, capture_output=True, check=True).stdout
+    """Run a recolor tool; its stdout. A failure ends the script with the tool's own lines
+    (a CalledProcessError traceback hid them)."""
+    p = subprocess.run([*map(str, args)], input=stdin, capture_output=True)
+    if p.returncode:
+        sys.stderr.buffer.write(p.stderr)
+        raise SystemExit(p.returncode)
+    return p.stdout
 
 
 def mean_colour_baseline(truth: list[Path], stats: Path, out: Path) -> None:
