@@ -67,6 +67,20 @@ def test_the_repository_scripts_say_a_bad_input_in_one_line(tmp_path):
                            capture_output=True, text=True, timeout=600)  # fmt: skip
         assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
         assert "section" in p.stderr or "needs the dump files" in p.stderr, p.stderr
+    # values that did nothing (NaN: the hints had no effect) or wrote less than reported
+    (tmp_path / "src" / "a").mkdir(parents=True)
+    (tmp_path / "src" / "b").mkdir()
+    for d in ("a", "b"):  # two x.jpg: one x.webp, "2 images" reported
+        cv2.imwrite(str(tmp_path / "src" / d / "x.jpg"), np.full((8, 8, 3), 90, np.uint8))
+    for script, args, says in (
+        ("weights/evaluate_hints.py", [empty, "--stats", nowhere, "--gamma", "nan"], "--gamma"),
+        ("weights/subset.py", [tmp_path / "src", tmp_path / "dst"], "share an output"),
+        ("weights/subset.py", [tmp_path / "src", tmp_path / "src" / "out"], "or inside it"),
+    ):
+        p = subprocess.run([sys.executable, ROOT / script, *map(str, args)], capture_output=True,
+                           text=True, timeout=600)  # fmt: skip
+        assert p.returncode == 2 and says in p.stderr, p.stderr
+    assert not (tmp_path / "dst").exists() and not (tmp_path / "src" / "out").exists()
     # a tool's failure: its own line, not a CalledProcessError traceback that hid it
     (tmp_path / "val").mkdir()
     cv2.imwrite(str(tmp_path / "val" / "a.png"), np.full((32, 32, 3), 90, np.uint8))

@@ -175,17 +175,28 @@ def main() -> None:
     ap.add_argument("--weights", type=Path, help="cls checkpoint (default: the shipped one)")
     ap.add_argument("--skip", type=int, default=0, help="leave out the first N images")
     ap.add_argument("--first", type=int, help="then only N images in name order")
-    ap.add_argument("--points", type=int, nargs="*", default=list(POINTS))
-    ap.add_argument("--gamma", type=float, default=guide.GAMMA)
-    ap.add_argument("--power", type=float, default=guide.POWER)
-    ap.add_argument("--alpha", type=float, default=guide.ALPHA)
-    ap.add_argument("--radius", type=float, default=guide.RADIUS)
+    ap.add_argument(
+        "--points",
+        type=int,
+        nargs="*",
+        default=list(POINTS),
+        help="numbers of random truth points, one row each (none: no such rows)",
+    )
+    ap.add_argument("--gamma", type=float, default=guide.GAMMA, help="predict --hint-strength")
+    ap.add_argument("--power", type=float, default=guide.POWER, help="of the similarity")
+    ap.add_argument("--alpha", type=float, default=guide.ALPHA, help="of a palette's shift")
+    ap.add_argument(
+        "--radius",
+        type=float,
+        default=guide.RADIUS,
+        help="of the distance term, a share of the grid's diagonal",
+    )
     ap.add_argument("--seed", type=int, default=0, help="of the simulated hints' draws")
     ap.add_argument("--spread", choices=SPREADS, default="alike", help="predict --hint-spread")
     ap.add_argument("--oracle", type=float, metavar="SIGMA", help="similarity from the truth")
     ap.add_argument("--colourful", type=int, default=4, metavar="N",
                     help="N hints at the truth's most colourful places (0: none)")  # fmt: skip
-    ap.add_argument("--no-palettes", action="store_true")
+    ap.add_argument("--no-palettes", action="store_true", help="no palette rows")
     ap.add_argument("--card", type=Path, help="model card to write the table into")
     ap.add_argument("--dump", type=Path, help="append each image's scores here (JSON lines)")
     ap.add_argument("--from-dump", type=Path, nargs="*", help="only tabulate these dumps")
@@ -193,6 +204,14 @@ def main() -> None:
     for name in ("skip", "first"):  # (slices: --first -22 kept 2 images)
         if (getattr(args, name) or 0) < 0:
             ap.error(f"--{name} must be 0 or more")
+    for name in ("gamma", "power", "alpha", "radius", "oracle"):  # NaN: hints had no effect
+        value = getattr(args, name)
+        if value is None:
+            continue
+        if not (np.isfinite(value) and (value > 0 if name == "oracle" else value >= 0)):
+            ap.error(f"--{name} must be a number >= 0 (--oracle > 0), got {value}")
+    if min(args.points, default=1) < 1 or not 0 <= args.colourful <= 9:  # 3 x 3 cells at most
+        ap.error("--points must be 1 or more each, --colourful 0 to 9")
     if args.from_dump == []:  # (empty: the whole evaluation ran instead)
         ap.error("--from-dump needs the dump files")
     if args.card and not has_section(args.card, *CARD_MARKS):  # said before the work, not after
