@@ -68,6 +68,7 @@ weights: $(BIN)/recolor
 	$(MAKE) weights-eval
 
 weights-eval: $(BIN)/recolor
+	rm -rf $(RUNS)/eval  # evaluate.py refuses a used work folder (its images would be scored)
 	$(BIN)/python weights/evaluate.py $(DATA)/val --stats $(RUNS)/stats.npz \
 		--work $(RUNS)/eval --card weights/README.md
 

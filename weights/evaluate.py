@@ -96,7 +96,12 @@ def main() -> None:
     ap.add_argument("--stats", type=Path, required=True)
     ap.add_argument("--weights", type=Path, default=Path("weights"),
                     help="folder holding cls.pt and reg.pt")  # fmt: skip
-    ap.add_argument("--work", type=Path, default=None)
+    ap.add_argument(
+        "--work",
+        type=Path,
+        default=None,
+        help="work folder, new or empty (default: a new temporary one, named)",
+    )
     ap.add_argument("--card", type=Path, default=None)
     ap.add_argument("--size", type=int, default=None, help="default: predict's, for cls.pt")
     ap.add_argument("--temperatures", default="0.38,0.2,1.0")
