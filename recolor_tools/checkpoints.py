@@ -15,7 +15,6 @@ import dataclasses
 import importlib.resources
 import io
 import os
-import stat
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -237,9 +236,7 @@ def save_checkpoint(path: str | Path, ckpt: dict[str, Any], keep_previous: bool 
     path = Path(path)
     buf = io.BytesIO()
     torch.save(ckpt, buf)  # into memory: torch's zip writer turns ENOSPC into a RuntimeError
-    # the permissions of the file replaced, read before it moves to last.prev.pt below
-    mode = stat.S_IMODE(path.stat().st_mode) if path.is_file() else None
-    with atomic_open(path, mode) as f:
+    with atomic_open(path) as f:
         f.write(buf.getbuffer())
         f.flush()
         os.fsync(f.fileno())

@@ -153,7 +153,7 @@ def _tiff_by_pillow(data: bytes) -> np.ndarray | None:
     try:
         with Image.open(io.BytesIO(data)) as im:
             # (Pillow opens 16-bit RGB as 8-bit "RGB": the depth would be lost unsaid)
-            deep = max(getattr(im, "tag_v2", {}).get(258, (8,)) or (8,)) > 8
+            deep = max(im.tag_v2.get(258) or (8,)) > 8
             if im.mode not in _PILLOW_TIFF or deep and im.mode != "I;16":
                 return None
             img = np.asarray(im)
@@ -474,16 +474,16 @@ def is_special(path: str | Path) -> bool:
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | Path, mode: int | None = None) -> Iterator[BinaryIO]:
+def atomic_open(path: str | Path) -> Iterator[BinaryIO]:
     """Open ``path`` for binary writing so that it appears whole or not at all.
 
     Data goes to a hidden temporary file in the directory of the file ``path`` leads to (a
     symbolic link is followed, not replaced), which replaces it with ``os.replace`` only when the
     block ends without an exception; the temporary file is removed on any error, Ctrl-C or
     SIGTERM. A target for which :func:`writes_in_place` is true is opened for appending in place
-    and never created, truncated or renamed over. The new file gets ``mode`` as permissions, by
-    default those of the file it replaces (a private 0600 output stays private), else
-    ``0666 & ~umask``.
+    and never created, truncated or renamed over. The new file gets the permissions of the file
+    it replaces as the block begins (a private 0600 output stays private, also where the block
+    moves the old file away: ``last.pt`` -> ``last.prev.pt``), else ``0666 & ~umask``.
 
     Raises
     ------
@@ -504,6 +504,7 @@ def atomic_open(path: str | Path, mode: int | None = None) -> Iterator[BinaryIO]
     stem = os.fsdecode(os.fsencode(real.name)[:128])
     # the folder as the user named it, unless a link led elsewhere (/tmp/x/ro, not ro)
     folder = path.parent if os.path.realpath(path.parent) == str(real.parent) else real.parent
+    mode = _mode_of(real)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=".tmp", dir=real.parent)
     except FileNotFoundError:
@@ -514,15 +515,15 @@ def atomic_open(path: str | Path, mode: int | None = None) -> Iterator[BinaryIO]
     try:
         yield f
         f.close()  # the last buffered bytes: a full disk shows here at the latest
-        os.chmod(tmp, _mode_of(real) if mode is None else mode)
+        os.chmod(tmp, mode)
         os.replace(tmp, real)
     except BaseException as e:
         with contextlib.suppress(OSError):
             f.close()  # flushing may fail again; the descriptor is closed all the same
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        if isinstance(e, OSError) and write_failure(e, path):
-            raise write_failure(e, path) from None
+        if isinstance(e, OSError) and (ends := write_failure(e, path)):
+            raise ends from None
         if isinstance(e, OSError) and e.filename == tmp:  # the rename onto a folder: name it
             raise RecolorError(os_reason(e), path) from None
         raise
@@ -541,8 +542,8 @@ def _in_place(path: Path) -> Iterator[BinaryIO]:
     except BaseException as e:
         with contextlib.suppress(OSError):
             f.close()
-        if isinstance(e, OSError) and write_failure(e, path):
-            raise write_failure(e, path) from None
+        if isinstance(e, OSError) and (ends := write_failure(e, path)):
+            raise ends from None
         raise
 
 

@@ -149,8 +149,9 @@ def read_meta(data: bytes) -> ImageMeta:
                 elif im.info.get("exif"):
                     with contextlib.suppress(Exception):  # broken EXIF: none, the rest kept
                         exif.load(im.info["exif"])
-        from_xmp = _ORIENTATION not in exif and _xmp_orientation(xmp) is not None
-        orientation = int(_xmp_orientation(xmp) if from_xmp else exif.get(_ORIENTATION, 1) or 1)
+        in_xmp = None if _ORIENTATION in exif else _xmp_orientation(xmp)
+        from_xmp = in_xmp is not None
+        orientation = int(in_xmp if from_xmp else exif.get(_ORIENTATION, 1) or 1)
         orientation = orientation if 1 <= orientation <= 8 else 1
         return ImageMeta(
             icc=icc or None,

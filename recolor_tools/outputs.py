@@ -329,8 +329,8 @@ class Outputs:
             try:
                 write(self._stream)
             except OSError as e:
-                if write_failure(e, self.file):
-                    raise write_failure(e, self.file) from None
+                if ends := write_failure(e, self.file):
+                    raise ends from None
                 raise
             self._count += 1
             return None

@@ -64,11 +64,11 @@ def lossy_stderr() -> Iterator[None]:
     if not own or sys.stderr is None:
         yield
         return
-    sys.stderr = LossyStream(sys.stderr)
+    previous, sys.stderr = sys.stderr, LossyStream(sys.stderr)
     try:
         yield
     finally:
-        sys.stderr = sys.stderr.stream if isinstance(sys.stderr, LossyStream) else sys.stderr
+        sys.stderr = previous
 
 
 def _terminate(signum: int, frame) -> None:

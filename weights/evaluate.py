@@ -41,6 +41,10 @@ COLUMNS = [
 ]
 
 
+CARD_MARKS = ("<!-- eval:start -->", "<!-- eval:end -->")
+"""Where the table goes in the model card."""
+
+
 def sh(*args: str | Path, stdin: bytes | None = None) -> bytes:
     """Run a recolor tool; its stdout. A failure ends the script with the tool's own lines
     (a CalledProcessError traceback hid them)."""
@@ -170,10 +174,6 @@ def main() -> None:
     (work / "eval.json").write_text(json.dumps({"full": full, "working": small}, indent=1))
     if args.card:
         write_section(args.card, *CARD_MARKS, f"{text}\n")
-
-
-CARD_MARKS = ("<!-- eval:start -->", "<!-- eval:end -->")
-"""Where the table goes in the model card."""
 
 
 if __name__ == "__main__":

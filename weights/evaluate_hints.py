@@ -66,6 +66,10 @@ COLUMNS = [
 ]
 
 
+CARD_MARKS = ("<!-- hints:start -->", "<!-- hints:end -->")
+"""Where the table goes in the model card."""
+
+
 def simulate_points(ab: np.ndarray, n: int, rng: np.random.Generator) -> Hints:
     """n hints at uniform positions, each the truth's mean a/b over its PATCH x PATCH square."""
     H, W = ab.shape[:2]
@@ -260,10 +264,6 @@ def main() -> None:
     what = f"{len(files)} images of {args.truth} (skipping the first {args.skip})"
     what += f", --hint-spread {args.spread}" * (args.spread != "alike")
     report(rows, what, args.card)
-
-
-CARD_MARKS = ("<!-- hints:start -->", "<!-- hints:end -->")
-"""Where the table goes in the model card."""
 
 
 def report(rows: dict[str, list[dict]], what: str, card: Path | None) -> None:

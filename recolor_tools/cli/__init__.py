@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None) -> int:
     args = sys.argv[1:] if argv is None else argv
     name = next((a for a in args if not a.startswith("-")), "")
+    where = f"recolor {name}".rstrip()
     # A file name is bytes, not always UTF-8 (b"caf\xe9.jpg"); printed paths must be that name
     # for the next tool in a pipe, whatever the locale's strictness, in the encoding names
     # are decoded with (PYTHONIOENCODING=ascii: a written image was reported as failed).
@@ -63,13 +64,11 @@ def _main(argv: list[str] | None) -> int:
     try:
         os.getcwd()
     except FileNotFoundError:  # torch's libraries then fail to load, and exit 2 unsaid
-        where = f"recolor {name}".rstrip()
         print(f"{where}: the current directory no longer exists", file=sys.stderr)
         return ExitCode.FAILED
     if any(a == "" or a.startswith("--") and a.endswith("=") for a in args):
         # `recolor predict "$unset"`: Path("") is the current directory, which every tool would
         # take for a folder of inputs (or an output) without a word.
-        where = f"recolor {name}".rstrip()
         print(f"{where}: an empty argument names no file, folder or value (see {where} -h)",
               file=sys.stderr)  # fmt: skip
         return ExitCode.USAGE
@@ -81,10 +80,10 @@ def _main(argv: list[str] | None) -> int:
             except SystemExit as e:
                 code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
             except click.ClickException as e:  # a bad flag or value: one line, as tool.usage
-                where = e.ctx.command_path if getattr(e, "ctx", None) else "recolor"
+                command = e.ctx.command_path if getattr(e, "ctx", None) else "recolor"
                 message = e.format_message().rstrip(".")
                 if message:  # none after the help that a bare `recolor` shows
-                    print(f"{where}: {message} (see {where} -h)", file=sys.stderr)
+                    print(f"{command}: {message} (see {command} -h)", file=sys.stderr)
                 code = e.exit_code
             else:
                 code = rv if isinstance(rv, int) else ExitCode.OK  # typer.Exit's code
