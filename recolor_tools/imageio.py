@@ -488,8 +488,9 @@ def atomic_open(path: str | Path) -> Iterator[BinaryIO]:
     Raises
     ------
     RecolorError
-        The directory is missing or not writable, the in-place target cannot be opened, or
-        the target cannot be replaced (a folder): named as ``path``, never the temporary file.
+        The directory is missing or not writable (or was removed while writing: named as the
+        folder), the in-place target cannot be opened, or the target cannot be replaced (a
+        folder): named as ``path``, never the temporary file.
     DiskFull
         The device is full (``ENOSPC``), or the target is a FIFO whose reader has gone
         (:class:`~recolor_tools.errors.ReaderGone`); the target is left as it was.
@@ -524,6 +525,8 @@ def atomic_open(path: str | Path) -> Iterator[BinaryIO]:
             os.unlink(tmp)
         if isinstance(e, OSError) and (ends := write_failure(e, path)):
             raise ends from None
+        if isinstance(e, FileNotFoundError) and not real.parent.is_dir():
+            raise RecolorError("the folder was removed while writing", folder) from None
         if isinstance(e, OSError) and e.filename == tmp:  # the rename onto a folder: name it
             raise RecolorError(os_reason(e), path) from None
         raise

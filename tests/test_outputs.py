@@ -619,3 +619,19 @@ def test_a_report_on_a_full_stdout_is_one_line(tmp_path, png, unbuffered):
                                env={**_env(), "PYTHONUNBUFFERED": unbuffered})  # fmt: skip
         assert p.returncode == 1
         assert _lines(p) == [f"recolor {args[0]}: <stdout>: no space left on device"]
+
+
+def test_output_folder_removed_while_writing_is_named(tmp_path):
+    """A folder removed under a write is reported as that, naming the folder, not as a
+    missing file (which reads like a missing input)."""
+    import shutil
+
+    from recolor_tools.errors import RecolorError
+    from recolor_tools.imageio import atomic_open
+
+    folder = tmp_path / "out"
+    folder.mkdir()
+    with pytest.raises(RecolorError) as e, atomic_open(folder / "x.png") as f:
+        f.write(b"data")
+        shutil.rmtree(folder)
+    assert str(e.value) == f"{folder}: the folder was removed while writing"
