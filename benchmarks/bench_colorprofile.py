@@ -38,9 +38,16 @@ def _median_time(fn, runs: int) -> float:
 
 
 def main() -> None:
+    from recolor_tools.errors import at_least
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--mp", type=float, default=3.0, help="Megapixels of the test image.")
-    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument(
+        "--mp",
+        type=at_least(0, float, above=True),
+        default=3.0,
+        help="Megapixels of the test image.",
+    )
+    ap.add_argument("--runs", type=at_least(1), default=5)
     args = ap.parse_args()
 
     w = int(round((args.mp * 1e6 * 1.5) ** 0.5))

@@ -42,8 +42,10 @@ def child_maxrss_mib(cmd: list[str]) -> tuple[float, subprocess.CompletedProcess
 
 
 def main() -> None:
+    from recolor_tools.errors import at_least
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--size", type=int, nargs=2, default=[6000, 4000], metavar=("W", "H"))
+    ap.add_argument("--size", type=at_least(1), nargs=2, default=[6000, 4000], metavar=("W", "H"))
     args = ap.parse_args()
     w, h = args.size
     recolor = [sys.executable, "-m", "recolor_tools"]

@@ -270,29 +270,38 @@ def end_to_end(
 
 
 def main() -> None:
+    from recolor_tools.errors import at_least
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument(
         "--device", choices=["cpu", "cuda"], help="end to end, JPEG files to JPEG files, only"
     )
-    ap.add_argument("--io-workers", type=int, default=2, help="end to end: background threads")
     ap.add_argument(
-        "--images", type=int, nargs=2, default=[64, 16], metavar=("SMALL", "POSTER"),
+        "--io-workers",
+        type=at_least(1),
+        default=2,
+        help="end to end: background threads (0 would be the serial run it is compared with)",
+    )
+    ap.add_argument(
+        "--images", type=at_least(1), nargs=2, default=[64, 16], metavar=("SMALL", "POSTER"),
         help="end to end: how many 256x256 and 1000x1500 images",
     )  # fmt: skip
-    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument(
-        "--repeat", type=int, default=None, help="rounds; the best counts (5; end to end 2)"
+        "--threads", type=at_least(1), default=None, help="torch threads (default: torch's)"
     )
-    ap.add_argument("--size", type=int, default=256)
-    ap.add_argument("--batch", type=int, nargs="+", default=[1, 8], help="end to end: the last")
+    ap.add_argument(
+        "--repeat", type=at_least(1), default=None, help="rounds; the best counts (5; end to end 2)"
+    )
+    ap.add_argument("--size", type=at_least(32), default=256)
+    ap.add_argument(
+        "--batch", type=at_least(1), nargs="+", default=[1, 8], help="end to end: the last"
+    )
     ap.add_argument("--precision", default="auto", help="end to end: predict's --precision")
     ap.add_argument("--no-memory", action="store_true")
     args = ap.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         print("bench_predict: --device cuda: CUDA is not available here", file=sys.stderr)
         sys.exit(2)
-    if args.io_workers < 1:
-        ap.error("--io-workers must be at least 1 (0 is the serial run it is compared with)")
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.device:

@@ -184,14 +184,21 @@ def network_logits(b: int, h: int, w: int, classes: np.ndarray, seed: int = 1) -
 
 
 def main() -> None:
+    from recolor_tools.errors import at_least
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("images", nargs="*", help="Images to take a/b pixels from (default: made).")
-    ap.add_argument("--pixels", type=int, default=4_000_000, help="a/b pixels to encode.")
-    ap.add_argument("--sklearn-pixels", type=int, default=200_000, help="Subset for sklearn.")
-    ap.add_argument("--torch-pixels", type=int, default=200_000, help="Subset for torch.")
-    ap.add_argument("--threads", type=int, default=2, help="Threads for every method.")
+    ap.add_argument("--pixels", type=at_least(1), default=4_000_000, help="a/b pixels to encode.")
     ap.add_argument(
-        "--repeat", type=int, default=5, help="Rounds (soft encoding) or runs (decoding, best)."
+        "--sklearn-pixels", type=at_least(1), default=200_000, help="Subset for sklearn."
+    )
+    ap.add_argument("--torch-pixels", type=at_least(1), default=200_000, help="Subset for torch.")
+    ap.add_argument("--threads", type=at_least(1), default=2, help="Threads for every method.")
+    ap.add_argument(
+        "--repeat",
+        type=at_least(1),
+        default=5,
+        help="Rounds (soft encoding) or runs (decoding, best).",
     )
     args = ap.parse_args()
 

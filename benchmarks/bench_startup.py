@@ -94,10 +94,14 @@ def cold(runs: int, n_images: int) -> None:
 
 
 def main() -> None:
+    from recolor_tools.errors import at_least
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--runs", type=int, default=None, help="Rounds (default 7; 3 with --cold).")
+    ap.add_argument(
+        "--runs", type=at_least(1), default=None, help="Rounds (default 7; 3 with --cold)."
+    )
     ap.add_argument("--cold", action="store_true", help="First runs on an empty kernel cache.")
-    ap.add_argument("--rebalance-images", type=int, default=20, help="Images for --cold.")
+    ap.add_argument("--rebalance-images", type=at_least(1), default=20, help="Images for --cold.")
     args = ap.parse_args()
     if args.cold:
         cold(args.runs or 3, args.rebalance_images)

@@ -156,26 +156,23 @@ def bench_train(paths: list[str], args, workers: int, out: Path) -> float:
 
 
 def main() -> None:
+    from recolor_tools.errors import at_least
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--size", type=int, default=128)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--steps", type=int, default=20, help="timed steps per measurement")
-    p.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--size", type=at_least(1), default=128)
+    p.add_argument("--batch-size", type=at_least(1), default=16)
+    p.add_argument("--steps", type=at_least(1), default=20, help="timed steps per measurement")
+    p.add_argument("--workers", type=at_least(0), nargs="+", default=[0, 1, 2])
+    p.add_argument("--threads", type=at_least(1), default=None, help="torch CPU threads")
     p.add_argument("--device", default="auto")
     p.add_argument("--head", default="cls", choices=["cls", "reg"])
     p.add_argument(
-        "--images", type=int, default=None,
+        "--images", type=at_least(1), default=None,
         help="synthetic posters (default: 4 batches per worker, so that an epoch boundary, where "
         "the loader drains, does not dominate the timing)",
     )  # fmt: skip
     p.add_argument("--no-train", action="store_true", help="skip the end-to-end train() run")
     args = p.parse_args()
-    for name in ("size", "batch_size", "steps", "images", "threads"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be 1 or more")
-    if min(args.workers) < 0:
-        p.error("--workers must be 0 or more")
     if args.images is not None and args.images < args.batch_size:  # no full batch: no step
         p.error(f"--images {args.images} holds no batch of {args.batch_size}")
     device = torch.device(

@@ -89,6 +89,31 @@ class OutOfMemory(RecolorError):
         super().__init__("out of memory (too large for the memory free)", path)
 
 
+def at_least(low: float, kind: type = int, above: bool = False) -> Callable[[str], float]:
+    """An argparse ``type`` for the repository scripts' numeric options: ``kind(text)``, finite
+    and at least ``low`` (more than ``low`` with ``above``).
+
+    Anything else is argparse's usage line naming the option and exit 2, not a traceback far
+    into the run (``--runs 0``: the median of nothing) nor a slice (``--first -22``).
+    """
+    import argparse
+    import math
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not (math.isfinite(value) and (value > low if above else value >= low)):
+            raise argparse.ArgumentTypeError(
+                f"must be {'more than' if above else 'at least'} {low}, got {text}"
+            )
+        return value
+
+    parse.__name__ = kind.__name__  # argparse's "invalid int value" for what kind() refuses
+    return parse
+
+
 def run_script(main: Callable[[], object]) -> None:
     """Run a repository script's ``main`` (weights/, docs/, benchmarks/) as the tools run: a
     :class:`RecolorError` (a missing file, a folder without images, bad weights) is one line

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,7 +56,7 @@ def test_the_repository_scripts_say_a_bad_input_in_one_line(tmp_path):
     for script in ("weights/oracle.py", "weights/evaluate_hints.py"):  # (slices: -2 kept some)
         p = subprocess.run([sys.executable, ROOT / script, empty, "--stats", nowhere, "--first",
                             "-2"], capture_output=True, text=True, timeout=600)  # fmt: skip
-        assert p.returncode == 2 and "--first must be 0 or more" in p.stderr
+        assert p.returncode == 2 and "--first: must be at least 0, got -2" in p.stderr
     # a card without the table's section was skipped without a word, after all the work; an
     # empty --from-dump ran the whole evaluation
     (tmp_path / "card.md").write_text("no section\n")
@@ -98,3 +99,40 @@ def test_the_repository_scripts_say_a_bad_input_in_one_line(tmp_path):
                         tmp_path / "s.npz", "--work", tmp_path / "work", "--size", "64"],
                        capture_output=True, text=True, timeout=600)  # fmt: skip
     assert p.returncode == 2 and "is not empty" in p.stderr and "Traceback" not in p.stderr
+
+
+@pytest.mark.parametrize(
+    ("script", "args", "says"),
+    [
+        ("benchmarks/bench_colorprofile.py", ["--mp", "0"], "--mp: must be more than 0"),
+        ("benchmarks/bench_colorprofile.py", ["--runs", "0"], "--runs: must be at least 1"),
+        ("benchmarks/bench_startup.py", ["--runs", "0"], "--runs: must be at least 1"),
+        ("benchmarks/bench_predict.py", ["--repeat", "0"], "--repeat: must be at least 1"),
+        ("benchmarks/bench_predict.py", ["--batch", "1", "0"], "--batch: must be at least 1"),
+        ("benchmarks/bench_quant.py", ["--threads", "0"], "--threads: must be at least 1"),
+        ("benchmarks/bench_memory.py", ["--size", "0", "5"], "--size: must be at least 1"),
+        ("benchmarks/bench_train.py", ["--workers", "-1"], "--workers: must be at least 0"),
+        ("weights/subset.py", ["a", "b", "--of", "0"], "--of: must be at least 1"),
+        ("weights/evaluate_hints.py", ["a", "--stats", "s", "--oracle", "0"], "more than 0"),
+    ],
+)
+def test_the_scripts_refuse_numbers_out_of_range_as_usage(script, args, says):
+    """Benchmark options of 0 ended far into the run in a traceback (the median of no runs, a
+    division by a zero-megapixel image, numba's thread count) or hung (--repeat 0), or were
+    replaced without a word (bench_startup --runs 0 ran 7): a usage line and exit 2."""
+    p = subprocess.run([sys.executable, ROOT / script, *args], capture_output=True, text=True,
+                       timeout=120, cwd=ROOT)  # fmt: skip
+    assert p.returncode == 2 and says in p.stderr and "Traceback" not in p.stderr, p.stderr
+
+
+def test_evaluate_hints_says_a_bad_dump_in_one_line(tmp_path):
+    """An empty dump (an interrupted run) or a line of something else was a KeyError or a
+    JSONDecodeError traceback."""
+    (tmp_path / "empty.jsonl").write_text("")
+    (tmp_path / "bad.jsonl").write_text('{"file": "a.png", "scores": {}}\nnot json\n')
+    for name, says in (("empty", "no image's scores in the dumps"), ("bad", "line 2 is not")):
+        p = subprocess.run([sys.executable, ROOT / "weights" / "evaluate_hints.py", "x",
+                            "--stats", "s", "--from-dump", tmp_path / f"{name}.jsonl"],
+                           capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert p.returncode == 1 and len(p.stderr.splitlines()) == 1, p.stderr
+        assert p.stderr.startswith(f"evaluate_hints.py: {tmp_path}/{name}.jsonl: {says}")

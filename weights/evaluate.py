@@ -95,9 +95,11 @@ def table(rows: list[tuple[str, dict]]) -> str:
 
 
 def main() -> None:
+    from recolor_tools.errors import at_least
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("val", type=Path)
-    ap.add_argument("--stats", type=Path, required=True)
+    ap.add_argument("val", type=Path, help="folder of colour images (the truth)")
+    ap.add_argument("--stats", type=Path, required=True, help="rebalance-stats .npz of train")
     ap.add_argument("--weights", type=Path, default=Path("weights"),
                     help="folder holding cls.pt and reg.pt")  # fmt: skip
     ap.add_argument(
@@ -106,10 +108,16 @@ def main() -> None:
         default=None,
         help="work folder, new or empty (default: a new temporary one, named)",
     )
-    ap.add_argument("--card", type=Path, default=None)
-    ap.add_argument("--size", type=int, default=None, help="default: predict's, for cls.pt")
-    ap.add_argument("--temperatures", default="0.38,0.2,1.0")
-    ap.add_argument("--limit", type=int, default=0, help="Use only the first N images.")
+    ap.add_argument("--card", type=Path, default=None, help="model card to write the table into")
+    ap.add_argument(
+        "--size", type=at_least(32), default=None, help="default: predict's, for cls.pt"
+    )
+    ap.add_argument(
+        "--temperatures",
+        default="0.38,0.2,1.0",
+        help="one cls row per temperature, comma-separated",
+    )
+    ap.add_argument("--limit", type=at_least(0), default=0, help="only the first N images (0: all)")
     args = ap.parse_args()
 
     if args.size is None:
@@ -120,8 +128,6 @@ def main() -> None:
     if args.work is not None and args.work.exists() and any(args.work.iterdir()):
         # its truth/, gray/ and predictions would be scored with the new ones
         ap.error(f"--work {args.work} is not empty (an earlier run's images would be scored)")
-    if args.limit < 0:
-        ap.error("--limit must be 0 (all) or more")
     if args.card is not None and not has_section(args.card, *CARD_MARKS):  # (skipped, unsaid)
         ap.error(f"--card {args.card}: no readable {CARD_MARKS[0]} ... {CARD_MARKS[1]} section")
     work = args.work or Path(tempfile.mkdtemp(prefix="recolor-eval-"))

@@ -173,31 +173,44 @@ def table(rows: dict[str, dict]) -> str:
 
 
 def main() -> None:
+    from recolor_tools.errors import at_least
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("truth", help="folder of colour images")
     ap.add_argument("--stats", type=Path, required=True, help="rebalance-stats .npz of train")
     ap.add_argument("--weights", type=Path, help="cls checkpoint (default: the shipped one)")
-    ap.add_argument("--skip", type=int, default=0, help="leave out the first N images")
-    ap.add_argument("--first", type=int, help="then only N images in name order")
+    ap.add_argument("--skip", type=at_least(0), default=0, help="leave out the first N images")
+    ap.add_argument("--first", type=at_least(0), help="then only N images in name order")
     ap.add_argument(
         "--points",
-        type=int,
+        type=at_least(1),
         nargs="*",
         default=list(POINTS),
         help="numbers of random truth points, one row each (none: no such rows)",
     )
-    ap.add_argument("--gamma", type=float, default=guide.GAMMA, help="predict --hint-strength")
-    ap.add_argument("--power", type=float, default=guide.POWER, help="of the similarity")
-    ap.add_argument("--alpha", type=float, default=guide.ALPHA, help="of a palette's shift")
+    ap.add_argument(
+        "--gamma", type=at_least(0, float), default=guide.GAMMA, help="predict --hint-strength"
+    )
+    ap.add_argument(
+        "--power", type=at_least(0, float), default=guide.POWER, help="of the similarity"
+    )
+    ap.add_argument(
+        "--alpha", type=at_least(0, float), default=guide.ALPHA, help="of a palette's shift"
+    )
     ap.add_argument(
         "--radius",
-        type=float,
+        type=at_least(0, float),
         default=guide.RADIUS,
         help="of the distance term, a share of the grid's diagonal",
     )
     ap.add_argument("--seed", type=int, default=0, help="of the simulated hints' draws")
     ap.add_argument("--spread", choices=SPREADS, default="alike", help="predict --hint-spread")
-    ap.add_argument("--oracle", type=float, metavar="SIGMA", help="similarity from the truth")
+    ap.add_argument(
+        "--oracle",
+        type=at_least(0, float, above=True),
+        metavar="SIGMA",
+        help="similarity from the truth",
+    )
     ap.add_argument("--colourful", type=int, default=4, metavar="N",
                     help="N hints at the truth's most colourful places (0: none)")  # fmt: skip
     ap.add_argument("--no-palettes", action="store_true", help="no palette rows")
@@ -205,17 +218,8 @@ def main() -> None:
     ap.add_argument("--dump", type=Path, help="append each image's scores here (JSON lines)")
     ap.add_argument("--from-dump", type=Path, nargs="*", help="only tabulate these dumps")
     args = ap.parse_args()
-    for name in ("skip", "first"):  # (slices: --first -22 kept 2 images)
-        if (getattr(args, name) or 0) < 0:
-            ap.error(f"--{name} must be 0 or more")
-    for name in ("gamma", "power", "alpha", "radius", "oracle"):  # NaN: hints had no effect
-        value = getattr(args, name)
-        if value is None:
-            continue
-        if not (np.isfinite(value) and (value > 0 if name == "oracle" else value >= 0)):
-            ap.error(f"--{name} must be a number >= 0 (--oracle > 0), got {value}")
-    if min(args.points, default=1) < 1 or not 0 <= args.colourful <= 9:  # 3 x 3 cells at most
-        ap.error("--points must be 1 or more each, --colourful 0 to 9")
+    if not 0 <= args.colourful <= 9:  # 3 x 3 cells at most
+        ap.error("--colourful must be 0 to 9")
     if args.from_dump == []:  # (empty: the whole evaluation ran instead)
         ap.error("--from-dump needs the dump files")
     if args.card and not has_section(args.card, *CARD_MARKS):  # said before the work, not after
@@ -223,10 +227,7 @@ def main() -> None:
     guide.GAMMA, guide.POWER, guide.ALPHA = args.gamma, args.power, args.alpha
     guide.RADIUS = args.radius
     if args.from_dump:
-        rows: dict[str, list[dict]] = {}
-        for line in (ln for d in args.from_dump for ln in d.read_text().splitlines()):
-            for name, m in json.loads(line)["scores"].items():
-                rows.setdefault(name, []).append(m)
+        rows = read_dumps(args.from_dump)
         n = len(rows["automatic"])
         report(rows, f"{n} images of {args.truth} (from {len(args.from_dump)} dumps)", args.card)
         return
@@ -264,6 +265,28 @@ def main() -> None:
     what = f"{len(files)} images of {args.truth} (skipping the first {args.skip})"
     what += f", --hint-spread {args.spread}" * (args.spread != "alike")
     report(rows, what, args.card)
+
+
+def read_dumps(paths: list[Path]) -> dict[str, list[dict]]:
+    """Each guidance's per-image scores from ``--dump`` files (JSON lines, one per image)."""
+    from recolor_tools.errors import RecolorError
+
+    rows: dict[str, list[dict]] = {}
+    for path in paths:
+        try:
+            lines = path.read_text().splitlines()
+        except OSError as e:
+            raise RecolorError(e.strerror.lower(), path) from None
+        for i, line in enumerate(lines, 1):
+            try:
+                scores = json.loads(line)["scores"]
+                for name, m in scores.items():
+                    rows.setdefault(name, []).append(m)
+            except (ValueError, TypeError, KeyError, AttributeError):
+                raise RecolorError(f"line {i} is not a --dump line", path) from None
+    if "automatic" not in rows:
+        raise RecolorError("no image's scores in the dumps", paths[0])
+    return rows
 
 
 def report(rows: dict[str, list[dict]], what: str, card: Path | None) -> None:

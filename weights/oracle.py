@@ -57,14 +57,14 @@ def variants(pred: np.ndarray, truth: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def main() -> None:
+    from recolor_tools.errors import at_least
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("truth", help="folder of colour images")
     ap.add_argument("--stats", type=Path, required=True, help="rebalance-stats .npz of train")
     ap.add_argument("--weights", type=Path, help="cls checkpoint (default: the shipped one)")
-    ap.add_argument("--first", type=int, help="only the first N images in name order")
+    ap.add_argument("--first", type=at_least(0), help="only the first N images in name order")
     args = ap.parse_args()
-    if args.first is not None and args.first < 0:  # (a slice: -23 kept 1 image of 24)
-        ap.error("--first must be 0 or more")
 
     stats = RebalanceStats.load(args.stats)
     predictor = Predictor.load(args.weights, "cls")

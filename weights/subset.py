@@ -36,24 +36,24 @@ def shrink(src: Path, dst: Path, short: int, quality: int) -> int:
 
 
 def main() -> None:
+    from recolor_tools.errors import at_least
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("src", type=Path, help="folder of images (searched below)")
     ap.add_argument("dst", type=Path, help="folder for the WebP copies (not inside src)")
-    ap.add_argument("--short", type=int, default=128, help="shorter side of the copies, px")
+    ap.add_argument("--short", type=at_least(1), default=128, help="shorter side of the copies, px")
     ap.add_argument("--quality", type=int, default=70, help="WebP quality, 1-100")
-    ap.add_argument("--keep", type=int, default=1, help="keep K files of every --of")
-    ap.add_argument("--of", type=int, default=1, help="(see --keep)")
-    ap.add_argument("--start", type=int, default=0, help="from this one of every --of")
-    ap.add_argument("--first", type=int, default=None, help="only the first N files")
+    ap.add_argument("--keep", type=at_least(1), default=1, help="keep K files of every --of")
+    ap.add_argument("--of", type=at_least(1), default=1, help="(see --keep)")
+    ap.add_argument("--start", type=at_least(0), default=0, help="from this one of every --of")
+    ap.add_argument("--first", type=at_least(0), default=None, help="only the first N files")
     args = ap.parse_args()
-    if args.first is not None and args.first < 0:  # (a slice)
-        ap.error("--first must be 0 or more")
-    if args.of < 1 or args.short < 1 or not 1 <= args.quality <= 100:
-        ap.error("--of and --short must be at least 1, --quality 1 to 100")
+    if not 1 <= args.quality <= 100:
+        ap.error("--quality must be 1 to 100")
     if args.src.resolve() == args.dst.resolve() or args.src.resolve() in args.dst.resolve().parents:
         ap.error("dst must not be src or inside it: the subset would be read back as posters")
-    if args.keep < 1 or not 0 <= args.start < args.of:  # (nothing kept, an empty dst)
-        ap.error("--keep must be 1 or more, --start from 0 to --of - 1")
+    if args.start >= args.of:  # (nothing kept, an empty dst)
+        ap.error("--start must be below --of")
     # the images the tools read (a README or .DS_Store beside them aborted the run)
     files = sorted(Path(p) for p in expand_inputs([str(args.src)]))
     kept = [p for i, p in enumerate(files) if 0 <= i % args.of - args.start < args.keep]
