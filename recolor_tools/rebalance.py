@@ -55,8 +55,9 @@ def smooth_prior(p: np.ndarray, classes: np.ndarray, sigma: float = defaults.SIG
     cls = quant.check_classes(classes).astype(np.float64)
     if p.shape != (cls.shape[0],) or not np.isfinite(p).all() or (p < 0).any():
         raise ValueError(f"p must be (Q,) = ({cls.shape[0]},) finite and >= 0, got {p.shape}")
-    if not p.sum() > 0:
+    if not p.max(initial=0) > 0:
         raise ValueError("p has no positive entry")
+    p = p / p.max()  # any scale: counts near 1e308 summed to inf, then to a prior of zeros
     if not (sigma == 0 or defaults.SIGMA_MIN <= sigma < np.inf):
         raise ValueError(f"sigma must be 0 or a number >= {defaults.SIGMA_MIN}, got {sigma!r}")
     if sigma > 0:

@@ -180,3 +180,31 @@ def test_counts_and_inputs_of_the_wrong_kind_are_refused():
     assert metrics.auc_of_errors(errors) == metrics.auc_of_errors(np.array(errors)) == 0.5
     with pytest.raises(ValueError, match="error_histogram"):
         metrics.auc_of_histogram([])
+
+
+def test_mode_keeps_the_order_of_float64_scores():
+    """mode() cast float64 scores to float32: a lead of 1e-12 became a tie (the lower class
+    won) and finite logits of 1e300 became +inf (refused)."""
+    from recolor_tools import quant
+
+    classes = np.array([[0.0, 0.0], [10.0, 10.0], [20.0, -20.0]])
+    np.testing.assert_array_equal(quant.mode(np.array([0.5, 0.5 + 1e-12, 0.0]), classes), [10, 10])
+    np.testing.assert_array_equal(quant.mode(np.array([0.0, -1e300, 1e300]), classes), [20, -20])
+    # float32 and integer scores as before; float32 output whatever the scores' type
+    assert quant.mode(np.array([1, 3, 2]), classes).tolist() == [10, 10]
+    assert quant.mode(np.array([0.1, 0.2, 0.7]), classes).dtype == np.float32
+
+
+def test_smooth_prior_of_counts_at_any_scale():
+    """Counts near the float64 limit summed to inf, and the prior came out all zeros."""
+    from recolor_tools import quant
+    from recolor_tools.rebalance import smooth_prior
+
+    classes = quant.gamut_classes()[:5]
+    p = np.array([1.0, 2.0, 0.0, 3.0, 4.0])
+    for sigma in (0, 5.0):
+        expect = smooth_prior(p, classes, sigma)
+        np.testing.assert_allclose(
+            smooth_prior(p / 4 * 1.7e308, classes, sigma), expect, rtol=1e-12
+        )
+        np.testing.assert_allclose(smooth_prior(p * 1e-310, classes, sigma), expect, rtol=1e-6)

@@ -420,8 +420,11 @@ def _anneal_mid(z, ca, cb, k, probs, taken, out):
     return bad, neg
 
 
-def _check_scores(scores: np.ndarray, classes: np.ndarray, axis: int) -> tuple[np.ndarray, int]:
-    """Validate class scores against a class set; return them as float32 and the class axis."""
+def _check_scores(
+    scores: np.ndarray, classes: np.ndarray, axis: int, exact: bool = False
+) -> tuple[np.ndarray, int]:
+    """Validate class scores against a class set; return them as float32 (``exact``: floats
+    as they are, so that float64 scores keep their order) and the class axis."""
     x = np.asarray(scores)
     if x.ndim < 1 or not np.issubdtype(x.dtype, np.number):
         raise ValueError(
@@ -435,6 +438,8 @@ def _check_scores(scores: np.ndarray, classes: np.ndarray, axis: int) -> tuple[n
             f"scores have {x.shape[axis]} classes on axis {axis}, "
             f"the class set has {classes.shape[0]}"
         )
+    if exact and x.dtype.kind == "f":
+        return x, axis
     return np.ascontiguousarray(x, dtype=np.float32), axis
 
 
@@ -556,7 +561,7 @@ def mode(
         Wrong shapes, or scores :func:`annealed_mean` would refuse (above).
     """
     cls = check_classes(classes)
-    x, axis = _check_scores(scores, cls, axis)
+    x, axis = _check_scores(scores, cls, axis, exact=True)  # (float32: ties, 1e300 -> inf)
     if np.isnan(x).any() or np.isposinf(x).any():
         raise ValueError("scores contain NaN or +inf values")
     if logits is False and (x < 0).any():
