@@ -90,7 +90,8 @@ def _from_layer(data: bytes, name: str) -> Hints:
 
 
 def read_hints(path: str | Path) -> Hints:
-    """A hint file: JSON (``.json``) or a PNG hint layer (pixels with alpha > 0).
+    """A hint file: JSON or a hint layer image (pixels with alpha > 0), told apart by its bytes
+    (an image's magic number), not its name, as every file recolor reads.
 
     Raises
     ------
@@ -99,10 +100,7 @@ def read_hints(path: str | Path) -> Hints:
     """
     data = read_bytes(path, _check_hint_start)
     try:
-        if Path(path).suffix.lower() == ".json" or str(path) == "-" and _is_json(data):
-            found = _from_json(data)
-        else:
-            found = _from_layer(data, str(path))
+        found = _from_json(data) if _is_json(data) else _from_layer(data, str(path))
         layer = str(path) if found.shape else None  # named in errors about its size
         return dataclasses.replace(found, origin=str(path), layer=layer)  # and its points
     except (ValueError, KeyError, TypeError, OverflowError) as e:
@@ -120,8 +118,8 @@ def _check_hint_start(start: bytes, path: str | Path) -> None:
 
 
 def _is_json(data: bytes) -> bool:
-    """Whether hint data from stdin (no name to tell) is JSON: whatever is no image (a hint
-    layer starts with its format's magic bytes), so that bad JSON is said to be that."""
+    """Whether hint data is JSON: whatever is no image (a hint layer starts with its format's
+    magic bytes), so that bad JSON is said to be that."""
     from .imagehead import is_image
 
     return not is_image(data)

@@ -145,7 +145,8 @@ def to_pixels(
     """(N, 2) int64 pixel (x, y) of points (:func:`parse_points`) in an (H, W) image.
 
     Percentages are of the width (x) and height (y), ``100%`` the last pixel; fractions are
-    floored.
+    floored, of the value as written (``65.1%`` of 1000 px is pixel 651, though 65.1 * 1000 /
+    100 is 650.99999999999994 in binary floating point).
 
     Raises
     ------
@@ -159,7 +160,8 @@ def to_pixels(
         values = values.astype(np.float64)
     size = np.array([W, H], np.float64)
     with np.errstate(over="ignore", invalid="ignore"):  # 1e308 px: outside, said below
-        px = np.floor(np.where(percent, values * size / 100, values))
+        # rounded to 1e-9 px first: the binary error of a decimal's product, not the user's
+        px = np.floor(np.round(np.where(percent, values * size / 100, values), 9))
     px = np.where(percent & (values == 100), size - 1, px)  # not one past the last pixel
     bad = ((px < 0) | (px >= size)).any(axis=1)
     if bad.any():

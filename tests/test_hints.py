@@ -142,6 +142,11 @@ def test_colours_points_and_palettes_parse():
     assert hints.parse_hint("100%,100%=#00ff00").resolve(40, 30).xy.tolist() == [[29, 39]]
     # floor(p W / 100) exactly: (p / 100) W rounds 29% of 100 to 28.999... (28), one pixel low
     assert hints.resolve_points([("29%", "57%")], 100, 100) == [(29, 57)]
+    # and of the decimal as written: 65.1 * 1000 / 100 is 650.99999999999994 in binary
+    assert hints.resolve_points([("65.1%", "32.55%"), ("9.45%", "0.1%")], 4000, 1000) == [
+        (651, 1302),
+        (94, 4),
+    ]
     pal = hints.palette_from_list("#e63946, #f1faee:0.5,#1d3557")
     np.testing.assert_allclose(pal.palette_w, [0.4, 0.2, 0.4])  # relative, summing to 1
     for bad in ("10,20", "10=#fff", "a,b=#fff", "1,2=#ggg", "1,2=red"):
@@ -747,9 +752,10 @@ def test_bad_hint_options_give_one_line(tmp_path, weights, image, args, rc, matc
         ("7", "not X,Y"),
     ],
 )
-def test_bad_suggest_points_are_usage_errors(tmp_path, weights, where, match):
-    """Checked before any image is read (the input does not even exist): exit 2, one line."""
-    p = run(["predict", tmp_path / "none.jpg", "-w", weights["cls"], "--suggest", where])
+def test_bad_suggest_points_are_usage_errors(tmp_path, where, match):
+    """Checked before any image is read and any model loaded (neither the input nor the
+    weights exist; a missing weights file hid the usage error, exit 1): exit 2, one line."""
+    p = run(["predict", tmp_path / "none.jpg", "-w", tmp_path / "none.pt", "--suggest", where])
     assert p.returncode == 2 and p.stdout == b""
     assert p.stderr.decode() == f"recolor predict: --suggest {where!r}: {match}\n"
 
@@ -845,3 +851,45 @@ def test_suggest_needs_the_cls_head_a_usage_error(weights, image):
     assert p.stderr.decode() == (
         "recolor predict: --suggest needs the cls head (reg has no class distribution)\n"
     )
+
+
+def test_a_hint_folder_that_is_the_input_folder(tmp_path, weights):
+    """JSON hint files beside the images work; a PNG there is both an input and a hint layer,
+    which dropped it from the inputs and reported it as "hint file for no input": a usage
+    error before any work, naming it."""
+    folder = tmp_path / "posters"
+    folder.mkdir()
+    write_rgb(folder / "a.jpg", smooth_image())
+    (folder / "a.json").write_text('{"points": [{"x": 5, "y": 5, "color": "#ff0000"}]}')
+    p = run(["predict", folder, "--hints", folder, "-w", weights["cls"], "-o", tmp_path / "o1/"])
+    assert p.returncode == 0 and p.stdout.decode() == f"{tmp_path}/o1/a.jpg\n", p.stderr
+    write_rgb(folder / "c.png", smooth_image(seed=1))
+    for hint_dir in (folder, tmp_path):  # the input folder, or a folder above it
+        p = run(["predict", folder, "--hints", hint_dir, "-w", weights["cls"], "-o",
+                 tmp_path / "o2/"])  # fmt: skip
+        assert p.returncode == 2 and not (tmp_path / "o2").exists()
+        assert p.stderr.decode() == (
+            f"recolor predict: --hints {hint_dir}: {folder}/c.png is both an input image and a "
+            "hint layer; keep hint layers in a folder of their own\n"
+        )
+
+
+def test_a_hint_file_is_json_or_a_layer_by_its_bytes(tmp_path, weights):
+    """A JSON hint file named .txt was "not an image", a layer named .json "bad hint file:
+    'utf-8' codec can't decode": told apart by their bytes, as stdin always was."""
+    write_rgb(tmp_path / "a.png", smooth_image())
+    doc = '{"points": [{"x": 5, "y": 5, "color": "#ff0000"}]}'
+    (tmp_path / "h.json").write_text(doc)
+    (tmp_path / "h.txt").write_text(doc)
+    layer = np.zeros((48, 64, 4), np.uint8)
+    layer[5, 5] = (0, 0, 255, 255)  # red, BGRA
+    cv2.imwrite(str(tmp_path / "layer.png"), layer)
+    (tmp_path / "layer.json").write_bytes(cv2.imencode(".png", layer)[1].tobytes())
+    out = {}
+    for name in ("h.json", "h.txt", "layer.png", "layer.json"):
+        o = tmp_path / f"out-{name}.png"
+        p = run(["predict", tmp_path / "a.png", "--hints", tmp_path / name, "-w",
+                 weights["cls"], "-o", o])  # fmt: skip
+        assert p.returncode == 0, p.stderr
+        out[name] = o.read_bytes()
+    assert out["h.json"] == out["h.txt"] == out["layer.png"] == out["layer.json"]

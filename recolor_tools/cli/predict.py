@@ -187,6 +187,7 @@ def predict(
         router, ext, paths, refused = None, None, everything, []
         if suggest and output is not None:
             tool.usage("--suggest prints colours and writes no image: drop -o")
+        points = _suggest_points(tool, suggest or [])  # before any work, as other options
         if not suggest:
             router, ext, paths, refused = _predict_outputs(
                 tool, everything, output, fmt, skip_existing, roots, depth, guides
@@ -242,7 +243,7 @@ def predict(
                 tool.fail(problem)
         if suggest:
             if first_rank:
-                _print_suggestions(tool, predictor, paths, suggest, source)
+                _print_suggestions(tool, predictor, paths, points, source)
             tool.exit()
         if not paths:  # all done already
             tool.exit()
@@ -271,8 +272,16 @@ def _predict_inputs(tool: Tool, inputs, hints: str | None, palette: str | None):
     if hints is not None and hints.strip() and os.path.isdir(hints):
         everything = leave_out(everything, roots, hints)  # hint layers are no inputs
     guides = files_read(palette, hints)
-    # nor a palette image or hint layer found in an input folder (named, it is one)
+    # nor a palette image or hint layer found in an input folder (named, it is one); but a
+    # hint folder that is an input folder (or holds one) makes its PNGs both: say so
     own = {os.path.realpath(g) for g in guides}
+    if hints is not None and os.path.isdir(hints):
+        layers = {os.path.realpath(f) for f in files_read(None, hints)}
+        both = [p for p in everything
+                if p not in args and "\0" not in p and os.path.realpath(p) in layers]  # fmt: skip
+        if both:
+            tool.usage(f"--hints {hints}: {both[0]} is both an input image and a hint layer; "
+                       "keep hint layers in a folder of their own")  # fmt: skip
     if own:  # (a NUL in a name from a list: realpath's ValueError; that input's own line later)
         everything = [p for p in everything
                       if p in args or "\0" in p or os.path.realpath(p) not in own]  # fmt: skip
@@ -388,23 +397,29 @@ def _write_one(tool: Tool, out, path: str, error, name, dest, encoded) -> None:
             write_stdout(tool.text_stdout(), lambda f: print(dest, file=f))
 
 
-def _print_suggestions(tool: Tool, predictor, paths: list[str], where: list[str], source) -> None:
-    """``--suggest X,Y`` (repeatable): one line ``PATH<TAB>X,Y<TAB>#rrggbb<TAB>probability`` per
-    colour, for each point in the order given; the network runs once per image."""
+def _suggest_points(tool: Tool, where: list[str]) -> list[tuple[str, str]]:
+    """``--suggest X,Y`` values as (x, y) pairs; one that does not parse is a usage error."""
     from ..hints import parse_points
-    from ..imageio import read_rgb
-    from ..outputs import write_stdout
 
     points = []
     for w in where:
         x, sep, y = w.partition(",")
-        try:  # before any work, as other option values
+        try:
             if not sep:
                 raise ValueError("not X,Y")
             parse_points([(x, y)])
         except ValueError as e:
             tool.usage(f"--suggest {w!r}: {e}")
         points.append((x, y))
+    return points
+
+
+def _print_suggestions(tool: Tool, predictor, paths: list[str], points: list, source) -> None:
+    """``--suggest X,Y`` (repeatable): one line ``PATH<TAB>X,Y<TAB>#rrggbb<TAB>probability`` per
+    colour, for each point in the order given; the network runs once per image."""
+    from ..imageio import read_rgb
+    from ..outputs import write_stdout
+
     for path in paths:
         with tool.guard(path):
             found = predictor.suggest_points(read_rgb(path), points, hints=source(path))
