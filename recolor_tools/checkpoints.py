@@ -285,6 +285,9 @@ def read_checkpoint(
         data = p.read_bytes()
     except OSError as e:
         raise RecolorError(os_reason(e), path) from None
+    except MemoryError:  # (a checkpoint is megabytes: this is no recolor checkpoint)
+        size = p.stat().st_size / 2**30
+        raise RecolorError(f"too large to load ({size:.1f} GiB, out of memory)", path) from None
     damaged = _damaged_entry(data)
     if damaged:
         raise RecolorError(f"corrupt checkpoint (CRC-32 mismatch in {damaged})", path)

@@ -72,6 +72,7 @@ from .trainsetup import (
     build_loaders,
     build_model,
     build_optimiser,
+    hold_out,
     log,
     read_start,
     resolve_classes,
@@ -399,7 +400,8 @@ def train(cfg: TrainConfig, report: Callable[[str], None] | None = None) -> Path
     """
     d = setup_distributed(cfg.device)
     try:
-        return _train(cfg, d, report)
+        with hold_out(cfg, d):
+            return _train(cfg, d, report)
     except RecolorError as e:
         if "Original Traceback" not in e.reason:
             raise

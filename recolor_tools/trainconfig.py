@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +33,8 @@ CHOICES = {
 """The options of :class:`TrainConfig` that take one of a few names."""
 
 
+OUT_FILES = ("last.pt", "last.prev.pt", "cls.pt", "reg.pt", "metrics.jsonl")
+"""What a run writes in OUT (and ``rebalance-stats.npz`` where it computes the statistics)."""
 KEPT_ON_RESUME = {"lr": LR, "schedule": "plateau", "hint_lr": defaults.HINT_LR, "width": None}
 """What a resumed run keeps, with the defaults of a fresh run (None: the model's): the options
 it was started with (its network's width), which its optimiser, schedule and model follow."""
@@ -153,6 +156,14 @@ class TrainConfig:
         if held and not (self.resume or self.overwrite):
             raise ValueError(f"{self.out} holds a run ({held[0]}): --resume continues it, "
                              "--overwrite starts afresh")  # fmt: skip
+        # the files a run writes (or removes, --overwrite) in OUT are none of its inputs
+        names = OUT_FILES + ("rebalance-stats.npz",) * (self.stats is None)  # (else not saved)
+        written = {os.path.realpath(self.out / n) for n in names}
+        read = {"init": self.init, "classes": self.classes}
+        for name, given in read.items():
+            if given is not None and os.path.realpath(given) in written:
+                raise ValueError(f"--{name} {given}: this run writes that file in {self.out} "
+                                 "(copy it elsewhere first)")  # fmt: skip
 
 
 def resolve_defaults(cfg: TrainConfig, resumed: dict | None) -> TrainConfig:

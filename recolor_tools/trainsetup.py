@@ -179,6 +179,53 @@ def precision_context(cfg: TrainConfig, device: torch.device):
     return torch.autocast("cuda", dtype=dtype), dtype
 
 
+@contextlib.contextmanager
+def hold_out(cfg: TrainConfig, d: Dist):
+    """Hold OUT for the run: a second ``recolor train`` into the same folder while this one
+    runs is refused (two runs mixed their metrics.jsonl lines and checkpoints, both exit 0).
+
+    Rank 0 creates OUT and takes an exclusive ``flock`` of the folder itself (no lock file to
+    leave behind; the kernel lets it go with the process, a kill included); an OUT it created
+    is removed again if the run leaves it empty (a usage error found later). A filesystem
+    without locks runs unlocked.
+
+    Raises
+    ------
+    RecolorError
+        OUT is held by another run, is no directory, or cannot be created.
+    """
+    import fcntl
+    import os
+
+    if not d.main:
+        yield
+        return
+    try:
+        cfg.check_out()
+    except ValueError as e:
+        raise RecolorError(str(e)) from None
+    created = not cfg.out.exists()
+    try:
+        cfg.out.mkdir(parents=True, exist_ok=True)
+        fd = os.open(cfg.out, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as e:
+        raise RecolorError(f"cannot create or open it ({(e.strerror or str(e)).lower()})",
+                           cfg.out) from None  # fmt: skip
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RecolorError("another recolor train is writing into it", cfg.out) from None
+        except OSError:  # no locks there (some network filesystems)
+            pass
+        yield
+    finally:
+        os.close(fd)
+        if created:
+            with contextlib.suppress(OSError):
+                cfg.out.rmdir()  # only if empty
+
+
 def read_start(cfg: TrainConfig, d: Dist) -> tuple[dict | None, dict | None]:
     """The checkpoints the run starts from: (``--resume``'s, ``--init``'s), each or None; a
     RecolorError where OUT holds a run that is neither resumed nor overwritten.
@@ -409,7 +456,8 @@ def build_optimiser(
     if cfg.schedule == "plateau":
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, **PLATEAU)
     else:
-        floor = PLATEAU["min_lr"] / (cfg.lr or cfg.hint_lr)
+        # a share of the starting rate; an --lr below min_lr stays where it is (1e-6 rose to 1e-5)
+        floor = min(1.0, PLATEAU["min_lr"] / (cfg.lr or cfg.hint_lr))
 
         def cosine(step: int) -> float:  # lr from cfg.lr down to min_lr over the run
             progress = min(step, total_steps) / total_steps

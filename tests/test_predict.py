@@ -305,6 +305,29 @@ def test_cli_wrong_head_and_not_a_checkpoint(tmp_path, weights):
     assert "not a recolor checkpoint" in r.stderr
 
 
+def test_weights_larger_than_memory_are_named(tmp_path):
+    """A weights file larger than the memory free (here: a 4 GiB address space, an 8 GiB
+    sparse file) was "out of memory (smaller sizes or batches need less)", naming no file."""
+    import resource
+    import subprocess
+    import sys
+
+    src = write_rgb(tmp_path / "a.png", smooth_image(20, 30, 1))
+    with open(tmp_path / "huge.pt", "wb") as f:
+        f.truncate(8 << 30)  # no disk used
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+
+    p = subprocess.run([sys.executable, "-m", "recolor_tools", "predict", "-w",
+                        tmp_path / "huge.pt", src, "-o", tmp_path / "o/"],
+                       preexec_fn=limit, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert (p.returncode, p.stderr) == (
+        1,
+        f"recolor predict: {tmp_path}/huge.pt: too large to load (8.0 GiB, out of memory)\n",
+    )
+
+
 def test_cli_precision(tmp_path, weights):
     # On the CPU, auto is float32 (the same bytes as fp32); bf16 and fp16 need CUDA: one line.
     src = write_rgb(tmp_path / "a.png", smooth_image(30, 40, 1))

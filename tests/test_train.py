@@ -611,3 +611,53 @@ def test_a_validation_set_with_no_readable_image_stops_before_training(data, tmp
     assert rc == 1 and err == (  # it said "training data"
         "recolor train: validation data cannot come from stdin; give files or directories\n"
     )
+
+
+def test_a_second_train_into_a_held_out_folder_is_refused(data, tmp_path, capsys):
+    """Two trains started together into one OUT both ran and mixed their metrics.jsonl lines
+    and checkpoints (both exit 0): the second is refused while the first holds OUT."""
+    import fcntl
+    import os
+
+    out = tmp_path / "run"
+    out.mkdir()
+    fd = os.open(out, os.O_RDONLY)  # as a running train holds it
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    args = [data["train"], "--head", "reg", "--size", SIZE, "-b", 4, "--width", 8, "-j", 0,
+            "--steps", 1, "--threads", 1, "-q", "--out", out]  # fmt: skip
+    try:
+        assert cli(args, capsys) == (1, "", f"recolor train: {out}: another recolor train is "
+                                            "writing into it\n")  # fmt: skip
+        assert list(out.iterdir()) == []
+    finally:
+        os.close(fd)
+    assert cli(args, capsys)[0] == 0  # let go: it runs, and lets go of OUT in its turn
+    assert cli([*args, "--resume", "--steps", 2], capsys)[0] == 0
+    # an OUT that a refused run created is not left behind, empty
+    rc, _, err = cli([*args[:-1], tmp_path / "new", "--resume"], capsys)
+    assert rc == 2 and "holds no run" in err and not (tmp_path / "new").exists()
+
+
+def test_a_runs_inputs_are_none_of_the_files_it_writes(data, tmp_path, capsys):
+    """--init OUT/reg.pt was replaced by the new weights (with --overwrite removed before the
+    training began), --classes OUT/rebalance-stats.npz by statistics of the training data."""
+    out = train(config(data, tmp_path / "run", steps=1)).parent
+    before = {f.name: f.read_bytes() for f in out.iterdir()}
+    base = [data["train"], "--size", SIZE, "-b", 4, "-j", 0, "--steps", 1, "-q", "--out", out]
+    base += ["--head", "cls", "--overwrite"]
+    for given in (["--init", out / "cls.pt"], ["--init", out / "last.pt"],
+                  ["--classes", out / "rebalance-stats.npz"]):  # fmt: skip
+        rc, _, err = cli([*base, *given], capsys)
+        assert rc == 2, err
+        assert f"this run writes that file in {out} (copy it elsewhere first)" in err
+    assert {f.name: f.read_bytes() for f in out.iterdir()} == before
+    # --stats is read, not written: OUT's own statistics may be given again
+    rc, _, err = cli([*base, "--stats", out / "rebalance-stats.npz"], capsys)
+    assert rc == 0, err
+
+
+def test_cosine_never_raises_a_rate_below_its_floor(data, tmp_path):
+    """With --lr below the floor of 1e-5, cosine climbed from 1e-6 to 1e-5 over the run."""
+    out = train(config(data, tmp_path / "c", lr=1e-6, schedule="cosine", steps=4, eval_every=1))
+    lrs = [m["lr"] for m in metric_lines(out.parent)]
+    assert lrs == [1e-6] * 4, lrs

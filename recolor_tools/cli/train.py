@@ -61,7 +61,8 @@ TrainSchedule = Annotated[
     Optional[Literal["plateau", "cosine"]],  # noqa: UP045 - None: not given (--resume keeps it)
     typer.Option(
         "--schedule",
-        help="plateau (default): halve lr after 10 flat evaluations; cosine: to 1e-5 by the end.",
+        help="plateau (default): halve lr after 10 flat evaluations (not below 1e-5); "
+        "cosine: to 1e-5 by the end (an lr below it stays).",
         show_default=False,
     ),
 ]
