@@ -398,6 +398,23 @@ def colourfulness(rgb: np.ndarray) -> float:
     return float(np.hypot(*std) + 0.3 * np.hypot(*mean))
 
 
+def same_shape(size: tuple[int, int], of: tuple[int, int]) -> bool:
+    """Whether an image of ``size`` (h, w) can be a shrunk or enlarged copy of one of ``of``:
+    some scale s gives both sides when rounded the same way, to nearest, down or up (other
+    tools floor), a side of at least 1 px (``imageio.resize_max``'s clamp).
+
+    Each side ``p`` of the copy confines s to an interval (rounded to nearest: ``(p - 1/2) /
+    t <= s < (p + 1/2) / t``); the two sides' intervals must meet. Within one pixel on one side
+    (the test before) passed a 2 x 1 copy of a square: at 1-3 px a pixel is any ratio.
+    """
+    for lo, hi in ((-0.5, 0.5), (0.0, 1.0), (-1.0, 0.0)):  # nearest, down, up
+        (a, b), (c, d) = (((p + lo) / t if p > 1 else 0.0, (p + hi) / t)
+                          for p, t in zip(size, of, strict=True))  # fmt: skip
+        if max(a, c) < min(b, d):
+            return True
+    return False
+
+
 def compare_pair(
     pred_rgb_u8: np.ndarray, truth_rgb_u8: np.ndarray, stats: RebalanceStats | None = None
 ) -> dict[str, float]:
@@ -407,8 +424,8 @@ def compare_pair(
     ----------
     pred_rgb_u8, truth_rgb_u8 : (H, W, 3) uint8 ndarray
         Prediction and ground truth, RGB. A prediction of another size but the same aspect ratio
-        (within one of its pixels) is first resized to the truth's size (``cv2.INTER_AREA``
-        when shrinking, ``cv2.INTER_LINEAR`` when enlarging).
+        (:func:`same_shape`) is first resized to the truth's size (``cv2.INTER_AREA`` when
+        shrinking, ``cv2.INTER_LINEAR`` when enlarging).
     stats : recolor_tools.rebalance.RebalanceStats, optional
         Colour classes and prior; adds ``auc_rebal``.
 
@@ -437,9 +454,7 @@ def compare_pair(
             f"the truth ({w}x{h}) is smaller than the {SSIM_WINDOW}x{SSIM_WINDOW} SSIM window"
         )
     (ph, pw), (th, tw) = pred_rgb_u8.shape[:2], truth_rgb_u8.shape[:2]
-    # A shrunk or enlarged copy rounds one side: scaled to either of its sides, the truth's
-    # other side is within a pixel of its own.
-    if abs(tw * ph / th - pw) > 1 and abs(th * pw / tw - ph) > 1:
+    if not same_shape((ph, pw), (th, tw)):
         raise RecolorError(f"the prediction is {pw}x{ph} and the truth {tw}x{th}: not the same "
                            "shape of picture")  # fmt: skip
     pred = resize_to(pred_rgb_u8, *truth_rgb_u8.shape[:2])

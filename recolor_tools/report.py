@@ -55,11 +55,22 @@ _WHITE = (255, 255, 255)
 _BLACK = (0, 0, 0)
 
 
+MAX_CELL_RATIO = 4
+"""A montage cell is at most this many times as wide as ``height`` (an 11 x 2000 strip was
+enlarged to 256 x 46,545 px, a figure of 46 Mpx for one pair)."""
+
+
+def _strip_height(scale: float) -> int:
+    """Height of a :func:`_text_strip` of font ``scale``."""
+    (_, th), base = cv2.getTextSize("Ag", _FONT, scale, max(1, round(scale * 2)))
+    return th + base + 2 * max(4, th // 2)
+
+
 def _text_strip(texts: Sequence[str], widths: Sequence[int], scale: float) -> np.ndarray:
     """A white strip holding one black text centred over each of the given column widths."""
     thick = max(1, round(scale * 2))
     (_, th), base = cv2.getTextSize("Ag", _FONT, scale, thick)
-    strip_h = th + base + 2 * max(4, th // 2)
+    strip_h = _strip_height(scale)
     cells = []
     for text, w in zip(texts, widths, strict=True):
         # Hershey fonts draw ASCII alone, and OpenCV crashes on a str it cannot encode as
@@ -78,6 +89,18 @@ def _text_strip(texts: Sequence[str], widths: Sequence[int], scale: float) -> np
     return cv2.hconcat(cells)
 
 
+def _layout(height: int) -> tuple[int, float]:
+    """(gap in pixels, title font scale) of a montage whose cells are ``height`` high."""
+    return max(4, height // 32), max(0.4, height / 400)
+
+
+def montage_height(n_rows: int, height: int = 256) -> int:
+    """The height in pixels of a :func:`montage` of ``n_rows`` rows (known before the images
+    are read: its format's limit can be checked before the work)."""
+    gap, scale = _layout(height)
+    return _strip_height(scale) + n_rows * (_strip_height(0.8 * scale) + height + gap)
+
+
 def montage(
     rows: Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarray]],
     path: str | Path,
@@ -93,39 +116,45 @@ def montage(
     path : str or Path
         Output image; format from the extension, written atomically.
     height : int
-        Height in pixels of every image cell (widths follow each image's aspect ratio).
+        Height in pixels of every image cell (widths follow each image's aspect ratio, up to
+        :data:`MAX_CELL_RATIO` times ``height``: a wider image is shrunk to that width and
+        centred in its cell).
 
     Returns
     -------
     (H, W, 3) uint8 ndarray
-        The figure as written. Column titles on top; each row has its name above it; images are
-        centred on white in columns as wide as their widest image, with a ``gap``-pixel margin.
+        The figure as written (:func:`montage_height` high). Column titles on top; each row has
+        its name above it; images are centred on white in columns as wide as their widest
+        image, with a ``gap``-pixel margin.
     """
     if not rows:
         raise ValueError("montage needs at least one row")
-    gap = max(4, height // 32)
-    scale = max(0.4, height / 400)
+    gap, scale = _layout(height)
 
-    def fit(img: np.ndarray) -> np.ndarray:
-        img = img if img.dtype == np.uint8 else to_uint8(img)
-        w = max(1, round(img.shape[1] * height / img.shape[0]))
-        interp = cv2.INTER_AREA if img.shape[0] > height else cv2.INTER_LINEAR
-        return cv2.resize(img, (w, height), interpolation=interp)
+    def size(img: np.ndarray) -> tuple[int, int]:  # (h, w) of the image in its cell
+        h, w = img.shape[:2]
+        f = min(height / h, MAX_CELL_RATIO * height / w)
+        return max(1, min(height, round(h * f))), max(1, round(w * f))
 
-    cells = [[fit(img) for img in r[1:]] for r in rows]
-    widths = [max(c[j].shape[1] for c in cells) + 2 * gap for j in range(3)]
-
-    def place(img: np.ndarray, w: int) -> np.ndarray:
-        left = (w - img.shape[1]) // 2
-        right = w - img.shape[1] - left
-        return cv2.copyMakeBorder(img, 0, gap, left, right, cv2.BORDER_CONSTANT, value=_WHITE)
-
-    parts = [_text_strip(MONTAGE_TITLES, widths, scale)]
-    total_w = sum(widths)
-    for (name, *_), row in zip(rows, cells, strict=True):
-        parts.append(_text_strip([name], [total_w], 0.8 * scale))
-        parts.append(cv2.hconcat([place(img, w) for img, w in zip(row, widths, strict=True)]))
-    figure = cv2.vconcat(parts)
+    widths = [max(size(r[1 + j])[1] for r in rows) + 2 * gap for j in range(3)]
+    name_h = _strip_height(0.8 * scale)
+    # drawn in place, row by row: one figure in memory, not the cells, strips and a copy
+    figure = np.full((montage_height(len(rows), height), sum(widths), 3), 255, np.uint8)
+    top = _strip_height(scale)
+    figure[:top] = _text_strip(MONTAGE_TITLES, widths, scale)
+    for name, *images in rows:
+        figure[top : top + name_h] = _text_strip([name], [sum(widths)], 0.8 * scale)
+        top += name_h
+        left = 0
+        for img, w in zip(images, widths, strict=True):
+            img = img if img.dtype == np.uint8 else to_uint8(img)
+            h_, w_ = size(img)
+            interp = cv2.INTER_AREA if img.shape[0] > h_ else cv2.INTER_LINEAR
+            cell = cv2.resize(img, (w_, h_), interpolation=interp)
+            y, x = top + (height - h_) // 2, left + (w - w_) // 2
+            figure[y : y + h_, x : x + w_] = cell
+            left += w
+        top += height + gap
     write_image(path, figure)
     return figure
 
@@ -169,10 +198,17 @@ def report_cells(
     mean = mean_metrics([r for _, r in results])
     cols = [c for c in REPORT_COLUMNS if _reported(c[0], results)]
     # a name's control characters escaped, so that its row stays one line
-    rows = [[printable(name)] + [fmt.format(r[k]) for k, _, fmt in cols] for name, r in results]
+    rows = [[printable(_image_name(name))] + [fmt.format(r[k]) for k, _, fmt in cols]
+            for name, r in results]  # fmt: skip
     if results:
         rows.append(["mean"] + [fmt.format(mean[k]) for k, _, fmt in cols])
     return ["image"] + [title for _, title, _ in cols], rows
+
+
+def _image_name(name: str) -> str:
+    """An image's name in a table or CSV row: ``./mean`` for one named ``mean``, which the
+    mean row's name is (the same relative path, told apart from it)."""
+    return "./mean" if name == "mean" else name
 
 
 def format_text(results: Sequence[tuple[str, dict[str, float]]]) -> str:
@@ -202,7 +238,8 @@ def format_csv(results: Sequence[tuple[str, dict[str, float]]]) -> str:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["name", *keys])
     mean = mean_metrics([r for _, r in results])
-    for name, r in [*results, *([("mean", mean)] if results else [])]:
+    named = [(_image_name(name), r) for name, r in results]
+    for name, r in [*named, *([("mean", mean)] if results else [])]:
         writer.writerow([name, *(repr(float(r[k])) for k in keys)])
     return buf.getvalue()
 

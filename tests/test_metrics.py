@@ -315,18 +315,24 @@ def test_compare_pair_resizes_prediction_to_truth():
     assert r["psnr"] == math.inf and r["ab_rmse"] == 0.0
     r = metrics.compare_pair(const_rgb(10, 15, (30, 140, 200)), truth)
     assert r["psnr"] == math.inf
-    # a side rounded by a resize (31 for 30 at this height) is the same picture ...
+    # sides rounded by a resize (31 for 30 at this height: floor(30 s) for s in [1.033, 1.05))
+    # are the same picture ...
     assert metrics.compare_pair(const_rgb(20, 31, (30, 140, 200)), truth)["psnr"] == math.inf
-    assert metrics.compare_pair(const_rgb(41, 60, (30, 140, 200)), truth)["psnr"] == math.inf
+    assert metrics.compare_pair(const_rgb(39, 59, (30, 140, 200)), truth)["psnr"] == math.inf
+    assert metrics.compare_pair(const_rgb(1, 1, (30, 140, 200)), truth)["psnr"] == math.inf
     # a wide picture shrunk to 16 px wide: its height 2.496 rounds to 2, which is 3 px of width
     wide = const_rgb(78, 500, (30, 140, 200))
     assert metrics.compare_pair(const_rgb(2, 16, (30, 140, 200)), wide)["psnr"] == math.inf
 
 
-@pytest.mark.parametrize(("h", "w"), [(20, 32), (30, 30), (60, 40), (22, 30)])
+@pytest.mark.parametrize(
+    ("h", "w"), [(20, 32), (30, 30), (60, 40), (22, 30), (41, 60), (1, 3), (1, 4), (3, 2)]
+)
 def test_compare_pair_refuses_another_shape_of_picture(h, w):
     # ... while another aspect ratio is a prediction of another picture: once stretched to fit
-    # and scored without a word.
+    # and scored without a word. Within a pixel of one side (the test before) passed tiny
+    # copies of any shape (1 x 3 and 1 x 4, h x w, of this 20 x 30 truth) and 41 x 60, which
+    # no one scale gives.
     truth = const_rgb(20, 30, (30, 140, 200))
     with pytest.raises(RecolorError, match=f"the prediction is {w}x{h} and the truth 30x20"):
         metrics.compare_pair(const_rgb(h, w, (30, 140, 200)), truth)

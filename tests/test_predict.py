@@ -12,6 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 from conftest import CLASSES, read_rgb_u8, run, smooth_image, tiny_checkpoint, write_rgb
 from typer.testing import CliRunner
 
@@ -338,10 +339,17 @@ def test_cli_precision(tmp_path, weights):
                      "-o", outs[precision]])  # fmt: skip
         assert r.exit_code == 0, r.stderr
     assert outs["auto"].read_bytes() == outs["fp32"].read_bytes()
-    r = _invoke([src, "-w", weights["cls"], "--device", "cpu", "--precision", "bf16",
-                 "-o", tmp_path / "bf16.png"])  # fmt: skip
-    assert r.exit_code == 1 and r.stderr == "recolor predict: --precision bf16 needs CUDA\n"
-    assert not (tmp_path / "bf16.png").exists()
+    # with --device cpu no machine runs it: a usage error (it was exit 1, as a missing GPU)
+    for tool in ("predict", "train"):
+        p = run([tool, src, "--device", "cpu", "--precision", "bf16", "-o", tmp_path / "bf16/"])
+        assert (p.returncode, p.stderr.decode()) == (
+            2,
+            f"recolor {tool}: --precision bf16 needs CUDA, and --device cpu asks for the CPU\n",
+        )
+    if not torch.cuda.is_available():  # on the machine's own device: the machine's failure
+        r = _invoke([src, "-w", weights["cls"], "--precision", "fp16", "-o", tmp_path / "x.png"])
+        assert r.exit_code == 1 and r.stderr == "recolor predict: --precision fp16 needs CUDA\n"
+    assert not (tmp_path / "bf16").exists() and not (tmp_path / "x.png").exists()
 
 
 def test_cli_usage_errors(tmp_path, weights):

@@ -395,6 +395,13 @@ def device_option(help: str):
     return Annotated[str, option]
 
 
+def check_precision(tool: Tool, device: str, precision: str) -> None:
+    """``--precision bf16|fp16`` with ``--device cpu`` is a usage error (exit 2): no machine
+    runs it (on ``auto`` without a GPU it is the machine's, exit 1, as ``--device cuda``)."""
+    if device == "cpu" and precision in ("bf16", "fp16"):
+        tool.usage(f"--precision {precision} needs CUDA, and --device cpu asks for the CPU")
+
+
 Precision = Annotated[
     Literal["auto", "fp32", "bf16", "fp16"],
     typer.Option("--precision", help="auto: bf16/fp16 mixed precision on CUDA, else fp32."),

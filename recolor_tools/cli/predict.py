@@ -14,7 +14,17 @@ import typer
 from .. import defaults
 from ..errors import RecolorError
 from . import common
-from .common import PATHS_GO_THERE, Debug, Inputs, Precision, Quiet, Tool, app, device_option
+from .common import (
+    PATHS_GO_THERE,
+    Debug,
+    Inputs,
+    Precision,
+    Quiet,
+    Tool,
+    app,
+    check_precision,
+    device_option,
+)
 
 # -- predict's options --
 PredictHead = Annotated[
@@ -182,6 +192,7 @@ def predict(
         tool.text_stdout("use -o FILE" if output == "-" or suggest else PATHS_GO_THERE)
         if depth not in (None, 8, 16):
             tool.usage("--depth must be 8 or 16")
+        check_precision(tool, device, precision)
         tool.finite(temperature=temperature, saturation=saturation)
         args, everything, roots, guides = _predict_inputs(tool, inputs, hints, palette)
         router, ext, paths, refused = None, None, everything, []

@@ -10,7 +10,16 @@ import typer
 
 from .. import defaults
 from ..errors import UsageError
-from .common import PATHS_GO_THERE, Debug, Precision, Quiet, Tool, app, device_option
+from .common import (
+    PATHS_GO_THERE,
+    Debug,
+    Precision,
+    Quiet,
+    Tool,
+    app,
+    check_precision,
+    device_option,
+)
 
 _PosInt = Optional[int]  # noqa: UP045 - typer needs Optional at runtime on 3.11
 
@@ -184,6 +193,7 @@ def train(
     tool = Tool("train", quiet, debug, ranked=True)
 
     tool.text_stdout(PATHS_GO_THERE)  # the final weights' path: closed, refused before any work
+    check_precision(tool, device, precision)
     with tool.guard():
         from ..train import TrainConfig
         from ..train import train as run_training
