@@ -192,6 +192,58 @@ def test_keep_profile_converts_back_and_embeds_the_source_profile(tmp_path: Path
     assert np.percentile(err, 99) < 1.0
 
 
+def test_a_16_bit_master_with_a_matrix_profile_comes_back_to_the_code(tmp_path: Path):
+    """The profile's transform was littleCMS's sampled at 8-bit nodes: a 16-bit master read and
+    written back (--keep-profile) came back up to 197 codes of 65,535 off (mean 38) where its
+    colours are inside sRGB. Now its matrix and curves are evaluated in float: the same codes."""
+    stored = np.rint(field(60, 80, seed=4) * 65535).astype(np.uint16)
+    path = tmp_path / "wide16.png"
+    path.write_bytes(png_with_chunks(stored, iccp(wide_gamut_icc())))
+    stages = pipeline(["to-lab", path], ["from-lab", "--keep-profile", "-o", tmp_path / "b.png"])
+    assert stages[-1].returncode == 0
+    back = cv2.imread(str(tmp_path / "b.png"), cv2.IMREAD_UNCHANGED)[:, :, ::-1]
+    want = oracle_srgb(stored / 65535)
+    inside = ((want > 0.002) & (want < 0.998)).all(axis=-1)  # (outside: clipped to sRGB)
+    assert back.dtype == np.uint16 and inside.mean() > 0.5
+    assert np.abs(back.astype(int) - stored)[inside].max() <= 1
+    # and into sRGB, against the formulas evaluated here in float64 with the exact primaries:
+    # the profile stores its colorants to 1/65536 (s15Fixed16), a few codes in the shadows
+    got = colorprofile.to_srgb(wide_gamut_icc()).apply(stored / 65535, depth=16)
+    err = np.abs(got - want)[inside] * 65535
+    assert err.max() < 24 and np.percentile(err, 99) < 5, (err.max(), np.percentile(err, 99))
+
+
+def test_the_float_transform_follows_littlecms_and_its_curves():
+    """The matrix/TRC formulas agree with littleCMS on 8-bit data (gamma, table and parametric
+    curves, both ways; gray), and a profile with lookup tables is left to littleCMS's table."""
+    from recolor_tools import iccshaper
+
+    srgb = ImageCms.createProfile("sRGB")
+    u8 = np.random.default_rng(3).integers(0, 256, (64, 96, 3), np.uint8)
+    tabled = colorprofile.matrix_profile(WIDE, 1.8, table=1024)
+    for icc in (wide_gamut_icc(), tabled, colorprofile.srgb_profile()):  # sRGB: para curves
+        prof = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        for to_srgb in (True, False):
+            src, dst = (prof, srgb) if to_srgb else (srgb, prof)
+            exact = np.asarray(
+                ImageCms.buildTransform(src, dst, "RGB", "RGB", 1).apply(Image.fromarray(u8))
+            ).astype(int)
+            formula = iccshaper.shaper(icc, to_srgb, colorprofile.srgb_profile())
+            diff = np.abs(np.rint(formula(u8 / 255) * 255).astype(int) - exact)
+            assert diff.max() <= 2 and (diff == 0).mean() > 0.98, (diff.max(), (diff == 0).mean())
+    gray = colorprofile.gray_profile(1.8)
+    xg = ImageCms.buildTransform(ImageCms.ImageCmsProfile(io.BytesIO(gray)), srgb, "L", "RGB", 1)
+    levels = np.arange(256, dtype=np.uint8)
+    exact = np.asarray(xg.apply(Image.fromarray(levels[None])))[0, :, 1].astype(int)
+    formula = iccshaper.shaper(gray, True, colorprofile.srgb_profile())
+    assert np.abs(np.rint(formula(levels / 255) * 255) - exact).max() <= 1
+    assert iccshaper.shaper(gray, False, colorprofile.srgb_profile()) is None  # RGB out: none
+    # a profile with an A2B0 table: littleCMS would use the table, so the formulas are not used
+    with_lut = colorprofile._icc_v2(b"RGB ", "LUT", [(b"A2B0", b"mft2\0\0\0\0")])
+    assert iccshaper.shaper(with_lut, True, colorprofile.srgb_profile()) is None
+    assert colorprofile.to_srgb(wide_gamut_icc()).formula is not None
+
+
 # --- orientation --------------------------------------------------------------------------------
 
 FORMATS = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "TIFF": ".tif"}
