@@ -3,8 +3,11 @@
 PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
-# torch 2.13.0 is pinned so pip takes the CPU wheel rather than a multi-GB CUDA build.
+# torch 2.13.0 is pinned (the CPU wheel this project's machines hold). On PyPI, Linux's torch is
+# the CUDA build (several GB): `make TORCH_INDEX="--index-url https://download.pytorch.org/whl/cpu"`
+# takes the CPU build instead.
 TORCH ?= torch==2.13.0
+TORCH_INDEX ?=
 
 .PHONY: demo test lint bench fuzz weights weights-eval hint-weights hint-train hint-eval affinity-weights \
 	clean
@@ -12,7 +15,7 @@ TORCH ?= torch==2.13.0
 $(BIN)/recolor: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q "$(TORCH)"
+	$(BIN)/pip install -q $(TORCH_INDEX) "$(TORCH)"
 	$(BIN)/pip install -q -e ".[test]"
 	touch $@
 

@@ -64,33 +64,34 @@ def cold(runs: int, n_images: int) -> None:
     import os
     import shlex
 
-    tmp = Path(tempfile.mkdtemp(prefix="recolor-cold-"))
-    rng = np.random.default_rng(0)
-    for i in range(n_images):
-        small = rng.integers(0, 255, (6, 6, 3), np.uint8)
-        cv2.imwrite(str(tmp / f"img{i}.png"), cv2.resize(small, (256, 256), cv2.INTER_CUBIC))
-    recolor = " ".join(shlex.quote(x) for x in (sys.executable, "-m", "recolor_tools"))
-    one = shlex.quote(str(tmp / "img0.png"))
-    cases = [
-        ("to-lab | quantize", f"{recolor} to-lab {one} | {recolor} quantize -o {tmp}/t.target"),
-        (
-            f"rebalance-stats ({n_images} images)",
-            f"{recolor} rebalance-stats {tmp}/img*.png -o {tmp}/stats.npz",
-        ),
-        ("predict (cpu)", f"{recolor} predict {one} --device cpu -o {tmp}/out.png"),
-    ]
-    print(f"{'':34} {'wall s':^26} {'CPU s':^26}")
-    print(f"{'command':34}" + f" {'cold':>8} {'warm':>8} {'cold-warm':>9}" * 2)
-    for name, cmd in cases:
-        rounds = []
-        for r in range(runs):
-            cache = tmp / f"cache-{name.split()[0]}-{r}"
-            env = {**os.environ, "NUMBA_CACHE_DIR": str(cache), "PYTHONPATH": str(ROOT)}
-            (cw, cc), (ww, wc) = _shell(cmd, env), _shell(cmd, env)
-            rounds.append((cw, ww, cw - ww, cc, wc, cc - wc))
-        med = [statistics.median(x[i] for x in rounds) for i in range(6)]
-        print(f"{name:34}" + " {:8.2f} {:8.2f} {:9.2f}".format(*med[:3]), end="")
-        print(" {:8.2f} {:8.2f} {:9.2f}".format(*med[3:]), flush=True)
+    with tempfile.TemporaryDirectory(prefix="recolor-cold-") as folder:  # removed after
+        tmp = Path(folder)
+        rng = np.random.default_rng(0)
+        for i in range(n_images):
+            small = rng.integers(0, 255, (6, 6, 3), np.uint8)
+            cv2.imwrite(str(tmp / f"img{i}.png"), cv2.resize(small, (256, 256), cv2.INTER_CUBIC))
+        recolor = " ".join(shlex.quote(x) for x in (sys.executable, "-m", "recolor_tools"))
+        one = shlex.quote(str(tmp / "img0.png"))
+        cases = [
+            ("to-lab | quantize", f"{recolor} to-lab {one} | {recolor} quantize -o {tmp}/t.target"),
+            (
+                f"rebalance-stats ({n_images} images)",
+                f"{recolor} rebalance-stats {tmp}/img*.png -o {tmp}/stats.npz",
+            ),
+            ("predict (cpu)", f"{recolor} predict {one} --device cpu -o {tmp}/out.png"),
+        ]
+        print(f"{'':34} {'wall s':^26} {'CPU s':^26}")
+        print(f"{'command':34}" + f" {'cold':>8} {'warm':>8} {'cold-warm':>9}" * 2)
+        for name, cmd in cases:
+            rounds = []
+            for r in range(runs):
+                cache = tmp / f"cache-{name.split()[0]}-{r}"
+                env = {**os.environ, "NUMBA_CACHE_DIR": str(cache), "PYTHONPATH": str(ROOT)}
+                (cw, cc), (ww, wc) = _shell(cmd, env), _shell(cmd, env)
+                rounds.append((cw, ww, cw - ww, cc, wc, cc - wc))
+            med = [statistics.median(x[i] for x in rounds) for i in range(6)]
+            print(f"{name:34}" + " {:8.2f} {:8.2f} {:9.2f}".format(*med[:3]), end="")
+            print(" {:8.2f} {:8.2f} {:9.2f}".format(*med[3:]), flush=True)
 
 
 def main() -> None:
@@ -108,29 +109,30 @@ def main() -> None:
         return
     args.runs = args.runs or 7
 
-    tmp = Path(tempfile.mkdtemp(prefix="recolor-bench-"))
-    img = tmp / "small.png"
-    rng = np.random.default_rng(0)
-    cv2.imwrite(str(img), cv2.resize(rng.integers(0, 255, (4, 4, 3), np.uint8), (128, 96)))
-    recolor = [sys.executable, "-m", "recolor_tools"]
-    lab = subprocess.run([*recolor, "to-lab", str(img)], capture_output=True, check=True).stdout
+    with tempfile.TemporaryDirectory(prefix="recolor-bench-") as folder:  # removed after
+        tmp = Path(folder)
+        img = tmp / "small.png"
+        rng = np.random.default_rng(0)
+        cv2.imwrite(str(img), cv2.resize(rng.integers(0, 255, (4, 4, 3), np.uint8), (128, 96)))
+        recolor = [sys.executable, "-m", "recolor_tools"]
+        lab = subprocess.run([*recolor, "to-lab", str(img)], capture_output=True, check=True).stdout
 
-    base = _time([sys.executable, "-c", "pass"], args.runs)
-    cases = [
-        ("to-lab small.png", [*recolor, "to-lab", str(img)], None),
-        ("from-lab (stdin)", [*recolor, "from-lab"], lab),
-        ("compare small.png small.png", [*recolor, "compare", str(img), str(img)], None),
-        ("import torch (reference)", [sys.executable, "-c", "import torch"], None),
-    ]
-    cases += [
-        (f"{tool} --help", [*recolor, tool, "--help"], None)
-        for tool in ("quantize", "rebalance-stats", "train", "predict")
-    ]
-    print(f"{'command':32} {'median s':>9} {'x python -c pass':>17}")
-    print(f"{'python -c pass':32} {base:9.3f} {1.0:17.1f}")
-    for name, cmd, stdin in cases:
-        t = _time(cmd, args.runs, stdin)
-        print(f"{name:32} {t:9.3f} {t / base:17.1f}")
+        base = _time([sys.executable, "-c", "pass"], args.runs)
+        cases = [
+            ("to-lab small.png", [*recolor, "to-lab", str(img)], None),
+            ("from-lab (stdin)", [*recolor, "from-lab"], lab),
+            ("compare small.png small.png", [*recolor, "compare", str(img), str(img)], None),
+            ("import torch (reference)", [sys.executable, "-c", "import torch"], None),
+        ]
+        cases += [
+            (f"{tool} --help", [*recolor, tool, "--help"], None)
+            for tool in ("quantize", "rebalance-stats", "train", "predict")
+        ]
+        print(f"{'command':32} {'median s':>9} {'x python -c pass':>17}")
+        print(f"{'python -c pass':32} {base:9.3f} {1.0:17.1f}")
+        for name, cmd, stdin in cases:
+            t = _time(cmd, args.runs, stdin)
+            print(f"{name:32} {t:9.3f} {t / base:17.1f}")
 
 
 if __name__ == "__main__":

@@ -236,9 +236,11 @@ def test_missing_file(tmp_path):
     r = run(tmp_path / "nope.png", truth)
     assert r.returncode == 1
     assert r.stderr.splitlines() == [f"recolor compare: {tmp_path / 'nope.png'}: no such file"]
-    # nothing compared: the usual columns, not the rebalanced AuC that needs --stats
-    titles = "image PSNR dB SSIM ab RMSE AuC % colourful pred colourful truth colourful diff"
-    assert r.stdout.split() == titles.split()
+    # nothing compared: no table (it was a header alone), no report file; CSV and JSON keep
+    # their shape for scripts, with the usual columns (not the rebalanced AuC of --stats)
+    assert r.stdout == ""
+    r = run(tmp_path / "nope.png", truth, "-o", tmp_path / "report.txt")
+    assert r.returncode == 1 and not (tmp_path / "report.txt").exists()
     r = run(tmp_path / "nope.png", truth, "--csv")
     keys = "psnr,ssim,ab_rmse,auc,colourfulness_pred,colourfulness_truth,colourfulness_diff"
     assert r.stdout == f"name,{keys}\n"

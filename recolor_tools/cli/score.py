@@ -88,6 +88,8 @@ def compare(
         with tool.guard(montage):
             report.montage(rows, montage)
     fmt = report.format_json if as_json else report.format_csv if as_csv else None
+    if fmt is None and not results:  # a table of no image is a header alone: the errors say it
+        tool.exit()
     if output is not None:
         # a name that is no UTF-8 is its own bytes, as on stdout
         text = (fmt or report.format_text)(results).encode(errors="surrogateescape")
