@@ -177,7 +177,7 @@ def _transform(icc: bytes, to_srgb: bool) -> Transform:
             out = np.asarray(xf.apply(Image.fromarray(ramp[None, :])), np.uint8)[0, :, 1]
             table = out.astype(np.float32) / 255
             identity = np.abs(table - ramp / 255).max() <= _IDENTITY_TOL
-            formula = shaper(icc, to_srgb, srgb_profile())
+            formula = _checked(shaper(icc, to_srgb, srgb_profile()), ramp / 255, table)
             return Transform(None if identity else table, gray=True, rgb=False, formula=formula)
         xf = ImageCms.buildTransform(src, dst, "RGB", "RGB", _INTENT)
         nodes = np.rint(np.linspace(0, 255, GRID)).astype(np.uint8)
@@ -189,8 +189,25 @@ def _transform(icc: bytes, to_srgb: bool) -> Transform:
     table = out.astype(np.float32) / 255
     if np.abs(table - grid / np.float32(255)).max() <= _IDENTITY_TOL:
         return Transform(None)
-    formula = shaper(icc, to_srgb, srgb_profile())
+    formula = _checked(shaper(icc, to_srgb, srgb_profile()), grid / np.float32(255), table)
     return Transform(np.ascontiguousarray(table), exact=xf, formula=formula)
+
+
+_FORMULA_TOL = 2.5 / 255
+"""How far the float formulas may be from littleCMS's 8-bit outputs at the table's nodes (they
+differ by rounding: at most 2 codes measured, most of them equal)."""
+
+
+def _checked(formula, nodes: np.ndarray, table: np.ndarray):
+    """``formula`` if it gives littleCMS's values (``table``, at ``nodes``) to within
+    :data:`_FORMULA_TOL`, else None (the sampled table is used): a profile that the formulas
+    misread (odd curve parameters, a connection space they do not handle) cannot give other
+    colours than littleCMS's, nor NaN."""
+    if formula is None:
+        return None
+    with np.errstate(all="ignore"):
+        got = formula(nodes)
+    return formula if np.all(np.abs(got - table) <= _FORMULA_TOL) else None
 
 
 def apply_lut(rgb: np.ndarray, table: np.ndarray) -> np.ndarray:

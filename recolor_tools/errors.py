@@ -104,7 +104,8 @@ def at_least(low: float, kind: type = int, above: bool = False) -> Callable[[str
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if not (math.isfinite(value) and (value > low if above else value >= low)):
+        finite = kind is int or math.isfinite(value)  # (isfinite of a 400-digit int overflows)
+        if not (finite and (value > low if above else value >= low)):
             raise argparse.ArgumentTypeError(
                 f"must be {'more than' if above else 'at least'} {low}, got {text}"
             )

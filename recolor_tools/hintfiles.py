@@ -91,7 +91,8 @@ def _from_layer(data: bytes, name: str) -> Hints:
 
 def read_hints(path: str | Path) -> Hints:
     """A hint file: JSON or a hint layer image (pixels with alpha > 0), told apart by its bytes
-    (an image's magic number), not its name, as every file recolor reads.
+    where they tell (an image's magic number; a JSON object's ``{``), else by its name (an
+    empty ``.json`` is no hints, an empty or unreadable ``.png`` a broken layer).
 
     Raises
     ------
@@ -100,7 +101,8 @@ def read_hints(path: str | Path) -> Hints:
     """
     data = read_bytes(path, _check_hint_start)
     try:
-        found = _from_json(data) if _is_json(data) else _from_layer(data, str(path))
+        json = _is_json(data) if str(path) == "-" else _looks_json(data, Path(path).suffix)
+        found = _from_json(data) if json else _from_layer(data, str(path))
         layer = str(path) if found.shape else None  # named in errors about its size
         return dataclasses.replace(found, origin=str(path), layer=layer)  # and its points
     except (ValueError, KeyError, TypeError, OverflowError) as e:
@@ -113,8 +115,21 @@ def _check_hint_start(start: bytes, path: str | Path) -> None:
     (`yes |` was read without end)."""
     from .imagehead import is_image
 
-    if not (is_image(start) or start.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{")):
+    if not (is_image(start) or start.lstrip(_JSON_SPACE).startswith(b"{")):
         raise RecolorError("bad hint file: neither a JSON object nor an image", path)
+
+
+def _looks_json(data: bytes, suffix: str) -> bool:
+    """Whether a named hint file is JSON: a JSON object by its first byte, an image by its magic
+    number, anything else (empty, text, a format recolor does not read) by its extension."""
+    from .imagehead import is_image
+
+    if is_image(data):
+        return False
+    return data.lstrip(_JSON_SPACE).startswith(b"{") or suffix.lower() == ".json"
+
+
+_JSON_SPACE = b"\xef\xbb\xbf \t\r\n"  # a UTF-8 byte-order mark and JSON's white space
 
 
 def _is_json(data: bytes) -> bool:
@@ -136,7 +151,9 @@ def match_hint_files(
 
     An input found in an input directory ``posters/`` as ``posters/a/b.jpg`` takes
     ``hint_dir/a/b.json`` or ``hint_dir/a/b.png``; an input named on its own, ``x/c.jpg``,
-    takes ``hint_dir/c.*``. Inputs of one name (``b.jpg`` and ``b.png``) all take its file.
+    takes ``hint_dir/c.*``. Inputs of one name (``b.jpg`` and ``b.png``) all take its file. A
+    file of ``hint_dir`` that is itself an input (``--hints`` naming the input folder) is no
+    hint file.
 
     Returns
     -------
@@ -153,7 +170,11 @@ def match_hint_files(
             by_key.setdefault(Path(input_name(p, roots)).with_suffix("").as_posix(), []).append(p)
     pairs: dict[str, Path] = {}
     problems: list[RecolorError] = []
+    # a hint folder that is an input folder (JSON beside the images): its images are inputs
+    inputs_there = {os.path.realpath(p) for p in paths if p != "-" and "\0" not in p}
     for f in _hint_files(hint_dir):
+        if os.path.realpath(f) in inputs_there:
+            continue
         k = f.relative_to(hint_dir).with_suffix("").as_posix()
         if k not in by_key:
             problems.append(RecolorError("hint file for no input", f))

@@ -160,9 +160,10 @@ def to_pixels(
         values = values.astype(np.float64)
     size = np.array([W, H], np.float64)
     with np.errstate(over="ignore", invalid="ignore"):  # 1e308 px: outside, said below
-        # rounded to 1e-9 px first: the binary error of a decimal's product, not the user's
-        px = np.floor(np.round(np.where(percent, values * size / 100, values), 9))
-    px = np.where(percent & (values == 100), size - 1, px)  # not one past the last pixel
+        # a percentage rounded to 1e-9 px first: the binary error of a decimal's product
+        px = np.where(percent, np.floor(np.round(values * size / 100, 9)), np.floor(values))
+    # up to 100% is inside: not one past the last pixel (99.99999999999999% rounds to it too)
+    px = np.where(percent & (values <= 100), np.minimum(px, size - 1), px)
     bad = ((px < 0) | (px >= size)).any(axis=1)
     if bad.any():
         i = int(np.argmax(bad))

@@ -48,19 +48,21 @@ def shaper(icc: bytes, to_srgb: bool, srgb: bytes) -> Callable[[np.ndarray], np.
     try:
         dst = _rgb(_tags(srgb))
         tags = _tags(icc)
-        space = icc[16:20]
-        if any(t in tags for t in _LUT_TAGS):
+        if any(t in tags for t in _LUT_TAGS) or icc[20:24] != b"XYZ ":  # (PCS Lab: L*, not Y)
             return None
-        if space == b"GRAY" and to_srgb and b"kTRC" in tags:
+        if icc[16:20] == b"GRAY" and to_srgb and b"kTRC" in tags:
             (fwd, _), (_, out) = _curve(tags[b"kTRC"]), dst[0][1]
-            return lambda rgb: out(np.clip(fwd(np.asarray(rgb, np.float32)), 0.0, 1.0))
-        if space != b"RGB " or icc[20:24] != b"XYZ ":
+            return lambda rgb: out(fwd(np.asarray(rgb, np.float32)))
+        if icc[16:20] != b"RGB ":
             return None
         src = _rgb(tags)
-    except (KeyError, ValueError, struct.error):
+    except (KeyError, ValueError, ArithmeticError, struct.error):
         return None
     (cin, m_in), (cout, m_out) = (src, dst) if to_srgb else (dst, src)
-    matrix = np.linalg.solve(m_out, m_in).T  # row vectors: lin_out = lin_in @ matrix
+    try:
+        matrix = np.linalg.solve(m_out, m_in).T  # row vectors: lin_out = lin_in @ matrix
+    except np.linalg.LinAlgError:  # colorants that span no space
+        return None
     if not np.isfinite(matrix).all():
         return None
 
@@ -132,6 +134,8 @@ def _para(ftype: int, p: tuple[float, ...]) -> Curve:
     """A parametricCurveType function (ICC.1 table 68), as type 4: ``Y = (aX + b)^g + e`` for
     ``X >= d``, else ``cX + f``; the inverse by its formula, ``X = ((Y - e)^(1/g) - b) / a``
     above the break, ``(Y - f) / c`` below (types 1 and 2, flat below theirs: ``X = d``)."""
+    if not (p[0] > 0 and (ftype == 0 or p[1] > 0)):
+        raise ValueError("a parametric curve that does not rise")
     g, a, b, c, d, e, f = {
         0: lambda g: (g, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0),
         1: lambda g, a, b: (g, a, b, 0.0, -b / a, 0.0, 0.0),
@@ -139,17 +143,18 @@ def _para(ftype: int, p: tuple[float, ...]) -> Curve:
         3: lambda g, a, b, c, d: (g, a, b, c, d, 0.0, 0.0),
         4: lambda *p: p,
     }[ftype](*p)
-    if not (g > 0 and a > 0):
-        raise ValueError("a parametric curve that does not rise")
-    at_d = max(a * d + b, 0.0) ** g + e  # Y at the break, from above
+    at_d = max(a * d + b, 0.0) ** g + e  # Y at the break, from above (OverflowError: refused)
 
     # (the arrays' float type is kept: Python floats do not widen float32 in NumPy 2)
     def forward(x: np.ndarray) -> np.ndarray:
         x = np.clip(x, 0.0, 1.0)
-        return np.where(x >= d, np.maximum(a * x + b, 0.0) ** g + e, c * x + f)
+        with np.errstate(over="ignore"):  # clipped to [0, 1] below, as ICC.1 10.18 asks
+            y = np.where(x >= d, np.maximum(a * x + b, 0.0) ** g + e, c * x + f)
+        return np.clip(y, 0.0, 1.0)
 
     def inverse(y: np.ndarray) -> np.ndarray:
-        above = (np.maximum(y - e, 0.0) ** (1 / g) - b) / a
+        with np.errstate(over="ignore"):
+            above = (np.maximum(y - e, 0.0) ** (1 / g) - b) / a
         below = (y - f) / c if c > 0 else np.full_like(y, d)
         return np.clip(np.where(y >= at_d, above, below), 0.0, 1.0)
 

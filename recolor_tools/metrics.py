@@ -401,12 +401,17 @@ def colourfulness(rgb: np.ndarray) -> float:
 def same_shape(size: tuple[int, int], of: tuple[int, int]) -> bool:
     """Whether an image of ``size`` (h, w) can be a shrunk or enlarged copy of one of ``of``:
     some scale s gives both sides when rounded the same way, to nearest, down or up (other
-    tools floor), a side of at least 1 px (``imageio.resize_max``'s clamp).
+    tools floor), a side of at least 1 px (``imageio.resize_max``'s clamp); or, from
+    :data:`SSIM_WINDOW` px a side, one side scaled to the other's within a pixel (a copy resized
+    twice, rounded twice: 575 x 1725 -> 333 x 1000 -> 99 x 300).
 
     Each side ``p`` of the copy confines s to an interval (rounded to nearest: ``(p - 1/2) /
-    t <= s < (p + 1/2) / t``); the two sides' intervals must meet. Within one pixel on one side
+    t <= s < (p + 1/2) / t``); the two sides' intervals must meet. Within a pixel at any size
     (the test before) passed a 2 x 1 copy of a square: at 1-3 px a pixel is any ratio.
     """
+    (ph, pw), (th, tw) = size, of
+    if min(ph, pw) >= SSIM_WINDOW and (abs(tw * ph / th - pw) <= 1 or abs(th * pw / tw - ph) <= 1):
+        return True
     for lo, hi in ((-0.5, 0.5), (0.0, 1.0), (-1.0, 0.0)):  # nearest, down, up
         (a, b), (c, d) = (((p + lo) / t if p > 1 else 0.0, (p + hi) / t)
                           for p, t in zip(size, of, strict=True))  # fmt: skip

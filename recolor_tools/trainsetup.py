@@ -186,7 +186,8 @@ def hold_out(cfg: TrainConfig, d: Dist):
 
     Rank 0 creates OUT and takes an exclusive ``flock`` of the folder itself (no lock file to
     leave behind; the kernel lets it go with the process, a kill included); an OUT it created
-    is removed again if the run leaves it empty (a usage error found later). A filesystem
+    (and the folders above it) is removed again if the run leaves it empty (a usage error
+    found later). A filesystem
     without locks runs unlocked.
 
     Raises
@@ -204,7 +205,7 @@ def hold_out(cfg: TrainConfig, d: Dist):
         cfg.check_out()
     except ValueError as e:
         raise RecolorError(str(e)) from None
-    created = not cfg.out.exists()
+    created = [p for p in (cfg.out, *cfg.out.parents) if not p.exists()]  # deepest first
     try:
         cfg.out.mkdir(parents=True, exist_ok=True)
         fd = os.open(cfg.out, os.O_RDONLY | os.O_DIRECTORY)
@@ -221,9 +222,9 @@ def hold_out(cfg: TrainConfig, d: Dist):
         yield
     finally:
         os.close(fd)
-        if created:
-            with contextlib.suppress(OSError):
-                cfg.out.rmdir()  # only if empty
+        with contextlib.suppress(OSError):
+            for p in created:
+                p.rmdir()  # only if empty: a run's files stop it
 
 
 def read_start(cfg: TrainConfig, d: Dist) -> tuple[dict | None, dict | None]:

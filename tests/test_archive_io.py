@@ -213,6 +213,15 @@ def test_a_16_bit_master_with_a_matrix_profile_comes_back_to_the_code(tmp_path: 
     assert err.max() < 24 and np.percentile(err, 99) < 5, (err.max(), np.percentile(err, 99))
 
 
+def _with_curve(primaries, curve: bytes) -> bytes:
+    """A matrix profile of these primaries whose three tone curves are the tag ``curve``."""
+    P = np.array([[x / y, 1.0, (1 - x - y) / y] for x, y in primaries]).T
+    M = P * np.linalg.solve(P, D50)
+    rgb = (b"r", b"g", b"b")
+    tags = [(c + b"XYZ", b"XYZ \0\0\0\0" + colorprofile._s15(M[:, i])) for i, c in enumerate(rgb)]
+    return colorprofile._icc_v2(b"RGB ", "odd", tags + [(c + b"TRC", curve) for c in rgb])
+
+
 def test_the_float_transform_follows_littlecms_and_its_curves():
     """The matrix/TRC formulas agree with littleCMS on 8-bit data (gamma, table and parametric
     curves, both ways; gray), and a profile with lookup tables is left to littleCMS's table."""
@@ -238,6 +247,19 @@ def test_the_float_transform_follows_littlecms_and_its_curves():
     formula = iccshaper.shaper(gray, True, colorprofile.srgb_profile())
     assert np.abs(np.rint(formula(levels / 255) * 255) - exact).max() <= 1
     assert iccshaper.shaper(gray, False, colorprofile.srgb_profile()) is None  # RGB out: none
+
+    # profiles littleCMS reads and the formulas would misread (curve parameters that overflow
+    # or divide by zero, a curve ICC.1 clips, a gray profile whose connection space is Lab: L*,
+    # not Y) were NaN, internal errors or other colours: the sampled table serves them
+    def para(ftype: int, *p: float) -> bytes:
+        return b"para\0\0\0\0" + struct.pack(">HH", ftype, 0) + colorprofile._s15(p)
+
+    for curve in (para(1, 200, 2, 0), para(3, 100, 30000, 0, 0, 30000), para(2, 2.2, 0, 0, 0)):
+        t = colorprofile.to_srgb(_with_curve(WIDE, curve))
+        got = t.apply(u8 / np.float32(255), depth=16)
+        assert t.formula is None and np.isfinite(got).all()
+    lab_gray = gray[:20] + b"Lab " + gray[24:]
+    assert colorprofile.to_srgb(lab_gray).formula is None
     # a profile with an A2B0 table: littleCMS would use the table, so the formulas are not used
     with_lut = colorprofile._icc_v2(b"RGB ", "LUT", [(b"A2B0", b"mft2\0\0\0\0")])
     assert iccshaper.shaper(with_lut, True, colorprofile.srgb_profile()) is None

@@ -147,6 +147,8 @@ def test_colours_points_and_palettes_parse():
         (651, 1302),
         (94, 4),
     ]
+    # up to 100% is inside, also where its binary product rounds to one past the last pixel
+    assert hints.resolve_points([("99.99999999999999%", "100%")], 10, 1000) == [(999, 9)]
     pal = hints.palette_from_list("#e63946, #f1faee:0.5,#1d3557")
     np.testing.assert_allclose(pal.palette_w, [0.4, 0.2, 0.4])  # relative, summing to 1
     for bad in ("10,20", "10=#fff", "a,b=#fff", "1,2=#ggg", "1,2=red"):
@@ -854,24 +856,27 @@ def test_suggest_needs_the_cls_head_a_usage_error(weights, image):
 
 
 def test_a_hint_folder_that_is_the_input_folder(tmp_path, weights):
-    """JSON hint files beside the images work; a PNG there is both an input and a hint layer,
-    which dropped it from the inputs and reported it as "hint file for no input": a usage
-    error before any work, naming it."""
+    """JSON hint files beside the images: a PNG image there was dropped from the inputs and
+    reported as "hint file for no input" (it was taken for a layer); its images are inputs and
+    its JSON files their hints, PNG photographs included."""
     folder = tmp_path / "posters"
     folder.mkdir()
     write_rgb(folder / "a.jpg", smooth_image())
-    (folder / "a.json").write_text('{"points": [{"x": 5, "y": 5, "color": "#ff0000"}]}')
-    p = run(["predict", folder, "--hints", folder, "-w", weights["cls"], "-o", tmp_path / "o1/"])
-    assert p.returncode == 0 and p.stdout.decode() == f"{tmp_path}/o1/a.jpg\n", p.stderr
-    write_rgb(folder / "c.png", smooth_image(seed=1))
-    for hint_dir in (folder, tmp_path):  # the input folder, or a folder above it
-        p = run(["predict", folder, "--hints", hint_dir, "-w", weights["cls"], "-o",
-                 tmp_path / "o2/"])  # fmt: skip
-        assert p.returncode == 2 and not (tmp_path / "o2").exists()
-        assert p.stderr.decode() == (
-            f"recolor predict: --hints {hint_dir}: {folder}/c.png is both an input image and a "
-            "hint layer; keep hint layers in a folder of their own\n"
-        )
+    write_rgb(folder / "b.png", smooth_image(seed=1))
+    write_rgb(folder / "c.png", smooth_image(seed=2))
+    for name in ("a", "b"):
+        (folder / f"{name}.json").write_text('{"points": [{"x": 5, "y": 5, "color": "#f00"}]}')
+    w = ["-w", weights["cls"]]
+    out = tmp_path / "out"
+    p = run(["predict", folder, "--hints", folder, *w, "-o", f"{out}/"])
+    assert p.returncode == 0 and p.stderr == b"", p.stderr
+    assert sorted(f.name for f in out.iterdir()) == ["a.jpg", "b.png", "c.png"]
+    # b.png took its hint, c.png none: as run one by one
+    for name, hinted in (("b", True), ("c", False)):
+        alone = tmp_path / f"{name}-alone.png"
+        extra = ["--hints", folder / f"{name}.json"] if hinted else []
+        run(["predict", folder / f"{name}.png", *extra, *w, "-o", alone], check_rc=0)
+        assert (out / f"{name}.png").read_bytes() == alone.read_bytes()
 
 
 def test_a_hint_file_is_json_or_a_layer_by_its_bytes(tmp_path, weights):
@@ -893,3 +898,15 @@ def test_a_hint_file_is_json_or_a_layer_by_its_bytes(tmp_path, weights):
         assert p.returncode == 0, p.stderr
         out[name] = o.read_bytes()
     assert out["h.json"] == out["h.txt"] == out["layer.png"] == out["layer.json"]
+    # bytes that tell neither (empty, a format recolor does not read): the name says which
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "anim.png").write_bytes(b"GIF89a" + bytes(40))
+    (tmp_path / "empty.json").write_bytes(b"")
+    for name, says in (("empty.png", "empty file"), ("anim.png", "not an image recolor reads")):
+        p = run(["predict", tmp_path / "a.png", "--hints", tmp_path / name, "-w",
+                 weights["cls"], "-o", tmp_path / "x.png"])  # fmt: skip
+        assert p.returncode == 1 and p.stderr.decode().startswith(
+            f"recolor predict: {tmp_path / name}: {says}"
+        ), p.stderr
+    run(["predict", tmp_path / "a.png", "--hints", tmp_path / "empty.json", "-w",
+         weights["cls"], "-o", tmp_path / "e.png"], check_rc=0)  # fmt: skip

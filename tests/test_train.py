@@ -633,8 +633,8 @@ def test_a_second_train_into_a_held_out_folder_is_refused(data, tmp_path, capsys
         os.close(fd)
     assert cli(args, capsys)[0] == 0  # let go: it runs, and lets go of OUT in its turn
     assert cli([*args, "--resume", "--steps", 2], capsys)[0] == 0
-    # an OUT that a refused run created is not left behind, empty
-    rc, _, err = cli([*args[:-1], tmp_path / "new", "--resume"], capsys)
+    # an OUT that a refused run created is not left behind, empty, nor the folders above it
+    rc, _, err = cli([*args[:-1], tmp_path / "new" / "a" / "b", "--resume"], capsys)
     assert rc == 2 and "holds no run" in err and not (tmp_path / "new").exists()
 
 

@@ -113,6 +113,7 @@ def test_the_repository_scripts_say_a_bad_input_in_one_line(tmp_path):
         ("benchmarks/bench_memory.py", ["--size", "0", "5"], "--size: must be at least 1"),
         ("benchmarks/bench_train.py", ["--workers", "-1"], "--workers: must be at least 0"),
         ("weights/subset.py", ["a", "b", "--of", "0"], "--of: must be at least 1"),
+        ("weights/subset.py", ["a", "b", "--of", "-1" + "0" * 400], "--of: must be at least 1"),
         ("weights/evaluate_hints.py", ["a", "--stats", "s", "--oracle", "0"], "more than 0"),
     ],
 )
@@ -130,7 +131,10 @@ def test_evaluate_hints_says_a_bad_dump_in_one_line(tmp_path):
     JSONDecodeError traceback."""
     (tmp_path / "empty.jsonl").write_text("")
     (tmp_path / "bad.jsonl").write_text('{"file": "a.png", "scores": {}}\nnot json\n')
-    for name, says in (("empty", "no image's scores in the dumps"), ("bad", "line 2 is not")):
+    (tmp_path / "bin.jsonl").write_bytes(b"\x89PNG\xff\xfe")
+    (tmp_path / "keys.jsonl").write_text('{"file": "a.png", "scores": {"automatic": {}}}\n')
+    for name, says in (("empty", "no image's scores in the dumps"), ("bad", "line 2 is not"),
+                       ("bin", "not a --dump file"), ("keys", "line 1 is not")):  # fmt: skip
         p = subprocess.run([sys.executable, ROOT / "weights" / "evaluate_hints.py", "x",
                             "--stats", "s", "--from-dump", tmp_path / f"{name}.jsonl"],
                            capture_output=True, text=True, timeout=120)  # fmt: skip

@@ -267,6 +267,10 @@ def main() -> None:
     report(rows, what, args.card)
 
 
+DUMP_KEYS = {*metrics.METRIC_KEYS, "fidelity"} - {"auc_rebal"}
+"""What each guidance's scores in a --dump line hold (the rebalanced AuC where --stats gave it)."""
+
+
 def read_dumps(paths: list[Path]) -> dict[str, list[dict]]:
     """Each guidance's per-image scores from ``--dump`` files (JSON lines, one per image)."""
     from recolor_tools.errors import RecolorError
@@ -277,10 +281,14 @@ def read_dumps(paths: list[Path]) -> dict[str, list[dict]]:
             lines = path.read_text().splitlines()
         except OSError as e:
             raise RecolorError(e.strerror.lower(), path) from None
+        except UnicodeDecodeError:
+            raise RecolorError("not a --dump file (not UTF-8 text)", path) from None
         for i, line in enumerate(lines, 1):
             try:
                 scores = json.loads(line)["scores"]
                 for name, m in scores.items():
+                    if not m.keys() >= DUMP_KEYS:
+                        raise KeyError(name)
                     rows.setdefault(name, []).append(m)
             except (ValueError, TypeError, KeyError, AttributeError):
                 raise RecolorError(f"line {i} is not a --dump line", path) from None

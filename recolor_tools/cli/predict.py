@@ -282,17 +282,12 @@ def _predict_inputs(tool: Tool, inputs, hints: str | None, palette: str | None):
     everything, roots = expand_inputs(args), input_roots(args)
     if hints is not None and hints.strip() and os.path.isdir(hints):
         everything = leave_out(everything, roots, hints)  # hint layers are no inputs
-    guides = files_read(palette, hints)
-    # nor a palette image or hint layer found in an input folder (named, it is one); but a
-    # hint folder that is an input folder (or holds one) makes its PNGs both: say so
-    own = {os.path.realpath(g) for g in guides}
-    if hints is not None and os.path.isdir(hints):
-        layers = {os.path.realpath(f) for f in files_read(None, hints)}
-        both = [p for p in everything
-                if p not in args and "\0" not in p and os.path.realpath(p) in layers]  # fmt: skip
-        if both:
-            tool.usage(f"--hints {hints}: {both[0]} is both an input image and a hint layer; "
-                       "keep hint layers in a folder of their own")  # fmt: skip
+    guides = files_read(palette, hints)  # never written over
+    # nor a palette image or hint file found in an input folder (named, it is one); a hint
+    # folder's files are gone already where it lies inside an input folder, and where it is
+    # one (or above one), its images are inputs and its JSON files their hints
+    hint_dir = hints is not None and os.path.isdir(hints)
+    own = {os.path.realpath(g) for g in files_read(palette, None if hint_dir else hints)}
     if own:  # (a NUL in a name from a list: realpath's ValueError; that input's own line later)
         everything = [p for p in everything
                       if p in args or "\0" in p or os.path.realpath(p) not in own]  # fmt: skip
