@@ -187,8 +187,7 @@ def hold_out(cfg: TrainConfig, d: Dist):
     Rank 0 creates OUT and takes an exclusive ``flock`` of the folder itself (no lock file to
     leave behind; the kernel lets it go with the process, a kill included); an OUT it created
     (and the folders above it) is removed again if the run leaves it empty (a usage error
-    found later). A filesystem
-    without locks runs unlocked.
+    found later). A filesystem without locks runs unlocked.
 
     Raises
     ------
