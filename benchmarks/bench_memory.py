@@ -3,7 +3,8 @@
 Run: python benchmarks/bench_memory.py [--size 6000 4000]
 
 Each tool runs alone in a subprocess on generated files (an 8-bit JPEG photograph-sized image,
-its Lab record, a second JPEG to compare it with), and its peak resident memory is read from
+its Lab record, a second JPEG to compare it with, and the image as a 16-bit PNG in a wide-gamut
+ICC profile, converted by its formulas), and its peak resident memory is read from
 ``ru_maxrss`` (as in bench_predict.py, whose memory part covers ``predict``). Printed: the peak
 in MiB, its ratio to the decoded image (H x W x 3 bytes), and the same for a bare
 ``import cv2, numpy`` process, the floor every tool starts from.
@@ -20,6 +21,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+from recolor_tools import colorprofile
+from recolor_tools.metachunks import insert_metadata
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,10 +62,18 @@ def main() -> None:
             img += rng.integers(0, 8, (h, w, 1), dtype=np.uint8)
             cv2.imwrite(str(t / name), img, [cv2.IMWRITE_JPEG_QUALITY, 92])
             del img
+        # a 16-bit master in a wide-gamut matrix profile: the float colour-management path
+        wide = [(0.7347, 0.2653), (0.1152, 0.8264), (0.1566, 0.0177)]
+        img16 = cv2.imread(str(t / "a.jpg")).astype(np.uint16) * np.uint16(257)
+        enc = cv2.imencode(".png", img16, [cv2.IMWRITE_PNG_COMPRESSION, 1])[1].tobytes()
+        icc = colorprofile.matrix_profile(wide, 2.2, "Wide")
+        (t / "w16.png").write_bytes(insert_metadata(enc, ".png", (h, w), icc=icc))
+        del img16, enc
         image_mib = h * w * 3 / 2**20
         runs = {
             "import cv2, numpy": [sys.executable, "-c", "import cv2, numpy"],
             "to-lab": [*recolor, "to-lab", t / "a.jpg", "-o", t / "a.lab"],
+            "to-lab 16-bit + ICC": [*recolor, "to-lab", t / "w16.png", "-o", t / "w.lab"],
             "from-lab -> png": [*recolor, "from-lab", t / "a.lab", "-o", t / "a.png"],
             "from-lab -> jpg": [*recolor, "from-lab", t / "a.lab", "-o", t / "a2.jpg"],
             "quantize": [*recolor, "quantize", t / "a.lab", "-o", t / "a.targets"],
