@@ -639,7 +639,7 @@ def test_a_second_train_into_a_held_out_folder_is_refused(data, tmp_path, capsys
 
 
 def test_a_runs_inputs_are_none_of_the_files_it_writes(data, tmp_path, capsys):
-    """--init OUT/reg.pt was replaced by the new weights (with --overwrite removed before the
+    """--init OUT/cls.pt was replaced by the new weights (with --overwrite removed before the
     training began), --classes OUT/rebalance-stats.npz by statistics of the training data."""
     out = train(config(data, tmp_path / "run", steps=1)).parent
     before = {f.name: f.read_bytes() for f in out.iterdir()}
