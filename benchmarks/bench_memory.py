@@ -6,8 +6,8 @@ Each tool runs alone in a subprocess on generated files (an 8-bit JPEG photograp
 its Lab record, a second JPEG to compare it with, and the image as a 16-bit PNG in a wide-gamut
 ICC profile, converted by its formulas), and its peak resident memory is read from
 ``ru_maxrss`` (as in bench_predict.py, whose memory part covers ``predict``). Printed: the peak
-in MiB, its ratio to the decoded image (H x W x 3 bytes), and the same for a bare
-``import cv2, numpy`` process, the floor every tool starts from.
+in MiB, its ratio to the decoded image (H x W x 3 bytes) and the run's seconds, and the same
+for a bare ``import cv2, numpy`` process, the floor every tool starts from.
 """
 
 from __future__ import annotations

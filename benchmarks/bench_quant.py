@@ -147,7 +147,7 @@ def sklearn_encode(ab: np.ndarray, classes: np.ndarray, threads: int):
 
 
 # torch's reference works through 4,096 values at a time, its fastest chunk here: the (chunk, Q)
-# distance matrix stays in cache (0.57-0.68 Mpixel/s on 2 threads, 0.42 with chunks of 2^18).
+# distance matrix stays in cache (1.4 Mpixel/s on 2 threads, 0.7 on one, measured 2026-12-04).
 def torch_encode(ab: np.ndarray, classes: np.ndarray, chunk: int = 1 << 12, threads: int = 0):
     import torch
 
