@@ -6,10 +6,11 @@ A smooth generated image of --mp megapixels is encoded as 8- and 16-bit PNG, onc
 tagged with a wide-gamut matrix profile (``colorprofile.matrix_profile``). Each is decoded by
 ``imageio.decode_rgb`` (median of --runs, after one warm-up that builds and caches the profile's
 transform); the script prints seconds per megapixel and the ratio to the plain decode (and
-their difference, the colour management's own cost), and the one-off cost of building a profile's transform (littleCMS on the 86^3-node grid). Then the two
-16-bit paths alone, timed on the same samples: the matrix/TRC formulas (this profile's) and the
-sampled table (a profile with lookup tables), and the accuracy of each against littleCMS itself
-(the 8-bit path) on the 8-bit image, over the samples littleCMS does not clamp to 0 or 255.
+their difference, the colour management's own cost), and the one-off cost of building a
+profile's transform (littleCMS on the 86^3-node grid). Then the two 16-bit paths alone, timed
+on the same samples: the matrix/TRC formulas (this profile's) and the sampled table (a profile
+with lookup tables), and the accuracy of each against littleCMS itself (the 8-bit path) on the
+8-bit image, over the samples littleCMS does not clamp to 0 or 255.
 """
 
 from __future__ import annotations
