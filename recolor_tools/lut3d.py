@@ -20,15 +20,14 @@ References
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
-from .quant import jit as _jit  # noqa: F401 - the kernel cache goes where recolor's others go
+from .quant.jit import njit  # the kernel cache goes where recolor's others go, as safely
 
 
 # Serial on purpose: images are read by threads (rebalance-stats -j) and forked loader processes
 # (train), where numba's parallel layers may abort (workqueue) or hang after fork (GNU OpenMP).
-@numba.njit(cache=True, nogil=True)
+@njit(nogil=True)
 def tetrahedral(src: np.ndarray, table: np.ndarray, out: np.ndarray) -> None:
     """Interpolate ``table`` (N, N, N, C) float32 at ``src`` (P, 3) in [0, 1]; write ``out`` (P, C).
 

@@ -119,3 +119,54 @@ def test_cache_dir_follows_xdg_cache_home_then_home(tmp_path):
     )
     (tmp_path / "f").write_text("")
     assert quant.jit.cache_dir({"XDG_CACHE_HOME": str(tmp_path / "f" / "x")}) is None
+
+
+def test_a_damaged_or_full_cache_is_compiled_anew(tmp_path):
+    """Cache files left empty by a crash made every later run exit 130 with a blank line,
+    garbage ones "internal error: UnpicklingError", and a full cache disk "a.png: no space left
+    on device" (the input blamed, no output): the kernel is compiled anew, the output the same."""
+    site = _unwritable_copy(tmp_path)
+    src = write_rgb(tmp_path / "a.png", smooth_image(24, 32, 5))
+    want = _expected_idx(src)
+    xdg = tmp_path / "xdg"
+    assert _quantize(site, src, tmp_path / "warm.t", tmp_path, xdg).returncode == 0
+    for damage in (lambda f: f.write_bytes(b""), lambda f: f.write_bytes(os.urandom(3000))):
+        for f in _kernel_files(xdg):
+            damage(f)
+        for _ in range(2):  # and the run after it, from what the first wrote back
+            p = _quantize(site, src, tmp_path / "a.t", tmp_path, xdg)
+            assert p.returncode == 0 and p.stderr.decode().count("\n") == 1, p.stderr.decode()
+            np.testing.assert_array_equal(_idx_of(tmp_path / "a.t"), want)
+    full = tmp_path / "full"
+    full.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", full],
+                      capture_output=True).returncode:  # fmt: skip
+        return  # (not root: the damaged cases above still ran)
+    try:
+        p = _quantize(site, src, tmp_path / "f.t", tmp_path, full)
+        assert p.returncode == 0 and p.stderr.decode().count("\n") == 1, p.stderr.decode()
+        np.testing.assert_array_equal(_idx_of(tmp_path / "f.t"), want)
+    finally:
+        subprocess.run(["umount", full], check=False)
+
+
+def test_the_cache_follows_the_kernels_sources(tmp_path):
+    """numba checks a cached kernel against its own file only: a change to the constants it
+    takes from search.py left the old kernel loaded, and other classes came out. The cache's
+    folder is named by a hash of all the kernels' sources."""
+    import numba
+
+    copy = tmp_path / "recolor_tools"
+    shutil.copytree(ROOT / "recolor_tools", copy, ignore=shutil.ignore_patterns("__pycache__"))
+    before = quant.jit.source_stamp(copy / "quant")
+    assert before == quant.jit.source_stamp()  # the same sources, the same folder
+    search = copy / "quant" / "search.py"
+    search.write_text(search.read_text() + "\n# another version\n")
+    assert quant.jit.source_stamp(copy / "quant") != before
+    (copy / "lut3d.py").write_text((ROOT / "recolor_tools" / "lut3d.py").read_text() + "#\n")
+    search.write_text((ROOT / "recolor_tools" / "quant" / "search.py").read_text())
+    assert quant.jit.source_stamp(copy / "quant") != before  # lut3d.py counts too
+    assert Path(numba.config.CACHE_DIR).name == f"src-{before}"
+    assert quant.jit.cache_dir({"XDG_CACHE_HOME": "relative", "HOME": str(tmp_path / "h")}) == (
+        tmp_path / "h" / ".cache" / "recolor" / "numba"  # a relative XDG value is ignored
+    )

@@ -20,6 +20,7 @@ multiprocessing), whose child has no threads but the forking one; the number of 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from pathlib import Path
 
 import numba
 from numba.core import types
+from numba.core.caching import FunctionCache
 from numba.extending import intrinsic
 
 # numba.get_num_threads() starts numba's threading layer; GNU OpenMP, which numba picks when it
@@ -42,7 +44,9 @@ def cache_dir(env: dict | None = None) -> Path | None:
     (``~/.cache/recolor/numba`` by default), or None where it cannot be created and written
     (``NUMBA_CACHE_DIR``, when set, is numba's to use and wins over this)."""
     env = os.environ if env is None else env
-    base = env.get("XDG_CACHE_HOME") or os.path.join(env.get("HOME") or "~", ".cache")
+    base = env.get("XDG_CACHE_HOME", "")
+    if not os.path.isabs(base):  # the XDG spec: a relative value is ignored
+        base = os.path.join(env.get("HOME") or "~", ".cache")
     path = Path(os.path.expanduser(base)) / "recolor" / "numba"
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -52,10 +56,41 @@ def cache_dir(env: dict | None = None) -> Path | None:
     return path
 
 
-if not numba.config.CACHE_DIR:  # NUMBA_CACHE_DIR unset
-    _dir = cache_dir()
-    if _dir is not None:
-        numba.config.CACHE_DIR = str(_dir)
+def source_stamp(here: Path = Path(__file__).resolve().parent) -> str:
+    """A short hash of the kernels' sources (``quant/*.py`` and ``lut3d.py`` beside ``here``),
+    the name of the cache's subfolder: numba checks a cached kernel against its own file only,
+    so a kernel compiled with another version of the constants and helpers it takes from the
+    others (``search._FINE``, :func:`fetch_add`) was loaded, stale, and gave other classes."""
+    import hashlib
+
+    digest = hashlib.sha1()
+    for f in [*sorted(here.glob("*.py")), here.parent / "lut3d.py"]:
+        digest.update(f.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+_base = Path(numba.config.CACHE_DIR) if numba.config.CACHE_DIR else cache_dir()
+if _base is not None:  # NUMBA_CACHE_DIR, when set, numba's; else recolor's own
+    numba.config.CACHE_DIR = str(_base / f"src-{source_stamp()}")
+
+
+class _SafeCache(FunctionCache):
+    """numba's cache of one kernel, which a damaged or full cache cannot break: an entry that
+    does not load (garbage, a file cut short by a crash: pickle's errors, even EOFError) is
+    dropped and the kernel compiled anew; a save that fails (a full disk) keeps the kernel in
+    memory for this run. numba trusts its files and raised both up to the tool."""
+
+    def load_overload(self, sig, target_context):
+        try:
+            return super().load_overload(sig, target_context)
+        except Exception:  # noqa: BLE001 - any damage: the same as no entry
+            with contextlib.suppress(Exception):
+                self.flush()  # an empty index over the damaged one, for the save after
+            return None
+
+    def save_overload(self, sig, data):
+        with contextlib.suppress(Exception):
+            super().save_overload(sig, data)
 
 
 def njit(**options) -> Callable:
@@ -64,9 +99,11 @@ def njit(**options) -> Callable:
 
     def wrap(fn):
         try:
-            return numba.njit(cache=True, **options)(fn)
+            kernel = numba.njit(cache=True, **options)(fn)
         except RuntimeError:  # "cannot cache function ...: no locator available"
             return numba.njit(**options)(fn)
+        kernel._cache = _SafeCache(fn)  # (what numba's enable_caching() sets)
+        return kernel
 
     return wrap
 
