@@ -273,3 +273,19 @@ def test_skip_existing_still_refuses_a_second_input_of_one_output(tmp_path):
             err = p.stderr.decode()
             assert p.returncode == 1 and err.count("was already written for an earlier") == 1, err
             assert err.startswith(f"recolor {tool}: {srcs[1]}: ")
+
+
+def test_an_eof_error_is_an_internal_error_not_ctrl_c(tmp_path, monkeypatch, capsys):
+    """click turns any EOFError that leaves a command into Abort, which was taken for Ctrl-C:
+    exit 130 and a blank line (a numba cache file left empty by a crash did it)."""
+    from recolor_tools.cli import main, score
+
+    def broken(*args):
+        raise EOFError("Ran out of input")
+
+    monkeypatch.setattr(score, "_compare_pairs", broken)
+    assert main(["compare", str(tmp_path / "a.png"), str(tmp_path / "b.png")]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == (
+        "recolor compare: internal error: EOFError: Ran out of input (--debug shows a traceback)"
+    )

@@ -88,7 +88,15 @@ def _main(argv: list[str] | None) -> int:
             else:
                 code = rv if isinstance(rv, int) else ExitCode.OK  # typer.Exit's code
             return max(code, process.flush_stdout(f"recolor {name}"))
-    except (KeyboardInterrupt, click.exceptions.Abort):
+    except click.exceptions.Abort as e:
+        if isinstance(e.__cause__, EOFError):  # click's Abort for any EOFError: a bug, no Ctrl-C
+            if common._DEBUG:
+                traceback.print_exception(e.__cause__)
+            print(f"recolor {name}: internal error: EOFError: {e.__cause__} (--debug shows a "
+                  "traceback)", file=sys.stderr)  # fmt: skip
+            return ExitCode.FAILED
+        return ExitCode.INTERRUPTED
+    except KeyboardInterrupt:
         return ExitCode.INTERRUPTED
     except BrokenPipeError:
         process.silence_stdout()

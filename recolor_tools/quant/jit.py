@@ -6,7 +6,9 @@ is ``__pycache__`` beside the source, which an install owned by root or another 
 let us write; numba then tries ``~/.cache/numba`` and, failing that, refuses to import the module
 at all. So unless ``NUMBA_CACHE_DIR`` is set, the cache goes to
 ``$XDG_CACHE_HOME/recolor/numba`` (default ``~/.cache/recolor/numba``), and where no directory
-can be written the kernels are compiled anew in each process (slower, not broken).
+can be written the kernels are compiled anew in each process (slower, not broken). Either way
+in a subfolder per version of the kernels' sources (:func:`source_stamp`), through a cache
+that compiles around damaged files and failed saves (:class:`_SafeCache`).
 
 Threads. The kernels are serial numba functions that release the GIL (``nogil``); a large call
 runs one copy per thread from a small Python thread pool, the copies taking chunks of work from
