@@ -77,7 +77,7 @@ def main() -> None:
         print(f"{f'{bits}-bit PNG, wide-gamut ICC':28} {managed / mp:8.3f} {managed / base:8.2f}")
         print(f"{'  -> colour management':28} {(managed - base) / mp:8.3f}")
     xf = colorprofile.to_srgb(icc)
-    tabled = dataclasses.replace(xf, formula=None)  # as a profile with lookup tables goes
+    tabled = dataclasses.replace(xf, source=None)  # as a profile with lookup tables goes
     rgb16 = np.rint(img * 65535) / np.float32(65535)
     formula_s = _median_time(lambda: xf.apply(rgb16, depth=16), args.runs)
     table_s = _median_time(lambda: tabled.apply(rgb16, depth=16), args.runs)

@@ -69,16 +69,24 @@ class Transform:
     exact : object or None
         littleCMS's own transform (``ImageCms.ImageCmsTransform``, RGB to RGB), used on 8-bit
         samples.
-    formula : callable or None
-        The matrix/TRC transform in float (:func:`recolor_tools.iccshaper.shaper`), used on
-        16-bit and float samples in place of ``table``; None for a profile with lookup tables.
+    source : (bytes, bool) or None
+        The profile and direction (to sRGB or not) whose matrix/TRC formulas may serve 16-bit
+        and float samples (:attr:`formula`); None: the table serves them.
     """
 
     table: np.ndarray | None
     gray: bool = False
     rgb: bool = True
     exact: object = None
-    formula: Callable[[np.ndarray], np.ndarray] | None = None
+    source: tuple[bytes, bool] | None = None
+
+    @property
+    def formula(self) -> Callable[[np.ndarray], np.ndarray] | None:
+        """The matrix/TRC transform in float (:func:`recolor_tools.iccshaper.shaper`), used on
+        16-bit and float samples in place of ``table``; None for a profile with lookup tables
+        or one the formulas misread. Built and checked on first use (about 0.09 s, which a
+        tagged 8-bit JPEG never needs), then cached per profile."""
+        return None if self.source is None else _formula(*self.source)
 
     def apply(self, rgb: np.ndarray, depth: int = 16) -> np.ndarray:
         """Apply to float RGB in [0, 1], shape (H, W, 3); returns float32 in [0, 1].
@@ -177,8 +185,8 @@ def _transform(icc: bytes, to_srgb: bool) -> Transform:
             out = np.asarray(xf.apply(Image.fromarray(ramp[None, :])), np.uint8)[0, :, 1]
             table = out.astype(np.float32) / 255
             identity = np.abs(table - ramp / 255).max() <= _IDENTITY_TOL
-            formula = _checked(shaper(icc, to_srgb, srgb_profile()), ramp / 255, table)
-            return Transform(None if identity else table, gray=True, rgb=False, formula=formula)
+            source = (icc, to_srgb)
+            return Transform(None if identity else table, gray=True, rgb=False, source=source)
         xf = ImageCms.buildTransform(src, dst, "RGB", "RGB", _INTENT)
         nodes = np.rint(np.linspace(0, 255, GRID)).astype(np.uint8)
         grid = np.stack(np.meshgrid(nodes, nodes, nodes, indexing="ij"), axis=-1)
@@ -189,8 +197,7 @@ def _transform(icc: bytes, to_srgb: bool) -> Transform:
     table = out.astype(np.float32) / 255
     if np.abs(table - grid / np.float32(255)).max() <= _IDENTITY_TOL:
         return Transform(None)
-    formula = _checked(shaper(icc, to_srgb, srgb_profile()), grid / np.float32(255), table)
-    return Transform(np.ascontiguousarray(table), exact=xf, formula=formula)
+    return Transform(np.ascontiguousarray(table), exact=xf, source=(icc, to_srgb))
 
 
 _FORMULA_TOL = 2.5 / 255
@@ -198,13 +205,21 @@ _FORMULA_TOL = 2.5 / 255
 differ by rounding: at most 2 codes measured, most of them equal)."""
 
 
-def _checked(formula, nodes: np.ndarray, table: np.ndarray):
-    """``formula`` if it gives littleCMS's values (``table``, at ``nodes``) to within
+@functools.lru_cache(maxsize=8)
+def _formula(icc: bytes, to_srgb: bool) -> Callable[[np.ndarray], np.ndarray] | None:
+    """The formulas of ``icc`` (:func:`recolor_tools.iccshaper.shaper`) if they give
+    littleCMS's values (the table of :func:`_transform`, at its nodes) to within
     :data:`_FORMULA_TOL`, else None (the sampled table is used): a profile that the formulas
     misread (odd curve parameters, a connection space they do not handle) cannot give other
     colours than littleCMS's, nor NaN."""
+    formula = shaper(icc, to_srgb, srgb_profile())
     if formula is None:
         return None
+    table = _transform(icc, to_srgb).table
+    n = table.shape[0]
+    nodes = np.rint(np.linspace(0, 255, n)) / np.float32(255)
+    if table.ndim > 1:  # RGB: the GRID^3 nodes; gray: the 256 levels
+        nodes = np.stack(np.meshgrid(nodes, nodes, nodes, indexing="ij"), axis=-1)
     with np.errstate(all="ignore"):
         got = formula(nodes)
     return formula if np.all(np.abs(got - table) <= _FORMULA_TOL) else None

@@ -101,8 +101,9 @@ def read_hints(path: str | Path) -> Hints:
     """
     data = read_bytes(path, _check_hint_start)
     try:
-        is_json = _is_json(data) if str(path) == "-" else _looks_json(data, Path(path).suffix)
-        found = _from_json(data) if is_json else _from_layer(data, str(path))
+        # stdin has no name to tell: what is no image is JSON, so that bad JSON is said to be that
+        suffix = ".json" if str(path) == "-" else Path(path).suffix
+        found = _from_json(data) if _looks_json(data, suffix) else _from_layer(data, str(path))
         layer = str(path) if found.shape else None  # named in errors about its size
         return dataclasses.replace(found, origin=str(path), layer=layer)  # and its points
     except (ValueError, KeyError, TypeError, OverflowError) as e:
@@ -130,14 +131,6 @@ def _looks_json(data: bytes, suffix: str) -> bool:
 
 
 _JSON_SPACE = b"\xef\xbb\xbf \t\r\n"  # a UTF-8 byte-order mark and JSON's white space
-
-
-def _is_json(data: bytes) -> bool:
-    """Whether hint data from stdin (no name to tell) is JSON: whatever is no image (a hint
-    layer starts with its format's magic bytes), so that bad JSON is said to be that."""
-    from .imagehead import is_image
-
-    return not is_image(data)
 
 
 HINT_EXTS = (".json", ".png")

@@ -18,7 +18,7 @@ whose sRGB neutral is ``TRC_srgb^-1(Y)`` on each channel.
 Profiles with lookup tables (``A2B0``, ``B2A0`` and friends: a scanner's measured profile, most
 CMYK) are not evaluated here: :func:`shaper` returns None and the caller samples littleCMS. The
 caller also keeps the formulas only where they give littleCMS's values at its table's nodes
-(``colorprofile._checked``): a profile they misread falls back to the table, never to NaN.
+(``colorprofile._formula``): a profile they misread falls back to the table, never to NaN.
 
 References
 ----------

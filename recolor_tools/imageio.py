@@ -45,6 +45,14 @@ MAX_SIDE = {".jpg": 65500, ".jpeg": 65500, ".webp": 16383, ".png": 1_000_000}
 """The longest side each format's encoder writes (libjpeg-turbo; libwebp; libpng's default
 limit); BMP and TIFF hold more than recolor reads."""
 
+
+def side_limit(ext: str, side: int) -> str | None:
+    """Why a format (``ext``, with its dot) cannot hold an image ``side`` pixels long, or None."""
+    if side <= MAX_SIDE.get(ext, side):
+        return None
+    return f"{ext[1:]} holds at most {MAX_SIDE[ext]} a side (tiff holds more)"
+
+
 # JPEG carries EXIF orientation; OpenCV honours it unless IMREAD_UNCHANGED is given, which we
 # need for alpha. So JPEG is decoded with ANYCOLOR|ANYDEPTH, the formats with alpha unchanged.
 _DECODE_KEEP_ALPHA = cv2.IMREAD_UNCHANGED
@@ -421,9 +429,8 @@ def encode_image(
     ):
         raise RecolorError(f"quality must be an integer in 1..100, got {quality!r}")
     h, w = rgb.shape[:2]
-    if max(h, w) > MAX_SIDE.get(ext, max(h, w)):  # the encoder's own message says no more
-        raise RecolorError(f"{w}x{h} pixels: {ext[1:]} holds at most {MAX_SIDE[ext]} a side "
-                           "(tiff holds more)")  # fmt: skip
+    if too_long := side_limit(ext, max(h, w)):  # the encoder's own message says no more
+        raise RecolorError(f"{w}x{h} pixels: {too_long}")
     sixteen = depth == 16 and ext in DEEP_EXTS
     if rgb.dtype == np.uint8 and sixteen:  # was written with 8 bits, unsaid
         pix = rgb.astype(np.uint16) * np.uint16(257)

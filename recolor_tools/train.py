@@ -62,7 +62,7 @@ from . import checkpoints, models
 from .data import check_some_readable, list_images
 from .distributed import Dist, broadcast_buffers, mean_over_ranks, param_digest, setup_distributed
 from .errors import RecolorError, UsageError
-from .trainconfig import TrainConfig, resolve_defaults
+from .trainconfig import CHECKPOINT_FILES, TrainConfig, resolve_defaults
 from .trainsetup import (
     ClassSetup,
     Device,
@@ -457,7 +457,7 @@ def _train(cfg: TrainConfig, d: Dist, report: Callable[[str], None] | None) -> P
         cfg.out.mkdir(parents=True, exist_ok=True)
         _trim_metrics(cfg.out / "metrics.jsonl", state.step)
         if cfg.overwrite:  # the old run goes now: a new one cut short left it for --resume
-            for name in ("last.pt", "last.prev.pt", "cls.pt", "reg.pt"):
+            for name in CHECKPOINT_FILES:
                 (cfg.out / name).unlink(missing_ok=True)
     log(
         cfg, d,

@@ -33,7 +33,9 @@ CHOICES = {
 """The options of :class:`TrainConfig` that take one of a few names."""
 
 
-OUT_FILES = ("last.pt", "last.prev.pt", "cls.pt", "reg.pt", "metrics.jsonl")
+CHECKPOINT_FILES = ("last.pt", "last.prev.pt", "cls.pt", "reg.pt")
+"""The checkpoints a run writes in OUT (``--overwrite`` removes them as training starts)."""
+OUT_FILES = (*CHECKPOINT_FILES, "metrics.jsonl")
 """What a run writes in OUT (and ``rebalance-stats.npz`` where it computes the statistics)."""
 KEPT_ON_RESUME = {"lr": LR, "schedule": "plateau", "hint_lr": defaults.HINT_LR, "width": None}
 """What a resumed run keeps, with the defaults of a fresh run (None: the model's): the options

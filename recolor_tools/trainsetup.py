@@ -197,6 +197,8 @@ def hold_out(cfg: TrainConfig, d: Dist):
     import fcntl
     import os
 
+    from .imageio import os_reason
+
     if not d.main:
         yield
         return
@@ -209,8 +211,7 @@ def hold_out(cfg: TrainConfig, d: Dist):
         cfg.out.mkdir(parents=True, exist_ok=True)
         fd = os.open(cfg.out, os.O_RDONLY | os.O_DIRECTORY)
     except OSError as e:
-        raise RecolorError(f"cannot create or open it ({(e.strerror or str(e)).lower()})",
-                           cfg.out) from None  # fmt: skip
+        raise RecolorError(f"cannot create or open it ({os_reason(e)})", cfg.out) from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

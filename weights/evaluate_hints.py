@@ -274,13 +274,14 @@ DUMP_KEYS = {*metrics.METRIC_KEYS, "fidelity"} - {"auc_rebal"}
 def read_dumps(paths: list[Path]) -> dict[str, list[dict]]:
     """Each guidance's per-image scores from ``--dump`` files (JSON lines, one per image)."""
     from recolor_tools.errors import RecolorError
+    from recolor_tools.imageio import os_reason
 
     rows: dict[str, list[dict]] = {}
     for path in paths:
         try:
             lines = path.read_text().splitlines()
         except OSError as e:
-            raise RecolorError(e.strerror.lower(), path) from None
+            raise RecolorError(os_reason(e), path) from None
         except UnicodeDecodeError:
             raise RecolorError("not a --dump file (not UTF-8 text)", path) from None
         for i, line in enumerate(lines, 1):

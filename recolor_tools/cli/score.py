@@ -57,7 +57,7 @@ def compare(
     """
     from .. import metrics, report
     from ..color import to_uint8
-    from ..imageio import MAX_SIDE, read_rgb
+    from ..imageio import read_rgb, side_limit
     from ..outputs import write_all, write_stdout
 
     tool = Tool("compare", quiet, debug)
@@ -72,11 +72,9 @@ def compare(
     inputs = [str(f) for _, p, t in pairs for f in (p, t)]
     single_outputs(tool, {"--montage": montage, "-o": output}, [*inputs, *given(stats)])
     if montage is not None:  # said before the work, not after it (the height is known now)
-        ext = Path(montage).suffix.lower()
-        tall, most = report.montage_height(len(pairs)), MAX_SIDE.get(ext)
-        if most is not None and tall > most:
-            tool.usage(f"--montage {montage}: {len(pairs)} rows make it {tall} px tall; "
-                       f"{ext[1:]} holds at most {most} a side (tiff holds more)")  # fmt: skip
+        tall = report.montage_height(len(pairs))
+        if too_long := side_limit(Path(montage).suffix.lower(), tall):
+            tool.usage(f"--montage {montage}: {len(pairs)} rows make it {tall} px tall; {too_long}")
     results, rows = [], []
     for name, p, t in tool.progress(pairs, len(pairs)):
         with tool.guard(p):
