@@ -88,13 +88,7 @@ def _main(argv: list[str] | None) -> int:
             else:
                 code = rv if isinstance(rv, int) else ExitCode.OK  # typer.Exit's code
             return max(code, process.flush_stdout(f"recolor {name}"))
-    except click.exceptions.Abort as e:
-        if isinstance(e.__cause__, EOFError):  # click's Abort for any EOFError: a bug, no Ctrl-C
-            if common._DEBUG:
-                traceback.print_exception(e.__cause__)
-            print(f"recolor {name}: internal error: EOFError: {e.__cause__} (--debug shows a "
-                  "traceback)", file=sys.stderr)  # fmt: skip
-            return ExitCode.FAILED
+    except click.exceptions.Abort:
         return ExitCode.INTERRUPTED
     except KeyboardInterrupt:
         return ExitCode.INTERRUPTED
@@ -107,7 +101,8 @@ def _main(argv: list[str] | None) -> int:
         if out_of_memory(e):  # a size the machine cannot hold: the user's to change
             what = "out of memory (smaller sizes or batches need less)"
         else:
-            what = f"internal error: {type(e).__name__}: {e} (--debug shows a traceback)"
+            kind = "" if isinstance(e, common.InternalEOF) else f"{type(e).__name__}: "
+            what = f"internal error: {kind}{e} (--debug shows a traceback)"
         print(f"recolor {name}: {what}", file=sys.stderr)
         return ExitCode.FAILED
 

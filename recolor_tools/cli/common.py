@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, BinaryIO, Literal, Optional
 
 import typer
+from typer.core import TyperGroup
 
 from .. import __version__
 from ..errors import (
@@ -27,7 +28,24 @@ from ..errors import (
     warn,
 )
 
+
+class InternalEOF(Exception):
+    """An EOFError that left a command: a bug, reported as any other internal error."""
+
+
+class _Group(TyperGroup):
+    def invoke(self, ctx):  # noqa: ANN001, ANN201 - click's signature
+        # click's main turns an EOFError into Abort, as for Ctrl-D at a prompt, and first prints
+        # a blank line; recolor never prompts, so one that gets there is a bug (a cache file
+        # left empty by a crash), to be one line like any other.
+        try:
+            return super().invoke(ctx)
+        except EOFError as e:
+            raise InternalEOF(f"EOFError: {e}") from e
+
+
 app = typer.Typer(
+    cls=_Group,
     name="recolor",
     help="Recolor images in CIELAB space: small tools that pass Lab records through pipes.",
     no_args_is_help=True,
