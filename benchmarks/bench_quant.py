@@ -76,7 +76,8 @@ def smooth_images(n_pixels: int, side: int = 512, seed: int = 0) -> np.ndarray:
 
 def image_pixels(paths: list[str]) -> np.ndarray:
     from recolor_tools.color import rgb_to_lab
-    from recolor_tools.imageio import expand_inputs, read_rgb
+    from recolor_tools.imageio import read_rgb
+    from recolor_tools.inputs import expand_inputs
 
     return np.ascontiguousarray(
         np.concatenate(
@@ -91,7 +92,8 @@ def crop_targets(paths: list[str], n: int = 300, size: int = 128, h: int = 32) -
     import cv2
 
     from recolor_tools.color import rgb_to_lab
-    from recolor_tools.imageio import expand_inputs, read_rgb
+    from recolor_tools.imageio import read_rgb
+    from recolor_tools.inputs import expand_inputs
 
     rng = np.random.default_rng(2)
     if paths:

@@ -22,8 +22,9 @@ from typing import Any
 import numpy as np
 
 from .errors import OutOfMemory, RecolorError, out_of_memory
+from .fileio import is_special
 from .hints import Hints
-from .imageio import is_special, read_rgb
+from .imageio import read_rgb
 from .imagemeta import ImageMeta
 from .predict import BATCH_PIXELS, Predicted, Predictor, Prepared
 
@@ -160,5 +161,5 @@ def _ahead(
 
 
 def _may_block(path: str) -> bool:
-    """True for stdin and for a device, FIFO or socket (:func:`imageio.is_special`)."""
+    """True for stdin and for a device, FIFO or socket (:func:`fileio.is_special`)."""
     return path == "-" or is_special(path)

@@ -25,7 +25,7 @@ from torch import nn
 
 from . import defaults
 from .errors import RecolorError
-from .imageio import os_reason
+from .fileio import os_reason
 from .models import HEADS, Colorizer, ModelConfig
 
 CHECKPOINT_FORMAT = "recolor-checkpoint"
@@ -225,7 +225,7 @@ def save_checkpoint(path: str | Path, ckpt: dict[str, Any], keep_previous: bool 
         array or scalar, any other object), named by its place (``ckpt.rebalance.weights``);
         nothing is written.
     """
-    from .imageio import atomic_open
+    from .fileio import atomic_open
 
     bad = _unloadable(ckpt, "ckpt")
     if bad:

@@ -33,7 +33,8 @@ from torch.utils.data import Dataset, Sampler
 from . import defaults
 from .color import rgb_to_lab
 from .errors import RecolorError, printable
-from .imageio import expand_inputs, read_rgb, resize_short_side
+from .imageio import read_rgb, resize_short_side
+from .inputs import expand_inputs
 from .models import AB_SCALE
 
 SCALE_JITTER = (1.0, 1.15)

@@ -19,9 +19,11 @@ import numpy as np
 
 from .color import rgb_to_lab, to_float
 from .errors import RecolorError
+from .fileio import read_bytes
 from .hints import Hints, check_strength, palette, parse_hint, parse_palette, points
-from .imageio import decode_stored, decoder_oriented, input_name, input_roots, read_bytes
+from .imageio import decode_stored, decoder_oriented
 from .imagemeta import in_srgb, read_meta, upright
+from .inputs import input_name, input_roots
 
 
 def _no_repeated_keys(pairs: list[tuple[str, object]]) -> dict:
@@ -181,7 +183,7 @@ def match_hint_files(
 def _hint_files(hint_dir: Path) -> list[Path]:
     """The hint files of a ``--hints`` directory (JSON and PNG layers), sorted; broken links
     too, reported when read (they were passed over, their inputs coloured automatically)."""
-    from .imageio import files_below
+    from .inputs import files_below
 
     return files_below(hint_dir, HINT_EXTS)
 

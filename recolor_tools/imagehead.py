@@ -28,6 +28,30 @@ DEFAULT_MAX_PIXELS = 178_956_970
 
 READ = ("JPEG", "PNG", "TIFF", "WebP", "BMP")
 """The formats recolor reads."""
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp")
+"""File extensions recolor reads and writes as images (case-insensitive)."""
+
+OTHER_IMAGE_EXTS = (".gif", ".jp2", ".j2k", ".jpx", ".jxl", ".heic", ".heif", ".avif", ".exr",
+                    ".hdr", ".pnm", ".pbm", ".pgm", ".ppm", ".pfm", ".ico", ".psd", ".tga",
+                    ".svg", ".dng", ".ras", ".sr")  # fmt: skip
+"""Extensions of image formats recolor does not write: ``predict -o x.gif`` asks for one (a
+usage error), while ``-o results.v2`` names a folder."""
+
+DEEP_EXTS = (".png", ".tif", ".tiff")
+"""The formats written with 16 bits per sample when asked; the others hold 8."""
+
+MAX_SIDE = {".jpg": 65500, ".jpeg": 65500, ".webp": 16383, ".png": 1_000_000}
+"""The longest side each format's encoder writes (libjpeg-turbo; libwebp; libpng's default
+limit); BMP and TIFF hold more than recolor reads."""
+
+
+def side_limit(ext: str, side: int) -> str | None:
+    """Why a format (``ext``, with its dot) cannot hold an image ``side`` pixels long, or None."""
+    if side <= MAX_SIDE.get(ext, side):
+        return None
+    return f"{ext[1:]} holds at most {MAX_SIDE[ext]} a side (tiff holds more)"
+
+
 SNIFF_BYTES = 4096
 """What :func:`sniff_format` and :func:`other_format` look at, at most: the first bytes of a
 stream decide, before the rest is read (``yes | recolor to-lab -`` grew to 24 GB)."""

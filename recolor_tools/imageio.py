@@ -1,23 +1,31 @@
-"""Reading and writing images, and atomic file output.
+"""Decoding and encoding images: the one place where recolor turns image files into pixels.
 
-This is the one place where recolor touches image files: every tool reads with :func:`read_rgb`
-and writes with :func:`write_image` or :func:`atomic_write`, so that a killed run never leaves a
-half-written file (data goes to a temporary file beside the target, then ``os.replace``).
+Every tool reads with :func:`read_rgb` (or :func:`decode_rgb` on bytes) and writes with
+:func:`write_image` (or :func:`encode_image` to bytes); the bytes themselves go through
+:mod:`recolor_tools.fileio` (stdin, one-line OS errors, atomic replacement), the formats and
+their extensions are :mod:`recolor_tools.imagehead`'s, and command-line inputs are listed by
+:mod:`recolor_tools.inputs`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import stat
-import sys
-import tempfile
-from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING
 
-from .errors import RecolorError, warn, write_failure
-from .imagehead import SNIFF_BYTES, ImageHead, as_bytes, max_pixels, read_head, sniff_format
+from .errors import RecolorError, warn
+from .fileio import atomic_write, read_bytes
+from .imagehead import (
+    DEEP_EXTS,
+    IMAGE_EXTS,
+    ImageHead,
+    as_bytes,
+    max_pixels,
+    read_head,
+    side_limit,
+    sniff_format,
+)
 
 # OpenCV's own limit (2**30 pixels) would otherwise cap a raised RECOLOR_MAX_PIXELS; ours is
 # checked on the header before OpenCV sees the data.
@@ -32,82 +40,11 @@ from .color import check_image, to_float, to_uint8, to_uint16  # noqa: E402
 if TYPE_CHECKING:
     from .imagemeta import ImageMeta
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp")
-"""File extensions recolor reads and writes as images (case-insensitive)."""
-OTHER_IMAGE_EXTS = (".gif", ".jp2", ".j2k", ".jpx", ".jxl", ".heic", ".heif", ".avif", ".exr",
-                    ".hdr", ".pnm", ".pbm", ".pgm", ".ppm", ".pfm", ".ico", ".psd", ".tga",
-                    ".svg", ".dng", ".ras", ".sr")  # fmt: skip
-"""Extensions of image formats recolor does not write: ``predict -o x.gif`` asks for one (a
-usage error), while ``-o results.v2`` names a folder."""
-DEEP_EXTS = (".png", ".tif", ".tiff")
-"""The formats written with 16 bits per sample when asked; the others hold 8."""
-MAX_SIDE = {".jpg": 65500, ".jpeg": 65500, ".webp": 16383, ".png": 1_000_000}
-"""The longest side each format's encoder writes (libjpeg-turbo; libwebp; libpng's default
-limit); BMP and TIFF hold more than recolor reads."""
-
-
-def side_limit(ext: str, side: int) -> str | None:
-    """Why a format (``ext``, with its dot) cannot hold an image ``side`` pixels long, or None."""
-    if side <= MAX_SIDE.get(ext, side):
-        return None
-    return f"{ext[1:]} holds at most {MAX_SIDE[ext]} a side (tiff holds more)"
-
 
 # JPEG carries EXIF orientation; OpenCV honours it unless IMREAD_UNCHANGED is given, which we
 # need for alpha. So JPEG is decoded with ANYCOLOR|ANYDEPTH, the formats with alpha unchanged.
 _DECODE_KEEP_ALPHA = cv2.IMREAD_UNCHANGED
 _DECODE_ORIENTED = cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH
-
-
-def os_reason(err: OSError) -> str:
-    """A short, lower-case reason for an OS error, as the tools print it."""
-    if isinstance(err, FileNotFoundError):
-        return "no such file"
-    if isinstance(err, PermissionError):
-        return "permission denied"
-    if isinstance(err, IsADirectoryError):
-        return "is a directory"
-    return (err.strerror or str(err)).lower()
-
-
-def open_binary(path: str | Path) -> BinaryIO:
-    """Open a file for binary reading (``-`` is stdin); OS errors become :class:`RecolorError`."""
-    if str(path) == "-":
-        return sys.stdin.buffer
-    if str(path) == "":  # Path("") would open the current directory
-        raise RecolorError("no such file", path)
-    try:
-        if os.path.isdir(path):
-            raise IsADirectoryError(21, "Is a directory", str(path))
-        return open(path, "rb")  # noqa: SIM115 - the caller closes it
-    except OSError as e:
-        raise _read_error(e, path) from None
-    except ValueError:  # a NUL in a name from a list: no file has it
-        raise RecolorError("embedded null byte", path) from None
-
-
-def read_bytes(
-    path: str | Path, check_start: Callable[[bytes, str | Path], None] | None = None
-) -> bytes:
-    """Read a whole file (``-`` is stdin), turning OS errors into one-line :class:`RecolorError`.
-
-    Stdin is read a MiB at a time (:func:`read_rest`); ``check_start(start, path)`` (e.g.
-    :func:`check_image_start`) may refuse its first :data:`SNIFF_BYTES` before the rest is read.
-    """
-    if str(path) == "-":
-        stream = sys.stdin.buffer
-        start = stream.read(SNIFF_BYTES) if check_start else b""
-        if check_start and len(start) == SNIFF_BYTES:  # (shorter: all there is, read as it is)
-            check_start(start, path)
-        return read_rest(stream, start)
-    if str(path) == "":  # Path("") would read the current directory
-        raise RecolorError("no such file", path)
-    try:
-        return Path(path).read_bytes()
-    except OSError as e:
-        raise _read_error(e, path) from None
-    except ValueError:  # a NUL in a name from a list: no file has it
-        raise RecolorError("embedded null byte", path) from None
 
 
 def check_image_start(start: bytes, path: str | Path) -> None:
@@ -117,23 +54,6 @@ def check_image_start(start: bytes, path: str | Path) -> None:
         sniff_format(start)
     except RecolorError as e:
         raise RecolorError(e.reason, path) from None
-
-
-def read_rest(stream: BinaryIO, start: bytes = b"") -> bytes:
-    """``start`` and the rest of ``stream``, read a MiB at a time: one ``read()`` of a pipe that
-    never ends (``yes |``) ran no signal handler, so Ctrl-C and SIGTERM went unheard while the
-    memory grew."""
-    chunks = [start]
-    while chunk := stream.read(1 << 20):
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _read_error(err: OSError, path: str | Path) -> RecolorError:
-    # expand_inputs passes on a folder where it found no input, for its reader to report
-    if isinstance(err, IsADirectoryError):
-        return RecolorError("is a directory, and no input was found in it", path)
-    return RecolorError(os_reason(err), path)
 
 
 def decoder_oriented(head: ImageHead) -> bool:
@@ -455,134 +375,6 @@ def encode_image(
     return enc.tobytes()
 
 
-def writes_in_place(path: str | Path) -> bool:
-    """True when ``path`` must be written in place rather than replaced by a rename.
-
-    That is every existing target that is not a regular file (a character or block device, a
-    FIFO, a socket: renaming over ``/dev/null`` as root would replace the device with a file), and
-    every name under ``/dev`` or ``/proc`` (``/dev/stdout`` may lead to a regular file the shell
-    opened: replacing it would lose what the shell appends) but ``/dev/shm``, a folder of
-    ordinary files in memory.
-    """
-    where = os.path.abspath(path)
-    system = where.startswith(("/dev/", "/proc/")) and not where.startswith("/dev/shm/")
-    return system or is_special(path)
-
-
-def is_special(path: str | Path) -> bool:
-    """True for an existing path that is neither a regular file nor a folder: a character or
-    block device, a FIFO, a socket (reading it may block for good; writing must not rename over
-    it). False for a missing or unreachable path."""
-    try:
-        mode = os.stat(path).st_mode
-    except (OSError, ValueError):  # ValueError: a NUL in the name (from a list)
-        return False
-    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
-
-
-@contextlib.contextmanager
-def atomic_open(path: str | Path) -> Iterator[BinaryIO]:
-    """Open ``path`` for binary writing so that it appears whole or not at all.
-
-    Data goes to a hidden temporary file in the directory of the file ``path`` leads to (a
-    symbolic link is followed, not replaced), which replaces it with ``os.replace`` only when the
-    block ends without an exception; the temporary file is removed on any error, Ctrl-C or
-    SIGTERM. A target for which :func:`writes_in_place` is true is opened for appending in place
-    and never created, truncated or renamed over. The new file gets the permissions of the file
-    it replaces as the block begins (a private 0600 output stays private, also where the block
-    moves the old file away: ``last.pt`` -> ``last.prev.pt``), else ``0666 & ~umask``.
-
-    Raises
-    ------
-    RecolorError
-        The directory is missing or not writable (or was removed while writing: named as the
-        folder), the in-place target cannot be opened, or the target cannot be replaced (a
-        folder): named as ``path``, never the temporary file.
-    DiskFull
-        The device is full (``ENOSPC``), or the target is a FIFO whose reader has gone
-        (:class:`~recolor_tools.errors.ReaderGone`); the target is left as it was.
-    """
-    path = Path(path)
-    if writes_in_place(path):
-        yield from _in_place(path)
-        return
-    real = Path(os.path.realpath(path))
-    # The name's first 128 bytes: a 250-byte name is good (NAME_MAX is 255), its temporary one
-    # (".NAME.XXXXXXXX.tmp") would not be.
-    stem = os.fsdecode(os.fsencode(real.name)[:128])
-    # the folder as the user named it, unless a link led elsewhere (/tmp/x/ro, not ro)
-    folder = path.parent if os.path.realpath(path.parent) == str(real.parent) else real.parent
-    mode = _mode_of(real)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=".tmp", dir=real.parent)
-    except FileNotFoundError:
-        raise RecolorError("no such directory", folder) from None
-    except OSError as e:
-        raise RecolorError(os_reason(e), folder) from None
-    f = os.fdopen(fd, "wb")
-    try:
-        yield f
-        f.close()  # the last buffered bytes: a full disk shows here at the latest
-        os.chmod(tmp, mode)
-        os.replace(tmp, real)
-    except BaseException as e:
-        with contextlib.suppress(OSError):
-            f.close()  # flushing may fail again; the descriptor is closed all the same
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(e, OSError) and (ends := write_failure(e, path)):
-            raise ends from None
-        if isinstance(e, FileNotFoundError) and not real.parent.is_dir():
-            raise RecolorError("the folder was removed while writing", folder) from None
-        if isinstance(e, OSError) and e.filename == tmp:  # the rename onto a folder: name it
-            raise RecolorError(os_reason(e), path) from None
-        raise
-
-
-def _in_place(path: Path) -> Iterator[BinaryIO]:
-    try:
-        # O_APPEND, no O_CREAT, no O_TRUNC: a device or FIFO is written as it is, and a file
-        # reached through /dev/stdout keeps what the shell wrote before us.
-        f = open(os.open(path, os.O_WRONLY | os.O_APPEND), "wb")  # noqa: SIM115
-    except OSError as e:
-        raise RecolorError(os_reason(e), path) from None
-    try:
-        yield f
-        f.close()
-    except BaseException as e:
-        with contextlib.suppress(OSError):
-            f.close()
-        if isinstance(e, OSError) and (ends := write_failure(e, path)):
-            raise ends from None
-        raise
-
-
-def _mode_of(path: Path) -> int:
-    """The permissions a new version of ``path`` gets: those of the file it replaces (a private
-    0600 output stays private, as with ``>`` or ``sed -i``), else ``0666 & ~umask``."""
-    with contextlib.suppress(OSError):
-        st = os.stat(path)
-        if stat.S_ISREG(st.st_mode):
-            return stat.S_IMODE(st.st_mode)
-    return 0o666 & ~_umask()
-
-
-def _umask() -> int:
-    """The process's umask, from /proc where Linux shows it: setting it to read it is
-    process-wide, so a thread creating a file meanwhile (the write-back threads) got 0666."""
-    with contextlib.suppress(OSError, ValueError, StopIteration), open("/proc/self/status") as f:
-        return int(next(line for line in f if line.startswith("Umask:")).split()[1], 8)
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (see :func:`atomic_open`)."""
-    with atomic_open(path) as f:
-        f.write(data)
-
-
 def write_image(
     path: str | Path, rgb: np.ndarray, depth: int = 8, quality: int | None = None
 ) -> None:
@@ -590,97 +382,3 @@ def write_image(
     from its extension, atomically (``rgb``, ``depth``, ``quality`` and the errors as for
     :func:`encode_image`)."""
     atomic_write(path, encode_image(rgb, Path(path).suffix or ".png", depth, quality))
-
-
-def input_roots(args: Sequence[str]) -> list[Path]:
-    """The input directories among command-line inputs and the folders named in their
-    ``.txt`` / ``.list`` files (what :func:`input_name` names below)."""
-    roots = []
-    for a in args:
-        if a in ("-", ""):
-            continue
-        named = _list_entries(Path(a)) if _is_list(Path(a)) else [a]
-        roots += [Path(e) for e in named if os.path.isdir(e)]
-    return roots
-
-
-def _is_list(p: Path) -> bool:
-    return p.suffix.lower() in (".txt", ".list") and os.path.isfile(p)
-
-
-def _list_entries(p: Path) -> list[str]:
-    """The paths a ``.txt`` / ``.list`` file names, one per line (relative ones to its folder;
-    blank lines and ``#`` comments skipped)."""
-    entries = []
-    # As bytes: `find ... > list.txt` writes names as they are, UTF-8 or not.
-    for line in os.fsdecode(p.read_bytes()).splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            entries.append(line if Path(line).is_absolute() else str(p.parent / line))
-    return entries
-
-
-def input_name(path: str, roots: Sequence[str | Path] = ()) -> str:
-    """The name an input's outputs and partners are named after: its path below the first of
-    ``roots`` (:func:`input_roots`) that holds it, as ``a/b.jpg``, so that outputs mirror an
-    input directory's tree and two ``b.jpg`` in two subfolders stay apart; else its base name
-    (a file named on its own); ``-`` is ``stdin``."""
-    if path == "-":
-        return "stdin"
-    for r in map(Path, roots):
-        if Path(path).is_relative_to(r):
-            return Path(path).relative_to(r).as_posix()
-    return Path(path).name
-
-
-def leave_out(paths: list[str], roots: Sequence[str | Path], folder: str | Path) -> list[str]:
-    """``paths`` less those in ``folder`` when an input directory of ``roots`` holds it: an
-    output or hint folder kept inside the input folder holds no inputs (``recolor predict . -o
-    out/ --hints hints/`` run twice)."""
-    d = Path(folder).resolve()
-    if not any(d != r and d.is_relative_to(r) for r in (Path(r).resolve() for r in roots)):
-        return paths
-    return [p for p in paths if p == "-" or not Path(p).resolve().is_relative_to(d)]
-
-
-def files_below(folder: Path, exts: Sequence[str]) -> list[Path]:
-    """The files below ``folder`` (recursively, sorted) whose extension is in ``exts``: regular
-    files, and broken links so that whoever reads them reports them; not FIFOs or devices,
-    which could block the run waiting for a writer (name one to read it)."""
-    return [f for f in sorted(folder.rglob("*")) if f.suffix.lower() in exts
-            and (f.is_file() or f.is_symlink() and not f.exists())]  # fmt: skip
-
-
-def expand_inputs(args: list[str], exts: tuple[str, ...] = IMAGE_EXTS) -> list[str]:
-    """Turn command-line inputs into a list of files.
-
-    ``-`` stays as is (stdin); a directory is searched recursively for files whose extension is
-    in ``exts`` (sorted; broken links among them, so that they are reported, but no FIFO or
-    device); a pattern with ``*``, ``?`` or ``[`` that the shell left alone is
-    expanded; a text file with extension ``.txt`` or ``.list`` is read as one path per line (a
-    folder among them searched as above).
-    Anything else is kept, so that a missing file is reported by whoever opens it. One path
-    given as a string is a TypeError (it was taken for a list of one-letter names).
-    """
-    import glob
-
-    if isinstance(args, str | bytes | os.PathLike):
-        raise TypeError(f"args must be a list of paths, not one path: [{args!r}]")
-
-    out: list[str] = []
-    for arg in args:
-        p = Path(arg)
-        if arg in ("-", ""):  # stdin; an empty name is no file (Path("") is the current folder)
-            out.append(arg)
-        elif os.path.isdir(p):  # os.path's: a name too long is no folder, not an error
-            found = [str(f) for f in files_below(p, exts)]
-            out.extend(found or [arg])  # an empty directory is reported by whoever opens it
-        elif not os.path.lexists(p) and any(c in arg for c in "*?["):
-            out.extend(sorted(glob.glob(arg, recursive=True)) or [arg])
-        elif _is_list(p):
-            for entry in _list_entries(p):
-                # a folder listed is searched as one given on the command line
-                out.extend(expand_inputs([entry], exts) if os.path.isdir(entry) else [entry])
-        else:
-            out.append(arg)
-    return out

@@ -368,7 +368,7 @@ def in_srgb(rgb: np.ndarray, found: ImageMeta) -> np.ndarray:
 def output_depth(depth: int | None, source: ImageMeta | None, ext: str) -> int:
     """Bits per sample of an output: ``depth`` if given, else the source's; 8 where the format
     holds no more (JPEG, WebP, BMP)."""
-    from .imageio import DEEP_EXTS
+    from .imagehead import DEEP_EXTS
 
     depth = depth or (source.depth if source is not None else 8)
     return 16 if depth == 16 and ext.lower() in DEEP_EXTS else 8

@@ -45,7 +45,8 @@ def _rgb_record(
     the file's base name); ``size`` is the image's before any shrinking to ``max_size``;
     ``source`` as :attr:`Record.source`."""
     from .color import rgb_to_lab
-    from .imageio import input_name, resize_max
+    from .imageio import resize_max
+    from .inputs import input_name
 
     name = input_name(path) if name is None else name
     lab = rgb_to_lab(resize_max(rgb, max_size))
@@ -59,13 +60,14 @@ def iter_lab_sources(
 
     Each path (``-`` is stdin) is sniffed: a record stream yields all its records, except those
     holding NaN or infinity (:func:`check_finite`: reported, and the stream goes on); an image
-    yields its Lab record, named :func:`~recolor_tools.imageio.input_name` below ``roots``. Each
+    yields its Lab record, named :func:`~recolor_tools.inputs.input_name` below ``roots``. Each
     record's :attr:`~Record.origin` is set for the errors about it: ``path: name`` for a record
     of a stream file, ``path`` for an image file (None for stdin). A
     failure is passed to ``on_error`` and the next path is tried; a stream that breaks half-way
     keeps the records read before the break.
     """
-    from .imageio import input_name, open_binary
+    from .fileio import open_binary
+    from .inputs import input_name
 
     for path in paths:
         try:
@@ -84,8 +86,9 @@ def iter_lab_sources(
                             continue
                         yield rec
                 else:
+                    from .fileio import read_rest
                     from .imagehead import SNIFF_BYTES, is_image, other_format
-                    from .imageio import decode_rgb, read_rest
+                    from .imageio import decode_rgb
                     from .imagemeta import ImageMeta
 
                     # the start decides, before the rest is read (`yes |` grew without end)

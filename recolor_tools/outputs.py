@@ -4,14 +4,14 @@ Every tool that writes files routes them through :class:`Outputs`, so each rule 
 
 - ``-o -`` (or no ``-o`` when the tool has no default) is stdout; an existing directory or a
   name ending in ``/`` is a directory, created if missing; anything else is one file.
-- In a directory, each output is named after its input (:func:`recolor_tools.imageio.input_name`:
+- In a directory, each output is named after its input (:func:`recolor_tools.inputs.input_name`:
   the path below the input directory it was found in, ``a/c.png``, else the base name) or its
   record's header: ``DIR/a/c<suffix>``, so the outputs mirror the inputs' tree. A name that could
   leave the directory (``../../c.png``, ``/etc/c.png``, a backslash) keeps its base name only.
 - Two inputs that map to one output, and an output that is one of the inputs (also through a
   symbolic or hard link), are refused, each with one message.
 - ``-o FILE/`` when FILE is a regular file, and a directory that cannot be created, are refused.
-- Writes go through :func:`recolor_tools.imageio.atomic_open`: regular files atomically (temporary
+- Writes go through :func:`recolor_tools.fileio.atomic_open`: regular files atomically (temporary
   file, then rename), existing devices, FIFOs and sockets in place, never renamed over. A record
   stream file that no record was written to (every input failed) is not created.
 - A full disk (``ENOSPC``) is :class:`~recolor_tools.errors.DiskFull`, which ends the run, and
@@ -41,7 +41,7 @@ class OutputUsage(UsageError):
 
 
 class _NothingWritten(Exception):
-    """Ends a record stream file's :func:`~recolor_tools.imageio.atomic_open` that holds no
+    """Ends a record stream file's :func:`~recolor_tools.fileio.atomic_open` that holds no
     record: its temporary file is removed, as on any error, and nothing is renamed."""
 
 
@@ -112,7 +112,7 @@ def make_dir(path: Path) -> None:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        from .imageio import os_reason
+        from .fileio import os_reason
 
         raise RecolorError(f"cannot create the output directory ({os_reason(e)})", path) from None
 
@@ -202,7 +202,7 @@ class Outputs:
         elif self.directory is not None:
             make_dir(self.directory)
         elif self.many_per_file:
-            from .imageio import atomic_open
+            from .fileio import atomic_open
 
             check_not_input(self.file, [*self.inputs, *self.keep])
             self._stream_id = next(iter(file_ids([str(self.file)])), None)
@@ -228,7 +228,7 @@ class Outputs:
         must not take the first run's outputs for inputs (they would go to ``out/out/``)."""
         if self.directory is None:
             return paths
-        from .imageio import leave_out
+        from .inputs import leave_out
 
         kept = leave_out(paths, roots, self.directory)
         self.inputs, self._input_ids = kept, None
@@ -340,7 +340,7 @@ class Outputs:
             if self.many_per_file:  # stdout holds any number: nothing to count
                 return None
         else:
-            from .imageio import atomic_open, writes_in_place
+            from .fileio import atomic_open, writes_in_place
 
             if out.parent != self.directory and self.directory is not None:
                 make_dir(out.parent)  # a subfolder of the inputs' tree

@@ -24,7 +24,7 @@ def pair_by_stem(
     ----------
     pred_files, truth_files : sequences of paths
         Image files found below ``pred_root`` and ``truth_root`` (e.g. by
-        ``imageio.expand_inputs``); ``a.jpg`` matches ``a.png``, ``sub/a.png`` matches
+        ``inputs.expand_inputs``); ``a.jpg`` matches ``a.png``, ``sub/a.png`` matches
         ``sub/a.tif``.
     pred_root, truth_root : path
         The two directories.

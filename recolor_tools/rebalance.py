@@ -142,7 +142,7 @@ class RebalanceStats:
 
     def save(self, path: str | Path) -> None:
         """Write to ``path`` (npz, format tag ``recolor-rebalance``, version 1; atomic)."""
-        from .imageio import atomic_open
+        from .fileio import atomic_open
 
         with atomic_open(path) as f:
             self.write(f)

@@ -197,7 +197,7 @@ def hold_out(cfg: TrainConfig, d: Dist):
     import fcntl
     import os
 
-    from .imageio import os_reason
+    from .fileio import os_reason
 
     if not d.main:
         yield

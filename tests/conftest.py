@@ -139,7 +139,7 @@ def disk_full(monkeypatch) -> None:
     import errno
     import io
 
-    import recolor_tools.imageio as imageio
+    import recolor_tools.fileio as fileio
 
     real_fdopen = os.fdopen
 
@@ -154,7 +154,7 @@ def disk_full(monkeypatch) -> None:
         real_fdopen(fd, *a, **kw).close()
         return io.BufferedWriter(Full())
 
-    monkeypatch.setattr(imageio.os, "fdopen", fdopen)
+    monkeypatch.setattr(fileio.os, "fdopen", fdopen)
 
 
 # 25 ab classes on a grid of spacing 20: small, and all well inside the sRGB gamut near mid L.

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from conftest import smooth_image, tiny_checkpoint
 
-from recolor_tools import color, imageio, metrics, predict
+from recolor_tools import color, imageio, inputs, metrics, predict
 from recolor_tools.hints import Hints, parse_points
 
 
@@ -172,7 +172,7 @@ def test_counts_and_inputs_of_the_wrong_kind_are_refused():
         with pytest.raises(ValueError, match="n_images must be a whole number"):
             acc.add_counts(np.zeros(len(acc.classes), np.int64), n)
     with pytest.raises(TypeError, match="not one path"):
-        imageio.expand_inputs("abc")  # ['a', 'b', 'c']
+        inputs.expand_inputs("abc")  # ['a', 'b', 'c']
     with pytest.raises(ValueError, match="got int64"):  # a list: AttributeError
         color.to_float([[[0, 255, 0]]])
     np.testing.assert_array_equal(color.to_float([[[0.0, 1.5, 0.5]]]), [[[0, 1, 0.5]]])

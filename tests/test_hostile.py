@@ -23,7 +23,7 @@ from conftest import RECOLOR, ROOT, read_rgb_u8, run, smooth_image, write_rgb
 from corpus import IMAGE_CASES, STREAM_CASES, Case, good_record, make
 
 from recolor_tools.errors import printable
-from recolor_tools.imageio import IMAGE_EXTS
+from recolor_tools.imagehead import IMAGE_EXTS
 from recolor_tools.records import iter_records
 
 IMAGE_TOOLS = ["to-lab", "from-lab", "quantize", "rebalance-stats", "predict", "compare"]

@@ -271,7 +271,8 @@ def test_an_empty_argument_is_a_usage_error_not_the_current_folder(tmp_path):
 def test_an_empty_file_name_is_no_file_in_the_library(tmp_path, monkeypatch):
     from recolor_tools import hintfiles, hints
     from recolor_tools.errors import RecolorError, printable
-    from recolor_tools.imageio import expand_inputs, read_rgb
+    from recolor_tools.imageio import read_rgb
+    from recolor_tools.inputs import expand_inputs
 
     monkeypatch.chdir(tmp_path)
     write_rgb(tmp_path / "a.png", smooth_image(10, 10, 1))

@@ -565,7 +565,7 @@ def test_an_output_file_that_is_a_folder_is_named_not_its_temporary(tmp_path, pn
     directory), after all the counting; it is now a usage error before any, and an atomic write
     that cannot replace its target names the target, the folder left empty."""
     from recolor_tools.errors import RecolorError
-    from recolor_tools.imageio import atomic_open
+    from recolor_tools.fileio import atomic_open
 
     (tmp_path / "outdir").mkdir()
     p = run(["rebalance-stats", png, "-o", "outdir", "-q"], cwd=tmp_path)
@@ -585,7 +585,7 @@ def test_an_unwritable_output_folder_is_named_as_given(tmp_path, monkeypatch):
     import tempfile
 
     from recolor_tools.errors import RecolorError
-    from recolor_tools.imageio import atomic_open
+    from recolor_tools.fileio import atomic_open
 
     def refuse(*args, dir=None, **kw):  # root writes anywhere: the kernel's EACCES by hand
         raise PermissionError(13, "Permission denied", dir)
@@ -627,7 +627,7 @@ def test_output_folder_removed_while_writing_is_named(tmp_path):
     import shutil
 
     from recolor_tools.errors import RecolorError
-    from recolor_tools.imageio import atomic_open
+    from recolor_tools.fileio import atomic_open
 
     folder = tmp_path / "out"
     folder.mkdir()

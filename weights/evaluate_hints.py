@@ -45,11 +45,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from recolor_tools import guide, metrics  # noqa: E402
 from recolor_tools.color import rgb_to_lab, to_uint8  # noqa: E402
 from recolor_tools.hints import SPREADS, Hints  # noqa: E402
-from recolor_tools.imageio import (  # noqa: E402
-    expand_inputs,
-    read_rgb,
-    resize_short_side,
-)
+from recolor_tools.imageio import read_rgb, resize_short_side  # noqa: E402
+from recolor_tools.inputs import expand_inputs  # noqa: E402
 from recolor_tools.predict import Predicted, Predictor  # noqa: E402
 from recolor_tools.rebalance import RebalanceStats  # noqa: E402
 from weights.card import has_section, write_section  # noqa: E402
@@ -274,7 +271,7 @@ DUMP_KEYS = {*metrics.METRIC_KEYS, "fidelity"} - {"auc_rebal"}
 def read_dumps(paths: list[Path]) -> dict[str, list[dict]]:
     """Each guidance's per-image scores from ``--dump`` files (JSON lines, one per image)."""
     from recolor_tools.errors import RecolorError
-    from recolor_tools.imageio import os_reason
+    from recolor_tools.fileio import os_reason
 
     rows: dict[str, list[dict]] = {}
     for path in paths:

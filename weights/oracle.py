@@ -28,7 +28,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from recolor_tools import metrics  # noqa: E402
 from recolor_tools.color import rgb_to_lab, to_uint8  # noqa: E402
-from recolor_tools.imageio import expand_inputs, read_rgb, resize_to  # noqa: E402
+from recolor_tools.imageio import read_rgb, resize_to  # noqa: E402
+from recolor_tools.inputs import expand_inputs  # noqa: E402
 from recolor_tools.predict import Predicted, Predictor  # noqa: E402
 from recolor_tools.rebalance import RebalanceStats  # noqa: E402
 

@@ -22,12 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from recolor_tools.imageio import (  # noqa: E402
-    expand_inputs,
-    read_rgb,
-    resize_short_side,
-    write_image,
-)
+from recolor_tools.imageio import read_rgb, resize_short_side, write_image  # noqa: E402
+from recolor_tools.inputs import expand_inputs  # noqa: E402
 
 
 def shrink(src: Path, dst: Path, short: int, quality: int) -> int:

@@ -170,7 +170,7 @@ class Tool:
         except OSError as e:
             if isinstance(e, BrokenPipeError):
                 raise
-            from ..imageio import os_reason
+            from ..fileio import os_reason
 
             self.fail(os_reason(e), getattr(e, "filename", None) or path)
         except Exception as e:  # one input too large for the machine: the next may fit
@@ -302,7 +302,7 @@ def format_ext(
     """``--format`` as an extension (``"PNG"`` -> ``".png"``; None stays None). A format recolor
     does not write, there or in the name of an ``output`` FILE, is a usage error, before any
     input is read."""
-    from ..imageio import IMAGE_EXTS
+    from ..imagehead import IMAGE_EXTS
 
     known = ", ".join(IMAGE_EXTS)
     ext = None if fmt is None else "." + fmt.lower().lstrip(".")
@@ -325,7 +325,7 @@ def file_suffix(output: str | None) -> str:
 def check_depth(tool: Tool, depth: int | None, exts: Iterable[str], chosen: bool) -> None:
     """``--depth 16`` where outputs hold 8 bits (jpg, webp, bmp): a usage error when the user
     chose that format (``--format``, ``-o FILE``), else one line, as inputs' formats decide."""
-    from ..imageio import DEEP_EXTS
+    from ..imagehead import DEEP_EXTS
 
     shallow = sorted({e.lower().lstrip(".") for e in exts if e.lower() not in DEEP_EXTS})
     if depth != 16 or not shallow:
@@ -367,7 +367,7 @@ def single_outputs(tool: Tool, files: dict[str, str | None], reads: list[str]) -
     run ``reads`` (inputs, ``--stats``, ``--classes``) stops it, exit 1 (as ``-o`` an input), and
     so does one in a folder that is missing.
     ``-``, directories and devices written in place (``/dev/null``, for both) are left out."""
-    from ..imageio import writes_in_place
+    from ..fileio import writes_in_place
     from ..outputs import check_folder, check_not_input, is_dir_target
 
     named = {f: p for f, p in files.items() if p not in (None, "-") and not is_dir_target(p)}

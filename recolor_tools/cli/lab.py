@@ -50,7 +50,7 @@ def to_lab(
     debug: Debug = False,
 ) -> None:
     """Convert images (jpg, png, tiff, webp, bmp) to Lab records."""
-    from ..imageio import expand_inputs, input_name, input_roots
+    from ..inputs import expand_inputs, input_name, input_roots
     from ..labsources import image_record
     from ..records import LAB_EXT, write_record
 
@@ -91,8 +91,8 @@ def from_lab(
     records), at the source's depth.
     """
     from ..color import lab_to_rgb_as
-    from ..imageio import expand_inputs, input_roots
     from ..imagemeta import ImageMeta
+    from ..inputs import expand_inputs, input_roots
     from ..labsources import iter_lab_sources
     from ..records import LAB_EXT
 
@@ -206,7 +206,8 @@ def quantize(
     each image uses goes to stderr.
     """
     from .. import quant
-    from ..imageio import IMAGE_EXTS, expand_inputs, input_roots
+    from ..imagehead import IMAGE_EXTS
+    from ..inputs import expand_inputs, input_roots
     from ..labsources import iter_lab_sources
     from ..records import LAB_EXT, MAX_CHANNELS, write_record
 
@@ -299,7 +300,8 @@ def rebalance_stats(
     Files whose bytes are an image are read by --workers threads; the others (and stdin, pipes)
     as record streams or images, one at a time.
     """
-    from ..imageio import IMAGE_EXTS, expand_inputs
+    from ..imagehead import IMAGE_EXTS
+    from ..inputs import expand_inputs
     from ..labsources import iter_lab_sources
     from ..rebalance import PriorAccumulator, plot_stats, summary
     from ..records import LAB_EXT

@@ -220,7 +220,7 @@ def predict(
             # must be checked against it (a rerun must not pass what the first run refused).
             if not (paths or suggest or guided):
                 if weights is not None:  # no model loaded, but a missing file is still named
-                    from ..imageio import open_binary
+                    from ..fileio import open_binary
 
                     open_binary(weights).close()
                 _refuse(tool, refused)
@@ -275,7 +275,7 @@ def _predict_inputs(tool: Tool, inputs, hints: str | None, palette: str | None):
     """(args, inputs, input roots, files the guidance reads) of a predict run: the command
     line's inputs expanded, less the hint layers and palette image found among them."""
     from ..hintfiles import files_read
-    from ..imageio import expand_inputs, input_roots, leave_out
+    from ..inputs import expand_inputs, input_roots, leave_out
 
     args = tool.stdin_inputs(inputs)
     # an input found below an input folder keeps its path there: out/a/b.jpg
@@ -313,7 +313,9 @@ def _predict_outputs(
     refused with the error to say, once the run is sure to go on) for predict; ``keep``: the
     files guidance reads (palette, hints), never written over either."""
     from .. import shard
-    from ..imageio import IMAGE_EXTS, OTHER_IMAGE_EXTS, input_name, writes_in_place
+    from ..fileio import writes_in_place
+    from ..imagehead import IMAGE_EXTS, OTHER_IMAGE_EXTS
+    from ..inputs import input_name
 
     # an existing device or FIFO (/dev/null, /dev/stdout) is one file, written in place
     in_place = output not in (None, "-") and os.path.exists(output)
@@ -365,7 +367,7 @@ def _predict_all(tool: Tool, predictor, router, paths, roots, batching, hints, e
     depth and metadata; print each written path."""
     import numpy as np
 
-    from ..imageio import input_name
+    from ..inputs import input_name
     from ..predict import BATCH_PIXELS
     from ..writeback import Writeback
 
@@ -392,7 +394,7 @@ def _write_one(tool: Tool, out, path: str, error, name, dest, encoded) -> None:
     """Write one output (``encoded()``: its bytes) and print its path, unless it is a device or
     FIFO (``-o /dev/stdout``: the path would follow the image); or report ``error``, the input's
     failure. On the writer thread of :class:`Writeback`, in input order."""
-    from ..imageio import writes_in_place
+    from ..fileio import writes_in_place
     from ..outputs import write_all, write_stdout
 
     with tool.guard(path):  # a full stdout: DiskFull naming <stdout>, not the input

@@ -57,7 +57,8 @@ def compare(
     """
     from .. import metrics, report
     from ..color import to_uint8
-    from ..imageio import read_rgb, side_limit
+    from ..imagehead import side_limit
+    from ..imageio import read_rgb
     from ..outputs import write_all, write_stdout
 
     tool = Tool("compare", quiet, debug)
@@ -105,7 +106,8 @@ def compare(
 
 def _compare_pairs(tool: Tool, pred: Path, truth: Path) -> list[tuple[str, Path, Path]]:
     """(name, pred, truth) to compare: the two files, or two directories matched by name."""
-    from ..imageio import expand_inputs, open_binary
+    from ..fileio import open_binary
+    from ..inputs import expand_inputs
     from ..pairing import pair_by_stem
 
     if os.path.isdir(pred) != os.path.isdir(truth):  # (a name too long is no folder)

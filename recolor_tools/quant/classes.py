@@ -171,7 +171,7 @@ def save_classes(path: str | Path, classes: np.ndarray, grid: float) -> None:
     The file holds ``format`` = ``"recolor-classes"``, ``version`` = 1, ``classes`` (Q, 2)
     float32 and ``grid`` (float64 scalar).
     """
-    from ..imageio import atomic_open
+    from ..fileio import atomic_open
 
     classes = check_classes(classes)
     with atomic_open(path) as f:
@@ -192,7 +192,7 @@ def read_npz_bytes(path: str | Path) -> bytes:
     """The bytes of an npz file named as an option (``--stats``, ``--classes``). Read whole
     first: np.load seeks, which a pipe (``--stats <(...)``) cannot; and a folder or an
     unreadable file gets its own reason, not "not a ... file"."""
-    from ..imageio import read_bytes
+    from ..fileio import read_bytes
 
     if str(path) == "-":  # stdin holds the inputs
         raise RecolorError("no such file", path)

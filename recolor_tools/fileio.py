@@ -1,0 +1,217 @@
+"""Reading and writing the bytes of files: ``-`` for stdin, OS errors as one-line
+:class:`~recolor_tools.errors.RecolorError`, and atomic replacement of outputs.
+
+Every tool writes through :func:`atomic_open` / :func:`atomic_write`, so that a killed run never
+leaves a half-written file (data goes to a temporary file beside the target, then
+``os.replace``). No numpy and no OpenCV here: records, class sets and checkpoints use it too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from .errors import RecolorError, write_failure
+from .imagehead import SNIFF_BYTES
+
+
+def os_reason(err: OSError) -> str:
+    """A short, lower-case reason for an OS error, as the tools print it."""
+    if isinstance(err, FileNotFoundError):
+        return "no such file"
+    if isinstance(err, PermissionError):
+        return "permission denied"
+    if isinstance(err, IsADirectoryError):
+        return "is a directory"
+    return (err.strerror or str(err)).lower()
+
+
+def open_binary(path: str | Path) -> BinaryIO:
+    """Open a file for binary reading (``-`` is stdin); OS errors become :class:`RecolorError`."""
+    if str(path) == "-":
+        return sys.stdin.buffer
+    if str(path) == "":  # Path("") would open the current directory
+        raise RecolorError("no such file", path)
+    try:
+        if os.path.isdir(path):
+            raise IsADirectoryError(21, "Is a directory", str(path))
+        return open(path, "rb")  # noqa: SIM115 - the caller closes it
+    except OSError as e:
+        raise _read_error(e, path) from None
+    except ValueError:  # a NUL in a name from a list: no file has it
+        raise RecolorError("embedded null byte", path) from None
+
+
+def read_bytes(
+    path: str | Path, check_start: Callable[[bytes, str | Path], None] | None = None
+) -> bytes:
+    """Read a whole file (``-`` is stdin), turning OS errors into one-line :class:`RecolorError`.
+
+    Stdin is read a MiB at a time (:func:`read_rest`); ``check_start(start, path)`` (e.g.
+    :func:`check_image_start`) may refuse its first :data:`SNIFF_BYTES` before the rest is read.
+    """
+    if str(path) == "-":
+        stream = sys.stdin.buffer
+        start = stream.read(SNIFF_BYTES) if check_start else b""
+        if check_start and len(start) == SNIFF_BYTES:  # (shorter: all there is, read as it is)
+            check_start(start, path)
+        return read_rest(stream, start)
+    if str(path) == "":  # Path("") would read the current directory
+        raise RecolorError("no such file", path)
+    try:
+        return Path(path).read_bytes()
+    except OSError as e:
+        raise _read_error(e, path) from None
+    except ValueError:  # a NUL in a name from a list: no file has it
+        raise RecolorError("embedded null byte", path) from None
+
+
+def read_rest(stream: BinaryIO, start: bytes = b"") -> bytes:
+    """``start`` and the rest of ``stream``, read a MiB at a time: one ``read()`` of a pipe that
+    never ends (``yes |``) ran no signal handler, so Ctrl-C and SIGTERM went unheard while the
+    memory grew."""
+    chunks = [start]
+    while chunk := stream.read(1 << 20):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _read_error(err: OSError, path: str | Path) -> RecolorError:
+    # expand_inputs passes on a folder where it found no input, for its reader to report
+    if isinstance(err, IsADirectoryError):
+        return RecolorError("is a directory, and no input was found in it", path)
+    return RecolorError(os_reason(err), path)
+
+
+def writes_in_place(path: str | Path) -> bool:
+    """True when ``path`` must be written in place rather than replaced by a rename.
+
+    That is every existing target that is not a regular file (a character or block device, a
+    FIFO, a socket: renaming over ``/dev/null`` as root would replace the device with a file), and
+    every name under ``/dev`` or ``/proc`` (``/dev/stdout`` may lead to a regular file the shell
+    opened: replacing it would lose what the shell appends) but ``/dev/shm``, a folder of
+    ordinary files in memory.
+    """
+    where = os.path.abspath(path)
+    system = where.startswith(("/dev/", "/proc/")) and not where.startswith("/dev/shm/")
+    return system or is_special(path)
+
+
+def is_special(path: str | Path) -> bool:
+    """True for an existing path that is neither a regular file nor a folder: a character or
+    block device, a FIFO, a socket (reading it may block for good; writing must not rename over
+    it). False for a missing or unreachable path."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):  # ValueError: a NUL in the name (from a list)
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | Path) -> Iterator[BinaryIO]:
+    """Open ``path`` for binary writing so that it appears whole or not at all.
+
+    Data goes to a hidden temporary file in the directory of the file ``path`` leads to (a
+    symbolic link is followed, not replaced), which replaces it with ``os.replace`` only when the
+    block ends without an exception; the temporary file is removed on any error, Ctrl-C or
+    SIGTERM. A target for which :func:`writes_in_place` is true is opened for appending in place
+    and never created, truncated or renamed over. The new file gets the permissions of the file
+    it replaces as the block begins (a private 0600 output stays private, also where the block
+    moves the old file away: ``last.pt`` -> ``last.prev.pt``), else ``0666 & ~umask``.
+
+    Raises
+    ------
+    RecolorError
+        The directory is missing or not writable (or was removed while writing: named as the
+        folder), the in-place target cannot be opened, or the target cannot be replaced (a
+        folder): named as ``path``, never the temporary file.
+    DiskFull
+        The device is full (``ENOSPC``), or the target is a FIFO whose reader has gone
+        (:class:`~recolor_tools.errors.ReaderGone`); the target is left as it was.
+    """
+    path = Path(path)
+    if writes_in_place(path):
+        yield from _in_place(path)
+        return
+    real = Path(os.path.realpath(path))
+    # The name's first 128 bytes: a 250-byte name is good (NAME_MAX is 255), its temporary one
+    # (".NAME.XXXXXXXX.tmp") would not be.
+    stem = os.fsdecode(os.fsencode(real.name)[:128])
+    # the folder as the user named it, unless a link led elsewhere (/tmp/x/ro, not ro)
+    folder = path.parent if os.path.realpath(path.parent) == str(real.parent) else real.parent
+    mode = _mode_of(real)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=".tmp", dir=real.parent)
+    except FileNotFoundError:
+        raise RecolorError("no such directory", folder) from None
+    except OSError as e:
+        raise RecolorError(os_reason(e), folder) from None
+    f = os.fdopen(fd, "wb")
+    try:
+        yield f
+        f.close()  # the last buffered bytes: a full disk shows here at the latest
+        os.chmod(tmp, mode)
+        os.replace(tmp, real)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            f.close()  # flushing may fail again; the descriptor is closed all the same
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(e, OSError) and (ends := write_failure(e, path)):
+            raise ends from None
+        if isinstance(e, FileNotFoundError) and not real.parent.is_dir():
+            raise RecolorError("the folder was removed while writing", folder) from None
+        if isinstance(e, OSError) and e.filename == tmp:  # the rename onto a folder: name it
+            raise RecolorError(os_reason(e), path) from None
+        raise
+
+
+def _in_place(path: Path) -> Iterator[BinaryIO]:
+    try:
+        # O_APPEND, no O_CREAT, no O_TRUNC: a device or FIFO is written as it is, and a file
+        # reached through /dev/stdout keeps what the shell wrote before us.
+        f = open(os.open(path, os.O_WRONLY | os.O_APPEND), "wb")  # noqa: SIM115
+    except OSError as e:
+        raise RecolorError(os_reason(e), path) from None
+    try:
+        yield f
+        f.close()
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            f.close()
+        if isinstance(e, OSError) and (ends := write_failure(e, path)):
+            raise ends from None
+        raise
+
+
+def _mode_of(path: Path) -> int:
+    """The permissions a new version of ``path`` gets: those of the file it replaces (a private
+    0600 output stays private, as with ``>`` or ``sed -i``), else ``0666 & ~umask``."""
+    with contextlib.suppress(OSError):
+        st = os.stat(path)
+        if stat.S_ISREG(st.st_mode):
+            return stat.S_IMODE(st.st_mode)
+    return 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    """The process's umask, from /proc where Linux shows it: setting it to read it is
+    process-wide, so a thread creating a file meanwhile (the write-back threads) got 0666."""
+    with contextlib.suppress(OSError, ValueError, StopIteration), open("/proc/self/status") as f:
+        return int(next(line for line in f if line.startswith("Umask:")).split()[1], 8)
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_open`)."""
+    with atomic_open(path) as f:
+        f.write(data)

@@ -1,0 +1,107 @@
+"""Command-line inputs to files: folders searched, globs expanded, ``.txt`` / ``.list`` files
+read, and the name each input's outputs take (its path below the input folder that holds it).
+
+No numpy and no OpenCV here: listing inputs costs no decoder.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from .imagehead import IMAGE_EXTS
+
+
+def input_roots(args: Sequence[str]) -> list[Path]:
+    """The input directories among command-line inputs and the folders named in their
+    ``.txt`` / ``.list`` files (what :func:`input_name` names below)."""
+    roots = []
+    for a in args:
+        if a in ("-", ""):
+            continue
+        named = _list_entries(Path(a)) if _is_list(Path(a)) else [a]
+        roots += [Path(e) for e in named if os.path.isdir(e)]
+    return roots
+
+
+def _is_list(p: Path) -> bool:
+    return p.suffix.lower() in (".txt", ".list") and os.path.isfile(p)
+
+
+def _list_entries(p: Path) -> list[str]:
+    """The paths a ``.txt`` / ``.list`` file names, one per line (relative ones to its folder;
+    blank lines and ``#`` comments skipped)."""
+    entries = []
+    # As bytes: `find ... > list.txt` writes names as they are, UTF-8 or not.
+    for line in os.fsdecode(p.read_bytes()).splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            entries.append(line if Path(line).is_absolute() else str(p.parent / line))
+    return entries
+
+
+def input_name(path: str, roots: Sequence[str | Path] = ()) -> str:
+    """The name an input's outputs and partners are named after: its path below the first of
+    ``roots`` (:func:`input_roots`) that holds it, as ``a/b.jpg``, so that outputs mirror an
+    input directory's tree and two ``b.jpg`` in two subfolders stay apart; else its base name
+    (a file named on its own); ``-`` is ``stdin``."""
+    if path == "-":
+        return "stdin"
+    for r in map(Path, roots):
+        if Path(path).is_relative_to(r):
+            return Path(path).relative_to(r).as_posix()
+    return Path(path).name
+
+
+def leave_out(paths: list[str], roots: Sequence[str | Path], folder: str | Path) -> list[str]:
+    """``paths`` less those in ``folder`` when an input directory of ``roots`` holds it: an
+    output or hint folder kept inside the input folder holds no inputs (``recolor predict . -o
+    out/ --hints hints/`` run twice)."""
+    d = Path(folder).resolve()
+    if not any(d != r and d.is_relative_to(r) for r in (Path(r).resolve() for r in roots)):
+        return paths
+    return [p for p in paths if p == "-" or not Path(p).resolve().is_relative_to(d)]
+
+
+def files_below(folder: Path, exts: Sequence[str]) -> list[Path]:
+    """The files below ``folder`` (recursively, sorted) whose extension is in ``exts``: regular
+    files, and broken links so that whoever reads them reports them; not FIFOs or devices,
+    which could block the run waiting for a writer (name one to read it)."""
+    return [f for f in sorted(folder.rglob("*")) if f.suffix.lower() in exts
+            and (f.is_file() or f.is_symlink() and not f.exists())]  # fmt: skip
+
+
+def expand_inputs(args: list[str], exts: tuple[str, ...] = IMAGE_EXTS) -> list[str]:
+    """Turn command-line inputs into a list of files.
+
+    ``-`` stays as is (stdin); a directory is searched recursively for files whose extension is
+    in ``exts`` (sorted; broken links among them, so that they are reported, but no FIFO or
+    device); a pattern with ``*``, ``?`` or ``[`` that the shell left alone is
+    expanded; a text file with extension ``.txt`` or ``.list`` is read as one path per line (a
+    folder among them searched as above).
+    Anything else is kept, so that a missing file is reported by whoever opens it. One path
+    given as a string is a TypeError (it was taken for a list of one-letter names).
+    """
+    import glob
+
+    if isinstance(args, str | bytes | os.PathLike):
+        raise TypeError(f"args must be a list of paths, not one path: [{args!r}]")
+
+    out: list[str] = []
+    for arg in args:
+        p = Path(arg)
+        if arg in ("-", ""):  # stdin; an empty name is no file (Path("") is the current folder)
+            out.append(arg)
+        elif os.path.isdir(p):  # os.path's: a name too long is no folder, not an error
+            found = [str(f) for f in files_below(p, exts)]
+            out.extend(found or [arg])  # an empty directory is reported by whoever opens it
+        elif not os.path.lexists(p) and any(c in arg for c in "*?["):
+            out.extend(sorted(glob.glob(arg, recursive=True)) or [arg])
+        elif _is_list(p):
+            for entry in _list_entries(p):
+                # a folder listed is searched as one given on the command line
+                out.extend(expand_inputs([entry], exts) if os.path.isdir(entry) else [entry])
+        else:
+            out.append(arg)
+    return out
