@@ -345,6 +345,15 @@ def _complete(ckpt: dict[str, Any], path: str | Path) -> None:
         raise RecolorError("broken checkpoint: two different heads", path)
     default = {"k": defaults.K, "sigma": defaults.SIGMA} if cls else None
     ckpt.setdefault("encoding", default)
+    data = ckpt.setdefault("data", {})
+    size = data.get("size") if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        raise RecolorError("broken checkpoint: its data record is not a mapping", path)
+    if size is not None and (
+        isinstance(size, bool) or not isinstance(size, int) or not 8 <= size <= defaults.MAX_SIZE
+    ):  # predict's default working size is made from it
+        raise RecolorError(f"broken checkpoint: training size {size!r} is not a whole number "
+                           f"from 8 to {defaults.MAX_SIZE}", path)  # fmt: skip
     rebalance = ckpt.get("rebalance")
     reason = _rebalance_problem(rebalance, q) if cls else None
     if reason:
@@ -395,20 +404,48 @@ def load_checkpoint(
     """
     ckpt = read_checkpoint(path, map_location)
     check_head(ckpt, head, path, f"; use --head {ckpt.get('head')} or other weights")
-    try:
-        config = ModelConfig(**ckpt["config"])
-        model = Colorizer(config)
-        model.load_state_dict(ckpt["model"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as e:
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise RecolorError(f"broken checkpoint: {reason}", path) from None
-    bad = [k for k, v in ckpt["model"].items() if v.is_floating_point() and not v.isfinite().all()]
-    if bad:  # a diverged or damaged run: it would paint every image one flat colour, or NaN
-        raise RecolorError(f"broken checkpoint: NaN or infinite weights in {bad[0]}", path)
-    if config.head == "cls":
-        model.classes.copy_(ckpt["classes"].float())
+    model = model_of(ckpt, path)
     model.to(map_location if not isinstance(map_location, dict) else "cpu").eval()
     return model, ckpt
+
+
+def model_of(ckpt: dict[str, Any], path: str | Path) -> Colorizer:
+    """The model of a checkpoint read by :func:`read_checkpoint`, its weights and classes loaded
+    (on the CPU, in train mode). Also how ``recolor train`` checks an ``--init`` or resumed
+    checkpoint before any work (20 ms for the cls weights).
+
+    Raises
+    ------
+    RecolorError
+        A config no model can be built from, weights that do not fit it (missing, unexpected
+        or misshapen tensors: the first named), or NaN or infinite weights; naming ``path``.
+    """
+    state = ckpt.get("model")
+    try:
+        model = Colorizer(ModelConfig(**ckpt["config"]))
+        if not isinstance(state, dict):
+            raise TypeError("no weights")
+        model.load_state_dict(state)
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise RecolorError(f"broken checkpoint: {_first_problem(e)}", path) from None
+    bad = [k for k, v in state.items() if v.is_floating_point() and not v.isfinite().all()]
+    if bad:  # a diverged or damaged run: it would paint every image one flat colour, or NaN
+        raise RecolorError(f"broken checkpoint: NaN or infinite weights in {bad[0]}", path)
+    if model.config.head == "cls":
+        model.classes.copy_(ckpt["classes"].float())
+    return model
+
+
+def _first_problem(e: Exception) -> str:
+    """One line for why a model could not be built or loaded: torch's load_state_dict says
+    "Error(s) in loading state_dict for Colorizer:" and lists the problems on the next lines."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    if not lines:
+        return type(e).__name__
+    if len(lines) > 1 and lines[0].startswith("Error(s) in loading state_dict"):
+        problem = lines[1]
+        return f"weights do not fit the model: {problem[:200]}{'...' * (len(problem) > 200)}"
+    return lines[0]
 
 
 def default_weights(head: str) -> Path:

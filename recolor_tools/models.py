@@ -101,6 +101,12 @@ class ModelConfig:
     # :meth:`Colorizer.affinity_features`); 0: the decoder's features as they are.
 
     def __post_init__(self) -> None:
+        for name in ("num_classes", "width", "out_stride", "affinity"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise ValueError(f"{name} must be a whole number, got {v!r}")
+        if not isinstance(self.hints, bool):
+            raise ValueError(f"hints must be True or False, got {self.hints!r}")
         if self.head not in HEADS:
             raise ValueError(f"head must be one of {HEADS}, got {self.head!r}")
         if self.head == "cls" and self.num_classes < 2:

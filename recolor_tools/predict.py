@@ -77,7 +77,8 @@ _REMAP_MAX = 16384  # cv2.remap needs both sides of its maps below 32767 (SHRT_M
 
 def default_size(ckpt: dict[str, Any]) -> int:
     """The default working shorter side for a checkpoint: ``round(WORK_SCALE * training size)``."""
-    return round(WORK_SCALE * ((ckpt.get("data") or {}).get("size") or defaults.TRAIN_SIZE))
+    size = round(WORK_SCALE * ((ckpt.get("data") or {}).get("size") or defaults.TRAIN_SIZE))
+    return min(size, defaults.MAX_SIZE)
 
 
 def working_shape(H: int, W: int, size: int, max_side: int | None = None) -> tuple[int, int]:

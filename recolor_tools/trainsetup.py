@@ -258,7 +258,10 @@ def read_start(cfg: TrainConfig, d: Dist) -> tuple[dict | None, dict | None]:
         checkpoints.check_head(resumed, cfg.head, path)
         if "train_state" not in resumed:
             raise RecolorError("checkpoint has no training state to resume from", path)
+        checkpoints.model_of(resumed, path)  # weights that fit and are finite, before any work
     init = None if cfg.init is None else checkpoints.read_checkpoint(cfg.init, head=cfg.head)
+    if init is not None:
+        checkpoints.model_of(init, cfg.init)
     return resumed, init
 
 
@@ -457,14 +460,20 @@ def build_optimiser(
     if cfg.schedule == "plateau":
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, **PLATEAU)
     else:
-        # a share of the starting rate; an --lr below min_lr stays where it is (1e-6 rose to 1e-5)
-        floor = min(1.0, PLATEAU["min_lr"] / (cfg.lr or cfg.hint_lr))
 
-        def cosine(step: int) -> float:  # lr from cfg.lr down to min_lr over the run
-            progress = min(step, total_steps) / total_steps
-            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+        def cosine(lr: float) -> Callable[[int], float]:  # a group's lr down to min_lr over the run
+            # a share of the group's own starting rate (one share for both groups took the new
+            # layers' rate to hint_lr * 1e-5 / lr); one below min_lr stays (1e-6 rose to 1e-5)
+            floor = min(1.0, PLATEAU["min_lr"] / lr)
 
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine)
+            def factor(step: int) -> float:
+                progress = min(step, total_steps) / total_steps
+                return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+            return factor
+
+        lambdas = [cosine(g["lr"]) for g in optimizer.param_groups]
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     names = ("network",) * bool(cfg.lr) + ("new",) * bool(new)
     return Optimiser(optimizer, scheduler, scaler, names)

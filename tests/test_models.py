@@ -247,6 +247,9 @@ W = torch.linspace(0.5, 2.0, Q)
         ({"version": "2"}, "version '2' is not an integer >= 1"),
         ({"version": 0}, "version 0 is not an integer"),
         ({"version": True}, "version True is not an integer"),
+        ({"data": [1]}, "its data record is not a mapping"),  # an AttributeError in predict
+        ({"data": {"size": "big"}}, "training size 'big' is not a whole number from 8"),
+        ({"data": {"size": 3}}, "training size 3 is not"),  # "--size ... got 4", unnamed
     ],
 )
 def test_checkpoint_fields_that_cannot_work_are_refused_at_load(tmp_path, change, match):
@@ -303,3 +306,37 @@ def test_save_checkpoint_refuses_what_would_not_load_back(tmp_path, value, where
     with pytest.raises(ValueError, match=f"checkpoint value {where}: .* would not load back"):
         checkpoints.save_checkpoint(path, ckpt)
     assert not path.exists()
+
+
+def _unfit(ckpt: dict, how: str) -> dict:
+    state = dict(ckpt["model"])
+    if how == "missing":
+        del state["head.weight"]
+    elif how == "unexpected":
+        state["extra.weight"] = torch.zeros(3)
+    elif how == "nan":
+        state["head.weight"] = state["head.weight"] * float("nan")
+    config = {**ckpt["config"], "width": 8.0} if how == "float width" else ckpt["config"]
+    return {**ckpt, "model": state, "config": config}
+
+
+@pytest.mark.parametrize(
+    ("how", "reason"),
+    [
+        ("missing", 'weights do not fit the model: Missing key(s) in state_dict: "head.weight"'),
+        (
+            "unexpected",
+            'weights do not fit the model: Unexpected key(s) in state_dict: "extra.weight"',
+        ),  # fmt: skip
+        ("nan", "NaN or infinite weights in head.weight"),
+        ("float width", "width must be a whole number, got 8.0"),
+    ],
+)
+def test_weights_that_do_not_fit_say_why_in_one_line(tmp_path, how, reason):
+    """The line ended at torch's "Error(s) in loading state_dict for Colorizer:", the keys on
+    the next line dropped; a float width was a TypeError of torch.empty."""
+    path = _saved(tmp_path, "bad.pt", _unfit(_cls_ckpt(), how))
+    with pytest.raises(RecolorError) as e:
+        checkpoints.load_checkpoint(path)
+    assert e.value.reason.startswith(f"broken checkpoint: {reason}"), e.value.reason
+    assert "\n" not in e.value.reason and e.value.path == str(path)

@@ -661,3 +661,37 @@ def test_cosine_never_raises_a_rate_below_its_floor(data, tmp_path):
     out = train(config(data, tmp_path / "c", lr=1e-6, schedule="cosine", steps=4, eval_every=1))
     lrs = [m["lr"] for m in metric_lines(out.parent)]
     assert lrs == [1e-6] * 4, lrs
+
+
+def test_cosine_takes_each_parameter_group_to_the_floor(data, tmp_path):
+    """One cosine share for both groups took the new layers' rate to hint_lr * 1e-5 / lr: 5e-6
+    for an affinity layer at 1e-3 beside a network at 2e-3, 3.3e-4 for hint layers at 1e-3
+    beside a network at 3e-5."""
+    out = train(config(data, tmp_path / "c", head="cls", affinity=8, lr=2e-3, hint_lr=1e-3,
+                       schedule="cosine", steps=4, eval_every=1)).parent  # fmt: skip
+    first, last = metric_lines(out)[0], metric_lines(out)[-1]
+    assert first["lr"] > first["hint_lr"] > 1e-4, first
+    assert last["lr"] == pytest.approx(1e-5) and last["hint_lr"] == pytest.approx(1e-5), last
+
+
+def test_init_weights_that_do_not_fit_or_are_nan_are_one_line_before_any_work(
+    data, tmp_path, capsys
+):
+    """An unexpected key was "internal error: RuntimeError: Error(s) in loading state_dict" (two
+    lines); NaN weights trained two steps, then "training diverged ... (try a lower --lr)"."""
+    base = train(config(data, tmp_path / "base", head="cls", steps=1))
+    good = torch.load(base, weights_only=True)
+    nan = {k: v * float("nan") if k == "head.weight" else v for k, v in good["model"].items()}
+    for name, model, reason in [
+        ("extra.pt", {**good["model"], "extra.weight": torch.zeros(3)},
+         'weights do not fit the model: Unexpected key(s) in state_dict: "extra.weight"'),
+        ("nan.pt", nan, "NaN or infinite weights in head.weight"),
+    ]:  # fmt: skip
+        bad = tmp_path / name
+        torch.save({**good, "model": model}, bad)
+        out = tmp_path / f"run-{name}"
+        rc, _, err = cli([data["train"], "--head", "cls", "--init", bad, "--size", SIZE, "-b", 4,
+                          "-j", 0, "--steps", 1, "-q", "--out", out], capsys)  # fmt: skip
+        assert rc == 1 and len(err.splitlines()) == 1, err
+        assert err.startswith(f"recolor train: {bad}: broken checkpoint: {reason}"), err
+        assert not out.exists()
