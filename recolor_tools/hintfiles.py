@@ -21,7 +21,7 @@ from .color import rgb_to_lab, to_float
 from .errors import RecolorError
 from .fileio import read_bytes
 from .hints import Hints, check_strength, palette, parse_hint, parse_palette, points
-from .imageio import decode_stored, decoder_oriented
+from .imageio import decode_stored
 from .imagemeta import in_srgb, read_meta, upright
 from .inputs import input_name, input_roots
 
@@ -81,7 +81,7 @@ def _from_layer(data: bytes, name: str) -> Hints:
         raise ValueError("a hint layer must be an image with an alpha channel")
     found = read_meta(data)
     found.depth = 8 * img.itemsize
-    img = upright(img, data, found, oriented=decoder_oriented(head))
+    img = upright(img, data, found)
     ys, xs = np.nonzero(img[:, :, 3])
     rgb = in_srgb(to_float(img[ys, xs, 2::-1])[None], found)  # BGR -> RGB
     ab = np.zeros((0, 2), np.float32)

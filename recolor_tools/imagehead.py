@@ -87,7 +87,8 @@ class ImageHead:
     meaning "more than one"; for a TIFF, its first ExtraSamples value (0 unspecified, 1 alpha
     premultiplied into the colours, 2 straight alpha), None without the tag; for a gray PNG
     with a tRNS chunk, the one gray value that is transparent, scaled to 8 bits below that depth
-    (as the decoder scales the samples), None otherwise."""
+    (as the decoder scales the samples), None otherwise; for a TIFF, whether it is WhiteIsZero
+    (PhotometricInterpretation 0: the largest sample black)."""
 
     format: str
     width: int
@@ -95,6 +96,7 @@ class ImageHead:
     pages: int = 1
     extra_samples: int | None = None
     transparent_gray: int | None = None
+    white_is_zero: bool = False
 
 
 def max_pixels() -> int:
@@ -277,7 +279,7 @@ def _tiff(data: bytes) -> ImageHead:
     e = "<" if data[:2] == b"II" else ">"
     (ifd,) = struct.unpack(e + "I", data[4:8])
     (n,) = struct.unpack(e + "H", data[ifd : ifd + 2])
-    size, extra, bits, planar, samples = {}, None, 8, 1, 1
+    size, extra, bits, planar, samples, photometric = {}, None, 8, 1, 1, None
     for k in range(n):
         tag, typ, count, value = struct.unpack(
             e + "HHI4s", data[ifd + 2 + 12 * k : ifd + 14 + 12 * k]
@@ -294,6 +296,8 @@ def _tiff(data: bytes) -> ImageHead:
             (planar,) = struct.unpack(e + "H", value[:2])
         elif tag == 277 and typ == 3:  # SamplesPerPixel
             (samples,) = struct.unpack(e + "H", value[:2])
+        elif tag == 262 and typ == 3:  # PhotometricInterpretation
+            (photometric,) = struct.unpack(e + "H", value[:2])
     # OpenCV reads stale memory there: garbage, another each run (one plane of gray is read
     # right: it is stored as contiguous gray is)
     if planar == 2 and bits > 8 and samples > 1:
@@ -305,7 +309,8 @@ def _tiff(data: bytes) -> ImageHead:
     (next_ifd,) = struct.unpack(e + "I", data[end : end + 4]) if end + 4 <= len(data) else (0,)
     if 256 not in size or 257 not in size:
         raise ValueError("no size tags")
-    return ImageHead("TIFF", size[256], size[257], 2 if next_ifd else 1, extra)
+    pages = 2 if next_ifd else 1
+    return ImageHead("TIFF", size[256], size[257], pages, extra, white_is_zero=photometric == 0)
 
 
 def _webp(data: bytes) -> ImageHead:

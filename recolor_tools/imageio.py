@@ -41,10 +41,12 @@ if TYPE_CHECKING:
     from .imagemeta import ImageMeta
 
 
-# JPEG carries EXIF orientation; OpenCV honours it unless IMREAD_UNCHANGED is given, which we
-# need for alpha. So JPEG is decoded with ANYCOLOR|ANYDEPTH, the formats with alpha unchanged.
+# The formats with alpha are decoded unchanged; JPEG as colour or gray, its EXIF orientation
+# not applied: recolor applies the one it parses itself (imagemeta.upright), on every format.
+# OpenCV's own EXIF parser missed orientations that Pillow's reads (a LONG Orientation, an IFD
+# entry pointing past the block), and the image came out sideways, its metadata saying upright.
 _DECODE_KEEP_ALPHA = cv2.IMREAD_UNCHANGED
-_DECODE_ORIENTED = cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH
+_DECODE_JPEG = cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH | cv2.IMREAD_IGNORE_ORIENTATION
 
 
 def check_image_start(start: bytes, path: str | Path) -> None:
@@ -54,13 +56,6 @@ def check_image_start(start: bytes, path: str | Path) -> None:
         sniff_format(start)
     except RecolorError as e:
         raise RecolorError(e.reason, path) from None
-
-
-def decoder_oriented(head: ImageHead) -> bool:
-    """Whether :func:`decode_stored` gives this image upright already: OpenCV applies a JPEG's
-    EXIF orientation (the flags it is decoded with); the rest are turned by
-    :func:`recolor_tools.imagemeta.upright`."""
-    return head.format == "JPEG"
 
 
 _PILLOW_TIFF = {"RGB": slice(None, None, -1), "RGBA": [2, 1, 0, 3], "L": None, "I;16": None}
@@ -96,8 +91,8 @@ def _tiff_by_pillow(data: bytes) -> np.ndarray | None:
 def decode_stored(data: bytes, name: str = "<data>") -> tuple[ImageHead, np.ndarray]:
     """The header and the samples as the file stores them (OpenCV's BGR/BGRA/gray order, uint8
     or uint16, or float32 for a float TIFF; alpha kept, straight: a TIFF's premultiplied colours
-    are divided by it, a gray PNG's tRNS made an alpha channel; JPEG with its EXIF orientation
-    applied),
+    are divided by it, a gray PNG's tRNS made an alpha channel; a TIFF turned by its
+    Orientation tag, which libtiff applies whatever the flags, the other formats as stored),
     after the checks of :func:`recolor_tools.imagehead.read_head` (format, pixel limit,
     truncation).
 
@@ -114,7 +109,7 @@ def decode_stored(data: bytes, name: str = "<data>") -> tuple[ImageHead, np.ndar
         warn(f"animated {head.format}: reading the first frame only", name)
     buf = np.frombuffer(data, np.uint8)
     try:
-        img = cv2.imdecode(buf, _DECODE_ORIENTED if decoder_oriented(head) else _DECODE_KEEP_ALPHA)
+        img = cv2.imdecode(buf, _DECODE_JPEG if head.format == "JPEG" else _DECODE_KEEP_ALPHA)
     except cv2.error:  # OpenCV's assertion text means nothing to the user
         img = None
     if (img is None or img.size == 0) and head.format == "TIFF":
@@ -128,6 +123,12 @@ def decode_stored(data: bytes, name: str = "<data>") -> tuple[ImageHead, np.ndar
             "(recolor reads 8- and 16-bit images and float TIFFs)",
             name,
         )
+    if head.white_is_zero and img.dtype == np.uint16:
+        # libtiff's RGBA interface, which OpenCV reads 8-bit TIFFs through, turns WhiteIsZero
+        # into gray; 16-bit samples come as stored (and from Pillow too): a negative
+        img = img if img.flags.writeable else img.copy()  # Pillow's arrays are read-only
+        colour = img if img.ndim == 2 else img[:, :, :3]
+        np.subtract(np.uint16(65535), colour, out=colour)
     if img.ndim == 2 and head.transparent_gray is not None:
         # OpenCV drops a gray PNG's tRNS (its one transparent gray): made BGRA, as OpenCV
         # gives a gray+alpha PNG
@@ -219,8 +220,7 @@ def decode_rgb(
     from .imagemeta import finish_decode
 
     try:
-        oriented = decoder_oriented(head)
-        return finish_decode(rgb, data, depth=depth, oriented=oriented, meta=meta)
+        return finish_decode(rgb, data, depth=depth, meta=meta)
     except RecolorError as e:
         raise RecolorError(e.reason, name) from None
 

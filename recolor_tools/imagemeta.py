@@ -5,9 +5,9 @@ orientation, and writes no metadata. This module fills the gap on both sides:
 
 - on read (:func:`finish_decode`, called at the end of ``imageio.decode_rgb``): the header is
   parsed (PNG chunks here, other formats with Pillow's lazy ``Image.open``: no pixel is decoded
-  twice), the EXIF orientation is applied on every format (OpenCV already did it for JPEG and
-  TIFF), and an embedded ICC profile is converted to the sRGB working space
-  (:mod:`recolor_tools.colorprofile`);
+  twice), the EXIF orientation is applied on every format (libtiff already did it for TIFF;
+  OpenCV is told not to for JPEG, whose orientation recolor parses itself), and an embedded ICC
+  profile is converted to the sRGB working space (:mod:`recolor_tools.colorprofile`);
 - on write (:func:`encode_output`): the image is encoded by OpenCV as before, then the sRGB
   profile (or, with ``keep_profile``, the source's own, the pixels converted back to it), the
   source's EXIF (orientation reset to 1, a Software tag naming recolor) and XMP are inserted into
@@ -146,6 +146,8 @@ def read_meta(data: bytes) -> ImageMeta:
                 icc, xmp = im.info.get("icc_profile"), im.info.get("xmp")
                 if im.format == "TIFF":
                     exif, xmp = im.getexif(), im.tag_v2.get(700)
+                    if _ORIENTATION not in im.tag_v2:  # Pillow copies XMP's in, which libtiff
+                        exif.pop(_ORIENTATION, None)  # does not apply: ours to (from_xmp)
                 elif im.info.get("exif"):
                     with contextlib.suppress(Exception):  # broken EXIF: none, the rest kept
                         exif.load(im.info["exif"])
@@ -307,7 +309,7 @@ def orient(img: np.ndarray, orientation: int) -> np.ndarray:
 
 
 def finish_decode(
-    rgb: np.ndarray, data: bytes, *, depth: int, oriented: bool, meta: ImageMeta | None = None
+    rgb: np.ndarray, data: bytes, *, depth: int, meta: ImageMeta | None = None
 ) -> np.ndarray:
     """The last step of decoding: orientation and colour management; fills ``meta`` if given.
 
@@ -320,9 +322,6 @@ def finish_decode(
         The encoded file (its header is parsed, see :func:`read_meta`).
     depth : int
         Bits per sample the decoder found (8, or 16 for 16-bit and float).
-    oriented : bool
-        The decoder already applied the EXIF orientation (OpenCV does for JPEG, and always for
-        TIFF).
 
     Returns
     -------
@@ -335,18 +334,18 @@ def finish_decode(
     """
     found = read_meta(data)
     found.depth = 16 if depth > 8 else 8
-    rgb = in_srgb(upright(rgb, data, found, oriented=oriented), found)
+    rgb = in_srgb(upright(rgb, data, found), found)
     if meta is not None:
         meta.__dict__.update(found.__dict__)
     return rgb
 
 
-def upright(img: np.ndarray, data: bytes, found: ImageMeta, *, oriented: bool) -> np.ndarray:
-    """``img`` (any samples and channels) turned by ``found.orientation`` (:func:`read_meta` of
-    ``data``) unless the decoder did (``oriented``; see :func:`finish_decode`)."""
-    # OpenCV's TIFF decoder (libtiff) applies the TIFF Orientation tag whatever the flags say;
-    # neither it nor the JPEG decoder reads XMP's
-    if (oriented or data.startswith(_TIFF)) and not found.from_xmp:
+def upright(img: np.ndarray, data: bytes, found: ImageMeta) -> np.ndarray:
+    """``img`` (any samples and channels, as ``imageio.decode_stored`` gives them) turned by
+    ``found.orientation`` (:func:`read_meta` of ``data``)."""
+    # OpenCV's TIFF decoder (libtiff) applies the TIFF Orientation tag whatever the flags say,
+    # and no decoder reads XMP's; the JPEG decoder is told to leave EXIF's to us
+    if data.startswith(_TIFF) and not found.from_xmp:
         return img
     return orient(img, found.orientation)
 

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import pytest
 from conftest import ROOT, pipeline, run, smooth_image
-from PIL import Image, ImageCms, ImageOps
+from PIL import Image, ImageCms, ImageOps, TiffImagePlugin
 
 from recolor_tools import color, colorprofile, records
 from recolor_tools.imagemeta import SOFTWARE, ImageMeta
@@ -297,6 +297,34 @@ def test_exif_orientation_1_to_8_on_every_format(tmp_path: Path):
             assert ignored > 5 * max(err, 0.2), path.name
 
 
+def test_orientations_only_recolors_parser_reads_are_applied_not_just_reset(tmp_path: Path):
+    """A JPEG's Orientation stored as a big-endian LONG (OpenCV's parser reads SHORT only) and a
+    TIFF's XMP tiff:Orientation with no TIFF tag (libtiff reads no XMP; Pillow's getexif copies
+    it into the EXIF, which made it look applied): both came out as stored, sideways, their
+    metadata reset to say upright."""
+    stored = smooth_image(20, 30, seed=9)
+    jpeg = save_pil(tmp_path / "long.jpg", stored, "JPEG")
+    ifd = struct.pack(">HHHII", 1, 274, 4, 1, 6) + bytes(4)  # one entry: Orientation, LONG 6
+    exif = b"Exif\0\0MM\0*" + struct.pack(">I", 8) + ifd
+    data = jpeg.read_bytes()
+    jpeg.write_bytes(data[:2] + struct.pack(">BBH", 0xFF, 0xE1, len(exif) + 2) + exif + data[2:])
+    tiff = tmp_path / "xmp.tif"
+    info = TiffImagePlugin.ImageFileDirectory_v2()
+    info[700] = XMP  # its tiff:Orientation is 6
+    Image.fromarray(stored).save(tiff, tiffinfo=info)
+    for path in (jpeg, tiff):
+        with Image.open(path) as im:
+            assert im.getexif().get(274) == 6, path.name  # Pillow reads a 6 in both
+            want = np.asarray(ImageOps.exif_transpose(im).convert("RGB"), np.float32) / 255
+        assert want.shape[:2] == (30, 20)
+        out = tmp_path / f"out-{path.name}.png"
+        run(["from-lab", "-o", out], input=run(["to-lab", path], check_rc=0).stdout, check_rc=0)
+        im = opened(out.read_bytes())
+        assert im.size == (20, 30) and im.getexif()[274] == 1, path.name
+        got = np.asarray(im.convert("RGB"), np.float32) / 255
+        assert np.abs(lightness(got) - lightness(want)).mean() < 1.0, path.name
+
+
 def test_alpha_kept_beside_the_colours_turns_and_converts_with_them(tmp_path: Path):
     """decode_rgb(keep_alpha=True) (palette images): the alpha channel is turned upright with
     the colours, which alone go through the profile; without it, composited on white."""
@@ -504,10 +532,15 @@ def test_integer_tiff_samples_other_than_8_and_16_bits_are_refused(tmp_path: Pat
 
 
 def raw_tiff(
-    rgb: np.ndarray, planar: bool = False, tile: int | None = None, orientation: int = 1
+    rgb: np.ndarray,
+    planar: bool = False,
+    tile: int | None = None,
+    orientation: int = 1,
+    photometric: int | None = None,
 ) -> bytes:
     """An uncompressed little-endian RGB TIFF of ``rgb`` (uint8 or uint16): one strip, one
-    plane per channel (PlanarConfiguration 2), or square tiles of side ``tile``."""
+    plane per channel (PlanarConfiguration 2), or square tiles of side ``tile``; RGB or
+    BlackIsZero gray unless ``photometric`` says."""
     h, w, c = rgb.shape  # 3 samples, or 1 (gray)
     if planar:
         blocks = [np.ascontiguousarray(rgb[:, :, i]).tobytes() for i in range(c)]
@@ -523,7 +556,8 @@ def raw_tiff(
     bits = 8 * rgb.dtype.itemsize
     where = (324, 325) if tile else (273, 279)  # TileOffsets/ByteCounts, or the strips'
     tags = [(256, 4, [w]), (257, 4, [h]), (258, 3, [bits] * c), (259, 3, [1]),
-            (262, 3, [2 if c == 3 else 1]), (277, 3, [c]), (278, 4, [h]),
+            (262, 3, [photometric if photometric is not None else 2 if c == 3 else 1]),
+            (277, 3, [c]), (278, 4, [h]),
             (284, 3, [2 if planar else 1]),
             (where[0], 4, offsets[:-1].tolist()),
             (where[1], 4, [len(b) for b in blocks])]  # fmt: skip
@@ -573,6 +607,19 @@ def test_tiffs_that_opencv_misreads_are_read_by_pillow_or_refused(tmp_path: Path
             want = np.rot90(want, -1)
         got = color.lab_to_rgb(rec.lab())
         assert np.abs(got - want).max() < 1e-3, rec.name
+
+
+def test_a_16_bit_white_is_zero_tiff_is_no_negative(tmp_path: Path):
+    """PhotometricInterpretation 0 (the largest sample black): 8-bit came right (libtiff's RGBA
+    interface), 16-bit came as stored, a negative, exit 0."""
+    gray8 = smooth_image(12, 16, seed=3)[:, :, :1]
+    for name, stored in {"w8.tif": 255 - gray8, "w16.tif": 65535 - gray8.astype(np.uint16) * 257,
+                         "b16.tif": gray8.astype(np.uint16) * 257}.items():  # fmt: skip
+        (tmp_path / name).write_bytes(raw_tiff(stored, photometric=0 if name[0] == "w" else 1))
+    recs = lab_records(run(["to-lab", "w8.tif", "w16.tif", "b16.tif"], cwd=tmp_path).stdout)
+    want = lightness(np.repeat(gray8, 3, axis=2) / np.float32(255))
+    for rec in recs:
+        assert np.abs(rec.lightness() - want).max() < 0.01, rec.name
 
 
 # --- metadata -----------------------------------------------------------------------------------
