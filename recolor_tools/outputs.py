@@ -89,6 +89,20 @@ def check_not_input(out: Path, inputs: Sequence[str] | set[tuple[int, int]]) -> 
         raise RecolorError("refusing to overwrite an input", out)
 
 
+def check_stdout_not_input(stream: IO, inputs: Sequence[str]) -> None:
+    """Refuse a stdout that is one of ``inputs`` (``recolor to-lab a.png >> a.png``: the shell
+    opened it for appending, and the record would have been added to the image), as ``cat``
+    does ("input file is output"); a stdout that is no regular file is none."""
+    try:
+        st = os.fstat(stream.fileno())
+    except (OSError, ValueError, AttributeError):  # (a captured stream has no descriptor)
+        return
+    if stat.S_ISREG(st.st_mode):
+        for p in inputs:
+            if file_ids([p]) == {(st.st_dev, st.st_ino)}:
+                raise RecolorError("refusing to overwrite an input (it is stdout too)", p)
+
+
 def check_not_source(out: Path, sources: set[tuple[int, int]]) -> None:
     """Refuse to write ``out`` when it is the image one of the records was made from (their
     :attr:`~recolor_tools.records.Record.file`, (device, inode))."""
@@ -198,7 +212,8 @@ class Outputs:
 
     def __enter__(self) -> Outputs:
         if self.to_stdout:
-            self._stdout()  # refused on a terminal before any work
+            stream = self._stdout()  # refused on a terminal before any work
+            check_stdout_not_input(stream, [*self.inputs, *self.keep])
         elif self.directory is not None:
             make_dir(self.directory)
         elif self.many_per_file:

@@ -635,3 +635,30 @@ def test_output_folder_removed_while_writing_is_named(tmp_path):
         f.write(b"data")
         shutil.rmtree(folder)
     assert str(e.value) == f"{folder}: the folder was removed while writing"
+
+
+def test_a_stdout_appended_to_an_input_is_refused_and_the_input_kept(tmp_path):
+    """``recolor to-lab a.png >> a.png`` added a record to the image (exit 0), and ``quantize
+    s.lab >> s.lab`` then read its own targets back as input; ``cat`` refuses it."""
+    env = {**os.environ, "NO_COLOR": "1", "PYTHONPATH": str(ROOT)}
+    img = write_rgb(tmp_path / "a.png", smooth_image(24, 32, 1))
+    write_rgb(tmp_path / "b.png", smooth_image(24, 32, 2))
+    lab = tmp_path / "s.lab"
+    lab.write_bytes(run(["to-lab", img], check_rc=0).stdout)
+    cases = [(img, ["to-lab", img]), (lab, ["quantize", lab]),
+             (lab, ["from-lab", lab, "-o", "-"]), (img, ["predict", img, "-o", "-"]),
+             (img, ["rebalance-stats", img, "-o", "-"]), (img, ["rebalance-stats", img]),
+             (img, ["compare", tmp_path / "b.png", img])]  # fmt: skip
+    for target, args in cases:
+        before = target.read_bytes()
+        with open(target, "ab") as out:  # the shell's >>
+            p = subprocess.run([*RECOLOR, *map(str, args)], stdout=out, stderr=subprocess.PIPE,
+                               stdin=subprocess.DEVNULL, env=env, cwd=tmp_path)  # fmt: skip
+        assert p.returncode == 1 and _lines(p) == [
+            f"recolor {args[0]}: {target}: refusing to overwrite an input (it is stdout too)"
+        ], (args, p.stderr)
+        assert target.read_bytes() == before, args
+    # a stdout that is another file is written as before
+    with open(tmp_path / "other.lab", "ab") as out:
+        p = subprocess.run([*RECOLOR, "to-lab", str(img)], stdout=out, env=env)
+    assert p.returncode == 0 and (tmp_path / "other.lab").stat().st_size > 0

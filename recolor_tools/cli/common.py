@@ -361,14 +361,17 @@ def given(*paths: str | Path | None) -> list[str]:
     return [str(p) for p in paths if p is not None]
 
 
-def single_outputs(tool: Tool, files: dict[str, str | None], reads: list[str]) -> None:
+def single_outputs(
+    tool: Tool, files: dict[str, str | None], reads: list[str], stdout: bool = False
+) -> None:
     """Options that each name one output file (``{"-o": ..., "--plot": ...}``), before any work:
     two naming one file (one would be lost) are a usage error; one that is among the files the
     run ``reads`` (inputs, ``--stats``, ``--classes``) stops it, exit 1 (as ``-o`` an input), and
-    so does one in a folder that is missing.
+    so does one in a folder that is missing, or a stdout (``stdout``: the run writes it) that is
+    one of them (``>> input``).
     ``-``, directories and devices written in place (``/dev/null``, for both) are left out."""
     from ..fileio import writes_in_place
-    from ..outputs import check_folder, check_not_input, is_dir_target
+    from ..outputs import check_folder, check_not_input, check_stdout_not_input, is_dir_target
 
     named = {f: p for f, p in files.items() if p not in (None, "-") and not is_dir_target(p)}
     seen: dict[str, str] = {}
@@ -384,6 +387,9 @@ def single_outputs(tool: Tool, files: dict[str, str | None], reads: list[str]) -
             check_not_input(Path(path), reads)
             if not writes_in_place(path):
                 check_folder(Path(path))
+    if stdout:
+        with tool.guard():
+            check_stdout_not_input(sys.stdout, reads)
     if tool.failures > failures:
         tool.exit()
 

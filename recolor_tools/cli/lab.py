@@ -321,7 +321,8 @@ def rebalance_stats(
     from ..outputs import check_not_source, write_stdout
 
     # checked before the counting, not after it
-    single_outputs(tool, {"-o": output, "--plot": plot}, [*paths, *given(classes)])
+    reads = [*paths, *given(classes)]
+    single_outputs(tool, {"-o": output, "--plot": plot}, reads, stdout=output in (None, "-"))
     acc = PriorAccumulator(*_class_set(tool, classes, grid))
     images = _image_files(paths)
     acc.add_sources(tool.progress(images, len(images)), workers, on_error=tool.fail)

@@ -71,7 +71,8 @@ def compare(
     rebal = _load_stats(tool, stats) if stats is not None else None
     pairs = _compare_pairs(tool, pred, truth)
     inputs = [str(f) for _, p, t in pairs for f in (p, t)]
-    single_outputs(tool, {"--montage": montage, "-o": output}, [*inputs, *given(stats)])
+    reads = [*inputs, *given(stats)]
+    single_outputs(tool, {"--montage": montage, "-o": output}, reads, stdout=output is None)
     if montage is not None:  # said before the work, not after it (the height is known now)
         tall = report.montage_height(len(pairs))
         if too_long := side_limit(Path(montage).suffix.lower(), tall):
