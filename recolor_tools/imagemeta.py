@@ -32,11 +32,12 @@ import struct
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from . import __version__
-from .errors import RecolorError
+from .errors import RecolorError, warn
 
 SOFTWARE = f"recolor {__version__}"
 """The EXIF Software tag (305) of every output that carries EXIF."""
@@ -88,11 +89,12 @@ class ImageMeta:
     orientation: int = 1
     from_xmp: bool = False
 
-    def to_json(self) -> dict:
+    def to_json(self, path: str | Path | None = None) -> dict:
         """A JSON-ready dict (bytes as base64) for a record header; see FORMAT.md.
 
         A record header holds at most 1 MiB: blobs that would not fit in ``_JSON_BUDGET`` are
-        left out, the XMP first, then the EXIF (the profile, which the pixels depend on, last).
+        left out, the XMP first, then the EXIF, then the profile (which the pixels depend on),
+        each with a warning naming ``path`` (the image the record is made from).
         """
         out: dict = {"depth": self.depth}
         room = _JSON_BUDGET
@@ -101,6 +103,10 @@ class ImageMeta:
             if value and 4 * ((len(value) + 2) // 3) <= room:
                 out[key] = base64.b64encode(value).decode("ascii")
                 room -= len(out[key])
+            elif value:
+                what = {"icc": "ICC profile", "exif": "EXIF", "xmp": "XMP"}[key]
+                warn(f"{what} of {len(value):,} bytes too large for a record header: left out",
+                     path)  # fmt: skip
         return out
 
     @classmethod

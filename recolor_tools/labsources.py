@@ -26,7 +26,7 @@ def image_record(
     from .imagemeta import ImageMeta
 
     meta = ImageMeta()
-    rec = _rgb_record(read_rgb(path, meta), path, max_size, l_only, meta.to_json(), name)
+    rec = _rgb_record(read_rgb(path, meta), path, max_size, l_only, meta.to_json(path), name)
     if path != "-":  # what outputs made from the record must not replace
         st = os.stat(path)
         rec.file = (st.st_dev, st.st_ino)
@@ -105,7 +105,7 @@ def iter_lab_sources(
                     meta = ImageMeta()
                     rgb = decode_rgb(data, path, meta)
                     name = input_name(path, roots)
-                    rec = _rgb_record(rgb, path, source=meta.to_json(), name=name)
+                    rec = _rgb_record(rgb, path, source=meta.to_json(path), name=name)
                     rec.origin = None if path == "-" else path
                     yield rec
             finally:

@@ -669,6 +669,40 @@ def test_metadata_carried_through_to_lab_and_from_lab_and_stripped(tmp_path: Pat
     np.testing.assert_array_equal(a, cv2.imread(str(stripped), cv2.IMREAD_UNCHANGED))
 
 
+def padded_profile(icc: bytes, extra: int) -> bytes:
+    """``icc`` with one more, private tag of ``extra`` bytes (ICC.1 allows them; littleCMS
+    ignores it): a valid profile as large as asked."""
+    n = struct.unpack(">I", icc[128:132])[0]
+    table, data = icc[132 : 132 + 12 * n], icc[132 + 12 * n :]
+    moved = b""  # each tag's data 12 bytes on, past the one more entry of the tag table
+    for sig, offset, size in struct.iter_unpack(">4sII", table):
+        moved += sig + struct.pack(">II", offset + 12, size)
+    body = b"zzzz" + bytes(4 + extra)
+    entry = b"zzzz" + struct.pack(">II", 132 + 12 * (n + 1) + len(data), len(body))
+    out = icc[:128] + struct.pack(">I", n + 1) + moved + entry + data + body
+    return struct.pack(">I", len(out)) + out[4:]
+
+
+def test_a_profile_too_large_for_a_record_header_is_left_out_with_a_warning(tmp_path: Path):
+    """A 700 kB profile (above the header's 900,000 base64 bytes) was dropped from the record
+    without a word, and from-lab --keep-profile then wrote sRGB."""
+    icc = padded_profile(wide_gamut_icc(), 700_000)
+    ImageCms.ImageCmsProfile(io.BytesIO(icc))  # a profile littleCMS reads
+    src = tmp_path / "scan.png"
+    src.write_bytes(png_with_chunks(smooth_image(16, 16, 3), iccp(icc)))
+    p = run(["to-lab", "scan.png"], cwd=tmp_path, check_rc=0)
+    assert p.stderr.decode() == (
+        f"recolor to-lab: scan.png: ICC profile of {len(icc):,} bytes too large for a record "
+        "header: left out\n"
+    )
+    (rec,) = lab_records(p.stdout)
+    assert "icc" not in rec.source and rec.source["depth"] == 8
+    small = tmp_path / "small.png"  # one that fits is carried, without a word
+    small.write_bytes(png_with_chunks(smooth_image(16, 16, 3), iccp(wide_gamut_icc())))
+    p = run(["to-lab", "small.png"], cwd=tmp_path, check_rc=0)
+    assert p.stderr == b"" and "icc" in lab_records(p.stdout)[0].source
+
+
 def test_source_metadata_round_trips_in_record_headers_and_old_records_still_read():
     src = ImageMeta(depth=16, icc=wide_gamut_icc(), exif=exif_bytes(1)[6:], xmp=XMP)
     rec = records.lab_record("a.tif", np.zeros((2, 3, 3), np.float32), (2, 3), source=src.to_json())
