@@ -50,6 +50,9 @@ _IFD0_KEEP = frozenset(
 SUB_IFDS = (0x8769, 0x8825)  # Exif and GPS sub-directories, carried whole
 _ORIENTATION = 274
 _INTEROP = 0xA005  # the Interoperability IFD, inside the Exif IFD
+_EXIF_IFD = 0x8769
+_COLOR_SPACE = 0xA001  # in the Exif IFD: 1 sRGB, 0xFFFF Uncalibrated
+_PIXEL_DIMENSIONS = (0xA002, 0xA003)  # in the Exif IFD: the image's width and height
 _XMP_ORIENTATION = (  # compiled on first use (re caches them): start-up stays lean
     rb"(tiff:Orientation\s*=\s*[\"'])(\d)([\"'])",
     rb"(<tiff:Orientation>\s*)(\d)(\s*</tiff:Orientation>)",
@@ -433,20 +436,34 @@ def encode_output(
     exif = xmp = None
     if source is not None and not strip:
         exif, xmp = source.exif, source.xmp
-    if not strip:
-        exif = _software_exif(exif)
     h, w = rgb.shape[:2]
+    if not strip:
+        exif = _software_exif(exif, (w, h), srgb=xf is None or not xf.rgb)
     return insert_metadata(enc, ext, (h, w), icc=icc, exif=exif, xmp=xmp)
 
 
-def _software_exif(exif: bytes | None) -> bytes | None:
-    """The EXIF to write: the source's (orientation 1) or a new one, Software naming recolor."""
+def _software_exif(exif: bytes | None, size: tuple[int, int], srgb: bool) -> bytes | None:
+    """The EXIF to write: the source's (orientation 1) or a new one, Software naming recolor;
+    the Exif IFD's PixelXDimension and PixelYDimension made the output's ``size`` (W, H), and
+    for an ``srgb`` output its ColorSpace 1 (sRGB) and InteropIndex R98 (DCF's sRGB), where the
+    source said Uncalibrated or R03 (Adobe RGB): readers that go by EXIF took an sRGB output
+    turned or shrunk for the source's colours and size."""
     from PIL import Image
 
     out = Image.Exif()
     try:
         if exif:
             out.load(exif)  # a record's EXIF is whatever its header held
+            subs = sub_ifds(out)
+            said = subs.get(_EXIF_IFD, {})
+            said.update({t: v for t, v in zip(_PIXEL_DIMENSIONS, size, strict=True) if t in said})
+            if srgb and _COLOR_SPACE in said:
+                said[_COLOR_SPACE] = 1
+            if srgb and 1 in said.get(_INTEROP, {}):
+                said[_INTEROP][1] = "R98"
+            if said:  # written anew: the Interoperability IFD a dict, not an offset
+                out.get_ifd(_EXIF_IFD).clear()
+                out.get_ifd(_EXIF_IFD).update(said)
         out[305] = SOFTWARE
         out[_ORIENTATION] = 1
         return out.tobytes()[6:]

@@ -88,6 +88,9 @@ def exif_bytes(orientation: int = 1) -> bytes:
     ex[33432] = "(c) 2026 Poster Archive"
     ex.get_ifd(0x8769)[0x9003] = "2020:01:02 03:04:05"
     ex.get_ifd(0x8769)[0xA005] = {1: "R03"}  # Interoperability IFD: "Adobe RGB" per DCF
+    ex.get_ifd(0x8769)[0xA001] = 0xFFFF  # ColorSpace: Uncalibrated (Adobe RGB, per DCF)
+    ex.get_ifd(0x8769)[0xA002] = 999  # PixelXDimension, PixelYDimension: sizes to be made
+    ex.get_ifd(0x8769)[0xA003] = 888  # the output's
     return ex.tobytes()
 
 
@@ -646,7 +649,22 @@ def test_metadata_carried_through_to_lab_and_from_lab_and_stripped(tmp_path: Pat
     assert exif[305] == SOFTWARE
     assert exif[315] == "Ann Archivist" and exif[33432] == "(c) 2026 Poster Archive"
     assert exif.get_ifd(0x8769)[0x9003] == "2020:01:02 03:04:05"
-    assert exif.get_ifd(0xA005) == {1: "R03"}  # was carried as an offset into the source
+    # the interoperability IFD was carried as an offset into the source; an sRGB output said
+    # Adobe RGB there and in ColorSpace, and the source's size
+    assert exif.get_ifd(0xA005) == {1: "R98"}
+    assert {k: exif.get_ifd(0x8769)[k] for k in (0xA001, 0xA002, 0xA003)} == {
+        0xA001: 1, 0xA002: 30, 0xA003: 20}  # fmt: skip
+    # kept in the source's profile, the source's colour space stays said
+    kept = tmp_path / f"kept{out_ext}"
+    adobe = tmp_path / "adobe.jpg"
+    save_pil(adobe, smooth_image(30, 20, 6), "JPEG", exif=exif_bytes(6),
+             icc_profile=wide_gamut_icc())  # fmt: skip
+    small = run(["to-lab", "--max-size", "15", adobe], check_rc=0).stdout
+    run(["from-lab", "--keep-profile", "-o", kept], input=small, check_rc=0)
+    ex = opened(kept.read_bytes()).getexif()
+    assert ex.get_ifd(0xA005) == {1: "R03"}
+    assert {k: ex.get_ifd(0x8769)[k] for k in (0xA001, 0xA002, 0xA003)} == {
+        0xA001: 0xFFFF, 0xA002: 15, 0xA003: 10}  # fmt: skip
     xmp = xmp_of(im)
     assert b"Archive rights 2026" in xmp and b'tiff:Orientation="1"' in xmp
     assert im.info["icc_profile"] == colorprofile.srgb_profile()
