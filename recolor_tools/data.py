@@ -32,7 +32,7 @@ from torch.utils.data import Dataset, Sampler
 
 from . import defaults
 from .color import rgb_to_lab
-from .errors import RecolorError, printable
+from .errors import RecolorError, UsageError, printable
 from .imageio import read_rgb, resize_short_side
 from .inputs import expand_inputs
 from .models import AB_SCALE
@@ -54,7 +54,7 @@ def list_images(inputs: Sequence[str | Path], which: str = "training") -> list[s
     """
     args = [str(i) for i in inputs]
     if "-" in args:
-        raise RecolorError(f"{which} data cannot come from stdin; give files or directories")
+        raise UsageError(f"{which} data cannot come from stdin; give files or directories")
     paths = expand_inputs(args)
     for p in paths:
         if os.path.isdir(p):

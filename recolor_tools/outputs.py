@@ -30,7 +30,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, BinaryIO
 
-from .errors import NO_SPACE, DiskFull, RecolorError, UsageError, printable, write_failure
+from .errors import (
+    NO_SPACE,
+    DiskFull,
+    RecolorError,
+    UsageError,
+    printable,
+    warn,
+    write_failure,
+)
 from .process import STDOUT_NAME, silence_stdout
 
 SOURCE_REFUSED = "refusing to overwrite the image the record was made from"
@@ -268,6 +276,10 @@ class Outputs:
         if not (self.skip_existing and out is not None and _written_before(out)):
             return False
         if self.many_per_file and self.directory is None:  # it was written whole (atomically)
+            if not self._skipped:  # said once: inputs added since are skipped too
+                self._skipped.add(out)
+                warn("exists: every input skipped (--skip-existing), also any added since it "
+                     "was written; -o DIR/ skips input by input", out)  # fmt: skip
             return True
         if out in self._written or out in self._skipped:
             return False

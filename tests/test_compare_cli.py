@@ -276,6 +276,9 @@ def test_a_missing_folder_is_no_such_file_not_usage(tmp_path):
     assert (r.returncode, r.stderr) == (1, f"recolor compare: {tmp_path / 'nodir'}: no such file\n")
     r = run(tmp_path / "truth" / "a.png", tmp_path / "truth")  # both there: usage, as before
     assert r.returncode == 2 and "must both be files or both be directories" in r.stderr
+    for args in (["-", tmp_path / "truth"], [tmp_path / "truth", "-"]):  # stdin is a file
+        r = run(*args)  # (it was "-: no such file", exit 1)
+        assert r.returncode == 2 and "must both be files or both be directories" in r.stderr
 
 
 def test_a_prediction_of_another_shape_is_one_line_the_others_compared(tmp_path):

@@ -608,7 +608,7 @@ def test_a_validation_set_with_no_readable_image_stops_before_training(data, tmp
     )
     assert not out.exists()  # no step was taken
     rc, _, err = cli([*args[:1], "--val", "-", *args[3:], "-q", "--out", out], capsys)
-    assert rc == 1 and err == (  # it said "training data"
+    assert rc == 2 and err == (  # it said "training data"; and exit 1: it is the command line's
         "recolor train: validation data cannot come from stdin; give files or directories\n"
     )
 

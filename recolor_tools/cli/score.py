@@ -112,7 +112,7 @@ def _compare_pairs(tool: Tool, pred: Path, truth: Path) -> list[tuple[str, Path,
     from ..pairing import pair_by_stem
 
     if os.path.isdir(pred) != os.path.isdir(truth):  # (a name too long is no folder)
-        missing = [p for p in (pred, truth) if not os.path.lexists(p)]
+        missing = [p for p in (pred, truth) if str(p) != "-" and not os.path.lexists(p)]
         for p in missing:  # a mistyped name: that, not a usage error
             tool.fail("no such file", p)
         if missing:
