@@ -141,7 +141,7 @@ def lab_to_rgb(lab: np.ndarray) -> np.ndarray:
 
     Parameters
     ----------
-    lab : (H, W, 3) array_like, float
+    lab : (H, W, 3) array_like, float (or integer: the values as they are)
         L in [0, 100], a and b in [-128, 127] (:data:`LAB_MIN`, :data:`LAB_MAX`); values outside
         are clipped into these ranges first. No sRGB colour lies outside them (sRGB spans L
         [0, 100], a about [-86, 98], b about [-108, 95]), so this changes only colours that are
@@ -155,6 +155,8 @@ def lab_to_rgb(lab: np.ndarray) -> np.ndarray:
         Out-of-gamut colours are clipped per channel to [0, 1] (never wrapped).
     """
     lab = check_image(lab, "lab")
+    if lab.dtype.kind not in "fiu":  # complex lost its imaginary part with a warning
+        raise ValueError(f"lab must be real L, a, b values, got {lab.dtype}")
     out = np.empty(lab.shape, np.float32)
     for rows in row_strips(*lab.shape[:2]):
         # np.clip makes the strip's own copy: the caller's array is never changed
@@ -222,10 +224,9 @@ def to_float(img: np.ndarray) -> np.ndarray:
         every level above 0 would be white).
     """
     img = np.asarray(img)  # (a list had no dtype: AttributeError)
-    if img.dtype == np.uint8:
-        return img.astype(np.float32) * np.float32(1 / 255)
-    if img.dtype == np.uint16:
-        return img.astype(np.float32) * np.float32(1 / 65535)
+    if img.dtype.kind == "u" and img.dtype.itemsize in (1, 2):  # also big-endian (">u2")
+        full = 255 if img.dtype.itemsize == 1 else 65535
+        return img.astype(np.float32) * np.float32(1 / full)
     if not np.issubdtype(img.dtype, np.floating):
         raise ValueError(f"samples must be uint8, uint16 or a float type, got {img.dtype}")
     return np.clip(img.astype(np.float32), 0.0, 1.0)

@@ -467,6 +467,8 @@ def decode(
     out = out.float()
     if classes is None:
         return out * AB_SCALE
+    if not temperature >= 0:  # (NaN too) -1 gave the mode, NaN all-NaN a/b, unsaid
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
     classes = classes.to(out.device, torch.float32)
     if temperature < defaults.T_MODE:
         return classes[out.argmax(dim=1)].permute(0, 3, 1, 2)

@@ -258,7 +258,7 @@ def prepare(rgb: np.ndarray, settings: Settings, hints: Hints | None = None) -> 
     rgb = np.asarray(rgb)
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"rgb must have shape (H, W, 3), got {rgb.shape}")
-    if rgb.dtype in (np.uint8, np.uint16):
+    if rgb.dtype.kind == "u" and rgb.dtype.itemsize in (1, 2):  # (either byte order)
         rgb = to_float(rgb)  # read as 0..1 floats, 0..255 was a white image
     elif not np.issubdtype(rgb.dtype, np.floating):
         raise ValueError(f"rgb must be float in [0, 1], uint8 or uint16, got {rgb.dtype}")

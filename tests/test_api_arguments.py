@@ -208,3 +208,30 @@ def test_smooth_prior_of_counts_at_any_scale():
             smooth_prior(p / 4 * 1.7e308, classes, sigma), expect, rtol=1e-12
         )
         np.testing.assert_allclose(smooth_prior(p * 1e-310, classes, sigma), expect, rtol=1e-6)
+
+
+def test_big_endian_uint16_is_uint16(predictor):
+    """'>u2' samples were refused: "must be uint8, uint16 or a float type, got >u2"."""
+    u16 = smooth_image(16, 24, seed=4).astype(np.uint16) * 257
+    big = u16.astype(">u2")
+    np.testing.assert_array_equal(color.to_float(big), color.to_float(u16))
+    np.testing.assert_array_equal(predictor.recolorize(big), predictor.recolorize(u16))
+
+
+def test_decode_and_lab_to_rgb_refuse_what_has_no_meaning():
+    """models.decode took T = -1 for the mode and NaN for all-NaN a/b; lab_to_rgb took complex
+    Lab, its imaginary part dropped with a warning."""
+    import torch
+
+    from recolor_tools import models
+
+    z, classes = torch.randn(1, 5, 2, 3), torch.randn(5, 2) * 40
+    for t in (-1.0, float("nan")):
+        with pytest.raises(ValueError, match="temperature must be >= 0"):
+            models.decode(z, classes, t)
+    assert models.decode(z, classes, 0.0).shape == (1, 2, 2, 3)
+    lab = np.full((2, 2, 3), 50.0)
+    for dtype in (complex, bool):
+        with pytest.raises(ValueError, match="lab must be real L, a, b values"):
+            color.lab_to_rgb(lab.astype(dtype))
+    np.testing.assert_array_equal(color.lab_to_rgb(lab.astype(np.int16)), color.lab_to_rgb(lab))
