@@ -394,3 +394,12 @@ def test_stats_from_a_pipe(tmp_path):
     writer.join(timeout=60)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout) == json.loads(run(pred, truth, "--stats", stats, "--json").stdout)
+
+
+def test_a_truth_on_stdin_is_named_stdin_as_in_every_tool(tmp_path):
+    """It was named "-" (to-lab and predict name stdin "stdin")."""
+    a, b = save(tmp_path / "a.png", pattern()), save(tmp_path / "b.png", pattern() // 2)
+    p = run_recolor(["compare", a, "-", "--json"], input=b.read_bytes(), check_rc=0)
+    assert [r["name"] for r in json.loads(p.stdout)["images"]] == ["stdin"]
+    p = run_recolor(["compare", "-", b, "--json"], input=a.read_bytes(), check_rc=0)
+    assert [r["name"] for r in json.loads(p.stdout)["images"]] == ["b"]

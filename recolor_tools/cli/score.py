@@ -108,7 +108,7 @@ def compare(
 def _compare_pairs(tool: Tool, pred: Path, truth: Path) -> list[tuple[str, Path, Path]]:
     """(name, pred, truth) to compare: the two files, or two directories matched by name."""
     from ..fileio import open_binary
-    from ..inputs import expand_inputs
+    from ..inputs import expand_inputs, input_name
     from ..pairing import pair_by_stem
 
     if os.path.isdir(pred) != os.path.isdir(truth):  # (a name too long is no folder)
@@ -118,8 +118,8 @@ def _compare_pairs(tool: Tool, pred: Path, truth: Path) -> list[tuple[str, Path,
         if missing:
             tool.exit()
         tool.usage("PRED and TRUTH must both be files or both be directories")
-    if not os.path.isdir(pred):
-        return [(truth.stem, pred, truth)]
+    if not os.path.isdir(pred):  # named by the truth; stdin "stdin", as in every tool
+        return [(Path(input_name(str(truth))).stem, pred, truth)]
     files = [expand_inputs([str(d)]) for d in (pred, truth)]
     empty = [d for d, found in zip((pred, truth), files, strict=True) if found == [str(d)]]
     for d in empty:  # kept by expand_inputs for its reader to report, as every tool does
