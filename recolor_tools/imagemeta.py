@@ -53,6 +53,7 @@ _INTEROP = 0xA005  # the Interoperability IFD, inside the Exif IFD
 _EXIF_IFD = 0x8769
 _COLOR_SPACE = 0xA001  # in the Exif IFD: 1 sRGB, 0xFFFF Uncalibrated
 _PIXEL_DIMENSIONS = (0xA002, 0xA003)  # in the Exif IFD: the image's width and height
+_RESOLUTION = (282, 283, 296)  # IFD0: XResolution, YResolution, ResolutionUnit
 _XMP_ORIENTATION = (  # compiled on first use (re caches them): start-up stays lean
     rb"(tiff:Orientation\s*=\s*[\"'])(\d)([\"'])",
     rb"(<tiff:Orientation>\s*)(\d)(\s*</tiff:Orientation>)",
@@ -160,6 +161,7 @@ def read_meta(data: bytes) -> ImageMeta:
                 elif im.info.get("exif"):
                     with contextlib.suppress(Exception):  # broken EXIF: none, the rest kept
                         exif.load(im.info["exif"])
+        _with_density(exif, data)
         in_xmp = None if _ORIENTATION in exif else _xmp_orientation(xmp)
         from_xmp = in_xmp is not None
         orientation = int(in_xmp if from_xmp else exif.get(_ORIENTATION, 1) or 1)
@@ -220,12 +222,16 @@ def _may_carry(data: bytes) -> bool:
     """Whether the file has a place holding a profile, EXIF or XMP, by walking its chunk or
     marker headers (cheap): files without one skip Pillow's import and header parse."""
     if data.startswith(_PNG):
-        return any(kind in (b"iCCP", b"eXIf", b"iTXt") for kind, _ in _png_chunks(data))
+        return any(kind in (b"iCCP", b"eXIf", b"iTXt") for kind, _ in _png_chunks(data)) or bool(
+            density(data)
+        )
     if data.startswith(b"\xff\xd8"):
         pos = 2
         while pos + 4 <= len(data) and data[pos] == 0xFF:
             marker = data[pos + 1]
             if marker in (0xE1, 0xE2):  # APP1 (Exif, XMP), APP2 (ICC_PROFILE)
+                return True
+            if marker == 0xE0 and density(data):  # JFIF's APP0, with a resolution
                 return True
             if marker == 0xDA:  # start of scan: no more headers
                 return False
@@ -234,6 +240,50 @@ def _may_carry(data: bytes) -> bool:
     if data.startswith(b"RIFF") and data[8:12] == b"WEBP":
         return data[12:16] == b"VP8X"  # only the extended format carries metadata
     return data.startswith(_TIFF)
+
+
+def density(data: bytes) -> tuple[float, float] | None:
+    """Pixels per inch (x, y) that a JPEG's JFIF APP0 or a PNG's pHYs chunk states; None for
+    other files, and where the unit is none (an aspect ratio only) or a density is 0.
+
+    JFIF 1.02: units 1 dots per inch, 2 dots per cm, X and Y density 16-bit; PNG pHYs: pixels
+    per unit 32-bit, unit 1 the metre (1 inch = 0.0254 m).
+    """
+    if data.startswith(_PNG):
+        for kind, chunk in _png_chunks(data):
+            if kind == b"pHYs" and len(chunk) >= 9:
+                x, y, unit = struct.unpack(">IIB", chunk[:9])
+                if unit != 1 or not (x and y):
+                    return None
+                # (to 1/100: 300 dpi is stored as 11,811 per metre, 299.9994 dpi)
+                return round(x * 0.0254, 2), round(y * 0.0254, 2)
+            if kind == b"IDAT":  # pHYs comes before the pixels
+                return None
+    elif data[:4] == b"\xff\xd8\xff\xe0" and data[6:11] == b"JFIF\0" and len(data) >= 18:
+        unit, x, y = struct.unpack(">BHH", data[13:18])
+        per_inch = {1: 1.0, 2: 2.54}.get(unit)
+        return (x * per_inch, y * per_inch) if per_inch and x and y else None
+    return None
+
+
+def _with_density(exif, data: bytes) -> None:
+    """Put the file's JFIF or pHYs resolution (:func:`density`) into a Pillow ``Exif`` that
+    states none, as XResolution, YResolution and ResolutionUnit 2 (inch): carried with the EXIF
+    (a 600 dpi scan came back "72 dpi"), written back by :func:`encode_output`."""
+    dpi = density(data)
+    if dpi and _RESOLUTION[0] not in exif:
+        exif[_RESOLUTION[0]], exif[_RESOLUTION[1]], exif[_RESOLUTION[2]] = (*dpi, 2)
+
+
+def _resolution(exif) -> tuple[float, float] | None:
+    """Pixels per inch that a Pillow ``Exif`` states (ResolutionUnit 2 inch, 3 cm; 1 or none:
+    no absolute unit), for an output's own field (PNG pHYs, JFIF density)."""
+    try:
+        x, y = float(exif[_RESOLUTION[0]]), float(exif[_RESOLUTION[1]])
+        per_inch = {2: 1.0, 3: 2.54}.get(int(exif.get(_RESOLUTION[2], 2)))
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        return None
+    return (x * per_inch, y * per_inch) if per_inch and x > 0 and y > 0 else None
 
 
 def _clean_exif(exif) -> bytes | None:
@@ -437,17 +487,21 @@ def encode_output(
     if source is not None and not strip:
         exif, xmp = source.exif, source.xmp
     h, w = rgb.shape[:2]
+    dpi = None
     if not strip:
-        exif = _software_exif(exif, (w, h), srgb=xf is None or not xf.rgb)
-    return insert_metadata(enc, ext, (h, w), icc=icc, exif=exif, xmp=xmp)
+        exif, dpi = _software_exif(exif, (w, h), srgb=xf is None or not xf.rgb)
+    return insert_metadata(enc, ext, (h, w), icc=icc, exif=exif, xmp=xmp, dpi=dpi)
 
 
-def _software_exif(exif: bytes | None, size: tuple[int, int], srgb: bool) -> bytes | None:
+def _software_exif(
+    exif: bytes | None, size: tuple[int, int], srgb: bool
+) -> tuple[bytes, tuple[float, float] | None]:
     """The EXIF to write: the source's (orientation 1) or a new one, Software naming recolor;
     the Exif IFD's PixelXDimension and PixelYDimension made the output's ``size`` (W, H), and
     for an ``srgb`` output its ColorSpace 1 (sRGB) and InteropIndex R98 (DCF's sRGB), where the
     source said Uncalibrated or R03 (Adobe RGB): readers that go by EXIF took an sRGB output
-    turned or shrunk for the source's colours and size."""
+    turned or shrunk for the source's colours and size. Also the resolution it states, in
+    pixels per inch (:func:`_resolution`)."""
     from PIL import Image
 
     out = Image.Exif()
@@ -466,8 +520,8 @@ def _software_exif(exif: bytes | None, size: tuple[int, int], srgb: bool) -> byt
                 out.get_ifd(_EXIF_IFD).update(said)
         out[305] = SOFTWARE
         out[_ORIENTATION] = 1
-        return out.tobytes()[6:]
+        return out.tobytes()[6:], _resolution(out)
     except Exception:  # a source EXIF Pillow cannot read or write back: recolor's own only
         fresh = Image.Exif()
         fresh[305], fresh[_ORIENTATION] = SOFTWARE, 1
-        return fresh.tobytes()[6:]
+        return fresh.tobytes()[6:], None

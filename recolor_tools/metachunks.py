@@ -4,9 +4,10 @@ OpenCV writes pixels only; Pillow writes metadata but not 16-bit RGB. So recolor
 encoder and adds the metadata to its bytes, in each format's own container:
 
 =======  ==========================================================================================
-PNG      ``iCCP`` (zlib), ``eXIf``, ``iTXt`` keyword ``XML:com.adobe.xmp``, right after ``IHDR``
+PNG      ``pHYs``, ``iCCP`` (zlib), ``eXIf``, ``iTXt`` keyword ``XML:com.adobe.xmp``, right after
+         ``IHDR``
 JPEG     ``APP1 Exif``, ``APP1`` XMP, ``APP2 ICC_PROFILE`` (split in 65,519-byte chunks), after
-         ``SOI`` and OpenCV's ``APP0 JFIF``
+         ``SOI`` and OpenCV's ``APP0 JFIF`` (its density set to the resolution)
 WebP     the simple ``VP8``/``VP8L`` file becomes an extended one: ``VP8X`` (flags, canvas size),
          ``ICCP``, the image chunk, ``EXIF``, ``XMP``
 TIFF     a new first IFD, appended: OpenCV's entries plus ICCProfile (34675), XMP (700) and the
@@ -42,17 +43,20 @@ def insert_metadata(
     icc: bytes | None = None,
     exif: bytes | None = None,
     xmp: bytes | None = None,
+    dpi: tuple[float, float] | None = None,
 ) -> bytes:
     """Add the given profile, EXIF (TIFF bytes, no ``Exif\\0\\0``) and XMP to encoded bytes.
 
-    ``size`` is the image's (height, width) (WebP's canvas). Formats without a place for them
+    ``size`` is the image's (height, width) (WebP's canvas). ``dpi``, the resolution the EXIF
+    states in pixels per inch, also goes where PNG and JPEG readers look for it (pHYs, JFIF
+    density); TIFF and WebP readers read it from the EXIF. Formats without a place for them
     (BMP) are returned unchanged.
     """
     ext = ext.lower()
     if ext == ".png":
-        return _png(enc, icc, exif, xmp)
+        return _png(enc, icc, exif, xmp, dpi)
     if ext in (".jpg", ".jpeg"):
-        return _jpeg(enc, icc, exif, xmp)
+        return _jpeg(enc, icc, exif, xmp, dpi)
     if ext == ".webp":
         return _webp(enc, size, icc, exif, xmp)
     if ext in (".tif", ".tiff"):
@@ -67,11 +71,14 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
-def _png(enc: bytes, icc: bytes | None, exif: bytes | None, xmp: bytes | None) -> bytes:
+def _png(enc: bytes, icc: bytes | None, exif: bytes | None, xmp: bytes | None, dpi) -> bytes:
     ihdr_end = 8 + 8 + 13 + 4  # signature, IHDR length/type, IHDR data, CRC
     if enc[12:16] != b"IHDR":
         raise ValueError("not a PNG stream from OpenCV")
     chunks = b""
+    if dpi:  # pixels per metre, unit 1
+        per_metre = [min(2**31 - 1, max(1, round(d / 0.0254))) for d in dpi]
+        chunks += _png_chunk(b"pHYs", struct.pack(">IIB", *per_metre, 1))
     if icc:
         chunks += _png_chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc))
     if exif:
@@ -88,12 +95,15 @@ def _jpeg_segment(marker: int, payload: bytes) -> bytes:
     return struct.pack(">BBH", 0xFF, marker, len(payload) + 2) + payload
 
 
-def _jpeg(enc: bytes, icc: bytes | None, exif: bytes | None, xmp: bytes | None) -> bytes:
+def _jpeg(enc: bytes, icc: bytes | None, exif: bytes | None, xmp: bytes | None, dpi) -> bytes:
     if enc[:2] != b"\xff\xd8":
         raise ValueError("not a JPEG stream from OpenCV")
     at = 2
     if enc[2:4] == b"\xff\xe0":  # keep JFIF's APP0 first, where JFIF readers look for it
         at = 4 + struct.unpack(">H", enc[4:6])[0]
+        if dpi and enc[6:11] == b"JFIF\0":  # its density: units 1 (dots per inch), X, Y
+            density = [min(65535, max(1, round(d))) for d in dpi]
+            enc = enc[:13] + struct.pack(">BHH", 1, *density) + enc[18:]
     segs = b""
     if exif and len(exif) + 6 <= _JPEG_SEGMENT:
         segs += _jpeg_segment(0xE1, b"Exif\x00\x00" + exif)

@@ -721,6 +721,27 @@ def test_a_profile_too_large_for_a_record_header_is_left_out_with_a_warning(tmp_
     assert p.stderr == b"" and "icc" in lab_records(p.stdout)[0].source
 
 
+@pytest.mark.parametrize("out_ext", [".png", ".jpg", ".tif", ".webp"])
+def test_the_resolution_of_a_scan_is_kept(tmp_path: Path, out_ext: str):
+    """A 600 dpi scan whose resolution was in JFIF's density or PNG's pHYs (not in EXIF) came
+    back with none: 72 dpi to readers, and the print size lost."""
+    rgb = smooth_image(20, 30, 4)
+    for name, fmt, dpi in (("scan.jpg", "JPEG", 600), ("scan.png", "PNG", 300),
+                           ("scan.tif", "TIFF", 400)):  # fmt: skip
+        save_pil(tmp_path / name, rgb, fmt, dpi=(dpi, dpi))
+        out = tmp_path / f"{name}{out_ext}"
+        lab = run(["to-lab", tmp_path / name], check_rc=0).stdout
+        run(["from-lab", "-o", out], input=lab, check_rc=0)
+        im = opened(out.read_bytes())
+        exif = im.getexif()
+        assert float(exif[282]) == pytest.approx(dpi) and exif[296] == 2, name
+        if out_ext != ".webp":  # where its readers look: pHYs, JFIF density, TIFF tags
+            assert im.info["dpi"] == pytest.approx((dpi, dpi), rel=1e-5), name
+        pred = tmp_path / f"pred-{name}{out_ext}"
+        run(["predict", "-q", tmp_path / name, "-o", pred], check_rc=0)
+        assert float(opened(pred.read_bytes()).getexif()[282]) == pytest.approx(dpi)
+
+
 def test_source_metadata_round_trips_in_record_headers_and_old_records_still_read():
     src = ImageMeta(depth=16, icc=wide_gamut_icc(), exif=exif_bytes(1)[6:], xmp=XMP)
     rec = records.lab_record("a.tif", np.zeros((2, 3, 3), np.float32), (2, 3), source=src.to_json())
