@@ -87,8 +87,9 @@ class ImageHead:
     meaning "more than one"; for a TIFF, its first ExtraSamples value (0 unspecified, 1 alpha
     premultiplied into the colours, 2 straight alpha), None without the tag; for a gray PNG
     with a tRNS chunk, the one gray value that is transparent, scaled to 8 bits below that depth
-    (as the decoder scales the samples), None otherwise; for a TIFF, whether it is WhiteIsZero
-    (PhotometricInterpretation 0: the largest sample black)."""
+    (as the decoder scales the samples), None otherwise; for a TIFF, its
+    PhotometricInterpretation (0 WhiteIsZero, 1 BlackIsZero, 2 RGB, 5 CMYK, ...; None without
+    the tag) and its first BitsPerSample."""
 
     format: str
     width: int
@@ -96,7 +97,13 @@ class ImageHead:
     pages: int = 1
     extra_samples: int | None = None
     transparent_gray: int | None = None
-    white_is_zero: bool = False
+    photometric: int | None = None
+    bits: int = 8
+
+    @property
+    def white_is_zero(self) -> bool:
+        """A TIFF whose largest sample is black (PhotometricInterpretation 0)."""
+        return self.photometric == 0
 
 
 def max_pixels() -> int:
@@ -310,7 +317,7 @@ def _tiff(data: bytes) -> ImageHead:
     if 256 not in size or 257 not in size:
         raise ValueError("no size tags")
     pages = 2 if next_ifd else 1
-    return ImageHead("TIFF", size[256], size[257], pages, extra, white_is_zero=photometric == 0)
+    return ImageHead("TIFF", size[256], size[257], pages, extra, None, photometric, bits)
 
 
 def _webp(data: bytes) -> ImageHead:

@@ -114,6 +114,9 @@ def decode_stored(data: bytes, name: str = "<data>") -> tuple[ImageHead, np.ndar
         img = None
     if (img is None or img.size == 0) and head.format == "TIFF":
         img = _tiff_by_pillow(data)
+    if (img is None or img.size == 0) and head.photometric == 5 and head.bits != 8:
+        # a valid file that neither decoder reads (OpenCV's TIFF reader converts 8-bit CMYK)
+        raise RecolorError(f"{head.bits}-bit CMYK TIFF (recolor reads 8-bit CMYK)", name)
     if img is None or img.size == 0:
         raise RecolorError(f"not a readable image (corrupt {head.format} data)", name)
     if img.dtype not in (np.uint8, np.uint16) and img.dtype.kind != "f":

@@ -578,6 +578,19 @@ def raw_tiff(
     return head + b"".join(blocks) + struct.pack("<H", len(tags)) + entries + bytes(4) + extra
 
 
+def test_a_16_bit_cmyk_tiff_is_named_not_called_corrupt(tmp_path: Path):
+    """A valid 16-bit CMYK TIFF was "not a readable image (corrupt TIFF data)"; 8-bit CMYK is
+    read (OpenCV converts it)."""
+    cmyk = smooth_image(8, 12, 5)[:, :, [0, 1, 2, 0]]
+    (tmp_path / "c16.tif").write_bytes(raw_tiff(cmyk.astype(np.uint16) * 257, photometric=5))
+    (tmp_path / "c8.tif").write_bytes(raw_tiff(cmyk, photometric=5))
+    p = run(["to-lab", "c16.tif", "c8.tif", "-o", "all.lab"], cwd=tmp_path)
+    assert p.returncode == 1 and p.stderr.decode() == (
+        "recolor to-lab: c16.tif: 16-bit CMYK TIFF (recolor reads 8-bit CMYK)\n"
+    )
+    assert [r.name for r in lab_records((tmp_path / "all.lab").read_bytes())] == ["c8.tif"]
+
+
 def test_tiffs_that_opencv_misreads_are_read_by_pillow_or_refused(tmp_path: Path):
     """A planar 16-bit TIFF came back as garbage, another each run (OpenCV reads stale memory),
     exit 0; it is refused now. An uncompressed tiled 8-bit one, which scanners write, was
