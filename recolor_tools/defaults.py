@@ -4,6 +4,18 @@ The CLI, training, prediction and the colour-class kernels import these, so a de
 in one line. No heavy imports: every tool reads this module at start-up.
 """
 
+from typing import Literal
+
+Head = Literal["cls", "reg"]
+"""The two heads: cls (colour classes, Zhang et al. 2016) and reg (a/b regression)."""
+HEADS = ("reg", "cls")
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+"""Arithmetic of the network: auto is bf16 (or fp16) on CUDA, fp32 on the CPU."""
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+Schedule = Literal["plateau", "cosine"]
+"""Learning-rate schedules of ``recolor train``."""
+SCHEDULES = ("plateau", "cosine")
+
 TEMPERATURE = 0.38
 """Annealed-mean temperature of the cls head (Zhang et al. 2016 and the seed): lower is more
 vivid, 0 the mode."""

@@ -64,7 +64,7 @@ from torch import nn
 from . import defaults
 from .errors import RecolorError
 
-HEADS = ("reg", "cls")
+HEADS = defaults.HEADS
 AB_SCALE = 128.0
 """a/b are divided by this for the regression head (tanh output in [-1, 1])."""
 HINT_KEYS = ("hint_ab", "hint_mask", "palette")
@@ -560,7 +560,7 @@ def amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     RecolorError
         bf16 or fp16 asked for off CUDA, or an unknown name.
     """
-    if precision not in ("auto", "fp32", "bf16", "fp16"):
+    if precision not in defaults.PRECISIONS:
         raise RecolorError(f"unknown precision {precision!r} (use auto, fp32, bf16 or fp16)")
     if device.type != "cuda" or precision == "fp32":
         if precision in ("bf16", "fp16") and device.type != "cuda":

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import defaults, models
+from . import defaults
 from .errors import UsageError
 
 LR = 1e-4
@@ -26,9 +26,9 @@ the automatic prediction; these settings gave +0.18 dB with 10 points in 20 minu
 
 
 CHOICES = {
-    "head": models.HEADS,
-    "schedule": ("plateau", "cosine"),
-    "precision": ("auto", "fp32", "bf16", "fp16"),
+    "head": defaults.HEADS,
+    "schedule": defaults.SCHEDULES,
+    "precision": defaults.PRECISIONS,
 }
 """The options of :class:`TrainConfig` that take one of a few names."""
 

@@ -11,12 +11,12 @@ import re
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Annotated, BinaryIO, Literal, Optional
+from typing import Annotated, BinaryIO, Optional
 
 import typer
 from typer.core import TyperGroup
 
-from .. import __version__
+from .. import __version__, defaults
 from ..errors import (
     DiskFull,
     ExitCode,
@@ -427,7 +427,7 @@ def check_precision(tool: Tool, device: str, precision: str) -> None:
 
 
 Precision = Annotated[
-    Literal["auto", "fp32", "bf16", "fp16"],
+    defaults.Precision,
     typer.Option("--precision", help="auto: bf16/fp16 mixed precision on CUDA, else fp32."),
 ]
 

@@ -28,7 +28,7 @@ from .common import (
 
 # -- predict's options --
 PredictHead = Annotated[
-    Optional[Literal["cls", "reg"]],  # noqa: UP045
+    Optional[defaults.Head],  # noqa: UP045
     typer.Option(
         "--head",
         help="cls: colour classes (vivid); reg: regression (muted). "
@@ -225,25 +225,12 @@ def predict(
                     open_binary(weights).close()
                 _refuse(tool, refused)
                 tool.exit()
-            from ..predict import Predictor
-
-            loaded = Predictor.load(
-                weights,
-                head,
-                size=size,
-                temperature=temperature,
-                saturation=saturation,
-                device=device,
+            steered = hint_strength is not None or hint_spread != "alike"
+            predictor = _load_predictor(
+                tool, weights, head, (guided, bool(palette), steered, bool(suggest)),
+                size=size, temperature=temperature, saturation=saturation, device=device,
                 precision=precision,
-            )
-            try:  # options this model cannot follow: the user's to change, as other usage
-                steered = hint_strength is not None or hint_spread != "alike"
-                loaded.check_hints(guided, palette=bool(palette), steered=steered)
-                if suggest:
-                    loaded.check_suggest()
-            except RecolorError as e:
-                tool.usage(e.reason)
-            predictor = loaded
+            )  # fmt: skip
         if predictor is None or source is None:
             tool.exit()
         tool.echo = True
@@ -262,6 +249,25 @@ def predict(
         batching = (batch_size, io_workers)
         _predict_all(tool, predictor, router, paths, roots, batching, source, ext, options)
         tool.exit()
+
+
+def _load_predictor(
+    tool: Tool, weights: Path | None, head: str | None, asks: tuple[bool, ...], **settings
+):
+    """The model of ``weights`` (``Predictor.load`` with ``settings``); what ``asks`` of it
+    (hints, a palette, steering options, --suggest) and it cannot follow is a usage error, the
+    user's to change."""
+    from ..predict import Predictor
+
+    guided, palette, steered, suggest = asks
+    loaded = Predictor.load(weights, head, **settings)
+    try:
+        loaded.check_hints(guided, palette=palette, steered=steered)
+        if suggest:
+            loaded.check_suggest()
+    except RecolorError as e:
+        tool.usage(e.reason)
+    return loaded
 
 
 def _refuse(tool: Tool, refused: list[tuple[str, RecolorError]]) -> None:

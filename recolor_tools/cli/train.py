@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Optional
 
 import typer
 
@@ -29,7 +29,7 @@ TrainData = Annotated[
     list[str], typer.Argument(help="Training images: files, directories, globs, .txt lists.")
 ]
 TrainHead = Annotated[
-    Literal["cls", "reg"],
+    defaults.Head,
     typer.Option("--head", help="cls: colour classes, rebalanced; reg: a/b regression."),
 ]
 TrainVal = Annotated[
@@ -67,7 +67,7 @@ TrainLr = Annotated[
     ),
 ]
 TrainSchedule = Annotated[
-    Optional[Literal["plateau", "cosine"]],  # noqa: UP045 - None: not given (--resume keeps it)
+    Optional[defaults.Schedule],  # noqa: UP045 - None: not given (--resume keeps it)
     typer.Option(
         "--schedule",
         help="plateau (default): halve lr after 10 flat evaluations (not below 1e-5); "
