@@ -43,11 +43,13 @@ class Dist:
 
 def setup_distributed(device: str) -> Dist:
     """Join the process group torchrun describes (env WORLD_SIZE > 1); otherwise single process."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    from .shard import rank_and_size
+
+    rank, world = rank_and_size()  # (a UsageError for values torchrun would not set)
     if world <= 1:
         return Dist()
     cores = max(1, available_cores() // int(os.environ.get("LOCAL_WORLD_SIZE", world)))
-    d = Dist(int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0")), world, cores)
+    d = Dist(rank, int(os.environ.get("LOCAL_RANK", "0")), world, cores)
     use_cuda = device != "cpu" and torch.cuda.is_available()
     if use_cuda:
         torch.cuda.set_device(d.local_rank)

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import timedelta
 from typing import TypeVar
 
-from .errors import ExitCode, RecolorError
+from .errors import ExitCode, RecolorError, UsageError
 
 T = TypeVar("T")
 
@@ -25,17 +25,25 @@ BARRIER_TIMEOUT = timedelta(days=7)
 
 
 def rank_and_size(env: Mapping[str, str] | None = None) -> tuple[int, int]:
-    """(RANK, WORLD_SIZE) from the environment; (0, 1) outside a distributed launch.
+    """(RANK, WORLD_SIZE) from the environment; (0, 1) outside a distributed launch: without
+    WORLD_SIZE or with WORLD_SIZE 1 (a stray RANK alone is one process).
 
-    Raises RecolorError for values that are not integers with 0 <= RANK < WORLD_SIZE.
+    Raises :class:`UsageError` for a WORLD_SIZE that is no whole number from 1, one above 1
+    without a RANK (half the inputs were skipped unsaid: rank 0's share), or a RANK that is no
+    whole number in [0, WORLD_SIZE): set by hand, not by torchrun.
     """
     env = os.environ if env is None else env
+    if "WORLD_SIZE" not in env:
+        return 0, 1
     try:
-        rank, size = int(env.get("RANK", "0")), int(env.get("WORLD_SIZE", "1"))
+        size = int(env["WORLD_SIZE"])
+        rank = int(env["RANK"]) if size > 1 else 0
     except ValueError:
-        raise RecolorError("RANK and WORLD_SIZE must be integers") from None
-    if not 0 <= rank < size:
-        raise RecolorError(f"RANK {rank} is not in [0, WORLD_SIZE={size})")
+        raise UsageError("RANK and WORLD_SIZE must be whole numbers (set by torchrun)") from None
+    except KeyError:
+        raise UsageError(f"WORLD_SIZE {size} without RANK: launch with torchrun") from None
+    if size < 1 or not 0 <= rank < size:
+        raise UsageError(f"RANK {rank} is not in [0, WORLD_SIZE={size}) (set by torchrun)")
     return rank, size
 
 
@@ -90,7 +98,10 @@ def together(env: Mapping[str, str] | None = None) -> Iterator[None]:
 
 
 def _barrier(env: Mapping[str, str]) -> None:
-    rank, size = rank_and_size(env)
+    try:
+        rank, size = rank_and_size(env)
+    except RecolorError:  # said where the run began (Tool): nothing to wait for
+        return
     if size == 1 or not {"MASTER_ADDR", "MASTER_PORT"} <= env.keys():
         return
     import torch.distributed as dist

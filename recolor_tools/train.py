@@ -425,11 +425,13 @@ def _train(cfg: TrainConfig, d: Dist, report: Callable[[str], None] | None) -> P
     check_some_readable(train_paths, "training")  # before --overwrite removes the old run
     if val_paths:
         check_some_readable(val_paths, "validation")
-    if cfg.size <= 16 and min(cfg.batch_size, len(train_paths)) < 2:
+    per_rank = -(-len(train_paths) // d.world)  # each process's share (EpochSampler pads)
+    if cfg.size <= 16 and min(cfg.batch_size, per_rank) < 2:
         # the global branch sees a 1 x 1 map: BatchNorm then has one value per channel
+        each = " and process" * (d.world > 1)
         raise UsageError(f"a batch of one image at --size {cfg.size} cannot be trained (its "
-                           "global features are one value): give 2 images or more a batch, or "
-                           "--size 24 or more")  # fmt: skip
+                         f"global features are one value): give 2 images or more a batch{each},"
+                         " or --size 24 or more")  # fmt: skip
     cs = resolve_classes(cfg, resumed, init, stats_of_data(cfg, d, train_paths, unreadable))
     loaders = build_loaders(cfg, d, dev, (train_paths, val_paths), cs, takes_hints(cfg, carried))
     total_steps = cfg.steps or (cfg.epochs or 10) * loaders.steps_per_epoch

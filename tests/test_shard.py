@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from conftest import run, smooth_image, torchrun, write_rgb
 
-from recolor_tools.errors import RecolorError
+from recolor_tools.errors import UsageError
 from recolor_tools.shard import rank_and_size, this_rank
 
 
@@ -25,10 +25,42 @@ def test_ranks_share_the_inputs_once_each(n, size):
 
 def test_rank_outside_a_launch_and_bad_values():
     assert rank_and_size({}) == (0, 1)
+    assert rank_and_size({"RANK": "1"}) == (0, 1)  # a stray RANK alone: one process
+    assert rank_and_size({"RANK": "3", "WORLD_SIZE": "1"}) == (0, 1)
     assert this_rank([1, 2, 3], env={}) == ([1, 2, 3],)
-    for env in ({"RANK": "2", "WORLD_SIZE": "2"}, {"RANK": "x", "WORLD_SIZE": "2"}):
-        with pytest.raises(RecolorError):
+    bad = [{"RANK": "2", "WORLD_SIZE": "2"}, {"RANK": "x", "WORLD_SIZE": "2"},
+           {"WORLD_SIZE": "2"}, {"WORLD_SIZE": "x"}, {"RANK": "0", "WORLD_SIZE": "0"}]  # fmt: skip
+    for env in bad:
+        with pytest.raises(UsageError):
             rank_and_size(env)
+
+
+def test_rank_values_set_by_hand_and_usage_said_once(tmp_path):
+    """RANK=1 alone was "internal error: RecolorError: RANK 1 is not in [0, WORLD_SIZE=1)",
+    WORLD_SIZE=2 alone wrote rank 0's share unsaid (train: "internal error: KeyError: 'RANK'");
+    click's usage errors, an empty argument and -o FILE/ were said by every rank (on one line,
+    run together); --hints - and --palette - under torchrun were read by one rank only."""
+    img = write_rgb(tmp_path / "a.png", smooth_image(40, 48, 1))
+    img2 = write_rgb(tmp_path / "b.png", smooth_image(40, 48, 2))
+    (tmp_path / "afile").write_text("x")
+    p = run(["predict", img, "--size", "16", "-o", f"{tmp_path}/one/"], env={"RANK": "1"})
+    assert p.returncode == 0 and (tmp_path / "one" / "a.png").exists(), p.stderr
+    for tool in (["predict", img], ["train", tmp_path, "--size", "16"]):
+        p = run([*tool, "-o", f"{tmp_path}/ws/"], env={"WORLD_SIZE": "2"})
+        assert p.returncode == 2 and p.stderr.decode() == (
+            f"recolor {tool[0]}: WORLD_SIZE 2 without RANK: launch with torchrun\n"
+        )
+    cases = [(["--bogus"], 2, "No such option"), ([""], 2, "an empty argument"),
+             (["-o", f"{tmp_path}/afile/"], 1, "afile: exists and is not a directory"),
+             (["--hints", "-"], 2, "--hints - under torchrun"),
+             (["--palette", "-"], 2, "--palette - under torchrun")]  # fmt: skip
+    for extra, rc, says in cases:
+        for rank in (0, 1):
+            env = {"RANK": str(rank), "WORLD_SIZE": "2"}
+            p = run(["predict", img, img2, "--size", "16", *extra], env=env, input=b"{}")
+            err = p.stderr.decode()
+            assert p.returncode == rc and err.count(says) == (rank == 0), (extra, rank, err)
+            assert len(err.splitlines()) == (rank == 0), (extra, rank, err)
 
 
 def test_predict_under_torchrun_writes_what_one_process_writes(tmp_path):

@@ -695,3 +695,23 @@ def test_init_weights_that_do_not_fit_or_are_nan_are_one_line_before_any_work(
         assert rc == 1 and len(err.splitlines()) == 1, err
         assert err.startswith(f"recolor train: {bad}: broken checkpoint: {reason}"), err
         assert not out.exists()
+
+
+def test_a_batch_of_one_per_process_at_a_tiny_size_is_one_line_under_torchrun(tmp_path):
+    """Two images, two processes, --size 16: each process's batch is one image, which the
+    check (counting all the images) let through; torch's own message followed, and OUT was left
+    with files."""
+    two = tmp_path / "two"
+    two.mkdir()
+    for i in range(2):
+        write_rgb(two / f"{i}.png", smooth_image(40, 48, i))
+    out = tmp_path / "run"
+    args = ["train", two, "--steps", "2", "--width", "8", "-b", "2", "--size", "16",
+            "--device", "cpu", "-j", "0", "-q", "--out", out]  # fmt: skip
+    p = torchrun(args)
+    ours = [ln for ln in p.stderr.decode().splitlines() if ln.startswith("recolor train:")]
+    assert p.returncode != 0 and ours == [
+        "recolor train: a batch of one image at --size 16 cannot be trained (its global features"
+        " are one value): give 2 images or more a batch and process, or --size 24 or more"
+    ], p.stderr.decode()
+    assert not out.exists()

@@ -66,11 +66,16 @@ def _main(argv: list[str] | None) -> int:
     except FileNotFoundError:  # torch's libraries then fail to load, and exit 2 unsaid
         print(f"{where}: the current directory no longer exists", file=sys.stderr)
         return ExitCode.FAILED
+    # under torchrun, a usage error is every rank's: said by rank 0 only
+    from ..shard import first_process
+
+    said = first_process()
     if any(a == "" or a.startswith("--") and a.endswith("=") for a in args):
         # `recolor predict "$unset"`: Path("") is the current directory, which every tool would
         # take for a folder of inputs (or an output) without a word.
-        print(f"{where}: an empty argument names no file, folder or value (see {where} -h)",
-              file=sys.stderr)  # fmt: skip
+        if said:
+            print(f"{where}: an empty argument names no file, folder or value (see {where} -h)",
+                  file=sys.stderr)  # fmt: skip
         return ExitCode.USAGE
     try:
         with process.exit_on_sigterm():
@@ -82,7 +87,7 @@ def _main(argv: list[str] | None) -> int:
             except click.ClickException as e:  # a bad flag or value: one line, as tool.usage
                 command = e.ctx.command_path if getattr(e, "ctx", None) else "recolor"
                 message = e.format_message().rstrip(".")
-                if message:  # none after the help that a bare `recolor` shows
+                if message and said:  # none after the help that a bare `recolor` shows
                     print(f"{command}: {message} (see {command} -h)", file=sys.stderr)
                 code = e.exit_code
             else:

@@ -124,11 +124,16 @@ class Tool:
         self.quiet = quiet
         self.failures = 0
         self.echo = True  # False: failures and usage errors counted, not printed (torchrun ranks)
-        if ranked:
-            from ..shard import first_process
-
-            self.echo = first_process()
+        self.ranked = ranked
         set_tool(name)
+        if ranked:
+            from ..shard import first_process, rank_and_size
+
+            try:  # RANK and WORLD_SIZE set by hand, not by torchrun
+                rank_and_size()
+            except RecolorError as e:
+                self.usage(e.reason)
+            self.echo = first_process()
         from ..imagehead import max_pixels
 
         try:  # a bad limit is the whole run's mistake, not each input's
@@ -244,10 +249,15 @@ class Tool:
         """Enter an output router; a failure to open or to finish its output (a full disk when
         a stream file is closed) is reported and ends the run."""
         where = router.file or router.directory
-        entered = False
+        entered, echo = False, self.echo
+        if self.ranked:  # about the whole run (-o FILE/ a file): said once under torchrun
+            from ..shard import first_process
+
+            self.echo = first_process()
         with self.guard(where):
             router.__enter__()
             entered = True
+        self.echo = echo
         if not entered:
             self.exit()
         try:

@@ -302,6 +302,12 @@ def _predict_inputs(tool: Tool, inputs, hints: str | None, palette: str | None):
     if hints == "-" and ("-" in args or palette == "-" or sys.stdin.isatty()):
         tool.usage("--hints - reads a hint file from stdin: not a terminal, not an input, "
                    "and not --palette -")  # fmt: skip
+    from ..shard import rank_and_size
+
+    for flag, value in (("--hints", hints), ("--palette", palette)):
+        if value == "-" and rank_and_size()[1] > 1:  # one rank got it, the others nothing
+            tool.usage(f"{flag} - under torchrun: every process needs it, and stdin is read "
+                       "once; give a file")  # fmt: skip
     return args, everything, roots, guides
 
 
