@@ -16,7 +16,7 @@ transform sampled once on a regular grid of GRID x GRID x GRID RGB nodes and app
 lookup table with tetrahedral interpolation (:mod:`recolor_tools.lut3d`, as littleCMS does on
 its own tables), in float32. ``GRID - 1 = 85`` divides 255, so every node is an exact 8-bit
 input whose value is littleCMS's (rounded to 8 bits: 0.5/255, at most about 0.2 L units).
-Measured against ImageCms on 8-bit data of the wide-gamut profile of tests/test_archive_io.py
+Measured against ImageCms on 8-bit data of the wide-gamut profile of tests/archive_inputs.py
 (smooth image, colours inside sRGB): 99.2% of samples within one code value, p99 1, max 9 codes,
 the large errors only in table cells that straddle the sRGB gamut boundary (littleCMS's clamped
 nodes bend the interpolation there); L within 0.2 units at p99.

@@ -1,0 +1,305 @@
+"""Guided recolouring: hint files and folders (JSON or painted layers) matched to their inputs,
+and their errors, one line each."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from conftest import read_rgb_u8, run, smooth_image, write_rgb
+from hint_helpers import hex_of, hint_error, lab
+from hint_helpers import image as image  # the fixtures, for pytest to find here
+from hint_helpers import weights as weights
+
+from recolor_tools import hintfiles, hints
+from recolor_tools.errors import RecolorError
+
+
+def test_a_hint_file_is_for_every_input_of_its_name(tmp_path, weights):
+    """posters/x.png and posters/x.jpg both take hints/x.json (the second was left automatic
+    without a word)."""
+    posters, hdir = tmp_path / "posters", tmp_path / "hints"
+    posters.mkdir(), hdir.mkdir()
+    for ext in ("png", "jpg"):
+        write_rgb(posters / f"x.{ext}", smooth_image(40, 50, 7))
+    (hdir / "x.json").write_text(json.dumps({"points": [{"x": 8, "y": 8, "color": "#1d4e89",
+                                                         "size": 9}]}))  # fmt: skip
+    out = tmp_path / "out"
+    run(["predict", posters, "-w", weights["cls"], "--hints", hdir, "-o", out], check_rc=0)
+    want = hints.parse_color("#1d4e89")
+    for ext in ("png", "jpg"):
+        assert np.linalg.norm(lab(read_rgb_u8(out / f"x.{ext}"))[8, 8, 1:] - want) < 6, ext
+
+
+def test_hint_directory_matches_inputs_by_path(tmp_path, weights):
+    posters, hdir = tmp_path / "posters", tmp_path / "hints"
+    rgbs = {}
+    for rel in ("a", "sub/b", "c"):
+        (posters / rel).parent.mkdir(parents=True, exist_ok=True)
+        rgbs[rel] = smooth_image(40, 50, len(rel) + ord(rel[-1]))
+        write_rgb(posters / f"{rel}.png", rgbs[rel])
+    (hdir / "sub").mkdir(parents=True)
+    (hdir / "a.json").write_text(json.dumps({"points": [{"x": 3, "y": 4, "color": "#fff"}]}))
+    pts = [{"x": 10, "y": 20, "color": hex_of(rgbs["sub/b"], 10, 20), "size": 5}]
+    (hdir / "sub" / "b.json").write_text(json.dumps({"points": pts}))
+    out = tmp_path / "out"
+    run(["predict", posters, "--weights", weights["cls"], "--hints", hdir, "-o", out], check_rc=0)
+    got = read_rgb_u8(out / "sub" / "b.png")  # the output mirrors the inputs' tree, as hints
+    square = [(x, y) for x in range(8, 13) for y in range(18, 23)]
+    assert hint_error(got, rgbs["sub/b"], square) < 6
+    assert np.abs(lab(read_rgb_u8(out / "a.png"))[4, 3, 1:]).max() < 3  # white: a = b = 0
+    # a hint file for no input: one line naming it, the inputs still done
+    (hdir / "zzz.json").write_text("{}")
+    p = run(["predict", posters, "--weights", weights["cls"], "--hints", hdir, "-o", out])
+    assert p.returncode == 1 and len(p.stdout.splitlines()) == 3
+    assert p.stderr.decode().splitlines() == [
+        f"recolor predict: {hdir / 'zzz.json'}: hint file for no input"
+    ]
+
+
+def test_suggest_and_skip_existing_still_check_the_hints(tmp_path, weights, image):
+    """--suggest reported no hint file for no input (exit 0), and with every output there
+    already, --skip-existing passed hints that do not parse or that the model cannot take."""
+    src, _ = image
+    hdir = tmp_path / "hints"
+    hdir.mkdir()
+    (hdir / "typo.json").write_text('{"points": [{"x": 5, "y": 5, "color": "#ff0000"}]}')
+    cls = ["--weights", weights["cls"]]
+    p = run(["predict", src, *cls, "--hints", hdir, "--suggest", "5,5"])
+    assert p.returncode == 1 and p.stdout.count(b"\t5,5\t") >= 1  # the suggestions still come
+    assert p.stderr.decode() == f"recolor predict: {hdir / 'typo.json'}: hint file for no input\n"
+    out = tmp_path / "out"
+    run(["predict", src, *cls, "-o", f"{out}/"], check_rc=0)
+    done = [src, "-o", f"{out}/", "--skip-existing"]
+    assert run(["predict", *done, *cls]).returncode == 0  # nothing to do, nothing said
+    p = run(["predict", *done, *cls, "--hint", "nonsense"])
+    assert p.returncode == 2 and "'nonsense' is not X,Y=#RRGGBB" in p.stderr.decode()
+    p = run(["predict", *done, "--weights", weights["reg"], "--hint", "1,1=#fff"])
+    assert p.returncode == 2 and "need the cls head" in p.stderr.decode()
+    p = run(["predict", *done, *cls, "--hints", hdir])
+    assert (p.returncode, p.stdout) == (1, b"") and "typo.json: hint file for no input" in str(
+        p.stderr
+    )
+
+
+def test_empty_hints_are_bit_identical_to_none(tmp_path, weights, image):
+    src, rgb = image
+    posters, hdir = tmp_path / "posters", tmp_path / "hints"
+    posters.mkdir(), hdir.mkdir()
+    for name in ("empty", "none", "clear", "blank", "bom"):
+        write_rgb(posters / f"{name}.png", rgb)
+    (hdir / "empty.json").write_text("{}")
+    (hdir / "blank.json").write_text(" \n")  # a file made and never written
+    (hdir / "bom.json").write_bytes(b"\xef\xbb\xbf\n")  # an editor's empty UTF-8 file
+    (hdir / "none.json").write_text('{"points": [], "palette": []}')
+    write_rgb(hdir / "clear.png", np.zeros((60, 80, 4), np.uint8))
+    run(["predict", src, "-w", weights["cls"], "-o", tmp_path / "auto.png"], check_rc=0)
+    out = tmp_path / "out"
+    run(["predict", posters, "-w", weights["cls"], "--hints", hdir, "-o", out], check_rc=0)
+    want = (tmp_path / "auto.png").read_bytes()
+    for name in ("empty", "none", "clear", "blank", "bom"):
+        assert (out / f"{name}.png").read_bytes() == want, name
+
+
+def test_bad_hint_files_give_one_line_each_and_the_rest_is_done(tmp_path, weights):
+    posters, hdir = tmp_path / "posters", tmp_path / "hints"
+    posters.mkdir(), hdir.mkdir()
+    names = ("good", "outside", "far", "bad_json", "no_alpha", "small_layer", "clear_small",
+             "huge", "heavy", "link")  # fmt: skip
+    for name in names:
+        write_rgb(posters / f"{name}.png", smooth_image(60, 80, 1))
+    doc = {"points": [{"x": 1, "y": 1, "color": "blue"}]}
+    (hdir / "bad_json.json").write_text(json.dumps(doc))
+    (hdir / "outside.json").write_text(json.dumps({"points": [{"x": 80, "y": 1, "color": "#f00"}]}))
+    # 1e308 pixels times the width overflowed: numpy's warning on stderr before the line
+    (hdir / "far.json").write_text('{"points": [{"x": 1e308, "y": 1, "color": "#f00"}]}')
+    write_rgb(hdir / "no_alpha.png", smooth_image(60, 80, 1))
+    write_rgb(hdir / "small_layer.png", np.full((8, 8, 4), 200, np.uint8))
+    # a layer of another size is the wrong file even when nothing is painted on it
+    write_rgb(hdir / "clear_small.png", np.zeros((8, 8, 4), np.uint8))
+    (hdir / "good.json").write_text(json.dumps({"points": [{"x": 1, "y": 1, "color": "#f00"}]}))
+    # a 400-digit integer: "internal error: OverflowError", and no input done
+    huge = {"points": [{"x": 1, "y": 1, "color": "#f00", "size": 10**400}]}
+    (hdir / "huge.json").write_text(json.dumps(huge))
+    heavy = {"palette": [{"color": "#f00", "weight": 10**400}]}
+    (hdir / "heavy.json").write_text(json.dumps(heavy))
+    (hdir / "link.json").symlink_to(tmp_path / "nowhere.json")  # was passed over, no word
+    out = tmp_path / "out"
+    p = run(["predict", posters, "-w", weights["cls"], "--hints", hdir, "-o", out])
+    assert p.returncode == 1 and p.stdout.decode() == f"{out / 'good.png'}\n"
+    assert sorted(p.stderr.decode().splitlines()) == sorted([
+        f"recolor predict: {hdir / 'bad_json.json'}: bad hint file: colour 'blue' is not "
+        "#rrggbb or #rgb",
+        f"recolor predict: {hdir / 'no_alpha.png'}: bad hint file: a hint layer must be an "
+        "image with an alpha channel",
+        # the input, and the hint file the bad points came from (it said only the input)
+        f"recolor predict: {posters / 'clear_small.png'}: the hint layer of "
+        f"{hdir / 'clear_small.png'} is 8x8, the image 80x60",
+        f"recolor predict: {posters / 'far.png'}: hint point (1e+308, 1) of {hdir / 'far.json'} "
+        "is outside the 80x60 image",
+        f"recolor predict: {posters / 'outside.png'}: hint point (80, 1) of "
+        f"{hdir / 'outside.json'} is outside the 80x60 image",
+        f"recolor predict: {posters / 'small_layer.png'}: the hint layer of "
+        f"{hdir / 'small_layer.png'} is 8x8, the image 80x60",
+        f"recolor predict: {hdir / 'heavy.json'}: bad hint file: palette weight 1{'0' * 400} is "
+        "not a number from 1e-30 to 1e+30",
+        f"recolor predict: {hdir / 'huge.json'}: bad hint file: hint size must be a whole number "
+        f"of pixels, 1 to {2**31 - 1}: 1{'0' * 400}",
+        f"recolor predict: {hdir / 'link.json'}: no such file",
+    ])  # fmt: skip
+
+
+def test_a_layer_of_another_size_is_named_beside_point_hints(tmp_path, weights, image):
+    """With --hint as well, "the hint layer is 8x8, ..." named no file (the points came from
+    two places); the layer is named whatever else gives points."""
+    src, _ = image
+    layer = write_rgb(tmp_path / "small.png", np.full((8, 8, 4), 200, np.uint8))
+    p = run(["predict", src, "-w", weights["cls"], "--hints", layer, "--hint", "1,1=#f00",
+             "-o", tmp_path / "out.png"])  # fmt: skip
+    assert p.returncode == 1 and p.stderr.decode() == (
+        f"recolor predict: {src}: the hint layer of {layer} is 8x8, the image 80x60\n"
+    )
+
+
+def test_a_hint_layer_is_read_with_the_image_checks(tmp_path):
+    # A hint layer is an image from the user: it passes the format and pixel-limit checks of
+    # every image read (a decompression bomb is refused before decoding), named in one line.
+    import zlib
+
+    from corpus import png_bytes
+
+    (tmp_path / "bomb.png").write_bytes(png_bytes(100_000, 100_000, zlib.compress(bytes(1000))))
+    with pytest.raises(RecolorError, match="bomb|pixel") as e:
+        hintfiles.read_hints(tmp_path / "bomb.png")
+    assert e.value.path == str(tmp_path / "bomb.png")
+
+
+@pytest.mark.parametrize(
+    ("doc", "reason"),
+    [
+        ('{"points": {"x": 1}}', '"points" must be a list of objects with "x", "y", "color"'),
+        ('{"points": [[1, 2, "#f00"]]}', '"points" must be a list of objects with "x", "y"'),
+        ('{"points": ""}', '"points" must be a list of objects'),  # not "no points"
+        ('{"points": false}', '"points" must be a list of objects'),
+        ('{"palette": "#fff"}', '"palette" must be a list of objects with "color" and an'),
+        ('{"points": [], "point": []}', "unknown key 'point' (a hint file holds \"points\""),
+        ('{"points": [{"x": 1, "y": 1, "colour": "#f00"}]}', "unknown key 'colour' in \"points\""),
+        ('{"points": [{"x": 1, "y": 1, "color": "#f00", "sise": 9}]}', "unknown key 'sise'"),
+        ('{"points": [{"x": 1, "color": "#f00"}]}', "missing key 'y'"),
+        ('{"palette": [{"color": "#f00", "wieght": 9}]}', "unknown key 'wieght' in \"palette\""),
+        ('{"palette": [{"color": "#e63946,#1d3557"}]}', "colour '#e63946,#1d3557' is not"),
+        ('{"palette": [{"color": "#e63946:5"}]}', "colour '#e63946:5' is not #rrggbb"),
+        ('{"palette": [{"color": "#e63946", "weight": "x"}]}', "palette weight 'x' is not a"),
+        ('{"palette": [{"color": "#e63946", "weight": true}]}', "palette weight True is not a"),
+        ("[]", 'expected an object with "points" and/or "palette"'),
+        # the second "points" dropped the first's hints without a word
+        ('{"points": [{"x": 1, "y": 1, "color": "#f00"}], "points": []}',
+         "key 'points' given twice in one object"),
+        ('{"points": [{"x": 1, "y": 1, "x": 2, "color": "#f00"}]}', "key 'x' given twice"),
+    ],
+)  # fmt: skip
+def test_a_malformed_hint_file_says_what_is_wrong(tmp_path, doc, reason):
+    # Python's own words ("string indices must be integers") once stood for a wrong shape.
+    (tmp_path / "h.json").write_text(doc)
+    with pytest.raises(RecolorError) as e:
+        hintfiles.read_hints(tmp_path / "h.json")
+    assert e.value.reason.startswith(f"bad hint file: {reason}"), e.value.reason
+
+
+def test_a_hint_folder_inside_the_input_folder_holds_no_inputs(tmp_path, weights):
+    """posters/hints/b.png is b.png's hint layer, not an image to recolour (and output)."""
+    posters = tmp_path / "posters"
+    (posters / "hints").mkdir(parents=True)
+    rgb = smooth_image(40, 50, 3)
+    write_rgb(posters / "b.png", rgb)
+    layer = np.zeros((40, 50, 4), np.uint8)
+    layer[10:15, 10:15] = (40, 60, 220, 255)  # RGBA: a blue square
+    write_rgb(posters / "hints" / "b.png", layer)
+    out = tmp_path / "out"
+    p = run(["predict", posters, "-w", weights["cls"], "--hints", posters / "hints", "-o", out],
+            check_rc=0)  # fmt: skip
+    assert p.stdout.decode().splitlines() == [str(out / "b.png")]
+    square = [(x, y) for x in range(10, 15) for y in range(10, 15)]
+    blue = np.broadcast_to(np.array([40, 60, 220], np.uint8), rgb.shape)
+    assert hint_error(read_rgb_u8(out / "b.png"), blue, square) < 6
+
+
+def test_a_palette_image_or_hint_layer_in_the_input_folder_is_no_input(tmp_path, weights):
+    """`recolor predict . --palette ref.png` recoloured ref.png too (and took the palette's
+    pixels for a hint layer of another size); named on the command line, it is an input."""
+    posters = tmp_path / "posters"
+    posters.mkdir()
+    write_rgb(posters / "b.png", smooth_image(40, 50, 3))
+    write_rgb(posters / "ref.png", smooth_image(40, 50, 4))  # a layer fits every input
+    layer = np.zeros((40, 50, 4), np.uint8)
+    layer[10:15, 10:15] = (40, 60, 220, 255)
+    write_rgb(posters / "b.hints.png", layer)
+    out = tmp_path / "out"
+    args = ["predict", posters, "-w", weights["cls"], "-o", out, "-q"]
+    for given in (["--palette", posters / "ref.png"], ["--hints", posters / "b.hints.png"]):
+        p = run([*args, *given], check_rc=0)
+        written = {Path(x).name for x in p.stdout.decode().splitlines()}
+        assert written == {"b.png", "ref.png" if given[0] == "--hints" else "b.hints.png"}
+    alone = ["predict", posters / "ref.png", "-w", weights["cls"], "-o", tmp_path / "own", "-q"]
+    p = run([*alone, "--palette", posters / "ref.png"], check_rc=0)
+    assert p.stdout.decode() == f"{tmp_path / 'own' / 'ref.png'}\n"
+
+
+def test_a_hint_folder_that_is_the_input_folder(tmp_path, weights):
+    """JSON hint files beside the images: a PNG image there was dropped from the inputs and
+    reported as "hint file for no input" (it was taken for a layer); its images are inputs and
+    its JSON files their hints, PNG photographs included."""
+    folder = tmp_path / "posters"
+    folder.mkdir()
+    write_rgb(folder / "a.jpg", smooth_image())
+    write_rgb(folder / "b.png", smooth_image(seed=1))
+    write_rgb(folder / "c.png", smooth_image(seed=2))
+    for name in ("a", "b"):
+        (folder / f"{name}.json").write_text('{"points": [{"x": 5, "y": 5, "color": "#f00"}]}')
+    w = ["-w", weights["cls"]]
+    out = tmp_path / "out"
+    p = run(["predict", folder, "--hints", folder, *w, "-o", f"{out}/"])
+    assert p.returncode == 0 and p.stderr == b"", p.stderr
+    assert sorted(f.name for f in out.iterdir()) == ["a.jpg", "b.png", "c.png"]
+    # b.png took its hint, c.png none: as run one by one
+    for name, hinted in (("b", True), ("c", False)):
+        alone = tmp_path / f"{name}-alone.png"
+        extra = ["--hints", folder / f"{name}.json"] if hinted else []
+        run(["predict", folder / f"{name}.png", *extra, *w, "-o", alone], check_rc=0)
+        assert (out / f"{name}.png").read_bytes() == alone.read_bytes()
+
+
+def test_a_hint_file_is_json_or_a_layer_by_its_bytes(tmp_path, weights):
+    """A JSON hint file named .txt was "not an image", a layer named .json "bad hint file:
+    'utf-8' codec can't decode": told apart by their bytes, as stdin always was."""
+    write_rgb(tmp_path / "a.png", smooth_image())
+    doc = '{"points": [{"x": 5, "y": 5, "color": "#ff0000"}]}'
+    (tmp_path / "h.json").write_text(doc)
+    (tmp_path / "h.txt").write_text(doc)
+    layer = np.zeros((48, 64, 4), np.uint8)
+    layer[5, 5] = (0, 0, 255, 255)  # red, BGRA
+    cv2.imwrite(str(tmp_path / "layer.png"), layer)
+    (tmp_path / "layer.json").write_bytes(cv2.imencode(".png", layer)[1].tobytes())
+    out = {}
+    for name in ("h.json", "h.txt", "layer.png", "layer.json"):
+        o = tmp_path / f"out-{name}.png"
+        p = run(["predict", tmp_path / "a.png", "--hints", tmp_path / name, "-w",
+                 weights["cls"], "-o", o])  # fmt: skip
+        assert p.returncode == 0, p.stderr
+        out[name] = o.read_bytes()
+    assert out["h.json"] == out["h.txt"] == out["layer.png"] == out["layer.json"]
+    # bytes that tell neither (empty, a format recolor does not read): the name says which
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "anim.png").write_bytes(b"GIF89a" + bytes(40))
+    (tmp_path / "empty.json").write_bytes(b"")
+    for name, says in (("empty.png", "empty file"), ("anim.png", "not an image recolor reads")):
+        p = run(["predict", tmp_path / "a.png", "--hints", tmp_path / name, "-w",
+                 weights["cls"], "-o", tmp_path / "x.png"])  # fmt: skip
+        assert p.returncode == 1 and p.stderr.decode().startswith(
+            f"recolor predict: {tmp_path / name}: {says}"
+        ), p.stderr
+    run(["predict", tmp_path / "a.png", "--hints", tmp_path / "empty.json", "-w",
+         weights["cls"], "-o", tmp_path / "e.png"], check_rc=0)  # fmt: skip

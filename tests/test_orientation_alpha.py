@@ -1,0 +1,250 @@
+"""Archive-grade image I/O (issue 18): EXIF and XMP orientation, alpha and transparency, and
+broken metadata blocks that drop themselves, not the rest."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from archive_inputs import (
+    XMP,
+    exif_bytes,
+    iccp,
+    lab_records,
+    lightness,
+    opened,
+    oracle_srgb,
+    png_with_chunks,
+    save_pil,
+    wide_gamut_icc,
+)
+from conftest import ROOT, pipeline, run, smooth_image
+from PIL import Image, ImageOps, TiffImagePlugin
+
+from recolor_tools import records
+from recolor_tools.imagemeta import ImageMeta
+
+FORMATS = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "TIFF": ".tif"}
+
+
+def test_exif_orientation_1_to_8_on_every_format(tmp_path: Path):
+    stored = smooth_image(24, 36, seed=5)  # no symmetry: every wrong turn or mirror shows
+    paths = [
+        save_pil(tmp_path / f"o{o}{ext}", stored, fmt, exif=exif_bytes(o))
+        for fmt, ext in FORMATS.items()
+        for o in range(1, 9)
+    ]
+    recs = lab_records(run(["to-lab", *paths], check_rc=0).stdout)
+    assert len(recs) == len(paths)
+    for path, rec in zip(paths, recs, strict=True):
+        with Image.open(path) as im:  # Pillow's own reading of the tag, as viewers show it
+            want = np.asarray(ImageOps.exif_transpose(im).convert("RGB"), np.float32) / 255
+        assert rec.lab().shape == want.shape, path.name
+        err = np.abs(rec.lightness() - lightness(want)).mean()
+        assert err < 1.0, (path.name, err)  # JPEG: two decoders' rounding only
+        if rec.lab().shape == stored.shape and path.stem != "o1":
+            ignored = np.abs(lightness(stored / np.float32(255)) - lightness(want)).mean()
+            assert ignored > 5 * max(err, 0.2), path.name
+
+
+def test_orientations_only_recolors_parser_reads_are_applied_not_just_reset(tmp_path: Path):
+    """A JPEG's Orientation stored as a big-endian LONG (OpenCV's parser reads SHORT only) and a
+    TIFF's XMP tiff:Orientation with no TIFF tag (libtiff reads no XMP; Pillow's getexif copies
+    it into the EXIF, which made it look applied): both came out as stored, sideways, their
+    metadata reset to say upright."""
+    stored = smooth_image(20, 30, seed=9)
+    jpeg = save_pil(tmp_path / "long.jpg", stored, "JPEG")
+    ifd = struct.pack(">HHHII", 1, 274, 4, 1, 6) + bytes(4)  # one entry: Orientation, LONG 6
+    exif = b"Exif\0\0MM\0*" + struct.pack(">I", 8) + ifd
+    data = jpeg.read_bytes()
+    jpeg.write_bytes(data[:2] + struct.pack(">BBH", 0xFF, 0xE1, len(exif) + 2) + exif + data[2:])
+    tiff = tmp_path / "xmp.tif"
+    info = TiffImagePlugin.ImageFileDirectory_v2()
+    info[700] = XMP  # its tiff:Orientation is 6
+    Image.fromarray(stored).save(tiff, tiffinfo=info)
+    for path in (jpeg, tiff):
+        with Image.open(path) as im:
+            assert im.getexif().get(274) == 6, path.name  # Pillow reads a 6 in both
+            want = np.asarray(ImageOps.exif_transpose(im).convert("RGB"), np.float32) / 255
+        assert want.shape[:2] == (30, 20)
+        out = tmp_path / f"out-{path.name}.png"
+        run(["from-lab", "-o", out], input=run(["to-lab", path], check_rc=0).stdout, check_rc=0)
+        im = opened(out.read_bytes())
+        assert im.size == (20, 30) and im.getexif()[274] == 1, path.name
+        got = np.asarray(im.convert("RGB"), np.float32) / 255
+        assert np.abs(lightness(got) - lightness(want)).mean() < 1.0, path.name
+
+
+def test_alpha_kept_beside_the_colours_turns_and_converts_with_them(tmp_path: Path):
+    """decode_rgb(keep_alpha=True) (palette images): the alpha channel is turned upright with
+    the colours, which alone go through the profile; without it, composited on white."""
+    from recolor_tools.imageio import decode_rgb
+
+    stored = smooth_image(24, 36, seed=5)
+    alpha = np.linspace(0, 255, 24 * 36).reshape(24, 36).astype(np.uint8)
+    rgba = np.concatenate([stored, alpha[:, :, None]], 2)
+    buf = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buf, "PNG", exif=exif_bytes(6), icc_profile=wide_gamut_icc())
+    got = decode_rgb(buf.getvalue(), keep_alpha=True)
+    turn = lambda x: np.ascontiguousarray(np.rot90(x, -1))  # noqa: E731 - 6: clockwise
+    assert got.shape == (36, 24, 4)
+    np.testing.assert_allclose(got[:, :, 3], turn(alpha) / np.float32(255), atol=1e-6)
+    want = oracle_srgb(turn(stored) / np.float32(255))
+    assert np.abs(lightness(got[:, :, :3]) - lightness(want)).max() < 1.0
+    flat = decode_rgb(buf.getvalue())
+    assert flat.shape == (36, 24, 3) and flat[0, -1].min() > 0.99  # alpha 0 there: white
+
+
+def gray_png_with_trns(samples: np.ndarray, depth: int, transparent: int) -> bytes:
+    """A gray PNG (colour type 0) of ``depth`` bits whose tRNS chunk makes one value clear."""
+    from corpus import png_chunk
+
+    h, w = samples.shape
+    if depth == 16:
+        rows = [samples[y].astype(">u2").tobytes() for y in range(h)]
+    else:  # packed, most significant bits first
+        bits = np.unpackbits(samples.astype(np.uint8)[:, :, None], axis=2)[:, :, 8 - depth :]
+        rows = [np.packbits(bits[y].ravel()).tobytes() for y in range(h)]
+    raw = b"".join(b"\0" + r for r in rows)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, depth, 0, 0, 0, 0))
+        + png_chunk(b"tRNS", struct.pack(">H", transparent))
+        + png_chunk(b"IDAT", zlib.compress(raw))
+        + png_chunk(b"IEND", b"")
+    )
+
+
+@pytest.mark.parametrize("depth", [1, 4, 8, 16])
+def test_a_gray_pngs_transparent_value_is_alpha(tmp_path: Path, depth: int):
+    """A gray PNG's tRNS chunk (one gray value clear), which OpenCV drops: its pixels are
+    transparent, so composited on white by every tool, and kept as alpha where alpha counts."""
+    from recolor_tools.imageio import decode_rgb
+
+    top = (1 << depth) - 1
+    samples = np.array([[0, top, 0, top], [top, 0, 0, top]]) if depth == 1 else (
+        np.array([[0, top // 3, top, 1], [top // 3, 0, 2, top]]))  # fmt: skip
+    data = gray_png_with_trns(samples, depth, transparent=0)
+    got = decode_rgb(data, keep_alpha=True)
+    clear = samples == 0
+    assert got.shape == (2, 4, 4)
+    np.testing.assert_array_equal(got[:, :, 3], np.where(clear, 0.0, 1.0))
+    np.testing.assert_allclose(got[:, :, 0], samples / top, atol=1e-6)  # the gray as stored
+    src = tmp_path / "gray.png"
+    src.write_bytes(data)
+    lab, back = pipeline(["to-lab", src], ["from-lab", "-", "-o", "-"])
+    assert lab.returncode == back.returncode == 0, lab.stderr + back.stderr
+    rgb = np.asarray(Image.open(io.BytesIO(back.stdout)).convert("RGB"))
+    assert (rgb[clear] == 255).all()  # transparent black: white paper, as RGBA is composited
+    assert (rgb[samples == top] == 255).all() and (rgb[~clear & (samples < top)] < 255).all()
+    from recolor_tools.hintfiles import read_hints  # as a hint layer: the opaque pixels, gray
+
+    layer = read_hints(src)
+    ys, xs = np.nonzero(~clear)
+    assert sorted(map(tuple, layer.xy.tolist())) == sorted(zip(xs, ys, strict=True))
+    assert np.abs(layer.ab).max() < 1e-3
+
+
+def test_a_hint_layer_is_read_upright_and_in_srgb(tmp_path: Path):
+    """A hint layer painted in a wide-gamut working space, with an EXIF orientation, gives its
+    hints where the upright image has them and in the colours its profile means."""
+    from recolor_tools.color import rgb_to_lab
+    from recolor_tools.hintfiles import read_hints
+
+    H, W, (r, c) = 10, 16, (3, 2)
+    layer = np.zeros((H, W, 4), np.uint8)
+    layer[r, c] = (170, 90, 80, 255)
+    path = tmp_path / "a.hints.png"
+    Image.fromarray(layer, "RGBA").save(path, exif=exif_bytes(6), icc_profile=wide_gamut_icc())
+    got = read_hints(path)
+    assert got.shape == (W, H)  # turned a quarter clockwise, as the image would be
+    np.testing.assert_array_equal(got.xy, [[H - 1 - r, c]])  # (x, y) upright
+    want = rgb_to_lab(oracle_srgb(layer[None, None, r, c, :3] / np.float32(255)))[0, 0, 1:]
+    assert np.abs(got.ab[0] - want).max() < 1.0, (got.ab, want)
+    plain = rgb_to_lab(layer[None, None, r, c, :3] / np.float32(255))[0, 0, 1:]
+    assert np.abs(plain - want).max() > 5  # the profile matters for this colour
+
+
+def test_png_exif_after_the_pixels_is_found(tmp_path: Path):
+    stored = smooth_image(24, 36, seed=5)
+    enc = png_with_chunks(stored)
+    exif = exif_bytes(6)[6:]
+    chunk = (
+        struct.pack(">I", len(exif))
+        + b"eXIf"
+        + exif
+        + struct.pack(">I", zlib.crc32(b"eXIf" + exif))
+    )
+    path = tmp_path / "late.png"
+    path.write_bytes(enc[:-12] + chunk + enc[-12:])  # just before IEND, after IDAT
+    (rec,) = lab_records(run(["to-lab", path], check_rc=0).stdout)
+    want = np.ascontiguousarray(np.rot90(stored, -1)) / np.float32(255)  # 6: turn clockwise
+    assert np.abs(rec.lightness() - lightness(want)).max() < 0.01
+
+
+def test_one_broken_chunk_drops_itself_not_the_orientation_and_a_corrupt_profile_is_an_error(
+    tmp_path: Path,
+):
+    """A malformed XMP chunk threw away the EXIF orientation and tags with it (one blanket
+    except for the whole header), and so did a profile chunk that is no zlib stream, silently;
+    now the bad XMP alone is dropped, and the unusable profile is the file's one-line error."""
+    stored = smooth_image(20, 30, seed=2)
+    broken_xmp = (b"iTXt", b"XML:com.adobe.xmp\0\0\0junk")  # no language / keyword NULs
+    good = tmp_path / "xmp.png"
+    good.write_bytes(png_with_chunks(stored, (b"eXIf", exif_bytes(6)[6:]), broken_xmp))
+    out = tmp_path / "out.png"
+    run(["predict", good, "-w", ROOT / "weights" / "reg.pt", "-o", out, "--device", "cpu"],
+        check_rc=0)  # fmt: skip
+    im = opened(out.read_bytes())
+    assert im.size == (20, 30) and im.getexif().get(315) == "Ann Archivist"  # upright, kept
+    bad = tmp_path / "icc.png"
+    bad.write_bytes(
+        png_with_chunks(stored, (b"iCCP", b"Wide\0\0notzlib"), (b"eXIf", exif_bytes(6)[6:]))
+    )
+    p = run(["to-lab", bad, good, "-o", tmp_path / "all.lab"])
+    assert p.returncode == 1 and p.stderr.decode() == (
+        f"recolor to-lab: {bad}: unreadable embedded ICC profile (corrupt iCCP chunk)\n"
+    )
+    (rec,) = records.iter_records(io.BytesIO((tmp_path / "all.lab").read_bytes()))
+    assert rec.size == (30, 20)  # the good one, turned upright
+
+
+@pytest.mark.filterwarnings("ignore:Corrupt EXIF")  # Pillow's, reading the test's own file
+@pytest.mark.parametrize("fmt", ["JPEG", "WEBP"])
+def test_a_broken_exif_block_drops_itself_not_the_profile(tmp_path: Path, fmt: str):
+    """An EXIF block Pillow cannot parse threw away the JPEG's or WebP's ICC profile and XMP
+    with it (the colours then read as sRGB, silently), and one it can half parse printed
+    Pillow's two-line "Corrupt EXIF data" warning; now the EXIF alone is dropped, quietly."""
+    stored = smooth_image(16, 24, seed=4)
+    icc = wide_gamut_icc()
+    # (the XMP's orientation counts, no EXIF one being there: the same without the EXIF)
+    want = run(["to-lab", save_pil(tmp_path / "good", stored, fmt, icc_profile=icc, xmp=XMP)],
+               check_rc=0).stdout  # fmt: skip
+    cut = b"Exif\0\0II*\0"  # ends after the byte order
+    half = cut + b"\xff\xff\xff\x7f" + b"\0" * 20  # an IFD offset beyond the block
+    for name, exif in {"cut": cut, "half": half, "junk": b"Exif\0\0garbage!"}.items():
+        src = save_pil(tmp_path / name, stored, fmt, icc_profile=icc, exif=exif, xmp=XMP)
+        assert Image.open(src).info["exif"].endswith(exif[6:])
+        p = run(["to-lab", src], check_rc=0)
+        assert p.stderr == b"", name
+        (rec,) = lab_records(p.stdout)
+        meta = ImageMeta.from_json(rec.source)
+        assert meta.icc == icc and b"Archive rights" in meta.xmp, name
+        np.testing.assert_array_equal(rec.lab(), lab_records(want)[0].lab())
+
+
+def test_keep_profile_to_bmp_stays_srgb(tmp_path: Path):
+    """BMP has no place for a profile: --keep-profile converted the pixels to the source's
+    space all the same, and every reader took them for sRGB (21.8 dB off)."""
+    src = tmp_path / "wide.png"
+    src.write_bytes(png_with_chunks(smooth_image(16, 24, seed=5), iccp(wide_gamut_icc())))
+    lab = run(["to-lab", src], check_rc=0).stdout
+    for args in (["--keep-profile"], []):
+        run(["from-lab", *args, "-o", tmp_path / f"out{len(args)}.bmp"], input=lab, check_rc=0)
+    kept, plain = (cv2.imread(str(tmp_path / f"out{n}.bmp")) for n in (1, 0))
+    np.testing.assert_array_equal(kept, plain)
