@@ -32,15 +32,26 @@ def _unwritable_copy(tmp_path: Path) -> Path:
     return site
 
 
-def _quantize(site: Path, src: Path, out: Path, home: Path, xdg: Path):
-    """``recolor quantize --hard`` from the copy at ``site``, without NUMBA_CACHE_DIR."""
+def _quantize(site: Path, src: Path, out: Path, home: Path, xdg: Path, *extra: str):
+    """``recolor quantize --hard`` (or with ``extra`` options) from the copy at ``site``,
+    without NUMBA_CACHE_DIR."""
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
     env.update(PYTHONPATH=str(site), NO_COLOR="1", HOME=str(home), XDG_CACHE_HOME=str(xdg))
     return subprocess.run(
-        [sys.executable, "-m", "recolor_tools", "quantize", "--hard", "-o", str(out), str(src)],
+        [
+            sys.executable,
+            "-m",
+            "recolor_tools",
+            "quantize",
+            *(extra or ["--hard"]),
+            "-o",
+            str(out),
+            str(src),
+        ],  # fmt: skip
         capture_output=True,
         stdin=subprocess.DEVNULL,
         env=env,
+        cwd=site,  # -m puts the current directory first: the checkout's package, not the copy
         timeout=600,
         check=False,
     )
@@ -91,7 +102,8 @@ def test_the_colour_table_kernel_caches_with_the_others(tmp_path):
         "x = np.random.default_rng(0).random((50, 3)); "
         "assert np.abs(c.apply_lut(x, t.astype(np.float32)) - x).max() < 1e-6"
     )
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, env=env, check=False)
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, env=env, cwd=site,
+                       check=False)  # fmt: skip
     assert p.returncode == 0, p.stderr.decode()
     cached = _kernel_files(tmp_path)
     assert cached and all(f.is_relative_to(xdg / "recolor" / "numba") for f in cached), cached
@@ -108,6 +120,22 @@ def test_kernels_compile_without_a_cache_when_nothing_is_writable(tmp_path):
     assert p.stderr.decode().count("\n") == 1  # the one line of class counts, no warning
     np.testing.assert_array_equal(_idx_of(tmp_path / "a.target"), _expected_idx(src))
     assert not _kernel_files(tmp_path)
+
+
+def test_without_a_cache_folder_no_kernel_is_cached_beside_the_sources(tmp_path):
+    """With no writable cache folder, numba fell back on __pycache__ beside the sources (a
+    checkout, a user's own install), without the src-<hash> level, and later runs loaded
+    kernels compiled from other sources there."""
+    site = tmp_path / "site"
+    shutil.copytree(ROOT / "recolor_tools", site / "recolor_tools",
+                    ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+    src = write_rgb(tmp_path / "a.png", smooth_image(24, 32, 5))
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file: no directory can be made below it\n")
+    p = _quantize(site, src, tmp_path / "a.target", blocker / "home", blocker / "xdg", "-k", "5")
+    assert p.returncode == 0, p.stderr.decode()  # (soft encoding: a kernel; --hard has none)
+    assert _idx_of(tmp_path / "a.target").shape == (24, 32)
+    assert not _kernel_files(site)
 
 
 def test_cache_dir_follows_xdg_cache_home_then_home(tmp_path):

@@ -96,10 +96,14 @@ class _SafeCache(FunctionCache):
 
 
 def njit(**options) -> Callable:
-    """``numba.njit(cache=True, **options)``, or without the cache where numba finds no writable
-    place for it (it raises at decoration then)."""
+    """``numba.njit(cache=True, **options)``, or without the cache where recolor has no cache
+    folder (:func:`cache_dir` None and no ``NUMBA_CACHE_DIR``: numba would fall back on
+    ``__pycache__`` beside the sources, with no ``src-<hash>`` level, and load kernels compiled
+    from other sources there) or numba finds no writable place for it (it raises then)."""
 
     def wrap(fn):
+        if _base is None:
+            return numba.njit(**options)(fn)
         try:
             kernel = numba.njit(cache=True, **options)(fn)
         except RuntimeError:  # "cannot cache function ...: no locator available"
