@@ -140,8 +140,7 @@ GridOpt = Annotated[
 EncodeSigma = Annotated[
     Optional[float],  # noqa: UP045 - None: not given (--hard refuses it)
     typer.Option(
-        "--sigma",
-        min=0,
+        "--sigma",  # (no typer range: it showed x>=0, and 0.01 is the least; checked below)
         help=f"Width of the soft-encoding Gaussian, a/b units (default {defaults.SIGMA:g}; at "
         "least 0.01).",
         show_default=False,

@@ -101,7 +101,8 @@ TrainCkptEvery = Annotated[
     _PosInt, typer.Option("--ckpt-every", min=1, help="Steps (default: --eval-every).")
 ]
 TrainOut = Annotated[
-    Path, typer.Option("--out", "-o", help="Directory for last.pt, metrics.jsonl, HEAD.pt.")
+    Path,
+    typer.Option("--out", "--output", "-o", help="Directory for last.pt, metrics.jsonl, HEAD.pt."),
 ]
 TrainResume = Annotated[bool, typer.Option("--resume", help="Continue from OUT/last.pt.")]
 TrainOverwrite = Annotated[
