@@ -715,3 +715,12 @@ def test_a_batch_of_one_per_process_at_a_tiny_size_is_one_line_under_torchrun(tm
         " are one value): give 2 images or more a batch and process, or --size 24 or more"
     ], p.stderr.decode()
     assert not out.exists()
+
+
+def test_output_is_out_as_in_every_tool(data, tmp_path, capsys):
+    """train's output folder was --out (-o) only: `--output`, every other tool's, was an unknown
+    option."""
+    out = tmp_path / "run"
+    args = [data["train"], "--head", "reg", "--size", SIZE, "-b", 4, "-j", 0, "--width", 8]
+    rc, stdout, err = cli([*args, "--steps", 1, "-q", "--output", out], capsys)
+    assert rc == 0 and stdout == f"{out / 'reg.pt'}\n", err
