@@ -187,21 +187,23 @@ def test_from_lab_bad_files_and_directory(tmp_path):
 
 
 def test_from_lab_refuses_a_format_it_cannot_write_before_reading(tmp_path, images):
-    """As predict does: `-f xyz`, or an `-o` FILE named .xyz, is a usage error (once one line
-    per record, naming the record as if it were at fault)."""
+    """As predict does: `-f xyz`, or an `-o` FILE named for an image format recolor does not
+    write (.gif), is a usage error (once one line per record, naming the record as if it were
+    at fault); a name without an image extension is a folder, in both (from-lab called .xyz an
+    unknown image format, and wrote `-o out` as a file)."""
     run(["to-lab", images[0], "-o", tmp_path / "a.lab"], check_rc=0)
     for args, match in (
         (["-f", "xyz", "-o", f"{tmp_path}/out/"], "unknown --format 'xyz'"),
-        (["-o", tmp_path / "x.xyz"], f"-o {tmp_path / 'x.xyz'}: unknown image format '.xyz'"),
+        (["-o", tmp_path / "x.gif"], f"-o {tmp_path / 'x.gif'}: unknown image format '.gif'"),
     ):
         p = run(["from-lab", tmp_path / "a.lab", *args])
         err = p.stderr.decode()
         assert p.returncode == 2 and err.startswith(f"recolor from-lab: {match}"), err
         assert len(err.splitlines()) == 1
-    assert not (tmp_path / "out").exists() and not (tmp_path / "x.xyz").exists()
-    (tmp_path / "d.v2").mkdir()  # a directory with a dot in its name stays a directory
-    run(["from-lab", tmp_path / "a.lab", "-o", tmp_path / "d.v2"], check_rc=0)
-    assert [f.suffix for f in (tmp_path / "d.v2").iterdir()] == [".png"]
+    assert not (tmp_path / "out").exists() and not (tmp_path / "x.gif").exists()
+    for name in ("d.v2", "plain"):  # -o results.v2, -o out: folders, made as DIR/ is
+        run(["from-lab", tmp_path / "a.lab", "-o", tmp_path / name], check_rc=0)
+        assert [f.name for f in (tmp_path / name).iterdir()] == [f"{images[0].stem}.png"]
 
 
 def test_unreadable_file(tmp_path, monkeypatch, capsys):
@@ -231,8 +233,10 @@ def test_never_overwrites_an_input(tmp_path):
     p = run(["to-lab", "-o", stream, src, stream])
     assert p.returncode == 1 and "overwrite an input" in p.stderr.decode()
     assert stream.read_bytes() == before
-    p = run(["from-lab", "-o", stream, stream])  # and from-lab writes no .lab name at all
-    assert p.returncode == 2 and "unknown image format '.lab'" in p.stderr.decode()
+    p = run(["from-lab", "-o", stream, stream])  # a name without an image extension: a folder
+    assert p.returncode == 1 and p.stderr.decode() == (
+        f"recolor from-lab: {stream}: exists and is not a directory\n"
+    )
     assert stream.read_bytes() == before
 
 

@@ -327,6 +327,24 @@ def format_ext(
     return ext
 
 
+def image_output(output: str | None) -> str | None:
+    """``-o`` of a tool whose outputs are images (predict, from-lab): a name without an image
+    extension names a directory (``-o out``, ``-o results.v2``: ``out/``), as does one ending in
+    ``/``; an existing device or FIFO (``/dev/null``, ``/dev/stdout``) is one file, written in
+    place; a name with an image format's extension recolor does not write (``-o x.gif``) stays
+    a file, for :func:`format_ext` to refuse."""
+    from ..fileio import writes_in_place
+    from ..imagehead import IMAGE_EXTS, OTHER_IMAGE_EXTS
+
+    if output in (None, "-") or output.endswith("/"):
+        return output
+    if os.path.exists(output) and not os.path.isdir(output) and writes_in_place(output):
+        return output
+    if Path(output).suffix.lower() in (*IMAGE_EXTS, *OTHER_IMAGE_EXTS):
+        return output
+    return output + "/"
+
+
 def file_suffix(output: str | None) -> str:
     """The extension of ``-o FILE`` as given (``.JPG``); "" for no ``-o``, stdout or ``DIR/``."""
     return "" if output in (None, "-") or output.endswith("/") else Path(output).suffix

@@ -29,6 +29,7 @@ from .common import (
     given,
     image_encoder,
     image_file,
+    image_output,
     image_writer,
     one_file,
     output_dtype,
@@ -102,6 +103,7 @@ def from_lab(
     options = {"depth": depth, "quality": quality, "keep_profile": keep_profile, "strip": strip}
     args = tool.stdin_inputs(inputs)
     paths, roots = expand_inputs(args, (LAB_EXT,)), input_roots(args)  # a folder: its .lab
+    output = image_output(output)  # -o out, -o results.v2: out/, results.v2/ (as predict)
     ext = format_ext(tool, fmt, output) or ".png"
     check_depth(tool, depth, [file_suffix(output) or ext or ".png"], chosen=True)
     router = tool.outputs(

@@ -326,20 +326,14 @@ def _predict_outputs(
     files guidance reads (palette, hints), never written over either."""
     from .. import shard
     from ..fileio import writes_in_place
-    from ..imagehead import IMAGE_EXTS, OTHER_IMAGE_EXTS
+    from ..imagehead import IMAGE_EXTS
     from ..inputs import input_name
 
     # an existing device or FIFO (/dev/null, /dev/stdout) is one file, written in place
     in_place = output not in (None, "-") and os.path.exists(output)
     in_place = in_place and not os.path.isdir(output) and writes_in_place(output)
-    # -o x.gif made a folder x.gif/: an image format's extension names it (a usage error);
-    # another (-o results.v2) is a folder's name
-    named = None if in_place or output is None else output
-    if named and common.file_suffix(named).lower() not in (*IMAGE_EXTS, *OTHER_IMAGE_EXTS):
-        named = None
-    ext = common.format_ext(tool, fmt, named)
-    if not in_place and output not in (None, "-") and Path(output).suffix.lower() not in IMAGE_EXTS:
-        output = output.rstrip("/") + "/"  # without an image extension, -o names a directory
+    output = common.image_output(output)  # -o out, -o results.v2: out/, results.v2/
+    ext = common.format_ext(tool, fmt, None if in_place else output)
 
     def suffix(name: str) -> str:  # the input's format (and spelling: .JPG) unless --format
         own = Path(name).suffix
