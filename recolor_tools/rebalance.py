@@ -440,6 +440,8 @@ def _count_files(paths: Iterator, classes: np.ndarray, workers: int) -> Iterator
     """
     from concurrent.futures import ThreadPoolExecutor
 
+    workers = max(1, workers)  # (-j 0, as predict's: one at a time)
+
     def one(path: str) -> tuple:
         try:
             return _file_ab(path), None

@@ -290,3 +290,22 @@ def test_an_eof_error_is_an_internal_error_not_ctrl_c(tmp_path, monkeypatch, cap
     assert err == (  # one line: no blank line of click's before it
         "recolor compare: internal error: EOFError: Ran out of input (--debug shows a traceback)\n"
     )
+
+
+def test_workers_and_threads_are_the_same_flags_in_every_tool(tmp_path):
+    """-j/--workers: threads (or loader processes) that read images, 0 for one at a time, in
+    rebalance-stats, train and predict alike: predict's was --io-workers only, rebalance-stats
+    refused 0; predict had no --threads (train's)."""
+    img = write_rgb(tmp_path / "a.png", smooth_image(32, 40, 3))
+    for n in ("0", "2"):
+        run(["rebalance-stats", img, "-j", n, "-o", tmp_path / f"s{n}.npz"], check_rc=0)
+        run(["predict", img, "-j", n, "--threads", "1", "-o", tmp_path / f"p{n}.png", "--size",
+             "32"], check_rc=0)  # fmt: skip
+    s0, s2 = (np.load(tmp_path / f"s{n}.npz") for n in "02")
+    np.testing.assert_array_equal(s0["counts"], s2["counts"])
+    assert (tmp_path / "p0.png").read_bytes() == (tmp_path / "p2.png").read_bytes()
+    p = run(["predict", img, "--io-workers", "1", "-o", tmp_path / "p1.png", "--size", "32"])
+    assert (
+        p.returncode == 0
+        and (tmp_path / "p1.png").read_bytes() == (tmp_path / "p0.png").read_bytes()
+    )

@@ -289,7 +289,10 @@ def rebalance_stats(
         typer.Option("--plot", help="Also draw log p(a,b) and the weights to this image."),
     ] = None,
     workers: Annotated[
-        int, typer.Option("--workers", "-j", min=1, help="Threads reading image files.")
+        int,
+        typer.Option(
+            "--workers", "-j", min=0, help="Threads reading image files (0 or 1: one at a time)."
+        ),
     ] = 2,
     quiet: Quiet = False,
     debug: Debug = False,

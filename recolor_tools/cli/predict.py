@@ -77,9 +77,15 @@ PredictBatchSize = Annotated[
         help="Images read at a time; those of one working size share a forward pass.",
     ),
 ]
+PredictThreads = Annotated[
+    Optional[int],  # noqa: UP045 - None: torch's default (the cores)
+    typer.Option("--threads", min=1, help="CPU threads of the network (default: the cores)."),
+]
 PredictIoWorkers = Annotated[
     int,
     typer.Option(
+        "--workers",
+        "-j",
         "--io-workers",
         min=0,
         help="Threads that read the next batch, compose and encode results while the network "
@@ -157,6 +163,7 @@ def predict(
     saturation: PredictSaturation = 1.0,
     batch_size: PredictBatchSize = 8,
     io_workers: PredictIoWorkers = 2,
+    threads: PredictThreads = None,
     device: PredictDevice = "auto",
     precision: Precision = "auto",
     size: PredictSize = None,
@@ -226,6 +233,10 @@ def predict(
                 _refuse(tool, refused)
                 tool.exit()
             steered = hint_strength is not None or hint_spread != "alike"
+            if threads:  # (as train's --threads; torch's own default is every core)
+                import torch
+
+                torch.set_num_threads(threads)
             predictor = _load_predictor(
                 tool, weights, head, (guided, bool(palette), steered, bool(suggest)),
                 size=size, temperature=temperature, saturation=saturation, device=device,
