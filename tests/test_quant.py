@@ -610,7 +610,7 @@ def test_class_file_of_wrong_version_or_kind_is_rejected(tmp_path):
 def test_class_file_garbage_and_pickles_are_rejected(tmp_path):
     garbage = tmp_path / "g.npz"
     garbage.write_bytes(b"not a zip file at all")
-    with pytest.raises(RecolorError, match="not a recolor-classes file"):
+    with pytest.raises(RecolorError, match="not a class-set file"):
         quant.load_classes(garbage)
     pickled = tmp_path / "p.npz"
     np.savez(pickled, format=np.array("recolor-classes"), version=np.array(1),

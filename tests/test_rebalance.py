@@ -144,10 +144,10 @@ def test_stats_file_of_wrong_version_or_garbage_is_rejected(tmp_path):
     with pytest.raises(RecolorError, match="version 7"):
         rebalance.RebalanceStats.load(path)
     quant.save_classes(path, C8, 8)  # a class file is not a stats file
-    with pytest.raises(RecolorError, match="not a recolor-rebalance file"):
+    with pytest.raises(RecolorError, match="not a rebalance-stats file"):
         rebalance.RebalanceStats.load(path)
     path.write_bytes(b"\x00" * 100)
-    with pytest.raises(RecolorError, match="not a recolor-rebalance file"):
+    with pytest.raises(RecolorError, match="not a rebalance-stats file"):
         rebalance.RebalanceStats.load(path)
 
 

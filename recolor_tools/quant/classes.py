@@ -215,23 +215,28 @@ def read_npz(
 
     if raw is None:
         raw = read_npz_bytes(path)
+    kind = _KINDS.get(fmt, fmt)  # as the user knows the file: by the tool that writes it
     try:
         with np.load(io.BytesIO(raw), allow_pickle=False) as z:
             data = {name: z[name] for name in z.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile):
-        raise WrongFormat(f"not a {fmt} file", path) from None
+        raise WrongFormat(f"not a {kind} file", path) from None
     if not isinstance(data, dict) or str(data.get("format", "")) != fmt:
-        raise WrongFormat(f"not a {fmt} file (format tag missing or wrong)", path)
+        raise WrongFormat(f"not a {kind} file (format tag missing or wrong)", path)
     try:
         got = int(data["version"])
     except (KeyError, TypeError, ValueError):
-        raise RecolorError(f"{fmt} file without a valid version", path) from None
+        raise RecolorError(f"{kind} file without a valid version", path) from None
     if got != version:
-        raise RecolorError(f"{fmt} file version {got}, this recolor reads version {version}", path)
+        raise RecolorError(f"{kind} file version {got}, this recolor reads version {version}", path)
     missing = [k for k in keys if k not in data]
     if missing:
-        raise RecolorError(f"{fmt} file lacks {', '.join(missing)}", path)
+        raise RecolorError(f"{kind} file lacks {', '.join(missing)}", path)
     return data
+
+
+_KINDS = {CLASSES_FORMAT: "class-set", "recolor-rebalance": "rebalance-stats"}
+"""The names :func:`read_npz`'s errors give the files of each format tag."""
 
 
 def load_classes(path: str | Path, raw: bytes | None = None) -> tuple[np.ndarray, float]:
