@@ -77,3 +77,11 @@ def test_help_names_what_the_arguments_take():
         cmd = [sys.executable, "-m", "recolor_tools", tool, "--help"]
         p = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
         assert text in p.stdout, (tool, p.stdout)
+
+
+def test_bin_recolor_without_the_dependencies_is_one_line():
+    """A Python without them printed a traceback ("ModuleNotFoundError: No module named ...")."""
+    p = subprocess.run([sys.executable, "-S", str(ROOT / "bin" / "recolor"), "--version"],
+                       capture_output=True, text=True, check=False)  # fmt: skip
+    assert p.returncode == 1 and len(p.stderr.splitlines()) == 1, p.stderr
+    assert p.stderr.startswith("recolor: ") and "is not installed for" in p.stderr
