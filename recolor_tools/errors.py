@@ -22,6 +22,7 @@ class ExitCode(IntEnum):
     USAGE = 2  # bad command line
     INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
     TERMINATED = 143  # kill (128 + SIGTERM)
+    HUNG_UP = 129  # the terminal closed (128 + SIGHUP)
 
 
 class RecolorError(Exception):

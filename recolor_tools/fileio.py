@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import stat
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -147,13 +147,27 @@ def atomic_open(path: str | Path) -> Iterator[BinaryIO]:
     # the folder as the user named it, unless a link led elsewhere (/tmp/x/ro, not ro)
     folder = path.parent if os.path.realpath(path.parent) == str(real.parent) else real.parent
     mode = _mode_of(real)
+    tmp = ""
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=".tmp", dir=real.parent)
+        # named before it is made (mkstemp's name is known only once it returns: Ctrl-C or
+        # SIGTERM there left an empty temporary file), so that an interrupt removes it
+        while True:
+            tmp = os.path.join(real.parent, f".{stem}.{secrets.token_hex(4)}.tmp")
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+                break
+            except FileExistsError:  # another's, never ours to remove
+                tmp = ""
+        f = os.fdopen(fd, "wb")
     except FileNotFoundError:
         raise RecolorError("no such directory", folder) from None
     except OSError as e:
         raise RecolorError(os_reason(e), folder) from None
-    f = os.fdopen(fd, "wb")
+    except BaseException:
+        if tmp:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        raise
     try:
         yield f
         f.close()  # the last buffered bytes: a full disk shows here at the latest

@@ -72,20 +72,26 @@ def lossy_stderr() -> Iterator[None]:
 
 
 def _terminate(signum: int, frame) -> None:
-    raise SystemExit(ExitCode.TERMINATED)
+    raise SystemExit(128 + signum)
 
 
 @contextlib.contextmanager
 def exit_on_sigterm() -> Iterator[None]:
-    """Within the block, SIGTERM raises ``SystemExit(143)`` (main thread only; restored after)."""
+    """Within the block, SIGTERM raises ``SystemExit(143)`` and SIGHUP (a closed terminal, an
+    ssh session gone) ``SystemExit(129)``, so that temporary files are removed as on Ctrl-C
+    (main thread only; the handlers before are restored after). A SIGHUP that was ignored
+    (``nohup``) stays ignored."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, _terminate)
+    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, _terminate)}
+    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, _terminate)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def fill_closed_stdio() -> None:

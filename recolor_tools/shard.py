@@ -90,7 +90,7 @@ def together(env: Mapping[str, str] | None = None) -> Iterator[None]:
         interrupted = True
         raise
     except SystemExit as e:
-        interrupted = e.code in (ExitCode.INTERRUPTED, ExitCode.TERMINATED)
+        interrupted = e.code in (ExitCode.INTERRUPTED, ExitCode.TERMINATED, ExitCode.HUNG_UP)
         raise
     finally:
         if not interrupted:

@@ -212,6 +212,7 @@ def hold_out(cfg: TrainConfig, d: Dist):
         fd = os.open(cfg.out, os.O_RDONLY | os.O_DIRECTORY)
     except OSError as e:
         raise RecolorError(f"cannot create or open it ({os_reason(e)})", cfg.out) from None
+    held = False
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -219,11 +220,14 @@ def hold_out(cfg: TrainConfig, d: Dist):
             raise RecolorError("another recolor train is writing into it", cfg.out) from None
         except OSError:  # no locks there (some network filesystems)
             pass
+        held = True
         yield
     finally:
         os.close(fd)
+        # the holder's only: two runs started together both found OUT missing, and the one
+        # refused removed the other's OUT, which then trained in a folder no lock held
         with contextlib.suppress(OSError):
-            for p in created:
+            for p in created if held else ():
                 p.rmdir()  # only if empty: a run's files stop it
 
 

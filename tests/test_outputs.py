@@ -363,8 +363,11 @@ def test_skip_existing_finishes_what_is_missing(tmp_path, png):
     assert len(list(iter_records(io.BytesIO((tmp_path / "all.lab").read_bytes())))) == 2
 
 
-@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+@pytest.mark.parametrize(
+    ("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGHUP, 129)]
+)
 def test_signals_remove_temporary_files(tmp_path, png, sig, code):
+    """SIGHUP (a closed terminal) ended the run as kill -9 does, its temporary file left."""
     # After a.png the tool blocks reading stdin, with its output's temporary file open.
     out = tmp_path / "out.lab"
     p = subprocess.Popen([*RECOLOR, "to-lab", str(png), "-", "-o", str(out)],
@@ -667,3 +670,23 @@ def test_a_stdout_appended_to_an_input_is_refused_and_the_input_kept(tmp_path):
     with open(tmp_path / "other.lab", "ab") as out:
         p = subprocess.run([*RECOLOR, "to-lab", str(img)], stdout=out, env=env)
     assert p.returncode == 0 and (tmp_path / "other.lab").stat().st_size > 0
+
+
+def test_an_interrupt_as_the_temporary_file_is_made_removes_it(tmp_path, monkeypatch):
+    """Ctrl-C or SIGTERM just after the temporary file was created, before its name was known
+    (inside mkstemp), left it behind, empty: 28 of 150 runs of to-lab killed at random."""
+    from recolor_tools.fileio import atomic_open
+
+    real_open = os.open
+
+    def interrupted(path, flags, *a, **kw):
+        fd = real_open(path, flags, *a, **kw)
+        if flags & os.O_CREAT and str(path).endswith(".tmp"):
+            raise KeyboardInterrupt  # as the signal handler raises it there
+        return fd
+
+    monkeypatch.setattr(os, "open", interrupted)
+    with pytest.raises(KeyboardInterrupt), atomic_open(tmp_path / "out.png") as f:
+        f.write(b"never")
+    monkeypatch.undo()
+    assert list(tmp_path.iterdir()) == []

@@ -724,3 +724,34 @@ def test_output_is_out_as_in_every_tool(data, tmp_path, capsys):
     args = [data["train"], "--head", "reg", "--size", SIZE, "-b", 4, "-j", 0, "--width", 8]
     rc, stdout, err = cli([*args, "--steps", 1, "-q", "--output", out], capsys)
     assert rc == 0 and stdout == f"{out / 'reg.pt'}\n", err
+
+
+def test_a_train_refused_at_the_lock_leaves_the_holders_new_out(
+    data, tmp_path, capsys, monkeypatch
+):
+    """Two trains started together into a new OUT both found it missing; the one refused at the
+    lock removed the new (still empty) OUT of the one holding it, which then trained in a
+    folder no lock held (a third run got in)."""
+    import fcntl
+
+    out = tmp_path / "new" / "run"
+    held = []
+    real_open = os.open
+
+    def other_run_first(path, flags, *a, **kw):
+        fd = real_open(path, flags, *a, **kw)
+        if str(path) == str(out) and not held:  # the other run locks it between mkdir and flock
+            held.append(real_open(out, os.O_RDONLY))
+            fcntl.flock(held[0], fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return fd
+
+    monkeypatch.setattr(os, "open", other_run_first)
+    args = [data["train"], "--head", "reg", "--size", SIZE, "-b", 4, "--width", 8, "-j", 0,
+            "--steps", 1, "--threads", 1, "-q", "--out", out]  # fmt: skip
+    try:
+        assert cli(args, capsys) == (1, "", f"recolor train: {out}: another recolor train is "
+                                            "writing into it\n")  # fmt: skip
+        assert out.is_dir()  # the holder's: not removed by the run it refused
+    finally:
+        monkeypatch.undo()
+        os.close(held[0])
