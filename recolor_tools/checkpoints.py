@@ -349,11 +349,10 @@ def _complete(ckpt: dict[str, Any], path: str | Path) -> None:
     size = data.get("size") if isinstance(data, dict) else None
     if not isinstance(data, dict):
         raise RecolorError("broken checkpoint: its data record is not a mapping", path)
-    if size is not None and (
-        isinstance(size, bool) or not isinstance(size, int) or not 8 <= size <= defaults.MAX_SIZE
-    ):  # predict's default working size is made from it
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 8):
+        # predict's default working size is made from it (capped at MAX_SIZE there)
         raise RecolorError(f"broken checkpoint: training size {size!r} is not a whole number "
-                           f"from 8 to {defaults.MAX_SIZE}", path)  # fmt: skip
+                           "of 8 or more", path)  # fmt: skip
     rebalance = ckpt.get("rebalance")
     reason = _rebalance_problem(rebalance, q) if cls else None
     if reason:

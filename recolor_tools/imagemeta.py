@@ -83,7 +83,7 @@ class ImageMeta:
         it the XMP packet's ``tiff:Orientation`` (``from_xmp``), as Pillow and Adobe's tools
         read it.
     from_xmp : bool
-        The orientation came from the XMP packet: no decoder applied it (OpenCV reads EXIF's).
+        The orientation came from the XMP packet (which libtiff does not apply to a TIFF).
     """
 
     depth: int = 8
@@ -166,6 +166,9 @@ def read_meta(data: bytes) -> ImageMeta:
         from_xmp = in_xmp is not None
         orientation = int(in_xmp if from_xmp else exif.get(_ORIENTATION, 1) or 1)
         orientation = orientation if 1 <= orientation <= 8 else 1
+        if orientation >= 5 and {_RESOLUTION[0], _RESOLUTION[1]} <= set(exif):  # turned a quarter:
+            x, y = exif[_RESOLUTION[0]], exif[_RESOLUTION[1]]  # the axes swap too
+            exif[_RESOLUTION[0]], exif[_RESOLUTION[1]] = y, x
         return ImageMeta(
             icc=icc or None,
             exif=_clean_exif(exif),
@@ -227,7 +230,10 @@ def _may_carry(data: bytes) -> bool:
         )
     if data.startswith(b"\xff\xd8"):
         pos = 2
-        while pos + 4 <= len(data) and data[pos] == 0xFF:
+        while pos + 4 <= len(data):
+            if data[pos] != 0xFF or data[pos + 1] == 0xFF:  # fill bytes (T.81 B.1.1.2) and
+                pos += 1  # stray ones before a marker, which libjpeg and Pillow skip too
+                continue
             marker = data[pos + 1]
             if marker in (0xE1, 0xE2):  # APP1 (Exif, XMP), APP2 (ICC_PROFILE)
                 return True

@@ -54,9 +54,11 @@ References
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -102,11 +104,13 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         for name in ("num_classes", "width", "out_stride", "affinity"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int):
+            v = getattr(self, name)  # any integer type (numpy's too), as a plain int
+            if isinstance(v, bool | np.bool_) or not isinstance(v, numbers.Integral):
                 raise ValueError(f"{name} must be a whole number, got {v!r}")
-        if not isinstance(self.hints, bool):
+            setattr(self, name, int(v))
+        if not (isinstance(self.hints, bool | np.bool_) or self.hints in (0, 1)):
             raise ValueError(f"hints must be True or False, got {self.hints!r}")
+        self.hints = bool(self.hints)
         if self.head not in HEADS:
             raise ValueError(f"head must be one of {HEADS}, got {self.head!r}")
         if self.head == "cls" and self.num_classes < 2:

@@ -381,3 +381,16 @@ def test_encode_image_quality_must_be_an_integer_in_1_to_100(quality):
     with pytest.raises(RecolorError, match="quality must be an integer in 1..100"):
         encode_image(np.ones((2, 2, 3), np.float32), ".jpg", quality=quality)
     assert encode_image(np.ones((2, 2, 3), np.float32), ".jpg", quality=np.int64(50))
+
+
+def test_a_turned_scans_resolution_turns_with_it(tmp_path: Path):
+    """X and Y resolution are the stored axes': a 300 x 600 dpi scan with Orientation 6 came out
+    turned and still 300 x 600 (a fax's 204 x 98 dpi would be read across)."""
+    ex = Image.Exif()
+    ex[274], ex[282], ex[283], ex[296] = 6, 300.0, 600.0, 2
+    src = save_pil(tmp_path / "turned.jpg", smooth_image(20, 40, 2), "JPEG", exif=ex.tobytes())
+    for ext in (".png", ".jpg"):
+        out = tmp_path / f"out{ext}"
+        run(["from-lab", "-o", out], input=run(["to-lab", src], check_rc=0).stdout, check_rc=0)
+        im = opened(out.read_bytes())
+        assert im.size == (20, 40) and im.info["dpi"] == pytest.approx((600, 300), rel=1e-5)

@@ -340,3 +340,19 @@ def test_weights_that_do_not_fit_say_why_in_one_line(tmp_path, how, reason):
         checkpoints.load_checkpoint(path)
     assert e.value.reason.startswith(f"broken checkpoint: {reason}"), e.value.reason
     assert "\n" not in e.value.reason and e.value.path == str(path)
+
+
+def test_model_config_takes_any_integer_type_and_any_training_size(tmp_path):
+    """numpy integers (a class count from len() of an array's shape, np.int64) were refused by
+    the whole-number check; a checkpoint trained at --size 8200 (train takes any multiple of 8)
+    was "broken"."""
+    import numpy as np
+
+    cfg = models.ModelConfig(head="cls", num_classes=np.int64(20), width=np.int32(4), hints=1)
+    assert (cfg.num_classes, cfg.width, cfg.hints) == (20, 4, True)
+    assert type(cfg.num_classes) is int and type(cfg.hints) is bool
+    for bad in ({"width": 4.0}, {"width": True}, {"hints": 2}):
+        with pytest.raises(ValueError, match="must be"):
+            models.ModelConfig(head="reg", **bad)
+    big = _saved(tmp_path, "big.pt", {**_cls_ckpt(), "data": {"size": 8200}})
+    checkpoints.load_checkpoint(big)

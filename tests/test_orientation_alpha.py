@@ -56,18 +56,22 @@ def test_orientations_only_recolors_parser_reads_are_applied_not_just_reset(tmp_
     """A JPEG's Orientation stored as a big-endian LONG (OpenCV's parser reads SHORT only) and a
     TIFF's XMP tiff:Orientation with no TIFF tag (libtiff reads no XMP; Pillow's getexif copies
     it into the EXIF, which made it look applied): both came out as stored, sideways, their
-    metadata reset to say upright."""
+    metadata reset to say upright. Then (recolor's parse applied to every JPEG) one with fill
+    bytes before a marker (T.81 B.1.1.2), whose walk stopped there: orientation 1."""
     stored = smooth_image(20, 30, seed=9)
     jpeg = save_pil(tmp_path / "long.jpg", stored, "JPEG")
     ifd = struct.pack(">HHHII", 1, 274, 4, 1, 6) + bytes(4)  # one entry: Orientation, LONG 6
     exif = b"Exif\0\0MM\0*" + struct.pack(">I", 8) + ifd
     data = jpeg.read_bytes()
     jpeg.write_bytes(data[:2] + struct.pack(">BBH", 0xFF, 0xE1, len(exif) + 2) + exif + data[2:])
+    fill = tmp_path / "fill.jpg"
+    plain = save_pil(tmp_path / "plain6.jpg", stored, "JPEG", exif=exif_bytes(6)).read_bytes()
+    fill.write_bytes(plain[:2] + b"\xff\xff" + plain[2:])
     tiff = tmp_path / "xmp.tif"
     info = TiffImagePlugin.ImageFileDirectory_v2()
     info[700] = XMP  # its tiff:Orientation is 6
     Image.fromarray(stored).save(tiff, tiffinfo=info)
-    for path in (jpeg, tiff):
+    for path in (jpeg, fill, tiff):
         with Image.open(path) as im:
             assert im.getexif().get(274) == 6, path.name  # Pillow reads a 6 in both
             want = np.asarray(ImageOps.exif_transpose(im).convert("RGB"), np.float32) / 255

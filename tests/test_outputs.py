@@ -656,7 +656,8 @@ def test_a_stdout_appended_to_an_input_is_refused_and_the_input_kept(tmp_path):
     cases = [(img, ["to-lab", img]), (lab, ["quantize", lab]),
              (lab, ["from-lab", lab, "-o", "-"]), (img, ["predict", img, "-o", "-"]),
              (img, ["rebalance-stats", img, "-o", "-"]), (img, ["rebalance-stats", img]),
-             (img, ["compare", tmp_path / "b.png", img])]  # fmt: skip
+             (img, ["compare", tmp_path / "b.png", img]),
+             (img, ["predict", img, "-o", f"{tmp_path}/out/"])]  # fmt: skip
     for target, args in cases:
         before = target.read_bytes()
         with open(target, "ab") as out:  # the shell's >>

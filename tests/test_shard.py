@@ -54,6 +54,9 @@ def test_rank_values_set_by_hand_and_usage_said_once(tmp_path):
              (["-o", f"{tmp_path}/afile/"], 1, "afile: exists and is not a directory"),
              (["--hints", "-"], 2, "--hints - under torchrun"),
              (["--palette", "-"], 2, "--palette - under torchrun")]  # fmt: skip
+    # a tool that shares out no work is the only one doing its own: it says its usage errors
+    p = run(["to-lab", img, "--bogus"], env={"RANK": "1", "WORLD_SIZE": "2"})
+    assert p.returncode == 2 and "No such option '--bogus'" in p.stderr.decode()
     for extra, rc, says in cases:
         for rank in (0, 1):
             env = {"RANK": str(rank), "WORLD_SIZE": "2"}

@@ -45,6 +45,10 @@ def main(argv: list[str] | None = None) -> int:
         return _main(argv)
 
 
+RANKED = ("predict", "train")
+"""The tools that share their work out under torchrun (``Tool(ranked=True)``)."""
+
+
 def _main(argv: list[str] | None) -> int:
     args = sys.argv[1:] if argv is None else argv
     name = next((a for a in args if not a.startswith("-")), "")
@@ -66,10 +70,11 @@ def _main(argv: list[str] | None) -> int:
     except FileNotFoundError:  # torch's libraries then fail to load, and exit 2 unsaid
         print(f"{where}: the current directory no longer exists", file=sys.stderr)
         return ExitCode.FAILED
-    # under torchrun, a usage error is every rank's: said by rank 0 only
+    # under torchrun, a usage error of a tool it launches many times is every rank's: said by
+    # rank 0 only (a to-lab in a job script that sets RANK is the only one doing its work)
     from ..shard import first_process
 
-    said = first_process()
+    said = name not in RANKED or first_process()
     if any(a == "" or a.startswith("--") and a.endswith("=") for a in args):
         # `recolor predict "$unset"`: Path("") is the current directory, which every tool would
         # take for a folder of inputs (or an output) without a word.

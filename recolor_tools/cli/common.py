@@ -340,9 +340,14 @@ def image_output(output: str | None) -> str | None:
         return output
     if os.path.exists(output) and not os.path.isdir(output) and writes_in_place(output):
         return output
-    if Path(output).suffix.lower() in (*IMAGE_EXTS, *OTHER_IMAGE_EXTS):
+    if Path(output).suffix.lower() in (*IMAGE_EXTS, *OTHER_IMAGE_EXTS, *_RECOLOR_FILES):
         return output
     return output + "/"
+
+
+_RECOLOR_FILES = (".lab", ".target", ".npz", ".pt")
+"""recolor's own files' extensions: as ``-o`` of an image tool, a mistake (a usage error), not
+the name of a folder."""
 
 
 def file_suffix(output: str | None) -> str:

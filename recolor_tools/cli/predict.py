@@ -202,6 +202,7 @@ def predict(
         check_precision(tool, device, precision)
         tool.finite(temperature=temperature, saturation=saturation)
         args, everything, roots, guides = _predict_inputs(tool, inputs, hints, palette)
+        common.single_outputs(tool, {}, [*everything, *guides], stdout=True)  # paths: >> input
         router, ext, paths, refused = None, None, everything, []
         if suggest and output is not None:
             tool.usage("--suggest prints colours and writes no image: drop -o")
