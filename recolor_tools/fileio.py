@@ -120,11 +120,12 @@ def atomic_open(path: str | Path) -> Iterator[BinaryIO]:
 
     Data goes to a hidden temporary file in the directory of the file ``path`` leads to (a
     symbolic link is followed, not replaced), which replaces it with ``os.replace`` only when the
-    block ends without an exception; the temporary file is removed on any error, Ctrl-C or
-    SIGTERM. A target for which :func:`writes_in_place` is true is opened for appending in place
-    and never created, truncated or renamed over. The new file gets the permissions of the file
-    it replaces as the block begins (a private 0600 output stays private, also where the block
-    moves the old file away: ``last.pt`` -> ``last.prev.pt``), else ``0666 & ~umask``.
+    block ends without an exception; the temporary file is removed on any error, Ctrl-C,
+    SIGTERM or SIGHUP (also one that comes as it is created). A target for which
+    :func:`writes_in_place` is true is opened for appending in place and never created,
+    truncated or renamed over. The new file gets the permissions of the file it replaces as the
+    block begins (a private 0600 output stays private, also where the block moves the old file
+    away: ``last.pt`` -> ``last.prev.pt``), else ``0666 & ~umask``.
 
     Raises
     ------

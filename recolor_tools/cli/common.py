@@ -34,7 +34,7 @@ class InternalEOF(Exception):
 
 
 class _Group(TyperGroup):
-    def invoke(self, ctx):  # noqa: ANN001, ANN201 - click's signature
+    def invoke(self, ctx):
         # click's main turns an EOFError into Abort, as for Ctrl-D at a prompt, and first prints
         # a blank line; recolor never prompts, so one that gets there is a bug (a cache file
         # left empty by a crash), to be one line like any other.
