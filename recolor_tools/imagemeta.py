@@ -166,8 +166,9 @@ def read_meta(data: bytes) -> ImageMeta:
         from_xmp = in_xmp is not None
         orientation = int(in_xmp if from_xmp else exif.get(_ORIENTATION, 1) or 1)
         orientation = orientation if 1 <= orientation <= 8 else 1
-        if orientation >= 5 and {_RESOLUTION[0], _RESOLUTION[1]} <= set(exif):  # turned a quarter:
-            x, y = exif[_RESOLUTION[0]], exif[_RESOLUTION[1]]  # the axes swap too
+        if orientation >= 5 and {_RESOLUTION[0], _RESOLUTION[1]} <= set(exif):
+            # a quarter turn: the stored axes' resolutions swap with the axes
+            x, y = exif[_RESOLUTION[0]], exif[_RESOLUTION[1]]
             exif[_RESOLUTION[0]], exif[_RESOLUTION[1]] = y, x
         return ImageMeta(
             icc=icc or None,

@@ -33,6 +33,8 @@ import zlib
 _JPEG_SEGMENT = 65533  # payload bytes in one JPEG marker segment (65535 with the length field)
 _ICC_CHUNK = _JPEG_SEGMENT - 14  # less "ICC_PROFILE\0", sequence number and count
 _XMP_NS = b"http://ns.adobe.com/xap/1.0/\x00"
+Dpi = tuple[float, float] | None
+"""A resolution in pixels per inch (x, y), or none."""
 
 
 def insert_metadata(
@@ -43,7 +45,7 @@ def insert_metadata(
     icc: bytes | None = None,
     exif: bytes | None = None,
     xmp: bytes | None = None,
-    dpi: tuple[float, float] | None = None,
+    dpi: Dpi = None,
 ) -> bytes:
     """Add the given profile, EXIF (TIFF bytes, no ``Exif\\0\\0``) and XMP to encoded bytes.
 
@@ -71,7 +73,7 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
-def _png(enc: bytes, icc: bytes | None, exif: bytes | None, xmp: bytes | None, dpi) -> bytes:
+def _png(enc: bytes, icc: bytes | None, exif: bytes | None, xmp: bytes | None, dpi: Dpi) -> bytes:
     ihdr_end = 8 + 8 + 13 + 4  # signature, IHDR length/type, IHDR data, CRC
     if enc[12:16] != b"IHDR":
         raise ValueError("not a PNG stream from OpenCV")
@@ -95,7 +97,7 @@ def _jpeg_segment(marker: int, payload: bytes) -> bytes:
     return struct.pack(">BBH", 0xFF, marker, len(payload) + 2) + payload
 
 
-def _jpeg(enc: bytes, icc: bytes | None, exif: bytes | None, xmp: bytes | None, dpi) -> bytes:
+def _jpeg(enc: bytes, icc: bytes | None, exif: bytes | None, xmp: bytes | None, dpi: Dpi) -> bytes:
     if enc[:2] != b"\xff\xd8":
         raise ValueError("not a JPEG stream from OpenCV")
     at = 2
