@@ -346,9 +346,9 @@ def _complete(ckpt: dict[str, Any], path: str | Path) -> None:
     default = {"k": defaults.K, "sigma": defaults.SIGMA} if cls else None
     ckpt.setdefault("encoding", default)
     data = ckpt.setdefault("data", {})
-    size = data.get("size") if isinstance(data, dict) else None
     if not isinstance(data, dict):
         raise RecolorError("broken checkpoint: its data record is not a mapping", path)
+    size = data.get("size")
     if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 8):
         # predict's default working size is made from it (capped at MAX_SIZE there)
         raise RecolorError(f"broken checkpoint: training size {size!r} is not a whole number "
