@@ -248,7 +248,7 @@ W = torch.linspace(0.5, 2.0, Q)
         ({"version": 0}, "version 0 is not an integer"),
         ({"version": True}, "version True is not an integer"),
         ({"data": [1]}, "its data record is not a mapping"),  # an AttributeError in predict
-        ({"data": {"size": "big"}}, "training size 'big' is not a whole number from 8"),
+        ({"data": {"size": "big"}}, "training size 'big' is not a whole number of 8 or more"),
         ({"data": {"size": 3}}, "training size 3 is not"),  # "--size ... got 4", unnamed
     ],
 )
