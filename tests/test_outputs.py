@@ -590,20 +590,22 @@ def test_an_output_file_that_is_a_folder_is_named_not_its_temporary(tmp_path, pn
 def test_an_unwritable_output_folder_is_named_as_given(tmp_path, monkeypatch):
     """The folder was named by its real path (/tmp/.../ro for ro/a.lab); an output that is a
     link into another folder names that folder, where the file is written."""
-    import tempfile
-
     from recolor_tools.errors import RecolorError
     from recolor_tools.fileio import atomic_open
 
-    def refuse(*args, dir=None, **kw):  # root writes anywhere: the kernel's EACCES by hand
-        raise PermissionError(13, "Permission denied", dir)
+    real_open = os.open
+
+    def refuse(path, flags, *args, **kw):  # root writes anywhere: the kernel's EACCES by hand
+        if flags & os.O_CREAT and str(path).endswith(".tmp"):
+            raise PermissionError(13, "Permission denied", path)
+        return real_open(path, flags, *args, **kw)
 
     (tmp_path / "ro").mkdir()
     (tmp_path / "elsewhere").mkdir()
     (tmp_path / "link").symlink_to(tmp_path / "elsewhere")
     (tmp_path / "ro" / "b.lab").symlink_to(tmp_path / "elsewhere" / "b.lab")
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(os, "open", refuse)
     for given, named in (("ro/a.lab", "ro"), ("./ro/../ro/a.lab", "ro/../ro"),
                          ("link/a.lab", "link"),
                          ("ro/b.lab", str(tmp_path / "elsewhere"))):  # fmt: skip
