@@ -363,13 +363,20 @@ class Hints:
         row1 = row0 + ab.shape[0]
         one = order[np.searchsorted(rows, row0) : np.searchsorted(rows, row1)]
         x, y = self.xy[one, 0], self.xy[one, 1]
-        ab[y - row0, x] = self.ab[one]  # a painted layer's pixels
-        for i, (x0, y0, x1, y1) in zip(big, big_sq, strict=True):
-            if y0 < row1 and y1 > row0:
-                ab[max(y0, row0) - row0 : min(y1, row1) - row0, x0:x1] = self.ab[i]
-                # the one-pixel points given after it win
-                on = one[(one > i) & (x >= x0) & (x < x1) & (y >= y0) & (y < y1)]
-                ab[self.xy[on, 1] - row0, self.xy[on, 0]] = self.ab[on]
+        here = [(i, sq) for i, sq in zip(big, big_sq, strict=True) if sq[1] < row1 and sq[3] > row0]
+        if not here:
+            ab[y - row0, x] = self.ab[one]  # a painted layer's pixels (in order: later wins)
+            return
+        # Each pixel takes the latest point that covers it: the largest index, over the strip.
+        # (Each square used to search the one-pixel points after it: squares x points work,
+        # 65 s for 400,000 points of sizes 1 and 2.)
+        latest = np.full(ab.shape[:2], -1, np.int64)
+        np.maximum.at(latest, (y - row0, x), one)
+        for i, (x0, y0, x1, y1) in here:
+            block = latest[max(y0, row0) - row0 : min(y1, row1) - row0, x0:x1]
+            np.maximum(block, i, out=block)
+        hit = latest >= 0
+        ab[hit] = self.ab[latest[hit]]
 
     @cached_property
     def _by_row(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
