@@ -208,3 +208,11 @@ def test_paste_is_the_points_painted_in_order_in_any_strip():
         got = np.zeros((rows[1] - rows[0], W, 2), np.float32)
         given.paste(got, rows[0])
         np.testing.assert_array_equal(got, want[rows[0] : rows[1]])
+
+
+def test_a_size_written_as_digits_is_a_size_as_coordinates_are():
+    """A hint file's "x": "50" and "weight": "0.5" were read, "size": "3" refused."""
+    assert hints.point("5", "6", "#f00", "3").size.tolist() == [3]
+    for bad in ("3.5", "x3", "", "-3"):
+        with pytest.raises(ValueError, match="hint size must be a whole number"):
+            hints.point(5, 6, "#f00", bad)
