@@ -83,8 +83,15 @@ def read_rest(stream: BinaryIO, start: bytes = b"") -> bytes:
 
 
 def _read_error(err: OSError, path: str | Path) -> RecolorError:
-    # expand_inputs passes on a folder where it found no input, for its reader to report
+    # expand_inputs passes on a folder where it found no input (or could not look), for its
+    # reader to report
     if isinstance(err, IsADirectoryError):
+        try:
+            os.listdir(path)
+        except PermissionError:
+            return RecolorError("permission denied", path)
+        except OSError:
+            pass
         return RecolorError("is a directory, and no input was found in it", path)
     return RecolorError(os_reason(err), path)
 

@@ -132,7 +132,11 @@ def make_dir(path: Path) -> None:
     if path.exists() and not path.is_dir():
         raise RecolorError("exists and is not a directory", path)
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        # the missing folders top down, in a loop: mkdir(parents=True) recurses once a level,
+        # and a tree 1,000 deep mirrored from an input folder ended in a RecursionError
+        for folder in reversed([path, *path.parents]):
+            if not folder.is_dir():
+                folder.mkdir(exist_ok=True)
     except OSError as e:
         from .fileio import os_reason
 

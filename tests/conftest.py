@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -15,6 +17,30 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 RECOLOR = [sys.executable, "-m", "recolor_tools"]
+
+
+@contextlib.contextmanager
+def deep_tree(root: Path, depth: int, *also: Path) -> Iterator[Path]:
+    """``root/d/d/.../d``, ``depth`` folders deep, made one level at a time; removed after, with
+    the trees ``also`` (outputs mirroring it), without recursion: pathlib's mkdir(parents=True)
+    and shutil.rmtree recurse once a level, and pytest's own clean-up would fail on them."""
+    deep = root
+    deep.mkdir()
+    for _ in range(depth):
+        deep = deep / "d"
+        deep.mkdir()
+    try:
+        yield deep
+    finally:
+        for tree in (t for t in (root, *also) if t.is_dir()):
+            folders, todo = [], [tree]
+            while todo:
+                folders.append(todo.pop())
+                for e in os.scandir(folders[-1]):
+                    (todo.append(Path(e.path)) if e.is_dir(follow_symlinks=False)
+                     else os.unlink(e.path))  # fmt: skip
+            for folder in reversed(folders):
+                folder.rmdir()
 
 
 def run(args, input: bytes | None = None, cwd=None, check_rc: int | None = None, env=None, **kw):

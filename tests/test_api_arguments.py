@@ -5,14 +5,16 @@ hints, 16-bit images scored on the 8-bit scale, floats on the 0..255 scale recol
 
 from __future__ import annotations
 
+import os
 import re
 
 import cv2
 import numpy as np
 import pytest
-from conftest import smooth_image, tiny_checkpoint
+from conftest import deep_tree, smooth_image, tiny_checkpoint
 
 from recolor_tools import color, imageio, inputs, metrics, predict
+from recolor_tools.errors import RecolorError
 from recolor_tools.hints import Hints, parse_points
 
 
@@ -235,3 +237,44 @@ def test_decode_and_lab_to_rgb_refuse_what_has_no_meaning():
         with pytest.raises(ValueError, match="lab must be real L, a, b values"):
             color.lab_to_rgb(lab.astype(dtype))
     np.testing.assert_array_equal(color.lab_to_rgb(lab.astype(np.int16)), color.lab_to_rgb(lab))
+
+
+def test_input_names_below_the_first_folder_that_holds_them(tmp_path, monkeypatch):
+    """input_name looked each input up in every input folder in turn (4,000 folders in a list:
+    71 s, all but 3 of them naming); the lookup by folder must name as before: below the first
+    folder given that holds the input, else by its base name."""
+    monkeypatch.chdir(tmp_path)
+    for d in ("a/b", "c"):
+        (tmp_path / d).mkdir(parents=True)
+    outer, inner = inputs.input_roots(["a", "a/b"]), inputs.input_roots(["a/b", "a"])
+    assert inputs.input_name("a/b/x.png", outer) == "b/x.png"
+    assert inputs.input_name("a/b/x.png", inner) == "x.png"
+    assert inputs.input_name("./a/b/x.png", ["a"]) == "b/x.png"  # a plain list, too
+    assert (
+        inputs.input_name("c/y.png", outer) == "y.png" and inputs.input_name("-", outer) == "stdin"
+    )
+
+
+def test_a_deep_or_unreadable_folder_below_an_input_folder(tmp_path, monkeypatch):
+    """rglob recursed (a tree 1,000 folders deep: RecursionError, the whole run lost) and passed
+    over a subfolder it could not read without a word (exit 0, its images missing)."""
+    from recolor_tools.fileio import read_bytes
+
+    with deep_tree(tmp_path / "in", 1000) as deep:
+        (deep / "x.png").write_bytes(b"")
+        locked = tmp_path / "in" / "locked"
+        locked.mkdir()
+        real_scandir, real_listdir = os.scandir, os.listdir
+
+        def refuse(path, real):  # root reads every folder: the kernel's EACCES by hand
+            if str(path) == str(locked):
+                raise PermissionError(13, "Permission denied", str(path))
+            return real(path)
+
+        monkeypatch.setattr(os, "scandir", lambda p=".": refuse(p, real_scandir))
+        monkeypatch.setattr(os, "listdir", lambda p=".": refuse(p, real_listdir))
+        found = inputs.expand_inputs([str(tmp_path / "in")])
+        assert found == sorted([str(deep / "x.png"), str(locked)])
+        with pytest.raises(RecolorError, match="permission denied"):
+            read_bytes(str(locked))
+        monkeypatch.undo()

@@ -19,6 +19,7 @@ import pytest
 from conftest import (
     RECOLOR,
     ROOT,
+    deep_tree,
     disk_full,
     pipeline,
     run,
@@ -693,3 +694,15 @@ def test_an_interrupt_as_the_temporary_file_is_made_removes_it(tmp_path, monkeyp
         f.write(b"never")
     monkeypatch.undo()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_tree_1000_folders_deep_is_read_and_mirrored(tmp_path, png):
+    """Listing it (rglob) and making its output folders (mkdir(parents=True)) recursed once a
+    level: "internal error: RecursionError", the whole run lost, the other inputs with it."""
+    out = tmp_path / "out"
+    with deep_tree(tmp_path / "in", 1000, out) as deep:
+        (deep / "x.png").write_bytes(png.read_bytes())
+        p = run(["to-lab", png, tmp_path / "in", "-o", f"{out}/"])
+        assert p.returncode == 0, p.stderr.decode()[-300:]
+        assert (out / "a.lab").exists()
+        assert (out / os.path.relpath(deep, tmp_path / "in") / "x.lab").exists()
