@@ -134,9 +134,8 @@ def make_dir(path: Path) -> None:
     try:
         # the missing folders top down, in a loop: mkdir(parents=True) recurses once a level,
         # and a tree 1,000 deep mirrored from an input folder ended in a RecursionError
-        for folder in reversed([path, *path.parents]):
-            if not folder.is_dir():
-                folder.mkdir(exist_ok=True)
+        for folder in reversed([f for f in (path, *path.parents) if not f.exists()]):
+            folder.mkdir(exist_ok=True)
     except OSError as e:
         from .fileio import os_reason
 

@@ -125,11 +125,13 @@ def pipeline(*commands: list, input: bytes | None = None) -> list[subprocess.Com
 
 
 def sigint_default() -> None:
-    """``preexec_fn`` of a child that must see Ctrl-C: a run of the tests started in the
-    background by a shell (``make test &``) has SIGINT ignored, and children inherit that."""
+    """``preexec_fn`` of a child that must see Ctrl-C (or a hang-up): a run of the tests started
+    in the background by a shell (``make test &``) has SIGINT ignored, one under ``nohup``
+    SIGHUP, and children inherit that (recolor keeps an ignored SIGHUP ignored)."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 def smooth_image(h: int = 48, w: int = 64, seed: int = 0) -> np.ndarray:
