@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from . import defaults
-from .errors import RecolorError
+from .errors import RecolorError, is_whole
 from .fileio import os_reason
 from .models import HEADS, Colorizer, ModelConfig
 
@@ -300,7 +300,7 @@ def read_checkpoint(
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise RecolorError("not a recolor checkpoint (no 'recolor-checkpoint' format tag)", path)
     version = ckpt.get("version")
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+    if not is_whole(version) or version < 1:
         raise RecolorError(f"broken checkpoint: version {version!r} is not an integer >= 1", path)
     if version > CHECKPOINT_VERSION:
         raise RecolorError(
@@ -349,7 +349,7 @@ def _complete(ckpt: dict[str, Any], path: str | Path) -> None:
     if not isinstance(data, dict):
         raise RecolorError("broken checkpoint: its data record is not a mapping", path)
     size = data.get("size")
-    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 8):
+    if size is not None and not (is_whole(size) and size >= 8):
         # predict's default working size is made from it (capped at MAX_SIZE there)
         raise RecolorError(f"broken checkpoint: training size {size!r} is not a whole number "
                            "of 8 or more", path)  # fmt: skip

@@ -188,8 +188,7 @@ def _transform(icc: bytes, to_srgb: bool) -> Transform:
             source = (icc, to_srgb)
             return Transform(None if identity else table, gray=True, rgb=False, source=source)
         xf = ImageCms.buildTransform(src, dst, "RGB", "RGB", _INTENT)
-        nodes = np.rint(np.linspace(0, 255, GRID)).astype(np.uint8)
-        grid = np.stack(np.meshgrid(nodes, nodes, nodes, indexing="ij"), axis=-1)
+        grid = _grid()
         flat = Image.fromarray(np.ascontiguousarray(grid.reshape(GRID, GRID * GRID, 3)))
         out = np.asarray(xf.apply(flat), np.uint8).reshape(GRID, GRID, GRID, 3)
     except ImageCms.PyCMSError as e:
@@ -198,6 +197,12 @@ def _transform(icc: bytes, to_srgb: bool) -> Transform:
     if np.abs(table - grid / np.float32(255)).max() <= _IDENTITY_TOL:
         return Transform(None)
     return Transform(np.ascontiguousarray(table), exact=xf, source=(icc, to_srgb))
+
+
+def _grid() -> np.ndarray:
+    """The (GRID, GRID, GRID, 3) uint8 RGB nodes the table samples littleCMS at."""
+    nodes = np.rint(np.linspace(0, 255, GRID)).astype(np.uint8)
+    return np.stack(np.meshgrid(nodes, nodes, nodes, indexing="ij"), axis=-1)
 
 
 _FORMULA_TOL = 2.5 / 255
@@ -216,10 +221,8 @@ def _formula(icc: bytes, to_srgb: bool) -> Callable[[np.ndarray], np.ndarray] | 
     if formula is None:
         return None
     table = _transform(icc, to_srgb).table
-    n = table.shape[0]
-    nodes = np.rint(np.linspace(0, 255, n)) / np.float32(255)
-    if table.ndim > 1:  # RGB: the GRID^3 nodes; gray: the 256 levels
-        nodes = np.stack(np.meshgrid(nodes, nodes, nodes, indexing="ij"), axis=-1)
+    # RGB: the GRID^3 nodes; gray: the 256 levels
+    nodes = (_grid() if table.ndim > 1 else np.arange(256)) / np.float32(255)
     with np.errstate(all="ignore"):
         got = formula(nodes)
     return formula if np.all(np.abs(got - table) <= _FORMULA_TOL) else None

@@ -90,6 +90,14 @@ class OutOfMemory(RecolorError):
         super().__init__("out of memory (too large for the memory free)", path)
 
 
+def is_whole(v: object) -> bool:
+    """Whether ``v`` is an integer of any type (Python's, numpy's), bool excepted: the one
+    check of the API's whole-number arguments (True was taken for 1, np.int64 refused)."""
+    import numbers
+
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
 def at_least(low: float, kind: type = int, above: bool = False) -> Callable[[str], float]:
     """An argparse ``type`` for the repository scripts' numeric options: ``kind(text)``, finite
     and at least ``low`` (more than ``low`` with ``above``).

@@ -317,7 +317,8 @@ def _tiff(data: bytes) -> ImageHead:
     if 256 not in size or 257 not in size:
         raise ValueError("no size tags")
     pages = 2 if next_ifd else 1
-    return ImageHead("TIFF", size[256], size[257], pages, extra, None, photometric, bits)
+    return ImageHead("TIFF", size[256], size[257], pages, extra_samples=extra,
+                     photometric=photometric, bits=bits)  # fmt: skip
 
 
 def _webp(data: bytes) -> ImageHead:

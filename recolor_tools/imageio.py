@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import RecolorError, warn
+from .errors import RecolorError, is_whole, warn
 from .fileio import atomic_write, read_bytes
 from .imagehead import (
     DEEP_EXTS,
@@ -251,9 +251,7 @@ def resize_to(img: np.ndarray, h: int, w: int) -> np.ndarray:
     ValueError
         A side that is not a positive whole number.
     """
-    if not all(
-        isinstance(s, int | np.integer) and not isinstance(s, bool) and s > 0 for s in (h, w)
-    ):
+    if not all(is_whole(s) and s > 0 for s in (h, w)):
         raise ValueError(f"sides must be positive whole numbers, got {h!r} x {w!r}")
     H, W = img.shape[:2]
     if (h, w) == (H, W):

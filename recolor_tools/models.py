@@ -54,7 +54,6 @@ References
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,7 +63,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import defaults
-from .errors import RecolorError
+from .errors import RecolorError, is_whole
 
 HEADS = defaults.HEADS
 AB_SCALE = 128.0
@@ -105,7 +104,7 @@ class ModelConfig:
     def __post_init__(self) -> None:
         for name in ("num_classes", "width", "out_stride", "affinity"):
             v = getattr(self, name)  # any integer type (numpy's too), as a plain int
-            if isinstance(v, bool | np.bool_) or not isinstance(v, numbers.Integral):
+            if not is_whole(v):
                 raise ValueError(f"{name} must be a whole number, got {v!r}")
             setattr(self, name, int(v))
         if not (isinstance(self.hints, bool | np.bool_) or self.hints in (0, 1)):

@@ -26,7 +26,7 @@ from typing import BinaryIO
 import numpy as np
 
 from . import defaults, quant
-from .errors import RecolorError
+from .errors import RecolorError, is_whole
 
 STATS_FORMAT = "recolor-rebalance"
 STATS_VERSION = 1
@@ -247,8 +247,7 @@ class PriorAccumulator:
     def add_counts(self, counts: np.ndarray, n_images: int = 1) -> None:
         """Add per-class counts made elsewhere: (Q,) whole numbers >= 0, and the number of
         images they came from, a whole number >= 0 (ValueError else)."""
-        if not (isinstance(n_images, int | np.integer) and not isinstance(n_images, bool)
-                and n_images >= 0):  # fmt: skip
+        if not (is_whole(n_images) and n_images >= 0):
             raise ValueError(f"n_images must be a whole number >= 0, got {n_images!r}")
         c = np.asarray(counts)
         top = np.iinfo(self.counts.dtype).max

@@ -50,7 +50,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from .errors import RecolorError
+from .errors import RecolorError, is_whole
 
 MAGIC = b"RCLR"
 LAB_EXT = ".lab"
@@ -221,10 +221,7 @@ def _check_size(size) -> tuple[int, int]:
         dims = tuple(size)
     except TypeError:
         dims = ()
-    if len(dims) != 2 or not all(
-        isinstance(v, (int, np.integer)) and not isinstance(v, bool) and 0 <= v < 1 << 31
-        for v in dims
-    ):
+    if len(dims) != 2 or not all(is_whole(v) and 0 <= v < 1 << 31 for v in dims):
         raise ValueError(f"record size must be (height, width), two integers >= 0, got {size!r}")
     return int(dims[0]), int(dims[1])
 

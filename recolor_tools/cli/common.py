@@ -333,16 +333,26 @@ def image_output(output: str | None) -> str | None:
     ``/``; an existing device or FIFO (``/dev/null``, ``/dev/stdout``) is one file, written in
     place; a name with an image format's extension recolor does not write (``-o x.gif``) stays
     a file, for :func:`format_ext` to refuse."""
-    from ..fileio import writes_in_place
     from ..imagehead import IMAGE_EXTS, OTHER_IMAGE_EXTS
 
-    if output in (None, "-") or output.endswith("/"):
-        return output
-    if os.path.exists(output) and not os.path.isdir(output) and writes_in_place(output):
+    if output in (None, "-") or output.endswith("/") or written_in_place(output):
         return output
     if Path(output).suffix.lower() in (*IMAGE_EXTS, *OTHER_IMAGE_EXTS, *_RECOLOR_FILES):
         return output
     return output + "/"
+
+
+def written_in_place(output: str | None) -> bool:
+    """Whether ``-o`` names an existing device or FIFO (``/dev/null``, ``/dev/stdout``): one
+    file, written in place, whatever its name says."""
+    from ..fileio import writes_in_place
+
+    return (
+        output not in (None, "-")
+        and os.path.exists(output)
+        and not os.path.isdir(output)
+        and writes_in_place(output)
+    )
 
 
 _RECOLOR_FILES = (".lab", ".target", ".npz", ".pt")

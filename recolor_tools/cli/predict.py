@@ -337,13 +337,10 @@ def _predict_outputs(
     refused with the error to say, once the run is sure to go on) for predict; ``keep``: the
     files guidance reads (palette, hints), never written over either."""
     from .. import shard
-    from ..fileio import writes_in_place
     from ..imagehead import IMAGE_EXTS
     from ..inputs import input_name
 
-    # an existing device or FIFO (/dev/null, /dev/stdout) is one file, written in place
-    in_place = output not in (None, "-") and os.path.exists(output)
-    in_place = in_place and not os.path.isdir(output) and writes_in_place(output)
+    in_place = common.written_in_place(output)
     output = common.image_output(output)  # -o out, -o results.v2: out/, results.v2/
     ext = common.format_ext(tool, fmt, None if in_place else output)
 
