@@ -38,9 +38,64 @@ def input_roots(args: Sequence[str]) -> Roots:
     for a in args:
         if a in ("-", ""):
             continue
-        named = _list_entries(Path(a)) if _is_list(Path(a)) else [a]
+        if _is_pattern(a):  # a folder it matches is searched, as the shell's expansion would be
+            named = glob_matches(a)
+        else:
+            named = _list_entries(Path(a)) if _is_list(Path(a)) else [a]
         roots += [Path(e) for e in named if os.path.isdir(e)]
     return roots
+
+
+def _is_pattern(arg: str) -> bool:
+    """A glob the shell left alone (quoted): not a file that exists under that name."""
+    return any(c in arg for c in "*?[") and not os.path.lexists(arg)
+
+
+def glob_matches(pattern: str) -> list[str]:
+    """What ``pattern`` matches, sorted, as ``glob.glob(pattern, recursive=True)`` would
+    (``**`` any number of folders; names starting with ``.`` not matched by a wildcard), except
+    that ``**`` does not go through links to folders: ``glob`` followed them, so a link to a
+    parent folder made the run walk ever longer paths of the same folders (memory growing,
+    no end in sight)."""
+    import glob
+
+    parts = pattern.split(os.sep)
+    if "**" not in parts:
+        return sorted(glob.glob(pattern))
+    i = parts.index("**")
+    head, tail = os.sep.join(parts[:i]), os.sep.join(parts[i + 1 :])
+    if not head and pattern.startswith(os.sep):
+        head = os.sep
+    bases = (glob.glob(head) if glob.has_magic(head) else [head]) if head else [""]
+    found: list[str] = []
+    for base in bases:
+        if not os.path.isdir(base or os.curdir):
+            continue
+        if not tail:  # "dir/**": the folder, which is searched whole
+            found.append(base or os.curdir)
+            continue
+        for folder in _folders_below(base):
+            found += glob_matches(os.path.join(folder, tail))
+    return sorted(dict.fromkeys(found))
+
+
+def _folders_below(base: str) -> list[str]:
+    """``base`` and every folder below it that ``**`` stands for: not hidden, not a link; one
+    that cannot be read is passed over, as ``glob`` passes over it."""
+    folders, todo = [], [base]
+    while todo:
+        here = todo.pop()
+        folders.append(here)
+        try:
+            with os.scandir(here or os.curdir) as entries:
+                todo += [
+                    os.path.join(here, e.name)
+                    for e in entries
+                    if not e.name.startswith(".") and e.is_dir(follow_symlinks=False)
+                ]
+        except OSError:
+            continue
+    return folders
 
 
 def _is_list(p: Path) -> bool:
@@ -114,14 +169,12 @@ def expand_inputs(args: list[str], exts: tuple[str, ...] = IMAGE_EXTS) -> list[s
 
     ``-`` stays as is (stdin); a directory is searched recursively for files whose extension is
     in ``exts`` (sorted; broken links among them, so that they are reported, but no FIFO or
-    device); a pattern with ``*``, ``?`` or ``[`` that the shell left alone is
-    expanded; a text file with extension ``.txt`` or ``.list`` is read as one path per line (a
-    folder among them searched as above).
+    device); a pattern with ``*``, ``?`` or ``[`` that the shell left alone is expanded
+    (:func:`glob_matches`), each match taken as if named here; a text file with extension
+    ``.txt`` or ``.list`` is read as one path per line (a folder among them searched as above).
     Anything else is kept, so that a missing file is reported by whoever opens it. One path
     given as a string is a TypeError (it was taken for a list of one-letter names).
     """
-    import glob
-
     if isinstance(args, str | bytes | os.PathLike):
         raise TypeError(f"args must be a list of paths, not one path: [{args!r}]")
 
@@ -133,8 +186,8 @@ def expand_inputs(args: list[str], exts: tuple[str, ...] = IMAGE_EXTS) -> list[s
         elif os.path.isdir(p):  # os.path's: a name too long is no folder, not an error
             found = [str(f) for f in files_below(p, exts)]
             out.extend(found or [arg])  # an empty directory is reported by whoever opens it
-        elif not os.path.lexists(p) and any(c in arg for c in "*?["):
-            out.extend(sorted(glob.glob(arg, recursive=True)) or [arg])
+        elif _is_pattern(arg):  # each match as if the shell had expanded it: folders searched
+            out.extend(expand_inputs(glob_matches(arg), exts) or [arg])
         elif _is_list(p):
             for entry in _list_entries(p):
                 # a folder listed is searched as one given on the command line

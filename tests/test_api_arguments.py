@@ -278,3 +278,21 @@ def test_a_deep_or_unreadable_folder_below_an_input_folder(tmp_path, monkeypatch
         with pytest.raises(RecolorError, match="permission denied"):
             read_bytes(str(locked))
         monkeypatch.undo()
+
+
+def test_glob_matches_as_glob_does_without_links(tmp_path, monkeypatch):
+    """inputs.glob_matches walks ``**`` itself (glob followed links to folders into loops);
+    where there is no link it must match what glob.glob(recursive=True) matches."""
+    import glob
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("a.png", "d/b.png", "d/e/c.jpg", "d/.h/x.png", ".top/y.png", "d/e/f/g.png"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    patterns = ["**/*.png", "d/**/*.png", "d/**", "*/**/*.jpg", "d/**/e/*", "d/*/*", "**",
+                f"{tmp_path}/**/*.png", "d/**/**/*.png", "nothing/**/*.png"]  # fmt: skip
+    for pattern in patterns:
+        want = sorted(set(glob.glob(pattern, recursive=True)))  # glob repeats "d/**/**" finds
+        if pattern.endswith("/**") or pattern == "**":  # glob lists the tree; a folder is searched
+            want = [pattern[:-3] or "."]
+        assert inputs.glob_matches(pattern) == want, pattern

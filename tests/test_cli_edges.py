@@ -309,3 +309,22 @@ def test_workers_and_threads_are_the_same_flags_in_every_tool(tmp_path):
         p.returncode == 0
         and (tmp_path / "p1.png").read_bytes() == (tmp_path / "p0.png").read_bytes()
     )
+
+
+def test_a_quoted_glob_is_expanded_as_the_shell_would(tmp_path):
+    """A quoted ``in/*`` passed a matched folder to the reader ("is a directory") where the
+    shell's expansion searched it; a quoted ``**`` followed a link to a parent folder, walking
+    ever longer paths of the same folders (memory growing, no end)."""
+    for name in ("in/a.png", "in/sub/b.png", "in/.hidden/c.png"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        write_rgb(tmp_path / name, smooth_image(12, 12, len(name)))
+    (tmp_path / "in/sub/up").symlink_to("..")
+    (tmp_path / "in/sub/top").symlink_to("../..")
+    for pattern in ("in/*", "in/**/*.png"):
+        out = tmp_path / f"out{len(pattern)}"
+        p = run(["to-lab", pattern, "-o", f"{out}/"], cwd=tmp_path)
+        assert p.returncode == 0, p.stderr
+        # the shell's expansion names each file below the folder it matched (or by its name)
+        assert sorted(f.name for f in out.rglob("*.lab")) == ["a.lab", "b.lab"]
+    shell = run(["to-lab", "in/a.png", "in/sub", "-o", "-"], cwd=tmp_path).stdout
+    assert names(run(["to-lab", "in/*", "-o", "-"], cwd=tmp_path).stdout) == names(shell)
