@@ -420,6 +420,16 @@ def same_shape(size: tuple[int, int], of: tuple[int, int]) -> bool:
     return False
 
 
+def check_truth_size(truth: np.ndarray) -> None:
+    """Raise RecolorError if ``truth`` (H, W, ...) is smaller than the SSIM window, 11 pixels a
+    side (a smaller prediction is resized to the truth, so only the truth's size matters)."""
+    if min(truth.shape[:2]) < SSIM_WINDOW:
+        h, w = truth.shape[:2]
+        raise RecolorError(
+            f"the truth ({w}x{h}) is smaller than the {SSIM_WINDOW}x{SSIM_WINDOW} SSIM window"
+        )
+
+
 def compare_pair(
     pred_rgb_u8: np.ndarray, truth_rgb_u8: np.ndarray, stats: RebalanceStats | None = None
 ) -> dict[str, float]:
@@ -453,11 +463,7 @@ def compare_pair(
         check_image(img, name, dtype=np.uint8)
     if not pred_rgb_u8.size:  # resized to the truth, it ended in OpenCV's assertion
         raise RecolorError("the prediction holds no pixel")
-    if min(truth_rgb_u8.shape[:2]) < SSIM_WINDOW:  # (a small prediction is resized to it)
-        h, w = truth_rgb_u8.shape[:2]
-        raise RecolorError(
-            f"the truth ({w}x{h}) is smaller than the {SSIM_WINDOW}x{SSIM_WINDOW} SSIM window"
-        )
+    check_truth_size(truth_rgb_u8)
     (ph, pw), (th, tw) = pred_rgb_u8.shape[:2], truth_rgb_u8.shape[:2]
     if not same_shape((ph, pw), (th, tw)):
         raise RecolorError(f"the prediction is {pw}x{ph} and the truth {tw}x{th}: not the same "

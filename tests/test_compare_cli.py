@@ -257,14 +257,31 @@ def test_text_file_named_png(tmp_path):
 
 
 def test_too_small_image(tmp_path):
-    """The truth is said to be the small one (the line names the prediction's file, and blamed
-    it)."""
-    a = save(tmp_path / "a.png", pattern(8, 8))
-    r = run(a, a)
+    """The truth is said to be the small one, and the line names the truth's file (it named
+    the prediction's)."""
+    a, b = save(tmp_path / "a.png", pattern(30, 30)), save(tmp_path / "b.png", pattern(8, 8))
+    r = run(a, b)
     assert r.returncode == 1
     assert r.stderr.splitlines() == [
-        f"recolor compare: {a}: the truth (8x8) is smaller than the 11x11 SSIM window"
+        f"recolor compare: {b}: the truth (8x8) is smaller than the 11x11 SSIM window"
     ]
+
+
+def test_both_files_of_a_pair_bad_are_both_named(tmp_path):
+    """Only the prediction's problem was said; the truth was never read."""
+    for d in ("P", "T"):
+        (tmp_path / d).mkdir()
+    (tmp_path / "P/a.png").write_text("junk\n")
+    (tmp_path / "T/a.png").write_bytes(b"")
+    save(tmp_path / "P/b.png", pattern())
+    save(tmp_path / "T/b.png", pattern() // 2)
+    r = run(tmp_path / "P", tmp_path / "T", "--csv")
+    assert r.returncode == 1
+    said = r.stderr.splitlines()
+    assert [line.split(": ")[1] for line in said] == [
+        str(tmp_path / f) for f in ("P/a.png", "T/a.png")
+    ]
+    assert [row["name"] for row in csv_rows(r.stdout)] == ["b", "mean"]
 
 
 def test_a_missing_folder_is_no_such_file_not_usage(tmp_path):
@@ -302,6 +319,10 @@ def test_usage_errors(dirs, tmp_path):
     assert r.returncode == 2 and "exclude" in r.stderr
     r = run(pred / "same.png", truth)
     assert r.returncode == 2 and "both" in r.stderr
+    # stdin for both: the first read left the second "empty file", exit 1
+    r = run_recolor(["compare", "-", "-"], input=(pred / "same.png").read_bytes())
+    assert r.returncode == 2
+    assert r.stderr.decode().startswith("recolor compare: PRED and TRUTH cannot both be stdin")
 
 
 def test_rich_table_on_a_terminal(dirs):

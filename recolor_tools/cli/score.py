@@ -79,8 +79,17 @@ def compare(
             tool.usage(f"--montage {montage}: {len(pairs)} rows make it {tall} px tall; {too_long}")
     results, rows = [], []
     for name, p, t in tool.progress(pairs, len(pairs)):
+        pair: list = [None, None]
+        for i, path in enumerate((p, t)):  # both read, so that two bad files are both named
+            with tool.guard(path):
+                image = to_uint8(read_rgb(path))
+                if i:  # the truth's own problem, named by it
+                    metrics.check_truth_size(image)
+                pair[i] = image
+        if any(image is None for image in pair):
+            continue
+        p_u8, t_u8 = pair
         with tool.guard(p):
-            p_u8, t_u8 = to_uint8(read_rgb(p)), to_uint8(read_rgb(t))
             results.append((name, metrics.compare_pair(p_u8, t_u8, rebal)))
             if montage is not None:
                 rows.append(report.montage_row(name, p_u8, t_u8))
@@ -111,6 +120,8 @@ def _compare_pairs(tool: Tool, pred: Path, truth: Path) -> list[tuple[str, Path,
     from ..inputs import expand_inputs, input_name
     from ..pairing import pair_by_stem
 
+    if str(pred) == str(truth) == "-":  # the first read would leave the second nothing
+        tool.usage("PRED and TRUTH cannot both be stdin")
     if os.path.isdir(pred) != os.path.isdir(truth):  # (a name too long is no folder)
         missing = [p for p in (pred, truth) if str(p) != "-" and not os.path.lexists(p)]
         for p in missing:  # a mistyped name: that, not a usage error
