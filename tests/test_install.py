@@ -50,6 +50,14 @@ def test_an_installed_copy_holds_every_module_and_runs_alone(tmp_path):
     assert p.returncode == 0, p.stderr.decode()
     assert p.stdout.decode().startswith(str(site)), p.stdout  # not the checkout
 
+    # The model card's scripts travel with the weights; importing one (pydoc, autodoc) put the
+    # package's own folder first on sys.path, where its train.py hid any other `train`.
+    code = (
+        "import sys; b = list(sys.path); import recolor_tools.weights.subset; print(sys.path == b)"
+    )
+    p = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True)
+    assert p.stdout.decode().split() == ["True"], p.stderr.decode()
+
     # A tool with numba kernels and one with the shipped model, from that copy alone.
     img = write_rgb(tmp_path / "a.png", smooth_image(40, 56, 2))
     for args in (
@@ -85,3 +93,19 @@ def test_bin_recolor_without_the_dependencies_is_one_line():
                        capture_output=True, text=True, check=False)  # fmt: skip
     assert p.returncode == 1 and len(p.stderr.splitlines()) == 1, p.stderr
     assert p.stderr.startswith("recolor: ") and "is not installed for" in p.stderr
+
+
+def test_a_tool_that_needs_torch_without_it_says_so(tmp_path):
+    """An install without torch (`pip install --no-deps`) made predict report an internal
+    error ("ModuleNotFoundError: No module named 'torch'"), as if recolor had a bug."""
+    from conftest import run
+
+    fake = tmp_path / "fake" / "torch"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text('raise ModuleNotFoundError("no torch here", name="torch")\n')
+    img = write_rgb(tmp_path / "a.png", smooth_image(24, 24, 1))
+    p = run(["predict", img, "-o", tmp_path / "out/"], env={"PYTHONPATH": f"{fake.parent}:{ROOT}"})
+    assert p.returncode == 1
+    assert p.stderr.decode() == (
+        f"recolor predict: torch is not installed for {sys.executable} (see README, Quick start)\n"
+    )

@@ -26,7 +26,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if not __package__:  # run as a script from a checkout; imported from an installed copy, the
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # path stays as it was
 from recolor_tools.imageio import read_rgb, resize_short_side, write_image  # noqa: E402
 from weights.card import has_section, write_section  # noqa: E402
 

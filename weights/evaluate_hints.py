@@ -41,7 +41,8 @@ import cv2
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if not __package__:  # run as a script from a checkout; imported from an installed copy, the
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # path stays as it was
 from recolor_tools import guide, metrics  # noqa: E402
 from recolor_tools.color import rgb_to_lab, to_uint8  # noqa: E402
 from recolor_tools.hints import SPREADS, Hints  # noqa: E402

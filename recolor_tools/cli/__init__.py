@@ -110,6 +110,9 @@ def _main(argv: list[str] | None) -> int:
             traceback.print_exc()
         if out_of_memory(e):  # a size the machine cannot hold: the user's to change
             what = "out of memory (smaller sizes or batches need less)"
+        elif isinstance(e, ModuleNotFoundError) and e.name and "." not in e.name:
+            # torch, imported by predict and train alone: an install without it is no bug
+            what = f"{e.name} is not installed for {sys.executable} (see README, Quick start)"
         else:
             kind = "" if isinstance(e, common.InternalEOF) else f"{type(e).__name__}: "
             what = f"internal error: {kind}{e} (--debug shows a traceback)"
