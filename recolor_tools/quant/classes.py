@@ -128,10 +128,12 @@ def gamut_classes(grid: float = 8) -> np.ndarray:
     classes : (Q, 2) float32, read-only
         Centres ``(a, b)`` of every square cell ``(c - grid/2, c + grid/2]`` (per coordinate:
         a half-way value belongs to the lower centre, as in :func:`hard_encode`) that holds the
-        a/b of at least one 8-bit sRGB colour (any L), sorted by a, then b.
-        Q = 395 for grid 8 (the seed's setting; its posters occupy 394 of them) and 262 for
-        grid 10. Zhang et al. [1] report 313 at grid 10 with their own gamut test; the count
-        depends on how the gamut is sampled and binned.
+        a/b of at least one 8-bit sRGB colour (any L; as OpenCV's conversion gives it), sorted
+        by a, then b. Q = 395 for grid 8 (the seed's setting; its posters occupy 394 of them)
+        and 262 for grid 10 (one cell there, (20, -80), holds an 8-bit colour only by OpenCV's
+        table rounding, 0.2 b units; colours between the 8-bit codes do reach it). Zhang et
+        al. [1] report 313 at grid 10 with their own gamut test; the count depends on how the
+        gamut is sampled and binned.
 
     Notes
     -----

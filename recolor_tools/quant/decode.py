@@ -497,7 +497,9 @@ def annealed_mean(
     ``Q * 5e-20 * max|c|``. The result matches the float64 formula to about 3e-5 a/b units
     at T = 0.38 (for logits of moderate size: float32 logits of magnitude L carry an error of
     about L * 6e-8 / T in the exponent; for probabilities the log2's 3e-7 is divided by T too:
-    near-tied far-apart classes measured 3.6e-4 at T = 0.01, 3.8e-3 at T = 1e-3). Scores with
+    near-tied far-apart classes measured 3.6e-4 at T = 0.01, 3.8e-3 at T = 1e-3; probabilities
+    that do not sum to 1 lose a little more, the float32 log2 of a tiny or huge p being coarser:
+    4e-4 at T = 0.38 for p scaled by 2^-100 or 1e-30). Scores with
     the classes last are decoded pixel by pixel along the contiguous classes; other layouts in
     blocks of 256 pixels x Q classes, without a transposed copy of the whole array.
     """
