@@ -85,6 +85,18 @@ def file_ids(paths: Sequence[str]) -> set[tuple[int, int]]:
     return ids
 
 
+def input_ids(inputs: Sequence[str]) -> set[tuple[int, int]]:
+    """:func:`file_ids` of ``inputs``, with ``-`` the file stdin reads when it is a regular
+    file (``recolor to-lab < a.png >> a.png``; a pipe or terminal is no file to protect)."""
+    ids = file_ids(inputs)
+    if "-" in inputs:
+        with contextlib.suppress(OSError):
+            st = os.fstat(0)
+            if stat.S_ISREG(st.st_mode):
+                ids.add((st.st_dev, st.st_ino))
+    return ids
+
+
 def check_not_input(out: Path, inputs: Sequence[str] | set[tuple[int, int]]) -> None:
     """Refuse to write ``out`` when it is one of ``inputs`` (paths, or their :func:`file_ids`):
     the same file, also through a symbolic or hard link."""
@@ -92,7 +104,7 @@ def check_not_input(out: Path, inputs: Sequence[str] | set[tuple[int, int]]) -> 
         st = os.stat(out)
     except (OSError, ValueError):
         return  # a new file cannot be an input
-    ids = inputs if isinstance(inputs, set) else file_ids(inputs)
+    ids = inputs if isinstance(inputs, set) else input_ids(inputs)
     if (st.st_dev, st.st_ino) in ids:
         raise RecolorError("refusing to overwrite an input", out)
 
@@ -107,7 +119,7 @@ def check_stdout_not_input(stream: IO, inputs: Sequence[str]) -> None:
         return
     if stat.S_ISREG(st.st_mode):
         for p in inputs:
-            if file_ids([p]) == {(st.st_dev, st.st_ino)}:
+            if (st.st_dev, st.st_ino) in input_ids([p]):
                 raise RecolorError("refusing to overwrite an input (it is stdout too)", p)
 
 
@@ -334,7 +346,7 @@ class Outputs:
             raise RecolorError(f"output {where} was already written for an earlier input{hint}")
         if out is not None:
             if self._input_ids is None:  # stat the inputs once, not once per output
-                self._input_ids = file_ids([*self.inputs, *self.keep])
+                self._input_ids = input_ids([*self.inputs, *self.keep])
             check_not_input(out, self._input_ids)
         return out
 

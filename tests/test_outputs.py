@@ -670,6 +670,25 @@ def test_a_stdout_appended_to_an_input_is_refused_and_the_input_kept(tmp_path):
             f"recolor {args[0]}: {target}: refusing to overwrite an input (it is stdout too)"
         ], (args, p.stderr)
         assert target.read_bytes() == before, args
+    # the same through stdin (`recolor to-lab < a.png >> a.png`), and an output file that is
+    # the file stdin reads (`-o a.target < a.target`: the input replaced by the rename)
+    target = tmp_path / "q.target"
+    target.write_bytes(lab.read_bytes())
+    cases = [
+        (img, ["to-lab"], None),
+        (lab, ["quantize", "-"], None),
+        (lab, ["from-lab", "-o", "-"], None),
+        (target, ["quantize", "-o", target], target),
+    ]
+    for source, args, named in cases:  # fmt: skip
+        before = source.read_bytes()
+        with open(source, "rb") as stdin, open(named or source, "ab") as out:
+            p = subprocess.run([*RECOLOR, *map(str, args)], stdin=stdin, stderr=subprocess.PIPE,
+                               stdout=subprocess.DEVNULL if named else out, env=env)  # fmt: skip
+        said = f"{named}: refusing to overwrite an input" if named else (
+            "-: refusing to overwrite an input (it is stdout too)")  # fmt: skip
+        assert p.returncode == 1 and _lines(p) == [f"recolor {args[0]}: {said}"], p.stderr
+        assert source.read_bytes() == before, args
     # a stdout that is another file is written as before
     with open(tmp_path / "other.lab", "ab") as out:
         p = subprocess.run([*RECOLOR, "to-lab", str(img)], stdout=out, env=env)
