@@ -15,6 +15,7 @@ import dataclasses
 import importlib.resources
 import io
 import os
+import stat
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -239,9 +240,10 @@ def save_checkpoint(path: str | Path, ckpt: dict[str, Any], keep_previous: bool 
     with atomic_open(path) as f:
         f.write(buf.getbuffer())
         f.flush()
-        os.fsync(f.fileno())
-        if keep_previous and path.exists():
-            os.replace(path, previous_path(path))
+        if stat.S_ISREG(os.fstat(f.fileno()).st_mode):  # (a FIFO or device: written in place,
+            os.fsync(f.fileno())  # where fsync is EINVAL and there is no old file to keep)
+            if keep_previous and path.exists():
+                os.replace(path, previous_path(path))
 
 
 def previous_path(path: str | Path) -> Path:

@@ -17,6 +17,7 @@ import sys
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -202,6 +203,8 @@ def hold_out(cfg: TrainConfig, d: Dist):
     if not d.main:
         yield
         return
+    if out_held_elsewhere(cfg.out):  # said before "holds a run": that run is this one
+        raise RecolorError("another recolor train is writing into it", cfg.out)
     try:
         cfg.check_out()
     except ValueError as e:
@@ -229,6 +232,27 @@ def hold_out(cfg: TrainConfig, d: Dist):
         with contextlib.suppress(OSError):
             for p in created if held else ():
                 p.rmdir()  # only if empty: a run's files stop it
+
+
+def out_held_elsewhere(out: Path) -> bool:
+    """Whether another ``recolor train`` holds OUT (:func:`hold_out`'s lock): a second run
+    into a folder the first has written ``last.pt`` in was told to ``--resume`` it (exit 2)."""
+    import fcntl
+    import os
+
+    try:
+        fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:  # missing, or no folder: check_out says so
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # let go at once, with the descriptor
+    except BlockingIOError:
+        return True
+    except OSError:  # no locks there
+        pass
+    finally:
+        os.close(fd)
+    return False
 
 
 def read_start(cfg: TrainConfig, d: Dist) -> tuple[dict | None, dict | None]:

@@ -632,6 +632,17 @@ def test_a_second_train_into_a_held_out_folder_is_refused(data, tmp_path, capsys
     finally:
         os.close(fd)
     assert cli(args, capsys)[0] == 0  # let go: it runs, and lets go of OUT in its turn
+    # held again, now with a run in it (the first run's last.pt): the second was told to
+    # --resume it (exit 2), and only with --resume or --overwrite heard the reason
+    fd = os.open(out, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    try:
+        for extra in ([], ["--overwrite"], ["--resume"]):
+            assert cli([*args, *extra], capsys) == (
+                1, "", f"recolor train: {out}: another recolor train is writing into it\n"
+            ), extra  # fmt: skip
+    finally:
+        os.close(fd)
     assert cli([*args, "--resume", "--steps", 2], capsys)[0] == 0
     # an OUT that a refused run created is not left behind, empty, nor the folders above it
     rc, _, err = cli([*args[:-1], tmp_path / "new" / "a" / "b", "--resume"], capsys)
@@ -755,3 +766,30 @@ def test_a_train_refused_at_the_lock_leaves_the_holders_new_out(
     finally:
         monkeypatch.undo()
         os.close(held[0])
+
+
+def test_weights_onto_a_fifo_are_written_in_place(data, tmp_path, capsys):
+    """A FIFO (or device) in OUT named as the weights: written in place as every tool writes
+    one, but the fsync after it failed ("recolor train: invalid argument", exit 1, no file
+    named) though the reader had every byte."""
+    import threading
+
+    out = tmp_path / "run"
+    out.mkdir()
+    os.mkfifo(out / "reg.pt")
+    got = []
+    reader = threading.Thread(target=lambda: got.append((out / "reg.pt").read_bytes()))
+    reader.start()
+    args = [data["train"], "--head", "reg", "--size", SIZE, "-b", 4, "--width", 8, "-j", 0,
+            "--steps", 1, "--threads", 1, "-q", "--out", out]  # fmt: skip
+    try:
+        assert cli(args, capsys) == (0, f"{out / 'reg.pt'}\n", "")
+    finally:
+        if reader.is_alive():  # (a failed run never opened it: let the reader go)
+            with open(out / "reg.pt", "wb"):
+                pass
+        reader.join()
+    import io
+
+    sent = torch.load(io.BytesIO(got[0]), weights_only=True)
+    assert sent["config"]["head"] == "reg" and (out / "reg.pt").is_fifo()

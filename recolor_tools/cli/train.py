@@ -210,6 +210,11 @@ def train(
             )  # fmt: skip
             cfg.check_out()
         except ValueError as e:
+            from ..errors import RecolorError
+            from ..trainsetup import out_held_elsewhere
+
+            if out_held_elsewhere(cfg.out):  # the run it holds is that one's, not to resume
+                raise RecolorError("another recolor train is writing into it", cfg.out) from None
             tool.usage(str(e))
         try:
             skipped = functools.partial(tool.fail, always=True)
