@@ -9,8 +9,10 @@ leaves a half-written file (data goes to a temporary file beside the target, the
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import secrets
+import select
 import stat
 import sys
 from collections.abc import Callable, Iterator
@@ -32,16 +34,69 @@ def os_reason(err: OSError) -> str:
     return (err.strerror or str(err)).lower()
 
 
+class _Waiting(io.RawIOBase):
+    """A pipe, FIFO or device (stdin, ``<(cmd)``), each read after waiting for it a quarter
+    second at a time. A read blocked in the kernel is woken by a signal only when the kernel
+    hands the signal to this thread; with other threads about (numpy's OpenBLAS pool, OpenCV's)
+    SIGTERM or Ctrl-C often went to one of them, and the read went on waiting for a writer that
+    had stalled (to-lab fed 0.7 s and then left waiting: 10 runs of 12 never ended). Back in
+    Python between waits, the signal's handler runs."""
+
+    def __init__(self, fd: int, owner: BinaryIO | None = None) -> None:
+        super().__init__()
+        self._fd, self._owner = fd, owner  # owner: the file to close with it (not stdin)
+
+    def readable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def readinto(self, buffer) -> int:  # type: ignore[override]
+        while True:
+            if select.select([self._fd], [], [], 0.25)[0]:
+                with contextlib.suppress(BlockingIOError):  # set non-blocking by its writer
+                    return os.readv(self._fd, [buffer])
+
+    def close(self) -> None:
+        if self._owner is not None:
+            self._owner.close()
+        super().close()
+
+
+_stdin: BinaryIO | None = None
+
+
+def stdin_binary() -> BinaryIO:
+    """Stdin for binary reading, through :class:`_Waiting` when it is the process's own file
+    descriptor 0 (a test's captured stdin, with no descriptor, is read as it is)."""
+    global _stdin
+    stream = sys.stdin.buffer
+    try:
+        own = stream.fileno() == 0
+    except (OSError, ValueError, AttributeError):
+        own = False
+    if not own:
+        return stream
+    if _stdin is None or _stdin.closed:
+        _stdin = io.BufferedReader(_Waiting(0))
+    return _stdin
+
+
 def open_binary(path: str | Path) -> BinaryIO:
-    """Open a file for binary reading (``-`` is stdin); OS errors become :class:`RecolorError`."""
+    """Open a file for binary reading (``-`` is stdin; a pipe, FIFO or device read through
+    :class:`_Waiting`); OS errors become :class:`RecolorError`."""
     if str(path) == "-":
-        return sys.stdin.buffer
+        return stdin_binary()
     if str(path) == "":  # Path("") would open the current directory
         raise RecolorError("no such file", path)
     try:
         if os.path.isdir(path):
             raise IsADirectoryError(21, "Is a directory", str(path))
-        return open(path, "rb")  # noqa: SIM115 - the caller closes it
+        f = open(path, "rb")  # noqa: SIM115 - the caller closes it
+        if stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            return f
+        return io.BufferedReader(_Waiting(f.fileno(), owner=f))
     except OSError as e:
         raise _read_error(e, path) from None
     except ValueError:  # a NUL in a name from a list: no file has it
@@ -53,23 +108,23 @@ def read_bytes(
 ) -> bytes:
     """Read a whole file (``-`` is stdin), turning OS errors into one-line :class:`RecolorError`.
 
-    Stdin is read a MiB at a time (:func:`read_rest`); ``check_start(start, path)`` (e.g.
-    :func:`check_image_start`) may refuse its first :data:`SNIFF_BYTES` before the rest is read.
+    Stdin, a pipe or a device is read a MiB at a time (:func:`read_rest`); ``check_start(start,
+    path)`` (e.g. :func:`check_image_start`) may refuse its first :data:`SNIFF_BYTES` before
+    the rest is read.
     """
-    if str(path) == "-":
-        stream = sys.stdin.buffer
+    stream = open_binary(path)
+    try:
+        if str(path) != "-" and not isinstance(stream.raw, _Waiting):  # a regular file
+            return stream.read()
         start = stream.read(SNIFF_BYTES) if check_start else b""
         if check_start and len(start) == SNIFF_BYTES:  # (shorter: all there is, read as it is)
             check_start(start, path)
         return read_rest(stream, start)
-    if str(path) == "":  # Path("") would read the current directory
-        raise RecolorError("no such file", path)
-    try:
-        return Path(path).read_bytes()
     except OSError as e:
         raise _read_error(e, path) from None
-    except ValueError:  # a NUL in a name from a list: no file has it
-        raise RecolorError("embedded null byte", path) from None
+    finally:
+        if str(path) != "-":
+            stream.close()
 
 
 def read_rest(stream: BinaryIO, start: bytes = b"") -> bytes:

@@ -108,7 +108,7 @@ def test_hostile_images_in_compare(hostile, tmp_path):
     bad = []
     for case in filter(_plain, IMAGE_CASES):
         bad.append((case, make(case, pred)))
-        write_rgb(truth / (Path(case.name).stem + ".png"), smooth_image(8, 8, 1))
+        write_rgb(truth / (Path(case.name).stem + ".png"), smooth_image(16, 16, 1))
     good = smooth_image(20, 24, 3)
     write_rgb(pred / "good.png", good)
     write_rgb(truth / "good.png", good)

@@ -211,14 +211,14 @@ def test_unreadable_file(tmp_path, monkeypatch, capsys):
     os.chmod(src, 0)
     if os.geteuid() == 0:
         # root reads any file, so make the kernel's answer for this one file EACCES by hand.
-        real = Path.read_bytes
+        from recolor_tools import fileio
 
-        def read_bytes(self):
-            if self == src:
-                raise PermissionError(13, "Permission denied", str(self))
-            return real(self)
+        def refuse(path, *args, **kw):
+            if str(path) == str(src):
+                raise PermissionError(13, "Permission denied", str(path))
+            return open(path, *args, **kw)
 
-        monkeypatch.setattr(Path, "read_bytes", read_bytes)
+        monkeypatch.setattr(fileio, "open", refuse, raising=False)
     from recolor_tools.cli import main
 
     assert main(["to-lab", "-o", str(tmp_path / "s.lab"), str(src)]) == 1
