@@ -294,13 +294,15 @@ def write_record(stream: BinaryIO, rec: Record) -> None:
     if rec.file is not None:
         head["file"] = list(rec.file)
     try:
-        text = json.dumps(head, ensure_ascii=False, separators=(",", ":"))
+        # allow_nan=False: a NaN or infinity is written NaN / Infinity, which no strict JSON
+        # reader (jq, JSON.parse) takes
+        text = json.dumps(head, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as e:  # only meta and source can hold other values
         raise ValueError(f"record meta or source is not JSON-serialisable ({e})") from None
     try:
         header = text.encode()
     except UnicodeEncodeError:  # a name from a file name that is not UTF-8: \udcXX escapes
-        header = json.dumps(head, separators=(",", ":")).encode()
+        header = json.dumps(head, separators=(",", ":"), allow_nan=False).encode()
     if len(header) > _MAX_HEADER:
         raise ValueError(
             f"record header of {len(header):,} bytes is over {_MAX_HEADER:,} (meta or source)"

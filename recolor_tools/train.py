@@ -359,7 +359,9 @@ def save_last(run: Run, state: TrainState, metrics: dict[str, Any]) -> None:
     Raises RecolorError, on every rank, if the weights are no longer finite (a run that
     diverged): its weights would load nowhere, and the last good ``last.pt`` is kept.
     """
-    if not all(bool(torch.isfinite(p).all()) for p in run.raw.parameters()):
+    # the buffers too: BatchNorm's running variance overflowed where the weights held
+    values = [v for v in run.raw.state_dict().values() if v.is_floating_point()]
+    if not all(bool(torch.isfinite(v).all()) for v in values):
         raise RecolorError(
             f"training diverged by step {state.step}: NaN or infinite weights (try a lower "
             "--lr); nothing written from it"

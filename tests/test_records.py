@@ -191,3 +191,14 @@ def test_records_compare_by_value():
     b = records.lab_record("x", lab, (2, 3))
     b.arrays["lab"] = b.arrays["lab"].astype(np.float16)
     assert a != b and a != "x"
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_a_header_holds_strict_json_only(value):
+    """A NaN in meta was written as `NaN`, which recolor's reader took and strict JSON readers
+    (jq, JSON.parse) refuse; the writer refuses it, naming meta, with nothing written."""
+    buf = io.BytesIO()
+    rec = records.Record("r", (4, 5), {"lab": np.zeros((4, 5, 3), "<f4")}, meta={"x": value})
+    with pytest.raises(ValueError, match="record meta or source is not JSON-serialisable"):
+        records.write_record(buf, rec)
+    assert buf.getvalue() == b""

@@ -527,6 +527,18 @@ def test_a_run_that_diverges_writes_no_weights(data, tmp_path, capsys, head, val
         assert logged["val_auc"] is None and logged["val_psnr"] is None
 
 
+def test_a_run_whose_batchnorm_statistics_overflow_writes_no_weights(data, tmp_path, capsys):
+    """At --lr 1e4 the weights stayed finite but BatchNorm's running variance did not: exit 0
+    and a reg.pt that predict and --resume refused ("NaN or infinite weights in
+    ...running_var"); the check looked at the parameters alone."""
+    out = tmp_path / "run"
+    args = [data["train"], "--head", "reg", "--steps", "10", "--size", SIZE, "-b", 4, "-q"]
+    rc, stdout, err = cli([*args, "--width", 4, "-j", 0, "--lr", "1e4", "--out", out], capsys)
+    assert (rc, stdout) == (1, "") and "training diverged by step" in err, err
+    for ckpt in out.glob("*.pt"):  # (a last.pt of a step before it went: loadable)
+        checkpoints.read_checkpoint(ckpt)
+
+
 @pytest.mark.parametrize("workers", [0, 2])
 def test_unreadable_validation_images_are_named_not_blamed_on_training(
     data, tmp_path, workers, capsys
