@@ -114,14 +114,17 @@ def resolve_classes(
     classes = grid = None
     if cfg.classes is not None:
         classes, grid = load_class_set(cfg.classes)
+        _check_enough(classes, f"--classes {cfg.classes}")
     if cfg.stats is not None:
         stats = RebalanceStats.load(cfg.stats)
+        _check_enough(stats.classes, f"--stats {cfg.stats}")
         if classes is not None and not np.array_equal(classes, stats.classes):
             raise RecolorError("--classes and --stats hold different class sets", cfg.classes)
     else:
         if classes is None:
             grid = defaults.GRID if cfg.grid is None else float(cfg.grid)
             classes = quant.gamut_classes(grid)
+            _check_enough(classes, f"--grid {grid:g}")
         stats = compute(classes, grid)
     setup = ClassSetup.of_stats(stats)
     if init is None:
@@ -129,6 +132,15 @@ def resolve_classes(
     if not np.array_equal(setup.classes, init["classes"].numpy()):
         raise RecolorError("its class set differs from the --init checkpoint's", cfg.stats)
     return dataclasses.replace(setup, **init["encoding"])  # the targets it was trained on
+
+
+def _check_enough(classes: np.ndarray, given: str) -> None:
+    """A usage error, before any work, for a class set smaller than the soft-encoding's K
+    nearest (it was found at the first batch: "k must be an integer in [1, Q=2], got 5", with
+    a loader worker's traceback, and the statistics already computed and written)."""
+    if len(classes) < defaults.K:
+        raise UsageError(f"{given} gives {len(classes)} colour classes; the soft-encoding takes "
+                         f"the {defaults.K} nearest, so it needs {defaults.K} or more")  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------

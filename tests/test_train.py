@@ -527,6 +527,25 @@ def test_a_run_that_diverges_writes_no_weights(data, tmp_path, capsys, head, val
         assert logged["val_auc"] is None and logged["val_psnr"] is None
 
 
+def test_a_class_set_smaller_than_the_soft_encodings_k_is_a_usage_error(data, tmp_path, capsys):
+    """--grid 200 (2 classes) was taken, the statistics computed and written, and the first
+    batch failed: "k must be an integer in [1, Q=2], got 5" (no such option), or with loader
+    workers their whole traceback."""
+    from recolor_tools.rebalance import compute_stats
+
+    stats = tmp_path / "few.npz"
+    ab = np.linspace(-40, 40, 512, dtype=np.float32).reshape(16, 16, 2)
+    compute_stats([ab], quant.gamut_classes(200), 200).save(stats)
+    out = tmp_path / "run"
+    args = [data["train"], "--size", SIZE, "-b", 4, "--width", 8, "-j", 2, "--steps", 1, "-q"]
+    for given, q in ((["--grid", "200"], 2), (["--stats", stats], 2), (["--grid", "300"], 1)):
+        rc, stdout, err = cli([*args, *given, "--out", out], capsys)
+        named = " ".join(map(str, given))
+        assert (rc, stdout, err) == (2, "", f"recolor train: {named} gives {q} colour classes; "
+            "the soft-encoding takes the 5 nearest, so it needs 5 or more\n")  # fmt: skip
+        assert not out.exists()
+
+
 def test_a_run_whose_batchnorm_statistics_overflow_writes_no_weights(data, tmp_path, capsys):
     """At --lr 1e4 the weights stayed finite but BatchNorm's running variance did not: exit 0
     and a reg.pt that predict and --resume refused ("NaN or infinite weights in
