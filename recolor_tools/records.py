@@ -375,22 +375,33 @@ def _parse_header(raw: bytes, source: str) -> dict:
         raise RecolorError("corrupt record header (not JSON)", source) from None
     try:
         arrays, size, name = head["arrays"], head["size"], head["name"]
-        if not (isinstance(name, str) and isinstance(arrays, list) and len(arrays) <= _MAX_ARRAYS):
+        if not (isinstance(name, str) and isinstance(arrays, list)):
             raise ValueError
+        where = name if source == "-" else f"{source}: {name}"  # stdin: the record alone
+        if len(arrays) > _MAX_ARRAYS:  # a record over a limit: named, and the limit said
+            raise RecolorError(f"record holds {len(arrays)} arrays, over the format's "
+                               f"{_MAX_ARRAYS}", where)  # fmt: skip
         if not isinstance(head.get("meta") or {}, dict):
             raise ValueError
         head["size"] = tuple(_dims(size, 2))
         limit = max_pixels()
         for a in arrays:
             shape = _dims(a["shape"], len(a["shape"]))
-            if not (isinstance(a["name"], str) and a["dtype"] in _DTYPES and 1 <= len(shape) <= 4):
+            if not isinstance(a["name"], str):
                 raise ValueError
+            if a["dtype"] not in _DTYPES:
+                dtype = str(a["dtype"])[:20]
+                raise RecolorError(f"record array {a['name']!r} is of dtype {dtype!r}, which "
+                                   "the format does not hold (FORMAT.md)", where)  # fmt: skip
+            if not 1 <= len(shape) <= 4:
+                raise RecolorError(f"record array {a['name']!r} has {len(shape)} dimensions "
+                                   "(the format holds 1 to 4)", where)  # fmt: skip
             pixels, values = _footprint(shape)
             if pixels > limit or values > MAX_CHANNELS:
                 raise RecolorError(
                     f"record array {a['name']!r} of shape {tuple(shape)} is larger than any image "
                     f"recolor reads (RECOLOR_MAX_PIXELS = {limit:,})",
-                    name if source == "-" else f"{source}: {name}",  # stdin: the record alone
+                    where,
                 )
             a["shape"] = shape
         if not isinstance(head.get("source") or {}, dict):

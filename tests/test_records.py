@@ -202,3 +202,26 @@ def test_a_header_holds_strict_json_only(value):
     with pytest.raises(ValueError, match="record meta or source is not JSON-serialisable"):
         records.write_record(buf, rec)
     assert buf.getvalue() == b""
+
+
+@pytest.mark.parametrize(
+    ("arrays", "reason"),
+    [
+        ([{"name": f"v{i}", "dtype": "<f4", "shape": [2, 2]} for i in range(17)],
+         "record holds 17 arrays, over the format's 16"),
+        ([{"name": "v", "dtype": "<f4", "shape": [1, 1, 1, 1, 1]}],
+         "record array 'v' has 5 dimensions (the format holds 1 to 4)"),
+        ([{"name": "v", "dtype": "<f8", "shape": [2, 2]}],
+         "record array 'v' is of dtype '<f8', which the format does not hold (FORMAT.md)"),
+    ],
+)  # fmt: skip
+def test_a_header_over_the_limits_names_the_record_and_the_limit(arrays, reason):
+    """Each was "corrupt record header (fields missing or malformed)", naming neither the record
+    (FORMAT.md promises it) nor the limit."""
+    import json
+
+    head = json.dumps({"name": "a17.png", "size": [2, 2], "arrays": arrays}).encode()
+    data = struct.pack("<4sHHI", records.MAGIC, 1, 0, len(head)) + head
+    with pytest.raises(RecolorError) as info:
+        list(records.iter_records(io.BytesIO(data), "s.lab"))
+    assert (str(info.value.path), info.value.reason) == ("s.lab: a17.png", reason)
