@@ -34,7 +34,7 @@ TrainHead = Annotated[
 ]
 TrainVal = Annotated[
     Optional[list[str]],  # noqa: UP045
-    typer.Option("--val", help="Validation images (repeatable); none: no val metrics."),
+    typer.Option("--val", help="Validation images (repeatable); without it, no val metrics."),
 ]
 TrainStats = Annotated[
     Optional[Path],  # noqa: UP045
