@@ -461,7 +461,8 @@ def _train(cfg: TrainConfig, d: Dist, report: Callable[[str], None] | None) -> P
         cfg.out.mkdir(parents=True, exist_ok=True)
         _trim_metrics(cfg.out / "metrics.jsonl", state.step)
         if cfg.overwrite:  # the old run goes now: a new one cut short left it for --resume
-            for name in CHECKPOINT_FILES:
+            computed = cfg.head == "cls" and cfg.stats is None and init is None  # (saved anew)
+            for name in (*CHECKPOINT_FILES, *("rebalance-stats.npz",) * (not computed)):
                 (cfg.out / name).unlink(missing_ok=True)
     log(
         cfg, d,

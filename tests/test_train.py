@@ -420,6 +420,11 @@ def test_overwrite_replaces_the_old_run_when_it_starts(data, tmp_path, capsys, m
     rc = cli([*args, "--head", "cls", "--grid", "10", "--steps", "4", "--overwrite"], capsys)[0]
     assert rc == 130
     assert sorted(f.name for f in out.iterdir()) == ["metrics.jsonl", "rebalance-stats.npz"]
+    # a run that brings its statistics (--stats, --init) or needs none (reg) leaves no old
+    # ones beside its weights: they were kept, and matched nothing it trained on
+    monkeypatch.undo()
+    assert cli([*args, "--head", "reg", "--steps", "1", "--overwrite"], capsys)[0] == 0
+    assert sorted(f.name for f in out.iterdir()) == ["last.pt", "metrics.jsonl", "reg.pt"]
 
 
 def test_cli_more_workers_than_cores_is_one_line_not_torchs_warning(data, tmp_path):
