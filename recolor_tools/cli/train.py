@@ -213,8 +213,8 @@ def train(
             from ..errors import RecolorError
             from ..trainsetup import out_held_elsewhere
 
-            if out_held_elsewhere(cfg.out):  # the run it holds is that one's, not to resume
-                raise RecolorError("another recolor train is writing into it", cfg.out) from None
+            if out_held_elsewhere(Path(out)):  # the run it holds is that one's, not to resume
+                raise RecolorError("another recolor train is writing into it", out) from None
             tool.usage(str(e))
         try:
             skipped = functools.partial(tool.fail, always=True)
