@@ -328,3 +328,14 @@ def test_a_quoted_glob_is_expanded_as_the_shell_would(tmp_path):
         assert sorted(f.name for f in out.rglob("*.lab")) == ["a.lab", "b.lab"]
     shell = run(["to-lab", "in/a.png", "in/sub", "-o", "-"], cwd=tmp_path).stdout
     assert names(run(["to-lab", "in/*", "-o", "-"], cwd=tmp_path).stdout) == names(shell)
+
+
+def test_a_depth_other_than_8_or_16_is_a_usage_error(pics):
+    """One check for the option both tools take (each tool had its own copy)."""
+    lab = pics / "r.lab"
+    lab.write_bytes(run(["to-lab", "rand.png"], cwd=pics, check_rc=0).stdout)
+    for tool, src in (("from-lab", lab), ("predict", pics / "rand.png")):
+        p = run([tool, src, "--depth", "12", "-o", pics / "x.png"], cwd=pics)
+        assert (p.returncode, p.stderr.decode()) == (2, f"recolor {tool}: Invalid value for "
+            f"'--depth': must be 8 or 16, got 12 (see recolor {tool} -h)\n")  # fmt: skip
+        assert not (pics / "x.png").exists()

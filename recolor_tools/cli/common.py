@@ -70,9 +70,19 @@ Output = Annotated[
 
 
 # -- archive I/O (issue 18): output depth, colour profile and metadata options --
+def _depth(value: int | None) -> int | None:
+    if value not in (None, 8, 16):
+        raise typer.BadParameter(f"must be 8 or 16, got {value}")
+    return value
+
+
 DepthOpt = Annotated[
     Optional[int],  # noqa: UP045
-    typer.Option("--depth", help="Bits per sample, 8 or 16 (png, tiff); default: the input's."),
+    typer.Option(
+        "--depth",
+        help="Bits per sample, 8 or 16 (png, tiff); default: the input's.",
+        callback=_depth,
+    ),
 ]
 QualityOpt = Annotated[
     Optional[int],  # noqa: UP045

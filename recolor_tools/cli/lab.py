@@ -98,8 +98,6 @@ def from_lab(
     from ..records import LAB_EXT
 
     tool = Tool("from-lab", quiet, debug)
-    if depth not in (None, 8, 16):
-        tool.usage("--depth must be 8 or 16")
     options = {"depth": depth, "quality": quality, "keep_profile": keep_profile, "strip": strip}
     args = tool.stdin_inputs(inputs)
     paths, roots = expand_inputs(args, (LAB_EXT,)), input_roots(args)  # a folder: its .lab

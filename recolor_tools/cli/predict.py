@@ -197,8 +197,6 @@ def predict(
     with shard.together():  # under torchrun, no rank's exit cuts the others short
         # closed: refused before any work; -o - writes the image there, --suggest its colours
         tool.text_stdout("use -o FILE" if output == "-" or suggest else PATHS_GO_THERE)
-        if depth not in (None, 8, 16):
-            tool.usage("--depth must be 8 or 16")
         check_precision(tool, device, precision)
         tool.finite(temperature=temperature, saturation=saturation)
         args, everything, roots, guides = _predict_inputs(tool, inputs, hints, palette)
@@ -234,12 +232,8 @@ def predict(
                 _refuse(tool, refused)
                 tool.exit()
             steered = hint_strength is not None or hint_spread != "alike"
-            if threads:  # (as train's --threads; torch's own default is every core)
-                import torch
-
-                torch.set_num_threads(threads)
             predictor = _load_predictor(
-                tool, weights, head, (guided, bool(palette), steered, bool(suggest)),
+                tool, weights, head, (guided, bool(palette), steered, bool(suggest)), threads,
                 size=size, temperature=temperature, saturation=saturation, device=device,
                 precision=precision,
             )  # fmt: skip
@@ -264,13 +258,23 @@ def predict(
 
 
 def _load_predictor(
-    tool: Tool, weights: Path | None, head: str | None, asks: tuple[bool, ...], **settings
+    tool: Tool,
+    weights: Path | None,
+    head: str | None,
+    asks: tuple[bool, ...],
+    threads: int | None = None,
+    **settings,
 ):
-    """The model of ``weights`` (``Predictor.load`` with ``settings``); what ``asks`` of it
+    """The model of ``weights`` (``Predictor.load`` with ``settings``) on ``threads`` CPU
+    threads (as train's --threads; torch's own default is every core); what ``asks`` of it
     (hints, a palette, steering options, --suggest) and it cannot follow is a usage error, the
     user's to change."""
     from ..predict import Predictor
 
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     guided, palette, steered, suggest = asks
     loaded = Predictor.load(weights, head, **settings)
     try:
