@@ -127,6 +127,17 @@ def read_bytes(
             stream.close()
 
 
+def write_npz(f: BinaryIO, **arrays) -> None:
+    """``np.savez(f, **arrays)``, built in memory first: zipfile seeks back to fill in each
+    member's header, and in a file opened for appending (``>> f.npz``, ``-o /dev/stdout``) the
+    writes land at the end instead (a broken npz, exit 0)."""
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    f.write(buf.getbuffer())
+
+
 def read_rest(stream: BinaryIO, start: bytes = b"") -> bytes:
     """``start`` and the rest of ``stream``, read a MiB at a time: one ``read()`` of a pipe that
     never ends (``yes |``) ran no signal handler, so Ctrl-C and SIGTERM went unheard while the

@@ -149,7 +149,9 @@ class RebalanceStats:
 
     def write(self, f: BinaryIO) -> None:
         """Write the file :meth:`save` writes to a binary stream (a pipe too: stdout)."""
-        np.savez(
+        from .fileio import write_npz
+
+        write_npz(
             f,
             format=np.array(STATS_FORMAT),
             version=np.array(STATS_VERSION),

@@ -339,3 +339,18 @@ def test_a_depth_other_than_8_or_16_is_a_usage_error(pics):
         assert (p.returncode, p.stderr.decode()) == (2, f"recolor {tool}: Invalid value for "
             f"'--depth': must be 8 or 16, got 12 (see recolor {tool} -h)\n")  # fmt: skip
         assert not (pics / "x.png").exists()
+
+
+def test_stats_appended_to_a_file_are_a_whole_npz(pics):
+    """`rebalance-stats -o - >> s.npz` (and `-o /dev/stdout`, opened for appending too): zipfile
+    seeks back to fill in its headers, which landed at the end of the file, a broken npz (exit
+    0)."""
+    from recolor_tools.rebalance import RebalanceStats
+
+    want = run(["rebalance-stats", "rand.png", "-o", "-", "-q"], cwd=pics, check_rc=0).stdout
+    env = {**os.environ, "NO_COLOR": "1", "PYTHONPATH": str(ROOT)}
+    with open(pics / "s.npz", "ab") as out:  # the shell's >>
+        cmd = [*RECOLOR, "rebalance-stats", "rand.png", "-o", "-", "-q"]
+        subprocess.run(cmd, stdout=out, cwd=pics, env=env, check=True)
+    assert (pics / "s.npz").read_bytes() == want
+    assert RebalanceStats.load(pics / "s.npz").n_images == 1

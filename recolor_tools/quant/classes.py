@@ -173,11 +173,11 @@ def save_classes(path: str | Path, classes: np.ndarray, grid: float) -> None:
     The file holds ``format`` = ``"recolor-classes"``, ``version`` = 1, ``classes`` (Q, 2)
     float32 and ``grid`` (float64 scalar).
     """
-    from ..fileio import atomic_open
+    from ..fileio import atomic_open, write_npz
 
     classes = check_classes(classes)
     with atomic_open(path) as f:
-        np.savez(
+        write_npz(
             f,
             format=np.array(CLASSES_FORMAT),
             version=np.array(CLASSES_VERSION),
