@@ -26,7 +26,7 @@ from typing import BinaryIO
 import numpy as np
 
 from . import defaults, quant
-from .errors import RecolorError, is_whole
+from .errors import OutOfMemory, RecolorError, is_whole, out_of_memory
 
 STATS_FORMAT = "recolor-rebalance"
 STATS_VERSION = 1
@@ -448,6 +448,10 @@ def _count_files(paths: Iterator, classes: np.ndarray, workers: int) -> Iterator
             return _file_ab(path), None
         except RecolorError as e:
             return None, e
+        except Exception as e:  # one image too large for the memory free: the others go on
+            if not out_of_memory(e):
+                raise
+            return None, OutOfMemory(path)
 
     batch: list[np.ndarray] = []
     pixels = 0

@@ -218,3 +218,23 @@ def test_summary_and_plot(tmp_path):
     assert img is not None and img.shape[1] > img.shape[0] > 200
     # Two panels side by side, each with a colour map: many distinct colours.
     assert len(np.unique(img.reshape(-1, 3), axis=0)) > 50
+
+
+def test_an_image_too_large_for_memory_is_one_error_and_the_others_count(tmp_path, monkeypatch):
+    """Its MemoryError came back through the reading thread and ended the whole run (no stats,
+    a line naming no file); stdin and records already went on without it."""
+    from recolor_tools.errors import OutOfMemory
+
+    paths = [write_rgb(tmp_path / f"{n}.png", smooth_image(16, 16, i)) for i, n in enumerate("abc")]
+    real = rebalance._file_ab
+
+    def huge(path):
+        if path.endswith("b.png"):
+            raise MemoryError
+        return real(path)
+
+    monkeypatch.setattr(rebalance, "_file_ab", huge)
+    said: list = []
+    stats = rebalance.compute_stats(paths, quant.gamut_classes(10), 10, on_error=said.append)
+    assert stats.n_images == 2
+    assert [(type(e), str(e.path)) for e in said] == [(OutOfMemory, str(paths[1]))]
