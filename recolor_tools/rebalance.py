@@ -508,10 +508,10 @@ def plot_stats(stats: RebalanceStats, path: str | Path, cell: int = 0) -> None:
     """Draw log p(a, b) and the weights over the a/b plane, side by side, to an image file.
 
     Each class is a square of ``cell`` pixels (default: 256 / (range / grid)) at its centre's
-    place, a right, b up, coloured with a colour map (OpenCV's viridis over four decades of p;
-    black: no class; dark grey: class never seen); axes and scales are drawn with
-    ``cv2.putText``. Written
-    with :func:`recolor_tools.imageio.write_image` (format from the extension).
+    place (at most 512 squares a side: a finer grid's classes share them), a right, b up,
+    coloured with a colour map (OpenCV's viridis over four decades of p; black: no class; dark
+    grey: class never seen); axes and scales are drawn with ``cv2.putText``. Written with
+    :func:`recolor_tools.imageio.write_image` (format from the extension).
     """
     import cv2
 
@@ -521,12 +521,17 @@ def plot_stats(stats: RebalanceStats, path: str | Path, cell: int = 0) -> None:
     write_image(path, cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
 
 
+_PLOT_CELLS = 512
+
+
 def _plot_image(stats: RebalanceStats, cell: int = 0) -> np.ndarray:
     import cv2
 
-    grid = stats.grid if stats.grid > 0 else 1.0
     lo, hi = -128.0, 128.0
-    n = int(np.ceil((hi - lo) / grid)) + 1
+    # cells a side: one a class, up to _PLOT_CELLS (a class file's grid may be as fine as it
+    # likes: 0.02 made panels 25,602 px a side, GBs); finer classes share cells
+    n = min(int(np.ceil((hi - lo) / (stats.grid if stats.grid > 0 else 1.0))) + 1, _PLOT_CELLS)
+    grid = (hi - lo) / (n - 1)
     cell = cell or max(2, 400 // n)
     with np.errstate(divide="ignore"):
         logp = np.log10(stats.prior)

@@ -220,6 +220,23 @@ def test_summary_and_plot(tmp_path):
     assert len(np.unique(img.reshape(-1, 3), axis=0)) > 50
 
 
+def test_a_plot_of_a_fine_class_set_stays_small():
+    """Panels were (256 / grid + 1) x 2 px a side: a class file of grid 0.02 asked for two of
+    25,602 px (GBs; out of memory, blamed on -o); the drawn squares stop at 512 a side, and a
+    class still shows where it lies."""
+    rng = np.random.default_rng(0)
+    classes = quant.data_classes(rng.uniform(-60, 60, (2000, 2)).astype(np.float32), 0.02)
+
+    def plot(c: np.ndarray, grid: float) -> np.ndarray:
+        acc = rebalance.PriorAccumulator(c, grid)
+        acc.add(np.full((4, 4, 2), 30.0, np.float32))
+        return rebalance._plot_image(acc.finish())
+
+    img, coarse = plot(classes, 0.02), plot(C8, 8)
+    assert img.shape[0] <= 1200 and img.shape[1] <= 2 * 1200
+    assert img.shape[0] > coarse.shape[0] // 2  # (a figure, not a speck)
+
+
 def test_an_image_too_large_for_memory_is_one_error_and_the_others_count(tmp_path, monkeypatch):
     """Its MemoryError came back through the reading thread and ended the whole run (no stats,
     a line naming no file); stdin and records already went on without it."""
