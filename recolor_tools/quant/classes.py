@@ -150,9 +150,10 @@ def data_classes(ab: np.ndarray, grid: float = 8, min_count: int = 1) -> np.ndar
     Parameters
     ----------
     ab : (..., 2) array_like
-        a/b values (OpenCV float Lab), e.g. ``lab[..., 1:]`` of many images stacked.
+        a/b values (OpenCV float Lab, about [-128, 127]), e.g. ``lab[..., 1:]`` of many
+        images stacked.
     grid : float, default 8
-        Spacing of the class centres.
+        Spacing of the class centres, a/b units.
     min_count : int, default 1
         Keep cells holding at least this many values.
 

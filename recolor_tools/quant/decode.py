@@ -463,7 +463,7 @@ def annealed_mean(
         1.2e-38 (float32 subnormals) count as about 2^-127, so scale a pixel whose largest
         probability is that small (softmax output never is).
     classes : (Q, 2) array_like
-        Class centres (a, b).
+        Class centres (a, b), a/b units.
     T : float, default 0.38
         Temperature, > 0. T = 1 is the plain mean; T -> 0 tends to :func:`mode`. [1] and the
         seed use 0.38.
@@ -544,7 +544,7 @@ def mode(
         :func:`annealed_mean` refuses is refused here too: NaN or +inf anywhere, and a pixel
         whose scores are all -inf (no class: masked logits, or negative probabilities).
     classes : (Q, 2) array_like
-        Class centres.
+        Class centres (a, b), a/b units.
     axis : int, default -1
         Position of the class axis in ``scores``.
     logits : bool, optional

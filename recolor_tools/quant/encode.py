@@ -486,9 +486,9 @@ def hard_encode(ab: np.ndarray, classes: np.ndarray) -> np.ndarray:
     Parameters
     ----------
     ab : (..., 2) array_like, finite
-        a/b values (OpenCV float Lab).
+        a/b values (OpenCV float Lab, about [-128, 127]).
     classes : (Q, 2) array_like
-        Class centres.
+        Class centres, a/b units.
 
     Returns
     -------

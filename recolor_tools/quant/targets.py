@@ -65,9 +65,9 @@ def preview_rgb(lab: np.ndarray, classes: np.ndarray, idx: np.ndarray) -> np.nda
     Parameters
     ----------
     lab : (H, W, 3) float32
-        The Lab image.
+        The Lab image: L in [0, 100], a/b about [-128, 127].
     classes : (Q, 2) array_like
-        Class centres.
+        Class centres, a/b units.
     idx : (H, W) or (H, W, k) int
         Class indices, nearest first (as from :func:`soft_encode` or :func:`hard_encode`).
 
