@@ -251,7 +251,9 @@ def apply_lut(rgb: np.ndarray, table: np.ndarray) -> np.ndarray:
     return out.reshape(shape)
 
 
-def matrix_profile(primaries, gamma: float, description: str = "RGB", table: int = 0) -> bytes:
+def matrix_profile(
+    primaries: np.ndarray, gamma: float, description: str = "RGB", table: int = 0
+) -> bytes:
     """A minimal ICC v2 display profile for an RGB space given by primaries and one gamma.
 
     The colorants are the primaries' XYZ scaled so that RGB = (1, 1, 1) is the D50 white (no

@@ -221,7 +221,9 @@ class ColorDataset(Dataset):
             )
         return item
 
-    def add_hints(self, item: dict[str, torch.Tensor], ab: np.ndarray, rng) -> None:
+    def add_hints(
+        self, item: dict[str, torch.Tensor], ab: np.ndarray, rng: np.random.Generator
+    ) -> None:
         """Simulated hints of a crop with true a/b ``ab`` (S, S, 2), after its targets."""
         from .hintinput import simulate_palette, simulate_points
 

@@ -15,7 +15,7 @@ import math
 import random
 import sys
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -183,7 +183,9 @@ def setup_process(cfg: TrainConfig, d: Dist) -> Device:
     return Device(device, autocast, amp_dtype, workers)
 
 
-def precision_context(cfg: TrainConfig, device: torch.device):
+def precision_context(
+    cfg: TrainConfig, device: torch.device
+) -> tuple[contextlib.AbstractContextManager, torch.dtype | None]:
     """(autocast context, dtype or None): mixed precision on CUDA only (see
     :func:`recolor_tools.models.amp_dtype`)."""
     dtype = models.amp_dtype(cfg.precision, device)
@@ -193,7 +195,7 @@ def precision_context(cfg: TrainConfig, device: torch.device):
 
 
 @contextlib.contextmanager
-def hold_out(cfg: TrainConfig, d: Dist):
+def hold_out(cfg: TrainConfig, d: Dist) -> Iterator[None]:
     """Hold OUT for the run: a second ``recolor train`` into the same folder while this one
     runs is refused (two runs mixed their metrics.jsonl lines and checkpoints, both exit 0).
 
@@ -305,7 +307,9 @@ def read_start(cfg: TrainConfig, d: Dist) -> tuple[dict | None, dict | None]:
     return resumed, init
 
 
-def stats_of_data(cfg: TrainConfig, d: Dist, paths: list[str], unreadable: Unreadable):
+def stats_of_data(
+    cfg: TrainConfig, d: Dist, paths: list[str], unreadable: Unreadable
+) -> Callable[[np.ndarray, float], Any]:
     """``compute`` for :func:`resolve_classes`: rebalancing statistics of the training images.
 
     Every rank computes the same (which avoids a long wait at a barrier); rank 0 reports
