@@ -53,8 +53,10 @@ class _Waiting(io.RawIOBase):
         return self._fd
 
     def readinto(self, buffer) -> int:  # type: ignore[override]
+        poll = select.poll()  # (not select(): it refuses descriptors of 1024 and up)
+        poll.register(self._fd, select.POLLIN)
         while True:
-            if select.select([self._fd], [], [], 0.25)[0]:
+            if poll.poll(250):
                 with contextlib.suppress(BlockingIOError):  # set non-blocking by its writer
                     return os.readv(self._fd, [buffer])
 
@@ -69,14 +71,15 @@ _stdin: BinaryIO | None = None
 
 def stdin_binary() -> BinaryIO:
     """Stdin for binary reading, through :class:`_Waiting` when it is the process's own file
-    descriptor 0 (a test's captured stdin, with no descriptor, is read as it is)."""
+    descriptor 0 and no regular file (a regular file stays seekable: a record's header is
+    checked against what it has left; a test's captured stdin is read as it is)."""
     global _stdin
     stream = sys.stdin.buffer
     try:
-        own = stream.fileno() == 0
+        waits = stream.fileno() == 0 and not stat.S_ISREG(os.fstat(0).st_mode)
     except (OSError, ValueError, AttributeError):
-        own = False
-    if not own:
+        waits = False
+    if not waits:
         return stream
     if _stdin is None or _stdin.closed:
         _stdin = io.BufferedReader(_Waiting(0))

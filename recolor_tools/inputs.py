@@ -38,10 +38,10 @@ def input_roots(args: Sequence[str]) -> Roots:
     for a in args:
         if a in ("-", ""):
             continue
-        if _is_pattern(a):  # a folder it matches is searched, as the shell's expansion would be
-            named = glob_matches(a)
-        else:
-            named = _list_entries(Path(a)) if _is_list(Path(a)) else [a]
+        if _is_pattern(a):  # each match as if the shell had expanded it (a folder, a list)
+            roots += input_roots(glob_matches(a))
+            continue
+        named = _list_entries(Path(a)) if _is_list(Path(a)) else [a]
         roots += [Path(e) for e in named if os.path.isdir(e)]
     return roots
 
@@ -63,7 +63,8 @@ def glob_matches(pattern: str) -> list[str]:
     if "**" not in parts:
         return sorted(glob.glob(pattern))
     i = parts.index("**")
-    head, tail = os.sep.join(parts[:i]), os.sep.join(parts[i + 1 :])
+    # (empty parts are doubled slashes: "d/**//*" is "d/**/*", not "/*")
+    head, tail = os.sep.join(parts[:i]), os.sep.join(p for p in parts[i + 1 :] if p)
     if not head and pattern.startswith(os.sep):
         head = os.sep
     bases = (glob.glob(head) if glob.has_magic(head) else [head]) if head else [""]
@@ -74,8 +75,8 @@ def glob_matches(pattern: str) -> list[str]:
         if not tail:  # "dir/**": the folder, which is searched whole
             found.append(base or os.curdir)
             continue
-        for folder in _folders_below(base):
-            found += glob_matches(os.path.join(folder, tail))
+        for folder in _folders_below(base):  # a folder named "a [2019]" is no pattern
+            found += glob_matches(os.path.join(glob.escape(folder), tail))
     return sorted(dict.fromkeys(found))
 
 

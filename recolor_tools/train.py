@@ -388,6 +388,19 @@ def restore(
 # training
 
 
+def _remove_old_run(cfg: TrainConfig, init: bool) -> None:
+    """``--overwrite``: remove the old run's checkpoints from OUT, and its statistics where this
+    run saves none anew (they would match nothing it trains on), unless they are its own
+    ``--stats`` (read, never removed)."""
+    stale = [cfg.out / n for n in CHECKPOINT_FILES]
+    stats_file = cfg.out / "rebalance-stats.npz"
+    saved = cfg.head == "cls" and cfg.stats is None and not init
+    read = cfg.stats is not None and os.path.realpath(cfg.stats) == os.path.realpath(stats_file)
+    stale += [stats_file] * (not saved and not read)
+    for path in stale:
+        path.unlink(missing_ok=True)
+
+
 def train(cfg: TrainConfig, report: Callable[[str], None] | None = None) -> Path:
     """Train a model as ``cfg`` says; returns the path of the final weights, ``OUT/{head}.pt``.
 
@@ -461,9 +474,7 @@ def _train(cfg: TrainConfig, d: Dist, report: Callable[[str], None] | None) -> P
         cfg.out.mkdir(parents=True, exist_ok=True)
         _trim_metrics(cfg.out / "metrics.jsonl", state.step)
         if cfg.overwrite:  # the old run goes now: a new one cut short left it for --resume
-            computed = cfg.head == "cls" and cfg.stats is None and init is None  # (saved anew)
-            for name in (*CHECKPOINT_FILES, *("rebalance-stats.npz",) * (not computed)):
-                (cfg.out / name).unlink(missing_ok=True)
+            _remove_old_run(cfg, init is not None)
     log(
         cfg, d,
         f"{cfg.head} head{' with hints' if raw.config.hints else ''}, "

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -286,13 +287,21 @@ def test_glob_matches_as_glob_does_without_links(tmp_path, monkeypatch):
     import glob
 
     monkeypatch.chdir(tmp_path)
-    for name in ("a.png", "d/b.png", "d/e/c.jpg", "d/.h/x.png", ".top/y.png", "d/e/f/g.png"):
+    for name in ("a.png", "d/b.png", "d/e/c.jpg", "d/.h/x.png", ".top/y.png", "d/e/f/g.png",
+                 "h [1]/k.png"):  # fmt: skip
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(b"")
+    # (a folder "h [1]" is a name below **, not a pattern; doubled slashes are one)
     patterns = ["**/*.png", "d/**/*.png", "d/**", "*/**/*.jpg", "d/**/e/*", "d/*/*", "**",
-                f"{tmp_path}/**/*.png", "d/**/**/*.png", "nothing/**/*.png"]  # fmt: skip
+                f"{tmp_path}/**/*.png", "d/**/**/*.png", "nothing/**/*.png", "d/**//*",
+                "d//**//*.png", "h*/**/*.png"]  # fmt: skip
     for pattern in patterns:
         want = sorted(set(glob.glob(pattern, recursive=True)))  # glob repeats "d/**/**" finds
         if pattern.endswith("/**") or pattern == "**":  # glob lists the tree; a folder is searched
             want = [pattern[:-3] or "."]
         assert inputs.glob_matches(pattern) == want, pattern
+    # a list file a glob matches is read as the shell's expansion would have it read, and the
+    # folders it names are the roots outputs are named below (two same.png stay apart)
+    (tmp_path / "L").mkdir()
+    (tmp_path / "L" / "one.txt").write_text("../d\n")
+    assert inputs.input_roots(["L/*.txt"]) == inputs.input_roots(["L/one.txt"]) == [Path("L/../d")]

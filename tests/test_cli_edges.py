@@ -354,3 +354,25 @@ def test_stats_appended_to_a_file_are_a_whole_npz(pics):
         subprocess.run(cmd, stdout=out, cwd=pics, env=env, check=True)
     assert (pics / "s.npz").read_bytes() == want
     assert RebalanceStats.load(pics / "s.npz").n_images == 1
+
+
+def test_a_record_promising_more_than_a_stdin_file_holds_is_refused_from_its_header(tmp_path):
+    """Stdin that is a regular file was read through the pipe reader, which cannot tell what
+    the file has left: a header promising 270 GB went on to "out of memory"."""
+    import json
+    import struct
+
+    side = [13000, 13000]
+    arrays = [{"name": "lab", "dtype": "<f4", "shape": [*side, 3]}]
+    head = json.dumps({"name": "a.png", "size": side, "arrays": arrays}).encode()
+    stream = tmp_path / "big.lab"
+    prefix = struct.pack("<4sHHI", records.MAGIC, 1, 0, len(head))
+    stream.write_bytes(prefix + head + bytes(1000))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with open(stream, "rb") as stdin:
+        cmd = [*RECOLOR, "from-lab", "-o", f"{tmp_path}/o/"]
+        p = subprocess.run(cmd, stdin=stdin, capture_output=True, env=env)
+    assert p.returncode == 1
+    assert "truncated record stream (the header promises 2,028,000,000 bytes of arrays" in (
+        p.stderr.decode()
+    )

@@ -53,7 +53,8 @@ def test_an_installed_copy_holds_every_module_and_runs_alone(tmp_path):
     # The model card's scripts travel with the weights; importing one (pydoc, autodoc) put the
     # package's own folder first on sys.path, where its train.py hid any other `train`.
     code = (
-        "import sys; b = list(sys.path); import recolor_tools.weights.subset; print(sys.path == b)"
+        "import sys; b = list(sys.path); import recolor_tools.weights.subset, "
+        "recolor_tools.weights.evaluate_hints; print(sys.path == b)"
     )
     p = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True)
     assert p.stdout.decode().split() == ["True"], p.stderr.decode()

@@ -425,6 +425,13 @@ def test_overwrite_replaces_the_old_run_when_it_starts(data, tmp_path, capsys, m
     monkeypatch.undo()
     assert cli([*args, "--head", "reg", "--steps", "1", "--overwrite"], capsys)[0] == 0
     assert sorted(f.name for f in out.iterdir()) == ["last.pt", "metrics.jsonl", "reg.pt"]
+    # statistics given as --stats from OUT itself are read, never removed
+    assert (
+        cli([*args, "--head", "cls", "--grid", "10", "--steps", "1", "--overwrite"], capsys)[0] == 0
+    )
+    again = [*args, "--head", "cls", "--stats", out / "rebalance-stats.npz", "--steps", "1"]
+    assert cli([*again, "--overwrite"], capsys)[0] == 0
+    assert (out / "rebalance-stats.npz").exists()
 
 
 def test_cli_more_workers_than_cores_is_one_line_not_torchs_warning(data, tmp_path):
@@ -677,6 +684,8 @@ def test_a_second_train_into_a_held_out_folder_is_refused(data, tmp_path, capsys
             assert cli([*args, *extra], capsys) == (
                 1, "", f"recolor train: {out}: another recolor train is writing into it\n"
             ), extra  # fmt: skip
+        # options wrong whatever OUT holds stay usage errors (they were said as held too)
+        assert cli([*args, "--resume", "--overwrite"], capsys)[0] == 2
     finally:
         os.close(fd)
     assert cli([*args, "--resume", "--steps", 2], capsys)[0] == 0

@@ -26,10 +26,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-if not __package__:  # run as a script from a checkout; imported from an installed copy, the
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # path stays as it was
+if not __package__:  # run as a script from a checkout: its package and this folder's modules
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # (PEP 366; imported from
+    __package__ = "weights"  # an installed copy, sys.path stays as it was)
 from recolor_tools.imageio import read_rgb, resize_short_side, write_image  # noqa: E402
-from weights.card import has_section, write_section  # noqa: E402
+
+from .card import has_section, write_section  # noqa: E402
 
 RECOLOR = [sys.executable, "-m", "recolor_tools"]
 COLUMNS = [

@@ -41,8 +41,9 @@ import cv2
 import numpy as np
 import torch
 
-if not __package__:  # run as a script from a checkout; imported from an installed copy, the
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # path stays as it was
+if not __package__:  # run as a script from a checkout: its package and this folder's modules
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # (PEP 366; imported from
+    __package__ = "weights"  # an installed copy, sys.path stays as it was)
 from recolor_tools import guide, metrics  # noqa: E402
 from recolor_tools.color import rgb_to_lab, to_uint8  # noqa: E402
 from recolor_tools.hints import SPREADS, Hints  # noqa: E402
@@ -50,8 +51,9 @@ from recolor_tools.imageio import read_rgb, resize_short_side  # noqa: E402
 from recolor_tools.inputs import expand_inputs  # noqa: E402
 from recolor_tools.predict import Predicted, Predictor  # noqa: E402
 from recolor_tools.rebalance import RebalanceStats  # noqa: E402
-from weights.card import has_section, write_section  # noqa: E402
-from weights.oracle import truth_on_grid  # noqa: E402
+
+from .card import has_section, write_section  # noqa: E402
+from .oracle import truth_on_grid  # noqa: E402
 
 POINTS = (1, 2, 5, 10, 20, 50)
 PATCH = 5

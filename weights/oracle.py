@@ -25,8 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-if not __package__:  # run as a script from a checkout; imported from an installed copy, the
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # path stays as it was
+if not __package__:  # run as a script from a checkout: its package and this folder's modules
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # (PEP 366; imported from
+    __package__ = "weights"  # an installed copy, sys.path stays as it was)
 from recolor_tools import metrics  # noqa: E402
 from recolor_tools.color import rgb_to_lab, to_uint8  # noqa: E402
 from recolor_tools.imageio import read_rgb, resize_to  # noqa: E402

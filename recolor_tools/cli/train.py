@@ -208,12 +208,15 @@ def train(
                 resume=resume, overwrite=overwrite, init=init, precision=precision, quiet=quiet,
                 hints=hints, hint_lr=hint_lr, freeze_bn=freeze_bn, affinity=affinity,
             )  # fmt: skip
+        except ValueError as e:
+            tool.usage(str(e))
+        try:
             cfg.check_out()
         except ValueError as e:
             from ..errors import RecolorError
             from ..trainsetup import out_held_elsewhere
 
-            if out_held_elsewhere(Path(out)):  # the run it holds is that one's, not to resume
+            if out_held_elsewhere(cfg.out):  # the run it holds is that one's, not to resume
                 raise RecolorError("another recolor train is writing into it", out) from None
             tool.usage(str(e))
         try:
