@@ -225,12 +225,7 @@ def predict(
             # All outputs there already (--skip-existing): no model to load, unless hints
             # must be checked against it (a rerun must not pass what the first run refused).
             if not (paths or suggest or guided):
-                if weights is not None:  # no model loaded, but a missing file is still named
-                    from ..fileio import open_binary
-
-                    open_binary(weights).close()
-                _refuse(tool, refused)
-                tool.exit()
+                _nothing_to_do(tool, weights, refused)
             steered = hint_strength is not None or hint_spread != "alike"
             predictor = _load_predictor(
                 tool, weights, head, (guided, bool(palette), steered, bool(suggest)), threads,
@@ -284,6 +279,17 @@ def _load_predictor(
     except RecolorError as e:
         tool.usage(e.reason)
     return loaded
+
+
+def _nothing_to_do(tool: Tool, weights: Path | None, refused: list) -> None:
+    """End a run whose outputs are all there: no model loaded, but a missing ``--weights`` file
+    is still named, and the refused inputs said."""
+    if weights is not None:
+        from ..fileio import open_binary
+
+        open_binary(weights).close()
+    _refuse(tool, refused)
+    tool.exit()
 
 
 def _refuse(tool: Tool, refused: list[tuple[str, RecolorError]]) -> None:
