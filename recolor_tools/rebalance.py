@@ -102,9 +102,9 @@ def rebalance_weights(
         w = 1.0 / ((1.0 - lam) * ps + lam / len(ps))
         w = w / (ps * w).sum()
     if not (np.isfinite(w) & (w < np.finfo(np.float32).max)).all():  # lam = 0, a class unseen
-        raise ValueError(f"lambda {lam:g} gives a class whose smoothed prior is about 0 a weight "
-                         "past float32's range (the weight is the inverse); use a larger "
-                         "lambda")  # fmt: skip
+        raise ValueError(f"lambda {lam:g} gives a colour class never seen (smoothed prior about "
+                         "0) an unbounded weight (the weight is 1 / prior); use a larger "
+                         "--lambda")  # fmt: skip
     return w.astype(np.float32)
 
 

@@ -126,9 +126,16 @@ def test_to_lab_into_rebalance_stats_through_a_pipe(tmp_path, images):
     assert b"classes: 262 (grid 10)" in p.stdout and b"images: 3" in p.stdout
 
 
-def test_bad_class_file_stops_with_one_line(tmp_path, images):
+@pytest.mark.parametrize("kind", ["junk", "npy"])
+def test_bad_class_file_stops_with_one_line(tmp_path, images, kind):
+    """A .npy (one array, no archive) was an internal error: "TypeError: 'numpy.ndarray'
+    object does not support the context manager protocol"."""
     bad = tmp_path / "c.npz"
-    bad.write_bytes(b"junk")
+    if kind == "npy":
+        np.save(bad.with_suffix(".npy"), np.zeros((8, 2), np.float32))
+        bad = bad.with_suffix(".npy")
+    else:
+        bad.write_bytes(b"junk")
     for tool in ("quantize", "rebalance-stats"):
         p = run([tool, "--classes", bad, "-o", tmp_path / "x", images[0]])
         assert p.returncode == 1

@@ -220,7 +220,10 @@ def read_npz(
         raw = read_npz_bytes(path)
     kind = _KINDS.get(fmt, fmt)  # as the user knows the file: by the tool that writes it
     try:
-        with np.load(io.BytesIO(raw), allow_pickle=False) as z:
+        loaded = np.load(io.BytesIO(raw), allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):  # a .npy: one array, no archive
+            raise ValueError
+        with loaded as z:
             data = {name: z[name] for name in z.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile):
         raise WrongFormat(f"not a {kind} file", path) from None
