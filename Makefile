@@ -1,5 +1,6 @@
-# Two entry points: `make demo` (the main job on the bundled examples) and `make test`.
-# Each creates its own virtual environment in .venv on first use.
+# Two entry points: `make demo` (the main job on the bundled examples) and `make test` (`make
+# lint` and the test suite); the rest are for developers (README, Development). Each creates
+# its own virtual environment in .venv on first use.
 PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -23,10 +24,12 @@ demo: $(BIN)/recolor
 	$(BIN)/recolor predict --head cls -o recolored/examples/ examples/*.jpg
 	$(BIN)/recolor compare recolored/examples/ examples/ --montage recolored/montage.png
 
-test: $(BIN)/recolor
+test: lint
+	$(BIN)/pytest -q
+
+lint: $(BIN)/recolor
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pytest -q
 
 # The fuzz tests of the record and image readers with 100,000 cases each (CI runs 300), then
 # coverage-guided fuzzing of both with atheris (libFuzzer) for as many runs.
@@ -39,7 +42,9 @@ fuzz: $(BIN)/recolor
 bench: $(BIN)/recolor
 	$(BIN)/pip install -q -e ".[bench]"
 	$(BIN)/python benchmarks/bench_startup.py
+	$(BIN)/python benchmarks/bench_startup.py --cold
 	$(BIN)/python benchmarks/bench_quant.py
+	$(BIN)/python benchmarks/bench_colorprofile.py
 	$(BIN)/python benchmarks/bench_predict.py
 	$(BIN)/python benchmarks/bench_memory.py
 	$(BIN)/python benchmarks/bench_train.py --steps 10 --workers 0 1
@@ -109,4 +114,4 @@ affinity-weights: $(BIN)/recolor
 		--dump $(RUNS)/cls-affinity/hints.jsonl --card weights/README.md
 
 clean:
-	rm -rf recolored/ .pytest_cache .ruff_cache
+	rm -rf recolored/ .pytest_cache .ruff_cache .hypothesis dist build *.egg-info

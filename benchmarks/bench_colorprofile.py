@@ -46,9 +46,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument(
         "--mp",
-        type=at_least(0, float, above=True),
+        type=at_least(0.01, float),
         default=3.0,
-        help="Megapixels of the test image.",
+        help="Megapixels of the test image (at least 0.01).",
     )
     ap.add_argument("--runs", type=at_least(1), default=5)
     args = ap.parse_args()

@@ -292,11 +292,12 @@ def main() -> None:
     ap.add_argument(
         "--repeat", type=at_least(1), default=None, help="rounds; the best counts (5; end to end 2)"
     )
-    ap.add_argument("--size", type=at_least(32), default=256)
+    ap.add_argument("--size", type=at_least(32, step=8), default=256)
     ap.add_argument(
         "--batch", type=at_least(1), nargs="+", default=[1, 8], help="end to end: the last"
     )
-    ap.add_argument("--precision", default="auto", help="end to end: predict's --precision")
+    ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                    help="end to end: predict's --precision")  # fmt: skip
     ap.add_argument("--no-memory", action="store_true")
     args = ap.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():

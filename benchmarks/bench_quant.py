@@ -249,7 +249,7 @@ def main() -> None:
                 len(sub_sk),
             )
     except ImportError:
-        pass
+        print("  sklearn reference skipped: no scikit-learn here (`make bench` installs it)")
     rates = paired_rounds(methods, args.repeat)
     ours = rates["recolor soft_encode"]
     print(f"  {args.repeat} rounds, each method once a round; rates are medians, ratios the "

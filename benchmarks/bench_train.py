@@ -159,12 +159,12 @@ def main() -> None:
     from recolor_tools.errors import at_least
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--size", type=at_least(1), default=128)
+    p.add_argument("--size", type=at_least(8, step=8), default=128)
     p.add_argument("--batch-size", type=at_least(1), default=16)
     p.add_argument("--steps", type=at_least(1), default=20, help="timed steps per measurement")
     p.add_argument("--workers", type=at_least(0), nargs="+", default=[0, 1, 2])
     p.add_argument("--threads", type=at_least(1), default=None, help="torch CPU threads")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--head", default="cls", choices=["cls", "reg"])
     p.add_argument(
         "--images", type=at_least(1), default=None,
@@ -179,6 +179,8 @@ def main() -> None:
         "cuda" if args.device == "auto" and torch.cuda.is_available() else
         "cpu" if args.device == "auto" else args.device
     )  # fmt: skip
+    if device.type == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda: no CUDA device here (use --device cpu or auto)")
     if args.threads:
         torch.set_num_threads(args.threads)
     if device.type == "cuda":

@@ -98,9 +98,12 @@ def is_whole(v: object) -> bool:
     return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
 
-def at_least(low: float, kind: type = int, above: bool = False) -> Callable[[str], float]:
+def at_least(
+    low: float, kind: type = int, above: bool = False, step: int = 1
+) -> Callable[[str], float]:
     """An argparse ``type`` for the repository scripts' numeric options: ``kind(text)``, finite
-    and at least ``low`` (more than ``low`` with ``above``).
+    and at least ``low`` (more than ``low`` with ``above``; a multiple of ``step``, for sizes the
+    network halves three times).
 
     Anything else is argparse's usage line naming the option and exit 2, not a traceback far
     into the run (``--runs 0``: the median of nothing) nor a slice (``--first -22``).
@@ -118,6 +121,8 @@ def at_least(low: float, kind: type = int, above: bool = False) -> Callable[[str
             raise argparse.ArgumentTypeError(
                 f"must be {'more than' if above else 'at least'} {low}, got {text}"
             )
+        if value % step:
+            raise argparse.ArgumentTypeError(f"must be a multiple of {step}, got {text}")
         return value
 
     parse.__name__ = kind.__name__  # argparse's "invalid int value" for what kind() refuses

@@ -104,7 +104,12 @@ def test_the_repository_scripts_say_a_bad_input_in_one_line(tmp_path):
 @pytest.mark.parametrize(
     ("script", "args", "says"),
     [
-        ("benchmarks/bench_colorprofile.py", ["--mp", "0"], "--mp: must be more than 0"),
+        ("benchmarks/bench_colorprofile.py", ["--mp", "0"], "--mp: must be at least 0.01"),
+        ("benchmarks/bench_colorprofile.py", ["--mp", "1e-9"], "--mp: must be at least 0.01"),
+        ("benchmarks/bench_predict.py", ["--size", "36"], "--size: must be a multiple of 8"),
+        ("benchmarks/bench_train.py", ["--size", "30"], "--size: must be a multiple of 8"),
+        ("benchmarks/bench_predict.py", ["--precision", "x"], "--precision: invalid choice"),
+        ("benchmarks/bench_train.py", ["--device", "bogus"], "--device: invalid choice"),
         ("benchmarks/bench_colorprofile.py", ["--runs", "0"], "--runs: must be at least 1"),
         ("benchmarks/bench_startup.py", ["--runs", "0"], "--runs: must be at least 1"),
         ("benchmarks/bench_predict.py", ["--repeat", "0"], "--repeat: must be at least 1"),
