@@ -1,6 +1,6 @@
 """Prediction speed and memory: recolor's model against Zhang et al.'s colorization network.
 
-Two measurements:
+Three measurements:
 
 1. CPU throughput, in images per second, of the network plus the annealed-mean decode on 256x256
    L inputs: recolor's ``Colorizer`` (cls head, the 395 in-gamut classes at grid 8) against the
@@ -25,8 +25,10 @@ Two measurements:
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_predict.py [--threads N] [--repeat R] [--no-memory]
+    .venv/bin/python benchmarks/bench_predict.py [--threads N] [--repeat R] [--size S]
+        [--batch B ...] [--no-memory]
     .venv/bin/python benchmarks/bench_predict.py --device cpu [--io-workers 2] [--repeat 2]
+        [--images N ...] [--precision auto|fp32|bf16|fp16]
     .venv/bin/python benchmarks/bench_predict.py --device cuda --batch 64 --io-workers 8
 
 Random weights time exactly like trained ones; the checkpoint used for the memory run is built
