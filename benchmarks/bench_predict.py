@@ -28,7 +28,7 @@ Usage::
     .venv/bin/python benchmarks/bench_predict.py [--threads N] [--repeat R] [--size S]
         [--batch B ...] [--no-memory]
     .venv/bin/python benchmarks/bench_predict.py --device cpu [--io-workers 2] [--repeat 2]
-        [--images N ...] [--precision auto|fp32|bf16|fp16]
+        [--images SMALL POSTER] [--precision auto|fp32|bf16|fp16]
     .venv/bin/python benchmarks/bench_predict.py --device cuda --batch 64 --io-workers 8
 
 Random weights time exactly like trained ones; the checkpoint used for the memory run is built
