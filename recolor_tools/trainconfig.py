@@ -98,9 +98,9 @@ class TrainConfig:
             elif self.init is not None and self.affinity:  # adds affinity features only: the
                 self.lr = 0.0  # network is kept
         if self.epochs is not None and self.steps is not None:
-            raise ValueError("give --epochs or --steps, not both")
+            raise ValueError("--epochs and --steps exclude each other")
         if self.init is not None and self.resume:
-            raise ValueError("give --init or --resume, not both")
+            raise ValueError("--init and --resume exclude each other")
         brought = {"--classes": self.classes, "--stats": self.stats, "--init": self.init}
         brought["--resume"] = self.resume or None
         given = [flag for flag, v in brought.items() if v is not None]
@@ -115,7 +115,7 @@ class TrainConfig:
             raise ValueError(f"{flag} sets the colour classes of --head cls; the reg head has "
                              "none")  # fmt: skip
         if self.overwrite and self.resume:
-            raise ValueError("give --resume or --overwrite, not both")
+            raise ValueError("--resume and --overwrite exclude each other")
         for name, allowed in CHOICES.items():
             if getattr(self, name) not in ((None, *allowed) if name == "schedule" else allowed):
                 raise ValueError(f"--{name} must be one of {', '.join(allowed)}")

@@ -301,8 +301,10 @@ def read_start(cfg: TrainConfig, d: Dist) -> tuple[dict | None, dict | None]:
         if "train_state" not in resumed:
             raise RecolorError("checkpoint has no training state to resume from", path)
         checkpoints.model_of(resumed, path)  # weights that fit and are finite, before any work
-    init = None if cfg.init is None else checkpoints.read_checkpoint(cfg.init, head=cfg.head)
-    if init is not None:
+    init = None if cfg.init is None else checkpoints.read_checkpoint(cfg.init)
+    if init is not None:  # the other head's checkpoint said with advice, as predict says it
+        advice = f"; use --head {init.get('head')} or other --init weights"
+        checkpoints.check_head(init, cfg.head, cfg.init, advice)
         checkpoints.model_of(init, cfg.init)
     return resumed, init
 

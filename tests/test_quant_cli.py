@@ -49,7 +49,10 @@ def test_to_lab_into_quantize_through_a_pipe(tmp_path, images):
         np.testing.assert_array_equal(t.arrays["w"], w)
         assert t.meta["kind"] == "target" and t.meta["q"] == len(C8) and t.meta["k"] == 4
         used = len(np.unique(idx[..., 0]))
-        assert f"{src.name}: {used} of {len(C8)} classes" in stages[1].stderr.decode()
+        assert (
+            f"recolor quantize: {src.name}: {used} of {len(C8)} classes"
+            in stages[1].stderr.decode()
+        )
 
 
 def test_quantize_hard_with_a_class_file_and_a_preview(tmp_path):
@@ -188,7 +191,8 @@ def test_a_lambda_too_small_names_no_output_file(tmp_path):
     green = write_rgb(tmp_path / "green.png", np.full((16, 16, 3), (0, 255, 0), np.uint8))
     p = run(["rebalance-stats", green, "--lambda", "1e-300", "-o", out])
     assert p.returncode == 1 and not out.exists()
-    assert p.stderr.decode().startswith("recolor rebalance-stats: lambda 1e-300 gives a class ")
+    said = "recolor rebalance-stats: lambda 1e-300 gives a colour class never seen "
+    assert p.stderr.decode().startswith(said)
     assert len(p.stderr.splitlines()) == 1
 
 

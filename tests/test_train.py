@@ -400,7 +400,7 @@ def test_a_run_is_not_replaced_without_overwrite(data, tmp_path, capsys):
     rc, _, err = cli([*args, "--steps", "1", "--out", afile / "run"], capsys)  # also below
     assert rc == 2 and err == f"recolor train: --out {afile / 'run'}: {afile} is not a directory\n"
     rc, _, err = cli([*args, "--steps", "1", "--out", out, "--resume", "--overwrite"], capsys)
-    assert rc == 2 and err == "recolor train: give --resume or --overwrite, not both\n"
+    assert rc == 2 and err == "recolor train: --resume and --overwrite exclude each other\n"
     assert cli([*args, "--steps", "1", "--out", out, "--overwrite"], capsys)[0] == 0
     assert checkpoints.load_checkpoint(out / "reg.pt", "reg")[1]["step"] == 1  # afresh
     assert [m["step"] for m in metric_lines(out)] == [1]
@@ -476,9 +476,10 @@ def test_cli_init_errors_are_one_line(data, tmp_path, capsys):
     reg = train(config(data, tmp_path / "reg", head="reg", steps=1))
     base = [data["train"], "--steps", "1", "--size", SIZE, "-q", "--out", tmp_path / "o"]
     rc, _, err = cli([*base, "--head", "cls", "--init", reg], capsys)
-    assert rc == 1 and err == f"recolor train: {reg}: checkpoint is for the 'reg' head, not 'cls'\n"
+    assert rc == 1 and err == (f"recolor train: {reg}: checkpoint is for the 'reg' head, not "
+                               "'cls'; use --head reg or other --init weights\n")  # fmt: skip
     rc, _, err = cli([*base, "--head", "reg", "--init", reg, "--resume"], capsys)
-    assert rc == 2 and "not both" in err and "Traceback" not in err
+    assert rc == 2 and "exclude each other" in err and "Traceback" not in err
     cls = train(config(data, tmp_path / "cls", head="cls", steps=1))  # grid 10 classes
     other = tmp_path / "grid8.npz"
     main(["rebalance-stats", str(data["train"]), "-o", str(other), "-q"])
@@ -502,7 +503,7 @@ def test_cli_bad_arguments(data, tmp_path, capsys):
     rc, _, err = cli([empty, "--steps", "1", "-q", "--out", tmp_path / "o"], capsys)
     assert rc == 1 and err == f"recolor train: {empty}: no image files in this directory\n"
     rc, _, err = cli([data["train"], "--steps", "1", "--epochs", "1"], capsys)
-    assert rc == 2 and "not both" in err
+    assert rc == 2 and "exclude each other" in err
     rc, _, err = cli([data["train"], "--size", "36", "--steps", "1", "--out", tmp_path], capsys)
     assert rc == 2 and err == "recolor train: --size must be a multiple of 8, got 36\n"
     for flag in ("--lr", "--hint-lr"):  # inf once trained to NaN weights with exit 0

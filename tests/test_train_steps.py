@@ -42,8 +42,8 @@ def fake_checkpoint(classes, weight=2.0):
 def test_train_config_checks_each_option_once():
     TrainConfig(data=["x"])  # the defaults are valid
     for kw, match in [
-        ({"epochs": 1, "steps": 1}, "not both"),
-        ({"init": "w.pt", "resume": True}, "not both"),
+        ({"epochs": 1, "steps": 1}, "--epochs and --steps exclude each other"),
+        ({"init": "w.pt", "resume": True}, "--init and --resume exclude each other"),
         ({"head": "gan"}, "--head must be one of reg, cls"),
         ({"schedule": "step"}, "--schedule"),
         ({"precision": "fp8"}, "--precision"),
@@ -72,15 +72,15 @@ def test_cli_reports_conflicting_options_as_usage(tmp_path):
 
     p = run(["train", tmp_path, "--steps", "1", "--epochs", "1", "-q"])
     assert p.returncode == 2
-    assert p.stderr.decode() == "recolor train: give --epochs or --steps, not both\n"
+    assert p.stderr.decode() == "recolor train: --epochs and --steps exclude each other\n"
     p = run(["train", tmp_path, "--grid", "10", "--stats", tmp_path / "s.npz", "-q"])
     assert (p.returncode, p.stderr.decode()) == (2, (
         "recolor train: --grid and --stats exclude each other (--stats brings the class set)\n"
     ))  # fmt: skip
     # a stray RANK without a launch of several processes is one process: it says its errors
     p = run(["train", tmp_path, "--steps", "1", "--epochs", "1", "-q"], env={"RANK": "1"})
-    assert (p.returncode, p.stderr.decode()) == (2, "recolor train: give --epochs or --steps, "
-                                                    "not both\n")  # fmt: skip
+    assert (p.returncode, p.stderr.decode()) == (2, "recolor train: --epochs and --steps "
+                                                    "exclude each other\n")  # fmt: skip
     p = run(["train", tmp_path, "--head", "reg", "--stats", tmp_path / "s.npz", "-q"])
     assert (p.returncode, p.stderr.decode()) == (2, (  # was ignored without a word
         "recolor train: --stats sets the colour classes of --head cls; the reg head has none\n"

@@ -265,7 +265,7 @@ def quantize(
                 if shown is not None:
                     shown.write(rec.name, lambda f, png=png: f.write(png), rec.file)
                 used = target.meta["classes_used"]
-                tool.note(f"{printable(rec.name)}: {used} of {len(cls)} classes")
+                tool.note(f"recolor quantize: {printable(rec.name)}: {used} of {len(cls)} classes")
     tool.exit()
 
 
