@@ -211,7 +211,7 @@ def test_quantize_escapes_a_name_in_its_note(pics):
     write_rgb(pics / name, smooth_image(20, 30, 5))
     p = run(["quantize", name], cwd=pics, check_rc=0)
     (line,) = p.stderr.decode().splitlines()  # one line, the name escaped as errors are
-    assert line.startswith("a\\nb.png: ") and line.endswith(" classes")
+    assert line.startswith("recolor quantize: a\\nb.png: ") and line.endswith(" classes")
 
 
 def test_predict_o_with_a_format_it_does_not_write_is_a_usage_error(tmp_path):
