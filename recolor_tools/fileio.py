@@ -45,6 +45,8 @@ class _Waiting(io.RawIOBase):
     def __init__(self, fd: int, owner: BinaryIO | None = None) -> None:
         super().__init__()
         self._fd, self._owner = fd, owner  # owner: the file to close with it (not stdin)
+        self._poll = select.poll()  # (not select(): it refuses descriptors of 1024 and up)
+        self._poll.register(fd, select.POLLIN)
 
     def readable(self) -> bool:
         return True
@@ -53,10 +55,8 @@ class _Waiting(io.RawIOBase):
         return self._fd
 
     def readinto(self, buffer) -> int:  # type: ignore[override]
-        poll = select.poll()  # (not select(): it refuses descriptors of 1024 and up)
-        poll.register(self._fd, select.POLLIN)
         while True:
-            if poll.poll(250):
+            if self._poll.poll(250):
                 with contextlib.suppress(BlockingIOError):  # set non-blocking by its writer
                     return os.readv(self._fd, [buffer])
 
