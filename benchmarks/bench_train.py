@@ -4,13 +4,16 @@ Measurements, on synthetic 182x268 JPEG "posters" (smooth random colour fields w
 hard-edged blocks, so decoding costs what a real poster's does):
 
 1. data: decoding + crop + Lab + targets (cls: soft encoding with rebalancing weights) of one
-   item, in-process (ms per image);
+   item, in-process (ms per image), and its ratio to a bare ``cv2.imread`` of the same files;
 2. compute: forward + backward + Adam step on a preloaded batch (img/s; on CUDA with the same
    mixed precision and channels-last layout as ``train``);
 3. pipeline: the training loop over a DataLoader with W workers (W = 0 loads in the training
    process): img/s and the share of wall time spent waiting for the next batch;
 4. end to end: :func:`recolor_tools.train.train` itself, the img/s it logs for its second
    evaluation interval (so start-up and worker spawning are excluded).
+
+3 and 4 are printed as ratios to 2, the ceiling that a loader which never kept the model
+waiting would reach (measured in the same process, so the machine's load cancels).
 
 Usage::
 
@@ -93,12 +96,16 @@ def step(model, opt, autocast, batch: dict, device: torch.device) -> None:
     opt.step()
 
 
-def bench_data(ds: ColorDataset) -> float:
+def bench_data(ds: ColorDataset, paths: list[str]) -> tuple[float, float]:
+    """(seconds per item, seconds per bare ``cv2.imread`` of the same files: the reference)."""
     ds[(0, 0)]  # numba compilation / cache load
     t0 = time.perf_counter()
     for i in range(len(ds)):
         ds[(0, i)]
-    return (time.perf_counter() - t0) / len(ds)
+    t1 = time.perf_counter()
+    for path in paths:
+        cv2.imread(path)
+    return (t1 - t0) / len(ds), (time.perf_counter() - t1) / len(paths)
 
 
 def bench_compute(ds: ColorDataset, args, device: torch.device) -> float:
@@ -199,18 +206,25 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         paths = make_posters(Path(tmp), n_images)
         ds = dataset(paths, args.head, args.size)
-        per_img = bench_data(ds)
-        print(f"data (decode, crop, Lab, targets): {per_img * 1e3:.2f} ms/img in-process")
+        per_img, imread = bench_data(ds, paths)
+        print(
+            f"data (decode, crop, Lab, targets): {per_img * 1e3:.2f} ms/img in-process, "
+            f"{per_img / imread:.1f}x a bare cv2.imread of the same JPEG ({imread * 1e3:.2f} ms)"
+        )
         compute = bench_compute(ds, args, device)
-        print(f"compute only (fwd+bwd+Adam): {compute:.1f} img/s")
+        print(f"compute only (fwd+bwd+Adam, the ceiling below): {compute:.1f} img/s")
         print(f"  -> data would be {per_img * compute:.0%} of step time without prefetching")
         for w in args.workers:
             rate, wait = bench_pipeline(ds, args, w, device)
-            print(f"pipeline, {w} workers: {rate:.1f} img/s, waiting for data {wait:.0%} of time")
+            print(
+                f"pipeline, {w} workers: {rate:.1f} img/s = {rate / compute:.2f}x compute only, "
+                f"waiting for data {wait:.0%} of time"
+            )
         if not args.no_train:
             for w in args.workers:
                 rate = bench_train(paths, args, w, Path(tmp) / f"run{w}")
-                print(f"train() end to end, {w} workers: {rate:.1f} img/s")
+                print(f"train() end to end, {w} workers: {rate:.1f} img/s = "
+                      f"{rate / compute:.2f}x compute only")  # fmt: skip
 
 
 if __name__ == "__main__":
