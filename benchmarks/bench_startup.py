@@ -35,11 +35,15 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _time(cmd: list[str], runs: int, stdin: bytes | None = None) -> float:
+    """Median seconds of a whole process; it must succeed (a tool that fails at once would
+    time as a fast start)."""
     times = []
     for _ in range(runs):
         t0 = time.perf_counter()
-        subprocess.run(cmd, input=stdin, capture_output=True, check=False)
+        p = subprocess.run(cmd, input=stdin, capture_output=True, check=False)
         times.append(time.perf_counter() - t0)
+        if p.returncode:
+            raise SystemExit(f"failed: {' '.join(cmd)}\n{p.stderr.decode(errors='replace')}")
     return statistics.median(times)
 
 
