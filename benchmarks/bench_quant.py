@@ -210,6 +210,14 @@ def main() -> None:
     numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
     torch.set_num_threads(args.threads)
     classes = np.asarray(quant.gamut_classes(8))
+    bench_soft_encode(args, classes)
+    bench_training_calls(args, classes)
+    bench_annealed_mean(args, classes)
+
+
+def bench_soft_encode(args, classes: np.ndarray) -> None:
+    """1. Soft encoding of many pixels in one call, against the references and the memory copy
+    (the module docstring's targets)."""
     ab = image_pixels(args.images) if args.images else smooth_images(args.pixels)
     n = len(ab)
     print(f"soft encoding: {n:,} a/b pixels, Q={len(classes)}, k={K}, sigma={SIGMA}, "
@@ -271,7 +279,12 @@ def main() -> None:
             verdict = "met" if med >= target else "NOT met"
             print(f"  target vs {name}: >= {target}x: {verdict} (median {med:.1f}x; rounds {each})")
 
-    # Training targets: one small call per crop, in a DataLoader worker (one thread everywhere).
+
+def bench_training_calls(args, classes: np.ndarray) -> None:
+    """1. (continued) One small call per training crop, on one thread, as a DataLoader worker
+    makes them."""
+    import numba
+
     crops = crop_targets(args.images)
     numba.set_num_threads(1)
     side = crops[0].shape[0]
@@ -321,6 +334,9 @@ def main() -> None:
         print(f"  {name:32s} {1e6 / np.median(r):9.1f} us a call   recolor is "
               f"{np.median(ours / r):7.2f}x")  # fmt: skip
 
+
+def bench_annealed_mean(args, classes: np.ndarray) -> None:
+    """2. Annealed-mean decoding against the plain numpy formula."""
     b, h, wd = 4, 128, 128
     z = network_logits(b, h, wd, classes)
     p_last = np.moveaxis(z, 1, -1)
