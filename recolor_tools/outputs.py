@@ -387,7 +387,11 @@ class Outputs:
             if out.parent != self.directory and self.directory is not None:
                 make_dir(out.parent)  # a subfolder of the inputs' tree
             if self.hold and not writes_in_place(out):  # renamed when the run ends
-                write(self._stack.enter_context(atomic_open(out)))
+                with contextlib.ExitStack() as held:
+                    write(held.enter_context(atomic_open(out)))
+                    # written whole: kept open to the end; an error above (an image the
+                    # format cannot hold) dropped the temporary file, not renamed it later
+                    self._stack.enter_context(held.pop_all())
             else:
                 with atomic_open(out) as f:
                     write(f)

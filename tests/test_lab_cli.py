@@ -446,3 +446,21 @@ def test_a_broken_link_in_an_input_folder_is_reported_not_skipped(tmp_path):
     assert p.returncode == 1
     assert p.stderr.decode() == f"recolor to-lab: {d / 'gone.png'}: no such file\n"
     assert sorted(f.name for f in (tmp_path / "out").iterdir()) == ["a.lab"]
+
+
+def test_from_lab_to_one_file_keeps_it_when_the_encoding_fails(tmp_path):
+    """-o FILE from a record stream is replaced only when the run ends: an image the format
+    cannot hold (a JPEG side over 65,500 px) is one error, and the file stays as it was, not
+    emptied by the temporary file opened before the encoder failed."""
+    src = write_rgb(tmp_path / "wide.png", np.full((1, 70000, 3), 128, np.uint8))
+    out = tmp_path / "out.jpg"
+    out.write_bytes(b"previous good output")
+    lab = run(["to-lab", src]).stdout
+    p = run(["from-lab", "-o", out, "-"], input=lab)
+    assert p.returncode == 1 and p.stderr.decode().count("\n") == 1, p.stderr
+    assert "65500" in p.stderr.decode()
+    assert out.read_bytes() == b"previous good output"
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["out.jpg", "wide.png"]  # no temporary
+    out.unlink()
+    p = run(["from-lab", "-o", out, "-"], input=lab)
+    assert p.returncode == 1 and not out.exists()
