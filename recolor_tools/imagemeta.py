@@ -154,6 +154,8 @@ def read_meta(data: bytes) -> ImageMeta:
         else:
             with Image.open(io.BytesIO(data)) as im:
                 icc, xmp = im.info.get("icc_profile"), im.info.get("xmp")
+                if im.format == "JPEG" and not icc and (gap := _jpeg_icc_gap(data)):
+                    raise RecolorError(f"unreadable embedded ICC profile ({gap})")
                 if im.format == "TIFF":
                     exif, xmp = im.getexif(), im.tag_v2.get(700)
                     if _ORIENTATION not in im.tag_v2:  # Pillow copies XMP's in, which libtiff
@@ -230,23 +232,42 @@ def _may_carry(data: bytes) -> bool:
             density(data)
         )
     if data.startswith(b"\xff\xd8"):
-        pos = 2
-        while pos + 4 <= len(data):
-            if data[pos] != 0xFF or data[pos + 1] == 0xFF:  # fill bytes (T.81 B.1.1.2) and
-                pos += 1  # stray ones before a marker, which libjpeg and Pillow skip too
-                continue
-            marker = data[pos + 1]
+        for marker, _ in _jpeg_segments(data):
             if marker in (0xE1, 0xE2):  # APP1 (Exif, XMP), APP2 (ICC_PROFILE)
                 return True
             if marker == 0xE0 and density(data):  # JFIF's APP0, with a resolution
                 return True
-            if marker == 0xDA:  # start of scan: no more headers
-                return False
-            pos += 2 + struct.unpack(">H", data[pos + 2 : pos + 4])[0]
         return False
     if data.startswith(b"RIFF") and data[8:12] == b"WEBP":
         return data[12:16] == b"VP8X"  # only the extended format carries metadata
     return data.startswith(_TIFF)
+
+
+def _jpeg_segments(data: bytes) -> Iterator[tuple[int, memoryview]]:
+    """(marker, payload) of a JPEG's segments before its first scan (T.81 B.1.1)."""
+    pos, view = 2, memoryview(data)
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF or data[pos + 1] == 0xFF:  # fill bytes (T.81 B.1.1.2) and
+            pos += 1  # stray ones before a marker, which libjpeg and Pillow skip too
+            continue
+        marker, size = data[pos + 1], struct.unpack(">H", data[pos + 2 : pos + 4])[0]
+        if marker == 0xDA:  # start of scan: no more headers
+            return
+        yield marker, view[pos + 4 : pos + 2 + size]
+        pos += 2 + size
+
+
+def _jpeg_icc_gap(data: bytes) -> str | None:
+    """What is missing of a JPEG's ICC profile (ICC.1:2010 B.4: APP2 ``ICC_PROFILE\\0``
+    chunks numbered 1 to their count), or None when it is whole or absent. Pillow drops a profile
+    with a chunk missing without a word, and its colours would be read as sRGB."""
+    chunks = [bytes(p[12:14]) for m, p in _jpeg_segments(data)
+              if m == 0xE2 and p[:12] == b"ICC_PROFILE\0" and len(p) >= 14]  # fmt: skip
+    if not chunks:
+        return None
+    count, have = chunks[0][1], {c[0] for c in chunks}
+    gone = [n for n in range(1, count + 1) if n not in have]
+    return f"chunk {gone[0]} of {count} missing" if gone else None
 
 
 def density(data: bytes) -> tuple[float, float] | None:

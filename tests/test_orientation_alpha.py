@@ -26,7 +26,7 @@ from archive_inputs import (
 from conftest import ROOT, pipeline, run, smooth_image
 from PIL import Image, ImageOps, TiffImagePlugin
 
-from recolor_tools import records
+from recolor_tools import colorprofile, records
 from recolor_tools.imagemeta import ImageMeta
 
 FORMATS = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "TIFF": ".tif"}
@@ -252,3 +252,27 @@ def test_keep_profile_to_bmp_stays_srgb(tmp_path: Path):
         run(["from-lab", *args, "-o", tmp_path / f"out{len(args)}.bmp"], input=lab, check_rc=0)
     kept, plain = (cv2.imread(str(tmp_path / f"out{n}.bmp")) for n in (1, 0))
     np.testing.assert_array_equal(kept, plain)
+
+
+def test_a_jpeg_profile_with_a_chunk_missing_is_an_error_not_srgb(tmp_path: Path):
+    """A JPEG's ICC profile comes in numbered APP2 chunks; with one of them missing Pillow drops
+    the whole profile without a word, and the colours were read as sRGB. It is the file's
+    one-line error, as a corrupt PNG profile is; the profile whole in two chunks still reads."""
+    stored = smooth_image(20, 30, seed=3)
+    icc = colorprofile.matrix_profile(np.array([(0.64, 0.33), (0.21, 0.71), (0.15, 0.06)]), 2.2)
+    enc = cv2.imencode(".jpg", stored[:, :, ::-1])[1].tobytes()
+
+    def app2(n: int, part: bytes) -> bytes:
+        payload = b"ICC_PROFILE\0" + bytes([n, 2]) + part
+        return b"\xff\xe2" + struct.pack(">H", len(payload) + 2) + payload
+
+    half = len(icc) // 2
+    whole, broken = tmp_path / "whole.jpg", tmp_path / "broken.jpg"
+    whole.write_bytes(enc[:2] + app2(1, icc[:half]) + app2(2, icc[half:]) + enc[2:])
+    broken.write_bytes(enc[:2] + app2(1, icc[:half]) + enc[2:])
+    p = run(["to-lab", broken, whole, "-o", tmp_path / "all.lab"])
+    assert p.returncode == 1 and p.stderr.decode() == (
+        f"recolor to-lab: {broken}: unreadable embedded ICC profile (chunk 2 of 2 missing)\n"
+    )
+    (rec,) = records.iter_records(io.BytesIO((tmp_path / "all.lab").read_bytes()))
+    assert rec.source is not None and rec.source["icc"]  # the whole one read with its profile
