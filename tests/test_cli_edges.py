@@ -155,11 +155,12 @@ def test_an_option_naming_one_file_refuses_a_folder(pics):
     p = run(["rebalance-stats", "-q", "rand.png", "-o", "newstats/"], cwd=pics)
     assert p.returncode == 2
     why = b"-o newstats/: names a stats file, not a directory"
-    assert p.stderr == b"recolor rebalance-stats: " + why + b"\n"
+    assert p.stderr == b"recolor rebalance-stats: " + why + b" (see recolor rebalance-stats -h)\n"
     assert not (pics / "newstats").exists()
     p = run(["compare", "p.png", "t.png", "-o", "rep/"], cwd=pics)
     assert p.returncode == 2
-    assert p.stderr == b"recolor compare: -o rep/: names a report file, not a directory\n"
+    why = b"-o rep/: names a report file, not a directory"
+    assert p.stderr == b"recolor compare: " + why + b" (see recolor compare -h)\n"
     assert not (pics / "rep").exists()
     (pics / "made").mkdir()
     p = run(["compare", "p.png", "t.png", "-o", "made", "--json"], cwd=pics)
@@ -190,7 +191,7 @@ def test_grid_with_classes_is_a_usage_error(pics, tool):
     assert p.returncode == 2
     assert p.stdout == b""
     why = "--grid 10 and --classes exclude each other (the file holds its grid)"
-    assert p.stderr.decode() == f"recolor {tool}: {why}\n"
+    assert p.stderr.decode() == f"recolor {tool}: {why} (see recolor {tool} -h)\n"
 
 
 def test_rebalance_stats_tells_images_from_records_by_their_bytes(pics):
@@ -227,7 +228,8 @@ def test_predict_o_with_a_format_it_does_not_write_is_a_usage_error(tmp_path):
     for tool in ("predict", "from-lab"):  # --format was ignored without a word
         p = run([tool, src, "-o", tmp_path / "x.png", "--format", "jpg"])
         assert (p.returncode, p.stderr.decode()) == (2, (
-            f"recolor {tool}: --format jpg and -o {tmp_path / 'x.png'} name two formats: give one\n"
+            f"recolor {tool}: --format jpg and -o {tmp_path / 'x.png'} name two formats: give one "
+            f"(see recolor {tool} -h)\n"
         ))  # fmt: skip
     run(["from-lab", src, "-o", tmp_path / "y.jpeg", "--format", "JPG"], check_rc=0)  # alike
     # an extension that is no image format's is a folder's name too (it was "unknown format")

@@ -209,7 +209,7 @@ def test_a_montage_taller_than_its_format_holds(tmp_path):
     r = run(tmp_path / "t", tmp_path / "t", "--montage", webp, "-q")
     assert (r.returncode, r.stdout) == (2, "") and r.stderr == (
         f"recolor compare: --montage {webp}: 64 rows make it {montage_height(64)} px tall; webp "
-        "holds at most 16383 a side (tiff holds more)\n"
+        "holds at most 16383 a side (tiff holds more) (see recolor compare -h)\n"
     )
     assert not webp.exists()
     assert run(tmp_path / "t", tmp_path / "t", "--montage", png, "-q").returncode == 0

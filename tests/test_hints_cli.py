@@ -341,7 +341,8 @@ def test_hint_strength_sets_how_far_a_hint_reaches(tmp_path):
         bad = run(["predict", src, "-w", SHIPPED, *opts, "-o", tmp_path / "x.png"])
         flag = opts[-2]
         assert (bad.returncode, bad.stderr.decode()) == (2, (  # was ignored without a word
-            f"recolor predict: {flag} acts on point hints: give --hint or --hints\n"
+            f"recolor predict: {flag} acts on point hints: give --hint or --hints "
+            "(see recolor predict -h)\n"
         ))  # fmt: skip
         assert not (tmp_path / "x.png").exists()
 
@@ -402,7 +403,10 @@ def test_bad_suggest_points_are_usage_errors(tmp_path, where, match):
     weights exist; a missing weights file hid the usage error, exit 1): exit 2, one line."""
     p = run(["predict", tmp_path / "none.jpg", "-w", tmp_path / "none.pt", "--suggest", where])
     assert p.returncode == 2 and p.stdout == b""
-    assert p.stderr.decode() == f"recolor predict: --suggest {where!r}: {match}\n"
+    assert (
+        p.stderr.decode()
+        == f"recolor predict: --suggest {where!r}: {match} (see recolor predict -h)\n"
+    )
 
 
 def test_suggest_needs_the_cls_head_a_usage_error(weights, image):
@@ -410,5 +414,6 @@ def test_suggest_needs_the_cls_head_a_usage_error(weights, image):
     p = run(["predict", src, src, "-w", weights["reg"], "--suggest", "1,1"])  # said per image
     assert p.returncode == 2 and p.stdout == b"", p.stderr
     assert p.stderr.decode() == (
-        "recolor predict: --suggest needs the cls head (reg has no class distribution)\n"
+        "recolor predict: --suggest needs the cls head (reg has no class distribution) "
+        "(see recolor predict -h)\n"
     )

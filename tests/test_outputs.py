@@ -525,7 +525,8 @@ def test_two_outputs_of_one_run_naming_one_file_is_a_usage_error(tmp_path, png):
     ]:
         p = run([*args, "-q"])
         assert (p.returncode, _lines(p)) == (2, [
-            f"recolor {args[0]}: {flags} name one file, {out}: give each its own"
+            f"recolor {args[0]}: {flags} name one file, {out}: give each its own "
+            f"(see recolor {args[0]} -h)"
         ])  # fmt: skip
         assert not out.exists()
     null = _char_device(tmp_path / "null", 3)  # a device takes both, as before
@@ -591,7 +592,7 @@ def test_dash_is_stdout_for_rebalance_stats_and_no_file_for_plot_or_montage(tmp_
     ):
         p = run(args, cwd=tmp_path)
         assert p.returncode == 2 and _lines(p) == [
-            f"recolor {args[0]}: {flag} needs a FILE, not stdout"
+            f"recolor {args[0]}: {flag} needs a FILE, not stdout (see recolor {args[0]} -h)"
         ]
     leader, follower = pty.openpty()
     try:
@@ -601,7 +602,8 @@ def test_dash_is_stdout_for_rebalance_stats_and_no_file_for_plot_or_montage(tmp_
         os.close(follower)
         os.close(leader)
     assert p.returncode == 2 and _lines(p) == [
-        "recolor rebalance-stats: refusing to write binary data to a terminal; use -o or a pipe"
+        "recolor rebalance-stats: refusing to write binary data to a terminal; use -o or a pipe "
+        "(see recolor rebalance-stats -h)"
     ]
     assert sorted(f.name for f in tmp_path.iterdir()) == ["a.png", "s.npz"]
 
@@ -616,7 +618,8 @@ def test_an_output_file_that_is_a_folder_is_named_not_its_temporary(tmp_path, pn
     (tmp_path / "outdir").mkdir()
     p = run(["rebalance-stats", png, "-o", "outdir", "-q"], cwd=tmp_path)
     assert p.returncode == 2 and _lines(p) == [
-        "recolor rebalance-stats: -o outdir: names a stats file, not a directory"
+        "recolor rebalance-stats: -o outdir: names a stats file, not a directory "
+        "(see recolor rebalance-stats -h)"
     ]
     with pytest.raises(RecolorError) as e, atomic_open(tmp_path / "outdir") as f:
         f.write(b"stats")

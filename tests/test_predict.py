@@ -344,7 +344,8 @@ def test_cli_precision(tmp_path, weights):
         p = run([tool, src, "--device", "cpu", "--precision", "bf16", "-o", tmp_path / "bf16/"])
         assert (p.returncode, p.stderr.decode()) == (
             2,
-            f"recolor {tool}: --precision bf16 needs CUDA, and --device cpu asks for the CPU\n",
+            f"recolor {tool}: --precision bf16 needs CUDA, and --device cpu asks for the CPU "
+            f"(see recolor {tool} -h)\n",
         )
     if not torch.cuda.is_available():  # on the machine's own device: the machine's failure
         r = _invoke([src, "-w", weights["cls"], "--precision", "fp16", "-o", tmp_path / "x.png"])

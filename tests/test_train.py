@@ -26,6 +26,9 @@ from recolor_tools.errors import RecolorError, UsageError
 from recolor_tools.imageio import read_rgb
 from recolor_tools.train import TrainConfig, param_digest, train
 
+SEE = "(see recolor train -h)"
+"""The end of train's usage errors."""
+
 SIZE = 32
 CLASSES = quant.gamut_classes(10)
 
@@ -235,7 +238,7 @@ def test_a_resumed_run_keeps_its_settings(data, tmp_path, capsys):
         assert (rc, err) == (
             2,
             f"recolor train: {given} and --resume: the run has {has} (a "
-            "resumed run keeps its settings; start another with --init)\n",
+            "resumed run keeps its settings; start another with --init) (see recolor train -h)\n",
         )
     assert torch.load(out / "last.pt", weights_only=True)["step"] == 2  # nothing was done
     rc, _, err = cli([*base, "--steps", 4, "--resume", "--schedule", "cosine"], capsys)  # the same
@@ -313,7 +316,7 @@ def test_ddp_two_processes_keep_identical_replicas(data, tmp_path):
     ours = [ln for ln in again.stderr.decode().splitlines() if ln.startswith("recolor train:")]
     assert again.returncode != 0 and ours == [
         f"recolor train: {out} holds a run (last.pt): --resume continues it, --overwrite "
-        "starts afresh"
+        "starts afresh (see recolor train -h)"
     ]
 
 
@@ -388,7 +391,7 @@ def test_a_run_is_not_replaced_without_overwrite(data, tmp_path, capsys):
     rc, stdout, err = cli([*args, "--steps", "1", "--out", out], capsys)  # --resume forgotten
     assert (rc, stdout) == (2, "") and err == (
         f"recolor train: {out} holds a run (last.pt): --resume continues it, --overwrite starts "
-        "afresh\n"
+        "afresh (see recolor train -h)\n"
     )
     assert {f.name: f.read_bytes() for f in out.iterdir()} == kept  # nothing touched
     with pytest.raises(RecolorError, match="holds a run"):  # the API says it too
@@ -396,11 +399,14 @@ def test_a_run_is_not_replaced_without_overwrite(data, tmp_path, capsys):
     afile = tmp_path / "afile"
     afile.write_text("x")
     rc, _, err = cli([*args, "--steps", "1", "--out", afile], capsys)  # was found after stats
-    assert rc == 2 and err == f"recolor train: --out {afile}: exists and is not a directory\n"
+    assert rc == 2 and err == f"recolor train: --out {afile}: exists and is not a directory {SEE}\n"
     rc, _, err = cli([*args, "--steps", "1", "--out", afile / "run"], capsys)  # also below
-    assert rc == 2 and err == f"recolor train: --out {afile / 'run'}: {afile} is not a directory\n"
+    assert (
+        rc == 2
+        and err == f"recolor train: --out {afile / 'run'}: {afile} is not a directory {SEE}\n"
+    )
     rc, _, err = cli([*args, "--steps", "1", "--out", out, "--resume", "--overwrite"], capsys)
-    assert rc == 2 and err == "recolor train: --resume and --overwrite exclude each other\n"
+    assert rc == 2 and err == f"recolor train: --resume and --overwrite exclude each other {SEE}\n"
     assert cli([*args, "--steps", "1", "--out", out, "--overwrite"], capsys)[0] == 0
     assert checkpoints.load_checkpoint(out / "reg.pt", "reg")[1]["step"] == 1  # afresh
     assert [m["step"] for m in metric_lines(out)] == [1]
@@ -457,7 +463,7 @@ def test_cli_resume_errors_are_one_line(data, tmp_path, capsys):
     base = [data["train"], "--head", "cls", "--steps", "2", "--size", SIZE, "-q", "--out", out]
 
     rc, _, err = cli([*base, "--resume"], capsys)  # was "OUT/last.pt: no such file", exit 1
-    none = f"recolor train: --resume: {out} holds no run to continue (no last.pt)\n"
+    none = f"recolor train: --resume: {out} holds no run to continue (no last.pt) {SEE}\n"
     assert (rc, err) == (2, none)
 
     reg = models.Colorizer(models.ModelConfig(head="reg", width=8))
@@ -493,7 +499,8 @@ def test_cli_init_errors_are_one_line(data, tmp_path, capsys):
     rc, _, err = cli([*base, "--head", "cls", "--init", cls, "--classes", other], capsys)
     assert (rc, err) == (
         2,
-        "recolor train: --init fixes the class set; give --stats, not --classes\n",
+        "recolor train: --init fixes the class set; give --stats, not --classes "
+        "(see recolor train -h)\n",
     )
 
 
@@ -505,16 +512,20 @@ def test_cli_bad_arguments(data, tmp_path, capsys):
     rc, _, err = cli([data["train"], "--steps", "1", "--epochs", "1"], capsys)
     assert rc == 2 and "exclude each other" in err
     rc, _, err = cli([data["train"], "--size", "36", "--steps", "1", "--out", tmp_path], capsys)
-    assert rc == 2 and err == "recolor train: --size must be a multiple of 8, got 36\n"
+    assert (
+        rc == 2
+        and err == "recolor train: --size must be a multiple of 8, got 36 (see recolor train -h)\n"
+    )
     for flag in ("--lr", "--hint-lr"):  # inf once trained to NaN weights with exit 0
         for value in ("inf", "nan"):
             rc, _, err = cli([data["train"], flag, value, "--steps", "1"], capsys)
             assert (
-                rc == 2 and err == f"recolor train: {flag} must be a finite number, got {value}\n"
+                rc == 2
+                and err == f"recolor train: {flag} must be a finite number, got {value} {SEE}\n"
             )
     for seed in ("-1", str(2**32), "99999999999999999999"):  # numpy's own words, exit 1, before
         rc, _, err = cli([data["train"], "--seed", seed, "--steps", "1"], capsys)
-        want = f"recolor train: --seed must be from 0 to {2**32 - 1}, got {seed}\n"
+        want = f"recolor train: --seed must be from 0 to {2**32 - 1}, got {seed} {SEE}\n"
         assert (rc, err) == (2, want)
 
 
@@ -555,7 +566,7 @@ def test_a_class_set_smaller_than_the_soft_encodings_k_is_a_usage_error(data, tm
         rc, stdout, err = cli([*args, *given, "--out", out], capsys)
         named = " ".join(map(str, given))
         assert (rc, stdout, err) == (2, "", f"recolor train: {named} gives {q} colour classes; "
-            "the soft-encoding takes the 5 nearest, so it needs 5 or more\n")  # fmt: skip
+            f"the soft-encoding takes the 5 nearest, so it needs 5 or more {SEE}\n")  # fmt: skip
         assert not out.exists()
 
 
@@ -653,7 +664,8 @@ def test_a_validation_set_with_no_readable_image_stops_before_training(data, tmp
     assert not out.exists()  # no step was taken
     rc, _, err = cli([*args[:1], "--val", "-", *args[3:], "-q", "--out", out], capsys)
     assert rc == 2 and err == (  # it said "training data"; and exit 1: it is the command line's
-        "recolor train: validation data cannot come from stdin; give files or directories\n"
+        "recolor train: validation data cannot come from stdin; give files or directories "
+        "(see recolor train -h)\n"
     )
 
 
@@ -770,6 +782,7 @@ def test_a_batch_of_one_per_process_at_a_tiny_size_is_one_line_under_torchrun(tm
     assert p.returncode != 0 and ours == [
         "recolor train: a batch of one image at --size 16 cannot be trained (its global features"
         " are one value): give 2 images or more a batch and process, or --size 24 or more"
+        " (see recolor train -h)"
     ], p.stderr.decode()
     assert not out.exists()
 

@@ -72,18 +72,24 @@ def test_cli_reports_conflicting_options_as_usage(tmp_path):
 
     p = run(["train", tmp_path, "--steps", "1", "--epochs", "1", "-q"])
     assert p.returncode == 2
-    assert p.stderr.decode() == "recolor train: --epochs and --steps exclude each other\n"
+    assert (
+        p.stderr.decode()
+        == "recolor train: --epochs and --steps exclude each other (see recolor train -h)\n"
+    )
     p = run(["train", tmp_path, "--grid", "10", "--stats", tmp_path / "s.npz", "-q"])
     assert (p.returncode, p.stderr.decode()) == (2, (
-        "recolor train: --grid and --stats exclude each other (--stats brings the class set)\n"
+        "recolor train: --grid and --stats exclude each other (--stats brings the class set) "
+        "(see recolor train -h)\n"
     ))  # fmt: skip
     # a stray RANK without a launch of several processes is one process: it says its errors
     p = run(["train", tmp_path, "--steps", "1", "--epochs", "1", "-q"], env={"RANK": "1"})
     assert (p.returncode, p.stderr.decode()) == (2, "recolor train: --epochs and --steps "
-                                                    "exclude each other\n")  # fmt: skip
+                                                    "exclude each other (see recolor "
+                                                    "train -h)\n")  # fmt: skip
     p = run(["train", tmp_path, "--head", "reg", "--stats", tmp_path / "s.npz", "-q"])
     assert (p.returncode, p.stderr.decode()) == (2, (  # was ignored without a word
-        "recolor train: --stats sets the colour classes of --head cls; the reg head has none\n"
+        "recolor train: --stats sets the colour classes of --head cls; the reg head has none "
+        "(see recolor train -h)\n"
     ))  # fmt: skip
 
 

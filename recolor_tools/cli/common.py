@@ -202,9 +202,11 @@ class Tool:
         return tqdm(items, total=total, unit=unit, desc=self.name, file=sys.stderr, leave=False)
 
     def usage(self, message: str) -> None:
-        """Stop with a usage error: one line on stderr (where :attr:`echo`), exit 2."""
+        """Stop with a usage error: one line on stderr (where :attr:`echo`), exit 2; it ends
+        with where the usage is, as click's own usage errors do."""
         if self.echo:
-            print(f"recolor {self.name}: {message}", file=sys.stderr, flush=True)
+            where = f"recolor {self.name}"
+            print(f"{where}: {message} (see {where} -h)", file=sys.stderr, flush=True)
         raise typer.Exit(ExitCode.USAGE)
 
     def exit(self) -> None:
