@@ -282,7 +282,8 @@ def read_checkpoint(
     """
     p = Path(path)
     if not p.is_file():
-        raise RecolorError("no such file" if not p.exists() else "not a file", path)
+        why = "no such file" if not p.exists() else "is a directory" if p.is_dir() else None
+        raise RecolorError(why or "not a regular file", path)
     try:  # the file itself: read_bytes would take a file named "-" for stdin
         data = p.read_bytes()
     except OSError as e:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import codecs
 import dataclasses
 import json
+import math
 import os
 from pathlib import Path
 
@@ -37,11 +38,34 @@ def _no_repeated_keys(pairs: list[tuple[str, object]]) -> dict:
     return doc
 
 
+_JSON_DIGITS = 30
+"""Most digits of a JSON integer in a hint file (a pixel, a size, a weight: none needs more)."""
+
+
+def _json_int(text: str) -> int:
+    """A JSON integer; one of thousands of digits is refused in plain words (Python's own
+    refusal, past 4,300 digits, advises ``sys.set_int_max_str_digits``)."""
+    digits = len(text.lstrip("-"))
+    if digits > _JSON_DIGITS:
+        raise ValueError(f"number {text[:20]}... ({digits} digits) is too large")
+    return int(text)
+
+
+def _json_float(text: str) -> float:
+    """A JSON number with a fraction or exponent; one beyond float's range (``1e999``) is refused
+    as written, not as the infinity it would be read as."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text} is too large")
+    return value
+
+
 def _from_json(data: bytes) -> Hints:
     if not data.removeprefix(codecs.BOM_UTF8).strip():  # empty (touch a.json): no hints, as {}
         return Hints()
     try:
-        doc = json.loads(data, object_pairs_hook=_no_repeated_keys)
+        doc = json.loads(data, object_pairs_hook=_no_repeated_keys, parse_int=_json_int,
+                         parse_float=_json_float)  # fmt: skip
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
     if not isinstance(doc, dict):

@@ -22,6 +22,7 @@ References
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Sequence
@@ -91,6 +92,16 @@ def _hex_rgb(text: str) -> list[int]:
     return [int(h[i : i + 2], 16) for i in (0, 2, 4)]
 
 
+def _shown(value: object) -> str:
+    """A value as a hint file spells it: JSON's ``true`` and ``null``, not Python's."""
+    return json.dumps(value) if value is None or isinstance(value, bool) else repr(value)
+
+
+def _as_text(value: object) -> str:
+    """A coordinate as text for :func:`_coord` (JSON's ``true``, not Python's ``True``)."""
+    return value if isinstance(value, str) else _shown(value)
+
+
 def _coord(text: str) -> tuple[float, bool]:
     """``"120"`` -> (120, False) pixels; ``"50%"`` -> (50, True) percent."""
     t = text.strip()
@@ -125,7 +136,7 @@ def parse_points(xy: npt.ArrayLike | Sequence) -> tuple[np.ndarray, np.ndarray]:
         if values.dtype.kind == "f" and not np.isfinite(values).all():  # NaN: int64's minimum
             raise ValueError(f"coordinate {values[~np.isfinite(values)][0]} is not a number")
         return values, np.zeros(values.shape, bool)
-    parsed = [_coord(str(c)) for pair in xy for c in pair]
+    parsed = [_coord(_as_text(c)) for pair in xy for c in pair]
     values = np.array([v for v, _ in parsed], np.float64).reshape(-1, 2)
     percent = np.array([pc for _, pc in parsed], bool).reshape(-1, 2)
     whole = np.all(values == np.floor(values)) and np.all(np.abs(values) < 2**53)
@@ -430,12 +441,12 @@ def points(specs: Sequence[tuple[float | str, float | str, str, int]]) -> Hints:
     specs = [(x, y, c, int(s) if isinstance(s, str) and s.strip().isdecimal() else s)
              for x, y, c, s in specs]  # fmt: skip
     for x, y, _, size in specs:
-        _coord(str(x)), _coord(str(y))  # noqa: B018 - validate now, resolve per image later
+        _coord(_as_text(x)), _coord(_as_text(y))  # noqa: B018 - now; resolved per image later
         number = isinstance(size, int | float | np.integer) and not isinstance(size, bool)
         # the range first: float() of a 400-digit JSON integer overflows
         if not (number and 1 <= size <= _MAX_SQUARE and float(size).is_integer()):
             raise ValueError(
-                f"hint size must be a whole number of pixels, 1 to {_MAX_SQUARE}: {size!r}"
+                f"hint size must be a whole number of pixels, 1 to {_MAX_SQUARE}: {_shown(size)}"
             )
     if not specs:
         return Hints()
@@ -479,12 +490,14 @@ def palette(colours: Sequence[tuple[str, float | str]]) -> Hints:
             wt = np.nan
         if not _W_MIN <= wt <= _W_MAX:  # held as float32: 1e-300 would be 0, 1e39 infinite
             raise ValueError(
-                f"palette weight {weight!r} is not a number from {_W_MIN:g} to {_W_MAX:g}"
+                f"palette weight {_shown(weight)} is not a number from {_W_MIN:g} to {_W_MAX:g}"
             )
         w.append(wt)
     ab = parse_colors([color for color, _ in colours])
     w = np.array(w, np.float64)  # summed in float64: weights reach 1e30
-    return Hints(palette_ab=ab, palette_w=(w / w.sum()).astype(np.float32))
+    # a share below float32's range (1e-30 beside 1e30) is kept as its least positive value
+    share = np.maximum(w / w.sum(), np.finfo(np.float32).tiny)
+    return Hints(palette_ab=ab, palette_w=share.astype(np.float32))
 
 
 def palette_from_image(path: str | Path) -> Hints:
@@ -525,6 +538,8 @@ def parse_palette(spec: str) -> Hints:
     """
     if not spec.strip():  # Path("") is the current directory
         raise ValueError("--palette is empty (it takes an image or #rrggbb colours)")
+    if os.path.isdir(spec):  # read as one, it was "no input was found in it"
+        raise RecolorError("is a directory (--palette takes an image or #rrggbb colours)", spec)
     if spec == "-" or os.path.exists(spec):  # (a long list is no file name: False)
         return palette_from_image(spec)
     if "#" not in spec:  # every listed colour starts with '#': this was meant as a file

@@ -71,7 +71,7 @@ def test_a_closed_stdout_with_o_writes_the_file(pics):
     "args",
     [["to-lab", "rand.png"], ["compare", "p.png", "t.png"], ["rebalance-stats", "-q", "rand.png"],
      ["rebalance-stats", "-q", "rand.png", "-o", "-"], ["predict", "rand.png", "-o", "out/"],
-     ["predict", "rand.png", "-o", "-"],
+     ["predict", "rand.png", "-o", "-"], ["predict", "rand.png", "--suggest", "1,1"],
      ["train", "rand.png", "--steps", "1", "--out", "run"]],
 )  # fmt: skip
 def test_writing_to_a_closed_stdout_is_one_line(pics, args):
@@ -81,6 +81,8 @@ def test_writing_to_a_closed_stdout_is_one_line(pics, args):
     advice = "use -o FILE"  # where -o takes what went to stdout; else how to drop it
     if args[0] in ("predict", "train") and args[-1] != "-":
         advice = "the paths written go there; > /dev/null drops them"
+    if "--suggest" in args:  # (it takes no -o: that advice was itself a usage error)
+        advice = "--suggest prints its colours there; redirect it to a file"
     why = f"is closed, nothing can be written to it ({advice})"
     assert p.stderr.decode() == f"recolor {args[0]}: <stdout>: {why}\n"
     assert not (pics / "out").exists() and not (pics / "run").exists()  # before any work

@@ -144,10 +144,10 @@ def test_bad_hint_files_give_one_line_each_and_the_rest_is_done(tmp_path, weight
         f"{hdir / 'outside.json'} is outside the 80x60 image",
         f"recolor predict: {posters / 'small_layer.png'}: the hint layer of "
         f"{hdir / 'small_layer.png'} is 8x8, the image 80x60",
-        f"recolor predict: {hdir / 'heavy.json'}: bad hint file: palette weight 1{'0' * 400} is "
-        "not a number from 1e-30 to 1e+30",
-        f"recolor predict: {hdir / 'huge.json'}: bad hint file: hint size must be a whole number "
-        f"of pixels, 1 to {2**31 - 1}: 1{'0' * 400}",
+        f"recolor predict: {hdir / 'heavy.json'}: bad hint file: number {'1' + '0' * 19}... "
+        "(401 digits) is too large",  # (it printed all 401 digits)
+        f"recolor predict: {hdir / 'huge.json'}: bad hint file: number {'1' + '0' * 19}... "
+        "(401 digits) is too large",
         f"recolor predict: {hdir / 'link.json'}: no such file",
     ])  # fmt: skip
 
@@ -193,7 +193,16 @@ def test_a_hint_layer_is_read_with_the_image_checks(tmp_path):
         ('{"palette": [{"color": "#e63946,#1d3557"}]}', "colour '#e63946,#1d3557' is not"),
         ('{"palette": [{"color": "#e63946:5"}]}', "colour '#e63946:5' is not #rrggbb"),
         ('{"palette": [{"color": "#e63946", "weight": "x"}]}', "palette weight 'x' is not a"),
-        ('{"palette": [{"color": "#e63946", "weight": true}]}', "palette weight True is not a"),
+        ('{"palette": [{"color": "#e63946", "weight": true}]}', "palette weight true is not a"),
+        ('{"palette": [{"color": "#e63946", "weight": null}]}', "palette weight null is not a"),
+        # JSON's own spellings, not Python's; and no Python advice for a number too long
+        ('{"points": [{"x": true, "y": 1, "color": "#f00"}]}', "coordinate 'true' is not a"),
+        ('{"points": [{"x": null, "y": 1, "color": "#f00"}]}', "coordinate 'null' is not a"),
+        ('{"points": [{"x": 1, "y": 1, "color": "#f00", "size": true}]}', "hint size must be a"
+         f" whole number of pixels, 1 to {2**31 - 1}: true"),
+        ('{"points": [{"x": 1e999, "y": 1, "color": "#f00"}]}', "number 1e999 is too large"),
+        ('{"points": [{"x": 1%s, "y": 1, "color": "#f00"}]}' % ("0" * 4999),
+         "number 10000000000000000000... (5000 digits) is too large"),
         ("[]", 'expected an object with "points" and/or "palette"'),
         # the second "points" dropped the first's hints without a word
         ('{"points": [{"x": 1, "y": 1, "color": "#f00"}], "points": []}',
@@ -303,3 +312,37 @@ def test_a_hint_file_is_json_or_a_layer_by_its_bytes(tmp_path, weights):
         ), p.stderr
     run(["predict", tmp_path / "a.png", "--hints", tmp_path / "empty.json", "-w",
          weights["cls"], "-o", tmp_path / "e.png"], check_rc=0)  # fmt: skip
+
+
+def test_palette_weights_far_apart_are_kept_in_float32(tmp_path, weights, image):
+    """Weights 1e30 and 1e-30 are both in range, but their shares (1 and 1e-60) were rounded
+    to float32, the second to 0, and then refused as "Hints: palette_w must be positive" (an
+    internal field, and "no colour list" for --palette). The small one now counts as the
+    smallest positive share."""
+    h = hints.palette([("#e63946", "1e30"), ("#1d3557", 1e-30)])
+    assert h.palette_w.dtype == np.float32 and (h.palette_w > 0).all()
+    assert h.palette_w[0] == 1 and h.palette_w[1] < 1e-37
+    src, _ = image
+    doc = {"palette": [{"color": "#e63946", "weight": 1e30}, {"color": "#1d3557", "weight": 1e-30}]}
+    (tmp_path / "w.json").write_text(json.dumps(doc))
+    alone = tmp_path / "alone.png"
+    run(["predict", src, "-w", weights["cls"], "--palette", "#e63946", "-o", alone], check_rc=0)
+    for opts in (["--hints", tmp_path / "w.json"], ["--palette", "#e63946:1e30,#1d3557:1e-30"]):
+        out = tmp_path / "o.png"
+        run(["predict", src, "-w", weights["cls"], *opts, "-o", out], check_rc=0)
+        assert out.read_bytes() == alone.read_bytes()  # the tiny share changes nothing
+
+
+def test_a_palette_folder_is_named_as_a_folder(tmp_path, weights, image):
+    """A folder given as --palette said "is a directory, and no input was found in it" (the
+    words for an input folder), though it held images: a palette is no folder of inputs."""
+    src, _ = image
+    (tmp_path / "pd").mkdir()
+    write_rgb(tmp_path / "pd" / "b.png", smooth_image(20, 20, 1))
+    p = run(["predict", src, "-w", weights["cls"], "-o", tmp_path / "x.png", "--palette",
+             tmp_path / "pd"])  # fmt: skip
+    assert p.returncode == 1 and p.stderr.decode() == (
+        f"recolor predict: {tmp_path / 'pd'}: is a directory (--palette takes an image or "
+        "#rrggbb colours)\n"
+    )
+    assert not (tmp_path / "x.png").exists()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -179,6 +181,11 @@ def test_load_checkpoint_errors(tmp_path):
         checkpoints.load_checkpoint(broken)
     with pytest.raises(RecolorError, match="no such file"):
         checkpoints.load_checkpoint(tmp_path / "missing.pt")
+    with pytest.raises(RecolorError, match=": is a directory$"):  # it said "not a file"
+        checkpoints.load_checkpoint(tmp_path)
+    os.mkfifo(tmp_path / "fifo.pt")  # (not opened: it would wait for a writer)
+    with pytest.raises(RecolorError, match=": not a regular file$"):
+        checkpoints.load_checkpoint(tmp_path / "fifo.pt")
 
 
 def test_default_weights_rejects_unknown_head():

@@ -26,6 +26,9 @@ from .common import (
     device_option,
 )
 
+SUGGEST_PRINTS = "--suggest prints its colours there; redirect it to a file"
+"""Advice when stdout is closed and --suggest (which takes no -o) would print there."""
+
 # -- predict's options --
 PredictHead = Annotated[
     Optional[defaults.Head],  # noqa: UP045
@@ -196,7 +199,9 @@ def predict(
     tool = Tool("predict", quiet, debug, ranked=True)
     with shard.together():  # under torchrun, no rank's exit cuts the others short
         # closed: refused before any work; -o - writes the image there, --suggest its colours
-        tool.text_stdout("use -o FILE" if output == "-" or suggest else PATHS_GO_THERE)
+        tool.text_stdout(
+            SUGGEST_PRINTS if suggest else "use -o FILE" if output == "-" else PATHS_GO_THERE
+        )
         check_precision(tool, device, precision)
         tool.finite(temperature=temperature, saturation=saturation)
         args, everything, roots, guides = _predict_inputs(tool, inputs, hints, palette)
