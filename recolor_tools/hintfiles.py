@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .color import rgb_to_lab, to_float
-from .errors import RecolorError
+from .errors import RecolorError, printable
 from .fileio import read_bytes
 from .hints import Hints, check_strength, palette, parse_hint, parse_palette, points
 from .imageio import decode_stored
@@ -164,7 +164,7 @@ HINT_EXTS = (".json", ".png")
 
 def match_hint_files(
     hint_dir: str | Path, inputs: list[str], paths: list[str]
-) -> tuple[dict[str, Path], list[RecolorError]]:
+) -> tuple[dict[str, Path | _Ambiguous], list[RecolorError]]:
     """Pair each input file with its hint file in ``hint_dir``, as ``recolor compare`` pairs
     files: by the path below the directory, without extension.
 
@@ -178,9 +178,10 @@ def match_hint_files(
     -------
     pairs : dict
         Input path -> its hint file (inputs without one are absent: they are predicted
-        automatically).
+        automatically), or :class:`_Ambiguous` where two files match it (``a.json`` and
+        ``a.png``: that input fails when its hints are read, the others go on).
     problems : list of RecolorError
-        A hint file for no input, or two hint files for one input.
+        Hint files for no input.
     """
     hint_dir, roots = Path(hint_dir), input_roots(inputs)
     by_key: dict[str, list[str]] = {}
@@ -197,11 +198,25 @@ def match_hint_files(
         k = f.relative_to(hint_dir).with_suffix("").as_posix()
         if k not in by_key:
             problems.append(RecolorError("hint file for no input", f))
-        elif by_key[k][0] in pairs:
-            problems.append(RecolorError(f"second hint file for {by_key[k][0]}", f))
+        elif by_key[k][0] in pairs:  # (a.json and a.png): which one was meant is not known
+            first = pairs[by_key[k][0]]
+            first = first.files[0] if isinstance(first, _Ambiguous) else first
+            pairs.update(dict.fromkeys(by_key[k], _Ambiguous((first, f))))
         else:
             pairs.update(dict.fromkeys(by_key[k], f))
     return pairs, problems
+
+
+@dataclasses.dataclass(frozen=True)
+class _Ambiguous:
+    """Two hint files for one input: the input is refused (with one of them alone it would be
+    written as if done, and ``--skip-existing`` would pass it over)."""
+
+    files: tuple[Path, Path]
+
+    def error(self) -> RecolorError:
+        a, b = (printable(str(f)) for f in self.files)
+        return RecolorError(f"two hint files, {a} and {b}: neither is used")
 
 
 def _hint_files(hint_dir: Path) -> list[Path]:
@@ -227,13 +242,15 @@ class HintSource:
     Call it with an input path; it returns that input's :class:`Hints` (None without any).
     """
 
-    def __init__(self, common: Hints, own: dict[str, Path] | None = None) -> None:
+    def __init__(self, common: Hints, own: dict[str, Path | _Ambiguous] | None = None) -> None:
         self.common, self.own = common, own or {}
 
     def __call__(self, path: str) -> Hints | None:
-        h = self.common
-        if path in self.own:
-            h = h + read_hints(self.own[path])
+        h, own = self.common, self.own.get(path)
+        if isinstance(own, _Ambiguous):
+            raise own.error()
+        if own is not None:
+            h = h + read_hints(own)
         # An empty layer is still checked against the image's size: a wrong file, not "none".
         return None if h.empty and h.shape is None else h
 

@@ -346,3 +346,25 @@ def test_a_palette_folder_is_named_as_a_folder(tmp_path, weights, image):
         "#rrggbb colours)\n"
     )
     assert not (tmp_path / "x.png").exists()
+
+
+def test_two_hint_files_for_one_input_refuse_that_input(tmp_path, weights):
+    """hints/a.json and hints/a.png both match posters/a.png: the second was reported ("second
+    hint file") and the input written with the first alone, so a rerun with --skip-existing
+    took it for done. Now the input is refused, naming both files, and the others are done."""
+    posters, hdir, out = tmp_path / "posters", tmp_path / "hints", tmp_path / "out"
+    posters.mkdir(), hdir.mkdir()
+    for name in ("a", "b"):
+        write_rgb(posters / f"{name}.png", smooth_image(40, 50, 1))
+    (hdir / "a.json").write_text(json.dumps({"points": [{"x": 3, "y": 4, "color": "#fff"}]}))
+    layer = np.zeros((40, 50, 4), np.uint8)
+    layer[5, 5] = (0, 0, 255, 255)
+    cv2.imwrite(str(hdir / "a.png"), layer)
+    for extra in ([], ["--suggest", "1,1"]):
+        where = [] if extra else ["-o", out]
+        p = run(["predict", posters, "-w", weights["cls"], "--hints", hdir, *where, *extra])
+        assert p.returncode == 1 and p.stderr.decode() == (
+            f"recolor predict: {posters / 'a.png'}: two hint files, {hdir / 'a.json'} and "
+            f"{hdir / 'a.png'}: neither is used\n"
+        )
+    assert sorted(f.name for f in out.iterdir()) == ["b.png"]
