@@ -521,6 +521,15 @@ def encode_output(
     return insert_metadata(enc, ext, (h, w), icc=icc, exif=exif, xmp=xmp, dpi=dpi)
 
 
+def write_figure(path: str | Path, rgb: np.ndarray) -> None:
+    """Write an sRGB figure recolor drew (``compare --montage``, ``rebalance-stats --plot``) to
+    ``path`` atomically, format from its extension (png without one), embedding sRGB's profile
+    and naming recolor as every image output does (:func:`encode_output` with no source)."""
+    from .fileio import atomic_write
+
+    atomic_write(path, encode_output(rgb, Path(path).suffix or ".png"))
+
+
 def _software_exif(
     exif: bytes | None, size: tuple[int, int], srgb: bool
 ) -> tuple[bytes, tuple[float, float] | None]:

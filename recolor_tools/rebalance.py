@@ -511,14 +511,14 @@ def plot_stats(stats: RebalanceStats, path: str | Path, cell: int = 0) -> None:
     place (at most 512 squares a side: a finer grid's classes share them), a right, b up,
     coloured with a colour map (OpenCV's viridis over four decades of p; black: no class; dark
     grey: class never seen); axes and scales are drawn with ``cv2.putText``. Written with
-    :func:`recolor_tools.imageio.write_image` (format from the extension).
+    :func:`recolor_tools.imagemeta.write_figure` (format from the extension, sRGB's profile).
     """
     import cv2
 
-    from .imageio import write_image
+    from .imagemeta import write_figure
 
     img = _plot_image(stats, cell)
-    write_image(path, cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
+    write_figure(path, cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
 
 
 _PLOT_CELLS = 512

@@ -13,7 +13,8 @@ import numpy as np
 
 from recolor_tools.color import lab_to_rgb, rgb_to_lab, to_uint8
 from recolor_tools.errors import printable
-from recolor_tools.imageio import resize_to, write_image
+from recolor_tools.imageio import resize_to
+from recolor_tools.imagemeta import write_figure
 from recolor_tools.metrics import METRIC_KEYS, mean_metrics
 
 
@@ -155,7 +156,7 @@ def montage(
             figure[y : y + h_, x : x + w_] = cell
             left += w
         top += height + gap
-    write_image(path, figure)
+    write_figure(path, figure)
     return figure
 
 

@@ -181,6 +181,18 @@ def test_montage_png(tmp_path):
     assert np.all(fig == RED, axis=-1).sum() == 256 * 320
     assert 3 * 320 <= fig.shape[1] < 3 * 320 + 100
     assert 256 < fig.shape[0] < 256 + 200
+    # sRGB, and says so as every other image recolor writes does (it embedded no profile)
+    from PIL import Image
+
+    from recolor_tools.colorprofile import srgb_profile
+
+    with Image.open(out) as im:
+        assert im.info.get("icc_profile") == srgb_profile()
+    plot = tmp_path / "plot.jpg"
+    p = run_recolor(["rebalance-stats", truth, "-o", tmp_path / "s.npz", "--plot", plot, "-q"])
+    assert p.returncode == 0, p.stderr
+    with Image.open(plot) as im:
+        assert im.info.get("icc_profile") == srgb_profile()
 
 
 def test_a_montage_that_cannot_be_written_is_a_usage_error(tmp_path):
