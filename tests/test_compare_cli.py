@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import math
+import os
 import re
 import subprocess
 import sys
@@ -335,6 +336,18 @@ def test_usage_errors(dirs, tmp_path):
     r = run_recolor(["compare", "-", "-"], input=(pred / "same.png").read_bytes())
     assert r.returncode == 2
     assert r.stderr.decode().startswith("recolor compare: PRED and TRUTH cannot both be stdin")
+    # nor stdin under another name, or one FIFO twice (a pipe is read once)
+    r = run_recolor(["compare", "-", "/dev/stdin"], input=(pred / "same.png").read_bytes())
+    assert r.returncode == 2
+    assert r.stderr.decode().startswith("recolor compare: PRED and TRUTH cannot both be stdin")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    r = run_recolor(["compare", fifo, fifo])  # refused before it is opened: nothing waits
+    assert r.returncode == 2 and r.stderr.decode().startswith(
+        f"recolor compare: PRED and TRUTH are one stream, {fifo}, read once: give two files"
+    )
+    same = pred / "same.png"
+    assert run_recolor(["compare", same, same]).returncode == 0  # one regular file: alike
 
 
 def test_rich_table_on_a_terminal(dirs):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -114,6 +115,16 @@ def compare(
     tool.exit()
 
 
+def _stream_id(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of a file that can be read only once (stdin ``-``, a pipe, a FIFO, a
+    device), None for a regular file, a folder or a name that does not stat."""
+    try:
+        st = os.fstat(0) if str(path) == "-" else os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return None if stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode) else (st.st_dev, st.st_ino)
+
+
 def _compare_pairs(tool: Tool, pred: Path, truth: Path) -> list[tuple[str, Path, Path]]:
     """(name, pred, truth) to compare: the two files, or two directories matched by name."""
     from ..fileio import open_binary
@@ -122,6 +133,10 @@ def _compare_pairs(tool: Tool, pred: Path, truth: Path) -> list[tuple[str, Path,
 
     if str(pred) == str(truth) == "-":  # the first read would leave the second nothing
         tool.usage("PRED and TRUTH cannot both be stdin")
+    if (one := _stream_id(pred)) is not None and one == _stream_id(truth):  # the same, named
+        if "-" in (str(pred), str(truth)):  # (/dev/stdin, or one FIFO twice)
+            tool.usage("PRED and TRUTH cannot both be stdin")
+        tool.usage(f"PRED and TRUTH are one stream, {pred}, read once: give two files")
     if os.path.isdir(pred) != os.path.isdir(truth):  # (a name too long is no folder)
         missing = [p for p in (pred, truth) if str(p) != "-" and not os.path.lexists(p)]
         for p in missing:  # a mistyped name: that, not a usage error
