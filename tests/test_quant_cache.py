@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -75,9 +76,18 @@ def test_kernels_cache_under_xdg_cache_home_when_the_package_is_read_only(tmp_pa
     site = _unwritable_copy(tmp_path)
     src = write_rgb(tmp_path / "a.png", smooth_image(24, 32, 4))
     xdg = tmp_path / "xdg"
+    # an earlier version's kernels, written 40 days ago, and another's written today
+    old, recent = (xdg / "recolor" / "numba" / f"src-{n}" for n in ("0ld", "recent"))
+    for folder in (old / "quant_x", recent / "quant_x"):
+        folder.mkdir(parents=True)
+        (folder / "k.nbi").write_bytes(b"x")
+    for path in (old, old / "quant_x"):
+        os.utime(path, (time.time() - 40 * 86400,) * 2)
     p = _quantize(site, src, tmp_path / "a.target", tmp_path / "home", xdg)
     assert p.returncode == 0, p.stderr.decode()
     np.testing.assert_array_equal(_idx_of(tmp_path / "a.target"), _expected_idx(src))
+    assert not old.exists() and (recent / "quant_x" / "k.nbi").exists()  # pruned on an upgrade
+    shutil.rmtree(recent)
     cached = _kernel_files(xdg / "recolor" / "numba")
     assert cached, "no compiled kernel was cached"
     assert not _kernel_files(site) and not (tmp_path / "home").exists()

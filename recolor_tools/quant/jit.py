@@ -7,8 +7,9 @@ let us write; numba then tries ``~/.cache/numba`` and, failing that, refuses to 
 at all. So unless ``NUMBA_CACHE_DIR`` is set, the cache goes to
 ``$XDG_CACHE_HOME/recolor/numba`` (default ``~/.cache/recolor/numba``), and where no directory
 can be written the kernels are compiled anew in each process (slower, not broken). Either way
-in a subfolder per version of the kernels' sources (:func:`source_stamp`), through a cache
-that compiles around damaged files and failed saves (:class:`_SafeCache`).
+in a subfolder per version of the kernels' sources (:func:`source_stamp`; those of earlier
+versions, unused for a month, are removed by the first run of a new one: :func:`prune_stale`),
+through a cache that compiles around damaged files and failed saves (:class:`_SafeCache`).
 
 Threads. The kernels are serial numba functions that release the GIL (``nogil``); a large call
 runs one copy per thread from a small Python thread pool, the copies taking chunks of work from
@@ -71,9 +72,38 @@ def source_stamp(here: Path = Path(__file__).resolve().parent) -> str:
     return digest.hexdigest()[:12]
 
 
+STALE_DAYS = 30
+"""A cache folder of other kernel sources (an earlier recolor's) that nothing wrote into for
+this many days is removed when a new one is made (:func:`prune_stale`)."""
+
+
+def prune_stale(base: Path, keep: str, days: float = STALE_DAYS) -> list[Path]:
+    """Remove the ``src-*`` folders of ``base`` but ``keep`` whose newest write (the folder or
+    one of its own folders, where numba adds a kernel's files) is older than ``days`` days;
+    returns them. Each holds a few MB of compiled kernels, and every upgrade made one more. One
+    still in use after all is compiled anew, once (seconds), and a process loading from it as it
+    goes compiles around the missing files (:class:`_SafeCache`)."""
+    import shutil
+    import time
+
+    cutoff, gone = time.time() - days * 86400, []
+    for old in base.glob("src-*"):
+        with contextlib.suppress(OSError):
+            if old.name == keep or not old.is_dir() or old.is_symlink():
+                continue
+            newest = max([old.stat().st_mtime] + [d.stat().st_mtime for d in old.iterdir()])
+            if newest < cutoff:
+                shutil.rmtree(old)
+                gone.append(old)
+    return gone
+
+
 _base = Path(numba.config.CACHE_DIR) if numba.config.CACHE_DIR else cache_dir()
 if _base is not None:  # NUMBA_CACHE_DIR, when set, numba's; else recolor's own
-    numba.config.CACHE_DIR = str(_base / f"src-{source_stamp()}")
+    _here = _base / f"src-{source_stamp()}"
+    if not _here.exists():  # the first run of these kernels' sources: after an upgrade
+        prune_stale(_base, _here.name)
+    numba.config.CACHE_DIR = str(_here)
 
 
 class _SafeCache(FunctionCache):
