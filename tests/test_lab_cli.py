@@ -193,7 +193,10 @@ def test_from_lab_refuses_a_format_it_cannot_write_before_reading(tmp_path, imag
     unknown image format, and wrote `-o out` as a file)."""
     run(["to-lab", images[0], "-o", tmp_path / "a.lab"], check_rc=0)
     for args, match in (
-        (["-f", "xyz", "-o", f"{tmp_path}/out/"], "unknown --format 'xyz'"),
+        (
+            ["-f", "xyz", "-o", f"{tmp_path}/out/"],
+            "unknown --format 'xyz' (use one of jpg, jpeg, png, tif, tiff, webp, bmp)",
+        ),
         (["-o", tmp_path / "x.gif"], f"-o {tmp_path / 'x.gif'}: unknown image format '.gif'"),
     ):
         p = run(["from-lab", tmp_path / "a.lab", *args])

@@ -329,7 +329,8 @@ def format_ext(
     known = ", ".join(IMAGE_EXTS)
     ext = None if fmt is None else "." + fmt.lower().lstrip(".")
     if ext is not None and ext not in IMAGE_EXTS:
-        tool.usage(f"unknown --format {fmt!r} (use one of {known})")
+        names = ", ".join(e.lstrip(".") for e in IMAGE_EXTS)  # as --format takes them
+        tool.usage(f"unknown --format {fmt!r} (use one of {names})")
     own = file_suffix(output).lower()
     if own and own not in IMAGE_EXTS and not os.path.isdir(output):
         tool.usage(f"{flag} {output}: unknown image format {own!r} (use one of {known})")
