@@ -15,7 +15,9 @@ import dataclasses
 import importlib.resources
 import io
 import os
+import pickle
 import stat
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -295,11 +297,14 @@ def read_checkpoint(
     if damaged:
         raise RecolorError(f"corrupt checkpoint (CRC-32 mismatch in {damaged})", path)
     try:
-        ckpt = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
-    except Exception as e:  # pickle, zip and torch errors all mean the same here
-        raise RecolorError(
-            f"not a recolor checkpoint (torch.load failed: {type(e).__name__})", path
-        ) from None
+        with warnings.catch_warnings():  # (a plain pickle: torch warns of its protocol first)
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
+    except Exception as e:  # pickle, zip and torch errors: in plain words, not their names
+        refused = isinstance(e, pickle.UnpicklingError) and data.startswith(b"PK")
+        why = ("it holds objects that loading weights only refuses" if refused
+               else "not a file torch.save wrote, or cut short")  # fmt: skip
+        raise RecolorError(f"not a recolor checkpoint ({why})", path) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise RecolorError("not a recolor checkpoint (no 'recolor-checkpoint' format tag)", path)
     version = ckpt.get("version")

@@ -327,9 +327,19 @@ def test_hostile_weights_are_refused_and_never_run_code(tmp_path):
     path, reason = bad["pickle.pt"]  # and the CLI: one line, nothing written, no code run
     p = run(["predict", "-o", f"{tmp_path}/o/", "--weights", path, img])
     assert p.returncode == 1 and p.stderr.decode().splitlines() == [
-        f"recolor predict: {path}: not a recolor checkpoint (torch.load failed: UnpicklingError)"
+        f"recolor predict: {path}: not a recolor checkpoint (it holds objects that loading "
+        "weights only refuses)"  # (it said "torch.load failed: UnpicklingError")
     ]
     assert not (tmp_path / "pwned").exists() and not (tmp_path / "o").exists()
+    # a plain pickle and half a checkpoint: one line each in plain words (torch's warning about
+    # the pickle protocol came first, two lines of its own text)
+    (tmp_path / "plain.pt").write_bytes(pickle.dumps({"a": 1}, protocol=4))
+    for name in ("plain.pt", "truncated.pt"):
+        p = run(["predict", "-o", f"{tmp_path}/o/", "--weights", tmp_path / name, img])
+        assert p.returncode == 1 and p.stderr.decode() == (
+            f"recolor predict: {tmp_path / name}: not a recolor checkpoint (not a file "
+            "torch.save wrote, or cut short)\n"
+        )
     shutil.copy(ROOT / "weights" / "cls.pt", tmp_path / "-")  # a file named "-", not stdin
     run(["predict", "a.png", "-w", "./-", "-o", "b.png", "--size", "16"], cwd=tmp_path,
         check_rc=0)  # fmt: skip
