@@ -507,7 +507,8 @@ def iter_records(stream: BinaryIO, source: str = "<stdin>", start: bytes = b"") 
             raise RecolorError("not a recolor record stream (bad magic)", source)
         if version > VERSION:
             raise RecolorError(
-                f"record format version {version} is newer than this recolor reads ({VERSION})",
+                f"record format version {version} is newer than this recolor reads ({VERSION}); "
+                "upgrade recolor",
                 source,
             )
         if version < 1 or n > _MAX_HEADER:

@@ -91,7 +91,10 @@ def test_empty_stream_yields_nothing():
     ("mangle", "message"),
     [
         (lambda d: b"GIF89a" + d, "bad magic"),
-        (lambda d: d[:4] + struct.pack("<H", 2) + d[6:], "version 2 is newer"),
+        (
+            lambda d: d[:4] + struct.pack("<H", 2) + d[6:],
+            r"version 2 is newer than this recolor reads \(1\); upgrade recolor",
+        ),
         (lambda d: d[: len(d) // 2], "truncated"),
         (lambda d: d[:7], "truncated"),
         (lambda d: d[:-1], "truncated"),

@@ -233,6 +233,12 @@ def read_npz(
         got = int(data["version"])
     except (KeyError, TypeError, ValueError):
         raise RecolorError(f"{kind} file without a valid version", path) from None
+    if got > version:  # said as checkpoints and records say it
+        raise RecolorError(
+            f"{kind} file version {got} is newer than this recolor reads ({version}); upgrade "
+            "recolor",
+            path,
+        )
     if got != version:
         raise RecolorError(f"{kind} file version {got}, this recolor reads version {version}", path)
     missing = [k for k in keys if k not in data]
