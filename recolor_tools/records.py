@@ -453,8 +453,8 @@ def _check_available(stream: BinaryIO, n: int, source: str) -> None:
 
 def check_finite(rec: Record) -> None:
     """Raise :class:`RecolorError` (naming :attr:`Record.where`) when a float array of ``rec``
-    holds NaN or infinity; a Lab image's L and a/b are named apart: ``ab contains 1 NaN or
-    infinite value(s)``."""
+    holds NaN or infinity; a Lab image's L and a/b are named apart: ``ab contains 2 NaN or
+    infinite values``."""
     for key, arr in rec.arrays.items():
         if arr.dtype.kind != "f":
             continue
@@ -462,7 +462,8 @@ def check_finite(rec: Record) -> None:
         for what, part in parts.items():
             bad = part.size - int(np.count_nonzero(np.isfinite(part)))
             if bad:
-                raise RecolorError(f"{what} contains {bad} NaN or infinite value(s)", rec.where)
+                values = "value" + "s" * (bad != 1)
+                raise RecolorError(f"{what} contains {bad} NaN or infinite {values}", rec.where)
 
 
 def iter_records(stream: BinaryIO, source: str = "<stdin>", start: bytes = b"") -> Iterator[Record]:

@@ -179,7 +179,7 @@ def test_numpy_warnings_do_not_reach_stderr(tmp_path, images):
     p = run(["quantize", images[0], "--classes", bad, "-o", tmp_path / "q.t"])
     assert p.returncode == 1
     assert p.stderr.decode().splitlines() == [
-        f"recolor quantize: {bad}: invalid class set: classes contains 1 NaN or infinite value(s)"
+        f"recolor quantize: {bad}: invalid class set: classes contains 1 NaN or infinite value"
     ]
     p = run(["quantize", images[0], "--classes", bad, "-o", tmp_path / "q.t", "--debug"])
     assert "RuntimeWarning" in p.stderr.decode()

@@ -39,7 +39,7 @@ def check_ab(ab: np.ndarray, what: str = "ab", finite: bool = True) -> np.ndarra
     arr = np.ascontiguousarray(arr, dtype=np.float32)
     if finite and not np.isfinite(arr).all():
         bad = int(np.count_nonzero(~np.isfinite(arr)))
-        raise ValueError(f"{what} contains {bad} NaN or infinite value(s)")
+        raise ValueError(f"{what} contains {bad} NaN or infinite value{'s' * (bad != 1)}")
     return arr
 
 
