@@ -153,7 +153,8 @@ def is_image(data: bytes) -> bool:
 
 
 def other_format(data: bytes) -> str:
-    """A name for data that is none of :data:`READ`: "GIF", "PxM", "SVG/XML", "text", ..."""
+    """A name for data that is none of :data:`READ`: "GIF", "PxM", "SVG/XML", "text", "zero
+    bytes only", ..."""
     for magic, name in _REFUSED:
         if data.startswith(magic):
             return name
@@ -166,11 +167,15 @@ def other_format(data: bytes) -> str:
         return "SVG/XML"
     if head.startswith((b"<!doctype html", b"<html")):
         return "HTML"
+    sample = data[:4096]
+    if sample and not sample.strip(b"\0"):  # allocated, never written: a crash, a full disk
+        return "zero bytes only"
     try:
-        data[:4096].decode("utf-8")
-        return "text"
+        text = sample.decode("utf-8")
     except UnicodeDecodeError:
         return "unknown format"
+    binary = any(c < " " and c not in "\t\n\r\f\v" for c in text)  # control characters
+    return "unknown format" if binary else "text"
 
 
 def as_bytes(data: bytes | bytearray | memoryview) -> bytes:

@@ -176,3 +176,17 @@ def test_tiff_alpha_is_composited_as_the_file_says(tmp_path):
            for n in ("a.tif", "a.png")]  # fmt: skip
     np.testing.assert_allclose(lab[0], lab[1], atol=0.5)
     assert [read_head(d).extra_samples for d in (straight, premultiplied)] == [2, 1]
+
+
+def test_what_an_unreadable_file_holds_is_named(tmp_path):
+    """A file of NUL bytes (allocated, never written: a crash, a full disk) was called "text",
+    as was UTF-8 with control characters; text is text."""
+    files = {"zeros.png": b"\0" * 4096, "ctrl.png": b"ab\x01\x02cd" * 10,
+             "notes.png": "caf\u00e9 au lait\n".encode()}  # fmt: skip
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    p = run(["to-lab", *files, "-o", "all.lab"], cwd=tmp_path)
+    assert p.returncode == 1 and p.stderr.decode().splitlines() == [
+        f"recolor to-lab: {name}: not an image recolor reads ({what})"
+        for name, what in zip(files, ("zero bytes only", "unknown format", "text"), strict=True)
+    ]
