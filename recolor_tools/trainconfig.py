@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import defaults
-from .errors import UsageError
+from .errors import RecolorError, UsageError
 
 LR = 1e-4
 """Adam's learning rate (the seed's)."""
@@ -146,14 +146,16 @@ class TrainConfig:
             raise ValueError("--affinity features steer the cls head only (--head cls)")
 
     def check_out(self) -> None:
-        """Raise ValueError if OUT is no directory, or holds a run (``last.pt``) that neither
-        ``resume`` nor ``overwrite`` asks for: starting afresh would replace hours of
-        training."""
+        """Raise :class:`RecolorError` if OUT, or the folder it would be made in, is a file;
+        ValueError (a usage error) if it holds a run (``last.pt``) that neither ``resume`` nor
+        ``overwrite`` asks for: starting afresh would replace hours of training."""
+        # a file where OUT or a folder above it goes: the file system's answer, said as every
+        # tool's output folders (exit 1), not a usage error
         if self.out.exists() and not self.out.is_dir():  # found after the stats, before
-            raise ValueError(f"--out {self.out}: exists and is not a directory")
+            raise RecolorError("exists and is not a directory", self.out)
         above = next((p for p in self.out.absolute().parents if p.exists()), None)
         if above is not None and not self.out.exists() and not above.is_dir():
-            raise ValueError(f"--out {self.out}: {above} is not a directory")
+            raise RecolorError("not a directory", above)
         held = [n for n in ("last.pt", "last.prev.pt") if (self.out / n).exists()]
         if held and not (self.resume or self.overwrite):
             raise ValueError(f"{self.out} holds a run ({held[0]}): --resume continues it, "
