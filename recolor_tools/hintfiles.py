@@ -285,7 +285,12 @@ def hint_source(
         raise ValueError(f"{flag} acts on point hints: give --hint or --hints")  # not ignored
     common = Hints(strength=strength, spread=spread)
     for spec in points:
-        common = common + parse_hint(spec)
+        try:
+            common = common + parse_hint(spec)
+        except ValueError as e:  # named as the option, as --suggest's and --palette's are
+            why = str(e)
+            said = f"--{why}" if why.startswith("hint ") else f"--hint {spec!r}: {why}"
+            raise ValueError(said) from None
     if palette is not None:
         common = common + parse_palette(palette)
     if hints is not None and not hints.strip():  # Path("") would be the current directory

@@ -365,8 +365,10 @@ def test_hint_strength_0_leaves_every_other_pixel_as_the_automatic_output(tmp_pa
 @pytest.mark.parametrize(
     ("args", "rc", "match"),
     [
-        (["--hint", "5,5=#nothex"], 2, "colour '#nothex' is not #rrggbb or #rgb"),
-        (["--hint", "a,5=#fff"], 2, "coordinate 'a' is not a number"),
+        # named as the option they came in, as --suggest and --palette values are
+        (["--hint", "5,5=#nothex"], 2, "--hint '5,5=#nothex': colour '#nothex' is not #rrggbb"),
+        (["--hint", "a,5=#fff"], 2, "--hint 'a,5=#fff': coordinate 'a' is not a number"),
+        (["--hint", "5,5"], 2, "--hint '5,5' is not X,Y=#RRGGBB"),
         (["--palette", "{broken}"], 1, "{broken}: "),
         (["--palette", "#fff,,#zz"], 2, "--palette '#fff,,#zz' is no image file and no colour"),
         (["--palette", "#ff0000:0"], 2, "--palette '#ff0000:0' is no image file and no colour"),
