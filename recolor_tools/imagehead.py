@@ -214,17 +214,17 @@ def read_head(data: bytes, name: str = "<data>") -> ImageHead:
     except (struct.error, IndexError, ValueError):
         raise RecolorError(f"corrupt {fmt} header", name) from None
     if head.width < 1 or head.height < 1:
-        raise RecolorError(f"{fmt} header gives no size ({head.width} x {head.height})", name)
+        raise RecolorError(f"{fmt} header gives no size ({head.width}x{head.height})", name)
     if fmt == "PNG" and head.width * head.height > _PNG_MAX_RATIO * len(data):
         raise RecolorError(
-            f"decompression bomb: the header claims {head.width} x {head.height} pixels, more "
+            f"decompression bomb: the header claims {head.width}x{head.height} pixels, more "
             f"than {len(data):,} bytes of PNG can hold",
             name,
         )
     limit = max_pixels()
     if head.width * head.height > limit:
         raise RecolorError(
-            f"image too large: {head.width} x {head.height} = {head.width * head.height:,} "
+            f"image too large: {head.width}x{head.height} = {head.width * head.height:,} "
             f"pixels, over the limit of {limit:,} (set RECOLOR_MAX_PIXELS to change it)",
             name,
         )

@@ -177,7 +177,7 @@ class Record:
             )
         if not arr.size:
             raise RecolorError(
-                f"record array {key!r} is an empty image ({arr.shape[0]} x {arr.shape[1]} pixels)",
+                f"record array {key!r} is an empty image ({arr.shape[1]}x{arr.shape[0]} pixels)",
                 self.where,
             )
         return arr

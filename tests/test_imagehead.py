@@ -97,7 +97,7 @@ def test_pixel_limit_from_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("RECOLOR_MAX_PIXELS", "599")  # run() passes the environment on
     p = run(["to-lab", src])
     assert p.returncode == 1 and p.stderr.decode().splitlines() == [
-        f"recolor to-lab: {src}: image too large: 30 x 20 = 600 pixels, over the limit of 599 "
+        f"recolor to-lab: {src}: image too large: 30x20 = 600 pixels, over the limit of 599 "
         "(set RECOLOR_MAX_PIXELS to change it)"
     ]
     monkeypatch.setenv("RECOLOR_MAX_PIXELS", "600")

@@ -97,7 +97,7 @@ def test_from_lab_refuses_an_empty_l_only_record(tmp_path):
     stream.write_bytes(raw_record("e.png", {"L": np.zeros((3, 0, 1), np.float32)}))
     p = run(["from-lab", stream, "-o", tmp_path / "e.png"])
     assert p.returncode == 1 and p.stderr.decode() == (
-        f"recolor from-lab: {stream}: e.png: record array 'L' is an empty image (3 x 0 pixels)\n"
+        f"recolor from-lab: {stream}: e.png: record array 'L' is an empty image (0x3 pixels)\n"
     )
     assert not (tmp_path / "e.png").exists()
 
@@ -106,7 +106,7 @@ def test_from_lab_refuses_an_empty_l_only_record(tmp_path):
     ("arrays", "reason"),
     [
         ({"lab": np.zeros((4,), np.float32)}, r"array 'lab' has shape \(4,\), not \(H, W, 3\)"),
-        ({"lab": np.zeros((0, 5, 3), np.float32)}, r"'lab' is an empty image \(0 x 5 pixels\)"),
+        ({"lab": np.zeros((0, 5, 3), np.float32)}, r"'lab' is an empty image \(5x0 pixels\)"),
         ({"L": np.zeros((2, 2, 1), np.float32)}, "record holds no Lab image"),
     ],
 )
