@@ -28,7 +28,7 @@ from torch import nn
 
 from . import defaults
 from .errors import RecolorError, is_whole
-from .fileio import os_reason
+from .fileio import check_regular, os_reason
 from .models import HEADS, Colorizer, ModelConfig
 
 CHECKPOINT_FORMAT = "recolor-checkpoint"
@@ -283,9 +283,7 @@ def read_checkpoint(
         missing what it needs (see :func:`make_checkpoint`), or the wrong head.
     """
     p = Path(path)
-    if not p.is_file():
-        why = "no such file" if not p.exists() else "is a directory" if p.is_dir() else None
-        raise RecolorError(why or "not a regular file", path)
+    check_regular(p)
     try:  # the file itself: read_bytes would take a file named "-" for stdin
         data = p.read_bytes()
     except OSError as e:
@@ -301,7 +299,7 @@ def read_checkpoint(
             warnings.simplefilter("ignore")
             ckpt = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except Exception as e:  # pickle, zip and torch errors: in plain words, not their names
-        refused = isinstance(e, pickle.UnpicklingError) and data.startswith(b"PK")
+        refused = isinstance(e, pickle.UnpicklingError) and data.startswith(_TORCH_SAVED)
         why = ("it holds objects that loading weights only refuses" if refused
                else "not a file torch.save wrote, or cut short")  # fmt: skip
         raise RecolorError(f"not a recolor checkpoint ({why})", path) from None
@@ -319,6 +317,11 @@ def read_checkpoint(
     _complete(ckpt, path)
     check_head(ckpt, head, path)
     return ckpt
+
+
+_TORCH_SAVED = (b"PK", b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19")
+"""How torch.save's files begin: a zip archive, or (``_use_new_zipfile_serialization=False``)
+the pickled magic number 0x1950a86a20f9469cfc6c."""
 
 
 def _damaged_entry(data: bytes) -> str | None:

@@ -69,6 +69,16 @@ class _Waiting(io.RawIOBase):
 _stdin: BinaryIO | None = None
 
 
+def check_regular(path: str | Path) -> None:
+    """Raise :class:`RecolorError` unless ``path`` is a regular file (or a link to one): "no
+    such file", "is a directory" or "not a regular file" (a FIFO would wait for a writer). For
+    files that are read whole and by name only (weights: ``-`` is a file of that name)."""
+    p = Path(path)
+    if not p.is_file():
+        why = "no such file" if not p.exists() else "is a directory" if p.is_dir() else None
+        raise RecolorError(why or "not a regular file", path)
+
+
 def stdin_binary() -> BinaryIO:
     """Stdin for binary reading, through :class:`_Waiting` when it is the process's own file
     descriptor 0 and no regular file (a regular file stays seekable: a record's header is

@@ -38,8 +38,9 @@ def _no_repeated_keys(pairs: list[tuple[str, object]]) -> dict:
     return doc
 
 
-_JSON_DIGITS = 30
-"""Most digits of a JSON integer in a hint file (a pixel, a size, a weight: none needs more)."""
+_JSON_DIGITS = 40
+"""Most digits of a JSON integer in a hint file (a pixel, a size, a weight up to 1e30 written
+out: none needs more)."""
 
 
 def _json_int(text: str) -> int:
@@ -60,12 +61,17 @@ def _json_float(text: str) -> float:
     return value
 
 
+def _json_constant(text: str) -> float:
+    """``NaN``, ``Infinity``, ``-Infinity``: Python's json reads them, JSON has none."""
+    raise ValueError(f"{text} is not a JSON number")
+
+
 def _from_json(data: bytes) -> Hints:
     if not data.removeprefix(codecs.BOM_UTF8).strip():  # empty (touch a.json): no hints, as {}
         return Hints()
     try:
         doc = json.loads(data, object_pairs_hook=_no_repeated_keys, parse_int=_json_int,
-                         parse_float=_json_float)  # fmt: skip
+                         parse_float=_json_float, parse_constant=_json_constant)  # fmt: skip
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
     if not isinstance(doc, dict):

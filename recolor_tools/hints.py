@@ -87,14 +87,17 @@ def parse_colors(texts: Sequence[str]) -> np.ndarray:
 def _hex_rgb(text: str) -> list[int]:
     m = _HEX.fullmatch(text.strip()) if isinstance(text, str) else None  # JSON: any type
     if not m:
-        raise ValueError(f"colour {text!r} is not #rrggbb or #rgb")
+        raise ValueError(f"colour {_shown(text)} is not #rrggbb or #rgb")
     h = m.group(1) if len(m.group(1)) == 6 else "".join(c * 2 for c in m.group(1))
     return [int(h[i : i + 2], 16) for i in (0, 2, 4)]
 
 
 def _shown(value: object) -> str:
-    """A value as a hint file spells it: JSON's ``true`` and ``null``, not Python's."""
-    return json.dumps(value) if value is None or isinstance(value, bool) else repr(value)
+    """A value as a hint file spells it: JSON's ``true`` and ``null``, not Python's; text
+    quoted; numbers (numpy's too: ``5``, not ``np.int64(5)``) as they read."""
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    return repr(value) if isinstance(value, str) else str(value)
 
 
 def _as_text(value: object) -> str:

@@ -258,16 +258,18 @@ def _jpeg_segments(data: bytes) -> Iterator[tuple[int, memoryview]]:
 
 
 def _jpeg_icc_gap(data: bytes) -> str | None:
-    """What is missing of a JPEG's ICC profile (ICC.1:2010 B.4: APP2 ``ICC_PROFILE\\0``
-    chunks numbered 1 to their count), or None when it is whole or absent. Pillow drops a profile
-    with a chunk missing without a word, and its colours would be read as sRGB."""
+    """What is wrong with a JPEG's ICC profile chunks (ICC.1:2010 B.4: APP2 ``ICC_PROFILE\\0``
+    segments numbered 1 to their count), which Pillow drops without a word when their numbers
+    do not add up (the colours would then be read as sRGB); None without any such chunk."""
     chunks = [bytes(p[12:14]) for m, p in _jpeg_segments(data)
               if m == 0xE2 and p[:12] == b"ICC_PROFILE\0" and len(p) >= 14]  # fmt: skip
     if not chunks:
         return None
     count, have = chunks[0][1], {c[0] for c in chunks}
     gone = [n for n in range(1, count + 1) if n not in have]
-    return f"chunk {gone[0]} of {count} missing" if gone else None
+    if gone:
+        return f"chunk {gone[0]} of {count} missing"
+    return f"{len(chunks)} chunk{'s' * (len(chunks) != 1)}, numbered for {count}"
 
 
 def density(data: bytes) -> tuple[float, float] | None:

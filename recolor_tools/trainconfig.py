@@ -153,7 +153,7 @@ class TrainConfig:
         # tool's output folders (exit 1), not a usage error
         if self.out.exists() and not self.out.is_dir():  # found after the stats, before
             raise RecolorError("exists and is not a directory", self.out)
-        above = next((p for p in self.out.absolute().parents if p.exists()), None)
+        above = next((p for p in self.out.parents if p.exists()), None)  # named as given
         if above is not None and not self.out.exists() and not above.is_dir():
             raise RecolorError("not a directory", above)
         held = [n for n in ("last.pt", "last.prev.pt") if (self.out / n).exists()]

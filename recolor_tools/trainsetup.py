@@ -279,7 +279,7 @@ def read_start(cfg: TrainConfig, d: Dist) -> tuple[dict | None, dict | None]:
     error either way.
     """
     try:
-        cfg.check_out()  # the CLI has said it as a usage error
+        cfg.check_out()  # the CLI has said it (a run in OUT: a usage error)
     except ValueError as e:
         raise RecolorError(str(e)) from None
     resumed = None

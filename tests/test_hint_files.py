@@ -201,6 +201,10 @@ def test_a_hint_layer_is_read_with_the_image_checks(tmp_path):
         ('{"points": [{"x": 1, "y": 1, "color": "#f00", "size": true}]}', "hint size must be a"
          f" whole number of pixels, 1 to {2**31 - 1}: true"),
         ('{"points": [{"x": 1e999, "y": 1, "color": "#f00"}]}', "number 1e999 is too large"),
+        ('{"points": [{"x": NaN, "y": 1, "color": "#f00"}]}', "NaN is not a JSON number"),
+        ('{"palette": [{"color": "#f00", "weight": Infinity}]}', "Infinity is not a JSON number"),
+        ('{"points": [{"x": 1, "y": 1, "color": true}]}', "colour true is not #rrggbb"),
+        ('{"palette": [{"color": null}]}', "colour null is not #rrggbb"),
         ('{"points": [{"x": 1%s, "y": 1, "color": "#f00"}]}' % ("0" * 4999),
          "number 10000000000000000000... (5000 digits) is too large"),
         ("[]", 'expected an object with "points" and/or "palette"'),
@@ -322,6 +326,9 @@ def test_palette_weights_far_apart_are_kept_in_float32(tmp_path, weights, image)
     h = hints.palette([("#e63946", "1e30"), ("#1d3557", 1e-30)])
     assert h.palette_w.dtype == np.float32 and (h.palette_w > 0).all()
     assert h.palette_w[0] == 1 and h.palette_w[1] < 1e-37
+    big = tmp_path / "big.json"  # 10^30 written out is in range too (31 digits)
+    big.write_text('{"palette": [{"color": "#e63946", "weight": 1%s}]}' % ("0" * 30))
+    assert hintfiles.read_hints(big).palette_w.tolist() == [1.0]
     src, _ = image
     doc = {"palette": [{"color": "#e63946", "weight": 1e30}, {"color": "#1d3557", "weight": 1e-30}]}
     (tmp_path / "w.json").write_text(json.dumps(doc))

@@ -216,3 +216,14 @@ def test_a_size_written_as_digits_is_a_size_as_coordinates_are():
     for bad in ("3.5", "x3", "", "-3"):
         with pytest.raises(ValueError, match="hint size must be a whole number"):
             hints.point(5, 6, "#f00", bad)
+
+
+def test_numpy_numbers_are_coordinates():
+    """Coordinates from numpy arrays (np.int64, np.float64) are numbers: the hint files'
+    JSON spellings (true, null) must not turn them into text like 'np.int64(5)'."""
+    xs = np.array([5, 10])
+    assert hints.point(xs[0], xs[1], "#ff0000").resolve(20, 20).xy.tolist() == [[5, 10]]
+    values, percent = hints.parse_points([(np.int64(1), np.float64(2.5))])
+    assert values.tolist() == [[1.0, 2.5]] and not percent.any()
+    with pytest.raises(ValueError, match="coordinate 'true' is not a number"):
+        hints.point(True, 1, "#f00")

@@ -249,6 +249,10 @@ def _bad_weights(tmp: Path) -> dict[str, tuple[Path, str]]:
 
     save("pickle.pt", {"format": "recolor-checkpoint", "x": _Boom(str(tmp / "pwned"))},
          "not a recolor checkpoint")  # fmt: skip
+    legacy = io.BytesIO()  # torch.save's older format, not a zip: refused for what it holds too
+    torch.save({"x": _Boom(str(tmp / "pwned"))}, legacy, _use_new_zipfile_serialization=False)
+    (tmp / "legacy.pt").write_bytes(legacy.getvalue())
+    out["legacy.pt"] = (tmp / "legacy.pt", "holds objects that loading weights only refuses")
     raw = (ROOT / "weights" / "cls.pt").read_bytes()
     (tmp / "truncated.pt").write_bytes(raw[: len(raw) // 2])
     out["truncated.pt"] = (tmp / "truncated.pt", "not a recolor checkpoint")

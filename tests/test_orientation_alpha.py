@@ -262,17 +262,22 @@ def test_a_jpeg_profile_with_a_chunk_missing_is_an_error_not_srgb(tmp_path: Path
     icc = colorprofile.matrix_profile(np.array([(0.64, 0.33), (0.21, 0.71), (0.15, 0.06)]), 2.2)
     enc = cv2.imencode(".jpg", stored[:, :, ::-1])[1].tobytes()
 
-    def app2(n: int, part: bytes) -> bytes:
-        payload = b"ICC_PROFILE\0" + bytes([n, 2]) + part
+    def app2(n: int, part: bytes, count: int = 2) -> bytes:
+        payload = b"ICC_PROFILE\0" + bytes([n, count]) + part
         return b"\xff\xe2" + struct.pack(">H", len(payload) + 2) + payload
 
     half = len(icc) // 2
     whole, broken = tmp_path / "whole.jpg", tmp_path / "broken.jpg"
+    extra, zero = tmp_path / "extra.jpg", tmp_path / "zero.jpg"  # other numberings Pillow drops
     whole.write_bytes(enc[:2] + app2(1, icc[:half]) + app2(2, icc[half:]) + enc[2:])
     broken.write_bytes(enc[:2] + app2(1, icc[:half]) + enc[2:])
-    p = run(["to-lab", broken, whole, "-o", tmp_path / "all.lab"])
-    assert p.returncode == 1 and p.stderr.decode() == (
-        f"recolor to-lab: {broken}: unreadable embedded ICC profile (chunk 2 of 2 missing)\n"
-    )
+    extra.write_bytes(enc[:2] + app2(1, icc[:half]) + app2(2, icc[half:]) + app2(3, b"x") + enc[2:])
+    zero.write_bytes(enc[:2] + app2(1, icc, count=0) + enc[2:])
+    p = run(["to-lab", broken, extra, zero, whole, "-o", tmp_path / "all.lab"])
+    assert p.returncode == 1 and p.stderr.decode().splitlines() == [
+        f"recolor to-lab: {broken}: unreadable embedded ICC profile (chunk 2 of 2 missing)",
+        f"recolor to-lab: {extra}: unreadable embedded ICC profile (3 chunks, numbered for 2)",
+        f"recolor to-lab: {zero}: unreadable embedded ICC profile (1 chunk, numbered for 0)",
+    ]
     (rec,) = records.iter_records(io.BytesIO((tmp_path / "all.lab").read_bytes()))
     assert rec.source is not None and rec.source["icc"]  # the whole one read with its profile

@@ -275,6 +275,15 @@ def test_outputs_mirror_an_input_folders_tree(tmp_path):
     ]
     again = run(["predict", "-w", w, src, "-o", f"{tmp_path}/out/", "--skip-existing"], check_rc=0)
     assert again.stdout == b""
+    # with nothing to do the weights are still checked as loading checks them: a folder is a
+    # directory (not "no input was found in it"), a FIFO is no regular file (it waited for a
+    # writer), "-" no file of that name (it was taken for stdin)
+    os.mkfifo(tmp_path / "w.fifo")
+    for weights, why in ((tmp_path, "is a directory"), (tmp_path / "w.fifo", "not a regular file"),
+                         ("-", "no such file")):  # fmt: skip
+        p = run(["predict", "-w", weights, src, "-o", f"{tmp_path}/out/", "--skip-existing"],
+                cwd=tmp_path)  # fmt: skip
+        assert (p.returncode, p.stderr.decode()) == (1, f"recolor predict: {weights}: {why}\n")
     # an output folder inside the input folder: a rerun does not take its outputs for inputs
     # (they would go to src/out/out/, or be refused as inputs)
     for _ in range(2):

@@ -142,14 +142,14 @@ class Tool:
             try:  # RANK and WORLD_SIZE set by hand, not by torchrun
                 rank_and_size()
             except RecolorError as e:
-                self.usage(e.reason)
+                self.usage(e.reason, see_help=False)  # (-h says nothing of the environment)
             self.echo = first_process()
         from ..imagehead import max_pixels
 
         try:  # a bad limit is the whole run's mistake, not each input's
             max_pixels()
         except RecolorError as e:
-            self.usage(e.reason)
+            self.usage(e.reason, see_help=False)
 
     def fail(
         self, err: RecolorError | str, path: str | Path | None = None, always: bool = False
@@ -201,12 +201,14 @@ class Tool:
 
         return tqdm(items, total=total, unit=unit, desc=self.name, file=sys.stderr, leave=False)
 
-    def usage(self, message: str) -> None:
+    def usage(self, message: str, see_help: bool = True) -> None:
         """Stop with a usage error: one line on stderr (where :attr:`echo`), exit 2; it ends
-        with where the usage is, as click's own usage errors do."""
+        with where the usage is, as click's own usage errors do (``see_help``: not for the
+        environment's variables, of which ``-h`` says nothing)."""
         if self.echo:
             where = f"recolor {self.name}"
-            print(f"{where}: {message} (see {where} -h)", file=sys.stderr, flush=True)
+            more = f" (see {where} -h)" if see_help else ""
+            print(f"{where}: {message}{more}", file=sys.stderr, flush=True)
         raise typer.Exit(ExitCode.USAGE)
 
     def exit(self) -> None:

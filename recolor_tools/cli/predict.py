@@ -289,10 +289,14 @@ def _load_predictor(
 def _nothing_to_do(tool: Tool, weights: Path | None, refused: list) -> None:
     """End a run whose outputs are all there: no model loaded, but a missing ``--weights`` file
     is still named, and the refused inputs said."""
-    if weights is not None:
-        from ..fileio import open_binary
+    if weights is not None:  # checked as loading them would check them, short of loading
+        from ..fileio import check_regular, os_reason
 
-        open_binary(weights).close()
+        check_regular(weights)
+        try:
+            open(weights, "rb").close()  # noqa: SIM115 - readable?
+        except OSError as e:
+            raise RecolorError(os_reason(e), weights) from None
     _refuse(tool, refused)
     tool.exit()
 
