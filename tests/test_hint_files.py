@@ -375,3 +375,20 @@ def test_two_hint_files_for_one_input_refuse_that_input(tmp_path, weights):
             f"{hdir / 'a.png'}: neither is used\n"
         )
     assert sorted(f.name for f in out.iterdir()) == ["b.png"]
+
+
+def test_outputs_into_the_hint_folder_are_a_usage_error(tmp_path, weights, image):
+    """-o hints/ --hints hints/ wrote the outputs among the hint files, and the next run read
+    them as hint layers ("two hint files", "a hint layer must be an image with an alpha
+    channel"). Refused before any work, also for a folder below it."""
+    src, _ = image
+    hdir = tmp_path / "hints"
+    hdir.mkdir()
+    (hdir / "a.json").write_text("{}")
+    for out in (f"{hdir}/", f"{hdir}/sub/"):
+        p = run(["predict", src, "-w", weights["cls"], "--hints", hdir, "-o", out])
+        assert p.returncode == 2 and p.stderr.decode() == (
+            f"recolor predict: -o {out}: inside the --hints folder, where outputs would be "
+            "read as hint files (see recolor predict -h)\n"
+        )
+    assert sorted(f.name for f in hdir.iterdir()) == ["a.json"]

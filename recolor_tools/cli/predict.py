@@ -214,6 +214,7 @@ def predict(
             router, ext, paths, refused = _predict_outputs(
                 tool, everything, output, fmt, skip_existing, roots, depth, guides
             )
+            _outside_hints(tool, router, output, hints)
         predictor = source = None
         # Hint files for no input: reported, the inputs still done.
         problems: list[RecolorError] = []
@@ -284,6 +285,17 @@ def _load_predictor(
     except RecolorError as e:
         tool.usage(e.reason)
     return loaded
+
+
+def _outside_hints(tool: Tool, router, output: str | None, hints: str | None) -> None:
+    """A usage error for an output folder in the ``--hints`` folder: a rerun would read the
+    outputs as hint files (a PNG output is a hint layer's format)."""
+    if router.directory is None or hints is None or not os.path.isdir(hints):
+        return
+    folder, there = os.path.realpath(router.directory), os.path.realpath(hints)
+    if os.path.commonpath([folder, there]) == there:
+        tool.usage(f"-o {output}: inside the --hints folder, where outputs would be read as hint "
+                   "files")  # fmt: skip
 
 
 def _nothing_to_do(tool: Tool, weights: Path | None, refused: list) -> None:
