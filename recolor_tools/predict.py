@@ -89,7 +89,7 @@ def working_shape(H: int, W: int, size: int, max_side: int | None = None) -> tup
     (default ``MAX_ASPECT * size``), the aspect ratio is kept, and neither side is below 8.
     """
     if H < 1 or W < 1:
-        raise ValueError(f"image must not be empty, got {W}x{H} (width x height)")
+        raise ValueError(f"image must not be empty, got {W}x{H}")
     max_side = max_side or MAX_ASPECT * size
     s = min(size / min(H, W), max_side / max(H, W))
     return max(8, round(H * s)), max(8, round(W * s))
