@@ -92,6 +92,15 @@ def mean_over_ranks(total: torch.Tensor, n: int, d: Dist) -> float:
     return (both[0] / both[1].clamp(min=1)).item()
 
 
+def each_rank(value: torch.Tensor, d: Dist) -> list[float]:
+    """A scalar of every rank, in rank order (one collective: call it on every rank)."""
+    if d.world <= 1:
+        return [value.item()]
+    parts = [torch.zeros_like(value) for _ in range(d.world)]
+    dist.all_gather(parts, value)
+    return [p.item() for p in parts]
+
+
 def param_digest(model: torch.nn.Module) -> str:
     """sha256 of every parameter's bytes, in state_dict order (replica-identity check)."""
     h = hashlib.sha256()

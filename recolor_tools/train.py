@@ -60,11 +60,19 @@ import torch.distributed as dist
 
 from . import checkpoints, models
 from .data import check_some_readable, list_images
-from .distributed import Dist, broadcast_buffers, mean_over_ranks, param_digest, setup_distributed
+from .distributed import (
+    Dist,
+    broadcast_buffers,
+    each_rank,
+    mean_over_ranks,
+    param_digest,
+    setup_distributed,
+)
 from .errors import RecolorError, UsageError
 from .trainconfig import CHECKPOINT_FILES, TrainConfig, resolve_defaults
 from .trainsetup import (
     ClassSetup,
+    DataStats,
     Device,
     Loaders,
     Optimiser,
@@ -77,7 +85,6 @@ from .trainsetup import (
     read_start,
     resolve_classes,
     setup_process,
-    stats_of_data,
     takes_hints,
 )
 
@@ -124,10 +131,13 @@ class TrainState:
             "loss_n": self.loss_n,
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any], rank: int = 0) -> None:
+        """``rank``: whose running loss to take from ``loss_sums`` (each rank's, where the
+        checkpoint has them; else ``loss_sum``, rank 0's)."""
         self.step, self.epoch, self.pos = state["step"], state["epoch"], state["pos"]
         self.elapsed, self.started = state["elapsed"], time.perf_counter()
-        self.loss_sum.fill_(state["loss_sum"])
+        sums = state.get("loss_sums") or [state["loss_sum"]]
+        self.loss_sum.fill_(sums[rank] if rank < len(sums) else state["loss_sum"])
         self.loss_n = state["loss_n"]
 
 
@@ -335,12 +345,16 @@ def evaluate_and_log(run: Run, state: TrainState, regular: bool) -> dict[str, An
     return metrics
 
 
-def checkpoint(run: Run, state: TrainState, metrics: dict[str, Any]) -> dict[str, Any]:
-    """The checkpoint of the run now: model, classes, and ``train_state`` for ``--resume``."""
+def checkpoint(
+    run: Run, state: TrainState, metrics: dict[str, Any], loss_sums: list[float] | None = None
+) -> dict[str, Any]:
+    """The checkpoint of the run now: model, classes, and ``train_state`` for ``--resume``
+    (``loss_sums``: every rank's running loss, which rank 0's ``state`` alone lacks)."""
     train_state = {
         **run.opt.state_dict(),
         "rng": get_rng_state(),
         **state.state_dict(),
+        "loss_sums": loss_sums or [state.loss_sum.item()],
         "world": run.d.world,
         "batch_size": run.cfg.batch_size,
         "args": _primitive(dataclasses.asdict(run.cfg)),
@@ -366,8 +380,9 @@ def save_last(run: Run, state: TrainState, metrics: dict[str, Any]) -> None:
             f"training diverged by step {state.step}: NaN or infinite weights (try a lower "
             "--lr); nothing written from it"
         )
+    sums = each_rank(state.loss_sum, run.d)  # a resumed rank goes on from its own
     if run.d.main:
-        ckpt = checkpoint(run, state, metrics)
+        ckpt = checkpoint(run, state, metrics, sums)
         checkpoints.save_checkpoint(run.cfg.out / "last.pt", ckpt, keep_previous=True)
 
 
@@ -378,7 +393,7 @@ def restore(
     ts = resumed["train_state"]
     opt.load_state_dict(ts)
     set_rng_state(ts["rng"])
-    state.load_state_dict({"step": resumed["step"], **ts})  # version 1 kept the step outside
+    state.load_state_dict({"step": resumed["step"], **ts}, d.rank)  # (v1: the step outside)
     if ts["world"] != d.world or ts["batch_size"] != cfg.batch_size:
         log(cfg, d, "note: batch size or process count changed; resume is not exact")
     return resumed["metrics"]
@@ -447,7 +462,8 @@ def _train(cfg: TrainConfig, d: Dist, report: Callable[[str], None] | None) -> P
         raise UsageError(f"a batch of one image at --size {cfg.size} cannot be trained (its "
                          f"global features are one value): give 2 images or more a batch{each},"
                          " or --size 24 or more")  # fmt: skip
-    cs = resolve_classes(cfg, resumed, init, stats_of_data(cfg, d, train_paths, unreadable))
+    data_stats = DataStats(cfg, d, train_paths, unreadable)
+    cs = resolve_classes(cfg, resumed, init, data_stats)
     loaders = build_loaders(cfg, d, dev, (train_paths, val_paths), cs, takes_hints(cfg, carried))
     total_steps = cfg.steps or (cfg.epochs or 10) * loaders.steps_per_epoch
     eval_every = cfg.eval_every or loaders.steps_per_epoch
@@ -475,6 +491,7 @@ def _train(cfg: TrainConfig, d: Dist, report: Callable[[str], None] | None) -> P
         _trim_metrics(cfg.out / "metrics.jsonl", state.step)
         if cfg.overwrite:  # the old run goes now: a new one cut short left it for --resume
             _remove_old_run(cfg, init is not None)
+        data_stats.save()  # not before: an --overwrite that failed would have replaced them
     log(
         cfg, d,
         f"{cfg.head} head{' with hints' if raw.config.hints else ''}, "

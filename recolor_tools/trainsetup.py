@@ -309,28 +309,37 @@ def read_start(cfg: TrainConfig, d: Dist) -> tuple[dict | None, dict | None]:
     return resumed, init
 
 
-def stats_of_data(
-    cfg: TrainConfig, d: Dist, paths: list[str], unreadable: Unreadable
-) -> Callable[[np.ndarray, float], Any]:
-    """``compute`` for :func:`resolve_classes`: rebalancing statistics of the training images.
+class DataStats:
+    """``compute`` for :func:`resolve_classes` (call it): rebalancing statistics of the
+    training images, and :meth:`save`, which writes them as ``OUT/rebalance-stats.npz``.
 
     Every rank computes the same (which avoids a long wait at a barrier); rank 0 reports
-    unreadable images once and saves the statistics as ``OUT/rebalance-stats.npz``.
+    unreadable images once, and saves them when training starts, after ``--overwrite`` has
+    removed the old run (saved at once, a run that failed in between left the old checkpoints
+    beside another run's statistics).
     """
-    from .rebalance import compute_stats
 
-    def skipped(e: RecolorError) -> None:  # every rank sees every file here: rank 0 tells
-        unreadable([str(e)], tell=d.main)  # "path: reason", the path's control characters escaped
+    def __init__(self, cfg: TrainConfig, d: Dist, paths: list[str], unreadable: Unreadable):
+        self.cfg, self.d, self.paths, self.unreadable = cfg, d, paths, unreadable
+        self.computed = None
 
-    def compute(classes: np.ndarray, grid: float):
-        log(cfg, d, f"computing rebalancing statistics of {len(paths)} images")
-        stats = compute_stats(paths, classes, grid, workers=d.cores, on_error=skipped)
-        if d.main:
-            cfg.out.mkdir(parents=True, exist_ok=True)
-            stats.save(cfg.out / "rebalance-stats.npz")
-        return stats
+    def __call__(self, classes: np.ndarray, grid: float):
+        from .rebalance import compute_stats
 
-    return compute
+        def skipped(e: RecolorError) -> None:  # every rank sees every file: rank 0 tells
+            self.unreadable([str(e)], tell=self.d.main)  # "path: reason", escaped
+
+        log(self.cfg, self.d, f"computing rebalancing statistics of {len(self.paths)} images")
+        self.computed = compute_stats(
+            self.paths, classes, grid, workers=self.d.cores, on_error=skipped
+        )
+        return self.computed
+
+    def save(self) -> None:
+        """Write the statistics computed (if any) into OUT (rank 0)."""
+        if self.computed is not None and self.d.main:
+            self.cfg.out.mkdir(parents=True, exist_ok=True)
+            self.computed.save(self.cfg.out / "rebalance-stats.npz")
 
 
 @dataclass(frozen=True)

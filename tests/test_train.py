@@ -311,6 +311,17 @@ def test_ddp_two_processes_keep_identical_replicas(data, tmp_path):
     assert param_digest(initial) != d0
     assert [m["step"] for m in metric_lines(out)] == [2, 4]  # one writer
     assert ckpt["step"] == 4
+    # stopped after 3 steps and resumed to 4: the log of the run that went straight on (the
+    # checkpoint kept rank 0's running loss for both ranks, and step 4's train_loss differed)
+    half = tmp_path / "half"
+    cut = [half if a == out else a for a in args]
+    cut[cut.index("--steps") + 1] = "3"
+    assert torchrun(cut, fresh=(half,), env=env).returncode == 0
+    on = torchrun([*[half if a == out else a for a in args], "--resume"], env=env)
+    assert on.returncode == 0, on.stderr.decode(errors="replace")
+    timing = {"img_per_s", "elapsed"}  # (the clock's)
+    last = [{k: v for k, v in metric_lines(d)[-1].items() if k not in timing} for d in (half, out)]
+    assert last[0] == last[1]
     # an error about the whole run is said once, not once per process
     again = torchrun(args, env=env)
     ours = [ln for ln in again.stderr.decode().splitlines() if ln.startswith("recolor train:")]
@@ -852,3 +863,26 @@ def test_weights_onto_a_fifo_are_written_in_place(data, tmp_path, capsys):
 
     sent = torch.load(io.BytesIO(got[0]), weights_only=True)
     assert sent["config"]["head"] == "reg" and (out / "reg.pt").is_fifo()
+
+
+def test_an_overwrite_that_fails_before_training_keeps_the_old_run_whole(
+    data, tmp_path, capsys, monkeypatch
+):
+    """--overwrite removes the old run when training starts; its statistics were replaced
+    before that, as soon as the new ones were computed, so a run that failed in between left
+    the old checkpoints beside another run's rebalance-stats.npz."""
+    import recolor_tools.train as train_module
+
+    out = tmp_path / "run"
+    args = [data["train"], "--head", "cls", "--size", SIZE, "-b", 4, "--width", 8, "-j", 0, "-q"]
+    assert cli([*args, "--steps", "1", "--out", out], capsys)[0] == 0
+    kept = {f.name: f.read_bytes() for f in out.iterdir()}
+    assert "rebalance-stats.npz" in kept
+
+    def no_model(*args, **kwargs):
+        raise RecolorError("out of memory (smaller sizes or batches need less)")
+
+    monkeypatch.setattr(train_module, "build_model", no_model)
+    rc, _, err = cli([*args, "--grid", "10", "--steps", "1", "--overwrite", "--out", out], capsys)
+    assert (rc, err) == (1, "recolor train: out of memory (smaller sizes or batches need less)\n")
+    assert {f.name: f.read_bytes() for f in out.iterdir()} == kept
