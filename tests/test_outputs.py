@@ -470,8 +470,6 @@ def test_files_a_run_reads_are_never_written_over(tmp_path, png):
         (["predict", png, "--palette", ref, "-o", ref], ref),
         (["predict", png, "--palette", ref, "--hints", tmp_path / "hints", "-o", ref], ref),
         (["predict", png, "--hints", layer, "-o", layer], layer),
-        (["predict", png, "--hints", tmp_path / "hints", "-o", f"{tmp_path}/hints/"],
-         tmp_path / "hints" / "a.png"),
         (["compare", png, png, "--stats", stats, "-o", stats], stats),
         (["quantize", png, "--classes", stats, "-o", stats], stats),
         (["rebalance-stats", png, "--classes", stats, "-o", stats], stats),
@@ -480,6 +478,9 @@ def test_files_a_run_reads_are_never_written_over(tmp_path, png):
         assert (p.returncode, _lines(p)) == (1, [
             f"recolor {args[0]}: {target}: refusing to overwrite an input"
         ]), args  # fmt: skip
+    # the hint folder as the output folder: refused before any work (a usage error)
+    p = run(["predict", png, "--hints", tmp_path / "hints", "-o", f"{tmp_path}/hints/", "-q"])
+    assert p.returncode == 2 and "inside the --hints folder" in p.stderr.decode()
     assert {f: f.read_bytes() for f in before} == before
 
 
