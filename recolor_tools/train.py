@@ -136,7 +136,7 @@ class TrainState:
         checkpoint has them; else ``loss_sum``, rank 0's)."""
         self.step, self.epoch, self.pos = state["step"], state["epoch"], state["pos"]
         self.elapsed, self.started = state["elapsed"], time.perf_counter()
-        sums = state.get("loss_sums") or [state["loss_sum"]]
+        sums = state.get("loss_sums", [])  # (version 1 and torchrun with fewer: rank 0's)
         self.loss_sum.fill_(sums[rank] if rank < len(sums) else state["loss_sum"])
         self.loss_n = state["loss_n"]
 
@@ -403,15 +403,14 @@ def restore(
 # training
 
 
-def _remove_old_run(cfg: TrainConfig, init: bool) -> None:
-    """``--overwrite``: remove the old run's checkpoints from OUT, and its statistics where this
-    run saves none anew (they would match nothing it trains on), unless they are its own
-    ``--stats`` (read, never removed)."""
+def _remove_old_run(cfg: TrainConfig) -> None:
+    """``--overwrite``: remove the old run's checkpoints and statistics from OUT (a run that
+    computes its own writes them anew right after: :meth:`DataStats.save`), unless the
+    statistics are this run's ``--stats`` (read, never removed)."""
     stale = [cfg.out / n for n in CHECKPOINT_FILES]
     stats_file = cfg.out / "rebalance-stats.npz"
-    saved = cfg.head == "cls" and cfg.stats is None and not init
     read = cfg.stats is not None and os.path.realpath(cfg.stats) == os.path.realpath(stats_file)
-    stale += [stats_file] * (not saved and not read)
+    stale += [stats_file] * (not read)
     for path in stale:
         path.unlink(missing_ok=True)
 
@@ -490,7 +489,7 @@ def _train(cfg: TrainConfig, d: Dist, report: Callable[[str], None] | None) -> P
         cfg.out.mkdir(parents=True, exist_ok=True)
         _trim_metrics(cfg.out / "metrics.jsonl", state.step)
         if cfg.overwrite:  # the old run goes now: a new one cut short left it for --resume
-            _remove_old_run(cfg, init is not None)
+            _remove_old_run(cfg)
         data_stats.save()  # not before: an --overwrite that failed would have replaced them
     log(
         cfg, d,
