@@ -14,6 +14,7 @@ import dataclasses
 import json
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -246,17 +247,40 @@ class HintSource:
     """The hints of each input: those common to all, plus its own hint file, read when needed.
 
     Call it with an input path; it returns that input's :class:`Hints` (None without any).
+    ``common_file`` is the ``--hints`` file among the common hints, if one is.
     """
 
-    def __init__(self, common: Hints, own: dict[str, Path | _Ambiguous] | None = None) -> None:
-        self.common, self.own = common, own or {}
+    def __init__(
+        self,
+        common: Hints,
+        own: dict[str, Path | _Ambiguous] | None = None,
+        common_file: str | None = None,
+    ) -> None:
+        self.common, self.own, self.common_file = common, own or {}, common_file
+        self.check: Callable[[Hints], None] | None = None
+
+    def check_with(self, check: Callable[[Hints], None]) -> None:
+        """Refuse, from now on, the hints that ``check`` refuses (a model that cannot take
+        them: ``Predictor.check_given``) as an error of the hint file that holds them. The
+        options themselves were checked before: what fails is in a file. Raises the common
+        ``--hints`` file's :class:`RecolorError` at once."""
+        self.check = check
+        self._checked(self.common, self.common_file)
+
+    def _checked(self, h: Hints, path: str | Path | None) -> Hints:
+        if self.check is not None and path is not None:
+            try:
+                self.check(h)
+            except RecolorError as e:
+                raise RecolorError(e.reason, path) from None
+        return h
 
     def __call__(self, path: str) -> Hints | None:
         h, own = self.common, self.own.get(path)
         if isinstance(own, _Ambiguous):
             raise own.error()
         if own is not None:
-            h = h + read_hints(own)
+            h = self._checked(h + read_hints(own), own)
         # An empty layer is still checked against the image's size: a wrong file, not "none".
         return None if h.empty and h.shape is None else h
 
@@ -305,5 +329,5 @@ def hint_source(
         own, problems = match_hint_files(hints, inputs, paths)
         return HintSource(common, own), problems
     if hints is not None:
-        common = common + read_hints(hints)
+        return HintSource(common + read_hints(hints), common_file=hints), []
     return HintSource(common), []

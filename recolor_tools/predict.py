@@ -480,12 +480,16 @@ class Predictor:
         if self.model.config.head != "cls":
             raise RecolorError("--suggest needs the cls head (reg has no class distribution)")
 
-    def prepare(self, rgb: np.ndarray, hints: Hints | None = None) -> Prepared:
-        """:func:`prepare` with this predictor's settings."""
+    def check_given(self, hints: Hints | None) -> None:
+        """:meth:`check_hints` for these ``hints`` (None: none)."""
         given = hints is not None and not hints.empty
         palette = given and len(hints.palette_w) > 0
         steered = given and (hints.strength is not None or hints.spread != "alike")
         self.check_hints(given, palette, steered)
+
+    def prepare(self, rgb: np.ndarray, hints: Hints | None = None) -> Prepared:
+        """:func:`prepare` with this predictor's settings."""
+        self.check_given(hints)
         return prepare(rgb, self.settings, hints)
 
     def run(self, items: Sequence[Prepared], batch_size: int = 8) -> list[Predicted]:

@@ -11,6 +11,7 @@ so only a hint can say the square's colour.
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -339,10 +340,23 @@ def test_a_reg_model_with_hint_inputs_takes_points_not_a_palette(squares, tmp_pa
     run(["predict", img, *w, "--hint", "10,10=#ff0000", "-o", tmp_path / "p.png"], check_rc=0)
     p = run(["predict", img, *w, "--palette", "#ff0000", "-o", tmp_path / "q.png"])
     assert p.returncode == 2 and p.stderr.decode().startswith("recolor predict: a palette needs")
-    (tmp_path / "h.json").write_text('{"palette": [{"color": "#ff0000"}]}')
-    p = run(["predict", img, *w, "--hints", tmp_path / "h.json", "-o", tmp_path / "q.png"])
+    # in a hint file, that file's error (it named the input, which is not where the palette is)
+    h = tmp_path / "h.json"
+    h.write_text('{"palette": [{"color": "#ff0000"}]}')
+    img2 = write_rgb(tmp_path / "b.png", square_image(None))
+    p = run(["predict", img, img2, *w, "--hints", h, "-o", tmp_path / "q"])
+    assert p.returncode == 1 and len(p.stderr.splitlines()) == 1  # once, not once per input
+    assert p.stderr.decode().startswith(f"recolor predict: {h}: a palette needs the cls head")
+    assert not (tmp_path / "q").exists()
+    hints_dir = tmp_path / "hints"
+    hints_dir.mkdir()
+    (hints_dir / "a.json").write_text(h.read_text())
+    (hints_dir / "b.json").write_text('{"points": [{"x": 10, "y": 10, "color": "#00ff00"}]}')
+    p = run(["predict", img, img2, *w, "--hints", hints_dir, "-o", tmp_path / "q"])
     assert p.returncode == 1 and len(p.stderr.splitlines()) == 1
-    assert "a palette needs the cls head" in p.stderr.decode() and not (tmp_path / "q.png").exists()
+    err = p.stderr.decode()
+    assert err.startswith(f"recolor predict: {hints_dir / 'a.json'}: a palette needs the cls"), err
+    assert sorted(os.listdir(tmp_path / "q")) == ["b.png"]  # the other input still done
     # nothing spreads its hints but the network: a strength or spread was ignored, unsaid
     for steer in (["--hint-strength", "3"], ["--hint-spread", "region"]):
         p = run(["predict", img, *w, "--hint", "10,10=#ff0000", *steer, "-o", tmp_path / "s.png"])

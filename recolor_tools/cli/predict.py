@@ -233,11 +233,13 @@ def predict(
             if not (paths or suggest or guided):
                 _nothing_to_do(tool, weights, refused)
             steered = hint_strength is not None or hint_spread != "alike"
-            predictor = _load_predictor(
+            loaded = _load_predictor(
                 tool, weights, head, (guided, bool(palette), steered, bool(suggest)), threads,
                 size=size, temperature=temperature, saturation=saturation, device=device,
                 precision=precision,
             )  # fmt: skip
+            source.check_with(loaded.check_given)  # what a hint file holds: that file's error
+            predictor = loaded
         if predictor is None or source is None:
             tool.exit()
         tool.echo = True
