@@ -419,3 +419,23 @@ def test_suggest_needs_the_cls_head_a_usage_error(weights, image):
         "recolor predict: --suggest needs the cls head (reg has no class distribution) "
         "(see recolor predict -h)\n"
     )
+
+
+def test_temperature_for_the_reg_head_a_usage_error(weights, image, tmp_path):
+    """-T was ignored by a reg model, unsaid (other cls-only options are refused); the
+    default temperature is still no error, and an explicit -T to cls gives what it says."""
+    src, _ = image
+    p = run(["predict", src, "-w", weights["reg"], "-T", "0.1", "-o", tmp_path / "r.png"])
+    assert p.returncode == 2 and not (tmp_path / "r.png").exists()
+    assert p.stderr.decode() == (
+        "recolor predict: -T/--temperature is the cls head's annealed mean; the reg head "
+        "predicts a/b directly: drop it or use --head cls (see recolor predict -h)\n"
+    )
+    run(["predict", src, "-w", weights["reg"], "-o", tmp_path / "r.png"], check_rc=0)
+    out = {}
+    for t in (None, "0.38", "0"):
+        dest = tmp_path / f"c{t}.png"
+        run(["predict", src, "-w", weights["cls"], *(["-T", t] if t else []), "-o", dest],
+            check_rc=0)  # fmt: skip
+        out[t] = dest.read_bytes()
+    assert out[None] == out["0.38"] != out["0"]  # the default is 0.38

@@ -54,12 +54,14 @@ PredictOutput = Annotated[
     ),
 ]
 PredictTemperature = Annotated[
-    float,
+    Optional[float],  # noqa: UP045
     typer.Option(
         "--temperature",
         "-T",
         min=0.0,
-        help="Annealed mean (cls): lower is more vivid, 0 the mode.",
+        help=f"Annealed mean (cls; default {defaults.TEMPERATURE}): lower is more vivid, 0 the "
+        "mode.",
+        show_default=False,
     ),
 ]
 PredictSaturation = Annotated[
@@ -162,7 +164,7 @@ def predict(
     head: PredictHead = None,
     weights: PredictWeights = None,
     output: PredictOutput = None,
-    temperature: PredictTemperature = defaults.TEMPERATURE,
+    temperature: PredictTemperature = None,
     saturation: PredictSaturation = 1.0,
     batch_size: PredictBatchSize = 8,
     io_workers: PredictIoWorkers = 2,
@@ -203,7 +205,7 @@ def predict(
             SUGGEST_PRINTS if suggest else "use -o FILE" if output == "-" else PATHS_GO_THERE
         )
         check_precision(tool, device, precision)
-        tool.finite(temperature=temperature, saturation=saturation)
+        tool.finite(temperature=temperature or 0.0, saturation=saturation)
         args, everything, roots, guides = _predict_inputs(tool, inputs, hints, palette)
         common.single_outputs(tool, {}, [*everything, *guides], stdout=True)  # paths: >> input
         router, ext, paths, refused = None, None, everything, []
@@ -233,10 +235,11 @@ def predict(
             if not (paths or suggest or guided):
                 _nothing_to_do(tool, weights, refused)
             steered = hint_strength is not None or hint_spread != "alike"
+            asks = (guided, bool(palette), steered, bool(suggest), temperature is not None)
             loaded = _load_predictor(
-                tool, weights, head, (guided, bool(palette), steered, bool(suggest)), threads,
-                size=size, temperature=temperature, saturation=saturation, device=device,
-                precision=precision,
+                tool, weights, head, asks, threads, size=size, saturation=saturation,
+                temperature=defaults.TEMPERATURE if temperature is None else temperature,
+                device=device, precision=precision,
             )  # fmt: skip
             source.check_with(loaded.check_given)  # what a hint file holds: that file's error
             predictor = loaded
@@ -270,15 +273,15 @@ def _load_predictor(
 ):
     """The model of ``weights`` (``Predictor.load`` with ``settings``) on ``threads`` CPU
     threads (as train's --threads; torch's own default is every core); what ``asks`` of it
-    (hints, a palette, steering options, --suggest) and it cannot follow is a usage error, the
-    user's to change."""
+    (hints, a palette, steering options, --suggest, -T) and it cannot follow is a usage error,
+    the user's to change."""
     from ..predict import Predictor
 
     if threads:
         import torch
 
         torch.set_num_threads(threads)
-    guided, palette, steered, suggest = asks
+    guided, palette, steered, suggest, tempered = asks
     loaded = Predictor.load(weights, head, **settings)
     try:
         loaded.check_hints(guided, palette=palette, steered=steered)
@@ -286,6 +289,9 @@ def _load_predictor(
             loaded.check_suggest()
     except RecolorError as e:
         tool.usage(e.reason)
+    if tempered and loaded.model.config.head != "cls":  # it was ignored, unsaid
+        tool.usage("-T/--temperature is the cls head's annealed mean; the reg head predicts a/b "
+                   "directly: drop it or use --head cls")  # fmt: skip
     return loaded
 
 
