@@ -171,6 +171,25 @@ def test_output_file(dirs, tmp_path):
     assert len(json.loads(out.read_text())["images"]) == 2
 
 
+def test_output_extension_says_the_format_as_images_do(dirs, tmp_path):
+    """-o r.json wrote the text table into it (and --csv -o r.json CSV), where every other
+    tool's -o FILE takes the format from the extension. (Exit 1: the fixture's unpaired
+    extra.png.)"""
+    assert run(*dirs, "-o", tmp_path / "r.json").returncode == 1
+    assert len(json.loads((tmp_path / "r.json").read_text())["images"]) == 2
+    assert run(*dirs, "-o", tmp_path / "r.CSV").returncode == 1
+    assert [r["name"] for r in csv_rows((tmp_path / "r.CSV").read_text())][-1] == "mean"
+    assert run(*dirs, "--json", "-o", tmp_path / "r.txt").returncode == 1  # the flag says
+    json.loads((tmp_path / "r.txt").read_text())
+    assert run(*dirs, "-o", tmp_path / "r.txt").returncode == 1
+    assert (tmp_path / "r.txt").read_text().split()[0] == "image"  # the table
+    for flag, name in (("--csv", "x.json"), ("--json", "x.csv")):
+        r = run(*dirs, flag, "-o", tmp_path / name)
+        assert r.returncode == 2 and not (tmp_path / name).exists()
+        assert r.stderr == (f"recolor compare: {flag} and -o {tmp_path / name} name two "
+                            "formats: give one (see recolor compare -h)\n")  # fmt: skip
+
+
 def test_montage_png(tmp_path):
     truth = save(tmp_path / "t" / "a.png", pattern(40, 50))
     pred = save(tmp_path / "p" / "a.png", np.full((40, 50, 3), RED, np.uint8))

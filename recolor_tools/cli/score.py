@@ -65,6 +65,7 @@ def compare(
     tool = Tool("compare", quiet, debug)
     if as_json and as_csv:
         tool.usage("--json and --csv exclude each other")
+    as_json, as_csv = _report_format(tool, output, as_json, as_csv)
     image_file(tool, montage, "--montage")
     one_file(tool, output, "-o", "a report file")
     if output is None:
@@ -157,6 +158,24 @@ def _compare_pairs(tool: Tool, pred: Path, truth: Path) -> list[tuple[str, Path,
     for err in problems:
         tool.fail(err)
     return pairs
+
+
+REPORT_SUFFIXES = {".json": "--json", ".csv": "--csv"}
+"""``-o`` names whose extension says the report's format, as an image's says its format."""
+
+
+def _report_format(
+    tool: Tool, output: str | None, as_json: bool, as_csv: bool
+) -> tuple[bool, bool]:
+    """``(as_json, as_csv)``: as the flags say, else as ``-o``'s extension says (``-o r.json``
+    wrote a text table); a flag that names the other format is a usage error."""
+    said = REPORT_SUFFIXES.get(os.path.splitext(output or "")[1].lower())
+    flag = "--json" if as_json else "--csv" if as_csv else None
+    if said is None or flag == said:
+        return as_json, as_csv
+    if flag is not None:
+        tool.usage(f"{flag} and -o {output} name two formats: give one")
+    return said == "--json", said == "--csv"
 
 
 def _load_stats(tool: Tool, path: Path):
