@@ -99,7 +99,7 @@ def is_whole(v: object) -> bool:
 
 
 def at_least(
-    low: float, kind: type = int, above: bool = False, step: int = 1
+    low: float, kind: type = int, above: bool = False, step: int | None = None
 ) -> Callable[[str], float]:
     """An argparse ``type`` for the repository scripts' numeric options: ``kind(text)``, finite
     and at least ``low`` (more than ``low`` with ``above``; a multiple of ``step``, for sizes the
@@ -121,7 +121,7 @@ def at_least(
             raise argparse.ArgumentTypeError(
                 f"must be {'more than' if above else 'at least'} {low}, got {text}"
             )
-        if value % step:
+        if step and value % step:  # (a default step of 1 refused 0.5 for a float option)
             raise argparse.ArgumentTypeError(f"must be a multiple of {step}, got {text}")
         return value
 

@@ -131,6 +131,20 @@ def test_the_scripts_refuse_numbers_out_of_range_as_usage(script, args, says):
     assert p.returncode == 2 and says in p.stderr and "Traceback" not in p.stderr, p.stderr
 
 
+def test_the_scripts_take_fractions_for_float_options(tmp_path):
+    """--gamma 0.5 (the model card's rows) and bench_colorprofile --mp 0.5 were refused: "must
+    be a multiple of 1". Parsed, the run goes on to its first file (here an empty dump)."""
+    from recolor_tools.errors import at_least
+
+    assert at_least(0, float)("0.5") == 0.5 and at_least(0.01, float)("0.01") == 0.01
+    (tmp_path / "empty.jsonl").write_text("")
+    for flag in ("--gamma", "--power", "--alpha", "--radius", "--oracle"):
+        p = subprocess.run([sys.executable, ROOT / "weights" / "evaluate_hints.py", "x",
+                            "--stats", "s", flag, "0.5", "--from-dump", tmp_path / "empty.jsonl"],
+                           capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert p.returncode == 1 and "no image's scores" in p.stderr, (flag, p.stderr)
+
+
 def test_evaluate_hints_says_a_bad_dump_in_one_line(tmp_path):
     """An empty dump (an interrupted run) or a line of something else was a KeyError or a
     JSONDecodeError traceback."""
