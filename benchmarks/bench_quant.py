@@ -190,7 +190,12 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("images", nargs="*", help="Images to take a/b pixels from (default: made).")
-    ap.add_argument("--pixels", type=at_least(1), default=4_000_000, help="a/b pixels to encode.")
+    ap.add_argument(
+        "--pixels",
+        type=at_least(1),
+        default=4_000_000,
+        help="a/b pixels to make and encode (with IMAGES: every pixel of theirs).",
+    )
     ap.add_argument(
         "--sklearn-pixels", type=at_least(1), default=200_000, help="Subset for sklearn."
     )

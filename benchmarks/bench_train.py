@@ -13,7 +13,9 @@ hard-edged blocks, so decoding costs what a real poster's does):
    evaluation interval (so start-up and worker spawning are excluded).
 
 3 and 4 are printed as ratios to 2, the ceiling that a loader which never kept the model
-waiting would reach (measured in the same process, so the machine's load cancels).
+waiting would reach, measured again right after each of them and taken as the mean of the
+measurements on either side (a ceiling measured once, first, gave ratios of 1.5 on a machine
+whose load changed during the run).
 
 Usage::
 
@@ -214,17 +216,24 @@ def main() -> None:
         compute = bench_compute(ds, args, device)
         print(f"compute only (fwd+bwd+Adam, the ceiling below): {compute:.1f} img/s")
         print(f"  -> data would be {per_img * compute:.0%} of step time without prefetching")
+
+        def ceiling() -> float:
+            """The compute-only rate around the run just measured (before it and now)."""
+            nonlocal compute
+            before, compute = compute, bench_compute(ds, args, device)
+            return (before + compute) / 2
+
         for w in args.workers:
             rate, wait = bench_pipeline(ds, args, w, device)
             print(
-                f"pipeline, {w} workers: {rate:.1f} img/s = {rate / compute:.2f}x compute only, "
-                f"waiting for data {wait:.0%} of time"
+                f"pipeline, {w} workers: {rate:.1f} img/s = {rate / ceiling():.2f}x compute "
+                f"only, waiting for data {wait:.0%} of time"
             )
         if not args.no_train:
             for w in args.workers:
                 rate = bench_train(paths, args, w, Path(tmp) / f"run{w}")
                 print(f"train() end to end, {w} workers: {rate:.1f} img/s = "
-                      f"{rate / compute:.2f}x compute only")  # fmt: skip
+                      f"{rate / ceiling():.2f}x compute only")  # fmt: skip
 
 
 if __name__ == "__main__":
