@@ -83,8 +83,8 @@ def test_the_repository_scripts_say_a_bad_input_in_one_line(tmp_path):
         assert p.returncode == 2 and says in p.stderr, p.stderr
     assert not (tmp_path / "dst").exists() and not (tmp_path / "src" / "out").exists()
     # a tool's failure: its own line, not a CalledProcessError traceback that hid it
-    (tmp_path / "val").mkdir()
-    cv2.imwrite(str(tmp_path / "val" / "a.png"), np.full((32, 32, 3), 90, np.uint8))
+    (tmp_path / "val").mkdir()  # WebP, as subset.py writes (evaluate.py read jpg and png only)
+    cv2.imwrite(str(tmp_path / "val" / "a.webp"), np.full((32, 32, 3), 90, np.uint8))
     stats = tmp_path / "s.npz"
     subprocess.run([sys.executable, "-m", "recolor_tools", "rebalance-stats", "-q", "-o", stats,
                     tmp_path / "val"], check=True, cwd=ROOT)  # fmt: skip
@@ -99,6 +99,12 @@ def test_the_repository_scripts_say_a_bad_input_in_one_line(tmp_path):
                         tmp_path / "s.npz", "--work", tmp_path / "work", "--size", "64"],
                        capture_output=True, text=True, timeout=600)  # fmt: skip
     assert p.returncode == 2 and "is not empty" in p.stderr and "Traceback" not in p.stderr
+    p = subprocess.run([sys.executable, ROOT / "weights" / "evaluate.py", empty, "--stats",
+                        tmp_path / "s.npz", "--work", tmp_path / "w2", "--size", "64"],
+                       capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert p.returncode == 1 and p.stderr.splitlines()[-1] == (
+        f"evaluate.py: {empty}: no image files in this directory"
+    )
 
 
 @pytest.mark.parametrize(

@@ -29,6 +29,8 @@ from pathlib import Path
 if not __package__:  # run as a script from a checkout: its package and this folder's modules
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # (PEP 366; imported from
     __package__ = "weights"  # an installed copy, sys.path stays as it was)
+from recolor_tools.errors import RecolorError  # noqa: E402
+from recolor_tools.imagehead import IMAGE_EXTS  # noqa: E402
 from recolor_tools.imageio import read_rgb, resize_short_side, write_image  # noqa: E402
 
 from .card import has_section, write_section  # noqa: E402
@@ -135,9 +137,10 @@ def main() -> None:
         ap.error(f"--card {args.card}: no readable {CARD_MARKS[0]} ... {CARD_MARKS[1]} section")
     work = args.work or Path(tempfile.mkdtemp(prefix="recolor-eval-"))
     print(f"work folder: {work}", file=sys.stderr)
-    truth_files = sorted(
-        f for f in args.val.iterdir() if f.suffix.lower() in (".jpg", ".jpeg", ".png")
-    )
+    # every format recolor reads (subset.py writes WebP); one folder deep, as its copies are
+    truth_files = sorted(f for f in args.val.iterdir() if f.suffix.lower() in IMAGE_EXTS)
+    if not truth_files:
+        raise RecolorError("no image files in this directory", args.val)
     if args.limit:
         truth_files = truth_files[: args.limit]
     truth = work / "truth"
