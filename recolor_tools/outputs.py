@@ -348,6 +348,7 @@ class Outputs:
             if self._input_ids is None:  # stat the inputs once, not once per output
                 self._input_ids = input_ids([*self.inputs, *self.keep])
             check_not_input(out, self._input_ids)
+            _check_writable(out)
         return out
 
     def write(
@@ -401,6 +402,22 @@ class Outputs:
 
     def _write_stdout(self, write: Callable[[BinaryIO], None]) -> None:
         write_stdout(self._stdout(), write)
+
+
+def _check_writable(out: Path) -> None:
+    """Raise what writing ``out`` would end in, found before anything is written (quantize
+    wrote an input's target, then found that its preview could not be): a folder in its
+    place, or a folder that takes no new file (a temporary one is made there first). A full
+    disk is found only by writing."""
+    from .fileio import writes_in_place
+
+    if writes_in_place(out):
+        return
+    if out.is_dir():
+        raise RecolorError("is a directory", out)
+    folder = out.parent
+    if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK, effective_ids=True):
+        raise RecolorError("permission denied", folder)
 
 
 def write_all(f: BinaryIO, data: bytes) -> None:

@@ -177,6 +177,20 @@ def test_quantize_an_input_whose_preview_fails_leaves_no_target(pics):
     assert names(p.stdout) == ["rand.png"]
 
 
+def test_quantize_a_preview_that_cannot_be_written_leaves_no_target(pics):
+    """A folder where the preview goes: the target was written (to stdout or -o FILE), then
+    the preview failed. Now found before either is written; the other input is still done."""
+    (pics / "pv" / "rand.png").mkdir(parents=True)
+    p = run(["quantize", "-q", "rand.png", "gray.png", "--preview", "pv/"], cwd=pics)
+    assert p.returncode == 1
+    assert p.stderr == b"recolor quantize: pv/rand.png: is a directory\n"
+    assert p.stdout.count(b"RCLR") == 1  # gray.png's target alone
+    assert (pics / "pv" / "gray.png").is_file()
+    p = run(["quantize", "-q", "rand.png", "--preview", "pv/", "-o", "t.target"], cwd=pics)
+    assert p.returncode == 1 and p.stderr == b"recolor quantize: pv/rand.png: is a directory\n"
+    assert not (pics / "t.target").exists()
+
+
 def test_quantize_refuses_a_preview_naming_an_input_before_any_work(pics):
     before = (pics / "rand.png").read_bytes()
     p = run(["quantize", "rand.png", "--preview", "rand.png"], cwd=pics)
