@@ -8,6 +8,7 @@ stream yields its records. The format itself is :mod:`recolor_tools.records`.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -27,8 +28,9 @@ def image_record(
 
     meta = ImageMeta()
     rec = _rgb_record(read_rgb(path, meta), path, max_size, l_only, meta.to_json(path), name)
-    if path != "-":  # what outputs made from the record must not replace
-        st = os.stat(path)
+    # what outputs made from the record must not replace: stdin's file too (`< a.png`), not a pipe
+    st = os.stat(path) if path != "-" else os.fstat(0)
+    if path != "-" or stat.S_ISREG(st.st_mode):
         rec.file = (st.st_dev, st.st_ino)
     return rec
 

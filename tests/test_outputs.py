@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import shlex
 import signal
 import stat
 import subprocess
@@ -494,6 +495,13 @@ def test_an_output_made_from_a_record_never_replaces_its_source_image(tmp_path, 
     assert lab.returncode == 0 and back.returncode == 1
     why = "refusing to overwrite the image the record was made from"
     assert _lines(back) == [f"recolor from-lab: {png}: {why}"]
+    # the image on stdin (`to-lab < a.png`, a regular file there): replaced with exit 0
+    tool = shlex.join(map(str, RECOLOR))
+    cmd = f"{tool} to-lab < {shlex.quote(str(png))} | {tool} from-lab -o {shlex.quote(str(png))}"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    p = subprocess.run(["bash", "-c", cmd], capture_output=True, env=env, timeout=600)
+    assert p.returncode == 1 and _lines(p) == [f"recolor from-lab: {png}: {why}"]
+    assert png.read_bytes() == before
     run(["to-lab", png, "-o", tmp_path / "a.lab"], check_rc=0)  # through a record file too
     p = run(["quantize", tmp_path / "a.lab", "--preview", f"{tmp_path}/", "-o", tmp_path / "t"])
     assert p.returncode == 1 and _lines(p) == [f"recolor quantize: {png}: {why}"]
