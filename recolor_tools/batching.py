@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import OutOfMemory, RecolorError, out_of_memory
+from .errors import OutOfMemory, RecolorError, noting, out_of_memory, said
 from .fileio import is_special
 from .hints import Hints
 from .imageio import read_rgb
@@ -147,14 +147,14 @@ def _ahead(
     todo = iter(paths)
 
     def start(path: str) -> tuple[str, Future | None]:
-        return path, None if _may_block(path) else pool.submit(fn, path)
+        return path, None if _may_block(path) else pool.submit(noting, fn, path)
 
     queue: deque[tuple[str, Future | None]] = deque(
         start(p) for p in itertools.islice(todo, max(1, depth))
     )
     while queue:
         path, future = queue.popleft()
-        result = fn(path) if future is None else future.result()
+        result = fn(path) if future is None else said(future.result())  # notes in input order
         for nxt in itertools.islice(todo, 1):
             queue.append(start(nxt))
         yield path, result

@@ -9,9 +9,13 @@ from __future__ import annotations
 import errno
 import os
 import sys
+import threading
 from collections.abc import Callable
 from enum import IntEnum
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 class ExitCode(IntEnum):
@@ -162,14 +166,45 @@ def set_tool(name: str) -> None:
     _tool = name
 
 
+_held = threading.local()
+"""``lines``: where :func:`warn` puts its lines in a thread running :func:`noting`."""
+
+
 def warn(reason: str, path: str | Path | None = None) -> None:
     """Tell the user something about an input that is not a failure, in the tools' one-line form
     ``recolor <tool>: <file>: <reason>`` on stderr (e.g. a multi-page TIFF read at page 1)."""
-    import sys
-
     head = f"recolor {_tool}" if _tool else "recolor"
     where = f"{printable(str(path))}: " if path is not None else ""
-    print(f"{head}: {where}{reason}", file=sys.stderr, flush=True)
+    held = getattr(_held, "lines", None)
+    if held is not None:
+        held.append(f"{head}: {where}{reason}")
+    else:
+        print(f"{head}: {where}{reason}", file=sys.stderr, flush=True)
+
+
+def noting(fn: Callable[..., T], *args: object) -> tuple[T | None, BaseException | None, list]:
+    """``fn(*args)`` on a worker thread with :func:`warn`'s lines held back: ``(result, None,
+    lines)`` or ``(None, exception, lines)``, for :func:`said` in the consumer's thread. Inputs
+    read ahead on threads (predict -j, rebalance-stats -j) told their notes in the order the
+    reads ended, which changed from run to run; held so, they come in input order, as from a
+    serial run."""
+    _held.lines = lines = []
+    try:
+        return fn(*args), None, lines
+    except BaseException as e:
+        return None, e, lines
+    finally:
+        _held.lines = None
+
+
+def said(noted: tuple[T | None, BaseException | None, list]) -> T:
+    """The result of :func:`noting`, its held lines told first; its exception raised."""
+    result, error, lines = noted
+    for line in lines:
+        print(line, file=sys.stderr, flush=True)
+    if error is not None:
+        raise error
+    return result
 
 
 def printable(name: str) -> str:

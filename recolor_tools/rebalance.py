@@ -26,7 +26,7 @@ from typing import BinaryIO
 import numpy as np
 
 from . import defaults, quant
-from .errors import OutOfMemory, RecolorError, is_whole, out_of_memory
+from .errors import OutOfMemory, RecolorError, is_whole, noting, out_of_memory, said
 
 STATS_FORMAT = "recolor-rebalance"
 STATS_VERSION = 1
@@ -464,7 +464,7 @@ def _count_files(paths: Iterator, classes: np.ndarray, workers: int) -> Iterator
 
     def take(future) -> Iterator:
         nonlocal pixels
-        ab, err = future.result()
+        ab, err = said(future.result())
         if err is not None:
             yield None, 0, err
             return
@@ -477,7 +477,7 @@ def _count_files(paths: Iterator, classes: np.ndarray, workers: int) -> Iterator
     with ThreadPoolExecutor(max(1, workers)) as pool:
         window: collections.deque = collections.deque()
         for path in paths:
-            window.append(pool.submit(one, path))
+            window.append(pool.submit(noting, one, path))  # notes said in input order
             if len(window) >= 4 * workers:  # bounded read-ahead: constant memory
                 yield from take(window.popleft())
         while window:

@@ -310,6 +310,28 @@ def test_an_eof_error_is_an_internal_error_not_ctrl_c(tmp_path, monkeypatch, cap
     )
 
 
+def test_notes_of_inputs_read_on_threads_come_in_input_order(tmp_path):
+    """With -j, each input's note (a multi-page TIFF, an animated PNG) was said when its read
+    ended: a large first input's came after the small ones'. Now in input order, as with -j 0."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    pages = [Image.fromarray(rng.integers(0, 256, (2000, 2000, 3), np.uint8)) for _ in range(2)]
+    pages[0].save(tmp_path / "a.tif", save_all=True, append_images=pages[1:])  # slow to read
+    frames = [Image.fromarray(rng.integers(0, 256, (16, 16, 3), np.uint8)) for _ in range(2)]
+    for name in ("b.png", "c.png"):
+        frames[0].save(tmp_path / name, save_all=True, append_images=frames[1:])
+    inputs = [tmp_path / n for n in ("a.tif", "b.png", "c.png")]
+    want = [f"{inputs[0]}: multi-page TIFF: reading the first page only"] + [
+        f"{f}: animated PNG: reading the first frame only" for f in inputs[1:]
+    ]
+    for tool, args in (("predict", ["--size", "32", "-o", f"{tmp_path}/out/", "-q"]),
+                       ("rebalance-stats", ["-o", tmp_path / "s.npz", "-q"])):  # fmt: skip
+        for j in ("0", "4"):
+            p = run([tool, *inputs, "-j", j, *args], check_rc=0)
+            assert p.stderr.decode().splitlines() == [f"recolor {tool}: {w}" for w in want], j
+
+
 def test_workers_and_threads_are_the_same_flags_in_every_tool(tmp_path):
     """-j/--workers: threads (or loader processes) that read images, 0 for one at a time, in
     rebalance-stats, train and predict alike: predict's was --io-workers only, rebalance-stats
