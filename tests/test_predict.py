@@ -7,6 +7,7 @@ tests overfit a model for that).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
@@ -378,3 +379,16 @@ def test_cli_same_name_from_two_directories(tmp_path, weights):
     assert r.exit_code == 1
     assert r.stdout.splitlines() == [str(tmp_path / "o" / "a.png")]
     assert "already written for an earlier input" in r.stderr
+
+
+def test_an_image_on_stdin_is_written_as_png_under_its_name_stdin(tmp_path, weights):
+    """stdin has no extension to keep (`--format` says "the input's extension"): a JPEG on
+    stdin becomes stdin.png in the output folder, and --format chooses another."""
+    a = write_rgb(tmp_path / "a.jpg", smooth_image(20, 30, 1))
+    for fmt, name in ((None, "stdin.png"), ("jpg", "stdin.jpg")):
+        out = tmp_path / f"o{fmt}"
+        args = ["predict", "-", "-w", weights["cls"], "-o", f"{out}/"]
+        args += ["--format", fmt] if fmt else []
+        p = run(args, input=a.read_bytes(), check_rc=0)
+        assert p.stdout.decode() == f"{out / name}\n" and os.listdir(out) == [name]
+        assert cv2.imread(str(out / name)).shape == (20, 30, 3)

@@ -109,7 +109,12 @@ PredictSize = Annotated[
 ]
 PredictFmt = Annotated[
     Optional[str],  # noqa: UP045
-    typer.Option("--format", "-f", help="Output format: png, jpg, ... (default: the input's)."),
+    typer.Option(
+        "--format",
+        "-f",
+        help="Output format: png, jpg, ... (default: the input's extension; png for stdin and "
+        "-o -).",
+    ),
 ]
 
 
