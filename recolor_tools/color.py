@@ -111,13 +111,21 @@ def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
     -------
     lab : (H, W, 3) float32
         L in [0, 100], a and b in about [-128, 127] for ``rgb`` in [0, 1].
+
+    Raises
+    ------
+    ValueError
+        Not an (H, W, 3) float array, or NaN or infinity in it.
     """
     rgb = check_image(rgb, "rgb")
     if not np.issubdtype(rgb.dtype, np.floating):  # 255 would be L = 9,342
         raise ValueError(f"rgb must be float in [0, 1] (to_float scales integers), got {rgb.dtype}")
     out = np.empty(rgb.shape, np.float32)
     for rows in row_strips(*rgb.shape[:2]):  # temporaries of a strip, not of a 24 MP scan
-        out[rows] = _rgb_to_lab(np.asarray(rgb[rows], np.float32))
+        strip = np.asarray(rgb[rows], np.float32)
+        if not np.isfinite(strip).all():  # NaN in, NaN out: a record would refuse it later
+            raise ValueError("rgb holds NaN or infinity (no colour)")
+        out[rows] = _rgb_to_lab(strip)
     return out
 
 
@@ -153,6 +161,11 @@ def lab_to_rgb(lab: np.ndarray) -> np.ndarray:
     -------
     rgb : (H, W, 3) float32 in [0, 1]
         Out-of-gamut colours are clipped per channel to [0, 1] (never wrapped).
+
+    Raises
+    ------
+    ValueError
+        Not an (H, W, 3) array of real numbers, or NaN in it.
     """
     lab = check_image(lab, "lab")
     if lab.dtype.kind not in "fiu":  # complex lost its imaginary part with a warning
@@ -160,7 +173,10 @@ def lab_to_rgb(lab: np.ndarray) -> np.ndarray:
     out = np.empty(lab.shape, np.float32)
     for rows in row_strips(*lab.shape[:2]):
         # np.clip makes the strip's own copy: the caller's array is never changed
-        out[rows] = _lab_to_rgb(np.clip(np.asarray(lab[rows], np.float32), LAB_MIN, LAB_MAX))
+        strip = np.clip(np.asarray(lab[rows], np.float32), LAB_MIN, LAB_MAX)
+        if np.isnan(strip).any():  # (infinities are clipped: a colour; NaN came out NaN)
+            raise ValueError("lab holds NaN (no colour)")
+        out[rows] = _lab_to_rgb(strip)
     return out
 
 
@@ -247,8 +263,10 @@ def to_uint16(rgb: np.ndarray) -> np.ndarray:
 def _rounded(rgb: np.ndarray, peak: int, dtype: type) -> np.ndarray:
     if not np.issubdtype(np.asarray(rgb).dtype, np.floating):  # uint8 128 became 255
         raise ValueError(f"rgb must be float in [0, 1], got {np.asarray(rgb).dtype}")
-    # One float32 temporary, rounded and clipped in place (a 6000x4000 image: 275 MB, not 1 GB).
-    x = np.multiply(rgb, np.float32(peak), dtype=np.float32)
+    # One float32 temporary, rounded and clipped in place (a 6000x4000 image: 275 MB, not 1 GB);
+    # an array also for a number (np.multiply's scalar result could not be rounded in place)
+    x = np.array(rgb, dtype=np.float32)
+    x *= np.float32(peak)
     np.rint(x, out=x)
     np.clip(x, 0, peak, out=x)
     return x.astype(dtype)

@@ -80,6 +80,8 @@ def parse_color(text: str) -> np.ndarray:
 
 def parse_colors(texts: Sequence[str]) -> np.ndarray:
     """(N, 2) float32 a/b of N hex colours (:func:`parse_color`), converted in one call."""
+    if isinstance(texts, str | bytes):  # iterated, "#ff0000" was the colours "#", "f", ...
+        raise ValueError(f"colours must be a sequence of colours, not the text {texts!r}")
     rgb = np.array([_hex_rgb(t) for t in texts], np.float32).reshape(1, -1, 3) / 255
     return np.ascontiguousarray(rgb_to_lab(rgb)[0, :, 1:]) if len(texts) else _EMPTY2.copy()
 

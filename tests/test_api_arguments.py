@@ -240,6 +240,42 @@ def test_decode_and_lab_to_rgb_refuse_what_has_no_meaning():
     np.testing.assert_array_equal(color.lab_to_rgb(lab.astype(np.int16)), color.lab_to_rgb(lab))
 
 
+def test_the_api_refuses_values_it_answered_with_garbage():
+    """Silently wrong before: NaN Lab came out NaN (black as uint8), NaN RGB gave NaN Lab; a/b
+    errors of NaN or complex Lab were NaN or 0; complex class scores lost their imaginary part;
+    data_classes wrapped values far beyond a fine grid round to centres of the wrong sign, and a
+    grid of 0.5 made a class set (89,869) that every other function refuses."""
+    from recolor_tools import quant
+    from recolor_tools.hints import parse_colors
+
+    nan = np.full((2, 2, 3), np.nan, np.float32)
+    for fn in (color.lab_to_rgb, lambda x: color.lab_to_rgb_as(x, np.uint8)):
+        with pytest.raises(ValueError, match="lab holds NaN"):
+            fn(nan)
+    for bad in (np.nan, np.inf):
+        with pytest.raises(ValueError, match="rgb holds NaN or infinity"):
+            color.rgb_to_lab(np.full((2, 2, 3), bad, np.float32))
+    lab = np.zeros((2, 2, 3))
+    for bad in (nan, lab + 5j):
+        with pytest.raises(ValueError, match="finite real L, a, b"):
+            metrics.ab_rmse(bad, lab)
+    assert metrics.ab_rmse(lab + [0, 3, 4], lab) == 5
+    classes = quant.gamut_classes()
+    scores = np.zeros((1, len(classes)), complex)
+    scores[0, 0] = 1j
+    with pytest.raises(ValueError, match="real numeric array"):
+        quant.annealed_mean(scores, classes, T=1.0)
+    with pytest.raises(ValueError, match="2\\*\\*31 cells"):
+        quant.data_classes(np.array([[1e19, 0.0]]), 8)
+    with pytest.raises(ValueError, match="grid 0.5 gives 89869 classes, more than 32767"):
+        quant.gamut_classes(0.5)
+    assert len(quant.data_classes(np.array([[100.0, -100.0]]), 1e-3)) == 1
+    # a number is rounded as an array of one is (np.multiply's scalar could not be rounded)
+    assert color.to_uint8(0.5) == 128 and color.to_uint16(np.float32(1.0)) == 65535
+    with pytest.raises(ValueError, match="not the text '#ff0000'"):
+        parse_colors("#ff0000")  # iterated: the colours "#", "f", ...
+
+
 def test_input_names_below_the_first_folder_that_holds_them(tmp_path, monkeypatch):
     """input_name looked each input up in every input folder in turn (4,000 folders in a list:
     71 s, all but 3 of them naming); the lookup by folder must name as before: below the first

@@ -76,12 +76,22 @@ def _bin(ab: np.ndarray, grid: float) -> np.ndarray:
     belongs to the lower one, the same choice :func:`hard_encode` makes (centres sort by a,
     then b).
     """
-    return np.ceil(np.asarray(ab, dtype=np.float64) / grid - 0.5).astype(np.int64)
+    x = np.asarray(ab, dtype=np.float64) / grid
+    if x.size and np.abs(x).max() >= 2**31:  # int64 wrapped round: centres of the wrong sign
+        raise ValueError(f"a/b values {np.abs(x).max() * grid:g} from 0 are more than 2**31 "
+                         f"cells of grid {grid:g} away")  # fmt: skip
+    return np.ceil(x - 0.5).astype(np.int64)
 
 
-def _unique_centres(cells: np.ndarray, grid: float) -> np.ndarray:
-    cells = np.unique(cells.reshape(-1, 2), axis=0)  # sorted by a, then b
-    return np.ascontiguousarray(cells * grid, dtype=np.float32)
+def _centres(cells: np.ndarray, grid: float, min_count: int = 1) -> np.ndarray:
+    """(Q, 2) float32 centres of the cells holding at least ``min_count`` of ``cells``, sorted
+    by a, then b; more than :data:`MAX_CLASSES` is a ValueError (no function takes them)."""
+    uniq, counts = np.unique(cells.reshape(-1, 2), axis=0, return_counts=True)
+    uniq = uniq[counts >= min_count]
+    if len(uniq) > MAX_CLASSES:
+        raise ValueError(f"grid {grid:g} gives {len(uniq)} classes, more than {MAX_CLASSES}: "
+                         "use a coarser grid")  # fmt: skip
+    return np.ascontiguousarray(uniq * grid, dtype=np.float32).reshape(-1, 2)
 
 
 def _check_grid(grid: float) -> float:
@@ -110,7 +120,7 @@ def _gamut_classes(grid: float) -> np.ndarray:
     # OpenCV's own conversion (color.rgb_to_lab's, up to its table's 0.4 a/b units): the class
     # sets stay those that every shipped and trained model holds
     ab = cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab)[:, 0, 1:]
-    centres = _unique_centres(_bin(ab, grid), grid)
+    centres = _centres(_bin(ab, grid), grid)
     centres.flags.writeable = False
     return centres
 
@@ -163,9 +173,7 @@ def data_classes(ab: np.ndarray, grid: float = 8, min_count: int = 1) -> np.ndar
         Centres (multiples of ``grid``) of the occupied cells, sorted by a, then b; Q may be 0.
     """
     grid = _check_grid(grid)
-    cells = _bin(check_ab(ab).reshape(-1, 2), grid)
-    uniq, counts = np.unique(cells, axis=0, return_counts=True)
-    return np.ascontiguousarray(uniq[counts >= min_count] * grid, dtype=np.float32).reshape(-1, 2)
+    return _centres(_bin(check_ab(ab).reshape(-1, 2), grid), grid, min_count)
 
 
 def save_classes(path: str | Path, classes: np.ndarray, grid: float) -> None:

@@ -426,9 +426,9 @@ def _check_scores(
     """Validate class scores against a class set; return them as float32 (``exact``: floats
     as they are, so that float64 scores keep their order) and the class axis."""
     x = np.asarray(scores)
-    if x.ndim < 1 or not np.issubdtype(x.dtype, np.number):
+    if x.ndim < 1 or x.dtype.kind not in "iuf":  # (complex lost its imaginary part, unsaid)
         raise ValueError(
-            f"scores must be a numeric array with a class axis, got {x.dtype} {x.shape}"
+            f"scores must be a real numeric array with a class axis, got {x.dtype} {x.shape}"
         )
     if not -x.ndim <= axis < x.ndim:
         raise ValueError(f"axis {axis} is out of range for scores of shape {x.shape}")
