@@ -244,7 +244,8 @@ def test_the_api_refuses_values_it_answered_with_garbage():
     """Silently wrong before: NaN Lab came out NaN (black as uint8), NaN RGB gave NaN Lab; a/b
     errors of NaN or complex Lab were NaN or 0; complex class scores lost their imaginary part;
     data_classes wrapped values far beyond a fine grid round to centres of the wrong sign, and a
-    grid of 0.5 made a class set (89,869) that every other function refuses."""
+    grid of 0.5 made a class set (89,869) that every other function refuses; preview_rgb
+    broadcast class indices of another shape."""
     from recolor_tools import quant
     from recolor_tools.hints import parse_colors
 
@@ -274,6 +275,10 @@ def test_the_api_refuses_values_it_answered_with_garbage():
     assert color.to_uint8(0.5) == 128 and color.to_uint16(np.float32(1.0)) == 65535
     with pytest.raises(ValueError, match="not the text '#ff0000'"):
         parse_colors("#ff0000")  # iterated: the colours "#", "f", ...
+    # a preview's class indices of another shape were broadcast over the image
+    with pytest.raises(ValueError, match="idx must be .* of lab's \\(2, 2\\), got \\(2,\\)"):
+        quant.preview_rgb(lab.astype(np.float32), classes, np.array([0, 394]))
+    assert quant.preview_rgb(lab + 50, classes, np.zeros((2, 2, 3), int)).shape == (2, 2, 3)
 
 
 def test_input_names_below_the_first_folder_that_holds_them(tmp_path, monkeypatch):

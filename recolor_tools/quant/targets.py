@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .. import defaults
+from .classes import check_classes
 from .encode import hard_encode, soft_encode
 
 if TYPE_CHECKING:  # records imports quant
@@ -76,12 +77,16 @@ def preview_rgb(lab: np.ndarray, classes: np.ndarray, idx: np.ndarray) -> np.nda
     (H, W, 3) float32 RGB in [0, 1]
         Shows what the quantisation keeps of the colours (out-of-gamut results are clipped).
     """
-    from ..color import lab_to_rgb
+    from ..color import check_image, lab_to_rgb
 
+    lab = check_image(lab, "lab")
     idx = np.asarray(idx)
     if idx.ndim == 3:
         idx = idx[:, :, 0]
-    centres = np.asarray(classes, np.float32)
+    if idx.shape != lab.shape[:2]:  # (2,) was broadcast over every row, unsaid
+        raise ValueError(f"idx must be (H, W) or (H, W, k) of lab's {lab.shape[:2]}, got "
+                         f"{np.shape(idx)}")  # fmt: skip
+    centres = check_classes(classes)
     # -1 took the last class without a word, 2.0 failed deep in numpy
     if idx.dtype.kind not in "iu" or idx.size and not 0 <= idx.min() <= idx.max() < len(centres):
         raise ValueError(f"idx must be class indices from 0 to {len(centres) - 1}")
