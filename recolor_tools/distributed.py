@@ -53,7 +53,10 @@ def setup_distributed(device: str) -> Dist:
     use_cuda = device != "cpu" and torch.cuda.is_available()
     if use_cuda:
         torch.cuda.set_device(d.local_rank)
-    dist.init_process_group("nccl" if use_cuda else "gloo")
+    from .process import die_on_signals
+
+    with die_on_signals():  # waiting for the other ranks: nothing written yet
+        dist.init_process_group("nccl" if use_cuda else "gloo")
     return d
 
 

@@ -94,6 +94,28 @@ def exit_on_sigterm() -> Iterator[None]:
             signal.signal(signum, handler)
 
 
+@contextlib.contextmanager
+def die_on_signals() -> Iterator[None]:
+    """Within the block, SIGTERM, SIGINT and SIGHUP end the process at once, as their default
+    actions do (a shell reports 143, 130, 129, the tools' own statuses): for a wait inside C++,
+    torch.distributed's rendezvous and barriers, where Python's handlers would run only once
+    it returns (ranks that never came kept a hand-launched rank alive for good; SIGTERM and
+    Ctrl-C did nothing). Only around waits where nothing of the run is half-written. Main
+    thread only; a signal that was ignored stays ignored; the handlers are restored after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {}
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            previous[signum] = signal.signal(signum, signal.SIG_DFL)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 def fill_closed_stdio() -> None:
     """Give each of file descriptors 0-2 that is closed /dev/null, and a closed ``sys.stderr``
     (or ``sys.stdin``) a stream on it; a closed ``sys.stdout`` stays ``None``."""

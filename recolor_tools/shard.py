@@ -106,9 +106,13 @@ def _barrier(env: Mapping[str, str]) -> None:
         return
     import torch.distributed as dist
 
-    # A rank may finish hours before the slowest one on an uneven share: wait that long.
-    dist.init_process_group("gloo", rank=rank, world_size=size, timeout=BARRIER_TIMEOUT)
-    try:
-        dist.barrier()
-    finally:
-        dist.destroy_process_group()
+    from .process import die_on_signals
+
+    # A rank may finish hours before the slowest one on an uneven share: wait that long, but
+    # leave at a signal (every output is written: nothing to remove)
+    with die_on_signals():
+        dist.init_process_group("gloo", rank=rank, world_size=size, timeout=BARRIER_TIMEOUT)
+        try:
+            dist.barrier()
+        finally:
+            dist.destroy_process_group()

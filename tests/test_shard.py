@@ -3,8 +3,14 @@ together they write what one process writes, each output once."""
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import subprocess
+import time
+
 import pytest
-from conftest import run, smooth_image, torchrun, write_rgb
+from conftest import RECOLOR, ROOT, run, smooth_image, torchrun, write_rgb
 
 from recolor_tools.errors import UsageError
 from recolor_tools.shard import rank_and_size, this_rank
@@ -146,3 +152,26 @@ def test_a_failing_rank_does_not_cut_the_others_short(tmp_path):
     assert p.returncode != 0 and err.count(f"{bad}: ") == 1, err
     written = sorted(f.name for f in (tmp_path / "out").iterdir())
     assert written == sorted(f.name for f in small + large), err
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_rank_waiting_for_ranks_that_never_come_leaves_at_a_signal(tmp_path, signum):
+    """A rank launched by hand (WORLD_SIZE, RANK, MASTER_*) whose peers never came waited in
+    gloo's barrier (days) with SIGTERM and Ctrl-C caught but never acted on: only SIGKILL ended
+    it. Its outputs are written before it waits, so it may end at once."""
+    img = write_rgb(tmp_path / "a.png", smooth_image(16, 16, 1))
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "WORLD_SIZE": "2", "RANK": "0",
+           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}  # fmt: skip
+    p = subprocess.Popen([*RECOLOR, "predict", img, "--size", "16", "-o", f"{tmp_path}/o/"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)  # fmt: skip
+    try:
+        assert p.stdout.readline().decode() == f"{tmp_path / 'o' / 'a.png'}\n"  # then it waits
+        time.sleep(1)
+        p.send_signal(signum)
+        p.wait(timeout=60)
+    finally:
+        p.kill()
+    assert p.returncode == -signum  # as the signal's default action ends it (a shell: 128 + n)
