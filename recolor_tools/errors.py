@@ -102,6 +102,16 @@ def is_whole(v: object) -> bool:
     return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
 
+def is_real(v: object) -> bool:
+    """Whether ``v`` is a finite real number of any type (Python's, numpy's), bool excepted: the
+    one check of the API's numeric arguments before they are compared ("8" and arrays failed
+    inside numpy, naming no argument)."""
+    import math
+    import numbers
+
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+
+
 def at_least(
     low: float, kind: type = int, above: bool = False, step: int | None = None
 ) -> Callable[[str], float]:

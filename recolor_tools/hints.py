@@ -34,7 +34,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .color import rgb_to_lab
-from .errors import RecolorError, printable
+from .errors import RecolorError, is_real, printable
 from .imageio import (
     read_rgb,
     resize_to,
@@ -55,7 +55,7 @@ in float32 overflows near 3e38 (inf / inf: NaN shares, which left cells automati
 def check_strength(strength: float | None, what: str = "hint strength") -> None:
     """ValueError unless ``strength`` (named ``what``) is None or a number from 0 to
     :data:`MAX_STRENGTH` (NaN fails too)."""
-    if strength is not None and not 0 <= strength <= MAX_STRENGTH:
+    if strength is not None and not (is_real(strength) and 0 <= strength <= MAX_STRENGTH):
         raise ValueError(f"{what} must be a number from 0 to {MAX_STRENGTH:g}, got {strength!r}")
 
 

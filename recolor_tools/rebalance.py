@@ -26,7 +26,7 @@ from typing import BinaryIO
 import numpy as np
 
 from . import defaults, quant
-from .errors import OutOfMemory, RecolorError, is_whole, noting, out_of_memory, said
+from .errors import OutOfMemory, RecolorError, is_real, is_whole, noting, out_of_memory, said
 
 STATS_FORMAT = "recolor-rebalance"
 STATS_VERSION = 1
@@ -58,7 +58,7 @@ def smooth_prior(p: np.ndarray, classes: np.ndarray, sigma: float = defaults.SIG
     if not p.max(initial=0) > 0:
         raise ValueError("p has no positive entry")
     p = p / p.max()  # any scale: counts near 1e308 summed to inf, then to a prior of zeros
-    if not (sigma == 0 or defaults.SIGMA_MIN <= sigma < np.inf):
+    if not (is_real(sigma) and (sigma == 0 or sigma >= defaults.SIGMA_MIN)):
         raise ValueError(f"sigma must be 0 or a number >= {defaults.SIGMA_MIN}, got {sigma!r}")
     if sigma > 0:
         out = np.zeros_like(p)
@@ -95,7 +95,7 @@ def rebalance_weights(
         Rare classes get large weights, up to ``1 / lam`` times the weight of a class of
         frequency ``1 / Q``.
     """
-    if not 0.0 <= lam <= 1.0:
+    if not (is_real(lam) and 0.0 <= lam <= 1.0):
         raise ValueError(f"lam must be in [0, 1], got {lam!r}")
     ps = smooth_prior(p, classes, sigma)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # checked just below

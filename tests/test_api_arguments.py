@@ -281,6 +281,34 @@ def test_the_api_refuses_values_it_answered_with_garbage():
     assert quant.preview_rgb(lab + 50, classes, np.zeros((2, 2, 3), int)).shape == (2, 2, 3)
 
 
+def test_numeric_arguments_of_another_type_are_named():
+    """A string or an array for a number failed inside numpy ("ufunc 'isfinite' not
+    supported", "truth value of an array is ambiguous", "'<=' not supported"), naming no
+    argument; True was taken for k = 1."""
+    from recolor_tools import quant, rebalance
+    from recolor_tools.hints import check_strength
+
+    classes = quant.gamut_classes()
+    ab, p = np.zeros((4, 2), np.float32), np.ones((1, len(classes)), np.float32)
+    for call, says in (
+        (lambda: quant.gamut_classes("8"), "grid must be a positive number, got '8'"),
+        (lambda: quant.soft_encode(ab, classes, sigma=None), "sigma must be a number"),
+        (lambda: quant.soft_encode(ab, classes, k=True), "k must be an integer"),
+        (lambda: quant.annealed_mean(p, classes, T="1"), "temperature T must be a number"),
+        (lambda: quant.annealed_mean(p, classes, T=np.ones(2)), "temperature T must be a number"),
+        (lambda: quant.mode(p, classes, axis=1.0), "axis 1.0 is out of range"),
+        (lambda: quant.data_classes(ab, 8, min_count="2"), "min_count must be a whole number"),
+        (lambda: rebalance.smooth_prior(p[0], classes, sigma="5"), "sigma must be 0 or a number"),
+        (lambda: rebalance.rebalance_weights(p[0], classes, lam=None), "lam must be in"),
+        (lambda: check_strength("1"), "hint strength must be a number"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(says)):
+            call()
+    # numpy's numbers are numbers
+    assert quant.annealed_mean(p, classes, T=np.float32(0.38)).shape == (1, 2)
+    assert quant.soft_encode(ab, classes, k=np.int64(3))[0].shape == (4, 3)
+
+
 def test_input_names_below_the_first_folder_that_holds_them(tmp_path, monkeypatch):
     """input_name looked each input up in every input folder in turn (4,000 folders in a list:
     71 s, all but 3 of them naming); the lookup by folder must name as before: below the first

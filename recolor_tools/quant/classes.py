@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import RecolorError
+from ..errors import RecolorError, is_real, is_whole
 
 MAX_CLASSES = 32767
 """Largest class set: class indices are stored as int16."""
@@ -95,7 +95,7 @@ def _centres(cells: np.ndarray, grid: float, min_count: int = 1) -> np.ndarray:
 
 
 def _check_grid(grid: float) -> float:
-    if not np.isfinite(grid) or grid <= 0:
+    if not is_real(grid) or grid <= 0:
         raise ValueError(f"grid must be a positive number, got {grid!r}")
     return grid
 
@@ -173,6 +173,8 @@ def data_classes(ab: np.ndarray, grid: float = 8, min_count: int = 1) -> np.ndar
         Centres (multiples of ``grid``) of the occupied cells, sorted by a, then b; Q may be 0.
     """
     grid = _check_grid(grid)
+    if not (is_whole(min_count) and min_count >= 1):
+        raise ValueError(f"min_count must be a whole number >= 1, got {min_count!r}")
     return _centres(_bin(check_ab(ab).reshape(-1, 2), grid), grid, min_count)
 
 

@@ -24,6 +24,7 @@ import numpy as np
 from numba.core import types
 
 from .. import defaults
+from ..errors import is_real, is_whole
 from .classes import check_classes
 from .jit import bitcast, fetch_add, njit, run_workers, threads
 
@@ -430,7 +431,7 @@ def _check_scores(
         raise ValueError(
             f"scores must be a real numeric array with a class axis, got {x.dtype} {x.shape}"
         )
-    if not -x.ndim <= axis < x.ndim:
+    if not (is_whole(axis) and -x.ndim <= axis < x.ndim):
         raise ValueError(f"axis {axis} is out of range for scores of shape {x.shape}")
     axis %= x.ndim
     if x.shape[axis] != classes.shape[0]:
@@ -503,7 +504,7 @@ def annealed_mean(
     the classes last are decoded pixel by pixel along the contiguous classes; other layouts in
     blocks of 256 pixels x Q classes, without a transposed copy of the whole array.
     """
-    if not (np.isfinite(T) and T >= defaults.T_MODE):  # 1 / T overflows float32: use mode()
+    if not (is_real(T) and T >= defaults.T_MODE):  # 1 / T overflows float32: use mode()
         raise ValueError(f"temperature T must be a number >= {defaults.T_MODE}, got {T!r}")
     cls = check_classes(classes)
     x, axis = _check_scores(scores, cls, axis)

@@ -48,13 +48,14 @@ from numba.core import cgutils, types
 from numba.extending import intrinsic
 
 from .. import defaults
+from ..errors import is_real, is_whole
 from .classes import check_ab, check_classes
 from .jit import bitcast, fetch_add, njit, run_workers, threads
 from .search import _FINE, _SUB, _WIN, _table
 
 
 def _check_k(k: int, q: int) -> int:
-    if not isinstance(k, (int, np.integer)) or not 1 <= k <= q:
+    if not (is_whole(k) and 1 <= k <= q):  # (True was k = 1)
         raise ValueError(f"k must be an integer in [1, Q={q}], got {k!r}")
     return int(k)
 
@@ -475,7 +476,7 @@ def soft_encode(
     with the distances shifted by the nearest one, which cancels in the normalisation, so a
     far value gets weight 1 on its nearest class rather than 0/0.
     """
-    if not (np.isfinite(sigma) and sigma >= defaults.SIGMA_MIN):
+    if not (is_real(sigma) and sigma >= defaults.SIGMA_MIN):
         raise ValueError(f"sigma must be a number >= {defaults.SIGMA_MIN}, got {sigma!r}")
     return _knn(ab, classes, k, float(sigma))
 
