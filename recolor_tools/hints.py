@@ -141,7 +141,7 @@ def parse_points(xy: npt.ArrayLike | Sequence) -> tuple[np.ndarray, np.ndarray]:
         if values.dtype.kind == "f" and not np.isfinite(values).all():  # NaN: int64's minimum
             raise ValueError(f"coordinate {values[~np.isfinite(values)][0]} is not a number")
         return values, np.zeros(values.shape, bool)
-    parsed = [_coord(_as_text(c)) for pair in xy for c in pair]
+    parsed = [_coord(_as_text(c)) for pair in _tuples(xy, "points", "x, y") for c in pair]
     values = np.array([v for v, _ in parsed], np.float64).reshape(-1, 2)
     percent = np.array([pc for _, pc in parsed], bool).reshape(-1, 2)
     whole = np.all(values == np.floor(values)) and np.all(np.abs(values) < 2**53)
@@ -444,7 +444,7 @@ def points(specs: Sequence[tuple[float | str, float | str, str, int]]) -> Hints:
     200,000 points took 38 s point by point (each joined to the others), 6 s so."""
     # a size written as a string of digits ("3"), as coordinates and weights may be
     specs = [(x, y, c, int(s) if isinstance(s, str) and s.strip().isdecimal() else s)
-             for x, y, c, s in specs]  # fmt: skip
+             for x, y, c, s in _tuples(specs, "points", "x, y, colour, size")]  # fmt: skip
     for x, y, _, size in specs:
         _coord(_as_text(x)), _coord(_as_text(y))  # noqa: B018 - now; resolved per image later
         number = isinstance(size, int | float | np.integer) and not isinstance(size, bool)
@@ -470,6 +470,17 @@ def parse_hint(spec: str) -> Hints:
     return point(x, y, color)
 
 
+def _tuples(items: Sequence, what: str, fields: str) -> Sequence:
+    """``items`` if each is a sequence of as many values as ``fields`` names (not a text),
+    else a ValueError naming ``what`` (they were unpacked: "not enough values to unpack")."""
+    n = fields.count(",") + 1
+    for item in items:
+        sized = isinstance(item, Sequence | np.ndarray) and not isinstance(item, str | bytes)
+        if not (sized and len(item) == n):
+            raise ValueError(f"{what} must be ({fields}) tuples, got {_shown(item)}")
+    return items
+
+
 def palette_from_list(text: str) -> Hints:
     """``'#e63946,#f1faee:0.5,#1d3557'`` (optional ``:weight``, default 1). Raises ValueError."""
     items = [t.partition(":") for t in filter(None, (t.strip() for t in text.split(",")))]
@@ -488,7 +499,7 @@ def palette(colours: Sequence[tuple[str, float | str]]) -> Hints:
     image's 4,000 pixels would otherwise outweigh a listed colour 4,000 to 1.
     """
     w = []
-    for _, weight in colours:
+    for _, weight in _tuples(colours, "palette", "colour, weight"):
         try:
             wt = float(weight) if not isinstance(weight, bool) else np.nan
         except (TypeError, ValueError, OverflowError):  # a 400-digit JSON integer overflows

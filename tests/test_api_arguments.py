@@ -304,6 +304,16 @@ def test_numeric_arguments_of_another_type_are_named():
     ):
         with pytest.raises(ValueError, match=re.escape(says)):
             call()
+    # hint tuples of another length were unpacked ("not enough values to unpack")
+    from recolor_tools.hints import palette, points
+
+    for call, says in (
+        (lambda: parse_points([1, 2]), "points must be (x, y) tuples, got 1"),
+        (lambda: points([(1, 2, "#f00")]), "points must be (x, y, colour, size) tuples"),
+        (lambda: palette([("#fff",)]), "palette must be (colour, weight) tuples"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(says)):
+            call()
     # numpy's numbers are numbers
     assert quant.annealed_mean(p, classes, T=np.float32(0.38)).shape == (1, 2)
     assert quant.soft_encode(ab, classes, k=np.int64(3))[0].shape == (4, 3)
