@@ -220,7 +220,7 @@ def ab_error(pred_lab: np.ndarray, truth_lab: np.ndarray) -> np.ndarray:
     pred_lab, truth_lab = np.asarray(pred_lab), np.asarray(truth_lab)
     for what, lab in (("prediction", pred_lab), ("truth", truth_lab)):  # NaN: an RMSE of NaN
         if lab.dtype.kind not in "iuf" or not np.isfinite(lab[..., 1:]).all():
-            raise ValueError(f"{what} must hold finite real L, a, b values ({lab.dtype})")
+            raise ValueError(f"{what} must hold real numbers, a and b finite ({lab.dtype})")
     e = np.zeros(pred_lab.shape[:2])
     for c in (1, 2):  # per channel, in place: float64 planes, not copies of whole images
         d = pred_lab[..., c].astype(np.float64)

@@ -415,7 +415,7 @@ def _check_writable(out: Path) -> None:
         return
     if out.is_dir():
         raise RecolorError("is a directory", out)
-    folder = out.parent
+    folder = Path(os.path.realpath(out)).parent  # atomic_open's: a link is followed
     if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK, effective_ids=True):
         raise RecolorError("permission denied", folder)
 

@@ -106,10 +106,10 @@ def die_on_signals() -> Iterator[None]:
         yield
         return
     previous = {}
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        if signal.getsignal(signum) is not signal.SIG_IGN:
-            previous[signum] = signal.signal(signum, signal.SIG_DFL)
-    try:
+    try:  # (set inside: a handler that runs between two of them finds them restored)
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            if signal.getsignal(signum) is not signal.SIG_IGN:
+                previous[signum] = signal.signal(signum, signal.SIG_DFL)
         yield
     finally:
         for signum, handler in previous.items():

@@ -432,6 +432,10 @@ def test_temperature_for_the_reg_head_a_usage_error(weights, image, tmp_path):
         "predicts a/b directly: drop it or use --head cls (see recolor predict -h)\n"
     )
     run(["predict", src, "-w", weights["reg"], "-o", tmp_path / "r.png"], check_rc=0)
+    # a rerun with every output there loads no model, but -T is checked as hints are
+    p = run(["predict", src, "-w", weights["reg"], "-T", "0.1", "-o", tmp_path / "r.png",
+             "--skip-existing"])  # fmt: skip
+    assert p.returncode == 2 and "-T/--temperature is the cls head's" in p.stderr.decode()
     out = {}
     for t in (None, "0.38", "0"):
         dest = tmp_path / f"c{t}.png"

@@ -197,7 +197,7 @@ def test_auc_rejects_bad_weights():
         metrics.auc(pred, truth, t_max=-1)
     nan = pred.copy()
     nan[0, 0, 1] = np.nan  # once numpy's "'list' argument must have no negative elements"
-    with pytest.raises(ValueError, match="must hold finite real L, a, b"):
+    with pytest.raises(ValueError, match="must hold real numbers, a and b finite"):
         metrics.auc(nan, truth)
 
 

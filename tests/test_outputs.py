@@ -783,3 +783,32 @@ def test_a_tree_1000_folders_deep_is_read_and_mirrored(tmp_path, png):
         assert p.returncode == 0, p.stderr.decode()[-300:]
         assert (out / "a.lab").exists()
         assert (out / os.path.relpath(deep, tmp_path / "in") / "x.lab").exists()
+
+
+def test_a_folder_that_takes_no_file_is_found_before_writing_where_a_link_leads(
+    tmp_path, monkeypatch
+):
+    """Outputs.check refuses an output whose folder takes no new file before anything of the
+    input is written (quantize wrote a target whose preview then failed); the folder is the one
+    the file is written in, a link's target's (ro/a.png -> ../rw/a.png was refused for ro/, and
+    rw/b.png -> ../ro/b.png let through). Root writes anywhere, so the refusal is simulated."""
+    from recolor_tools.errors import RecolorError
+    from recolor_tools.outputs import Outputs
+
+    ro, rw = tmp_path / "ro", tmp_path / "rw"
+    ro.mkdir()
+    rw.mkdir()
+    (ro / "a.png").symlink_to(rw / "a.png")  # dangling: the output makes it
+    (rw / "b.png").symlink_to(ro / "b.png")
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: Path(p) != ro and access(p, mode, **kw))
+
+    def check(output: Path) -> None:
+        Outputs(str(output), [], ".png", lambda: None, many_per_file=False).check("x")
+
+    check(ro / "a.png")
+    with pytest.raises(RecolorError, match="permission denied") as e:
+        check(rw / "b.png")
+    assert e.value.path == str(ro)
+    with pytest.raises(RecolorError, match="permission denied"):
+        check(ro / "c.png")

@@ -3,6 +3,7 @@ together they write what one process writes, each output once."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -169,7 +170,11 @@ def test_a_rank_waiting_for_ranks_that_never_come_leaves_at_a_signal(tmp_path, s
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)  # fmt: skip
     try:
         assert p.stdout.readline().decode() == f"{tmp_path / 'o' / 'a.png'}\n"  # then it waits
-        time.sleep(1)
+        for _ in range(300):  # until rank 0 serves the rendezvous: inside the wait
+            with socket.socket() as s, contextlib.suppress(OSError):
+                s.connect(("127.0.0.1", port))
+                break
+            time.sleep(0.1)
         p.send_signal(signum)
         p.wait(timeout=60)
     finally:

@@ -141,6 +141,10 @@ def main() -> None:
     truth_files = sorted(f for f in args.val.iterdir() if f.suffix.lower() in IMAGE_EXTS)
     if not truth_files:
         raise RecolorError("no image files in this directory", args.val)
+    stems = [f.stem for f in truth_files]
+    if len(set(stems)) < len(stems):  # copied as STEM.png below: one would replace the other
+        twice = next(s for s in stems if stems.count(s) > 1)
+        raise RecolorError(f"two images named {twice} (another extension each)", args.val)
     if args.limit:
         truth_files = truth_files[: args.limit]
     truth = work / "truth"

@@ -235,9 +235,9 @@ def predict(
                 )
             except ValueError as e:
                 tool.usage(str(e))
-            # All outputs there already (--skip-existing): no model to load, unless hints
-            # must be checked against it (a rerun must not pass what the first run refused).
-            if not (paths or suggest or guided):
+            # All outputs there already (--skip-existing): no model to load, unless hints or
+            # -T must be checked against it (a rerun must not pass what the first run refused).
+            if not (paths or suggest or guided or temperature is not None):
                 _nothing_to_do(tool, weights, refused)
             steered = hint_strength is not None or hint_spread != "alike"
             asks = (guided, bool(palette), steered, bool(suggest), temperature is not None)
