@@ -11,7 +11,7 @@ import subprocess
 import time
 
 import pytest
-from conftest import RECOLOR, ROOT, run, smooth_image, torchrun, write_rgb
+from conftest import RECOLOR, ROOT, run, sigint_default, smooth_image, torchrun, write_rgb
 
 from recolor_tools.errors import UsageError
 from recolor_tools.shard import rank_and_size, this_rank
@@ -167,14 +167,9 @@ def test_a_rank_waiting_for_ranks_that_never_come_leaves_at_a_signal(tmp_path, s
     env = {**os.environ, "PYTHONPATH": str(ROOT), "WORLD_SIZE": "2", "RANK": "0",
            "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}  # fmt: skip
 
-    # as from a terminal: a shell's background job (a CI run, `make test &`) ignores SIGINT,
-    # and an ignored signal stays ignored
-    def as_in_a_terminal() -> None:
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-
     p = subprocess.Popen([*RECOLOR, "predict", img, "--size", "16", "-o", f"{tmp_path}/o/"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-                         preexec_fn=as_in_a_terminal)  # fmt: skip
+                         preexec_fn=sigint_default)  # as from a terminal  # fmt: skip
     try:
         assert p.stdout.readline().decode() == f"{tmp_path / 'o' / 'a.png'}\n"  # then it waits
         for _ in range(300):  # until rank 0 serves the rendezvous: inside the wait
