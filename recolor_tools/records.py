@@ -377,7 +377,7 @@ def _parse_header(raw: bytes, source: str) -> dict:
         arrays, size, name = head["arrays"], head["size"], head["name"]
         if not (isinstance(name, str) and isinstance(arrays, list)):
             raise ValueError
-        where = name if source == "-" else f"{source}: {name}"  # stdin: the record alone
+        where = _where(source, name)
         if len(arrays) > _MAX_ARRAYS:  # a record over a limit: named, and the limit said
             raise RecolorError(f"record holds {len(arrays)} arrays, over the format's "
                                f"{_MAX_ARRAYS}", where)  # fmt: skip
@@ -397,7 +397,10 @@ def _parse_header(raw: bytes, source: str) -> dict:
                 raise RecolorError(f"record array {a['name']!r} has {len(shape)} dimensions "
                                    "(the format holds 1 to 4)", where)  # fmt: skip
             pixels, values = _footprint(shape)
-            if pixels > limit or values > MAX_CHANNELS:
+            if values > MAX_CHANNELS:  # (it was said as the pixel limit)
+                raise RecolorError(f"record array {a['name']!r} of shape {tuple(shape)} holds "
+                                   f"over {MAX_CHANNELS} values a pixel", where)  # fmt: skip
+            if pixels > limit:
                 raise RecolorError(
                     f"record array {a['name']!r} of shape {tuple(shape)} is larger than any image "
                     f"recolor reads (RECOLOR_MAX_PIXELS = {limit:,})",
@@ -418,6 +421,11 @@ def _parse_header(raw: bytes, source: str) -> dict:
         raise RecolorError("corrupt record header (fields missing or malformed)", source) from None
 
 
+def _where(source: str, name: str) -> str:
+    """How an error names a record: ``file: name``, or the name alone for stdin."""
+    return name if source == "-" else f"{source}: {name}"
+
+
 def _footprint(shape: Sequence[int]) -> tuple[int, int]:
     """(pixels, values a pixel) of an array of ``shape``: H x W (H for 1-D) and the product of
     the rest; the writer and the reader check both against the same limits."""
@@ -433,7 +441,7 @@ def _dims(values, n: int) -> list[int]:
     return values
 
 
-def _check_available(stream: BinaryIO, n: int, source: str) -> None:
+def _check_available(stream: BinaryIO, n: int, where: str) -> None:
     """Refuse a header whose arrays need more bytes than a regular file has left, before the
     arrays are allocated (a pipe cannot tell: truncation is found while reading)."""
     try:
@@ -444,11 +452,11 @@ def _check_available(stream: BinaryIO, n: int, source: str) -> None:
     except (OSError, AttributeError, ValueError, io.UnsupportedOperation):
         return
     if n + _CRC.size > left:
-        raise RecolorError(
-            f"truncated record stream (the header promises {n:,} bytes of arrays, "
-            f"{max(left - _CRC.size, 0):,} are left)",
-            source,
-        )
+        said = (  # (the arrays whole and the checksum cut was said as arrays short)
+            "end of data inside a record checksum" if n <= left
+            else f"the header promises {n:,} bytes of arrays, {left:,} are left"
+        )  # fmt: skip
+        raise RecolorError(f"truncated record stream ({said})", where)
 
 
 def check_finite(rec: Record) -> None:
@@ -523,7 +531,7 @@ def iter_records(stream: BinaryIO, source: str = "<stdin>", start: bytes = b"") 
         _check_available(
             stream,
             sum(math.prod(a["shape"]) * np.dtype(a["dtype"]).itemsize for a in head["arrays"]),
-            source,
+            _where(source, head["name"]),  # the record that does not fit, named as it names
         )
         crc = zlib.crc32(raw)
         arrays = {}

@@ -109,6 +109,24 @@ def test_broken_streams_fail_with_a_clear_reason(mangle, message):
     assert info.value.path == "stream.lab"
 
 
+def test_a_record_cut_short_in_a_file_is_named_and_what_is_short_said(tmp_path):
+    """In a regular file the arrays' size is checked against what is left before reading: the
+    line named the file alone (not the record), and a checksum cut short was said as arrays
+    short ("promises 420 bytes of arrays, 418 are left")."""
+    data = _stream(records.lab_record("a.png", _lab(), (5, 7)))
+    n = 5 * 7 * 3 * 4  # the arrays' bytes
+    short = f"the header promises {n} bytes of arrays, {n - 6} are left"
+    for cut, said in ((2, "end of data inside a record checksum"), (10, short)):
+        path = tmp_path / "s.lab"
+        path.write_bytes(data[:-cut])
+        with path.open("rb") as f, pytest.raises(RecolorError) as info:
+            list(records.iter_records(f, str(path)))
+        assert (info.value.path, info.value.reason) == (
+            f"{path}: a.png",
+            f"truncated record stream ({said})",
+        )
+
+
 def test_good_records_before_a_break_are_still_delivered():
     good = _stream(records.lab_record("a.png", _lab(), (5, 7)))
     it = records.iter_records(io.BytesIO(good + good[:20]))
@@ -216,6 +234,8 @@ def test_a_header_holds_strict_json_only(value):
          "record array 'v' has 5 dimensions (the format holds 1 to 4)"),
         ([{"name": "v", "dtype": "<f8", "shape": [2, 2]}],
          "record array 'v' is of dtype '<f8', which the format does not hold (FORMAT.md)"),
+        ([{"name": "v", "dtype": "<i2", "shape": [1, 1, 257]}],  # (said as the pixel limit)
+         "record array 'v' of shape (1, 1, 257) holds over 256 values a pixel"),
     ],
 )  # fmt: skip
 def test_a_header_over_the_limits_names_the_record_and_the_limit(arrays, reason):
