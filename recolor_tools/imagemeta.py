@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import re
 import struct
 import zlib
@@ -120,10 +121,12 @@ class ImageMeta:
         data = data or {}
         try:
             blobs = {k: base64.b64decode(data[k]) for k in ("icc", "exif", "xmp") if data.get(k)}
-            depth = int(data.get("depth", 8))
+            depth = data.get("depth", 8)
+            if type(depth) is not int or depth not in (8, 16):  # (12 was written as 16)
+                raise ValueError(f"depth {json.dumps(depth)}, not 8 or 16")
         except (ValueError, TypeError) as e:
             raise RecolorError(f"corrupt source metadata in record header ({e})") from None
-        return cls(depth=16 if depth > 8 else 8, **blobs)
+        return cls(depth=depth, **blobs)
 
 
 # --- read ---------------------------------------------------------------------------------------

@@ -176,6 +176,22 @@ def test_a_record_with_exif_that_is_no_tiff_is_still_written(tmp_path: Path):
     assert opened((tmp_path / "out" / "c.png").read_bytes()).getexif()[305] == SOFTWARE
 
 
+def test_a_record_source_depth_other_than_8_or_16_is_that_records_error(tmp_path: Path):
+    """FORMAT.md: depth 8 or 16. 12 was written as 16 bits and True as 8, unsaid; the other
+    records are still written."""
+    lab = color.rgb_to_lab(smooth_image(8, 8, seed=1).astype(np.float32) / 255)
+    buf = io.BytesIO()
+    for name, depth in (("a.png", 12), ("b.png", True), ("c.png", 16)):
+        rec = records.lab_record(name, lab, (8, 8), source={"depth": depth})
+        records.write_record(buf, rec)
+    p = run(["from-lab", "-o", f"{tmp_path}/out/", "-q"], input=buf.getvalue())
+    assert p.returncode == 1 and os.listdir(tmp_path / "out") == ["c.png"]
+    assert p.stderr.decode().splitlines() == [
+        f"recolor from-lab: {n}: corrupt source metadata in record header (depth {d}, not 8 or 16)"
+        for n, d in (("a.png", 12), ("b.png", "true"))
+    ]
+
+
 # --- depth --------------------------------------------------------------------------------------
 
 
