@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -470,10 +470,11 @@ def parse_hint(spec: str) -> Hints:
     return point(x, y, color)
 
 
-def _tuples(items: Sequence, what: str, fields: str) -> Sequence:
-    """``items`` if each is a sequence of as many values as ``fields`` names (not a text),
-    else a ValueError naming ``what`` (they were unpacked: "not enough values to unpack")."""
-    n = fields.count(",") + 1
+def _tuples(items: Iterable, what: str, fields: str) -> list:
+    """``items`` as a list, each a sequence of as many values as ``fields`` names (not a text),
+    else a ValueError naming ``what`` (they were unpacked: "not enough values to unpack"). A
+    list: an iterator checked here would reach its user empty."""
+    items, n = list(items), fields.count(",") + 1
     for item in items:
         sized = isinstance(item, Sequence | np.ndarray) and not isinstance(item, str | bytes)
         if not (sized and len(item) == n):
@@ -498,8 +499,8 @@ def palette(colours: Sequence[tuple[str, float | str]]) -> Hints:
     several sources (``--palette`` and a hint file's ``"palette"``) count alike when added: an
     image's 4,000 pixels would otherwise outweigh a listed colour 4,000 to 1.
     """
-    w = []
-    for _, weight in _tuples(colours, "palette", "colour, weight"):
+    colours, w = _tuples(colours, "palette", "colour, weight"), []
+    for _, weight in colours:
         try:
             wt = float(weight) if not isinstance(weight, bool) else np.nan
         except (TypeError, ValueError, OverflowError):  # a 400-digit JSON integer overflows

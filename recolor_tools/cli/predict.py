@@ -210,7 +210,7 @@ def predict(
             SUGGEST_PRINTS if suggest else "use -o FILE" if output == "-" else PATHS_GO_THERE
         )
         check_precision(tool, device, precision)
-        tool.finite(temperature=temperature or 0.0, saturation=saturation)
+        tool.finite(temperature=temperature or 0.0, saturation=saturation)  # (None: not given)
         args, everything, roots, guides = _predict_inputs(tool, inputs, hints, palette)
         common.single_outputs(tool, {}, [*everything, *guides], stdout=True)  # paths: >> input
         router, ext, paths, refused = None, None, everything, []
