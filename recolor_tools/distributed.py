@@ -76,6 +76,27 @@ def default_workers(device: torch.device, d: Dist) -> int:
     return max(1, d.cores - 1)
 
 
+def check_same_data(lists: tuple[list, ...], d: Dist) -> None:
+    """Raise :class:`~recolor_tools.errors.UsageError` unless every rank listed the same
+    training and validation images (call it on every rank). Each rank takes its share of its
+    own list by position: lists that differ between the machines of a launch (a folder read on
+    each) train on other images than asked, unsaid, and other counts of images wait for good
+    at the end of the shorter epoch."""
+    from .errors import UsageError
+    from .shard import digest
+
+    if d.world <= 1:
+        return
+    every: list = [None] * d.world
+    dist.all_gather_object(every, tuple(digest(items) for items in lists))
+    other = [r for r, theirs in enumerate(every) if theirs != every[0]]
+    if other:
+        said = ", ".join(f"rank {r}: {every[r][0][0]}" for r in (0, *other))
+        raise UsageError(f"the processes listed different training or validation images "
+                         f"(training images {said}): every process must be given the "
+                         "same", see_help=False)  # fmt: skip
+
+
 def broadcast_buffers(model: torch.nn.Module, d: Dist) -> None:
     """Copy rank 0's buffers (BatchNorm running statistics) to every replica.
 

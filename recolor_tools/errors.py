@@ -51,7 +51,12 @@ class RecolorError(Exception):
 
 class UsageError(RecolorError):
     """Options that cannot work together, found only once a file they depend on was read (a
-    checkpoint to resume): the CLI exits 2, as for any other usage error."""
+    checkpoint to resume): the CLI exits 2, as for any other usage error. ``see_help`` False:
+    a mistake of the launch (torchrun's processes), of which ``-h`` says nothing."""
+
+    def __init__(self, reason: str, path: str | Path | None = None, see_help: bool = True) -> None:
+        super().__init__(reason, path)
+        self.see_help = see_help
 
 
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)

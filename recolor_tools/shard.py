@@ -5,23 +5,31 @@ input of the whole list, starting at its RANK.
 The whole list is built (and its output names checked for clashes) in every rank before the
 split, so the ranks together write exactly what one process would, each output once; each rank
 prints the paths it wrote, so every written path is printed once. No rank leaves before the
-others are done (:func:`together`): torchrun would stop them.
+others are done (:func:`together`): torchrun would stop them. There the ranks also compare the
+lists they split: lists that differ between the machines of a launch (a glob or a folder read
+on each) skip some inputs and do others twice, which is said then.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import timedelta
 from typing import TypeVar
 
+from . import errors
 from .errors import ExitCode, RecolorError, UsageError
 
 T = TypeVar("T")
 
 BARRIER_TIMEOUT = timedelta(days=7)
 """How long a rank that has finished waits for the others (:func:`together`)."""
+
+_split: tuple[int, str] | None = None
+"""The length and sha256 of the lists :func:`this_rank` split in this process, if it did."""
 
 
 def rank_and_size(env: Mapping[str, str] | None = None) -> tuple[int, int]:
@@ -69,7 +77,16 @@ def this_rank(*lists: Sequence[T], env: Mapping[str, str] | None = None) -> tupl
 
         if torch.cuda.is_available():
             torch.cuda.set_device(int(env["LOCAL_RANK"]) % torch.cuda.device_count())
+    global _split
+    _split = digest(*lists)
     return tuple(list(items[rank::size]) for items in lists)
+
+
+def digest(*lists: Sequence[object]) -> tuple[int, str]:
+    """The length of the first list and a sha256 of every list's items (as ``str``) in order:
+    what the ranks of a launch compare to find that they were given the same inputs."""
+    whole = "\0".join(map(str, zip(*lists, strict=True))).encode("utf-8", "surrogateescape")
+    return len(lists[0]) if lists else 0, hashlib.sha256(whole).hexdigest()
 
 
 @contextlib.contextmanager
@@ -81,6 +98,9 @@ def together(env: Mapping[str, str] | None = None) -> Iterator[None]:
     for the others (a gloo barrier over torchrun's rendezvous: ``MASTER_ADDR``,
     ``MASTER_PORT``) and then exits with its own status. Ctrl-C and SIGTERM leave at once.
     Outside a launch (no ``MASTER_ADDR``, or one process) this does nothing.
+
+    The wait is also where the ranks compare the lists they split (:func:`this_rank`): where
+    they differ, rank 0 says so on stderr and every rank exits 2 (at least).
     """
     env = os.environ if env is None else env
     interrupted = False
@@ -93,17 +113,22 @@ def together(env: Mapping[str, str] | None = None) -> Iterator[None]:
         interrupted = e.code in (ExitCode.INTERRUPTED, ExitCode.TERMINATED, ExitCode.HUNG_UP)
         raise
     finally:
-        if not interrupted:
-            _barrier(env)
+        if not interrupted and _barrier(env):
+            # the block's own status (typer's Exit, SystemExit), at least 2; an error stands
+            left = sys.exc_info()[1]
+            code = left.code if isinstance(left, SystemExit) else getattr(left, "exit_code", 0)
+            if left is None or isinstance(left, SystemExit) or hasattr(left, "exit_code"):
+                raise SystemExit(max(ExitCode.USAGE, code if isinstance(code, int) else 1))
 
 
-def _barrier(env: Mapping[str, str]) -> None:
+def _barrier(env: Mapping[str, str]) -> bool:
+    """Wait for every rank (see :func:`together`); whether their split lists differ."""
     try:
         rank, size = rank_and_size(env)
     except RecolorError:  # said where the run began (Tool): nothing to wait for
-        return
+        return False
     if size == 1 or not {"MASTER_ADDR", "MASTER_PORT"} <= env.keys():
-        return
+        return False
     import torch.distributed as dist
 
     from .process import die_on_signals
@@ -113,6 +138,16 @@ def _barrier(env: Mapping[str, str]) -> None:
     with die_on_signals():
         dist.init_process_group("gloo", rank=rank, world_size=size, timeout=BARRIER_TIMEOUT)
         try:
-            dist.barrier()
+            every: list = [None] * size
+            dist.all_gather_object(every, _split)  # (the barrier: each waits for every value)
         finally:
             dist.destroy_process_group()
+    split = [(r, v) for r, v in enumerate(every) if v is not None]  # None: stopped before
+    if len({v for _, v in split}) < 2:
+        return False
+    if rank == 0:
+        said = ", ".join(f"rank {r}: {n}" for r, (n, _) in split)
+        errors.warn(f"the processes were given different lists of inputs ({said}): each took "
+                    "its share of its own list, so some may be missing or done twice; give "
+                    "every process the same list")  # fmt: skip
+    return True

@@ -63,6 +63,7 @@ from .data import check_some_readable, list_images
 from .distributed import (
     Dist,
     broadcast_buffers,
+    check_same_data,
     each_rank,
     mean_over_ranks,
     param_digest,
@@ -451,6 +452,7 @@ def _train(cfg: TrainConfig, d: Dist, report: Callable[[str], None] | None) -> P
     unreadable = Unreadable(report)  # each unreadable image told once
     train_paths = list_images(cfg.data)
     val_paths = list_images(cfg.val, "validation") if cfg.val else []
+    check_same_data((train_paths, val_paths), d)
     check_some_readable(train_paths, "training")  # before --overwrite removes the old run
     if val_paths:
         check_some_readable(val_paths, "validation")

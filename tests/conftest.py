@@ -95,6 +95,34 @@ def torchrun(args, fresh: tuple[Path, ...] = (), env=None, nproc: int = 2):
     return p
 
 
+def ranks_by_hand(*per_rank: list) -> list[subprocess.CompletedProcess]:
+    """Run ``recolor ARGS`` once per rank, each with its own ARGS, as the processes of one launch
+    (WORLD_SIZE, RANK, MASTER_ADDR, MASTER_PORT set by hand, as a job script on each machine of
+    a cluster would): what torchrun cannot give, other arguments to each rank."""
+    import socket
+
+    with socket.socket() as s:  # a free port for rank 0's rendezvous
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "NO_COLOR": "1", "PYTHONPATH": str(ROOT), "WORLD_SIZE": str(len(per_rank)),
+           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}  # fmt: skip
+    procs = [
+        subprocess.Popen(
+            [*RECOLOR, *map(str, args)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={**env, "RANK": str(r)},
+        )  # fmt: skip
+        for r, args in enumerate(per_rank)
+    ]
+    try:
+        done = [(p, *p.communicate(timeout=300)) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    return [subprocess.CompletedProcess(p.args, p.returncode, o, e) for p, o, e in done]
+
+
 def pipeline(*commands: list, input: bytes | None = None) -> list[subprocess.CompletedProcess]:
     """Run ``recolor A | recolor B | ...`` through real OS pipes; returns each stage's result."""
     env = {**os.environ, "NO_COLOR": "1", "PYTHONPATH": str(ROOT)}

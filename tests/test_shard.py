@@ -11,7 +11,16 @@ import subprocess
 import time
 
 import pytest
-from conftest import RECOLOR, ROOT, run, sigint_default, smooth_image, torchrun, write_rgb
+from conftest import (
+    RECOLOR,
+    ROOT,
+    ranks_by_hand,
+    run,
+    sigint_default,
+    smooth_image,
+    torchrun,
+    write_rgb,
+)
 
 from recolor_tools.errors import UsageError
 from recolor_tools.shard import rank_and_size, this_rank
@@ -182,3 +191,24 @@ def test_a_rank_waiting_for_ranks_that_never_come_leaves_at_a_signal(tmp_path, s
     finally:
         p.kill()
     assert p.returncode == -signum  # as the signal's default action ends it (a shell: 128 + n)
+
+
+def test_ranks_given_different_lists_say_so(tmp_path):
+    """Each rank takes its share of its own list by position: machines of a launch that list
+    other inputs (a glob or a folder read on each) skipped some and did others twice, exit 0.
+    Now rank 0 says so once, every rank exits 2; the same lists stay silent, exit 0."""
+    imgs = [write_rgb(tmp_path / f"{n}.png", smooth_image(16, 16, i)) for i, n in enumerate("abc")]
+    common = ["predict", "--size", "16", "--device", "cpu", "-q"]
+    a, b, c = imgs
+    ps = ranks_by_hand([*common, "-o", f"{tmp_path}/o/", a, b, c],
+                       [*common, "-o", f"{tmp_path}/o/", a, b])  # fmt: skip
+    assert [p.returncode for p in ps] == [2, 2], [p.stderr for p in ps]
+    assert ps[0].stderr.decode() == (
+        "recolor predict: the processes were given different lists of inputs (rank 0: 3, rank"
+        " 1: 2): each took its share of its own list, so some may be missing or done twice;"
+        " give every process the same list\n"
+    )
+    assert ps[1].stderr == b""
+    assert sorted(f.name for f in (tmp_path / "o").iterdir()) == ["a.png", "b.png", "c.png"]
+    same = ranks_by_hand(*[[*common, "-o", f"{tmp_path}/s/", a, b, c]] * 2)
+    assert [(p.returncode, p.stderr) for p in same] == [(0, b""), (0, b"")]

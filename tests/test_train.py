@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, smooth_image, torchrun, write_rgb
+from conftest import ROOT, ranks_by_hand, smooth_image, torchrun, write_rgb
 
 from recolor_tools import checkpoints, models, quant
 from recolor_tools.cli import main
@@ -886,3 +886,23 @@ def test_an_overwrite_that_fails_before_training_keeps_the_old_run_whole(
     rc, _, err = cli([*args, "--grid", "10", "--steps", "1", "--overwrite", "--out", out], capsys)
     assert (rc, err) == (1, "recolor train: out of memory (smaller sizes or batches need less)\n")
     assert {f.name: f.read_bytes() for f in out.iterdir()} == kept
+
+
+def test_processes_that_list_other_training_images_are_refused(tmp_path):
+    """Each process takes its share of its own list by position: machines of a launch whose
+    folders differ trained on other images than asked (unsaid), or, with other counts, waited
+    for good at the shorter epoch's end. Now one line, exit 2 everywhere, before any work."""
+    folders = [tmp_path / "d0", tmp_path / "d1"]
+    for n, d in zip((4, 3), folders, strict=True):
+        d.mkdir()
+        for i in range(n):
+            write_rgb(d / f"{i}.png", smooth_image(40, 48, i))
+    args = ["train", "--steps", "2", "--width", "8", "-b", "2", "--size", "24", "--device",
+            "cpu", "-j", "0", "-q"]  # fmt: skip
+    ps = ranks_by_hand(*[[*args, d, "--out", tmp_path / "run"] for d in folders])
+    ours = [ln for p in ps for ln in p.stderr.decode().splitlines() if ln.startswith("recolor")]
+    assert [p.returncode for p in ps] == [2, 2] and ours == [
+        "recolor train: the processes listed different training or validation images (training"
+        " images rank 0: 4, rank 1: 3): every process must be given the same"
+    ], [p.stderr for p in ps]
+    assert not (tmp_path / "run").exists()

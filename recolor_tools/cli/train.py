@@ -223,7 +223,7 @@ def train(
             skipped = functools.partial(tool.fail, always=True)
             path = run_training(cfg, report=skipped)  # a skipped image: exit 1 at the end
         except UsageError as e:  # options the checkpoint to resume does not allow
-            tool.usage(e.reason)
+            tool.usage(e.reason, see_help=e.see_help)
         if tool.echo:  # one line, also under torchrun
             from ..outputs import write_stdout
 
