@@ -395,8 +395,22 @@ def restore(
     opt.load_state_dict(ts)
     set_rng_state(ts["rng"])
     state.load_state_dict({"step": resumed["step"], **ts}, d.rank)  # (v1: the step outside)
-    if ts["world"] != d.world or ts["batch_size"] != cfg.batch_size:
-        log(cfg, d, "note: batch size or process count changed; resume is not exact")
+    # what the command line may change (the run's own are not taken for it): said, since the
+    # run then goes on with another order or other crops than it would have
+    args = ts.get("args", {})
+    changed = [
+        f"{flag} {now} (the run's: {was})"
+        for flag, was, now in (
+            ("-b", ts["batch_size"], cfg.batch_size),
+            ("processes", ts["world"], d.world),
+            ("--seed", args.get("seed", cfg.seed), cfg.seed),
+            ("--size", args.get("size", cfg.size), cfg.size),
+        )
+        if was != now
+    ]
+    if changed:
+        log(cfg, d, f"note: {', '.join(changed)}; resume is not exact (give the run's values "
+                    "to continue it as it was)")  # fmt: skip
     return resumed["metrics"]
 
 

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, ranks_by_hand, smooth_image, torchrun, write_rgb
+from conftest import ROOT, ranks_by_hand, run, smooth_image, torchrun, write_rgb
 
 from recolor_tools import checkpoints, models, quant
 from recolor_tools.cli import main
@@ -906,3 +906,27 @@ def test_processes_that_list_other_training_images_are_refused(tmp_path):
         " images rank 0: 4, rank 1: 3): every process must be given the same"
     ], [p.stderr for p in ps]
     assert not (tmp_path / "run").exists()
+
+
+def test_a_resume_with_other_seed_batch_or_size_says_it_is_not_exact(tmp_path):
+    """--resume keeps the run's learning rate, schedule and width, but takes -b, --seed and
+    --size from its command line: resumed without the run's --seed 5, it went on with another
+    order and other crops, unsaid (only a changed batch size was noted). Now each is named with
+    the run's value; the run's own values continue it silently."""
+    data = tmp_path / "d"
+    data.mkdir()
+    for i in range(4):
+        write_rgb(data / f"{i}.png", smooth_image(40, 48, i))
+    out = tmp_path / "run"
+    common = ["train", data, "--head", "reg", "--width", "4", "--device", "cpu", "-j", "0",
+              "--out", out, "--ckpt-every", "1"]  # fmt: skip
+    given = ["--seed", "5", "-b", "2", "--size", "24"]
+    run([*common, "--steps", "1", *given], check_rc=0)
+    p = run([*common, "--steps", "2", "--resume", *given], check_rc=0)
+    assert "note:" not in p.stderr.decode(), p.stderr.decode()
+    p = run([*common, "--steps", "3", "--resume"], check_rc=0)
+    notes = [ln for ln in p.stderr.decode().splitlines() if "note:" in ln]
+    assert notes == [
+        "recolor train: note: -b 16 (the run's: 2), --seed 0 (the run's: 5), --size 128 (the "
+        "run's: 24); resume is not exact (give the run's values to continue it as it was)"
+    ], p.stderr.decode()
