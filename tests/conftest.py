@@ -112,7 +112,7 @@ def ranks_by_hand(*per_rank: list) -> list[subprocess.CompletedProcess]:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env={**env, "RANK": str(r)},
-        )  # fmt: skip
+        )
         for r, args in enumerate(per_rank)
     ]
     try:
