@@ -180,6 +180,14 @@ def write_rgb(path: Path, rgb: np.ndarray) -> Path:
     return path
 
 
+def image_folder(folder: Path, n: int) -> Path:
+    """``folder`` made with ``n`` small colour images ``0.png`` ... (40 x 48, each its own)."""
+    folder.mkdir()
+    for i in range(n):
+        write_rgb(folder / f"{i}.png", smooth_image(40, 48, i))
+    return folder
+
+
 def read_rgb_u8(path_or_bytes) -> np.ndarray:
     """Read an image file or encoded bytes back as uint8 RGB."""
     if isinstance(path_or_bytes, bytes | bytearray):

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, ranks_by_hand, run, smooth_image, torchrun, write_rgb
+from conftest import ROOT, image_folder, ranks_by_hand, run, smooth_image, torchrun, write_rgb
 
 from recolor_tools import checkpoints, models, quant
 from recolor_tools.cli import main
@@ -781,10 +781,7 @@ def test_a_batch_of_one_per_process_at_a_tiny_size_is_one_line_under_torchrun(tm
     """Two images, two processes, --size 16: each process's batch is one image, which the
     check (counting all the images) let through; torch's own message followed, and OUT was left
     with files."""
-    two = tmp_path / "two"
-    two.mkdir()
-    for i in range(2):
-        write_rgb(two / f"{i}.png", smooth_image(40, 48, i))
+    two = image_folder(tmp_path / "two", 2)
     out = tmp_path / "run"
     args = ["train", two, "--steps", "2", "--width", "8", "-b", "2", "--size", "16",
             "--device", "cpu", "-j", "0", "-q", "--out", out]  # fmt: skip
@@ -892,11 +889,7 @@ def test_processes_that_list_other_training_images_are_refused(tmp_path):
     """Each process takes its share of its own list by position: machines of a launch whose
     folders differ trained on other images than asked (unsaid), or, with other counts, waited
     for good at the shorter epoch's end. Now one line, exit 2 everywhere, before any work."""
-    folders = [tmp_path / "d0", tmp_path / "d1"]
-    for n, d in zip((4, 3), folders, strict=True):
-        d.mkdir()
-        for i in range(n):
-            write_rgb(d / f"{i}.png", smooth_image(40, 48, i))
+    folders = [image_folder(tmp_path / "d0", 4), image_folder(tmp_path / "d1", 3)]
     args = ["train", "--steps", "2", "--width", "8", "-b", "2", "--size", "24", "--device",
             "cpu", "-j", "0", "-q"]  # fmt: skip
     ps = ranks_by_hand(*[[*args, d, "--out", tmp_path / "run"] for d in folders])
@@ -913,10 +906,7 @@ def test_a_resume_with_other_seed_batch_or_size_says_it_is_not_exact(tmp_path):
     --size from its command line: resumed without the run's --seed 5, it went on with another
     order and other crops, unsaid (only a changed batch size was noted). Now each is named with
     the run's value; the run's own values continue it silently."""
-    data = tmp_path / "d"
-    data.mkdir()
-    for i in range(4):
-        write_rgb(data / f"{i}.png", smooth_image(40, 48, i))
+    data = image_folder(tmp_path / "d", 4)
     out = tmp_path / "run"
     common = ["train", data, "--head", "reg", "--width", "4", "--device", "cpu", "-j", "0",
               "--out", out, "--ckpt-every", "1"]  # fmt: skip
