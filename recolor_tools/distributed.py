@@ -89,12 +89,12 @@ def check_same_data(lists: tuple[list, ...], d: Dist) -> None:
         return
     every: list = [None] * d.world
     dist.all_gather_object(every, tuple(digest(items) for items in lists))
-    other = [r for r, theirs in enumerate(every) if theirs != every[0]]
-    if other:
-        said = ", ".join(f"rank {r}: {every[r][0][0]}" for r in (0, *other))
-        raise UsageError(f"the processes listed different training or validation images "
-                         f"(training images {said}): every process must be given the "
-                         "same", see_help=False)  # fmt: skip
+    for i, what in enumerate(("training", "validation")):
+        other = [r for r, theirs in enumerate(every) if theirs[i] != every[0][i]]
+        if other:
+            said = ", ".join(f"rank {r}: {every[r][i][0]}" for r in (0, *other))
+            raise UsageError(f"the processes listed different {what} images ({said}): every "
+                             "process must be given the same", see_help=False)  # fmt: skip
 
 
 def broadcast_buffers(model: torch.nn.Module, d: Dist) -> None:

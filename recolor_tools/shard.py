@@ -117,7 +117,8 @@ def together(env: Mapping[str, str] | None = None) -> Iterator[None]:
             # the block's own status (typer's Exit, SystemExit), at least 2; an error stands
             left = sys.exc_info()[1]
             code = left.code if isinstance(left, SystemExit) else getattr(left, "exit_code", 0)
-            if left is None or isinstance(left, SystemExit) or hasattr(left, "exit_code"):
+            typer_exit = type(left).__name__ == "Exit" and hasattr(left, "exit_code")
+            if left is None or isinstance(left, SystemExit) or typer_exit:
                 raise SystemExit(max(ExitCode.USAGE, code if isinstance(code, int) else 1))
 
 

@@ -885,18 +885,23 @@ def test_an_overwrite_that_fails_before_training_keeps_the_old_run_whole(
     assert {f.name: f.read_bytes() for f in out.iterdir()} == kept
 
 
-def test_processes_that_list_other_training_images_are_refused(tmp_path):
+@pytest.mark.parametrize("which", ["training", "validation"])
+def test_processes_that_list_other_training_images_are_refused(tmp_path, which):
     """Each process takes its share of its own list by position: machines of a launch whose
     folders differ trained on other images than asked (unsaid), or, with other counts, waited
-    for good at the shorter epoch's end. Now one line, exit 2 everywhere, before any work."""
+    for good at the shorter epoch's end. Now one line naming the list, exit 2 everywhere,
+    before any work."""
     folders = [image_folder(tmp_path / "d0", 4), image_folder(tmp_path / "d1", 3)]
     args = ["train", "--steps", "2", "--width", "8", "-b", "2", "--size", "24", "--device",
-            "cpu", "-j", "0", "-q"]  # fmt: skip
-    ps = ranks_by_hand(*[[*args, d, "--out", tmp_path / "run"] for d in folders])
+            "cpu", "-j", "0", "-q", "--out", tmp_path / "run"]  # fmt: skip
+    per_rank = [[*args, d] for d in folders]
+    if which == "validation":
+        per_rank = [[*args, folders[0], "--val", d] for d in folders]
+    ps = ranks_by_hand(*per_rank)
     ours = [ln for p in ps for ln in p.stderr.decode().splitlines() if ln.startswith("recolor")]
     assert [p.returncode for p in ps] == [2, 2] and ours == [
-        "recolor train: the processes listed different training or validation images (training"
-        " images rank 0: 4, rank 1: 3): every process must be given the same"
+        f"recolor train: the processes listed different {which} images (rank 0: 4, rank 1: 3):"
+        " every process must be given the same"
     ], [p.stderr for p in ps]
     assert not (tmp_path / "run").exists()
 
