@@ -78,7 +78,7 @@ def this_rank(*lists: Sequence[T], env: Mapping[str, str] | None = None) -> tupl
         if torch.cuda.is_available():
             torch.cuda.set_device(int(env["LOCAL_RANK"]) % torch.cuda.device_count())
     global _split
-    _split = digest(*lists)
+    _split = digest(*lists) if size > 1 else None  # compared in together()'s wait
     return tuple(list(items[rank::size]) for items in lists)
 
 
@@ -116,9 +116,8 @@ def together(env: Mapping[str, str] | None = None) -> Iterator[None]:
         if not interrupted and _barrier(env):
             # the block's own status (typer's Exit, SystemExit), at least 2; an error stands
             left = sys.exc_info()[1]
-            code = left.code if isinstance(left, SystemExit) else getattr(left, "exit_code", 0)
-            typer_exit = type(left).__name__ == "Exit" and hasattr(left, "exit_code")
-            if left is None or isinstance(left, SystemExit) or typer_exit:
+            if left is None or isinstance(left, SystemExit) or type(left).__name__ == "Exit":
+                code = getattr(left, "exit_code", getattr(left, "code", 0))
                 raise SystemExit(max(ExitCode.USAGE, code if isinstance(code, int) else 1))
 
 
