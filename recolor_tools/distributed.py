@@ -8,8 +8,10 @@ process's share of the cores, once into a :class:`Dist`; everything else asks th
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -74,6 +76,37 @@ def default_workers(device: torch.device, d: Dist) -> int:
     if device.type == "cpu":
         return 1 if d.cores >= 4 else 0
     return max(1, d.cores - 1)
+
+
+@contextlib.contextmanager
+def all_or_none(d: Dist) -> Iterator[None]:
+    """Leave the block on every rank, or raise on every rank: one rank's expected error (a
+    folder or ``--stats`` file missing on its machine) is raised by rank 0 too, with the rank
+    named, since what is about the whole run is said by rank 0 only. Before, that rank exited
+    unsaid and the others failed at their next collective ("internal error: ... Connection
+    reset by peer"). The block must hold no collective of its own (call it on every rank)."""
+    from .errors import RecolorError, UsageError
+
+    if d.world <= 1:
+        yield
+        return
+    own = None
+    try:
+        yield
+    except RecolorError as e:
+        own = e
+    told = None if own is None else (type(own) is UsageError, own.reason, own.path,
+                                      getattr(own, "see_help", True))  # fmt: skip
+    every: list = [None] * d.world
+    dist.all_gather_object(every, told)
+    if own is not None:
+        raise own
+    failed = [(r, t) for r, t in enumerate(every) if t is not None]
+    if failed:
+        r, (usage, reason, path, see_help) = failed[0]
+        if usage:
+            raise UsageError(f"{reason} (rank {r})", path, see_help)
+        raise RecolorError(f"{reason} (rank {r})", path)
 
 
 def check_same_data(lists: tuple[list, ...], d: Dist) -> None:

@@ -31,6 +31,18 @@ BARRIER_TIMEOUT = timedelta(days=7)
 _split: tuple[int, str] | None = None
 """The length and sha256 of the lists :func:`this_rank` split in this process, if it did."""
 
+_lines: list[tuple[str, bool]] = []
+"""What this process's tool reported about the whole run, each line with whether it said it
+(:func:`keep_line`): what rank 0 says for the others at :func:`together`'s wait."""
+
+
+def keep_line(line: str, said: bool) -> None:
+    """Record a line a ranked tool printed (``said``) or held back (a rank other than 0: what
+    is about the whole run is said once). Rank 0 says, at the end, each line another rank held
+    back and rank 0 itself did not meet: that rank's own (a ``--weights`` file missing on its
+    machine), silent before while torchrun reported the rank failed."""
+    _lines.append((line, said))
+
 
 def rank_and_size(env: Mapping[str, str] | None = None) -> tuple[int, int]:
     """(RANK, WORLD_SIZE) from the environment; (0, 1) outside a distributed launch: without
@@ -100,7 +112,8 @@ def together(env: Mapping[str, str] | None = None) -> Iterator[None]:
     Outside a launch (no ``MASTER_ADDR``, or one process) this does nothing.
 
     The wait is also where the ranks compare the lists they split (:func:`this_rank`): where
-    they differ, rank 0 says so on stderr and every rank exits 2 (at least).
+    they differ, rank 0 says so on stderr and every rank exits 2 (at least); and where rank 0
+    says the lines about the whole run that only other ranks met (:func:`keep_line`).
     """
     env = os.environ if env is None else env
     interrupted = False
@@ -139,10 +152,13 @@ def _barrier(env: Mapping[str, str]) -> bool:
         dist.init_process_group("gloo", rank=rank, world_size=size, timeout=BARRIER_TIMEOUT)
         try:
             every: list = [None] * size
-            dist.all_gather_object(every, _split)  # (the barrier: each waits for every value)
+            held = [line for line, said in _lines if not said]
+            dist.all_gather_object(every, (_split, held))  # (the barrier: each waits for all)
         finally:
             dist.destroy_process_group()
-    split = [(r, v) for r, v in enumerate(every) if v is not None]  # None: stopped before
+    if rank == 0:
+        _say_held_back([theirs for _, theirs in every])
+    split = [(r, v) for r, (v, _) in enumerate(every) if v is not None]  # None: stopped before
     if len({v for _, v in split}) < 2:
         return False
     if rank == 0:
@@ -151,3 +167,17 @@ def _barrier(env: Mapping[str, str]) -> bool:
                     "its share of its own list, so some may be missing or done twice; give "
                     "every process the same list")  # fmt: skip
     return True
+
+
+def _say_held_back(held: list[list[str]]) -> None:
+    """Print each line that ranks held back and rank 0 did not meet, once, naming the ranks:
+    ``recolor predict: w.pt: no such file (ranks 1, 3)``."""
+    mine = {line for line, _ in _lines}
+    who: dict[str, list[int]] = {}
+    for r, lines in enumerate(held):
+        for line in dict.fromkeys(lines):
+            if line not in mine:
+                who.setdefault(line, []).append(r)
+    for line, ranks in who.items():
+        which = f"rank {ranks[0]}" if len(ranks) == 1 else f"ranks {', '.join(map(str, ranks))}"
+        print(f"{line} ({which})", file=sys.stderr, flush=True)

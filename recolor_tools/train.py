@@ -62,6 +62,7 @@ from . import checkpoints, models
 from .data import check_some_readable, list_images
 from .distributed import (
     Dist,
+    all_or_none,
     broadcast_buffers,
     check_same_data,
     each_rank,
@@ -395,8 +396,8 @@ def restore(
     opt.load_state_dict(ts)
     set_rng_state(ts["rng"])
     state.load_state_dict({"step": resumed["step"], **ts}, d.rank)  # (v1: the step outside)
-    # what the command line may change (the run's own are not taken for it): said, since the
-    # run then goes on with another order or other crops than it would have
+    # what the command line may change (given again with another value): said, since the run
+    # then goes on with another order or other crops than it would have
     args = ts.get("args", {})
     changed = [
         f"{flag} {now} (the run's: {was})"
@@ -444,8 +445,8 @@ def train(cfg: TrainConfig, report: Callable[[str], None] | None = None) -> Path
     """
     d = setup_distributed(cfg.device)
     try:
-        with hold_out(cfg, d):
-            return _train(cfg, d, report)
+        with contextlib.ExitStack() as held:
+            return _train(cfg, d, report, held)
     except RecolorError as e:
         if "Original Traceback" not in e.reason:
             raise
@@ -456,20 +457,26 @@ def train(cfg: TrainConfig, report: Callable[[str], None] | None = None) -> Path
             dist.destroy_process_group()
 
 
-def _train(cfg: TrainConfig, d: Dist, report: Callable[[str], None] | None) -> Path:
-    dev = setup_process(cfg, d)
-    resumed, init = read_start(cfg, d)
-    carried = resumed if resumed is not None else init
-    cfg = resolve_defaults(cfg, resumed)
+def _train(
+    cfg: TrainConfig, d: Dist, report: Callable[[str], None] | None, held: contextlib.ExitStack
+) -> Path:
+    # what each rank reads on its own machine (OUT, checkpoints, folders, --stats): an error
+    # there is every rank's, said by rank 0 (all_or_none)
+    with all_or_none(d):
+        held.enter_context(hold_out(cfg, d))  # OUT held for the whole run (rank 0)
+        resumed, init = read_start(cfg, d)
+        carried = resumed if resumed is not None else init
+        cfg = resolve_defaults(cfg, resumed)
+        dev = setup_process(cfg, d)  # (seeds: the resumed run's --seed is known now)
 
-    # -- data -----------------------------------------------------------------------------
-    unreadable = Unreadable(report)  # each unreadable image told once
-    train_paths = list_images(cfg.data)
-    val_paths = list_images(cfg.val, "validation") if cfg.val else []
+        # -- data -------------------------------------------------------------------------
+        unreadable = Unreadable(report)  # each unreadable image told once
+        train_paths = list_images(cfg.data)
+        val_paths = list_images(cfg.val, "validation") if cfg.val else []
+        check_some_readable(train_paths, "training")  # before --overwrite removes the old run
+        if val_paths:
+            check_some_readable(val_paths, "validation")
     check_same_data((train_paths, val_paths), d)
-    check_some_readable(train_paths, "training")  # before --overwrite removes the old run
-    if val_paths:
-        check_some_readable(val_paths, "validation")
     per_rank = -(-len(train_paths) // d.world)  # each process's share (EpochSampler pads)
     if cfg.size <= 16 and min(cfg.batch_size, per_rank) < 2:
         # the global branch sees a 1 x 1 map: BatchNorm then has one value per channel
@@ -477,26 +484,29 @@ def _train(cfg: TrainConfig, d: Dist, report: Callable[[str], None] | None) -> P
         raise UsageError(f"a batch of one image at --size {cfg.size} cannot be trained (its "
                          f"global features are one value): give 2 images or more a batch{each},"
                          " or --size 24 or more")  # fmt: skip
-    data_stats = DataStats(cfg, d, train_paths, unreadable)
-    cs = resolve_classes(cfg, resumed, init, data_stats)
-    loaders = build_loaders(cfg, d, dev, (train_paths, val_paths), cs, takes_hints(cfg, carried))
-    total_steps = cfg.steps or (cfg.epochs or 10) * loaders.steps_per_epoch
-    eval_every = cfg.eval_every or loaders.steps_per_epoch
-    data_info = {
-        "n_train": len(train_paths),
-        "n_val": len(val_paths),
-        "size": cfg.size,
-        "sources": [str(p) for p in cfg.data],
-        "val_sources": [str(p) for p in cfg.val],
-        # where the weights came from, also for a resumed fine-tune (whose --init is not given)
-        "init": str(cfg.init) if cfg.init else (resumed or {}).get("data", {}).get("init"),
-    }
+    with all_or_none(d):  # a --stats or --classes file missing on one machine
+        data_stats = DataStats(cfg, d, train_paths, unreadable)
+        cs = resolve_classes(cfg, resumed, init, data_stats)
+        loaders = build_loaders(
+            cfg, d, dev, (train_paths, val_paths), cs, takes_hints(cfg, carried)
+        )
+        total_steps = cfg.steps or (cfg.epochs or 10) * loaders.steps_per_epoch
+        eval_every = cfg.eval_every or loaders.steps_per_epoch
+        data_info = {
+            "n_train": len(train_paths),
+            "n_val": len(val_paths),
+            "size": cfg.size,
+            "sources": [str(p) for p in cfg.data],
+            "val_sources": [str(p) for p in cfg.val],
+            # where the weights came from, also for a resumed fine-tune (whose --init is not given)
+            "init": str(cfg.init) if cfg.init else (resumed or {}).get("data", {}).get("init"),
+        }
 
-    # -- model and optimiser --------------------------------------------------------------
-    raw = build_model(cfg, d, dev, cs, carried)
-    opt = build_optimiser(cfg, raw, total_steps, dev.amp_dtype)
-    state = TrainState(loss_sum=torch.zeros((), dtype=torch.float64, device=dev.device))
-    last_metrics = {} if resumed is None else restore(cfg, d, opt, state, resumed)
+        # -- model and optimiser ----------------------------------------------------------
+        raw = build_model(cfg, d, dev, cs, carried)
+        opt = build_optimiser(cfg, raw, total_steps, dev.amp_dtype)
+        state = TrainState(loss_sum=torch.zeros((), dtype=torch.float64, device=dev.device))
+        last_metrics = {} if resumed is None else restore(cfg, d, opt, state, resumed)
     model = raw
     if d.world > 1:
         device_ids = [dev.device.index] if dev.device.type == "cuda" else None

@@ -40,6 +40,11 @@ OUT_FILES = (*CHECKPOINT_FILES, "metrics.jsonl")
 KEPT_ON_RESUME = {"lr": LR, "schedule": "plateau", "hint_lr": defaults.HINT_LR, "width": None}
 """What a resumed run keeps, with the defaults of a fresh run (None: the model's): the options
 it was started with (its network's width), which its optimiser, schedule and model follow."""
+RESUMED_UNLESS_GIVEN = {"batch_size": 16, "size": defaults.TRAIN_SIZE, "seed": 0, "steps": None,
+                        "epochs": None, "eval_every": None, "ckpt_every": None}  # fmt: skip
+"""What a resumed run takes from the run unless given again (then a note says the resume is
+not exact), with the defaults of a fresh run: `--resume` alone continues a run as it was
+started (to its ``--steps``); ``--steps`` or ``--epochs`` given extend it."""
 
 
 @dataclass
@@ -64,15 +69,15 @@ class TrainConfig:
     grid: float | None = None  # gamut class grid when no class set is given (defaults.GRID)
     epochs: int | None = None  # run length in epochs ...
     steps: int | None = None  # ... or in optimiser steps (neither: 10 epochs)
-    batch_size: int = 16  # per process
+    batch_size: int | None = None  # per process; None: 16, or the resumed run's
     lr: float | None = None  # Adam; None: 1e-4; with --init, FINETUNE_LR (hints) or 0 (affinity)
     schedule: str | None = None  # "plateau" or "cosine"; None: plateau, or the resumed run's
-    size: int = defaults.TRAIN_SIZE  # training crop side, multiple of 8
+    size: int | None = None  # training crop side, multiple of 8; None: TRAIN_SIZE, or the run's
     width: int | None = None  # ModelConfig.width; None: its default, or --init's
     device: str = "auto"  # "auto", "cpu", "cuda" or "cuda:N"
     workers: int | None = None  # DataLoader workers per process; None: chosen from the cores
     threads: int | None = None  # CPU threads per process; None: the cores / local processes
-    seed: int = 0
+    seed: int | None = None  # None: 0, or the resumed run's
     eval_every: int | None = None  # steps; None: once per epoch
     ckpt_every: int | None = None  # steps; None: as eval_every
     resume: bool = False  # continue from out/last.pt
@@ -91,6 +96,9 @@ class TrainConfig:
         if not self.resume:  # resumed: the run's own (resolve_defaults)
             self.schedule = self.schedule or KEPT_ON_RESUME["schedule"]
             self.hint_lr = KEPT_ON_RESUME["hint_lr"] if self.hint_lr is None else self.hint_lr
+            for name, default in RESUMED_UNLESS_GIVEN.items():
+                if getattr(self, name) is None:
+                    setattr(self, name, default)
         if self.lr is None and not self.resume:  # resumed: the run's own (resolve_defaults)
             self.lr = LR
             if self.init is not None and self.hints:
@@ -130,9 +138,9 @@ class TrainConfig:
                 raise ValueError(f"--{name.replace('_', '-')} must be positive")
         if self.workers is not None and self.workers < 0:
             raise ValueError("--workers must be 0 or more")
-        if not 0 <= self.seed < 2**32:  # numpy's and torch's seeds are 32-bit unsigned
+        if self.seed is not None and not 0 <= self.seed < 2**32:  # numpy's, torch's: 32-bit
             raise ValueError(f"--seed must be from 0 to {2**32 - 1}, got {self.seed}")
-        if self.size % 8:
+        if self.size is not None and self.size % 8:
             raise ValueError(f"--size must be a multiple of 8, got {self.size}")
         if self.hint_lr is not None and not self.hint_lr > 0:
             raise ValueError("--hint-lr must be positive")
@@ -171,7 +179,8 @@ class TrainConfig:
 
 
 def resolve_defaults(cfg: TrainConfig, resumed: dict | None) -> TrainConfig:
-    """``cfg`` with the options of :data:`KEPT_ON_RESUME` and ``freeze_bn`` decided.
+    """``cfg`` with the options of :data:`KEPT_ON_RESUME`, :data:`RESUMED_UNLESS_GIVEN` and
+    ``freeze_bn`` decided.
 
     Resumed: as the run was started (a run started with ``--init`` chose its defaults from it,
     which ``--resume`` does not repeat: an ``--init --affinity`` run, lr 0, resumed at 1e-4
@@ -183,6 +192,11 @@ def resolve_defaults(cfg: TrainConfig, resumed: dict | None) -> TrainConfig:
     """
     args = {} if resumed is None else resumed["train_state"].get("args", {})
     model_cfg = {} if resumed is None else resumed.get("config", {})
+    if cfg.steps is not None or cfg.epochs is not None:  # a new length: not the run's
+        args = {k: v for k, v in args.items() if k not in ("steps", "epochs")}
+    for name, default in RESUMED_UNLESS_GIVEN.items():
+        if getattr(cfg, name) is None:
+            cfg = dataclasses.replace(cfg, **{name: args.get(name, default)})
     new_layers = bool(model_cfg.get("hints") or model_cfg.get("affinity"))
     for name, default in KEPT_ON_RESUME.items():
         kept = default if resumed is None else args.get(name, default)

@@ -377,8 +377,10 @@ def test_affinity_fine_tune_keeps_the_network_and_spreads_hints_better(
     squares, automatic, tmp_path
 ):
     out = tmp_path / "aff"
-    # A learning rate far above the default: a toy set that must be learnt in seconds.
-    run(train_args(squares, out, "--init", automatic, "--affinity", 16, "--steps", 60,
+    # A learning rate far above the default: a toy set that must be learnt in seconds. (60
+    # steps left the margin to chance: 13.80 against 13.78 with the seeds drawn after the
+    # checkpoints are read; 120 gave 0.7-1.9 on seeds 0-3.)
+    run(train_args(squares, out, "--init", automatic, "--affinity", 16, "--steps", 120,
                    "--hint-lr", 0.03), check_rc=0)  # fmt: skip
     auto, _ = checkpoints.load_checkpoint(automatic)
     tuned, _ = checkpoints.load_checkpoint(out / "cls.pt")

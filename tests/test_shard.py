@@ -212,3 +212,23 @@ def test_ranks_given_different_lists_say_so(tmp_path):
     assert sorted(f.name for f in (tmp_path / "o").iterdir()) == ["a.png", "b.png", "c.png"]
     same = ranks_by_hand(*[[*common, "-o", f"{tmp_path}/s/", a, b, c]] * 2)
     assert [(p.returncode, p.stderr) for p in same] == [(0, b""), (0, b"")]
+
+
+def test_an_error_only_another_rank_met_is_said_by_rank_0(tmp_path):
+    """What is about the whole run (usage, weights) is said by rank 0 only; a --weights file
+    missing on one machine alone made that rank exit 1 unsaid (torchrun: the launch failed, no
+    reason given). Now rank 0 says that rank's line at the end, naming it; an error every rank
+    met is still said once, as before."""
+    imgs = [write_rgb(tmp_path / f"{n}.png", smooth_image(16, 16, i)) for i, n in enumerate("ab")]
+    common = ["predict", *imgs, "--size", "16", "--device", "cpu", "-q", "-o", f"{tmp_path}/o/"]
+    gone = tmp_path / "gone.pt"
+    ps = ranks_by_hand(common, [*common, "--weights", gone])
+    assert [p.returncode for p in ps] == [0, 1], [p.stderr for p in ps]
+    assert ps[0].stderr.decode() == f"recolor predict: {gone}: no such file (rank 1)\n"
+    assert ps[1].stderr == b""
+    assert sorted(f.name for f in (tmp_path / "o").iterdir()) == ["a.png"]  # rank 0's share
+    both = ranks_by_hand(*[[*common, "--weights", gone]] * 2)
+    assert [(p.returncode, p.stderr.decode()) for p in both] == [
+        (1, f"recolor predict: {gone}: no such file\n"),
+        (1, ""),
+    ]

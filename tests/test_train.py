@@ -16,7 +16,16 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, image_folder, ranks_by_hand, run, smooth_image, torchrun, write_rgb
+from conftest import (
+    RECOLOR,
+    ROOT,
+    image_folder,
+    ranks_by_hand,
+    run,
+    smooth_image,
+    torchrun,
+    write_rgb,
+)
 
 from recolor_tools import checkpoints, models, quant
 from recolor_tools.cli import main
@@ -906,22 +915,64 @@ def test_processes_that_list_other_training_images_are_refused(tmp_path, which):
     assert not (tmp_path / "run").exists()
 
 
-def test_a_resume_with_other_seed_batch_or_size_says_it_is_not_exact(tmp_path):
-    """--resume keeps the run's learning rate, schedule and width, but takes -b, --seed and
-    --size from its command line: resumed without the run's --seed 5, it went on with another
-    order and other crops, unsaid (only a changed batch size was noted). Now each is named with
-    the run's value; the run's own values continue it silently."""
+def test_resume_alone_continues_a_killed_run_as_it_was_started(tmp_path):
+    """--resume kept the run's learning rate, schedule and width, but took -b, --seed, --size
+    and the length from its own command line: a run started with --seed 5 -b 2 --size 24
+    --steps 8, killed and resumed with --resume alone, went on with another order, other crops
+    and batches and 10 epochs (a note said so). Now those are the run's unless given again, so
+    it ends with the weights of the run never killed; given with another value, a note names
+    each with the run's."""
+    import signal
+    import time
+
     data = image_folder(tmp_path / "d", 4)
-    out = tmp_path / "run"
     common = ["train", data, "--head", "reg", "--width", "4", "--device", "cpu", "-j", "0",
-              "--out", out, "--ckpt-every", "1"]  # fmt: skip
-    given = ["--seed", "5", "-b", "2", "--size", "24"]
-    run([*common, "--steps", "1", *given], check_rc=0)
-    p = run([*common, "--steps", "2", "--resume", *given], check_rc=0)
-    assert "note:" not in p.stderr.decode(), p.stderr.decode()
-    p = run([*common, "--steps", "3", "--resume"], check_rc=0)
+              "--threads", "1", "--ckpt-every", "1"]  # fmt: skip
+    started = [*common, "--seed", "5", "-b", "2", "--size", "24", "--schedule", "cosine"]
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    run([*started, "--steps", "8", "--out", whole], check_rc=0)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    p = subprocess.Popen([*RECOLOR, *map(str, [*started, "--steps", "8", "--out", cut])], env=env)
+    deadline = time.monotonic() + 120
+    while not (cut / "last.prev.pt").exists() and p.poll() is None:  # step 2 or more
+        assert time.monotonic() < deadline, "no second checkpoint"
+        time.sleep(0.005)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert torch.load(cut / "last.pt", weights_only=True)["step"] < 8, "not cut short"
+    done = run([*common, "--resume", "--out", cut], check_rc=0)
+    assert "note:" not in done.stderr.decode(), done.stderr.decode()
+    a = torch.load(whole / "last.pt", weights_only=True)
+    b = torch.load(cut / "last.pt", weights_only=True)
+    assert a["step"] == b["step"] == 8
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    p = run([*common, "--resume", "--out", cut, "--steps", "9", "-b", "3", "--seed", "1"],
+            check_rc=0)  # fmt: skip
     notes = [ln for ln in p.stderr.decode().splitlines() if "note:" in ln]
     assert notes == [
-        "recolor train: note: -b 16 (the run's: 2), --seed 0 (the run's: 5), --size 128 (the "
-        "run's: 24); resume is not exact (give the run's values to continue it as it was)"
+        "recolor train: note: -b 3 (the run's: 2), --seed 1 (the run's: 5); resume is not "
+        "exact (give the run's values to continue it as it was)"
     ], p.stderr.decode()
+
+
+@pytest.mark.parametrize("what", ["empty folder", "stats", "init"])
+def test_an_error_of_one_process_alone_is_said_and_stops_every_process(tmp_path, what):
+    """A folder, --stats or --init file missing on one machine of a launch: that process exited
+    unsaid (what is about the whole run is rank 0's to say) and rank 0 failed at its next
+    collective with "internal error: RuntimeError: ... Connection reset by peer". Now rank 0
+    says that process's line, naming it, every process exits alike, nothing is written."""
+    data = image_folder(tmp_path / "d", 4)
+    args = ["train", "--steps", "2", "--width", "8", "-b", "2", "--size", "24", "--device",
+            "cpu", "-j", "0", "-q", "--out", tmp_path / "run", "--head", "cls"]  # fmt: skip
+    gone, empty = tmp_path / "gone", tmp_path / "empty"
+    theirs, line = {
+        "empty folder": ([empty], f"{empty}: no image files in this directory"),
+        "stats": ([data, "--stats", gone], f"{gone}: no such file"),
+        "init": ([data, "--init", gone], f"{gone}: no such file"),
+    }[what]  # fmt: skip
+    empty.mkdir()
+    ps = ranks_by_hand([*args, data], [*args, *theirs])
+    assert [p.returncode for p in ps] == [1, 1], [p.stderr for p in ps]
+    assert [p.stderr.decode() for p in ps] == [f"recolor train: {line} (rank 1)\n", ""]
+    assert not (tmp_path / "run").exists()

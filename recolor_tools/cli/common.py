@@ -157,13 +157,11 @@ class Tool:
         """Print ``recolor <tool>: <file>: <reason>`` on stderr (where :attr:`echo`, or
         ``always``) and count the failure."""
         self.failures += 1
-        if not (self.echo or always):
-            return
         if isinstance(err, RecolorError):
             path = err.path if err.path is not None else path
             err = err.reason
         where = f"{printable(str(path))}: " if path is not None else ""
-        print(f"recolor {self.name}: {where}{err}", file=sys.stderr, flush=True)
+        self._say(f"recolor {self.name}: {where}{err}", self.echo or always)
 
     def note(self, text: str) -> None:
         """A message for the user on stderr, unless --quiet."""
@@ -205,11 +203,21 @@ class Tool:
         """Stop with a usage error: one line on stderr (where :attr:`echo`), exit 2; it ends
         with where the usage is, as click's own usage errors do (``see_help``: not for the
         environment's variables, of which ``-h`` says nothing)."""
-        if self.echo:
-            where = f"recolor {self.name}"
-            more = f" (see {where} -h)" if see_help else ""
-            print(f"{where}: {message}{more}", file=sys.stderr, flush=True)
+        where = f"recolor {self.name}"
+        more = f" (see {where} -h)" if see_help else ""
+        self._say(f"{where}: {message}{more}", self.echo)
         raise typer.Exit(ExitCode.USAGE)
+
+    def _say(self, line: str, said: bool) -> None:
+        """Print ``line`` on stderr where ``said``; a ranked tool records it either way, so that
+        rank 0 says at the end what only another rank met (:func:`recolor_tools.shard.
+        keep_line`)."""
+        if said:
+            print(line, file=sys.stderr, flush=True)
+        if self.ranked:
+            from ..shard import keep_line
+
+            keep_line(line, said)
 
     def exit(self) -> None:
         """End the command with 0, or 1 when some inputs failed."""

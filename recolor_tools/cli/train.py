@@ -55,7 +55,13 @@ TrainGrid = Annotated[
 TrainEpochs = Annotated[_PosInt, typer.Option("--epochs", min=1, help="Default 10.")]
 TrainSteps = Annotated[_PosInt, typer.Option("--steps", min=1, help="Instead of --epochs.")]
 TrainBatchSize = Annotated[
-    int, typer.Option("--batch-size", "-b", min=1, help="Images per step and process.")
+    _PosInt,
+    typer.Option(
+        "--batch-size",
+        "-b",
+        min=1,
+        help="Images per step and process (default 16; resumed: the run's).",
+    ),
 ]
 TrainLr = Annotated[
     Optional[float],  # noqa: UP045
@@ -75,7 +81,14 @@ TrainSchedule = Annotated[
         show_default=False,
     ),
 ]
-TrainSize = Annotated[int, typer.Option("--size", min=8, help="Crop side (multiple of 8).")]
+TrainSize = Annotated[
+    _PosInt,
+    typer.Option(
+        "--size",
+        min=8,
+        help=f"Crop side, a multiple of 8 (default {defaults.TRAIN_SIZE}; resumed: the run's).",
+    ),
+]
 TrainWidth = Annotated[
     _PosInt, typer.Option("--width", min=1, help="Model base channels (default 32).")
 ]
@@ -93,7 +106,10 @@ TrainWorkers = Annotated[
 TrainThreads = Annotated[
     _PosInt, typer.Option("--threads", min=1, help="CPU threads (default: cores/processes).")
 ]
-TrainSeed = Annotated[int, typer.Option("--seed", help="Seeds init, order and crops.")]
+TrainSeed = Annotated[
+    _PosInt,
+    typer.Option("--seed", help="Seeds init, order and crops (default 0; resumed: the run's)."),
+]
 TrainEvalEvery = Annotated[
     _PosInt, typer.Option("--eval-every", min=1, help="Steps (default: each epoch).")
 ]
@@ -159,16 +175,16 @@ def train(
     grid: TrainGrid = None,
     epochs: TrainEpochs = None,
     steps: TrainSteps = None,
-    batch_size: TrainBatchSize = 16,
+    batch_size: TrainBatchSize = None,
     lr: TrainLr = None,
     schedule: TrainSchedule = None,
-    size: TrainSize = defaults.TRAIN_SIZE,
+    size: TrainSize = None,
     width: TrainWidth = None,
     device: TrainDevice = "auto",
     precision: Precision = "auto",
     workers: TrainWorkers = None,
     threads: TrainThreads = None,
-    seed: TrainSeed = 0,
+    seed: TrainSeed = None,
     eval_every: TrainEvalEvery = None,
     ckpt_every: TrainCkptEvery = None,
     out: TrainOut = Path("runs/recolor"),
