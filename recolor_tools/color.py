@@ -37,6 +37,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from .errors import check_count
+
 
 def check_image(
     arr: npt.ArrayLike, what: str = "image", channels: int = 3, dtype: npt.DTypeLike = None
@@ -207,6 +209,8 @@ def row_strips(
     """Slices of rows of an (H, W) image, about ``pixels`` (default :data:`STRIP_PIXELS`) pixels
     each, at least one row and at most ``max_rows``, covering all H rows (the last slice stops at
     H): the unit in which whole-image work is done without whole-image temporaries."""
+    check_count("pixels", pixels, optional=True)  # 0: range()'s own error
+    check_count("max_rows", max_rows, optional=True)
     step = max(1, (STRIP_PIXELS if pixels is None else pixels) // max(W, 1))
     step = step if max_rows is None else min(step, max_rows)
     return [slice(r, min(r + step, H)) for r in range(0, H, step)]

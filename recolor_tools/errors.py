@@ -107,6 +107,13 @@ def is_whole(v: object) -> bool:
     return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
 
+def check_count(name: str, value: object, optional: bool = False) -> None:
+    """Raise ValueError naming ``name`` unless ``value`` is a whole number >= 1 (or None, where
+    ``optional``): the API's sizes and counts (0 gave an 8 x 8 grid or range()'s own error)."""
+    if not (optional and value is None or is_whole(value) and value >= 1):
+        raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+
+
 def is_real(v: object) -> bool:
     """Whether ``v`` is a finite real number of any type (Python's, numpy's), bool excepted: the
     one check of the API's numeric arguments before they are compared ("8" and arrays failed

@@ -50,8 +50,8 @@ import numpy as np
 import torch
 
 from . import checkpoints, defaults, models
-from .color import lab_to_rgb_as, rgb_to_lab, row_strips, to_float
-from .errors import RecolorError
+from .color import check_image, lab_to_rgb_as, rgb_to_lab, row_strips, to_float
+from .errors import RecolorError, check_count
 from .guide import class_probabilities, colour_modes, steer
 from .hints import Hints, resolve_points
 from .imageio import resize_to
@@ -90,6 +90,8 @@ def working_shape(H: int, W: int, size: int, max_side: int | None = None) -> tup
     """
     if H < 1 or W < 1:
         raise ValueError(f"image must not be empty, got {W}x{H}")
+    check_count("size", size)  # 0 and -8 gave 8 x 8
+    check_count("max_side", max_side, optional=True)
     max_side = max_side or MAX_ASPECT * size
     s = min(size / min(H, W), max_side / max(H, W))
     return max(8, round(H * s)), max(8, round(W * s))
@@ -113,6 +115,7 @@ def lightness(rgb: np.ndarray) -> np.ndarray:
     -------
     L : (H, W) float32 in [0, 100]
     """
+    rgb = check_image(rgb, "rgb")  # (a list had no .shape)
     H, W = rgb.shape[:2]
     L = np.empty((H, W), np.float32)
     for a, b in _strips(H, W):
@@ -301,8 +304,7 @@ def infer(
     """
     from . import hintinput
 
-    if not (isinstance(batch_size, int | np.integer) and batch_size >= 1):
-        raise ValueError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
+    check_count("batch_size", batch_size)
     device, stride = next(model.parameters()).device, model.config.out_stride
     out: dict[int, Predicted] = {}
     groups: dict[tuple[int, int], list[int]] = {}

@@ -319,6 +319,26 @@ def test_numeric_arguments_of_another_type_are_named():
     assert quant.soft_encode(ab, classes, k=np.int64(3))[0].shape == (4, 3)
 
 
+def test_sizes_and_counts_below_one_are_refused():
+    """working_shape at size 0 or -8 answered an 8 x 8 grid; row_strips with max_rows 0 failed
+    with range()'s "arg 3 must not be zero"; lightness of nested lists with "'list' object has
+    no attribute 'shape'"."""
+    for call, says in (
+        (lambda: predict.working_shape(100, 100, 0), "size must be a whole number >= 1, got 0"),
+        (lambda: predict.working_shape(100, 100, -8), "size must be a whole number >= 1, got -8"),
+        (lambda: predict.working_shape(9, 9, 16, 0.5), "max_side must be a whole number"),
+        (lambda: color.row_strips(4, 4, max_rows=0), "max_rows must be a whole number >= 1"),
+        (lambda: color.row_strips(4, 4, pixels=-1), "pixels must be a whole number >= 1"),
+        (lambda: predict.lightness([[0.5, 0.5, 0.5]]), "rgb must be an (H, W, 3) array"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(says)):
+            call()
+    assert predict.working_shape(100, 200, 16) == (16, 32)
+    assert color.row_strips(5, 4, max_rows=2) == [slice(0, 2), slice(2, 4), slice(4, 5)]
+    gray = np.full((1, 1, 3), 0.5)
+    assert predict.lightness(gray.tolist()) == predict.lightness(gray.astype(np.float32))
+
+
 def test_input_names_below_the_first_folder_that_holds_them(tmp_path, monkeypatch):
     """input_name looked each input up in every input folder in turn (4,000 folders in a list:
     71 s, all but 3 of them naming); the lookup by folder must name as before: below the first

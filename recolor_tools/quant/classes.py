@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import RecolorError, is_real, is_whole
+from ..errors import RecolorError, check_count, is_real
 
 MAX_CLASSES = 32767
 """Largest class set: class indices are stored as int16."""
@@ -173,8 +173,7 @@ def data_classes(ab: np.ndarray, grid: float = 8, min_count: int = 1) -> np.ndar
         Centres (multiples of ``grid``) of the occupied cells, sorted by a, then b; Q may be 0.
     """
     grid = _check_grid(grid)
-    if not (is_whole(min_count) and min_count >= 1):
-        raise ValueError(f"min_count must be a whole number >= 1, got {min_count!r}")
+    check_count("min_count", min_count)
     return _centres(_bin(check_ab(ab).reshape(-1, 2), grid), grid, min_count)
 
 
