@@ -84,7 +84,9 @@ def all_or_none(d: Dist) -> Iterator[None]:
     folder or ``--stats`` file missing on its machine) is raised by rank 0 too, with the rank
     named, since what is about the whole run is said by rank 0 only. Before, that rank exited
     unsaid and the others failed at their next collective ("internal error: ... Connection
-    reset by peer"). The block must hold no collective of its own (call it on every rank)."""
+    reset by peer"). Another exception (a bug, memory) stands on its rank; the others say
+    that rank stopped, with its type and text. The block must hold no collective of its own
+    (call it on every rank)."""
     from .errors import RecolorError, UsageError
 
     if d.world <= 1:
@@ -93,10 +95,13 @@ def all_or_none(d: Dist) -> Iterator[None]:
     own = None
     try:
         yield
-    except RecolorError as e:
+    except Exception as e:
         own = e
-    told = None if own is None else (type(own) is UsageError, own.reason, own.path,
-                                      getattr(own, "see_help", True))  # fmt: skip
+    told = None
+    if isinstance(own, RecolorError):
+        told = (type(own) is UsageError, own.reason, own.path, getattr(own, "see_help", True))
+    elif own is not None:
+        told = (False, f"stopped: {type(own).__name__}: {own}", None, True)
     every: list = [None] * d.world
     dist.all_gather_object(every, told)
     if own is not None:

@@ -31,8 +31,8 @@ BARRIER_TIMEOUT = timedelta(days=7)
 _split: tuple[int, str] | None = None
 """The length and sha256 of the lists :func:`this_rank` split in this process, if it did."""
 
-_lines: list[tuple[str, bool]] = []
-"""What this process's tool reported about the whole run, each line with whether it said it
+_lines: dict[str, bool] = {}
+"""What this process's tool reported within a launch, each line once, with whether it said it
 (:func:`keep_line`): what rank 0 says for the others at :func:`together`'s wait."""
 
 
@@ -40,8 +40,14 @@ def keep_line(line: str, said: bool) -> None:
     """Record a line a ranked tool printed (``said``) or held back (a rank other than 0: what
     is about the whole run is said once). Rank 0 says, at the end, each line another rank held
     back and rank 0 itself did not meet: that rank's own (a ``--weights`` file missing on its
-    machine), silent before while torchrun reported the rank failed."""
-    _lines.append((line, said))
+    machine), silent before while torchrun reported the rank failed. Outside a launch (one
+    process) nothing is kept."""
+    try:
+        if rank_and_size()[1] <= 1:
+            return
+    except RecolorError:  # said where the run began (Tool): no launch to say it in
+        return
+    _lines[line] = _lines.get(line, False) or said
 
 
 def rank_and_size(env: Mapping[str, str] | None = None) -> tuple[int, int]:
@@ -152,7 +158,7 @@ def _barrier(env: Mapping[str, str]) -> bool:
         dist.init_process_group("gloo", rank=rank, world_size=size, timeout=BARRIER_TIMEOUT)
         try:
             every: list = [None] * size
-            held = [line for line, said in _lines if not said]
+            held = [line for line, said in _lines.items() if not said]
             dist.all_gather_object(every, (_split, held))  # (the barrier: each waits for all)
         finally:
             dist.destroy_process_group()
@@ -172,11 +178,10 @@ def _barrier(env: Mapping[str, str]) -> bool:
 def _say_held_back(held: list[list[str]]) -> None:
     """Print each line that ranks held back and rank 0 did not meet, once, naming the ranks:
     ``recolor predict: w.pt: no such file (ranks 1, 3)``."""
-    mine = {line for line, _ in _lines}
     who: dict[str, list[int]] = {}
     for r, lines in enumerate(held):
-        for line in dict.fromkeys(lines):
-            if line not in mine:
+        for line in lines:
+            if line not in _lines:
                 who.setdefault(line, []).append(r)
     for line, ranks in who.items():
         which = f"rank {ranks[0]}" if len(ranks) == 1 else f"ranks {', '.join(map(str, ranks))}"

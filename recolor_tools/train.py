@@ -1,10 +1,10 @@
 """Train a :class:`~recolor_tools.models.Colorizer`: the library behind ``recolor train``.
 
 :func:`train` reads top to bottom like nanoGPT's train.py, in named steps. Building the run
-(:mod:`recolor_tools.trainsetup`): set up the process (:func:`setup_process`), read the
-checkpoints it starts from (:func:`read_start`), decide the class set and rebalancing
-(:func:`resolve_classes`), build the loaders (:func:`build_loaders`), the model and the
-optimiser (:func:`build_model`, :func:`build_optimiser`). Then, here, the loop over
+(:mod:`recolor_tools.trainsetup`): read the checkpoints it starts from (:func:`read_start`),
+set up the process (:func:`setup_process`: device, threads, seeds), decide the class set and
+rebalancing (:func:`resolve_classes`), build the loaders (:func:`build_loaders`), the model and
+the optimiser (:func:`build_model`, :func:`build_optimiser`). Then, here, the loop over
 :func:`train_step`, :func:`evaluate_and_log` and :func:`save_last`. What the loop changes is one
 :class:`TrainState`; what it was built with is one :class:`Run`. It is a function of one
 :class:`TrainConfig`, so it can be imported and tested.

@@ -42,9 +42,10 @@ KEPT_ON_RESUME = {"lr": LR, "schedule": "plateau", "hint_lr": defaults.HINT_LR, 
 it was started with (its network's width), which its optimiser, schedule and model follow."""
 RESUMED_UNLESS_GIVEN = {"batch_size": 16, "size": defaults.TRAIN_SIZE, "seed": 0, "steps": None,
                         "epochs": None, "eval_every": None, "ckpt_every": None}  # fmt: skip
-"""What a resumed run takes from the run unless given again (then a note says the resume is
-not exact), with the defaults of a fresh run: `--resume` alone continues a run as it was
-started (to its ``--steps``); ``--steps`` or ``--epochs`` given extend it."""
+"""What a resumed run takes from the run unless given again, with the defaults of a fresh run:
+``--resume`` alone continues a run as it was started (to its ``--steps``). Given again they
+win (``--steps`` or ``--epochs`` extend it; a note names ``-b``, ``--seed`` and ``--size`` that
+differ from the run's, which change the order and crops from then on)."""
 
 
 @dataclass

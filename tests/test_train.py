@@ -918,7 +918,7 @@ def test_processes_that_list_other_training_images_are_refused(tmp_path, which):
 def test_resume_alone_continues_a_killed_run_as_it_was_started(tmp_path):
     """--resume kept the run's learning rate, schedule and width, but took -b, --seed, --size
     and the length from its own command line: a run started with --seed 5 -b 2 --size 24
-    --steps 8, killed and resumed with --resume alone, went on with another order, other crops
+    --steps 40, killed and resumed with --resume alone, went on with another order, other crops
     and batches and 10 epochs (a note said so). Now those are the run's unless given again, so
     it ends with the weights of the run never killed; given with another value, a note names
     each with the run's."""
@@ -930,24 +930,24 @@ def test_resume_alone_continues_a_killed_run_as_it_was_started(tmp_path):
               "--threads", "1", "--ckpt-every", "1"]  # fmt: skip
     started = [*common, "--seed", "5", "-b", "2", "--size", "24", "--schedule", "cosine"]
     whole, cut = tmp_path / "whole", tmp_path / "cut"
-    run([*started, "--steps", "8", "--out", whole], check_rc=0)
+    run([*started, "--steps", "40", "--out", whole], check_rc=0)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    p = subprocess.Popen([*RECOLOR, *map(str, [*started, "--steps", "8", "--out", cut])], env=env)
+    p = subprocess.Popen([*RECOLOR, *map(str, [*started, "--steps", "40", "--out", cut])], env=env)
     deadline = time.monotonic() + 120
     while not (cut / "last.prev.pt").exists() and p.poll() is None:  # step 2 or more
         assert time.monotonic() < deadline, "no second checkpoint"
         time.sleep(0.005)
     p.send_signal(signal.SIGKILL)
     p.wait()
-    assert torch.load(cut / "last.pt", weights_only=True)["step"] < 8, "not cut short"
+    assert torch.load(cut / "last.pt", weights_only=True)["step"] < 40, "not cut short"
     done = run([*common, "--resume", "--out", cut], check_rc=0)
     assert "note:" not in done.stderr.decode(), done.stderr.decode()
     a = torch.load(whole / "last.pt", weights_only=True)
     b = torch.load(cut / "last.pt", weights_only=True)
-    assert a["step"] == b["step"] == 8
+    assert a["step"] == b["step"] == 40
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
-    p = run([*common, "--resume", "--out", cut, "--steps", "9", "-b", "3", "--seed", "1"],
+    p = run([*common, "--resume", "--out", cut, "--steps", "41", "-b", "3", "--seed", "1"],
             check_rc=0)  # fmt: skip
     notes = [ln for ln in p.stderr.decode().splitlines() if "note:" in ln]
     assert notes == [

@@ -318,3 +318,42 @@ def test_one_named_gpu_for_every_torchrun_rank_is_refused():
 
     with pytest.raises(RecolorError, match="--device cuda:1 names one GPU; under torchrun"):
         setup_process(TrainConfig(data=["x"], device="cuda:1"), Dist(1, 1, 2, 1))
+
+
+def _all_or_none_rank(rank: int, init: str, results) -> None:
+    """One of two gloo processes: rank 1 meets a bug inside the block, rank 0 nothing."""
+    import torch.distributed as dist
+
+    from recolor_tools.distributed import Dist, all_or_none
+
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
+    try:
+        with all_or_none(Dist(rank, rank, 2, 1)):
+            if rank == 1:
+                raise ZeroDivisionError("division by zero")
+        results.put((rank, "left the block"))
+    except Exception as e:
+        results.put((rank, f"{type(e).__name__}: {e}"))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_all_or_none_stops_every_rank_when_one_meets_a_bug(tmp_path):
+    """Only an expected error (RecolorError) was shared: a bug on one rank (or its memory) left
+    the others to fail at their next collective, "Connection reset by peer", or to wait for
+    NCCL's timeout. Now they stop too, naming the rank and what it met; its own error stands."""
+    import torch.multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    results = ctx.Queue()
+    init = f"file://{tmp_path / 'store'}"
+    procs = [ctx.Process(target=_all_or_none_rank, args=(r, init, results)) for r in range(2)]
+    for p in procs:
+        p.start()
+    got = dict(results.get(timeout=120) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+    assert got == {
+        0: "RecolorError: stopped: ZeroDivisionError: division by zero (rank 1)",
+        1: "ZeroDivisionError: division by zero",
+    }

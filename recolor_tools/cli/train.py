@@ -52,8 +52,12 @@ TrainGrid = Annotated[
     Optional[float],  # noqa: UP045 - None: not given, which --classes, --stats, --init need
     typer.Option("--grid", min=1, help="Gamut class grid, a/b units (cls; default 8)."),
 ]
-TrainEpochs = Annotated[_PosInt, typer.Option("--epochs", min=1, help="Default 10.")]
-TrainSteps = Annotated[_PosInt, typer.Option("--steps", min=1, help="Instead of --epochs.")]
+TrainEpochs = Annotated[
+    _PosInt, typer.Option("--epochs", min=1, help="Default 10; resumed: the run's.")
+]
+TrainSteps = Annotated[
+    _PosInt, typer.Option("--steps", min=1, help="Instead of --epochs (resumed: the run's).")
+]
 TrainBatchSize = Annotated[
     _PosInt,
     typer.Option(
@@ -111,10 +115,12 @@ TrainSeed = Annotated[
     typer.Option("--seed", help="Seeds init, order and crops (default 0; resumed: the run's)."),
 ]
 TrainEvalEvery = Annotated[
-    _PosInt, typer.Option("--eval-every", min=1, help="Steps (default: each epoch).")
+    _PosInt,
+    typer.Option("--eval-every", min=1, help="Steps (default: each epoch; resumed: the run's)."),
 ]
 TrainCkptEvery = Annotated[
-    _PosInt, typer.Option("--ckpt-every", min=1, help="Steps (default: --eval-every).")
+    _PosInt,
+    typer.Option("--ckpt-every", min=1, help="Steps (default: --eval-every; resumed: the run's)."),
 ]
 TrainOut = Annotated[
     Path,
