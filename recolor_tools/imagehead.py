@@ -18,6 +18,7 @@ No OpenCV and no numpy here: this module is plain byte parsing.
 from __future__ import annotations
 
 import os
+import re
 import struct
 from dataclasses import dataclass
 
@@ -74,7 +75,6 @@ _REFUSED = (
     (b"RCLR", "a recolor record stream"),
 )
 
-_PNG_END = b"IEND\xaeB`\x82"
 _PNG_MAX_RATIO = 8 * 1032
 """Most pixels a byte of PNG can hold: deflate expands at most 1032-fold, and a 1-bit image packs
 8 pixels in a byte; more than this is a header that lies (a decompression bomb)."""
@@ -228,12 +228,55 @@ def read_head(data: bytes, name: str = "<data>") -> ImageHead:
             f"pixels, over the limit of {limit:,} (set RECOLOR_MAX_PIXELS to change it)",
             name,
         )
-    if fmt == "JPEG" and b"\xff\xd9" not in data[-64:]:
-        # libjpeg decodes a truncated file to a grey-filled image with only a warning.
+    # libjpeg decodes a truncated file to a grey-filled image with only a warning. The end is
+    # found by walking the file, not in its last bytes: a whole image may have data after it
+    # (a phone's motion photo: the video after the JPEG), which was called truncated.
+    if fmt == "JPEG" and not (_jpeg_ends(data) or b"\xff\xd9" in data[-64:]):  # (or: a
+        # walk that a corrupt segment length threw off, the marker still where files end it)
         raise RecolorError("truncated JPEG (no end-of-image marker)", name)
-    if fmt == "PNG" and _PNG_END not in data[-4096:]:
+    if fmt == "PNG" and not _png_ends(data):
         raise RecolorError("truncated PNG (no IEND chunk)", name)
     return head
+
+
+_JPEG_SCAN_END = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+"""The marker that ends a scan's entropy-coded data: 0xFF not followed by a stuffed 0x00, a
+restart marker RSTn or another fill byte (ITU T.81, B.1.1.2 and F.1.2.3)."""
+
+
+def _jpeg_ends(data: bytes) -> bool:
+    """Whether the JPEG ``data`` reaches its end-of-image marker (EOI, 0xFFD9): segments are
+    skipped by their lengths, each scan's data up to the marker after it."""
+    i = 2
+    while i + 2 <= len(data):
+        if data[i] != 0xFF:  # stray bytes between segments (as in _jpeg)
+            i += 1
+            continue
+        marker = data[i + 1]
+        if marker == 0xD9:
+            return True
+        if marker == 0xFF or marker == 0x01 or 0xD0 <= marker <= 0xD7:  # no length
+            i += 1 if marker == 0xFF else 2
+            continue
+        if i + 4 > len(data):
+            return False
+        i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
+        if marker == 0xDA:  # a scan: its data ends at the next marker
+            found = _JPEG_SCAN_END.search(data, i)
+            if found is None:
+                return False
+            i = found.start()
+    return False
+
+
+def _png_ends(data: bytes) -> bool:
+    """Whether the PNG ``data`` reaches its IEND chunk, walking the chunks by their lengths."""
+    i = 8
+    while i + 12 <= len(data):
+        if data[i + 4 : i + 8] == b"IEND":
+            return True
+        i += 12 + int.from_bytes(data[i : i + 4], "big")
+    return False
 
 
 def _png(data: bytes) -> ImageHead:

@@ -381,7 +381,7 @@ def _parse_header(raw: bytes, source: str) -> dict:
         if len(arrays) > _MAX_ARRAYS:  # a record over a limit: named, and the limit said
             raise RecolorError(f"record holds {len(arrays)} arrays, over the format's "
                                f"{_MAX_ARRAYS}", where)  # fmt: skip
-        if not isinstance(head.get("meta") or {}, dict):
+        if not isinstance(head.get("meta", {}), dict | None):  # (false or [] slipped by `or`)
             raise ValueError
         head["size"] = tuple(_dims(size, 2))
         limit = max_pixels()
@@ -407,7 +407,7 @@ def _parse_header(raw: bytes, source: str) -> dict:
                     where,
                 )
             a["shape"] = shape
-        if not isinstance(head.get("source") or {}, dict):
+        if not isinstance(head.get("source", {}), dict | None):
             raise ValueError
         if "file" in head:  # (device, inode): 64-bit numbers
             dev_ino = head["file"]

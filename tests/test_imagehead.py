@@ -189,3 +189,37 @@ def test_what_an_unreadable_file_holds_is_named(tmp_path):
         f"recolor to-lab: {name}: not an image recolor reads ({what})"
         for name, what in zip(files, ("zero bytes only", "unknown format", "text"), strict=True)
     ]
+
+
+def test_a_whole_image_with_data_after_it_is_read_and_a_cut_one_is_not(tmp_path):
+    """The end marker was looked for in the last 64 bytes of a JPEG (4,096 of a PNG): a whole
+    image followed by more (a phone's motion photo: the video after the JPEG; padding) was
+    "truncated JPEG (no end-of-image marker)". Now the file is walked to its end marker: such
+    files are read as their image, and files cut short, within a scan or between the scans of
+    a progressive JPEG, are still refused."""
+    import cv2
+    import numpy as np
+
+    img = smooth_image(40, 56, 3)
+    bgr = np.ascontiguousarray(img[:, :, ::-1])
+    files = {
+        "j.jpg": cv2.imencode(".jpg", bgr)[1].tobytes(),
+        "p.jpg": cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1].tobytes(),
+        "n.png": cv2.imencode(".png", bgr)[1].tobytes(),
+    }
+    trailer = b"\x00" * 5000 + b"\xff\xd8\xff" + np.random.default_rng(0).bytes(3000)
+    for name, data in files.items():
+        (tmp_path / f"tail-{name}").write_bytes(data + trailer)
+        (tmp_path / f"cut-{name}").write_bytes(data[: len(data) * 3 // 4])
+        whole = decode_rgb(data)
+        assert np.array_equal(decode_rgb(data + trailer), whole), name
+    p = run(["to-lab", *sorted(tmp_path.glob("tail-*")), "-o", f"{tmp_path}/lab/"])
+    assert p.returncode == 0 and p.stderr == b"", p.stderr
+    assert len(list((tmp_path / "lab").iterdir())) == 3
+    p = run(["to-lab", *sorted(tmp_path.glob("cut-*")), "-o", f"{tmp_path}/cut/"])
+    assert p.returncode == 1
+    assert sorted(p.stderr.decode().splitlines()) == [
+        f"recolor to-lab: {tmp_path}/cut-j.jpg: truncated JPEG (no end-of-image marker)",
+        f"recolor to-lab: {tmp_path}/cut-n.png: truncated PNG (no IEND chunk)",
+        f"recolor to-lab: {tmp_path}/cut-p.jpg: truncated JPEG (no end-of-image marker)",
+    ]

@@ -248,3 +248,27 @@ def test_a_header_over_the_limits_names_the_record_and_the_limit(arrays, reason)
     with pytest.raises(RecolorError) as info:
         list(records.iter_records(io.BytesIO(data), "s.lab"))
     assert (str(info.value.path), info.value.reason) == ("s.lab: a17.png", reason)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("meta", []), ("meta", False), ("meta", 0), ("source", ""), ("source", [1]), ("meta", [1])],
+)
+def test_an_optional_field_of_the_wrong_type_is_a_corrupt_header(field, value):
+    """FORMAT.md: a field of the wrong JSON type is a corrupt header. `"meta": [1]` was, but an
+    empty value of the wrong type (`[]`, `false`, `0`, `""`) was taken for no field at all;
+    `null` still is (absent)."""
+    import json
+    import zlib
+
+    def stream(**fields) -> bytes:
+        arrays = [{"name": "lab", "dtype": "<f4", "shape": [1, 1, 3]}]
+        head = json.dumps({"name": "a.png", "size": [1, 1], "arrays": arrays, **fields}).encode()
+        body = head + bytes(12)
+        crc = struct.pack("<I", zlib.crc32(body))
+        return struct.pack("<4sHHI", records.MAGIC, 1, 0, len(head)) + body + crc
+
+    (rec,) = records.iter_records(io.BytesIO(stream(**{field: None})), "s.lab")
+    assert rec.meta == {} and rec.source is None
+    with pytest.raises(RecolorError, match="corrupt record header"):
+        list(records.iter_records(io.BytesIO(stream(**{field: value})), "s.lab"))
