@@ -113,7 +113,7 @@ def _from_layer(data: bytes, name: str) -> Hints:
     found = read_meta(data)
     found.depth = 8 * img.itemsize
     img = upright(img, data, found)
-    ys, xs = np.nonzero(img[:, :, 3])
+    ys, xs = np.nonzero(img[:, :, 3] > 0)  # (a float layer's negative alpha is no hint)
     rgb = in_srgb(to_float(img[ys, xs, 2::-1])[None], found)  # BGR -> RGB
     ab = np.zeros((0, 2), np.float32)
     if len(xs):
@@ -170,7 +170,7 @@ HINT_EXTS = (".json", ".png")
 
 
 def match_hint_files(
-    hint_dir: str | Path, inputs: list[str], paths: list[str]
+    hint_dir: str | Path, inputs: list[str], paths: list[str], palette: str | None = None
 ) -> tuple[dict[str, Path | _Ambiguous], list[RecolorError]]:
     """Pair each input file with its hint file in ``hint_dir``, as ``recolor compare`` pairs
     files: by the path below the directory, without extension.
@@ -178,8 +178,8 @@ def match_hint_files(
     An input found in an input directory ``posters/`` as ``posters/a/b.jpg`` takes
     ``hint_dir/a/b.json`` or ``hint_dir/a/b.png``; an input named on its own, ``x/c.jpg``,
     takes ``hint_dir/c.*``. Inputs of one name (``b.jpg`` and ``b.png``) all take its file. A
-    file of ``hint_dir`` that is itself an input (``--hints`` naming the input folder) is no
-    hint file.
+    file of ``hint_dir`` that is itself an input (``--hints`` naming the input folder), or the
+    ``palette`` image, is no hint file.
 
     Returns
     -------
@@ -199,6 +199,8 @@ def match_hint_files(
     problems: list[RecolorError] = []
     # a hint folder that is an input folder (JSON beside the images): its images are inputs
     inputs_there = {os.path.realpath(p) for p in paths if p != "-" and "\0" not in p}
+    if palette is not None and "\0" not in palette and os.path.isfile(palette):
+        inputs_there.add(os.path.realpath(palette))  # (reported as a hint file for no input)
     for f in _hint_files(hint_dir):
         if os.path.realpath(f) in inputs_there:
             continue
@@ -326,7 +328,7 @@ def hint_source(
     if hints is not None and not hints.strip():  # Path("") would be the current directory
         raise ValueError("--hints is empty (it takes a hint file or a directory of them)")
     if hints is not None and os.path.isdir(hints):
-        own, problems = match_hint_files(hints, inputs, paths)
+        own, problems = match_hint_files(hints, inputs, paths, palette)
         return HintSource(common, own), problems
     if hints is not None:
         return HintSource(common + read_hints(hints), common_file=hints), []

@@ -99,7 +99,9 @@ def _shown(value: object) -> str:
     quoted; numbers (numpy's too: ``5``, not ``np.int64(5)``) as they read."""
     if value is None or isinstance(value, bool):
         return json.dumps(value)
-    return repr(value) if isinstance(value, str) else str(value)
+    if isinstance(value, str):  # one line: a 400-digit text was echoed whole
+        return repr(value if len(value) <= 40 else value[:40] + "...")
+    return str(value)
 
 
 def _as_text(value: object) -> str:
@@ -116,7 +118,8 @@ def _coord(text: str) -> tuple[float, bool]:
     except ValueError:
         v = np.nan
     if not np.isfinite(v):
-        raise ValueError(f"coordinate {text!r} is not a number")
+        why = "is out of range" if np.isinf(v) and "inf" not in t.lower() else "is not a number"
+        raise ValueError(f"coordinate {_shown(text)} {why}")
     return v, pct
 
 
@@ -442,9 +445,10 @@ def point(x: float | str, y: float | str, color: str, size: int = 1) -> Hints:
 def points(specs: Sequence[tuple[float | str, float | str, str, int]]) -> Hints:
     """Point hints ``(x, y, colour, size)`` (:func:`point`), built at once: a hint file of
     200,000 points took 38 s point by point (each joined to the others), 6 s so."""
-    # a size written as a string of digits ("3"), as coordinates and weights may be
-    specs = [(x, y, c, int(s) if isinstance(s, str) and s.strip().isdecimal() else s)
-             for x, y, c, s in _tuples(specs, "points", "x, y, colour, size")]  # fmt: skip
+    # a size written as a string of digits ("3"), as coordinates and weights may be (one of
+    # thousands of digits is left as text, refused below: int() would refuse it in its words)
+    specs = [(x, y, c, int(s) if isinstance(s, str) and s.strip().isdecimal() and len(s) < 20
+              else s) for x, y, c, s in _tuples(specs, "points", "x, y, colour, size")]  # fmt: skip
     for x, y, _, size in specs:
         _coord(_as_text(x)), _coord(_as_text(y))  # noqa: B018 - now; resolved per image later
         number = isinstance(size, int | float | np.integer) and not isinstance(size, bool)

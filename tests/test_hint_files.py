@@ -207,6 +207,12 @@ def test_a_hint_layer_is_read_with_the_image_checks(tmp_path):
         ('{"palette": [{"color": null}]}', "colour null is not #rrggbb"),
         ('{"points": [{"x": 1%s, "y": 1, "color": "#f00"}]}' % ("0" * 4999),
          "number 10000000000000000000... (5000 digits) is too large"),
+        # as text: Python's "Exceeds the limit (4300 digits) for integer string conversion",
+        # and a coordinate's 400 digits echoed whole, "not a number"
+        ('{"points": [{"x": 1, "y": 1, "color": "#f00", "size": "%s"}]}' % ("9" * 5000),
+         f"hint size must be a whole number of pixels, 1 to {2**31 - 1}: '{'9' * 40}...'"),
+        ('{"points": [{"x": "%s", "y": 1, "color": "#f00"}]}' % ("9" * 400),
+         f"coordinate '{'9' * 40}...' is out of range"),
         ("[]", 'expected an object with "points" and/or "palette"'),
         # the second "points" dropped the first's hints without a word
         ('{"points": [{"x": 1, "y": 1, "color": "#f00"}], "points": []}',
@@ -259,6 +265,35 @@ def test_a_palette_image_or_hint_layer_in_the_input_folder_is_no_input(tmp_path,
     alone = ["predict", posters / "ref.png", "-w", weights["cls"], "-o", tmp_path / "own", "-q"]
     p = run([*alone, "--palette", posters / "ref.png"], check_rc=0)
     assert p.stdout.decode() == f"{tmp_path / 'own' / 'ref.png'}\n"
+
+
+def test_a_palette_image_in_the_hint_folder_is_no_hint_file(tmp_path, weights):
+    """`predict q --hints q --palette q/ref.png`: the palette image was left out of the inputs
+    but then reported as "hint file for no input" (exit 1, all done)."""
+    folder = tmp_path / "q"
+    folder.mkdir()
+    write_rgb(folder / "a.png", smooth_image(40, 50, 3))
+    write_rgb(folder / "ref.png", smooth_image(40, 50, 4))
+    (folder / "a.json").write_text('{"points": [{"x": 5, "y": 5, "color": "#f00"}]}')
+    out = tmp_path / "out"
+    p = run(["predict", folder, "--hints", folder, "--palette", folder / "ref.png",
+             "-w", weights["cls"], "-o", f"{out}/"])  # fmt: skip
+    assert (p.returncode, p.stderr) == (0, b"")
+    assert p.stdout.decode() == f"{out / 'a.png'}\n"
+
+
+def test_a_layer_pixel_of_negative_alpha_is_no_hint(tmp_path, weights, image):
+    """A float layer's pixel of alpha -1 (or -1e-9) was a hint, as a pixel of alpha 1: the
+    rule is alpha > 0. A layer whose only painted pixel has negative alpha is no hint."""
+    src, _ = image
+    h, w = read_rgb_u8(src).shape[:2]
+    layer = np.zeros((h, w, 4), np.float32)
+    layer[5, 5] = (0, 0, 1, -1)  # BGRA: red, alpha -1
+    cv2.imwrite(str(tmp_path / "neg.tiff"), layer)
+    common = ["predict", src, "-w", weights["cls"]]
+    run([*common, "--hints", tmp_path / "neg.tiff", "-o", tmp_path / "n.png"], check_rc=0)
+    run([*common, "-o", tmp_path / "auto.png"], check_rc=0)
+    assert (tmp_path / "n.png").read_bytes() == (tmp_path / "auto.png").read_bytes()
 
 
 def test_a_hint_folder_that_is_the_input_folder(tmp_path, weights):
@@ -380,15 +415,22 @@ def test_two_hint_files_for_one_input_refuse_that_input(tmp_path, weights):
 def test_outputs_into_the_hint_folder_are_a_usage_error(tmp_path, weights, image):
     """-o hints/ --hints hints/ wrote the outputs among the hint files, and the next run read
     them as hint layers ("two hint files", "a hint layer must be an image with an alpha
-    channel"). Refused before any work, also for a folder below it."""
+    channel"). Refused before any work, also for a folder below it, and for a file there
+    (it was written: the next run found two hint files); with no -o, the default folder
+    (the message said "-o None")."""
     src, _ = image
     hdir = tmp_path / "hints"
     hdir.mkdir()
     (hdir / "a.json").write_text("{}")
-    for out in (f"{hdir}/", f"{hdir}/sub/"):
+    for out in (f"{hdir}/", f"{hdir}/sub/", f"{hdir}/a.png"):
         p = run(["predict", src, "-w", weights["cls"], "--hints", hdir, "-o", out])
         assert p.returncode == 2 and p.stderr.decode() == (
             f"recolor predict: -o {out}: inside the --hints folder, where outputs would be "
             "read as hint files (see recolor predict -h)\n"
         )
     assert sorted(f.name for f in hdir.iterdir()) == ["a.json"]
+    p = run(["predict", src, "-w", weights["cls"], "--hints", "."], cwd=tmp_path)
+    assert p.returncode == 2 and p.stderr.decode() == (
+        "recolor predict: -o recolored/ (the default): inside the --hints folder, where "
+        "outputs would be read as hint files (see recolor predict -h)\n"
+    )

@@ -301,13 +301,15 @@ def _load_predictor(
 
 
 def _outside_hints(tool: Tool, router, output: str | None, hints: str | None) -> None:
-    """A usage error for an output folder in the ``--hints`` folder: a rerun would read the
-    outputs as hint files (a PNG output is a hint layer's format)."""
-    if router.directory is None or hints is None or not os.path.isdir(hints):
+    """A usage error for an output (folder or file) in the ``--hints`` folder: a rerun would
+    read the outputs as hint files (a PNG output is a hint layer's format)."""
+    target = router.directory or (router.file and router.file.parent)
+    if target is None or hints is None or not os.path.isdir(hints):
         return
-    folder, there = os.path.realpath(router.directory), os.path.realpath(hints)
+    folder, there = os.path.realpath(target), os.path.realpath(hints)
     if os.path.commonpath([folder, there]) == there:
-        tool.usage(f"-o {output}: inside the --hints folder, where outputs would be read as hint "
+        given = output if output is not None else f"{router.directory}/ (the default)"
+        tool.usage(f"-o {given}: inside the --hints folder, where outputs would be read as hint "
                    "files")  # fmt: skip
 
 
