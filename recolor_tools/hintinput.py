@@ -51,6 +51,17 @@ patches), with the shipped cls weights fine-tuned with hints on a CPU (300 steps
 the fine-tune defaults): the learned input alone +0.25 dB PSNR over the same model's automatic
 prediction, steered as well +2.14 dB (steering the shipped model: +2.52 dB). So both, until a
 longer fine-tune makes the learned input the stronger."""
+AFFINITY_FROM_AUTOMATIC = True
+"""Whether steering a hint model compares the features of a second pass without the hints
+(the image as the automatic model sees it) rather than those of the pass with them.
+
+The hints change the features where they are (``hint4`` adds to the decoder's output at the
+hinted cells), so compared there a hint finds fewer cells like it. Posters 201-250 of the
+validation set, 10 truth points, the shipped cls weights fine-tuned with ``--hints`` on 2 CPU
+cores (58 k crops; weights/README.md, "Guided recolouring"): steered through the hint-fed
+features 23.27 dB, through a pass without hints (and the shipped affinity layer) 24.63 dB. A
+model trained from scratch with ``--hints --affinity`` learns its affinity layer on hint-fed
+features: measure both (``weights/evaluate_hints.py --hint-model-steer``)."""
 
 
 def simulate_points(ab: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:

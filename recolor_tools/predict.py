@@ -300,7 +300,7 @@ def infer(
     the 2-channel a/b leaves it). A model that takes hints gets them as input
     (:mod:`recolor_tools.hintinput`). Items with hints have their class log-distribution steered
     first (:func:`recolor_tools.guide.steer`, ``prior`` the checkpoint's class prior); for a hint
-    model, as ``hintinput.STEER_LEARNED`` says.
+    model, as ``hintinput.STEER_LEARNED`` and ``AFFINITY_FROM_AUTOMATIC`` say.
     """
     from . import hintinput
 
@@ -326,6 +326,8 @@ def infer(
                         not model.config.hints or hintinput.STEER_LEARNED
                     )
                     if steered and any(items[i].hints is not None for i in chunk):
+                        if model.config.hints and hintinput.AFFINITY_FROM_AUTOMATIC:
+                            feats = model.features(x)  # the image as the automatic model sees it
                         feats = model.affinity_features(feats)
                 feats, z = feats.float(), z.float()  # guidance and decode in float32
                 for j, i in enumerate(chunk):

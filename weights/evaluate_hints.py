@@ -44,7 +44,7 @@ import torch
 if not __package__:  # run as a script from a checkout: its package and this folder's modules
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # (PEP 366; imported from
     __package__ = "weights"  # an installed copy, sys.path stays as it was)
-from recolor_tools import guide, metrics  # noqa: E402
+from recolor_tools import guide, hintinput, metrics  # noqa: E402
 from recolor_tools.color import rgb_to_lab, to_uint8  # noqa: E402
 from recolor_tools.hints import SPREADS, Hints  # noqa: E402
 from recolor_tools.imageio import read_rgb, resize_short_side  # noqa: E402
@@ -133,7 +133,8 @@ def evaluate_image(
 ) -> dict:
     """Scores of one image under each guidance (None: automatic), the network run once (and
     once more for each guidance when the model takes hints as input: ``recolor train --hints``;
-    the steering then applies as ``hintinput.STEER_LEARNED`` says, as in ``recolor predict``)."""
+    the steering then applies as ``hintinput.STEER_LEARNED`` and ``AFFINITY_FROM_AUTOMATIC``
+    say, as in ``recolor predict``)."""
     model, (H, W) = predictor.model, rgb.shape[:2]
     item0 = predictor.prepare(rgb)
     with torch.inference_mode():
@@ -214,6 +215,10 @@ def main() -> None:
     ap.add_argument("--colourful", type=int, default=4, metavar="N",
                     help="N hints at the truth's most colourful places (0: none)")  # fmt: skip
     ap.add_argument("--no-palettes", action="store_true", help="no palette rows")
+    ap.add_argument("--hint-model-steer", choices=("automatic", "guided", "none"),
+                    default="automatic", help="a model that takes hints: steered through the "
+                    "features of a pass without them, of the pass with them, or not at all "
+                    "(hintinput.AFFINITY_FROM_AUTOMATIC, STEER_LEARNED)")  # fmt: skip
     ap.add_argument("--card", type=Path, help="model card to write the table into")
     ap.add_argument("--dump", type=Path, help="append each image's scores here (JSON lines)")
     ap.add_argument("--from-dump", type=Path, nargs="*", help="only tabulate these dumps")
@@ -226,6 +231,8 @@ def main() -> None:
         ap.error(f"--card {args.card}: no readable {CARD_MARKS[0]} ... {CARD_MARKS[1]} section")
     guide.GAMMA, guide.POWER, guide.ALPHA = args.gamma, args.power, args.alpha
     guide.RADIUS = args.radius
+    hintinput.STEER_LEARNED = args.hint_model_steer != "none"
+    hintinput.AFFINITY_FROM_AUTOMATIC = args.hint_model_steer == "automatic"
     if args.from_dump:
         rows = read_dumps(args.from_dump)
         n = len(rows["automatic"])
