@@ -62,6 +62,8 @@ _XMP_ORIENTATION = (  # compiled on first use (re caches them): start-up stays l
 _JSON_BUDGET = 900_000  # base64 bytes of metadata in a record header (records.py allows 1 MiB)
 _TIFF = (b"II*\x00", b"MM\x00*")
 _PNG = b"\x89PNG\r\n\x1a\n"
+_TIFF = (b"II*\x00", b"MM\x00*")  # (BigTIFF is refused before: imagehead.sniff_format)
+_ICC_TAG, _XMP_TAG = 34675, 700  # TIFF's InterColorProfile and XMP tags
 
 
 @dataclass
@@ -154,16 +156,17 @@ def read_meta(data: bytes) -> ImageMeta:
             if raw:
                 with contextlib.suppress(Exception):  # broken EXIF: none, the rest kept
                     exif.load(raw)
+        elif data.startswith(_TIFF):
+            # The first directory's tags, as the file holds them: Pillow opens no float RGB
+            # TIFF (OpenCV decodes it), and its profile, EXIF and XMP were dropped unsaid.
+            exif.load(data)
+            icc, xmp = exif.get(_ICC_TAG), exif.get(_XMP_TAG)
         else:
             with Image.open(io.BytesIO(data)) as im:
                 icc, xmp = im.info.get("icc_profile"), im.info.get("xmp")
                 if im.format == "JPEG" and not icc and (gap := _jpeg_icc_gap(data)):
                     raise RecolorError(f"unreadable embedded ICC profile ({gap})")
-                if im.format == "TIFF":
-                    exif, xmp = im.getexif(), im.tag_v2.get(700)
-                    if _ORIENTATION not in im.tag_v2:  # Pillow copies XMP's in, which libtiff
-                        exif.pop(_ORIENTATION, None)  # does not apply: ours to (from_xmp)
-                elif im.info.get("exif"):
+                if im.info.get("exif"):
                     with contextlib.suppress(Exception):  # broken EXIF: none, the rest kept
                         exif.load(im.info["exif"])
         _with_density(exif, data)

@@ -84,6 +84,29 @@ def exif_bytes(orientation: int = 1) -> bytes:
     return ex.tobytes()
 
 
+def float_tiff(rgb: np.ndarray, icc: bytes, artist: str) -> bytes:
+    """A float32 RGB TIFF (one strip, little-endian) with an ICC profile and an Artist tag,
+    written byte by byte: neither Pillow nor OpenCV writes one with both."""
+    h, w, _ = rgb.shape
+    pixels = np.ascontiguousarray(rgb, "<f4").tobytes()
+    text = artist.encode() + b"\0"
+    tags = [(256, 4, [w]), (257, 4, [h]), (258, 3, [32] * 3), (259, 3, [1]), (262, 3, [2]),
+            (273, 4, [8]), (277, 3, [3]), (278, 4, [h]), (279, 4, [len(pixels)]),
+            (284, 3, [1]), (315, 2, text), (339, 3, [3] * 3), (34675, 7, icc)]  # fmt: skip
+    ifd = 8 + len(pixels)
+    after = ifd + 2 + 12 * len(tags) + 4  # where values longer than 4 bytes go
+    entries, extra = b"", b""
+    for tag, kind, values in tags:
+        raw = bytes(values) if kind in (2, 7) else b"".join(
+            struct.pack("<H" if kind == 3 else "<I", v) for v in values)  # fmt: skip
+        if len(raw) > 4:
+            extra += b"\0" * (len(extra) % 2)
+            raw, extra = struct.pack("<I", after + len(extra)), extra + raw
+        entries += struct.pack("<HHI", tag, kind, len(values)) + raw.ljust(4, b"\0")
+    head = b"II*\0" + struct.pack("<I", ifd)
+    return head + pixels + struct.pack("<H", len(tags)) + entries + bytes(4) + extra
+
+
 def lab_records(data: bytes) -> list[records.Record]:
     return list(records.iter_records(io.BytesIO(data)))
 

@@ -18,9 +18,12 @@ import pytest
 from archive_inputs import (
     XMP,
     exif_bytes,
+    float_tiff,
     iccp,
     lab_records,
+    lightness,
     opened,
+    oracle_srgb,
     png_with_chunks,
     save_pil,
     wide_gamut_icc,
@@ -252,6 +255,29 @@ def test_predict_keeps_depth_profile_and_metadata(tmp_path: Path):
     kept = opened((tmp_path / "k.tif").read_bytes())
     assert cv2.imread(str(tmp_path / "k.tif"), cv2.IMREAD_UNCHANGED).dtype == np.uint8
     assert kept.info["icc_profile"] == wide_gamut_icc() and not kept.getexif().get(315)
+
+
+def test_a_float_tiff_keeps_its_profile_and_metadata(tmp_path: Path):
+    """Pillow opens no float RGB TIFF, and the header was read with Pillow alone: the pixels were
+    taken for sRGB (L off by up to 7 against the same pixels in 16 bits), --keep-profile embedded
+    sRGB, the EXIF was dropped, all unsaid. The TIFF's tags are now read as the file holds
+    them."""
+    rgb = gradient16(24, 300).astype(np.float64) / 65535
+    icc = wide_gamut_icc()
+    src = tmp_path / "f.tif"
+    src.write_bytes(float_tiff(rgb.astype(np.float32), icc, "Ann Archivist"))
+    (rec,) = lab_records(run(["to-lab", src], check_rc=0).stdout)
+    meta = ImageMeta.from_json(rec.source)
+    assert meta.icc == icc and b"Ann Archivist" in meta.exif
+    want = oracle_srgb(rgb)
+    inside = ((want > 0.002) & (want < 0.998)).all(axis=-1)
+    err = np.abs(rec.lightness() - lightness(want))[inside]
+    assert inside.mean() > 0.3 and np.percentile(err, 99) < 1.0, np.percentile(err, 99)
+    weights = Path(__file__).resolve().parent.parent / "weights" / "reg.pt"
+    out = tmp_path / "k.tif"
+    run(["predict", src, "-w", weights, "--keep-profile", "-o", out], check_rc=0)
+    kept = opened(out.read_bytes())
+    assert kept.info["icc_profile"] == icc and kept.getexif()[315] == "Ann Archivist"
 
 
 def test_metadata_read_from_png_webp_and_tiff_sources(tmp_path: Path):
