@@ -117,7 +117,8 @@ class ColorDataset(Dataset):
     - with ``hints``: ``"hint_ab"`` (2, size, size) float32 a/b, ``"hint_mask"`` (1, size, size)
       float32 in {0, 1}, and for cls ``"palette"`` (Q,) float32 class histogram or zeros;
     - validation only: ``"ab_full"``: (2, size, size) float32 a/b (full resolution, for metrics);
-    - ``"bad"``: str, the path of an unreadable image replaced by this one, or ``""``.
+    - ``"bad"``: str, ``path: reason`` of each unreadable image replaced by this one, a line
+      each, or ``""``.
     """
 
     def __init__(
@@ -157,7 +158,7 @@ class ColorDataset(Dataset):
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor | str]:
         epoch, i = key if isinstance(key, tuple) else (0, key)
-        first_bad = ""
+        found = []  # every unreadable image met here: one after another, the second went unsaid
         for j in range(len(self.paths)):  # the item itself, or the next readable one
             idx = (i + j) % len(self.paths)
             if idx in self._bad:
@@ -166,11 +167,11 @@ class ColorDataset(Dataset):
                 rgb = read_rgb(self.paths[idx])
             except RecolorError as e:
                 self._bad.add(idx)
-                first_bad = first_bad or f"{printable(self.paths[idx])}: {e.reason}"
-                self._why = self._why or first_bad
+                found.append(f"{printable(self.paths[idx])}: {e.reason}")
+                self._why = self._why or found[0]
                 continue
             item = self.encode(rgb, np.random.default_rng([self.seed, epoch, idx]))
-            item["bad"] = first_bad
+            item["bad"] = "\n".join(found)  # (printable names hold no newline)
             return item
         which = "training" if self.train else "validation"
         raise RecolorError(f"none of the {which} images is readable ({self._why})")

@@ -551,9 +551,10 @@ class Unreadable:
         )
 
     def __call__(self, bad: Iterable[str], tell: bool = True) -> None:
-        """Note each ``"path: reason"`` of ``bad`` (empty strings: none); tell the new ones."""
-        for b in bad:
-            if b and b not in self.seen:
+        """Note each ``"path: reason"`` of ``bad`` (an item's lines; empty strings: none); tell
+        the new ones."""
+        for b in (line for item in bad for line in item.splitlines()):
+            if b not in self.seen:
                 self.seen.add(b)
                 if tell:
                     self.report(f"{b} (skipped)")

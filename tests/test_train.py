@@ -368,6 +368,26 @@ def test_an_unreadable_files_name_is_escaped_in_its_line(data, tmp_path, capsys,
     ]
 
 
+@pytest.mark.parametrize("where", ["training", "validation"])
+def test_unreadable_images_one_after_another_are_each_named(tmp_path, capsys, where):
+    """b.png and c.png unreadable, one after the other: looking for b's stand-in met c too,
+    marked it and said only b; at c's own turn it was passed over, never named."""
+    good = image_folder(tmp_path / "good", 4)
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    (mixed / "a.png").write_bytes((good / os.listdir(good)[0]).read_bytes())
+    for name in ("b.png", "c.png"):
+        (mixed / name).write_text("junk")
+    args = ["--head", "reg", "--steps", "1", "--size", "24", "-b", 3, "--width", 4, "-j", 0,
+            "--device", "cpu", "-q", "--out", tmp_path / "run"]  # fmt: skip
+    data = [good, "--val", mixed] if where == "validation" else [mixed]
+    rc, _, err = cli([*data, *args], capsys)
+    assert rc == 1 and sorted(err.splitlines()) == [
+        f"recolor train: {mixed / n}: not an image recolor reads (text) (skipped)"
+        for n in ("b.png", "c.png")
+    ]
+
+
 def test_a_full_disk_is_one_line_naming_the_checkpoint(data, tmp_path, capsys, monkeypatch):
     """torch.save turned ENOSPC into "internal error: RuntimeError: [enforce fail at
     inline_container.cc...]"; now the line every tool gives for a full disk, and no file left."""
