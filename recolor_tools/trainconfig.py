@@ -61,10 +61,12 @@ class TrainConfig:
         cannot use (not positive, not finite, size not a multiple of 8): a usage error.
     """
 
-    data: list[str]  # training images: files, directories, globs, .txt/.list files
-    head: str = "cls"  # "reg" or "cls"
+    data: list[str] = field(default_factory=list)  # training images: files, directories,
+    # globs, .txt/.list files; resumed and none given: the run's
+    head: str | None = None  # "reg" or "cls"; None: cls, or the resumed run's
     out: Path = Path("runs/recolor")  # output directory (created)
     val: list[str] = field(default_factory=list)  # validation images; none: no val metrics
+    # (resumed and none given: the run's)
     stats: Path | None = None  # rebalance stats (cls); none: computed from the training data
     classes: Path | None = None  # class set file (cls); none: stats' classes or gamut grid
     grid: float | None = None  # gamut class grid when no class set is given (defaults.GRID)
@@ -95,6 +97,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         self.out = Path(self.out)
         if not self.resume:  # resumed: the run's own (resolve_defaults)
+            self.head = self.head or "cls"
             self.schedule = self.schedule or KEPT_ON_RESUME["schedule"]
             self.hint_lr = KEPT_ON_RESUME["hint_lr"] if self.hint_lr is None else self.hint_lr
             for name, default in RESUMED_UNLESS_GIVEN.items():
@@ -125,8 +128,8 @@ class TrainConfig:
                              "none")  # fmt: skip
         if self.overwrite and self.resume:
             raise ValueError("--resume and --overwrite exclude each other")
-        for name, allowed in CHOICES.items():
-            if getattr(self, name) not in ((None, *allowed) if name == "schedule" else allowed):
+        for name, allowed in CHOICES.items():  # (None: the resumed run's, or the default)
+            if getattr(self, name) not in ((None, *allowed) if name != "precision" else allowed):
                 raise ValueError(f"--{name} must be one of {', '.join(allowed)}")
         for name in ("lr", "hint_lr", "grid"):  # typer's ranges let NaN and inf through
             value = getattr(self, name)
@@ -151,7 +154,7 @@ class TrainConfig:
                              "train: --hints or --affinity)")  # fmt: skip
         if self.affinity is not None and self.affinity < 0:
             raise ValueError("--affinity must be 0 or more")
-        if self.affinity and self.head != "cls":  # caught before torch starts, as usage
+        if self.affinity and self.head == "reg":  # caught before torch starts, as usage
             raise ValueError("--affinity features steer the cls head only (--head cls)")
 
     def check_out(self) -> None:
@@ -181,7 +184,8 @@ class TrainConfig:
 
 def resolve_defaults(cfg: TrainConfig, resumed: dict | None) -> TrainConfig:
     """``cfg`` with the options of :data:`KEPT_ON_RESUME`, :data:`RESUMED_UNLESS_GIVEN` and
-    ``freeze_bn`` decided.
+    ``freeze_bn`` decided; resumed, also the head (read_start checked one given), and the
+    training and validation images when none are given.
 
     Resumed: as the run was started (a run started with ``--init`` chose its defaults from it,
     which ``--resume`` does not repeat: an ``--init --affinity`` run, lr 0, resumed at 1e-4
@@ -193,6 +197,12 @@ def resolve_defaults(cfg: TrainConfig, resumed: dict | None) -> TrainConfig:
     """
     args = {} if resumed is None else resumed["train_state"].get("args", {})
     model_cfg = {} if resumed is None else resumed.get("config", {})
+    if resumed is not None:  # the head, data and validation images the run was started with
+        data = resumed.get("data", {})
+        cfg = dataclasses.replace(
+            cfg, head=resumed.get("head", cfg.head), data=cfg.data or list(data.get("sources", [])),
+            val=cfg.val or list(data.get("val_sources", [])),
+        )  # fmt: skip
     if cfg.steps is not None or cfg.epochs is not None:  # a new length: not the run's
         args = {k: v for k, v in args.items() if k not in ("steps", "epochs")}
     for name, default in RESUMED_UNLESS_GIVEN.items():

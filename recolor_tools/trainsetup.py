@@ -100,7 +100,7 @@ def resolve_classes(
         ``--classes`` with ``--init``, or class sets that disagree (``--classes`` and
         ``--stats``, ``--stats`` and ``--init``).
     """
-    if cfg.head != "cls":
+    if (cfg.head or (resumed or {}).get("head", "cls")) != "cls":  # (None: the resumed run's)
         return ClassSetup()
     if resumed is not None:
         return ClassSetup.of_checkpoint(resumed)

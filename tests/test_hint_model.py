@@ -279,8 +279,9 @@ def test_fine_tune_settings_survive_a_resume(tmp_path):
     assert resolve_defaults(hint_lr, {"train_state": {"args": {}}, "config": {}}).hint_lr == 5e-4
     with pytest.raises(UsageError, match="--hint-lr 0.0005 and --resume: the run has 0.001"):
         resolve_defaults(hint_lr, affine)
-    with pytest.raises(ValueError, match="--head must be one of"):  # None only for --schedule
-        TrainConfig(data=["x"], head=None)
+    assert TrainConfig(data=["x"], head=None).head == "cls"  # None: the default (or the run's)
+    with pytest.raises(ValueError, match="--precision must be one of"):  # it has no None
+        TrainConfig(data=["x"], precision=None)
     fresh = TrainConfig(data=["x"])  # a fresh run's defaults without resolve_defaults
     assert (fresh.schedule, fresh.hint_lr) == ("plateau", 1e-3)
     assert TrainConfig(data=["x"], hints=True, init="w.pt", lr=1e-3).lr == 1e-3

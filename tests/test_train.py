@@ -939,16 +939,18 @@ def test_resume_alone_continues_a_killed_run_as_it_was_started(tmp_path):
     """--resume kept the run's learning rate, schedule and width, but took -b, --seed, --size
     and the length from its own command line: a run started with --seed 5 -b 2 --size 24
     --steps 40, killed and resumed with --resume alone, went on with another order, other crops
-    and batches and 10 epochs (a note said so). Now those are the run's unless given again, so
-    it ends with the weights of the run never killed; given with another value, a note names
-    each with the run's."""
+    and batches and 10 epochs (a note said so); DATA was required, the head was cls unless
+    given, and --val not given again was dropped. Now those are the run's unless given again,
+    so `train --resume --out OUT` ends with the weights and metrics of the run never killed;
+    given with another value, a note names each with the run's."""
     import signal
     import time
 
     data = image_folder(tmp_path / "d", 4)
-    common = ["train", data, "--head", "reg", "--width", "4", "--device", "cpu", "-j", "0",
-              "--threads", "1", "--ckpt-every", "1"]  # fmt: skip
-    started = [*common, "--seed", "5", "-b", "2", "--size", "24", "--schedule", "cosine"]
+    here = ["--device", "cpu", "-j", "0", "--threads", "1"]  # this machine's, not the run's
+    common = ["train", *here]
+    started = [*common, data, "--head", "reg", "--width", "4", "--ckpt-every", "1", "--val",
+               data, "--seed", "5", "-b", "2", "--size", "24", "--schedule", "cosine"]  # fmt: skip
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     run([*started, "--steps", "40", "--out", whole], check_rc=0)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -967,6 +969,11 @@ def test_resume_alone_continues_a_killed_run_as_it_was_started(tmp_path):
     assert a["step"] == b["step"] == 40
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
+    assert metric_lines(cut)[-1]["val_loss"] == metric_lines(whole)[-1]["val_loss"] is not None
+    p = run(["train", "--out", cut])  # DATA is the run's only with --resume
+    assert (p.returncode, p.stderr.decode()) == (2, "recolor train: missing DATA, the training "
+                                                 "images (--resume takes the run's) (see recolor "
+                                                 "train -h)\n")  # fmt: skip
     p = run([*common, "--resume", "--out", cut, "--steps", "41", "-b", "3", "--seed", "1"],
             check_rc=0)  # fmt: skip
     notes = [ln for ln in p.stderr.decode().splitlines() if "note:" in ln]

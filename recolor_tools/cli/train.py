@@ -26,15 +26,26 @@ _PosInt = Optional[int]  # noqa: UP045 - typer needs Optional at runtime on 3.11
 
 # -- train's options --
 TrainData = Annotated[
-    list[str], typer.Argument(help="Training images: files, directories, globs, .txt lists.")
+    Optional[list[str]],  # noqa: UP045 - None: not given (--resume takes the run's)
+    typer.Argument(
+        help="Training images: files, directories, globs, .txt lists (resumed: the run's).",
+        show_default=False,
+    ),
 ]
 TrainHead = Annotated[
-    defaults.Head,
-    typer.Option("--head", help="cls: colour classes, rebalanced; reg: a/b regression."),
+    Optional[defaults.Head],  # noqa: UP045 - None: not given (--resume takes the run's)
+    typer.Option(
+        "--head",
+        help="cls (default): colour classes, rebalanced; reg: a/b regression (resumed: the run's).",
+        show_default=False,
+    ),
 ]
 TrainVal = Annotated[
     Optional[list[str]],  # noqa: UP045
-    typer.Option("--val", help="Validation images (repeatable); without it, no val metrics."),
+    typer.Option(
+        "--val",
+        help="Validation images (repeatable); without it, no val metrics (resumed: the run's).",
+    ),
 ]
 TrainStats = Annotated[
     Optional[Path],  # noqa: UP045
@@ -173,8 +184,8 @@ TrainAffinity = Annotated[
 
 @app.command("train")
 def train(
-    data: TrainData,
-    head: TrainHead = "cls",
+    data: TrainData = None,
+    head: TrainHead = None,
     val: TrainVal = None,
     stats: TrainStats = None,
     classes: TrainClasses = None,
@@ -217,13 +228,15 @@ def train(
 
     tool.text_stdout(PATHS_GO_THERE)  # the final weights' path: closed, refused before any work
     check_precision(tool, device, precision)
+    if not data and not resume:  # (as typer said it when DATA was required)
+        tool.usage("missing DATA, the training images (--resume takes the run's)")
     with tool.guard():
         from ..train import TrainConfig
         from ..train import train as run_training
 
         try:  # TrainConfig checks the options: ValueError is a usage error
             cfg = TrainConfig(
-                data=data, head=head, out=out, val=val or [], stats=stats, classes=classes,
+                data=data or [], head=head, out=out, val=val or [], stats=stats, classes=classes,
                 grid=grid, epochs=epochs, steps=steps, batch_size=batch_size, lr=lr,
                 schedule=schedule, size=size, width=width, device=device, workers=workers,
                 threads=threads, seed=seed, eval_every=eval_every, ckpt_every=ckpt_every,
