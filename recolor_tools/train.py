@@ -507,6 +507,9 @@ def _train(
         opt = build_optimiser(cfg, raw, total_steps, dev.amp_dtype)
         state = TrainState(loss_sum=torch.zeros((), dtype=torch.float64, device=dev.device))
         last_metrics = {} if resumed is None else restore(cfg, d, opt, state, resumed)
+        if state.step > total_steps:  # (it reported "N steps" and did none, unsaid)
+            log(cfg, d, f"note: the run is at step {state.step}, past the {total_steps} asked: "
+                        "nothing to train; its weights are written as they are")  # fmt: skip
     model = raw
     if d.world > 1:
         device_ids = [dev.device.index] if dev.device.type == "cuda" else None

@@ -547,6 +547,17 @@ def test_two_outputs_of_one_run_naming_one_file_is_a_usage_error(tmp_path, png):
             f"(see recolor {args[0]} -h)"
         ])  # fmt: skip
         assert not out.exists()
+    # folders whose files do not all pair: the pairing's lines came first, then the usage line
+    pred, truth = tmp_path / "pred", tmp_path / "truth"
+    for folder, names in ((pred, ("a.png", "b.png")), (truth, ("a.png", "c.png"))):
+        folder.mkdir()
+        for name in names:
+            (folder / name).write_bytes(png.read_bytes())
+    p = run(["compare", pred, truth, "--montage", out, "-o", out, "-q"])
+    assert (p.returncode, _lines(p)) == (2, [
+        f"recolor compare: --montage and -o name one file, {out}: give each its own "
+        "(see recolor compare -h)"
+    ])  # fmt: skip
     null = _char_device(tmp_path / "null", 3)  # a device takes both, as before
     run(["rebalance-stats", png, "-o", null, "--plot", null, "-q"], check_rc=0)
 

@@ -981,6 +981,9 @@ def test_resume_alone_continues_a_killed_run_as_it_was_started(tmp_path):
         "recolor train: note: -b 3 (the run's: 2), --seed 1 (the run's: 5); resume is not "
         "exact (give the run's values to continue it as it was)"
     ], p.stderr.decode()
+    p = run([*common, "--resume", "--out", cut, "--steps", "10"], check_rc=0)  # a shorter run
+    assert "recolor train: note: the run is at step 41, past the 10 asked: nothing to train; " \
+           "its weights are written as they are" in p.stderr.decode()  # fmt: skip
 
 
 @pytest.mark.parametrize("what", ["empty folder", "stats", "init"])

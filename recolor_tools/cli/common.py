@@ -427,6 +427,24 @@ def given(*paths: str | Path | None) -> list[str]:
     return [str(p) for p in paths if p is not None]
 
 
+def distinct_outputs(tool: Tool, files: dict[str, str | None]) -> dict[str, str]:
+    """A usage error where two options name one output file (``{"-o": ..., "--plot": ...}``;
+    one would be lost); returns those that name a file (not ``-`` nor a directory). Called by
+    :func:`single_outputs`, and before any input is listed by a tool that lists first."""
+    from ..fileio import writes_in_place
+    from ..outputs import is_dir_target
+
+    named = {f: p for f, p in files.items() if p not in (None, "-") and not is_dir_target(p)}
+    seen: dict[str, str] = {}
+    for flag, path in named.items():
+        if writes_in_place(path):
+            continue
+        first = seen.setdefault(os.path.realpath(path), flag)
+        if first != flag:
+            tool.usage(f"{first} and {flag} name one file, {path}: give each its own")
+    return named
+
+
 def single_outputs(
     tool: Tool, files: dict[str, str | None], reads: list[str], stdout: bool = False
 ) -> None:
@@ -437,16 +455,9 @@ def single_outputs(
     one of them (``>> input``).
     ``-``, directories and devices written in place (``/dev/null``, for both) are left out."""
     from ..fileio import writes_in_place
-    from ..outputs import check_folder, check_not_input, check_stdout_not_input, is_dir_target
+    from ..outputs import check_folder, check_not_input, check_stdout_not_input
 
-    named = {f: p for f, p in files.items() if p not in (None, "-") and not is_dir_target(p)}
-    seen: dict[str, str] = {}
-    for flag, path in named.items():
-        if writes_in_place(path):
-            continue
-        first = seen.setdefault(os.path.realpath(path), flag)
-        if first != flag:
-            tool.usage(f"{first} and {flag} name one file, {path}: give each its own")
+    named = distinct_outputs(tool, files)
     failures = tool.failures
     for path in named.values():
         with tool.guard(path):

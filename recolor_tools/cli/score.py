@@ -14,6 +14,7 @@ from .common import (
     Quiet,
     Tool,
     app,
+    distinct_outputs,
     given,
     image_file,
     one_file,
@@ -70,6 +71,7 @@ def compare(
     one_file(tool, output, "-o", "a report file")
     if output is None:
         tool.text_stdout()  # closed: refused before any work
+    distinct_outputs(tool, {"--montage": montage, "-o": output})  # before the pairing's lines
     rebal = _load_stats(tool, stats) if stats is not None else None
     pairs = _compare_pairs(tool, pred, truth)
     inputs = [str(f) for _, p, t in pairs for f in (p, t)]
