@@ -322,6 +322,19 @@ def test_stdout_on_a_full_device(tmp_path, png):
         assert stat.S_ISCHR(os.stat(full).st_mode)
 
 
+def test_a_plot_that_fails_leaves_the_statistics_unwritten(tmp_path, png):
+    """rebalance-stats wrote -o, then failed on --plot (a full device): the statistics stayed,
+    as if the run had done its work, while quantize's -o with a --preview that fails is left
+    unwritten; now both."""
+    full = _char_device(tmp_path / "full", 7)
+    for args in (["rebalance-stats", png, "-o", tmp_path / "s.npz", "--plot", full],
+                 ["quantize", png, "-o", tmp_path / "q.lab", "--preview", full]):  # fmt: skip
+        p = run([*args, "-q"])
+        assert (p.returncode, _lines(p)) == (1, [f"recolor {args[0]}: {full}: no space left on "
+                                                 "device"]), args  # fmt: skip
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["a.png", "full"]
+
+
 def test_injected_enospc_leaves_the_target_and_no_temporary(tmp_path, png, monkeypatch, capsys):
     from recolor_tools.cli import main
 

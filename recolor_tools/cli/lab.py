@@ -302,6 +302,7 @@ def rebalance_stats(
     Files whose bytes are an image are read by --workers threads; the others (and stdin, pipes)
     as record streams or images, one at a time.
     """
+    from ..fileio import atomic_open
     from ..imagehead import IMAGE_EXTS
     from ..inputs import expand_inputs
     from ..labsources import iter_lab_sources
@@ -343,12 +344,13 @@ def rebalance_stats(
         for target in (output, plot):
             if target not in (None, "-"):
                 check_not_source(Path(target), sources)
-        if to_stdout:
-            write_stdout(tool.binary_stdout(), stats.write)
-        elif output is not None:
-            stats.save(output)
-        if plot is not None:
-            plot_stats(stats, plot)
+        with contextlib.ExitStack() as held:  # a plot that fails leaves -o unwritten too, as
+            if to_stdout:  # quantize's --preview leaves its -o
+                write_stdout(tool.binary_stdout(), stats.write)
+            elif output is not None:
+                stats.write(held.enter_context(atomic_open(output)))
+            if plot is not None:
+                plot_stats(stats, plot)
         if output is None:
             write_stdout(tool.text_stdout(), lambda f: f.write(summary(stats)))
         else:
