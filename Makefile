@@ -95,9 +95,13 @@ hint-train: $(BIN)/recolor
 		--stats $(RUNS)/stats.npz --steps $(STEPS_CLS) --eval-every $$(($(STEPS_CLS) / 6)) \
 		$(TRAIN_FLAGS) $(CLS_FLAGS) --out $(RUNS)/cls-hints --overwrite
 
+# HINT_STEER=guided or none: the hint model steered through its hint-fed features, or not at all
+# (evaluate_hints.py --hint-model-steer; each way its own dump).
+HINT_STEER ?= automatic
 hint-eval: $(BIN)/recolor
 	$(BIN)/python weights/evaluate_hints.py $(DATA)/val --stats $(RUNS)/stats.npz \
-		--weights $(RUNS)/cls-hints/cls.pt --skip 100 --dump $(RUNS)/cls-hints/hints.jsonl
+		--weights $(RUNS)/cls-hints/cls.pt --skip 100 --hint-model-steer $(HINT_STEER) \
+		--dump $(RUNS)/cls-hints/hints-$(HINT_STEER).jsonl
 
 # The shipped cls weights' learned affinity (issue 15; weights/README.md, "Guided recolouring"):
 # the network kept exactly (--init without --hints: --lr 0), only the 1x1 layer that spreads point

@@ -62,7 +62,6 @@ _XMP_ORIENTATION = (  # compiled on first use (re caches them): start-up stays l
 _JSON_BUDGET = 900_000  # base64 bytes of metadata in a record header (records.py allows 1 MiB)
 _TIFF = (b"II*\x00", b"MM\x00*")
 _PNG = b"\x89PNG\r\n\x1a\n"
-_TIFF = (b"II*\x00", b"MM\x00*")  # (BigTIFF is refused before: imagehead.sniff_format)
 _ICC_TAG, _XMP_TAG = 34675, 700  # TIFF's InterColorProfile and XMP tags
 
 
@@ -137,8 +136,9 @@ class ImageMeta:
 def read_meta(data: bytes) -> ImageMeta:
     """Parse the header of an encoded image for its profile, EXIF, XMP and orientation.
 
-    Only the header is read (Pillow's lazy ``Image.open``); a file Pillow cannot parse, or a BMP,
-    has no metadata. ``depth`` is left at 8: the decoder knows it.
+    Only the header is read (a PNG's chunks and a TIFF's first directory walked here, other
+    formats by Pillow's lazy ``Image.open``); a file Pillow cannot parse, or a BMP, has no
+    metadata. ``depth`` is left at 8: the decoder knows it.
     """
     if not _may_carry(data):
         return ImageMeta()

@@ -187,6 +187,7 @@ class Settings:
             if not (isinstance(v, int | float | np.number) and np.isfinite(v) and int(v) == v
                     and 8 <= v <= hi):  # fmt: skip
                 raise ValueError(f"{name} must be an integer from 8 to {hi:g}, got {v!r}")
+            object.__setattr__(self, name, int(v))  # (64.0 taken: an int from here on)
         if not (np.isfinite(self.temperature) and self.temperature >= 0):
             raise ValueError(f"temperature must be a finite number >= 0, got {self.temperature!r}")
         check_saturation(self.saturation)

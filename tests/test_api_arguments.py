@@ -334,6 +334,9 @@ def test_sizes_and_counts_below_one_are_refused():
         with pytest.raises(ValueError, match=re.escape(says)):
             call()
     assert predict.working_shape(100, 200, 16) == (16, 32)
+    # a whole float, which Settings takes, is an int from there on (prepare() refused 64.0)
+    settings = predict.Settings(size=64.0, max_side=512.0)
+    assert (settings.size, settings.max_side) == (64, 512) and type(settings.size) is int
     assert color.row_strips(5, 4, max_rows=2) == [slice(0, 2), slice(2, 4), slice(4, 5)]
     gray = np.full((1, 1, 3), 0.5)
     assert predict.lightness(gray.tolist()) == predict.lightness(gray.astype(np.float32))

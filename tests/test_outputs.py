@@ -333,6 +333,8 @@ def test_a_plot_that_fails_leaves_the_statistics_unwritten(tmp_path, png):
         assert (p.returncode, _lines(p)) == (1, [f"recolor {args[0]}: {full}: no space left on "
                                                  "device"]), args  # fmt: skip
     assert sorted(f.name for f in tmp_path.iterdir()) == ["a.png", "full"]
+    p = run(["rebalance-stats", png, "-o", "-", "--plot", full, "-q"])  # stdout: none sent
+    assert (p.returncode, p.stdout) == (1, b"")
 
 
 def test_injected_enospc_leaves_the_target_and_no_temporary(tmp_path, png, monkeypatch, capsys):

@@ -247,6 +247,7 @@ def main() -> None:
         ap.error(f"no images to evaluate ({len(every)} in {args.truth}, --skip {args.skip})")
     rng = np.random.default_rng(args.seed)
     rows: dict[str, list[dict]] = {}
+    steer = args.hint_model_steer if predictor.model.config.hints else None
     for f in files:
         rgb = read_rgb(f)
         pts = simulate_points(rgb_to_lab(rgb)[:, :, 1:], max(args.points, default=0), rng)
@@ -267,10 +268,12 @@ def main() -> None:
         for name, m in scores.items():
             rows.setdefault(name, []).append(m)
         if args.dump:
+            line = {"file": str(f), "scores": scores, "steer": steer}
             with args.dump.open("a") as fh:
-                print(json.dumps({"file": str(f), "scores": scores}), file=fh, flush=True)
+                print(json.dumps(line), file=fh, flush=True)
     what = f"{len(files)} images of {args.truth} (skipping the first {args.skip})"
     what += f", --hint-spread {args.spread}" * (args.spread != "alike")
+    what += f", a hint model steered: {steer}" * (steer is not None)
     report(rows, what, args.card)
 
 
@@ -284,6 +287,7 @@ def read_dumps(paths: list[Path]) -> dict[str, list[dict]]:
     from recolor_tools.fileio import os_reason
 
     rows: dict[str, list[dict]] = {}
+    steers = set()  # a hint model's --hint-model-steer: one table holds one
     for path in paths:
         try:
             lines = path.read_text().splitlines()
@@ -293,7 +297,9 @@ def read_dumps(paths: list[Path]) -> dict[str, list[dict]]:
             raise RecolorError("not a --dump file (not UTF-8 text)", path) from None
         for i, line in enumerate(lines, 1):
             try:
-                scores = json.loads(line)["scores"]
+                doc = json.loads(line)
+                scores = doc["scores"]
+                steers.add(doc.get("steer"))
                 for name, m in scores.items():
                     if not m.keys() >= DUMP_KEYS:
                         raise KeyError(name)
@@ -302,6 +308,10 @@ def read_dumps(paths: list[Path]) -> dict[str, list[dict]]:
                 raise RecolorError(f"line {i} is not a --dump line", path) from None
     if "automatic" not in rows:
         raise RecolorError("no image's scores in the dumps", paths[0])
+    if len(steers) > 1:
+        ways = ", ".join(sorted(map(str, steers)))
+        raise RecolorError(f"dumps of a hint model steered in other ways ({ways}): tabulate "
+                           "each alone", paths[0])  # fmt: skip
     return rows
 
 

@@ -345,12 +345,12 @@ def rebalance_stats(
             if target not in (None, "-"):
                 check_not_source(Path(target), sources)
         with contextlib.ExitStack() as held:  # a plot that fails leaves -o unwritten too, as
-            if to_stdout:  # quantize's --preview leaves its -o
-                write_stdout(tool.binary_stdout(), stats.write)
-            elif output is not None:
+            if output is not None and not to_stdout:  # quantize's --preview leaves its -o
                 stats.write(held.enter_context(atomic_open(output)))
             if plot is not None:
                 plot_stats(stats, plot)
+            if to_stdout:  # (after the plot: what is sent cannot be taken back)
+                write_stdout(tool.binary_stdout(), stats.write)
         if output is None:
             write_stdout(tool.text_stdout(), lambda f: f.write(summary(stats)))
         else:
