@@ -57,11 +57,12 @@ AFFINITY_FROM_AUTOMATIC = True
 
 The hints change the features where they are (``hint4`` adds to the decoder's output at the
 hinted cells), so compared there a hint finds fewer cells like it. Posters 201-250 of the
-validation set, 10 truth points, the shipped cls weights fine-tuned with ``--hints`` on 2 CPU
-cores (58 k crops; weights/README.md, "Guided recolouring"): steered through the hint-fed
-features 23.27 dB, through a pass without hints (and the shipped affinity layer) 24.63 dB. A
-model trained from scratch with ``--hints --affinity`` learns its affinity layer on hint-fed
-features: measure both (``weights/evaluate_hints.py --hint-model-steer``)."""
+validation set, the shipped cls weights fine-tuned with ``--hints`` on 2 CPU cores (600 steps
+of 32 crops, its own affinity layer trained on; weights/README.md, "Guided recolouring"), 2 / 10
+truth points: through a pass without hints 21.30 / 24.63 dB, through the hint-fed features
+20.92 / 23.95 dB (automatic 19.42). A model trained from scratch with ``--hints --affinity``
+learns its affinity layer on hint-fed features: measure both (``weights/evaluate_hints.py
+--hint-model-steer``)."""
 
 
 def simulate_points(ab: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
