@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import re
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from .errors import RecolorError
@@ -269,14 +270,21 @@ def _jpeg_ends(data: bytes) -> bool:
     return False
 
 
+def png_chunks(data: bytes) -> Iterator[tuple[bytes, memoryview]]:
+    """(type, data) of each chunk of a PNG file, walked by their lengths up to IEND; CRCs
+    unchecked (the decoder checks them)."""
+    view, pos = memoryview(data), 8  # no copy of the pixel chunks
+    while pos + 8 <= len(data):
+        n, kind = struct.unpack(">I4s", view[pos : pos + 8])
+        yield kind, view[pos + 8 : pos + 8 + n]
+        if kind == b"IEND":
+            return
+        pos += 12 + n
+
+
 def _png_ends(data: bytes) -> bool:
-    """Whether the PNG ``data`` reaches its IEND chunk, walking the chunks by their lengths."""
-    i = 8
-    while i + 12 <= len(data):
-        if data[i + 4 : i + 8] == b"IEND":
-            return True
-        i += 12 + int.from_bytes(data[i : i + 4], "big")
-    return False
+    """Whether the PNG ``data`` reaches its IEND chunk."""
+    return any(kind == b"IEND" for kind, _ in png_chunks(data))
 
 
 def _png(data: bytes) -> ImageHead:

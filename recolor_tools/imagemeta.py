@@ -39,6 +39,7 @@ import numpy as np
 
 from . import __version__
 from .errors import RecolorError, warn
+from .imagehead import png_chunks
 
 SOFTWARE = f"recolor {__version__}"
 """The EXIF Software tag (305) of every output that carries EXIF."""
@@ -193,21 +194,10 @@ def read_meta(data: bytes) -> ImageMeta:
         Image.MAX_IMAGE_PIXELS = limit
 
 
-def _png_chunks(data: bytes) -> Iterator[tuple[bytes, memoryview]]:
-    """(type, data) of each chunk of a PNG file, CRCs unchecked (the decoder checks them)."""
-    view, pos = memoryview(data), 8  # no copy of the pixel chunks
-    while pos + 8 <= len(data):
-        n, kind = struct.unpack(">I4s", view[pos : pos + 8])
-        yield kind, view[pos + 8 : pos + 8 + n]
-        if kind == b"IEND":
-            return
-        pos += 12 + n
-
-
 def _png_meta(data: bytes) -> tuple[bytes | None, bytes | None, bytes | None]:
     """ICC profile, EXIF and XMP of a PNG, wherever their chunks are (eXIf may follow IDAT)."""
     icc = exif = xmp = None
-    for kind, chunk in _png_chunks(data):
+    for kind, chunk in png_chunks(data):
         if kind not in (b"iCCP", b"eXIf", b"iTXt"):
             continue
         body = bytes(chunk)
@@ -234,7 +224,7 @@ def _may_carry(data: bytes) -> bool:
     """Whether the file has a place holding a profile, EXIF or XMP, by walking its chunk or
     marker headers (cheap): files without one skip Pillow's import and header parse."""
     if data.startswith(_PNG):
-        return any(kind in (b"iCCP", b"eXIf", b"iTXt") for kind, _ in _png_chunks(data)) or bool(
+        return any(kind in (b"iCCP", b"eXIf", b"iTXt") for kind, _ in png_chunks(data)) or bool(
             density(data)
         )
     if data.startswith(b"\xff\xd8"):
@@ -286,7 +276,7 @@ def density(data: bytes) -> tuple[float, float] | None:
     per unit 32-bit, unit 1 the metre (1 inch = 0.0254 m).
     """
     if data.startswith(_PNG):
-        for kind, chunk in _png_chunks(data):
+        for kind, chunk in png_chunks(data):
             if kind == b"pHYs" and len(chunk) >= 9:
                 x, y, unit = struct.unpack(">IIB", chunk[:9])
                 if unit != 1 or not (x and y):
