@@ -214,9 +214,9 @@ _FIELDS = (
 """The array fields of :class:`Hints` checked on construction: their row shapes and dtypes."""
 
 
-def _field(name: str, value: npt.ArrayLike, row: tuple[int, ...], dtype: type) -> np.ndarray:
-    """``value`` as a finite ``dtype`` array of rows of shape ``row`` (no copy if it is one);
-    ValueError naming the field ``name`` otherwise."""
+def _field(name: str, value: npt.ArrayLike, row: tuple[int, ...], dtype: type | None) -> np.ndarray:
+    """``value`` as a finite ``dtype`` (None: its own) array of rows of shape ``row`` (no copy if
+    it is one); ValueError naming the field ``name`` otherwise."""
     arr = np.asarray(value)
     if arr.size == 0:
         arr = arr.reshape((0, *row))
@@ -225,9 +225,15 @@ def _field(name: str, value: npt.ArrayLike, row: tuple[int, ...], dtype: type) -
         raise ValueError(f"Hints: {name} must be a {want} array of numbers, got {arr.shape}")
     if not np.isfinite(arr).all():
         raise ValueError(f"Hints: {name} holds NaN or infinity")
+    if dtype is None:
+        return arr
     if np.dtype(dtype).kind == "i" and arr.dtype != dtype and not _whole(arr):
         raise ValueError(f"Hints: {name} must be whole numbers of pixels")
-    return arr.astype(dtype, copy=False)
+    with np.errstate(over="ignore"):  # said below, in the field's words
+        out = arr.astype(dtype, copy=False)
+    if not np.isfinite(out).all():  # 1e39 is finite, and float32's infinity
+        raise ValueError(f"Hints: {name} holds a value beyond float32's range")
+    return out
 
 
 def _whole(arr: np.ndarray) -> bool:
@@ -302,6 +308,12 @@ class Hints:
             xy, percent = parse_points(self.xy)
             object.__setattr__(self, "xy", xy)
             object.__setattr__(self, "percent", percent)
+        else:  # given parsed (resolve, +): checked as parse_points checks (a NaN became -2**63)
+            object.__setattr__(self, "xy", _field("xy", self.xy, (2,), None))
+            percent = np.asarray(self.percent)
+            if percent.shape != self.xy.shape or percent.dtype != bool:
+                raise ValueError(f"Hints: percent must be an (N, 2) bool array like xy, got "
+                                 f"{percent.dtype} {percent.shape}")  # fmt: skip
         if not (len(self.xy) == len(self.percent) == len(self.ab) == len(self.size)):
             raise ValueError("Hints: xy, percent, ab and size must have one row per point")
         # checked here, not where they are used: a zero palette weight made every output pixel

@@ -36,6 +36,31 @@ def predictor(tmp_path_factory) -> predict.Predictor:
         ({"xy": [[5, 5]], "ab": [[1, 2]], "size": [0]}, "size must be 1 or more"),
         ({"xy": [[5, 5]], "ab": [[1, 2]], "size": [1.5]}, "size must be whole"),
         ({"xy": [[5, 5]], "ab": [[1, 2, 3]], "size": [1]}, "ab must be a (N, 2) array"),
+        # a/b finite in float64 but not in float32: stored as infinity
+        ({"xy": [[5, 5]], "ab": [[1e39, 2]], "size": [1]}, "ab holds a value beyond float32's"),
+        # xy given with percent (as resolve gives them) was not checked: NaN became -2**63
+        (
+            {
+                "xy": np.array([[np.nan, 2.0]]),
+                "ab": [[1, 2]],
+                "size": [1],
+                "percent": np.zeros((1, 2), bool),
+            },
+            "xy holds NaN or infinity",
+        ),
+        (
+            {
+                "xy": np.array([[1, 2, 3]]),
+                "ab": [[1, 2]],
+                "size": [1],
+                "percent": np.zeros((1, 2), bool),
+            },
+            "xy must be a (N, 2) array",
+        ),
+        (
+            {"xy": np.array([[1, 2]]), "ab": [[1, 2]], "size": [1], "percent": np.zeros((1, 2))},
+            "percent must be an (N, 2) bool array like xy",
+        ),
     ],
 )
 def test_hints_refuse_values_that_broke_the_output(fields, says):
