@@ -486,14 +486,16 @@ def _suggest_points(tool: Tool, where: list[str]) -> list[tuple[str, str]]:
 def _print_suggestions(tool: Tool, predictor, paths: list[str], points: list, source) -> None:
     """``--suggest X,Y`` (repeatable): one line ``PATH<TAB>X,Y<TAB>#rrggbb<TAB>probability`` per
     colour, for each point in the order given; the network runs once per image."""
+    import math
+
     from ..imageio import read_rgb
     from ..outputs import write_stdout
 
     for path in paths:
         with tool.guard(path):
             found = predictor.suggest_points(read_rgb(path), points, hints=source(path))
-            text = "".join(
-                f"{path}\t{x},{y}\t{hexc}\t{p:.4f}\n"
+            text = "".join(  # rounded down: shares rounded each to the nearest summed to 1.0001
+                f"{path}\t{x},{y}\t{hexc}\t{math.floor(p * 1e4) / 1e4:.4f}\n"
                 for (x, y), colours in zip(points, found, strict=True)
                 for hexc, p in colours
             )
