@@ -245,29 +245,41 @@ _JPEG_SCAN_END = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
 restart marker RSTn or another fill byte (ITU T.81, B.1.1.2 and F.1.2.3)."""
 
 
-def _jpeg_ends(data: bytes) -> bool:
-    """Whether the JPEG ``data`` reaches its end-of-image marker (EOI, 0xFFD9): segments are
-    skipped by their lengths, each scan's data up to the marker after it."""
-    i = 2
+def jpeg_segments(data: bytes, scans: bool = False) -> Iterator[tuple[int, memoryview]]:
+    """(marker, payload) of each segment of a JPEG after SOI, walked by their lengths (T.81
+    B.1.1); markers without a length (TEM, RSTn, EOI) with an empty payload. Fill bytes and
+    stray ones between segments are skipped, as libjpeg and Pillow skip them. It stops before
+    the first scan (SOS), or with ``scans`` steps over each scan's data to the marker after it
+    and goes on to EOI; and at a length below 2 (a corrupt segment that cannot be walked)."""
+    view, i = memoryview(data), 2
     while i + 2 <= len(data):
-        if data[i] != 0xFF:  # stray bytes between segments (as in _jpeg)
+        if data[i] != 0xFF or data[i + 1] == 0xFF:
             i += 1
             continue
         marker = data[i + 1]
-        if marker == 0xD9:
-            return True
-        if marker == 0xFF or marker == 0x01 or 0xD0 <= marker <= 0xD7:  # no length
-            i += 1 if marker == 0xFF else 2
+        if marker in (0x01, 0xD9) or 0xD0 <= marker <= 0xD7:
+            yield marker, view[i + 2 : i + 2]
+            if marker == 0xD9:
+                return
+            i += 2
             continue
-        if i + 4 > len(data):
-            return False
-        i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
+        if (marker == 0xDA and not scans) or i + 4 > len(data):
+            return
+        size = int.from_bytes(data[i + 2 : i + 4], "big")
+        if size < 2:
+            return
+        yield marker, view[i + 4 : i + 2 + size]
+        i += 2 + size
         if marker == 0xDA:  # a scan: its data ends at the next marker
             found = _JPEG_SCAN_END.search(data, i)
             if found is None:
-                return False
+                return
             i = found.start()
-    return False
+
+
+def _jpeg_ends(data: bytes) -> bool:
+    """Whether the JPEG ``data`` reaches its end-of-image marker (EOI, 0xFFD9)."""
+    return any(marker == 0xD9 for marker, _ in jpeg_segments(data, scans=True))
 
 
 def png_chunks(data: bytes) -> Iterator[tuple[bytes, memoryview]]:
@@ -287,6 +299,9 @@ def _png_ends(data: bytes) -> bool:
     return any(kind == b"IEND" for kind, _ in png_chunks(data))
 
 
+_GRAY_DEPTHS = (1, 2, 4, 8, 16)
+
+
 def _png(data: bytes) -> ImageHead:
     if data[12:16] != b"IHDR":
         raise ValueError("no IHDR")
@@ -294,18 +309,15 @@ def _png(data: bytes) -> ImageHead:
     depth, colour_type = data[24], data[25]
     frames, gray = 1, None
     # Both chunks come before the first IDAT; where the chunks end early the decoder reports it.
-    i = 8
-    while i + 16 <= len(data):
-        (length,), kind = struct.unpack(">I", data[i : i + 4]), data[i + 4 : i + 8]
-        if kind == b"acTL":  # an animated PNG: its frame count
-            frames = struct.unpack(">I", data[i + 8 : i + 12])[0]
-        elif kind == b"tRNS" and colour_type == 0 and length >= 2 and depth in (1, 2, 4, 8, 16):
-            gray = struct.unpack(">H", data[i + 8 : i + 10])[0]
+    for kind, chunk in png_chunks(data):
+        if kind == b"acTL" and len(chunk) >= 4:  # an animated PNG: its frame count
+            frames = struct.unpack(">I", chunk[:4])[0]
+        elif kind == b"tRNS" and colour_type == 0 and len(chunk) >= 2 and depth in _GRAY_DEPTHS:
+            gray = struct.unpack(">H", chunk[:2])[0]
             if depth < 8:  # libpng scales 1-, 2- and 4-bit gray to 8 bits: 1 -> 255 at 1 bit
                 gray = gray * 255 // ((1 << depth) - 1)
         elif kind == b"IDAT":
             break
-        i += 12 + length
     return ImageHead("PNG", w, h, 2 if frames > 1 else 1, transparent_gray=gray)
 
 
@@ -314,27 +326,12 @@ _SOF = {m for m in range(0xC0, 0xD0) if m not in (0xC4, 0xC8, 0xCC)}
 
 
 def _jpeg(data: bytes) -> ImageHead:
-    i = 2
-    while i + 4 <= len(data):
-        if data[i] != 0xFF:  # stray bytes between segments: libjpeg skips them too
-            i += 1
-            continue
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # no length
-            i += 2
-            continue
-        (length,) = struct.unpack(">H", data[i + 2 : i + 4])
+    for marker, payload in jpeg_segments(data):
         if marker in _SOF:
-            h, w = struct.unpack(">HH", data[i + 5 : i + 9])
+            h, w = struct.unpack(">HH", payload[1:5])
             if h == 0:
                 raise RecolorError("JPEG height given after the scan (DNL) is not supported")
             return ImageHead("JPEG", w, h)
-        if marker in (0xD9, 0xDA) or length < 2:
-            break
-        i += 2 + length
     raise ValueError("no frame header")
 
 

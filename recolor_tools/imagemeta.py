@@ -31,7 +31,6 @@ import json
 import re
 import struct
 import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +38,7 @@ import numpy as np
 
 from . import __version__
 from .errors import RecolorError, warn
-from .imagehead import png_chunks
+from .imagehead import jpeg_segments, png_chunks
 
 SOFTWARE = f"recolor {__version__}"
 """The EXIF Software tag (305) of every output that carries EXIF."""
@@ -228,7 +227,7 @@ def _may_carry(data: bytes) -> bool:
             density(data)
         )
     if data.startswith(b"\xff\xd8"):
-        for marker, _ in _jpeg_segments(data):
+        for marker, _ in jpeg_segments(data):
             if marker in (0xE1, 0xE2):  # APP1 (Exif, XMP), APP2 (ICC_PROFILE)
                 return True
             if marker == 0xE0 and density(data):  # JFIF's APP0, with a resolution
@@ -239,25 +238,11 @@ def _may_carry(data: bytes) -> bool:
     return data.startswith(_TIFF)
 
 
-def _jpeg_segments(data: bytes) -> Iterator[tuple[int, memoryview]]:
-    """(marker, payload) of a JPEG's segments before its first scan (T.81 B.1.1)."""
-    pos, view = 2, memoryview(data)
-    while pos + 4 <= len(data):
-        if data[pos] != 0xFF or data[pos + 1] == 0xFF:  # fill bytes (T.81 B.1.1.2) and
-            pos += 1  # stray ones before a marker, which libjpeg and Pillow skip too
-            continue
-        marker, size = data[pos + 1], struct.unpack(">H", data[pos + 2 : pos + 4])[0]
-        if marker == 0xDA:  # start of scan: no more headers
-            return
-        yield marker, view[pos + 4 : pos + 2 + size]
-        pos += 2 + size
-
-
 def _jpeg_icc_gap(data: bytes) -> str | None:
     """What is wrong with a JPEG's ICC profile chunks (ICC.1:2010 B.4: APP2 ``ICC_PROFILE\\0``
     segments numbered 1 to their count), which Pillow drops without a word when their numbers
     do not add up (the colours would then be read as sRGB); None without any such chunk."""
-    chunks = [bytes(p[12:14]) for m, p in _jpeg_segments(data)
+    chunks = [bytes(p[12:14]) for m, p in jpeg_segments(data)
               if m == 0xE2 and p[:12] == b"ICC_PROFILE\0" and len(p) >= 14]  # fmt: skip
     if not chunks:
         return None

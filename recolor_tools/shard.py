@@ -31,9 +31,9 @@ BARRIER_TIMEOUT = timedelta(days=7)
 _split: tuple[int, str] | None = None
 """The length and sha256 of the lists :func:`this_rank` split in this process, if it did."""
 
-_lines: dict[str, bool] = {}
-"""What this process's tool reported within a launch, each line once, with whether it said it
-(:func:`keep_line`): what rank 0 says for the others at :func:`together`'s wait."""
+_lines: dict[str, None] = {}
+"""Within a launch, the lines this process's tool reported about the run, each once, in order
+(:func:`keep_line`): rank 0's said, another rank's held back."""
 
 
 def keep_line(line: str, said: bool) -> None:
@@ -41,13 +41,13 @@ def keep_line(line: str, said: bool) -> None:
     is about the whole run is said once). Rank 0 says, at the end, each line another rank held
     back and rank 0 itself did not meet: that rank's own (a ``--weights`` file missing on its
     machine), silent before while torchrun reported the rank failed. Outside a launch (one
-    process) nothing is kept."""
+    process) nothing is kept; nor what another rank said itself (an input's failure)."""
     try:
-        if rank_and_size()[1] <= 1:
-            return
+        rank, size = rank_and_size()
     except RecolorError:  # said where the run began (Tool): no launch to say it in
         return
-    _lines[line] = _lines.get(line, False) or said
+    if size > 1 and said == (rank == 0):
+        _lines[line] = None
 
 
 def rank_and_size(env: Mapping[str, str] | None = None) -> tuple[int, int]:
@@ -158,7 +158,7 @@ def _barrier(env: Mapping[str, str]) -> bool:
         dist.init_process_group("gloo", rank=rank, world_size=size, timeout=BARRIER_TIMEOUT)
         try:
             every: list = [None] * size
-            held = [line for line, said in _lines.items() if not said]
+            held = list(_lines) if rank else []
             dist.all_gather_object(every, (_split, held))  # (the barrier: each waits for all)
         finally:
             dist.destroy_process_group()
