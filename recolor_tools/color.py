@@ -254,13 +254,13 @@ def to_float(img: np.ndarray) -> np.ndarray:
 
 def to_uint8(rgb: np.ndarray) -> np.ndarray:
     """Round float RGB in [0, 1] to uint8 in [0, 255] (values outside are clipped; ValueError
-    for samples that are not floats)."""
+    for samples that are not floats, or NaN)."""
     return _rounded(rgb, 255, np.uint8)
 
 
 def to_uint16(rgb: np.ndarray) -> np.ndarray:
     """Round float RGB in [0, 1] to uint16 in [0, 65535] (values outside are clipped; ValueError
-    for samples that are not floats)."""
+    for samples that are not floats, or NaN)."""
     return _rounded(rgb, 65535, np.uint16)
 
 
@@ -270,6 +270,8 @@ def _rounded(rgb: np.ndarray, peak: int, dtype: type) -> np.ndarray:
     # One float32 temporary, rounded and clipped in place (a 6000x4000 image: 275 MB, not 1 GB);
     # an array also for a number (np.multiply's scalar result could not be rounded in place)
     x = np.array(rgb, dtype=np.float32)
+    if x.size and np.isnan(x.min()):  # (the cast made NaN 0, black, with numpy's warning)
+        raise ValueError("rgb holds NaN")
     x *= np.float32(peak)
     np.rint(x, out=x)
     np.clip(x, 0, peak, out=x)

@@ -57,6 +57,7 @@ import torch
 import torch.nn.functional as F
 
 from . import defaults
+from .errors import is_whole
 from .models import Colorizer, decode
 
 if TYPE_CHECKING:
@@ -472,7 +473,7 @@ def colour_modes(p: np.ndarray, classes: np.ndarray, k: int = 5) -> tuple[np.nda
     less than :data:`SUGGEST_FLOOR` of the mass are dropped (k' <= k: a sure cell has one
     colour).
     """
-    if not (isinstance(k, int | np.integer) and k >= 0):  # -1 once gave every colour
+    if not (is_whole(k) and k >= 0):  # -1 once gave every colour, True one
         raise ValueError(f"k must be a whole number >= 0, got {k!r}")
     p = np.asarray(p, np.float64)
     ab = np.asarray(classes, np.float64)

@@ -39,6 +39,7 @@ from .imageio import (
     read_rgb,
     resize_to,
 )
+from .records import fields_equal
 
 PALETTE_IMAGE_SIDE = 64
 """A palette image is shrunk to this shorter side first (and its longer side to at most 16
@@ -249,7 +250,7 @@ def _origin(a: Hints, b: Hints) -> str | None:
     return b.origin if len(b.xy) or (not len(a.xy) and b.shape) else a.origin
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Hints:
     """Points and a palette for one image.
 
@@ -299,6 +300,8 @@ class Hints:
     spread: str = "alike"
     origin: str | None = None
     layer: str | None = None
+
+    __eq__ = fields_equal  # field by field, arrays by value
 
     def __post_init__(self) -> None:
         if self.spread not in SPREADS:

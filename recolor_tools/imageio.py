@@ -333,6 +333,8 @@ def encode_image(
     rgb = np.asarray(rgb)
     alpha = rgb.ndim == 3 and rgb.shape[2] == 4
     rgb = check_image(rgb, "rgb", 4 if alpha else 3)
+    if not rgb.dtype.isnative:  # big-endian uint16 (from a file's own bytes): said ">u2"
+        rgb = rgb.astype(rgb.dtype.newbyteorder("="))
     if not (rgb.dtype in (np.uint8, np.uint16) or rgb.dtype.kind == "f"):
         raise ValueError(f"rgb must be uint8, uint16 or float, got {rgb.dtype}")
     if rgb.size == 0:
@@ -341,7 +343,7 @@ def encode_image(
         raise ValueError("rgb holds NaN or infinity")
     if alpha and ext not in _ALPHA_EXTS:
         raise ValueError(f"{ext[1:]} holds no alpha channel: write RGBA as png or webp")
-    if isinstance(depth, bool) or depth not in (8, 16):
+    if not is_whole(depth) or depth not in (8, 16):
         raise ValueError(f"depth must be 8 or 16, got {depth!r}")
     if quality is not None and (
         isinstance(quality, bool)

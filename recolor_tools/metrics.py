@@ -25,7 +25,7 @@ import numpy as np
 
 from recolor_tools import color
 from recolor_tools.color import check_image, rgb_to_lab, row_strips
-from recolor_tools.errors import RecolorError
+from recolor_tools.errors import RecolorError, is_whole
 from recolor_tools.imageio import resize_to
 
 if TYPE_CHECKING:
@@ -307,7 +307,7 @@ def error_histogram(
         raise ValueError(f"weights must have shape {e.shape}, got {w.shape}")
     if not np.all((w >= 0) & (w < np.inf)):
         raise ValueError("weights must be non-negative finite numbers")
-    if not (isinstance(t_max, int | np.integer) and t_max >= 0):
+    if not (is_whole(t_max) and t_max >= 0):  # (True was taken for 1)
         raise ValueError(f"t_max must be a whole number >= 0, got {t_max!r}")
     if not np.all(e >= 0):  # NaN too: a Lab image with NaN in it
         raise ValueError("a/b errors must be non-negative numbers (NaN in a Lab image?)")

@@ -51,7 +51,7 @@ import torch
 
 from . import checkpoints, defaults, models
 from .color import check_image, lab_to_rgb_as, rgb_to_lab, row_strips, to_float
-from .errors import RecolorError, check_count
+from .errors import RecolorError, check_count, is_real
 from .guide import class_probabilities, colour_modes, steer
 from .hints import Hints, resolve_points
 from .imageio import resize_to
@@ -188,15 +188,18 @@ class Settings:
                     and 8 <= v <= hi):  # fmt: skip
                 raise ValueError(f"{name} must be an integer from 8 to {hi:g}, got {v!r}")
             object.__setattr__(self, name, int(v))  # (64.0 taken: an int from here on)
-        if not (np.isfinite(self.temperature) and self.temperature >= 0):
+        # checked before float(): True was taken for 1, "0.5" for 0.5
+        if not (is_real(self.temperature) and self.temperature >= 0):
             raise ValueError(f"temperature must be a finite number >= 0, got {self.temperature!r}")
         check_saturation(self.saturation)
+        object.__setattr__(self, "temperature", float(self.temperature))
+        object.__setattr__(self, "saturation", float(self.saturation))
 
 
 def check_saturation(saturation: float) -> None:
     """ValueError unless ``saturation`` is from 0 to :data:`~recolor_tools.defaults.MAX_SATURATION`
     (NaN fails too; a negative one turned every hue to its opposite)."""
-    if not 0 <= saturation <= defaults.MAX_SATURATION:
+    if not (is_real(saturation) and 0 <= saturation <= defaults.MAX_SATURATION):
         raise ValueError(
             f"saturation must be from 0 to {defaults.MAX_SATURATION:g}, got {saturation!r}"
         )
@@ -416,7 +419,7 @@ class Predictor:
         precision: str = "auto",
     ) -> None:
         size = default_size(ckpt) if size is None else size  # 0 is an error, not the default
-        self.settings = Settings(size, max_side, float(temperature), float(saturation))
+        self.settings = Settings(size, max_side, temperature, saturation)
         self.device = models.resolve_device(device) if isinstance(device, str) else device
         self.model = model.to(self.device).eval()
         self.amp_dtype = models.amp_dtype(precision, self.device)

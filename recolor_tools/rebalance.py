@@ -27,6 +27,7 @@ import numpy as np
 
 from . import defaults, quant
 from .errors import OutOfMemory, RecolorError, is_real, is_whole, noting, out_of_memory, said
+from .records import fields_equal
 
 STATS_FORMAT = "recolor-rebalance"
 STATS_VERSION = 1
@@ -108,7 +109,7 @@ def rebalance_weights(
     return w.astype(np.float32)
 
 
-@dataclass
+@dataclass(eq=False)
 class RebalanceStats:
     """Colour-class counts of a data set, their smoothed prior and rebalancing weights.
 
@@ -139,6 +140,8 @@ class RebalanceStats:
     sigma: float
     n_images: int
     n_pixels: int
+
+    __eq__ = fields_equal  # field by field, arrays by value
 
     def save(self, path: str | Path) -> None:
         """Write to ``path`` (npz, format tag ``recolor-rebalance``, version 1; atomic)."""
@@ -236,9 +239,9 @@ class PriorAccumulator:
 
     def __init__(self, classes: np.ndarray, grid: float) -> None:
         self.classes = quant.check_classes(classes)
-        self.grid = float(grid)
-        if not (np.isfinite(self.grid) and self.grid > 0):  # saved with the stats, read back
+        if not (is_real(grid) and grid > 0):  # saved with the stats, read back; True was 1.0
             raise ValueError(f"grid must be a positive number, got {grid!r}")
+        self.grid = float(grid)
         self.counts = np.zeros(len(self.classes), np.int64)
         self.n_images = 0
 
@@ -259,6 +262,8 @@ class PriorAccumulator:
                 f"counts must be {self.counts.shape} whole numbers from 0 to {top}, got "
                 f"{c.dtype} {c.shape}"
             )
+        if (c > top - self.counts).any():  # int64 wrapped to negative counts, unsaid
+            raise ValueError(f"counts: the totals would pass {top}")
         self.counts += c.astype(self.counts.dtype)  # uint64 does not add to int64 in place
         self.n_images += n_images
 

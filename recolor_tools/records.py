@@ -45,7 +45,7 @@ import stat
 import struct
 import zlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import BinaryIO
 
 import numpy as np
@@ -61,6 +61,31 @@ _PREFIX = struct.Struct("<4sHHI")
 _CRC = struct.Struct("<I")
 _MAX_HEADER = 1 << 20
 _DTYPES = {"<f4", "<f2", "<i2", "<i4", "<i8", "|u1", "<u2", "|i1"}
+
+
+def values_equal(a: object, b: object) -> bool:
+    """``a == b`` for values that hold arrays: arrays equal in dtype (either byte order),
+    shape and values (NaN equal to NaN), dicts key by key; anything else by ``==``."""
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        a, b = np.asarray(a), np.asarray(b)
+        # byte order is storage, not value: a big-endian array is written little-endian
+        same_type = a.dtype.newbyteorder("=") == b.dtype.newbyteorder("=")
+        return (
+            same_type
+            and a.shape == b.shape
+            and bool(np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"))
+        )
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(values_equal(a[k], b[k]) for k in a)
+    return bool(a == b)
+
+
+def fields_equal(a: object, b: object) -> bool:
+    """The ``==`` of a dataclass whose fields hold arrays (numpy's "truth value of an array is
+    ambiguous" else): same class, and :func:`values_equal` on each compared field."""
+    if type(a) is not type(b):
+        return NotImplemented
+    return all(values_equal(getattr(a, f.name), getattr(b, f.name)) for f in fields(a) if f.compare)
 
 
 @dataclass(eq=False)
@@ -109,17 +134,9 @@ class Record:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Record):
             return NotImplemented
-        if (self.name, tuple(self.size), self.meta, self.source) != (
+        return (self.name, tuple(self.size), self.meta, self.source) == (
             other.name, tuple(other.size), other.meta, other.source
-        ) or self.arrays.keys() != other.arrays.keys():  # fmt: skip
-            return False
-        for k, a in self.arrays.items():
-            a, b = np.asarray(a), np.asarray(other.arrays[k])
-            if a.dtype != b.dtype or a.shape != b.shape:
-                return False
-            if not np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"):
-                return False
-        return True
+        ) and values_equal(self.arrays, other.arrays)  # fmt: skip
 
     __hash__ = None  # mutable, compared by value
 
@@ -198,7 +215,8 @@ def lab_record(
     resizing); ``source`` as :attr:`Record.source`.
 
     ``lab`` is (H, W, 3), L in [0, 100] and a/b in about [-128, 127], stored as float32 (array
-    ``lab``; with ``l_only`` its L alone, ``L`` (H, W, 1)).
+    ``lab``; with ``l_only`` its L alone, ``L`` (H, W, 1)). A C-contiguous float32 ``lab`` is
+    held as it is, not copied (a scan's Lab image is large): change it and the record changes.
 
     Raises
     ------
@@ -252,6 +270,10 @@ def write_record(stream: BinaryIO, rec: Record) -> None:
         raise ValueError(f"record meta must be a dict, got {type(rec.meta).__name__}")
     if rec.source is not None and not isinstance(rec.source, dict):
         raise ValueError(f"record source must be a dict or None, got {type(rec.source).__name__}")
+    if rec.file is not None and not _is_dev_ino(rec.file):  # (written, then refused on reading)
+        raise ValueError(
+            f"record file must be (device, inode), two integers >= 0, got {rec.file!r}"
+        )
     if len(rec.arrays) > _MAX_ARRAYS:
         raise ValueError(f"a record holds at most {_MAX_ARRAYS} arrays, got {len(rec.arrays)}")
     limit = max_pixels()
@@ -289,7 +311,7 @@ def write_record(stream: BinaryIO, rec: Record) -> None:
             {"name": k, "dtype": v.dtype.str, "shape": list(v.shape)} for k, v in arrays.items()
         ],
     }
-    if rec.source:
+    if rec.source is not None:  # ({} came back None)
         head["source"] = rec.source
     if rec.file is not None:
         head["file"] = list(rec.file)
@@ -409,13 +431,10 @@ def _parse_header(raw: bytes, source: str) -> dict:
             a["shape"] = shape
         if not isinstance(head.get("source", {}), dict | None):
             raise ValueError
-        if "file" in head:  # (device, inode): 64-bit numbers
-            dev_ino = head["file"]
-            if not (isinstance(dev_ino, list) and len(dev_ino) == 2):
+        if "file" in head:
+            if not (isinstance(head["file"], list) and _is_dev_ino(head["file"])):
                 raise ValueError
-            if not all(type(v) is int and 0 <= v < 1 << 64 for v in dev_ino):
-                raise ValueError
-            head["file"] = tuple(dev_ino)
+            head["file"] = tuple(head["file"])
         return head
     except (ValueError, KeyError, TypeError, IndexError):
         raise RecolorError("corrupt record header (fields missing or malformed)", source) from None
@@ -424,6 +443,14 @@ def _parse_header(raw: bytes, source: str) -> dict:
 def _where(source: str, name: str) -> str:
     """How an error names a record: ``file: name``, or the name alone for stdin."""
     return name if source == "-" else f"{source}: {name}"
+
+
+def _is_dev_ino(v: object) -> bool:
+    """Whether ``v`` is a (device, inode) pair: two whole numbers, 64-bit unsigned."""
+    try:
+        return len(v) == 2 and all(is_whole(n) and 0 <= n < 1 << 64 for n in v)
+    except TypeError:
+        return False
 
 
 def _footprint(shape: Sequence[int]) -> tuple[int, int]:
@@ -545,8 +572,9 @@ def iter_records(stream: BinaryIO, source: str = "<stdin>", start: bytes = b"") 
             raise RecolorError("corrupt record (checksum mismatch)", source)
         count += 1
         meta = dict(head.get("meta") or {})
-        carried = head.get("source") or None
-        yield Record(str(head["name"]), head["size"], arrays, meta, carried, file=head.get("file"))
+        yield Record(
+            str(head["name"]), head["size"], arrays, meta, head.get("source"), file=head.get("file")
+        )
 
 
 def is_record_stream(prefix: bytes) -> bool:

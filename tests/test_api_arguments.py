@@ -432,3 +432,79 @@ def test_glob_matches_as_glob_does_without_links(tmp_path, monkeypatch):
     (tmp_path / "L").mkdir()
     (tmp_path / "L" / "one.txt").write_text("../d\n")
     assert inputs.input_roots(["L/*.txt"]) == inputs.input_roots(["L/one.txt"]) == [Path("L/../d")]
+
+
+def _refused(call, says: str) -> None:
+    with pytest.raises(ValueError, match=says):
+        call()
+
+
+def test_bools_and_texts_are_not_taken_for_numbers(predictor):
+    """True was taken for 1 and "0.5" for 0.5 (or a truthy "no" for True): each argument is
+    refused by name instead."""
+    from recolor_tools import quant, rebalance
+
+    cls = quant.gamut_classes(8)
+    lab = np.zeros((2, 2, 3))
+    _refused(lambda: metrics.auc(lab, lab, t_max=True), "t_max must be a whole number")
+    _refused(lambda: quant.annealed_mean(np.ones((2, len(cls))), cls, logits="no"), "logits")
+    _refused(lambda: quant.mode(np.ones((2, len(cls))), cls, logits="no"), "logits")
+    for t in (True, "0.5"):
+        _refused(lambda t=t: predict.Settings(64, None, t, 1.0), "temperature must be")
+    _refused(lambda: predict.Settings(64, None, 0.5, "1"), "saturation must be")
+    for grid in (True, "8"):
+        _refused(lambda grid=grid: rebalance.PriorAccumulator(cls, grid), "grid must be")
+    rgb = np.zeros((2, 2, 3), np.uint8)
+    _refused(lambda: imageio.encode_image(rgb, ".png", depth=16.0), "depth must be 8 or 16")
+    _refused(lambda: predictor.suggest(np.zeros((16, 16, 3), np.float32), 1, 1, k=True), "k must")
+    # what is right still goes: a whole float size, numpy numbers, an int temperature
+    s = predict.Settings(64.0, None, np.int64(1), np.float32(1.5))
+    assert (s.size, s.temperature, s.saturation) == (64, 1.0, 1.5)
+    assert type(s.temperature) is float and type(s.saturation) is float
+
+
+def test_counts_that_would_wrap_past_int64_are_refused():
+    from recolor_tools import quant, rebalance
+
+    acc = rebalance.PriorAccumulator(quant.gamut_classes(8), 8)
+    c = np.zeros(len(acc.classes), np.int64)
+    c[3] = 2**62
+    acc.add_counts(c)
+    c[3] -= 1
+    acc.add_counts(c)  # up to the top is fine
+    c[3] = 1
+    with pytest.raises(ValueError, match="totals would pass"):
+        acc.add_counts(c)
+    assert acc.counts[3] == 2**63 - 1  # nothing was added
+
+
+def test_rgb_with_nan_is_refused_not_written_black():
+    rgb = np.full((2, 2, 3), 0.5, np.float32)
+    rgb[1, 1, 2] = np.nan
+    for to in (color.to_uint8, color.to_uint16):
+        with pytest.raises(ValueError, match="NaN"):
+            to(rgb)
+    assert (color.to_uint8(rgb[:1]) == 128).all()
+
+
+def test_big_endian_uint16_is_encoded_as_its_values():
+    rgb = np.full((2, 3, 3), 1000, ">u2")
+    back = cv2.imdecode(np.frombuffer(imageio.encode_image(rgb, ".png", 16), np.uint8), -1)
+    assert back.dtype == np.uint16 and (back == 1000).all()
+
+
+def test_hints_and_stats_compare_by_value():
+    """``==`` raised numpy's "truth value of an array is ambiguous"."""
+    from recolor_tools import quant, rebalance
+
+    a = Hints(xy=[[1, 2]], ab=[[3, 4]], size=[1], palette_ab=[[5, 6]], palette_w=[1])
+    assert a == Hints(xy=[[1, 2]], ab=[[3, 4]], size=[1], palette_ab=[[5, 6]], palette_w=[1])
+    assert a != Hints(xy=[[1, 3]], ab=[[3, 4]], size=[1], palette_ab=[[5, 6]], palette_w=[1])
+    assert a != Hints(xy=[[1, 2]], ab=[[3, 4]], size=[1]) and a != "a"
+
+    def stats(n: float) -> rebalance.RebalanceStats:
+        acc = rebalance.PriorAccumulator(quant.gamut_classes(8), 8)
+        acc.add(np.full((4, 4, 2), n, np.float32))
+        return acc.finish()
+
+    assert stats(0) == stats(0) and stats(0) != stats(40)

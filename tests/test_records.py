@@ -155,6 +155,10 @@ def test_good_records_before_a_break_are_still_delivered():
         (records.Record("a", (2, 2), {}, [1]), "record meta must be a dict"),
         (records.Record("a", (2, 2), {}, {"x": object()}), "JSON-serialisable"),
         (records.Record("a", (2, 2), {}, {}, ["s"]), "record source must be a dict"),
+        # written, then refused by the reader as a corrupt header
+        (records.Record("a", (2, 2), {}, file=(-1, 2)), r"record file must be \(device, inode\)"),
+        (records.Record("a", (2, 2), {}, file=(True, 2)), r"record file must be \(device, inode\)"),
+        (records.Record("a", (2, 2), {}, file=(1,)), r"record file must be \(device, inode\)"),
         (records.Record("a", (2, 2), {}, {"x": "y" * (1 << 20)}), "header of"),
     ],
 )
@@ -176,6 +180,17 @@ def test_write_record_stores_big_endian_and_numpy_sizes_readably():
     np.testing.assert_array_equal(back.arrays["m"], [0, 1, 2])
     assert back == records.Record("a", (2, 3), {k: v.astype(v.dtype.newbyteorder("<"))
                                                 for k, v in rec.arrays.items()})  # fmt: skip
+    assert back == rec  # byte order is storage: the values are the same
+
+
+@pytest.mark.parametrize("source", [None, {}, {"depth": 16}])
+def test_a_record_reads_back_equal_to_what_was_written(source):
+    """source={} came back None (not equal to the record written)."""
+    rec = records.Record(
+        "a", (2, 3), {"m": np.arange(3, dtype=np.float32)}, {}, source, file=(5, 7)
+    )
+    (back,) = records.iter_records(io.BytesIO(_stream(rec)))
+    assert back == rec and back.source == source and back.file == (5, 7)
 
 
 @pytest.mark.parametrize("l_only", [False, True])
