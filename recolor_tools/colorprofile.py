@@ -13,7 +13,7 @@ Display P3, gray gamma profiles: :mod:`recolor_tools.iccshaper`, in float, withi
 of the true value; on 8-bit data 99.3% of samples equal to littleCMS's, none more than one code
 off). A profile with lookup tables (``A2B0``: a scanner's measured profile) goes through its
 transform sampled once on a regular grid of GRID x GRID x GRID RGB nodes and applied as a 3-D
-lookup table with tetrahedral interpolation (:mod:`recolor_tools.lut3d`, as littleCMS does on
+lookup table with tetrahedral interpolation (:mod:`recolor_tools.quant.lut3d`, as littleCMS does on
 its own tables), in float32. ``GRID - 1 = 85`` divides 255, so every node is an exact 8-bit
 input whose value is littleCMS's (rounded to 8 bits: 0.5/255, at most about 0.2 L units).
 Measured against ImageCms on 8-bit data of the wide-gamut profile of tests/archive_inputs.py
@@ -229,7 +229,7 @@ def _formula(icc: bytes, to_srgb: bool) -> Callable[[np.ndarray], np.ndarray] | 
 
 
 def apply_lut(rgb: np.ndarray, table: np.ndarray) -> np.ndarray:
-    """Interpolate a regular 3-D table (tetrahedral, :func:`recolor_tools.lut3d.tetrahedral`).
+    """Interpolate a regular 3-D table (tetrahedral, :func:`recolor_tools.quant.lut3d.tetrahedral`).
 
     Parameters
     ----------
@@ -242,7 +242,7 @@ def apply_lut(rgb: np.ndarray, table: np.ndarray) -> np.ndarray:
     -------
     (..., 3) float32
     """
-    from .lut3d import tetrahedral
+    from .quant.lut3d import tetrahedral
 
     shape = np.shape(rgb)
     src = np.ascontiguousarray(rgb, np.float32).reshape(-1, 3)

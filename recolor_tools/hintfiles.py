@@ -124,8 +124,8 @@ def _from_layer(data: bytes, name: str) -> Hints:
 
 def read_hints(path: str | Path) -> Hints:
     """A hint file: JSON or a hint layer image (pixels with alpha > 0), told apart by its bytes
-    where they tell (an image's magic number; a JSON object's ``{``), else by its name (an
-    empty ``.json`` is no hints, an empty or unreadable ``.png`` a broken layer).
+    where they tell (an image's magic number; a JSON object's ``{``), else by its name (empty
+    or blank is no hints, but an empty or unreadable ``.png`` is a broken layer).
 
     Raises
     ------
@@ -155,12 +155,19 @@ def _check_hint_start(start: bytes, path: str | Path) -> None:
 
 def _looks_json(data: bytes, suffix: str) -> bool:
     """Whether a named hint file is JSON: a JSON object by its first byte, an image by its magic
-    number, anything else (empty, text, a format recolor does not read) by its extension."""
-    from .imagehead import is_image
+    number (also one of a format recolor does not read, which the layer reader names), and
+    anything else (empty, blank, other text) JSON unless its name is an image's: an empty
+    ``.png`` is a broken layer, an empty ``poster.hints`` or ``<(printf '')`` no hints (as
+    stdin's)."""
+    from .imagehead import IMAGE_EXTS, OTHER_IMAGE_EXTS, is_image, other_format
 
     if is_image(data):
         return False
-    return data.lstrip(_JSON_SPACE).startswith(b"{") or suffix.lower() == ".json"
+    if data.lstrip(_JSON_SPACE).startswith(b"{"):
+        return True
+    if data.strip(_JSON_SPACE) and other_format(data) not in ("text", "unknown format"):
+        return False  # GIF, SVG, HEIF...: "not an image recolor reads (GIF)"
+    return suffix.lower() not in (*IMAGE_EXTS, *OTHER_IMAGE_EXTS)
 
 
 _JSON_SPACE = b"\xef\xbb\xbf \t\r\n"  # a UTF-8 byte-order mark and JSON's white space
@@ -282,7 +289,7 @@ class HintSource:
         if isinstance(own, _Ambiguous):
             raise own.error()
         if own is not None:
-            h = self._checked(h + read_hints(own), own)
+            h = self._checked(read_hints(own) + h, own)  # --hint after: it wins an overlap
         # An empty layer is still checked against the image's size: a wrong file, not "none".
         return None if h.empty and h.shape is None else h
 
@@ -331,5 +338,6 @@ def hint_source(
         own, problems = match_hint_files(hints, inputs, paths, palette)
         return HintSource(common, own), problems
     if hints is not None:
-        return HintSource(common + read_hints(hints), common_file=hints), []
+        # the file's points first: a --hint given on top of a file wins where squares overlap
+        return HintSource(read_hints(hints) + common, common_file=hints), []
     return HintSource(common), []

@@ -121,7 +121,15 @@ class ImageMeta:
         image without metadata."""
         data = data or {}
         try:
-            blobs = {k: base64.b64decode(data[k]) for k in ("icc", "exif", "xmp") if data.get(k)}
+            blobs = {}
+            for k in ("icc", "exif", "xmp"):
+                if data.get(k):  # (an int was said as base64's own TypeError, "@@@" read as b"")
+                    if not isinstance(data[k], str):
+                        raise ValueError(f"{k} is not base64 text")
+                    try:
+                        blobs[k] = base64.b64decode(data[k], validate=True)
+                    except ValueError:
+                        raise ValueError(f"{k} is not base64 text") from None
             depth = data.get("depth", 8)
             if type(depth) is not int or depth not in (8, 16):  # (12 was written as 16)
                 raise ValueError(f"depth {json.dumps(depth)}, not 8 or 16")

@@ -40,6 +40,7 @@ from .errors import (
     write_failure,
 )
 from .process import STDOUT_NAME, silence_stdout
+from .records import name_problem
 
 SOURCE_REFUSED = "refusing to overwrite the image the record was made from"
 
@@ -276,6 +277,8 @@ class Outputs:
         """The file the input (or record) ``name`` goes to; None for stdout."""
         if self.directory is None:
             return self.file
+        if problem := name_problem(name):  # a record's (said as "embedded null byte")
+            raise RecolorError(f"its name {problem}")
         rel = Path(safe_name(name))
         suffix = self.suffix(rel.name) if callable(self.suffix) else self.suffix
         return self.directory / rel.with_name(rel.stem + suffix)
@@ -287,8 +290,10 @@ class Outputs:
         input skipped before this one has it (a second input of that output is not skipped:
         :meth:`write` refuses it, as it does without ``skip_existing``). A stream file
         (``to-lab -o all.lab``) that exists holds every input's record: all are skipped."""
+        if not self.skip_existing:
+            return False
         out = self.path(name)
-        if not (self.skip_existing and out is not None and _written_before(out)):
+        if not (out is not None and _written_before(out)):
             return False
         if self.many_per_file and self.directory is None:  # it was written whole (atomically)
             if not self._skipped:  # said once: inputs added since are skipped too

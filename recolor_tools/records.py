@@ -445,6 +445,18 @@ def _where(source: str, name: str) -> str:
     return name if source == "-" else f"{source}: {name}"
 
 
+def name_problem(name: str) -> str | None:
+    """Why ``name`` can name no file (a NUL; a lone surrogate other than the \\udc80-\\udcff
+    that stand for a file name's bytes that are not UTF-8), or None."""
+    if "\0" in name:
+        return "holds a NUL character"
+    try:
+        os.fsencode(name)
+    except UnicodeEncodeError:
+        return "holds a character no file name can hold (a lone surrogate)"
+    return None
+
+
 def _is_dev_ino(v: object) -> bool:
     """Whether ``v`` is a (device, inode) pair: two whole numbers, 64-bit unsigned."""
     try:

@@ -185,4 +185,6 @@ def _say_held_back(held: list[list[str]]) -> None:
                 who.setdefault(line, []).append(r)
     for line, ranks in who.items():
         which = f"rank {ranks[0]}" if len(ranks) == 1 else f"ranks {', '.join(map(str, ranks))}"
-        print(f"{line} ({which})", file=sys.stderr, flush=True)
+        line, see, usage = line.rpartition(" (see ")  # a usage line still ends with its pointer
+        said = f"{line} ({which}){see}{usage}" if see else f"{usage} ({which})"
+        print(said, file=sys.stderr, flush=True)

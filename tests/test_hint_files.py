@@ -4,6 +4,9 @@ and their errors, one line each."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+from contextlib import nullcontext
 from pathlib import Path
 
 import cv2
@@ -351,6 +354,18 @@ def test_a_hint_file_is_json_or_a_layer_by_its_bytes(tmp_path, weights):
         ), p.stderr
     run(["predict", tmp_path / "a.png", "--hints", tmp_path / "empty.json", "-w",
          weights["cls"], "-o", tmp_path / "e.png"], check_rc=0)  # fmt: skip
+    # an empty or blank file of another name is no hints too, as stdin's: it was "empty file"
+    # (also a process substitution's /dev/fd/63) or "not an image recolor reads (text)"
+    (tmp_path / "poster.hints").write_bytes(b"")
+    (tmp_path / "blank").write_bytes(b" \n")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for name in ("poster.hints", "blank", "fifo"):
+        o = tmp_path / f"none-{name}.png"
+        with subprocess.Popen(["sh", "-c", f": > '{fifo}'"]) if name == "fifo" else nullcontext():
+            run(["predict", tmp_path / "a.png", "--hints", tmp_path / name, "-w",
+                 weights["cls"], "-o", o], check_rc=0)  # fmt: skip
+        assert o.read_bytes() == (tmp_path / "e.png").read_bytes(), name
 
 
 def test_palette_weights_far_apart_are_kept_in_float32(tmp_path, weights, image):
@@ -434,3 +449,26 @@ def test_outputs_into_the_hint_folder_are_a_usage_error(tmp_path, weights, image
         "recolor predict: -o recolored/ (the default): inside the --hints folder, where "
         "outputs would be read as hint files (see recolor predict -h)\n"
     )
+
+
+def test_a_hint_on_the_command_line_corrects_a_hint_file(tmp_path, weights, image):
+    """Where a --hint's square overlaps a file's point, the --hint holds (it was the file's,
+    whatever the order given): the file is the base, the command line the correction, for a
+    single file and for a hint folder alike."""
+    src, _ = image
+    hdir = tmp_path / "hints"
+    hdir.mkdir()
+    doc = {"points": [{"x": 20, "y": 20, "color": "#c0392b", "size": 5},
+                      {"x": 50, "y": 30, "color": "#c0392b"}]}  # fmt: skip
+    for f in (tmp_path / "h.json", hdir / "a.json"):
+        f.write_text(json.dumps(doc))
+    for given in (tmp_path / "h.json", hdir):
+        o = tmp_path / f"out-{given.name}.png"
+        run(["predict", src, "-w", weights["cls"], "--hint", "20,20=#1d4e89", "--hints", given,
+             "-o", o], check_rc=0)  # fmt: skip
+        # (the hint's a/b at the pixel's own lightness, clipped to sRGB: not the hex itself)
+        ab = lab(read_rgb_u8(o))[..., 1:]
+        blue, red = hints.parse_color("#1d4e89"), hints.parse_color("#c0392b")
+        for x, y, want, other in ((20, 20, blue, red), (21, 21, red, blue), (50, 30, red, blue)):
+            d = np.linalg.norm(ab[y, x] - want), np.linalg.norm(ab[y, x] - other)
+            assert d[0] < d[1] / 3, (given, x, y, d)  # the --hint's pixel, then the file's

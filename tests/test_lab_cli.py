@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import os
@@ -467,3 +468,35 @@ def test_from_lab_to_one_file_keeps_it_when_the_encoding_fails(tmp_path):
     out.unlink()
     p = run(["from-lab", "-o", out, "-"], input=lab)
     assert p.returncode == 1 and not out.exists()
+
+
+def test_a_record_that_names_no_file_or_holds_bad_metadata_fails_alone(tmp_path):
+    """A record name with a NUL or a lone surrogate (not one of the \\udc80-\\udcff that stand
+    for a file name's bytes) was said as Python's "embedded null byte" or a codec's error, and
+    source metadata that is no base64 text as base64's TypeError, or taken as empty: each is a
+    plain line now, and the other records are still written."""
+    lab = np.zeros((4, 5, 3), np.float32)
+    lab[..., 0] = 50
+    recs = [
+        records.Record("a\0b.png", (4, 5), {"lab": lab}),
+        records.Record("c\ud800.png", (4, 5), {"lab": lab}),
+        records.Record("icc.png", (4, 5), {"lab": lab}, {}, {"depth": 8, "icc": 5}),
+        records.Record("exif.png", (4, 5), {"lab": lab}, {}, {"depth": 8, "exif": "@@@"}),
+        records.Record("good.png", (4, 5), {"lab": lab}),
+    ]
+    buf = io.BytesIO()
+    for r in recs:
+        records.write_record(buf, r)
+    (tmp_path / "s.lab").write_bytes(buf.getvalue())
+    for tool in (["from-lab"], ["from-lab", "--skip-existing"], ["quantize", "-q"]):
+        out = tmp_path / "-".join(tool)
+        p = run([*tool, tmp_path / "s.lab", "-o", f"{out}/"])
+        lines = p.stderr.decode().splitlines()
+        assert p.returncode == 1 and len(lines) == (4 if tool[0] == "from-lab" else 2), lines
+        assert lines[0].endswith(": a\\x00b.png: its name holds a NUL character"), lines
+        assert "c\\ud800.png: its name holds a character no file name can hold" in lines[1]
+        if tool[0] == "from-lab":
+            assert lines[2].endswith("icc.png: corrupt source metadata in record header (icc is "
+                                     "not base64 text)"), lines  # fmt: skip
+            assert lines[3].endswith("(exif is not base64 text)"), lines
+        assert "good" in " ".join(f.name for f in out.iterdir())

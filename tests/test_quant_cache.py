@@ -100,8 +100,9 @@ def test_kernels_cache_under_xdg_cache_home_when_the_package_is_read_only(tmp_pa
 
 
 def test_the_colour_table_kernel_caches_with_the_others(tmp_path):
-    # lut3d's kernel (16-bit and float images with an ICC profile) is outside quant/: its cache
-    # must follow the same rule, not numba's own default ($XDG_CACHE_HOME/numba).
+    # lut3d's kernel (16-bit and float images with an ICC profile) is no colour-class kernel
+    # and is imported by colorprofile alone: its cache must follow the same rule, not numba's
+    # own default ($XDG_CACHE_HOME/numba).
     site = _unwritable_copy(tmp_path)
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
     xdg = tmp_path / "xdg"
@@ -201,8 +202,9 @@ def test_the_cache_follows_the_kernels_sources(tmp_path):
     search = copy / "quant" / "search.py"
     search.write_text(search.read_text() + "\n# another version\n")
     assert quant.jit.source_stamp(copy / "quant") != before
-    (copy / "lut3d.py").write_text((ROOT / "recolor_tools" / "lut3d.py").read_text() + "#\n")
+    lut = copy / "quant" / "lut3d.py"
     search.write_text((ROOT / "recolor_tools" / "quant" / "search.py").read_text())
+    lut.write_text(lut.read_text() + "#\n")
     assert quant.jit.source_stamp(copy / "quant") != before  # lut3d.py counts too
     assert Path(numba.config.CACHE_DIR).name == f"src-{before}"
     assert quant.jit.cache_dir({"XDG_CACHE_HOME": "relative", "HOME": str(tmp_path / "h")}) == (

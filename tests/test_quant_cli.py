@@ -80,6 +80,11 @@ def test_quantize_previews_into_a_directory(tmp_path, images):
     stages = pipeline(["to-lab", *images], ["quantize", "--preview", f"{prev}/"])
     assert stages[1].returncode == 0, stages[1].stderr
     assert sorted(p.name for p in prev.iterdir()) == ["a.png", "b.png", "c.png"]
+    # a name without an image extension is a folder, as predict's and from-lab's -o (it was
+    # one PNG file of that name, and the second input "already written")
+    p = run(["quantize", "--preview", tmp_path / "shown", "-o", tmp_path / "t0", *images])
+    assert p.returncode == 0, p.stderr
+    assert sorted(p.name for p in (tmp_path / "shown").iterdir()) == ["a.png", "b.png", "c.png"]
     p = run(["quantize", "--preview", tmp_path / "one.png", "-o", tmp_path / "t", *images])
     assert p.returncode == 1 and b"already written" in p.stderr
 
@@ -225,7 +230,7 @@ def test_commands_do_not_import_torch(tmp_path, images):
         # an image FILE option naming a folder once wrote a file of its name (typer dropped "/")
         ("rebalance-stats", ["--plot", "figs/"], "--plot figs/: names an image file, not a dir"),
         ("rebalance-stats", ["--plot", "p.xyz"], "--plot p.xyz: unknown image format '.xyz'"),
-        ("quantize", ["--preview", "p.xyz"], "--preview p.xyz: unknown image format '.xyz'"),
+        ("quantize", ["--preview", "p.gif"], "--preview p.gif: unknown image format '.gif'"),
     ],
 )
 def test_bad_numbers_are_usage_errors(tmp_path, images, tool, args, match):
@@ -233,7 +238,7 @@ def test_bad_numbers_are_usage_errors(tmp_path, images, tool, args, match):
     image files that cannot be written: exit 2, one line, before any input is read, nothing
     written."""
     out = tmp_path / "out"
-    p = run([tool, images[0], *args, "-o", out])
+    p = run([tool, images[0], *args, "-o", out], cwd=tmp_path)  # (relative names land here)
     match = match.format(Q=len(quant.gamut_classes(8)))  # --grid's default
     assert p.returncode == 2 and p.stderr.decode().startswith(f"recolor {tool}: {match}")
     assert len(p.stderr.splitlines()) == 1 and not out.exists()

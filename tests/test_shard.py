@@ -227,6 +227,19 @@ def test_an_error_only_another_rank_met_is_said_by_rank_0(tmp_path):
     assert ps[0].stderr.decode() == f"recolor predict: {gone}: no such file (rank 1)\n"
     assert ps[1].stderr == b""
     assert sorted(f.name for f in (tmp_path / "o").iterdir()) == ["a.png"]  # rank 0's share
+    # a usage line held back names the rank before its pointer to -h, as train's do (it came
+    # after: "... (see recolor predict -h) (rank 1)")
+    gif = tmp_path / "x.gif"
+    ps = ranks_by_hand(common, [*common, "-o", gif])
+    assert [p.returncode for p in ps] == [0, 2], [p.stderr for p in ps]
+    assert (
+        ps[0]
+        .stderr.decode()
+        .endswith(
+            f"recolor predict: -o {gif}: unknown image format '.gif' (use one of .jpg, .jpeg, .png,"
+            " .tif, .tiff, .webp, .bmp) (rank 1) (see recolor predict -h)\n"
+        )
+    )
     both = ranks_by_hand(*[[*common, "--weights", gone]] * 2)
     assert [(p.returncode, p.stderr.decode()) for p in both] == [
         (1, f"recolor predict: {gone}: no such file\n"),

@@ -109,9 +109,9 @@ def from_lab(
     )
     with tool.opened(router) as out:
         for rec in tool.progress(iter_lab_sources(paths, tool.fail, roots)):
-            if out.skip(rec.name):
-                continue
             with tool.guard(rec.where):  # an image: its path; a record: its file and name
+                if out.skip(rec.name):  # (inside: a record's name may name no file)
+                    continue
                 src, dest = ImageMeta.from_json(rec.source), out.path(rec.name)
                 dtype = output_dtype(dest, ext, src, depth, keep_profile)
                 rgb = lab_to_rgb_as(rec.lab(gray_if_l_only=True), dtype)
@@ -215,6 +215,7 @@ def quantize(
     paths, roots = expand_inputs(args, (LAB_EXT, *IMAGE_EXTS)), input_roots(args)
     if preview == "-":
         tool.usage("--preview needs a FILE or DIR/, not stdout")
+    preview = image_output(preview)  # --preview shown: shown/ (as predict's -o; a PNG before)
     format_ext(tool, None, preview, "--preview")
     if hard and k not in (None, 1):  # it would be ignored without a word
         tool.usage(f"-k {k} and --hard exclude each other (--hard keeps the nearest class only)")

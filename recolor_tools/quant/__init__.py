@@ -13,6 +13,9 @@ module a job:
   builds the tables they search with;
 - :mod:`.decode`: :func:`annealed_mean` and :func:`mode` (distribution -> a/b);
 - :mod:`.targets`: :func:`encode_record` and :func:`preview_rgb` for ``recolor quantize``;
+- :mod:`.lut3d`: tetrahedral interpolation in a 3-D colour table, for colour profiles
+  (:mod:`recolor_tools.colorprofile`): no colour-class job, but a numba kernel, and every kernel
+  lives here, in one cache;
 - :mod:`.jit`: numba set-up: the on-disk cache of compiled kernels (a writable directory even
   when the package's is not), the threads large calls run on, two intrinsics.
 

@@ -60,14 +60,14 @@ def cache_dir(env: dict | None = None) -> Path | None:
 
 
 def source_stamp(here: Path = Path(__file__).resolve().parent) -> str:
-    """A short hash of the kernels' sources (``quant/*.py`` and ``lut3d.py`` beside ``here``),
+    """A short hash of the kernels' sources (``quant/*.py``, ``here``),
     the name of the cache's subfolder: numba checks a cached kernel against its own file only,
     so a kernel compiled with another version of the constants and helpers it takes from the
     others (``search._FINE``, :func:`fetch_add`) was loaded, stale, and gave other classes."""
     import hashlib
 
     digest = hashlib.sha1()
-    for f in [*sorted(here.glob("*.py")), here.parent / "lut3d.py"]:
+    for f in sorted(here.glob("*.py")):
         digest.update(f.read_bytes())
     return digest.hexdigest()[:12]
 

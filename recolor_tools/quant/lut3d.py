@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .quant.jit import njit  # the kernel cache goes where recolor's others go, as safely
+from .jit import njit
 
 
 # Serial on purpose: images are read by threads (rebalance-stats -j) and forked loader processes
