@@ -553,7 +553,10 @@ def palette_from_image(path: str | Path) -> Hints:
     w = img[:, :, 3].reshape(-1)
     if not w.any():
         raise RecolorError("the palette image is transparent all over", path)
-    rgb = np.clip(img[:, :, :3] / np.maximum(img[:, :, 3:], np.float32(1e-6)), 0, 1)
+    # un-premultiplied where there is any alpha (a floor of 1e-6 darkened a float layer's
+    # faint pixels: alpha 1e-7 gave a tenth of their colour)
+    a = img[:, :, 3:]
+    rgb = np.clip(np.divide(img[:, :, :3], a, out=np.zeros_like(img[:, :, :3]), where=a > 0), 0, 1)
     ab = rgb_to_lab(rgb)[:, :, 1:].reshape(-1, 2)
     keep = w > 0
     return Hints(

@@ -144,6 +144,9 @@ def make_dir(path: Path) -> None:
     """Create an output directory (and its parents), or raise one clear :class:`RecolorError`."""
     if path.exists() and not path.is_dir():
         raise RecolorError("exists and is not a directory", path)
+    above = next((p for p in path.parents if p.exists()), None)  # a file where a folder goes:
+    if above is not None and not above.is_dir():  # named, as train and -o FILE name it
+        raise RecolorError("not a directory", above)
     try:
         # the missing folders top down, in a loop: mkdir(parents=True) recurses once a level,
         # and a tree 1,000 deep mirrored from an input folder ended in a RecursionError

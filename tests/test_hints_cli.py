@@ -443,3 +443,16 @@ def test_temperature_for_the_reg_head_a_usage_error(weights, image, tmp_path):
             check_rc=0)  # fmt: skip
         out[t] = dest.read_bytes()
     assert out[None] == out["0.38"] != out["0"]  # the default is 0.38
+
+
+def test_a_faint_palette_image_keeps_its_colours(tmp_path):
+    """A float layer whose alpha is everywhere below 1e-6 was un-premultiplied by at least 1e-6,
+    so its colours came out a tenth as bright (grey): the colour is its own at any opacity."""
+    bgra = np.zeros((8, 8, 4), np.float32)
+    bgra[..., 0] = 1.0  # blue
+    bgra[..., 3] = 1e-7
+    path = tmp_path / "faint.tif"
+    assert cv2.imwrite(str(path), bgra)
+    h = hints.palette_from_image(path)
+    assert np.allclose(h.palette_ab, hints.parse_color("#0000ff"), atol=0.5)
+    assert np.isclose(h.palette_w.sum(), 1)
