@@ -304,6 +304,14 @@ def train_step(run: Run, state: TrainState, batch: dict[str, Any]) -> torch.Tens
     return loss
 
 
+def _epoch_items(run: Run) -> int:
+    """Images a pass takes on this rank: the whole batches (the last, incomplete one is
+    dropped, so an epoch of 6 images in batches of 4 ended at "epoch 0.67"), or all of them
+    where they make less than one batch."""
+    lo = run.loaders
+    return max(1, min(lo.per_rank, lo.steps_per_epoch * run.cfg.batch_size))
+
+
 def evaluate_and_log(run: Run, state: TrainState, regular: bool) -> dict[str, Any]:
     """Evaluate, append one line to ``OUT/metrics.jsonl`` and log it; returns the metrics.
 
@@ -326,7 +334,7 @@ def evaluate_and_log(run: Run, state: TrainState, regular: bool) -> dict[str, An
         state.loss_n = 0
     metrics = {
         "step": state.step,
-        "epoch": state.epoch + state.pos / max(run.loaders.per_rank, 1),
+        "epoch": state.epoch + state.pos / _epoch_items(run),
         "train_loss": train_loss,
         **val,
         "lr": run.opt.lr,  # the network's; 0 where it is kept (the log showed --hint-lr)
@@ -584,16 +592,21 @@ def _primitive(obj: Any) -> Any:
 
 
 def _trim_metrics(path: Path, keep_through: int) -> None:
-    """Drop metric lines after step ``keep_through`` (all when 0): a resumed run rewrites them."""
-    if keep_through == 0 or not path.exists():
-        path.write_text("")
-        return
+    """Drop metric lines after step ``keep_through`` (all when 0): a resumed run rewrites them.
+    The file is rewritten atomically, and removed when no line is left (it was left empty by a
+    run killed before its first evaluation; the first line creates it)."""
+    from .fileio import atomic_write
+
     kept = []
-    for line in path.read_text().splitlines():
-        with contextlib.suppress(ValueError, KeyError, TypeError):
-            if json.loads(line)["step"] <= keep_through:
-                kept.append(line + "\n")
-    path.write_text("".join(kept))
+    if keep_through and path.exists():
+        for line in path.read_text().splitlines():
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                if json.loads(line)["step"] <= keep_through:
+                    kept.append(line + "\n")
+    if kept:
+        atomic_write(path, "".join(kept).encode())
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _progress(cfg: TrainConfig, d: Dist, total: int, initial: int):

@@ -219,12 +219,12 @@ def resolve_defaults(cfg: TrainConfig, resumed: dict | None) -> TrainConfig:
         elif resumed is None or kept is None or given == kept:
             continue
         elif name != "hint_lr" or new_layers:  # without new layers --hint-lr has no effect
-            _kept_on_resume(name, given, kept)
+            kept_on_resume(name, given, kept)
     if resumed is not None:
         if cfg.hints and not model_cfg.get("hints", False):
-            _kept_on_resume("hints", True, False)
+            kept_on_resume("hints", True, False)
         if cfg.affinity is not None and cfg.affinity != model_cfg.get("affinity", 0):
-            _kept_on_resume("affinity", cfg.affinity, model_cfg.get("affinity", 0))
+            kept_on_resume("affinity", cfg.affinity, model_cfg.get("affinity", 0))
     if cfg.freeze_bn is not None:
         return cfg
     if resumed is not None:
@@ -234,7 +234,10 @@ def resolve_defaults(cfg: TrainConfig, resumed: dict | None) -> TrainConfig:
     return dataclasses.replace(cfg, freeze_bn=frozen)
 
 
-def _kept_on_resume(name: str, given, kept) -> None:
+def kept_on_resume(name: str, given: object, kept: object) -> None:
+    """Raise the :class:`UsageError` of an option given to ``--resume`` with another value than
+    the run's (``kept``)."""
+
     def show(v) -> str:
         return f"{v:g}" if isinstance(v, float) else "none" if v is False else str(v)
 

@@ -27,7 +27,7 @@ from . import checkpoints, defaults, models
 from .data import ColorDataset, EpochSampler, make_loader
 from .distributed import Dist, available_cores, default_workers
 from .errors import RecolorError, UsageError, warn
-from .trainconfig import TrainConfig
+from .trainconfig import TrainConfig, kept_on_resume
 
 PLATEAU = {"factor": 0.5, "patience": 10, "min_lr": 1e-5}
 """ReduceLROnPlateau settings (the seed's)."""
@@ -297,6 +297,9 @@ def read_start(cfg: TrainConfig, d: Dist) -> tuple[dict | None, dict | None]:
                 raise e from None  # about last.pt: the file the user knows
             if d.main:  # a warning, shown even with --quiet
                 print(f"recolor train: {e}; resuming from {prev}", file=sys.stderr, flush=True)
+        run_head = resumed.get("head")
+        if cfg.head is not None and run_head in ("cls", "reg") and run_head != cfg.head:
+            kept_on_resume("head", cfg.head, run_head)  # given again: usage, as --width is
         checkpoints.check_head(resumed, cfg.head, path)
         if "train_state" not in resumed:
             raise RecolorError("checkpoint has no training state to resume from", path)

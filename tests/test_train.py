@@ -240,7 +240,7 @@ def test_a_resumed_run_keeps_its_settings(data, tmp_path, capsys):
     base += ["--lr", "2e-3", "--threads", 1, "-q", "--out", out]
     assert cli([*base, "--steps", 2, "--schedule", "cosine"], capsys)[0] == 0
     for again, has in [(["--schedule", "plateau"], "cosine"), (["--lr", "0.005"], "0.002"),
-                       (["--width", "16"], "8"),
+                       (["--width", "16"], "8"), (["--head", "reg"], "cls"),
                        (["--hints"], "none"), (["--affinity", "16"], "0")]:  # fmt: skip
         rc, _, err = cli([*base, "--steps", 4, "--resume", *again], capsys)
         given = " ".join(again)
@@ -260,6 +260,19 @@ def test_a_resumed_run_keeps_its_settings(data, tmp_path, capsys):
     assert ckpt["step"] == 6 and ckpt["train_state"]["args"]["schedule"] == "cosine"
     lrs = [m["lr"] for m in metric_lines(out)]
     assert lrs == sorted(lrs, reverse=True) and lrs[-1] < 1e-4  # cosine all the way down
+
+
+def test_the_epoch_logged_counts_the_batches_an_epoch_takes(tmp_path):
+    """6 images in batches of 4 take one step an epoch (the last, incomplete batch is
+    dropped): the log said epoch 0.67, 1.67, ... and an --epochs 2 run ended at "1.67"."""
+    (tmp_path / "six").mkdir()
+    for i in range(6):
+        write_rgb(tmp_path / "six" / f"{i}.png", smooth_image(48, 40, i))
+    data = {"train": tmp_path / "six"}
+    train(config(data, tmp_path / "a", epochs=2, eval_every=1))
+    assert [m["epoch"] for m in metric_lines(tmp_path / "a")] == [1.0, 2.0]
+    train(config(data, tmp_path / "b", steps=3, eval_every=1, batch_size=8))  # all in one
+    assert [m["epoch"] for m in metric_lines(tmp_path / "b")] == [1.0, 2.0, 3.0]
 
 
 def test_init_fine_tunes_from_weights_with_new_rebalancing(data, tmp_path):
@@ -464,8 +477,8 @@ def test_overwrite_replaces_the_old_run_when_it_starts(data, tmp_path, capsys, m
 
     monkeypatch.setattr("recolor_tools.train.train_step", ctrl_c)  # Ctrl-C at the first step
     rc = cli([*args, "--head", "cls", "--grid", "10", "--steps", "4", "--overwrite"], capsys)[0]
-    assert rc == 130
-    assert sorted(f.name for f in out.iterdir()) == ["metrics.jsonl", "rebalance-stats.npz"]
+    assert rc == 130  # (an empty metrics.jsonl was left: recolor leaves no empty file)
+    assert sorted(f.name for f in out.iterdir()) == ["rebalance-stats.npz"]
     # a run that brings its statistics (--stats, --init) or needs none (reg) leaves no old
     # ones beside its weights: they were kept, and matched nothing it trained on
     monkeypatch.undo()
@@ -508,9 +521,9 @@ def test_cli_resume_errors_are_one_line(data, tmp_path, capsys):
 
     reg = models.Colorizer(models.ModelConfig(head="reg", width=8))
     checkpoints.save_checkpoint(out / "last.pt", checkpoints.make_checkpoint(reg, train_state={}))
-    rc, _, err = cli([*base, "--resume"], capsys)
-    assert rc == 1 and len(err.splitlines()) == 1
-    assert "'reg' head, not 'cls'" in err and "Traceback" not in err
+    rc, _, err = cli([*base, "--resume"], capsys)  # --head given again: usage, as --width
+    said = "the run has reg (a resumed run keeps its settings; start another with --init)"
+    assert (rc, err) == (2, f"recolor train: --head cls and --resume: {said} {SEE}\n")
 
     (out / "last.pt").write_bytes(b"\x00garbage")
     rc, _, err = cli([*base, "--resume"], capsys)

@@ -165,9 +165,8 @@ TrainFreezeBn = Annotated[
 TrainHintLr = Annotated[
     Optional[float],  # noqa: UP045 - None: not given (--resume keeps it)
     typer.Option(
-        "--hint-lr",
-        min=0,
-        help="Learning rate of the hint and affinity layers (default 1e-3).",
+        "--hint-lr",  # (no min=0: its help said [x>=0], and 0 is refused, > 0)
+        help="Learning rate of the hint and affinity layers, > 0 (default 1e-3).",
         show_default=False,
     ),
 ]
