@@ -27,6 +27,7 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 from .errors import ExitCode
 
@@ -162,6 +163,39 @@ def flush_stdout(prefix: str) -> int:
         print(f"{prefix}: {STDOUT_NAME}: {reason}", file=sys.stderr)
         return ExitCode.FAILED
     return ExitCode.OK
+
+
+def memory_free() -> int | None:
+    """Bytes this process may still allocate: the kernel's MemAvailable, or less where a
+    cgroup (v2 or v1: a container's, a job's) caps the memory below it; None where neither can
+    be read (not Linux)."""
+    free = None
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/meminfo") as f:
+            line = next(line for line in f if line.startswith("MemAvailable:"))
+        free = int(line.split()[1]) * 1024
+    left = _cgroup_memory_left()
+    return left if free is None else free if left is None else min(free, left)
+
+
+def _cgroup_memory_left() -> int | None:
+    """The memory cgroup's limit less its usage, or None (no limit, or none to read)."""
+    with contextlib.suppress(OSError):
+        with open("/proc/self/cgroup") as f:
+            entries = [line.rstrip("\n").split(":", 2) for line in f]
+        for _, controllers, path in (e for e in entries if len(e) == 3):
+            if controllers == "":  # v2: one hierarchy
+                where, files = "/sys/fs/cgroup", ("memory.max", "memory.current")
+            elif "memory" in controllers.split(","):
+                where, files = "/sys/fs/cgroup/memory", ("memory.limit_in_bytes",
+                                                         "memory.usage_in_bytes")  # fmt: skip
+            else:
+                continue
+            with contextlib.suppress(OSError, ValueError):
+                cap, used = (Path(where + path, name).read_text().strip() for name in files)
+                if cap != "max":
+                    return int(cap) - int(used)
+    return None
 
 
 @contextlib.contextmanager

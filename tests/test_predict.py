@@ -392,3 +392,31 @@ def test_an_image_on_stdin_is_written_as_png_under_its_name_stdin(tmp_path, weig
         p = run(args, input=a.read_bytes(), check_rc=0)
         assert p.stdout.decode() == f"{out / name}\n" and os.listdir(out) == [name]
         assert cv2.imread(str(out / name)).shape == (20, 30, 3)
+
+
+def test_an_image_the_memory_cannot_hold_fails_alone_before_the_pass(tmp_path, weights,
+                                                                       monkeypatch):  # fmt: skip
+    """On Linux the allocations of a pass too large for the memory (``--size 8192``) went through
+    and the kernel's OOM killer ended the whole run unsaid (exit 137, nothing written): the pass
+    is measured against the memory free first, so that image fails alone, and a batch that does
+    not fit runs again image by image."""
+    from recolor_tools import models, process
+    from recolor_tools.errors import OutOfMemory
+
+    p = predict.Predictor.load(weights["cls"], "cls", size=64)
+    files = [write_rgb(tmp_path / f"{n}.png", smooth_image(64, w, i))
+             for i, (n, w) in enumerate([("a", 64), ("wide", 512), ("b", 64)])]  # fmt: skip
+    square = models.inference_bytes(p.model.config, 64 * 64)
+    assert models.inference_bytes(p.model.config, 64 * 512) > 2 * square
+    # a and b (one shape) together need 2 * square: only one at a time fits; wide never
+    monkeypatch.setattr(process, "memory_free", lambda: int(1.5 * square))
+    out = {Path(f).name: r for f, r, _ in p.predict_files(map(str, files), batch_size=8)}
+    assert isinstance(out["wide.png"], OutOfMemory)
+    want = {n: p.recolorize(read_rgb_u8(tmp_path / n), np.uint8) for n in ("a.png", "b.png")}
+    monkeypatch.undo()
+    for n, rgb in want.items():
+        np.testing.assert_array_equal(out[n], rgb)
+    # where it is free, the same pass runs
+    assert process.memory_free() is None or process.memory_free() > 2 * square
+    ((_, rgb, _),) = p.predict_files([str(files[1])])
+    assert isinstance(rgb, np.ndarray)
