@@ -210,3 +210,25 @@ def test_the_cache_follows_the_kernels_sources(tmp_path):
     assert quant.jit.cache_dir({"XDG_CACHE_HOME": "relative", "HOME": str(tmp_path / "h")}) == (
         tmp_path / "h" / ".cache" / "recolor" / "numba"  # a relative XDG value is ignored
     )
+
+
+def test_a_numba_cache_dir_that_cannot_be_written_caches_nothing_beside_the_sources(tmp_path):
+    """NUMBA_CACHE_DIR was taken as given: where it could not be written, numba went on to
+    ``__pycache__`` beside the sources (an install's own folder, no ``src-<hash>`` level, left
+    behind by ``pip uninstall``). Now the kernels are compiled anew, as with no cache at all."""
+    site = tmp_path / "site"
+    shutil.copytree(
+        ROOT / "recolor_tools", site / "recolor_tools", ignore=shutil.ignore_patterns("__pycache__")
+    )  # fmt: skip (writable)
+    src = write_rgb(tmp_path / "a.png", smooth_image(24, 32, 4))
+    (tmp_path / "afile").write_text("x")
+    env = {**os.environ, "PYTHONPATH": str(site), "NO_COLOR": "1", "HOME": str(tmp_path / "h"),
+           "XDG_CACHE_HOME": str(tmp_path / "xdg"),
+           "NUMBA_CACHE_DIR": f"{tmp_path}/afile/nb"}  # fmt: skip
+    p = subprocess.run(
+        [sys.executable, "-m", "recolor_tools", "quantize", "--hard", "-o", tmp_path / "a.t", src],
+        capture_output=True, stdin=subprocess.DEVNULL, env=env, cwd=site, timeout=600,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr.decode()
+    np.testing.assert_array_equal(_idx_of(tmp_path / "a.t"), _expected_idx(src))
+    assert not _kernel_files(site) and not _kernel_files(tmp_path / "xdg")

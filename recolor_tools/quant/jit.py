@@ -51,12 +51,17 @@ def cache_dir(env: dict | None = None) -> Path | None:
     if not os.path.isabs(base):  # the XDG spec: a relative value is ignored
         base = os.path.join(env.get("HOME") or "~", ".cache")
     path = Path(os.path.expanduser(base)) / "recolor" / "numba"
+    return path if _writable(path) else None
+
+
+def _writable(path: Path) -> bool:
+    """Whether ``path`` is (or can be made) a folder this process can write files in."""
     try:
         path.mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=path).close()  # as numba tests it: root ignores mode bits
     except OSError:
-        return None
-    return path
+        return False
+    return True
 
 
 def source_stamp(here: Path = Path(__file__).resolve().parent) -> str:
@@ -99,6 +104,8 @@ def prune_stale(base: Path, keep: str, days: float = STALE_DAYS) -> list[Path]:
 
 
 _base = Path(numba.config.CACHE_DIR) if numba.config.CACHE_DIR else cache_dir()
+if _base is not None and not _writable(_base):  # a NUMBA_CACHE_DIR that cannot be written:
+    _base = None  # numba went on to __pycache__ beside the sources, with no src-<hash> level
 if _base is not None:  # NUMBA_CACHE_DIR, when set, numba's; else recolor's own
     _here = _base / f"src-{source_stamp()}"
     if not _here.exists():  # the first run of these kernels' sources: after an upgrade
