@@ -314,13 +314,18 @@ def write_record(stream: BinaryIO, rec: Record) -> None:
     if rec.source is not None:  # ({} came back None)
         head["source"] = rec.source
     if rec.file is not None:
-        head["file"] = list(rec.file)
+        head["file"] = [int(v) for v in rec.file]  # (numpy's were said as meta's fault)
     try:
         # allow_nan=False: a NaN or infinity is written NaN / Infinity, which no strict JSON
         # reader (jq, JSON.parse) takes
         text = json.dumps(head, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as e:  # only meta and source can hold other values
         raise ValueError(f"record meta or source is not JSON-serialisable ({e})") from None
+    back = json.loads(text)  # what a reader gets: {1: 2} came back {"1": 2}, a tuple a list
+    for name in ("meta", "source"):
+        if name in back and back[name] != head[name]:
+            raise ValueError(f"record {name} does not read back as given (JSON: keys are "
+                             "strings, tuples lists)")  # fmt: skip
     try:
         header = text.encode()
     except UnicodeEncodeError:  # a name from a file name that is not UTF-8: \udcXX escapes
@@ -392,7 +397,7 @@ def _parse_header(raw: bytes, source: str) -> dict:
     except UnicodeDecodeError:
         raise RecolorError("corrupt record header (not UTF-8)", source) from None
     try:
-        head = json.loads(text)
+        head = json.loads(text, parse_constant=_no_constant)  # NaN, Infinity: no JSON
     except (ValueError, RecursionError):
         raise RecolorError("corrupt record header (not JSON)", source) from None
     try:
@@ -438,6 +443,10 @@ def _parse_header(raw: bytes, source: str) -> dict:
         return head
     except (ValueError, KeyError, TypeError, IndexError):
         raise RecolorError("corrupt record header (fields missing or malformed)", source) from None
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is no JSON")
 
 
 def _where(source: str, name: str) -> str:
@@ -523,7 +532,8 @@ def iter_records(stream: BinaryIO, source: str = "<stdin>", start: bytes = b"") 
     source : str
         Name used in error messages (the file name, or ``-`` for stdin).
     start : bytes
-        The stream's first bytes, already read from it (to tell a stream from an image).
+        The stream's first bytes, already read from it (to tell a stream from an image): at
+        most 12, a record prefix (ValueError else; 13 read the whole stream, then failed).
 
     Yields
     ------
@@ -538,6 +548,8 @@ def iter_records(stream: BinaryIO, source: str = "<stdin>", start: bytes = b"") 
         mismatch, or trailing data after the last record. An empty stream yields nothing. The
         values are not looked at: see :func:`check_finite`.
     """
+    if len(start) > _PREFIX.size:
+        raise ValueError(f"start holds at most {_PREFIX.size} bytes, got {len(start)}")
     count = 0
     while True:
         first = start + stream.read(_PREFIX.size - len(start))

@@ -159,6 +159,9 @@ def test_good_records_before_a_break_are_still_delivered():
         (records.Record("a", (2, 2), {}, file=(-1, 2)), r"record file must be \(device, inode\)"),
         (records.Record("a", (2, 2), {}, file=(True, 2)), r"record file must be \(device, inode\)"),
         (records.Record("a", (2, 2), {}, file=(1,)), r"record file must be \(device, inode\)"),
+        # written, then read back otherwise: {1: 2} as {"1": 2}, a tuple as a list
+        (records.Record("a", (2, 2), {}, {1: 2}), "record meta does not read back as given"),
+        (records.Record("a", (2, 2), {}, {}, {"x": (1, 2)}), "record source does not read back"),
         (records.Record("a", (2, 2), {}, {"x": "y" * (1 << 20)}), "header of"),
     ],
 )
@@ -287,3 +290,35 @@ def test_an_optional_field_of_the_wrong_type_is_a_corrupt_header(field, value):
     assert rec.meta == {} and rec.source is None
     with pytest.raises(RecolorError, match="corrupt record header"):
         list(records.iter_records(io.BytesIO(stream(**{field: value})), "s.lab"))
+
+
+def test_numpy_numbers_in_file_are_written_and_a_long_start_is_refused():
+    """file=(np.int64, np.int64) was said as "record meta or source is not JSON-serialisable";
+    a ``start`` of 13 bytes read the whole stream, then failed in struct."""
+    rec = records.Record(
+        "a", (1, 1), {"m": np.zeros(2, np.float32)}, file=(np.int64(1), np.uint64(2))
+    )
+    data = _stream(rec)
+    (back,) = records.iter_records(io.BytesIO(data))
+    assert back.file == (1, 2) and back == rec
+    (back,) = records.iter_records(io.BytesIO(data[12:]), "s", data[:12])  # a prefix: fine
+    with pytest.raises(ValueError, match="start holds at most 12 bytes"):
+        list(records.iter_records(io.BytesIO(data[13:]), "s", data[:13]))
+
+
+def test_a_header_with_nan_is_no_json():
+    """The writer never writes NaN (no strict JSON reader takes it); the reader took it."""
+    import zlib
+
+    def frame(head: bytes) -> bytes:
+        return (
+            struct.pack("<4sHHI", b"RCLR", 1, 0, len(head))
+            + head
+            + struct.pack("<I", zlib.crc32(head))
+        )
+
+    head = b'{"name":"d","size":[1,1],"meta":{"x":%s},"arrays":[]}'
+    with pytest.raises(RecolorError, match=r"corrupt record header \(not JSON\)"):
+        list(records.iter_records(io.BytesIO(frame(head % b"NaN")), "s"))
+    (rec,) = records.iter_records(io.BytesIO(frame(head % b"1.5")), "s")
+    assert rec.meta == {"x": 1.5}
