@@ -159,7 +159,7 @@ def other_format(data: bytes) -> str:
     for magic, name in _REFUSED:
         if data.startswith(magic):
             return name
-    if data[:1] == b"P" and data[1:2] in b"1234567f" and data[2:3].isspace():
+    if data[:1] == b"P" and data[1:2] in b"1234567fF" and data[2:3].isspace():
         return "PFM" if data[1:2] in b"Ff" else "PxM"
     if data[4:8] == b"ftyp":
         return "HEIF/AVIF or video"

@@ -324,15 +324,6 @@ class Colorizer(nn.Module):
                     m.eval()
         return self
 
-    def new_parameters(self) -> list[nn.Parameter]:
-        """The parameters of the hint and affinity layers (:data:`NEW_MODULES`), if any."""
-        return [
-            p
-            for name in NEW_MODULES
-            if hasattr(self, name)
-            for p in getattr(self, name).parameters()
-        ]
-
     def head_out(self, feats: torch.Tensor) -> torch.Tensor:
         """The head on decoder features: reg a/b / 128 (tanh), or cls logits."""
         out = self.head(feats)

@@ -40,7 +40,6 @@ from .errors import (
     write_failure,
 )
 from .process import STDOUT_NAME, silence_stdout
-from .records import name_problem
 
 SOURCE_REFUSED = "refusing to overwrite the image the record was made from"
 
@@ -114,14 +113,20 @@ def check_stdout_not_input(stream: IO, inputs: Sequence[str]) -> None:
     """Refuse a stdout that is one of ``inputs`` (``recolor to-lab a.png >> a.png``: the shell
     opened it for appending, and the record would have been added to the image), as ``cat``
     does ("input file is output"); a stdout that is no regular file is none."""
+    if (own := regular_file_id(stream)) is not None:  # (a captured stream has no descriptor)
+        for p in inputs:
+            if own in input_ids([p]):
+                raise RecolorError("refusing to overwrite an input (it is stdout too)", p)
+
+
+def regular_file_id(stream: IO) -> tuple[int, int] | None:
+    """(device, inode) of the regular file ``stream`` writes to (``>> a.png``), or None (a pipe,
+    a terminal, a captured stream)."""
     try:
         st = os.fstat(stream.fileno())
-    except (OSError, ValueError, AttributeError):  # (a captured stream has no descriptor)
-        return
-    if stat.S_ISREG(st.st_mode):
-        for p in inputs:
-            if (st.st_dev, st.st_ino) in input_ids([p]):
-                raise RecolorError("refusing to overwrite an input (it is stdout too)", p)
+    except (OSError, ValueError, AttributeError):
+        return None
+    return (st.st_dev, st.st_ino) if stat.S_ISREG(st.st_mode) else None
 
 
 def check_not_source(out: Path, sources: set[tuple[int, int]]) -> None:
@@ -226,6 +231,7 @@ class Outputs:
         self._skipped: set[Path] = set()  # outputs of inputs skipped as done (skip_existing)
         self._input_ids: set[tuple[int, int]] | None = None
         self._stream_id: tuple[int, int] | None = None  # what a stream file replaces
+        self._stdout_id: tuple[int, int] | None = None  # a regular file stdout appends to
         self._refused = False  # a record's own image: the stream file is not renamed over it
         self._count = 0
         self._stack = contextlib.ExitStack()
@@ -241,6 +247,7 @@ class Outputs:
         if self.to_stdout:
             stream = self._stdout()  # refused on a terminal before any work
             check_stdout_not_input(stream, [*self.inputs, *self.keep])
+            self._stdout_id = regular_file_id(stream)
         elif self.directory is not None:
             make_dir(self.directory)
         elif self.many_per_file:
@@ -280,8 +287,6 @@ class Outputs:
         """The file the input (or record) ``name`` goes to; None for stdout."""
         if self.directory is None:
             return self.file
-        if problem := name_problem(name):  # a record's (said as "embedded null byte")
-            raise RecolorError(f"its name {problem}")
         rel = Path(safe_name(name))
         suffix = self.suffix(rel.name) if callable(self.suffix) else self.suffix
         return self.directory / rel.with_name(rel.stem + suffix)
@@ -339,6 +344,9 @@ class Outputs:
         if self._stream is not None:
             return None
         out = self.path(name)
+        if out is None and source and source == self._stdout_id:  # `>> a.png`: appended to it
+            self._refused = True
+            raise RecolorError(SOURCE_REFUSED + " (it is stdout)")
         if out is None and self.many_per_file:
             return None
         if out is not None and source:  # before "already written": a held image must not land

@@ -454,16 +454,17 @@ def _where(source: str, name: str) -> str:
     return name if source == "-" else f"{source}: {name}"
 
 
-def name_problem(name: str) -> str | None:
-    """Why ``name`` can name no file (a NUL; a lone surrogate other than the \\udc80-\\udcff
-    that stand for a file name's bytes that are not UTF-8), or None."""
-    if "\0" in name:
-        return "holds a NUL character"
+def check_name(rec: Record) -> None:
+    """Raise :class:`RecolorError` when ``rec``'s name can name no output file: a NUL, or a
+    lone surrogate other than the \\udc80-\\udcff that stand for a file name's bytes that are
+    not UTF-8 (said as Python's "embedded null byte" or a codec's error before)."""
+    if "\0" in rec.name:
+        raise RecolorError("its name holds a NUL character")
     try:
-        os.fsencode(name)
+        os.fsencode(rec.name)
     except UnicodeEncodeError:
-        return "holds a character no file name can hold (a lone surrogate)"
-    return None
+        raise RecolorError("its name holds a character no file name can hold (a lone "
+                           "surrogate)") from None  # fmt: skip
 
 
 def _is_dev_ino(v: object) -> bool:

@@ -84,6 +84,7 @@ from .trainsetup import (
     build_optimiser,
     hold_out,
     log,
+    new_modules,
     read_start,
     resolve_classes,
     setup_process,
@@ -512,7 +513,8 @@ def _train(
 
         # -- model and optimiser ----------------------------------------------------------
         raw = build_model(cfg, d, dev, cs, carried)
-        opt = build_optimiser(cfg, raw, total_steps, dev.amp_dtype)
+        new_layers = new_modules(raw, resumed, init)
+        opt = build_optimiser(cfg, raw, total_steps, dev.amp_dtype, new_layers)
         state = TrainState(loss_sum=torch.zeros((), dtype=torch.float64, device=dev.device))
         last_metrics = {} if resumed is None else restore(cfg, d, opt, state, resumed)
         if state.step > total_steps:  # (it reported "N steps" and did none, unsaid)

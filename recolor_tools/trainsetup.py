@@ -15,7 +15,7 @@ import math
 import random
 import sys
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -468,12 +468,15 @@ class Optimiser:
     scaler: torch.amp.GradScaler
     groups: tuple[str, ...] = ("network",)
     """What each parameter group holds: ``"network"`` and/or ``"new"`` (hint, affinity)."""
+    new_modules: tuple[str, ...] = ()
+    """The layers in the ``"new"`` group (:func:`new_modules`), saved so a resume groups alike."""
 
     def state_dict(self) -> dict[str, Any]:
         return {
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
+            "new_modules": list(self.new_modules),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -497,14 +500,38 @@ class Optimiser:
         return self.optimizer.param_groups[self.groups.index(group)]["lr"]
 
 
+def new_modules(
+    model: models.Colorizer, resumed: dict | None = None, init: dict | None = None
+) -> tuple[str, ...]:
+    """The layers of ``model`` trained at ``--hint-lr``: the hint and affinity layers
+    (:data:`~recolor_tools.models.NEW_MODULES`) it has, but where it starts from ``init``, only
+    those this run adds (the ones ``init`` holds are its network's: a hint model fine-tuned
+    with ``--affinity`` at ``--lr 0`` had its hint layers trained too, and the shipped affinity
+    layer trained beside new hint layers); a resumed run's as it had them (all, for a run saved
+    before they were recorded)."""
+    have = tuple(n for n in models.NEW_MODULES if hasattr(model, n))
+    if resumed is not None:
+        return tuple(resumed["train_state"].get("new_modules", have))
+    if init is not None:
+        return tuple(n for n in have if not any(k.startswith(n + ".") for k in init["model"]))
+    return have
+
+
 def build_optimiser(
-    cfg: TrainConfig, model: torch.nn.Module, total_steps: int, amp_dtype: torch.dtype | None
+    cfg: TrainConfig,
+    model: torch.nn.Module,
+    total_steps: int,
+    amp_dtype: torch.dtype | None,
+    new_layers: Sequence[str] | None = None,
 ) -> Optimiser:
-    """Adam with the plateau or cosine schedule (see the module's Choices); the new layers
-    (hint and affinity), if any, in a second group at ``cfg.hint_lr``. At ``lr`` 0 the rest of
-    the network is not trained at all (no gradients: a fine-tune that adds layers to a network
-    it keeps costs a forward pass and the new layers' backward)."""
-    new = model.new_parameters()
+    """Adam with the plateau or cosine schedule (see the module's Choices); the ``new_layers``
+    (:func:`new_modules`; default all the hint and affinity layers), if any, in a second group
+    at ``cfg.hint_lr``. At ``lr`` 0 the rest of the network is not trained at all (no
+    gradients: a fine-tune that adds layers to a network it keeps costs a forward pass and the
+    new layers' backward)."""
+    if new_layers is None:
+        new_layers = new_modules(model)
+    new = [p for name in new_layers for p in getattr(model, name).parameters()]
     ids = {id(p) for p in new}
     old = [p for p in model.parameters() if id(p) not in ids]
     groups = [{"params": old, "lr": cfg.lr}]
@@ -514,6 +541,9 @@ def build_optimiser(
             p.requires_grad_(False)
     if new:
         groups.append({"params": new, "lr": cfg.hint_lr})
+    if not groups:  # (torch: "optimizer got an empty parameter list")
+        raise UsageError("--lr 0 keeps the network, and this run adds no layer to train (the "
+                         "--init weights hold the hint and affinity layers asked)")  # fmt: skip
     optimizer = torch.optim.Adam(groups, lr=cfg.lr)
     if cfg.schedule == "plateau":
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, **PLATEAU)
@@ -534,7 +564,7 @@ def build_optimiser(
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     names = ("network",) * bool(cfg.lr) + ("new",) * bool(new)
-    return Optimiser(optimizer, scheduler, scaler, names)
+    return Optimiser(optimizer, scheduler, scaler, names, tuple(new_layers))
 
 
 def log(cfg: TrainConfig, d: Dist, text: str) -> None:

@@ -50,7 +50,7 @@ def run(args, input: bytes | None = None, cwd=None, check_rc: int | None = None,
     p = subprocess.run(
         [*RECOLOR, *map(str, args)],
         input=input,
-        stdin=None if input is not None else subprocess.DEVNULL,
+        stdin=None if input is not None else kw.pop("stdin", subprocess.DEVNULL),
         capture_output=True,
         cwd=cwd,
         env=env,

@@ -100,6 +100,8 @@ IMAGE_CASES = [
     Case("html.png", lambda: b"<!DOCTYPE html><html></html>", "HTML"),
     Case("gif-named.png", lambda: b"GIF89a" + bytes(40), "GIF"),
     Case("pxm-named.jpg", lambda: b"P6\n4 4\n255\n" + bytes(48), "PxM"),
+    # colour PFM ("PF"; gray is "Pf") was "unknown format"
+    Case("pfm-named.png", lambda: b"PF\n1 1\n-1.0\n" + bytes(12), "PFM"),
     Case("svg-named.png", lambda: b"<?xml version='1.0'?><svg/>", "SVG"),
     Case("jp2-named.jpg", lambda: b"\x00\x00\x00\x0cjP  \r\n\x87\n" + bytes(40), "JPEG 2000"),
     Case("exr-named.tif", lambda: b"v/1\x01" + bytes(40), "OpenEXR"),

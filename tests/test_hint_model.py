@@ -472,3 +472,41 @@ def test_validation_does_not_change_the_affinity_training(squares, automatic, tm
     # its own (the log showed the layer's as "lr")
     first = json.loads(lines[0])
     assert first["lr"] == 0 and 0 < first["hint_lr"] <= 0.03
+
+
+def test_a_fine_tune_trains_only_the_layers_it_adds(squares, automatic, tmp_path):
+    """Every hint and affinity layer went to the --hint-lr group, also those the --init
+    weights already held: `--init HINTMODEL --affinity` (lr 0, "the network is kept") retrained
+    the hint layers, and `--init weights-with-affinity --hints --lr 0` the affinity layer. The
+    layers the start holds are its network's now; a resume groups them as the run did."""
+    hinted = tmp_path / "hinted"
+    run(train_args(squares, hinted, "--hints", "--steps", 2), check_rc=0)
+    aff = tmp_path / "aff"
+    run(train_args(squares, aff, "--init", hinted / "cls.pt", "--affinity", 16, "--steps", 2,
+                   "--hint-lr", 0.03, "--ckpt-every", 1), check_rc=0)  # fmt: skip
+    start, _ = checkpoints.load_checkpoint(hinted / "cls.pt")
+    tuned, _ = checkpoints.load_checkpoint(aff / "cls.pt")
+    old = start.state_dict()
+    changed = {
+        k for k, v in tuned.state_dict().items() if k not in old or not torch.equal(v, old[k])
+    }
+    assert changed == {"affinity.weight"}, changed  # the hint layers are the network's: kept
+    # nothing new to train at lr 0: one usage line (it was torch's "empty parameter list")
+    r = run(train_args(squares, tmp_path / "none", "--init", aff / "cls.pt", "--hints", "--lr",
+                       0, "--steps", 2))  # fmt: skip
+    assert r.returncode == 2 and b"this run adds no layer to train" in r.stderr, r.stderr
+    # the other way: an affinity model given --hints at lr 0 keeps its affinity layer
+    aff_only, both = tmp_path / "aff_only", tmp_path / "both"
+    run(train_args(squares, aff_only, "--init", automatic, "--affinity", 16, "--steps", 2,
+                   "--hint-lr", 0.03), check_rc=0)  # fmt: skip
+    run(train_args(squares, both, "--init", aff_only / "cls.pt", "--hints", "--lr", 0, "--steps",
+                   2, "--hint-lr", 0.03), check_rc=0)  # fmt: skip
+    was, _ = checkpoints.load_checkpoint(aff_only / "cls.pt")
+    now, _ = checkpoints.load_checkpoint(both / "cls.pt")
+    assert torch.equal(now.state_dict()["affinity.weight"], was.state_dict()["affinity.weight"])
+    # a resume of the first run groups its layers as the run did (or Adam's state would not fit)
+    r = run(train_args(squares, aff, "--affinity", 16, "--hint-lr", 0.03, "--steps", 3,
+                       "--resume"))  # fmt: skip
+    assert r.returncode == 0, r.stderr.decode()
+    last = torch.load(aff / "last.pt", weights_only=True)
+    assert last["train_state"]["new_modules"] == ["affinity"]

@@ -107,6 +107,12 @@ def test_palettes_move_the_colours(tmp_path, weights, image):
     assert (tmp_path / "stdin.png").read_bytes() == (tmp_path / "file.png").read_bytes()
     p = run(["predict", "-", *w, "--palette", "-", "-o", tmp_path / "x.png"], input=b"")
     assert p.returncode == 2 and b"--palette - reads an image from stdin" in p.stderr
+    # stdin's file is a file the run reads: `-o ref.png < ref.png` replaced the palette
+    before = ref.read_bytes()
+    with open(ref, "rb") as stdin:
+        p = run(["predict", src, *w, "--palette", "-", "-o", ref], stdin=stdin)
+    assert p.returncode == 1 and b"refusing to overwrite an input" in p.stderr, p.stderr
+    assert ref.read_bytes() == before
 
 
 def test_a_palette_image_counts_its_pixels_by_opacity(tmp_path, weights, image):

@@ -771,6 +771,20 @@ def test_a_stdout_appended_to_an_input_is_refused_and_the_input_kept(tmp_path):
             "-: refusing to overwrite an input (it is stdout too)")  # fmt: skip
         assert p.returncode == 1 and _lines(p) == [f"recolor {args[0]}: {said}"], p.stderr
         assert source.read_bytes() == before, args
+    # nor the image a record was made from (`from-lab -o - a.lab >> a.png`: records carry it)
+    made = tmp_path / "made.png"
+    made.write_bytes(img.read_bytes())
+    rec = tmp_path / "made.lab"
+    run(["to-lab", made, "-o", rec], check_rc=0)
+    for args in (["from-lab", rec, "-o", "-"], ["quantize", rec], ["rebalance-stats", rec],
+                 ["rebalance-stats", rec, "-o", "-"]):  # fmt: skip
+        with open(made, "ab") as out:
+            p = subprocess.run([*RECOLOR, *map(str, args)], stdout=out, stderr=subprocess.PIPE,
+                               stdin=subprocess.DEVNULL, env=env)  # fmt: skip
+        assert p.returncode == 1 and _lines(p)[0].endswith(
+            "refusing to overwrite the image the record was made from (it is stdout)"
+        ), (args, p.stderr)
+        assert made.read_bytes() == img.read_bytes(), args
     # a stdout that is another file is written as before
     with open(tmp_path / "other.lab", "ab") as out:
         p = subprocess.run([*RECOLOR, "to-lab", str(img)], stdout=out, env=env)

@@ -85,6 +85,10 @@ def test_quantize_previews_into_a_directory(tmp_path, images):
     p = run(["quantize", "--preview", tmp_path / "shown", "-o", tmp_path / "t0", *images])
     assert p.returncode == 0, p.stderr
     assert sorted(p.name for p in (tmp_path / "shown").iterdir()) == ["a.png", "b.png", "c.png"]
+    # ... so a --preview that names -o's file is one path for two outputs: a usage error (the
+    # folder was made, and the target then failed on it)
+    p = run(["quantize", "--preview", tmp_path / "q.t", "-o", tmp_path / "q.t", *images])
+    assert p.returncode == 2 and b"name one path" in p.stderr and not (tmp_path / "q.t").exists()
     p = run(["quantize", "--preview", tmp_path / "one.png", "-o", tmp_path / "t", *images])
     assert p.returncode == 1 and b"already written" in p.stderr
 

@@ -68,6 +68,26 @@ def test_colourful_points_find_the_most_chromatic_places():
     truth = rgb_to_lab(rgb)[:, :, 1:]
     np.testing.assert_allclose(h.ab, [truth[45, 95], truth[15, 17]], atol=0.5)  # inside: exact
     assert len(colourful_points(rgb, 4).xy) == 4  # the most chromatic of the gray cells too
+    # an image under 51 px left its cells empty (8 px in from each edge): argmax of nothing
+    assert len(colourful_points(rgb[:40, :30], 4).xy) == 4
+    assert len(colourful_points(rgb[:2, :2], 4).xy) <= 4
+
+
+def test_another_posters_palette_is_never_the_images_own(tmp_path):
+    """The other poster was drawn from all of them, the image itself included: with two
+    images, half the draws scored the image's own palette as "another poster's"."""
+    from conftest import run, write_rgb
+
+    data = tmp_path / "two"
+    data.mkdir()
+    for i, c in enumerate([(220, 20, 20), (20, 40, 220)]):
+        noise = np.random.default_rng(i).normal(0, 25, (64, 64, 3))
+        write_rgb(data / f"e{i}.png", np.clip(noise + c, 0, 255).astype(np.uint8))
+    run(["rebalance-stats", data, "-o", tmp_path / "s.npz", "-q"], check_rc=0)
+    for seed in ("0", "1"):
+        rows = evaluate(data, tmp_path / "s.npz", "--points", "2", "--colourful", "0",
+                        "--seed", seed)  # fmt: skip
+        assert rows["another poster's palette"] != rows["own 8-colour palette"], seed
 
 
 def test_the_oracle_spreads_hints_by_the_truth_colours(tmp_path, val_folder):

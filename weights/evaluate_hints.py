@@ -83,17 +83,21 @@ def simulate_points(ab: np.ndarray, n: int, rng: np.random.Generator) -> Hints:
 
 def colourful_points(rgb: np.ndarray, n: int = 4) -> Hints:
     """n hints where the truth is most colourful, as a user hints the objects whose colour
-    matters: the image cut into 3 x 3 cells (8 px in from their edges), the most chromatic pixel
+    matters: the image cut into 3 x 3 cells (8 px in from their edges, less on an image under
+    96 px), the most chromatic pixel
     of each (the truth's a/b blurred over PATCH x PATCH), the n most chromatic of those nine,
     each the truth's mean a/b over its PATCH x PATCH square."""
     H, W = rgb.shape[:2]
     ab = cv2.blur(rgb_to_lab(rgb)[:, :, 1:], (PATCH, PATCH))
     chroma = np.hypot(ab[..., 0], ab[..., 1])
     found = []
+    my, mx = min(8, H // 12), min(8, W // 12)  # (8 px left no cell of an image under 51 px)
     for i in range(3):
         for j in range(3):
-            ys = slice(i * H // 3 + 8, (i + 1) * H // 3 - 8)
-            xs = slice(j * W // 3 + 8, (j + 1) * W // 3 - 8)
+            ys = slice(i * H // 3 + my, (i + 1) * H // 3 - my)
+            xs = slice(j * W // 3 + mx, (j + 1) * W // 3 - mx)
+            if not chroma[ys, xs].size:  # (an image under 3 px a side)
+                continue
             y, x = np.unravel_index(np.argmax(chroma[ys, xs]), chroma[ys, xs].shape)
             found.append((chroma[ys, xs][y, x], x + xs.start, y + ys.start))
     found.sort(reverse=True)
@@ -260,8 +264,11 @@ def main() -> None:
             guidance[f"{args.colourful} colourful points"] = colourful_points(rgb, args.colourful)
         if not args.no_palettes:
             guidance["own 8-colour palette"] = palette_of(rgb)
-            other = every[rng.integers(len(every))]
-            guidance["another poster's palette"] = palette_of(read_rgb(other))
+            j = int(rng.integers(len(every)))  # (one draw as before: the points' draws stand)
+            if every[j] == f:  # its own palette was "another poster's" one time in len(every)
+                j = (j + 1) % len(every)
+            if every[j] != f:  # (a folder of one image has no other)
+                guidance["another poster's palette"] = palette_of(read_rgb(every[j]))
         guidance = {k: h if h is None else dataclasses.replace(h, spread=args.spread)
                     for k, h in guidance.items()}  # fmt: skip
         scores = evaluate_image(predictor, rgb, guidance, stats, args.oracle)

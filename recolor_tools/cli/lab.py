@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from .. import defaults
-from ..errors import printable
+from ..errors import RecolorError, printable
 from .common import (
     Debug,
     DepthOpt,
@@ -95,7 +96,7 @@ def from_lab(
     from ..imagemeta import ImageMeta
     from ..inputs import expand_inputs, input_roots
     from ..labsources import iter_lab_sources
-    from ..records import LAB_EXT
+    from ..records import LAB_EXT, check_name
 
     tool = Tool("from-lab", quiet, debug)
     options = {"depth": depth, "quality": quality, "keep_profile": keep_profile, "strip": strip}
@@ -110,7 +111,9 @@ def from_lab(
     with tool.opened(router) as out:
         for rec in tool.progress(iter_lab_sources(paths, tool.fail, roots)):
             with tool.guard(rec.where):  # an image: its path; a record: its file and name
-                if out.skip(rec.name):  # (inside: a record's name may name no file)
+                if out.directory is not None:  # files named after it
+                    check_name(rec)
+                if out.skip(rec.name):
                     continue
                 src, dest = ImageMeta.from_json(rec.source), out.path(rec.name)
                 dtype = output_dtype(dest, ext, src, depth, keep_profile)
@@ -208,7 +211,7 @@ def quantize(
     from ..imagehead import IMAGE_EXTS
     from ..inputs import expand_inputs, input_roots
     from ..labsources import iter_lab_sources
-    from ..records import LAB_EXT, MAX_CHANNELS, write_record
+    from ..records import LAB_EXT, MAX_CHANNELS, check_name, write_record
 
     tool = Tool("quantize", quiet, debug)
     args = tool.stdin_inputs(inputs)
@@ -216,6 +219,9 @@ def quantize(
     if preview == "-":
         tool.usage("--preview needs a FILE or DIR/, not stdout")
     preview = image_output(preview)  # --preview shown: shown/ (as predict's -o; a PNG before)
+    folder = preview is not None and preview.endswith("/")  # (one file: single_outputs says)
+    if folder and output and os.path.normpath(preview) == os.path.normpath(output):
+        tool.usage(f"-o {output} and --preview {preview} name one path")  # (a folder, a file)
     format_ext(tool, None, preview, "--preview")
     if hard and k not in (None, 1):  # it would be ignored without a word
         tool.usage(f"-k {k} and --hard exclude each other (--hard keeps the nearest class only)")
@@ -254,6 +260,8 @@ def quantize(
             stack.enter_context(tool.opened(shown))
         for rec in tool.progress(iter_lab_sources(paths, tool.fail, roots)):
             with tool.guard(rec.where):
+                if out.directory is not None or shown is not None:  # files named after it
+                    check_name(rec)
                 target = quant.encode_record(rec, cls, grid, k, sigma, hard)
                 # All that can fail comes before the first write: an input that fails leaves
                 # neither its target nor its preview behind.
@@ -322,7 +330,7 @@ def rebalance_stats(
     elif output is None:
         tool.text_stdout()  # the summary's; closed: refused before any work
     paths = expand_inputs(tool.stdin_inputs(inputs), (LAB_EXT, *IMAGE_EXTS))
-    from ..outputs import check_not_source, write_stdout
+    from ..outputs import SOURCE_REFUSED, check_not_source, regular_file_id, write_stdout
 
     # checked before the counting, not after it
     reads = [*paths, *given(classes)]
@@ -345,6 +353,8 @@ def rebalance_stats(
         for target in (output, plot):
             if target not in (None, "-"):
                 check_not_source(Path(target), sources)
+        if output in (None, "-") and regular_file_id(sys.stdout) in sources:  # `>> a.png`
+            raise RecolorError(f"{SOURCE_REFUSED} (it is stdout)")
         with contextlib.ExitStack() as held:  # a plot that fails leaves -o unwritten too, as
             if output is not None and not to_stdout:  # quantize's --preview leaves its -o
                 stats.write(held.enter_context(atomic_open(output)))

@@ -346,7 +346,8 @@ def _predict_inputs(tool: Tool, inputs, hints: str | None, palette: str | None):
     everything, roots = expand_inputs(args), input_roots(args)
     if hints is not None and hints.strip() and os.path.isdir(hints):
         everything = leave_out(everything, roots, hints)  # hint layers are no inputs
-    guides = files_read(palette, hints)  # never written over
+    guides = files_read(palette, hints)  # never written over, nor stdin's file that one
+    guides += ["-"] * (palette == "-" or hints == "-")  # reads (`-o pal.png < pal.png`)
     # nor a palette image or hint file found in an input folder (named, it is one); a hint
     # folder's files are gone already where it lies inside an input folder, and where it is
     # one (or above one), its images are inputs and its JSON files their hints
