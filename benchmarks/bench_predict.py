@@ -12,8 +12,9 @@ Three measurements:
    shipped cls network (width 64) and the default width 32 are timed.
 2. Peak resident memory of ``recolor predict`` on a 6000x4000 photograph-sized image, read from
    the children's ``ru_maxrss`` after running it in a subprocess (with the memory of a bare
-   ``import torch`` process for reference); also with a hint layer (``--hints``) painted over
-   every pixel, the most points a hint file can hold, and its time against the automatic run's.
+   ``import torch, cv2, numba`` process for reference); also with a hint layer (``--hints``)
+   painted over every pixel, the most points a hint file can hold, and its time against the
+   automatic run's.
 3. With ``--device cpu|cuda`` (instead of 1 and 2): end-to-end images per second of
    ``recolor predict``, JPEG files to JPEG files, run in this process (imports done), on
    generated images at 256x256 and at poster size (1000 wide, 1500 high), with serial

@@ -172,3 +172,30 @@ def test_evaluate_hints_says_a_bad_dump_in_one_line(tmp_path):
                            capture_output=True, text=True, timeout=120)  # fmt: skip
         assert p.returncode == 1 and len(p.stderr.splitlines()) == 1, p.stderr
         assert p.stderr.startswith(f"evaluate_hints.py: {tmp_path}/{name}.jsonl: {says}")
+
+
+def test_the_scripts_say_a_bad_folder_or_dump_in_one_line_before_the_work(tmp_path):
+    """evaluate.py given a missing folder (or a file), subset.py an existing file as its
+    destination, and evaluate_hints.py a --dump it cannot open (after the first image's work)
+    ended in tracebacks."""
+    from conftest import run
+
+    src = tmp_path / "src"
+    src.mkdir()
+    cv2.imwrite(str(src / "x.png"), np.full((40, 48, 3), (30, 90, 200), np.uint8))
+    run(["rebalance-stats", src, "-o", tmp_path / "s.npz", "-q"], check_rc=0)
+    (tmp_path / "afile").write_text("x")
+    for script, args, says in (
+        ("weights/evaluate.py", [tmp_path / "nowhere", "--stats", tmp_path / "s.npz"],
+         "nowhere: no such directory"),
+        ("weights/evaluate.py", [tmp_path / "afile", "--stats", tmp_path / "s.npz"],
+         "afile: not a directory"),
+        ("weights/subset.py", [src, tmp_path / "afile"], "afile: exists and is not a directory"),
+        ("weights/evaluate_hints.py", [src, "--stats", tmp_path / "s.npz", "--points", "1",
+                                       "--dump", tmp_path / "afile" / "d.jsonl"],
+         "d.jsonl: --dump: not a directory"),
+    ):  # fmt: skip
+        p = subprocess.run([sys.executable, ROOT / script, *args], capture_output=True, text=True,
+                           timeout=600)  # fmt: skip
+        assert p.returncode == 1 and len(p.stderr.splitlines()) == 1, p.stderr
+        assert p.stderr.rstrip().endswith(says), p.stderr

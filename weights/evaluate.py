@@ -135,6 +135,9 @@ def main() -> None:
         ap.error(f"--work {args.work} is not empty (an earlier run's images would be scored)")
     if args.card is not None and not has_section(args.card, *CARD_MARKS):  # (skipped, unsaid)
         ap.error(f"--card {args.card}: no readable {CARD_MARKS[0]} ... {CARD_MARKS[1]} section")
+    if not args.val.is_dir():  # (FileNotFoundError's traceback, after the work folder line)
+        raise RecolorError("no such directory" if not args.val.exists() else "not a directory",
+                           args.val)  # fmt: skip
     work = args.work or Path(tempfile.mkdtemp(prefix="recolor-eval-"))
     print(f"work folder: {work}", file=sys.stderr)
     # every format recolor reads (subset.py writes WebP); one folder deep, as its copies are

@@ -1,9 +1,10 @@
 """Guided recolouring with the shipped cls weights: hints and palettes simulated from the truth.
 
-Run (from the repository root; the model card's "Guided recolouring" table)::
+Run (from the repository root; the model card's "Guided recolouring" table, all the validation
+posters, as ``make affinity-weights`` runs it)::
 
     python weights/evaluate_hints.py ../shared/data/posters/val --stats runs/stats.npz \
-        --skip 100 --first 200 --card weights/README.md
+        --card weights/README.md
 
 For each image (full size, as ``recolor predict`` works), the network runs once; then each
 guidance is applied to its class distribution (:func:`recolor_tools.guide.steer`) and scored
@@ -249,6 +250,14 @@ def main() -> None:
     files = every[args.skip :][: args.first]
     if not files:
         ap.error(f"no images to evaluate ({len(every)} in {args.truth}, --skip {args.skip})")
+    if args.dump:  # opened now, not after the first image's work (a traceback then)
+        try:
+            args.dump.open("a").close()
+        except OSError as e:
+            from recolor_tools.errors import RecolorError
+            from recolor_tools.fileio import os_reason
+
+            raise RecolorError(f"--dump: {os_reason(e)}", args.dump) from None
     rng = np.random.default_rng(args.seed)
     rows: dict[str, list[dict]] = {}
     steer = args.hint_model_steer if predictor.model.config.hints else None

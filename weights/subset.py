@@ -24,6 +24,7 @@ from pathlib import Path
 if not __package__:  # run as a script from a checkout: its package and this folder's modules
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # (PEP 366; imported from
     __package__ = "weights"  # an installed copy, sys.path stays as it was)
+from recolor_tools.errors import RecolorError  # noqa: E402
 from recolor_tools.imageio import read_rgb, resize_short_side, write_image  # noqa: E402
 from recolor_tools.inputs import expand_inputs  # noqa: E402
 
@@ -60,6 +61,8 @@ def main() -> None:
     if len(set(names)) < len(names):  # a/x.jpg and b/x.jpg: one x.webp, the count wrong
         twice = sorted({n for n in names if names.count(n) > 1})
         ap.error(f"files of one name in two folders would share an output: {twice[:3]}")
+    if args.dst.exists() and not args.dst.is_dir():  # (FileExistsError's traceback)
+        raise RecolorError("exists and is not a directory", args.dst)
     args.dst.mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor() as pool:
         sizes = list(
