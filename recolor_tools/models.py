@@ -484,6 +484,18 @@ def inference_bytes(config: ModelConfig, pixels: int) -> int:
     return int(pixels * (4.5 * config.width + 0.25 * config.num_classes))
 
 
+def check_memory(config: ModelConfig, pixels: int) -> None:
+    """MemoryError when a CPU pass over ``pixels`` working pixels would need more memory than
+    is free (:func:`inference_bytes`, :func:`~recolor_tools.process.memory_free`): Linux lets
+    the allocations through and its OOM killer ended the whole run, unsaid (``predict --size
+    8192``), where that image alone should fail."""
+    from .process import memory_free
+
+    need, free = inference_bytes(config, pixels), memory_free()
+    if free is not None and need > free:
+        raise MemoryError(f"a pass needs about {need / 2**30:.1f} GiB, {free / 2**30:.1f} free")
+
+
 def param_count(model: nn.Module) -> int:
     """Number of trainable parameters (BatchNorm running statistics not included)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -289,18 +289,6 @@ def prepare(rgb: np.ndarray, settings: Settings, hints: Hints | None = None) -> 
     return Prepared(lightness(rgb), work, (h, w), hints if hints and not hints.empty else None)
 
 
-def _check_memory(config: models.ModelConfig, pixels: int) -> None:
-    """MemoryError when a CPU pass over ``pixels`` working pixels would need more memory than
-    is free (:func:`models.inference_bytes`, :func:`~recolor_tools.process.memory_free`): Linux
-    lets the allocations through and its OOM killer ended the whole run, unsaid (``--size
-    8192``), where that image alone should fail."""
-    from .process import memory_free
-
-    need, free = models.inference_bytes(config, pixels), memory_free()
-    if free is not None and need > free:
-        raise MemoryError(f"a pass needs about {need / 2**30:.1f} GiB, {free / 2**30:.1f} free")
-
-
 def infer(
     model: models.Colorizer,
     items: Sequence[Prepared],
@@ -330,7 +318,7 @@ def infer(
         for s in range(0, len(group), batch_size):
             chunk = group[s : s + batch_size]
             if device.type == "cpu":  # (CUDA says its own out of memory)
-                _check_memory(model.config, len(chunk) * items[chunk[0]].work.size)
+                models.check_memory(model.config, len(chunk) * items[chunk[0]].work.size)
             x = torch.from_numpy(np.stack([items[i].work for i in chunk])[:, None]).to(device)
             given = None
             if model.config.hints:
