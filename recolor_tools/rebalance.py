@@ -529,14 +529,22 @@ def plot_stats(stats: RebalanceStats, path: str | Path, cell: int = 0) -> None:
 _PLOT_CELLS = 512
 
 
+def plot_cells(grid: float) -> tuple[float, float, int]:
+    """``(spacing, centre of the first cell, cells a side)`` of ``--plot``'s panels for a class
+    grid: one cell a class, centred on the grid's multiples, covering a/b from -128 to 128 (a
+    spacing of 256 / (n - 1) drew a grid that does not divide 256 off its labels: ``--grid
+    50``'s class a = 100 at 55-91); at most :data:`_PLOT_CELLS` a side (a class file's grid may
+    be as fine as it likes: 0.02 made panels 25,602 px a side, GBs), finer classes sharing."""
+    g = max(grid if grid > 0 else 1.0, 256.0 / (_PLOT_CELLS - 2))  # (the ends may add one each)
+    lo = g * np.floor(-128.0 / g)
+    return g, float(lo), int(round((g * np.ceil(128.0 / g) - lo) / g)) + 1
+
+
 def _plot_image(stats: RebalanceStats, cell: int = 0) -> np.ndarray:
     import cv2
 
-    lo, hi = -128.0, 128.0
-    # cells a side: one a class, up to _PLOT_CELLS (a class file's grid may be as fine as it
-    # likes: 0.02 made panels 25,602 px a side, GBs); finer classes share cells
-    n = min(int(np.ceil((hi - lo) / (stats.grid if stats.grid > 0 else 1.0))) + 1, _PLOT_CELLS)
-    grid = (hi - lo) / (n - 1)
+    grid, lo, n = plot_cells(stats.grid)
+    hi = lo + (n - 1) * grid
     cell = cell or max(2, 400 // n)
     with np.errstate(divide="ignore"):
         logp = np.log10(stats.prior)
@@ -550,7 +558,10 @@ def _plot_image(stats: RebalanceStats, cell: int = 0) -> np.ndarray:
         vmin, vmax = (vals[shown].min(), vals[shown].max()) if shown.any() else (0.0, 1.0)
         if vals is logp:
             vmin = max(vmin, vmax - 4.0)  # four decades; rarer classes share the darkest colour
-        scaled = np.round(255 * np.clip((vals - vmin) / max(vmax - vmin, 1e-12), 0, 1))
+        # (one value only, a single class seen: the top colour, not the bottom one)
+        span = vmax - vmin
+        unit = np.clip((vals - vmin) / span, 0, 1) if span > 1e-12 else np.ones_like(vals)
+        scaled = np.round(255 * unit)
         colours = cv2.applyColorMap(scaled.astype(np.uint8)[:, None], cv2.COLORMAP_VIRIDIS)[:, 0]
         ij = np.round((np.asarray(stats.classes, np.float64) - lo) / grid).astype(int)
         for q, (i, j) in enumerate(ij):
@@ -559,7 +570,7 @@ def _plot_image(stats: RebalanceStats, cell: int = 0) -> np.ndarray:
                 panel[y : y + cell, i * cell : (i + 1) * cell] = (
                     colours[q] if shown[q] else (60, 60, 60)
                 )
-        panels.append(_frame(panel, title, vmin, vmax, lo, hi))
+        panels.append(_frame(panel, title, vmin, vmax, lo - grid / 2, hi + grid / 2))  # edges
     gap = np.full((panels[0].shape[0], 16, 3), 255, np.uint8)
     return np.hstack([panels[0], gap, panels[1]])
 

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import pytest
 from conftest import run as run_recolor
-from conftest import write_rgb
+from conftest import smooth_image, write_rgb
 
 RED = (255, 0, 0)
 
@@ -468,3 +468,22 @@ def test_a_truth_on_stdin_is_named_stdin_as_in_every_tool(tmp_path):
     assert [r["name"] for r in json.loads(p.stdout)["images"]] == ["stdin"]
     p = run_recolor(["compare", "-", b, "--json"], input=a.read_bytes(), check_rc=0)
     assert [r["name"] for r in json.loads(p.stdout)["images"]] == ["b"]
+
+
+def test_the_plain_table_aligns_wide_names(tmp_path):
+    """Columns were padded by len(): a name in wide characters (日本, 2 characters, 4 columns)
+    pushed its row's numbers 2 columns right of the others'."""
+    import unicodedata
+
+    pred, truth = tmp_path / "pred", tmp_path / "truth"
+    for d in (pred, truth):
+        d.mkdir()
+        for i, name in enumerate(["日本", "ab"]):
+            write_rgb(d / f"{name}.png", smooth_image(24, 32, i + (d == pred)))
+    p = run_recolor(["compare", pred, truth], check_rc=0)
+    lines = p.stdout.decode().splitlines()
+
+    def columns(line: str) -> int:
+        return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in line)
+
+    assert len(lines) == 4 and len({columns(line) for line in lines}) == 1, lines

@@ -237,6 +237,30 @@ def test_a_plot_of_a_fine_class_set_stays_small():
     assert img.shape[0] > coarse.shape[0] // 2  # (a figure, not a speck)
 
 
+@pytest.mark.parametrize("grid", [8, 10, 50, 0.02])
+def test_plot_cells_are_centred_on_the_classes(grid):
+    """The cells were spaced 256 / (n - 1): a grid that does not divide 256 was drawn off its
+    axis labels (--grid 50's class a = 100 between 55 and 91)."""
+    g, lo, n = rebalance.plot_cells(grid)
+    hi = lo + (n - 1) * g
+    assert lo - g / 2 <= -128 and hi + g / 2 >= 128 and n <= rebalance._PLOT_CELLS
+    if g == grid:  # each class k * grid is a cell's centre
+        for c in (k * grid for k in range(-int(128 // grid), int(128 // grid) + 1)):
+            i = round((c - lo) / g)
+            assert 0 <= i < n and abs(lo + i * g - c) < 1e-9, c
+
+
+def test_a_single_class_is_drawn_in_the_top_colour():
+    """One class seen: its log p was scaled to 0 (vmin == vmax), the darkest colour."""
+    acc = rebalance.PriorAccumulator(C8, 8)
+    acc.add(np.full((4, 4, 2), 40.0, np.float32))
+    stats = acc.finish()
+    stats.prior[:] = np.where(stats.counts > 0, 1.0, 0.0)  # (no smoothing: one value)
+    img = rebalance._plot_image(stats, cell=4)
+    top = cv2.applyColorMap(np.array([[255]], np.uint8), cv2.COLORMAP_VIRIDIS)[0, 0]
+    assert (img.reshape(-1, 3) == top).all(axis=1).any()
+
+
 def test_an_image_too_large_for_memory_is_one_error_and_the_others_count(tmp_path, monkeypatch):
     """Its MemoryError came back through the reading thread and ended the whole run (no stats,
     a line naming no file); stdin and records already went on without it."""
