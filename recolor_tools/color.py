@@ -270,9 +270,11 @@ def _rounded(rgb: np.ndarray, peak: int, dtype: type) -> np.ndarray:
     # One float32 temporary, rounded and clipped in place (a 6000x4000 image: 275 MB, not 1 GB);
     # an array also for a number (np.multiply's scalar result could not be rounded in place)
     x = np.array(rgb, dtype=np.float32)
-    if x.size and np.isnan(x.min()):  # (the cast made NaN 0, black, with numpy's warning)
-        raise ValueError("rgb holds NaN")
     x *= np.float32(peak)
     np.rint(x, out=x)
-    np.clip(x, 0, peak, out=x)
-    return x.astype(dtype)
+    np.clip(x, 0, peak, out=x)  # (infinities clipped; NaN stays, and its cast is "invalid")
+    with np.errstate(invalid="raise"):  # NaN was cast to 0 (black) with numpy's warning
+        try:
+            return x.astype(dtype)
+        except FloatingPointError:
+            raise ValueError("rgb holds NaN") from None

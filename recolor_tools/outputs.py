@@ -89,11 +89,8 @@ def input_ids(inputs: Sequence[str]) -> set[tuple[int, int]]:
     """:func:`file_ids` of ``inputs``, with ``-`` the file stdin reads when it is a regular
     file (``recolor to-lab < a.png >> a.png``; a pipe or terminal is no file to protect)."""
     ids = file_ids(inputs)
-    if "-" in inputs:
-        with contextlib.suppress(OSError):
-            st = os.fstat(0)
-            if stat.S_ISREG(st.st_mode):
-                ids.add((st.st_dev, st.st_ino))
+    if "-" in inputs and (stdin := regular_file_id(0)) is not None:
+        ids.add(stdin)
     return ids
 
 
@@ -119,11 +116,11 @@ def check_stdout_not_input(stream: IO, inputs: Sequence[str]) -> None:
                 raise RecolorError("refusing to overwrite an input (it is stdout too)", p)
 
 
-def regular_file_id(stream: IO) -> tuple[int, int] | None:
-    """(device, inode) of the regular file ``stream`` writes to (``>> a.png``), or None (a pipe,
-    a terminal, a captured stream)."""
+def regular_file_id(stream: IO | int) -> tuple[int, int] | None:
+    """(device, inode) of the regular file ``stream`` (or file descriptor) reads or writes
+    (``>> a.png``, ``< a.png``), or None (a pipe, a terminal, a captured stream)."""
     try:
-        st = os.fstat(stream.fileno())
+        st = os.fstat(stream if isinstance(stream, int) else stream.fileno())
     except (OSError, ValueError, AttributeError):
         return None
     return (st.st_dev, st.st_ino) if stat.S_ISREG(st.st_mode) else None

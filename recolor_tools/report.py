@@ -214,26 +214,17 @@ def _image_name(name: str) -> str:
 
 def format_text(results: Sequence[tuple[str, dict[str, float]]]) -> str:
     """The report as a plain table: space-aligned columns, one line per image, then ``mean``."""
+    from rich.cells import cell_len  # terminal columns: 日本 takes 4 (ljust counts 2)
+
     head, rows = report_cells(results)
     table = [head, *rows]
-    widths = [max(_columns(r[i]) for r in table) for i in range(len(head))]
+    widths = [max(cell_len(r[i]) for r in table) for i in range(len(head))]
     lines = []
     for r in table:
-        cells = [r[0] + " " * (widths[0] - _columns(r[0]))]  # (ljust counts characters)
+        cells = [r[0] + " " * (widths[0] - cell_len(r[0]))]
         cells += [c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True)]
         lines.append("  ".join(cells).rstrip())
     return "\n".join(lines) + "\n"
-
-
-def _columns(text: str) -> int:
-    """Terminal columns ``text`` takes: 2 for East Asian wide and full-width characters (日本
-    took 2 by len() and pushed its row's numbers 2 columns right), 0 for combining marks."""
-    import unicodedata
-
-    return sum(
-        0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1
-        for c in text
-    )
 
 
 def format_csv(results: Sequence[tuple[str, dict[str, float]]]) -> str:
