@@ -387,7 +387,7 @@ def prior_from_weights(weights: torch.Tensor, lam: float) -> torch.Tensor | None
 
 
 def load_checkpoint(
-    path: str | Path, head: str | None = None, map_location: Any = "cpu"
+    path: str | Path, head: str | None = None, map_location: Any = "cpu", advice: str = ""
 ) -> tuple[Colorizer, dict[str, Any]]:
     """Rebuild the model stored in a checkpoint file.
 
@@ -398,6 +398,8 @@ def load_checkpoint(
         The head the caller expects; a checkpoint of the other head is an error.
     map_location : str or torch.device
         Passed to ``torch.load``.
+    advice : str
+        Appended to the error for a checkpoint of the other head (the CLI's "; use --head ...").
 
     Returns
     -------
@@ -413,7 +415,7 @@ def load_checkpoint(
         the stored config; the reason is one line.
     """
     ckpt = read_checkpoint(path, map_location)
-    check_head(ckpt, head, path, f"; use --head {ckpt.get('head')} or other weights")
+    check_head(ckpt, head, path, advice.format(head=ckpt.get("head")))
     model = model_of(ckpt, path)
     model.to(map_location if not isinstance(map_location, dict) else "cpu").eval()
     return model, ckpt

@@ -439,10 +439,15 @@ class Predictor:
 
     @classmethod
     def load(
-        cls, weights: str | Path | None = None, head: str | None = None, **kwargs: Any
+        cls,
+        weights: str | Path | None = None,
+        head: str | None = None,
+        advice: str = "",
+        **kwargs: Any,
     ) -> Predictor:
         """Build from a checkpoint file, or the shipped weights for ``head`` when ``weights`` is
-        None (``head`` then defaults to ``cls``); ``kwargs`` go to the constructor.
+        None (``head`` then defaults to ``cls``); ``advice`` ends the error for a checkpoint of
+        another head (``{head}`` its head); ``kwargs`` go to the constructor.
 
         Raises
         ------
@@ -460,7 +465,7 @@ class Predictor:
                     "(train them with `recolor train` or pass --weights)",
                     Path(models.__file__).resolve().parent.parent / "weights" / f"{head}.pt",
                 ) from None
-        model, ckpt = checkpoints.load_checkpoint(weights, head, map_location=device)
+        model, ckpt = checkpoints.load_checkpoint(weights, head, device, advice)
         return cls(model, ckpt, device=device, **kwargs)
 
     def check_hints(self, given: bool, palette: bool = False, steered: bool = False) -> None:

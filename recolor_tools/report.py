@@ -126,7 +126,7 @@ def montage(
     (H, W, 3) uint8 ndarray
         The figure as written (:func:`montage_height` high). Column titles on top; each row has
         its name above it; images are centred on white in columns as wide as their widest
-        image, with a ``gap``-pixel margin.
+        image (or their title), with a ``gap``-pixel margin.
     """
     if not rows:
         raise ValueError("montage needs at least one row")
@@ -137,7 +137,10 @@ def montage(
         f = min(height / h, MAX_CELL_RATIO * height / w)
         return max(1, min(height, round(h * f))), max(1, round(w * f))
 
-    widths = [max(size(r[1 + j])[1] for r in rows) + 2 * gap for j in range(3)]
+    # a column is at least as wide as its title: a tall thin image's title was shrunk to specks
+    thick = max(1, round(scale * 2))
+    titles = [cv2.getTextSize(t, _FONT, scale, thick)[0][0] + 4 for t in MONTAGE_TITLES]
+    widths = [max(max(size(r[1 + j])[1] for r in rows), titles[j]) + 2 * gap for j in range(3)]
     name_h = _strip_height(0.8 * scale)
     # drawn in place, row by row: one figure in memory, not the cells, strips and a copy
     figure = np.full((montage_height(len(rows), height), sum(widths), 3), 255, np.uint8)

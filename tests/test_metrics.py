@@ -415,6 +415,18 @@ def test_montage_layout_and_file(tmp_path):
     assert np.all(fig == (0, 0, 0), axis=-1).any()
 
 
+def test_montage_titles_keep_their_size_over_thin_images(tmp_path):
+    """A column as narrow as a tall thin image shrank its title to a few pixels."""
+
+    def title_ink(img: np.ndarray) -> tuple[int, int]:  # (rows, columns) holding the titles' ink
+        fig = report.montage([("n", img, img, img)], tmp_path / "m.png", height=256)
+        ink = (fig[: fig.shape[0] - 256] < 128).all(axis=-1)[: report._strip_height(256 / 400)]
+        return int(ink.any(axis=1).sum()), int(ink.any(axis=0).sum())
+
+    thin, wide = title_ink(const_rgb(400, 8, (200, 40, 40))), title_ink(const_rgb(256, 256, 0))
+    assert thin == wide and thin[0] > 8
+
+
 def test_montage_rejects_no_rows(tmp_path):
     with pytest.raises(ValueError, match="at least one row"):
         report.montage([], tmp_path / "m.png")

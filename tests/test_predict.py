@@ -301,7 +301,10 @@ def test_cli_wrong_head_and_not_a_checkpoint(tmp_path, weights):
     src = write_rgb(tmp_path / "a.png", smooth_image(20, 30, 1))
     r = _invoke([src, "--head", "reg", "--weights", weights["cls"], "-o", tmp_path / "o"])
     assert r.exit_code == 1 and len(r.stderr.splitlines()) == 1
-    assert "'cls' head" in r.stderr
+    assert r.stderr.rstrip().endswith("'cls' head, not 'reg'; use --head cls or other weights")
+    with pytest.raises(RecolorError) as e:  # the API, or a script, has no --head to advise
+        predict.Predictor.load(weights["cls"], "reg")
+    assert e.value.reason == "checkpoint is for the 'cls' head, not 'reg'"
     r = _invoke([src, "--weights", src, "-o", tmp_path / "o"])
     assert r.exit_code == 1 and len(r.stderr.splitlines()) == 1
     assert "not a recolor checkpoint" in r.stderr

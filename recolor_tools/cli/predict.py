@@ -287,7 +287,7 @@ def _load_predictor(
 
         torch.set_num_threads(threads)
     guided, palette, steered, suggest, tempered = asks
-    loaded = Predictor.load(weights, head, **settings)
+    loaded = Predictor.load(weights, head, "; use --head {head} or other weights", **settings)
     try:
         loaded.check_hints(guided, palette=palette, steered=steered)
         if suggest:
