@@ -10,8 +10,10 @@ float samples in a matrix/TRC profile, the same formulas littleCMS evaluates for
 So samples that came from an 8-bit file go through littleCMS itself (exact), and 16-bit or float
 ones through the profile's own formulas where it is a matrix/TRC profile (Adobe RGB, ProPhoto,
 Display P3, gray gamma profiles: :mod:`recolor_tools.iccshaper`, in float, within a 16-bit step
-of the true value; on 8-bit data 99.3% of samples equal to littleCMS's, none more than one code
-off). A profile with lookup tables (``A2B0``: a scanner's measured profile) goes through its
+of the true value; on 8-bit data, from the profile to sRGB 99% of samples equal to littleCMS's,
+none more than one code off; from sRGB to the profile, ``--keep-profile``'s way, 98.5-98.8%
+equal and at most 3 codes off, in the darkest colours, where a pure gamma curve is steepest and
+littleCMS's 8-bit result is the one off: float64 agrees with the formulas). A profile with lookup tables (``A2B0``: a scanner's measured profile) goes through its
 transform sampled once on a regular grid of GRID x GRID x GRID RGB nodes and applied as a 3-D
 lookup table with tetrahedral interpolation (:mod:`recolor_tools.quant.lut3d`, as littleCMS does on
 its own tables), in float32. ``GRID - 1 = 85`` divides 255, so every node is an exact 8-bit
