@@ -9,15 +9,16 @@ float samples in a matrix/TRC profile, the same formulas littleCMS evaluates for
 ``ImageCms`` works on 8-bit samples only, while recolor reads 16-bit masters and computes in float.
 So samples that came from an 8-bit file go through littleCMS itself (exact), and 16-bit or float
 ones through the profile's own formulas where it is a matrix/TRC profile (Adobe RGB, ProPhoto,
-Display P3, gray gamma profiles: :mod:`recolor_tools.iccshaper`, in float, within a 16-bit step
-of the true value; on 8-bit data, from the profile to sRGB 99% of samples equal to littleCMS's,
-none more than one code off; from sRGB to the profile, ``--keep-profile``'s way, 98.5-98.8%
-equal and at most 3 codes off, in the darkest colours, where a pure gamma curve is steepest and
-littleCMS's 8-bit result is the one off: float64 agrees with the formulas). A profile with lookup tables (``A2B0``: a scanner's measured profile) goes through its
-transform sampled once on a regular grid of GRID x GRID x GRID RGB nodes and applied as a 3-D
-lookup table with tetrahedral interpolation (:mod:`recolor_tools.quant.lut3d`, as littleCMS does on
-its own tables), in float32. ``GRID - 1 = 85`` divides 255, so every node is an exact 8-bit
-input whose value is littleCMS's (rounded to 8 bits: 0.5/255, at most about 0.2 L units).
+Display P3, gray gamma profiles: :mod:`recolor_tools.iccshaper`, in float, within a 16-bit step of
+the true value; on 8-bit data, from the profile to sRGB 99% of samples equal to littleCMS's, none
+more than one code off; from sRGB to the profile, ``--keep-profile``'s way, 98.5-98.8% equal and at
+most 3 codes off, in the darkest colours, where a pure gamma curve is steepest and littleCMS's 8-bit
+result is the one off: float64 agrees with the formulas). A profile with lookup tables (``A2B0``: a
+scanner's measured profile) goes through its transform sampled once on a regular grid of GRID x GRID
+x GRID RGB nodes and applied as a 3-D lookup table with tetrahedral interpolation
+(:mod:`recolor_tools.quant.lut3d`, as littleCMS does on its own tables), in float32. ``GRID - 1 =
+85`` divides 255, so every node is an exact 8-bit input whose value is littleCMS's (rounded to 8
+bits: 0.5/255, at most about 0.2 L units).
 Measured against ImageCms on 8-bit data of the wide-gamut profile of tests/archive_inputs.py
 (smooth image, colours inside sRGB): 99.2% of samples within one code value, p99 1, max 9 codes,
 the large errors only in table cells that straddle the sRGB gamut boundary (littleCMS's clamped

@@ -393,24 +393,50 @@ class Hints:
         """
         if not len(self.xy):
             return
+        one, latest = self._strip(row0, row0 + ab.shape[0])
+        if latest is None:  # a painted layer's pixels (in order: later wins)
+            ab[self.xy[one, 1] - row0, self.xy[one, 0]] = self.ab[one]
+            return
+        hit = latest >= 0
+        ab[hit] = self.ab[latest[hit]]
+
+    def _strip(self, row0: int, row1: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """The one-pixel points in rows [row0, row1) (in the order given), and where a larger
+        square reaches those rows, which point each of their pixels shows: the latest that
+        covers it (the largest index; -1 none), else None."""
         order, rows, big, big_sq = self._by_row
-        row1 = row0 + ab.shape[0]
         one = order[np.searchsorted(rows, row0) : np.searchsorted(rows, row1)]
-        x, y = self.xy[one, 0], self.xy[one, 1]
         here = [(i, sq) for i, sq in zip(big, big_sq, strict=True) if sq[1] < row1 and sq[3] > row0]
         if not here:
-            ab[y - row0, x] = self.ab[one]  # a painted layer's pixels (in order: later wins)
-            return
-        # Each pixel takes the latest point that covers it: the largest index, over the strip.
+            return one, None
         # (Each square used to search the one-pixel points after it: squares x points work,
         # 65 s for 400,000 points of sizes 1 and 2.)
-        latest = np.full(ab.shape[:2], -1, np.int64)
-        np.maximum.at(latest, (y - row0, x), one)
+        latest = np.full((row1 - row0, self.shape[1]), -1, np.int64)
+        np.maximum.at(latest, (self.xy[one, 1] - row0, self.xy[one, 0]), one)
         for i, (x0, y0, x1, y1) in here:
             block = latest[max(y0, row0) - row0 : min(y1, row1) - row0, x0:x1]
             np.maximum(block, i, out=block)
-        hit = latest >= 0
-        ab[hit] = self.ab[latest[hit]]
+        return one, latest
+
+    @cached_property
+    def _showing(self) -> np.ndarray:
+        """(N,) int64: the pixels at which each point shows in :meth:`paste` (a point that a
+        later one covers shows nowhere), counted in strips of about 4 M pixels."""
+        (H, W), shown = self.shape, np.zeros(len(self.xy), np.int64)
+        flat = self.xy[:, 1] * W + self.xy[:, 0]
+        if (self.size == 1).all() and (flat[1:] > flat[:-1]).all():  # a layer's pixels, in order
+            return shown + 1
+        step = max(1, (1 << 22) // W)
+        for row0 in range(0, H, step):
+            one, latest = self._strip(row0, min(H, row0 + step))
+            if latest is None:  # of the one-pixel points on one pixel, the last given shows
+                flat = self.xy[one, 1] * W + self.xy[one, 0]
+                order = np.argsort(flat, kind="stable")  # timsort: a layer's pixels come sorted
+                flat = flat[order]
+                shown[one[order[np.append(flat[1:] != flat[:-1], True)]]] += 1
+            else:
+                shown += np.bincount(latest[latest >= 0], minlength=len(shown))
+        return shown
 
     @cached_property
     def _by_row(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -429,7 +455,9 @@ class Hints:
 
         Full-resolution pixel (x, y) lies in working pixel ``(x + 0.5) w / W`` and so in output
         cell ``floor((x + 0.5) w / (W stride))``. Points in one cell become one hint: the mean
-        of their a/b weighted by their area.
+        of their a/b weighted by the pixels at which each shows (:meth:`paste`: a point given
+        later covers an earlier one where they overlap, so a ``--hint`` on a hint file's point
+        replaces it rather than mixing with it).
 
         Returns
         -------
@@ -445,7 +473,7 @@ class Hints:
         cx = np.clip(((xy[:, 0] + 0.5) * w / (W * stride)).astype(np.int64), 0, grid[1] - 1)
         cy = np.clip(((xy[:, 1] + 0.5) * h / (H * stride)).astype(np.int64), 0, grid[0] - 1)
         flat, n = cy * grid[1] + cx, grid[0] * grid[1]
-        area = self.size.astype(np.float64) ** 2
+        area = self._showing.astype(np.float64)
         wsum = np.bincount(flat, area, n)
         cell = np.flatnonzero(wsum)
         ab = np.stack([np.bincount(flat, area * self.ab[:, c], n)[cell] for c in (0, 1)], 1)

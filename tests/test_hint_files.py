@@ -472,3 +472,10 @@ def test_a_hint_on_the_command_line_corrects_a_hint_file(tmp_path, weights, imag
         for x, y, want, other in ((20, 20, blue, red), (21, 21, red, blue), (50, 30, red, blue)):
             d = np.linalg.norm(ab[y, x] - want), np.linalg.norm(ab[y, x] - other)
             assert d[0] < d[1] / 3, (given, x, y, d)  # the --hint's pixel, then the file's
+    # a --hint on a file's point replaces it everywhere, not only at its pixels (their colours
+    # were mixed on the output grid: a red point corrected to blue spread magenta)
+    (tmp_path / "red.json").write_text('{"points": [{"x": 20, "y": 20, "color": "#c0392b"}]}')
+    for name, given in (("both", ["--hints", tmp_path / "red.json"]), ("alone", [])):
+        run(["predict", src, "-w", weights["cls"], *given, "--hint", "20,20=#1d4e89",
+             "-o", tmp_path / f"{name}.png"], check_rc=0)  # fmt: skip
+    assert (tmp_path / "both.png").read_bytes() == (tmp_path / "alone.png").read_bytes()

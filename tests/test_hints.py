@@ -147,9 +147,11 @@ def test_points_gather_per_output_cell_and_paste_their_squares():
     h = h.resolve(20, 40)
     cell, ab = h.cells((20, 40), 4, (5, 10))
     assert cell.tolist() == [0, 49]
-    # red (area 1) and blue (area 9) share cell 0: their area-weighted mean
-    want = (hints.parse_color("#ff0000") + 9 * hints.parse_color("#0000ff")) / 10
-    np.testing.assert_allclose(ab[0], want, atol=1e-4)
+    # blue's 3x3 square at (1, 1) covers red at (0, 0), given before it: blue alone there
+    np.testing.assert_allclose(ab[0], hints.parse_color("#0000ff"), atol=1e-4)
+    later = (hints.point(1, 1, "#0000ff", size=3) + hints.point(0, 0, "#ff0000")).resolve(20, 40)
+    want = (hints.parse_color("#ff0000") + 8 * hints.parse_color("#0000ff")) / 9  # by pixels shown
+    np.testing.assert_allclose(later.cells((20, 40), 4, (5, 10))[1][0], want, atol=1e-4)
     canvas = np.zeros((20, 40, 2), np.float32)
     h.paste(canvas[3:10], 3)  # a strip that holds none of them
     assert not canvas.any()
@@ -201,13 +203,22 @@ def test_paste_is_the_points_painted_in_order_in_any_strip():
     ab = rng.uniform(-100, 100, (n, 2)).astype(np.float32)
     size = rng.choice([1, 1, 1, 2, 3, 5], n).astype(np.int32)
     given = hints.Hints(xy.tolist(), ab, size).resolve(H, W)
-    want = np.zeros((H, W, 2), np.float32)
-    for (x0, y0, x1, y1), colour in zip(given.squares(), ab, strict=True):
-        want[y0:y1, x0:x1] = colour
+    want, owner = np.zeros((H, W, 2), np.float32), np.full((H, W), -1)
+    for i, ((x0, y0, x1, y1), colour) in enumerate(zip(given.squares(), ab, strict=True)):
+        want[y0:y1, x0:x1], owner[y0:y1, x0:x1] = colour, i
     for rows in ((0, H), (0, 7), (7, 16), (16, H)):
         got = np.zeros((rows[1] - rows[0], W, 2), np.float32)
         given.paste(got, rows[0])
         np.testing.assert_array_equal(got, want[rows[0] : rows[1]])
+    # on the output grid each point counts by the pixels it shows: a covered one not at all (a
+    # --hint on a hint file's point mixed their colours everywhere the hint reached)
+    shows = np.bincount(owner[owner >= 0], minlength=n)
+    cell, got = given.cells((H, W), 4, (6, 8))
+    flat = np.minimum(xy[:, 1] // 4, 5) * 8 + np.minimum(xy[:, 0] // 4, 7)
+    for c, mean in zip(cell, got, strict=True):
+        at = flat == c
+        np.testing.assert_allclose(mean, shows[at] @ ab[at] / shows[at].sum(), atol=1e-3)
+    assert set(cell) == set(flat[shows > 0])
 
 
 def test_a_size_written_as_digits_is_a_size_as_coordinates_are():

@@ -354,8 +354,9 @@ def _predict_inputs(tool: Tool, inputs, hints: str | None, palette: str | None):
     hint_dir = hints is not None and os.path.isdir(hints)
     own = {os.path.realpath(g) for g in files_read(palette, None if hint_dir else hints)}
     if own:  # (a NUL in a name from a list: realpath's ValueError; that input's own line later)
+        named = set(args)  # a set: 20,000 names tested against a list took 4 s
         everything = [p for p in everything
-                      if p in args or "\0" in p or os.path.realpath(p) not in own]  # fmt: skip
+                      if p in named or "\0" in p or os.path.realpath(p) not in own]  # fmt: skip
     if palette == "-" and ("-" in args or sys.stdin.isatty()):
         tool.usage("--palette - reads an image from stdin: not a terminal, and not an input")
     if hints == "-" and ("-" in args or palette == "-" or sys.stdin.isatty()):
