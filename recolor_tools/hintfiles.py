@@ -186,7 +186,8 @@ def match_hint_files(
     ``hint_dir/a/b.json`` or ``hint_dir/a/b.png``; an input named on its own, ``x/c.jpg``,
     takes ``hint_dir/c.*``. Inputs of one name (``b.jpg`` and ``b.png``) all take its file. A
     file of ``hint_dir`` that is itself an input (``--hints`` naming the input folder), or the
-    ``palette`` image, is no hint file.
+    ``palette`` image, is no hint file, nor is an image beside an input that matches none
+    (``predict in/a*.png --hints in/``: ``in/b.png`` is an image not named, not a layer).
 
     Returns
     -------
@@ -208,11 +209,14 @@ def match_hint_files(
     inputs_there = {os.path.realpath(p) for p in paths if p != "-" and "\0" not in p}
     if palette is not None and "\0" not in palette and os.path.isfile(palette):
         inputs_there.add(os.path.realpath(palette))  # (reported as a hint file for no input)
+    beside = {os.path.dirname(p) for p in inputs_there}  # an image there is one not named
     for f in _hint_files(hint_dir):
         if os.path.realpath(f) in inputs_there:
             continue
         k = f.relative_to(hint_dir).with_suffix("").as_posix()
         if k not in by_key:
+            if f.suffix.lower() != ".json" and os.path.realpath(f.parent) in beside:
+                continue  # `predict in/a*.png --hints in/`: in/b.png is no layer for no input
             problems.append(RecolorError("hint file for no input", f))
         elif by_key[k][0] in pairs:  # (a.json and a.png): which one was meant is not known
             first = pairs[by_key[k][0]]

@@ -105,22 +105,24 @@ def _shown(value: object) -> str:
     return str(value)
 
 
-def _as_text(value: object) -> str:
-    """A coordinate as text for :func:`_coord` (JSON's ``true``, not Python's ``True``)."""
-    return value if isinstance(value, str) else _shown(value)
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+"""Decimal notation, as JSON writes numbers (Python's ``float`` also takes ``1_0``, other
+scripts' digits and ``inf``)."""
 
 
-def _coord(text: str) -> tuple[float, bool]:
-    """``"120"`` -> (120, False) pixels; ``"50%"`` -> (50, True) percent."""
-    t = text.strip()
+def _number(text: str) -> float:
+    """``text`` in :data:`_NUMBER`'s notation as a float, else NaN."""
+    return float(text) if _NUMBER.fullmatch(text) else np.nan
+
+
+def _coord(value: object) -> tuple[float, bool]:
+    """``"120"`` or 120 -> (120, False) pixels; ``"50%"`` -> (50, True) percent."""
+    t = (value if isinstance(value, str) else _shown(value)).strip()
     pct = t.endswith("%")
-    try:
-        v = float(t[:-1] if pct else t)
-    except ValueError:
-        v = np.nan
+    v = _number(t[:-1].rstrip() if pct else t)
     if not np.isfinite(v):
-        why = "is out of range" if np.isinf(v) and "inf" not in t.lower() else "is not a number"
-        raise ValueError(f"coordinate {_shown(text)} {why}")
+        why = "is out of range" if np.isinf(v) else "is not a number"
+        raise ValueError(f"coordinate {_shown(value)} {why}")
     return v, pct
 
 
@@ -145,7 +147,7 @@ def parse_points(xy: npt.ArrayLike | Sequence) -> tuple[np.ndarray, np.ndarray]:
         if values.dtype.kind == "f" and not np.isfinite(values).all():  # NaN: int64's minimum
             raise ValueError(f"coordinate {values[~np.isfinite(values)][0]} is not a number")
         return values, np.zeros(values.shape, bool)
-    parsed = [_coord(_as_text(c)) for pair in _tuples(xy, "points", "x, y") for c in pair]
+    parsed = [_coord(c) for pair in _tuples(xy, "points", "x, y") for c in pair]
     values = np.array([v for v, _ in parsed], np.float64).reshape(-1, 2)
     percent = np.array([pc for _, pc in parsed], bool).reshape(-1, 2)
     whole = np.all(values == np.floor(values)) and np.all(np.abs(values) < 2**53)
@@ -490,10 +492,10 @@ def points(specs: Sequence[tuple[float | str, float | str, str, int]]) -> Hints:
     200,000 points took 38 s point by point (each joined to the others), 6 s so."""
     # a size written as a string of digits ("3"), as coordinates and weights may be (one of
     # thousands of digits is left as text, refused below: int() would refuse it in its words)
-    specs = [(x, y, c, int(s) if isinstance(s, str) and s.strip().isdecimal() and len(s) < 20
+    specs = [(x, y, c, int(s) if isinstance(s, str) and re.fullmatch(r"\s*[0-9]{1,19}\s*", s)
               else s) for x, y, c, s in _tuples(specs, "points", "x, y, colour, size")]  # fmt: skip
     for x, y, _, size in specs:
-        _coord(_as_text(x)), _coord(_as_text(y))  # noqa: B018 - now; resolved per image later
+        _coord(x), _coord(y)  # noqa: B018 - now; resolved per image later
         number = isinstance(size, int | float | np.integer) and not isinstance(size, bool)
         # the range first: float() of a 400-digit JSON integer overflows
         if not (number and 1 <= size <= _MAX_SQUARE and float(size).is_integer()):
@@ -549,9 +551,10 @@ def palette(colours: Sequence[tuple[str, float | str]]) -> Hints:
     colours, w = _tuples(colours, "palette", "colour, weight"), []
     for _, weight in colours:
         try:
-            wt = float(weight) if not isinstance(weight, bool) else np.nan
+            wt = _number(weight.strip()) if isinstance(weight, str) else float(weight)
         except (TypeError, ValueError, OverflowError):  # a 400-digit JSON integer overflows
             wt = np.nan
+        wt = np.nan if isinstance(weight, bool) else wt
         if not _W_MIN <= wt <= _W_MAX:  # held as float32: 1e-300 would be 0, 1e39 infinite
             raise ValueError(
                 f"palette weight {_shown(weight)} is not a number from {_W_MIN:g} to {_W_MAX:g}"

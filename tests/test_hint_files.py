@@ -199,8 +199,13 @@ def test_a_hint_layer_is_read_with_the_image_checks(tmp_path):
         ('{"palette": [{"color": "#e63946", "weight": true}]}', "palette weight true is not a"),
         ('{"palette": [{"color": "#e63946", "weight": null}]}', "palette weight null is not a"),
         # JSON's own spellings, not Python's; and no Python advice for a number too long
-        ('{"points": [{"x": true, "y": 1, "color": "#f00"}]}', "coordinate 'true' is not a"),
-        ('{"points": [{"x": null, "y": 1, "color": "#f00"}]}', "coordinate 'null' is not a"),
+        ('{"points": [{"x": true, "y": 1, "color": "#f00"}]}', "coordinate true is not a"),
+        ('{"points": [{"x": null, "y": 1, "color": "#f00"}]}', "coordinate null is not a"),
+        # decimal notation as JSON's, not all that Python's float() takes (x = 10, 12, weight 1)
+        ('{"points": [{"x": "1_0", "y": 1, "color": "#f00"}]}', "coordinate '1_0' is not a"),
+        ('{"points": [{"x": "\u0661\u0662", "y": 1, "color": "#f00"}]}', "coordinate '١٢' is"),
+        ('{"points": [{"x": 1, "y": 1, "color": "#f00", "size": "\u0663"}]}', "hint size must"),
+        ('{"palette": [{"color": "#f00", "weight": "\u0661"}]}', "palette weight '١' is not a"),
         ('{"points": [{"x": 1, "y": 1, "color": "#f00", "size": true}]}', "hint size must be a"
          f" whole number of pixels, 1 to {2**31 - 1}: true"),
         ('{"points": [{"x": 1e999, "y": 1, "color": "#f00"}]}', "number 1e999 is too large"),
@@ -321,6 +326,14 @@ def test_a_hint_folder_that_is_the_input_folder(tmp_path, weights):
         extra = ["--hints", folder / f"{name}.json"] if hinted else []
         run(["predict", folder / f"{name}.png", *extra, *w, "-o", alone], check_rc=0)
         assert (out / f"{name}.png").read_bytes() == alone.read_bytes()
+    # some of its images named (a glob): the others are images not named, not layers for no
+    # input; a JSON file for no input is still one
+    (folder / "d.json").write_text('{"points": []}')
+    p = run(["predict", folder / "a.jpg", folder / "b.png", "--hints", folder, *w,
+             "-o", f"{tmp_path / 'some'}/"])  # fmt: skip
+    assert p.returncode == 1
+    assert p.stderr.decode() == f"recolor predict: {folder / 'd.json'}: hint file for no input\n"
+    assert (tmp_path / "some" / "b.png").read_bytes() == (out / "b.png").read_bytes()
 
 
 def test_a_hint_file_is_json_or_a_layer_by_its_bytes(tmp_path, weights):

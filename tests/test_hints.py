@@ -236,5 +236,5 @@ def test_numpy_numbers_are_coordinates():
     assert hints.point(xs[0], xs[1], "#ff0000").resolve(20, 20).xy.tolist() == [[5, 10]]
     values, percent = hints.parse_points([(np.int64(1), np.float64(2.5))])
     assert values.tolist() == [[1.0, 2.5]] and not percent.any()
-    with pytest.raises(ValueError, match="coordinate 'true' is not a number"):
+    with pytest.raises(ValueError, match="coordinate true is not a number"):
         hints.point(True, 1, "#f00")
