@@ -114,25 +114,42 @@ def all_or_none(d: Dist) -> Iterator[None]:
         raise RecolorError(f"{reason} (rank {r})", path)
 
 
-def check_same_data(lists: tuple[list, ...], d: Dist) -> None:
-    """Raise :class:`~recolor_tools.errors.UsageError` unless every rank listed the same
-    training and validation images (call it on every rank). Each rank takes its share of its
-    own list by position: lists that differ between the machines of a launch (a folder read on
-    each) train on other images than asked, unsaid, and other counts of images wait for good
-    at the end of the shorter epoch."""
+def check_same(values: dict[str, tuple[object, str]], d: Dist) -> None:
+    """Raise :class:`~recolor_tools.errors.UsageError` unless every rank holds the same value
+    under each key of ``values`` (``{what differs: (value, how it is said)}``, the first that
+    differs said; call it on every rank, with the same keys)."""
     from .errors import UsageError
-    from .shard import digest
 
     if d.world <= 1:
         return
     every: list = [None] * d.world
-    dist.all_gather_object(every, tuple(digest(items) for items in lists))
-    for i, what in enumerate(("training", "validation")):
-        other = [r for r, theirs in enumerate(every) if theirs[i] != every[0][i]]
+    dist.all_gather_object(every, values)
+    for what, (mine, _) in every[0].items():
+        other = [r for r, theirs in enumerate(every) if theirs[what][0] != mine]
         if other:
-            said = ", ".join(f"rank {r}: {every[r][i][0]}" for r in (0, *other))
-            raise UsageError(f"the processes listed different {what} images ({said}): every "
-                             "process must be given the same", see_help=False)  # fmt: skip
+            said = ", ".join(f"rank {r}: {every[r][what][1]}" for r in (0, *other))
+            raise UsageError(f"the processes {what} ({said}): every process must be given the "
+                             "same", see_help=False)  # fmt: skip
+
+
+def check_same_data(lists: tuple[list, ...], settings: dict[str, object], d: Dist) -> None:
+    """Raise :class:`~recolor_tools.errors.UsageError` unless every rank listed the same
+    training and validation images and resolved the same run ``settings`` (``{flag: value}``;
+    call it on every rank). Each rank takes its share of its own list by position: lists that
+    differ between the machines of a launch (a folder read on each) train on other images than
+    asked, unsaid, and other counts of images wait for good at the end of the shorter epoch.
+    Other settings did alike: another ``--lr`` trained replicas apart, another ``--seed``
+    overlapping shares, another ``--steps`` waited for good, another ``--width`` failed in
+    DDP ("params[0] ... appears not to match"), a stale copy of OUT resumed another step."""
+    from .shard import digest
+
+    values = {}
+    for what, items in zip(("training", "validation"), lists, strict=True):
+        n, sha = digest(items)
+        values[f"listed different {what} images"] = ((n, sha), str(n))
+    for flag, value in settings.items():
+        values[f"were given different {flag}"] = (value, str(value))
+    check_same(values, d)
 
 
 def broadcast_buffers(model: torch.nn.Module, d: Dist) -> None:

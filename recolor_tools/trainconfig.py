@@ -46,6 +46,11 @@ RESUMED_UNLESS_GIVEN = {"batch_size": 16, "size": defaults.TRAIN_SIZE, "seed": 0
 ``--resume`` alone continues a run as it was started (to its ``--steps``). Given again they
 win (``--steps`` or ``--epochs`` extend it; a note names ``-b``, ``--seed`` and ``--size`` that
 differ from the run's, which change the order and crops from then on)."""
+RUN_WIDE = ("head", "grid", "epochs", "steps", "batch_size", "lr", "schedule", "size", "width",
+            "seed", "eval_every", "ckpt_every", "resume", "precision", "hints", "hint_lr",
+            "freeze_bn", "affinity")  # fmt: skip
+"""The options every process of a torchrun launch must be given alike (resolved: the resumed
+run's where not given); the others are each machine's (OUT, files, device, loaders, threads)."""
 
 
 @dataclass

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -946,6 +948,100 @@ def test_processes_that_list_other_training_images_are_refused(tmp_path, which):
         " every process must be given the same"
     ], [p.stderr for p in ps]
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("flag", "values", "said"),
+    [
+        ("--lr", ("1e-4", "0.1"), "0.0001, rank 1: 0.1"),  # replicas trained apart, unsaid
+        ("--seed", ("0", "1"), "0, rank 1: 1"),  # overlapping shares, unsaid
+        ("--steps", ("2", "3"), "2, rank 1: 3"),  # waited for good
+        ("--width", ("8", "16"), "8, rank 1: 16"),  # DDP's "params[0] ... appears not to match"
+    ],
+)
+def test_processes_given_other_settings_are_refused(tmp_path, flag, values, said):
+    """Only the image lists were compared between the processes of a launch: other run-wide
+    settings trained wrong weights unsaid, hung, or failed with an internal error. Now one line
+    naming the option, exit 2 everywhere, before any work."""
+    folder = image_folder(tmp_path / "d", 4)
+    args = ["train", folder, "--width", "8", "--steps", "2", "-b", "2", "--size", "24",
+            "--device", "cpu", "-j", "0", "-q", "--out", tmp_path / "run"]  # fmt: skip
+    ps = ranks_by_hand(*[[*args, flag, v] for v in values])
+    ours = [ln for p in ps for ln in p.stderr.decode().splitlines() if ln.startswith("recolor")]
+    assert [p.returncode for p in ps] == [2, 2] and ours == [
+        f"recolor train: the processes were given different {flag} (rank 0: {said}): every "
+        "process must be given the same"
+    ], [p.stderr for p in ps]
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_process_killed_mid_run_is_said_as_such_by_the_others(tmp_path):
+    """A rank killed mid-run made the others say gloo's "internal error: RuntimeError: [...]
+    Connection closed by peer [...] GLHF!": one line now, the run resumable."""
+    import signal
+    import socket
+    import time
+
+    folder = image_folder(tmp_path / "d", 4)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "NO_COLOR": "1", "PYTHONPATH": str(ROOT), "WORLD_SIZE": "2",
+           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}  # fmt: skip
+    args = ["train", folder, "--width", "8", "--steps", "100000", "-b", "2", "--size", "24",
+            "--grid", "20", "--ckpt-every", "1", "--device", "cpu", "-j", "0", "-q", "--out",
+            tmp_path / "run"]  # fmt: skip
+    procs = [subprocess.Popen([*RECOLOR, *map(str, args)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, env={**env, "RANK": str(r)})
+             for r in (0, 1)]  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "run" / "last.pt").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        procs[1].send_signal(signal.SIGKILL)
+        _, err = procs[0].communicate(timeout=120)
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+    assert procs[0].returncode == 1 and err.decode() == (
+        "recolor train: another process of the launch stopped (killed, or its machine lost): "
+        "continue the run with --resume\n"
+    )
+    assert checkpoints.read_checkpoint(tmp_path / "run" / "last.pt")["step"] >= 1
+
+
+def test_processes_that_resume_other_steps_or_classes_are_refused(tmp_path):
+    """A stale copy of OUT on one machine resumed another step (gloo aborted that rank unsaid,
+    after rank 0 had written a checkpoint of the mixed run); --stats files that differ
+    between the machines trained other classes or weights."""
+    folder = image_folder(tmp_path / "d", 4)
+    args = ["--width", "8", "-b", "2", "--size", "24", "--device", "cpu", "-j", "0", "-q"]
+    one = [folder, *args, "--grid", "20"]
+    run(["train", *one, "--steps", "1", "--out", tmp_path / "a"], check_rc=0)
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    run(["train", "--resume", "--steps", "2", "-q", "--out", tmp_path / "b"], check_rc=0)
+    kept = (tmp_path / "a" / "last.pt").read_bytes()
+    ps = ranks_by_hand(*[["train", "--resume", "--steps", "3", "--device", "cpu", "-j", "0",
+                          "-q", "--out", tmp_path / o] for o in "ab"])  # fmt: skip
+    ours = [ln for p in ps for ln in p.stderr.decode().splitlines() if ln.startswith("recolor")]
+    assert [p.returncode for p in ps] == [2, 2] and ours == [
+        "recolor train: the processes were given different --resume (the step of OUT/last.pt) "
+        "(rank 0: 1, rank 1: 2): every process must be given the same"
+    ], [p.stderr for p in ps]
+    assert (tmp_path / "a" / "last.pt").read_bytes() == kept
+    for grid in ("20", "24"):
+        run(["rebalance-stats", folder, "--grid", grid, "-o", tmp_path / f"s{grid}.npz"],
+            check_rc=0)  # fmt: skip
+    stats = [["--stats", tmp_path / f"s{g}.npz"] for g in ("20", "24")]
+    ps = ranks_by_hand(*[["train", folder, *args, "--steps", "1", *st, "--out", tmp_path / "c"]
+                         for st in stats])  # fmt: skip
+    ours = [ln for p in ps for ln in p.stderr.decode().splitlines() if ln.startswith("recolor")]
+    assert [p.returncode for p in ps] == [2, 2] and len(ours) == 1, [p.stderr for p in ps]
+    assert re.fullmatch(
+        r"recolor train: the processes were given different classes or rebalancing \(--stats, "
+        r"--classes\) \(rank 0: \d+ classes, sha256 \w{12}, rank 1: \d+ classes, sha256 \w{12}\): "
+        r"every process must be given the same", ours[0])  # fmt: skip
 
 
 def test_resume_alone_continues_a_killed_run_as_it_was_started(tmp_path):
