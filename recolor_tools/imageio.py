@@ -9,33 +9,24 @@ their extensions are :mod:`recolor_tools.imagehead`'s, and command-line inputs a
 
 from __future__ import annotations
 
-import contextlib
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import RecolorError, is_whole, warn
+import cv2
+import numpy as np
+
+from .color import check_image, to_float, to_uint8, to_uint16
+from .errors import OutOfMemory, RecolorError, is_whole, out_of_memory, warn
 from .fileio import atomic_write, read_bytes
 from .imagehead import (
     DEEP_EXTS,
     IMAGE_EXTS,
     ImageHead,
     as_bytes,
-    max_pixels,
     read_head,
     side_limit,
     sniff_format,
 )
-
-# OpenCV's own limit (2**30 pixels) would otherwise cap a raised RECOLOR_MAX_PIXELS; ours is
-# checked on the header before OpenCV sees the data.
-with contextlib.suppress(RecolorError):
-    os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(max(1 << 30, max_pixels())))
-
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-
-from .color import check_image, to_float, to_uint8, to_uint16  # noqa: E402
 
 if TYPE_CHECKING:
     from .imagemeta import ImageMeta
@@ -110,7 +101,9 @@ def decode_stored(data: bytes, name: str = "<data>") -> tuple[ImageHead, np.ndar
     buf = np.frombuffer(data, np.uint8)
     try:
         img = cv2.imdecode(buf, _DECODE_JPEG if head.format == "JPEG" else _DECODE_KEEP_ALPHA)
-    except cv2.error:  # OpenCV's assertion text means nothing to the user
+    except cv2.error as e:  # OpenCV's assertion text means nothing to the user
+        if out_of_memory(e):  # ("Insufficient memory": a valid image, not a corrupt one)
+            raise OutOfMemory(name) from None
         img = None
     if (img is None or img.size == 0) and head.format == "TIFF":
         img = _tiff_by_pillow(data)

@@ -295,9 +295,10 @@ class PriorAccumulator:
         """Count image files, Lab records or a/b arrays, all of one kind (see
         :func:`compute_stats`).
 
-        A :class:`RecolorError` (an unreadable file, a record without a/b) or ValueError (a/b
-        that are not finite) raises, or with ``on_error`` is passed to it as a RecolorError
-        naming the file or record, and the source is skipped.
+        A :class:`RecolorError` (an unreadable file, a record without a/b), ValueError (a/b
+        that are not finite) or MemoryError (a record too large to count) raises, or with
+        ``on_error`` is passed to it as a RecolorError naming the file or record, and the
+        source is skipped.
         """
         it = iter(sources)
         first = next(it, None)
@@ -310,9 +311,10 @@ class PriorAccumulator:
         for src in it:
             try:
                 self.add(_ab_of(src))
-            except (RecolorError, ValueError) as e:  # ValueError: NaN or a bad shape in the a/b
-                if on_error is None:
+            except (RecolorError, ValueError, MemoryError) as e:  # ValueError: NaN or a bad
+                if on_error is None:  # shape in the a/b; memory: that record alone (a huge scan)
                     raise
+                e = OutOfMemory() if isinstance(e, MemoryError) else e
                 path = getattr(e, "path", None) or getattr(src, "name", None)
                 on_error(RecolorError(getattr(e, "reason", str(e)), path))
 

@@ -438,6 +438,55 @@ def test_to_lab_out_of_memory_fails_that_image_only(tmp_path, monkeypatch, capsy
     assert sorted(p.name for p in out.iterdir()) == ["a.lab", "c.lab"]
 
 
+def test_an_image_opencv_cannot_allocate_is_out_of_memory_not_corrupt(
+    tmp_path, monkeypatch, capsys
+):
+    """OpenCV's "(-4:Insufficient memory) Failed to allocate" for a valid large image was
+    taken for a decoding failure: "not a readable image (corrupt PNG data)"."""
+    import recolor_tools.imageio as imageio
+    from recolor_tools.cli import main
+
+    paths = [str(write_rgb(tmp_path / f"{n}.png", smooth_image(24, 32, i)))
+             for i, n in enumerate(["a", "huge"])]  # fmt: skip
+    real = cv2.imdecode
+
+    def imdecode(buf, flags):
+        if buf.size == os.path.getsize(paths[1]):
+            raise cv2.error("OpenCV(4.x) alloc.cpp:73: error: (-4:Insufficient memory) "
+                            "Failed to allocate 288000000 bytes")  # fmt: skip
+        return real(buf, flags)
+
+    monkeypatch.setattr(imageio.cv2, "imdecode", imdecode)
+    assert main(["to-lab", *paths, "-o", f"{tmp_path / 'out'}/"]) == 1
+    err = capsys.readouterr().err
+    assert err == f"recolor to-lab: {paths[1]}: out of memory (too large for the memory free)\n"
+    assert os.listdir(tmp_path / "out") == ["a.lab"]
+
+
+@pytest.mark.parametrize("first", ["recolor_tools.metrics", "recolor_tools.report",
+                                   "recolor_tools.quant", "recolor_tools.imageio"])  # fmt: skip
+def test_a_raised_pixel_limit_reaches_opencv_whichever_module_loads_it(first):
+    """OpenCV reads its own limit (2**30 pixels) where cv2 is first imported; it was raised
+    only by imageio, so compare, quantize and rebalance-stats (which load cv2 before it) called
+    a valid 40000 x 40000 PNG "corrupt" under RECOLOR_MAX_PIXELS=2000000000."""
+    import zlib
+
+    def chunk(t: bytes, d: bytes) -> bytes:
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+
+    head = struct.pack(">IIBBBBB", 40000, 40000, 8, 0, 0, 0, 0)  # 8-bit grey
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", head)
+    png += chunk(b"IDAT", zlib.compress(b"\0" * 40001)) + chunk(b"IEND", b"")  # one row of data
+    code = (f"import {first}, cv2, numpy as np\n"
+            "try:\n    cv2.imdecode(np.frombuffer(sys.stdin.buffer.read(), np.uint8), -1)\n"
+            "except cv2.error as e:\n    print(e)\n")  # fmt: skip
+    env = {**os.environ, "RECOLOR_MAX_PIXELS": "2000000000"}
+    env.pop("OPENCV_IO_MAX_IMAGE_PIXELS", None)  # (set to 2**30 by this process's import)
+    p = subprocess.run([sys.executable, "-c", "import sys\n" + code], input=png,
+                       capture_output=True, env=env, timeout=60)  # fmt: skip
+    assert p.returncode == 0 and b"CV_IO_MAX_IMAGE_PIXELS" not in p.stdout, p.stdout
+
+
 def test_a_broken_link_in_an_input_folder_is_reported_not_skipped(tmp_path):
     """A folder's dangling x.png is named (it was left out without a word); a FIFO there is
     still left out, since reading it would wait for a writer."""

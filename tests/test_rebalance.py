@@ -261,6 +261,27 @@ def test_a_single_class_is_drawn_in_the_top_colour():
     assert (img.reshape(-1, 3) == top).all(axis=1).any()
 
 
+def test_a_record_too_large_to_count_is_one_error_and_the_others_count(monkeypatch):
+    """A MemoryError while counting a record's a/b (not while reading it) ended the whole run
+    with train's "out of memory (smaller sizes or batches need less)", no stats written."""
+    from recolor_tools.errors import OutOfMemory
+
+    ab = [np.zeros((8, 8, 2), np.float32), np.zeros((9, 9, 2), np.float32)]
+    real = rebalance.PriorAccumulator.add
+
+    def add(self, a):
+        if a.shape[0] == 9:
+            raise MemoryError
+        return real(self, a)
+
+    monkeypatch.setattr(rebalance.PriorAccumulator, "add", add)
+    acc, said = rebalance.PriorAccumulator(quant.gamut_classes(10), 10), []
+    acc.add_sources([ab[1], ab[0]], on_error=said.append)
+    assert acc.n_images == 1 and [e.reason for e in said] == [OutOfMemory().reason]
+    with pytest.raises(MemoryError):  # without on_error it stands, as the others do
+        acc.add_sources([ab[1]])
+
+
 def test_an_image_too_large_for_memory_is_one_error_and_the_others_count(tmp_path, monkeypatch):
     """Its MemoryError came back through the reading thread and ended the whole run (no stats,
     a line naming no file); stdin and records already went on without it."""
