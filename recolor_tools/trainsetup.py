@@ -25,7 +25,7 @@ import torch
 
 from . import checkpoints, defaults, models
 from .data import ColorDataset, EpochSampler, make_loader
-from .distributed import Dist, available_cores, default_workers
+from .distributed import Dist, default_workers
 from .errors import RecolorError, UsageError, warn
 from .trainconfig import TrainConfig, kept_on_resume
 
@@ -171,7 +171,7 @@ def setup_process(cfg: TrainConfig, d: Dist) -> Device:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     workers = default_workers(device, d) if cfg.workers is None else cfg.workers
-    cores = available_cores()
+    cores = d.cores  # under torchrun, this process's share of the machine's
     if workers > cores:  # said once, in the tools' form, not torch's warning
         warnings.filterwarnings("ignore", "This DataLoader will create", UserWarning)
         if d.main:

@@ -512,6 +512,26 @@ def test_cli_more_workers_than_cores_is_one_line_not_torchs_warning(data, tmp_pa
     )
 
 
+def test_more_workers_than_a_processs_share_of_the_cores_is_said_under_torchrun(data, tmp_path):
+    """Under torchrun the workers were weighed against all of the machine's cores, not the
+    process's share: two processes on two cores with 2 workers each ran 4 on 2, unsaid."""
+    cores = sorted(os.sched_getaffinity(0))[:2]
+    if len(cores) < 2:
+        pytest.skip("needs 2 cores")
+    out = tmp_path / "run"
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+              "2", "-m", "recolor_tools", "train", data["train"], "--head", "reg", "--steps", "1",
+              "--size", SIZE, "-b", "2", "-q", "--width", "8", "-j", "2", "--device", "cpu",
+              "--out", out]  # fmt: skip
+    p = subprocess.run(list(map(str, launch)), capture_output=True, timeout=300,
+                       env={**os.environ, "NO_COLOR": "1", "PYTHONPATH": str(ROOT)},
+                       preexec_fn=lambda: os.sched_setaffinity(0, set(cores)))  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    said = [ln for ln in p.stderr.decode().splitlines() if ln.startswith("recolor train:")]
+    assert said == ["recolor train: --workers 2 is more than the 1 cores this process may use "
+                    "(slower, and more memory)"]  # fmt: skip
+
+
 def test_cli_resume_errors_are_one_line(data, tmp_path, capsys):
     out = tmp_path / "run"
     out.mkdir()
