@@ -549,7 +549,8 @@ def _train(
         f"{cfg.head} head{' with hints' if raw.config.hints else ''}, "
         f"{models.param_count(raw):,} parameters, "
         f"{len(train_paths)} training / {len(val_paths)} validation images, "
-        f"{total_steps} steps of {cfg.batch_size} x {d.world} on {dev.device}, "
+        f"{total_steps} steps of {min(cfg.batch_size, loaders.per_rank)} x {d.world} on "
+        f"{dev.device}, "
         f"{dev.workers} loader workers",
     )  # fmt: skip
     run = Run(

@@ -364,6 +364,15 @@ def cli(args, capsys) -> tuple[int, str, str]:
     return rc, captured.out, captured.err
 
 
+def test_the_first_line_says_the_batch_the_steps_take(tmp_path, capsys):
+    """3 images at -b 4 said "steps of 4 x 1": a pass over fewer images than a batch takes
+    them all, 3."""
+    folder = image_folder(tmp_path / "d", 3)
+    args = [folder, "--head", "reg", "--steps", 1, "--size", 24, "-b", 4, "--width", 8, "-j", 0]
+    rc, _, err = cli([*args, "--out", tmp_path / "run"], capsys)
+    assert rc == 0 and ", 1 steps of 3 x 1 on cpu, " in err.splitlines()[0], err
+
+
 @pytest.mark.parametrize("head", ["reg", "cls"])  # cls: the class statistics name it first
 def test_an_unreadable_files_name_is_escaped_in_its_line(data, tmp_path, capsys, head):
     """A file name with a newline and an escape sequence was printed raw by train (two lines,
