@@ -140,11 +140,21 @@ def leave_out(paths: list[str], roots: Sequence[str | Path], folder: str | Path)
     return [p for p in paths if p == "-" or not Path(p).resolve().is_relative_to(d)]
 
 
+def _listed(e: os.DirEntry, f: Path) -> bool:
+    """Whether a folder's entry is listed (:func:`files_below`): a regular file, or a link
+    that its reader will report (broken, or a loop: ``is_file`` raised ELOOP, which ended the
+    whole run)."""
+    try:
+        return e.is_file() or e.is_symlink() and not f.exists()
+    except OSError:
+        return True
+
+
 def files_below(folder: Path, exts: Sequence[str]) -> list[Path]:
     """The files below ``folder`` (recursively, sorted) whose extension is in ``exts``: regular
-    files, and broken links so that whoever reads them reports them; not FIFOs or devices,
-    which could block the run waiting for a writer (name one to read it). A folder below that
-    cannot be read is listed too, for its reader to report (``rglob`` passed over it unsaid);
+    files, and broken or looping links so that whoever reads them reports them; not FIFOs or
+    devices, which could block the run waiting for a writer (name one to read it). A folder below
+    that cannot be read is listed too, for its reader to report (``rglob`` passed over it unsaid);
     links to folders are not followed. A loop, not a recursion: ``rglob`` ended the run with a
     RecursionError in a tree 1,000 folders deep."""
     found, todo = [], [Path(folder)]
@@ -160,7 +170,7 @@ def files_below(folder: Path, exts: Sequence[str]) -> list[Path]:
             f = Path(e.path)
             if e.is_dir(follow_symlinks=False):
                 todo.append(f)
-            elif f.suffix.lower() in exts and (e.is_file() or e.is_symlink() and not f.exists()):
+            elif f.suffix.lower() in exts and _listed(e, f):
                 found.append(f)
     return sorted(found)
 

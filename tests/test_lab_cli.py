@@ -499,6 +499,19 @@ def test_a_broken_link_in_an_input_folder_is_reported_not_skipped(tmp_path):
     assert p.returncode == 1
     assert p.stderr.decode() == f"recolor to-lab: {d / 'gone.png'}: no such file\n"
     assert sorted(f.name for f in (tmp_path / "out").iterdir()) == ["a.lab"]
+    # a link loop there was "internal error: OSError: [Errno 40] ..." for the whole run (train:
+    # no training at all), while named, it is that input's line
+    (d / "gone.png").unlink()
+    (d / "l1.png").symlink_to("l2.png")
+    (d / "l2.png").symlink_to("l1.png")
+    loop = "too many levels of symbolic links"
+    for tool, extra in (("to-lab", ["-o", f"{tmp_path}/out2/"]),
+                        ("rebalance-stats", ["-o", tmp_path / "s.npz", "-q"])):  # fmt: skip
+        p = run([tool, d, *extra])
+        assert p.returncode == 1 and p.stderr.decode() == (
+            f"recolor {tool}: {d / 'l1.png'}: {loop}\nrecolor {tool}: {d / 'l2.png'}: {loop}\n"
+        )
+    assert sorted(f.name for f in (tmp_path / "out2").iterdir()) == ["a.lab"]
 
 
 def test_from_lab_to_one_file_keeps_it_when_the_encoding_fails(tmp_path):

@@ -118,6 +118,32 @@ def test_training_crops_are_seeded_per_item_and_epoch(data):
     assert a["L"].shape == (1, SIZE, SIZE) and a["L"].min() >= 0 and a["L"].max() <= 100
 
 
+def test_a_crop_of_a_thin_image_resizes_a_window_not_the_whole(tmp_path, monkeypatch):
+    """A 2 x 4000 image was resized whole (to 128 x 256,000, 393 MB) for each 128 px crop;
+    the crop comes from a window MAX_ASPECT times the short side, anywhere along the long side
+    in training, the centre for validation."""
+    import recolor_tools.data as data_module
+
+    strip = np.zeros((2, 4000, 3), np.uint8)
+    strip[:, :, 0] = np.arange(4000) * 255 // 3999  # the red ramp tells where a crop lies
+    path = str(write_rgb(tmp_path / "strip.png", strip))
+    resized, real = [], data_module.resize_short_side
+
+    def spy(img, short, min_side):
+        resized.append(img.shape[:2])
+        return real(img, short, min_side)
+
+    monkeypatch.setattr(data_module, "resize_short_side", spy)
+    rng = np.random.default_rng(0)
+    ds = ColorDataset([path], SIZE, head="reg")
+    rgb = read_rgb(path)
+    reds = [ds.crop(rgb, rng)[..., 0].mean() for _ in range(200)]
+    assert resized and all(h * data_module.MAX_ASPECT >= w for h, w in resized)
+    assert min(reds) < 0.05 and max(reds) > 0.95  # windows reach both ends
+    val = ColorDataset([path], SIZE, head="reg", train=False).crop(rgb, rng)
+    assert abs(val[..., 0].mean() - 0.5) < 0.01
+
+
 def test_unreadable_image_is_replaced_by_the_next(data):
     good = sorted(str(p) for p in data["train"].iterdir())[:2]
     ds = ColorDataset([good[0], str(data["bad"]), good[1]], SIZE, head="reg", train=False)
