@@ -192,6 +192,16 @@ _held = threading.local()
 """``lines``: where :func:`warn` puts its lines in a thread running :func:`noting`."""
 
 
+def to_stderr(line: str) -> None:
+    """Print one line on stderr, above the progress bar where one is drawn: tqdm's ``write``
+    clears and redraws it (printed plainly, an error began in the middle of the bar)."""
+    bars = sys.modules.get("tqdm")
+    if bars is not None and getattr(bars.tqdm, "_instances", None):
+        bars.tqdm.write(line, file=sys.stderr)
+    else:
+        print(line, file=sys.stderr, flush=True)
+
+
 def warn(reason: str, path: str | Path | None = None) -> None:
     """Tell the user something about an input that is not a failure, in the tools' one-line form
     ``recolor <tool>: <file>: <reason>`` on stderr (e.g. a multi-page TIFF read at page 1)."""
@@ -201,7 +211,7 @@ def warn(reason: str, path: str | Path | None = None) -> None:
     if held is not None:
         held.append(f"{head}: {where}{reason}")
     else:
-        print(f"{head}: {where}{reason}", file=sys.stderr, flush=True)
+        to_stderr(f"{head}: {where}{reason}")
 
 
 def noting(fn: Callable[..., T], *args: object) -> tuple[T | None, BaseException | None, list]:
@@ -223,7 +233,7 @@ def said(noted: tuple[T | None, BaseException | None, list]) -> T:
     """The result of :func:`noting`, its held lines told first; its exception raised."""
     result, error, lines = noted
     for line in lines:
-        print(line, file=sys.stderr, flush=True)
+        to_stderr(line)
     if error is not None:
         raise error
     return result

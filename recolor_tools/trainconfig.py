@@ -100,6 +100,9 @@ class TrainConfig:
     affinity: int | None = None  # ModelConfig.affinity; None: 0, or --init's / the resumed one's
 
     def __post_init__(self) -> None:
+        if str(self.out) == "-" or Path(self.out).suffix.lower() == ".pt":  # a folder of that
+            raise ValueError(f"-o {self.out}: a run writes a folder (last.pt, metrics.jsonl, "
+                             "HEAD.pt), not stdout or one file: name a folder")  # fmt: skip
         self.out = Path(self.out)
         if not self.resume:  # resumed: the run's own (resolve_defaults)
             self.head = self.head or "cls"

@@ -369,7 +369,10 @@ def test_usage_errors(dirs, tmp_path):
     assert run_recolor(["compare", same, same]).returncode == 0  # one regular file: alike
 
 
-def test_rich_table_on_a_terminal(dirs):
+@pytest.mark.parametrize("stdout", [[], ["-o", "-"]])
+def test_rich_table_on_a_terminal(dirs, stdout):
+    """``-o -`` is stdout as no -o is: it was refused as "binary data to a terminal" (exit 2),
+    after all the work."""
     import os
     import pty
 
@@ -378,7 +381,7 @@ def test_rich_table_on_a_terminal(dirs):
             save(d / f"{name}.png", pattern())
     master, slave = pty.openpty()
     env = {**os.environ, "COLUMNS": "100", "NO_COLOR": "1"}
-    cmd = [sys.executable, "-m", "recolor_tools", "compare", *map(str, dirs), "-q"]
+    cmd = [sys.executable, "-m", "recolor_tools", "compare", *map(str, dirs), "-q", *stdout]
     p = subprocess.run(cmd, stdout=slave, stderr=subprocess.PIPE, env=env, timeout=120)
     os.close(slave)
     out = b""
@@ -387,7 +390,7 @@ def test_rich_table_on_a_terminal(dirs):
             out += chunk
     os.close(master)
     text = re.sub(r"\x1b\[[0-9;]*m", "", out.decode())  # the mean row is bold
-    assert p.returncode == 1  # 'extra.png' has no partner
+    assert p.returncode == 1, p.stderr  # 'extra.png' has no partner
     names = [ln.split()[0] for ln in text.splitlines() if ln.strip()]
     assert [n for n in names if n in ("same", "shift", "mean")] == ["same", "shift", "mean"]
     assert "[red]x" in names and "[/red]" in names

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import itertools
 import json
@@ -485,6 +486,32 @@ def test_a_raised_pixel_limit_reaches_opencv_whichever_module_loads_it(first):
     p = subprocess.run([sys.executable, "-c", "import sys\n" + code], input=png,
                        capture_output=True, env=env, timeout=60)  # fmt: skip
     assert p.returncode == 0 and b"CV_IO_MAX_IMAGE_PIXELS" not in p.stdout, p.stdout
+
+
+@pytest.mark.parametrize("tool", ["to-lab", "quantize"])
+def test_lines_on_a_terminal_begin_above_the_progress_bar(tmp_path, tool):
+    """An error or note printed while the bar was drawn began in the middle of it
+    ("...0/3 [00:00<?, ?img/s]recolor to-lab: nope.png: no such file")."""
+    import fcntl
+    import pty
+    import termios
+
+    src = write_rgb(tmp_path / "a.png", smooth_image(16, 16, 1))
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    args = [src, tmp_path / "nope.png", src, "-o", f"{tmp_path / 'out'}/"]
+    p = subprocess.run([sys.executable, "-m", "recolor_tools", tool, *map(str, args)],
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave,
+                       timeout=120, env={**os.environ, "NO_COLOR": "1"})  # fmt: skip
+    os.close(slave)
+    err = b""
+    with contextlib.suppress(OSError):  # reading a drained pty raises EIO on Linux
+        while chunk := os.read(master, 65536):
+            err += chunk
+    os.close(master)
+    starts = [i for i in range(len(err)) if err.startswith(f"recolor {tool}: ".encode(), i)]
+    assert p.returncode == 1 and len(starts) >= 2 and b"img/s]" in err, err
+    assert all(i == 0 or err[i - 1 : i] in (b"\r", b"\n") for i in starts), err
 
 
 def test_a_broken_link_in_an_input_folder_is_reported_not_skipped(tmp_path):

@@ -91,6 +91,13 @@ def test_cli_reports_conflicting_options_as_usage(tmp_path):
         "recolor train: --stats sets the colour classes of --head cls; the reg head has none "
         "(see recolor train -h)\n"
     ))  # fmt: skip
+    for out in ("-", "model.pt"):  # a folder named "-" or "model.pt" was made, unsaid
+        p = run(["train", tmp_path, "--steps", "1", "-q", "-o", out], cwd=tmp_path)
+        assert (p.returncode, p.stderr.decode()) == (2, (
+            f"recolor train: -o {out}: a run writes a folder (last.pt, metrics.jsonl, HEAD.pt), "
+            "not stdout or one file: name a folder (see recolor train -h)\n"
+        ))  # fmt: skip
+        assert not (tmp_path / out).exists()
 
 
 @pytest.mark.parametrize("tool", ["train", "predict"])

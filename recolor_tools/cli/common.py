@@ -25,6 +25,7 @@ from ..errors import (
     out_of_memory,
     printable,
     set_tool,
+    to_stderr,
     warn,
 )
 
@@ -66,6 +67,17 @@ Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks of interna
 Output = Annotated[
     Optional[str],  # noqa: UP045 - typer needs Optional at runtime on 3.11
     typer.Option("--output", "-o", help="Output file, or directory (existing, or ending in /)."),
+]
+
+
+ImageOutput = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option(
+        "--output",
+        "-o",
+        help="Image file (by its image extension), or directory (a name without one, existing, "
+        "or ending in /).",
+    ),
 ]
 
 
@@ -166,7 +178,7 @@ class Tool:
     def note(self, text: str) -> None:
         """A message for the user on stderr, unless --quiet."""
         if not self.quiet:
-            print(text, file=sys.stderr, flush=True)
+            to_stderr(text)
 
     @contextlib.contextmanager
     def guard(self, path: str | Path | None = None) -> Iterator[None]:
@@ -213,7 +225,7 @@ class Tool:
         rank 0 says at the end what only another rank met (:func:`recolor_tools.shard.
         keep_line`)."""
         if said:
-            print(line, file=sys.stderr, flush=True)
+            to_stderr(line)
         if self.ranked:
             from ..shard import keep_line
 

@@ -15,6 +15,7 @@ from ..errors import RecolorError, printable
 from .common import (
     Debug,
     DepthOpt,
+    ImageOutput,
     Inputs,
     KeepProfile,
     Output,
@@ -74,7 +75,7 @@ def to_lab(
 @app.command("from-lab")
 def from_lab(
     inputs: Inputs = None,
-    output: Output = None,
+    output: ImageOutput = None,
     depth: DepthOpt = None,
     quality: QualityOpt = None,
     keep_profile: KeepProfile = False,
@@ -196,7 +197,11 @@ def quantize(
     hard: Annotated[bool, typer.Option("--hard", help="Only the nearest class (k = 1).")] = False,
     preview: Annotated[
         Optional[str],  # noqa: UP045
-        typer.Option("--preview", help="Also draw each image in class colours: FILE or DIR/."),
+        typer.Option(
+            "--preview",
+            help="Also draw each image in class colours: an image FILE, or a DIR (a name "
+            "without an image extension, or ending in /).",
+        ),
     ] = None,
     quiet: Quiet = False,
     debug: Debug = False,

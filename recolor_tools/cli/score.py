@@ -64,6 +64,7 @@ def compare(
     from ..outputs import write_all, write_stdout
 
     tool = Tool("compare", quiet, debug)
+    output = None if output == "-" else output  # stdout: text, a terminal's too (not "binary")
     if as_json and as_csv:
         tool.usage("--json and --csv exclude each other")
     as_json, as_csv = _report_format(tool, output, as_json, as_csv)
