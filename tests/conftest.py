@@ -123,6 +123,20 @@ def ranks_by_hand(*per_rank: list) -> list[subprocess.CompletedProcess]:
     return [subprocess.CompletedProcess(p.args, p.returncode, o, e) for p, o, e in done]
 
 
+def drain_pty(master: int, slave: int) -> bytes:
+    """What a finished process wrote to a pseudo-terminal (``pty.openpty()``'s two ends, both
+    closed here)."""
+    import contextlib
+
+    os.close(slave)
+    out = b""
+    with contextlib.suppress(OSError):  # reading a drained pty raises EIO on Linux
+        while chunk := os.read(master, 65536):
+            out += chunk
+    os.close(master)
+    return out
+
+
 def pipeline(*commands: list, input: bytes | None = None) -> list[subprocess.CompletedProcess]:
     """Run ``recolor A | recolor B | ...`` through real OS pipes; returns each stage's result."""
     env = {**os.environ, "NO_COLOR": "1", "PYTHONPATH": str(ROOT)}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
@@ -16,8 +15,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import drain_pty, smooth_image, write_rgb
 from conftest import run as run_recolor
-from conftest import smooth_image, write_rgb
 
 RED = (255, 0, 0)
 
@@ -383,12 +382,7 @@ def test_rich_table_on_a_terminal(dirs, stdout):
     env = {**os.environ, "COLUMNS": "100", "NO_COLOR": "1"}
     cmd = [sys.executable, "-m", "recolor_tools", "compare", *map(str, dirs), "-q", *stdout]
     p = subprocess.run(cmd, stdout=slave, stderr=subprocess.PIPE, env=env, timeout=120)
-    os.close(slave)
-    out = b""
-    with contextlib.suppress(OSError):  # reading a drained pty raises EIO on Linux
-        while chunk := os.read(master, 65536):
-            out += chunk
-    os.close(master)
+    out = drain_pty(master, slave)
     text = re.sub(r"\x1b\[[0-9;]*m", "", out.decode())  # the mean row is bold
     assert p.returncode == 1, p.stderr  # 'extra.png' has no partner
     names = [ln.split()[0] for ln in text.splitlines() if ln.strip()]

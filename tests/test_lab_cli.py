@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
 import itertools
 import json
@@ -16,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import pipeline, read_rgb_u8, run, smooth_image, write_rgb
+from conftest import drain_pty, pipeline, read_rgb_u8, run, smooth_image, write_rgb
 
 from recolor_tools import records
 
@@ -503,12 +502,7 @@ def test_lines_on_a_terminal_begin_above_the_progress_bar(tmp_path, tool):
     p = subprocess.run([sys.executable, "-m", "recolor_tools", tool, *map(str, args)],
                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave,
                        timeout=120, env={**os.environ, "NO_COLOR": "1"})  # fmt: skip
-    os.close(slave)
-    err = b""
-    with contextlib.suppress(OSError):  # reading a drained pty raises EIO on Linux
-        while chunk := os.read(master, 65536):
-            err += chunk
-    os.close(master)
+    err = drain_pty(master, slave)
     starts = [i for i in range(len(err)) if err.startswith(f"recolor {tool}: ".encode(), i)]
     assert p.returncode == 1 and len(starts) >= 2 and b"img/s]" in err, err
     assert all(i == 0 or err[i - 1 : i] in (b"\r", b"\n") for i in starts), err
