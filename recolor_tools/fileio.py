@@ -140,6 +140,15 @@ def read_bytes(
             stream.close()
 
 
+def write_all(f: BinaryIO, data: bytes) -> None:
+    """``f.write(data)``, all of it or an error: Python's buffered write to a pipe whose reader
+    has gone returns the short count of its first write (64 KiB) and raises nothing, so a run
+    that wrote one image to ``| head -c 10`` ended 0; the next write raises BrokenPipeError."""
+    view = memoryview(data)
+    while view:
+        view = view[f.write(view) :]
+
+
 def write_npz(f: BinaryIO, **arrays) -> None:
     """``np.savez(f, **arrays)``, built in memory first: zipfile seeks back to fill in each
     member's header, and in a file opened for appending (``>> f.npz``, ``-o /dev/stdout``) the
@@ -148,7 +157,7 @@ def write_npz(f: BinaryIO, **arrays) -> None:
 
     buf = io.BytesIO()
     np.savez(buf, **arrays)
-    f.write(buf.getbuffer())
+    write_all(f, buf.getbuffer())
 
 
 def read_rest(stream: BinaryIO, start: bytes = b"") -> bytes:

@@ -433,15 +433,6 @@ def _check_writable(out: Path) -> None:
         raise RecolorError("permission denied", folder)
 
 
-def write_all(f: BinaryIO, data: bytes) -> None:
-    """``f.write(data)``, all of it or an error: Python's buffered write to a pipe whose reader
-    has gone returns the short count of its first write (64 KiB) and raises nothing, so a run
-    that wrote one image to ``| head -c 10`` ended 0; the next write raises BrokenPipeError."""
-    view = memoryview(data)
-    while view:
-        view = view[f.write(view) :]
-
-
 def write_stdout(stream: IO, write: Callable[[IO], object]) -> None:
     """``write(stream)`` to stdout (``stream``: its binary buffer or the text stream) and flush
     it. A full device is :class:`DiskFull` naming ``<stdout>``, and stdout is pointed at

@@ -117,6 +117,30 @@ def die_on_signals() -> Iterator[None]:
             signal.signal(signum, handler)
 
 
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Within the block, SIGTERM, SIGINT and SIGHUP are noted, and sent again at its end to the
+    handlers before: for numba's compiling, which calls back into Python through ctypes, and
+    ctypes swallows an exception raised there (a handler's SystemExit or KeyboardInterrupt:
+    a traceback, and the run went on to exit 0). Main thread only; a signal that was ignored
+    stays ignored; the handlers are restored after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got: list[int] = []
+    previous = {}
+    try:  # (set inside: a handler that runs between two of them finds them restored)
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            if signal.getsignal(signum) is not signal.SIG_IGN:
+                previous[signum] = signal.signal(signum, lambda n, _: got.append(n))
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if got:
+            signal.raise_signal(got[0])
+
+
 def fill_closed_stdio() -> None:
     """Give each of file descriptors 0-2 that is closed /dev/null, and a closed ``sys.stderr``
     (or ``sys.stdin``) a stream on it; a closed ``sys.stdout`` stays ``None``."""

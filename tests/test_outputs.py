@@ -714,6 +714,34 @@ def test_a_report_on_a_full_stdout_is_one_line(tmp_path, png, unbuffered):
         assert _lines(p) == [f"recolor {args[0]}: <stdout>: no space left on device"]
 
 
+def test_stdout_cut_short_by_a_file_size_limit_is_one_line(tmp_path, png):
+    """A write to stdout that stops part way (a file size limit, a pipe's reader gone after
+    64 KiB) returned a short count that compare's report and rebalance-stats' npz took for
+    done: a cut file, exit 0. Both write all of it or say why now."""
+    import resource
+    import shutil
+
+    for d in ("p", "t"):
+        (tmp_path / d).mkdir()
+        for i in range(40):
+            shutil.copy(png, tmp_path / d / f"a_rather_long_name_to_fill_the_report_{i:02d}.png")
+    report = run(["compare", tmp_path / "p", tmp_path / "t", "--csv"], check_rc=0).stdout
+    stats = run(["rebalance-stats", png, "-o", "-", "-q"], check_rc=0).stdout
+    for args, whole in ((["compare", tmp_path / "p", tmp_path / "t", "--csv"], report),
+                        (["rebalance-stats", png, "-o", "-", "-q"], stats)):  # fmt: skip
+        limit = len(whole) // 2
+
+        def small() -> None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))  # noqa: B023
+
+        with open(tmp_path / "out", "wb") as out:
+            p = subprocess.run([*RECOLOR, *map(str, args)], stdout=out, stderr=subprocess.PIPE,
+                               env=_env(), preexec_fn=small)  # fmt: skip
+        assert p.returncode == 1 and _lines(p) == [
+            f"recolor {args[0]}: <stdout>: no space left on device"
+        ], (len(whole), p.stderr)
+
+
 def test_output_folder_removed_while_writing_is_named(tmp_path):
     """A folder removed under a write is reported as that, naming the folder, not as a
     missing file (which reads like a missing input)."""

@@ -232,3 +232,31 @@ def test_a_numba_cache_dir_that_cannot_be_written_caches_nothing_beside_the_sour
     assert p.returncode == 0, p.stderr.decode()
     np.testing.assert_array_equal(_idx_of(tmp_path / "a.t"), _expected_idx(src))
     assert not _kernel_files(site) and not _kernel_files(tmp_path / "xdg")
+
+
+def test_a_signal_while_the_kernels_compile_ends_the_run(tmp_path):
+    """SIGTERM or Ctrl-C while numba compiled (a first run) was lost: it came inside numba's
+    ctypes callback, which printed the handler's SystemExit as ignored, and the run went on
+    to write its output and exit 0. Sent there on purpose (llvmlite's object-cache notice)."""
+    src = write_rgb(tmp_path / "a.png", smooth_image(16, 16, 1))
+    code = (
+        "import os, signal, sys\n"
+        "from llvmlite.binding import executionengine as ee\n"
+        "real = ee.ExecutionEngine.set_object_cache\n"
+        "def set_object_cache(self, notify=None, getbuffer=None):\n"
+        "    def told(module, buf):\n"
+        "        os.kill(os.getpid(), getattr(signal, sys.argv[1]))\n"
+        "        return notify(module, buf)\n"
+        "    return real(self, told if notify else None, getbuffer)\n"
+        "ee.ExecutionEngine.set_object_cache = set_object_cache\n"
+        "from recolor_tools.cli import main\n"
+        "sys.exit(main(sys.argv[2:]))\n"
+    )
+    for sig, rc in (("SIGTERM", 143), ("SIGINT", 130)):
+        out = tmp_path / f"{sig}.lab"
+        env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / sig), "PYTHONPATH": str(ROOT)}
+        env.pop("NUMBA_CACHE_DIR", None)
+        p = subprocess.run([sys.executable, "-c", code, sig, "quantize", str(src), "-o", str(out),
+                            "-q"], capture_output=True, env=env, timeout=300)  # fmt: skip
+        assert (p.returncode, p.stderr) == (rc, b""), p.stderr.decode()
+        assert not out.exists()

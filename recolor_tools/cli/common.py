@@ -489,7 +489,7 @@ def _output_ext(dest: Path | None, ext: str) -> str:
 
 def image_writer(rgb, dest: Path | None, ext: str, source=None, **options):
     """A writer of ``rgb`` encoded for ``dest`` (see :func:`image_encoder`) to a binary file."""
-    from ..outputs import write_all
+    from ..fileio import write_all
 
     encode = image_encoder(rgb, dest, ext, source, **options)
     return lambda f: write_all(f, encode())

@@ -457,8 +457,8 @@ def _write_one(tool: Tool, out, path: str, error, name, dest, encoded) -> None:
     """Write one output (``encoded()``: its bytes) and print its path, unless it is a device or
     FIFO (``-o /dev/stdout``: the path would follow the image); or report ``error``, the input's
     failure. On the writer thread of :class:`Writeback`, in input order."""
-    from ..fileio import writes_in_place
-    from ..outputs import write_all, write_stdout
+    from ..fileio import write_all, writes_in_place
+    from ..outputs import write_stdout
 
     with tool.guard(path):  # a full stdout: DiskFull naming <stdout>, not the input
         if error is not None:

@@ -59,9 +59,10 @@ def compare(
     """
     from .. import metrics, report
     from ..color import to_uint8
+    from ..fileio import write_all
     from ..imagehead import side_limit
     from ..imageio import read_rgb
-    from ..outputs import write_all, write_stdout
+    from ..outputs import write_stdout
 
     tool = Tool("compare", quiet, debug)
     output = None if output == "-" else output  # stdout: text, a terminal's too (not "binary")
@@ -113,9 +114,10 @@ def compare(
     elif fmt is None and tool.text_stdout().isatty():
         _print_rich_table(*report.report_cells(results))
     else:
-        text = (fmt or report.format_text)(results)
-        with tool.guard():  # a full device: one line naming <stdout>
-            write_stdout(tool.text_stdout(), lambda f: f.write(text))
+        stream = tool.text_stdout()
+        text = (fmt or report.format_text)(results).encode(stream.encoding, stream.errors)
+        with tool.guard():  # a full device: one line naming <stdout>; all of it or an error
+            write_stdout(stream.buffer, lambda f: write_all(f, text))
     tool.exit()
 
 

@@ -132,6 +132,22 @@ class _SafeCache(FunctionCache):
             super().save_overload(sig, data)
 
 
+def _signals_after_compiling(kernel):
+    """``kernel`` compiling (or loading from the cache) with Ctrl-C and SIGTERM held until it
+    is done (:func:`recolor_tools.process.signals_deferred`): one that came during a first
+    run's compiling was lost in numba's ctypes callback, the run going on to exit 0."""
+    from ..process import signals_deferred
+
+    compile_ = kernel.compile
+
+    def compile(sig):
+        with signals_deferred():
+            return compile_(sig)
+
+    kernel.compile = compile
+    return kernel
+
+
 def njit(**options) -> Callable:
     """``numba.njit(cache=True, **options)``, or without the cache where recolor has no cache
     folder (:func:`cache_dir` None and no ``NUMBA_CACHE_DIR``: numba would fall back on
@@ -140,13 +156,13 @@ def njit(**options) -> Callable:
 
     def wrap(fn):
         if _base is None:
-            return numba.njit(**options)(fn)
+            return _signals_after_compiling(numba.njit(**options)(fn))
         try:
             kernel = numba.njit(cache=True, **options)(fn)
         except RuntimeError:  # "cannot cache function ...: no locator available"
-            return numba.njit(**options)(fn)
+            return _signals_after_compiling(numba.njit(**options)(fn))
         kernel._cache = _SafeCache(fn)  # (what numba's enable_caching() sets)
-        return kernel
+        return _signals_after_compiling(kernel)
 
     return wrap
 
