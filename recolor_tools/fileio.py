@@ -149,6 +149,13 @@ def write_all(f: BinaryIO, data: bytes) -> None:
         view = view[f.write(view) :]
 
 
+def folder_named(path: Path) -> Path:
+    """The folder that a file written at ``path`` goes in, as the user named it, unless a link
+    led elsewhere (``ro``, not ``/tmp/x/ro``; the link's target where ``path`` is a link)."""
+    real = Path(os.path.realpath(path)).parent
+    return path.parent if os.path.realpath(path.parent) == str(real) else real
+
+
 def write_npz(f: BinaryIO, **arrays) -> None:
     """``np.savez(f, **arrays)``, built in memory first: zipfile seeks back to fill in each
     member's header, and in a file opened for appending (``>> f.npz``, ``-o /dev/stdout``) the
@@ -240,8 +247,7 @@ def atomic_open(path: str | Path) -> Iterator[BinaryIO]:
     # The name's first 128 bytes: a 250-byte name is good (NAME_MAX is 255), its temporary one
     # (".NAME.XXXXXXXX.tmp") would not be.
     stem = os.fsdecode(os.fsencode(real.name)[:128])
-    # the folder as the user named it, unless a link led elsewhere (/tmp/x/ro, not ro)
-    folder = path.parent if os.path.realpath(path.parent) == str(real.parent) else real.parent
+    folder = folder_named(path)
     mode = _mode_of(real)
     tmp = ""
     try:

@@ -422,13 +422,13 @@ def _check_writable(out: Path) -> None:
     wrote an input's target, then found that its preview could not be): a folder in its
     place, or a folder that takes no new file (a temporary one is made there first). A full
     disk is found only by writing."""
-    from .fileio import writes_in_place
+    from .fileio import folder_named, writes_in_place
 
     if writes_in_place(out):
         return
     if out.is_dir():
         raise RecolorError("is a directory", out)
-    folder = Path(os.path.realpath(out)).parent  # atomic_open's: a link is followed
+    folder = folder_named(out)  # atomic_open's: a link is followed
     if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK, effective_ids=True):
         raise RecolorError("permission denied", folder)
 

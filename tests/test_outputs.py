@@ -867,7 +867,9 @@ def test_a_folder_that_takes_no_file_is_found_before_writing_where_a_link_leads(
     (ro / "a.png").symlink_to(rw / "a.png")  # dangling: the output makes it
     (rw / "b.png").symlink_to(ro / "b.png")
     access = os.access
-    monkeypatch.setattr(os, "access", lambda p, mode, **kw: Path(p) != ro and access(p, mode, **kw))
+    monkeypatch.setattr(
+        os, "access", lambda p, mode, **kw: Path(p).resolve() != ro and access(p, mode, **kw)
+    )
 
     def check(output: Path) -> None:
         Outputs(str(output), [], ".png", lambda: None, many_per_file=False).check("x")
@@ -878,3 +880,7 @@ def test_a_folder_that_takes_no_file_is_found_before_writing_where_a_link_leads(
     assert e.value.path == str(ro)
     with pytest.raises(RecolorError, match="permission denied"):
         check(ro / "c.png")
+    monkeypatch.chdir(tmp_path)  # named as given, as atomic_open names it (was /tmp/.../ro)
+    with pytest.raises(RecolorError, match="permission denied") as e:
+        check(Path("ro") / "c.png")
+    assert e.value.path == "ro"
