@@ -14,6 +14,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -150,6 +151,18 @@ def check_same_data(lists: tuple[list, ...], settings: dict[str, object], d: Dis
     for flag, value in settings.items():
         values[f"were given different {flag}"] = (value, str(value))
     check_same(values, d)
+
+
+def check_same_classes(classes: np.ndarray | None, weights: np.ndarray | None, d: Dist) -> None:
+    """Raise :class:`~recolor_tools.errors.UsageError` unless every rank has the same colour
+    classes and rebalancing weights (``--stats`` or ``--classes`` files that differ between the
+    machines trained other classes or weights, unsaid); call it on every rank."""
+    if classes is None:
+        return
+    sha = hashlib.sha256(classes.tobytes() + (b"" if weights is None else weights.tobytes()))
+    said = f"{len(classes)} classes, sha256 {sha.hexdigest()[:12]}"
+    what = "were given different classes or rebalancing (--stats, --classes)"
+    check_same({what: (sha.hexdigest(), said)}, d)
 
 
 def broadcast_buffers(model: torch.nn.Module, d: Dist) -> None:

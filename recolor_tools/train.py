@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -65,7 +64,7 @@ from .distributed import (
     Dist,
     all_or_none,
     broadcast_buffers,
-    check_same,
+    check_same_classes,
     check_same_data,
     each_rank,
     mean_over_ranks,
@@ -73,7 +72,7 @@ from .distributed import (
     setup_distributed,
 )
 from .errors import RecolorError, UsageError
-from .trainconfig import CHECKPOINT_FILES, RUN_WIDE, TrainConfig, resolve_defaults
+from .trainconfig import CHECKPOINT_FILES, TrainConfig, resolve_defaults
 from .trainsetup import (
     ClassSetup,
     DataStats,
@@ -492,9 +491,7 @@ def _train(
         check_some_readable(train_paths, "training")  # before --overwrite removes the old run
         if val_paths:
             check_some_readable(val_paths, "validation")
-    run_wide = {f"--{k.replace('_', '-')}": getattr(cfg, k) for k in RUN_WIDE}
-    run_wide["--resume (the step of OUT/last.pt)"] = (resumed or {}).get("step")
-    check_same_data((train_paths, val_paths), run_wide, d)
+    check_same_data((train_paths, val_paths), cfg.run_wide(resumed), d)
     per_rank = -(-len(train_paths) // d.world)  # each process's share (EpochSampler pads)
     if cfg.size <= 16 and min(cfg.batch_size, per_rank) < 2:
         # the global branch sees a 1 x 1 map: BatchNorm then has one value per channel
@@ -529,11 +526,7 @@ def _train(
         if state.step > total_steps:  # (it reported "N steps" and did none, unsaid)
             log(cfg, d, f"note: the run is at step {state.step}, past the {total_steps} asked: "
                         "nothing to train; its weights are written as they are")  # fmt: skip
-    if cs.classes is not None:  # --stats or --classes files that differ between machines
-        weights = b"" if cs.weights is None else cs.weights.tobytes()
-        sha = hashlib.sha256(cs.classes.tobytes() + weights).hexdigest()
-        what = "were given different classes or rebalancing (--stats, --classes)"
-        check_same({what: (sha, f"{len(cs.classes)} classes, sha256 {sha[:12]}")}, d)
+    check_same_classes(cs.classes, cs.weights, d)  # --stats files that differ between machines
     model = raw
     if d.world > 1:
         device_ids = [dev.device.index] if dev.device.type == "cuda" else None

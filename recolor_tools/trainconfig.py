@@ -165,6 +165,13 @@ class TrainConfig:
         if self.affinity and self.head == "reg":  # caught before torch starts, as usage
             raise ValueError("--affinity features steer the cls head only (--head cls)")
 
+    def run_wide(self, resumed: dict | None) -> dict[str, object]:
+        """``{flag: value}`` of :data:`RUN_WIDE` (resolved) and the step a resumed run starts
+        from: what every process of a launch must share."""
+        wide: dict[str, object] = {f"--{k.replace('_', '-')}": getattr(self, k) for k in RUN_WIDE}
+        wide["--resume (the step of OUT/last.pt)"] = (resumed or {}).get("step")
+        return wide
+
     def check_out(self) -> None:
         """Raise :class:`RecolorError` if OUT, or the folder it would be made in, is a file;
         ValueError (a usage error) if it holds a run (``last.pt``) that neither ``resume`` nor
