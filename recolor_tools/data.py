@@ -40,9 +40,10 @@ from .models import AB_SCALE
 SCALE_JITTER = (1.0, 1.15)
 """Range of the random extra scale applied to the shorter side before a training crop."""
 MAX_ASPECT = 4
-"""A crop is taken from a window at most this many times as long as the image's shorter side
-(random along the long side in training, centred for validation), not from the whole image
-resized: a 2 x 4000 image resized whole for one 128 px crop took 393 MB and 2.4 s."""
+"""An image longer than this many times its shorter side is cropped from a square of its
+shorter side (anywhere along the long side in training, uniformly; the centre for validation),
+not resized whole: a 2 x 4000 image resized whole for one 128 px crop took 393 MB and 2.4 s.
+The square is resized at the scale the whole image would have been."""
 
 
 def list_images(inputs: Sequence[str | Path], which: str = "training") -> list[str]:
@@ -183,10 +184,10 @@ class ColorDataset(Dataset):
     def crop(self, rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """The ``size x size`` RGB crop of one image (see the module notes), float32 [0, 1]."""
         s, (h, w) = self.size, rgb.shape[:2]
-        n, long = MAX_ASPECT * min(h, w), max(h, w)
-        if long > n:
-            a = int(rng.integers(0, long - n + 1)) if self.train else (long - n) // 2
-            rgb = rgb[a : a + n] if h > w else rgb[:, a : a + n]
+        short, long = min(h, w), max(h, w)
+        if long > MAX_ASPECT * short:
+            a = int(rng.integers(0, long - short + 1)) if self.train else (long - short) // 2
+            rgb = rgb[a : a + short] if h > w else rgb[:, a : a + short]
         if not self.train:
             img = resize_short_side(rgb, s, s)
             y0, x0 = (img.shape[0] - s) // 2, (img.shape[1] - s) // 2

@@ -207,9 +207,9 @@ def match_hint_files(
     problems: list[RecolorError] = []
     # a hint folder that is an input folder (JSON beside the images): its images are inputs
     inputs_there = {os.path.realpath(p) for p in paths if p != "-" and "\0" not in p}
+    beside = {os.path.dirname(p) for p in inputs_there}  # an image there is one not named
     if palette is not None and "\0" not in palette and os.path.isfile(palette):
         inputs_there.add(os.path.realpath(palette))  # (reported as a hint file for no input)
-    beside = {os.path.dirname(p) for p in inputs_there}  # an image there is one not named
     for f in _hint_files(hint_dir):
         if os.path.realpath(f) in inputs_there:
             continue

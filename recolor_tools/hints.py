@@ -431,12 +431,12 @@ class Hints:
         step = max(1, (1 << 22) // W)
         for row0 in range(0, H, step):
             one, latest = self._strip(row0, min(H, row0 + step))
-            if latest is None:  # of the one-pixel points on one pixel, the last given shows
+            if latest is None and len(one):  # of the one-pixel points on a pixel, the last
                 flat = self.xy[one, 1] * W + self.xy[one, 0]
                 order = np.argsort(flat, kind="stable")  # timsort: a layer's pixels come sorted
                 flat = flat[order]
                 shown[one[order[np.append(flat[1:] != flat[:-1], True)]]] += 1
-            else:
+            elif latest is not None:
                 shown += np.bincount(latest[latest >= 0], minlength=len(shown))
         return shown
 

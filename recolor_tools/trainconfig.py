@@ -100,7 +100,8 @@ class TrainConfig:
     affinity: int | None = None  # ModelConfig.affinity; None: 0, or --init's / the resumed one's
 
     def __post_init__(self) -> None:
-        if str(self.out) == "-" or Path(self.out).suffix.lower() == ".pt":  # a folder of that
+        named_file = Path(self.out).suffix.lower() == ".pt" and not Path(self.out).is_dir()
+        if str(self.out) == "-" or named_file:  # (a run folder of that name stays usable)
             raise ValueError(f"-o {self.out}: a run writes a folder (last.pt, metrics.jsonl, "
                              "HEAD.pt), not stdout or one file: name a folder")  # fmt: skip
         self.out = Path(self.out)

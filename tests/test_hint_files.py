@@ -288,6 +288,19 @@ def test_a_palette_image_in_the_hint_folder_is_no_hint_file(tmp_path, weights):
              "-w", weights["cls"], "-o", f"{out}/"])  # fmt: skip
     assert (p.returncode, p.stderr) == (0, b"")
     assert p.stdout.decode() == f"{out / 'a.png'}\n"
+    # a hint folder of its own holding the palette: a stray layer there is still one for no
+    # input (the palette's folder was taken for a folder of inputs not named)
+    hints_dir = tmp_path / "h"
+    hints_dir.mkdir()
+    layer = np.zeros((40, 50, 4), np.uint8)
+    layer[5, 5] = (255, 0, 0, 255)
+    write_rgb(hints_dir / "typo.png", layer)
+    write_rgb(hints_dir / "ref.png", smooth_image(40, 50, 4))
+    p = run(["predict", folder / "a.png", "--hints", hints_dir, "--palette",
+             hints_dir / "ref.png", "-w", weights["cls"], "-o", f"{tmp_path / 'o2'}/"])  # fmt: skip
+    assert p.returncode == 1
+    typo = hints_dir / "typo.png"
+    assert p.stderr.decode() == f"recolor predict: {typo}: hint file for no input\n"
 
 
 def test_a_layer_pixel_of_negative_alpha_is_no_hint(tmp_path, weights, image):

@@ -221,6 +221,23 @@ def test_paste_is_the_points_painted_in_order_in_any_strip():
     assert set(cell) == set(flat[shows > 0])
 
 
+def test_points_count_by_the_pixels_they_show_in_an_image_of_several_strips():
+    """Counted in strips of 4 M pixels, a strip without any point (a large image hinted in
+    its upper part only) failed: IndexError, "internal error" for the whole predict."""
+    H, W = 3000, 4096  # three strips of 1,024 rows
+    red, green = hints.parse_color("#ff0000"), hints.parse_color("#00ff00")
+    for given, want in (
+        (hints.point(20, 10, "#ff0000") + hints.point(10, 10, "#00ff00"), (red + green) / 2),
+        (hints.point(10, 10, "#00ff00", size=3) + hints.point(20, 10, "#ff0000"),
+         (9 * green + red) / 10),
+        (hints.point(10, 10, "#00ff00") + hints.point(20, 10, "#ff0000")
+         + hints.point(10, 10, "#00ff00"), (red + green) / 2),  # the first green covered
+    ):  # fmt: skip
+        cell, ab = given.resolve(H, W).cells((H // 8, W // 8), 8, (H // 64, W // 64))
+        assert cell.tolist() == [0]
+        np.testing.assert_allclose(ab[0], want, atol=1e-4)
+
+
 def test_a_size_written_as_digits_is_a_size_as_coordinates_are():
     """A hint file's "x": "50" and "weight": "0.5" were read, "size": "3" refused."""
     assert hints.point("5", "6", "#f00", "3").size.tolist() == [3]

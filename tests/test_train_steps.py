@@ -98,6 +98,9 @@ def test_cli_reports_conflicting_options_as_usage(tmp_path):
             "not stdout or one file: name a folder (see recolor train -h)\n"
         ))  # fmt: skip
         assert not (tmp_path / out).exists()
+    (tmp_path / "old.pt").mkdir()  # a run folder of that name stays usable (resumed, say)
+    p = run(["train", tmp_path, "--steps", "1", "-q", "-o", "old.pt"], cwd=tmp_path)
+    assert b"a run writes a folder" not in p.stderr
 
 
 @pytest.mark.parametrize("tool", ["train", "predict"])
