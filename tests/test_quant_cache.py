@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -256,7 +257,9 @@ def test_a_signal_while_the_kernels_compile_ends_the_run(tmp_path):
         out = tmp_path / f"{sig}.lab"
         env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / sig), "PYTHONPATH": str(ROOT)}
         env.pop("NUMBA_CACHE_DIR", None)
-        p = subprocess.run([sys.executable, "-c", code, sig, "quantize", str(src), "-o", str(out),
-                            "-q"], capture_output=True, env=env, timeout=300)  # fmt: skip
+        # (a background job starts with SIGINT ignored, which Python then leaves so: default)
+        args = [sys.executable, "-c", code, sig, "quantize", str(src), "-o", str(out), "-q"]
+        default = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
+        p = subprocess.run(args, capture_output=True, env=env, timeout=300, preexec_fn=default)
         assert (p.returncode, p.stderr) == (rc, b""), p.stderr.decode()
         assert not out.exists()

@@ -870,7 +870,7 @@ def test_init_weights_that_do_not_fit_or_are_nan_are_one_line_before_any_work(
     ]:  # fmt: skip
         bad = tmp_path / name
         torch.save({**good, "model": model}, bad)
-        out = tmp_path / f"run-{name}"
+        out = tmp_path / f"run-{Path(name).stem}"
         rc, _, err = cli([data["train"], "--head", "cls", "--init", bad, "--size", SIZE, "-b", 4,
                           "-j", 0, "--steps", 1, "-q", "--out", out], capsys)  # fmt: skip
         assert rc == 1 and len(err.splitlines()) == 1, err
