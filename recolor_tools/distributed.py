@@ -133,7 +133,7 @@ def check_same(values: dict[str, tuple[object, str]], d: Dist) -> None:
                              "same", see_help=False)  # fmt: skip
 
 
-def check_same_data(lists: tuple[list, ...], settings: dict[str, object], d: Dist) -> None:
+def check_same_run(lists: tuple[list, ...], settings: dict[str, object], d: Dist) -> None:
     """Raise :class:`~recolor_tools.errors.UsageError` unless every rank listed the same
     training and validation images and resolved the same run ``settings`` (``{flag: value}``;
     call it on every rank). Each rank takes its share of its own list by position: lists that

@@ -149,11 +149,12 @@ def write_all(f: BinaryIO, data: bytes) -> None:
         view = view[f.write(view) :]
 
 
-def folder_named(path: Path) -> Path:
+def folder_named(path: Path, real: Path | None = None) -> Path:
     """The folder that a file written at ``path`` goes in, as the user named it, unless a link
-    led elsewhere (``ro``, not ``/tmp/x/ro``; the link's target where ``path`` is a link)."""
-    real = Path(os.path.realpath(path)).parent
-    return path.parent if os.path.realpath(path.parent) == str(real) else real
+    led elsewhere (``ro``, not ``/tmp/x/ro``; the link's target where ``path`` is a link);
+    ``real``: ``path``'s realpath, where the caller has it."""
+    folder = (real or Path(os.path.realpath(path))).parent
+    return path.parent if os.path.realpath(path.parent) == str(folder) else folder
 
 
 def write_npz(f: BinaryIO, **arrays) -> None:
@@ -247,7 +248,7 @@ def atomic_open(path: str | Path) -> Iterator[BinaryIO]:
     # The name's first 128 bytes: a 250-byte name is good (NAME_MAX is 255), its temporary one
     # (".NAME.XXXXXXXX.tmp") would not be.
     stem = os.fsdecode(os.fsencode(real.name)[:128])
-    folder = folder_named(path)
+    folder = folder_named(path, real)
     mode = _mode_of(real)
     tmp = ""
     try:

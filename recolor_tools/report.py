@@ -61,15 +61,20 @@ MAX_CELL_RATIO = 4
 enlarged to 256 x 46,545 px, a figure of 46 Mpx for one pair)."""
 
 
+def _thickness(scale: float) -> int:
+    """The stroke of the montage's texts at font ``scale``."""
+    return max(1, round(scale * 2))
+
+
 def _strip_height(scale: float) -> int:
     """Height of a :func:`_text_strip` of font ``scale``."""
-    (_, th), base = cv2.getTextSize("Ag", _FONT, scale, max(1, round(scale * 2)))
+    (_, th), base = cv2.getTextSize("Ag", _FONT, scale, _thickness(scale))
     return th + base + 2 * max(4, th // 2)
 
 
 def _text_strip(texts: Sequence[str], widths: Sequence[int], scale: float) -> np.ndarray:
     """A white strip holding one black text centred over each of the given column widths."""
-    thick = max(1, round(scale * 2))
+    thick = _thickness(scale)
     (_, th), base = cv2.getTextSize("Ag", _FONT, scale, thick)
     strip_h = _strip_height(scale)
     cells = []
@@ -138,8 +143,7 @@ def montage(
         return max(1, min(height, round(h * f))), max(1, round(w * f))
 
     # a column is at least as wide as its title: a tall thin image's title was shrunk to specks
-    thick = max(1, round(scale * 2))
-    titles = [cv2.getTextSize(t, _FONT, scale, thick)[0][0] + 4 for t in MONTAGE_TITLES]
+    titles = [cv2.getTextSize(t, _FONT, scale, _thickness(scale))[0][0] + 4 for t in MONTAGE_TITLES]
     widths = [max(max(size(r[1 + j])[1] for r in rows), titles[j]) + 2 * gap for j in range(3)]
     name_h = _strip_height(0.8 * scale)
     # drawn in place, row by row: one figure in memory, not the cells, strips and a copy

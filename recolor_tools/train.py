@@ -65,7 +65,7 @@ from .distributed import (
     all_or_none,
     broadcast_buffers,
     check_same_classes,
-    check_same_data,
+    check_same_run,
     each_rank,
     mean_over_ranks,
     param_digest,
@@ -491,7 +491,7 @@ def _train(
         check_some_readable(train_paths, "training")  # before --overwrite removes the old run
         if val_paths:
             check_some_readable(val_paths, "validation")
-    check_same_data((train_paths, val_paths), cfg.run_wide(resumed), d)
+    check_same_run((train_paths, val_paths), cfg.run_wide(resumed), d)
     per_rank = -(-len(train_paths) // d.world)  # each process's share (EpochSampler pads)
     if cfg.size <= 16 and min(cfg.batch_size, per_rank) < 2:
         # the global branch sees a 1 x 1 map: BatchNorm then has one value per channel

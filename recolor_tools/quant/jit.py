@@ -155,14 +155,17 @@ def njit(**options) -> Callable:
     from other sources there) or numba finds no writable place for it (it raises then)."""
 
     def wrap(fn):
+        return _signals_after_compiling(_cached(fn) or numba.njit(**options)(fn))
+
+    def _cached(fn):
         if _base is None:
-            return _signals_after_compiling(numba.njit(**options)(fn))
+            return None
         try:
             kernel = numba.njit(cache=True, **options)(fn)
         except RuntimeError:  # "cannot cache function ...: no locator available"
-            return _signals_after_compiling(numba.njit(**options)(fn))
+            return None
         kernel._cache = _SafeCache(fn)  # (what numba's enable_caching() sets)
-        return _signals_after_compiling(kernel)
+        return kernel
 
     return wrap
 
