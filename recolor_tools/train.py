@@ -6,7 +6,9 @@ set up the process (:func:`setup_process`: device, threads, seeds), decide the c
 rebalancing (:func:`resolve_classes`), build the loaders (:func:`build_loaders`), the model and
 the optimiser (:func:`build_model`, :func:`build_optimiser`). Then, here, the loop over
 :func:`train_step`, :func:`evaluate_and_log` and :func:`save_last`. What the loop changes is one
-:class:`TrainState`; what it was built with is one :class:`Run`. It is a function of one
+:class:`~recolor_tools.trainstate.TrainState` (with what ``--resume`` restores:
+:mod:`recolor_tools.trainstate`); what it was built with is one :class:`Run`. ``_train`` is those
+three parts in order: ``_build``, ``_loop``, ``_finish``. It is a function of one
 :class:`TrainConfig`, so it can be imported and tested.
 
 Choices
@@ -46,11 +48,10 @@ import dataclasses
 import json
 import math
 import os
-import random
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -91,84 +92,9 @@ from .trainsetup import (
     setup_process,
     takes_hints,
 )
+from .trainstate import TrainState, get_rng_state, primitive, restore, trim_metrics
 
 __all__ = ["TrainConfig", "TrainState", "param_digest", "resolve_classes", "train"]
-
-
-@dataclass
-class TrainState:
-    """Where a run is: what the loop changes, and ``--resume`` restores besides the model,
-    optimiser and RNGs (see :meth:`state_dict`)."""
-
-    step: int = 0  # optimiser steps taken
-    epoch: int = 0  # the epoch being trained
-    pos: int = 0  # items of this rank's share of the epoch already trained on
-    elapsed: float = 0.0  # seconds trained by the processes before this one
-    # The training loss summed since the last regular evaluation, and its count. A tensor on the
-    # training device: adding to it does not wait for the GPU as .item() would.
-    loss_sum: torch.Tensor = field(default_factory=lambda: torch.zeros((), dtype=torch.float64))
-    loss_n: int = 0
-    # Not saved: when this process started, and the images since the last log line (img/s).
-    started: float = field(default_factory=time.perf_counter)
-    interval_imgs: int = 0
-    interval_start: float = field(default_factory=time.perf_counter)
-
-    def seconds(self) -> float:
-        """Training time in seconds, over this process and the ones it resumed."""
-        return self.elapsed + time.perf_counter() - self.started
-
-    def img_rate(self) -> float:
-        """Images per second (all ranks) since the last call of :meth:`restart_interval`."""
-        return self.interval_imgs / max(time.perf_counter() - self.interval_start, 1e-9)
-
-    def restart_interval(self) -> None:
-        self.interval_imgs, self.interval_start = 0, time.perf_counter()
-
-    def state_dict(self) -> dict[str, Any]:
-        """Primitives only (a checkpoint loads with ``weights_only=True``)."""
-        return {
-            "step": self.step,
-            "epoch": self.epoch,
-            "pos": self.pos,
-            "elapsed": self.seconds(),
-            "loss_sum": self.loss_sum.item(),  # a float64: exact
-            "loss_n": self.loss_n,
-        }
-
-    def load_state_dict(self, state: dict[str, Any], rank: int = 0) -> None:
-        """``rank``: whose running loss to take from ``loss_sums`` (each rank's, where the
-        checkpoint has them; else ``loss_sum``, rank 0's)."""
-        self.step, self.epoch, self.pos = state["step"], state["epoch"], state["pos"]
-        self.elapsed, self.started = state["elapsed"], time.perf_counter()
-        sums = state.get("loss_sums", [])  # (version 1 and torchrun with fewer: rank 0's)
-        self.loss_sum.fill_(sums[rank] if rank < len(sums) else state["loss_sum"])
-        self.loss_n = state["loss_n"]
-
-
-def get_rng_state() -> dict[str, Any]:
-    """torch, CUDA, numpy and Python RNG states as tensors and primitives (weights_only-safe)."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": {
-            "keys": torch.from_numpy(keys.astype(np.int64)),
-            "pos": int(pos),
-            "has_gauss": int(has_gauss),
-            "gauss": float(gauss),
-        },
-        "python": random.getstate(),
-    }
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    n = state["numpy"]
-    keys = n["keys"].numpy().astype(np.uint32)
-    np.random.set_state(("MT19937", keys, n["pos"], n["has_gauss"], n["gauss"]))
-    random.setstate(state["python"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -369,7 +295,7 @@ def checkpoint(
         "loss_sums": loss_sums or [state.loss_sum.item()],
         "world": run.d.world,
         "batch_size": run.cfg.batch_size,
-        "args": _primitive(dataclasses.asdict(run.cfg)),
+        "args": primitive(dataclasses.asdict(run.cfg)),
     }
     cs = run.cs
     return checkpoints.make_checkpoint(
@@ -396,33 +322,6 @@ def save_last(run: Run, state: TrainState, metrics: dict[str, Any]) -> None:
     if run.d.main:
         ckpt = checkpoint(run, state, metrics, sums)
         checkpoints.save_checkpoint(run.cfg.out / "last.pt", ckpt, keep_previous=True)
-
-
-def restore(
-    cfg: TrainConfig, d: Dist, opt: Optimiser, state: TrainState, resumed: dict[str, Any]
-) -> dict[str, Any]:
-    """Load ``--resume``'s optimiser, RNG and loop state; returns its last metrics."""
-    ts = resumed["train_state"]
-    opt.load_state_dict(ts)
-    set_rng_state(ts["rng"])
-    state.load_state_dict({"step": resumed["step"], **ts}, d.rank)  # (v1: the step outside)
-    # what the command line may change (given again with another value): said, since the run
-    # then goes on with another order or other crops than it would have
-    args = ts.get("args", {})
-    changed = [
-        f"{flag} {now} (the run's: {was})"
-        for flag, was, now in (
-            ("-b", ts["batch_size"], cfg.batch_size),
-            ("processes", ts["world"], d.world),
-            ("--seed", args.get("seed", cfg.seed), cfg.seed),
-            ("--size", args.get("size", cfg.size), cfg.size),
-        )
-        if was != now
-    ]
-    if changed:
-        log(cfg, d, f"note: {', '.join(changed)}; resume is not exact (give the run's values "
-                    "to continue it as it was)")  # fmt: skip
-    return resumed["metrics"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -475,6 +374,16 @@ def train(cfg: TrainConfig, report: Callable[[str], None] | None = None) -> Path
 def _train(
     cfg: TrainConfig, d: Dist, report: Callable[[str], None] | None, held: contextlib.ExitStack
 ) -> Path:
+    run, state, last_metrics = _build(cfg, d, report, held)
+    last_metrics = _loop(run, state, last_metrics)
+    return _finish(run, state, last_metrics)
+
+
+def _build(
+    cfg: TrainConfig, d: Dist, report: Callable[[str], None] | None, held: contextlib.ExitStack
+) -> tuple[Run, TrainState, dict[str, Any]]:
+    """The run as ``cfg`` asks (the steps of :mod:`recolor_tools.trainsetup`), where it starts
+    (:class:`TrainState`, restored for ``--resume``) and the metrics it has so far."""
     # what each rank reads on its own machine (OUT, checkpoints, folders, --stats): an error
     # there is every rank's, said by rank 0 (all_or_none)
     with all_or_none(d):
@@ -533,7 +442,7 @@ def _train(
         model = torch.nn.parallel.DistributedDataParallel(raw, device_ids=device_ids)
     if d.main:
         cfg.out.mkdir(parents=True, exist_ok=True)
-        _trim_metrics(cfg.out / "metrics.jsonl", state.step)
+        trim_metrics(cfg.out / "metrics.jsonl", state.step)
         if cfg.overwrite:  # the old run goes now: a new one cut short left it for --resume
             _remove_old_run(cfg)
         data_stats.save()  # not before: an --overwrite that failed would have replaced them
@@ -551,14 +460,19 @@ def _train(
         cfg.ckpt_every or eval_every, data_info, _progress(cfg, d, total_steps, state.step),
         unreadable,
     )  # fmt: skip
+    return run, state, last_metrics
 
-    # -- loop -----------------------------------------------------------------------------
+
+def _loop(run: Run, state: TrainState, last_metrics: dict[str, Any]) -> dict[str, Any]:
+    """Train from ``state`` to the run's last step: evaluate, log and save on the way; returns
+    the last evaluation's metrics."""
+    loaders, total_steps = run.loaders, run.total_steps
     state.started = state.interval_start = time.perf_counter()
-    model.train()
+    run.model.train()
     while state.step < total_steps:
         loaders.sampler.set_epoch(state.epoch, state.pos)
         for batch in loaders.train:
-            unreadable(batch["bad"])
+            run.unreadable(batch["bad"])
             loss = train_step(run, state, batch)
             _show_progress(run, state, loss)
             if state.step % run.eval_every == 0 or state.step == total_steps:
@@ -571,8 +485,13 @@ def _train(
             state.epoch, state.pos = state.epoch + 1, 0
     if run.bar is not None:
         run.bar.close()
+    return last_metrics
 
-    # -- final weights --------------------------------------------------------------------
+
+def _finish(run: Run, state: TrainState, last_metrics: dict[str, Any]) -> Path:
+    """Write the final weights, ``OUT/{head}.pt`` (rank 0), once every replica holds rank 0's
+    BatchNorm statistics; returns their path."""
+    cfg, d, raw = run.cfg, run.d, run.raw
     final = cfg.out / f"{cfg.head}.pt"
     broadcast_buffers(raw, d)
     debug_dir = os.environ.get("RECOLOR_DEBUG_DDP_DIR")
@@ -590,33 +509,6 @@ def _train(
 
 # ---------------------------------------------------------------------------------------------
 # small helpers
-
-
-def _primitive(obj: Any) -> Any:
-    """Paths -> str, recursively: a checkpoint holds only types torch.load(weights_only) takes."""
-    if isinstance(obj, dict):
-        return {k: _primitive(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_primitive(v) for v in obj]
-    return str(obj) if isinstance(obj, Path) else obj
-
-
-def _trim_metrics(path: Path, keep_through: int) -> None:
-    """Drop metric lines after step ``keep_through`` (all when 0): a resumed run rewrites them.
-    The file is rewritten atomically, and removed when no line is left (it was left empty by a
-    run killed before its first evaluation; the first line creates it)."""
-    from .fileio import atomic_write
-
-    kept = []
-    if keep_through and path.exists():
-        for line in path.read_text().splitlines():
-            with contextlib.suppress(ValueError, KeyError, TypeError):
-                if json.loads(line)["step"] <= keep_through:
-                    kept.append(line + "\n")
-    if kept:
-        atomic_write(path, "".join(kept).encode())
-    else:
-        path.unlink(missing_ok=True)
 
 
 def _progress(cfg: TrainConfig, d: Dist, total: int, initial: int):
