@@ -24,7 +24,9 @@ Measured against ImageCms on 8-bit data of the wide-gamut profile of tests/archi
 the large errors only in table cells that straddle the sRGB gamut boundary (littleCMS's clamped
 nodes bend the interpolation there); L within 0.2 units at p99.
 
-A gray (``GRAY``) profile is sampled as a 256-entry curve instead. A profile of another colour
+A gray (``GRAY``) profile is sampled as a 256-entry curve instead, through littleCMS's
+unoptimised pipeline (its optimised 8-bit one is off by up to 13 codes in a linear curve's
+shadows). A profile of another colour
 space (a CMYK JPEG's: OpenCV has already turned its samples into RGB, without the profile) is
 not applied, and the image is read as before. Tables are cached per profile bytes (a few per
 process), and a profile whose table is the identity to within one 8-bit step (an embedded sRGB
@@ -183,7 +185,11 @@ def _transform(icc: bytes, to_srgb: bool) -> Transform:
     src, dst = (prof, srgb) if to_srgb else (srgb, prof)
     try:
         if gray:  # gray in, the G of sRGB's neutral out (R = G = B)
-            xf = ImageCms.buildTransform(src, dst, "L", "RGB", _INTENT)
+            # not optimised: littleCMS's optimised 8-bit gray pipeline misses a linear (gamma
+            # 1.0) curve's shadows by up to 13 codes (input 2: 12 for 21.7); 256 samples cost
+            # nothing unoptimised, and are then its exact values, rounded
+            no_optimise = 0x0100  # cmsFLAGS_NOOPTIMIZE (ImageCms.Flags only from Pillow 10.3)
+            xf = ImageCms.buildTransform(src, dst, "L", "RGB", _INTENT, flags=no_optimise)
             ramp = np.arange(256, dtype=np.uint8)
             out = np.asarray(xf.apply(Image.fromarray(ramp[None, :])), np.uint8)[0, :, 1]
             table = out.astype(np.float32) / 255
