@@ -460,6 +460,7 @@ def encode_output(
     keep_profile: bool = False,
     strip: bool = False,
     quality: int | None = None,
+    name: str | Path | None = None,
 ) -> bytes:
     """Encode an sRGB result and say what it is: profile, and the source's EXIF and XMP.
 
@@ -481,6 +482,9 @@ def encode_output(
         Carry no EXIF or XMP (the colour profile is still embedded).
     quality : int, optional
         JPEG/WebP quality (1-100).
+    name : str or Path, optional
+        The output, named in the warning when a JPEG cannot carry all of the EXIF or XMP
+        (:func:`recolor_tools.metachunks.fit_jpeg`).
 
     Returns
     -------
@@ -490,7 +494,7 @@ def encode_output(
     from .color import to_float
     from .colorprofile import from_srgb, srgb_profile
     from .imageio import encode_image
-    from .metachunks import insert_metadata
+    from .metachunks import fit_jpeg, insert_metadata
 
     ext = ext.lower() if ext.startswith(".") else "." + ext.lower()
     bits = output_depth(depth, source, ext)
@@ -509,6 +513,11 @@ def encode_output(
     dpi = None
     if not strip:
         exif, dpi = _software_exif(exif, (w, h), srgb=xf is None or not xf.rgb)
+    if ext in (".jpg", ".jpeg"):  # one 64 KB segment each
+        exif, xmp, dropped = fit_jpeg(exif, xmp)
+        if dropped:
+            warn(f"too large for a JPEG's 64 KB segment, left out: {', '.join(dropped)} (png, "
+                 "tif and webp keep them)", name)  # fmt: skip
     return insert_metadata(enc, ext, (h, w), icc=icc, exif=exif, xmp=xmp, dpi=dpi)
 
 

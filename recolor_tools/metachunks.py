@@ -15,7 +15,9 @@ TIFF     a new first IFD, appended: OpenCV's entries plus ICCProfile (34675), XM
 BMP      nothing (the format has no place for them)
 =======  ==========================================================================================
 
-EXIF larger than one JPEG segment (64 KB) is dropped from JPEG; XMP likewise (no extended XMP).
+A JPEG segment holds 64 KB: :func:`fit_jpeg` drops an EXIF's largest tags until it fits (a long
+ImageDescription, a MakerNote), and an XMP packet larger than that (no extended XMP); the
+caller says what was left out.
 
 References
 ----------
@@ -91,6 +93,56 @@ def _png(enc: bytes, icc: bytes | None, exif: bytes | None, xmp: bytes | None, d
 
 
 # --- JPEG ---------------------------------------------------------------------------------------
+
+
+JPEG_EXIF_ROOM = _JPEG_SEGMENT - 6
+"""EXIF bytes (TIFF layout) one JPEG APP1 segment holds, after ``Exif\\0\\0``."""
+JPEG_XMP_ROOM = _JPEG_SEGMENT - len(_XMP_NS)
+"""XMP bytes one JPEG APP1 segment holds, after its namespace."""
+
+
+def fit_jpeg(exif: bytes | None, xmp: bytes | None) -> tuple[bytes | None, bytes | None, list[str]]:
+    """The EXIF and XMP a JPEG can carry (one segment each), and what was left out to fit.
+
+    An EXIF over :data:`JPEG_EXIF_ROOM` loses its largest tags (IFD0 and the Exif IFD), one at
+    a time, until it fits (Software and Orientation are small and stay); one that still does
+    not fit, or that Pillow cannot write back, is dropped whole. An XMP over
+    :data:`JPEG_XMP_ROOM` is dropped. The list names what went (``EXIF ImageDescription``,
+    ``XMP``), with sizes, for a warning.
+    """
+    dropped = []
+    if xmp and len(xmp) > JPEG_XMP_ROOM:
+        dropped.append(f"XMP ({len(xmp):,} bytes)")
+        xmp = None
+    if exif and len(exif) > JPEG_EXIF_ROOM:
+        exif, gone = _slim_exif(exif)
+        dropped += gone
+    return exif, xmp, dropped
+
+
+def _slim_exif(exif: bytes) -> tuple[bytes | None, list[str]]:
+    from PIL import ExifTags, Image
+
+    def size(v: object) -> int:
+        return len(v) if isinstance(v, bytes | str) else 8 * len(v) if isinstance(v, tuple) else 8
+
+    whole = f"EXIF ({len(exif):,} bytes)"
+    try:
+        ex = Image.Exif()
+        ex.load(b"Exif\x00\x00" + exif)
+        sub = ex.get_ifd(0x8769)
+        gone = []
+        while len(exif) > JPEG_EXIF_ROOM:
+            tags = [(size(v), t, d) for d in (ex, sub) for t, v in d.items() if t != 0x8769]
+            if not tags:
+                return None, [whole]
+            n, tag, where = max(tags, key=lambda x: x[0])
+            del where[tag]
+            gone.append(f"EXIF {ExifTags.TAGS.get(tag, hex(tag))} ({n:,} bytes)")
+            exif = ex.tobytes()[6:]
+        return exif, gone
+    except Exception:  # a tag Pillow cannot read or write back
+        return None, [whole]
 
 
 def _jpeg_segment(marker: int, payload: bytes) -> bytes:

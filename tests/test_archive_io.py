@@ -130,6 +130,36 @@ def test_a_profile_too_large_for_a_record_header_is_left_out_with_a_warning(tmp_
     assert p.stderr == b"" and "icc" in lab_records(p.stdout)[0].source
 
 
+def test_a_jpeg_output_drops_only_what_its_64kb_segments_cannot_hold(tmp_path: Path):
+    """An EXIF over 64 KB (a long ImageDescription) was dropped from a JPEG whole, the
+    Artist, Copyright and recolor's own Software with it, and an XMP over 64 KB too, without a
+    word: now the largest tags go, said in one line; the PNG keeps all."""
+    ex = Image.Exif()
+    ex.load(exif_bytes())
+    ex[270] = "a very long description " * 3000  # ImageDescription, 72,000 bytes
+    xmp = XMP.replace(b'Orientation="6"', b'Orientation="1"')  # (upright: carried as it is)
+    xmp = xmp.replace(b"</x:xmpmeta>", b"<!--" + b"x" * 70_000 + b"--></x:xmpmeta>")
+    src = tmp_path / "scan.png"
+    src.write_bytes(png_with_chunks(smooth_image(16, 16, 3), (b"eXIf", ex.tobytes()[6:]),
+                                    (b"iTXt", b"XML:com.adobe.xmp\0\0\0\0\0" + xmp)))  # fmt: skip
+    stream = run(["to-lab", "scan.png"], cwd=tmp_path, check_rc=0).stdout
+    p = run(["from-lab", "-o", "out.jpg"], cwd=tmp_path, input=stream, check_rc=0)
+    assert p.stderr.decode() == (
+        "recolor from-lab: out.jpg: too large for a JPEG's 64 KB segment, left out: XMP "
+        f"({len(xmp):,} bytes), EXIF ImageDescription ({len(ex[270]):,} bytes) (png, tif and "
+        "webp keep them)\n"
+    )
+    with opened((tmp_path / "out.jpg").read_bytes()) as im:
+        kept = im.getexif()
+        assert kept[315] == "Ann Archivist" and kept[305] == SOFTWARE and 270 not in kept
+        assert kept.get_ifd(0x8769)[0x9003] == "2020:01:02 03:04:05"
+        assert xmp_of(im) is None
+    p = run(["from-lab", "-o", "out.png"], cwd=tmp_path, input=stream, check_rc=0)
+    assert p.stderr == b""
+    with opened((tmp_path / "out.png").read_bytes()) as im:
+        assert im.getexif()[270] == ex[270] and xmp_of(im) == xmp
+
+
 @pytest.mark.parametrize("out_ext", [".png", ".jpg", ".tif", ".webp"])
 def test_the_resolution_of_a_scan_is_kept(tmp_path: Path, out_ext: str):
     """A 600 dpi scan whose resolution was in JFIF's density or PNG's pHYs (not in EXIF) came

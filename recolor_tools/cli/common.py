@@ -323,8 +323,11 @@ def image_encoder(rgb, dest: Path | None, ext: str, source=None, **options):
     none), with the profile and metadata of ``source`` (an ImageMeta; ``options`` as for
     :func:`recolor_tools.imagemeta.encode_output`)."""
     from ..imagemeta import encode_output
+    from ..process import STDOUT_NAME
 
-    return functools.partial(encode_output, rgb, _output_ext(dest, ext), source, **options)
+    name = STDOUT_NAME if dest is None else dest
+    return functools.partial(encode_output, rgb, _output_ext(dest, ext), source, name=name,
+                             **options)  # fmt: skip
 
 
 def output_dtype(dest: Path | None, ext: str, source=None, depth=None, keep_profile=False):
