@@ -107,8 +107,9 @@ def _list_entries(p: Path) -> list[str]:
     """The paths a ``.txt`` / ``.list`` file names, one per line (relative ones to its folder;
     blank lines and ``#`` comments skipped)."""
     entries = []
-    # As bytes: `find ... > list.txt` writes names as they are, UTF-8 or not.
-    for line in os.fsdecode(p.read_bytes()).splitlines():
+    # As bytes: `find ... > list.txt` writes names as they are, UTF-8 or not. Split at "\n"
+    # only: splitlines also splits at \r, \f, \x1c-\x1e, U+2028..., which a name may hold.
+    for line in os.fsdecode(p.read_bytes()).split("\n"):
         line = line.strip()
         if line and not line.startswith("#"):
             entries.append(line if Path(line).is_absolute() else str(p.parent / line))

@@ -200,6 +200,19 @@ def test_quantize_refuses_a_preview_naming_an_input_before_any_work(pics):
     assert (pics / "rand.png").read_bytes() == before
 
 
+@pytest.mark.parametrize(
+    "args", [["predict", "x.png", "-o"], ["to-lab", "x.png", "--max-size"], ["train", "--steps"]]
+)
+def test_an_option_without_its_value_names_the_tool(tmp_path, args):
+    """Click says this one before the tool's context exists: the line named `recolor` and sent
+    the user to `recolor -h`."""
+    p = run(args, cwd=tmp_path)
+    assert p.returncode == 2 and p.stdout == b""
+    tool, flag = args[0], args[-1]
+    want = f"recolor {tool}: Option '{flag}' requires an argument (see recolor {tool} -h)\n"
+    assert p.stderr.decode() == want
+
+
 @pytest.mark.parametrize("tool", ["quantize", "rebalance-stats"])
 def test_grid_with_classes_is_a_usage_error(pics, tool):
     run(["rebalance-stats", "-q", "rand.png", "-o", "st.npz"], cwd=pics, check_rc=0)
@@ -274,6 +287,23 @@ def test_a_folder_in_a_list_file_is_searched_as_on_the_command_line(tmp_path):
     for _ in range(2):
         p = run(["predict", tmp_path / "k.txt", "-o", f"{tmp_path}/k/rec/", "-q"], check_rc=0)
         assert p.stderr == b"" and len(p.stdout.splitlines()) == 3
+
+
+def test_a_list_file_splits_at_newlines_only(tmp_path):
+    """Lines were split as Python's splitlines splits them: a name holding a form feed, a
+    group separator or U+2028 (legal on Linux; `ls > list.txt` writes it) was two missing
+    files. A CRLF list still reads."""
+    names = ["a\x0cb.png", "c\u2028d.png", "e\x1df.png", "g\x0bh.png", "i\rj.png"]
+    for i, n in enumerate(names):
+        write_rgb(tmp_path / n, smooth_image(8, 10, i))
+    (tmp_path / "list.txt").write_bytes(b"".join(os.fsencode(n) + b"\n" for n in names))
+    (tmp_path / "crlf.txt").write_bytes(b"# dos\r\nk.png\r\n")
+    write_rgb(tmp_path / "k.png", smooth_image(8, 10, 9))
+    out = tmp_path / "out"
+    p = run(["to-lab", tmp_path / "list.txt", tmp_path / "crlf.txt", "-o", f"{out}/"],
+            check_rc=0)  # fmt: skip
+    assert p.stderr == b""
+    assert sorted(os.listdir(out)) == sorted([n[:-4] + ".lab" for n in names] + ["k.lab"])
 
 
 def test_skip_existing_still_refuses_a_second_input_of_one_output(tmp_path):

@@ -90,7 +90,8 @@ def _main(argv: list[str] | None) -> int:
             except SystemExit as e:
                 code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
             except click.ClickException as e:  # a bad flag or value: one line, as tool.usage
-                command = e.ctx.command_path if getattr(e, "ctx", None) else "recolor"
+                # (an option's missing value is said before the tool's context exists)
+                command = e.ctx.command_path if getattr(e, "ctx", None) else where
                 message = e.format_message().rstrip(".")
                 if message and said:  # none after the help that a bare `recolor` shows
                     print(f"{command}: {message} (see {command} -h)", file=sys.stderr)
