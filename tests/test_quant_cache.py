@@ -150,7 +150,7 @@ def test_without_a_cache_folder_no_kernel_is_cached_beside_the_sources(tmp_path)
     assert not _kernel_files(site)
 
 
-def test_cache_dir_follows_xdg_cache_home_then_home(tmp_path):
+def test_cache_dir_follows_xdg_cache_home_then_home(tmp_path, monkeypatch):
     assert quant.jit.cache_dir({"XDG_CACHE_HOME": str(tmp_path / "x")}) == (
         tmp_path / "x" / "recolor" / "numba"
     )
@@ -159,6 +159,15 @@ def test_cache_dir_follows_xdg_cache_home_then_home(tmp_path):
     )
     (tmp_path / "f").write_text("")
     assert quant.jit.cache_dir({"XDG_CACHE_HOME": str(tmp_path / "f" / "x")}) is None
+    # an empty HOME made it /.cache at the root, a relative one a folder in the cwd: the user
+    # database's home instead
+    import pwd
+
+    own = Path(pwd.getpwuid(os.getuid()).pw_dir) / ".cache" / "recolor" / "numba"
+    monkeypatch.chdir(tmp_path)
+    for home in ("", "relhome"):
+        got = quant.jit.cache_dir({"HOME": home, "XDG_CACHE_HOME": "rel"})
+        assert got in (own, None) and not (tmp_path / "relhome").exists()
 
 
 def test_a_damaged_or_full_cache_is_compiled_anew(tmp_path):
@@ -263,3 +272,25 @@ def test_a_signal_while_the_kernels_compile_ends_the_run(tmp_path):
         p = subprocess.run(args, capture_output=True, env=env, timeout=300, preexec_fn=default)
         assert (p.returncode, p.stderr) == (rc, b""), p.stderr.decode()
         assert not out.exists()
+
+
+def test_a_cache_folder_numba_cannot_use_caches_nothing_elsewhere(tmp_path):
+    """recolor's cache folder writable, but this version's ``src-<hash>`` in it not a folder
+    numba can use (here a file; another user's, a read-only mount): numba went on to
+    ``__pycache__`` beside the sources, with no ``src-<hash>`` level, where a later version
+    that changed only ``search.py`` loaded a stale kernel and gave other classes."""
+    from recolor_tools.quant.jit import source_stamp
+
+    site = tmp_path / "site"
+    shutil.copytree(
+        ROOT / "recolor_tools", site / "recolor_tools", ignore=shutil.ignore_patterns("__pycache__")
+    )  # fmt: skip (writable)
+    xdg = tmp_path / "xdg"
+    (xdg / "recolor" / "numba").mkdir(parents=True)
+    stamp = source_stamp(site / "recolor_tools" / "quant")
+    (xdg / "recolor" / "numba" / f"src-{stamp}").write_text("not a folder\n")
+    src = write_rgb(tmp_path / "a.png", smooth_image(24, 32, 5))
+    p = _quantize(site, src, tmp_path / "a.target", tmp_path / "home", xdg, "-k", "5")
+    assert p.returncode == 0, p.stderr.decode()
+    assert _idx_of(tmp_path / "a.target").shape == (24, 32)
+    assert not _kernel_files(site) and not _kernel_files(tmp_path / "home")

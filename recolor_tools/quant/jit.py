@@ -44,13 +44,22 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
 
 def cache_dir(env: dict | None = None) -> Path | None:
     """The directory recolor's kernels are cached in: ``$XDG_CACHE_HOME/recolor/numba``
-    (``~/.cache/recolor/numba`` by default), or None where it cannot be created and written
-    (``NUMBA_CACHE_DIR``, when set, is numba's to use and wins over this)."""
+    (``~/.cache/recolor/numba`` by default, home from the user database where ``HOME`` is not
+    an absolute path), or None where it cannot be created and written (``NUMBA_CACHE_DIR``,
+    when set, is numba's to use and wins over this)."""
     env = os.environ if env is None else env
     base = env.get("XDG_CACHE_HOME", "")
     if not os.path.isabs(base):  # the XDG spec: a relative value is ignored
-        base = os.path.join(env.get("HOME") or "~", ".cache")
-    path = Path(os.path.expanduser(base)) / "recolor" / "numba"
+        home = env.get("HOME", "")
+        if not os.path.isabs(home):  # unset, empty (it was /.cache) or relative (the cwd's)
+            import pwd
+
+            try:
+                home = pwd.getpwuid(os.getuid()).pw_dir
+            except KeyError:  # a user id with no entry (some containers): no home
+                return None
+        base = os.path.join(home, ".cache")
+    path = Path(base) / "recolor" / "numba"
     return path if _writable(path) else None
 
 
@@ -152,7 +161,8 @@ def njit(**options) -> Callable:
     """``numba.njit(cache=True, **options)``, or without the cache where recolor has no cache
     folder (:func:`cache_dir` None and no ``NUMBA_CACHE_DIR``: numba would fall back on
     ``__pycache__`` beside the sources, with no ``src-<hash>`` level, and load kernels compiled
-    from other sources there) or numba finds no writable place for it (it raises then)."""
+    from other sources there), where numba would cache it anywhere but in that folder's
+    ``src-<hash>`` (which it cannot use), or where it finds no writable place (it raises)."""
 
     def wrap(fn):
         return _signals_after_compiling(_cached(fn) or numba.njit(**options)(fn))
@@ -165,6 +175,11 @@ def njit(**options) -> Callable:
         except RuntimeError:  # "cannot cache function ...: no locator available"
             return None
         kernel._cache = _SafeCache(fn)  # (what numba's enable_caching() sets)
+        # numba goes down its list of places where the first cannot be used (src-<hash> a
+        # file, another user's, a read-only mount): to __pycache__ or ~/.cache/numba, with no
+        # src-<hash> level, where kernels compiled from other sources are loaded
+        if not Path(kernel._cache._cache_path).is_relative_to(_here):
+            return None
         return kernel
 
     return wrap
