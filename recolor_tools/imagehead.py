@@ -90,7 +90,8 @@ class ImageHead:
     with a tRNS chunk, the one gray value that is transparent, scaled to 8 bits below that depth
     (as the decoder scales the samples), None otherwise; for a TIFF, its
     PhotometricInterpretation (0 WhiteIsZero, 1 BlackIsZero, 2 RGB, 5 CMYK, ...; None without
-    the tag) and its first BitsPerSample."""
+    the tag), its first BitsPerSample, Compression and SampleFormat (3: float); for a JPEG, its
+    sample precision (``bits``: 8, or 12 in an extended JPEG)."""
 
     format: str
     width: int
@@ -100,6 +101,8 @@ class ImageHead:
     transparent_gray: int | None = None
     photometric: int | None = None
     bits: int = 8
+    compression: int = 1
+    sample_format: int = 1
 
     @property
     def white_is_zero(self) -> bool:
@@ -331,7 +334,7 @@ def _jpeg(data: bytes) -> ImageHead:
             h, w = struct.unpack(">HH", payload[1:5])
             if h == 0:
                 raise RecolorError("JPEG height given after the scan (DNL) is not supported")
-            return ImageHead("JPEG", w, h)
+            return ImageHead("JPEG", w, h, bits=payload[0])
     raise ValueError("no frame header")
 
 
@@ -340,6 +343,7 @@ def _tiff(data: bytes) -> ImageHead:
     (ifd,) = struct.unpack(e + "I", data[4:8])
     (n,) = struct.unpack(e + "H", data[ifd : ifd + 2])
     size, extra, bits, planar, samples, photometric = {}, None, 8, 1, 1, None
+    compression = sample_format = 1
     for k in range(n):
         tag, typ, count, value = struct.unpack(
             e + "HHI4s", data[ifd + 2 + 12 * k : ifd + 14 + 12 * k]
@@ -349,15 +353,18 @@ def _tiff(data: bytes) -> ImageHead:
             size[tag] = struct.unpack(e + ("H" if short else "I"), value[: 2 if short else 4])[0]
         elif tag == 338 and typ == 3 and 1 <= count <= 2:  # ExtraSamples, held in the entry
             (extra,) = struct.unpack(e + "H", value[:2])
-        elif tag == 258 and typ == 3:  # BitsPerSample, one per sample: the first
+        elif tag in (258, 339) and typ == 3:  # BitsPerSample, SampleFormat: the first sample's
             at = 0 if count <= 2 else struct.unpack(e + "I", value)[0]
-            (bits,) = struct.unpack(e + "H", value[:2] if count <= 2 else data[at : at + 2])
+            (first,) = struct.unpack(e + "H", value[:2] if count <= 2 else data[at : at + 2])
+            bits, sample_format = (first, sample_format) if tag == 258 else (bits, first)
         elif tag == 284 and typ == 3:  # PlanarConfiguration: 2, each channel a plane
             (planar,) = struct.unpack(e + "H", value[:2])
         elif tag == 277 and typ == 3:  # SamplesPerPixel
             (samples,) = struct.unpack(e + "H", value[:2])
         elif tag == 262 and typ == 3:  # PhotometricInterpretation
             (photometric,) = struct.unpack(e + "H", value[:2])
+        elif tag == 259 and typ == 3:  # Compression
+            (compression,) = struct.unpack(e + "H", value[:2])
     # OpenCV reads stale memory there: garbage, another each run (one plane of gray is read
     # right: it is stored as contiguous gray is)
     if planar == 2 and bits > 8 and samples > 1:
@@ -371,7 +378,8 @@ def _tiff(data: bytes) -> ImageHead:
         raise ValueError("no size tags")
     pages = 2 if next_ifd else 1
     return ImageHead("TIFF", size[256], size[257], pages, extra_samples=extra,
-                     photometric=photometric, bits=bits)  # fmt: skip
+                     photometric=photometric, bits=bits, compression=compression,
+                     sample_format=sample_format)  # fmt: skip
 
 
 def _webp(data: bytes) -> ImageHead:

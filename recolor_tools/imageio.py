@@ -79,6 +79,23 @@ def _tiff_by_pillow(data: bytes) -> np.ndarray | None:
     return np.ascontiguousarray(img if order is None else img[:, :, order])
 
 
+_TIFF_CODECS = {1: "none", 5: "LZW", 6: "old JPEG", 7: "JPEG", 8: "Deflate", 32946: "Deflate",
+                32773: "PackBits", 2: "CCITT", 3: "CCITT", 4: "CCITT"}  # fmt: skip
+"""The TIFF compressions OpenCV's libtiff decodes."""
+
+
+def _unread(head: ImageHead) -> str:
+    """Why a file that neither decoder read was not read: a valid layout they lack, named, or
+    corrupt data."""
+    if head.format == "TIFF" and head.sample_format == 3 and head.bits not in (32, 64):
+        return f"{head.bits}-bit float TIFF (recolor reads 32- and 64-bit float)"
+    if head.format == "TIFF" and head.compression not in _TIFF_CODECS:
+        return f"TIFF compression {head.compression}, which recolor's TIFF reader lacks"
+    if head.format == "JPEG" and head.bits != 8:
+        return f"{head.bits}-bit JPEG (recolor reads 8-bit JPEG)"
+    return f"not a readable image (corrupt {head.format} data)"
+
+
 def decode_stored(data: bytes, name: str = "<data>") -> tuple[ImageHead, np.ndarray]:
     """The header and the samples as the file stores them (OpenCV's BGR/BGRA/gray order, uint8
     or uint16, or float32 for a float TIFF; alpha kept, straight: a TIFF's premultiplied colours
@@ -111,7 +128,12 @@ def decode_stored(data: bytes, name: str = "<data>") -> tuple[ImageHead, np.ndar
         # a valid file that neither decoder reads (OpenCV's TIFF reader converts 8-bit CMYK)
         raise RecolorError(f"{head.bits}-bit CMYK TIFF (recolor reads 8-bit CMYK)", name)
     if img is None or img.size == 0:
-        raise RecolorError(f"not a readable image (corrupt {head.format} data)", name)
+        raise RecolorError(_unread(head), name)
+    if head.format == "TIFF" and head.bits == 16 and img.dtype == np.uint8:
+        # OpenCV reads a gray+alpha TIFF through libtiff's 8-bit RGBA interface (Pillow not
+        # at all): the depth is lost, and said
+        what = "gray+alpha " * (head.photometric in (0, 1))
+        warn(f"16-bit {what}TIFF: read at 8 bits, as OpenCV reads it", name)
     if img.dtype not in (np.uint8, np.uint16) and img.dtype.kind != "f":
         # a 32-bit integer TIFF has no agreed range: clipped as floats it came out white
         raise RecolorError(

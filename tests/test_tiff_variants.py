@@ -58,10 +58,14 @@ def raw_tiff(
     tile: int | None = None,
     orientation: int = 1,
     photometric: int | None = None,
+    extra_samples: int | None = None,
+    compression: int = 1,
+    sample_format: int | None = None,
 ) -> bytes:
     """An uncompressed little-endian RGB TIFF of ``rgb`` (uint8 or uint16): one strip, one
     plane per channel (PlanarConfiguration 2), or square tiles of side ``tile``; RGB or
-    BlackIsZero gray unless ``photometric`` says."""
+    BlackIsZero gray unless ``photometric`` says; ``extra_samples``, ``compression`` (the tag
+    only: the samples are stored plain) and ``sample_format`` their tags."""
     h, w, c = rgb.shape  # 3 samples, or 1 (gray)
     if planar:
         blocks = [np.ascontiguousarray(rgb[:, :, i]).tobytes() for i in range(c)]
@@ -76,7 +80,7 @@ def raw_tiff(
     ifd = int(offsets[-1])
     bits = 8 * rgb.dtype.itemsize
     where = (324, 325) if tile else (273, 279)  # TileOffsets/ByteCounts, or the strips'
-    tags = [(256, 4, [w]), (257, 4, [h]), (258, 3, [bits] * c), (259, 3, [1]),
+    tags = [(256, 4, [w]), (257, 4, [h]), (258, 3, [bits] * c), (259, 3, [compression]),
             (262, 3, [photometric if photometric is not None else 2 if c == 3 else 1]),
             (277, 3, [c]), (278, 4, [h]),
             (284, 3, [2 if planar else 1]),
@@ -85,6 +89,10 @@ def raw_tiff(
     if tile:
         tags += [(322, 4, [tile]), (323, 4, [tile])]
     tags += [(274, 3, [orientation])]
+    if extra_samples is not None:
+        tags += [(338, 3, [extra_samples])]
+    if sample_format is not None:
+        tags += [(339, 3, [sample_format] * c)]
     tags.sort()
     extra_at, extra, entries = ifd + 2 + 12 * len(tags) + 4, b"", b""
     for tag, typ, values in tags:
@@ -107,6 +115,41 @@ def test_a_16_bit_cmyk_tiff_is_named_not_called_corrupt(tmp_path: Path):
         "recolor to-lab: c16.tif: 16-bit CMYK TIFF (recolor reads 8-bit CMYK)\n"
     )
     assert [r.name for r in lab_records((tmp_path / "all.lab").read_bytes())] == ["c8.tif"]
+
+
+def test_a_16_bit_gray_alpha_tiff_read_at_8_bits_says_so(tmp_path: Path):
+    """OpenCV reads a gray+alpha TIFF through libtiff's 8-bit RGBA interface (Pillow not at
+    all): 16 bits in came out 8 bits, unsaid. Said now; 16-bit gray keeps its 16."""
+    gray = smooth_image(8, 12, 5)[:, :, :1].astype(np.uint16) * 257 + 3
+    alpha = np.full_like(gray, 65535)
+    (tmp_path / "ga16.tif").write_bytes(raw_tiff(np.dstack([gray, alpha]), extra_samples=2))
+    (tmp_path / "g16.tif").write_bytes(raw_tiff(gray))
+    p = run(["to-lab", "ga16.tif", "g16.tif"], cwd=tmp_path, check_rc=0)
+    assert p.stderr.decode() == (
+        "recolor to-lab: ga16.tif: 16-bit gray+alpha TIFF: read at 8 bits, as OpenCV reads it\n"
+    )
+    ga, g = lab_records(p.stdout)
+    assert ga.source["depth"] == 8 and g.source["depth"] == 16
+    np.testing.assert_allclose(ga.lightness(), g.lightness(), atol=0.5)
+
+
+def test_valid_files_recolor_cannot_decode_are_named_not_called_corrupt(tmp_path: Path):
+    """A half-float TIFF, a TIFF of a compression OpenCV's libtiff lacks (Zstandard) and a
+    12-bit JPEG were all "not a readable image (corrupt ... data)"."""
+    rgb = smooth_image(8, 12, 5)
+    (tmp_path / "f16.tif").write_bytes(raw_tiff((rgb / 255).astype(np.float16), sample_format=3))
+    (tmp_path / "zstd.tif").write_bytes(raw_tiff(rgb, compression=50000))
+    ok, enc = cv2.imencode(".jpg", rgb)
+    jpeg = bytearray(enc.tobytes())
+    sof = jpeg.index(b"\xff\xc0")
+    jpeg[sof + 4] = 12  # the frame's sample precision
+    (tmp_path / "j12.jpg").write_bytes(bytes(jpeg))
+    p = run(["to-lab", "f16.tif", "zstd.tif", "j12.jpg"], cwd=tmp_path)
+    assert p.returncode == 1 and p.stderr.decode() == (
+        "recolor to-lab: f16.tif: 16-bit float TIFF (recolor reads 32- and 64-bit float)\n"
+        "recolor to-lab: zstd.tif: TIFF compression 50000, which recolor's TIFF reader lacks\n"
+        "recolor to-lab: j12.jpg: 12-bit JPEG (recolor reads 8-bit JPEG)\n"
+    )
 
 
 def test_tiffs_that_opencv_misreads_are_read_by_pillow_or_refused(tmp_path: Path):
