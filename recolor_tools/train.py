@@ -428,7 +428,7 @@ def _build(
 
         # -- model and optimiser ----------------------------------------------------------
         raw = build_model(cfg, d, dev, cs, carried)
-        new_layers = new_modules(raw, resumed, init)
+        new_layers = new_modules(raw, resumed, init, ("affinity",) * bool(cfg.affinity))
         opt = build_optimiser(cfg, raw, total_steps, dev.amp_dtype, new_layers)
         state = TrainState(loss_sum=torch.zeros((), dtype=torch.float64, device=dev.device))
         last_metrics = {} if resumed is None else restore(cfg, d, opt, state, resumed)

@@ -501,19 +501,24 @@ class Optimiser:
 
 
 def new_modules(
-    model: models.Colorizer, resumed: dict | None = None, init: dict | None = None
+    model: models.Colorizer,
+    resumed: dict | None = None,
+    init: dict | None = None,
+    asked: Sequence[str] = (),
 ) -> tuple[str, ...]:
     """The layers of ``model`` trained at ``--hint-lr``: the hint and affinity layers
     (:data:`~recolor_tools.models.NEW_MODULES`) it has, but where it starts from ``init``, only
-    those this run adds (the ones ``init`` holds are its network's: a hint model fine-tuned
-    with ``--affinity`` at ``--lr 0`` had its hint layers trained too, and the shipped affinity
-    layer trained beside new hint layers); a resumed run's as it had them (all, for a run saved
-    before they were recorded)."""
+    those this run adds or ``asked`` names (``--affinity`` given: the shipped weights' affinity
+    layer trained again, as ``make affinity-weights`` does; the others ``init`` holds are its
+    network's: a hint model fine-tuned with ``--affinity`` at ``--lr 0`` had its hint layers
+    trained too, and the shipped affinity layer trained beside new hint layers); a resumed
+    run's as it had them (all, for a run saved before they were recorded)."""
     have = tuple(n for n in models.NEW_MODULES if hasattr(model, n))
     if resumed is not None:
         return tuple(resumed["train_state"].get("new_modules", have))
     if init is not None:
-        return tuple(n for n in have if not any(k.startswith(n + ".") for k in init["model"]))
+        held = {n for n in have if any(k.startswith(n + ".") for k in init["model"])}
+        return tuple(n for n in have if n not in held or n in asked)
     return have
 
 

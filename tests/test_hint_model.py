@@ -437,6 +437,14 @@ def test_affinity_fine_tune_keeps_the_network_and_spreads_hints_better(
     run(["predict", tmp_path / "g.png", "-w", out / "cls.pt", "-o", tmp_path / "h.png",
          "--hint", f"10,10={color}"], check_rc=0)  # fmt: skip
     assert not np.array_equal(read_rgb(tmp_path / "h.png"), read_rgb(tmp_path / "b.png"))
+    # Weights that hold the layer already (the shipped ones), --affinity again: the layer
+    # trains on, the network kept (was a usage error, "this run adds no layer to train")
+    run(train_args(squares, tmp_path / "again", "--init", out / "cls.pt", "--affinity", 16,
+                   "--steps", 3, "--hint-lr", 0.03), check_rc=0)  # fmt: skip
+    again, _ = checkpoints.load_checkpoint(tmp_path / "again" / "cls.pt")
+    kept = tuned.state_dict()
+    for name, value in again.state_dict().items():
+        assert torch.equal(value, kept[name]) != name.startswith("affinity."), name
 
 
 def test_an_affinity_fine_tune_resumes(squares, automatic, tmp_path):
