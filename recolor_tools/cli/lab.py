@@ -312,7 +312,8 @@ def rebalance_stats(
     """Count colour classes over images or Lab records; write class-rebalancing stats.
 
     The stats (counts, smoothed prior, weights w ∝ ((1-λ)p + λ/Q)^-1 with Σ p·w = 1) go to -o
-    FILE and a summary to stderr. Without -o nothing is written and the summary goes to stdout.
+    FILE and a summary to stderr (not with -q). Without -o nothing is written and the summary,
+    the output then, goes to stdout (-q too).
     Files whose bytes are an image are read by --workers threads; the others (and stdin, pipes)
     as record streams or images, one at a time.
     """
