@@ -242,6 +242,26 @@ def test_never_overwrites_an_input(tmp_path):
     assert stream.read_bytes() == before
 
 
+def test_a_record_stream_named_as_an_image_is_a_usage_error(tmp_path):
+    """`to-lab -o x.png` wrote a record stream named .png, exit 0 (the image tools refuse
+    `-o x.lab`); a folder or a device of such a name is still written to."""
+    src = write_rgb(tmp_path / "a.png", smooth_image(10, 10, 1))
+    for tool, ext in (("to-lab", ".lab"), ("quantize", ".target")):
+        p = run([tool, src, "-o", "x.PNG"], cwd=tmp_path)
+        assert p.returncode == 2 and p.stderr.decode() == (
+            f"recolor {tool}: -o x.PNG: {tool} writes records, not a png image (name a {ext} "
+            f"file or a folder) (see recolor {tool} -h)\n"
+        )
+        assert not (tmp_path / "x.PNG").exists()
+    (tmp_path / "d.png").mkdir()
+    run(["to-lab", src, "-o", "d.png"], cwd=tmp_path, check_rc=0)
+    assert os.listdir(tmp_path / "d.png") == ["a.lab"]
+    os.mkfifo(tmp_path / "f.png")
+    reader = subprocess.Popen(["cat", tmp_path / "f.png"], stdout=subprocess.PIPE)
+    run(["to-lab", src, "-o", "f.png"], cwd=tmp_path, check_rc=0)
+    assert reader.communicate(timeout=60)[0][:4] == records.MAGIC
+
+
 def test_binary_output_is_refused_on_a_terminal_and_usage_errors_exit_2(tmp_path):
     # usage errors, the parser's as the tools' own: one line naming the tool, exit 2
     for args, says in (

@@ -269,8 +269,15 @@ class Tool:
     def outputs(self, output: str | None, inputs: list[str], suffix, count: int = 0, **kw):
         """The output router of this run (see :mod:`recolor_tools.outputs`); ``count`` inputs
         known in advance that cannot all fit the output are a usage error (exit 2)."""
+        from ..imagehead import IMAGE_EXTS, OTHER_IMAGE_EXTS
         from ..outputs import Outputs, OutputUsage
 
+        own = file_suffix(output).lower()
+        if suffix in _RECORD_FILES and own in (*IMAGE_EXTS, *OTHER_IMAGE_EXTS):
+            # (the image tools refuse -o x.lab likewise: a record stream named .png misleads)
+            if not os.path.isdir(output) and not written_in_place(output):
+                self.usage(f"-o {output}: {self.name} writes records, not a {own[1:]} image "
+                           f"(name a {suffix} file or a folder)")  # fmt: skip
         router = Outputs(output, inputs, suffix, self.binary_stdout, **kw)
         try:
             router.check_count(count)
@@ -393,7 +400,9 @@ def written_in_place(output: str | None) -> bool:
     )
 
 
-_RECOLOR_FILES = (".lab", ".target", ".npz", ".pt")
+_RECORD_FILES = (".lab", ".target")
+"""The record streams' extensions (to-lab, quantize)."""
+_RECOLOR_FILES = (*_RECORD_FILES, ".npz", ".pt")
 """recolor's own files' extensions: as ``-o`` of an image tool, a mistake (a usage error), not
 the name of a folder."""
 
