@@ -273,11 +273,11 @@ class Tool:
         from ..outputs import Outputs, OutputUsage
 
         own = file_suffix(output).lower()
-        if suffix in _RECORD_FILES and own in (*IMAGE_EXTS, *OTHER_IMAGE_EXTS):
-            # (the image tools refuse -o x.lab likewise: a record stream named .png misleads)
-            if not os.path.isdir(output) and not written_in_place(output):
-                self.usage(f"-o {output}: {self.name} writes records, not a {own[1:]} image "
-                           f"(name a {suffix} file or a folder)")  # fmt: skip
+        # (the image tools refuse -o x.lab likewise: a record stream named .png misleads)
+        named_image = suffix in _RECORD_FILES and own in (*IMAGE_EXTS, *OTHER_IMAGE_EXTS)
+        if named_image and not os.path.isdir(output) and not written_in_place(output):
+            self.usage(f"-o {output}: {self.name} writes records, not a {own[1:]} image (name "
+                       f"a {suffix} file or a folder)")  # fmt: skip
         router = Outputs(output, inputs, suffix, self.binary_stdout, **kw)
         try:
             router.check_count(count)
