@@ -102,6 +102,9 @@ def _shown(value: object) -> str:
         return json.dumps(value)
     if isinstance(value, str):  # one line: a 400-digit text was echoed whole
         return repr(value if len(value) <= 40 else value[:40] + "...")
+    if isinstance(value, dict | list):  # JSON's {"a": 1}, not Python's {'a': 1}; one line
+        text = json.dumps(value, default=str)
+        return text if len(text) <= 40 else text[:40] + "..."
     return str(value)
 
 
@@ -490,22 +493,23 @@ def point(x: float | str, y: float | str, color: str, size: int = 1) -> Hints:
 def points(specs: Sequence[tuple[float | str, float | str, str, int]]) -> Hints:
     """Point hints ``(x, y, colour, size)`` (:func:`point`), built at once: a hint file of
     200,000 points took 38 s point by point (each joined to the others), 6 s so."""
-    # a size written as a string of digits ("3"), as coordinates and weights may be (one of
-    # thousands of digits is left as text, refused below: int() would refuse it in its words)
-    specs = [(x, y, c, int(s) if isinstance(s, str) and re.fullmatch(r"\s*[0-9]{1,19}\s*", s)
-              else s) for x, y, c, s in _tuples(specs, "points", "x, y, colour, size")]  # fmt: skip
-    for x, y, _, size in specs:
+    specs = _tuples(specs, "points", "x, y, colour, size")
+    sizes = []
+    for x, y, _, given in specs:
         _coord(x), _coord(y)  # noqa: B018 - now; resolved per image later
+        # a size written as text ("3", "3.0"), as coordinates and weights may be (in JSON's
+        # notation; one of thousands of digits is left as text, refused below)
+        size = _number(given.strip()) if isinstance(given, str) and len(given) <= 40 else given
         number = isinstance(size, int | float | np.integer) and not isinstance(size, bool)
         # the range first: float() of a 400-digit JSON integer overflows
         if not (number and 1 <= size <= _MAX_SQUARE and float(size).is_integer()):
-            raise ValueError(
-                f"hint size must be a whole number of pixels, 1 to {_MAX_SQUARE}: {_shown(size)}"
-            )
+            raise ValueError(f"hint size must be a whole number of pixels, 1 to {_MAX_SQUARE}: "
+                             f"{_shown(given)}")  # fmt: skip
+        sizes.append(int(size))
     if not specs:
         return Hints()
     xy = [(x, y) for x, y, _, _ in specs]
-    sizes = np.array([int(size) for *_, size in specs], np.int32)
+    sizes = np.array(sizes, np.int32)
     return Hints(xy, parse_colors([color for _, _, color, _ in specs]), sizes)
 
 

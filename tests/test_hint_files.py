@@ -201,6 +201,8 @@ def test_a_hint_layer_is_read_with_the_image_checks(tmp_path):
         # JSON's own spellings, not Python's; and no Python advice for a number too long
         ('{"points": [{"x": true, "y": 1, "color": "#f00"}]}', "coordinate true is not a"),
         ('{"points": [{"x": null, "y": 1, "color": "#f00"}]}', "coordinate null is not a"),
+        ('{"points": [{"x": {"a": 1}, "y": 1, "color": "#f00"}]}', 'coordinate {"a": 1} is not'),
+        ('{"points": [{"x": 1, "y": 1, "color": ["#f00"]}]}', 'colour ["#f00"] is not #rrggbb'),
         # decimal notation as JSON's, not all that Python's float() takes (x = 10, 12, weight 1)
         ('{"points": [{"x": "1_0", "y": 1, "color": "#f00"}]}', "coordinate '1_0' is not a"),
         ('{"points": [{"x": "\u0661\u0662", "y": 1, "color": "#f00"}]}', "coordinate '١٢' is"),

@@ -239,10 +239,12 @@ def test_points_count_by_the_pixels_they_show_in_an_image_of_several_strips():
 
 
 def test_a_size_written_as_digits_is_a_size_as_coordinates_are():
-    """A hint file's "x": "50" and "weight": "0.5" were read, "size": "3" refused."""
-    assert hints.point("5", "6", "#f00", "3").size.tolist() == [3]
-    for bad in ("3.5", "x3", "", "-3"):
-        with pytest.raises(ValueError, match="hint size must be a whole number"):
+    """A hint file's "x": "50" and "weight": "0.5" were read, "size": "3" refused; then "3.0"
+    was, though the number 3.0 was read."""
+    for text in ("3", "3.0", " 3 ", "0.3e1"):
+        assert hints.point("5", "6", "#f00", text).size.tolist() == [3]
+    for bad in ("3.5", "x3", "", "-3", "1_0", "\u0663"):
+        with pytest.raises(ValueError, match=f"hint size must be a whole number.*: {bad!r}$"):
             hints.point(5, 6, "#f00", bad)
 
 
