@@ -73,6 +73,15 @@ def main() -> None:
         runs = {
             "import cv2, numpy": [sys.executable, "-c", "import cv2, numpy"],
             "to-lab": [*recolor, "to-lab", t / "a.jpg", "-o", t / "a.lab"],
+            "to-lab --max-size": [
+                *recolor,
+                "to-lab",
+                t / "a.jpg",
+                "--max-size",
+                "1024",
+                "-o",
+                t / "small.lab",
+            ],  # fmt: skip
             "to-lab 16-bit + ICC": [*recolor, "to-lab", t / "w16.png", "-o", t / "w.lab"],
             "from-lab -> png": [*recolor, "from-lab", t / "a.lab", "-o", t / "a.png"],
             "from-lab -> jpg": [*recolor, "from-lab", t / "a.lab", "-o", t / "a2.jpg"],

@@ -186,7 +186,12 @@ def _unpremultiply(img: np.ndarray) -> np.ndarray:
 
 
 def decode_rgb(
-    data: bytes, name: str = "<data>", meta: ImageMeta | None = None, *, keep_alpha: bool = False
+    data: bytes,
+    name: str = "<data>",
+    meta: ImageMeta | None = None,
+    *,
+    keep_alpha: bool = False,
+    max_size: int | None = None,
 ) -> np.ndarray:
     """Decode an encoded image (JPEG, PNG, TIFF, WebP, BMP) to float32 sRGB in [0, 1].
 
@@ -202,7 +207,15 @@ def decode_rgb(
     name : str
         Used in error messages.
     meta : ImageMeta, optional
-        Filled with what the file carried besides pixels (depth, profile, EXIF, XMP).
+        Filled with what the file carried besides pixels (depth, profile, EXIF, XMP) and its
+        full size.
+    max_size : int, optional
+        Shrink so that the longer side is at most this (:func:`resize_max`) as the samples
+        are read, before the float copy (a 12000 x 12000 gray scan took 1.9 GB to become a
+        1024-pixel record, 12 bytes a pixel of float RGB at full size): an image without
+        alpha is area-averaged in 16-bit integers (8-bit samples times 257, exact to 1/65535),
+        then turned upright and its profile converted; one with alpha after compositing, as
+        before.
 
     Returns
     -------
@@ -217,6 +230,12 @@ def decode_rgb(
     """
     data = as_bytes(data)
     head, img = decode_stored(data, name)
+    depth, stored = 8 * img.itemsize, img.shape[:2]
+    no_alpha = img.ndim == 2 or img.shape[2] == 3
+    if max_size and no_alpha and max(stored) > max_size:  # shrunk while it is small integers
+        if img.dtype == np.uint8:
+            img = np.multiply(img, np.uint16(257), dtype=np.uint16)  # (exact: v / 255)
+        img = resize_max(img, max_size)
     # Reorder channels (BGR -> RGB, alpha composited on white) while the image is still small
     # integers: a 24 MP poster is 72 MB as uint8 but 288 MB per float32 copy.
     if img.ndim == 3 and img.shape[2] in (2, 4):  # colour or gray, and alpha
@@ -232,26 +251,31 @@ def decode_rgb(
     else:  # swapped in place (the stored samples are ours): no second integer copy either
         rgb = to_float(cv2.cvtColor(img, cv2.COLOR_BGR2RGB, dst=img))
     rgb = np.ascontiguousarray(rgb, dtype=np.float32)
-    depth = 8 * img.itemsize
     del img  # freed before the colour management, which may copy the float image again
     # -- archive I/O (issue 18): EXIF orientation on every format, ICC profile -> sRGB --
     from .imagemeta import finish_decode
 
     try:
-        return finish_decode(rgb, data, depth=depth, meta=meta)
+        rgb = finish_decode(rgb, data, depth=depth, meta=meta, size=stored)
     except RecolorError as e:
         raise RecolorError(e.reason, name) from None
+    return resize_max(rgb, max_size)  # (an image with alpha: after compositing, as before)
 
 
 def read_rgb(
-    path: str | Path, meta: ImageMeta | None = None, *, keep_alpha: bool = False
+    path: str | Path,
+    meta: ImageMeta | None = None,
+    *,
+    keep_alpha: bool = False,
+    max_size: int | None = None,
 ) -> np.ndarray:
     """Read an image file (``-`` is stdin) as float32 sRGB in [0, 1], shape (H, W, 3).
 
-    See :func:`decode_rgb` for what is accepted, for ``meta`` and for ``keep_alpha``; every
-    failure is a :class:`RecolorError` that names the file.
+    See :func:`decode_rgb` for what is accepted, for ``meta``, ``keep_alpha`` and
+    ``max_size``; every failure is a :class:`RecolorError` that names the file.
     """
-    return decode_rgb(read_bytes(path, check_image_start), str(path), meta, keep_alpha=keep_alpha)
+    data = read_bytes(path, check_image_start)
+    return decode_rgb(data, str(path), meta, keep_alpha=keep_alpha, max_size=max_size)
 
 
 def resize_to(img: np.ndarray, h: int, w: int) -> np.ndarray:

@@ -31,7 +31,7 @@ import json
 import re
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +86,9 @@ class ImageMeta:
         read it.
     from_xmp : bool
         The orientation came from the XMP packet (which libtiff does not apply to a TIFF).
+    size : (int, int) or None
+        (height, width) of the upright image at full size, whether or not it was shrunk as it
+        was read (``imageio.decode_rgb(max_size=)``); None until decoded.
     """
 
     depth: int = 8
@@ -94,6 +97,7 @@ class ImageMeta:
     xmp: bytes | None = None
     orientation: int = 1
     from_xmp: bool = False
+    size: tuple[int, int] | None = field(default=None, compare=False)
 
     def to_json(self, path: str | Path | None = None) -> dict:
         """A JSON-ready dict (bytes as base64) for a record header; see FORMAT.md.
@@ -387,7 +391,12 @@ def orient(img: np.ndarray, orientation: int) -> np.ndarray:
 
 
 def finish_decode(
-    rgb: np.ndarray, data: bytes, *, depth: int, meta: ImageMeta | None = None
+    rgb: np.ndarray,
+    data: bytes,
+    *,
+    depth: int,
+    meta: ImageMeta | None = None,
+    size: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """The last step of decoding: orientation and colour management; fills ``meta`` if given.
 
@@ -400,6 +409,9 @@ def finish_decode(
         The encoded file (its header is parsed, see :func:`read_meta`).
     depth : int
         Bits per sample the decoder found (8, or 16 for 16-bit and float).
+    size : (int, int), optional
+        (height, width) as decoded, before any shrinking: ``meta.size`` is it turned upright
+        (default: ``rgb``'s).
 
     Returns
     -------
@@ -412,6 +424,8 @@ def finish_decode(
     """
     found = read_meta(data)
     found.depth = 16 if depth > 8 else 8
+    size = tuple(rgb.shape[:2]) if size is None else tuple(size)
+    found.size = size[::-1] if _applied(data, found) in (5, 6, 7, 8) else size  # (turned)
     rgb = in_srgb(upright(rgb, data, found), found)
     if meta is not None:
         meta.__dict__.update(found.__dict__)
@@ -421,11 +435,14 @@ def finish_decode(
 def upright(img: np.ndarray, data: bytes, found: ImageMeta) -> np.ndarray:
     """``img`` (any samples and channels, as ``imageio.decode_stored`` gives them) turned by
     ``found.orientation`` (:func:`read_meta` of ``data``)."""
+    return orient(img, _applied(data, found))
+
+
+def _applied(data: bytes, found: ImageMeta) -> int:
+    """The orientation :func:`upright` applies: ``found``'s, but 1 for a TIFF's own tag."""
     # OpenCV's TIFF decoder (libtiff) applies the TIFF Orientation tag whatever the flags say,
     # and no decoder reads XMP's; the JPEG decoder is told to leave EXIF's to us
-    if data.startswith(_TIFF) and not found.from_xmp:
-        return img
-    return orient(img, found.orientation)
+    return 1 if data.startswith(_TIFF) and not found.from_xmp else found.orientation
 
 
 def in_srgb(rgb: np.ndarray, found: ImageMeta) -> np.ndarray:

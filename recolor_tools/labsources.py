@@ -27,7 +27,8 @@ def image_record(
     from .imagemeta import ImageMeta
 
     meta = ImageMeta()
-    rec = _rgb_record(read_rgb(path, meta), path, max_size, l_only, meta.to_json(path), name)
+    rgb = read_rgb(path, meta, max_size=max_size)  # shrunk as it is read: a scan's float copy
+    rec = _rgb_record(rgb, path, None, l_only, meta.to_json(path), name, meta.size)
     # what outputs made from the record must not replace: stdin's file too (`< a.png`), not a pipe
     st = os.stat(path) if path != "-" else os.fstat(0)
     if path != "-" or stat.S_ISREG(st.st_mode):
@@ -42,17 +43,18 @@ def _rgb_record(
     l_only: bool = False,
     source: dict | None = None,
     name: str | None = None,
+    size: tuple[int, int] | None = None,
 ) -> Record:
     """The Lab record of ``rgb`` (read from ``path``, ``-`` for stdin), named ``name`` (default
-    the file's base name); ``size`` is the image's before any shrinking to ``max_size``;
-    ``source`` as :attr:`Record.source`."""
+    the file's base name); ``size`` is the image's before any shrinking (default ``rgb``'s,
+    before shrinking it to ``max_size``); ``source`` as :attr:`Record.source`."""
     from .color import rgb_to_lab
     from .imageio import resize_max
     from .inputs import input_name
 
     name = input_name(path) if name is None else name
     lab = rgb_to_lab(resize_max(rgb, max_size))
-    return lab_record(name, lab, rgb.shape[:2], l_only, source)
+    return lab_record(name, lab, size or rgb.shape[:2], l_only, source)
 
 
 def iter_lab_sources(

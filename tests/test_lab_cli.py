@@ -445,10 +445,10 @@ def test_to_lab_out_of_memory_fails_that_image_only(tmp_path, monkeypatch, capsy
              for i, n in enumerate(["a", "huge", "c"])]  # fmt: skip
     real = imageio.read_rgb
 
-    def read(path, meta=None):
+    def read(path, meta=None, **kw):
         if "huge" in str(path):
             raise MemoryError
-        return real(path, meta)
+        return real(path, meta, **kw)
 
     monkeypatch.setattr(imageio, "read_rgb", read)
     out = tmp_path / "out"

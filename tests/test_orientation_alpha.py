@@ -281,3 +281,35 @@ def test_a_jpeg_profile_with_a_chunk_missing_is_an_error_not_srgb(tmp_path: Path
     ]
     (rec,) = records.iter_records(io.BytesIO((tmp_path / "all.lab").read_bytes()))
     assert rec.source is not None and rec.source["icc"]  # the whole one read with its profile
+
+
+@pytest.mark.filterwarnings("ignore:Tag data larger")  # Pillow's, reading the EXIF of a TIFF
+@pytest.mark.parametrize("gray", [False, True])
+def test_max_size_shrinks_as_it_reads_and_keeps_the_upright_full_size(tmp_path: Path, gray):
+    """to-lab --max-size shrank the float RGB copy of the whole image (12 bytes a pixel: a
+    12000 x 12000 gray scan took 1.9 GB for a 1024-pixel record). It shrinks the samples as
+    read now: the same record, the full size turned as the pixels are, on every format."""
+    import tracemalloc
+
+    from recolor_tools.imageio import decode_rgb, resize_max
+
+    stored = smooth_image(90, 60, seed=3)
+    stored = np.repeat(stored[:, :, :1], 3, 2) if gray else stored
+    for fmt, ext in FORMATS.items():
+        for o in (1, 6, 8):
+            data = save_pil(tmp_path / f"o{o}{ext}", stored, fmt, exif=exif_bytes(o)).read_bytes()
+            meta = ImageMeta()
+            got = decode_rgb(data, "x", meta, max_size=30)
+            want = resize_max(decode_rgb(data, "x"), 30)
+            np.testing.assert_allclose(got, want, atol=1e-5, err_msg=f"o{o}{ext}")
+            assert meta.size == ((60, 90) if o in (6, 8) else (90, 60)), (o, ext)
+    (rec,) = lab_records(run(["to-lab", "--max-size", "30", tmp_path / "o6.jpg"]).stdout)
+    assert rec.size == (60, 90) and rec.lab().shape[:2] == (20, 30)
+    # no float copy of the whole image: a 1200 x 1600 PNG is 23 MB as float RGB (the samples
+    # as decoded, 5.8 MB, and their 16-bit copy, 11.5, are less)
+    ok, enc = cv2.imencode(".png", cv2.resize(stored, (1200, 1600)))
+    tracemalloc.start()
+    decode_rgb(enc.tobytes(), "big", max_size=100)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 1200 * 1600 * 12, peak
