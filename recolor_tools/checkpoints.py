@@ -469,7 +469,8 @@ def default_weights(head: str) -> Path:
     Raises
     ------
     RecolorError
-        Neither holds ``{head}.pt``.
+        Neither holds ``{head}.pt`` (its path: where the package keeps them, else the
+        checkout's).
     """
     if head not in HEADS:
         raise ValueError(f"head must be one of {HEADS}, got {head!r}")
@@ -489,5 +490,6 @@ def default_weights(head: str) -> Path:
     where = ", ".join(str(c) for c in dict.fromkeys(candidates))
     raise RecolorError(
         f"no shipped weights for the {head} head (looked in {where}); "
-        "train some with `recolor train`"
+        "train some with `recolor train`",
+        candidates[0],
     )

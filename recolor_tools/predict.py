@@ -459,12 +459,9 @@ class Predictor:
             head = head or "cls"
             try:
                 weights = checkpoints.default_weights(head)
-            except RecolorError:
-                raise RecolorError(
-                    f"no weights for head {head} "
-                    "(train them with `recolor train` or pass --weights)",
-                    Path(models.__file__).resolve().parent.parent / "weights" / f"{head}.pt",
-                ) from None
+            except RecolorError as e:  # (named where the package looked: an install's own)
+                raise RecolorError(f"no weights for head {head} (train them with `recolor "
+                                   "train` or pass --weights)", e.path) from None  # fmt: skip
         model, ckpt = checkpoints.load_checkpoint(weights, head, device, advice)
         return cls(model, ckpt, device=device, **kwargs)
 

@@ -273,6 +273,12 @@ def test_binary_output_is_refused_on_a_terminal_and_usage_errors_exit_2(tmp_path
         p = run(args)
         err = p.stderr.decode().splitlines()
         assert p.returncode == 2 and len(err) == 1 and err[0].startswith(says), (args, err)
+    # a near miss: one suggestion (Click 8.2+ makes one and typer adds its own: said twice)
+    p = run(["predcit", "x.png"])
+    assert p.returncode == 2 and p.stderr.decode() in (
+        "recolor: No such command 'predcit'. Did you mean 'predict'? (see recolor -h)\n",
+        "recolor: No such command 'predcit' (see recolor -h)\n",  # (typer without Click's)
+    )
 
 
 def test_an_empty_argument_is_a_usage_error_not_the_current_folder(tmp_path):

@@ -282,18 +282,19 @@ def _invoke(args: list[str]):
 
 
 def test_cli_missing_default_weights(tmp_path, monkeypatch):
+    # an installed package's own folder: the line named <site-packages>/weights/reg.pt, as in
+    # a checkout, where an install has no such folder
+    where = tmp_path / "site-packages" / "recolor_tools" / "weights" / "reg.pt"
+
     def no_weights(head):
-        raise RecolorError("no shipped weights")
+        raise RecolorError("no shipped weights", where)
 
     monkeypatch.setattr(checkpoints, "default_weights", no_weights)
     src = write_rgb(tmp_path / "a.png", smooth_image(20, 30, 1))
     r = _invoke([src, "--head", "reg", "-o", tmp_path / "out"])
     assert r.exit_code == 1
-    lines = r.stderr.splitlines()
-    assert len(lines) == 1
-    assert lines[0].startswith("recolor predict: ") and lines[0].endswith(
-        ": no weights for head reg (train them with `recolor train` or pass --weights)"
-    )
+    assert r.stderr == (f"recolor predict: {where}: no weights for head reg (train them with "
+                        "`recolor train` or pass --weights)\n")  # fmt: skip
     assert not (tmp_path / "out").exists()
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import os
+import re
 import sys
 import traceback
 import warnings
@@ -92,7 +93,9 @@ def _main(argv: list[str] | None) -> int:
             except click.ClickException as e:  # a bad flag or value: one line, as tool.usage
                 # (an option's missing value is said before the tool's context exists)
                 command = e.ctx.command_path if getattr(e, "ctx", None) else where
-                message = e.format_message().rstrip(".")
+                # (Click 8.2+ suggests a near command name, and typer adds the same again)
+                message = re.sub(r"( Did you mean [^?]*\?)\1+", r"\1", e.format_message())
+                message = message.rstrip(".")
                 if message and said:  # none after the help that a bare `recolor` shows
                     print(f"{command}: {message} (see {command} -h)", file=sys.stderr)
                 code = e.exit_code
