@@ -355,8 +355,11 @@ def _tiff(data: bytes) -> ImageHead:
             (extra,) = struct.unpack(e + "H", value[:2])
         elif tag in (258, 339) and typ == 3:  # BitsPerSample, SampleFormat: the first sample's
             at = 0 if count <= 2 else struct.unpack(e + "I", value)[0]
-            (first,) = struct.unpack(e + "H", value[:2] if count <= 2 else data[at : at + 2])
-            bits, sample_format = (first, sample_format) if tag == 258 else (bits, first)
+            held = value[:2] if count <= 2 else data[at : at + 2]
+            if tag == 258:
+                (bits,) = struct.unpack(e + "H", held)
+            elif len(held) == 2:  # (only named in messages: one past the end is left at 1)
+                (sample_format,) = struct.unpack(e + "H", held)
         elif tag == 284 and typ == 3:  # PlanarConfiguration: 2, each channel a plane
             (planar,) = struct.unpack(e + "H", value[:2])
         elif tag == 277 and typ == 3:  # SamplesPerPixel

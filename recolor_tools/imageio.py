@@ -79,9 +79,12 @@ def _tiff_by_pillow(data: bytes) -> np.ndarray | None:
     return np.ascontiguousarray(img if order is None else img[:, :, order])
 
 
-_TIFF_CODECS = {1: "none", 5: "LZW", 6: "old JPEG", 7: "JPEG", 8: "Deflate", 32946: "Deflate",
-                32773: "PackBits", 2: "CCITT", 3: "CCITT", 4: "CCITT"}  # fmt: skip
-"""The TIFF compressions OpenCV's libtiff decodes."""
+_TIFF_CODECS = {1: "none", 2: "CCITT", 3: "CCITT", 4: "CCITT", 5: "LZW", 6: "old JPEG",
+                7: "JPEG", 8: "Deflate", 32773: "PackBits", 32946: "Deflate", 34925: "LZMA",
+                50000: "Zstandard", 50001: "WebP"}  # fmt: skip
+"""The TIFF compressions OpenCV's libtiff decodes (a file of another is named for it)."""
+_OTHER_TIFF_CODECS = {34712: "JPEG 2000", 34887: "LERC", 50002: "JPEG XL", 34892: "lossy JPEG"}
+"""Names of compressions it lacks, for the message."""
 
 
 def _unread(head: ImageHead) -> str:
@@ -90,7 +93,9 @@ def _unread(head: ImageHead) -> str:
     if head.format == "TIFF" and head.sample_format == 3 and head.bits not in (32, 64):
         return f"{head.bits}-bit float TIFF (recolor reads 32- and 64-bit float)"
     if head.format == "TIFF" and head.compression not in _TIFF_CODECS:
-        return f"TIFF compression {head.compression}, which recolor's TIFF reader lacks"
+        what = _OTHER_TIFF_CODECS.get(head.compression, "")
+        return (f"TIFF compression {head.compression}{f' ({what})' * bool(what)}, which "
+                "recolor's TIFF reader lacks")  # fmt: skip
     if head.format == "JPEG" and head.bits != 8:
         return f"{head.bits}-bit JPEG (recolor reads 8-bit JPEG)"
     return f"not a readable image (corrupt {head.format} data)"
@@ -213,9 +218,9 @@ def decode_rgb(
         Shrink so that the longer side is at most this (:func:`resize_max`) as the samples
         are read, before the float copy (a 12000 x 12000 gray scan took 1.9 GB to become a
         1024-pixel record, 12 bytes a pixel of float RGB at full size): an image without
-        alpha is area-averaged in 16-bit integers (8-bit samples times 257, exact to 1/65535),
-        then turned upright and its profile converted; one with alpha after compositing, as
-        before.
+        alpha, in integers and without a profile other than sRGB's is area-averaged in 16-bit
+        integers (8-bit samples times 257, exact to 1/65535), then turned upright; the others
+        are shrunk at the end, as before.
 
     Returns
     -------
@@ -228,12 +233,14 @@ def decode_rgb(
         Empty, truncated or undecodable data, a format recolor does not read, or an image over
         the pixel limit (see :mod:`recolor_tools.imagehead`).
     """
+    from .imagemeta import finish_decode, read_meta
+
     data = as_bytes(data)
     head, img = decode_stored(data, name)
     depth, stored = 8 * img.itemsize, img.shape[:2]
-    no_alpha = img.ndim == 2 or img.shape[2] == 3
-    if max_size and no_alpha and max(stored) > max_size:  # shrunk while it is small integers
-        if img.dtype == np.uint8:
+    found = read_meta(data)
+    if max_size and max(stored) > max_size and _averages_as_stored(img, found):
+        if img.dtype == np.uint8:  # shrunk while it is small integers
             img = np.multiply(img, np.uint16(257), dtype=np.uint16)  # (exact: v / 255)
         img = resize_max(img, max_size)
     # Reorder channels (BGR -> RGB, alpha composited on white) while the image is still small
@@ -253,13 +260,28 @@ def decode_rgb(
     rgb = np.ascontiguousarray(rgb, dtype=np.float32)
     del img  # freed before the colour management, which may copy the float image again
     # -- archive I/O (issue 18): EXIF orientation on every format, ICC profile -> sRGB --
-    from .imagemeta import finish_decode
-
     try:
-        rgb = finish_decode(rgb, data, depth=depth, meta=meta, size=stored)
+        rgb = finish_decode(rgb, data, depth=depth, meta=meta, size=stored, found=found)
     except RecolorError as e:
         raise RecolorError(e.reason, name) from None
     return resize_max(rgb, max_size)  # (an image with alpha: after compositing, as before)
+
+
+def _averages_as_stored(img: np.ndarray, found: ImageMeta) -> bool:
+    """Whether ``img``, the samples as stored, may be shrunk before they become float sRGB and
+    give the same image: integer samples (floats are clipped to [0, 1] first), no alpha (it is
+    composited first), and no profile but sRGB (averaged before a profile's curves, 8 to 22 L
+    units off)."""
+    if img.dtype.kind != "u" or img.ndim == 3 and img.shape[2] != 3:
+        return False
+    if not found.icc:
+        return True
+    from .colorprofile import to_srgb
+
+    try:
+        return to_srgb(found.icc).table is None  # (an embedded sRGB profile: the identity)
+    except RecolorError:  # unusable: said by the colour management, as before
+        return False
 
 
 def read_rgb(

@@ -397,6 +397,7 @@ def finish_decode(
     depth: int,
     meta: ImageMeta | None = None,
     size: tuple[int, int] | None = None,
+    found: ImageMeta | None = None,
 ) -> np.ndarray:
     """The last step of decoding: orientation and colour management; fills ``meta`` if given.
 
@@ -412,6 +413,8 @@ def finish_decode(
     size : (int, int), optional
         (height, width) as decoded, before any shrinking: ``meta.size`` is it turned upright
         (default: ``rgb``'s).
+    found : ImageMeta, optional
+        :func:`read_meta` of ``data``, where the caller has it already.
 
     Returns
     -------
@@ -422,7 +425,7 @@ def finish_decode(
     RecolorError
         An embedded profile littleCMS cannot use.
     """
-    found = read_meta(data)
+    found = read_meta(data) if found is None else found
     found.depth = 16 if depth > 8 else 8
     size = tuple(rgb.shape[:2]) if size is None else tuple(size)
     found.size = size[::-1] if _applied(data, found) in (5, 6, 7, 8) else size  # (turned)

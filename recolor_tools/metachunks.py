@@ -120,6 +120,12 @@ def fit_jpeg(exif: bytes | None, xmp: bytes | None) -> tuple[bytes | None, bytes
     return exif, xmp, dropped
 
 
+_KEPT = (0x0131, 0x0112)
+"""Software (naming recolor) and Orientation (1): small, and never dropped to fit."""
+_POINTERS = (0x8825, 0xA005)
+"""The GPS and Interoperability directories: each weighed, and dropped, whole."""
+
+
 def _slim_exif(exif: bytes) -> tuple[bytes | None, list[str]]:
     from PIL import ExifTags, Image
 
@@ -130,10 +136,17 @@ def _slim_exif(exif: bytes) -> tuple[bytes | None, list[str]]:
     try:
         ex = Image.Exif()
         ex.load(b"Exif\x00\x00" + exif)
-        sub = ex.get_ifd(0x8769)
+        sub = ex.get_ifd(0x8769) if 0x8769 in ex else {}  # (a MakerNote's place; asked for
+        # when absent, Pillow would write an empty one)
+
+        def weight(tag: int, value: object) -> int:
+            inner = ex.get_ifd(tag).values() if tag in _POINTERS else [value]
+            return sum(size(v) for v in inner)
+
         gone = []
         while len(exif) > JPEG_EXIF_ROOM:
-            tags = [(size(v), t, d) for d in (ex, sub) for t, v in d.items() if t != 0x8769]
+            tags = [(weight(t, v), t, d) for d in (ex, sub) for t, v in d.items()
+                    if t != 0x8769 and t not in _KEPT]  # fmt: skip
             if not tags:
                 return None, [whole]
             n, tag, where = max(tags, key=lambda x: x[0])

@@ -158,6 +158,21 @@ def test_a_jpeg_output_drops_only_what_its_64kb_segments_cannot_hold(tmp_path: P
     assert p.stderr == b""
     with opened((tmp_path / "out.png").read_bytes()) as im:
         assert im.getexif()[270] == ex[270] and xmp_of(im) == xmp
+    # a large GPS directory goes whole, weighed as a whole (its pointer counted 8 bytes, so
+    # Software and Orientation went first)
+    gps = Image.Exif()
+    gps.load(exif_bytes())
+    gps.get_ifd(0x8825)[0x1B] = b"ASCII\0\0\0" + b"y" * 70_000  # GPSProcessingMethod
+    (tmp_path / "gps.png").write_bytes(
+        png_with_chunks(smooth_image(16, 16, 3), (b"eXIf", gps.tobytes()[6:]))
+    )
+    stream = run(["to-lab", "gps.png"], cwd=tmp_path, check_rc=0).stdout
+    p = run(["from-lab", "-o", "gps.jpg"], cwd=tmp_path, input=stream, check_rc=0)
+    assert "left out: EXIF GPSInfo (70,008 bytes) (png" in p.stderr.decode()
+    with opened((tmp_path / "gps.jpg").read_bytes()) as im:
+        kept = im.getexif()
+        assert kept[305] == SOFTWARE and kept[274] == 1 and kept[315] == "Ann Archivist"
+        assert 0x8825 not in kept
 
 
 @pytest.mark.parametrize("out_ext", [".png", ".jpg", ".tif", ".webp"])

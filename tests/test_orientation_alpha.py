@@ -303,6 +303,14 @@ def test_max_size_shrinks_as_it_reads_and_keeps_the_upright_full_size(tmp_path: 
             want = resize_max(decode_rgb(data, "x"), 30)
             np.testing.assert_allclose(got, want, atol=1e-5, err_msg=f"o{o}{ext}")
             assert meta.size == ((60, 90) if o in (6, 8) else (90, 60)), (o, ext)
+    # where averaging the stored samples would give another image, shrunk after as before: a
+    # profile's curves (8 to 22 L units off), floats out of [0, 1] (clipped first)
+    wide = png_with_chunks(stored, iccp(wide_gamut_icc()))
+    hdr = stored.astype(np.float32) / 64 - 1  # -1 to 3
+    ok, tif = cv2.imencode(".tif", hdr)
+    for data in (wide, tif.tobytes()):
+        want = resize_max(decode_rgb(data, "x"), 7)
+        np.testing.assert_array_equal(decode_rgb(data, "x", max_size=7), want)
     (rec,) = lab_records(run(["to-lab", "--max-size", "30", tmp_path / "o6.jpg"]).stdout)
     assert rec.size == (60, 90) and rec.lab().shape[:2] == (20, 30)
     # no float copy of the whole image: a 1200 x 1600 PNG is 23 MB as float RGB (the samples

@@ -134,20 +134,21 @@ def test_a_16_bit_gray_alpha_tiff_read_at_8_bits_says_so(tmp_path: Path):
 
 
 def test_valid_files_recolor_cannot_decode_are_named_not_called_corrupt(tmp_path: Path):
-    """A half-float TIFF, a TIFF of a compression OpenCV's libtiff lacks (Zstandard) and a
-    12-bit JPEG were all "not a readable image (corrupt ... data)"."""
+    """A half-float TIFF, a TIFF of a compression OpenCV's libtiff lacks (LERC) and a 12-bit
+    JPEG were all "not a readable image (corrupt ... data)"; a Zstandard TIFF is read."""
     rgb = smooth_image(8, 12, 5)
     (tmp_path / "f16.tif").write_bytes(raw_tiff((rgb / 255).astype(np.float16), sample_format=3))
-    (tmp_path / "zstd.tif").write_bytes(raw_tiff(rgb, compression=50000))
+    (tmp_path / "lerc.tif").write_bytes(raw_tiff(rgb, compression=34887))
     ok, enc = cv2.imencode(".jpg", rgb)
     jpeg = bytearray(enc.tobytes())
     sof = jpeg.index(b"\xff\xc0")
     jpeg[sof + 4] = 12  # the frame's sample precision
     (tmp_path / "j12.jpg").write_bytes(bytes(jpeg))
-    p = run(["to-lab", "f16.tif", "zstd.tif", "j12.jpg"], cwd=tmp_path)
+    p = run(["to-lab", "f16.tif", "lerc.tif", "j12.jpg"], cwd=tmp_path)
     assert p.returncode == 1 and p.stderr.decode() == (
         "recolor to-lab: f16.tif: 16-bit float TIFF (recolor reads 32- and 64-bit float)\n"
-        "recolor to-lab: zstd.tif: TIFF compression 50000, which recolor's TIFF reader lacks\n"
+        "recolor to-lab: lerc.tif: TIFF compression 34887 (LERC), which recolor's TIFF reader "
+        "lacks\n"
         "recolor to-lab: j12.jpg: 12-bit JPEG (recolor reads 8-bit JPEG)\n"
     )
 

@@ -276,7 +276,8 @@ class Tool:
         # (the image tools refuse -o x.lab likewise: a record stream named .png misleads)
         named_image = suffix in _RECORD_FILES and own in (*IMAGE_EXTS, *OTHER_IMAGE_EXTS)
         if named_image and not os.path.isdir(output) and not written_in_place(output):
-            self.usage(f"-o {output}: {self.name} writes records, not a {own[1:]} image (name "
+            a = "an" if own[1] in "aeiou" else "a"
+            self.usage(f"-o {output}: {self.name} writes records, not {a} {own[1:]} image (name "
                        f"a {suffix} file or a folder)")  # fmt: skip
         router = Outputs(output, inputs, suffix, self.binary_stdout, **kw)
         try:
