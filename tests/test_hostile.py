@@ -223,6 +223,14 @@ def test_a_name_that_is_not_utf8_goes_through_every_tool_as_its_bytes(tmp_path):
     p = run(["predict", uni, "-o", f"{tmp_path}/u/", "--size", "16"],
             env={"PYTHONIOENCODING": "ascii:strict"})  # fmt: skip
     assert (p.returncode, p.stdout) == (0, os.fsencode(tmp_path / "u" / "日本.png") + b"\n")
+    # an ASCII locale without Python's UTF-8 coercion: help's "…" and "∝" were an internal
+    # error half-way through the help; "?" now, as the names' bytes still go out as they are
+    ascii_c = {"LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+    for tool in ("predict", "rebalance-stats"):
+        p = run([tool, "-h"], env=ascii_c, check_rc=0)
+        assert p.stderr == b"" and b"Usage: recolor " + tool.encode() in p.stdout
+    p = run(["predict", uni, "-o", f"{tmp_path}/v/", "--size", "16"], env=ascii_c, check_rc=0)
+    assert p.stdout == os.fsencode(tmp_path / "v" / "日本.png") + b"\n"
 
 
 # Weights --------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ torch) are imported inside the commands that need them, so the others start fast
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import inspect
 import os
@@ -50,6 +51,20 @@ RANKED = ("predict", "train")
 """The tools that share their work out under torchrun (``Tool(ranked=True)``)."""
 
 
+def _names_else_replaced(e: UnicodeError) -> tuple[str | bytes, int]:
+    """stdout's errors: a file name's undecodable bytes as they were (surrogateescape); any
+    other character the encoding lacks as "?" (help's … and ∝ under an ASCII or Latin-1
+    locale: an internal error after half the help)."""
+    try:
+        return codecs.lookup_error("surrogateescape")(e)
+    except UnicodeError:
+        return codecs.lookup_error("replace")(e)
+
+
+_NAMES = "recolor-names"
+codecs.register_error(_NAMES, _names_else_replaced)
+
+
 def _main(argv: list[str] | None) -> int:
     args = sys.argv[1:] if argv is None else argv
     name = next((a for a in args if not a.startswith("-")), "")
@@ -58,7 +73,7 @@ def _main(argv: list[str] | None) -> int:
     # for the next tool in a pipe, whatever the locale's strictness, in the encoding names
     # are decoded with (PYTHONIOENCODING=ascii: a written image was reported as failed).
     with contextlib.suppress(AttributeError, ValueError, LookupError):  # captured, not a file
-        sys.stdout.reconfigure(encoding=sys.getfilesystemencoding(), errors="surrogateescape")
+        sys.stdout.reconfigure(encoding=sys.getfilesystemencoding(), errors=_NAMES)
     if not (common._DEBUG or "--debug" in args):
         # Pillow warns of a corrupt EXIF block in two lines of its own; the block is dropped
         # alone (README), as what C libraries print is (quiet_c_stderr below)
