@@ -245,6 +245,16 @@ def test_a_montage_taller_than_its_format_holds(tmp_path):
     assert not webp.exists()
     assert run(tmp_path / "t", tmp_path / "t", "--montage", png, "-q").returncode == 0
     assert cv2.imread(str(png)).shape[0] == montage_height(64) > 16383
+    # a name without an extension is a png: its limit was not looked up ("" has none), and
+    # the 1,000,000 px figure failed after every pair was compared (2.5 GB built)
+    n = next(n for n in range(3000, 5000, 50) if montage_height(n) > 1_000_000)
+    many = tmp_path / "many"
+    many.mkdir()
+    for i in range(n):
+        os.link(tmp_path / "t" / "00.png", many / f"{i:04d}.png")
+    r = run(many, many, "--montage", tmp_path / "fig", "-q")
+    assert r.returncode == 2 and "png holds at most 1000000 a side" in r.stderr
+    assert not (tmp_path / "fig").exists()
 
 
 def test_a_montage_cell_of_a_thin_image_is_bounded(tmp_path):

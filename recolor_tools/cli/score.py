@@ -81,7 +81,8 @@ def compare(
     single_outputs(tool, {"--montage": montage, "-o": output}, reads, stdout=output is None)
     if montage is not None:  # said before the work, not after it (the height is known now)
         tall = report.montage_height(len(pairs))
-        if too_long := side_limit(Path(montage).suffix.lower(), tall):
+        # (a name without an extension is a png: write_figure's rule)
+        if too_long := side_limit(Path(montage).suffix.lower() or ".png", tall):
             tool.usage(f"--montage {montage}: {len(pairs)} rows make it {tall} px tall; {too_long}")
     results, rows = [], []
     for name, p, t in tool.progress(pairs, len(pairs)):
