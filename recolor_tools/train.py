@@ -449,7 +449,7 @@ def _build(
     log(
         cfg, d,
         f"{cfg.head} head{' with hints' if raw.config.hints else ''}, "
-        f"{models.param_count(raw):,} parameters, "
+        f"{_parameters(raw)}, "
         f"{len(train_paths)} training / {len(val_paths)} validation images, "
         f"{total_steps} steps of {min(cfg.batch_size, loaders.per_rank)} x {d.world} on "
         f"{dev.device}, "
@@ -509,6 +509,12 @@ def _finish(run: Run, state: TrainState, last_metrics: dict[str, Any]) -> Path:
 
 # ---------------------------------------------------------------------------------------------
 # small helpers
+
+
+def _parameters(model: models.Colorizer) -> str:
+    """ "N parameters", or "N of M parameters trained" where the network is kept (lr 0)."""
+    trained, every = models.param_count(model), sum(p.numel() for p in model.parameters())
+    return f"{trained:,} parameters" + f" trained of {every:,}" * (trained < every)
 
 
 def _progress(cfg: TrainConfig, d: Dist, total: int, initial: int):

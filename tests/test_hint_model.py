@@ -439,8 +439,12 @@ def test_affinity_fine_tune_keeps_the_network_and_spreads_hints_better(
     assert not np.array_equal(read_rgb(tmp_path / "h.png"), read_rgb(tmp_path / "b.png"))
     # Weights that hold the layer already (the shipped ones), --affinity again: the layer
     # trains on, the network kept (was a usage error, "this run adds no layer to train")
-    run(train_args(squares, tmp_path / "again", "--init", out / "cls.pt", "--affinity", 16,
-                   "--steps", 3, "--hint-lr", 0.03), check_rc=0)  # fmt: skip
+    args = train_args(squares, tmp_path / "again", "--init", out / "cls.pt", "--affinity", 16,
+                      "--steps", 3, "--hint-lr", 0.03)  # fmt: skip
+    args.remove("--quiet")
+    first = run(args, check_rc=0).stderr.decode().splitlines()[0]
+    every = sum(v.numel() for v in tuned.parameters())  # said: not the network's count alone
+    assert f"cls head, {16 * 16:,} parameters trained of {every:,}, " in first, first
     again, _ = checkpoints.load_checkpoint(tmp_path / "again" / "cls.pt")
     kept = tuned.state_dict()
     for name, value in again.state_dict().items():
