@@ -86,6 +86,35 @@ def test_output_into_a_fifo_and_dev_stdout(tmp_path, png):
     assert log.read_bytes() == b"kept" + got[0]
 
 
+def test_a_fifo_is_written_in_the_chosen_format_whatever_its_name(tmp_path, png):
+    """`predict a.jpg -o pipe.png` wrote png (the FIFO's name) where the README says the
+    input's format or --format (`--format jpg` was ignored, unsaid), and `-o pipe.out` failed
+    every input as an unknown format; from-lab refused `pipe.out` too."""
+    jpg = tmp_path / "a.jpg"
+    cv2.imwrite(str(jpg), cv2.imread(str(png)))
+
+    def through(fifo_name: str, args: list) -> bytes:
+        fifo = tmp_path / fifo_name
+        if not fifo.exists():
+            os.mkfifo(fifo)
+        got: list[bytes] = []
+        reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+        reader.start()
+        run([*args, "-o", fifo], check_rc=0)
+        reader.join(timeout=60)
+        return got[0]
+
+    assert through("pipe.png", ["predict", jpg, "--size", "16"])[:3] == b"\xff\xd8\xff"
+    assert through("pipe.png", ["predict", png, "--size", "16", "--format", "webp"])[8:12] == (
+        b"WEBP"
+    )
+    assert through("pipe.out", ["predict", png, "--size", "16"])[:4] == b"\x89PNG"
+    lab = tmp_path / "a.lab"
+    run(["to-lab", png, "-o", lab], check_rc=0)
+    assert through("pipe.out", ["from-lab", lab])[:4] == b"\x89PNG"
+    assert through("pipe.out", ["from-lab", lab, "--format", "jpg"])[:3] == b"\xff\xd8\xff"
+
+
 def test_a_fifo_whose_reader_has_gone_is_one_line_and_ends_the_run(tmp_path):
     """`-o fifo` read by `head -c 10`: exit 1 with nothing said (a closed stdout's quiet end,
     which a named output is not)."""

@@ -364,7 +364,7 @@ def format_ext(
     if ext is not None and ext not in IMAGE_EXTS:
         names = ", ".join(e.lstrip(".") for e in IMAGE_EXTS)  # as --format takes them
         tool.usage(f"unknown --format {fmt!r} (use one of {names})")
-    own = file_suffix(output).lower()
+    own = "" if written_in_place(output) else file_suffix(output).lower()  # (a FIFO: any name)
     if own and own not in IMAGE_EXTS and not os.path.isdir(output):
         tool.usage(f"{flag} {output}: unknown image format {own!r} (use one of {known})")
     same = {".jpeg": ".jpg", ".tiff": ".tif"}
@@ -421,7 +421,8 @@ def check_depth(tool: Tool, depth: int | None, exts: Iterable[str], chosen: bool
     shallow = sorted({e.lower().lstrip(".") for e in exts if e.lower() not in DEEP_EXTS})
     if depth != 16 or not shallow:
         return
-    what = f"--depth 16: {', '.join(shallow)} holds 8 bits per sample (png and tiff hold 16)"
+    holds = "holds" if len(shallow) == 1 else "hold"
+    what = f"--depth 16: {', '.join(shallow)} {holds} 8 bits per sample (png and tiff hold 16)"
     if chosen:
         tool.usage(what)
     warn(f"{what}; those outputs are written with 8 (--format png for 16)")
@@ -497,7 +498,11 @@ def single_outputs(
 
 
 def _output_ext(dest: Path | None, ext: str) -> str:
-    return dest.suffix if dest is not None and dest.suffix else ext
+    """The format ``dest`` is written in: its extension; ``ext`` (--format, the input's) for
+    stdout, a name without one, or a device or FIFO, written in place whatever its name says
+    (``-o pipe.png`` with a jpg input: png, --format ignored)."""
+    named = dest is not None and dest.suffix and not written_in_place(str(dest))
+    return dest.suffix if named else ext
 
 
 def image_writer(rgb, dest: Path | None, ext: str, source=None, **options):
