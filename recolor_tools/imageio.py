@@ -82,7 +82,8 @@ def _tiff_by_pillow(data: bytes) -> np.ndarray | None:
 _TIFF_CODECS = {1: "none", 2: "CCITT", 3: "CCITT", 4: "CCITT", 5: "LZW", 6: "old JPEG",
                 7: "JPEG", 8: "Deflate", 32773: "PackBits", 32946: "Deflate", 34925: "LZMA",
                 50000: "Zstandard", 50001: "WebP"}  # fmt: skip
-"""The TIFF compressions OpenCV's libtiff decodes (a file of another is named for it)."""
+"""The TIFF compressions OpenCV's libtiff decodes (a file of another that does not decode is
+named for its compression, not called corrupt)."""
 _OTHER_TIFF_CODECS = {34712: "JPEG 2000", 34887: "LERC", 50002: "JPEG XL", 34892: "lossy JPEG"}
 """Names of compressions it lacks, for the message."""
 
@@ -215,12 +216,12 @@ def decode_rgb(
         Filled with what the file carried besides pixels (depth, profile, EXIF, XMP) and its
         full size.
     max_size : int, optional
-        Shrink so that the longer side is at most this (:func:`resize_max`) as the samples
-        are read, before the float copy (a 12000 x 12000 gray scan took 1.9 GB to become a
-        1024-pixel record, 12 bytes a pixel of float RGB at full size): an image without
-        alpha, in integers and without a profile other than sRGB's is area-averaged in 16-bit
-        integers (8-bit samples times 257, exact to 1/65535), then turned upright; the others
-        are shrunk at the end, as before.
+        Shrink so that the longer side is at most this (:func:`resize_max`). Integer samples
+        with no alpha and no profile but sRGB's are shrunk as stored, before the float copy
+        (16-bit area averaging, 8-bit samples times 257: exact to 1/65535; a 12000 x 12000
+        gray scan took 1.9 GB at 12 bytes a pixel of float RGB to become a 1024-pixel
+        record); the others after decoding, where averaging the stored samples would give
+        another image (:func:`_averages_as_stored`).
 
     Returns
     -------
