@@ -140,5 +140,15 @@ def _main(argv: list[str] | None) -> int:
 
 
 def run() -> None:
-    """Console-script entry point."""
-    sys.exit(main())
+    """Console-script entry point. A process of a torchrun launch (a process group made) ends
+    at once when it has said all: gloo's threads now and then aborted the interpreter's
+    teardown after a usage error's line ("terminate called without an active exception",
+    exit 134 for 2)."""
+    code = main()
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and os.environ.get("WORLD_SIZE", "1") not in ("", "0", "1"):
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):  # (a closed pipe: said already)
+                stream.flush()
+        os._exit(code)
+    sys.exit(code)
