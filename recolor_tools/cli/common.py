@@ -500,7 +500,7 @@ def single_outputs(
 def _output_ext(dest: Path | None, ext: str) -> str:
     """The format ``dest`` is written in: its extension; ``ext`` (--format, the input's) for
     stdout, a name without one, or a device or FIFO, written in place whatever its name says
-    (``-o pipe.png`` with a jpg input: png, --format ignored)."""
+    (``-o pipe.png`` with a jpg input: jpg)."""
     named = dest is not None and dest.suffix and not written_in_place(str(dest))
     return dest.suffix if named else ext
 

@@ -390,7 +390,7 @@ def _predict_outputs(
 
     in_place = common.written_in_place(output)
     output = common.image_output(output)  # -o out, -o results.v2: out/, results.v2/
-    ext = common.format_ext(tool, fmt, None if in_place else output)
+    ext = common.format_ext(tool, fmt, output)  # (a device or FIFO's name chooses nothing)
 
     def suffix(name: str) -> str:  # the input's format (and spelling: .JPG) unless --format
         own = Path(name).suffix
