@@ -22,10 +22,11 @@ import numpy as np
 from .color import rgb_to_lab, to_float
 from .errors import RecolorError, printable
 from .fileio import read_bytes
-from .hints import Hints, check_strength, palette, parse_hint, parse_palette, points
+from .hints import Hints, check_strength, parse_hint, points
 from .imageio import decode_stored
 from .imagemeta import in_srgb, read_meta, upright
 from .inputs import input_name, input_roots
+from .palettes import palette, parse_palette
 
 
 def _no_repeated_keys(pairs: list[tuple[str, object]]) -> dict:

@@ -330,7 +330,8 @@ def test_numeric_arguments_of_another_type_are_named():
         with pytest.raises(ValueError, match=re.escape(says)):
             call()
     # hint tuples of another length were unpacked ("not enough values to unpack")
-    from recolor_tools.hints import palette, points
+    from recolor_tools.hints import points
+    from recolor_tools.palettes import palette
 
     for call, says in (
         (lambda: parse_points([1, 2]), "points must be (x, y) tuples, got 1"),

@@ -17,7 +17,7 @@ from hint_helpers import hex_of, hint_error, lab
 from hint_helpers import image as image  # the fixtures, for pytest to find here
 from hint_helpers import weights as weights
 
-from recolor_tools import hintfiles, hints
+from recolor_tools import hintfiles, hints, palettes
 from recolor_tools.errors import RecolorError
 
 
@@ -401,7 +401,7 @@ def test_palette_weights_far_apart_are_kept_in_float32(tmp_path, weights, image)
     to float32, the second to 0, and then refused as "Hints: palette_w must be positive" (an
     internal field, and "no colour list" for --palette). The small one now counts as the
     smallest positive share."""
-    h = hints.palette([("#e63946", "1e30"), ("#1d3557", 1e-30)])
+    h = palettes.palette([("#e63946", "1e30"), ("#1d3557", 1e-30)])
     assert h.palette_w.dtype == np.float32 and (h.palette_w > 0).all()
     assert h.palette_w[0] == 1 and h.palette_w[1] < 1e-37
     big = tmp_path / "big.json"  # 10^30 written out is in range too (31 digits)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from hint_helpers import SHIPPED
 
-from recolor_tools import checkpoints, guide, hints, models, quant
+from recolor_tools import checkpoints, guide, hints, models, palettes, quant
 from recolor_tools.errors import RecolorError
 
 # --- the decode ----------------------------------------------------------------------------------
@@ -117,14 +117,14 @@ def test_colours_points_and_palettes_parse():
     ]
     # up to 100% is inside, also where its binary product rounds to one past the last pixel
     assert hints.resolve_points([("99.99999999999999%", "100%")], 10, 1000) == [(999, 9)]
-    pal = hints.palette_from_list("#e63946, #f1faee:0.5,#1d3557")
+    pal = palettes.palette_from_list("#e63946, #f1faee:0.5,#1d3557")
     np.testing.assert_allclose(pal.palette_w, [0.4, 0.2, 0.4])  # relative, summing to 1
     for bad in ("10,20", "10=#fff", "a,b=#fff", "1,2=#ggg", "1,2=red"):
         with pytest.raises(ValueError):
             hints.parse_hint(bad)
     for bad in ("#fff:0", "#fff:-1", ",", "#12345", "#fff:nan", "#fff:1e-300", "#fff:1e39"):
         with pytest.raises(ValueError):
-            hints.palette_from_list(bad)
+            palettes.palette_from_list(bad)
     with pytest.raises(RecolorError, match="outside"):
         hints.parse_hint("30,0=#fff").resolve(40, 30)
 

@@ -19,7 +19,7 @@ from hint_helpers import SHIPPED, hex_of, hint_error, lab
 from hint_helpers import image as image  # the fixtures, for pytest to find here
 from hint_helpers import weights as weights
 
-from recolor_tools import guide, hintfiles, hints, quant
+from recolor_tools import guide, hintfiles, hints, palettes, quant
 
 POINTS = [(5, 7), (40, 30), (70, 50), (20, 55)]
 
@@ -127,7 +127,7 @@ def test_a_palette_image_counts_its_pixels_by_opacity(tmp_path, weights, image):
     assert cv2.imwrite(str(cutout), bgra)
     a = bgra[:, :, 3:].astype(np.float32) / 255
     assert cv2.imwrite(str(flat), np.rint(bgra[:, :, :3] * a + 255 * (1 - a)).astype(np.uint8))
-    pal, opaque = hints.palette_from_image(cutout), hints.palette_from_image(flat)
+    pal, opaque = palettes.palette_from_image(cutout), palettes.palette_from_image(flat)
     blue = hints.parse_color("#283cdc")
     assert len(pal.palette_w) == pytest.approx(0.5 * len(opaque.palette_w), rel=0.05)
     assert pal.palette_w.min() == pytest.approx(0.5 * pal.palette_w.max(), rel=0.05)  # the edge
@@ -153,10 +153,10 @@ def test_palettes_from_several_sources_count_alike(tmp_path):
     colour 600 to 1; each palette's weights now sum to 1."""
     ref = write_rgb(tmp_path / "blue.png", np.full((20, 30, 3), (0, 0, 255), np.uint8))
     (tmp_path / "red.json").write_text('{"palette": [{"color": "#ff0000", "weight": 3}]}')
-    both = hints.palette_from_image(ref) + hintfiles.read_hints(tmp_path / "red.json")
+    both = palettes.palette_from_image(ref) + hintfiles.read_hints(tmp_path / "red.json")
     red = np.abs(both.palette_ab - hints.parse_color("#ff0000")).max(axis=1) < 0.5
     assert red.sum() == 1 and both.palette_w[red].sum() / both.palette_w.sum() == pytest.approx(0.5)
-    listed = hints.palette_from_list("#ff0000:1e30,#0000ff:1e30")  # float32 would overflow
+    listed = palettes.palette_from_list("#ff0000:1e30,#0000ff:1e30")  # float32 would overflow
     np.testing.assert_allclose(listed.palette_w, [0.5, 0.5])
 
 
@@ -169,10 +169,10 @@ def test_a_palette_image_is_shrunk_never_enlarged(tmp_path):
     small[:, 15:] = 255
     small = write_rgb(tmp_path / "small.png", small)
     blue = hints.parse_color("#0000ff")
-    h = hints.palette_from_image(thin)
+    h = palettes.palette_from_image(thin)
     assert len(h.palette_w) == 1000 and np.allclose(h.palette_ab, blue, atol=0.5)
-    assert len(hints.palette_from_image(long).palette_w) == 16 * hints.PALETTE_IMAGE_SIDE
-    h = hints.palette_from_image(small)
+    assert len(palettes.palette_from_image(long).palette_w) == 16 * palettes.PALETTE_IMAGE_SIDE
+    h = palettes.palette_from_image(small)
     assert len(h.palette_w) == 600 and np.abs(h.palette_ab).max() < 0.5  # black and white only
 
 
@@ -459,6 +459,6 @@ def test_a_faint_palette_image_keeps_its_colours(tmp_path):
     bgra[..., 3] = 1e-7
     path = tmp_path / "faint.tif"
     assert cv2.imwrite(str(path), bgra)
-    h = hints.palette_from_image(path)
+    h = palettes.palette_from_image(path)
     assert np.allclose(h.palette_ab, hints.parse_color("#0000ff"), atol=0.5)
     assert np.isclose(h.palette_w.sum(), 1)

@@ -301,7 +301,7 @@ def test_an_empty_argument_is_a_usage_error_not_the_current_folder(tmp_path):
 
 
 def test_an_empty_file_name_is_no_file_in_the_library(tmp_path, monkeypatch):
-    from recolor_tools import hintfiles, hints
+    from recolor_tools import hintfiles, palettes
     from recolor_tools.errors import RecolorError, printable
     from recolor_tools.imageio import read_rgb
     from recolor_tools.inputs import expand_inputs
@@ -313,7 +313,7 @@ def test_an_empty_file_name_is_no_file_in_the_library(tmp_path, monkeypatch):
         read_rgb("")
     assert printable(e.value.path) == "''"
     with pytest.raises(ValueError, match="--palette is empty"):
-        hints.parse_palette("")
+        palettes.parse_palette("")
     with pytest.raises(ValueError, match="--hints is empty"):
         hintfiles.hint_source([], "", None, ["a.png"], ["a.png"])
 
