@@ -92,7 +92,7 @@ def palette_from_image(path: str | Path) -> Hints:
     )
 
 
-def parse_palette(spec: str) -> Hints:
+def parse_palette(spec: str | os.PathLike) -> Hints:
     """``--palette``: an image file if one exists at ``spec`` (``-``: an image on stdin), else
     a list of colours.
 
@@ -103,6 +103,7 @@ def parse_palette(spec: str) -> Hints:
     ValueError
         Text that is no colour list (the option's, as a bad ``--hint`` colour: a usage error).
     """
+    spec = os.fspath(spec)  # a Path is an image's (it had no .strip())
     if not spec.strip():  # Path("") is the current directory
         raise ValueError("--palette is empty (it takes an image or #rrggbb colours)")
     if os.path.isdir(spec):  # read as one, it was "no input was found in it"

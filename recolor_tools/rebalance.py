@@ -154,6 +154,7 @@ class RebalanceStats:
         """Write the file :meth:`save` writes to a binary stream (a pipe too: stdout)."""
         from .fileio import write_npz
 
+        quant.check_class_file(self.classes)  # what load reads back (ValueError: a centre twice)
         write_npz(
             f,
             format=np.array(STATS_FORMAT),
@@ -238,7 +239,9 @@ class PriorAccumulator:
     """
 
     def __init__(self, classes: np.ndarray, grid: float) -> None:
-        self.classes = quant.check_classes(classes)
+        # no centre twice: the statistics are saved, and a set that splits one colour's prior
+        # between copies is no class set load_classes or RebalanceStats.load reads back
+        self.classes = quant.check_class_file(classes)
         if not (is_real(grid) and grid > 0):  # saved with the stats, read back; True was 1.0
             raise ValueError(f"grid must be a positive number, got {grid!r}")
         self.grid = float(grid)
@@ -300,13 +303,16 @@ class PriorAccumulator:
         ``on_error`` is passed to it as a RecolorError naming the file or record, and the
         source is skipped.
         """
+        if isinstance(sources, np.ndarray) or hasattr(sources, "lab"):  # its rows were images
+            raise TypeError("sources must be an iterable of files, records or arrays (one "
+                            "image: a list of one)")  # fmt: skip
         it = iter(sources)
         first = next(it, None)
         if first is None:
             return
         it = itertools.chain([first], it)
         if isinstance(first, (str, Path)):
-            self.add_files(it, workers, on_error)
+            self.add_files(map(_name_of, it), workers, on_error)
             return
         for src in it:
             try:
@@ -418,6 +424,13 @@ def compute_stats(
     -------
     RebalanceStats
 
+    Raises
+    ------
+    TypeError
+        ``sources`` of two kinds, or one array or record that is not in an iterable.
+    ValueError
+        ``classes`` not a class set (:func:`quant.check_class_file`: no centre twice either).
+
     Notes
     -----
     Memory stays constant: each image is reduced to Q counts as soon as it is read. Files are
@@ -428,10 +441,19 @@ def compute_stats(
     return acc.finish(lam, sigma)
 
 
+_MIXED = "sources mix file names with records or arrays"
+
+
 def _ab_of(src) -> np.ndarray:
     if isinstance(src, (str, Path)):
-        raise TypeError("sources mix file names with records or arrays")
+        raise TypeError(_MIXED)
     return src.lab()[..., 1:] if hasattr(src, "lab") else src
+
+
+def _name_of(src) -> str | Path:
+    if not isinstance(src, (str, Path)):  # str() of an array was taken for a missing file
+        raise TypeError(_MIXED)
+    return src
 
 
 # Images are counted in batches of about this many pixels: one kernel call per batch uses both

@@ -462,3 +462,5 @@ def test_a_faint_palette_image_keeps_its_colours(tmp_path):
     h = palettes.palette_from_image(path)
     assert np.allclose(h.palette_ab, hints.parse_color("#0000ff"), atol=0.5)
     assert np.isclose(h.palette_w.sum(), 1)
+    # parse_palette takes a Path as palette_from_image does (AttributeError: no .strip())
+    assert palettes.parse_palette(path) == h

@@ -153,8 +153,12 @@ def test_stats_file_of_wrong_version_or_garbage_is_rejected(tmp_path):
 
 def test_a_class_set_with_a_centre_twice_is_refused(tmp_path):
     """Ten copies of (0, 0) made a class set of ten, which split one colour's prior evenly."""
-    path = tmp_path / "twice.npz"
-    quant.save_classes(path, np.zeros((10, 2), np.float32), 8.0)
+    from recolor_tools.fileio import write_npz
+
+    path = tmp_path / "twice.npz"  # written by hand: save_classes refuses it too
+    with open(path, "wb") as f:
+        write_npz(f, format=np.array(quant.CLASSES_FORMAT), version=np.array(quant.CLASSES_VERSION),
+                  classes=np.zeros((10, 2), np.float32), grid=np.array(8.0))  # fmt: skip
     with pytest.raises(RecolorError, match="classes holds a centre twice"):
         rebalance.load_class_set(path)
     assert len(quant.check_class_file(C8)) == len(C8)
@@ -300,3 +304,41 @@ def test_an_image_too_large_for_memory_is_one_error_and_the_others_count(tmp_pat
     stats = rebalance.compute_stats(paths, quant.gamut_classes(10), 10, on_error=said.append)
     assert stats.n_images == 2
     assert [(type(e), str(e.path)) for e in said] == [(OutOfMemory, str(paths[1]))]
+
+
+def test_what_the_writers_take_the_readers_read_back(tmp_path):
+    """A class set with a centre twice was saved (save_classes, RebalanceStats.save) into a file
+    that its own loader refused; now the writers refuse it and write nothing. A grid that is no
+    positive number was stored in a target record (NaN failed only when written)."""
+    from recolor_tools.records import lab_record
+
+    twice = np.array([[0, 0], [8, 0], [0, 0]], np.float32)
+    with pytest.raises(ValueError, match="a centre twice"):
+        quant.save_classes(tmp_path / "c.npz", twice, 8)
+    with pytest.raises(ValueError, match="a centre twice"):
+        rebalance.compute_stats([np.zeros((4, 4, 2), np.float32)], twice, 8)
+    good = rebalance.compute_stats([np.zeros((4, 4, 2), np.float32)], twice[:2], 8)
+    with pytest.raises(ValueError, match="a centre twice"):
+        rebalance.RebalanceStats(**{**vars(good), "classes": twice}).save(tmp_path / "s.npz")
+    assert list(tmp_path.iterdir()) == []
+    good.save(tmp_path / "s.npz")  # the same stats without the copy are written and read back
+    assert rebalance.RebalanceStats.load(tmp_path / "s.npz") == good
+
+    rec = lab_record("a.png", np.zeros((2, 2, 3), np.float32), (2, 2))
+    for grid in (-1, 0, "8", float("nan"), True):
+        with pytest.raises(ValueError, match="grid must be a positive number"):
+            quant.encode_record(rec, quant.gamut_classes(), grid)
+    assert quant.encode_record(rec, quant.gamut_classes(), 8).meta["grid"] == 8.0
+
+
+def test_sources_of_two_kinds_are_one_type_error_in_either_order(tmp_path):
+    """A file name first and an array after made the array's text a missing file's name (and
+    with on_error it was skipped); one bare array counted its rows as images."""
+    path = write_rgb(tmp_path / "a.png", smooth_image(8, 8, 0))
+    ab, classes = np.zeros((4, 4, 2), np.float32), quant.gamut_classes(10)
+    for sources in ([ab, path], [path, ab], [str(path), ab]):
+        with pytest.raises(TypeError, match="mix file names with records or arrays"):
+            rebalance.compute_stats(sources, classes, 10, on_error=lambda e: None)
+    with pytest.raises(TypeError, match="a list of one"):
+        rebalance.compute_stats(ab, classes, 10)
+    assert rebalance.compute_stats([ab], classes, 10).n_images == 1

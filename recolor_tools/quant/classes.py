@@ -181,11 +181,12 @@ def save_classes(path: str | Path, classes: np.ndarray, grid: float) -> None:
     """Write a class set to ``path`` (npz; written atomically).
 
     The file holds ``format`` = ``"recolor-classes"``, ``version`` = 1, ``classes`` (Q, 2)
-    float32 and ``grid`` (float64 scalar).
+    float32 and ``grid`` (float64 scalar). Raises ValueError as :func:`check_class_file` (a
+    centre twice too) or for a grid that is no positive number.
     """
     from ..fileio import atomic_open, write_npz
 
-    classes = check_classes(classes)
+    classes = check_class_file(classes)  # what load_classes reads back
     with atomic_open(path) as f:
         write_npz(
             f,

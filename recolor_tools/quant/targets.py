@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .. import defaults
-from .classes import check_classes
+from .classes import _check_grid, check_classes
 from .encode import hard_encode, soft_encode
 
 if TYPE_CHECKING:  # records imports quant
@@ -39,12 +39,15 @@ def encode_record(rec: Record, classes: np.ndarray, grid: float, k: int = defaul
 
     Raises
     ------
+    ValueError
+        ``grid`` is not a positive number.
     RecolorError
         ``rec`` holds no non-empty (H, W, 3) ``lab`` array (:meth:`Record.lab
         <recolor_tools.records.Record.lab>`, which names the record's file and name).
     """
     from ..records import Record
 
+    grid = float(_check_grid(grid))  # stored in the record: NaN failed only when written
     ab = rec.lab()[:, :, 1:]
     if hard:
         idx = hard_encode(ab, classes)[:, :, None]
@@ -53,7 +56,7 @@ def encode_record(rec: Record, classes: np.ndarray, grid: float, k: int = defaul
         idx, w = soft_encode(ab, classes, k, sigma)
         arrays = {"idx": idx, "w": w}
     meta = {
-        "kind": "target", "grid": float(grid), "q": int(len(classes)), "k": int(idx.shape[2]),
+        "kind": "target", "grid": grid, "q": int(len(classes)), "k": int(idx.shape[2]),
         "sigma": None if hard else float(sigma),
         "classes_used": int(np.unique(idx[:, :, 0]).size),
     }  # fmt: skip
