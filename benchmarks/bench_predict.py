@@ -18,19 +18,19 @@ Three measurements:
 3. With ``--device cpu|cuda`` (instead of 1 and 2): end-to-end images per second of
    ``recolor predict``, JPEG files to JPEG files, run in this process (imports done), on
    generated images at 256x256 and at poster size (1000 wide, 1500 high), with serial
-   I/O (``--io-workers 0``) and background I/O side by side, and their ratio. The network is
+   I/O (``-j 0``) and background I/O side by side, and their ratio. The network is
    the shipped cls architecture with random weights; the batch is ``--batch``'s last value,
    the precision predict's own ``--precision`` (auto: bf16 on a GPU that has it). Issue 16's
    target: 2,000 images/s at 256x256 on one H100-class GPU in bf16
-   (``--device cuda --batch 64 --io-workers 8``).
+   (``--device cuda --batch 64 -j 8``).
 
 Usage::
 
     .venv/bin/python benchmarks/bench_predict.py [--threads N] [--repeat R] [--size S]
         [--batch B ...] [--no-memory]
-    .venv/bin/python benchmarks/bench_predict.py --device cpu [--io-workers 2] [--repeat 2]
+    .venv/bin/python benchmarks/bench_predict.py --device cpu [-j 2] [--repeat 2]
         [--images SMALL POSTER] [--precision auto|fp32|bf16|fp16]
-    .venv/bin/python benchmarks/bench_predict.py --device cuda --batch 64 --io-workers 8
+    .venv/bin/python benchmarks/bench_predict.py --device cuda --batch 64 -j 8
 
 Random weights time exactly like trained ones; the checkpoint used for the memory run is built
 in a temporary directory.
@@ -229,7 +229,7 @@ def _files_per_second(weights: Path, paths: list[str], out: Path, io_workers: in
     args = ["predict", *paths, "-w", str(weights), "-o", f"{out}/", *opts, "-q"]
     t0 = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):  # the printed paths
-        rc = main([*args, "--io-workers", str(io_workers)])
+        rc = main([*args, "-j", str(io_workers)])
     if rc != 0:
         raise SystemExit(f"bench_predict: recolor predict failed with {rc}")
     return len(paths) / (time.perf_counter() - t0)
@@ -267,7 +267,7 @@ def end_to_end(
                     rate = _files_per_second(weights, paths, Path(tmp) / f"out{k}", k, opts)
                     best[k] = max(best[k], rate)
             print(
-                f"{n} images {w}x{h}: serial I/O {best[0]:.1f} img/s, --io-workers {io_workers} "
+                f"{n} images {w}x{h}: serial I/O {best[0]:.1f} img/s, -j {io_workers} "
                 f"{best[io_workers]:.1f} img/s ({best[io_workers] / best[0]:.2f}x)"
             )
 
@@ -280,7 +280,10 @@ def main() -> None:
         "--device", choices=["cpu", "cuda"], help="end to end, JPEG files to JPEG files, only"
     )
     ap.add_argument(
-        "--io-workers",
+        "-j",
+        "--workers",
+        dest="io_workers",
+        metavar="N",
         type=at_least(1),
         default=2,
         help="end to end: background threads (0 would be the serial run it is compared with)",

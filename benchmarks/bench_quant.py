@@ -88,7 +88,8 @@ def image_pixels(paths: list[str]) -> np.ndarray:
 
 def crop_targets(paths: list[str], n: int = 300, size: int = 128, h: int = 32) -> list:
     """a/b training targets as ``data.PosterCrops`` makes them: (h, h, 2) INTER_AREA shrinks of
-    ``size`` crops of the images (or of smooth made images), float values that rarely repeat."""
+    ``size`` crops of the images (or of smooth made images), float values that rarely repeat.
+    An image smaller than ``size`` gives crops of its shorter side."""
     import cv2
 
     from recolor_tools.color import rgb_to_lab
@@ -105,8 +106,9 @@ def crop_targets(paths: list[str], n: int = 300, size: int = 128, h: int = 32) -
     out = []
     for i in range(n):
         img = images[i % len(images)]
-        y, x = (int(rng.integers(0, d - size + 1)) for d in img.shape[:2])
-        crop = img[y : y + size, x : x + size]
+        side = min(size, *img.shape[:2])  # (a 64 px image: "high <= 0", a traceback)
+        y, x = (int(rng.integers(0, d - side + 1)) for d in img.shape[:2])
+        crop = img[y : y + side, x : x + side]
         ab = rgb_to_lab(crop)[..., 1:] if crop.shape[-1] == 3 else crop
         out.append(np.ascontiguousarray(cv2.resize(ab, (h, h), interpolation=cv2.INTER_AREA)))
     return out

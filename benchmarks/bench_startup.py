@@ -9,9 +9,10 @@ For each tool it times a whole process (median of --runs) and prints the time an
 (to-lab, from-lab, compare); the others are timed on ``--help``, which shows the cost of
 importing the CLI alone (torch is imported only when train or predict run a model).
 
-``--cold`` times the tools that compile numba kernels, end to end from files to files as a user
-meets them: ``to-lab | quantize`` of a 256 x 256 image, ``rebalance-stats`` over a few
-generated images, ``predict`` of one image on the CPU. Each run of a round gets an empty kernel
+``--cold`` times a fresh install's first runs, end to end from files to files as a user meets
+them: ``to-lab | quantize`` of a 256 x 256 image and ``rebalance-stats`` over a few generated
+images (both compile numba kernels on a first run), and ``predict`` of one image on the CPU
+(which compiles none: its cold and warm runs should match). Each run of a round gets an empty kernel
 cache of its own (a temporary ``NUMBA_CACHE_DIR``) for its first (cold) run, then runs again on
 it (warm); the table shows, in wall-clock and in CPU seconds (user + system, all processes of
 the command), the medians over --runs rounds of the cold and the warm run and of their

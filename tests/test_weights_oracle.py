@@ -199,3 +199,14 @@ def test_the_scripts_say_a_bad_folder_or_dump_in_one_line_before_the_work(tmp_pa
                            timeout=600)  # fmt: skip
         assert p.returncode == 1 and len(p.stderr.splitlines()) == 1, p.stderr
         assert p.stderr.rstrip().endswith(says), p.stderr
+
+
+def test_bench_quant_crops_an_image_smaller_than_its_crop(tmp_path, monkeypatch):
+    """A 64 px image ended bench_quant.py in a traceback ("high <= 0": its crops were 128 px)."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from bench_quant import crop_targets
+
+    rng = np.random.default_rng(0)
+    cv2.imwrite(str(tmp_path / "small.png"), rng.integers(0, 255, (64, 40, 3), np.uint8))
+    targets = crop_targets([str(tmp_path / "small.png")], n=3)
+    assert [t.shape for t in targets] == [(32, 32, 2)] * 3 and all(t.std() > 0 for t in targets)
