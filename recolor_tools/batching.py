@@ -37,7 +37,7 @@ def predict_files(
     paths: Iterable[str],
     batch_size: int = 8,
     hints: Callable[[str], Hints | None] | None = None,
-    dtype: type = np.uint8,
+    dtype: type | None = np.uint8,
     io_workers: int = 0,
 ) -> Iterator[Found]:
     """:meth:`Predictor.predict_files <recolor_tools.predict.Predictor.predict_files>`."""
@@ -73,7 +73,9 @@ def _prepared(predictor: Predictor, path: str, hints: Callable | None) -> Prepar
 
     def read() -> Prepared:
         meta = ImageMeta()
-        item = predictor.prepare(read_rgb(path, meta), hints(path) if hints else None)
+        # the samples as stored where they are the image: no float copy (prepare works in strips)
+        rgb = read_rgb(path, meta, stored=True)
+        item = predictor.prepare(rgb, hints(path) if hints else None)
         return dataclasses.replace(item, meta=meta)
 
     try:
@@ -99,11 +101,19 @@ def _batches(
     predictor: Predictor,
     items: Iterable[tuple[str, Prepared | RecolorError]],
     batch_size: int,
-    dtype: type,
+    dtype: type | None,
     composers: ThreadPoolExecutor | None,
 ) -> Iterator[Found]:
     """The batching loop of :func:`predict_files` over prepared ``(path, item)`` pairs;
     composed in the calling thread, or on ``composers``."""
+
+    def compose(it: Predicted) -> np.ndarray | OutOfMemory:
+        meta = it.prepared.meta
+        # None: the source's depth (an 8-bit one composed to uint16 took 6 bytes a pixel, and
+        # the encoder a third copy to round it to 8 bits)
+        as_type = dtype or (np.uint16 if meta is not None and meta.depth == 16 else np.uint8)
+        return _fits(predictor.compose, it, as_type)
+
     pending: list[tuple[str, Prepared | RecolorError]] = []
     pixels = 0
     for entry in itertools.chain(items, [None]):
@@ -120,7 +130,7 @@ def _batches(
         if composers is not None:  # composed in the background, handed out in order
             bg = composers.submit
             done = [(p, it if isinstance(it, Exception)
-                     else (bg(_fits, predictor.compose, it, dtype), it.prepared.meta))
+                     else (bg(compose, it), it.prepared.meta))
                     for p, it in done]  # fmt: skip
         done.reverse()
         while done:  # popped, so each full-resolution L is freed once written
@@ -130,7 +140,7 @@ def _batches(
             elif isinstance(it, tuple):
                 yield p, it[0].result(), it[1]
             else:
-                yield p, _fits(predictor.compose, it, dtype), it.prepared.meta
+                yield p, compose(it), it.prepared.meta
         pixels = 0
 
 

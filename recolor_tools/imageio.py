@@ -198,6 +198,7 @@ def decode_rgb(
     *,
     keep_alpha: bool = False,
     max_size: int | None = None,
+    stored: bool = False,
 ) -> np.ndarray:
     """Decode an encoded image (JPEG, PNG, TIFF, WebP, BMP) to float32 sRGB in [0, 1].
 
@@ -222,11 +223,17 @@ def decode_rgb(
         gray scan took 1.9 GB at 12 bytes a pixel of float RGB to become a 1024-pixel
         record); the others after decoding, where averaging the stored samples would give
         another image (:func:`_averages_as_stored`).
+    stored : bool
+        Return the samples as stored where they are the sRGB image (integers, no alpha, no
+        profile but sRGB's): uint8 or uint16 (H, W, 3), a gray image as a read-only view of
+        its one plane, so no float copy is made (a 12000 x 12000 gray scan is 144 MB so, 1.7
+        GB as float RGB); the others as float32, as without it. Not with ``max_size``.
 
     Returns
     -------
     rgb : (H, W, 3) float32 in [0, 1]
-        (H, W, 4) with ``keep_alpha`` for an image that has an alpha channel (the fourth).
+        (H, W, 4) with ``keep_alpha`` for an image that has an alpha channel (the fourth);
+        with ``stored``, uint8 or uint16 samples where the image allows.
 
     Raises
     ------
@@ -236,11 +243,14 @@ def decode_rgb(
     """
     from .imagemeta import finish_decode, read_meta
 
+    if stored and max_size:
+        raise ValueError("decode_rgb: max_size or stored, not both (stored samples are as stored)")
     data = as_bytes(data)
     head, img = decode_stored(data, name)
-    depth, stored = 8 * img.itemsize, img.shape[:2]
+    depth, shape = 8 * img.itemsize, img.shape[:2]
     found = read_meta(data)
-    if max_size and max(stored) > max_size and _averages_as_stored(img, found):
+    samples = stored and _averages_as_stored(img, found)  # kept as they are
+    if max_size and max(shape) > max_size and _averages_as_stored(img, found):
         if img.dtype == np.uint8:  # shrunk while it is small integers
             img = np.multiply(img, np.uint16(257), dtype=np.uint16)  # (exact: v / 255)
         img = resize_max(img, max_size)
@@ -254,15 +264,16 @@ def decode_rgb(
         rgb = colour if colour.shape[2] == 3 else np.repeat(colour, 3, axis=2)
         if keep_alpha:
             rgb = np.concatenate([rgb, alpha], 2)
-    elif img.ndim == 2:  # gray: read through a broadcast view, so no integer RGB copy is made
-        rgb = to_float(np.broadcast_to(img[:, :, None], (*img.shape, 3)))
-    else:  # swapped in place (the stored samples are ours): no second integer copy either
-        rgb = to_float(cv2.cvtColor(img, cv2.COLOR_BGR2RGB, dst=img))
-    rgb = np.ascontiguousarray(rgb, dtype=np.float32)
+    else:  # gray through a broadcast view, colour swapped in place (the stored samples are
+        # ours): no integer RGB copy either way
+        rgb = (np.broadcast_to(img[:, :, None], (*img.shape, 3)) if img.ndim == 2
+               else cv2.cvtColor(img, cv2.COLOR_BGR2RGB, dst=img))  # fmt: skip
+        rgb = rgb if samples else to_float(rgb)
+    rgb = rgb if samples else np.ascontiguousarray(rgb, dtype=np.float32)
     del img  # freed before the colour management, which may copy the float image again
     # -- archive I/O (issue 18): EXIF orientation on every format, ICC profile -> sRGB --
     try:
-        rgb = finish_decode(rgb, data, depth=depth, meta=meta, size=stored, found=found)
+        rgb = finish_decode(rgb, data, depth=depth, meta=meta, size=shape, found=found)
     except RecolorError as e:
         raise RecolorError(e.reason, name) from None
     return resize_max(rgb, max_size)  # (an image with alpha: after compositing, as before)
@@ -291,14 +302,16 @@ def read_rgb(
     *,
     keep_alpha: bool = False,
     max_size: int | None = None,
+    stored: bool = False,
 ) -> np.ndarray:
     """Read an image file (``-`` is stdin) as float32 sRGB in [0, 1], shape (H, W, 3).
 
-    See :func:`decode_rgb` for what is accepted, for ``meta``, ``keep_alpha`` and
-    ``max_size``; every failure is a :class:`RecolorError` that names the file.
+    See :func:`decode_rgb` for what is accepted, for ``meta``, ``keep_alpha``, ``max_size``
+    and ``stored``; every failure is a :class:`RecolorError` that names the file.
     """
     data = read_bytes(path, check_image_start)
-    return decode_rgb(data, str(path), meta, keep_alpha=keep_alpha, max_size=max_size)
+    return decode_rgb(data, str(path), meta, keep_alpha=keep_alpha, max_size=max_size,
+                      stored=stored)  # fmt: skip
 
 
 def resize_to(img: np.ndarray, h: int, w: int) -> np.ndarray:
@@ -432,9 +445,10 @@ def encode_image(
         params = [_QUALITY_FLAG[ext], int(quality)]
     if ext in (".jpg", ".jpeg") and (quality is None or quality >= FULL_CHROMA_QUALITY):
         params += [cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]
-    # OpenCV's order is BGR(A): the colours reversed, alpha kept last.
-    order = [2, 1, 0, 3] if alpha else [2, 1, 0]
-    ok, enc = cv2.imencode(ext, np.ascontiguousarray(pix[:, :, order]), params)
+    # OpenCV's order is BGR(A): the colours reversed, alpha kept last, by one copy (indexing
+    # with a list of channels made two: 200 MB more at the peak of predict on a 36 Mpx image)
+    swap = cv2.COLOR_RGBA2BGRA if alpha else cv2.COLOR_RGB2BGR
+    ok, enc = cv2.imencode(ext, cv2.cvtColor(np.ascontiguousarray(pix), swap), params)
     if not ok:
         raise RecolorError(f"could not encode {ext} image")
     return enc.tobytes()

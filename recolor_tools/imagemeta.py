@@ -450,12 +450,16 @@ def _applied(data: bytes, found: ImageMeta) -> int:
 
 def in_srgb(rgb: np.ndarray, found: ImageMeta) -> np.ndarray:
     """Float RGB in [0, 1] (..., H, W, 3 or 4: a fourth channel is left as it is) in the profile
-    ``found.icc`` at ``found.depth`` bits, converted to sRGB; without a profile, as it is."""
+    ``found.icc`` at ``found.depth`` bits, converted to sRGB; without a profile or with sRGB's,
+    as it is (integer samples too: ``decode_rgb(stored=True)``)."""
     if not found.icc:
         return rgb
     from .colorprofile import to_srgb
 
-    colour = to_srgb(found.icc).apply(rgb[..., :3], found.depth)
+    srgb = to_srgb(found.icc)
+    if srgb.table is None:  # the identity
+        return rgb
+    colour = srgb.apply(rgb[..., :3], found.depth)
     return colour if rgb.shape[-1] == 3 else np.concatenate([colour, rgb[..., 3:]], -1)
 
 

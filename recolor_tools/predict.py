@@ -105,22 +105,46 @@ def _strips(H: int, W: int) -> Iterator[tuple[int, int]]:
 
 
 def lightness(rgb: np.ndarray) -> np.ndarray:
-    """CIELAB L of an sRGB image, computed in strips (no full-size Lab temporary).
+    """CIELAB L of an sRGB image, computed in strips (no full-size Lab or float temporary).
 
     Parameters
     ----------
-    rgb : (H, W, 3) float32 in [0, 1]
+    rgb : (H, W, 3) float32 in [0, 1], or uint8 / uint16 samples (scaled by 1/255, 1/65535)
 
     Returns
     -------
     L : (H, W) float32 in [0, 100]
     """
+    samples = _is_samples(rgb)
     rgb = check_image(rgb, "rgb")  # (a list had no .shape)
     H, W = rgb.shape[:2]
     L = np.empty((H, W), np.float32)
     for a, b in _strips(H, W):
-        L[a:b] = rgb_to_lab(rgb[a:b])[:, :, 0]
+        L[a:b] = rgb_to_lab(to_float(rgb[a:b]) if samples else rgb[a:b])[:, :, 0]
     return L
+
+
+def _is_samples(rgb: object) -> bool:
+    return isinstance(rgb, np.ndarray) and rgb.dtype.kind == "u" and rgb.dtype.itemsize in (1, 2)
+
+
+def _working_rgb(rgb: np.ndarray, h: int, w: int) -> np.ndarray:
+    """``rgb`` resampled to (h, w) as float32 in [0, 1] (:func:`resize_to`, as in training).
+
+    Integer samples are shrunk as 16-bit integers (8-bit ones times 257: v / 255 = 257 v /
+    65535), exact to 1/65535, and a gray image's one plane alone: no float copy of the whole
+    image (12 bytes a pixel, the most of predict's peak memory on a large scan).
+    """
+    if not _is_samples(rgb):
+        return resize_to(np.asarray(rgb, np.float32), h, w)
+    if h * w >= rgb.shape[0] * rgb.shape[1]:  # enlarged: a small image
+        return resize_to(to_float(rgb), h, w)
+    gray = rgb.strides[2] == 0  # (decode_rgb's view of a gray plane)
+    plane = rgb[:, :, 0] if gray else rgb
+    if plane.dtype.itemsize == 1:
+        plane = np.multiply(plane, np.uint16(257), dtype=np.uint16)
+    small = to_float(resize_to(plane, h, w))
+    return np.repeat(small[:, :, None], 3, axis=2) if gray else small
 
 
 @dataclass(frozen=True)
@@ -265,8 +289,8 @@ def prepare(rgb: np.ndarray, settings: Settings, hints: Hints | None = None) -> 
     rgb = np.asarray(rgb)
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"rgb must have shape (H, W, 3), got {rgb.shape}")
-    if rgb.dtype.kind == "u" and rgb.dtype.itemsize in (1, 2):  # (either byte order)
-        rgb = to_float(rgb)  # read as 0..1 floats, 0..255 was a white image
+    if _is_samples(rgb):  # (either byte order) read as 0..1 (0..255 was a white image), in strips
+        pass
     elif not np.issubdtype(rgb.dtype, np.floating):
         raise ValueError(f"rgb must be float in [0, 1], uint8 or uint16, got {rgb.dtype}")
     elif not np.isfinite(rgb).all():
@@ -281,8 +305,7 @@ def prepare(rgb: np.ndarray, settings: Settings, hints: Hints | None = None) -> 
     if hints is not None:
         hints = hints.resolve(H, W)
     h, w = working_shape(H, W, settings.size, settings.max_side)
-    small = resize_to(np.asarray(rgb, np.float32), h, w)  # resampled as in training
-    work = rgb_to_lab(small)[:, :, 0]  # (h, w)
+    work = rgb_to_lab(_working_rgb(rgb, h, w))[:, :, 0]  # (h, w)
     pad_h, pad_w = -h % 8, -w % 8
     # Pad bottom/right only, so that working pixel (0, 0) stays the image's corner.
     work = cv2.copyMakeBorder(work, 0, pad_h, 0, pad_w, cv2.BORDER_REFLECT_101)
@@ -575,11 +598,12 @@ class Predictor:
         paths: Iterable[str],
         batch_size: int = 8,
         hints: Callable[[str], Hints | None] | None = None,
-        dtype: type = np.uint8,
+        dtype: type | None = np.uint8,
         io_workers: int = 0,
     ) -> Iterator[tuple[str, np.ndarray | RecolorError, ImageMeta | None]]:
         """Read, recolour and yield ``(path, RGB of dtype, meta)`` per file, in input order;
         ``meta`` is what the file carried besides pixels (:class:`Prepared`), for the output.
+        ``dtype`` None: each file's own depth (uint16 for a 16-bit source, else uint8).
 
         Files are read ``batch_size`` at a time (fewer when together they exceed
         :data:`BATCH_PIXELS` pixels, to bound memory), and those of one working shape go through

@@ -14,6 +14,7 @@ import threading
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from conftest import (
@@ -84,6 +85,23 @@ def test_api_background_io_same_results_and_order(tmp_path, weights, monkeypatch
         for (_, a, _), (_, b, _) in zip(runs[0], got, strict=True):
             if not isinstance(a, RecolorError):
                 assert a.dtype == b.dtype and np.array_equal(a, b), n
+
+
+def test_api_dtype_none_composes_each_file_at_its_own_depth(tmp_path, weights):
+    """predict composed every result at 16 bits when --depth was not given (6 bytes a pixel,
+    and a third copy in the encoder to round an 8-bit source's back): ``dtype=None`` composes
+    each at its source's depth, the values those of an explicit dtype."""
+    eight = write_rgb(tmp_path / "a.png", smooth_image(40, 56, 1))
+    sixteen = tmp_path / "b.png"
+    cv2.imwrite(str(sixteen), smooth_image(40, 56, 2).astype(np.uint16) * 257 + 5)
+    predictor = predict.Predictor.load(weights, "cls")
+    paths = [str(eight), str(sixteen)]
+    for n in (0, 2):
+        got = [r for _, r, _ in predictor.predict_files(paths, 2, dtype=None, io_workers=n)]
+        assert [r.dtype for r in got] == [np.uint8, np.uint16], n
+        for path, r in zip(paths, got, strict=True):
+            ((_, want, _),) = predictor.predict_files([path], dtype=r.dtype)
+            np.testing.assert_array_equal(r, want)
 
 
 def test_api_background_io_stops_early(tmp_path, weights):
@@ -289,10 +307,10 @@ def test_cli_out_of_memory_fails_that_image_only(
     # in1 fails on reading, in2 in the network (in a batch with in0), in4 on composing
     real_read, real_infer, real_compose = batching.read_rgb, predict.infer, predict.compose
 
-    def read(path, meta=None):
+    def read(path, meta=None, **kw):
         if path.endswith("in1.png"):
             raise MemoryError
-        return real_read(path, meta)
+        return real_read(path, meta, **kw)
 
     def infer(model, items, *a, **kw):
         if any(it.L.shape == (33, 71) for it in items):

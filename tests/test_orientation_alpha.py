@@ -321,3 +321,61 @@ def test_max_size_shrinks_as_it_reads_and_keeps_the_upright_full_size(tmp_path: 
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak < 1200 * 1600 * 12, peak
+
+
+@pytest.mark.parametrize("gray", [False, True])
+def test_samples_as_stored_are_the_image_and_prediction_makes_no_float_copy(
+    tmp_path, monkeypatch, gray
+):
+    """predict read every image as float RGB (12 bytes a pixel), then composed it at 16 bits
+    whatever its depth (6 more) and copied it twice to encode it: 930 MB for a 36 Mpx PNG, 720
+    now. ``decode_rgb(stored=True)`` gives the samples where they are the image (integers, no
+    alpha, no profile but sRGB's; gray as a view of its one plane), turned upright, and
+    :func:`predict.prepare` takes them a strip at a time."""
+    import tracemalloc
+
+    from recolor_tools import color
+    from recolor_tools.color import to_float
+    from recolor_tools.imageio import decode_rgb
+    from recolor_tools.predict import Settings, prepare
+
+    stored = smooth_image(90, 60, seed=4)
+    stored = np.repeat(stored[:, :, :1], 3, 2) if gray else stored
+    for fmt, ext in FORMATS.items():
+        for o in (1, 6):
+            data = save_pil(tmp_path / f"o{o}{ext}", stored, fmt, exif=exif_bytes(o)).read_bytes()
+            meta, want = ImageMeta(), decode_rgb(data, "x")
+            got = decode_rgb(data, "x", meta, stored=True)
+            assert got.dtype == np.uint8 and got.shape == want.shape, (o, ext)
+            np.testing.assert_array_equal(to_float(got), want, err_msg=f"o{o}{ext}")
+            assert meta.size == got.shape[:2]  # upright
+    sixteen = cv2.imencode(".png", stored.astype(np.uint16) * 257 + 3)[1].tobytes()
+    assert decode_rgb(sixteen, "x", stored=True).dtype == np.uint16
+    np.testing.assert_array_equal(to_float(decode_rgb(sixteen, "x", stored=True)),
+                                  decode_rgb(sixteen, "x"))  # fmt: skip
+    # where the samples are not the image, floats as without it: alpha, another profile
+    rgba = cv2.imencode(".png", np.dstack([stored, np.full(stored.shape[:2], 128, np.uint8)]))[1]
+    wide = png_with_chunks(stored, iccp(wide_gamut_icc()))
+    for data in (rgba.tobytes(), wide):
+        np.testing.assert_array_equal(decode_rgb(data, "x", stored=True), decode_rgb(data, "x"))
+    with pytest.raises(ValueError, match="max_size or stored"):
+        decode_rgb(sixteen, "x", stored=True, max_size=10)
+
+    # prepare: the same L, the working image exact to 1/65535 (shrunk as 16-bit integers)
+    big = cv2.resize(stored, (1200, 1600))
+    data = cv2.imencode(".png", big[:, :, 0] if gray else big)[1].tobytes()
+    samples = decode_rgb(data, "big", stored=True)
+    assert (samples.strides[2] == 0) == gray  # a gray image: one plane, seen three times
+    settings = Settings(size=160)
+    a, b = prepare(samples, settings), prepare(to_float(samples), settings)
+    np.testing.assert_array_equal(a.L, b.L)
+    np.testing.assert_allclose(a.work, b.work, atol=2e-3)  # L units: 1/65535 of the samples
+    # read and prepared in the memory of the samples (1 or 3 bytes a pixel) and L (4), or of the
+    # samples and their 16-bit copy to shrink (2 or 6): no float RGB (12; strips of 64 k
+    # pixels, so that their few MB of temporaries do not hide it)
+    monkeypatch.setattr(color, "STRIP_PIXELS", 1 << 16)
+    tracemalloc.start()
+    prepare(decode_rgb(data, "big", stored=True), settings)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 1200 * 1600 * 12, peak
