@@ -50,12 +50,12 @@ import numpy as np
 import torch
 
 from . import checkpoints, defaults, models
-from .color import check_image, lab_to_rgb_as, rgb_to_lab, row_strips, to_float
+from .color import lab_to_rgb_as, rgb_to_lab
 from .errors import RecolorError, check_count, is_real
 from .guide import class_probabilities, colour_modes, steer
 from .hints import Hints, resolve_points
-from .imageio import resize_to
 from .imagemeta import ImageMeta
+from .workgrid import is_samples, lightness, strips, upsample_ab, working_rgb, working_shape
 
 WORK_SCALE = 1.25
 """The default working shorter side is this times the training size (128 -> 160).
@@ -66,85 +66,16 @@ colourfulness 50.8 -> 54.3; reg PSNR 20.98 -> 21.09 dB, AuC 88.4 -> 88.5%. The s
 on the first 150 posters and held on the other 650 (cls rebalanced AuC +0.7 there). Larger
 scales traded plain AuC and PSNR for colour (cls at x1.44: rebalanced +1.0, AuC -0.3).
 """
-MAX_ASPECT = 8
-"""The working longer side is at most ``MAX_ASPECT * size``: a panorama costs no more than this."""
 BATCH_PIXELS = 32_000_000
 """A batch of inputs holds at most about this many full-resolution pixels at once (float32 L)."""
 _FLOAT_SLACK = 1e-3
 """How far float RGB may stray outside [0, 1] (rounding in a caller's own conversions)."""
-_REMAP_MAX = 16384  # cv2.remap needs both sides of its maps below 32767 (SHRT_MAX)
 
 
 def default_size(ckpt: dict[str, Any]) -> int:
     """The default working shorter side for a checkpoint: ``round(WORK_SCALE * training size)``."""
     size = round(WORK_SCALE * ((ckpt.get("data") or {}).get("size") or defaults.TRAIN_SIZE))
     return min(size, defaults.MAX_SIZE)
-
-
-def working_shape(H: int, W: int, size: int, max_side: int | None = None) -> tuple[int, int]:
-    """The (h, w) the network sees for an (H, W) image.
-
-    The shorter side becomes ``size`` (images are enlarged or shrunk: the model was trained on
-    images of one scale, see :func:`default_size`), the longer side is capped at ``max_side``
-    (default ``MAX_ASPECT * size``), the aspect ratio is kept, and neither side is below 8.
-    """
-    if H < 1 or W < 1:
-        raise ValueError(f"image must not be empty, got {W}x{H}")
-    check_count("size", size)  # 0 and -8 gave 8 x 8
-    check_count("max_side", max_side, optional=True)
-    max_side = max_side or MAX_ASPECT * size
-    s = min(size / min(H, W), max_side / max(H, W))
-    return max(8, round(H * s)), max(8, round(W * s))
-
-
-def _strips(H: int, W: int) -> Iterator[tuple[int, int]]:
-    """Row ranges [a, b) of :func:`recolor_tools.color.row_strips`, at most ``_REMAP_MAX`` rows
-    (the maps of :func:`upsample_ab`'s ``cv2.remap``)."""
-    for rows in row_strips(H, W, max_rows=_REMAP_MAX):
-        yield rows.start, rows.stop
-
-
-def lightness(rgb: np.ndarray) -> np.ndarray:
-    """CIELAB L of an sRGB image, computed in strips (no full-size Lab or float temporary).
-
-    Parameters
-    ----------
-    rgb : (H, W, 3) float32 in [0, 1], or uint8 / uint16 samples (scaled by 1/255, 1/65535)
-
-    Returns
-    -------
-    L : (H, W) float32 in [0, 100]
-    """
-    samples = _is_samples(rgb)
-    rgb = check_image(rgb, "rgb")  # (a list had no .shape)
-    H, W = rgb.shape[:2]
-    L = np.empty((H, W), np.float32)
-    for a, b in _strips(H, W):
-        L[a:b] = rgb_to_lab(to_float(rgb[a:b]) if samples else rgb[a:b])[:, :, 0]
-    return L
-
-
-def _is_samples(rgb: object) -> bool:
-    return isinstance(rgb, np.ndarray) and rgb.dtype.kind == "u" and rgb.dtype.itemsize in (1, 2)
-
-
-def _working_rgb(rgb: np.ndarray, h: int, w: int) -> np.ndarray:
-    """``rgb`` resampled to (h, w) as float32 in [0, 1] (:func:`resize_to`, as in training).
-
-    Integer samples are shrunk as 16-bit integers (8-bit ones times 257: v / 255 = 257 v /
-    65535), exact to 1/65535, and a gray image's one plane alone: no float copy of the whole
-    image (12 bytes a pixel, the most of predict's peak memory on a large scan).
-    """
-    if not _is_samples(rgb):
-        return resize_to(np.asarray(rgb, np.float32), h, w)
-    if h * w >= rgb.shape[0] * rgb.shape[1]:  # enlarged: a small image
-        return resize_to(to_float(rgb), h, w)
-    gray = rgb.strides[2] == 0  # (decode_rgb's view of a gray plane)
-    plane = rgb[:, :, 0] if gray else rgb
-    if plane.dtype.itemsize == 1:
-        plane = np.multiply(plane, np.uint16(257), dtype=np.uint16)
-    small = to_float(resize_to(plane, h, w))
-    return np.repeat(small[:, :, None], 3, axis=2) if gray else small
 
 
 @dataclass(frozen=True)
@@ -229,50 +160,6 @@ def check_saturation(saturation: float) -> None:
         )
 
 
-def upsample_ab(
-    ab: np.ndarray, hw: tuple[int, int], stride: int, shape: tuple[int, int], rows: tuple[int, int]
-) -> np.ndarray:
-    """Bilinear a/b for rows [a, b) of the full-resolution image.
-
-    Output pixel j of the network covers working pixels [stride j, stride (j + 1)), so with
-    half-pixel centres (the convention of ``cv2.resize`` and of area-averaged training targets)
-    full-resolution pixel y lies at output coordinate ``(y + 0.5) h / (stride H) - 0.5``. Mapping
-    through this, rather than cropping and resizing, keeps a working size that is not a multiple
-    of ``stride`` exactly aligned. Borders replicate, as in ``cv2.resize``; ``cv2.remap``
-    interpolates at 1/32 pixel of the output grid.
-
-    Parameters
-    ----------
-    ab : (h', w', 2) float32
-        Network output, padding included.
-    hw : (int, int)
-        Working size (h, w) before padding, which spans the whole image.
-    stride : int
-        Network output stride (4).
-    shape : (int, int)
-        Full-resolution (H, W).
-    rows : (int, int)
-        Full-resolution rows [a, b) wanted.
-
-    Returns
-    -------
-    (b - a, W, 2) float32
-    """
-    (h, w), (H, W), (a, b) = hw, shape, rows
-    ys = ((np.arange(a, b) + 0.5) * (h / (stride * H)) - 0.5).astype(np.float32)
-    xs = ((np.arange(W) + 0.5) * (w / (stride * W)) - 0.5).astype(np.float32)
-    out = np.empty((b - a, W, 2), np.float32)
-    for c0 in range(0, W, _REMAP_MAX):
-        c1 = min(c0 + _REMAP_MAX, W)
-        mx = np.tile(xs[c0:c1], (b - a, 1))  # (b-a, c1-c0)
-        my = np.repeat(ys[:, None], c1 - c0, axis=1)  # (b-a, c1-c0)
-        out[:, c0:c1] = cv2.remap(ab, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return out
-
-
-# -- the three steps, as plain functions --------------------------------------------------------
-
-
 def prepare(rgb: np.ndarray, settings: Settings, hints: Hints | None = None) -> Prepared:
     """Step 1: full-resolution L and the padded working L of one (H, W, 3) sRGB image: float
     in [0, 1], or uint8 / uint16 samples (scaled by 1/255, 1/65535).
@@ -289,7 +176,7 @@ def prepare(rgb: np.ndarray, settings: Settings, hints: Hints | None = None) -> 
     rgb = np.asarray(rgb)
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"rgb must have shape (H, W, 3), got {rgb.shape}")
-    if _is_samples(rgb):  # (either byte order) read as 0..1 (0..255 was a white image), in strips
+    if is_samples(rgb):  # (either byte order) read as 0..1 (0..255 was a white image), in strips
         pass
     elif not np.issubdtype(rgb.dtype, np.floating):
         raise ValueError(f"rgb must be float in [0, 1], uint8 or uint16, got {rgb.dtype}")
@@ -305,7 +192,7 @@ def prepare(rgb: np.ndarray, settings: Settings, hints: Hints | None = None) -> 
     if hints is not None:
         hints = hints.resolve(H, W)
     h, w = working_shape(H, W, settings.size, settings.max_side)
-    work = rgb_to_lab(_working_rgb(rgb, h, w))[:, :, 0]  # (h, w)
+    work = rgb_to_lab(working_rgb(rgb, h, w))[:, :, 0]  # (h, w)
     pad_h, pad_w = -h % 8, -w % 8
     # Pad bottom/right only, so that working pixel (0, 0) stays the image's corner.
     work = cv2.copyMakeBorder(work, 0, pad_h, 0, pad_w, cv2.BORDER_REFLECT_101)
@@ -385,7 +272,7 @@ def compose(
     L, hints = pred.prepared.L, pred.prepared.hints
     H, W = L.shape
     out = np.empty((H, W, 3), dtype)
-    for a, b in _strips(H, W):
+    for a, b in strips(H, W):
         lab = np.empty((b - a, W, 3), np.float32)
         lab[:, :, 0] = L[a:b]
         lab[:, :, 1:] = upsample_ab(pred.ab, pred.hw, stride, (H, W), (a, b))
@@ -420,7 +307,7 @@ class Predictor:
     device : str or torch.device, default "cpu"
         "auto", "cpu", "cuda", ...
     max_side : int, optional
-        Cap on the working longer side (default ``MAX_ASPECT * size``).
+        Cap on the working longer side (default ``workgrid.MAX_ASPECT * size``).
     precision : {"auto", "fp32", "bf16", "fp16"}, default "auto"
         The network's arithmetic (:func:`models.amp_dtype`): auto is bf16 mixed precision on a
         GPU that has it (else fp16), float32 on the CPU.

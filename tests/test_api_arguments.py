@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from conftest import deep_tree, smooth_image, tiny_checkpoint
 
-from recolor_tools import color, imageio, inputs, metrics, predict
+from recolor_tools import color, imageio, inputs, metrics, predict, workgrid
 from recolor_tools.errors import RecolorError
 from recolor_tools.hints import Hints, parse_points
 
@@ -350,22 +350,22 @@ def test_sizes_and_counts_below_one_are_refused():
     with range()'s "arg 3 must not be zero"; lightness of nested lists with "'list' object has
     no attribute 'shape'"."""
     for call, says in (
-        (lambda: predict.working_shape(100, 100, 0), "size must be a whole number >= 1, got 0"),
-        (lambda: predict.working_shape(100, 100, -8), "size must be a whole number >= 1, got -8"),
-        (lambda: predict.working_shape(9, 9, 16, 0.5), "max_side must be a whole number"),
+        (lambda: workgrid.working_shape(100, 100, 0), "size must be a whole number >= 1, got 0"),
+        (lambda: workgrid.working_shape(100, 100, -8), "size must be a whole number >= 1, got -8"),
+        (lambda: workgrid.working_shape(9, 9, 16, 0.5), "max_side must be a whole number"),
         (lambda: color.row_strips(4, 4, max_rows=0), "max_rows must be a whole number >= 1"),
         (lambda: color.row_strips(4, 4, pixels=-1), "pixels must be a whole number >= 1"),
-        (lambda: predict.lightness([[0.5, 0.5, 0.5]]), "rgb must be an (H, W, 3) array"),
+        (lambda: workgrid.lightness([[0.5, 0.5, 0.5]]), "rgb must be an (H, W, 3) array"),
     ):
         with pytest.raises(ValueError, match=re.escape(says)):
             call()
-    assert predict.working_shape(100, 200, 16) == (16, 32)
+    assert workgrid.working_shape(100, 200, 16) == (16, 32)
     # a whole float, which Settings takes, is an int from there on (prepare() refused 64.0)
     settings = predict.Settings(size=64.0, max_side=512.0)
     assert (settings.size, settings.max_side) == (64, 512) and type(settings.size) is int
     assert color.row_strips(5, 4, max_rows=2) == [slice(0, 2), slice(2, 4), slice(4, 5)]
     gray = np.full((1, 1, 3), 0.5)
-    assert predict.lightness(gray.tolist()) == predict.lightness(gray.astype(np.float32))
+    assert workgrid.lightness(gray.tolist()) == workgrid.lightness(gray.astype(np.float32))
 
 
 def test_input_names_below_the_first_folder_that_holds_them(tmp_path, monkeypatch):

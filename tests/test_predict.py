@@ -17,7 +17,7 @@ import torch
 from conftest import CLASSES, read_rgb_u8, run, smooth_image, tiny_checkpoint, write_rgb
 from typer.testing import CliRunner
 
-from recolor_tools import checkpoints, color, defaults, predict
+from recolor_tools import checkpoints, color, defaults, predict, workgrid
 from recolor_tools.cli import app
 from recolor_tools.errors import RecolorError
 
@@ -62,7 +62,7 @@ def unclamped(rgb: np.ndarray, lo, hi) -> np.ndarray:
     ],
 )
 def test_working_shape(H, W, size, expect):
-    assert predict.working_shape(H, W, size) == expect
+    assert workgrid.working_shape(H, W, size) == expect
 
 
 def test_default_working_size_is_a_scale_of_the_training_size(predictors, weights):
@@ -84,15 +84,15 @@ def test_upsample_matches_cv2_resize_when_aligned():
     ab = (rng.standard_normal((12, 20, 2)) * 30).astype(np.float32)
     H, W = 150, 250
     want = cv2.resize(ab, (W, H), interpolation=cv2.INTER_LINEAR)
-    got = predict.upsample_ab(ab, (48, 80), 4, (H, W), (0, H))
+    got = workgrid.upsample_ab(ab, (48, 80), 4, (H, W), (0, H))
     step = np.abs(np.diff(ab, axis=0)).max()
     assert np.abs(got - want).max() <= step / 32 + 1e-4
 
 
 def test_upsample_rows_are_independent_of_strips():
     ab = np.random.default_rng(1).uniform(-50, 50, (9, 7, 2)).astype(np.float32)
-    whole = predict.upsample_ab(ab, (36, 26), 4, (101, 77), (0, 101))
-    part = predict.upsample_ab(ab, (36, 26), 4, (101, 77), (40, 73))
+    whole = workgrid.upsample_ab(ab, (36, 26), 4, (101, 77), (0, 101))
+    part = workgrid.upsample_ab(ab, (36, 26), 4, (101, 77), (40, 73))
     np.testing.assert_array_equal(part, whole[40:73])
 
 
