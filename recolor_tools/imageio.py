@@ -264,6 +264,8 @@ def decode_rgb(
         rgb = colour if colour.shape[2] == 3 else np.repeat(colour, 3, axis=2)
         if keep_alpha:
             rgb = np.concatenate([rgb, alpha], 2)
+    elif img.ndim == 2 and samples:  # one plane, turned upright before it is seen thrice
+        rgb = img
     else:  # gray through a broadcast view, colour swapped in place (the stored samples are
         # ours): no integer RGB copy either way
         rgb = (np.broadcast_to(img[:, :, None], (*img.shape, 3)) if img.ndim == 2
@@ -276,6 +278,8 @@ def decode_rgb(
         rgb = finish_decode(rgb, data, depth=depth, meta=meta, size=shape, found=found)
     except RecolorError as e:
         raise RecolorError(e.reason, name) from None
+    if rgb.ndim == 2:  # (a turned broadcast view became a copy of all three: 3 bytes a pixel)
+        return np.broadcast_to(rgb[:, :, None], (*rgb.shape, 3))
     return resize_max(rgb, max_size)  # (an image with alpha: after compositing, as before)
 
 

@@ -302,6 +302,23 @@ def test_predict_keeps_depth_profile_and_metadata(tmp_path: Path):
     assert kept.info["icc_profile"] == wide_gamut_icc() and not kept.getexif().get(315)
 
 
+def test_keep_profile_on_an_8_bit_source_rounds_once(tmp_path: Path):
+    """Composed at the source's depth, an 8-bit source's result was rounded to 8 bits, then
+    converted to its profile and rounded again: a fifth of the samples one level off, errors up
+    to a level. With --keep-profile it is composed at 16 bits first, as before."""
+    from recolor_tools.predict import Predictor
+
+    weights = Path(__file__).resolve().parent.parent / "weights" / "cls.pt"
+    src = tmp_path / "wide.png"
+    src.write_bytes(png_with_chunks(smooth_image(60, 80, 5), iccp(wide_gamut_icc())))
+    run(["predict", src, "-w", weights, "--keep-profile", "-o", tmp_path / "k.png"], check_rc=0)
+    got = cv2.imread(str(tmp_path / "k.png"), cv2.IMREAD_UNCHANGED)[:, :, ::-1]
+    assert got.dtype == np.uint8  # the source's depth
+    ((_, srgb, _),) = Predictor.load(weights, "cls").predict_files([str(src)], dtype=np.float32)
+    want = colorprofile.from_srgb(wide_gamut_icc()).apply(srgb, 16) * 255  # rounded once
+    assert np.abs(got - want).max() < 0.51
+
+
 def test_a_float_tiff_keeps_its_profile_and_metadata(tmp_path: Path):
     """Pillow opens no float RGB TIFF, and the header was read with Pillow alone: the pixels were
     taken for sRGB (L off by up to 7 against the same pixels in 16 bits), --keep-profile embedded

@@ -349,6 +349,11 @@ def test_samples_as_stored_are_the_image_and_prediction_makes_no_float_copy(
             assert got.dtype == np.uint8 and got.shape == want.shape, (o, ext)
             np.testing.assert_array_equal(to_float(got), want, err_msg=f"o{o}{ext}")
             assert meta.size == got.shape[:2]  # upright
+    # a gray JPEG (one plane) turned upright is still one plane, seen three times
+    plane = save_pil(tmp_path / "l6.jpg", stored[:, :, 0], "JPEG", exif=exif_bytes(6)).read_bytes()
+    got = decode_rgb(plane, "x", stored=True)
+    assert got.strides[2] == 0 and got.shape == (60, 90, 3)
+    np.testing.assert_array_equal(to_float(got), decode_rgb(plane, "x"))
     sixteen = cv2.imencode(".png", stored.astype(np.uint16) * 257 + 3)[1].tobytes()
     assert decode_rgb(sixteen, "x", stored=True).dtype == np.uint16
     np.testing.assert_array_equal(to_float(decode_rgb(sixteen, "x", stored=True)),
