@@ -160,6 +160,9 @@ def check_saturation(saturation: float) -> None:
         )
 
 
+# -- the three steps, as plain functions --------------------------------------------------------
+
+
 def prepare(rgb: np.ndarray, settings: Settings, hints: Hints | None = None) -> Prepared:
     """Step 1: full-resolution L and the padded working L of one (H, W, 3) sRGB image: float
     in [0, 1], or uint8 / uint16 samples (scaled by 1/255, 1/65535).
@@ -176,13 +179,14 @@ def prepare(rgb: np.ndarray, settings: Settings, hints: Hints | None = None) -> 
     rgb = np.asarray(rgb)
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"rgb must have shape (H, W, 3), got {rgb.shape}")
-    if is_samples(rgb):  # (either byte order) read as 0..1 (0..255 was a white image), in strips
-        pass
-    elif not np.issubdtype(rgb.dtype, np.floating):
+    # integer samples (either byte order) are taken as 0..1 a strip at a time (workgrid; as
+    # 0..255 they were a white image); floats are checked
+    floats = not is_samples(rgb)
+    if floats and not np.issubdtype(rgb.dtype, np.floating):
         raise ValueError(f"rgb must be float in [0, 1], uint8 or uint16, got {rgb.dtype}")
-    elif not np.isfinite(rgb).all():
+    if floats and not np.isfinite(rgb).all():
         raise ValueError("rgb holds NaN or infinite samples")
-    elif rgb.size and not -_FLOAT_SLACK <= rgb.min() <= rgb.max() <= 1 + _FLOAT_SLACK:
+    if floats and rgb.size and not -_FLOAT_SLACK <= rgb.min() <= rgb.max() <= 1 + _FLOAT_SLACK:
         # floats on the 0..255 scale came out white, with no word
         raise ValueError(
             f"float rgb must be in [0, 1], got [{rgb.min():g}, {rgb.max():g}] (for 0..255 "
