@@ -25,9 +25,11 @@ demo: $(BIN)/recolor
 	$(BIN)/recolor compare recolored/examples/ examples/ --montage recolored/montage.png
 
 # The suite on every core (pytest-xdist): on 2 cores 11 minutes, not 19 (most tests wait on a
-# subprocess's start-up, so two at once nearly halve it).
+# subprocess's start-up, so two at once nearly halve it); then, one at a time, the tests that
+# launch several processes (tests/conftest.py says why).
 test: lint
-	$(BIN)/pytest -q -n auto
+	$(BIN)/pytest -q -n auto -m "not distributed"
+	$(BIN)/pytest -q -m distributed
 
 lint: $(BIN)/recolor
 	$(BIN)/ruff check .

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import shutil
 import subprocess
@@ -286,3 +287,22 @@ def val_folder(tmp_path: Path) -> Path:
         write_rgb(data / f"im{i}.png", smooth_image(h, w, seed=i))
     run(["rebalance-stats", data, "-o", tmp_path / "s.npz", "-q"], check_rc=0)
     return data
+
+
+# What a test that launches several processes calls (torchrun, ranks set by hand).
+_LAUNCHES = ("torchrun(", "ranks_by_hand(", "torch.distributed.run")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Mark the tests that launch several processes ``distributed``: ``make test`` runs them
+    after the others, one at a time. Beside another test on a loaded machine one rank may start
+    late, and torchrun stops every rank once one has ended with an error: a rank that ended
+    first on a usage error that rank 0 says (every rank meets it) took rank 0 with it, at times
+    before its line (once in three runs of the suite with -n 2; never seen alone)."""
+    for item in items:
+        try:
+            source = inspect.getsource(item.function)
+        except (AttributeError, OSError, TypeError):
+            continue
+        if any(call in source for call in _LAUNCHES):
+            item.add_marker(pytest.mark.distributed)
