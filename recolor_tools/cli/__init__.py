@@ -145,10 +145,20 @@ def run() -> None:
     teardown after a usage error's line ("terminate called without an active exception",
     exit 134 for 2)."""
     code = main()
-    dist = sys.modules.get("torch.distributed")
-    if dist is not None and os.environ.get("WORLD_SIZE", "1") not in ("", "0", "1"):
+    if "torch.distributed" in sys.modules and _launched():
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):  # (a closed pipe: said already)
                 stream.flush()
         os._exit(code)
     sys.exit(code)
+
+
+def _launched() -> bool:
+    """Whether this process is one of several of a launch (:func:`shard.rank_and_size`)."""
+    from ..errors import RecolorError
+    from ..shard import rank_and_size
+
+    try:
+        return rank_and_size()[1] > 1
+    except RecolorError:  # (values set wrong by hand: said already, as a usage error)
+        return False
