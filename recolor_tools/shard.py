@@ -25,6 +25,8 @@ from .errors import ExitCode, RecolorError, UsageError
 
 T = TypeVar("T")
 
+_SIGNALLED = (ExitCode.INTERRUPTED, ExitCode.TERMINATED, ExitCode.HUNG_UP)
+
 BARRIER_TIMEOUT = timedelta(days=7)
 """How long a rank that has finished waits for the others (:func:`together`)."""
 
@@ -129,7 +131,7 @@ def together(env: Mapping[str, str] | None = None) -> Iterator[None]:
         interrupted = True
         raise
     except SystemExit as e:
-        interrupted = e.code in (ExitCode.INTERRUPTED, ExitCode.TERMINATED, ExitCode.HUNG_UP)
+        interrupted = e.code in _SIGNALLED
         raise
     finally:
         if not interrupted and _barrier(env):
@@ -184,7 +186,57 @@ def _say_held_back(held: list[list[str]]) -> None:
             if line not in _lines:
                 who.setdefault(line, []).append(r)
     for line, ranks in who.items():
-        which = f"rank {ranks[0]}" if len(ranks) == 1 else f"ranks {', '.join(map(str, ranks))}"
-        line, see, usage = line.rpartition(" (see ")  # a usage line still ends with its pointer
-        said = f"{line} ({which}){see}{usage}" if see else f"{usage} ({which})"
-        print(said, file=sys.stderr, flush=True)
+        print(_naming(line, ranks), file=sys.stderr, flush=True)
+
+
+def _naming(line: str, ranks: list[int]) -> str:
+    """``line`` naming the ranks that met it, before a usage line's ``(see ... -h)``."""
+    which = f"rank {ranks[0]}" if len(ranks) == 1 else f"ranks {', '.join(map(str, ranks))}"
+    line, see, usage = line.rpartition(" (see ")
+    return f"{line} ({which}){see}{usage}" if see else f"{usage} ({which})"
+
+
+LAST_WORD_WAIT = timedelta(seconds=30)
+"""How long a rank other than 0 that ends with a failure waits for rank 0's lines
+(:func:`last_word`): rank 0 meets the same error within seconds, or is busy elsewhere."""
+
+
+def last_word(code: int, env: Mapping[str, str] | None = None) -> None:
+    """Under torchrun, let rank 0 say its lines before another rank's failure stops it.
+
+    torchrun's agent stops every worker once one exits with a nonzero status, and what is about
+    the whole run (a usage error every rank meets, lines other ranks held back) is said by rank
+    0 alone: when rank 1 ended first, rank 0 was at times stopped before its line (exit 1 and
+    nothing said). So rank 0 sets a key in torchrun's own store (``MASTER_ADDR``,
+    ``MASTER_PORT``: the agent's, shared with its workers where ``TORCHELASTIC_USE_AGENT_STORE``
+    is ``True``) as it ends, and another rank ending with a failure waits for it, at most
+    :data:`LAST_WORD_WAIT`; when rank 0 does not come (busy: the error was this rank's alone),
+    this rank says what it held back itself. Ctrl-C and SIGTERM end at once. Ranks launched
+    by hand (no agent to stop them) and single processes do nothing.
+    """
+    env = os.environ if env is None else env
+    try:
+        rank, size = rank_and_size(env)
+    except RecolorError:
+        return
+    if size == 1 or env.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return
+    if rank and code in (ExitCode.OK, *_SIGNALLED):
+        return
+    import torch.distributed as dist
+
+    from .process import die_on_signals
+
+    launch = env.get("TORCHELASTIC_RUN_ID", ""), env.get("TORCHELASTIC_RESTART_COUNT", "0")
+    key = "recolor/said/{}/{}".format(*launch)  # this launch's, and this try's
+    try:
+        with die_on_signals():
+            store = dist.TCPStore(env["MASTER_ADDR"], int(env["MASTER_PORT"]), is_master=False,
+                                  timeout=LAST_WORD_WAIT)  # fmt: skip
+            if rank == 0:
+                store.set(key, "1")
+            else:
+                store.wait([key], LAST_WORD_WAIT)
+    except (RuntimeError, ValueError, KeyError, OSError):  # no store, or rank 0 busy: say it here
+        for line in list(_lines) if rank else ():
+            print(_naming(line, [rank]), file=sys.stderr, flush=True)

@@ -70,8 +70,9 @@ def run(args, input: bytes | None = None, cwd=None, check_rc: int | None = None,
 CPP_ABORT = "terminate called without an active exception"
 
 
-def torchrun(args, fresh: tuple[Path, ...] = (), env=None, nproc: int = 2):
-    """Run ``recolor ARGS`` as ``nproc`` CPU processes under torchrun (``--standalone``).
+def torchrun(args, fresh: tuple[Path, ...] = (), env=None, nproc: int = 2, script=None):
+    """Run ``recolor ARGS`` as ``nproc`` CPU processes under torchrun (``--standalone``); a
+    ``script`` in place of ``-m recolor_tools`` gets ARGS.
 
     A launch that fails only because a rank aborted with :data:`CPP_ABORT` is run once more,
     after removing ``fresh`` (its outputs), and the first attempt's stderr is given as a
@@ -83,7 +84,8 @@ def torchrun(args, fresh: tuple[Path, ...] = (), env=None, nproc: int = 2):
         **(env or {}),
     }  # fmt: skip
     launch = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-    launch += ["--nproc_per_node", str(nproc), "-m", "recolor_tools", *map(str, args)]
+    entry = [str(script)] if script else ["-m", "recolor_tools"]
+    launch += ["--nproc_per_node", str(nproc), *entry, *map(str, args)]
     p = subprocess.run(launch, capture_output=True, env=env, timeout=600, check=False)
     err = p.stderr.decode(errors="replace")
     if p.returncode != 0 and CPP_ABORT in err:

@@ -245,3 +245,66 @@ def test_an_error_only_another_rank_met_is_said_by_rank_0(tmp_path):
         (1, f"recolor predict: {gone}: no such file\n"),
         (1, ""),
     ]
+
+
+SLOW_RANK_0 = """\
+import os, sys, time
+if os.environ["RANK"] == "0":
+    time.sleep(4)  # a loaded machine: rank 1 meets the run's error first
+sys.argv[0] = "recolor"
+from recolor_tools import run
+run()
+"""
+
+
+@pytest.mark.parametrize("case", ["flag", "tool", "out"])
+def test_a_usage_error_every_rank_meets_is_said_though_rank_1_meets_it_first(tmp_path, case):
+    """Said by rank 0 alone; when rank 1 ended first, torchrun stopped rank 0 before its line
+    (exit 1, nothing said: one launch in three beside other work). Now rank 1 waits for rank
+    0's last word (:func:`recolor_tools.shard.last_word`)."""
+    img = write_rgb(tmp_path / "a.png", smooth_image(16, 16, 0))
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "last.pt").write_bytes(b"")
+    args, said = {
+        "flag": (["train", img, "--bogus"], "recolor train: No such option '--bogus'"),
+        "tool": (["train", "-o", tmp_path / "new"], "recolor train: missing DATA"),
+        "out": (["train", img, "-o", out, "--device", "cpu"], f"recolor train: {out} holds a run"),
+    }[case]  # fmt: skip
+    script = tmp_path / "slow_rank_0.py"
+    script.write_text(SLOW_RANK_0)
+    p = torchrun(args, script=script)
+    assert p.returncode != 0
+    assert p.stderr.decode().count(said) == 1, p.stderr.decode()
+
+
+def test_last_word_waits_for_rank_0_else_says_the_held_back_lines_itself(monkeypatch, capsys):
+    from datetime import timedelta
+
+    import torch.distributed as dist
+
+    from recolor_tools import shard
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    store = dist.TCPStore("127.0.0.1", port, is_master=True)  # (torchrun's agent holds one)
+    env = {"WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+           "TORCHELASTIC_USE_AGENT_STORE": "True", "TORCHELASTIC_RUN_ID": "t"}  # fmt: skip
+    for k, v in {**env, "RANK": "1"}.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setattr(shard, "_lines", {})
+    monkeypatch.setattr(shard, "LAST_WORD_WAIT", timedelta(seconds=1))
+    shard.keep_line("recolor train: x.pt: no such file (see recolor train -h)", said=False)
+    t = time.monotonic()
+    shard.last_word(1)  # rank 0 never came (busy): this rank's own error, said here
+    assert time.monotonic() - t >= 1
+    said = "recolor train: x.pt: no such file (rank 1) (see recolor train -h)\n"
+    assert capsys.readouterr().err == said
+    shard.last_word(0)  # a rank that ends well stops no one: no wait
+    shard.last_word(130)  # nor one that was interrupted
+    assert time.monotonic() - t < 1.5
+    shard.last_word(2, env={**env, "RANK": "0"})  # rank 0 has said all
+    shard.last_word(2)
+    assert capsys.readouterr().err == ""
+    assert store.get("recolor/said/t/0") == b"1"

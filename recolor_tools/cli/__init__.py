@@ -67,7 +67,7 @@ codecs.register_error(_NAMES, _names_else_replaced)
 
 def _main(argv: list[str] | None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    name = next((a for a in args if not a.startswith("-")), "")
+    name = _tool_name(args)
     where = f"recolor {name}".rstrip()
     # A file name is bytes, not always UTF-8 (b"caf\xe9.jpg"); printed paths must be that name
     # for the next tool in a pipe, whatever the locale's strictness, in the encoding names
@@ -145,12 +145,22 @@ def run() -> None:
     teardown after a usage error's line ("terminate called without an active exception",
     exit 134 for 2)."""
     code = main()
-    if "torch.distributed" in sys.modules and _launched():
+    if _launched():
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):  # (a closed pipe: said already)
                 stream.flush()
-        os._exit(code)
+        if _tool_name(sys.argv[1:]) in RANKED:
+            from ..shard import last_word
+
+            last_word(code)  # rank 0's lines said before torchrun stops it for another's end
+        if "torch.distributed" in sys.modules:
+            os._exit(code)
     sys.exit(code)
+
+
+def _tool_name(args: list[str]) -> str:
+    """The tool an argument list runs: its first word that is no option ("" for none)."""
+    return next((a for a in args if not a.startswith("-")), "")
 
 
 def _launched() -> bool:
