@@ -135,10 +135,16 @@ def leave_out(paths: list[str], roots: Sequence[str | Path], folder: str | Path)
     """``paths`` less those in ``folder`` when an input directory of ``roots`` holds it: an
     output or hint folder kept inside the input folder holds no inputs (``recolor predict . -o
     out/ --hints hints/`` run twice)."""
-    d = Path(folder).resolve()
-    if not any(d != r and d.is_relative_to(r) for r in (Path(r).resolve() for r in roots)):
+    d = real_path(folder)
+    if not any(d != r and d.is_relative_to(r) for r in map(real_path, roots)):
         return paths
-    return [p for p in paths if p == "-" or not Path(p).resolve().is_relative_to(d)]
+    return [p for p in paths if p == "-" or not real_path(p).is_relative_to(d)]
+
+
+def real_path(path: str | Path) -> Path:
+    """``path`` with its links followed; a link loop stays as it is (``Path.resolve`` raised
+    RuntimeError: an internal error for a whole run, where the loop is one input's line)."""
+    return Path(os.path.realpath(path))
 
 
 def _listed(e: os.DirEntry, f: Path) -> bool:

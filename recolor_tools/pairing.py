@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from recolor_tools.errors import RecolorError
+from recolor_tools.inputs import real_path
 
 
 def pair_by_stem(
@@ -70,7 +71,7 @@ def pair_by_stem(
 
 def _outside(files: Sequence[str | Path], root: Path, nested: Path) -> Sequence[str | Path]:
     """``files`` found below ``root``, less those below ``nested`` if it is a folder inside it."""
-    root, nested = root.resolve(), nested.resolve()
+    root, nested = real_path(root), real_path(nested)
     if nested == root or not nested.is_relative_to(root):
         return files
-    return [f for f in files if not Path(f).resolve().is_relative_to(nested)]
+    return [f for f in files if not real_path(f).is_relative_to(nested)]

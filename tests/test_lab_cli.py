@@ -561,6 +561,56 @@ def test_a_broken_link_in_an_input_folder_is_reported_not_skipped(tmp_path):
     assert sorted(f.name for f in (tmp_path / "out2").iterdir()) == ["a.lab"]
 
 
+def test_a_link_loop_beside_an_output_folder_inside_the_input_folder_is_one_line(tmp_path):
+    """Leaving an output folder inside the input folder out of the inputs followed each input's
+    links with Path.resolve, which raised RuntimeError at a loop: "internal error" and nothing
+    done, where the loop is two inputs' lines."""
+    d = tmp_path / "in"
+    (d / "sub").mkdir(parents=True)
+    write_rgb(d / "a.png", smooth_image(16, 16, 1))
+    write_rgb(d / "sub" / "a.png", smooth_image(16, 16, 2))
+    (d / "l1.png").symlink_to("l2.png")
+    (d / "l2.png").symlink_to("l1.png")
+    loop = "too many levels of symbolic links"
+    for tool, extra in (
+        ("to-lab", ["-o", f"{d}/out/"]),
+        ("quantize", ["-o", f"{tmp_path}/q/", "--preview", f"{d}/out/", "-q"]),
+    ):
+        p = run([tool, d, *extra])  # fmt: skip
+        assert p.returncode == 1 and p.stderr.decode() == (
+            f"recolor {tool}: {d / 'l1.png'}: {loop}\nrecolor {tool}: {d / 'l2.png'}: {loop}\n"
+        )
+    assert sorted(f.relative_to(d).as_posix() for f in (d / "out").rglob("*.lab")) == [
+        "out/a.lab",
+        "out/sub/a.lab",
+    ]
+    p = run(["compare", d / "sub", d, "--csv"])  # the nested folder is no truth of its own
+    assert p.returncode == 1 and "internal error" not in p.stderr.decode()
+    assert [r.split(",")[0] for r in p.stdout.decode().splitlines()] == ["name", "a", "mean"]
+
+
+def test_to_lab_and_quantize_leave_their_output_folder_inside_the_input_folder_out(tmp_path):
+    """As predict does (README): a rerun, or the next tool writing beside, takes no outputs
+    for inputs. to-lab read predict's a.png in src/o/ and wrote src/o/o/a.lab; quantize read
+    to-lab's records there, both named a.png: "output ... already written"."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for i, n in enumerate("ab"):
+        write_rgb(src / f"{n}.png", smooth_image(16, 16, i))
+    (src / "o").mkdir()
+    write_rgb(src / "o" / "a.png", smooth_image(16, 16, 3))  # (as predict src -o src/o/ would)
+    for tool, made in (("to-lab", ".lab"), ("to-lab", ".lab"), ("quantize", ".target")):
+        p = run([tool, src, "-o", f"{src}/o/", "-q"])
+        assert (p.returncode, p.stderr) == (0, b"")
+        assert sorted(f.name for f in (src / "o").glob(f"*{made}")) == [f"a{made}", f"b{made}"]
+    assert not (src / "o" / "o").exists()
+    run(["from-lab", src / "o", "-o", f"{src}/o/"], check_rc=0)  # (a.png replaced, b.png made)
+    run(["from-lab", src / "o", "-o", f"{src}/o/"], check_rc=0)
+    assert sorted(f.name for f in (src / "o").iterdir()) == [
+        "a.lab", "a.png", "a.target", "b.lab", "b.png", "b.target"
+    ]  # fmt: skip
+
+
 def test_from_lab_to_one_file_keeps_it_when_the_encoding_fails(tmp_path):
     """-o FILE from a record stream is replaced only when the run ends: an image the format
     cannot hold (a JPEG side over 65,500 px) is one error, and the file stays as it was, not

@@ -61,6 +61,7 @@ def to_lab(
     args = tool.stdin_inputs(inputs)
     paths, roots = expand_inputs(args), input_roots(args)
     router = tool.outputs(output, paths, LAB_EXT, many_per_file=True, skip_existing=skip_existing)
+    paths = router.without_own(paths, roots)  # -o out/ inside an input folder: run again
     with tool.opened(router) as out:
         for path in tool.progress(paths, len(paths)):
             name = input_name(path, roots)  # a/b.jpg below an input folder: a/b.lab
@@ -109,6 +110,7 @@ def from_lab(
     router = tool.outputs(
         output, paths, ext, many_per_file=False, skip_existing=skip_existing, hold=True
     )
+    paths = router.without_own(paths, roots)
     with tool.opened(router) as out:
         for rec in tool.progress(iter_lab_sources(paths, tool.fail, roots)):
             with tool.guard(rec.where):  # an image: its path; a record: its file and name
@@ -258,7 +260,8 @@ def quantize(
             hold=True,
         )
     )
-    if shown is not None:  # previews in a folder of the inputs are no inputs on a rerun
+    paths = router.without_own(paths, roots)  # outputs in a folder of the inputs: no inputs
+    if shown is not None:  # on a rerun, nor are previews
         paths = shown.without_own(paths, roots)
     with tool.opened(router) as out, contextlib.ExitStack() as stack:
         if shown is not None:
