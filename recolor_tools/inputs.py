@@ -41,8 +41,8 @@ def input_roots(args: Sequence[str]) -> Roots:
         if _is_pattern(a):  # each match as if the shell had expanded it (a folder, a list)
             roots += input_roots(glob_matches(a))
             continue
-        named = _list_entries(Path(a)) if _is_list(Path(a)) else [a]
-        roots += [Path(e) for e in named if os.path.isdir(e)]
+        named = _list_entries(Path(a))
+        roots += [Path(e) for e in (named or [a]) if os.path.isdir(e)]
     return roots
 
 
@@ -99,17 +99,20 @@ def _folders_below(base: str) -> list[str]:
     return folders
 
 
-def _is_list(p: Path) -> bool:
-    return p.suffix.lower() in (".txt", ".list") and os.path.isfile(p)
-
-
-def _list_entries(p: Path) -> list[str]:
+def _list_entries(p: Path) -> list[str] | None:
     """The paths a ``.txt`` / ``.list`` file names, one per line (relative ones to its folder;
-    blank lines and ``#`` comments skipped)."""
+    blank lines and ``#`` comments skipped); None where ``p`` is no list: another extension, no
+    regular file, or bytes that are no text (a NUL byte, as grep and git tell binary files: a
+    JPEG named x.txt is the image its bytes are, not ten lines of "no such file")."""
+    if p.suffix.lower() not in (".txt", ".list") or not os.path.isfile(p):
+        return None
+    data = p.read_bytes()
+    if b"\0" in data:
+        return None
     entries = []
     # As bytes: `find ... > list.txt` writes names as they are, UTF-8 or not. Split at "\n"
     # only: splitlines also splits at \r, \f, \x1c-\x1e, U+2028..., which a name may hold.
-    for line in os.fsdecode(p.read_bytes()).split("\n"):
+    for line in os.fsdecode(data).split("\n"):
         line = line.strip()
         if line and not line.startswith("#"):
             entries.append(line if Path(line).is_absolute() else str(p.parent / line))
@@ -206,8 +209,8 @@ def expand_inputs(args: list[str], exts: tuple[str, ...] = IMAGE_EXTS) -> list[s
             out.extend(found or [arg])  # an empty directory is reported by whoever opens it
         elif _is_pattern(arg):  # each match as if the shell had expanded it: folders searched
             out.extend(expand_inputs(glob_matches(arg), exts) or [arg])
-        elif _is_list(p):
-            for entry in _list_entries(p):
+        elif (listed := _list_entries(p)) is not None:
+            for entry in listed:
                 # a folder listed is searched as one given on the command line
                 out.extend(expand_inputs([entry], exts) if os.path.isdir(entry) else [entry])
         else:

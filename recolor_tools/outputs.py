@@ -63,11 +63,12 @@ def safe_name(name: str) -> str:
     where it is a relative path that stays inside (``a/b/x.png``, ``./x.png`` as ``x.png``), else
     its base name.
 
-    ``../../x.png``, ``a/../x.png``, ``/etc/x.png`` and ``a\\b\\x.png`` all give ``x.png``;
-    names that have no base name left (``..``, ``/``, empty) give ``unnamed``.
+    ``../../x.png``, ``a/../x.png`` and ``/etc/x.png`` all give ``x.png``; names that have no
+    base name left (``..``, ``/``, empty) give ``unnamed``. A backslash is a character of a
+    Linux name like any other (``x\\y.png`` is one file, not ``y.png`` in ``x``).
     """
-    parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
-    if "\\" not in name and not name.startswith("/") and ".." not in parts and parts:
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if not name.startswith("/") and ".." not in parts and parts:
         return "/".join(parts)
     base = parts[-1] if parts else ""
     return "unnamed" if base in ("", "..") else base

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -304,6 +305,26 @@ def test_a_list_file_splits_at_newlines_only(tmp_path):
             check_rc=0)  # fmt: skip
     assert p.stderr == b""
     assert sorted(os.listdir(out)) == sorted([n[:-4] + ".lab" for n in names] + ["k.lab"])
+
+
+def test_a_txt_file_holding_a_nul_byte_is_no_list_but_the_file_it_is(tmp_path):
+    """A JPEG named photo.txt was split into "paths" at its newline bytes: a dozen lines of
+    garbage ("embedded null byte", "no such file"), none naming photo.txt. Binary, it is the
+    image its bytes are; junk is one line naming it."""
+    write_rgb(tmp_path / "a.jpg", smooth_image(16, 16, 1))
+    (tmp_path / "a.jpg").rename(tmp_path / "photo.txt")
+    (tmp_path / "junk.list").write_bytes(b"\x00\x01\nb.png\n\xff\x00\n")
+    (tmp_path / "list.txt").write_bytes(b"photo.txt\n")  # (a list naming it)
+    out = tmp_path / "out"
+    for arg in ("photo.txt", "list.txt"):
+        p = run(["to-lab", tmp_path / arg, "-o", f"{out}/"], check_rc=0)
+        assert p.stderr == b"" and os.listdir(out) == ["photo.lab"]
+        shutil.rmtree(out)
+    p = run(["to-lab", tmp_path / "junk.list", "-o", f"{out}/"])
+    assert p.returncode == 1
+    assert p.stderr.decode().splitlines() == [
+        f"recolor to-lab: {tmp_path / 'junk.list'}: not an image recolor reads (unknown format)"
+    ]
 
 
 def test_skip_existing_still_refuses_a_second_input_of_one_output(tmp_path):

@@ -253,6 +253,8 @@ def test_a_record_stream_named_as_an_image_is_a_usage_error(tmp_path):
             f"file or a folder) (see recolor {tool} -h)\n"
         )
         assert not (tmp_path / "x.PNG").exists()
+        p = run([tool, src, "-o", src])  # an input of that name too: still usage (quantize: 1)
+        assert p.returncode == 2 and "writes records, not a png image" in p.stderr.decode()
     (tmp_path / "d.png").mkdir()
     run(["to-lab", src, "-o", "d.png"], cwd=tmp_path, check_rc=0)
     assert os.listdir(tmp_path / "d.png") == ["a.lab"]

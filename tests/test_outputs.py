@@ -267,11 +267,27 @@ def test_record_names_never_escape_the_output_dir(tmp_path):
         write_record(buf, lab_record(name, lab, (4, 4)))
     out = tmp_path / "deep" / "out"
     p = run(["from-lab", "-", "-o", f"{out}/"], input=buf.getvalue(), check_rc=0)
-    names = ["abs.png", "evil.png", "unnamed.png", "up.png", "win.png"]
+    names = ["abs.png", "evil.png", "sub\\win.png", "unnamed.png", "up.png"]  # (\\: a name's own)
     assert sorted(f.name for f in out.iterdir()) == names
     assert sorted(f.name for f in tmp_path.rglob("*") if f.is_file()) == sorted(
         f.name for f in out.iterdir()
     ), p.stderr
+
+
+def test_a_backslash_in_a_file_name_is_kept_in_its_outputs_name(tmp_path):
+    """x\\y.png is one Linux file: its outputs were named y.png (the backslash taken for a
+    folder separator), which clashed with the real y.png beside it and paired wrongly."""
+    src = tmp_path / "in"
+    src.mkdir()
+    write_rgb(src / "x\\y.png", smooth_image(16, 16, 1))
+    write_rgb(src / "y.png", smooth_image(16, 16, 2))
+    run(["to-lab", src, "-o", f"{tmp_path}/labs/"], check_rc=0)
+    assert sorted(f.name for f in (tmp_path / "labs").iterdir()) == ["x\\y.lab", "y.lab"]
+    run(["from-lab", tmp_path / "labs", "-o", f"{tmp_path}/back/"], check_rc=0)
+    p = run(["compare", tmp_path / "back", src, "--csv"], check_rc=0)
+    rows = [r.split(",") for r in p.stdout.decode().splitlines()[1:-1]]
+    assert [r[0] for r in rows] == ["x\\y", "y"]
+    assert all(float(r[1]) > 40 for r in rows), rows  # each paired with itself (PSNR)
 
 
 def test_outputs_mirror_an_input_folders_tree(tmp_path):

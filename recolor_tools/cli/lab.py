@@ -245,8 +245,9 @@ def quantize(
         tool.usage(f"-k {k}{default} is more than the {len(cls)} classes; give a smaller -k")
     if not hard and k > MAX_CHANNELS:  # every input would fail alike
         tool.usage(f"-k {k}: a target record holds at most {MAX_CHANNELS} classes a pixel")
-    single_outputs(tool, {"-o": output, "--preview": preview}, [*paths, *given(classes)])
     router = tool.outputs(output, paths, ".target", many_per_file=True, keep=given(classes))
+    # (after: -o a.png is a usage error, an input or not)
+    single_outputs(tool, {"-o": output, "--preview": preview}, [*paths, *given(classes)])
     shown = (
         None
         if preview is None
