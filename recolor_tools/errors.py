@@ -241,9 +241,11 @@ def said(noted: tuple[T | None, BaseException | None, list]) -> T:
 
 def printable(name: str) -> str:
     """``name`` with control characters escaped (``new\\nline.png``), so that an error line
-    stays one line whatever the file is called; an empty name is shown as ``''``."""
+    stays one line whatever the file is called, and backslashes doubled (``x\\\\y.png``), so
+    that no two names read alike (a newline and a name holding backslash and n); an empty
+    name is shown as ``''``."""
     if not name:
         return "''"
-    if name.isprintable():
+    if name.isprintable() and "\\" not in name:
         return name
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)
+    return "".join(c if c.isprintable() and c != "\\" else repr(c)[1:-1] for c in name)

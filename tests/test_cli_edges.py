@@ -243,6 +243,12 @@ def test_quantize_escapes_a_name_in_its_note(pics):
     p = run(["quantize", name], cwd=pics, check_rc=0)
     (line,) = p.stderr.decode().splitlines()  # one line, the name escaped as errors are
     assert line.startswith("recolor quantize: a\\nb.png: ") and line.endswith(" classes")
+    # a name holding a backslash and an n is not that one: backslashes are doubled
+    (pics / "a\\nb.png").write_bytes(b"not an image")
+    p = run(["to-lab", "a\\nb.png", name], cwd=pics)
+    assert p.returncode == 1 and p.stderr.decode() == (
+        "recolor to-lab: a\\\\nb.png: not an image recolor reads (text)\n"
+    )
 
 
 def test_predict_o_with_a_format_it_does_not_write_is_a_usage_error(tmp_path):
