@@ -78,12 +78,12 @@ def parse_colors(texts: Sequence[str]) -> np.ndarray:
 def _hex_rgb(text: str) -> list[int]:
     m = _HEX.fullmatch(text.strip()) if isinstance(text, str) else None  # JSON: any type
     if not m:
-        raise ValueError(f"colour {_shown(text)} is not #rrggbb or #rgb")
+        raise ValueError(f"colour {shown(text)} is not #rrggbb or #rgb")
     h = m.group(1) if len(m.group(1)) == 6 else "".join(c * 2 for c in m.group(1))
     return [int(h[i : i + 2], 16) for i in (0, 2, 4)]
 
 
-def _shown(value: object) -> str:
+def shown(value: object) -> str:
     """A value as a hint file spells it: JSON's ``true`` and ``null``, not Python's; text
     quoted; numbers (numpy's too: ``5``, not ``np.int64(5)``) as they read."""
     if value is None or isinstance(value, bool):
@@ -101,19 +101,19 @@ _NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 scripts' digits and ``inf``)."""
 
 
-def _number(text: str) -> float:
+def parse_number(text: str) -> float:
     """``text`` in :data:`_NUMBER`'s notation as a float, else NaN."""
     return float(text) if _NUMBER.fullmatch(text) else np.nan
 
 
 def _coord(value: object) -> tuple[float, bool]:
     """``"120"`` or 120 -> (120, False) pixels; ``"50%"`` -> (50, True) percent."""
-    t = (value if isinstance(value, str) else _shown(value)).strip()
+    t = (value if isinstance(value, str) else shown(value)).strip()
     pct = t.endswith("%")
-    v = _number(t[:-1].rstrip() if pct else t)
+    v = parse_number(t[:-1].rstrip() if pct else t)
     if not np.isfinite(v):
         why = "is out of range" if np.isinf(v) else "is not a number"
-        raise ValueError(f"coordinate {_shown(value)} {why}")
+        raise ValueError(f"coordinate {shown(value)} {why}")
     return v, pct
 
 
@@ -138,7 +138,7 @@ def parse_points(xy: npt.ArrayLike | Sequence) -> tuple[np.ndarray, np.ndarray]:
         if values.dtype.kind == "f" and not np.isfinite(values).all():  # NaN: int64's minimum
             raise ValueError(f"coordinate {values[~np.isfinite(values)][0]} is not a number")
         return values, np.zeros(values.shape, bool)
-    parsed = [_coord(c) for pair in _tuples(xy, "points", "x, y") for c in pair]
+    parsed = [_coord(c) for pair in sized_tuples(xy, "points", "x, y") for c in pair]
     values = np.array([v for v, _ in parsed], np.float64).reshape(-1, 2)
     percent = np.array([pc for _, pc in parsed], bool).reshape(-1, 2)
     whole = np.all(values == np.floor(values)) and np.all(np.abs(values) < 2**53)
@@ -481,18 +481,18 @@ def point(x: float | str, y: float | str, color: str, size: int = 1) -> Hints:
 def points(specs: Sequence[tuple[float | str, float | str, str, int]]) -> Hints:
     """Point hints ``(x, y, colour, size)`` (:func:`point`), built at once: a hint file of
     200,000 points took 38 s point by point (each joined to the others), 6 s so."""
-    specs = _tuples(specs, "points", "x, y, colour, size")
+    specs = sized_tuples(specs, "points", "x, y, colour, size")
     sizes = []
     for x, y, _, given in specs:
         _coord(x), _coord(y)  # noqa: B018 - now; resolved per image later
         # a size written as text ("3", "3.0"), as coordinates and weights may be (in JSON's
         # notation; one of thousands of digits is left as text, refused below)
-        size = _number(given.strip()) if isinstance(given, str) and len(given) <= 40 else given
+        size = parse_number(given.strip()) if isinstance(given, str) and len(given) <= 40 else given
         number = isinstance(size, int | float | np.integer) and not isinstance(size, bool)
         # the range first: float() of a 400-digit JSON integer overflows
         if not (number and 1 <= size <= _MAX_SQUARE and float(size).is_integer()):
             raise ValueError(f"hint size must be a whole number of pixels, 1 to {_MAX_SQUARE}: "
-                             f"{_shown(given)}")  # fmt: skip
+                             f"{shown(given)}")  # fmt: skip
         sizes.append(int(size))
     if not specs:
         return Hints()
@@ -511,7 +511,7 @@ def parse_hint(spec: str) -> Hints:
     return point(x, y, color)
 
 
-def _tuples(items: Iterable, what: str, fields: str) -> list:
+def sized_tuples(items: Iterable, what: str, fields: str) -> list:
     """``items`` as a list, each a sequence of as many values as ``fields`` names (not a text),
     else a ValueError naming ``what`` (they were unpacked: "not enough values to unpack"). A
     list: an iterator checked here would reach its user empty."""
@@ -519,5 +519,5 @@ def _tuples(items: Iterable, what: str, fields: str) -> list:
     for item in items:
         sized = isinstance(item, Sequence | np.ndarray) and not isinstance(item, str | bytes)
         if not (sized and len(item) == n):
-            raise ValueError(f"{what} must be ({fields}) tuples, got {_shown(item)}")
+            raise ValueError(f"{what} must be ({fields}) tuples, got {shown(item)}")
     return items

@@ -16,7 +16,7 @@ import numpy as np
 
 from .color import rgb_to_lab
 from .errors import RecolorError
-from .hints import Hints, _number, _shown, _tuples, parse_colors
+from .hints import Hints, parse_colors, parse_number, shown, sized_tuples
 from .imageio import read_rgb, resize_to
 
 PALETTE_IMAGE_SIDE = 64
@@ -45,16 +45,16 @@ def palette(colours: Sequence[tuple[str, float | str]]) -> Hints:
     several sources (``--palette`` and a hint file's ``"palette"``) count alike when added: an
     image's 4,000 pixels would otherwise outweigh a listed colour 4,000 to 1.
     """
-    colours, w = _tuples(colours, "palette", "colour, weight"), []
+    colours, w = sized_tuples(colours, "palette", "colour, weight"), []
     for _, weight in colours:
         try:
-            wt = _number(weight.strip()) if isinstance(weight, str) else float(weight)
+            wt = parse_number(weight.strip()) if isinstance(weight, str) else float(weight)
         except (TypeError, ValueError, OverflowError):  # a 400-digit JSON integer overflows
             wt = np.nan
         wt = np.nan if isinstance(weight, bool) else wt
         if not _W_MIN <= wt <= _W_MAX:  # held as float32: 1e-300 would be 0, 1e39 infinite
             raise ValueError(
-                f"palette weight {_shown(weight)} is not a number from {_W_MIN:g} to {_W_MAX:g}"
+                f"palette weight {shown(weight)} is not a number from {_W_MIN:g} to {_W_MAX:g}"
             )
         w.append(wt)
     ab = parse_colors([color for color, _ in colours])

@@ -242,9 +242,7 @@ class PriorAccumulator:
         # no centre twice: the statistics are saved, and a set that splits one colour's prior
         # between copies is no class set load_classes or RebalanceStats.load reads back
         self.classes = quant.check_class_file(classes)
-        if not (is_real(grid) and grid > 0):  # saved with the stats, read back; True was 1.0
-            raise ValueError(f"grid must be a positive number, got {grid!r}")
-        self.grid = float(grid)
+        self.grid = float(quant.check_grid(grid))  # saved with the stats, read back
         self.counts = np.zeros(len(self.classes), np.int64)
         self.n_images = 0
 

@@ -437,7 +437,7 @@ def _predict_all(tool: Tool, predictor, router, paths, roots, batching, hints, e
     # the encoder rounds to the depth; None: each source's own (output_depth's default), but
     # 16 bits where --keep-profile converts afterwards (8-bit samples would be rounded twice)
     depth = options["depth"] or (16 if options["keep_profile"] else None)
-    dtype = {None: None, 8: np.uint8}.get(depth, np.uint16)
+    dtype = None if depth is None else np.uint8 if depth == 8 else np.uint16
     batch_size, io_workers = batching
     # Encoded on io_workers threads and written, in order, by one writer thread; stdout (one
     # image) is written in turn. About one batch's outputs wait there, to bound memory.

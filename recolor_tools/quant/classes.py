@@ -94,7 +94,9 @@ def _centres(cells: np.ndarray, grid: float, min_count: int = 1) -> np.ndarray:
     return np.ascontiguousarray(uniq * grid, dtype=np.float32).reshape(-1, 2)
 
 
-def _check_grid(grid: float) -> float:
+def check_grid(grid: float) -> float:
+    """``grid``, the side of a class cell in a/b units, where it is a positive finite number
+    (a bool is none: True was saved as 1.0), else a ValueError."""
     if not is_real(grid) or grid <= 0:
         raise ValueError(f"grid must be a positive number, got {grid!r}")
     return grid
@@ -151,7 +153,7 @@ def gamut_classes(grid: float = 8) -> np.ndarray:
     ``COLOR_RGB2Lab`` (D65), each binned to its nearest centre (a half-way value goes to the
     lower centre). The result is memoised.
     """
-    return _gamut_classes(float(_check_grid(grid)))
+    return _gamut_classes(float(check_grid(grid)))
 
 
 def data_classes(ab: np.ndarray, grid: float = 8, min_count: int = 1) -> np.ndarray:
@@ -172,7 +174,7 @@ def data_classes(ab: np.ndarray, grid: float = 8, min_count: int = 1) -> np.ndar
     classes : (Q, 2) float32
         Centres (multiples of ``grid``) of the occupied cells, sorted by a, then b; Q may be 0.
     """
-    grid = _check_grid(grid)
+    grid = check_grid(grid)
     check_count("min_count", min_count)
     return _centres(_bin(check_ab(ab).reshape(-1, 2), grid), grid, min_count)
 
@@ -193,7 +195,7 @@ def save_classes(path: str | Path, classes: np.ndarray, grid: float) -> None:
             format=np.array(CLASSES_FORMAT),
             version=np.array(CLASSES_VERSION),
             classes=classes,
-            grid=np.array(float(_check_grid(grid))),
+            grid=np.array(float(check_grid(grid))),
         )
 
 
@@ -276,6 +278,6 @@ def load_classes(path: str | Path, raw: bytes | None = None) -> tuple[np.ndarray
     """
     data = read_npz(path, CLASSES_FORMAT, CLASSES_VERSION, ("classes", "grid"), raw)
     try:
-        return check_class_file(data["classes"]), _check_grid(float(data["grid"]))
+        return check_class_file(data["classes"]), check_grid(float(data["grid"]))
     except (ValueError, TypeError) as e:
         raise RecolorError(f"invalid class set: {e}", path) from None

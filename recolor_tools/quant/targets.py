@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .. import defaults
-from .classes import _check_grid, check_classes
+from .classes import check_classes, check_grid
 from .encode import hard_encode, soft_encode
 
 if TYPE_CHECKING:  # records imports quant
@@ -47,7 +47,7 @@ def encode_record(rec: Record, classes: np.ndarray, grid: float, k: int = defaul
     """
     from ..records import Record
 
-    grid = float(_check_grid(grid))  # stored in the record: NaN failed only when written
+    grid = float(check_grid(grid))  # stored in the record: NaN failed only when written
     ab = rec.lab()[:, :, 1:]
     if hard:
         idx = hard_encode(ab, classes)[:, :, None]
