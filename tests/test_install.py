@@ -73,6 +73,29 @@ def test_an_installed_copy_holds_every_module_and_runs_alone(tmp_path):
     assert read_rgb_u8(tmp_path / "out" / "a.png").shape == (40, 56, 3)
 
 
+def test_the_sdist_holds_the_documents_the_readme_links_to(tmp_path):
+    """FORMAT.md and RELIABILITY.md, which the README points to, were not in the sdist."""
+    import re
+    import tarfile
+
+    tree = tmp_path / "tree"  # (setuptools writes egg-info beside the sources)
+    junk = shutil.ignore_patterns("__pycache__", "*.egg-info", "*.pt")
+    for folder in ("recolor_tools", "weights"):
+        shutil.copytree(ROOT / folder, tree / folder, ignore=junk)
+    for f in ROOT.glob("*"):
+        if f.is_file():
+            shutil.copy(f, tree / f.name)
+    code = "import sys; from setuptools import build_meta; build_meta.build_sdist(sys.argv[1])"
+    p = subprocess.run([sys.executable, "-c", code, tmp_path], cwd=tree, capture_output=True,
+                       timeout=300)  # fmt: skip
+    assert p.returncode == 0, p.stderr.decode()
+    (sdist,) = tmp_path.glob("*.tar.gz")
+    with tarfile.open(sdist) as t:
+        held = {n.split("/", 1)[1] for n in t.getnames() if "/" in n}
+    linked = set(re.findall(r"\]\(([A-Z]+\.md)\)", (ROOT / "README.md").read_text()))
+    assert {"FORMAT.md", "RELIABILITY.md"} <= linked <= held, linked - held
+
+
 def test_help_names_what_the_arguments_take():
     # Click 8.5 with the pinned typer printed the arguments' names without their help: the
     # only place where --help says that '-' reads stdin.
