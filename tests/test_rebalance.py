@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import smooth_image, write_rgb
 
-from recolor_tools import quant, rebalance
+from recolor_tools import quant, rebalance, statsreport
 from recolor_tools.color import rgb_to_lab
 from recolor_tools.errors import RecolorError
 
@@ -214,10 +214,10 @@ def test_summary_and_plot(tmp_path):
     acc.add(np.zeros((10, 10, 2), np.float32))
     acc.add(np.full((2, 5, 2), 40.0, np.float32))
     stats = acc.finish()
-    text = rebalance.summary(stats)
+    text = statsreport.summary(stats)
     assert "classes: 395" in text and "used by the data: 2" in text and "pixels: 110" in text
     out = tmp_path / "plot.png"
-    rebalance.plot_stats(stats, out)
+    statsreport.plot_stats(stats, out)
     img = cv2.imread(str(out))
     assert img is not None and img.shape[1] > img.shape[0] > 200
     # Two panels side by side, each with a colour map: many distinct colours.
@@ -234,7 +234,7 @@ def test_a_plot_of_a_fine_class_set_stays_small():
     def plot(c: np.ndarray, grid: float) -> np.ndarray:
         acc = rebalance.PriorAccumulator(c, grid)
         acc.add(np.full((4, 4, 2), 30.0, np.float32))
-        return rebalance._plot_image(acc.finish())
+        return statsreport._plot_image(acc.finish())
 
     img, coarse = plot(classes, 0.02), plot(C8, 8)
     assert img.shape[0] <= 1200 and img.shape[1] <= 2 * 1200
@@ -245,9 +245,9 @@ def test_a_plot_of_a_fine_class_set_stays_small():
 def test_plot_cells_are_centred_on_the_classes(grid):
     """The cells were spaced 256 / (n - 1): a grid that does not divide 256 was drawn off its
     axis labels (--grid 50's class a = 100 between 55 and 91)."""
-    g, lo, n = rebalance.plot_cells(grid)
+    g, lo, n = statsreport.plot_cells(grid)
     hi = lo + (n - 1) * g
-    assert lo - g / 2 <= -128 and hi + g / 2 >= 128 and n <= rebalance._PLOT_CELLS
+    assert lo - g / 2 <= -128 and hi + g / 2 >= 128 and n <= statsreport._PLOT_CELLS
     if g == grid:  # each class k * grid is a cell's centre
         for c in (k * grid for k in range(-int(128 // grid), int(128 // grid) + 1)):
             i = round((c - lo) / g)
@@ -260,7 +260,7 @@ def test_a_single_class_is_drawn_in_the_top_colour():
     acc.add(np.full((4, 4, 2), 40.0, np.float32))
     stats = acc.finish()
     stats.prior[:] = np.where(stats.counts > 0, 1.0, 0.0)  # (no smoothing: one value)
-    img = rebalance._plot_image(stats, cell=4)
+    img = statsreport._plot_image(stats, cell=4)
     top = cv2.applyColorMap(np.array([[255]], np.uint8), cv2.COLORMAP_VIRIDIS)[0, 0]
     assert (img.reshape(-1, 3) == top).all(axis=1).any()
 

@@ -325,8 +325,9 @@ def rebalance_stats(
     from ..imagehead import IMAGE_EXTS
     from ..inputs import expand_inputs
     from ..labsources import iter_lab_sources
-    from ..rebalance import PriorAccumulator, plot_stats, summary
+    from ..rebalance import PriorAccumulator
     from ..records import LAB_EXT
+    from ..statsreport import plot_stats, summary
 
     tool = Tool("rebalance-stats", quiet, debug)
     tool.finite(sigma=sigma, **{"lambda": lam})
