@@ -90,7 +90,8 @@ class ImageHead:
     with a tRNS chunk, the one gray value that is transparent, scaled to 8 bits below that depth
     (as the decoder scales the samples), None otherwise; for a TIFF, its
     PhotometricInterpretation (0 WhiteIsZero, 1 BlackIsZero, 2 RGB, 5 CMYK, ...; None without
-    the tag), its first BitsPerSample, Compression and SampleFormat (3: float); for a JPEG, its
+    the tag), its SamplesPerPixel, first BitsPerSample, Compression and SampleFormat (3:
+    float); for a JPEG, its
     sample precision (``bits``: 8, or 12 in an extended JPEG)."""
 
     format: str
@@ -103,6 +104,7 @@ class ImageHead:
     bits: int = 8
     compression: int = 1
     sample_format: int = 1
+    samples: int = 1
 
     @property
     def white_is_zero(self) -> bool:
@@ -382,7 +384,7 @@ def _tiff(data: bytes) -> ImageHead:
     pages = 2 if next_ifd else 1
     return ImageHead("TIFF", size[256], size[257], pages, extra_samples=extra,
                      photometric=photometric, bits=bits, compression=compression,
-                     sample_format=sample_format)  # fmt: skip
+                     sample_format=sample_format, samples=samples)  # fmt: skip
 
 
 def _webp(data: bytes) -> ImageHead:

@@ -97,6 +97,9 @@ def _unread(head: ImageHead) -> str:
         what = _OTHER_TIFF_CODECS.get(head.compression, "")
         return (f"TIFF compression {head.compression}{f' ({what})' * bool(what)}, which "
                 "recolor's TIFF reader lacks")  # fmt: skip
+    if head.format == "TIFF" and head.samples > 4:  # (RGB with extras: OpenCV reads it)
+        return (f"TIFF of {head.samples} samples a pixel, a layout recolor's TIFF readers "
+                "lack")  # fmt: skip
     if head.format == "JPEG" and head.bits != 8:
         return f"{head.bits}-bit JPEG (recolor reads 8-bit JPEG)"
     return f"not a readable image (corrupt {head.format} data)"

@@ -622,6 +622,42 @@ def test_class_file_garbage_and_pickles_are_rejected(tmp_path):
         quant.load_classes(tmp_path / "missing.npz")
 
 
+def test_class_file_members_are_checked_before_they_are_read(tmp_path):
+    """A member whose npy header numpy's tokenizer chokes on was "internal error: TokenError"
+    naming no file; every member was loaded, wanted or not, whatever size it declared (a zip
+    of 400 KB expanded to 400 MB)."""
+    import io
+    import struct
+    import zipfile
+
+    def npz(path, **members):
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+            for k, v in members.items():
+                if isinstance(v, bytes):
+                    z.writestr(f"{k}.npy", v)
+                else:
+                    b = io.BytesIO()
+                    np.save(b, v)
+                    z.writestr(f"{k}.npy", b.getvalue())
+        return path
+
+    good = {"format": np.array("recolor-classes"), "version": np.array(1), "grid": np.array(8.0)}
+    bad_header = b"\x93NUMPY\x01\x00" + struct.pack("<H", 10) + b"{'descr': "
+    huge = np.lib.format.header_data_from_array_1_0(np.zeros((1, 2)))
+    huge["shape"] = (10**9, 2)  # 16 GB declared, 8 bytes given
+    b = io.BytesIO()
+    np.lib.format.write_array_header_1_0(b, huge)
+    for classes in (bad_header, b.getvalue() + bytes(8)):
+        path = npz(tmp_path / "c.npz", **good, classes=classes)
+        with pytest.raises(RecolorError, match="not a class-set file") as e:
+            quant.load_classes(path)
+        assert e.value.path == str(path)
+    # a member the file has no use for is not read at all (here it could not be)
+    path = npz(tmp_path / "c.npz", **good, classes=C8, extra=bad_header)
+    cs, grid = quant.load_classes(path)
+    np.testing.assert_array_equal(cs, C8)
+
+
 @pytest.mark.parametrize(
     ("fill", "logits", "match"),
     [

@@ -153,6 +153,25 @@ def test_valid_files_recolor_cannot_decode_are_named_not_called_corrupt(tmp_path
     )
 
 
+def test_a_tiff_of_more_samples_than_the_readers_take_is_one_line_naming_it(tmp_path: Path):
+    """Pillow logged "More samples per pixel than can be decoded: 7" before it gave up, which
+    Python's last-resort handler printed above the tool's line; and the layout was called
+    corrupt."""
+    gray5 = np.repeat(smooth_image(8, 12, 5)[:, :, :1], 5, axis=2)
+    (tmp_path / "g5.tif").write_bytes(raw_tiff(gray5, photometric=1))
+    rgb7 = bytearray(raw_tiff(smooth_image(8, 12, 6)))
+    at = rgb7.index(struct.pack("<HHIH", 277, 3, 1, 3))  # SamplesPerPixel 3 -> 7
+    rgb7[at + 8 : at + 10] = struct.pack("<H", 7)
+    (tmp_path / "s7.tif").write_bytes(bytes(rgb7))
+    for tool in ("to-lab", "predict"):
+        p = run([tool, "g5.tif", "s7.tif", "-o", "out/"], cwd=tmp_path)
+        assert p.returncode == 1 and p.stderr.decode() == "".join(
+            f"recolor {tool}: {name}: TIFF of {n} samples a pixel, a layout recolor's TIFF "
+            "readers lack\n"
+            for name, n in (("g5.tif", 5), ("s7.tif", 7))
+        )
+
+
 def test_tiffs_that_opencv_misreads_are_read_by_pillow_or_refused(tmp_path: Path):
     """A planar 16-bit TIFF came back as garbage, another each run (OpenCV reads stale memory),
     exit 0; it is refused now. An uncompressed tiled 8-bit one, which scanners write, was

@@ -10,6 +10,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import inspect
+import logging
 import os
 import re
 import sys
@@ -81,6 +82,9 @@ def _main(argv: list[str] | None) -> int:
         # numpy's "overflow encountered in cast" and the like, two lines each before the one
         # line that says what was wrong with the input (--debug shows them)
         warnings.filterwarnings("ignore", category=RuntimeWarning)
+        # Pillow logs some errors before raising them ("More samples per pixel than can be
+        # decoded: 7"), which Python's last-resort handler printed above the tool's line
+        logging.getLogger("PIL").addHandler(logging.NullHandler())
     try:
         os.getcwd()
     except FileNotFoundError:  # torch's libraries then fail to load, and exit 2 unsaid
