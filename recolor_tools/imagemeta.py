@@ -214,7 +214,10 @@ def _png_meta(data: bytes) -> tuple[bytes | None, bytes | None, bytes | None]:
         body = bytes(chunk)
         if kind == b"iCCP":  # name, NUL, compression method 0, zlib stream
             try:
-                icc = zlib.decompress(body[body.index(b"\0") + 2 :])
+                icc = _inflate(body[body.index(b"\0") + 2 :])
+            except OverflowError:
+                raise RecolorError(f"embedded ICC profile inflates past {_INFLATED_MAX >> 20} MiB "
+                                   "(no real profile is that large)") from None  # fmt: skip
             except (ValueError, zlib.error):  # a profile that cannot be used: the file's error
                 raise RecolorError("unreadable embedded ICC profile (corrupt iCCP chunk)") from None
         elif kind == b"eXIf":
@@ -225,10 +228,27 @@ def _png_meta(data: bytes) -> tuple[bytes | None, bytes | None, bytes | None]:
             try:
                 compressed = body[head] == 1
                 text = body[body.index(b"\0", body.index(b"\0", head + 2) + 1) + 1 :]
-                xmp = zlib.decompress(text) if compressed else text
-            except (IndexError, ValueError, zlib.error):
+                xmp = _inflate(text) if compressed else text
+            except (IndexError, ValueError, OverflowError, zlib.error):
                 continue  # a broken XMP chunk is dropped, not the EXIF and profile with it
     return icc, exif, xmp
+
+
+_INFLATED_MAX = 16 << 20
+"""The most a compressed profile or XMP packet may inflate to: a 1 MB iCCP chunk of zeros took
+2 GB (the largest real profiles, device links, are a few MB)."""
+
+
+def _inflate(data: bytes) -> bytes:
+    """A whole zlib stream's bytes: OverflowError where they would pass :data:`_INFLATED_MAX`,
+    ValueError where the stream is cut short, zlib.error where it is none."""
+    z = zlib.decompressobj()
+    out = z.decompress(data, _INFLATED_MAX)
+    if z.unconsumed_tail:
+        raise OverflowError
+    if not z.eof:
+        raise ValueError("cut short")
+    return out
 
 
 def _may_carry(data: bytes) -> bool:

@@ -218,6 +218,31 @@ def test_one_broken_chunk_drops_itself_not_the_orientation_and_a_corrupt_profile
     assert rec.size == (30, 20)  # the good one, turned upright
 
 
+def test_compressed_metadata_that_inflates_past_16_mib_is_not_inflated(tmp_path):
+    """A PNG's iCCP or XMP chunk of zeros inflated whole: 1 MB of file took 2 GB. A profile
+    past 16 MiB is refused (one line), an XMP packet dropped, memory bounded."""
+    import os
+    import subprocess
+    import sys
+
+    zeros = zlib.compressobj(9)
+    bomb = b"".join(zeros.compress(bytes(1 << 20)) for _ in range(200)) + zeros.flush()  # 200 MiB
+    stored = smooth_image(8, 8, seed=3)
+    (tmp_path / "icc.png").write_bytes(png_with_chunks(stored, (b"iCCP", b"x\0\0" + bomb)))
+    xmp = (b"iTXt", b"XML:com.adobe.xmp\0\1\0\0\0" + bomb)
+    (tmp_path / "xmp.png").write_bytes(png_with_chunks(stored, xmp))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1"}
+    refused = "recolor to-lab: icc.png: embedded ICC profile inflates past 16 MiB (no real " \
+              "profile is that large)\n"  # fmt: skip
+    for name, rc, said in (("icc.png", 1, refused), ("xmp.png", 0, "")):
+        tool = [sys.executable, "-m", "recolor_tools", "to-lab", name, "-o", "x.lab"]
+        child = subprocess.Popen(tool, cwd=tmp_path, env=env, stderr=subprocess.PIPE)
+        err = child.stderr.read().decode()
+        _, status, usage = os.wait4(child.pid, 0)
+        assert (os.waitstatus_to_exitcode(status), err) == (rc, said)
+        assert usage.ru_maxrss < 200 * 1024, usage.ru_maxrss  # KiB: less than the bomb
+
+
 @pytest.mark.filterwarnings("ignore:Corrupt EXIF")  # Pillow's, reading the test's own file
 @pytest.mark.parametrize("fmt", ["JPEG", "WEBP"])
 def test_a_broken_exif_block_drops_itself_not_the_profile(tmp_path: Path, fmt: str):
