@@ -330,12 +330,22 @@ def _png(data: bytes) -> ImageHead:
 _SOF = {m for m in range(0xC0, 0xD0) if m not in (0xC4, 0xC8, 0xCC)}
 
 
+_JPEG_MAX_RATIO = 512
+"""Most pixels a byte of Huffman-coded JPEG can hold: each 8 x 8 block of each component codes
+its DC difference in a Huffman code of one bit or more (T.81 F.1.2.1, G.1.2.1), 64 pixels a
+bit at best (gray). More is a header that lies: a 1 KB file claiming 13000 x 13000 was decoded
+grey-filled, 4 GB of memory. Arithmetic coding (SOF9 and up) has no such floor."""
+
+
 def _jpeg(data: bytes) -> ImageHead:
     for marker, payload in jpeg_segments(data):
         if marker in _SOF:
             h, w = struct.unpack(">HH", payload[1:5])
             if h == 0:
                 raise RecolorError("JPEG height given after the scan (DNL) is not supported")
+            if marker < 0xC8 and w * h > _JPEG_MAX_RATIO * len(data):
+                raise RecolorError(f"decompression bomb: the header claims {w}x{h} pixels, more "
+                                   f"than {len(data):,} bytes of JPEG can hold")  # fmt: skip
             return ImageHead("JPEG", w, h, bits=payload[0])
     raise ValueError("no frame header")
 

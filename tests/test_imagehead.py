@@ -132,6 +132,28 @@ def test_a_png_whose_header_lies_is_a_bomb_whatever_the_limit(monkeypatch):
     assert read_head(png_bytes(2000, 2000)).height == 2000  # flat, but honest
 
 
+def test_a_jpeg_whose_header_lies_is_a_bomb_and_a_flat_one_is_honest(tmp_path):
+    """A 1 KB JPEG whose frame header claims 13000 x 13000 was decoded grey-filled without a
+    word: 4 GB of memory and a 2 GB record (from-lab and compare ran past a minute)."""
+    import struct
+
+    import cv2
+    import numpy as np
+
+    ok, enc = cv2.imencode(".jpg", np.full((16, 16, 3), (0, 0, 255), np.uint8))
+    lie = bytearray(enc.tobytes())
+    at = lie.index(b"\xff\xc0")
+    lie[at + 5 : at + 9] = struct.pack(">HH", 13000, 13000)
+    (tmp_path / "lie.jpg").write_bytes(bytes(lie))
+    ok, flat = cv2.imencode(".jpg", np.full((3000, 3000), 128, np.uint8))  # all DC, no AC
+    assert read_head(flat.tobytes()).width == 3000
+    p = run(["to-lab", "lie.jpg", "-o", "x.lab"], cwd=tmp_path)
+    assert (p.returncode, p.stderr.decode()) == (1, "recolor to-lab: lie.jpg: decompression "
+        f"bomb: the header claims 13000x13000 pixels, more than {len(lie):,} bytes of JPEG can "
+        "hold\n")  # fmt: skip
+    assert not (tmp_path / "x.lab").exists()
+
+
 def _extra_samples(tiff: bytes, value: int) -> bytes:
     """``tiff`` (little-endian, one IFD) with its ExtraSamples entry set to ``value``."""
     import struct
