@@ -179,13 +179,14 @@ def test_a_name_too_long_is_one_line_and_the_others_are_done(tmp_path):
     assert os.listdir(tmp_path / "lab") == ["a.lab"] and os.listdir(tmp_path / "p") == ["a.png"]
     p = run(["predict", good, "-o", tmp_path / "h.png", "--hints", f"{long}.json"])
     assert p.returncode == 1 and p.stderr.decode().endswith(".json: file name too long\n")
-    # a NUL in a name from a list: predict ended with "internal error: ValueError"
+    # a NUL in a list: predict ended with "internal error: ValueError"; such a file is no
+    # list of paths now (a JPEG named .txt is read as one), and one line names it
     (tmp_path / "nul.txt").write_bytes(b"a.png\nfoo\0bar.png\n")
     for guide in ([], ["--palette", "#ff0000"]):
         out = tmp_path / f"nul{len(guide)}"
-        p = run(["predict", tmp_path / "nul.txt", "-o", f"{out}/", "--size", "16", *guide])
+        p = run(["predict", tmp_path / "nul.txt", good, "-o", f"{out}/", "--size", "16", *guide])
         assert p.returncode == 1 and os.listdir(out) == ["a.png"]
-        want = f"recolor predict: {tmp_path}/foo\\x00bar.png: embedded null byte\n"
+        want = f"recolor predict: {tmp_path}/nul.txt: not an image recolor reads (unknown format)\n"
         assert p.stderr.decode() == want
     colours = ",".join(f"#{i:02x}{255 - i:02x}80" for i in range(0, 240, 6))  # 319 characters
     run(["predict", good, "-o", tmp_path / "pal.png", "--palette", colours, "--size", "16"],
