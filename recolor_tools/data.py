@@ -305,6 +305,9 @@ def worker_init(worker_id: int) -> None:
 
     import numba
 
+    from .process import as_worker
+
+    as_worker()  # a signal to the whole process group is the parent's to report
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
     numba.set_num_threads(1)

@@ -72,8 +72,27 @@ def lossy_stderr() -> Iterator[None]:
         sys.stderr = previous
 
 
+_HANDLED_IN: int | None = None
+"""The process that set :func:`_terminate` (:func:`exit_on_sigterm`); its forks inherit it."""
+
+
 def _terminate(signum: int, frame) -> None:
+    if os.getpid() != _HANDLED_IN:
+        # A fork (a DataLoader worker: :func:`as_worker`) stops as torch's workers stop at
+        # Ctrl-C, quietly; its parent says how the run ended (the workers exited 143 and the
+        # parent said "DataLoader worker ... exited unexpectedly")
+        raise KeyboardInterrupt
     raise SystemExit(128 + signum)
+
+
+def as_worker() -> None:
+    """In a DataLoader worker: SIGTERM ends it as Ctrl-C ends torch's workers, quietly (exit
+    0), for its parent to say how the run ended. torch's own handler there dies of the signal
+    unless the parent sent it, which the parent then reported: SIGTERM to the process group
+    (docker stop, systemd, Slurm) ended a run "internal error: RuntimeError: DataLoader worker
+    ... is killed by signal", or with a traceback after 143. (SIGHUP is :func:`_terminate`'s.)"""
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN:
+        signal.signal(signal.SIGTERM, _terminate)
 
 
 @contextlib.contextmanager
@@ -85,6 +104,8 @@ def exit_on_sigterm() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    global _HANDLED_IN
+    _HANDLED_IN = os.getpid()
     previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, _terminate)}
     if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
         previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, _terminate)

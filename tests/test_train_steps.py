@@ -321,6 +321,38 @@ def test_resume_after_kill_9_mid_run(images, tmp_path):
     assert checkpoints.read_checkpoint(out / "last.pt")["step"] == 12
 
 
+@pytest.mark.parametrize("signum", [15, 1])  # SIGTERM, SIGHUP
+def test_a_signal_to_the_process_group_ends_a_run_with_workers_cleanly(images, tmp_path, signum):
+    """docker stop, systemd and Slurm signal the whole group: the DataLoader workers, which
+    inherited the main process's handler, exited 143 themselves, and the run ended "internal
+    error: RuntimeError: DataLoader worker ... exited unexpectedly" (exit 1) or with a
+    traceback after 143. They stop as at Ctrl-C now, and the run says nothing more."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from conftest import ROOT
+
+    out = tmp_path / "run"
+    args = [
+        "train", images, "--head", "reg", "--steps", "400", "--ckpt-every", "1", "--eval-every",
+        "1000", "--size", SIZE, "-b", "4", "--width", "4", "-j", "2", "--threads", "1",
+        "--device", "cpu", "--out", out, "-q",
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    p = subprocess.Popen([sys.executable, "-m", "recolor_tools", *map(str, args)], env=env,
+                         stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not (out / "last.prev.pt").exists() and p.poll() is None:  # workers at work
+        assert time.monotonic() < deadline, "no second checkpoint"
+        time.sleep(0.01)
+    os.killpg(p.pid, signum)
+    _, err = p.communicate(timeout=60)
+    assert (p.returncode, err.decode()) == (128 + signum, "")
+    assert checkpoints.read_checkpoint(out / "last.pt")["step"] >= 1
+
+
 def test_one_named_gpu_for_every_torchrun_rank_is_refused():
     """``--device cuda:1`` would put every rank on GPU 1 while DDP and NCCL give each its own."""
     from recolor_tools.distributed import Dist
