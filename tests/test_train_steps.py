@@ -292,30 +292,41 @@ def test_resume_from_a_cut_short_checkpoint_uses_the_one_before(images, tmp_path
     assert torch.load(last, weights_only=True)["step"] == 5
 
 
-def test_resume_after_kill_9_mid_run(images, tmp_path):
-    """A run killed at any moment (here: while it writes a checkpoint every step) resumes."""
+def _checkpointing_run(images, out, steps: int, workers: int):
+    """``recolor train`` started in a process group of its own, checkpointing every step, once
+    it has written two checkpoints: (its arguments, the process; stderr a pipe)."""
     import os
-    import signal
     import subprocess
     import sys
     import time
 
-    from conftest import ROOT, run
+    from conftest import ROOT
 
-    out = tmp_path / "run"
     args = [
-        "train", images, "--head", "reg", "--steps", "12", "--ckpt-every", "1", "--eval-every",
-        "100", "--size", SIZE, "-b", "4", "--width", "4", "-j", "0", "--threads", "1",
+        "train", images, "--head", "reg", "--steps", steps, "--ckpt-every", "1", "--eval-every",
+        "1000", "--size", SIZE, "-b", "4", "--width", "4", "-j", workers, "--threads", "1",
         "--device", "cpu", "--out", out, "-q",
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    p = subprocess.Popen([sys.executable, "-m", "recolor_tools", *map(str, args)], env=env)
+    p = subprocess.Popen([sys.executable, "-m", "recolor_tools", *map(str, args)], env=env,
+                         stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
     deadline = time.monotonic() + 120
     while not (out / "last.prev.pt").exists() and p.poll() is None:
         assert time.monotonic() < deadline, "no second checkpoint"
         time.sleep(0.01)
+    return args, p
+
+
+def test_resume_after_kill_9_mid_run(images, tmp_path):
+    """A run killed at any moment (here: while it writes a checkpoint every step) resumes."""
+    import signal
+
+    from conftest import run
+
+    out = tmp_path / "run"
+    args, p = _checkpointing_run(images, out, steps=12, workers=0)
     p.send_signal(signal.SIGKILL)
-    p.wait()
+    p.communicate()
     done = run([*args, "--resume"], check_rc=0)
     assert done.stdout.decode().strip() == str(out / "reg.pt")
     assert checkpoints.read_checkpoint(out / "last.pt")["step"] == 12
@@ -328,25 +339,9 @@ def test_a_signal_to_the_process_group_ends_a_run_with_workers_cleanly(images, t
     error: RuntimeError: DataLoader worker ... exited unexpectedly" (exit 1) or with a
     traceback after 143. They stop as at Ctrl-C now, and the run says nothing more."""
     import os
-    import subprocess
-    import sys
-    import time
-
-    from conftest import ROOT
 
     out = tmp_path / "run"
-    args = [
-        "train", images, "--head", "reg", "--steps", "400", "--ckpt-every", "1", "--eval-every",
-        "1000", "--size", SIZE, "-b", "4", "--width", "4", "-j", "2", "--threads", "1",
-        "--device", "cpu", "--out", out, "-q",
-    ]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    p = subprocess.Popen([sys.executable, "-m", "recolor_tools", *map(str, args)], env=env,
-                         stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
-    deadline = time.monotonic() + 120
-    while not (out / "last.prev.pt").exists() and p.poll() is None:  # workers at work
-        assert time.monotonic() < deadline, "no second checkpoint"
-        time.sleep(0.01)
+    _, p = _checkpointing_run(images, out, steps=400, workers=2)
     os.killpg(p.pid, signum)
     _, err = p.communicate(timeout=60)
     assert (p.returncode, err.decode()) == (128 + signum, "")
