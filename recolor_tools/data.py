@@ -20,6 +20,7 @@ training loop prints one warning per bad file (the item's ``"bad"`` field names 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections.abc import Iterator, Sequence
@@ -316,6 +317,30 @@ def worker_init(worker_id: int) -> None:
     random.seed(seed)
 
 
+OPEN_FILES = 1024
+"""Open files that DataLoader workers are given room for (Linux's usual soft limit)."""
+
+
+def share_within_open_files() -> None:
+    """Make room for workers to pass batches: torch sends each tensor of a batch as a file
+    descriptor, and where ``dup`` fails (``ulimit -n 20``) its feeder threads print tracebacks
+    and the batch never comes: the run hung for good. A soft limit under :data:`OPEN_FILES` is
+    raised toward it, as far as the hard limit allows; where that is not far enough, tensors
+    go through named shared memory instead (torch's ``file_system`` strategy, no descriptor
+    held a tensor)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= OPEN_FILES:
+        return
+    room = OPEN_FILES if hard == resource.RLIM_INFINITY else min(OPEN_FILES, hard)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (room, hard))
+        soft = room
+    if soft < OPEN_FILES:
+        torch.multiprocessing.set_sharing_strategy("file_system")
+
+
 def make_loader(
     dataset: ColorDataset,
     sampler: EpochSampler,
@@ -336,6 +361,7 @@ def make_loader(
         # A forked child that touches OpenCV's thread pool, inherited from a parent that had
         # used it (resizing, rebalancing stats), can deadlock; with one thread there is no pool.
         cv2.setNumThreads(1)
+        share_within_open_files()
     return torch.utils.data.DataLoader(
         dataset,
         batch_size=batch_size,

@@ -348,6 +348,32 @@ def test_a_signal_to_the_process_group_ends_a_run_with_workers_cleanly(images, t
     assert checkpoints.read_checkpoint(out / "last.pt")["step"] >= 1
 
 
+@pytest.mark.parametrize("hard", [False, True])
+def test_workers_train_under_a_low_open_files_limit(images, tmp_path, hard):
+    """torch passes each batch's tensors as file descriptors: under `ulimit -n 20` the workers'
+    feeder threads printed hundreds of "Too many open files" tracebacks and the run hung for
+    good. The soft limit is raised where the hard one allows; else tensors go by shared memory."""
+    import os
+    import resource
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    def low() -> None:
+        h = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        resource.setrlimit(resource.RLIMIT_NOFILE, (20, 20 if hard else h))
+
+    args = ["train", images, "--head", "reg", "--steps", "6", "--size", SIZE, "-b", "8",
+            "--width", "4", "-j", "2", "--threads", "1", "--device", "cpu", "-q",
+            "--out", tmp_path / "run"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    p = subprocess.run([sys.executable, "-m", "recolor_tools", *map(str, args)], env=env,
+                       capture_output=True, preexec_fn=low, timeout=120)  # fmt: skip
+    assert (p.returncode, p.stderr) == (0, b"")
+    assert (tmp_path / "run" / "reg.pt").exists()
+
+
 def test_one_named_gpu_for_every_torchrun_rank_is_refused():
     """``--device cuda:1`` would put every rank on GPU 1 while DDP and NCCL give each its own."""
     from recolor_tools.distributed import Dist
