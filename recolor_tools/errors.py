@@ -68,8 +68,14 @@ class DiskFull(RecolorError):
     was left and nothing was renamed over the target. The CLI ends the run after reporting it,
     since every later output would fail the same way."""
 
-    def __init__(self, path: str | Path | None = None) -> None:
-        super().__init__("no space left on device", path)
+    def __init__(self, path: str | Path | None = None, errno_: int = errno.ENOSPC) -> None:
+        super().__init__(_NO_SPACE_SAID.get(errno_, "no space left on device"), path)
+
+
+_NO_SPACE_SAID = {
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EFBIG: "file too large (over the file size limit, ulimit -f)",
+}
 
 
 class ReaderGone(DiskFull):
@@ -85,7 +91,7 @@ def write_failure(e: OSError, path: str | Path | None) -> RecolorError | None:
     """What an output's write error ``e`` means for the run: :class:`DiskFull` or
     :class:`ReaderGone` naming ``path`` (both end it), else None (that output's own error)."""
     if e.errno in NO_SPACE:
-        return DiskFull(path)
+        return DiskFull(path, e.errno)
     if e.errno == errno.EPIPE:
         return ReaderGone(path)
     return None

@@ -451,4 +451,4 @@ def write_stdout(stream: IO, write: Callable[[IO], object]) -> None:
         if e.errno not in NO_SPACE:
             raise
         silence_stdout()
-        raise DiskFull(STDOUT_NAME) from None
+        raise DiskFull(STDOUT_NAME, e.errno) from None

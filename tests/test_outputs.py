@@ -348,6 +348,22 @@ def test_outputs_mirror_an_input_folders_tree(tmp_path):
     assert (tmp_path / "s1.npz").read_bytes() == (tmp_path / "s2.npz").read_bytes()
 
 
+def test_a_file_size_limit_is_named_as_such(tmp_path, png):
+    """EFBIG (ulimit -f) was said "no space left on device" while the disk had room."""
+    import resource
+
+    def small() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.RLIM_INFINITY))
+
+    big = write_rgb(tmp_path / "big.png", smooth_image(64, 64, 3))  # a record of 64 KB
+    out = tmp_path / "all.lab"  # (stdout: test_stdout_cut_short_by_a_file_size_limit_...)
+    p = subprocess.run([*RECOLOR, "to-lab", big, png, "-o", out], stderr=subprocess.PIPE,
+                       env=_env(), preexec_fn=small)  # fmt: skip
+    assert (p.returncode, p.stderr.decode()) == (1, f"recolor to-lab: {out}: file too large "
+        "(over the file size limit, ulimit -f)\n")  # fmt: skip
+    assert not out.exists()
+
+
 def test_stdout_on_a_full_device(tmp_path, png):
     full = _char_device(tmp_path / "full", 7)
     for args in (["to-lab", png, png], ["from-lab", png]):
@@ -783,7 +799,7 @@ def test_stdout_cut_short_by_a_file_size_limit_is_one_line(tmp_path, png):
             p = subprocess.run([*RECOLOR, *map(str, args)], stdout=out, stderr=subprocess.PIPE,
                                env=_env(), preexec_fn=small)  # fmt: skip
         assert p.returncode == 1 and _lines(p) == [
-            f"recolor {args[0]}: <stdout>: no space left on device"
+            f"recolor {args[0]}: <stdout>: file too large (over the file size limit, ulimit -f)"
         ], (len(whole), p.stderr)
 
 
