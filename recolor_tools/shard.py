@@ -210,9 +210,11 @@ def last_word(code: int, env: Mapping[str, str] | None = None) -> None:
     nothing said). So rank 0 sets a key in torchrun's own store (``MASTER_ADDR``,
     ``MASTER_PORT``: the agent's, shared with its workers where ``TORCHELASTIC_USE_AGENT_STORE``
     is ``True``) as it ends, and another rank ending with a failure waits for it, at most
-    :data:`LAST_WORD_WAIT`; when rank 0 does not come (busy: the error was this rank's alone),
-    this rank says what it held back itself. Ctrl-C and SIGTERM end at once. Ranks launched
-    by hand (no agent to stop them) and single processes do nothing.
+    :data:`LAST_WORD_WAIT`; when rank 0 does not come (busy, or waiting for this rank: the error
+    was this rank's alone), this rank says what it held back itself. After Ctrl-C or SIGTERM
+    nothing waits. Ranks launched by hand (no agent to stop them), single processes and
+    launches whose agent keeps its store to itself (``TORCH_DISABLE_SHARE_RDZV_TCP_STORE``) do
+    nothing.
     """
     env = os.environ if env is None else env
     try:
@@ -221,22 +223,22 @@ def last_word(code: int, env: Mapping[str, str] | None = None) -> None:
         return
     if size == 1 or env.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
         return
-    if rank and code in (ExitCode.OK, *_SIGNALLED):
+    if code in _SIGNALLED or rank and code == ExitCode.OK:
         return
-    import torch.distributed as dist
-
-    from .process import die_on_signals
+    from .process import die_on_signals, lossy_stderr, quiet_c_stderr
 
     launch = env.get("TORCHELASTIC_RUN_ID", ""), env.get("TORCHELASTIC_RESTART_COUNT", "0")
     key = "recolor/said/{}/{}".format(*launch)  # this launch's, and this try's
-    try:
-        with die_on_signals():
+    try:  # (c10d logs a timeout in two lines of C++ of its own)
+        with lossy_stderr(), quiet_c_stderr(), die_on_signals():
+            import torch.distributed as dist
+
             store = dist.TCPStore(env["MASTER_ADDR"], int(env["MASTER_PORT"]), is_master=False,
                                   timeout=LAST_WORD_WAIT)  # fmt: skip
             if rank == 0:
                 store.set(key, "1")
             else:
                 store.wait([key], LAST_WORD_WAIT)
-    except (RuntimeError, ValueError, KeyError, OSError):  # no store, or rank 0 busy: say it here
+    except Exception:  # no store, rank 0 busy (waiting for this rank), torch's import failed
         for line in list(_lines) if rank else ():
             print(_naming(line, [rank]), file=sys.stderr, flush=True)

@@ -304,7 +304,33 @@ def test_last_word_waits_for_rank_0_else_says_the_held_back_lines_itself(monkeyp
     shard.last_word(0)  # a rank that ends well stops no one: no wait
     shard.last_word(130)  # nor one that was interrupted
     assert time.monotonic() - t < 1.5
+    shard.last_word(143, env={**env, "RANK": "0"})  # (a signal may have cut torch's import short)
+    assert store.num_keys() == 0
     shard.last_word(2, env={**env, "RANK": "0"})  # rank 0 has said all
     shard.last_word(2)
     assert capsys.readouterr().err == ""
     assert store.get("recolor/said/t/0") == b"1"
+
+
+def test_a_flag_error_only_rank_1_met_is_said_by_it_when_rank_0_does_not_come(tmp_path):
+    """Click's usage lines were said by rank 0 alone and kept nowhere: one that only rank 1 met
+    (other arguments on its machine) was never said; and c10d's C++ added two lines of its own
+    when the wait ended."""
+    import sys
+
+    import torch.distributed as dist
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    store = dist.TCPStore("127.0.0.1", port, is_master=True)  # noqa: F841 (rank 0 never sets it)
+    script = ("import sys; from datetime import timedelta; from recolor_tools import shard; "
+              "shard.LAST_WORD_WAIT = timedelta(seconds=1); sys.argv[0] = 'recolor'; "
+              "from recolor_tools import run; run()")  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1", "WORLD_SIZE": "2", "RANK": "1",
+           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+           "TORCHELASTIC_USE_AGENT_STORE": "True"}  # fmt: skip
+    p = subprocess.run([sys.executable, "-c", script, "predict", "--bogus"], env=env,
+                       capture_output=True, timeout=120)  # fmt: skip
+    said = "recolor predict: No such option '--bogus' (rank 1) (see recolor predict -h)\n"
+    assert (p.returncode, p.stderr.decode()) == (2, said)

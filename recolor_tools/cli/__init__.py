@@ -92,15 +92,22 @@ def _main(argv: list[str] | None) -> int:
         return ExitCode.FAILED
     # under torchrun, a usage error of a tool it launches many times is every rank's: said by
     # rank 0 only (a to-lab in a job script that sets RANK is the only one doing its work)
-    from ..shard import first_process
+    from ..shard import first_process, keep_line
 
     said = name not in RANKED or first_process()
+
+    def usage(line: str) -> None:
+        """Print a usage line where ``said``; a ranked tool keeps it either way, for a rank that
+        met it alone to say when rank 0 does not come (:func:`recolor_tools.shard.last_word`)."""
+        if said:
+            print(line, file=sys.stderr)
+        if name in RANKED:
+            keep_line(line, said)
+
     if any(a == "" or a.startswith("--") and a.endswith("=") for a in args):
         # `recolor predict "$unset"`: Path("") is the current directory, which every tool would
         # take for a folder of inputs (or an output) without a word.
-        if said:
-            print(f"{where}: an empty argument names no file, folder or value (see {where} -h)",
-                  file=sys.stderr)  # fmt: skip
+        usage(f"{where}: an empty argument names no file, folder or value (see {where} -h)")
         return ExitCode.USAGE
     try:
         with process.exit_on_sigterm():
@@ -115,8 +122,8 @@ def _main(argv: list[str] | None) -> int:
                 # (Click 8.2+ suggests a near command name, and typer adds the same again)
                 message = re.sub(r"( Did you mean [^?]*\?)\1+", r"\1", e.format_message())
                 message = message.rstrip(".")
-                if message and said:  # none after the help that a bare `recolor` shows
-                    print(f"{command}: {message} (see {command} -h)", file=sys.stderr)
+                if message:  # none after the help that a bare `recolor` shows
+                    usage(f"{command}: {message} (see {command} -h)")
                 code = e.exit_code
             else:
                 code = rv if isinstance(rv, int) else ExitCode.OK  # typer.Exit's code
