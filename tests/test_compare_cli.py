@@ -385,7 +385,7 @@ def test_rich_table_on_a_terminal(dirs, stdout):
     import os
     import pty
 
-    for name in ("[red]x", "[/red]"):  # names, not rich markup (the second: internal error)
+    for name in ("[red]x", "[/red]", "k:smile:"):  # names, not rich markup nor emoji codes
         for d in dirs:
             save(d / f"{name}.png", pattern())
     master, slave = pty.openpty()
@@ -397,8 +397,32 @@ def test_rich_table_on_a_terminal(dirs, stdout):
     assert p.returncode == 1, p.stderr  # 'extra.png' has no partner
     names = [ln.split()[0] for ln in text.splitlines() if ln.strip()]
     assert [n for n in names if n in ("same", "shift", "mean")] == ["same", "shift", "mean"]
-    assert "[red]x" in names and "[/red]" in names
+    assert "[red]x" in names and "[/red]" in names and "k:smile:" in names
     assert "───" in text  # rich's rule under the column titles: not the plain-text table
+
+
+def test_rich_table_keeps_names_whole_and_figures_uncut_on_a_narrow_terminal(dirs):
+    """At 80 columns two long names were both "poster_1…", at 50 the figures "41…"; and
+    ":smile:" in a name was printed as an emoji."""
+    import os
+    import pty
+
+    long = ["poster_1942_casablanca_restored", "poster_1942_casablanca_restored_v2", "k:smile:l"]
+    for name in long:
+        for d in dirs:
+            save(d / f"{name}.png", pattern())
+    master, slave = pty.openpty()
+    env = {**os.environ, "COLUMNS": "50", "NO_COLOR": "1"}
+    cmd = [sys.executable, "-m", "recolor_tools", "compare", *map(str, dirs), "-q"]
+    plain = subprocess.run(cmd[:-1], capture_output=True, env=env, timeout=120).stdout.decode()
+    p = subprocess.run(cmd, stdout=slave, stderr=subprocess.PIPE, env=env, timeout=120)
+    text = re.sub(r"\x1b\[[0-9;]*m", "", drain_pty(master, slave).decode())
+    assert p.returncode == 1, p.stderr  # 'extra.png' has no partner
+    assert "…" not in text and "😄" not in text
+    flat = re.sub(r"\s+", "", text)  # a name folded onto two lines reads whole without spaces
+    for name in long:
+        assert name in flat
+    assert text.replace("\r\n", "\n") == plain  # too narrow for rich's: the plain table
 
 
 def test_a_name_with_a_newline_keeps_its_row_one_line(tmp_path):

@@ -424,3 +424,30 @@ def test_an_image_the_memory_cannot_hold_fails_alone_before_the_pass(tmp_path, w
     assert process.memory_free() is None or process.memory_free() > 2 * square
     ((_, rgb, _),) = p.predict_files([str(files[1])])
     assert isinstance(rgb, np.ndarray)
+
+
+def test_on_a_terminal_the_printed_paths_are_the_progress(tmp_path):
+    """A progress bar on stderr drawn on the terminal that stdout's paths go to was glued to
+    them ("predict:  8%|...| 1/12 ...out/q0.png"), and its last clear erased a written path."""
+    import fcntl
+    import pty
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    from conftest import ROOT, drain_pty
+
+    w = tiny_checkpoint(tmp_path / "w.pt", "reg")
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(6):
+        write_rgb(src / f"q{i}.png", smooth_image(16, 16, i))
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))  # (0 x 0: no bar)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1"}
+    cmd = [sys.executable, "-m", "recolor_tools", "predict", src, "-w", w, "-o", f"{tmp_path}/o/"]
+    p = subprocess.run(cmd, stdout=slave, stderr=slave, env=env, timeout=120)
+    out = drain_pty(master, slave).decode()
+    assert p.returncode == 0
+    assert out.split("\r\n") == [f"{tmp_path}/o/q{i}.png" for i in range(6)] + [""]

@@ -203,9 +203,14 @@ class Tool:
                 raise  # a whole run's, main's one line
             self.fail(OutOfMemory(), path)
 
-    def progress(self, items: Iterable, total: int | None = None, unit: str = "img") -> Iterable:
-        """Wrap ``items`` in a progress bar on stderr, only when stderr is a terminal."""
-        if self.quiet or not sys.stderr.isatty():
+    def progress(
+        self, items: Iterable, total: int | None = None, unit: str = "img", paths: bool = False
+    ) -> Iterable:
+        """Wrap ``items`` in a progress bar on stderr, only when stderr is a terminal. ``paths``:
+        each item's written path is printed on stdout as it comes, which where stdout is a
+        terminal too is the progress (a bar there was glued to the paths, and its last clear
+        erased one)."""
+        if self.quiet or not sys.stderr.isatty() or paths and self.text_stdout().isatty():
             return items
         from tqdm import tqdm
 

@@ -444,7 +444,7 @@ def _predict_all(tool: Tool, predictor, router, paths, roots, batching, hints, e
     writers = 0 if router.to_stdout else io_workers
     with tool.opened(router) as out, Writeback(writers, batch_size, BATCH_PIXELS) as writes:
         found = predictor.predict_files(paths, batch_size, hints, dtype, io_workers)
-        for path, rgb, source in tool.progress(found, len(paths)):
+        for path, rgb, source in tool.progress(found, len(paths), paths=not router.to_stdout):
             name = input_name(path, roots)
             dest = out.path(name)
             if isinstance(rgb, RecolorError):

@@ -112,13 +112,13 @@ def compare(
         router = tool.outputs(output, inputs, ".txt", many_per_file=False)
         with tool.opened(router) as out, tool.guard(output):
             out.write("report", lambda f: write_all(f, text))
-    elif fmt is None and tool.text_stdout().isatty():
-        _print_rich_table(*report.report_cells(results))
-    else:
-        stream = tool.text_stdout()
-        text = (fmt or report.format_text)(results).encode(stream.encoding, stream.errors)
-        with tool.guard():  # a full device: one line naming <stdout>; all of it or an error
-            write_stdout(stream.buffer, lambda f: write_all(f, text))
+        tool.exit()
+    stream = tool.text_stdout()
+    if fmt is None and stream.isatty() and _print_rich_table(*report.report_cells(results)):
+        tool.exit()
+    text = (fmt or report.format_text)(results).encode(stream.encoding, stream.errors)
+    with tool.guard():  # a full device: one line naming <stdout>; all of it or an error
+        write_stdout(stream.buffer, lambda f: write_all(f, text))
     tool.exit()
 
 
@@ -193,7 +193,10 @@ def _load_stats(tool: Tool, path: Path):
     tool.exit()
 
 
-def _print_rich_table(head: list[str], rows: list[list[str]]) -> None:
+def _print_rich_table(head: list[str], rows: list[list[str]]) -> bool:
+    """Print the report as a rich table where the terminal is wide enough; False where it is
+    not (rich cut the cells to fit: two long names both "poster_1…", figures "41…"), for the
+    plain table, which cuts nothing."""
     from rich import box
     from rich.console import Console
     from rich.markup import escape
@@ -208,4 +211,11 @@ def _print_rich_table(head: list[str], rows: list[list[str]]) -> None:
     if rows:  # the mean row, set apart
         table.add_section()
         table.add_row(*rows[-1], style="bold")
-    Console().print(table)
+    console = Console(emoji=False, highlight=False)  # (":smile:" in a name was an emoji)
+    if (
+        console.measure(table, options=console.options.update_width(1 << 16)).maximum
+        > console.width
+    ):
+        return False
+    console.print(table)
+    return True
