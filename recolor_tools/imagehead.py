@@ -91,7 +91,7 @@ class ImageHead:
     (as the decoder scales the samples), None otherwise; for a TIFF, its
     PhotometricInterpretation (0 WhiteIsZero, 1 BlackIsZero, 2 RGB, 5 CMYK, ...; None without
     the tag), its SamplesPerPixel, first BitsPerSample, Compression and SampleFormat (3:
-    float); for a JPEG, its
+    float); for a JPEG, whether it is Huffman-coded (SOF0-7, not arithmetic) and its
     sample precision (``bits``: 8, or 12 in an extended JPEG)."""
 
     format: str
@@ -105,6 +105,7 @@ class ImageHead:
     compression: int = 1
     sample_format: int = 1
     samples: int = 1
+    huffman: bool = False
 
     @property
     def white_is_zero(self) -> bool:
@@ -242,6 +243,12 @@ def read_head(data: bytes, name: str = "<data>") -> ImageHead:
         raise RecolorError("truncated JPEG (no end-of-image marker)", name)
     if fmt == "PNG" and not _png_ends(data):
         raise RecolorError("truncated PNG (no IEND chunk)", name)
+    if head.huffman and head.width * head.height > _JPEG_MAX_RATIO * len(data):  # (whole)
+        raise RecolorError(
+            f"decompression bomb: the header claims {head.width}x{head.height} pixels, more "
+            f"than {len(data):,} bytes of JPEG can hold",
+            name,
+        )
     return head
 
 
@@ -343,10 +350,7 @@ def _jpeg(data: bytes) -> ImageHead:
             h, w = struct.unpack(">HH", payload[1:5])
             if h == 0:
                 raise RecolorError("JPEG height given after the scan (DNL) is not supported")
-            if marker < 0xC8 and w * h > _JPEG_MAX_RATIO * len(data):
-                raise RecolorError(f"decompression bomb: the header claims {w}x{h} pixels, more "
-                                   f"than {len(data):,} bytes of JPEG can hold")  # fmt: skip
-            return ImageHead("JPEG", w, h, bits=payload[0])
+            return ImageHead("JPEG", w, h, bits=payload[0], huffman=marker < 0xC8)
     raise ValueError("no frame header")
 
 

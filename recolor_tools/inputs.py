@@ -16,7 +16,13 @@ from .imagehead import IMAGE_EXTS
 
 class Roots(list):
     """:func:`input_roots`' folders, with the index :func:`input_name` looks them up in (once
-    for a run, not once per input: 4,000 folders in a list took 71 s, all but 3 in the names)."""
+    for a run, not once per input: 4,000 folders in a list took 71 s, all but 3 in the names);
+    and :attr:`named`, the files named on their own (on the command line, in a list, matched
+    by a glob), which :func:`leave_out` never leaves out."""
+
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
+        self.named: set[str] = set()
 
     @functools.cached_property
     def first(self) -> dict[Path, int]:
@@ -39,10 +45,16 @@ def input_roots(args: Sequence[str]) -> Roots:
         if a in ("-", ""):
             continue
         if _is_pattern(a):  # each match as if the shell had expanded it (a folder, a list)
-            roots += input_roots(glob_matches(a))
+            matched = input_roots(glob_matches(a))
+            roots += matched
+            roots.named |= matched.named
             continue
-        named = _list_entries(Path(a))
-        roots += [Path(e) for e in (named or [a]) if os.path.isdir(e)]
+        listed = _list_entries(Path(a))
+        for e in listed if listed is not None else [a]:
+            if os.path.isdir(e):
+                roots.append(Path(e))
+            else:
+                roots.named.add(e)
     return roots
 
 
@@ -137,11 +149,20 @@ def input_name(path: str, roots: Sequence[str | Path] = ()) -> str:
 def leave_out(paths: list[str], roots: Sequence[str | Path], folder: str | Path) -> list[str]:
     """``paths`` less those in ``folder`` when an input directory of ``roots`` holds it: an
     output or hint folder kept inside the input folder holds no inputs (``recolor predict . -o
-    out/ --hints hints/`` run twice)."""
+    out/ --hints hints/`` run twice). A file named on its own (:attr:`Roots.named`) stays: an
+    input, done or said (it was left out without a word)."""
     d = real_path(folder)
     if not any(d != r and d.is_relative_to(r) for r in map(real_path, roots)):
         return paths
-    return [p for p in paths if p == "-" or not real_path(p).is_relative_to(d)]
+    named = roots.named if isinstance(roots, Roots) else set()
+    kept, once = [], set()  # (the folder's walk found a named file too: one input)
+    for p in paths:
+        if p == "-" or not real_path(p).is_relative_to(d):
+            kept.append(p)
+        elif p in named and p not in once:
+            kept.append(p)
+            once.add(p)
+    return kept
 
 
 def real_path(path: str | Path) -> Path:

@@ -7,7 +7,7 @@ Every tool that writes files routes them through :class:`Outputs`, so each rule 
 - In a directory, each output is named after its input (:func:`recolor_tools.inputs.input_name`:
   the path below the input directory it was found in, ``a/c.png``, else the base name) or its
   record's header: ``DIR/a/c<suffix>``, so the outputs mirror the inputs' tree. A name that could
-  leave the directory (``../../c.png``, ``/etc/c.png``, a backslash) keeps its base name only.
+  leave the directory (``../../c.png``, ``/etc/c.png``) keeps its base name only.
 - Two inputs that map to one output, and an output that is one of the inputs (also through a
   symbolic or hard link), are refused, each with one message.
 - ``-o FILE/`` when FILE is a regular file, and a directory that cannot be created, are refused.

@@ -111,7 +111,8 @@ IMAGE_CASES = [
     Case("truncated-png.png", lambda: _half(encoded(".png")), "truncated PNG"),
     Case("bomb.png", lambda: png_bytes(100_000, 100_000, zlib.compress(bytes(1000))), "bomb"),
     Case("huge-valid.png", lambda: png_bytes(13_400, 13_400), "too large"),
-    Case("huge-sof.jpg", lambda: _jpeg_sof(65_535, 65_535), "bomb"),  # (819 bytes)
+    Case("huge-sof.jpg", lambda: _jpeg_sof(65_535, 65_535), "too large"),
+    Case("bomb-sof.jpg", lambda: _jpeg_sof(13_000, 13_000), "bomb"),  # (under the limit)
     Case("huge.bmp", lambda: _bmp_size(100_000, -100_000), "too large"),
     Case("huge-vp8x.webp", lambda: _webp_vp8x(16_384, 16_384), "too large"),
     Case("zero-width.bmp", lambda: _bmp_size(0, 10), "no size"),

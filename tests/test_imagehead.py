@@ -152,6 +152,11 @@ def test_a_jpeg_whose_header_lies_is_a_bomb_and_a_flat_one_is_honest(tmp_path):
         f"bomb: the header claims 13000x13000 pixels, more than {len(lie):,} bytes of JPEG can "
         "hold\n")  # fmt: skip
     assert not (tmp_path / "x.lab").exists()
+    ok, photo = cv2.imencode(".jpg", np.random.default_rng(0).integers(0, 256, (600, 600, 3),
+                                                                      np.uint8))  # fmt: skip
+    (tmp_path / "cut.jpg").write_bytes(photo.tobytes()[:600])  # cut, not lying: said so
+    p = run(["to-lab", "cut.jpg", "-o", "x.lab"], cwd=tmp_path)
+    assert p.stderr.decode() == "recolor to-lab: cut.jpg: truncated JPEG (no end-of-image marker)\n"
 
 
 def _extra_samples(tiff: bytes, value: int) -> bytes:

@@ -6,6 +6,7 @@ import io
 import itertools
 import json
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -606,6 +607,10 @@ def test_to_lab_and_quantize_leave_their_output_folder_inside_the_input_folder_o
         assert (p.returncode, p.stderr) == (0, b"")
         assert sorted(f.name for f in (src / "o").glob(f"*{made}")) == [f"a{made}", f"b{made}"]
     assert not (src / "o" / "o").exists()
+    # a file there named on its own is an input all the same (it was left out unsaid)
+    p = run(["to-lab", src, src / "o" / "a.png", "-o", f"{src}/o/"], check_rc=0)
+    assert sorted(f.name for f in (src / "o" / "o").iterdir()) == ["a.lab"]
+    shutil.rmtree(src / "o" / "o")
     run(["from-lab", src / "o", "-o", f"{src}/o/"], check_rc=0)  # (a.png replaced, b.png made)
     run(["from-lab", src / "o", "-o", f"{src}/o/"], check_rc=0)
     assert sorted(f.name for f in (src / "o").iterdir()) == [
