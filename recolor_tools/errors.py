@@ -74,7 +74,7 @@ class DiskFull(RecolorError):
 
 _NO_SPACE_SAID = {
     errno.EDQUOT: "disk quota exceeded",
-    errno.EFBIG: "file too large (over the file size limit, ulimit -f)",
+    errno.EFBIG: "file too large (over a file size limit: ulimit -f, or the file system's)",
 }
 
 

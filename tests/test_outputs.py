@@ -359,8 +359,9 @@ def test_a_file_size_limit_is_named_as_such(tmp_path, png):
     out = tmp_path / "all.lab"  # (stdout: test_stdout_cut_short_by_a_file_size_limit_...)
     p = subprocess.run([*RECOLOR, "to-lab", big, png, "-o", out], stderr=subprocess.PIPE,
                        env=_env(), preexec_fn=small)  # fmt: skip
-    assert (p.returncode, p.stderr.decode()) == (1, f"recolor to-lab: {out}: file too large "
-        "(over the file size limit, ulimit -f)\n")  # fmt: skip
+    said = f"recolor to-lab: {out}: file too large (over a file size limit: ulimit -f, or the " \
+           "file system's)\n"  # fmt: skip
+    assert (p.returncode, p.stderr.decode()) == (1, said)
     assert not out.exists()
 
 
@@ -799,7 +800,8 @@ def test_stdout_cut_short_by_a_file_size_limit_is_one_line(tmp_path, png):
             p = subprocess.run([*RECOLOR, *map(str, args)], stdout=out, stderr=subprocess.PIPE,
                                env=_env(), preexec_fn=small)  # fmt: skip
         assert p.returncode == 1 and _lines(p) == [
-            f"recolor {args[0]}: <stdout>: file too large (over the file size limit, ulimit -f)"
+            f"recolor {args[0]}: <stdout>: file too large (over a file size limit: ulimit -f, "
+            "or the file system's)"
         ], (len(whole), p.stderr)
 
 
