@@ -212,10 +212,8 @@ def _print_rich_table(head: list[str], rows: list[list[str]]) -> bool:
         table.add_section()
         table.add_row(*rows[-1], style="bold")
     console = Console(emoji=False, highlight=False)  # (":smile:" in a name was an emoji)
-    if (
-        console.measure(table, options=console.options.update_width(1 << 16)).maximum
-        > console.width
-    ):
+    natural = console.measure(table, options=console.options.update_width(1 << 16)).maximum
+    if natural > console.width:
         return False
     console.print(table)
     return True

@@ -243,7 +243,7 @@ def read_npz(
         # (numpy's header parser raises the tokenizer's errors; zipfile an encrypted member's
         # RuntimeError and an unknown compression's NotImplementedError)
         raise WrongFormat(f"not a {kind} file", path) from None
-    if not isinstance(data, dict) or str(data.get("format", "")) != fmt:
+    if str(data.get("format", "")) != fmt:
         raise WrongFormat(f"not a {kind} file (format tag missing or wrong)", path)
     try:
         got = int(data["version"])
