@@ -166,7 +166,8 @@ def _looks_json(data: bytes, suffix: str) -> bool:
         return False
     if data.lstrip(_JSON_SPACE).startswith(b"{"):
         return True
-    if data.strip(_JSON_SPACE) and other_format(data) not in ("text", "unknown format"):
+    texts = ("text", "text with NUL bytes", "unknown format")  # (JSON gone wrong: said as such)
+    if data.strip(_JSON_SPACE) and other_format(data) not in texts:
         return False  # GIF, SVG, HEIF...: "not an image recolor reads (GIF)"
     return suffix.lower() not in (*IMAGE_EXTS, *OTHER_IMAGE_EXTS)
 

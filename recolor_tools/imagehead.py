@@ -181,8 +181,10 @@ def other_format(data: bytes) -> str:
         text = sample.decode("utf-8")
     except UnicodeDecodeError:
         return "unknown format"
-    binary = any(c < " " and c not in "\t\n\r\f\v" for c in text)  # control characters
-    return "unknown format" if binary else "text"
+    controls = {c for c in text if c < " " and c not in "\t\n\r\f\v"}
+    if controls == {"\0"}:  # `find -print0` output, a .txt list of paths none reads so
+        return "text with NUL bytes"
+    return "unknown format" if controls else "text"
 
 
 def as_bytes(data: bytes | bytearray | memoryview) -> bytes:

@@ -186,7 +186,8 @@ def test_a_name_too_long_is_one_line_and_the_others_are_done(tmp_path):
         out = tmp_path / f"nul{len(guide)}"
         p = run(["predict", tmp_path / "nul.txt", good, "-o", f"{out}/", "--size", "16", *guide])
         assert p.returncode == 1 and os.listdir(out) == ["a.png"]
-        want = f"recolor predict: {tmp_path}/nul.txt: not an image recolor reads (unknown format)\n"
+        want = f"recolor predict: {tmp_path}/nul.txt: not an image recolor reads (text with NUL " \
+               "bytes)\n"  # fmt: skip
         assert p.stderr.decode() == want
     colours = ",".join(f"#{i:02x}{255 - i:02x}80" for i in range(0, 240, 6))  # 319 characters
     run(["predict", good, "-o", tmp_path / "pal.png", "--palette", colours, "--size", "16"],
