@@ -89,6 +89,16 @@ def test_writing_to_a_closed_stdout_is_one_line(pics, args):
     assert not (pics / "out").exists() and not (pics / "run").exists()  # before any work
 
 
+@pytest.mark.parametrize("args", [["--version"], ["-h"], [], ["predict", "--help"]])
+def test_help_and_version_to_a_closed_stdout_are_one_line(pics, args):
+    """They went to a closed stdout unsaid, exit 0."""
+    p = run_closed(args, ">&-", pics)
+    where = " ".join(["recolor", *args[:1]]) if args[:1] == ["predict"] else "recolor"
+    assert (p.returncode, p.stderr.decode()) == (
+        1, f"{where}: <stdout>: is closed, nothing can be written to it\n"
+    )  # fmt: skip
+
+
 def test_a_closed_stderr_leaves_stdout_and_outputs_alone(pics):
     p = run_closed(["to-lab", "rand.png", "-o", "cl.lab"], "2>&-", pics)
     assert (p.returncode, p.stdout) == (0, b"")
