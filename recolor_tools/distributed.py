@@ -57,7 +57,9 @@ def setup_distributed(device: str) -> Dist:
     if use_cuda:
         torch.cuda.set_device(d.local_rank)
     from .process import die_on_signals
+    from .shard import joining
 
+    joining()
     with die_on_signals():  # waiting for the other ranks: nothing written yet
         dist.init_process_group("nccl" if use_cuda else "gloo")
     return d

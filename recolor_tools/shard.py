@@ -156,6 +156,7 @@ def _barrier(env: Mapping[str, str]) -> bool:
 
     # A rank may finish hours before the slowest one on an uneven share: wait that long, but
     # leave at a signal (every output is written: nothing to remove)
+    joining(env)
     with die_on_signals():
         dist.init_process_group("gloo", rank=rank, world_size=size, timeout=BARRIER_TIMEOUT)
         try:
@@ -200,6 +201,22 @@ LAST_WORD_WAIT = timedelta(seconds=30)
 """How long a rank other than 0 that ends with a failure waits for rank 0's lines
 (:func:`last_word`): rank 0 meets the same error within seconds, or is busy elsewhere."""
 
+_joined = False
+"""Whether this process has joined the others' wait (:func:`joining`)."""
+
+
+def joining(env: Mapping[str, str] | None = None) -> None:
+    """Call before waiting for every rank (:func:`together`'s barrier, training's process
+    group). Rank 0 says so in torchrun's store: a rank that stopped before it joined then says
+    its own lines at once (:func:`last_word`), rank 0 being unable to come past its wait (it
+    did after :data:`LAST_WORD_WAIT`)."""
+    global _joined
+    _joined = True
+    env = os.environ if env is None else env
+    if first_process(env) and _agent_store(env):
+        with contextlib.suppress(Exception):  # (no store: last_word waits its while)
+            _store(env).set(_key("waiting", env), "1")
+
 
 def last_word(code: int, env: Mapping[str, str] | None = None) -> None:
     """Under torchrun, let rank 0 say its lines before another rank's failure stops it.
@@ -211,34 +228,60 @@ def last_word(code: int, env: Mapping[str, str] | None = None) -> None:
     ``MASTER_PORT``: the agent's, shared with its workers where ``TORCHELASTIC_USE_AGENT_STORE``
     is ``True``) as it ends, and another rank ending with a failure waits for it, at most
     :data:`LAST_WORD_WAIT`; when rank 0 does not come (busy, or waiting for this rank: the error
-    was this rank's alone), this rank says what it held back itself. After Ctrl-C or SIGTERM
-    nothing waits. Ranks launched by hand (no agent to stop them), single processes and
-    launches whose agent keeps its store to itself (``TORCH_DISABLE_SHARE_RDZV_TCP_STORE``) do
-    nothing.
+    was this rank's alone, :func:`joining`), this rank says what it held back itself. After
+    Ctrl-C or SIGTERM nothing waits. Ranks launched by hand (no agent to stop them), single
+    processes and launches whose agent keeps its store to itself
+    (``TORCH_DISABLE_SHARE_RDZV_TCP_STORE``) do nothing.
     """
+    import time
+
     env = os.environ if env is None else env
-    try:
-        rank, size = rank_and_size(env)
-    except RecolorError:
+    if not _agent_store(env) or code in _SIGNALLED:
         return
-    if size == 1 or env.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
-        return
-    if code in _SIGNALLED or rank and code == ExitCode.OK:
+    rank = rank_and_size(env)[0]
+    if rank and code == ExitCode.OK:
         return
     from .process import die_on_signals, lossy_stderr, quiet_c_stderr
 
-    launch = env.get("TORCHELASTIC_RUN_ID", ""), env.get("TORCHELASTIC_RESTART_COUNT", "0")
-    key = "recolor/said/{}/{}".format(*launch)  # this launch's, and this try's
+    said = _key("said", env)
     try:  # (c10d logs a timeout in two lines of C++ of its own)
         with lossy_stderr(), quiet_c_stderr(), die_on_signals():
-            import torch.distributed as dist
-
-            store = dist.TCPStore(env["MASTER_ADDR"], int(env["MASTER_PORT"]), is_master=False,
-                                  timeout=LAST_WORD_WAIT)  # fmt: skip
+            store = _store(env)
             if rank == 0:
-                store.set(key, "1")
+                store.set(said, "1")
+                return
+            end = time.monotonic() + LAST_WORD_WAIT.total_seconds()
+            while not store.check([said]):
+                if time.monotonic() > end or not _joined and store.check([_key("waiting", env)]):
+                    break
+                time.sleep(0.05)
             else:
-                store.wait([key], LAST_WORD_WAIT)
-    except Exception:  # no store, rank 0 busy (waiting for this rank), torch's import failed
-        for line in list(_lines) if rank else ():
-            print(_naming(line, [rank]), file=sys.stderr, flush=True)
+                return
+    except Exception:  # no store, torch's import failed: said here
+        pass
+    for line in _lines if rank else ():  # rank 0 did not come, or waits for this rank
+        print(_naming(line, [rank]), file=sys.stderr, flush=True)
+
+
+def _agent_store(env: Mapping[str, str]) -> bool:
+    """Whether this process is one of several of a torchrun launch whose agent shares its
+    store with the workers (:func:`last_word`)."""
+    try:
+        size = rank_and_size(env)[1]
+    except RecolorError:
+        return False
+    return size > 1 and env.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+
+
+def _store(env: Mapping[str, str]):
+    """A client of torchrun's agent store."""
+    import torch.distributed as dist
+
+    return dist.TCPStore(env["MASTER_ADDR"], int(env["MASTER_PORT"]), is_master=False,
+                         timeout=LAST_WORD_WAIT)  # fmt: skip
+
+
+def _key(what: str, env: Mapping[str, str]) -> str:
+    """``recolor/WHAT/RUN_ID/RESTART``: this launch's, and this try's."""
+    launch = env.get("TORCHELASTIC_RUN_ID", ""), env.get("TORCHELASTIC_RESTART_COUNT", "0")
+    return f"recolor/{what}/{launch[0]}/{launch[1]}"

@@ -294,6 +294,7 @@ def test_last_word_waits_for_rank_0_else_says_the_held_back_lines_itself(monkeyp
     for k, v in {**env, "RANK": "1"}.items():
         monkeypatch.setenv(k, v)
     monkeypatch.setattr(shard, "_lines", {})
+    monkeypatch.setattr(shard, "_joined", False)
     monkeypatch.setattr(shard, "LAST_WORD_WAIT", timedelta(seconds=1))
     shard.keep_line("recolor train: x.pt: no such file (see recolor train -h)", said=False)
     t = time.monotonic()
@@ -306,6 +307,21 @@ def test_last_word_waits_for_rank_0_else_says_the_held_back_lines_itself(monkeyp
     assert time.monotonic() - t < 1.5
     shard.last_word(143, env={**env, "RANK": "0"})  # (a signal may have cut torch's import short)
     assert store.num_keys() == 0
+    monkeypatch.setattr(shard, "LAST_WORD_WAIT", timedelta(seconds=30))
+    store.set("recolor/waiting/t/0", "1")  # rank 0 waits for the others (shard.joining)
+    t = time.monotonic()
+    shard.last_word(1)  # this rank never joined them: rank 0 will not come, said at once
+    assert time.monotonic() - t < 10
+    assert capsys.readouterr().err == said
+    store.delete_key("recolor/waiting/t/0")
+    shard.joining()  # (this rank's own: rank 1 sets nothing)
+    assert not store.check(["recolor/waiting/t/0"])
+    monkeypatch.setattr(shard, "LAST_WORD_WAIT", timedelta(seconds=1))
+    store.set("recolor/waiting/t/0", "1")
+    t = time.monotonic()
+    shard.last_word(1)  # joined: rank 0 is past its wait, and may yet say it
+    assert time.monotonic() - t >= 1
+    assert capsys.readouterr().err == said
     shard.last_word(2, env={**env, "RANK": "0"})  # rank 0 has said all
     shard.last_word(2)
     assert capsys.readouterr().err == ""
@@ -334,3 +350,28 @@ def test_a_flag_error_only_rank_1_met_is_said_by_it_when_rank_0_does_not_come(tm
                        capture_output=True, timeout=120)  # fmt: skip
     said = "recolor predict: No such option '--bogus' (rank 1) (see recolor predict -h)\n"
     assert (p.returncode, p.stderr.decode()) == (2, said)
+
+
+RANK_1_ALONE = """\
+import os, sys
+if os.environ["RANK"] == "1":
+    sys.argv.append("--bogus")  # (another machine's command line)
+sys.argv[0] = "recolor"
+from recolor_tools import run
+run()
+"""
+
+
+def test_an_error_rank_1_met_alone_before_joining_is_said_at_once(tmp_path):
+    """Rank 0, done with its share, waits in the barrier for rank 1, which stopped before it
+    joined: rank 1 waited 30 s for rank 0's last word before it said its own line. Rank 0 now
+    says in torchrun's store that it waits (shard.joining), and rank 1 says its line then."""
+    imgs = [write_rgb(tmp_path / f"{n}.png", smooth_image(16, 16, i)) for i, n in enumerate("ab")]
+    script = tmp_path / "rank_1_alone.py"
+    script.write_text(RANK_1_ALONE)
+    t = time.monotonic()
+    p = torchrun(["predict", *imgs, "--size", "16", "--device", "cpu", "-q", "-o",
+                  f"{tmp_path}/o/"], script=script)  # fmt: skip
+    said = "recolor predict: No such option '--bogus' (rank 1) (see recolor predict -h)"
+    assert p.returncode != 0 and p.stderr.decode().count(said) == 1, p.stderr.decode()
+    assert time.monotonic() - t < 25  # (LAST_WORD_WAIT is 30 s)
