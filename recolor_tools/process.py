@@ -34,6 +34,9 @@ from .errors import ExitCode
 STDOUT_NAME = "<stdout>"
 """How stdout is named in error messages."""
 
+CLOSED = "is closed, nothing can be written to it"
+"""Why a closed stdout (``>&-``) stops a tool that writes there."""
+
 
 class LossyStream:
     """A text stream (stderr) that drops what it cannot write: the first failed line of a log

@@ -213,7 +213,7 @@ def joining(env: Mapping[str, str] | None = None) -> None:
     global _joined
     _joined = True
     env = os.environ if env is None else env
-    if first_process(env) and _agent_store(env):
+    if _agent_rank(env) == 0:
         with contextlib.suppress(Exception):  # (no store: last_word waits its while)
             _store(env).set(_key("waiting", env), "1")
 
@@ -233,44 +233,47 @@ def last_word(code: int, env: Mapping[str, str] | None = None) -> None:
     processes and launches whose agent keeps its store to itself
     (``TORCH_DISABLE_SHARE_RDZV_TCP_STORE``) do nothing.
     """
-    import time
-
     env = os.environ if env is None else env
-    if not _agent_store(env) or code in _SIGNALLED:
-        return
-    rank = rank_and_size(env)[0]
-    if rank and code == ExitCode.OK:
+    rank = _agent_rank(env)
+    if rank is None or code in _SIGNALLED or rank and code == ExitCode.OK:
         return
     from .process import die_on_signals, lossy_stderr, quiet_c_stderr
 
-    said = _key("said", env)
+    came = False
     try:  # (c10d logs a timeout in two lines of C++ of its own)
         with lossy_stderr(), quiet_c_stderr(), die_on_signals():
             store = _store(env)
             if rank == 0:
-                store.set(said, "1")
+                store.set(_key("said", env), "1")
                 return
-            end = time.monotonic() + LAST_WORD_WAIT.total_seconds()
-            while not store.check([said]):
-                if time.monotonic() > end or not _joined and store.check([_key("waiting", env)]):
-                    break
-                time.sleep(0.05)
-            else:
-                return
+            came = _rank_0_came(store, env)
     except Exception:  # no store, torch's import failed: said here
         pass
-    for line in _lines if rank else ():  # rank 0 did not come, or waits for this rank
+    for line in () if came else _lines:  # rank 0 did not come, or waits for this rank
         print(_naming(line, [rank]), file=sys.stderr, flush=True)
 
 
-def _agent_store(env: Mapping[str, str]) -> bool:
-    """Whether this process is one of several of a torchrun launch whose agent shares its
-    store with the workers (:func:`last_word`)."""
+def _rank_0_came(store, env: Mapping[str, str]) -> bool:
+    """Whether rank 0 said its last word within :data:`LAST_WORD_WAIT`; False at once where it
+    waits for this rank, which has not joined the others (:func:`joining`)."""
+    import time
+
+    end = time.monotonic() + LAST_WORD_WAIT.total_seconds()
+    while not store.check([_key("said", env)]):
+        if time.monotonic() > end or not _joined and store.check([_key("waiting", env)]):
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def _agent_rank(env: Mapping[str, str]) -> int | None:
+    """This process's rank where it is one of several of a torchrun launch whose agent shares
+    its store with the workers (:func:`last_word`); None otherwise."""
     try:
-        size = rank_and_size(env)[1]
+        rank, size = rank_and_size(env)
     except RecolorError:
-        return False
-    return size > 1 and env.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+        return None
+    return rank if size > 1 and env.get("TORCHELASTIC_USE_AGENT_STORE") == "True" else None
 
 
 def _store(env: Mapping[str, str]):

@@ -107,8 +107,7 @@ def _main(argv: list[str] | None) -> int:
     if sys.stdout is None and (not args or any(a in ("-h", "--help", "--version") for a in args)):
         # the help (a bare `recolor` shows it) and the version go to stdout: closed (`>&-`),
         # they were lost with exit 0
-        print(f"{where}: {process.STDOUT_NAME}: is closed, nothing can be written to it",
-              file=sys.stderr)  # fmt: skip
+        print(f"{where}: {process.STDOUT_NAME}: {process.CLOSED}", file=sys.stderr)
         return ExitCode.FAILED
     if any(a == "" or a.startswith("--") and a.endswith("=") for a in args):
         # `recolor predict "$unset"`: Path("") is the current directory, which every tool would

@@ -265,9 +265,9 @@ class Tool:
         """stdout; when it is closed (``>&-``), one line (ending in ``(advice)``) and exit 1,
         before any work where the tool asks first."""
         if sys.stdout is None:
-            from ..process import STDOUT_NAME
+            from ..process import CLOSED, STDOUT_NAME
 
-            self.fail(f"is closed, nothing can be written to it ({advice})", STDOUT_NAME)
+            self.fail(f"{CLOSED} ({advice})", STDOUT_NAME)
             self.exit()
         return sys.stdout
 
