@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import defaults
+from . import defaults, process
 from .errors import RecolorError, is_whole
 from .fileio import check_regular, os_reason
 from .models import HEADS, Colorizer, ModelConfig
@@ -239,7 +239,8 @@ def save_checkpoint(path: str | Path, ckpt: dict[str, Any], keep_previous: bool 
     path = Path(path)
     buf = io.BytesIO()
     torch.save(ckpt, buf)  # into memory: torch's zip writer turns ENOSPC into a RuntimeError
-    with atomic_open(path) as f:
+    # (a SIGTERM between the two renames left no last.pt; it ends the run once both are done)
+    with process.signals_deferred(), atomic_open(path) as f:
         f.write(buf.getbuffer())
         f.flush()
         if stat.S_ISREG(os.fstat(f.fileno()).st_mode):  # (a FIFO or device: written in place,

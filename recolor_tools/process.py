@@ -81,21 +81,31 @@ _HANDLED_IN: int | None = None
 
 def _terminate(signum: int, frame) -> None:
     if os.getpid() != _HANDLED_IN:
-        # A fork (a DataLoader worker: :func:`as_worker`) stops as torch's workers stop at
-        # Ctrl-C, quietly; its parent says how the run ended (the workers exited 143 and the
-        # parent said "DataLoader worker ... exited unexpectedly")
-        raise KeyboardInterrupt
+        return  # a fork (a DataLoader worker before :func:`as_worker`): the parent's to act on
     raise SystemExit(128 + signum)
 
 
 def as_worker() -> None:
-    """In a DataLoader worker: SIGTERM ends it as Ctrl-C ends torch's workers, quietly (exit
-    0), for its parent to say how the run ended. torch's own handler there dies of the signal
-    unless the parent sent it, which the parent then reported: SIGTERM to the process group
-    (docker stop, systemd, Slurm) ended a run "internal error: RuntimeError: DataLoader worker
-    ... is killed by signal", or with a traceback after 143. (SIGHUP is :func:`_terminate`'s.)"""
-    if signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN:
-        signal.signal(signal.SIGTERM, _terminate)
+    """In a DataLoader worker: SIGTERM, SIGHUP and SIGINT are ignored, for the parent to act on
+    (it gets them too when they go to the process group: docker stop, systemd, Slurm, Ctrl-C)
+    and to end its workers as at the end of a run; a worker whose parent is gone ends itself
+    (torch's watchdog). A worker that died of a group SIGTERM (torch's own handler) made the
+    parent end "internal error: RuntimeError: DataLoader worker ... is killed by signal", and
+    one ended by an exception raised from a handler could hold the lock of the DataLoader's
+    stop event, so that its parent hung for good in ``_shutdown_workers``."""
+    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(signum, signal.SIG_IGN)
+    sys.excepthook = _quiet_when_the_parent_left
+
+
+def _quiet_when_the_parent_left(kind: type[BaseException], error: BaseException, tb) -> None:
+    # A worker hands each batch's tensors to its parent as file descriptors, served by a
+    # thread (multiprocessing.resource_sharer) that reports its failures to sys.excepthook;
+    # when the parent ended mid-hand-over (a signal to the group), its EOFError,
+    # ConnectionResetError or BrokenPipeError came with a traceback after the run's own exit
+    # (one run in six). The parent, which got no batch, says what went wrong.
+    if not issubclass(kind, (EOFError, OSError)):
+        sys.__excepthook__(kind, error, tb)
 
 
 @contextlib.contextmanager
