@@ -300,7 +300,7 @@ def _checkpointing_run(images, out, steps: int, workers: int):
     import sys
     import time
 
-    from conftest import ROOT
+    from conftest import ROOT, sigint_default
 
     args = [
         "train", images, "--head", "reg", "--steps", steps, "--ckpt-every", "1", "--eval-every",
@@ -309,7 +309,8 @@ def _checkpointing_run(images, out, steps: int, workers: int):
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     p = subprocess.Popen([sys.executable, "-m", "recolor_tools", *map(str, args)], env=env,
-                         stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
+                         stderr=subprocess.PIPE, start_new_session=True,
+                         preexec_fn=sigint_default)  # fmt: skip
     deadline = time.monotonic() + 120
     while not (out / "last.prev.pt").exists() and p.poll() is None:
         assert time.monotonic() < deadline, "no second checkpoint"
