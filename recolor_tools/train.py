@@ -451,9 +451,9 @@ def _build(
         f"{cfg.head} head{' with hints' if raw.config.hints else ''}, "
         f"{_parameters(raw)}, "
         f"{len(train_paths)} training / {len(val_paths)} validation images, "
-        f"{total_steps} steps of {min(cfg.batch_size, loaders.per_rank)} x {d.world} on "
-        f"{dev.device}, "
-        f"{dev.workers} loader workers",
+        f"{_count(total_steps, 'step')} of {min(cfg.batch_size, loaders.per_rank)} x {d.world} "
+        f"on {dev.device}, "
+        f"{_count(dev.workers, 'loader worker')}",
     )  # fmt: skip
     run = Run(
         cfg, d, dev, cs, loaders, raw, model, opt, total_steps, eval_every,
@@ -509,6 +509,10 @@ def _finish(run: Run, state: TrainState, last_metrics: dict[str, Any]) -> Path:
 
 # ---------------------------------------------------------------------------------------------
 # small helpers
+
+
+def _count(n: int, thing: str) -> str:
+    return f"{n} {thing}{'' if n == 1 else 's'}"  # "1 step", "2 steps"
 
 
 def _parameters(model: models.Colorizer) -> str:

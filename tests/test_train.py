@@ -398,7 +398,7 @@ def test_the_first_line_says_the_batch_the_steps_take(tmp_path, capsys):
     folder = image_folder(tmp_path / "d", 3)
     args = [folder, "--head", "reg", "--steps", 1, "--size", 24, "-b", 4, "--width", 8, "-j", 0]
     rc, _, err = cli([*args, "--out", tmp_path / "run"], capsys)
-    assert rc == 0 and ", 1 steps of 3 x 1 on cpu, " in err.splitlines()[0], err
+    assert rc == 0 and ", 1 step of 3 x 1 on cpu, " in err.splitlines()[0], err
 
 
 @pytest.mark.parametrize("head", ["reg", "cls"])  # cls: the class statistics name it first
