@@ -82,6 +82,10 @@ _HANDLED_IN: int | None = None
 def _terminate(signum: int, frame) -> None:
     if os.getpid() != _HANDLED_IN:
         return  # a fork (a DataLoader worker before :func:`as_worker`): the parent's to act on
+    # A worker that the group's SIGTERM reached before it could ignore it dies of it (torch's
+    # own handler, set first in each worker); torch's SIGCHLD handler here then raised "worker
+    # ... is killed by signal" from the unwinding, a traceback after 143.
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     raise SystemExit(128 + signum)
 
 

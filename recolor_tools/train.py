@@ -60,7 +60,7 @@ import torch
 import torch.distributed as dist
 
 from . import checkpoints, models
-from .data import check_some_readable, list_images
+from .data import check_some_readable, list_images, started
 from .distributed import (
     Dist,
     all_or_none,
@@ -158,7 +158,7 @@ def _evaluate_sums(
 
     model.eval()
     sums = torch.zeros(4, dtype=torch.float64)  # loss x n, auc, psnr, n
-    for batch in loader:
+    for batch in started(loader):
         if on_bad is not None:
             on_bad(batch["bad"])
         L = batch["L"].to(device)
@@ -471,7 +471,7 @@ def _loop(run: Run, state: TrainState, last_metrics: dict[str, Any]) -> dict[str
     run.model.train()
     while state.step < total_steps:
         loaders.sampler.set_epoch(state.epoch, state.pos)
-        for batch in loaders.train:
+        for batch in started(loaders.train):
             run.unreadable(batch["bad"])
             loss = train_step(run, state, batch)
             _show_progress(run, state, loss)

@@ -389,7 +389,7 @@ def build_loaders(
         )
         val_loader = make_loader(
             val_set, val_sampler, cfg.batch_size, dev.workers, cfg.seed,
-            drop_last=False, persistent=False, pin_memory=pin,
+            drop_last=False, persistent=True, pin_memory=pin,
         )  # fmt: skip
     steps_per_epoch = max(1, per_rank // cfg.batch_size if drop_last else 1)
     return Loaders(loader, sampler, val_loader, per_rank, steps_per_epoch)

@@ -356,6 +356,72 @@ def test_a_signal_to_the_process_group_ends_a_run_with_workers_cleanly(images, t
     assert checkpoints.read_checkpoint(out / "last.pt")["step"] >= 1
 
 
+_SIGNAL_AT = {
+    # the group's SIGTERM inside Python's fork hooks in the main process, as the workers fork
+    "fork": """
+import os, signal
+def hit():
+    if not hit.done:
+        hit.done = True
+        os.kill(os.getpid(), signal.SIGTERM)
+hit.done = False
+os.register_at_fork(after_in_parent=hit)
+""",
+    # ... and in a worker after torch's own handler but before worker_init ignores it, while
+    # the main process still forks the others, and once it is waiting for their batches
+    **{
+        moment: f"""
+import os, signal, time
+import recolor_tools.data as data
+real = data.worker_init
+def worker_init(worker_id):
+    if worker_id == 0:  # (once: a second SIGTERM as the run unwinds is another matter)
+        time.sleep({pause})
+        os.killpg(0, signal.SIGTERM)
+    real(worker_id)
+data.worker_init = worker_init
+"""
+        for moment, pause in (("worker start", 0), ("worker start, run going", 1))
+    },
+}
+
+
+@pytest.mark.parametrize("moment", list(_SIGNAL_AT))
+def test_a_signal_to_the_group_as_workers_start_ends_the_run(images, tmp_path, moment):
+    """A signal as the DataLoader forks its workers (the validation loader forked anew at
+    every evaluation): Python reported the SystemExit raised inside its fork hook as ignored
+    and the run went on training; a worker killed by torch's own SIGTERM handler, before it
+    could ignore the signal, made the main process's unwinding raise "DataLoader worker ... is
+    killed by signal" after 143. Now: exit 143, nothing said, every time."""
+    import contextlib
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT, sigint_default
+
+    code = _SIGNAL_AT[moment] + (
+        "import runpy, sys\n"
+        "sys.argv = ['recolor', *sys.argv[1:]]\n"
+        "runpy.run_module('recolor_tools', run_name='__main__')\n"
+    )
+    args = [
+        "train", images, "--val", images, "--head", "reg", "--steps", "200", "--eval-every",
+        "2", "--size", SIZE, "-b", "4", "--width", "4", "-j", "2", "--threads", "1",
+        "--device", "cpu", "--out", tmp_path / "run", "-q",
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    p = subprocess.Popen([sys.executable, "-c", code, *map(str, args)], env=env,
+                         stderr=subprocess.PIPE, start_new_session=True,
+                         preexec_fn=sigint_default)  # fmt: skip
+    try:  # (its own session: the worker's killpg reaches that group only)
+        _, err = p.communicate(timeout=120)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(p.pid, 9)
+    assert (p.returncode, err.decode()) == (143, "")
+
+
 @pytest.mark.parametrize("hard", [False, True])
 def test_workers_train_under_a_low_open_files_limit(images, tmp_path, hard):
     """torch passes each batch's tensors as file descriptors: under `ulimit -n 20` the workers'
