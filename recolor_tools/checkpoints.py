@@ -239,13 +239,15 @@ def save_checkpoint(path: str | Path, ckpt: dict[str, Any], keep_previous: bool 
     path = Path(path)
     buf = io.BytesIO()
     torch.save(ckpt, buf)  # into memory: torch's zip writer turns ENOSPC into a RuntimeError
-    # (a SIGTERM between the two renames left no last.pt; it ends the run once both are done)
-    with process.signals_deferred(), atomic_open(path) as f:
+    with contextlib.ExitStack() as renaming, atomic_open(path) as f:
         f.write(buf.getbuffer())
         f.flush()
         if stat.S_ISREG(os.fstat(f.fileno()).st_mode):  # (a FIFO or device: written in place,
             os.fsync(f.fileno())  # where fsync is EINVAL and there is no old file to keep)
             if keep_previous and path.exists():
+                # a signal between this rename and atomic_open's left no last.pt: it ends the
+                # run once both are done (not while a write or an open blocks)
+                renaming.enter_context(process.signals_deferred())
                 os.replace(path, previous_path(path))
 
 

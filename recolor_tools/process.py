@@ -90,16 +90,34 @@ def _terminate(signum: int, frame) -> None:
 
 
 def as_worker() -> None:
-    """In a DataLoader worker: SIGTERM, SIGHUP and SIGINT are ignored, for the parent to act on
-    (it gets them too when they go to the process group: docker stop, systemd, Slurm, Ctrl-C)
-    and to end its workers as at the end of a run; a worker whose parent is gone ends itself
-    (torch's watchdog). A worker that died of a group SIGTERM (torch's own handler) made the
-    parent end "internal error: RuntimeError: DataLoader worker ... is killed by signal", and
-    one ended by an exception raised from a handler could hold the lock of the DataLoader's
-    stop event, so that its parent hung for good in ``_shutdown_workers``."""
-    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+    """In a DataLoader worker: SIGHUP and SIGINT are ignored, and SIGTERM too unless the parent
+    sent it, for the parent to act on (it gets them too when they go to the process group:
+    docker stop, systemd, Slurm, Ctrl-C) and to end its workers as at the end of a run; the
+    parent's own SIGTERM (torch's ``terminate()`` of a worker that did not stop, also at the
+    interpreter's exit) ends the worker at once, as torch's handler does; a worker whose parent
+    is gone ends itself (torch's watchdog).
+
+    A worker that died of a group SIGTERM (torch's handler) made the parent end "internal error:
+    RuntimeError: DataLoader worker ... is killed by signal"; one ended by an exception raised
+    from a handler could hold the lock of the DataLoader's stop event, so that its parent hung
+    for good in ``_shutdown_workers``; one that ignored its parent's SIGTERM too kept a run
+    whose worker had failed from exiting. Where Python cannot tell the sender
+    (``signal.sigwaitinfo``: not on macOS), torch's handler stays."""
+    for signum in (signal.SIGHUP, signal.SIGINT):
         signal.signal(signum, signal.SIG_IGN)
     sys.excepthook = _quiet_when_the_parent_left
+    if hasattr(signal, "sigwaitinfo"):
+        # held in this thread, the worker's only one yet, and so in every thread it starts;
+        # taken by the one below, which sees who sent it
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        parent = os.getppid()
+        threading.Thread(target=_end_when_the_parent_asks, args=(parent,), daemon=True).start()
+
+
+def _end_when_the_parent_asks(parent: int) -> None:
+    while signal.sigwaitinfo({signal.SIGTERM}).si_pid != parent:
+        pass
+    os._exit(0)
 
 
 def _quiet_when_the_parent_left(kind: type[BaseException], error: BaseException, tb) -> None:

@@ -356,6 +356,26 @@ def test_a_signal_to_the_process_group_ends_a_run_with_workers_cleanly(images, t
     assert checkpoints.read_checkpoint(out / "last.pt")["step"] >= 1
 
 
+def _wrapped_recolor(prelude: str, args, **kw):
+    """A ``recolor`` process (its own session) run after ``prelude``, Python code that patches
+    the tools as a fault would."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT, sigint_default
+
+    code = prelude + (
+        "import runpy, sys\n"
+        "sys.argv = ['recolor', *sys.argv[1:]]\n"
+        "runpy.run_module('recolor_tools', run_name='__main__')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-c", code, *map(str, args)], env=env,
+                            stderr=subprocess.PIPE, start_new_session=True,
+                            preexec_fn=sigint_default, **kw)  # fmt: skip
+
+
 _SIGNAL_AT = {
     # the group's SIGTERM inside Python's fork hooks in the main process, as the workers fork
     "fork": """
@@ -395,30 +415,79 @@ def test_a_signal_to_the_group_as_workers_start_ends_the_run(images, tmp_path, m
     killed by signal" after 143. Now: exit 143, nothing said, every time."""
     import contextlib
     import os
-    import subprocess
-    import sys
 
-    from conftest import ROOT, sigint_default
-
-    code = _SIGNAL_AT[moment] + (
-        "import runpy, sys\n"
-        "sys.argv = ['recolor', *sys.argv[1:]]\n"
-        "runpy.run_module('recolor_tools', run_name='__main__')\n"
-    )
     args = [
         "train", images, "--val", images, "--head", "reg", "--steps", "200", "--eval-every",
         "2", "--size", SIZE, "-b", "4", "--width", "4", "-j", "2", "--threads", "1",
         "--device", "cpu", "--out", tmp_path / "run", "-q",
     ]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    p = subprocess.Popen([sys.executable, "-c", code, *map(str, args)], env=env,
-                         stderr=subprocess.PIPE, start_new_session=True,
-                         preexec_fn=sigint_default)  # fmt: skip
+    p = _wrapped_recolor(_SIGNAL_AT[moment], args)
     try:  # (its own session: the worker's killpg reaches that group only)
         _, err = p.communicate(timeout=120)
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(p.pid, 9)
+    assert (p.returncode, err.decode()) == (143, "")
+
+
+def test_a_run_whose_worker_failed_exits(images, tmp_path):
+    """An error inside a loader worker: the run said it, then hung for good at the interpreter's
+    exit (the persistent workers, kept by the error's traceback, ignored the terminate() that
+    multiprocessing's exit sends them, then waits for). Only the parent's SIGTERM ends one."""
+    import contextlib
+    import os
+
+    prelude = """
+import torch.utils.data as tud
+import recolor_tools.data as data
+real = data.ColorDataset.__getitem__
+def getitem(self, key):
+    if tud.get_worker_info() is not None and getitem.n >= 5:
+        raise RuntimeError("a fault in a worker")
+    getitem.n += 1
+    return real(self, key)
+getitem.n = 0
+data.ColorDataset.__getitem__ = getitem
+"""
+    args = [
+        "train", images, "--val", images, "--head", "reg", "--steps", "50", "--size", SIZE,
+        "-b", "2", "--width", "4", "-j", "2", "--threads", "1", "--device", "cpu", "--out",
+        tmp_path / "run", "-q",
+    ]  # fmt: skip
+    p = _wrapped_recolor(prelude, args)
+    try:
+        _, err = p.communicate(timeout=60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(p.pid, 9)
+    assert p.returncode == 1 and "a fault in a worker" in err.decode(), err.decode()
+
+
+def test_a_signal_while_a_checkpoint_waits_on_a_fifo_ends_the_process(tmp_path):
+    """The signals held across a checkpoint's two renames were held from its open: a FIFO's
+    with no reader (written in place) kept SIGTERM from ending the process."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from conftest import ROOT
+
+    fifo = tmp_path / "last.pt"
+    os.mkfifo(fifo)
+    code = (
+        "from recolor_tools import checkpoints, process\n"
+        "with process.exit_on_sigterm():\n"
+        f"    checkpoints.save_checkpoint({str(fifo)!r}, {{'step': 1}}, keep_previous=True)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    p = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE)
+    time.sleep(3)  # (torch's import, then the open that waits)
+    p.terminate()
+    try:
+        _, err = p.communicate(timeout=30)
+    finally:
+        p.kill()
     assert (p.returncode, err.decode()) == (143, "")
 
 
