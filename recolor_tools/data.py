@@ -343,10 +343,10 @@ def share_within_open_files() -> None:
 
 def started(loader: torch.utils.data.DataLoader) -> Iterator[dict]:
     """``iter(loader)``, its workers forked with SIGTERM, SIGINT and SIGHUP held until the
-    iterator is whole (:func:`recolor_tools.process.signals_deferred`). Python runs a handler inside its own
-    fork hooks, which only report what it raises: a signal to the group there was lost and the
-    run went on training (or ended "internal error: ... DataLoader worker exited
-    unexpectedly"); one raised inside the iterator's construction left it half-made."""
+    iterator is whole (:func:`recolor_tools.process.signals_deferred`). Python runs a handler
+    inside its own fork hooks, which only report what it raises: a signal to the group there
+    was lost and the run went on training (or ended "internal error: ... DataLoader worker
+    exited unexpectedly"); one raised inside the iterator's construction left it half-made."""
     from .process import signals_deferred
 
     with signals_deferred():
