@@ -97,6 +97,33 @@ def test_predict_under_torchrun_writes_what_one_process_writes(tmp_path):
         assert (tmp_path / "two" / p.name).read_bytes() == (tmp_path / "one" / p.name).read_bytes()
 
 
+def test_each_printed_path_is_one_write(tmp_path):
+    """torchrun's ranks share one stdout pipe; with PYTHONUNBUFFERED (many container images
+    set it) print() wrote a path and its newline apart, and two ranks' paths ran together
+    ("im0.png/tmp/.../im3.png", seen in CI). Each write to stdout is recorded here."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    img = write_rgb(tmp_path / "im.png", smooth_image(40, 48, 0))
+    prelude = (
+        "import io, os, sys, runpy\n"
+        "class Raw(io.RawIOBase):\n"
+        "    def writable(self): return True\n"
+        "    def write(self, b): os.write(1, b'<' + bytes(b) + b'>'); return len(b)\n"
+        "sys.stdout = io.TextIOWrapper(Raw(), write_through=True)\n"
+        "sys.argv = ['recolor', *sys.argv[1:]]\n"
+        "runpy.run_module('recolor_tools', run_name='__main__')\n"
+    )
+    args = ["predict", img, "--device", "cpu", "-o", f"{tmp_path / 'out'}/"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    p = subprocess.run([sys.executable, "-c", prelude, *map(str, args)], env=env,
+                       capture_output=True, timeout=300)  # fmt: skip
+    assert p.returncode == 0, p.stderr.decode()
+    assert p.stdout.decode() == f"<{tmp_path / 'out' / 'im.png'}\n>"
+
+
 def test_what_is_about_the_whole_list_is_said_by_rank_0_only(tmp_path):
     # a hint file for no input, and --suggest's lines (up to 5 per image)
     imgs = [write_rgb(tmp_path / f"im{i}.png", smooth_image(40, 48, i)) for i in range(2)]

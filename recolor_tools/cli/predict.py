@@ -468,7 +468,9 @@ def _write_one(tool: Tool, out, path: str, error, name, dest, encoded) -> None:
             raise error
         written = out.write(name, lambda f: write_all(f, encoded()))
         if written is not None and not writes_in_place(dest):
-            write_stdout(tool.text_stdout(), lambda f: print(dest, file=f))
+            # one write: under PYTHONUNBUFFERED print's two (the name, then its newline) from
+            # torchrun's ranks, which share the pipe, ran together ("a.pngb.png")
+            write_stdout(tool.text_stdout(), lambda f: f.write(f"{dest}\n"))
 
 
 def _suggest_points(tool: Tool, where: list[str]) -> list[tuple[str, str]]:

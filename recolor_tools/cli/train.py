@@ -261,5 +261,5 @@ def train(
         if tool.echo:  # one line, also under torchrun
             from ..outputs import write_stdout
 
-            write_stdout(tool.text_stdout(), lambda f: print(path, file=f))
+            write_stdout(tool.text_stdout(), lambda f: f.write(f"{path}\n"))  # (one write)
     tool.exit()
