@@ -204,8 +204,9 @@ def to_stderr(line: str) -> None:
     bars = sys.modules.get("tqdm")
     if bars is not None and getattr(bars.tqdm, "_instances", None):
         bars.tqdm.write(line, file=sys.stderr)
-    else:
-        print(line, file=sys.stderr, flush=True)
+    elif sys.stderr is not None:  # one write: ranks share stderr (print's two ran together
+        sys.stderr.write(f"{line}\n")  # under PYTHONUNBUFFERED)
+        sys.stderr.flush()
 
 
 def warn(reason: str, path: str | Path | None = None) -> None:

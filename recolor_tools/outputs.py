@@ -434,6 +434,13 @@ def _check_writable(out: Path) -> None:
         raise RecolorError("permission denied", folder)
 
 
+def print_path(stream: IO, path: str | Path) -> None:
+    """``path`` and a newline on the text stream ``stdout``, in one write (:func:`write_stdout`):
+    under PYTHONUNBUFFERED ``print`` wrote the two apart, and the paths of torchrun's ranks,
+    which share the pipe, ran together (``a.pngb.png``)."""
+    write_stdout(stream, lambda f: f.write(f"{path}\n"))
+
+
 def write_stdout(stream: IO, write: Callable[[IO], object]) -> None:
     """``write(stream)`` to stdout (``stream``: its binary buffer or the text stream) and flush
     it. A full device is :class:`DiskFull` naming ``<stdout>``, and stdout is pointed at

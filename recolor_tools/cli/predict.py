@@ -461,16 +461,14 @@ def _write_one(tool: Tool, out, path: str, error, name, dest, encoded) -> None:
     FIFO (``-o /dev/stdout``: the path would follow the image); or report ``error``, the input's
     failure. On the writer thread of :class:`Writeback`, in input order."""
     from ..fileio import write_all, writes_in_place
-    from ..outputs import write_stdout
+    from ..outputs import print_path
 
     with tool.guard(path):  # a full stdout: DiskFull naming <stdout>, not the input
         if error is not None:
             raise error
         written = out.write(name, lambda f: write_all(f, encoded()))
         if written is not None and not writes_in_place(dest):
-            # one write: under PYTHONUNBUFFERED print's two (the name, then its newline) from
-            # torchrun's ranks, which share the pipe, ran together ("a.pngb.png")
-            write_stdout(tool.text_stdout(), lambda f: f.write(f"{dest}\n"))
+            print_path(tool.text_stdout(), dest)
 
 
 def _suggest_points(tool: Tool, where: list[str]) -> list[tuple[str, str]]:

@@ -259,7 +259,7 @@ def train(
         except UsageError as e:  # options the checkpoint to resume does not allow
             tool.usage(e.reason, see_help=e.see_help)
         if tool.echo:  # one line, also under torchrun
-            from ..outputs import write_stdout
+            from ..outputs import print_path
 
-            write_stdout(tool.text_stdout(), lambda f: f.write(f"{path}\n"))  # (one write)
+            print_path(tool.text_stdout(), path)
     tool.exit()
