@@ -187,7 +187,7 @@ def _say_held_back(held: list[list[str]]) -> None:
             if line not in _lines:
                 who.setdefault(line, []).append(r)
     for line, ranks in who.items():
-        print(_naming(line, ranks), file=sys.stderr, flush=True)
+        errors.to_stderr(_naming(line, ranks))
 
 
 def _naming(line: str, ranks: list[int]) -> str:
@@ -250,7 +250,7 @@ def last_word(code: int, env: Mapping[str, str] | None = None) -> None:
     except Exception:  # no store, torch's import failed: said here
         pass
     for line in () if came else _lines:  # rank 0 did not come, or waits for this rank
-        print(_naming(line, [rank]), file=sys.stderr, flush=True)
+        errors.to_stderr(_naming(line, [rank]))
 
 
 def _rank_0_came(store, env: Mapping[str, str]) -> bool:

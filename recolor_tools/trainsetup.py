@@ -13,7 +13,6 @@ import contextlib
 import dataclasses
 import math
 import random
-import sys
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ import torch
 from . import checkpoints, defaults, models
 from .data import ColorDataset, EpochSampler, make_loader
 from .distributed import Dist, default_workers
-from .errors import RecolorError, UsageError, warn
+from .errors import RecolorError, UsageError, to_stderr, warn
 from .trainconfig import TrainConfig, kept_on_resume
 
 PLATEAU = {"factor": 0.5, "patience": 10, "min_lr": 1e-5}
@@ -296,7 +295,7 @@ def read_start(cfg: TrainConfig, d: Dist) -> tuple[dict | None, dict | None]:
             except RecolorError:
                 raise e from None  # about last.pt: the file the user knows
             if d.main:  # a warning, shown even with --quiet
-                print(f"recolor train: {e}; resuming from {prev}", file=sys.stderr, flush=True)
+                to_stderr(f"recolor train: {e}; resuming from {prev}")
         run_head = resumed.get("head")
         if cfg.head is not None and run_head in ("cls", "reg") and run_head != cfg.head:
             kept_on_resume("head", cfg.head, run_head)  # given again: usage, as --width is
@@ -575,7 +574,7 @@ def build_optimiser(
 def log(cfg: TrainConfig, d: Dist, text: str) -> None:
     """A line on stderr from rank 0, unless quiet."""
     if d.main and not cfg.quiet:
-        print(f"recolor train: {text}", file=sys.stderr, flush=True)
+        to_stderr(f"recolor train: {text}")
 
 
 class Unreadable:
@@ -584,9 +583,7 @@ class Unreadable:
 
     def __init__(self, report: Callable[[str], None] | None = None) -> None:
         self.seen: set[str] = set()
-        self.report = report or (
-            lambda line: print(f"recolor train: {line}", file=sys.stderr, flush=True)
-        )
+        self.report = report or (lambda line: to_stderr(f"recolor train: {line}"))
 
     def __call__(self, bad: Iterable[str], tell: bool = True) -> None:
         """Note each ``"path: reason"`` of ``bad`` (an item's lines; empty strings: none); tell
