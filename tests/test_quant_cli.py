@@ -123,7 +123,7 @@ def test_to_lab_into_rebalance_stats_through_a_pipe(tmp_path, images):
         ["rebalance-stats", "-o", out, "--lambda", "0.25", "--sigma", "4", "--plot", plot],
     )
     assert [s.returncode for s in stages] == [0, 0], stages[1].stderr
-    assert stages[1].stdout == b"" and b"classes: 395" in stages[1].stderr
+    assert stages[1].stdout == b"" and f"classes: {len(C8)} ".encode() in stages[1].stderr
     stats = RebalanceStats.load(out)
     acc = PriorAccumulator(C8, 8)
     for src in images:
