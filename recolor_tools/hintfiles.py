@@ -307,10 +307,10 @@ def hint_source(
     inputs: list[str],
     paths: list[str],
     strength: float | None = None,
-    spread: str = "alike",
+    spread: str | None = None,
 ) -> tuple[HintSource, list[RecolorError]]:
     """The :class:`HintSource` of ``recolor predict --hint ... --hints ... --palette ...
-    --hint-strength ... --hint-spread``.
+    --hint-strength ... --hint-spread`` (None: not given; the spread is then ``"alike"``).
 
     Returns the source and the problems of a ``--hints`` directory (see
     :func:`match_hint_files`).
@@ -325,10 +325,10 @@ def hint_source(
         An unreadable or bad ``--hints`` file or ``--palette`` image.
     """
     check_strength(strength, "--hint-strength")
-    if (strength is not None or spread != "alike") and not points and hints is None:
+    if (strength is not None or spread is not None) and not points and hints is None:
         flag = "--hint-strength" if strength is not None else "--hint-spread"
         raise ValueError(f"{flag} acts on point hints: give --hint or --hints")  # not ignored
-    common = Hints(strength=strength, spread=spread)
+    common = Hints(strength=strength, spread=spread or "alike")
     for spec in points:
         try:
             common = common + parse_hint(spec)

@@ -343,7 +343,11 @@ def test_hint_strength_sets_how_far_a_hint_reaches(tmp_path):
     for value in ("nan", "1e300"):  # 1e300: inf in float32, NaN shares: once the automatic output
         bad = run(["predict", src, "-w", SHIPPED, "--hint", "1,1=#fff", "--hint-strength", value])
         assert bad.returncode == 2 and "--hint-strength" in bad.stderr.decode()
-    for opts in (["--hint-strength", "4"], ["--palette", "#f00", "--hint-spread", "region"]):
+    for opts in (
+        ["--hint-strength", "4"],
+        ["--palette", "#f00", "--hint-spread", "region"],
+        ["--hint-spread", "alike"],  # the default, given: passed as though unsaid
+    ):
         bad = run(["predict", src, "-w", SHIPPED, *opts, "-o", tmp_path / "x.png"])
         flag = opts[-2]
         assert (bad.returncode, bad.stderr.decode()) == (2, (  # was ignored without a word

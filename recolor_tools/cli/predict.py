@@ -139,20 +139,20 @@ PredictHintStrength = Annotated[
     Optional[float],  # noqa: UP045
     typer.Option(
         "--hint-strength",
-        min=0,
-        help="How far point hints spread into look-alike regions (default 2; more suits flat "
-        "posters, 0.5-1 a few hints on objects, above all in photographs; 0 holds them to "
-        "their own pixels).",
+        help="How far point hints spread into look-alike regions, 0 to 1e6 (default 2; more "
+        "suits flat posters, 0.5-1 a few hints on objects, above all in photographs; 0 holds "
+        "them to their own pixels).",
         show_default=False,
     ),
 ]
 PredictHintSpread = Annotated[
-    Literal["alike", "region"],
+    Optional[Literal["alike", "region"]],  # noqa: UP045
     typer.Option(
         "--hint-spread",
         help="alike: point hints reach look-alike regions nearby, across edges (posters: a "
         "title's letters); region: each fills the region it is in and stops at edges "
-        "(objects in photographs).",
+        "(objects in photographs). Default alike.",
+        show_default=False,
     ),
 ]
 PredictSuggest = _unshown(
@@ -187,7 +187,7 @@ def predict(
     hints: PredictHints = None,
     palette: PredictPalette = None,
     hint_strength: PredictHintStrength = None,
-    hint_spread: PredictHintSpread = "alike",
+    hint_spread: PredictHintSpread = None,
     suggest: PredictSuggest = None,
     quiet: Quiet = False,
     debug: Debug = False,
@@ -239,7 +239,7 @@ def predict(
             # -T must be checked against it (a rerun must not pass what the first run refused).
             if not (paths or suggest or guided or temperature is not None):
                 _nothing_to_do(tool, weights, refused)
-            steered = hint_strength is not None or hint_spread != "alike"
+            steered = hint_strength is not None or hint_spread is not None
             asks = (guided, bool(palette), steered, bool(suggest), temperature is not None)
             loaded = _load_predictor(
                 tool, weights, head, asks, threads, size=size, saturation=saturation,
