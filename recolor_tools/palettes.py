@@ -33,7 +33,7 @@ def palette_from_list(text: str) -> Hints:
     items = [t.partition(":") for t in filter(None, (t.strip() for t in text.split(",")))]
     if not items:
         raise ValueError(f"palette {text!r} holds no colour")
-    return palette([(color, weight or 1.0) for color, _, weight in items])
+    return palette([(color, weight if sep else 1.0) for color, sep, weight in items])
 
 
 def palette(colours: Sequence[tuple[str, float | str]]) -> Hints:

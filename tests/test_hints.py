@@ -122,7 +122,17 @@ def test_colours_points_and_palettes_parse():
     for bad in ("10,20", "10=#fff", "a,b=#fff", "1,2=#ggg", "1,2=red"):
         with pytest.raises(ValueError):
             hints.parse_hint(bad)
-    for bad in ("#fff:0", "#fff:-1", ",", "#12345", "#fff:nan", "#fff:1e-300", "#fff:1e39"):
+    bad_lists = (
+        "#fff:0",
+        "#fff:-1",
+        ",",
+        "#12345",
+        "#fff:nan",
+        "#fff:1e-300",
+        "#fff:1e39",
+        "#f00:",
+    )
+    for bad in bad_lists:  # "#f00:": a weight left out by mistake, not 1
         with pytest.raises(ValueError):
             palettes.palette_from_list(bad)
     with pytest.raises(RecolorError, match="outside"):
