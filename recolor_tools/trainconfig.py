@@ -149,8 +149,10 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be positive")
-        if self.workers is not None and self.workers < 0:
-            raise ValueError("--workers must be 0 or more")
+        if self.workers is not None and not 0 <= self.workers <= defaults.MAX_WORKERS:
+            raise ValueError(f"--workers must be from 0 to {defaults.MAX_WORKERS}")
+        if self.threads is not None and self.threads > defaults.MAX_WORKERS:
+            raise ValueError(f"--threads must be at most {defaults.MAX_WORKERS}")
         if self.seed is not None and not 0 <= self.seed < 2**32:  # numpy's, torch's: 32-bit
             raise ValueError(f"--seed must be from 0 to {2**32 - 1}, got {self.seed}")
         if self.size is not None and self.size % 8:

@@ -483,3 +483,28 @@ def test_a_record_promising_more_than_a_stdin_file_holds_is_refused_from_its_hea
     assert "truncated record stream (the header promises 2,028,000,000 bytes of arrays" in (
         p.stderr.decode()
     )
+
+
+@pytest.mark.parametrize(
+    "tool, flag", [("predict", "--threads"), ("predict", "-j"), ("train", "--threads"),
+                   ("train", "-j"), ("rebalance-stats", "-j")]
+)  # fmt: skip
+def test_threads_and_workers_past_any_machine_are_a_usage_error(pics, tool, flag):
+    """--threads 20000 ended predict with exit 1 and no word (libgomp could not start them),
+    100000 with a segfault; train -j 100000 forked loader processes for minutes, deaf to
+    SIGTERM. The most, 256, is still taken."""
+    from recolor_tools import defaults
+    from recolor_tools.trainconfig import TrainConfig
+
+    most = defaults.MAX_WORKERS
+    p = run([tool, "rand.png", flag, most + 1, "-o", "out"], cwd=pics)
+    assert p.returncode == 2 and p.stderr.decode().count("\n") == 1, p.stderr
+    assert f"{most + 1} is not in the range" in p.stderr.decode()
+    assert not (pics / "out").exists()
+    if tool == "train":  # the API checks what the CLI does
+        name = "threads" if flag == "--threads" else "workers"
+        with pytest.raises(ValueError, match=f"--{name} must be"):
+            TrainConfig(data=[pics], **{name: most + 1})
+    if tool == "predict":  # the most is taken
+        p = run([tool, "rand.png", flag, most, "-o", "out.png"], cwd=pics)
+        assert p.returncode == 0 and (pics / "out.png").exists(), p.stderr

@@ -307,7 +307,11 @@ def rebalance_stats(
     workers: Annotated[
         int,
         typer.Option(
-            "--workers", "-j", min=0, help="Threads reading image files (0 or 1: one at a time)."
+            "--workers",
+            "-j",
+            min=0,
+            max=defaults.MAX_WORKERS,
+            help="Threads reading image files (0 or 1: one at a time).",
         ),
     ] = 2,
     quiet: Quiet = False,

@@ -84,7 +84,12 @@ PredictBatchSize = Annotated[
 ]
 PredictThreads = Annotated[
     Optional[int],  # noqa: UP045 - None: torch's default (the cores)
-    typer.Option("--threads", min=1, help="CPU threads of the network (default: the cores)."),
+    typer.Option(
+        "--threads",
+        min=1,
+        max=defaults.MAX_WORKERS,
+        help="CPU threads of the network (default: the cores).",
+    ),
 ]
 PredictIoWorkers = Annotated[
     int,
@@ -93,6 +98,7 @@ PredictIoWorkers = Annotated[
         "-j",
         "--io-workers",
         min=0,
+        max=defaults.MAX_WORKERS,
         help="Threads that read the next batch, compose and encode results while the network "
         "runs; one more writes them in order (0: all in turn, in one thread).",
     ),

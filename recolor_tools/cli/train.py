@@ -114,12 +114,16 @@ TrainWorkers = Annotated[
         "--workers",
         "-j",
         min=0,
+        max=defaults.MAX_WORKERS,
         help="Loader processes (0: inline; default: on a CPU 1 from 4 cores, else 0; on a GPU "
         "every core but one).",
     ),
 ]
 TrainThreads = Annotated[
-    _PosInt, typer.Option("--threads", min=1, help="CPU threads (default: cores/processes).")
+    _PosInt,
+    typer.Option(
+        "--threads", min=1, max=defaults.MAX_WORKERS, help="CPU threads (default: cores/processes)."
+    ),
 ]
 TrainSeed = Annotated[
     _PosInt,
