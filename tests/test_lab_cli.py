@@ -414,6 +414,16 @@ def test_help_wraps_each_paragraph_to_the_terminal(tool):
         assert not (a and b) or len(a) + 1 + len(b.split()[0]) > 58, (a, b)
 
 
+@pytest.mark.parametrize(
+    "tool", ["to-lab", "from-lab", "quantize", "rebalance-stats", "train", "predict", "compare"]
+)
+def test_no_option_help_is_cut_short_at_80_columns(tool):
+    """Rich cuts a word longer than the help column with '…': predict's --palette help ended
+    "'#hex,#hex:weight,..…" at 80 columns, the list form's end unseen."""
+    p = run([tool, "-h"], check_rc=0, env={"COLUMNS": "80"})
+    assert "…" not in p.stdout.decode(), p.stdout.decode()
+
+
 def test_tools_without_a_model_do_not_import_torch(tmp_path):
     src = write_rgb(tmp_path / "a.png", smooth_image(10, 10, 1))
     code = (

@@ -139,7 +139,9 @@ PredictHints = _unshown(
     "or a directory of them matched to the inputs by path without extension.",
 )
 PredictPalette = _unshown(
-    "--palette", "Colour scheme to follow: an image ('-': stdin), or '#hex,#hex:weight,...'."
+    "--palette",
+    "Colour scheme to follow: an image ('-': stdin), or colours, comma-separated: #hex or "
+    "#hex:weight.",
 )
 PredictHintStrength = Annotated[
     Optional[float],  # noqa: UP045
