@@ -197,6 +197,38 @@ def peak_memory(tmp: Path) -> None:
             f"({dt:.1f} s; a bare 'import torch, cv2, numba' process: {base:.0f} MiB)"
         )
     print(f"  the painted layer's time / automatic: {dt / seconds[src, False]:.1f}x")
+    many_shapes(tmp, weights)
+
+
+def many_shapes(tmp: Path, weights: Path, n: int = 240) -> None:
+    """Peak memory and time of ``recolor predict`` over ``n`` images of as many widths (an
+    archive's scans, each its own size), against the same run with the C heap's freed memory
+    kept (``batching.return_freed_memory`` a no-op: glibc's default)."""
+    import cv2
+
+    (tmp / "shapes_in").mkdir()
+    rng, paths = np.random.default_rng(0), []
+    for i in range(n):
+        small = rng.integers(0, 256, (5, 4, 3)).astype(np.uint8)
+        paths.append(str(tmp / "shapes_in" / f"w{i:03d}.jpg"))
+        cv2.imwrite(paths[-1], cv2.resize(small, (160 + 2 * i, 160), interpolation=cv2.INTER_CUBIC))
+    kept = ("import sys; import recolor_tools.batching as b; b.return_freed_memory = lambda: None;"
+            " sys.argv[0] = 'recolor'; from recolor_tools import run; run()")  # fmt: skip
+    args = ["predict", *paths, "-w", str(weights), "-o", f"{tmp}/shapes/", "-q", "--device", "cpu"]
+    runs = {}
+    for name, entry in (("given back", ["-m", "recolor_tools"]), ("kept", ["-c", kept])):
+        t0 = time.perf_counter()
+        peak, p = child_maxrss_mib([sys.executable, *entry, *args])
+        if p.returncode != 0:
+            print(f"recolor predict failed ({p.returncode}): {p.stderr.strip()}")
+            return
+        runs[name] = peak, time.perf_counter() - t0
+    (peak, dt), (ref, ref_dt) = runs["given back"], runs["kept"]
+    print(
+        f"recolor predict, {n} images 160 high and 160-{158 + 2 * n} wide: peak RSS {peak:.0f} "
+        f"MiB in {dt:.1f} s; with freed memory kept (glibc's default) {ref:.0f} MiB in "
+        f"{ref_dt:.1f} s: peak {peak / ref:.2f}x, time {dt / ref_dt:.2f}x"
+    )
 
 
 # --- end to end: JPEG files in, JPEG files out -----------------------------------------------

@@ -27,6 +27,7 @@ from .hints import Hints
 from .imageio import read_rgb
 from .imagemeta import ImageMeta
 from .predict import BATCH_PIXELS, Predicted, Predictor, Prepared
+from .process import return_freed_memory
 
 Found = tuple[str, np.ndarray | RecolorError, ImageMeta | None]
 """``(path, RGB or the input's error, what the file carried besides pixels)``."""
@@ -115,7 +116,7 @@ def _batches(
         return _fits(predictor.compose, it, as_type)
 
     pending: list[tuple[str, Prepared | RecolorError]] = []
-    pixels = 0
+    pixels, shapes = 0, set()
     for entry in itertools.chain(items, [None]):
         if entry is not None:
             pending.append(entry)
@@ -125,6 +126,9 @@ def _batches(
                 continue
         ready = [it for _, it in pending if isinstance(it, Prepared)]
         preds = iter(_run_each(predictor, ready, batch_size))
+        shapes, seen = {it.work.shape for it in ready}, shapes
+        if not shapes <= seen:  # a new working shape's holes in the heap: given back
+            return_freed_memory()
         done = [(p, it if isinstance(it, RecolorError) else next(preds)) for p, it in pending]
         pending, ready, preds = [], [], None
         if composers is not None:  # composed in the background, handed out in order
