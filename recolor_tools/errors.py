@@ -175,8 +175,20 @@ def run_script(main: Callable[[], object]) -> None:
         raise SystemExit(ExitCode.INTERRUPTED) from None
 
 
-_OOM_TEXT = ("can't allocate memory", "Insufficient memory", "out of memory")
-"""What torch's CPU and CUDA allocators and OpenCV's say when an allocation fails."""
+_OOM_TEXT = (
+    "can't allocate memory",
+    "Insufficient memory",
+    "out of memory",
+    "std::bad_alloc",
+    "Cannot allocate memory",
+)
+"""What torch's CPU and CUDA allocators, OpenCV's, C++'s ``new`` (torch's import under ``ulimit
+-v``) and the system (ENOMEM: an mmap, a shared library's mapping) say when an allocation
+fails."""
+
+NO_THREAD = "can't start new thread"
+"""CPython's RuntimeError where the system refuses a thread (``ulimit -u``, a container's pids
+limit; threads count as processes there)."""
 
 
 def out_of_memory(e: BaseException) -> bool:

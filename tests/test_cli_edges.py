@@ -508,3 +508,28 @@ def test_threads_and_workers_past_any_machine_are_a_usage_error(pics, tool, flag
     if tool == "predict":  # the most is taken
         p = run([tool, "rand.png", flag, most, "-o", "out.png"], cwd=pics)
         assert p.returncode == 0 and (pics / "out.png").exists(), p.stderr
+
+
+def test_a_thread_the_system_refuses_is_said_as_its_limit_not_an_internal_error(
+    pics, monkeypatch, capsys
+):
+    """Under ``ulimit -u`` (or a container's pids limit) rebalance-stats, quantize and predict
+    said "internal error: RuntimeError: can't start new thread"; and an allocation that failed
+    in C++ (torch's import under ``ulimit -v``: std::bad_alloc) or in the system (ENOMEM) was an
+    internal error too, not "out of memory"."""
+    import threading
+
+    from recolor_tools.cli import main
+    from recolor_tools.errors import out_of_memory
+
+    def refused(self):
+        raise RuntimeError("can't start new thread")  # CPython's own words
+
+    monkeypatch.setattr(threading.Thread, "start", refused)
+    assert main(["rebalance-stats", str(pics / "rand.png"), str(pics / "t.png"), "-j", "2"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "internal error" not in err, err
+    assert err.startswith("recolor rebalance-stats: can't start new thread: the system's limit")
+    assert out_of_memory(RuntimeError("std::bad_alloc"))
+    assert out_of_memory(ImportError("x.so: failed to map segment: Cannot allocate memory"))
+    assert not out_of_memory(RuntimeError("can't start new thread"))

@@ -20,7 +20,7 @@ import warnings
 import click
 
 from .. import process
-from ..errors import ExitCode, out_of_memory
+from ..errors import NO_THREAD, ExitCode, out_of_memory
 from . import common
 
 # Importing the command modules registers their commands, in the order help lists them.
@@ -145,6 +145,11 @@ def _main(argv: list[str] | None) -> int:
             traceback.print_exc()
         if out_of_memory(e):  # a size the machine cannot hold: the user's to change
             what = "out of memory (smaller sizes or batches need less)"
+        elif isinstance(e, RuntimeError) and str(e) == NO_THREAD:  # a limit of the user's
+            what = (
+                f"{NO_THREAD}: the system's limit on processes and threads is reached "
+                "(ulimit -u, a container's pids limit; fewer -j or --threads need fewer)"
+            )
         elif isinstance(e, ModuleNotFoundError) and e.name and "." not in e.name:
             # torch, imported by predict and train alone: an install without it is no bug
             what = f"{e.name} is not installed for {sys.executable} (see README, Quick start)"
