@@ -14,6 +14,8 @@
 - What C libraries print straight to file descriptor 2 (libpng's "libpng error: IDAT: invalid
   stored block lengths" on a corrupt file, "libpng warning: iCCP: ..." on many good ones) is
   dropped, since each failure is already one line of recolor's (:func:`quiet_c_stderr`).
+- What the C heap holds freed is given back to the system between prediction batches of new
+  shapes (:func:`return_freed_memory`).
 
 No torch, no OpenCV.
 """
@@ -300,7 +302,10 @@ def return_freed_memory() -> None:
 def _malloc_trim():
     import ctypes  # (here: 1.5 ms of every tool's start, for predict alone)
 
-    return getattr(ctypes.CDLL(None), "malloc_trim", None)
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, TypeError, AttributeError):  # (TypeError: Windows takes no None)
+        return None
 
 
 @contextlib.contextmanager
