@@ -24,10 +24,11 @@ MAX_SIZE = 8192
 """Largest working shorter side of prediction: the network's activations grow with its square (a
 2048 working side took 1.7 GB on the CPU, so 8192 about 26 GB)."""
 
-MAX_WORKERS = 256
-"""Most threads or processes that ``-j`` and ``--threads`` may ask for: far past any machine's
-use, and short of what fails (libgomp could not start 20,000 threads and the process ended with
-exit 1 and no word; 100,000 loader processes of train forked on for minutes, deaf to SIGTERM)."""
+MAX_WORKERS = 1024
+"""Most threads or processes that ``-j`` and ``--threads`` may ask for: past the logical CPUs of
+the largest machines (two sockets of 384), and short of what fails (libgomp could not start
+20,000 threads and the process ended with exit 1 and no word; 100,000 loader processes of train
+forked on for minutes, deaf to SIGTERM)."""
 
 MAX_SATURATION = 10.0
 """Largest saturation of prediction: a/b scaled 10 times leave the sRGB gamut almost everywhere

@@ -147,8 +147,9 @@ def _main(argv: list[str] | None) -> int:
             what = "out of memory (smaller sizes or batches need less)"
         elif isinstance(e, RuntimeError) and str(e) == NO_THREAD:  # a limit of the user's
             what = (
-                f"{NO_THREAD}: the system's limit on processes and threads is reached "
-                "(ulimit -u, a container's pids limit; fewer -j or --threads need fewer)"
+                f"{NO_THREAD}: the system refused a thread (its limit on processes and threads, "
+                "ulimit -u or a container's pids limit, or the memory for its stack; fewer -j "
+                "need fewer)"
             )
         elif isinstance(e, ModuleNotFoundError) and e.name and "." not in e.name:
             # torch, imported by predict and train alone: an install without it is no bug
