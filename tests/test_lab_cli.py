@@ -355,6 +355,14 @@ def test_closed_pipe_ends_from_lab_with_1(tmp_path):
     assert (prod.wait(timeout=120), err) == (1, "")
 
 
+def _unread(pipe) -> int:
+    """Bytes written to ``pipe`` (its writing end) that its reader has not read yet (Linux)."""
+    import fcntl
+    import termios
+
+    return struct.unpack("i", fcntl.ioctl(pipe.fileno(), termios.FIONREAD, b"\0" * 4))[0]
+
+
 def test_a_record_stream_from_a_pipe_is_read_however_it_arrives(tmp_path, images):
     """A pipe whose first read held fewer than 4 bytes (`(head -c 2 a.lab; sleep 1; tail -c
     +3 a.lab) |`) was refused as "neither a recolor record stream nor an image"; a stream cut
@@ -366,7 +374,10 @@ def test_a_record_stream_from_a_pipe_is_read_however_it_arrives(tmp_path, images
                             stdin=subprocess.PIPE, stderr=subprocess.PIPE, env=env)  # fmt: skip
     cons.stdin.write(lab[:2])
     cons.stdin.flush()
-    time.sleep(3)  # the tool starts and reads what is there
+    deadline = time.monotonic() + 120
+    while _unread(cons.stdin) and time.monotonic() < deadline:  # the tool starts and reads
+        time.sleep(0.01)  # what is there: a first read of 2 bytes
+    assert _unread(cons.stdin) == 0
     cons.stdin.write(lab[2:])
     cons.stdin.close()
     assert (cons.wait(timeout=120), cons.stderr.read()) == (0, b"")
