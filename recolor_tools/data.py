@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import multiprocessing.queues
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -33,7 +34,7 @@ from torch.utils.data import Dataset, Sampler
 
 from . import defaults
 from .color import rgb_to_lab
-from .errors import RecolorError, UsageError, printable
+from .errors import RecolorError, UsageError, printable, warn
 from .imageio import read_rgb, resize_short_side
 from .inputs import expand_inputs
 from .models import AB_SCALE
@@ -309,12 +310,26 @@ def worker_init(worker_id: int) -> None:
     from .process import as_worker
 
     as_worker()  # a signal to the whole process group is the parent's to report
+    multiprocessing.queues.Queue._on_queue_feeder_error = _batch_not_sent
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
     numba.set_num_threads(1)
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)
+
+
+def _batch_not_sent(queue, error: BaseException, obj: object) -> None:
+    """In a worker, where its queue's feeder thread could not send a batch (the thread that
+    hands the tensors' file descriptors over was refused: ``ulimit -u``, a container's pids
+    limit; a batch that does not pickle): multiprocessing printed a traceback and went on, and
+    the parent waited for that batch for good. Said in one line, and the worker ends, which the
+    parent's DataLoader sees (:func:`recolor_tools.train.train` says so). Unsaid where the
+    parent has gone (a signal to the group): its pipe broke, and the parent says what ended
+    the run."""
+    if not isinstance(error, (EOFError, ConnectionError)):
+        warn(f"a loader worker could not hand a batch over ({type(error).__name__}: {error})")
+    os._exit(1)
 
 
 OPEN_FILES = 1024

@@ -365,6 +365,9 @@ def train(cfg: TrainConfig, report: Callable[[str], None] | None = None) -> Path
         if d.world > 1 and (isinstance(e, dist.DistError) or "by peer" in str(e)):
             raise RecolorError("another process of the launch stopped (killed, or its machine "
                                "lost): continue the run with --resume") from None  # fmt: skip
+        if str(e).startswith("DataLoader worker") and "exited unexpectedly" in str(e):
+            raise RecolorError("a loader worker ended unexpectedly (-j 0 loads in this "
+                               "process)") from None  # fmt: skip
         raise
     finally:
         if d.world > 1:

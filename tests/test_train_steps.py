@@ -463,6 +463,40 @@ data.ColorDataset.__getitem__ = getitem
     assert p.returncode == 1 and "a fault in a worker" in err.decode(), err.decode()
 
 
+def test_a_batch_a_worker_cannot_hand_over_ends_the_run_in_two_lines(images, tmp_path):
+    """Under ``ulimit -u`` (a container's pids limit) the thread that hands a batch's file
+    descriptors to the parent could not start: multiprocessing's queue feeder printed a
+    traceback per batch and went on, and the run waited for those batches for good. The worker
+    says why and ends; the parent says a worker ended."""
+    import contextlib
+    import os
+
+    prelude = """
+import multiprocessing.resource_sharer as rs
+import torch.utils.data as tud
+real = rs._ResourceSharer._start
+def start(self):
+    if tud.get_worker_info() is not None:
+        raise RuntimeError("can't start new thread")  # CPython's words under ulimit -u
+    return real(self)
+rs._ResourceSharer._start = start
+"""
+    args = ["train", images, "--head", "reg", "--steps", "5", "--size", SIZE, "-b", "2",
+            "--width", "4", "-j", "1", "--threads", "1", "--device", "cpu", "--out",
+            tmp_path / "run", "-q"]  # fmt: skip
+    p = _wrapped_recolor(prelude, args)
+    try:
+        _, err = p.communicate(timeout=120)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(p.pid, 9)
+    assert (p.returncode, err.decode().splitlines()) == (1, [
+        "recolor train: a loader worker could not hand a batch over (RuntimeError: can't start "
+        "new thread)",
+        "recolor train: a loader worker ended unexpectedly (-j 0 loads in this process)",
+    ]), err.decode()  # fmt: skip
+
+
 def test_a_signal_while_a_checkpoint_waits_on_a_fifo_ends_the_process(tmp_path):
     """The signals held across a checkpoint's two renames were held from its open: a FIFO's
     with no reader (written in place) kept SIGTERM from ending the process."""
