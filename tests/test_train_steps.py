@@ -376,6 +376,19 @@ def _wrapped_recolor(prelude: str, args, **kw):
                             preexec_fn=sigint_default, **kw)  # fmt: skip
 
 
+def _stderr_when_ended(p, timeout: float) -> bytes:
+    """What ``p`` (the leader of its own process group) wrote on stderr by its end; the group
+    is killed after, and also where it did not end within ``timeout`` (a hang fails the test)."""
+    import contextlib
+    import os
+
+    try:
+        return p.communicate(timeout=timeout)[1]
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(p.pid, 9)
+
+
 _SIGNAL_AT = {
     # the group's SIGTERM inside Python's fork hooks in the main process, as the workers fork
     "fork": """
@@ -413,8 +426,6 @@ def test_a_signal_to_the_group_as_workers_start_ends_the_run(images, tmp_path, m
     and the run went on training; a worker killed by torch's own SIGTERM handler, before it
     could ignore the signal, made the main process's unwinding raise "DataLoader worker ... is
     killed by signal" after 143. Now: exit 143, nothing said, every time."""
-    import contextlib
-    import os
 
     args = [
         "train", images, "--val", images, "--head", "reg", "--steps", "200", "--eval-every",
@@ -422,11 +433,7 @@ def test_a_signal_to_the_group_as_workers_start_ends_the_run(images, tmp_path, m
         "--device", "cpu", "--out", tmp_path / "run", "-q",
     ]  # fmt: skip
     p = _wrapped_recolor(_SIGNAL_AT[moment], args)
-    try:  # (its own session: the worker's killpg reaches that group only)
-        _, err = p.communicate(timeout=120)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(p.pid, 9)
+    err = _stderr_when_ended(p, 120)  # (its own session: the worker's killpg reaches it only)
     assert (p.returncode, err.decode()) == (143, "")
 
 
@@ -434,8 +441,6 @@ def test_a_run_whose_worker_failed_exits(images, tmp_path):
     """An error inside a loader worker: the run said it, then hung for good at the interpreter's
     exit (the persistent workers, kept by the error's traceback, ignored the terminate() that
     multiprocessing's exit sends them, then waits for). Only the parent's SIGTERM ends one."""
-    import contextlib
-    import os
 
     prelude = """
 import torch.utils.data as tud
@@ -455,11 +460,7 @@ data.ColorDataset.__getitem__ = getitem
         tmp_path / "run", "-q",
     ]  # fmt: skip
     p = _wrapped_recolor(prelude, args)
-    try:
-        _, err = p.communicate(timeout=60)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(p.pid, 9)
+    err = _stderr_when_ended(p, 60)
     assert p.returncode == 1 and "a fault in a worker" in err.decode(), err.decode()
 
 
@@ -468,8 +469,6 @@ def test_a_batch_a_worker_cannot_hand_over_ends_the_run_in_two_lines(images, tmp
     descriptors to the parent could not start: multiprocessing's queue feeder printed a
     traceback per batch and went on, and the run waited for those batches for good. The worker
     says why and ends; the parent says a worker ended."""
-    import contextlib
-    import os
 
     prelude = """
 import multiprocessing.resource_sharer as rs
@@ -485,11 +484,7 @@ rs._ResourceSharer._start = start
             "--width", "4", "-j", "1", "--threads", "1", "--device", "cpu", "--out",
             tmp_path / "run", "-q"]  # fmt: skip
     p = _wrapped_recolor(prelude, args)
-    try:
-        _, err = p.communicate(timeout=120)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(p.pid, 9)
+    err = _stderr_when_ended(p, 120)
     assert (p.returncode, err.decode().splitlines()) == (1, [
         "recolor train: a loader worker could not hand a batch over (RuntimeError: can't start "
         "new thread)",
