@@ -91,7 +91,10 @@ def shown(value: object) -> str:
     if isinstance(value, str):  # one line: a 400-digit text was echoed whole
         return repr(value if len(value) <= 40 else value[:40] + "...")
     if isinstance(value, dict | list):  # JSON's {"a": 1}, not Python's {'a': 1}; one line
-        text = json.dumps(value, default=str)
+        try:
+            text = json.dumps(value, default=str)
+        except RecursionError:  # nested as deep as json.loads could read: its opening says it
+            text = ("[" if isinstance(value, list) else "{") * 41
         return text if len(text) <= 40 else text[:40] + "..."
     return str(value)
 

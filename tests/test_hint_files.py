@@ -107,6 +107,25 @@ def test_empty_hints_are_bit_identical_to_none(tmp_path, weights, image):
         assert (out / f"{name}.png").read_bytes() == want, name
 
 
+def test_a_colour_nested_as_deep_as_json_reads_is_a_bad_hint_file(tmp_path, weights):
+    """A "color" nested 970 lists deep was read (json.loads stops near 1000) and then echoed
+    in the error line with json.dumps, a few frames deeper: "internal error: RecursionError"."""
+    from recolor_tools import hints
+
+    deep: list = []
+    for _ in range(5000):  # deeper than any stack: the line shows its opening
+        deep = [deep]
+    assert hints.shown(deep) == "[" * 40 + "..."
+    src = write_rgb(tmp_path / "a.png", smooth_image(24, 32, 1))
+    for depth in (900, 970):
+        doc = tmp_path / f"deep{depth}.json"
+        doc.write_text('{"points": [{"x": 1, "y": 1, "color": %s}]}' % ("[" * depth + "]" * depth))
+        p = run(["predict", src, "-w", weights["cls"], "--hints", doc, "-o", tmp_path / "o.png"])
+        err = p.stderr.decode()
+        assert p.returncode == 1 and err.count("\n") == 1, err
+        assert err.startswith(f"recolor predict: {doc}: bad hint file: "), err
+
+
 def test_bad_hint_files_give_one_line_each_and_the_rest_is_done(tmp_path, weights):
     posters, hdir = tmp_path / "posters", tmp_path / "hints"
     posters.mkdir(), hdir.mkdir()
