@@ -2,8 +2,8 @@
 inputs, and the hints of each input of a ``recolor predict`` run (no torch).
 
 A JSON hint file holds ``{"points": [{"x": 120, "y": 340, "color": "#c0392b", "size": 3}, ...],
-"palette": [{"color": "#e63946", "weight": 0.5}, ...]}`` (either key may be absent or null, as
-may "size" and "weight"; an empty file is no hints); a PNG hint layer is an image with alpha whose every pixel with alpha > 0 is
+"palette": [{"color": "#e63946", "weight": 0.5}, ...]}`` (either key may be absent; an empty
+file is no hints); a PNG hint layer is an image with alpha whose every pixel with alpha > 0 is
 a one-pixel hint of its own colour. :mod:`recolor_tools.hints` holds what the hints are.
 """
 
@@ -82,16 +82,11 @@ def _from_json(data: bytes) -> Hints:
     if extra:  # a typo ("point") would otherwise drop its hints without a word
         raise ValueError(f'unknown key {extra[0]!r} (a hint file holds "points" and/or "palette")')
     given = _objects(doc, "points", '"x", "y", "color" and an optional "size"')
-    out = points([(p["x"], p["y"], p["color"], _or(p.get("size"), 1)) for p in given])
+    out = points([(p["x"], p["y"], p["color"], p.get("size", 1)) for p in given])
     pal = _objects(doc, "palette", '"color" and an optional "weight"')
     if pal:
-        out = out + palette([(c["color"], _or(c.get("weight"), 1.0)) for c in pal])
+        out = out + palette([(c["color"], c.get("weight", 1.0)) for c in pal])
     return out
-
-
-def _or(value: object, default: object) -> object:
-    """An optional key's value: absent or null, its default (as "points" and "palette")."""
-    return default if value is None else value
 
 
 def _objects(doc: dict, key: str, holding: str) -> list[dict]:

@@ -3,7 +3,6 @@ and their errors, one line each."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import subprocess
@@ -527,20 +526,3 @@ def test_a_hint_on_the_command_line_corrects_a_hint_file(tmp_path, weights, imag
         run(["predict", src, "-w", weights["cls"], *given, "--hint", "20,20=#1d4e89",
              "-o", tmp_path / f"{name}.png"], check_rc=0)  # fmt: skip
     assert (tmp_path / "both.png").read_bytes() == (tmp_path / "alone.png").read_bytes()
-
-
-def test_null_optional_keys_are_their_defaults(tmp_path):
-    """ "size": null and "weight": null were refused, though "points": null is no points."""
-    from recolor_tools import hintfiles
-
-    given = {"points": [{"x": 3, "y": 4, "color": "#f00", "size": None}],
-             "palette": [{"color": "#00f", "weight": None}, {"color": "#0f0"}]}  # fmt: skip
-    plain = {"points": [{"x": 3, "y": 4, "color": "#f00"}],
-             "palette": [{"color": "#00f"}, {"color": "#0f0"}]}  # fmt: skip
-    read = {}
-    for name, doc in (("null", given), ("absent", plain)):
-        (tmp_path / f"{name}.json").write_text(json.dumps(doc))
-        read[name] = hintfiles.read_hints(tmp_path / f"{name}.json").resolve(40, 30)
-    a, b = read["null"], read["absent"]
-    assert a.size.tolist() == [1] and a.palette_w.tolist() == [0.5, 0.5]
-    assert dataclasses.replace(a, origin=None) == dataclasses.replace(b, origin=None)
