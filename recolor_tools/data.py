@@ -24,6 +24,7 @@ import contextlib
 import math
 import multiprocessing.queues
 import os
+import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -361,11 +362,30 @@ def started(loader: torch.utils.data.DataLoader) -> Iterator[dict]:
     iterator is whole (:func:`recolor_tools.process.signals_deferred`). Python runs a handler
     inside its own fork hooks, which only report what it raises: a signal to the group there
     was lost and the run went on training (or ended "internal error: ... DataLoader worker
-    exited unexpectedly"); one raised inside the iterator's construction left it half-made."""
+    exited unexpectedly"); one raised inside the iterator's construction left it half-made.
+
+    Workers that cannot start (no file descriptor for a pipe: ``ulimit -n``; no process:
+    ``ulimit -u``, a pids limit) are a :class:`RecolorError` naming them; the half-made
+    iterator's ``__del__``, which meets the attributes it never set, is not printed as
+    "Exception ignored in ..." after the line."""
     from .process import signals_deferred
 
-    with signals_deferred():
-        return iter(loader)
+    failed, hook = None, sys.unraisablehook
+    sys.unraisablehook = lambda unraisable: None  # (restored before the line is said)
+    try:
+        with signals_deferred():
+            try:
+                return iter(loader)
+            except OSError as e:
+                if not loader.num_workers:
+                    raise
+                failed = (e.strerror or str(e)).lower()
+    finally:  # (after the except clause let the half-made iterator go)
+        sys.unraisablehook = hook
+    n = loader.num_workers
+    raise RecolorError(f"cannot start {n} loader worker{'s' * (n > 1)}: {failed} (the limits "
+                       "on open files or processes: ulimit -n, ulimit -u); -j 0 loads in this "
+                       "process")  # fmt: skip
 
 
 def make_loader(

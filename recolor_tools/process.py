@@ -87,9 +87,16 @@ def _terminate(signum: int, frame) -> None:
         return  # a fork (a DataLoader worker before :func:`as_worker`): the parent's to act on
     # A worker that the group's SIGTERM reached before it could ignore it dies of it (torch's
     # own handler, set first in each worker); torch's SIGCHLD handler here then raised "worker
-    # ... is killed by signal" from the unwinding, a traceback after 143.
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    # ... is killed by signal" from the unwinding, a traceback after 143. A handler that does
+    # nothing, not SIG_DFL: a SIGCHLD already caught and not yet handled (both pending, SIGTERM
+    # first) then printed "OSError: Signal 17 ignored due to race condition" (SIG_IGN would
+    # reap the children that multiprocessing waits for).
+    signal.signal(signal.SIGCHLD, _child_ended)
     raise SystemExit(128 + signum)
+
+
+def _child_ended(signum: int, frame) -> None:
+    """SIGCHLD once the process is ending (:func:`_terminate`): nothing to do."""
 
 
 def as_worker() -> None:
