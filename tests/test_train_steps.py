@@ -464,13 +464,12 @@ data.ColorDataset.__getitem__ = getitem
     assert p.returncode == 1 and "a fault in a worker" in err.decode(), err.decode()
 
 
-def test_a_batch_a_worker_cannot_hand_over_ends_the_run_in_two_lines(images, tmp_path):
-    """Under ``ulimit -u`` (a container's pids limit) the thread that hands a batch's file
-    descriptors to the parent could not start: multiprocessing's queue feeder printed a
-    traceback per batch and went on, and the run waited for those batches for good. The worker
-    says why and ends; the parent says a worker ended."""
-
-    prelude = """
+_LOADER_FAULT = {
+    # Under ulimit -u (a container's pids limit) the thread that hands a batch's file
+    # descriptors to the parent could not start: multiprocessing's queue feeder printed a
+    # traceback per batch and went on, and the run waited for those batches for good. The
+    # worker says why and ends; the parent says a worker ended.
+    "batch not handed over": ("1", """
 import multiprocessing.resource_sharer as rs
 import torch.utils.data as tud
 real = rs._ResourceSharer._start
@@ -479,24 +478,15 @@ def start(self):
         raise RuntimeError("can't start new thread")  # CPython's words under ulimit -u
     return real(self)
 rs._ResourceSharer._start = start
-"""
-    args = ["train", images, "--head", "reg", "--steps", "5", "--size", SIZE, "-b", "2",
-            "--width", "4", "-j", "1", "--threads", "1", "--device", "cpu", "--out",
-            tmp_path / "run", "-q"]  # fmt: skip
-    p = _wrapped_recolor(prelude, args)
-    err = _stderr_when_ended(p, 120)
-    assert (p.returncode, err.decode().splitlines()) == (1, [
+""", [
         "recolor train: a loader worker could not hand a batch over (RuntimeError: can't start "
         "new thread)",
         "recolor train: a loader worker ended unexpectedly (-j 0 loads in this process)",
-    ]), err.decode()  # fmt: skip
-
-
-def test_loader_workers_that_cannot_start_are_one_line(images, tmp_path):
-    """Under ``ulimit -n 16`` the second worker's pipe could not be made: "too many open files",
-    naming nothing, then torch's "Exception ignored in: ...__del__" traceback of the half-made
-    iterator."""
-    prelude = """
+    ]),
+    # Under ulimit -n 16 the second worker's pipe could not be made: "too many open files",
+    # naming nothing, then torch's "Exception ignored in: ...__del__" traceback of the
+    # half-made iterator.
+    "worker not started": ("2", """
 import errno
 import multiprocessing.popen_fork as pf
 real = pf.Popen._launch
@@ -507,16 +497,22 @@ def launch(self, process_obj):
     return real(self, process_obj)
 launch.n = 0
 pf.Popen._launch = launch
-"""
+""", [
+        "recolor train: cannot start 2 loader workers: too many open files (the limits on open "
+        "files or processes: ulimit -n, ulimit -u); -j 0 loads in this process",
+    ]),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("fault", list(_LOADER_FAULT))
+def test_a_loader_worker_that_fails_under_limits_ends_the_run_saying_so(images, tmp_path, fault):
+    workers, prelude, said = _LOADER_FAULT[fault]
     args = ["train", images, "--head", "reg", "--steps", "5", "--size", SIZE, "-b", "2",
-            "--width", "4", "-j", "2", "--threads", "1", "--device", "cpu", "--out",
+            "--width", "4", "-j", workers, "--threads", "1", "--device", "cpu", "--out",
             tmp_path / "run", "-q"]  # fmt: skip
     p = _wrapped_recolor(prelude, args)
     err = _stderr_when_ended(p, 120)
-    assert (p.returncode, err.decode()) == (1, (
-        "recolor train: cannot start 2 loader workers: too many open files (the limits on open "
-        "files or processes: ulimit -n, ulimit -u); -j 0 loads in this process\n"
-    )), err.decode()  # fmt: skip
+    assert (p.returncode, err.decode().splitlines()) == (1, said), err.decode()
 
 
 SIGCHLD_PENDING = """
