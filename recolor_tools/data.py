@@ -312,6 +312,7 @@ def worker_init(worker_id: int) -> None:
 
     as_worker()  # a signal to the whole process group is the parent's to report
     multiprocessing.queues.Queue._on_queue_feeder_error = _batch_not_sent
+    sys.unraisablehook = sys.__unraisablehook__  # forked while started() held it
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
     numba.set_num_threads(1)
