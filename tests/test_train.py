@@ -401,6 +401,22 @@ def test_the_first_line_says_the_batch_the_steps_take(tmp_path, capsys):
     assert rc == 0 and ", 1 step of 3 x 1 on cpu, " in err.splitlines()[0], err
 
 
+def test_hint_lr_without_layers_to_train_is_a_usage_error(tmp_path, capsys):
+    """--hint-lr on a run that adds no layers (no --hints, no --affinity) was ignored without a
+    word, where every other option without an effect is refused (--grid with --classes)."""
+    folder = image_folder(tmp_path / "d", 2)
+    args = [folder, "--head", "reg", "--steps", 1, "--size", 24, "-b", 2, "--width", 4, "-j", 0]
+    rc, _, err = cli([*args, "--hint-lr", "1e-3", "--out", tmp_path / "run"], capsys)
+    assert (rc, err) == (
+        2,
+        "recolor train: --hint-lr sets the rate of the layers that --hints "
+        "and --affinity add: give one of them (see recolor train -h)\n",
+    )
+    assert not (tmp_path / "run").exists()
+    rc, _, err = cli([*args, "--hint-lr", "1e-3", "--hints", "-q", "--out", tmp_path / "h"], capsys)
+    assert rc == 0 and err == "", err
+
+
 @pytest.mark.parametrize("head", ["reg", "cls"])  # cls: the class statistics name it first
 def test_an_unreadable_files_name_is_escaped_in_its_line(data, tmp_path, capsys, head):
     """A file name with a newline and an escape sequence was printed raw by train (two lines,
