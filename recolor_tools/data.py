@@ -312,7 +312,6 @@ def worker_init(worker_id: int) -> None:
 
     as_worker()  # a signal to the whole process group is the parent's to report
     multiprocessing.queues.Queue._on_queue_feeder_error = _batch_not_sent
-    sys.unraisablehook = sys.__unraisablehook__  # forked while started() held it
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
     numba.set_num_threads(1)
@@ -371,18 +370,18 @@ def started(loader: torch.utils.data.DataLoader) -> Iterator[dict]:
     "Exception ignored in ..." after the line."""
     from .process import signals_deferred
 
-    failed, hook = None, sys.unraisablehook
-    sys.unraisablehook = lambda unraisable: None  # (restored before the line is said)
     try:
         with signals_deferred():
-            try:
-                return iter(loader)
-            except OSError as e:
-                if not loader.num_workers:
-                    raise
-                failed = (e.strerror or str(e)).lower()
-    finally:  # (after the except clause let the half-made iterator go)
-        sys.unraisablehook = hook
+            return iter(loader)
+    except OSError as e:
+        if not loader.num_workers:
+            raise
+        failed = (e.strerror or str(e)).lower()
+        hook, sys.unraisablehook = sys.unraisablehook, lambda unraisable: None
+        try:  # the traceback's frames held the half-made iterator: it goes now, unsaid
+            e.__traceback__ = None
+        finally:
+            sys.unraisablehook = hook
     n = loader.num_workers
     raise RecolorError(f"cannot start {n} loader worker{'s' * (n > 1)}: {failed} (the limits "
                        "on open files or processes: ulimit -n, ulimit -u); -j 0 loads in this "

@@ -94,7 +94,7 @@ def shown(value: object) -> str:
         try:
             text = json.dumps(value, default=str)
         except RecursionError:  # nested as deep as json.loads could read: its opening says it
-            text = ("[" if isinstance(value, list) else "{") * 41
+            return ("[" if isinstance(value, list) else "{") * 40 + "..."
         return text if len(text) <= 40 else text[:40] + "..."
     return str(value)
 
