@@ -204,14 +204,7 @@ def many_shapes(tmp: Path, weights: Path, n: int = 240) -> None:
     """Peak memory and time of ``recolor predict`` over ``n`` images of as many widths (an
     archive's scans, each its own size), against the same run with the C heap's freed memory
     kept (``batching.return_freed_memory`` a no-op: glibc's default)."""
-    import cv2
-
-    (tmp / "shapes_in").mkdir()
-    rng, paths = np.random.default_rng(0), []
-    for i in range(n):
-        small = rng.integers(0, 256, (5, 4, 3)).astype(np.uint8)
-        paths.append(str(tmp / "shapes_in" / f"w{i:03d}.jpg"))
-        cv2.imwrite(paths[-1], cv2.resize(small, (160 + 2 * i, 160), interpolation=cv2.INTER_CUBIC))
+    paths = _write_jpegs(tmp / "shapes_in", n, 160, 160, wider=2)
     kept = ("import sys; import recolor_tools.batching as b; b.return_freed_memory = lambda: None;"
             " sys.argv[0] = 'recolor'; from recolor_tools import run; run()")  # fmt: skip
     args = ["predict", *paths, "-w", str(weights), "-o", f"{tmp}/shapes/", "-q", "--device", "cpu"]
@@ -234,8 +227,9 @@ def many_shapes(tmp: Path, weights: Path, n: int = 240) -> None:
 # --- end to end: JPEG files in, JPEG files out -----------------------------------------------
 
 
-def _write_jpegs(folder: Path, n: int, h: int, w: int) -> list[str]:
-    """``n`` generated h x w JPEGs: smooth colour fields with a little noise (realistic sizes)."""
+def _write_jpegs(folder: Path, n: int, h: int, w: int, wider: int = 0) -> list[str]:
+    """``n`` generated h x w JPEGs (each ``wider`` pixels wider than the one before): smooth
+    colour fields with a little noise (realistic sizes)."""
     import cv2
 
     folder.mkdir()
@@ -243,8 +237,9 @@ def _write_jpegs(folder: Path, n: int, h: int, w: int) -> list[str]:
     paths = []
     for i in range(n):
         small = rng.integers(0, 256, (5, 4, 3)).astype(np.uint8)
-        img = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
-        img += rng.integers(0, 8, (h, w, 1), dtype=np.uint8)
+        wi = w + wider * i
+        img = cv2.resize(small, (wi, h), interpolation=cv2.INTER_CUBIC)
+        img += rng.integers(0, 8, (h, wi, 1), dtype=np.uint8)
         paths.append(str(folder / f"im{i:03d}.jpg"))
         cv2.imwrite(paths[-1], img, [cv2.IMWRITE_JPEG_QUALITY, 90])
     return paths
