@@ -24,7 +24,12 @@ from .imagehead import SNIFF_BYTES
 
 
 def os_reason(err: OSError) -> str:
-    """A short, lower-case reason for an OS error, as the tools print it."""
+    """A short, lower-case reason for an OS error, as the tools print it: the library's own
+    words where they are more than the errno's and name no file (tempfile's "No usable
+    temporary directory found in [...]" was "no such file", naming nothing)."""
+    words = err.strerror or ""
+    if err.filename is None and words and err.errno and words != os.strerror(err.errno):
+        return words[:1].lower() + words[1:]
     if isinstance(err, FileNotFoundError):
         return "no such file"
     if isinstance(err, PermissionError):

@@ -531,5 +531,5 @@ def test_a_thread_the_system_refuses_is_said_as_its_limit_not_an_internal_error(
     assert err.count("\n") == 1 and "internal error" not in err, err
     assert err.startswith("recolor rebalance-stats: can't start new thread: the system refused")
     assert out_of_memory(RuntimeError("std::bad_alloc"))
-    assert out_of_memory(ImportError("x.so: failed to map segment: Cannot allocate memory"))
+    assert out_of_memory(ImportError("x.so: failed to map segment from shared object"))
     assert not out_of_memory(RuntimeError("can't start new thread"))

@@ -687,3 +687,42 @@ def test_a_record_that_names_no_file_or_holds_bad_metadata_fails_alone(tmp_path)
                                      "not base64 text)"), lines  # fmt: skip
             assert lines[3].endswith("(exif is not base64 text)"), lines
         assert "good" in " ".join(f.name for f in out.iterdir())
+
+
+_IMPORT_FAILS = """
+import os, signal, sys
+how = sys.argv.pop(1)
+class Fails:
+    def find_spec(self, name, path=None, target=None):
+        if name == "cv2" and how == "crash":
+            os.kill(os.getpid(), signal.SIGSEGV)  # as OpenCV's import under ulimit -v
+        if name == "cv2":
+            raise ImportError("libaom.so.3: failed to map segment from shared object")
+sys.meta_path.insert(0, Fails())
+from recolor_tools.cli import main
+sys.exit(main())
+"""
+
+
+@pytest.mark.parametrize("how", ["crash", "refused"])
+def test_to_lab_that_cannot_load_opencv_leaves_no_temporary_file(tmp_path, how):
+    """Under ``ulimit -v`` OpenCV's import crashed, ended by OpenBLAS's exit(), or failed with
+    "failed to map segment from shared object": after ``-o x.lab`` had made the stream's
+    temporary file, which stayed; and the ImportError was an internal error, not out of
+    memory."""
+    from conftest import ROOT
+
+    src = write_rgb(tmp_path / "a.png", smooth_image(24, 32))
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    p = subprocess.run([sys.executable, "-c", _IMPORT_FAILS, how, "to-lab", src, "-o",
+                        out / "x.lab"], env=env, capture_output=True, timeout=120)  # fmt: skip
+    assert list(out.iterdir()) == []
+    if how == "crash":
+        assert p.returncode == -11, p.stderr.decode()
+    else:
+        assert (p.returncode, p.stderr.decode()) == (
+            1,
+            "recolor to-lab: out of memory (smaller sizes or batches need less)\n",
+        )

@@ -464,7 +464,7 @@ data.ColorDataset.__getitem__ = getitem
     assert p.returncode == 1 and "a fault in a worker" in err.decode(), err.decode()
 
 
-_LOADER_FAULT = {
+_LIMIT_FAULT = {
     # Under ulimit -u (a container's pids limit) the thread that hands a batch's file
     # descriptors to the parent could not start: multiprocessing's queue feeder printed a
     # traceback per batch and went on, and the run waited for those batches for good. The
@@ -501,12 +501,19 @@ pf.Popen._launch = launch
         "recolor train: cannot start 2 loader workers: too many open files (the limits on open "
         "files or processes: ulimit -n, ulimit -u); -j 0 loads in this process",
     ]),
+    # No writable temporary folder (torch compiles in one): "no such file", naming nothing.
+    "no temporary folder": ("0", """
+import tempfile
+tempfile._candidate_tempdir_list = lambda: ["/nonexistent-recolor-tmp"]
+""", [
+        "recolor train: no usable temporary directory found in ['/nonexistent-recolor-tmp']",
+    ]),
 }  # fmt: skip
 
 
-@pytest.mark.parametrize("fault", list(_LOADER_FAULT))
-def test_a_loader_worker_that_fails_under_limits_ends_the_run_saying_so(images, tmp_path, fault):
-    workers, prelude, said = _LOADER_FAULT[fault]
+@pytest.mark.parametrize("fault", list(_LIMIT_FAULT))
+def test_a_run_that_meets_a_system_limit_ends_saying_so(images, tmp_path, fault):
+    workers, prelude, said = _LIMIT_FAULT[fault]
     args = ["train", images, "--head", "reg", "--steps", "5", "--size", SIZE, "-b", "2",
             "--width", "4", "-j", workers, "--threads", "1", "--device", "cpu", "--out",
             tmp_path / "run", "-q"]  # fmt: skip

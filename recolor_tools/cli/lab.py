@@ -53,6 +53,9 @@ def to_lab(
     debug: Debug = False,
 ) -> None:
     """Convert images (jpg, png, tiff, webp, bmp) to Lab records."""
+    # OpenCV's import, which ulimit -v can crash or end with OpenBLAS's exit(), comes before
+    # the record stream's temporary file is made
+    from .. import imageio  # noqa: F401
     from ..inputs import expand_inputs, input_name, input_roots
     from ..labsources import image_record
     from ..records import LAB_EXT, write_record
