@@ -371,6 +371,8 @@ def _wrapped_recolor(prelude: str, args, **kw):
         "runpy.run_module('recolor_tools', run_name='__main__')\n"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("TORCHINDUCTOR_CACHE_DIR", None)  # set by torch in this process once its optimisers
+    # ran: the run's own temporary folder is then not asked for
     return subprocess.Popen([sys.executable, "-c", code, *map(str, args)], env=env,
                             stderr=subprocess.PIPE, start_new_session=True,
                             preexec_fn=sigint_default, **kw)  # fmt: skip
