@@ -51,6 +51,7 @@ bench: $(BIN)/recolor
 	$(BIN)/python benchmarks/bench_colorprofile.py
 	$(BIN)/python benchmarks/bench_predict.py
 	$(BIN)/python benchmarks/bench_memory.py
+	$(BIN)/python benchmarks/bench_quota.py
 	$(BIN)/python benchmarks/bench_train.py --steps 10 --workers 0 1
 
 # The shipped weights, from the poster folder (see weights/README.md): a shrunken two-thirds of

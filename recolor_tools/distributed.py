@@ -18,13 +18,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-
-def available_cores() -> int:
-    """CPU cores this process may run on (its affinity mask; all cores off Linux)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+from .process import usable_cores
 
 
 @dataclass(frozen=True)
@@ -34,9 +28,9 @@ class Dist:
     rank: int = 0
     local_rank: int = 0
     world: int = 1
-    # This process's share of the machine's cores: all of them, or an equal part for each
-    # process torchrun started on this machine (at least 1).
-    cores: int = field(default_factory=available_cores)
+    # This process's share of the cores it may use (affinity, a container's CPU quota): all of
+    # them, or an equal part for each process torchrun started on this machine (at least 1).
+    cores: int = field(default_factory=usable_cores)
 
     @property
     def main(self) -> bool:
@@ -51,7 +45,7 @@ def setup_distributed(device: str) -> Dist:
     rank, world = rank_and_size()  # (a UsageError for values torchrun would not set)
     if world <= 1:
         return Dist()
-    cores = max(1, available_cores() // int(os.environ.get("LOCAL_WORLD_SIZE", world)))
+    cores = max(1, usable_cores() // int(os.environ.get("LOCAL_WORLD_SIZE", world)))
     d = Dist(rank, int(os.environ.get("LOCAL_RANK", "0")), world, cores)
     use_cuda = device != "cpu" and torch.cuda.is_available()
     if use_cuda:

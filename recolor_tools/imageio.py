@@ -27,9 +27,15 @@ from .imagehead import (
     side_limit,
     sniff_format,
 )
+from .process import usable_cores
 
 if TYPE_CHECKING:
     from .imagemeta import ImageMeta
+
+# OpenCV counts a CPU quota only where it is the root of what the process sees (a container's);
+# one set on a cgroup below that (systemd's CPUQuota, a job's slice) it does not
+if usable_cores() < cv2.getNumThreads():
+    cv2.setNumThreads(usable_cores())
 
 
 # The formats with alpha are decoded unchanged; JPEG as colour or gray, its EXIF orientation

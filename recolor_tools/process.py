@@ -16,6 +16,8 @@
   dropped, since each failure is already one line of recolor's (:func:`quiet_c_stderr`).
 - What the C heap holds freed is given back to the system between prediction batches of new
   shapes (:func:`return_freed_memory`).
+- The memory and the cores this process may use, as its cgroups limit them (a container's):
+  :func:`memory_free`, :func:`usable_cores`.
 
 No torch, no OpenCV.
 """
@@ -269,23 +271,74 @@ def memory_free() -> int | None:
 
 
 def _cgroup_memory_left() -> int | None:
-    """The memory cgroup's limit less its usage, or None (no limit, or none to read)."""
-    with contextlib.suppress(OSError):
-        with open("/proc/self/cgroup") as f:
+    """The least of the memory cgroups' limits less their usage, along this process's cgroup
+    and those above it; None (no limit, or none to read)."""
+    left = []
+    for v2, where in _cgroup_dirs("memory"):
+        files = ("memory.max", "memory.current") if v2 else ("memory.limit_in_bytes",
+                                                              "memory.usage_in_bytes")  # fmt: skip
+        with contextlib.suppress(OSError, ValueError):
+            cap, used = (Path(where, name).read_text().strip() for name in files)
+            if cap != "max":
+                left.append(int(cap) - int(used))
+    return min(left, default=None)
+
+
+CGROUPS = "/sys/fs/cgroup"
+"""Where the cgroup hierarchies are mounted: v2's, or v1's one folder per controller."""
+
+OWN_CGROUP = "/proc/self/cgroup"
+"""This process's cgroups: ``hierarchy:controllers:path`` lines (v2: ``0::path``)."""
+
+
+def _cgroup_dirs(controller: str) -> Iterator[tuple[bool, str]]:
+    """(v2, folder) of this process's cgroup for ``controller`` (``memory``, ``cpu``) and of
+    each one above it up to the root, from :data:`OWN_CGROUP`; nothing where it cannot be read.
+    A limit holds for everything below it: a container's is often set on its parent (or is
+    the root of what the container sees, where its own path, the host's, is not mounted)."""
+    try:
+        with open(OWN_CGROUP) as f:
             entries = [line.rstrip("\n").split(":", 2) for line in f]
-        for _, controllers, path in (e for e in entries if len(e) == 3):
-            if controllers == "":  # v2: one hierarchy
-                where, files = "/sys/fs/cgroup", ("memory.max", "memory.current")
-            elif "memory" in controllers.split(","):
-                where, files = "/sys/fs/cgroup/memory", ("memory.limit_in_bytes",
-                                                         "memory.usage_in_bytes")  # fmt: skip
+    except OSError:
+        return
+    for _, controllers, path in (e for e in entries if len(e) == 3):
+        if controllers == "":  # v2: one hierarchy
+            v2, root = True, CGROUPS
+        elif controller in controllers.split(","):
+            v2, root = False, f"{CGROUPS}/{controller}"
+        else:
+            continue
+        parts = [p for p in path.split("/") if p]
+        for n in range(len(parts), -1, -1):
+            yield v2, os.path.join(root, *parts[:n])
+
+
+@functools.cache
+def usable_cores() -> int:
+    """CPUs this process can keep busy: its affinity mask (``taskset``, a cpuset), capped by
+    the CPU quota of its cgroup or one above it (a container's ``--cpus``, a Kubernetes CPU
+    limit, systemd's ``CPUQuota``: v2 ``cpu.max``, v1 ``cpu.cfs_quota_us`` over
+    ``cpu.cfs_period_us``), rounded down (as Uber's automaxprocs: a thread more than the
+    quota gets the lockstep group throttled); at least 1.
+
+    torch, numba and OpenMP count the mask alone, so under a quota of 2 CPUs on a 64-core host
+    they started 32-64 threads that the kernel then throttled for most of each period
+    (benchmarks/bench_quota.py).
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    for v2, where in _cgroup_dirs("cpu"):
+        with contextlib.suppress(OSError, ValueError, ZeroDivisionError):
+            if v2:
+                quota, period = Path(where, "cpu.max").read_text().split()
             else:
-                continue
-            with contextlib.suppress(OSError, ValueError):
-                cap, used = (Path(where + path, name).read_text().strip() for name in files)
-                if cap != "max":
-                    return int(cap) - int(used)
-    return None
+                quota, period = (Path(where, f"cpu.cfs_{name}_us").read_text().strip()
+                                 for name in ("quota", "period"))  # fmt: skip
+            if quota not in ("max", "-1"):
+                cores = min(cores, int(quota) // int(period))
+    return max(1, cores)
 
 
 def return_freed_memory() -> None:

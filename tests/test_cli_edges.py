@@ -533,3 +533,71 @@ def test_a_thread_the_system_refuses_is_said_as_its_limit_not_an_internal_error(
     assert out_of_memory(RuntimeError("std::bad_alloc"))
     assert out_of_memory(ImportError("x.so: failed to map segment from shared object"))
     assert not out_of_memory(RuntimeError("can't start new thread"))
+
+
+def _cgroups(root: Path, own: str, files: dict[str, str]) -> None:
+    """A cgroup tree below ``root``: ``own`` as /proc/self/cgroup reads, and ``files``."""
+    (root / "self").write_text(own)
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+
+
+@pytest.mark.parametrize(
+    "own, files, cores",
+    [  # a quota on the process's cgroup or on one above it; the least wins
+        ("0::/a/b\n", {"a/b/cpu.max": "max 100000\n", "a/cpu.max": "50000 100000\n"}, 1),
+        ("0::/a/b\n", {"a/b/cpu.max": "250000 100000\n", "cpu.max": "max 100000\n"}, 2),
+        ("4:cpu,cpuacct:/job\n1:memory:/job\n",
+         {"cpu/job/cpu.cfs_quota_us": "190000\n", "cpu/job/cpu.cfs_period_us": "100000\n"}, 1),
+        ("4:cpu,cpuacct:/job\n", {"cpu/job/cpu.cfs_quota_us": "-1\n",
+                                  "cpu/job/cpu.cfs_period_us": "100000\n"}, None),
+        ("0::/host/path\n", {"cpu.max": "100000 100000\n"}, 1),  # a container's root only
+        ("0::/a\n", {"a/cpu.max": "garbage\n"}, None),
+        ("", {}, None),
+    ],
+)  # fmt: skip
+def test_usable_cores_are_the_affinity_capped_by_the_cgroups_cpu_quota(
+    tmp_path, monkeypatch, own, files, cores
+):
+    """torch, numba and OpenMP count the affinity mask alone: in a container limited to 2 CPUs
+    on a 64-core host they ran 32-64 threads, throttled for most of each period."""
+    from recolor_tools import process
+
+    _cgroups(tmp_path, own, files)
+    monkeypatch.setattr(process, "CGROUPS", str(tmp_path))
+    monkeypatch.setattr(process, "OWN_CGROUP", str(tmp_path / "self"))
+    mask = len(os.sched_getaffinity(0))
+    assert process.usable_cores.__wrapped__() == min(mask, cores or mask)
+
+
+def test_the_memory_cgroups_least_room_is_the_memory_free(tmp_path, monkeypatch):
+    """A limit on a cgroup above the process's holds too (it read the process's own alone)."""
+    from recolor_tools import process
+
+    files = {"a/b/memory.max": "max\n", "a/b/memory.current": "5\n", "a/memory.max": "1000\n",
+             "a/memory.current": "400\n"}  # fmt: skip
+    _cgroups(tmp_path, "0::/a/b\n", files)
+    monkeypatch.setattr(process, "CGROUPS", str(tmp_path))
+    monkeypatch.setattr(process, "OWN_CGROUP", str(tmp_path / "self"))
+    assert process.memory_free() == 600
+
+
+def test_predict_and_the_kernels_run_no_more_threads_than_the_cpu_quota(pics, monkeypatch):
+    """Without --threads, predict's network and the colour-class kernels take the cores the
+    cgroup's quota allows, not every core of the host."""
+    import torch
+
+    from recolor_tools import process
+    from recolor_tools.cli import main
+    from recolor_tools.quant import jit
+
+    monkeypatch.setattr(process, "usable_cores", lambda: 1)
+    before = torch.get_num_threads()
+    try:
+        out = pics / "out.png"
+        assert main(["predict", str(pics / "rand.png"), "-o", str(out), "-q"]) == 0
+        assert out.exists() and torch.get_num_threads() == 1
+        assert jit.threads() == 1
+    finally:
+        torch.set_num_threads(before)

@@ -88,7 +88,7 @@ PredictThreads = Annotated[
         "--threads",
         min=1,
         max=defaults.MAX_WORKERS,
-        help="CPU threads of the network (default: the cores).",
+        help="CPU threads of the network (default: the cores, or a container's CPU limit).",
     ),
 ]
 PredictIoWorkers = Annotated[
@@ -285,14 +285,17 @@ def _load_predictor(
     **settings,
 ):
     """The model of ``weights`` (``Predictor.load`` with ``settings``) on ``threads`` CPU
-    threads (as train's --threads; torch's own default is every core); what ``asks`` of it
+    threads (as train's --threads; by default torch's, the cores, or fewer where the cgroup's
+    CPU quota allows fewer); what ``asks`` of it
     (hints, a palette, steering options, --suggest, -T) and it cannot follow is a usage error,
     the user's to change."""
+    import torch
+
     from ..predict import Predictor
+    from ..process import usable_cores
 
-    if threads:
-        import torch
-
+    threads = threads or min(torch.get_num_threads(), usable_cores())  # (a container's quota)
+    if threads != torch.get_num_threads():
         torch.set_num_threads(threads)
     guided, palette, steered, suggest, tempered = asks
     loaded = Predictor.load(weights, head, "; use --head {head} or other weights", **settings)

@@ -220,8 +220,11 @@ def fetch_add(typingctx, x, v):
 
 
 def threads() -> int:
-    """Threads a large call may use: ``numba.get_num_threads()``."""
-    return numba.get_num_threads()
+    """Threads a large call may use: ``numba.get_num_threads()``, at most the cores that the
+    affinity and the cgroup's CPU quota leave (:func:`~recolor_tools.process.usable_cores`)."""
+    from ..process import usable_cores
+
+    return min(numba.get_num_threads(), usable_cores())
 
 
 _pool: tuple[int, int, ThreadPoolExecutor] | None = None  # (pid that made it, size, pool)
