@@ -24,6 +24,7 @@ import contextlib
 import math
 import multiprocessing.queues
 import os
+import signal
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -371,7 +372,7 @@ def started(loader: torch.utils.data.DataLoader) -> Iterator[dict]:
     from .process import signals_deferred
 
     try:
-        with signals_deferred():
+        with signals_deferred(), _term_blocked():
             return iter(loader)
     except OSError as e:
         if not loader.num_workers:
@@ -386,6 +387,24 @@ def started(loader: torch.utils.data.DataLoader) -> Iterator[dict]:
     raise RecolorError(f"cannot start {n} loader worker{'s' * (n > 1)}: {failed} (the limits "
                        "on open files or processes: ulimit -n, ulimit -u); -j 0 loads in this "
                        "process")  # fmt: skip
+
+
+@contextlib.contextmanager
+def _term_blocked() -> Iterator[None]:
+    """SIGTERM blocked in this thread, so that the workers forked within start with it blocked,
+    and so does every thread they start: torch starts one before ``worker_init`` can block it
+    (:func:`~recolor_tools.process.as_worker`), and a SIGTERM that thread took ran the
+    worker's Python handler, which ignores it, the parent's too: a run whose worker failed
+    (/dev/shm full) then hung at exit, multiprocessing waiting for workers it had asked to
+    end. A SIGTERM that comes meanwhile waits for the end of the block."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 def make_loader(

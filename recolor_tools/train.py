@@ -365,6 +365,9 @@ def train(cfg: TrainConfig, report: Callable[[str], None] | None = None) -> Path
         if d.world > 1 and (isinstance(e, dist.DistError) or "by peer" in str(e)):
             raise RecolorError("another process of the launch stopped (killed, or its machine "
                                "lost): continue the run with --resume") from None  # fmt: skip
+        if "shared memory" in str(e):  # /dev/shm full: a worker's "unable to allocate shared
+            # memory(shm) for file ...", or one "killed by signal: Bus error"
+            raise RecolorError(_no_shared_memory()) from None
         if str(e).startswith("DataLoader worker") and "exited unexpectedly" in str(e):
             raise RecolorError("a loader worker ended unexpectedly (-j 0 loads in this "
                                "process)") from None  # fmt: skip
@@ -372,6 +375,19 @@ def train(cfg: TrainConfig, report: Callable[[str], None] | None = None) -> Path
     finally:
         if d.world > 1:
             dist.destroy_process_group()
+
+
+def _no_shared_memory() -> str:
+    """What to say where the loader workers' batches did not fit in /dev/shm, whose size
+    Docker sets to 64 MiB unless told (each worker holds two batches there)."""
+    try:
+        st = os.statvfs("/dev/shm")
+        kib = st.f_blocks * st.f_frsize // 1024
+        size = f"/dev/shm holds {f'{kib // 1024:,} MiB' if kib >= 1024 else f'{kib} KiB'}; "
+    except OSError:
+        size = ""
+    return (f"the loader workers ran out of shared memory ({size}a container's --shm-size sets "
+            "it; fewer -j or a smaller -b need less, -j 0 none)")  # fmt: skip
 
 
 def _train(

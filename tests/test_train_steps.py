@@ -524,6 +524,44 @@ def test_a_run_that_meets_a_system_limit_ends_saying_so(images, tmp_path, fault)
     assert (p.returncode, err.decode().splitlines()) == (1, said), err.decode()
 
 
+SHM_FULL = """
+import torch, torch.utils.data as tud
+real = torch.UntypedStorage._new_shared
+def new_shared(cls, size, *a, **kw):
+    if tud.get_worker_info() is not None:  # torch's words where /dev/shm is full
+        raise RuntimeError("unable to allocate shared memory(shm) for file </torch_1_2_0>: No "
+                           "space left on device (28)")
+    return real(size, *a, **kw)
+torch.UntypedStorage._new_shared = classmethod(new_shared)
+import threading, time, torch.utils.data._utils.worker as tw
+loop = tw._worker_loop
+def worker_loop(*args, **kw):  # as torch starts one there in a run's workers (thread_main)
+    threading.Thread(target=time.sleep, args=(600,), daemon=True).start()
+    return loop(*args, **kw)
+tw._worker_loop = worker_loop
+"""
+
+
+def test_loader_workers_out_of_shared_memory_end_the_run_saying_so(images, tmp_path):
+    """Docker's /dev/shm holds 64 MiB unless told: a worker's batch that did not fit was
+    "internal error: RuntimeError: Caught RuntimeError in DataLoader worker process 0." and
+    its traceback, and the run then hung at exit for good (multiprocessing waiting for
+    workers whose SIGTERM a thread of torch's had taken to the Python handler that ignores
+    it). Checked by hand with /dev/shm a 64 KiB tmpfs (``unshare -m``)."""
+    import re
+
+    args = ["train", images, "--head", "cls", "--steps", "5", "--size", SIZE, "-b", "4",
+            "--width", "4", "-j", "2", "--device", "cpu", "--out", tmp_path / "run",
+            "-q"]  # fmt: skip
+    p = _wrapped_recolor(SHM_FULL, args)
+    err = _stderr_when_ended(p, 120).decode()
+    assert p.returncode == 1, err
+    said = (r"recolor train: the loader workers ran out of shared memory \(/dev/shm holds "
+            r"[\d,]+ [KM]iB; a container's --shm-size sets it; fewer -j or a smaller -b need "
+            r"less, -j 0 none\)\n")  # fmt: skip
+    assert re.fullmatch(said, err), err
+
+
 SIGCHLD_PENDING = """
 import os, signal
 from recolor_tools import process
