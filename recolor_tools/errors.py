@@ -181,11 +181,11 @@ _OOM_TEXT = (
     "out of memory",
     "std::bad_alloc",
     "Cannot allocate memory",
-    "failed to map segment from shared object",
 )
 """What torch's CPU and CUDA allocators, OpenCV's, C++'s ``new`` (torch's import under ``ulimit
--v``) and the system (ENOMEM: an mmap; the loader, for a shared library it cannot map) say
-when an allocation fails."""
+-v``) and the system (ENOMEM: an mmap, a shared library's mapping) say when an
+allocation fails. Not the loader's "failed to map segment from shared object": it is the same
+for a library on a ``noexec`` mount."""
 
 NO_THREAD = "can't start new thread"
 """CPython's RuntimeError where the system refuses a thread (``ulimit -u``, a container's pids

@@ -123,7 +123,11 @@ def as_worker() -> None:
         # taken by the one below, which sees who sent it
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
         parent = os.getppid()
-        threading.Thread(target=_end_when_the_parent_asks, args=(parent,), daemon=True).start()
+        try:
+            threading.Thread(target=_end_when_the_parent_asks, args=(parent,), daemon=True).start()
+        except RuntimeError:  # no thread (a pids limit): any SIGTERM ends it, as it must end
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)  # when the parent asks (the workers
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # fork with it held)
 
 
 def _end_when_the_parent_asks(parent: int) -> None:
@@ -271,8 +275,11 @@ def memory_free() -> int | None:
 
 
 def _cgroup_memory_left() -> int | None:
-    """The least of the memory cgroups' limits less their usage, along this process's cgroup
-    and those above it; None (no limit, or none to read)."""
+    """The least of the memory cgroups' limits less their working set, along this process's
+    cgroup and those above it; None (no limit, or none to read). The working set is the usage
+    less the inactive file cache, which the kernel reclaims before it fails an allocation (as
+    ``docker stats`` counts it): a container that had just read 750 MB of files under a 1 GiB
+    limit was refused every image."""
     left = []
     for v2, where in _cgroup_dirs("memory"):
         files = ("memory.max", "memory.current") if v2 else ("memory.limit_in_bytes",
@@ -280,8 +287,20 @@ def _cgroup_memory_left() -> int | None:
         with contextlib.suppress(OSError, ValueError):
             cap, used = (Path(where, name).read_text().strip() for name in files)
             if cap != "max":
-                left.append(int(cap) - int(used))
+                left.append(int(cap) - int(used) + _inactive_file(where, v2))
     return min(left, default=None)
+
+
+def _inactive_file(where: str, v2: bool) -> int:
+    """Bytes of inactive file cache that a memory cgroup's usage counts (its ``memory.stat``:
+    ``inactive_file``, v1 ``total_inactive_file``); 0 where it cannot be read."""
+    key = "inactive_file" if v2 else "total_inactive_file"
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path(where, "memory.stat").read_text().splitlines():
+            name, _, value = line.partition(" ")
+            if name == key:
+                return int(value)
+    return 0
 
 
 CGROUPS = "/sys/fs/cgroup"
@@ -297,7 +316,7 @@ def _cgroup_dirs(controller: str) -> Iterator[tuple[bool, str]]:
     A limit holds for everything below it: a container's is often set on its parent (or is
     the root of what the container sees, where its own path, the host's, is not mounted)."""
     try:
-        with open(OWN_CGROUP) as f:
+        with open(OWN_CGROUP, errors="surrogateescape") as f:  # (a path is bytes)
             entries = [line.rstrip("\n").split(":", 2) for line in f]
     except OSError:
         return

@@ -368,6 +368,12 @@ def train(cfg: TrainConfig, report: Callable[[str], None] | None = None) -> Path
         if "shared memory" in str(e):  # /dev/shm full: a worker's "unable to allocate shared
             # memory(shm) for file ...", or one "killed by signal: Bus error"
             raise RecolorError(_no_shared_memory()) from None
+        if str(e).startswith("DataLoader worker") and "killed by signal" in str(e):  # the OOM
+            # killer's SIGKILL, most often (a container's memory limit)
+            why = str(e).split("killed by signal: ", 1)[-1].split(".")[0]
+            raise RecolorError(f"a loader worker was killed ({why}; where by the system for "
+                               "want of memory, fewer -j or a smaller -b need less, -j 0 loads "
+                               "in this process)") from None  # fmt: skip
         if str(e).startswith("DataLoader worker") and "exited unexpectedly" in str(e):
             raise RecolorError("a loader worker ended unexpectedly (-j 0 loads in this "
                                "process)") from None  # fmt: skip

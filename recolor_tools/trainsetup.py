@@ -174,8 +174,8 @@ def setup_process(cfg: TrainConfig, d: Dist) -> Device:
     if workers > cores:  # said once, in the tools' form, not torch's warning
         warnings.filterwarnings("ignore", "This DataLoader will create", UserWarning)
         if d.main:
-            warn(f"--workers {workers} is more than the {cores} cores this process may use "
-                 "(slower, and more memory)")  # fmt: skip
+            warn(f"--workers {workers} is more than the {cores} core{'s' * (cores > 1)} this "
+                 "process may use (slower, and more memory)")  # fmt: skip
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     random.seed(cfg.seed)

@@ -530,8 +530,14 @@ def test_a_thread_the_system_refuses_is_said_as_its_limit_not_an_internal_error(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "internal error" not in err, err
     assert err.startswith("recolor rebalance-stats: can't start new thread: the system refused")
+    assert err.endswith("; fewer -j need fewer)\n")
+    big = write_rgb(pics / "big.png", smooth_image(600, 800, 4))  # (its kernels use threads)
+    assert main(["quantize", str(big), "-o", str(pics / "big.target")]) == 1
+    err = capsys.readouterr().err  # quantize has no -j to lower
+    assert err.startswith("recolor quantize: can't start new thread") and "-j" not in err, err
     assert out_of_memory(RuntimeError("std::bad_alloc"))
-    assert out_of_memory(ImportError("x.so: failed to map segment from shared object"))
+    # (not the loader's "failed to map segment from shared object": a noexec mount says it too)
+    assert not out_of_memory(ImportError("x.so: failed to map segment from shared object"))
     assert not out_of_memory(RuntimeError("can't start new thread"))
 
 
@@ -581,6 +587,13 @@ def test_the_memory_cgroups_least_room_is_the_memory_free(tmp_path, monkeypatch)
     monkeypatch.setattr(process, "CGROUPS", str(tmp_path))
     monkeypatch.setattr(process, "OWN_CGROUP", str(tmp_path / "self"))
     assert process.memory_free() == 600
+    # the file cache that the usage counts and the kernel would reclaim is room (v2, then v1)
+    (tmp_path / "a/memory.stat").write_text("anon 100\nfile 300\ninactive_file 250\n")
+    assert process.memory_free() == 850
+    _cgroups(tmp_path, "5:memory:/job\n", {"memory/job/memory.limit_in_bytes": "1000\n",
+             "memory/job/memory.usage_in_bytes": "900\n",
+             "memory/job/memory.stat": "inactive_file 1\ntotal_inactive_file 700\n"})  # fmt: skip
+    assert process.memory_free() == 800
 
 
 def test_predict_and_the_kernels_run_no_more_threads_than_the_cpu_quota(pics, monkeypatch):

@@ -708,8 +708,7 @@ sys.exit(main())
 def test_to_lab_that_cannot_load_opencv_leaves_no_temporary_file(tmp_path, how):
     """Under ``ulimit -v`` OpenCV's import crashed, ended by OpenBLAS's exit(), or failed with
     "failed to map segment from shared object": after ``-o x.lab`` had made the stream's
-    temporary file, which stayed; and the ImportError was an internal error, not out of
-    memory."""
+    temporary file, which stayed."""
     from conftest import ROOT
 
     src = write_rgb(tmp_path / "a.png", smooth_image(24, 32))
@@ -721,8 +720,6 @@ def test_to_lab_that_cannot_load_opencv_leaves_no_temporary_file(tmp_path, how):
     assert list(out.iterdir()) == []
     if how == "crash":
         assert p.returncode == -11, p.stderr.decode()
-    else:
-        assert (p.returncode, p.stderr.decode()) == (
-            1,
-            "recolor to-lab: out of memory (smaller sizes or batches need less)\n",
-        )
+    else:  # (the loader's words: a noexec mount says them too, so not "out of memory")
+        err = p.stderr.decode()
+        assert p.returncode == 1 and err.count("\n") == 1 and "libaom.so.3" in err, err

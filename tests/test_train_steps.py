@@ -503,6 +503,19 @@ pf.Popen._launch = launch
         "recolor train: cannot start 2 loader workers: too many open files (the limits on open "
         "files or processes: ulimit -n, ulimit -u); -j 0 loads in this process",
     ]),
+    # A worker the OOM killer ended (a container's memory limit): "internal error: RuntimeError:
+    # DataLoader worker (pid N) is killed by signal: Killed."
+    # (torch's SIGCHLD handler says it; where its poll finds the worker gone first, "exited
+    # unexpectedly" below)
+    "worker killed": ("2", """
+import torch.utils.data.dataloader as dl
+def killed(self):
+    raise RuntimeError("DataLoader worker (pid 4242) is killed by signal: Killed. ")
+dl._MultiProcessingDataLoaderIter._next_data = killed
+""", [
+        "recolor train: a loader worker was killed (Killed; where by the system for want of "
+        "memory, fewer -j or a smaller -b need less, -j 0 loads in this process)",
+    ]),
     # No writable temporary folder (torch compiles in one): "no such file", naming nothing.
     "no temporary folder": ("0", """
 import tempfile
@@ -696,3 +709,32 @@ def test_all_or_none_stops_every_rank_when_one_meets_a_bug(tmp_path):
         0: "RecolorError: stopped: ZeroDivisionError: division by zero (rank 1)",
         1: "ZeroDivisionError: division by zero",
     }
+
+
+NO_THREAD_IN_WORKER = """
+import signal, threading
+from recolor_tools.process import as_worker
+def refused(self):
+    raise RuntimeError("can't start new thread")
+threading.Thread.start = refused
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # as the workers are forked
+as_worker()
+held = signal.SIGTERM in signal.pthread_sigmask(signal.SIG_BLOCK, set())
+print(held, signal.getsignal(signal.SIGTERM) is signal.SIG_DFL)
+"""
+
+
+def test_a_worker_without_its_signal_thread_still_ends_on_sigterm():
+    """Workers fork with SIGTERM held, for the thread that checks who sent it; where that
+    thread cannot start (a pids limit), a worker that kept SIGTERM held could not be ended by
+    its parent, whose exit then waited for it for good."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    p = subprocess.run([sys.executable, "-c", NO_THREAD_IN_WORKER], env=env,
+                       capture_output=True, timeout=60)  # fmt: skip
+    assert p.stdout.decode().split() == ["False", "True"], p.stderr.decode()

@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
 RANKED = ("predict", "train")
 """The tools that share their work out under torchrun (``Tool(ranked=True)``)."""
 
+_THREADED = ("rebalance-stats", "predict", "train")
+"""The tools that take -j."""
+
 
 def _names_else_replaced(e: UnicodeError) -> tuple[str | bytes, int]:
     """stdout's errors: a file name's undecodable bytes as they were (surrogateescape); any
@@ -148,8 +151,8 @@ def _main(argv: list[str] | None) -> int:
         elif isinstance(e, RuntimeError) and str(e) == NO_THREAD:  # a limit of the user's
             what = (
                 f"{NO_THREAD}: the system refused a thread (its limit on processes and threads, "
-                "ulimit -u or a container's pids limit, or the memory for its stack; fewer -j "
-                "need fewer)"
+                "ulimit -u or a container's pids limit, or the memory for its stack"
+                f"{'; fewer -j need fewer' if name in _THREADED else ''})"
             )
         elif isinstance(e, ModuleNotFoundError) and e.name and "." not in e.name:
             # torch, imported by predict and train alone: an install without it is no bug

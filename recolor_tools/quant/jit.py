@@ -18,7 +18,8 @@ compiles each kernel twice (a parallel body and a serial copy for small calls) a
 passes are slow: the soft-encoding kernel took 9.2 s to compile in parallel form against 2.7 s
 serial, on this 2-core machine. The pool is made again after a fork (torch DataLoader workers,
 multiprocessing), whose child has no threads but the forking one; the number of threads follows
-``numba.get_num_threads()`` (``NUMBA_NUM_THREADS``, ``numba.set_num_threads``).
+``numba.get_num_threads()`` (``NUMBA_NUM_THREADS``, ``numba.set_num_threads``), at most the
+cores the process may use (:func:`threads`: a ``NUMBA_NUM_THREADS`` above them is capped).
 """
 
 from __future__ import annotations
