@@ -298,6 +298,10 @@ class EpochSampler(Sampler):
         return max(0, len(self.indices()) - self.start)
 
 
+_LOADING_PID: int | None = None
+"""The process that forked the loader workers (:func:`started`), as they inherit it."""
+
+
 def worker_init(worker_id: int) -> None:
     """DataLoader worker setup: one thread per library (workers already run in parallel).
 
@@ -311,7 +315,7 @@ def worker_init(worker_id: int) -> None:
 
     from .process import as_worker
 
-    as_worker()  # a signal to the whole process group is the parent's to report
+    as_worker(_LOADING_PID)  # a signal to the whole process group is the parent's to report
     multiprocessing.queues.Queue._on_queue_feeder_error = _batch_not_sent
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
@@ -371,6 +375,8 @@ def started(loader: torch.utils.data.DataLoader) -> Iterator[dict]:
     "Exception ignored in ..." after the line."""
     from .process import signals_deferred
 
+    global _LOADING_PID
+    _LOADING_PID = os.getpid()  # (the workers' parent, as they are forked)
     try:
         with signals_deferred(), _term_blocked():
             return iter(loader)

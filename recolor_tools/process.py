@@ -101,33 +101,52 @@ def _child_ended(signum: int, frame) -> None:
     """SIGCHLD once the process is ending (:func:`_terminate`): nothing to do."""
 
 
-def as_worker() -> None:
+def as_worker(parent: int | None = None) -> None:
     """In a DataLoader worker: SIGHUP and SIGINT are ignored, and SIGTERM too unless the parent
     sent it, for the parent to act on (it gets them too when they go to the process group:
     docker stop, systemd, Slurm, Ctrl-C) and to end its workers as at the end of a run; the
     parent's own SIGTERM (torch's ``terminate()`` of a worker that did not stop, also at the
     interpreter's exit) ends the worker at once, as torch's handler does; a worker whose parent
-    is gone ends itself (torch's watchdog).
+    is gone ends with it (the kernel's SIGKILL, :func:`_ends_with`; torch's watchdog, slower,
+    missed a parent killed as the worker started).
 
     A worker that died of a group SIGTERM (torch's handler) made the parent end "internal error:
     RuntimeError: DataLoader worker ... is killed by signal"; one ended by an exception raised
     from a handler could hold the lock of the DataLoader's stop event, so that its parent hung
     for good in ``_shutdown_workers``; one that ignored its parent's SIGTERM too kept a run
     whose worker had failed from exiting. Where Python cannot tell the sender
-    (``signal.sigwaitinfo``: not on macOS), torch's handler stays."""
+    (``signal.sigwaitinfo``: not on macOS), torch's handler stays.
+
+    ``parent``, the process that forked this one (its pid taken before the fork), is also
+    the one whose end ends this process (:func:`_ends_with`)."""
+    parent = os.getppid() if parent is None else parent
+    _ends_with(parent)
     for signum in (signal.SIGHUP, signal.SIGINT):
         signal.signal(signum, signal.SIG_IGN)
     sys.excepthook = _quiet_when_the_parent_left
     if hasattr(signal, "sigwaitinfo"):
-        # held in this thread, the worker's only one yet, and so in every thread it starts;
-        # taken by the one below, which sees who sent it
+        # held from the fork (data.started), so in every thread, torch's too; again here for
+        # a loader forked otherwise; taken by the thread below, which sees who sent it
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
-        parent = os.getppid()
         try:
             threading.Thread(target=_end_when_the_parent_asks, args=(parent,), daemon=True).start()
         except RuntimeError:  # no thread (a pids limit): any SIGTERM ends it, as it must end
             signal.signal(signal.SIGTERM, signal.SIG_DFL)  # when the parent asks (the workers
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # fork with it held)
+
+
+def _ends_with(parent: int) -> None:
+    """The kernel sends this process SIGKILL when ``parent`` ends (Linux's
+    ``prctl(PR_SET_PDEATHSIG)``), and where it has ended already this process ends now. A
+    worker whose parent was killed (``kill -9``, the OOM killer) while it started lived on for
+    good: torch's watchdog takes the parent to be whatever ``getppid()`` gives when the worker
+    first looks, by then init."""
+    with contextlib.suppress(OSError, AttributeError, TypeError):  # (not Linux: no prctl)
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:
+        os._exit(0)
 
 
 def _end_when_the_parent_asks(parent: int) -> None:

@@ -738,3 +738,58 @@ def test_a_worker_without_its_signal_thread_still_ends_on_sigterm():
     p = subprocess.run([sys.executable, "-c", NO_THREAD_IN_WORKER], env=env,
                        capture_output=True, timeout=60)  # fmt: skip
     assert p.stdout.decode().split() == ["False", "True"], p.stderr.decode()
+
+
+SLOW_WORKER_START = """
+import time, torch.utils.data._utils.worker as tw
+loop = tw._worker_loop
+def worker_loop(*args, **kw):  # a worker slow to start: its parent is killed meanwhile
+    time.sleep(4)
+    return loop(*args, **kw)
+tw._worker_loop = worker_loop
+"""
+
+
+def _group(pgid: int) -> list[int]:
+    """The processes of process group ``pgid`` (Linux /proc)."""
+    import os
+
+    pids = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            pids.append(int(entry))
+    return pids
+
+
+def test_loader_workers_end_with_a_parent_killed_as_they_start(images, tmp_path):
+    """A training run killed (kill -9, the OOM killer) while its loader workers started left
+    them running for good: torch's watchdog takes the parent to be whatever getppid() gives
+    when the worker first looks, by then init. The kernel now kills them with the parent
+    (PR_SET_PDEATHSIG), and one whose parent has already gone ends at once."""
+    import os
+    import signal
+    import time
+
+    args = ["train", images, "--head", "reg", "--steps", "50", "--size", SIZE, "-b", "2",
+            "--width", "4", "-j", "2", "--threads", "1", "--device", "cpu", "--out",
+            tmp_path / "run", "-q"]  # fmt: skip
+    p = _wrapped_recolor(SLOW_WORKER_START, args)
+    try:
+        deadline = time.monotonic() + 120
+        while len(_group(p.pid)) < 3 and time.monotonic() < deadline:  # the workers forked
+            time.sleep(0.05)
+        assert len(_group(p.pid)) >= 3, "the workers never started"
+        p.kill()
+        p.wait()
+        deadline = time.monotonic() + 30
+        while _group(p.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _group(p.pid) == [], "loader workers outlived their killed parent"
+    finally:
+        for pid in _group(p.pid):
+            os.kill(pid, signal.SIGKILL)
