@@ -560,7 +560,7 @@ def test_cli_more_workers_than_cores_is_one_line_not_torchs_warning(data, tmp_pa
             preexec_fn=lambda: os.sched_setaffinity(0, {core}))  # fmt: skip
     assert p.returncode == 0 and p.stdout.decode() == f"{out / 'reg.pt'}\n"
     assert p.stderr.decode() == (
-        "recolor train: --workers 2 is more than the 1 cores this process may use (slower, and "
+        "recolor train: --workers 2 is more than the 1 core this process may use (slower, and "
         "more memory)\n"
     )
 
@@ -581,7 +581,7 @@ def test_more_workers_than_a_processs_share_of_the_cores_is_said_under_torchrun(
                        preexec_fn=lambda: os.sched_setaffinity(0, set(cores)))  # fmt: skip
     assert p.returncode == 0, p.stderr
     said = [ln for ln in p.stderr.decode().splitlines() if ln.startswith("recolor train:")]
-    assert said == ["recolor train: --workers 2 is more than the 1 cores this process may use "
+    assert said == ["recolor train: --workers 2 is more than the 1 core this process may use "
                     "(slower, and more memory)"]  # fmt: skip
 
 
