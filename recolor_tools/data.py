@@ -400,9 +400,10 @@ def _term_blocked() -> Iterator[None]:
     """SIGTERM blocked in this thread, so that the workers forked within start with it blocked,
     and so does every thread they start: torch starts one before ``worker_init`` can block it
     (:func:`~recolor_tools.process.as_worker`), and a SIGTERM that thread took ran the
-    worker's Python handler, which ignores it, the parent's too: a run whose worker failed
-    (/dev/shm full) then hung at exit, multiprocessing waiting for workers it had asked to
-    end. A SIGTERM that comes meanwhile waits for the end of the block."""
+    worker's Python handler (put back in place of torch's by the soft-encoding's
+    ``signals_deferred``), which in a fork ignores it, the parent's too: a cls run whose worker
+    failed (/dev/shm full) then hung at exit, multiprocessing waiting for workers it had asked
+    to end. A SIGTERM that comes meanwhile waits for the end of the block."""
     if not hasattr(signal, "pthread_sigmask"):
         yield
         return

@@ -286,9 +286,8 @@ def _load_predictor(
 ):
     """The model of ``weights`` (``Predictor.load`` with ``settings``) on ``threads`` CPU
     threads (as train's --threads; by default torch's, the cores, or fewer where the cgroup's
-    CPU quota allows fewer); what ``asks`` of it
-    (hints, a palette, steering options, --suggest, -T) and it cannot follow is a usage error,
-    the user's to change."""
+    CPU quota allows fewer); what ``asks`` of it (hints, a palette, steering options,
+    --suggest, -T) and it cannot follow is a usage error, the user's to change."""
     import torch
 
     from ..predict import Predictor
