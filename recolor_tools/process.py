@@ -214,8 +214,13 @@ def signals_deferred() -> Iterator[None]:
     handlers before: for numba's compiling, which calls back into Python through ctypes, and
     ctypes swallows an exception raised there (a handler's SystemExit or KeyboardInterrupt:
     a traceback, and the run went on to exit 0). Main thread only; a signal that was ignored
-    stays ignored; the handlers are restored after."""
-    if threading.current_thread() is not threading.main_thread():
+    stays ignored; the handlers are restored after. Not in a fork of the process that set the
+    handlers (a loader worker, whose signals :func:`as_worker` handles): there it put Python's
+    handler back in place of torch's, which ignored the parent's SIGTERM (a hang at exit)."""
+    if threading.current_thread() is not threading.main_thread() or _HANDLED_IN not in (
+        None,
+        os.getpid(),
+    ):
         yield
         return
     got: list[int] = []
