@@ -141,10 +141,9 @@ def _ends_with(parent: int) -> None:
     worker whose parent was killed (``kill -9``, the OOM killer) while it started lived on for
     good: torch's watchdog takes the parent to be whatever ``getppid()`` gives when the worker
     first looks, by then init."""
-    with contextlib.suppress(OSError, AttributeError, TypeError):  # (not Linux: no prctl)
-        import ctypes
-
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    prctl = getattr(_libc(), "prctl", None)  # (Linux only)
+    if prctl is not None:
+        prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     if os.getppid() != parent:
         os._exit(0)
 
@@ -396,18 +395,19 @@ def return_freed_memory() -> None:
     its pages in again; benchmarks/bench_predict.py, memory part). Every few batches instead
     (32 new shapes) bounded nothing: the holes are touched again in between.
     """
-    trim = _malloc_trim()
+    trim = getattr(_libc(), "malloc_trim", None)  # (glibc only)
     if trim is not None:
         trim(0)
 
 
 @functools.cache
-def _malloc_trim():
-    import ctypes  # (here: 1.5 ms of every tool's start, for predict alone)
+def _libc():
+    """The C library this process runs with (ctypes), or None where it cannot be had."""
+    import ctypes  # (here: 1.5 ms of every tool's start, for the few that call into it)
 
     try:
-        return ctypes.CDLL(None).malloc_trim
-    except (OSError, TypeError, AttributeError):  # (TypeError: Windows takes no None)
+        return ctypes.CDLL(None)
+    except (OSError, TypeError):  # (TypeError: Windows takes no None)
         return None
 
 
