@@ -25,6 +25,7 @@ from recolor_tools.distributed import Dist
 from recolor_tools.errors import UsageError
 from recolor_tools.imageio import read_rgb
 from recolor_tools.predict import Predictor
+from recolor_tools.train import train
 from recolor_tools.trainconfig import TrainConfig, resolve_defaults
 from recolor_tools.trainsetup import ClassSetup, Device, build_model, build_optimiser
 
@@ -175,11 +176,19 @@ def train_args(data, out, *extra):
     ]  # fmt: skip
 
 
+def train_config(data, out, **given) -> TrainConfig:
+    """What :func:`train_args` gives ``recolor train``, for :func:`recolor_tools.train.train` in
+    this process (the runs below that check no command-line behaviour: no new process)."""
+    brought = {"init", "resume"} & set(given) or given.get("head") == "reg"  # (reg: no classes)
+    grid = {} if brought else {"grid": 10}  # they bring theirs
+    return TrainConfig(data=[str(data)], size=SIDE, batch_size=8, width=8, **grid, workers=0,
+                       threads=1, device="cpu", out=out, quiet=True, **given)  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def automatic(squares, tmp_path_factory):
     out = tmp_path_factory.mktemp("auto")
-    run(train_args(squares, out, "--steps", 40, "--lr", 3e-3), check_rc=0)
-    return out / "cls.pt"
+    return train(train_config(squares, out, steps=40, lr=3e-3))
 
 
 def test_init_with_hints_starts_exactly_as_the_automatic_model(squares, automatic, tmp_path):
@@ -290,7 +299,8 @@ def test_fine_tune_settings_survive_a_resume(tmp_path):
 def test_fine_tuned_hint_model_follows_a_hint(squares, automatic, tmp_path, monkeypatch):
     monkeypatch.setattr(hintinput, "STEER_LEARNED", False)  # the learned path alone
     out = tmp_path / "hint"
-    # Learning rates far above the defaults: a toy set that must be learnt in seconds.
+    # Learning rates far above the defaults: a toy set that must be learnt in seconds. (Through
+    # the command line: this file's one `recolor train --hints --init` that trains.)
     extra = ("--hints", "--init", automatic, "--steps", 300, "--lr", 3e-3, "--hint-lr", 0.1)
     run(train_args(squares, out, *extra), check_rc=0)
     predictor = Predictor.load(out / "cls.pt")
@@ -364,10 +374,7 @@ def test_a_reg_model_with_hint_inputs_takes_points_not_a_palette(squares, tmp_pa
     """predict steered a reg model trained with --hints as if it had classes: "internal error:
     RuntimeError" with a point hint, ZeroDivisionError with a palette. Points go in as its
     input; a palette is a usage error (one line), and in a hint file that input's error."""
-    args = train_args(squares, tmp_path / "r", "--head", "reg", "--hints", "--steps", 2)
-    at = args.index("--grid")
-    del args[at : at + 2]  # (reg has no classes)
-    run(args, check_rc=0)
+    train(train_config(squares, tmp_path / "r", head="reg", hints=True, steps=2))
     img = write_rgb(tmp_path / "a.png", square_image(None))
     w = ["--head", "reg", "-w", tmp_path / "r" / "reg.pt", "--size", SIDE]
     run(["predict", img, *w, "--hint", "10,10=#ff0000", "-o", tmp_path / "p.png"], check_rc=0)
@@ -413,8 +420,7 @@ def test_affinity_fine_tune_keeps_the_network_and_spreads_hints_better(
     # A learning rate far above the default: a toy set that must be learnt in seconds. (60
     # steps left the margin to chance: 13.80 against 13.78 with the seeds drawn after the
     # checkpoints are read; 120 gave 0.7-1.9 on seeds 0-3.)
-    run(train_args(squares, out, "--init", automatic, "--affinity", 16, "--steps", 120,
-                   "--hint-lr", 0.03), check_rc=0)  # fmt: skip
+    train(train_config(squares, out, init=automatic, affinity=16, steps=120, hint_lr=0.03))
     auto, _ = checkpoints.load_checkpoint(automatic)
     tuned, _ = checkpoints.load_checkpoint(out / "cls.pt")
     assert tuned.config.affinity == 16 and not tuned.config.hints
@@ -455,10 +461,9 @@ def test_an_affinity_fine_tune_resumes(squares, automatic, tmp_path):
     """--resume of an --init --affinity run failed ("a different number of parameter groups"):
     the lr default (0: the network kept) came from --init, which a resume does not repeat."""
     out = tmp_path / "aff"
-    common = ["--affinity", 16, "--hint-lr", 0.03, "--ckpt-every", 2]
-    run(train_args(squares, out, "--init", automatic, *common, "--steps", 2), check_rc=0)
-    r = run(train_args(squares, out, *common, "--steps", 4, "--resume"))
-    assert r.returncode == 0, r.stderr.decode()
+    common = dict(affinity=16, hint_lr=0.03, ckpt_every=2)
+    train(train_config(squares, out, init=automatic, **common, steps=2))
+    train(train_config(squares, out, **common, steps=4, resume=True))  # a failure raises
     tuned, _ = checkpoints.load_checkpoint(out / "cls.pt")
     auto, _ = checkpoints.load_checkpoint(automatic)
     for k, v in auto.state_dict().items():  # lr 0 still: the network itself is kept
@@ -470,10 +475,9 @@ def test_validation_does_not_change_the_affinity_training(squares, automatic, tm
     """The affinity loss draws its points at random: evaluating in between (--val, here every
     step) must not move those draws, so a run with validation learns exactly what one without
     does."""
-    common = ["--init", automatic, "--affinity", 16, "--steps", 6, "--hint-lr", 0.03]
-    run(train_args(squares, tmp_path / "plain", *common), check_rc=0)
-    run(train_args(squares, tmp_path / "val", *common, "--val", squares, "--eval-every", 1),
-        check_rc=0)  # fmt: skip
+    common = dict(init=automatic, affinity=16, steps=6, hint_lr=0.03)
+    train(train_config(squares, tmp_path / "plain", **common))
+    train(train_config(squares, tmp_path / "val", **common, val=[str(squares)], eval_every=1))
     plain, _ = checkpoints.load_checkpoint(tmp_path / "plain" / "cls.pt")
     val, _ = checkpoints.load_checkpoint(tmp_path / "val" / "cls.pt")
     assert torch.equal(plain.affinity.weight, val.affinity.weight)
@@ -492,10 +496,10 @@ def test_a_fine_tune_trains_only_the_layers_it_adds(squares, automatic, tmp_path
     the hint layers, and `--init weights-with-affinity --hints --lr 0` the affinity layer. The
     layers the start holds are its network's now; a resume groups them as the run did."""
     hinted = tmp_path / "hinted"
-    run(train_args(squares, hinted, "--hints", "--steps", 2), check_rc=0)
+    train(train_config(squares, hinted, hints=True, steps=2))
     aff = tmp_path / "aff"
-    run(train_args(squares, aff, "--init", hinted / "cls.pt", "--affinity", 16, "--steps", 2,
-                   "--hint-lr", 0.03, "--ckpt-every", 1), check_rc=0)  # fmt: skip
+    train(train_config(squares, aff, init=hinted / "cls.pt", affinity=16, steps=2, hint_lr=0.03,
+                       ckpt_every=1))  # fmt: skip
     start, _ = checkpoints.load_checkpoint(hinted / "cls.pt")
     tuned, _ = checkpoints.load_checkpoint(aff / "cls.pt")
     old = start.state_dict()
@@ -509,16 +513,13 @@ def test_a_fine_tune_trains_only_the_layers_it_adds(squares, automatic, tmp_path
     assert r.returncode == 2 and b"this run adds no layer to train" in r.stderr, r.stderr
     # the other way: an affinity model given --hints at lr 0 keeps its affinity layer
     aff_only, both = tmp_path / "aff_only", tmp_path / "both"
-    run(train_args(squares, aff_only, "--init", automatic, "--affinity", 16, "--steps", 2,
-                   "--hint-lr", 0.03), check_rc=0)  # fmt: skip
-    run(train_args(squares, both, "--init", aff_only / "cls.pt", "--hints", "--lr", 0, "--steps",
-                   2, "--hint-lr", 0.03), check_rc=0)  # fmt: skip
+    train(train_config(squares, aff_only, init=automatic, affinity=16, steps=2, hint_lr=0.03))
+    train(train_config(squares, both, init=aff_only / "cls.pt", hints=True, lr=0.0, steps=2,
+                       hint_lr=0.03))  # fmt: skip
     was, _ = checkpoints.load_checkpoint(aff_only / "cls.pt")
     now, _ = checkpoints.load_checkpoint(both / "cls.pt")
     assert torch.equal(now.state_dict()["affinity.weight"], was.state_dict()["affinity.weight"])
     # a resume of the first run groups its layers as the run did (or Adam's state would not fit)
-    r = run(train_args(squares, aff, "--affinity", 16, "--hint-lr", 0.03, "--steps", 3,
-                       "--resume"))  # fmt: skip
-    assert r.returncode == 0, r.stderr.decode()
+    train(train_config(squares, aff, affinity=16, hint_lr=0.03, steps=3, resume=True))
     last = torch.load(aff / "last.pt", weights_only=True)
     assert last["train_state"]["new_modules"] == ["affinity"]
