@@ -9,9 +9,31 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
+from conftest import smooth_image, write_rgb
 
 ROOT = Path(__file__).resolve().parent.parent
 EVALUATE = ROOT / "weights" / "evaluate_hints.py"
+
+
+def stats_of(data: Path, path: Path) -> Path:
+    """What ``recolor rebalance-stats DATA -o PATH`` writes (the same bytes), through the public
+    API: the stats evaluate_hints.py needs, not what is tested here."""
+    from recolor_tools import defaults, quant, rebalance
+    from recolor_tools.inputs import expand_inputs
+
+    classes = quant.gamut_classes(defaults.GRID)
+    rebalance.compute_stats(expand_inputs([str(data)]), classes, defaults.GRID).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def val(tmp_path_factory) -> tuple[Path, Path]:
+    """conftest's val_folder (its three images) and its stats, once for the tests here."""
+    data = tmp_path_factory.mktemp("val")
+    for i, (h, w) in enumerate([(72, 96), (90, 60), (64, 64)]):
+        write_rgb(data / f"im{i}.png", smooth_image(h, w, seed=i))
+    return data, stats_of(data, data.parent / f"{data.name}-s.npz")
 
 
 def evaluate(data: Path, stats: Path, *args) -> dict[str, list[str]]:
@@ -27,11 +49,11 @@ def evaluate(data: Path, stats: Path, *args) -> dict[str, list[str]]:
     return rows
 
 
-def test_truth_hints_raise_the_scores_and_hold(tmp_path, val_folder):
-    data = val_folder
+def test_truth_hints_raise_the_scores_and_hold(tmp_path, val):
+    data, stats = val
     card = tmp_path / "card.md"
     card.write_text("before\n<!-- hints:start -->\nold\n<!-- hints:end -->\nafter\n")
-    rows = evaluate(data, tmp_path / "s.npz", "--points", "2", "50", "--card", card)
+    rows = evaluate(data, stats, "--points", "2", "50", "--card", card)
     assert list(rows) == [
         "automatic",
         "2 points",
@@ -76,26 +98,24 @@ def test_colourful_points_find_the_most_chromatic_places():
 def test_another_posters_palette_is_never_the_images_own(tmp_path):
     """The other poster was drawn from all of them, the image itself included: with two
     images, half the draws scored the image's own palette as "another poster's"."""
-    from conftest import run, write_rgb
-
     data = tmp_path / "two"
     data.mkdir()
     for i, c in enumerate([(220, 20, 20), (20, 40, 220)]):
         noise = np.random.default_rng(i).normal(0, 25, (64, 64, 3))
         write_rgb(data / f"e{i}.png", np.clip(noise + c, 0, 255).astype(np.uint8))
-    run(["rebalance-stats", data, "-o", tmp_path / "s.npz", "-q"], check_rc=0)
+    stats = stats_of(data, tmp_path / "s.npz")
     for seed in ("0", "1"):
-        rows = evaluate(data, tmp_path / "s.npz", "--points", "2", "--colourful", "0",
+        rows = evaluate(data, stats, "--points", "2", "--colourful", "0",
                         "--seed", seed)  # fmt: skip
         assert rows["another poster's palette"] != rows["own 8-colour palette"], seed
 
 
-def test_the_oracle_spreads_hints_by_the_truth_colours(tmp_path, val_folder):
+def test_the_oracle_spreads_hints_by_the_truth_colours(val):
     """--oracle: each hint reaches the cells of its own true colour, so forced (gamma 30) a few
     hints beat what the model's features make of the same hints."""
     args = ["--points", "5", "--colourful", "0", "--no-palettes", "--radius", "0", "--gamma", "30"]
-    model = evaluate(val_folder, tmp_path / "s.npz", *args)
-    oracle = evaluate(val_folder, tmp_path / "s.npz", *args, "--oracle", "10")
+    model = evaluate(*val, *args)
+    oracle = evaluate(*val, *args, "--oracle", "10")
     assert list(oracle) == ["automatic", "5 points"]
     assert oracle["automatic"] == model["automatic"]  # the same network, unguided
     psnr = {k: float(v[0]) for k, v in oracle.items()}
