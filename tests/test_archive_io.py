@@ -28,7 +28,7 @@ from archive_inputs import (
     save_pil,
     wide_gamut_icc,
 )
-from conftest import pipeline, run, smooth_image
+from conftest import pipeline, run, smooth_image, tiny_checkpoint
 from PIL import Image, ImageCms, ImageOps
 
 from recolor_tools import color, colorprofile, records
@@ -43,14 +43,35 @@ def xmp_of(im: Image.Image) -> bytes | None:
     return im.info.get("xmp")
 
 
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> dict[str, Path]:
+    """Random width-8 checkpoints of each head, for the predict runs here: what they check is how
+    images and their metadata are read and written, not the shipped model's colours."""
+    d = tmp_path_factory.mktemp("weights")
+    return {head: tiny_checkpoint(d / f"{head}.pt", head) for head in ("cls", "reg")}
+
+
+@pytest.fixture(scope="module")
+def tagged(tmp_path_factory) -> tuple[Path, bytes, bytes]:
+    """(folder, stream, small): scan.jpg (EXIF with Orientation 6, XMP) and bare.jpg (the XMP
+    alone) in one to-lab stream, and adobe.jpg (Adobe RGB, Orientation 6) to-lab --max-size 15:
+    what each output format's test writes."""
+    d = tmp_path_factory.mktemp("tagged")
+    src = save_pil(d / "scan.jpg", smooth_image(30, 20, 6), "JPEG", exif=exif_bytes(6), xmp=XMP)
+    bare = save_pil(d / "bare.jpg", smooth_image(30, 20, 6), "JPEG", xmp=XMP)
+    adobe = save_pil(d / "adobe.jpg", smooth_image(30, 20, 6), "JPEG", exif=exif_bytes(6),
+                     icc_profile=wide_gamut_icc())  # fmt: skip
+    stream = run(["to-lab", src, bare], check_rc=0).stdout
+    small = run(["to-lab", "--max-size", "15", adobe], check_rc=0).stdout
+    return d, stream, small
+
+
 @pytest.mark.parametrize("out_ext", [".png", ".jpg", ".webp", ".tif"])
-def test_metadata_carried_through_to_lab_and_from_lab_and_stripped(tmp_path: Path, out_ext):
-    src = save_pil(
-        tmp_path / "scan.jpg", smooth_image(30, 20, 6), "JPEG", exif=exif_bytes(6), xmp=XMP
-    )
-    lab = run(["to-lab", src], check_rc=0).stdout
-    out = tmp_path / f"out{out_ext}"
-    run(["from-lab", "-o", out], input=lab, check_rc=0)
+def test_metadata_carried_through_to_lab_and_from_lab_and_stripped(tmp_path: Path, tagged,
+                                                                   out_ext):  # fmt: skip
+    folder, stream, small = tagged
+    run(["from-lab", "-f", out_ext, "-o", f"{tmp_path}/out/"], input=stream, check_rc=0)
+    out = tmp_path / "out" / f"scan{out_ext}"
     im = opened(out.read_bytes())
     exif = im.getexif()
     assert im.size == (30, 20)  # turned upright once ...
@@ -65,10 +86,6 @@ def test_metadata_carried_through_to_lab_and_from_lab_and_stripped(tmp_path: Pat
         0xA001: 1, 0xA002: 30, 0xA003: 20}  # fmt: skip
     # kept in the source's profile, the source's colour space stays said
     kept = tmp_path / f"kept{out_ext}"
-    adobe = tmp_path / "adobe.jpg"
-    save_pil(adobe, smooth_image(30, 20, 6), "JPEG", exif=exif_bytes(6),
-             icc_profile=wide_gamut_icc())  # fmt: skip
-    small = run(["to-lab", "--max-size", "15", adobe], check_rc=0).stdout
     run(["from-lab", "--keep-profile", "-o", kept], input=small, check_rc=0)
     ex = opened(kept.read_bytes()).getexif()
     assert ex.get_ifd(0xA005) == {1: "R03"}
@@ -79,15 +96,14 @@ def test_metadata_carried_through_to_lab_and_from_lab_and_stripped(tmp_path: Pat
     assert im.info["icc_profile"] == colorprofile.srgb_profile()
     # no EXIF orientation: the XMP's counts, as in Pillow and Adobe's tools (its 6 was reset
     # to 1 with the pixels left as stored: viewers turned the source and not the output)
-    bare = save_pil(tmp_path / "bare.jpg", smooth_image(30, 20, 6), "JPEG", xmp=XMP)
-    out6 = tmp_path / f"xmp6{out_ext}"
-    run(["from-lab", "-o", out6], input=run(["to-lab", bare], check_rc=0).stdout, check_rc=0)
-    im6 = opened(out6.read_bytes())
+    im6 = opened((tmp_path / "out" / f"bare{out_ext}").read_bytes())
     assert im6.size == (30, 20) and b'tiff:Orientation="1"' in xmp_of(im6)
-    assert ImageOps.exif_transpose(Image.open(bare)).size == im6.size  # as a viewer shows both
+    bare = Image.open(folder / "bare.jpg")
+    assert ImageOps.exif_transpose(bare).size == im6.size  # as a viewer shows both
 
-    stripped = tmp_path / f"stripped{out_ext}"
-    run(["from-lab", "--strip", "-o", stripped], input=lab, check_rc=0)
+    run(["from-lab", "--strip", "-f", out_ext, "-o", f"{tmp_path}/stripped/"], input=stream,
+        check_rc=0)  # fmt: skip
+    stripped = tmp_path / "stripped" / f"scan{out_ext}"
     im = opened(stripped.read_bytes())
     assert not im.getexif().get(315) and not im.getexif().get(305)
     assert not xmp_of(im)
@@ -117,17 +133,17 @@ def test_a_profile_too_large_for_a_record_header_is_left_out_with_a_warning(tmp_
     ImageCms.ImageCmsProfile(io.BytesIO(icc))  # a profile littleCMS reads
     src = tmp_path / "scan.png"
     src.write_bytes(png_with_chunks(smooth_image(16, 16, 3), iccp(icc)))
-    p = run(["to-lab", "scan.png"], cwd=tmp_path, check_rc=0)
+    small = tmp_path / "small.png"  # one that fits is carried, without a word (in the same run)
+    small.write_bytes(png_with_chunks(smooth_image(16, 16, 3), iccp(wide_gamut_icc())))
+    p = run(["to-lab", "scan.png", "small.png"], cwd=tmp_path, check_rc=0)
     assert p.stderr.decode() == (
         f"recolor to-lab: scan.png: ICC profile of {len(icc):,} bytes too large for a record "
         "header: left out\n"
     )
-    (rec,) = lab_records(p.stdout)
+    rec, fits = lab_records(p.stdout)
+    assert rec.name == "scan.png" and fits.name == "small.png"
     assert "icc" not in rec.source and rec.source["depth"] == 8
-    small = tmp_path / "small.png"  # one that fits is carried, without a word
-    small.write_bytes(png_with_chunks(smooth_image(16, 16, 3), iccp(wide_gamut_icc())))
-    p = run(["to-lab", "small.png"], cwd=tmp_path, check_rc=0)
-    assert p.stderr == b"" and "icc" in lab_records(p.stdout)[0].source
+    assert "icc" in fits.source
 
 
 def test_a_jpeg_output_drops_only_what_its_64kb_segments_cannot_hold(tmp_path: Path):
@@ -175,25 +191,40 @@ def test_a_jpeg_output_drops_only_what_its_64kb_segments_cannot_hold(tmp_path: P
         assert 0x8825 not in kept
 
 
-@pytest.mark.parametrize("out_ext", [".png", ".jpg", ".tif", ".webp"])
-def test_the_resolution_of_a_scan_is_kept(tmp_path: Path, out_ext: str):
+FORMATS = {".png": "PNG", ".jpg": "JPEG", ".tif": "TIFF", ".webp": "WEBP"}
+"""Pillow's name of the format of each extension."""
+
+
+def test_the_resolution_of_a_scan_is_kept(tmp_path: Path, tiny):
     """A 600 dpi scan whose resolution was in JFIF's density or PNG's pHYs (not in EXIF) came
     back with none: 72 dpi to readers, and the print size lost."""
     rgb = smooth_image(20, 30, 4)
-    for name, fmt, dpi in (("scan.jpg", "JPEG", 600), ("scan.png", "PNG", 300),
-                           ("scan.tif", "TIFF", 400)):  # fmt: skip
+    scans = {"jfif.jpg": ("JPEG", 600), "phys.png": ("PNG", 300), "tags.tif": ("TIFF", 400)}
+    for name, (fmt, dpi) in scans.items():
         save_pil(tmp_path / name, rgb, fmt, dpi=(dpi, dpi))
-        out = tmp_path / f"{name}{out_ext}"
-        lab = run(["to-lab", tmp_path / name], check_rc=0).stdout
-        run(["from-lab", "-o", out], input=lab, check_rc=0)
-        im = opened(out.read_bytes())
-        exif = im.getexif()
-        assert float(exif[282]) == pytest.approx(dpi) and exif[296] == 2, name
-        if out_ext != ".webp":  # where its readers look: pHYs, JFIF density, TIFF tags
-            assert im.info["dpi"] == pytest.approx((dpi, dpi), rel=1e-5), name
-        pred = tmp_path / f"pred-{name}{out_ext}"
-        run(["predict", "-q", tmp_path / name, "-o", pred], check_rc=0)
-        assert float(opened(pred.read_bytes()).getexif()[282]) == pytest.approx(dpi)
+    lab = run(["to-lab", *(tmp_path / name for name in scans)], check_rc=0).stdout
+    # predict writes each input in its extension's format, and reads it by its magic bytes (never
+    # the extension): each scan under each output format's extension, all in one run
+    exts = list(FORMATS)
+    src = tmp_path / "src"
+    src.mkdir()
+    for name, ext in ((name, ext) for name in scans for ext in exts):
+        (src / name).with_suffix(ext).write_bytes((tmp_path / name).read_bytes())
+    pred = tmp_path / "pred"
+    run(["predict", "-q", "-w", tiny["cls"], "-o", f"{pred}/", *sorted(src.iterdir())],
+        check_rc=0)  # fmt: skip
+    for out_ext in exts:
+        run(["from-lab", "-f", out_ext, "-o", f"{tmp_path}/out{out_ext}/"], input=lab, check_rc=0)
+        for name, (_, dpi) in scans.items():
+            stem = Path(name).stem
+            im = opened((tmp_path / f"out{out_ext}" / f"{stem}{out_ext}").read_bytes())
+            exif = im.getexif()
+            assert float(exif[282]) == pytest.approx(dpi) and exif[296] == 2, (name, out_ext)
+            if out_ext != ".webp":  # where its readers look: pHYs, JFIF density, TIFF tags
+                assert im.info["dpi"] == pytest.approx((dpi, dpi), rel=1e-5), (name, out_ext)
+            made = opened((pred / f"{stem}{out_ext}").read_bytes())
+            assert made.format == FORMATS[out_ext], (name, out_ext)  # the format under test
+            assert float(made.getexif()[282]) == pytest.approx(dpi), (name, out_ext)
 
 
 def test_source_metadata_round_trips_in_record_headers_and_old_records_still_read():
@@ -283,8 +314,8 @@ def test_16bit_results_encode_as_their_float_values_would(ext: str):
         np.testing.assert_array_equal(png16[:, :, ::-1], levels)
 
 
-def test_predict_keeps_depth_profile_and_metadata(tmp_path: Path):
-    weights = Path(__file__).resolve().parent.parent / "weights" / "reg.pt"
+def test_predict_keeps_depth_profile_and_metadata(tmp_path: Path, tiny):
+    weights = tiny["reg"]
     src = tmp_path / "master.png"
     ramp = gradient16(24, 600)
     src.write_bytes(png_with_chunks(ramp, iccp(wide_gamut_icc()), (b"eXIf", exif_bytes(1)[6:])))
@@ -302,13 +333,13 @@ def test_predict_keeps_depth_profile_and_metadata(tmp_path: Path):
     assert kept.info["icc_profile"] == wide_gamut_icc() and not kept.getexif().get(315)
 
 
-def test_keep_profile_on_an_8_bit_source_rounds_once(tmp_path: Path):
+def test_keep_profile_on_an_8_bit_source_rounds_once(tmp_path: Path, tiny):
     """Composed at the source's depth, an 8-bit source's result was rounded to 8 bits, then
     converted to its profile and rounded again: a fifth of the samples one level off, errors up
     to a level. With --keep-profile it is composed at 16 bits first, as before."""
     from recolor_tools.predict import Predictor
 
-    weights = Path(__file__).resolve().parent.parent / "weights" / "cls.pt"
+    weights = tiny["cls"]
     src = tmp_path / "wide.png"
     src.write_bytes(png_with_chunks(smooth_image(60, 80, 5), iccp(wide_gamut_icc())))
     run(["predict", src, "-w", weights, "--keep-profile", "-o", tmp_path / "k.png"], check_rc=0)
@@ -319,7 +350,7 @@ def test_keep_profile_on_an_8_bit_source_rounds_once(tmp_path: Path):
     assert np.abs(got - want).max() < 0.51
 
 
-def test_a_float_tiff_keeps_its_profile_and_metadata(tmp_path: Path):
+def test_a_float_tiff_keeps_its_profile_and_metadata(tmp_path: Path, tiny):
     """Pillow opens no float RGB TIFF, and the header was read with Pillow alone: the pixels were
     taken for sRGB (L off by up to 7 against the same pixels in 16 bits), --keep-profile embedded
     sRGB, the EXIF was dropped, all unsaid. The TIFF's tags are now read as the file holds
@@ -335,9 +366,8 @@ def test_a_float_tiff_keeps_its_profile_and_metadata(tmp_path: Path):
     inside = ((want > 0.002) & (want < 0.998)).all(axis=-1)
     err = np.abs(rec.lightness() - lightness(want))[inside]
     assert inside.mean() > 0.3 and np.percentile(err, 99) < 1.0, np.percentile(err, 99)
-    weights = Path(__file__).resolve().parent.parent / "weights" / "reg.pt"
     out = tmp_path / "k.tif"
-    run(["predict", src, "-w", weights, "--keep-profile", "-o", out], check_rc=0)
+    run(["predict", src, "-w", tiny["reg"], "--keep-profile", "-o", out], check_rc=0)
     kept = opened(out.read_bytes())
     assert kept.info["icc_profile"] == icc and kept.getexif()[315] == "Ann Archivist"
 
@@ -381,7 +411,7 @@ def test_decoded_samples_are_the_stored_ones_scaled(tmp_path: Path, dtype):
     assert np.array_equal(gray, np.repeat(want[:, :, 1:2], 3, axis=2))
 
 
-def test_depth_16_where_the_format_holds_8_bits(tmp_path: Path):
+def test_depth_16_where_the_format_holds_8_bits(tmp_path: Path, tiny):
     """--depth 16 with a format of 8 bits per sample: a usage error when the user chose it (-o
     FILE, --format), before any input is read; one line when the inputs' formats decide."""
     ramp = tmp_path / "ramp.png"
@@ -401,16 +431,18 @@ def test_depth_16_where_the_format_holds_8_bits(tmp_path: Path):
         assert "--depth 16" in err and "holds 8 bits" in err
     assert sorted(q.name for q in tmp_path.iterdir()) == ["photo.jpg", "ramp.png"]
     out = tmp_path / "out"
-    p = run(["predict", "--depth", "16", ramp, photo, "-o", f"{out}/"], check_rc=0)
+    p = run(["predict", "--depth", "16", ramp, photo, "-o", f"{out}/", "-w", tiny["cls"]],
+            check_rc=0)  # fmt: skip
     err = p.stderr.decode()
     assert err.count("\n") == 1 and "jpg holds 8 bits" in err and "--format png" in err, err
     assert cv2.imread(str(out / "ramp.png"), cv2.IMREAD_UNCHANGED).dtype == np.uint16
     assert cv2.imread(str(out / "photo.jpg"), cv2.IMREAD_UNCHANGED).dtype == np.uint8
-    p = run(["predict", "--depth", "16", ramp, "-o", "-"], check_rc=0)  # stdout: png
+    stdout = ["-o", "-", "-w", tiny["cls"]]  # stdout: png
+    p = run(["predict", "--depth", "16", ramp, *stdout], check_rc=0)
     assert p.stderr == b"" and cv2.imdecode(np.frombuffer(p.stdout, np.uint8), -1).itemsize == 2
 
 
-def test_quality_sets_the_lossy_formats_and_leaves_the_others(tmp_path: Path):
+def test_quality_sets_the_lossy_formats_and_leaves_the_others(tmp_path: Path, tiny):
     """--quality (predict, from-lab): JPEG and WebP at that quality (JPEG 95 by default, WebP
     lossless); PNG as without it. The pixels differ only by the encoding."""
     photo = tmp_path / "photo.png"
@@ -419,15 +451,30 @@ def test_quality_sets_the_lossy_formats_and_leaves_the_others(tmp_path: Path):
         str(photo), np.clip(smooth_image(64, 96, 3) + grain, 0, 255).astype(np.uint8)
     )
     lab = run(["to-lab", photo], check_rc=0).stdout
-    made, pixels = {}, {}
+    # predict writes each input in its extension's format and reads it by its magic bytes (never
+    # the extension): the one PNG as photo.jpg, photo.webp and photo.png is one picture, written
+    # in the three formats by one run (-b 1: each alone through the network, the same pass)
+    exts = ("jpg", "webp", "png")
+    for ext in exts[:2]:
+        (tmp_path / f"photo.{ext}").write_bytes(photo.read_bytes())
+    inputs = [tmp_path / f"photo.{ext}" for ext in exts]
     for tool in ("predict", "from-lab"):
-        for ext in ("jpg", "webp", "png"):
-            for q in (None, "95", "20"):
-                out = tmp_path / f"{tool}-{q}.{ext}"
-                args = [tool, *([photo] if tool == "predict" else []), "-o", out]
-                run([*args, *(["--quality", q] if q else [])], input=lab, check_rc=0)
-                made[ext, q] = out.read_bytes()
+        made, pixels = {}, {}
+        for q in (None, "95", "20"):
+            quality = ["--quality", q] if q else []
+            if tool == "predict":
+                out = tmp_path / f"predict-{q}"
+                run(["predict", "-q", "-b", "1", "-w", tiny["cls"], *inputs, "-o", f"{out}/",
+                     *quality], check_rc=0)  # fmt: skip
+                files = {ext: out / f"photo.{ext}" for ext in exts}
+            else:
+                files = {ext: tmp_path / f"{tool}-{q}.{ext}" for ext in exts}
+                for f in files.values():
+                    run([tool, "-o", f, *quality], input=lab, check_rc=0)
+            for ext, f in files.items():
+                made[ext, q] = f.read_bytes()
                 pixels[ext, q] = cv2.imdecode(np.frombuffer(made[ext, q], np.uint8), 1).astype(int)
+                assert opened(made[ext, q]).format == FORMATS[f".{ext}"], (tool, ext, q)
         assert made["jpg", None] == made["jpg", "95"], tool
         np.testing.assert_array_equal(pixels["webp", None], pixels["png", None])  # lossless
         assert made["png", "20"] == made["png", None] == made["png", "95"]
@@ -493,8 +540,9 @@ def test_a_turned_scans_resolution_turns_with_it(tmp_path: Path):
     ex = Image.Exif()
     ex[274], ex[282], ex[283], ex[296] = 6, 300.0, 600.0, 2
     src = save_pil(tmp_path / "turned.jpg", smooth_image(20, 40, 2), "JPEG", exif=ex.tobytes())
+    lab = run(["to-lab", src], check_rc=0).stdout
     for ext in (".png", ".jpg"):
         out = tmp_path / f"out{ext}"
-        run(["from-lab", "-o", out], input=run(["to-lab", src], check_rc=0).stdout, check_rc=0)
+        run(["from-lab", "-o", out], input=lab, check_rc=0)
         im = opened(out.read_bytes())
         assert im.size == (20, 40) and im.info["dpi"] == pytest.approx((600, 300), rel=1e-5)

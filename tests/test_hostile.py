@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import RECOLOR, ROOT, read_rgb_u8, run, smooth_image, write_rgb
+from conftest import RECOLOR, ROOT, read_rgb_u8, run, smooth_image, tiny_checkpoint, write_rgb
 from corpus import IMAGE_CASES, STREAM_CASES, Case, good_record, make
 
 from recolor_tools.errors import printable
@@ -83,6 +83,14 @@ def hostile(tmp_path_factory) -> Path:
     return d
 
 
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    """A random width-8 cls checkpoint with a prior (which palettes need), for the predict runs
+    here: what they check is how inputs, names and outputs are handled, not the shipped model's
+    colours."""
+    return tiny_checkpoint(tmp_path_factory.mktemp("weights") / "cls.pt", "cls", prior=True)
+
+
 def test_the_corpus_is_big_and_unambiguous():
     names = [c.name for c in IMAGE_CASES + STREAM_CASES]
     assert len(names) >= 30 and len(set(names)) == len(names)
@@ -91,11 +99,10 @@ def test_the_corpus_is_big_and_unambiguous():
 
 
 @pytest.mark.parametrize("tool", IMAGE_TOOLS[:-1])
-def test_hostile_images(tool, hostile, tmp_path):
+def test_hostile_images(tool, hostile, tmp_path, tiny):
     bad = [(c, hostile / c.name) for c in IMAGE_CASES]
-    weights = ROOT / "weights" / "cls.pt"
     p, written = _run_over(tool, [hostile / "good.png", *(path for _, path in bad)], tmp_path,
-                           weights)  # fmt: skip
+                           tiny)  # fmt: skip
     _check_lines(p, tool, bad)
     want = {"to-lab": ["good.lab"], "from-lab": ["good.png"], "quantize": ["good.target"],
             "predict": ["good.png"], "rebalance-stats": ["1 image(s)"]}[tool]  # fmt: skip
@@ -150,51 +157,53 @@ def test_awkward_names_are_good_inputs(tmp_path):
     )
 
 
-def test_a_name_near_the_length_limit_is_written(tmp_path):
+def test_a_name_near_the_length_limit_is_written(tmp_path, tiny):
     """250 bytes and an extension: a good name (NAME_MAX is 255); the temporary file beside the
     output was named after all of it and failed ("file name too long", naming the folder)."""
     name = "a" + "é" * 100 + "a" * 45  # 246 bytes of UTF-8; byte 128 is inside an é
     src = tmp_path / f"{name}.png"
     write_rgb(tmp_path / "a.png", smooth_image(16, 24, 2)).rename(src)
-    run(["predict", src, "-o", f"{tmp_path}/p/", "--size", "16"], check_rc=0)
+    run(["predict", src, "-o", f"{tmp_path}/p/", "--size", "16", "-w", tiny], check_rc=0)
     run(["to-lab", src, "-o", f"{tmp_path}/lab/"], check_rc=0)
     assert [p.name for p in (tmp_path / "p").iterdir()] == [src.name]
     assert [p.name for p in (tmp_path / "lab").iterdir()] == [f"{name}.lab"]
 
 
-def test_a_name_too_long_is_one_line_and_the_others_are_done(tmp_path):
+def test_a_name_too_long_is_one_line_and_the_others_are_done(tmp_path, tiny):
     """A name over NAME_MAX: pathlib's is_dir/exists raise ENAMETOOLONG, and every tool that
     looked at its inputs so ended with "internal error: OSError"; a --palette colour list
     longer than 255 characters was taken for a file name and refused."""
     good = write_rgb(tmp_path / "a.png", smooth_image(16, 24, 2))
     long = str(tmp_path / ("x" * 300))
     want = f"{long}.png: file name too long"
+    # a NUL in a list: predict ended with "internal error: ValueError"; such a file is no
+    # list of paths now (a JPEG named .txt is read as one), and one line names it (predict
+    # meets it beside the long name, and with a palette below)
+    (tmp_path / "nul.txt").write_bytes(b"a.png\nfoo\0bar.png\n")
+    nul = f"recolor predict: {tmp_path}/nul.txt: not an image recolor reads (text with NUL bytes)\n"
+    predict = ["-w", tiny, "--size", "16"]
     for tool, args in {
         "to-lab": [f"{long}.png", good, "-o", f"{tmp_path}/lab/"],
-        "predict": [f"{long}.png", good, "-o", f"{tmp_path}/p/", "--size", "16"],
+        "predict": [f"{long}.png", tmp_path / "nul.txt", good, "-o", f"{tmp_path}/p/", *predict],
         "compare": [f"{long}.png", good],
     }.items():
         p = run([tool, *args])
-        assert p.returncode == 1 and p.stderr.decode() == f"recolor {tool}: {want}\n", tool
+        lines = [f"recolor {tool}: {want}\n", *([nul] if tool == "predict" else [])]
+        assert p.returncode == 1, (tool, p.stderr)
+        assert sorted(p.stderr.decode().splitlines(keepends=True)) == sorted(lines), tool
     assert os.listdir(tmp_path / "lab") == ["a.lab"] and os.listdir(tmp_path / "p") == ["a.png"]
-    p = run(["predict", good, "-o", tmp_path / "h.png", "--hints", f"{long}.json"])
+    p = run(["predict", good, "-o", tmp_path / "h.png", "--hints", f"{long}.json", *predict])
     assert p.returncode == 1 and p.stderr.decode().endswith(".json: file name too long\n")
-    # a NUL in a list: predict ended with "internal error: ValueError"; such a file is no
-    # list of paths now (a JPEG named .txt is read as one), and one line names it
-    (tmp_path / "nul.txt").write_bytes(b"a.png\nfoo\0bar.png\n")
-    for guide in ([], ["--palette", "#ff0000"]):
-        out = tmp_path / f"nul{len(guide)}"
-        p = run(["predict", tmp_path / "nul.txt", good, "-o", f"{out}/", "--size", "16", *guide])
-        assert p.returncode == 1 and os.listdir(out) == ["a.png"]
-        want = f"recolor predict: {tmp_path}/nul.txt: not an image recolor reads (text with NUL " \
-               "bytes)\n"  # fmt: skip
-        assert p.stderr.decode() == want
-    colours = ",".join(f"#{i:02x}{255 - i:02x}80" for i in range(0, 240, 6))  # 319 characters
-    run(["predict", good, "-o", tmp_path / "pal.png", "--palette", colours, "--size", "16"],
-        check_rc=0)  # fmt: skip
+    # the NUL list with a palette, given as a colour list of 319 characters: colours, read
+    colours = ",".join(f"#{i:02x}{255 - i:02x}80" for i in range(0, 240, 6))
+    assert len(colours) == 319
+    p = run(["predict", tmp_path / "nul.txt", good, "-o", f"{tmp_path}/pal/", "--palette",
+             colours, *predict])  # fmt: skip
+    assert p.returncode == 1 and os.listdir(tmp_path / "pal") == ["a.png"]
+    assert p.stderr.decode() == nul
 
 
-def test_a_name_that_is_not_utf8_goes_through_every_tool_as_its_bytes(tmp_path):
+def test_a_name_that_is_not_utf8_goes_through_every_tool_as_its_bytes(tmp_path, tiny):
     """Linux file names are bytes: b"caf\xe9.png" (Latin-1) is a good name. With a strict UTF-8
     stdout (a desktop's en_US.UTF-8) predict wrote the file but failed printing its path, and
     to-lab failed to write the record's header ("surrogates not allowed")."""
@@ -202,7 +211,7 @@ def test_a_name_that_is_not_utf8_goes_through_every_tool_as_its_bytes(tmp_path):
     src = tmp_path / os.fsdecode(raw + b".png")  # (OpenCV's imwrite crashes on such a name)
     write_rgb(tmp_path / "a.png", smooth_image(16, 24, 2)).rename(src)
     strict = {"PYTHONIOENCODING": "utf-8:strict"}
-    p = run(["predict", src, "-o", f"{tmp_path}/p/", "--size", "16"], env=strict)
+    p = run(["predict", src, "-o", f"{tmp_path}/p/", "--size", "16", "-w", tiny], env=strict)
     assert p.returncode == 0 and p.stdout == os.fsencode(tmp_path) + b"/p/" + raw + b".png\n"
     p = run(["to-lab", src], env=strict, check_rc=0)
     p = run(["from-lab", "-o", f"{tmp_path}/back/"], input=p.stdout, env=strict, check_rc=0)
@@ -222,7 +231,7 @@ def test_a_name_that_is_not_utf8_goes_through_every_tool_as_its_bytes(tmp_path):
     # written and reported failed, exit 1; the path goes out as the name's bytes
     uni = tmp_path / "日本.png"
     src.rename(uni)
-    p = run(["predict", uni, "-o", f"{tmp_path}/u/", "--size", "16"],
+    p = run(["predict", uni, "-o", f"{tmp_path}/u/", "--size", "16", "-w", tiny],
             env={"PYTHONIOENCODING": "ascii:strict"})  # fmt: skip
     assert (p.returncode, p.stdout) == (0, os.fsencode(tmp_path / "u" / "日本.png") + b"\n")
     # an ASCII locale without Python's UTF-8 coercion: help's "…" and "∝" were an internal
@@ -231,7 +240,8 @@ def test_a_name_that_is_not_utf8_goes_through_every_tool_as_its_bytes(tmp_path):
     for tool in ("predict", "rebalance-stats"):
         p = run([tool, "-h"], env=ascii_c, check_rc=0)
         assert p.stderr == b"" and b"Usage: recolor " + tool.encode() in p.stdout
-    p = run(["predict", uni, "-o", f"{tmp_path}/v/", "--size", "16"], env=ascii_c, check_rc=0)
+    p = run(["predict", uni, "-o", f"{tmp_path}/v/", "--size", "16", "-w", tiny], env=ascii_c,
+            check_rc=0)  # fmt: skip
     assert p.stdout == os.fsencode(tmp_path / "v" / "日本.png") + b"\n"
 
 
@@ -295,14 +305,15 @@ def _bad_weights(tmp: Path) -> dict[str, tuple[Path, str]]:
     [["to-lab"], ["from-lab", "-o", "x.png"], ["predict", "-o", "x.png"],
      ["predict", "a.png", "-o", "x.png", "--hints"]],  # a hint file from stdin
 )  # fmt: skip
-def test_an_endless_stdin_is_refused_from_its_start_or_stopped_by_a_signal(tool, tmp_path):
+def test_an_endless_stdin_is_refused_from_its_start_or_stopped_by_a_signal(tool, tmp_path, tiny):
     """`yes | recolor to-lab -` read stdin whole before looking at it (24 GB, until the kernel
     killed it), and SIGTERM and Ctrl-C went unheard meanwhile: one read() of a pipe that never
     ends runs no signal handler. Text is refused from its first bytes now; data that starts
     like an image is read a MiB at a time, so a signal ends it as it ends any run."""
     env = {**os.environ, "NO_COLOR": "1", "PYTHONPATH": str(ROOT)}
     write_rgb(tmp_path / "a.png", smooth_image(16, 16, 1))
-    cmd = [*RECOLOR, *tool, "-"]
+    weights = ["-w", str(tiny)] if tool[0] == "predict" else []
+    cmd = [*RECOLOR, tool[0], *weights, *tool[1:], "-"]
     for start, stop in ((b"y\n", False), (b"\x89PNG\r\n\x1a\n", True)):
         p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE, cwd=tmp_path, env=env)  # fmt: skip
@@ -328,7 +339,7 @@ def test_an_endless_stdin_is_refused_from_its_start_or_stopped_by_a_signal(tool,
     assert not (tmp_path / "x.png").exists()
 
 
-def test_hostile_weights_are_refused_and_never_run_code(tmp_path):
+def test_hostile_weights_are_refused_and_never_run_code(tmp_path, tiny):
     from recolor_tools.checkpoints import read_checkpoint
     from recolor_tools.errors import RecolorError
 
@@ -355,7 +366,7 @@ def test_hostile_weights_are_refused_and_never_run_code(tmp_path):
             f"recolor predict: {tmp_path / name}: not a recolor checkpoint (not a file "
             "torch.save wrote, or cut short)\n"
         )
-    shutil.copy(ROOT / "weights" / "cls.pt", tmp_path / "-")  # a file named "-", not stdin
+    shutil.copy(tiny, tmp_path / "-")  # a file named "-", not stdin
     run(["predict", "a.png", "-w", "./-", "-o", "b.png", "--size", "16"], cwd=tmp_path,
         check_rc=0)  # fmt: skip
     assert pickle.loads(pickle.dumps(_Boom(str(tmp_path / "proof")))) is not None
@@ -395,7 +406,7 @@ def _whole(tool: str, path: Path) -> bool:
 
 
 @pytest.mark.parametrize("tool", ["to-lab", "from-lab", "predict"])
-def test_kill_9_mid_batch_then_skip_existing_finishes(tool, tmp_path):
+def test_kill_9_mid_batch_then_skip_existing_finishes(tool, tmp_path, tiny):
     src = tmp_path / "src"
     src.mkdir()
     n = 30 if tool != "predict" else 8
@@ -406,7 +417,7 @@ def test_kill_9_mid_batch_then_skip_existing_finishes(tool, tmp_path):
         run(["to-lab", "-o", f"{tmp_path}/labs/", *inputs], check_rc=0)
         inputs = sorted((tmp_path / "labs").iterdir())
     out = tmp_path / "out"
-    extra = ["-b", "1", "--size", "32"] if tool == "predict" else []
+    extra = ["-b", "1", "--size", "32", "-w", tiny] if tool == "predict" else []
     # predict is slow to start and to run: it gets a stdin that never ends in the middle of its
     # inputs, so the kill lands with half the batch done; the others are killed on the fly.
     middle = ["-"] if tool == "predict" else []
