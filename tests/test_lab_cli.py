@@ -25,6 +25,36 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     return cv2.PSNR(np.ascontiguousarray(a), np.ascontiguousarray(b))
 
 
+@pytest.fixture(scope="module")
+def stream_to_a_folder(tmp_path_factory) -> tuple[list, Path, Path]:
+    """One ``to-lab ... | from-lab -o "ô ut/"`` through a real pipe of the inputs several tests
+    check (conftest's three ``images``, a name with spaces and non-ASCII, a transparent image,
+    16-bit gray, RGBA and 16-bit TIFF ones): (the two stages' results, the inputs' folder, the
+    output folder)."""
+    d = tmp_path_factory.mktemp("stream")
+    rgb = smooth_image(32, 48, 5)
+    inputs = [
+        write_rgb(d / "a.png", smooth_image(48, 64, 1)),
+        write_rgb(d / "b.png", smooth_image(40, 30, 2)),
+        write_rgb(d / "c.bmp", smooth_image(33, 57, 3)),
+        write_rgb(d / "Le Voyage dans la Lune — 1902.png", smooth_image(20, 30, 1)),
+        write_rgb(d / "t.png", np.zeros((8, 8, 4), np.uint8)),
+        write_rgb(d / "g16.png", (rgb[..., 1].astype(np.uint16) * 257)),
+        write_rgb(d / "rgba.png", np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])),
+        write_rgb(d / "rgb16.tiff", rgb.astype(np.uint16) * 257),
+    ]
+    out = d / "ô ut"
+    stages = pipeline(["to-lab", *inputs], ["from-lab", "-o", f"{out}/"])
+    return stages, d, out
+
+
+@pytest.fixture(scope="module")
+def small_lab(tmp_path_factory) -> tuple[Path, bytes]:
+    """A 20 x 20 ``a.png`` and the record stream ``recolor to-lab`` makes of it."""
+    src = write_rgb(tmp_path_factory.mktemp("small") / "a.png", smooth_image(20, 20, 1))
+    return src, run(["to-lab", src], check_rc=0).stdout
+
+
 def test_to_lab_from_lab_round_trip_through_a_pipe(tmp_path):
     rgb = smooth_image(60, 80, 7)
     src = write_rgb(tmp_path / "a.png", rgb)
@@ -47,11 +77,10 @@ def test_a_16_bit_image_round_trips_within_one_level(tmp_path):
     assert got.dtype == np.uint16 and np.abs(got.astype(np.int64) - rgb16).max() <= 1
 
 
-def test_many_images_in_one_stream_to_a_directory(tmp_path, images):
-    out = tmp_path / "out"
-    stages = pipeline(["to-lab", *images], ["from-lab", "-o", f"{out}/"])
+def test_many_images_in_one_stream_to_a_directory(stream_to_a_folder):
+    stages, d, out = stream_to_a_folder
     assert [s.returncode for s in stages] == [0, 0], stages[1].stderr
-    for src in images:
+    for src in (d / "a.png", d / "b.png", d / "c.bmp"):
         back = read_rgb_u8(out / (src.stem + ".png"))
         assert _psnr(back, read_rgb_u8(src)) > 48
 
@@ -76,25 +105,20 @@ def test_l_only_gives_a_gray_image(tmp_path):
     assert np.abs(img[..., 1] - img[..., 2]).max() <= 1
 
 
-def test_sixteen_bit_gray_and_rgba_inputs(tmp_path):
+def test_sixteen_bit_gray_and_rgba_inputs(stream_to_a_folder):
+    stages, _, out = stream_to_a_folder  # (g16.png, rgba.png and rgb16.tiff of this image)
+    assert [s.returncode for s in stages] == [0, 0], stages[1].stderr
     rgb = smooth_image(32, 48, 5)
-    write_rgb(tmp_path / "g16.png", (rgb[..., 1].astype(np.uint16) * 257))
-    rgba = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
-    write_rgb(tmp_path / "rgba.png", rgba)
-    write_rgb(tmp_path / "rgb16.tiff", rgb.astype(np.uint16) * 257)
-    run(["to-lab", "-o", tmp_path / "s.lab", tmp_path], check_rc=0)
-    run(["from-lab", "-o", f"{tmp_path}/out/", tmp_path / "s.lab"], check_rc=0)
-    assert _psnr(read_rgb_u8(tmp_path / "out/rgba.png"), rgb) > 48
-    assert _psnr(read_rgb_u8(tmp_path / "out/rgb16.png"), rgb) > 48
-    gray = read_rgb_u8(tmp_path / "out/g16.png")
+    assert _psnr(read_rgb_u8(out / "rgba.png"), rgb) > 48
+    assert _psnr(read_rgb_u8(out / "rgb16.png"), rgb) > 48
+    gray = read_rgb_u8(out / "g16.png")
     assert _psnr(gray[..., 0], rgb[..., 1]) > 48
 
 
-def test_transparent_pixels_become_white(tmp_path):
-    rgba = np.zeros((8, 8, 4), np.uint8)
-    write_rgb(tmp_path / "t.png", rgba)
-    _, back = pipeline(["to-lab", tmp_path / "t.png"], ["from-lab"])
-    assert read_rgb_u8(back.stdout).min() == 255
+def test_transparent_pixels_become_white(stream_to_a_folder):
+    stages, _, out = stream_to_a_folder  # (t.png: 8 x 8, every pixel transparent black)
+    assert [s.returncode for s in stages] == [0, 0], stages[1].stderr
+    assert read_rgb_u8(out / "t.png").min() == 255
 
 
 def test_exif_orientation_is_honoured(tmp_path):
@@ -120,10 +144,8 @@ def test_exif_orientation_is_honoured(tmp_path):
     assert rec.lab().shape[:2] == (40, 20)
 
 
-def test_names_with_spaces_and_unicode(tmp_path):
-    src = write_rgb(tmp_path / "Le Voyage dans la Lune — 1902.png", smooth_image(20, 30, 1))
-    out = tmp_path / "ô ut"
-    stages = pipeline(["to-lab", src], ["from-lab", "-o", f"{out}/"])
+def test_names_with_spaces_and_unicode(stream_to_a_folder):
+    stages, _, out = stream_to_a_folder  # (into "ô ut/")
     assert [s.returncode for s in stages] == [0, 0]
     assert (out / "Le Voyage dans la Lune — 1902.png").exists()
 
@@ -168,9 +190,8 @@ def test_bad_images_each_get_one_line_and_the_rest_is_processed(tmp_path):
         (lambda d: d[:4] + b"\x07\x00" + d[6:], "version 7"),
     ],
 )
-def test_from_lab_bad_streams(tmp_path, mangle, reason):
-    src = write_rgb(tmp_path / "a.png", smooth_image(20, 20, 1))
-    data = run(["to-lab", src], check_rc=0).stdout
+def test_from_lab_bad_streams(tmp_path, small_lab, mangle, reason):
+    _, data = small_lab
     p = run(["from-lab", "-o", tmp_path / "x.png"], input=mangle(data))
     assert p.returncode == 1
     err = p.stderr.decode()
@@ -188,12 +209,12 @@ def test_from_lab_bad_files_and_directory(tmp_path):
     assert len(p.stderr.decode().splitlines()) == len(bad)
 
 
-def test_from_lab_refuses_a_format_it_cannot_write_before_reading(tmp_path, images):
+def test_from_lab_refuses_a_format_it_cannot_write_before_reading(tmp_path, small_lab):
     """As predict does: `-f xyz`, or an `-o` FILE named for an image format recolor does not
     write (.gif), is a usage error (once one line per record, naming the record as if it were
     at fault); a name without an image extension is a folder, in both (from-lab called .xyz an
     unknown image format, and wrote `-o out` as a file)."""
-    run(["to-lab", images[0], "-o", tmp_path / "a.lab"], check_rc=0)
+    (tmp_path / "a.lab").write_bytes(small_lab[1])  # (to-lab's stream of a.png)
     for args, match in (
         (
             ["-f", "xyz", "-o", f"{tmp_path}/out/"],
@@ -208,7 +229,7 @@ def test_from_lab_refuses_a_format_it_cannot_write_before_reading(tmp_path, imag
     assert not (tmp_path / "out").exists() and not (tmp_path / "x.gif").exists()
     for name in ("d.v2", "plain"):  # -o results.v2, -o out: folders, made as DIR/ is
         run(["from-lab", tmp_path / "a.lab", "-o", tmp_path / name], check_rc=0)
-        assert [f.name for f in (tmp_path / name).iterdir()] == [f"{images[0].stem}.png"]
+        assert [f.name for f in (tmp_path / name).iterdir()] == ["a.png"]
 
 
 def test_unreadable_file(tmp_path, monkeypatch, capsys):
@@ -230,10 +251,10 @@ def test_unreadable_file(tmp_path, monkeypatch, capsys):
     assert capsys.readouterr().err.strip() == f"recolor to-lab: {src}: permission denied"
 
 
-def test_never_overwrites_an_input(tmp_path):
+def test_never_overwrites_an_input(tmp_path, small_lab):
     src = write_rgb(tmp_path / "a.png", smooth_image(10, 10, 1))
     stream = tmp_path / "a.lab"
-    run(["to-lab", "-o", stream, src], check_rc=0)
+    stream.write_bytes(small_lab[1])  # (a stream to-lab wrote)
     before = stream.read_bytes()
     p = run(["to-lab", "-o", stream, src, stream])
     assert p.returncode == 1 and "overwrite an input" in p.stderr.decode()
@@ -341,8 +362,7 @@ def test_closed_pipe_ends_from_lab_with_1(tmp_path):
     """`from-lab big.lab | head -c 10`: the image's one write met the closed pipe after 64 KiB,
     which Python's buffered write returns as a short count, and the run ended 0."""
     noise = np.random.default_rng(0).integers(0, 256, (300, 400, 3), np.uint8)  # 360 KB as PNG
-    lab = run(["to-lab", write_rgb(tmp_path / "big.png", noise)], check_rc=0).stdout
-    (tmp_path / "big.lab").write_bytes(lab)
+    _write_stream(tmp_path / "big.lab", "big.png", noise)
     prod = subprocess.Popen(
         [sys.executable, "-m", "recolor_tools", "from-lab", tmp_path / "big.lab"],
         stdout=subprocess.PIPE,
@@ -355,6 +375,16 @@ def test_closed_pipe_ends_from_lab_with_1(tmp_path):
     assert (prod.wait(timeout=120), err) == (1, "")
 
 
+def _write_stream(path: Path, name: str, rgb: np.ndarray) -> None:
+    """A one-record stream at ``path`` of the uint8 RGB ``rgb`` named ``name``, as to-lab
+    writes one (made in-process: what from-lab is given, not what is tested)."""
+    from recolor_tools.color import rgb_to_lab
+
+    lab = rgb_to_lab(rgb / np.float32(255)).astype(np.float32)
+    with open(path, "wb") as f:
+        records.write_record(f, records.lab_record(name, lab, rgb.shape[:2]))
+
+
 def _unread(pipe) -> int:
     """Bytes written to ``pipe`` (its writing end) that its reader has not read yet (Linux)."""
     import fcntl
@@ -363,11 +393,11 @@ def _unread(pipe) -> int:
     return struct.unpack("i", fcntl.ioctl(pipe.fileno(), termios.FIONREAD, b"\0" * 4))[0]
 
 
-def test_a_record_stream_from_a_pipe_is_read_however_it_arrives(tmp_path, images):
+def test_a_record_stream_from_a_pipe_is_read_however_it_arrives(tmp_path, small_lab):
     """A pipe whose first read held fewer than 4 bytes (`(head -c 2 a.lab; sleep 1; tail -c
     +3 a.lab) |`) was refused as "neither a recolor record stream nor an image"; a stream cut
     inside its magic was called text; both are read as record streams now."""
-    lab = run(["to-lab", images[0]], check_rc=0).stdout
+    src, lab = small_lab
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     out = tmp_path / "split.png"
     cons = subprocess.Popen([sys.executable, "-m", "recolor_tools", "from-lab", "-o", out],
@@ -381,7 +411,7 @@ def test_a_record_stream_from_a_pipe_is_read_however_it_arrives(tmp_path, images
     cons.stdin.write(lab[2:])
     cons.stdin.close()
     assert (cons.wait(timeout=120), cons.stderr.read()) == (0, b"")
-    np.testing.assert_array_equal(read_rgb_u8(out), read_rgb_u8(images[0]))
+    np.testing.assert_array_equal(read_rgb_u8(out), read_rgb_u8(src))
     p = run(["from-lab", "-o", tmp_path / "cut.png"], input=b"RCL")
     want = "recolor from-lab: -: truncated record stream (end of data inside a record prefix)\n"
     assert (p.returncode, p.stderr.decode()) == (1, want)
@@ -566,23 +596,25 @@ def test_a_broken_link_in_an_input_folder_is_reported_not_skipped(tmp_path):
     write_rgb(d / "a.png", smooth_image(16, 16, 1))
     (d / "gone.png").symlink_to(tmp_path / "nowhere.png")
     os.mkfifo(d / "pipe.png")
-    p = run(["to-lab", d, "-o", f"{tmp_path}/out/"])
-    assert p.returncode == 1
-    assert p.stderr.decode() == f"recolor to-lab: {d / 'gone.png'}: no such file\n"
-    assert sorted(f.name for f in (tmp_path / "out").iterdir()) == ["a.lab"]
     # a link loop there was "internal error: OSError: [Errno 40] ..." for the whole run (train:
-    # no training at all), while named, it is that input's line
-    (d / "gone.png").unlink()
+    # no training at all), while named, it is that input's line (to-lab: beside the dangling
+    # link, in the same run)
     (d / "l1.png").symlink_to("l2.png")
     (d / "l2.png").symlink_to("l1.png")
     loop = "too many levels of symbolic links"
-    for tool, extra in (("to-lab", ["-o", f"{tmp_path}/out2/"]),
-                        ("rebalance-stats", ["-o", tmp_path / "s.npz", "-q"])):  # fmt: skip
-        p = run([tool, d, *extra])
-        assert p.returncode == 1 and p.stderr.decode() == (
-            f"recolor {tool}: {d / 'l1.png'}: {loop}\nrecolor {tool}: {d / 'l2.png'}: {loop}\n"
-        )
-    assert sorted(f.name for f in (tmp_path / "out2").iterdir()) == ["a.lab"]
+    p = run(["to-lab", d, "-o", f"{tmp_path}/out/"])
+    assert p.returncode == 1
+    assert p.stderr.decode() == (
+        f"recolor to-lab: {d / 'gone.png'}: no such file\n"
+        f"recolor to-lab: {d / 'l1.png'}: {loop}\nrecolor to-lab: {d / 'l2.png'}: {loop}\n"
+    )
+    assert sorted(f.name for f in (tmp_path / "out").iterdir()) == ["a.lab"]
+    (d / "gone.png").unlink()
+    p = run(["rebalance-stats", d, "-o", tmp_path / "s.npz", "-q"])
+    assert p.returncode == 1 and p.stderr.decode() == (
+        f"recolor rebalance-stats: {d / 'l1.png'}: {loop}\n"
+        f"recolor rebalance-stats: {d / 'l2.png'}: {loop}\n"
+    )
 
 
 def test_a_link_loop_beside_an_output_folder_inside_the_input_folder_is_one_line(tmp_path):
@@ -643,15 +675,15 @@ def test_from_lab_to_one_file_keeps_it_when_the_encoding_fails(tmp_path):
     """-o FILE from a record stream is replaced only when the run ends: an image the format
     cannot hold (a JPEG side over 65,500 px) is one error, and the file stays as it was, not
     emptied by the temporary file opened before the encoder failed."""
-    src = write_rgb(tmp_path / "wide.png", np.full((1, 70000, 3), 128, np.uint8))
+    _write_stream(tmp_path / "wide.lab", "wide.png", np.full((1, 70000, 3), 128, np.uint8))
     out = tmp_path / "out.jpg"
     out.write_bytes(b"previous good output")
-    lab = run(["to-lab", src]).stdout
+    lab = (tmp_path / "wide.lab").read_bytes()
     p = run(["from-lab", "-o", out, "-"], input=lab)
     assert p.returncode == 1 and p.stderr.decode().count("\n") == 1, p.stderr
     assert "65500" in p.stderr.decode()
     assert out.read_bytes() == b"previous good output"
-    assert sorted(x.name for x in tmp_path.iterdir()) == ["out.jpg", "wide.png"]  # no temporary
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["out.jpg", "wide.lab"]  # no temporary
     out.unlink()
     p = run(["from-lab", "-o", out, "-"], input=lab)
     assert p.returncode == 1 and not out.exists()

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from conftest import ROOT, run, smooth_image, write_rgb
 
 from recolor_tools import quant, records
@@ -73,31 +74,43 @@ def _idx_of(path: Path) -> np.ndarray:
     return rec.arrays["idx"][..., 0]
 
 
-def test_kernels_cache_under_xdg_cache_home_when_the_package_is_read_only(tmp_path):
-    site = _unwritable_copy(tmp_path)
-    src = write_rgb(tmp_path / "a.png", smooth_image(24, 32, 4))
-    xdg = tmp_path / "xdg"
-    # an earlier version's kernels, written 40 days ago, and another's written today
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory) -> dict:
+    """A read-only copy of the package (``site``), an image ``src`` and the classes it must
+    get (``want``), and a first ``quantize --hard`` of it from that copy (``p``, into
+    ``out``) with an empty cache under ``xdg``, but for an earlier version's kernels written 40
+    days ago (``old``) and another's written today (``recent``): the kernels compiled and
+    cached there. Other tests take a copy of that cache (it is not to be changed here)."""
+    tmp = tmp_path_factory.mktemp("first")
+    site = _unwritable_copy(tmp)
+    src = write_rgb(tmp / "a.png", smooth_image(24, 32, 4))
+    xdg = tmp / "xdg"
     old, recent = (xdg / "recolor" / "numba" / f"src-{n}" for n in ("0ld", "recent"))
     for folder in (old / "quant_x", recent / "quant_x"):
         folder.mkdir(parents=True)
         (folder / "k.nbi").write_bytes(b"x")
     for path in (old, old / "quant_x"):
         os.utime(path, (time.time() - 40 * 86400,) * 2)
-    p = _quantize(site, src, tmp_path / "a.target", tmp_path / "home", xdg)
+    p = _quantize(site, src, tmp / "a.target", tmp / "home", xdg)
+    return {"site": site, "src": src, "want": _expected_idx(src), "xdg": xdg, "old": old,
+            "recent": recent, "p": p, "out": tmp / "a.target", "home": tmp / "home"}  # fmt: skip
+
+
+def test_kernels_cache_under_xdg_cache_home_when_the_package_is_read_only(tmp_path, first_run):
+    site, src, xdg, p = (first_run[k] for k in ("site", "src", "xdg", "p"))
+    old, recent = first_run["old"], first_run["recent"]
     assert p.returncode == 0, p.stderr.decode()
-    np.testing.assert_array_equal(_idx_of(tmp_path / "a.target"), _expected_idx(src))
+    np.testing.assert_array_equal(_idx_of(first_run["out"]), first_run["want"])
     assert not old.exists() and (recent / "quant_x" / "k.nbi").exists()  # pruned on an upgrade
-    shutil.rmtree(recent)
-    cached = _kernel_files(xdg / "recolor" / "numba")
+    cached = [f for f in _kernel_files(xdg / "recolor" / "numba") if recent not in f.parents]
     assert cached, "no compiled kernel was cached"
-    assert not _kernel_files(site) and not (tmp_path / "home").exists()
+    assert not _kernel_files(site) and not first_run["home"].exists()
     # A second run loads them (the cache index is not rewritten) and gives the same output.
     stamps = {p: p.stat().st_mtime_ns for p in cached if p.suffix == ".nbi"}
-    p = _quantize(site, src, tmp_path / "b.target", tmp_path / "home", xdg)
+    p = _quantize(site, src, tmp_path / "b.target", first_run["home"], xdg)
     assert p.returncode == 0, p.stderr.decode()
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
-    np.testing.assert_array_equal(_idx_of(tmp_path / "b.target"), _idx_of(tmp_path / "a.target"))
+    np.testing.assert_array_equal(_idx_of(tmp_path / "b.target"), _idx_of(first_run["out"]))
 
 
 def test_the_colour_table_kernel_caches_with_the_others(tmp_path):
@@ -122,16 +135,15 @@ def test_the_colour_table_kernel_caches_with_the_others(tmp_path):
     assert any("tetrahedral" in f.name for f in cached)
 
 
-def test_kernels_compile_without_a_cache_when_nothing_is_writable(tmp_path):
-    site = _unwritable_copy(tmp_path)
-    src = write_rgb(tmp_path / "a.png", smooth_image(24, 32, 5))
+def test_kernels_compile_without_a_cache_when_nothing_is_writable(tmp_path, first_run):
+    site, src = first_run["site"], first_run["src"]  # (the read-only copy)
     blocker = tmp_path / "blocker"
     blocker.write_text("a file: no directory can be made below it\n")
     p = _quantize(site, src, tmp_path / "a.target", blocker / "home", blocker / "xdg")
     assert p.returncode == 0, p.stderr.decode()
     assert p.stderr.decode().count("\n") == 1  # the one line of class counts, no warning
-    np.testing.assert_array_equal(_idx_of(tmp_path / "a.target"), _expected_idx(src))
-    assert not _kernel_files(tmp_path)
+    np.testing.assert_array_equal(_idx_of(tmp_path / "a.target"), first_run["want"])
+    assert not _kernel_files(tmp_path) and not _kernel_files(site)
 
 
 def test_without_a_cache_folder_no_kernel_is_cached_beside_the_sources(tmp_path):
@@ -144,8 +156,9 @@ def test_without_a_cache_folder_no_kernel_is_cached_beside_the_sources(tmp_path)
     src = write_rgb(tmp_path / "a.png", smooth_image(24, 32, 5))
     blocker = tmp_path / "blocker"
     blocker.write_text("a file: no directory can be made below it\n")
-    p = _quantize(site, src, tmp_path / "a.target", blocker / "home", blocker / "xdg", "-k", "5")
-    assert p.returncode == 0, p.stderr.decode()  # (soft encoding: a kernel; --hard has none)
+    p = _quantize(site, src, tmp_path / "a.target", blocker / "home", blocker / "xdg")
+    # (--hard compiles the nearest-class kernel: numba cached it here, in __pycache__, before)
+    assert p.returncode == 0, p.stderr.decode()
     assert _idx_of(tmp_path / "a.target").shape == (24, 32)
     assert not _kernel_files(site)
 
@@ -170,15 +183,15 @@ def test_cache_dir_follows_xdg_cache_home_then_home(tmp_path, monkeypatch):
         assert got in (own, None) and not (tmp_path / "relhome").exists()
 
 
-def test_a_damaged_or_full_cache_is_compiled_anew(tmp_path):
+def test_a_damaged_or_full_cache_is_compiled_anew(tmp_path, first_run):
     """Cache files left empty by a crash made every later run exit 130 with a blank line,
     garbage ones "internal error: UnpicklingError", and a full cache disk "a.png: no space left
     on device" (the input blamed, no output): the kernel is compiled anew, the output the same."""
-    site = _unwritable_copy(tmp_path)
-    src = write_rgb(tmp_path / "a.png", smooth_image(24, 32, 5))
-    want = _expected_idx(src)
-    xdg = tmp_path / "xdg"
-    assert _quantize(site, src, tmp_path / "warm.t", tmp_path, xdg).returncode == 0
+    site, src, want = first_run["site"], first_run["src"], first_run["want"]
+    xdg = tmp_path / "xdg"  # a copy of the first run's cache (its kernels compiled, saved)
+    assert first_run["p"].returncode == 0, first_run["p"].stderr.decode()
+    shutil.copytree(first_run["xdg"], xdg, ignore=shutil.ignore_patterns("src-recent"))
+    assert _kernel_files(xdg)
     for damage in (lambda f: f.write_bytes(b""), lambda f: f.write_bytes(os.urandom(3000))):
         for f in _kernel_files(xdg):
             damage(f)
@@ -222,7 +235,9 @@ def test_the_cache_follows_the_kernels_sources(tmp_path):
     )
 
 
-def test_a_numba_cache_dir_that_cannot_be_written_caches_nothing_beside_the_sources(tmp_path):
+def test_a_numba_cache_dir_that_cannot_be_written_caches_nothing_beside_the_sources(
+    tmp_path, first_run
+):
     """NUMBA_CACHE_DIR was taken as given: where it could not be written, numba went on to
     ``__pycache__`` beside the sources (an install's own folder, no ``src-<hash>`` level, left
     behind by ``pip uninstall``). Now the kernels are compiled anew, as with no cache at all."""
@@ -230,7 +245,7 @@ def test_a_numba_cache_dir_that_cannot_be_written_caches_nothing_beside_the_sour
     shutil.copytree(
         ROOT / "recolor_tools", site / "recolor_tools", ignore=shutil.ignore_patterns("__pycache__")
     )  # fmt: skip (writable)
-    src = write_rgb(tmp_path / "a.png", smooth_image(24, 32, 4))
+    src = first_run["src"]
     (tmp_path / "afile").write_text("x")
     env = {**os.environ, "PYTHONPATH": str(site), "NO_COLOR": "1", "HOME": str(tmp_path / "h"),
            "XDG_CACHE_HOME": str(tmp_path / "xdg"),
@@ -240,14 +255,15 @@ def test_a_numba_cache_dir_that_cannot_be_written_caches_nothing_beside_the_sour
         capture_output=True, stdin=subprocess.DEVNULL, env=env, cwd=site, timeout=600,
     )  # fmt: skip
     assert p.returncode == 0, p.stderr.decode()
-    np.testing.assert_array_equal(_idx_of(tmp_path / "a.t"), _expected_idx(src))
+    np.testing.assert_array_equal(_idx_of(tmp_path / "a.t"), first_run["want"])
     assert not _kernel_files(site) and not _kernel_files(tmp_path / "xdg")
 
 
 def test_a_signal_while_the_kernels_compile_ends_the_run(tmp_path):
     """SIGTERM or Ctrl-C while numba compiled (a first run) was lost: it came inside numba's
     ctypes callback, which printed the handler's SystemExit as ignored, and the run went on
-    to write its output and exit 0. Sent there on purpose (llvmlite's object-cache notice)."""
+    to write its output and exit 0. Sent there on purpose (llvmlite's object-cache notice),
+    while --hard's kernel compiles (the quickest to compile: the others' cache the same way)."""
     src = write_rgb(tmp_path / "a.png", smooth_image(16, 16, 1))
     code = (
         "import os, signal, sys\n"
@@ -267,7 +283,8 @@ def test_a_signal_while_the_kernels_compile_ends_the_run(tmp_path):
         env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / sig), "PYTHONPATH": str(ROOT)}
         env.pop("NUMBA_CACHE_DIR", None)
         # (a background job starts with SIGINT ignored, which Python then leaves so: default)
-        args = [sys.executable, "-c", code, sig, "quantize", str(src), "-o", str(out), "-q"]
+        args = [sys.executable, "-c", code, sig, "quantize", "--hard", str(src), "-o", str(out),
+                "-q"]  # fmt: skip
         default = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
         p = subprocess.run(args, capture_output=True, env=env, timeout=300, preexec_fn=default)
         assert (p.returncode, p.stderr) == (rc, b""), p.stderr.decode()
@@ -290,7 +307,7 @@ def test_a_cache_folder_numba_cannot_use_caches_nothing_elsewhere(tmp_path):
     stamp = source_stamp(site / "recolor_tools" / "quant")
     (xdg / "recolor" / "numba" / f"src-{stamp}").write_text("not a folder\n")
     src = write_rgb(tmp_path / "a.png", smooth_image(24, 32, 5))
-    p = _quantize(site, src, tmp_path / "a.target", tmp_path / "home", xdg, "-k", "5")
+    p = _quantize(site, src, tmp_path / "a.target", tmp_path / "home", xdg)  # (--hard: a kernel)
     assert p.returncode == 0, p.stderr.decode()
     assert _idx_of(tmp_path / "a.target").shape == (24, 32)
     assert not _kernel_files(site) and not _kernel_files(tmp_path / "home")

@@ -14,6 +14,7 @@ import pytest
 from conftest import pipeline, read_rgb_u8, run, smooth_image, write_rgb
 
 from recolor_tools import quant, records
+from recolor_tools.color import rgb_to_lab
 from recolor_tools.rebalance import PriorAccumulator, RebalanceStats
 
 C8 = np.asarray(quant.gamut_classes(8))
@@ -32,17 +33,27 @@ def read_stream(data: bytes) -> list[records.Record]:
 
 
 def lab_of(path: Path) -> np.ndarray:
-    (rec,) = read_stream(run(["to-lab", path], check_rc=0).stdout)
-    return rec.lab()
+    (lab,) = labs_of([path])
+    return lab
+
+
+def labs_of(paths: list[Path]) -> list[np.ndarray]:
+    """The Lab arrays to-lab makes of ``paths``, in one run."""
+    recs = read_stream(run(["to-lab", *paths], check_rc=0).stdout)
+    assert [r.name for r in recs] == [p.name for p in paths]
+    return [r.lab() for r in recs]
 
 
 def test_to_lab_into_quantize_through_a_pipe(tmp_path, images):
-    stages = pipeline(["to-lab", *images], ["quantize", "-k", "4", "--sigma", "3"])
+    prev = tmp_path / "prev"  # (and quantize --preview DIR/ from a pipe: an image each)
+    stages = pipeline(
+        ["to-lab", *images], ["quantize", "-k", "4", "--sigma", "3", "--preview", f"{prev}/"]
+    )
     assert [s.returncode for s in stages] == [0, 0], stages[1].stderr
+    assert sorted(p.name for p in prev.iterdir()) == ["a.png", "b.png", "c.png"]
     targets = read_stream(stages[1].stdout)
     assert [t.name for t in targets] == [p.name for p in images]
-    for t, src in zip(targets, images, strict=True):
-        lab = lab_of(src)
+    for t, src, lab in zip(targets, images, labs_of(images), strict=True):
         idx, w = quant.soft_encode(lab[..., 1:], C8, k=4, sigma=3.0)
         assert t.arrays["idx"].dtype == np.int16 and t.arrays["w"].dtype == np.float32
         np.testing.assert_array_equal(t.arrays["idx"], idx)
@@ -76,10 +87,7 @@ def test_quantize_hard_with_a_class_file_and_a_preview(tmp_path):
 
 
 def test_quantize_previews_into_a_directory(tmp_path, images):
-    prev = tmp_path / "prev"
-    stages = pipeline(["to-lab", *images], ["quantize", "--preview", f"{prev}/"])
-    assert stages[1].returncode == 0, stages[1].stderr
-    assert sorted(p.name for p in prev.iterdir()) == ["a.png", "b.png", "c.png"]
+    # (--preview DIR/ from a pipe: in test_to_lab_into_quantize_through_a_pipe's pipeline)
     # a name without an image extension is a folder, as predict's and from-lab's -o (it was
     # one PNG file of that name, and the second input "already written")
     p = run(["quantize", "--preview", tmp_path / "shown", "-o", tmp_path / "t0", *images])
@@ -126,8 +134,8 @@ def test_to_lab_into_rebalance_stats_through_a_pipe(tmp_path, images):
     assert stages[1].stdout == b"" and f"classes: {len(C8)} ".encode() in stages[1].stderr
     stats = RebalanceStats.load(out)
     acc = PriorAccumulator(C8, 8)
-    for src in images:
-        acc.add(lab_of(src)[..., 1:])
+    for lab in labs_of(images):
+        acc.add(lab[..., 1:])
     want = acc.finish(lam=0.25, sigma=4.0)
     np.testing.assert_array_equal(stats.counts, want.counts)
     np.testing.assert_allclose(stats.weights, want.weights, rtol=1e-6)
@@ -160,8 +168,13 @@ def test_bad_class_file_stops_with_one_line(tmp_path, images, kind):
 def test_classes_from_a_rebalance_stats_file(tmp_path, images):
     """No tool writes a class-set file: --classes takes the statistics' own classes, so the
     targets are quantized over the classes the weights were counted on."""
+    # statistics of all three images on the --grid 10 classes (counts other than the runs'
+    # own), saved in-process as rebalance-stats saves them
     stats = tmp_path / "s.npz"
-    run(["rebalance-stats", "--grid", "10", "-o", stats, *images], check_rc=0)
+    acc = PriorAccumulator(quant.gamut_classes(10), 10)
+    for src in images:
+        acc.add(rgb_to_lab(read_rgb_u8(src) / np.float32(255))[..., 1:])
+    acc.finish().save(stats)
     for tool, out in (("quantize", "t"), ("rebalance-stats", "npz")):
         by_grid, by_file = tmp_path / f"grid.{out}", tmp_path / f"file.{out}"
         run([tool, "--grid", "10", "-o", by_grid, images[0]], check_rc=0)

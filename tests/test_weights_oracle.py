@@ -9,12 +9,32 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import smooth_image, write_rgb
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_oracle_rows_order_as_their_information(tmp_path, val_folder):
-    data = val_folder
+def _stats(path: Path, *rgbs: np.ndarray) -> Path:
+    """Rebalance statistics of ``rgbs`` (uint8 RGB) at ``path``, made in-process (what the
+    scripts are given to read, not what is tested: rebalance-stats has its own tests)."""
+    from recolor_tools import quant
+    from recolor_tools.color import rgb_to_lab
+    from recolor_tools.rebalance import PriorAccumulator
+
+    acc = PriorAccumulator(quant.gamut_classes(8), 8)
+    for rgb in rgbs:
+        acc.add(rgb_to_lab(rgb / np.float32(255))[..., 1:])
+    acc.finish().save(path)
+    return path
+
+
+def test_oracle_rows_order_as_their_information(tmp_path):
+    data = tmp_path / "val"  # three colour images (conftest's val_folder), their statistics
+    data.mkdir()
+    rgbs = [smooth_image(h, w, seed=i) for i, (h, w) in enumerate([(72, 96), (90, 60), (64, 64)])]
+    for i, rgb in enumerate(rgbs):
+        write_rgb(data / f"im{i}.png", rgb)
+    _stats(tmp_path / "s.npz", *rgbs)
     p = subprocess.run(
         [sys.executable, ROOT / "weights" / "oracle.py", data, "--stats", tmp_path / "s.npz"],
         capture_output=True,
@@ -85,12 +105,14 @@ def test_the_repository_scripts_say_a_bad_input_in_one_line(tmp_path):
     # a tool's failure: its own line, not a CalledProcessError traceback that hid it
     (tmp_path / "val").mkdir()  # WebP, as subset.py writes (evaluate.py read jpg and png only)
     cv2.imwrite(str(tmp_path / "val" / "a.webp"), np.full((32, 32, 3), 90, np.uint8))
-    stats = tmp_path / "s.npz"
-    subprocess.run([sys.executable, "-m", "recolor_tools", "rebalance-stats", "-q", "-o", stats,
-                    tmp_path / "val"], check=True, cwd=ROOT)  # fmt: skip
+    stats = _stats(tmp_path / "s.npz", np.full((32, 32, 3), 90, np.uint8))
+    # (the shipped cls.pt alone: no reg row to predict before the cls row that fails)
+    (tmp_path / "cls_only").mkdir()
+    (tmp_path / "cls_only" / "cls.pt").symlink_to(ROOT / "weights" / "cls.pt")
     p = subprocess.run([sys.executable, ROOT / "weights" / "evaluate.py", tmp_path / "val",
                         "--stats", stats, "--size", "64", "--temperatures", "abc", "--work",
-                        tmp_path / "w"], capture_output=True, text=True, timeout=600)  # fmt: skip
+                        tmp_path / "w", "--weights", tmp_path / "cls_only"], capture_output=True,
+                       text=True, timeout=600)  # fmt: skip
     assert p.returncode == 2 and "recolor predict: Invalid value for '--temperature'" in p.stderr
     assert "Traceback" not in p.stderr
     (tmp_path / "work").mkdir()
@@ -151,22 +173,30 @@ def test_the_scripts_take_fractions_for_float_options(tmp_path):
 
     assert at_least(0, float)("0.5") == 0.5 and at_least(0.01, float)("0.01") == 0.01
     (tmp_path / "empty.jsonl").write_text("")
-    for flag in ("--gamma", "--power", "--alpha", "--radius", "--oracle"):
-        p = subprocess.run([sys.executable, ROOT / "weights" / "evaluate_hints.py", "x",
-                            "--stats", "s", flag, "0.5", "--from-dump", tmp_path / "empty.jsonl"],
-                           capture_output=True, text=True, timeout=120)  # fmt: skip
-        assert p.returncode == 1 and "no image's scores" in p.stderr, (flag, p.stderr)
+    # all five in one run (a refused one would be its usage line, exit 2), on an empty dump:
+    # its one line (an interrupted run's dump: it was a KeyError traceback), the first case of
+    # test_evaluate_hints_says_a_bad_dump_in_one_line, said here
+    flags = ("--gamma", "--power", "--alpha", "--radius", "--oracle")
+    p = subprocess.run([sys.executable, ROOT / "weights" / "evaluate_hints.py", "x", "--stats",
+                        "s", *(a for f in flags for a in (f, "0.5")), "--from-dump",
+                        tmp_path / "empty.jsonl"], capture_output=True, text=True,
+                       timeout=120)  # fmt: skip
+    assert p.returncode == 1 and len(p.stderr.splitlines()) == 1, p.stderr
+    assert p.stderr.startswith(
+        f"evaluate_hints.py: {tmp_path}/empty.jsonl: no image's scores in the dumps"
+    ), p.stderr
 
 
 def test_evaluate_hints_says_a_bad_dump_in_one_line(tmp_path):
     """An empty dump (an interrupted run) or a line of something else was a KeyError or a
     JSONDecodeError traceback."""
-    (tmp_path / "empty.jsonl").write_text("")
+    # (the empty dump: in test_the_scripts_take_fractions_for_float_options's one run, the
+    # same line with every float option given 0.5)
     (tmp_path / "bad.jsonl").write_text('{"file": "a.png", "scores": {}}\nnot json\n')
     (tmp_path / "bin.jsonl").write_bytes(b"\x89PNG\xff\xfe")
     (tmp_path / "keys.jsonl").write_text('{"file": "a.png", "scores": {"automatic": {}}}\n')
-    for name, says in (("empty", "no image's scores in the dumps"), ("bad", "line 2 is not"),
-                       ("bin", "not a --dump file"), ("keys", "line 1 is not")):  # fmt: skip
+    for name, says in (("bad", "line 2 is not"), ("bin", "not a --dump file"),
+                       ("keys", "line 1 is not")):  # fmt: skip
         p = subprocess.run([sys.executable, ROOT / "weights" / "evaluate_hints.py", "x",
                             "--stats", "s", "--from-dump", tmp_path / f"{name}.jsonl"],
                            capture_output=True, text=True, timeout=120)  # fmt: skip
@@ -178,18 +208,16 @@ def test_the_scripts_say_a_bad_folder_or_dump_in_one_line_before_the_work(tmp_pa
     """evaluate.py given a missing folder (or a file), subset.py an existing file as its
     destination, and evaluate_hints.py a --dump it cannot open (after the first image's work)
     ended in tracebacks."""
-    from conftest import run
-
     src = tmp_path / "src"
     src.mkdir()
     cv2.imwrite(str(src / "x.png"), np.full((40, 48, 3), (30, 90, 200), np.uint8))
-    run(["rebalance-stats", src, "-o", tmp_path / "s.npz", "-q"], check_rc=0)
+    _stats(tmp_path / "s.npz", np.full((40, 48, 3), (200, 90, 30), np.uint8))
     (tmp_path / "afile").write_text("x")
     for script, args, says in (
         ("weights/evaluate.py", [tmp_path / "nowhere", "--stats", tmp_path / "s.npz"],
          "nowhere: no such directory"),
-        ("weights/evaluate.py", [tmp_path / "afile", "--stats", tmp_path / "s.npz"],
-         "afile: not a directory"),
+        ("weights/evaluate.py", [tmp_path / "afile", "--stats", tmp_path / "s.npz", "--size",
+                                 "64"], "afile: not a directory"),  # (no checkpoint read)
         ("weights/subset.py", [src, tmp_path / "afile"], "afile: exists and is not a directory"),
         ("weights/evaluate_hints.py", [src, "--stats", tmp_path / "s.npz", "--points", "1",
                                        "--dump", tmp_path / "afile" / "d.jsonl"],
