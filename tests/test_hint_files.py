@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
-from contextlib import nullcontext
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -21,114 +22,58 @@ from recolor_tools import hintfiles, hints, palettes
 from recolor_tools.errors import RecolorError
 
 
-def test_a_hint_file_is_for_every_input_of_its_name(tmp_path, weights):
-    """posters/x.png and posters/x.jpg both take hints/x.json (the second was left automatic
-    without a word)."""
-    posters, hdir = tmp_path / "posters", tmp_path / "hints"
-    posters.mkdir(), hdir.mkdir()
+def test_a_hint_folder_run_matches_and_reports_each_file(tmp_path, weights, image):
+    """One predict run over a hint folder stands for several (each was a run of its own): the
+    inputs each take their file, and each bad file or input is one line, the rest done. The
+    cases, and the bugs they guard, are told below; the runs they are compared to follow."""
+    src, rgb = image
+    posters = tmp_path / "posters"
+    hdir = posters / "hints"  # inside the input folder: its files are no inputs (see below)
+    (hdir / "sub").mkdir(parents=True)
+    wrote, said = [], []  # the outputs it writes, the lines it says
+
+    # posters/x.png and posters/x.jpg both take hints/x.json (the second was left automatic
+    # without a word).
     for ext in ("png", "jpg"):
         write_rgb(posters / f"x.{ext}", smooth_image(40, 50, 7))
     (hdir / "x.json").write_text(json.dumps({"points": [{"x": 8, "y": 8, "color": "#1d4e89",
                                                          "size": 9}]}))  # fmt: skip
-    out = tmp_path / "out"
-    run(["predict", posters, "-w", weights["cls"], "--hints", hdir, "-o", out], check_rc=0)
-    want = hints.parse_color("#1d4e89")
-    for ext in ("png", "jpg"):
-        assert np.linalg.norm(lab(read_rgb_u8(out / f"x.{ext}"))[8, 8, 1:] - want) < 6, ext
+    wrote += ["x.png", "x.jpg"]
 
-
-def test_hint_directory_matches_inputs_by_path(tmp_path, weights):
-    posters, hdir = tmp_path / "posters", tmp_path / "hints"
+    # The hint directory matches inputs by path.
     rgbs = {}
     for rel in ("a", "sub/b", "c"):
         (posters / rel).parent.mkdir(parents=True, exist_ok=True)
         rgbs[rel] = smooth_image(40, 50, len(rel) + ord(rel[-1]))
         write_rgb(posters / f"{rel}.png", rgbs[rel])
-    (hdir / "sub").mkdir(parents=True)
     (hdir / "a.json").write_text(json.dumps({"points": [{"x": 3, "y": 4, "color": "#fff"}]}))
     pts = [{"x": 10, "y": 20, "color": hex_of(rgbs["sub/b"], 10, 20), "size": 5}]
     (hdir / "sub" / "b.json").write_text(json.dumps({"points": pts}))
-    out = tmp_path / "out"
-    run(["predict", posters, "--weights", weights["cls"], "--hints", hdir, "-o", out], check_rc=0)
-    got = read_rgb_u8(out / "sub" / "b.png")  # the output mirrors the inputs' tree, as hints
-    square = [(x, y) for x in range(8, 13) for y in range(18, 23)]
-    assert hint_error(got, rgbs["sub/b"], square) < 6
-    assert np.abs(lab(read_rgb_u8(out / "a.png"))[4, 3, 1:]).max() < 3  # white: a = b = 0
+    wrote += ["a.png", "sub/b.png", "c.png"]
     # a hint file for no input: one line naming it, the inputs still done
     (hdir / "zzz.json").write_text("{}")
-    p = run(["predict", posters, "--weights", weights["cls"], "--hints", hdir, "-o", out])
-    assert p.returncode == 1 and len(p.stdout.splitlines()) == 3
-    assert p.stderr.decode().splitlines() == [
-        f"recolor predict: {hdir / 'zzz.json'}: hint file for no input"
-    ]
+    said += [f"recolor predict: {hdir / 'zzz.json'}: hint file for no input"]
 
+    # A hint folder inside the input folder holds no inputs: posters/hints/b.png is b.png's
+    # hint layer, not an image to recolour (and output).
+    write_rgb(posters / "b.png", smooth_image(40, 50, 3))
+    layer = np.zeros((40, 50, 4), np.uint8)
+    layer[10:15, 10:15] = (40, 60, 220, 255)  # RGBA: a blue square
+    write_rgb(hdir / "b.png", layer)
+    wrote += ["b.png"]
 
-def test_suggest_and_skip_existing_still_check_the_hints(tmp_path, weights, image):
-    """--suggest reported no hint file for no input (exit 0), and with every output there
-    already, --skip-existing passed hints that do not parse or that the model cannot take."""
-    src, _ = image
-    hdir = tmp_path / "hints"
-    hdir.mkdir()
-    (hdir / "typo.json").write_text('{"points": [{"x": 5, "y": 5, "color": "#ff0000"}]}')
-    cls = ["--weights", weights["cls"]]
-    p = run(["predict", src, *cls, "--hints", hdir, "--suggest", "5,5"])
-    assert p.returncode == 1 and p.stdout.count(b"\t5,5\t") >= 1  # the suggestions still come
-    assert p.stderr.decode() == f"recolor predict: {hdir / 'typo.json'}: hint file for no input\n"
-    out = tmp_path / "out"
-    run(["predict", src, *cls, "-o", f"{out}/"], check_rc=0)
-    done = [src, "-o", f"{out}/", "--skip-existing"]
-    assert run(["predict", *done, *cls]).returncode == 0  # nothing to do, nothing said
-    p = run(["predict", *done, *cls, "--hint", "nonsense"])
-    assert p.returncode == 2 and "'nonsense' is not X,Y=#RRGGBB" in p.stderr.decode()
-    p = run(["predict", *done, "--weights", weights["reg"], "--hint", "1,1=#fff"])
-    assert p.returncode == 2 and "need the cls head" in p.stderr.decode()
-    p = run(["predict", *done, *cls, "--hints", hdir])
-    assert (p.returncode, p.stdout) == (1, b"") and "typo.json: hint file for no input" in str(
-        p.stderr
-    )
-
-
-def test_empty_hints_are_bit_identical_to_none(tmp_path, weights, image):
-    src, rgb = image
-    posters, hdir = tmp_path / "posters", tmp_path / "hints"
-    posters.mkdir(), hdir.mkdir()
-    for name in ("empty", "none", "clear", "blank", "bom"):
+    # Empty hints are bit-identical to none (to auto.png, below).
+    empties = ("empty", "none", "clear", "blank", "bom")
+    for name in empties:
         write_rgb(posters / f"{name}.png", rgb)
     (hdir / "empty.json").write_text("{}")
     (hdir / "blank.json").write_text(" \n")  # a file made and never written
     (hdir / "bom.json").write_bytes(b"\xef\xbb\xbf\n")  # an editor's empty UTF-8 file
     (hdir / "none.json").write_text('{"points": [], "palette": []}')
     write_rgb(hdir / "clear.png", np.zeros((60, 80, 4), np.uint8))
-    run(["predict", src, "-w", weights["cls"], "-o", tmp_path / "auto.png"], check_rc=0)
-    out = tmp_path / "out"
-    run(["predict", posters, "-w", weights["cls"], "--hints", hdir, "-o", out], check_rc=0)
-    want = (tmp_path / "auto.png").read_bytes()
-    for name in ("empty", "none", "clear", "blank", "bom"):
-        assert (out / f"{name}.png").read_bytes() == want, name
+    wrote += [f"{name}.png" for name in empties]
 
-
-def test_a_colour_nested_as_deep_as_json_reads_is_a_bad_hint_file(tmp_path, weights):
-    """A "color" nested 970 lists deep was read (json.loads stops near 1000) and then echoed
-    in the error line with json.dumps, a few frames deeper: "internal error: RecursionError"."""
-    from recolor_tools import hints
-
-    deep: list = []
-    for _ in range(5000):  # deeper than any stack: the line shows its opening
-        deep = [deep]
-    assert hints.shown(deep) == "[" * 40 + "..."
-    src = write_rgb(tmp_path / "a.png", smooth_image(24, 32, 1))
-    for depth in (900, 970):
-        doc = tmp_path / f"deep{depth}.json"
-        doc.write_text('{"points": [{"x": 1, "y": 1, "color": %s}]}' % ("[" * depth + "]" * depth))
-        p = run(["predict", src, "-w", weights["cls"], "--hints", doc, "-o", tmp_path / "o.png"])
-        err = p.stderr.decode()
-        assert p.returncode == 1 and err.count("\n") == 1, err
-        assert err.startswith(f"recolor predict: {doc}: bad hint file: "), err
-
-
-def test_bad_hint_files_give_one_line_each_and_the_rest_is_done(tmp_path, weights):
-    posters, hdir = tmp_path / "posters", tmp_path / "hints"
-    posters.mkdir(), hdir.mkdir()
+    # Bad hint files give one line each and the rest is done.
     names = ("good", "outside", "far", "bad_json", "no_alpha", "small_layer", "clear_small",
              "huge", "heavy", "link")  # fmt: skip
     for name in names:
@@ -149,10 +94,8 @@ def test_bad_hint_files_give_one_line_each_and_the_rest_is_done(tmp_path, weight
     heavy = {"palette": [{"color": "#f00", "weight": 10**400}]}
     (hdir / "heavy.json").write_text(json.dumps(heavy))
     (hdir / "link.json").symlink_to(tmp_path / "nowhere.json")  # was passed over, no word
-    out = tmp_path / "out"
-    p = run(["predict", posters, "-w", weights["cls"], "--hints", hdir, "-o", out])
-    assert p.returncode == 1 and p.stdout.decode() == f"{out / 'good.png'}\n"
-    assert sorted(p.stderr.decode().splitlines()) == sorted([
+    wrote += ["good.png"]
+    said += [
         f"recolor predict: {hdir / 'bad_json.json'}: bad hint file: colour 'blue' is not "
         "#rrggbb or #rgb",
         f"recolor predict: {hdir / 'no_alpha.png'}: bad hint file: a hint layer must be an "
@@ -171,7 +114,111 @@ def test_bad_hint_files_give_one_line_each_and_the_rest_is_done(tmp_path, weight
         f"recolor predict: {hdir / 'huge.json'}: bad hint file: number {'1' + '0' * 19}... "
         "(401 digits) is too large",
         f"recolor predict: {hdir / 'link.json'}: no such file",
-    ])  # fmt: skip
+    ]  # fmt: skip
+
+    # Two hint files for one input refuse that input: hints/two.json and hints/two.png both
+    # match posters/two.png: the second was reported ("second hint file") and the input
+    # written with the first alone, so a rerun with --skip-existing took it for done. Now the
+    # input is refused, naming both files, and the others are done (--suggest: below).
+    write_rgb(posters / "two.png", smooth_image(40, 50, 1))
+    (hdir / "two.json").write_text(json.dumps({"points": [{"x": 3, "y": 4, "color": "#fff"}]}))
+    layer = np.zeros((40, 50, 4), np.uint8)
+    layer[5, 5] = (0, 0, 255, 255)
+    cv2.imwrite(str(hdir / "two.png"), layer)
+    said += [f"recolor predict: {posters / 'two.png'}: two hint files, {hdir / 'two.json'} and "
+             f"{hdir / 'two.png'}: neither is used"]  # fmt: skip
+
+    out = tmp_path / "out"
+    p = run(["predict", posters, "-w", weights["cls"], "--hints", hdir, "-o", out])
+    assert p.returncode == 1, p.stderr.decode()
+    assert sorted(p.stdout.decode().splitlines()) == sorted(str(out / n) for n in wrote)
+    assert sorted(p.stderr.decode().splitlines()) == sorted(said)
+    on_disk = [f.relative_to(out).as_posix() for f in out.rglob("*") if f.is_file()]
+    assert sorted(on_disk) == sorted(wrote)  # (nothing of the hint folder, nor two.png)
+
+    want = hints.parse_color("#1d4e89")
+    for ext in ("png", "jpg"):
+        assert np.linalg.norm(lab(read_rgb_u8(out / f"x.{ext}"))[8, 8, 1:] - want) < 6, ext
+    got = read_rgb_u8(out / "sub" / "b.png")  # the output mirrors the inputs' tree, as hints
+    square = [(x, y) for x in range(8, 13) for y in range(18, 23)]
+    assert hint_error(got, rgbs["sub/b"], square) < 6
+    assert np.abs(lab(read_rgb_u8(out / "a.png"))[4, 3, 1:]).max() < 3  # white: a = b = 0
+    square = [(x, y) for x in range(10, 15) for y in range(10, 15)]
+    blue = np.broadcast_to(np.array([40, 60, 220], np.uint8), (40, 50, 3))
+    assert hint_error(read_rgb_u8(out / "b.png"), blue, square) < 6
+
+    run(["predict", src, "-w", weights["cls"], "-o", tmp_path / "auto.png"], check_rc=0)
+    want = (tmp_path / "auto.png").read_bytes()
+    for name in empties:
+        assert (out / f"{name}.png").read_bytes() == want, name
+
+    # A float layer's pixel of alpha -1 (or -1e-9) was a hint, as a pixel of alpha 1: the
+    # rule is alpha > 0. A layer whose only painted pixel has negative alpha is no hint.
+    h, w = read_rgb_u8(src).shape[:2]
+    layer = np.zeros((h, w, 4), np.float32)
+    layer[5, 5] = (0, 0, 1, -1)  # BGRA: red, alpha -1
+    cv2.imwrite(str(tmp_path / "neg.tiff"), layer)
+    run(["predict", src, "-w", weights["cls"], "--hints", tmp_path / "neg.tiff", "-o",
+         tmp_path / "n.png"], check_rc=0)  # fmt: skip
+    assert (tmp_path / "n.png").read_bytes() == want
+
+    # two hint files for one input, with --suggest: the same line
+    few, few_hints = tmp_path / "few", tmp_path / "few_hints"
+    few.mkdir(), few_hints.mkdir()
+    for name in ("a", "b"):
+        write_rgb(few / f"{name}.png", smooth_image(40, 50, 1))
+    shutil.copy(hdir / "two.json", few_hints / "a.json")
+    shutil.copy(hdir / "two.png", few_hints / "a.png")
+    p = run(["predict", few, "-w", weights["cls"], "--hints", few_hints, "--suggest", "1,1"])
+    assert p.returncode == 1 and p.stderr.decode() == (
+        f"recolor predict: {few / 'a.png'}: two hint files, {few_hints / 'a.json'} and "
+        f"{few_hints / 'a.png'}: neither is used\n"
+    )
+
+
+def test_suggest_and_skip_existing_still_check_the_hints(tmp_path, weights, image):
+    """--suggest reported no hint file for no input (exit 0), and with every output there
+    already, --skip-existing passed hints that do not parse or that the model cannot take."""
+    src, _ = image
+    hdir = tmp_path / "hints"
+    hdir.mkdir()
+    (hdir / "typo.json").write_text('{"points": [{"x": 5, "y": 5, "color": "#ff0000"}]}')
+    cls = ["--weights", weights["cls"]]
+    p = run(["predict", src, *cls, "--hints", hdir, "--suggest", "5,5"])
+    assert p.returncode == 1 and p.stdout.count(b"\t5,5\t") >= 1  # the suggestions still come
+    assert p.stderr.decode() == f"recolor predict: {hdir / 'typo.json'}: hint file for no input\n"
+    out = tmp_path / "out"
+    out.mkdir()  # every output there already (a file that is not empty: what --skip-existing
+    shutil.copy(src, out / src.name)  # looks at, whatever wrote it)
+    done = [src, "-o", f"{out}/", "--skip-existing"]
+    assert run(["predict", *done, *cls]).returncode == 0  # nothing to do, nothing said
+    p = run(["predict", *done, *cls, "--hint", "nonsense"])
+    assert p.returncode == 2 and "'nonsense' is not X,Y=#RRGGBB" in p.stderr.decode()
+    p = run(["predict", *done, "--weights", weights["reg"], "--hint", "1,1=#fff"])
+    assert p.returncode == 2 and "need the cls head" in p.stderr.decode()
+    p = run(["predict", *done, *cls, "--hints", hdir])
+    assert (p.returncode, p.stdout) == (1, b"") and "typo.json: hint file for no input" in str(
+        p.stderr
+    )
+
+
+def test_a_colour_nested_as_deep_as_json_reads_is_a_bad_hint_file(tmp_path, weights):
+    """A "color" nested 970 lists deep was read (json.loads stops near 1000) and then echoed
+    in the error line with json.dumps, a few frames deeper: "internal error: RecursionError"."""
+    from recolor_tools import hints
+
+    deep: list = []
+    for _ in range(5000):  # deeper than any stack: the line shows its opening
+        deep = [deep]
+    assert hints.shown(deep) == "[" * 40 + "..."
+    src = write_rgb(tmp_path / "a.png", smooth_image(24, 32, 1))
+    for depth in (900, 970):
+        doc = tmp_path / f"deep{depth}.json"
+        doc.write_text('{"points": [{"x": 1, "y": 1, "color": %s}]}' % ("[" * depth + "]" * depth))
+        p = run(["predict", src, "-w", weights["cls"], "--hints", doc, "-o", tmp_path / "o.png"])
+        err = p.stderr.decode()
+        assert p.returncode == 1 and err.count("\n") == 1, err
+        assert err.startswith(f"recolor predict: {doc}: bad hint file: "), err
 
 
 def test_a_layer_of_another_size_is_named_beside_point_hints(tmp_path, weights, image):
@@ -257,24 +304,6 @@ def test_a_malformed_hint_file_says_what_is_wrong(tmp_path, doc, reason):
     assert e.value.reason.startswith(f"bad hint file: {reason}"), e.value.reason
 
 
-def test_a_hint_folder_inside_the_input_folder_holds_no_inputs(tmp_path, weights):
-    """posters/hints/b.png is b.png's hint layer, not an image to recolour (and output)."""
-    posters = tmp_path / "posters"
-    (posters / "hints").mkdir(parents=True)
-    rgb = smooth_image(40, 50, 3)
-    write_rgb(posters / "b.png", rgb)
-    layer = np.zeros((40, 50, 4), np.uint8)
-    layer[10:15, 10:15] = (40, 60, 220, 255)  # RGBA: a blue square
-    write_rgb(posters / "hints" / "b.png", layer)
-    out = tmp_path / "out"
-    p = run(["predict", posters, "-w", weights["cls"], "--hints", posters / "hints", "-o", out],
-            check_rc=0)  # fmt: skip
-    assert p.stdout.decode().splitlines() == [str(out / "b.png")]
-    square = [(x, y) for x in range(10, 15) for y in range(10, 15)]
-    blue = np.broadcast_to(np.array([40, 60, 220], np.uint8), rgb.shape)
-    assert hint_error(read_rgb_u8(out / "b.png"), blue, square) < 6
-
-
 def test_a_palette_image_or_hint_layer_in_the_input_folder_is_no_input(tmp_path, weights):
     """`recolor predict . --palette ref.png` recoloured ref.png too (and took the palette's
     pixels for a hint layer of another size); named on the command line, it is an input."""
@@ -324,20 +353,6 @@ def test_a_palette_image_in_the_hint_folder_is_no_hint_file(tmp_path, weights):
     assert p.stderr.decode() == f"recolor predict: {typo}: hint file for no input\n"
 
 
-def test_a_layer_pixel_of_negative_alpha_is_no_hint(tmp_path, weights, image):
-    """A float layer's pixel of alpha -1 (or -1e-9) was a hint, as a pixel of alpha 1: the
-    rule is alpha > 0. A layer whose only painted pixel has negative alpha is no hint."""
-    src, _ = image
-    h, w = read_rgb_u8(src).shape[:2]
-    layer = np.zeros((h, w, 4), np.float32)
-    layer[5, 5] = (0, 0, 1, -1)  # BGRA: red, alpha -1
-    cv2.imwrite(str(tmp_path / "neg.tiff"), layer)
-    common = ["predict", src, "-w", weights["cls"]]
-    run([*common, "--hints", tmp_path / "neg.tiff", "-o", tmp_path / "n.png"], check_rc=0)
-    run([*common, "-o", tmp_path / "auto.png"], check_rc=0)
-    assert (tmp_path / "n.png").read_bytes() == (tmp_path / "auto.png").read_bytes()
-
-
 def test_a_hint_folder_that_is_the_input_folder(tmp_path, weights):
     """JSON hint files beside the images: a PNG image there was dropped from the inputs and
     reported as "hint file for no input" (it was taken for a layer); its images are inputs and
@@ -354,12 +369,15 @@ def test_a_hint_folder_that_is_the_input_folder(tmp_path, weights):
     p = run(["predict", folder, "--hints", folder, *w, "-o", f"{out}/"])
     assert p.returncode == 0 and p.stderr == b"", p.stderr
     assert sorted(f.name for f in out.iterdir()) == ["a.jpg", "b.png", "c.png"]
-    # b.png took its hint, c.png none: as run one by one
-    for name, hinted in (("b", True), ("c", False)):
-        alone = tmp_path / f"{name}-alone.png"
-        extra = ["--hints", folder / f"{name}.json"] if hinted else []
-        run(["predict", folder / f"{name}.png", *extra, *w, "-o", alone], check_rc=0)
-        assert (out / f"{name}.png").read_bytes() == alone.read_bytes()
+    # b.png took its hint, c.png none: as run with b.json alone, in a folder beside no image
+    only_b = tmp_path / "only_b"
+    only_b.mkdir()
+    shutil.copy(folder / "b.json", only_b / "b.json")
+    alone = tmp_path / "alone"
+    run(["predict", folder / "b.png", folder / "c.png", "--hints", only_b, *w, "-o", f"{alone}/"],
+        check_rc=0)  # fmt: skip
+    for name in ("b", "c"):
+        assert (out / f"{name}.png").read_bytes() == (alone / f"{name}.png").read_bytes(), name
     # some of its images named (a glob): the others are images not named, not layers for no
     # input; a JSON file for no input is still one
     (folder / "d.json").write_text('{"points": []}')
@@ -381,38 +399,48 @@ def test_a_hint_file_is_json_or_a_layer_by_its_bytes(tmp_path, weights):
     layer[5, 5] = (0, 0, 255, 255)  # red, BGRA
     cv2.imwrite(str(tmp_path / "layer.png"), layer)
     (tmp_path / "layer.json").write_bytes(cv2.imencode(".png", layer)[1].tobytes())
-    out = {}
-    for name in ("h.json", "h.txt", "layer.png", "layer.json"):
-        o = tmp_path / f"out-{name}.png"
-        p = run(["predict", tmp_path / "a.png", "--hints", tmp_path / name, "-w",
-                 weights["cls"], "-o", o])  # fmt: skip
-        assert p.returncode == 0, p.stderr
-        out[name] = o.read_bytes()
-    assert out["h.json"] == out["h.txt"] == out["layer.png"] == out["layer.json"]
+    # read as the file of the right name is (the name aside, which its errors say)
+    read = hintfiles.read_hints
+    txt = str(tmp_path / "h.txt")
+    assert read(txt) == replace(read(tmp_path / "h.json"), origin=txt)
+    named = {"origin": str(tmp_path / "layer.json"), "layer": str(tmp_path / "layer.json")}
+    assert read(tmp_path / "layer.json") == replace(read(tmp_path / "layer.png"), **named)
+    # by the CLI, in one run over a hint folder: a layer named .json (a.json), an empty .json
+    # (e.json: no hints, where an empty .png is a broken layer, below)
+    ins, hdir = tmp_path / "in", tmp_path / "hints"
+    ins.mkdir(), hdir.mkdir()
+    for name in ("a", "e"):
+        shutil.copy(tmp_path / "a.png", ins / f"{name}.png")
+    shutil.copy(tmp_path / "layer.json", hdir / "a.json")
+    (hdir / "e.json").write_bytes(b"")
+    out = tmp_path / "out"
+    run(["predict", ins, "--hints", hdir, "-w", weights["cls"], "-o", out], check_rc=0)
+    # and a JSON file named .txt, given alone: a point and its pixel alike
+    run(["predict", tmp_path / "a.png", "--hints", tmp_path / "h.txt", "-w", weights["cls"],
+         "-o", tmp_path / "txt.png"], check_rc=0)  # fmt: skip
+    assert (tmp_path / "txt.png").read_bytes() == (out / "a.png").read_bytes()
     # bytes that tell neither (empty, a format recolor does not read): the name says which
     (tmp_path / "empty.png").write_bytes(b"")
     (tmp_path / "anim.png").write_bytes(b"GIF89a" + bytes(40))
-    (tmp_path / "empty.json").write_bytes(b"")
     for name, says in (("empty.png", "empty file"), ("anim.png", "not an image recolor reads")):
         p = run(["predict", tmp_path / "a.png", "--hints", tmp_path / name, "-w",
                  weights["cls"], "-o", tmp_path / "x.png"])  # fmt: skip
         assert p.returncode == 1 and p.stderr.decode().startswith(
             f"recolor predict: {tmp_path / name}: {says}"
         ), p.stderr
-    run(["predict", tmp_path / "a.png", "--hints", tmp_path / "empty.json", "-w",
-         weights["cls"], "-o", tmp_path / "e.png"], check_rc=0)  # fmt: skip
     # an empty or blank file of another name is no hints too, as stdin's: it was "empty file"
     # (also a process substitution's /dev/fd/63) or "not an image recolor reads (text)"
     (tmp_path / "poster.hints").write_bytes(b"")
     (tmp_path / "blank").write_bytes(b" \n")
-    fifo = tmp_path / "fifo"
+    for name in ("poster.hints", "blank"):  # read as an empty .json is
+        f = tmp_path / name
+        assert read(f) == replace(read(hdir / "e.json"), origin=str(f)), name
+    fifo = tmp_path / "fifo"  # and recoloured as none, by the CLI
     os.mkfifo(fifo)
-    for name in ("poster.hints", "blank", "fifo"):
-        o = tmp_path / f"none-{name}.png"
-        with subprocess.Popen(["sh", "-c", f": > '{fifo}'"]) if name == "fifo" else nullcontext():
-            run(["predict", tmp_path / "a.png", "--hints", tmp_path / name, "-w",
-                 weights["cls"], "-o", o], check_rc=0)  # fmt: skip
-        assert o.read_bytes() == (tmp_path / "e.png").read_bytes(), name
+    with subprocess.Popen(["sh", "-c", f": > '{fifo}'"]):
+        run(["predict", tmp_path / "a.png", "--hints", fifo, "-w", weights["cls"], "-o",
+             tmp_path / "none.png"], check_rc=0)  # fmt: skip
+    assert (tmp_path / "none.png").read_bytes() == (out / "e.png").read_bytes()
 
 
 def test_palette_weights_far_apart_are_kept_in_float32(tmp_path, weights, image):
@@ -427,14 +455,22 @@ def test_palette_weights_far_apart_are_kept_in_float32(tmp_path, weights, image)
     big.write_text('{"palette": [{"color": "#e63946", "weight": 1%s}]}' % ("0" * 30))
     assert hintfiles.read_hints(big).palette_w.tolist() == [1.0]
     src, _ = image
+    # one run of two inputs, the same image: w.png takes w.json, alone.png the first colour
+    hdir, posters = tmp_path / "hints", tmp_path / "posters"
+    hdir.mkdir(), posters.mkdir()
     doc = {"palette": [{"color": "#e63946", "weight": 1e30}, {"color": "#1d3557", "weight": 1e-30}]}
-    (tmp_path / "w.json").write_text(json.dumps(doc))
-    alone = tmp_path / "alone.png"
-    run(["predict", src, "-w", weights["cls"], "--palette", "#e63946", "-o", alone], check_rc=0)
-    for opts in (["--hints", tmp_path / "w.json"], ["--palette", "#e63946:1e30,#1d3557:1e-30"]):
-        out = tmp_path / "o.png"
-        run(["predict", src, "-w", weights["cls"], *opts, "-o", out], check_rc=0)
-        assert out.read_bytes() == alone.read_bytes()  # the tiny share changes nothing
+    (hdir / "w.json").write_text(json.dumps(doc))
+    (hdir / "alone.json").write_text('{"palette": [{"color": "#e63946"}]}')
+    for name in ("w", "alone"):
+        shutil.copy(src, posters / f"{name}.png")
+    run(["predict", posters, "-w", weights["cls"], "--hints", hdir, "-o", tmp_path / "out"],
+        check_rc=0)  # fmt: skip
+    alone = (tmp_path / "out" / "alone.png").read_bytes()
+    assert (tmp_path / "out" / "w.png").read_bytes() == alone  # the tiny share changes nothing
+    out = tmp_path / "o.png"  # nor in --palette's colours
+    run(["predict", src, "-w", weights["cls"], "--palette", "#e63946:1e30,#1d3557:1e-30", "-o",
+         out], check_rc=0)  # fmt: skip
+    assert out.read_bytes() == alone
 
 
 def test_a_palette_folder_is_named_as_a_folder(tmp_path, weights, image):
@@ -450,28 +486,6 @@ def test_a_palette_folder_is_named_as_a_folder(tmp_path, weights, image):
         "#rrggbb colours)\n"
     )
     assert not (tmp_path / "x.png").exists()
-
-
-def test_two_hint_files_for_one_input_refuse_that_input(tmp_path, weights):
-    """hints/a.json and hints/a.png both match posters/a.png: the second was reported ("second
-    hint file") and the input written with the first alone, so a rerun with --skip-existing
-    took it for done. Now the input is refused, naming both files, and the others are done."""
-    posters, hdir, out = tmp_path / "posters", tmp_path / "hints", tmp_path / "out"
-    posters.mkdir(), hdir.mkdir()
-    for name in ("a", "b"):
-        write_rgb(posters / f"{name}.png", smooth_image(40, 50, 1))
-    (hdir / "a.json").write_text(json.dumps({"points": [{"x": 3, "y": 4, "color": "#fff"}]}))
-    layer = np.zeros((40, 50, 4), np.uint8)
-    layer[5, 5] = (0, 0, 255, 255)
-    cv2.imwrite(str(hdir / "a.png"), layer)
-    for extra in ([], ["--suggest", "1,1"]):
-        where = [] if extra else ["-o", out]
-        p = run(["predict", posters, "-w", weights["cls"], "--hints", hdir, *where, *extra])
-        assert p.returncode == 1 and p.stderr.decode() == (
-            f"recolor predict: {posters / 'a.png'}: two hint files, {hdir / 'a.json'} and "
-            f"{hdir / 'a.png'}: neither is used\n"
-        )
-    assert sorted(f.name for f in out.iterdir()) == ["b.png"]
 
 
 def test_outputs_into_the_hint_folder_are_a_usage_error(tmp_path, weights, image):
@@ -509,20 +523,25 @@ def test_a_hint_on_the_command_line_corrects_a_hint_file(tmp_path, weights, imag
                       {"x": 50, "y": 30, "color": "#c0392b"}]}  # fmt: skip
     for f in (tmp_path / "h.json", hdir / "a.json"):
         f.write_text(json.dumps(doc))
+    # a --hint on a file's point replaces it everywhere, not only at its pixels (their colours
+    # were mixed on the output grid: a red point corrected to blue spread magenta): in the
+    # folder's run, both.png (the same image) takes both.json's red point, alone.png no file
+    (hdir / "both.json").write_text('{"points": [{"x": 20, "y": 20, "color": "#c0392b"}]}')
+    for name in ("both", "alone"):
+        shutil.copy(src, tmp_path / f"{name}.png")
+    outs = {}
     for given in (tmp_path / "h.json", hdir):
-        o = tmp_path / f"out-{given.name}.png"
-        run(["predict", src, "-w", weights["cls"], "--hint", "20,20=#1d4e89", "--hints", given,
-             "-o", o], check_rc=0)  # fmt: skip
+        o = tmp_path / f"out-{given.name}"
+        more = [tmp_path / "both.png", tmp_path / "alone.png"] if given == hdir else []
+        order = (["--hints", given, "--hint", "20,20=#1d4e89"] if more
+                 else ["--hint", "20,20=#1d4e89", "--hints", given])  # fmt: skip
+        run(["predict", src, *more, "-w", weights["cls"], *order, "-o", f"{o}/"], check_rc=0)
+        outs[given] = o
         # (the hint's a/b at the pixel's own lightness, clipped to sRGB: not the hex itself)
-        ab = lab(read_rgb_u8(o))[..., 1:]
+        ab = lab(read_rgb_u8(o / "a.png"))[..., 1:]
         blue, red = hints.parse_color("#1d4e89"), hints.parse_color("#c0392b")
         for x, y, want, other in ((20, 20, blue, red), (21, 21, red, blue), (50, 30, red, blue)):
             d = np.linalg.norm(ab[y, x] - want), np.linalg.norm(ab[y, x] - other)
             assert d[0] < d[1] / 3, (given, x, y, d)  # the --hint's pixel, then the file's
-    # a --hint on a file's point replaces it everywhere, not only at its pixels (their colours
-    # were mixed on the output grid: a red point corrected to blue spread magenta)
-    (tmp_path / "red.json").write_text('{"points": [{"x": 20, "y": 20, "color": "#c0392b"}]}')
-    for name, given in (("both", ["--hints", tmp_path / "red.json"]), ("alone", [])):
-        run(["predict", src, "-w", weights["cls"], *given, "--hint", "20,20=#1d4e89",
-             "-o", tmp_path / f"{name}.png"], check_rc=0)  # fmt: skip
-    assert (tmp_path / "both.png").read_bytes() == (tmp_path / "alone.png").read_bytes()
+    both, alone = (outs[hdir] / f"{name}.png" for name in ("both", "alone"))
+    assert both.read_bytes() == alone.read_bytes()

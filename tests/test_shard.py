@@ -18,12 +18,20 @@ from conftest import (
     run,
     sigint_default,
     smooth_image,
+    tiny_checkpoint,
     torchrun,
     write_rgb,
 )
 
 from recolor_tools.errors import UsageError
 from recolor_tools.shard import rank_and_size, this_rank
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """``-w`` a tiny random model: these tests are about which process does and says what, not
+    about colours (the shipped weights cost up to a second more a run)."""
+    return ["-w", tiny_checkpoint(tmp_path_factory.mktemp("weights") / "cls.pt", "cls")]
 
 
 @pytest.mark.parametrize("n", [0, 1, 5, 8])
@@ -51,7 +59,7 @@ def test_rank_outside_a_launch_and_bad_values():
             rank_and_size(env)
 
 
-def test_rank_values_set_by_hand_and_usage_said_once(tmp_path):
+def test_rank_values_set_by_hand_and_usage_said_once(tmp_path, tiny):
     """RANK=1 alone was "internal error: RecolorError: RANK 1 is not in [0, WORLD_SIZE=1)",
     WORLD_SIZE=2 alone wrote rank 0's share unsaid (train: "internal error: KeyError: 'RANK'");
     click's usage errors, an empty argument and -o FILE/ were said by every rank (on one line,
@@ -59,7 +67,7 @@ def test_rank_values_set_by_hand_and_usage_said_once(tmp_path):
     img = write_rgb(tmp_path / "a.png", smooth_image(40, 48, 1))
     img2 = write_rgb(tmp_path / "b.png", smooth_image(40, 48, 2))
     (tmp_path / "afile").write_text("x")
-    p = run(["predict", img, "--size", "16", "-o", f"{tmp_path}/one/"], env={"RANK": "1"})
+    p = run(["predict", img, *tiny, "--size", "16", "-o", f"{tmp_path}/one/"], env={"RANK": "1"})
     assert p.returncode == 0 and (tmp_path / "one" / "a.png").exists(), p.stderr
     for tool in (["predict", img], ["train", tmp_path, "--size", "16"]):
         p = run([*tool, "-o", f"{tmp_path}/ws/"], env={"WORLD_SIZE": "2"})
@@ -76,17 +84,17 @@ def test_rank_values_set_by_hand_and_usage_said_once(tmp_path):
     for extra, rc, says in cases:
         for rank in (0, 1):
             env = {"RANK": str(rank), "WORLD_SIZE": "2"}
-            p = run(["predict", img, img2, "--size", "16", *extra], env=env, input=b"{}")
+            p = run(["predict", img, img2, *tiny, "--size", "16", *extra], env=env, input=b"{}")
             err = p.stderr.decode()
             assert p.returncode == rc and err.count(says) == (rank == 0), (extra, rank, err)
             assert len(err.splitlines()) == (rank == 0), (extra, rank, err)
 
 
-def test_predict_under_torchrun_writes_what_one_process_writes(tmp_path):
+def test_predict_under_torchrun_writes_what_one_process_writes(tmp_path, tiny):
     sizes = [(40, 56), (48, 48), (36, 60), (50, 40), (44, 44)]
     imgs = [write_rgb(tmp_path / f"im{i}.png", smooth_image(h, w, i))
             for i, (h, w) in enumerate(sizes)]  # fmt: skip
-    args = ["predict", *imgs, "--device", "cpu", "--batch-size", "1"]
+    args = ["predict", *imgs, *tiny, "--device", "cpu", "--batch-size", "1"]
     one = run([*args, "-o", tmp_path / "one/"], check_rc=0)
     two = torchrun([*args, "-o", f"{tmp_path / 'two'}/"], fresh=(tmp_path / "two",))
     assert two.returncode == 0, two.stderr.decode(errors="replace")
@@ -97,7 +105,7 @@ def test_predict_under_torchrun_writes_what_one_process_writes(tmp_path):
         assert (tmp_path / "two" / p.name).read_bytes() == (tmp_path / "one" / p.name).read_bytes()
 
 
-def test_each_printed_path_is_one_write(tmp_path):
+def test_each_printed_path_is_one_write(tmp_path, tiny):
     """torchrun's ranks share one stdout pipe; with PYTHONUNBUFFERED (many container images
     set it) print() wrote a path and its newline apart, and two ranks' paths ran together
     ("im0.png/tmp/.../im3.png", seen in CI). Each write to stdout is recorded here."""
@@ -116,7 +124,7 @@ def test_each_printed_path_is_one_write(tmp_path):
         "sys.argv = ['recolor', *sys.argv[1:]]\n"
         "runpy.run_module('recolor_tools', run_name='__main__')\n"
     )
-    args = ["predict", img, "--device", "cpu", "-o", f"{tmp_path / 'out'}/"]
+    args = ["predict", img, *tiny, "--device", "cpu", "-o", f"{tmp_path / 'out'}/"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
     p = subprocess.run([sys.executable, "-c", prelude, *map(str, args)], env=env,
                        capture_output=True, timeout=300)  # fmt: skip
@@ -124,7 +132,7 @@ def test_each_printed_path_is_one_write(tmp_path):
     assert p.stdout.decode() == f"<{tmp_path / 'out' / 'im.png'}\n>"
 
 
-def test_what_is_about_the_whole_list_is_said_by_rank_0_only(tmp_path):
+def test_what_is_about_the_whole_list_is_said_by_rank_0_only(tmp_path, tiny):
     # a hint file for no input, and --suggest's lines (up to 5 per image)
     imgs = [write_rgb(tmp_path / f"im{i}.png", smooth_image(40, 48, i)) for i in range(2)]
     hints = tmp_path / "hints"
@@ -133,17 +141,18 @@ def test_what_is_about_the_whole_list_is_said_by_rank_0_only(tmp_path):
     (hints / "stray.json").write_text('{"points": []}')
     for rank in (0, 1):
         out = tmp_path / f"rank{rank}"
-        p = run(["predict", *imgs, "--hints", hints, "-o", f"{out}/"],
+        p = run(["predict", *imgs, *tiny, "--hints", hints, "-o", f"{out}/"],
                 env={"RANK": str(rank), "WORLD_SIZE": "2"})  # fmt: skip
         err = p.stderr.decode()
         assert err.count("stray.json") == (rank == 0) and p.returncode == (rank == 0), err
         assert sorted(f.name for f in out.iterdir()) == [imgs[rank].name]  # its share, done
-        p = run(["predict", *imgs, "--suggest", "5,5"], env={"RANK": str(rank), "WORLD_SIZE": "2"})
+        p = run(["predict", *imgs, *tiny, "--suggest", "5,5"],
+                env={"RANK": str(rank), "WORLD_SIZE": "2"})  # fmt: skip
         named = {ln.split(b"\t")[0].decode() for ln in p.stdout.splitlines()}
         assert p.returncode == 0 and named == ({str(i) for i in imgs} if rank == 0 else set())
 
 
-def test_two_inputs_of_one_output_in_two_shares_and_usage_said_once(tmp_path):
+def test_two_inputs_of_one_output_in_two_shares_and_usage_said_once(tmp_path, tiny):
     """Each rank saw only its own writes: x/a.png and y/a.png, one per rank, were both written
     to out/a.png (and printed twice). Usage and weights errors were said by every rank."""
     for d in ("x", "y"):
@@ -152,7 +161,7 @@ def test_two_inputs_of_one_output_in_two_shares_and_usage_said_once(tmp_path):
     for rank in (0, 1):
         env = {"RANK": str(rank), "WORLD_SIZE": "2"}
         out = tmp_path / f"rank{rank}"
-        p = run(["predict", *imgs, "-o", f"{out}/", "--size", "16"], env=env)
+        p = run(["predict", *imgs, *tiny, "-o", f"{out}/", "--size", "16"], env=env)
         if rank == 0:
             assert p.returncode == 0 and p.stdout.decode() == f"{out / 'a.png'}\n"
         else:
@@ -168,7 +177,7 @@ def test_two_inputs_of_one_output_in_two_shares_and_usage_said_once(tmp_path):
     # leaves the output to the second
     (tmp_path / "z").mkdir()
     (tmp_path / "z" / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
-    p = run(["predict", tmp_path / "z" / "a.png", imgs[1], "-o", f"{tmp_path}/one/"])
+    p = run(["predict", tmp_path / "z" / "a.png", imgs[1], *tiny, "-o", f"{tmp_path}/one/"])
     assert p.returncode == 1 and p.stdout.decode() == f"{tmp_path / 'one' / 'a.png'}\n"
     assert len(p.stderr.splitlines()) == 1 and str(tmp_path / "z" / "a.png") in p.stderr.decode()
 
@@ -192,7 +201,7 @@ def test_a_failing_rank_does_not_cut_the_others_short(tmp_path):
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_a_rank_waiting_for_ranks_that_never_come_leaves_at_a_signal(tmp_path, signum):
+def test_a_rank_waiting_for_ranks_that_never_come_leaves_at_a_signal(tmp_path, signum, tiny):
     """A rank launched by hand (WORLD_SIZE, RANK, MASTER_*) whose peers never came waited in
     gloo's barrier (days) with SIGTERM and Ctrl-C caught but never acted on: only SIGKILL ended
     it. Its outputs are written before it waits, so it may end at once."""
@@ -203,7 +212,7 @@ def test_a_rank_waiting_for_ranks_that_never_come_leaves_at_a_signal(tmp_path, s
     env = {**os.environ, "PYTHONPATH": str(ROOT), "WORLD_SIZE": "2", "RANK": "0",
            "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}  # fmt: skip
 
-    p = subprocess.Popen([*RECOLOR, "predict", img, "--size", "16", "-o", f"{tmp_path}/o/"],
+    p = subprocess.Popen([*RECOLOR, "predict", img, *tiny, "--size", "16", "-o", f"{tmp_path}/o/"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
                          preexec_fn=sigint_default)  # as from a terminal  # fmt: skip
     try:
