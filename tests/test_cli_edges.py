@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import RECOLOR, ROOT, run, smooth_image, write_rgb
+from conftest import RECOLOR, ROOT, run, smooth_image, tiny_checkpoint, write_rgb
 
 from recolor_tools import records
 from recolor_tools.rebalance import RebalanceStats
@@ -41,6 +41,21 @@ def pics(tmp_path: Path) -> Path:
     write_rgb(tmp_path / "t.png", truth)
     write_rgb(tmp_path / "p.png", 255 - truth)
     return tmp_path
+
+
+@pytest.fixture(scope="module")
+def rand_stats(tmp_path_factory) -> bytes:
+    """What ``rebalance-stats -q rand.png -o -`` writes for :func:`pics`' rand.png (made once)."""
+    d = tmp_path_factory.mktemp("stats")
+    write_rgb(d / "rand.png", smooth_image(40, 60, 1))
+    return run(["rebalance-stats", "-q", "rand.png", "-o", "-"], cwd=d, check_rc=0).stdout
+
+
+@pytest.fixture(scope="module")
+def tiny_w(tmp_path_factory) -> Path:
+    """A tiny random cls model: what predict's plumbing needs, faster than the shipped
+    weights."""
+    return tiny_checkpoint(tmp_path_factory.mktemp("weights") / "cls.pt", "cls")
 
 
 @pytest.mark.parametrize("content", [None, "notes.txt"])
@@ -225,8 +240,8 @@ def test_an_option_without_its_value_names_the_tool(tmp_path, args):
 
 
 @pytest.mark.parametrize("tool", ["quantize", "rebalance-stats"])
-def test_grid_with_classes_is_a_usage_error(pics, tool):
-    run(["rebalance-stats", "-q", "rand.png", "-o", "st.npz"], cwd=pics, check_rc=0)
+def test_grid_with_classes_is_a_usage_error(pics, tool, rand_stats):
+    (pics / "st.npz").write_bytes(rand_stats)  # rebalance-stats' of rand.png
     p = run([tool, "--classes", "st.npz", "--grid", "10", "rand.png"], cwd=pics)
     assert p.returncode == 2
     assert p.stdout == b""
@@ -261,7 +276,7 @@ def test_quantize_escapes_a_name_in_its_note(pics):
     )
 
 
-def test_predict_o_with_a_format_it_does_not_write_is_a_usage_error(tmp_path):
+def test_predict_o_with_a_format_it_does_not_write_is_a_usage_error(tmp_path, tiny_w):
     """-o x.gif made a folder named x.gif (a name without an image extension is a folder for
     predict); from-lab refused it as an unknown format, as predict now does."""
     src = write_rgb(tmp_path / "a.png", smooth_image(24, 32, 1))
@@ -269,7 +284,7 @@ def test_predict_o_with_a_format_it_does_not_write_is_a_usage_error(tmp_path):
         p = run([tool, src, "-o", tmp_path / "x.gif"])
         assert p.returncode == 2 and "unknown image format '.gif'" in p.stderr.decode()
     assert not (tmp_path / "x.gif").exists()
-    p = run(["predict", src, "--size", "16", "-o", tmp_path / "noext"], check_rc=0)
+    p = run(["predict", src, "--size", "16", "-w", tiny_w, "-o", tmp_path / "noext"], check_rc=0)
     assert p.stdout.decode() == f"{tmp_path / 'noext' / 'a.png'}\n"
     for tool in ("predict", "from-lab"):  # --format was ignored without a word
         p = run([tool, src, "-o", tmp_path / "x.png", "--format", "jpg"])
@@ -279,11 +294,12 @@ def test_predict_o_with_a_format_it_does_not_write_is_a_usage_error(tmp_path):
         ))  # fmt: skip
     run(["from-lab", src, "-o", tmp_path / "y.jpeg", "--format", "JPG"], check_rc=0)  # alike
     # an extension that is no image format's is a folder's name too (it was "unknown format")
-    p = run(["predict", src, "--size", "16", "-o", tmp_path / "results.v2"], check_rc=0)
+    p = run(["predict", src, "--size", "16", "-w", tiny_w, "-o", tmp_path / "results.v2"],
+            check_rc=0)  # fmt: skip
     assert p.stdout.decode() == f"{tmp_path / 'results.v2' / 'a.png'}\n"
 
 
-def test_a_folder_in_a_list_file_is_searched_as_on_the_command_line(tmp_path):
+def test_a_folder_in_a_list_file_is_searched_as_on_the_command_line(tmp_path, tiny_w):
     """A folder line in a .txt list was opened as a file: "is a directory, and no input was
     found in it", though it held images."""
     (tmp_path / "k" / "sub").mkdir(parents=True)
@@ -299,11 +315,15 @@ def test_a_folder_in_a_list_file_is_searched_as_on_the_command_line(tmp_path):
     # and its tree is mirrored, as for a folder on the command line (the two a.png collided)
     found = sorted(f.relative_to(out).as_posix() for f in out.rglob("*.lab"))
     assert found == ["a.lab", "c.lab", "sub/a.lab", "sub/b.lab"]
-    # an output folder inside a listed folder holds no inputs on a rerun (it was read back)
+    # an output folder inside a listed folder holds no inputs on a rerun (it was read back):
+    # here a first run's outputs, k/rec/ as its tree of images, are there already
     (tmp_path / "k.txt").write_text("k\n")
-    for _ in range(2):
-        p = run(["predict", tmp_path / "k.txt", "-o", f"{tmp_path}/k/rec/", "-q"], check_rc=0)
-        assert p.stderr == b"" and len(p.stdout.splitlines()) == 3
+    for name in ("a.png", "sub/a.png", "sub/b.png"):
+        (tmp_path / "k" / "rec" / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(tmp_path / "k" / name, tmp_path / "k" / "rec" / name)
+    p = run(["predict", tmp_path / "k.txt", "-o", f"{tmp_path}/k/rec/", "-q", "-w", tiny_w],
+            check_rc=0)  # fmt: skip
+    assert p.stderr == b"" and len(p.stdout.splitlines()) == 3
 
 
 def test_a_list_file_splits_at_newlines_only(tmp_path):
@@ -343,18 +363,25 @@ def test_a_txt_file_holding_a_nul_byte_is_no_list_but_the_file_it_is(tmp_path):
     ]
 
 
-def test_skip_existing_still_refuses_a_second_input_of_one_output(tmp_path):
+def test_skip_existing_still_refuses_a_second_input_of_one_output(tmp_path, tiny_w):
     """d/a/x.png and d/b/x.png given as files both make out/x.*: the second is refused; a rerun
     with --skip-existing skipped both and exited 0, as if d/b/x.png had been done."""
     for sub, seed in (("a", 1), ("b", 2)):
         (tmp_path / sub).mkdir()
         write_rgb(tmp_path / sub / "x.png", smooth_image(8, 10, seed))
     srcs = [tmp_path / "a" / "x.png", tmp_path / "b" / "x.png"]
-    for tool, extra in (("to-lab", []), ("predict", ["--size", "16"])):
+    for tool, extra in (("to-lab", []), ("predict", ["--size", "16", "-w", tiny_w])):
         out = tmp_path / f"out-{tool}"
-        first = run([tool, *srcs, *extra, "-o", f"{out}/"])
+        # predict's first run (its refusal: test_outputs.py's
+        # test_two_inputs_mapping_to_one_output) here is its output, made by hand
+        if tool == "to-lab":
+            done = [run([tool, *srcs, *extra, "-o", f"{out}/"])]
+        else:
+            out.mkdir()
+            shutil.copy(srcs[0], out / "x.png")
+            done = []
         again = run([tool, *srcs, *extra, "-o", f"{out}/", "--skip-existing"])
-        for p in (first, again):
+        for p in (*done, again):
             err = p.stderr.decode()
             assert p.returncode == 1 and err.count("was already written for an earlier") == 1, err
             assert err.startswith(f"recolor {tool}: {srcs[1]}: ")
@@ -377,7 +404,7 @@ def test_an_eof_error_is_an_internal_error_not_ctrl_c(tmp_path, monkeypatch, cap
     )
 
 
-def test_notes_of_inputs_read_on_threads_come_in_input_order(tmp_path):
+def test_notes_of_inputs_read_on_threads_come_in_input_order(tmp_path, tiny_w):
     """With -j, each input's note (a multi-page TIFF, an animated PNG) was said when its read
     ended: a large first input's came after the small ones'. Now in input order, as with -j 0."""
     from PIL import Image
@@ -392,29 +419,37 @@ def test_notes_of_inputs_read_on_threads_come_in_input_order(tmp_path):
     want = [f"{inputs[0]}: multi-page TIFF: reading the first page only"] + [
         f"{f}: animated PNG: reading the first frame only" for f in inputs[1:]
     ]
-    for tool, args in (("predict", ["--size", "32", "-o", f"{tmp_path}/out/", "-q"]),
-                       ("rebalance-stats", ["-o", tmp_path / "s.npz", "-q"])):  # fmt: skip
-        for j in ("0", "4"):
-            p = run([tool, *inputs, "-j", j, *args], check_rc=0)
+    for j in ("0", "4"):
+        for tool, args in (("predict", ["--size", "32", "-o", f"{tmp_path}/out{j}/", "-w", tiny_w]),
+                           ("rebalance-stats", ["-o", tmp_path / f"s{j}.npz"])):  # fmt: skip
+            p = run([tool, *inputs, "-j", j, *args, "-q"], check_rc=0)
             assert p.stderr.decode().splitlines() == [f"recolor {tool}: {w}" for w in want], j
+    # and the same outputs, one at a time or on threads (for test_workers_and_threads_are_...)
+    for name in ("a.tif", "b.png", "c.png"):
+        assert (tmp_path / "out0" / name).read_bytes() == (tmp_path / "out4" / name).read_bytes()
+    s0, s4 = (np.load(tmp_path / f"s{j}.npz") for j in "04")
+    np.testing.assert_array_equal(s0["counts"], s4["counts"])
 
 
-def test_workers_and_threads_are_the_same_flags_in_every_tool(tmp_path):
+def test_workers_and_threads_are_the_same_flags_in_every_tool(tmp_path, tiny_w):
     """-j/--workers: threads (or loader processes) that read images, 0 for one at a time, in
     rebalance-stats, train and predict alike: predict's was --io-workers only, rebalance-stats
     refused 0; predict had no --threads (train's)."""
+    from recolor_tools import defaults
+
+    # -j 0 and -j n in rebalance-stats and predict, and their outputs the same: the runs of
+    # test_notes_of_inputs_read_on_threads_come_in_input_order. Here predict's --threads, its
+    # -j with the most it takes (for test_threads_and_workers_past_any_machine_...), and
+    # --io-workers, the same output
     img = write_rgb(tmp_path / "a.png", smooth_image(32, 40, 3))
-    for n in ("0", "2"):
-        run(["rebalance-stats", img, "-j", n, "-o", tmp_path / f"s{n}.npz"], check_rc=0)
-        run(["predict", img, "-j", n, "--threads", "1", "-o", tmp_path / f"p{n}.png", "--size",
-             "32"], check_rc=0)  # fmt: skip
-    s0, s2 = (np.load(tmp_path / f"s{n}.npz") for n in "02")
-    np.testing.assert_array_equal(s0["counts"], s2["counts"])
-    assert (tmp_path / "p0.png").read_bytes() == (tmp_path / "p2.png").read_bytes()
-    p = run(["predict", img, "--io-workers", "1", "-o", tmp_path / "p1.png", "--size", "32"])
+    most = str(defaults.MAX_WORKERS)
+    run(["predict", img, "-j", most, "--threads", "1", "-o", tmp_path / "pn.png", "--size", "32",
+         "-w", tiny_w], check_rc=0)  # fmt: skip
+    p = run(["predict", img, "--io-workers", "1", "-o", tmp_path / "p1.png", "--size", "32",
+             "-w", tiny_w])  # fmt: skip
     assert (
         p.returncode == 0
-        and (tmp_path / "p1.png").read_bytes() == (tmp_path / "p0.png").read_bytes()
+        and (tmp_path / "p1.png").read_bytes() == (tmp_path / "pn.png").read_bytes()
     )
 
 
@@ -448,13 +483,13 @@ def test_a_depth_other_than_8_or_16_is_a_usage_error(pics):
         assert not (pics / "x.png").exists()
 
 
-def test_stats_appended_to_a_file_are_a_whole_npz(pics):
+def test_stats_appended_to_a_file_are_a_whole_npz(pics, rand_stats):
     """`rebalance-stats -o - >> s.npz` (and `-o /dev/stdout`, opened for appending too): zipfile
     seeks back to fill in its headers, which landed at the end of the file, a broken npz (exit
     0)."""
     from recolor_tools.rebalance import RebalanceStats
 
-    want = run(["rebalance-stats", "rand.png", "-o", "-", "-q"], cwd=pics, check_rc=0).stdout
+    want = rand_stats  # `rebalance-stats rand.png -o - -q` to a pipe
     env = {**os.environ, "NO_COLOR": "1", "PYTHONPATH": str(ROOT)}
     with open(pics / "s.npz", "ab") as out:  # the shell's >>
         cmd = [*RECOLOR, "rebalance-stats", "rand.png", "-o", "-", "-q"]
@@ -505,9 +540,8 @@ def test_threads_and_workers_past_any_machine_are_a_usage_error(pics, tool, flag
         name = "threads" if flag == "--threads" else "workers"
         with pytest.raises(ValueError, match=f"--{name} must be"):
             TrainConfig(data=[pics], **{name: most + 1})
-    if tool == "predict" and flag == "-j":  # the most is taken (threads as work comes)
-        p = run([tool, "rand.png", flag, most, "-o", "out.png"], cwd=pics)
-        assert p.returncode == 0 and (pics / "out.png").exists(), p.stderr
+    # the most is taken (threads as work comes): predict's run with -j MAX_WORKERS is
+    # test_workers_and_threads_are_the_same_flags_in_every_tool's
 
 
 def test_a_thread_the_system_refuses_is_said_as_its_limit_not_an_internal_error(
