@@ -270,6 +270,21 @@ def tiny_checkpoint(
     return path
 
 
+# Made once per test process, for predict runs that check how inputs, names, metadata and
+# outputs are handled, not the shipped model's colours (whose weights cost up to a second more
+# a run).
+@pytest.fixture(scope="session")
+def tiny_cls(tmp_path_factory) -> Path:
+    """:func:`tiny_checkpoint` of the cls head, with a prior (palettes and --suggest take it)."""
+    return tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "cls.pt", "cls", prior=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_reg(tmp_path_factory) -> Path:
+    """:func:`tiny_checkpoint` of the reg head."""
+    return tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "reg.pt", "reg")
+
+
 @pytest.fixture
 def images(tmp_path: Path) -> list[Path]:
     """Three small colour images with different sizes and formats."""

@@ -28,7 +28,7 @@ from archive_inputs import (
     save_pil,
     wide_gamut_icc,
 )
-from conftest import pipeline, run, smooth_image, tiny_checkpoint
+from conftest import pipeline, run, smooth_image
 from PIL import Image, ImageCms, ImageOps
 
 from recolor_tools import color, colorprofile, records
@@ -41,14 +41,6 @@ def xmp_of(im: Image.Image) -> bytes | None:
     if im.format == "TIFF":
         return im.tag_v2.get(700)
     return im.info.get("xmp")
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> dict[str, Path]:
-    """Random width-8 checkpoints of each head, for the predict runs here: what they check is how
-    images and their metadata are read and written, not the shipped model's colours."""
-    d = tmp_path_factory.mktemp("weights")
-    return {head: tiny_checkpoint(d / f"{head}.pt", head) for head in ("cls", "reg")}
 
 
 @pytest.fixture(scope="module")
@@ -195,7 +187,7 @@ FORMATS = {".png": "PNG", ".jpg": "JPEG", ".tif": "TIFF", ".webp": "WEBP"}
 """Pillow's name of the format of each extension."""
 
 
-def test_the_resolution_of_a_scan_is_kept(tmp_path: Path, tiny):
+def test_the_resolution_of_a_scan_is_kept(tmp_path: Path, tiny_cls):
     """A 600 dpi scan whose resolution was in JFIF's density or PNG's pHYs (not in EXIF) came
     back with none: 72 dpi to readers, and the print size lost."""
     rgb = smooth_image(20, 30, 4)
@@ -211,7 +203,7 @@ def test_the_resolution_of_a_scan_is_kept(tmp_path: Path, tiny):
     for name, ext in ((name, ext) for name in scans for ext in exts):
         (src / name).with_suffix(ext).write_bytes((tmp_path / name).read_bytes())
     pred = tmp_path / "pred"
-    run(["predict", "-q", "-w", tiny["cls"], "-o", f"{pred}/", *sorted(src.iterdir())],
+    run(["predict", "-q", "-w", tiny_cls, "-o", f"{pred}/", *sorted(src.iterdir())],
         check_rc=0)  # fmt: skip
     for out_ext in exts:
         run(["from-lab", "-f", out_ext, "-o", f"{tmp_path}/out{out_ext}/"], input=lab, check_rc=0)
@@ -314,8 +306,8 @@ def test_16bit_results_encode_as_their_float_values_would(ext: str):
         np.testing.assert_array_equal(png16[:, :, ::-1], levels)
 
 
-def test_predict_keeps_depth_profile_and_metadata(tmp_path: Path, tiny):
-    weights = tiny["reg"]
+def test_predict_keeps_depth_profile_and_metadata(tmp_path: Path, tiny_reg):
+    weights = tiny_reg
     src = tmp_path / "master.png"
     ramp = gradient16(24, 600)
     src.write_bytes(png_with_chunks(ramp, iccp(wide_gamut_icc()), (b"eXIf", exif_bytes(1)[6:])))
@@ -333,13 +325,13 @@ def test_predict_keeps_depth_profile_and_metadata(tmp_path: Path, tiny):
     assert kept.info["icc_profile"] == wide_gamut_icc() and not kept.getexif().get(315)
 
 
-def test_keep_profile_on_an_8_bit_source_rounds_once(tmp_path: Path, tiny):
+def test_keep_profile_on_an_8_bit_source_rounds_once(tmp_path: Path, tiny_cls):
     """Composed at the source's depth, an 8-bit source's result was rounded to 8 bits, then
     converted to its profile and rounded again: a fifth of the samples one level off, errors up
     to a level. With --keep-profile it is composed at 16 bits first, as before."""
     from recolor_tools.predict import Predictor
 
-    weights = tiny["cls"]
+    weights = tiny_cls
     src = tmp_path / "wide.png"
     src.write_bytes(png_with_chunks(smooth_image(60, 80, 5), iccp(wide_gamut_icc())))
     run(["predict", src, "-w", weights, "--keep-profile", "-o", tmp_path / "k.png"], check_rc=0)
@@ -350,7 +342,7 @@ def test_keep_profile_on_an_8_bit_source_rounds_once(tmp_path: Path, tiny):
     assert np.abs(got - want).max() < 0.51
 
 
-def test_a_float_tiff_keeps_its_profile_and_metadata(tmp_path: Path, tiny):
+def test_a_float_tiff_keeps_its_profile_and_metadata(tmp_path: Path, tiny_reg):
     """Pillow opens no float RGB TIFF, and the header was read with Pillow alone: the pixels were
     taken for sRGB (L off by up to 7 against the same pixels in 16 bits), --keep-profile embedded
     sRGB, the EXIF was dropped, all unsaid. The TIFF's tags are now read as the file holds
@@ -367,7 +359,7 @@ def test_a_float_tiff_keeps_its_profile_and_metadata(tmp_path: Path, tiny):
     err = np.abs(rec.lightness() - lightness(want))[inside]
     assert inside.mean() > 0.3 and np.percentile(err, 99) < 1.0, np.percentile(err, 99)
     out = tmp_path / "k.tif"
-    run(["predict", src, "-w", tiny["reg"], "--keep-profile", "-o", out], check_rc=0)
+    run(["predict", src, "-w", tiny_reg, "--keep-profile", "-o", out], check_rc=0)
     kept = opened(out.read_bytes())
     assert kept.info["icc_profile"] == icc and kept.getexif()[315] == "Ann Archivist"
 
@@ -411,7 +403,7 @@ def test_decoded_samples_are_the_stored_ones_scaled(tmp_path: Path, dtype):
     assert np.array_equal(gray, np.repeat(want[:, :, 1:2], 3, axis=2))
 
 
-def test_depth_16_where_the_format_holds_8_bits(tmp_path: Path, tiny):
+def test_depth_16_where_the_format_holds_8_bits(tmp_path: Path, tiny_cls):
     """--depth 16 with a format of 8 bits per sample: a usage error when the user chose it (-o
     FILE, --format), before any input is read; one line when the inputs' formats decide."""
     ramp = tmp_path / "ramp.png"
@@ -431,18 +423,18 @@ def test_depth_16_where_the_format_holds_8_bits(tmp_path: Path, tiny):
         assert "--depth 16" in err and "holds 8 bits" in err
     assert sorted(q.name for q in tmp_path.iterdir()) == ["photo.jpg", "ramp.png"]
     out = tmp_path / "out"
-    p = run(["predict", "--depth", "16", ramp, photo, "-o", f"{out}/", "-w", tiny["cls"]],
+    p = run(["predict", "--depth", "16", ramp, photo, "-o", f"{out}/", "-w", tiny_cls],
             check_rc=0)  # fmt: skip
     err = p.stderr.decode()
     assert err.count("\n") == 1 and "jpg holds 8 bits" in err and "--format png" in err, err
     assert cv2.imread(str(out / "ramp.png"), cv2.IMREAD_UNCHANGED).dtype == np.uint16
     assert cv2.imread(str(out / "photo.jpg"), cv2.IMREAD_UNCHANGED).dtype == np.uint8
-    stdout = ["-o", "-", "-w", tiny["cls"]]  # stdout: png
+    stdout = ["-o", "-", "-w", tiny_cls]  # stdout: png
     p = run(["predict", "--depth", "16", ramp, *stdout], check_rc=0)
     assert p.stderr == b"" and cv2.imdecode(np.frombuffer(p.stdout, np.uint8), -1).itemsize == 2
 
 
-def test_quality_sets_the_lossy_formats_and_leaves_the_others(tmp_path: Path, tiny):
+def test_quality_sets_the_lossy_formats_and_leaves_the_others(tmp_path: Path, tiny_cls):
     """--quality (predict, from-lab): JPEG and WebP at that quality (JPEG 95 by default, WebP
     lossless); PNG as without it. The pixels differ only by the encoding."""
     photo = tmp_path / "photo.png"
@@ -464,7 +456,7 @@ def test_quality_sets_the_lossy_formats_and_leaves_the_others(tmp_path: Path, ti
             quality = ["--quality", q] if q else []
             if tool == "predict":
                 out = tmp_path / f"predict-{q}"
-                run(["predict", "-q", "-b", "1", "-w", tiny["cls"], *inputs, "-o", f"{out}/",
+                run(["predict", "-q", "-b", "1", "-w", tiny_cls, *inputs, "-o", f"{out}/",
                      *quality], check_rc=0)  # fmt: skip
                 files = {ext: out / f"photo.{ext}" for ext in exts}
             else:

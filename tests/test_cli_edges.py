@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import RECOLOR, ROOT, run, smooth_image, tiny_checkpoint, write_rgb
+from conftest import RECOLOR, ROOT, run, smooth_image, write_rgb
 
 from recolor_tools import records
 from recolor_tools.rebalance import RebalanceStats
@@ -49,13 +49,6 @@ def rand_stats(tmp_path_factory) -> bytes:
     d = tmp_path_factory.mktemp("stats")
     write_rgb(d / "rand.png", smooth_image(40, 60, 1))
     return run(["rebalance-stats", "-q", "rand.png", "-o", "-"], cwd=d, check_rc=0).stdout
-
-
-@pytest.fixture(scope="module")
-def tiny_w(tmp_path_factory) -> Path:
-    """A tiny random cls model: what predict's plumbing needs, faster than the shipped
-    weights."""
-    return tiny_checkpoint(tmp_path_factory.mktemp("weights") / "cls.pt", "cls")
 
 
 @pytest.mark.parametrize("content", [None, "notes.txt"])
@@ -276,7 +269,7 @@ def test_quantize_escapes_a_name_in_its_note(pics):
     )
 
 
-def test_predict_o_with_a_format_it_does_not_write_is_a_usage_error(tmp_path, tiny_w):
+def test_predict_o_with_a_format_it_does_not_write_is_a_usage_error(tmp_path, tiny_cls):
     """-o x.gif made a folder named x.gif (a name without an image extension is a folder for
     predict); from-lab refused it as an unknown format, as predict now does."""
     src = write_rgb(tmp_path / "a.png", smooth_image(24, 32, 1))
@@ -284,7 +277,7 @@ def test_predict_o_with_a_format_it_does_not_write_is_a_usage_error(tmp_path, ti
         p = run([tool, src, "-o", tmp_path / "x.gif"])
         assert p.returncode == 2 and "unknown image format '.gif'" in p.stderr.decode()
     assert not (tmp_path / "x.gif").exists()
-    p = run(["predict", src, "--size", "16", "-w", tiny_w, "-o", tmp_path / "noext"], check_rc=0)
+    p = run(["predict", src, "--size", "16", "-w", tiny_cls, "-o", tmp_path / "noext"], check_rc=0)
     assert p.stdout.decode() == f"{tmp_path / 'noext' / 'a.png'}\n"
     for tool in ("predict", "from-lab"):  # --format was ignored without a word
         p = run([tool, src, "-o", tmp_path / "x.png", "--format", "jpg"])
@@ -294,12 +287,12 @@ def test_predict_o_with_a_format_it_does_not_write_is_a_usage_error(tmp_path, ti
         ))  # fmt: skip
     run(["from-lab", src, "-o", tmp_path / "y.jpeg", "--format", "JPG"], check_rc=0)  # alike
     # an extension that is no image format's is a folder's name too (it was "unknown format")
-    p = run(["predict", src, "--size", "16", "-w", tiny_w, "-o", tmp_path / "results.v2"],
+    p = run(["predict", src, "--size", "16", "-w", tiny_cls, "-o", tmp_path / "results.v2"],
             check_rc=0)  # fmt: skip
     assert p.stdout.decode() == f"{tmp_path / 'results.v2' / 'a.png'}\n"
 
 
-def test_a_folder_in_a_list_file_is_searched_as_on_the_command_line(tmp_path, tiny_w):
+def test_a_folder_in_a_list_file_is_searched_as_on_the_command_line(tmp_path, tiny_cls):
     """A folder line in a .txt list was opened as a file: "is a directory, and no input was
     found in it", though it held images."""
     (tmp_path / "k" / "sub").mkdir(parents=True)
@@ -321,7 +314,7 @@ def test_a_folder_in_a_list_file_is_searched_as_on_the_command_line(tmp_path, ti
     for name in ("a.png", "sub/a.png", "sub/b.png"):
         (tmp_path / "k" / "rec" / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(tmp_path / "k" / name, tmp_path / "k" / "rec" / name)
-    p = run(["predict", tmp_path / "k.txt", "-o", f"{tmp_path}/k/rec/", "-q", "-w", tiny_w],
+    p = run(["predict", tmp_path / "k.txt", "-o", f"{tmp_path}/k/rec/", "-q", "-w", tiny_cls],
             check_rc=0)  # fmt: skip
     assert p.stderr == b"" and len(p.stdout.splitlines()) == 3
 
@@ -363,14 +356,14 @@ def test_a_txt_file_holding_a_nul_byte_is_no_list_but_the_file_it_is(tmp_path):
     ]
 
 
-def test_skip_existing_still_refuses_a_second_input_of_one_output(tmp_path, tiny_w):
+def test_skip_existing_still_refuses_a_second_input_of_one_output(tmp_path, tiny_cls):
     """d/a/x.png and d/b/x.png given as files both make out/x.*: the second is refused; a rerun
     with --skip-existing skipped both and exited 0, as if d/b/x.png had been done."""
     for sub, seed in (("a", 1), ("b", 2)):
         (tmp_path / sub).mkdir()
         write_rgb(tmp_path / sub / "x.png", smooth_image(8, 10, seed))
     srcs = [tmp_path / "a" / "x.png", tmp_path / "b" / "x.png"]
-    for tool, extra in (("to-lab", []), ("predict", ["--size", "16", "-w", tiny_w])):
+    for tool, extra in (("to-lab", []), ("predict", ["--size", "16", "-w", tiny_cls])):
         out = tmp_path / f"out-{tool}"
         # predict's first run (its refusal: test_outputs.py's
         # test_two_inputs_mapping_to_one_output) here is its output, made by hand
@@ -404,7 +397,7 @@ def test_an_eof_error_is_an_internal_error_not_ctrl_c(tmp_path, monkeypatch, cap
     )
 
 
-def test_notes_of_inputs_read_on_threads_come_in_input_order(tmp_path, tiny_w):
+def test_notes_of_inputs_read_on_threads_come_in_input_order(tmp_path, tiny_cls):
     """With -j, each input's note (a multi-page TIFF, an animated PNG) was said when its read
     ended: a large first input's came after the small ones'. Now in input order, as with -j 0."""
     from PIL import Image
@@ -420,7 +413,8 @@ def test_notes_of_inputs_read_on_threads_come_in_input_order(tmp_path, tiny_w):
         f"{f}: animated PNG: reading the first frame only" for f in inputs[1:]
     ]
     for j in ("0", "4"):
-        for tool, args in (("predict", ["--size", "32", "-o", f"{tmp_path}/out{j}/", "-w", tiny_w]),
+        for tool, args in (("predict", ["--size", "32", "-o", f"{tmp_path}/out{j}/", "-w",
+                                        tiny_cls]),
                            ("rebalance-stats", ["-o", tmp_path / f"s{j}.npz"])):  # fmt: skip
             p = run([tool, *inputs, "-j", j, *args, "-q"], check_rc=0)
             assert p.stderr.decode().splitlines() == [f"recolor {tool}: {w}" for w in want], j
@@ -431,7 +425,7 @@ def test_notes_of_inputs_read_on_threads_come_in_input_order(tmp_path, tiny_w):
     np.testing.assert_array_equal(s0["counts"], s4["counts"])
 
 
-def test_workers_and_threads_are_the_same_flags_in_every_tool(tmp_path, tiny_w):
+def test_workers_and_threads_are_the_same_flags_in_every_tool(tmp_path, tiny_cls):
     """-j/--workers: threads (or loader processes) that read images, 0 for one at a time, in
     rebalance-stats, train and predict alike: predict's was --io-workers only, rebalance-stats
     refused 0; predict had no --threads (train's)."""
@@ -444,9 +438,9 @@ def test_workers_and_threads_are_the_same_flags_in_every_tool(tmp_path, tiny_w):
     img = write_rgb(tmp_path / "a.png", smooth_image(32, 40, 3))
     most = str(defaults.MAX_WORKERS)
     run(["predict", img, "-j", most, "--threads", "1", "-o", tmp_path / "pn.png", "--size", "32",
-         "-w", tiny_w], check_rc=0)  # fmt: skip
+         "-w", tiny_cls], check_rc=0)  # fmt: skip
     p = run(["predict", img, "--io-workers", "1", "-o", tmp_path / "p1.png", "--size", "32",
-             "-w", tiny_w])  # fmt: skip
+             "-w", tiny_cls])  # fmt: skip
     assert (
         p.returncode == 0
         and (tmp_path / "p1.png").read_bytes() == (tmp_path / "pn.png").read_bytes()

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import RECOLOR, ROOT, read_rgb_u8, run, smooth_image, tiny_checkpoint, write_rgb
+from conftest import RECOLOR, ROOT, read_rgb_u8, run, smooth_image, write_rgb
 from corpus import IMAGE_CASES, STREAM_CASES, Case, good_record, make
 
 from recolor_tools.errors import printable
@@ -83,14 +83,6 @@ def hostile(tmp_path_factory) -> Path:
     return d
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> Path:
-    """A random width-8 cls checkpoint with a prior (which palettes need), for the predict runs
-    here: what they check is how inputs, names and outputs are handled, not the shipped model's
-    colours."""
-    return tiny_checkpoint(tmp_path_factory.mktemp("weights") / "cls.pt", "cls", prior=True)
-
-
 def test_the_corpus_is_big_and_unambiguous():
     names = [c.name for c in IMAGE_CASES + STREAM_CASES]
     assert len(names) >= 30 and len(set(names)) == len(names)
@@ -99,10 +91,10 @@ def test_the_corpus_is_big_and_unambiguous():
 
 
 @pytest.mark.parametrize("tool", IMAGE_TOOLS[:-1])
-def test_hostile_images(tool, hostile, tmp_path, tiny):
+def test_hostile_images(tool, hostile, tmp_path, tiny_cls):
     bad = [(c, hostile / c.name) for c in IMAGE_CASES]
     p, written = _run_over(tool, [hostile / "good.png", *(path for _, path in bad)], tmp_path,
-                           tiny)  # fmt: skip
+                           tiny_cls)  # fmt: skip
     _check_lines(p, tool, bad)
     want = {"to-lab": ["good.lab"], "from-lab": ["good.png"], "quantize": ["good.target"],
             "predict": ["good.png"], "rebalance-stats": ["1 image(s)"]}[tool]  # fmt: skip
@@ -157,19 +149,19 @@ def test_awkward_names_are_good_inputs(tmp_path):
     )
 
 
-def test_a_name_near_the_length_limit_is_written(tmp_path, tiny):
+def test_a_name_near_the_length_limit_is_written(tmp_path, tiny_cls):
     """250 bytes and an extension: a good name (NAME_MAX is 255); the temporary file beside the
     output was named after all of it and failed ("file name too long", naming the folder)."""
     name = "a" + "é" * 100 + "a" * 45  # 246 bytes of UTF-8; byte 128 is inside an é
     src = tmp_path / f"{name}.png"
     write_rgb(tmp_path / "a.png", smooth_image(16, 24, 2)).rename(src)
-    run(["predict", src, "-o", f"{tmp_path}/p/", "--size", "16", "-w", tiny], check_rc=0)
+    run(["predict", src, "-o", f"{tmp_path}/p/", "--size", "16", "-w", tiny_cls], check_rc=0)
     run(["to-lab", src, "-o", f"{tmp_path}/lab/"], check_rc=0)
     assert [p.name for p in (tmp_path / "p").iterdir()] == [src.name]
     assert [p.name for p in (tmp_path / "lab").iterdir()] == [f"{name}.lab"]
 
 
-def test_a_name_too_long_is_one_line_and_the_others_are_done(tmp_path, tiny):
+def test_a_name_too_long_is_one_line_and_the_others_are_done(tmp_path, tiny_cls):
     """A name over NAME_MAX: pathlib's is_dir/exists raise ENAMETOOLONG, and every tool that
     looked at its inputs so ended with "internal error: OSError"; a --palette colour list
     longer than 255 characters was taken for a file name and refused."""
@@ -181,7 +173,7 @@ def test_a_name_too_long_is_one_line_and_the_others_are_done(tmp_path, tiny):
     # meets it beside the long name, and with a palette below)
     (tmp_path / "nul.txt").write_bytes(b"a.png\nfoo\0bar.png\n")
     nul = f"recolor predict: {tmp_path}/nul.txt: not an image recolor reads (text with NUL bytes)\n"
-    predict = ["-w", tiny, "--size", "16"]
+    predict = ["-w", tiny_cls, "--size", "16"]
     for tool, args in {
         "to-lab": [f"{long}.png", good, "-o", f"{tmp_path}/lab/"],
         "predict": [f"{long}.png", tmp_path / "nul.txt", good, "-o", f"{tmp_path}/p/", *predict],
@@ -203,7 +195,7 @@ def test_a_name_too_long_is_one_line_and_the_others_are_done(tmp_path, tiny):
     assert p.stderr.decode() == nul
 
 
-def test_a_name_that_is_not_utf8_goes_through_every_tool_as_its_bytes(tmp_path, tiny):
+def test_a_name_that_is_not_utf8_goes_through_every_tool_as_its_bytes(tmp_path, tiny_cls):
     """Linux file names are bytes: b"caf\xe9.png" (Latin-1) is a good name. With a strict UTF-8
     stdout (a desktop's en_US.UTF-8) predict wrote the file but failed printing its path, and
     to-lab failed to write the record's header ("surrogates not allowed")."""
@@ -211,7 +203,7 @@ def test_a_name_that_is_not_utf8_goes_through_every_tool_as_its_bytes(tmp_path, 
     src = tmp_path / os.fsdecode(raw + b".png")  # (OpenCV's imwrite crashes on such a name)
     write_rgb(tmp_path / "a.png", smooth_image(16, 24, 2)).rename(src)
     strict = {"PYTHONIOENCODING": "utf-8:strict"}
-    p = run(["predict", src, "-o", f"{tmp_path}/p/", "--size", "16", "-w", tiny], env=strict)
+    p = run(["predict", src, "-o", f"{tmp_path}/p/", "--size", "16", "-w", tiny_cls], env=strict)
     assert p.returncode == 0 and p.stdout == os.fsencode(tmp_path) + b"/p/" + raw + b".png\n"
     p = run(["to-lab", src], env=strict, check_rc=0)
     p = run(["from-lab", "-o", f"{tmp_path}/back/"], input=p.stdout, env=strict, check_rc=0)
@@ -231,7 +223,7 @@ def test_a_name_that_is_not_utf8_goes_through_every_tool_as_its_bytes(tmp_path, 
     # written and reported failed, exit 1; the path goes out as the name's bytes
     uni = tmp_path / "日本.png"
     src.rename(uni)
-    p = run(["predict", uni, "-o", f"{tmp_path}/u/", "--size", "16", "-w", tiny],
+    p = run(["predict", uni, "-o", f"{tmp_path}/u/", "--size", "16", "-w", tiny_cls],
             env={"PYTHONIOENCODING": "ascii:strict"})  # fmt: skip
     assert (p.returncode, p.stdout) == (0, os.fsencode(tmp_path / "u" / "日本.png") + b"\n")
     # an ASCII locale without Python's UTF-8 coercion: help's "…" and "∝" were an internal
@@ -240,7 +232,7 @@ def test_a_name_that_is_not_utf8_goes_through_every_tool_as_its_bytes(tmp_path, 
     for tool in ("predict", "rebalance-stats"):
         p = run([tool, "-h"], env=ascii_c, check_rc=0)
         assert p.stderr == b"" and b"Usage: recolor " + tool.encode() in p.stdout
-    p = run(["predict", uni, "-o", f"{tmp_path}/v/", "--size", "16", "-w", tiny], env=ascii_c,
+    p = run(["predict", uni, "-o", f"{tmp_path}/v/", "--size", "16", "-w", tiny_cls], env=ascii_c,
             check_rc=0)  # fmt: skip
     assert p.stdout == os.fsencode(tmp_path / "v" / "日本.png") + b"\n"
 
@@ -305,14 +297,16 @@ def _bad_weights(tmp: Path) -> dict[str, tuple[Path, str]]:
     [["to-lab"], ["from-lab", "-o", "x.png"], ["predict", "-o", "x.png"],
      ["predict", "a.png", "-o", "x.png", "--hints"]],  # a hint file from stdin
 )  # fmt: skip
-def test_an_endless_stdin_is_refused_from_its_start_or_stopped_by_a_signal(tool, tmp_path, tiny):
+def test_an_endless_stdin_is_refused_from_its_start_or_stopped_by_a_signal(
+    tool, tmp_path, tiny_cls
+):
     """`yes | recolor to-lab -` read stdin whole before looking at it (24 GB, until the kernel
     killed it), and SIGTERM and Ctrl-C went unheard meanwhile: one read() of a pipe that never
     ends runs no signal handler. Text is refused from its first bytes now; data that starts
     like an image is read a MiB at a time, so a signal ends it as it ends any run."""
     env = {**os.environ, "NO_COLOR": "1", "PYTHONPATH": str(ROOT)}
     write_rgb(tmp_path / "a.png", smooth_image(16, 16, 1))
-    weights = ["-w", str(tiny)] if tool[0] == "predict" else []
+    weights = ["-w", str(tiny_cls)] if tool[0] == "predict" else []
     cmd = [*RECOLOR, tool[0], *weights, *tool[1:], "-"]
     for start, stop in ((b"y\n", False), (b"\x89PNG\r\n\x1a\n", True)):
         p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
@@ -339,7 +333,7 @@ def test_an_endless_stdin_is_refused_from_its_start_or_stopped_by_a_signal(tool,
     assert not (tmp_path / "x.png").exists()
 
 
-def test_hostile_weights_are_refused_and_never_run_code(tmp_path, tiny):
+def test_hostile_weights_are_refused_and_never_run_code(tmp_path, tiny_cls):
     from recolor_tools.checkpoints import read_checkpoint
     from recolor_tools.errors import RecolorError
 
@@ -366,7 +360,7 @@ def test_hostile_weights_are_refused_and_never_run_code(tmp_path, tiny):
             f"recolor predict: {tmp_path / name}: not a recolor checkpoint (not a file "
             "torch.save wrote, or cut short)\n"
         )
-    shutil.copy(tiny, tmp_path / "-")  # a file named "-", not stdin
+    shutil.copy(tiny_cls, tmp_path / "-")  # a file named "-", not stdin
     run(["predict", "a.png", "-w", "./-", "-o", "b.png", "--size", "16"], cwd=tmp_path,
         check_rc=0)  # fmt: skip
     assert pickle.loads(pickle.dumps(_Boom(str(tmp_path / "proof")))) is not None
@@ -406,7 +400,7 @@ def _whole(tool: str, path: Path) -> bool:
 
 
 @pytest.mark.parametrize("tool", ["to-lab", "from-lab", "predict"])
-def test_kill_9_mid_batch_then_skip_existing_finishes(tool, tmp_path, tiny):
+def test_kill_9_mid_batch_then_skip_existing_finishes(tool, tmp_path, tiny_cls):
     src = tmp_path / "src"
     src.mkdir()
     n = 30 if tool != "predict" else 8
@@ -417,7 +411,7 @@ def test_kill_9_mid_batch_then_skip_existing_finishes(tool, tmp_path, tiny):
         run(["to-lab", "-o", f"{tmp_path}/labs/", *inputs], check_rc=0)
         inputs = sorted((tmp_path / "labs").iterdir())
     out = tmp_path / "out"
-    extra = ["-b", "1", "--size", "32", "-w", tiny] if tool == "predict" else []
+    extra = ["-b", "1", "--size", "32", "-w", tiny_cls] if tool == "predict" else []
     # predict is slow to start and to run: it gets a stdin that never ends in the middle of its
     # inputs, so the kill lands with half the batch done; the others are killed on the fly.
     middle = ["-"] if tool == "predict" else []

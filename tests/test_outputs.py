@@ -26,7 +26,6 @@ from conftest import (
     run,
     sigint_default,
     smooth_image,
-    tiny_checkpoint,
     write_rgb,
 )
 
@@ -49,13 +48,6 @@ def _char_device(path: Path, minor: int) -> Path:
 @pytest.fixture
 def png(tmp_path: Path) -> Path:
     return write_rgb(tmp_path / "a.png", smooth_image(12, 16, 1))
-
-
-@pytest.fixture(scope="module")
-def tiny_w(tmp_path_factory) -> Path:
-    """A tiny random cls model with a prior (palettes and --suggest take it): what predict's
-    plumbing needs, faster than the shipped weights."""
-    return tiny_checkpoint(tmp_path_factory.mktemp("weights") / "cls.pt", "cls", prior=True)
 
 
 def _made_once(tmp_path_factory, *args) -> bytes:
@@ -114,7 +106,7 @@ def test_output_into_a_fifo_and_dev_stdout(tmp_path, png):
     assert log.read_bytes() == b"kept" + got[0]
 
 
-def test_a_fifo_is_written_in_the_chosen_format_whatever_its_name(tmp_path, png, tiny_w, png_lab):
+def test_a_fifo_is_written_in_the_chosen_format_whatever_its_name(tmp_path, png, tiny_cls, png_lab):
     """`predict a.jpg -o pipe.png` wrote png (the FIFO's name) where the README says the
     input's format or --format (`--format jpg` was ignored, unsaid), and `-o pipe.out` failed
     every input as an unknown format; from-lab refused `pipe.out` too.
@@ -144,7 +136,7 @@ def test_a_fifo_is_written_in_the_chosen_format_whatever_its_name(tmp_path, png,
         assert got, args
         return got[0]
 
-    predict = ["predict", "-w", tiny_w, "--size", "16"]
+    predict = ["predict", "-w", tiny_cls, "--size", "16"]
     assert through("pipe.png", [*predict, jpg])[:3] == b"\xff\xd8\xff"
     assert through("pipe.png", [*predict, jpg, "--format", "webp"])[8:12] == b"WEBP"
     assert through("pipe.out", [*predict, png])[:4] == b"\x89PNG"
@@ -230,7 +222,7 @@ def test_output_onto_a_socket_is_one_line_and_the_socket_stays(tmp_path, png):
     assert stat.S_ISSOCK(os.stat(path).st_mode)
 
 
-def test_output_dir_that_is_a_file_or_cannot_be_made(tmp_path, png, tiny_w):
+def test_output_dir_that_is_a_file_or_cannot_be_made(tmp_path, png, tiny_cls):
     afile = tmp_path / "afile"
     afile.write_bytes(b"x")
     p = run(["to-lab", png, "-o", f"{afile}/"])
@@ -243,7 +235,7 @@ def test_output_dir_that_is_a_file_or_cannot_be_made(tmp_path, png, tiny_w):
     # -o FILE in a folder that is missing, or a file: named as given, before the image is
     # predicted (it was the real path, after the work)
     for folder, why in (("missing", "no such directory"), ("afile", "not a directory")):
-        p = run(["predict", png, "-o", f"{folder}/x.png", "--size", "16", "-w", tiny_w],
+        p = run(["predict", png, "-o", f"{folder}/x.png", "--size", "16", "-w", tiny_cls],
                 cwd=tmp_path)  # fmt: skip
         assert p.returncode == 1 and _lines(p) == [f"recolor predict: {folder}: {why}"]
     # the single files of rebalance-stats and compare too: found before the counting, and
@@ -281,12 +273,12 @@ def test_a_symlinked_output_is_followed_not_replaced(tmp_path, png):
     assert (tmp_path / "link.lab").is_symlink() and real.read_bytes()[:4] == b"RCLR"
 
 
-def test_two_inputs_mapping_to_one_output(tmp_path, tiny_w):
+def test_two_inputs_mapping_to_one_output(tmp_path, tiny_cls):
     """The line names the second input as given (y/a.png), not its base name (a.png)."""
     for d in ("x", "y"):
         (tmp_path / d).mkdir()
         write_rgb(tmp_path / d / "a.png", smooth_image(8, 8, 1))
-    w = tiny_w
+    w = tiny_cls
     for tool, out in (
         (["to-lab"], "o/a.lab"),
         (["from-lab"], "o/a.png"),
@@ -331,7 +323,7 @@ def test_a_backslash_in_a_file_name_is_kept_in_its_outputs_name(tmp_path):
     assert all(float(r[1]) > 40 for r in rows), rows  # each paired with itself (PSNR)
 
 
-def test_outputs_mirror_an_input_folders_tree(tmp_path, tiny_w):
+def test_outputs_mirror_an_input_folders_tree(tmp_path, tiny_cls):
     """Two x.png in two subfolders of an input folder: each tool's outputs keep their paths
     below it (they were flattened, and the second was refused as already written), so predict
     is followed by compare, and to-lab by from-lab and quantize, folder to folder."""
@@ -345,7 +337,7 @@ def test_outputs_mirror_an_input_folders_tree(tmp_path, tiny_w):
     def files(d: Path) -> list[str]:
         return sorted(f.relative_to(d).as_posix() for f in d.rglob("*") if f.is_file())
 
-    w = tiny_w
+    w = tiny_cls
     # an output folder inside the input folder: a rerun does not take its outputs for inputs
     # (they would go to src/out/out/, or be refused as inputs); here the run is a rerun, a
     # first run's outputs (images) there already
@@ -572,7 +564,7 @@ def test_plot_and_montage_never_overwrite_an_input(tmp_path, png, link):
     assert sorted(f.name for f in tmp_path.iterdir()) == ["a.png", *(["link.png"] * link)]
 
 
-def test_files_a_run_reads_are_never_written_over(tmp_path, png, tiny_w, png_stats):
+def test_files_a_run_reads_are_never_written_over(tmp_path, png, tiny_cls, png_stats):
     """--palette, --hints (a file, or a folder's), --stats and --classes are read like inputs:
     -o naming one replaced it and exited 0 (a painted hint layer, a stats file lost)."""
     rgba = np.dstack([smooth_image(12, 16, 3), np.full((12, 16), 255, np.uint8)])
@@ -583,7 +575,7 @@ def test_files_a_run_reads_are_never_written_over(tmp_path, png, tiny_w, png_sta
     stats = tmp_path / "st.npz"
     stats.write_bytes(png_stats)  # rebalance-stats' of a.png
     before = {f: f.read_bytes() for f in (layer, ref, stats, tmp_path / "hints" / "a.png")}
-    w = ["-w", tiny_w]
+    w = ["-w", tiny_cls]
     for args, target in [
         (["predict", png, *w, "--palette", ref, "-o", ref], ref),
         (["predict", png, *w, "--palette", ref, "--hints", tmp_path / "hints", "-o", ref], ref),
@@ -781,14 +773,14 @@ def test_an_unwritable_output_folder_is_named_as_given(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("unbuffered", ["", "1"])
-def test_a_report_on_a_full_stdout_is_one_line(tmp_path, png, unbuffered, tiny_w):
+def test_a_report_on_a_full_stdout_is_one_line(tmp_path, png, unbuffered, tiny_cls):
     """compare's report (and rebalance-stats' summary) on a full stdout: the line every tool
     gives, not "internal error: OSError" (stdout unbuffered, or a report over its buffer)."""
     full = _char_device(tmp_path / "full", 7)
     # (tiny models: the paths printed are what is tested, not the model)
     train = ["train", png, "--steps", "1", "--size", "24", "-b", "1", "--workers", "0", "-q",
              "--head", "reg", "--width", "4"]  # fmt: skip
-    predict = ["predict", "-w", tiny_w, png]
+    predict = ["predict", "-w", tiny_cls, png]
     for args in (["compare", png, png], ["rebalance-stats", png],
                  [*predict, "-o", tmp_path / "out/"], [*predict, "--suggest", "1,1"],
                  [*train, "--out", tmp_path / f"run{unbuffered}"]):  # fmt: skip

@@ -18,7 +18,6 @@ from conftest import (
     run,
     sigint_default,
     smooth_image,
-    tiny_checkpoint,
     torchrun,
     write_rgb,
 )
@@ -28,10 +27,10 @@ from recolor_tools.shard import rank_and_size, this_rank
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
+def tiny(tiny_cls):
     """``-w`` a tiny random model: these tests are about which process does and says what, not
-    about colours (the shipped weights cost up to a second more a run)."""
-    return ["-w", tiny_checkpoint(tmp_path_factory.mktemp("weights") / "cls.pt", "cls")]
+    about colours."""
+    return ["-w", tiny_cls]
 
 
 @pytest.mark.parametrize("n", [0, 1, 5, 8])
