@@ -216,10 +216,8 @@ def signals_deferred() -> Iterator[None]:
     stays ignored; the handlers are restored after. Not in a fork of the process that set the
     handlers (a loader worker, whose signals :func:`as_worker` handles): there it put Python's
     handler back in place of torch's, which ignored the parent's SIGTERM (a hang at exit)."""
-    if threading.current_thread() is not threading.main_thread() or _HANDLED_IN not in (
-        None,
-        os.getpid(),
-    ):
+    forked = _HANDLED_IN not in (None, os.getpid())
+    if forked or threading.current_thread() is not threading.main_thread():
         yield
         return
     got: list[int] = []
