@@ -143,13 +143,19 @@ def check_folder(file: Path) -> None:
                            folder)  # fmt: skip
 
 
-def make_dir(path: Path) -> None:
-    """Create an output directory (and its parents), or raise one clear :class:`RecolorError`."""
+def check_dir(path: Path) -> None:
+    """Raise :class:`RecolorError` when the output directory ``path`` cannot be made: it, or
+    the nearest of its parents that exists, is no directory. Nothing is created."""
     if path.exists() and not path.is_dir():
         raise RecolorError("exists and is not a directory", path)
     above = next((p for p in path.parents if p.exists()), None)  # a file where a folder goes:
     if above is not None and not above.is_dir():  # named, as train and -o FILE name it
         raise RecolorError("not a directory", above)
+
+
+def make_dir(path: Path) -> None:
+    """Create an output directory (and its parents), or raise one clear :class:`RecolorError`."""
+    check_dir(path)
     try:
         # the missing folders top down, in a loop: mkdir(parents=True) recurses once a level,
         # and a tree 1,000 deep mirrored from an input folder ended in a RecursionError
@@ -241,6 +247,18 @@ class Outputs:
             where = "-" if self.to_stdout else str(self.file)
             raise OutputUsage(f"{self.flag} {where} holds one image, but {n} inputs were given")
 
+    def check_target(self) -> None:
+        """Raise :class:`RecolorError` for an output that the run could not write, before its
+        work (predict's model takes seconds to load): a file that is an input or whose folder
+        is missing, a directory where a file is. Nothing is created; :meth:`__enter__` checks
+        again."""
+        if self.directory is not None:
+            check_dir(self.directory)
+        elif self.file is not None:
+            check_not_input(self.file, [*self.inputs, *self.keep])
+            if not self.many_per_file:
+                check_folder(self.file)
+
     def __enter__(self) -> Outputs:
         if self.to_stdout:
             stream = self._stdout()  # refused on a terminal before any work
@@ -255,8 +273,7 @@ class Outputs:
             self._stream_id = next(iter(file_ids([str(self.file)])), None)
             self._stream = self._stack.enter_context(atomic_open(self.file))
         else:  # refused before any work, not after the first input's
-            check_not_input(self.file, [*self.inputs, *self.keep])
-            check_folder(self.file)
+            self.check_target()
         return self
 
     def __exit__(self, *exc) -> None:

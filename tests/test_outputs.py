@@ -222,7 +222,7 @@ def test_output_onto_a_socket_is_one_line_and_the_socket_stays(tmp_path, png):
     assert stat.S_ISSOCK(os.stat(path).st_mode)
 
 
-def test_output_dir_that_is_a_file_or_cannot_be_made(tmp_path, png, tiny_cls):
+def test_output_dir_that_is_a_file_or_cannot_be_made(tmp_path, png):
     afile = tmp_path / "afile"
     afile.write_bytes(b"x")
     p = run(["to-lab", png, "-o", f"{afile}/"])
@@ -233,11 +233,20 @@ def test_output_dir_that_is_a_file_or_cannot_be_made(tmp_path, png, tiny_cls):
     assert p.returncode == 1 and _lines(p) == [f"recolor from-lab: {afile}: not a directory"]
     assert afile.read_bytes() == b"x"
     # -o FILE in a folder that is missing, or a file: named as given, before the image is
-    # predicted (it was the real path, after the work)
-    for folder, why in (("missing", "no such directory"), ("afile", "not a directory")):
-        p = run(["predict", png, "-o", f"{folder}/x.png", "--size", "16", "-w", tiny_cls],
-                cwd=tmp_path)  # fmt: skip
-        assert p.returncode == 1 and _lines(p) == [f"recolor predict: {folder}: {why}"]
+    # predicted (it was the real path, after the work); and before the model is loaded (it took
+    # 2.5 s to say): weights that are no checkpoint go unread
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"no checkpoint")
+    for out, why in (
+        ("missing/x.png", "missing: no such directory"),
+        ("afile/x.png", "afile: not a directory"),
+        ("afile/", "afile: exists and is not a directory"),
+        (png, f"{png}: refusing to overwrite an input"),
+    ):
+        p = run(["predict", png, "-o", out, "-w", junk], cwd=tmp_path)
+        assert p.returncode == 1 and _lines(p) == [f"recolor predict: {why}"]
+    p = run(["predict", png, "-o", "x.png", "-w", junk], cwd=tmp_path)  # (the weights refused)
+    assert p.returncode == 1 and "junk.pt" in _lines(p)[0] and not (tmp_path / "x.png").exists()
     # the single files of rebalance-stats and compare too: found before the counting, and
     # nothing else written (stats.npz and the montage were, the folder said after them)
     for tool, args in (

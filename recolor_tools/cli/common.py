@@ -289,22 +289,35 @@ class Tool:
             router.check_count(count)
         except OutputUsage as e:
             self.usage(e.reason)
+        failures = self.failures
+        with self._whole_run(), self.guard(router.file or router.directory):
+            router.check_target()
+        if self.failures > failures:
+            self.exit()
         return router
+
+    @contextlib.contextmanager
+    def _whole_run(self) -> Iterator[None]:
+        """What is said inside is about the whole run (its -o): said once under torchrun."""
+        echo = self.echo
+        if self.ranked:
+            from ..shard import first_process
+
+            self.echo = first_process()
+        try:
+            yield
+        finally:
+            self.echo = echo
 
     @contextlib.contextmanager
     def opened(self, router) -> Iterator:
         """Enter an output router; a failure to open or to finish its output (a full disk when
         a stream file is closed) is reported and ends the run."""
         where = router.file or router.directory
-        entered, echo = False, self.echo
-        if self.ranked:  # about the whole run (-o FILE/ a file): said once under torchrun
-            from ..shard import first_process
-
-            self.echo = first_process()
-        with self.guard(where):
+        entered = False
+        with self._whole_run(), self.guard(where):
             router.__enter__()
             entered = True
-        self.echo = echo
         if not entered:
             self.exit()
         try:
