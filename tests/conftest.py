@@ -295,15 +295,29 @@ def images(tmp_path: Path) -> list[Path]:
     ]
 
 
-@pytest.fixture
-def val_folder(tmp_path: Path) -> Path:
-    """A folder ``val`` of three colour images, and its rebalance-stats in ``tmp_path/s.npz``."""
-    data = tmp_path / "val"
+def val_images(data: Path) -> list[np.ndarray]:
+    """Three smooth colour images ``im0.png`` .. ``im2.png`` of different shapes in the new
+    folder ``data`` (a validation set for weights/ scripts); returns their RGB."""
     data.mkdir()
-    for i, (h, w) in enumerate([(72, 96), (90, 60), (64, 64)]):
-        write_rgb(data / f"im{i}.png", smooth_image(h, w, seed=i))
-    run(["rebalance-stats", data, "-o", tmp_path / "s.npz", "-q"], check_rc=0)
-    return data
+    rgbs = [smooth_image(h, w, seed=i) for i, (h, w) in enumerate([(72, 96), (90, 60), (64, 64)])]
+    for i, rgb in enumerate(rgbs):
+        write_rgb(data / f"im{i}.png", rgb)
+    return rgbs
+
+
+def stats_of(path: Path, *rgbs: np.ndarray) -> Path:
+    """Rebalance statistics of ``rgbs`` (uint8 RGB) at ``path``, made in-process as
+    ``rebalance-stats`` makes them (what a script is given to read, not what is tested:
+    rebalance-stats has its own tests)."""
+    from recolor_tools import defaults, quant
+    from recolor_tools.color import rgb_to_lab
+    from recolor_tools.rebalance import PriorAccumulator
+
+    acc = PriorAccumulator(quant.gamut_classes(defaults.GRID), defaults.GRID)
+    for rgb in rgbs:
+        acc.add(rgb_to_lab(rgb / np.float32(255))[..., 1:])
+    acc.finish().save(path)
+    return path
 
 
 # What a test that launches several processes calls (torchrun, ranks set by hand).

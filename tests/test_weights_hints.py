@@ -10,30 +10,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import smooth_image, write_rgb
+from conftest import stats_of, val_images, write_rgb
 
 ROOT = Path(__file__).resolve().parent.parent
 EVALUATE = ROOT / "weights" / "evaluate_hints.py"
 
 
-def stats_of(data: Path, path: Path) -> Path:
-    """What ``recolor rebalance-stats DATA -o PATH`` writes (the same bytes), through the public
-    API: the stats evaluate_hints.py needs, not what is tested here."""
-    from recolor_tools import defaults, quant, rebalance
-    from recolor_tools.inputs import expand_inputs
-
-    classes = quant.gamut_classes(defaults.GRID)
-    rebalance.compute_stats(expand_inputs([str(data)]), classes, defaults.GRID).save(path)
-    return path
-
-
 @pytest.fixture(scope="module")
 def val(tmp_path_factory) -> tuple[Path, Path]:
-    """conftest's val_folder (its three images) and its stats, once for the tests here."""
-    data = tmp_path_factory.mktemp("val")
-    for i, (h, w) in enumerate([(72, 96), (90, 60), (64, 64)]):
-        write_rgb(data / f"im{i}.png", smooth_image(h, w, seed=i))
-    return data, stats_of(data, data.parent / f"{data.name}-s.npz")
+    """conftest's three validation images and their stats, once for the tests here."""
+    data = tmp_path_factory.mktemp("val") / "val"
+    return data, stats_of(data.parent / "s.npz", *val_images(data))
 
 
 def evaluate(data: Path, stats: Path, *args) -> dict[str, list[str]]:
@@ -100,10 +87,12 @@ def test_another_posters_palette_is_never_the_images_own(tmp_path):
     images, half the draws scored the image's own palette as "another poster's"."""
     data = tmp_path / "two"
     data.mkdir()
+    rgbs = []
     for i, c in enumerate([(220, 20, 20), (20, 40, 220)]):
         noise = np.random.default_rng(i).normal(0, 25, (64, 64, 3))
-        write_rgb(data / f"e{i}.png", np.clip(noise + c, 0, 255).astype(np.uint8))
-    stats = stats_of(data, tmp_path / "s.npz")
+        rgbs.append(np.clip(noise + c, 0, 255).astype(np.uint8))
+        write_rgb(data / f"e{i}.png", rgbs[-1])
+    stats = stats_of(tmp_path / "s.npz", *rgbs)
     for seed in ("0", "1"):
         rows = evaluate(data, stats, "--points", "2", "--colourful", "0",
                         "--seed", seed)  # fmt: skip

@@ -9,32 +9,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import smooth_image, write_rgb
+from conftest import stats_of, val_images
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _stats(path: Path, *rgbs: np.ndarray) -> Path:
-    """Rebalance statistics of ``rgbs`` (uint8 RGB) at ``path``, made in-process (what the
-    scripts are given to read, not what is tested: rebalance-stats has its own tests)."""
-    from recolor_tools import quant
-    from recolor_tools.color import rgb_to_lab
-    from recolor_tools.rebalance import PriorAccumulator
-
-    acc = PriorAccumulator(quant.gamut_classes(8), 8)
-    for rgb in rgbs:
-        acc.add(rgb_to_lab(rgb / np.float32(255))[..., 1:])
-    acc.finish().save(path)
-    return path
-
-
 def test_oracle_rows_order_as_their_information(tmp_path):
-    data = tmp_path / "val"  # three colour images (conftest's val_folder), their statistics
-    data.mkdir()
-    rgbs = [smooth_image(h, w, seed=i) for i, (h, w) in enumerate([(72, 96), (90, 60), (64, 64)])]
-    for i, rgb in enumerate(rgbs):
-        write_rgb(data / f"im{i}.png", rgb)
-    _stats(tmp_path / "s.npz", *rgbs)
+    data = tmp_path / "val"
+    stats_of(tmp_path / "s.npz", *val_images(data))
     p = subprocess.run(
         [sys.executable, ROOT / "weights" / "oracle.py", data, "--stats", tmp_path / "s.npz"],
         capture_output=True,
@@ -105,7 +87,7 @@ def test_the_repository_scripts_say_a_bad_input_in_one_line(tmp_path):
     # a tool's failure: its own line, not a CalledProcessError traceback that hid it
     (tmp_path / "val").mkdir()  # WebP, as subset.py writes (evaluate.py read jpg and png only)
     cv2.imwrite(str(tmp_path / "val" / "a.webp"), np.full((32, 32, 3), 90, np.uint8))
-    stats = _stats(tmp_path / "s.npz", np.full((32, 32, 3), 90, np.uint8))
+    stats = stats_of(tmp_path / "s.npz", np.full((32, 32, 3), 90, np.uint8))
     # (the shipped cls.pt alone: no reg row to predict before the cls row that fails)
     (tmp_path / "cls_only").mkdir()
     (tmp_path / "cls_only" / "cls.pt").symlink_to(ROOT / "weights" / "cls.pt")
@@ -211,7 +193,7 @@ def test_the_scripts_say_a_bad_folder_or_dump_in_one_line_before_the_work(tmp_pa
     src = tmp_path / "src"
     src.mkdir()
     cv2.imwrite(str(src / "x.png"), np.full((40, 48, 3), (30, 90, 200), np.uint8))
-    _stats(tmp_path / "s.npz", np.full((40, 48, 3), (200, 90, 30), np.uint8))
+    stats_of(tmp_path / "s.npz", np.full((40, 48, 3), (200, 90, 30), np.uint8))
     (tmp_path / "afile").write_text("x")
     for script, args, says in (
         ("weights/evaluate.py", [tmp_path / "nowhere", "--stats", tmp_path / "s.npz"],
