@@ -11,7 +11,8 @@ orientation, and writes no metadata. This module fills the gap on both sides:
 - on write (:func:`encode_output`): the image is encoded by OpenCV as before, then the sRGB
   profile (or, with ``keep_profile``, the source's own, the pixels converted back to it), the
   source's EXIF (orientation reset to 1, a Software tag naming recolor) and XMP are inserted into
-  the encoded bytes, by :mod:`recolor_tools.metachunks`.
+  the encoded bytes, by :mod:`recolor_tools.metachunks`; the EXIF directories themselves are
+  read and rewritten by :mod:`recolor_tools.exif`.
 
 Pillow is imported only for files that hold a place for metadata (a PNG ``iCCP``/``eXIf``/``iTXt``
 chunk, a JPEG APP1/APP2 segment, an extended WebP, any TIFF), found by walking the chunk headers:
@@ -36,25 +37,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
 from .errors import RecolorError, warn
+from .exif import ORIENTATION, RESOLUTION, clean_exif, load_exif, software_exif, with_resolution
 from .imagehead import jpeg_segments, png_chunks
 
-SOFTWARE = f"recolor {__version__}"
-"""The EXIF Software tag (305) of every output that carries EXIF."""
-
-# IFD0 tags carried from a source's EXIF: descriptive ones. Structural tags (strips, sizes,
-# compression) describe the source's encoding, not the picture, and must not reach the output.
-_IFD0_KEEP = frozenset(
-    {270, 271, 272, 282, 283, 296, 305, 306, 315, 33432, 0x9C9B, 0x9C9C, 0x9C9D, 0x9C9E, 0x9C9F}
-)
-SUB_IFDS = (0x8769, 0x8825)  # Exif and GPS sub-directories, carried whole
-_ORIENTATION = 274
-_INTEROP = 0xA005  # the Interoperability IFD, inside the Exif IFD
-_EXIF_IFD = 0x8769
-_COLOR_SPACE = 0xA001  # in the Exif IFD: 1 sRGB, 0xFFFF Uncalibrated
-_PIXEL_DIMENSIONS = (0xA002, 0xA003)  # in the Exif IFD: the image's width and height
-_RESOLUTION = (282, 283, 296)  # IFD0: XResolution, YResolution, ResolutionUnit
 _XMP_ORIENTATION = (  # compiled on first use (re caches them): start-up stays lean
     rb"(tiff:Orientation\s*=\s*[\"'])(\d)([\"'])",
     rb"(<tiff:Orientation>\s*)(\d)(\s*</tiff:Orientation>)",
@@ -167,11 +153,11 @@ def read_meta(data: bytes) -> ImageMeta:
             icc, raw, xmp = _png_meta(data)
             if raw:
                 with contextlib.suppress(Exception):  # broken EXIF: none, the rest kept
-                    exif.load(raw)
+                    exif = load_exif(raw)
         elif data.startswith(_TIFF):
             # The first directory's tags, as the file holds them: Pillow opens no float RGB
             # TIFF (OpenCV decodes it), and its profile, EXIF and XMP were dropped unsaid.
-            exif.load(data)
+            exif = load_exif(data)
             icc, xmp = exif.get(_ICC_TAG), exif.get(_XMP_TAG)
         else:
             with Image.open(io.BytesIO(data)) as im:
@@ -180,19 +166,19 @@ def read_meta(data: bytes) -> ImageMeta:
                     raise RecolorError(f"unreadable embedded ICC profile ({gap})")
                 if im.info.get("exif"):
                     with contextlib.suppress(Exception):  # broken EXIF: none, the rest kept
-                        exif.load(im.info["exif"])
-        _with_density(exif, data)
-        in_xmp = None if _ORIENTATION in exif else _xmp_orientation(xmp)
+                        exif = load_exif(im.info["exif"])
+        with_resolution(exif, density(data))
+        in_xmp = None if ORIENTATION in exif else _xmp_orientation(xmp)
         from_xmp = in_xmp is not None
-        orientation = int(in_xmp if from_xmp else exif.get(_ORIENTATION, 1) or 1)
+        orientation = int(in_xmp if from_xmp else exif.get(ORIENTATION, 1) or 1)
         orientation = orientation if 1 <= orientation <= 8 else 1
-        if orientation >= 5 and {_RESOLUTION[0], _RESOLUTION[1]} <= set(exif):
+        if orientation >= 5 and {RESOLUTION[0], RESOLUTION[1]} <= set(exif):
             # a quarter turn: the stored axes' resolutions swap with the axes
-            x, y = exif[_RESOLUTION[0]], exif[_RESOLUTION[1]]
-            exif[_RESOLUTION[0]], exif[_RESOLUTION[1]] = y, x
+            x, y = exif[RESOLUTION[0]], exif[RESOLUTION[1]]
+            exif[RESOLUTION[0]], exif[RESOLUTION[1]] = y, x
         return ImageMeta(
             icc=icc or None,
-            exif=_clean_exif(exif),
+            exif=clean_exif(exif),
             xmp=_clean_xmp(xmp),
             orientation=orientation,
             from_xmp=from_xmp,
@@ -307,63 +293,6 @@ def density(data: bytes) -> tuple[float, float] | None:
         per_inch = {1: 1.0, 2: 2.54}.get(unit)
         return (x * per_inch, y * per_inch) if per_inch and x and y else None
     return None
-
-
-def _with_density(exif, data: bytes) -> None:
-    """Put the file's JFIF or pHYs resolution (:func:`density`) into a Pillow ``Exif`` that
-    states none, as XResolution, YResolution and ResolutionUnit 2 (inch): carried with the EXIF
-    (a 600 dpi scan came back "72 dpi"), written back by :func:`encode_output`."""
-    dpi = density(data)
-    if dpi and _RESOLUTION[0] not in exif:
-        exif[_RESOLUTION[0]], exif[_RESOLUTION[1]], exif[_RESOLUTION[2]] = (*dpi, 2)
-
-
-def _resolution(exif) -> tuple[float, float] | None:
-    """Pixels per inch that a Pillow ``Exif`` states (ResolutionUnit 2 inch, 3 cm; 1 or none:
-    no absolute unit), for an output's own field (PNG pHYs, JFIF density)."""
-    try:
-        x, y = float(exif[_RESOLUTION[0]]), float(exif[_RESOLUTION[1]])
-        per_inch = {2: 1.0, 3: 2.54}.get(int(exif.get(_RESOLUTION[2], 2)))
-    except (KeyError, TypeError, ValueError, ZeroDivisionError):
-        return None
-    return (x * per_inch, y * per_inch) if per_inch and x > 0 and y > 0 else None
-
-
-def _clean_exif(exif) -> bytes | None:
-    """Descriptive IFD0 tags and the sub-IFDs of a Pillow ``Exif``, orientation 1, as TIFF bytes."""
-    from PIL import Image
-
-    out = Image.Exif()
-    for tag, value in exif.items():
-        if tag in _IFD0_KEEP:
-            out[tag] = value
-    for tag, sub in sub_ifds(exif).items():
-        out.get_ifd(tag).update(sub)
-    if not len(out) and not any(out.get_ifd(t) for t in SUB_IFDS):
-        return None
-    out[_ORIENTATION] = 1
-    try:
-        return out.tobytes()[6:]  # drop b"Exif\0\0"
-    except Exception:  # a tag Pillow cannot write back: carry none rather than fail
-        return None
-
-
-def sub_ifds(exif) -> dict[int, dict]:
-    """The Exif and GPS sub-IFDs of a Pillow ``Exif`` as dicts, ready to be written anew; the
-    Exif IFD's Interoperability IFD (0xA005: R98 sRGB or R03 Adobe RGB) nested in it as a dict,
-    since copied as the number it is read as, it was an offset into the source file."""
-    subs = {}
-    for tag in SUB_IFDS:
-        sub = dict(exif.get_ifd(tag)) if tag in exif else {}
-        if _INTEROP in sub:
-            interop = dict(exif.get_ifd(_INTEROP))
-            if interop:
-                sub[_INTEROP] = interop
-            else:
-                del sub[_INTEROP]
-        if sub:
-            subs[tag] = sub
-    return subs
 
 
 def _xmp_orientation(xmp) -> int | None:
@@ -556,7 +485,7 @@ def encode_output(
     h, w = rgb.shape[:2]
     dpi = None
     if not strip:
-        exif, dpi = _software_exif(exif, (w, h), srgb=xf is None or not xf.rgb)
+        exif, dpi = software_exif(exif, (w, h), srgb=xf is None or not xf.rgb)
     if ext in (".jpg", ".jpeg"):  # one 64 KB segment each
         exif, xmp, dropped = fit_jpeg(exif, xmp)
         if dropped:
@@ -572,37 +501,3 @@ def write_figure(path: str | Path, rgb: np.ndarray) -> None:
     from .fileio import atomic_write
 
     atomic_write(path, encode_output(rgb, Path(path).suffix or ".png"))
-
-
-def _software_exif(
-    exif: bytes | None, size: tuple[int, int], srgb: bool
-) -> tuple[bytes, tuple[float, float] | None]:
-    """The EXIF to write: the source's (orientation 1) or a new one, Software naming recolor;
-    the Exif IFD's PixelXDimension and PixelYDimension made the output's ``size`` (W, H), and
-    for an ``srgb`` output its ColorSpace 1 (sRGB) and InteropIndex R98 (DCF's sRGB), where the
-    source said Uncalibrated or R03 (Adobe RGB): readers that go by EXIF took an sRGB output
-    turned or shrunk for the source's colours and size. Also the resolution it states, in
-    pixels per inch (:func:`_resolution`)."""
-    from PIL import Image
-
-    out = Image.Exif()
-    try:
-        if exif:
-            out.load(exif)  # a record's EXIF is whatever its header held
-            subs = sub_ifds(out)
-            said = subs.get(_EXIF_IFD, {})
-            said.update({t: v for t, v in zip(_PIXEL_DIMENSIONS, size, strict=True) if t in said})
-            if srgb and _COLOR_SPACE in said:
-                said[_COLOR_SPACE] = 1
-            if srgb and 1 in said.get(_INTEROP, {}):
-                said[_INTEROP][1] = "R98"
-            if said:  # written anew: the Interoperability IFD a dict, not an offset
-                out.get_ifd(_EXIF_IFD).clear()
-                out.get_ifd(_EXIF_IFD).update(said)
-        out[305] = SOFTWARE
-        out[_ORIENTATION] = 1
-        return out.tobytes()[6:], _resolution(out)
-    except Exception:  # a source EXIF Pillow cannot read or write back: recolor's own only
-        fresh = Image.Exif()
-        fresh[305], fresh[_ORIENTATION] = SOFTWARE, 1
-        return fresh.tobytes()[6:], None

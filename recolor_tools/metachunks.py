@@ -127,15 +127,16 @@ _POINTERS = (0x8825, 0xA005)
 
 
 def _slim_exif(exif: bytes) -> tuple[bytes | None, list[str]]:
-    from PIL import ExifTags, Image
+    from PIL import ExifTags
+
+    from .exif import load_exif
 
     def size(v: object) -> int:
         return len(v) if isinstance(v, bytes | str) else 8 * len(v) if isinstance(v, tuple) else 8
 
     whole = f"EXIF ({len(exif):,} bytes)"
     try:
-        ex = Image.Exif()
-        ex.load(b"Exif\x00\x00" + exif)
+        ex = load_exif(b"Exif\x00\x00" + exif)
         sub = ex.get_ifd(0x8769) if 0x8769 in ex else {}  # (a MakerNote's place; asked for
         # when absent, Pillow would write an empty one)
 
@@ -227,9 +228,9 @@ def _tiff(enc: bytes, icc: bytes | None, exif: bytes | None, xmp: bytes | None) 
     of the file); the new tags are serialised by Pillow as if their IFD started 12 bytes per
     copied entry later, so their value offsets are right once both lists are merged.
     """
-    from PIL import Image, TiffImagePlugin
+    from PIL import TiffImagePlugin
 
-    from .imagemeta import SUB_IFDS, sub_ifds
+    from .exif import SUB_IFDS, load_exif, sub_ifds
 
     if not (icc or exif or xmp):
         return enc
@@ -245,8 +246,7 @@ def _tiff(enc: bytes, icc: bytes | None, exif: bytes | None, xmp: bytes | None) 
 
     extra = TiffImagePlugin.ImageFileDirectory_v2(ifh=enc[:8])
     if exif:
-        ex = Image.Exif()
-        ex.load(exif)
+        ex = load_exif(exif)
         subs = sub_ifds(ex)
         for tag, value in ex.items():
             if tag not in SUB_IFDS:

@@ -71,17 +71,30 @@ def iccp(icc: bytes) -> tuple[bytes, bytes]:
     return b"iCCP", b"Wide\0\0" + zlib.compress(icc)
 
 
+UTF8_TEXT = (
+    (None, 270, "Affiche « Les Enfants du paradis », 1945"),  # ImageDescription
+    (0x8769, 0xA430, "Zoë Müller"),  # CameraOwnerName, in the Exif IFD
+    (0x8825, 18, "Système géodésique"),  # GPSMapDatum, in the GPS IFD
+)
+"""EXIF text tags (directory, tag, text) in UTF-8, as cameras and editors write them."""
+
+
 def exif_bytes(orientation: int = 1) -> bytes:
     ex = Image.Exif()
     ex[274] = orientation
     ex[315] = "Ann Archivist"
     ex[33432] = "(c) 2026 Poster Archive"
+    for i, (tags, tag, text) in enumerate(UTF8_TEXT):  # placeholders as long, then the text
+        (ex if tags is None else ex.get_ifd(tags))[tag] = "QXZ"[i] * len(text.encode())
     ex.get_ifd(0x8769)[0x9003] = "2020:01:02 03:04:05"
     ex.get_ifd(0x8769)[0xA005] = {1: "R03"}  # Interoperability IFD: "Adobe RGB" per DCF
     ex.get_ifd(0x8769)[0xA001] = 0xFFFF  # ColorSpace: Uncalibrated (Adobe RGB, per DCF)
     ex.get_ifd(0x8769)[0xA002] = 999  # PixelXDimension, PixelYDimension: sizes to be made
     ex.get_ifd(0x8769)[0xA003] = 888  # the output's
-    return ex.tobytes()
+    raw = ex.tobytes()  # (Pillow writes text as ASCII, "?" for other bytes: the UTF-8 after)
+    for i, (_, _, text) in enumerate(UTF8_TEXT):
+        raw = raw.replace(b"QXZ"[i : i + 1] * len(text.encode()), text.encode())
+    return raw
 
 
 def float_tiff(rgb: np.ndarray, icc: bytes, artist: str) -> bytes:

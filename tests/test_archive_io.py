@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 import pytest
 from archive_inputs import (
+    UTF8_TEXT,
     XMP,
     exif_bytes,
     float_tiff,
@@ -32,7 +33,8 @@ from conftest import pipeline, run, smooth_image
 from PIL import Image, ImageCms, ImageOps
 
 from recolor_tools import color, colorprofile, records
-from recolor_tools.imagemeta import SOFTWARE, ImageMeta
+from recolor_tools.exif import SOFTWARE
+from recolor_tools.imagemeta import ImageMeta
 
 # --- metadata -----------------------------------------------------------------------------------
 
@@ -71,6 +73,10 @@ def test_metadata_carried_through_to_lab_and_from_lab_and_stripped(tmp_path: Pat
     assert exif[305] == SOFTWARE
     assert exif[315] == "Ann Archivist" and exif[33432] == "(c) 2026 Poster Archive"
     assert exif.get_ifd(0x8769)[0x9003] == "2020:01:02 03:04:05"
+    # text beyond ASCII kept byte for byte (Pillow wrote "?" for each other byte)
+    for tags, tag, text in UTF8_TEXT:
+        said = exif[tag] if tags is None else exif.get_ifd(tags)[tag]
+        assert said.encode("latin-1").decode() == text  # (Pillow reads text as latin-1)
     # the interoperability IFD was carried as an offset into the source; an sRGB output said
     # Adobe RGB there and in ColorSpace, and the source's size
     assert exif.get_ifd(0xA005) == {1: "R98"}
@@ -176,7 +182,8 @@ def test_a_jpeg_output_drops_only_what_its_64kb_segments_cannot_hold(tmp_path: P
     )
     stream = run(["to-lab", "gps.png"], cwd=tmp_path, check_rc=0).stdout
     p = run(["from-lab", "-o", "gps.jpg"], cwd=tmp_path, input=stream, check_rc=0)
-    assert "left out: EXIF GPSInfo (70,008 bytes) (png" in p.stderr.decode()
+    weight = sum(len(v) for v in gps.get_ifd(0x8825).values())  # (its text, its 70,008)
+    assert f"left out: EXIF GPSInfo ({weight:,} bytes) (png" in p.stderr.decode()
     with opened((tmp_path / "gps.jpg").read_bytes()) as im:
         kept = im.getexif()
         assert kept[305] == SOFTWARE and kept[274] == 1 and kept[315] == "Ann Archivist"
