@@ -94,7 +94,8 @@ def palette_from_image(path: str | Path) -> Hints:
 
 def parse_palette(spec: str | os.PathLike) -> Hints:
     """``--palette``: an image file if one exists at ``spec`` (``-``: an image on stdin), else
-    a list of colours.
+    a list of colours (``#`` optional, as in ``--hint``: ``ff0000,00ff00:0.5``); text with no
+    ``#`` that is no colour list is taken for a missing file.
 
     Raises
     ------
@@ -110,8 +111,12 @@ def parse_palette(spec: str | os.PathLike) -> Hints:
         raise RecolorError("is a directory (--palette takes an image or #rrggbb colours)", spec)
     if spec == "-" or os.path.exists(spec):  # (a long list is no file name: False)
         return palette_from_image(spec)
-    if "#" not in spec:  # every listed colour starts with '#': this was meant as a file
-        raise RecolorError("no such file (--palette takes an image or #rrggbb colours)", spec)
+    if "#" not in spec:  # colours without '#' (as --hint takes them), else a missing file
+        try:
+            return palette_from_list(spec)
+        except ValueError:
+            raise RecolorError("no such file (--palette takes an image or #rrggbb colours)",
+                               spec) from None  # fmt: skip
     try:
         return palette_from_list(spec)
     except ValueError as e:

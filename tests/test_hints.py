@@ -119,6 +119,12 @@ def test_colours_points_and_palettes_parse():
     assert hints.resolve_points([("99.99999999999999%", "100%")], 10, 1000) == [(999, 9)]
     pal = palettes.palette_from_list("#e63946, #f1faee:0.5,#1d3557")
     np.testing.assert_allclose(pal.palette_w, [0.4, 0.2, 0.4])  # relative, summing to 1
+    # --palette: the '#' optional, as in --hint (without any, it was taken for a missing file)
+    bare = palettes.parse_palette("e63946,f1faee:0.5, 1d3557")
+    np.testing.assert_array_equal(bare.palette_ab, pal.palette_ab)
+    np.testing.assert_array_equal(bare.palette_w, pal.palette_w)
+    with pytest.raises(RecolorError, match="no such file"):
+        palettes.parse_palette("no/such/poster.jpg")
     for bad in ("10,20", "10=#fff", "a,b=#fff", "1,2=#ggg", "1,2=red"):
         with pytest.raises(ValueError):
             hints.parse_hint(bad)

@@ -141,7 +141,7 @@ PredictHints = _unshown(
 PredictPalette = _unshown(
     "--palette",
     "Colour scheme to follow: an image ('-': stdin), or colours, comma-separated: #hex or "
-    "#hex:weight.",
+    "#hex:weight (# optional).",
 )
 PredictHintStrength = Annotated[
     Optional[float],  # noqa: UP045
