@@ -188,8 +188,11 @@ def match_hint_files(
     ``hint_dir/a/b.json`` or ``hint_dir/a/b.png``; an input named on its own, ``x/c.jpg``,
     takes ``hint_dir/c.*``. Inputs of one name (``b.jpg`` and ``b.png``) all take its file. A
     file of ``hint_dir`` that is itself an input (``--hints`` naming the input folder), or the
-    ``palette`` image, is no hint file, nor is an image beside an input that matches none
-    (``predict in/a*.png --hints in/``: ``in/b.png`` is an image not named, not a layer).
+    ``palette`` image, is no hint file, nor is an image beside an input, or below its folder,
+    that matches none (``predict in/a*.png --hints in/``: ``in/b.png`` and ``in/s/c.png`` are
+    images not named, not layers). An input inside ``hint_dir`` (the hint folder above the
+    input folder) takes the file beside it: ``predict in/s --hints in/`` pairs ``in/s/c.jpg``
+    with ``in/s/c.json``.
 
     Returns
     -------
@@ -202,9 +205,15 @@ def match_hint_files(
     """
     hint_dir, roots = Path(hint_dir), input_roots(inputs)
     by_key: dict[str, list[str]] = {}
+    top = os.path.realpath(hint_dir)
     for p in paths:
-        if p != "-":
-            by_key.setdefault(Path(input_name(p, roots)).with_suffix("").as_posix(), []).append(p)
+        if p == "-":
+            continue
+        name = input_name(p, roots)
+        real = os.path.realpath(p) if "\0" not in p else ""
+        if real.startswith(top + os.sep):  # (hint folder above the input folder) the JSON
+            name = os.path.relpath(real, top)  # beside it: its path below the hint folder
+        by_key.setdefault(Path(name).with_suffix("").as_posix(), []).append(p)
     pairs: dict[str, Path] = {}
     problems: list[RecolorError] = []
     # a hint folder that is an input folder (JSON beside the images): its images are inputs
@@ -217,8 +226,11 @@ def match_hint_files(
             continue
         k = f.relative_to(hint_dir).with_suffix("").as_posix()
         if k not in by_key:
-            if f.suffix.lower() != ".json" and os.path.realpath(f.parent) in beside:
-                continue  # `predict in/a*.png --hints in/`: in/b.png is no layer for no input
+            folders = f.relative_to(hint_dir).parents  # the file's folder, up to hint_dir
+            if f.suffix.lower() != ".json" and any(
+                os.path.realpath(hint_dir / d) in beside for d in folders
+            ):  # `predict in/a*.png --hints in/`: in/b.png, in/s/c.png are no layers
+                continue
             problems.append(RecolorError("hint file for no input", f))
         elif by_key[k][0] in pairs:  # (a.json and a.png): which one was meant is not known
             first = pairs[by_key[k][0]]

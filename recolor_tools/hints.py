@@ -24,6 +24,7 @@ References
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -111,9 +112,16 @@ def parse_number(text: str) -> float:
 
 def _coord(value: object) -> tuple[float, bool]:
     """``"120"`` or 120 -> (120, False) pixels; ``"50%"`` -> (50, True) percent."""
-    t = (value if isinstance(value, str) else shown(value)).strip()
-    pct = t.endswith("%")
-    v = parse_number(t[:-1].rstrip() if pct else t)
+    if type(value) is int or type(value) is float:  # JSON's numbers: no text to read
+        pct = False
+        try:
+            v = float(value) if math.isfinite(value) else np.nan  # (a float inf: not a number)
+        except OverflowError:  # an integer of hundreds of digits
+            v = np.inf
+    else:
+        t = (value if isinstance(value, str) else shown(value)).strip()
+        pct = t.endswith("%")
+        v = parse_number(t[:-1].rstrip() if pct else t)
     if not np.isfinite(v):
         why = "is out of range" if np.isinf(v) else "is not a number"
         raise ValueError(f"coordinate {shown(value)} {why}")
@@ -485,9 +493,9 @@ def points(specs: Sequence[tuple[float | str, float | str, str, int]]) -> Hints:
     """Point hints ``(x, y, colour, size)`` (:func:`point`), built at once: a hint file of
     200,000 points took 38 s point by point (each joined to the others), 6 s so."""
     specs = sized_tuples(specs, "points", "x, y, colour, size")
+    xy, percent = parse_points([(x, y) for x, y, _, _ in specs])  # now; resolved per image later
     sizes = []
-    for x, y, _, given in specs:
-        _coord(x), _coord(y)  # noqa: B018 - now; resolved per image later
+    for _, _, _, given in specs:
         # a size written as text ("3", "3.0"), as coordinates and weights may be (in JSON's
         # notation; one of thousands of digits is left as text, refused below)
         size = parse_number(given.strip()) if isinstance(given, str) and len(given) <= 40 else given
@@ -499,9 +507,8 @@ def points(specs: Sequence[tuple[float | str, float | str, str, int]]) -> Hints:
         sizes.append(int(size))
     if not specs:
         return Hints()
-    xy = [(x, y) for x, y, _, _ in specs]
     sizes = np.array(sizes, np.int32)
-    return Hints(xy, parse_colors([color for _, _, color, _ in specs]), sizes)
+    return Hints(xy, parse_colors([color for _, _, color, _ in specs]), sizes, percent=percent)
 
 
 def parse_hint(spec: str) -> Hints:
