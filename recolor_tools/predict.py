@@ -288,6 +288,16 @@ def compose(
     return out
 
 
+def _hinted(item: Prepared, x: int, y: int) -> np.ndarray | None:
+    """The a/b that :func:`compose` writes at pixel (x, y) of ``item`` when a hint point's
+    square covers it (the hint's own, whatever the model chose there), else None."""
+    if item.hints is None or not len(item.hints.xy):
+        return None
+    row = np.full((1, item.L.shape[1], 2), np.nan, np.float32)
+    item.hints.paste(row, y)
+    return row[0, x] if np.isfinite(row[0, x]).all() else None
+
+
 class Predictor:
     """A model, its checkpoint and the settings: turns RGB images into recoloured ones.
 
@@ -467,7 +477,8 @@ class Predictor:
         hints: Hints | None = None,
     ) -> list[list[tuple[str, float]]]:
         """:meth:`suggest` at each (x, y) of ``points`` (pixels or ``"50%"``), the network run
-        once; a point outside the image raises :class:`RecolorError` before it runs."""
+        once; a point outside the image raises :class:`RecolorError` before it runs. At a hint
+        point's own pixels, the hint's colour alone (probability 1), as the output holds it."""
         self.check_suggest()
         if not len(points):  # no point: nothing to run the network for
             return []
@@ -478,6 +489,8 @@ class Predictor:
         found = []
         for (x, y), pi in zip(xy, p, strict=True):
             ab, mass = colour_modes(pi, classes, k)
+            if (held := _hinted(item, x, y)) is not None:  # as the output holds it there
+                ab, mass = held[None], np.ones(1)
             lab = np.concatenate([np.full((len(ab), 1), item.L[y, x]), ab], 1)[None]
             rgb8 = lab_to_rgb_as(lab.astype(np.float32), np.uint8)[0]
             hexes = ["#" + bytes(c).hex() for c in rgb8]

@@ -235,13 +235,16 @@ def test_suggest_prints_the_main_colours(tmp_path, image):
     assert probs == sorted(probs, reverse=True) and 0.97 <= sum(probs) <= 1.0
     shown = hints.parse_colors([r[2] for r in rows])
     assert min(np.hypot(*(a - b)) for i, a in enumerate(shown) for b in shown[:i]) > 10
-    # a hint there (the pixel's own colour, so in gamut at its L) becomes the likeliest colour
+    # a hint there (the pixel's own colour, so in gamut at its L) is the colour at its pixel,
+    # as the output holds it (with --hint-strength 0 the model's own were shown), and the
+    # likeliest beside it
     want = hex_of(rgb, 40, 30)
-    hinted = run(["predict", src, "-w", SHIPPED, "--suggest", "40,30", "--hint", f"40,30={want}"],
-                 check_rc=0)  # fmt: skip
-    top = hinted.stdout.decode().splitlines()[0].split("\t")
+    hinted = run(["predict", src, "-w", SHIPPED, "--suggest", "40,30", "--suggest", "41,30",
+                  "--hint", f"40,30={want}"], check_rc=0).stdout.decode().splitlines()  # fmt: skip
+    assert hinted[0].split("\t")[1:] == ["40,30", want, "1.0000"]
+    top = hinted[1].split("\t")
+    assert top[1] == "41,30" and float(top[3]) > 0.3
     assert np.linalg.norm(hints.parse_color(top[2]) - hints.parse_color(want)) < 12
-    assert float(top[3]) > 0.3
     # repeated: each point's five lines in the order given, as one point alone gives them
     corner = run(["predict", src, "-w", SHIPPED, "--suggest", "0,0"], check_rc=0).stdout
     both = run(["predict", src, "-w", SHIPPED, "--suggest", "0,0", "--suggest", "40,30"],
