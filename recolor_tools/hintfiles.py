@@ -185,14 +185,14 @@ def match_hint_files(
     files: by the path below the directory, without extension.
 
     An input found in an input directory ``posters/`` as ``posters/a/b.jpg`` takes
-    ``hint_dir/a/b.json`` or ``hint_dir/a/b.png``; an input named on its own, ``x/c.jpg``,
-    takes ``hint_dir/c.*``. Inputs of one name (``b.jpg`` and ``b.png``) all take its file. A
-    file of ``hint_dir`` that is itself an input (``--hints`` naming the input folder), or the
-    ``palette`` image, is no hint file, nor is an image beside an input, or below its folder,
-    that matches none (``predict in/a*.png --hints in/``: ``in/b.png`` and ``in/s/c.png`` are
-    images not named, not layers). An input inside ``hint_dir`` (the hint folder above the
-    input folder) takes the file beside it: ``predict in/s --hints in/`` pairs ``in/s/c.jpg``
-    with ``in/s/c.json``.
+    ``hint_dir/a/b.json`` or ``hint_dir/a/b.png``; an input named on its own, ``x/c.jpg``, takes
+    ``hint_dir/c.*``, an image on stdin ``hint_dir/stdin.*``. Inputs of one name (``b.jpg`` and
+    ``b.png``) all take its file. A file of ``hint_dir`` that is itself an input (``--hints``
+    naming the input folder), or the ``palette`` image, is no hint file, nor is an image beside
+    an input, or below its folder, that matches none (``predict in/a*.png --hints in/``:
+    ``in/b.png`` and ``in/s/c.png`` are images not named, not layers). An input inside
+    ``hint_dir`` (the hint folder above the input folder) takes the file beside it: ``predict
+    in/s --hints in/`` pairs ``in/s/c.jpg`` with ``in/s/c.json``.
 
     Returns
     -------
@@ -207,10 +207,8 @@ def match_hint_files(
     by_key: dict[str, list[str]] = {}
     top = os.path.realpath(hint_dir)
     for p in paths:
-        if p == "-":
-            continue
-        name = input_name(p, roots)
-        real = os.path.realpath(p) if "\0" not in p else ""
+        name = input_name(p, roots)  # (stdin: "stdin", as its output is named)
+        real = os.path.realpath(p) if "\0" not in p and p != "-" else ""
         if real.startswith(top + os.sep):  # (hint folder above the input folder) the JSON
             name = os.path.relpath(real, top)  # beside it: its path below the hint folder
         by_key.setdefault(Path(name).with_suffix("").as_posix(), []).append(p)

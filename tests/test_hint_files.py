@@ -187,6 +187,12 @@ def test_suggest_and_skip_existing_still_check_the_hints(tmp_path, weights, imag
     p = run(["predict", src, *cls, "--hints", hdir, "--suggest", "5,5"])
     assert p.returncode == 1 and p.stdout.count(b"\t5,5\t") >= 1  # the suggestions still come
     assert p.stderr.decode() == f"recolor predict: {hdir / 'typo.json'}: hint file for no input\n"
+    # an image on stdin takes stdin.json, as its output is stdin.png (it was for no input)
+    (hdir / "stdin.json").write_text('{"points": [{"x": 5, "y": 5, "color": "#ff0000"}]}')
+    p = run(["predict", "-", *cls, "--hints", hdir, "--suggest", "5,5"], input=src.read_bytes())
+    assert p.stderr.decode() == f"recolor predict: {hdir / 'typo.json'}: hint file for no input\n"
+    assert p.stdout.decode().split("\t")[::3] == ["-", "1.0000\n"]  # the hint's colour alone
+    (hdir / "stdin.json").unlink()
     out = tmp_path / "out"
     out.mkdir()  # every output there already (a file that is not empty: what --skip-existing
     shutil.copy(src, out / src.name)  # looks at, whatever wrote it)
