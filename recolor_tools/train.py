@@ -425,6 +425,8 @@ def _build(
         check_some_readable(train_paths, "training")  # before --overwrite removes the old run
         if val_paths:
             check_some_readable(val_paths, "validation")
+        if d.main:
+            cfg.check_not_read([*train_paths, *val_paths])
     check_same_run((train_paths, val_paths), cfg.run_wide(resumed), d)
     per_rank = -(-len(train_paths) // d.world)  # each process's share (EpochSampler pads)
     if cfg.size <= 16 and min(cfg.batch_size, per_rank) < 2:

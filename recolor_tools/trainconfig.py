@@ -46,6 +46,10 @@ RESUMED_UNLESS_GIVEN = {"batch_size": 16, "size": defaults.TRAIN_SIZE, "seed": 0
 ``--resume`` alone continues a run as it was started (to its ``--steps``). Given again they
 win (``--steps`` or ``--epochs`` extend it; a note names ``-b``, ``--seed`` and ``--size`` that
 differ from the run's, which change the order and crops from then on)."""
+HINT_LR_ALONE = (
+    "--hint-lr sets the rate of the layers that --hints and --affinity add: give one of them"
+)
+"""The usage error of ``--hint-lr`` for a run that has no such layers (fresh or resumed)."""
 RUN_WIDE = ("head", "grid", "epochs", "steps", "batch_size", "lr", "schedule", "size", "width",
             "seed", "eval_every", "ckpt_every", "resume", "precision", "hints", "hint_lr",
             "freeze_bn", "affinity")  # fmt: skip
@@ -191,13 +195,31 @@ class TrainConfig:
             raise ValueError(f"{self.out} holds a run ({held[0]}): --resume continues it, "
                              "--overwrite starts afresh")  # fmt: skip
         # the files a run writes (or removes, --overwrite) in OUT are none of its inputs
-        names = OUT_FILES + ("rebalance-stats.npz",) * (self.stats is None)  # (else not saved)
-        written = {os.path.realpath(self.out / n) for n in names}
+        written = {os.path.realpath(self.out / n) for n in self.written()}
         read = {"init": self.init, "classes": self.classes}
         for name, given in read.items():
             if given is not None and os.path.realpath(given) in written:
                 raise ValueError(f"--{name} {given}: this run writes that file in {self.out} "
                                  "(copy it elsewhere first)")  # fmt: skip
+        for n in self.written():  # found at the end of the run, after hours of training
+            if (self.out / n).is_dir():
+                raise RecolorError("is a directory (this run writes a file there)", self.out / n)
+
+    def written(self) -> tuple[str, ...]:
+        """The names of the files a run writes (or removes, --overwrite) in OUT."""
+        return OUT_FILES + ("rebalance-stats.npz",) * (self.stats is None)  # (else not saved)
+
+    def check_not_read(self, images: list[str]) -> None:
+        """Raise :class:`RecolorError` where a file this run writes in OUT is, through a link
+        (symbolic or hard), one it reads: a training or validation image, ``--stats``,
+        ``--init`` or ``--classes`` (``OUT/cls.pt`` linked to an image: the weights were
+        written into the image)."""
+        from .outputs import check_not_input, file_ids
+
+        given = (self.stats, self.init, self.classes)
+        read = file_ids([*images, *(str(p) for p in given if p is not None)])
+        for n in self.written():
+            check_not_input(self.out / n, read)
 
 
 def resolve_defaults(cfg: TrainConfig, resumed: dict | None) -> TrainConfig:
@@ -232,11 +254,13 @@ def resolve_defaults(cfg: TrainConfig, resumed: dict | None) -> TrainConfig:
         if name == "width" and resumed is not None:  # the network's, also when not given
             kept = model_cfg.get("width")
         given = getattr(cfg, name)
+        if name == "hint_lr" and given is not None and resumed is not None and not new_layers:
+            raise UsageError(HINT_LR_ALONE)  # (it was accepted, unsaid)
         if given is None:
             cfg = dataclasses.replace(cfg, **{name: kept})
         elif resumed is None or kept is None or given == kept:
             continue
-        elif name != "hint_lr" or new_layers:  # without new layers --hint-lr has no effect
+        else:
             kept_on_resume(name, given, kept)
     if resumed is not None:
         if cfg.hints and not model_cfg.get("hints", False):

@@ -482,6 +482,15 @@ class Optimiser:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
+        if isinstance(self.scheduler, torch.optim.lr_scheduler.LambdaLR):
+            # the rate of the step reached under this run's length: the saved one was the
+            # saved length's (--resume --steps 8 on a 4-step cosine run trained step 5 at the
+            # old schedule's last rate, 1e-5, not f(4/8))
+            at = self.scheduler.last_epoch
+            groups = self.optimizer.param_groups
+            lambdas = self.scheduler.lr_lambdas
+            for g, base, f in zip(groups, self.scheduler.base_lrs, lambdas, strict=True):
+                g["lr"] = base * f(at)
 
     @property
     def lr(self) -> float:

@@ -143,6 +143,8 @@ def trim_metrics(path: Path, keep_through: int) -> None:
     run killed before its first evaluation; the first line creates it)."""
     from .fileio import atomic_write
 
+    if path.exists() and not path.is_file():  # a FIFO or device: written in place, never
+        return  # replaced (a reader waiting on the FIFO was left with a deleted one)
     kept = []
     if keep_through and path.exists():
         for line in path.read_text().splitlines():

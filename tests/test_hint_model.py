@@ -283,9 +283,11 @@ def test_fine_tune_settings_survive_a_resume(tmp_path):
     affine = {"train_state": {"args": {}}, "config": {"affinity": 16}}
     with pytest.raises(UsageError, match="--affinity 0 and --resume: the run has 16"):
         resolve_defaults(TrainConfig(data=["x"], out=tmp_path, resume=True, affinity=0), affine)
-    # --hint-lr means nothing to a run without new layers: not refused there
+    # --hint-lr means nothing to a run without new layers: refused, as for a fresh run (it
+    # was accepted, unsaid)
     hint_lr = TrainConfig(data=["x"], out=tmp_path, resume=True, hint_lr=5e-4)
-    assert resolve_defaults(hint_lr, {"train_state": {"args": {}}, "config": {}}).hint_lr == 5e-4
+    with pytest.raises(UsageError, match="--hint-lr sets the rate of the layers"):
+        resolve_defaults(hint_lr, {"train_state": {"args": {}}, "config": {}})
     with pytest.raises(UsageError, match="--hint-lr 0.0005 and --resume: the run has 0.001"):
         resolve_defaults(hint_lr, affine)
     assert TrainConfig(data=["x"], head=None).head == "cls"  # None: the default (or the run's)

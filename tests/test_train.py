@@ -10,8 +10,11 @@ import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import cv2
@@ -415,6 +418,10 @@ def test_hint_lr_without_layers_to_train_is_a_usage_error(tmp_path, capsys):
     assert not (tmp_path / "run").exists()
     rc, _, err = cli([*args, "--hint-lr", "1e-3", "--hints", "-q", "--out", tmp_path / "h"], capsys)
     assert rc == 0 and err == "", err
+    # resumed, a run without such layers refuses it too (it was accepted, unsaid)
+    assert cli([*args, "-q", "--out", tmp_path / "plain"], capsys)[0] == 0
+    rc, _, err = cli([*args, "--hint-lr", "1e-3", "--resume", "--out", tmp_path / "plain"], capsys)
+    assert rc == 2 and "--hint-lr sets the rate of the layers" in err
 
 
 @pytest.mark.parametrize("head", ["reg", "cls"])  # cls: the class statistics name it first
@@ -851,6 +858,56 @@ def test_a_runs_inputs_are_none_of_the_files_it_writes(data, tmp_path, capsys):
     # --stats is read, not written: OUT's own statistics may be given again
     rc, _, err = cli([*base, "--stats", out / "rebalance-stats.npz"], capsys)
     assert rc == 0, err
+    # nor is a file it writes, through a link, one it reads: the weights or the statistics
+    # were written into a training image, and --stats was replaced
+    mine = Path(shutil.copytree(data["train"], tmp_path / "mine"))
+    image = sorted(mine.iterdir())[0]
+    kept = image.read_bytes()
+    stats = shutil.copy(out / "rebalance-stats.npz", tmp_path / "s.npz")
+    args = [mine, "--size", SIZE, "-b", 4, "-j", 0, "--steps", 1, "-q", "--head", "cls"]
+    for name, target, more in (("cls.pt", image, []), ("rebalance-stats.npz", image, []),
+                               ("metrics.jsonl", stats, ["--stats", stats])):  # fmt: skip
+        linked = tmp_path / f"linked-{name}"
+        linked.mkdir()
+        (linked / name).symlink_to(target)
+        rc, _, err = cli([*args, *more, "--out", linked], capsys)
+        assert (rc, err) == (1, f"recolor train: {linked / name}: refusing to overwrite an input\n")
+    assert image.read_bytes() == kept and not list(tmp_path.glob("linked-*/*.pt.*"))
+    # a folder where the final weights go: said before the training, not after it
+    (tmp_path / "dir" / "cls.pt").mkdir(parents=True)
+    rc, _, err = cli([*args, "--out", tmp_path / "dir"], capsys)
+    assert (rc, err) == (1, f"recolor train: {tmp_path / 'dir' / 'cls.pt'}: is a directory (this "
+                            "run writes a file there)\n")  # fmt: skip
+    assert not (tmp_path / "dir" / "last.pt").exists()
+
+
+def test_a_fifo_for_the_metrics_is_written_in_place(data, tmp_path, capsys):
+    """OUT/metrics.jsonl as a FIFO was removed by a fresh run (its old lines trimmed) and
+    replaced by a file: a reader waiting on it got nothing."""
+    out = tmp_path / "run"
+    out.mkdir()
+    fifo = out / "metrics.jsonl"
+    os.mkfifo(fifo)
+    read: list[str] = []
+
+    def drain() -> None:  # each evaluation opens it anew: read until the run is over
+        while not read or read[-1] != "":
+            with open(fifo) as f:
+                read.append(f.read())
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    args = [data["train"], "--head", "reg", "--size", SIZE, "-b", 4, "--width", 8, "-j", 0]
+    rc, _, err = cli([*args, "--steps", 2, "--eval-every", 1, "-q", "--out", out], capsys)
+    for _ in range(1000):  # the reader's last open, once it waits there: its end of file
+        try:
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+            break
+        except OSError:  # ENXIO: not waiting yet
+            time.sleep(0.01)
+    reader.join(10)
+    assert (rc, err) == (0, "") and stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert [json.loads(line)["step"] for line in "".join(read).splitlines()] == [1, 2]
 
 
 def test_cosine_never_raises_a_rate_below_its_floor(data, tmp_path):

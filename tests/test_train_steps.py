@@ -802,3 +802,24 @@ def test_loader_workers_end_with_a_parent_killed_as_they_start(images, tmp_path)
     finally:
         for pid in _group(p.pid):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_a_resumed_cosine_run_given_more_steps_stretches_its_rate_from_the_next_step():
+    """--resume --steps 8 on a 4-step cosine run trained step 5 at the saved rate, the end of
+    the 4-step schedule (1e-5), and only then followed the 8-step one: the rate of the step
+    reached is the new length's, f(4 / 8), at once."""
+    from recolor_tools.trainsetup import build_optimiser
+
+    cfg = TrainConfig(data=["x"], lr=1e-3, schedule="cosine")
+    model = models.Colorizer(models.ModelConfig(head="reg", width=8))
+    opt = build_optimiser(cfg, model, 4, None)
+    for _ in range(4):
+        opt.optimizer.step()
+        opt.scheduler.step()
+    assert opt.lr == pytest.approx(1e-5)  # the floor, at the end of 4 steps
+    again = build_optimiser(cfg, model, 8, None)
+    again.load_state_dict(opt.state_dict())
+    assert again.lr == pytest.approx(1e-5 + (1e-3 - 1e-5) * 0.5)  # halfway down the 8 steps
+    same = build_optimiser(cfg, model, 4, None)  # the same length: the saved rate, exactly
+    same.load_state_dict(opt.state_dict())
+    assert same.lr == opt.lr

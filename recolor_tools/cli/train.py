@@ -249,8 +249,9 @@ def train(
         except ValueError as e:
             tool.usage(str(e))
         if hint_lr is not None and not (resume or hints or affinity):  # else ignored, unsaid
-            tool.usage("--hint-lr sets the rate of the layers that --hints and --affinity add: "
-                       "give one of them")  # fmt: skip
+            from ..trainconfig import HINT_LR_ALONE
+
+            tool.usage(HINT_LR_ALONE)
         try:
             cfg.check_out()
         except ValueError as e:
