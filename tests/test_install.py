@@ -133,3 +133,21 @@ def test_a_tool_that_needs_torch_without_it_says_so(tmp_path):
     assert p.stderr.decode() == (
         f"recolor predict: torch is not installed for {sys.executable} (see README, Quick start)\n"
     )
+
+
+def test_the_readmes_python_example_runs(tmp_path):
+    """The README's "Python API" example, as written, on a generated poster.jpg: it loads the
+    shipped weights, recolours with and without hints, suggests colours and writes out.png."""
+    import ast
+    import re
+
+    text = (ROOT / "README.md").read_text().split("## Python API", 1)[1]
+    code = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    write_rgb(tmp_path / "poster.jpg", smooth_image(360, 240, 4))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    p = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=300, env=env)  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    found = ast.literal_eval(p.stdout)  # the printed list of (hex, probability)
+    assert 1 <= len(found) <= 5 and all(re.fullmatch(r"#[0-9a-f]{6}", c) for c, _ in found)
+    assert read_rgb_u8(tmp_path / "out.png").shape == (360, 240, 3)
