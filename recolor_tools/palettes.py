@@ -111,13 +111,10 @@ def parse_palette(spec: str | os.PathLike) -> Hints:
         raise RecolorError("is a directory (--palette takes an image or #rrggbb colours)", spec)
     if spec == "-" or os.path.exists(spec):  # (a long list is no file name: False)
         return palette_from_image(spec)
-    if "#" not in spec:  # colours without '#' (as --hint takes them), else a missing file
-        try:
-            return palette_from_list(spec)
-        except ValueError:
-            raise RecolorError("no such file (--palette takes an image or #rrggbb colours)",
-                               spec) from None  # fmt: skip
-    try:
+    try:  # colours, the '#' optional as in --hint
         return palette_from_list(spec)
     except ValueError as e:
+        if "#" not in spec:  # no colour written as one: meant as a file
+            raise RecolorError("no such file (--palette takes an image or #rrggbb colours)",
+                               spec) from None  # fmt: skip
         raise ValueError(f"--palette {spec!r} is no image file and no colour list ({e})") from None

@@ -249,13 +249,13 @@ def resolve_defaults(cfg: TrainConfig, resumed: dict | None) -> TrainConfig:
         if getattr(cfg, name) is None:
             cfg = dataclasses.replace(cfg, **{name: args.get(name, default)})
     new_layers = bool(model_cfg.get("hints") or model_cfg.get("affinity"))
+    if resumed is not None and cfg.hint_lr is not None and not new_layers:
+        raise UsageError(HINT_LR_ALONE)  # as for a fresh run (it was accepted, unsaid)
     for name, default in KEPT_ON_RESUME.items():
         kept = default if resumed is None else args.get(name, default)
         if name == "width" and resumed is not None:  # the network's, also when not given
             kept = model_cfg.get("width")
         given = getattr(cfg, name)
-        if name == "hint_lr" and given is not None and resumed is not None and not new_layers:
-            raise UsageError(HINT_LR_ALONE)  # (it was accepted, unsaid)
         if given is None:
             cfg = dataclasses.replace(cfg, **{name: kept})
         elif resumed is None or kept is None or given == kept:

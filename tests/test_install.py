@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import configparser
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -75,7 +77,6 @@ def test_an_installed_copy_holds_every_module_and_runs_alone(tmp_path):
 
 def test_the_sdist_holds_the_documents_the_readme_links_to(tmp_path):
     """FORMAT.md and RELIABILITY.md, which the README points to, were not in the sdist."""
-    import re
     import tarfile
 
     tree = tmp_path / "tree"  # (setuptools writes egg-info beside the sources)
@@ -138,9 +139,6 @@ def test_a_tool_that_needs_torch_without_it_says_so(tmp_path):
 def test_the_readmes_python_example_runs(tmp_path):
     """The README's "Python API" example, as written, on a generated poster.jpg: it loads the
     shipped weights, recolours with and without hints, suggests colours and writes out.png."""
-    import ast
-    import re
-
     text = (ROOT / "README.md").read_text().split("## Python API", 1)[1]
     code = re.search(r"```python\n(.*?)```", text, re.S).group(1)
     write_rgb(tmp_path / "poster.jpg", smooth_image(360, 240, 4))
