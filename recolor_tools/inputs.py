@@ -207,19 +207,37 @@ def files_below(folder: Path, exts: Sequence[str]) -> list[Path]:
 
 
 def expand_inputs(args: list[str], exts: tuple[str, ...] = IMAGE_EXTS) -> list[str]:
-    """Turn command-line inputs into a list of files.
+    """Turn command-line inputs into a list of files, each once.
 
     ``-`` stays as is (stdin); a directory is searched recursively for files whose extension is
     in ``exts`` (sorted; broken links among them, so that they are reported, but no FIFO or
     device); a pattern with ``*``, ``?`` or ``[`` that the shell left alone is expanded
     (:func:`glob_matches`), each match taken as if named here; a text file with extension
     ``.txt`` or ``.list`` is read as one path per line (a folder among them searched as above).
-    Anything else is kept, so that a missing file is reported by whoever opens it. One path
-    given as a string is a TypeError (it was taken for a list of one-letter names).
+    Anything else is kept, so that a missing file is reported by whoever opens it. A file
+    reached again (named and found in a named folder, named twice) is left out there: its
+    second output would be its first's. One path given as a string is a TypeError (it was
+    taken for a list of one-letter names).
     """
     if isinstance(args, str | bytes | os.PathLike):
         raise TypeError(f"args must be a list of paths, not one path: [{args!r}]")
+    try:
+        here = os.getcwd()
+    except OSError:  # a removed working folder: relative names compared as written
+        here = ""
+    seen: set[str] = set()
+    out: list[str] = []
+    for path in _expand(args, exts):
+        # the name made absolute and normal, no stat (a list of 100,000 files costs no disk
+        # time); '-' and '' each time, reported or read where they stand
+        key = os.path.normpath(os.path.join(here, path)) if path not in ("-", "") else None
+        if key is None or key not in seen:
+            seen.add(key)
+            out.append(path)
+    return out
 
+
+def _expand(args: list[str], exts: tuple[str, ...]) -> list[str]:
     out: list[str] = []
     for arg in args:
         p = Path(arg)
@@ -229,11 +247,11 @@ def expand_inputs(args: list[str], exts: tuple[str, ...] = IMAGE_EXTS) -> list[s
             found = [str(f) for f in files_below(p, exts)]
             out.extend(found or [arg])  # an empty directory is reported by whoever opens it
         elif _is_pattern(arg):  # each match as if the shell had expanded it: folders searched
-            out.extend(expand_inputs(glob_matches(arg), exts) or [arg])
+            out.extend(_expand(glob_matches(arg), exts) or [arg])
         elif (listed := _list_entries(p)) is not None:
             for entry in listed:
                 # a folder listed is searched as one given on the command line
-                out.extend(expand_inputs([entry], exts) if os.path.isdir(entry) else [entry])
+                out.extend(_expand([entry], exts) if os.path.isdir(entry) else [entry])
         else:
             out.append(arg)
     return out

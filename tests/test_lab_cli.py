@@ -342,6 +342,19 @@ def test_an_empty_file_name_is_no_file_in_the_library(tmp_path, monkeypatch):
         hintfiles.hint_source([], "", None, ["a.png"], ["a.png"])
 
 
+def test_a_file_named_and_found_in_a_named_folder_is_done_once(tmp_path):
+    q = tmp_path / "q"
+    q.mkdir()
+    write_rgb(q / "ref.png", smooth_image(10, 12, 1))
+    write_rgb(q / "b.png", smooth_image(10, 12, 2))
+    p = run(["to-lab", q, q / "ref.png", f"{q}/./ref.png", "-o", f"{tmp_path}/out/"], check_rc=0)
+    assert p.stderr == b"" and sorted(os.listdir(tmp_path / "out")) == ["b.lab", "ref.lab"]
+    # a stream too holds each file once, where it was first reached
+    stream = run(["to-lab", q / "b.png", q], check_rc=0).stdout
+    names = [r.name for r in records.iter_records(io.BytesIO(stream))]
+    assert names == ["b.png", "ref.png"]
+
+
 def test_closed_pipe_ends_quietly(tmp_path, images):
     # `recolor to-lab many | head -c 10`: the producer must not print a traceback.
     many = images * 30
