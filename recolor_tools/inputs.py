@@ -155,14 +155,7 @@ def leave_out(paths: list[str], roots: Sequence[str | Path], folder: str | Path)
     if not any(d != r and d.is_relative_to(r) for r in map(real_path, roots)):
         return paths
     named = roots.named if isinstance(roots, Roots) else set()
-    kept, once = [], set()  # (the folder's walk found a named file too: one input)
-    for p in paths:
-        if p == "-" or not real_path(p).is_relative_to(d):
-            kept.append(p)
-        elif p in named and p not in once:
-            kept.append(p)
-            once.add(p)
-    return kept
+    return [p for p in paths if p == "-" or p in named or not real_path(p).is_relative_to(d)]
 
 
 def real_path(path: str | Path) -> Path:

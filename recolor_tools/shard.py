@@ -70,7 +70,9 @@ def rank_and_size(env: Mapping[str, str] | None = None) -> tuple[int, int]:
         raise UsageError("RANK and WORLD_SIZE must be whole numbers (set by torchrun)") from None
     except KeyError:
         raise UsageError(f"WORLD_SIZE {size} without RANK: launch with torchrun") from None
-    if size < 1 or not 0 <= rank < size:
+    if size < 1:  # (no RANK was read: naming one would blame a variable nobody set)
+        raise UsageError(f"WORLD_SIZE {size} is no number of processes (set by torchrun)")
+    if not 0 <= rank < size:
         raise UsageError(f"RANK {rank} is not in [0, WORLD_SIZE={size}) (set by torchrun)")
     return rank, size
 

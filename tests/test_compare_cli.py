@@ -208,6 +208,18 @@ def test_montage_png(tmp_path):
         assert im.info.get("icc_profile") == srgb_profile()
 
 
+def test_a_montage_kept_in_a_compared_folder_is_not_compared_when_run_again(tmp_path):
+    """`recolor compare out/ . --montage m.jpg` run twice: the second run took its first's
+    figure for a truth with no prediction, exit 1."""
+    save(tmp_path / "a.png", pattern())
+    save(tmp_path / "out" / "a.png", pattern())
+    for _ in range(2):
+        r = run_recolor(["compare", "out/", ".", "--montage", "m.jpg", "--csv"], cwd=tmp_path)
+        assert r.returncode == 0 and r.stderr == b"", r.stderr
+        assert [row["name"] for row in csv_rows(r.stdout.decode())] == ["a", "mean"]
+    assert cv2.imread(str(tmp_path / "m.jpg")).shape[0] > 256
+
+
 def test_a_montage_that_cannot_be_written_is_a_usage_error(tmp_path):
     """Before any image is scored: a directory (once a file named like it, the "/" dropped) or
     an unknown image format (once an error after all the scoring)."""
@@ -326,6 +338,12 @@ def test_a_missing_folder_is_no_such_file_not_usage(tmp_path):
     save(tmp_path / "truth" / "a.png", pattern())
     r = run(tmp_path / "nodir", tmp_path / "truth")
     assert (r.returncode, r.stderr) == (1, f"recolor compare: {tmp_path / 'nodir'}: no such file\n")
+    (tmp_path / "unmounted").symlink_to(tmp_path / "nowhere")  # a link to nothing: the same
+    r = run(tmp_path / "unmounted", tmp_path / "truth")
+    assert (r.returncode, r.stderr) == (
+        1,
+        f"recolor compare: {tmp_path / 'unmounted'}: no such file\n",
+    )
     r = run(tmp_path / "truth" / "a.png", tmp_path / "truth")  # both there: usage, as before
     assert r.returncode == 2 and "must both be files or both be directories" in r.stderr
     for args in (["-", tmp_path / "truth"], [tmp_path / "truth", "-"]):  # stdin is a file
@@ -417,6 +435,25 @@ def test_rich_table_keeps_names_whole_and_figures_uncut_on_a_narrow_terminal(dir
     for name in long:
         assert name in flat
     assert text.replace("\r\n", "\n") == plain  # too narrow for rich's: the plain table
+
+
+def test_a_table_longer_than_rich_rows_is_plain_on_a_terminal(tmp_path):
+    """rich lays a table out at 2 ms a row (5,000 images: 10 s); a long one is printed plain."""
+    import pty
+
+    from recolor_tools.cli.score import RICH_ROWS
+
+    x = pattern(16, 16)
+    for i in range(RICH_ROWS + 1):
+        for d in ("p", "t"):
+            save(tmp_path / d / f"{i}.png", x)
+    master, slave = pty.openpty()
+    env = {**os.environ, "COLUMNS": "100", "NO_COLOR": "1"}
+    cmd = [sys.executable, "-m", "recolor_tools", "compare", tmp_path / "p", tmp_path / "t", "-q"]
+    p = subprocess.Popen(cmd, stdout=slave, env=env)  # read while it runs: a pty holds 4 KB
+    text = drain_pty(master, slave).decode().replace("\r\n", "\n")
+    assert p.wait(timeout=120) == 0
+    assert text == run_recolor(cmd[3:]).stdout.decode()  # the plain table, as through a pipe
 
 
 def test_a_name_with_a_newline_keeps_its_row_one_line(tmp_path):

@@ -73,6 +73,15 @@ def test_rank_values_set_by_hand_and_usage_said_once(tmp_path, tiny):
         assert p.returncode == 2 and p.stderr.decode() == (
             f"recolor {tool[0]}: WORLD_SIZE 2 without RANK: launch with torchrun\n"
         )
+        p = run([*tool, "-o", f"{tmp_path}/ws/"], env={"WORLD_SIZE": "0"})  # it named RANK 0
+        assert p.returncode == 2 and p.stderr.decode() == (
+            f"recolor {tool[0]}: WORLD_SIZE 0 is no number of processes (set by torchrun)\n"
+        )
+    # train's ranks meet through torchrun's rendezvous: torch's own error after 5 s, exit 1
+    p = run(["train", tmp_path, "--size", "16", "-o", f"{tmp_path}/ws/"],
+            env={"WORLD_SIZE": "2", "RANK": "0"})  # fmt: skip
+    assert p.returncode == 2 and "WORLD_SIZE above 1 without MASTER_ADDR" in p.stderr.decode()
+    assert not (tmp_path / "ws").exists()
     cases = [(["--bogus"], 2, "No such option"), ([""], 2, "an empty argument"),
              (["-o", f"{tmp_path}/afile/"], 1, "afile: exists and is not a directory"),
              (["--hints", "-"], 2, "--hints - under torchrun"),
@@ -179,6 +188,20 @@ def test_two_inputs_of_one_output_in_two_shares_and_usage_said_once(tmp_path, ti
     p = run(["predict", tmp_path / "z" / "a.png", imgs[1], *tiny, "-o", f"{tmp_path}/one/"])
     assert p.returncode == 1 and p.stdout.decode() == f"{tmp_path / 'one' / 'a.png'}\n"
     assert len(p.stderr.splitlines()) == 1 and str(tmp_path / "z" / "a.png") in p.stderr.decode()
+
+
+def test_a_rank_never_writes_over_an_input_in_another_ranks_share(tmp_path, tiny):
+    """a.jpg (rank 0's) and a.png (rank 1's) into their own folder as PNG: each rank guarded
+    only its own share, so rank 0 wrote a.jpg's output over the input a.png."""
+    d = tmp_path / "d"
+    d.mkdir()
+    write_rgb(d / "a.jpg", smooth_image(40, 48, 1))
+    png = write_rgb(d / "a.png", smooth_image(40, 48, 2)).read_bytes()
+    for rank in (0, 1):
+        env = {"RANK": str(rank), "WORLD_SIZE": "2"}
+        p = run(["predict", d, *tiny, "--size", "16", "-o", f"{d}/", "--format", "png"], env=env)
+        assert p.returncode == 1 and p.stdout == b"", (rank, p.stderr)
+        assert (d / "a.png").read_bytes() == png and sorted(os.listdir(d)) == ["a.jpg", "a.png"]
 
 
 def test_a_failing_rank_does_not_cut_the_others_short(tmp_path):

@@ -8,6 +8,7 @@ import functools
 import math
 import os
 import re
+import stat
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -481,12 +482,19 @@ def distinct_outputs(tool: Tool, files: dict[str, str | None]) -> dict[str, str]
     named = {f: p for f, p in files.items() if p not in (None, "-") and not is_dir_target(p)}
     seen: dict[str, str] = {}
     for flag, path in named.items():
-        if writes_in_place(path):
+        if writes_in_place(path) and not _is_fifo(path):  # (a FIFO read once would hang)
             continue
         first = seen.setdefault(os.path.realpath(path), flag)
         if first != flag:
             tool.usage(f"{first} and {flag} name one file, {path}: give each its own")
     return named
+
+
+def _is_fifo(path: str) -> bool:
+    try:
+        return stat.S_ISFIFO(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False
 
 
 def single_outputs(
@@ -497,7 +505,8 @@ def single_outputs(
     run ``reads`` (inputs, ``--stats``, ``--classes``) stops it, exit 1 (as ``-o`` an input), and
     so does one in a folder that is missing, or a stdout (``stdout``: the run writes it) that is
     one of them (``>> input``).
-    ``-``, directories and devices written in place (``/dev/null``, for both) are left out."""
+    ``-``, directories and devices written in place (``/dev/null``, for both; not a FIFO) are
+    left out."""
     from ..fileio import writes_in_place
     from ..outputs import check_folder, check_not_input, check_stdout_not_input
 

@@ -423,13 +423,16 @@ def _predict_outputs(
     )  # fmt: skip
     if router.to_stdout:
         tool.binary_stdout()  # refused on a terminal, before any work
+    # the whole list, before the shares: each rank guards every input (with its share alone,
+    # one wrote another rank's input a.png with a.jpg's output)
+    paths = router.without_own(paths, roots)
     clashes = {}
     if shard.rank_and_size()[1] > 1:  # one process refuses them as it writes (Outputs.write)
         clashes = router.clashes(paths, [input_name(p, roots) for p in paths])
     # under torchrun: this rank's share of the whole list
     mine = list(zip(*shard.this_rank(range(len(paths)), paths), strict=True))
     refused = [(p, clashes[i]) for i, p in mine if i in clashes]
-    paths = router.without_own([p for i, p in mine if i not in clashes], roots)
+    paths = [p for i, p in mine if i not in clashes]
     paths = [p for p in paths if not router.skip(input_name(p, roots))]
     return router, ext, paths, refused
 

@@ -75,7 +75,7 @@ def compare(
         tool.text_stdout()  # closed: refused before any work
     distinct_outputs(tool, {"--montage": montage, "-o": output})  # before the pairing's lines
     rebal = _load_stats(tool, stats) if stats is not None else None
-    pairs = _compare_pairs(tool, pred, truth)
+    pairs = _compare_pairs(tool, pred, truth, montage)
     inputs = [str(f) for _, p, t in pairs for f in (p, t)]
     reads = [*inputs, *given(stats)]
     single_outputs(tool, {"--montage": montage, "-o": output}, reads, stdout=output is None)
@@ -114,7 +114,9 @@ def compare(
             out.write("report", lambda f: write_all(f, text))
         tool.exit()
     stream = tool.text_stdout()
-    if fmt is None and stream.isatty() and _print_rich_table(*report.report_cells(results)):
+    # (rich lays a table out at 2 ms a row: a longer one is printed plain, at once)
+    rich = fmt is None and stream.isatty() and len(results) <= RICH_ROWS
+    if rich and _print_rich_table(*report.report_cells(results)):
         tool.exit()
     text = (fmt or report.format_text)(results).encode(stream.encoding, stream.errors)
     with tool.guard():  # a full device: one line naming <stdout>; all of it or an error
@@ -132,10 +134,13 @@ def _stream_id(path: Path) -> tuple[int, int] | None:
     return None if stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode) else (st.st_dev, st.st_ino)
 
 
-def _compare_pairs(tool: Tool, pred: Path, truth: Path) -> list[tuple[str, Path, Path]]:
-    """(name, pred, truth) to compare: the two files, or two directories matched by name."""
+def _compare_pairs(
+    tool: Tool, pred: Path, truth: Path, montage: str | None = None
+) -> list[tuple[str, Path, Path]]:
+    """(name, pred, truth) to compare: the two files, or two directories matched by name; in a
+    directory, the ``montage`` this run writes (an earlier run's) is no image to score."""
     from ..fileio import open_binary
-    from ..inputs import expand_inputs, input_name
+    from ..inputs import expand_inputs, input_name, real_path
     from ..pairing import pair_by_stem
 
     if str(pred) == str(truth) == "-":  # the first read would leave the second nothing
@@ -145,8 +150,8 @@ def _compare_pairs(tool: Tool, pred: Path, truth: Path) -> list[tuple[str, Path,
             tool.usage("PRED and TRUTH cannot both be stdin")
         tool.usage(f"PRED and TRUTH are one stream, {pred}, read once: give two files")
     if os.path.isdir(pred) != os.path.isdir(truth):  # (a name too long is no folder)
-        missing = [p for p in (pred, truth) if str(p) != "-" and not os.path.lexists(p)]
-        for p in missing:  # a mistyped name: that, not a usage error
+        missing = [p for p in (pred, truth) if str(p) != "-" and not os.path.exists(p)]
+        for p in missing:  # a mistyped name or a link to nothing: that, not a usage error
             tool.fail("no such file", p)
         if missing:
             tool.exit()
@@ -155,6 +160,10 @@ def _compare_pairs(tool: Tool, pred: Path, truth: Path) -> list[tuple[str, Path,
         return [(Path(input_name(str(truth))).stem, pred, truth)]
     files = [expand_inputs([str(d)]) for d in (pred, truth)]
     empty = [d for d, found in zip((pred, truth), files, strict=True) if found == [str(d)]]
+    mine = real_path(montage) if montage is not None else None
+    for i, d in enumerate((pred, truth)):
+        if mine is not None and mine.is_relative_to(real_path(d)):
+            files[i] = [f for f in files[i] if real_path(f) != mine]
     for d in empty:  # kept by expand_inputs for its reader to report, as every tool does
         with tool.guard(d):
             open_binary(d).close()
@@ -165,6 +174,9 @@ def _compare_pairs(tool: Tool, pred: Path, truth: Path) -> list[tuple[str, Path,
         tool.fail(err)
     return pairs
 
+
+RICH_ROWS = 200
+"""The longest table on a terminal drawn by rich (0.4 s of layout); longer ones are plain."""
 
 REPORT_SUFFIXES = {".json": "--json", ".csv": "--csv"}
 """``-o`` names whose extension says the report's format, as an image's says its format."""

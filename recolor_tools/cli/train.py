@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -228,7 +229,11 @@ def train(
     # under torchrun, what is about the whole run is said once (every rank exits alike); a
     # skipped image by the rank that met it
     tool = Tool("train", quiet, debug, ranked=True)
+    from ..shard import rank_and_size
 
+    if rank_and_size()[1] > 1 and "MASTER_ADDR" not in os.environ:  # (said before torch loads)
+        tool.usage("WORLD_SIZE above 1 without MASTER_ADDR: train's processes meet through "
+                   "torchrun's rendezvous; launch them with torchrun", see_help=False)  # fmt: skip
     tool.text_stdout(PATHS_GO_THERE)  # the final weights' path: closed, refused before any work
     check_precision(tool, device, precision)
     if not data and not resume:  # (as typer said it when DATA was required)
