@@ -435,6 +435,10 @@ def make_loader(
         # used it (resizing, rebalancing stats), can deadlock; with one thread there is no pool.
         cv2.setNumThreads(1)
         share_within_open_files()
+        # one encoding here compiles (or loads) the numba kernels the workers call, which they
+        # inherit: on an empty cache each of them compiled its own (-j 4 on 2 cores: 44 s, not 22)
+        blank = np.zeros((dataset.size, dataset.size, 3), np.float32)
+        dataset.encode(blank, np.random.default_rng())
     return torch.utils.data.DataLoader(
         dataset,
         batch_size=batch_size,

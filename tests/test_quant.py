@@ -98,6 +98,22 @@ def test_gamut_classes_are_memoised_and_read_only():
         a[0, 0] = 1.0
 
 
+def test_a_class_set_from_a_file_runs_the_default_sets_compiled_kernels():
+    """A writable class set (read from --classes, --stats or a checkpoint) and the default,
+    read-only one were two types to numba: every kernel compiled twice (4.4 s the second)."""
+    from recolor_tools.quant import encode
+
+    ab = np.random.default_rng(0).uniform(-60, 60, (300, 2)).astype(np.float32)
+    own = C8.copy()
+    assert own.flags.writeable
+    for classes in (C8, own):
+        quant.soft_encode(ab, classes)
+        quant.hard_encode(ab, classes)
+    assert own.flags.writeable  # the caller's array keeps its flags
+    for kernel, at in ((encode._knn_kernel, 2), (encode._nearest_kernel, 1)):
+        assert kernel.signatures and not any(sig[at].mutable for sig in kernel.signatures)
+
+
 def test_data_classes():
     ab = np.array([[1, 2], [3.9, -3.9], [4, 0], [-4, 0], [12, 12], [12.5, 12]], np.float32)
     got = quant.data_classes(ab, grid=8)

@@ -45,7 +45,10 @@ def check_ab(ab: np.ndarray, what: str = "ab", finite: bool = True) -> np.ndarra
 
 
 def check_classes(classes: np.ndarray) -> np.ndarray:
-    """A valid class set as C-contiguous float32: (Q, 2), 1 <= Q <= 32767, finite values.
+    """A valid class set as a read-only, C-contiguous float32 view: (Q, 2), 1 <= Q <= 32767,
+    finite values. Read-only whatever it came from, since numba compiles a kernel once for each
+    kind of array: the default set's (cached, read-only) and a file's (writable) compiled
+    every kernel twice, 4.4 s the second time.
 
     Raises ValueError naming what is wrong (shape, dtype, Q out of range, NaN or infinity).
     """
@@ -54,7 +57,9 @@ def check_classes(classes: np.ndarray) -> np.ndarray:
         raise ValueError(
             f"classes must have shape (Q, 2) with 1 <= Q <= {MAX_CLASSES}, got {arr.shape}"
         )
-    return arr
+    view = arr.view()  # (the caller's own array keeps its flags)
+    view.flags.writeable = False
+    return view
 
 
 def check_class_file(classes: np.ndarray) -> np.ndarray:
