@@ -127,7 +127,8 @@ def _list_entries(p: Path) -> list[str] | None:
     for line in os.fsdecode(data).split("\n"):
         line = line.strip()
         if line and not line.startswith("#"):
-            entries.append(line if Path(line).is_absolute() else str(p.parent / line))
+            entry = line if Path(line).is_absolute() else str(p.parent / line)
+            entries.append("./-" if entry == "-" else entry)  # a file named -, not stdin
     return entries
 
 

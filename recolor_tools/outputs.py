@@ -448,7 +448,9 @@ def _check_writable(out: Path) -> None:
         raise RecolorError("is a directory", out)
     folder = folder_named(out)  # atomic_open's: a link is followed
     if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK, effective_ids=True):
-        raise RecolorError("permission denied", folder)
+        # (access() says no to a read-only mount too: its reason, as writing would give it)
+        read_only = os.statvfs(folder).f_flag & os.ST_RDONLY
+        raise RecolorError("read-only file system" if read_only else "permission denied", folder)
 
 
 def print_path(stream: IO, path: str | Path) -> None:

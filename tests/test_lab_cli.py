@@ -448,6 +448,22 @@ def test_version_and_help():
     p = run(["--help"], check_rc=0)
     for tool in ("to-lab", "from-lab"):
         assert tool in p.stdout.decode()
+    p = run([])  # no tool: a usage error like any (it was the whole help on stdout, exit 2)
+    assert (p.returncode, p.stdout) == (2, b"")
+    assert p.stderr.decode() == "recolor: Missing command (see recolor -h)\n"
+
+
+def test_a_dash_in_a_list_is_the_file_beside_it_wherever_the_list_is(tmp_path):
+    """README: a list's lines are relative to its folder. `-` in a list in the current folder
+    was stdin ("-: empty file"); below it, the file named `-`."""
+    for d in (tmp_path, tmp_path / "sub"):
+        d.mkdir(exist_ok=True)
+        write_rgb(d / "x.png", smooth_image(10, 12, 1)).rename(d / "-")
+        (d / "l.txt").write_text("-\n")
+    for lst in ("l.txt", "sub/l.txt"):
+        p = run(["to-lab", lst, "-o", f"out-{lst[0]}/"], cwd=tmp_path, input=b"")
+        assert p.returncode == 0 and p.stderr == b"", (lst, p.stderr)
+        assert os.listdir(tmp_path / f"out-{lst[0]}") == ["-.lab"]
 
 
 @pytest.mark.parametrize("tool", ["quantize", "rebalance-stats", "predict"])

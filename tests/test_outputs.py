@@ -974,3 +974,10 @@ def test_a_folder_that_takes_no_file_is_found_before_writing_where_a_link_leads(
     with pytest.raises(RecolorError, match="permission denied") as e:
         check(Path("ro") / "c.png")
     assert e.value.path == "ro"
+    # a read-only mount (which access() refuses too) says so, as writing there would
+    statvfs = os.statvfs
+    monkeypatch.setattr(os, "statvfs", lambda p: os.statvfs_result(
+        (*statvfs(p)[:8], statvfs(p).f_flag | os.ST_RDONLY, statvfs(p).f_namemax)))  # fmt: skip
+    with pytest.raises(RecolorError) as e:
+        check(ro / "c.png")
+    assert e.value.reason == "read-only file system"

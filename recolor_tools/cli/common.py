@@ -50,7 +50,7 @@ app = typer.Typer(
     cls=_Group,
     name="recolor",
     help="Recolor images in CIELAB space: small tools that pass Lab records through pipes.",
-    no_args_is_help=True,
+    no_args_is_help=False,  # `recolor` alone: a usage error, one line on stderr, as each tool
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
