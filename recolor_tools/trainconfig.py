@@ -127,6 +127,9 @@ class TrainConfig:
         if self.init is not None and self.resume:
             raise ValueError("--init and --resume exclude each other")
         brought = {"--classes": self.classes, "--stats": self.stats, "--init": self.init}
+        for flag in ("--classes", "--stats"):  # read by every process, and their file's id
+            if brought[flag] is not None and str(brought[flag]) == "-":  # kept safe from OUT
+                raise ValueError(f"{flag} -: train reads it by name; give a file")
         brought["--resume"] = self.resume or None
         given = [flag for flag, v in brought.items() if v is not None]
         if self.grid is not None and given:  # it would be ignored without a word

@@ -523,7 +523,14 @@ def test_stats_from_a_pipe(tmp_path):
     r = run(pred, truth, "--stats", fifo, "--json")
     writer.join(timeout=60)
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout) == json.loads(run(pred, truth, "--stats", stats, "--json").stdout)
+    want = json.loads(run(pred, truth, "--stats", stats, "--json").stdout)
+    assert json.loads(r.stdout) == want
+    # `rebalance-stats -o - | compare P T --stats -` (it was "-: no such file"), but not where
+    # stdin is an input's
+    r = run_recolor(["compare", pred, truth, "--stats", "-", "--json"], input=stats.read_bytes())
+    assert r.returncode == 0 and json.loads(r.stdout) == want, r.stderr
+    r = run_recolor(["compare", "-", truth, "--stats", "-"], input=stats.read_bytes())
+    assert r.returncode == 2 and b"--stats - reads its file from stdin" in r.stderr
 
 
 def test_a_truth_on_stdin_is_named_stdin_as_in_every_tool(tmp_path):

@@ -190,6 +190,13 @@ def test_classes_from_a_rebalance_stats_file(tmp_path, images):
         run([tool, "--classes", fifo, "-o", by_pipe, images[0]], check_rc=0)
         writer.join(timeout=60)
         assert by_pipe.read_bytes() == by_grid.read_bytes(), tool
+        # `--classes -` from stdin (it was "-: no such file"), unless an input is stdin's
+        by_stdin = tmp_path / f"stdin.{out}"
+        run([tool, "--classes", "-", "-o", by_stdin, images[0]], input=stats.read_bytes(),
+            check_rc=0)  # fmt: skip
+        assert by_stdin.read_bytes() == by_grid.read_bytes(), tool
+        p = run([tool, "--classes", "-", "-o", by_stdin, "-"], input=stats.read_bytes())
+        assert p.returncode == 2 and b"--classes - reads its file from stdin" in p.stderr
 
 
 def test_numpy_warnings_do_not_reach_stderr(tmp_path, images):

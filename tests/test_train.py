@@ -656,6 +656,12 @@ def test_cli_bad_arguments(data, tmp_path, capsys):
     assert rc == 1 and err == f"recolor train: {empty}: no image files in this directory\n"
     rc, _, err = cli([data["train"], "--steps", "1", "--epochs", "1"], capsys)
     assert rc == 2 and "exclude each other" in err
+    for flag in ("--stats", "--classes"):  # was "-: no such file", exit 1
+        rc, _, err = cli([data["train"], "--steps", "1", flag, "-"], capsys)
+        assert (rc, err) == (
+            2,
+            f"recolor train: {flag} -: train reads it by name; give a file {SEE}\n",
+        )
     rc, _, err = cli([data["train"], "--size", "36", "--steps", "1", "--out", tmp_path], capsys)
     assert (
         rc == 2

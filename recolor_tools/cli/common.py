@@ -490,6 +490,13 @@ def distinct_outputs(tool: Tool, files: dict[str, str | None]) -> dict[str, str]
     return named
 
 
+def stdin_file(tool: Tool, flag: str, value: str | Path | None, inputs: list[str]) -> None:
+    """``FLAG -``: the option's file on stdin (``rebalance-stats -o - | recolor compare P T
+    --stats -``); a usage error where stdin is a terminal or an input."""
+    if value is not None and str(value) == "-" and ("-" in inputs or sys.stdin.isatty()):
+        tool.usage(f"{flag} - reads its file from stdin: not a terminal, and not an input")
+
+
 def _is_fifo(path: str) -> bool:
     try:
         return stat.S_ISFIFO(os.stat(path).st_mode)

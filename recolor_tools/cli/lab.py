@@ -36,6 +36,7 @@ from .common import (
     one_file,
     output_dtype,
     single_outputs,
+    stdin_file,
 )
 
 
@@ -242,6 +243,7 @@ def quantize(
     tool.finite(sigma=sigma)
     if not hard and sigma < defaults.SIGMA_MIN:
         tool.usage(f"--sigma must be at least {defaults.SIGMA_MIN}")
+    stdin_file(tool, "--classes", classes, paths)
     cls, grid = _class_set(tool, classes, grid)
     if not hard and k > len(cls):
         default = " (the default)" if given_k is None else ""
@@ -353,6 +355,7 @@ def rebalance_stats(
     # checked before the counting, not after it
     reads = [*paths, *given(classes)]
     single_outputs(tool, {"-o": output, "--plot": plot}, reads, stdout=output in (None, "-"))
+    stdin_file(tool, "--classes", classes, paths)
     acc = PriorAccumulator(*_class_set(tool, classes, grid))
     images = _image_files(paths)
     acc.add_sources(tool.progress(images, len(images)), workers, on_error=tool.fail)

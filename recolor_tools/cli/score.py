@@ -19,6 +19,7 @@ from .common import (
     image_file,
     one_file,
     single_outputs,
+    stdin_file,
 )
 
 
@@ -74,6 +75,7 @@ def compare(
     if output is None:
         tool.text_stdout()  # closed: refused before any work
     distinct_outputs(tool, {"--montage": montage, "-o": output})  # before the pairing's lines
+    stdin_file(tool, "--stats", stats, [str(pred), str(truth)])
     rebal = _load_stats(tool, stats) if stats is not None else None
     pairs = _compare_pairs(tool, pred, truth, montage)
     inputs = [str(f) for _, p, t in pairs for f in (p, t)]

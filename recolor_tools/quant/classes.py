@@ -215,13 +215,12 @@ class WrongFormat(RecolorError):
 
 
 def read_npz_bytes(path: str | Path) -> bytes:
-    """The bytes of an npz file named as an option (``--stats``, ``--classes``). Read whole
-    first: np.load seeks, which a pipe (``--stats <(...)``) cannot; and a folder or an
-    unreadable file gets its own reason, not "not a ... file"."""
+    """The bytes of an npz file named as an option (``--stats``, ``--classes``; ``-`` is
+    stdin, where the tool allows it). Read whole first: np.load seeks, which a pipe (``--stats
+    <(...)``) cannot; and a folder or an unreadable file gets its own reason, not "not a ...
+    file"."""
     from ..fileio import read_bytes
 
-    if str(path) == "-":  # stdin holds the inputs
-        raise RecolorError("no such file", path)
     if os.path.isdir(path):
         raise RecolorError("is a directory", path)
     return read_bytes(path)
