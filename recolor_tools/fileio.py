@@ -103,7 +103,10 @@ def stdin_binary() -> BinaryIO:
 
 def open_binary(path: str | Path) -> BinaryIO:
     """Open a file for binary reading (``-`` is stdin; a pipe, FIFO or device read through
-    :class:`_Waiting`); OS errors become :class:`RecolorError`."""
+    :class:`_Waiting`); OS errors become :class:`RecolorError`. An int is refused (TypeError):
+    ``open`` takes it for a file descriptor, which the caller's close would close."""
+    if isinstance(path, int):
+        raise TypeError(f"path must be a str or Path, not {type(path).__name__}")
     if str(path) == "-":
         return stdin_binary()
     if str(path) == "":  # Path("") would open the current directory

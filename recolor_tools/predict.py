@@ -40,6 +40,7 @@ References
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -418,6 +419,9 @@ class Predictor:
 
     def check_given(self, hints: Hints | None) -> None:
         """:meth:`check_hints` for these ``hints`` (None: none)."""
+        if hints is not None and not isinstance(hints, Hints):  # ("5,5=#f00": AttributeError)
+            raise TypeError(f"hints must be a Hints (hints.parse_hint, ...) or None, not "
+                            f"{type(hints).__name__}")  # fmt: skip
         given = hints is not None and not hints.empty
         palette = given and len(hints.palette_w) > 0
         steered = given and (hints.strength is not None or hints.spread != "alike")
@@ -525,4 +529,6 @@ class Predictor:
         """
         from .batching import predict_files
 
+        if isinstance(paths, str | bytes | os.PathLike):  # (each letter was taken for a file)
+            raise TypeError(f"paths must be a list of paths, not one path: [{paths!r}]")
         return predict_files(self, paths, batch_size, hints, dtype, io_workers)

@@ -210,6 +210,25 @@ def test_counts_and_inputs_of_the_wrong_kind_are_refused():
         metrics.auc_of_histogram([])
 
 
+def test_a_path_of_the_wrong_kind_is_a_type_error(predictor, tmp_path):
+    """read_rgb(3) read file descriptor 3 and closed it (read_rgb(0): stdin, closed);
+    predict_files("a.jpg") took each letter for a file; hints="5,5=#f00" was an
+    AttributeError deep inside."""
+    fd = os.open(os.devnull, os.O_RDONLY)
+    try:
+        with pytest.raises(TypeError, match="not int"):
+            imageio.read_rgb(fd)
+        os.fstat(fd)  # still open
+    finally:
+        os.close(fd)
+    with pytest.raises(TypeError, match="not one path"):
+        predictor.predict_files("a.jpg")
+    rgb = smooth_image(16, 16, 1) / np.float32(255)
+    for hints in ("5,5=#f00", {}, [None]):
+        with pytest.raises(TypeError, match="hints must be a Hints"):
+            predictor.recolorize(rgb, hints=hints)
+
+
 def test_mode_keeps_the_order_of_float64_scores():
     """mode() cast float64 scores to float32: a lead of 1e-12 became a tie (the lower class
     won) and finite logits of 1e300 became +inf (refused)."""
