@@ -546,7 +546,9 @@ def resolve_device(name: str = "auto", local_rank: int | None = None) -> torch.d
     Raises
     ------
     RecolorError
-        CUDA was asked for but is not available, or the name is not a device.
+        CUDA was asked for but is not available.
+    ValueError
+        The name is not a device.
     """
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
@@ -561,7 +563,7 @@ def resolve_device(name: str = "auto", local_rank: int | None = None) -> torch.d
                                f"to cuda:{n - 1})")  # fmt: skip
         return device
     if name != "cpu":
-        raise RecolorError(f"unknown device {name!r} (use auto, cpu, cuda or cuda:N)")
+        raise ValueError(f"unknown device {name!r} (use auto, cpu, cuda or cuda:N)")
     return torch.device("cpu")
 
 
@@ -574,10 +576,12 @@ def amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     Raises
     ------
     RecolorError
-        bf16 or fp16 asked for off CUDA, or an unknown name.
+        bf16 or fp16 asked for off CUDA.
+    ValueError
+        An unknown name.
     """
     if precision not in defaults.PRECISIONS:
-        raise RecolorError(f"unknown precision {precision!r} (use auto, fp32, bf16 or fp16)")
+        raise ValueError(f"unknown precision {precision!r} (use auto, fp32, bf16 or fp16)")
     if device.type != "cuda" or precision == "fp32":
         if precision in ("bf16", "fp16") and device.type != "cuda":
             raise RecolorError(f"--precision {precision} needs CUDA")

@@ -227,6 +227,14 @@ def test_a_path_of_the_wrong_kind_is_a_type_error(predictor, tmp_path):
     for hints in ("5,5=#f00", {}, [None]):
         with pytest.raises(TypeError, match="hints must be a Hints"):
             predictor.recolorize(rgb, hints=hints)
+    # arguments, not inputs: ValueError (they were RecolorError, which `except ValueError`
+    # missed)
+    from recolor_tools import models
+
+    with pytest.raises(ValueError, match="unknown device 'bogus'"):
+        models.resolve_device("bogus")
+    with pytest.raises(ValueError, match="unknown precision 'bogus'"):
+        models.amp_dtype("bogus", models.resolve_device("cpu"))
 
 
 def test_mode_keeps_the_order_of_float64_scores():
