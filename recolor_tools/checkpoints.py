@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from . import defaults, process
-from .errors import RecolorError, is_whole
+from .errors import RecolorError, is_real, is_whole
 from .fileio import check_regular, os_reason
 from .models import HEADS, Colorizer, ModelConfig
 
@@ -288,6 +288,10 @@ def read_checkpoint(
     p = Path(path)
     check_regular(p)
     try:  # the file itself: read_bytes would take a file named "-" for stdin
+        with open(p, "rb") as f:  # its first bytes first: a 1 GB video given as -w is no
+            start = f.read(len(_TORCH_SAVED[1]))  # checkpoint, said at once (it was read whole)
+        if not start.startswith(_TORCH_SAVED[0]) and not _TORCH_SAVED[1].startswith(start):
+            raise RecolorError("not a recolor checkpoint (not a file torch.save wrote)", path)
         data = p.read_bytes()
     except OSError as e:
         raise RecolorError(os_reason(e), path) from None
@@ -358,7 +362,10 @@ def _complete(ckpt: dict[str, Any], path: str | Path) -> None:
     if ckpt.setdefault("head", config["head"]) != config["head"]:  # version 1 stored both
         raise RecolorError("broken checkpoint: two different heads", path)
     default = {"k": defaults.K, "sigma": defaults.SIGMA} if cls else None
-    ckpt.setdefault("encoding", default)
+    encoding = ckpt.setdefault("encoding", default)
+    if cls and not _encoding_ok(encoding):  # (train --init takes it: an internal error there)
+        raise RecolorError(f"broken checkpoint: soft-encoding {encoding!r} is not k >= 1 and "
+                           f"sigma >= {defaults.SIGMA_MIN}", path)  # fmt: skip
     data = ckpt.setdefault("data", {})
     if not isinstance(data, dict):
         raise RecolorError("broken checkpoint: its data record is not a mapping", path)
@@ -373,6 +380,13 @@ def _complete(ckpt: dict[str, Any], path: str | Path) -> None:
         raise RecolorError(f"broken checkpoint: {reason}", path)
     if cls and rebalance is not None and rebalance.get("prior") is None:
         rebalance["prior"] = prior_from_weights(rebalance["weights"], float(rebalance["lam"]))
+
+
+def _encoding_ok(encoding: object) -> bool:
+    if not isinstance(encoding, dict) or set(encoding) != {"k", "sigma"}:
+        return False
+    k, sigma = encoding["k"], encoding["sigma"]
+    return is_whole(k) and k >= 1 and is_real(sigma) and sigma >= defaults.SIGMA_MIN
 
 
 def prior_from_weights(weights: torch.Tensor, lam: float) -> torch.Tensor | None:
@@ -446,6 +460,9 @@ def model_of(ckpt: dict[str, Any], path: str | Path) -> Colorizer:
     bad = [k for k, v in state.items() if v.is_floating_point() and not v.isfinite().all()]
     if bad:  # a diverged or damaged run: it would paint every image one flat colour, or NaN
         raise RecolorError(f"broken checkpoint: NaN or infinite weights in {bad[0]}", path)
+    bad = [k for k, v in state.items() if k.endswith("running_var") and (v < 0).any()]
+    if bad:  # BatchNorm's square root of it: NaN in every output pixel
+        raise RecolorError(f"broken checkpoint: negative variance in {bad[0]}", path)
     if model.config.head == "cls":
         model.classes.copy_(ckpt["classes"].float())
     return model

@@ -186,6 +186,20 @@ def test_load_checkpoint_errors(tmp_path):
     os.mkfifo(tmp_path / "fifo.pt")  # (not opened: it would wait for a writer)
     with pytest.raises(RecolorError, match=": not a regular file$"):
         checkpoints.load_checkpoint(tmp_path / "fifo.pt")
+    # a large file of something else (a video given as -w) is refused from its first bytes: it
+    # was read whole first (1 GB of memory for a 1 GB file)
+    big = tmp_path / "video.pt"
+    with open(big, "wb") as f:
+        f.write(b"\x1aE\xdf\xa3")
+        f.truncate(1 << 40)  # sparse: 1 TiB that takes no disk, nor memory unless read
+    with pytest.raises(RecolorError, match="not a file torch.save wrote\\)$"):
+        checkpoints.load_checkpoint(big)
+    # a negative BatchNorm variance (finite, so not NaN weights) gave NaN in every pixel
+    ckpt = checkpoints.make_checkpoint(small("reg"))
+    name = next(k for k in ckpt["model"] if k.endswith("running_var"))
+    ckpt["model"][name] = -ckpt["model"][name] - 1
+    with pytest.raises(RecolorError, match=f"broken checkpoint: negative variance in {name}"):
+        checkpoints.load_checkpoint(_saved(tmp_path, "negvar.pt", ckpt))
 
 
 def test_default_weights_rejects_unknown_head():
@@ -257,6 +271,10 @@ W = torch.linspace(0.5, 2.0, Q)
         ({"data": [1]}, "its data record is not a mapping"),  # an AttributeError in predict
         ({"data": {"size": "big"}}, "training size 'big' is not a whole number of 8 or more"),
         ({"data": {"size": 3}}, "training size 3 is not"),  # "--size ... got 4", unnamed
+        # train --init took these: an internal error, and a line that named no file
+        ({"encoding": "x"}, "soft-encoding 'x' is not k >= 1 and sigma >= 0.01"),
+        ({"encoding": {"k": 0, "sigma": 5.0}}, "soft-encoding .* is not k >= 1"),
+        ({"encoding": {"k": 5, "sigma": -1.0}}, "soft-encoding .* is not k >= 1"),
     ],
 )
 def test_checkpoint_fields_that_cannot_work_are_refused_at_load(tmp_path, change, match):

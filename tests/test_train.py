@@ -274,6 +274,19 @@ def test_a_resumed_run_keeps_the_checkpoints_permissions(data, tmp_path):
     assert set(modes.values()) == {"0o600"}, modes
 
 
+def test_a_damaged_training_state_is_one_line_naming_last_pt(data, tmp_path, capsys):
+    """A train_state that is no mapping, or lacks the optimiser's, was an internal error."""
+    out = train(config(data, tmp_path / "r", steps=1, ckpt_every=1)).parent
+    last = out / "last.pt"
+    ckpt = torch.load(last, weights_only=True)
+    for damaged in ("x", {}):
+        torch.save({**ckpt, "train_state": damaged}, last)
+        (out / "last.prev.pt").unlink(missing_ok=True)  # (else the run resumes from that one)
+        rc, _, err = cli(["--resume", "-o", out, "--steps", 2, "-q"], capsys)
+        assert (rc, err) == (1, f"recolor train: {last}: broken checkpoint: its training state "
+                                "lacks the optimiser's\n")  # fmt: skip
+
+
 def test_a_resumed_run_keeps_its_settings(data, tmp_path, capsys):
     """A cosine run resumed without --schedule went on as plateau (another result, no word);
     with --schedule cosine on a plateau run, "internal error: KeyError: 'lr_lambdas'"; --lr
