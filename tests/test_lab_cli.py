@@ -170,7 +170,9 @@ def _bad_inputs(tmp_path: Path) -> dict[str, Path]:
 def test_bad_images_each_get_one_line_and_the_rest_is_processed(tmp_path):
     bad = _bad_inputs(tmp_path)
     good = tmp_path / "good.jpg"
-    p = run(["to-lab", "-o", tmp_path / "s.lab", good, *bad.values(), good])
+    last = tmp_path / "last.jpg"  # (a file named twice is done once)
+    shutil.copy(good, last)
+    p = run(["to-lab", "-o", tmp_path / "s.lab", good, *bad.values(), last])
     assert p.returncode == 1
     lines = p.stderr.decode().splitlines()
     assert len(lines) == len(bad), lines
@@ -178,7 +180,7 @@ def test_bad_images_each_get_one_line_and_the_rest_is_processed(tmp_path):
         assert line.startswith(f"recolor to-lab: {path}: ")
     assert "Traceback" not in p.stderr.decode()
     with open(tmp_path / "s.lab", "rb") as f:
-        assert [r.name for r in records.iter_records(f)] == ["good.jpg", "good.jpg"]
+        assert [r.name for r in records.iter_records(f)] == ["good.jpg", "last.jpg"]
 
 
 @pytest.mark.parametrize(
