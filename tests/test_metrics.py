@@ -193,8 +193,9 @@ def test_auc_rejects_bad_weights():
     w[0, 0] = np.inf  # once a NaN AuC
     with pytest.raises(ValueError, match="non-negative finite"):
         metrics.auc(pred, truth, weights=w)
-    with pytest.raises(ValueError, match="t_max must be a whole number"):
-        metrics.auc(pred, truth, t_max=-1)
+    for t_max in (-1, 10**9, 2**62):  # 1e9 took 55 s and gigabytes; 2**62 numpy's own error
+        with pytest.raises(ValueError, match=r"t_max must be a whole number in \[0, 100000\]"):
+            metrics.auc(pred, truth, t_max=t_max)
     nan = pred.copy()
     nan[0, 0, 1] = np.nan  # once numpy's "'list' argument must have no negative elements"
     with pytest.raises(ValueError, match="must hold real numbers, a and b finite"):
