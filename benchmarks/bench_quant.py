@@ -27,10 +27,10 @@ recolor runs on ``--threads`` (default 2); each reference runs with 1 thread and
 ``--threads``, and the targets are judged against its faster setting (scikit-learn's ball tree
 measured 1.4-1.9x slower with 2 jobs than with 1 on this 2-core machine). The references run on
 evenly spaced subsets of the same pixels (they are slow; their rate does not depend on the
-count). Soft encoding is timed in rounds, every method once a round, and each ratio is the
-median of the rounds' ratios: on a shared machine a slow spell then slows both sides of a ratio
-rather than one. Each timed run follows an untimed run of the same method (see
-``paired_rounds``).
+count). Soft encoding and the annealed mean are timed in rounds, every method once a round,
+and each ratio is the median of the rounds' ratios: on a shared machine a slow spell then slows
+both sides of a ratio rather than one. Each timed run follows an untimed run of the same method
+(see ``paired_rounds``).
 
 Usage::
 
@@ -112,17 +112,6 @@ def crop_targets(paths: list[str], n: int = 300, size: int = 128, h: int = 32) -
         ab = rgb_to_lab(crop)[..., 1:] if crop.shape[-1] == 3 else crop
         out.append(np.ascontiguousarray(cv2.resize(ab, (h, h), interpolation=cv2.INTER_AREA)))
     return out
-
-
-def best(fn, repeat: int) -> float:
-    """Fastest of ``repeat`` runs, in seconds (after one warm-up run)."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
 
 
 def paired_rounds(methods: dict, rounds: int) -> dict[str, np.ndarray]:
@@ -355,14 +344,18 @@ def bench_annealed_mean(args, classes: np.ndarray) -> None:
         ("(B,H,W,Q) probabilities", p_last, -1, False),
     ):
         kw = {"axis": axis, "logits": logits}
-        ours_t = best(lambda x=x, kw=kw: quant.annealed_mean(x, classes, T, **kw), args.repeat)
-        with np.errstate(divide="ignore"):
-            ref = numpy_annealed_mean(x, classes, axis, logits)
-            np_t = best(lambda x=x, kw=kw: numpy_annealed_mean(x, classes, **kw), args.repeat)
+        with np.errstate(divide="ignore"):  # paired, as the soft encoding's: a slow spell of
+            ref = numpy_annealed_mean(x, classes, axis, logits)  # a shared machine hits both
+            rates = paired_rounds({
+                "recolor": (lambda x=x, kw=kw: quant.annealed_mean(x, classes, T, **kw), x.size),
+                "numpy": (lambda x=x, kw=kw: numpy_annealed_mean(x, classes, **kw), x.size),
+            }, args.repeat)  # fmt: skip
         err = np.abs(quant.annealed_mean(x, classes, T, **kw) - ref).max()
-        verdict = "met" if np_t / ours_t >= 10 else "NOT met"
-        print(f"  {label:26s} recolor {x.size / ours_t / 1e6:8.1f} Mvalue/s, numpy "
-              f"{x.size / np_t / 1e6:7.1f} Mvalue/s: {np_t / ours_t:5.1f}x (>= 10x {verdict}); "
+        ratio = float(np.median(rates["recolor"] / rates["numpy"]))
+        verdict = "met" if ratio >= 10 else "NOT met"
+        ours, theirs = (float(np.median(rates[k])) / 1e6 for k in ("recolor", "numpy"))
+        print(f"  {label:26s} recolor {ours:8.1f} Mvalue/s, numpy {theirs:7.1f} Mvalue/s: "
+              f"{ratio:5.1f}x, median of {args.repeat} paired rounds (>= 10x {verdict}); "
               f"max |diff| {err:.1e}")  # fmt: skip
 
 

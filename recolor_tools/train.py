@@ -505,7 +505,11 @@ def _loop(run: Run, state: TrainState, last_metrics: dict[str, Any]) -> dict[str
             if state.step % run.eval_every == 0 or state.step == total_steps:
                 last_metrics = evaluate_and_log(run, state, state.step % run.eval_every == 0)
             if state.step % run.ckpt_every == 0 or state.step == total_steps:
+                saving = time.perf_counter()
                 save_last(run, state, last_metrics)
+                # the logged img/s is the training's: a checkpoint's write (seconds, on a slow
+                # disk) fell into the next interval's rate
+                state.interval_start += time.perf_counter() - saving
             if state.step == total_steps:
                 break
         else:  # the epoch ran out: the next one, from its start

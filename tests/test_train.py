@@ -274,6 +274,23 @@ def test_a_resumed_run_keeps_the_checkpoints_permissions(data, tmp_path):
     assert set(modes.values()) == {"0o600"}, modes
 
 
+def test_the_logged_rate_leaves_the_checkpoints_write_out(data, tmp_path, monkeypatch):
+    """A checkpoint written at an evaluation fell into the next interval's img/s (a slow disk
+    halved the rate the log showed)."""
+    from recolor_tools import train as train_module
+
+    save_last = train_module.save_last
+
+    def slow_save(*args):
+        save_last(*args)
+        time.sleep(1)  # 8 images an interval: 8 img/s at most if the write counted
+
+    monkeypatch.setattr(train_module, "save_last", slow_save)
+    out = train(config(data, tmp_path / "r", steps=4, eval_every=2, ckpt_every=2)).parent
+    rates = [m["img_per_s"] for m in metric_lines(out)]
+    assert len(rates) == 2 and rates[1] > 8, rates
+
+
 def test_a_damaged_training_state_is_one_line_naming_last_pt(data, tmp_path, capsys):
     """A train_state that is no mapping, or lacks the optimiser's, was an internal error."""
     out = train(config(data, tmp_path / "r", steps=1, ckpt_every=1)).parent
