@@ -236,7 +236,8 @@ def resolve_defaults(cfg: TrainConfig, resumed: dict | None) -> TrainConfig:
     ``--affinity`` the run had not, is a :class:`UsageError` (the saved optimiser and schedule
     would silently overrule it, or not fit: start another run with ``--init``). Fresh: the
     defaults. ``freeze_bn`` as given, else as the resumed run had it, else on for a fine-tune
-    that adds layers (``--init`` with ``--hints`` or ``--affinity``), off otherwise.
+    that adds layers (``--init`` with ``--hints`` or ``--affinity``) and for ``--lr 0``, off
+    otherwise; ``--lr 0`` with ``--no-freeze-bn`` is a :class:`UsageError`.
     """
     args = {} if resumed is None else resumed["train_state"].get("args", {})
     model_cfg = {} if resumed is None else resumed.get("config", {})
@@ -270,12 +271,15 @@ def resolve_defaults(cfg: TrainConfig, resumed: dict | None) -> TrainConfig:
             kept_on_resume("hints", True, False)
         if cfg.affinity is not None and cfg.affinity != model_cfg.get("affinity", 0):
             kept_on_resume("affinity", cfg.affinity, model_cfg.get("affinity", 0))
+    if cfg.lr == 0 and cfg.freeze_bn is False:  # given: --lr 0's promise would not hold
+        raise UsageError("--lr 0 and --no-freeze-bn exclude each other (BatchNorm's statistics "
+                         "would change the network that --lr 0 keeps)")  # fmt: skip
     if cfg.freeze_bn is not None:
         return cfg
     if resumed is not None:
         frozen = bool(args.get("freeze_bn"))
-    else:
-        frozen = bool(cfg.hints or cfg.affinity) and cfg.init is not None
+    else:  # (--lr 0 keeps the network, BatchNorm's statistics too)
+        frozen = bool(cfg.hints or cfg.affinity) and cfg.init is not None or cfg.lr == 0
     return dataclasses.replace(cfg, freeze_bn=frozen)
 
 

@@ -686,8 +686,18 @@ def test_cli_bad_arguments(data, tmp_path, capsys):
     assert rc == 1 and err == f"recolor train: {empty}: no image files in this directory\n"
     rc, _, err = cli([data["train"], "--steps", "1", "--epochs", "1"], capsys)
     assert rc == 2 and "exclude each other" in err
+    # --lr 0 keeps the network: BatchNorm's statistics too (--no-freeze-bn let them change the
+    # shipped model's automatic colours, unsaid); not given, frozen
+    args = [data["train"], "--steps", 1, "--out", tmp_path / "lr0"]  # (it must write nothing)
+    rc, _, err = cli([*args, "--hints", "--lr", 0, "--no-freeze-bn"], capsys)
+    said = "(BatchNorm's statistics would change the network that --lr 0 keeps)"
+    assert (rc, err) == (2, f"recolor train: --lr 0 and --no-freeze-bn exclude each other {said} "
+                            f"{SEE}\n")  # fmt: skip
+    from recolor_tools.trainconfig import resolve_defaults
+
+    assert resolve_defaults(config(data, tmp_path / "k", hints=True, lr=0.0), None).freeze_bn
     for flag in ("--stats", "--classes"):  # was "-: no such file", exit 1
-        rc, _, err = cli([data["train"], "--steps", "1", flag, "-"], capsys)
+        rc, _, err = cli([*args, flag, "-"], capsys)
         assert (rc, err) == (
             2,
             f"recolor train: {flag} -: train reads it by name; give a file {SEE}\n",

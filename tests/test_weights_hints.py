@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import stats_of, val_images, write_rgb
+from conftest import CLASSES, stats_of, val_images, write_rgb
 
 ROOT = Path(__file__).resolve().parent.parent
 EVALUATE = ROOT / "weights" / "evaluate_hints.py"
@@ -111,6 +111,24 @@ def test_the_oracle_spreads_hints_by_the_truth_colours(val):
     assert psnr["5 points"] > psnr["automatic"] + 0.5
     # forced by look-alike features, hints paint over other colours (about -0.6 dB here)
     assert psnr["5 points"] > float(model["5 points"][0]) + 1
+
+
+def test_an_oracle_for_a_hint_model_and_no_images_are_said(tmp_path, val):
+    """--oracle with a model that takes hints steered it without them, under a table headed
+    with the --hint-model-steer asked; --first 0 was said as "--skip 0"."""
+    from recolor_tools import checkpoints, models
+
+    data, stats = val
+    model = models.Colorizer(models.ModelConfig(head="cls", num_classes=len(CLASSES), width=8,
+                                                hints=True))  # fmt: skip
+    hinted = tmp_path / "hints.pt"
+    checkpoints.save_checkpoint(hinted, checkpoints.make_checkpoint(
+        model.eval(), classes=CLASSES, grid=20, data={"size": 48}))  # fmt: skip
+    for args, says in ((["--weights", hinted, "--oracle", "10"], "does not run a hint model"),
+                       (["--first", "0"], "--skip 0, --first 0)")):  # fmt: skip
+        cmd = [sys.executable, EVALUATE, data, "--stats", stats, "--points", "2", *args]
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        assert p.returncode == 2 and says in p.stderr, p.stderr
 
 
 def test_the_readme_montage_builds(tmp_path):

@@ -249,7 +249,9 @@ def main() -> None:
     every = expand_inputs([args.truth])
     files = every[args.skip :][: args.first]
     if not files:
-        ap.error(f"no images to evaluate ({len(every)} in {args.truth}, --skip {args.skip})")
+        first = f", --first {args.first}" if args.first is not None else ""
+        ap.error(f"no images to evaluate ({len(every)} in {args.truth}, --skip {args.skip}"
+                 f"{first})")  # fmt: skip
     if args.dump:  # opened now, not after the first image's work (a traceback then)
         try:
             args.dump.open("a").close()
@@ -261,6 +263,9 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     rows: dict[str, list[dict]] = {}
     steer = args.hint_model_steer if predictor.model.config.hints else None
+    if steer is not None and args.oracle:  # (the hints never reached the network, unsaid)
+        ap.error("--oracle steers the automatic distribution with the truth's colours: it does "
+                 "not run a hint model with its hints (--hint-model-steer)")  # fmt: skip
     for f in files:
         rgb = read_rgb(f)
         pts = simulate_points(rgb_to_lab(rgb)[:, :, 1:], max(args.points, default=0), rng)
