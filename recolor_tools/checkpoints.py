@@ -291,7 +291,7 @@ def read_checkpoint(
         with open(p, "rb") as f:  # its first bytes first: a 1 GB video given as -w is no
             start = f.read(len(_TORCH_SAVED[1]))  # checkpoint, said at once (it was read whole)
         if not start.startswith(_TORCH_SAVED[0]) and not _TORCH_SAVED[1].startswith(start):
-            raise RecolorError("not a recolor checkpoint (not a file torch.save wrote)", path)
+            raise RecolorError(NOT_SAVED, path)
         data = p.read_bytes()
     except OSError as e:
         raise RecolorError(os_reason(e), path) from None
@@ -307,9 +307,8 @@ def read_checkpoint(
             ckpt = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except Exception as e:  # pickle, zip and torch errors: in plain words, not their names
         refused = isinstance(e, pickle.UnpicklingError) and data.startswith(_TORCH_SAVED)
-        why = ("it holds objects that loading weights only refuses" if refused
-               else "not a file torch.save wrote, or cut short")  # fmt: skip
-        raise RecolorError(f"not a recolor checkpoint ({why})", path) from None
+        why = "not a recolor checkpoint (it holds objects that loading weights only refuses)"
+        raise RecolorError(why if refused else NOT_SAVED, path) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise RecolorError("not a recolor checkpoint (no 'recolor-checkpoint' format tag)", path)
     version = ckpt.get("version")
@@ -325,6 +324,8 @@ def read_checkpoint(
     check_head(ckpt, head, path)
     return ckpt
 
+
+NOT_SAVED = "not a recolor checkpoint (not a file torch.save wrote, or cut short)"
 
 _TORCH_SAVED = (b"PK", b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19")
 """How torch.save's files begin: a zip archive, or (``_use_new_zipfile_serialization=False``)

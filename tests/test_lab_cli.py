@@ -609,7 +609,7 @@ def test_lines_on_a_terminal_begin_above_the_progress_bar(tmp_path, tool):
     src = write_rgb(tmp_path / "a.png", smooth_image(16, 16, 1))
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    args = [src, tmp_path / "nope.png", src, "-o", f"{tmp_path / 'out'}/"]
+    args = [src, tmp_path / "nope.png", tmp_path / "nope2.png", "-o", f"{tmp_path / 'out'}/"]
     p = subprocess.run([sys.executable, "-m", "recolor_tools", tool, *map(str, args)],
                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave,
                        timeout=120, env={**os.environ, "NO_COLOR": "1"})  # fmt: skip

@@ -226,7 +226,9 @@ def test_overfit_one_image(data, tmp_path):
 
     image = write_rgb(tmp_path / "one.png", smooth_image(40, 32, 5))
     cfg = config(data, tmp_path / "run", head="reg", steps=60, batch_size=8, lr=3e-3, width=16)
-    cfg.data = [str(image)] * 8  # eight crops of it per batch
+    for i in range(7):  # eight crops of it per batch (a file named twice is read once)
+        os.link(image, tmp_path / f"one{i}.png")
+    cfg.data = [str(image), *(str(tmp_path / f"one{i}.png") for i in range(7))]
     weights = train(cfg)
     rgb = read_rgb(image)
     pred = Predictor.load(weights, "reg").recolorize(rgb)
