@@ -224,8 +224,9 @@ def expand_inputs(args: list[str], exts: tuple[str, ...] = IMAGE_EXTS) -> list[s
     for path in _expand(args, exts):
         # the name made absolute and normal, no stat (a list of 100,000 files costs no disk
         # time); '-' and '' each time, reported or read where they stand
-        key = os.path.normpath(os.path.join(here, path)) if path not in ("-", "") else None
-        if key is None or key not in seen:
+        if path in ("-", ""):
+            out.append(path)
+        elif (key := os.path.normpath(os.path.join(here, path))) not in seen:
             seen.add(key)
             out.append(path)
     return out

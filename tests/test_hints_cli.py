@@ -119,7 +119,7 @@ def test_palettes_move_the_colours(tmp_path, weights, auto):
         input=ref.read_bytes(), check_rc=0)  # fmt: skip
     assert (tmp_path / "stdin.png").read_bytes() == (tmp_path / "file.png").read_bytes()
     p = run(["predict", "-", *w, "--palette", "-", "-o", tmp_path / "x.png"], input=b"")
-    assert p.returncode == 2 and b"--palette - reads an image from stdin" in p.stderr
+    assert p.returncode == 2 and b"--palette - reads its file from stdin" in p.stderr
     # stdin's file is a file the run reads: `-o ref.png < ref.png` replaced the palette
     before = ref.read_bytes()
     with open(ref, "rb") as stdin:

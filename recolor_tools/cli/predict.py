@@ -367,8 +367,7 @@ def _predict_inputs(tool: Tool, inputs, hints: str | None, palette: str | None):
         named = set(args)  # a set: 20,000 names tested against a list took 4 s
         everything = [p for p in everything
                       if p in named or "\0" in p or os.path.realpath(p) not in own]  # fmt: skip
-    if palette == "-" and ("-" in args or sys.stdin.isatty()):
-        tool.usage("--palette - reads an image from stdin: not a terminal, and not an input")
+    common.stdin_file(tool, "--palette", palette, args)
     if hints == "-" and ("-" in args or palette == "-" or sys.stdin.isatty()):
         tool.usage("--hints - reads a hint file from stdin: not a terminal, not an input, "
                    "and not --palette -")  # fmt: skip
