@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .imagehead import IMAGE_EXTS
@@ -155,8 +155,9 @@ def leave_out(paths: list[str], roots: Sequence[str | Path], folder: str | Path)
     d = real_path(folder)
     if not any(d != r and d.is_relative_to(r) for r in map(real_path, roots)):
         return paths
-    named = roots.named if isinstance(roots, Roots) else set()
-    return [p for p in paths if p == "-" or p in named or not real_path(p).is_relative_to(d)]
+    key = same_file_key()  # (the walk's spelling of a named file may be the one kept)
+    named = {key(p) for p in roots.named} if isinstance(roots, Roots) else set()
+    return [p for p in paths if p == "-" or key(p) in named or not real_path(p).is_relative_to(d)]
 
 
 def real_path(path: str | Path) -> Path:
@@ -215,21 +216,33 @@ def expand_inputs(args: list[str], exts: tuple[str, ...] = IMAGE_EXTS) -> list[s
     """
     if isinstance(args, str | bytes | os.PathLike):
         raise TypeError(f"args must be a list of paths, not one path: [{args!r}]")
+    key = same_file_key()
+    seen: set[str] = set()
+    out: list[str] = []
+    for path in _expand(args, exts):
+        # '-' and '' each time, reported or read where they stand
+        if path in ("-", ""):
+            out.append(path)
+        elif (k := key(path)) not in seen:
+            seen.add(k)
+            out.append(path)
+    return out
+
+
+def same_file_key() -> Callable[[str], str]:
+    """A function from a path to a key that two spellings of one name share (``x``, ``./x``,
+    ``d//x``, the absolute one), with no stat: a list of 100,000 files costs no disk time.
+    ``..`` is kept, since ``lnk/..`` is the folder above where the link leads."""
     try:
         here = os.getcwd()
     except OSError:  # a removed working folder: relative names compared as written
         here = ""
-    seen: set[str] = set()
-    out: list[str] = []
-    for path in _expand(args, exts):
-        # the name made absolute and normal, no stat (a list of 100,000 files costs no disk
-        # time); '-' and '' each time, reported or read where they stand
-        if path in ("-", ""):
-            out.append(path)
-        elif (key := os.path.normpath(os.path.join(here, path))) not in seen:
-            seen.add(key)
-            out.append(path)
-    return out
+
+    def key(path: str) -> str:
+        parts = os.path.join(here, path).split(os.sep)
+        return os.sep.join(p for p in parts if p not in ("", "."))
+
+    return key
 
 
 def _expand(args: list[str], exts: tuple[str, ...]) -> list[str]:

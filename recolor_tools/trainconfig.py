@@ -272,8 +272,9 @@ def resolve_defaults(cfg: TrainConfig, resumed: dict | None) -> TrainConfig:
         if cfg.affinity is not None and cfg.affinity != model_cfg.get("affinity", 0):
             kept_on_resume("affinity", cfg.affinity, model_cfg.get("affinity", 0))
     if cfg.lr == 0 and cfg.freeze_bn is False:  # given: --lr 0's promise would not hold
-        raise UsageError("--lr 0 and --no-freeze-bn exclude each other (BatchNorm's statistics "
-                         "would change the network that --lr 0 keeps)")  # fmt: skip
+        raise UsageError("--lr 0 (given, or --init with --affinity's default) and "
+                         "--no-freeze-bn exclude each other (BatchNorm's statistics would change "
+                         "the network that --lr 0 keeps)")  # fmt: skip
     if cfg.freeze_bn is not None:
         return cfg
     if resumed is not None:

@@ -218,6 +218,15 @@ def test_a_montage_kept_in_a_compared_folder_is_not_compared_when_run_again(tmp_
         assert r.returncode == 0 and r.stderr == b"", r.stderr
         assert [row["name"] for row in csv_rows(r.stdout.decode())] == ["a", "mean"]
     assert cv2.imread(str(tmp_path / "m.jpg")).shape[0] > 256
+    # but a --montage that is a compared file is an input, never overwritten
+    (tmp_path / "m.jpg").unlink()
+    truth = (tmp_path / "a.png").read_bytes()
+    r = run_recolor(["compare", "out/", ".", "--montage", "a.png"], cwd=tmp_path)
+    assert (r.returncode, r.stderr) == (
+        1,
+        b"recolor compare: a.png: refusing to overwrite an input\n",
+    )
+    assert (tmp_path / "a.png").read_bytes() == truth
 
 
 def test_a_montage_that_cannot_be_written_is_a_usage_error(tmp_path):

@@ -355,6 +355,18 @@ def test_a_file_named_and_found_in_a_named_folder_is_done_once(tmp_path):
     stream = run(["to-lab", q / "b.png", q], check_rc=0).stdout
     names = [r.name for r in records.iter_records(io.BytesIO(stream))]
     assert names == ["b.png", "ref.png"]
+    # named under another spelling inside the output folder (left out of the folder's walk,
+    # kept as named): it was done zero times, exit 0
+    (q / "out").mkdir()
+    write_rgb(q / "out" / "c.png", smooth_image(10, 12, 3))
+    run(["to-lab", "q", "./q/out/c.png", "-o", "q/out/"], cwd=tmp_path, check_rc=0)
+    assert sorted(os.listdir(q / "out" / "out")) == ["c.lab"]
+    # `lnk/..` is the folder above where the link leads: another file, not q/b.png
+    (tmp_path / "o" / "d").mkdir(parents=True)
+    write_rgb(tmp_path / "o" / "b.png", smooth_image(10, 12, 4))
+    (q / "lnk").symlink_to(tmp_path / "o" / "d")
+    stream = run(["to-lab", q / "b.png", f"{q}/lnk/../b.png"], check_rc=0).stdout
+    assert len(list(records.iter_records(io.BytesIO(stream)))) == 2
 
 
 def test_closed_pipe_ends_quietly(tmp_path, images):

@@ -684,8 +684,10 @@ def test_two_outputs_of_one_run_naming_one_file_is_a_usage_error(tmp_path, png):
     run(["rebalance-stats", png, "-o", null, "--plot", null, "-q"], check_rc=0)
     fifo = tmp_path / "fifo"  # a FIFO does not: its reader takes one file (the second hung)
     os.mkfifo(fifo)
-    p = run(["compare", png, png, "--montage", fifo, "-o", fifo, "-q"])
-    assert p.returncode == 2 and "--montage and -o name one file" in p.stderr.decode()
+    os.link(fifo, tmp_path / "fifo2")  # also through a hard link
+    for other in (fifo, tmp_path / "fifo2"):
+        p = run(["compare", png, png, "--montage", fifo, "-o", other, "-q"])
+        assert p.returncode == 2 and "--montage and -o name one file" in p.stderr.decode()
 
 
 def test_a_stream_file_that_no_input_reached_is_not_created(tmp_path, png):

@@ -693,7 +693,8 @@ def test_cli_bad_arguments(data, tmp_path, capsys):
     args = [data["train"], "--steps", 1, "--out", tmp_path / "lr0"]  # (it must write nothing)
     rc, _, err = cli([*args, "--hints", "--lr", 0, "--no-freeze-bn"], capsys)
     said = "(BatchNorm's statistics would change the network that --lr 0 keeps)"
-    assert (rc, err) == (2, f"recolor train: --lr 0 and --no-freeze-bn exclude each other {said} "
+    assert (rc, err) == (2, "recolor train: --lr 0 (given, or --init with --affinity's default) "
+                            f"and --no-freeze-bn exclude each other {said} "
                             f"{SEE}\n")  # fmt: skip
     from recolor_tools.trainconfig import resolve_defaults
 

@@ -480,11 +480,12 @@ def distinct_outputs(tool: Tool, files: dict[str, str | None]) -> dict[str, str]
     from ..outputs import is_dir_target
 
     named = {f: p for f, p in files.items() if p not in (None, "-") and not is_dir_target(p)}
-    seen: dict[str, str] = {}
+    seen: dict[object, str] = {}
     for flag, path in named.items():
-        if writes_in_place(path) and not _is_fifo(path):  # (a FIFO read once would hang)
+        fifo = _fifo_id(path)  # (a FIFO read once would hang; one reached by a hard link too)
+        if writes_in_place(path) and fifo is None:
             continue
-        first = seen.setdefault(os.path.realpath(path), flag)
+        first = seen.setdefault(fifo or os.path.realpath(path), flag)
         if first != flag:
             tool.usage(f"{first} and {flag} name one file, {path}: give each its own")
     return named
@@ -497,11 +498,12 @@ def stdin_file(tool: Tool, flag: str, value: str | Path | None, inputs: list[str
         tool.usage(f"{flag} - reads its file from stdin: not a terminal, and not an input")
 
 
-def _is_fifo(path: str) -> bool:
+def _fifo_id(path: str) -> tuple[int, int] | None:
     try:
-        return stat.S_ISFIFO(os.stat(path).st_mode)
+        st = os.stat(path)
     except (OSError, ValueError):
-        return False
+        return None
+    return (st.st_dev, st.st_ino) if stat.S_ISFIFO(st.st_mode) else None
 
 
 def single_outputs(

@@ -140,7 +140,8 @@ def _compare_pairs(
     tool: Tool, pred: Path, truth: Path, montage: str | None = None
 ) -> list[tuple[str, Path, Path]]:
     """(name, pred, truth) to compare: the two files, or two directories matched by name; in a
-    directory, the ``montage`` this run writes (an earlier run's) is no image to score."""
+    directory, the ``montage`` this run writes (an earlier run's, with no partner) is not said
+    to lack one."""
     from ..fileio import open_binary
     from ..inputs import expand_inputs, input_name, real_path
     from ..pairing import pair_by_stem
@@ -162,18 +163,18 @@ def _compare_pairs(
         return [(Path(input_name(str(truth))).stem, pred, truth)]
     files = [expand_inputs([str(d)]) for d in (pred, truth)]
     empty = [d for d, found in zip((pred, truth), files, strict=True) if found == [str(d)]]
-    mine = real_path(montage) if montage is not None else None
-    for i, d in enumerate((pred, truth)):
-        if mine is not None and mine.is_relative_to(real_path(d)):
-            files[i] = [f for f in files[i] if real_path(f) != mine]
     for d in empty:  # kept by expand_inputs for its reader to report, as every tool does
         with tool.guard(d):
             open_binary(d).close()
     if empty:  # the other folder's files would each be reported as having no partner
         tool.exit()
     pairs, problems = pair_by_stem(*files, pred, truth)
+    mine = real_path(montage) if montage is not None else None
     for err in problems:
-        tool.fail(err)
+        # an earlier run's figure, with no partner: no line (one that pairs is an input, which
+        # the montage must not overwrite: refused with the other outputs)
+        if mine is None or real_path(err.path) != mine:
+            tool.fail(err)
     return pairs
 
 

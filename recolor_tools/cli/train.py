@@ -163,7 +163,8 @@ TrainFreezeBn = Annotated[
     Optional[bool],  # noqa: UP045
     typer.Option(
         "--freeze-bn/--no-freeze-bn",
-        help="Keep BatchNorm statistics (default: on with --init and --hints or --affinity).",
+        help="Keep BatchNorm statistics (default: on with --init and --hints or --affinity, "
+        "and with --lr 0).",
         show_default=False,
     ),
 ]
