@@ -378,7 +378,16 @@ class Outputs:
         if out is not None:
             if self._input_ids is None:  # stat the inputs once, not once per output
                 self._input_ids = input_ids([*self.inputs, *self.keep])
-            check_not_input(out, self._input_ids)
+            try:
+                check_not_input(out, self._input_ids)
+            except RecolorError:
+                if out.name == Path(name).name:  # its own file (in place): named as it is
+                    raise
+                # another input (a.jpg's output a.png): the caller's guard names this one,
+                # else both lines named a.png and a.jpg went unsaid
+                raise RecolorError(
+                    f"output {out} is another input: refusing to overwrite it"
+                ) from None
             _check_writable(out)
         return out
 

@@ -197,11 +197,21 @@ def test_a_rank_never_writes_over_an_input_in_another_ranks_share(tmp_path, tiny
     d.mkdir()
     write_rgb(d / "a.jpg", smooth_image(40, 48, 1))
     png = write_rgb(d / "a.png", smooth_image(40, 48, 2)).read_bytes()
-    for rank in (0, 1):
-        env = {"RANK": str(rank), "WORLD_SIZE": "2"}
+    lines = [
+        f"recolor predict: {d}/a.jpg: output {d}/a.png is another input: refusing to overwrite it",
+        f"recolor predict: {d}/a.png: refusing to overwrite an input",
+    ]
+    for rank in (0, 1, None):  # None: one process, which said the second line twice
+        env = {"RANK": str(rank), "WORLD_SIZE": "2"} if rank is not None else {}
         p = run(["predict", d, *tiny, "--size", "16", "-o", f"{d}/", "--format", "png"], env=env)
         assert p.returncode == 1 and p.stdout == b"", (rank, p.stderr)
         assert (d / "a.png").read_bytes() == png and sorted(os.listdir(d)) == ["a.jpg", "a.png"]
+        clash = (
+            f"recolor predict: {d}/a.png: output {d}/a.png is also that of an earlier "
+            f"input, {d}/a.jpg"
+        )  # (ranks refuse such pairs up front)
+        said = lines if rank is None else [lines[0]] if rank == 0 else [clash]
+        assert p.stderr.decode().splitlines() == said, rank
 
 
 def test_a_failing_rank_does_not_cut_the_others_short(tmp_path):
