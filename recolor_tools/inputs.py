@@ -214,8 +214,7 @@ def expand_inputs(args: list[str], exts: tuple[str, ...] = IMAGE_EXTS) -> list[s
     second output would be its first's. One path given as a string is a TypeError (it was
     taken for a list of one-letter names).
     """
-    if isinstance(args, str | bytes | os.PathLike):
-        raise TypeError(f"args must be a list of paths, not one path: [{args!r}]")
+    check_path_list(args, "args")
     key = same_file_key()
     seen: set[str] = set()
     out: list[str] = []
@@ -227,6 +226,13 @@ def expand_inputs(args: list[str], exts: tuple[str, ...] = IMAGE_EXTS) -> list[s
             seen.add(k)
             out.append(path)
     return out
+
+
+def check_path_list(paths: object, name: str) -> None:
+    """TypeError for one path given where a list of them is taken (a string was taken for a
+    list of one-letter names)."""
+    if isinstance(paths, str | bytes | os.PathLike):
+        raise TypeError(f"{name} must be a list of paths, not one path: [{paths!r}]")
 
 
 def same_file_key() -> Callable[[str], str]:

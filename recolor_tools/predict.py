@@ -40,7 +40,6 @@ References
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -528,7 +527,7 @@ class Predictor:
         then called from worker threads, in input order of submission.
         """
         from .batching import predict_files
+        from .inputs import check_path_list
 
-        if isinstance(paths, str | bytes | os.PathLike):  # (each letter was taken for a file)
-            raise TypeError(f"paths must be a list of paths, not one path: [{paths!r}]")
+        check_path_list(paths, "paths")
         return predict_files(self, paths, batch_size, hints, dtype, io_workers)
