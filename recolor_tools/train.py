@@ -415,7 +415,7 @@ def _build(
         held.enter_context(hold_out(cfg, d))  # OUT held for the whole run (rank 0)
         resumed, init = read_start(cfg, d)
         carried = resumed if resumed is not None else init
-        cfg = resolve_defaults(cfg, resumed)
+        cfg = resolve_defaults(cfg, resumed, init)
         dev = setup_process(cfg, d)  # (seeds: the resumed run's --seed is known now)
 
         # -- data -------------------------------------------------------------------------

@@ -83,6 +83,7 @@ class TrainConfig:
     steps: int | None = None  # ... or in optimiser steps (neither: 10 epochs)
     batch_size: int | None = None  # per process; None: 16, or the resumed run's
     lr: float | None = None  # Adam; None: 1e-4; with --init, FINETUNE_LR (hints) or 0 (affinity)
+    # (resolve_defaults)
     schedule: str | None = None  # "plateau" or "cosine"; None: plateau, or the resumed run's
     size: int | None = None  # training crop side, multiple of 8; None: TRAIN_SIZE, or the run's
     width: int | None = None  # ModelConfig.width; None: its default, or --init's
@@ -99,7 +100,7 @@ class TrainConfig:
     quiet: bool = False  # no progress bar or log lines
     hints: bool = False  # the model takes colour hints (simulated from the truth in training)
     hint_lr: float | None = None  # of the new layers (models.NEW_MODULES); None: HINT_LR, or the
-    # resumed run's
+    # resumed run's (both with --init: resolve_defaults)
     freeze_bn: bool | None = None  # BatchNorm keeps its statistics; None: when fine-tuning hints
     affinity: int | None = None  # ModelConfig.affinity; None: 0, or --init's / the resumed one's
 
@@ -112,16 +113,12 @@ class TrainConfig:
         if not self.resume:  # resumed: the run's own (resolve_defaults)
             self.head = self.head or "cls"
             self.schedule = self.schedule or KEPT_ON_RESUME["schedule"]
-            self.hint_lr = KEPT_ON_RESUME["hint_lr"] if self.hint_lr is None else self.hint_lr
             for name, default in RESUMED_UNLESS_GIVEN.items():
                 if getattr(self, name) is None:
                     setattr(self, name, default)
-        if self.lr is None and not self.resume:  # resumed: the run's own (resolve_defaults)
-            self.lr = LR
-            if self.init is not None and self.hints:
-                self.lr = FINETUNE_LR
-            elif self.init is not None and self.affinity:  # adds affinity features only: the
-                self.lr = 0.0  # network is kept
+        if not self.resume and self.init is None:  # (else resolve_defaults, from the run's
+            self.lr = LR if self.lr is None else self.lr  # or the --init weights)
+            self.hint_lr = KEPT_ON_RESUME["hint_lr"] if self.hint_lr is None else self.hint_lr
         if self.epochs is not None and self.steps is not None:
             raise ValueError("--epochs and --steps exclude each other")
         if self.init is not None and self.resume:
@@ -225,7 +222,9 @@ class TrainConfig:
             check_not_input(self.out / n, read)
 
 
-def resolve_defaults(cfg: TrainConfig, resumed: dict | None) -> TrainConfig:
+def resolve_defaults(
+    cfg: TrainConfig, resumed: dict | None, init: dict | None = None
+) -> TrainConfig:
     """``cfg`` with the options of :data:`KEPT_ON_RESUME`, :data:`RESUMED_UNLESS_GIVEN` and
     ``freeze_bn`` decided; resumed, also the head (read_start checked one given), and the
     training and validation images when none are given.
@@ -235,9 +234,12 @@ def resolve_defaults(cfg: TrainConfig, resumed: dict | None) -> TrainConfig:
     with an optimiser of another shape); one given again with another value, or ``--hints`` /
     ``--affinity`` the run had not, is a :class:`UsageError` (the saved optimiser and schedule
     would silently overrule it, or not fit: start another run with ``--init``). Fresh: the
-    defaults. ``freeze_bn`` as given, else as the resumed run had it, else on for a fine-tune
-    that adds layers (``--init`` with ``--hints`` or ``--affinity``) and for ``--lr 0``, off
-    otherwise; ``--lr 0`` with ``--no-freeze-bn`` is a :class:`UsageError`.
+    defaults; from ``init`` (the ``--init`` checkpoint; None: one without hint or affinity
+    layers), a fine-tune's: ``lr`` FINETUNE_LR where it adds hint layers, 0 where it adds (or
+    trains again) affinity features only, else LR; ``--hint-lr`` where it adds neither (a hint
+    model's hint layers are its network's) is a :class:`UsageError`. ``freeze_bn`` as given,
+    else as the resumed run had it, else on for a fine-tune that adds layers and for ``--lr 0``,
+    off otherwise; ``--lr 0`` with ``--no-freeze-bn`` is a :class:`UsageError`.
     """
     args = {} if resumed is None else resumed["train_state"].get("args", {})
     model_cfg = {} if resumed is None else resumed.get("config", {})
@@ -255,6 +257,15 @@ def resolve_defaults(cfg: TrainConfig, resumed: dict | None) -> TrainConfig:
     new_layers = bool(model_cfg.get("hints") or model_cfg.get("affinity"))
     if resumed is not None and cfg.hint_lr is not None and not new_layers:
         raise UsageError(HINT_LR_ALONE)  # as for a fresh run (it was accepted, unsaid)
+    adds = None  # a fine-tune: whether it adds layers to the --init weights
+    if resumed is None and cfg.init is not None:
+        adds_hints = cfg.hints and not (init or {}).get("config", {}).get("hints", False)
+        adds = adds_hints or bool(cfg.affinity)
+        if cfg.hint_lr is not None and not adds:  # (it trained nothing, unsaid)
+            raise UsageError(f"--hint-lr: the --init weights {cfg.init} take hints already; "
+                             "their hint layers train at --lr with the network")  # fmt: skip
+        if cfg.lr is None:  # (--affinity alone keeps the network)
+            cfg = dataclasses.replace(cfg, lr=FINETUNE_LR if adds_hints else 0.0 if adds else LR)
     for name, default in KEPT_ON_RESUME.items():
         kept = default if resumed is None else args.get(name, default)
         if name == "width" and resumed is not None:  # the network's, also when not given
@@ -277,10 +288,8 @@ def resolve_defaults(cfg: TrainConfig, resumed: dict | None) -> TrainConfig:
                          "the network that --lr 0 keeps)")  # fmt: skip
     if cfg.freeze_bn is not None:
         return cfg
-    if resumed is not None:
-        frozen = bool(args.get("freeze_bn"))
-    else:  # (--lr 0 keeps the network, BatchNorm's statistics too)
-        frozen = bool(cfg.hints or cfg.affinity) and cfg.init is not None or cfg.lr == 0
+    # (--lr 0 keeps the network, BatchNorm's statistics too)
+    frozen = bool(args.get("freeze_bn")) if resumed is not None else bool(adds) or cfg.lr == 0
     return dataclasses.replace(cfg, freeze_bn=frozen)
 
 

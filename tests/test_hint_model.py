@@ -195,7 +195,7 @@ def test_init_with_hints_starts_exactly_as_the_automatic_model(squares, automati
     auto, ckpt = checkpoints.load_checkpoint(automatic)
     assert auto.config.hints is False
     cfg = resolve_defaults(
-        TrainConfig(data=[str(squares)], out=tmp_path, hints=True, init=automatic), None
+        TrainConfig(data=[str(squares)], out=tmp_path, hints=True, init=automatic), None, ckpt
     )
     assert cfg.freeze_bn is True and cfg.lr == 3e-5  # the fine-tune defaults
     dev = Device(torch.device("cpu"), torch.autocast("cpu", enabled=False), None, 0)
@@ -513,6 +513,16 @@ def test_a_fine_tune_trains_only_the_layers_it_adds(squares, automatic, tmp_path
     r = run(train_args(squares, tmp_path / "none", "--init", aff / "cls.pt", "--hints", "--lr",
                        0, "--steps", 2))  # fmt: skip
     assert r.returncode == 2 and b"this run adds no layer to train" in r.stderr, r.stderr
+    # --hint-lr for hint layers the start holds: they train at --lr (it trained nothing, unsaid)
+    r = run(train_args(squares, tmp_path / "none", "--init", hinted / "cls.pt", "--hints",
+                       "--hint-lr", 0.03, "--steps", 2))  # fmt: skip
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.count(b"\n") == 1 and b"take hints already" in r.stderr, r.stderr
+    # and a redundant --hints is no fine-tune that adds layers: --init's plain defaults
+    held = torch.load(hinted / "cls.pt", weights_only=True)
+    for given in ({}, {"hints": True}):
+        cfg = resolve_defaults(TrainConfig(data=["x"], init=hinted / "cls.pt", **given), None, held)
+        assert (cfg.lr, cfg.freeze_bn) == (1e-4, False), given
     # the other way: an affinity model given --hints at lr 0 keeps its affinity layer
     aff_only, both = tmp_path / "aff_only", tmp_path / "both"
     train(train_config(squares, aff_only, init=automatic, affinity=16, steps=2, hint_lr=0.03))

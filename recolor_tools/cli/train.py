@@ -85,7 +85,8 @@ TrainLr = Annotated[
         "--lr",
         min=0,
         help="Adam learning rate; 0 keeps the network (only new layers learn) "
-        "(default 1e-4; with --init, 3e-5 for --hints, 0 for --affinity alone).",
+        "(default 1e-4; with --init, 3e-5 where --hints adds hint layers, 0 for --affinity "
+        "alone).",
     ),
 ]
 TrainSchedule = Annotated[
@@ -163,8 +164,8 @@ TrainFreezeBn = Annotated[
     Optional[bool],  # noqa: UP045
     typer.Option(
         "--freeze-bn/--no-freeze-bn",
-        help="Keep BatchNorm statistics (default: on with --init and --hints or --affinity, "
-        "and with --lr 0).",
+        help="Keep BatchNorm statistics (default: on where --hints or --affinity adds layers "
+        "to --init's, and with --lr 0).",
         show_default=False,
     ),
 ]
