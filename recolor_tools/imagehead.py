@@ -237,7 +237,8 @@ def read_head(data: bytes, name: str = "<data>") -> ImageHead:
             f"pixels, over the limit of {limit:,} (set RECOLOR_MAX_PIXELS to change it)",
             name,
         )
-    # libjpeg decodes a truncated file to a grey-filled image with only a warning. The end is
+    # libjpeg decodes a truncated file to a grey-filled image with only a warning (a file cut
+    # inside its scan that still ends in EOI: imageio.decode_stored hears it). The end is
     # found by walking the file, not in its last bytes: a whole image may have data after it
     # (a phone's motion photo: the video after the JPEG), which was called truncated.
     if fmt == "JPEG" and not (_jpeg_ends(data) or b"\xff\xd9" in data[-64:]):  # (or: a

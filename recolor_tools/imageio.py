@@ -27,7 +27,7 @@ from .imagehead import (
     side_limit,
     sniff_format,
 )
-from .process import usable_cores
+from .process import c_stderr_of, usable_cores
 
 if TYPE_CHECKING:
     from .imagemeta import ImageMeta
@@ -132,7 +132,13 @@ def decode_stored(data: bytes, name: str = "<data>") -> tuple[ImageHead, np.ndar
         warn(f"animated {head.format}: reading the first frame only", name)
     buf = np.frombuffer(data, np.uint8)
     try:
-        img = cv2.imdecode(buf, _DECODE_JPEG if head.format == "JPEG" else _DECODE_KEEP_ALPHA)
+        if head.format == "JPEG":
+            img, said = c_stderr_of(lambda: cv2.imdecode(buf, _DECODE_JPEG))
+            # a scan cut short (its EOI still there) is told only on fd 2, the rest grey
+            if "premature end of data segment" in said:
+                raise RecolorError("truncated JPEG (premature end of data segment)", name)
+        else:
+            img = cv2.imdecode(buf, _DECODE_KEEP_ALPHA)
     except cv2.error as e:  # OpenCV's assertion text means nothing to the user
         if out_of_memory(e):  # ("Insufficient memory": a valid image, not a corrupt one)
             raise OutOfMemory(name) from None

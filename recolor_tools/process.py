@@ -14,6 +14,8 @@
 - What C libraries print straight to file descriptor 2 (libpng's "libpng error: IDAT: invalid
   stored block lengths" on a corrupt file, "libpng warning: iCCP: ..." on many good ones) is
   dropped, since each failure is already one line of recolor's (:func:`quiet_c_stderr`).
+- What a C library says only there (libjpeg: "premature end of data segment", a file cut inside
+  its scan whose missing part it fills with grey) is read back from it (:func:`c_stderr_of`).
 - What the C heap holds freed is given back to the system between prediction batches of new
   shapes (:func:`return_freed_memory`).
 - The memory and the cores this process may use, as its cgroups limit them (a container's):
@@ -31,8 +33,9 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 from .errors import ExitCode
 
@@ -439,3 +442,44 @@ def quiet_c_stderr(keep: bool = False) -> Iterator[None]:
         sys.stderr = old
         os.dup2(real, 2)
         os.close(real)
+
+
+T = TypeVar("T")
+
+
+def _new_fd2_lock() -> None:
+    global _FD2
+    _FD2 = threading.Lock()
+
+
+_new_fd2_lock()
+if hasattr(os, "register_at_fork"):  # a child forked while a thread held it would wait forever
+    os.register_at_fork(after_in_child=_new_fd2_lock)
+
+
+def c_stderr_of(call: Callable[[], T]) -> tuple[T, str]:
+    """``call()``'s result and what C code wrote on file descriptor 2 meanwhile (a memfd),
+    which is then passed on to where fd 2 goes (/dev/null under :func:`quiet_c_stderr`).
+
+    fd 2 is the process's: the calls are serialised, and what another thread's C code wrote
+    meanwhile is in the text too. Where no memfd can be had (not Linux), the text is empty.
+    """
+    with _FD2:
+        try:
+            sink = os.memfd_create("recolor-fd2")
+        except (AttributeError, OSError):
+            return call(), ""
+        try:
+            saved = os.dup(2)
+            os.dup2(sink, 2)
+            try:
+                result = call()
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
+            said = os.pread(sink, 1 << 16, 0)
+        finally:
+            os.close(sink)
+    with contextlib.suppress(OSError):
+        os.write(2, said)
+    return result, said.decode("utf-8", "replace")

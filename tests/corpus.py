@@ -73,6 +73,14 @@ def _jpeg_sof(w: int, h: int) -> bytes:
     return bytes(data)
 
 
+def _jpeg_cut_in_scan() -> bytes:
+    """A JPEG cut halfway through its scan that still ends in EOI: libjpeg fills the rest with
+    grey and says so only on fd 2 (it was read whole, exit 0)."""
+    data = encoded(".jpg", np.random.default_rng(2).integers(0, 256, (64, 64, 3), np.uint8))
+    scan = data.index(b"\xff\xda")
+    return data[: (scan + len(data)) // 2] + b"\xff\xd9"
+
+
 def _bmp_size(w: int, h: int) -> bytes:
     data = bytearray(encoded(".bmp"))
     data[18:26] = struct.pack("<ii", w, h)
@@ -108,6 +116,7 @@ IMAGE_CASES = [
     Case("record-named.png", lambda: b"RCLR" + bytes(40), "record"),
     Case("random.webp", lambda: np.random.default_rng(1).bytes(300), "unknown format"),
     Case("truncated-jpeg.jpg", lambda: _half(encoded(".jpg")), "truncated JPEG"),
+    Case("cut-scan.jpg", _jpeg_cut_in_scan, "truncated JPEG (premature end of data segment)"),
     Case("truncated-png.png", lambda: _half(encoded(".png")), "truncated PNG"),
     Case("bomb.png", lambda: png_bytes(100_000, 100_000, zlib.compress(bytes(1000))), "bomb"),
     Case("huge-valid.png", lambda: png_bytes(13_400, 13_400), "too large"),
