@@ -131,14 +131,6 @@ def srgb_profile() -> bytes:
     return icc[:24] + struct.pack(">6H", 2026, 1, 1, 0, 0, 0) + icc[36:]
 
 
-def describe(icc: bytes) -> str:
-    """The profile's description (e.g. ``Adobe RGB (1998)``), or ``""`` if it has none."""
-    try:
-        return (_open(icc).profile.profile_description or "").strip()
-    except RecolorError:
-        return ""
-
-
 def _open(icc: bytes):
     from PIL import ImageCms
 

@@ -212,6 +212,16 @@ def soft_histogram(
     return out.to(classes.dtype)
 
 
+def histogram_of(ab: np.ndarray, w: np.ndarray, classes: torch.Tensor) -> torch.Tensor:
+    """(Q,) the soft-encoded class histogram of the colours ``ab`` ((N, 2), a/b units) weighted
+    by ``w`` ((N,), > 0, not all 0), normalised to sum 1; ``classes``' dtype and device: a
+    palette as the model and the steering take it (:func:`soft_histogram`)."""
+    ab_t = torch.from_numpy(np.ascontiguousarray(ab, np.float32)).to(classes.device)
+    w_t = torch.from_numpy(np.ascontiguousarray(w, np.float32)).to(classes.device)
+    h = soft_histogram(ab_t, w_t, classes).sum(0)
+    return h / h.sum()
+
+
 def palette_shift(
     hints_ab: np.ndarray, hints_w: np.ndarray, classes: torch.Tensor, prior: torch.Tensor | None
 ) -> torch.Tensor:
@@ -219,10 +229,7 @@ def palette_shift(
 
     Without a prior (a checkpoint that stores none) the uniform one is used.
     """
-    ab = torch.from_numpy(np.ascontiguousarray(hints_ab, np.float32)).to(classes.device)
-    w = torch.from_numpy(np.ascontiguousarray(hints_w, np.float32)).to(classes.device)
-    h = soft_histogram(ab, w, classes).sum(0)
-    h = h / h.sum()
+    h = histogram_of(hints_ab, hints_w, classes)
     if prior is None:
         prior = torch.full_like(h, 1.0 / len(h))
     prior = prior.to(h.device, h.dtype)

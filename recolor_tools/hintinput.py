@@ -147,15 +147,12 @@ def rasterise(item: Prepared) -> tuple[np.ndarray, np.ndarray]:
 
 def palette_histogram(item: Prepared, classes: torch.Tensor) -> torch.Tensor:
     """(Q,) float32: the soft-encoded class histogram of the item's palette, or zeros."""
-    from .guide import soft_histogram
+    from .guide import histogram_of
 
     hints = item.hints
     if hints is None or not len(hints.palette_w):
         return torch.zeros(len(classes), dtype=torch.float32, device=classes.device)
-    ab = torch.from_numpy(np.ascontiguousarray(hints.palette_ab, np.float32))
-    wt = torch.from_numpy(np.ascontiguousarray(hints.palette_w, np.float32))
-    h = soft_histogram(ab.to(classes.device), wt.to(classes.device), classes).sum(0)
-    return (h / h.sum()).float()
+    return histogram_of(hints.palette_ab, hints.palette_w, classes).float()
 
 
 def batch_hints(

@@ -289,19 +289,9 @@ def write_record(stream: BinaryIO, rec: Record) -> None:
                 f"record array {k!r} is {v.dtype}: the format holds float32, float16, int8, "
                 "int16, int32, int64, uint8 and uint16"
             )
-        if not 1 <= v.ndim <= 4:
-            raise ValueError(f"record array {k!r} must have 1 to 4 dimensions, got shape {v.shape}")
-        if any(n >= 1 << 31 for n in v.shape):  # as the reader's header check (an empty array)
-            raise ValueError(f"record array {k!r} of shape {v.shape} has a side of 2**31 or more")
-        pixels, values = _footprint(v.shape)
-        if pixels > limit:
-            raise ValueError(
-                f"record array {k!r} of shape {v.shape} is over the pixel limit ({limit:,})"
-            )
-        if values > MAX_CHANNELS:
-            raise ValueError(
-                f"record array {k!r} of shape {v.shape} holds over {MAX_CHANNELS} values a pixel"
-            )
+        problem = _shape_problem(k, v.shape, limit)
+        if problem:
+            raise ValueError(problem)
         arrays[k] = np.ascontiguousarray(v)
     head = {
         "name": rec.name,
@@ -420,19 +410,9 @@ def _parse_header(raw: bytes, source: str) -> dict:
                 dtype = str(a["dtype"])[:20]
                 raise RecolorError(f"record array {a['name']!r} is of dtype {dtype!r}, which "
                                    "the format does not hold (FORMAT.md)", where)  # fmt: skip
-            if not 1 <= len(shape) <= 4:
-                raise RecolorError(f"record array {a['name']!r} has {len(shape)} dimensions "
-                                   "(the format holds 1 to 4)", where)  # fmt: skip
-            pixels, values = _footprint(shape)
-            if values > MAX_CHANNELS:  # (it was said as the pixel limit)
-                raise RecolorError(f"record array {a['name']!r} of shape {tuple(shape)} holds "
-                                   f"over {MAX_CHANNELS} values a pixel", where)  # fmt: skip
-            if pixels > limit:
-                raise RecolorError(
-                    f"record array {a['name']!r} of shape {tuple(shape)} is larger than any image "
-                    f"recolor reads (RECOLOR_MAX_PIXELS = {limit:,})",
-                    where,
-                )
+            problem = _shape_problem(a["name"], shape, limit)
+            if problem:
+                raise RecolorError(problem, where)
             a["shape"] = shape
         if not isinstance(head.get("source", {}), dict | None):
             raise ValueError
@@ -475,10 +455,20 @@ def _is_dev_ino(v: object) -> bool:
         return False
 
 
-def _footprint(shape: Sequence[int]) -> tuple[int, int]:
-    """(pixels, values a pixel) of an array of ``shape``: H x W (H for 1-D) and the product of
-    the rest; the writer and the reader check both against the same limits."""
-    return shape[0] * (shape[1] if len(shape) > 1 else 1), math.prod(shape[2:])
+def _shape_problem(name: str, shape: Sequence[int], limit: int) -> str | None:
+    """Why the format holds no array of ``shape`` (the writer's and the reader's limits), or
+    None: 1 to 4 dimensions, each under 2**31, H x W (H for 1-D) at most ``limit`` pixels and
+    the product of the rest at most :data:`MAX_CHANNELS` values a pixel."""
+    what = f"record array {name!r} of shape {tuple(shape)}"
+    if not 1 <= len(shape) <= 4:
+        return f"{what} has {len(shape)} dimensions (the format holds 1 to 4)"
+    if any(n >= 1 << 31 for n in shape):  # (an empty array can: a 0 beside it)
+        return f"{what} has a side of 2**31 or more"
+    if math.prod(shape[2:]) > MAX_CHANNELS:  # (it was said as the pixel limit)
+        return f"{what} holds over {MAX_CHANNELS} values a pixel"
+    if shape[0] * (shape[1] if len(shape) > 1 else 1) > limit:
+        return f"{what} is larger than any image recolor reads (RECOLOR_MAX_PIXELS = {limit:,})"
+    return None
 
 
 def _dims(values, n: int) -> list[int]:

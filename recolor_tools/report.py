@@ -52,7 +52,6 @@ def montage_row(
 
 MONTAGE_TITLES = ("input (L)", "prediction", "ground truth")
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
-_WHITE = (255, 255, 255)
 _BLACK = (0, 0, 0)
 
 
@@ -157,8 +156,7 @@ def montage(
         for img, w in zip(images, widths, strict=True):
             img = img if img.dtype == np.uint8 else to_uint8(img)
             h_, w_ = size(img)
-            interp = cv2.INTER_AREA if img.shape[0] > h_ else cv2.INTER_LINEAR
-            cell = cv2.resize(img, (w_, h_), interpolation=interp)
+            cell = resize_to(img, h_, w_)
             y, x = top + (height - h_) // 2, left + (w - w_) // 2
             figure[y : y + h_, x : x + w_] = cell
             left += w

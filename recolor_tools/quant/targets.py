@@ -3,16 +3,12 @@ of an image drawn in its class colours."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from .. import defaults
+from ..records import Record
 from .classes import check_classes, check_grid
 from .encode import hard_encode, soft_encode
-
-if TYPE_CHECKING:  # records imports quant
-    from ..records import Record
 
 
 def encode_record(rec: Record, classes: np.ndarray, grid: float, k: int = defaults.K,
@@ -45,8 +41,6 @@ def encode_record(rec: Record, classes: np.ndarray, grid: float, k: int = defaul
         ``rec`` holds no non-empty (H, W, 3) ``lab`` array (:meth:`Record.lab
         <recolor_tools.records.Record.lab>`, which names the record's file and name).
     """
-    from ..records import Record
-
     grid = float(check_grid(grid))  # stored in the record: NaN failed only when written
     ab = rec.lab()[:, :, 1:]
     if hard:
