@@ -272,8 +272,8 @@ def atomic_open(path: str | Path) -> Iterator[BinaryIO]:
         f = os.fdopen(fd, "wb")
     except FileNotFoundError:
         raise RecolorError("no such directory", folder) from None
-    except OSError as e:
-        raise RecolorError(os_reason(e), folder) from None
+    except OSError as e:  # a full disk (bytes, or inodes: at the creation) ends the run
+        raise write_failure(e, path) or RecolorError(os_reason(e), folder) from None
     except BaseException:
         if tmp:
             with contextlib.suppress(OSError):
@@ -340,3 +340,35 @@ def atomic_write(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (see :func:`atomic_open`)."""
     with atomic_open(path) as f:
         f.write(data)
+
+
+def append_whole(path: str | Path, data: bytes) -> None:
+    """Append ``data`` to ``path`` (created with ``0666 & ~umask`` if missing) whole or not at
+    all: a write that fails or is interrupted (a full disk, Ctrl-C) is cut back to the old end
+    of a regular file, so a log of JSON lines never holds half a line.
+
+    Raises
+    ------
+    RecolorError
+        The file cannot be opened or written, named as ``path``; :class:`DiskFull` where the
+        device is full (see :func:`atomic_open`).
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    except OSError as e:
+        raise write_failure(e, path) or RecolorError(os_reason(e), path) from None
+    try:
+        end = os.lseek(fd, 0, os.SEEK_END) if stat.S_ISREG(os.fstat(fd).st_mode) else None
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(fd, view) :]
+        except BaseException as e:
+            if end is not None:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, end)
+            if isinstance(e, OSError):
+                raise write_failure(e, path) or RecolorError(os_reason(e), path) from None
+            raise
+    finally:
+        os.close(fd)

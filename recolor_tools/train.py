@@ -73,6 +73,7 @@ from .distributed import (
     setup_distributed,
 )
 from .errors import RecolorError, UsageError
+from .fileio import append_whole
 from .trainconfig import CHECKPOINT_FILES, TrainConfig, resolve_defaults
 from .trainsetup import (
     ClassSetup,
@@ -271,10 +272,10 @@ def evaluate_and_log(run: Run, state: TrainState, regular: bool) -> dict[str, An
         "elapsed": state.seconds(),
     }
     if d.main:
-        with (cfg.out / "metrics.jsonl").open("a") as f:  # NaN is no JSON (jq refuses it): null
-            line = {k: v if not isinstance(v, float) or math.isfinite(v) else None
-                    for k, v in metrics.items()}  # fmt: skip
-            f.write(json.dumps(line, allow_nan=False) + "\n")
+        # NaN is no JSON (jq refuses it): null
+        line = {k: v if not isinstance(v, float) or math.isfinite(v) else None
+                for k, v in metrics.items()}  # fmt: skip
+        append_whole(cfg.out / "metrics.jsonl", (json.dumps(line, allow_nan=False) + "\n").encode())
         if run.bar is not None:  # above the bar
             run.bar.write(f"recolor train: {_metrics_line(metrics, run.total_steps)}", sys.stderr)
         else:

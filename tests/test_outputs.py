@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import shlex
 import signal
 import stat
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -451,6 +453,50 @@ def test_injected_enospc_leaves_the_target_and_no_temporary(tmp_path, png, monke
     ]
     assert target.read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "out.lab"]
+
+
+def test_no_inode_left_ends_the_run_naming_the_output(tmp_path, png, monkeypatch, capsys):
+    """A file system out of inodes fails at the temporary file's creation: each input was
+    "OUT: no space left on device" (the folder named, the run going on); now as a full disk."""
+    import errno
+
+    import recolor_tools.fileio as fileio
+    from recolor_tools.cli import main
+
+    real_open = os.open
+
+    def no_inode(path, flags, *a):
+        if str(path).endswith(".tmp"):
+            raise OSError(errno.ENOSPC, "No space left on device", path)
+        return real_open(path, flags, *a)
+
+    monkeypatch.setattr(fileio.os, "open", no_inode)
+    b = write_rgb(tmp_path / "b.png", smooth_image(9, 7, 2))
+    assert main(["to-lab", str(png), str(b), "-o", f"{tmp_path}/o/"]) == 1
+    said = capsys.readouterr().err.splitlines()
+    assert said == [f"recolor to-lab: {tmp_path}/o/a.lab: no space left on device"]
+
+
+def test_a_log_line_is_appended_whole_or_not_at_all(tmp_path):
+    """train's metrics.jsonl held half a line (no closing brace) after a full disk, and the
+    line said no file; append_whole cuts a failed write back and names the file."""
+    log = tmp_path / "metrics.jsonl"
+    code = f"""
+import resource, sys
+from recolor_tools.errors import RecolorError
+from recolor_tools.fileio import append_whole
+resource.setrlimit(resource.RLIMIT_FSIZE, (1000, resource.RLIM_INFINITY))
+try:
+    for i in range(100):
+        append_whole({str(log)!r}, b'{{"step": %d, "x": "%s"}}\\n' % (i, b"y" * 60))
+except RecolorError as e:
+    sys.exit(str(e))
+"""
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, env=_env())
+    assert p.returncode == 1 and f"{log}: file too large" in p.stderr.decode(), p.stderr
+    lines = log.read_bytes().splitlines(keepends=True)
+    assert len(log.read_bytes()) <= 1000 and len(lines) == 1000 // len(lines[0])
+    assert [json.loads(ln)["step"] for ln in lines] == list(range(len(lines)))
 
 
 def test_skip_existing_finishes_what_is_missing(tmp_path, png):
