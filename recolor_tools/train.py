@@ -4,7 +4,8 @@
 (:mod:`recolor_tools.trainsetup`): read the checkpoints it starts from (:func:`read_start`),
 set up the process (:func:`setup_process`: device, threads, seeds), decide the class set and
 rebalancing (:func:`resolve_classes`), build the loaders (:func:`build_loaders`), the model and
-the optimiser (:func:`build_model`, :func:`build_optimiser`). Then, here, the loop over
+the optimiser (:func:`build_model`; :func:`build_optimiser`, :mod:`recolor_tools.trainoptim`),
+OUT held (:mod:`recolor_tools.runlock`). Then, here, the loop over
 :func:`train_step`, :func:`evaluate_and_log` and :func:`save_last`. What the loop changes is one
 :class:`~recolor_tools.trainstate.TrainState` (with what ``--resume`` restores:
 :mod:`recolor_tools.trainstate`); what it was built with is one :class:`Run`. ``_train`` is those
@@ -74,20 +75,18 @@ from .distributed import (
 )
 from .errors import RecolorError, UsageError
 from .fileio import append_whole
+from .runlock import hold_out
 from .trainconfig import CHECKPOINT_FILES, TrainConfig, resolve_defaults
+from .trainoptim import Optimiser, build_optimiser, new_modules
 from .trainsetup import (
     ClassSetup,
     DataStats,
     Device,
     Loaders,
-    Optimiser,
     Unreadable,
     build_loaders,
     build_model,
-    build_optimiser,
-    hold_out,
     log,
-    new_modules,
     read_start,
     resolve_classes,
     setup_process,

@@ -1,7 +1,8 @@
 """Building a training run, step by step, from its options
 (:class:`~recolor_tools.trainconfig.TrainConfig`): the process's device and precision, the
 checkpoints it starts from, the class set and rebalancing (decided in one place,
-:func:`resolve_classes`), the loaders, the model and the optimiser.
+:func:`resolve_classes`), the loaders and the model; its optimiser is
+:mod:`recolor_tools.trainoptim`'s, the lock of OUT :mod:`recolor_tools.runlock`'s.
 
 :func:`recolor_tools.train.train` calls these in order; each is a plain function of the options
 and of what the steps before it built, so each can be tested on its own.
@@ -11,12 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 import random
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,9 +26,6 @@ from .data import ColorDataset, EpochSampler, make_loader
 from .distributed import Dist, default_workers
 from .errors import RecolorError, UsageError, to_stderr, warn
 from .trainconfig import TrainConfig, kept_on_resume
-
-PLATEAU = {"factor": 0.5, "patience": 10, "min_lr": 1e-5}
-"""ReduceLROnPlateau settings (the seed's)."""
 
 
 @dataclass(frozen=True)
@@ -191,81 +187,6 @@ def precision_context(
     if dtype is None:
         return contextlib.nullcontext(), None
     return torch.autocast("cuda", dtype=dtype), dtype
-
-
-@contextlib.contextmanager
-def hold_out(cfg: TrainConfig, d: Dist) -> Iterator[None]:
-    """Hold OUT for the run: a second ``recolor train`` into the same folder while this one
-    runs is refused (two runs mixed their metrics.jsonl lines and checkpoints, both exit 0).
-
-    Rank 0 creates OUT and takes an exclusive ``flock`` of the folder itself (no lock file to
-    leave behind; the kernel lets it go with the process, a kill included); an OUT it created
-    (and the folders above it) is removed again if the run leaves it empty (a usage error
-    found later). A filesystem without locks runs unlocked.
-
-    Raises
-    ------
-    RecolorError
-        OUT is held by another run, is no directory, or cannot be created.
-    """
-    import fcntl
-    import os
-
-    from .fileio import os_reason
-
-    if not d.main:
-        yield
-        return
-    if out_held_elsewhere(cfg.out):  # said before "holds a run": that run is this one
-        raise RecolorError("another recolor train is writing into it", cfg.out)
-    try:
-        cfg.check_out()
-    except ValueError as e:
-        raise RecolorError(str(e)) from None
-    created = [p for p in (cfg.out, *cfg.out.parents) if not p.exists()]  # deepest first
-    try:
-        cfg.out.mkdir(parents=True, exist_ok=True)
-        fd = os.open(cfg.out, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError as e:
-        raise RecolorError(f"cannot create or open it ({os_reason(e)})", cfg.out) from None
-    held = False
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RecolorError("another recolor train is writing into it", cfg.out) from None
-        except OSError:  # no locks there (some network filesystems)
-            pass
-        held = True
-        yield
-    finally:
-        os.close(fd)
-        # the holder's only: two runs started together both found OUT missing, and the one
-        # refused removed the other's OUT, which then trained in a folder no lock held
-        with contextlib.suppress(OSError):
-            for p in created if held else ():
-                p.rmdir()  # only if empty: a run's files stop it
-
-
-def out_held_elsewhere(out: Path) -> bool:
-    """Whether another ``recolor train`` holds OUT (:func:`hold_out`'s lock): a second run
-    into a folder the first has written ``last.pt`` in was told to ``--resume`` it (exit 2)."""
-    import fcntl
-    import os
-
-    try:
-        fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:  # missing, or no folder: check_out says so
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # let go at once, with the descriptor
-    except BlockingIOError:
-        return True
-    except OSError:  # no locks there
-        pass
-    finally:
-        os.close(fd)
-    return False
 
 
 def read_start(cfg: TrainConfig, d: Dist) -> tuple[dict | None, dict | None]:
@@ -459,128 +380,6 @@ def takes_hints(cfg: TrainConfig, carried: dict | None) -> bool:
     the ``--init`` model's."""
     saved = carried is not None and bool(carried["config"].get("hints", False))
     return saved if cfg.resume else cfg.hints or saved
-
-
-@dataclass(frozen=True)
-class Optimiser:
-    """Adam, its learning-rate schedule and the fp16 grad scaler; saved and restored as one."""
-
-    optimizer: torch.optim.Optimizer
-    scheduler: Any  # ReduceLROnPlateau or LambdaLR
-    scaler: torch.amp.GradScaler
-    groups: tuple[str, ...] = ("network",)
-    """What each parameter group holds: ``"network"`` and/or ``"new"`` (hint, affinity)."""
-    new_modules: tuple[str, ...] = ()
-    """The layers in the ``"new"`` group (:func:`new_modules`), saved so a resume groups alike."""
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "new_modules": list(self.new_modules),
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
-        if isinstance(self.scheduler, torch.optim.lr_scheduler.LambdaLR):
-            # the rate of the step reached under this run's length: the saved one was the
-            # saved length's (--resume --steps 8 on a 4-step cosine run trained step 5 at the
-            # old schedule's last rate, 1e-5, not f(4/8))
-            at = self.scheduler.last_epoch
-            groups = self.optimizer.param_groups
-            lambdas = self.scheduler.lr_lambdas
-            for g, base, f in zip(groups, self.scheduler.base_lrs, lambdas, strict=True):
-                g["lr"] = base * f(at)
-
-    @property
-    def lr(self) -> float:
-        """The network's learning rate now (0 where it is kept: ``--lr 0``)."""
-        return self._lr("network") or 0.0
-
-    @property
-    def hint_lr(self) -> float | None:
-        """The new layers' learning rate now (None where the model has none)."""
-        return self._lr("new")
-
-    def _lr(self, group: str) -> float | None:
-        if group not in self.groups:
-            return None
-        return self.optimizer.param_groups[self.groups.index(group)]["lr"]
-
-
-def new_modules(
-    model: models.Colorizer,
-    resumed: dict | None = None,
-    init: dict | None = None,
-    asked: Sequence[str] = (),
-) -> tuple[str, ...]:
-    """The layers of ``model`` trained at ``--hint-lr``: the hint and affinity layers
-    (:data:`~recolor_tools.models.NEW_MODULES`) it has, but where it starts from ``init``, only
-    those this run adds or ``asked`` names (``--affinity`` given: the shipped weights' affinity
-    layer trained again, as ``make affinity-weights`` does; the others ``init`` holds are its
-    network's: a hint model fine-tuned with ``--affinity`` at ``--lr 0`` had its hint layers
-    trained too, and the shipped affinity layer trained beside new hint layers); a resumed
-    run's as it had them (all, for a run saved before they were recorded)."""
-    have = tuple(n for n in models.NEW_MODULES if hasattr(model, n))
-    if resumed is not None:
-        return tuple(resumed["train_state"].get("new_modules", have))
-    if init is not None:
-        held = {n for n in have if any(k.startswith(n + ".") for k in init["model"])}
-        return tuple(n for n in have if n not in held or n in asked)
-    return have
-
-
-def build_optimiser(
-    cfg: TrainConfig,
-    model: torch.nn.Module,
-    total_steps: int,
-    amp_dtype: torch.dtype | None,
-    new_layers: Sequence[str] | None = None,
-) -> Optimiser:
-    """Adam with the plateau or cosine schedule (see the module's Choices); the ``new_layers``
-    (:func:`new_modules`; default all the hint and affinity layers), if any, in a second group
-    at ``cfg.hint_lr``. At ``lr`` 0 the rest of the network is not trained at all (no
-    gradients: a fine-tune that adds layers to a network it keeps costs a forward pass and the
-    new layers' backward)."""
-    if new_layers is None:
-        new_layers = new_modules(model)
-    new = [p for name in new_layers for p in getattr(model, name).parameters()]
-    ids = {id(p) for p in new}
-    old = [p for p in model.parameters() if id(p) not in ids]
-    groups = [{"params": old, "lr": cfg.lr}]
-    if not cfg.lr:  # the network is kept: no gradients through it
-        groups = []
-        for p in old:
-            p.requires_grad_(False)
-    if new:
-        groups.append({"params": new, "lr": cfg.hint_lr})
-    if not groups:  # (torch: "optimizer got an empty parameter list")
-        raise UsageError("--lr 0 keeps the network, and this run adds no layer to train (the "
-                         "--init weights hold the hint and affinity layers asked)")  # fmt: skip
-    optimizer = torch.optim.Adam(groups, lr=cfg.lr)
-    if cfg.schedule == "plateau":
-        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, **PLATEAU)
-    else:
-
-        def cosine(lr: float) -> Callable[[int], float]:  # a group's lr down to min_lr over the run
-            # a share of the group's own starting rate (one share for both groups took the new
-            # layers' rate to hint_lr * 1e-5 / lr); one below min_lr stays (1e-6 rose to 1e-5)
-            floor = min(1.0, PLATEAU["min_lr"] / lr)
-
-            def factor(step: int) -> float:
-                progress = min(step, total_steps) / total_steps
-                return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-
-            return factor
-
-        lambdas = [cosine(g["lr"]) for g in optimizer.param_groups]
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-    names = ("network",) * bool(cfg.lr) + ("new",) * bool(new)
-    return Optimiser(optimizer, scheduler, scaler, names, tuple(new_layers))
 
 
 def log(cfg: TrainConfig, d: Dist, text: str) -> None:

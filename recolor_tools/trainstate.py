@@ -22,7 +22,8 @@ import torch
 
 from .distributed import Dist
 from .trainconfig import TrainConfig
-from .trainsetup import Optimiser, log
+from .trainoptim import Optimiser
+from .trainsetup import log
 
 
 @dataclass

@@ -27,7 +27,8 @@ from recolor_tools.imageio import read_rgb
 from recolor_tools.predict import Predictor
 from recolor_tools.train import train
 from recolor_tools.trainconfig import TrainConfig, resolve_defaults
-from recolor_tools.trainsetup import ClassSetup, Device, build_model, build_optimiser
+from recolor_tools.trainoptim import build_optimiser
+from recolor_tools.trainsetup import ClassSetup, Device, build_model
 
 SIDE = 32
 CHROMA = 45.0

@@ -828,8 +828,10 @@ def test_help_shows_the_fine_tune_defaults():
         cwd=ROOT, check=True,
     )  # fmt: skip
     help_text = " ".join(p.stdout.replace("│", " ").split())  # one line, without the box
-    assert "default 1e-4; with --init, 3e-5 for --hints, 0 for --affinity alone" in help_text
-    assert "default: on with --init and --hints or --affinity" in help_text
+    assert "(default 1e-4; with --init, 3e-5 where --hints adds hint layers, 0 for --affinity "\
+           "alone)" in help_text  # fmt: skip
+    assert "(default: on where --hints or --affinity adds layers to --init's, and with --lr 0)" \
+           in help_text  # fmt: skip
 
 
 def test_a_batch_of_one_at_a_tiny_size_is_one_plain_line(data, tmp_path, capsys):

@@ -808,7 +808,7 @@ def test_a_resumed_cosine_run_given_more_steps_stretches_its_rate_from_the_next_
     """--resume --steps 8 on a 4-step cosine run trained step 5 at the saved rate, the end of
     the 4-step schedule (1e-5), and only then followed the 8-step one: the rate of the step
     reached is the new length's, f(4 / 8), at once."""
-    from recolor_tools.trainsetup import build_optimiser
+    from recolor_tools.trainoptim import build_optimiser
 
     cfg = TrainConfig(data=["x"], lr=1e-3, schedule="cosine")
     model = models.Colorizer(models.ModelConfig(head="reg", width=8))

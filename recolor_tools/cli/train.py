@@ -263,7 +263,7 @@ def train(
             cfg.check_out()
         except ValueError as e:
             from ..errors import RecolorError
-            from ..trainsetup import out_held_elsewhere
+            from ..runlock import out_held_elsewhere
 
             if out_held_elsewhere(cfg.out):  # the run it holds is that one's, not to resume
                 raise RecolorError("another recolor train is writing into it", out) from None
