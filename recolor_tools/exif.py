@@ -12,7 +12,12 @@ References
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from . import __version__
+
+if TYPE_CHECKING:  # (Pillow is imported on first use)
+    from PIL.Image import Exif
 
 SOFTWARE = f"recolor {__version__}"
 """The EXIF Software tag (305) of every output that carries EXIF."""
@@ -31,7 +36,7 @@ _PIXEL_DIMENSIONS = (0xA002, 0xA003)  # in the Exif IFD: the image's width and h
 RESOLUTION = (282, 283, 296)  # IFD0: XResolution, YResolution, ResolutionUnit
 
 
-def with_resolution(exif, dpi: tuple[float, float] | None) -> None:
+def with_resolution(exif: Exif, dpi: tuple[float, float] | None) -> None:
     """Put a file's own resolution ``dpi`` (pixels per inch: its JFIF or pHYs, see
     :func:`recolor_tools.imagemeta.density`) into a Pillow ``Exif`` that states none, as
     XResolution, YResolution and ResolutionUnit 2 (inch): carried with the EXIF (a 600 dpi scan
@@ -40,7 +45,7 @@ def with_resolution(exif, dpi: tuple[float, float] | None) -> None:
         exif[RESOLUTION[0]], exif[RESOLUTION[1]], exif[RESOLUTION[2]] = (*dpi, 2)
 
 
-def resolution(exif) -> tuple[float, float] | None:
+def resolution(exif: Exif) -> tuple[float, float] | None:
     """Pixels per inch that a Pillow ``Exif`` states (ResolutionUnit 2 inch, 3 cm; 1 or none:
     no absolute unit), for an output's own field (PNG pHYs, JFIF density)."""
     try:
@@ -51,7 +56,7 @@ def resolution(exif) -> tuple[float, float] | None:
     return (x * per_inch, y * per_inch) if per_inch and x > 0 and y > 0 else None
 
 
-def clean_exif(exif) -> bytes | None:
+def clean_exif(exif: Exif) -> bytes | None:
     """Descriptive IFD0 tags and the sub-IFDs of a Pillow ``Exif``, orientation 1, as TIFF bytes."""
     from PIL import Image
 
@@ -70,7 +75,7 @@ def clean_exif(exif) -> bytes | None:
         return None
 
 
-def sub_ifds(exif) -> dict[int, dict]:
+def sub_ifds(exif: Exif) -> dict[int, dict]:
     """The Exif and GPS sub-IFDs of a Pillow ``Exif`` as dicts, ready to be written anew; the
     Exif IFD's Interoperability IFD (0xA005: R98 sRGB or R03 Adobe RGB) nested in it as a dict,
     since copied as the number it is read as, it was an offset into the source file."""
@@ -100,7 +105,7 @@ class _FileText(str):
         return str.encode(self, "latin-1")
 
 
-def load_exif(raw: bytes):
+def load_exif(raw: bytes) -> Exif:
     """A Pillow ``Exif`` of the EXIF ``raw`` (TIFF bytes, ``Exif\\0\\0`` in front or not) whose
     text values (:class:`_FileText`) are written back byte for byte."""
     from PIL import Image

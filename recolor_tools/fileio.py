@@ -165,7 +165,7 @@ def folder_named(path: Path, real: Path | None = None) -> Path:
     return path.parent if os.path.realpath(path.parent) == str(folder) else folder
 
 
-def write_npz(f: BinaryIO, **arrays) -> None:
+def write_npz(f: BinaryIO, **arrays: object) -> None:
     """``np.savez(f, **arrays)``, built in memory first: zipfile seeks back to fill in each
     member's header, and in a file opened for appending (``>> f.npz``, ``-o /dev/stdout``) the
     writes land at the end instead (a broken npz, exit 0)."""

@@ -106,7 +106,7 @@ def evaluate(
     model: models.Colorizer,
     loader: torch.utils.data.DataLoader,
     device: torch.device,
-    autocast,
+    autocast: contextlib.AbstractContextManager,
     d: Dist,
     on_bad: Callable[[list[str]], None] | None = None,
 ) -> dict[str, float | None]:

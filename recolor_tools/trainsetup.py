@@ -16,7 +16,7 @@ import random
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -26,6 +26,9 @@ from .data import ColorDataset, EpochSampler, make_loader
 from .distributed import Dist, default_workers
 from .errors import RecolorError, UsageError, to_stderr, warn
 from .trainconfig import TrainConfig, kept_on_resume
+
+if TYPE_CHECKING:  # (imported where needed: numba's kernels come with it)
+    from .rebalance import RebalanceStats
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,7 @@ class ClassSetup:
         return cls(ckpt["classes"].numpy(), ckpt["grid"], ckpt["rebalance"], **enc)
 
     @classmethod
-    def of_stats(cls, stats) -> ClassSetup:
+    def of_stats(cls, stats: RebalanceStats) -> ClassSetup:
         """From a :class:`recolor_tools.rebalance.RebalanceStats`, with the default encoding."""
         entry = {
             "weights": torch.tensor(np.asarray(stats.weights, np.float32)),
@@ -68,7 +71,7 @@ def resolve_classes(
     cfg: TrainConfig,
     resumed: dict[str, Any] | None = None,
     init: dict[str, Any] | None = None,
-    compute=None,
+    compute: Callable[[np.ndarray, float], RebalanceStats] | None = None,
 ) -> ClassSetup:
     """Where the class set and rebalancing come from: the one place that decides.
 
