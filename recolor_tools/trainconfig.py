@@ -262,8 +262,9 @@ def resolve_defaults(
         adds_hints = cfg.hints and not (init or {}).get("config", {}).get("hints", False)
         adds = adds_hints or bool(cfg.affinity)
         if cfg.hint_lr is not None and not adds:  # (it trained nothing, unsaid)
-            raise UsageError(f"--hint-lr: the --init weights {cfg.init} take hints already; "
-                             "their hint layers train at --lr with the network")  # fmt: skip
+            raise UsageError(HINT_LR_ALONE if not cfg.hints else f"--hint-lr: the --init weights "
+                             f"{cfg.init} take hints already; their hint layers train at --lr "
+                             "with the network")  # fmt: skip
         if cfg.lr is None:  # (--affinity alone keeps the network)
             cfg = dataclasses.replace(cfg, lr=FINETUNE_LR if adds_hints else 0.0 if adds else LR)
     for name, default in KEPT_ON_RESUME.items():

@@ -521,6 +521,9 @@ def test_a_fine_tune_trains_only_the_layers_it_adds(squares, automatic, tmp_path
     assert r.stderr.count(b"\n") == 1 and b"take hints already" in r.stderr, r.stderr
     # and a redundant --hints is no fine-tune that adds layers: --init's plain defaults
     held = torch.load(hinted / "cls.pt", weights_only=True)
+    alone = TrainConfig(data=["x"], init=hinted / "cls.pt", hint_lr=0.03)  # (the API's way)
+    with pytest.raises(UsageError, match="--hint-lr sets the rate of the layers"):
+        resolve_defaults(alone, None, held)
     for given in ({}, {"hints": True}):
         cfg = resolve_defaults(TrainConfig(data=["x"], init=hinted / "cls.pt", **given), None, held)
         assert (cfg.lr, cfg.freeze_bn) == (1e-4, False), given
