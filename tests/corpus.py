@@ -225,11 +225,15 @@ def good_record(name: str = "r.png", h: int = 6, w: int = 5) -> bytes:
     return buf.getvalue()
 
 
-def _with_header(head: dict | bytes, payload: bytes = b"", version: int = 1, n=None) -> bytes:
+def with_header(
+    head: dict | bytes, payload: bytes = b"", version: int = 1, n=None, flags: int = 0
+) -> bytes:
+    """A record built from FORMAT.md alone (struct, json, zlib; no recolor code)."""
     raw = head if isinstance(head, bytes) else json.dumps(head).encode()
     crc = zlib.crc32(payload, zlib.crc32(raw))
     n = len(raw) if n is None else n
-    return struct.pack("<4sHHI", b"RCLR", version, 0, n) + raw + payload + struct.pack("<I", crc)
+    return struct.pack("<4sHHI", b"RCLR", version, flags, n) + raw + payload + \
+        struct.pack("<I", crc)  # fmt: skip
 
 
 def _head(shape, dtype="<f4", name="x.png", **extra) -> dict:
@@ -254,16 +258,16 @@ STREAM_CASES = [
     Case("bad-magic.lab", lambda: b"RCLX" + good_record()[4:], "bad magic"),
     Case("future.lab", lambda: good_record()[:4] + b"\x09\x00" + good_record()[6:], "newer"),
     Case("long-header.lab", lambda: struct.pack("<4sHHI", b"RCLR", 1, 0, 1 << 30), "header"),
-    Case("header-past-end.lab", lambda: _with_header(_head([1, 1, 3]), n=5000), "truncated"),
-    Case("not-utf8.lab", lambda: _with_header(b'{"name": "\xff\xfe"}'), "UTF-8"),
-    Case("not-json.lab", lambda: _with_header(b"{name: x"), "JSON"),
-    Case("deep-json.lab", lambda: _with_header(b"[" * 100_000 + b"]" * 100_000), "JSON"),
-    Case("no-arrays.lab", lambda: _with_header({"name": "x", "size": [1, 1]}), "malformed"),
-    Case("bool-shape.lab", lambda: _with_header(_head([True, 1, 3])), "malformed"),
-    Case("negative-shape.lab", lambda: _with_header(_head([-1, 1, 3])), "malformed"),
-    Case("object-dtype.lab", lambda: _with_header(_head([1, 1, 3], "|O")), "does not hold"),
-    Case("insane-shape.lab", lambda: _with_header(_head([10**6, 10**6, 3])), "larger than"),
-    Case("shape-past-end.lab", lambda: _with_header(_head([1000, 1000, 3])), "truncated"),
+    Case("header-past-end.lab", lambda: with_header(_head([1, 1, 3]), n=5000), "truncated"),
+    Case("not-utf8.lab", lambda: with_header(b'{"name": "\xff\xfe"}'), "UTF-8"),
+    Case("not-json.lab", lambda: with_header(b"{name: x"), "JSON"),
+    Case("deep-json.lab", lambda: with_header(b"[" * 100_000 + b"]" * 100_000), "JSON"),
+    Case("no-arrays.lab", lambda: with_header({"name": "x", "size": [1, 1]}), "malformed"),
+    Case("bool-shape.lab", lambda: with_header(_head([True, 1, 3])), "malformed"),
+    Case("negative-shape.lab", lambda: with_header(_head([-1, 1, 3])), "malformed"),
+    Case("object-dtype.lab", lambda: with_header(_head([1, 1, 3], "|O")), "does not hold"),
+    Case("insane-shape.lab", lambda: with_header(_head([10**6, 10**6, 3])), "larger than"),
+    Case("shape-past-end.lab", lambda: with_header(_head([1000, 1000, 3])), "truncated"),
     Case("crc.lab", lambda: _flip_crc(good_record("c.png")), "checksum"),
     Case("cut-header.lab", lambda: good_record()[:20], "truncated"),
     Case("cut-payload.lab", lambda: good_record()[:-40], "truncated"),

@@ -101,6 +101,19 @@ def test_hostile_images(tool, hostile, tmp_path, tiny_cls):
     assert written == want
 
 
+def test_what_c_libraries_say_is_dropped_and_kept_with_debug(hostile):
+    """libpng's and libjpeg's own text on fd 2 is dropped (recolor's line says it); --debug
+    keeps it, libjpeg's too, which recolor reads back from fd 2 to refuse a cut scan."""
+    files = [hostile / "bad-idat.png", hostile / "cut-scan.jpg"]
+    p = run(["to-lab", *files, "-o", "-"])
+    assert p.returncode == 1 and len(p.stderr.decode().splitlines()) == 2, p.stderr
+    p = run(["to-lab", "--debug", *files, "-o", "-"])
+    said = p.stderr.decode()
+    assert p.returncode == 1 and "libpng error" in said, said
+    assert "Corrupt JPEG data: premature end of data segment" in said
+    assert f"{files[1]}: truncated JPEG (premature end of data segment)" in said
+
+
 def test_hostile_images_in_compare(hostile, tmp_path):
     pred, truth = tmp_path / "pred", tmp_path / "truth"
     pred.mkdir()

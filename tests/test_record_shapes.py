@@ -152,3 +152,26 @@ def test_from_lab_clips_absurd_lab_values_into_range_without_warnings(tmp_path):
     assert p.returncode == 0 and p.stderr == b"", p.stderr.decode()
     got, want = (tmp_path / "huge.png").read_bytes(), (tmp_path / "clipped.png").read_bytes()
     assert got == want
+
+
+def test_every_dtype_the_format_holds_is_read_by_the_record_tools(tmp_path):
+    """FORMAT.md lets a `lab` or `L` array be any of eight dtypes; only float32 ever went
+    through the tools (a kernel typed for float32 alone would end in a traceback)."""
+    dtypes = ["<f4", "<f2", "<i2", "<i4", "<i8", "|u1", "<u2", "|i1"]
+    lab = np.zeros((3, 4, 3))
+    lab[..., 0] = 50
+    labs = b"".join(raw_record(f"t{i}.png", {"lab": lab.astype(d)}) for i, d in enumerate(dtypes))
+    (tmp_path / "lab.lab").write_bytes(labs)
+    (tmp_path / "all.lab").write_bytes(labs + b"".join(
+        raw_record(f"l{i}.png", {"L": lab[..., :1].astype(d)}) for i, d in enumerate(dtypes)
+    ))  # fmt: skip
+    run(["from-lab", tmp_path / "all.lab", "-o", f"{tmp_path}/png/", "-q"], check_rc=0)
+    first = (tmp_path / "png" / "t0.png").read_bytes()
+    for prefix in "tl":
+        assert all((tmp_path / "png" / f"{prefix}{i}.png").read_bytes() == first
+                   for i in range(len(dtypes)))  # fmt: skip
+    run(["quantize", tmp_path / "lab.lab", "-o", tmp_path / "t.target", "-q"], check_rc=0)
+    targets = list(records.iter_records(io.BytesIO((tmp_path / "t.target").read_bytes())))
+    assert len(targets) == len(dtypes)
+    assert all(records.values_equal(t.arrays, targets[0].arrays) for t in targets)
+    run(["rebalance-stats", tmp_path / "lab.lab", "-o", tmp_path / "s.npz", "-q"], check_rc=0)

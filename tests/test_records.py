@@ -7,6 +7,7 @@ import struct
 
 import numpy as np
 import pytest
+from corpus import with_header
 
 from recolor_tools import records
 from recolor_tools.errors import RecolorError
@@ -322,3 +323,51 @@ def test_a_header_with_nan_is_no_json():
         list(records.iter_records(io.BytesIO(frame(head % b"NaN")), "s"))
     (rec,) = records.iter_records(io.BytesIO(frame(head % b"1.5")), "s")
     assert rec.meta == {"x": 1.5}
+
+
+# -- FORMAT.md's byte layout and reading rules, checked against bytes made by hand -------------
+
+
+def test_the_written_bytes_are_the_documented_layout():
+    """A writer and a reader that agreed on a wrong layout (a CRC over the wrong span, two
+    fields swapped) would pass every round trip: parse the writer's bytes by FORMAT.md."""
+    import json
+    import zlib
+
+    lab = _lab(3, 4)
+    data = _stream(records.lab_record("caf\udce9.png", lab, (6, 8)))
+    magic, version, flags, n = struct.unpack("<4sHHI", data[:12])
+    assert (magic, version, flags) == (b"RCLR", 1, 0)
+    head = json.loads(data[12 : 12 + n].decode("ascii"))  # a name's undecodable byte: \udce9
+    assert head["name"] == "caf\udce9.png" and head["size"] == [6, 8]
+    assert head["arrays"] == [{"name": "lab", "dtype": "<f4", "shape": [3, 4, 3]}]
+    body = data[12 + n : -4]
+    assert body == lab.astype("<f4").tobytes(order="C")
+    assert struct.unpack("<I", data[-4:])[0] == zlib.crc32(data[12:-4])
+
+
+def test_reading_rules_a_record_built_by_hand_follows():
+    """FORMAT.md: flags are ignored on reading, keys a reader does not know are ignored (what
+    lets version 1 grow), an array name given twice is the last one's, and version 0 or a
+    header over 1 MiB is a clear error."""
+    lab = np.full((1, 2, 3), 50, "<f4")
+    head = {"name": "a.png", "size": [1, 2], "meta": {},
+            "arrays": [{"name": "lab", "dtype": "<f4", "shape": [1, 2, 3]}]}  # fmt: skip
+    plain = next(records.iter_records(io.BytesIO(with_header(head, lab.tobytes()))))
+    assert np.array_equal(plain.arrays["lab"], lab)
+    flagged = with_header(head, lab.tobytes(), flags=0xFFFF)
+    assert next(records.iter_records(io.BytesIO(flagged))) == plain
+    grown = with_header({**head, "zzz": [1, {"a": 2}]}, lab.tobytes())
+    assert next(records.iter_records(io.BytesIO(grown))) == plain
+    twice = {**head, "arrays": head["arrays"] * 2}
+    second = np.full((1, 2, 3), 7, "<f4")
+    rec = next(records.iter_records(io.BytesIO(with_header(twice, lab.tobytes() +
+                                                            second.tobytes()))))  # fmt: skip
+    assert np.array_equal(rec.arrays["lab"], second)
+    with pytest.raises(RecolorError, match="corrupt record prefix"):
+        list(records.iter_records(io.BytesIO(with_header(head, lab.tobytes(), version=0))))
+    huge = {**head, "meta": {"pad": "x" * (1 << 20)}}  # a real header of just over 1 MiB
+    for stream in (io.BytesIO(with_header(huge, lab.tobytes())),
+                   OneByteReader(with_header(huge, lab.tobytes()))):  # fmt: skip
+        with pytest.raises(RecolorError, match=r"over 1,048,576\)"):
+            list(records.iter_records(stream))
