@@ -58,6 +58,7 @@ from .oracle import truth_on_grid  # noqa: E402
 
 POINTS = (1, 2, 5, 10, 20, 50)
 PATCH = 5
+assert PATCH % 2, "odd: the mean is taken over the square Hints.squares pastes, centred on x, y"
 COLUMNS = [
     ("psnr", "PSNR dB", 2),
     ("auc", "AuC %", 1),
