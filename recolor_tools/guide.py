@@ -15,12 +15,13 @@ Guidance changes it, before the annealed mean decodes it
   that passes 1 (hints that fully reach a cell share it and leave nothing of the network's
   guess).
   ``odds_i(x) = sum_c q_i(c) p(c|x) / sum_c q_i(c) prior(c)``: a hint reaches less where the
-  network finds its colour less likely than the training set does (:data:`ODDS_POWER`).
+  network finds its colour less likely than the training set does (:data:`ODDS_POWER`; p is
+  the distribution after the palette's change, which comes first).
   ``sim_i(x)`` is the cosine similarity of the affinity features at x and at x_i (the
   decoder's 1/4-resolution features, through a learned 1x1 layer where the model has one:
   ``recolor train --affinity``, trained by :func:`affinity_loss`), clamped at 0, and
-  ``G_i(x) = exp(-d^2 / (2 (RADIUS D)^2))`` of the distance d between x and x_i (D the grid's
-  diagonal), not raised to the power;
+  ``G_i(x) = exp(-d^2 / (2 (RADIUS D)^2))`` of the distance d between x and x_i (D the
+  diagonal of the output grid, its padding included: at most 2 cells), not raised to the power;
   :data:`GAMMA` = 2, :data:`POWER` = 4, :data:`RADIUS` = 0.35. A hint spreads to what the
   network sees as the same kind of region nearby and fades across edges; the cells that no
   hint reaches keep p exactly (``predict`` gives the hint's own pixels its colour exactly).
@@ -58,7 +59,7 @@ import torch.nn.functional as F
 
 from . import defaults
 from .errors import is_whole
-from .models import Colorizer, decode
+from .models import decode
 
 if TYPE_CHECKING:
     from .predict import Prepared
@@ -506,24 +507,16 @@ def colour_modes(p: np.ndarray, classes: np.ndarray, k: int = 5) -> tuple[np.nda
     return centres[keep], mass[keep]
 
 
-def class_probabilities(
-    model: Colorizer,
-    item: Prepared,
-    prior: torch.Tensor | None,
-    y: int | np.ndarray,
-    x: int | np.ndarray,
+def cell_probabilities(
+    z: torch.Tensor, item: Prepared, stride: int, y: int | np.ndarray, x: int | np.ndarray
 ) -> np.ndarray:
-    """(Q,) float64 class distribution (T = 1, steered by ``item.hints`` if any) at the output
-    cell holding full-resolution pixel (x, y); (N, Q) for arrays of N pixels (one network run)."""
-    device = next(model.parameters()).device
+    """(Q,) float64 class distribution (T = 1) of the network output ``z`` ((Q, h', w'), the
+    item's, steered as ``predict`` steers it) at the output cell holding full-resolution pixel
+    (x, y); (N, Q) for arrays of N pixels."""
+    (H, W), (h, w) = item.L.shape, item.hw
+    ys, xs = np.atleast_1d(y), np.atleast_1d(x)
+    cy = np.minimum(((ys + 0.5) * h / (H * stride)).astype(np.int64), z.shape[1] - 1)
+    cx = np.minimum(((xs + 0.5) * w / (W * stride)).astype(np.int64), z.shape[2] - 1)
     with torch.inference_mode():
-        feats = model.features(torch.from_numpy(item.work[None, None]).to(device))
-        z = model.head_out(feats)[0]
-        if item.hints is not None:
-            f = model.affinity_features(feats)[0]
-            z = steer(z, f, item, model.classes, prior, model.config.out_stride)
-    (H, W), (h, w), s = item.L.shape, item.hw, model.config.out_stride
-    cy = np.minimum(((np.asarray(y) + 0.5) * h / (H * s)).astype(np.int64), z.shape[1] - 1)
-    cx = np.minimum(((np.asarray(x) + 0.5) * w / (W * s)).astype(np.int64), z.shape[2] - 1)
-    p = torch.softmax(z[:, torch.from_numpy(cy), torch.from_numpy(cx)].double(), dim=0)
-    return p.T.cpu().numpy() if p.ndim == 2 else p.cpu().numpy()
+        p = torch.softmax(z[:, torch.from_numpy(cy), torch.from_numpy(cx)].double(), dim=0)
+    return p.T.cpu().numpy() if np.ndim(y) else p[:, 0].cpu().numpy()

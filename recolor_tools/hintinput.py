@@ -115,7 +115,9 @@ def rasterise(item: Prepared) -> tuple[np.ndarray, np.ndarray]:
 
     Every working pixel that a point's full-resolution square touches is hinted (mask 1, as
     the simulated squares in training), with the mean a/b of the points touching it weighted
-    by their area; the padding is never hinted.
+    by the pixels at which each shows (:attr:`Hints.showing`: a ``--hint`` over a hint file's
+    point replaces it, as in the steering and the output, not mixed with it); the padding is
+    never hinted.
 
     Returns
     -------
@@ -123,7 +125,7 @@ def rasterise(item: Prepared) -> tuple[np.ndarray, np.ndarray]:
     hint_mask : (1, hp, wp) float32
     """
     hp, wp = item.work.shape
-    acc = np.zeros((3, hp, wp), np.float64)  # area * a, area * b, area
+    acc = np.zeros((3, hp, wp), np.float64)  # shown * a, shown * b, shown
     hints = item.hints
     if hints is not None and len(hints.xy):
         (H, W), (h, w) = item.L.shape, item.hw
@@ -133,8 +135,8 @@ def rasterise(item: Prepared) -> tuple[np.ndarray, np.ndarray]:
         jx1 = np.maximum(jx0 + 1, np.ceil(sq[:, 2] * w / W).astype(np.int64))
         jy1 = np.maximum(jy0 + 1, np.ceil(sq[:, 3] * h / H).astype(np.int64))
         jx1, jy1 = np.minimum(jx1, w), np.minimum(jy1, h)
-        area = (sq[:, 2] - sq[:, 0]) * (sq[:, 3] - sq[:, 1])
-        vals = np.concatenate([hints.ab * area[:, None], area[:, None]], axis=1).T  # (3, N)
+        shown = hints.showing.astype(np.float64)
+        vals = np.concatenate([hints.ab * shown[:, None], shown[:, None]], axis=1).T  # (3, N)
         one = (jx1 - jx0 == 1) & (jy1 - jy0 == 1)  # a painted layer: many one-cell points
         for c in range(3):
             np.add.at(acc[c], (jy0[one], jx0[one]), vals[c, one])

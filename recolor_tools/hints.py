@@ -423,7 +423,7 @@ class Hints:
         return one, latest
 
     @cached_property
-    def _showing(self) -> np.ndarray:
+    def showing(self) -> np.ndarray:
         """(N,) int64: the pixels at which each point shows in :meth:`paste` (a point that a
         later one covers shows nowhere), counted in strips of about 4 M pixels."""
         (H, W), shown = self.shape, np.zeros(len(self.xy), np.int64)
@@ -477,7 +477,7 @@ class Hints:
         cx = np.clip(((xy[:, 0] + 0.5) * w / (W * stride)).astype(np.int64), 0, grid[1] - 1)
         cy = np.clip(((xy[:, 1] + 0.5) * h / (H * stride)).astype(np.int64), 0, grid[0] - 1)
         flat, n = cy * grid[1] + cx, grid[0] * grid[1]
-        area = self._showing.astype(np.float64)
+        area = self.showing.astype(np.float64)
         wsum = np.bincount(flat, area, n)
         cell = np.flatnonzero(wsum)
         ab = np.stack([np.bincount(flat, area * self.ab[:, c], n)[cell] for c in (0, 1)], 1)

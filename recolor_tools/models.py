@@ -389,7 +389,8 @@ def network_input(
 
         - ``"hint_ab"``: (B, 2, H, W) float, a/b of the hints (about [-128, 127]; any value
           where the mask is 0);
-        - ``"hint_mask"``: (B, 1, H, W) float in [0, 1], the share of each pixel a hint covers;
+        - ``"hint_mask"``: (B, 1, H, W) float, 1 where a hint touches the pixel, else 0 (a
+          share of coverage in [0, 1] would be taken as it is; recolor gives 0 or 1);
         - ``"palette"``: (B, Q) float, the soft-encoded class histogram of a palette (sums to
           1), or all zeros for none.
     config : ModelConfig, optional

@@ -52,7 +52,7 @@ import torch
 from . import checkpoints, defaults, models
 from .color import lab_to_rgb_as, rgb_to_lab
 from .errors import RecolorError, check_count, is_real
-from .guide import class_probabilities, colour_modes, steer
+from .guide import cell_probabilities, colour_modes, steer
 from .hints import Hints, resolve_points
 from .imagemeta import ImageMeta
 from .workgrid import is_samples, lightness, strips, upsample_ab, working_rgb, working_shape
@@ -211,19 +211,10 @@ def infer(
     prior: torch.Tensor | None = None,
     amp_dtype: torch.dtype | None = None,
 ) -> list[Predicted]:
-    """Step 2: the network's a/b for every item; items of one working shape share a pass.
-
-    The network runs under autocast to ``amp_dtype`` when given (:func:`models.amp_dtype`);
-    its output is decoded in float32 on the network's device by :meth:`Colorizer.decode` (only
-    the 2-channel a/b leaves it). A model that takes hints gets them as input
-    (:mod:`recolor_tools.hintinput`). Items with hints have their class log-distribution steered
-    first (:func:`recolor_tools.guide.steer`, ``prior`` the checkpoint's class prior); for a hint
-    model, as ``hintinput.STEER_LEARNED`` and ``AFFINITY_FROM_AUTOMATIC`` say.
-    """
-    from . import hintinput
-
+    """Step 2: the network's a/b for every item; items of one working shape share a pass
+    (:func:`network_output`), decoded in float32 on the network's device by
+    :meth:`Colorizer.decode` (only the 2-channel a/b leaves it)."""
     check_count("batch_size", batch_size)
-    device, stride = next(model.parameters()).device, model.config.out_stride
     out: dict[int, Predicted] = {}
     groups: dict[tuple[int, int], list[int]] = {}
     for i, it in enumerate(items):
@@ -231,32 +222,56 @@ def infer(
     for group in groups.values():
         for s in range(0, len(group), batch_size):
             chunk = group[s : s + batch_size]
-            if device.type == "cpu":  # (CUDA says its own out of memory)
-                models.check_memory(model.config, len(chunk) * items[chunk[0]].work.size)
-            x = torch.from_numpy(np.stack([items[i].work for i in chunk])[:, None]).to(device)
-            given = None
-            if model.config.hints:
-                given = hintinput.batch_hints([items[i] for i in chunk], model.classes, device)
+            z = network_output(model, [items[i] for i in chunk], prior, amp_dtype)
             with torch.inference_mode():
-                with torch.autocast(device.type, amp_dtype, enabled=amp_dtype is not None):
-                    feats = model.features(x, given)  # (B, 2C, h', w')
-                    z = model.head_out(feats)  # (B, 2 or Q, h', w')
-                    # the cls head's distribution is steered (reg takes points as input only)
-                    steered = model.config.head == "cls" and (
-                        not model.config.hints or hintinput.STEER_LEARNED
-                    )
-                    if steered and any(items[i].hints is not None for i in chunk):
-                        if model.config.hints and hintinput.AFFINITY_FROM_AUTOMATIC:
-                            feats = model.features(x)  # the image as the automatic model sees it
-                        feats = model.affinity_features(feats)
-                feats, z = feats.float(), z.float()  # guidance and decode in float32
-                for j, i in enumerate(chunk):
-                    if items[i].hints is not None and steered:
-                        z[j] = steer(z[j], feats[j], items[i], model.classes, prior, stride)
                 ab = model.decode(z, temperature).permute(0, 2, 3, 1).cpu().numpy()
             for j, i in enumerate(chunk):
                 out[i] = Predicted(items[i], np.ascontiguousarray(ab[j]))
     return [out[i] for i in range(len(items))]
+
+
+def network_output(
+    model: models.Colorizer,
+    items: Sequence[Prepared],
+    prior: torch.Tensor | None = None,
+    amp_dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """(B, 2 or Q, h', w') float32: the network's output for items of one working shape, the
+    class log-distribution of those with hints steered: what ``predict`` decodes and
+    ``--suggest`` reads.
+
+    The network runs under autocast to ``amp_dtype`` when given (:func:`models.amp_dtype`). A
+    model that takes hints gets them as input (:mod:`recolor_tools.hintinput`). Items with
+    hints have their class log-distribution steered (:func:`recolor_tools.guide.steer`,
+    ``prior`` the checkpoint's class prior); for a hint model, as ``hintinput.STEER_LEARNED``
+    and ``AFFINITY_FROM_AUTOMATIC`` say.
+    """
+    from . import hintinput
+
+    device, stride = next(model.parameters()).device, model.config.out_stride
+    if device.type == "cpu":  # (CUDA says its own out of memory)
+        models.check_memory(model.config, len(items) * items[0].work.size)
+    x = torch.from_numpy(np.stack([it.work for it in items])[:, None]).to(device)
+    given = None
+    if model.config.hints:
+        given = hintinput.batch_hints(items, model.classes, device)
+    with torch.inference_mode():
+        with torch.autocast(device.type, amp_dtype, enabled=amp_dtype is not None):
+            feats = model.features(x, given)  # (B, 2C, h', w')
+            z = model.head_out(feats)  # (B, 2 or Q, h', w')
+            # the cls head's distribution is steered (reg takes points as input only)
+            steered = model.config.head == "cls" and (
+                not model.config.hints or hintinput.STEER_LEARNED
+            )
+            if steered and any(it.hints is not None for it in items):
+                if model.config.hints and hintinput.AFFINITY_FROM_AUTOMATIC:
+                    feats = model.features(x)  # the image as the automatic model sees it
+                feats = model.affinity_features(feats)
+        feats, z = feats.float(), z.float()  # guidance and decode in float32
+        for j, it in enumerate(items):
+            if it.hints is not None and steered:
+                z[j] = steer(z[j], feats[j], it, model.classes, prior, stride)
+    return z
 
 
 def compose(
@@ -487,7 +502,8 @@ class Predictor:
             return []
         item = self.prepare(rgb, hints)
         xy = np.array(resolve_points(list(points), *item.L.shape, "--suggest point"))
-        p = class_probabilities(self.model, item, self.prior, xy[:, 1], xy[:, 0])  # (N, Q)
+        z = network_output(self.model, [item], self.prior, self.amp_dtype)[0]
+        p = cell_probabilities(z, item, self.model.config.out_stride, xy[:, 1], xy[:, 0])
         classes = self.model.classes.cpu().numpy()
         found = []
         for (x, y), pi in zip(xy, p, strict=True):

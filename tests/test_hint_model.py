@@ -264,6 +264,41 @@ def test_a_hint_model_is_steered_through_the_features_of_a_pass_without_hints(
     assert torch.equal(f, (plain if automatic else hinted)[0])
 
 
+def test_suggest_reads_what_predict_decodes_for_a_hint_model(tmp_path, monkeypatch):
+    """--suggest ran a hint model without its hints as input and steered whatever
+    STEER_LEARNED said: its colours came from a distribution predict never decodes."""
+    from recolor_tools import predict
+
+    model = tiny_model(hints=True)
+    for name in models.HINT_MODULES:
+        for p in getattr(model, name).parameters():
+            torch.nn.init.normal_(p)
+    pred = Predictor.load(save(model, tmp_path / "h.pt"))
+    monkeypatch.setattr(hintinput, "STEER_LEARNED", False)  # the learned input alone
+    for module in (predict, guide):  # (the old path called guide's own)
+        monkeypatch.setattr(module, "steer", lambda *a: pytest.fail("steered"))
+    gray = square_image(None)
+    given = hints.point(6, 6, "#c0392b", size=3)
+    with_hint = pred.suggest_points(gray, [(20, 20)], 3, given)
+    assert with_hint != pred.suggest_points(gray, [(20, 20)], 3)  # the input moved them
+    item = pred.prepare(gray.astype(np.float32) / 255, given)
+    z = predict.network_output(pred.model, [item], pred.prior)[0]
+    one = guide.cell_probabilities(z, item, pred.model.config.out_stride, 20, 20)  # scalars
+    assert one.shape == (len(pred.model.classes),) and abs(one.sum() - 1) < 1e-9
+
+
+def test_a_hint_over_another_is_the_model_input_alone(tmp_path):
+    """The learned input averaged a --hint with the hint file's point it covers (weighted by
+    their squares' areas), while the steering and the output take the later one alone."""
+    red, blue = hints.parse_color("#c0392b"), hints.parse_color("#1d4e89")
+    both = hints.points([(12, 12, "#c0392b", 3), (12, 12, "#1d4e89", 3)])
+    pred = Predictor.load(save(tiny_model(hints=True), tmp_path / "h.pt"))
+    item = pred.prepare(square_image(None).astype(np.float32) / 255, both)
+    ab, mask = hintinput.rasterise(item)
+    hinted = ab[:, mask[0] > 0].T
+    assert len(hinted) and np.allclose(hinted, blue, atol=1e-4), (hinted, red, blue)
+
+
 def test_fine_tune_settings_survive_a_resume(tmp_path):
     resumed = {"train_state": {"args": {"freeze_bn": True, "hints": True}}}
     cfg = TrainConfig(data=["x"], out=tmp_path, resume=True)  # --resume takes no --init
