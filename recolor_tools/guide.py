@@ -283,12 +283,20 @@ def steer(
     if hints.spread == "region":
         light = torch.from_numpy(item.work[: gh * stride, : gw * stride]).to(feats.device)
         light = F.avg_pool2d(light[None, None], stride)[0, 0]
-        colours, label = np.unique(ab, axis=0, return_inverse=True)  # one walk per colour
-        label = torch.from_numpy(label.reshape(-1))
-        m = region_shares(feats.float(), light, torch.from_numpy(cell), label)
+        colours, label = np.unique(ab, axis=0, return_inverse=True)
         colours = torch.from_numpy(colours).to(feats.device)
         q = soft_histogram(colours, torch.ones(len(colours), device=colours.device), classes)
-        return mix(logp[None], (gamma / GAMMA * m)[None], q.float()[None])[0]
+        q, label = q.float(), torch.from_numpy(label.reshape(-1)).to(q.device)
+        # One walk per colour; where there are more colours than classes they touch (a
+        # painted gradient: nearly a colour a cell), one per class: the walks are linear in
+        # their seeds, and mix needs only sum_j u_j q_j. A walk costs its share of the cells.
+        seeds = F.one_hot(label, len(colours)).T.double()
+        touched = q.sum(0).nonzero()[:, 0]
+        if len(touched) < len(colours):
+            seeds = q[label][:, touched].T.double()
+            q = torch.eye(len(classes), device=q.device)[touched]
+        m = region_shares(feats.float(), light, torch.from_numpy(cell), seeds)
+        return mix(logp[None], (gamma / GAMMA * m)[None], q[None])[0]
     idx = torch.from_numpy(cell).to(feats.device)[None]
     ab_t = torch.from_numpy(ab)[None]
     return point_mix(logp[None], feats.float()[None], idx, ab_t, classes, gamma, prior)[0]
@@ -352,19 +360,21 @@ def region_shares(
     feats: torch.Tensor,
     light: torch.Tensor,
     cells: torch.Tensor,
-    label: torch.Tensor,
+    seeds: torch.Tensor,
     tau: float | None = None,
     sigma: float | None = None,
     sink: float | None = None,
 ) -> torch.Tensor:
     """(n, h'w') shares of n hint colours that spread through regions: ``predict --hint-spread
-    region`` (a random walker with a sink; Grady 2006 [3]_).
+    region`` (a random walker with a sink; Grady 2006 [3]_). ``seeds`` (n, K): each colour's
+    value at the hinted ``cells``, 1 at its own and 0 at the others' (one-hot); any other
+    values give the same combination of the one-hot solutions (the walk is linear in them).
 
     The output grid is a graph: 4-neighbour cells x, y joined by ``w = exp(-(1 - cos(f_x,
     f_y)) / tau) exp(-(L_x - L_y)^2 / (2 sigma^2))`` (f the affinity features ``feats`` (C, h',
     w'), L the working lightness per cell ``light`` (h', w'), 0-100), and every cell tied with
     weight ``sink`` to an absorbing node that stands for the network's own guess. The hinted
-    ``cells`` (K,) are held at their colour ``label`` (K,) (0 to n - 1). Colour j's share of a
+    ``cells`` (K,) are held at their ``seeds``. Colour j's share of a
     cell is the probability that a walk from it, stepping along edges by weight, reaches a cell
     of colour j before the sink or another colour: ``(D + sink - W) u_j = 0`` off the hinted
     cells (D the degrees), u_j = 1 at colour j's cells and 0 at the others' (Dirichlet, as Levin
@@ -393,12 +403,12 @@ def region_shares(
         out[:, :-1] += wy * v[:, 1:]
         return out
 
-    n = int(label.max()) + 1
+    n = len(seeds)
     free = torch.ones(gh * gw, dtype=torch.bool, device=L.device)
     free[cells] = False
     free = free.reshape(1, gh, gw)
     seeded = torch.zeros(n, gh * gw, dtype=L.dtype, device=L.device)
-    seeded[label.to(L.device), cells.to(L.device)] = 1.0
+    seeded[:, cells.to(L.device)] = seeds.to(L.device, L.dtype)
     seeded = seeded.reshape(n, gh, gw)
     diag = neighbours(torch.ones_like(L)[None])[0] + sink
 

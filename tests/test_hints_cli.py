@@ -379,7 +379,8 @@ def test_region_shares_solve_the_random_walker_with_a_sink():
     feats = torch.rand(C, gh, gw, generator=g) + 0.5
     light = torch.rand(gh, gw, generator=g) * 10
     cells, label = torch.tensor([3, 30, 17]), torch.tensor([0, 1, 0])
-    got = guide.region_shares(feats, light, cells, label, tau=0.2, sigma=4.0, sink=0.01)
+    seeds = torch.nn.functional.one_hot(label).T.double()
+    got = guide.region_shares(feats, light, cells, seeds, tau=0.2, sigma=4.0, sink=0.01)
 
     f = torch.nn.functional.normalize(feats.double(), dim=0).reshape(C, -1)
     L = light.double().reshape(-1)
@@ -399,10 +400,16 @@ def test_region_shares_solve_the_random_walker_with_a_sink():
     np.testing.assert_allclose(got.numpy(), want.numpy(), atol=1e-5)
     assert (got.sum(0) <= 1 + 1e-6).all() and (got[:, free.nonzero()[:, 0]] > 0).all()
 
+    # seeds other than one-hot give that combination of the one-hot walks (steer walks once
+    # per class where a painted layer has more colours than classes)
+    mixed = torch.rand(3, 2, generator=g, dtype=torch.float64)
+    both = guide.region_shares(feats, light, cells, mixed @ seeds, tau=0.2, sigma=4.0, sink=0.01)
+    np.testing.assert_allclose(both.numpy(), (mixed.float() @ got).numpy(), atol=1e-5)
+
     wall = torch.zeros(2, 4, 9)
     wall[0] = 1.0
     wall[:, :, 4] = torch.tensor([0.0, 1.0])[:, None]  # the middle column: orthogonal features
-    shares = guide.region_shares(wall, torch.zeros(4, 9), torch.tensor([0]), torch.tensor([0]))
+    shares = guide.region_shares(wall, torch.zeros(4, 9), torch.tensor([0]), torch.ones(1, 1))
     left, right = shares[0].reshape(4, 9)[:, :4], shares[0].reshape(4, 9)[:, 5:]
     assert left.min() > 0.5 and right.max() < 1e-3
 
