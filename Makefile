@@ -50,6 +50,7 @@ bench: $(BIN)/recolor
 	$(BIN)/python benchmarks/bench_quant.py
 	$(BIN)/python benchmarks/bench_colorprofile.py
 	$(BIN)/python benchmarks/bench_predict.py
+	$(BIN)/python benchmarks/bench_guide.py
 	$(BIN)/python benchmarks/bench_memory.py
 	$(BIN)/python benchmarks/bench_quota.py
 	$(BIN)/python benchmarks/bench_train.py --steps 10 --workers 0 1
