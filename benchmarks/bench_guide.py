@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -72,9 +73,9 @@ def main() -> None:
     layer = np.dstack([x * 255 // 399, y * 255 // 299, np.full((300, 400), 128),
                        np.full((300, 400), 255)]).astype(np.uint8)  # fmt: skip
     layer[100:200, 100:300, 3] = 0
-    tmp = Path(__file__).resolve().parent / ".bench_guide_layer.png"
-    cv2.imwrite(str(tmp), layer[:, :, [2, 1, 0, 3]])
-    try:
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d) / "layer.png"
+        cv2.imwrite(str(tmp), layer[:, :, [2, 1, 0, 3]])
         for size in args.sizes:
             pred = Predictor.load(size=size)
             w = walks(pred, rgb, tmp)
@@ -92,8 +93,6 @@ def main() -> None:
                   f"cells: per colour {times['per colour']:.2f} s, per class "
                   f"{times['per class']:.2f} s, {times['per colour'] / times['per class']:.1f}x; "
                   f"largest difference of the distributions {diff:.1e}")  # fmt: skip
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":
