@@ -290,11 +290,12 @@ def steer(
         # One walk per colour; where there are more colours than classes they touch (a
         # painted gradient: nearly a colour a cell), one per class: the walks are linear in
         # their seeds, and mix needs only sum_j u_j q_j. A walk costs its share of the cells.
-        seeds = F.one_hot(label, len(colours)).T.double()
         touched = q.sum(0).nonzero()[:, 0]
         if len(touched) < len(colours):
             seeds = q[label][:, touched].T.double()
             q = torch.eye(len(classes), device=q.device)[touched]
+        else:
+            seeds = F.one_hot(label, len(colours)).T.double()
         m = region_shares(feats.float(), light, torch.from_numpy(cell), seeds)
         return mix(logp[None], (gamma / GAMMA * m)[None], q[None])[0]
     idx = torch.from_numpy(cell).to(feats.device)[None]
@@ -524,9 +525,9 @@ def cell_probabilities(
     item's, steered as ``predict`` steers it) at the output cell holding full-resolution pixel
     (x, y); (N, Q) for arrays of N pixels."""
     (H, W), (h, w) = item.L.shape, item.hw
-    ys, xs = np.atleast_1d(y), np.atleast_1d(x)
+    ys, xs = np.broadcast_arrays(np.atleast_1d(y), np.atleast_1d(x))
     cy = np.minimum(((ys + 0.5) * h / (H * stride)).astype(np.int64), z.shape[1] - 1)
     cx = np.minimum(((xs + 0.5) * w / (W * stride)).astype(np.int64), z.shape[2] - 1)
     with torch.inference_mode():
         p = torch.softmax(z[:, torch.from_numpy(cy), torch.from_numpy(cx)].double(), dim=0)
-    return p.T.cpu().numpy() if np.ndim(y) else p[:, 0].cpu().numpy()
+    return p.T.cpu().numpy() if np.ndim(y) or np.ndim(x) else p[:, 0].cpu().numpy()

@@ -27,7 +27,7 @@ from .imagehead import (
     side_limit,
     sniff_format,
 )
-from .process import c_stderr_of, usable_cores
+from .process import FD2, c_stderr_of, usable_cores
 
 if TYPE_CHECKING:
     from .imagemeta import ImageMeta
@@ -111,6 +111,20 @@ def _unread(head: ImageHead) -> str:
     return f"not a readable image (corrupt {head.format} data)"
 
 
+_CUT_SCAN = "Corrupt JPEG data: premature end of data segment"
+"""What libjpeg says, on file descriptor 2 alone, of a scan that ends before its image does (a
+file cut short that still ends in its EOI marker), the rest of which it fills with grey."""
+
+
+def _grey_end(img: np.ndarray | None) -> bool:
+    """Whether a decoded JPEG's last pixel is the grey (128 in every channel: Y, Cb, Cr 128)
+    that libjpeg fills a baseline scan cut short with, so that only such files, rarely others,
+    are decoded again listening to fd 2 (:func:`~recolor_tools.process.c_stderr_of` serialises
+    its decodes). A progressive file cut in a later scan keeps its earlier scans' coarser
+    colours, is not grey, and is read as they give it."""
+    return img is not None and img.size > 0 and bool(np.all(img[-1, -1] == 128))
+
+
 def decode_stored(data: bytes, name: str = "<data>") -> tuple[ImageHead, np.ndarray]:
     """The header and the samples as the file stores them (OpenCV's BGR/BGRA/gray order, uint8
     or uint16, or float32 for a float TIFF; alpha kept, straight: a TIFF's premultiplied colours
@@ -133,10 +147,12 @@ def decode_stored(data: bytes, name: str = "<data>") -> tuple[ImageHead, np.ndar
     buf = np.frombuffer(data, np.uint8)
     try:
         if head.format == "JPEG":
-            img, said = c_stderr_of(lambda: cv2.imdecode(buf, _DECODE_JPEG))
-            # a scan cut short (its EOI still there) is told only on fd 2, the rest grey
-            if "premature end of data segment" in said:
-                raise RecolorError("truncated JPEG (premature end of data segment)", name)
+            with FD2.shared():  # (a cut file's warning must not reach a listener's capture)
+                img = cv2.imdecode(buf, _DECODE_JPEG)
+            if _grey_end(img):  # perhaps a scan cut short (EOI still there): decoded again,
+                img, said = c_stderr_of(lambda: cv2.imdecode(buf, _DECODE_JPEG))  # listening
+                if _CUT_SCAN in said:
+                    raise RecolorError("truncated JPEG (premature end of data segment)", name)
         else:
             img = cv2.imdecode(buf, _DECODE_KEEP_ALPHA)
     except cv2.error as e:  # OpenCV's assertion text means nothing to the user

@@ -447,39 +447,106 @@ def quiet_c_stderr(keep: bool = False) -> Iterator[None]:
 T = TypeVar("T")
 
 
-def _new_fd2_lock() -> None:
-    global _FD2
-    _FD2 = threading.Lock()
+class _Fd2Lock:
+    """Who may write on file descriptor 2 while :func:`c_stderr_of` listens: calls that may
+    print there (``shared``) run together, one that listens (``exclusive``) alone, so that no
+    other's words land in its capture. A listener waiting goes before new sharers."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._sharing = self._listening = self._waiting = 0
+
+    @contextlib.contextmanager
+    def shared(self) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: not (self._listening or self._waiting))
+            self._sharing += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._sharing -= 1
+                self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        with self._cond:
+            self._waiting += 1
+            self._cond.wait_for(lambda: not (self._listening or self._sharing))
+            self._waiting -= 1
+            self._listening = 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._listening = 0
+                self._cond.notify_all()
 
 
-_new_fd2_lock()
-if hasattr(os, "register_at_fork"):  # a child forked while a thread held it would wait forever
-    os.register_at_fork(after_in_child=_new_fd2_lock)
+FD2 = _Fd2Lock()
+"""Held shared by C calls whose words on fd 2 a listener must not hear (JPEG decodes)."""
+_saved_fd2: int | None = None  # the process's fd 2 while c_stderr_of holds it on a memfd
+
+
+def _after_fork_in_child() -> None:
+    global FD2
+    FD2 = _Fd2Lock()  # (one held by another thread at the fork would be held for ever)
+    if _saved_fd2 is not None:  # forked while another thread listened: the child's own back
+        with contextlib.suppress(OSError):
+            os.dup2(_saved_fd2, 2)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def c_stderr_of(call: Callable[[], T]) -> tuple[T, str]:
     """``call()``'s result and what C code wrote on file descriptor 2 meanwhile (a memfd),
     which is then passed on to where fd 2 goes (/dev/null under :func:`quiet_c_stderr`).
 
-    fd 2 is the process's: the calls are serialised, and what another thread's C code wrote
-    meanwhile is in the text too. Where no memfd can be had (not Linux), the text is empty.
+    fd 2 is the process's: the call runs alone (:data:`FD2` exclusive; calls that may print
+    there hold it shared), though what other C code (not holding it) or Python wrote
+    meanwhile is in the text too. In the main thread, SIGINT, SIGTERM and SIGHUP wait for the
+    call's end (their handlers raise there: one between taking fd 2 and giving it back left it
+    on the memfd). Where no memfd can be had (not Linux), the text is empty.
     """
-    with _FD2:
+    if threading.current_thread() is not threading.main_thread():
+        return _listening(call)
+    got: list[int] = []
+    held = {}
+    try:
+        for sig in _DEFERRED:
+            held[sig] = signal.signal(sig, lambda n, _: got.append(n))
+        return _listening(call)
+    finally:
+        for sig, handler in held.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        if got:  # now, to the handlers that were there
+            signal.raise_signal(got[0])
+
+
+_DEFERRED = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
+
+
+def _listening(call: Callable[[], T]) -> tuple[T, str]:
+    global _saved_fd2
+    with FD2.exclusive():
         try:
             sink = os.memfd_create("recolor-fd2")
         except (AttributeError, OSError):
             return call(), ""
         try:
-            saved = os.dup(2)
+            _saved_fd2 = os.dup(2)
             os.dup2(sink, 2)
             try:
                 result = call()
             finally:
-                os.dup2(saved, 2)
-                os.close(saved)
-            said = os.pread(sink, 1 << 16, 0)
+                os.dup2(_saved_fd2, 2)
+                os.close(_saved_fd2)
+                _saved_fd2 = None
+            said = os.pread(sink, os.fstat(sink).st_size, 0)
         finally:
             os.close(sink)
-    with contextlib.suppress(OSError):
-        os.write(2, said)
+        with contextlib.suppress(OSError):  # (under the lock: not into another's memfd)
+            os.write(2, said)
     return result, said.decode("utf-8", "replace")

@@ -285,6 +285,8 @@ def test_suggest_reads_what_predict_decodes_for_a_hint_model(tmp_path, monkeypat
     z = predict.network_output(pred.model, [item], pred.prior)[0]
     one = guide.cell_probabilities(z, item, pred.model.config.out_stride, 20, 20)  # scalars
     assert one.shape == (len(pred.model.classes),) and abs(one.sum() - 1) < 1e-9
+    two = guide.cell_probabilities(z, item, pred.model.config.out_stride, 20, np.array([20, 3]))
+    assert two.shape == (2, len(one)) and np.allclose(two[0], one)
 
 
 def test_a_hint_over_another_is_the_model_input_alone(tmp_path):

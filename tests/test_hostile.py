@@ -114,6 +114,31 @@ def test_what_c_libraries_say_is_dropped_and_kept_with_debug(hostile):
     assert f"{files[1]}: truncated JPEG (premature end of data segment)" in said
 
 
+def test_only_the_cut_jpegs_are_refused_when_threads_read_them(tmp_path):
+    """Reading fd 2 back around a decode that another thread's warning could reach: a good
+    JPEG read beside cut ones was refused as cut (libjpeg's line, written back after the lock
+    was let go, landed in its capture). Good files ending in the grey that marks a cut scan
+    are decoded again listening, too."""
+    import cv2
+    import numpy as np
+    from corpus import encoded
+
+    rng = np.random.default_rng(3)
+    for i in range(12):
+        img = rng.integers(0, 256, (48, 64, 3), np.uint8)
+        img[-16:, -16:] = 128 if i % 4 == 0 else img[-16:, -16:]  # a grey end: listened to
+        data = encoded(".jpg", img)
+        if i % 2:
+            scan = data.index(b"\xff\xda")
+            data = data[: (scan + len(data)) // 2] + b"\xff\xd9"
+        (tmp_path / f"{i:02d}{'_cut' * (i % 2)}.jpg").write_bytes(data)
+    assert cv2.imread(str(tmp_path / "00.jpg"))[-1, -1].tolist() == [128] * 3
+    p = run(["rebalance-stats", tmp_path, "-j", 4, "-o", tmp_path / "s.npz"])
+    lines = p.stderr.decode().splitlines()
+    refused = sorted(ln.split(": ")[1] for ln in lines if "truncated JPEG" in ln)
+    assert refused == [f"{tmp_path}/{i:02d}_cut.jpg" for i in range(1, 12, 2)], p.stderr
+
+
 def test_hostile_images_in_compare(hostile, tmp_path):
     pred, truth = tmp_path / "pred", tmp_path / "truth"
     pred.mkdir()
