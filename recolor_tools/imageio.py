@@ -119,9 +119,9 @@ file cut short that still ends in its EOI marker), the rest of which it fills wi
 def _grey_end(img: np.ndarray | None) -> bool:
     """Whether a decoded JPEG's last pixel is the grey (128 in every channel: Y, Cb, Cr 128)
     that libjpeg fills a baseline scan cut short with, so that only such files, rarely others,
-    are decoded again listening to fd 2 (:func:`~recolor_tools.process.c_stderr_of` serialises
-    its decodes). A progressive file cut in a later scan keeps its earlier scans' coarser
-    colours, is not grey, and is read as they give it."""
+    are decoded again listening to fd 2 (:func:`~recolor_tools.process.c_stderr_of`, which
+    runs that decode alone). A progressive file cut in a later scan keeps its earlier scans'
+    coarser colours, is not grey, and is read as they give it."""
     return img is not None and img.size > 0 and bool(np.all(img[-1, -1] == 128))
 
 

@@ -489,8 +489,8 @@ _saved_fd2: int | None = None  # the process's fd 2 while c_stderr_of holds it o
 
 
 def _after_fork_in_child() -> None:
-    global FD2
-    FD2 = _Fd2Lock()  # (one held by another thread at the fork would be held for ever)
+    FD2.__init__()  # (held by another thread at the fork, it would be held for ever; in
+    # place: imageio holds the object)
     if _saved_fd2 is not None:  # forked while another thread listened: the child's own back
         with contextlib.suppress(OSError):
             os.dup2(_saved_fd2, 2)

@@ -12,6 +12,7 @@ import shutil
 import signal
 import struct
 import subprocess
+import sys
 import threading
 import time
 import zipfile
@@ -137,6 +138,35 @@ def test_only_the_cut_jpegs_are_refused_when_threads_read_them(tmp_path):
     lines = p.stderr.decode().splitlines()
     refused = sorted(ln.split(": ")[1] for ln in lines if "truncated JPEG" in ln)
     assert refused == [f"{tmp_path}/{i:02d}_cut.jpg" for i in range(1, 12, 2)], p.stderr
+
+
+def test_a_child_forked_while_a_thread_listens_to_fd_2_has_its_own(hostile):
+    """A fork while another thread decoded a cut JPEG listening to fd 2 gave the child the
+    parent's memfd as its stderr, and the lock held for ever (the child's own decode hung)."""
+    code = f"""
+import os, threading
+from recolor_tools.imageio import decode_stored
+data = open({str(hostile / "cut-scan.jpg")!r}, "rb").read()
+stop = []
+def loop():
+    while not stop:
+        try: decode_stored(data, "x.jpg")
+        except Exception: pass
+t = threading.Thread(target=loop); t.start()
+bad = 0
+for _ in range(20):
+    pid = os.fork()
+    if pid == 0:
+        try: decode_stored(data, "x.jpg")
+        except Exception: pass
+        os._exit("memfd" in os.readlink("/proc/self/fd/2"))
+    bad += os.WEXITSTATUS(os.waitpid(pid, 0)[1])
+stop.append(1); t.join()
+print(bad)
+"""
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    assert (p.returncode, p.stdout) == (0, b"0\n"), p.stderr
 
 
 def test_hostile_images_in_compare(hostile, tmp_path):
