@@ -29,7 +29,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from recolor_tools import guide  # noqa: E402
@@ -45,20 +44,13 @@ def walks(pred: Predictor, rgb: np.ndarray, layer: Path) -> dict:
         x = torch.from_numpy(item.work[None, None])
         feats = model.features(x)
         z, f = model.head_out(feats)[0].float(), model.affinity_features(feats)[0].float()
-    gh, gw = z.shape[1:]
-    cell, ab = item.hints.cells(item.hw, stride, (gh, gw))
-    light = F.avg_pool2d(torch.from_numpy(item.work[: gh * stride, : gw * stride])[None, None],
-                         stride)[0, 0]  # fmt: skip
-    colours, label = np.unique(ab, axis=0, return_inverse=True)
-    q = guide.soft_histogram(torch.from_numpy(colours), torch.ones(len(colours)), model.classes)
-    label = torch.from_numpy(label.reshape(-1))
-    touched = q.sum(0).nonzero()[:, 0]
-    ways = {
-        "per colour": (F.one_hot(label, len(colours)).T.double(), q.float()),
-        "per class": (q[label][:, touched].T.double(), torch.eye(len(q[0]))[touched]),
-    }
-    return {"z": z, "f": f, "light": light, "cell": torch.from_numpy(cell), "ways": ways,
-            "colours": len(colours), "classes": len(touched), "cells": gh * gw}  # fmt: skip
+    grid = tuple(z.shape[1:])
+    cell, ab = item.hints.cells(item.hw, stride, grid)
+    ways = {name: guide.walk_seeds(ab, model.classes, by_class)
+            for name, by_class in (("per colour", False), ("per class", True))}  # fmt: skip
+    return {"z": z, "f": f, "light": guide.cell_lightness(item.work, grid, stride),
+            "cell": torch.from_numpy(cell), "ways": ways, "colours": len(ways["per colour"][0]),
+            "classes": len(ways["per class"][0]), "cells": grid[0] * grid[1]}  # fmt: skip
 
 
 def main() -> None:

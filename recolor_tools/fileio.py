@@ -353,22 +353,21 @@ def append_whole(path: str | Path, data: bytes) -> None:
         The file cannot be opened or written, named as ``path``; :class:`DiskFull` where the
         device is full (see :func:`atomic_open`).
     """
+    fd = end = None
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o666)
-    except OSError as e:
-        raise write_failure(e, path) or RecolorError(os_reason(e), path) from None
-    try:
-        end = os.lseek(fd, 0, os.SEEK_END) if stat.S_ISREG(os.fstat(fd).st_mode) else None
+        if stat.S_ISREG(os.fstat(fd).st_mode):  # (a FIFO cannot be cut back)
+            end = os.lseek(fd, 0, os.SEEK_END)
         view = memoryview(data)
-        try:
-            while view:
-                view = view[os.write(fd, view) :]
-        except BaseException as e:
-            if end is not None:
-                with contextlib.suppress(OSError):
-                    os.ftruncate(fd, end)
-            if isinstance(e, OSError):
-                raise write_failure(e, path) or RecolorError(os_reason(e), path) from None
-            raise
+        while view:
+            view = view[os.write(fd, view) :]
+    except BaseException as e:
+        if end is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, end)
+        if isinstance(e, OSError):
+            raise write_failure(e, path) or RecolorError(os_reason(e), path) from None
+        raise
     finally:
-        os.close(fd)
+        if fd is not None:
+            os.close(fd)

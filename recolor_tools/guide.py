@@ -281,21 +281,8 @@ def steer(
         return logp
     gamma = GAMMA if hints.strength is None else hints.strength
     if hints.spread == "region":
-        light = torch.from_numpy(item.work[: gh * stride, : gw * stride]).to(feats.device)
-        light = F.avg_pool2d(light[None, None], stride)[0, 0]
-        colours, label = np.unique(ab, axis=0, return_inverse=True)
-        colours = torch.from_numpy(colours).to(feats.device)
-        q = soft_histogram(colours, torch.ones(len(colours), device=colours.device), classes)
-        q, label = q.float(), torch.from_numpy(label.reshape(-1)).to(q.device)
-        # One walk per colour; where there are more colours than classes they touch (a
-        # painted gradient: nearly a colour a cell), one per class: the walks are linear in
-        # their seeds, and mix needs only sum_j u_j q_j. A walk costs its share of the cells.
-        touched = q.sum(0).nonzero()[:, 0]
-        if len(touched) < len(colours):
-            seeds = q[label][:, touched].T.double()
-            q = torch.eye(len(classes), device=q.device)[touched]
-        else:
-            seeds = F.one_hot(label, len(colours)).T.double()
+        light = cell_lightness(item.work, (gh, gw), stride).to(feats.device)
+        seeds, q = walk_seeds(ab, classes)
         m = region_shares(feats.float(), light, torch.from_numpy(cell), seeds)
         return mix(logp[None], (gamma / GAMMA * m)[None], q[None])[0]
     idx = torch.from_numpy(cell).to(feats.device)[None]
@@ -355,6 +342,35 @@ def mix(
     mixed = (1 - m.sum(1, keepdim=True)) * p + q.transpose(1, 2) @ m
     mixed = torch.log(mixed.clamp_min(1e-30)).reshape(logp.shape)
     return torch.where((m.sum(1) > 0).reshape(B, 1, gh, gw), mixed, logp)
+
+
+def cell_lightness(work: np.ndarray, grid: tuple[int, int], stride: int) -> torch.Tensor:
+    """(h', w') the working lightness (0-100) averaged over each output cell of ``grid``."""
+    gh, gw = grid
+    light = torch.from_numpy(work[: gh * stride, : gw * stride])
+    return F.avg_pool2d(light[None, None], stride)[0, 0]
+
+
+def walk_seeds(
+    ab: np.ndarray, classes: torch.Tensor, by_class: bool | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The walks :func:`region_shares` takes for hinted cells of colours ``ab`` (K, 2): their
+    ``seeds`` (n, K) float64 and each walk's class distribution ``q`` (n, Q) float32, for
+    :func:`mix`.
+
+    One walk per distinct colour (one-hot seeds, q its soft encoding); or, ``by_class`` (None:
+    where there are more colours than classes they touch, as a painted gradient has: nearly a
+    colour a cell), one per class they touch, seeded with each cell's colour's weight of it and
+    q that class alone: the walks are linear in their seeds and mix needs only
+    ``sum_j u_j q_j``, so both give one mixture, and a walk costs its share of the cells."""
+    colours, label = np.unique(ab, axis=0, return_inverse=True)
+    colours = torch.from_numpy(colours).to(classes.device)
+    q = soft_histogram(colours, torch.ones(len(colours), device=colours.device), classes)
+    q, label = q.float(), torch.from_numpy(label.reshape(-1)).to(q.device)
+    touched = q.sum(0).nonzero()[:, 0]
+    if by_class if by_class is not None else len(touched) < len(colours):
+        return q[label][:, touched].T.double(), torch.eye(len(classes), device=q.device)[touched]
+    return F.one_hot(label, len(colours)).T.double(), q
 
 
 def region_shares(

@@ -507,30 +507,11 @@ def c_stderr_of(call: Callable[[], T]) -> tuple[T, str]:
     fd 2 is the process's: the call runs alone (:data:`FD2` exclusive; calls that may print
     there hold it shared), though what other C code (not holding it) or Python wrote
     meanwhile is in the text too. In the main thread, SIGINT, SIGTERM and SIGHUP wait for the
-    call's end (their handlers raise there: one between taking fd 2 and giving it back left it
-    on the memfd). Where no memfd can be had (not Linux), the text is empty.
+    call's end (:func:`signals_deferred`: a handler raising between taking fd 2 and giving it
+    back left it on the memfd). Where no memfd can be had (not Linux), the text is empty.
     """
-    if threading.current_thread() is not threading.main_thread():
-        return _listening(call)
-    got: list[int] = []
-    held = {}
-    try:
-        for sig in _DEFERRED:
-            held[sig] = signal.signal(sig, lambda n, _: got.append(n))
-        return _listening(call)
-    finally:
-        for sig, handler in held.items():
-            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
-        if got:  # now, to the handlers that were there
-            signal.raise_signal(got[0])
-
-
-_DEFERRED = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
-
-
-def _listening(call: Callable[[], T]) -> tuple[T, str]:
     global _saved_fd2
-    with FD2.exclusive():
+    with signals_deferred(), FD2.exclusive():
         try:
             sink = os.memfd_create("recolor-fd2")
         except (AttributeError, OSError):
