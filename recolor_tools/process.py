@@ -472,8 +472,11 @@ class _Fd2Lock:
     def exclusive(self) -> Iterator[None]:
         with self._cond:
             self._waiting += 1
-            self._cond.wait_for(lambda: not (self._listening or self._sharing))
-            self._waiting -= 1
+            try:
+                self._cond.wait_for(lambda: not (self._listening or self._sharing))
+            finally:  # (also where a signal's exception ends the wait: sharers go on)
+                self._waiting -= 1
+                self._cond.notify_all()
             self._listening = 1
         try:
             yield

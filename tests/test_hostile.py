@@ -169,6 +169,35 @@ print(bad)
     assert (p.returncode, p.stdout) == (0, b"0\n"), p.stderr
 
 
+def test_a_listener_whose_wait_a_signal_ends_lets_the_decodes_go_on():
+    """An exception raised by a signal handler while a listener waited for fd 2 left it
+    counted as waiting: every JPEG decode after it in the process waited for good."""
+    code = """
+import os, signal, threading
+from recolor_tools.process import FD2
+class Stop(Exception): pass
+def stop(*_): raise Stop
+signal.signal(signal.SIGUSR1, stop)
+held, release, after = threading.Event(), threading.Event(), threading.Event()
+def decode():
+    with FD2.shared():
+        held.set(); release.wait(60)
+threading.Thread(target=decode).start(); held.wait(60)
+threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGUSR1)).start()
+try:
+    with FD2.exclusive(): pass
+except Stop: pass
+release.set()
+def another():
+    with FD2.shared(): after.set()
+threading.Thread(target=another, daemon=True).start()
+print(after.wait(20))
+"""
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    assert (p.returncode, p.stdout) == (0, b"True\n"), p.stderr
+
+
 def test_hostile_images_in_compare(hostile, tmp_path):
     pred, truth = tmp_path / "pred", tmp_path / "truth"
     pred.mkdir()
