@@ -454,36 +454,45 @@ class _Fd2Lock:
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
-        self._sharing = self._listening = self._waiting = 0
+        self._sharing = self._waiting = 0
+        self._listening = False
 
+    # Counted and let go in one try: a signal's exception (the main thread's handlers raise)
+    # between taking a count and the try that gives it back left it held, and every JPEG
+    # decode after it waited for good.
     @contextlib.contextmanager
     def shared(self) -> Iterator[None]:
-        with self._cond:
-            self._cond.wait_for(lambda: not (self._listening or self._waiting))
-            self._sharing += 1
+        counted = False
         try:
+            with self._cond:
+                self._cond.wait_for(lambda: not (self._listening or self._waiting))
+                self._sharing += 1
+                counted = True
             yield
         finally:
-            with self._cond:
-                self._sharing -= 1
-                self._cond.notify_all()
+            if counted:
+                with self._cond:
+                    self._sharing -= 1
+                    self._cond.notify_all()
 
     @contextlib.contextmanager
     def exclusive(self) -> Iterator[None]:
-        with self._cond:
-            self._waiting += 1
-            try:
-                self._cond.wait_for(lambda: not (self._listening or self._sharing))
-            finally:  # (also where a signal's exception ends the wait: sharers go on)
-                self._waiting -= 1
-                self._cond.notify_all()
-            self._listening = 1
+        listening = False
         try:
+            with self._cond:
+                self._waiting += 1
+                try:
+                    self._cond.wait_for(lambda: not (self._listening or self._sharing))
+                finally:
+                    self._waiting -= 1
+                    self._cond.notify_all()
+                self._listening = listening = True
             yield
         finally:
-            with self._cond:
-                self._listening = 0
-                self._cond.notify_all()
+            if listening:
+                with self._cond:
+                    self._listening = False
+                    self._cond.notify_all()
 
 
 FD2 = _Fd2Lock()

@@ -8,6 +8,8 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
+import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -141,32 +143,66 @@ def drain_pty(master: int, slave: int) -> bytes:
 
 
 def pipeline(*commands: list, input: bytes | None = None) -> list[subprocess.CompletedProcess]:
-    """Run ``recolor A | recolor B | ...`` through real OS pipes; returns each stage's result."""
+    """Run ``recolor A | recolor B | ...`` through real OS pipes; returns each stage's result.
+    Every stage is started before ``input`` is fed (by a thread), each one's stderr goes to a
+    file, and the last one's stdout is read while the others run: read one pipe at a time, a
+    stage blocked on a full pipe waited for good on a reader that waited for it. A stage that
+    has not ended after 10 minutes is killed (the test fails, the run goes on)."""
     env = {**os.environ, "NO_COLOR": "1", "PYTHONPATH": str(ROOT)}
-    procs = []
-    prev = subprocess.PIPE if input is not None else subprocess.DEVNULL
-    for args in commands:
-        stdin = procs[-1].stdout if procs else prev
-        p = subprocess.Popen(
-            [*RECOLOR, *map(str, args)],
-            stdin=stdin,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=env,
-        )
-        if procs:
-            procs[-1].stdout.close()  # so the producer sees SIGPIPE if the consumer exits
-        elif input is not None:
-            p.stdin.write(input)
-            p.stdin.close()
-        procs.append(p)
-    results = []
-    for p in procs:
-        out = p.stdout.read() if p is procs[-1] else b""
-        err = p.stderr.read()
-        p.wait(timeout=600)
-        results.append(subprocess.CompletedProcess(p.args, p.returncode, out, err))
-    return results
+    procs, errs = [], []
+    with contextlib.ExitStack() as files:
+        try:
+            for args in commands:
+                errs.append(files.enter_context(tempfile.TemporaryFile()))
+                first = subprocess.PIPE if input is not None else subprocess.DEVNULL
+                p = subprocess.Popen([*RECOLOR, *map(str, args)],
+                                     stdin=procs[-1].stdout if procs else first,
+                                     stdout=subprocess.PIPE, stderr=errs[-1], env=env)  # fmt: skip
+                if procs:
+                    procs[-1].stdout.close()  # the producer sees SIGPIPE if the consumer exits
+                procs.append(p)
+            if input is not None and len(procs) > 1:
+                threading.Thread(target=_feed, args=(procs[0].stdin, input), daemon=True).start()
+            out, _ = procs[-1].communicate(input if len(procs) == 1 else None, timeout=600)
+            for p in procs:
+                p.wait(timeout=600)
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+        said = [os.pread(err.fileno(), os.fstat(err.fileno()).st_size, 0) for err in errs]
+    outs = [b""] * (len(procs) - 1) + [out]
+    return [subprocess.CompletedProcess(p.args, p.returncode, o, e)
+            for p, o, e in zip(procs, outs, said, strict=True)]  # fmt: skip
+
+
+def _feed(stream, data: bytes) -> None:
+    try:
+        with contextlib.suppress(BrokenPipeError):  # (the stage may end before reading it all)
+            stream.write(data)
+    finally:
+        with contextlib.suppress(OSError):
+            stream.close()
+
+
+@contextlib.contextmanager
+def fifo_read_whole(path: Path) -> Iterator[list[bytes]]:
+    """A FIFO at ``path`` (made if missing) read whole by a thread while the block runs; what it
+    read is the list's item after the block. The reader is let go where nothing opened the
+    FIFO for writing, and never waited for again once it has read its end: a blocking open
+    for that, after the reader had closed it, waited for good."""
+    if not path.exists():
+        os.mkfifo(path)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(path.read_bytes()), daemon=True)
+    reader.start()
+    try:
+        yield got
+    finally:
+        with contextlib.suppress(OSError):  # ENXIO: no reader waits (it has read its end)
+            os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+        reader.join(timeout=60)
 
 
 def sigint_default() -> None:

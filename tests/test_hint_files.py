@@ -457,9 +457,13 @@ def test_a_hint_file_is_json_or_a_layer_by_its_bytes(tmp_path, weights):
         assert read(f) == replace(read(hdir / "e.json"), origin=str(f)), name
     fifo = tmp_path / "fifo"  # and recoloured as none, by the CLI
     os.mkfifo(fifo)
-    with subprocess.Popen(["sh", "-c", f": > '{fifo}'"]):
+    writer = subprocess.Popen(["sh", "-c", f": > '{fifo}'"])
+    try:
         run(["predict", tmp_path / "a.png", "--hints", fifo, "-w", weights["cls"], "-o",
              tmp_path / "none.png"], check_rc=0)  # fmt: skip
+    finally:  # (a run that failed before opening the FIFO leaves the writer waiting)
+        writer.kill()
+        writer.wait(timeout=60)
     assert (tmp_path / "none.png").read_bytes() == (out / "e.png").read_bytes()
 
 

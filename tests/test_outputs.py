@@ -24,6 +24,7 @@ from conftest import (
     ROOT,
     deep_tree,
     disk_full,
+    fifo_read_whole,
     pipeline,
     run,
     sigint_default,
@@ -89,12 +90,8 @@ def test_output_onto_a_device_writes_in_place(tmp_path, png, png_lab):
 
 def test_output_into_a_fifo_and_dev_stdout(tmp_path, png):
     fifo = tmp_path / "fifo"
-    os.mkfifo(fifo)
-    got = []
-    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
-    reader.start()
-    run(["to-lab", png, "-o", fifo], check_rc=0)
-    reader.join(timeout=60)
+    with fifo_read_whole(fifo) as got:
+        run(["to-lab", png, "-o", fifo], check_rc=0)
     assert stat.S_ISFIFO(os.stat(fifo).st_mode)
     (rec,) = iter_records(io.BytesIO(got[0]))
     assert rec.name == "a.png" and rec.arrays["lab"].shape == (12, 16, 3)
@@ -122,16 +119,8 @@ def test_a_fifo_is_written_in_the_chosen_format_whatever_its_name(tmp_path, png,
 
     def through(fifo_name: str, args: list) -> bytes:
         fifo = tmp_path / fifo_name
-        if not fifo.exists():
-            os.mkfifo(fifo)
-        got: list[bytes] = []
-        reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
-        reader.start()
-        p = run([*args, "-o", fifo])
-        if p.returncode:  # nothing opened the FIFO: end the reader's wait (a daemon anyway)
-            with contextlib.suppress(OSError):
-                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
-        reader.join(timeout=60)
+        with fifo_read_whole(fifo) as got:
+            p = run([*args, "-o", fifo])
         assert p.returncode == 0, p.stderr.decode()
         assert p.stdout == b"", args  # no path printed: it would follow the image on /dev/stdout
         assert stat.S_ISFIFO(os.stat(fifo).st_mode)

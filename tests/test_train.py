@@ -1074,23 +1074,14 @@ def test_weights_onto_a_fifo_are_written_in_place(data, tmp_path, capsys):
     """A FIFO (or device) in OUT named as the weights: written in place as every tool writes
     one, but the fsync after it failed ("recolor train: invalid argument", exit 1, no file
     named) though the reader had every byte."""
-    import threading
+    from conftest import fifo_read_whole
 
     out = tmp_path / "run"
     out.mkdir()
-    os.mkfifo(out / "reg.pt")
-    got = []
-    reader = threading.Thread(target=lambda: got.append((out / "reg.pt").read_bytes()))
-    reader.start()
     args = [data["train"], "--head", "reg", "--size", SIZE, "-b", 4, "--width", 8, "-j", 0,
             "--steps", 1, "--threads", 1, "-q", "--out", out]  # fmt: skip
-    try:
+    with fifo_read_whole(out / "reg.pt") as got:
         assert cli(args, capsys) == (0, f"{out / 'reg.pt'}\n", "")
-    finally:
-        if reader.is_alive():  # (a failed run never opened it: let the reader go)
-            with open(out / "reg.pt", "wb"):
-                pass
-        reader.join()
     import io
 
     sent = torch.load(io.BytesIO(got[0]), weights_only=True)
