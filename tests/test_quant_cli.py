@@ -184,7 +184,9 @@ def test_classes_from_a_rebalance_stats_file(tmp_path, images):
         # file first and then as statistics, which found the pipe empty or waited for ever.
         fifo = tmp_path / f"fifo.{out}.npz"
         os.mkfifo(fifo)
-        writer = threading.Thread(target=fifo.write_bytes, args=(stats.read_bytes(),))
+        writer = threading.Thread(
+            target=fifo.write_bytes, args=(stats.read_bytes(),), daemon=True
+        )  # (a failed run never opens it)
         writer.start()
         by_pipe = tmp_path / f"pipe.{out}"
         run([tool, "--classes", fifo, "-o", by_pipe, images[0]], check_rc=0)
