@@ -88,29 +88,47 @@ def torchrun(args, fresh: tuple[Path, ...] = (), env=None, nproc: int = 2, scrip
     launch = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     entry = [str(script)] if script else ["-m", "recolor_tools"]
     launch += ["--nproc_per_node", str(nproc), *entry, *map(str, args)]
-    p = subprocess.run(launch, capture_output=True, env=env, timeout=600, check=False)
-    err = p.stderr.decode(errors="replace")
-    if p.returncode != 0 and CPP_ABORT in err:
-        note = f"torchrun: a rank aborted in C++, launched again; its stderr:\n{err}"
-        warnings.warn(note, stacklevel=2)
-        for f in fresh:
-            shutil.rmtree(f, ignore_errors=True)
-            f.mkdir(parents=True)
-        p = subprocess.run(launch, capture_output=True, env=env, timeout=600, check=False)
+    (p,) = _again_after_an_abort(
+        lambda: [subprocess.run(launch, capture_output=True, env=env, timeout=600, check=False)],
+        fresh,
+    )
     return p
 
 
-def ranks_by_hand(*per_rank: list) -> list[subprocess.CompletedProcess]:
+def _again_after_an_abort(launch, fresh: tuple[Path, ...]) -> list[subprocess.CompletedProcess]:
+    """``launch()``'s processes, launched once more (``fresh`` emptied first) where one failed
+    only because it aborted with :data:`CPP_ABORT`; the first attempt's stderr is a warning."""
+    done = launch()
+    err = "".join(p.stderr.decode(errors="replace") for p in done)
+    if any(p.returncode for p in done) and CPP_ABORT in err:
+        note = f"a rank aborted in C++, launched again; its stderr:\n{err}"
+        warnings.warn(note, stacklevel=3)
+        for f in fresh:
+            shutil.rmtree(f, ignore_errors=True)
+            f.mkdir(parents=True)
+        done = launch()
+    return done
+
+
+def ranks_by_hand(
+    *per_rank: list, fresh: tuple[Path, ...] = ()
+) -> list[subprocess.CompletedProcess]:
     """Run ``recolor ARGS`` once per rank, each with its own ARGS, as the processes of one launch
     (WORLD_SIZE, RANK, MASTER_ADDR, MASTER_PORT set by hand, as a job script on each machine of
-    a cluster would): what torchrun cannot give, other arguments to each rank."""
+    a cluster would): what torchrun cannot give, other arguments to each rank. A launch where a
+    rank aborted in C++ is run again, as :func:`torchrun`'s."""
+    return _again_after_an_abort(lambda: _ranks(per_rank), fresh)
+
+
+def _ranks(per_rank) -> list[subprocess.CompletedProcess]:
     import socket
 
     with socket.socket() as s:  # a free port for rank 0's rendezvous
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "NO_COLOR": "1", "PYTHONPATH": str(ROOT), "WORLD_SIZE": str(len(per_rank)),
-           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}  # fmt: skip
+    env = {**os.environ, "NO_COLOR": "1", "PYTHONPATH": str(ROOT), "PYTHONFAULTHANDLER": "1",
+           "WORLD_SIZE": str(len(per_rank)), "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": str(port)}  # fmt: skip
     procs = [
         subprocess.Popen(
             [*RECOLOR, *map(str, args)],

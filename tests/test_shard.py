@@ -317,6 +317,9 @@ def test_an_error_only_another_rank_met_is_said_by_rank_0(tmp_path):
 
 SLOW_RANK_0 = """\
 import os, sys, time
+from datetime import timedelta
+from recolor_tools import shard
+shard.LAST_WORD_WAIT = timedelta(seconds=300)  # (30 s, less a loaded start: a thin margin)
 if os.environ["RANK"] == "0":
     time.sleep(4)  # a loaded machine: rank 1 meets the run's error first
 sys.argv[0] = "recolor"
