@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -218,9 +219,11 @@ def fifo_read_whole(path: Path) -> Iterator[list[bytes]]:
     try:
         yield got
     finally:
-        with contextlib.suppress(OSError):  # ENXIO: no reader waits (it has read its end)
-            os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
-        reader.join(timeout=60)
+        deadline = time.monotonic() + 60
+        while reader.is_alive() and time.monotonic() < deadline:  # (it may not have opened it)
+            with contextlib.suppress(OSError):  # ENXIO: no reader waits (it has read its end)
+                os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+            reader.join(0.05)
 
 
 def sigint_default() -> None:

@@ -284,8 +284,12 @@ def test_a_record_stream_named_as_an_image_is_a_usage_error(tmp_path):
     assert os.listdir(tmp_path / "d.png") == ["a.lab"]
     os.mkfifo(tmp_path / "f.png")
     reader = subprocess.Popen(["cat", tmp_path / "f.png"], stdout=subprocess.PIPE)
-    run(["to-lab", src, "-o", "f.png"], cwd=tmp_path, check_rc=0)
-    assert reader.communicate(timeout=60)[0][:4] == records.MAGIC
+    try:
+        run(["to-lab", src, "-o", "f.png"], cwd=tmp_path, check_rc=0)
+        assert reader.communicate(timeout=60)[0][:4] == records.MAGIC
+    finally:  # (a run that failed before opening the FIFO leaves cat waiting)
+        reader.kill()
+        reader.wait(timeout=60)
 
 
 def test_binary_output_is_refused_on_a_terminal_and_usage_errors_exit_2(tmp_path):

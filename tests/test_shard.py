@@ -269,7 +269,8 @@ def test_ranks_given_different_lists_say_so(tmp_path):
     common = ["predict", "--size", "16", "--device", "cpu", "-q"]
     a, b, c = imgs
     ps = ranks_by_hand([*common, "-o", f"{tmp_path}/o/", a, b, c],
-                       [*common, "-o", f"{tmp_path}/o/", a, b])  # fmt: skip
+                       [*common, "-o", f"{tmp_path}/o/", a, b],
+                       fresh=(tmp_path / "o",))  # fmt: skip
     assert [p.returncode for p in ps] == [2, 2], [p.stderr for p in ps]
     assert ps[0].stderr.decode() == (
         "recolor predict: the processes were given different lists of inputs (rank 0: 3, rank"
@@ -278,7 +279,7 @@ def test_ranks_given_different_lists_say_so(tmp_path):
     )
     assert ps[1].stderr == b""
     assert sorted(f.name for f in (tmp_path / "o").iterdir()) == ["a.png", "b.png", "c.png"]
-    same = ranks_by_hand(*[[*common, "-o", f"{tmp_path}/s/", a, b, c]] * 2)
+    same = ranks_by_hand(*[[*common, "-o", f"{tmp_path}/s/", a, b, c]] * 2, fresh=(tmp_path / "s",))
     assert [(p.returncode, p.stderr) for p in same] == [(0, b""), (0, b"")]
 
 
@@ -319,7 +320,7 @@ SLOW_RANK_0 = """\
 import os, sys, time
 from datetime import timedelta
 from recolor_tools import shard
-shard.LAST_WORD_WAIT = timedelta(seconds=300)  # (30 s, less a loaded start: a thin margin)
+shard.LAST_WORD_WAIT = timedelta(seconds=120)  # (30 s, less a loaded start: a thin margin)
 if os.environ["RANK"] == "0":
     time.sleep(4)  # a loaded machine: rank 1 meets the run's error first
 sys.argv[0] = "recolor"
