@@ -4,9 +4,11 @@ Sec. 2.3) or the most likely class (:func:`mode`).
 The decoding kernels work in float32 and base 2 with branch-free polynomial exp2 and log2 on the
 IEEE bits, so that LLVM vectorises their loops across 8 or 16 values (a scalar libm exp or log
 call costs 6-8 ns a value and blocks that): 950-1130 Mvalue/s, 12-15x the plain numpy formula
-on (B, Q, H, W) logits and 10.4-13x on (B, H, W, Q) probabilities (``benchmarks/bench_quant.py``,
-2 threads). Like the encoders, the kernels are serial, release the GIL and run one copy per
-thread on large calls (:func:`.jit.run_workers`).
+on (B, Q, H, W) logits and 10.4-13x on (B, H, W, Q) probabilities on the host first measured;
+on a 2-core AMD EPYC without AVX-512 (half the vector width) 540-550 and 410-435 Mvalue/s,
+9.5-10x and 5.2-5.4x (``benchmarks/bench_quant.py --pixels 300000 --repeat 5``, 2 threads,
+three runs, nothing else running). Like the encoders, the kernels are serial, release the
+GIL and run one copy per thread on large calls (:func:`.jit.run_workers`).
 
 This module does not import torch: pass network output as a numpy array (``tensor.numpy()``).
 
