@@ -208,22 +208,43 @@ def _feed(stream, data: bytes) -> None:
 @contextlib.contextmanager
 def fifo_read_whole(path: Path) -> Iterator[list[bytes]]:
     """A FIFO at ``path`` (made if missing) read whole by a thread while the block runs; what it
-    read is the list's item after the block. The reader is let go where nothing opened the
-    FIFO for writing, and never waited for again once it has read its end: a blocking open
-    for that, after the reader had closed it, waited for good."""
+    read is the list's item after the block (see :func:`_fifo_end`)."""
+    got: list[bytes] = []
+    with _fifo_end(path, lambda: got.append(path.read_bytes()), os.O_WRONLY):
+        yield got
+
+
+@contextlib.contextmanager
+def fifo_write_whole(path: Path, data: bytes) -> Iterator[None]:
+    """A FIFO at ``path`` (made if missing) that a thread writes ``data`` into, then closes,
+    while the block runs (a process substitution's ``<(cmd)``; see :func:`_fifo_end`)."""
+
+    def write() -> None:
+        with contextlib.suppress(BrokenPipeError):  # (let go: its reader was the test's)
+            path.write_bytes(data)
+
+    with _fifo_end(path, write, os.O_RDONLY):
+        yield
+
+
+@contextlib.contextmanager
+def _fifo_end(path: Path, use, other: int) -> Iterator[None]:
+    """``use()`` on a daemon thread while the block runs; after it, the thread is let go by
+    non-blocking opens of the other end (``other``) until it ends, at most 60 s: a run that
+    failed never opened the FIFO, and a blocking open for that, after the thread had closed
+    its end, waited for good."""
     if not path.exists():
         os.mkfifo(path)
-    got: list[bytes] = []
-    reader = threading.Thread(target=lambda: got.append(path.read_bytes()), daemon=True)
-    reader.start()
+    thread = threading.Thread(target=use, daemon=True)
+    thread.start()
     try:
-        yield got
+        yield
     finally:
         deadline = time.monotonic() + 60
-        while reader.is_alive() and time.monotonic() < deadline:  # (it may not have opened it)
+        while thread.is_alive() and time.monotonic() < deadline:  # (it may not have opened it)
             with contextlib.suppress(OSError):  # ENXIO: no reader waits (it has read its end)
-                os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
-            reader.join(0.05)
+                os.close(os.open(path, other | os.O_NONBLOCK))
+            thread.join(0.05)
 
 
 def sigint_default() -> None:

@@ -4,16 +4,14 @@ and their errors, one line each."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 from dataclasses import replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from conftest import read_rgb_u8, run, smooth_image, write_rgb
+from conftest import fifo_write_whole, read_rgb_u8, run, smooth_image, write_rgb
 from hint_helpers import hex_of, hint_error, lab
 from hint_helpers import image as image  # the fixtures, for pytest to find here
 from hint_helpers import weights as weights
@@ -456,14 +454,9 @@ def test_a_hint_file_is_json_or_a_layer_by_its_bytes(tmp_path, weights):
         f = tmp_path / name
         assert read(f) == replace(read(hdir / "e.json"), origin=str(f)), name
     fifo = tmp_path / "fifo"  # and recoloured as none, by the CLI
-    os.mkfifo(fifo)
-    writer = subprocess.Popen(["sh", "-c", f": > '{fifo}'"])
-    try:
+    with fifo_write_whole(fifo, b""):
         run(["predict", tmp_path / "a.png", "--hints", fifo, "-w", weights["cls"], "-o",
              tmp_path / "none.png"], check_rc=0)  # fmt: skip
-    finally:  # (a run that failed before opening the FIFO leaves the writer waiting)
-        writer.kill()
-        writer.wait(timeout=60)
     assert (tmp_path / "none.png").read_bytes() == (out / "e.png").read_bytes()
 
 

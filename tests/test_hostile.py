@@ -140,6 +140,13 @@ def test_only_the_cut_jpegs_are_refused_when_threads_read_them(tmp_path):
     assert refused == [f"{tmp_path}/{i:02d}_cut.jpg" for i in range(1, 12, 2)], p.stderr
 
 
+def _python(code: str) -> subprocess.CompletedProcess:
+    """``python -c CODE`` with recolor importable: what a process's fd-2 lock does is seen in
+    a process of its own (one left held would stop the test worker's JPEG decodes)."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+
+
 def test_a_child_forked_while_a_thread_listens_to_fd_2_has_its_own(hostile):
     """A fork while another thread decoded a cut JPEG listening to fd 2 gave the child the
     parent's memfd as its stderr, and the lock held for ever (the child's own decode hung)."""
@@ -164,8 +171,7 @@ for _ in range(20):
 stop.append(1); t.join()
 print(bad)
 """
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120,
-                       env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    p = _python(code)
     assert (p.returncode, p.stdout) == (0, b"0\n"), p.stderr
 
 
@@ -193,8 +199,7 @@ def another():
 threading.Thread(target=another, daemon=True).start()
 print(after.wait(20))
 """
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120,
-                       env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    p = _python(code)
     assert (p.returncode, p.stdout) == (0, b"True\n"), p.stderr
 
 

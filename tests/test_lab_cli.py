@@ -16,7 +16,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import drain_pty, pipeline, read_rgb_u8, run, smooth_image, write_rgb
+from conftest import (
+    drain_pty,
+    fifo_read_whole,
+    pipeline,
+    read_rgb_u8,
+    run,
+    smooth_image,
+    write_rgb,
+)
 
 from recolor_tools import records
 
@@ -282,14 +290,9 @@ def test_a_record_stream_named_as_an_image_is_a_usage_error(tmp_path):
     (tmp_path / "d.png").mkdir()
     run(["to-lab", src, "-o", "d.png"], cwd=tmp_path, check_rc=0)
     assert os.listdir(tmp_path / "d.png") == ["a.lab"]
-    os.mkfifo(tmp_path / "f.png")
-    reader = subprocess.Popen(["cat", tmp_path / "f.png"], stdout=subprocess.PIPE)
-    try:
+    with fifo_read_whole(tmp_path / "f.png") as got:
         run(["to-lab", src, "-o", "f.png"], cwd=tmp_path, check_rc=0)
-        assert reader.communicate(timeout=60)[0][:4] == records.MAGIC
-    finally:  # (a run that failed before opening the FIFO leaves cat waiting)
-        reader.kill()
-        reader.wait(timeout=60)
+    assert got[0][:4] == records.MAGIC
 
 
 def test_binary_output_is_refused_on_a_terminal_and_usage_errors_exit_2(tmp_path):

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import io
-import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import pipeline, read_rgb_u8, run, smooth_image, write_rgb
+from conftest import fifo_write_whole, pipeline, read_rgb_u8, run, smooth_image, write_rgb
 
 from recolor_tools import quant, records
 from recolor_tools.color import rgb_to_lab
@@ -183,14 +181,9 @@ def test_classes_from_a_rebalance_stats_file(tmp_path, images):
         # from a pipe (`--classes <(...)`, a FIFO): read once. It was read as a class-set
         # file first and then as statistics, which found the pipe empty or waited for ever.
         fifo = tmp_path / f"fifo.{out}.npz"
-        os.mkfifo(fifo)
-        writer = threading.Thread(
-            target=fifo.write_bytes, args=(stats.read_bytes(),), daemon=True
-        )  # (a failed run never opens it)
-        writer.start()
         by_pipe = tmp_path / f"pipe.{out}"
-        run([tool, "--classes", fifo, "-o", by_pipe, images[0]], check_rc=0)
-        writer.join(timeout=60)
+        with fifo_write_whole(fifo, stats.read_bytes()):
+            run([tool, "--classes", fifo, "-o", by_pipe, images[0]], check_rc=0)
         assert by_pipe.read_bytes() == by_grid.read_bytes(), tool
         # `--classes -` from stdin (it was "-: no such file"), unless an input is stdin's
         by_stdin = tmp_path / f"stdin.{out}"
