@@ -277,7 +277,15 @@ def test_repeated_values_reuse_is_exact():
     assert_exact(ab, C8, 5)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# The same 40 cases every run (CI must not pass or fail by draw); the fuzz tests vary with
+# RECOLOR_FUZZ_EXAMPLES, not with the seed.
+@settings(
+    max_examples=40,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(
     pts=st.lists(
         st.tuples(
