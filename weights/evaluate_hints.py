@@ -36,7 +36,9 @@ import argparse
 import dataclasses
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 import cv2
 import numpy as np
@@ -179,7 +181,9 @@ def table(rows: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def parse_args() -> tuple[argparse.Namespace, Callable[[str], NoReturn]]:
+    """The command line, checked, and the parser's usage error for what only the work finds;
+    the guide's and hintinput's settings set from it."""
     from recolor_tools.errors import at_least
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -239,6 +243,34 @@ def main() -> None:
     guide.RADIUS = args.radius
     hintinput.STEER_LEARNED = args.hint_model_steer != "none"
     hintinput.AFFINITY_FROM_AUTOMATIC = args.hint_model_steer == "automatic"
+    return args, ap.error
+
+
+def guidance_for(rgb: np.ndarray, f: Path, every: list[Path], points: Hints, args,
+                 rng: np.random.Generator) -> dict[str, Hints | None]:  # fmt: skip
+    """Each row's guidance for one image: none, the first n of its random ``points``, its
+    colourful points, its own palette and another image's (drawn from ``every``)."""
+    guidance: dict[str, Hints | None] = {"automatic": None}
+    for n in args.points:
+        guidance[f"{n} point{'s' * (n > 1)}"] = dataclasses.replace(
+            points, xy=points.xy[:n], ab=points.ab[:n], size=points.size[:n],
+            percent=points.percent[:n],
+        )  # fmt: skip
+    if args.colourful:
+        guidance[f"{args.colourful} colourful points"] = colourful_points(rgb, args.colourful)
+    if not args.no_palettes:
+        guidance["own 8-colour palette"] = palette_of(rgb)
+        j = int(rng.integers(len(every)))  # (one draw as before: the points' draws stand)
+        if every[j] == f:  # its own palette was "another poster's" one time in len(every)
+            j = (j + 1) % len(every)
+        if every[j] != f:  # (a folder of one image has no other)
+            guidance["another poster's palette"] = palette_of(read_rgb(every[j]))
+    return {k: h if h is None else dataclasses.replace(h, spread=args.spread)
+            for k, h in guidance.items()}  # fmt: skip
+
+
+def main() -> None:
+    args, ap_error = parse_args()
     if args.from_dump:
         rows = read_dumps(args.from_dump)
         n = len(rows["automatic"])
@@ -251,7 +283,7 @@ def main() -> None:
     files = every[args.skip :][: args.first]
     if not files:
         first = f", --first {args.first}" if args.first is not None else ""
-        ap.error(f"no images to evaluate ({len(every)} in {args.truth}, --skip {args.skip}"
+        ap_error(f"no images to evaluate ({len(every)} in {args.truth}, --skip {args.skip}"
                  f"{first})")  # fmt: skip
     if args.dump:  # opened now, not after the first image's work (a traceback then)
         try:
@@ -265,27 +297,12 @@ def main() -> None:
     rows: dict[str, list[dict]] = {}
     steer = args.hint_model_steer if predictor.model.config.hints else None
     if steer is not None and args.oracle:  # (the hints never reached the network, unsaid)
-        ap.error("--oracle steers the automatic distribution with the truth's colours: it does "
+        ap_error("--oracle steers the automatic distribution with the truth's colours: it does "
                  "not run a hint model with its hints (--hint-model-steer)")  # fmt: skip
     for f in files:
         rgb = read_rgb(f)
         pts = simulate_points(rgb_to_lab(rgb)[:, :, 1:], max(args.points, default=0), rng)
-        guidance = {"automatic": None}
-        for n in args.points:
-            guidance[f"{n} point{'s' * (n > 1)}"] = dataclasses.replace(
-                pts, xy=pts.xy[:n], ab=pts.ab[:n], size=pts.size[:n], percent=pts.percent[:n]
-            )
-        if args.colourful:
-            guidance[f"{args.colourful} colourful points"] = colourful_points(rgb, args.colourful)
-        if not args.no_palettes:
-            guidance["own 8-colour palette"] = palette_of(rgb)
-            j = int(rng.integers(len(every)))  # (one draw as before: the points' draws stand)
-            if every[j] == f:  # its own palette was "another poster's" one time in len(every)
-                j = (j + 1) % len(every)
-            if every[j] != f:  # (a folder of one image has no other)
-                guidance["another poster's palette"] = palette_of(read_rgb(every[j]))
-        guidance = {k: h if h is None else dataclasses.replace(h, spread=args.spread)
-                    for k, h in guidance.items()}  # fmt: skip
+        guidance = guidance_for(rgb, f, every, pts, args, rng)
         scores = evaluate_image(predictor, rgb, guidance, stats, args.oracle)
         for name, m in scores.items():
             rows.setdefault(name, []).append(m)
