@@ -241,9 +241,12 @@ def read_head(data: bytes, name: str = "<data>") -> ImageHead:
     # inside its scan that still ends in EOI: imageio.decode_stored hears it). The end is
     # found by walking the file, not in its last bytes: a whole image may have data after it
     # (a phone's motion photo: the video after the JPEG), which was called truncated.
-    if fmt == "JPEG" and not (_jpeg_ends(data) or b"\xff\xd9" in data[-64:]):  # (or: a
-        # walk that a corrupt segment length threw off, the marker still where files end it)
+    ends = _jpeg_ends(data) if fmt == "JPEG" else True
+    if ends is None and b"\xff\xd9" not in data[-64:]:  # (or: a walk that a corrupt
+        # segment length threw off, the marker still where files end it)
         raise RecolorError("truncated JPEG (no end-of-image marker)", name)
+    if ends is False:
+        raise RecolorError("truncated JPEG (scans missing before its end-of-image marker)", name)
     if fmt == "PNG" and not _png_ends(data):
         raise RecolorError("truncated PNG (no IEND chunk)", name)
     if head.huffman and head.width * head.height > _JPEG_MAX_RATIO * len(data):  # (whole)
@@ -266,24 +269,35 @@ def jpeg_segments(data: bytes, scans: bool = False) -> Iterator[tuple[int, memor
     stray ones between segments are skipped, as libjpeg and Pillow skip them. It stops before
     the first scan (SOS), or with ``scans`` steps over each scan's data to the marker after it
     and goes on to EOI; and at a length below 2 (a corrupt segment that cannot be walked)."""
-    view, i = memoryview(data), 2
+    view = memoryview(data)
+    for marker, _, start, end in _jpeg_walk(data, scans):
+        if scans or marker != 0xDA:
+            yield marker, view[start:end]
+
+
+def _jpeg_walk(data: bytes, scans: bool) -> Iterator[tuple[int, int, int, int]]:
+    """:func:`jpeg_segments` as offsets: (marker, where its 0xFF is, payload start, payload
+    end), the first SOS included where ``scans`` is false (the walk stops after it)."""
+    i = 2
     while i + 2 <= len(data):
         if data[i] != 0xFF or data[i + 1] == 0xFF:
             i += 1
             continue
         marker = data[i + 1]
         if marker in (0x01, 0xD9) or 0xD0 <= marker <= 0xD7:
-            yield marker, view[i + 2 : i + 2]
+            yield marker, i, i + 2, i + 2
             if marker == 0xD9:
                 return
             i += 2
             continue
-        if (marker == 0xDA and not scans) or i + 4 > len(data):
+        if i + 4 > len(data):
             return
         size = int.from_bytes(data[i + 2 : i + 4], "big")
         if size < 2:
             return
-        yield marker, view[i + 4 : i + 2 + size]
+        yield marker, i, i + 4, i + 2 + size
+        if marker == 0xDA and not scans:
+            return
         i += 2 + size
         if marker == 0xDA:  # a scan: its data ends at the next marker
             found = _JPEG_SCAN_END.search(data, i)
@@ -292,9 +306,46 @@ def jpeg_segments(data: bytes, scans: bool = False) -> Iterator[tuple[int, memor
             i = found.start()
 
 
-def _jpeg_ends(data: bytes) -> bool:
-    """Whether the JPEG ``data`` reaches its end-of-image marker (EOI, 0xFFD9)."""
-    return any(marker == 0xD9 for marker, _ in jpeg_segments(data, scans=True))
+def jpeg_without_stray_bytes(data: bytes) -> bytes:
+    """The JPEG ``data`` without the stray bytes between its segments before the first scan,
+    which libjpeg skips saying "Corrupt JPEG data: N extraneous bytes before marker" (many
+    good files have them): it says only a decode's first warning, and a cut scan's went unsaid.
+    ``data`` itself where the walk does not reach a scan."""
+    kept = [data[:2]]
+    for marker, at, _, end in _jpeg_walk(data, scans=False):
+        if marker == 0xDA:
+            return b"".join(kept) + data[at:]
+        kept.append(data[at:end])
+    return data
+
+
+_PROGRESSIVE = (0xC2, 0xCA)  # SOF2, SOF10: Huffman, arithmetic (hierarchical: not decoded)
+_ALL_64 = (1 << 64) - 1
+
+
+def _jpeg_ends(data: bytes) -> bool | None:
+    """Whether the JPEG reaches its end-of-image marker (EOI, 0xFFD9) with every component's
+    64 coefficients coded to their last bit (successive approximation Al = 0) by its scans,
+    T.81 G.1.1.1 (a sequential scan codes all of its components'); None where the walk does
+    not reach EOI. A progressive file cut between or inside its scans and ended with EOI
+    (the usual "repair" of a partial download) is False: libjpeg decodes it with the
+    coarser colours of the scans it has, and says nothing, or only on fd 2."""
+    coded: dict[int, int] = {}  # component id: bit k set where coefficient k is whole
+    progressive = False
+    for marker, _, start, end in _jpeg_walk(data, scans=True):
+        p = data[start:end] if marker in _SOF or marker == 0xDA else b""
+        if len(p) > 5 and marker in _SOF:  # P, Y, X, Nf, then Nf x (Ci, HV, Tq)
+            progressive = marker in _PROGRESSIVE
+            coded = {c: 0 for c in p[6::3][: p[5]]}
+        elif p and len(p) > 3 + 2 * p[0]:  # SOS: Ns, then Ns x (Cs, TdTa), Ss, Se, AhAl
+            n = 1 + 2 * p[0]
+            ss, se, al = (p[n], p[n + 1], p[n + 2] & 15) if progressive else (0, 63, 0)
+            for c in p[1:n:2]:
+                if c in coded and al == 0:
+                    coded[c] |= ((1 << (se + 1)) - 1) ^ ((1 << ss) - 1)
+        elif marker == 0xD9:
+            return all(bits == _ALL_64 for bits in coded.values())
+    return None
 
 
 def png_chunks(data: bytes) -> Iterator[tuple[bytes, memoryview]]:

@@ -23,6 +23,7 @@ from .imagehead import (
     IMAGE_EXTS,
     ImageHead,
     as_bytes,
+    jpeg_without_stray_bytes,
     read_head,
     side_limit,
     sniff_format,
@@ -121,7 +122,9 @@ def _grey_end(img: np.ndarray | None) -> bool:
     that libjpeg fills a baseline scan cut short with, so that only such files, rarely others,
     are decoded again listening to fd 2 (:func:`~recolor_tools.process.c_stderr_of`, which
     runs that decode alone). A progressive file cut in a later scan keeps its earlier scans'
-    coarser colours, is not grey, and is read as they give it."""
+    coarser colours, is not grey: :func:`~recolor_tools.imagehead.read_head` finds the scans
+    missing, unless the cut is in the last one (its refinement of the colours is then missing
+    in the part cut, unheard)."""
     return img is not None and img.size > 0 and bool(np.all(img[-1, -1] == 128))
 
 
@@ -150,7 +153,9 @@ def decode_stored(data: bytes, name: str = "<data>") -> tuple[ImageHead, np.ndar
             with FD2.shared():  # (a cut file's warning must not reach a listener's capture)
                 img = cv2.imdecode(buf, _DECODE_JPEG)
             if _grey_end(img):  # perhaps a scan cut short (EOI still there): decoded again,
-                img, said = c_stderr_of(lambda: cv2.imdecode(buf, _DECODE_JPEG))  # listening
+                # listening, without stray bytes whose warning would be the only one said
+                clean = np.frombuffer(jpeg_without_stray_bytes(data), np.uint8)
+                img, said = c_stderr_of(lambda: cv2.imdecode(clean, _DECODE_JPEG))
                 if _CUT_SCAN in said:
                     raise RecolorError("truncated JPEG (premature end of data segment)", name)
         else:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import re
+from pathlib import Path
 
 import pytest
 from conftest import read_rgb_u8, run, smooth_image, write_rgb
@@ -250,3 +252,48 @@ def test_a_whole_image_with_data_after_it_is_read_and_a_cut_one_is_not(tmp_path)
         f"recolor to-lab: {tmp_path}/cut-n.png: truncated PNG (no IEND chunk)",
         f"recolor to-lab: {tmp_path}/cut-p.jpg: truncated JPEG (no end-of-image marker)",
     ]
+
+
+def test_a_jpeg_cut_and_given_back_its_end_marker_is_refused_and_whole_ones_are_read(tmp_path):
+    """A partial download "repaired" with an EOI marker appended was read, exit 0, where
+    libjpeg's warning on fd 2 went unheard: a progressive file cut between or inside its scans
+    (coarser colours, no grey end to listen for), and a cut one whose header held stray bytes
+    (their warning is the only one libjpeg says). The scans are now checked to code every
+    coefficient to its last bit, and the listening decode drops the stray bytes. Whole files
+    (stray bytes and a grey end, EXIF and ICC, data after EOI) are read."""
+    import cv2
+    import numpy as np
+    from PIL import Image, ImageCms
+
+    rgb = np.random.default_rng(4).integers(0, 256, (48, 64, 3), np.uint8)
+    rgb[-16:, -16:] = 128  # a grey end: a whole file decoded again listening
+    prog = cv2.imencode(".jpg", rgb, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1].tobytes()
+    scans = [m.start() for m in re.finditer(b"\xff\xda", prog)]
+    eoi = b"\xff\xd9"
+    cuts = {f"cut-{k}.jpg": prog[:at] + eoi for k, at in enumerate(scans[1:], 1)}
+    datas = [(a, prog.index(b"\xff\xc4", a)) for a in scans[:-1]]  # (a table before each scan)
+    cuts |= {f"cut-{k}-in.jpg": prog[: (a + b) // 2] + eoi
+             for k, (a, b) in enumerate(datas) if b - a > 64}  # fmt: skip
+    base = cv2.imencode(".jpg", rgb)[1].tobytes()
+    at = base.index(b"\xff\xdb")
+    strays = base[:at] + b"\x00\x01\x02" + base[at:]
+    cuts["cut-strays.jpg"] = strays[: (base.index(b"\xff\xda") + len(strays)) // 2] + eoi
+    buf = io.BytesIO()
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    exif = Image.Exif()
+    exif[0x010F] = "camera"
+    Image.fromarray(rgb).save(buf, "JPEG", progressive=True, exif=exif, icc_profile=profile)
+    whole = {"prog.jpg": prog, "strays.jpg": strays, "pil.jpg": buf.getvalue(),
+             "tail.jpg": prog + b"\x00" * 99 + b"\xff\xd8\xff\xda" + bytes(9)}  # fmt: skip
+    for name, data in {**cuts, **whole}.items():
+        (tmp_path / name).write_bytes(data)
+    p = run(["to-lab", *cuts, *whole, "-o", "lab/"], cwd=tmp_path)
+    assert p.returncode == 1
+    why = {name: "scans missing before its end-of-image marker" for name in cuts}
+    why["cut-strays.jpg"] = "premature end of data segment"
+    assert p.stderr.decode().splitlines() == [
+        f"recolor to-lab: {name}: truncated JPEG ({reason})" for name, reason in why.items()
+    ]
+    assert sorted(f.name for f in (tmp_path / "lab").iterdir()) == sorted(
+        Path(n).with_suffix(".lab").name for n in whole
+    )
