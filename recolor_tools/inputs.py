@@ -210,8 +210,9 @@ def expand_inputs(args: list[str], exts: tuple[str, ...] = IMAGE_EXTS) -> list[s
     (:func:`glob_matches`), each match taken as if named here; a text file with extension
     ``.txt`` or ``.list`` is read as one path per line (a folder among them searched as above).
     Anything else is kept, so that a missing file is reported by whoever opens it. A file
-    reached again (named and found in a named folder, named twice) is left out there: its
-    second output would be its first's. One path given as a string is a TypeError (it was
+    reached again (named and found in a named folder, named twice, its folder reached again
+    through a link: :func:`same_file_key`) is left out there: its second output would be its
+    first's. One path given as a string is a TypeError (it was
     taken for a list of one-letter names).
     """
     check_path_list(args, "args")
@@ -237,16 +238,21 @@ def check_path_list(paths: object, name: str) -> None:
 
 def same_file_key() -> Callable[[str], str]:
     """A function from a path to a key that two spellings of one name share (``x``, ``./x``,
-    ``d//x``, the absolute one), with no stat: a list of 100,000 files costs no disk time.
-    ``..`` is kept, since ``lnk/..`` is the folder above where the link leads."""
+    ``d//x``, the absolute one, ``lnk/x`` where ``lnk`` leads to the folder of ``x``): its folder
+    with links followed, once per folder (``posters/ lnk/``, ``lnk`` a link to ``posters``, gave
+    each file twice, under one output name), and its own name as written: a link to a file is
+    another name, as ``find`` lists it, and a list of 100,000 files costs no stat of each."""
     try:
         here = os.getcwd()
     except OSError:  # a removed working folder: relative names compared as written
         here = ""
+    folders: dict[str, str] = {}
 
     def key(path: str) -> str:
-        parts = os.path.join(here, path).split(os.sep)
-        return os.sep.join(p for p in parts if p not in ("", "."))
+        folder, name = os.path.split(os.path.join(here, path))
+        if folder not in folders:  # (no working folder: a relative one as written)
+            folders[folder] = os.path.realpath(folder) if os.path.isabs(folder) else folder
+        return os.path.join(folders[folder], name)
 
     return key
 

@@ -106,6 +106,16 @@ def montage_height(n_rows: int, height: int = 256) -> int:
     return _strip_height(scale) + n_rows * (_strip_height(0.8 * scale) + height + gap)
 
 
+def montage_rows(pixels: int, height: int = 256) -> int:
+    """The most rows (one at least) of a :func:`montage` of at most ``pixels`` pixels whatever
+    its images, each cell at its widest: ``MAX_CELL_RATIO * height``, a figure ``3 (4 height +
+    2 gap)`` px wide (known before the images are read)."""
+    gap, _ = _layout(height)
+    tall = pixels // (3 * (MAX_CELL_RATIO * height + 2 * gap))
+    top, row = montage_height(0, height), montage_height(1, height) - montage_height(0, height)
+    return max(1, (tall - top) // row)
+
+
 def montage(
     rows: Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarray]],
     path: str | Path,

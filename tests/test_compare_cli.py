@@ -261,15 +261,43 @@ def test_a_montage_taller_than_its_format_holds(tmp_path):
     assert run(tmp_path / "t", tmp_path / "t", "--montage", png, "-q").returncode == 0
     assert cv2.imread(str(png)).shape[0] == montage_height(64) > 16383
     # a name without an extension is a png: its limit was not looked up ("" has none), and
-    # the 1,000,000 px figure failed after every pair was compared (2.5 GB built)
+    # the 1,000,000 px figure failed after every pair was compared (2.5 GB built); as many rows
+    # as that need a pixel limit above the default (test_a_montage_is_one_recolor_reads_back)
     n = next(n for n in range(3000, 5000, 50) if montage_height(n) > 1_000_000)
     many = tmp_path / "many"
     many.mkdir()
     for i in range(n):
         os.link(tmp_path / "t" / "00.png", many / f"{i:04d}.png")
-    r = run(many, many, "--montage", tmp_path / "fig", "-q")
-    assert r.returncode == 2 and "png holds at most 1000000 a side" in r.stderr
+    args = ["compare", many, many, "--montage", tmp_path / "fig", "-q"]
+    r = run_recolor(args, env={"RECOLOR_MAX_PIXELS": str(4 * 10**9)})
+    assert r.returncode == 2 and b"png holds at most 1000000 a side" in r.stderr
     assert not (tmp_path / "fig").exists()
+
+
+def test_a_montage_is_one_recolor_reads_back(tmp_path):
+    """1,000 pairs drew a 298 Mpx figure (2 GB), over the pixel limit of recolor's own reader:
+    the first rows that fit it are drawn, whatever their images, and a note says so."""
+    from recolor_tools.imagehead import DEFAULT_MAX_PIXELS
+    from recolor_tools.report import MAX_CELL_RATIO, montage_height, montage_rows
+
+    widest = 3 * (MAX_CELL_RATIO * 256 + 2 * 8)
+    most = montage_rows(DEFAULT_MAX_PIXELS)
+    assert montage_height(most) * widest <= DEFAULT_MAX_PIXELS < montage_height(most + 1) * widest
+    for i in range(5):
+        save(tmp_path / "t" / f"{i}.png", pattern(16, 20))
+    limit = {"RECOLOR_MAX_PIXELS": str(montage_height(3) * widest)}
+    m = tmp_path / "m.png"
+    r = run_recolor(["compare", tmp_path / "t", tmp_path / "t", "--montage", m], env=limit)
+    assert r.returncode == 0 and r.stderr.decode() == (
+        f"recolor compare: --montage {m}: the first 3 of 5 pairs drawn (recolor reads at most "
+        f"{montage_height(3) * widest:,} pixels: RECOLOR_MAX_PIXELS)\n"
+    )
+    assert cv2.imread(str(m)).shape[0] == montage_height(3)
+    assert run_recolor(["to-lab", m, "-o", tmp_path / "m.lab"], env=limit).returncode == 0
+    # under the limit: every pair, and no note
+    r = run_recolor(["compare", tmp_path / "t", tmp_path / "t", "--montage", m])
+    assert (r.returncode, r.stderr) == (0, b"")
+    assert cv2.imread(str(m)).shape[0] == montage_height(5)
 
 
 def test_a_montage_cell_of_a_thin_image_is_bounded(tmp_path):

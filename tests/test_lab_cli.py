@@ -376,6 +376,30 @@ def test_a_file_named_and_found_in_a_named_folder_is_done_once(tmp_path):
     assert len(list(records.iter_records(io.BytesIO(stream)))) == 2
 
 
+def test_a_folder_reached_again_through_a_link_is_done_once(tmp_path):
+    """``posters/ lnk/`` (``lnk`` a link to ``posters``) gave each file twice under one output
+    name: two records named ``a.png`` in a stream, "already written for an earlier input" with
+    ``-o DIR/``; a link to a folder inside one walked gave its files again under other names.
+    A link to a folder below a walked one is not followed (``find -H``)."""
+    posters = tmp_path / "posters"
+    (posters / "sub").mkdir(parents=True)
+    write_rgb(posters / "a.png", smooth_image(10, 12, 1))
+    write_rgb(posters / "sub" / "b.png", smooth_image(10, 12, 2))
+    (tmp_path / "lnk").symlink_to("posters")
+    (posters / "sublnk").symlink_to("sub")
+    for args, want in (
+        (["posters/", "lnk/"], ["a.lab", "sub/b.lab"]),
+        (["lnk", "posters/sub"], ["a.lab", "sub/b.lab"]),  # named where first reached
+        (["posters/sub", "lnk/sub/b.png", "posters/sublnk/"], ["b.lab"]),
+    ):
+        out = tmp_path / f"out{len(list(tmp_path.iterdir()))}"
+        p = run(["to-lab", *args, "-o", f"{out}/"], cwd=tmp_path)
+        assert (p.returncode, p.stderr) == (0, b""), (args, p.stderr)
+        assert sorted(f.relative_to(out).as_posix() for f in out.rglob("*.lab")) == want
+    stream = run(["to-lab", "posters", "lnk"], cwd=tmp_path, check_rc=0).stdout
+    assert [r.name for r in records.iter_records(io.BytesIO(stream))] == ["a.png", "sub/b.png"]
+
+
 def test_closed_pipe_ends_quietly(tmp_path, images):
     # `recolor to-lab many | head -c 10`: the producer must not print a traceback.
     many = images * 30

@@ -61,7 +61,7 @@ def compare(
     from .. import metrics, report
     from ..color import to_uint8
     from ..fileio import write_all
-    from ..imagehead import side_limit
+    from ..imagehead import max_pixels, side_limit
     from ..imageio import read_rgb
     from ..outputs import write_stdout
 
@@ -81,11 +81,19 @@ def compare(
     inputs = [str(f) for _, p, t in pairs for f in (p, t)]
     reads = [*inputs, *given(stats)]
     single_outputs(tool, {"--montage": montage, "-o": output}, reads, stdout=output is None)
+    drawn = 0
     if montage is not None:  # said before the work, not after it (the height is known now)
-        tall = report.montage_height(len(pairs))
+        # a figure recolor reads back: 1,000 pairs made one of 298 Mpx (2 GB to draw)
+        drawn = min(len(pairs), report.montage_rows(max_pixels()))
+        tall = report.montage_height(drawn)
         # (a name without an extension is a png: write_figure's rule)
         if too_long := side_limit(Path(montage).suffix.lower() or ".png", tall):
-            tool.usage(f"--montage {montage}: {len(pairs)} rows make it {tall} px tall; {too_long}")
+            tool.usage(f"--montage {montage}: {drawn} rows make it {tall} px tall; {too_long}")
+        if drawn < len(pairs):
+            tool.note(
+                f"recolor compare: --montage {montage}: the first {drawn} of {len(pairs)} "
+                f"pairs drawn (recolor reads at most {max_pixels():,} pixels: RECOLOR_MAX_PIXELS)"
+            )
     results, rows = [], []
     for name, p, t in tool.progress(pairs, len(pairs)):
         pair: list = [None, None]
@@ -100,7 +108,7 @@ def compare(
         p_u8, t_u8 = pair
         with tool.guard(p):
             results.append((name, metrics.compare_pair(p_u8, t_u8, rebal)))
-            if montage is not None:
+            if len(rows) < drawn:
                 rows.append(report.montage_row(name, p_u8, t_u8))
     if rows:
         with tool.guard(montage):
