@@ -198,7 +198,11 @@ def decode_stored(data: bytes, name: str = "<data>") -> tuple[ImageHead, np.ndar
     if img.ndim == 3 and img.shape[2] == 4 and head.format == "TIFF" and head.extra_samples == 0:
         img = np.ascontiguousarray(img[:, :, :3])  # TIFF 6.0: ExtraSamples 0 is "unspecified data"
     if img.ndim == 3 and img.shape[2] == 4 and _premultiplied(head, img.dtype):
-        img = _unpremultiply(img)
+        # Straight colours come back from OpenCV rounded premultiplied: at alpha 3 in steps of
+        # 85, which a hint layer's faint stroke edge pastes unmixed (#c0392b as #aa5555).
+        # Pillow reads them as stored; else (or where it differs) they are divided back.
+        exact = _tiff_by_pillow(data) if head.extra_samples == 2 else None
+        img = exact if exact is not None and exact.shape == img.shape else _unpremultiply(img)
     if img.dtype.kind == "f":  # a float TIFF
         if img.dtype != np.float32:  # float64: OpenCV's colour conversions take float32 only
             img = img.astype(np.float32)  # out of float32's range: inf, refused below

@@ -217,3 +217,20 @@ def test_a_16_bit_white_is_zero_tiff_is_no_negative(tmp_path: Path):
     want = lightness(np.repeat(gray8, 3, axis=2) / np.float32(255))
     for rec in recs:
         assert np.abs(rec.lightness() - want).max() < 0.01, rec.name
+
+
+def test_a_faint_pixel_of_a_tiff_hint_layer_keeps_its_colour(tmp_path: Path):
+    """OpenCV gives an 8-bit TIFF's straight colours rounded premultiplied: divided back, the
+    antialiased edge of a hint stroke (alpha 3) was pasted as #aa5555, not #c0392b."""
+    from recolor_tools.hintfiles import read_hints
+    from recolor_tools.hints import parse_color
+    from recolor_tools.imageio import decode_rgb
+
+    rgba = np.zeros((4, 6, 4), np.uint8)
+    rgba[1, :, :3] = (192, 57, 43)  # #c0392b
+    rgba[1, :, 3] = (255, 128, 32, 8, 3, 1)
+    path = tmp_path / "layer.tif"
+    Image.fromarray(rgba, "RGBA").save(path)  # straight alpha: ExtraSamples 2
+    kept = decode_rgb(path.read_bytes(), keep_alpha=True)
+    np.testing.assert_array_equal(np.rint(kept * 255), rgba)
+    np.testing.assert_allclose(read_hints(path).ab, [parse_color("#c0392b")] * 6, atol=1e-4)
