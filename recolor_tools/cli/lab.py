@@ -133,8 +133,8 @@ ClassesOpt = Annotated[
     Optional[Path],  # noqa: UP045
     typer.Option(
         "--classes",
-        help="Class set file, or a rebalance-stats file (its classes); default: the sRGB gamut "
-        "grid.",
+        help="Class set file, or a rebalance-stats file (its classes; '-': stdin); default: the "
+        "sRGB gamut grid.",
     ),
 ]
 

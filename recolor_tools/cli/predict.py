@@ -135,7 +135,7 @@ PredictHint = _unshown(
 )
 PredictHints = _unshown(
     "--hints",
-    "Hint file (JSON points/palette, or PNG layer: alpha > 0 pixels are hints), "
+    "Hint file (JSON points/palette, or PNG layer: alpha > 0 pixels are hints; '-': stdin), "
     "or a directory of them matched to the inputs by path without extension.",
 )
 PredictPalette = _unshown(

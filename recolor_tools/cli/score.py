@@ -33,7 +33,9 @@ def compare(
     ],
     stats: Annotated[
         Optional[Path],  # noqa: UP045
-        typer.Option("--stats", help="rebalance-stats.npz: adds the class-rebalanced AuC."),
+        typer.Option(
+            "--stats", help="rebalance-stats.npz ('-': stdin): adds the class-rebalanced AuC."
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Write one JSON object.")] = False,
     as_csv: Annotated[
