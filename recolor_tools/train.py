@@ -333,9 +333,7 @@ def _remove_old_run(cfg: TrainConfig) -> None:
     computes its own writes them anew right after: :meth:`DataStats.save`), unless the
     statistics are this run's ``--stats`` (read, never removed)."""
     stale = [cfg.out / n for n in CHECKPOINT_FILES]
-    stats_file = cfg.out / "rebalance-stats.npz"
-    read = cfg.stats is not None and os.path.realpath(cfg.stats) == os.path.realpath(stats_file)
-    stale += [stats_file] * (not read)
+    stale += [cfg.out / "rebalance-stats.npz"] * (not cfg.stats_in_out())
     for path in stale:
         path.unlink(missing_ok=True)
 

@@ -206,8 +206,20 @@ class TrainConfig:
                 raise RecolorError("is a directory (this run writes a file there)", self.out / n)
 
     def written(self) -> tuple[str, ...]:
-        """The names of the files a run writes (or removes, --overwrite) in OUT."""
-        return OUT_FILES + ("rebalance-stats.npz",) * (self.stats is None)  # (else not saved)
+        """The names of the files a run writes (or removes, --overwrite) in OUT: the statistics
+        where it computes them (a fresh cls run without --stats or --init) or --overwrite
+        removes the old run's (unless they are this run's --stats). A reg or --init run into
+        an OUT whose rebalance-stats.npz was a folder was refused ("this run writes a file
+        there"), and an --overwrite --stats run met it after removing the old run."""
+        computes = (self.stats is None and self.init is None and not self.resume
+                    and self.head != "reg")  # fmt: skip
+        removes = self.overwrite and not self.stats_in_out()
+        return OUT_FILES + ("rebalance-stats.npz",) * (computes or removes)
+
+    def stats_in_out(self) -> bool:
+        """Whether ``--stats`` is OUT's own rebalance-stats.npz (read, so never removed)."""
+        own = self.out / "rebalance-stats.npz"
+        return self.stats is not None and os.path.realpath(self.stats) == os.path.realpath(own)
 
     def check_not_read(self, images: list[str]) -> None:
         """Raise :class:`RecolorError` where a file this run writes in OUT is, through a link

@@ -1305,3 +1305,25 @@ def test_an_error_of_one_process_alone_is_said_and_stops_every_process(tmp_path,
     assert [p.returncode for p in ps] == [1, 1], [p.stderr for p in ps]
     assert [p.stderr.decode() for p in ps] == [f"recolor train: {line} (rank 1)\n", ""]
     assert not (tmp_path / "run").exists()
+
+
+def test_out_files_checked_are_those_the_run_writes_or_removes(data, tmp_path, capsys):
+    """OUT/rebalance-stats.npz as a folder refused a reg run and an --init run, which never
+    write it ("is a directory (this run writes a file there)"), while --overwrite --stats, which
+    removes the old run's statistics, met it only after removing the old run's checkpoints:
+    exit 1, the old run gone and nothing trained."""
+    out = tmp_path / "run"
+    (out / "rebalance-stats.npz").mkdir(parents=True)
+    config(data, out, head="reg").check_out()  # writes no statistics: nothing in the way
+    config(data, out, init=tmp_path / "w.pt").check_out()  # keeps --init's
+    with pytest.raises(RecolorError, match="is a directory"):  # computes its own
+        config(data, out).check_out()
+    (out / "last.pt").write_bytes(b"an old run")
+    (out / "cls.pt").write_bytes(b"its weights")
+    stats = tmp_path / "s.npz"
+    stats.write_bytes(b"read only after check_out")
+    rc, _, err = cli([data["train"], "--stats", stats, "--overwrite", "--size", SIZE, "-b", 4,
+                      "-j", 0, "--steps", 1, "-q", "--width", 8, "--out", out], capsys)  # fmt: skip
+    assert (rc, err) == (1, f"recolor train: {out / 'rebalance-stats.npz'}: is a directory "
+                            "(this run writes a file there)\n")  # fmt: skip
+    assert (out / "last.pt").read_bytes() == b"an old run" and (out / "cls.pt").exists()
