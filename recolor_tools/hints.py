@@ -410,7 +410,10 @@ class Hints:
         covers it (the largest index; -1 none), else None."""
         order, rows, big, big_sq = self._by_row
         one = order[np.searchsorted(rows, row0) : np.searchsorted(rows, row1)]
-        here = [(i, sq) for i, sq in zip(big, big_sq, strict=True) if sq[1] < row1 and sq[3] > row0]
+        # the squares that reach these rows, found at once (a loop over every square, for each
+        # strip, took 10 ms a call with 10,000 squares: --suggest at 1,000 points, 10 s)
+        reach = np.flatnonzero((big_sq[:, 1] < row1) & (big_sq[:, 3] > row0))
+        here = list(zip(big[reach].tolist(), big_sq[reach].tolist(), strict=True))
         if not here:
             return one, None
         # (Each square used to search the one-pixel points after it: squares x points work,
