@@ -213,14 +213,24 @@ def soft_histogram(
     return out.to(classes.dtype)
 
 
+_LAST_PALETTE: dict[tuple, torch.Tensor] = {}
+""":func:`histogram_of`'s last answer, by its inputs' bytes: ``predict --palette IMAGE`` steers
+every input with the same few thousand colours, 0.15-0.2 s to encode each time."""
+
+
 def histogram_of(ab: np.ndarray, w: np.ndarray, classes: torch.Tensor) -> torch.Tensor:
     """(Q,) the soft-encoded class histogram of the colours ``ab`` ((N, 2), a/b units) weighted
     by ``w`` ((N,), > 0, not all 0), normalised to sum 1; ``classes``' dtype and device: a
     palette as the model and the steering take it (:func:`soft_histogram`)."""
-    ab_t = torch.from_numpy(np.ascontiguousarray(ab, np.float32)).to(classes.device)
-    w_t = torch.from_numpy(np.ascontiguousarray(w, np.float32)).to(classes.device)
-    h = soft_histogram(ab_t, w_t, classes).sum(0)
-    return h / h.sum()
+    ab, w = np.ascontiguousarray(ab, np.float32), np.ascontiguousarray(w, np.float32)
+    device = classes.device
+    key = (ab.tobytes(), w.tobytes(), classes.cpu().numpy().tobytes(), classes.dtype, device)
+    if key not in _LAST_PALETTE:
+        ab_t, w_t = torch.from_numpy(ab).to(device), torch.from_numpy(w).to(device)
+        h = soft_histogram(ab_t, w_t, classes).sum(0)
+        _LAST_PALETTE.clear()
+        _LAST_PALETTE[key] = h / h.sum()
+    return _LAST_PALETTE[key].clone()
 
 
 def palette_shift(

@@ -2,7 +2,7 @@
 
 For each image, of any size, aspect ratio and kind (colour, gray, RGBA, 16-bit):
 
-1. the full-resolution lightness ``L`` is computed from the input (``color.rgb_to_lab``) and kept;
+1. the full-resolution lightness ``L`` is computed from the input (``color.rgb_to_l``) and kept;
 2. a working copy is resized so that its shorter side is ``size`` pixels (by default 1.25 times
    the size the model was trained at, :data:`WORK_SCALE`; the longer side is capped at
    ``max_side`` so panoramas stay cheap), padded on
@@ -50,7 +50,7 @@ import numpy as np
 import torch
 
 from . import checkpoints, defaults, models
-from .color import lab_to_rgb_as, rgb_to_lab
+from .color import lab_to_rgb_as, rgb_to_l
 from .errors import RecolorError, check_count, is_real
 from .guide import cell_probabilities, colour_modes, steer
 from .hints import Hints, resolve_points
@@ -196,7 +196,7 @@ def prepare(rgb: np.ndarray, settings: Settings, hints: Hints | None = None) -> 
     if hints is not None:
         hints = hints.resolve(H, W)
     h, w = working_shape(H, W, settings.size, settings.max_side)
-    work = rgb_to_lab(working_rgb(rgb, h, w))[:, :, 0]  # (h, w)
+    work = rgb_to_l(working_rgb(rgb, h, w))  # (h, w)
     pad_h, pad_w = -h % 8, -w % 8
     # Pad bottom/right only, so that working pixel (0, 0) stays the image's corner.
     work = cv2.copyMakeBorder(work, 0, pad_h, 0, pad_w, cv2.BORDER_REFLECT_101)

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import cv2
 import numpy as np
 
-from .color import check_image, rgb_to_lab, row_strips, to_float
+from .color import check_image, rgb_to_l, row_strips, to_float
 from .errors import check_count
 from .imageio import resize_to
 
@@ -59,12 +59,11 @@ def lightness(rgb: np.ndarray) -> np.ndarray:
     -------
     L : (H, W) float32 in [0, 100]
     """
-    samples = is_samples(rgb)
     rgb = check_image(rgb, "rgb")  # (a list had no .shape)
     H, W = rgb.shape[:2]
     L = np.empty((H, W), np.float32)
     for a, b in strips(H, W):
-        L[a:b] = rgb_to_lab(to_float(rgb[a:b]) if samples else rgb[a:b])[:, :, 0]
+        L[a:b] = rgb_to_l(rgb[a:b])
     return L
 
 
