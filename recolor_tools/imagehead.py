@@ -21,7 +21,7 @@ import os
 import re
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .errors import RecolorError
 
@@ -91,8 +91,10 @@ class ImageHead:
     (as the decoder scales the samples), None otherwise; for a TIFF, its
     PhotometricInterpretation (0 WhiteIsZero, 1 BlackIsZero, 2 RGB, 5 CMYK, ...; None without
     the tag), its SamplesPerPixel, first BitsPerSample, Compression and SampleFormat (3:
-    float); for a JPEG, whether it is Huffman-coded (SOF0-7, not arithmetic) and its
-    sample precision (``bits``: 8, or 12 in an extended JPEG)."""
+    float); for a JPEG, whether it is Huffman-coded (SOF0-7, not arithmetic), its
+    sample precision (``bits``: 8, or 12 in an extended JPEG) and whether its scans code every
+    coefficient to its last bit (``whole``: False for a progressive file cut between or inside
+    its scans and given back its EOI, or, rarely, a legal scan script that stops early)."""
 
     format: str
     width: int
@@ -106,6 +108,7 @@ class ImageHead:
     sample_format: int = 1
     samples: int = 1
     huffman: bool = False
+    whole: bool = True
 
     @property
     def white_is_zero(self) -> bool:
@@ -245,8 +248,8 @@ def read_head(data: bytes, name: str = "<data>") -> ImageHead:
     if ends is None and b"\xff\xd9" not in data[-64:]:  # (or: a walk that a corrupt
         # segment length threw off, the marker still where files end it)
         raise RecolorError("truncated JPEG (no end-of-image marker)", name)
-    if ends is False:
-        raise RecolorError("truncated JPEG (scans missing before its end-of-image marker)", name)
+    if ends is False:  # (a warning, not a refusal: T.81 lets a script stop early)
+        head = replace(head, whole=False)
     if fmt == "PNG" and not _png_ends(data):
         raise RecolorError("truncated PNG (no IEND chunk)", name)
     if head.huffman and head.width * head.height > _JPEG_MAX_RATIO * len(data):  # (whole)
@@ -263,21 +266,21 @@ _JPEG_SCAN_END = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
 restart marker RSTn or another fill byte (ITU T.81, B.1.1.2 and F.1.2.3)."""
 
 
-def jpeg_segments(data: bytes, scans: bool = False) -> Iterator[tuple[int, memoryview]]:
+def jpeg_segments(data: bytes) -> Iterator[tuple[int, memoryview]]:
     """(marker, payload) of each segment of a JPEG after SOI, walked by their lengths (T.81
-    B.1.1); markers without a length (TEM, RSTn, EOI) with an empty payload. Fill bytes and
-    stray ones between segments are skipped, as libjpeg and Pillow skip them. It stops before
-    the first scan (SOS), or with ``scans`` steps over each scan's data to the marker after it
-    and goes on to EOI; and at a length below 2 (a corrupt segment that cannot be walked)."""
+    B.1.1), up to the first scan (SOS); markers without a length (TEM, RSTn) with an empty
+    payload. Fill bytes and stray ones between segments are skipped, as libjpeg and Pillow
+    skip them. It stops at a length below 2 (a corrupt segment that cannot be walked)."""
     view = memoryview(data)
-    for marker, _, start, end in _jpeg_walk(data, scans):
-        if scans or marker != 0xDA:
+    for marker, _, start, end in _jpeg_walk(data, scans=False):
+        if marker != 0xDA:
             yield marker, view[start:end]
 
 
 def _jpeg_walk(data: bytes, scans: bool) -> Iterator[tuple[int, int, int, int]]:
-    """:func:`jpeg_segments` as offsets: (marker, where its 0xFF is, payload start, payload
-    end), the first SOS included where ``scans`` is false (the walk stops after it)."""
+    """The segments of :func:`jpeg_segments` as offsets: (marker, where its 0xFF is, payload
+    start, payload end), the first SOS included; with ``scans`` it steps over each scan's data
+    to the marker after it and goes on to EOI (included), else it stops after that SOS."""
     i = 2
     while i + 2 <= len(data):
         if data[i] != 0xFF or data[i + 1] == 0xFF:
@@ -325,11 +328,12 @@ _ALL_64 = (1 << 64) - 1
 
 def _jpeg_ends(data: bytes) -> bool | None:
     """Whether the JPEG reaches its end-of-image marker (EOI, 0xFFD9) with every component's
-    64 coefficients coded to their last bit (successive approximation Al = 0) by its scans,
-    T.81 G.1.1.1 (a sequential scan codes all of its components'); None where the walk does
-    not reach EOI. A progressive file cut between or inside its scans and ended with EOI
-    (the usual "repair" of a partial download) is False: libjpeg decodes it with the
-    coarser colours of the scans it has, and says nothing, or only on fd 2."""
+    64 coefficients coded to their last bit (successive approximation Al = 0) by its scans (a
+    sequential scan codes all of its components'); None where the walk does not reach EOI. A
+    progressive file cut between or inside its scans and ended with EOI (the usual "repair" of
+    a partial download) is False: libjpeg decodes it with the coarser colours of the scans it
+    has, and says nothing, or only on fd 2. So is a legal file whose scan script stops early
+    (T.81 does not ask for every bit; the scripts of libjpeg, Pillow and mozjpeg send them)."""
     coded: dict[int, int] = {}  # component id: bit k set where coefficient k is whole
     progressive = False
     for marker, _, start, end in _jpeg_walk(data, scans=True):

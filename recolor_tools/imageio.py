@@ -122,9 +122,9 @@ def _grey_end(img: np.ndarray | None) -> bool:
     that libjpeg fills a baseline scan cut short with, so that only such files, rarely others,
     are decoded again listening to fd 2 (:func:`~recolor_tools.process.c_stderr_of`, which
     runs that decode alone). A progressive file cut in a later scan keeps its earlier scans'
-    coarser colours, is not grey: :func:`~recolor_tools.imagehead.read_head` finds the scans
-    missing, unless the cut is in the last one (its refinement of the colours is then missing
-    in the part cut, unheard)."""
+    coarser colours, is not grey: :func:`~recolor_tools.imagehead.read_head` finds its scans
+    short of the last refinement (``ImageHead.whole``, a warning: a legal script may stop so),
+    unless the cut is in the last scan (its refinement then missing in the part cut, unheard)."""
     return img is not None and img.size > 0 and bool(np.all(img[-1, -1] == 128))
 
 
@@ -158,6 +158,9 @@ def decode_stored(data: bytes, name: str = "<data>") -> tuple[ImageHead, np.ndar
                 img, said = c_stderr_of(lambda: cv2.imdecode(clean, _DECODE_JPEG))
                 if _CUT_SCAN in said:
                     raise RecolorError("truncated JPEG (premature end of data segment)", name)
+            if not head.whole:  # (said once decoded: a cut that libjpeg heard is refused)
+                warn("progressive JPEG whose scans stop before its last refinement (cut "
+                     "short?): read as it is", name)  # fmt: skip
         else:
             img = cv2.imdecode(buf, _DECODE_KEEP_ALPHA)
     except cv2.error as e:  # OpenCV's assertion text means nothing to the user

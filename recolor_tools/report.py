@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from recolor_tools.color import lab_to_rgb, rgb_to_lab, to_uint8
+from recolor_tools.color import lab_to_rgb, rgb_to_l, to_uint8
 from recolor_tools.errors import printable
 from recolor_tools.imageio import resize_to
 from recolor_tools.imagemeta import write_figure
@@ -30,8 +30,8 @@ def lightness_gray(rgb_u8: np.ndarray) -> np.ndarray:
     (H, W, 3) uint8 ndarray
         Grey RGB image of the same lightness: what a colouriser sees as its input.
     """
-    lab = rgb_to_lab(rgb_u8.astype(np.float32) / 255.0)
-    lab[..., 1:] = 0.0
+    lab = np.zeros(rgb_u8.shape, np.float32)
+    lab[..., 0] = rgb_to_l(rgb_u8)
     return to_uint8(lab_to_rgb(lab))
 
 

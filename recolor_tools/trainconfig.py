@@ -203,7 +203,9 @@ class TrainConfig:
                                  "(copy it elsewhere first)")  # fmt: skip
         for n in self.written():  # found at the end of the run, after hours of training
             if (self.out / n).is_dir():
-                raise RecolorError("is a directory (this run writes a file there)", self.out / n)
+                raise RecolorError(
+                    "is a directory (this run writes or removes a file there)", self.out / n
+                )
 
     def written(self) -> tuple[str, ...]:
         """The names of the files a run writes (or removes, --overwrite) in OUT: the statistics

@@ -289,8 +289,8 @@ def test_a_montage_is_one_recolor_reads_back(tmp_path):
     m = tmp_path / "m.png"
     r = run_recolor(["compare", tmp_path / "t", tmp_path / "t", "--montage", m], env=limit)
     assert r.returncode == 0 and r.stderr.decode() == (
-        f"recolor compare: --montage {m}: the first 3 of 5 pairs drawn (recolor reads at most "
-        f"{montage_height(3) * widest:,} pixels: RECOLOR_MAX_PIXELS)\n"
+        f"recolor compare: --montage {m}: 3 of 5 pairs drawn, the first read (recolor reads at "
+        f"most {montage_height(3) * widest:,} pixels: RECOLOR_MAX_PIXELS)\n"
     )
     assert cv2.imread(str(m)).shape[0] == montage_height(3)
     assert run_recolor(["to-lab", m, "-o", tmp_path / "m.lab"], env=limit).returncode == 0

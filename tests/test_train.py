@@ -939,7 +939,7 @@ def test_a_runs_inputs_are_none_of_the_files_it_writes(data, tmp_path, capsys):
     (tmp_path / "dir" / "cls.pt").mkdir(parents=True)
     rc, _, err = cli([*args, "--out", tmp_path / "dir"], capsys)
     assert (rc, err) == (1, f"recolor train: {tmp_path / 'dir' / 'cls.pt'}: is a directory (this "
-                            "run writes a file there)\n")  # fmt: skip
+                            "run writes or removes a file there)\n")  # fmt: skip
     assert not (tmp_path / "dir" / "last.pt").exists()
 
 
@@ -1325,5 +1325,5 @@ def test_out_files_checked_are_those_the_run_writes_or_removes(data, tmp_path, c
     rc, _, err = cli([data["train"], "--stats", stats, "--overwrite", "--size", SIZE, "-b", 4,
                       "-j", 0, "--steps", 1, "-q", "--width", 8, "--out", out], capsys)  # fmt: skip
     assert (rc, err) == (1, f"recolor train: {out / 'rebalance-stats.npz'}: is a directory "
-                            "(this run writes a file there)\n")  # fmt: skip
+                            "(this run writes or removes a file there)\n")  # fmt: skip
     assert (out / "last.pt").read_bytes() == b"an old run" and (out / "cls.pt").exists()

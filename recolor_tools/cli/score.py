@@ -93,8 +93,9 @@ def compare(
             tool.usage(f"--montage {montage}: {drawn} rows make it {tall} px tall; {too_long}")
         if drawn < len(pairs):
             tool.note(
-                f"recolor compare: --montage {montage}: the first {drawn} of {len(pairs)} "
-                f"pairs drawn (recolor reads at most {max_pixels():,} pixels: RECOLOR_MAX_PIXELS)"
+                f"recolor compare: --montage {montage}: {drawn} of {len(pairs)} pairs drawn, "
+                f"the first read (recolor reads at most {max_pixels():,} pixels: "
+                "RECOLOR_MAX_PIXELS)"
             )
     results, rows = [], []
     for name, p, t in tool.progress(pairs, len(pairs)):
