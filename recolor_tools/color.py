@@ -127,7 +127,7 @@ def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
         strip = np.asarray(rgb[rows], np.float32)
         if not np.isfinite(strip).all():  # NaN in, NaN out: a record would refuse it later
             raise ValueError("rgb holds NaN or infinity (no colour)")
-        out[rows] = _rgb_to_lab(strip)
+        out[rows] = _lab_of_linear(_srgb_curve(strip))
     return out
 
 
@@ -138,11 +138,11 @@ def _f(t: np.ndarray) -> np.ndarray:
     return f
 
 
-def _rgb_to_lab(c: np.ndarray) -> np.ndarray:
+def _lab_of_linear(lin: np.ndarray) -> np.ndarray:
     # L = 116 f(Y) - 16 also below the threshold: 116 (7.787 t + 16/116) - 16 is OpenCV's
     # 903.3 t to 1e-5 (116 x 7.787 = 903.29)
-    f = _f(_srgb_curve(c) @ _TO_XYZN)
-    lab = np.empty(c.shape, np.float32)
+    f = _f(lin @ _TO_XYZN)
+    lab = np.empty(lin.shape, np.float32)
     lab[..., 0] = 116 * f[..., 1] - 16
     lab[..., 1] = 500 * (f[..., 0] - f[..., 1])
     lab[..., 2] = 200 * (f[..., 1] - f[..., 2])
@@ -153,6 +153,20 @@ _LINEAR8 = _srgb_curve(np.arange(256, dtype=np.float32) * np.float32(1 / 255))
 """The sRGB curve at each 8-bit sample v / 255: what the power per sample gives, looked up."""
 
 
+def samples_to_lab(rgb: np.ndarray) -> np.ndarray:
+    """:func:`rgb_to_lab` of an image as read: ``rgb_to_lab(to_float(rgb))`` to the bit for
+    uint8 / uint16 samples (v / 255, v / 65535), ``rgb_to_lab(rgb)`` for floats. uint8
+    samples, most images, take the sRGB curve from :data:`_LINEAR8`, with no float copy: 0.6
+    of the time (a fifth of to-lab's went to the power per sample)."""
+    rgb = check_image(rgb, "rgb")
+    if rgb.dtype != np.uint8:
+        return rgb_to_lab(to_float(rgb) if rgb.dtype.kind == "u" else rgb)
+    out = np.empty(rgb.shape, np.float32)
+    for rows in row_strips(*rgb.shape[:2]):
+        out[rows] = _lab_of_linear(_LINEAR8.take(rgb[rows]))
+    return out
+
+
 def rgb_to_l(rgb: np.ndarray) -> np.ndarray:
     """CIELAB L alone, (H, W) float32: ``rgb_to_lab(to_float(rgb))[:, :, 0]`` to the bit, for
     predict's full-resolution L. ``rgb``: (H, W, 3) float in [0, 1], or uint8 / uint16 samples
@@ -161,7 +175,7 @@ def rgb_to_l(rgb: np.ndarray) -> np.ndarray:
     rgb = check_image(rgb, "rgb")
     if rgb.dtype != np.uint8:
         return rgb_to_lab(to_float(rgb) if rgb.dtype.kind == "u" else rgb)[:, :, 0]
-    # the whole product, as _rgb_to_lab takes it: its Y column alone rounds otherwise
+    # the whole product, as _lab_of_linear takes it: its Y column alone rounds otherwise
     return 116 * _f((_LINEAR8.take(rgb) @ _TO_XYZN)[..., 1]) - 16
 
 

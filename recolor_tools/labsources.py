@@ -1,8 +1,8 @@
 """Lab records from the tools' inputs: image files and record streams alike.
 
 A tool that takes Lab (from-lab, quantize, rebalance-stats) accepts either: an image is read,
-converted (:func:`~recolor_tools.color.rgb_to_lab`) and named as its record would be; a record
-stream yields its records. The format itself is :mod:`recolor_tools.records`.
+converted (:func:`~recolor_tools.color.samples_to_lab`) and named as its record would be; a
+record stream yields its records. The format itself is :mod:`recolor_tools.records`.
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ def image_record(
     from .imagemeta import ImageMeta
 
     meta = ImageMeta()
-    rgb = read_rgb(path, meta, max_size=max_size)  # shrunk as it is read: a scan's float copy
-    rec = _rgb_record(rgb, path, None, l_only, meta.to_json(path), name, meta.size)
+    # shrunk as it is read (a scan's float copy), else the samples as stored where they are sRGB
+    rgb = read_rgb(path, meta, max_size=max_size, stored=not max_size)
+    rec = _rgb_record(rgb, path, l_only, meta.to_json(path), name, meta.size)
     # what outputs made from the record must not replace: stdin's file too (`< a.png`), not a pipe
     st = os.stat(path) if path != "-" else os.fstat(0)
     if path != "-" or stat.S_ISREG(st.st_mode):
@@ -39,21 +40,19 @@ def image_record(
 def _rgb_record(
     rgb: np.ndarray,
     path: str,
-    max_size: int | None = None,
     l_only: bool = False,
     source: dict | None = None,
     name: str | None = None,
     size: tuple[int, int] | None = None,
 ) -> Record:
-    """The Lab record of ``rgb`` (read from ``path``, ``-`` for stdin), named ``name`` (default
-    the file's base name); ``size`` is the image's before any shrinking (default ``rgb``'s,
-    before shrinking it to ``max_size``); ``source`` as :attr:`Record.source`."""
-    from .color import rgb_to_lab
-    from .imageio import resize_max
+    """The Lab record of ``rgb`` (float sRGB or samples as stored, read from ``path``, ``-`` for
+    stdin), named ``name`` (default the file's base name); ``size`` is the image's before any
+    shrinking (default ``rgb``'s); ``source`` as :attr:`Record.source`."""
+    from .color import samples_to_lab
     from .inputs import input_name
 
     name = input_name(path) if name is None else name
-    lab = rgb_to_lab(resize_max(rgb, max_size))
+    lab = samples_to_lab(rgb)
     return lab_record(name, lab, size or rgb.shape[:2], l_only, source)
 
 
@@ -107,7 +106,7 @@ def iter_lab_sources(
                         )
                     data = read_rest(stream, start)
                     meta = ImageMeta()
-                    rgb = decode_rgb(data, path, meta)
+                    rgb = decode_rgb(data, path, meta, stored=True)
                     name = input_name(path, roots)
                     rec = _rgb_record(rgb, path, source=meta.to_json(path), name=name)
                     rec.origin = None if path == "-" else path

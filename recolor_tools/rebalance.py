@@ -385,10 +385,11 @@ def class_counts(ab: np.ndarray, classes: np.ndarray) -> np.ndarray:
 
 def _file_ab(path: str) -> np.ndarray:
     """a/b of one image file, (H * W, 2) float32."""
-    from .color import rgb_to_lab
+    from .color import samples_to_lab
     from .imageio import read_rgb
 
-    return np.ascontiguousarray(rgb_to_lab(read_rgb(path))[..., 1:]).reshape(-1, 2)
+    lab = samples_to_lab(read_rgb(path, stored=True))  # (8-bit samples: no float copy)
+    return np.ascontiguousarray(lab[..., 1:]).reshape(-1, 2)
 
 
 def compute_stats(

@@ -43,23 +43,29 @@ def test_lab_round_trips_8_and_16_bit_samples():
     )
 
 
-def test_rgb_to_l_is_rgb_to_labs_lightness_to_the_bit():
-    """predict's full-resolution L (rgb_to_l: f of Y alone, a table of the sRGB curve for 8-bit
-    samples) is rgb_to_lab's L exactly, for every 8-bit colour, 16-bit samples of either byte
-    order, and floats; its refusals are rgb_to_lab's."""
+def test_rgb_to_l_and_samples_to_lab_are_rgb_to_lab_to_the_bit():
+    """predict's full-resolution L (rgb_to_l: f of Y alone) and the Lab of images as read
+    (samples_to_lab: to-lab, rebalance-stats), which take the sRGB curve of 8-bit samples from
+    a table, are rgb_to_lab's exactly, for every 8-bit colour (a gray image's broadcast view
+    too), 16-bit samples of either byte order, and floats (outside [0, 1] too, as a wide
+    profile's conversion gives them); their refusals are rgb_to_lab's."""
     levels = np.arange(1 << 24, dtype=np.uint32)
     rgb8 = np.stack([levels >> 16, levels >> 8 & 255, levels & 255], -1).astype(np.uint8)
     rgb8 = rgb8.reshape(4096, 4096, 3)
     rng = np.random.default_rng(0)
     rgb16 = rng.integers(0, 65536, (256, 256, 3)).astype(np.uint16)
-    for rgb in (rgb8, rgb16, rgb16.astype(">u2"), rng.random((64, 64, 3)), color.to_float(rgb16)):
-        L = color.rgb_to_l(rgb)
-        want = color.rgb_to_lab(color.to_float(rgb) if rgb.dtype.kind == "u" else rgb)[:, :, 0]
-        assert L.dtype == np.float32 and np.array_equal(L, want)
-    with pytest.raises(ValueError, match="NaN or infinity"):
-        color.rgb_to_l(np.full((2, 2, 3), np.nan, np.float32))
-    with pytest.raises(ValueError, match="must be float in"):
-        color.rgb_to_l(np.zeros((2, 2, 3), np.int32))
+    gray = np.broadcast_to(rgb8[:64, :64, 2:], (64, 64, 3))
+    wide = rng.uniform(-0.2, 1.2, (64, 64, 3)).astype(np.float32)
+    for rgb in (rgb8, gray, rgb16, rgb16.astype(">u2"), rng.random((64, 64, 3)), wide):
+        want = color.rgb_to_lab(color.to_float(rgb) if rgb.dtype.kind == "u" else rgb)
+        lab, L = color.samples_to_lab(rgb), color.rgb_to_l(rgb)
+        assert lab.dtype == L.dtype == np.float32
+        assert np.array_equal(lab, want) and np.array_equal(L, want[:, :, 0])
+    for convert in (color.rgb_to_l, color.samples_to_lab):
+        with pytest.raises(ValueError, match="NaN or infinity"):
+            convert(np.full((2, 2, 3), np.nan, np.float32))
+        with pytest.raises(ValueError, match="must be float in"):
+            convert(np.zeros((2, 2, 3), np.int32))
 
 
 def test_lab_to_rgb_as_refuses_a_type_it_cannot_round_to():
