@@ -177,7 +177,7 @@ def rgb_to_l(rgb: np.ndarray) -> np.ndarray:
     the sRGB curve from :data:`_LINEAR8` and f of Y alone: a quarter of the time."""
     rgb = check_image(rgb, "rgb")
     if rgb.dtype != np.uint8:
-        return rgb_to_lab(to_float(rgb) if rgb.dtype.kind == "u" else rgb)[:, :, 0]
+        return samples_to_lab(rgb)[:, :, 0]
     # the whole product, as _lab_of_linear takes it: its Y column alone rounds otherwise
     return 116 * _f((_LINEAR8.take(rgb) @ _TO_XYZN)[..., 1]) - 16
 
