@@ -10,7 +10,9 @@ their difference, the colour management's own cost), and the one-off cost of bui
 profile's transform (littleCMS on the 86^3-node grid). Then the two 16-bit paths alone, timed
 on the same samples: the matrix/TRC formulas (this profile's) and the sampled table (a profile
 with lookup tables), and the accuracy of each against littleCMS itself (the 8-bit path) on the
-8-bit image, over the samples littleCMS does not clamp to 0 or 255.
+8-bit image, over the samples littleCMS does not clamp to 0 or 255. Last, the 8-bit image
+as read to Lab: ``rgb_to_lab(to_float(x))`` against the table of the sRGB curve that to-lab
+(``color.samples_to_lab``) and predict's lightness (``color.rgb_to_l``) take, bit-identical.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import time
 import cv2
 import numpy as np
 
-from recolor_tools import colorprofile
+from recolor_tools import color, colorprofile
 from recolor_tools.imageio import decode_rgb
 from recolor_tools.metachunks import insert_metadata
 
@@ -86,6 +88,22 @@ def main() -> None:
     rgb8 = np.rint(img * 255) / np.float32(255)
     for name, t in (("formulas", xf), ("table", tabled)):
         _accuracy(name, rgb8, t)
+    _lab_of_samples(np.rint(img * 255).astype(np.uint8), mp, args.runs)
+
+
+def _lab_of_samples(u8: np.ndarray, mp: float, runs: int) -> None:
+    """An 8-bit image as read, to Lab: the public path (a float copy, the sRGB curve's power
+    per sample) against the table of the curve that to-lab (samples_to_lab) and predict's
+    lightness (rgb_to_l) take; each checked bit-identical to it."""
+    full = color.rgb_to_lab(color.to_float(u8))
+    assert np.array_equal(color.samples_to_lab(u8), full)
+    assert np.array_equal(color.rgb_to_l(u8), full[:, :, 0])
+    ref = _median_time(lambda: color.rgb_to_lab(color.to_float(u8)), runs)
+    table = _median_time(lambda: color.samples_to_lab(u8), runs)
+    light = _median_time(lambda: color.rgb_to_l(u8), runs)
+    print(f"8-bit samples to Lab: rgb_to_lab(to_float) {ref / mp:.3f} s/MP, samples_to_lab "
+          f"{table / mp:.3f} ({ref / table:.2f}x), L alone rgb_to_l {light / mp:.3f} "
+          f"({ref / light:.2f}x); bit-identical")  # fmt: skip
 
 
 def _accuracy(name: str, rgb8: np.ndarray, xf: colorprofile.Transform) -> None:

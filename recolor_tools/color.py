@@ -25,9 +25,9 @@ up to 150 of 65,535 off (mean 54) and 8-bit ones one step off in a few pixels in
 below the threshold too, where OpenCV writes 903.3 Y/Yn: the same to 1e-5 (116 x 7.787 =
 903.29). Time per megapixel, one core: about 40 ms each way, against OpenCV's 17 ms to Lab and
 5 ms back (a float32 power per sample, not a table), on the host these were first measured on;
-on a 2-core AMD EPYC without AVX-512 (2026-12-07, median of 7 on 1000 x 1000 random floats)
-130 ms to Lab (90 ms from 8-bit samples, :func:`samples_to_lab`) and 97 ms back, against
-OpenCV's 5 and 4 ms (its own threads).
+on 2-core AMD EPYC hosts (2026-12-07, median of 7 on 1000 x 1000 random samples) 39 ms to Lab
+(23 ms from 8-bit samples, :func:`samples_to_lab`) and 53 ms back with AVX-512, 130 (90) and
+97 ms without, against OpenCV's 5 and 4 ms (its own threads).
 
 References
 ----------
