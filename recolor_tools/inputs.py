@@ -217,7 +217,7 @@ def expand_inputs(args: list[str], exts: tuple[str, ...] = IMAGE_EXTS) -> list[s
     """
     check_path_list(args, "args")
     key = same_file_key()
-    seen: set[str] = set()
+    seen: set[tuple] = set()
     out: list[str] = []
     for path in _expand(args, exts):
         # '-' and '' each time, reported or read where they stand
@@ -236,23 +236,29 @@ def check_path_list(paths: object, name: str) -> None:
         raise TypeError(f"{name} must be a list of paths, not one path: [{paths!r}]")
 
 
-def same_file_key() -> Callable[[str], str]:
+def same_file_key() -> Callable[[str], tuple]:
     """A function from a path to a key that two spellings of one name share (``x``, ``./x``,
-    ``d//x``, the absolute one, ``lnk/x`` where ``lnk`` leads to the folder of ``x``): its folder
-    with links followed, once per folder (``posters/ lnk/``, ``lnk`` a link to ``posters``, gave
+    ``d//x``, the absolute one, ``lnk/x`` where ``lnk`` leads to the folder of ``x``): its folder's
+    device and inode, once per folder (``posters/ lnk/``, ``lnk`` a link to ``posters``, gave
     each file twice, under one output name), and its own name as written: a link to a file is
-    another name, as ``find`` lists it, and a list of 100,000 files costs no stat of each."""
+    another name, as ``find`` lists it, and a list of 100,000 files costs no stat of each. A
+    folder that cannot be reached is its absolute path. One ``stat``, not ``realpath``'s
+    ``lstat`` of every component: 20,000 folders three deep, 0.06 s against 0.71."""
     try:
         here = os.getcwd()
     except OSError:  # a removed working folder: relative names compared as written
         here = ""
-    folders: dict[str, str] = {}
+    folders: dict[str, object] = {}
 
-    def key(path: str) -> str:
+    def key(path: str) -> tuple:
         folder, name = os.path.split(os.path.join(here, path))
-        if folder not in folders:  # (no working folder: a relative one as written)
-            folders[folder] = os.path.realpath(folder) if os.path.isabs(folder) else folder
-        return os.path.join(folders[folder], name)
+        if folder not in folders:
+            try:  # (no working folder: a relative one as written)
+                st = os.stat(folder) if os.path.isabs(folder) else None
+                folders[folder] = (st.st_dev, st.st_ino) if st else folder
+            except (OSError, ValueError):  # missing, a loop, a NUL: compared as written
+                folders[folder] = os.path.normpath(folder)
+        return folders[folder], name
 
     return key
 
