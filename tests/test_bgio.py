@@ -99,8 +99,8 @@ def test_api_dtype_none_composes_each_file_at_its_own_depth(tmp_path, weights):
     for n in (0, 2):
         got = [r for _, r, _ in predictor.predict_files(paths, 2, dtype=None, io_workers=n)]
         assert [r.dtype for r in got] == [np.uint8, np.uint16], n
-        for path, r in zip(paths, got, strict=True):
-            ((_, want, _),) = predictor.predict_files([path], dtype=r.dtype)
+        for i, r in enumerate(got):  # in the same batch: oneDNN's float sums differ by batch
+            want = [w for _, w, _ in predictor.predict_files(paths, 2, dtype=r.dtype)][i]
             np.testing.assert_array_equal(r, want)
 
 
