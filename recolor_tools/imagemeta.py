@@ -192,10 +192,15 @@ def read_meta(data: bytes) -> ImageMeta:
 
 
 def _png_meta(data: bytes) -> tuple[bytes | None, bytes | None, bytes | None]:
-    """ICC profile, EXIF and XMP of a PNG, wherever their chunks are (eXIf may follow IDAT)."""
-    icc = exif = xmp = None
+    """ICC profile, EXIF and XMP of a PNG, wherever their chunks are (eXIf may follow IDAT); the
+    EXIF of an older ImageMagick's or exiftool's text chunk where there is no eXIf."""
+    icc = exif = xmp = legacy = None
     for kind, chunk in png_chunks(data):
-        if kind not in (b"iCCP", b"eXIf", b"iTXt"):
+        if kind not in (b"iCCP", b"eXIf", b"iTXt", b"tEXt", b"zTXt"):
+            continue
+        if kind in (b"tEXt", b"zTXt"):
+            if _raw_exif(kind, chunk):
+                legacy = _raw_profile(bytes(chunk[len(_RAW_EXIF) :]), kind == b"zTXt")
             continue
         body = bytes(chunk)
         if kind == b"iCCP":  # name, NUL, compression method 0, zlib stream
@@ -217,7 +222,30 @@ def _png_meta(data: bytes) -> tuple[bytes | None, bytes | None, bytes | None]:
                 xmp = _inflate(text) if compressed else text
             except (IndexError, ValueError, OverflowError, zlib.error):
                 continue  # a broken XMP chunk is dropped, not the EXIF and profile with it
-    return icc, exif, xmp
+    return icc, exif if exif is not None else legacy, xmp
+
+
+_RAW_EXIF = b"Raw profile type exif\0"
+"""The keyword (and its NUL) of the text chunk where ImageMagick before the eXIf chunk (PNG 1.5,
+2017) and exiftool put a PNG's EXIF; Pillow reads it too."""
+
+
+def _raw_profile(body: bytes, compressed: bool) -> bytes | None:
+    """The bytes of an ImageMagick raw profile: the text (a tEXt's, or a zTXt's after its method
+    byte, inflated) is ``"\\n" name "\\n" length "\\n"`` then the bytes in hex, split in lines;
+    None where it is not that (a broken chunk drops itself)."""
+    try:
+        text = _inflate(body[1:]) if compressed else body
+        _, _, length, hexed = text.split(b"\n", 3)
+        raw = bytes.fromhex(hexed.decode("ascii"))  # (whitespace between the pairs skipped)
+        return raw if len(raw) == int(length) else None
+    except (ValueError, OverflowError, zlib.error):
+        return None
+
+
+def _raw_exif(kind: bytes, chunk: memoryview) -> bool:
+    """Whether a PNG chunk is the text chunk of :data:`_RAW_EXIF`."""
+    return kind in (b"tEXt", b"zTXt") and chunk[: len(_RAW_EXIF)] == _RAW_EXIF
 
 
 _INFLATED_MAX = 16 << 20
@@ -241,9 +269,10 @@ def _may_carry(data: bytes) -> bool:
     """Whether the file has a place holding a profile, EXIF or XMP, by walking its chunk or
     marker headers (cheap): files without one skip Pillow's import and header parse."""
     if data.startswith(_PNG):
-        return any(kind in (b"iCCP", b"eXIf", b"iTXt") for kind, _ in png_chunks(data)) or bool(
-            density(data)
-        )
+        return any(
+            kind in (b"iCCP", b"eXIf", b"iTXt") or _raw_exif(kind, chunk)
+            for kind, chunk in png_chunks(data)
+        ) or bool(density(data))
     if data.startswith(b"\xff\xd8"):
         for marker, _ in jpeg_segments(data):
             if marker in (0xE1, 0xE2):  # APP1 (Exif, XMP), APP2 (ICC_PROFILE)

@@ -191,6 +191,41 @@ def test_png_exif_after_the_pixels_is_found(tmp_path: Path):
     assert np.abs(rec.lightness() - lightness(want)).max() < 0.01
 
 
+def raw_profile(kind: bytes, exif: bytes) -> tuple[bytes, bytes]:
+    """ImageMagick's "Raw profile type exif" text chunk (tEXt or zTXt) holding ``exif``."""
+    hexed = exif.hex()
+    text = (
+        f"\nexif\n{len(exif):8d}\n".encode()
+        + "\n".join(hexed[i : i + 72] for i in range(0, len(hexed), 72)).encode()
+    )
+    body = zlib.compress(text) if kind == b"zTXt" else text
+    return kind, b"Raw profile type exif\0" + b"\0" * (kind == b"zTXt") + body
+
+
+def test_png_exif_in_imagemagicks_raw_profile_text_chunk_is_read(tmp_path: Path):
+    """A PNG whose EXIF is in the text chunk older ImageMagick and exiftool write (before PNG
+    1.5's eXIf) came out sideways, its EXIF lost; Pillow and ImageMagick read it there."""
+    stored = smooth_image(24, 36, seed=5)
+    paths = []
+    for kind, exif in ((b"zTXt", exif_bytes(6)), (b"tEXt", exif_bytes(8)[6:])):
+        paths.append(tmp_path / f"{kind.decode()}.png")  # with and without "Exif\0\0"
+        paths[-1].write_bytes(png_with_chunks(stored, raw_profile(kind, exif)))
+    broken = tmp_path / "broken.png"  # its length line says more bytes than the hex holds
+    kind, body = raw_profile(b"tEXt", exif_bytes(6))
+    broken.write_bytes(png_with_chunks(stored, (kind, body.replace(b"exif\n ", b"exif\n9"))))
+    for path in paths:
+        stream = run(["to-lab", path], check_rc=0).stdout
+        (rec,) = lab_records(stream)
+        with Image.open(path) as im:  # Pillow's own reading, as viewers show it
+            want = np.asarray(ImageOps.exif_transpose(im).convert("RGB"), np.float32) / 255
+        assert want.shape[:2] == stored.shape[1::-1], path.name  # Pillow turned it
+        assert np.abs(rec.lightness() - lightness(want)).max() < 0.01, path.name
+        out = opened(run(["from-lab"], input=stream, check_rc=0).stdout)
+        assert out.getexif()[315] == "Ann Archivist", path.name  # carried, as from eXIf
+    (rec,) = lab_records(run(["to-lab", broken], check_rc=0).stdout)
+    assert rec.lab().shape == stored.shape  # a broken chunk drops itself: as stored
+
+
 def test_one_broken_chunk_drops_itself_not_the_orientation_and_a_corrupt_profile_is_an_error(
     tmp_path: Path,
 ):
