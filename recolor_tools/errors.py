@@ -259,11 +259,13 @@ def said(noted: tuple[T | None, BaseException | None, list]) -> T:
     return result
 
 
-def printable(name: str) -> str:
+def printable(name: str | os.PathLike[str]) -> str:
     """``name`` with control characters escaped (``new\\nline.png``), so that an error line
     stays one line whatever the file is called, and backslashes doubled (``x\\\\y.png``), so
     that no two names read alike (a newline and a name holding backslash and n); an empty
-    name is shown as ``''``."""
+    name is shown as ``''``. Every file name or option value in a stderr line goes through
+    it, the reason's as well as the leading one (an output, a folder named in the reason)."""
+    name = os.fspath(name)
     if not name:
         return "''"
     if name.isprintable() and "\\" not in name:

@@ -244,7 +244,7 @@ class Outputs:
     def check_count(self, n: int) -> None:
         """Refuse ``n`` inputs known in advance when the output holds one image."""
         if n > 1 and not self.many_per_file and self.directory is None:
-            where = "-" if self.to_stdout else str(self.file)
+            where = "-" if self.to_stdout else printable(self.file)
             raise OutputUsage(f"{self.flag} {where} holds one image, but {n} inputs were given")
 
     def check_target(self) -> None:
@@ -340,8 +340,8 @@ class Outputs:
         for i, (path, name) in enumerate(zip(inputs, names, strict=True)):
             out = self.path(name)
             if out is not None and out in first:
-                found[i] = RecolorError(f"output {out} is also that of an earlier input, "
-                                        f"{printable(first[out])}")  # fmt: skip
+                found[i] = RecolorError(f"output {printable(out)} is also that of an earlier "
+                                        f"input, {printable(first[out])}")  # fmt: skip
             first.setdefault(out, path)
         return found
 
@@ -371,7 +371,7 @@ class Outputs:
                 self._refused = True  # (acted on for a held image only: see __exit__)
                 raise
         if self._count and (out is None or out in self._written) or out in self._skipped:
-            where = STDOUT_NAME if out is None else out
+            where = STDOUT_NAME if out is None else printable(out)
             hint = "" if self.directory else f"; use {self.flag} DIR/"
             # no path: the caller's guard names the input (y/a.png), not its name here (a.png)
             raise RecolorError(f"output {where} was already written for an earlier input{hint}")
@@ -386,7 +386,7 @@ class Outputs:
                 # another input (a.jpg's output a.png): the caller's guard names this one,
                 # else both lines named a.png and a.jpg went unsaid
                 raise RecolorError(
-                    f"output {out} is another input: refusing to overwrite it"
+                    f"output {printable(out)} is another input: refusing to overwrite it"
                 ) from None
             _check_writable(out)
         return out

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from recolor_tools.errors import RecolorError
+from recolor_tools.errors import RecolorError, printable
 from recolor_tools.inputs import real_path
 
 
@@ -55,16 +55,20 @@ def pair_by_stem(
         for f in map(Path, files):
             key = f.relative_to(root).with_suffix("").as_posix()
             if key in out:
-                problems.append(RecolorError(f"same name as {out[key]}", f))
+                problems.append(RecolorError(f"same name as {printable(out[key])}", f))
             else:
                 out[key] = f
         return out
 
     preds, truths = index(pred_files, pred_root), index(truth_files, truth_root)
     for key in sorted(preds.keys() - truths.keys()):
-        problems.append(RecolorError(f"no ground truth of that name in {truth_root}", preds[key]))
+        problems.append(
+            RecolorError(f"no ground truth of that name in {printable(truth_root)}", preds[key])
+        )
     for key in sorted(truths.keys() - preds.keys()):
-        problems.append(RecolorError(f"no prediction of that name in {pred_root}", truths[key]))
+        problems.append(
+            RecolorError(f"no prediction of that name in {printable(pred_root)}", truths[key])
+        )
     pairs = [(k, preds[k], truths[k]) for k in sorted(preds.keys() & truths.keys())]
     return pairs, problems
 

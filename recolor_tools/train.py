@@ -73,7 +73,7 @@ from .distributed import (
     param_digest,
     setup_distributed,
 )
-from .errors import RecolorError, UsageError
+from .errors import RecolorError, UsageError, printable
 from .fileio import append_whole
 from .runlock import hold_out
 from .trainconfig import CHECKPOINT_FILES, TrainConfig, resolve_defaults
@@ -530,7 +530,7 @@ def _finish(run: Run, state: TrainState, last_metrics: dict[str, Any]) -> Path:
         checkpoints.save_checkpoint(
             final, checkpoints.strip_checkpoint(checkpoint(run, state, last_metrics))
         )
-        log(cfg, d, f"wrote {final}")
+        log(cfg, d, f"wrote {printable(final)}")
     if d.world > 1:
         dist.barrier()
     return final

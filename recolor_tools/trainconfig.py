@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import defaults
-from .errors import RecolorError, UsageError
+from .errors import RecolorError, UsageError, printable
 
 LR = 1e-4
 """Adam's learning rate (the seed's)."""
@@ -107,8 +107,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         named_file = Path(self.out).suffix.lower() == ".pt" and not Path(self.out).is_dir()
         if str(self.out) == "-" or named_file:  # (a run folder of that name stays usable)
-            raise ValueError(f"-o {self.out}: a run writes a folder (last.pt, metrics.jsonl, "
-                             "HEAD.pt), not stdout or one file: name a folder")  # fmt: skip
+            raise ValueError(f"-o {printable(self.out)}: a run writes a folder (last.pt, "
+                             "metrics.jsonl, HEAD.pt), not stdout or one file: name a "
+                             "folder")  # fmt: skip
         self.out = Path(self.out)
         if not self.resume:  # resumed: the run's own (resolve_defaults)
             self.head = self.head or "cls"
@@ -192,14 +193,15 @@ class TrainConfig:
             raise RecolorError("not a directory", above)
         held = [n for n in ("last.pt", "last.prev.pt") if (self.out / n).exists()]
         if held and not (self.resume or self.overwrite):
-            raise ValueError(f"{self.out} holds a run ({held[0]}): --resume continues it, "
-                             "--overwrite starts afresh")  # fmt: skip
+            raise ValueError(f"{printable(self.out)} holds a run ({held[0]}): --resume continues "
+                             "it, --overwrite starts afresh")  # fmt: skip
         # the files a run writes (or removes, --overwrite) in OUT are none of its inputs
         written = {os.path.realpath(self.out / n) for n in self.written()}
         read = {"init": self.init, "classes": self.classes}
         for name, given in read.items():
             if given is not None and os.path.realpath(given) in written:
-                raise ValueError(f"--{name} {given}: this run writes that file in {self.out} "
+                raise ValueError(f"--{name} {printable(given)}: this run writes that file in "
+                                 f"{printable(self.out)} "
                                  "(copy it elsewhere first)")  # fmt: skip
         for n in self.written():  # found at the end of the run, after hours of training
             if (self.out / n).is_dir():

@@ -24,7 +24,7 @@ import torch
 from . import checkpoints, defaults, models
 from .data import ColorDataset, EpochSampler, make_loader
 from .distributed import Dist, default_workers
-from .errors import RecolorError, UsageError, to_stderr, warn
+from .errors import RecolorError, UsageError, printable, to_stderr, warn
 from .trainconfig import TrainConfig, kept_on_resume
 
 if TYPE_CHECKING:  # (imported where needed: numba's kernels come with it)
@@ -112,10 +112,10 @@ def resolve_classes(
     classes = grid = None
     if cfg.classes is not None:
         classes, grid = load_class_set(cfg.classes)
-        _check_enough(classes, f"--classes {cfg.classes}")
+        _check_enough(classes, f"--classes {printable(cfg.classes)}")
     if cfg.stats is not None:
         stats = RebalanceStats.load(cfg.stats)
-        _check_enough(stats.classes, f"--stats {cfg.stats}")
+        _check_enough(stats.classes, f"--stats {printable(cfg.stats)}")
         if classes is not None and not np.array_equal(classes, stats.classes):
             raise RecolorError("--classes and --stats hold different class sets", cfg.classes)
     else:
@@ -209,7 +209,9 @@ def read_start(cfg: TrainConfig, d: Dist) -> tuple[dict | None, dict | None]:
     if cfg.resume:
         path = cfg.out / "last.pt"
         if not path.exists() and not checkpoints.previous_path(path).exists():
-            raise UsageError(f"--resume: {cfg.out} holds no run to continue (no last.pt)")
+            raise UsageError(
+                f"--resume: {printable(cfg.out)} holds no run to continue (no last.pt)"
+            )
         try:
             resumed = checkpoints.read_checkpoint(path)
         except RecolorError as e:
@@ -219,7 +221,7 @@ def read_start(cfg: TrainConfig, d: Dist) -> tuple[dict | None, dict | None]:
             except RecolorError:
                 raise e from None  # about last.pt: the file the user knows
             if d.main:  # a warning, shown even with --quiet
-                to_stderr(f"recolor train: {e}; resuming from {prev}")
+                to_stderr(f"recolor train: {e}; resuming from {printable(prev)}")
         run_head = resumed.get("head")
         if cfg.head is not None and run_head in ("cls", "reg") and run_head != cfg.head:
             kept_on_resume("head", cfg.head, run_head)  # given again: usage, as --width is
@@ -329,7 +331,9 @@ def build_model(
     if carried is not None:
         mcfg = models.ModelConfig(**carried["config"])
         if cfg.init is not None and cfg.width not in (None, mcfg.width):
-            raise UsageError(f"--init {cfg.init}: the network has width {mcfg.width}; drop --width")
+            raise UsageError(
+                f"--init {printable(cfg.init)}: the network has width {mcfg.width}; drop --width"
+            )
     else:
         q = 0 if cs.classes is None else len(cs.classes)
         width = cfg.width or models.ModelConfig.width
@@ -337,7 +341,7 @@ def build_model(
     old = mcfg
     affinity = mcfg.affinity if cfg.affinity is None or cfg.resume else cfg.affinity
     if carried is not None and mcfg.affinity not in (0, affinity):
-        raise UsageError(f"--init {cfg.init}: the network has {mcfg.affinity} affinity "
+        raise UsageError(f"--init {printable(cfg.init)}: the network has {mcfg.affinity} affinity "
                          "channels: drop --affinity")  # fmt: skip
     try:
         mcfg = dataclasses.replace(mcfg, hints=takes_hints(cfg, carried), affinity=affinity)

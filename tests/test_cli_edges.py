@@ -269,6 +269,45 @@ def test_quantize_escapes_a_name_in_its_note(pics):
     )
 
 
+def test_a_name_in_the_reason_of_an_error_is_escaped_too(pics):
+    """An output, a folder or an option's value named in the reason of an error or usage line
+    is escaped as the file name before it is: its newline or TAB split the one line, and its
+    backslash was not doubled."""
+    for folder, seed in (("d1", 6), ("d2", 7)):
+        (pics / folder).mkdir()
+        write_rgb(pics / folder / "q\tq.png", smooth_image(20, 30, seed))
+    (pics / "p\nr\\ed").mkdir()
+    write_rgb(pics / "p\nr\\ed" / "x.png", smooth_image(20, 30, 8))
+    (pics / "truth").mkdir()
+    for name in ("x.png", "y.png"):
+        write_rgb(pics / "truth" / name, smooth_image(20, 30, 9))
+    (pics / "d\nir").mkdir()
+    cases = {  # args: (exit status, the one line on stderr)
+        ("to-lab", "-o", "o\nut/", "d1/q\tq.png", "d2/q\tq.png"): (
+            1,
+            "recolor to-lab: d2/q\\tq.png: output o\\nut/q\\tq.lab was already written for an "
+            "earlier input",
+        ),
+        ("compare", "p\nr\\ed", "truth"): (
+            1,
+            "recolor compare: truth/y.png: no prediction of that name in p\\nr\\\\ed",
+        ),
+        ("to-lab", "-o", "a\tb.png", "rand.png"): (
+            2,
+            "recolor to-lab: -o a\\tb.png: to-lab writes records, not a png image (name a .lab "
+            "file or a folder) (see recolor to-lab -h)",
+        ),
+        ("rebalance-stats", "-o", "d\nir", "rand.png"): (
+            2,
+            "recolor rebalance-stats: -o d\\nir: names a stats file, not a directory (see "
+            "recolor rebalance-stats -h)",
+        ),
+    }
+    for args, (rc, line) in cases.items():
+        p = run(args, cwd=pics)
+        assert (p.returncode, p.stderr.decode()) == (rc, line + "\n"), args
+
+
 def test_predict_o_with_a_format_it_does_not_write_is_a_usage_error(tmp_path, tiny_cls):
     """-o x.gif made a folder named x.gif (a name without an image extension is a folder for
     predict); from-lab refused it as an unknown format, as predict now does."""

@@ -283,8 +283,8 @@ class Tool:
         named_image = suffix in _RECORD_FILES and own in (*IMAGE_EXTS, *OTHER_IMAGE_EXTS)
         if named_image and not os.path.isdir(output) and not written_in_place(output):
             a = "an" if own[1] in "aeiou" else "a"
-            self.usage(f"-o {output}: {self.name} writes records, not {a} {own[1:]} image (name "
-                       f"a {suffix} file or a folder)")  # fmt: skip
+            self.usage(f"-o {printable(output)}: {self.name} writes records, not {a} {own[1:]} "
+                       f"image (name a {suffix} file or a folder)")  # fmt: skip
         router = Outputs(output, inputs, suffix, self.binary_stdout, **kw)
         try:
             router.check_count(count)
@@ -385,10 +385,11 @@ def format_ext(
         tool.usage(f"unknown --format {fmt!r} (use one of {names})")
     own = "" if written_in_place(output) else file_suffix(output).lower()  # (a FIFO: any name)
     if own and own not in IMAGE_EXTS and not os.path.isdir(output):
-        tool.usage(f"{flag} {output}: unknown image format {own!r} (use one of {known})")
+        tool.usage(f"{flag} {printable(output)}: unknown image format {own!r} (use one of {known})")
     same = {".jpeg": ".jpg", ".tiff": ".tif"}
     if ext and own and same.get(ext, ext) != same.get(own, own) and not os.path.isdir(output):
-        tool.usage(f"--format {fmt} and {flag} {output} name two formats: give one")  # one lost
+        # one of the two would be lost
+        tool.usage(f"--format {fmt} and {flag} {printable(output)} name two formats: give one")
     return ext
 
 
@@ -464,7 +465,7 @@ def one_file(tool: Tool, path: str | None, flag: str, what: str) -> None:
     from ..outputs import is_dir_target
 
     if path not in (None, "-") and is_dir_target(path):
-        tool.usage(f"{flag} {path}: names {what}, not a directory")
+        tool.usage(f"{flag} {printable(path)}: names {what}, not a directory")
 
 
 def given(*paths: str | Path | None) -> list[str]:
@@ -487,7 +488,7 @@ def distinct_outputs(tool: Tool, files: dict[str, str | None]) -> dict[str, str]
             continue
         first = seen.setdefault(fifo or os.path.realpath(path), flag)
         if first != flag:
-            tool.usage(f"{first} and {flag} name one file, {path}: give each its own")
+            tool.usage(f"{first} and {flag} name one file, {printable(path)}: give each its own")
     return named
 
 

@@ -232,7 +232,8 @@ def quantize(
     preview = image_output(preview)  # --preview shown: shown/ (as predict's -o; a PNG before)
     folder = preview is not None and preview.endswith("/")  # (one file: single_outputs says)
     if folder and output and os.path.normpath(preview) == os.path.normpath(output):
-        tool.usage(f"-o {output} and --preview {preview} name one path")  # (a folder, a file)
+        # (a folder, a file)
+        tool.usage(f"-o {printable(output)} and --preview {printable(preview)} name one path")
     format_ext(tool, None, preview, "--preview")
     if hard and k not in (None, 1):  # it would be ignored without a word
         tool.usage(f"-k {k} and --hard exclude each other (--hard keeps the nearest class only)")

@@ -12,7 +12,7 @@ from typing import Annotated, Literal, Optional
 import typer
 
 from .. import defaults
-from ..errors import RecolorError
+from ..errors import RecolorError, printable
 from . import common
 from .common import (
     PATHS_GO_THERE,
@@ -318,7 +318,11 @@ def _outside_hints(tool: Tool, router, output: str | None, hints: str | None) ->
         return
     folder, there = os.path.realpath(target), os.path.realpath(hints)
     if os.path.commonpath([folder, there]) == there:
-        given = output if output is not None else f"{router.directory}/ (the default)"
+        given = (
+            printable(output)
+            if output is not None
+            else f"{printable(router.directory)}/ (the default)"
+        )
         tool.usage(f"-o {given}: inside the --hints folder, where outputs would be read as hint "
                    "files")  # fmt: skip
 

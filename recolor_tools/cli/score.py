@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..errors import printable
 from .common import (
     Debug,
     Quiet,
@@ -90,11 +91,13 @@ def compare(
         tall = report.montage_height(drawn)
         # (a name without an extension is a png: write_figure's rule)
         if too_long := side_limit(Path(montage).suffix.lower() or ".png", tall):
-            tool.usage(f"--montage {montage}: {drawn} rows make it {tall} px tall; {too_long}")
+            tool.usage(
+                f"--montage {printable(montage)}: {drawn} rows make it {tall} px tall; {too_long}"
+            )
         if drawn < len(pairs):
             tool.note(
-                f"recolor compare: --montage {montage}: {drawn} of {len(pairs)} pairs drawn, "
-                f"the first read (recolor reads at most {max_pixels():,} pixels: "
+                f"recolor compare: --montage {printable(montage)}: {drawn} of {len(pairs)} pairs "
+                f"drawn, the first read (recolor reads at most {max_pixels():,} pixels: "
                 "RECOLOR_MAX_PIXELS)"
             )
     results, rows = [], []
@@ -162,7 +165,7 @@ def _compare_pairs(
     if (one := _stream_id(pred)) is not None and one == _stream_id(truth):  # the same, named
         if "-" in (str(pred), str(truth)):  # (/dev/stdin, or one FIFO twice)
             tool.usage("PRED and TRUTH cannot both be stdin")
-        tool.usage(f"PRED and TRUTH are one stream, {pred}, read once: give two files")
+        tool.usage(f"PRED and TRUTH are one stream, {printable(pred)}, read once: give two files")
     if os.path.isdir(pred) != os.path.isdir(truth):  # (a name too long is no folder)
         missing = [p for p in (pred, truth) if str(p) != "-" and not os.path.exists(p)]
         for p in missing:  # a mistyped name or a link to nothing: that, not a usage error
@@ -206,7 +209,7 @@ def _report_format(
     if said is None or flag == said:
         return as_json, as_csv
     if flag is not None:
-        tool.usage(f"{flag} and -o {output} name two formats: give one")
+        tool.usage(f"{flag} and -o {printable(output)} name two formats: give one")
     return said == "--json", said == "--csv"
 
 
