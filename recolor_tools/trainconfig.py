@@ -160,8 +160,10 @@ class TrainConfig:
             raise ValueError(f"--threads must be at most {defaults.MAX_WORKERS}")
         if self.seed is not None and not 0 <= self.seed < 2**32:  # numpy's, torch's: 32-bit
             raise ValueError(f"--seed must be from 0 to {2**32 - 1}, got {self.seed}")
-        if self.size is not None and self.size % 8:
-            raise ValueError(f"--size must be a multiple of 8, got {self.size}")
+        # (2^31 reached OpenCV's resize, after the class statistics: an internal error)
+        if self.size is not None and (self.size % 8 or self.size > defaults.MAX_SIZE):
+            raise ValueError(f"--size must be a multiple of 8 up to {defaults.MAX_SIZE}, got "
+                             f"{self.size}")  # fmt: skip
         if self.hint_lr is not None and not self.hint_lr > 0:
             raise ValueError("--hint-lr must be positive")
         lr_ok = self.lr is None or self.lr > 0

@@ -682,6 +682,23 @@ def test_cli_init_errors_are_one_line(data, tmp_path, capsys):
     )
 
 
+def test_an_option_error_is_said_before_torch_loads_and_a_huge_crop_is_one(data, tmp_path):
+    """train's option errors waited for torch (1.5 s) to be said, and --size 2147483648 was
+    taken: after the class statistics, OpenCV's resize ended the run as a 4-line internal error.
+    """
+    code = (
+        "import sys; from recolor_tools.cli import main; "
+        f"rc = main(['train', {str(data['train'])!r}, '--steps', '1', '--epochs', '1']); "
+        "assert rc == 2, rc; assert 'torch' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, capture_output=True)
+    p = run(["train", data["train"], "--size", "2147483648", "--steps", "1", "-o", tmp_path / "o"])
+    assert p.returncode == 2 and "not in the range 8<=x<=8192" in p.stderr.decode(), p.stderr
+    assert len(p.stderr.splitlines()) == 1 and not (tmp_path / "o").exists()
+    with pytest.raises(ValueError, match="multiple of 8 up to 8192, got 8200"):
+        TrainConfig(data=[data["train"]], size=8200)
+
+
 def test_cli_bad_arguments(data, tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -709,7 +726,9 @@ def test_cli_bad_arguments(data, tmp_path, capsys):
     rc, _, err = cli([data["train"], "--size", "36", "--steps", "1", "--out", tmp_path], capsys)
     assert (
         rc == 2
-        and err == "recolor train: --size must be a multiple of 8, got 36 (see recolor train -h)\n"
+        and err
+        == "recolor train: --size must be a multiple of 8 up to 8192, got 36 (see "
+        "recolor train -h)\n"
     )
     for flag in ("--lr", "--hint-lr"):  # inf once trained to NaN weights with exit 0
         for value in ("inf", "nan"):

@@ -103,6 +103,7 @@ TrainSize = Annotated[
     typer.Option(
         "--size",
         min=8,
+        max=defaults.MAX_SIZE,
         help=f"Crop side, a multiple of 8 (default {defaults.TRAIN_SIZE}; resumed: the run's).",
     ),
 ]
@@ -241,8 +242,7 @@ def train(
     if not data and not resume:  # (as typer said it when DATA was required)
         tool.usage("missing DATA, the training images (--resume takes the run's)")
     with tool.guard():
-        from ..train import TrainConfig
-        from ..train import train as run_training
+        from ..trainconfig import TrainConfig  # (no torch: option errors are said at once)
 
         try:  # TrainConfig checks the options: ValueError is a usage error
             cfg = TrainConfig(
@@ -268,6 +268,8 @@ def train(
             if out_held_elsewhere(cfg.out):  # the run it holds is that one's, not to resume
                 raise RecolorError("another recolor train is writing into it", out) from None
             tool.usage(str(e))
+        from ..train import train as run_training
+
         try:
             skipped = functools.partial(tool.fail, always=True)
             path = run_training(cfg, report=skipped)  # a skipped image: exit 1 at the end
