@@ -312,6 +312,9 @@ def test_binary_output_is_refused_on_a_terminal_and_usage_errors_exit_2(tmp_path
         "recolor: No such command 'predcit'. Did you mean 'predict'? (see recolor -h)\n",
         "recolor: No such command 'predcit' (see recolor -h)\n",  # (typer without Click's)
     )
+    p = run(["tolab", "x.png"])  # two near misses: typer added its list after Click's
+    err = p.stderr.decode()
+    assert p.returncode == 2 and err.count("\n") == 1 and err.count("Did you mean") <= 1, err
 
 
 def test_an_empty_argument_is_a_usage_error_not_the_current_folder(tmp_path):

@@ -127,8 +127,11 @@ def _main(argv: list[str] | None) -> int:
             except click.ClickException as e:  # a bad flag or value: one line, as tool.usage
                 # (an option's missing value is said before the tool's context exists)
                 command = e.ctx.command_path if getattr(e, "ctx", None) else where
-                # (Click 8.2+ suggests a near command name, and typer adds the same again)
+                # (Click 8.2+ suggests a near command name, and typer adds the same again, or,
+                # with two near names, its own list in parentheses: the first is kept)
                 message = re.sub(r"( Did you mean [^?]*\?)\1+", r"\1", e.format_message())
+                if message.count("Did you mean") > 1:
+                    message = re.sub(r" \(Did you mean one of: [^?]*\?\)", "", message)
                 message = message.rstrip(".")
                 if message:  # none after the help that a bare `recolor` shows
                     usage(f"{command}: {message} (see {command} -h)")
