@@ -312,6 +312,11 @@ def test_binary_output_is_refused_on_a_terminal_and_usage_errors_exit_2(tmp_path
         "recolor: No such command 'predcit'. Did you mean 'predict'? (see recolor -h)\n",
         "recolor: No such command 'predcit' (see recolor -h)\n",  # (typer without Click's)
     )
+    p = run(["to-lab", "--max-size", "abc", "x.png"])  # ("not a valid integer range": Click's)
+    assert p.returncode == 2 and p.stderr.decode() == (
+        "recolor to-lab: Invalid value for '--max-size': 'abc' is not a valid integer (see "
+        "recolor to-lab -h)\n"
+    )
     p = run(["tolab", "x.png"])  # two near misses: typer added its list after Click's
     err = p.stderr.decode()
     assert p.returncode == 2 and err.count("\n") == 1 and err.count("Did you mean") <= 1, err

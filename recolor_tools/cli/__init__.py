@@ -132,6 +132,8 @@ def _main(argv: list[str] | None) -> int:
                 message = re.sub(r"( Did you mean [^?]*\?)\1+", r"\1", e.format_message())
                 if message.count("Did you mean") > 1:
                     message = re.sub(r" \(Did you mean one of: [^?]*\?\)", "", message)
+                # ("'abc' is not a valid integer range": Click names the type, not the value)
+                message = re.sub(r"(not a valid (integer|float)) range", r"\1", message)
                 message = message.rstrip(".")
                 if message:  # none after the help that a bare `recolor` shows
                     usage(f"{command}: {message} (see {command} -h)")

@@ -128,7 +128,8 @@ SkipExisting = Annotated[
 Inputs = Annotated[
     Optional[list[str]],  # noqa: UP045
     typer.Argument(
-        help="Files, directories, globs; '-' or nothing reads stdin.", show_default=False
+        help="Files, directories, globs, .txt lists; '-' or nothing reads stdin.",
+        show_default=False,
     ),
 ]
 

@@ -195,7 +195,7 @@ def quantize(
         typer.Option(
             "-k",
             min=1,
-            help=f"Nearest classes per pixel (default {defaults.K}).",
+            help=f"Nearest classes per pixel (default {defaults.K}; at most 256).",
             show_default=False,
         ),
     ] = None,

@@ -48,7 +48,11 @@ def compare(
     ] = None,
     output: Annotated[
         Optional[str],  # noqa: UP045 - a str: Path would drop the "/" of a directory
-        typer.Option("--output", "-o", help="Write the report to this file, not stdout."),
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write the report to this file, not stdout (.json, .csv: that one).",
+        ),
     ] = None,
     quiet: Quiet = False,
     debug: Debug = False,

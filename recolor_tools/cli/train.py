@@ -130,7 +130,10 @@ TrainThreads = Annotated[
 ]
 TrainSeed = Annotated[
     _PosInt,
-    typer.Option("--seed", help="Seeds init, order and crops (default 0; resumed: the run's)."),
+    typer.Option(
+        "--seed",
+        help="Seeds init, order and crops, 0 to 2^32-1 (default 0; resumed: the run's).",
+    ),
 ]
 TrainEvalEvery = Annotated[
     _PosInt,
