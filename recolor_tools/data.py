@@ -37,6 +37,7 @@ from torch.utils.data import Dataset, Sampler
 from . import defaults
 from .color import rgb_to_lab
 from .errors import RecolorError, UsageError, printable, warn
+from .fileio import folder_error
 from .imageio import read_rgb, resize_short_side
 from .inputs import expand_inputs
 from .models import AB_SCALE
@@ -66,8 +67,8 @@ def list_images(inputs: Sequence[str | Path], which: str = "training") -> list[s
         raise UsageError(f"{which} data cannot come from stdin; give files or directories")
     paths = expand_inputs(args)
     for p in paths:
-        if os.path.isdir(p):
-            raise RecolorError("no image files in this directory", p)
+        if os.path.isdir(p):  # (as every tool says it)
+            raise folder_error(p)
     if not paths:
         raise RecolorError(f"no {which} images given")
     return paths

@@ -187,17 +187,21 @@ def read_rest(stream: BinaryIO, start: bytes = b"") -> bytes:
 
 
 def _read_error(err: OSError, path: str | Path) -> RecolorError:
-    # expand_inputs passes on a folder where it found no input (or could not look), for its
-    # reader to report
     if isinstance(err, IsADirectoryError):
-        try:
-            os.listdir(path)
-        except PermissionError:
-            return RecolorError("permission denied", path)
-        except OSError:
-            pass
-        return RecolorError("is a directory, and no input was found in it", path)
+        return folder_error(path)
     return RecolorError(os_reason(err), path)
+
+
+def folder_error(path: str | Path) -> RecolorError:
+    """What every tool says of a folder among its inputs: :func:`~recolor_tools.inputs.
+    expand_inputs` passes one on where it found no input in it (or could not look)."""
+    try:
+        os.listdir(path)
+    except PermissionError:
+        return RecolorError("permission denied", path)
+    except OSError:
+        pass
+    return RecolorError("is a directory, and no input was found in it", path)
 
 
 def writes_in_place(path: str | Path) -> bool:

@@ -703,7 +703,8 @@ def test_cli_bad_arguments(data, tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
     rc, _, err = cli([empty, "--steps", "1", "-q", "--out", tmp_path / "o"], capsys)
-    assert rc == 1 and err == f"recolor train: {empty}: no image files in this directory\n"
+    said = "is a directory, and no input was found in it"  # (as every tool says it)
+    assert rc == 1 and err == f"recolor train: {empty}: {said}\n"
     rc, _, err = cli([data["train"], "--steps", "1", "--epochs", "1"], capsys)
     assert rc == 2 and "exclude each other" in err
     # --lr 0 keeps the network: BatchNorm's statistics too (--no-freeze-bn let them change the
@@ -1315,7 +1316,7 @@ def test_an_error_of_one_process_alone_is_said_and_stops_every_process(tmp_path,
             "cpu", "-j", "0", "-q", "--out", tmp_path / "run", "--head", "cls"]  # fmt: skip
     gone, empty = tmp_path / "gone", tmp_path / "empty"
     theirs, line = {
-        "empty folder": ([empty], f"{empty}: no image files in this directory"),
+        "empty folder": ([empty], f"{empty}: is a directory, and no input was found in it"),
         "stats": ([data, "--stats", gone], f"{gone}: no such file"),
         "init": ([data, "--init", gone], f"{gone}: no such file"),
     }[what]  # fmt: skip
