@@ -573,7 +573,11 @@ def check_precision(tool: Tool, device: str, precision: str) -> None:
 
 Precision = Annotated[
     defaults.Precision,
-    typer.Option("--precision", help="auto: bf16/fp16 mixed precision on CUDA, else fp32."),
+    typer.Option(  # (its choices as the metavar were cut mid-word at 80 columns)
+        "--precision",
+        metavar="MODE",
+        help="auto: bf16/fp16 mixed precision on CUDA, else fp32; or fp32, bf16, fp16.",
+    ),
 ]
 
 PATHS_GO_THERE = "the paths written go there; > /dev/null drops them"
