@@ -256,15 +256,16 @@ def row_strips(
 
 def lab_to_rgb_as(lab: np.ndarray, dtype: type = np.uint8) -> np.ndarray:
     """:func:`lab_to_rgb` rounded to ``dtype`` (uint8: :func:`to_uint8`, uint16:
-    :func:`to_uint16`; a float type as it is), converted in strips of rows: a 6000x4000 image needs
-    no float copy of the whole (275 MB per copy), and every pixel is what the whole-image
-    functions give."""
+    :func:`to_uint16`; a float type as it is; None or another type: ValueError), converted in
+    strips of rows: a 6000x4000 image needs no float copy of the whole (275 MB per copy), and
+    every pixel is what the whole-image functions give."""
     lab = check_image(lab, "lab")
-    if np.dtype(dtype) not in (np.uint8, np.uint16) and np.dtype(dtype).kind != "f":
-        raise ValueError(f"dtype must be uint8, uint16 or a float type, got {np.dtype(dtype)}")
+    kind = None if dtype is None else np.dtype(dtype)  # (np.dtype(None) is float64: unsaid)
+    if kind is None or kind not in (np.uint8, np.uint16) and kind.kind != "f":
+        raise ValueError(f"dtype must be uint8, uint16 or a float type, got {kind}")
     H, W = lab.shape[:2]
-    out = np.empty((H, W, 3), dtype)
-    rounded = {np.dtype(np.uint8): to_uint8, np.dtype(np.uint16): to_uint16}.get(np.dtype(dtype))
+    out = np.empty((H, W, 3), kind)
+    rounded = {np.dtype(np.uint8): to_uint8, np.dtype(np.uint16): to_uint16}.get(kind)
     for rows in row_strips(H, W):
         rgb = lab_to_rgb(lab[rows])
         out[rows] = rgb if rounded is None else rounded(rgb)
@@ -273,7 +274,9 @@ def lab_to_rgb_as(lab: np.ndarray, dtype: type = np.uint8) -> np.ndarray:
 
 def to_float(img: np.ndarray) -> np.ndarray:
     """Integer samples as float32 in [0, 1]: uint8 / 255, uint16 / 65535; floats clipped to
-    [0, 1]. The inverse of :func:`to_uint8` and :func:`to_uint16` up to rounding.
+    [0, 1], NaN left NaN (as :func:`numpy.clip` leaves it: the image readers refuse NaN
+    samples, and :func:`rgb_to_lab` and :func:`to_uint8` refuse NaN). The inverse of
+    :func:`to_uint8` and :func:`to_uint16` up to rounding.
 
     Raises
     ------

@@ -113,11 +113,23 @@ def is_whole(v: object) -> bool:
     return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
 
-def check_count(name: str, value: object, optional: bool = False) -> None:
-    """Raise ValueError naming ``name`` unless ``value`` is a whole number >= 1 (or None, where
-    ``optional``): the API's sizes and counts (0 gave an 8 x 8 grid or range()'s own error)."""
-    if not (optional and value is None or is_whole(value) and value >= 1):
-        raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+def check_count(name: str, value: object, optional: bool = False, least: int | None = 1) -> None:
+    """Raise ValueError naming ``name`` unless ``value`` is a whole number >= ``least`` (any,
+    where ``least`` is None; or None, where ``optional``): the API's sizes and counts (0 gave
+    an 8 x 8 grid or range()'s own error; "2" a comparison's TypeError naming no argument)."""
+    if not (optional and value is None or is_whole(value) and (least is None or value >= least)):
+        at = "" if least is None else f" >= {least}"
+        raise ValueError(f"{name} must be a whole number{at}, got {value!r}")
+
+
+def check_flag(name: str, value: object, optional: bool = False) -> None:
+    """Raise ValueError naming ``name`` unless ``value`` is True or False (Python's or numpy's;
+    or None, where ``optional``): the API's flags (a truthy string, "no", was taken for True)."""
+    import numpy as np
+
+    if not (isinstance(value, bool | np.bool_) or optional and value is None):
+        raise ValueError(f"{name} must be True or False{' or None' if optional else ''}, "
+                         f"got {value!r}")  # fmt: skip
 
 
 def is_real(v: object) -> bool:

@@ -16,7 +16,15 @@ import cv2
 import numpy as np
 
 from .color import check_image, to_float, to_uint8, to_uint16
-from .errors import OutOfMemory, RecolorError, is_whole, out_of_memory, warn
+from .errors import (
+    OutOfMemory,
+    RecolorError,
+    check_count,
+    check_flag,
+    is_whole,
+    out_of_memory,
+    warn,
+)
 from .fileio import atomic_write, read_bytes
 from .imagehead import (
     DEEP_EXTS,
@@ -286,6 +294,9 @@ def decode_rgb(
     """
     from .imagemeta import finish_decode, read_meta
 
+    check_flag("keep_alpha", keep_alpha)
+    check_flag("stored", stored)
+    _check_max_size(max_size)  # compared below before resize_max sees it
     if stored and max_size:
         raise ValueError("decode_rgb: max_size or stored, not both (stored samples are as stored)")
     data = as_bytes(data)
@@ -387,15 +398,19 @@ def resize_max(img: np.ndarray, max_size: int | None) -> np.ndarray:
     """Shrink ``img`` so that its longer side is at most ``max_size`` pixels (area averaging).
 
     Images already small enough are returned unchanged; the aspect ratio is kept. None or 0:
-    no limit; a negative size is a ValueError (it gave a 1 x 1 image).
+    no limit; anything but a whole number >= 0 is a ValueError (-1 and True gave a 1 x 1
+    image, "64" a comparison's TypeError, 64.5 was taken).
     """
-    if max_size is not None and max_size < 0:
-        raise ValueError(f"max_size must be 0 (no limit) or more, got {max_size}")
+    _check_max_size(max_size)
     h, w = img.shape[:2]
     if not max_size or max(h, w) <= max_size:
         return img
     s = max_size / max(h, w)
     return resize_to(img, max(1, round(h * s)), max(1, round(w * s)))
+
+
+def _check_max_size(max_size: object) -> None:
+    check_count("max_size", max_size, optional=True, least=0)  # (0: no limit)
 
 
 def resize_short_side(img: np.ndarray, short: float, min_side: int) -> np.ndarray:

@@ -459,7 +459,9 @@ class Predictor:
         self, rgb: np.ndarray, dtype: type = np.float32, hints: Hints | None = None
     ) -> np.ndarray:
         """Recolour one (H, W, 3) sRGB image (float in [0, 1], uint8 or uint16; see
-        :func:`prepare`); see the module docstring."""
+        :func:`prepare`) to RGB of ``dtype`` (as :func:`compose`: float32, uint8 or uint16; not
+        None, which is each file's own depth only in :meth:`predict_files`); see the module
+        docstring."""
         return self.compose(self.run([self.prepare(rgb, hints)])[0], dtype)
 
     def recolorize_batch(
@@ -546,4 +548,6 @@ class Predictor:
         from .inputs import check_path_list
 
         check_path_list(paths, "paths")
+        # here, not when the generator is first read: "2" failed there, naming no argument
+        check_count("io_workers", io_workers, least=None)  # (0 or less: serial)
         return predict_files(self, paths, batch_size, hints, dtype, io_workers)

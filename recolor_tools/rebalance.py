@@ -26,7 +26,16 @@ from typing import BinaryIO
 import numpy as np
 
 from . import defaults, quant
-from .errors import OutOfMemory, RecolorError, is_real, is_whole, noting, out_of_memory, said
+from .errors import (
+    OutOfMemory,
+    RecolorError,
+    check_count,
+    is_real,
+    is_whole,
+    noting,
+    out_of_memory,
+    said,
+)
 from .records import fields_equal
 
 STATS_FORMAT = "recolor-rebalance"
@@ -279,6 +288,7 @@ class PriorAccumulator:
         An unreadable file raises its :class:`RecolorError`, or with ``on_error`` is passed to
         it and skipped.
         """
+        check_count("workers", workers, least=None)  # ("2" failed in max(), naming no argument)
         for counts, n_images, err in _count_files(iter(paths), self.classes, workers):
             if err is None:
                 self.add_counts(counts, n_images)
@@ -304,6 +314,7 @@ class PriorAccumulator:
         if isinstance(sources, np.ndarray) or hasattr(sources, "lab"):  # its rows were images
             raise TypeError("sources must be an iterable of files, records or arrays (one "
                             "image: a list of one)")  # fmt: skip
+        check_count("workers", workers, least=None)  # (0 or less: one at a time)
         it = iter(sources)
         first = next(it, None)
         if first is None:

@@ -50,7 +50,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from .errors import RecolorError, is_whole
+from .errors import RecolorError, check_flag, is_whole
 
 MAGIC = b"RCLR"
 LAB_EXT = ".lab"
@@ -221,10 +221,12 @@ def lab_record(
     Raises
     ------
     ValueError
-        ``lab`` not an (H, W, 3) array of real numbers, or ``size`` not two integers >= 0.
+        ``lab`` not an (H, W, 3) array of real numbers, ``size`` not two integers >= 0, or
+        ``l_only`` not True or False.
     """
     from .color import check_image
 
+    check_flag("l_only", l_only)  # "no" dropped a/b
     lab = check_image(lab, "lab", 3)
     if lab.dtype.kind not in "fiu":
         raise ValueError(f"lab must hold real numbers, got {lab.dtype}")

@@ -165,7 +165,7 @@ def test_suggest_at_no_point_is_no_suggestion(predictor):
 
 def test_resizing_refuses_sizes_it_misread_and_keeps_a_channel_axis():
     img = smooth_image(12, 20, seed=9)
-    with pytest.raises(ValueError, match="max_size must be 0"):
+    with pytest.raises(ValueError, match="max_size must be a whole number >= 0"):
         imageio.resize_max(img, -5)  # a 1 x 1 image
     assert imageio.resize_max(img, 0) is img
     with pytest.raises(ValueError, match="positive whole numbers"):
@@ -489,6 +489,46 @@ def test_bools_and_texts_are_not_taken_for_numbers(predictor):
     s = predict.Settings(64.0, None, np.int64(1), np.float32(1.5))
     assert (s.size, s.temperature, s.saturation) == (64, 1.0, 1.5)
     assert type(s.temperature) is float and type(s.saturation) is float
+
+
+def test_sizes_workers_and_flags_of_another_type_are_named(predictor, tmp_path):
+    """max_size=True gave a 1 x 1 image, 64.5 was taken and "64" failed in a comparison naming
+    no argument, as workers and io_workers of "2" or None did (io_workers only once the
+    generator was read); a truthy "no" was taken for hard, l_only and keep_alpha;
+    recolorize(rgb, None) gave float64 RGB."""
+    from recolor_tools import quant, rebalance, records
+
+    path = tmp_path / "a.png"
+    cv2.imwrite(str(path), smooth_image(12, 20, seed=11))
+    data, img = path.read_bytes(), smooth_image(12, 20, seed=11)
+    cls = quant.gamut_classes(10)
+    lab = np.zeros((2, 2, 3), np.float32)
+    rec = records.lab_record("a", lab, (2, 2))
+    rgb = img / np.float32(255)
+    for call, says in (
+        (lambda: imageio.read_rgb(path, max_size=True), "max_size must be a whole number >= 0"),
+        (lambda: imageio.read_rgb(path, max_size="64"), "got '64'"),
+        (lambda: imageio.decode_rgb(data, max_size=6.5), "max_size must be a whole number"),
+        (lambda: imageio.resize_max(img, 6.5), "max_size must be a whole number"),
+        (lambda: imageio.read_rgb(path, keep_alpha="no"), "keep_alpha must be True or False"),
+        (lambda: imageio.decode_rgb(data, stored="no"), "stored must be True or False"),
+        (lambda: records.lab_record("a", lab, (2, 2), l_only="no"), "l_only must be True or"),
+        (lambda: quant.encode_record(rec, cls, 10, hard="no"), "hard must be True or False"),
+        (lambda: rebalance.compute_stats([path], cls, 10, workers="2"), "workers must be a"),
+        (lambda: rebalance.compute_stats([path], cls, 10, workers=None), "workers must be a"),
+        (lambda: rebalance.PriorAccumulator(cls, 10).add_files([path], 1.5), "workers must"),
+        (lambda: predictor.predict_files([str(path)], io_workers="2"), "io_workers must be a"),
+        (lambda: predictor.predict_files([str(path)], io_workers=None), "io_workers must be"),
+        (lambda: predictor.recolorize(rgb, None), "dtype must be uint8, uint16 or a float"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(says)):
+            call()
+    # what is right still goes: numpy's numbers and bools, 0 or None for no limit, -j 0
+    assert imageio.read_rgb(path, max_size=np.int64(10)).shape == (6, 10, 3)
+    assert imageio.read_rgb(path, max_size=0).shape == (12, 20, 3)
+    assert records.lab_record("a", lab, (2, 2), l_only=np.bool_(True)).arrays.keys() == {"L"}
+    assert rebalance.compute_stats([path], cls, 10, workers=0).n_images == 1
+    assert [p for p, _, _ in predictor.predict_files([str(path)], io_workers=0)] == [str(path)]
 
 
 def test_counts_that_would_wrap_past_int64_are_refused():

@@ -26,7 +26,7 @@ import numpy as np
 from numba.core import types
 
 from .. import defaults
-from ..errors import is_real, is_whole
+from ..errors import check_flag, is_real, is_whole
 from .classes import check_classes
 from .jit import bitcast, fetch_add, njit, run_workers, threads
 
@@ -508,7 +508,7 @@ def annealed_mean(
     """
     if not (is_real(T) and T >= defaults.T_MODE):  # 1 / T overflows float32: use mode()
         raise ValueError(f"temperature T must be a number >= {defaults.T_MODE}, got {T!r}")
-    _check_logits_flag(logits, False)
+    check_flag("logits", logits)  # "no" decoded probabilities as logits
     cls = check_classes(classes)
     x, axis = _check_scores(scores, cls, axis)
     pre = int(np.prod(x.shape[:axis], dtype=np.int64))
@@ -534,13 +534,6 @@ def annealed_mean(
             what = "logits (or all -inf)" if logits else "probabilities (or all zero)"
             raise ValueError(f"scores of {bad} pixel(s) hold NaN or infinite {what}")
     return out.reshape(*x.shape[:axis], *x.shape[axis + 1 :], 2)
-
-
-def _check_logits_flag(logits: object, none_ok: bool) -> None:
-    # a truthy string ("no") was taken for True: probabilities decoded as logits
-    if not (isinstance(logits, bool | np.bool_) or none_ok and logits is None):
-        raise ValueError(f"logits must be True or False{' or None' if none_ok else ''}, "
-                         f"got {logits!r}")  # fmt: skip
 
 
 def mode(
@@ -574,7 +567,7 @@ def mode(
     ValueError
         Wrong shapes, or scores :func:`annealed_mean` would refuse (above).
     """
-    _check_logits_flag(logits, True)
+    check_flag("logits", logits, optional=True)
     cls = check_classes(classes)
     x, axis = _check_scores(scores, cls, axis, exact=True)  # (float32: ties, 1e300 -> inf)
     if np.isnan(x).any() or np.isposinf(x).any():

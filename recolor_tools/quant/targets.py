@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import defaults
+from ..errors import check_flag
 from ..records import Record
 from .classes import check_classes, check_grid
 from .encode import hard_encode, soft_encode
@@ -36,12 +37,13 @@ def encode_record(rec: Record, classes: np.ndarray, grid: float, k: int = defaul
     Raises
     ------
     ValueError
-        ``grid`` is not a positive number.
+        ``grid`` is not a positive number, or ``hard`` not True or False.
     RecolorError
         ``rec`` holds no non-empty (H, W, 3) ``lab`` array (:meth:`Record.lab
         <recolor_tools.records.Record.lab>`, which names the record's file and name).
     """
     grid = float(check_grid(grid))  # stored in the record: NaN failed only when written
+    check_flag("hard", hard)  # "no" made a hard target
     ab = rec.lab()[:, :, 1:]
     if hard:
         idx = hard_encode(ab, classes)[:, :, None]
