@@ -261,7 +261,7 @@ def atomic_open(path: str | Path) -> Iterator[BinaryIO]:
     # (".NAME.XXXXXXXX.tmp") would not be.
     stem = os.fsdecode(os.fsencode(real.name)[:128])
     folder = folder_named(path, real)
-    mode = _mode_of(real)
+    mode, owner = _mode_of(real)
     tmp = ""
     try:
         # named before it is made (mkstemp's name is known only once it returns: Ctrl-C or
@@ -286,6 +286,7 @@ def atomic_open(path: str | Path) -> Iterator[BinaryIO]:
     try:
         yield f
         f.close()  # the last buffered bytes: a full disk shows here at the latest
+        _chown(tmp, owner)  # (before chmod: a chown clears the set-id bits)
         os.chmod(tmp, mode)
         os.replace(tmp, real)
     except BaseException as e:
@@ -320,14 +321,27 @@ def _in_place(path: Path) -> Iterator[BinaryIO]:
         raise
 
 
-def _mode_of(path: Path) -> int:
-    """The permissions a new version of ``path`` gets: those of the file it replaces (a private
-    0600 output stays private, as with ``>`` or ``sed -i``), else ``0666 & ~umask``."""
+def _mode_of(path: Path) -> tuple[int, tuple[int, int] | None]:
+    """The permissions a new version of ``path`` gets, and its owner and group: those of the
+    file it replaces (a private 0600 output stays private, a user's file written by root in a
+    container stays the user's, as with ``>`` or ``sed -i``), else ``0666 & ~umask`` and the
+    process's (None)."""
     with contextlib.suppress(OSError):
         st = os.stat(path)
         if stat.S_ISREG(st.st_mode):
-            return stat.S_IMODE(st.st_mode)
-    return 0o666 & ~_umask()
+            return stat.S_IMODE(st.st_mode), (st.st_uid, st.st_gid)
+    return 0o666 & ~_umask(), None
+
+
+def _chown(path: str, owner: tuple[int, int] | None) -> None:
+    """Give ``path`` the ``owner`` (uid, gid) it can, as ``sed -i`` does: both where allowed
+    (root), else the group alone (one of the user's own), else neither, without a word."""
+    if owner is None:
+        return
+    for uid, gid in (owner, (-1, owner[1])):
+        with contextlib.suppress(OSError):
+            os.chown(path, uid, gid)
+            return
 
 
 def _umask() -> int:

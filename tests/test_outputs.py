@@ -181,6 +181,22 @@ def test_a_rewritten_output_keeps_its_permissions_and_a_new_one_follows_the_umas
     assert mode(0o002, "--l-only") == 0o664
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
+def test_a_rewritten_output_keeps_its_owner_and_group(tmp_path, png):
+    """Written again by root (a container writing into a user's mounted folder), a user's
+    output became root's; `sed -i` keeps the owner and group."""
+    out = tmp_path / "b.lab"
+    run(["to-lab", png, "-o", out], check_rc=0)
+    os.chown(out, 4321, 8765)
+    out.chmod(0o640)
+    run(["to-lab", png, "--l-only", "-o", out], check_rc=0)
+    st = os.stat(out)
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (4321, 8765, 0o640)
+    out.unlink()
+    run(["to-lab", png, "-o", out], check_rc=0)  # a new file is the writer's
+    assert (os.stat(out).st_uid, os.stat(out).st_gid) == (os.geteuid(), os.getegid())
+
+
 def test_dev_shm_holds_ordinary_files(png):
     """/dev/shm is a folder of files in memory: new files and folders there are written as
     anywhere (any name under /dev was refused as a device never created: "no such file")."""
