@@ -260,9 +260,7 @@ def lab_to_rgb_as(lab: np.ndarray, dtype: type = np.uint8) -> np.ndarray:
     strips of rows: a 6000x4000 image needs no float copy of the whole (275 MB per copy), and
     every pixel is what the whole-image functions give."""
     lab = check_image(lab, "lab")
-    kind = None if dtype is None else np.dtype(dtype)  # (np.dtype(None) is float64: unsaid)
-    if kind is None or kind not in (np.uint8, np.uint16) and kind.kind != "f":
-        raise ValueError(f"dtype must be uint8, uint16 or a float type, got {kind}")
+    kind = rgb_dtype(dtype)
     H, W = lab.shape[:2]
     out = np.empty((H, W, 3), kind)
     rounded = {np.dtype(np.uint8): to_uint8, np.dtype(np.uint16): to_uint16}.get(kind)
@@ -270,6 +268,18 @@ def lab_to_rgb_as(lab: np.ndarray, dtype: type = np.uint8) -> np.ndarray:
         rgb = lab_to_rgb(lab[rows])
         out[rows] = rgb if rounded is None else rounded(rgb)
     return out
+
+
+def rgb_dtype(dtype: object) -> np.dtype:
+    """``dtype`` as the numpy type of RGB samples: uint8, uint16 or a float type, else a
+    ValueError naming it (None too: ``np.dtype(None)`` is float64, a "foo" numpy's TypeError)."""
+    try:
+        kind = None if dtype is None else np.dtype(dtype)
+    except TypeError:
+        kind = None
+    if kind is None or kind not in (np.uint8, np.uint16) and kind.kind != "f":
+        raise ValueError(f"dtype must be uint8, uint16 or a float type, got {dtype!r}")
+    return kind
 
 
 def to_float(img: np.ndarray) -> np.ndarray:

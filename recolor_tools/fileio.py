@@ -240,7 +240,8 @@ def atomic_open(path: str | Path) -> Iterator[BinaryIO]:
     :func:`writes_in_place` is true is opened for appending in place and never created,
     truncated or renamed over. The new file gets the permissions of the file it replaces as the
     block begins (a private 0600 output stays private, also where the block moves the old file
-    away: ``last.pt`` -> ``last.prev.pt``), else ``0666 & ~umask``.
+    away: ``last.pt`` -> ``last.prev.pt``), and its owner and group where the writer may give
+    them; a new one ``0666 & ~umask`` and the writer's.
 
     Raises
     ------
@@ -285,9 +286,12 @@ def atomic_open(path: str | Path) -> Iterator[BinaryIO]:
         raise
     try:
         yield f
-        f.close()  # the last buffered bytes: a full disk shows here at the latest
-        _chown(tmp, owner)  # (before chmod: a chown clears the set-id bits)
-        os.chmod(tmp, mode)
+        f.flush()  # the last buffered bytes: a full disk shows here at the latest
+        # on the descriptor, not the name: a user who swapped the temporary file for a link
+        # (root writing into their folder) was given the link's target
+        _chown(f.fileno(), owner)  # (before the mode: a chown clears the set-id bits)
+        os.fchmod(f.fileno(), mode)
+        f.close()
         os.replace(tmp, real)
     except BaseException as e:
         with contextlib.suppress(OSError):
@@ -333,14 +337,15 @@ def _mode_of(path: Path) -> tuple[int, tuple[int, int] | None]:
     return 0o666 & ~_umask(), None
 
 
-def _chown(path: str, owner: tuple[int, int] | None) -> None:
-    """Give ``path`` the ``owner`` (uid, gid) it can, as ``sed -i`` does: both where allowed
-    (root), else the group alone (one of the user's own), else neither, without a word."""
+def _chown(fd: int, owner: tuple[int, int] | None) -> None:
+    """Give the file open as ``fd`` the ``owner`` (uid, gid) it can, as ``sed -i`` does: both
+    where allowed (root), else the group alone (one of the user's own), else neither, without
+    a word."""
     if owner is None:
         return
     for uid, gid in (owner, (-1, owner[1])):
         with contextlib.suppress(OSError):
-            os.chown(path, uid, gid)
+            os.fchown(fd, uid, gid)
             return
 
 

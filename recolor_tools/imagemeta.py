@@ -200,7 +200,7 @@ def _png_meta(data: bytes) -> tuple[bytes | None, bytes | None, bytes | None]:
             continue
         if kind in (b"tEXt", b"zTXt"):
             if _raw_exif(kind, chunk):
-                legacy = _raw_profile(bytes(chunk[len(_RAW_EXIF) :]), kind == b"zTXt")
+                legacy = _raw_profile(bytes(chunk[len(_RAW_EXIF) :]), kind == b"zTXt") or legacy
             continue
         body = bytes(chunk)
         if kind == b"iCCP":  # name, NUL, compression method 0, zlib stream

@@ -242,7 +242,7 @@ def same_file_key() -> Callable[[str], tuple]:
     device and inode, once per folder (``posters/ lnk/``, ``lnk`` a link to ``posters``, gave
     each file twice, under one output name), and its own name as written: a link to a file is
     another name, as ``find`` lists it, and a list of 100,000 files costs no stat of each. A
-    folder that cannot be reached is its absolute path. One ``stat``, not ``realpath``'s
+    folder that cannot be reached is its path with links followed. One ``stat``, not ``realpath``'s
     ``lstat`` of every component: 20,000 folders three deep, 0.06 s against 0.71."""
     try:
         here = os.getcwd()
@@ -256,8 +256,8 @@ def same_file_key() -> Callable[[str], tuple]:
             try:  # (no working folder: a relative one as written)
                 st = os.stat(folder) if os.path.isabs(folder) else None
                 folders[folder] = (st.st_dev, st.st_ino) if st else folder
-            except (OSError, ValueError):  # missing, a loop, a NUL: compared as written
-                folders[folder] = os.path.normpath(folder)
+            except (OSError, ValueError):  # missing, a loop, a NUL: its links followed
+                folders[folder] = os.path.realpath(folder)  # (lnk/../x is not x)
         return folders[folder], name
 
     return key

@@ -50,7 +50,7 @@ import numpy as np
 import torch
 
 from . import checkpoints, defaults, models
-from .color import lab_to_rgb_as, rgb_to_l
+from .color import lab_to_rgb_as, rgb_dtype, rgb_to_l
 from .errors import RecolorError, check_count, is_real
 from .guide import cell_probabilities, colour_modes, steer
 from .hints import Hints, resolve_points
@@ -290,7 +290,7 @@ def compose(
     check_saturation(saturation)
     L, hints = pred.prepared.L, pred.prepared.hints
     H, W = L.shape
-    out = np.empty((H, W, 3), dtype)
+    out = np.empty((H, W, 3), rgb_dtype(dtype))  # (None: refused, not a float64 image)
     for a, b in strips(H, W):
         lab = np.empty((b - a, W, 3), np.float32)
         lab[:, :, 0] = L[a:b]
@@ -550,4 +550,7 @@ class Predictor:
         check_path_list(paths, "paths")
         # here, not when the generator is first read: "2" failed there, naming no argument
         check_count("io_workers", io_workers, least=None)  # (0 or less: serial)
+        check_count("batch_size", batch_size)
+        if dtype is not None:  # (None: each file's own depth)
+            rgb_dtype(dtype)
         return predict_files(self, paths, batch_size, hints, dtype, io_workers)

@@ -281,8 +281,8 @@ def resolve_defaults(
         adds = adds_hints or bool(cfg.affinity)
         if cfg.hint_lr is not None and not adds:  # (it trained nothing, unsaid)
             raise UsageError(HINT_LR_ALONE if not cfg.hints else f"--hint-lr: the --init weights "
-                             f"{cfg.init} take hints already; their hint layers train at --lr "
-                             "with the network")  # fmt: skip
+                             f"{printable(cfg.init)} take hints already; their hint layers "
+                             "train at --lr with the network")  # fmt: skip
         if cfg.lr is None:  # (--affinity alone keeps the network)
             cfg = dataclasses.replace(cfg, lr=FINETUNE_LR if adds_hints else 0.0 if adds else LR)
     for name, default in KEPT_ON_RESUME.items():

@@ -520,6 +520,8 @@ def test_sizes_workers_and_flags_of_another_type_are_named(predictor, tmp_path):
         (lambda: predictor.predict_files([str(path)], io_workers="2"), "io_workers must be a"),
         (lambda: predictor.predict_files([str(path)], io_workers=None), "io_workers must be"),
         (lambda: predictor.recolorize(rgb, None), "dtype must be uint8, uint16 or a float"),
+        (lambda: predictor.predict_files([str(path)], batch_size="2"), "batch_size must be"),
+        (lambda: predictor.predict_files([str(path)], dtype="foo"), "dtype must be uint8"),
     ):
         with pytest.raises(ValueError, match=re.escape(says)):
             call()

@@ -406,6 +406,11 @@ def test_a_folder_reached_again_through_a_link_is_done_once(tmp_path):
         assert sorted(f.relative_to(out).as_posix() for f in out.rglob("*.lab")) == want
     stream = run(["to-lab", "posters", "lnk"], cwd=tmp_path, check_rc=0).stdout
     assert [r.name for r in records.iter_records(io.BytesIO(stream))] == ["a.png", "sub/b.png"]
+    # missing files in missing folders, spelled through links: one line for each file
+    (tmp_path / "sublnk").symlink_to("posters/sub")  # sublnk/.. is posters, not tmp_path
+    p = run(["to-lab", "posters/sub/../gone/x.png", "lnk/sub/../gone/x.png", "sublnk/../gone/x.png",
+             "gone/x.png"], cwd=tmp_path)  # fmt: skip
+    assert p.returncode == 1 and len(p.stderr.splitlines()) == 2, p.stderr
 
 
 def test_closed_pipe_ends_quietly(tmp_path, images):

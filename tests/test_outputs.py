@@ -197,6 +197,30 @@ def test_a_rewritten_output_keeps_its_owner_and_group(tmp_path, png):
     assert (os.stat(out).st_uid, os.stat(out).st_gid) == (os.geteuid(), os.getegid())
 
 
+def test_a_temporary_file_swapped_for_a_link_gives_its_target_nothing(tmp_path):
+    """The owner and mode of the file replaced were given by name to the temporary file after
+    writing: a user who swapped it for a link (root writing into their folder) had root give
+    them the link's target. They go to the file written, through its descriptor."""
+    from recolor_tools.fileio import atomic_open
+
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"root's")
+    victim.chmod(0o600)
+    out = tmp_path / "d" / "o.bin"
+    out.parent.mkdir()
+    out.write_bytes(b"old")
+    out.chmod(0o666)
+    if os.geteuid() == 0:
+        os.chown(out, 4321, 8765)
+    with atomic_open(out) as f:
+        f.write(b"new")
+        (tmp,) = out.parent.glob(".o.bin.*.tmp")
+        tmp.unlink()
+        tmp.symlink_to(victim)
+    st = os.stat(victim)
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (os.geteuid(), os.getegid(), 0o600)
+
+
 def test_dev_shm_holds_ordinary_files(png):
     """/dev/shm is a folder of files in memory: new files and folders there are written as
     anywhere (any name under /dev was refused as a device never created: "no such file")."""

@@ -107,7 +107,7 @@ def test_the_repository_scripts_say_a_bad_input_in_one_line(tmp_path):
                         tmp_path / "s.npz", "--work", tmp_path / "w2", "--size", "64"],
                        capture_output=True, text=True, timeout=600)  # fmt: skip
     assert p.returncode == 1 and p.stderr.splitlines()[-1] == (
-        f"evaluate.py: {empty}: no image files in this directory"
+        f"evaluate.py: {empty}: is a directory, and no input was found in it"
     )
     cv2.imwrite(str(tmp_path / "val" / "a.png"), np.full((32, 32, 3), 90, np.uint8))
     p = subprocess.run([sys.executable, ROOT / "weights" / "evaluate.py", tmp_path / "val",

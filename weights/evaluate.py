@@ -30,6 +30,7 @@ if not __package__:  # run as a script from a checkout: its package and this fol
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # (PEP 366; imported from
     __package__ = "weights"  # an installed copy, sys.path stays as it was)
 from recolor_tools.errors import RecolorError  # noqa: E402
+from recolor_tools.fileio import folder_error  # noqa: E402
 from recolor_tools.imagehead import IMAGE_EXTS  # noqa: E402
 from recolor_tools.imageio import read_rgb, resize_short_side, write_image  # noqa: E402
 
@@ -143,7 +144,7 @@ def main() -> None:
     # every format recolor reads (subset.py writes WebP); one folder deep, as its copies are
     truth_files = sorted(f for f in args.val.iterdir() if f.suffix.lower() in IMAGE_EXTS)
     if not truth_files:
-        raise RecolorError("no image files in this directory", args.val)
+        raise folder_error(args.val)  # (as every tool says it)
     stems = [f.stem for f in truth_files]
     if len(set(stems)) < len(stems):  # copied as STEM.png below: one would replace the other
         twice = next(s for s in stems if stems.count(s) > 1)

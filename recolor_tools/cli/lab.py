@@ -232,7 +232,7 @@ def quantize(
     preview = image_output(preview)  # --preview shown: shown/ (as predict's -o; a PNG before)
     folder = preview is not None and preview.endswith("/")  # (one file: single_outputs says)
     if folder and output and os.path.normpath(preview) == os.path.normpath(output):
-        # (a folder, a file)
+        # (--preview's folder, -o's file of that name)
         tool.usage(f"-o {printable(output)} and --preview {printable(preview)} name one path")
     format_ext(tool, None, preview, "--preview")
     if hard and k not in (None, 1):  # it would be ignored without a word
