@@ -190,8 +190,9 @@ def match_hint_files(
     ``b.png``) all take its file. A file of ``hint_dir`` that is itself an input (``--hints``
     naming the input folder), or the ``palette`` image, is no hint file, nor is an image beside
     an input, or below its folder, that matches none (``predict in/a*.png --hints in/``:
-    ``in/b.png`` and ``in/s/c.png`` are images not named, not layers). An input inside
-    ``hint_dir`` (the hint folder above the input folder) takes the file beside it: ``predict
+    ``in/b.png`` and ``in/s/c.png`` are images not named, not layers), nor a JSON file there
+    beside an image of its name (``in/b.json``, the hints of ``in/b.png``, not named). An input
+    inside ``hint_dir`` (the hint folder above the input folder) takes the file beside it: ``predict
     in/s --hints in/`` pairs ``in/s/c.jpg`` with ``in/s/c.json``.
 
     Returns
@@ -225,10 +226,10 @@ def match_hint_files(
         k = f.relative_to(hint_dir).with_suffix("").as_posix()
         if k not in by_key:
             folders = f.relative_to(hint_dir).parents  # the file's folder, up to hint_dir
-            if f.suffix.lower() != ".json" and any(
-                os.path.realpath(hint_dir / d) in beside for d in folders
-            ):  # `predict in/a*.png --hints in/`: in/b.png, in/s/c.png are no layers
-                continue
+            if any(os.path.realpath(hint_dir / d) in beside for d in folders) and (
+                f.suffix.lower() != ".json" or _image_beside(f)
+            ):  # `predict in/a*.png --hints in/`: in/b.png, in/s/c.png are no layers, and
+                continue  # in/b.json is b.png's, not named (a typo's JSON matches no image)
             problems.append(RecolorError("hint file for no input", f))
         elif by_key[k][0] in pairs:  # (a.json and a.png): which one was meant is not known
             first = pairs[by_key[k][0]]
@@ -237,6 +238,13 @@ def match_hint_files(
         else:
             pairs.update(dict.fromkeys(by_key[k], f))
     return pairs, problems
+
+
+def _image_beside(f: Path) -> bool:
+    """Whether an image of ``f``'s name (another extension) is in ``f``'s folder."""
+    from .imagehead import IMAGE_EXTS
+
+    return any(f.with_suffix(e).is_file() or f.with_suffix(e.upper()).is_file() for e in IMAGE_EXTS)
 
 
 @dataclasses.dataclass(frozen=True)
