@@ -313,3 +313,19 @@ def test_numpy_numbers_are_coordinates():
     assert values.tolist() == [[1.0, 2.5]] and not percent.any()
     with pytest.raises(ValueError, match="coordinate true is not a number"):
         hints.point(True, 1, "#f00")
+
+
+def test_a_palette_damps_every_colour_it_lacks_alike():
+    """A palette lowered a colour it lacks by log(eps / (prior + eps)): a common one by 6, a rare
+    one by 0.7, so one red raised the rare greens and purples it did not hold over the common
+    greys, and painted them where the network saw no red (kodim05 in grey, `--palette
+    '#ff0000'`: 95% of the coloured pixels far from red). Every lacking colour is lowered alike;
+    the palette's own colours rise above them."""
+    classes = torch.tensor(quant.gamut_classes(10), dtype=torch.float32)  # (read-only array)
+    prior = torch.where(torch.arange(len(classes)) % 2 == 0, 1.0, 1e-4)  # common and rare
+    red = np.array([[65.0, 55.0]], np.float32)  # about sRGB #ff0000's a/b
+    shift = guide.palette_shift(red, np.ones(1, np.float32), classes, prior / prior.sum())
+    lacks = guide.histogram_of(red, np.ones(1, np.float32), classes) == 0
+    assert lacks.sum() > len(classes) // 2
+    assert torch.allclose(shift[lacks], torch.tensor(math.log(guide.PRIOR_SHARE)), atol=1e-5)
+    assert shift[~lacks].min() > shift[lacks].max()
