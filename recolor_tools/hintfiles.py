@@ -220,6 +220,7 @@ def match_hint_files(
     beside = {os.path.dirname(p) for p in inputs_there}  # an image there is one not named
     if palette is not None and "\0" not in palette and os.path.isfile(palette):
         inputs_there.add(os.path.realpath(palette))  # (reported as a hint file for no input)
+    stems: dict[Path, set[str]] = {}
     for f in _hint_files(hint_dir):
         if os.path.realpath(f) in inputs_there:
             continue
@@ -227,7 +228,7 @@ def match_hint_files(
         if k not in by_key:
             folders = f.relative_to(hint_dir).parents  # the file's folder, up to hint_dir
             if any(os.path.realpath(hint_dir / d) in beside for d in folders) and (
-                f.suffix.lower() != ".json" or _image_beside(f)
+                f.suffix.lower() != ".json" or _image_beside(f, stems)
             ):  # `predict in/a*.png --hints in/`: in/b.png, in/s/c.png are no layers, and
                 continue  # in/b.json is b.png's, not named (a typo's JSON matches no image)
             problems.append(RecolorError("hint file for no input", f))
@@ -240,11 +241,19 @@ def match_hint_files(
     return pairs, problems
 
 
-def _image_beside(f: Path) -> bool:
-    """Whether an image of ``f``'s name (another extension) is in ``f``'s folder."""
+def _image_beside(f: Path, stems: dict[Path, set[str]]) -> bool:
+    """Whether an image of ``f``'s name (another extension, in any case: ``b.Jpg``) is in
+    ``f``'s folder; ``stems`` caches each folder's image names, read once."""
     from .imagehead import IMAGE_EXTS
 
-    return any(f.with_suffix(e).is_file() or f.with_suffix(e.upper()).is_file() for e in IMAGE_EXTS)
+    if f.parent not in stems:
+        with os.scandir(f.parent) as entries:
+            stems[f.parent] = {
+                os.path.splitext(e.name)[0]
+                for e in entries
+                if os.path.splitext(e.name)[1].lower() in IMAGE_EXTS and e.is_file()
+            }
+    return f.stem in stems[f.parent]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -386,6 +386,8 @@ def test_a_hint_folder_that_is_the_input_folder(tmp_path, weights):
     # input, in its subfolders too (sub/e.png was one), and their JSON files theirs (each was
     # "for no input", exit 1); a JSON file beside no image is still for no input
     (folder / "d.json").write_text('{"points": []}')
+    write_rgb(folder / "f.Png", smooth_image(seed=4))  # (its extension in mixed case)
+    (folder / "f.json").write_text('{"points": []}')
     (folder / "sub").mkdir()
     write_rgb(folder / "sub" / "e.png", smooth_image(seed=3))
     (folder / "sub" / "e.json").write_text('{"points": [{"x": 2, "y": 2, "color": "#00f"}]}')
