@@ -848,7 +848,7 @@ def test_help_shows_the_fine_tune_defaults():
         capture_output=True, text=True, env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1"},
         cwd=ROOT, check=True,
     )  # fmt: skip
-    help_text = " ".join(p.stdout.replace("│", " ").split())  # one line, without the box
+    help_text = " ".join(p.stdout.split())  # one line
     assert "(default 1e-4; with --init, 3e-5 where --hints adds hint layers, 0 for --affinity "\
            "alone)" in help_text  # fmt: skip
     assert "(default: on where --hints or --affinity adds layers to --init's, and with --lr 0)" \

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import codecs
 import contextlib
-import inspect
 import logging
 import os
 import re
@@ -26,13 +25,6 @@ from . import common
 # Importing the command modules registers their commands, in the order help lists them.
 from . import lab, score, predict, train  # noqa: F401, I001  # isort: skip
 from .common import app  # noqa: F401 - the typer app, for tests and completion
-
-# typer's rich help keeps a docstring's single line breaks after its first paragraph, which
-# leaves ragged lines at any terminal width but the source's: each paragraph becomes one line,
-# for rich to wrap.
-for _command in app.registered_commands:
-    _doc = inspect.getdoc(_command.callback) or ""
-    _command.help = "\n\n".join(" ".join(p.split()) for p in _doc.split("\n\n"))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -52,6 +52,9 @@ app = typer.Typer(
     help="Recolor images in CIELAB space: small tools that pass Lab records through pipes.",
     no_args_is_help=False,  # `recolor` alone: a usage error, one line on stderr, as each tool
     pretty_exceptions_enable=False,
+    # click's plain help, not rich's boxes: at 80 columns rich gave each option's help a
+    # 23-column strip, and its box characters got in the way of `-h | grep` and help2man
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 

@@ -40,7 +40,7 @@ from .common import (
 )
 
 
-@app.command("to-lab")
+@app.command("to-lab", short_help="Convert images to Lab records.")
 def to_lab(
     inputs: Inputs = None,
     output: Output = None,
@@ -77,7 +77,7 @@ def to_lab(
     tool.exit()
 
 
-@app.command("from-lab")
+@app.command("from-lab", short_help="Convert Lab records to RGB images.")
 def from_lab(
     inputs: Inputs = None,
     output: ImageOutput = None,
@@ -184,7 +184,7 @@ def _class_set(tool: Tool, classes: Path | None, grid: float | None):
     tool.exit()
 
 
-@app.command("quantize")
+@app.command("quantize", short_help="Soft-encode Lab over colour classes: training targets.")
 def quantize(
     inputs: Inputs = None,
     output: Output = None,
@@ -293,7 +293,7 @@ def quantize(
     tool.exit()
 
 
-@app.command("rebalance-stats")
+@app.command("rebalance-stats", short_help="Count colour classes; write class-rebalancing stats.")
 def rebalance_stats(
     inputs: Inputs = None,
     output: Annotated[

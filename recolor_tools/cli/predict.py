@@ -171,7 +171,7 @@ PredictSuggest = _unshown(
 )
 
 
-@app.command("predict")
+@app.command("predict", short_help="Recolour images (hints and palettes steer the colours).")
 def predict(
     inputs: Inputs = None,
     head: PredictHead = None,

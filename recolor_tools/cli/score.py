@@ -24,7 +24,7 @@ from .common import (
 )
 
 
-@app.command("compare")
+@app.command("compare", short_help="Score predictions against ground truth.")
 def compare(
     pred: Annotated[
         Path, typer.Argument(metavar="PRED", help="Predicted image, or a directory of them.")

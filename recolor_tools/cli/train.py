@@ -192,7 +192,7 @@ TrainAffinity = Annotated[
 ]
 
 
-@app.command("train")
+@app.command("train", short_help="Train a model (colour classes or a/b regression).")
 def train(
     data: TrainData = None,
     head: TrainHead = None,
