@@ -555,6 +555,18 @@ def test_no_option_help_is_cut_short_at_80_columns(tool):
     assert "…" not in p.stdout.decode(), p.stdout.decode()
 
 
+@pytest.mark.parametrize(
+    "tool", ["to-lab", "from-lab", "quantize", "rebalance-stats", "train", "predict", "compare"]
+)
+def test_help_is_plain_text_that_names_each_value(tool):
+    """rich's boxes left each option's help 23 of 80 columns and put box characters in `-h |
+    grep`; the values were click's types ("--size INTEGER RANGE", "--hint TEXT")."""
+    text = run([tool, "-h"], check_rc=0, env={"COLUMNS": "80"}).stdout.decode()
+    assert max(map(len, text.splitlines())) <= 80 and "│" not in text
+    options = [line.split("  ")[1] for line in text.splitlines() if line.startswith("  -")]
+    assert options and not re.search(r"\b(TEXT|INTEGER|FLOAT)\b", " ".join(options)), options
+
+
 def test_tools_without_a_model_do_not_import_torch(tmp_path):
     src = write_rgb(tmp_path / "a.png", smooth_image(10, 10, 1))
     code = (

@@ -70,7 +70,12 @@ Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks of interna
 
 Output = Annotated[
     Optional[str],  # noqa: UP045 - typer needs Optional at runtime on 3.11
-    typer.Option("--output", "-o", help="Output file, or directory (existing, or ending in /)."),
+    typer.Option(
+        "--output",
+        "-o",
+        metavar="PATH",
+        help="Output file, or directory (existing, or ending in /).",
+    ),
 ]
 
 
@@ -79,6 +84,7 @@ ImageOutput = Annotated[
     typer.Option(
         "--output",
         "-o",
+        metavar="PATH",
         help="Image file (by its image extension), or directory (a name without one, existing, "
         "or ending in /).",
     ),
@@ -96,6 +102,7 @@ DepthOpt = Annotated[
     Optional[int],  # noqa: UP045
     typer.Option(
         "--depth",
+        metavar="BITS",
         help="Bits per sample, 8 or 16 (png, tiff); default: the input's.",
         callback=_depth,
     ),
@@ -104,6 +111,7 @@ QualityOpt = Annotated[
     Optional[int],  # noqa: UP045
     typer.Option(
         "--quality",
+        metavar="Q",
         min=1,
         max=100,
         help="JPEG and WebP quality, 1-100 (default: JPEG 95, WebP lossless); JPEG keeps full "

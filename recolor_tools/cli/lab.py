@@ -46,7 +46,9 @@ def to_lab(
     output: Output = None,
     max_size: Annotated[
         Optional[int],  # noqa: UP045
-        typer.Option("--max-size", min=1, help="Shrink so the longer side is at most this."),
+        typer.Option(
+            "--max-size", metavar="PX", min=1, help="Shrink so the longer side is at most this."
+        ),
     ] = None,
     l_only: Annotated[bool, typer.Option("--l-only", help="Keep only the L channel.")] = False,
     skip_existing: SkipExisting = False,
@@ -87,7 +89,12 @@ def from_lab(
     strip: Strip = False,
     fmt: Annotated[
         Optional[str],  # noqa: UP045 - None: not given (-o FILE's extension decides)
-        typer.Option("--format", "-f", help="Image format for stdout and directories (png)."),
+        typer.Option(
+            "--format",
+            "-f",
+            metavar="FORMAT",
+            help="Image format for stdout and directories (png).",
+        ),
     ] = None,
     skip_existing: SkipExisting = False,
     quiet: Quiet = False,
@@ -133,6 +140,7 @@ ClassesOpt = Annotated[
     Optional[Path],  # noqa: UP045
     typer.Option(
         "--classes",
+        metavar="FILE",
         help="Class set file, or a rebalance-stats file (its classes; '-': stdin); default: the "
         "sRGB gamut grid.",
     ),
@@ -141,7 +149,7 @@ ClassesOpt = Annotated[
 
 GridOpt = Annotated[
     Optional[float],  # noqa: UP045 - None: not given, which --classes needs to know
-    typer.Option("--grid", min=1, help="Gamut class grid, a/b units (default 8)."),
+    typer.Option("--grid", metavar="STEP", min=1, help="Gamut class grid, a/b units (default 8)."),
 ]
 
 
@@ -150,7 +158,8 @@ GridOpt = Annotated[
 EncodeSigma = Annotated[
     Optional[float],  # noqa: UP045 - None: not given (--hard refuses it)
     typer.Option(
-        "--sigma",  # (no typer range: it showed x>=0, and 0.01 is the least; checked below)
+        "--sigma",
+        metavar="SIGMA",  # (no typer range: it showed x>=0, and 0.01 is the least; checked below)
         help=f"Width of the soft-encoding Gaussian, a/b units (default {defaults.SIGMA:g}; at "
         "least 0.01).",
         show_default=False,
@@ -160,6 +169,7 @@ SmoothSigma = Annotated[
     float,
     typer.Option(
         "--sigma",
+        metavar="SIGMA",
         min=0,
         help="Width of the Gaussian that smooths the prior, a/b units (0: none; else at least "
         "0.01).",
@@ -194,6 +204,7 @@ def quantize(
         Optional[int],  # noqa: UP045
         typer.Option(
             "-k",
+            metavar="K",
             min=1,
             help=f"Nearest classes per pixel (default {defaults.K}; at most 256).",
             show_default=False,
@@ -205,6 +216,7 @@ def quantize(
         Optional[str],  # noqa: UP045
         typer.Option(
             "--preview",
+            metavar="PATH",
             help="Also draw each image in class colours: an image FILE, or a DIR (a name "
             "without an image extension, or ending in /).",
         ),
@@ -298,23 +310,31 @@ def rebalance_stats(
     inputs: Inputs = None,
     output: Annotated[
         Optional[str],  # noqa: UP045 - a str: Path would drop the "/" of a directory
-        typer.Option("--output", "-o", help="Stats file (npz) to write; - for stdout."),
+        typer.Option(
+            "--output", "-o", metavar="PATH", help="Stats file (npz) to write; - for stdout."
+        ),
     ] = None,
     lam: Annotated[
-        float, typer.Option("--lambda", min=0, max=1, help="Mix with uniform (Zhang: 0.5).")
+        float,
+        typer.Option(
+            "--lambda", metavar="LAMBDA", min=0, max=1, help="Mix with uniform (Zhang: 0.5)."
+        ),
     ] = defaults.LAMBDA,
     sigma: SmoothSigma = defaults.SIGMA,
     classes: ClassesOpt = None,
     grid: GridOpt = None,
     plot: Annotated[
         Optional[str],  # noqa: UP045 - a str: Path would drop the "/" of a directory
-        typer.Option("--plot", help="Also draw log p(a,b) and the weights to this image."),
+        typer.Option(
+            "--plot", metavar="PATH", help="Also draw log p(a,b) and the weights to this image."
+        ),
     ] = None,
     workers: Annotated[
         int,
         typer.Option(
             "--workers",
             "-j",
+            metavar="N",
             min=0,
             max=defaults.MAX_WORKERS,
             help="Threads reading image files (0 or 1: one at a time).",

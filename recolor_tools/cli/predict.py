@@ -41,13 +41,19 @@ PredictHead = Annotated[
 ]
 PredictWeights = Annotated[
     Optional[Path],  # noqa: UP045
-    typer.Option("--weights", "-w", help="Checkpoint (default: the shipped weights for --head)."),
+    typer.Option(
+        "--weights",
+        "-w",
+        metavar="CHECKPOINT",
+        help="Checkpoint (default: the shipped weights for --head).",
+    ),
 ]
 PredictOutput = Annotated[
     Optional[str],  # noqa: UP045
     typer.Option(
         "--output",
         "-o",
+        metavar="PATH",
         help="Directory (default recolored/); a file with an image extension for one input; "
         "'-' for stdout.",
         show_default=False,
@@ -58,6 +64,7 @@ PredictTemperature = Annotated[
     typer.Option(
         "--temperature",
         "-T",
+        metavar="T",
         min=0.0,
         help=f"Annealed mean (cls; default {defaults.TEMPERATURE}): lower is more vivid, 0 the "
         "mode.",
@@ -68,6 +75,7 @@ PredictSaturation = Annotated[
     float,
     typer.Option(
         "--saturation",
+        metavar="FACTOR",
         min=0.0,
         max=defaults.MAX_SATURATION,
         help="Scale predicted a/b: 0 gray, >1 more.",
@@ -78,6 +86,7 @@ PredictBatchSize = Annotated[
     typer.Option(
         "--batch-size",
         "-b",
+        metavar="N",
         min=1,
         help="Images read at a time; those of one working size share a forward pass.",
     ),
@@ -86,6 +95,7 @@ PredictThreads = Annotated[
     Optional[int],  # noqa: UP045 - None: torch's default (the cores)
     typer.Option(
         "--threads",
+        metavar="N",
         min=1,
         max=defaults.MAX_WORKERS,
         help="CPU threads of the network (default: the cores, or a container's CPU limit).",
@@ -97,6 +107,7 @@ PredictIoWorkers = Annotated[
         "--workers",
         "-j",
         "--io-workers",
+        metavar="N",
         min=0,
         max=defaults.MAX_WORKERS,
         help="Threads that read the next batch, compose and encode results while the network "
@@ -108,6 +119,7 @@ PredictSize = Annotated[
     Optional[int],  # noqa: UP045
     typer.Option(
         "--size",
+        metavar="PX",
         min=8,
         max=defaults.MAX_SIZE,
         help="Working shorter side in pixels (default: 1.25 x the training size).",
@@ -118,28 +130,31 @@ PredictFmt = Annotated[
     typer.Option(
         "--format",
         "-f",
+        metavar="FORMAT",
         help="Output format: png, jpg, ... (default: the input's extension; png for stdin and "
         "-o -).",
     ),
 ]
 
 
-def _unshown(flag: str, help: str, many: bool = False):
+def _unshown(flag: str, metavar: str, help: str, many: bool = False):
     """An optional text option (repeatable with ``many``) whose help shows no default."""
     kind = Optional[list[str]] if many else Optional[str]  # noqa: UP045
-    return Annotated[kind, typer.Option(flag, help=help, show_default=False)]
+    return Annotated[kind, typer.Option(flag, metavar=metavar, help=help, show_default=False)]
 
 
 PredictHint = _unshown(
-    "--hint", "X,Y=#RRGGBB: the colour at pixel X,Y (or 50%,20%); repeatable.", many=True
+    "--hint", "X,Y=#RRGGBB", "The colour at pixel X,Y (or 50%,20%); repeatable.", True
 )
 PredictHints = _unshown(
     "--hints",
+    "FILE|DIR",
     "Hint file (JSON points/palette, or PNG layer: alpha > 0 pixels are hints; '-': stdin), "
     "or a directory of them matched to the inputs by path without extension.",
 )
 PredictPalette = _unshown(
     "--palette",
+    "IMAGE|COLOURS",
     "Colour scheme to follow: an image ('-': stdin), or colours, comma-separated: #hex or "
     "#hex:weight (# optional).",
 )
@@ -147,6 +162,7 @@ PredictHintStrength = Annotated[
     Optional[float],  # noqa: UP045
     typer.Option(
         "--hint-strength",
+        metavar="G",
         help="How far point hints spread into look-alike regions, 0 to 1e6 (default 2; more "
         "suits flat posters, 0.5-1 a few hints on objects, above all in photographs; 0 holds "
         "them to their own pixels).",
@@ -165,8 +181,8 @@ PredictHintSpread = Annotated[
 ]
 PredictSuggest = _unshown(
     "--suggest",
-    "X,Y: print the model's main colours there (up to 5: hex, probability); repeatable; write "
-    "nothing.",
+    "X,Y",
+    "Print the model's main colours there (up to 5: hex, probability); repeatable; write nothing.",
     many=True,
 )
 

@@ -35,7 +35,9 @@ def compare(
     stats: Annotated[
         Optional[Path],  # noqa: UP045
         typer.Option(
-            "--stats", help="rebalance-stats.npz ('-': stdin): adds the class-rebalanced AuC."
+            "--stats",
+            metavar="FILE",
+            help="rebalance-stats.npz ('-': stdin): adds the class-rebalanced AuC.",
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Write one JSON object.")] = False,
@@ -44,13 +46,18 @@ def compare(
     ] = False,
     montage: Annotated[
         Optional[str],  # noqa: UP045 - a str: Path would drop the "/" of a directory
-        typer.Option("--montage", help="Also draw gray input | prediction | truth to this image."),
+        typer.Option(
+            "--montage",
+            metavar="PATH",
+            help="Also draw gray input | prediction | truth to this image.",
+        ),
     ] = None,
     output: Annotated[
         Optional[str],  # noqa: UP045 - a str: Path would drop the "/" of a directory
         typer.Option(
             "--output",
             "-o",
+            metavar="PATH",
             help="Write the report to this file, not stdout (.json, .csv: that one).",
         ),
     ] = None,

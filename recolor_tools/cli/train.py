@@ -45,36 +45,44 @@ TrainVal = Annotated[
     Optional[list[str]],  # noqa: UP045
     typer.Option(
         "--val",
+        metavar="PATH",
         help="Validation images (repeatable); without it, no val metrics (resumed: the run's).",
     ),
 ]
 TrainStats = Annotated[
     Optional[Path],  # noqa: UP045
-    typer.Option("--stats", help="Rebalancing stats (cls); default: computed from DATA."),
+    typer.Option(
+        "--stats", metavar="FILE", help="Rebalancing stats (cls); default: computed from DATA."
+    ),
 ]
 TrainClasses = Annotated[
     Optional[Path],  # noqa: UP045
     typer.Option(
         "--classes",
+        metavar="FILE",
         help="Class set file, or a rebalance-stats file (its classes) (cls); default: the sRGB "
         "gamut grid.",
     ),
 ]
 TrainGrid = Annotated[
     Optional[float],  # noqa: UP045 - None: not given, which --classes, --stats, --init need
-    typer.Option("--grid", min=1, help="Gamut class grid, a/b units (cls; default 8)."),
+    typer.Option(
+        "--grid", metavar="STEP", min=1, help="Gamut class grid, a/b units (cls; default 8)."
+    ),
 ]
 TrainEpochs = Annotated[
-    _PosInt, typer.Option("--epochs", min=1, help="Default 10; resumed: the run's.")
+    _PosInt, typer.Option("--epochs", metavar="N", min=1, help="Default 10; resumed: the run's.")
 ]
 TrainSteps = Annotated[
-    _PosInt, typer.Option("--steps", min=1, help="Instead of --epochs (resumed: the run's).")
+    _PosInt,
+    typer.Option("--steps", metavar="N", min=1, help="Instead of --epochs (resumed: the run's)."),
 ]
 TrainBatchSize = Annotated[
     _PosInt,
     typer.Option(
         "--batch-size",
         "-b",
+        metavar="N",
         min=1,
         help="Images per step and process (default 16; resumed: the run's).",
     ),
@@ -83,6 +91,7 @@ TrainLr = Annotated[
     Optional[float],  # noqa: UP045
     typer.Option(
         "--lr",
+        metavar="LR",
         min=0,
         help="Adam learning rate; 0 keeps the network (only new layers learn) "
         "(default 1e-4; with --init, 3e-5 where --hints adds hint layers, 0 for --affinity "
@@ -102,13 +111,15 @@ TrainSize = Annotated[
     _PosInt,
     typer.Option(
         "--size",
+        metavar="PX",
         min=8,
         max=defaults.MAX_SIZE,
         help=f"Crop side, a multiple of 8 (default {defaults.TRAIN_SIZE}; resumed: the run's).",
     ),
 ]
 TrainWidth = Annotated[
-    _PosInt, typer.Option("--width", min=1, help="Model base channels (default 32).")
+    _PosInt,
+    typer.Option("--width", metavar="CHANNELS", min=1, help="Model base channels (default 32)."),
 ]
 TrainDevice = device_option("Where to train (cuda:N: that GPU; under torchrun, cuda).")
 TrainWorkers = Annotated[
@@ -116,6 +127,7 @@ TrainWorkers = Annotated[
     typer.Option(
         "--workers",
         "-j",
+        metavar="N",
         min=0,
         max=defaults.MAX_WORKERS,
         help="Loader processes (0: inline; default: on a CPU 1 from 4 cores, else 0; on a GPU "
@@ -125,27 +137,48 @@ TrainWorkers = Annotated[
 TrainThreads = Annotated[
     _PosInt,
     typer.Option(
-        "--threads", min=1, max=defaults.MAX_WORKERS, help="CPU threads (default: cores/processes)."
+        "--threads",
+        metavar="N",
+        min=1,
+        max=defaults.MAX_WORKERS,
+        help="CPU threads (default: cores/processes).",
     ),
 ]
 TrainSeed = Annotated[
     _PosInt,
     typer.Option(
         "--seed",
+        metavar="N",
         help="Seeds init, order and crops, 0 to 2^32-1 (default 0; resumed: the run's).",
     ),
 ]
 TrainEvalEvery = Annotated[
     _PosInt,
-    typer.Option("--eval-every", min=1, help="Steps (default: each epoch; resumed: the run's)."),
+    typer.Option(
+        "--eval-every",
+        metavar="STEPS",
+        min=1,
+        help="Steps (default: each epoch; resumed: the run's).",
+    ),
 ]
 TrainCkptEvery = Annotated[
     _PosInt,
-    typer.Option("--ckpt-every", min=1, help="Steps (default: --eval-every; resumed: the run's)."),
+    typer.Option(
+        "--ckpt-every",
+        metavar="STEPS",
+        min=1,
+        help="Steps (default: --eval-every; resumed: the run's).",
+    ),
 ]
 TrainOut = Annotated[
     Path,
-    typer.Option("--out", "--output", "-o", help="Directory for last.pt, metrics.jsonl, HEAD.pt."),
+    typer.Option(
+        "--out",
+        "--output",
+        "-o",
+        metavar="DIR",
+        help="Directory for last.pt, metrics.jsonl, HEAD.pt.",
+    ),
 ]
 TrainResume = Annotated[bool, typer.Option("--resume", help="Continue from OUT/last.pt.")]
 TrainOverwrite = Annotated[
@@ -154,12 +187,17 @@ TrainOverwrite = Annotated[
 ]
 TrainInit = Annotated[
     Optional[Path],  # noqa: UP045
-    typer.Option("--init", help="Fine-tune: start from these weights (their architecture)."),
+    typer.Option(
+        "--init",
+        metavar="CHECKPOINT",
+        help="Fine-tune: start from these weights (their architecture).",
+    ),
 ]
 TrainHints = Annotated[
     bool,
     typer.Option(
         "--hints",
+        metavar="FILE|DIR",
         help="The model takes colour hints, simulated from the truth; with --init of a "
         "model without them, it starts as that model.",
     ),
@@ -176,7 +214,8 @@ TrainFreezeBn = Annotated[
 TrainHintLr = Annotated[
     Optional[float],  # noqa: UP045 - None: not given (--resume keeps it)
     typer.Option(
-        "--hint-lr",  # (no min=0: its help said [x>=0], and 0 is refused, > 0)
+        "--hint-lr",
+        metavar="LR",  # (no min=0: its help said [x>=0], and 0 is refused, > 0)
         help="Learning rate of the hint and affinity layers, > 0 (default 1e-3).",
         show_default=False,
     ),
@@ -185,6 +224,7 @@ TrainAffinity = Annotated[
     _PosInt,
     typer.Option(
         "--affinity",
+        metavar="CHANNELS",
         min=0,
         help="cls: learn the features that spread point hints (this many channels; twice "
         "the width starts from the decoder's own); with --init it trains them alone.",
