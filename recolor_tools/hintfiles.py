@@ -193,7 +193,9 @@ def match_hint_files(
     ``in/b.png`` and ``in/s/c.png`` are images not named, not layers), nor a JSON file there
     beside an image of its name (``in/b.json``, the hints of ``in/b.png``, not named). An input
     inside ``hint_dir`` (the hint folder above the input folder) takes the file beside it: ``predict
-    in/s --hints in/`` pairs ``in/s/c.jpg`` with ``in/s/c.json``.
+    in/s --hints in/`` pairs ``in/s/c.jpg`` with ``in/s/c.json``, and every image of ``in/`` that
+    it does not name is one not named, its JSON file too (a JSON file beside no image is still a
+    hint file for no input: a typo's).
 
     Returns
     -------
@@ -218,6 +220,8 @@ def match_hint_files(
     # a hint folder that is an input folder (JSON beside the images): its images are inputs
     inputs_there = {os.path.realpath(p) for p in paths if p != "-" and "\0" not in p}
     beside = {os.path.dirname(p) for p in inputs_there}  # an image there is one not named
+    if any(p.startswith(top + os.sep) for p in inputs_there):  # (the hint folder above the
+        beside.add(top)  # input folder, `in/s --hints in/`: in/b.png is an image not named)
     if palette is not None and "\0" not in palette and os.path.isfile(palette):
         inputs_there.add(os.path.realpath(palette))  # (reported as a hint file for no input)
     stems: dict[Path, set[str]] = {}
@@ -227,7 +231,9 @@ def match_hint_files(
         k = f.relative_to(hint_dir).with_suffix("").as_posix()
         if k not in by_key:
             folders = f.relative_to(hint_dir).parents  # the file's folder, up to hint_dir
-            if any(os.path.realpath(hint_dir / d) in beside for d in folders) and (
+            if (
+                top in beside or any(os.path.realpath(hint_dir / d) in beside for d in folders)
+            ) and (
                 f.suffix.lower() != ".json" or _image_beside(f, stems)
             ):  # `predict in/a*.png --hints in/`: in/b.png, in/s/c.png are no layers, and
                 continue  # in/b.json is b.png's, not named (a typo's JSON matches no image)

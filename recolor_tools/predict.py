@@ -279,8 +279,9 @@ def compose(
 ) -> np.ndarray:
     """Step 3: join the a/b to the full-resolution L and convert to sRGB, in strips.
 
-    a/b are upsampled (:func:`upsample_ab`), scaled by ``saturation``, and every hint point's
-    own square gets the hint's a/b exactly (so a hint holds whatever the model chose).
+    a/b are upsampled (:func:`upsample_ab`), every hint point's own square gets the hint's a/b
+    exactly (so a hint holds whatever the model chose), and all are scaled by ``saturation``
+    (hinted squares too: unscaled, they stood out of what they spread to as dots).
 
     Returns
     -------
@@ -295,10 +296,10 @@ def compose(
         lab = np.empty((b - a, W, 3), np.float32)
         lab[:, :, 0] = L[a:b]
         lab[:, :, 1:] = upsample_ab(pred.ab, pred.hw, stride, (H, W), (a, b))
+        if hints is not None:  # before the scale: a hinted square scaled as what it spread to
+            hints.paste(lab[:, :, 1:], a)
         if saturation != 1:
             lab[:, :, 1:] *= np.float32(saturation)
-        if hints is not None:
-            hints.paste(lab[:, :, 1:], a)
         out[a:b] = lab_to_rgb_as(lab, dtype)
     return out
 
@@ -404,32 +405,37 @@ class Predictor:
         model, ckpt = checkpoints.load_checkpoint(weights, head, device, advice)
         return cls(model, ckpt, device=device, **kwargs)
 
-    def check_hints(self, given: bool, palette: bool = False, steered: bool = False) -> None:
+    def check_hints(
+        self, given: bool, palette: bool = False, steered: bool = False, fix: str = "--head cls"
+    ) -> None:
         """Raise :class:`RecolorError` if hints are ``given`` (a ``palette`` among them, or a
         strength or spread that ``steered`` them) to a model that cannot take them: a reg model
         takes point hints only as input (trained with ``--hints``), never a palette (a
-        colour-class histogram), and nothing spreads them but the network."""
+        colour-class histogram), and nothing spreads them but the network. ``fix``: what the
+        message says to use instead (the CLI's "a cls checkpoint" where --weights named one)."""
         config = self.model.config
         if given and config.head != "cls" and not config.hints:
             raise RecolorError(
                 "colour hints and palettes need the cls head (its class distribution is what "
-                "they steer); the reg head predicts one colour per pixel: use --head cls"
+                f"they steer); the reg head predicts one colour per pixel: use {fix}"
             )
         if palette and config.head != "cls":
             raise RecolorError(
                 "a palette needs the cls head (a colour-class histogram steers its class "
-                "distribution); this reg model takes point hints only: use --head cls"
+                f"distribution); this reg model takes point hints only: use {fix}"
             )
         if steered and given and config.head != "cls":  # they were ignored, unsaid
             raise RecolorError(
                 "--hint-strength and --hint-spread steer the cls head's class distribution; "
-                "this reg model takes point hints as its input: drop them or use --head cls"
+                f"this reg model takes point hints as its input: drop them or use {fix}"
             )
 
-    def check_suggest(self) -> None:
+    def check_suggest(self, fix: str = "--head cls") -> None:
         """Raise :class:`RecolorError` if this model has no class distribution to suggest from."""
         if self.model.config.head != "cls":
-            raise RecolorError("--suggest needs the cls head (reg has no class distribution)")
+            raise RecolorError(
+                f"--suggest needs the cls head (reg has no class distribution): use {fix}"
+            )
 
     def check_given(self, hints: Hints | None) -> None:
         """:meth:`check_hints` for these ``hints`` (None: none)."""

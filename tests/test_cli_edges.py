@@ -593,7 +593,12 @@ def test_a_thread_the_system_refuses_is_said_as_its_limit_not_an_internal_error(
     def refused(self):
         raise RuntimeError("can't start new thread")  # CPython's own words
 
+    from recolor_tools.quant import jit
+
     monkeypatch.setattr(threading.Thread, "start", refused)
+    # (a pool that an earlier test in this process started needs no new thread: quantize
+    # passed after test_hint_model's tests)
+    monkeypatch.setattr(jit, "_pool", None)
     assert main(["rebalance-stats", str(pics / "rand.png"), str(pics / "t.png"), "-j", "2"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "internal error" not in err, err

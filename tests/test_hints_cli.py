@@ -73,6 +73,22 @@ def test_every_hint_form_holds_at_its_pixels(tmp_path, weights, auto):
     )
 
 
+def test_saturation_scales_the_hinted_pixels_too(tmp_path, weights, auto):
+    """The hinted squares were pasted after --saturation's scale: at 0 a gray image with a red
+    dot at each hint, at 2 each hint a duller dot inside the region it had spread to."""
+    src = auto[0]
+    flags = [f"--hint={x},{y}=#8a6a6a" for x, y in POINTS]  # (doubled, within the gamut)
+    for s in ("0", "2"):
+        run(["predict", src, "-w", weights["cls"], *flags, "--saturation", s, "-o",
+             tmp_path / f"s{s}.png"], check_rc=0)  # fmt: skip
+    gray = lab(read_rgb_u8(tmp_path / "s0.png"))
+    assert np.abs(gray[:, :, 1:]).max() < 1.0  # (8-bit rounding)
+    run(["predict", src, "-w", weights["cls"], *flags, "-o", tmp_path / "s1.png"], check_rc=0)
+    one, two = lab(read_rgb_u8(tmp_path / "s1.png")), lab(read_rgb_u8(tmp_path / "s2.png"))
+    for x, y in POINTS:  # the hint's chroma doubled, where the gamut holds it
+        assert np.hypot(*two[y, x, 1:]) > 1.5 * np.hypot(*one[y, x, 1:]), (x, y)
+
+
 def test_a_one_pixel_hint_holds_in_jpeg_output(tmp_path, weights):
     """JPEG outputs keep the chroma at full resolution (4:4:4) from quality 90, as ImageMagick
     does: 4:2:0 averaged a one-pixel hint of a colour unlike its neighbours' with them (on the
@@ -448,7 +464,7 @@ def test_bad_hint_options_give_one_line(tmp_path, weights, image, args, rc, matc
     [
         ("nan,1", "coordinate 'nan' is not a number"),
         (",", "coordinate '' is not a number"),
-        ("1,2,3", "coordinate '2,3' is not a number"),
+        ("1,2,3", "not X,Y"),  # (it said "coordinate '2,3' is not a number")
         ("7", "not X,Y"),
     ],
 )
@@ -468,9 +484,22 @@ def test_suggest_needs_the_cls_head_a_usage_error(weights, image):
     p = run(["predict", src, src, "-w", weights["reg"], "--suggest", "1,1"])  # said per image
     assert p.returncode == 2 and p.stdout == b"", p.stderr
     assert p.stderr.decode() == (
-        "recolor predict: --suggest needs the cls head (reg has no class distribution) "
-        "(see recolor predict -h)\n"
+        "recolor predict: --suggest needs the cls head (reg has no class distribution): use a "
+        "cls checkpoint (-w) (see recolor predict -h)\n"
+    )  # (it said "use --head cls", which then refused -w's reg checkpoint)
+
+
+def test_suggest_refuses_what_shapes_a_written_image(weights, image):
+    """They were ignored, unsaid (-o was refused): --saturation 2 printed unscaled colours."""
+    src, _ = image
+    base = ["predict", src, "-w", weights["cls"], "--suggest", "1,1"]
+    p = run([*base, "--saturation", "2", "-f", "png", "-T", "0.1", "--strip"])
+    assert (p.returncode, p.stdout) == (2, b"")
+    assert p.stderr.decode() == (
+        "recolor predict: --suggest prints colours and writes no image: drop -f/--format, "
+        "--strip, --saturation, -T/--temperature (see recolor predict -h)\n"
     )
+    assert run([*base, "--saturation", "1"], check_rc=0).stdout.count(b"\t1,1\t") >= 1
 
 
 def test_temperature_for_the_reg_head_a_usage_error(weights, auto, tmp_path):
@@ -481,7 +510,7 @@ def test_temperature_for_the_reg_head_a_usage_error(weights, auto, tmp_path):
     assert p.returncode == 2 and not (tmp_path / "r.png").exists()
     assert p.stderr.decode() == (
         "recolor predict: -T/--temperature is the cls head's annealed mean; the reg head "
-        "predicts a/b directly: drop it or use --head cls (see recolor predict -h)\n"
+        "predicts a/b directly: drop it or use a cls checkpoint (-w) (see recolor predict -h)\n"
     )
     run(["predict", src, "-w", weights["reg"], "-o", tmp_path / "r.png"], check_rc=0)
     # a rerun with every output there loads no model, but -T is checked as hints are

@@ -238,8 +238,14 @@ def predict(
         args, everything, roots, guides = _predict_inputs(tool, inputs, hints, palette)
         common.single_outputs(tool, {}, [*everything, *guides], stdout=True)  # paths: >> input
         router, ext, paths, refused = None, None, everything, []
-        if suggest and output is not None:
-            tool.usage("--suggest prints colours and writes no image: drop -o")
+        if suggest:  # what shapes a written image only was ignored, unsaid (-o refused)
+            given = {"-o": output is not None, "-f/--format": fmt is not None,
+                     "--depth": depth is not None, "--quality": quality is not None,
+                     "--keep-profile": keep_profile, "--strip": strip,
+                     "--skip-existing": skip_existing, "--saturation": saturation != 1,
+                     "-T/--temperature": temperature is not None}  # fmt: skip
+            if drop := [flag for flag, on in given.items() if on]:
+                tool.usage(f"--suggest prints colours and writes no image: drop {', '.join(drop)}")
         points = _suggest_points(tool, suggest or [])  # before any work, as other options
         if not suggest:
             router, ext, paths, refused = _predict_outputs(
@@ -314,15 +320,16 @@ def _load_predictor(
         torch.set_num_threads(threads)
     guided, palette, steered, suggest, tempered = asks
     loaded = Predictor.load(weights, head, "; use --head {head} or other weights", **settings)
+    fix = "--head cls" if weights is None else "a cls checkpoint (-w)"  # (--head cls: refused)
     try:
-        loaded.check_hints(guided, palette=palette, steered=steered)
+        loaded.check_hints(guided, palette=palette, steered=steered, fix=fix)
         if suggest:
-            loaded.check_suggest()
+            loaded.check_suggest(fix)
     except RecolorError as e:
         tool.usage(e.reason)
     if tempered and loaded.model.config.head != "cls":  # it was ignored, unsaid
         tool.usage("-T/--temperature is the cls head's annealed mean; the reg head predicts a/b "
-                   "directly: drop it or use --head cls")  # fmt: skip
+                   f"directly: drop it or use {fix}")  # fmt: skip
     return loaded
 
 
@@ -509,14 +516,14 @@ def _suggest_points(tool: Tool, where: list[str]) -> list[tuple[str, str]]:
 
     points = []
     for w in where:
-        x, sep, y = w.partition(",")
+        xy = w.split(",")  # ('1,1,1' said "coordinate '1,1' is not a number")
         try:
-            if not sep:
+            if len(xy) != 2:
                 raise ValueError("not X,Y")
-            parse_points([(x, y)])
+            parse_points([(xy[0], xy[1])])
         except ValueError as e:
             tool.usage(f"--suggest {w!r}: {e}")
-        points.append((x, y))
+        points.append((xy[0], xy[1]))
     return points
 
 
