@@ -112,6 +112,9 @@ def make_checkpoint(
             reason = _rebalance_problem(rebalance, config.num_classes)
             if reason:
                 raise ValueError(reason)
+            if rebalance.get("weights") is not None and rebalance.get("lam", 1) < 1:
+                rebalance.pop("prior", None)  # derived again on reading (a resumed run's
+                # checkpoints held the prior that read_checkpoint had put in)
     stored_config = dataclasses.asdict(config)
     del stored_config["num_classes"]  # len(classes)
     ckpt = {
@@ -248,13 +251,20 @@ def save_checkpoint(path: str | Path, ckpt: dict[str, Any], keep_previous: bool 
                 # a signal between this rename and atomic_open's left no last.pt: it ends the
                 # run once both are done (not while a write or an open blocks)
                 renaming.enter_context(process.signals_deferred())
-                os.replace(path, previous_path(path))
+                os.replace(_followed(path), previous_path(path))  # (the link itself moved
+                # away: no last.pt, and the new checkpoint written over the previous one)
 
 
 def previous_path(path: str | Path) -> Path:
-    """Where :func:`save_checkpoint` keeps the previous file: ``last.pt`` -> ``last.prev.pt``."""
-    path = Path(path)
+    """Where :func:`save_checkpoint` keeps the previous file: ``last.pt`` -> ``last.prev.pt``;
+    beside the file that a link ``last.pt`` leads to, named after it (the link is kept)."""
+    path = _followed(Path(path))
     return path.with_name(f"{path.stem}.prev{path.suffix}")
+
+
+def _followed(path: Path) -> Path:
+    """``path``, or where it leads if it is a symbolic link (dangling or not)."""
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
 
 
 def check_head(ckpt: dict[str, Any], head: str | None, path: str | Path, advice: str = "") -> None:

@@ -229,8 +229,9 @@ def read_start(cfg: TrainConfig, d: Dist) -> tuple[dict | None, dict | None]:
         if "train_state" not in resumed:
             raise RecolorError("checkpoint has no training state to resume from", path)
         ts = resumed["train_state"]  # (a damaged one: an internal error when it was restored)
-        if not isinstance(ts, dict) or not {"optimizer", "scheduler", "rng"} <= ts.keys():
-            raise RecolorError("broken checkpoint: its training state lacks the optimiser's", path)
+        lacks = {"optimizer", "scheduler", "rng"} - (ts.keys() if isinstance(ts, dict) else set())
+        if lacks:  # (it said "the optimiser's" whichever was missing)
+            raise RecolorError(f"broken checkpoint: its training state has no {min(lacks)!r}", path)
         checkpoints.model_of(resumed, path)  # weights that fit and are finite, before any work
     init = None if cfg.init is None else checkpoints.read_checkpoint(cfg.init)
     if init is not None:  # the other head's checkpoint said with advice, as predict says it

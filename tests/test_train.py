@@ -295,16 +295,18 @@ def test_the_logged_rate_leaves_the_checkpoints_write_out(data, tmp_path, monkey
 
 
 def test_a_damaged_training_state_is_one_line_naming_last_pt(data, tmp_path, capsys):
-    """A train_state that is no mapping, or lacks the optimiser's, was an internal error."""
+    """A train_state that is no mapping, or lacks the optimiser's, was an internal error (and
+    one without its RNG state was said to lack the optimiser's)."""
     out = train(config(data, tmp_path / "r", steps=1, ckpt_every=1)).parent
     last = out / "last.pt"
     ckpt = torch.load(last, weights_only=True)
-    for damaged in ("x", {}):
+    no_rng = {k: v for k, v in ckpt["train_state"].items() if k != "rng"}
+    for damaged, lacks in (("x", "optimizer"), ({}, "optimizer"), (no_rng, "rng")):
         torch.save({**ckpt, "train_state": damaged}, last)
         (out / "last.prev.pt").unlink(missing_ok=True)  # (else the run resumes from that one)
         rc, _, err = cli(["--resume", "-o", out, "--steps", 2, "-q"], capsys)
         assert (rc, err) == (1, f"recolor train: {last}: broken checkpoint: its training state "
-                                "lacks the optimiser's\n")  # fmt: skip
+                                f"has no {lacks!r}\n")  # fmt: skip
 
 
 def test_a_resumed_run_keeps_its_settings(data, tmp_path, capsys):

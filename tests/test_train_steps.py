@@ -4,6 +4,8 @@ last.pt cut short falls back to last.prev.pt)."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -205,8 +207,25 @@ def test_checkpoint_records_the_encoding_and_not_what_derives(tmp_path):
     model, got = checkpoints.load_checkpoint(path, "cls")
     assert got["head"] == "cls" and got["config"]["num_classes"] == len(CLASSES)
     assert model.config.num_classes == len(CLASSES)
+    # a checkpoint made again from one read (a resumed run's, an --init run's): the prior
+    # that reading derived was stored
+    again = checkpoints.make_checkpoint(
+        small("cls"), classes=CLASSES, grid=10, rebalance=got["rebalance"], k=3
+    )
+    assert "prior" in got["rebalance"] and "prior" not in again["rebalance"]
     checkpoints.save_checkpoint(path, checkpoints.make_checkpoint(small("reg")))
     assert checkpoints.read_checkpoint(path, head="reg")["encoding"] is None
+
+
+def test_a_fifo_among_the_files_a_run_writes_is_refused_before_any_work(images, tmp_path):
+    """A FIFO as metrics.jsonl (or last.pt, cls.pt): the run trained, then waited for good on
+    a reader to write into it."""
+    out = tmp_path / "r"
+    out.mkdir()
+    os.mkfifo(out / "metrics.jsonl")
+    with pytest.raises(RecolorError, match="is not a regular file"):
+        train(config(images, out, steps=1))
+    assert os.listdir(out) == ["metrics.jsonl"]
 
 
 def test_version_1_checkpoints_still_load(tmp_path):
@@ -248,6 +267,24 @@ def test_save_keeps_the_previous_and_a_failed_write_changes_nothing(tmp_path):
     assert checkpoints.read_checkpoint(path)["step"] == 2
     assert checkpoints.read_checkpoint(tmp_path / "last.prev.pt")["step"] == 1
     assert {p.name for p in tmp_path.iterdir()} == {"last.pt", "last.prev.pt"}  # no temp file
+
+
+def test_a_linked_last_pt_stays_a_link_with_the_previous_beside_its_target(tmp_path):
+    """The link itself was renamed to last.prev.pt and the new checkpoint written into its
+    target: no last.pt after the save, and the previous checkpoint gone."""
+    (tmp_path / "big").mkdir()
+    (tmp_path / "out").mkdir()
+    real, link = tmp_path / "big" / "run.pt", tmp_path / "out" / "last.pt"
+    checkpoints.save_checkpoint(real, checkpoints.make_checkpoint(small("reg"), step=1))
+    link.symlink_to(real)
+    for step in (2, 3):
+        ckpt = checkpoints.make_checkpoint(small("reg"), step=step)
+        checkpoints.save_checkpoint(link, ckpt, keep_previous=True)
+        assert link.is_symlink() and checkpoints.read_checkpoint(link)["step"] == step
+        prev = checkpoints.previous_path(link)
+        assert prev == tmp_path / "big" / "run.prev.pt"  # (on the target's disk)
+        assert checkpoints.read_checkpoint(prev)["step"] == step - 1
+    assert sorted(os.listdir(tmp_path / "out")) == ["last.pt"]
 
 
 @pytest.fixture(scope="module")
