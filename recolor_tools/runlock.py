@@ -34,7 +34,8 @@ def hold_out(cfg: TrainConfig, d: Dist) -> Iterator[None]:
     Raises
     ------
     RecolorError
-        OUT is held by another run, is no directory, or cannot be created.
+        OUT is held by another run, is no directory, cannot be created, or takes no file (a
+        read-only mount).
     """
     if not d.main:
         yield
@@ -60,6 +61,7 @@ def hold_out(cfg: TrainConfig, d: Dist) -> Iterator[None]:
         except OSError:  # no locks there (some network filesystems)
             pass
         held = True
+        _check_writable(cfg.out)
         yield
     finally:
         os.close(fd)
@@ -68,6 +70,19 @@ def hold_out(cfg: TrainConfig, d: Dist) -> Iterator[None]:
         with contextlib.suppress(OSError):
             for p in created if held else ():
                 p.rmdir()  # only if empty: a run's files stop it
+
+
+def _check_writable(out: Path) -> None:
+    """Raise :class:`RecolorError` unless a file can be made in ``out``: a read-only mount was
+    found at the run's first write, after a cls run had counted its class statistics."""
+    import tempfile
+
+    try:
+        fd, name = tempfile.mkstemp(prefix=".recolor-train-", dir=out)
+    except OSError as e:
+        raise RecolorError(f"cannot write there ({os_reason(e)})", out) from None
+    os.close(fd)
+    os.unlink(name)
 
 
 def out_held_elsewhere(out: Path) -> bool:

@@ -217,6 +217,30 @@ def test_checkpoint_records_the_encoding_and_not_what_derives(tmp_path):
     assert checkpoints.read_checkpoint(path, head="reg")["encoding"] is None
 
 
+def test_an_out_that_takes_no_file_is_refused_before_any_work(images, tmp_path, monkeypatch):
+    """A read-only mount was found when metrics.jsonl was first written, after the model was
+    built and a cls run's class statistics counted (minutes over a large set); now as OUT is
+    taken (here the kernel's EROFS by hand: root writes anywhere)."""
+    import errno
+
+    out = tmp_path / "ro"
+    real_open = os.open
+
+    def refuse(path, flags, *args, **kw):
+        if flags & os.O_CREAT and os.path.dirname(os.path.abspath(path)) == str(out):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), path)
+        return real_open(path, flags, *args, **kw)
+
+    monkeypatch.setattr(os, "open", refuse)
+    with pytest.raises(RecolorError) as e:
+        train(config(images, out, steps=50, eval_every=50))
+    assert (e.value.path, e.value.reason) == (
+        str(out),
+        "cannot write there (read-only file system)",
+    )
+    assert not out.exists()  # (made for the run, removed again)
+
+
 def test_a_fifo_among_the_files_a_run_writes_is_refused_before_any_work(images, tmp_path):
     """A FIFO as metrics.jsonl (or last.pt, cls.pt): the run trained, then waited for good on
     a reader to write into it."""
