@@ -210,11 +210,6 @@ class TrainConfig:
                 raise RecolorError(
                     "is a directory (this run writes or removes a file there)", self.out / n
                 )
-            if (self.out / n).exists() and not (self.out / n).is_file():  # a FIFO: the run
-                raise RecolorError(  # trained, then waited for good on a reader to write to
-                    "is not a regular file (this run writes or removes a file there)",
-                    self.out / n,
-                )
 
     def written(self) -> tuple[str, ...]:
         """The names of the files a run writes (or removes, --overwrite) in OUT: the statistics

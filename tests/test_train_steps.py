@@ -241,17 +241,6 @@ def test_an_out_that_takes_no_file_is_refused_before_any_work(images, tmp_path, 
     assert not out.exists()  # (made for the run, removed again)
 
 
-def test_a_fifo_among_the_files_a_run_writes_is_refused_before_any_work(images, tmp_path):
-    """A FIFO as metrics.jsonl (or last.pt, cls.pt): the run trained, then waited for good on
-    a reader to write into it."""
-    out = tmp_path / "r"
-    out.mkdir()
-    os.mkfifo(out / "metrics.jsonl")
-    with pytest.raises(RecolorError, match="is not a regular file"):
-        train(config(images, out, steps=1))
-    assert os.listdir(out) == ["metrics.jsonl"]
-
-
 def test_version_1_checkpoints_still_load(tmp_path):
     """Version 1 stored the head and Q twice and no encoding (it trained with the defaults)."""
     v1 = checkpoints.make_checkpoint(small("cls"), classes=CLASSES, grid=10)
