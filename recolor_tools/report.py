@@ -252,14 +252,18 @@ def format_csv(results: Sequence[tuple[str, dict[str, float]]]) -> str:
     import io
 
     keys = [k for k in METRIC_KEYS if _reported(k, results)]
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["name", *keys])
     mean = mean_metrics([r for _, r in results])
     named = [(_image_name(name), r) for name, r in results]
-    for name, r in [*named, *([("mean", mean)] if results else [])]:
-        writer.writerow([name, *(repr(float(r[k])) for k in keys)])
-    return buf.getvalue()
+    rows = [[name, *(repr(float(r[k])) for k in keys)]
+            for name, r in [*named, *([("mean", mean)] if results else [])]]  # fmt: skip
+    lines = []
+    for row in [["name", *keys], *rows]:
+        # written to end "\r\n", for csv to quote a name's lone "\r" too (with "\n" it was
+        # written bare, and a reader split that row in two); the line then ends "\n" as before
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\r\n").writerow(row)
+        lines.append(buf.getvalue()[:-2] + "\n")
+    return "".join(lines)
 
 
 def format_json(results: Sequence[tuple[str, dict[str, float]]]) -> str:

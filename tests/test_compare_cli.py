@@ -163,6 +163,59 @@ def test_an_image_named_mean_is_not_the_mean_row(tmp_path):
     assert [i["name"] for i in doc["images"]] == ["mean", "z"]
 
 
+def test_a_carriage_return_in_a_name_is_quoted_in_csv(tmp_path):
+    """csv quoted names holding "\n", "," or '"', not a lone "\r": a reader split that row."""
+    for name in ("a\rb", "c\r\nd", "e,f"):
+        save(tmp_path / "p" / f"{name}.png", pattern())
+        save(tmp_path / "t" / f"{name}.png", pattern()[::-1])
+    out = run_recolor(["compare", tmp_path / "p", tmp_path / "t", "--csv"], check_rc=0).stdout
+    rows = list(csv.reader(io.StringIO(out.decode(), newline="")))
+    assert [r[0] for r in rows] == ["name", "a\rb", "c\r\nd", "e,f", "mean"]
+    assert out.endswith(b"\n") and b"\r\n" not in out.replace(b"c\r\nd", b"")
+
+
+def _no_dac(args: list, cwd: Path) -> subprocess.CompletedProcess:
+    """``recolor ARGS`` as a user that the file modes hold (root without the capabilities that
+    pass them by: ``setpriv``)."""
+    from conftest import RECOLOR, ROOT
+
+    drop = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+    if os.geteuid() == 0 and subprocess.run([*drop, "true"], check=False).returncode:
+        pytest.skip("root, and setpriv cannot drop the capabilities here")
+    cmd = [*(drop if os.geteuid() == 0 else []), *RECOLOR, *map(str, args)]
+    env = {**os.environ, "NO_COLOR": "1", "PYTHONPATH": str(ROOT)}
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, env=env)
+
+
+def test_an_unreadable_file_or_folder_is_the_line_every_tool_gives(tmp_path):
+    """click's check of a Path parameter made an unreadable PRED, TRUTH or --stats a usage
+    error ("Invalid value for 'PRED': Path ... is not readable", exit 2), as quantize --classes
+    and predict --weights; an unreadable subfolder was paired as a file ("p/locked: no ground
+    truth of that name", and its truths "no prediction of that name")."""
+    for side in ("p", "t"):
+        for name in ("k1", "locked/k2"):
+            save(tmp_path / side / f"{name}.png", pattern())
+    (tmp_path / "secret").write_bytes(b"")
+    (tmp_path / "secret").chmod(0)
+    (tmp_path / "p" / "locked").chmod(0)
+    try:
+        cases = [
+            (["compare", "p", "t"], "p/locked"),
+            (["compare", "secret", "t/k1.png"], "secret"),
+            (["compare", "t/k1.png", "secret"], "secret"),
+            (["compare", "p/k1.png", "t/k1.png", "--stats", "secret"], "secret"),
+            (["quantize", "t/k1.png", "--classes", "secret", "-o", "q/"], "secret"),
+            (["predict", "t/k1.png", "--weights", "secret", "-o", "r/"], "secret"),
+        ]
+        for args, named in cases:
+            p = _no_dac(args, tmp_path)
+            assert (p.returncode, p.stderr.decode()) == (
+                1, f"recolor {args[0]}: {named}: permission denied\n"
+            ), args  # fmt: skip
+    finally:
+        (tmp_path / "p" / "locked").chmod(0o755)
+
+
 def test_output_extension_says_the_format_as_images_do(dirs, tmp_path):
     """-o r.json wrote the text table into it (and --csv -o r.json CSV), where every other
     tool's -o FILE takes the format from the extension. (Exit 1: the fixture's unpaired

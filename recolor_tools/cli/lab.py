@@ -141,6 +141,7 @@ ClassesOpt = Annotated[
     typer.Option(
         "--classes",
         metavar="FILE",
+        readable=False,
         help="Class set file, or a rebalance-stats file (its classes; '-': stdin); default: the "
         "sRGB gamut grid.",
     ),

@@ -45,6 +45,7 @@ PredictWeights = Annotated[
         "--weights",
         "-w",
         metavar="CHECKPOINT",
+        readable=False,
         help="Checkpoint (default: the shipped weights for --head).",
     ),
 ]

@@ -27,16 +27,23 @@ from .common import (
 @app.command("compare", short_help="Score predictions against ground truth.")
 def compare(
     pred: Annotated[
-        Path, typer.Argument(metavar="PRED", help="Predicted image, or a directory of them.")
+        Path,
+        typer.Argument(
+            metavar="PRED", readable=False, help="Predicted image, or a directory of them."
+        ),
     ],
     truth: Annotated[
-        Path, typer.Argument(metavar="TRUTH", help="Ground truth image, or a directory of them.")
+        Path,
+        typer.Argument(
+            metavar="TRUTH", readable=False, help="Ground truth image, or a directory of them."
+        ),
     ],
     stats: Annotated[
         Optional[Path],  # noqa: UP045
         typer.Option(
             "--stats",
             metavar="FILE",
+            readable=False,
             help="rebalance-stats.npz ('-': stdin): adds the class-rebalanced AuC.",
         ),
     ] = None,
@@ -186,18 +193,27 @@ def _compare_pairs(
         tool.usage("PRED and TRUTH must both be files or both be directories")
     if not os.path.isdir(pred):  # named by the truth; stdin "stdin", as in every tool
         return [(Path(input_name(str(truth))).stem, pred, truth)]
-    files = [expand_inputs([str(d)]) for d in (pred, truth)]
-    empty = [d for d, found in zip((pred, truth), files, strict=True) if found == [str(d)]]
-    for d in empty:  # kept by expand_inputs for its reader to report, as every tool does
+    sides = (pred, truth)
+    files = [expand_inputs([str(d)]) for d in sides]
+    # folders it could not list, kept by expand_inputs for their reader to report, as every
+    # tool does (a subfolder was paired as a file: "no ground truth of that name")
+    unread = [[f for f in found if os.path.isdir(f)] for found in files]
+    for d in (d for folders in unread for d in folders):
         with tool.guard(d):
             open_binary(d).close()
-    if empty:  # the other folder's files would each be reported as having no partner
-        tool.exit()
+    if any(str(d) in folders for d, folders in zip(sides, unread, strict=True)):
+        tool.exit()  # the other folder's files would each be reported as having no partner
+    files = [[f for f in found if f not in skip] for found, skip in zip(files, unread, strict=True)]
+    gone = [os.path.relpath(d, s) + os.sep for s, ds in zip(sides, unread, strict=True) for d in ds]
     pairs, problems = pair_by_stem(*files, pred, truth)
     mine = real_path(montage) if montage is not None else None
     for err in problems:
         # an earlier run's figure, with no partner: no line (one that pairs is an input, which
-        # the montage must not overwrite: refused with the other outputs)
+        # the montage must not overwrite: refused with the other outputs); nor a file whose
+        # partner is in a folder said unreadable
+        below = (os.path.relpath(err.path, side) for side in sides)
+        if any(r.startswith(g) for r in below for g in gone):
+            continue
         if mine is None or real_path(err.path) != mine:
             tool.fail(err)
     return pairs

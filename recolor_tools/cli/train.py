@@ -52,7 +52,10 @@ TrainVal = Annotated[
 TrainStats = Annotated[
     Optional[Path],  # noqa: UP045
     typer.Option(
-        "--stats", metavar="FILE", help="Rebalancing stats (cls); default: computed from DATA."
+        "--stats",
+        metavar="FILE",
+        readable=False,
+        help="Rebalancing stats (cls); default: computed from DATA.",
     ),
 ]
 TrainClasses = Annotated[
@@ -60,6 +63,7 @@ TrainClasses = Annotated[
     typer.Option(
         "--classes",
         metavar="FILE",
+        readable=False,
         help="Class set file, or a rebalance-stats file (its classes) (cls); default: the sRGB "
         "gamut grid.",
     ),
@@ -177,6 +181,7 @@ TrainOut = Annotated[
         "--output",
         "-o",
         metavar="DIR",
+        readable=False,
         help="Directory for last.pt, metrics.jsonl, HEAD.pt.",
     ),
 ]
@@ -190,6 +195,7 @@ TrainInit = Annotated[
     typer.Option(
         "--init",
         metavar="CHECKPOINT",
+        readable=False,
         help="Fine-tune: start from these weights (their architecture).",
     ),
 ]
