@@ -8,6 +8,7 @@ import json
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -174,15 +175,28 @@ def test_a_carriage_return_in_a_name_is_quoted_in_csv(tmp_path):
     assert out.endswith(b"\n") and b"\r\n" not in out.replace(b"c\r\nd", b"")
 
 
+def test_a_report_named_as_an_image_is_a_usage_error(tmp_path):
+    """-o report.png wrote the text table into it; the next compare of that folder found a
+    .png that is no image."""
+    a = save(tmp_path / "a.png", pattern())
+    r = run(a, a, "-o", tmp_path / "r.PNG")
+    assert (r.returncode, r.stderr) == (
+        2, f"recolor compare: -o {tmp_path / 'r.PNG'}: compare writes a report, not a png image "
+        "(--montage draws one) (see recolor compare -h)\n"
+    )  # fmt: skip
+    assert not (tmp_path / "r.PNG").exists()
+
+
 def _no_dac(args: list, cwd: Path) -> subprocess.CompletedProcess:
     """``recolor ARGS`` as a user that the file modes hold (root without the capabilities that
     pass them by: ``setpriv``)."""
     from conftest import RECOLOR, ROOT
 
     drop = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
-    if os.geteuid() == 0 and subprocess.run([*drop, "true"], check=False).returncode:
+    root = os.geteuid() == 0
+    if root and (not shutil.which("setpriv") or subprocess.run([*drop, "true"]).returncode):
         pytest.skip("root, and setpriv cannot drop the capabilities here")
-    cmd = [*(drop if os.geteuid() == 0 else []), *RECOLOR, *map(str, args)]
+    cmd = [*(drop if root else []), *RECOLOR, *map(str, args)]
     env = {**os.environ, "NO_COLOR": "1", "PYTHONPATH": str(ROOT)}
     return subprocess.run(cmd, cwd=cwd, capture_output=True, env=env)
 

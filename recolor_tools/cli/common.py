@@ -284,19 +284,27 @@ class Tool:
             self.exit()
         return sys.stdout
 
+    def no_image_named(self, output: str | None, writes: str, advice: str) -> None:
+        """A usage error for ``-o x.png`` from a tool that ``writes`` no image (records, a
+        report): named as one, the next tool reads it as a broken image. A folder or a device
+        of that name is written to as ever."""
+        from ..imagehead import IMAGE_EXTS, OTHER_IMAGE_EXTS
+
+        own = file_suffix(output).lower()
+        if output is None or own not in (*IMAGE_EXTS, *OTHER_IMAGE_EXTS):
+            return
+        if not os.path.isdir(output) and not written_in_place(output):
+            a = "an" if own[1] in "aeiou" else "a"
+            self.usage(f"-o {printable(output)}: {self.name} writes {writes}, not {a} "
+                       f"{own[1:]} image ({advice})")  # fmt: skip
+
     def outputs(self, output: str | None, inputs: list[str], suffix, count: int = 0, **kw):
         """The output router of this run (see :mod:`recolor_tools.outputs`); ``count`` inputs
         known in advance that cannot all fit the output are a usage error (exit 2)."""
-        from ..imagehead import IMAGE_EXTS, OTHER_IMAGE_EXTS
         from ..outputs import Outputs, OutputUsage
 
-        own = file_suffix(output).lower()
-        # (the image tools refuse -o x.lab likewise: a record stream named .png misleads)
-        named_image = suffix in _RECORD_FILES and own in (*IMAGE_EXTS, *OTHER_IMAGE_EXTS)
-        if named_image and not os.path.isdir(output) and not written_in_place(output):
-            a = "an" if own[1] in "aeiou" else "a"
-            self.usage(f"-o {printable(output)}: {self.name} writes records, not {a} {own[1:]} "
-                       f"image (name a {suffix} file or a folder)")  # fmt: skip
+        if suffix in _RECORD_FILES:  # (the image tools refuse -o x.lab likewise)
+            self.no_image_named(output, "records", f"name a {suffix} file or a folder")
         router = Outputs(output, inputs, suffix, self.binary_stdout, **kw)
         try:
             router.check_count(count)

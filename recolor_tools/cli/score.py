@@ -90,6 +90,7 @@ def compare(
     output = None if output == "-" else output  # stdout: text, a terminal's too (not "binary")
     if as_json and as_csv:
         tool.usage("--json and --csv exclude each other")
+    tool.no_image_named(output, "a report", "--montage draws one")  # (text in a .png)
     as_json, as_csv = _report_format(tool, output, as_json, as_csv)
     image_file(tool, montage, "--montage")
     one_file(tool, output, "-o", "a report file")
