@@ -294,6 +294,11 @@ def test_a_record_stream_named_as_an_image_is_a_usage_error(tmp_path):
     with fifo_read_whole(tmp_path / "f.png") as got:
         run(["to-lab", src, "-o", "f.png"], cwd=tmp_path, check_rc=0)
     assert got[0][:4] == records.MAGIC
+    p = run(["rebalance-stats", src, "-o", "s.webp"], cwd=tmp_path)  # an npz named .webp
+    assert (p.returncode, p.stderr.decode()) == (
+        2, "recolor rebalance-stats: -o s.webp: rebalance-stats writes statistics, not a webp "
+        "image (--plot draws them) (see recolor rebalance-stats -h)\n"
+    )  # fmt: skip
 
 
 def test_binary_output_is_refused_on_a_terminal_and_usage_errors_exit_2(tmp_path):

@@ -366,6 +366,7 @@ def rebalance_stats(
         tool.usage(f"--sigma must be 0 (no smoothing) or at least {defaults.SIGMA_MIN}")
     image_file(tool, plot, "--plot")
     one_file(tool, output, "-o", "a stats file")
+    tool.no_image_named(output, "statistics", "--plot draws them")
     to_stdout = output == "-"
     if to_stdout:
         tool.binary_stdout()  # refused on a terminal, before any work
