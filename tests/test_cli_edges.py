@@ -97,6 +97,31 @@ def test_writing_to_a_closed_stdout_is_one_line(pics, args):
     assert not (pics / "out").exists() and not (pics / "run").exists()  # before any work
 
 
+@pytest.mark.parametrize("unbuffered", ["1", ""])
+def test_a_full_non_blocking_pipe_is_waited_for(tmp_path, unbuffered):
+    """Another process on the pipe can set O_NONBLOCK: unbuffered (PYTHONUNBUFFERED=1, as many
+    containers set it) to-lab wrote the first 64 KiB of its records and ended 0; buffered,
+    each input failed "write could not complete without blocking". A slow reader is waited
+    for, as with a blocking pipe."""
+    import fcntl
+    import time
+
+    imgs = [write_rgb(tmp_path / f"{i}.png", smooth_image(120, 160, i)) for i in range(3)]
+    want = run(["to-lab", *imgs], check_rc=0).stdout
+    assert len(want) > 4 * 65536  # (more than a pipe holds)
+    r, w = os.pipe()
+    fcntl.fcntl(w, fcntl.F_SETFL, fcntl.fcntl(w, fcntl.F_GETFL) | os.O_NONBLOCK)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": unbuffered}
+    cmd = [*RECOLOR, "to-lab", *map(str, imgs)]
+    p = subprocess.Popen(cmd, stdout=w, stderr=subprocess.PIPE, env=env)
+    os.close(w)
+    time.sleep(2)  # a slow reader: the pipe fills
+    with os.fdopen(r, "rb") as f:
+        got = f.read()
+    assert (p.wait(60), p.stderr.read(), got == want) == (0, b"", True)
+    p.stderr.close()
+
+
 @pytest.mark.parametrize("args", [["--version"], ["-h"], [], ["predict", "--help"]])
 def test_help_and_version_to_a_closed_stdout_are_one_line(pics, args):
     """They went to a closed stdout unsaid, exit 0."""

@@ -705,9 +705,10 @@ def test_an_output_made_from_a_record_never_replaces_its_source_image(tmp_path, 
     # it is not renamed over it
     quant = run(["quantize", "-", "-o", png], input=records)
     assert quant.returncode == 2 and "writes records, not a png image" in quant.stderr.decode()
-    for flag in ("--plot", "-o"):  # rebalance-stats' outputs too, after counting
-        stats = run(["rebalance-stats", "-", "-q", flag, png], input=records)
-        assert stats.returncode == 1 and _lines(stats) == [f"recolor rebalance-stats: {png}: {why}"]
+    stats = run(["rebalance-stats", "-", "-q", "--plot", png], input=records)  # after counting
+    assert stats.returncode == 1 and _lines(stats) == [f"recolor rebalance-stats: {png}: {why}"]
+    stats = run(["rebalance-stats", "-", "-q", "-o", png], input=records)  # (an npz: usage)
+    assert stats.returncode == 2 and "writes statistics, not a png image" in stats.stderr.decode()
     # -o FILE / --preview FILE is the source of one record of several, whatever its place:
     # the other record's image was written over it
     second = write_rgb(tmp_path / "b.png", smooth_image(6, 8, 4))

@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     (with a traceback under --debug).
     """
     process.fill_closed_stdio()
+    process.stdout_waits_for_room()
     with process.lossy_stderr():  # a line it cannot write never ends the run
         return _main(argv)
 

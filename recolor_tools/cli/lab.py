@@ -366,7 +366,6 @@ def rebalance_stats(
         tool.usage(f"--sigma must be 0 (no smoothing) or at least {defaults.SIGMA_MIN}")
     image_file(tool, plot, "--plot")
     one_file(tool, output, "-o", "a stats file")
-    tool.no_image_named(output, "statistics", "--plot draws them")
     to_stdout = output == "-"
     if to_stdout:
         tool.binary_stdout()  # refused on a terminal, before any work
@@ -378,6 +377,7 @@ def rebalance_stats(
     # checked before the counting, not after it
     reads = [*paths, *given(classes)]
     single_outputs(tool, {"-o": output, "--plot": plot}, reads, stdout=output in (None, "-"))
+    tool.no_image_named(output, "statistics", "--plot draws them")  # (after: an input's name)
     stdin_file(tool, "--classes", classes, paths)
     acc = PriorAccumulator(*_class_set(tool, classes, grid))
     images = _image_files(paths)

@@ -90,7 +90,6 @@ def compare(
     output = None if output == "-" else output  # stdout: text, a terminal's too (not "binary")
     if as_json and as_csv:
         tool.usage("--json and --csv exclude each other")
-    tool.no_image_named(output, "a report", "--montage draws one")  # (text in a .png)
     as_json, as_csv = _report_format(tool, output, as_json, as_csv)
     image_file(tool, montage, "--montage")
     one_file(tool, output, "-o", "a report file")
@@ -103,6 +102,7 @@ def compare(
     inputs = [str(f) for _, p, t in pairs for f in (p, t)]
     reads = [*inputs, *given(stats)]
     single_outputs(tool, {"--montage": montage, "-o": output}, reads, stdout=output is None)
+    tool.no_image_named(output, "a report", "--montage draws one")  # (after: an input's name)
     drawn = 0
     if montage is not None:  # said before the work, not after it (the height is known now)
         # a figure recolor reads back: 1,000 pairs made one of 298 Mpx (2 GB to draw)
