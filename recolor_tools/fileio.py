@@ -39,25 +39,33 @@ def os_reason(err: OSError) -> str:
     return (err.strerror or str(err)).lower()
 
 
-class _Waiting(io.RawIOBase):
-    """A pipe, FIFO or device (stdin, ``<(cmd)``), each read after waiting for it a quarter
-    second at a time. A read blocked in the kernel is woken by a signal only when the kernel
-    hands the signal to this thread; with other threads about (numpy's OpenBLAS pool, OpenCV's)
-    SIGTERM or Ctrl-C often went to one of them, and the read went on waiting for a writer that
-    had stalled (to-lab fed 0.7 s and then left waiting: 10 runs of 12 never ended). Back in
-    Python between waits, the signal's handler runs."""
+class _Polled(io.RawIOBase):
+    """A pipe, FIFO or device waited for with poll(), a quarter second at a time: a call
+    blocked in the kernel is woken by a signal only when the kernel hands the signal to this
+    thread; with other threads about (numpy's OpenBLAS pool, OpenCV's) SIGTERM or Ctrl-C often
+    went to one of them. Back in Python between waits, the signal's handler runs."""
 
-    def __init__(self, fd: int, owner: BinaryIO | None = None) -> None:
+    def __init__(self, fd: int, event: int) -> None:
         super().__init__()
-        self._fd, self._owner = fd, owner  # owner: the file to close with it (not stdin)
+        self._fd = fd
         self._poll = select.poll()  # (not select(): it refuses descriptors of 1024 and up)
-        self._poll.register(fd, select.POLLIN)
-
-    def readable(self) -> bool:
-        return True
+        self._poll.register(fd, event)
 
     def fileno(self) -> int:
         return self._fd
+
+
+class _Waiting(_Polled):
+    """A pipe, FIFO or device read from (stdin, ``<(cmd)``), each read after waiting for it
+    (to-lab fed 0.7 s and then left waiting on a stalled writer: 10 runs of 12 never ended
+    on SIGTERM)."""
+
+    def __init__(self, fd: int, owner: BinaryIO | None = None) -> None:
+        super().__init__(fd, select.POLLIN)
+        self._owner = owner  # the file to close with it (not stdin)
+
+    def readable(self) -> bool:
+        return True
 
     def readinto(self, buffer) -> int:  # type: ignore[override]
         while True:
@@ -69,6 +77,30 @@ class _Waiting(io.RawIOBase):
         if self._owner is not None:
             self._owner.close()
         super().close()
+
+
+class RoomWaiting(_Polled):
+    """stdout's bottom layer where it is a pipe or socket: each write writes all it is given,
+    waiting for room where the pipe is full and non-blocking (another process on the pipe can
+    set O_NONBLOCK, for both). Python's own layer then returned a short count or None
+    unbuffered (PYTHONUNBUFFERED=1, as many containers set it), and to-lab wrote a third of
+    its records, exit 0; buffered, each input failed "could not complete without blocking"."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__(fd, select.POLLOUT)
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b) -> int:  # type: ignore[override]
+        view = memoryview(b).cast("B")
+        done = 0
+        while done < len(view):
+            try:
+                done += os.write(self._fd, view[done:])
+            except BlockingIOError:
+                self._poll.poll(250)
+        return done
 
 
 _stdin: BinaryIO | None = None

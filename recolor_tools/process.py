@@ -258,42 +258,9 @@ def fill_closed_stdio() -> None:
             sys.stdin = open(0, closefd=False)  # noqa: SIM115
 
 
-class _RoomWaiting(io.RawIOBase):
-    """stdout's bottom layer where it is a pipe or socket: each write writes all it is given,
-    waiting for room a quarter second at a time where the pipe is full and non-blocking
-    (another process on the pipe can set O_NONBLOCK, for both). Python's own layer then
-    returned a short count or None unbuffered (PYTHONUNBUFFERED=1, as many containers set it),
-    and to-lab wrote a third of its records, exit 0; buffered, each input failed "could not
-    complete without blocking". Between waits, a signal's handler runs."""
-
-    def __init__(self, fd: int) -> None:
-        import select
-
-        super().__init__()
-        self._fd = fd
-        self._poll = select.poll()  # (not select(): it refuses descriptors of 1024 and up)
-        self._poll.register(fd, select.POLLOUT)
-
-    def writable(self) -> bool:
-        return True
-
-    def fileno(self) -> int:
-        return self._fd
-
-    def write(self, b) -> int:  # type: ignore[override]
-        view = memoryview(b).cast("B")
-        done = 0
-        while done < len(view):
-            try:
-                done += os.write(self._fd, view[done:])
-            except BlockingIOError:
-                self._poll.poll(250)
-        return done
-
-
 def stdout_waits_for_room() -> None:
-    """Put :class:`_RoomWaiting` under ``sys.stdout`` where it is a pipe or a socket, as
-    buffered as it was (PYTHONUNBUFFERED: not at all)."""
+    """Put :class:`~recolor_tools.fileio.RoomWaiting` under ``sys.stdout`` where it is a pipe
+    or a socket, as buffered as it was (PYTHONUNBUFFERED: not at all)."""
     import stat
 
     try:
@@ -303,7 +270,9 @@ def stdout_waits_for_room() -> None:
         sys.stdout.flush()
     except (AttributeError, OSError, ValueError):
         return
-    raw = _RoomWaiting(fd)
+    from .fileio import RoomWaiting
+
+    raw = RoomWaiting(fd)
     unbuffered = isinstance(sys.stdout.buffer, io.RawIOBase)
     sys.stdout = io.TextIOWrapper(
         raw if unbuffered else io.BufferedWriter(raw),
