@@ -192,6 +192,12 @@ def test_classes_from_a_rebalance_stats_file(tmp_path, images):
         assert by_stdin.read_bytes() == by_grid.read_bytes(), tool
         p = run([tool, "--classes", "-", "-o", by_stdin, "-"], input=stats.read_bytes())
         assert p.returncode == 2 and b"--classes - reads its file from stdin" in p.stderr
+        p = run([tool, "--classes", "-", "-o", by_stdin], input=stats.read_bytes())  # (implied)
+        assert (p.returncode, p.stderr.decode()) == (2, (
+            f"recolor {tool}: --classes - reads its file from stdin, which an input reads too "
+            "(no input named is stdin): name the inputs, or give --classes a file (see recolor "
+            f"{tool} -h)\n"
+        ))  # fmt: skip
 
 
 def test_numpy_warnings_do_not_reach_stderr(tmp_path, images):

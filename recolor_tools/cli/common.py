@@ -515,8 +515,15 @@ def distinct_outputs(tool: Tool, files: dict[str, str | None]) -> dict[str, str]
 def stdin_file(tool: Tool, flag: str, value: str | Path | None, inputs: list[str]) -> None:
     """``FLAG -``: the option's file on stdin (``rebalance-stats -o - | recolor compare P T
     --stats -``); a usage error where stdin is a terminal or an input."""
-    if value is not None and str(value) == "-" and ("-" in inputs or sys.stdin.isatty()):
-        tool.usage(f"{flag} - reads its file from stdin: not a terminal, and not an input")
+    if value is None or str(value) != "-":
+        return
+    if "-" in inputs:  # (no input named: stdin is the input; it said "not a terminal, and
+        tool.usage(  # not an input" to `to-lab a | rebalance-stats -o - | quantize --classes -`)
+            f"{flag} - reads its file from stdin, which an input reads too (no input named is "
+            f"stdin): name the inputs, or give {flag} a file"
+        )
+    if sys.stdin.isatty():
+        tool.usage(f"{flag} - reads its file from stdin, a terminal here: pipe it in")
 
 
 def _fifo_id(path: str) -> tuple[int, int] | None:
