@@ -112,7 +112,8 @@ def make_checkpoint(
             reason = _rebalance_problem(rebalance, config.num_classes)
             if reason:
                 raise ValueError(reason)
-            if rebalance.get("weights") is not None and rebalance.get("lam", 1) < 1:
+            lam = rebalance.get("lam")
+            if rebalance.get("weights") is not None and isinstance(lam, float | int) and lam < 1:
                 rebalance.pop("prior", None)  # derived again on reading (a resumed run's
                 # checkpoints held the prior that read_checkpoint had put in)
     stored_config = dataclasses.asdict(config)

@@ -47,12 +47,17 @@ class _Polled(io.RawIOBase):
 
     def __init__(self, fd: int, event: int) -> None:
         super().__init__()
-        self._fd = fd
-        self._poll = select.poll()  # (not select(): it refuses descriptors of 1024 and up)
-        self._poll.register(fd, event)
+        self._fd, self._event = fd, event
 
     def fileno(self) -> int:
         return self._fd
+
+    def _wait(self) -> bool:
+        """Whether the descriptor is ready within a quarter second (a poll object per wait:
+        one shared by two threads raises "concurrent poll() invocation")."""
+        poll = select.poll()  # (not select(): it refuses descriptors of 1024 and up)
+        poll.register(self._fd, self._event)
+        return bool(poll.poll(250))
 
 
 class _Waiting(_Polled):
@@ -69,7 +74,7 @@ class _Waiting(_Polled):
 
     def readinto(self, buffer) -> int:  # type: ignore[override]
         while True:
-            if self._poll.poll(250):
+            if self._wait():
                 with contextlib.suppress(BlockingIOError):  # set non-blocking by its writer
                     return os.readv(self._fd, [buffer])
 
@@ -81,10 +86,12 @@ class _Waiting(_Polled):
 
 class RoomWaiting(_Polled):
     """stdout's bottom layer where it is a pipe or socket: each write writes all it is given,
-    waiting for room where the pipe is full and non-blocking (another process on the pipe can
-    set O_NONBLOCK, for both). Python's own layer then returned a short count or None
-    unbuffered (PYTHONUNBUFFERED=1, as many containers set it), and to-lab wrote a third of
-    its records, exit 0; buffered, each input failed "could not complete without blocking"."""
+    waiting for room where the pipe is full and non-blocking (O_NONBLOCK belongs to the open
+    pipe end, so another process that holds the same end can set it: a command beside
+    recolor in `{ a; recolor to-lab ...; } | b`). Python's own layer then returned a short
+    count or None unbuffered (PYTHONUNBUFFERED=1, as many containers set it), and to-lab wrote
+    a third of its records, exit 0; buffered, each input failed "could not complete without
+    blocking"."""
 
     def __init__(self, fd: int) -> None:
         super().__init__(fd, select.POLLOUT)
@@ -99,7 +106,7 @@ class RoomWaiting(_Polled):
             try:
                 done += os.write(self._fd, view[done:])
             except BlockingIOError:
-                self._poll.poll(250)
+                self._wait()
         return done
 
 

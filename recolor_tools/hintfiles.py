@@ -10,6 +10,7 @@ a one-pixel hint of its own colour. :mod:`recolor_tools.hints` holds what the hi
 from __future__ import annotations
 
 import codecs
+import contextlib
 import dataclasses
 import json
 import math
@@ -230,10 +231,8 @@ def match_hint_files(
             continue
         k = f.relative_to(hint_dir).with_suffix("").as_posix()
         if k not in by_key:
-            folders = f.relative_to(hint_dir).parents  # the file's folder, up to hint_dir
-            if (
-                top in beside or any(os.path.realpath(hint_dir / d) in beside for d in folders)
-            ) and (
+            folders = f.relative_to(hint_dir).parents  # the file's folder, up to hint_dir ('.')
+            if any(os.path.realpath(hint_dir / d) in beside for d in folders) and (
                 f.suffix.lower() != ".json" or _image_beside(f, stems)
             ):  # `predict in/a*.png --hints in/`: in/b.png, in/s/c.png are no layers, and
                 continue  # in/b.json is b.png's, not named (a typo's JSON matches no image)
@@ -253,12 +252,13 @@ def _image_beside(f: Path, stems: dict[Path, set[str]]) -> bool:
     from .imagehead import IMAGE_EXTS
 
     if f.parent not in stems:
-        with os.scandir(f.parent) as entries:
-            stems[f.parent] = {
-                os.path.splitext(e.name)[0]
-                for e in entries
-                if os.path.splitext(e.name)[1].lower() in IMAGE_EXTS and e.is_file()
-            }
+        stems[f.parent] = set()
+        with contextlib.suppress(OSError), os.scandir(f.parent) as entries:
+            for e in entries:
+                stem, ext = os.path.splitext(e.name)
+                with contextlib.suppress(OSError):  # (a link loop: no image)
+                    if ext.lower() in IMAGE_EXTS and e.is_file():
+                        stems[f.parent].add(stem)
     return f.stem in stems[f.parent]
 
 

@@ -18,7 +18,8 @@ The three steps are plain functions over frozen data: :func:`prepare` (read, L, 
 (upsample, join, convert). :class:`Predictor` holds a model and its settings;
 :mod:`recolor_tools.batching` drives files through them under a memory budget. Colour hints
 (:mod:`recolor_tools.hints`) ride on ``Prepared``; :mod:`recolor_tools.guide` steers the class
-distribution with them in step 2, and step 3 writes each hint point's a/b over its own pixels.
+distribution with them in step 2, and step 3 writes each hint point's a/b over its own pixels
+before the ``saturation`` scale.
 
 Why the decode is torch, not the numba kernel (:func:`recolor_tools.quant.annealed_mean`), on
 the CPU too: it costs about 6 ms more per image at the default working size (torch 52 ms, numba

@@ -263,24 +263,23 @@ def stdout_waits_for_room() -> None:
     or a socket, as buffered as it was (PYTHONUNBUFFERED: not at all)."""
     import stat
 
+    own = sys.stdout
+    if own is None or own is not sys.__stdout__:  # closed, or a caller's (a test's capture)
+        return
     try:
-        fd = sys.stdout.fileno()  # (None, or captured by a test: no file)
+        fd = own.fileno()
         if not (stat.S_ISFIFO(mode := os.fstat(fd).st_mode) or stat.S_ISSOCK(mode)):
             return
-        sys.stdout.flush()
+        own.flush()
+        unbuffered = isinstance(own.buffer, io.RawIOBase)
+        how = {"encoding": own.encoding, "errors": own.errors, "line_buffering": own.line_buffering}
     except (AttributeError, OSError, ValueError):
         return
     from .fileio import RoomWaiting
 
     raw = RoomWaiting(fd)
-    unbuffered = isinstance(sys.stdout.buffer, io.RawIOBase)
-    sys.stdout = io.TextIOWrapper(
-        raw if unbuffered else io.BufferedWriter(raw),
-        encoding=sys.stdout.encoding,
-        errors=sys.stdout.errors,
-        line_buffering=sys.stdout.line_buffering,
-        write_through=unbuffered,
-    )
+    binary = raw if unbuffered else io.BufferedWriter(raw)
+    sys.stdout = io.TextIOWrapper(binary, write_through=unbuffered, **how)
 
 
 def silence_stdout() -> None:

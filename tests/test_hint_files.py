@@ -388,6 +388,7 @@ def test_a_hint_folder_that_is_the_input_folder(tmp_path, weights):
     (folder / "d.json").write_text('{"points": []}')
     write_rgb(folder / "f.Png", smooth_image(seed=4))  # (its extension in mixed case)
     (folder / "f.json").write_text('{"points": []}')
+    (folder / "loop.tif").symlink_to("loop.tif")  # (a link loop: no image, not a failed run)
     (folder / "sub").mkdir()
     write_rgb(folder / "sub" / "e.png", smooth_image(seed=3))
     (folder / "sub" / "e.json").write_text('{"points": [{"x": 2, "y": 2, "color": "#00f"}]}')

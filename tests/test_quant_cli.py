@@ -195,7 +195,7 @@ def test_classes_from_a_rebalance_stats_file(tmp_path, images):
         p = run([tool, "--classes", "-", "-o", by_stdin], input=stats.read_bytes())  # (implied)
         assert (p.returncode, p.stderr.decode()) == (2, (
             f"recolor {tool}: --classes - reads its file from stdin, which an input reads too "
-            "(no input named is stdin): name the inputs, or give --classes a file (see recolor "
+            "('-', or no input named): name the inputs, or give --classes a file (see recolor "
             f"{tool} -h)\n"
         ))  # fmt: skip
 

@@ -213,6 +213,9 @@ def test_checkpoint_records_the_encoding_and_not_what_derives(tmp_path):
         small("cls"), classes=CLASSES, grid=10, rebalance=got["rebalance"], k=3
     )
     assert "prior" in got["rebalance"] and "prior" not in again["rebalance"]
+    kept = {**got["rebalance"], "lam": None}  # (a prior no lam derives: kept)
+    made = checkpoints.make_checkpoint(small("cls"), classes=CLASSES, rebalance=kept)
+    assert torch.equal(made["rebalance"]["prior"], kept["prior"])  # (it raised TypeError)
     checkpoints.save_checkpoint(path, checkpoints.make_checkpoint(small("reg")))
     assert checkpoints.read_checkpoint(path, head="reg")["encoding"] is None
 
@@ -298,6 +301,9 @@ def test_a_linked_last_pt_stays_a_link_with_the_previous_beside_its_target(tmp_p
         assert prev == tmp_path / "big" / "run.prev.pt"  # (on the target's disk)
         assert checkpoints.read_checkpoint(prev)["step"] == step - 1
     assert sorted(os.listdir(tmp_path / "out")) == ["last.pt"]
+    os.replace(real, checkpoints.previous_path(link))  # killed between save's two renames
+    with pytest.raises(ValueError, match="holds a run"):  # (a dangling link: it started afresh)
+        TrainConfig(data=["x"], out=tmp_path / "out", head="reg").check_out()
 
 
 @pytest.fixture(scope="module")

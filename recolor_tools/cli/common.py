@@ -519,8 +519,8 @@ def stdin_file(tool: Tool, flag: str, value: str | Path | None, inputs: list[str
         return
     if "-" in inputs:  # (no input named: stdin is the input; it said "not a terminal, and
         tool.usage(  # not an input" to `to-lab a | rebalance-stats -o - | quantize --classes -`)
-            f"{flag} - reads its file from stdin, which an input reads too (no input named is "
-            f"stdin): name the inputs, or give {flag} a file"
+            f"{flag} - reads its file from stdin, which an input reads too ('-', or no input "
+            f"named): name the inputs, or give {flag} a file"
         )
     if sys.stdin.isatty():
         tool.usage(f"{flag} - reads its file from stdin, a terminal here: pipe it in")

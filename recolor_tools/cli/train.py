@@ -203,7 +203,6 @@ TrainHints = Annotated[
     bool,
     typer.Option(
         "--hints",
-        metavar="FILE|DIR",
         help="The model takes colour hints, simulated from the truth; with --init of a "
         "model without them, it starts as that model.",
     ),
