@@ -271,7 +271,14 @@ def test_never_overwrites_an_input(tmp_path, small_lab):
     assert p.returncode == 1 and "overwrite an input" in p.stderr.decode()
     assert stream.read_bytes() == before
     p = run(["from-lab", "-o", stream, stream])  # recolor's own kind of file: no folder name
-    assert p.returncode == 2 and "unknown image format '.lab'" in p.stderr.decode()
+    assert (p.returncode, p.stderr.decode()) == (2, (  # (it said "unknown image format '.lab'")
+        f"recolor from-lab: -o {stream}: from-lab writes an image there, not a .lab file (see "
+        "recolor from-lab -h)\n"
+    ))  # fmt: skip
+    p = run(["rebalance-stats", src, "--plot", tmp_path / "p.npz"])  # (a figure's option too)
+    assert p.returncode == 2 and "rebalance-stats writes an image there, not a .npz file" in (
+        p.stderr.decode()
+    )
     assert stream.read_bytes() == before
 
 

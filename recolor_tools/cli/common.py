@@ -404,6 +404,9 @@ def format_ext(
         names = ", ".join(e.lstrip(".") for e in IMAGE_EXTS)  # as --format takes them
         tool.usage(f"unknown --format {fmt!r} (use one of {names})")
     own = "" if written_in_place(output) else file_suffix(output).lower()  # (a FIFO: any name)
+    if own in _RECOLOR_FILES and not os.path.isdir(output):  # (to-lab -o x.png's mirror)
+        tool.usage(f"{flag} {printable(output)}: {tool.name} writes an image there, not a "
+                   f"{own} file")  # fmt: skip
     if own and own not in IMAGE_EXTS and not os.path.isdir(output):
         tool.usage(f"{flag} {printable(output)}: unknown image format {own!r} (use one of {known})")
     same = {".jpeg": ".jpg", ".tiff": ".tif"}
