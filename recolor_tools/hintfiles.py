@@ -9,7 +9,6 @@ a one-pixel hint of its own colour. :mod:`recolor_tools.hints` holds what the hi
 
 from __future__ import annotations
 
-import codecs
 import contextlib
 import dataclasses
 import json
@@ -70,7 +69,7 @@ def _json_constant(text: str) -> float:
 
 
 def _from_json(data: bytes) -> Hints:
-    if not data.removeprefix(codecs.BOM_UTF8).strip():  # empty (touch a.json): no hints, as {}
+    if _blank(data):  # empty (touch a.json): no hints, as {}
         return Hints()
     try:
         doc = json.loads(data, object_pairs_hook=_no_repeated_keys, parse_int=_json_int,
@@ -88,6 +87,16 @@ def _from_json(data: bytes) -> Hints:
     if pal:
         out = out + palette([(c["color"], c.get("weight", 1.0)) for c in pal])
     return out
+
+
+def _blank(data: bytes) -> bool:
+    """Whether a hint file holds white space alone, after a byte-order mark of any encoding
+    that JSON reads (an editor's empty UTF-16 file was "Expecting value", UTF-8's no hints)."""
+    try:
+        text = data.decode(json.detect_encoding(data))
+    except (UnicodeDecodeError, LookupError):
+        return False
+    return not text.lstrip("\ufeff").strip()
 
 
 def _objects(doc: dict, key: str, holding: str) -> list[dict]:

@@ -61,12 +61,13 @@ def test_a_hint_folder_run_matches_and_reports_each_file(tmp_path, weights, imag
     wrote += ["b.png"]
 
     # Empty hints are bit-identical to none (to auto.png, below).
-    empties = ("empty", "none", "clear", "blank", "bom")
+    empties = ("empty", "none", "clear", "blank", "bom", "bom16")
     for name in empties:
         write_rgb(posters / f"{name}.png", rgb)
     (hdir / "empty.json").write_text("{}")
     (hdir / "blank.json").write_text(" \n")  # a file made and never written
     (hdir / "bom.json").write_bytes(b"\xef\xbb\xbf\n")  # an editor's empty UTF-8 file
+    (hdir / "bom16.json").write_bytes(b"\xff\xfe\n\x00")  # and UTF-16 one ("Expecting value")
     (hdir / "none.json").write_text('{"points": [], "palette": []}')
     write_rgb(hdir / "clear.png", np.zeros((60, 80, 4), np.uint8))
     wrote += [f"{name}.png" for name in empties]
