@@ -12,7 +12,6 @@ import contextlib
 import io
 import os
 import secrets
-import select
 import stat
 import sys
 from collections.abc import Callable, Iterator
@@ -21,6 +20,7 @@ from typing import BinaryIO
 
 from .errors import RecolorError, write_failure
 from .imagehead import SNIFF_BYTES
+from .pollio import Waiting
 
 
 def os_reason(err: OSError) -> str:
@@ -39,77 +39,6 @@ def os_reason(err: OSError) -> str:
     return (err.strerror or str(err)).lower()
 
 
-class _Polled(io.RawIOBase):
-    """A pipe, FIFO or device waited for with poll(), a quarter second at a time: a call
-    blocked in the kernel is woken by a signal only when the kernel hands the signal to this
-    thread; with other threads about (numpy's OpenBLAS pool, OpenCV's) SIGTERM or Ctrl-C often
-    went to one of them. Back in Python between waits, the signal's handler runs."""
-
-    def __init__(self, fd: int, event: int) -> None:
-        super().__init__()
-        self._fd, self._event = fd, event
-
-    def fileno(self) -> int:
-        return self._fd
-
-    def _wait(self) -> bool:
-        """Whether the descriptor is ready within a quarter second (a poll object per wait:
-        one shared by two threads raises "concurrent poll() invocation")."""
-        poll = select.poll()  # (not select(): it refuses descriptors of 1024 and up)
-        poll.register(self._fd, self._event)
-        return bool(poll.poll(250))
-
-
-class _Waiting(_Polled):
-    """A pipe, FIFO or device read from (stdin, ``<(cmd)``), each read after waiting for it
-    (to-lab fed 0.7 s and then left waiting on a stalled writer: 10 runs of 12 never ended
-    on SIGTERM)."""
-
-    def __init__(self, fd: int, owner: BinaryIO | None = None) -> None:
-        super().__init__(fd, select.POLLIN)
-        self._owner = owner  # the file to close with it (not stdin)
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:  # type: ignore[override]
-        while True:
-            if self._wait():
-                with contextlib.suppress(BlockingIOError):  # set non-blocking by its writer
-                    return os.readv(self._fd, [buffer])
-
-    def close(self) -> None:
-        if self._owner is not None:
-            self._owner.close()
-        super().close()
-
-
-class RoomWaiting(_Polled):
-    """stdout's bottom layer where it is a pipe or socket: each write writes all it is given,
-    waiting for room where the pipe is full and non-blocking (O_NONBLOCK belongs to the open
-    pipe end, so another process that holds the same end can set it: a command beside
-    recolor in `{ a; recolor to-lab ...; } | b`). Python's own layer then returned a short
-    count or None unbuffered (PYTHONUNBUFFERED=1, as many containers set it), and to-lab wrote
-    a third of its records, exit 0; buffered, each input failed "could not complete without
-    blocking"."""
-
-    def __init__(self, fd: int) -> None:
-        super().__init__(fd, select.POLLOUT)
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, b) -> int:  # type: ignore[override]
-        view = memoryview(b).cast("B")
-        done = 0
-        while done < len(view):
-            try:
-                done += os.write(self._fd, view[done:])
-            except BlockingIOError:
-                self._wait()
-        return done
-
-
 _stdin: BinaryIO | None = None
 
 
@@ -124,7 +53,7 @@ def check_regular(path: str | Path) -> None:
 
 
 def stdin_binary() -> BinaryIO:
-    """Stdin for binary reading, through :class:`_Waiting` when it is the process's own file
+    """Stdin for binary reading, through ``pollio.Waiting`` when it is the process's own file
     descriptor 0 and no regular file (a regular file stays seekable: a record's header is
     checked against what it has left; a test's captured stdin is read as it is)."""
     global _stdin
@@ -136,13 +65,13 @@ def stdin_binary() -> BinaryIO:
     if not waits:
         return stream
     if _stdin is None or _stdin.closed:
-        _stdin = io.BufferedReader(_Waiting(0))
+        _stdin = io.BufferedReader(Waiting(0))
     return _stdin
 
 
 def open_binary(path: str | Path) -> BinaryIO:
     """Open a file for binary reading (``-`` is stdin; a pipe, FIFO or device read through
-    :class:`_Waiting`); OS errors become :class:`RecolorError`. An int is refused (TypeError):
+    ``pollio.Waiting``); OS errors become :class:`RecolorError`. An int is refused (TypeError):
     ``open`` takes it for a file descriptor, which the caller's close would close."""
     if isinstance(path, int):
         raise TypeError(f"path must be a str or Path, not {type(path).__name__}")
@@ -156,7 +85,7 @@ def open_binary(path: str | Path) -> BinaryIO:
         f = open(path, "rb")  # noqa: SIM115 - the caller closes it
         if stat.S_ISREG(os.fstat(f.fileno()).st_mode):
             return f
-        return io.BufferedReader(_Waiting(f.fileno(), owner=f))
+        return io.BufferedReader(Waiting(f.fileno(), owner=f))
     except OSError as e:
         raise _read_error(e, path) from None
     except ValueError:  # a NUL in a name from a list: no file has it
@@ -174,7 +103,7 @@ def read_bytes(
     """
     stream = open_binary(path)
     try:
-        if str(path) != "-" and not isinstance(stream.raw, _Waiting):  # a regular file
+        if str(path) != "-" and not isinstance(stream.raw, Waiting):  # a regular file
             return stream.read()
         start = stream.read(SNIFF_BYTES) if check_start else b""
         if check_start and len(start) == SNIFF_BYTES:  # (shorter: all there is, read as it is)

@@ -259,7 +259,7 @@ def fill_closed_stdio() -> None:
 
 
 def stdout_waits_for_room() -> None:
-    """Put :class:`~recolor_tools.fileio.RoomWaiting` under ``sys.stdout`` where it is a pipe
+    """Put :class:`~recolor_tools.pollio.RoomWaiting` under ``sys.stdout`` where it is a pipe
     or a socket, as buffered as it was (PYTHONUNBUFFERED: not at all)."""
     import stat
 
@@ -275,7 +275,7 @@ def stdout_waits_for_room() -> None:
         how = {"encoding": own.encoding, "errors": own.errors, "line_buffering": own.line_buffering}
     except (AttributeError, OSError, ValueError):
         return
-    from .fileio import RoomWaiting
+    from .pollio import RoomWaiting
 
     raw = RoomWaiting(fd)
     binary = raw if unbuffered else io.BufferedWriter(raw)
