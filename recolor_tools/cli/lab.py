@@ -25,6 +25,8 @@ from .common import (
     Strip,
     Tool,
     app,
+)
+from .pathopts import (
     check_depth,
     file_suffix,
     format_ext,

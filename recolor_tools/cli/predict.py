@@ -13,7 +13,7 @@ import typer
 
 from .. import defaults
 from ..errors import RecolorError, printable
-from . import common
+from . import common, pathopts
 from .common import (
     PATHS_GO_THERE,
     Debug,
@@ -237,7 +237,7 @@ def predict(
         check_precision(tool, device, precision)
         tool.finite(temperature=temperature or 0.0, saturation=saturation)  # (None: not given)
         args, everything, roots, guides = _predict_inputs(tool, inputs, hints, palette)
-        common.single_outputs(tool, {}, [*everything, *guides], stdout=True)  # paths: >> input
+        pathopts.single_outputs(tool, {}, [*everything, *guides], stdout=True)  # paths: >> input
         router, ext, paths, refused = None, None, everything, []
         if suggest:  # what shapes a written image only was ignored, unsaid (-o refused)
             given = {"-o": output is not None, "-f/--format": fmt is not None,
@@ -395,7 +395,7 @@ def _predict_inputs(tool: Tool, inputs, hints: str | None, palette: str | None):
         named = set(args)  # a set: 20,000 names tested against a list took 4 s
         everything = [p for p in everything
                       if p in named or "\0" in p or os.path.realpath(p) not in own]  # fmt: skip
-    common.stdin_file(tool, "--palette", palette, args)
+    pathopts.stdin_file(tool, "--palette", palette, args)
     if hints == "-" and ("-" in args or palette == "-" or sys.stdin.isatty()):
         tool.usage("--hints - reads a hint file from stdin: not a terminal, not an input, "
                    "and not --palette -")  # fmt: skip
@@ -425,9 +425,9 @@ def _predict_outputs(
     from ..imagehead import IMAGE_EXTS
     from ..inputs import input_name
 
-    in_place = common.written_in_place(output)
-    output = common.image_output(output)  # -o out, -o results.v2: out/, results.v2/
-    ext = common.format_ext(tool, fmt, output)  # (a device or FIFO's name chooses nothing)
+    in_place = pathopts.written_in_place(output)
+    output = pathopts.image_output(output)  # -o out, -o results.v2: out/, results.v2/
+    ext = pathopts.format_ext(tool, fmt, output)  # (a device or FIFO's name chooses nothing)
 
     def suffix(name: str) -> str:  # the input's format (and spelling: .JPG) unless --format
         own = Path(name).suffix
@@ -437,13 +437,13 @@ def _predict_outputs(
         chosen = ext is not None or output is not None and not output.endswith("/")
         chosen = chosen and not (in_place and ext is None)  # in place: the input's format
         exts = (
-            [common.file_suffix(output) or ext or ".png"]
+            [pathopts.file_suffix(output) or ext or ".png"]
             if chosen
             else [suffix(input_name(p, roots)) for p in paths]
         )
         if not chosen and not shard.first_process():
             exts = []  # under torchrun, the note about the whole list comes once
-        common.check_depth(tool, depth, exts, chosen)
+        pathopts.check_depth(tool, depth, exts, chosen)
     router = tool.outputs(
         output, paths, suffix, count=len(paths), many_per_file=False, default="recolored/",
         skip_existing=skip_existing, keep=keep,
@@ -491,7 +491,7 @@ def _predict_all(tool: Tool, predictor, router, paths, roots, batching, hints, e
                 writes.submit(None, functools.partial(_write_one, tool, out, path, rgb, None, None))
                 continue
             own = ".png" if dest is None else out.suffix(name)  # stdout: png; in place: input's
-            encode = common.image_encoder(rgb, dest, ext or own, source, **options)
+            encode = pathopts.image_encoder(rgb, dest, ext or own, source, **options)
             write = functools.partial(_write_one, tool, out, path, None, name, dest)
             writes.submit(encode, write, weight=rgb.shape[0] * rgb.shape[1])
 

@@ -15,6 +15,8 @@ from .common import (
     Quiet,
     Tool,
     app,
+)
+from .pathopts import (
     distinct_outputs,
     given,
     image_file,
