@@ -207,8 +207,6 @@ class ColorDataset(Dataset):
 
     def encode(self, rgb: np.ndarray, rng: np.random.Generator) -> dict[str, torch.Tensor]:
         """Crop, convert to Lab and build the targets of one image (see the class Notes)."""
-        from . import quant
-
         lab = rgb_to_lab(np.ascontiguousarray(self.crop(rgb, rng)))  # (S, S, 3)
         h = self.size // self.out_stride
         ab = cv2.resize(lab[:, :, 1:], (h, h), interpolation=cv2.INTER_AREA)  # (h, h, 2)
@@ -218,6 +216,8 @@ class ColorDataset(Dataset):
         if self.head == "reg":
             item["ab"] = torch.from_numpy(ab.transpose(2, 0, 1) / np.float32(AB_SCALE))
         else:
+            from . import quant  # (numba: a regression run starts without it)
+
             idx, w = quant.soft_encode(ab, self.classes, self.k, self.sigma)  # (h, h, k) each
             idx = idx.astype(np.int64)
             pw = (
