@@ -228,11 +228,15 @@ def read_start(cfg: TrainConfig, d: Dist) -> tuple[dict | None, dict | None]:
         checkpoints.check_head(resumed, cfg.head, path)
         if "train_state" not in resumed:
             raise RecolorError("checkpoint has no training state to resume from", path)
-        ts = resumed["train_state"]  # (a damaged one: an internal error when it was restored)
+        ts = resumed["train_state"]
         lacks = {"optimizer", "scheduler", "rng"} - (ts.keys() if isinstance(ts, dict) else set())
         if lacks:  # (it said "the optimiser's" whichever was missing)
             raise RecolorError(f"broken checkpoint: its training state has no {min(lacks)!r}", path)
+        from .trainstate import READ_FROM, check_saved
+
+        check_saved(ts, path)
         checkpoints.model_of(resumed, path)  # weights that fit and are finite, before any work
+        resumed[READ_FROM] = path
     init = None if cfg.init is None else checkpoints.read_checkpoint(cfg.init)
     if init is not None:  # the other head's checkpoint said with advice, as predict says it
         advice = f"; use --head {init.get('head')} or other --init weights"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 
 from .distributed import Dist
+from .errors import RecolorError
 from .trainconfig import TrainConfig
 from .trainoptim import Optimiser
 from .trainsetup import log
@@ -102,14 +104,50 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
 
 
+READ_FROM = "read from"
+"""The key of a resumed checkpoint's dict that :func:`recolor_tools.trainsetup.read_start` puts
+the file's path under (in memory only), for :func:`restore`'s errors to name it."""
+
+_COUNTS = {"step": 0, "epoch": 0, "pos": 0, "loss_n": 0, "batch_size": 1, "world": 1}
+"""The whole numbers of a saved training state, and the least each may be."""
+
+
+def check_saved(ts: dict[str, Any], path: Path) -> None:
+    """A saved training state's counts (:data:`_COUNTS`) as the loop writes them, whole numbers
+    at least their floor, and its seconds and running loss finite and not negative; else a
+    RecolorError naming ``path``. Only a checkpoint edited by hand gets here (the zip's CRC-32
+    stops random damage), where ``step: -5`` trained unsaid past the steps asked."""
+    for key, least in _COUNTS.items():
+        value = ts.get(key, least)  # (a missing one: restore's error)
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise RecolorError(f"broken checkpoint: its training state's {key} is {value!r}, "
+                               f"not a whole number from {least}", path)  # fmt: skip
+    for key in ("elapsed", "loss_sum"):
+        value = ts.get(key, 0.0)
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not (math.isfinite(value) and value >= 0)
+        ):
+            raise RecolorError(f"broken checkpoint: its training state's {key} is {value!r}, "
+                               "not a finite number from 0", path)  # fmt: skip
+
+
 def restore(
     cfg: TrainConfig, d: Dist, opt: Optimiser, state: TrainState, resumed: dict[str, Any]
 ) -> dict[str, Any]:
-    """Load ``--resume``'s optimiser, RNG and loop state; returns its last metrics."""
+    """Load ``--resume``'s optimiser, RNG and loop state; returns its last metrics. A state that
+    does not load into this run (an optimiser's of other layers, RNG states of other types: a
+    checkpoint edited by hand) is a RecolorError naming the file, not an internal error."""
     ts = resumed["train_state"]
-    opt.load_state_dict(ts)
-    set_rng_state(ts["rng"])
-    state.load_state_dict({"step": resumed["step"], **ts}, d.rank)  # (v1: the step outside)
+    try:
+        opt.load_state_dict(ts)
+        set_rng_state(ts["rng"])
+        state.load_state_dict({"step": resumed["step"], **ts}, d.rank)  # (v1: the step outside)
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as e:
+        why = f"{type(e).__name__}: {e}"
+        raise RecolorError(f"broken checkpoint: its training state does not load ({why})",
+                           resumed.get(READ_FROM)) from None  # fmt: skip
     # what the command line may change (given again with another value): said, since the run
     # then goes on with another order or other crops than it would have
     args = ts.get("args", {})

@@ -701,6 +701,45 @@ def test_an_option_error_is_said_before_torch_loads_and_a_huge_crop_is_one(data,
         TrainConfig(data=[data["train"]], size=8200)
 
 
+@pytest.fixture(scope="module")
+def short_run(data, tmp_path_factory) -> Path:
+    """OUT of a 2-step run (width 8, 32 px crops)."""
+    out = tmp_path_factory.mktemp("short") / "run"
+    run(["train", data["train"], "--steps", "2", "--width", "8", "--size", "32", "-b", "2",
+         "--workers", "0", "-q", "-o", out], check_rc=0)  # fmt: skip
+    return out
+
+
+@pytest.mark.parametrize(
+    "key, value, says",
+    [
+        ("step", -5, "training state's step is -5, not a whole number from 0"),
+        ("batch_size", 0, "training state's batch_size is 0, not a whole number from 1"),
+        ("elapsed", float("nan"), "training state's elapsed is nan, not a finite number"),
+        ("rng", "x", "training state does not load (TypeError: "),
+        ("optimizer", "other", "training state does not load ("),
+    ],
+)
+def test_a_hand_edited_training_state_is_one_line_naming_the_file(
+    short_run, tmp_path, key, value, says
+):
+    """A checkpoint whose training state was edited by hand: a step of -5 trained past the
+    steps asked and a batch size of 0 passed unsaid; an RNG or optimiser state that did not load
+    was an internal error, without the file."""
+    out = shutil.copytree(short_run, tmp_path / "run")
+    ckpt = torch.load(out / "last.pt", weights_only=True)
+    ts = ckpt["train_state"]
+    ts[key] = {"state": {0: {"exp_avg": torch.zeros(3)}}, "param_groups": ts[key]["param_groups"]} \
+        if value == "other" else value  # fmt: skip
+    torch.save(ckpt, out / "last.pt")
+    before = (out / "last.pt").read_bytes()
+    p = run(["train", "--resume", "-o", out, "--steps", "4", "-q"])
+    assert p.returncode == 1 and p.stderr.decode().startswith(
+        f"recolor train: {out / 'last.pt'}: broken checkpoint: its {says}"
+    ), p.stderr
+    assert len(p.stderr.splitlines()) == 1 and (out / "last.pt").read_bytes() == before
+
+
 def test_a_regression_run_does_not_import_numba(data, tmp_path):
     """The regression head has no classes to encode, but each crop imported the colour-class
     package, and with it numba (0.3 s of every reg run's start)."""
