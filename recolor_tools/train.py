@@ -86,6 +86,7 @@ from .trainsetup import (
     Unreadable,
     build_loaders,
     build_model,
+    last_step,
     log,
     read_start,
     resolve_classes,
@@ -439,7 +440,7 @@ def _build(
         loaders = build_loaders(
             cfg, d, dev, (train_paths, val_paths), cs, takes_hints(cfg, carried)
         )
-        total_steps = cfg.steps or (cfg.epochs or 10) * loaders.steps_per_epoch
+        total_steps = last_step(cfg, loaders, resumed)
         eval_every = cfg.eval_every or loaders.steps_per_epoch
         data_info = {
             "n_train": len(train_paths),

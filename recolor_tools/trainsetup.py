@@ -328,6 +328,25 @@ def build_loaders(
     return Loaders(loader, sampler, val_loader, per_rank, steps_per_epoch)
 
 
+def last_step(cfg: TrainConfig, loaders: Loaders, resumed: dict | None) -> int:
+    """The step the run ends at: ``--steps``, or the end of epoch ``--epochs`` (default 10) in
+    this launch's steps per epoch, counted on from where a resumed run is. A resume on other
+    processes or with another ``-b`` takes other steps per epoch: the whole length counted in
+    them ended a run short of its epochs (or at once, "nothing to train"), or past them."""
+    if cfg.steps:
+        return cfg.steps
+    epochs, per_epoch = cfg.epochs or 10, loaders.steps_per_epoch
+    if resumed is None:
+        return epochs * per_epoch
+    ts = resumed["train_state"]
+    step, epoch, pos = resumed["step"], ts["epoch"], ts["pos"]
+    if epoch >= epochs:  # at its end, or past it (said as such)
+        return min(step, epochs * per_epoch)
+    left = max(0, loaders.per_rank - pos)  # of this epoch, whole batches (one, short, if less)
+    this_epoch = left // cfg.batch_size if loaders.per_rank >= cfg.batch_size else int(left > 0)
+    return step + this_epoch + (epochs - epoch - 1) * per_epoch
+
+
 def build_model(
     cfg: TrainConfig, d: Dist, dev: Device, cs: ClassSetup, carried: dict | None
 ) -> models.Colorizer:

@@ -566,6 +566,20 @@ def test_skip_existing_finishes_what_is_missing(tmp_path, png):
     assert len(list(iter_records(io.BytesIO((tmp_path / "all.lab").read_bytes())))) == 2
 
 
+def test_a_second_input_of_a_skipped_output_is_not_said_to_be_written(tmp_path, png):
+    """y/a.png's output was a.png's, kept by --skip-existing: "was already written for an
+    earlier input", where this run wrote nothing."""
+    (tmp_path / "y").mkdir()
+    other = write_rgb(tmp_path / "y" / "a.png", smooth_image(9, 7, 2))
+    out = tmp_path / "o"
+    run(["to-lab", png, "-o", f"{out}/"], check_rc=0)
+    p = run(["to-lab", png, other, "-o", f"{out}/", "--skip-existing"])
+    assert (p.returncode, _lines(p)) == (1, [
+        f"recolor to-lab: {other}: output {out}/a.lab exists, kept for an earlier input "
+        "(--skip-existing)"
+    ])  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGHUP, 129)]
 )

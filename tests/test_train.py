@@ -740,6 +740,27 @@ def test_a_hand_edited_training_state_is_one_line_naming_the_file(
     assert len(p.stderr.splitlines()) == 1 and (out / "last.pt").read_bytes() == before
 
 
+@pytest.mark.parametrize(
+    "first, again, end",
+    [  # 16 images: -b 4 takes 4 steps an epoch, -b 2 eight, -b 8 two
+        (["--epochs", "2", "-b", "4"], ["--epochs", "3", "-b", "8"], (10, 3.0)),
+        (["--steps", "6", "-b", "4"], ["--epochs", "2", "-b", "2"], (10, 2.0)),
+        (["--steps", "6", "-b", "4"], ["--epochs", "2", "-b", "8"], (7, 2.0)),
+    ],
+)
+def test_a_resume_with_another_batch_ends_at_the_epoch_asked(data, tmp_path, first, again, end):
+    """--epochs on a resume with another -b (or on other processes: other steps per epoch) was
+    counted in the new steps per epoch from step 0: 3 epochs of -b 8 were 6 steps, "past"
+    the 8 done ("nothing to train"); from epoch 1.5, 2 epochs of -b 2 went on to epoch 2.75."""
+    out = tmp_path / "run"
+    common = ["--width", "8", "--size", "32", "--workers", "0", "-q", "-o", out]
+    run(["train", data["train"], "--head", "reg", *first, *common], check_rc=0)
+    p = run(["train", "--resume", *again, *common], check_rc=0)
+    assert "nothing to train" not in p.stderr.decode(), p.stderr
+    last = metric_lines(out)[-1]
+    assert (last["step"], last["epoch"]) == end, last
+
+
 def test_a_regression_run_does_not_import_numba(data, tmp_path):
     """The regression head has no classes to encode, but each crop imported the colour-class
     package, and with it numba (0.3 s of every reg run's start)."""
