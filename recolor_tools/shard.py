@@ -74,7 +74,24 @@ def rank_and_size(env: Mapping[str, str] | None = None) -> tuple[int, int]:
         raise UsageError(f"WORLD_SIZE {size} is no number of processes (set by torchrun)")
     if not 0 <= rank < size:
         raise UsageError(f"RANK {rank} is not in [0, WORLD_SIZE={size}) (set by torchrun)")
+    if size > 1:  # the launch's other variables, read later (an int() error then, unnamed)
+        for name, least, most in _LAUNCH_NUMBERS:
+            value = env.get(name)
+            whole = value is not None and value.isascii() and value.isdigit()
+            if value is not None and not (whole and least <= int(value) <= (most or int(value))):
+                upto = f" to {most}" if most else ""
+                raise UsageError(f"{name} {value!r} is not a whole number from {least}{upto} "
+                                 "(set by torchrun)")  # fmt: skip
     return rank, size
+
+
+_LAUNCH_NUMBERS = (
+    ("LOCAL_RANK", 0, None),
+    ("LOCAL_WORLD_SIZE", 1, None),
+    ("MASTER_PORT", 1, 65535),
+)
+"""What a launch of several processes reads besides RANK and WORLD_SIZE, where set, and the
+whole numbers each may be (None: no most)."""
 
 
 def first_process(env: Mapping[str, str] | None = None) -> bool:

@@ -58,6 +58,29 @@ def test_rank_outside_a_launch_and_bad_values():
             rank_and_size(env)
 
 
+@pytest.mark.parametrize(
+    "name, value, says",
+    [
+        ("MASTER_PORT", "x", "MASTER_PORT 'x' is not a whole number from 1 to 65535"),
+        ("MASTER_PORT", "99999", "MASTER_PORT '99999' is not a whole number from 1 to 65535"),
+        ("LOCAL_WORLD_SIZE", "0", "LOCAL_WORLD_SIZE '0' is not a whole number from 1"),
+        ("LOCAL_RANK", "-1", "LOCAL_RANK '-1' is not a whole number from 0"),
+    ],
+)
+def test_a_launch_variable_set_badly_by_hand_is_named(tmp_path, tiny, name, value, says):
+    """MASTER_PORT=x was "internal error: ValueError: invalid literal for int()" after rank 0's
+    share was written (predict) or "invalid literal for int() with base 10: 'x'", exit 1
+    (train); LOCAL_WORLD_SIZE=0 a ZeroDivisionError."""
+    img = write_rgb(tmp_path / "a.png", smooth_image(40, 48, 1))
+    env = {"WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "127.0.0.1", name: value}
+    for tool in (["predict", img, *tiny, "--size", "16"], ["train", tmp_path, "--size", "16"]):
+        p = run([*tool, "-o", f"{tmp_path}/out/"], env=env)
+        assert (p.returncode, p.stderr.decode()) == (
+            2, f"recolor {tool[0]}: {says} (set by torchrun)\n"
+        )  # fmt: skip
+        assert not (tmp_path / "out").exists()
+
+
 def test_rank_values_set_by_hand_and_usage_said_once(tmp_path, tiny):
     """RANK=1 alone was "internal error: RecolorError: RANK 1 is not in [0, WORLD_SIZE=1)",
     WORLD_SIZE=2 alone wrote rank 0's share unsaid (train: "internal error: KeyError: 'RANK'");
