@@ -20,14 +20,19 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
 
-from recolor_tools import color, colorprofile
-from recolor_tools.imageio import decode_rgb
-from recolor_tools.metachunks import insert_metadata
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from recolor_tools import color, colorprofile  # noqa: E402
+from recolor_tools.imageio import decode_rgb  # noqa: E402
+from recolor_tools.metachunks import insert_metadata  # noqa: E402
 
 WIDE = [(0.7347, 0.2653), (0.1152, 0.8264), (0.1566, 0.0177)]
 
@@ -84,7 +89,7 @@ def main() -> None:
     formula_s = _median_time(lambda: xf.apply(rgb16, depth=16), args.runs)
     table_s = _median_time(lambda: tabled.apply(rgb16, depth=16), args.runs)
     print(f"16-bit samples: matrix/TRC formulas {formula_s / mp:.3f} s/MP, sampled table "
-          f"{table_s / mp:.3f} s/MP ({formula_s / table_s:.2f}x)")  # fmt: skip
+          f"{table_s / mp:.3f} s/MP (formulas / table {formula_s / table_s:.2f}x)")  # fmt: skip
     rgb8 = np.rint(img * 255) / np.float32(255)
     for name, t in (("formulas", xf), ("table", tabled)):
         _accuracy(name, rgb8, t)

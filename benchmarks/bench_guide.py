@@ -8,10 +8,12 @@ their sum weighted by the colours' class distributions, so ``guide.steer`` walks
 the colours touch where those are fewer. This times both on the shipped cls model's features of
 a generated 400 x 300 image with a gradient layer (a hole left unpainted), at the default working
 size and at ``--size 320``, in this process, and prints the ratio and the largest difference of
-the mixed class distributions. On 2 cores (one thread; 2026-12-07): at 160, 1,848 colours and
-211 classes over 2,160 cells, 6.17 s against 0.69 s (9.0x); at 320, 7,182 colours, 213 classes,
-8,640 cells, 384 s against 5.0 s (77x); the distributions within 1.3e-5. Most of its 7 minutes
-are the per-colour walks at 320 (``--sizes 160`` for a quick run).
+the mixed class distributions. On 2 shared cores (one thread), at 160: 1,848 colours and 211
+classes over 2,160 cells, 4.1-4.7 s against 0.28-0.42 s (11-15x in two runs at a load of 2; the
+ratio swings with the machine's load, 15-32x at a load of 3.5-5.5), the distributions within
+3.7e-6; at 320 (measured once): 7,182 colours, 213 classes, 8,640 cells, 384 s against 5.0 s
+(77x), within 1.3e-5. Most of its 7 minutes are the per-colour walks at 320 (``--sizes 160``
+for a quick run).
 
 Usage::
 
@@ -54,9 +56,11 @@ def walks(pred: Predictor, rgb: np.ndarray, layer: Path) -> dict:
 
 
 def main() -> None:
+    from recolor_tools.errors import at_least
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--repeat", type=int, default=1)
-    ap.add_argument("--sizes", type=int, nargs="+", default=[160, 320])
+    ap.add_argument("--repeat", type=at_least(1), default=1)
+    ap.add_argument("--sizes", type=at_least(8), nargs="+", default=[160, 320])
     args = ap.parse_args()
     torch.set_num_threads(1)
     rng = np.random.default_rng(1)
@@ -88,4 +92,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from recolor_tools.errors import run_script
+
+    run_script(main)

@@ -22,10 +22,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from recolor_tools import colorprofile
-from recolor_tools.metachunks import insert_metadata
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from recolor_tools import colorprofile  # noqa: E402
+from recolor_tools.metachunks import insert_metadata  # noqa: E402
 
 
 def child_maxrss_mib(cmd: list[str]) -> tuple[float, subprocess.CompletedProcess]:
@@ -45,6 +46,18 @@ def child_maxrss_mib(cmd: list[str]) -> tuple[float, subprocess.CompletedProcess
     return int(kib) / 1024, subprocess.CompletedProcess(cmd, int(rc), "", p.stderr)
 
 
+def write_photo(path: Path, w: int, h: int, seed: int) -> np.ndarray:
+    """A photograph-sized 8-bit JPEG at ``path``, made in a few seconds: a smooth colour field
+    (a cubic blow-up of 6 x 9 random colours) plus noise of 0-7, quality 92, a realistic file
+    size. Returns its pixels (BGR) before encoding."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (6, 9, 3)).astype(np.uint8)
+    img = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+    img += rng.integers(0, 8, (h, w, 1), dtype=np.uint8)
+    cv2.imwrite(str(path), img, [cv2.IMWRITE_JPEG_QUALITY, 92])
+    return img
+
+
 def main() -> None:
     from recolor_tools.errors import at_least
 
@@ -55,13 +68,8 @@ def main() -> None:
     recolor = [sys.executable, "-m", "recolor_tools"]
     with tempfile.TemporaryDirectory() as tmp:
         t = Path(tmp)
-        rng = np.random.default_rng(0)
         for name, seed in (("a.jpg", 0), ("b.jpg", 1)):
-            small = np.random.default_rng(seed).integers(0, 256, (6, 9, 3)).astype(np.uint8)
-            img = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
-            img += rng.integers(0, 8, (h, w, 1), dtype=np.uint8)
-            cv2.imwrite(str(t / name), img, [cv2.IMWRITE_JPEG_QUALITY, 92])
-            del img
+            write_photo(t / name, w, h, seed)
         # a 16-bit master in a wide-gamut matrix profile: the float colour-management path
         wide = [(0.7347, 0.2653), (0.1152, 0.8264), (0.1566, 0.0177)]
         img16 = cv2.imread(str(t / "a.jpg")).astype(np.uint16) * np.uint16(257)

@@ -11,9 +11,8 @@
 
    Then the small calls of training: the targets of 300 crops (32 x 32 a/b values each, shrunk
    with INTER_AREA from 128 px crops of the same images, as ``data.py`` does), one call each on
-   one thread as in a DataLoader worker: recolor (which runs small calls on a serial kernel with
-   the lattice path), recolor forced onto its threaded large-call kernel, and both references
-   per call (scikit-learn's tree fitted once). No target; it shows what a training step pays.
+   one thread as in a DataLoader worker: recolor and both references per call (scikit-learn's
+   tree fitted once). No target; it shows what a training step pays.
 
 2. Annealed-mean decoding (T = 0.38) of network-like output, (B, Q, H, W) logits and
    (B, H, W, Q) probabilities, with :func:`recolor_tools.quant.annealed_mean` against the plain
@@ -164,7 +163,7 @@ def numpy_annealed_mean(scores: np.ndarray, classes: np.ndarray, axis: int, logi
     s -= s.max(axis=axis, keepdims=True)
     e = np.exp(s)
     e /= e.sum(axis=axis, keepdims=True)
-    return np.moveaxis(np.tensordot(e, classes, axes=([axis], [0])), -1, -1)
+    return np.tensordot(e, classes, axes=([axis], [0]))
 
 
 def network_logits(b: int, h: int, w: int, classes: np.ndarray, seed: int = 1) -> np.ndarray:
@@ -196,7 +195,7 @@ def main() -> None:
         "--repeat",
         type=at_least(1),
         default=5,
-        help="Rounds (soft encoding) or runs (decoding, best).",
+        help="Paired rounds of every timing; each ratio is the median of the rounds' ratios.",
     )
     args = ap.parse_args()
 
@@ -261,7 +260,8 @@ def bench_soft_encode(args, classes: np.ndarray) -> None:
     for name, r in rates.items():
         ratio = np.median(ours / r)
         print(f"  {name:28s} {np.median(r) / 1e6:9.2f} Mpixel/s   recolor is {ratio:7.2f}x")
-    print(f"  same classes as torch: {100 * agree:.3f}% of pixels (others: exact ties)")
+    print(f"  same classes as torch: {100 * agree:.3f}% of pixels "
+          "(others: ties or torch's float32 rounding)")  # fmt: skip
     if agree_sk is not None:
         print(f"  same classes as sklearn: {100 * agree_sk:.3f}%, max weight diff {wdiff:.1e}")
     checks = [("sklearn ball tree", 100), ("torch cdist+topk", 20)]
@@ -286,7 +286,6 @@ def bench_training_calls(args, classes: np.ndarray) -> None:
     side = crops[0].shape[0]
     print(f"\nsoft encoding of training targets: {len(crops)} calls of {side}x{side} a/b "
           "values (crops shrunk with INTER_AREA, as data.py does), 1 thread")  # fmt: skip
-    threaded_max = quant.encode._SERIAL_MAX
 
     def ours_calls():
         for c in crops:
@@ -294,7 +293,6 @@ def bench_training_calls(args, classes: np.ndarray) -> None:
 
     per_call = {
         "recolor soft_encode": ours_calls,
-        "recolor, threaded kernel": ours_calls,
         "torch cdist+topk": lambda: [
             torch_encode(c.reshape(-1, 2), classes, threads=1) for c in crops
         ],
@@ -314,16 +312,7 @@ def bench_training_calls(args, classes: np.ndarray) -> None:
     except ImportError:
         pass
 
-    def timed(name):
-        # The small-call path (serial kernel with the lattice tables) is what soft_encode picks;
-        # "threaded kernel" forces the large-call path, as before it existed.
-        quant.encode._SERIAL_MAX = 0 if name == "recolor, threaded kernel" else threaded_max
-        return per_call[name]()
-
-    call_rates = paired_rounds(
-        {m: (lambda m=m: timed(m), len(crops)) for m in per_call}, args.repeat
-    )
-    quant.encode._SERIAL_MAX = threaded_max
+    call_rates = paired_rounds({m: (fn, len(crops)) for m, fn in per_call.items()}, args.repeat)
     numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
     ours = call_rates["recolor soft_encode"]
     for name, r in call_rates.items():

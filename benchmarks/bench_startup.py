@@ -22,6 +22,7 @@ difference.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -33,15 +34,16 @@ import cv2
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
 
-def _time(cmd: list[str], runs: int, stdin: bytes | None = None) -> float:
+def _time(cmd: list[str], runs: int, env: dict, stdin: bytes | None = None) -> float:
     """Median seconds of a whole process; it must succeed (a tool that fails at once would
     time as a fast start)."""
     times = []
     for _ in range(runs):
         t0 = time.perf_counter()
-        p = subprocess.run(cmd, input=stdin, capture_output=True, check=False)
+        p = subprocess.run(cmd, input=stdin, env=env, capture_output=True, check=False)
         times.append(time.perf_counter() - t0)
         if p.returncode:
             raise SystemExit(f"failed: {' '.join(cmd)}\n{p.stderr.decode(errors='replace')}")
@@ -66,7 +68,6 @@ def _shell(cmd: str, env: dict) -> tuple[float, float]:
 
 def cold(runs: int, n_images: int) -> None:
     """Each kernel-compiling tool's first run on an empty kernel cache, and its second run."""
-    import os
     import shlex
 
     with tempfile.TemporaryDirectory(prefix="recolor-cold-") as folder:  # removed after
@@ -120,9 +121,12 @@ def main() -> None:
         rng = np.random.default_rng(0)
         cv2.imwrite(str(img), cv2.resize(rng.integers(0, 255, (4, 4, 3), np.uint8), (128, 96)))
         recolor = [sys.executable, "-m", "recolor_tools"]
-        lab = subprocess.run([*recolor, "to-lab", str(img)], capture_output=True, check=True).stdout
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}  # this checkout's, as cold() runs it
+        lab = subprocess.run(
+            [*recolor, "to-lab", str(img)], env=env, capture_output=True, check=True
+        ).stdout
 
-        base = _time([sys.executable, "-c", "pass"], args.runs)
+        base = _time([sys.executable, "-c", "pass"], args.runs, env)
         cases = [
             ("to-lab small.png", [*recolor, "to-lab", str(img)], None),
             ("from-lab (stdin)", [*recolor, "from-lab"], lab),
@@ -136,7 +140,7 @@ def main() -> None:
         print(f"{'command':32} {'median s':>9} {'x python -c pass':>17}")
         print(f"{'python -c pass':32} {base:9.3f} {1.0:17.1f}")
         for name, cmd, stdin in cases:
-            t = _time(cmd, args.runs, stdin)
+            t = _time(cmd, args.runs, env, stdin)
             print(f"{name:32} {t:9.3f} {t / base:17.1f}")
 
 

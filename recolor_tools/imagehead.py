@@ -9,8 +9,10 @@ claims far more pixels than its few bytes could hold, is refused by the same lim
 whose header claims more than its length could hold at deflate's best ratio, by that rule.
 
 The limit is :data:`DEFAULT_MAX_PIXELS` = 178,956,970 pixels (Pillow's error threshold, twice its
-89.5 Mpx warning), changed with the environment variable ``RECOLOR_MAX_PIXELS``. Decoding costs
-about 12 bytes a pixel per float32 RGB copy, so the default admits images of about 2 GB each.
+89.5 Mpx warning), changed with the environment variable ``RECOLOR_MAX_PIXELS``. ``to-lab`` of a
+24 Mpx image peaks at 458 MiB as an 8-bit JPEG (about 20 bytes a pixel) and at 655 MiB as a
+16-bit PNG with an ICC profile (about 29; ``benchmarks/bench_memory.py``), so the default admits
+images that need some 5 GB each.
 
 No OpenCV and no numpy here: this module is plain byte parsing.
 """

@@ -134,6 +134,11 @@ def test_the_repository_scripts_say_a_bad_input_in_one_line(tmp_path):
         ("benchmarks/bench_quant.py", ["--threads", "0"], "--threads: must be at least 1"),
         ("benchmarks/bench_memory.py", ["--size", "0", "5"], "--size: must be at least 1"),
         ("benchmarks/bench_train.py", ["--workers", "-1"], "--workers: must be at least 0"),
+        ("benchmarks/bench_guide.py", ["--repeat", "0"], "--repeat: must be at least 1"),
+        ("benchmarks/bench_guide.py", ["--sizes", "160", "0"], "--sizes: must be at least 8"),
+        ("benchmarks/bench_quota.py", ["--cpus", "0.001"], "--cpus: must be at least 0.01"),
+        ("benchmarks/bench_quota.py", ["--repeat", "0"], "--repeat: must be at least 1"),
+        ("benchmarks/bench_quota.py", ["--images", "0"], "--images: must be at least 1"),
         ("weights/subset.py", ["a", "b", "--of", "0"], "--of: must be at least 1"),
         ("weights/subset.py", ["a", "b", "--of", "-1" + "0" * 400], "--of: must be at least 1"),
         ("weights/evaluate_hints.py", ["a", "--stats", "s", "--oracle", "0"], "more than 0"),
@@ -142,7 +147,8 @@ def test_the_repository_scripts_say_a_bad_input_in_one_line(tmp_path):
 def test_the_scripts_refuse_numbers_out_of_range_as_usage(script, args, says):
     """Benchmark options of 0 ended far into the run in a traceback (the median of no runs, a
     division by a zero-megapixel image, numba's thread count) or hung (--repeat 0), or were
-    replaced without a word (bench_startup --runs 0 ran 7): a usage line and exit 2."""
+    replaced without a word (bench_startup --runs 0 ran 7), or left an empty cgroup behind
+    (bench_quota --cpus 0.001, said as "needs root", exit 0): a usage line and exit 2."""
     p = subprocess.run([sys.executable, ROOT / script, *args], capture_output=True, text=True,
                        timeout=120, cwd=ROOT)  # fmt: skip
     assert p.returncode == 2 and says in p.stderr and "Traceback" not in p.stderr, p.stderr
