@@ -129,6 +129,11 @@ def folder_named(path: Path, real: Path | None = None) -> Path:
     """The folder that a file written at ``path`` goes in, as the user named it, unless a link
     led elsewhere (``ro``, not ``/tmp/x/ro``; the link's target where ``path`` is a link);
     ``real``: ``path``'s realpath, where the caller has it."""
+    if path.name not in ("", ".", "..") and not os.path.islink(path):
+        # not a link: the folder named is where it goes, without realpath's walk of every
+        # folder above it (each output resolved again and again: a tree 300 deep mirrored
+        # to -o took 17 times as long as a flat one)
+        return path.parent
     folder = (real or Path(os.path.realpath(path))).parent
     return path.parent if os.path.realpath(path.parent) == str(folder) else folder
 

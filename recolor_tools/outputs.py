@@ -155,6 +155,8 @@ def check_dir(path: Path) -> None:
 
 def make_dir(path: Path) -> None:
     """Create an output directory (and its parents), or raise one clear :class:`RecolorError`."""
+    if path.is_dir():  # (called for each output in a tree: not a stat of every folder above)
+        return
     check_dir(path)
     try:
         # the missing folders top down, in a loop: mkdir(parents=True) recurses once a level,

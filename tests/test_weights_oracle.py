@@ -139,6 +139,7 @@ def test_the_repository_scripts_say_a_bad_input_in_one_line(tmp_path):
         ("benchmarks/bench_quota.py", ["--cpus", "0.001"], "--cpus: must be at least 0.01"),
         ("benchmarks/bench_quota.py", ["--repeat", "0"], "--repeat: must be at least 1"),
         ("benchmarks/bench_quota.py", ["--images", "0"], "--images: must be at least 1"),
+        ("benchmarks/bench_tree.py", ["--depth", "0"], "--depth: must be at least 1"),
         ("weights/subset.py", ["a", "b", "--of", "0"], "--of: must be at least 1"),
         ("weights/subset.py", ["a", "b", "--of", "-1" + "0" * 400], "--of: must be at least 1"),
         ("weights/evaluate_hints.py", ["a", "--stats", "s", "--oracle", "0"], "more than 0"),
