@@ -376,7 +376,7 @@ class Outputs:
             where = STDOUT_NAME if out is None else printable(out)
             hint = "" if self.directory else f"; use {self.flag} DIR/"
             # no path: the caller's guard names the input (y/a.png), not its name here (a.png)
-            if out in self._skipped and out not in self._written:  # (this run wrote nothing)
+            if out in self._skipped:  # (this run wrote nothing there)
                 raise RecolorError(f"output {where} exists, kept for an earlier input "
                                    f"(--skip-existing){hint}")  # fmt: skip
             raise RecolorError(f"output {where} was already written for an earlier input{hint}")

@@ -57,8 +57,9 @@ def rank_and_size(env: Mapping[str, str] | None = None) -> tuple[int, int]:
     WORLD_SIZE or with WORLD_SIZE 1 (a stray RANK alone is one process).
 
     Raises :class:`UsageError` for a WORLD_SIZE that is no whole number from 1, one above 1
-    without a RANK (half the inputs were skipped unsaid: rank 0's share), or a RANK that is no
-    whole number in [0, WORLD_SIZE): set by hand, not by torchrun.
+    without a RANK (half the inputs were skipped unsaid: rank 0's share), a RANK that is no
+    whole number in [0, WORLD_SIZE), or, in a launch of several, a LOCAL_RANK, LOCAL_WORLD_SIZE
+    or MASTER_PORT out of :data:`_LAUNCH_NUMBERS`: set by hand, not by torchrun.
     """
     env = os.environ if env is None else env
     if "WORLD_SIZE" not in env:
@@ -77,8 +78,10 @@ def rank_and_size(env: Mapping[str, str] | None = None) -> tuple[int, int]:
     if size > 1:  # the launch's other variables, read later (an int() error then, unnamed)
         for name, least, most in _LAUNCH_NUMBERS:
             value = env.get(name)
-            whole = value is not None and value.isascii() and value.isdigit()
-            if value is not None and not (whole and least <= int(value) <= (most or int(value))):
+            if value is None:
+                continue
+            n = int(value) if value.isascii() and value.isdigit() and len(value) < 20 else -1
+            if n < least or most is not None and n > most:
                 upto = f" to {most}" if most else ""
                 raise UsageError(f"{name} {value!r} is not a whole number from {least}{upto} "
                                  "(set by torchrun)")  # fmt: skip

@@ -228,13 +228,13 @@ def read_start(cfg: TrainConfig, d: Dist) -> tuple[dict | None, dict | None]:
         checkpoints.check_head(resumed, cfg.head, path)
         if "train_state" not in resumed:
             raise RecolorError("checkpoint has no training state to resume from", path)
-        ts = resumed["train_state"]
-        lacks = {"optimizer", "scheduler", "rng"} - (ts.keys() if isinstance(ts, dict) else set())
-        if lacks:  # (it said "the optimiser's" whichever was missing)
-            raise RecolorError(f"broken checkpoint: its training state has no {min(lacks)!r}", path)
-        from .trainstate import READ_FROM, check_saved
+        from .trainstate import READ_FROM, SAVED, continued
 
-        check_saved(ts, path)
+        ts = resumed["train_state"]
+        lacks = [k for k in SAVED if not isinstance(ts, dict) or k not in ts]
+        if lacks:  # (it said "the optimiser's" whichever was missing)
+            raise RecolorError(f"broken checkpoint: its training state has no {lacks[0]!r}", path)
+        resumed["train_state"] = continued(ts, resumed.get("step"), d.world, path)
         checkpoints.model_of(resumed, path)  # weights that fit and are finite, before any work
         resumed[READ_FROM] = path
     init = None if cfg.init is None else checkpoints.read_checkpoint(cfg.init)
@@ -338,9 +338,9 @@ def last_step(cfg: TrainConfig, loaders: Loaders, resumed: dict | None) -> int:
     epochs, per_epoch = cfg.epochs or 10, loaders.steps_per_epoch
     if resumed is None:
         return epochs * per_epoch
-    ts = resumed["train_state"]
-    step, epoch, pos = resumed["step"], ts["epoch"], ts["pos"]
-    if epoch >= epochs:  # at its end, or past it (said as such)
+    ts = resumed["train_state"]  # (its pos in this launch's shares: trainstate.continued)
+    step, epoch, pos = ts["step"], ts["epoch"], ts["pos"]
+    if epoch >= epochs:  # at its end, or past it: nothing to train
         return min(step, epochs * per_epoch)
     left = max(0, loaders.per_rank - pos)  # of this epoch, whole batches (one, short, if less)
     this_epoch = left // cfg.batch_size if loaders.per_rank >= cfg.batch_size else int(left > 0)

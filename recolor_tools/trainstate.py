@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ import numpy as np
 import torch
 
 from .distributed import Dist
-from .errors import RecolorError
+from .errors import RecolorError, is_real, is_whole
 from .trainconfig import TrainConfig
 from .trainoptim import Optimiser
 from .trainsetup import log
@@ -108,29 +107,37 @@ READ_FROM = "read from"
 """The key of a resumed checkpoint's dict that :func:`recolor_tools.trainsetup.read_start` puts
 the file's path under (in memory only), for :func:`restore`'s errors to name it."""
 
+SAVED = ("optimizer", "scheduler", "rng", "epoch", "pos", "loss_sum", "loss_n", "elapsed",
+         "world", "batch_size")  # fmt: skip
+"""What a checkpoint's ``train_state`` holds for ``--resume`` (version 1's too; its step is the
+checkpoint's own)."""
+
 _COUNTS = {"step": 0, "epoch": 0, "pos": 0, "loss_n": 0, "batch_size": 1, "world": 1}
 """The whole numbers of a saved training state, and the least each may be."""
 
 
-def check_saved(ts: dict[str, Any], path: Path) -> None:
-    """A saved training state's counts (:data:`_COUNTS`) as the loop writes them, whole numbers
-    at least their floor, and its seconds and running loss finite and not negative; else a
-    RecolorError naming ``path``. Only a checkpoint edited by hand gets here (the zip's CRC-32
-    stops random damage), where ``step: -5`` trained unsaid past the steps asked."""
+def continued(ts: dict[str, Any], step: object, world: int, path: Path) -> dict[str, Any]:
+    """A checkpoint's training state ``ts`` (holding :data:`SAVED`; ``step``: the checkpoint's,
+    where version 1 kept it outside), checked, and as a launch of ``world`` processes goes on
+    from it: ``pos``, the items of one process's share of the epoch already trained, becomes
+    the same items of the whole epoch shared by ``world`` (``pos * world_then // world``: on
+    more processes each skipped as many as one had trained, and items went untrained).
+
+    Raises RecolorError naming ``path`` where a count (:data:`_COUNTS`) is no whole number at
+    least its floor, or the seconds or running loss no finite number from 0. Only a checkpoint
+    edited by hand gets there (the zip's CRC-32 stops random damage), where ``step: -5`` trained
+    unsaid past the steps asked.
+    """
+    ts = {"step": step, **ts}
     for key, least in _COUNTS.items():
-        value = ts.get(key, least)  # (a missing one: restore's error)
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            raise RecolorError(f"broken checkpoint: its training state's {key} is {value!r}, "
-                               f"not a whole number from {least}", path)  # fmt: skip
+        if not (is_whole(ts[key]) and ts[key] >= least):
+            raise RecolorError(f"broken checkpoint: its training state's {key} is "
+                               f"{ts[key]!r}, not a whole number from {least}", path)  # fmt: skip
     for key in ("elapsed", "loss_sum"):
-        value = ts.get(key, 0.0)
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not (math.isfinite(value) and value >= 0)
-        ):
-            raise RecolorError(f"broken checkpoint: its training state's {key} is {value!r}, "
-                               "not a finite number from 0", path)  # fmt: skip
+        if not (is_real(ts[key]) and ts[key] >= 0):
+            raise RecolorError(f"broken checkpoint: its training state's {key} is "
+                               f"{ts[key]!r}, not a finite number from 0", path)  # fmt: skip
+    return {**ts, "pos": ts["pos"] * ts["world"] // world}
 
 
 def restore(
@@ -143,9 +150,10 @@ def restore(
     try:
         opt.load_state_dict(ts)
         set_rng_state(ts["rng"])
-        state.load_state_dict({"step": resumed["step"], **ts}, d.rank)  # (v1: the step outside)
-    except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as e:
-        why = f"{type(e).__name__}: {e}"
+        state.load_state_dict(ts, d.rank)
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as e:
+        first = (str(e).strip().splitlines() or [""])[0]  # (torch's errors run to lines)
+        why = f"{type(e).__name__}: {first}"
         raise RecolorError(f"broken checkpoint: its training state does not load ({why})",
                            resumed.get(READ_FROM)) from None  # fmt: skip
     # what the command line may change (given again with another value): said, since the run

@@ -65,6 +65,7 @@ def test_rank_outside_a_launch_and_bad_values():
         ("MASTER_PORT", "99999", "MASTER_PORT '99999' is not a whole number from 1 to 65535"),
         ("LOCAL_WORLD_SIZE", "0", "LOCAL_WORLD_SIZE '0' is not a whole number from 1"),
         ("LOCAL_RANK", "-1", "LOCAL_RANK '-1' is not a whole number from 0"),
+        ("LOCAL_RANK", "1" * 5000, f"LOCAL_RANK '{'1' * 5000}' is not a whole number from 0"),
     ],
 )
 def test_a_launch_variable_set_badly_by_hand_is_named(tmp_path, tiny, name, value, says):

@@ -718,6 +718,8 @@ def short_run(data, tmp_path_factory) -> Path:
         ("elapsed", float("nan"), "training state's elapsed is nan, not a finite number"),
         ("rng", "x", "training state does not load (TypeError: "),
         ("optimizer", "other", "training state does not load ("),
+        ("pos", None, "training state has no 'pos'"),
+        ("loss_sums", ["x"], "training state does not load (TypeError: "),  # (torch's: 6 lines)
     ],
 )
 def test_a_hand_edited_training_state_is_one_line_naming_the_file(
@@ -725,12 +727,15 @@ def test_a_hand_edited_training_state_is_one_line_naming_the_file(
 ):
     """A checkpoint whose training state was edited by hand: a step of -5 trained past the
     steps asked and a batch size of 0 passed unsaid; an RNG or optimiser state that did not load
-    was an internal error, without the file."""
+    was an internal error, without the file, and so was a missing count."""
     out = shutil.copytree(short_run, tmp_path / "run")
     ckpt = torch.load(out / "last.pt", weights_only=True)
     ts = ckpt["train_state"]
-    ts[key] = {"state": {0: {"exp_avg": torch.zeros(3)}}, "param_groups": ts[key]["param_groups"]} \
-        if value == "other" else value  # fmt: skip
+    if value is None:
+        del ts[key]
+    else:
+        ts[key] = {"state": {0: {"exp_avg": torch.zeros(3)}}, "param_groups":
+                   ts[key]["param_groups"]} if value == "other" else value  # fmt: skip
     torch.save(ckpt, out / "last.pt")
     before = (out / "last.pt").read_bytes()
     p = run(["train", "--resume", "-o", out, "--steps", "4", "-q"])
@@ -759,6 +764,21 @@ def test_a_resume_with_another_batch_ends_at_the_epoch_asked(data, tmp_path, fir
     assert "nothing to train" not in p.stderr.decode(), p.stderr
     last = metric_lines(out)[-1]
     assert (last["step"], last["epoch"]) == end, last
+
+
+def test_a_resume_on_more_processes_takes_the_rest_of_the_epoch(data, tmp_path):
+    """The items a process had trained of the epoch were skipped by each process of the new
+    launch: from 6 of 16 on one process, two processes skipped 6 of their 8 each, and 6 images
+    of the epoch went untrained (one step, not two, to its end)."""
+    out = tmp_path / "run"
+    common = ["--width", "8", "--size", "32", "--workers", "0", "--threads", "1", "-q"]
+    run(["train", data["train"], "--head", "reg", "--steps", "3", "-b", "2", *common, "-o", out],
+        check_rc=0)  # fmt: skip
+    p = torchrun(["train", "--resume", "--epochs", "1", "--device", "cpu", *common, "-o", out],
+                 env={"OMP_NUM_THREADS": "1"})  # fmt: skip
+    assert p.returncode == 0, p.stderr.decode(errors="replace")
+    # 6 of 16 done: 10 left, 5 a process, two whole batches of 2 each
+    assert [m["step"] for m in metric_lines(out)][-1] == 5
 
 
 def test_a_regression_run_does_not_import_numba(data, tmp_path):
