@@ -307,7 +307,8 @@ def checkpoint(
 
 
 def save_last(run: Run, state: TrainState, metrics: dict[str, Any]) -> None:
-    """Write ``OUT/last.pt`` (rank 0), keeping the one before as ``OUT/last.prev.pt``.
+    """Write ``OUT/last.pt`` (rank 0), keeping the one before as ``OUT/last.prev.pt`` (unless
+    it is the unreadable file a resume passed over: ``last.prev.pt`` is then kept).
 
     Raises RecolorError, on every rank, if the weights are no longer finite (a run that
     diverged): its weights would load nowhere, and the last good ``last.pt`` is kept.
@@ -322,7 +323,9 @@ def save_last(run: Run, state: TrainState, metrics: dict[str, Any]) -> None:
     sums = each_rank(state.loss_sum, run.d)  # a resumed rank goes on from its own
     if run.d.main:
         ckpt = checkpoint(run, state, metrics, sums)
-        checkpoints.save_checkpoint(run.cfg.out / "last.pt", ckpt, keep_previous=True)
+        keep = not state.last_broken  # (a broken last.pt is no previous checkpoint)
+        checkpoints.save_checkpoint(run.cfg.out / "last.pt", ckpt, keep_previous=keep)
+    state.last_broken = False
 
 
 # ---------------------------------------------------------------------------------------------

@@ -44,6 +44,9 @@ class TrainState:
     started: float = field(default_factory=time.perf_counter)
     interval_imgs: int = 0
     interval_start: float = field(default_factory=time.perf_counter)
+    # Not saved: OUT/last.pt is unreadable (the run resumed from last.prev.pt), so the next save
+    # replaces it and keeps last.prev.pt, not the broken file in its place.
+    last_broken: bool = False
 
     def seconds(self) -> float:
         """Training time in seconds, over this process and the ones it resumed."""
@@ -151,6 +154,7 @@ def restore(
         opt.load_state_dict(ts)
         set_rng_state(ts["rng"])
         state.load_state_dict(ts, d.rank)
+        state.last_broken = resumed.get(READ_FROM) not in (None, cfg.out / "last.pt")
     except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as e:
         first = (str(e).strip().splitlines() or [""])[0]  # (torch's errors run to lines)
         why = f"{type(e).__name__}: {first}"

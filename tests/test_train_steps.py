@@ -343,6 +343,12 @@ def test_resume_from_a_cut_short_checkpoint_uses_the_one_before(images, tmp_path
     last.unlink()  # killed between the two renames: only last.prev.pt
     train(config(images, out, steps=5, resume=True))
     assert torch.load(last, weights_only=True)["step"] == 5
+    # the broken last.pt is replaced, not kept as last.prev.pt in place of the good one that
+    # the run resumed from (one more damage, and nothing was left to resume)
+    last.write_bytes(last.read_bytes()[:100])
+    train(config(images, out, steps=5, resume=True))  # from step 4: one step, one save
+    prev = torch.load(out / "last.prev.pt", weights_only=True)
+    assert (prev["step"], torch.load(last, weights_only=True)["step"]) == (4, 5)
 
 
 def _checkpointing_run(images, out, steps: int, workers: int):
