@@ -266,10 +266,14 @@ def resolve_defaults(
     model_cfg = {} if resumed is None else resumed.get("config", {})
     if resumed is not None:  # the head, data and validation images the run was started with
         data = resumed.get("data", {})
-        cfg = dataclasses.replace(
-            cfg, head=resumed.get("head", cfg.head), data=cfg.data or list(data.get("sources", [])),
-            val=cfg.val or list(data.get("val_sources", [])),
-        )  # fmt: skip
+        try:  # (the run's head checks the options again: --affinity on a reg run)
+            cfg = dataclasses.replace(
+                cfg, head=resumed.get("head", cfg.head),
+                data=cfg.data or list(data.get("sources", [])),
+                val=cfg.val or list(data.get("val_sources", [])),
+            )  # fmt: skip
+        except ValueError as e:  # a usage error, as with that --head given (it was exit 1)
+            raise UsageError(str(e)) from None
     if cfg.steps is not None or cfg.epochs is not None:  # a new length: not the run's
         args = {k: v for k, v in args.items() if k not in ("steps", "epochs")}
     for name, default in RESUMED_UNLESS_GIVEN.items():

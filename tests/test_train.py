@@ -781,6 +781,17 @@ def test_a_resume_on_more_processes_takes_the_rest_of_the_epoch(data, tmp_path):
     assert [m["step"] for m in metric_lines(out)][-1] == 5
 
 
+def test_an_option_of_the_other_head_on_a_resume_is_a_usage_error(data, tmp_path):
+    """--affinity on a resume of a reg run exited 1; with --head reg given, 2."""
+    out = tmp_path / "run"
+    common = ["--width", "8", "--size", "32", "-b", "2", "--workers", "0", "-q", "-o", out]
+    run(["train", data["train"], "--head", "reg", "--steps", "1", *common], check_rc=0)
+    for head in ([], ["--head", "reg"]):
+        p = run(["train", "--resume", *head, "--affinity", "16", "--steps", "2", "-o", out])
+        assert (p.returncode, p.stderr.decode()) == (2, "recolor train: --affinity features "
+                "steer the cls head only (--head cls) (see recolor train -h)\n")  # fmt: skip
+
+
 def test_a_regression_run_does_not_import_numba(data, tmp_path):
     """The regression head has no classes to encode, but each crop imported the colour-class
     package, and with it numba (0.3 s of every reg run's start)."""
