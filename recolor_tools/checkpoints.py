@@ -113,7 +113,7 @@ def make_checkpoint(
             if reason:
                 raise ValueError(reason)
             lam = rebalance.get("lam")
-            if rebalance.get("weights") is not None and isinstance(lam, float | int) and lam < 1:
+            if rebalance.get("weights") is not None and is_real(lam) and lam < 1:
                 rebalance.pop("prior", None)  # derived again on reading (a resumed run's
                 # checkpoints held the prior that read_checkpoint had put in)
     stored_config = dataclasses.asdict(config)

@@ -193,10 +193,8 @@ class TrainConfig:
         above = next((p for p in self.out.parents if p.exists()), None)  # named as given
         if above is not None and not self.out.exists() and not above.is_dir():
             raise RecolorError("not a directory", above)
-        held = [  # (a linked last.pt left dangling by a kill between save's two renames too)
-            n for n in ("last.pt", "last.prev.pt") if (self.out / n).exists()
-            or (self.out / n).is_symlink()
-        ]  # fmt: skip
+        # (lexists: a linked last.pt left dangling by a kill between save's two renames too)
+        held = [n for n in ("last.pt", "last.prev.pt") if os.path.lexists(self.out / n)]
         if held and not (self.resume or self.overwrite):
             raise ValueError(f"{printable(self.out)} holds a run ({held[0]}): --resume continues "
                              "it, --overwrite starts afresh")  # fmt: skip
